@@ -1,0 +1,121 @@
+//! The project config `runbook.yaml`: environments, targets, variables and protections.
+//!
+//! A target is named, never written down: an environment variable that holds the URL, or a
+//! SQLite path. The config has no field that could hold a literal password.
+
+use crate::playbook::{Duration, WindowGate};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The file name looked up in the project root.
+pub const CONFIG_FILE: &str = "runbook.yaml";
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "runbook project config")]
+pub struct ConfigDef {
+    /// Where playbooks live (default `playbooks`).
+    #[serde(default)]
+    pub playbooks_dir: Option<String>,
+    /// Where migrations live (default `migrations`).
+    #[serde(default)]
+    pub migrations_dir: Option<String>,
+    /// Where seed data lives (default `seeds`).
+    #[serde(default)]
+    pub seeds_dir: Option<String>,
+    /// The environments playbooks run in.
+    #[serde(default)]
+    pub environments: BTreeMap<String, Environment>,
+    /// Names of environment variables whose values are secrets, redacted everywhere.
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    /// Where run state lives (default: SQLite under `.runbook/`).
+    #[serde(default)]
+    pub state: Option<Target>,
+    #[serde(default)]
+    pub audit: Option<AuditConfig>,
+}
+
+/// One environment: its database and its rules.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Environment {
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The database playbooks act on.
+    pub target: Target,
+    /// Variables templates read as `vars.<name>`.
+    #[serde(default)]
+    pub vars: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    pub protections: Protections,
+}
+
+/// A database named by where its address is, never by a literal URL with a password.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    /// An environment variable that holds a `postgres://` URL.
+    #[serde(default)]
+    pub url_env: Option<String>,
+    /// A SQLite database file, relative to the project root.
+    #[serde(default)]
+    pub sqlite: Option<String>,
+}
+
+impl Target {
+    /// A description safe to print: the variable's name or the file path.
+    pub fn describe(&self) -> String {
+        match (&self.url_env, &self.sqlite) {
+            (Some(var), _) => format!("${var}"),
+            (None, Some(path)) => format!("sqlite:{path}"),
+            (None, None) => "(none)".to_owned(),
+        }
+    }
+}
+
+/// Rules that keep a run in a protected environment from slipping past people.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Protections {
+    /// Destructive steps (restore, revert, DROP) need a confirm or approval gate before them.
+    #[serde(default)]
+    pub protected: bool,
+    /// Approvals each approval gate needs at least.
+    #[serde(default)]
+    pub approvals: Option<u32>,
+    /// Whether the operator may approve their own run (`--approve`); only sensible in dev.
+    #[serde(default)]
+    pub self_approval: bool,
+    /// Approvals older than this do not count.
+    #[serde(default)]
+    pub approval_expiry: Option<Duration>,
+    /// Restore and other destructive steps ask the operator to type the database name.
+    #[serde(default)]
+    pub confirm_destructive: bool,
+    /// Runs are allowed only inside one of these windows.
+    #[serde(default)]
+    pub windows: Vec<WindowGate>,
+}
+
+impl Protections {
+    /// An environment is protected when any rule asks for people in the loop.
+    pub fn is_protected(&self) -> bool {
+        self.protected || self.approvals.unwrap_or(0) > 0 || self.confirm_destructive
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Folder of the JSONL audit chains (default `.runbook/audit`).
+    #[serde(default)]
+    pub dir: Option<String>,
+    /// An environment variable holding a PostgreSQL URL of a central append-only sink.
+    #[serde(default)]
+    pub sink_url_env: Option<String>,
+    /// An environment variable holding an Ed25519 signing key (hex).
+    #[serde(default)]
+    pub signing_key_env: Option<String>,
+}

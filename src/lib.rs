@@ -1,0 +1,8 @@
+//! runbook: executes declarative YAML playbooks for database production operations.
+
+pub mod diagnostic;
+pub mod source;
+pub mod config;
+pub mod playbook;
+pub mod schema;
+pub mod yaml;

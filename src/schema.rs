@@ -1,0 +1,376 @@
+//! The JSON Schemas of playbooks and the config, generated from the Rust model, and the
+//! structural check that runs them over a document through the `jsonschema` crate.
+//!
+//! Each schema error is turned into a diagnostic at the position of the offending node, with
+//! the schema's own description as a hint where the error alone would not say what is wanted.
+
+use crate::config::ConfigDef;
+use crate::diagnostic::{did_you_mean, Diagnostic};
+use crate::playbook::{PlaybookDef, ACTION_KEYS};
+use crate::source::Source;
+use crate::yaml::Node;
+use jsonschema::error::ValidationErrorKind;
+use serde_json::Value as Json;
+use std::sync::OnceLock;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchemaKind {
+    Playbook,
+    Config,
+}
+
+impl SchemaKind {
+    /// The committed file under `schemas/`.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            SchemaKind::Playbook => "playbook.schema.json",
+            SchemaKind::Config => "config.schema.json",
+        }
+    }
+}
+
+/// The schema as JSON, generated from the model types.
+pub fn schema(kind: SchemaKind) -> Json {
+    let root = match kind {
+        SchemaKind::Playbook => schemars::schema_for!(PlaybookDef),
+        SchemaKind::Config => schemars::schema_for!(ConfigDef),
+    };
+    let mut json = serde_json::to_value(root).unwrap_or(Json::Null);
+    if let Json::Object(map) = &mut json {
+        map.insert(
+            "$id".to_owned(),
+            Json::String(format!("https://runbook.dev/schemas/{}", kind.file_name())),
+        );
+    }
+    json
+}
+
+/// The schema as the pretty-printed text committed under `schemas/`.
+pub fn schema_text(kind: SchemaKind) -> String {
+    let mut text = serde_json::to_string_pretty(&schema(kind)).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+struct Compiled {
+    schema: Json,
+    validator: jsonschema::Validator,
+}
+
+fn compiled(kind: SchemaKind) -> Option<&'static Compiled> {
+    static PLAYBOOK: OnceLock<Option<Compiled>> = OnceLock::new();
+    static CONFIG: OnceLock<Option<Compiled>> = OnceLock::new();
+    let cell = match kind {
+        SchemaKind::Playbook => &PLAYBOOK,
+        SchemaKind::Config => &CONFIG,
+    };
+    cell.get_or_init(|| {
+        let schema = schema(kind);
+        let validator = jsonschema::draft202012::new(&schema).ok()?;
+        Some(Compiled { schema, validator })
+    })
+    .as_ref()
+}
+
+/// Splits a JSON pointer into unescaped segments.
+fn segments(pointer: &str) -> Vec<String> {
+    pointer
+        .split('/')
+        .skip(1)
+        .map(|s| s.replace("~1", "/").replace("~0", "~"))
+        .collect()
+}
+
+/// Validates `json` (the JSON form of `tree`) and returns one diagnostic per schema error.
+pub fn check(kind: SchemaKind, source: &Source, tree: &Node, json: &Json) -> Vec<Diagnostic> {
+    let Some(compiled) = compiled(kind) else {
+        return vec![Diagnostic::error("internal", "the built-in schema failed to compile")
+            .in_file(source.display_path())];
+    };
+    let mut out = Vec::new();
+    for err in compiled.validator.iter_errors(json) {
+        let instance: Vec<String> = segments(err.instance_path().as_str());
+        let schema_path: Vec<String> = segments(err.schema_path().as_str());
+        out.extend(to_diagnostics(
+            kind,
+            compiled,
+            source,
+            tree,
+            &instance,
+            &schema_path,
+            err.kind(),
+            err.instance(),
+        ));
+    }
+    // A wrong value inside an `anyOf` also reports the branch errors; keep the most specific.
+    out.dedup_by(|a, b| a.line == b.line && a.column == b.column && a.message == b.message);
+    out
+}
+
+/// Follows a schema path (which never crosses `$ref`) to the subschema it names.
+fn schema_at<'a>(root: &'a Json, path: &[String]) -> Option<&'a Json> {
+    let mut node = root;
+    for seg in path {
+        node = match node {
+            Json::Object(map) => map.get(seg)?,
+            Json::Array(items) => items.get(seg.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(node)
+}
+
+/// Resolves a local `$ref` chain so `properties` and `description` can be read.
+fn deref<'a>(root: &'a Json, mut node: &'a Json) -> &'a Json {
+    for _ in 0..8 {
+        match node.get("$ref").and_then(Json::as_str) {
+            Some(r) if r.starts_with("#/") => {
+                let path: Vec<String> = segments(&r[1..]);
+                match schema_at(root, &path) {
+                    Some(n) => node = n,
+                    None => break,
+                }
+            }
+            _ => break,
+        }
+    }
+    node
+}
+
+/// The description of the subschema that holds the failing keyword.
+fn description_of(compiled: &Compiled, schema_path: &[String]) -> Option<String> {
+    let parent = &schema_path[..schema_path.len().saturating_sub(1)];
+    let node = deref(&compiled.schema, schema_at(&compiled.schema, parent)?);
+    node.get("description")
+        .and_then(Json::as_str)
+        .map(|s| s.lines().next().unwrap_or(s).to_owned())
+}
+
+/// What the containing object is, for messages: "in step `backup`", "in `shell`".
+fn context(tree: &Node, instance: &[String]) -> String {
+    let refs: Vec<&str> = instance.iter().map(String::as_str).collect();
+    if is_step_path(&refs) {
+        let id = tree
+            .lookup(&refs)
+            .and_then(|n| n.get("id"))
+            .and_then(Node::as_str);
+        return match id {
+            Some(id) => format!(" in step `{id}`"),
+            None => " in step".to_owned(),
+        };
+    }
+    match refs.iter().rev().find(|s| s.parse::<usize>().is_err()) {
+        Some(last) => format!(" in `{last}`"),
+        None => String::new(),
+    }
+}
+
+/// A step is an item of `steps`, `on_failure`, `finally` or `rollback`.
+fn is_step_path(path: &[&str]) -> bool {
+    path.len() >= 2
+        && path[path.len() - 1].parse::<usize>().is_ok()
+        && matches!(
+            path[path.len() - 2],
+            "steps" | "on_failure" | "finally" | "rollback"
+        )
+}
+
+fn json_type_name(v: &Json) -> &'static str {
+    match v {
+        Json::Null => "null",
+        Json::Bool(_) => "boolean",
+        Json::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Json::Number(_) => "number",
+        Json::String(_) => "string",
+        Json::Array(_) => "list",
+        Json::Object(_) => "mapping",
+    }
+}
+
+fn short(v: &Json) -> String {
+    let text = match v {
+        Json::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    if text.chars().count() > 40 {
+        format!("{}...", text.chars().take(40).collect::<String>())
+    } else {
+        text
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn to_diagnostics(
+    kind: SchemaKind,
+    compiled: &Compiled,
+    source: &Source,
+    tree: &Node,
+    instance: &[String],
+    schema_path: &[String],
+    error: &ValidationErrorKind,
+    value: &Json,
+) -> Vec<Diagnostic> {
+    let refs: Vec<&str> = instance.iter().map(String::as_str).collect();
+    let node = tree.lookup(&refs);
+    let pos = tree.pos_of(&refs);
+    let width = node
+        .and_then(Node::as_str)
+        .map_or(1, |s| s.chars().count().min(60));
+    let ctx = context(tree, instance);
+    let hint_from_schema = || description_of(compiled, schema_path);
+    match error {
+        ValidationErrorKind::AdditionalProperties { unexpected } => {
+            let parent = &schema_path[..schema_path.len().saturating_sub(1)];
+            let allowed: Vec<String> = schema_at(&compiled.schema, parent)
+                .map(|n| deref(&compiled.schema, n))
+                .and_then(|n| n.get("properties"))
+                .and_then(Json::as_object)
+                .map(|m| m.keys().cloned().collect())
+                .unwrap_or_default();
+            let in_step = is_step_path(&refs);
+            unexpected
+                .iter()
+                .map(|key| {
+                    let key_node = node.and_then(|n| n.key(key));
+                    let key_pos = key_node.map_or(pos, |n| n.pos);
+                    let what = if in_step { "unknown key or action" } else { "unknown key" };
+                    let mut d = Diagnostic::error("unknown-key", format!("{what} `{key}`{ctx}"))
+                        .at(source, key_pos)
+                        .with_width(key.chars().count());
+                    let hint = match did_you_mean(key, allowed.iter().map(String::as_str)) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None if in_step => format!(
+                            "a step takes one action ({}) and the options `id`, `name`, `when`, `retry`, `timeout`, `continue_on_error`, `rollback`, `outputs`, `tags`",
+                            ACTION_KEYS.join(", ")
+                        ),
+                        None => format!(
+                            "expected one of: {}",
+                            allowed.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                        ),
+                    };
+                    d = d.with_hint(hint);
+                    d
+                })
+                .collect()
+        }
+        ValidationErrorKind::Required { property } => {
+            let name = property.as_str().unwrap_or_default();
+            let mut d = Diagnostic::error("missing-key", format!("missing required key `{name}`{ctx}"))
+                .at(source, pos);
+            let hint = match (kind, name) {
+                (SchemaKind::Playbook, "steps") if instance.is_empty() => {
+                    "a playbook needs a `steps` list, even if it is short".to_owned()
+                }
+                (SchemaKind::Playbook, "name") if instance.is_empty() => {
+                    "add `name: <playbook-name>` at the top of the file".to_owned()
+                }
+                _ => format!("add `{name}:`"),
+            };
+            d = d.with_hint(hint);
+            vec![d]
+        }
+        ValidationErrorKind::Type { kind: expected } => {
+            let expected = format!("{expected:?}")
+                .replace("Single(", "")
+                .replace("Multiple(", "")
+                .replace(')', "")
+                .to_lowercase()
+                .replace("object", "mapping")
+                .replace("array", "list");
+            let found = json_type_name(value);
+            let mut d = Diagnostic::error(
+                "wrong-type",
+                format!("expected {expected}, found {found}{}", field_name(instance)),
+            )
+            .at(source, pos)
+            .with_width(width);
+            if instance.is_empty() {
+                d = d.with_hint(match kind {
+                    SchemaKind::Playbook => "a playbook is a mapping with `name` and `steps` at the top level",
+                    SchemaKind::Config => "the config is a mapping with `environments` at the top level",
+                });
+            } else if let (Json::String(s), true) = (value, expected.contains("boolean")) {
+                d = d.with_hint(format!("write `true` or `false`; `{s}` is a string in YAML 1.2"));
+            } else if let Some(h) = hint_from_schema() {
+                d = d.with_hint(h);
+            }
+            vec![d]
+        }
+        ValidationErrorKind::Enum { options } => {
+            let opts: Vec<String> = options
+                .as_array()
+                .map(|a| a.iter().map(short).collect())
+                .unwrap_or_default();
+            let got = short(value);
+            let hint = match did_you_mean(&got, opts.iter().map(String::as_str)) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => format!(
+                    "expected one of: {}",
+                    opts.iter().map(|o| format!("`{o}`")).collect::<Vec<_>>().join(", ")
+                ),
+            };
+            vec![Diagnostic::error(
+                "invalid-value",
+                format!("`{got}` is not a valid value{}", field_name(instance)),
+            )
+            .at(source, pos)
+            .with_width(width)
+            .with_hint(hint)]
+        }
+        ValidationErrorKind::Pattern { .. } => {
+            let hint = hint_from_schema().unwrap_or_else(|| "check the value's format".to_owned());
+            let hint = match instance.last().map(String::as_str) {
+                Some("id") => "step ids are letters, digits and `_`, starting with a letter or `_`, so templates can read `steps.<id>`".to_owned(),
+                Some("name") if instance.len() == 1 => "playbook names are lowercase letters, digits, `-` and `_`".to_owned(),
+                _ => hint,
+            };
+            vec![Diagnostic::error(
+                "invalid-format",
+                format!("`{}` is not a valid value{}", short(value), field_name(instance)),
+            )
+            .at(source, pos)
+            .with_width(width)
+            .with_hint(hint)]
+        }
+        ValidationErrorKind::Minimum { limit } | ValidationErrorKind::ExclusiveMinimum { limit } => {
+            vec![Diagnostic::error(
+                "out-of-range",
+                format!("{} is below the minimum {limit}{}", short(value), field_name(instance)),
+            )
+            .at(source, pos)]
+        }
+        ValidationErrorKind::Maximum { limit } | ValidationErrorKind::ExclusiveMaximum { limit } => {
+            vec![Diagnostic::error(
+                "out-of-range",
+                format!("{} is above the maximum {limit}{}", short(value), field_name(instance)),
+            )
+            .at(source, pos)]
+        }
+        ValidationErrorKind::AnyOf { .. }
+        | ValidationErrorKind::OneOfNotValid { .. }
+        | ValidationErrorKind::OneOfMultipleValid { .. } => {
+            let hint = hint_from_schema().unwrap_or_else(|| "see `runbook schema` for the accepted forms".to_owned());
+            vec![Diagnostic::error(
+                "invalid-value",
+                format!("`{}` is not an accepted form{}", short(value), field_name(instance)),
+            )
+            .at(source, pos)
+            .with_width(width)
+            .with_hint(hint)]
+        }
+        other => vec![Diagnostic::error(
+            "schema",
+            format!("{} ({}){}", short(value), other.keyword(), field_name(instance)),
+        )
+        .at(source, pos)],
+    }
+}
+
+/// " for `a.b.c`" naming the field, or nothing at the root.
+fn field_name(instance: &[String]) -> String {
+    if instance.is_empty() {
+        String::new()
+    } else {
+        format!(" for `{}`", instance.join("."))
+    }
+}
