@@ -4,5 +4,8 @@ pub mod diagnostic;
 pub mod source;
 pub mod config;
 pub mod playbook;
+pub mod project;
 pub mod schema;
+pub mod template;
+pub mod validate;
 pub mod yaml;

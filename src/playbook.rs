@@ -734,3 +734,74 @@ pub struct IncludeAction {
     #[serde(default)]
     pub params: BTreeMap<String, serde_json::Value>,
 }
+
+impl Action<'_> {
+    /// The outputs an action produces, readable as `steps.<id>.outputs.<name>`. `None` means
+    /// any name (an include passes on whatever the included playbook produces).
+    pub fn outputs(&self) -> Option<&'static [&'static str]> {
+        Some(match self {
+            Action::Shell(_) => &["stdout", "stderr", "exit_code", "json"],
+            Action::Sql(_) => &["rows", "row", "scalar", "row_count", "rows_affected"],
+            Action::Migrate(_) => &[
+                "pending", "applied", "drifted", "missing", "current_version", "reverted",
+                "findings", "errors", "warnings", "results", "locks", "count",
+            ],
+            Action::Backup(_) => &[
+                "path", "manifest", "sha256", "size", "format", "server_version", "row_counts",
+            ],
+            Action::Restore(_) => &["path", "pre_backup", "row_counts", "tables"],
+            Action::Seed(_) => &["inserted", "updated", "unchanged", "tables"],
+            Action::Health(_) => &["status", "passed", "warnings", "failed", "checks"],
+            Action::Gate(_) => &["outcome", "approvers", "value"],
+            Action::Log(_) => &["message"],
+            Action::WaitFor(_) => &["result", "attempts"],
+            Action::Include(_) => return None,
+        })
+    }
+
+    /// Whether the action destroys data or schema: restore, migrate revert, or SQL that drops
+    /// or truncates. In a protected environment such a step needs a gate before it.
+    pub fn is_destructive(&self) -> bool {
+        match self {
+            Action::Restore(_) => true,
+            Action::Migrate(m) => m.action == MigrateOp::Revert,
+            Action::Sql(s) => sql_is_destructive(&s.query),
+            _ => false,
+        }
+    }
+}
+
+/// Whether SQL text drops or truncates something (comments and string literals ignored).
+pub fn sql_is_destructive(query: &str) -> bool {
+    static RE: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
+    let Some(re) = RE
+        .get_or_init(|| regex::Regex::new(r"(?i)\b(drop|truncate)\b").ok())
+        .as_ref()
+    else {
+        return false;
+    };
+    let mut code = String::with_capacity(query.len());
+    let mut chars = query.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                for d in chars.by_ref() {
+                    if d == '\'' {
+                        break;
+                    }
+                }
+                code.push(' ');
+            }
+            '-' if chars.peek() == Some(&'-') => {
+                for d in chars.by_ref() {
+                    if d == '\n' {
+                        break;
+                    }
+                }
+                code.push(' ');
+            }
+            c => code.push(c),
+        }
+    }
+    re.is_match(&code)
+}

@@ -1,0 +1,312 @@
+//! The project: its root folder, its config, and loading playbooks by name or path.
+//!
+//! Loading is load -> schema -> typed model -> semantic checks, for the config and for each
+//! playbook and the playbooks it includes. Reading files is the only IO here.
+
+use crate::config::{ConfigDef, CONFIG_FILE};
+use crate::diagnostic::{did_you_mean, Diagnostic};
+use crate::playbook::{Action, PlaybookDef};
+use crate::schema::{self, SchemaKind};
+use crate::source::{display_path, Pos, Source};
+use crate::validate;
+use crate::yaml::{self, Node};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A loaded, validated config.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub def: ConfigDef,
+    pub source: Source,
+}
+
+/// A loaded, validated playbook with the playbooks it includes.
+#[derive(Debug, Clone)]
+pub struct Playbook {
+    pub def: PlaybookDef,
+    pub source: Source,
+    pub tree: Node,
+    /// sha256 of the file's bytes.
+    pub sha256: String,
+    /// Included playbooks by the id of the `include` step.
+    pub includes: BTreeMap<String, Arc<Playbook>>,
+}
+
+impl Playbook {
+    pub fn name(&self) -> &str {
+        &self.def.name
+    }
+
+    /// sha256 over this file and every included file, so a change anywhere voids resume and
+    /// approvals.
+    pub fn content_hash(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(self.sha256.as_bytes());
+        for (id, inc) in &self.includes {
+            h.update(id.as_bytes());
+            h.update(inc.content_hash().as_bytes());
+        }
+        hex::encode(h.finalize())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub root: PathBuf,
+    pub config: Option<Config>,
+}
+
+/// Every diagnostic found while loading, errors and warnings alike.
+pub type Diagnostics = Vec<Diagnostic>;
+
+impl Project {
+    /// Opens the project at `root`, loading `runbook.yaml` when present.
+    pub fn open(root: &Path) -> Result<Project, Diagnostics> {
+        let root = root.to_path_buf();
+        let config_path = root.join(CONFIG_FILE);
+        let config = if config_path.is_file() {
+            Some(load_config(&config_path)?)
+        } else {
+            None
+        };
+        Ok(Project { root, config })
+    }
+
+    /// Finds the project root: the nearest folder at or above `start` with a `runbook.yaml`
+    /// or a `playbooks/` folder, else `start` itself.
+    pub fn discover(start: &Path) -> PathBuf {
+        let mut dir = Some(start);
+        while let Some(d) = dir {
+            if d.join(CONFIG_FILE).is_file() || d.join("playbooks").is_dir() {
+                return d.to_path_buf();
+            }
+            dir = d.parent();
+        }
+        start.to_path_buf()
+    }
+
+    pub fn config_def(&self) -> Option<&ConfigDef> {
+        self.config.as_ref().map(|c| &c.def)
+    }
+
+    fn dir(&self, configured: Option<&String>, default: &str) -> PathBuf {
+        self.root.join(configured.map_or(default, String::as_str))
+    }
+
+    pub fn playbooks_dir(&self) -> PathBuf {
+        self.dir(self.config_def().and_then(|c| c.playbooks_dir.as_ref()), "playbooks")
+    }
+
+    pub fn migrations_dir(&self) -> PathBuf {
+        self.dir(self.config_def().and_then(|c| c.migrations_dir.as_ref()), "migrations")
+    }
+
+    pub fn seeds_dir(&self) -> PathBuf {
+        self.dir(self.config_def().and_then(|c| c.seeds_dir.as_ref()), "seeds")
+    }
+
+    /// The playbook files under `playbooks/`, sorted.
+    pub fn playbook_files(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(self.playbooks_dir())
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| p.is_file() && is_yaml(p))
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.sort();
+        files
+    }
+
+    /// Resolves a playbook given by name (`deploy`) or by path (`./x.yaml`).
+    pub fn resolve(&self, name_or_path: &str) -> Result<PathBuf, Diagnostic> {
+        let as_path = Path::new(name_or_path);
+        if name_or_path.contains('/') || is_yaml(as_path) {
+            if as_path.is_file() {
+                return Ok(as_path.to_path_buf());
+            }
+            return Err(Diagnostic::error("not-found", format!("no playbook file `{name_or_path}`"))
+                .with_hint("check the path, or give a playbook name from `runbook list`"));
+        }
+        let dir = self.playbooks_dir();
+        for ext in ["yaml", "yml"] {
+            let candidate = dir.join(format!("{name_or_path}.{ext}"));
+            if candidate.is_file() {
+                return Ok(candidate);
+            }
+        }
+        let names: Vec<String> = self
+            .playbook_files()
+            .iter()
+            .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+            .collect();
+        let hint = match did_you_mean(name_or_path, names.iter().map(String::as_str)) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None if names.is_empty() => format!("there are no playbooks in `{}`", display_path(&dir)),
+            None => format!("playbooks: {}", names.join(", ")),
+        };
+        Err(Diagnostic::error("not-found", format!("no playbook named `{name_or_path}`")).with_hint(hint))
+    }
+
+    /// Loads and validates one playbook and, recursively, its includes.
+    pub fn load_playbook(&self, path: &Path) -> Result<Arc<Playbook>, Diagnostics> {
+        let mut stack = Vec::new();
+        let mut cache = BTreeMap::new();
+        load_playbook_rec(self, path, &mut stack, &mut cache)
+    }
+}
+
+fn is_yaml(p: &Path) -> bool {
+    matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+}
+
+fn read(path: &Path) -> Result<Source, Diagnostics> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        vec![Diagnostic::error("unreadable", format!("cannot read file: {e}"))
+            .in_file(display_path(path))
+            .with_hint("check that the file exists and is readable")]
+    })?;
+    yaml::decode(path, bytes).map_err(|d| vec![d])
+}
+
+/// Parses a file and runs the schema; returns the tree and its JSON on success.
+fn parse_checked(kind: SchemaKind, source: &Source) -> Result<(Node, serde_json::Value), Diagnostics> {
+    let tree = yaml::parse(source).map_err(|d| vec![d])?;
+    if matches!(tree.value, yaml::Value::Null) {
+        let what = match kind {
+            SchemaKind::Playbook => "playbook file is empty",
+            SchemaKind::Config => "config file is empty",
+        };
+        let hint = match kind {
+            SchemaKind::Playbook => "a playbook needs at least `name:` and `steps:`",
+            SchemaKind::Config => "add `environments:`, or delete the file",
+        };
+        return Err(vec![Diagnostic::error("empty-file", what).at(source, Pos::new(1, 1)).with_hint(hint)]);
+    }
+    let json = tree.to_json().map_err(|pos| {
+        vec![Diagnostic::error("non-string-key", "mapping keys must be strings")
+            .at(source, pos)
+            .with_hint("quote the key")]
+    })?;
+    let diags = schema::check(kind, source, &tree, &json);
+    if diags.iter().any(Diagnostic::is_error) {
+        return Err(diags);
+    }
+    Ok((tree, json))
+}
+
+pub fn load_config(path: &Path) -> Result<Config, Diagnostics> {
+    let source = read(path)?;
+    let (tree, json) = parse_checked(SchemaKind::Config, &source)?;
+    let def: ConfigDef = serde_json::from_value(json).map_err(|e| {
+        vec![Diagnostic::error("schema", e.to_string()).at(&source, Pos::new(1, 1))]
+    })?;
+    let diags = validate::check_config(&def, &source, &tree);
+    if diags.iter().any(Diagnostic::is_error) {
+        return Err(diags);
+    }
+    Ok(Config { def, source })
+}
+
+fn load_playbook_rec(
+    project: &Project,
+    path: &Path,
+    stack: &mut Vec<PathBuf>,
+    cache: &mut BTreeMap<PathBuf, Arc<Playbook>>,
+) -> Result<Arc<Playbook>, Diagnostics> {
+    let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    if let Some(done) = cache.get(&canonical) {
+        return Ok(done.clone());
+    }
+    let source = read(path)?;
+    let sha256 = hex::encode(Sha256::digest(source.text.as_bytes()));
+    let (tree, json) = parse_checked(SchemaKind::Playbook, &source)?;
+    let def: PlaybookDef = serde_json::from_value(json).map_err(|e| {
+        vec![Diagnostic::error("schema", e.to_string()).at(&source, Pos::new(1, 1))]
+    })?;
+    let mut diags = validate::check_playbook(&def, &source, &tree, project.config_def());
+
+    // Includes: each must exist, be valid, take the params it is given, and not cycle.
+    stack.push(canonical.clone());
+    let mut includes = BTreeMap::new();
+    for (i, step) in def.steps.iter().enumerate() {
+        let Some(Action::Include(inc)) = step.action() else { continue };
+        let at = tree.pos_of(&["steps", &i.to_string(), "include", "playbook"]);
+        let target = resolve_include(project, path, &inc.playbook);
+        let Some(target) = target else {
+            diags.push(Diagnostic::error("missing-include", format!("included playbook `{}` does not exist", inc.playbook))
+                .at(&source, at)
+                .with_width(inc.playbook.chars().count())
+                .with_hint(format!("give a playbook name from `{}` or a path relative to this file", display_path(&project.playbooks_dir()))));
+            continue;
+        };
+        let target_canon = std::fs::canonicalize(&target).unwrap_or(target.clone());
+        if let Some(start) = stack.iter().position(|p| *p == target_canon) {
+            let cycle: Vec<String> = stack[start..]
+                .iter()
+                .chain(std::iter::once(&target_canon))
+                .map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default())
+                .collect();
+            diags.push(Diagnostic::error("include-cycle", format!("include cycle: {}", cycle.join(" -> ")))
+                .at(&source, at)
+                .with_width(inc.playbook.chars().count())
+                .with_hint("a playbook cannot include itself, directly or through others"));
+            continue;
+        }
+        match load_playbook_rec(project, &target, stack, cache) {
+            Ok(child) => {
+                for name in inc.params.keys() {
+                    if !child.def.params.contains_key(name) {
+                        let p = tree.pos_of(&["steps", &i.to_string(), "include", "params", name]);
+                        let key_pos = tree
+                            .lookup(&["steps", &i.to_string(), "include", "params"])
+                            .and_then(|n| n.key(name))
+                            .map_or(p, |n| n.pos);
+                        let hint = match did_you_mean(name, child.def.params.keys().map(String::as_str)) {
+                            Some(s) => format!("did you mean `{s}`?"),
+                            None => format!("`{}` takes: {}", child.def.name, child.def.params.keys().cloned().collect::<Vec<_>>().join(", ")),
+                        };
+                        diags.push(Diagnostic::error("unknown-param", format!("included playbook `{}` has no parameter `{name}`", child.def.name))
+                            .at(&source, key_pos).with_width(name.chars().count()).with_hint(hint));
+                    }
+                }
+                for (name, param) in &child.def.params {
+                    if param.required && param.default.is_none() && param.from_env.is_none() && !inc.params.contains_key(name) {
+                        diags.push(Diagnostic::error("missing-param", format!("included playbook `{}` requires parameter `{name}`", child.def.name))
+                            .at(&source, at).with_hint(format!("pass it under `include.params`: `{name}: ...`")));
+                    }
+                }
+                if let Some(id) = &step.id {
+                    includes.insert(id.clone(), child);
+                }
+            }
+            Err(child_diags) => {
+                let first = child_diags.iter().find(|d| d.is_error()).map(|d| d.location()).unwrap_or_default();
+                diags.push(Diagnostic::error("invalid-include", format!("included playbook `{}` is invalid", inc.playbook))
+                    .at(&source, at)
+                    .with_width(inc.playbook.chars().count())
+                    .with_hint(format!("fix the errors in it first (the first is at {first})")));
+                diags.extend(child_diags);
+            }
+        }
+    }
+    stack.pop();
+
+    if diags.iter().any(Diagnostic::is_error) {
+        return Err(diags);
+    }
+    let playbook = Arc::new(Playbook { def, source, tree, sha256, includes });
+    cache.insert(canonical, playbook.clone());
+    Ok(playbook)
+}
+
+fn resolve_include(project: &Project, from: &Path, name: &str) -> Option<PathBuf> {
+    let rel = from.parent().unwrap_or(Path::new(".")).join(name);
+    if (name.contains('/') || is_yaml(Path::new(name))) && rel.is_file() {
+        return Some(rel);
+    }
+    project.resolve(name).ok()
+}

@@ -1,0 +1,104 @@
+//! Templates: minijinja with strict undefined, and the static analysis `validate` needs.
+//!
+//! A string field may hold `{{ ... }}` templates; `when`, condition gates and `wait_for.until`
+//! hold bare expressions. Rendering never does IO; values a template reads are given to it.
+
+use minijinja::{Environment, UndefinedBehavior};
+use std::collections::BTreeSet;
+use std::sync::OnceLock;
+
+/// The names a template may start with.
+pub const ROOTS: &[&str] = &["params", "env", "vars", "steps", "run"];
+
+/// Fields of `env` available to templates.
+pub const ENV_FIELDS: &[&str] = &["name", "target", "protected"];
+
+/// Fields of `run` available to templates (all known only at run time).
+pub const RUN_FIELDS: &[&str] = &["id", "operator", "playbook", "started_at"];
+
+/// The shared template environment: strict undefined, no auto-escaping, no loader.
+pub fn env() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+        env
+    })
+}
+
+/// Whether a string holds template syntax at all.
+pub fn is_template(text: &str) -> bool {
+    text.contains("{{") || text.contains("{%") || text.contains("{#")
+}
+
+/// A template syntax error, with the 1-based line inside the template when known.
+#[derive(Debug, Clone)]
+pub struct SyntaxError {
+    pub message: String,
+    pub line: Option<usize>,
+}
+
+fn syntax_error(err: &minijinja::Error) -> SyntaxError {
+    let message = err
+        .detail()
+        .map(str::to_owned)
+        .unwrap_or_else(|| err.kind().to_string());
+    SyntaxError {
+        message,
+        line: err.line(),
+    }
+}
+
+/// The dotted variable paths a template reads (`steps.backup.outputs.path`).
+pub fn template_vars(text: &str) -> Result<BTreeSet<String>, SyntaxError> {
+    let tmpl = env()
+        .template_from_str(text)
+        .map_err(|e| syntax_error(&e))?;
+    Ok(tmpl.undeclared_variables(true).into_iter().collect())
+}
+
+/// The dotted variable paths an expression reads.
+pub fn expression_vars(expr: &str) -> Result<BTreeSet<String>, SyntaxError> {
+    let compiled = env()
+        .compile_expression(expr)
+        .map_err(|e| syntax_error(&e))?;
+    Ok(compiled.undeclared_variables(true).into_iter().collect())
+}
+
+/// Renders a template against a context. Errors name the first undefined value.
+pub fn render(text: &str, ctx: &serde_json::Value) -> Result<String, String> {
+    let value = minijinja::Value::from(minijinja::value::Serde(ctx));
+    env()
+        .render_str(text, value)
+        .map_err(|e| describe_error(&e))
+}
+
+/// Evaluates an expression to a JSON value.
+pub fn eval(expr: &str, ctx: &serde_json::Value) -> Result<serde_json::Value, String> {
+    let compiled = env()
+        .compile_expression(expr)
+        .map_err(|e| describe_error(&e))?;
+    let value = compiled
+        .eval(minijinja::Value::from(minijinja::value::Serde(ctx)))
+        .map_err(|e| describe_error(&e))?;
+    serde_json::to_value(&value).map_err(|e| e.to_string())
+}
+
+/// Evaluates an expression for its truth.
+pub fn eval_bool(expr: &str, ctx: &serde_json::Value) -> Result<bool, String> {
+    let compiled = env()
+        .compile_expression(expr)
+        .map_err(|e| describe_error(&e))?;
+    compiled
+        .eval(minijinja::Value::from(minijinja::value::Serde(ctx)))
+        .map(|v| v.is_true())
+        .map_err(|e| describe_error(&e))
+}
+
+fn describe_error(err: &minijinja::Error) -> String {
+    match err.detail() {
+        Some(detail) => format!("{}: {detail}", err.kind()),
+        None => err.kind().to_string(),
+    }
+}

@@ -1,0 +1,787 @@
+//! Semantic validation: what the schema cannot say. Unique ids, one action per step, template
+//! references that resolve, well-formed rollback and finally blocks, complete gates, typed
+//! parameter defaults, and gates before destructive steps in protected environments.
+//!
+//! Every check pushes diagnostics and goes on, so the user sees all problems at once.
+
+use crate::config::ConfigDef;
+use crate::diagnostic::{did_you_mean, Diagnostic};
+use crate::playbook::{Action, ParamType, PlaybookDef, Step, ACTION_KEYS};
+use crate::source::{Pos, Source};
+use crate::template;
+use crate::yaml::{Node, Value};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Which block a step is in; it decides what the step's templates may read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Block {
+    Steps,
+    Rollback { owner: usize },
+    OnFailure,
+    Finally,
+}
+
+struct Checker<'a> {
+    def: &'a PlaybookDef,
+    source: &'a Source,
+    tree: &'a Node,
+    config: Option<&'a ConfigDef>,
+    diags: Vec<Diagnostic>,
+    /// Main step ids in order, with their index.
+    main_ids: Vec<(String, usize)>,
+}
+
+/// Checks a playbook that passed the schema. `config` enables the checks that depend on the
+/// environments (variables, protections); without it those are skipped.
+pub fn check_playbook(
+    def: &PlaybookDef,
+    source: &Source,
+    tree: &Node,
+    config: Option<&ConfigDef>,
+) -> Vec<Diagnostic> {
+    let main_ids = def
+        .steps
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| s.id.clone().map(|id| (id, i)))
+        .collect();
+    let mut c = Checker {
+        def,
+        source,
+        tree,
+        config,
+        diags: Vec::new(),
+        main_ids,
+    };
+    c.params();
+    c.environments();
+    c.ids();
+    if def.steps.is_empty() {
+        c.err(&["steps"], "empty-playbook", "the playbook has no steps", "add at least one step under `steps:`");
+    }
+    for (i, step) in def.steps.iter().enumerate() {
+        let path = vec!["steps".to_owned(), i.to_string()];
+        c.step(step, &path, Block::Steps, i);
+        for (j, comp) in step.rollback.iter().enumerate() {
+            let mut p = path.clone();
+            p.extend(["rollback".to_owned(), j.to_string()]);
+            c.step(comp, &p, Block::Rollback { owner: i }, j);
+        }
+    }
+    for (block, name) in [(Block::OnFailure, "on_failure"), (Block::Finally, "finally")] {
+        let steps = if block == Block::OnFailure { &def.on_failure } else { &def.finally };
+        for (i, step) in steps.iter().enumerate() {
+            c.step(step, &[name.to_owned(), i.to_string()], block, i);
+        }
+    }
+    c.protections();
+    c.diags
+}
+
+impl Checker<'_> {
+    fn node(&self, path: &[String]) -> Option<&Node> {
+        let refs: Vec<&str> = path.iter().map(String::as_str).collect();
+        self.tree.lookup(&refs)
+    }
+
+    fn pos(&self, path: &[String]) -> Pos {
+        let refs: Vec<&str> = path.iter().map(String::as_str).collect();
+        self.tree.pos_of(&refs)
+    }
+
+    fn err(&mut self, path: &[&str], code: &'static str, msg: impl Into<String>, hint: impl Into<String>) {
+        let owned: Vec<String> = path.iter().map(|s| (*s).to_owned()).collect();
+        self.err_at(&owned, code, msg, hint);
+    }
+
+    fn err_at(&mut self, path: &[String], code: &'static str, msg: impl Into<String>, hint: impl Into<String>) {
+        let pos = self.pos(path);
+        let width = self.node(path).and_then(Node::as_str).map_or(1, |s| s.chars().count().min(60));
+        self.diags.push(
+            Diagnostic::error(code, msg)
+                .at(self.source, pos)
+                .with_width(width)
+                .with_hint(hint),
+        );
+    }
+
+    fn params(&mut self) {
+        for (name, param) in &self.def.params {
+            let path = ["params".to_owned(), name.clone()];
+            if !is_identifier(name) {
+                let pos = self.node(&["params".to_owned()]).and_then(|n| n.key(name)).map_or(Pos::UNKNOWN, |n| n.pos);
+                self.diags.push(
+                    Diagnostic::error("invalid-name", format!("parameter name `{name}` is not an identifier"))
+                        .at(self.source, pos)
+                        .with_width(name.chars().count())
+                        .with_hint("use letters, digits and `_` so templates can read `params.<name>`"),
+                );
+            }
+            if param.secret && param.default.is_some() {
+                let mut p = path.to_vec();
+                p.push("default".to_owned());
+                self.err_at(&p, "secret-default", format!("secret parameter `{name}` has a default in the playbook"),
+                    "a secret written in a playbook is stored in plain text; use `from_env` to read it from the environment");
+            }
+            if let Some(default) = &param.default {
+                if !type_matches(param.kind, default) {
+                    let mut p = path.to_vec();
+                    p.push("default".to_owned());
+                    self.err_at(&p, "wrong-type", format!("default of `{name}` is not a {}", param.kind.name()),
+                        format!("give a {} or change `type`", param.kind.name()));
+                }
+                if let Some(choices) = &param.choices {
+                    if !choices.contains(default) {
+                        let mut p = path.to_vec();
+                        p.push("default".to_owned());
+                        self.err_at(&p, "invalid-value", format!("default of `{name}` is not one of its choices"),
+                            "make the default one of `choices`");
+                    }
+                }
+            }
+            if let Some(choices) = &param.choices {
+                for (i, choice) in choices.iter().enumerate() {
+                    if !type_matches(param.kind, choice) {
+                        let p = vec!["params".to_owned(), name.clone(), "choices".to_owned(), i.to_string()];
+                        self.err_at(&p, "wrong-type", format!("choice of `{name}` is not a {}", param.kind.name()),
+                            "every choice must have the parameter's type");
+                    }
+                }
+            }
+            if let Some(var) = &param.from_env {
+                if !is_env_name(var) {
+                    let p = vec!["params".to_owned(), name.clone(), "from_env".to_owned()];
+                    self.err_at(&p, "invalid-name", format!("`{var}` is not an environment variable name"),
+                        "give the variable's name, like `ADMIN_DEFAULT_PASSWORD`, not its value");
+                }
+            }
+        }
+    }
+
+    fn environments(&mut self) {
+        let (Some(envs), Some(config)) = (&self.def.environments, self.config) else {
+            return;
+        };
+        for (i, env) in envs.iter().enumerate() {
+            if !config.environments.contains_key(env) {
+                let hint = match did_you_mean(env, config.environments.keys().map(String::as_str)) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!("environments in runbook.yaml: {}", names(config.environments.keys())),
+                };
+                self.err_at(&["environments".to_owned(), i.to_string()], "unknown-environment",
+                    format!("environment `{env}` is not defined in runbook.yaml"), hint);
+            }
+        }
+    }
+
+    fn ids(&mut self) {
+        let mut seen: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let visit = |steps: &[Step], base: Vec<String>, seen: &mut BTreeMap<String, Vec<String>>, dups: &mut Vec<(Vec<String>, String, Vec<String>)>| {
+            for (i, s) in steps.iter().enumerate() {
+                let mut p = base.clone();
+                p.push(i.to_string());
+                if let Some(id) = &s.id {
+                    match seen.get(id) {
+                        Some(first) => dups.push((p.clone(), id.clone(), first.clone())),
+                        None => {
+                            seen.insert(id.clone(), p.clone());
+                        }
+                    }
+                }
+            }
+        };
+        let mut dups = Vec::new();
+        visit(&self.def.steps, vec!["steps".into()], &mut seen, &mut dups);
+        for (i, s) in self.def.steps.iter().enumerate() {
+            visit(&s.rollback, vec!["steps".into(), i.to_string(), "rollback".into()], &mut seen, &mut dups);
+        }
+        visit(&self.def.on_failure, vec!["on_failure".into()], &mut seen, &mut dups);
+        visit(&self.def.finally, vec!["finally".into()], &mut seen, &mut dups);
+        for (path, id, first) in dups {
+            let first_pos = self.pos(&first);
+            let mut p = path.clone();
+            p.push("id".into());
+            self.err_at(&p, "duplicate-id", format!("step id `{id}` is used twice"),
+                format!("the first `{id}` is at line {}; give each step its own id", first_pos.line));
+        }
+        for (i, s) in self.def.steps.iter().enumerate() {
+            if s.id.is_none() {
+                self.err_at(&["steps".into(), i.to_string()], "missing-id", "step has no `id`",
+                    "add `id: <name>`; ids name checkpoints and let later steps read this step's outputs");
+            }
+        }
+    }
+
+    fn step(&mut self, step: &Step, path: &[String], block: Block, index: usize) {
+        let actions = step.actions();
+        match actions.len() {
+            0 => self.err_at(path, "no-action", "step has no action",
+                format!("add one of: {}", ACTION_KEYS.join(", "))),
+            1 => {}
+            _ => {
+                let keys: Vec<&str> = actions.iter().map(Action::key).collect();
+                let mut p = path.to_vec();
+                p.push(keys[1].to_owned());
+                let node_pos = self.node(path).and_then(|n| n.key(keys[1])).map(|n| n.pos);
+                let pos = node_pos.unwrap_or_else(|| self.pos(&p));
+                self.diags.push(
+                    Diagnostic::error("several-actions", format!("step has {} actions: {}", keys.len(), keys.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")))
+                        .at(self.source, pos)
+                        .with_width(keys[1].len())
+                        .with_hint("a step does one thing; split it into several steps"),
+                );
+            }
+        }
+        let nested = !matches!(block, Block::Steps);
+        if nested && !step.rollback.is_empty() {
+            let mut p = path.to_vec();
+            p.push("rollback".into());
+            self.err_at(&p, "nested-rollback", "a compensation or finally step cannot have its own `rollback`",
+                "move the compensation to the main step it undoes");
+        }
+        if let Some(Action::Gate(g)) = step.action() {
+            if nested && (g.approval.is_some() || g.confirm.is_some() || g.require_run.is_some() || g.window.is_some()) {
+                let mut p = path.to_vec();
+                p.push("gate".into());
+                self.err_at(&p, "gate-in-cleanup", "rollback, on_failure and finally steps cannot wait on an approval, confirmation, window or earlier run",
+                    "cleanup must be able to run unattended; only `condition` gates are allowed here");
+            }
+        }
+        if let Some(action) = step.action() {
+            self.action(action, step, path);
+        }
+        for (name, spec) in &step.outputs {
+            let mut p = path.to_vec();
+            p.extend(["outputs".into(), name.clone()]);
+            if !is_identifier(name) {
+                self.err_at(&p, "invalid-name", format!("output name `{name}` is not an identifier"),
+                    "use letters, digits and `_` so templates can read it");
+            }
+            if let Some(re) = &spec.regex {
+                if let Err(e) = regex::Regex::new(re) {
+                    p.push("regex".into());
+                    let msg = e.to_string();
+                    let last = msg.lines().last().unwrap_or("invalid regex").trim().to_owned();
+                    self.err_at(&p, "invalid-regex", format!("output `{name}` has an invalid regex: {last}"),
+                        "see https://docs.rs/regex for the syntax");
+                }
+            }
+        }
+        if let Some(retry) = &step.retry {
+            if let (Some(d), Some(m)) = (retry.delay.as_ref().and_then(|d| d.parse()), retry.max_delay.as_ref().and_then(|d| d.parse())) {
+                if m < d {
+                    let mut p = path.to_vec();
+                    p.extend(["retry".into(), "max_delay".into()]);
+                    self.err_at(&p, "invalid-value", "`max_delay` is shorter than `delay`", "make `max_delay` at least `delay`");
+                }
+            }
+        }
+        self.templates(step, path, block, index);
+    }
+
+    fn action(&mut self, action: Action<'_>, step: &Step, path: &[String]) {
+        let mut p = path.to_vec();
+        p.push(action.key().to_owned());
+        match action {
+            Action::Shell(s) => match (&s.argv, &s.script) {
+                (None, None) => self.err_at(&p, "incomplete-action", "`shell` needs `argv` or `script`",
+                    "write `argv: [program, arg, ...]`; use `script:` only when you need a shell"),
+                (Some(_), Some(_)) => self.err_at(&p, "conflicting-keys", "`shell` has both `argv` and `script`",
+                    "`argv` runs a program directly, `script` runs `sh -c`; keep one"),
+                (Some(argv), None) if argv.is_empty() => {
+                    p.push("argv".into());
+                    self.err_at(&p, "incomplete-action", "`argv` is empty", "the first item is the program to run");
+                }
+                _ => {}
+            },
+            Action::Sql(s) => {
+                if template::is_template(&s.query) {
+                    p.push("query".into());
+                    let pos = self.pos(&p);
+                    let at = self.source.find_on_line(pos, "{").unwrap_or(pos);
+                    self.diags.push(
+                        Diagnostic::error("template-in-sql", "templates are not allowed in SQL text")
+                            .at(self.source, at)
+                            .with_hint("pass values in `params:` and mark them `$1`, `$2` (PostgreSQL) or `?` (SQLite); they are bound, never spliced"),
+                    );
+                } else if s.query.trim().is_empty() {
+                    p.push("query".into());
+                    self.err_at(&p, "incomplete-action", "`query` is empty", "write the SQL statement to run");
+                }
+            }
+            Action::Gate(g) => {
+                let kinds = g.kinds();
+                if kinds.is_empty() {
+                    self.err_at(&p, "incomplete-gate", "gate has no kind",
+                        "add one of: `approval`, `confirm`, `condition`, `window`, `require_run`");
+                } else if kinds.len() > 1 {
+                    self.err_at(&p, "several-actions", format!("gate has {} kinds: {}", kinds.len(), kinds.join(", ")),
+                        "a gate checks one thing; split it into several gate steps");
+                }
+                if let Some(a) = &g.approval {
+                    if a.message.trim().is_empty() {
+                        let mut q = p.clone();
+                        q.extend(["approval".into(), "message".into()]);
+                        self.err_at(&q, "incomplete-gate", "approval gate has an empty `message`", "say what the approver is approving");
+                    }
+                    if let Some(approvers) = &a.approvers {
+                        let required = a.required.unwrap_or(1) as usize;
+                        if approvers.len() < required {
+                            let mut q = p.clone();
+                            q.extend(["approval".into(), "approvers".into()]);
+                            self.err_at(&q, "incomplete-gate", format!("approval needs {required} approvals but lists {} approvers", approvers.len()),
+                                "list at least as many approvers as `required`");
+                        }
+                    }
+                }
+                if let Some(c) = &g.confirm {
+                    if c.message.trim().is_empty() {
+                        let mut q = p.clone();
+                        q.extend(["confirm".into(), "message".into()]);
+                        self.err_at(&q, "incomplete-gate", "confirm gate has an empty `message`", "say what the operator is confirming");
+                    }
+                }
+                if let Some(w) = &g.window {
+                    if w.start == w.end {
+                        let mut q = p.clone();
+                        q.extend(["window".into(), "end".into()]);
+                        self.err_at(&q, "incomplete-gate", "window opens and closes at the same time", "give `end` a different time than `start`");
+                    }
+                    if let Some(tz) = &w.tz {
+                        if !is_time_zone(tz) {
+                            let mut q = p.clone();
+                            q.extend(["window".into(), "tz".into()]);
+                            self.err_at(&q, "invalid-value", format!("`{tz}` is not a time zone"),
+                                "use `UTC`, a fixed offset like `+02:00`, or an IANA name like `Europe/Berlin`");
+                        }
+                    }
+                }
+                if let (Some(r), Some(config)) = (&g.require_run, self.config) {
+                    if !config.environments.contains_key(&r.env) {
+                        let mut q = p.clone();
+                        q.extend(["require_run".into(), "env".into()]);
+                        let hint = match did_you_mean(&r.env, config.environments.keys().map(String::as_str)) {
+                            Some(s) => format!("did you mean `{s}`?"),
+                            None => format!("environments in runbook.yaml: {}", names(config.environments.keys())),
+                        };
+                        self.err_at(&q, "unknown-environment", format!("environment `{}` is not defined in runbook.yaml", r.env), hint);
+                    }
+                }
+            }
+            Action::WaitFor(w) => match (&w.sql, &w.argv) {
+                (None, None) => self.err_at(&p, "incomplete-action", "`wait_for` needs `sql` or `argv` to poll", "add `sql: SELECT ...` or `argv: [...]`"),
+                (Some(_), Some(_)) => self.err_at(&p, "conflicting-keys", "`wait_for` has both `sql` and `argv`", "poll one thing"),
+                _ => {}
+            },
+            Action::Include(inc) => {
+                if inc.playbook.trim().is_empty() {
+                    p.push("playbook".into());
+                    self.err_at(&p, "incomplete-action", "`include` names no playbook", "give a playbook name or a path");
+                }
+                let _ = step;
+            }
+            _ => {}
+        }
+    }
+
+    /// Checks every template and expression in a step.
+    fn templates(&mut self, step: &Step, path: &[String], block: Block, index: usize) {
+        let visible: BTreeSet<String> = match block {
+            Block::Steps => self.main_ids.iter().filter(|(_, i)| *i < index).map(|(id, _)| id.clone()).collect(),
+            Block::Rollback { owner } => self.main_ids.iter().filter(|(_, i)| *i <= owner).map(|(id, _)| id.clone()).collect(),
+            Block::OnFailure | Block::Finally => {
+                let own = if block == Block::OnFailure { &self.def.on_failure } else { &self.def.finally };
+                self.main_ids
+                    .iter()
+                    .map(|(id, _)| id.clone())
+                    .chain(own.iter().take(index).filter_map(|s| s.id.clone()))
+                    .collect()
+            }
+        };
+        let Some(node) = self.node(path) else { return };
+        let node = node.clone();
+        let allow_result = step.wait_for.is_some();
+        // Expressions: `when`, `gate.condition.expr`, `wait_for.until`.
+        let mut expressions: Vec<(Vec<String>, &str, bool)> = Vec::new();
+        if let Some(w) = &step.when {
+            expressions.push((vec!["when".into()], w, false));
+        }
+        if let Some(c) = step.gate.as_ref().and_then(|g| g.condition.as_ref()) {
+            expressions.push((vec!["gate".into(), "condition".into(), "expr".into()], &c.expr, false));
+        }
+        if let Some(w) = &step.wait_for {
+            expressions.push((vec!["wait_for".into(), "until".into()], &w.until, true));
+        }
+        for (rel, expr, result_ok) in expressions {
+            let mut p = path.to_vec();
+            p.extend(rel);
+            let pos = self.pos(&p);
+            if template::is_template(expr) {
+                self.diags.push(
+                    Diagnostic::error("template-in-expression", "this field is an expression, not a template")
+                        .at(self.source, pos)
+                        .with_hint("drop the `{{ }}` and write the expression itself, e.g. `steps.disk.outputs.free_percent >= 30`"),
+                );
+                continue;
+            }
+            match template::expression_vars(expr) {
+                Ok(vars) => self.references(&vars, pos, &visible, result_ok),
+                Err(e) => self.diags.push(
+                    Diagnostic::error("template-syntax", format!("invalid expression: {}", e.message))
+                        .at(self.source, pos)
+                        .with_hint("expressions use Jinja syntax, e.g. `params.count > 0 and env.name == \"dev\"`"),
+                ),
+            }
+        }
+        // Templates: every other string in the step, except the nested compensation steps
+        // (checked on their own), ids, tags, SQL text and output specs.
+        let mut strings = Vec::new();
+        collect_strings(&node, &mut Vec::new(), &mut strings);
+        for (rel, text, pos) in strings {
+            let first = rel.first().map(String::as_str);
+            if matches!(first, Some("rollback" | "id" | "tags" | "outputs" | "when"))
+                || rel == ["gate", "condition", "expr"]
+                || rel == ["wait_for", "until"]
+                || rel == ["sql", "query"]
+            {
+                continue;
+            }
+            if !template::is_template(&text) {
+                continue;
+            }
+            match template::template_vars(&text) {
+                Ok(vars) => {
+                    let result_ok = allow_result && rel.first().map(String::as_str) == Some("wait_for");
+                    self.references(&vars, pos, &visible, result_ok)
+                }
+                Err(e) => {
+                    let at = self.source.find_on_line(pos, "{").unwrap_or(pos);
+                    self.diags.push(
+                        Diagnostic::error("template-syntax", format!("invalid template: {}", e.message))
+                            .at(self.source, at)
+                            .with_hint("templates look like `{{ params.name }}`; check the braces and filters"),
+                    )
+                }
+            }
+        }
+    }
+
+    /// Checks that each variable path a template reads resolves.
+    fn references(&mut self, vars: &BTreeSet<String>, pos: Pos, visible: &BTreeSet<String>, result_ok: bool) {
+        for var in vars {
+            let parts: Vec<&str> = var.split('.').collect();
+            let root = parts[0];
+            let at = |needle: &str| self.source.find_on_line(pos, needle).unwrap_or(pos);
+            let problem: Option<(Pos, usize, String, String)> = match root {
+                "params" => match parts.get(1) {
+                    Some(name) if !self.def.params.contains_key(*name) => {
+                        let hint = match did_you_mean(name, self.def.params.keys().map(String::as_str)) {
+                            Some(s) => format!("did you mean `params.{s}`?"),
+                            None if self.def.params.is_empty() => "the playbook declares no `params`".to_owned(),
+                            None => format!("declared params: {}", names(self.def.params.keys())),
+                        };
+                        Some((at(name), name.chars().count(), format!("undefined parameter `{name}`"), hint))
+                    }
+                    _ => None,
+                },
+                "env" => match parts.get(1) {
+                    Some(f) if !template::ENV_FIELDS.contains(f) => Some((
+                        at(f),
+                        f.chars().count(),
+                        format!("`env` has no field `{f}`"),
+                        match did_you_mean(f, template::ENV_FIELDS.iter().copied()) {
+                            Some(s) => format!("did you mean `env.{s}`?"),
+                            None => format!("`env` has: {}", template::ENV_FIELDS.join(", ")),
+                        },
+                    )),
+                    _ => None,
+                },
+                "run" => match parts.get(1) {
+                    Some(f) if !template::RUN_FIELDS.contains(f) => Some((
+                        at(f),
+                        f.chars().count(),
+                        format!("`run` has no field `{f}`"),
+                        format!("`run` has: {}", template::RUN_FIELDS.join(", ")),
+                    )),
+                    _ => None,
+                },
+                "vars" => match (parts.get(1), self.config) {
+                    (Some(name), Some(config)) => {
+                        let envs: Vec<&String> = config
+                            .environments
+                            .iter()
+                            .filter(|(env_name, _)| self.def.environments.as_ref().is_none_or(|e| e.contains(env_name)))
+                            .filter(|(_, env)| !env.vars.contains_key(*name))
+                            .map(|(n, _)| n)
+                            .collect();
+                        if envs.is_empty() {
+                            None
+                        } else {
+                            let all: BTreeSet<&str> = config.environments.values().flat_map(|e| e.vars.keys().map(String::as_str)).collect();
+                            let hint = match did_you_mean(name, all.iter().copied()) {
+                                Some(s) if s != *name => format!("did you mean `vars.{s}`?"),
+                                _ => format!("define `{name}` under `vars:` of {} in runbook.yaml, or limit the playbook with `environments:`", names(envs.iter())),
+                            };
+                            Some((at(name), name.chars().count(), format!("variable `{name}` is not defined for environment {}", names(envs.iter())), hint))
+                        }
+                    }
+                    (Some(name), None) => Some((at(name), name.chars().count(), format!("undefined variable `vars.{name}`"),
+                        "`vars` come from runbook.yaml, and there is none".to_owned())),
+                    _ => None,
+                },
+                "steps" => self.step_reference(&parts, pos, visible),
+                "result" if result_ok => None,
+                // Names a template defines itself (loop variables, `set`) never reach here:
+                // undeclared_variables reports only names read from the context.
+                other => {
+                    let mut candidates: Vec<String> = template::ROOTS.iter().map(|s| (*s).to_owned()).collect();
+                    candidates.extend(self.def.params.keys().map(|k| format!("params.{k}")));
+                    let hint = if self.def.params.contains_key(other) {
+                        format!("parameters are read as `params.{other}`")
+                    } else if visible.contains(other) {
+                        format!("step outputs are read as `steps.{other}.outputs.<name>`")
+                    } else {
+                        match did_you_mean(other, template::ROOTS.iter().copied()) {
+                            Some(s) => format!("did you mean `{s}`?"),
+                            None => format!("templates can read: {}", template::ROOTS.join(", ")),
+                        }
+                    };
+                    Some((at(other), other.chars().count(), format!("undefined variable `{other}`"), hint))
+                }
+            };
+            if let Some((p, width, msg, hint)) = problem {
+                self.diags.push(
+                    Diagnostic::error("undefined-variable", msg)
+                        .at(self.source, p)
+                        .with_width(width)
+                        .with_hint(hint),
+                );
+            }
+        }
+    }
+
+    fn step_reference(&self, parts: &[&str], pos: Pos, visible: &BTreeSet<String>) -> Option<(Pos, usize, String, String)> {
+        let id = *parts.get(1)?;
+        let at = |needle: &str| self.source.find_on_line(pos, &format!("steps.{needle}")).map(|p| Pos::new(p.line, p.col + 6)).unwrap_or(pos);
+        if !visible.contains(id) {
+            let later = self.main_ids.iter().any(|(s, _)| s == id)
+                || self.def.on_failure.iter().chain(&self.def.finally).any(|s| s.id.as_deref() == Some(id));
+            let (msg, hint) = if later {
+                (format!("step `{id}` has not run yet at this point"), "a step can read the outputs of steps before it; move this step after `".to_owned() + id + "`")
+            } else {
+                let hint = match did_you_mean(id, visible.iter().map(String::as_str)) {
+                    Some(s) => format!("did you mean `steps.{s}`?"),
+                    None if visible.is_empty() => "no step runs before this one".to_owned(),
+                    None => format!("steps before this one: {}", names(visible.iter())),
+                };
+                (format!("no step `{id}` runs before this one"), hint)
+            };
+            return Some((at(id), id.chars().count(), msg, hint));
+        }
+        let field = *parts.get(2)?;
+        if field != "outputs" && field != "status" {
+            return Some((pos, 1, format!("`steps.{id}` has no field `{field}`"), "read `steps.<id>.outputs.<name>` or `steps.<id>.status`".to_owned()));
+        }
+        let output = *parts.get(3)?;
+        if field != "outputs" {
+            return None;
+        }
+        let step = self.def.steps.iter().chain(&self.def.on_failure).chain(&self.def.finally).find(|s| s.id.as_deref() == Some(id))?;
+        let action = step.action()?;
+        let known = action.outputs()?;
+        if known.contains(&output) || step.outputs.contains_key(output) {
+            return None;
+        }
+        let mut all: Vec<&str> = known.to_vec();
+        all.extend(step.outputs.keys().map(String::as_str));
+        let hint = match did_you_mean(output, all.iter().copied()) {
+            Some(s) => format!("did you mean `steps.{id}.outputs.{s}`?"),
+            None => format!("`{}` steps produce: {}", action.key(), all.join(", ")),
+        };
+        let p = self.source.find_on_line(pos, &format!("outputs.{output}")).map(|p| Pos::new(p.line, p.col + 8)).unwrap_or(pos);
+        Some((p, output.chars().count(), format!("step `{id}` has no output `{output}`"), hint))
+    }
+
+    /// In a protected environment, a destructive step needs an approval or confirm gate
+    /// before it in the same block.
+    fn protections(&mut self) {
+        let Some(config) = self.config else { return };
+        let protected: Vec<&String> = config
+            .environments
+            .iter()
+            .filter(|(name, env)| env.protections.is_protected() && self.def.environments.as_ref().is_none_or(|e| e.contains(name)))
+            .map(|(n, _)| n)
+            .collect();
+        if protected.is_empty() {
+            return;
+        }
+        let is_guard = |s: &Step| s.gate.as_ref().is_some_and(|g| g.approval.is_some() || g.confirm.is_some());
+        let mut findings = Vec::new();
+        let check_block = |steps: &[Step], base: &str, guarded_from_start: bool, findings: &mut Vec<(Vec<String>, String)>| {
+            let mut guarded = guarded_from_start;
+            for (i, s) in steps.iter().enumerate() {
+                if let Some(a) = s.action() {
+                    if a.is_destructive() && !guarded {
+                        findings.push((vec![base.to_owned(), i.to_string(), a.key().to_owned()], a.key().to_owned()));
+                    }
+                }
+                if is_guard(s) {
+                    guarded = true;
+                }
+            }
+        };
+        check_block(&self.def.steps, "steps", false, &mut findings);
+        check_block(&self.def.on_failure, "on_failure", false, &mut findings);
+        check_block(&self.def.finally, "finally", false, &mut findings);
+        // A compensation runs only after its own step succeeded, so a gate before that step
+        // (or the step itself being a gate) guards it.
+        let mut guarded = false;
+        for (i, s) in self.def.steps.iter().enumerate() {
+            if is_guard(s) {
+                guarded = true;
+            }
+            for (j, comp) in s.rollback.iter().enumerate() {
+                if let Some(a) = comp.action() {
+                    if a.is_destructive() && !guarded {
+                        findings.push((vec!["steps".into(), i.to_string(), "rollback".into(), j.to_string(), a.key().to_owned()], a.key().to_owned()));
+                    }
+                }
+            }
+        }
+        for (path, key) in findings {
+            let pos = {
+                let parent = &path[..path.len() - 1];
+                self.node(parent).and_then(|n| n.key(&key)).map(|n| n.pos).unwrap_or_else(|| self.pos(parent))
+            };
+            let what = match key.as_str() {
+                "restore" => "`restore` overwrites the database",
+                "migrate" => "`migrate: revert` drops schema",
+                _ => "this SQL drops or truncates data",
+            };
+            self.diags.push(
+                Diagnostic::error("unguarded-destructive", format!("{what} in protected environment {} without a gate before it", names(protected.iter())))
+                    .at(self.source, pos)
+                    .with_width(key.len())
+                    .with_hint("add a step with `gate: { confirm: ... }` or `gate: { approval: ... }` before it, or limit the playbook with `environments:`"),
+            );
+        }
+    }
+}
+
+/// Checks a config that passed the schema.
+pub fn check_config(def: &ConfigDef, source: &Source, tree: &Node) -> Vec<Diagnostic> {
+    let mut diags = Vec::new();
+    let envs_node = tree.get("environments");
+    for (name, env) in &def.environments {
+        let env_node = envs_node.and_then(|n| n.get(name));
+        let key_pos = envs_node.and_then(|n| n.key(name)).map_or(Pos::UNKNOWN, |n| n.pos);
+        if !is_identifier(name) {
+            diags.push(Diagnostic::error("invalid-name", format!("environment name `{name}` is not an identifier"))
+                .at(source, key_pos).with_width(name.len()).with_hint("use letters, digits and `_`"));
+        }
+        let target_pos = env_node.and_then(|n| n.get("target")).map_or(key_pos, |n| n.pos);
+        match (&env.target.url_env, &env.target.sqlite) {
+            (None, None) => diags.push(Diagnostic::error("incomplete-target", format!("environment `{name}` has no database"))
+                .at(source, target_pos).with_hint("give `url_env: VARIABLE_NAME` (PostgreSQL) or `sqlite: path/to/file.db`")),
+            (Some(_), Some(_)) => diags.push(Diagnostic::error("conflicting-keys", format!("environment `{name}` names two databases"))
+                .at(source, target_pos).with_hint("keep one of `url_env` and `sqlite`")),
+            (Some(var), None) if !is_env_name(var) => {
+                let pos = env_node.and_then(|n| n.lookup(&["target", "url_env"])).map_or(target_pos, |n| n.pos);
+                let hint = if var.contains("://") {
+                    "this looks like a URL; never write a database URL (with its password) in the config: put it in an environment variable and name the variable here"
+                } else {
+                    "give the name of the environment variable that holds the URL, like `DATABASE_URL`"
+                };
+                diags.push(Diagnostic::error("invalid-name", format!("`url_env` of `{name}` is not an environment variable name"))
+                    .at(source, pos).with_hint(hint));
+            }
+            _ => {}
+        }
+        for (i, w) in env.protections.windows.iter().enumerate() {
+            if let Some(tz) = &w.tz {
+                if !is_time_zone(tz) {
+                    let pos = env_node.and_then(|n| n.lookup(&["protections", "windows", &i.to_string(), "tz"])).map_or(key_pos, |n| n.pos);
+                    diags.push(Diagnostic::error("invalid-value", format!("`{tz}` is not a time zone")).at(source, pos)
+                        .with_hint("use `UTC`, a fixed offset like `+02:00`, or an IANA name like `Europe/Berlin`"));
+                }
+            }
+        }
+    }
+    for (i, var) in def.secrets.iter().enumerate() {
+        if !is_env_name(var) {
+            let pos = tree.lookup(&["secrets", &i.to_string()]).map_or(Pos::UNKNOWN, |n| n.pos);
+            diags.push(Diagnostic::error("invalid-name", format!("`{var}` is not an environment variable name")).at(source, pos)
+                .with_hint("list the names of variables that hold secrets, never the secrets"));
+        }
+    }
+    if let Some(state) = &def.state {
+        if let Some(var) = &state.url_env {
+            if !is_env_name(var) {
+                let pos = tree.lookup(&["state", "url_env"]).map_or(Pos::UNKNOWN, |n| n.pos);
+                diags.push(Diagnostic::error("invalid-name", format!("`{var}` is not an environment variable name")).at(source, pos)
+                    .with_hint("give the name of the environment variable that holds the state store URL"));
+            }
+        }
+    }
+    diags
+}
+
+/// Collects every string scalar under a node with its relative path and position.
+fn collect_strings(node: &Node, path: &mut Vec<String>, out: &mut Vec<(Vec<String>, String, Pos)>) {
+    match &node.value {
+        Value::Str(s) => out.push((path.clone(), s.clone(), node.pos)),
+        Value::Seq(items) => {
+            for (i, item) in items.iter().enumerate() {
+                path.push(i.to_string());
+                collect_strings(item, path, out);
+                path.pop();
+            }
+        }
+        Value::Map(entries) => {
+            for (k, v) in entries {
+                path.push(k.as_str().unwrap_or_default().to_owned());
+                collect_strings(v, path, out);
+                path.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+fn names<'a, S: AsRef<str> + 'a>(items: impl IntoIterator<Item = S>) -> String {
+    items.into_iter().map(|s| format!("`{}`", s.as_ref())).collect::<Vec<_>>().join(", ")
+}
+
+pub fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+pub fn is_env_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// `UTC`, a fixed offset, or something shaped like an IANA name (`Area/City`).
+pub fn is_time_zone(tz: &str) -> bool {
+    if tz == "UTC" || tz == "Z" {
+        return true;
+    }
+    let b = tz.as_bytes();
+    if b.len() == 6 && (b[0] == b'+' || b[0] == b'-') && b[3] == b':' {
+        return b[1..3].iter().chain(&b[4..6]).all(u8::is_ascii_digit);
+    }
+    tz.contains('/') && tz.split('/').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '+'))
+}
+
+pub fn type_matches(kind: ParamType, value: &serde_json::Value) -> bool {
+    match kind {
+        ParamType::String => value.is_string(),
+        ParamType::Integer => value.is_i64() || value.is_u64(),
+        ParamType::Number => value.is_number(),
+        ParamType::Boolean => value.is_boolean(),
+    }
+}
+
