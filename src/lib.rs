@@ -1,11 +1,19 @@
 //! runbook: executes declarative YAML playbooks for database production operations.
+//!
+//! Pipeline: load (`yaml`, `project`) -> validate (`schema`, `validate`) -> plan (`plan`,
+//! `template`) -> execute -> record -> report. See ARCHITECTURE.md.
 
-pub mod diagnostic;
-pub mod source;
+pub mod cli;
 pub mod config;
+pub mod diagnostic;
+pub mod exit;
+pub mod plan;
 pub mod playbook;
 pub mod project;
+pub mod report;
 pub mod schema;
+pub mod source;
 pub mod template;
+pub mod ui;
 pub mod validate;
 pub mod yaml;

@@ -1,11 +1,6 @@
+//! The `runbook` binary: parse arguments, run the command, exit with its documented code.
+
 fn main() {
-    let path = std::env::args().nth(1).unwrap();
-    let bytes = std::fs::read(&path).unwrap();
-    match runbook::yaml::decode(std::path::Path::new(&path), bytes) {
-        Err(d) => print!("{}", d.render(false)),
-        Ok(src) => match runbook::yaml::parse(&src) {
-            Ok(n) => println!("{:?}", n),
-            Err(d) => print!("{}", d.render(false)),
-        },
-    }
+    let code = runbook::cli::main();
+    std::process::exit(code.code());
 }

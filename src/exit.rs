@@ -1,0 +1,30 @@
+//! Exit codes, documented in the README. Scripts and CI branch on these, so they are stable.
+
+/// The process exit status of a `runbook` command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Everything asked for was done (or validated).
+    Ok = 0,
+    /// A run failed; its rollback ran.
+    RunFailed = 1,
+    /// Invalid input: a playbook or config that did not validate, bad arguments. Nothing ran.
+    Invalid = 2,
+    /// A run stopped at a gate and waits for an approval; `runbook resume` continues it.
+    WaitingApproval = 3,
+    /// Another run holds the lock on the target.
+    Locked = 4,
+    /// The run was interrupted (Ctrl-C or a kill); `runbook resume` continues it.
+    Interrupted = 5,
+    /// An audit log failed verification.
+    AuditFailed = 6,
+    /// A gate refused the run (wrong confirmation, closed window, unmet requirement).
+    Refused = 7,
+    /// A bug or an environment problem runbook could not handle.
+    Internal = 70,
+}
+
+impl Exit {
+    pub fn code(self) -> i32 {
+        self as i32
+    }
+}
