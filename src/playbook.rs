@@ -518,6 +518,9 @@ pub enum HealthCheck {
     DiskSpace,
 }
 
+/// `all`, or a list of check names: connection, version, database_size, row_counts, indexes,
+/// foreign_keys, orphaned_rows, connections, cache_hit_ratio, long_running_queries,
+/// blocking_locks, migration_status, disk_space.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum HealthChecks {

@@ -36,6 +36,7 @@ pub fn schema(kind: SchemaKind) -> Json {
         SchemaKind::Config => schemars::schema_for!(ConfigDef),
     };
     let mut json = serde_json::to_value(root).unwrap_or(Json::Null);
+    strip_null(&mut json);
     if let Json::Object(map) = &mut json {
         map.insert(
             "$id".to_owned(),
@@ -43,6 +44,43 @@ pub fn schema(kind: SchemaKind) -> Json {
         );
     }
     json
+}
+
+/// Optional fields are `Option<T>` in the model, which schemars renders as "T or null". A
+/// YAML key with no value is a mistake in a playbook, so the schema drops the null branch:
+/// `timeout:` alone is reported, and errors name the real expected type instead of "not any of".
+fn strip_null(v: &mut Json) {
+    match v {
+        Json::Object(map) => {
+            if let Some(Json::Array(types)) = map.get_mut("type") {
+                types.retain(|t| t != "null");
+                if types.len() == 1 {
+                    let only = types.remove(0);
+                    map.insert("type".to_owned(), only);
+                }
+            }
+            if map.get("default") == Some(&Json::Null) {
+                map.remove("default");
+            }
+            let nullable_any_of = map.get("anyOf").and_then(Json::as_array).is_some_and(|branches| {
+                branches.len() == 2 && branches.iter().any(|b| b.get("type").and_then(Json::as_str) == Some("null"))
+            });
+            if nullable_any_of {
+                if let Some(Json::Array(branches)) = map.remove("anyOf") {
+                    if let Some(Json::Object(other)) = branches.into_iter().find(|b| b.get("type").and_then(Json::as_str) != Some("null")) {
+                        for (k, val) in other {
+                            map.entry(k).or_insert(val);
+                        }
+                    }
+                }
+            }
+            for val in map.values_mut() {
+                strip_null(val);
+            }
+        }
+        Json::Array(items) => items.iter_mut().for_each(strip_null),
+        _ => {}
+    }
 }
 
 /// The schema as the pretty-printed text committed under `schemas/`.
@@ -111,6 +149,10 @@ pub fn check(kind: SchemaKind, source: &Source, tree: &Node, json: &Json) -> Vec
 fn schema_at<'a>(root: &'a Json, path: &[String]) -> Option<&'a Json> {
     let mut node = root;
     for seg in path {
+        if seg == "$ref" {
+            node = deref(root, node);
+            continue;
+        }
         node = match node {
             Json::Object(map) => map.get(seg)?,
             Json::Array(items) => items.get(seg.parse::<usize>().ok()?)?,
@@ -143,7 +185,7 @@ fn description_of(compiled: &Compiled, schema_path: &[String]) -> Option<String>
     let node = deref(&compiled.schema, schema_at(&compiled.schema, parent)?);
     node.get("description")
         .and_then(Json::as_str)
-        .map(|s| s.lines().next().unwrap_or(s).to_owned())
+        .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" ").trim_end_matches('.').to_owned())
 }
 
 /// What the containing object is, for messages: "in step `backup`", "in `shell`".
@@ -280,7 +322,7 @@ fn to_diagnostics(
             let found = json_type_name(value);
             let mut d = Diagnostic::error(
                 "wrong-type",
-                format!("expected {expected}, found {found}{}", field_name(instance)),
+                format!("expected {expected}, found {found}{}", field_name(tree, instance)),
             )
             .at(source, pos)
             .with_width(width);
@@ -311,7 +353,7 @@ fn to_diagnostics(
             };
             vec![Diagnostic::error(
                 "invalid-value",
-                format!("`{got}` is not a valid value{}", field_name(instance)),
+                format!("`{got}` is not a valid value{}", field_name(tree, instance)),
             )
             .at(source, pos)
             .with_width(width)
@@ -326,7 +368,7 @@ fn to_diagnostics(
             };
             vec![Diagnostic::error(
                 "invalid-format",
-                format!("`{}` is not a valid value{}", short(value), field_name(instance)),
+                format!("`{}` is not a valid value{}", short(value), field_name(tree, instance)),
             )
             .at(source, pos)
             .with_width(width)
@@ -335,14 +377,14 @@ fn to_diagnostics(
         ValidationErrorKind::Minimum { limit } | ValidationErrorKind::ExclusiveMinimum { limit } => {
             vec![Diagnostic::error(
                 "out-of-range",
-                format!("{} is below the minimum {limit}{}", short(value), field_name(instance)),
+                format!("{} is below the minimum {limit}{}", short(value), field_name(tree, instance)),
             )
             .at(source, pos)]
         }
         ValidationErrorKind::Maximum { limit } | ValidationErrorKind::ExclusiveMaximum { limit } => {
             vec![Diagnostic::error(
                 "out-of-range",
-                format!("{} is above the maximum {limit}{}", short(value), field_name(instance)),
+                format!("{} is above the maximum {limit}{}", short(value), field_name(tree, instance)),
             )
             .at(source, pos)]
         }
@@ -352,7 +394,7 @@ fn to_diagnostics(
             let hint = hint_from_schema().unwrap_or_else(|| "see `runbook schema` for the accepted forms".to_owned());
             vec![Diagnostic::error(
                 "invalid-value",
-                format!("`{}` is not an accepted form{}", short(value), field_name(instance)),
+                format!("`{}` is not an accepted form{}", short(value), field_name(tree, instance)),
             )
             .at(source, pos)
             .with_width(width)
@@ -360,17 +402,27 @@ fn to_diagnostics(
         }
         other => vec![Diagnostic::error(
             "schema",
-            format!("{} ({}){}", short(value), other.keyword(), field_name(instance)),
+            format!("{} ({}){}", short(value), other.keyword(), field_name(tree, instance)),
         )
         .at(source, pos)],
     }
 }
 
-/// " for `a.b.c`" naming the field, or nothing at the root.
-fn field_name(instance: &[String]) -> String {
+/// " for `a.b.c`" naming the field, or nothing at the root. Inside a step the path is given
+/// from the step, which is named by its id: " for `retry.attempts` in step `backup`".
+fn field_name(tree: &Node, instance: &[String]) -> String {
     if instance.is_empty() {
-        String::new()
-    } else {
-        format!(" for `{}`", instance.join("."))
+        return String::new();
     }
+    let refs: Vec<&str> = instance.iter().map(String::as_str).collect();
+    let step_end = (2..=refs.len()).rev().find(|&n| is_step_path(&refs[..n]) && n < refs.len());
+    if let Some(n) = step_end {
+        let id = tree.lookup(&refs[..n]).and_then(|s| s.get("id")).and_then(Node::as_str);
+        let field = instance[n..].join(".");
+        return match id {
+            Some(id) => format!(" for `{field}` in step `{id}`"),
+            None => format!(" for `{field}`"),
+        };
+    }
+    format!(" for `{}`", instance.join("."))
 }
