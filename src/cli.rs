@@ -184,7 +184,9 @@ fn validate(ui: &Ui, root: &std::path::Path, paths: &[String], format: ValidateF
             }
             let invalid = report.files.iter().filter(|f| !f.valid).count();
             if report.valid {
-                ui.note(&format!("{} files valid", report.files.len()));
+                let playbooks = report.files.iter().filter(|f| f.kind == "playbook").count();
+                let config = if report.files.iter().any(|f| f.kind == "config") { "runbook.yaml and " } else { "" };
+                ui.note(&format!("ok: {config}{playbooks} playbooks valid"));
             } else {
                 ui.error(
                     &format!("{invalid} of {} files invalid ({} errors)", report.files.len(), report.errors),

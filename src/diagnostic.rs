@@ -173,3 +173,11 @@ pub fn xml_escape(s: &str) -> String {
     }
     out
 }
+
+/// "an integer", "a string".
+pub fn article(word: &str) -> String {
+    match word.chars().next() {
+        Some('a' | 'e' | 'i' | 'o' | 'u') => format!("an {word}"),
+        _ => format!("a {word}"),
+    }
+}

@@ -7,7 +7,7 @@
 //! the process environment (for `from_env` parameters).
 
 use crate::config::ConfigDef;
-use crate::diagnostic::{did_you_mean, Diagnostic};
+use crate::diagnostic::{article, did_you_mean, Diagnostic};
 use crate::playbook::{Action, Param, ParamType, PlaybookDef, Retry, Step};
 use crate::project::Playbook;
 use crate::template;
@@ -123,7 +123,7 @@ pub fn resolve_params(
                 Ok(v) => v,
                 Err(e) => {
                     diags.push(Diagnostic::error("invalid-value", format!("parameter `{name}`: {e}"))
-                        .with_hint(format!("`{name}` is a {}", param.kind.name())));
+                        .with_hint(format!("`{name}` takes {}", article(param.kind.name()))));
                     continue;
                 }
             },

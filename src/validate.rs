@@ -5,7 +5,7 @@
 //! Every check pushes diagnostics and goes on, so the user sees all problems at once.
 
 use crate::config::ConfigDef;
-use crate::diagnostic::{did_you_mean, Diagnostic};
+use crate::diagnostic::{article, did_you_mean, Diagnostic};
 use crate::playbook::{Action, ParamType, PlaybookDef, Step, ACTION_KEYS};
 use crate::source::{Pos, Source};
 use crate::template;
@@ -127,8 +127,8 @@ impl Checker<'_> {
                 if !type_matches(param.kind, default) {
                     let mut p = path.to_vec();
                     p.push("default".to_owned());
-                    self.err_at(&p, "wrong-type", format!("default of `{name}` is not a {}", param.kind.name()),
-                        format!("give a {} or change `type`", param.kind.name()));
+                    self.err_at(&p, "wrong-type", format!("default of `{name}` is not {}", article(param.kind.name())),
+                        format!("give {} or change `type`", article(param.kind.name())));
                 }
                 if let Some(choices) = &param.choices {
                     if !choices.contains(default) {
@@ -143,7 +143,7 @@ impl Checker<'_> {
                 for (i, choice) in choices.iter().enumerate() {
                     if !type_matches(param.kind, choice) {
                         let p = vec!["params".to_owned(), name.clone(), "choices".to_owned(), i.to_string()];
-                        self.err_at(&p, "wrong-type", format!("choice of `{name}` is not a {}", param.kind.name()),
+                        self.err_at(&p, "wrong-type", format!("choice of `{name}` is not {}", article(param.kind.name())),
                             "every choice must have the parameter's type");
                     }
                 }

@@ -1,0 +1,189 @@
+//! CLI behaviour checked end to end through the binary, with snapshots of what users see.
+
+use crate::common::{repo, Runbook};
+use crate::stable;
+
+#[test]
+fn validate_accepts_every_shipped_playbook() {
+    let out = Runbook::new(&["validate"]).run();
+    assert_eq!(out.code, 0, "{}", out.combined());
+    insta::assert_snapshot!(out.combined());
+}
+
+#[test]
+fn plan_renders_every_shipped_playbook_offline() {
+    let names: Vec<String> = std::fs::read_dir(repo().join("playbooks"))
+        .expect("playbooks")
+        .filter_map(Result::ok)
+        .filter_map(|e| e.path().file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .collect();
+    assert!(names.len() >= 8);
+    for name in names {
+        let mut args = vec!["plan", name.as_str(), "--env", "production", "--offline"];
+        if name == "restore" {
+            args.extend(["--var", "from=/backups/prod/pre.dump"]);
+        }
+        let out = Runbook::new(&args).run();
+        assert_eq!(out.code, 0, "{name}: {}", out.combined());
+        stable!({ insta::assert_snapshot!(format!("plan-{name}"), out.combined()) });
+    }
+}
+
+#[test]
+fn plan_json_is_machine_readable() {
+    let out = Runbook::new(&["plan", "deploy", "--env", "staging", "--offline", "--format", "json"]).run();
+    assert_eq!(out.code, 0, "{}", out.combined());
+    let plan: serde_json::Value = serde_json::from_str(&out.stdout).expect("plan is JSON");
+    assert_eq!(plan["playbook"], "deploy");
+    assert_eq!(plan["environment"], "staging");
+    assert_eq!(plan["gates"], serde_json::json!(["approve"]));
+    let ids: Vec<&str> = plan["steps"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["preflight", "pending", "lint", "approve", "backup", "migrate", "seed", "verify"]);
+    assert_eq!(plan["steps"][4]["args"]["dir"], "/var/backups/runbook/staging");
+    assert_eq!(plan["steps"][5]["rollback"][0]["action"], "restore");
+    assert_eq!(plan["steps"][5]["rollback"][0]["deferred"], serde_json::json!(["from"]));
+    stable!({ insta::assert_snapshot!(out.stdout) });
+}
+
+#[test]
+fn plan_masks_secrets_and_expands_includes() {
+    let out = Runbook::new(&["-C", "tests/fixtures/cli", "plan", "release", "--env", "dev", "--var", "label=v2", "--var", "dry=true"])
+        .env("CLI_TEST_TOKEN", "tok-SECRET-123")
+        .run();
+    assert_eq!(out.code, 0, "{}", out.combined());
+    assert!(!out.stdout.contains("tok-SECRET-123") && !out.stderr.contains("tok-SECRET-123"));
+    assert!(out.stdout.contains("--token=***"));
+    assert!(out.stdout.contains("tell.send"), "included steps are listed under the include");
+    stable!({ insta::assert_snapshot!(out.combined()) });
+}
+
+#[test]
+fn plan_keeps_sql_text_unrendered_and_binds_values() {
+    let out = Runbook::new(&["-C", "tests/fixtures/cli", "plan", "release", "--env", "dev", "--var", "label=x'; DROP TABLE t; --", "--format", "json"]).run();
+    assert_eq!(out.code, 0, "{}", out.combined());
+    let plan: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let sizes = &plan["steps"][3];
+    assert_eq!(sizes["args"]["query"], "SELECT count(*) FROM t WHERE label = $1");
+    assert_eq!(sizes["args"]["params"][0], "x'; DROP TABLE t; --");
+}
+
+#[test]
+fn plan_touches_no_database_and_starts_no_process() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&repo().join("tests/fixtures/cli"), dir.path());
+    let before = listing(dir.path());
+    let out = Runbook::new(&["plan", "release", "--env", "dev", "--var", "label=a"]).dir(dir.path()).run();
+    assert_eq!(out.code, 0, "{}", out.combined());
+    assert_eq!(before, listing(dir.path()), "plan created or changed files");
+    assert!(!dir.path().join("dev.db").exists());
+}
+
+#[test]
+fn plan_errors_exit_2_with_a_hint() {
+    let cases: &[&[&str]] = &[
+        &["plan", "deploi", "--env", "dev"],
+        &["plan", "deploy", "--env", "prod"],
+        &["plan", "deploy", "--env", "dev", "--var", "seed_sett=x"],
+        &["plan", "deploy", "--env", "dev", "--var", "seed_set=staging"],
+        &["plan", "restore", "--env", "dev"],
+        &["plan", "deploy", "--env", "dev", "--var", "novalue"],
+        &["-C", "tests/fixtures/cli", "plan", "release", "--env", "dev", "--var", "label=a", "--var", "count=many"],
+    ];
+    let mut all = String::new();
+    for args in cases {
+        let out = Runbook::new(args).run();
+        assert_eq!(out.code, 2, "{args:?}: {}", out.combined());
+        assert!(out.stderr.contains("error"), "{args:?}");
+        all.push_str(&format!("$ runbook {}\n{}\n", args.join(" "), out.combined()));
+    }
+    insta::assert_snapshot!(all);
+}
+
+#[test]
+fn list_names_and_describes_playbooks() {
+    let out = Runbook::new(&["list"]).run();
+    assert_eq!(out.code, 0);
+    insta::assert_snapshot!(out.stdout);
+}
+
+#[test]
+fn validate_reports_json_and_junit() {
+    let bad = "tests/fixtures/cli/bad.yaml";
+    let json = Runbook::new(&["-C", "tests/fixtures/cli", "validate", "--format", "json", "playbooks/release.yaml", bad]).run();
+    assert_eq!(json.code, 2);
+    let report: serde_json::Value = serde_json::from_str(&json.stdout).expect("json");
+    assert_eq!(report["valid"], false);
+    insta::assert_snapshot!("validate-json", json.stdout);
+    let junit = Runbook::new(&["-C", "tests/fixtures/cli", "validate", "--format", "junit", "playbooks/release.yaml", bad]).run();
+    assert_eq!(junit.code, 2);
+    assert!(junit.stdout.starts_with("<?xml"));
+    insta::assert_snapshot!("validate-junit", junit.stdout);
+}
+
+#[test]
+fn colour_follows_no_color_and_the_flag() {
+    let bad = "tests/fixtures/cli/bad.yaml";
+    let plain = Runbook::new(&["validate", bad]).run();
+    assert!(!plain.stderr.contains('\x1b'));
+    let coloured = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args(["--color", "always", "validate", bad])
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&coloured.stderr).contains('\x1b'));
+    // `auto` never colours a pipe, and NO_COLOR wins over nothing.
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"));
+    let out = cmd.args(["validate", bad]).current_dir(repo()).env("NO_COLOR", "1").output().unwrap();
+    assert!(!String::from_utf8_lossy(&out.stderr).contains('\x1b'));
+}
+
+#[test]
+fn schema_command_prints_the_committed_schema() {
+    let out = Runbook::new(&["schema"]).run();
+    assert_eq!(out.code, 0);
+    let committed = std::fs::read_to_string(repo().join("schemas/playbook.schema.json")).unwrap();
+    assert_eq!(out.stdout, committed);
+}
+
+#[test]
+fn help_and_version_exit_0_and_usage_errors_exit_2() {
+    assert_eq!(Runbook::new(&["--help"]).run().code, 0);
+    assert_eq!(Runbook::new(&["--version"]).run().code, 0);
+    assert_eq!(Runbook::new(&["frobnicate"]).run().code, 2);
+    assert_eq!(Runbook::new(&["plan", "deploy"]).run().code, 2);
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+fn listing(dir: &std::path::Path) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    for entry in walk(dir) {
+        let meta = std::fs::metadata(&entry).unwrap();
+        out.push((entry.display().to_string(), meta.len()));
+    }
+    out.sort();
+    out
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        }
+        out.push(p);
+    }
+    out
+}

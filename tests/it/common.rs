@@ -1,0 +1,66 @@
+//! A builder for running the `runbook` binary the way a user would.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The repository root (where Cargo.toml is).
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    /// stdout and stderr together, labelled, for snapshots.
+    pub fn combined(&self) -> String {
+        format!("exit: {}\n--- stdout\n{}--- stderr\n{}", self.code, self.stdout, self.stderr)
+    }
+}
+
+pub struct Runbook {
+    cmd: Command,
+}
+
+impl Runbook {
+    pub fn new(args: &[&str]) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_runbook"));
+        cmd.args(["--color", "never"]).args(args).current_dir(repo());
+        cmd.env_remove("NO_COLOR").env_remove("RUST_LOG");
+        Runbook { cmd }
+    }
+
+    pub fn dir(mut self, dir: &Path) -> Self {
+        self.cmd.current_dir(dir);
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.cmd.env(key, value);
+        self
+    }
+
+    pub fn run(mut self) -> Output {
+        let out = self.cmd.output().expect("runbook binary starts");
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+/// Snapshot settings that hide what changes between machines and edits: hashes.
+#[macro_export]
+macro_rules! stable {
+    ($body:block) => {{
+        let mut settings = insta::Settings::clone_current();
+        settings.add_filter(r"sha256 [0-9a-f]{12}", "sha256 [hash]");
+        settings.add_filter(r"plan hash [0-9a-f]{64}", "plan hash [hash]");
+        settings.add_filter(r#""(content_hash|plan_hash)": "[0-9a-f]{64}""#, "\"$1\": \"[hash]\"");
+        settings.bind(|| $body)
+    }};
+}
