@@ -188,10 +188,9 @@ fn validate(ui: &Ui, root: &std::path::Path, paths: &[String], format: ValidateF
                 let config = if report.files.iter().any(|f| f.kind == "config") { "runbook.yaml and " } else { "" };
                 ui.note(&format!("ok: {config}{playbooks} playbooks valid"));
             } else {
-                ui.error(
-                    &format!("{invalid} of {} files invalid ({} errors)", report.files.len(), report.errors),
-                    None,
-                );
+                let errors = if report.errors == 1 { "1 error".to_owned() } else { format!("{} errors", report.errors) };
+                let verb = if invalid == 1 { "is" } else { "are" };
+                ui.error(&format!("{invalid} of {} files {verb} invalid ({errors})", report.files.len()), None);
             }
         }
     }
@@ -213,7 +212,8 @@ fn load(ui: &Ui, project: &Project, name: &str) -> Option<std::sync::Arc<project
             diags.dedup_by(|a, b| a.file == b.file && a.line == b.line && a.column == b.column && a.message == b.message);
             ui.diagnostics(&diags);
             let errors = diags.iter().filter(|d| d.is_error()).count();
-            ui.error(&format!("`{name}` is invalid ({errors} errors); nothing ran"), None);
+            let errors = if errors == 1 { "1 error".to_owned() } else { format!("{errors} errors") };
+            ui.error(&format!("`{name}` is invalid ({errors}); nothing ran"), None);
             None
         }
     }

@@ -100,9 +100,11 @@ pub struct Protections {
 }
 
 impl Protections {
-    /// An environment is protected when any rule asks for people in the loop.
+    /// Protected means destructive steps need a gate before them. Requiring approvals alone
+    /// does not make an environment protected: staging often wants a second pair of eyes
+    /// without treating every restore as dangerous.
     pub fn is_protected(&self) -> bool {
-        self.protected || self.approvals.unwrap_or(0) > 0 || self.confirm_destructive
+        self.protected || self.confirm_destructive
     }
 }
 

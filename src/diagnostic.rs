@@ -116,11 +116,11 @@ impl Diagnostic {
         let pad = " ".repeat(gutter);
         let _ = writeln!(out, "{pad}{blue}-->{reset} {}", self.location());
         if let Some(text) = &self.source_line {
-            let shown = text.replace('\t', " ");
+            let (shown, column) = window(&text.replace('\t', " "), self.column);
             let _ = writeln!(out, "{pad} {blue}|{reset}");
             let _ = writeln!(out, "{blue}{}{reset} {blue}|{reset} {shown}", self.line);
-            if self.column > 0 {
-                let indent = " ".repeat(self.column - 1);
+            if column > 0 {
+                let indent = " ".repeat(column - 1);
                 let carets = "^".repeat(self.width);
                 let _ = writeln!(out, "{pad} {blue}|{reset} {indent}{tone}{carets}{reset}");
             }
@@ -180,4 +180,26 @@ pub fn article(word: &str) -> String {
         Some('a' | 'e' | 'i' | 'o' | 'u') => format!("an {word}"),
         _ => format!("a {word}"),
     }
+}
+
+/// Long lines are cut to a window around the column so the caret stays readable.
+fn window(line: &str, column: usize) -> (String, usize) {
+    const MAX: usize = 100;
+    let chars: Vec<char> = line.chars().collect();
+    if chars.len() <= MAX {
+        return (line.to_owned(), column);
+    }
+    let start = column.saturating_sub(MAX / 2).min(chars.len().saturating_sub(MAX));
+    let end = (start + MAX).min(chars.len());
+    let mut shown = String::new();
+    let mut col = column.saturating_sub(start);
+    if start > 0 {
+        shown.push_str("...");
+        col += 3;
+    }
+    shown.extend(&chars[start..end]);
+    if end < chars.len() {
+        shown.push_str("...");
+    }
+    (shown, col)
 }

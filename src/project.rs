@@ -198,6 +198,21 @@ fn parse_checked(kind: SchemaKind, source: &Source) -> Result<(Node, serde_json:
     Ok((tree, json))
 }
 
+/// After schema errors in a playbook, runs the semantic checks over what is left once the
+/// rejected parts are removed, so one pass reports both kinds of problem. Findings that the
+/// removal itself causes (a step whose only action was a misspelled key has "no action") are
+/// left out.
+fn semantic_after_schema_errors(source: &Source, config: Option<&ConfigDef>) -> Vec<Diagnostic> {
+    let Ok(tree) = yaml::parse(source) else { return Vec::new() };
+    let Ok(json) = tree.to_json() else { return Vec::new() };
+    let Some(pruned) = schema::prune(SchemaKind::Playbook, &json) else { return Vec::new() };
+    let Ok(def) = serde_json::from_value::<PlaybookDef>(pruned) else { return Vec::new() };
+    validate::check_playbook(&def, source, &tree, config)
+        .into_iter()
+        .filter(|d| !matches!(d.code, "no-action" | "missing-id" | "empty-playbook" | "incomplete-action" | "incomplete-gate" | "several-actions"))
+        .collect()
+}
+
 pub fn load_config(path: &Path) -> Result<Config, Diagnostics> {
     let source = read(path)?;
     let (tree, json) = parse_checked(SchemaKind::Config, &source)?;
@@ -223,7 +238,17 @@ fn load_playbook_rec(
     }
     let source = read(path)?;
     let sha256 = hex::encode(Sha256::digest(source.text.as_bytes()));
-    let (tree, json) = parse_checked(SchemaKind::Playbook, &source)?;
+    let (tree, json) = match parse_checked(SchemaKind::Playbook, &source) {
+        Ok(parsed) => parsed,
+        Err(mut diags) => {
+            if diags.iter().any(|d| d.code != "yaml-syntax" && d.code != "empty-file") {
+                let seen: Vec<(usize, usize)> = diags.iter().map(|d| (d.line, d.column)).collect();
+                let extra = semantic_after_schema_errors(&source, project.config_def());
+                diags.extend(extra.into_iter().filter(|d| !seen.contains(&(d.line, d.column))));
+            }
+            return Err(diags);
+        }
+    };
     let def: PlaybookDef = serde_json::from_value(json).map_err(|e| {
         vec![Diagnostic::error("schema", e.to_string()).at(&source, Pos::new(1, 1))]
     })?;
@@ -235,13 +260,18 @@ fn load_playbook_rec(
     for (i, step) in def.steps.iter().enumerate() {
         let Some(Action::Include(inc)) = step.action() else { continue };
         let at = tree.pos_of(&["steps", &i.to_string(), "include", "playbook"]);
-        let target = resolve_include(project, path, &inc.playbook);
-        let Some(target) = target else {
-            diags.push(Diagnostic::error("missing-include", format!("included playbook `{}` does not exist", inc.playbook))
-                .at(&source, at)
-                .with_width(inc.playbook.chars().count())
-                .with_hint(format!("give a playbook name from `{}` or a path relative to this file", display_path(&project.playbooks_dir()))));
-            continue;
+        let target = match resolve_include(project, path, &inc.playbook) {
+            Ok(t) => t,
+            Err(hint) => {
+                let hint = hint.filter(|h| h.starts_with("did you mean")).unwrap_or_else(|| {
+                    format!("give a playbook name from `{}` or a path relative to this file", display_path(&project.playbooks_dir()))
+                });
+                diags.push(Diagnostic::error("missing-include", format!("included playbook `{}` does not exist", inc.playbook))
+                    .at(&source, at)
+                    .with_width(inc.playbook.chars().count())
+                    .with_hint(hint));
+                continue;
+            }
         };
         let target_canon = std::fs::canonicalize(&target).unwrap_or(target.clone());
         if let Some(start) = stack.iter().position(|p| *p == target_canon) {
@@ -303,10 +333,12 @@ fn load_playbook_rec(
     Ok(playbook)
 }
 
-fn resolve_include(project: &Project, from: &Path, name: &str) -> Option<PathBuf> {
-    let rel = from.parent().unwrap_or(Path::new(".")).join(name);
+/// Resolves an include relative to the including file, then by name; on failure returns the
+/// hint of the name lookup (which may be a "did you mean").
+fn resolve_include(project: &Project, from: &Path, name: &str) -> Result<PathBuf, Option<String>> {
+    let rel = crate::source::normalize(&from.parent().unwrap_or(Path::new(".")).join(name));
     if (name.contains('/') || is_yaml(Path::new(name))) && rel.is_file() {
-        return Some(rel);
+        return Ok(rel);
     }
-    project.resolve(name).ok()
+    project.resolve(name).map_err(|d| d.hint)
 }

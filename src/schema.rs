@@ -7,7 +7,7 @@
 use crate::config::ConfigDef;
 use crate::diagnostic::{did_you_mean, Diagnostic};
 use crate::playbook::{PlaybookDef, ACTION_KEYS};
-use crate::source::Source;
+use crate::source::{Pos, Source};
 use crate::yaml::Node;
 use jsonschema::error::ValidationErrorKind;
 use serde_json::Value as Json;
@@ -127,22 +127,56 @@ pub fn check(kind: SchemaKind, source: &Source, tree: &Node, json: &Json) -> Vec
     };
     let mut out = Vec::new();
     for err in compiled.validator.iter_errors(json) {
-        let instance: Vec<String> = segments(err.instance_path().as_str());
-        let schema_path: Vec<String> = segments(err.schema_path().as_str());
-        out.extend(to_diagnostics(
-            kind,
-            compiled,
-            source,
-            tree,
-            &instance,
-            &schema_path,
-            err.kind(),
-            err.instance(),
-        ));
+        out.extend(error_diagnostics(kind, compiled, source, tree, &err));
     }
+    // `stpes` is reported as an unknown key that should be `steps`; the missing `steps` is
+    // the same mistake, so it is not reported again.
+    let suggested: Vec<String> = out
+        .iter()
+        .filter(|d| d.code == "unknown-key")
+        .filter_map(|d| d.hint.as_deref()?.strip_prefix("did you mean `")?.strip_suffix("`?").map(str::to_owned))
+        .collect();
+    out.retain(|d| {
+        d.code != "missing-key" || !suggested.iter().any(|k| d.message.starts_with(&format!("missing required key `{k}`")))
+    });
     // A wrong value inside an `anyOf` also reports the branch errors; keep the most specific.
     out.dedup_by(|a, b| a.line == b.line && a.column == b.column && a.message == b.message);
     out
+}
+
+fn error_diagnostics(
+    kind: SchemaKind,
+    compiled: &Compiled,
+    source: &Source,
+    tree: &Node,
+    err: &jsonschema::ValidationError<'_>,
+) -> Vec<Diagnostic> {
+    // For "none of the forms matched", report the errors of the form that came closest: the
+    // one whose errors reach deepest into the value, preferring a wrong value over a wrong type.
+    if let ValidationErrorKind::AnyOf { context } | ValidationErrorKind::OneOfNotValid { context } = err.kind() {
+        let score = |branch: &Vec<jsonschema::ValidationError<'static>>| {
+            branch
+                .iter()
+                .map(|e| {
+                    let depth = segments(e.instance_path().as_str()).len();
+                    let specific = !matches!(e.kind(), ValidationErrorKind::Type { .. });
+                    (depth, specific)
+                })
+                .max()
+        };
+        if let Some(best) = context.iter().filter(|b| !b.is_empty()).max_by_key(|b| score(b)) {
+            let mut out = Vec::new();
+            for e in best {
+                out.extend(error_diagnostics(kind, compiled, source, tree, e));
+            }
+            if !out.is_empty() {
+                return out;
+            }
+        }
+    }
+    let instance: Vec<String> = segments(err.instance_path().as_str());
+    let schema_path: Vec<String> = segments(err.schema_path().as_str());
+    to_diagnostics(kind, compiled, source, tree, &instance, &schema_path, err.kind(), err.instance())
 }
 
 /// Follows a schema path (which never crosses `$ref`) to the subschema it names.
@@ -297,8 +331,13 @@ fn to_diagnostics(
         }
         ValidationErrorKind::Required { property } => {
             let name = property.as_str().unwrap_or_default();
+            // Point at the key that holds the incomplete mapping (`sql:`), not inside it.
+            let key_pos = match refs.split_last() {
+                Some((last, parent)) => tree.lookup(parent).and_then(|p| p.key(last)).map_or(pos, |k| k.pos),
+                None => pos,
+            };
             let mut d = Diagnostic::error("missing-key", format!("missing required key `{name}`{ctx}"))
-                .at(source, pos);
+                .at(source, key_pos);
             let hint = match (kind, name) {
                 (SchemaKind::Playbook, "steps") if instance.is_empty() => {
                     "a playbook needs a `steps` list, even if it is short".to_owned()
@@ -326,15 +365,25 @@ fn to_diagnostics(
             )
             .at(source, pos)
             .with_width(width);
-            if instance.is_empty() {
+            let description = hint_from_schema().unwrap_or_default();
+            if description.starts_with("A duration") {
+                d.message = format!("expected a duration, found {found}{}", field_name(tree, instance));
+                d = d.with_width(token_width(source, pos)).with_hint("durations are digits and a unit: `500ms`, `30s`, `5m`, `2h`, `7d`, or `1h30m`");
+            } else if instance.is_empty() {
                 d = d.with_hint(match kind {
                     SchemaKind::Playbook => "a playbook is a mapping with `name` and `steps` at the top level",
                     SchemaKind::Config => "the config is a mapping with `environments` at the top level",
                 });
             } else if let (Json::String(s), true) = (value, expected.contains("boolean")) {
                 d = d.with_hint(format!("write `true` or `false`; `{s}` is a string in YAML 1.2"));
-            } else if let Some(h) = hint_from_schema() {
-                d = d.with_hint(h);
+            } else if expected.contains("integer") || expected.contains("number") {
+                d = d.with_width(token_width(source, pos)).with_hint(format!("write a plain {expected} without quotes"));
+            } else if expected == "list" {
+                d = d.with_width(token_width(source, pos)).with_hint("write a YAML list: one `- item` per line, or `[a, b]`");
+            } else if expected == "mapping" {
+                d = d.with_width(token_width(source, pos)).with_hint("write `key: value` lines indented under the key");
+            } else if expected == "string" {
+                d = d.with_width(token_width(source, pos)).with_hint("quote the value to make it a string");
             }
             vec![d]
         }
@@ -361,9 +410,15 @@ fn to_diagnostics(
         }
         ValidationErrorKind::Pattern { .. } => {
             let hint = hint_from_schema().unwrap_or_else(|| "check the value's format".to_owned());
+            let hint = if hint.starts_with("A duration") {
+                "durations are digits and a unit: `500ms`, `30s`, `5m`, `2h`, `7d`, or `1h30m`".to_owned()
+            } else {
+                hint
+            };
             let hint = match instance.last().map(String::as_str) {
                 Some("id") => "step ids are letters, digits and `_`, starting with a letter or `_`, so templates can read `steps.<id>`".to_owned(),
                 Some("name") if instance.len() == 1 => "playbook names are lowercase letters, digits, `-` and `_`".to_owned(),
+                Some("start" | "end") => "times are `HH:MM` on a 24-hour clock, from `00:00` to `23:59`".to_owned(),
                 _ => hint,
             };
             vec![Diagnostic::error(
@@ -375,18 +430,24 @@ fn to_diagnostics(
             .with_hint(hint)]
         }
         ValidationErrorKind::Minimum { limit } | ValidationErrorKind::ExclusiveMinimum { limit } => {
+            let written = token(source, pos).unwrap_or_else(|| short(value));
             vec![Diagnostic::error(
                 "out-of-range",
-                format!("{} is below the minimum {limit}{}", short(value), field_name(tree, instance)),
+                format!("{written} is below the minimum {limit}{}", field_name(tree, instance)),
             )
-            .at(source, pos)]
+            .at(source, pos)
+            .with_width(written.chars().count())
+            .with_hint(format!("use a value of at least {limit}"))]
         }
         ValidationErrorKind::Maximum { limit } | ValidationErrorKind::ExclusiveMaximum { limit } => {
+            let written = token(source, pos).unwrap_or_else(|| short(value));
             vec![Diagnostic::error(
                 "out-of-range",
-                format!("{} is above the maximum {limit}{}", short(value), field_name(tree, instance)),
+                format!("{written} is above the maximum {limit}{}", field_name(tree, instance)),
             )
-            .at(source, pos)]
+            .at(source, pos)
+            .with_width(written.chars().count())
+            .with_hint(format!("use a value of at most {limit}"))]
         }
         ValidationErrorKind::AnyOf { .. }
         | ValidationErrorKind::OneOfNotValid { .. }
@@ -425,4 +486,91 @@ fn field_name(tree: &Node, instance: &[String]) -> String {
         };
     }
     format!(" for `{}`", instance.join("."))
+}
+
+/// The scalar as written in the source at `pos` (up to a delimiter), for quoting numbers as
+/// the user wrote them rather than as JSON prints them.
+fn token(source: &Source, pos: Pos) -> Option<String> {
+    let line = source.line(pos.line)?;
+    let rest: String = line.chars().skip(pos.col.saturating_sub(1)).collect();
+    let tok: String = if rest.starts_with('"') || rest.starts_with('\'') {
+        let q = rest.chars().next()?;
+        let end = rest[1..].find(q).map_or(rest.len(), |i| i + 2);
+        rest[..end].to_owned()
+    } else {
+        rest.chars().take_while(|c| !matches!(c, ',' | '}' | ']' | '#') && !c.is_whitespace()).collect()
+    };
+    (!tok.is_empty()).then_some(tok)
+}
+
+fn token_width(source: &Source, pos: Pos) -> usize {
+    token(source, pos).map_or(1, |t| t.chars().count().min(60))
+}
+
+/// Removes what the schema rejects, so the semantic checks can still run over the rest and
+/// report their findings in the same pass. Unknown keys are dropped; any other failing value is
+/// dropped from the mapping that holds it (a value inside a list takes the whole list with it,
+/// so list indices, and with them source positions, stay right). Returns `None` when the
+/// document cannot be made to pass.
+pub fn prune(kind: SchemaKind, json: &Json) -> Option<Json> {
+    let compiled = compiled(kind)?;
+    let mut doc = json.clone();
+    for _ in 0..16 {
+        let errors: Vec<(Vec<String>, Option<Vec<String>>)> = compiled
+            .validator
+            .iter_errors(&doc)
+            .map(|e| {
+                let path = segments(e.instance_path().as_str());
+                match e.kind() {
+                    ValidationErrorKind::AdditionalProperties { unexpected } => (path, Some(unexpected.clone())),
+                    _ => (path, None),
+                }
+            })
+            .collect();
+        if errors.is_empty() {
+            return Some(doc);
+        }
+        let before = doc.clone();
+        for (path, unexpected) in errors {
+            match unexpected {
+                Some(keys) => {
+                    if let Some(Json::Object(map)) = pointer_mut(&mut doc, &path) {
+                        for k in keys {
+                            map.remove(&k);
+                        }
+                    }
+                }
+                None => remove_at(&mut doc, &path),
+            }
+        }
+        if doc == before {
+            return None;
+        }
+    }
+    None
+}
+
+fn pointer_mut<'a>(doc: &'a mut Json, path: &[String]) -> Option<&'a mut Json> {
+    let mut node = doc;
+    for seg in path {
+        node = match node {
+            Json::Object(m) => m.get_mut(seg)?,
+            Json::Array(a) => a.get_mut(seg.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(node)
+}
+
+/// Removes the value at `path` from the nearest enclosing mapping.
+fn remove_at(doc: &mut Json, path: &[String]) {
+    let mut end = path.len();
+    while end > 0 {
+        let (parent, last) = (&path[..end - 1], &path[end - 1]);
+        if let Some(Json::Object(map)) = pointer_mut(doc, parent) {
+            map.remove(last);
+            return;
+        }
+        end -= 1;
+    }
 }

@@ -65,12 +65,42 @@ impl Source {
     }
 }
 
+impl Source {
+    /// Like [`Source::find_on_line`], but goes on to the following `more_lines` lines, for
+    /// block scalars (`|`, `>`) whose text spans several lines.
+    pub fn find_from(&self, from: Pos, needle: &str, more_lines: usize) -> Option<Pos> {
+        if let Some(p) = self.find_on_line(from, needle) {
+            return Some(p);
+        }
+        (from.line + 1..=from.line + more_lines).find_map(|n| self.find_on_line(Pos::new(n, 1), needle))
+    }
+}
+
 /// A path shown relative to the current directory when it lies under it.
 pub fn display_path(path: &Path) -> String {
+    let path = &normalize(path);
     if let Ok(cwd) = std::env::current_dir() {
         if let Ok(rel) = path.strip_prefix(&cwd) {
             return rel.display().to_string();
         }
     }
     path.display().to_string()
+}
+
+/// Removes `.` and resolves `..` lexically, so `a/./b/../c` shows as `a/c`.
+pub fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
 }

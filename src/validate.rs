@@ -29,6 +29,8 @@ struct Checker<'a> {
     diags: Vec<Diagnostic>,
     /// Main step ids in order, with their index.
     main_ids: Vec<(String, usize)>,
+    /// How many lines past its first the string being checked spans (block scalars).
+    lines: usize,
 }
 
 /// Checks a playbook that passed the schema. `config` enables the checks that depend on the
@@ -52,6 +54,7 @@ pub fn check_playbook(
         config,
         diags: Vec::new(),
         main_ids,
+        lines: 0,
     };
     c.params();
     c.environments();
@@ -103,6 +106,24 @@ impl Checker<'_> {
                 .with_width(width)
                 .with_hint(hint),
         );
+    }
+
+    /// An error pointing at the key `key` of the mapping at `parent`.
+    fn err_key(&mut self, parent: &[String], key: &str, code: &'static str, msg: impl Into<String>, hint: impl Into<String>) {
+        let pos = self.node(parent).and_then(|n| n.key(key)).map(|k| k.pos);
+        match pos {
+            Some(pos) => self.diags.push(
+                Diagnostic::error(code, msg)
+                    .at(self.source, pos)
+                    .with_width(key.chars().count())
+                    .with_hint(hint),
+            ),
+            None => {
+                let mut p = parent.to_vec();
+                p.push(key.to_owned());
+                self.err_at(&p, code, msg, hint);
+            }
+        }
     }
 
     fn params(&mut self) {
@@ -219,7 +240,12 @@ impl Checker<'_> {
                 format!("add one of: {}", ACTION_KEYS.join(", "))),
             1 => {}
             _ => {
-                let keys: Vec<&str> = actions.iter().map(Action::key).collect();
+                // Name the actions in the order the file gives them and point at the second.
+                let mut keys: Vec<&str> = actions.iter().map(Action::key).collect();
+                if let Some(map) = self.node(path).and_then(Node::as_map) {
+                    let order: Vec<&str> = map.iter().filter_map(|(k, _)| k.as_str()).collect();
+                    keys.sort_by_key(|k| order.iter().position(|o| o == k).unwrap_or(usize::MAX));
+                }
                 let mut p = path.to_vec();
                 p.push(keys[1].to_owned());
                 let node_pos = self.node(path).and_then(|n| n.key(keys[1])).map(|n| n.pos);
@@ -234,9 +260,7 @@ impl Checker<'_> {
         }
         let nested = !matches!(block, Block::Steps);
         if nested && !step.rollback.is_empty() {
-            let mut p = path.to_vec();
-            p.push("rollback".into());
-            self.err_at(&p, "nested-rollback", "a compensation or finally step cannot have its own `rollback`",
+            self.err_key(path, "rollback", "nested-rollback", "a compensation or finally step cannot have its own `rollback`",
                 "move the compensation to the main step it undoes");
         }
         if let Some(Action::Gate(g)) = step.action() {
@@ -254,14 +278,17 @@ impl Checker<'_> {
             let mut p = path.to_vec();
             p.extend(["outputs".into(), name.clone()]);
             if !is_identifier(name) {
-                self.err_at(&p, "invalid-name", format!("output name `{name}` is not an identifier"),
+                let mut parent = path.to_vec();
+                parent.push("outputs".into());
+                self.err_key(&parent, name, "invalid-name", format!("output name `{name}` is not an identifier"),
                     "use letters, digits and `_` so templates can read it");
             }
             if let Some(re) = &spec.regex {
                 if let Err(e) = regex::Regex::new(re) {
                     p.push("regex".into());
                     let msg = e.to_string();
-                    let last = msg.lines().last().unwrap_or("invalid regex").trim().to_owned();
+                    let last = msg.lines().last().unwrap_or("invalid regex").trim();
+                    let last = last.strip_prefix("error: ").unwrap_or(last).to_owned();
                     self.err_at(&p, "invalid-regex", format!("output `{name}` has an invalid regex: {last}"),
                         "see https://docs.rs/regex for the syntax");
                 }
@@ -298,7 +325,7 @@ impl Checker<'_> {
                 if template::is_template(&s.query) {
                     p.push("query".into());
                     let pos = self.pos(&p);
-                    let at = self.source.find_on_line(pos, "{").unwrap_or(pos);
+                    let at = self.source.find_from(pos, "{{", s.query.lines().count()).unwrap_or(pos);
                     self.diags.push(
                         Diagnostic::error("template-in-sql", "templates are not allowed in SQL text")
                             .at(self.source, at)
@@ -315,7 +342,7 @@ impl Checker<'_> {
                     self.err_at(&p, "incomplete-gate", "gate has no kind",
                         "add one of: `approval`, `confirm`, `condition`, `window`, `require_run`");
                 } else if kinds.len() > 1 {
-                    self.err_at(&p, "several-actions", format!("gate has {} kinds: {}", kinds.len(), kinds.join(", ")),
+                    self.err_at(&p, "several-gate-kinds", format!("gate has {} kinds: {}", kinds.len(), kinds.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")),
                         "a gate checks one thing; split it into several gate steps");
                 }
                 if let Some(a) = &g.approval {
@@ -329,7 +356,7 @@ impl Checker<'_> {
                         if approvers.len() < required {
                             let mut q = p.clone();
                             q.extend(["approval".into(), "approvers".into()]);
-                            self.err_at(&q, "incomplete-gate", format!("approval needs {required} approvals but lists {} approvers", approvers.len()),
+                            self.err_at(&q, "incomplete-gate", format!("approval needs {required} approvals but lists only {}", plural(approvers.len(), "approver")),
                                 "list at least as many approvers as `required`");
                         }
                     }
@@ -452,10 +479,12 @@ impl Checker<'_> {
             match template::template_vars(&text) {
                 Ok(vars) => {
                     let result_ok = allow_result && rel.first().map(String::as_str) == Some("wait_for");
-                    self.references(&vars, pos, &visible, result_ok)
+                    self.lines = text.lines().count();
+                    self.references(&vars, pos, &visible, result_ok);
+                    self.lines = 0;
                 }
                 Err(e) => {
-                    let at = self.source.find_on_line(pos, "{").unwrap_or(pos);
+                    let at = self.source.find_from(pos, "{", text.lines().count()).unwrap_or(pos);
                     self.diags.push(
                         Diagnostic::error("template-syntax", format!("invalid template: {}", e.message))
                             .at(self.source, at)
@@ -471,7 +500,7 @@ impl Checker<'_> {
         for var in vars {
             let parts: Vec<&str> = var.split('.').collect();
             let root = parts[0];
-            let at = |needle: &str| self.source.find_on_line(pos, needle).unwrap_or(pos);
+            let at = |needle: &str| self.source.find_from(pos, needle, self.lines).unwrap_or(pos);
             let problem: Option<(Pos, usize, String, String)> = match root {
                 "params" => match parts.get(1) {
                     Some(name) if !self.def.params.contains_key(*name) => {
@@ -522,7 +551,7 @@ impl Checker<'_> {
                                 Some(s) if s != *name => format!("did you mean `vars.{s}`?"),
                                 _ => format!("define `{name}` under `vars:` of {} in runbook.yaml, or limit the playbook with `environments:`", names(envs.iter())),
                             };
-                            Some((at(name), name.chars().count(), format!("variable `{name}` is not defined for environment {}", names(envs.iter())), hint))
+                            Some((at(name), name.chars().count(), format!("variable `{name}` is not defined for {} {}", if envs.len() == 1 { "environment" } else { "environments" }, names(envs.iter())), hint))
                         }
                     }
                     (Some(name), None) => Some((at(name), name.chars().count(), format!("undefined variable `vars.{name}`"),
@@ -562,7 +591,7 @@ impl Checker<'_> {
 
     fn step_reference(&self, parts: &[&str], pos: Pos, visible: &BTreeSet<String>) -> Option<(Pos, usize, String, String)> {
         let id = *parts.get(1)?;
-        let at = |needle: &str| self.source.find_on_line(pos, &format!("steps.{needle}")).map(|p| Pos::new(p.line, p.col + 6)).unwrap_or(pos);
+        let at = |needle: &str| self.source.find_from(pos, &format!("steps.{needle}"), self.lines).map(|p| Pos::new(p.line, p.col + 6)).unwrap_or(pos);
         if !visible.contains(id) {
             let later = self.main_ids.iter().any(|(s, _)| s == id)
                 || self.def.on_failure.iter().chain(&self.def.finally).any(|s| s.id.as_deref() == Some(id));
@@ -580,7 +609,12 @@ impl Checker<'_> {
         }
         let field = *parts.get(2)?;
         if field != "outputs" && field != "status" {
-            return Some((pos, 1, format!("`steps.{id}` has no field `{field}`"), "read `steps.<id>.outputs.<name>` or `steps.<id>.status`".to_owned()));
+            let p = self.source.find_from(pos, &format!("{id}.{field}"), self.lines).map(|p| Pos::new(p.line, p.col + id.chars().count() + 1)).unwrap_or(pos);
+            let hint = match did_you_mean(field, ["outputs", "status"]) {
+                Some(s) => format!("did you mean `steps.{id}.{s}`?"),
+                None => "read `steps.<id>.outputs.<name>` or `steps.<id>.status`".to_owned(),
+            };
+            return Some((p, field.chars().count(), format!("`steps.{id}` has no field `{field}`"), hint));
         }
         let output = *parts.get(3)?;
         if field != "outputs" {
@@ -598,7 +632,7 @@ impl Checker<'_> {
             Some(s) => format!("did you mean `steps.{id}.outputs.{s}`?"),
             None => format!("`{}` steps produce: {}", action.key(), all.join(", ")),
         };
-        let p = self.source.find_on_line(pos, &format!("outputs.{output}")).map(|p| Pos::new(p.line, p.col + 8)).unwrap_or(pos);
+        let p = self.source.find_from(pos, &format!("outputs.{output}"), self.lines).map(|p| Pos::new(p.line, p.col + 8)).unwrap_or(pos);
         Some((p, output.chars().count(), format!("step `{id}` has no output `{output}`"), hint))
     }
 
@@ -616,54 +650,62 @@ impl Checker<'_> {
             return;
         }
         let is_guard = |s: &Step| s.gate.as_ref().is_some_and(|g| g.approval.is_some() || g.confirm.is_some());
-        let mut findings = Vec::new();
-        let check_block = |steps: &[Step], base: &str, guarded_from_start: bool, findings: &mut Vec<(Vec<String>, String)>| {
-            let mut guarded = guarded_from_start;
-            for (i, s) in steps.iter().enumerate() {
-                if let Some(a) = s.action() {
-                    if a.is_destructive() && !guarded {
-                        findings.push((vec![base.to_owned(), i.to_string(), a.key().to_owned()], a.key().to_owned()));
-                    }
-                }
-                if is_guard(s) {
-                    guarded = true;
-                }
-            }
-        };
-        check_block(&self.def.steps, "steps", false, &mut findings);
-        check_block(&self.def.on_failure, "on_failure", false, &mut findings);
-        check_block(&self.def.finally, "finally", false, &mut findings);
-        // A compensation runs only after its own step succeeded, so a gate before that step
-        // (or the step itself being a gate) guards it.
+        // (path to the action key, action key, hint)
+        let mut findings: Vec<(Vec<String>, String, String)> = Vec::new();
+        let unguarded = "add a step with `gate: { confirm: ... }` or `gate: { approval: ... }` before it, or limit the playbook with `environments:`";
         let mut guarded = false;
         for (i, s) in self.def.steps.iter().enumerate() {
+            if let Some(a) = s.action() {
+                if a.is_destructive() && !guarded {
+                    findings.push((vec!["steps".into(), i.to_string()], a.key().to_owned(), unguarded.to_owned()));
+                }
+            }
             if is_guard(s) {
                 guarded = true;
             }
+            // A compensation runs only after its own step succeeded, so a gate before that
+            // step (or the step itself being a gate) guards it.
             for (j, comp) in s.rollback.iter().enumerate() {
                 if let Some(a) = comp.action() {
                     if a.is_destructive() && !guarded {
-                        findings.push((vec!["steps".into(), i.to_string(), "rollback".into(), j.to_string(), a.key().to_owned()], a.key().to_owned()));
+                        let owner = s.id.clone().unwrap_or_else(|| format!("#{}", i + 1));
+                        findings.push((
+                            vec!["steps".into(), i.to_string(), "rollback".into(), j.to_string()],
+                            a.key().to_owned(),
+                            format!("add a confirm or approval gate step before step `{owner}`, whose rollback this is, or limit the playbook with `environments:`"),
+                        ));
                     }
                 }
             }
         }
-        for (path, key) in findings {
-            let pos = {
-                let parent = &path[..path.len() - 1];
-                self.node(parent).and_then(|n| n.key(&key)).map(|n| n.pos).unwrap_or_else(|| self.pos(parent))
-            };
+        // Cleanup blocks run unattended (even when the run failed before any gate), so nothing
+        // can guard a destructive step there.
+        for block in ["on_failure", "finally"] {
+            let steps = if block == "on_failure" { &self.def.on_failure } else { &self.def.finally };
+            for (i, s) in steps.iter().enumerate() {
+                if let Some(a) = s.action() {
+                    if a.is_destructive() {
+                        findings.push((
+                            vec![block.into(), i.to_string()],
+                            a.key().to_owned(),
+                            format!("`{block}` runs unattended, even when the run failed before any gate; move this step into the `rollback` of the step it undoes, or limit the playbook with `environments:`"),
+                        ));
+                    }
+                }
+            }
+        }
+        for (parent, key, hint) in findings {
             let what = match key.as_str() {
                 "restore" => "`restore` overwrites the database",
                 "migrate" => "`migrate: revert` drops schema",
                 _ => "this SQL drops or truncates data",
             };
-            self.diags.push(
-                Diagnostic::error("unguarded-destructive", format!("{what} in protected environment {} without a gate before it", names(protected.iter())))
-                    .at(self.source, pos)
-                    .with_width(key.len())
-                    .with_hint("add a step with `gate: { confirm: ... }` or `gate: { approval: ... }` before it, or limit the playbook with `environments:`"),
+            let msg = format!(
+                "{what} in protected {} {} without a gate before it",
+                if protected.len() == 1 { "environment" } else { "environments" },
+                names(protected.iter())
             );
+            self.err_key(&parent, &key, "unguarded-destructive", msg, hint);
         }
     }
 }
@@ -785,3 +827,8 @@ pub fn type_matches(kind: ParamType, value: &serde_json::Value) -> bool {
     }
 }
 
+
+/// "1 approver", "2 approvers".
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 { format!("1 {word}") } else { format!("{n} {word}s") }
+}

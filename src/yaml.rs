@@ -300,29 +300,114 @@ fn yaml_error(source: &Source, err: &serde_saphyr::Error) -> Diagnostic {
     let raw = err.without_snippet().to_string();
     let message = clean_message(&raw);
     let lower = message.to_lowercase();
-    let (code, hint) = if lower.contains("duplicate") {
-        ("duplicate-key", "each key may appear once in a mapping; remove or rename one")
-    } else if lower.contains("alias") || lower.contains("anchor") || lower.contains("budget") {
-        (
-            "yaml-budget",
-            "the document expands past the loader's limits; remove deeply repeated aliases",
-        )
-    } else if lower.contains("depth") || lower.contains("nest") {
-        ("too-deep", "flatten the document; playbooks never need this much nesting")
-    } else if lower.contains("tab") {
-        ("yaml-syntax", "YAML indentation must use spaces, not tabs")
-    } else if lower.contains("document") && lower.contains("multiple") {
-        ("yaml-syntax", "a playbook file holds one YAML document; remove the extra `---`")
-    } else {
-        ("yaml-syntax", "check the indentation and quoting around this position")
+    if let Some(rest) = message.strip_prefix("duplicate mapping key: ") {
+        let key = rest.split(", set DuplicateKeyPolicy").next().unwrap_or(rest).trim();
+        let hint = match first_definition(source, pos, key) {
+            Some(line) => format!("`{key}` is first given at line {line}; each key may appear once in a mapping"),
+            None => "each key may appear once in a mapping; remove or rename one".to_owned(),
+        };
+        return Diagnostic::error("duplicate-key", format!("duplicate key `{key}`"))
+            .at(source, pos)
+            .with_width(key.chars().count())
+            .with_hint(hint);
+    }
+    if message.contains("Depth {") || lower.contains("recursion") {
+        return Diagnostic::error("too-deep", format!("the document nests deeper than {MAX_DEPTH} levels"))
+            .at(source, pos)
+            .with_hint("flatten the document; a playbook never needs this much nesting");
+    }
+    if message.contains("Documents {") {
+        return Diagnostic::error("several-documents", "the file holds more than one YAML document")
+            .at(source, pos)
+            .with_width(3)
+            .with_hint("a playbook file holds one document; remove the `---` and what follows, or split it into two files");
+    }
+    if lower.contains("alias") || lower.contains("anchor") || lower.contains("budget") {
+        return Diagnostic::error("yaml-budget", "the document expands past the loader's limits")
+            .at(source, pos)
+            .with_hint(format!(
+                "aliases may replay at most {MAX_ALIAS_REPLAYED_EVENTS} nodes and a file may hold {MAX_NODES}; nested aliases like these are an alias bomb"
+            ));
+    }
+    // A tab in indentation is reported where the parser noticed it, which may be the line
+    // after; point at the first tab used for indentation at or before that line instead.
+    if lower.contains("tab") {
+        let tab = source
+            .text
+            .split('\n')
+            .take(pos.line + 2)
+            .enumerate()
+            .find_map(|(i, l)| {
+                let indent: String = l.chars().take_while(|c| c.is_whitespace()).collect();
+                indent.find('\t').map(|b| Pos::new(i + 1, indent[..b].chars().count() + 1))
+            })
+            .unwrap_or(pos);
+        return Diagnostic::error("yaml-syntax", "tab character used for indentation")
+            .at(source, tab)
+            .with_hint("YAML indentation must use spaces, not tabs");
+    }
+    let hint = match unclosed(source, pos) {
+        Some((ch, at)) => format!("the `{ch}` opened at line {}, column {} is never closed", at.line, at.col),
+        None => "check the indentation and quoting around this position, and the lines just before it".to_owned(),
     };
-    let tab_line = source.line(pos.line).is_some_and(|l| l.contains('\t'));
-    let hint = if tab_line && code == "yaml-syntax" {
-        "YAML indentation must use spaces, not tabs"
-    } else {
-        hint
-    };
-    Diagnostic::error(code, message).at(source, pos).with_hint(hint)
+    Diagnostic::error("yaml-syntax", message).at(source, pos).with_hint(hint)
+}
+
+/// The line of an earlier `key:` at the same indentation as the duplicate at `pos`.
+fn first_definition(source: &Source, pos: Pos, key: &str) -> Option<usize> {
+    let dup_line = source.line(pos.line)?;
+    let indent = dup_line.len() - dup_line.trim_start().len();
+    let dup_indent = &dup_line[..indent];
+    let patterns = [format!("{key}:"), format!("\"{key}\":"), format!("'{key}':")];
+    (1..pos.line).rev().find(|&n| {
+        source.line(n).is_some_and(|l| {
+            let body = l.strip_prefix(dup_indent).unwrap_or("");
+            let body = body.strip_prefix("- ").unwrap_or(body);
+            patterns.iter().any(|p| body.starts_with(p.as_str()))
+        })
+    })
+}
+
+/// The last flow bracket or quote opened before `pos` and not closed, if any: the usual cause
+/// of a syntax error reported further down.
+fn unclosed(source: &Source, pos: Pos) -> Option<(char, Pos)> {
+    let mut stack: Vec<(char, Pos)> = Vec::new();
+    let mut quote: Option<(char, Pos)> = None;
+    for (i, line) in source.text.split('\n').enumerate().take(pos.line) {
+        let mut chars = line.chars().enumerate().peekable();
+        while let Some((c, ch)) = chars.next() {
+            let here = Pos::new(i + 1, c + 1);
+            match quote {
+                Some((q, _)) => {
+                    if ch == q {
+                        // '' inside a single-quoted scalar is an escaped quote.
+                        if q == '\'' && chars.peek().is_some_and(|&(_, n)| n == '\'') {
+                            chars.next();
+                        } else {
+                            quote = None;
+                        }
+                    } else if ch == '\\' && q == '"' {
+                        chars.next();
+                    }
+                }
+                None => match ch {
+                    '#' if c == 0 || line[..line.char_indices().nth(c).map_or(0, |(b, _)| b)].ends_with(' ') => break,
+                    '"' | '\'' => {
+                        let prev = line.chars().nth(c.wrapping_sub(1));
+                        if c == 0 || matches!(prev, Some(' ' | '[' | '{' | ',' | ':')) {
+                            quote = Some((ch, here));
+                        }
+                    }
+                    '[' | '{' => stack.push((ch, here)),
+                    ']' | '}' => {
+                        stack.pop();
+                    }
+                    _ => {}
+                },
+            }
+        }
+    }
+    quote.or_else(|| stack.pop())
 }
 
 /// Drops the "at line X column Y" suffix the YAML crate appends, since the diagnostic shows
