@@ -91,7 +91,12 @@ fn main() {
         let start = Instant::now();
         for f in &files {
             let pb = project.load_playbook(f);
-            assert!(pb.is_ok(), "{} did not validate: {:?}", f.display(), pb.err());
+            assert!(
+                pb.is_ok(),
+                "{} did not validate: {:?}",
+                f.display(),
+                pb.err()
+            );
         }
         rounds.push(start.elapsed());
     }
@@ -123,9 +128,18 @@ fn main() {
         lib.as_secs_f64() * 1e6 / PLAYBOOKS as f64
     );
     match cli {
-        Some(d) => println!("  runbook validate (one process): {:>8.1} ms total", d.as_secs_f64() * 1e3),
-        None => println!("  runbook validate: skipped, build target/release/runbook first (cargo build --release)"),
+        Some(d) => println!(
+            "  runbook validate (one process): {:>8.1} ms total",
+            d.as_secs_f64() * 1e3
+        ),
+        None => println!(
+            "  runbook validate: skipped, build target/release/runbook first (cargo build --release)"
+        ),
     }
     let goal = Duration::from_secs(1);
-    println!("  goal: under {} ms -> {}", goal.as_millis(), if lib < goal { "met" } else { "NOT met" });
+    println!(
+        "  goal: under {} ms -> {}",
+        goal.as_millis(),
+        if lib < goal { "met" } else { "NOT met" }
+    );
 }

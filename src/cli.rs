@@ -14,9 +14,14 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "runbook", version, about = "Executes declarative YAML playbooks for database production operations")]
+#[command(
+    name = "runbook",
+    version,
+    about = "Executes declarative YAML playbooks for database production operations"
+)]
 pub struct Cli {
-    /// Project folder (default: the nearest folder with a runbook.yaml or playbooks/)
+    /// Change to DIR before doing anything (like `git -C`); the project is the nearest folder
+    /// at or above the working directory with a runbook.yaml or playbooks/
     #[arg(short = 'C', long = "project", global = true, value_name = "DIR")]
     pub project: Option<PathBuf>,
     /// Print only data and errors
@@ -89,23 +94,50 @@ pub fn main() -> Exit {
         Err(e) => {
             let _ = e.print();
             return match e.kind() {
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => Exit::Ok,
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    Exit::Ok
+                }
                 _ => Exit::Invalid,
             };
         }
     };
     let ui = Ui::new(cli.color, cli.quiet);
+    if let Some(dir) = &cli.project
+        && let Err(e) = std::env::set_current_dir(dir)
+    {
+        ui.error(
+            &format!("cannot change to `{}`: {e}", dir.display()),
+            Some("give an existing project folder with -C"),
+        );
+        return Exit::Invalid;
+    }
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    let root = match &cli.project {
-        Some(dir) => dir.clone(),
-        None => Project::discover(&cwd),
-    };
+    let root = Project::discover(&cwd);
     match cli.command {
         Command::Validate { paths, format } => validate(&ui, &root, &paths, format),
-        Command::Plan { playbook, env, vars, offline: _, target, format } => plan_cmd(&ui, &root, &playbook, &env, &vars, target.as_deref(), format),
+        Command::Plan {
+            playbook,
+            env,
+            vars,
+            offline: _,
+            target,
+            format,
+        } => plan_cmd(
+            &ui,
+            &root,
+            &playbook,
+            &env,
+            &vars,
+            target.as_deref(),
+            format,
+        ),
         Command::List { format } => list(&ui, &root, format),
         Command::Schema { config } => {
-            ui.data(&schema::schema_text(if config { SchemaKind::Config } else { SchemaKind::Playbook }));
+            ui.data(&schema::schema_text(if config {
+                SchemaKind::Config
+            } else {
+                SchemaKind::Playbook
+            }));
             Exit::Ok
         }
     }
@@ -117,7 +149,10 @@ fn open(ui: &Ui, root: &std::path::Path) -> Option<Project> {
         Ok(p) => Some(p),
         Err(diags) => {
             ui.diagnostics(&diags);
-            ui.error("runbook.yaml is invalid", Some("fix the config first; `runbook validate` lists every problem"));
+            ui.error(
+                "runbook.yaml is invalid",
+                Some("fix the config first; `runbook validate` lists every problem"),
+            );
             None
         }
     }
@@ -127,11 +162,20 @@ fn validate(ui: &Ui, root: &std::path::Path, paths: &[String], format: ValidateF
     let mut files = Vec::new();
     // The config first: playbooks are validated against it when it is valid.
     let config_path = root.join(crate::config::CONFIG_FILE);
-    let mut project = Project { root: root.to_path_buf(), config: None };
+    let mut project = Project {
+        root: root.to_path_buf(),
+        config: None,
+    };
     if config_path.is_file() {
         match project::load_config(&config_path) {
             Ok(config) => {
-                files.push(FileResult { file: config.source.display_path(), kind: "config", name: None, valid: true, diagnostics: Vec::new() });
+                files.push(FileResult {
+                    file: config.source.display_path(),
+                    kind: "config",
+                    name: None,
+                    valid: true,
+                    diagnostics: Vec::new(),
+                });
                 project.config = Some(config);
             }
             Err(diags) => files.push(FileResult {
@@ -150,14 +194,23 @@ fn validate(ui: &Ui, root: &std::path::Path, paths: &[String], format: ValidateF
         for p in paths {
             match project.resolve(p) {
                 Ok(path) => out.push(path),
-                Err(d) => files.push(FileResult { file: p.clone(), kind: "playbook", name: None, valid: false, diagnostics: vec![d.in_file(p.clone())] }),
+                Err(d) => files.push(FileResult {
+                    file: p.clone(),
+                    kind: "playbook",
+                    name: None,
+                    valid: false,
+                    diagnostics: vec![d.in_file(p.clone())],
+                }),
             }
         }
         out
     };
     if targets.is_empty() && files.iter().all(|f| f.kind == "config") && paths.is_empty() {
         ui.error(
-            &format!("no playbooks found in `{}`", crate::source::display_path(&project.playbooks_dir())),
+            &format!(
+                "no playbooks found in `{}`",
+                crate::source::display_path(&project.playbooks_dir())
+            ),
             Some("give playbook paths, or run in a project folder with a playbooks/ folder"),
         );
         return Exit::Invalid;
@@ -165,12 +218,29 @@ fn validate(ui: &Ui, root: &std::path::Path, paths: &[String], format: ValidateF
     for path in targets {
         let shown = crate::source::display_path(&path);
         match project.load_playbook(&path) {
-            Ok(pb) => files.push(FileResult { file: shown, kind: "playbook", name: Some(pb.def.name.clone()), valid: true, diagnostics: Vec::new() }),
+            Ok(pb) => files.push(FileResult {
+                file: shown,
+                kind: "playbook",
+                name: Some(pb.def.name.clone()),
+                valid: true,
+                diagnostics: Vec::new(),
+            }),
             Err(mut diags) => {
                 diagnostic::sort(&mut diags);
-                diags.dedup_by(|a, b| a.file == b.file && a.line == b.line && a.column == b.column && a.message == b.message);
+                diags.dedup_by(|a, b| {
+                    a.file == b.file
+                        && a.line == b.line
+                        && a.column == b.column
+                        && a.message == b.message
+                });
                 let valid = !diags.iter().any(Diagnostic::is_error);
-                files.push(FileResult { file: shown, kind: "playbook", name: None, valid, diagnostics: diags });
+                files.push(FileResult {
+                    file: shown,
+                    kind: "playbook",
+                    name: None,
+                    valid,
+                    diagnostics: diags,
+                });
             }
         }
     }
@@ -185,16 +255,34 @@ fn validate(ui: &Ui, root: &std::path::Path, paths: &[String], format: ValidateF
             let invalid = report.files.iter().filter(|f| !f.valid).count();
             if report.valid {
                 let playbooks = report.files.iter().filter(|f| f.kind == "playbook").count();
-                let config = if report.files.iter().any(|f| f.kind == "config") { "runbook.yaml and " } else { "" };
+                let config = if report.files.iter().any(|f| f.kind == "config") {
+                    "runbook.yaml and "
+                } else {
+                    ""
+                };
                 ui.note(&format!("ok: {config}{playbooks} playbooks valid"));
             } else {
-                let errors = if report.errors == 1 { "1 error".to_owned() } else { format!("{} errors", report.errors) };
+                let errors = if report.errors == 1 {
+                    "1 error".to_owned()
+                } else {
+                    format!("{} errors", report.errors)
+                };
                 let verb = if invalid == 1 { "is" } else { "are" };
-                ui.error(&format!("{invalid} of {} files {verb} invalid ({errors})", report.files.len()), None);
+                ui.error(
+                    &format!(
+                        "{invalid} of {} files {verb} invalid ({errors})",
+                        report.files.len()
+                    ),
+                    None,
+                );
             }
         }
     }
-    if report.valid { Exit::Ok } else { Exit::Invalid }
+    if report.valid {
+        Exit::Ok
+    } else {
+        Exit::Invalid
+    }
 }
 
 fn load(ui: &Ui, project: &Project, name: &str) -> Option<std::sync::Arc<project::Playbook>> {
@@ -209,25 +297,55 @@ fn load(ui: &Ui, project: &Project, name: &str) -> Option<std::sync::Arc<project
         Ok(pb) => Some(pb),
         Err(mut diags) => {
             diagnostic::sort(&mut diags);
-            diags.dedup_by(|a, b| a.file == b.file && a.line == b.line && a.column == b.column && a.message == b.message);
+            diags.dedup_by(|a, b| {
+                a.file == b.file
+                    && a.line == b.line
+                    && a.column == b.column
+                    && a.message == b.message
+            });
             ui.diagnostics(&diags);
             let errors = diags.iter().filter(|d| d.is_error()).count();
-            let errors = if errors == 1 { "1 error".to_owned() } else { format!("{errors} errors") };
-            ui.error(&format!("`{name}` is invalid ({errors}); nothing ran"), None);
+            let errors = if errors == 1 {
+                "1 error".to_owned()
+            } else {
+                format!("{errors} errors")
+            };
+            ui.error(
+                &format!("`{name}` is invalid ({errors}); nothing ran"),
+                None,
+            );
             None
         }
     }
 }
 
-fn plan_cmd(ui: &Ui, root: &std::path::Path, name: &str, env: &str, vars: &[(String, String)], target: Option<&str>, format: OutputFormat) -> Exit {
-    let Some(project) = open(ui, root) else { return Exit::Invalid };
-    let Some(playbook) = load(ui, &project, name) else { return Exit::Invalid };
-    let req = PlanRequest { env, vars, target_override: target };
+fn plan_cmd(
+    ui: &Ui,
+    root: &std::path::Path,
+    name: &str,
+    env: &str,
+    vars: &[(String, String)],
+    target: Option<&str>,
+    format: OutputFormat,
+) -> Exit {
+    let Some(project) = open(ui, root) else {
+        return Exit::Invalid;
+    };
+    let Some(playbook) = load(ui, &project, name) else {
+        return Exit::Invalid;
+    };
+    let req = PlanRequest {
+        env,
+        vars,
+        target_override: target,
+    };
     match plan::build(&playbook, project.config_def(), &req) {
         Ok(plan) => {
             match format {
                 OutputFormat::Text => ui.data(&plan::render_text(&plan)),
-                OutputFormat::Json => ui.data(&serde_json::to_string_pretty(&plan).unwrap_or_default()),
+                OutputFormat::Json => {
+                    ui.data(&serde_json::to_string_pretty(&plan).unwrap_or_default())
+                }
             }
             Exit::Ok
         }
@@ -241,7 +359,9 @@ fn plan_cmd(ui: &Ui, root: &std::path::Path, name: &str, env: &str, vars: &[(Str
 }
 
 fn list(ui: &Ui, root: &std::path::Path, format: OutputFormat) -> Exit {
-    let Some(project) = open(ui, root) else { return Exit::Invalid };
+    let Some(project) = open(ui, root) else {
+        return Exit::Invalid;
+    };
     let mut rows = Vec::new();
     let mut invalid = 0;
     for path in project.playbook_files() {
@@ -266,10 +386,19 @@ fn list(ui: &Ui, root: &std::path::Path, format: OutputFormat) -> Exit {
     match format {
         OutputFormat::Json => ui.data(&serde_json::to_string_pretty(&rows).unwrap_or_default()),
         OutputFormat::Text => {
-            let width = rows.iter().filter_map(|r| r["name"].as_str()).map(str::len).max().unwrap_or(4);
+            let width = rows
+                .iter()
+                .filter_map(|r| r["name"].as_str())
+                .map(str::len)
+                .max()
+                .unwrap_or(4);
             let mut text = String::new();
             for r in &rows {
-                text.push_str(&format!("{:<width$}  {}\n", r["name"].as_str().unwrap_or_default(), r["description"].as_str().unwrap_or_default()));
+                text.push_str(&format!(
+                    "{:<width$}  {}\n",
+                    r["name"].as_str().unwrap_or_default(),
+                    r["description"].as_str().unwrap_or_default()
+                ));
             }
             if rows.is_empty() {
                 ui.note("no playbooks");

@@ -135,18 +135,16 @@ impl Diagnostic {
 /// Sorts diagnostics by file and position so output is stable.
 pub fn sort(diags: &mut [Diagnostic]) {
     diags.sort_by(|a, b| {
-        (&a.file, a.line, a.column, a.code, &a.message).cmp(&(
-            &b.file,
-            b.line,
-            b.column,
-            b.code,
-            &b.message,
-        ))
+        (&a.file, a.line, a.column, a.code, &a.message)
+            .cmp(&(&b.file, b.line, b.column, b.code, &b.message))
     });
 }
 
 /// Suggests the closest candidate to a misspelled name, if one is close enough.
-pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let mut best: Option<(f64, &str)> = None;
     for candidate in candidates {
         let score = strsim::jaro_winkler(name, candidate);
@@ -189,7 +187,9 @@ fn window(line: &str, column: usize) -> (String, usize) {
     if chars.len() <= MAX {
         return (line.to_owned(), column);
     }
-    let start = column.saturating_sub(MAX / 2).min(chars.len().saturating_sub(MAX));
+    let start = column
+        .saturating_sub(MAX / 2)
+        .min(chars.len().saturating_sub(MAX));
     let end = (start + MAX).min(chars.len());
     let mut shown = String::new();
     let mut col = column.saturating_sub(start);

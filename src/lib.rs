@@ -3,6 +3,10 @@
 //! Pipeline: load (`yaml`, `project`) -> validate (`schema`, `validate`) -> plan (`plan`,
 //! `template`) -> execute -> record -> report. See ARCHITECTURE.md.
 
+// Diagnostics are large by design (they carry the quoted source line) and travel only on the
+// cold error path, so boxing them would add noise for nothing.
+#![allow(clippy::result_large_err)]
+
 pub mod cli;
 pub mod config;
 pub mod diagnostic;

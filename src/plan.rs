@@ -7,12 +7,12 @@
 //! the process environment (for `from_env` parameters).
 
 use crate::config::ConfigDef;
-use crate::diagnostic::{article, did_you_mean, Diagnostic};
+use crate::diagnostic::{Diagnostic, article, did_you_mean};
 use crate::playbook::{Action, Param, ParamType, PlaybookDef, Retry, Step};
 use crate::project::Playbook;
 use crate::template;
 use serde::Serialize;
-use serde_json::{json, Map, Value as Json};
+use serde_json::{Map, Value as Json, json};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
@@ -109,21 +109,37 @@ pub fn resolve_params(
             let hint = match did_you_mean(k, def.params.keys().map(String::as_str)) {
                 Some(s) => format!("did you mean `{s}`?"),
                 None if def.params.is_empty() => format!("`{}` takes no parameters", def.name),
-                None => format!("`{}` takes: {}", def.name, def.params.keys().cloned().collect::<Vec<_>>().join(", ")),
+                None => format!(
+                    "`{}` takes: {}",
+                    def.name,
+                    def.params.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
             };
-            diags.push(Diagnostic::error("unknown-param", format!("`{}` has no parameter `{k}`", def.name)).with_hint(hint));
+            diags.push(
+                Diagnostic::error(
+                    "unknown-param",
+                    format!("`{}` has no parameter `{k}`", def.name),
+                )
+                .with_hint(hint),
+            );
         }
     }
     let mut out = BTreeMap::new();
     for (name, param) in &def.params {
-        let given = vars.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let given = vars
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone());
         let given = given.or_else(|| param.from_env.as_deref().and_then(env_lookup));
         let value = match given {
             Some(text) => match coerce(param, &text) {
                 Ok(v) => v,
                 Err(e) => {
-                    diags.push(Diagnostic::error("invalid-value", format!("parameter `{name}`: {e}"))
-                        .with_hint(format!("`{name}` takes {}", article(param.kind.name()))));
+                    diags.push(
+                        Diagnostic::error("invalid-value", format!("parameter `{name}`: {e}"))
+                            .with_hint(format!("`{name}` takes {}", article(param.kind.name()))),
+                    );
                     continue;
                 }
             },
@@ -134,30 +150,73 @@ pub fn resolve_params(
                         Some(var) => format!("set `{var}` or pass `--var {name}=...`"),
                         None => format!("pass `--var {name}=...`"),
                     };
-                    diags.push(Diagnostic::error("missing-param", format!("parameter `{name}` is required")).with_hint(how));
+                    diags.push(
+                        Diagnostic::error(
+                            "missing-param",
+                            format!("parameter `{name}` is required"),
+                        )
+                        .with_hint(how),
+                    );
                     continue;
                 }
                 None => Json::Null,
             },
         };
-        if let Some(choices) = &param.choices {
-            if !value.is_null() && !choices.contains(&value) {
-                let shown = if param.secret { MASK.to_owned() } else { value.to_string() };
-                diags.push(Diagnostic::error("invalid-value", format!("parameter `{name}` is {shown}, not one of its choices"))
-                    .with_hint(format!("choose one of: {}", choices.iter().map(Json::to_string).collect::<Vec<_>>().join(", "))));
-                continue;
-            }
+        if let Some(choices) = &param.choices
+            && !value.is_null()
+            && !choices.contains(&value)
+        {
+            let shown = if param.secret {
+                MASK.to_owned()
+            } else {
+                value.to_string()
+            };
+            diags.push(
+                Diagnostic::error(
+                    "invalid-value",
+                    format!("parameter `{name}` is {shown}, not one of its choices"),
+                )
+                .with_hint(format!(
+                    "choose one of: {}",
+                    choices
+                        .iter()
+                        .map(Json::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            );
+            continue;
         }
-        out.insert(name.clone(), ParamValue { value, secret: param.secret });
+        out.insert(
+            name.clone(),
+            ParamValue {
+                value,
+                secret: param.secret,
+            },
+        );
     }
-    if diags.is_empty() { Ok(out) } else { Err(diags) }
+    if diags.is_empty() {
+        Ok(out)
+    } else {
+        Err(diags)
+    }
 }
 
 fn coerce(param: &Param, text: &str) -> Result<Json, String> {
-    let shown = |t: &str| if param.secret { MASK.to_owned() } else { format!("`{t}`") };
+    let shown = |t: &str| {
+        if param.secret {
+            MASK.to_owned()
+        } else {
+            format!("`{t}`")
+        }
+    };
     match param.kind {
         ParamType::String => Ok(Json::String(text.to_owned())),
-        ParamType::Integer => text.trim().parse::<i64>().map(Json::from).map_err(|_| format!("{} is not an integer", shown(text))),
+        ParamType::Integer => text
+            .trim()
+            .parse::<i64>()
+            .map(Json::from)
+            .map_err(|_| format!("{} is not an integer", shown(text))),
         ParamType::Number => text
             .trim()
             .parse::<f64>()
@@ -174,10 +233,25 @@ fn coerce(param: &Param, text: &str) -> Result<Json, String> {
 }
 
 /// The template context a plan renders with: secrets masked, run facts unknown.
-fn context(params: &BTreeMap<String, ParamValue>, env: &str, target: &str, protected: bool, vars: &Map<String, Json>) -> Json {
+fn context(
+    params: &BTreeMap<String, ParamValue>,
+    env: &str,
+    target: &str,
+    protected: bool,
+    vars: &Map<String, Json>,
+) -> Json {
     let shown: Map<String, Json> = params
         .iter()
-        .map(|(k, v)| (k.clone(), if v.secret { Json::String(MASK.into()) } else { v.value.clone() }))
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                if v.secret {
+                    Json::String(MASK.into())
+                } else {
+                    v.value.clone()
+                },
+            )
+        })
         .collect();
     json!({
         "params": shown,
@@ -195,17 +269,39 @@ fn is_runtime(vars: &std::collections::BTreeSet<String>) -> bool {
 }
 
 /// Builds the plan of `playbook` for one environment.
-pub fn build(playbook: &Playbook, config: Option<&ConfigDef>, req: &PlanRequest<'_>) -> Result<Plan, Vec<Diagnostic>> {
+pub fn build(
+    playbook: &Playbook,
+    config: Option<&ConfigDef>,
+    req: &PlanRequest<'_>,
+) -> Result<Plan, Vec<Diagnostic>> {
     let def = &playbook.def;
     let (target, protected, env_vars) = match config {
         Some(cfg) => match cfg.environments.get(req.env) {
-            Some(env) => (env.target.describe(), env.protections.is_protected(), env.vars.clone()),
+            Some(env) => (
+                env.target.describe(),
+                env.protections.is_protected(),
+                env.vars.clone(),
+            ),
             None => {
-                let hint = match did_you_mean(req.env, cfg.environments.keys().map(String::as_str)) {
+                let hint = match did_you_mean(req.env, cfg.environments.keys().map(String::as_str))
+                {
                     Some(s) => format!("did you mean `{s}`?"),
-                    None => format!("environments: {}", cfg.environments.keys().cloned().collect::<Vec<_>>().join(", ")),
+                    None => format!(
+                        "environments: {}",
+                        cfg.environments
+                            .keys()
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
                 };
-                return Err(vec![Diagnostic::error("unknown-environment", format!("no environment `{}` in runbook.yaml", req.env)).with_hint(hint)]);
+                return Err(vec![
+                    Diagnostic::error(
+                        "unknown-environment",
+                        format!("no environment `{}` in runbook.yaml", req.env),
+                    )
+                    .with_hint(hint),
+                ]);
             }
         },
         None => ("(given with --target)".to_owned(), false, BTreeMap::new()),
@@ -214,11 +310,16 @@ pub fn build(playbook: &Playbook, config: Option<&ConfigDef>, req: &PlanRequest<
         Some(t) => crate::plan::redact_url(t),
         None => target,
     };
-    if let Some(allowed) = &def.environments {
-        if !allowed.iter().any(|e| e == req.env) {
-            return Err(vec![Diagnostic::error("wrong-environment", format!("`{}` does not run in environment `{}`", def.name, req.env))
-                .with_hint(format!("it runs in: {}", allowed.join(", ")))]);
-        }
+    if let Some(allowed) = &def.environments
+        && !allowed.iter().any(|e| e == req.env)
+    {
+        return Err(vec![
+            Diagnostic::error(
+                "wrong-environment",
+                format!("`{}` does not run in environment `{}`", def.name, req.env),
+            )
+            .with_hint(format!("it runs in: {}", allowed.join(", "))),
+        ]);
     }
     let lookup = |k: &str| std::env::var(k).ok();
     let params = resolve_params(def, req.vars, &lookup)?;
@@ -244,7 +345,16 @@ pub fn build(playbook: &Playbook, config: Option<&ConfigDef>, req: &PlanRequest<
         protected,
         params: params
             .iter()
-            .map(|(k, v)| (k.clone(), if v.secret && !v.value.is_null() { Json::String(MASK.into()) } else { v.value.clone() }))
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    if v.secret && !v.value.is_null() {
+                        Json::String(MASK.into())
+                    } else {
+                        v.value.clone()
+                    },
+                )
+            })
             .collect(),
         steps,
         on_failure,
@@ -299,11 +409,22 @@ fn plan_step(
     req: &PlanRequest<'_>,
 ) -> Option<PlannedStep> {
     let action = step.action()?;
-    let local_id = step.id.clone().unwrap_or_else(|| format!("{}-{}", action.key(), index + 1));
+    let local_id = step
+        .id
+        .clone()
+        .unwrap_or_else(|| format!("{}-{}", action.key(), index + 1));
     let id = format!("{prefix}{local_id}");
     let raw = action_json(action);
     let mut deferred = Vec::new();
-    let args = render_value(&raw, ctx, &mut Vec::new(), &mut deferred, diags, playbook, &id);
+    let args = render_value(
+        &raw,
+        ctx,
+        &mut Vec::new(),
+        &mut deferred,
+        diags,
+        playbook,
+        &id,
+    );
     let will_run = step.when.as_ref().and_then(|w| {
         let vars = template::expression_vars(w).ok()?;
         if is_runtime(&vars) {
@@ -312,30 +433,53 @@ fn plan_step(
         template::eval_bool(w, ctx).ok()
     });
     let mut nested = Vec::new();
-    if let Action::Include(inc) = action {
-        if let Some(child) = step.id.as_ref().and_then(|i| playbook.includes.get(i)) {
-            let given: Vec<(String, String)> = args
-                .get("params")
-                .and_then(Json::as_object)
-                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_owned))).collect())
-                .unwrap_or_default();
-            let _ = inc;
-            let lookup = |k: &str| std::env::var(k).ok();
-            match resolve_params(&child.def, &given, &lookup) {
-                Ok(child_params) => {
-                    let env = ctx.get("env").cloned().unwrap_or(Json::Null);
-                    let vars = ctx.get("vars").and_then(Json::as_object).cloned().unwrap_or_default();
-                    let child_ctx = context(
-                        &child_params,
-                        env.get("name").and_then(Json::as_str).unwrap_or(req.env),
-                        env.get("target").and_then(Json::as_str).unwrap_or_default(),
-                        env.get("protected").and_then(Json::as_bool).unwrap_or(false),
-                        &vars,
-                    );
-                    nested = plan_steps(child, &child.def.steps, &child_ctx, &format!("{id}."), diags, config, req);
-                }
-                Err(d) => diags.extend(d),
+    if let Action::Include(inc) = action
+        && let Some(child) = step.id.as_ref().and_then(|i| playbook.includes.get(i))
+    {
+        let given: Vec<(String, String)> = args
+            .get("params")
+            .and_then(Json::as_object)
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            v.as_str().map_or_else(|| v.to_string(), str::to_owned),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let _ = inc;
+        let lookup = |k: &str| std::env::var(k).ok();
+        match resolve_params(&child.def, &given, &lookup) {
+            Ok(child_params) => {
+                let env = ctx.get("env").cloned().unwrap_or(Json::Null);
+                let vars = ctx
+                    .get("vars")
+                    .and_then(Json::as_object)
+                    .cloned()
+                    .unwrap_or_default();
+                let child_ctx = context(
+                    &child_params,
+                    env.get("name").and_then(Json::as_str).unwrap_or(req.env),
+                    env.get("target").and_then(Json::as_str).unwrap_or_default(),
+                    env.get("protected")
+                        .and_then(Json::as_bool)
+                        .unwrap_or(false),
+                    &vars,
+                );
+                nested = plan_steps(
+                    child,
+                    &child.def.steps,
+                    &child_ctx,
+                    &format!("{id}."),
+                    diags,
+                    config,
+                    req,
+                );
             }
+            Err(d) => diags.extend(d),
         }
     }
     let rollback = step
@@ -391,7 +535,12 @@ fn prune(v: Json) -> Json {
     match v {
         Json::Object(m) => Json::Object(
             m.into_iter()
-                .filter(|(_, v)| !v.is_null() && v.as_object().is_none_or(|o| !o.is_empty()) && v.as_array().is_none_or(|a| !a.is_empty()) && *v != Json::Bool(false))
+                .filter(|(_, v)| {
+                    !v.is_null()
+                        && v.as_object().is_none_or(|o| !o.is_empty())
+                        && v.as_array().is_none_or(|a| !a.is_empty())
+                        && *v != Json::Bool(false)
+                })
                 .map(|(k, v)| (k, prune(v)))
                 .collect(),
         ),
@@ -411,7 +560,9 @@ fn render_value(
 ) -> Json {
     match v {
         Json::String(s) if template::is_template(s) => {
-            let runtime = template::template_vars(s).map(|vars| is_runtime(&vars)).unwrap_or(false);
+            let runtime = template::template_vars(s)
+                .map(|vars| is_runtime(&vars))
+                .unwrap_or(false);
             // SQL text is never rendered: values reach it only as bound parameters.
             let is_sql_text = path.len() == 1 && path[0] == "query";
             if runtime || is_sql_text {
@@ -422,9 +573,12 @@ fn render_value(
                 Ok(out) => Json::String(out),
                 Err(e) => {
                     diags.push(
-                        Diagnostic::error("render", format!("step `{step_id}`: cannot render `{s}`: {e}"))
-                            .in_file(playbook.source.display_path())
-                            .with_hint("check the parameter values given with `--var`"),
+                        Diagnostic::error(
+                            "render",
+                            format!("step `{step_id}`: cannot render `{s}`: {e}"),
+                        )
+                        .in_file(playbook.source.display_path())
+                        .with_hint("check the parameter values given with `--var`"),
                     );
                     v.clone()
                 }
@@ -486,7 +640,11 @@ fn mask_query_password(tail: &str) -> String {
     let parts: Vec<String> = query
         .split('&')
         .map(|kv| match kv.split_once('=') {
-            Some((k, _)) if k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("sslpassword") => format!("{k}={MASK}"),
+            Some((k, _))
+                if k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("sslpassword") =>
+            {
+                format!("{k}={MASK}")
+            }
             _ => kv.to_owned(),
         })
         .collect();
@@ -498,17 +656,37 @@ pub fn render_text(plan: &Plan) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
     let _ = writeln!(out, "plan      {} on {}", plan.playbook, plan.environment);
-    let _ = writeln!(out, "file      {} (sha256 {})", plan.file, &plan.content_hash[..12.min(plan.content_hash.len())]);
-    let _ = writeln!(out, "target    {}{}", plan.target, if plan.protected { " (protected)" } else { "" });
+    let _ = writeln!(
+        out,
+        "file      {} (sha256 {})",
+        plan.file,
+        &plan.content_hash[..12.min(plan.content_hash.len())]
+    );
+    let _ = writeln!(
+        out,
+        "target    {}{}",
+        plan.target,
+        if plan.protected { " (protected)" } else { "" }
+    );
     if !plan.params.is_empty() {
-        let params: Vec<String> = plan.params.iter().map(|(k, v)| format!("{k}={}", inline(v))).collect();
+        let params: Vec<String> = plan
+            .params
+            .iter()
+            .map(|(k, v)| format!("{k}={}", inline(v)))
+            .collect();
         let _ = writeln!(out, "params    {}", params.join(" "));
     }
     let _ = writeln!(out);
-    let width = id_width(&plan.steps).max(id_width(&plan.on_failure)).max(id_width(&plan.finally_steps)).max(4);
+    let width = id_width(&plan.steps)
+        .max(id_width(&plan.on_failure))
+        .max(id_width(&plan.finally_steps))
+        .max(4);
     let mut n = 0;
     write_steps(&mut out, &plan.steps, width, &mut n, 0);
-    for (title, steps) in [("on_failure", &plan.on_failure), ("finally", &plan.finally_steps)] {
+    for (title, steps) in [
+        ("on_failure", &plan.on_failure),
+        ("finally", &plan.finally_steps),
+    ] {
         if !steps.is_empty() {
             let _ = writeln!(out, "\n{title}:");
             let mut m = 0;
@@ -524,7 +702,10 @@ pub fn render_text(plan: &Plan) -> String {
         compensations,
         plan.checkpoints.len()
     );
-    let _ = writeln!(out, "values marked (at run time) are rendered when the run reaches them");
+    let _ = writeln!(
+        out,
+        "values marked (at run time) are rendered when the run reaches them"
+    );
     let _ = writeln!(out, "plan hash {}", plan.plan_hash);
     out
 }
@@ -534,7 +715,11 @@ fn count(steps: &[PlannedStep], f: &dyn Fn(&PlannedStep) -> usize) -> usize {
 }
 
 fn id_width(steps: &[PlannedStep]) -> usize {
-    steps.iter().map(|s| s.id.len().max(id_width(&s.steps))).max().unwrap_or(0)
+    steps
+        .iter()
+        .map(|s| s.id.len().max(id_width(&s.steps)))
+        .max()
+        .unwrap_or(0)
 }
 
 fn write_steps(out: &mut String, steps: &[PlannedStep], width: usize, n: &mut usize, depth: usize) {
@@ -581,7 +766,13 @@ fn write_steps(out: &mut String, steps: &[PlannedStep], width: usize, n: &mut us
             let _ = writeln!(out, "{indent}     {:<width$}  {}", "", name);
         }
         for c in &s.rollback {
-            let _ = writeln!(out, "{indent}     {:<width$}  rollback: {} {}", "", c.action, describe_args(c));
+            let _ = writeln!(
+                out,
+                "{indent}     {:<width$}  rollback: {} {}",
+                "",
+                c.action,
+                describe_args(c)
+            );
         }
         if !s.steps.is_empty() {
             let mut m = 0;
@@ -592,10 +783,15 @@ fn write_steps(out: &mut String, steps: &[PlannedStep], width: usize, n: &mut us
 
 /// `key=value` pairs of the top-level arguments; deferred ones marked.
 fn describe_args(s: &PlannedStep) -> String {
-    let Some(obj) = s.args.as_object() else { return inline(&s.args) };
+    let Some(obj) = s.args.as_object() else {
+        return inline(&s.args);
+    };
     let mut parts = Vec::new();
     for (k, v) in obj {
-        let deferred = s.deferred.iter().any(|d| d == k || d.starts_with(&format!("{k}.")));
+        let deferred = s
+            .deferred
+            .iter()
+            .any(|d| d == k || d.starts_with(&format!("{k}.")));
         let mut text = format!("{k}={}", inline(v));
         if deferred {
             text.push_str(" (at run time)");
@@ -609,8 +805,17 @@ fn inline(v: &Json) -> String {
     match v {
         Json::String(s) if s.contains(' ') || s.is_empty() => format!("{s:?}"),
         Json::String(s) => s.clone(),
-        Json::Array(items) => format!("[{}]", items.iter().map(inline).collect::<Vec<_>>().join(", ")),
-        Json::Object(m) => format!("{{{}}}", m.iter().map(|(k, v)| format!("{k}: {}", inline(v))).collect::<Vec<_>>().join(", ")),
+        Json::Array(items) => format!(
+            "[{}]",
+            items.iter().map(inline).collect::<Vec<_>>().join(", ")
+        ),
+        Json::Object(m) => format!(
+            "{{{}}}",
+            m.iter()
+                .map(|(k, v)| format!("{k}: {}", inline(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         other => other.to_string(),
     }
 }

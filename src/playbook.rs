@@ -17,7 +17,9 @@ use std::collections::BTreeMap;
 #[serde(transparent)]
 pub struct Duration(
     #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h|d))+$"))]
-    #[schemars(description = "A duration: digits and a unit (ms, s, m, h, d), e.g. `30s`, `1h30m`")]
+    #[schemars(
+        description = "A duration: digits and a unit (ms, s, m, h, d), e.g. `30s`, `1h30m`"
+    )]
     pub String,
 );
 
@@ -393,7 +395,9 @@ pub enum MigrateOp {
     Rehearse,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum LintLevel {
     Warning,
@@ -500,7 +504,9 @@ pub struct SeedAction {
     pub dir: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum HealthCheck {
     Connection,
@@ -746,11 +752,27 @@ impl Action<'_> {
             Action::Shell(_) => &["stdout", "stderr", "exit_code", "json"],
             Action::Sql(_) => &["rows", "row", "scalar", "row_count", "rows_affected"],
             Action::Migrate(_) => &[
-                "pending", "applied", "drifted", "missing", "current_version", "reverted",
-                "findings", "errors", "warnings", "results", "locks", "count",
+                "pending",
+                "applied",
+                "drifted",
+                "missing",
+                "current_version",
+                "reverted",
+                "findings",
+                "errors",
+                "warnings",
+                "results",
+                "locks",
+                "count",
             ],
             Action::Backup(_) => &[
-                "path", "manifest", "sha256", "size", "format", "server_version", "row_counts",
+                "path",
+                "manifest",
+                "sha256",
+                "size",
+                "format",
+                "server_version",
+                "row_counts",
             ],
             Action::Restore(_) => &["path", "pre_backup", "row_counts", "tables"],
             Action::Seed(_) => &["inserted", "updated", "unchanged", "tables"],

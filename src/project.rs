@@ -3,11 +3,11 @@
 //! Loading is load -> schema -> typed model -> semantic checks, for the config and for each
 //! playbook and the playbooks it includes. Reading files is the only IO here.
 
-use crate::config::{ConfigDef, CONFIG_FILE};
-use crate::diagnostic::{did_you_mean, Diagnostic};
+use crate::config::{CONFIG_FILE, ConfigDef};
+use crate::diagnostic::{Diagnostic, did_you_mean};
 use crate::playbook::{Action, PlaybookDef};
 use crate::schema::{self, SchemaKind};
-use crate::source::{display_path, Pos, Source};
+use crate::source::{Pos, Source, display_path};
 use crate::validate;
 use crate::yaml::{self, Node};
 use sha2::{Digest, Sha256};
@@ -96,15 +96,24 @@ impl Project {
     }
 
     pub fn playbooks_dir(&self) -> PathBuf {
-        self.dir(self.config_def().and_then(|c| c.playbooks_dir.as_ref()), "playbooks")
+        self.dir(
+            self.config_def().and_then(|c| c.playbooks_dir.as_ref()),
+            "playbooks",
+        )
     }
 
     pub fn migrations_dir(&self) -> PathBuf {
-        self.dir(self.config_def().and_then(|c| c.migrations_dir.as_ref()), "migrations")
+        self.dir(
+            self.config_def().and_then(|c| c.migrations_dir.as_ref()),
+            "migrations",
+        )
     }
 
     pub fn seeds_dir(&self) -> PathBuf {
-        self.dir(self.config_def().and_then(|c| c.seeds_dir.as_ref()), "seeds")
+        self.dir(
+            self.config_def().and_then(|c| c.seeds_dir.as_ref()),
+            "seeds",
+        )
     }
 
     /// The playbook files under `playbooks/`, sorted.
@@ -128,8 +137,11 @@ impl Project {
             if as_path.is_file() {
                 return Ok(as_path.to_path_buf());
             }
-            return Err(Diagnostic::error("not-found", format!("no playbook file `{name_or_path}`"))
-                .with_hint("check the path, or give a playbook name from `runbook list`"));
+            return Err(Diagnostic::error(
+                "not-found",
+                format!("no playbook file `{name_or_path}`"),
+            )
+            .with_hint("check the path, or give a playbook name from `runbook list`"));
         }
         let dir = self.playbooks_dir();
         for ext in ["yaml", "yml"] {
@@ -145,10 +157,15 @@ impl Project {
             .collect();
         let hint = match did_you_mean(name_or_path, names.iter().map(String::as_str)) {
             Some(s) => format!("did you mean `{s}`?"),
-            None if names.is_empty() => format!("there are no playbooks in `{}`", display_path(&dir)),
+            None if names.is_empty() => {
+                format!("there are no playbooks in `{}`", display_path(&dir))
+            }
             None => format!("playbooks: {}", names.join(", ")),
         };
-        Err(Diagnostic::error("not-found", format!("no playbook named `{name_or_path}`")).with_hint(hint))
+        Err(
+            Diagnostic::error("not-found", format!("no playbook named `{name_or_path}`"))
+                .with_hint(hint),
+        )
     }
 
     /// Loads and validates one playbook and, recursively, its includes.
@@ -165,15 +182,20 @@ fn is_yaml(p: &Path) -> bool {
 
 fn read(path: &Path) -> Result<Source, Diagnostics> {
     let bytes = std::fs::read(path).map_err(|e| {
-        vec![Diagnostic::error("unreadable", format!("cannot read file: {e}"))
-            .in_file(display_path(path))
-            .with_hint("check that the file exists and is readable")]
+        vec![
+            Diagnostic::error("unreadable", format!("cannot read file: {e}"))
+                .in_file(display_path(path))
+                .with_hint("check that the file exists and is readable"),
+        ]
     })?;
     yaml::decode(path, bytes).map_err(|d| vec![d])
 }
 
 /// Parses a file and runs the schema; returns the tree and its JSON on success.
-fn parse_checked(kind: SchemaKind, source: &Source) -> Result<(Node, serde_json::Value), Diagnostics> {
+fn parse_checked(
+    kind: SchemaKind,
+    source: &Source,
+) -> Result<(Node, serde_json::Value), Diagnostics> {
     let tree = yaml::parse(source).map_err(|d| vec![d])?;
     if matches!(tree.value, yaml::Value::Null) {
         let what = match kind {
@@ -184,12 +206,18 @@ fn parse_checked(kind: SchemaKind, source: &Source) -> Result<(Node, serde_json:
             SchemaKind::Playbook => "a playbook needs at least `name:` and `steps:`",
             SchemaKind::Config => "add `environments:`, or delete the file",
         };
-        return Err(vec![Diagnostic::error("empty-file", what).at(source, Pos::new(1, 1)).with_hint(hint)]);
+        return Err(vec![
+            Diagnostic::error("empty-file", what)
+                .at(source, Pos::new(1, 1))
+                .with_hint(hint),
+        ]);
     }
     let json = tree.to_json().map_err(|pos| {
-        vec![Diagnostic::error("non-string-key", "mapping keys must be strings")
-            .at(source, pos)
-            .with_hint("quote the key")]
+        vec![
+            Diagnostic::error("non-string-key", "mapping keys must be strings")
+                .at(source, pos)
+                .with_hint("quote the key"),
+        ]
     })?;
     let diags = schema::check(kind, source, &tree, &json);
     if diags.iter().any(Diagnostic::is_error) {
@@ -203,13 +231,31 @@ fn parse_checked(kind: SchemaKind, source: &Source) -> Result<(Node, serde_json:
 /// removal itself causes (a step whose only action was a misspelled key has "no action") are
 /// left out.
 fn semantic_after_schema_errors(source: &Source, config: Option<&ConfigDef>) -> Vec<Diagnostic> {
-    let Ok(tree) = yaml::parse(source) else { return Vec::new() };
-    let Ok(json) = tree.to_json() else { return Vec::new() };
-    let Some(pruned) = schema::prune(SchemaKind::Playbook, &json) else { return Vec::new() };
-    let Ok(def) = serde_json::from_value::<PlaybookDef>(pruned) else { return Vec::new() };
+    let Ok(tree) = yaml::parse(source) else {
+        return Vec::new();
+    };
+    let Ok(json) = tree.to_json() else {
+        return Vec::new();
+    };
+    let Some(pruned) = schema::prune(SchemaKind::Playbook, &json) else {
+        return Vec::new();
+    };
+    let Ok(def) = serde_json::from_value::<PlaybookDef>(pruned) else {
+        return Vec::new();
+    };
     validate::check_playbook(&def, source, &tree, config)
         .into_iter()
-        .filter(|d| !matches!(d.code, "no-action" | "missing-id" | "empty-playbook" | "incomplete-action" | "incomplete-gate" | "several-actions"))
+        .filter(|d| {
+            !matches!(
+                d.code,
+                "no-action"
+                    | "missing-id"
+                    | "empty-playbook"
+                    | "incomplete-action"
+                    | "incomplete-gate"
+                    | "several-actions"
+            )
+        })
         .collect()
 }
 
@@ -241,10 +287,17 @@ fn load_playbook_rec(
     let (tree, json) = match parse_checked(SchemaKind::Playbook, &source) {
         Ok(parsed) => parsed,
         Err(mut diags) => {
-            if diags.iter().any(|d| d.code != "yaml-syntax" && d.code != "empty-file") {
+            if diags
+                .iter()
+                .any(|d| d.code != "yaml-syntax" && d.code != "empty-file")
+            {
                 let seen: Vec<(usize, usize)> = diags.iter().map(|d| (d.line, d.column)).collect();
                 let extra = semantic_after_schema_errors(&source, project.config_def());
-                diags.extend(extra.into_iter().filter(|d| !seen.contains(&(d.line, d.column))));
+                diags.extend(
+                    extra
+                        .into_iter()
+                        .filter(|d| !seen.contains(&(d.line, d.column))),
+                );
             }
             return Err(diags);
         }
@@ -258,18 +311,30 @@ fn load_playbook_rec(
     stack.push(canonical.clone());
     let mut includes = BTreeMap::new();
     for (i, step) in def.steps.iter().enumerate() {
-        let Some(Action::Include(inc)) = step.action() else { continue };
+        let Some(Action::Include(inc)) = step.action() else {
+            continue;
+        };
         let at = tree.pos_of(&["steps", &i.to_string(), "include", "playbook"]);
         let target = match resolve_include(project, path, &inc.playbook) {
             Ok(t) => t,
             Err(hint) => {
-                let hint = hint.filter(|h| h.starts_with("did you mean")).unwrap_or_else(|| {
-                    format!("give a playbook name from `{}` or a path relative to this file", display_path(&project.playbooks_dir()))
-                });
-                diags.push(Diagnostic::error("missing-include", format!("included playbook `{}` does not exist", inc.playbook))
+                let hint = hint
+                    .filter(|h| h.starts_with("did you mean"))
+                    .unwrap_or_else(|| {
+                        format!(
+                            "give a playbook name from `{}` or a path relative to this file",
+                            display_path(&project.playbooks_dir())
+                        )
+                    });
+                diags.push(
+                    Diagnostic::error(
+                        "missing-include",
+                        format!("included playbook `{}` does not exist", inc.playbook),
+                    )
                     .at(&source, at)
                     .with_width(inc.playbook.chars().count())
-                    .with_hint(hint));
+                    .with_hint(hint),
+                );
                 continue;
             }
         };
@@ -278,12 +343,21 @@ fn load_playbook_rec(
             let cycle: Vec<String> = stack[start..]
                 .iter()
                 .chain(std::iter::once(&target_canon))
-                .map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default())
+                .map(|p| {
+                    p.file_stem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_default()
+                })
                 .collect();
-            diags.push(Diagnostic::error("include-cycle", format!("include cycle: {}", cycle.join(" -> ")))
+            diags.push(
+                Diagnostic::error(
+                    "include-cycle",
+                    format!("include cycle: {}", cycle.join(" -> ")),
+                )
                 .at(&source, at)
                 .with_width(inc.playbook.chars().count())
-                .with_hint("a playbook cannot include itself, directly or through others"));
+                .with_hint("a playbook cannot include itself, directly or through others"),
+            );
             continue;
         }
         match load_playbook_rec(project, &target, stack, cache) {
@@ -295,18 +369,52 @@ fn load_playbook_rec(
                             .lookup(&["steps", &i.to_string(), "include", "params"])
                             .and_then(|n| n.key(name))
                             .map_or(p, |n| n.pos);
-                        let hint = match did_you_mean(name, child.def.params.keys().map(String::as_str)) {
-                            Some(s) => format!("did you mean `{s}`?"),
-                            None => format!("`{}` takes: {}", child.def.name, child.def.params.keys().cloned().collect::<Vec<_>>().join(", ")),
-                        };
-                        diags.push(Diagnostic::error("unknown-param", format!("included playbook `{}` has no parameter `{name}`", child.def.name))
-                            .at(&source, key_pos).with_width(name.chars().count()).with_hint(hint));
+                        let hint =
+                            match did_you_mean(name, child.def.params.keys().map(String::as_str)) {
+                                Some(s) => format!("did you mean `{s}`?"),
+                                None => format!(
+                                    "`{}` takes: {}",
+                                    child.def.name,
+                                    child
+                                        .def
+                                        .params
+                                        .keys()
+                                        .cloned()
+                                        .collect::<Vec<_>>()
+                                        .join(", ")
+                                ),
+                            };
+                        diags.push(
+                            Diagnostic::error(
+                                "unknown-param",
+                                format!(
+                                    "included playbook `{}` has no parameter `{name}`",
+                                    child.def.name
+                                ),
+                            )
+                            .at(&source, key_pos)
+                            .with_width(name.chars().count())
+                            .with_hint(hint),
+                        );
                     }
                 }
                 for (name, param) in &child.def.params {
-                    if param.required && param.default.is_none() && param.from_env.is_none() && !inc.params.contains_key(name) {
-                        diags.push(Diagnostic::error("missing-param", format!("included playbook `{}` requires parameter `{name}`", child.def.name))
-                            .at(&source, at).with_hint(format!("pass it under `include.params`: `{name}: ...`")));
+                    if param.required
+                        && param.default.is_none()
+                        && param.from_env.is_none()
+                        && !inc.params.contains_key(name)
+                    {
+                        diags.push(
+                            Diagnostic::error(
+                                "missing-param",
+                                format!(
+                                    "included playbook `{}` requires parameter `{name}`",
+                                    child.def.name
+                                ),
+                            )
+                            .at(&source, at)
+                            .with_hint(format!("pass it under `include.params`: `{name}: ...`")),
+                        );
                     }
                 }
                 if let Some(id) = &step.id {
@@ -314,11 +422,22 @@ fn load_playbook_rec(
                 }
             }
             Err(child_diags) => {
-                let first = child_diags.iter().find(|d| d.is_error()).map(|d| d.location()).unwrap_or_default();
-                diags.push(Diagnostic::error("invalid-include", format!("included playbook `{}` is invalid", inc.playbook))
+                let first = child_diags
+                    .iter()
+                    .find(|d| d.is_error())
+                    .map(|d| d.location())
+                    .unwrap_or_default();
+                diags.push(
+                    Diagnostic::error(
+                        "invalid-include",
+                        format!("included playbook `{}` is invalid", inc.playbook),
+                    )
                     .at(&source, at)
                     .with_width(inc.playbook.chars().count())
-                    .with_hint(format!("fix the errors in it first (the first is at {first})")));
+                    .with_hint(format!(
+                        "fix the errors in it first (the first is at {first})"
+                    )),
+                );
                 diags.extend(child_diags);
             }
         }
@@ -328,7 +447,13 @@ fn load_playbook_rec(
     if diags.iter().any(Diagnostic::is_error) {
         return Err(diags);
     }
-    let playbook = Arc::new(Playbook { def, source, tree, sha256, includes });
+    let playbook = Arc::new(Playbook {
+        def,
+        source,
+        tree,
+        sha256,
+        includes,
+    });
     cache.insert(canonical, playbook.clone());
     Ok(playbook)
 }

@@ -1,6 +1,6 @@
 //! Machine-readable reports of validation: JSON for tools, JUnit XML for CI dashboards.
 
-use crate::diagnostic::{xml_escape, Diagnostic};
+use crate::diagnostic::{Diagnostic, xml_escape};
 use serde::Serialize;
 use std::fmt::Write as _;
 
@@ -27,9 +27,22 @@ pub struct ValidationReport {
 
 impl ValidationReport {
     pub fn new(files: Vec<FileResult>) -> Self {
-        let errors = files.iter().flat_map(|f| &f.diagnostics).filter(|d| d.is_error()).count();
-        let warnings = files.iter().flat_map(|f| &f.diagnostics).filter(|d| !d.is_error()).count();
-        ValidationReport { valid: errors == 0, files, errors, warnings }
+        let errors = files
+            .iter()
+            .flat_map(|f| &f.diagnostics)
+            .filter(|d| d.is_error())
+            .count();
+        let warnings = files
+            .iter()
+            .flat_map(|f| &f.diagnostics)
+            .filter(|d| !d.is_error())
+            .count();
+        ValidationReport {
+            valid: errors == 0,
+            files,
+            errors,
+            warnings,
+        }
     }
 
     pub fn to_json(&self) -> String {
@@ -41,15 +54,31 @@ impl ValidationReport {
         let failures = self.files.iter().filter(|f| !f.valid).count();
         let mut out = String::new();
         let _ = writeln!(out, r#"<?xml version="1.0" encoding="UTF-8"?>"#);
-        let _ = writeln!(out, r#"<testsuites name="runbook validate" tests="{}" failures="{failures}">"#, self.files.len());
-        let _ = writeln!(out, r#"  <testsuite name="runbook validate" tests="{}" failures="{failures}" errors="0">"#, self.files.len());
+        let _ = writeln!(
+            out,
+            r#"<testsuites name="runbook validate" tests="{}" failures="{failures}">"#,
+            self.files.len()
+        );
+        let _ = writeln!(
+            out,
+            r#"  <testsuite name="runbook validate" tests="{}" failures="{failures}" errors="0">"#,
+            self.files.len()
+        );
         for f in &self.files {
             let name = xml_escape(&f.file);
             if f.valid {
-                let _ = writeln!(out, r#"    <testcase classname="runbook.{}" name="{name}"/>"#, f.kind);
+                let _ = writeln!(
+                    out,
+                    r#"    <testcase classname="runbook.{}" name="{name}"/>"#,
+                    f.kind
+                );
                 continue;
             }
-            let _ = writeln!(out, r#"    <testcase classname="runbook.{}" name="{name}">"#, f.kind);
+            let _ = writeln!(
+                out,
+                r#"    <testcase classname="runbook.{}" name="{name}">"#,
+                f.kind
+            );
             for d in f.diagnostics.iter().filter(|d| d.is_error()) {
                 let _ = writeln!(
                     out,

@@ -5,8 +5,8 @@
 //! the schema's own description as a hint where the error alone would not say what is wanted.
 
 use crate::config::ConfigDef;
-use crate::diagnostic::{did_you_mean, Diagnostic};
-use crate::playbook::{PlaybookDef, ACTION_KEYS};
+use crate::diagnostic::{Diagnostic, did_you_mean};
+use crate::playbook::{ACTION_KEYS, PlaybookDef};
 use crate::source::{Pos, Source};
 use crate::yaml::Node;
 use jsonschema::error::ValidationErrorKind;
@@ -62,16 +62,23 @@ fn strip_null(v: &mut Json) {
             if map.get("default") == Some(&Json::Null) {
                 map.remove("default");
             }
-            let nullable_any_of = map.get("anyOf").and_then(Json::as_array).is_some_and(|branches| {
-                branches.len() == 2 && branches.iter().any(|b| b.get("type").and_then(Json::as_str) == Some("null"))
-            });
-            if nullable_any_of {
-                if let Some(Json::Array(branches)) = map.remove("anyOf") {
-                    if let Some(Json::Object(other)) = branches.into_iter().find(|b| b.get("type").and_then(Json::as_str) != Some("null")) {
-                        for (k, val) in other {
-                            map.entry(k).or_insert(val);
-                        }
-                    }
+            let nullable_any_of =
+                map.get("anyOf")
+                    .and_then(Json::as_array)
+                    .is_some_and(|branches| {
+                        branches.len() == 2
+                            && branches
+                                .iter()
+                                .any(|b| b.get("type").and_then(Json::as_str) == Some("null"))
+                    });
+            if nullable_any_of
+                && let Some(Json::Array(branches)) = map.remove("anyOf")
+                && let Some(Json::Object(other)) = branches
+                    .into_iter()
+                    .find(|b| b.get("type").and_then(Json::as_str) != Some("null"))
+            {
+                for (k, val) in other {
+                    map.entry(k).or_insert(val);
                 }
             }
             for val in map.values_mut() {
@@ -122,8 +129,10 @@ fn segments(pointer: &str) -> Vec<String> {
 /// Validates `json` (the JSON form of `tree`) and returns one diagnostic per schema error.
 pub fn check(kind: SchemaKind, source: &Source, tree: &Node, json: &Json) -> Vec<Diagnostic> {
     let Some(compiled) = compiled(kind) else {
-        return vec![Diagnostic::error("internal", "the built-in schema failed to compile")
-            .in_file(source.display_path())];
+        return vec![
+            Diagnostic::error("internal", "the built-in schema failed to compile")
+                .in_file(source.display_path()),
+        ];
     };
     let mut out = Vec::new();
     for err in compiled.validator.iter_errors(json) {
@@ -134,10 +143,20 @@ pub fn check(kind: SchemaKind, source: &Source, tree: &Node, json: &Json) -> Vec
     let suggested: Vec<String> = out
         .iter()
         .filter(|d| d.code == "unknown-key")
-        .filter_map(|d| d.hint.as_deref()?.strip_prefix("did you mean `")?.strip_suffix("`?").map(str::to_owned))
+        .filter_map(|d| {
+            d.hint
+                .as_deref()?
+                .strip_prefix("did you mean `")?
+                .strip_suffix("`?")
+                .map(str::to_owned)
+        })
         .collect();
     out.retain(|d| {
-        d.code != "missing-key" || !suggested.iter().any(|k| d.message.starts_with(&format!("missing required key `{k}`")))
+        d.code != "missing-key"
+            || !suggested.iter().any(|k| {
+                d.message
+                    .starts_with(&format!("missing required key `{k}`"))
+            })
     });
     // A wrong value inside an `anyOf` also reports the branch errors; keep the most specific.
     out.dedup_by(|a, b| a.line == b.line && a.column == b.column && a.message == b.message);
@@ -153,7 +172,9 @@ fn error_diagnostics(
 ) -> Vec<Diagnostic> {
     // For "none of the forms matched", report the errors of the form that came closest: the
     // one whose errors reach deepest into the value, preferring a wrong value over a wrong type.
-    if let ValidationErrorKind::AnyOf { context } | ValidationErrorKind::OneOfNotValid { context } = err.kind() {
+    if let ValidationErrorKind::AnyOf { context } | ValidationErrorKind::OneOfNotValid { context } =
+        err.kind()
+    {
         let score = |branch: &Vec<jsonschema::ValidationError<'static>>| {
             branch
                 .iter()
@@ -164,7 +185,11 @@ fn error_diagnostics(
                 })
                 .max()
         };
-        if let Some(best) = context.iter().filter(|b| !b.is_empty()).max_by_key(|b| score(b)) {
+        if let Some(best) = context
+            .iter()
+            .filter(|b| !b.is_empty())
+            .max_by_key(|b| score(b))
+        {
             let mut out = Vec::new();
             for e in best {
                 out.extend(error_diagnostics(kind, compiled, source, tree, e));
@@ -176,7 +201,16 @@ fn error_diagnostics(
     }
     let instance: Vec<String> = segments(err.instance_path().as_str());
     let schema_path: Vec<String> = segments(err.schema_path().as_str());
-    to_diagnostics(kind, compiled, source, tree, &instance, &schema_path, err.kind(), err.instance())
+    to_diagnostics(
+        kind,
+        compiled,
+        source,
+        tree,
+        &instance,
+        &schema_path,
+        err.kind(),
+        err.instance(),
+    )
 }
 
 /// Follows a schema path (which never crosses `$ref`) to the subschema it names.
@@ -217,9 +251,13 @@ fn deref<'a>(root: &'a Json, mut node: &'a Json) -> &'a Json {
 fn description_of(compiled: &Compiled, schema_path: &[String]) -> Option<String> {
     let parent = &schema_path[..schema_path.len().saturating_sub(1)];
     let node = deref(&compiled.schema, schema_at(&compiled.schema, parent)?);
-    node.get("description")
-        .and_then(Json::as_str)
-        .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" ").trim_end_matches('.').to_owned())
+    node.get("description").and_then(Json::as_str).map(|s| {
+        s.split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .trim_end_matches('.')
+            .to_owned()
+    })
 }
 
 /// What the containing object is, for messages: "in step `backup`", "in `shell`".
@@ -333,11 +371,15 @@ fn to_diagnostics(
             let name = property.as_str().unwrap_or_default();
             // Point at the key that holds the incomplete mapping (`sql:`), not inside it.
             let key_pos = match refs.split_last() {
-                Some((last, parent)) => tree.lookup(parent).and_then(|p| p.key(last)).map_or(pos, |k| k.pos),
+                Some((last, parent)) => tree
+                    .lookup(parent)
+                    .and_then(|p| p.key(last))
+                    .map_or(pos, |k| k.pos),
                 None => pos,
             };
-            let mut d = Diagnostic::error("missing-key", format!("missing required key `{name}`{ctx}"))
-                .at(source, key_pos);
+            let mut d =
+                Diagnostic::error("missing-key", format!("missing required key `{name}`{ctx}"))
+                    .at(source, key_pos);
             let hint = match (kind, name) {
                 (SchemaKind::Playbook, "steps") if instance.is_empty() => {
                     "a playbook needs a `steps` list, even if it is short".to_owned()
@@ -361,29 +403,51 @@ fn to_diagnostics(
             let found = json_type_name(value);
             let mut d = Diagnostic::error(
                 "wrong-type",
-                format!("expected {expected}, found {found}{}", field_name(tree, instance)),
+                format!(
+                    "expected {expected}, found {found}{}",
+                    field_name(tree, instance)
+                ),
             )
             .at(source, pos)
             .with_width(width);
             let description = hint_from_schema().unwrap_or_default();
             if description.starts_with("A duration") {
-                d.message = format!("expected a duration, found {found}{}", field_name(tree, instance));
-                d = d.with_width(token_width(source, pos)).with_hint("durations are digits and a unit: `500ms`, `30s`, `5m`, `2h`, `7d`, or `1h30m`");
+                d.message = format!(
+                    "expected a duration, found {found}{}",
+                    field_name(tree, instance)
+                );
+                d = d.with_width(token_width(source, pos)).with_hint(
+                    "durations are digits and a unit: `500ms`, `30s`, `5m`, `2h`, `7d`, or `1h30m`",
+                );
             } else if instance.is_empty() {
                 d = d.with_hint(match kind {
-                    SchemaKind::Playbook => "a playbook is a mapping with `name` and `steps` at the top level",
-                    SchemaKind::Config => "the config is a mapping with `environments` at the top level",
+                    SchemaKind::Playbook => {
+                        "a playbook is a mapping with `name` and `steps` at the top level"
+                    }
+                    SchemaKind::Config => {
+                        "the config is a mapping with `environments` at the top level"
+                    }
                 });
             } else if let (Json::String(s), true) = (value, expected.contains("boolean")) {
-                d = d.with_hint(format!("write `true` or `false`; `{s}` is a string in YAML 1.2"));
+                d = d.with_hint(format!(
+                    "write `true` or `false`; `{s}` is a string in YAML 1.2"
+                ));
             } else if expected.contains("integer") || expected.contains("number") {
-                d = d.with_width(token_width(source, pos)).with_hint(format!("write a plain {expected} without quotes"));
+                d = d
+                    .with_width(token_width(source, pos))
+                    .with_hint(format!("write a plain {expected} without quotes"));
             } else if expected == "list" {
-                d = d.with_width(token_width(source, pos)).with_hint("write a YAML list: one `- item` per line, or `[a, b]`");
+                d = d
+                    .with_width(token_width(source, pos))
+                    .with_hint("write a YAML list: one `- item` per line, or `[a, b]`");
             } else if expected == "mapping" {
-                d = d.with_width(token_width(source, pos)).with_hint("write `key: value` lines indented under the key");
+                d = d
+                    .with_width(token_width(source, pos))
+                    .with_hint("write `key: value` lines indented under the key");
             } else if expected == "string" {
-                d = d.with_width(token_width(source, pos)).with_hint("quote the value to make it a string");
+                d = d
+                    .with_width(token_width(source, pos))
+                    .with_hint("quote the value to make it a string");
             }
             vec![d]
         }
@@ -397,21 +461,27 @@ fn to_diagnostics(
                 Some(s) => format!("did you mean `{s}`?"),
                 None => format!(
                     "expected one of: {}",
-                    opts.iter().map(|o| format!("`{o}`")).collect::<Vec<_>>().join(", ")
+                    opts.iter()
+                        .map(|o| format!("`{o}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             };
-            vec![Diagnostic::error(
-                "invalid-value",
-                format!("`{got}` is not a valid value{}", field_name(tree, instance)),
-            )
-            .at(source, pos)
-            .with_width(width)
-            .with_hint(hint)]
+            vec![
+                Diagnostic::error(
+                    "invalid-value",
+                    format!("`{got}` is not a valid value{}", field_name(tree, instance)),
+                )
+                .at(source, pos)
+                .with_width(width)
+                .with_hint(hint),
+            ]
         }
         ValidationErrorKind::Pattern { .. } => {
             let hint = hint_from_schema().unwrap_or_else(|| "check the value's format".to_owned());
             let hint = if hint.starts_with("A duration") {
-                "durations are digits and a unit: `500ms`, `30s`, `5m`, `2h`, `7d`, or `1h30m`".to_owned()
+                "durations are digits and a unit: `500ms`, `30s`, `5m`, `2h`, `7d`, or `1h30m`"
+                    .to_owned()
             } else {
                 hint
             };
@@ -421,51 +491,83 @@ fn to_diagnostics(
                 Some("start" | "end") => "times are `HH:MM` on a 24-hour clock, from `00:00` to `23:59`".to_owned(),
                 _ => hint,
             };
-            vec![Diagnostic::error(
-                "invalid-format",
-                format!("`{}` is not a valid value{}", short(value), field_name(tree, instance)),
-            )
-            .at(source, pos)
-            .with_width(width)
-            .with_hint(hint)]
+            vec![
+                Diagnostic::error(
+                    "invalid-format",
+                    format!(
+                        "`{}` is not a valid value{}",
+                        short(value),
+                        field_name(tree, instance)
+                    ),
+                )
+                .at(source, pos)
+                .with_width(width)
+                .with_hint(hint),
+            ]
         }
-        ValidationErrorKind::Minimum { limit } | ValidationErrorKind::ExclusiveMinimum { limit } => {
+        ValidationErrorKind::Minimum { limit }
+        | ValidationErrorKind::ExclusiveMinimum { limit } => {
             let written = token(source, pos).unwrap_or_else(|| short(value));
-            vec![Diagnostic::error(
-                "out-of-range",
-                format!("{written} is below the minimum {limit}{}", field_name(tree, instance)),
-            )
-            .at(source, pos)
-            .with_width(written.chars().count())
-            .with_hint(format!("use a value of at least {limit}"))]
+            vec![
+                Diagnostic::error(
+                    "out-of-range",
+                    format!(
+                        "{written} is below the minimum {limit}{}",
+                        field_name(tree, instance)
+                    ),
+                )
+                .at(source, pos)
+                .with_width(written.chars().count())
+                .with_hint(format!("use a value of at least {limit}")),
+            ]
         }
-        ValidationErrorKind::Maximum { limit } | ValidationErrorKind::ExclusiveMaximum { limit } => {
+        ValidationErrorKind::Maximum { limit }
+        | ValidationErrorKind::ExclusiveMaximum { limit } => {
             let written = token(source, pos).unwrap_or_else(|| short(value));
-            vec![Diagnostic::error(
-                "out-of-range",
-                format!("{written} is above the maximum {limit}{}", field_name(tree, instance)),
-            )
-            .at(source, pos)
-            .with_width(written.chars().count())
-            .with_hint(format!("use a value of at most {limit}"))]
+            vec![
+                Diagnostic::error(
+                    "out-of-range",
+                    format!(
+                        "{written} is above the maximum {limit}{}",
+                        field_name(tree, instance)
+                    ),
+                )
+                .at(source, pos)
+                .with_width(written.chars().count())
+                .with_hint(format!("use a value of at most {limit}")),
+            ]
         }
         ValidationErrorKind::AnyOf { .. }
         | ValidationErrorKind::OneOfNotValid { .. }
         | ValidationErrorKind::OneOfMultipleValid { .. } => {
-            let hint = hint_from_schema().unwrap_or_else(|| "see `runbook schema` for the accepted forms".to_owned());
-            vec![Diagnostic::error(
-                "invalid-value",
-                format!("`{}` is not an accepted form{}", short(value), field_name(tree, instance)),
-            )
-            .at(source, pos)
-            .with_width(width)
-            .with_hint(hint)]
+            let hint = hint_from_schema()
+                .unwrap_or_else(|| "see `runbook schema` for the accepted forms".to_owned());
+            vec![
+                Diagnostic::error(
+                    "invalid-value",
+                    format!(
+                        "`{}` is not an accepted form{}",
+                        short(value),
+                        field_name(tree, instance)
+                    ),
+                )
+                .at(source, pos)
+                .with_width(width)
+                .with_hint(hint),
+            ]
         }
-        other => vec![Diagnostic::error(
-            "schema",
-            format!("{} ({}){}", short(value), other.keyword(), field_name(tree, instance)),
-        )
-        .at(source, pos)],
+        other => vec![
+            Diagnostic::error(
+                "schema",
+                format!(
+                    "{} ({}){}",
+                    short(value),
+                    other.keyword(),
+                    field_name(tree, instance)
+                ),
+            )
+            .at(source, pos),
+        ],
     }
 }
 
@@ -476,9 +578,14 @@ fn field_name(tree: &Node, instance: &[String]) -> String {
         return String::new();
     }
     let refs: Vec<&str> = instance.iter().map(String::as_str).collect();
-    let step_end = (2..=refs.len()).rev().find(|&n| is_step_path(&refs[..n]) && n < refs.len());
+    let step_end = (2..=refs.len())
+        .rev()
+        .find(|&n| is_step_path(&refs[..n]) && n < refs.len());
     if let Some(n) = step_end {
-        let id = tree.lookup(&refs[..n]).and_then(|s| s.get("id")).and_then(Node::as_str);
+        let id = tree
+            .lookup(&refs[..n])
+            .and_then(|s| s.get("id"))
+            .and_then(Node::as_str);
         let field = instance[n..].join(".");
         return match id {
             Some(id) => format!(" for `{field}` in step `{id}`"),
@@ -498,7 +605,9 @@ fn token(source: &Source, pos: Pos) -> Option<String> {
         let end = rest[1..].find(q).map_or(rest.len(), |i| i + 2);
         rest[..end].to_owned()
     } else {
-        rest.chars().take_while(|c| !matches!(c, ',' | '}' | ']' | '#') && !c.is_whitespace()).collect()
+        rest.chars()
+            .take_while(|c| !matches!(c, ',' | '}' | ']' | '#') && !c.is_whitespace())
+            .collect()
     };
     (!tok.is_empty()).then_some(tok)
 }
@@ -522,7 +631,9 @@ pub fn prune(kind: SchemaKind, json: &Json) -> Option<Json> {
             .map(|e| {
                 let path = segments(e.instance_path().as_str());
                 match e.kind() {
-                    ValidationErrorKind::AdditionalProperties { unexpected } => (path, Some(unexpected.clone())),
+                    ValidationErrorKind::AdditionalProperties { unexpected } => {
+                        (path, Some(unexpected.clone()))
+                    }
                     _ => (path, None),
                 }
             })

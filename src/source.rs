@@ -72,17 +72,18 @@ impl Source {
         if let Some(p) = self.find_on_line(from, needle) {
             return Some(p);
         }
-        (from.line + 1..=from.line + more_lines).find_map(|n| self.find_on_line(Pos::new(n, 1), needle))
+        (from.line + 1..=from.line + more_lines)
+            .find_map(|n| self.find_on_line(Pos::new(n, 1), needle))
     }
 }
 
 /// A path shown relative to the current directory when it lies under it.
 pub fn display_path(path: &Path) -> String {
     let path = &normalize(path);
-    if let Ok(cwd) = std::env::current_dir() {
-        if let Ok(rel) = path.strip_prefix(&cwd) {
-            return rel.display().to_string();
-        }
+    if let Ok(cwd) = std::env::current_dir()
+        && let Ok(rel) = path.strip_prefix(&cwd)
+    {
+        return rel.display().to_string();
     }
     path.display().to_string()
 }

@@ -40,7 +40,9 @@ impl Ui {
     }
 
     pub fn diagnostic(&self, d: &Diagnostic) {
-        let _ = std::io::stderr().lock().write_all(d.render(self.color).as_bytes());
+        let _ = std::io::stderr()
+            .lock()
+            .write_all(d.render(self.color).as_bytes());
     }
 
     pub fn diagnostics(&self, diags: &[Diagnostic]) {
@@ -58,7 +60,11 @@ impl Ui {
 
     /// An error line on stderr with an optional hint; never silenced.
     pub fn error(&self, text: &str, hint: Option<&str>) {
-        let (red, bold, reset) = if self.color { ("\x1b[31m", "\x1b[1m", "\x1b[0m") } else { ("", "", "") };
+        let (red, bold, reset) = if self.color {
+            ("\x1b[31m", "\x1b[1m", "\x1b[0m")
+        } else {
+            ("", "", "")
+        };
         let mut err = std::io::stderr().lock();
         let _ = writeln!(err, "{bold}{red}error{reset}{bold}: {text}{reset}");
         if let Some(h) = hint {

@@ -108,9 +108,9 @@ impl Node {
                 .map(serde_json::Value::Number)
                 .unwrap_or(serde_json::Value::Null),
             Value::Str(s) => serde_json::Value::String(s.clone()),
-            Value::Seq(items) => serde_json::Value::Array(
-                items.iter().map(Node::to_json).collect::<Result<_, _>>()?,
-            ),
+            Value::Seq(items) => {
+                serde_json::Value::Array(items.iter().map(Node::to_json).collect::<Result<_, _>>()?)
+            }
             Value::Map(entries) => {
                 let mut map = serde_json::Map::new();
                 for (k, v) in entries {
@@ -301,9 +301,15 @@ fn yaml_error(source: &Source, err: &serde_saphyr::Error) -> Diagnostic {
     let message = clean_message(&raw);
     let lower = message.to_lowercase();
     if let Some(rest) = message.strip_prefix("duplicate mapping key: ") {
-        let key = rest.split(", set DuplicateKeyPolicy").next().unwrap_or(rest).trim();
+        let key = rest
+            .split(", set DuplicateKeyPolicy")
+            .next()
+            .unwrap_or(rest)
+            .trim();
         let hint = match first_definition(source, pos, key) {
-            Some(line) => format!("`{key}` is first given at line {line}; each key may appear once in a mapping"),
+            Some(line) => format!(
+                "`{key}` is first given at line {line}; each key may appear once in a mapping"
+            ),
             None => "each key may appear once in a mapping; remove or rename one".to_owned(),
         };
         return Diagnostic::error("duplicate-key", format!("duplicate key `{key}`"))
@@ -312,9 +318,12 @@ fn yaml_error(source: &Source, err: &serde_saphyr::Error) -> Diagnostic {
             .with_hint(hint);
     }
     if message.contains("Depth {") || lower.contains("recursion") {
-        return Diagnostic::error("too-deep", format!("the document nests deeper than {MAX_DEPTH} levels"))
-            .at(source, pos)
-            .with_hint("flatten the document; a playbook never needs this much nesting");
+        return Diagnostic::error(
+            "too-deep",
+            format!("the document nests deeper than {MAX_DEPTH} levels"),
+        )
+        .at(source, pos)
+        .with_hint("flatten the document; a playbook never needs this much nesting");
     }
     if message.contains("Documents {") {
         return Diagnostic::error("several-documents", "the file holds more than one YAML document")
@@ -339,7 +348,9 @@ fn yaml_error(source: &Source, err: &serde_saphyr::Error) -> Diagnostic {
             .enumerate()
             .find_map(|(i, l)| {
                 let indent: String = l.chars().take_while(|c| c.is_whitespace()).collect();
-                indent.find('\t').map(|b| Pos::new(i + 1, indent[..b].chars().count() + 1))
+                indent
+                    .find('\t')
+                    .map(|b| Pos::new(i + 1, indent[..b].chars().count() + 1))
             })
             .unwrap_or(pos);
         return Diagnostic::error("yaml-syntax", "tab character used for indentation")
@@ -347,10 +358,18 @@ fn yaml_error(source: &Source, err: &serde_saphyr::Error) -> Diagnostic {
             .with_hint("YAML indentation must use spaces, not tabs");
     }
     let hint = match unclosed(source, pos) {
-        Some((ch, at)) => format!("the `{ch}` opened at line {}, column {} is never closed", at.line, at.col),
-        None => "check the indentation and quoting around this position, and the lines just before it".to_owned(),
+        Some((ch, at)) => format!(
+            "the `{ch}` opened at line {}, column {} is never closed",
+            at.line, at.col
+        ),
+        None => {
+            "check the indentation and quoting around this position, and the lines just before it"
+                .to_owned()
+        }
     };
-    Diagnostic::error("yaml-syntax", message).at(source, pos).with_hint(hint)
+    Diagnostic::error("yaml-syntax", message)
+        .at(source, pos)
+        .with_hint(hint)
 }
 
 /// The line of an earlier `key:` at the same indentation as the duplicate at `pos`.
@@ -358,7 +377,11 @@ fn first_definition(source: &Source, pos: Pos, key: &str) -> Option<usize> {
     let dup_line = source.line(pos.line)?;
     let indent = dup_line.len() - dup_line.trim_start().len();
     let dup_indent = &dup_line[..indent];
-    let patterns = [format!("{key}:"), format!("\"{key}\":"), format!("'{key}':")];
+    let patterns = [
+        format!("{key}:"),
+        format!("\"{key}\":"),
+        format!("'{key}':"),
+    ];
     (1..pos.line).rev().find(|&n| {
         source.line(n).is_some_and(|l| {
             let body = l.strip_prefix(dup_indent).unwrap_or("");
@@ -391,7 +414,12 @@ fn unclosed(source: &Source, pos: Pos) -> Option<(char, Pos)> {
                     }
                 }
                 None => match ch {
-                    '#' if c == 0 || line[..line.char_indices().nth(c).map_or(0, |(b, _)| b)].ends_with(' ') => break,
+                    '#' if c == 0
+                        || line[..line.char_indices().nth(c).map_or(0, |(b, _)| b)]
+                            .ends_with(' ') =>
+                    {
+                        break;
+                    }
                     '"' | '\'' => {
                         let prev = line.chars().nth(c.wrapping_sub(1));
                         if c == 0 || matches!(prev, Some(' ' | '[' | '{' | ',' | ':')) {

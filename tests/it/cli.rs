@@ -1,6 +1,6 @@
 //! CLI behaviour checked end to end through the binary, with snapshots of what users see.
 
-use crate::common::{repo, Runbook};
+use crate::common::{Runbook, repo};
 use crate::stable;
 
 #[test]
@@ -15,7 +15,11 @@ fn plan_renders_every_shipped_playbook_offline() {
     let names: Vec<String> = std::fs::read_dir(repo().join("playbooks"))
         .expect("playbooks")
         .filter_map(Result::ok)
-        .filter_map(|e| e.path().file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .filter_map(|e| {
+            e.path()
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+        })
         .collect();
     assert!(names.len() >= 8);
     for name in names {
@@ -31,39 +35,100 @@ fn plan_renders_every_shipped_playbook_offline() {
 
 #[test]
 fn plan_json_is_machine_readable() {
-    let out = Runbook::new(&["plan", "deploy", "--env", "staging", "--offline", "--format", "json"]).run();
+    let out = Runbook::new(&[
+        "plan",
+        "deploy",
+        "--env",
+        "staging",
+        "--offline",
+        "--format",
+        "json",
+    ])
+    .run();
     assert_eq!(out.code, 0, "{}", out.combined());
     let plan: serde_json::Value = serde_json::from_str(&out.stdout).expect("plan is JSON");
     assert_eq!(plan["playbook"], "deploy");
     assert_eq!(plan["environment"], "staging");
     assert_eq!(plan["gates"], serde_json::json!(["approve"]));
-    let ids: Vec<&str> = plan["steps"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
-    assert_eq!(ids, ["preflight", "pending", "lint", "approve", "backup", "migrate", "seed", "verify"]);
-    assert_eq!(plan["steps"][4]["args"]["dir"], "/var/backups/runbook/staging");
+    let ids: Vec<&str> = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "preflight",
+            "pending",
+            "lint",
+            "approve",
+            "backup",
+            "migrate",
+            "seed",
+            "verify"
+        ]
+    );
+    assert_eq!(
+        plan["steps"][4]["args"]["dir"],
+        "/var/backups/runbook/staging"
+    );
     assert_eq!(plan["steps"][5]["rollback"][0]["action"], "restore");
-    assert_eq!(plan["steps"][5]["rollback"][0]["deferred"], serde_json::json!(["from"]));
+    assert_eq!(
+        plan["steps"][5]["rollback"][0]["deferred"],
+        serde_json::json!(["from"])
+    );
     stable!({ insta::assert_snapshot!(out.stdout) });
 }
 
 #[test]
 fn plan_masks_secrets_and_expands_includes() {
-    let out = Runbook::new(&["-C", "tests/fixtures/cli", "plan", "release", "--env", "dev", "--var", "label=v2", "--var", "dry=true"])
-        .env("CLI_TEST_TOKEN", "tok-SECRET-123")
-        .run();
+    let out = Runbook::new(&[
+        "-C",
+        "tests/fixtures/cli",
+        "plan",
+        "release",
+        "--env",
+        "dev",
+        "--var",
+        "label=v2",
+        "--var",
+        "dry=true",
+    ])
+    .env("CLI_TEST_TOKEN", "tok-SECRET-123")
+    .run();
     assert_eq!(out.code, 0, "{}", out.combined());
     assert!(!out.stdout.contains("tok-SECRET-123") && !out.stderr.contains("tok-SECRET-123"));
     assert!(out.stdout.contains("--token=***"));
-    assert!(out.stdout.contains("tell.send"), "included steps are listed under the include");
+    assert!(
+        out.stdout.contains("tell.send"),
+        "included steps are listed under the include"
+    );
     stable!({ insta::assert_snapshot!(out.combined()) });
 }
 
 #[test]
 fn plan_keeps_sql_text_unrendered_and_binds_values() {
-    let out = Runbook::new(&["-C", "tests/fixtures/cli", "plan", "release", "--env", "dev", "--var", "label=x'; DROP TABLE t; --", "--format", "json"]).run();
+    let out = Runbook::new(&[
+        "-C",
+        "tests/fixtures/cli",
+        "plan",
+        "release",
+        "--env",
+        "dev",
+        "--var",
+        "label=x'; DROP TABLE t; --",
+        "--format",
+        "json",
+    ])
+    .run();
     assert_eq!(out.code, 0, "{}", out.combined());
     let plan: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     let sizes = &plan["steps"][3];
-    assert_eq!(sizes["args"]["query"], "SELECT count(*) FROM t WHERE label = $1");
+    assert_eq!(
+        sizes["args"]["query"],
+        "SELECT count(*) FROM t WHERE label = $1"
+    );
     assert_eq!(sizes["args"]["params"][0], "x'; DROP TABLE t; --");
 }
 
@@ -72,7 +137,9 @@ fn plan_touches_no_database_and_starts_no_process() {
     let dir = tempfile::tempdir().unwrap();
     copy_dir(&repo().join("tests/fixtures/cli"), dir.path());
     let before = listing(dir.path());
-    let out = Runbook::new(&["plan", "release", "--env", "dev", "--var", "label=a"]).dir(dir.path()).run();
+    let out = Runbook::new(&["plan", "release", "--env", "dev", "--var", "label=a"])
+        .dir(dir.path())
+        .run();
     assert_eq!(out.code, 0, "{}", out.combined());
     assert_eq!(before, listing(dir.path()), "plan created or changed files");
     assert!(!dir.path().join("dev.db").exists());
@@ -84,17 +151,39 @@ fn plan_errors_exit_2_with_a_hint() {
         &["plan", "deploi", "--env", "dev"],
         &["plan", "deploy", "--env", "prod"],
         &["plan", "deploy", "--env", "dev", "--var", "seed_sett=x"],
-        &["plan", "deploy", "--env", "dev", "--var", "seed_set=staging"],
+        &[
+            "plan",
+            "deploy",
+            "--env",
+            "dev",
+            "--var",
+            "seed_set=staging",
+        ],
         &["plan", "restore", "--env", "dev"],
         &["plan", "deploy", "--env", "dev", "--var", "novalue"],
-        &["-C", "tests/fixtures/cli", "plan", "release", "--env", "dev", "--var", "label=a", "--var", "count=many"],
+        &[
+            "-C",
+            "tests/fixtures/cli",
+            "plan",
+            "release",
+            "--env",
+            "dev",
+            "--var",
+            "label=a",
+            "--var",
+            "count=many",
+        ],
     ];
     let mut all = String::new();
     for args in cases {
         let out = Runbook::new(args).run();
         assert_eq!(out.code, 2, "{args:?}: {}", out.combined());
         assert!(out.stderr.contains("error"), "{args:?}");
-        all.push_str(&format!("$ runbook {}\n{}\n", args.join(" "), out.combined()));
+        all.push_str(&format!(
+            "$ runbook {}\n{}\n",
+            args.join(" "),
+            out.combined()
+        ));
     }
     insta::assert_snapshot!(all);
 }
@@ -108,13 +197,31 @@ fn list_names_and_describes_playbooks() {
 
 #[test]
 fn validate_reports_json_and_junit() {
-    let bad = "tests/fixtures/cli/bad.yaml";
-    let json = Runbook::new(&["-C", "tests/fixtures/cli", "validate", "--format", "json", "playbooks/release.yaml", bad]).run();
+    let bad = "bad.yaml";
+    let json = Runbook::new(&[
+        "-C",
+        "tests/fixtures/cli",
+        "validate",
+        "--format",
+        "json",
+        "playbooks/release.yaml",
+        bad,
+    ])
+    .run();
     assert_eq!(json.code, 2);
     let report: serde_json::Value = serde_json::from_str(&json.stdout).expect("json");
     assert_eq!(report["valid"], false);
     insta::assert_snapshot!("validate-json", json.stdout);
-    let junit = Runbook::new(&["-C", "tests/fixtures/cli", "validate", "--format", "junit", "playbooks/release.yaml", bad]).run();
+    let junit = Runbook::new(&[
+        "-C",
+        "tests/fixtures/cli",
+        "validate",
+        "--format",
+        "junit",
+        "playbooks/release.yaml",
+        bad,
+    ])
+    .run();
     assert_eq!(junit.code, 2);
     assert!(junit.stdout.starts_with("<?xml"));
     insta::assert_snapshot!("validate-junit", junit.stdout);
@@ -133,7 +240,12 @@ fn colour_follows_no_color_and_the_flag() {
     assert!(String::from_utf8_lossy(&coloured.stderr).contains('\x1b'));
     // `auto` never colours a pipe, and NO_COLOR wins over nothing.
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"));
-    let out = cmd.args(["validate", bad]).current_dir(repo()).env("NO_COLOR", "1").output().unwrap();
+    let out = cmd
+        .args(["validate", bad])
+        .current_dir(repo())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
     assert!(!String::from_utf8_lossy(&out.stderr).contains('\x1b'));
 }
 

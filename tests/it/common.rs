@@ -17,7 +17,10 @@ pub struct Output {
 impl Output {
     /// stdout and stderr together, labelled, for snapshots.
     pub fn combined(&self) -> String {
-        format!("exit: {}\n--- stdout\n{}--- stderr\n{}", self.code, self.stdout, self.stderr)
+        format!(
+            "exit: {}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
     }
 }
 
@@ -28,7 +31,9 @@ pub struct Runbook {
 impl Runbook {
     pub fn new(args: &[&str]) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_runbook"));
-        cmd.args(["--color", "never"]).args(args).current_dir(repo());
+        cmd.args(["--color", "never"])
+            .args(args)
+            .current_dir(repo());
         cmd.env_remove("NO_COLOR").env_remove("RUST_LOG");
         Runbook { cmd }
     }
@@ -60,7 +65,10 @@ macro_rules! stable {
         let mut settings = insta::Settings::clone_current();
         settings.add_filter(r"sha256 [0-9a-f]{12}", "sha256 [hash]");
         settings.add_filter(r"plan hash [0-9a-f]{64}", "plan hash [hash]");
-        settings.add_filter(r#""(content_hash|plan_hash)": "[0-9a-f]{64}""#, "\"$1\": \"[hash]\"");
+        settings.add_filter(
+            r#""(content_hash|plan_hash)": "[0-9a-f]{64}""#,
+            "\"$1\": \"[hash]\"",
+        );
         settings.bind(|| $body)
     }};
 }

@@ -1,7 +1,7 @@
 //! The committed schemas match the model, and shipped playbooks point editors at them.
 
 use crate::common::repo;
-use runbook::schema::{schema_text, SchemaKind};
+use runbook::schema::{SchemaKind, schema_text};
 
 #[test]
 fn committed_schemas_are_current() {
@@ -12,7 +12,11 @@ fn committed_schemas_are_current() {
             committed == schema_text(kind),
             "{} is stale; regenerate it with `cargo run -- schema{} > schemas/{}`",
             path.display(),
-            if kind == SchemaKind::Config { " --config" } else { "" },
+            if kind == SchemaKind::Config {
+                " --config"
+            } else {
+                ""
+            },
             kind.file_name()
         );
     }
@@ -36,7 +40,10 @@ fn shipped_playbooks_carry_the_schema_modeline() {
 fn schemas_are_draft_2020_12_and_compile() {
     for kind in [SchemaKind::Playbook, SchemaKind::Config] {
         let schema = runbook::schema::schema(kind);
-        assert_eq!(schema["$schema"], "https://json-schema.org/draft/2020-12/schema");
+        assert_eq!(
+            schema["$schema"],
+            "https://json-schema.org/draft/2020-12/schema"
+        );
         assert!(jsonschema::draft202012::new(&schema).is_ok());
     }
 }
