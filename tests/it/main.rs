@@ -4,3 +4,4 @@ mod cli;
 mod common;
 mod corpus;
 mod schema;
+mod units;
