@@ -4,6 +4,7 @@
 //! themselves live in the modules of their pipeline phase.
 
 use crate::diagnostic::{self, Diagnostic};
+use crate::exec;
 use crate::exit::Exit;
 use crate::plan::{self, PlanRequest};
 use crate::project::{self, Project};
@@ -30,6 +31,9 @@ pub struct Cli {
     /// When to colour diagnostics
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
+    /// Debug logging to stderr (RUST_LOG overrides)
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -74,6 +78,71 @@ pub enum Command {
         target: Option<String>,
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,
+    },
+    /// Run a playbook against an environment's database
+    Run {
+        /// Playbook name or path
+        playbook: String,
+        /// Environment from runbook.yaml
+        #[arg(long, short = 'e', default_value = "dev")]
+        env: String,
+        /// Set a parameter: --var name=value
+        #[arg(long = "var", value_name = "NAME=VALUE", value_parser = plan::parse_var)]
+        vars: Vec<(String, String)>,
+        /// Run only steps with one of these tags
+        #[arg(long, value_delimiter = ',')]
+        tags: Vec<String>,
+        /// Skip steps with one of these tags
+        #[arg(long, value_delimiter = ',')]
+        skip_tags: Vec<String>,
+        /// The database: a postgres:// URL or sqlite:FILE (overrides the environment's)
+        #[arg(long)]
+        target: Option<String>,
+        /// The state store: a postgres:// URL or sqlite:FILE (default .runbook/state.db)
+        #[arg(long)]
+        state: Option<String>,
+        /// How long to wait for another run to release the target (e.g. 30s)
+        #[arg(long, default_value = "0s", value_parser = parse_wait)]
+        lock_wait: std::time::Duration,
+    },
+    /// Continue an interrupted or crashed run from its checkpoints
+    Resume {
+        /// Run id (a unique prefix is enough)
+        run: String,
+        /// Run this in-flight step again
+        #[arg(long = "retry-step", value_name = "STEP")]
+        retry_steps: Vec<String>,
+        /// Treat this in-flight step as done and go on
+        #[arg(long = "skip-step", value_name = "STEP")]
+        skip_steps: Vec<String>,
+        /// Parameters again (secrets given with --var are not stored)
+        #[arg(long = "var", value_name = "NAME=VALUE", value_parser = plan::parse_var)]
+        vars: Vec<(String, String)>,
+        #[arg(long)]
+        target: Option<String>,
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value = "0s", value_parser = parse_wait)]
+        lock_wait: std::time::Duration,
+    },
+    /// Recent runs
+    Runs {
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+        /// How many runs
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// Each step of a run: state, attempts, outputs (secrets masked)
+    Status {
+        /// Run id (a unique prefix is enough)
+        run: String,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+        #[arg(long)]
+        state: Option<String>,
     },
     /// List the playbooks with their descriptions
     List {
@@ -132,6 +201,56 @@ pub fn main() -> Exit {
             format,
         ),
         Command::List { format } => list(&ui, &root, format),
+        Command::Run {
+            playbook,
+            env,
+            vars,
+            tags,
+            skip_tags,
+            target,
+            state,
+            lock_wait,
+        } => {
+            let req = exec::RunRequest {
+                playbook,
+                env,
+                vars,
+                tags,
+                skip_tags,
+                target,
+                state,
+                lock_wait,
+            };
+            run_cmd(&ui, &root, req, cli.verbose)
+        }
+        Command::Resume {
+            run,
+            retry_steps,
+            skip_steps,
+            vars,
+            target,
+            state,
+            lock_wait,
+        } => {
+            let req = exec::ResumeRequest {
+                run_id: run,
+                retry_steps,
+                skip_steps,
+                vars,
+                target,
+                state,
+                lock_wait,
+            };
+            resume_cmd(&ui, &root, req, cli.verbose)
+        }
+        Command::Runs {
+            format,
+            limit,
+            state,
+        } => runs_cmd(&ui, &root, format, limit, state.as_deref()),
+        Command::Status { run, format, state } => {
+            status_cmd(&ui, &root, &run, format, state.as_deref())
+        }
         Command::Schema { config } => {
             ui.data(&schema::schema_text(if config {
                 SchemaKind::Config
@@ -408,4 +527,252 @@ fn list(ui: &Ui, root: &std::path::Path, format: OutputFormat) -> Exit {
         }
     }
     if invalid > 0 { Exit::Invalid } else { Exit::Ok }
+}
+
+fn parse_wait(text: &str) -> Result<std::time::Duration, String> {
+    crate::playbook::parse_duration(text)
+        .ok_or_else(|| format!("`{text}` is not a duration like `30s` or `5m`"))
+}
+
+/// A single-threaded runtime: runs are sequential, and two cores build faster than they wait.
+fn runtime(ui: &Ui) -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            ui.error(&format!("cannot start the async runtime: {e}"), None);
+            None
+        }
+    }
+}
+
+fn init_tracing(verbose: bool) {
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .or_else(|| verbose.then(|| "runbook=debug".to_owned()));
+    if let Some(filter) = filter {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .try_init();
+    }
+}
+
+/// Ctrl-C: the first stops the running step and marks the run interrupted; the second exits
+/// at once.
+fn interrupt_channel() -> tokio::sync::watch::Receiver<bool> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let _ = tx.send(true);
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                b"interrupting: stopping the current step (Ctrl-C again to exit at once)\n",
+            );
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(Exit::Interrupted.code());
+            }
+        }
+    });
+    rx
+}
+
+fn run_cmd(ui: &Ui, root: &std::path::Path, req: exec::RunRequest, verbose: bool) -> Exit {
+    init_tracing(verbose);
+    let Some(project) = open(ui, root) else {
+        return Exit::Invalid;
+    };
+    let Some(playbook) = load(ui, &project, &req.playbook) else {
+        return Exit::Invalid;
+    };
+    let Some(rt) = runtime(ui) else {
+        return Exit::Internal;
+    };
+    rt.block_on(async {
+        let cancel = interrupt_channel();
+        exec::run(&project, playbook, req, ui, cancel).await
+    })
+}
+
+fn resume_cmd(ui: &Ui, root: &std::path::Path, req: exec::ResumeRequest, verbose: bool) -> Exit {
+    init_tracing(verbose);
+    let Some(project) = open(ui, root) else {
+        return Exit::Invalid;
+    };
+    let Some(rt) = runtime(ui) else {
+        return Exit::Internal;
+    };
+    rt.block_on(async {
+        let cancel = interrupt_channel();
+        exec::resume(&project, req, ui, cancel).await
+    })
+}
+
+async fn open_state(
+    ui: &Ui,
+    project: &Project,
+    flag: Option<&str>,
+) -> Option<crate::state::StateStore> {
+    let spec = match exec::state_spec(&project.root, project.config_def(), flag) {
+        Ok(s) => s,
+        Err(e) => {
+            ui.error(&e, None);
+            return None;
+        }
+    };
+    match crate::state::StateStore::open(&spec).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            ui.error(&crate::redact::Redactor::new().redact(&e.to_string()), None);
+            None
+        }
+    }
+}
+
+fn runs_cmd(
+    ui: &Ui,
+    root: &std::path::Path,
+    format: OutputFormat,
+    limit: i64,
+    state: Option<&str>,
+) -> Exit {
+    let Some(project) = open(ui, root) else {
+        return Exit::Invalid;
+    };
+    let Some(rt) = runtime(ui) else {
+        return Exit::Internal;
+    };
+    rt.block_on(async {
+        let Some(store) = open_state(ui, &project, state).await else {
+            return Exit::Internal;
+        };
+        let runs = match store.list_runs(limit).await {
+            Ok(r) => r,
+            Err(e) => {
+                ui.error(&e.to_string(), None);
+                return Exit::Internal;
+            }
+        };
+        store.close().await;
+        match format {
+            OutputFormat::Json => {
+                let rows: Vec<serde_json::Value> = runs
+                    .iter()
+                    .map(|r| {
+                        serde_json::json!({
+                            "id": r.id, "playbook": r.playbook, "env": r.env, "target": r.target,
+                            "operator": r.operator, "status": r.status.as_str(),
+                            "started_at": crate::run::format_ms(r.started_at),
+                            "duration_ms": r.finished_at.map(|f| f - r.started_at),
+                            "error": r.error,
+                        })
+                    })
+                    .collect();
+                ui.data(&serde_json::to_string_pretty(&rows).unwrap_or_default());
+            }
+            OutputFormat::Text => {
+                if runs.is_empty() {
+                    ui.note("no runs yet");
+                    return Exit::Ok;
+                }
+                let mut out = format!(
+                    "{:<23}  {:<16}  {:<10}  {:<12}  {:<16}  {:<20}  {}\n",
+                    "run", "playbook", "env", "operator", "status", "started", "duration"
+                );
+                for r in &runs {
+                    let dur = r.finished_at.map_or("-".to_owned(), |f| {
+                        format!("{:.1}s", (f - r.started_at) as f64 / 1000.0)
+                    });
+                    out.push_str(&format!(
+                        "{:<23}  {:<16}  {:<10}  {:<12}  {:<16}  {:<20}  {}\n",
+                        r.id,
+                        r.playbook,
+                        r.env,
+                        r.operator,
+                        r.status.as_str(),
+                        crate::run::format_ms(r.started_at),
+                        dur
+                    ));
+                }
+                ui.data(&out);
+            }
+        }
+        Exit::Ok
+    })
+}
+
+fn status_cmd(
+    ui: &Ui,
+    root: &std::path::Path,
+    id: &str,
+    format: OutputFormat,
+    state: Option<&str>,
+) -> Exit {
+    let Some(project) = open(ui, root) else {
+        return Exit::Invalid;
+    };
+    let Some(rt) = runtime(ui) else {
+        return Exit::Internal;
+    };
+    rt.block_on(async {
+        let Some(store) = open_state(ui, &project, state).await else { return Exit::Internal };
+        let run = match store.load_run(id).await {
+            Ok(Some(r)) => r,
+            _ => match store.find_runs(id).await {
+                Ok(ids) if ids.len() == 1 => match store.load_run(&ids[0]).await {
+                    Ok(Some(r)) => r,
+                    _ => return Exit::Internal,
+                },
+                _ => {
+                    ui.error(&format!("no run `{id}` in the state store"), Some("`runbook runs` lists recent runs"));
+                    return Exit::Invalid;
+                }
+            },
+        };
+        let steps = store.load_steps(&run.id).await.unwrap_or_default();
+        store.close().await;
+        match format {
+            OutputFormat::Json => {
+                let v = serde_json::json!({ "run": run, "steps": steps });
+                ui.data(&serde_json::to_string_pretty(&v).unwrap_or_default());
+            }
+            OutputFormat::Text => {
+                let mut out = format!(
+                    "run       {}\nplaybook  {} ({})\nenv       {} ({})\noperator  {}@{}\nstatus    {}\nstarted   {}\n",
+                    run.id, run.playbook, run.file, run.env, run.target, run.operator, run.host, run.status.as_str(),
+                    crate::run::format_ms(run.started_at)
+                );
+                if let Some(e) = &run.error {
+                    out.push_str(&format!("error     {e}\n"));
+                }
+                out.push('\n');
+                let w = steps.iter().map(|s| s.step.len()).max().unwrap_or(4).max(4);
+                out.push_str(&format!("{:<w$}  {:<10}  {:<9}  {:>8}  {:>8}  {}\n", "step", "phase", "status", "attempts", "time", "outputs"));
+                for s in &steps {
+                    let time = match (s.started_at, s.finished_at) {
+                        (Some(a), Some(b)) => format!("{:.1}s", (b - a).max(0) as f64 / 1000.0),
+                        _ => "-".to_owned(),
+                    };
+                    let mut outputs = s.outputs.to_string();
+                    if outputs.chars().count() > 80 {
+                        outputs = format!("{}...", outputs.chars().take(80).collect::<String>());
+                    }
+                    let status = if s.status == crate::run::StepStatus::Running && run.status != crate::run::RunStatus::Running {
+                        "unknown".to_owned()
+                    } else {
+                        s.status.as_str().to_owned()
+                    };
+                    out.push_str(&format!(
+                        "{:<w$}  {:<10}  {:<9}  {:>8}  {:>8}  {}\n",
+                        s.step, s.phase.as_str(), status, s.attempts, time, s.error.as_deref().map_or(outputs, |e| format!("error: {e}"))
+                    ));
+                }
+                ui.data(&out);
+            }
+        }
+        Exit::Ok
+    })
 }

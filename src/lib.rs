@@ -9,14 +9,20 @@
 
 pub mod cli;
 pub mod config;
+pub mod db;
 pub mod diagnostic;
+pub mod exec;
 pub mod exit;
+pub mod lock;
 pub mod plan;
 pub mod playbook;
 pub mod project;
+pub mod redact;
 pub mod report;
+pub mod run;
 pub mod schema;
 pub mod source;
+pub mod state;
 pub mod template;
 pub mod ui;
 pub mod validate;

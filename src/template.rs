@@ -102,3 +102,19 @@ fn describe_error(err: &minijinja::Error) -> String {
         None => err.kind().to_string(),
     }
 }
+
+/// Renders a template keeping the value's type when the whole string is one expression
+/// (`"{{ params.count }}"` gives the number 3, not the text "3"). Used where values are bound
+/// (SQL parameters, include parameters), so a number stays a number.
+pub fn render_native(text: &str, ctx: &serde_json::Value) -> Result<serde_json::Value, String> {
+    let trimmed = text.trim();
+    if let Some(inner) = trimmed
+        .strip_prefix("{{")
+        .and_then(|t| t.strip_suffix("}}"))
+        && !inner.contains("{{")
+        && !inner.contains("}}")
+    {
+        return eval(inner.trim(), ctx);
+    }
+    render(text, ctx).map(serde_json::Value::String)
+}

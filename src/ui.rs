@@ -72,3 +72,132 @@ impl Ui {
         }
     }
 }
+
+/// Step progress for runs: an indicatif spinner with elapsed time per step and a summary
+/// table when stderr is a terminal; plain timestamped lines otherwise (CI logs).
+pub struct Progress {
+    tty: bool,
+    quiet: bool,
+    color: bool,
+    bar: Option<indicatif::ProgressBar>,
+    rows: Vec<(String, String, String, String)>,
+}
+
+impl Progress {
+    pub fn new(ui: &Ui) -> Self {
+        let tty = std::io::stderr().is_terminal() && !ui.quiet;
+        Progress {
+            tty,
+            quiet: ui.quiet,
+            color: ui.color,
+            bar: None,
+            rows: Vec::new(),
+        }
+    }
+
+    fn stamp() -> String {
+        chrono::Utc::now().format("%H:%M:%S").to_string()
+    }
+
+    fn line(&self, text: &str) {
+        if self.quiet {
+            return;
+        }
+        match &self.bar {
+            Some(bar) => bar.println(text),
+            None => {
+                let _ = writeln!(std::io::stderr().lock(), "{text}");
+            }
+        }
+    }
+
+    /// A run-level message (run started, rollback started, ...).
+    pub fn note(&self, text: &str) {
+        if self.tty {
+            self.line(text);
+        } else {
+            self.line(&format!("{} {text}", Self::stamp()));
+        }
+    }
+
+    pub fn start(&mut self, id: &str, action: &str, attempt: u32) {
+        let retry = if attempt > 1 {
+            format!(" (attempt {attempt})")
+        } else {
+            String::new()
+        };
+        if self.tty {
+            let bar = indicatif::ProgressBar::new_spinner();
+            let style = indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
+            bar.set_style(style);
+            bar.set_message(format!("{id} ({action}){retry}"));
+            bar.enable_steady_tick(std::time::Duration::from_millis(100));
+            self.bar = Some(bar);
+        } else {
+            self.line(&format!("{} start  {id} ({action}){retry}", Self::stamp()));
+        }
+    }
+
+    /// Ends the current step: `status` is ok, failed, skipped or interrupted.
+    pub fn finish(
+        &mut self,
+        id: &str,
+        action: &str,
+        status: &str,
+        took: std::time::Duration,
+        detail: &str,
+    ) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        let secs = format!("{:.1}s", took.as_secs_f64());
+        let (tone, reset) = match (self.color, status) {
+            (true, "ok") => ("\x1b[32m", "\x1b[0m"),
+            (true, "skipped") => ("\x1b[2m", "\x1b[0m"),
+            (true, _) => ("\x1b[31m", "\x1b[0m"),
+            _ => ("", ""),
+        };
+        let detail = if detail.is_empty() {
+            String::new()
+        } else {
+            format!("  {detail}")
+        };
+        if self.tty {
+            self.line(&format!(
+                "{tone}{status:<7}{reset} {id} ({action}) {secs}{detail}"
+            ));
+        } else {
+            self.line(&format!(
+                "{} {status:<6} {id} ({action}) {secs}{detail}",
+                Self::stamp()
+            ));
+        }
+        self.rows
+            .push((id.to_owned(), action.to_owned(), status.to_owned(), secs));
+    }
+
+    /// The summary table, on a terminal only.
+    pub fn summary(&self, outcome: &str) {
+        if !self.tty {
+            self.line(&format!("{} {outcome}", Self::stamp()));
+            return;
+        }
+        let w = self
+            .rows
+            .iter()
+            .map(|r| r.0.len())
+            .max()
+            .unwrap_or(4)
+            .max(4);
+        let mut out = format!(
+            "\n{:<w$}  {:<8}  {:<11}  {}\n",
+            "step", "action", "status", "time"
+        );
+        for (id, action, status, secs) in &self.rows {
+            out.push_str(&format!("{id:<w$}  {action:<8}  {status:<11}  {secs}\n"));
+        }
+        out.push_str(&format!("\n{outcome}"));
+        self.line(&out);
+    }
+}

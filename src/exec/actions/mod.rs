@@ -1,0 +1,116 @@
+//! The actions, one file each. `render_args` renders a step's arguments for this moment of the
+//! run; `execute` runs the action on them.
+
+mod log;
+mod shell;
+mod sql;
+mod wait_for;
+
+use super::{ActionCtx, StepError, StepResult};
+use crate::playbook::{Action, Step};
+use crate::template;
+use serde_json::Value as Json;
+
+/// The step's action payload with every template rendered. SQL text and the `until`
+/// expression of `wait_for` are left as written; SQL parameters keep their types.
+pub fn render_args(step: &Step, ctx: &Json) -> Result<Json, String> {
+    let Some(action) = step.action() else {
+        return Err("the step has no action".to_owned());
+    };
+    let raw = match action {
+        Action::Shell(a) => serde_json::to_value(a),
+        Action::Sql(a) => serde_json::to_value(a),
+        Action::Log(a) => serde_json::to_value(a),
+        Action::WaitFor(a) => serde_json::to_value(a),
+        Action::Migrate(a) => serde_json::to_value(a),
+        Action::Backup(a) => serde_json::to_value(a),
+        Action::Restore(a) => serde_json::to_value(a),
+        Action::Seed(a) => serde_json::to_value(a),
+        Action::Health(a) => serde_json::to_value(a),
+        Action::Gate(a) => serde_json::to_value(a),
+        Action::Include(a) => serde_json::to_value(a),
+    }
+    .map_err(|e| e.to_string())?;
+    render(&raw, ctx, action.key(), &mut Vec::new())
+}
+
+fn render(v: &Json, ctx: &Json, action: &str, path: &mut Vec<String>) -> Result<Json, String> {
+    Ok(match v {
+        Json::String(s) if template::is_template(s) => {
+            let field = path.first().map(String::as_str);
+            match (action, field) {
+                ("sql", Some("query")) | ("wait_for", Some("until" | "sql")) => v.clone(),
+                ("sql", Some("params")) => template::render_native(s, ctx)?,
+                _ => Json::String(template::render(s, ctx)?),
+            }
+        }
+        Json::Array(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                path.push(i.to_string());
+                out.push(render(item, ctx, action, path)?);
+                path.pop();
+            }
+            Json::Array(out)
+        }
+        Json::Object(m) => {
+            let mut out = serde_json::Map::new();
+            for (k, item) in m {
+                path.push(k.clone());
+                out.insert(k.clone(), render(item, ctx, action, path)?);
+                path.pop();
+            }
+            Json::Object(out)
+        }
+        other => other.clone(),
+    })
+}
+
+fn parse<T: serde::de::DeserializeOwned>(rendered: &Json) -> Result<T, StepError> {
+    serde_json::from_value(rendered.clone())
+        .map_err(|e| StepError::Failed(format!("rendered arguments are invalid: {e}")))
+}
+
+/// Runs the step's action with its rendered arguments, under the step's timeout.
+pub async fn execute(step: &Step, rendered: &Json, ctx: &mut ActionCtx<'_>) -> StepResult {
+    let Some(action) = step.action() else {
+        return Err(StepError::Failed("the step has no action".to_owned()));
+    };
+    let timeout = ctx.timeout;
+    let fut = async {
+        match action {
+            Action::Shell(_) => shell::run(&parse(rendered)?, ctx).await,
+            Action::Sql(_) => sql::run(&parse(rendered)?, ctx).await,
+            Action::Log(_) => log::run(&parse(rendered)?, ctx).await,
+            Action::WaitFor(_) => wait_for::run(&parse(rendered)?, ctx).await,
+            other => Err(StepError::Failed(format!(
+                "`{}` steps cannot run in this version",
+                other.key()
+            ))),
+        }
+    };
+    // Shell enforces its own timeout (it must kill the process tree); others are bounded here.
+    match (timeout, action) {
+        (Some(t), Action::Sql(_) | Action::WaitFor(_) | Action::Log(_)) => {
+            match tokio::time::timeout(t, fut).await {
+                Ok(r) => r,
+                Err(_) => Err(StepError::Failed(format!(
+                    "timed out after {}",
+                    humantime(t)
+                ))),
+            }
+        }
+        _ => fut.await,
+    }
+}
+
+pub fn humantime(d: std::time::Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}

@@ -1,0 +1,1405 @@
+//! The executor: turns a validated playbook into a durable run. Steps run in order; each
+//! transition is recorded in the state store before the step acts (write-ahead); a failure runs
+//! the compensations of completed steps in reverse order, then `on_failure`, then `finally`.
+//! `resume` continues a run from its records.
+
+pub mod actions;
+pub mod process;
+
+use crate::config::ConfigDef;
+use crate::db::{Db, TargetSpec};
+use crate::exit::Exit;
+use crate::lock::{LockError, TargetLock};
+use crate::plan;
+use crate::playbook::{Action, OutputSource, Step};
+use crate::project::{Playbook, Project};
+use crate::redact::Redactor;
+use crate::run::{self, Event, EventKind, Phase, RunRecord, RunStatus, StepStatus};
+use crate::state::{StateSpec, StateStore};
+use crate::template;
+use crate::ui::{Progress, Ui};
+use serde_json::{Map, Value as Json, json};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Output text kept per stream in outputs and the state store.
+const MAX_CAPTURE: usize = 64 * 1024;
+
+/// What `runbook run` was asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct RunRequest {
+    pub playbook: String,
+    pub env: String,
+    pub vars: Vec<(String, String)>,
+    pub tags: Vec<String>,
+    pub skip_tags: Vec<String>,
+    pub target: Option<String>,
+    pub state: Option<String>,
+    pub lock_wait: Duration,
+}
+
+/// What `runbook resume` was asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct ResumeRequest {
+    pub run_id: String,
+    pub retry_steps: Vec<String>,
+    pub skip_steps: Vec<String>,
+    pub vars: Vec<(String, String)>,
+    pub target: Option<String>,
+    pub state: Option<String>,
+    pub lock_wait: Duration,
+}
+
+/// A step as the executor schedules it: flattened out of includes, with a qualified id.
+#[derive(Debug, Clone)]
+struct Unit {
+    qid: String,
+    local: String,
+    scope: usize,
+    step: Step,
+    phase: Phase,
+    ord: i64,
+}
+
+/// The parameters and outputs one playbook (the top one, or an include) sees.
+#[derive(Debug, Clone)]
+struct Scope {
+    playbook: Arc<Playbook>,
+    /// `None` until the include's parameters are rendered (when its first step runs).
+    params: Option<Map<String, Json>>,
+    /// The include's parameter templates and the scope they are rendered in.
+    given: Option<(BTreeMap<String, Json>, usize)>,
+    steps: Map<String, Json>,
+}
+
+/// Why a step did not succeed.
+#[derive(Debug)]
+pub enum StepError {
+    Failed(String),
+    Interrupted,
+}
+
+pub type StepResult = Result<Map<String, Json>, StepError>;
+
+/// Everything an action needs while it runs.
+pub struct ActionCtx<'a> {
+    pub root: &'a std::path::Path,
+    pub target: Option<&'a TargetSpec>,
+    pub db: &'a mut Option<Db>,
+    pub cancel: watch::Receiver<bool>,
+    pub timeout: Option<Duration>,
+    pub redactor: &'a Redactor,
+    pub template_ctx: &'a Json,
+    pub run_id: &'a str,
+    pub step_id: &'a str,
+    pub progress: &'a Progress,
+}
+
+impl ActionCtx<'_> {
+    /// The target connection, opened on first use.
+    pub async fn db(&mut self) -> Result<&mut Db, StepError> {
+        if self.db.is_none() {
+            let target = self.target.ok_or_else(|| {
+                StepError::Failed(
+                    "this step needs a database: give the environment a target or pass --target"
+                        .to_owned(),
+                )
+            })?;
+            let db = Db::connect(target).await.map_err(|e| {
+                StepError::Failed(format!("cannot connect to {}: {e}", target.describe()))
+            })?;
+            *self.db = Some(db);
+        }
+        self.db
+            .as_mut()
+            .ok_or_else(|| StepError::Failed("no database connection".to_owned()))
+    }
+}
+
+struct Engine<'a> {
+    root: PathBuf,
+    ui: &'a Ui,
+    state: StateStore,
+    redactor: Redactor,
+    run: RunRecord,
+    target: Option<TargetSpec>,
+    db: Option<Db>,
+    env_ctx: Json,
+    vars_ctx: Json,
+    scopes: Vec<Scope>,
+    main: Vec<Unit>,
+    comps: Vec<Vec<Unit>>,
+    on_failure: Vec<Unit>,
+    finally: Vec<Unit>,
+    /// Recorded outcome of each (phase, qid), from this run or an earlier attempt of it.
+    done: BTreeMap<(Phase, String), StepStatus>,
+    cancel: watch::Receiver<bool>,
+    progress: Progress,
+    failpoint: Option<String>,
+}
+
+/// Resolves where the state store is: `--state`, then the config, then `.runbook/state.db`.
+pub fn state_spec(
+    root: &std::path::Path,
+    config: Option<&ConfigDef>,
+    flag: Option<&str>,
+) -> Result<StateSpec, String> {
+    if let Some(text) = flag {
+        return match TargetSpec::parse(text)? {
+            TargetSpec::Postgres(url) => Ok(StateSpec::Postgres(url)),
+            TargetSpec::Sqlite(path) => Ok(StateSpec::Sqlite(path)),
+        };
+    }
+    if let Some(state) = config.and_then(|c| c.state.as_ref()) {
+        if let Some(var) = &state.url_env {
+            let url = std::env::var(var)
+                .map_err(|_| format!("the state store is `${var}`, which is not set"))?;
+            return Ok(StateSpec::Postgres(url));
+        }
+        if let Some(path) = &state.sqlite {
+            return Ok(StateSpec::Sqlite(root.join(path)));
+        }
+    }
+    Ok(StateStore::default_spec(root))
+}
+
+/// Resolves the target: `--target`, else the environment's.
+pub fn target_spec(
+    root: &std::path::Path,
+    config: Option<&ConfigDef>,
+    env: &str,
+    flag: Option<&str>,
+) -> Result<Option<TargetSpec>, String> {
+    if let Some(text) = flag {
+        return TargetSpec::parse(text).map(|t| match t {
+            TargetSpec::Sqlite(p) if p.is_relative() => Some(TargetSpec::Sqlite(root.join(p))),
+            other => Some(other),
+        });
+    }
+    let Some(env) = config.and_then(|c| c.environments.get(env)) else {
+        return Ok(None);
+    };
+    if let Some(var) = &env.target.url_env {
+        let url = std::env::var(var).map_err(|_| {
+            format!("environment variable `{var}` (the target of this environment) is not set")
+        })?;
+        return TargetSpec::parse(&url)
+            .map(Some)
+            .map_err(|e| format!("`{var}`: {e}"));
+    }
+    if let Some(path) = &env.target.sqlite {
+        return Ok(Some(TargetSpec::Sqlite(root.join(path))));
+    }
+    Ok(None)
+}
+
+/// The redactor for a run: secret params, the config's secret variables, the target password.
+fn redactor_for(
+    config: Option<&ConfigDef>,
+    params: &BTreeMap<String, plan::ParamValue>,
+    target: Option<&TargetSpec>,
+) -> Redactor {
+    let r = Redactor::new();
+    for p in params.values().filter(|p| p.secret) {
+        match &p.value {
+            Json::String(s) => r.add(s),
+            Json::Null => {}
+            other => r.add(&other.to_string()),
+        }
+    }
+    for var in config.map(|c| c.secrets.as_slice()).unwrap_or_default() {
+        if let Ok(v) = std::env::var(var) {
+            r.add(&v);
+            r.add_url(&v);
+        }
+    }
+    if let Some(TargetSpec::Postgres(url)) = target {
+        r.add_url(url);
+    }
+    r
+}
+
+/// Actions this version executes; the rest are refused before anything runs.
+fn supported(action: Action<'_>) -> bool {
+    matches!(
+        action,
+        Action::Shell(_)
+            | Action::Sql(_)
+            | Action::Log(_)
+            | Action::WaitFor(_)
+            | Action::Include(_)
+    )
+}
+
+fn unsupported_steps(pb: &Playbook) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut visit = |steps: &[Step]| {
+        for s in steps {
+            for unit in std::iter::once(s).chain(s.rollback.iter()) {
+                if let Some(a) = unit.action()
+                    && !supported(a)
+                {
+                    out.push(format!(
+                        "`{}` ({})",
+                        unit.id.clone().unwrap_or_default(),
+                        a.key()
+                    ));
+                }
+            }
+        }
+    };
+    visit(&pb.def.steps);
+    visit(&pb.def.on_failure);
+    visit(&pb.def.finally);
+    for inc in pb.includes.values() {
+        out.extend(unsupported_steps(inc));
+    }
+    out
+}
+
+fn needs_db(pb: &Playbook) -> bool {
+    let all = pb
+        .def
+        .steps
+        .iter()
+        .chain(&pb.def.on_failure)
+        .chain(&pb.def.finally);
+    all.flat_map(|s| std::iter::once(s).chain(s.rollback.iter()))
+        .any(|s| s.sql.is_some() || s.wait_for.as_ref().is_some_and(|w| w.sql.is_some()))
+        || pb.includes.values().any(|i| needs_db(i))
+}
+
+/// `runbook run`.
+pub async fn run(
+    project: &Project,
+    playbook: Arc<Playbook>,
+    req: RunRequest,
+    ui: &Ui,
+    cancel: watch::Receiver<bool>,
+) -> Exit {
+    let config = project.config_def();
+    let unsupported = unsupported_steps(&playbook);
+    if !unsupported.is_empty() {
+        ui.error(
+            &format!(
+                "this version of runbook cannot execute these steps yet: {}",
+                unsupported.join(", ")
+            ),
+            Some("`runbook plan` shows what they would do; nothing ran"),
+        );
+        return Exit::Invalid;
+    }
+    let plan_req = plan::PlanRequest {
+        env: &req.env,
+        vars: &req.vars,
+        target_override: req.target.as_deref(),
+    };
+    let plan = match plan::build(&playbook, config, &plan_req) {
+        Ok(p) => p,
+        Err(diags) => {
+            for d in &diags {
+                ui.error(&d.message, d.hint.as_deref());
+            }
+            return Exit::Invalid;
+        }
+    };
+    let target = match target_spec(&project.root, config, &req.env, req.target.as_deref()) {
+        Ok(t) => t,
+        Err(e) => {
+            ui.error(
+                &e,
+                Some("set the variable, or pass --target postgres://... or --target sqlite:FILE"),
+            );
+            return Exit::Invalid;
+        }
+    };
+    if target.is_none() && needs_db(&playbook) {
+        ui.error(
+            &format!("`{}` has SQL steps but environment `{}` names no database", playbook.def.name, req.env),
+            Some("pass --target postgres://... or --target sqlite:FILE, or define the environment in runbook.yaml"),
+        );
+        return Exit::Invalid;
+    }
+    let lookup = |k: &str| std::env::var(k).ok();
+    let params = match plan::resolve_params(&playbook.def, &req.vars, &lookup) {
+        Ok(p) => p,
+        Err(diags) => {
+            for d in &diags {
+                ui.error(&d.message, d.hint.as_deref());
+            }
+            return Exit::Invalid;
+        }
+    };
+    let redactor = redactor_for(config, &params, target.as_ref());
+    let spec = match state_spec(&project.root, config, req.state.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            ui.error(&e, None);
+            return Exit::Invalid;
+        }
+    };
+    let state = match StateStore::open(&spec).await {
+        Ok(s) => s,
+        Err(e) => {
+            ui.error(
+                &redactor.redact(&e.to_string()),
+                Some("check the state store location (--state or `state:` in runbook.yaml)"),
+            );
+            return Exit::Internal;
+        }
+    };
+    let operator = run::operator();
+    let run_id = run::new_run_id();
+    let lock = match take_lock(
+        target.as_ref(),
+        &run_id,
+        &operator,
+        req.lock_wait,
+        ui,
+        &redactor,
+    )
+    .await
+    {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    // Secrets given with --var are not stored: resume asks for them again.
+    let stored_vars: Vec<(String, String)> = req
+        .vars
+        .iter()
+        .filter(|(k, _)| !playbook.def.params.get(k).is_some_and(|p| p.secret))
+        .cloned()
+        .collect();
+    let record = RunRecord {
+        id: run_id.clone(),
+        playbook: playbook.def.name.clone(),
+        file: playbook.source.path.display().to_string(),
+        env: req.env.clone(),
+        target: target
+            .as_ref()
+            .map_or_else(|| "(none)".to_owned(), TargetSpec::describe),
+        operator: operator.clone(),
+        host: run::hostname(),
+        content_hash: playbook.content_hash(),
+        plan_hash: plan.plan_hash.clone(),
+        params: json!(plan.params),
+        vars: stored_vars,
+        tags: req.tags.clone(),
+        skip_tags: req.skip_tags.clone(),
+        status: RunStatus::Running,
+        started_at: run::now_ms(),
+        finished_at: None,
+        error: None,
+    };
+    let started = Event::run(
+        EventKind::RunStarted,
+        json!({
+            "playbook": record.playbook, "env": record.env, "target": record.target, "operator": operator,
+            "host": record.host, "content_hash": record.content_hash, "plan_hash": record.plan_hash,
+            "params": record.params, "version": env!("CARGO_PKG_VERSION"),
+        }),
+    );
+    let key = target
+        .as_ref()
+        .map_or_else(|| "(none)".to_owned(), TargetSpec::key);
+    if let Err(e) = state.create_run(&record, &key, &started).await {
+        ui.error(&redactor.redact(&e.to_string()), None);
+        if let Some(l) = lock {
+            l.release().await;
+        }
+        return Exit::Internal;
+    }
+    let mut engine = Engine::new(
+        project, playbook, record, state, redactor, target, params, ui, cancel,
+    );
+    engine.progress.note(&format!(
+        "run {run_id}: {} on {} ({})",
+        engine.run.playbook, engine.run.env, engine.run.target
+    ));
+    let exit = engine.execute().await;
+    engine.shutdown().await;
+    if let Some(l) = lock {
+        l.release().await;
+    }
+    exit
+}
+
+/// `runbook resume RUN`.
+pub async fn resume(
+    project: &Project,
+    req: ResumeRequest,
+    ui: &Ui,
+    cancel: watch::Receiver<bool>,
+) -> Exit {
+    let config = project.config_def();
+    let spec = match state_spec(&project.root, config, req.state.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            ui.error(&e, None);
+            return Exit::Invalid;
+        }
+    };
+    let state = match StateStore::open(&spec).await {
+        Ok(s) => s,
+        Err(e) => {
+            ui.error(&e.to_string(), None);
+            return Exit::Internal;
+        }
+    };
+    let record = match find_run(&state, &req.run_id, ui).await {
+        Some(r) => r,
+        None => return Exit::Invalid,
+    };
+    if !record.status.resumable() {
+        ui.error(
+            &format!(
+                "run {} is {}; only running, interrupted or waiting runs can be resumed",
+                record.id,
+                record.status.as_str()
+            ),
+            Some("start a new run with `runbook run`"),
+        );
+        return Exit::Invalid;
+    }
+    let path = PathBuf::from(&record.file);
+    let playbook = match project.load_playbook(&path) {
+        Ok(p) => p,
+        Err(diags) => {
+            ui.diagnostics(&diags);
+            ui.error(
+                &format!(
+                    "the playbook of run {} no longer validates; nothing ran",
+                    record.id
+                ),
+                None,
+            );
+            return Exit::Invalid;
+        }
+    };
+    if playbook.content_hash() != record.content_hash {
+        ui.error(
+            &format!("the playbook `{}` changed since run {} started; resume refuses to mix two versions", record.playbook, record.id),
+            Some("restore the playbook as it was, or start a new run"),
+        );
+        return Exit::Invalid;
+    }
+    let mut vars = record.vars.clone();
+    vars.extend(req.vars.iter().cloned());
+    let lookup = |k: &str| std::env::var(k).ok();
+    let params = match plan::resolve_params(&playbook.def, &vars, &lookup) {
+        Ok(p) => p,
+        Err(diags) => {
+            for d in &diags {
+                ui.error(&d.message, d.hint.as_deref());
+            }
+            ui.error("resume needs the same parameters as the run; secrets given with --var must be given again", None);
+            return Exit::Invalid;
+        }
+    };
+    let target = match target_spec(&project.root, config, &record.env, req.target.as_deref()) {
+        Ok(t) => t,
+        Err(e) => {
+            ui.error(&e, None);
+            return Exit::Invalid;
+        }
+    };
+    let redactor = redactor_for(config, &params, target.as_ref());
+    let steps = match state.load_steps(&record.id).await {
+        Ok(s) => s,
+        Err(e) => {
+            ui.error(&e.to_string(), None);
+            return Exit::Internal;
+        }
+    };
+    // A step that started and never finished has an unknown outcome: a person decides.
+    let in_flight: Vec<String> = steps
+        .iter()
+        .filter(|s| s.status == StepStatus::Running)
+        .map(|s| s.step.clone())
+        .collect();
+    let undecided: Vec<&String> = in_flight
+        .iter()
+        .filter(|s| !req.retry_steps.contains(s) && !req.skip_steps.contains(s))
+        .collect();
+    if !undecided.is_empty() {
+        let list = undecided
+            .iter()
+            .map(|s| format!("`{s}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        ui.error(
+            &format!("step {list} of run {} was in flight when the run stopped; its outcome is unknown", record.id),
+            Some(&format!(
+                "check the target, then resume with --retry-step {0} to run it again or --skip-step {0} if it took effect",
+                undecided[0]
+            )),
+        );
+        return Exit::Invalid;
+    }
+    for s in req.retry_steps.iter().chain(&req.skip_steps) {
+        if !in_flight.contains(s) {
+            ui.error(
+                &format!("step `{s}` was not in flight in run {}", record.id),
+                Some("--retry-step and --skip-step name steps whose outcome is unknown; `runbook status RUN` lists them"),
+            );
+            return Exit::Invalid;
+        }
+    }
+    let lock = match take_lock(
+        target.as_ref(),
+        &record.id,
+        &run::operator(),
+        req.lock_wait,
+        ui,
+        &redactor,
+    )
+    .await
+    {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let run_id = record.id.clone();
+    let mut engine = Engine::new(
+        project, playbook, record, state, redactor, target, params, ui, cancel,
+    );
+    for s in &steps {
+        if s.status != StepStatus::Running {
+            engine.restore(s.phase, &s.step, s.status, &s.outputs);
+        }
+    }
+    let _ = engine
+        .state
+        .record(
+            &run_id,
+            &Event::run(
+                EventKind::RunResumed,
+                json!({"operator": run::operator(), "host": run::hostname()}),
+            ),
+        )
+        .await;
+    for s in steps.iter().filter(|s| s.status == StepStatus::Running) {
+        let choice = if req.skip_steps.contains(&s.step) {
+            "skip"
+        } else {
+            "retry"
+        };
+        let ev = Event::step(
+            EventKind::ResumeDecision,
+            &s.step,
+            s.phase,
+            json!({"choice": choice, "operator": run::operator()}),
+        );
+        if let Err(e) = engine.state.record(&run_id, &ev).await {
+            ui.error(&e.to_string(), None);
+            return Exit::Internal;
+        }
+        if choice == "skip" {
+            let ev = Event::step(
+                EventKind::StepSkipped,
+                &s.step,
+                s.phase,
+                json!({"reason": "skipped by the operator on resume"}),
+            );
+            if let Err(e) = engine.state.record(&run_id, &ev).await {
+                ui.error(&e.to_string(), None);
+                return Exit::Internal;
+            }
+            engine.restore(s.phase, &s.step, StepStatus::Skipped, &Json::Null);
+        }
+    }
+    engine.progress.note(&format!(
+        "resuming run {run_id}: {} on {}",
+        engine.run.playbook, engine.run.env
+    ));
+    let exit = engine.execute().await;
+    engine.shutdown().await;
+    if let Some(l) = lock {
+        l.release().await;
+    }
+    exit
+}
+
+async fn find_run(state: &StateStore, id: &str, ui: &Ui) -> Option<RunRecord> {
+    if let Ok(Some(r)) = state.load_run(id).await {
+        return Some(r);
+    }
+    match state.find_runs(id).await {
+        Ok(ids) if ids.len() == 1 => state.load_run(&ids[0]).await.ok().flatten(),
+        Ok(ids) if ids.len() > 1 => {
+            ui.error(
+                &format!("`{id}` names several runs: {}", ids.join(", ")),
+                Some("give more of the run id"),
+            );
+            None
+        }
+        _ => {
+            ui.error(
+                &format!("no run `{id}` in the state store"),
+                Some("`runbook runs` lists recent runs"),
+            );
+            None
+        }
+    }
+}
+
+async fn take_lock(
+    target: Option<&TargetSpec>,
+    run_id: &str,
+    operator: &str,
+    wait: Duration,
+    ui: &Ui,
+    redactor: &Redactor,
+) -> Result<Option<TargetLock>, Exit> {
+    let Some(target) = target else {
+        return Ok(None);
+    };
+    match TargetLock::acquire(target, run_id, operator, wait).await {
+        Ok(l) => Ok(Some(l)),
+        Err(LockError::Held { holder }) => {
+            ui.error(
+                &format!(
+                    "{} is in use by another run ({holder}); nothing ran",
+                    target.describe()
+                ),
+                Some("wait for that run to finish, or pass --lock-wait 5m to wait for it"),
+            );
+            Err(Exit::Locked)
+        }
+        Err(LockError::Failed(e)) => {
+            ui.error(
+                &redactor.redact(&format!("cannot lock {}: {e}", target.describe())),
+                None,
+            );
+            Err(Exit::Internal)
+        }
+    }
+}
+
+impl<'a> Engine<'a> {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        project: &Project,
+        playbook: Arc<Playbook>,
+        run: RunRecord,
+        state: StateStore,
+        redactor: Redactor,
+        target: Option<TargetSpec>,
+        params: BTreeMap<String, plan::ParamValue>,
+        ui: &'a Ui,
+        cancel: watch::Receiver<bool>,
+    ) -> Self {
+        let config = project.config_def();
+        let env = config.and_then(|c| c.environments.get(&run.env));
+        let env_ctx = json!({
+            "name": run.env,
+            "target": run.target,
+            "protected": env.is_some_and(|e| e.protections.is_protected()),
+        });
+        let vars_ctx = json!(env.map(|e| e.vars.clone()).unwrap_or_default());
+        let root_params: Map<String, Json> =
+            params.into_iter().map(|(k, v)| (k, v.value)).collect();
+        let mut engine = Engine {
+            root: project.root.clone(),
+            ui,
+            state,
+            redactor,
+            run,
+            target,
+            db: None,
+            env_ctx,
+            vars_ctx,
+            scopes: vec![Scope {
+                playbook: playbook.clone(),
+                params: Some(root_params),
+                given: None,
+                steps: Map::new(),
+            }],
+            main: Vec::new(),
+            comps: Vec::new(),
+            on_failure: Vec::new(),
+            finally: Vec::new(),
+            done: BTreeMap::new(),
+            cancel,
+            progress: Progress::new(ui),
+            failpoint: std::env::var("RUNBOOK_FAILPOINT").ok(),
+        };
+        let mut ord = 0;
+        engine.flatten(
+            &playbook,
+            &playbook.def.steps.clone(),
+            0,
+            "",
+            Phase::Main,
+            &mut ord,
+        );
+        for (i, s) in playbook.def.on_failure.iter().enumerate() {
+            ord += 1;
+            let local =
+                s.id.clone()
+                    .unwrap_or_else(|| format!("on_failure-{}", i + 1));
+            engine.on_failure.push(Unit {
+                qid: local.clone(),
+                local,
+                scope: 0,
+                step: s.clone(),
+                phase: Phase::OnFailure,
+                ord,
+            });
+        }
+        for (i, s) in playbook.def.finally.iter().enumerate() {
+            ord += 1;
+            let local = s.id.clone().unwrap_or_else(|| format!("finally-{}", i + 1));
+            engine.finally.push(Unit {
+                qid: local.clone(),
+                local,
+                scope: 0,
+                step: s.clone(),
+                phase: Phase::Finally,
+                ord,
+            });
+        }
+        engine
+    }
+
+    /// Flattens steps (and included playbooks' steps) into units, in order.
+    fn flatten(
+        &mut self,
+        pb: &Arc<Playbook>,
+        steps: &[Step],
+        scope: usize,
+        prefix: &str,
+        phase: Phase,
+        ord: &mut i64,
+    ) {
+        for (i, step) in steps.iter().enumerate() {
+            let local = step.id.clone().unwrap_or_else(|| format!("step-{}", i + 1));
+            let qid = format!("{prefix}{local}");
+            if let Some(Action::Include(inc)) = step.action() {
+                let Some(child) = pb.includes.get(&local).cloned() else {
+                    continue;
+                };
+                self.scopes.push(Scope {
+                    playbook: child.clone(),
+                    params: None,
+                    given: Some((inc.params.clone(), scope)),
+                    steps: Map::new(),
+                });
+                let child_scope = self.scopes.len() - 1;
+                let child_steps = child.def.steps.clone();
+                self.flatten(
+                    &child,
+                    &child_steps,
+                    child_scope,
+                    &format!("{qid}."),
+                    phase,
+                    ord,
+                );
+                continue;
+            }
+            *ord += 1;
+            let comps = step
+                .rollback
+                .iter()
+                .enumerate()
+                .map(|(j, c)| {
+                    let clocal =
+                        c.id.clone()
+                            .unwrap_or_else(|| format!("{local}.rollback-{}", j + 1));
+                    Unit {
+                        qid: format!("{prefix}{clocal}"),
+                        local: clocal,
+                        scope,
+                        step: c.clone(),
+                        phase: Phase::Rollback,
+                        ord: *ord,
+                    }
+                })
+                .collect();
+            self.main.push(Unit {
+                qid,
+                local,
+                scope,
+                step: step.clone(),
+                phase,
+                ord: *ord,
+            });
+            self.comps.push(comps);
+        }
+    }
+
+    /// Takes in a step's recorded outcome (resume).
+    fn restore(&mut self, phase: Phase, qid: &str, status: StepStatus, outputs: &Json) {
+        self.done.insert((phase, qid.to_owned()), status);
+        let unit = self
+            .main
+            .iter()
+            .chain(self.comps.iter().flatten())
+            .chain(&self.on_failure)
+            .chain(&self.finally)
+            .find(|u| u.qid == qid && u.phase == phase)
+            .cloned();
+        if let Some(u) = unit {
+            let outputs = if outputs.is_object() {
+                outputs.clone()
+            } else {
+                json!({})
+            };
+            self.scopes[u.scope].steps.insert(
+                u.local.clone(),
+                json!({"outputs": outputs, "status": status.as_str()}),
+            );
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        if let Some(db) = self.db.take() {
+            db.close().await;
+        }
+        self.state.close().await;
+    }
+
+    fn crash_if(&self, point: &str, qid: &str) {
+        if self.failpoint.as_deref() == Some(&format!("{point}:{qid}")) {
+            // A test hook: die the way a power cut or `kill -9` would, with no cleanup.
+            // SAFETY: sending a signal to ourselves.
+            unsafe {
+                libc::kill(libc::getpid(), libc::SIGKILL);
+            }
+        }
+    }
+
+    async fn record(&self, ev: Event) -> Result<(), Exit> {
+        let ev = Event {
+            data: self.redactor.redact_json(&ev.data),
+            ..ev
+        };
+        self.state.record(&self.run.id, &ev).await.map_err(|e| {
+            self.ui.error(
+                &self.redactor.redact(&e.to_string()),
+                Some("the run stopped because its state could not be recorded"),
+            );
+            Exit::Internal
+        })
+    }
+
+    /// Runs the whole playbook from wherever the records say it is.
+    async fn execute(&mut self) -> Exit {
+        let mut failure: Option<(String, String)> = None;
+        let mut completed: Vec<usize> = Vec::new();
+        for i in 0..self.main.len() {
+            let unit = self.main[i].clone();
+            match self.done.get(&(Phase::Main, unit.qid.clone())) {
+                Some(StepStatus::Succeeded) => {
+                    completed.push(i);
+                    continue;
+                }
+                Some(StepStatus::Skipped) => continue,
+                Some(StepStatus::Failed) if unit.step.continue_on_error => continue,
+                Some(StepStatus::Failed) => {
+                    failure = Some((unit.qid.clone(), "failed before the resume".to_owned()));
+                    break;
+                }
+                _ => {}
+            }
+            if !self.selected(&unit) {
+                if let Err(code) = self.skip(&unit, "not selected by --tags/--skip-tags").await {
+                    return code;
+                }
+                continue;
+            }
+            match self.run_unit(&unit).await {
+                Ok(true) => completed.push(i),
+                Ok(false) => {}
+                Err(UnitError::Failed(msg)) if unit.step.continue_on_error => {
+                    self.progress.note(&format!(
+                        "step {} failed and continue_on_error is set: {msg}",
+                        unit.qid
+                    ));
+                }
+                Err(UnitError::Failed(msg)) => {
+                    failure = Some((unit.qid.clone(), msg));
+                    break;
+                }
+                Err(UnitError::Interrupted) => return self.interrupted(&unit.qid).await,
+                Err(UnitError::Fatal(code)) => return code,
+            }
+        }
+        let mut rollback_ok = true;
+        if let Some((step, msg)) = &failure {
+            if let Err(code) = self
+                .record(Event::run(
+                    EventKind::RollbackStarted,
+                    json!({"failed_step": step, "error": msg}),
+                ))
+                .await
+            {
+                return code;
+            }
+            let with_comps: Vec<usize> = completed
+                .iter()
+                .rev()
+                .copied()
+                .filter(|&i| !self.comps[i].is_empty())
+                .collect();
+            if !with_comps.is_empty() {
+                self.progress.note(&format!(
+                    "step {step} failed: rolling back {} completed steps",
+                    with_comps.len()
+                ));
+            }
+            for i in with_comps {
+                for comp in self.comps[i].clone() {
+                    if matches!(
+                        self.done.get(&(Phase::Rollback, comp.qid.clone())),
+                        Some(StepStatus::Succeeded | StepStatus::Failed | StepStatus::Skipped)
+                    ) {
+                        continue;
+                    }
+                    match self.run_unit(&comp).await {
+                        Ok(_) => {}
+                        Err(UnitError::Failed(_)) => rollback_ok = false,
+                        Err(UnitError::Interrupted) => return self.interrupted(&comp.qid).await,
+                        Err(UnitError::Fatal(code)) => return code,
+                    }
+                }
+            }
+            if let Err(code) = self
+                .record(Event::run(
+                    EventKind::RollbackFinished,
+                    json!({"ok": rollback_ok}),
+                ))
+                .await
+            {
+                return code;
+            }
+            for unit in self.on_failure.clone() {
+                if self
+                    .done
+                    .contains_key(&(Phase::OnFailure, unit.qid.clone()))
+                {
+                    continue;
+                }
+                match self.run_unit(&unit).await {
+                    Ok(_) | Err(UnitError::Failed(_)) => {}
+                    Err(UnitError::Interrupted) => return self.interrupted(&unit.qid).await,
+                    Err(UnitError::Fatal(code)) => return code,
+                }
+            }
+        }
+        let mut finally_ok = true;
+        for unit in self.finally.clone() {
+            if self.done.contains_key(&(Phase::Finally, unit.qid.clone())) {
+                continue;
+            }
+            match self.run_unit(&unit).await {
+                Ok(_) => {}
+                Err(UnitError::Failed(_)) => finally_ok = false,
+                Err(UnitError::Interrupted) => return self.interrupted(&unit.qid).await,
+                Err(UnitError::Fatal(code)) => return code,
+            }
+        }
+        let (status, exit, error) = match (&failure, rollback_ok, finally_ok) {
+            (None, _, true) => (RunStatus::Succeeded, Exit::Ok, None),
+            (None, _, false) => (
+                RunStatus::Failed,
+                Exit::RunFailed,
+                Some("a finally step failed".to_owned()),
+            ),
+            (Some((step, msg)), true, _) => (
+                RunStatus::Failed,
+                Exit::RunFailed,
+                Some(format!("step {step} failed: {msg}")),
+            ),
+            (Some((step, msg)), false, _) => (
+                RunStatus::RollbackFailed,
+                Exit::RunFailed,
+                Some(format!(
+                    "step {step} failed: {msg}; a compensation failed too, the target needs attention"
+                )),
+            ),
+        };
+        if let Err(code) = self
+            .record(Event::run(
+                EventKind::RunFinished,
+                json!({"status": status.as_str(), "exit_code": exit.code(), "error": error}),
+            ))
+            .await
+        {
+            return code;
+        }
+        let outcome = match &error {
+            None => format!("run {} succeeded", self.run.id),
+            Some(e) => format!(
+                "run {} {}: {}",
+                self.run.id,
+                status.as_str().replace('_', " "),
+                self.redactor.redact(e)
+            ),
+        };
+        self.progress.summary(&outcome);
+        exit
+    }
+
+    async fn interrupted(&mut self, step: &str) -> Exit {
+        let _ = self
+            .record(Event::run(EventKind::RunInterrupted, json!({"status": "interrupted", "step": step, "error": format!("interrupted during step {step}")})))
+            .await;
+        self.progress.summary(&format!(
+            "run {} interrupted during step {step}; continue with `runbook resume {}`",
+            self.run.id, self.run.id
+        ));
+        Exit::Interrupted
+    }
+
+    fn selected(&self, unit: &Unit) -> bool {
+        let tags = &unit.step.tags;
+        if !self.run.tags.is_empty() && !tags.iter().any(|t| self.run.tags.contains(t)) {
+            return false;
+        }
+        !tags.iter().any(|t| self.run.skip_tags.contains(t))
+    }
+
+    async fn skip(&mut self, unit: &Unit, reason: &str) -> Result<(), Exit> {
+        self.record(Event::step(
+            EventKind::StepSkipped,
+            &unit.qid,
+            unit.phase,
+            json!({"ord": unit.ord, "reason": reason}),
+        ))
+        .await?;
+        self.done
+            .insert((unit.phase, unit.qid.clone()), StepStatus::Skipped);
+        self.scopes[unit.scope].steps.insert(
+            unit.local.clone(),
+            json!({"outputs": {}, "status": "skipped"}),
+        );
+        let action = unit.step.action().map_or("?", |a| a.key());
+        self.progress
+            .finish(&unit.qid, action, "skipped", Duration::ZERO, reason);
+        Ok(())
+    }
+
+    /// The template context of a unit: its scope's params and earlier outputs.
+    fn context(&mut self, scope: usize) -> Result<Json, String> {
+        self.ensure_params(scope)?;
+        let s = &self.scopes[scope];
+        Ok(json!({
+            "params": s.params.clone().unwrap_or_default(),
+            "env": self.env_ctx,
+            "vars": self.vars_ctx,
+            "steps": s.steps,
+            "run": {
+                "id": self.run.id, "operator": self.run.operator, "playbook": self.run.playbook,
+                "started_at": run::format_ms(self.run.started_at),
+            },
+        }))
+    }
+
+    /// Renders an include's parameters the first time one of its steps runs.
+    fn ensure_params(&mut self, scope: usize) -> Result<(), String> {
+        if self.scopes[scope].params.is_some() {
+            return Ok(());
+        }
+        let Some((given, parent)) = self.scopes[scope].given.clone() else {
+            return Ok(());
+        };
+        let parent_ctx = self.context(parent)?;
+        let def = self.scopes[scope].playbook.def.clone();
+        let mut params = Map::new();
+        for (name, p) in &def.params {
+            let value = match given.get(name) {
+                Some(Json::String(s)) if template::is_template(s) => {
+                    template::render_native(s, &parent_ctx)?
+                }
+                Some(v) => v.clone(),
+                None => match (&p.from_env, &p.default) {
+                    (Some(var), _) if std::env::var(var).is_ok() => {
+                        Json::String(std::env::var(var).unwrap_or_default())
+                    }
+                    (_, Some(d)) => d.clone(),
+                    _ => Json::Null,
+                },
+            };
+            if p.secret
+                && let Json::String(s) = &value
+            {
+                self.redactor.add(s);
+            }
+            params.insert(name.clone(), value);
+        }
+        self.scopes[scope].params = Some(params);
+        Ok(())
+    }
+
+    /// Runs one unit with its `when`, retries and timeout. `Ok(true)` when it ran and
+    /// succeeded, `Ok(false)` when skipped.
+    async fn run_unit(&mut self, unit: &Unit) -> Result<bool, UnitError> {
+        let action = unit.step.action().map_or("?", |a| a.key());
+        let ctx = self.context(unit.scope).map_err(UnitError::Failed)?;
+        if let Some(when) = &unit.step.when {
+            match template::eval_bool(when, &ctx) {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.skip(unit, &format!("`when: {when}` is false"))
+                        .await
+                        .map_err(UnitError::Fatal)?;
+                    return Ok(false);
+                }
+                Err(e) => {
+                    return self
+                        .fail(
+                            unit,
+                            1,
+                            &format!("cannot evaluate `when`: {e}"),
+                            false,
+                            Duration::ZERO,
+                        )
+                        .await;
+                }
+            }
+        }
+        let retry = unit.step.retry.clone();
+        let attempts = retry.as_ref().map_or(1, |r| r.attempts.max(1));
+        let mut delay = retry
+            .as_ref()
+            .and_then(|r| r.delay.as_ref())
+            .and_then(|d| d.parse())
+            .unwrap_or(Duration::from_secs(1));
+        let max_delay = retry
+            .as_ref()
+            .and_then(|r| r.max_delay.as_ref())
+            .and_then(|d| d.parse())
+            .unwrap_or(Duration::from_secs(3600));
+        let backoff = retry.as_ref().and_then(|r| r.backoff).unwrap_or(1.0);
+        let timeout = unit.step.timeout.as_ref().and_then(|d| d.parse());
+        for attempt in 1..=attempts {
+            let rendered = match actions::render_args(&unit.step, &ctx) {
+                Ok(v) => v,
+                Err(e) => {
+                    return self
+                        .fail(
+                            unit,
+                            attempt,
+                            &format!("cannot render arguments: {e}"),
+                            false,
+                            Duration::ZERO,
+                        )
+                        .await;
+                }
+            };
+            self.record(Event::step(
+                EventKind::StepStarted,
+                &unit.qid,
+                unit.phase,
+                json!({"ord": unit.ord, "attempt": attempt, "action": action, "args": rendered}),
+            ))
+            .await
+            .map_err(UnitError::Fatal)?;
+            self.crash_if("started", &unit.qid);
+            self.progress.start(&unit.qid, action, attempt);
+            let began = Instant::now();
+            let result = {
+                let mut actx = ActionCtx {
+                    root: &self.root,
+                    target: self.target.as_ref(),
+                    db: &mut self.db,
+                    cancel: self.cancel.clone(),
+                    timeout,
+                    redactor: &self.redactor,
+                    template_ctx: &ctx,
+                    run_id: &self.run.id,
+                    step_id: &unit.qid,
+                    progress: &self.progress,
+                };
+                actions::execute(&unit.step, &rendered, &mut actx).await
+            };
+            let took = began.elapsed();
+            self.crash_if("acted", &unit.qid);
+            match result {
+                Ok(mut outputs) => {
+                    if let Err(e) = extract_outputs(&unit.step, &mut outputs) {
+                        return self.fail(unit, attempt, &e, false, took).await;
+                    }
+                    let shown = self.redactor.redact_json(&Json::Object(outputs.clone()));
+                    self.record(Event::step(
+                        EventKind::StepFinished,
+                        &unit.qid,
+                        unit.phase,
+                        json!({"ord": unit.ord, "attempt": attempt, "outputs": shown, "duration_ms": took.as_millis() as i64}),
+                    ))
+                    .await
+                    .map_err(UnitError::Fatal)?;
+                    self.crash_if("finished", &unit.qid);
+                    self.done
+                        .insert((unit.phase, unit.qid.clone()), StepStatus::Succeeded);
+                    self.scopes[unit.scope].steps.insert(
+                        unit.local.clone(),
+                        json!({"outputs": outputs, "status": "succeeded"}),
+                    );
+                    self.progress.finish(&unit.qid, action, "ok", took, "");
+                    return Ok(true);
+                }
+                Err(StepError::Interrupted) => {
+                    self.progress
+                        .finish(&unit.qid, action, "interrupted", took, "");
+                    return Err(UnitError::Interrupted);
+                }
+                Err(StepError::Failed(msg)) => {
+                    let will_retry = attempt < attempts;
+                    if !will_retry {
+                        return self.fail(unit, attempt, &msg, false, took).await;
+                    }
+                    let shown = self.redactor.redact(&msg);
+                    self.record(Event::step(
+                        EventKind::StepFailed,
+                        &unit.qid,
+                        unit.phase,
+                        json!({"ord": unit.ord, "attempt": attempt, "error": shown, "will_retry": true, "duration_ms": took.as_millis() as i64}),
+                    ))
+                    .await
+                    .map_err(UnitError::Fatal)?;
+                    self.progress.finish(
+                        &unit.qid,
+                        action,
+                        "failed",
+                        took,
+                        &format!("{shown}; retrying in {:.1}s", delay.as_secs_f64()),
+                    );
+                    let mut cancel = self.cancel.clone();
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = wait_cancel(&mut cancel) => return Err(UnitError::Interrupted),
+                    }
+                    delay = Duration::from_secs_f64(
+                        (delay.as_secs_f64() * backoff).min(max_delay.as_secs_f64()),
+                    );
+                }
+            }
+        }
+        Err(UnitError::Failed("no attempt ran".to_owned()))
+    }
+
+    async fn fail(
+        &mut self,
+        unit: &Unit,
+        attempt: u32,
+        msg: &str,
+        will_retry: bool,
+        took: Duration,
+    ) -> Result<bool, UnitError> {
+        let shown = self.redactor.redact(msg);
+        self.record(Event::step(
+            EventKind::StepFailed,
+            &unit.qid,
+            unit.phase,
+            json!({"ord": unit.ord, "attempt": attempt, "error": shown, "will_retry": will_retry, "duration_ms": took.as_millis() as i64}),
+        ))
+        .await
+        .map_err(UnitError::Fatal)?;
+        self.done
+            .insert((unit.phase, unit.qid.clone()), StepStatus::Failed);
+        self.scopes[unit.scope].steps.insert(
+            unit.local.clone(),
+            json!({"outputs": {}, "status": "failed"}),
+        );
+        let action = unit.step.action().map_or("?", |a| a.key());
+        self.progress
+            .finish(&unit.qid, action, "failed", took, &shown);
+        Err(UnitError::Failed(shown))
+    }
+}
+
+#[derive(Debug)]
+enum UnitError {
+    Failed(String),
+    Interrupted,
+    Fatal(Exit),
+}
+
+/// Resolves when `cancel` becomes true.
+pub async fn wait_cancel(cancel: &mut watch::Receiver<bool>) {
+    loop {
+        if *cancel.borrow() {
+            return;
+        }
+        if cancel.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Adds the step's declared `outputs:` (regex or JSON path over stdout, stderr or rows).
+fn extract_outputs(step: &Step, outputs: &mut Map<String, Json>) -> Result<(), String> {
+    for (name, spec) in &step.outputs {
+        let default = if step.sql.is_some() {
+            OutputSource::Rows
+        } else {
+            OutputSource::Stdout
+        };
+        let source = match spec.from.unwrap_or(default) {
+            OutputSource::Stdout => outputs.get("stdout").cloned().unwrap_or(Json::Null),
+            OutputSource::Stderr => outputs.get("stderr").cloned().unwrap_or(Json::Null),
+            OutputSource::Rows => outputs.get("rows").cloned().unwrap_or(Json::Null),
+        };
+        let mut value = source;
+        if let Some(path) = &spec.json {
+            let parsed = match &value {
+                Json::String(s) => serde_json::from_str(s)
+                    .map_err(|e| format!("output `{name}`: the text is not JSON: {e}"))?,
+                other => other.clone(),
+            };
+            value = json_path(&parsed, path)
+                .ok_or_else(|| format!("output `{name}`: `{path}` is not in the JSON"))?;
+        }
+        if let Some(re) = &spec.regex {
+            let re = regex::Regex::new(re).map_err(|e| format!("output `{name}`: {e}"))?;
+            let text = match &value {
+                Json::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let caps = re.captures(&text).ok_or_else(|| {
+                format!("output `{name}`: the regex `{}` did not match", re.as_str())
+            })?;
+            let m = caps
+                .get(1)
+                .or_else(|| caps.get(0))
+                .map(|m| m.as_str().to_owned())
+                .unwrap_or_default();
+            value = m
+                .parse::<i64>()
+                .map(Json::from)
+                .or_else(|_| m.parse::<f64>().map(Json::from))
+                .unwrap_or(Json::String(m));
+        }
+        outputs.insert(name.clone(), value);
+    }
+    Ok(())
+}
+
+/// `items.0.name` into a JSON value.
+fn json_path(v: &Json, path: &str) -> Option<Json> {
+    let mut cur = v;
+    for seg in path.split('.').filter(|s| !s.is_empty()) {
+        cur = match cur {
+            Json::Object(m) => m.get(seg)?,
+            Json::Array(a) => a.get(seg.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(cur.clone())
+}
+
+/// Truncates captured text to [`MAX_CAPTURE`] bytes on a character boundary.
+pub fn cap(text: &str) -> String {
+    if text.len() <= MAX_CAPTURE {
+        return text.to_owned();
+    }
+    let mut end = MAX_CAPTURE;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}\n[... {} more bytes]", &text[..end], text.len() - end)
+}

@@ -1,0 +1,160 @@
+//! One run per target. PostgreSQL targets take a session advisory lock on a dedicated
+//! connection, polled with `pg_try_advisory_lock` (never a blocking call) until a deadline;
+//! SQLite targets take an exclusive `flock` on a file next to the database. Both are released
+//! explicitly on every path, and by the server or the kernel if the process dies.
+//!
+//! The holder is named: the lock connection's `application_name` (PostgreSQL) or the lock
+//! file's contents (SQLite) say which run and operator hold it.
+
+use crate::db::TargetSpec;
+use sqlx::{ConnectOptions, Connection, Row};
+use std::io::{Seek, Write};
+use std::os::fd::AsRawFd;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+/// The advisory lock key: "runbook" in ASCII. Advisory locks are per database, so one key per
+/// database is one lock per target.
+const PG_LOCK_KEY: i64 = 0x0072_756e_626f_6f6b;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("the target is locked by run {holder}")]
+    Held { holder: String },
+    #[error("cannot take the run lock: {0}")]
+    Failed(String),
+}
+
+pub enum TargetLock {
+    Postgres(Option<sqlx::PgConnection>),
+    Sqlite {
+        file: std::fs::File,
+        path: std::path::PathBuf,
+    },
+}
+
+impl TargetLock {
+    /// Takes the lock for `run_id`, polling until `wait` has passed.
+    pub async fn acquire(
+        target: &TargetSpec,
+        run_id: &str,
+        operator: &str,
+        wait: Duration,
+    ) -> Result<TargetLock, LockError> {
+        let deadline = Instant::now() + wait;
+        match target {
+            TargetSpec::Postgres(url) => {
+                let tag: String = format!("runbook run={run_id} operator={operator}")
+                    .chars()
+                    .take(63)
+                    .collect();
+                let opts = sqlx::postgres::PgConnectOptions::from_str(url)
+                    .map_err(|e| LockError::Failed(e.to_string()))?
+                    .application_name(&tag);
+                let mut conn = opts
+                    .connect()
+                    .await
+                    .map_err(|e| LockError::Failed(e.to_string()))?;
+                loop {
+                    let got: bool = sqlx::query("SELECT pg_try_advisory_lock($1)")
+                        .bind(PG_LOCK_KEY)
+                        .fetch_one(&mut conn)
+                        .await
+                        .and_then(|r| r.try_get(0))
+                        .map_err(|e| LockError::Failed(e.to_string()))?;
+                    if got {
+                        return Ok(TargetLock::Postgres(Some(conn)));
+                    }
+                    if Instant::now() >= deadline {
+                        let holder = pg_holder(&mut conn)
+                            .await
+                            .unwrap_or_else(|| "another runbook process".to_owned());
+                        let _ = conn.close().await;
+                        return Err(LockError::Held { holder });
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+            TargetSpec::Sqlite(db) => {
+                let mut name = db.file_name().map(|f| f.to_os_string()).unwrap_or_default();
+                name.push(".runbook-lock");
+                let path = db.with_file_name(name);
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| LockError::Failed(e.to_string()))?;
+                }
+                let mut file = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(&path)
+                    .map_err(|e| LockError::Failed(format!("{}: {e}", path.display())))?;
+                loop {
+                    // SAFETY: flock on a descriptor we own; LOCK_NB makes it non-blocking.
+                    let rc =
+                        unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+                    if rc == 0 {
+                        let _ = file.set_len(0);
+                        let _ = file.rewind();
+                        let _ = write!(
+                            file,
+                            "run={run_id} operator={operator} pid={}",
+                            std::process::id()
+                        );
+                        let _ = file.sync_all();
+                        return Ok(TargetLock::Sqlite { file, path });
+                    }
+                    if Instant::now() >= deadline {
+                        let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                        let holder = if holder.trim().is_empty() {
+                            "another runbook process".to_owned()
+                        } else {
+                            holder.trim().to_owned()
+                        };
+                        return Err(LockError::Held { holder });
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+
+    /// Releases the lock. Dropping the lock releases it too (the connection or file closes).
+    pub async fn release(mut self) {
+        match &mut self {
+            TargetLock::Postgres(conn) => {
+                if let Some(mut c) = conn.take() {
+                    let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+                        .bind(PG_LOCK_KEY)
+                        .execute(&mut c)
+                        .await;
+                    let _ = c.close().await;
+                }
+            }
+            TargetLock::Sqlite { file, path } => {
+                let _ = file.set_len(0);
+                // SAFETY: unlocking a descriptor we own.
+                unsafe {
+                    libc::flock(file.as_raw_fd(), libc::LOCK_UN);
+                }
+                let _ = path;
+            }
+        }
+    }
+}
+
+/// Who holds the advisory lock, from the holder connection's `application_name`.
+async fn pg_holder(conn: &mut sqlx::PgConnection) -> Option<String> {
+    let row = sqlx::query(
+        "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+         WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+           AND ((l.classid::bigint << 32) | l.objid::bigint) = $1
+         LIMIT 1",
+    )
+    .bind(PG_LOCK_KEY)
+    .fetch_optional(conn)
+    .await
+    .ok()??;
+    let name: String = row.try_get(0).ok()?;
+    Some(name.strip_prefix("runbook ").unwrap_or(&name).to_owned())
+}

@@ -1,0 +1,151 @@
+//! Secret redaction: one mechanism for every place text leaves the process (terminal, tracing,
+//! state store, audit, error messages).
+//!
+//! A [`Redactor`] knows secret values and masks each of them in the forms it is likely to
+//! appear in: raw, base64 (standard and URL-safe, with and without padding), URL-encoded and
+//! JSON-escaped. Passwords inside connection URLs are masked by shape, known or not.
+
+use base64::Engine as _;
+use std::sync::{Arc, RwLock};
+
+pub const MASK: &str = "***";
+
+/// Values shorter than this are not treated as secrets to mask: masking every `a` in the
+/// output would destroy it and protect nothing.
+const MIN_SECRET_LEN: usize = 4;
+
+#[derive(Debug, Clone, Default)]
+pub struct Redactor {
+    needles: Arc<RwLock<Vec<String>>>,
+}
+
+impl Redactor {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a secret value (and its encoded forms) to mask from now on.
+    pub fn add(&self, secret: &str) {
+        if secret.len() < MIN_SECRET_LEN {
+            return;
+        }
+        let mut forms = vec![secret.to_owned()];
+        let b = secret.as_bytes();
+        for engine in [
+            &base64::engine::general_purpose::STANDARD,
+            &base64::engine::general_purpose::STANDARD_NO_PAD,
+            &base64::engine::general_purpose::URL_SAFE,
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        ] {
+            forms.push(engine.encode(b));
+        }
+        forms.push(percent_encode(secret));
+        forms.push(percent_encode_form(secret));
+        let json = serde_json::to_string(secret).unwrap_or_default();
+        forms.push(json.trim_matches('"').to_owned());
+        if let Ok(mut needles) = self.needles.write() {
+            for f in forms {
+                if f.len() >= MIN_SECRET_LEN && !needles.contains(&f) {
+                    needles.push(f);
+                }
+            }
+            // Longest first, so a form that contains another is masked whole.
+            needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
+        }
+    }
+
+    /// Adds the password of a connection URL, if it has one.
+    pub fn add_url(&self, url: &str) {
+        if let Some(pw) = url_password(url) {
+            self.add(&pw);
+            if let Ok(decoded) = percent_decode(&pw) {
+                self.add(&decoded);
+            }
+        }
+    }
+
+    /// The text with every known secret, and every URL password, masked.
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = crate::diagnostic::redact_line(text);
+        if let Ok(needles) = self.needles.read() {
+            for n in needles.iter() {
+                if out.contains(n.as_str()) {
+                    out = out.replace(n.as_str(), MASK);
+                }
+            }
+        }
+        out
+    }
+
+    /// Redacts every string inside a JSON value.
+    pub fn redact_json(&self, value: &serde_json::Value) -> serde_json::Value {
+        use serde_json::Value as J;
+        match value {
+            J::String(s) => J::String(self.redact(s)),
+            J::Array(a) => J::Array(a.iter().map(|v| self.redact_json(v)).collect()),
+            J::Object(m) => J::Object(
+                m.iter()
+                    .map(|(k, v)| (k.clone(), self.redact_json(v)))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+}
+
+fn url_password(url: &str) -> Option<String> {
+    let (_, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+    let mut found = None;
+    if let Some((userinfo, _)) = authority.rsplit_once('@')
+        && let Some((_, pw)) = userinfo.split_once(':')
+    {
+        found = Some(pw.to_owned());
+    }
+    if found.is_none()
+        && let Some((_, query)) = rest.split_once('?')
+    {
+        for kv in query.split('&') {
+            if let Some((k, v)) = kv.split_once('=')
+                && k.eq_ignore_ascii_case("password")
+            {
+                found = Some(v.to_owned());
+            }
+        }
+    }
+    found.filter(|p| !p.is_empty())
+}
+
+fn percent_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `application/x-www-form-urlencoded`: spaces as `+`.
+fn percent_encode_form(s: &str) -> String {
+    percent_encode(s).replace("%20", "+")
+}
+
+fn percent_decode(s: &str) -> Result<String, ()> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).map_err(|_| ())?;
+            out.push(u8::from_str_radix(hex, 16).map_err(|_| ())?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| ())
+}

@@ -1,0 +1,271 @@
+//! The run model: statuses and the events a run is made of. The state store and the audit log
+//! consume the same events; each is persisted before the action it announces.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    Succeeded,
+    Failed,
+    /// Failed, and a compensation failed too: the target needs a person.
+    RollbackFailed,
+    WaitingApproval,
+    Interrupted,
+    Refused,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::RollbackFailed => "rollback_failed",
+            RunStatus::WaitingApproval => "waiting_approval",
+            RunStatus::Interrupted => "interrupted",
+            RunStatus::Refused => "refused",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "running" => RunStatus::Running,
+            "succeeded" => RunStatus::Succeeded,
+            "failed" => RunStatus::Failed,
+            "rollback_failed" => RunStatus::RollbackFailed,
+            "waiting_approval" => RunStatus::WaitingApproval,
+            "interrupted" => RunStatus::Interrupted,
+            "refused" => RunStatus::Refused,
+            _ => return None,
+        })
+    }
+
+    /// Whether `resume` may continue a run in this state.
+    pub fn resumable(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Running | RunStatus::Interrupted | RunStatus::WaitingApproval
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Pending,
+    /// Started and not finished: while the run is live, in flight; after a crash, unknown.
+    Running,
+    Succeeded,
+    Failed,
+    Skipped,
+}
+
+impl StepStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Pending => "pending",
+            StepStatus::Running => "running",
+            StepStatus::Succeeded => "succeeded",
+            StepStatus::Failed => "failed",
+            StepStatus::Skipped => "skipped",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => StepStatus::Pending,
+            "running" => StepStatus::Running,
+            "succeeded" => StepStatus::Succeeded,
+            "failed" => StepStatus::Failed,
+            "skipped" => StepStatus::Skipped,
+            _ => return None,
+        })
+    }
+}
+
+/// Which block a step ran in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Main,
+    Rollback,
+    OnFailure,
+    Finally,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Main => "main",
+            Phase::Rollback => "rollback",
+            Phase::OnFailure => "on_failure",
+            Phase::Finally => "finally",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "main" => Phase::Main,
+            "rollback" => Phase::Rollback,
+            "on_failure" => Phase::OnFailure,
+            "finally" => Phase::Finally,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    RunStarted,
+    RunResumed,
+    StepStarted,
+    StepFinished,
+    StepFailed,
+    StepSkipped,
+    /// The operator's answer for a step whose outcome was unknown after a crash.
+    ResumeDecision,
+    RollbackStarted,
+    RollbackFinished,
+    RunInterrupted,
+    RunFinished,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::RunStarted => "run_started",
+            EventKind::RunResumed => "run_resumed",
+            EventKind::StepStarted => "step_started",
+            EventKind::StepFinished => "step_finished",
+            EventKind::StepFailed => "step_failed",
+            EventKind::StepSkipped => "step_skipped",
+            EventKind::ResumeDecision => "resume_decision",
+            EventKind::RollbackStarted => "rollback_started",
+            EventKind::RollbackFinished => "rollback_finished",
+            EventKind::RunInterrupted => "run_interrupted",
+            EventKind::RunFinished => "run_finished",
+        }
+    }
+}
+
+/// One event of a run. `data` is already redacted.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    pub kind: EventKind,
+    pub step: Option<String>,
+    pub phase: Option<Phase>,
+    pub data: serde_json::Value,
+}
+
+impl Event {
+    pub fn run(kind: EventKind, data: serde_json::Value) -> Self {
+        Event {
+            kind,
+            step: None,
+            phase: None,
+            data,
+        }
+    }
+
+    pub fn step(kind: EventKind, step: &str, phase: Phase, data: serde_json::Value) -> Self {
+        Event {
+            kind,
+            step: Some(step.to_owned()),
+            phase: Some(phase),
+            data,
+        }
+    }
+}
+
+/// A run as the state store keeps it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecord {
+    pub id: String,
+    pub playbook: String,
+    pub file: String,
+    pub env: String,
+    /// The target, redacted.
+    pub target: String,
+    pub operator: String,
+    pub host: String,
+    pub content_hash: String,
+    pub plan_hash: String,
+    /// Parameter values given on the command line, secrets masked.
+    pub params: serde_json::Value,
+    /// `--var` values as given, without secrets, so resume can rebuild the plan.
+    pub vars: Vec<(String, String)>,
+    pub tags: Vec<String>,
+    pub skip_tags: Vec<String>,
+    pub status: RunStatus,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub error: Option<String>,
+}
+
+/// A step as the state store keeps it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepRecord {
+    pub step: String,
+    pub phase: Phase,
+    pub status: StepStatus,
+    pub attempts: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub outputs: serde_json::Value,
+    pub error: Option<String>,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// `2026-11-21T15:04:05Z` for a millisecond timestamp.
+pub fn format_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_default()
+}
+
+/// A new run id: time-ordered, unique enough across machines.
+pub fn new_run_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.write_u32(std::process::id());
+    let now = chrono::Utc::now();
+    format!(
+        "{}-{:06x}",
+        now.format("%Y%m%d-%H%M%S"),
+        h.finish() & 0xff_ffff
+    )
+}
+
+/// Who is running this: `RUNBOOK_ACTOR` (for CI identities), else the OS user.
+pub fn operator() -> String {
+    for var in ["RUNBOOK_ACTOR", "USER", "LOGNAME"] {
+        if let Ok(v) = std::env::var(var)
+            && !v.trim().is_empty()
+        {
+            return v.trim().to_owned();
+        }
+    }
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    format!("uid:{uid}")
+}
+
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "unknown".to_owned())
+}

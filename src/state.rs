@@ -1,0 +1,430 @@
+//! The state store: runs, their steps and their events, in SQLite under `.runbook/` by default
+//! or in a shared PostgreSQL database, so operators and CI runners share run history.
+//!
+//! Every event is written in one transaction with the step or run row it changes, and that
+//! transaction is durable (SQLite `synchronous=FULL`, PostgreSQL commit) before the action it
+//! announces starts: a crash leaves a record that says what may have happened.
+
+use crate::run::{Event, EventKind, Phase, RunRecord, RunStatus, StepRecord, StepStatus};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Row};
+use std::path::Path;
+use std::str::FromStr;
+
+/// Where the state store is.
+#[derive(Debug, Clone)]
+pub enum StateSpec {
+    Sqlite(std::path::PathBuf),
+    Postgres(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("state store: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("state store: cannot create `{path}`: {source}")]
+    Folder {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("state store: {0}")]
+    Corrupt(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct StateStore {
+    pool: AnyPool,
+    postgres: bool,
+}
+
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS runbook_runs (
+        id TEXT PRIMARY KEY,
+        playbook TEXT NOT NULL,
+        file TEXT NOT NULL,
+        env TEXT NOT NULL,
+        target TEXT NOT NULL,
+        target_key TEXT NOT NULL,
+        operator TEXT NOT NULL,
+        host TEXT NOT NULL,
+        content_hash TEXT NOT NULL,
+        plan_hash TEXT NOT NULL,
+        params TEXT NOT NULL,
+        vars TEXT NOT NULL,
+        tags TEXT NOT NULL,
+        status TEXT NOT NULL,
+        started_at BIGINT NOT NULL,
+        finished_at BIGINT,
+        error TEXT
+    )",
+    "CREATE TABLE IF NOT EXISTS runbook_steps (
+        run_id TEXT NOT NULL,
+        step TEXT NOT NULL,
+        phase TEXT NOT NULL,
+        ord BIGINT NOT NULL,
+        status TEXT NOT NULL,
+        attempts BIGINT NOT NULL,
+        started_at BIGINT,
+        finished_at BIGINT,
+        outputs TEXT NOT NULL,
+        error TEXT,
+        PRIMARY KEY (run_id, step, phase)
+    )",
+    "CREATE TABLE IF NOT EXISTS runbook_events (
+        run_id TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        at BIGINT NOT NULL,
+        kind TEXT NOT NULL,
+        step TEXT,
+        phase TEXT,
+        data TEXT NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    )",
+    "CREATE INDEX IF NOT EXISTS runbook_runs_started ON runbook_runs (started_at)",
+];
+
+impl StateStore {
+    pub async fn open(spec: &StateSpec) -> Result<Self, StateError> {
+        sqlx::any::install_default_drivers();
+        let (url, postgres) = match spec {
+            StateSpec::Sqlite(path) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|source| StateError::Folder {
+                        path: dir.display().to_string(),
+                        source,
+                    })?;
+                }
+                // WAL with synchronous=FULL: each commit is fsynced before it returns.
+                (format!("sqlite://{}?mode=rwc", path.display()), false)
+            }
+            StateSpec::Postgres(url) => (url.clone(), true),
+        };
+        let opts = AnyConnectOptions::from_str(&url)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(if postgres { 4 } else { 1 })
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if !postgres {
+                        // WAL with synchronous=FULL: each commit is fsynced before it returns.
+                        sqlx::query("PRAGMA busy_timeout=10000")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA journal_mode=WAL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA synchronous=FULL")
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(opts)
+            .await?;
+        for stmt in SCHEMA {
+            sqlx::query(*stmt).execute(&pool).await?;
+        }
+        Ok(StateStore { pool, postgres })
+    }
+
+    /// The default store of a project: `.runbook/state.db`.
+    pub fn default_spec(root: &Path) -> StateSpec {
+        StateSpec::Sqlite(root.join(".runbook").join("state.db"))
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.postgres
+    }
+
+    /// Records a new run and its `run_started` event.
+    pub async fn create_run(
+        &self,
+        run: &RunRecord,
+        target_key: &str,
+        event: &Event,
+    ) -> Result<(), StateError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO runbook_runs (id, playbook, file, env, target, target_key, operator, host, content_hash,
+             plan_hash, params, vars, tags, status, started_at, finished_at, error)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, NULL, NULL)",
+        )
+        .bind(&run.id)
+        .bind(&run.playbook)
+        .bind(&run.file)
+        .bind(&run.env)
+        .bind(&run.target)
+        .bind(target_key)
+        .bind(&run.operator)
+        .bind(&run.host)
+        .bind(&run.content_hash)
+        .bind(&run.plan_hash)
+        .bind(run.params.to_string())
+        .bind(serde_json::to_string(&run.vars).unwrap_or_default())
+        .bind(serde_json::json!({"tags": run.tags, "skip_tags": run.skip_tags}).to_string())
+        .bind(run.status.as_str())
+        .bind(run.started_at)
+        .execute(&mut *tx)
+        .await?;
+        insert_event(&mut tx, &run.id, event).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Appends an event and applies it to the step and run rows, in one durable transaction.
+    pub async fn record(&self, run_id: &str, event: &Event) -> Result<(), StateError> {
+        let mut tx = self.pool.begin().await?;
+        let at = insert_event(&mut tx, run_id, event).await?;
+        if let (Some(step), Some(phase)) = (&event.step, event.phase) {
+            match event.kind {
+                EventKind::StepStarted => {
+                    let ord: i64 = event.data.get("ord").and_then(|v| v.as_i64()).unwrap_or(0);
+                    let attempt: i64 = event
+                        .data
+                        .get("attempt")
+                        .and_then(|v| v.as_i64())
+                        .unwrap_or(1);
+                    sqlx::query(
+                        "INSERT INTO runbook_steps (run_id, step, phase, ord, status, attempts, started_at, finished_at, outputs, error)
+                         VALUES ($1, $2, $3, $4, 'running', $5, $6, NULL, '{}', NULL)
+                         ON CONFLICT (run_id, step, phase) DO UPDATE SET status = 'running', attempts = $5, started_at = $6, finished_at = NULL, error = NULL",
+                    )
+                    .bind(run_id)
+                    .bind(step)
+                    .bind(phase.as_str())
+                    .bind(ord)
+                    .bind(attempt)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                EventKind::StepFinished | EventKind::StepFailed | EventKind::StepSkipped => {
+                    let status = match event.kind {
+                        EventKind::StepFinished => StepStatus::Succeeded,
+                        EventKind::StepFailed => StepStatus::Failed,
+                        _ => StepStatus::Skipped,
+                    };
+                    let outputs = event
+                        .data
+                        .get("outputs")
+                        .cloned()
+                        .unwrap_or(serde_json::json!({}));
+                    let error = event
+                        .data
+                        .get("error")
+                        .and_then(|e| e.as_str())
+                        .map(str::to_owned);
+                    let ord: i64 = event.data.get("ord").and_then(|v| v.as_i64()).unwrap_or(0);
+                    sqlx::query(
+                        "INSERT INTO runbook_steps (run_id, step, phase, ord, status, attempts, started_at, finished_at, outputs, error)
+                         VALUES ($1, $2, $3, $4, $5, 0, NULL, $6, $7, $8)
+                         ON CONFLICT (run_id, step, phase) DO UPDATE SET status = $5, finished_at = $6, outputs = $7, error = $8",
+                    )
+                    .bind(run_id)
+                    .bind(step)
+                    .bind(phase.as_str())
+                    .bind(ord)
+                    .bind(status.as_str())
+                    .bind(at)
+                    .bind(outputs.to_string())
+                    .bind(error)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                _ => {}
+            }
+        }
+        match event.kind {
+            EventKind::RunFinished | EventKind::RunInterrupted => {
+                let status = event
+                    .data
+                    .get("status")
+                    .and_then(|s| s.as_str())
+                    .unwrap_or("failed");
+                let error = event
+                    .data
+                    .get("error")
+                    .and_then(|e| e.as_str())
+                    .map(str::to_owned);
+                sqlx::query("UPDATE runbook_runs SET status = $1, finished_at = $2, error = $3 WHERE id = $4")
+                    .bind(status)
+                    .bind(at)
+                    .bind(error)
+                    .bind(run_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            EventKind::RunResumed => {
+                sqlx::query("UPDATE runbook_runs SET status = 'running', finished_at = NULL, error = NULL WHERE id = $1")
+                    .bind(run_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            _ => {}
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn load_run(&self, id: &str) -> Result<Option<RunRecord>, StateError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{RUN_COLUMNS} WHERE id = $1")))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| run_from_row(&r)).transpose()
+    }
+
+    /// Recent runs, newest first.
+    pub async fn list_runs(&self, limit: i64) -> Result<Vec<RunRecord>, StateError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{RUN_COLUMNS} ORDER BY started_at DESC, id DESC LIMIT $1"
+        )))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    /// Runs whose id starts with `prefix`, so a unique prefix names a run.
+    pub async fn find_runs(&self, prefix: &str) -> Result<Vec<String>, StateError> {
+        let rows = sqlx::query("SELECT id FROM runbook_runs WHERE id LIKE $1 ORDER BY id LIMIT 10")
+            .bind(format!("{}%", prefix.replace(['%', '_'], "")))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| r.try_get::<String, _>(0).ok())
+            .collect())
+    }
+
+    pub async fn load_steps(&self, run_id: &str) -> Result<Vec<StepRecord>, StateError> {
+        let rows = sqlx::query(
+            "SELECT step, phase, status, attempts, started_at, finished_at, outputs, error
+             FROM runbook_steps WHERE run_id = $1 ORDER BY ord, started_at",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let phase: String = r.try_get(1)?;
+                let status: String = r.try_get(2)?;
+                let outputs: String = r.try_get(6)?;
+                Ok(StepRecord {
+                    step: r.try_get(0)?,
+                    phase: Phase::parse(&phase)
+                        .ok_or_else(|| StateError::Corrupt(format!("phase `{phase}`")))?,
+                    status: StepStatus::parse(&status)
+                        .ok_or_else(|| StateError::Corrupt(format!("status `{status}`")))?,
+                    attempts: r.try_get(3)?,
+                    started_at: r.try_get(4)?,
+                    finished_at: r.try_get(5)?,
+                    outputs: serde_json::from_str(&outputs).unwrap_or(serde_json::Value::Null),
+                    error: r.try_get(7)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The events of a run in order.
+    pub async fn load_events(
+        &self,
+        run_id: &str,
+    ) -> Result<Vec<(i64, i64, String, Option<String>, serde_json::Value)>, StateError> {
+        let rows = sqlx::query(
+            "SELECT seq, at, kind, step, data FROM runbook_events WHERE run_id = $1 ORDER BY seq",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let data: String = r.try_get(4)?;
+                Ok((
+                    r.try_get(0)?,
+                    r.try_get(1)?,
+                    r.try_get(2)?,
+                    r.try_get(3)?,
+                    serde_json::from_str(&data).unwrap_or_default(),
+                ))
+            })
+            .collect()
+    }
+
+    /// The running run on a target, if any (to name the holder of a lock).
+    pub async fn running_on(&self, target_key: &str) -> Result<Option<RunRecord>, StateError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{RUN_COLUMNS} WHERE target_key = $1 AND status = 'running' ORDER BY started_at DESC LIMIT 1"
+        )))
+        .bind(target_key)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| run_from_row(&r)).transpose()
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+const RUN_COLUMNS: &str = "SELECT id, playbook, file, env, target, operator, host, content_hash, plan_hash, params, vars, tags,
+    status, started_at, finished_at, error FROM runbook_runs";
+
+fn run_from_row(r: &sqlx::any::AnyRow) -> Result<RunRecord, StateError> {
+    let status: String = r.try_get(12)?;
+    let params: String = r.try_get(9)?;
+    let vars: String = r.try_get(10)?;
+    let tags: String = r.try_get(11)?;
+    let tags: serde_json::Value = serde_json::from_str(&tags).unwrap_or_default();
+    let list = |k: &str| -> Vec<String> {
+        tags.get(k)
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or_default()
+    };
+    Ok(RunRecord {
+        id: r.try_get(0)?,
+        playbook: r.try_get(1)?,
+        file: r.try_get(2)?,
+        env: r.try_get(3)?,
+        target: r.try_get(4)?,
+        operator: r.try_get(5)?,
+        host: r.try_get(6)?,
+        content_hash: r.try_get(7)?,
+        plan_hash: r.try_get(8)?,
+        params: serde_json::from_str(&params).unwrap_or_default(),
+        vars: serde_json::from_str(&vars).unwrap_or_default(),
+        tags: list("tags"),
+        skip_tags: list("skip_tags"),
+        status: RunStatus::parse(&status)
+            .ok_or_else(|| StateError::Corrupt(format!("run status `{status}`")))?,
+        started_at: r.try_get(13)?,
+        finished_at: r.try_get(14)?,
+        error: r.try_get(15)?,
+    })
+}
+
+/// Inserts the next event of a run; returns its timestamp.
+async fn insert_event(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    run_id: &str,
+    event: &Event,
+) -> Result<i64, StateError> {
+    let at = crate::run::now_ms();
+    let next: i64 =
+        sqlx::query("SELECT COALESCE(MAX(seq), 0) + 1 FROM runbook_events WHERE run_id = $1")
+            .bind(run_id)
+            .fetch_one(&mut **tx)
+            .await?
+            .try_get(0)?;
+    sqlx::query("INSERT INTO runbook_events (run_id, seq, at, kind, step, phase, data) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+        .bind(run_id)
+        .bind(next)
+        .bind(at)
+        .bind(event.kind.as_str())
+        .bind(event.step.clone())
+        .bind(event.phase.map(|p| p.as_str().to_owned()))
+        .bind(event.data.to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(at)
+}
