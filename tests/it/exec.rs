@@ -1,0 +1,372 @@
+//! The executor end to end, through the binary, on real SQLite and real PostgreSQL.
+
+use crate::common::{Output, Runbook};
+use crate::pg;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A target database the test can also read directly.
+#[derive(Clone)]
+pub enum Target {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl Target {
+    pub fn sqlite(dir: &Path) -> Target {
+        Target::Sqlite(dir.join("target.db"))
+    }
+
+    pub fn postgres(prefix: &str) -> Target {
+        Target::Postgres(pg::cluster().create_db(prefix))
+    }
+
+    pub fn arg(&self) -> String {
+        match self {
+            Target::Sqlite(p) => format!("sqlite:{}", p.display()),
+            Target::Postgres(url) => url.clone(),
+        }
+    }
+
+    /// Rows of a query, columns joined with `|`.
+    pub fn query(&self, sql: &str) -> Vec<String> {
+        match self {
+            Target::Postgres(url) => {
+                let out = pg::cluster().psql(url, sql);
+                out.lines().map(str::to_owned).filter(|l| !l.is_empty()).collect()
+            }
+            Target::Sqlite(path) => {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                rt.block_on(async {
+                    use sqlx::{Connection, Row};
+                    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite:{}", path.display())).await.unwrap();
+                    let rows = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).fetch_all(&mut conn).await.unwrap();
+                    rows.iter()
+                        .map(|r| {
+                            (0..r.len())
+                                .map(|i| {
+                                    r.try_get::<String, _>(i)
+                                        .or_else(|_| r.try_get::<i64, _>(i).map(|v| v.to_string()))
+                                        .unwrap_or_else(|_| "NULL".to_owned())
+                                })
+                                .collect::<Vec<_>>()
+                                .join("|")
+                        })
+                        .collect()
+                })
+            }
+        }
+    }
+}
+
+/// A project folder with playbooks, its own state store and a target.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+    pub target: Target,
+}
+
+impl Project {
+    pub fn new(target: impl FnOnce(&Path) -> Target) -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("playbooks")).unwrap();
+        let target = target(dir.path());
+        Project { dir, target }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn playbook(&self, name: &str, text: &str) -> &Self {
+        std::fs::write(self.path().join("playbooks").join(format!("{name}.yaml")), text).unwrap();
+        self
+    }
+
+    fn base(&self, args: &[&str]) -> Runbook {
+        let mut all: Vec<String> = vec!["-C".into(), self.path().display().to_string()];
+        all.extend(args.iter().map(|s| (*s).to_owned()));
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        Runbook::new(&refs)
+    }
+
+    /// `runbook run NAME --target T` plus extra arguments.
+    pub fn run(&self, name: &str, extra: &[&str]) -> Output {
+        let target = self.target.arg();
+        let mut args = vec!["run", name, "--target", target.as_str()];
+        args.extend(extra);
+        self.base(&args).run()
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Output {
+        self.base(args).run()
+    }
+
+    pub fn resume(&self, run_id: &str, extra: &[&str]) -> Output {
+        let target = self.target.arg();
+        let mut args = vec!["resume", run_id, "--target", target.as_str()];
+        args.extend(extra);
+        self.base(&args).run()
+    }
+
+    /// The newest run's id and status.
+    pub fn last_run(&self) -> (String, String) {
+        let out = self.cmd(&["runs", "--format", "json"]);
+        let runs: serde_json::Value = serde_json::from_str(&out.stdout).unwrap_or_else(|_| panic!("{}", out.combined()));
+        let r = &runs[0];
+        (r["id"].as_str().unwrap().to_owned(), r["status"].as_str().unwrap().to_owned())
+    }
+
+    pub fn status_json(&self, run: &str) -> serde_json::Value {
+        let out = self.cmd(&["status", run, "--format", "json"]);
+        serde_json::from_str(&out.stdout).unwrap_or_else(|_| panic!("{}", out.combined()))
+    }
+}
+
+fn both(test: impl Fn(Target, &Path)) {
+    {
+        let dir = tempfile::tempdir().unwrap();
+        test(Target::sqlite(dir.path()), dir.path());
+    }
+    {
+        let dir = tempfile::tempdir().unwrap();
+        test(Target::postgres("exec"), dir.path());
+    }
+}
+
+fn project(target: Target) -> Project {
+    Project::new(|_| target)
+}
+
+const ROLLBACK: &str = r#"
+name: rollback-order
+steps:
+  - id: setup
+    sql: { query: "CREATE TABLE events (seq INTEGER, what TEXT)" }
+  - id: a
+    sql: { query: "INSERT INTO events VALUES (1, 'a')" }
+    rollback:
+      - sql: { query: "INSERT INTO events VALUES (10, 'undo a')" }
+  - id: b
+    sql: { query: "INSERT INTO events VALUES (2, 'b')" }
+    rollback:
+      - sql: { query: "INSERT INTO events VALUES (20, 'undo b')" }
+  - id: c
+    sql: { query: "INSERT INTO events VALUES (3, 'c')" }
+    rollback:
+      - sql: { query: "INSERT INTO events VALUES (30, 'undo c')" }
+  - id: boom
+    when: params.fail
+    sql: { query: "INSERT INTO no_such_table VALUES (1)" }
+    rollback:
+      - sql: { query: "INSERT INTO events VALUES (40, 'undo boom: must not run')" }
+  - id: after
+    sql: { query: "INSERT INTO events VALUES (4, 'after')" }
+on_failure:
+  - id: alert
+    sql: { query: "INSERT INTO events VALUES (50, 'on_failure')" }
+finally:
+  - id: cleanup
+    sql: { query: "INSERT INTO events VALUES (60, 'finally')" }
+params:
+  fail: { type: boolean, default: false }
+"#;
+
+#[test]
+fn rollback_runs_compensations_in_reverse_then_on_failure_then_finally() {
+    both(|target, _| {
+        let p = project(target);
+        p.playbook("rollback-order", ROLLBACK);
+        let out = p.run("rollback-order", &["--var", "fail=true"]);
+        assert_eq!(out.code, 1, "{}", out.combined());
+        assert!(out.stderr.contains("rolling back 3 completed steps"), "{}", out.stderr);
+        // The insertion order is the order things ran (rowid / heap order of a fresh table).
+        let events = p.target.query("SELECT what FROM events");
+        assert_eq!(events, ["a", "b", "c", "undo c", "undo b", "undo a", "on_failure", "finally"]);
+        let (id, status) = p.last_run();
+        assert_eq!(status, "failed");
+        let st = p.status_json(&id);
+        assert!(st["run"]["error"].as_str().unwrap().contains("step boom failed"));
+    });
+}
+
+#[test]
+fn finally_runs_on_success_and_on_failure_does_not() {
+    both(|target, _| {
+        let p = project(target);
+        p.playbook("rollback-order", ROLLBACK);
+        let out = p.run("rollback-order", &[]);
+        assert_eq!(out.code, 0, "{}", out.combined());
+        let events = p.target.query("SELECT what FROM events");
+        assert_eq!(events, ["a", "b", "c", "after", "finally"]);
+        assert_eq!(p.last_run().1, "succeeded");
+    });
+}
+
+#[test]
+fn retry_tries_again_with_backoff_and_records_attempts() {
+    both(|target, dir| {
+        let p = project(target);
+        let counter = dir.join("counter");
+        p.playbook(
+            "retry",
+            &format!(
+                r#"
+name: retry
+steps:
+  - id: flaky
+    retry: {{ attempts: 4, delay: 100ms, backoff: 2 }}
+    shell:
+      script: |
+        n=$(cat {c} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {c}
+        test $n -ge 3
+  - id: record
+    sql: {{ query: "CREATE TABLE done AS SELECT 1 AS ok" }}
+"#,
+                c = counter.display()
+            ),
+        );
+        let out = p.run("retry", &[]);
+        assert_eq!(out.code, 0, "{}", out.combined());
+        assert_eq!(std::fs::read_to_string(&counter).unwrap().trim(), "3");
+        let (id, _) = p.last_run();
+        let st = p.status_json(&id);
+        let flaky = st["steps"].as_array().unwrap().iter().find(|s| s["step"] == "flaky").unwrap().clone();
+        assert_eq!(flaky["attempts"], 3);
+        assert_eq!(flaky["status"], "succeeded");
+        assert!(out.stderr.contains("retrying in 0.1s") && out.stderr.contains("retrying in 0.2s"), "{}", out.stderr);
+    });
+}
+
+fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    let rc = unsafe { libc::kill(pid, 0) };
+    if rc != 0 {
+        return false;
+    }
+    // A zombie (killed, not yet reaped by init) is gone for our purposes.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s.split(") ").nth(1).unwrap_or("").starts_with('Z'))
+        .unwrap_or(false)
+}
+
+#[test]
+fn timeout_kills_the_whole_process_tree() {
+    both(|target, dir| {
+        let p = project(target);
+        let pidfile = dir.join("grandchild.pid");
+        p.playbook(
+            "slow",
+            &format!(
+                r#"
+name: slow
+steps:
+  - id: slow
+    timeout: 1s
+    shell:
+      script: "sleep 60 & echo $! > {}; wait"
+"#,
+                pidfile.display()
+            ),
+        );
+        let started = std::time::Instant::now();
+        let out = p.run("slow", &[]);
+        assert_eq!(out.code, 1, "{}", out.combined());
+        assert!(started.elapsed() < Duration::from_secs(30), "the run waited for the sleep");
+        assert!(out.stderr.contains("timed out after"), "{}", out.stderr);
+        let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(!alive(pid), "the grandchild {pid} survived the timeout");
+    });
+}
+
+#[test]
+fn hostile_values_are_bound_and_stored_verbatim() {
+    both(|target, _| {
+        let p = project(target);
+        p.playbook(
+            "bind",
+            r#"
+name: bind
+params:
+  name: { type: string, required: true }
+steps:
+  - id: create
+    sql: { query: "CREATE TABLE x (name TEXT)" }
+  - id: insert
+    sql: { query: "INSERT INTO x (name) VALUES ($1)", params: ["{{ params.name }}"] }
+  - id: check
+    sql: { query: "SELECT count(*) FROM x WHERE name = $1", params: ["{{ params.name }}"], expect: { scalar: 1 } }
+"#,
+        );
+        let hostile = "'; DROP TABLE x; --";
+        let out = p.run("bind", &["--var", &format!("name={hostile}")]);
+        assert_eq!(out.code, 0, "{}", out.combined());
+        assert_eq!(p.target.query("SELECT name FROM x"), [hostile]);
+    });
+}
+
+#[test]
+fn a_second_run_on_the_same_target_is_refused_and_the_lock_is_released_after_failure() {
+    both(|target, dir| {
+        let p = project(target);
+        let gate = dir.join("go");
+        p.playbook(
+            "hold",
+            &format!(
+                r#"
+name: hold
+steps:
+  - id: wait
+    shell: {{ script: "while [ ! -e {} ]; do sleep 0.05; done" }}
+"#,
+                gate.display()
+            ),
+        );
+        p.playbook("fail", "name: fail\nsteps:\n  - id: no\n    shell: { argv: [\"false\"] }\n");
+        p.playbook("ok", "name: ok\nsteps:\n  - id: yes\n    shell: { argv: [\"true\"] }\n");
+        let mut holder = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
+            .args(["-q", "-C", &p.path().display().to_string(), "run", "hold", "--target", &p.target.arg()])
+            .spawn()
+            .unwrap();
+        // Wait until the holder's run is recorded as running.
+        let mut holder_id = String::new();
+        for _ in 0..200 {
+            let out = p.cmd(&["runs", "--format", "json"]);
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&out.stdout) {
+                if v[0]["status"] == "running" {
+                    holder_id = v[0]["id"].as_str().unwrap().to_owned();
+                    break;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(!holder_id.is_empty(), "the holding run never started");
+        let refused = p.run("ok", &[]);
+        assert_eq!(refused.code, 4, "{}", refused.combined());
+        assert!(refused.stderr.contains(&holder_id), "the refusal names the holder: {}", refused.stderr);
+        assert!(refused.stderr.contains("operator="), "{}", refused.stderr);
+        std::fs::write(&gate, "").unwrap();
+        assert!(holder.wait().unwrap().success());
+        // A failed run releases the lock: the next run goes straight through.
+        assert_eq!(p.run("fail", &[]).code, 1);
+        let next = p.run("ok", &[]);
+        assert_eq!(next.code, 0, "{}", next.combined());
+    });
+}
+
+#[test]
+fn resume_refuses_a_changed_playbook() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = project(Target::sqlite(dir.path()));
+    p.playbook("two", "name: two\nsteps:\n  - id: one\n    shell: { argv: [\"true\"] }\n  - id: two\n    shell: { argv: [\"true\"] }\n");
+    let out = Runbook::new(&["-C", &p.path().display().to_string(), "run", "two", "--target", &p.target.arg()])
+        .env("RUNBOOK_FAILPOINT", "finished:one")
+        .run();
+    assert_eq!(out.code, -1, "killed by SIGKILL: {}", out.combined());
+    let (id, status) = p.last_run();
+    assert_eq!(status, "running");
+    p.playbook("two", "name: two\nsteps:\n  - id: one\n    shell: { argv: [\"true\"] }\n  - id: two\n    shell: { argv: [\"false\"] }\n");
+    let out = p.resume(&id, &[]);
+    assert_eq!(out.code, 2, "{}", out.combined());
+    assert!(out.stderr.contains("changed since run"), "{}", out.stderr);
+}
