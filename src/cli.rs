@@ -664,7 +664,7 @@ fn runs_cmd(
                     .map(|r| {
                         serde_json::json!({
                             "id": r.id, "playbook": r.playbook, "env": r.env, "target": r.target,
-                            "operator": r.operator, "status": r.status.as_str(),
+                            "operator": r.operator, "status": r.shown_status(),
                             "started_at": crate::run::format_ms(r.started_at),
                             "duration_ms": r.finished_at.map(|f| f - r.started_at),
                             "error": r.error,
@@ -742,7 +742,7 @@ fn status_cmd(
             OutputFormat::Text => {
                 let mut out = format!(
                     "run       {}\nplaybook  {} ({})\nenv       {} ({})\noperator  {}@{}\nstatus    {}\nstarted   {}\n",
-                    run.id, run.playbook, run.file, run.env, run.target, run.operator, run.host, run.status.as_str(),
+                    run.id, run.playbook, run.file, run.env, run.target, run.operator, run.host, run.shown_status(),
                     crate::run::format_ms(run.started_at)
                 );
                 if let Some(e) = &run.error {
@@ -760,7 +760,7 @@ fn status_cmd(
                     if outputs.chars().count() > 80 {
                         outputs = format!("{}...", outputs.chars().take(80).collect::<String>());
                     }
-                    let status = if s.status == crate::run::StepStatus::Running && run.status != crate::run::RunStatus::Running {
+                    let status = if s.status == crate::run::StepStatus::Running && (run.status != crate::run::RunStatus::Running || run.crashed() == Some(true)) {
                         "unknown".to_owned()
                     } else {
                         s.status.as_str().to_owned()

@@ -191,6 +191,8 @@ pub struct RunRecord {
     pub target: String,
     pub operator: String,
     pub host: String,
+    /// The process that runs (or ran) it, to tell a live run from a crashed one.
+    pub pid: i64,
     pub content_hash: String,
     pub plan_hash: String,
     /// Parameter values given on the command line, secrets masked.
@@ -261,6 +263,37 @@ pub fn operator() -> String {
     // SAFETY: getuid has no preconditions and cannot fail.
     let uid = unsafe { libc::getuid() };
     format!("uid:{uid}")
+}
+
+impl RunRecord {
+    /// Whether a `running` run's process is gone (crashed or killed). `None` when that
+    /// cannot be known from here (another host).
+    pub fn crashed(&self) -> Option<bool> {
+        if self.status != RunStatus::Running || self.host != hostname() {
+            return None;
+        }
+        let Ok(pid) = i32::try_from(self.pid) else {
+            return None;
+        };
+        // SAFETY: signal 0 only checks whether the process exists.
+        let exists = unsafe { libc::kill(pid, 0) } == 0
+            || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|s| s.rsplit(") ").next().is_some_and(|r| r.starts_with('Z')));
+        // The pid may have been reused by another program: only a runbook process counts.
+        let is_runbook = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .is_ok_and(|c| c.trim() == "runbook");
+        Some(!exists || zombie || !is_runbook)
+    }
+
+    /// The status as shown: a `running` run whose process is gone shows as `crashed`.
+    pub fn shown_status(&self) -> &'static str {
+        if self.crashed() == Some(true) {
+            "crashed"
+        } else {
+            self.status.as_str()
+        }
+    }
 }
 
 pub fn hostname() -> String {

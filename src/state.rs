@@ -47,6 +47,7 @@ const SCHEMA: &[&str] = &[
         target_key TEXT NOT NULL,
         operator TEXT NOT NULL,
         host TEXT NOT NULL,
+        pid BIGINT NOT NULL,
         content_hash TEXT NOT NULL,
         plan_hash TEXT NOT NULL,
         params TEXT NOT NULL,
@@ -145,9 +146,9 @@ impl StateStore {
     ) -> Result<(), StateError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO runbook_runs (id, playbook, file, env, target, target_key, operator, host, content_hash,
+            "INSERT INTO runbook_runs (id, playbook, file, env, target, target_key, operator, host, pid, content_hash,
              plan_hash, params, vars, tags, status, started_at, finished_at, error)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, NULL, NULL)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, NULL, NULL)",
         )
         .bind(&run.id)
         .bind(&run.playbook)
@@ -157,6 +158,7 @@ impl StateStore {
         .bind(target_key)
         .bind(&run.operator)
         .bind(&run.host)
+        .bind(run.pid)
         .bind(&run.content_hash)
         .bind(&run.plan_hash)
         .bind(run.params.to_string())
@@ -255,8 +257,17 @@ impl StateStore {
                     .await?;
             }
             EventKind::RunResumed => {
-                sqlx::query("UPDATE runbook_runs SET status = 'running', finished_at = NULL, error = NULL WHERE id = $1")
+                let pid = event.data.get("pid").and_then(|p| p.as_i64()).unwrap_or(0);
+                let host = event
+                    .data
+                    .get("host")
+                    .and_then(|h| h.as_str())
+                    .unwrap_or_default()
+                    .to_owned();
+                sqlx::query("UPDATE runbook_runs SET status = 'running', finished_at = NULL, error = NULL, pid = $2, host = $3 WHERE id = $1")
                     .bind(run_id)
+                    .bind(pid)
+                    .bind(host)
                     .execute(&mut *tx)
                     .await?;
             }
@@ -368,7 +379,7 @@ impl StateStore {
 }
 
 const RUN_COLUMNS: &str = "SELECT id, playbook, file, env, target, operator, host, content_hash, plan_hash, params, vars, tags,
-    status, started_at, finished_at, error FROM runbook_runs";
+    status, started_at, finished_at, error, pid FROM runbook_runs";
 
 fn run_from_row(r: &sqlx::any::AnyRow) -> Result<RunRecord, StateError> {
     let status: String = r.try_get(12)?;
@@ -400,6 +411,7 @@ fn run_from_row(r: &sqlx::any::AnyRow) -> Result<RunRecord, StateError> {
         started_at: r.try_get(13)?,
         finished_at: r.try_get(14)?,
         error: r.try_get(15)?,
+        pid: r.try_get(16)?,
     })
 }
 

@@ -383,6 +383,7 @@ pub async fn run(
             .map_or_else(|| "(none)".to_owned(), TargetSpec::describe),
         operator: operator.clone(),
         host: run::hostname(),
+        pid: i64::from(std::process::id()),
         content_hash: playbook.content_hash(),
         plan_hash: plan.plan_hash.clone(),
         params: json!(plan.params),
@@ -453,6 +454,16 @@ pub async fn resume(
         Some(r) => r,
         None => return Exit::Invalid,
     };
+    if record.crashed() == Some(false) {
+        ui.error(
+            &format!(
+                "run {} is still running (process {} on {})",
+                record.id, record.pid, record.host
+            ),
+            Some("wait for it to finish, or press Ctrl-C in its terminal first"),
+        );
+        return Exit::Locked;
+    }
     if !record.status.resumable() {
         ui.error(
             &format!(

@@ -33,14 +33,26 @@ impl Target {
         match self {
             Target::Postgres(url) => {
                 let out = pg::cluster().psql(url, sql);
-                out.lines().map(str::to_owned).filter(|l| !l.is_empty()).collect()
+                out.lines()
+                    .map(str::to_owned)
+                    .filter(|l| !l.is_empty())
+                    .collect()
             }
             Target::Sqlite(path) => {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
                 rt.block_on(async {
                     use sqlx::{Connection, Row};
-                    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite:{}", path.display())).await.unwrap();
-                    let rows = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).fetch_all(&mut conn).await.unwrap();
+                    let mut conn =
+                        sqlx::SqliteConnection::connect(&format!("sqlite:{}", path.display()))
+                            .await
+                            .unwrap();
+                    let rows = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+                        .fetch_all(&mut conn)
+                        .await
+                        .unwrap();
                     rows.iter()
                         .map(|r| {
                             (0..r.len())
@@ -78,7 +90,11 @@ impl Project {
     }
 
     pub fn playbook(&self, name: &str, text: &str) -> &Self {
-        std::fs::write(self.path().join("playbooks").join(format!("{name}.yaml")), text).unwrap();
+        std::fs::write(
+            self.path().join("playbooks").join(format!("{name}.yaml")),
+            text,
+        )
+        .unwrap();
         self
     }
 
@@ -111,9 +127,13 @@ impl Project {
     /// The newest run's id and status.
     pub fn last_run(&self) -> (String, String) {
         let out = self.cmd(&["runs", "--format", "json"]);
-        let runs: serde_json::Value = serde_json::from_str(&out.stdout).unwrap_or_else(|_| panic!("{}", out.combined()));
+        let runs: serde_json::Value =
+            serde_json::from_str(&out.stdout).unwrap_or_else(|_| panic!("{}", out.combined()));
         let r = &runs[0];
-        (r["id"].as_str().unwrap().to_owned(), r["status"].as_str().unwrap().to_owned())
+        (
+            r["id"].as_str().unwrap().to_owned(),
+            r["status"].as_str().unwrap().to_owned(),
+        )
     }
 
     pub fn status_json(&self, run: &str) -> serde_json::Value {
@@ -178,14 +198,35 @@ fn rollback_runs_compensations_in_reverse_then_on_failure_then_finally() {
         p.playbook("rollback-order", ROLLBACK);
         let out = p.run("rollback-order", &["--var", "fail=true"]);
         assert_eq!(out.code, 1, "{}", out.combined());
-        assert!(out.stderr.contains("rolling back 3 completed steps"), "{}", out.stderr);
+        assert!(
+            out.stderr.contains("rolling back 3 completed steps"),
+            "{}",
+            out.stderr
+        );
         // The insertion order is the order things ran (rowid / heap order of a fresh table).
         let events = p.target.query("SELECT what FROM events");
-        assert_eq!(events, ["a", "b", "c", "undo c", "undo b", "undo a", "on_failure", "finally"]);
+        assert_eq!(
+            events,
+            [
+                "a",
+                "b",
+                "c",
+                "undo c",
+                "undo b",
+                "undo a",
+                "on_failure",
+                "finally"
+            ]
+        );
         let (id, status) = p.last_run();
         assert_eq!(status, "failed");
         let st = p.status_json(&id);
-        assert!(st["run"]["error"].as_str().unwrap().contains("step boom failed"));
+        assert!(
+            st["run"]["error"]
+                .as_str()
+                .unwrap()
+                .contains("step boom failed")
+        );
     });
 }
 
@@ -230,10 +271,20 @@ steps:
         assert_eq!(std::fs::read_to_string(&counter).unwrap().trim(), "3");
         let (id, _) = p.last_run();
         let st = p.status_json(&id);
-        let flaky = st["steps"].as_array().unwrap().iter().find(|s| s["step"] == "flaky").unwrap().clone();
+        let flaky = st["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["step"] == "flaky")
+            .unwrap()
+            .clone();
         assert_eq!(flaky["attempts"], 3);
         assert_eq!(flaky["status"], "succeeded");
-        assert!(out.stderr.contains("retrying in 0.1s") && out.stderr.contains("retrying in 0.2s"), "{}", out.stderr);
+        assert!(
+            out.stderr.contains("retrying in 0.1s") && out.stderr.contains("retrying in 0.2s"),
+            "{}",
+            out.stderr
+        );
     });
 }
 
@@ -271,9 +322,16 @@ steps:
         let started = std::time::Instant::now();
         let out = p.run("slow", &[]);
         assert_eq!(out.code, 1, "{}", out.combined());
-        assert!(started.elapsed() < Duration::from_secs(30), "the run waited for the sleep");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the run waited for the sleep"
+        );
         assert!(out.stderr.contains("timed out after"), "{}", out.stderr);
-        let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
         std::thread::sleep(Duration::from_millis(200));
         assert!(!alive(pid), "the grandchild {pid} survived the timeout");
     });
@@ -322,28 +380,46 @@ steps:
                 gate.display()
             ),
         );
-        p.playbook("fail", "name: fail\nsteps:\n  - id: no\n    shell: { argv: [\"false\"] }\n");
-        p.playbook("ok", "name: ok\nsteps:\n  - id: yes\n    shell: { argv: [\"true\"] }\n");
+        p.playbook(
+            "fail",
+            "name: fail\nsteps:\n  - id: no\n    shell: { argv: [\"false\"] }\n",
+        );
+        p.playbook(
+            "ok",
+            "name: ok\nsteps:\n  - id: yes\n    shell: { argv: [\"true\"] }\n",
+        );
         let mut holder = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
-            .args(["-q", "-C", &p.path().display().to_string(), "run", "hold", "--target", &p.target.arg()])
+            .args([
+                "-q",
+                "-C",
+                &p.path().display().to_string(),
+                "run",
+                "hold",
+                "--target",
+                &p.target.arg(),
+            ])
             .spawn()
             .unwrap();
         // Wait until the holder's run is recorded as running.
         let mut holder_id = String::new();
         for _ in 0..200 {
             let out = p.cmd(&["runs", "--format", "json"]);
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&out.stdout) {
-                if v[0]["status"] == "running" {
-                    holder_id = v[0]["id"].as_str().unwrap().to_owned();
-                    break;
-                }
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&out.stdout)
+                && v[0]["status"] == "running"
+            {
+                holder_id = v[0]["id"].as_str().unwrap().to_owned();
+                break;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         assert!(!holder_id.is_empty(), "the holding run never started");
         let refused = p.run("ok", &[]);
         assert_eq!(refused.code, 4, "{}", refused.combined());
-        assert!(refused.stderr.contains(&holder_id), "the refusal names the holder: {}", refused.stderr);
+        assert!(
+            refused.stderr.contains(&holder_id),
+            "the refusal names the holder: {}",
+            refused.stderr
+        );
         assert!(refused.stderr.contains("operator="), "{}", refused.stderr);
         std::fs::write(&gate, "").unwrap();
         assert!(holder.wait().unwrap().success());
@@ -359,12 +435,19 @@ fn resume_refuses_a_changed_playbook() {
     let dir = tempfile::tempdir().unwrap();
     let p = project(Target::sqlite(dir.path()));
     p.playbook("two", "name: two\nsteps:\n  - id: one\n    shell: { argv: [\"true\"] }\n  - id: two\n    shell: { argv: [\"true\"] }\n");
-    let out = Runbook::new(&["-C", &p.path().display().to_string(), "run", "two", "--target", &p.target.arg()])
-        .env("RUNBOOK_FAILPOINT", "finished:one")
-        .run();
+    let out = Runbook::new(&[
+        "-C",
+        &p.path().display().to_string(),
+        "run",
+        "two",
+        "--target",
+        &p.target.arg(),
+    ])
+    .env("RUNBOOK_FAILPOINT", "finished:one")
+    .run();
     assert_eq!(out.code, -1, "killed by SIGKILL: {}", out.combined());
     let (id, status) = p.last_run();
-    assert_eq!(status, "running");
+    assert_eq!(status, "crashed");
     p.playbook("two", "name: two\nsteps:\n  - id: one\n    shell: { argv: [\"true\"] }\n  - id: two\n    shell: { argv: [\"false\"] }\n");
     let out = p.resume(&id, &[]);
     assert_eq!(out.code, 2, "{}", out.combined());

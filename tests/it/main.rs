@@ -3,6 +3,7 @@
 mod cli;
 mod common;
 mod corpus;
+mod crash;
 mod exec;
 mod pg;
 mod schema;

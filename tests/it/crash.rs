@@ -1,0 +1,242 @@
+//! The crash test: a run is killed with SIGKILL at every step boundary and in the middle of
+//! steps; after each kill `runbook resume` (with --retry-step or --skip-step where asked)
+//! finishes the run, and every side effect happened exactly once.
+
+use crate::common::Runbook;
+use crate::exec::{Project, Target};
+use std::path::Path;
+use std::time::Duration;
+
+const STEPS: [&str; 4] = ["s1", "s2", "s3", "s4"];
+
+fn playbook() -> String {
+    let mut text = String::from(
+        "name: crash\nsteps:\n  - id: setup\n    sql: { query: \"CREATE TABLE IF NOT EXISTS effects (step TEXT NOT NULL)\" }\n",
+    );
+    for s in STEPS {
+        text.push_str(&format!(
+            "  - id: {s}\n    sql: {{ query: \"INSERT INTO effects (step) VALUES ($1)\", params: [{s}] }}\n"
+        ));
+    }
+    text
+}
+
+fn effects(p: &Project) -> Vec<String> {
+    p.target.query("SELECT step FROM effects ORDER BY step")
+}
+
+/// Resumes the run to the end, answering "was it done?" by looking at the target, as an
+/// operator would. Returns how many decisions were needed (0 or 1: one step at most is in
+/// flight when a run dies).
+fn finish(p: &Project, run_id: &str) -> usize {
+    let out = p.resume(run_id, &[]);
+    if out.code == 0 {
+        return 0;
+    }
+    assert_eq!(
+        out.code,
+        2,
+        "resume failed unexpectedly:\n{}",
+        out.combined()
+    );
+    assert!(out.stderr.contains("was in flight"), "{}", out.stderr);
+    let step = out
+        .stderr
+        .split("step `")
+        .nth(1)
+        .and_then(|s| s.split('`').next())
+        .expect("the refusal names the step")
+        .to_owned();
+    // Creating the table is idempotent, so it is always retried; the inserts are checked.
+    let done = step != "setup" && effects(p).contains(&step);
+    let flag = if done { "--skip-step" } else { "--retry-step" };
+    let out = p.resume(run_id, &[flag, &step]);
+    assert_eq!(
+        out.code,
+        0,
+        "resume {flag} {step} failed:\n{}",
+        out.combined()
+    );
+    1
+}
+
+fn crash_everywhere(target: impl Fn(&Path) -> Target) {
+    let mut cases = 0;
+    for step in std::iter::once("setup").chain(STEPS) {
+        for point in ["started", "acted", "finished"] {
+            let p = Project::new(&target);
+            p.playbook("crash", &playbook());
+            let out = Runbook::new(&[
+                "-C",
+                &p.path().display().to_string(),
+                "run",
+                "crash",
+                "--target",
+                &p.target.arg(),
+            ])
+            .env("RUNBOOK_FAILPOINT", &format!("{point}:{step}"))
+            .run();
+            assert_eq!(
+                out.code,
+                -1,
+                "{point}:{step} should have killed the run:\n{}",
+                out.combined()
+            );
+            let (id, status) = p.last_run();
+            assert_eq!(status, "crashed", "a killed run shows as crashed");
+            let decisions = finish(&p, &id);
+            // A kill between `started` and `finished` leaves the step's outcome unknown.
+            let expected = if point == "finished" { 0 } else { 1 };
+            assert_eq!(decisions, expected, "{point}:{step}");
+            assert_eq!(
+                effects(&p),
+                STEPS,
+                "{point}:{step}: every side effect exactly once"
+            );
+            assert_eq!(p.last_run().1, "succeeded");
+            let events = p.status_json(&id);
+            let steps = events["steps"].as_array().unwrap();
+            assert!(
+                steps
+                    .iter()
+                    .all(|s| s["status"] == "succeeded" || s["status"] == "skipped"),
+                "{point}:{step}: {steps:?}"
+            );
+            cases += 1;
+        }
+    }
+    assert_eq!(cases, 15);
+}
+
+#[test]
+fn sigkill_at_every_boundary_then_resume_gives_exactly_once_on_sqlite() {
+    crash_everywhere(Target::sqlite);
+}
+
+#[test]
+fn sigkill_at_every_boundary_then_resume_gives_exactly_once_on_postgres() {
+    crash_everywhere(|_| Target::postgres("crash"));
+}
+
+/// A real `kill -9` in the middle of a long step, with no failpoint: the step is in flight.
+#[test]
+fn sigkill_in_the_middle_of_a_step_then_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Project::new(|_| Target::sqlite(dir.path()));
+    let marker = dir.path().join("slow-done");
+    p.playbook(
+        "slow",
+        &format!(
+            "name: slow\nsteps:\n  - id: setup\n    sql: {{ query: \"CREATE TABLE IF NOT EXISTS effects (step TEXT)\" }}\n  - id: slow\n    shell: {{ script: \"sleep 3 && touch {}\" }}\n  - id: after\n    sql: {{ query: \"INSERT INTO effects VALUES ('after')\" }}\n",
+            marker.display()
+        ),
+    );
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args([
+            "-q",
+            "-C",
+            &p.path().display().to_string(),
+            "run",
+            "slow",
+            "--target",
+            &p.target.arg(),
+        ])
+        .spawn()
+        .unwrap();
+    let mut id = String::new();
+    for _ in 0..200 {
+        let out = p.cmd(&["runs", "--format", "json"]);
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&out.stdout)
+            && let Some(run) = v[0]["id"].as_str()
+        {
+            let st = p.status_json(run);
+            if st["steps"].as_array().is_some_and(|s| {
+                s.iter()
+                    .any(|s| s["step"] == "slow" && s["status"] == "running")
+            }) {
+                id = run.to_owned();
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!id.is_empty(), "the slow step never started");
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let out = p.cmd(&["status", &id]);
+    assert!(
+        out.stdout.contains("unknown"),
+        "an in-flight step of a dead run shows as unknown:\n{}",
+        out.stdout
+    );
+    let refused = p.resume(&id, &[]);
+    assert_eq!(refused.code, 2);
+    assert!(
+        refused.stderr.contains("--retry-step slow"),
+        "{}",
+        refused.stderr
+    );
+    let out = p.resume(&id, &["--retry-step", "slow"]);
+    assert_eq!(out.code, 0, "{}", out.combined());
+    assert!(marker.exists());
+    assert_eq!(p.target.query("SELECT step FROM effects"), ["after"]);
+}
+
+/// Ctrl-C stops the child, marks the run interrupted (exit 5), and resume finishes it.
+#[test]
+fn ctrl_c_interrupts_and_the_run_can_be_resumed() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Project::new(|_| Target::sqlite(dir.path()));
+    let pidfile = dir.path().join("sleep.pid");
+    p.playbook(
+        "long",
+        &format!(
+            "name: long\nsteps:\n  - id: long\n    shell: {{ script: \"sleep 60 & echo $! > {}; wait\" }}\n  - id: after\n    shell: {{ argv: [\"true\"] }}\n",
+            pidfile.display()
+        ),
+    );
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args([
+            "-C",
+            &p.path().display().to_string(),
+            "run",
+            "long",
+            "--target",
+            &p.target.arg(),
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..200 {
+        if pidfile.exists() && !std::fs::read_to_string(&pidfile).unwrap().trim().is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let sleep_pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: sending SIGINT to the child we started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    // SAFETY: signal 0 only checks whether the process exists.
+    let gone = unsafe { libc::kill(sleep_pid, 0) } != 0
+        || std::fs::read_to_string(format!("/proc/{sleep_pid}/stat"))
+            .map(|s| s.contains(") Z"))
+            .unwrap_or(true);
+    assert!(gone, "the step's child survived Ctrl-C");
+    let (id, status) = p.last_run();
+    assert_eq!(status, "interrupted");
+    let out = p.resume(&id, &["--skip-step", "long"]);
+    assert_eq!(out.code, 0, "{}", out.combined());
+    assert_eq!(p.last_run().1, "succeeded");
+}
