@@ -19,7 +19,7 @@ use crate::state::{StateSpec, StateStore};
 use crate::template;
 use crate::ui::{Progress, Ui};
 use serde_json::{Map, Value as Json, json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -1095,13 +1095,30 @@ impl<'a> Engine<'a> {
 
     /// The template context of a unit: its scope's params and earlier outputs.
     fn context(&mut self, scope: usize) -> Result<Json, String> {
+        self.context_for(scope, None)
+    }
+
+    /// The context with only the step outputs `wanted` (all when `None`): copying every earlier
+    /// output for every step would make a long playbook quadratic.
+    fn context_for(
+        &mut self,
+        scope: usize,
+        wanted: Option<&BTreeSet<String>>,
+    ) -> Result<Json, String> {
         self.ensure_params(scope)?;
         let s = &self.scopes[scope];
+        let steps: Map<String, Json> = match wanted {
+            None => s.steps.clone(),
+            Some(ids) => ids
+                .iter()
+                .filter_map(|id| s.steps.get(id).map(|v| (id.clone(), v.clone())))
+                .collect(),
+        };
         Ok(json!({
             "params": s.params.clone().unwrap_or_default(),
             "env": self.env_ctx,
             "vars": self.vars_ctx,
-            "steps": s.steps,
+            "steps": steps,
             "run": {
                 "id": self.run.id, "operator": self.run.operator, "playbook": self.run.playbook,
                 "started_at": run::format_ms(self.run.started_at),
@@ -1149,7 +1166,10 @@ impl<'a> Engine<'a> {
     /// succeeded, `Ok(false)` when skipped.
     async fn run_unit(&mut self, unit: &Unit) -> Result<bool, UnitError> {
         let action = unit.step.action().map_or("?", |a| a.key());
-        let ctx = self.context(unit.scope).map_err(UnitError::Failed)?;
+        let wanted = referenced_steps(&unit.step);
+        let ctx = self
+            .context_for(unit.scope, wanted.as_ref())
+            .map_err(UnitError::Failed)?;
         if let Some(when) = &unit.step.when {
             match template::eval_bool(when, &ctx) {
                 Ok(true) => {}
@@ -1320,6 +1340,54 @@ impl<'a> Engine<'a> {
         self.progress
             .finish(&unit.qid, action, "failed", took, &shown);
         Err(UnitError::Failed(shown))
+    }
+}
+
+/// The ids of the steps a step's templates and expressions read (`steps.<id>...`), or `None`
+/// when one reads `steps` as a whole and all must be given.
+fn referenced_steps(step: &Step) -> Option<BTreeSet<String>> {
+    let mut vars = BTreeSet::new();
+    let mut exprs: Vec<&str> = step.when.iter().map(String::as_str).collect();
+    if let Some(w) = &step.wait_for {
+        exprs.push(&w.until);
+    }
+    if let Some(c) = step.gate.as_ref().and_then(|g| g.condition.as_ref()) {
+        exprs.push(&c.expr);
+    }
+    for e in exprs {
+        vars.extend(template::expression_vars(e).ok()?);
+    }
+    let mut strings = Vec::new();
+    let raw = match step.action() {
+        Some(Action::Shell(a)) => serde_json::to_value(a).ok(),
+        Some(Action::Sql(a)) => serde_json::to_value(a).ok(),
+        Some(Action::Log(a)) => serde_json::to_value(a).ok(),
+        Some(Action::WaitFor(a)) => serde_json::to_value(a).ok(),
+        _ => None,
+    };
+    match raw {
+        Some(v) => collect_templates(&v, &mut strings),
+        None => return None,
+    }
+    for t in strings {
+        vars.extend(template::template_vars(&t).ok()?);
+    }
+    let mut ids = BTreeSet::new();
+    for v in vars {
+        let mut parts = v.split('.');
+        if parts.next() == Some("steps") {
+            ids.insert(parts.next()?.to_owned());
+        }
+    }
+    Some(ids)
+}
+
+fn collect_templates(v: &Json, out: &mut Vec<String>) {
+    match v {
+        Json::String(s) if template::is_template(s) => out.push(s.clone()),
+        Json::Array(a) => a.iter().for_each(|x| collect_templates(x, out)),
+        Json::Object(m) => m.values().for_each(|x| collect_templates(x, out)),
+        _ => {}
     }
 }
 

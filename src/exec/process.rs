@@ -52,7 +52,8 @@ pub async fn run(
             source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty argv"),
         });
     };
-    let mut expr = duct::cmd(program, args)
+    let resolved = resolve_program(program, &spec.cwd);
+    let mut expr = duct::cmd(&resolved, args)
         .dir(&spec.cwd)
         .stdin_null()
         .stdout_capture()
@@ -127,4 +128,28 @@ async fn kill_tree(pids: &[u32], handle: &Arc<duct::Handle>) {
         let _ = handle.wait();
     })
     .await;
+}
+
+/// Looks a bare program name up in `PATH` the way `execvp` would. Giving std an absolute path
+/// lets it start the child with `posix_spawn` (no copy of our page tables) instead of `fork`,
+/// which matters when a playbook starts hundreds of short processes.
+fn resolve_program(program: &str, cwd: &std::path::Path) -> PathBuf {
+    if program.contains('/') {
+        let p = PathBuf::from(program);
+        return if p.is_relative() { cwd.join(p) } else { p };
+    }
+    use std::os::unix::fs::PermissionsExt;
+    for dir in std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .filter(|d| !d.is_empty())
+    {
+        let candidate = std::path::Path::new(dir).join(program);
+        if let Ok(meta) = std::fs::metadata(&candidate) {
+            if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
+                return candidate;
+            }
+        }
+    }
+    PathBuf::from(program)
 }
