@@ -145,10 +145,11 @@ fn resolve_program(program: &str, cwd: &std::path::Path) -> PathBuf {
         .filter(|d| !d.is_empty())
     {
         let candidate = std::path::Path::new(dir).join(program);
-        if let Ok(meta) = std::fs::metadata(&candidate) {
-            if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
-                return candidate;
-            }
+        if let Ok(meta) = std::fs::metadata(&candidate)
+            && meta.is_file()
+            && meta.permissions().mode() & 0o111 != 0
+        {
+            return candidate;
         }
     }
     PathBuf::from(program)
