@@ -63,6 +63,7 @@ impl TargetLock {
                         .and_then(|r| r.try_get(0))
                         .map_err(|e| LockError::Failed(e.to_string()))?;
                     if got {
+                        tracing::debug!(run = run_id, "took the PostgreSQL advisory lock");
                         return Ok(TargetLock::Postgres(Some(conn)));
                     }
                     if Instant::now() >= deadline {

@@ -84,6 +84,43 @@ const SCHEMA: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS runbook_runs_started ON runbook_runs (started_at)",
 ];
 
+/// The layout version of the state store tables. A store written by a newer runbook is
+/// refused rather than misread.
+const STATE_VERSION: i64 = 1;
+
+async fn migrate(pool: &AnyPool) -> Result<(), StateError> {
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS runbook_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    )
+    .execute(pool)
+    .await?;
+    let version: Option<String> =
+        sqlx::query("SELECT value FROM runbook_meta WHERE key = 'state_version'")
+            .fetch_optional(pool)
+            .await?
+            .map(|r| r.try_get(0))
+            .transpose()?;
+    let version: i64 = version.as_deref().and_then(|v| v.parse().ok()).unwrap_or(0);
+    if version > STATE_VERSION {
+        return Err(StateError::Corrupt(format!(
+            "the state store has layout version {version}, newer than this runbook understands ({STATE_VERSION}); upgrade runbook"
+        )));
+    }
+    for stmt in SCHEMA {
+        sqlx::query(*stmt).execute(pool).await?;
+    }
+    if version < 1 {
+        // Stores made before the version was recorded lack the `pid` column.
+        let _ = sqlx::query("ALTER TABLE runbook_runs ADD COLUMN pid BIGINT NOT NULL DEFAULT 0")
+            .execute(pool)
+            .await;
+        sqlx::query("INSERT INTO runbook_meta (key, value) VALUES ('state_version', '1') ON CONFLICT (key) DO UPDATE SET value = '1'")
+            .execute(pool)
+            .await?;
+    }
+    Ok(())
+}
+
 impl StateStore {
     pub async fn open(spec: &StateSpec) -> Result<Self, StateError> {
         sqlx::any::install_default_drivers();
@@ -122,9 +159,7 @@ impl StateStore {
             })
             .connect_with(opts)
             .await?;
-        for stmt in SCHEMA {
-            sqlx::query(*stmt).execute(&pool).await?;
-        }
+        migrate(&pool).await?;
         Ok(StateStore { pool, postgres })
     }
 
@@ -311,7 +346,7 @@ impl StateStore {
     pub async fn load_steps(&self, run_id: &str) -> Result<Vec<StepRecord>, StateError> {
         let rows = sqlx::query(
             "SELECT step, phase, status, attempts, started_at, finished_at, outputs, error
-             FROM runbook_steps WHERE run_id = $1 ORDER BY ord, started_at",
+             FROM runbook_steps WHERE run_id = $1 ORDER BY COALESCE(started_at, finished_at, 0), ord",
         )
         .bind(run_id)
         .fetch_all(&self.pool)

@@ -53,6 +53,7 @@ pub async fn run(
         });
     };
     let resolved = resolve_program(program, &spec.cwd);
+    tracing::debug!(program = %resolved.display(), args = args.len(), cwd = %spec.cwd.display(), timeout = ?spec.timeout, "starting process");
     let mut expr = duct::cmd(&resolved, args)
         .dir(&spec.cwd)
         .stdin_null()

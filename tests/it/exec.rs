@@ -453,3 +453,34 @@ fn resume_refuses_a_changed_playbook() {
     assert_eq!(out.code, 2, "{}", out.combined());
     assert!(out.stderr.contains("changed since run"), "{}", out.stderr);
 }
+
+#[test]
+fn run_output_in_ci_is_plain_timestamped_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = project(Target::sqlite(dir.path()));
+    p.playbook("rollback-order", ROLLBACK);
+    let out = p.run("rollback-order", &["--var", "fail=true"]);
+    assert_eq!(out.code, 1);
+    assert!(
+        !out.stderr.contains('\x1b'),
+        "no escape codes without a terminal"
+    );
+    let mut settings = insta::Settings::clone_current();
+    settings.add_filter(r"\b\d{2}:\d{2}:\d{2}\b", "[time]");
+    settings.add_filter(r"\b\d{8}-\d{6}-[0-9a-f]{6}\b", "[run]");
+    settings.add_filter(r"\b\d+\.\ds\b", "[secs]");
+    settings.add_filter(r"sqlite:/\S+/target.db", "sqlite:[dir]/target.db");
+    settings.bind(|| insta::assert_snapshot!(out.combined()));
+    let (id, _) = p.last_run();
+    let status = p.cmd(&["status", &id]);
+    settings.bind(|| {
+        let mut s = insta::Settings::clone_current();
+        s.add_filter(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", "[timestamp]");
+        s.add_filter(
+            r"playbook  rollback-order \(\S+\)",
+            "playbook  rollback-order ([file])",
+        );
+        s.add_filter(r"operator  \S+", "operator  [who]");
+        s.bind(|| insta::assert_snapshot!("status-after-rollback", status.stdout));
+    });
+}
