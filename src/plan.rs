@@ -436,23 +436,29 @@ fn plan_step(
     if let Action::Include(inc) = action
         && let Some(child) = step.id.as_ref().and_then(|i| playbook.includes.get(i))
     {
-        let given: Vec<(String, String)> = args
+        // Values known only at run time are shown as their template text in the plan.
+        let mut child_def = child.def.clone();
+        let mut given: Vec<(String, String)> = Vec::new();
+        for (k, v) in args
             .get("params")
             .and_then(Json::as_object)
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| {
-                        (
-                            k.clone(),
-                            v.as_str().map_or_else(|| v.to_string(), str::to_owned),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+            .into_iter()
+            .flatten()
+        {
+            let text = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+            match child_def.params.get_mut(k) {
+                Some(param) if template::is_template(&text) => {
+                    param.required = false;
+                    param.kind = crate::playbook::ParamType::String;
+                    param.choices = None;
+                    param.default = Some(Json::String(text));
+                }
+                _ => given.push((k.clone(), text)),
+            }
+        }
         let _ = inc;
         let lookup = |k: &str| std::env::var(k).ok();
-        match resolve_params(&child.def, &given, &lookup) {
+        match resolve_params(&child_def, &given, &lookup) {
             Ok(child_params) => {
                 let env = ctx.get("env").cloned().unwrap_or(Json::Null);
                 let vars = ctx

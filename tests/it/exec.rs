@@ -484,3 +484,136 @@ fn run_output_in_ci_is_plain_timestamped_lines() {
         s.bind(|| insta::assert_snapshot!("status-after-rollback", status.stdout));
     });
 }
+
+#[test]
+fn includes_outputs_tags_continue_on_error_and_wait_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = project(Target::sqlite(dir.path()));
+    let flag = dir.path().join("ready");
+    p.playbook(
+        "child",
+        r#"
+name: child
+params:
+  label: { type: string, default: none }
+  n: { type: integer, default: 1 }
+steps:
+  - id: write
+    sql: { query: "INSERT INTO seen (what, n) VALUES ($1, $2)", params: ["child {{ params.label }}", "{{ params.n }}"] }
+"#,
+    );
+    p.playbook(
+        "main",
+        &format!(
+            r#"
+name: main
+steps:
+  - id: setup
+    sql: {{ query: "CREATE TABLE seen (what TEXT, n INTEGER)" }}
+  - id: info
+    shell: {{ argv: [echo, '{{"version": "15.4", "items": [{{"name": "first"}}]}}'] }}
+    outputs:
+      major: {{ json: version, regex: '^(\d+)' }}
+      first: {{ json: items.0.name }}
+  - id: sub
+    include: {{ playbook: child, params: {{ label: "{{{{ steps.info.outputs.first }}}}", n: "{{{{ steps.info.outputs.major }}}}" }} }}
+  - id: tagged
+    tags: [slow]
+    sql: {{ query: "INSERT INTO seen (what, n) VALUES ('tagged', 0)" }}
+  - id: flaky
+    continue_on_error: true
+    shell: {{ argv: ["false"] }}
+  - id: wait
+    wait_for: {{ argv: [test, -e, "{flag}"], until: "result == 0", interval: 100ms, deadline: 10s }}
+  - id: last
+    sql: {{ query: "INSERT INTO seen (what, n) VALUES ($1, $2)", params: ["after wait {{{{ steps.wait.outputs.attempts > 1 }}}}", 2] }}
+"#,
+            flag = flag.display()
+        ),
+    );
+    let maker = {
+        let flag = flag.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(600));
+            std::fs::write(flag, "").unwrap();
+        })
+    };
+    let out = p.run("main", &["--skip-tags", "slow"]);
+    maker.join().unwrap();
+    assert_eq!(out.code, 0, "{}", out.combined());
+    assert_eq!(
+        p.target.query("SELECT what, n FROM seen"),
+        ["child first|15", "after wait True|2"]
+    );
+    let (id, _) = p.last_run();
+    let st = p.status_json(&id);
+    let by_id = |name: &str| {
+        st["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["step"] == name)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(by_id("sub.write")["status"], "succeeded");
+    assert_eq!(by_id("tagged")["status"], "skipped");
+    assert_eq!(by_id("flaky")["status"], "failed");
+    assert_eq!(by_id("info")["outputs"]["major"], 15);
+
+    // A wait whose condition never holds fails at its deadline.
+    p.playbook(
+        "never",
+        "name: never\nsteps:\n  - id: wait\n    wait_for: { argv: [\"false\"], until: \"result == 0\", interval: 100ms, deadline: 500ms }\n",
+    );
+    let out = p.run("never", &[]);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("did not hold within 500ms"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_shared_postgres_state_store_holds_the_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = project(Target::sqlite(dir.path()));
+    p.playbook(
+        "ok",
+        "name: ok\nsteps:\n  - id: yes\n    shell: { argv: [\"true\"] }\n",
+    );
+    let state = pg::cluster().create_db("state");
+    for _ in 0..2 {
+        let out = p.run("ok", &["--state", &state]);
+        assert_eq!(out.code, 0, "{}", out.combined());
+    }
+    // Another project folder (another machine, in effect) sees the same history.
+    let other = tempfile::tempdir().unwrap();
+    let out = Runbook::new(&[
+        "-C",
+        &other.path().display().to_string(),
+        "runs",
+        "--state",
+        &state,
+        "--format",
+        "json",
+    ])
+    .run();
+    let runs: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(runs.as_array().unwrap().len(), 2);
+    assert!(
+        runs.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["status"] == "succeeded")
+    );
+    assert!(
+        !dir.path().join(".runbook/state.db").exists(),
+        "nothing went to the local store"
+    );
+    assert_eq!(
+        pg::cluster().psql(&state, "SELECT count(*) FROM runbook_events"),
+        "8"
+    );
+}
