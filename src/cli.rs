@@ -104,6 +104,12 @@ pub enum Command {
         /// How long to wait for another run to release the target (e.g. 30s)
         #[arg(long, default_value = "0s", value_parser = parse_wait)]
         lock_wait: std::time::Duration,
+        /// Approve this approval gate as the operator (only where the environment allows self-approval)
+        #[arg(long, value_name = "GATE")]
+        approve: Vec<String>,
+        /// The text a `confirm` gate asks for (the database name), for runs without a terminal
+        #[arg(long, value_name = "TEXT")]
+        confirm: Option<String>,
     },
     /// Continue an interrupted or crashed run from its checkpoints
     Resume {
@@ -124,6 +130,39 @@ pub enum Command {
         state: Option<String>,
         #[arg(long, default_value = "0s", value_parser = parse_wait)]
         lock_wait: std::time::Duration,
+        /// The text a `confirm` gate asks for (the database name)
+        #[arg(long, value_name = "TEXT")]
+        confirm: Option<String>,
+    },
+    /// Approve a gate of a waiting run (then `runbook resume RUN` continues it)
+    Approve {
+        /// Run id (a unique prefix is enough)
+        run: String,
+        /// The gate's step id
+        gate: String,
+        #[arg(long)]
+        comment: Option<String>,
+        /// Who approves (default: RUNBOOK_ACTOR, then the OS user)
+        #[arg(long)]
+        actor: Option<String>,
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// Reject a gate of a waiting run: the run ends, and its rollback runs
+    Reject {
+        /// Run id (a unique prefix is enough)
+        run: String,
+        /// The gate's step id
+        gate: String,
+        #[arg(long)]
+        comment: Option<String>,
+        #[arg(long)]
+        actor: Option<String>,
+        #[arg(long)]
+        state: Option<String>,
+        /// The database, if the run was given one with --target
+        #[arg(long)]
+        target: Option<String>,
     },
     /// Recent runs
     Runs {
@@ -210,6 +249,8 @@ pub fn main() -> Exit {
             target,
             state,
             lock_wait,
+            approve,
+            confirm,
         } => {
             let req = exec::RunRequest {
                 playbook,
@@ -220,6 +261,8 @@ pub fn main() -> Exit {
                 target,
                 state,
                 lock_wait,
+                approve,
+                confirm,
             };
             run_cmd(&ui, &root, req, cli.verbose)
         }
@@ -231,6 +274,7 @@ pub fn main() -> Exit {
             target,
             state,
             lock_wait,
+            confirm,
         } => {
             let req = exec::ResumeRequest {
                 run_id: run,
@@ -240,8 +284,17 @@ pub fn main() -> Exit {
                 target,
                 state,
                 lock_wait,
+                confirm,
             };
             resume_cmd(&ui, &root, req, cli.verbose)
+        }
+        Command::Approve { run, gate, comment, actor, state } => {
+            let req = exec::DecisionRequest { run_id: run, gate, approve: true, comment, actor, state, ..Default::default() };
+            decision_cmd(&ui, &root, req, cli.verbose)
+        }
+        Command::Reject { run, gate, comment, actor, state, target } => {
+            let req = exec::DecisionRequest { run_id: run, gate, approve: false, comment, actor, state, target, confirm: None };
+            decision_cmd(&ui, &root, req, cli.verbose)
         }
         Command::Runs {
             format,
@@ -733,10 +786,17 @@ fn status_cmd(
             },
         };
         let steps = store.load_steps(&run.id).await.unwrap_or_default();
+        let events = store.load_events(&run.id).await.unwrap_or_default();
         store.close().await;
         match format {
             OutputFormat::Json => {
-                let v = serde_json::json!({ "run": run, "steps": steps });
+                let events: Vec<serde_json::Value> = events
+                    .into_iter()
+                    .map(|(seq, at, kind, step, data)| {
+                        serde_json::json!({"seq": seq, "at": crate::run::format_ms(at), "kind": kind, "step": step, "data": data})
+                    })
+                    .collect();
+                let v = serde_json::json!({ "run": run, "steps": steps, "events": events });
                 ui.data(&serde_json::to_string_pretty(&v).unwrap_or_default());
             }
             OutputFormat::Text => {
@@ -774,5 +834,15 @@ fn status_cmd(
             }
         }
         Exit::Ok
+    })
+}
+
+fn decision_cmd(ui: &Ui, root: &std::path::Path, req: exec::DecisionRequest, verbose: bool) -> Exit {
+    init_tracing(verbose);
+    let Some(project) = open(ui, root) else { return Exit::Invalid };
+    let Some(rt) = runtime(ui) else { return Exit::Internal };
+    rt.block_on(async {
+        let cancel = interrupt_channel();
+        exec::decide(&project, req, ui, cancel).await
     })
 }

@@ -13,6 +13,7 @@ pub mod db;
 pub mod diagnostic;
 pub mod exec;
 pub mod exit;
+pub mod gate;
 pub mod lock;
 pub mod plan;
 pub mod playbook;

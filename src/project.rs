@@ -116,6 +116,37 @@ impl Project {
         )
     }
 
+    /// sha256 over every migration file (path and contents, line endings normalised), so two
+    /// runs can be compared by the migrations they carried (`require_run` gates).
+    pub fn migrations_hash(&self) -> String {
+        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+            if let Ok(rd) = std::fs::read_dir(dir) {
+                for e in rd.filter_map(Result::ok) {
+                    let p = e.path();
+                    if p.is_dir() {
+                        walk(&p, out);
+                    } else if p.extension().is_some_and(|x| x == "sql") {
+                        out.push(p);
+                    }
+                }
+            }
+        }
+        let dir = self.migrations_dir();
+        let mut files = Vec::new();
+        walk(&dir, &mut files);
+        files.sort();
+        let mut h = Sha256::new();
+        for f in files {
+            let rel = f.strip_prefix(&dir).unwrap_or(&f).to_string_lossy().into_owned();
+            let text = std::fs::read(&f).unwrap_or_default();
+            let text = String::from_utf8_lossy(&text).replace("\r\n", "\n");
+            h.update(rel.as_bytes());
+            h.update([0]);
+            h.update(Sha256::digest(text.as_bytes()));
+        }
+        hex::encode(h.finalize())
+    }
+
     /// The playbook files under `playbooks/`, sorted.
     pub fn playbook_files(&self) -> Vec<PathBuf> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(self.playbooks_dir())

@@ -131,6 +131,12 @@ pub enum EventKind {
     RollbackFinished,
     RunInterrupted,
     RunFinished,
+    /// A gate's decision: passed, waiting, or refused, with who and what was shown.
+    GateDecision,
+    /// An approval or rejection recorded by `runbook approve`/`reject` or `--approve`.
+    ApprovalRecorded,
+    /// The run stopped at a gate and waits for a decision.
+    RunWaiting,
 }
 
 impl EventKind {
@@ -147,6 +153,9 @@ impl EventKind {
             EventKind::RollbackFinished => "rollback_finished",
             EventKind::RunInterrupted => "run_interrupted",
             EventKind::RunFinished => "run_finished",
+            EventKind::GateDecision => "gate_decision",
+            EventKind::ApprovalRecorded => "approval_recorded",
+            EventKind::RunWaiting => "run_waiting",
         }
     }
 }
@@ -195,6 +204,8 @@ pub struct RunRecord {
     pub pid: i64,
     pub content_hash: String,
     pub plan_hash: String,
+    /// sha256 over the migration files, for `require_run` gates.
+    pub migrations_hash: String,
     /// Parameter values given on the command line, secrets masked.
     pub params: serde_json::Value,
     /// `--var` values as given, without secrets, so resume can rebuild the plan.
@@ -218,6 +229,18 @@ pub struct StepRecord {
     pub finished_at: Option<i64>,
     pub outputs: serde_json::Value,
     pub error: Option<String>,
+}
+
+/// An approval or rejection of a gate.
+#[derive(Debug, Clone, Serialize)]
+pub struct Approval {
+    pub gate: String,
+    pub actor: String,
+    /// `approve` or `reject`.
+    pub decision: String,
+    pub comment: Option<String>,
+    pub plan_hash: String,
+    pub at: i64,
 }
 
 /// Milliseconds since the Unix epoch.

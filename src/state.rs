@@ -49,6 +49,7 @@ const SCHEMA: &[&str] = &[
         host TEXT NOT NULL,
         pid BIGINT NOT NULL,
         content_hash TEXT NOT NULL,
+        migrations_hash TEXT NOT NULL DEFAULT '',
         plan_hash TEXT NOT NULL,
         params TEXT NOT NULL,
         vars TEXT NOT NULL,
@@ -82,11 +83,20 @@ const SCHEMA: &[&str] = &[
         PRIMARY KEY (run_id, seq)
     )",
     "CREATE INDEX IF NOT EXISTS runbook_runs_started ON runbook_runs (started_at)",
+    "CREATE TABLE IF NOT EXISTS runbook_approvals (
+        run_id TEXT NOT NULL,
+        gate TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        decision TEXT NOT NULL,
+        comment TEXT,
+        plan_hash TEXT NOT NULL,
+        at BIGINT NOT NULL
+    )",
 ];
 
 /// The layout version of the state store tables. A store written by a newer runbook is
 /// refused rather than misread.
-const STATE_VERSION: i64 = 1;
+const STATE_VERSION: i64 = 2;
 
 async fn migrate(pool: &AnyPool) -> Result<(), StateError> {
     sqlx::query(
@@ -182,8 +192,8 @@ impl StateStore {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO runbook_runs (id, playbook, file, env, target, target_key, operator, host, pid, content_hash,
-             plan_hash, params, vars, tags, status, started_at, finished_at, error)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, NULL, NULL)",
+             plan_hash, params, vars, tags, status, started_at, finished_at, error, migrations_hash)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, NULL, NULL, $17)",
         )
         .bind(&run.id)
         .bind(&run.playbook)
@@ -201,6 +211,7 @@ impl StateStore {
         .bind(serde_json::json!({"tags": run.tags, "skip_tags": run.skip_tags}).to_string())
         .bind(run.status.as_str())
         .bind(run.started_at)
+        .bind(&run.migrations_hash)
         .execute(&mut *tx)
         .await?;
         insert_event(&mut tx, &run.id, event).await?;
@@ -287,6 +298,12 @@ impl StateStore {
                     .bind(status)
                     .bind(at)
                     .bind(error)
+                    .bind(run_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            EventKind::RunWaiting => {
+                sqlx::query("UPDATE runbook_runs SET status = 'waiting_approval' WHERE id = $1")
                     .bind(run_id)
                     .execute(&mut *tx)
                     .await?;
@@ -408,13 +425,89 @@ impl StateStore {
         row.map(|r| run_from_row(&r)).transpose()
     }
 
+    /// Records an approval or rejection of a gate, with its event, in one transaction.
+    pub async fn record_approval(&self, run_id: &str, a: &crate::run::Approval) -> Result<(), StateError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO runbook_approvals (run_id, gate, actor, decision, comment, plan_hash, at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(run_id)
+        .bind(&a.gate)
+        .bind(&a.actor)
+        .bind(&a.decision)
+        .bind(a.comment.clone())
+        .bind(&a.plan_hash)
+        .bind(a.at)
+        .execute(&mut *tx)
+        .await?;
+        let ev = Event::step(
+            EventKind::ApprovalRecorded,
+            &a.gate,
+            Phase::Main,
+            serde_json::json!({"actor": a.actor, "decision": a.decision, "comment": a.comment, "plan_hash": a.plan_hash}),
+        );
+        insert_event(&mut tx, run_id, &ev).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The approvals and rejections of one gate of a run, oldest first.
+    pub async fn approvals(&self, run_id: &str, gate: &str) -> Result<Vec<crate::run::Approval>, StateError> {
+        let rows = sqlx::query(
+            "SELECT gate, actor, decision, comment, plan_hash, at FROM runbook_approvals WHERE run_id = $1 AND gate = $2 ORDER BY at",
+        )
+        .bind(run_id)
+        .bind(gate)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(crate::run::Approval {
+                    gate: r.try_get(0)?,
+                    actor: r.try_get(1)?,
+                    decision: r.try_get(2)?,
+                    comment: r.try_get(3)?,
+                    plan_hash: r.try_get(4)?,
+                    at: r.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The latest successful run of `playbook` on `env` started after `since` (ms).
+    pub async fn last_success(&self, playbook: &str, env: &str, since: i64) -> Result<Option<RunRecord>, StateError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{RUN_COLUMNS} WHERE playbook = $1 AND env = $2 AND status = 'succeeded' AND started_at >= $3 ORDER BY started_at DESC LIMIT 1"
+        )))
+        .bind(playbook)
+        .bind(env)
+        .bind(since)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| run_from_row(&r)).transpose()
+    }
+
+    /// Successful runs of `playbook` on `env` since `since`, newest first (to explain an unmet
+    /// requirement).
+    pub async fn successes(&self, playbook: &str, env: &str, since: i64) -> Result<Vec<RunRecord>, StateError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{RUN_COLUMNS} WHERE playbook = $1 AND env = $2 AND status = 'succeeded' AND started_at >= $3 ORDER BY started_at DESC LIMIT 20"
+        )))
+        .bind(playbook)
+        .bind(env)
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(run_from_row).collect()
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }
 }
 
 const RUN_COLUMNS: &str = "SELECT id, playbook, file, env, target, operator, host, content_hash, plan_hash, params, vars, tags,
-    status, started_at, finished_at, error, pid FROM runbook_runs";
+    status, started_at, finished_at, error, pid, migrations_hash FROM runbook_runs";
 
 fn run_from_row(r: &sqlx::any::AnyRow) -> Result<RunRecord, StateError> {
     let status: String = r.try_get(12)?;
@@ -447,6 +540,7 @@ fn run_from_row(r: &sqlx::any::AnyRow) -> Result<RunRecord, StateError> {
         finished_at: r.try_get(14)?,
         error: r.try_get(15)?,
         pid: r.try_get(16)?,
+        migrations_hash: r.try_get(17)?,
     })
 }
 

@@ -39,6 +39,10 @@ pub struct RunRequest {
     pub target: Option<String>,
     pub state: Option<String>,
     pub lock_wait: Duration,
+    /// Gates the operator approves up front (`--approve`), where self-approval is allowed.
+    pub approve: Vec<String>,
+    /// The typed confirmation for `confirm` gates, for runs without a terminal.
+    pub confirm: Option<String>,
 }
 
 /// What `runbook resume` was asked to do.
@@ -51,6 +55,20 @@ pub struct ResumeRequest {
     pub target: Option<String>,
     pub state: Option<String>,
     pub lock_wait: Duration,
+    pub confirm: Option<String>,
+}
+
+/// What `runbook approve` and `runbook reject` were asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct DecisionRequest {
+    pub run_id: String,
+    pub gate: String,
+    pub approve: bool,
+    pub comment: Option<String>,
+    pub actor: Option<String>,
+    pub state: Option<String>,
+    pub target: Option<String>,
+    pub confirm: Option<String>,
 }
 
 /// A step as the executor schedules it: flattened out of includes, with a qualified id.
@@ -139,6 +157,9 @@ struct Engine<'a> {
     cancel: watch::Receiver<bool>,
     progress: Progress,
     failpoint: Option<String>,
+    protections: crate::config::Protections,
+    plan_hash: String,
+    confirm: Option<String>,
 }
 
 /// Resolves where the state store is: `--state`, then the config, then `.runbook/state.db`.
@@ -231,6 +252,7 @@ fn supported(action: Action<'_>) -> bool {
             | Action::Log(_)
             | Action::WaitFor(_)
             | Action::Include(_)
+            | Action::Gate(_)
     )
 }
 
@@ -306,6 +328,28 @@ pub async fn run(
             return Exit::Invalid;
         }
     };
+    let protections = protections_of(config, &req.env);
+    if let Err(code) = check_windows(&protections, &req.env, ui) {
+        return code;
+    }
+    if !req.approve.is_empty() {
+        if !protections.self_approval {
+            ui.error(
+                &format!("`--approve` is refused in environment `{}`: approvals there must come from someone other than the operator", req.env),
+                Some("start the run without --approve; it stops at the gate, and an approver runs `runbook approve RUN GATE`"),
+            );
+            return Exit::Invalid;
+        }
+        for gate in &req.approve {
+            if find_approval_gate(&playbook, gate).is_none() {
+                ui.error(
+                    &format!("`{}` has no approval gate `{gate}`", playbook.def.name),
+                    Some("name the id of a step with `gate: { approval: ... }`"),
+                );
+                return Exit::Invalid;
+            }
+        }
+    }
     let target = match target_spec(&project.root, config, &req.env, req.target.as_deref()) {
         Ok(t) => t,
         Err(e) => {
@@ -386,6 +430,7 @@ pub async fn run(
         pid: i64::from(std::process::id()),
         content_hash: playbook.content_hash(),
         plan_hash: plan.plan_hash.clone(),
+        migrations_hash: project.migrations_hash(),
         params: json!(plan.params),
         vars: stored_vars,
         tags: req.tags.clone(),
@@ -413,9 +458,25 @@ pub async fn run(
         }
         return Exit::Internal;
     }
+    for gate in &req.approve {
+        let approval = run::Approval {
+            gate: gate.clone(),
+            actor: operator.clone(),
+            decision: "approve".to_owned(),
+            comment: Some("approved by the operator with --approve".to_owned()),
+            plan_hash: plan.plan_hash.clone(),
+            at: run::now_ms(),
+        };
+        if let Err(e) = state.record_approval(&run_id, &approval).await {
+            ui.error(&e.to_string(), None);
+            return Exit::Internal;
+        }
+    }
     let mut engine = Engine::new(
         project, playbook, record, state, redactor, target, params, ui, cancel,
     );
+    engine.plan_hash = plan.plan_hash.clone();
+    engine.confirm = req.confirm.clone();
     engine.progress.note(&format!(
         "run {run_id}: {} on {} ({})",
         engine.run.playbook, engine.run.env, engine.run.target
@@ -572,10 +633,29 @@ pub async fn resume(
         Ok(l) => l,
         Err(code) => return code,
     };
+    let protections = protections_of(config, &record.env);
+    if let Err(code) = check_windows(&protections, &record.env, ui) {
+        lock_release(lock).await;
+        return code;
+    }
+    // Approvals bind to the plan: different variables on resume give a different plan.
+    let plan_req = plan::PlanRequest { env: &record.env, vars: &vars, target_override: req.target.as_deref() };
+    let plan_hash = match plan::build(&playbook, config, &plan_req) {
+        Ok(p) => p.plan_hash,
+        Err(diags) => {
+            for d in &diags {
+                ui.error(&d.message, d.hint.as_deref());
+            }
+            lock_release(lock).await;
+            return Exit::Invalid;
+        }
+    };
     let run_id = record.id.clone();
     let mut engine = Engine::new(
         project, playbook, record, state, redactor, target, params, ui, cancel,
     );
+    engine.plan_hash = plan_hash;
+    engine.confirm = req.confirm.clone();
     for s in &steps {
         if s.status != StepStatus::Running {
             engine.restore(s.phase, &s.step, s.status, &s.outputs);
@@ -587,7 +667,7 @@ pub async fn resume(
             &run_id,
             &Event::run(
                 EventKind::RunResumed,
-                json!({"operator": run::operator(), "host": run::hostname()}),
+                json!({"operator": run::operator(), "host": run::hostname(), "pid": std::process::id()}),
             ),
         )
         .await;
@@ -631,6 +711,60 @@ pub async fn resume(
         l.release().await;
     }
     exit
+}
+
+async fn lock_release(lock: Option<TargetLock>) {
+    if let Some(l) = lock {
+        l.release().await;
+    }
+}
+
+fn protections_of(config: Option<&ConfigDef>, env: &str) -> crate::config::Protections {
+    config
+        .and_then(|c| c.environments.get(env))
+        .map(|e| e.protections.clone())
+        .unwrap_or_default()
+}
+
+/// An environment with maintenance windows refuses runs outside them, naming the next opening.
+fn check_windows(p: &crate::config::Protections, env: &str, ui: &Ui) -> Result<(), Exit> {
+    if p.windows.is_empty() {
+        return Ok(());
+    }
+    let now = chrono::Utc::now();
+    let mut next = Vec::new();
+    for w in &p.windows {
+        match crate::gate::window(w, now) {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(when)) => next.push(when),
+            Err(e) => {
+                ui.error(&format!("a maintenance window of `{env}` is invalid: {e}"), None);
+                return Err(Exit::Invalid);
+            }
+        }
+    }
+    ui.error(
+        &format!("environment `{env}` is outside its maintenance windows; nothing ran"),
+        Some(&format!("the next window opens {}", next.first().cloned().unwrap_or_default())),
+    );
+    Err(Exit::Refused)
+}
+
+/// The approval gate step with this qualified id (`approve`, or `sub.approve` in an include).
+fn find_approval_gate(pb: &Playbook, qid: &str) -> Option<Step> {
+    let (head, rest) = match qid.split_once('.') {
+        Some((h, r)) => (h, Some(r)),
+        None => (qid, None),
+    };
+    match rest {
+        None => pb
+            .def
+            .steps
+            .iter()
+            .find(|s| s.id.as_deref() == Some(head) && s.gate.as_ref().is_some_and(|g| g.approval.is_some()))
+            .cloned(),
+        Some(rest) => pb.includes.get(head).and_then(|child| find_approval_gate(child, rest)),
+    }
 }
 
 async fn find_run(state: &StateStore, id: &str, ui: &Ui) -> Option<RunRecord> {
@@ -736,6 +870,9 @@ impl<'a> Engine<'a> {
             cancel,
             progress: Progress::new(ui),
             failpoint: std::env::var("RUNBOOK_FAILPOINT").ok(),
+            protections: env.map(|e| e.protections.clone()).unwrap_or_default(),
+            plan_hash: String::new(),
+            confirm: None,
         };
         let mut ord = 0;
         engine.flatten(
@@ -899,6 +1036,7 @@ impl<'a> Engine<'a> {
     /// Runs the whole playbook from wherever the records say it is.
     async fn execute(&mut self) -> Exit {
         let mut failure: Option<(String, String)> = None;
+        let mut refused = false;
         let mut completed: Vec<usize> = Vec::new();
         for i in 0..self.main.len() {
             let unit = self.main[i].clone();
@@ -936,6 +1074,12 @@ impl<'a> Engine<'a> {
                 }
                 Err(UnitError::Interrupted) => return self.interrupted(&unit.qid).await,
                 Err(UnitError::Fatal(code)) => return code,
+                Err(UnitError::Waiting(msg)) => return self.waiting(&unit.qid, &msg).await,
+                Err(UnitError::Refused(msg)) => {
+                    refused = true;
+                    failure = Some((unit.qid.clone(), msg));
+                    break;
+                }
             }
         }
         let mut rollback_ok = true;
@@ -971,7 +1115,9 @@ impl<'a> Engine<'a> {
                     }
                     match self.run_unit(&comp).await {
                         Ok(_) => {}
-                        Err(UnitError::Failed(_)) => rollback_ok = false,
+                        Err(UnitError::Failed(_) | UnitError::Refused(_) | UnitError::Waiting(_)) => {
+                            rollback_ok = false
+                        }
                         Err(UnitError::Interrupted) => return self.interrupted(&comp.qid).await,
                         Err(UnitError::Fatal(code)) => return code,
                     }
@@ -994,7 +1140,7 @@ impl<'a> Engine<'a> {
                     continue;
                 }
                 match self.run_unit(&unit).await {
-                    Ok(_) | Err(UnitError::Failed(_)) => {}
+                    Ok(_) | Err(UnitError::Failed(_) | UnitError::Refused(_) | UnitError::Waiting(_)) => {}
                     Err(UnitError::Interrupted) => return self.interrupted(&unit.qid).await,
                     Err(UnitError::Fatal(code)) => return code,
                 }
@@ -1007,12 +1153,19 @@ impl<'a> Engine<'a> {
             }
             match self.run_unit(&unit).await {
                 Ok(_) => {}
-                Err(UnitError::Failed(_)) => finally_ok = false,
+                Err(UnitError::Failed(_) | UnitError::Refused(_) | UnitError::Waiting(_)) => {
+                    finally_ok = false
+                }
                 Err(UnitError::Interrupted) => return self.interrupted(&unit.qid).await,
                 Err(UnitError::Fatal(code)) => return code,
             }
         }
         let (status, exit, error) = match (&failure, rollback_ok, finally_ok) {
+            (Some((step, msg)), true, _) if refused => (
+                RunStatus::Refused,
+                Exit::Refused,
+                Some(format!("gate {step} refused the run: {msg}")),
+            ),
             (None, _, true) => (RunStatus::Succeeded, Exit::Ok, None),
             (None, _, false) => (
                 RunStatus::Failed,
@@ -1052,6 +1205,222 @@ impl<'a> Engine<'a> {
         };
         self.progress.summary(&outcome);
         exit
+    }
+
+    /// The run stops at a gate: recorded as waiting, the lock is released by the caller, and
+    /// `runbook approve` / `resume` continue it.
+    async fn waiting(&mut self, gate: &str, msg: &str) -> Exit {
+        let _ = self
+            .record(Event::run(EventKind::RunWaiting, json!({"gate": gate, "reason": msg})))
+            .await;
+        let id = &self.run.id;
+        self.progress.summary(&format!(
+            "run {id} is waiting at gate {gate}: {msg}\nnothing past the gate ran; an approver runs `runbook approve {id} {gate}`, then `runbook resume {id}` continues"
+        ));
+        Exit::WaitingApproval
+    }
+
+    /// Runs a gate step: records its decision and turns it into the unit's outcome.
+    async fn run_gate(&mut self, unit: &Unit, ctx: &Json) -> Result<bool, UnitError> {
+        let rendered = match actions::render_args(&unit.step, ctx) {
+            Ok(v) => v,
+            Err(e) => return self.fail(unit, 1, &format!("cannot render the gate: {e}"), false, Duration::ZERO).await,
+        };
+        let gate: crate::playbook::GateAction = match serde_json::from_value(rendered.clone()) {
+            Ok(g) => g,
+            Err(e) => return self.fail(unit, 1, &format!("rendered gate is invalid: {e}"), false, Duration::ZERO).await,
+        };
+        let kind = gate.kinds().first().copied().unwrap_or("gate");
+        let began = Instant::now();
+        let outcome = self.evaluate_gate(unit, &gate, ctx).await?;
+        let shown = |o: &str, detail: &Json| json!({"kind": kind, "outcome": o, "gate": rendered, "detail": detail, "operator": self.run.operator});
+        match outcome {
+            crate::gate::GateOutcome::Pass(detail) => {
+                self.record(Event::step(EventKind::StepStarted, &unit.qid, unit.phase, json!({"ord": unit.ord, "attempt": 1, "action": "gate", "args": rendered})))
+                    .await
+                    .map_err(UnitError::Fatal)?;
+                self.record(Event::step(EventKind::GateDecision, &unit.qid, unit.phase, shown("passed", &detail)))
+                    .await
+                    .map_err(UnitError::Fatal)?;
+                let mut outputs = Map::new();
+                outputs.insert("outcome".to_owned(), json!("passed"));
+                outputs.insert("approvers".to_owned(), detail.get("approvers").cloned().unwrap_or(json!([])));
+                outputs.insert("value".to_owned(), detail.get("value").cloned().unwrap_or(Json::Null));
+                self.record(Event::step(
+                    EventKind::StepFinished,
+                    &unit.qid,
+                    unit.phase,
+                    json!({"ord": unit.ord, "attempt": 1, "outputs": outputs, "duration_ms": began.elapsed().as_millis() as i64}),
+                ))
+                .await
+                .map_err(UnitError::Fatal)?;
+                self.done.insert((unit.phase, unit.qid.clone()), StepStatus::Succeeded);
+                self.scopes[unit.scope].steps.insert(unit.local.clone(), json!({"outputs": outputs, "status": "succeeded"}));
+                let note = detail.get("note").and_then(Json::as_str).unwrap_or_default().to_owned();
+                self.progress.finish(&unit.qid, "gate", "ok", began.elapsed(), &note);
+                Ok(true)
+            }
+            crate::gate::GateOutcome::Wait(msg) => {
+                self.record(Event::step(EventKind::GateDecision, &unit.qid, unit.phase, shown("waiting", &json!({"reason": msg}))))
+                    .await
+                    .map_err(UnitError::Fatal)?;
+                self.progress.finish(&unit.qid, "gate", "waiting", began.elapsed(), &msg);
+                Err(UnitError::Waiting(msg))
+            }
+            crate::gate::GateOutcome::Refuse(msg) => {
+                self.record(Event::step(EventKind::StepStarted, &unit.qid, unit.phase, json!({"ord": unit.ord, "attempt": 1, "action": "gate", "args": rendered})))
+                    .await
+                    .map_err(UnitError::Fatal)?;
+                self.record(Event::step(EventKind::GateDecision, &unit.qid, unit.phase, shown("refused", &json!({"reason": msg}))))
+                    .await
+                    .map_err(UnitError::Fatal)?;
+                match self.fail(unit, 1, &msg, false, began.elapsed()).await {
+                    Err(UnitError::Failed(m)) => Err(UnitError::Refused(m)),
+                    other => other,
+                }
+            }
+        }
+    }
+
+    async fn evaluate_gate(&mut self, unit: &Unit, gate: &crate::playbook::GateAction, ctx: &Json) -> Result<crate::gate::GateOutcome, UnitError> {
+        use crate::gate::{same_person, GateOutcome};
+        if let Some(c) = &gate.condition {
+            return Ok(match template::eval(&c.expr, ctx) {
+                Ok(v) if is_truthy(&v) => GateOutcome::Pass(json!({"value": v, "note": format!("`{}` holds", c.expr)})),
+                Ok(v) => GateOutcome::Refuse(format!("{} (`{}` is false; value {v})", c.message, c.expr)),
+                Err(e) => GateOutcome::Refuse(format!("cannot evaluate `{}`: {e}", c.expr)),
+            });
+        }
+        if let Some(w) = &gate.window {
+            return Ok(match crate::gate::window(w, chrono::Utc::now()) {
+                Ok(Ok(())) => GateOutcome::Pass(json!({"note": "inside the maintenance window"})),
+                Ok(Err(next)) => GateOutcome::Refuse(format!("outside the maintenance window; the next one opens {next}")),
+                Err(e) => GateOutcome::Refuse(e),
+            });
+        }
+        if let Some(r) = &gate.require_run {
+            let playbook = r.playbook.clone().unwrap_or_else(|| self.run.playbook.clone());
+            let within = r.within.as_ref().and_then(|d| d.parse()).unwrap_or(Duration::from_secs(30 * 86400));
+            let since = run::now_ms() - within.as_millis() as i64;
+            let same = r.same_migrations.unwrap_or(true);
+            let runs = self.state.successes(&playbook, &r.env, since).await.map_err(|e| {
+                self.ui.error(&e.to_string(), None);
+                UnitError::Fatal(Exit::Internal)
+            })?;
+            let found = runs.iter().find(|x| !same || x.migrations_hash == self.run.migrations_hash);
+            let within_text = actions::humantime(within);
+            return Ok(match found {
+                Some(x) => GateOutcome::Pass(json!({"value": x.id, "note": format!("run {} of `{playbook}` succeeded on `{}` at {}", x.id, r.env, run::format_ms(x.started_at))})),
+                None => {
+                    let mig = &self.run.migrations_hash[..12.min(self.run.migrations_hash.len())];
+                    let why = match runs.first() {
+                        Some(latest) if same => format!(
+                            "; the latest, run {} at {}, had other migrations ({} instead of {mig})",
+                            latest.id,
+                            run::format_ms(latest.started_at),
+                            &latest.migrations_hash[..12.min(latest.migrations_hash.len())]
+                        ),
+                        _ => String::new(),
+                    };
+                    let with = if same { format!(" with these migrations ({mig})") } else { String::new() };
+                    GateOutcome::Refuse(format!(
+                        "no successful run of `{playbook}` on `{}`{with} in the last {within_text}{why}",
+                        r.env
+                    ))
+                }
+            });
+        }
+        if let Some(c) = &gate.confirm {
+            let expected = match &c.expect {
+                Some(e) => e.clone(),
+                None => self.target.as_ref().map(TargetSpec::database_name).unwrap_or_default(),
+            };
+            if let Some(given) = self.confirm.clone() {
+                return Ok(if given.trim() == expected {
+                    GateOutcome::Pass(json!({"note": "confirmed with --confirm"}))
+                } else {
+                    GateOutcome::Refuse(format!("the confirmation `{}` does not match `{expected}`; nothing was changed past this gate", given.trim()))
+                });
+            }
+            if crate::gate::interactive() {
+                let answer = crate::gate::prompt(&format!("{}\nType `{expected}` to go on: ", c.message)).await.unwrap_or_default();
+                return Ok(if answer == expected {
+                    GateOutcome::Pass(json!({"note": "confirmed at the terminal"}))
+                } else {
+                    GateOutcome::Refuse(format!("the confirmation `{answer}` does not match `{expected}`"))
+                });
+            }
+            return Ok(GateOutcome::Wait(format!(
+                "{} (no terminal: resume with --confirm {expected})",
+                c.message
+            )));
+        }
+        let Some(a) = &gate.approval else {
+            return Ok(GateOutcome::Refuse("the gate has no kind".to_owned()));
+        };
+        let required = a.required.unwrap_or(1).max(self.protections.approvals.unwrap_or(0)).max(1) as usize;
+        let expiry = a.expires.as_ref().or(self.protections.approval_expiry.as_ref()).and_then(|d| d.parse());
+        loop {
+            let all = self.state.approvals(&self.run.id, &unit.qid).await.map_err(|e| {
+                self.ui.error(&e.to_string(), None);
+                UnitError::Fatal(Exit::Internal)
+            })?;
+            let now = run::now_ms();
+            let mut approvers: Vec<String> = Vec::new();
+            let mut void = 0;
+            for x in &all {
+                let valid = x.plan_hash == self.plan_hash
+                    && expiry.is_none_or(|e| now - x.at <= e.as_millis() as i64)
+                    && (self.protections.self_approval || !same_person(&x.actor, &self.run.operator))
+                    && a.approvers.as_ref().is_none_or(|list| list.iter().any(|p| same_person(p, &x.actor)));
+                if !valid {
+                    void += 1;
+                    continue;
+                }
+                if x.decision == "reject" {
+                    let why = x.comment.as_deref().map(|c| format!(": {c}")).unwrap_or_default();
+                    return Ok(GateOutcome::Refuse(format!("rejected by {}{why}", x.actor)));
+                }
+                if !approvers.iter().any(|p| same_person(p, &x.actor)) {
+                    approvers.push(x.actor.clone());
+                }
+            }
+            if approvers.len() >= required {
+                return Ok(GateOutcome::Pass(json!({"approvers": approvers, "note": format!("approved by {}", approvers.join(", "))})));
+            }
+            let voided = if void > 0 { format!("; {void} approvals do not count (expired, self-approval, not a listed approver, or given for another plan)") } else { String::new() };
+            let msg = format!("{} ({} of {required} approvals{voided})", a.message, approvers.len());
+            if !crate::gate::interactive() {
+                return Ok(GateOutcome::Wait(msg));
+            }
+            // A person is at the terminal.
+            if self.protections.self_approval && approvers.len() + 1 >= required {
+                let answer = crate::gate::prompt(&format!("{msg}\nApprove as {}? [y/N] ", self.run.operator)).await.unwrap_or_default();
+                let decision = if answer.eq_ignore_ascii_case("y") || answer.eq_ignore_ascii_case("yes") { "approve" } else { "reject" };
+                let approval = run::Approval {
+                    gate: unit.qid.clone(),
+                    actor: self.run.operator.clone(),
+                    decision: decision.to_owned(),
+                    comment: Some("answered at the terminal".to_owned()),
+                    plan_hash: self.plan_hash.clone(),
+                    at: run::now_ms(),
+                };
+                self.state.record_approval(&self.run.id, &approval).await.map_err(|e| {
+                    self.ui.error(&e.to_string(), None);
+                    UnitError::Fatal(Exit::Internal)
+                })?;
+                continue;
+            }
+            self.progress.note(&format!(
+                "waiting for approval: {msg}\n  another person runs `runbook approve {} {}` (Ctrl-C to stop waiting; the run can be resumed)",
+                self.run.id, unit.qid
+            ));
+            let mut cancel = self.cancel.clone();
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                _ = wait_cancel(&mut cancel) => return Err(UnitError::Interrupted),
+            }
+        }
     }
 
     async fn interrupted(&mut self, step: &str) -> Exit {
@@ -1191,6 +1560,9 @@ impl<'a> Engine<'a> {
                         .await;
                 }
             }
+        }
+        if unit.step.gate.is_some() {
+            return self.run_gate(unit, &ctx).await;
         }
         let retry = unit.step.retry.clone();
         let attempts = retry.as_ref().map_or(1, |r| r.attempts.max(1));
@@ -1396,6 +1768,128 @@ enum UnitError {
     Failed(String),
     Interrupted,
     Fatal(Exit),
+    /// A gate stopped the run until a decision is recorded.
+    Waiting(String),
+    /// A gate refused the run: it is rolled back and ends `refused`.
+    Refused(String),
+}
+
+/// Jinja truth for a JSON value.
+fn is_truthy(v: &Json) -> bool {
+    match v {
+        Json::Null => false,
+        Json::Bool(b) => *b,
+        Json::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Json::String(s) => !s.is_empty(),
+        Json::Array(a) => !a.is_empty(),
+        Json::Object(m) => !m.is_empty(),
+    }
+}
+
+/// `runbook approve` / `runbook reject`: records the decision of an identity on a gate of a
+/// waiting run. A rejection then ends the run, with its rollback.
+pub async fn decide(project: &Project, req: DecisionRequest, ui: &Ui, cancel: watch::Receiver<bool>) -> Exit {
+    let config = project.config_def();
+    let spec = match state_spec(&project.root, config, req.state.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            ui.error(&e, None);
+            return Exit::Invalid;
+        }
+    };
+    let state = match StateStore::open(&spec).await {
+        Ok(s) => s,
+        Err(e) => {
+            ui.error(&e.to_string(), None);
+            return Exit::Internal;
+        }
+    };
+    let Some(record) = find_run(&state, &req.run_id, ui).await else { return Exit::Invalid };
+    if !matches!(record.status, RunStatus::WaitingApproval | RunStatus::Running | RunStatus::Interrupted) {
+        ui.error(&format!("run {} is {}; there is nothing to approve", record.id, record.status.as_str()), None);
+        return Exit::Invalid;
+    }
+    let playbook = match project.load_playbook(std::path::Path::new(&record.file)) {
+        Ok(p) => p,
+        Err(_) => {
+            ui.error(&format!("the playbook of run {} no longer validates", record.id), None);
+            return Exit::Invalid;
+        }
+    };
+    if playbook.content_hash() != record.content_hash {
+        ui.error(
+            &format!("the playbook `{}` changed since run {} started; an approval now would approve something else", record.playbook, record.id),
+            Some("start a new run of the changed playbook and approve that one"),
+        );
+        return Exit::Invalid;
+    }
+    let Some(step) = find_approval_gate(&playbook, &req.gate) else {
+        ui.error(
+            &format!("run {} has no approval gate `{}`", record.id, req.gate),
+            Some("`runbook status RUN` lists the steps; approval gates are steps with `gate: { approval: ... }`"),
+        );
+        return Exit::Invalid;
+    };
+    let actor = req.actor.clone().unwrap_or_else(run::operator);
+    let protections = protections_of(config, &record.env);
+    if !protections.self_approval && crate::gate::same_person(&actor, &record.operator) {
+        ui.error(
+            &format!("{actor} started run {} and cannot approve it in environment `{}`", record.id, record.env),
+            Some("another person approves; self-approval is allowed only where the environment says `self_approval: true`"),
+        );
+        return Exit::Refused;
+    }
+    let approval_gate = step.gate.as_ref().and_then(|g| g.approval.clone());
+    if let Some(list) = approval_gate.as_ref().and_then(|a| a.approvers.clone()) {
+        if !list.iter().any(|p| crate::gate::same_person(p, &actor)) {
+            ui.error(&format!("{actor} is not an approver of gate `{}`", req.gate), Some(&format!("approvers: {}", list.join(", "))));
+            return Exit::Refused;
+        }
+    }
+    let decision = if req.approve { "approve" } else { "reject" };
+    let approval = run::Approval {
+        gate: req.gate.clone(),
+        actor: actor.clone(),
+        decision: decision.to_owned(),
+        comment: req.comment.clone(),
+        plan_hash: record.plan_hash.clone(),
+        at: run::now_ms(),
+    };
+    if let Err(e) = state.record_approval(&record.id, &approval).await {
+        ui.error(&e.to_string(), None);
+        return Exit::Internal;
+    }
+    let raw = approval_gate.map(|a| a.message).unwrap_or_default();
+    let shown_ctx = json!({
+        "env": {"name": record.env, "target": record.target},
+        "params": record.params,
+        "vars": config.and_then(|c| c.environments.get(&record.env)).map(|e| json!(e.vars)).unwrap_or(json!({})),
+    });
+    let message = template::render(&raw, &shown_ctx).unwrap_or(raw);
+    ui.note(&format!(
+        "{} gate `{}` of run {} ({} on {}, {}) as {actor}\n  the gate says: {message}",
+        if req.approve { "approved" } else { "rejected" },
+        req.gate,
+        record.id,
+        record.playbook,
+        record.env,
+        record.target
+    ));
+    if req.approve {
+        ui.note(&format!("`runbook resume {}` continues the run once the gate has its approvals", record.id));
+        state.close().await;
+        return Exit::Ok;
+    }
+    state.close().await;
+    // A rejection ends the run now: resume it so the gate refuses and the rollback runs.
+    let resume_req = ResumeRequest {
+        run_id: record.id.clone(),
+        target: req.target.clone(),
+        state: req.state.clone(),
+        confirm: req.confirm.clone(),
+        ..Default::default()
+    };
+    resume(project, resume_req, ui, cancel).await
 }
 
 /// Resolves when `cancel` becomes true.
