@@ -288,12 +288,42 @@ pub fn main() -> Exit {
             };
             resume_cmd(&ui, &root, req, cli.verbose)
         }
-        Command::Approve { run, gate, comment, actor, state } => {
-            let req = exec::DecisionRequest { run_id: run, gate, approve: true, comment, actor, state, ..Default::default() };
+        Command::Approve {
+            run,
+            gate,
+            comment,
+            actor,
+            state,
+        } => {
+            let req = exec::DecisionRequest {
+                run_id: run,
+                gate,
+                approve: true,
+                comment,
+                actor,
+                state,
+                ..Default::default()
+            };
             decision_cmd(&ui, &root, req, cli.verbose)
         }
-        Command::Reject { run, gate, comment, actor, state, target } => {
-            let req = exec::DecisionRequest { run_id: run, gate, approve: false, comment, actor, state, target, confirm: None };
+        Command::Reject {
+            run,
+            gate,
+            comment,
+            actor,
+            state,
+            target,
+        } => {
+            let req = exec::DecisionRequest {
+                run_id: run,
+                gate,
+                approve: false,
+                comment,
+                actor,
+                state,
+                target,
+                confirm: None,
+            };
             decision_cmd(&ui, &root, req, cli.verbose)
         }
         Command::Runs {
@@ -837,10 +867,19 @@ fn status_cmd(
     })
 }
 
-fn decision_cmd(ui: &Ui, root: &std::path::Path, req: exec::DecisionRequest, verbose: bool) -> Exit {
+fn decision_cmd(
+    ui: &Ui,
+    root: &std::path::Path,
+    req: exec::DecisionRequest,
+    verbose: bool,
+) -> Exit {
     init_tracing(verbose);
-    let Some(project) = open(ui, root) else { return Exit::Invalid };
-    let Some(rt) = runtime(ui) else { return Exit::Internal };
+    let Some(project) = open(ui, root) else {
+        return Exit::Invalid;
+    };
+    let Some(rt) = runtime(ui) else {
+        return Exit::Internal;
+    };
     rt.block_on(async {
         let cancel = interrupt_channel();
         exec::decide(&project, req, ui, cancel).await

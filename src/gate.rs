@@ -3,7 +3,7 @@
 //! earlier run. A gate never lets a run continue by default: without a terminal and without a
 //! recorded decision, the run stops and waits.
 
-use crate::playbook::{WindowGate, Weekday};
+use crate::playbook::{Weekday, WindowGate};
 use chrono::{DateTime, Datelike, NaiveTime, TimeZone, Utc};
 
 /// What a gate decided.
@@ -33,12 +33,20 @@ impl Zone {
         }
         let b = tz.as_bytes();
         if b.len() == 6 && (b[0] == b'+' || b[0] == b'-') && b[3] == b':' {
-            let h: i32 = tz[1..3].parse().map_err(|_| format!("`{tz}` is not an offset"))?;
-            let m: i32 = tz[4..6].parse().map_err(|_| format!("`{tz}` is not an offset"))?;
+            let h: i32 = tz[1..3]
+                .parse()
+                .map_err(|_| format!("`{tz}` is not an offset"))?;
+            let m: i32 = tz[4..6]
+                .parse()
+                .map_err(|_| format!("`{tz}` is not an offset"))?;
             let secs = (h * 3600 + m * 60) * if b[0] == b'-' { -1 } else { 1 };
-            return chrono::FixedOffset::east_opt(secs).map(Zone::Fixed).ok_or_else(|| format!("`{tz}` is out of range"));
+            return chrono::FixedOffset::east_opt(secs)
+                .map(Zone::Fixed)
+                .ok_or_else(|| format!("`{tz}` is out of range"));
         }
-        tz.parse::<chrono_tz::Tz>().map(Zone::Named).map_err(|_| format!("`{tz}` is not a known time zone"))
+        tz.parse::<chrono_tz::Tz>()
+            .map(Zone::Named)
+            .map_err(|_| format!("`{tz}` is not a known time zone"))
     }
 
     /// The local date and time of an instant in this zone.
@@ -53,14 +61,19 @@ impl Zone {
     /// The instant of a local date and time (the earlier one when it is ambiguous; skipped
     /// local times move forward an hour).
     fn instant(&self, local: chrono::NaiveDateTime) -> Option<DateTime<Utc>> {
-        let pick = |r: chrono::LocalResult<DateTime<chrono::FixedOffset>>| r.earliest().map(|t| t.with_timezone(&Utc));
+        let pick = |r: chrono::LocalResult<DateTime<chrono::FixedOffset>>| {
+            r.earliest().map(|t| t.with_timezone(&Utc))
+        };
         match self {
             Zone::Utc => Some(Utc.from_utc_datetime(&local)),
             Zone::Fixed(o) => pick(o.from_local_datetime(&local)),
             Zone::Named(z) => z
                 .from_local_datetime(&local)
                 .earliest()
-                .or_else(|| z.from_local_datetime(&(local + chrono::Duration::hours(1))).earliest())
+                .or_else(|| {
+                    z.from_local_datetime(&(local + chrono::Duration::hours(1)))
+                        .earliest()
+                })
                 .map(|t| t.with_timezone(&Utc)),
         }
     }
@@ -91,10 +104,16 @@ fn weekday(d: Weekday) -> chrono::Weekday {
 /// opens on.
 pub fn window(w: &WindowGate, now: DateTime<Utc>) -> Result<Result<(), String>, String> {
     let zone = Zone::parse(w.tz.as_deref())?;
-    let start = NaiveTime::parse_from_str(&w.start, "%H:%M").map_err(|_| format!("`{}` is not HH:MM", w.start))?;
-    let end = NaiveTime::parse_from_str(&w.end, "%H:%M").map_err(|_| format!("`{}` is not HH:MM", w.end))?;
+    let start = NaiveTime::parse_from_str(&w.start, "%H:%M")
+        .map_err(|_| format!("`{}` is not HH:MM", w.start))?;
+    let end = NaiveTime::parse_from_str(&w.end, "%H:%M")
+        .map_err(|_| format!("`{}` is not HH:MM", w.end))?;
     let local_now = zone.local(now);
-    let allowed = |d: chrono::Weekday| w.days.as_ref().is_none_or(|days| days.iter().any(|x| weekday(*x) == d));
+    let allowed = |d: chrono::Weekday| {
+        w.days
+            .as_ref()
+            .is_none_or(|days| days.iter().any(|x| weekday(*x) == d))
+    };
     // Openings from yesterday (a window past midnight may still be open) to a week ahead.
     let mut next: Option<DateTime<Utc>> = None;
     for offset in -1..=8 {
@@ -103,8 +122,15 @@ pub fn window(w: &WindowGate, now: DateTime<Utc>) -> Result<Result<(), String>, 
             continue;
         }
         let open_local = day.and_time(start);
-        let close_local = if end > start { day.and_time(end) } else { (day + chrono::Duration::days(1)).and_time(end) };
-        let (Some(open), Some(close)) = (zone.instant(open_local), zone.instant(close_local)) else { continue };
+        let close_local = if end > start {
+            day.and_time(end)
+        } else {
+            (day + chrono::Duration::days(1)).and_time(end)
+        };
+        let (Some(open), Some(close)) = (zone.instant(open_local), zone.instant(close_local))
+        else {
+            continue;
+        };
         if open <= now && now < close {
             return Ok(Ok(()));
         }
@@ -113,7 +139,11 @@ pub fn window(w: &WindowGate, now: DateTime<Utc>) -> Result<Result<(), String>, 
         }
     }
     let when = match next {
-        Some(t) => format!("{} {}", zone.local(t).format("%a %Y-%m-%d %H:%M"), zone.name()),
+        Some(t) => format!(
+            "{} {}",
+            zone.local(t).format("%a %Y-%m-%d %H:%M"),
+            zone.name()
+        ),
         None => "never (no day is allowed)".to_owned(),
     };
     Ok(Err(when))
@@ -154,7 +184,12 @@ mod tests {
     use super::*;
 
     fn w(days: Option<Vec<Weekday>>, start: &str, end: &str, tz: &str) -> WindowGate {
-        WindowGate { days, start: start.into(), end: end.into(), tz: Some(tz.into()) }
+        WindowGate {
+            days,
+            start: start.into(),
+            end: end.into(),
+            tz: Some(tz.into()),
+        }
     }
 
     fn at(s: &str) -> DateTime<Utc> {
@@ -164,16 +199,40 @@ mod tests {
     #[test]
     fn windows_open_close_and_name_the_next_opening() {
         // 2026-11-21 is a Saturday.
-        let sat = w(Some(vec![Weekday::Sat, Weekday::Sun]), "02:00", "06:00", "UTC");
+        let sat = w(
+            Some(vec![Weekday::Sat, Weekday::Sun]),
+            "02:00",
+            "06:00",
+            "UTC",
+        );
         assert_eq!(window(&sat, at("2026-11-21T03:00:00Z")).unwrap(), Ok(()));
-        assert_eq!(window(&sat, at("2026-11-21T07:00:00Z")).unwrap(), Err("Sun 2026-11-22 02:00 UTC".into()));
-        assert_eq!(window(&sat, at("2026-11-23T03:00:00Z")).unwrap(), Err("Sat 2026-11-28 02:00 UTC".into()));
+        assert_eq!(
+            window(&sat, at("2026-11-21T07:00:00Z")).unwrap(),
+            Err("Sun 2026-11-22 02:00 UTC".into())
+        );
+        assert_eq!(
+            window(&sat, at("2026-11-23T03:00:00Z")).unwrap(),
+            Err("Sat 2026-11-28 02:00 UTC".into())
+        );
         // Past midnight, in a named zone (Berlin is UTC+1 in November).
         let night = w(Some(vec![Weekday::Fri]), "23:00", "02:00", "Europe/Berlin");
-        assert_eq!(window(&night, at("2026-11-21T00:30:00Z")).unwrap(), Ok(()), "01:30 Saturday Berlin, opened Friday");
-        assert_eq!(window(&night, at("2026-11-21T02:30:00Z")).unwrap(), Err("Fri 2026-11-27 23:00 Europe/Berlin".into()));
+        assert_eq!(
+            window(&night, at("2026-11-21T00:30:00Z")).unwrap(),
+            Ok(()),
+            "01:30 Saturday Berlin, opened Friday"
+        );
+        assert_eq!(
+            window(&night, at("2026-11-21T02:30:00Z")).unwrap(),
+            Err("Fri 2026-11-27 23:00 Europe/Berlin".into())
+        );
         let fixed = w(None, "09:00", "17:00", "+05:30");
         assert_eq!(window(&fixed, at("2026-11-21T04:00:00Z")).unwrap(), Ok(()));
-        assert!(window(&w(None, "09:00", "17:00", "Mars/Olympus"), at("2026-11-21T04:00:00Z")).is_err());
+        assert!(
+            window(
+                &w(None, "09:00", "17:00", "Mars/Olympus"),
+                at("2026-11-21T04:00:00Z")
+            )
+            .is_err()
+        );
     }
 }

@@ -137,7 +137,11 @@ impl Project {
         files.sort();
         let mut h = Sha256::new();
         for f in files {
-            let rel = f.strip_prefix(&dir).unwrap_or(&f).to_string_lossy().into_owned();
+            let rel = f
+                .strip_prefix(&dir)
+                .unwrap_or(&f)
+                .to_string_lossy()
+                .into_owned();
             let text = std::fs::read(&f).unwrap_or_default();
             let text = String::from_utf8_lossy(&text).replace("\r\n", "\n");
             h.update(rel.as_bytes());

@@ -426,7 +426,11 @@ impl StateStore {
     }
 
     /// Records an approval or rejection of a gate, with its event, in one transaction.
-    pub async fn record_approval(&self, run_id: &str, a: &crate::run::Approval) -> Result<(), StateError> {
+    pub async fn record_approval(
+        &self,
+        run_id: &str,
+        a: &crate::run::Approval,
+    ) -> Result<(), StateError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO runbook_approvals (run_id, gate, actor, decision, comment, plan_hash, at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -452,7 +456,11 @@ impl StateStore {
     }
 
     /// The approvals and rejections of one gate of a run, oldest first.
-    pub async fn approvals(&self, run_id: &str, gate: &str) -> Result<Vec<crate::run::Approval>, StateError> {
+    pub async fn approvals(
+        &self,
+        run_id: &str,
+        gate: &str,
+    ) -> Result<Vec<crate::run::Approval>, StateError> {
         let rows = sqlx::query(
             "SELECT gate, actor, decision, comment, plan_hash, at FROM runbook_approvals WHERE run_id = $1 AND gate = $2 ORDER BY at",
         )
@@ -475,7 +483,12 @@ impl StateStore {
     }
 
     /// The latest successful run of `playbook` on `env` started after `since` (ms).
-    pub async fn last_success(&self, playbook: &str, env: &str, since: i64) -> Result<Option<RunRecord>, StateError> {
+    pub async fn last_success(
+        &self,
+        playbook: &str,
+        env: &str,
+        since: i64,
+    ) -> Result<Option<RunRecord>, StateError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "{RUN_COLUMNS} WHERE playbook = $1 AND env = $2 AND status = 'succeeded' AND started_at >= $3 ORDER BY started_at DESC LIMIT 1"
         )))
@@ -489,7 +502,12 @@ impl StateStore {
 
     /// Successful runs of `playbook` on `env` since `since`, newest first (to explain an unmet
     /// requirement).
-    pub async fn successes(&self, playbook: &str, env: &str, since: i64) -> Result<Vec<RunRecord>, StateError> {
+    pub async fn successes(
+        &self,
+        playbook: &str,
+        env: &str,
+        since: i64,
+    ) -> Result<Vec<RunRecord>, StateError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "{RUN_COLUMNS} WHERE playbook = $1 AND env = $2 AND status = 'succeeded' AND started_at >= $3 ORDER BY started_at DESC LIMIT 20"
         )))

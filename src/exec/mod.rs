@@ -639,7 +639,11 @@ pub async fn resume(
         return code;
     }
     // Approvals bind to the plan: different variables on resume give a different plan.
-    let plan_req = plan::PlanRequest { env: &record.env, vars: &vars, target_override: req.target.as_deref() };
+    let plan_req = plan::PlanRequest {
+        env: &record.env,
+        vars: &vars,
+        target_override: req.target.as_deref(),
+    };
     let plan_hash = match plan::build(&playbook, config, &plan_req) {
         Ok(p) => p.plan_hash,
         Err(diags) => {
@@ -738,14 +742,20 @@ fn check_windows(p: &crate::config::Protections, env: &str, ui: &Ui) -> Result<(
             Ok(Ok(())) => return Ok(()),
             Ok(Err(when)) => next.push(when),
             Err(e) => {
-                ui.error(&format!("a maintenance window of `{env}` is invalid: {e}"), None);
+                ui.error(
+                    &format!("a maintenance window of `{env}` is invalid: {e}"),
+                    None,
+                );
                 return Err(Exit::Invalid);
             }
         }
     }
     ui.error(
         &format!("environment `{env}` is outside its maintenance windows; nothing ran"),
-        Some(&format!("the next window opens {}", next.first().cloned().unwrap_or_default())),
+        Some(&format!(
+            "the next window opens {}",
+            next.first().cloned().unwrap_or_default()
+        )),
     );
     Err(Exit::Refused)
 }
@@ -761,9 +771,15 @@ fn find_approval_gate(pb: &Playbook, qid: &str) -> Option<Step> {
             .def
             .steps
             .iter()
-            .find(|s| s.id.as_deref() == Some(head) && s.gate.as_ref().is_some_and(|g| g.approval.is_some()))
+            .find(|s| {
+                s.id.as_deref() == Some(head)
+                    && s.gate.as_ref().is_some_and(|g| g.approval.is_some())
+            })
             .cloned(),
-        Some(rest) => pb.includes.get(head).and_then(|child| find_approval_gate(child, rest)),
+        Some(rest) => pb
+            .includes
+            .get(head)
+            .and_then(|child| find_approval_gate(child, rest)),
     }
 }
 
@@ -1115,9 +1131,9 @@ impl<'a> Engine<'a> {
                     }
                     match self.run_unit(&comp).await {
                         Ok(_) => {}
-                        Err(UnitError::Failed(_) | UnitError::Refused(_) | UnitError::Waiting(_)) => {
-                            rollback_ok = false
-                        }
+                        Err(
+                            UnitError::Failed(_) | UnitError::Refused(_) | UnitError::Waiting(_),
+                        ) => rollback_ok = false,
                         Err(UnitError::Interrupted) => return self.interrupted(&comp.qid).await,
                         Err(UnitError::Fatal(code)) => return code,
                     }
@@ -1140,7 +1156,9 @@ impl<'a> Engine<'a> {
                     continue;
                 }
                 match self.run_unit(&unit).await {
-                    Ok(_) | Err(UnitError::Failed(_) | UnitError::Refused(_) | UnitError::Waiting(_)) => {}
+                    Ok(_)
+                    | Err(UnitError::Failed(_) | UnitError::Refused(_) | UnitError::Waiting(_)) => {
+                    }
                     Err(UnitError::Interrupted) => return self.interrupted(&unit.qid).await,
                     Err(UnitError::Fatal(code)) => return code,
                 }
@@ -1211,7 +1229,10 @@ impl<'a> Engine<'a> {
     /// `runbook approve` / `resume` continue it.
     async fn waiting(&mut self, gate: &str, msg: &str) -> Exit {
         let _ = self
-            .record(Event::run(EventKind::RunWaiting, json!({"gate": gate, "reason": msg})))
+            .record(Event::run(
+                EventKind::RunWaiting,
+                json!({"gate": gate, "reason": msg}),
+            ))
             .await;
         let id = &self.run.id;
         self.progress.summary(&format!(
@@ -1224,11 +1245,31 @@ impl<'a> Engine<'a> {
     async fn run_gate(&mut self, unit: &Unit, ctx: &Json) -> Result<bool, UnitError> {
         let rendered = match actions::render_args(&unit.step, ctx) {
             Ok(v) => v,
-            Err(e) => return self.fail(unit, 1, &format!("cannot render the gate: {e}"), false, Duration::ZERO).await,
+            Err(e) => {
+                return self
+                    .fail(
+                        unit,
+                        1,
+                        &format!("cannot render the gate: {e}"),
+                        false,
+                        Duration::ZERO,
+                    )
+                    .await;
+            }
         };
         let gate: crate::playbook::GateAction = match serde_json::from_value(rendered.clone()) {
             Ok(g) => g,
-            Err(e) => return self.fail(unit, 1, &format!("rendered gate is invalid: {e}"), false, Duration::ZERO).await,
+            Err(e) => {
+                return self
+                    .fail(
+                        unit,
+                        1,
+                        &format!("rendered gate is invalid: {e}"),
+                        false,
+                        Duration::ZERO,
+                    )
+                    .await;
+            }
         };
         let kind = gate.kinds().first().copied().unwrap_or("gate");
         let began = Instant::now();
@@ -1236,16 +1277,32 @@ impl<'a> Engine<'a> {
         let shown = |o: &str, detail: &Json| json!({"kind": kind, "outcome": o, "gate": rendered, "detail": detail, "operator": self.run.operator});
         match outcome {
             crate::gate::GateOutcome::Pass(detail) => {
-                self.record(Event::step(EventKind::StepStarted, &unit.qid, unit.phase, json!({"ord": unit.ord, "attempt": 1, "action": "gate", "args": rendered})))
-                    .await
-                    .map_err(UnitError::Fatal)?;
-                self.record(Event::step(EventKind::GateDecision, &unit.qid, unit.phase, shown("passed", &detail)))
-                    .await
-                    .map_err(UnitError::Fatal)?;
+                self.record(Event::step(
+                    EventKind::StepStarted,
+                    &unit.qid,
+                    unit.phase,
+                    json!({"ord": unit.ord, "attempt": 1, "action": "gate", "args": rendered}),
+                ))
+                .await
+                .map_err(UnitError::Fatal)?;
+                self.record(Event::step(
+                    EventKind::GateDecision,
+                    &unit.qid,
+                    unit.phase,
+                    shown("passed", &detail),
+                ))
+                .await
+                .map_err(UnitError::Fatal)?;
                 let mut outputs = Map::new();
                 outputs.insert("outcome".to_owned(), json!("passed"));
-                outputs.insert("approvers".to_owned(), detail.get("approvers").cloned().unwrap_or(json!([])));
-                outputs.insert("value".to_owned(), detail.get("value").cloned().unwrap_or(Json::Null));
+                outputs.insert(
+                    "approvers".to_owned(),
+                    detail.get("approvers").cloned().unwrap_or(json!([])),
+                );
+                outputs.insert(
+                    "value".to_owned(),
+                    detail.get("value").cloned().unwrap_or(Json::Null),
+                );
                 self.record(Event::step(
                     EventKind::StepFinished,
                     &unit.qid,
@@ -1254,26 +1311,51 @@ impl<'a> Engine<'a> {
                 ))
                 .await
                 .map_err(UnitError::Fatal)?;
-                self.done.insert((unit.phase, unit.qid.clone()), StepStatus::Succeeded);
-                self.scopes[unit.scope].steps.insert(unit.local.clone(), json!({"outputs": outputs, "status": "succeeded"}));
-                let note = detail.get("note").and_then(Json::as_str).unwrap_or_default().to_owned();
-                self.progress.finish(&unit.qid, "gate", "ok", began.elapsed(), &note);
+                self.done
+                    .insert((unit.phase, unit.qid.clone()), StepStatus::Succeeded);
+                self.scopes[unit.scope].steps.insert(
+                    unit.local.clone(),
+                    json!({"outputs": outputs, "status": "succeeded"}),
+                );
+                let note = detail
+                    .get("note")
+                    .and_then(Json::as_str)
+                    .unwrap_or_default()
+                    .to_owned();
+                self.progress
+                    .finish(&unit.qid, "gate", "ok", began.elapsed(), &note);
                 Ok(true)
             }
             crate::gate::GateOutcome::Wait(msg) => {
-                self.record(Event::step(EventKind::GateDecision, &unit.qid, unit.phase, shown("waiting", &json!({"reason": msg}))))
-                    .await
-                    .map_err(UnitError::Fatal)?;
-                self.progress.finish(&unit.qid, "gate", "waiting", began.elapsed(), &msg);
+                self.record(Event::step(
+                    EventKind::GateDecision,
+                    &unit.qid,
+                    unit.phase,
+                    shown("waiting", &json!({"reason": msg})),
+                ))
+                .await
+                .map_err(UnitError::Fatal)?;
+                self.progress
+                    .finish(&unit.qid, "gate", "waiting", began.elapsed(), &msg);
                 Err(UnitError::Waiting(msg))
             }
             crate::gate::GateOutcome::Refuse(msg) => {
-                self.record(Event::step(EventKind::StepStarted, &unit.qid, unit.phase, json!({"ord": unit.ord, "attempt": 1, "action": "gate", "args": rendered})))
-                    .await
-                    .map_err(UnitError::Fatal)?;
-                self.record(Event::step(EventKind::GateDecision, &unit.qid, unit.phase, shown("refused", &json!({"reason": msg}))))
-                    .await
-                    .map_err(UnitError::Fatal)?;
+                self.record(Event::step(
+                    EventKind::StepStarted,
+                    &unit.qid,
+                    unit.phase,
+                    json!({"ord": unit.ord, "attempt": 1, "action": "gate", "args": rendered}),
+                ))
+                .await
+                .map_err(UnitError::Fatal)?;
+                self.record(Event::step(
+                    EventKind::GateDecision,
+                    &unit.qid,
+                    unit.phase,
+                    shown("refused", &json!({"reason": msg})),
+                ))
+                .await
+                .map_err(UnitError::Fatal)?;
                 match self.fail(unit, 1, &msg, false, began.elapsed()).await {
                     Err(UnitError::Failed(m)) => Err(UnitError::Refused(m)),
                     other => other,
@@ -1282,35 +1364,61 @@ impl<'a> Engine<'a> {
         }
     }
 
-    async fn evaluate_gate(&mut self, unit: &Unit, gate: &crate::playbook::GateAction, ctx: &Json) -> Result<crate::gate::GateOutcome, UnitError> {
-        use crate::gate::{same_person, GateOutcome};
+    async fn evaluate_gate(
+        &mut self,
+        unit: &Unit,
+        gate: &crate::playbook::GateAction,
+        ctx: &Json,
+    ) -> Result<crate::gate::GateOutcome, UnitError> {
+        use crate::gate::{GateOutcome, same_person};
         if let Some(c) = &gate.condition {
             return Ok(match template::eval(&c.expr, ctx) {
-                Ok(v) if is_truthy(&v) => GateOutcome::Pass(json!({"value": v, "note": format!("`{}` holds", c.expr)})),
-                Ok(v) => GateOutcome::Refuse(format!("{} (`{}` is false; value {v})", c.message, c.expr)),
+                Ok(v) if is_truthy(&v) => {
+                    GateOutcome::Pass(json!({"value": v, "note": format!("`{}` holds", c.expr)}))
+                }
+                Ok(v) => {
+                    GateOutcome::Refuse(format!("{} (`{}` is false; value {v})", c.message, c.expr))
+                }
                 Err(e) => GateOutcome::Refuse(format!("cannot evaluate `{}`: {e}", c.expr)),
             });
         }
         if let Some(w) = &gate.window {
             return Ok(match crate::gate::window(w, chrono::Utc::now()) {
                 Ok(Ok(())) => GateOutcome::Pass(json!({"note": "inside the maintenance window"})),
-                Ok(Err(next)) => GateOutcome::Refuse(format!("outside the maintenance window; the next one opens {next}")),
+                Ok(Err(next)) => GateOutcome::Refuse(format!(
+                    "outside the maintenance window; the next one opens {next}"
+                )),
                 Err(e) => GateOutcome::Refuse(e),
             });
         }
         if let Some(r) = &gate.require_run {
-            let playbook = r.playbook.clone().unwrap_or_else(|| self.run.playbook.clone());
-            let within = r.within.as_ref().and_then(|d| d.parse()).unwrap_or(Duration::from_secs(30 * 86400));
+            let playbook = r
+                .playbook
+                .clone()
+                .unwrap_or_else(|| self.run.playbook.clone());
+            let within = r
+                .within
+                .as_ref()
+                .and_then(|d| d.parse())
+                .unwrap_or(Duration::from_secs(30 * 86400));
             let since = run::now_ms() - within.as_millis() as i64;
             let same = r.same_migrations.unwrap_or(true);
-            let runs = self.state.successes(&playbook, &r.env, since).await.map_err(|e| {
-                self.ui.error(&e.to_string(), None);
-                UnitError::Fatal(Exit::Internal)
-            })?;
-            let found = runs.iter().find(|x| !same || x.migrations_hash == self.run.migrations_hash);
+            let runs = self
+                .state
+                .successes(&playbook, &r.env, since)
+                .await
+                .map_err(|e| {
+                    self.ui.error(&e.to_string(), None);
+                    UnitError::Fatal(Exit::Internal)
+                })?;
+            let found = runs
+                .iter()
+                .find(|x| !same || x.migrations_hash == self.run.migrations_hash);
             let within_text = actions::humantime(within);
             return Ok(match found {
-                Some(x) => GateOutcome::Pass(json!({"value": x.id, "note": format!("run {} of `{playbook}` succeeded on `{}` at {}", x.id, r.env, run::format_ms(x.started_at))})),
+                Some(x) => GateOutcome::Pass(
+                    json!({"value": x.id, "note": format!("run {} of `{playbook}` succeeded on `{}` at {}", x.id, r.env, run::format_ms(x.started_at))}),
+                ),
                 None => {
                     let mig = &self.run.migrations_hash[..12.min(self.run.migrations_hash.len())];
                     let why = match runs.first() {
@@ -1322,7 +1430,11 @@ impl<'a> Engine<'a> {
                         ),
                         _ => String::new(),
                     };
-                    let with = if same { format!(" with these migrations ({mig})") } else { String::new() };
+                    let with = if same {
+                        format!(" with these migrations ({mig})")
+                    } else {
+                        String::new()
+                    };
                     GateOutcome::Refuse(format!(
                         "no successful run of `{playbook}` on `{}`{with} in the last {within_text}{why}",
                         r.env
@@ -1333,21 +1445,33 @@ impl<'a> Engine<'a> {
         if let Some(c) = &gate.confirm {
             let expected = match &c.expect {
                 Some(e) => e.clone(),
-                None => self.target.as_ref().map(TargetSpec::database_name).unwrap_or_default(),
+                None => self
+                    .target
+                    .as_ref()
+                    .map(TargetSpec::database_name)
+                    .unwrap_or_default(),
             };
             if let Some(given) = self.confirm.clone() {
                 return Ok(if given.trim() == expected {
                     GateOutcome::Pass(json!({"note": "confirmed with --confirm"}))
                 } else {
-                    GateOutcome::Refuse(format!("the confirmation `{}` does not match `{expected}`; nothing was changed past this gate", given.trim()))
+                    GateOutcome::Refuse(format!(
+                        "the confirmation `{}` does not match `{expected}`; nothing was changed past this gate",
+                        given.trim()
+                    ))
                 });
             }
             if crate::gate::interactive() {
-                let answer = crate::gate::prompt(&format!("{}\nType `{expected}` to go on: ", c.message)).await.unwrap_or_default();
+                let answer =
+                    crate::gate::prompt(&format!("{}\nType `{expected}` to go on: ", c.message))
+                        .await
+                        .unwrap_or_default();
                 return Ok(if answer == expected {
                     GateOutcome::Pass(json!({"note": "confirmed at the terminal"}))
                 } else {
-                    GateOutcome::Refuse(format!("the confirmation `{answer}` does not match `{expected}`"))
+                    GateOutcome::Refuse(format!(
+                        "the confirmation `{answer}` does not match `{expected}`"
+                    ))
                 });
             }
             return Ok(GateOutcome::Wait(format!(
@@ -1358,27 +1482,46 @@ impl<'a> Engine<'a> {
         let Some(a) = &gate.approval else {
             return Ok(GateOutcome::Refuse("the gate has no kind".to_owned()));
         };
-        let required = a.required.unwrap_or(1).max(self.protections.approvals.unwrap_or(0)).max(1) as usize;
-        let expiry = a.expires.as_ref().or(self.protections.approval_expiry.as_ref()).and_then(|d| d.parse());
+        let required = a
+            .required
+            .unwrap_or(1)
+            .max(self.protections.approvals.unwrap_or(0))
+            .max(1) as usize;
+        let expiry = a
+            .expires
+            .as_ref()
+            .or(self.protections.approval_expiry.as_ref())
+            .and_then(|d| d.parse());
         loop {
-            let all = self.state.approvals(&self.run.id, &unit.qid).await.map_err(|e| {
-                self.ui.error(&e.to_string(), None);
-                UnitError::Fatal(Exit::Internal)
-            })?;
+            let all = self
+                .state
+                .approvals(&self.run.id, &unit.qid)
+                .await
+                .map_err(|e| {
+                    self.ui.error(&e.to_string(), None);
+                    UnitError::Fatal(Exit::Internal)
+                })?;
             let now = run::now_ms();
             let mut approvers: Vec<String> = Vec::new();
             let mut void = 0;
             for x in &all {
                 let valid = x.plan_hash == self.plan_hash
                     && expiry.is_none_or(|e| now - x.at <= e.as_millis() as i64)
-                    && (self.protections.self_approval || !same_person(&x.actor, &self.run.operator))
-                    && a.approvers.as_ref().is_none_or(|list| list.iter().any(|p| same_person(p, &x.actor)));
+                    && (self.protections.self_approval
+                        || !same_person(&x.actor, &self.run.operator))
+                    && a.approvers
+                        .as_ref()
+                        .is_none_or(|list| list.iter().any(|p| same_person(p, &x.actor)));
                 if !valid {
                     void += 1;
                     continue;
                 }
                 if x.decision == "reject" {
-                    let why = x.comment.as_deref().map(|c| format!(": {c}")).unwrap_or_default();
+                    let why = x
+                        .comment
+                        .as_deref()
+                        .map(|c| format!(": {c}"))
+                        .unwrap_or_default();
                     return Ok(GateOutcome::Refuse(format!("rejected by {}{why}", x.actor)));
                 }
                 if !approvers.iter().any(|p| same_person(p, &x.actor)) {
@@ -1386,17 +1529,39 @@ impl<'a> Engine<'a> {
                 }
             }
             if approvers.len() >= required {
-                return Ok(GateOutcome::Pass(json!({"approvers": approvers, "note": format!("approved by {}", approvers.join(", "))})));
+                return Ok(GateOutcome::Pass(
+                    json!({"approvers": approvers, "note": format!("approved by {}", approvers.join(", "))}),
+                ));
             }
-            let voided = if void > 0 { format!("; {void} approvals do not count (expired, self-approval, not a listed approver, or given for another plan)") } else { String::new() };
-            let msg = format!("{} ({} of {required} approvals{voided})", a.message, approvers.len());
+            let voided = if void > 0 {
+                format!(
+                    "; {void} approvals do not count (expired, self-approval, not a listed approver, or given for another plan)"
+                )
+            } else {
+                String::new()
+            };
+            let msg = format!(
+                "{} ({} of {required} approvals{voided})",
+                a.message,
+                approvers.len()
+            );
             if !crate::gate::interactive() {
                 return Ok(GateOutcome::Wait(msg));
             }
             // A person is at the terminal.
             if self.protections.self_approval && approvers.len() + 1 >= required {
-                let answer = crate::gate::prompt(&format!("{msg}\nApprove as {}? [y/N] ", self.run.operator)).await.unwrap_or_default();
-                let decision = if answer.eq_ignore_ascii_case("y") || answer.eq_ignore_ascii_case("yes") { "approve" } else { "reject" };
+                let answer = crate::gate::prompt(&format!(
+                    "{msg}\nApprove as {}? [y/N] ",
+                    self.run.operator
+                ))
+                .await
+                .unwrap_or_default();
+                let decision =
+                    if answer.eq_ignore_ascii_case("y") || answer.eq_ignore_ascii_case("yes") {
+                        "approve"
+                    } else {
+                        "reject"
+                    };
                 let approval = run::Approval {
                     gate: unit.qid.clone(),
                     actor: self.run.operator.clone(),
@@ -1405,10 +1570,13 @@ impl<'a> Engine<'a> {
                     plan_hash: self.plan_hash.clone(),
                     at: run::now_ms(),
                 };
-                self.state.record_approval(&self.run.id, &approval).await.map_err(|e| {
-                    self.ui.error(&e.to_string(), None);
-                    UnitError::Fatal(Exit::Internal)
-                })?;
+                self.state
+                    .record_approval(&self.run.id, &approval)
+                    .await
+                    .map_err(|e| {
+                        self.ui.error(&e.to_string(), None);
+                        UnitError::Fatal(Exit::Internal)
+                    })?;
                 continue;
             }
             self.progress.note(&format!(
@@ -1788,7 +1956,12 @@ fn is_truthy(v: &Json) -> bool {
 
 /// `runbook approve` / `runbook reject`: records the decision of an identity on a gate of a
 /// waiting run. A rejection then ends the run, with its rollback.
-pub async fn decide(project: &Project, req: DecisionRequest, ui: &Ui, cancel: watch::Receiver<bool>) -> Exit {
+pub async fn decide(
+    project: &Project,
+    req: DecisionRequest,
+    ui: &Ui,
+    cancel: watch::Receiver<bool>,
+) -> Exit {
     let config = project.config_def();
     let spec = match state_spec(&project.root, config, req.state.as_deref()) {
         Ok(s) => s,
@@ -1804,15 +1977,30 @@ pub async fn decide(project: &Project, req: DecisionRequest, ui: &Ui, cancel: wa
             return Exit::Internal;
         }
     };
-    let Some(record) = find_run(&state, &req.run_id, ui).await else { return Exit::Invalid };
-    if !matches!(record.status, RunStatus::WaitingApproval | RunStatus::Running | RunStatus::Interrupted) {
-        ui.error(&format!("run {} is {}; there is nothing to approve", record.id, record.status.as_str()), None);
+    let Some(record) = find_run(&state, &req.run_id, ui).await else {
+        return Exit::Invalid;
+    };
+    if !matches!(
+        record.status,
+        RunStatus::WaitingApproval | RunStatus::Running | RunStatus::Interrupted
+    ) {
+        ui.error(
+            &format!(
+                "run {} is {}; there is nothing to approve",
+                record.id,
+                record.status.as_str()
+            ),
+            None,
+        );
         return Exit::Invalid;
     }
     let playbook = match project.load_playbook(std::path::Path::new(&record.file)) {
         Ok(p) => p,
         Err(_) => {
-            ui.error(&format!("the playbook of run {} no longer validates", record.id), None);
+            ui.error(
+                &format!("the playbook of run {} no longer validates", record.id),
+                None,
+            );
             return Exit::Invalid;
         }
     };
@@ -1840,11 +2028,14 @@ pub async fn decide(project: &Project, req: DecisionRequest, ui: &Ui, cancel: wa
         return Exit::Refused;
     }
     let approval_gate = step.gate.as_ref().and_then(|g| g.approval.clone());
-    if let Some(list) = approval_gate.as_ref().and_then(|a| a.approvers.clone()) {
-        if !list.iter().any(|p| crate::gate::same_person(p, &actor)) {
-            ui.error(&format!("{actor} is not an approver of gate `{}`", req.gate), Some(&format!("approvers: {}", list.join(", "))));
-            return Exit::Refused;
-        }
+    if let Some(list) = approval_gate.as_ref().and_then(|a| a.approvers.clone())
+        && !list.iter().any(|p| crate::gate::same_person(p, &actor))
+    {
+        ui.error(
+            &format!("{actor} is not an approver of gate `{}`", req.gate),
+            Some(&format!("approvers: {}", list.join(", "))),
+        );
+        return Exit::Refused;
     }
     let decision = if req.approve { "approve" } else { "reject" };
     let approval = run::Approval {
@@ -1876,7 +2067,10 @@ pub async fn decide(project: &Project, req: DecisionRequest, ui: &Ui, cancel: wa
         record.target
     ));
     if req.approve {
-        ui.note(&format!("`runbook resume {}` continues the run once the gate has its approvals", record.id));
+        ui.note(&format!(
+            "`runbook resume {}` continues the run once the gate has its approvals",
+            record.id
+        ));
         state.close().await;
         return Exit::Ok;
     }

@@ -5,6 +5,7 @@ mod common;
 mod corpus;
 mod crash;
 mod exec;
+mod gates;
 mod pg;
 mod schema;
 mod units;

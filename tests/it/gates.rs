@@ -1,0 +1,440 @@
+//! Gates, approvals and environment protections, through the binary, on SQLite and PostgreSQL.
+
+use crate::common::{Output, Runbook};
+use crate::exec::Target;
+use std::path::Path;
+
+/// A project with a config whose production environment needs two approvals.
+struct Gated {
+    dir: tempfile::TempDir,
+    target: Target,
+}
+
+const CONFIG: &str = r#"
+environments:
+  dev:
+    target: { sqlite: dev.db }
+    protections: { self_approval: true }
+  staging:
+    target: { sqlite: staging.db }
+    protections: { approvals: 1 }
+  production:
+    target: { sqlite: prod.db }
+    protections: { protected: true, approvals: 2, approval_expiry: 1h }
+"#;
+
+impl Gated {
+    fn new(target: impl FnOnce(&Path) -> Target) -> Gated {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("playbooks")).unwrap();
+        std::fs::write(dir.path().join("runbook.yaml"), CONFIG).unwrap();
+        let target = target(dir.path());
+        Gated { dir, target }
+    }
+
+    fn playbook(&self, name: &str, text: &str) {
+        std::fs::write(
+            self.dir
+                .path()
+                .join("playbooks")
+                .join(format!("{name}.yaml")),
+            text,
+        )
+        .unwrap();
+    }
+
+    fn as_user(&self, user: &str, args: &[&str]) -> Output {
+        let mut all = vec!["-C".to_owned(), self.dir.path().display().to_string()];
+        all.extend(args.iter().map(|s| (*s).to_owned()));
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        Runbook::new(&refs).env("RUNBOOK_ACTOR", user).run()
+    }
+
+    fn run(&self, user: &str, name: &str, env: &str, extra: &[&str]) -> Output {
+        let t = self.target.arg();
+        let mut args = vec!["run", name, "--env", env, "--target", &t];
+        args.extend(extra);
+        self.as_user(user, &args)
+    }
+
+    fn resume(&self, user: &str, id: &str, extra: &[&str]) -> Output {
+        let t = self.target.arg();
+        let mut args = vec!["resume", id, "--target", &t];
+        args.extend(extra);
+        self.as_user(user, &args)
+    }
+
+    fn last(&self) -> (String, String) {
+        let out = self.as_user("x", &["runs", "--format", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        (
+            v[0]["id"].as_str().unwrap().to_owned(),
+            v[0]["status"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    fn events(&self, id: &str) -> Vec<serde_json::Value> {
+        let out = self.as_user("x", &["status", id, "--format", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        v["events"].as_array().unwrap().clone()
+    }
+
+    fn log(&self) -> Vec<String> {
+        self.target.query("SELECT what FROM log")
+    }
+}
+
+const SHIP: &str = r#"
+name: ship
+params:
+  version: { type: string, default: "1.0" }
+steps:
+  - id: before
+    sql: { query: "CREATE TABLE IF NOT EXISTS log (what TEXT)" }
+  - id: mark
+    sql: { query: "INSERT INTO log VALUES ('before')" }
+    rollback:
+      - sql: { query: "INSERT INTO log VALUES ('undone')" }
+  - id: approve
+    gate: { approval: { message: "Ship {{ params.version }} to {{ env.name }}" } }
+  - id: after
+    sql: { query: "INSERT INTO log VALUES ('after')" }
+"#;
+
+/// Runs a test once against SQLite and once against PostgreSQL.
+fn both(test: impl Fn(Gated)) {
+    test(Gated::new(Target::sqlite));
+    test(Gated::new(|_| Target::postgres("gates")));
+}
+
+#[test]
+fn without_a_terminal_or_approval_the_run_waits_and_nothing_past_the_gate_runs() {
+    both(|g| {
+        g.playbook("ship", SHIP);
+        let out = g.run("alice", "ship", "production", &[]);
+        assert_eq!(out.code, 3, "{}", out.combined());
+        assert!(out.stderr.contains("runbook approve"), "{}", out.stderr);
+        let (id, status) = g.last();
+        assert_eq!(status, "waiting_approval");
+        assert_eq!(g.log(), ["before"]);
+        // Resuming without approvals waits again; it never continues by default.
+        assert_eq!(g.resume("alice", &id, &[]).code, 3);
+        assert_eq!(g.log(), ["before"]);
+        let decisions: Vec<_> = g
+            .events(&id)
+            .into_iter()
+            .filter(|e| e["kind"] == "gate_decision")
+            .collect();
+        assert_eq!(decisions.len(), 2);
+        assert_eq!(decisions[0]["data"]["outcome"], "waiting");
+        assert_eq!(
+            decisions[0]["data"]["gate"]["approval"]["message"], "Ship 1.0 to production",
+            "what was shown is recorded"
+        );
+    });
+}
+
+#[test]
+fn two_approvals_by_other_people_let_resume_continue() {
+    both(|g| {
+        g.playbook("ship", SHIP);
+        assert_eq!(g.run("alice", "ship", "production", &[]).code, 3);
+        let (id, _) = g.last();
+        // The operator may not approve their own run in production, in any letter case.
+        let own = g.as_user("ALICE", &["approve", &id, "approve"]);
+        assert_eq!(own.code, 7, "{}", own.combined());
+        assert!(own.stderr.contains("cannot approve"), "{}", own.stderr);
+        let bob = g.as_user(
+            "bob",
+            &["approve", &id, "approve", "--comment", "looks good"],
+        );
+        assert_eq!(bob.code, 0, "{}", bob.combined());
+        assert!(
+            bob.stderr.contains("Ship 1.0 to production"),
+            "the approver sees what they approve: {}",
+            bob.stderr
+        );
+        // Two required, one given: still waiting.
+        assert_eq!(g.resume("alice", &id, &[]).code, 3);
+        assert_eq!(g.log(), ["before"]);
+        // The same person twice still counts once.
+        assert_eq!(g.as_user("Bob", &["approve", &id, "approve"]).code, 0);
+        assert_eq!(g.resume("alice", &id, &[]).code, 3);
+        assert_eq!(g.as_user("carol", &["approve", &id, "approve"]).code, 0);
+        let out = g.resume("alice", &id, &[]);
+        assert_eq!(out.code, 0, "{}", out.combined());
+        assert!(
+            out.stderr.contains("approved by bob, carol"),
+            "{}",
+            out.stderr
+        );
+        assert_eq!(g.log(), ["before", "after"]);
+        let approvals: Vec<_> = g
+            .events(&id)
+            .into_iter()
+            .filter(|e| e["kind"] == "approval_recorded")
+            .collect();
+        // The refused self-approval is not recorded as an approval.
+        assert_eq!(approvals.len(), 3);
+        assert_eq!(approvals[0]["data"]["actor"], "bob");
+        assert_eq!(approvals[0]["data"]["comment"], "looks good");
+    });
+}
+
+#[test]
+fn self_approval_on_the_command_line_only_where_the_environment_allows_it() {
+    let g = Gated::new(Target::sqlite);
+    g.playbook("ship", SHIP);
+    let prod = g.run("alice", "ship", "production", &["--approve", "approve"]);
+    assert_eq!(prod.code, 2, "{}", prod.combined());
+    assert!(
+        prod.stderr
+            .contains("`--approve` is refused in environment `production`"),
+        "{}",
+        prod.stderr
+    );
+    let dev = g.run("alice", "ship", "dev", &["--approve", "approve"]);
+    assert_eq!(dev.code, 0, "{}", dev.combined());
+    assert_eq!(g.log(), ["before", "after"]);
+}
+
+#[test]
+fn approvals_are_void_when_the_plan_changes() {
+    let g = Gated::new(Target::sqlite);
+    g.playbook("ship", SHIP);
+    assert_eq!(g.run("alice", "ship", "staging", &[]).code, 3);
+    let (id, _) = g.last();
+    assert_eq!(g.as_user("bob", &["approve", &id, "approve"]).code, 0);
+    // Different variables make a different plan: the approval does not count for it.
+    let out = g.resume("alice", &id, &["--var", "version=2.0"]);
+    assert_eq!(out.code, 3, "{}", out.combined());
+    assert!(
+        out.stderr.contains("given for another plan"),
+        "{}",
+        out.stderr
+    );
+    // A changed playbook: neither approving nor resuming is possible.
+    g.playbook("ship", &SHIP.replace("'after'", "'changed'"));
+    let approve = g.as_user("carol", &["approve", &id, "approve"]);
+    assert_eq!(approve.code, 2, "{}", approve.combined());
+    assert!(
+        approve.stderr.contains("changed since run"),
+        "{}",
+        approve.stderr
+    );
+    assert_eq!(g.resume("alice", &id, &[]).code, 2);
+    // Back to the approved playbook and variables: the approval counts again.
+    g.playbook("ship", SHIP);
+    assert_eq!(g.resume("alice", &id, &[]).code, 0);
+    assert_eq!(g.log(), ["before", "after"]);
+}
+
+#[test]
+fn a_rejection_ends_the_run_with_its_rollback() {
+    both(|g| {
+        g.playbook("ship", SHIP);
+        assert_eq!(g.run("alice", "ship", "production", &[]).code, 3);
+        let (id, _) = g.last();
+        let t = g.target.arg();
+        let out = g.as_user(
+            "bob",
+            &[
+                "reject",
+                &id,
+                "approve",
+                "--comment",
+                "not today",
+                "--target",
+                &t,
+            ],
+        );
+        assert_eq!(out.code, 7, "{}", out.combined());
+        assert!(
+            out.stderr.contains("rejected by bob: not today"),
+            "{}",
+            out.stderr
+        );
+        assert_eq!(g.log(), ["before", "undone"]);
+        assert_eq!(g.last().1, "refused");
+    });
+}
+
+fn weekday_name(offset: i64) -> &'static str {
+    let days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+    let today = chrono_weekday();
+    days[((today + offset).rem_euclid(7)) as usize]
+}
+
+/// Today's weekday (0 = Monday) in UTC.
+fn chrono_weekday() -> i64 {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    // 1970-01-01 was a Thursday (3).
+    (secs / 86400 + 3).rem_euclid(7)
+}
+
+#[test]
+fn a_closed_window_refuses_and_names_the_next_opening() {
+    let g = Gated::new(Target::sqlite);
+    let tomorrow = weekday_name(1);
+    g.playbook(
+        "windowed",
+        &format!(
+            "name: windowed\nsteps:\n  - id: setup\n    sql: {{ query: \"CREATE TABLE log (what TEXT)\" }}\n  - id: window\n    gate: {{ window: {{ days: [{tomorrow}], start: \"00:00\", end: \"23:59\", tz: UTC }} }}\n  - id: after\n    sql: {{ query: \"INSERT INTO log VALUES ('after')\" }}\n"
+        ),
+    );
+    let out = g.run("alice", "windowed", "dev", &[]);
+    assert_eq!(out.code, 7, "{}", out.combined());
+    assert!(
+        out.stderr
+            .contains("outside the maintenance window; the next one opens"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("00:00 UTC"), "{}", out.stderr);
+    assert!(g.log().is_empty());
+    // An environment window refuses before anything runs.
+    std::fs::write(
+        g.dir.path().join("runbook.yaml"),
+        format!("{CONFIG}    \n  maint:\n    target: {{ sqlite: m.db }}\n    protections:\n      windows: [{{ days: [{tomorrow}], start: \"01:00\", end: \"02:00\", tz: Europe/Paris }}]\n"),
+    )
+    .unwrap();
+    let out = g.run("alice", "windowed", "maint", &[]);
+    assert_eq!(out.code, 7, "{}", out.combined());
+    assert!(
+        out.stderr
+            .contains("outside its maintenance windows; nothing ran"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("01:00 Europe/Paris"), "{}", out.stderr);
+}
+
+#[test]
+fn require_run_needs_a_recent_success_with_the_same_migrations() {
+    let g = Gated::new(Target::sqlite);
+    std::fs::create_dir_all(g.dir.path().join("migrations/sqlite")).unwrap();
+    std::fs::write(
+        g.dir.path().join("migrations/sqlite/001_init.sql"),
+        "CREATE TABLE a (id INTEGER);\n",
+    )
+    .unwrap();
+    g.playbook(
+        "release",
+        "name: release\nsteps:\n  - id: staged\n    gate: { require_run: { env: staging, within: 7d } }\n  - id: work\n    shell: { argv: [\"true\"] }\n",
+    );
+    g.playbook(
+        "release-staging",
+        "name: release-staging\nsteps:\n  - id: work\n    shell: { argv: [\"true\"] }\n",
+    );
+    let unmet = g.run("alice", "release", "production", &[]);
+    assert_eq!(unmet.code, 7, "{}", unmet.combined());
+    assert!(
+        unmet
+            .stderr
+            .contains("no successful run of `release` on `staging` with these migrations"),
+        "{}",
+        unmet.stderr
+    );
+    // The staging run of the same playbook: a staging run has no require_run of its own here,
+    // so run it with a playbook path under the same name.
+    let staged = g.dir.path().join("staging-release.yaml");
+    std::fs::write(
+        &staged,
+        "name: release\nsteps:\n  - id: work\n    shell: { argv: [\"true\"] }\n",
+    )
+    .unwrap();
+    let out = g.run("alice", &staged.display().to_string(), "staging", &[]);
+    assert_eq!(out.code, 0, "{}", out.combined());
+    let met = g.run("alice", "release", "production", &[]);
+    assert_eq!(met.code, 0, "{}", met.combined());
+    // New migrations since the staging run: unmet again, and the message says why.
+    std::fs::write(
+        g.dir.path().join("migrations/sqlite/002_more.sql"),
+        "CREATE TABLE b (id INTEGER);\n",
+    )
+    .unwrap();
+    let changed = g.run("alice", "release", "production", &[]);
+    assert_eq!(changed.code, 7);
+    assert!(
+        changed.stderr.contains("had other migrations"),
+        "{}",
+        changed.stderr
+    );
+}
+
+#[test]
+fn confirm_needs_the_database_name() {
+    both(|g| {
+        g.playbook(
+            "wipe",
+            "name: wipe\nsteps:\n  - id: setup\n    sql: { query: \"CREATE TABLE IF NOT EXISTS log (what TEXT)\" }\n  - id: confirm\n    gate: { confirm: { message: \"This wipes {{ env.name }}\" } }\n  - id: wipe\n    sql: { query: \"INSERT INTO log VALUES ('wiped')\" }\n",
+        );
+        let db = match &g.target {
+            Target::Sqlite(p) => p.file_name().unwrap().to_string_lossy().into_owned(),
+            Target::Postgres(url) => url.rsplit('/').next().unwrap().to_owned(),
+        };
+        let wrong = g.run("alice", "wipe", "production", &["--confirm", "prod"]);
+        assert_eq!(wrong.code, 7, "{}", wrong.combined());
+        assert!(
+            wrong.stderr.contains(&format!("does not match `{db}`")),
+            "{}",
+            wrong.stderr
+        );
+        assert!(g.log().is_empty());
+        // Without a terminal and without --confirm: wait, then resume with the name.
+        let waiting = g.run("alice", "wipe", "production", &[]);
+        assert_eq!(waiting.code, 3, "{}", waiting.combined());
+        let (id, _) = g.last();
+        let out = g.resume("alice", &id, &["--confirm", &db]);
+        assert_eq!(out.code, 0, "{}", out.combined());
+        assert_eq!(g.log(), ["wiped"]);
+    });
+}
+
+#[test]
+fn a_condition_gate_reads_an_earlier_output() {
+    let g = Gated::new(Target::sqlite);
+    g.playbook(
+        "disk",
+        r#"
+name: disk
+params:
+  free: { type: integer, default: 50 }
+steps:
+  - id: df
+    shell: { argv: [echo, "{{ params.free }}% free"] }
+    outputs:
+      free_percent: { regex: '(\d+)%' }
+  - id: enough
+    gate:
+      condition:
+        expr: steps.df.outputs.free_percent >= 30
+        message: "less than 30% disk free ({{ steps.df.outputs.free_percent }}%)"
+  - id: after
+    shell: { argv: ["true"] }
+"#,
+    );
+    assert_eq!(g.run("alice", "disk", "dev", &[]).code, 0);
+    let out = g.run("alice", "disk", "dev", &["--var", "free=12"]);
+    assert_eq!(out.code, 7, "{}", out.combined());
+    assert!(
+        out.stderr.contains("less than 30% disk free (12%)"),
+        "{}",
+        out.stderr
+    );
+    let (id, status) = g.last();
+    assert_eq!(status, "refused");
+    let st = g.as_user("x", &["status", &id, "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
+    assert!(
+        v["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["step"] != "after"),
+        "nothing past the gate ran"
+    );
+}
