@@ -114,6 +114,17 @@ pub struct ActionCtx<'a> {
     pub run_id: &'a str,
     pub step_id: &'a str,
     pub progress: &'a Progress,
+    /// Where the project keeps migrations and seed data, and which environment this is.
+    pub dirs: &'a ProjectDirs,
+}
+
+/// Project facts the database actions need.
+#[derive(Debug, Clone)]
+pub struct ProjectDirs {
+    pub migrations: PathBuf,
+    pub seeds: PathBuf,
+    pub env: String,
+    pub protected: bool,
 }
 
 impl ActionCtx<'_> {
@@ -139,6 +150,7 @@ impl ActionCtx<'_> {
 
 struct Engine<'a> {
     root: PathBuf,
+    dirs: ProjectDirs,
     ui: &'a Ui,
     state: StateStore,
     redactor: Redactor,
@@ -253,7 +265,14 @@ fn supported(action: Action<'_>) -> bool {
             | Action::WaitFor(_)
             | Action::Include(_)
             | Action::Gate(_)
-    )
+    ) || match action {
+        Action::Migrate(_) => actions::migrate::READY,
+        Action::Backup(_) => actions::backup::READY,
+        Action::Restore(_) => actions::restore::READY,
+        Action::Seed(_) => actions::seed::READY,
+        Action::Health(_) => actions::health::READY,
+        _ => false,
+    }
 }
 
 fn unsupported_steps(pb: &Playbook) -> Vec<String> {
@@ -862,6 +881,12 @@ impl<'a> Engine<'a> {
         let vars_ctx = json!(env.map(|e| e.vars.clone()).unwrap_or_default());
         let root_params: Map<String, Json> =
             params.into_iter().map(|(k, v)| (k, v.value)).collect();
+        let dirs = ProjectDirs {
+            migrations: project.migrations_dir(),
+            seeds: project.seeds_dir(),
+            env: run.env.clone(),
+            protected: env.is_some_and(|e| e.protections.is_protected()),
+        };
         let mut engine = Engine {
             root: project.root.clone(),
             ui,
@@ -887,6 +912,7 @@ impl<'a> Engine<'a> {
             progress: Progress::new(ui),
             failpoint: std::env::var("RUNBOOK_FAILPOINT").ok(),
             protections: env.map(|e| e.protections.clone()).unwrap_or_default(),
+            dirs,
             plan_hash: String::new(),
             confirm: None,
         };
@@ -1784,6 +1810,7 @@ impl<'a> Engine<'a> {
                     run_id: &self.run.id,
                     step_id: &unit.qid,
                     progress: &self.progress,
+                    dirs: &self.dirs,
                 };
                 actions::execute(&unit.step, &rendered, &mut actx).await
             };

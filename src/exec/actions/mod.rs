@@ -1,7 +1,12 @@
 //! The actions, one file each. `render_args` renders a step's arguments for this moment of the
 //! run; `execute` runs the action on them.
 
+pub mod backup;
+pub mod health;
 mod log;
+pub mod migrate;
+pub mod restore;
+pub mod seed;
 mod shell;
 mod sql;
 mod wait_for;
@@ -83,6 +88,11 @@ pub async fn execute(step: &Step, rendered: &Json, ctx: &mut ActionCtx<'_>) -> S
             Action::Sql(_) => sql::run(&parse(rendered)?, ctx).await,
             Action::Log(_) => log::run(&parse(rendered)?, ctx).await,
             Action::WaitFor(_) => wait_for::run(&parse(rendered)?, ctx).await,
+            Action::Migrate(_) => migrate::run(&parse(rendered)?, ctx).await,
+            Action::Backup(_) => backup::run(&parse(rendered)?, ctx).await,
+            Action::Restore(_) => restore::run(&parse(rendered)?, ctx).await,
+            Action::Seed(_) => seed::run(&parse(rendered)?, ctx).await,
+            Action::Health(_) => health::run(&parse(rendered)?, ctx).await,
             other => Err(StepError::Failed(format!(
                 "`{}` steps cannot run in this version",
                 other.key()

@@ -1,6 +1,11 @@
 //! Connections to the target database and running statements on it: PostgreSQL and SQLite
 //! through sqlx. Values are always bound parameters; rows come back as JSON objects.
 
+pub mod backup;
+pub mod health;
+pub mod migrate;
+pub mod seed;
+
 use futures_util::TryStreamExt;
 use serde_json::{Map, Value as Json};
 use sqlx::{Column, ConnectOptions, Connection, Row, TypeInfo, ValueRef};

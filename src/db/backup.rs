@@ -1,0 +1,1 @@
+//! Backups and restores: pg_dump/pg_restore and SQLite `VACUUM INTO`, manifests, verification, retention.

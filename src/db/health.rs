@@ -1,0 +1,1 @@
+//! The production guide's health check with warn and fail thresholds.

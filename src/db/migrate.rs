@@ -1,0 +1,1 @@
+//! Schema migrations: discovery, history table, status, apply, revert, baseline, lint, rehearse.
