@@ -7,6 +7,7 @@
 // cold error path, so boxing them would add noise for nothing.
 #![allow(clippy::result_large_err)]
 
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod db;

@@ -50,6 +50,8 @@ const SCHEMA: &[&str] = &[
         pid BIGINT NOT NULL,
         content_hash TEXT NOT NULL,
         migrations_hash TEXT NOT NULL DEFAULT '',
+        audit_seq BIGINT NOT NULL DEFAULT 0,
+        audit_head TEXT NOT NULL DEFAULT '',
         plan_hash TEXT NOT NULL,
         params TEXT NOT NULL,
         vars TEXT NOT NULL,
@@ -96,7 +98,7 @@ const SCHEMA: &[&str] = &[
 
 /// The layout version of the state store tables. A store written by a newer runbook is
 /// refused rather than misread.
-const STATE_VERSION: i64 = 2;
+const STATE_VERSION: i64 = 3;
 
 async fn migrate(pool: &AnyPool) -> Result<(), StateError> {
     sqlx::query(
@@ -188,6 +190,7 @@ impl StateStore {
         run: &RunRecord,
         target_key: &str,
         event: &Event,
+        head: Option<&crate::audit::Head>,
     ) -> Result<(), StateError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
@@ -215,14 +218,16 @@ impl StateStore {
         .execute(&mut *tx)
         .await?;
         insert_event(&mut tx, &run.id, event).await?;
+        set_head(&mut tx, &run.id, head).await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Appends an event and applies it to the step and run rows, in one durable transaction.
-    pub async fn record(&self, run_id: &str, event: &Event) -> Result<(), StateError> {
+    pub async fn record(&self, run_id: &str, event: &Event, head: Option<&crate::audit::Head>) -> Result<(), StateError> {
         let mut tx = self.pool.begin().await?;
         let at = insert_event(&mut tx, run_id, event).await?;
+        set_head(&mut tx, run_id, head).await?;
         if let (Some(step), Some(phase)) = (&event.step, event.phase) {
             match event.kind {
                 EventKind::StepStarted => {
@@ -430,6 +435,7 @@ impl StateStore {
         &self,
         run_id: &str,
         a: &crate::run::Approval,
+        head: Option<&crate::audit::Head>,
     ) -> Result<(), StateError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
@@ -451,8 +457,25 @@ impl StateStore {
             serde_json::json!({"actor": a.actor, "decision": a.decision, "comment": a.comment, "plan_hash": a.plan_hash}),
         );
         insert_event(&mut tx, run_id, &ev).await?;
+        set_head(&mut tx, run_id, head).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// The audit chain head the state store recorded for a run.
+    pub async fn audit_head(&self, run_id: &str) -> Result<Option<crate::audit::Head>, StateError> {
+        let row = sqlx::query("SELECT audit_seq, audit_head FROM runbook_runs WHERE id = $1")
+            .bind(run_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => {
+                let seq: i64 = r.try_get(0)?;
+                let hash: String = r.try_get(1)?;
+                (seq > 0).then_some(crate::audit::Head { seq, hash })
+            }
+            None => None,
+        })
     }
 
     /// The approvals and rejections of one gate of a run, oldest first.
@@ -560,6 +583,19 @@ fn run_from_row(r: &sqlx::any::AnyRow) -> Result<RunRecord, StateError> {
         pid: r.try_get(16)?,
         migrations_hash: r.try_get(17)?,
     })
+}
+
+/// Records the audit chain's new head with the event that produced it.
+async fn set_head(tx: &mut sqlx::Transaction<'_, sqlx::Any>, run_id: &str, head: Option<&crate::audit::Head>) -> Result<(), StateError> {
+    if let Some(h) = head {
+        sqlx::query("UPDATE runbook_runs SET audit_seq = $1, audit_head = $2 WHERE id = $3")
+            .bind(h.seq)
+            .bind(&h.hash)
+            .bind(run_id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Inserts the next event of a run; returns its timestamp.

@@ -139,6 +139,15 @@ impl Progress {
         }
     }
 
+    /// Replaces the running step's spinner text (e.g. bytes written so far). Without a
+    /// terminal there is no spinner and this does nothing: CI logs get the step's start and
+    /// finish lines and the action's notes, not a line per tick.
+    pub fn detail(&self, text: &str) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(text.to_owned());
+        }
+    }
+
     /// Ends the current step: `status` is ok, failed, skipped or interrupted.
     pub fn finish(
         &mut self,

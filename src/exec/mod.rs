@@ -8,6 +8,7 @@ pub mod process;
 
 use crate::config::ConfigDef;
 use crate::db::{Db, TargetSpec};
+use crate::audit::AuditLog;
 use crate::exit::Exit;
 use crate::lock::{LockError, TargetLock};
 use crate::plan;
@@ -172,6 +173,11 @@ struct Engine<'a> {
     protections: crate::config::Protections,
     plan_hash: String,
     confirm: Option<String>,
+    /// The run's audit chain, and the facts every record of it carries.
+    audit: Option<AuditLog>,
+    audit_meta: Map<String, Json>,
+    audit_dir: PathBuf,
+    signing_key: Option<String>,
 }
 
 /// Resolves where the state store is: `--state`, then the config, then `.runbook/state.db`.
@@ -470,13 +476,35 @@ pub async fn run(
     let key = target
         .as_ref()
         .map_or_else(|| "(none)".to_owned(), TargetSpec::key);
-    if let Err(e) = state.create_run(&record, &key, &started).await {
-        ui.error(&redactor.redact(&e.to_string()), None);
-        if let Some(l) = lock {
-            l.release().await;
+    let started = Event { data: redactor.redact_json(&started.data), ..started };
+    let dir = audit_dir(&project.root, config);
+    let server_version = server_version(target.as_ref()).await;
+    let meta = audit_meta(&record, &playbook.source.path, target.as_ref(), server_version.as_deref());
+    let mut log = match open_audit(&dir, &run_id, config).await {
+        Ok(l) => l,
+        Err(e) => {
+            ui.error(&redactor.redact(&e.to_string()), Some("fix the audit folder or sink; nothing ran"));
+            lock_release(lock).await;
+            return Exit::Internal;
         }
+    };
+    let head = match log.append(crate::audit::body_from_event(&meta, &started)).await {
+        Ok(h) => h,
+        Err(e) => {
+            ui.error(&redactor.redact(&e.to_string()), None);
+            lock_release(lock).await;
+            return Exit::Internal;
+        }
+    };
+    if let Err(e) = state.create_run(&record, &key, &started, Some(&head)).await {
+        ui.error(&redactor.redact(&e.to_string()), None);
+        lock_release(lock).await;
         return Exit::Internal;
     }
+    let _ = crate::audit::index(
+        &dir,
+        &json!({"run_id": run_id, "playbook": record.playbook, "env": record.env, "operator": record.operator, "started_at": run::format_ms(record.started_at)}),
+    );
     for gate in &req.approve {
         let approval = run::Approval {
             gate: gate.clone(),
@@ -486,7 +514,15 @@ pub async fn run(
             plan_hash: plan.plan_hash.clone(),
             at: run::now_ms(),
         };
-        if let Err(e) = state.record_approval(&run_id, &approval).await {
+        let ev = approval_event(&approval);
+        let head = match log.append(crate::audit::body_from_event(&meta, &ev)).await {
+            Ok(h) => h,
+            Err(e) => {
+                ui.error(&e.to_string(), None);
+                return Exit::Internal;
+            }
+        };
+        if let Err(e) = state.record_approval(&run_id, &approval, Some(&head)).await {
             ui.error(&e.to_string(), None);
             return Exit::Internal;
         }
@@ -494,6 +530,8 @@ pub async fn run(
     let mut engine = Engine::new(
         project, playbook, record, state, redactor, target, params, ui, cancel,
     );
+    engine.audit = Some(log);
+    engine.audit_meta = meta;
     engine.plan_hash = plan.plan_hash.clone();
     engine.confirm = req.confirm.clone();
     engine.progress.note(&format!(
@@ -674,9 +712,22 @@ pub async fn resume(
         }
     };
     let run_id = record.id.clone();
+    let dir = audit_dir(&project.root, config);
+    let server_version = server_version(target.as_ref()).await;
+    let meta = audit_meta(&record, &playbook.source.path, target.as_ref(), server_version.as_deref());
+    let log = match open_audit(&dir, &run_id, config).await {
+        Ok(l) => l,
+        Err(e) => {
+            ui.error(&redactor.redact(&e.to_string()), Some("the audit chain of this run must be intact to continue it; `runbook audit verify RUN` says what is wrong"));
+            lock_release(lock).await;
+            return Exit::AuditFailed;
+        }
+    };
     let mut engine = Engine::new(
         project, playbook, record, state, redactor, target, params, ui, cancel,
     );
+    engine.audit = Some(log);
+    engine.audit_meta = meta;
     engine.plan_hash = plan_hash;
     engine.confirm = req.confirm.clone();
     for s in &steps {
@@ -684,16 +735,15 @@ pub async fn resume(
             engine.restore(s.phase, &s.step, s.status, &s.outputs);
         }
     }
-    let _ = engine
-        .state
-        .record(
-            &run_id,
-            &Event::run(
-                EventKind::RunResumed,
-                json!({"operator": run::operator(), "host": run::hostname(), "pid": std::process::id()}),
-            ),
-        )
-        .await;
+    if let Err(code) = engine
+        .record(Event::run(
+            EventKind::RunResumed,
+            json!({"operator": run::operator(), "host": run::hostname(), "pid": std::process::id()}),
+        ))
+        .await
+    {
+        return code;
+    }
     for s in steps.iter().filter(|s| s.status == StepStatus::Running) {
         let choice = if req.skip_steps.contains(&s.step) {
             "skip"
@@ -706,9 +756,8 @@ pub async fn resume(
             s.phase,
             json!({"choice": choice, "operator": run::operator()}),
         );
-        if let Err(e) = engine.state.record(&run_id, &ev).await {
-            ui.error(&e.to_string(), None);
-            return Exit::Internal;
+        if let Err(code) = engine.record(ev).await {
+            return code;
         }
         if choice == "skip" {
             let ev = Event::step(
@@ -717,9 +766,8 @@ pub async fn resume(
                 s.phase,
                 json!({"reason": "skipped by the operator on resume"}),
             );
-            if let Err(e) = engine.state.record(&run_id, &ev).await {
-                ui.error(&e.to_string(), None);
-                return Exit::Internal;
+            if let Err(code) = engine.record(ev).await {
+                return code;
             }
             engine.restore(s.phase, &s.step, StepStatus::Skipped, &Json::Null);
         }
@@ -734,6 +782,79 @@ pub async fn resume(
         l.release().await;
     }
     exit
+}
+
+/// The audit folder: the config's `audit.dir`, else `.runbook/audit`.
+pub fn audit_dir(root: &std::path::Path, config: Option<&ConfigDef>) -> PathBuf {
+    match config.and_then(|c| c.audit.as_ref()).and_then(|a| a.dir.as_ref()) {
+        Some(d) => root.join(d),
+        None => root.join(".runbook").join("audit"),
+    }
+}
+
+/// The run-signing key, from the environment variable the config names.
+fn signing_key(config: Option<&ConfigDef>) -> Option<String> {
+    let var = config.and_then(|c| c.audit.as_ref()).and_then(|a| a.signing_key_env.as_ref())?;
+    std::env::var(var).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// Opens a run's audit chain, with the central sink when the config names one.
+async fn open_audit(dir: &std::path::Path, run_id: &str, config: Option<&ConfigDef>) -> Result<AuditLog, crate::audit::AuditError> {
+    let mut log = AuditLog::open(dir, run_id)?;
+    if let Some(var) = config.and_then(|c| c.audit.as_ref()).and_then(|a| a.sink_url_env.as_ref()) {
+        let url = std::env::var(var).map_err(|_| crate::audit::AuditError::Sink(format!("`{var}` (the audit sink) is not set")))?;
+        log.set_sink(crate::audit::Sink::connect(&url).await?);
+    }
+    Ok(log)
+}
+
+/// The facts every audit record of a run carries. Never the password: the target is named by
+/// host and database.
+fn audit_meta(record: &RunRecord, file: &std::path::Path, target: Option<&TargetSpec>, server_version: Option<&str>) -> Map<String, Json> {
+    let target = match target {
+        Some(TargetSpec::Postgres(url)) => {
+            let host = url
+                .split("://")
+                .nth(1)
+                .and_then(|r| r.split(['/', '?']).next())
+                .map(|a| a.rsplit_once('@').map_or(a, |(_, h)| h).to_owned())
+                .unwrap_or_default();
+            json!({"kind": "postgres", "host": host, "database": target.map(TargetSpec::database_name), "server_version": server_version})
+        }
+        Some(TargetSpec::Sqlite(path)) => {
+            json!({"kind": "sqlite", "host": run::hostname(), "database": path.display().to_string(), "server_version": server_version})
+        }
+        None => Json::Null,
+    };
+    let mut m = Map::new();
+    m.insert("playbook".into(), json!({"name": record.playbook, "file": record.file, "sha256": record.content_hash, "git_commit": crate::audit::git_commit(file)}));
+    m.insert("env".into(), json!(record.env));
+    m.insert("target".into(), target);
+    m.insert("operator".into(), json!(record.operator));
+    m.insert("host".into(), json!(record.host));
+    m.insert("tool_version".into(), json!(env!("CARGO_PKG_VERSION")));
+    m
+}
+
+/// The server's version, for the audit record; `None` when it cannot be asked.
+async fn server_version(target: Option<&TargetSpec>) -> Option<String> {
+    let target = target?;
+    let mut db = Db::connect(target).await.ok()?;
+    let q = if db.is_postgres() { "SHOW server_version" } else { "SELECT 'SQLite ' || sqlite_version()" };
+    let r = db.execute(q, &[], false).await.ok();
+    db.close().await;
+    let r = r?;
+    r.rows.first().and_then(|row| r.columns.first().and_then(|c| row.get(c))).and_then(Json::as_str).map(str::to_owned)
+}
+
+/// The event that records an approval or rejection.
+fn approval_event(a: &run::Approval) -> Event {
+    Event::step(
+        EventKind::ApprovalRecorded,
+        &a.gate,
+        Phase::Main,
+        json!({"actor": a.actor, "decision": a.decision, "comment": a.comment, "plan_hash": a.plan_hash}),
+    )
 }
 
 async fn lock_release(lock: Option<TargetLock>) {
@@ -915,6 +1036,10 @@ impl<'a> Engine<'a> {
             dirs,
             plan_hash: String::new(),
             confirm: None,
+            audit: None,
+            audit_meta: Map::new(),
+            audit_dir: audit_dir(&project.root, config),
+            signing_key: signing_key(config),
         };
         let mut ord = 0;
         engine.flatten(
@@ -1048,6 +1173,11 @@ impl<'a> Engine<'a> {
         if let Some(db) = self.db.take() {
             db.close().await;
         }
+        if let (Some(log), Some(key)) = (&self.audit, &self.signing_key) {
+            if let Err(e) = crate::audit::sign(&self.audit_dir, &self.run.id, log.head(), key) {
+                self.ui.error(&e.to_string(), Some("the run's audit chain is complete but unsigned"));
+            }
+        }
         self.state.close().await;
     }
 
@@ -1061,12 +1191,40 @@ impl<'a> Engine<'a> {
         }
     }
 
-    async fn record(&self, ev: Event) -> Result<(), Exit> {
+    /// Records an approval or rejection: audit chain first, then the state store.
+    async fn record_approval(&mut self, approval: &run::Approval) -> Result<(), Exit> {
+        let ev = approval_event(approval);
+        let head = match &mut self.audit {
+            Some(log) => Some(log.append(crate::audit::body_from_event(&self.audit_meta, &ev)).await.map_err(|e| {
+                self.ui.error(&e.to_string(), None);
+                Exit::Internal
+            })?),
+            None => None,
+        };
+        self.state.record_approval(&self.run.id, approval, head.as_ref()).await.map_err(|e| {
+            self.ui.error(&e.to_string(), None);
+            Exit::Internal
+        })
+    }
+
+    async fn record(&mut self, ev: Event) -> Result<(), Exit> {
         let ev = Event {
             data: self.redactor.redact_json(&ev.data),
             ..ev
         };
-        self.state.record(&self.run.id, &ev).await.map_err(|e| {
+        // The audit record first (fsynced), then the state store with the new head: a crash in
+        // between leaves one record more in the chain than the store knows, never one less.
+        let head = match &mut self.audit {
+            Some(log) => match log.append(crate::audit::body_from_event(&self.audit_meta, &ev)).await {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    self.ui.error(&self.redactor.redact(&e.to_string()), Some("the run stopped because its audit record could not be written"));
+                    return Err(Exit::Internal);
+                }
+            },
+            None => None,
+        };
+        self.state.record(&self.run.id, &ev, head.as_ref()).await.map_err(|e| {
             self.ui.error(
                 &self.redactor.redact(&e.to_string()),
                 Some("the run stopped because its state could not be recorded"),
@@ -1300,7 +1458,8 @@ impl<'a> Engine<'a> {
         let kind = gate.kinds().first().copied().unwrap_or("gate");
         let began = Instant::now();
         let outcome = self.evaluate_gate(unit, &gate, ctx).await?;
-        let shown = |o: &str, detail: &Json| json!({"kind": kind, "outcome": o, "gate": rendered, "detail": detail, "operator": self.run.operator});
+        let operator = self.run.operator.clone();
+        let shown = |o: &str, detail: &Json| json!({"kind": kind, "outcome": o, "gate": rendered, "detail": detail, "operator": operator});
         match outcome {
             crate::gate::GateOutcome::Pass(detail) => {
                 self.record(Event::step(
@@ -1596,13 +1755,7 @@ impl<'a> Engine<'a> {
                     plan_hash: self.plan_hash.clone(),
                     at: run::now_ms(),
                 };
-                self.state
-                    .record_approval(&self.run.id, &approval)
-                    .await
-                    .map_err(|e| {
-                        self.ui.error(&e.to_string(), None);
-                        UnitError::Fatal(Exit::Internal)
-                    })?;
+                self.record_approval(&approval).await.map_err(UnitError::Fatal)?;
                 continue;
             }
             self.progress.note(&format!(
@@ -2073,7 +2226,22 @@ pub async fn decide(
         plan_hash: record.plan_hash.clone(),
         at: run::now_ms(),
     };
-    if let Err(e) = state.record_approval(&record.id, &approval).await {
+    let dir = audit_dir(&project.root, config);
+    let meta = audit_meta(&record, std::path::Path::new(&record.file), None, None);
+    let head = match AuditLog::open(&dir, &record.id) {
+        Ok(mut log) => match log.append(crate::audit::body_from_event(&meta, &approval_event(&approval))).await {
+            Ok(h) => h,
+            Err(e) => {
+                ui.error(&e.to_string(), None);
+                return Exit::Internal;
+            }
+        },
+        Err(e) => {
+            ui.error(&e.to_string(), Some("`runbook audit verify RUN` says what is wrong with the run's audit chain"));
+            return Exit::AuditFailed;
+        }
+    };
+    if let Err(e) = state.record_approval(&record.id, &approval, Some(&head)).await {
         ui.error(&e.to_string(), None);
         return Exit::Internal;
     }

@@ -1,12 +1,95 @@
-//! `seed`: being built (issue 6). Until `READY` is true, `runbook run` refuses playbooks
-//! with this action before anything runs, so this placeholder is never reached by a run.
+//! `seed`: applies a seed set from the seeds folder as upserts by natural key, in one
+//! transaction, and reports what it inserted, updated and left unchanged.
 
-use crate::exec::{ActionCtx, StepError, StepResult};
+use crate::db::seed::{self, Counts, SeedError, Secrets};
+use crate::exec::{ActionCtx, StepError, StepResult, wait_cancel};
 use crate::playbook::SeedAction;
+use serde_json::{Map, Value as Json, json};
 
 /// Whether this version executes `seed` steps.
-pub const READY: bool = false;
+pub const READY: bool = true;
 
-pub async fn run(_a: &SeedAction, _ctx: &mut ActionCtx<'_>) -> StepResult {
-    Err(StepError::Failed("`seed` steps cannot run in this version".to_owned()))
+pub async fn run(a: &SeedAction, ctx: &mut ActionCtx<'_>) -> StepResult {
+    let dir = match &a.dir {
+        Some(d) => ctx.root.join(d),
+        None => ctx.dirs.seeds.clone(),
+    };
+    // Everything that can be checked without the database is checked first: a bad file or a
+    // missing secret must not open a transaction.
+    let set = seed::load(&dir, &a.set).map_err(failed)?;
+    let redactor = ctx.redactor.clone();
+    let secrets = Secrets::resolve(
+        &set,
+        |name| std::env::var(name).ok(),
+        |value| redactor.add(value),
+    )
+    .map_err(failed)?;
+    let timeout = ctx.timeout;
+    let mut cancel = ctx.cancel.clone();
+    let db = ctx.db().await?;
+    let work = seed::apply(db, &set, &secrets);
+    let bounded = async {
+        match timeout {
+            Some(t) => tokio::time::timeout(t, work).await.map_err(|_| {
+                StepError::Failed(format!(
+                    "timed out after {}; nothing was written (the transaction rolled back)",
+                    super::humantime(t)
+                ))
+            }),
+            None => Ok(work.await),
+        }
+    };
+    let report = tokio::select! {
+        r = bounded => r?,
+        _ = wait_cancel(&mut cancel) => return Err(StepError::Interrupted),
+    }
+    .map_err(|e| StepError::Failed(redactor.redact(&e.render())))?;
+
+    let total = report.total();
+    let rows = total.inserted + total.updated + total.unchanged;
+    let summary = if total.inserted + total.updated == 0 {
+        format!(
+            "seed `{}`: nothing changed ({rows} rows already up to date in {} tables)",
+            set.name,
+            report.tables.len()
+        )
+    } else {
+        format!(
+            "seed `{}`: {} inserted, {} updated, {} unchanged in {} tables",
+            set.name,
+            total.inserted,
+            total.updated,
+            total.unchanged,
+            report.tables.len()
+        )
+    };
+    ctx.progress.note(&summary);
+    for (table, c) in &report.tables {
+        ctx.progress.note(&format!("  {table}: {}", describe(c)));
+    }
+
+    let mut tables = Map::new();
+    for (table, c) in &report.tables {
+        tables.insert(
+            table.clone(),
+            json!({"inserted": c.inserted, "updated": c.updated, "unchanged": c.unchanged}),
+        );
+    }
+    let mut outputs = Map::new();
+    outputs.insert("inserted".to_owned(), json!(total.inserted));
+    outputs.insert("updated".to_owned(), json!(total.updated));
+    outputs.insert("unchanged".to_owned(), json!(total.unchanged));
+    outputs.insert("tables".to_owned(), Json::Object(tables));
+    Ok(outputs)
+}
+
+fn failed(e: SeedError) -> StepError {
+    StepError::Failed(e.render())
+}
+
+fn describe(c: &Counts) -> String {
+    format!(
+        "{} inserted, {} updated, {} unchanged",
+        c.inserted, c.updated, c.unchanged
+    )
 }
