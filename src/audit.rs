@@ -71,9 +71,19 @@ fn write_canonical(v: &Json, out: &mut String) {
 
 /// The hash of a record: sha256 of its canonical form without the `hash` field.
 pub fn record_hash(record: &Map<String, Json>) -> String {
-    let mut without = record.clone();
-    without.remove("hash");
-    hex::encode(Sha256::digest(canonical(&Json::Object(without)).as_bytes()))
+    let mut keys: Vec<&String> = record.keys().filter(|k| *k != "hash").collect();
+    keys.sort();
+    let mut out = String::from("{");
+    for (i, k) in keys.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&serde_json::to_string(k).unwrap_or_default());
+        out.push(':');
+        write_canonical(&record[k.as_str()], &mut out);
+    }
+    out.push('}');
+    hex::encode(Sha256::digest(out.as_bytes()))
 }
 
 /// The head of a chain: the last record's sequence number and hash.

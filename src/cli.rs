@@ -52,6 +52,69 @@ pub enum OutputFormat {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum AuditCmd {
+    /// Recompute hashes, links and sequence; detect edited, deleted, inserted, reordered or
+    /// truncated records (exit 6) and name the first bad one
+    Verify {
+        /// Run id (a unique prefix is enough); omit with --all
+        run: Option<String>,
+        /// Every run in the state store and the audit folder
+        #[arg(long)]
+        all: bool,
+        /// Check each run's signature with this Ed25519 public key (hex, or a file holding it)
+        #[arg(long)]
+        key: Option<String>,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// Runs with audit chains
+    List {
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// A run's timeline: steps, durations, gates and approvers, rollbacks
+    Show {
+        run: String,
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// The records, as JSON or CSV
+    Export {
+        run: Option<String>,
+        #[arg(long)]
+        all: bool,
+        #[arg(long, value_enum, default_value_t = ExportFormat::Json)]
+        format: ExportFormat,
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// One self-contained HTML file for auditors
+    Report {
+        run: String,
+        #[arg(long, short)]
+        output: PathBuf,
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// Make an Ed25519 key pair for signing runs (`audit.signing_key_env` in runbook.yaml)
+    Keygen {
+        /// Folder for `runbook-audit.key` (mode 600) and `runbook-audit.pub`
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ExportFormat {
+    Json,
+    Csv,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum Command {
     /// Validate playbooks (default: runbook.yaml and every playbook in playbooks/)
     Validate {
@@ -163,6 +226,11 @@ pub enum Command {
         /// The database, if the run was given one with --target
         #[arg(long)]
         target: Option<String>,
+    },
+    /// The auditor's tools: verify, list, show, export, report, keygen
+    Audit {
+        #[command(subcommand)]
+        cmd: AuditCmd,
     },
     /// Recent runs
     Runs {
@@ -331,6 +399,7 @@ pub fn main() -> Exit {
             limit,
             state,
         } => runs_cmd(&ui, &root, format, limit, state.as_deref()),
+        Command::Audit { cmd } => audit_cmd(&ui, &root, cmd),
         Command::Status { run, format, state } => {
             status_cmd(&ui, &root, &run, format, state.as_deref())
         }
@@ -638,7 +707,7 @@ fn init_tracing(verbose: bool) {
     if let Some(filter) = filter {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-            .with_writer(std::io::stderr)
+            .with_writer(|| crate::redact::RedactingWriter)
             .with_ansi(false)
             .try_init();
     }
@@ -883,5 +952,238 @@ fn decision_cmd(
     rt.block_on(async {
         let cancel = interrupt_channel();
         exec::decide(&project, req, ui, cancel).await
+    })
+}
+
+/// Resolves which runs an audit command is about: one (by id or unique prefix) or all.
+async fn audit_runs(
+    ui: &Ui,
+    store: &crate::state::StateStore,
+    dir: &std::path::Path,
+    run: Option<&str>,
+    all: bool,
+) -> Result<Vec<String>, Exit> {
+    let chains = crate::auditor::chains(dir);
+    match (run, all) {
+        (Some(id), _) => {
+            let mut matches: Vec<String> = store.find_runs(id).await.unwrap_or_default();
+            for c in chains.iter().filter(|c| c.starts_with(id)) {
+                if !matches.contains(c) {
+                    matches.push(c.clone());
+                }
+            }
+            match matches.len() {
+                1 => Ok(matches),
+                0 => {
+                    ui.error(&format!("no run `{id}` in the state store or the audit folder"), Some("`runbook audit list` lists the runs"));
+                    Err(Exit::Invalid)
+                }
+                _ => {
+                    ui.error(&format!("`{id}` names several runs: {}", matches.join(", ")), Some("give more of the run id"));
+                    Err(Exit::Invalid)
+                }
+            }
+        }
+        (None, true) => {
+            let mut ids: Vec<String> = store.list_runs(i64::MAX).await.unwrap_or_default().into_iter().map(|r| r.id).collect();
+            ids.reverse();
+            for c in chains {
+                if !ids.contains(&c) {
+                    ids.push(c);
+                }
+            }
+            Ok(ids)
+        }
+        (None, false) => {
+            ui.error("name a run, or pass --all", None);
+            Err(Exit::Invalid)
+        }
+    }
+}
+
+fn audit_cmd(ui: &Ui, root: &std::path::Path, cmd: AuditCmd) -> Exit {
+    if let AuditCmd::Keygen { out } = &cmd {
+        return match crate::audit::keygen() {
+            Ok((secret, public)) => {
+                let key = out.join("runbook-audit.key");
+                let publ = out.join("runbook-audit.pub");
+                let write_secret = || -> std::io::Result<()> {
+                    use std::io::Write;
+                    use std::os::unix::fs::OpenOptionsExt;
+                    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&key)?;
+                    f.write_all(format!("{secret}\n").as_bytes())?;
+                    std::fs::write(&publ, format!("{public}\n"))
+                };
+                match write_secret() {
+                    Ok(()) => {
+                        ui.note(&format!(
+                            "wrote {} (secret, mode 600) and {}\nput the secret in the variable named by `audit.signing_key_env`; auditors verify with `runbook audit verify --all --key {}`",
+                            key.display(),
+                            publ.display(),
+                            publ.display()
+                        ));
+                        Exit::Ok
+                    }
+                    Err(e) => {
+                        ui.error(&format!("cannot write the key files: {e}"), Some("an existing key is never overwritten; choose another --out"));
+                        Exit::Invalid
+                    }
+                }
+            }
+            Err(e) => {
+                ui.error(&e.to_string(), None);
+                Exit::Internal
+            }
+        };
+    }
+    let Some(project) = open(ui, root) else { return Exit::Invalid };
+    let Some(rt) = runtime(ui) else { return Exit::Internal };
+    let dir = exec::audit_dir(&project.root, project.config_def());
+    rt.block_on(async {
+        let state_flag = match &cmd {
+            AuditCmd::Verify { state, .. } | AuditCmd::List { state, .. } | AuditCmd::Show { state, .. } | AuditCmd::Export { state, .. } | AuditCmd::Report { state, .. } => state.clone(),
+            AuditCmd::Keygen { .. } => None,
+        };
+        let Some(store) = open_state(ui, &project, state_flag.as_deref()).await else { return Exit::Internal };
+        let verdict = |id: String, key: Option<String>| {
+            let store = &store;
+            let dir = &dir;
+            async move {
+                let head = store.audit_head(&id).await.ok().flatten();
+                crate::auditor::verify_run(dir, &id, head.as_ref(), key.as_deref())
+            }
+        };
+        let exit = match cmd {
+            AuditCmd::Verify { run, all, key, format, .. } => {
+                let key = key.map(|k| std::fs::read_to_string(&k).map(|t| t.trim().to_owned()).unwrap_or(k));
+                let ids = match audit_runs(ui, &store, &dir, run.as_deref(), all).await {
+                    Ok(ids) => ids,
+                    Err(code) => return code,
+                };
+                let mut verdicts = Vec::new();
+                for id in ids {
+                    verdicts.push(verdict(id, key.clone()).await);
+                }
+                let failed = verdicts.iter().filter(|v| v.failed()).count();
+                match format {
+                    OutputFormat::Json => {
+                        let rows: Vec<serde_json::Value> = verdicts
+                            .iter()
+                            .map(|v| {
+                                serde_json::json!({
+                                    "run_id": v.run_id, "records": v.records, "head": v.head, "verified": !v.failed(),
+                                    "torn": matches!(v.problem, Some(crate::audit::Problem::Torn { .. })),
+                                    "first_bad_seq": v.problem.as_ref().filter(|p| p.is_tampering()).map(|p| p.seq()),
+                                    "problem": v.problem.as_ref().map(|p| p.describe()),
+                                    "signature": v.signature.as_ref().map(|s| s.as_ref().map(|_| "valid").unwrap_or_else(|e| e.as_str())),
+                                })
+                            })
+                            .collect();
+                        ui.data(&serde_json::to_string_pretty(&rows).unwrap_or_default());
+                    }
+                    OutputFormat::Text => {
+                        let mut text = String::new();
+                        for v in &verdicts {
+                            text.push_str(&format!("{}  {}\n", v.run_id, v.summary()));
+                        }
+                        ui.data(&text);
+                        if failed > 0 {
+                            ui.error(&format!("{failed} of {} audit logs failed verification", verdicts.len()), Some("the first bad record of each is named above"));
+                        } else {
+                            ui.note(&format!("{} audit logs verified", verdicts.len()));
+                        }
+                    }
+                }
+                if failed > 0 { Exit::AuditFailed } else { Exit::Ok }
+            }
+            AuditCmd::List { format, .. } => {
+                let ids = match audit_runs(ui, &store, &dir, None, true).await {
+                    Ok(ids) => ids,
+                    Err(code) => return code,
+                };
+                let mut rows = Vec::new();
+                for id in ids {
+                    let v = verdict(id, None).await;
+                    let head = crate::auditor::header(&v.entries);
+                    let get = |k: &str| head.iter().find(|(h, _)| h == k).map(|(_, v)| v.clone()).unwrap_or_default();
+                    rows.push(serde_json::json!({
+                        "run_id": v.run_id, "records": v.records, "verified": !v.failed(),
+                        "playbook": get("playbook").split(' ').next().unwrap_or_default(), "environment": get("environment"),
+                        "operator": get("operator"), "started": get("started"), "status": get("status"),
+                    }));
+                }
+                match format {
+                    OutputFormat::Json => ui.data(&serde_json::to_string_pretty(&rows).unwrap_or_default()),
+                    OutputFormat::Text => {
+                        let mut text = format!("{:<23}  {:<16}  {:<11}  {:>7}  {:<8}  {}\n", "run", "playbook", "env", "records", "audit", "status");
+                        for r in &rows {
+                            text.push_str(&format!(
+                                "{:<23}  {:<16}  {:<11}  {:>7}  {:<8}  {}\n",
+                                r["run_id"].as_str().unwrap_or_default(),
+                                r["playbook"].as_str().unwrap_or_default(),
+                                r["environment"].as_str().unwrap_or_default(),
+                                r["records"].as_u64().unwrap_or(0),
+                                if r["verified"] == true { "ok" } else { "FAILED" },
+                                r["status"].as_str().unwrap_or_default()
+                            ));
+                        }
+                        ui.data(&text);
+                    }
+                }
+                Exit::Ok
+            }
+            AuditCmd::Show { run, .. } => {
+                let ids = match audit_runs(ui, &store, &dir, Some(&run), false).await {
+                    Ok(ids) => ids,
+                    Err(code) => return code,
+                };
+                let v = verdict(ids[0].clone(), None).await;
+                ui.data(&crate::auditor::show(&v));
+                if v.failed() { Exit::AuditFailed } else { Exit::Ok }
+            }
+            AuditCmd::Export { run, all, format, .. } => {
+                let ids = match audit_runs(ui, &store, &dir, run.as_deref(), all).await {
+                    Ok(ids) => ids,
+                    Err(code) => return code,
+                };
+                let mut verdicts = Vec::new();
+                for id in ids {
+                    verdicts.push(verdict(id, None).await);
+                }
+                match format {
+                    ExportFormat::Json => {
+                        let records: Vec<serde_json::Value> = verdicts.iter().flat_map(|v| v.entries.iter().cloned().map(serde_json::Value::Object)).collect();
+                        ui.data(&serde_json::to_string_pretty(&records).unwrap_or_default());
+                    }
+                    ExportFormat::Csv => ui.data(&crate::auditor::csv(&verdicts)),
+                }
+                if verdicts.iter().any(|v| v.failed()) {
+                    ui.error("some exported logs failed verification; `runbook audit verify` says where", None);
+                    Exit::AuditFailed
+                } else {
+                    Exit::Ok
+                }
+            }
+            AuditCmd::Report { run, output, .. } => {
+                let ids = match audit_runs(ui, &store, &dir, Some(&run), false).await {
+                    Ok(ids) => ids,
+                    Err(code) => return code,
+                };
+                let v = verdict(ids[0].clone(), None).await;
+                match std::fs::write(&output, crate::auditor::html(&v)) {
+                    Ok(()) => {
+                        ui.note(&format!("wrote {} ({})", output.display(), v.summary()));
+                        Exit::Ok
+                    }
+                    Err(e) => {
+                        ui.error(&format!("cannot write `{}`: {e}", output.display()), None);
+                        Exit::Invalid
+                    }
+                }
+            }
+            AuditCmd::Keygen { .. } => Exit::Ok,
+        };
+        store.close().await;
+        exit
     })
 }

@@ -212,8 +212,10 @@ pub fn redact_line(line: &str) -> String {
     let Some((userinfo, param)) = RES
         .get_or_init(|| {
             Some((
-                regex::Regex::new(r"([A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)([^@\s]+)@").ok()?,
-                regex::Regex::new(r"(?i)\b(password|sslpassword)=([^&\s'\x22]+)").ok()?,
+                // Quotes and backslashes end a password here: the text may be JSON, and eating
+                // an escape would break it.
+                regex::Regex::new(r#"([A-Za-z][A-Za-z0-9+.-]*://[^:/@\s"'\\]*:)([^@\s"'\\]+)@"#).ok()?,
+                regex::Regex::new(r#"(?i)\b(password|sslpassword)=([^&\s"'\\]+)"#).ok()?,
             ))
         })
         .as_ref()

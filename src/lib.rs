@@ -8,6 +8,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod audit;
+pub mod auditor;
 pub mod cli;
 pub mod config;
 pub mod db;

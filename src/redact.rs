@@ -19,9 +19,32 @@ pub struct Redactor {
     needles: Arc<RwLock<Vec<String>>>,
 }
 
+/// The process-wide redactor: the terminal, tracing and error paths all pass through it, so a
+/// secret known anywhere in the process is masked everywhere.
+pub fn global() -> &'static Redactor {
+    static GLOBAL: std::sync::OnceLock<Redactor> = std::sync::OnceLock::new();
+    GLOBAL.get_or_init(Redactor::default)
+}
+
+/// A `tracing` writer that redacts every line before it reaches stderr.
+pub struct RedactingWriter;
+
+impl std::io::Write for RedactingWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        std::io::stderr().write_all(global().redact(&text).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
 impl Redactor {
+    /// The process-wide redactor (shared: secrets added to it are masked everywhere).
     pub fn new() -> Self {
-        Self::default()
+        global().clone()
     }
 
     /// Adds a secret value (and its encoded forms) to mask from now on.

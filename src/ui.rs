@@ -31,6 +31,7 @@ impl Ui {
 
     /// Data for stdout: plans, JSON, reports.
     pub fn data(&self, text: &str) {
+        let text = &crate::redact::global().redact(text);
         let mut out = std::io::stdout().lock();
         let _ = out.write_all(text.as_bytes());
         if !text.ends_with('\n') {
@@ -53,6 +54,7 @@ impl Ui {
 
     /// A status line on stderr, silenced by `-q`.
     pub fn note(&self, text: &str) {
+        let text = &crate::redact::global().redact(text);
         if !self.quiet {
             let _ = writeln!(std::io::stderr().lock(), "{text}");
         }
@@ -60,6 +62,9 @@ impl Ui {
 
     /// An error line on stderr with an optional hint; never silenced.
     pub fn error(&self, text: &str, hint: Option<&str>) {
+        let text = &crate::redact::global().redact(text);
+        let hint = hint.map(|h| crate::redact::global().redact(h));
+        let hint = hint.as_deref();
         let (red, bold, reset) = if self.color {
             ("\x1b[31m", "\x1b[1m", "\x1b[0m")
         } else {
@@ -103,6 +108,7 @@ impl Progress {
         if self.quiet {
             return;
         }
+        let text = &crate::redact::global().redact(text);
         match &self.bar {
             Some(bar) => bar.println(text),
             None => {

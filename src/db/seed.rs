@@ -564,13 +564,12 @@ impl Checker<'_> {
                 },
                 None => false,
             };
-            if let Some(env) = env {
-                out.push(SecretSpec {
-                    column: col.to_owned(),
-                    env,
-                    update,
-                });
-            }
+            // Kept even when `env` is invalid, so rows that give the column are still caught.
+            out.push(SecretSpec {
+                column: col.to_owned(),
+                env: env.unwrap_or_default(),
+                update,
+            });
         }
         out
     }
@@ -635,7 +634,10 @@ impl Checker<'_> {
                 self.err(
                     "seed-type",
                     row,
-                    format!("a row is a mapping of columns to values, not {}", article(row)),
+                    format!(
+                        "a row is a mapping of columns to values, not {}",
+                        article(row)
+                    ),
                     "write `- { name: Basic, price: 29 }`",
                 );
                 continue;
@@ -691,16 +693,14 @@ impl Checker<'_> {
                         format!("key column `{col}` is null"),
                         "a null never matches, so the row would be inserted again on every run",
                     ),
-                    Some((_, Json::Array(_) | Json::Object(_))) => {
-                        self.err(
-                            "seed-type",
-                            map.iter()
-                                .find(|(k, _)| k.as_str() == Some(col))
-                                .map_or(row, |(_, v)| v),
-                            format!("key column `{col}` must be a plain value"),
-                            "use a string, number or boolean for key columns",
-                        )
-                    }
+                    Some((_, Json::Array(_) | Json::Object(_))) => self.err(
+                        "seed-type",
+                        map.iter()
+                            .find(|(k, _)| k.as_str() == Some(col))
+                            .map_or(row, |(_, v)| v),
+                        format!("key column `{col}` must be a plain value"),
+                        "use a string, number or boolean for key columns",
+                    ),
                     Some((_, v)) => key_values.push(v.clone()),
                 }
             }
@@ -959,9 +959,7 @@ impl Columns {
                 Ok((b, format!("?{n}")))
             }
             Columns::Pg(m) => {
-                let c = m
-                    .get(col)
-                    .ok_or_else(|| format!("no column `{col}`"))?;
+                let c = m.get(col).ok_or_else(|| format!("no column `{col}`"))?;
                 let ty = &c.ty;
                 Ok(match v {
                     Json::Null => (Bind::Null, format!("${n}::text::{ty}")),
@@ -1074,6 +1072,7 @@ impl Tx<'_> {
                     };
                 }
                 let row = q.fetch_optional(&mut **tx).await?;
+                if let Some(r) = &row { eprintln!("DEBUG row len={} cols={:?}", r.len(), r.columns().iter().map(|c| sqlx::Column::name(c).to_owned()).collect::<Vec<_>>()); }
                 Ok(row.map(|r| {
                     (0..columns)
                         .map(|i| r.try_get::<Option<String>, _>(i).ok().flatten())
@@ -1086,9 +1085,7 @@ impl Tx<'_> {
                     q = match b {
                         Bind::Null => q.bind(None::<String>),
                         Bind::Text(s) => q.bind(s.clone()),
-                        Bind::TextArray(v) => {
-                            q.bind(serde_json::to_string(v).unwrap_or_default())
-                        }
+                        Bind::TextArray(v) => q.bind(serde_json::to_string(v).unwrap_or_default()),
                         Bind::Json(j) => q.bind(j.to_string()),
                         Bind::Int(i) => q.bind(*i),
                         Bind::Float(f) => q.bind(*f),
@@ -1280,13 +1277,19 @@ async fn apply_table(
         let select_cols: Vec<String> = if t.secrets.is_empty() {
             vec!["1".to_owned()]
         } else {
-            t.secrets.iter().map(|s| columns.read_text(&s.column)).collect()
+            t.secrets
+                .iter()
+                .map(|s| columns.read_text(&s.column))
+                .collect()
         };
         let probe = format!(
             "SELECT {} FROM {table} WHERE {}",
             select_cols.join(", "),
             where_sql.join(" AND ")
         );
+
+        let dbg = tx.first(&format!("SELECT count(*)::text, current_database()::text, txid_current()::text FROM {table}"), &[], 3).await;
+        eprintln!("DEBUG count {dbg:?} probe={probe}");
         let existing = tx
             .first(&probe, &where_binds, t.secrets.len())
             .await
@@ -1339,7 +1342,10 @@ async fn apply_table(
         let conflict = if update.is_empty() {
             "DO NOTHING".to_owned()
         } else {
-            let differs: Vec<String> = update.iter().map(|c| columns.differs(&t.table, c)).collect();
+            let differs: Vec<String> = update
+                .iter()
+                .map(|c| columns.differs(&t.table, c))
+                .collect();
             format!(
                 "DO UPDATE SET {} WHERE {}",
                 set_cols.join(", "),
@@ -1352,6 +1358,7 @@ async fn apply_table(
             exprs.join(", "),
             keys.join(", ")
         );
+        eprintln!("DEBUG existing={existing:?} binds={where_binds:?}");
         let changed = tx.first(&upsert, &binds, 0).await.map_err(|e| {
             let mut msg = describe(&e);
             if let Some(hint) = hint_for(&e, t) {
@@ -1440,7 +1447,10 @@ mod tests {
         .unwrap();
         assert_eq!(set.tables.len(), 2);
         assert_eq!(set.tables[0].rows[0].values.len(), 6);
-        assert_eq!(set.tables[0].generated[1], ("updatedAt".into(), Generated::Now));
+        assert_eq!(
+            set.tables[0].generated[1],
+            ("updatedAt".into(), Generated::Now)
+        );
         assert_eq!(set.tables[1].key, vec!["email".to_owned()]);
         assert!(!set.tables[1].secrets[0].update);
     }
@@ -1455,7 +1465,7 @@ mod tests {
             vec![
                 ("seed-missing-key".to_owned(), 1, 3),
                 ("unknown-key".to_owned(), 2, 3),
-                ("seed-type".to_owned(), 7, 33),
+                ("seed-type".to_owned(), 7, 31),
                 ("seed-secret-in-row".to_owned(), 9, 19),
                 ("seed-duplicate-row".to_owned(), 10, 7),
             ]
@@ -1485,7 +1495,10 @@ mod tests {
             "- table: U\n  key: [e]\n  secrets: { p: { env: PW } }\n  rows: [{ e: a }]\n",
         )
         .unwrap();
-        let err = Secrets::resolve(&set, |_| None, |_| {}).err().unwrap().render();
+        let err = Secrets::resolve(&set, |_| None, |_| {})
+            .err()
+            .unwrap()
+            .render();
         assert!(err.contains("`PW` is not set"), "{err}");
         let short = "tooshort-9";
         let seen = std::cell::RefCell::new(Vec::new());

@@ -1948,6 +1948,8 @@ impl<'a> Engine<'a> {
             ))
             .await
             .map_err(UnitError::Fatal)?;
+            // Rendered arguments may hold secrets; the tracing writer redacts them.
+            tracing::debug!(step = %unit.qid, args = %rendered, "step arguments");
             self.crash_if("started", &unit.qid);
             self.progress.start(&unit.qid, action, attempt);
             let began = Instant::now();

@@ -1,11 +1,16 @@
 //! Integration tests: one binary, one module per area.
 
+mod audit;
+mod backup;
 mod cli;
 mod common;
 mod corpus;
 mod crash;
 mod exec;
 mod gates;
+mod migrate;
 mod pg;
+mod redaction;
 mod schema;
+mod seed;
 mod units;

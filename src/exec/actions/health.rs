@@ -1,12 +1,108 @@
-//! `health`: being built (issue 6). Until `READY` is true, `runbook run` refuses playbooks
-//! with this action before anything runs, so this placeholder is never reached by a run.
+//! `health`: the production guide's health check. Prints one line per check and the guide's
+//! summary as notes, and returns every check's status, value and details as outputs.
 
-use crate::exec::{ActionCtx, StepError, StepResult};
-use crate::playbook::HealthAction;
+use crate::db::health::{self, HealthOptions, HealthReport, Status};
+use crate::exec::{ActionCtx, StepError, StepResult, wait_cancel};
+use crate::playbook::{HealthAction, HealthChecks, HealthOutcome};
+use serde_json::{Map, Value as Json, json};
+use std::time::Duration;
 
 /// Whether this version executes `health` steps.
-pub const READY: bool = false;
+pub const READY: bool = true;
 
-pub async fn run(_a: &HealthAction, _ctx: &mut ActionCtx<'_>) -> StepResult {
-    Err(StepError::Failed("`health` steps cannot run in this version".to_owned()))
+/// Each query's statement timeout when the step sets no timeout of its own.
+const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub async fn run(a: &HealthAction, ctx: &mut ActionCtx<'_>) -> StepResult {
+    let opts = HealthOptions {
+        checks: match &a.checks {
+            HealthChecks::All(_) => None,
+            HealthChecks::List(list) => Some(list.clone()),
+        },
+        thresholds: a.thresholds.clone(),
+        migrations_dir: ctx.dirs.migrations.clone(),
+        statement_timeout: ctx
+            .timeout
+            .map_or(STATEMENT_TIMEOUT, |t| t.min(STATEMENT_TIMEOUT)),
+    };
+    let redactor = ctx.redactor.clone();
+    let timeout = ctx.timeout;
+    let postgres = matches!(ctx.target, Some(crate::db::TargetSpec::Postgres(_)));
+    let mut cancel = ctx.cancel.clone();
+    let report = match ctx.db().await {
+        Err(StepError::Failed(msg)) => health::unreachable(&opts, postgres, &msg),
+        Err(other) => return Err(other),
+        Ok(db) => {
+            let work = health::check(db, &opts);
+            let bounded = async {
+                match timeout {
+                    Some(t) => tokio::time::timeout(t, work).await.map_err(|_| {
+                        StepError::Failed(format!(
+                            "the health check did not finish within {}",
+                            super::humantime(t)
+                        ))
+                    }),
+                    None => Ok(work.await),
+                }
+            };
+            tokio::select! {
+                r = bounded => r?,
+                _ = wait_cancel(&mut cancel) => return Err(StepError::Interrupted),
+            }
+        }
+    };
+
+    for r in &report.results {
+        ctx.progress.note(&redactor.redact(&format!(
+            "  {:<4}  {}: {}",
+            r.status.word(),
+            health::title(r.check),
+            r.message
+        )));
+    }
+    ctx.progress.note(&report.summary());
+
+    let outputs = redactor.redact_json(&Json::Object(outputs(&report)));
+    let fail_on = match a.fail_on.unwrap_or(HealthOutcome::Fail) {
+        HealthOutcome::Warn => Status::Warn,
+        HealthOutcome::Fail => Status::Fail,
+    };
+    if report.status() >= fail_on {
+        let bad: Vec<String> = report
+            .results
+            .iter()
+            .filter(|r| r.status >= fail_on)
+            .map(|r| {
+                format!(
+                    "{} {}: {}",
+                    health::name(r.check),
+                    r.status.word(),
+                    r.message
+                )
+            })
+            .collect();
+        return Err(StepError::Failed(redactor.redact(&format!(
+            "{}; {}",
+            report.summary(),
+            bad.join("; ")
+        ))));
+    }
+    match outputs {
+        Json::Object(m) => Ok(m),
+        _ => Ok(Map::new()),
+    }
+}
+
+fn outputs(report: &HealthReport) -> Map<String, Json> {
+    let mut checks = Map::new();
+    for r in &report.results {
+        checks.insert(health::name(r.check).to_owned(), r.to_json());
+    }
+    let mut out = Map::new();
+    out.insert("status".to_owned(), json!(report.status().word()));
+    out.insert("passed".to_owned(), json!(report.count(Status::Pass)));
+    out.insert("warnings".to_owned(), json!(report.count(Status::Warn)));
+    out.insert("failed".to_owned(), json!(report.count(Status::Fail)));
+    out.insert("checks".to_owned(), Json::Object(checks));
+    out
 }

@@ -1,12 +1,338 @@
-//! `migrate`: being built (issue 6). Until `READY` is true, `runbook run` refuses playbooks
-//! with this action before anything runs, so this placeholder is never reached by a run.
+//! `migrate`: schema migrations from `migrations/<dialect>/` (status, apply, revert, baseline,
+//! lint, rehearse). The logic lives in `db::migrate`; this file turns a step's arguments into
+//! a call, and the result into outputs and notes.
+//!
+//! Outputs, for every operation that reads the target: `pending`, `applied` (the migrations
+//! the database has), `drifted`, `missing`, `current_version`. Then per operation: `apply`
+//! gives `results` (the files it ran) and `count` (how many); `revert` gives `reverted` and
+//! `count`; `baseline` gives `count` (how many it marked); `status` gives `count` (pending);
+//! `lint` gives `findings`, `errors`, `warnings` and `count`; `rehearse` gives `results`,
+//! `locks` and `count`.
 
+use crate::db::migrate::{
+    self as mg, Control, Dialect, MigrateError, MigrationSet, RevertTo, Settings, fmt_duration,
+    to_json,
+};
 use crate::exec::{ActionCtx, StepError, StepResult};
-use crate::playbook::MigrateAction;
+use crate::playbook::{LintLevel, MigrateAction, MigrateOp};
+use serde_json::{Map, Value as Json, json};
+use std::path::Path;
+use std::time::Duration;
 
 /// Whether this version executes `migrate` steps.
-pub const READY: bool = false;
+pub const READY: bool = true;
 
-pub async fn run(_a: &MigrateAction, _ctx: &mut ActionCtx<'_>) -> StepResult {
-    Err(StepError::Failed("`migrate` steps cannot run in this version".to_owned()))
+/// Findings shown one per line; the rest are counted.
+const MAX_FINDING_NOTES: usize = 50;
+
+pub async fn run(a: &MigrateAction, ctx: &mut ActionCtx<'_>) -> StepResult {
+    let redactor = ctx.redactor;
+    let result = run_op(a, ctx).await;
+    if result.is_err() {
+        // A stopped statement or a failed rollback can leave the connection in a state the
+        // next step should not inherit: it reconnects instead.
+        if let Some(db) = ctx.db.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), db.close()).await;
+        }
+    }
+    result.map_err(|e| match e {
+        MigrateError::Interrupted => StepError::Interrupted,
+        other => StepError::Failed(redactor.redact(&other.to_string())),
+    })
+}
+
+fn failed(msg: impl Into<String>) -> MigrateError {
+    MigrateError::Failed(msg.into())
+}
+
+fn from_step(e: StepError) -> MigrateError {
+    match e {
+        StepError::Failed(m) => MigrateError::Failed(m),
+        StepError::Interrupted => MigrateError::Interrupted,
+    }
+}
+
+async fn run_op(
+    a: &MigrateAction,
+    ctx: &mut ActionCtx<'_>,
+) -> Result<Map<String, Json>, MigrateError> {
+    let base = match &a.dir {
+        Some(d) => ctx.root.join(d),
+        None => ctx.dirs.migrations.clone(),
+    };
+    let settings = Settings {
+        lock_timeout: a.lock_timeout.as_ref().and_then(|d| d.parse()),
+        statement_timeout: a.statement_timeout.as_ref().and_then(|d| d.parse()),
+        lock_retries: a.lock_retries.unwrap_or(0),
+    };
+    let progress = ctx.progress;
+    let redactor = ctx.redactor;
+    let note = move |text: &str| progress.note(&redactor.redact(text));
+    let mut ctl = Control::new(ctx.run_id, ctx.cancel.clone(), ctx.timeout, &note);
+    let root = ctx.root.to_path_buf();
+
+    if a.action == MigrateOp::Lint {
+        return lint(a, ctx, &base, &settings, &mut ctl).await;
+    }
+    let Some(target) = ctx.target else {
+        return Err(failed(
+            "`migrate` needs a database: give the environment a target or pass --target",
+        ));
+    };
+    if a.action == MigrateOp::Rehearse && ctx.dirs.protected {
+        return Err(failed(format!(
+            "`rehearse` is refused on the protected environment `{}`: it runs the pending \
+             migrations and holds their locks until it rolls back; rehearse on staging or on a \
+             copy of this database",
+            ctx.dirs.env
+        )));
+    }
+    let set = mg::discover(&base, Dialect::of(target), &root)?;
+    let db = ctx.db().await.map_err(from_step)?;
+    match a.action {
+        // `lint` returned above; it reads the status of the same files.
+        MigrateOp::Status | MigrateOp::Lint => {
+            let st = mg::status(db, &set).await?;
+            note_status(&note, &st, &set);
+            Ok(st.outputs())
+        }
+        MigrateOp::Apply => {
+            let r = mg::apply(db, target, &set, a.version.as_deref(), &settings, &mut ctl).await?;
+            if r.applied.is_empty() {
+                note(&format!(
+                    "nothing to apply: {} migration(s) applied, current version {}",
+                    r.status.applied.len(),
+                    r.status.current_version.as_deref().unwrap_or("none")
+                ));
+            }
+            let mut out = r.status.outputs();
+            out.insert("count".into(), r.applied.len().into());
+            out.insert("results".into(), to_json(&r.applied));
+            Ok(out)
+        }
+        MigrateOp::Revert => {
+            let to = match (a.count, a.version.as_deref()) {
+                (Some(_), Some(_)) => {
+                    return Err(failed("`revert` takes `count` or `version`, not both"));
+                }
+                (_, Some(v)) => RevertTo::Version(v),
+                (n, None) => RevertTo::Count(n.unwrap_or(1)),
+            };
+            let r = mg::revert(db, target, &set, to, &settings, &mut ctl).await?;
+            if r.reverted.is_empty() {
+                note("nothing to revert");
+            }
+            let mut out = r.status.outputs();
+            out.insert("count".into(), r.reverted.len().into());
+            out.insert("reverted".into(), to_json(&r.reverted));
+            Ok(out)
+        }
+        MigrateOp::Baseline => {
+            let Some(v) = a.version.as_deref() else {
+                return Err(failed(
+                    "`baseline` needs `version`: the newest migration the database already has",
+                ));
+            };
+            let r = mg::baseline(db, target, &set, v, &mut ctl).await?;
+            if r.marked.is_empty() {
+                note(&format!(
+                    "nothing to baseline: every migration up to {v} is applied"
+                ));
+            }
+            let mut out = r.status.outputs();
+            out.insert("count".into(), r.marked.len().into());
+            Ok(out)
+        }
+        MigrateOp::Rehearse => {
+            let r = mg::rehearse(db, target, &set, &settings, &mut ctl).await?;
+            if r.results.is_empty() {
+                note("nothing to rehearse: no pending migrations");
+            }
+            let locks: Vec<Json> = r
+                .results
+                .iter()
+                .flat_map(|f| {
+                    f.locks.iter().map(move |l| {
+                        json!({"version": f.version, "file": f.file, "relation": l.relation,
+                               "kind": l.kind, "mode": l.mode})
+                    })
+                })
+                .collect();
+            if let Some(f) = r.failed() {
+                return Err(failed(format!(
+                    "the rehearsal of `{}` failed: {}; the rehearsal was rolled back",
+                    f.file,
+                    f.error.as_deref().unwrap_or("unknown error")
+                )));
+            }
+            let mut out = r.status.outputs();
+            out.insert("count".into(), r.results.len().into());
+            out.insert("results".into(), to_json(&r.results));
+            out.insert("locks".into(), Json::Array(locks));
+            Ok(out)
+        }
+    }
+}
+
+fn note_status(note: &dyn Fn(&str), st: &mg::Status, set: &MigrationSet) {
+    note(&format!(
+        "`{}`: {} applied, {} pending, {} drifted, {} missing; current version {}",
+        set.shown_dir,
+        st.applied.len(),
+        st.pending.len(),
+        st.drifted.len(),
+        st.missing.len(),
+        st.current_version.as_deref().unwrap_or("none")
+    ));
+    for p in &st.pending {
+        note(&format!(
+            "pending `{}`{}{}",
+            p.file,
+            if p.retry {
+                " (failed before; runs again)"
+            } else {
+                ""
+            },
+            if p.out_of_order {
+                " (older than the current version)"
+            } else {
+                ""
+            }
+        ));
+    }
+    for d in &st.drifted {
+        note(&format!(
+            "drifted `{}`: applied with checksum {}, the file now has {}",
+            d.file, d.expected, d.actual
+        ));
+    }
+    for m in &st.missing {
+        note(&format!(
+            "missing: migration {} ({}) is applied but has no file{}",
+            m.version,
+            m.name,
+            if m.future {
+                " (the database is ahead of this checkout)"
+            } else {
+                ""
+            }
+        ));
+    }
+}
+
+async fn lint(
+    a: &MigrateAction,
+    ctx: &mut ActionCtx<'_>,
+    base: &Path,
+    settings: &Settings,
+    ctl: &mut Control<'_>,
+) -> Result<Map<String, Json>, MigrateError> {
+    let fail_on = a.fail_on.unwrap_or(LintLevel::Error);
+    let note = ctl.note;
+    let root = ctx.root.to_path_buf();
+    let mut out = Map::new();
+    let started = std::time::Instant::now();
+    let (set, on_postgres) = match ctx.target.map(Dialect::of) {
+        Some(Dialect::Sqlite) => {
+            let dir = base.join(Dialect::Postgres.folder());
+            let shown = dir
+                .strip_prefix(&root)
+                .unwrap_or(&dir)
+                .display()
+                .to_string();
+            if !dir.is_dir() {
+                note(&format!(
+                    "lint applies to PostgreSQL migrations, and `{shown}` does not exist: nothing to lint"
+                ));
+                return Ok(findings_outputs(out, &[]));
+            }
+            note(&format!(
+                "lint applies to PostgreSQL migrations: linting every file in `{shown}` (the target is SQLite, so no row estimates)"
+            ));
+            let migrations = mg::read_dir(&dir, &root)?;
+            (
+                MigrationSet {
+                    dir,
+                    shown_dir: shown,
+                    migrations,
+                },
+                false,
+            )
+        }
+        Some(Dialect::Postgres) => (mg::discover(base, Dialect::Postgres, &root)?, true),
+        None => (mg::discover(base, Dialect::Postgres, &root)?, false),
+    };
+    let mut findings = if on_postgres {
+        let db = ctx.db().await.map_err(from_step)?;
+        let st = mg::status(db, &set).await?;
+        let files: Vec<&mg::Migration> = st
+            .pending
+            .iter()
+            .filter_map(|p| set.find(&p.version))
+            .collect();
+        let version = mg::server_version(db).await;
+        let mut findings = mg::lint(&files, version.as_deref(), settings);
+        mg::annotate(db, &mut findings).await?;
+        note(&format!(
+            "linted {} pending migration(s) in `{}` in {}",
+            files.len(),
+            set.shown_dir,
+            fmt_duration(started.elapsed())
+        ));
+        out = st.outputs();
+        findings
+    } else {
+        let files: Vec<&mg::Migration> = set.migrations.iter().collect();
+        mg::lint(&files, None, settings)
+    };
+    findings.sort_by(|x, y| mg::compare_versions(&x.version, &y.version).then(x.line.cmp(&y.line)));
+    for f in findings.iter().take(MAX_FINDING_NOTES) {
+        note(&format!(
+            "{}:{}:{} {} {}: {}{}",
+            f.file,
+            f.line,
+            f.column,
+            level_name(f.level),
+            f.rule,
+            f.message,
+            f.help
+                .as_deref()
+                .map_or(String::new(), |h| format!(" (hint: {h})"))
+        ));
+    }
+    if findings.len() > MAX_FINDING_NOTES {
+        note(&format!(
+            "... and {} more finding(s) (all are in the `findings` output)",
+            findings.len() - MAX_FINDING_NOTES
+        ));
+    }
+    let over: Vec<&mg::Finding> = findings.iter().filter(|f| f.level >= fail_on).collect();
+    if let Some(first) = over.first() {
+        return Err(failed(format!(
+            "lint found {} finding(s) at or above `{}`, the first: {}:{} {}: {}",
+            over.len(),
+            level_name(fail_on),
+            first.file,
+            first.line,
+            first.rule,
+            first.message
+        )));
+    }
+    Ok(findings_outputs(out, &findings))
+}
+
+fn level_name(l: LintLevel) -> &'static str {
+    match l {
+        LintLevel::Warning => "warning",
+        LintLevel::Error => "error",
+    }
+}
+
+fn findings_outputs(mut out: Map<String, Json>, findings: &[mg::Finding]) -> Map<String, Json> {
+    let count = |l: LintLevel| findings.iter().filter(|f| f.level == l).count();
+    out.insert("errors".into(), count(LintLevel::Error).into());
+    out.insert("warnings".into(), count(LintLevel::Warning).into());
+    out.insert("count".into(), findings.len().into());
+    out.insert("findings".into(), to_json(&findings));
+    out
 }

@@ -1,12 +1,46 @@
-//! `restore`: being built (issue 6). Until `READY` is true, `runbook run` refuses playbooks
-//! with this action before anything runs, so this placeholder is never reached by a run.
+//! `restore`: verifies an archive written by `backup`, takes a pre-restore backup, restores,
+//! and compares row counts with the manifest. The work is in `db::backup`.
+//!
+//! The typed confirmation the runbooks ask for is a `confirm` gate before this step: validation
+//! refuses a playbook with a `restore` and no gate before it in a protected environment, so
+//! this action does not prompt.
 
-use crate::exec::{ActionCtx, StepError, StepResult};
+use super::backup::{ops, resolve, shown, step_error, target};
+use crate::db::backup::{self, RestoreRequest};
+use crate::exec::{ActionCtx, StepResult};
 use crate::playbook::RestoreAction;
+use serde_json::{Map, Value as Json, json};
 
 /// Whether this version executes `restore` steps.
-pub const READY: bool = false;
+pub const READY: bool = true;
 
-pub async fn run(_a: &RestoreAction, _ctx: &mut ActionCtx<'_>) -> StepResult {
-    Err(StepError::Failed("`restore` steps cannot run in this version".to_owned()))
+pub async fn run(a: &RestoreAction, ctx: &mut ActionCtx<'_>) -> StepResult {
+    let target = target(ctx, "restore")?;
+    let ops = ops(ctx, "restore");
+    let req = RestoreRequest {
+        from: resolve(ctx.root, &a.from),
+        jobs: a.jobs.unwrap_or(1),
+        pre_backup: a.pre_backup.unwrap_or(true),
+        pre_backup_dir: a.pre_backup_dir.as_deref().map(|d| resolve(ctx.root, d)),
+    };
+    let done = match backup::restore(ctx.db, &target, &req, &ops).await {
+        Ok(done) => done,
+        Err(e) => return Err(step_error(e, ctx)),
+    };
+    ops.note(&format!(
+        "restored {}: {}, row counts equal to the manifest's",
+        done.archive.display(),
+        backup::plural(done.row_counts.len(), "table", "tables")
+    ));
+    let mut out = Map::new();
+    out.insert("path".to_owned(), shown(&done.archive));
+    out.insert(
+        "pre_backup".to_owned(),
+        done.pre_backup
+            .as_ref()
+            .map_or(Json::Null, |b| shown(&b.archive)),
+    );
+    out.insert("tables".to_owned(), json!(done.row_counts.len()));
+    out.insert("row_counts".to_owned(), json!(done.row_counts));
+    Ok(out)
 }

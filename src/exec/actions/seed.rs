@@ -1,7 +1,7 @@
 //! `seed`: applies a seed set from the seeds folder as upserts by natural key, in one
 //! transaction, and reports what it inserted, updated and left unchanged.
 
-use crate::db::seed::{self, Counts, SeedError, Secrets};
+use crate::db::seed::{self, Counts, Secrets, SeedError};
 use crate::exec::{ActionCtx, StepError, StepResult, wait_cancel};
 use crate::playbook::SeedAction;
 use serde_json::{Map, Value as Json, json};
