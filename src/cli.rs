@@ -251,6 +251,12 @@ pub enum Command {
         #[arg(long)]
         state: Option<String>,
     },
+    /// Create a new project: runbook.yaml, an example playbook, and the folders
+    Init {
+        /// Where (default: the current folder)
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
     /// List the playbooks with their descriptions
     List {
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
@@ -400,6 +406,22 @@ pub fn main() -> Exit {
             state,
         } => runs_cmd(&ui, &root, format, limit, state.as_deref()),
         Command::Audit { cmd } => audit_cmd(&ui, &root, cmd),
+        Command::Init { dir } => match crate::init::scaffold(&dir) {
+            Ok(files) => {
+                ui.note(&format!(
+                    "created {} in {}\nnext: `runbook -C {} validate`, then `runbook -C {} run example --env dev --approve approve`",
+                    files.join(", "),
+                    dir.display(),
+                    dir.display(),
+                    dir.display()
+                ));
+                Exit::Ok
+            }
+            Err(e) => {
+                ui.error(&e, Some("run `runbook init` in an empty folder, or name a new one: `runbook init my-project`"));
+                Exit::Invalid
+            }
+        },
         Command::Status { run, format, state } => {
             status_cmd(&ui, &root, &run, format, state.as_deref())
         }

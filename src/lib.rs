@@ -16,6 +16,7 @@ pub mod diagnostic;
 pub mod exec;
 pub mod exit;
 pub mod gate;
+pub mod init;
 pub mod lock;
 pub mod plan;
 pub mod playbook;

@@ -1072,7 +1072,6 @@ impl Tx<'_> {
                     };
                 }
                 let row = q.fetch_optional(&mut **tx).await?;
-                if let Some(r) = &row { eprintln!("DEBUG row len={} cols={:?}", r.len(), r.columns().iter().map(|c| sqlx::Column::name(c).to_owned()).collect::<Vec<_>>()); }
                 Ok(row.map(|r| {
                     (0..columns)
                         .map(|i| r.try_get::<Option<String>, _>(i).ok().flatten())
@@ -1288,8 +1287,6 @@ async fn apply_table(
             where_sql.join(" AND ")
         );
 
-        let dbg = tx.first(&format!("SELECT count(*)::text, current_database()::text, txid_current()::text FROM {table}"), &[], 3).await;
-        eprintln!("DEBUG count {dbg:?} probe={probe}");
         let existing = tx
             .first(&probe, &where_binds, t.secrets.len())
             .await
@@ -1312,19 +1309,22 @@ async fn apply_table(
         for (i, s) in t.secrets.iter().enumerate() {
             let value = secrets.get(&s.env)?;
             let stored = existing.as_ref().and_then(|r| r.get(i).cloned().flatten());
-            let hash = match (&existing, stored) {
-                // The row exists and keeps its secret unless asked to bring it in line.
-                (Some(_), _) if !s.update => continue,
-                (Some(_), Some(h)) if verify_blocking(value, &h).await => h,
-                _ => hash_blocking(value).await?,
+            // The proposed row of an upsert is checked (NOT NULL) before the conflict is, so
+            // a kept secret is still given: as the stored value, and left out of the update.
+            let (value, updatable) = match (&existing, stored) {
+                (Some(_), stored) if !s.update => (stored.map_or(Json::Null, Json::String), false),
+                (Some(_), Some(h)) if verify_blocking(value, &h).await => (Json::String(h), true),
+                _ => (Json::String(hash_blocking(value).await?), true),
             };
             let (b, expr) = columns
-                .bind(&s.column, &Json::String(hash), binds.len() + 1)
+                .bind(&s.column, &value, binds.len() + 1)
                 .map_err(fail)?;
             names.push(s.column.clone());
             exprs.push(expr);
             binds.push(b);
-            update.push(s.column.clone());
+            if updatable {
+                update.push(s.column.clone());
+            }
         }
         let mut set_cols: Vec<String> = update
             .iter()
@@ -1358,7 +1358,6 @@ async fn apply_table(
             exprs.join(", "),
             keys.join(", ")
         );
-        eprintln!("DEBUG existing={existing:?} binds={where_binds:?}");
         let changed = tx.first(&upsert, &binds, 0).await.map_err(|e| {
             let mut msg = describe(&e);
             if let Some(hint) = hint_for(&e, t) {
