@@ -533,6 +533,7 @@ fn action_json(action: Action<'_>) -> Json {
         Action::Log(a) => serde_json::to_value(a),
         Action::WaitFor(a) => serde_json::to_value(a),
         Action::Include(a) => serde_json::to_value(a),
+        Action::Copy(a) => serde_json::to_value(a),
     };
     prune(v.unwrap_or(Json::Null))
 }

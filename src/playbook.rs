@@ -191,12 +191,14 @@ pub struct Step {
     pub wait_for: Option<WaitForAction>,
     #[serde(default)]
     pub include: Option<IncludeAction>,
+    #[serde(default)]
+    pub copy: Option<CopyAction>,
 }
 
 /// The names of the action keys, in the order the model declares them.
 pub const ACTION_KEYS: &[&str] = &[
     "shell", "sql", "migrate", "backup", "restore", "seed", "health", "gate", "log", "wait_for",
-    "include",
+    "include", "copy",
 ];
 
 /// A borrowed view of a step's one action.
@@ -213,6 +215,7 @@ pub enum Action<'a> {
     Log(&'a LogAction),
     WaitFor(&'a WaitForAction),
     Include(&'a IncludeAction),
+    Copy(&'a CopyAction),
 }
 
 impl Action<'_> {
@@ -229,6 +232,7 @@ impl Action<'_> {
             Action::Log(_) => "log",
             Action::WaitFor(_) => "wait_for",
             Action::Include(_) => "include",
+            Action::Copy(_) => "copy",
         }
     }
 }
@@ -269,6 +273,9 @@ impl Step {
         }
         if let Some(a) = &self.include {
             out.push(Action::Include(a));
+        }
+        if let Some(a) = &self.copy {
+            out.push(Action::Copy(a));
         }
         out
     }
@@ -733,6 +740,25 @@ pub struct WaitForAction {
     pub deadline: Duration,
 }
 
+/// Copies a SQLite database into the PostgreSQL target: schema (names keep their case), rows
+/// by COPY, then indexes, foreign keys and identity sequences, verified by row counts and
+/// content checksums on both sides.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CopyAction {
+    /// The SQLite database to read, e.g. `sqlite:dev.db` (a path relative to the project).
+    pub from: String,
+    /// Only these tables (default: all).
+    #[serde(default)]
+    pub tables: Option<Vec<String>>,
+    /// Drop tables that already exist in the target instead of refusing.
+    #[serde(default)]
+    pub replace: bool,
+    /// Write the report of type decisions and inexact values to this JSON file.
+    #[serde(default)]
+    pub report: Option<String>,
+}
+
 /// Runs another playbook's steps in place.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -781,6 +807,7 @@ impl Action<'_> {
             Action::Log(_) => &["message"],
             Action::WaitFor(_) => &["result", "attempts"],
             Action::Include(_) => return None,
+            Action::Copy(_) => &["tables", "rows", "rows_per_second", "decisions", "inexact", "report"],
         })
     }
 

@@ -1685,6 +1685,19 @@ mod tests {
     }
 
     #[test]
+    fn an_unreachable_target_fails_the_connection_and_skips_the_rest() {
+        let r = unreachable(&opts(), true, "cannot connect to postgres://h/db: refused");
+        assert_eq!(r.status(), Status::Fail);
+        assert_eq!(r.results.len(), ALL.len());
+        assert_eq!(r.results[0].check, HealthCheck::Connection);
+        assert_eq!(r.count(Status::Skip), ALL.len() - 1);
+        assert_eq!(
+            r.results[12].to_json()["message"],
+            "no connection to the database"
+        );
+    }
+
+    #[test]
     fn statvfs_measures_a_real_filesystem() {
         let (free, total) = statvfs(Path::new("/")).unwrap();
         assert!(total > 0 && free <= total);

@@ -2,6 +2,7 @@
 //! through sqlx. Values are always bound parameters; rows come back as JSON objects.
 
 pub mod backup;
+pub mod copy;
 pub mod health;
 pub mod migrate;
 pub mod seed;

@@ -277,6 +277,7 @@ fn supported(action: Action<'_>) -> bool {
         Action::Restore(_) => actions::restore::READY,
         Action::Seed(_) => actions::seed::READY,
         Action::Health(_) => actions::health::READY,
+        Action::Copy(_) => actions::copy::READY,
         _ => false,
     }
 }

@@ -8,6 +8,7 @@ mod corpus;
 mod crash;
 mod exec;
 mod gates;
+mod health;
 mod migrate;
 mod pg;
 mod redaction;

@@ -2,6 +2,7 @@
 //! run; `execute` runs the action on them.
 
 pub mod backup;
+pub mod copy;
 pub mod health;
 mod log;
 pub mod migrate;
@@ -34,6 +35,7 @@ pub fn render_args(step: &Step, ctx: &Json) -> Result<Json, String> {
         Action::Health(a) => serde_json::to_value(a),
         Action::Gate(a) => serde_json::to_value(a),
         Action::Include(a) => serde_json::to_value(a),
+        Action::Copy(a) => serde_json::to_value(a),
     }
     .map_err(|e| e.to_string())?;
     render(&raw, ctx, action.key(), &mut Vec::new())
@@ -93,6 +95,7 @@ pub async fn execute(step: &Step, rendered: &Json, ctx: &mut ActionCtx<'_>) -> S
             Action::Restore(_) => restore::run(&parse(rendered)?, ctx).await,
             Action::Seed(_) => seed::run(&parse(rendered)?, ctx).await,
             Action::Health(_) => health::run(&parse(rendered)?, ctx).await,
+            Action::Copy(_) => copy::run(&parse(rendered)?, ctx).await,
             other => Err(StepError::Failed(format!(
                 "`{}` steps cannot run in this version",
                 other.key()

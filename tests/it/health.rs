@@ -1,0 +1,467 @@
+//! The `health` action end to end, through the binary, on real PostgreSQL and real SQLite:
+//! a healthy database passes, a long-running query warns, orphaned rows are found, and the
+//! SQLite subset runs.
+
+use crate::exec::{Project, Target};
+use crate::seed::sqlite_exec;
+use serde_json::Value as Json;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The outputs of the newest run's `health` step (absent when the step failed).
+fn health_outputs(p: &Project) -> Json {
+    let (id, _) = p.last_run();
+    let st = p.status_json(&id);
+    st["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "health")
+        .map(|s| s["outputs"].clone())
+        .unwrap_or_else(|| panic!("no health step in {st:#}"))
+}
+
+fn health_playbook(body: &str) -> String {
+    format!("name: health-it\nsteps:\n  - id: health\n    health:\n{body}")
+}
+
+fn psql_program() -> std::path::PathBuf {
+    let own = crate::pg::cluster().bin_dir().join("psql");
+    if own.is_file() { own } else { "psql".into() }
+}
+
+/// A psql session running `sql` in the background, killed when dropped.
+struct Background(Child);
+
+impl Background {
+    fn start(url: &str, sql: &str) -> Background {
+        let child = Command::new(psql_program())
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("psql starts");
+        Background(child)
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits until `sql` (a count) returns at least 1.
+fn wait_until(url: &str, sql: &str) {
+    let began = Instant::now();
+    while crate::pg::cluster().psql(url, sql) == "0" {
+        assert!(
+            began.elapsed() < Duration::from_secs(20),
+            "timed out waiting for: {sql}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+const PG_APP: &str = r#"
+CREATE TABLE "User" ("id" serial PRIMARY KEY, "email" text NOT NULL UNIQUE);
+CREATE TABLE "Appointment" ("id" serial PRIMARY KEY,
+  "userId" integer NOT NULL REFERENCES "User" ("id"), "at" timestamptz NOT NULL);
+CREATE INDEX "Appointment_userId_idx" ON "Appointment" ("userId");
+INSERT INTO "User" ("email") VALUES ('a@example.com'), ('b@example.com');
+INSERT INTO "Appointment" ("userId", "at") VALUES (1, now()), (2, now()), (2, now());
+CREATE TABLE runbook_migrations (version text PRIMARY KEY, name text NOT NULL);
+INSERT INTO runbook_migrations VALUES ('001', 'init');
+"#;
+
+fn pg_project(prefix: &str) -> (Project, String) {
+    let p = Project::new(|_| Target::postgres(prefix));
+    let Target::Postgres(url) = p.target.clone() else {
+        unreachable!()
+    };
+    crate::pg::cluster().psql(&url, PG_APP);
+    let dir = p.path().join("migrations/postgres");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("001_init.sql"), "SELECT 1;").unwrap();
+    (p, url)
+}
+
+fn check<'a>(o: &'a Json, name: &str) -> &'a Json {
+    &o["checks"][name]
+}
+
+#[test]
+fn a_healthy_postgres_database_passes_every_check() {
+    let (p, url) = pg_project("health");
+    // Free disk depends on the machine and the cache hit ratio on how warm a fresh server is:
+    // their thresholds are set low so the verdict is about this database; both are still
+    // measured (asserted below).
+    p.playbook(
+        "health-it",
+        &format!(
+            "{}  - id: disk\n    log: {{ message: \"free disk {{{{ steps.health.outputs.checks.disk_space.free_percent }}}}%\" }}\n",
+            health_playbook(
+                "      checks: all\n      thresholds:\n        disk_space: { warn: 0.01, fail: 0.001 }\n        cache_hit_ratio: { warn: 1, fail: 0.5 }\n"
+            )
+        ),
+    );
+    let out = p.run("health-it", &[]);
+    assert_eq!(out.code, 0, "{}", out.combined());
+    let o = health_outputs(&p);
+    assert_eq!(o["status"], "pass", "{o:#}");
+    assert_eq!(o["warnings"], 0, "{o:#}");
+    assert_eq!(o["failed"], 0, "{o:#}");
+    let checks = o["checks"].as_object().unwrap();
+    assert_eq!(checks.len(), 13, "{o:#}");
+    let passed = checks.values().filter(|c| c["status"] == "pass").count();
+    assert_eq!(o["passed"], passed as u64);
+
+    assert_eq!(check(&o, "connection")["status"], "pass");
+    assert!(
+        check(&o, "version")["value"]
+            .as_str()
+            .unwrap()
+            .starts_with("PostgreSQL 15."),
+        "{o:#}"
+    );
+    assert_eq!(check(&o, "version")["major"], 15);
+    assert!(check(&o, "database_size")["bytes"].as_i64().unwrap() > 1_000_000);
+    let rows = check(&o, "row_counts");
+    assert_eq!(rows["tables"]["User"], 2);
+    assert_eq!(rows["tables"]["Appointment"], 3);
+    assert_eq!(rows["tables"]["runbook_migrations"], 1);
+    // Two primary keys, a unique constraint, the explicit index, the migrations' key.
+    assert_eq!(check(&o, "indexes")["value"], 5);
+    assert_eq!(check(&o, "foreign_keys")["value"], 1);
+    assert_eq!(check(&o, "orphaned_rows")["value"], 0);
+    assert_eq!(check(&o, "orphaned_rows")["status"], "pass");
+    let conns = check(&o, "connections");
+    assert_eq!(conns["status"], "pass");
+    assert_eq!(conns["max_connections"], 100);
+    assert!(conns["total"].as_i64().unwrap() >= 1);
+    assert_eq!(check(&o, "long_running_queries")["status"], "pass");
+    assert_eq!(check(&o, "blocking_locks")["status"], "pass");
+    let mig = check(&o, "migration_status");
+    assert_eq!(mig["status"], "pass", "{mig:#}");
+    assert_eq!(mig["value"], "001_init");
+    assert_eq!(mig["pending"], serde_json::json!([]));
+    let cache = check(&o, "cache_hit_ratio");
+    assert!(
+        cache["status"] == "pass" || cache["status"] == "skip",
+        "{cache:#}"
+    );
+    assert!(cache["blocks_hit"].as_i64().unwrap() > 0, "{cache:#}");
+
+    // The server runs on this machine; when its pid file is readable here (the tests run as
+    // root or as the server's user) the free space is measured, never made up.
+    let data_dir = crate::pg::cluster().psql(&url, "SHOW data_directory");
+    let disk = check(&o, "disk_space");
+    if std::fs::read(std::path::Path::new(&data_dir).join("postmaster.pid")).is_ok() {
+        let free = disk["free_percent"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{disk:#}"));
+        assert!((0.0..=100.0).contains(&free), "{disk:#}");
+        assert_eq!(disk["status"], "pass");
+        assert!(
+            out.stderr.contains(&format!("free disk {free}%")),
+            "{}",
+            out.stderr
+        );
+    } else {
+        assert_eq!(disk["status"], "skip", "{disk:#}");
+        assert!(disk["free_percent"].is_null());
+    }
+
+    // The guide's output: one line per check and the summary.
+    for want in [
+        "pass  Database Connection: connected to",
+        "pass  Data Integrity: no orphaned records found (1 foreign keys checked)",
+        "pass  Migration Status: last migration: 001_init (1 applied)",
+        "health check PASSED: ",
+    ] {
+        assert!(
+            out.stderr.contains(want),
+            "missing {want:?} in\n{}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn a_long_running_query_warns_and_fails_the_step_with_fail_on_warn() {
+    let (p, url) = pg_project("health_slow");
+    let _sleeper = Background::start(&url, "SELECT pg_sleep(60)");
+    wait_until(
+        &url,
+        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(60)%' \
+         AND state = 'active' AND now() - query_start > interval '1.2 seconds'",
+    );
+    p.playbook(
+        "health-it",
+        &health_playbook(
+            "      checks: [long_running_queries, connections]\n      thresholds:\n        long_running_queries: { warn: 1, fail: 120 }\n",
+        ),
+    );
+    let out = p.run("health-it", &[]);
+    assert_eq!(
+        out.code,
+        0,
+        "a warning does not fail the step\n{}",
+        out.combined()
+    );
+    let o = health_outputs(&p);
+    assert_eq!(o["status"], "warn", "{o:#}");
+    assert_eq!(o["warnings"], 1);
+    let slow = check(&o, "long_running_queries");
+    assert_eq!(slow["status"], "warn");
+    assert_eq!(slow["value"], 1, "{slow:#}");
+    let q = &slow["queries"][0];
+    assert_eq!(q["query"], "SELECT pg_sleep(60)");
+    assert_eq!(q["state"], "active");
+    assert!(q["seconds"].as_f64().unwrap() >= 1.0, "{q:#}");
+    assert!(
+        out.stderr
+            .contains("warn  Long Running Queries: 1 query running longer than 1s"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("health check PASSED with warnings"),
+        "{}",
+        out.stderr
+    );
+
+    p.playbook(
+        "health-it",
+        &health_playbook(
+            "      checks: [long_running_queries]\n      thresholds:\n        long_running_queries: { warn: 1 }\n      fail_on: warn\n",
+        ),
+    );
+    let out = p.run("health-it", &[]);
+    assert_eq!(out.code, 1, "{}", out.combined());
+    assert!(
+        out.stderr
+            .contains("long_running_queries warn: 1 query running longer than 1s"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn orphaned_rows_behind_a_not_valid_foreign_key_are_found() {
+    let p = Project::new(|_| Target::postgres("health_orphans"));
+    let Target::Postgres(url) = p.target.clone() else {
+        unreachable!()
+    };
+    crate::pg::cluster().psql(
+        &url,
+        r#"CREATE TABLE "Patient" ("id" integer PRIMARY KEY);
+           CREATE TABLE "VitalSign" ("id" serial PRIMARY KEY, "patientId" integer, "value" real);
+           INSERT INTO "Patient" VALUES (1);
+           INSERT INTO "VitalSign" ("patientId", "value") VALUES (1, 1), (2, 2), (3, 3), (NULL, 4);
+           ALTER TABLE "VitalSign" ADD CONSTRAINT "VitalSign_patientId_fkey"
+             FOREIGN KEY ("patientId") REFERENCES "Patient" ("id") NOT VALID;"#,
+    );
+    p.playbook(
+        "health-it",
+        &health_playbook("      checks: [foreign_keys, orphaned_rows]\n"),
+    );
+    let out = p.run("health-it", &[]);
+    assert_eq!(out.code, 0, "{}", out.combined());
+    let o = health_outputs(&p);
+    assert_eq!(o["status"], "warn", "{o:#}");
+    let orphans = check(&o, "orphaned_rows");
+    assert_eq!(orphans["status"], "warn");
+    // The row with a null reference points nowhere on purpose and is not an orphan.
+    assert_eq!(orphans["value"], 2, "{orphans:#}");
+    assert_eq!(orphans["orphans"][0]["table"], "VitalSign");
+    assert_eq!(orphans["orphans"][0]["references"], "Patient");
+    assert_eq!(
+        orphans["orphans"][0]["constraint"],
+        "VitalSign_patientId_fkey"
+    );
+    let fks = check(&o, "foreign_keys");
+    assert_eq!(fks["status"], "warn", "{fks:#}");
+    assert_eq!(
+        fks["not_validated"],
+        serde_json::json!(["VitalSign.VitalSign_patientId_fkey"])
+    );
+    assert!(
+        out.stderr.contains(
+            "warn  Data Integrity: 2 orphaned rows: 2 in VitalSign(patientId) without a Patient"
+        ),
+        "{}",
+        out.stderr
+    );
+
+    // Made strict, the same finding fails the step and the run.
+    p.playbook(
+        "health-it",
+        &health_playbook("      checks: [orphaned_rows]\n      thresholds:\n        orphaned_rows: { fail: 1 }\n"),
+    );
+    let out = p.run("health-it", &[]);
+    assert_eq!(out.code, 1, "{}", out.combined());
+    assert!(
+        out.stderr
+            .contains("health check FAILED: 1 checks, 0 passed, 0 warnings, 1 failed"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_session_waiting_on_a_lock_is_reported_with_its_blocker() {
+    let (p, url) = pg_project("health_locks");
+    let _holder = Background::start(
+        &url,
+        r#"BEGIN; LOCK TABLE "User" IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60);"#,
+    );
+    wait_until(
+        &url,
+        r#"SELECT count(*) FROM pg_locks WHERE relation = '"User"'::regclass AND granted"#,
+    );
+    let _waiter = Background::start(&url, r#"SELECT count(*) FROM "User""#);
+    wait_until(
+        &url,
+        "SELECT count(*) FROM pg_stat_activity WHERE cardinality(pg_blocking_pids(pid)) > 0",
+    );
+    p.playbook(
+        "health-it",
+        &health_playbook("      checks: [blocking_locks, row_counts]\n      thresholds:\n        blocking_locks: { warn: 0 }\n"),
+    );
+    let out = p.run("health-it", &[]);
+    assert_eq!(out.code, 0, "{}", out.combined());
+    let o = health_outputs(&p);
+    let locks = check(&o, "blocking_locks");
+    assert_eq!(locks["status"], "warn", "{locks:#}");
+    assert_eq!(locks["value"], 1);
+    assert_eq!(
+        locks["blocked"][0]["query"],
+        r#"SELECT count(*) FROM "User""#
+    );
+    assert_eq!(
+        locks["blocked"][0]["blocked_by"].as_array().unwrap().len(),
+        1
+    );
+    // Counting a locked table gives up after the lock timeout instead of queueing behind it.
+    let rows = check(&o, "row_counts");
+    assert_eq!(rows["status"], "warn", "{rows:#}");
+    assert!(
+        rows["errors"]["User"]
+            .as_str()
+            .unwrap()
+            .contains("lock timeout"),
+        "{rows:#}"
+    );
+    assert_eq!(rows["tables"]["Appointment"], 3);
+}
+
+#[test]
+fn the_sqlite_subset_runs_and_finds_orphans_and_pending_migrations() {
+    let p = Project::new(Target::sqlite);
+    sqlite_exec(
+        &p.target,
+        r#"CREATE TABLE "Patient" ("id" INTEGER PRIMARY KEY, "name" TEXT);
+           CREATE TABLE "VitalSign" ("id" INTEGER PRIMARY KEY,
+             "patientId" INTEGER REFERENCES "Patient" ("id"), "value" REAL);
+           CREATE INDEX "VitalSign_patientId_idx" ON "VitalSign" ("patientId");
+           INSERT INTO "Patient" VALUES (1, 'a');
+           INSERT INTO "VitalSign" ("patientId", "value") VALUES (1, 1.0), (7, 2.0), (8, 3.0);
+           CREATE TABLE runbook_migrations (version TEXT PRIMARY KEY, name TEXT NOT NULL);
+           INSERT INTO runbook_migrations VALUES ('001', 'init');"#,
+    );
+    let dir = p.path().join("migrations/sqlite");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("001_init.sql"), "SELECT 1;").unwrap();
+    std::fs::write(dir.join("002_vitals.sql"), "SELECT 1;").unwrap();
+    p.playbook(
+        "health-it",
+        &health_playbook("      checks: all\n      thresholds:\n        disk_space: { warn: 0.01, fail: 0.001 }\n"),
+    );
+    let out = p.run("health-it", &[]);
+    assert_eq!(out.code, 0, "{}", out.combined());
+    let o = health_outputs(&p);
+    let names: Vec<&str> = o["checks"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "connection",
+            "database_size",
+            "disk_space",
+            "foreign_keys",
+            "indexes",
+            "migration_status",
+            "orphaned_rows",
+            "row_counts",
+            "version"
+        ],
+        "`all` on SQLite leaves out the server checks"
+    );
+    assert_eq!(o["status"], "warn", "{o:#}");
+    assert_eq!(o["warnings"], 2, "{o:#}");
+    assert!(
+        check(&o, "version")["value"]
+            .as_str()
+            .unwrap()
+            .starts_with("SQLite 3.")
+    );
+    let size = std::fs::metadata(p.path().join("target.db")).unwrap().len();
+    assert_eq!(check(&o, "database_size")["bytes"], size);
+    assert_eq!(check(&o, "row_counts")["tables"]["VitalSign"], 3);
+    assert_eq!(check(&o, "indexes")["value"], 2, "{o:#}");
+    assert_eq!(check(&o, "foreign_keys")["value"], 1);
+    let orphans = check(&o, "orphaned_rows");
+    assert_eq!(orphans["value"], 2, "{orphans:#}");
+    assert_eq!(orphans["orphans"][0]["table"], "VitalSign");
+    assert_eq!(orphans["orphans"][0]["references"], "Patient");
+    let mig = check(&o, "migration_status");
+    assert_eq!(mig["status"], "warn");
+    assert_eq!(mig["pending"], serde_json::json!(["002_vitals"]));
+    assert_eq!(mig["value"], "001_init");
+    let free = check(&o, "disk_space")["free_percent"].as_f64().unwrap();
+    assert!(free > 0.0 && free <= 100.0);
+
+    // Named explicitly, a server check shows as skipped with its reason.
+    p.playbook(
+        "health-it",
+        &health_playbook("      checks: [connection, cache_hit_ratio]\n"),
+    );
+    let out = p.run("health-it", &[]);
+    assert_eq!(out.code, 0, "{}", out.combined());
+    let o = health_outputs(&p);
+    assert_eq!(o["status"], "pass");
+    assert_eq!(check(&o, "cache_hit_ratio")["status"], "skip");
+    assert!(
+        out.stderr.contains(
+            "skip  Cache Hit Ratio: not applicable to SQLite: it has no server, sessions or shared buffers"
+        ),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn without_a_migrations_table_health_says_none_were_applied() {
+    let p = Project::new(Target::sqlite);
+    sqlite_exec(&p.target, "CREATE TABLE t (id INTEGER PRIMARY KEY)");
+    p.playbook(
+        "health-it",
+        &health_playbook("      checks: [migration_status]\n"),
+    );
+    let out = p.run("health-it", &[]);
+    assert_eq!(out.code, 0, "{}", out.combined());
+    let mig = check(&health_outputs(&p), "migration_status").clone();
+    assert_eq!(mig["status"], "pass", "{mig:#}");
+    assert_eq!(mig["table_exists"], false);
+    assert_eq!(
+        mig["message"],
+        "no migrations applied (no `runbook_migrations` table)"
+    );
+}
