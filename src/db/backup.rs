@@ -1755,22 +1755,13 @@ async fn sqlite_copy(conn: &mut sqlx::SqliteConnection) -> Result<Vec<String>, S
 
     // 1. Empty main: triggers and views, then virtual tables (which take their shadow tables
     //    with them), then the tables; runbook's own tables and what hangs on them stay.
-    let objects = sqlx::query(
+    let objects: Vec<(String, String, String)> = sqlx::query_as(
         "SELECT type, name, tbl_name FROM main.sqlite_schema WHERE type IN ('trigger', 'view') AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
     )
     .fetch_all(&mut *conn)
     .await
     .map_err(|e| err("cannot read the schema", e))?;
-    for row in objects {
-        let kind: String = row
-            .try_get(0)
-            .map_err(|e| err("cannot read the schema", e))?;
-        let name: String = row
-            .try_get(1)
-            .map_err(|e| err("cannot read the schema", e))?;
-        let table: String = row
-            .try_get(2)
-            .map_err(|e| err("cannot read the schema", e))?;
+    for (kind, name, table) in objects {
         if is_state_table(&table) {
             continue;
         }
@@ -1807,26 +1798,14 @@ async fn sqlite_copy(conn: &mut sqlx::SqliteConnection) -> Result<Vec<String>, S
         .filter(|(_, (kind, _))| kind == "shadow")
         .map(|(name, _)| name.as_str())
         .collect();
-    let objects = sqlx::query(
+    let objects: Vec<(String, String, String, String)> = sqlx::query_as(
         "SELECT type, name, tbl_name, sql FROM runbook_src.sqlite_schema WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY rowid",
     )
     .fetch_all(&mut *conn)
     .await
     .map_err(|e| err("cannot read the archive's schema", e))?;
     let mut later = Vec::new();
-    for row in objects {
-        let kind: String = row
-            .try_get(0)
-            .map_err(|e| err("cannot read the archive's schema", e))?;
-        let name: String = row
-            .try_get(1)
-            .map_err(|e| err("cannot read the archive's schema", e))?;
-        let table: String = row
-            .try_get(2)
-            .map_err(|e| err("cannot read the archive's schema", e))?;
-        let text: String = row
-            .try_get(3)
-            .map_err(|e| err("cannot read the archive's schema", e))?;
+    for (kind, name, table, text) in objects {
         if is_state_table(&table) || shadow.contains(table.as_str()) {
             continue;
         }

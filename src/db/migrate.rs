@@ -190,6 +190,19 @@ pub struct MigrationSet {
     pub migrations: Vec<Migration>,
 }
 
+impl Migration {
+    /// A file next to the up file (its down file), shown the way the up file is.
+    pub fn shown_sibling(&self, path: &Path) -> String {
+        match path.file_name() {
+            Some(name) => Path::new(&self.file)
+                .with_file_name(name)
+                .display()
+                .to_string(),
+            None => path.display().to_string(),
+        }
+    }
+}
+
 impl MigrationSet {
     pub fn find(&self, version: &str) -> Option<&Migration> {
         let key = version_key(version);
@@ -585,7 +598,7 @@ pub fn compare(set: &MigrationSet, history: &[HistoryEntry], prisma: &[PrismaRec
     for m in &set.migrations {
         match by_key.get(&version_key(&m.version)) {
             Some(h) if h.success => {
-                if h.checksum != m.checksum && h.checksum != m.raw_checksum {
+                if h.checksum != m.checksum {
                     st.drifted.push(Drift {
                         version: m.version.clone(),
                         name: m.name.clone(),
@@ -1926,7 +1939,7 @@ async fn revert_locked(
                 h.version, h.name, set.shown_dir
             )));
         };
-        if h.checksum != m.checksum && h.checksum != m.raw_checksum {
+        if h.checksum != m.checksum {
             return Err(failed(format!(
                 "refusing to revert `{}`: it changed after it was applied (expected checksum {}, the file now has {}), so its down file may not match what ran",
                 m.file, h.checksum, m.checksum
@@ -1936,11 +1949,11 @@ async fn revert_locked(
             return Err(failed(format!(
                 "cannot revert `{}`: its down file `{}` does not exist",
                 m.file,
-                shown_like(&m.down_expected, &m.path, &m.file)
+                m.shown_sibling(&m.down_expected)
             )));
         };
         let (sql, _) = read_sql(down, Path::new(""))?;
-        plan.push((m, shown_like(down, &m.path, &m.file), sql));
+        plan.push((m, m.shown_sibling(down), sql));
     }
     let mut reverted = Vec::new();
     for (m, file, sql) in plan {
@@ -1969,19 +1982,6 @@ async fn revert_locked(
     }
     let status = status(db, set).await?;
     Ok(RevertReport { reverted, status })
-}
-
-/// `other` shown the way `path` is shown as `shown_path` (same folder prefix).
-fn shown_like(other: &Path, path: &Path, shown_path: &str) -> String {
-    let shown_dir = Path::new(shown_path).parent();
-    match (
-        path.parent(),
-        shown_dir,
-        other.strip_prefix(path.parent().unwrap_or(path)),
-    ) {
-        (Some(_), Some(sd), Ok(rel)) => sd.join(rel).display().to_string(),
-        _ => other.display().to_string(),
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -2258,7 +2258,7 @@ pub struct Finding {
     pub level: LintLevel,
     pub message: String,
     pub help: Option<String>,
-    /// The table the statement works on, as written.
+    /// The table a lock-taking statement locks, as written (none for other rules).
     pub table: Option<String>,
     /// The table's live row estimate on the target.
     pub rows: Option<i64>,
@@ -2375,8 +2375,12 @@ pub fn lint(
         let stmts: Vec<ast::Stmt> = parse.tree().stmts().collect();
         for v in violations {
             let at = usize::from(v.text_range.start());
+            let (level, blocks_table) = rule_level(v.code);
+            // The table whose rows decide how long the lock lasts: the first table the
+            // statement names (the indexed or altered table, or the one a foreign key locks).
             let table = stmts
                 .iter()
+                .filter(|_| blocks_table)
                 .find(|s| {
                     s.syntax()
                         .text_range()
@@ -2389,7 +2393,6 @@ pub fn lint(
                         .map(|t| t.syntax().text().to_string().trim().to_owned())
                 })
                 .filter(|t| !t.is_empty());
-            let (level, blocks_table) = rule_level(v.code);
             let mut help = v.help.clone();
             let option = match v.code {
                 Rule::RequireLockTimeout => Some("lock_timeout"),

@@ -177,7 +177,7 @@ fn a_healthy_postgres_database_passes_every_check() {
     // The guide's output: one line per check and the summary.
     for want in [
         "pass  Database Connection: connected to",
-        "pass  Data Integrity: no orphaned records found (1 foreign keys checked)",
+        "pass  Data Integrity: no orphaned records found (1 foreign key checked)",
         "pass  Migration Status: last migration: 001_init (1 applied)",
         "health check PASSED: ",
     ] {
@@ -305,7 +305,7 @@ fn orphaned_rows_behind_a_not_valid_foreign_key_are_found() {
     assert_eq!(out.code, 1, "{}", out.combined());
     assert!(
         out.stderr
-            .contains("health check FAILED: 1 checks, 0 passed, 0 warnings, 1 failed"),
+            .contains("health check FAILED: 1 check, 0 passed, 0 warnings, 1 failed"),
         "{}",
         out.stderr
     );

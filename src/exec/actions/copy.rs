@@ -1,12 +1,198 @@
-//! `copy`: being built (issue 8). Until `READY` is true, `runbook run` refuses playbooks
-//! with this action before anything runs, so this placeholder is never reached by a run.
+//! `copy`: a SQLite database into the PostgreSQL target in one step. The work is in
+//! `db::copy`; this file checks the target, resolves paths, bounds the work by the step's
+//! timeout and Ctrl-C, and maps the report to outputs.
 
-use crate::exec::{ActionCtx, StepError, StepResult};
+use crate::db::copy::{self, CopyError, Hooks, Report, Request};
+use crate::db::{Db, TargetSpec};
+use crate::exec::{ActionCtx, StepError, StepResult, wait_cancel};
 use crate::playbook::CopyAction;
+use serde_json::{Map, Value as Json, json};
+use std::path::{Path, PathBuf};
 
 /// Whether this version executes `copy` steps.
-pub const READY: bool = false;
+pub const READY: bool = true;
 
-pub async fn run(_a: &CopyAction, _ctx: &mut ActionCtx<'_>) -> StepResult {
-    Err(StepError::Failed("`copy` steps cannot run in this version".to_owned()))
+/// Inexact values listed per column in the step's outputs; the report file has them all.
+const OUTPUT_VALUES: usize = 20;
+
+pub async fn run(a: &CopyAction, ctx: &mut ActionCtx<'_>) -> StepResult {
+    match ctx.target {
+        Some(TargetSpec::Postgres(url)) => ctx.redactor.add_url(url),
+        Some(TargetSpec::Sqlite(path)) => {
+            return Err(StepError::Failed(format!(
+                "`copy` loads a SQLite database into PostgreSQL, and the target is SQLite \
+                 (`sqlite:{}`); run it on an environment whose target is PostgreSQL, or pass \
+                 --target postgres://...",
+                path.display()
+            )));
+        }
+        None => {
+            return Err(StepError::Failed(
+                "`copy` needs a PostgreSQL target: give the environment one or pass --target"
+                    .to_owned(),
+            ));
+        }
+    }
+    let source = source_path(ctx.root, &a.from)?;
+    let req = Request {
+        source,
+        tables: a.tables.clone(),
+        replace: a.replace,
+    };
+    let report_path = a.report.as_deref().map(|p| resolve(ctx.root, p));
+    let redactor = ctx.redactor.clone();
+    let timeout = ctx.timeout;
+    let mut cancel = ctx.cancel.clone();
+    ctx.db().await?;
+    // The connection is taken for the copy and given back only when it ends cleanly: a copy
+    // cut short by the timeout or Ctrl-C leaves it mid-protocol, and the next step connects
+    // afresh.
+    let Some(Db::Postgres(mut pg)) = ctx.db.take() else {
+        return Err(StepError::Failed("no PostgreSQL connection".to_owned()));
+    };
+    let hooks = Hooks {
+        cancel: ctx.cancel.clone(),
+        progress: ctx.progress,
+        label: format!("{} (copy)", ctx.step_id),
+    };
+    let work = copy::copy(&mut pg, &req, &hooks);
+    let bounded = async {
+        match timeout {
+            Some(t) => tokio::time::timeout(t, work).await.unwrap_or_else(|_| {
+                Err(CopyError::Failed(format!(
+                    "timed out after {}; tables verified before then are recorded and a \
+                     re-run skips them",
+                    super::humantime(t)
+                )))
+            }),
+            None => work.await,
+        }
+    };
+    let result = tokio::select! {
+        r = bounded => r,
+        _ = wait_cancel(&mut cancel) => Err(CopyError::Interrupted),
+    };
+    let report = match result {
+        Ok(r) => {
+            *ctx.db = Some(Db::Postgres(pg));
+            r
+        }
+        Err(CopyError::Interrupted) => return Err(StepError::Interrupted),
+        Err(CopyError::Failed(m)) => return Err(StepError::Failed(redactor.redact(&m))),
+    };
+    if let Some(path) = &report_path {
+        copy::write_report(path, &report).map_err(StepError::Failed)?;
+    }
+    summarise(&report, ctx);
+    let failed = report.failed();
+    if !failed.is_empty() {
+        let list: Vec<String> = failed
+            .iter()
+            .map(|t| format!("`{}`: {}", t.table, t.error.as_deref().unwrap_or("failed")))
+            .collect();
+        return Err(StepError::Failed(redactor.redact(&format!(
+            "{} of {} tables failed ({}); the others are recorded as copied, and running the \
+             step again loads only what is missing",
+            failed.len(),
+            report.tables.len(),
+            list.join("; ")
+        ))));
+    }
+    Ok(outputs(&report, report_path.as_deref()))
+}
+
+/// `sqlite:PATH`, `sqlite://PATH` or a plain path, relative to the project root.
+fn source_path(root: &Path, from: &str) -> Result<PathBuf, StepError> {
+    let path = if from.starts_with("sqlite:") {
+        match TargetSpec::parse(from).map_err(StepError::Failed)? {
+            TargetSpec::Sqlite(p) => p,
+            TargetSpec::Postgres(_) => {
+                return Err(StepError::Failed(
+                    "`from` is a SQLite database (`sqlite:FILE`)".to_owned(),
+                ));
+            }
+        }
+    } else if from.starts_with("postgres://") || from.starts_with("postgresql://") {
+        return Err(StepError::Failed(
+            "`from` is a SQLite database (`sqlite:FILE`); copying from PostgreSQL is not \
+             supported"
+                .to_owned(),
+        ));
+    } else {
+        PathBuf::from(from)
+    };
+    Ok(resolve(root, &path.to_string_lossy()))
+}
+
+fn resolve(root: &Path, path: &str) -> PathBuf {
+    let p = Path::new(path);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        root.join(p)
+    }
+}
+
+fn summarise(report: &Report, ctx: &ActionCtx<'_>) {
+    let copied = report
+        .tables
+        .iter()
+        .filter(|t| t.status == "copied")
+        .count();
+    let skipped = report
+        .tables
+        .iter()
+        .filter(|t| t.status == "skipped")
+        .count();
+    let inexact: u64 = report.inexact.iter().map(|i| i.count).sum();
+    let not_carried = report
+        .decisions
+        .iter()
+        .filter(|d| d.to == "not carried over" || d.to.ends_with("NOT VALID"))
+        .count();
+    ctx.progress.note(&format!(
+        "{} (copy): {copied} tables copied ({} rows, {} rows/s), {skipped} skipped, {inexact} \
+         values not kept exactly, {not_carried} schema items not carried over (see `decisions`)",
+        ctx.step_id, report.rows, report.rows_per_second
+    ));
+}
+
+fn outputs(report: &Report, report_path: Option<&Path>) -> Map<String, Json> {
+    let mut tables = Map::new();
+    for t in &report.tables {
+        tables.insert(
+            t.table.clone(),
+            json!({
+                "status": t.status,
+                "rows": t.rows,
+                "seconds": (t.seconds * 1000.0).round() / 1000.0,
+                "rows_per_second": t.rows_per_second,
+                "checksum": t.checksum,
+            }),
+        );
+    }
+    let inexact: Vec<Json> = report
+        .inexact
+        .iter()
+        .map(|i| {
+            json!({
+                "table": i.table,
+                "column": i.column,
+                "reason": i.reason,
+                "count": i.count,
+                "values": i.values.iter().take(OUTPUT_VALUES).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let mut out = Map::new();
+    out.insert("tables".to_owned(), Json::Object(tables));
+    out.insert("rows".to_owned(), json!(report.rows));
+    out.insert("rows_per_second".to_owned(), json!(report.rows_per_second));
+    out.insert("decisions".to_owned(), json!(report.decisions));
+    out.insert("inexact".to_owned(), Json::Array(inexact));
+    out.insert(
+        "report".to_owned(),
+        report_path.map_or(Json::Null, |p| json!(p.display().to_string())),
+    );
+    out
 }

@@ -21,6 +21,7 @@ pub async fn run(a: &HealthAction, ctx: &mut ActionCtx<'_>) -> StepResult {
         },
         thresholds: a.thresholds.clone(),
         migrations_dir: ctx.dirs.migrations.clone(),
+        root: ctx.root.to_path_buf(),
         statement_timeout: ctx
             .timeout
             .map_or(STATEMENT_TIMEOUT, |t| t.min(STATEMENT_TIMEOUT)),
