@@ -133,9 +133,12 @@ pub enum Command {
         /// Set a parameter: --var name=value
         #[arg(long = "var", value_name = "NAME=VALUE", value_parser = plan::parse_var)]
         vars: Vec<(String, String)>,
-        /// Plan without connecting to the target (the only mode until connected plans land)
+        /// Plan without connecting to the target (for CI: touches no database)
         #[arg(long)]
         offline: bool,
+        /// Also rehearse pending migrations in a transaction that is rolled back
+        #[arg(long, conflicts_with = "offline")]
+        rehearse: bool,
         /// A target URL or sqlite: path shown in place of the environment's
         #[arg(long)]
         target: Option<String>,
@@ -301,7 +304,8 @@ pub fn main() -> Exit {
             playbook,
             env,
             vars,
-            offline: _,
+            offline,
+            rehearse,
             target,
             format,
         } => plan_cmd(
@@ -310,6 +314,7 @@ pub fn main() -> Exit {
             &playbook,
             &env,
             &vars,
+            (offline, rehearse),
             target.as_deref(),
             format,
         ),
@@ -618,6 +623,7 @@ fn plan_cmd(
     name: &str,
     env: &str,
     vars: &[(String, String)],
+    (offline, rehearse): (bool, bool),
     target: Option<&str>,
     format: OutputFormat,
 ) -> Exit {
@@ -634,11 +640,34 @@ fn plan_cmd(
     };
     match plan::build(&playbook, project.config_def(), &req) {
         Ok(plan) => {
-            match format {
-                OutputFormat::Text => ui.data(&plan::render_text(&plan)),
-                OutputFormat::Json => {
-                    ui.data(&serde_json::to_string_pretty(&plan).unwrap_or_default())
+            // The offline plan is complete on its own; a connected plan adds what only the
+            // database knows, through a read-only connection (execute-phase code).
+            let live = if offline {
+                None
+            } else {
+                match live_part(ui, &project, &playbook, &plan, env, target, rehearse) {
+                    Ok(l) => l,
+                    Err(code) => return code,
                 }
+            };
+            match format {
+                OutputFormat::Text => {
+                    let mut text = plan::render_text(&plan);
+                    if let Some(l) = &live {
+                        text.push_str(&l.text);
+                    }
+                    ui.data(&text)
+                }
+                OutputFormat::Json => match &live {
+                    None => ui.data(&serde_json::to_string_pretty(&plan).unwrap_or_default()),
+                    Some(l) => {
+                        let mut v = serde_json::to_value(&plan).unwrap_or_default();
+                        if let serde_json::Value::Object(m) = &mut v {
+                            m.insert("live".to_owned(), l.json.clone());
+                        }
+                        ui.data(&serde_json::to_string_pretty(&v).unwrap_or_default())
+                    }
+                },
             }
             Exit::Ok
         }
@@ -647,6 +676,44 @@ fn plan_cmd(
                 ui.error(&d.message, d.hint.as_deref());
             }
             Exit::Invalid
+        }
+    }
+}
+
+fn live_part(
+    ui: &Ui,
+    project: &Project,
+    playbook: &project::Playbook,
+    plan: &plan::Plan,
+    env: &str,
+    target: Option<&str>,
+    rehearse: bool,
+) -> Result<Option<exec::live::Live>, Exit> {
+    let config = project.config_def();
+    let spec = match exec::target_spec(&project.root, config, env, target) {
+        Ok(Some(t)) => t,
+        Ok(None) => {
+            ui.note("no target for this environment: the plan is offline");
+            return Ok(None);
+        }
+        Err(e) => {
+            ui.error(&e, Some("set the variable, pass --target, or plan with --offline"));
+            return Err(Exit::Invalid);
+        }
+    };
+    let protected = config.and_then(|c| c.environments.get(env)).is_some_and(|e| e.protections.is_protected());
+    let vars = config.and_then(|c| c.environments.get(env)).map(|e| serde_json::json!(e.vars)).unwrap_or(serde_json::json!({}));
+    let ctx = serde_json::json!({"params": plan.params, "env": {"name": env, "target": plan.target, "protected": protected}, "vars": vars});
+    let Some(rt) = runtime(ui) else { return Err(Exit::Internal) };
+    let migrations = project.migrations_dir();
+    match rt.block_on(exec::live::inspect(playbook, &spec, &project.root, &migrations, protected, rehearse, &ctx)) {
+        Ok(l) => Ok(Some(l)),
+        Err(e) => {
+            ui.error(
+                &crate::redact::global().redact(&format!("cannot connect to {} for a connected plan: {e}", spec.describe())),
+                Some("plan with --offline to see the plan without the database"),
+            );
+            Err(Exit::Invalid)
         }
     }
 }

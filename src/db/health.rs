@@ -497,6 +497,7 @@ impl Pg<'_> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
             .fetch_all(&mut *tx)
             .await;
+        // Read only: there is nothing to undo, and a broken connection shows on the next query.
         let _ = tx.rollback().await;
         rows
     }
@@ -1252,8 +1253,8 @@ fn row_counts_result(
     );
     if !estimated.is_empty() {
         message.push_str(&format!(
-            "; {} large tables estimated from statistics",
-            estimated.len()
+            "; {} estimated from statistics",
+            plural(estimated.len() as i64, "large table", "large tables")
         ));
     }
     let mut r = graded(

@@ -46,7 +46,7 @@ impl TargetSpec {
     pub fn describe(&self) -> String {
         match self {
             TargetSpec::Postgres(url) => crate::plan::redact_url(url),
-            TargetSpec::Sqlite(path) => format!("sqlite:{}", path.display()),
+            TargetSpec::Sqlite(path) => format!("sqlite:{}", crate::source::display_path(path)),
         }
     }
 

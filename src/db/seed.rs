@@ -20,6 +20,11 @@
 //!     - { email: admin@example.com, role: ADMIN, firstName: System }
 //! ```
 //!
+//! `key` names the columns rows are matched by (`key: email` for one); they must be exactly a
+//! primary key or unique index of the table, which `ON CONFLICT` needs. `secrets` takes
+//! `env` (the variable's name), `hash` (only `argon2id`, the default) and `update` (default
+//! `false`). A table may appear in several entries (rows with different secrets, say).
+//!
 //! Values: strings, numbers, booleans and `null` go to any column and are converted by the
 //! database to the column's type (so enum labels, timestamps, UUIDs and decimals are written
 //! as strings or numbers). A list goes to an array column (PostgreSQL `text[]`, enum arrays)

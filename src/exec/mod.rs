@@ -4,6 +4,7 @@
 //! `resume` continues a run from its records.
 
 pub mod actions;
+pub mod live;
 pub mod process;
 
 use crate::config::ConfigDef;

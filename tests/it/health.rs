@@ -25,6 +25,20 @@ fn health_playbook(body: &str) -> String {
     format!("name: health-it\nsteps:\n  - id: health\n    health:\n{body}")
 }
 
+/// Applies the project's migrations (up to `version`) with the `migrate` action, so the
+/// history table is the one that action keeps.
+fn migrate(p: &Project, version: Option<&str>) {
+    let version = version.map_or(String::new(), |v| format!(", version: \"{v}\""));
+    p.playbook(
+        "migrate-it",
+        &format!(
+            "name: migrate-it\nsteps:\n  - id: migrate\n    migrate: {{ action: apply{version} }}\n"
+        ),
+    );
+    let out = p.run("migrate-it", &[]);
+    assert_eq!(out.code, 0, "{}", out.combined());
+}
+
 fn psql_program() -> std::path::PathBuf {
     let own = crate::pg::cluster().bin_dir().join("psql");
     if own.is_file() { own } else { "psql".into() }
@@ -72,8 +86,6 @@ CREATE TABLE "Appointment" ("id" serial PRIMARY KEY,
 CREATE INDEX "Appointment_userId_idx" ON "Appointment" ("userId");
 INSERT INTO "User" ("email") VALUES ('a@example.com'), ('b@example.com');
 INSERT INTO "Appointment" ("userId", "at") VALUES (1, now()), (2, now()), (2, now());
-CREATE TABLE runbook_migrations (version text PRIMARY KEY, name text NOT NULL);
-INSERT INTO runbook_migrations VALUES ('001', 'init');
 "#;
 
 fn pg_project(prefix: &str) -> (Project, String) {
@@ -85,6 +97,7 @@ fn pg_project(prefix: &str) -> (Project, String) {
     let dir = p.path().join("migrations/postgres");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("001_init.sql"), "SELECT 1;").unwrap();
+    migrate(&p, None);
     (p, url)
 }
 
@@ -368,14 +381,13 @@ fn the_sqlite_subset_runs_and_finds_orphans_and_pending_migrations() {
              "patientId" INTEGER REFERENCES "Patient" ("id"), "value" REAL);
            CREATE INDEX "VitalSign_patientId_idx" ON "VitalSign" ("patientId");
            INSERT INTO "Patient" VALUES (1, 'a');
-           INSERT INTO "VitalSign" ("patientId", "value") VALUES (1, 1.0), (7, 2.0), (8, 3.0);
-           CREATE TABLE runbook_migrations (version TEXT PRIMARY KEY, name TEXT NOT NULL);
-           INSERT INTO runbook_migrations VALUES ('001', 'init');"#,
+           INSERT INTO "VitalSign" ("patientId", "value") VALUES (1, 1.0), (7, 2.0), (8, 3.0);"#,
     );
     let dir = p.path().join("migrations/sqlite");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("001_init.sql"), "SELECT 1;").unwrap();
     std::fs::write(dir.join("002_vitals.sql"), "SELECT 1;").unwrap();
+    migrate(&p, Some("001"));
     p.playbook(
         "health-it",
         &health_playbook("      checks: all\n      thresholds:\n        disk_space: { warn: 0.01, fail: 0.001 }\n"),
@@ -463,5 +475,34 @@ fn without_a_migrations_table_health_says_none_were_applied() {
     assert_eq!(
         mig["message"],
         "no migrations applied (no `runbook_migrations` table)"
+    );
+}
+
+#[test]
+fn large_tables_are_estimated_rather_than_counted() {
+    let p = Project::new(|_| Target::postgres("health_big"));
+    let Target::Postgres(url) = p.target.clone() else {
+        unreachable!()
+    };
+    // Statistics say five million rows: counting them exactly would read the whole table.
+    crate::pg::cluster().psql(
+        &url,
+        r#"CREATE TABLE "Big" ("id" integer); INSERT INTO "Big" VALUES (1), (2), (3);
+           CREATE TABLE "Small" ("id" integer); INSERT INTO "Small" VALUES (1);
+           UPDATE pg_class SET reltuples = 5000000 WHERE oid = '"Big"'::regclass;"#,
+    );
+    p.playbook(
+        "health-it",
+        &health_playbook("      checks: [row_counts]\n"),
+    );
+    let out = p.run("health-it", &[]);
+    assert_eq!(out.code, 0, "{}", out.combined());
+    let rows = check(&health_outputs(&p), "row_counts").clone();
+    assert_eq!(rows["tables"]["Big"], 5_000_000, "{rows:#}");
+    assert_eq!(rows["tables"]["Small"], 1);
+    assert_eq!(rows["estimated"], serde_json::json!(["Big"]));
+    assert_eq!(
+        rows["message"],
+        "counted 2 tables (5000001 rows); 1 large table estimated from statistics"
     );
 }

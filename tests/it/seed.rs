@@ -464,3 +464,107 @@ fn a_failing_table_rolls_back_the_whole_set_with_a_hint() {
         out.stderr
     );
 }
+
+/// The production baseline of the guide for the shipped Unified Health Platform schema.
+const BASELINE: &str = r#"- table: Plan
+  key: [name]
+  rows:
+    - { name: Basic Monthly, priceCents: 2999, interval: MONTH, features: [Video visits, Lab results] }
+    - { name: Basic Annual, priceCents: 29999, interval: YEAR, features: [Video visits, Lab results] }
+    - { name: Professional Monthly, priceCents: 7999, interval: MONTH, features: [Video visits, Lab results, Care team] }
+    - { name: Professional Annual, priceCents: 79999, interval: YEAR, features: [Video visits, Lab results, Care team] }
+    - { name: Enterprise Monthly, priceCents: 19999, interval: MONTH, features: [Everything] }
+    - { name: Enterprise Annual, priceCents: 199999, interval: YEAR, features: [Everything] }
+- table: DiagnosticTest
+  key: [code]
+  rows:
+    - { code: CBC, name: Complete Blood Count (CBC), sampleType: blood, priceCents: 1500, turnaroundHours: 24 }
+    - { code: LIPID, name: Lipid Profile, sampleType: blood, priceCents: 2500, turnaroundHours: 24 }
+    - { code: HBA1C, name: HbA1c, sampleType: blood, priceCents: 2000, turnaroundHours: 48 }
+    - { code: TFT, name: Thyroid Function Test, sampleType: blood, priceCents: 3000, turnaroundHours: 48 }
+    - { code: LFT, name: Liver Function Test, sampleType: blood, priceCents: 2800, turnaroundHours: 24 }
+- table: HealthPackage
+  key: [name]
+  rows:
+    - { name: General Health Checkup, priceCents: 9900, testCodes: [CBC, LIPID] }
+    - { name: Cardiac Health Package, priceCents: 19900, testCodes: [LIPID] }
+    - { name: Diabetes Management, priceCents: 14900, testCodes: [HBA1C, LIPID] }
+    - { name: "Women's Health", priceCents: 17900, testCodes: [CBC, TFT] }
+    - { name: Executive Health Checkup, priceCents: 49900, testCodes: [CBC, LIPID, HBA1C, TFT, LFT] }
+- table: User
+  key: [email]
+  generated: { updatedAt: now }
+  secrets:
+    passwordHash: { env: ADMIN_DEFAULT_PASSWORD, hash: argon2id }
+  rows:
+    - { email: admin@thetheunifiedhealth.com, role: ADMIN, firstName: System, lastName: Administrator }
+"#;
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let dest = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+#[test]
+fn the_guide_baseline_seeds_the_shipped_schema_on_both_dialects() {
+    for target in ["sqlite", "postgres"] {
+        let p = if target == "sqlite" {
+            Project::new(Target::sqlite)
+        } else {
+            Project::new(|_| Target::postgres("seed_baseline"))
+        };
+        copy_dir(
+            &crate::common::repo().join("migrations"),
+            &p.path().join("migrations"),
+        );
+        p.playbook(
+            "deploy-it",
+            "name: deploy-it\nsteps:\n  - id: migrate\n    migrate: { action: apply }\n  - id: seed\n    seed: { set: production }\n  - id: health\n    health: { checks: [migration_status, orphaned_rows, row_counts] }\n",
+        );
+        write_seed(&p, BASELINE);
+        let dir = p.path().display().to_string();
+        let t = p.target.arg();
+        let deploy = || {
+            Runbook::new(&["-C", &dir, "run", "deploy-it", "--target", &t])
+                .env("ADMIN_DEFAULT_PASSWORD", PASSWORD)
+                .run()
+        };
+        let first = deploy();
+        assert_eq!(first.code, 0, "{target}: {}", first.combined());
+        assert_eq!(counts(&seed_outputs(&p)), (17, 0, 0), "{target}");
+        let second = deploy();
+        assert_eq!(second.code, 0, "{target}: {}", second.combined());
+        assert_eq!(counts(&seed_outputs(&p)), (0, 0, 17), "{target}");
+        for (table, n) in [
+            ("Plan", 6),
+            ("HealthPackage", 5),
+            ("DiagnosticTest", 5),
+            ("User", 1),
+        ] {
+            assert_eq!(
+                p.target
+                    .query(&format!(r#"SELECT count(*) FROM "{table}""#)),
+                [n.to_string()],
+                "{target} {table}"
+            );
+        }
+        let hash = p.target.query(r#"SELECT "passwordHash" FROM "User""#);
+        assert!(
+            runbook::db::seed::verify_secret(PASSWORD, &hash[0]),
+            "{target}"
+        );
+        assert!(
+            second.stderr.contains("pass  Migration Status: last migration: 20251218000000_appointment_reason (2 applied)"),
+            "{target}: {}",
+            second.stderr
+        );
+        assert_secret_nowhere(&p, &[&first, &second]);
+    }
+}

@@ -10,6 +10,7 @@ pub mod restore;
 pub mod seed;
 mod shell;
 mod sql;
+pub use sql::describe as describe_sql;
 mod wait_for;
 
 use super::{ActionCtx, StepError, StepResult};

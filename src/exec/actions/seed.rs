@@ -47,20 +47,17 @@ pub async fn run(a: &SeedAction, ctx: &mut ActionCtx<'_>) -> StepResult {
 
     let total = report.total();
     let rows = total.inserted + total.updated + total.unchanged;
+    let tables = plural(report.tables.len() as u64, "table", "tables");
     let summary = if total.inserted + total.updated == 0 {
         format!(
-            "seed `{}`: nothing changed ({rows} rows already up to date in {} tables)",
+            "seed `{}`: nothing changed ({} already up to date in {tables})",
             set.name,
-            report.tables.len()
+            plural(rows, "row", "rows")
         )
     } else {
         format!(
-            "seed `{}`: {} inserted, {} updated, {} unchanged in {} tables",
-            set.name,
-            total.inserted,
-            total.updated,
-            total.unchanged,
-            report.tables.len()
+            "seed `{}`: {} inserted, {} updated, {} unchanged in {tables}",
+            set.name, total.inserted, total.updated, total.unchanged
         )
     };
     ctx.progress.note(&summary);
@@ -92,4 +89,8 @@ fn describe(c: &Counts) -> String {
         "{} inserted, {} updated, {} unchanged",
         c.inserted, c.updated, c.unchanged
     )
+}
+
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
