@@ -23,7 +23,10 @@ const EXCERPT: usize = 512;
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
     #[error("audit log `{path}`: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("audit log `{0}` is damaged: {1}")]
     Damaged(String, String),
     #[error("audit sink: {0}")]
@@ -105,7 +108,10 @@ pub struct AuditLog {
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> AuditError + '_ {
-    move |source| AuditError::Io { path: path.display().to_string(), source }
+    move |source| AuditError::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 impl AuditLog {
@@ -125,11 +131,24 @@ impl AuditLog {
             None => existing.len(),
             Some(Problem::Torn { line, .. }) => {
                 repaired = Some(*line);
-                existing.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)
+                existing
+                    .iter()
+                    .rposition(|&b| b == b'\n')
+                    .map_or(0, |i| i + 1)
             }
-            Some(p) => return Err(AuditError::Damaged(path.display().to_string(), p.describe())),
+            Some(p) => {
+                return Err(AuditError::Damaged(
+                    path.display().to_string(),
+                    p.describe(),
+                ));
+            }
         };
-        let file = std::fs::OpenOptions::new().create(true).append(true).read(true).open(&path).map_err(io(&path))?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(&path)
+            .map_err(io(&path))?;
         if keep < existing.len() {
             file.set_len(keep as u64).map_err(io(&path))?;
             file.sync_all().map_err(io(&path))?;
@@ -142,7 +161,10 @@ impl AuditLog {
             path,
             file,
             run_id: run_id.to_owned(),
-            head: Head { seq: report.records as i64, hash: report.head.unwrap_or_else(|| GENESIS.to_owned()) },
+            head: Head {
+                seq: report.records as i64,
+                hash: report.head.unwrap_or_else(|| GENESIS.to_owned()),
+            },
             sink: None,
             repaired,
         })
@@ -167,23 +189,33 @@ impl AuditLog {
         if let Some(line) = self.repaired.take() {
             let mut note = Map::new();
             note.insert("event".into(), Json::from("torn_tail_repaired"));
-            note.insert("detail".into(), Json::from(format!("line {line} was cut short by a crash while being written and was removed")));
+            note.insert(
+                "detail".into(),
+                Json::from(format!(
+                    "line {line} was cut short by a crash while being written and was removed"
+                )),
+            );
             Box::pin(self.append(note)).await?;
         }
         let seq = self.head.seq + 1;
         body.insert("seq".into(), Json::from(seq));
         body.insert("prev".into(), Json::from(self.head.hash.clone()));
         body.insert("run_id".into(), Json::from(self.run_id.clone()));
-        body.entry("ts").or_insert_with(|| Json::from(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)));
+        body.entry("ts").or_insert_with(|| {
+            Json::from(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        });
         let hash = record_hash(&body);
         body.insert("hash".into(), Json::from(hash.clone()));
         let mut line = canonical(&Json::Object(body.clone()));
         line.push('\n');
-        self.file.write_all(line.as_bytes()).map_err(io(&self.path))?;
+        self.file
+            .write_all(line.as_bytes())
+            .map_err(io(&self.path))?;
         self.file.sync_data().map_err(io(&self.path))?;
         self.head = Head { seq, hash };
         if let Some(sink) = &mut self.sink {
-            sink.insert(&self.run_id, seq, &self.head.hash, &Json::Object(body)).await?;
+            sink.insert(&self.run_id, seq, &self.head.hash, &Json::Object(body))
+                .await?;
         }
         Ok(self.head.clone())
     }
@@ -199,7 +231,11 @@ fn sync_dir(dir: &Path) {
 pub fn index(dir: &Path, entry: &Json) -> Result<(), AuditError> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let path = dir.join("index.jsonl");
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(io(&path))?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(io(&path))?;
     let mut line = canonical(entry);
     line.push('\n');
     f.write_all(line.as_bytes()).map_err(io(&path))?;
@@ -221,7 +257,11 @@ pub enum Problem {
     /// The last line is cut short without its newline: a crash while writing.
     Torn { line: usize, seq: i64 },
     /// A line is not a record, or a record's hash, link, sequence or run id is wrong.
-    Tampered { line: usize, seq: i64, reason: String },
+    Tampered {
+        line: usize,
+        seq: i64,
+        reason: String,
+    },
     /// The chain ends before the head the state store recorded.
     Truncated { have: i64, expected: i64 },
     /// The head the state store recorded is not the hash found at that sequence.
@@ -235,20 +275,28 @@ impl Problem {
 
     pub fn describe(&self) -> String {
         match self {
-            Problem::Torn { line, seq } => format!("record {seq} (line {line}) was cut short by a crash while being written"),
-            Problem::Tampered { seq, reason, line } => format!("record {seq} (line {line}) {reason}"),
+            Problem::Torn { line, seq } => {
+                format!("record {seq} (line {line}) was cut short by a crash while being written")
+            }
+            Problem::Tampered { seq, reason, line } => {
+                format!("record {seq} (line {line}) {reason}")
+            }
             Problem::Truncated { have, expected } => format!(
                 "the log ends at record {have} but the state store recorded {expected} records: records {} to {expected} were removed",
                 have + 1
             ),
-            Problem::HeadMismatch { seq } => format!("record {seq} is not the record the state store recorded as the head"),
+            Problem::HeadMismatch { seq } => {
+                format!("record {seq} is not the record the state store recorded as the head")
+            }
         }
     }
 
     /// The first bad sequence number.
     pub fn seq(&self) -> i64 {
         match self {
-            Problem::Torn { seq, .. } | Problem::Tampered { seq, .. } | Problem::HeadMismatch { seq } => *seq,
+            Problem::Torn { seq, .. }
+            | Problem::Tampered { seq, .. }
+            | Problem::HeadMismatch { seq } => *seq,
             Problem::Truncated { have, .. } => have + 1,
         }
     }
@@ -269,7 +317,12 @@ pub struct Report {
 /// Verifies a chain's bytes: every line a record, hashes recomputed, links, gapless sequence,
 /// one run id; then, with `expected` (the head from the state store), that nothing is missing.
 pub fn verify_bytes(bytes: &[u8], expected: Option<&Head>) -> Report {
-    let mut report = Report { records: 0, head: None, problem: None, entries: Vec::new() };
+    let mut report = Report {
+        records: 0,
+        head: None,
+        problem: None,
+        entries: Vec::new(),
+    };
     let mut prev = GENESIS.to_owned();
     let mut run_id: Option<String> = None;
     let mut start = 0;
@@ -282,8 +335,14 @@ pub fn verify_bytes(bytes: &[u8], expected: Option<&Head>) -> Report {
             None => (&bytes[start..], false),
         };
         start += line.len() + usize::from(complete);
-        let tampered = |reason: &str| Problem::Tampered { line: line_no, seq, reason: reason.to_owned() };
-        let parsed = std::str::from_utf8(line).ok().and_then(|t| serde_json::from_str::<Json>(t).ok());
+        let tampered = |reason: &str| Problem::Tampered {
+            line: line_no,
+            seq,
+            reason: reason.to_owned(),
+        };
+        let parsed = std::str::from_utf8(line)
+            .ok()
+            .and_then(|t| serde_json::from_str::<Json>(t).ok());
         // A crash cuts the record being written short, anywhere up to its newline; a complete
         // line that is not a record was put there.
         if !complete {
@@ -297,8 +356,12 @@ pub fn verify_bytes(bytes: &[u8], expected: Option<&Head>) -> Report {
         let got_seq = rec.get("seq").and_then(Json::as_i64);
         if got_seq != Some(seq) {
             report.problem = Some(tampered(&match got_seq {
-                Some(s) if s > seq => format!("has sequence {s} where {seq} was expected: records are missing or out of order"),
-                Some(s) => format!("has sequence {s} where {seq} was expected: records are repeated or out of order"),
+                Some(s) if s > seq => format!(
+                    "has sequence {s} where {seq} was expected: records are missing or out of order"
+                ),
+                Some(s) => format!(
+                    "has sequence {s} where {seq} was expected: records are repeated or out of order"
+                ),
                 None => "has no sequence number".to_owned(),
             }));
             break;
@@ -307,13 +370,21 @@ pub fn verify_bytes(bytes: &[u8], expected: Option<&Head>) -> Report {
             report.problem = Some(tampered("does not link to the record before it"));
             break;
         }
-        let hash = rec.get("hash").and_then(Json::as_str).unwrap_or_default().to_owned();
+        let hash = rec
+            .get("hash")
+            .and_then(Json::as_str)
+            .unwrap_or_default()
+            .to_owned();
         if record_hash(&rec) != hash {
-            report.problem = Some(tampered("was changed after it was written (its hash does not match its contents)"));
+            report.problem = Some(tampered(
+                "was changed after it was written (its hash does not match its contents)",
+            ));
             break;
         }
         if canonical(&Json::Object(rec.clone())).as_bytes() != line {
-            report.problem = Some(tampered("is not in canonical form (bytes were changed without changing its meaning)"));
+            report.problem = Some(tampered(
+                "is not in canonical form (bytes were changed without changing its meaning)",
+            ));
             break;
         }
         let rid = rec.get("run_id").and_then(Json::as_str).map(str::to_owned);
@@ -335,11 +406,24 @@ pub fn verify_bytes(bytes: &[u8], expected: Option<&Head>) -> Report {
         match &report.problem {
             Some(p) if p.is_tampering() => {}
             // A torn record at or below the recorded head was complete once: cut since.
-            Some(Problem::Torn { seq, .. }) if *seq <= head.seq => report.problem = Some(Problem::Truncated { have, expected: head.seq }),
-            _ if have < head.seq => report.problem = Some(Problem::Truncated { have, expected: head.seq }),
+            Some(Problem::Torn { seq, .. }) if *seq <= head.seq => {
+                report.problem = Some(Problem::Truncated {
+                    have,
+                    expected: head.seq,
+                })
+            }
+            _ if have < head.seq => {
+                report.problem = Some(Problem::Truncated {
+                    have,
+                    expected: head.seq,
+                })
+            }
             _ => {
                 let at = report.entries.get((head.seq - 1).max(0) as usize);
-                if head.seq > 0 && at.and_then(|r| r.get("hash")).and_then(Json::as_str) != Some(head.hash.as_str()) {
+                if head.seq > 0
+                    && at.and_then(|r| r.get("hash")).and_then(Json::as_str)
+                        != Some(head.hash.as_str())
+                {
                     report.problem = Some(Problem::HeadMismatch { seq: head.seq });
                 }
             }
@@ -359,7 +443,9 @@ pub fn sign(dir: &Path, run_id: &str, head: &Head, key_hex: &str) -> Result<(), 
     let bytes: [u8; 32] = hex::decode(key_hex.trim())
         .ok()
         .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| AuditError::Key("expected 64 hex digits (a 32-byte Ed25519 secret key)".to_owned()))?;
+        .ok_or_else(|| {
+            AuditError::Key("expected 64 hex digits (a 32-byte Ed25519 secret key)".to_owned())
+        })?;
     let key = ed25519_dalek::SigningKey::from_bytes(&bytes);
     use ed25519_dalek::Signer;
     let sig = key.sign(signed_message(run_id, head).as_bytes());
@@ -377,23 +463,39 @@ pub fn sign(dir: &Path, run_id: &str, head: &Head, key_hex: &str) -> Result<(), 
 }
 
 /// Checks `<run>.sig` against a public key (hex) and the chain's head.
-pub fn check_signature(dir: &Path, run_id: &str, head: &Head, public_hex: &str) -> Result<(), String> {
-    let text = std::fs::read_to_string(dir.join(format!("{run_id}.sig"))).map_err(|_| "the run is not signed".to_owned())?;
-    let doc: Json = serde_json::from_str(&text).map_err(|_| "the signature file is damaged".to_owned())?;
+pub fn check_signature(
+    dir: &Path,
+    run_id: &str,
+    head: &Head,
+    public_hex: &str,
+) -> Result<(), String> {
+    let text = std::fs::read_to_string(dir.join(format!("{run_id}.sig")))
+        .map_err(|_| "the run is not signed".to_owned())?;
+    let doc: Json =
+        serde_json::from_str(&text).map_err(|_| "the signature file is damaged".to_owned())?;
     let pk: [u8; 32] = hex::decode(public_hex.trim())
         .ok()
         .and_then(|b| b.try_into().ok())
         .ok_or_else(|| "the public key must be 64 hex digits".to_owned())?;
-    let key = ed25519_dalek::VerifyingKey::from_bytes(&pk).map_err(|_| "the public key is not a valid Ed25519 key".to_owned())?;
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&pk)
+        .map_err(|_| "the public key is not a valid Ed25519 key".to_owned())?;
     let sig: [u8; 64] = doc["signature"]
         .as_str()
         .and_then(|s| hex::decode(s).ok())
         .and_then(|b| b.try_into().ok())
         .ok_or_else(|| "the signature is damaged".to_owned())?;
-    let signed = Head { seq: doc["seq"].as_i64().unwrap_or(-1), hash: doc["head"].as_str().unwrap_or_default().to_owned() };
+    let signed = Head {
+        seq: doc["seq"].as_i64().unwrap_or(-1),
+        hash: doc["head"].as_str().unwrap_or_default().to_owned(),
+    };
     use ed25519_dalek::Verifier;
-    key.verify(signed_message(run_id, &signed).as_bytes(), &ed25519_dalek::Signature::from_bytes(&sig))
-        .map_err(|_| "the signature does not match the key (wrong key, or the signed head was edited)".to_owned())?;
+    key.verify(
+        signed_message(run_id, &signed).as_bytes(),
+        &ed25519_dalek::Signature::from_bytes(&sig),
+    )
+    .map_err(|_| {
+        "the signature does not match the key (wrong key, or the signed head was edited)".to_owned()
+    })?;
     if signed != *head {
         return Err(format!(
             "the signature covers record {} but the log's head is record {}: records were added or changed after signing",
@@ -408,7 +510,10 @@ pub fn keygen() -> Result<(String, String), AuditError> {
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).map_err(|e| AuditError::Key(e.to_string()))?;
     let key = ed25519_dalek::SigningKey::from_bytes(&seed);
-    Ok((hex::encode(seed), hex::encode(key.verifying_key().to_bytes())))
+    Ok((
+        hex::encode(seed),
+        hex::encode(key.verifying_key().to_bytes()),
+    ))
 }
 
 /// A short, redacted excerpt of text for a record.
@@ -429,7 +534,9 @@ pub struct Sink {
 impl Sink {
     pub async fn connect(url: &str) -> Result<Sink, AuditError> {
         use sqlx::Connection;
-        let mut conn = sqlx::PgConnection::connect(url).await.map_err(|e| AuditError::Sink(e.to_string()))?;
+        let mut conn = sqlx::PgConnection::connect(url)
+            .await
+            .map_err(|e| AuditError::Sink(e.to_string()))?;
         for stmt in [
             "CREATE TABLE IF NOT EXISTS runbook_audit_log (
                 run_id TEXT NOT NULL, seq BIGINT NOT NULL, hash TEXT NOT NULL, record JSONB NOT NULL,
@@ -454,16 +561,24 @@ impl Sink {
         Ok(Sink { conn })
     }
 
-    async fn insert(&mut self, run_id: &str, seq: i64, hash: &str, record: &Json) -> Result<(), AuditError> {
-        sqlx::query("INSERT INTO runbook_audit_log (run_id, seq, hash, record) VALUES ($1, $2, $3, $4)")
-            .bind(run_id)
-            .bind(seq)
-            .bind(hash)
-            .bind(sqlx::types::Json(record))
-            .execute(&mut self.conn)
-            .await
-            .map(|_| ())
-            .map_err(|e| AuditError::Sink(e.to_string()))
+    async fn insert(
+        &mut self,
+        run_id: &str,
+        seq: i64,
+        hash: &str,
+        record: &Json,
+    ) -> Result<(), AuditError> {
+        sqlx::query(
+            "INSERT INTO runbook_audit_log (run_id, seq, hash, record) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(run_id)
+        .bind(seq)
+        .bind(hash)
+        .bind(sqlx::types::Json(record))
+        .execute(&mut self.conn)
+        .await
+        .map(|_| ())
+        .map_err(|e| AuditError::Sink(e.to_string()))
     }
 }
 
@@ -520,13 +635,25 @@ pub fn body_from_event(meta: &Map<String, Json>, ev: &crate::run::Event) -> Map<
         K::StepFailed => {
             let error = get("error");
             outcome.insert("status".into(), Json::from("failed"));
-            outcome.insert("error".into(), Json::from(excerpt(error.as_str().unwrap_or_default())));
+            outcome.insert(
+                "error".into(),
+                Json::from(excerpt(error.as_str().unwrap_or_default())),
+            );
             outcome.insert("duration_ms".into(), get("duration_ms"));
             outcome.insert("will_retry".into(), get("will_retry"));
-            if let Some(code) = error.as_str().and_then(|e| e.split("SQLSTATE ").nth(1)).map(|c| c.trim_end_matches(')').to_owned()) {
+            if let Some(code) = error
+                .as_str()
+                .and_then(|e| e.split("SQLSTATE ").nth(1))
+                .map(|c| c.trim_end_matches(')').to_owned())
+            {
                 outcome.insert("sqlstate".into(), Json::from(code));
             }
-            if let Some(code) = error.as_str().and_then(|e| e.split("exited with code ").nth(1)).and_then(|c| c.split(|ch: char| !ch.is_ascii_digit() && ch != '-').next()).and_then(|c| c.parse::<i64>().ok()) {
+            if let Some(code) = error
+                .as_str()
+                .and_then(|e| e.split("exited with code ").nth(1))
+                .and_then(|c| c.split(|ch: char| !ch.is_ascii_digit() && ch != '-').next())
+                .and_then(|c| c.parse::<i64>().ok())
+            {
                 outcome.insert("exit_code".into(), Json::from(code));
             }
         }
@@ -564,8 +691,20 @@ pub fn body_from_event(meta: &Map<String, Json>, ev: &crate::run::Event) -> Map<
             outcome.insert("status".into(), get("choice"));
             b.insert("decided_by".into(), get("operator"));
         }
-        K::RunStarted | K::RunResumed | K::RollbackStarted | K::RollbackFinished | K::StepStarted => {
-            for k in ["params", "plan_hash", "failed_step", "error", "ok", "operator", "host"] {
+        K::RunStarted
+        | K::RunResumed
+        | K::RollbackStarted
+        | K::RollbackFinished
+        | K::StepStarted => {
+            for k in [
+                "params",
+                "plan_hash",
+                "failed_step",
+                "error",
+                "ok",
+                "operator",
+                "host",
+            ] {
                 if let Some(v) = d.get(k) {
                     outcome.insert(k.into(), v.clone());
                 }
@@ -580,8 +719,17 @@ pub fn body_from_event(meta: &Map<String, Json>, ev: &crate::run::Event) -> Map<
 
 /// The git commit of the repository a file is in, if it is in one.
 pub fn git_commit(file: &Path) -> Option<String> {
-    let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let out = duct::cmd("git", ["rev-parse", "HEAD"]).dir(dir).stderr_null().stdout_capture().unchecked().run().ok()?;
+    let dir = file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let out = duct::cmd("git", ["rev-parse", "HEAD"])
+        .dir(dir)
+        .stderr_null()
+        .stdout_capture()
+        .unchecked()
+        .run()
+        .ok()?;
     let text = String::from_utf8(out.stdout).ok()?.trim().to_owned();
     (out.status.success() && text.len() == 40).then_some(text)
 }

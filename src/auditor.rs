@@ -22,12 +22,17 @@ pub struct Verdict {
 impl Verdict {
     /// Tampering, truncation or a bad signature: what makes `verify` fail.
     pub fn failed(&self) -> bool {
-        self.problem.as_ref().is_some_and(Problem::is_tampering) || matches!(self.signature, Some(Err(_)))
+        self.problem.as_ref().is_some_and(Problem::is_tampering)
+            || matches!(self.signature, Some(Err(_)))
     }
 
     pub fn summary(&self) -> String {
         let mut s = match &self.problem {
-            None => format!("ok: {} records, head {}", self.records, short(self.head.as_deref().unwrap_or("-"))),
+            None => format!(
+                "ok: {} records, head {}",
+                self.records,
+                short(self.head.as_deref().unwrap_or("-"))
+            ),
             Some(p @ Problem::Torn { .. }) => format!(
                 "ok up to record {}, then a torn write: {} (a crash while writing, not tampering)",
                 self.records,
@@ -55,25 +60,53 @@ pub fn verify_run(dir: &Path, run_id: &str, expected: Option<&Head>, key: Option
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
         Err(_) => {
-            let problem = expected.map(|h| Problem::Truncated { have: 0, expected: h.seq });
-            return Verdict { run_id: run_id.to_owned(), records: 0, head: None, problem, signature: None, entries: Vec::new() };
+            let problem = expected.map(|h| Problem::Truncated {
+                have: 0,
+                expected: h.seq,
+            });
+            return Verdict {
+                run_id: run_id.to_owned(),
+                records: 0,
+                head: None,
+                problem,
+                signature: None,
+                entries: Vec::new(),
+            };
         }
     };
     let report = audit::verify_bytes(&bytes, expected);
     let signature = key.map(|k| {
-        let head = Head { seq: report.records as i64, hash: report.head.clone().unwrap_or_default() };
+        let head = Head {
+            seq: report.records as i64,
+            hash: report.head.clone().unwrap_or_default(),
+        };
         audit::check_signature(dir, run_id, &head, k)
     });
-    Verdict { run_id: run_id.to_owned(), records: report.records, head: report.head, problem: report.problem, signature, entries: report.entries }
+    Verdict {
+        run_id: run_id.to_owned(),
+        records: report.records,
+        head: report.head,
+        problem: report.problem,
+        signature,
+        entries: report.entries,
+    }
 }
 
 /// The run ids that have a chain in the audit folder, oldest first by the index, then the rest.
 pub fn chains(dir: &Path) -> Vec<String> {
-    let mut ids: Vec<String> = audit::read_index(dir).iter().filter_map(|e| e["run_id"].as_str().map(str::to_owned)).collect();
+    let mut ids: Vec<String> = audit::read_index(dir)
+        .iter()
+        .filter_map(|e| e["run_id"].as_str().map(str::to_owned))
+        .collect();
     let mut files: Vec<String> = std::fs::read_dir(dir)
         .map(|rd| {
             rd.filter_map(Result::ok)
-                .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".jsonl")).map(str::to_owned))
+                .filter_map(|e| {
+                    e.file_name()
+                        .to_str()
+                        .and_then(|n| n.strip_suffix(".jsonl"))
+                        .map(str::to_owned)
+                })
                 .filter(|n| n != "index")
                 .collect()
         })
@@ -104,16 +137,35 @@ pub struct Span {
 /// The timeline of a run from its records: steps with times and outcomes, gate decisions with
 /// approvers, rollbacks.
 pub fn timeline(entries: &[Map<String, Json>]) -> (Vec<Span>, Vec<String>) {
-    let ts = |r: &Map<String, Json>| r.get("ts").and_then(Json::as_str).and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()).map(|t| t.with_timezone(&chrono::Utc));
+    let ts = |r: &Map<String, Json>| {
+        r.get("ts")
+            .and_then(Json::as_str)
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&chrono::Utc))
+    };
     let mut spans: Vec<Span> = Vec::new();
     let mut notes = Vec::new();
     for r in entries {
         let event = r.get("event").and_then(Json::as_str).unwrap_or_default();
-        let step = r.get("step").and_then(Json::as_str).unwrap_or_default().to_owned();
-        let phase = r.get("phase").and_then(Json::as_str).unwrap_or_default().to_owned();
+        let step = r
+            .get("step")
+            .and_then(Json::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let phase = r
+            .get("phase")
+            .and_then(Json::as_str)
+            .unwrap_or_default()
+            .to_owned();
         let outcome = r.get("outcome").cloned().unwrap_or(Json::Null);
-        let when = ts(r).map(|t| t.format("%H:%M:%S").to_string()).unwrap_or_default();
-        let find = |spans: &mut Vec<Span>| spans.iter().rposition(|s| s.step == step && s.phase == phase);
+        let when = ts(r)
+            .map(|t| t.format("%H:%M:%S").to_string())
+            .unwrap_or_default();
+        let find = |spans: &mut Vec<Span>| {
+            spans
+                .iter()
+                .rposition(|s| s.step == step && s.phase == phase)
+        };
         match event {
             "step_started" => match find(&mut spans) {
                 Some(i) if spans[i].end.is_none() || spans[i].status == "failed" => {
@@ -124,7 +176,11 @@ pub fn timeline(entries: &[Map<String, Json>]) -> (Vec<Span>, Vec<String>) {
                 _ => spans.push(Span {
                     step: step.clone(),
                     phase: phase.clone(),
-                    action: r.get("action").and_then(Json::as_str).unwrap_or_default().to_owned(),
+                    action: r
+                        .get("action")
+                        .and_then(Json::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
                     start: ts(r),
                     status: "running".to_owned(),
                     attempts: 1,
@@ -132,7 +188,11 @@ pub fn timeline(entries: &[Map<String, Json>]) -> (Vec<Span>, Vec<String>) {
                 }),
             },
             "step_finished" | "step_failed" | "step_skipped" => {
-                let status = outcome.get("status").and_then(Json::as_str).unwrap_or(event).to_owned();
+                let status = outcome
+                    .get("status")
+                    .and_then(Json::as_str)
+                    .unwrap_or(event)
+                    .to_owned();
                 let detail = outcome
                     .get("error")
                     .or_else(|| outcome.get("reason"))
@@ -142,7 +202,12 @@ pub fn timeline(entries: &[Map<String, Json>]) -> (Vec<Span>, Vec<String>) {
                 let i = match find(&mut spans) {
                     Some(i) => i,
                     None => {
-                        spans.push(Span { step: step.clone(), phase: phase.clone(), start: ts(r), ..Default::default() });
+                        spans.push(Span {
+                            step: step.clone(),
+                            phase: phase.clone(),
+                            start: ts(r),
+                            ..Default::default()
+                        });
                         spans.len() - 1
                     }
                 };
@@ -151,15 +216,38 @@ pub fn timeline(entries: &[Map<String, Json>]) -> (Vec<Span>, Vec<String>) {
                 spans[i].detail = detail;
             }
             "gate_decision" => {
-                let approvers = r.get("approvals").and_then(Json::as_array).map(|a| a.iter().filter_map(Json::as_str).collect::<Vec<_>>().join(", ")).unwrap_or_default();
-                let status = outcome.get("status").and_then(Json::as_str).unwrap_or_default();
-                let reason = outcome.get("reason").and_then(Json::as_str).unwrap_or_default();
-                let by = if approvers.is_empty() { String::new() } else { format!(" by {approvers}") };
+                let approvers = r
+                    .get("approvals")
+                    .and_then(Json::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(Json::as_str)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    })
+                    .unwrap_or_default();
+                let status = outcome
+                    .get("status")
+                    .and_then(Json::as_str)
+                    .unwrap_or_default();
+                let reason = outcome
+                    .get("reason")
+                    .and_then(Json::as_str)
+                    .unwrap_or_default();
+                let by = if approvers.is_empty() {
+                    String::new()
+                } else {
+                    format!(" by {approvers}")
+                };
                 notes.push(format!("{when} gate {step}: {status}{by} ({reason})"));
             }
             "approval_recorded" => {
                 if let Some(a) = r.get("approvals").and_then(|a| a.get(0)) {
-                    let comment = a.get("comment").and_then(Json::as_str).map(|c| format!(": {c}")).unwrap_or_default();
+                    let comment = a
+                        .get("comment")
+                        .and_then(Json::as_str)
+                        .map(|c| format!(": {c}"))
+                        .unwrap_or_default();
                     notes.push(format!(
                         "{when} {} {}d gate {step}{comment}",
                         a.get("actor").and_then(Json::as_str).unwrap_or("?"),
@@ -169,14 +257,33 @@ pub fn timeline(entries: &[Map<String, Json>]) -> (Vec<Span>, Vec<String>) {
             }
             "rollback_started" => notes.push(format!(
                 "{when} rollback started after step {} failed",
-                outcome.get("failed_step").and_then(Json::as_str).unwrap_or("?")
+                outcome
+                    .get("failed_step")
+                    .and_then(Json::as_str)
+                    .unwrap_or("?")
             )),
             "rollback_finished" => notes.push(format!(
                 "{when} rollback finished ({})",
-                if outcome.get("ok").and_then(Json::as_bool).unwrap_or(false) { "every compensation succeeded" } else { "a compensation failed" }
+                if outcome.get("ok").and_then(Json::as_bool).unwrap_or(false) {
+                    "every compensation succeeded"
+                } else {
+                    "a compensation failed"
+                }
             )),
-            "run_waiting" => notes.push(format!("{when} run waiting: {}", outcome.get("reason").and_then(Json::as_str).unwrap_or_default())),
-            "run_resumed" => notes.push(format!("{when} run resumed by {}", outcome.get("operator").and_then(Json::as_str).unwrap_or("?"))),
+            "run_waiting" => notes.push(format!(
+                "{when} run waiting: {}",
+                outcome
+                    .get("reason")
+                    .and_then(Json::as_str)
+                    .unwrap_or_default()
+            )),
+            "run_resumed" => notes.push(format!(
+                "{when} run resumed by {}",
+                outcome
+                    .get("operator")
+                    .and_then(Json::as_str)
+                    .unwrap_or("?")
+            )),
             "resume_decision" => notes.push(format!(
                 "{when} {} chose to {} in-flight step {step}",
                 r.get("decided_by").and_then(Json::as_str).unwrap_or("?"),
@@ -186,9 +293,16 @@ pub fn timeline(entries: &[Map<String, Json>]) -> (Vec<Span>, Vec<String>) {
             "run_finished" => notes.push(format!(
                 "{when} run finished: {}{}",
                 outcome.get("status").and_then(Json::as_str).unwrap_or("?"),
-                outcome.get("error").and_then(Json::as_str).map(|e| format!(" ({e})")).unwrap_or_default()
+                outcome
+                    .get("error")
+                    .and_then(Json::as_str)
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default()
             )),
-            "torn_tail_repaired" => notes.push(format!("{when} {}", r.get("detail").and_then(Json::as_str).unwrap_or_default())),
+            "torn_tail_repaired" => notes.push(format!(
+                "{when} {}",
+                r.get("detail").and_then(Json::as_str).unwrap_or_default()
+            )),
             _ => {}
         }
     }
@@ -197,7 +311,9 @@ pub fn timeline(entries: &[Map<String, Json>]) -> (Vec<Span>, Vec<String>) {
 
 /// The header facts of a run from its first record.
 pub fn header(entries: &[Map<String, Json>]) -> Vec<(String, String)> {
-    let Some(first) = entries.first() else { return Vec::new() };
+    let Some(first) = entries.first() else {
+        return Vec::new();
+    };
     let last = entries.last().unwrap_or(first);
     let s = |v: Option<&Json>| v.and_then(Json::as_str).unwrap_or("-").to_owned();
     let pb = first.get("playbook").cloned().unwrap_or(Json::Null);
@@ -206,19 +322,49 @@ pub fn header(entries: &[Map<String, Json>]) -> Vec<(String, String)> {
         .iter()
         .rev()
         .find_map(|r| match r.get("event").and_then(Json::as_str) {
-            Some("run_finished" | "run_interrupted") => r.get("outcome").and_then(|o| o.get("status")).and_then(Json::as_str).map(str::to_owned),
+            Some("run_finished" | "run_interrupted") => r
+                .get("outcome")
+                .and_then(|o| o.get("status"))
+                .and_then(Json::as_str)
+                .map(str::to_owned),
             Some("run_waiting") => Some("waiting_approval".to_owned()),
             _ => None,
         })
         .unwrap_or_else(|| "running (or crashed)".to_owned());
-    let git = pb.get("git_commit").and_then(Json::as_str).map(|c| format!(", git {}", short(c))).unwrap_or_default();
+    let git = pb
+        .get("git_commit")
+        .and_then(Json::as_str)
+        .map(|c| format!(", git {}", short(c)))
+        .unwrap_or_default();
     vec![
         ("run".into(), s(first.get("run_id"))),
-        ("playbook".into(), format!("{} ({}, sha256 {}{git})", s(pb.get("name")), s(pb.get("file")), short(pb.get("sha256").and_then(Json::as_str).unwrap_or("-")))),
+        (
+            "playbook".into(),
+            format!(
+                "{} ({}, sha256 {}{git})",
+                s(pb.get("name")),
+                s(pb.get("file")),
+                short(pb.get("sha256").and_then(Json::as_str).unwrap_or("-"))
+            ),
+        ),
         ("environment".into(), s(first.get("env"))),
-        ("target".into(), format!("{} {} ({})", s(target.get("host")), s(target.get("database")), s(target.get("server_version")))),
-        ("operator".into(), format!("{}@{}", s(first.get("operator")), s(first.get("host")))),
-        ("tool".into(), format!("runbook {}", s(first.get("tool_version")))),
+        (
+            "target".into(),
+            format!(
+                "{} {} ({})",
+                s(target.get("host")),
+                s(target.get("database")),
+                s(target.get("server_version"))
+            ),
+        ),
+        (
+            "operator".into(),
+            format!("{}@{}", s(first.get("operator")), s(first.get("host"))),
+        ),
+        (
+            "tool".into(),
+            format!("runbook {}", s(first.get("tool_version"))),
+        ),
         ("started".into(), s(first.get("ts"))),
         ("last record".into(), s(last.get("ts"))),
         ("status".into(), status),
@@ -234,17 +380,27 @@ pub fn show(v: &Verdict) -> String {
     let _ = writeln!(out, "{:<12} {}", "audit", v.summary());
     let (spans, notes) = timeline(&v.entries);
     let w = spans.iter().map(|s| s.step.len()).max().unwrap_or(4).max(4);
-    let _ = writeln!(out, "\n{:<8}  {:<w$}  {:<10}  {:<8}  {:<10}  {:>8}  detail", "start", "step", "phase", "action", "status", "took");
+    let _ = writeln!(
+        out,
+        "\n{:<8}  {:<w$}  {:<10}  {:<8}  {:<10}  {:>8}  detail",
+        "start", "step", "phase", "action", "status", "took"
+    );
     for s in &spans {
         let took = match (s.start, s.end) {
             (Some(a), Some(b)) => format!("{:.1}s", (b - a).num_milliseconds() as f64 / 1000.0),
             _ => "-".to_owned(),
         };
-        let retries = if s.attempts > 1 { format!(" ({} attempts)", s.attempts) } else { String::new() };
+        let retries = if s.attempts > 1 {
+            format!(" ({} attempts)", s.attempts)
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
             "{:<8}  {:<w$}  {:<10}  {:<8}  {:<10}  {:>8}  {}{retries}",
-            s.start.map(|t| t.format("%H:%M:%S").to_string()).unwrap_or_default(),
+            s.start
+                .map(|t| t.format("%H:%M:%S").to_string())
+                .unwrap_or_default(),
             s.step,
             s.phase,
             s.action,
@@ -264,14 +420,46 @@ pub fn show(v: &Verdict) -> String {
 
 /// Records as CSV, one line per record.
 pub fn csv(verdicts: &[Verdict]) -> String {
-    let mut out = String::from("run_id,seq,ts,event,step,phase,action,status,operator,env,prev,hash\n");
-    let cell = |s: &str| if s.contains([',', '"', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_owned() };
+    let mut out =
+        String::from("run_id,seq,ts,event,step,phase,action,status,operator,env,prev,hash\n");
+    let cell = |s: &str| {
+        if s.contains([',', '"', '\n']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s.to_owned()
+        }
+    };
     for v in verdicts {
         for r in &v.entries {
-            let g = |k: &str| r.get(k).map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned)).unwrap_or_default();
-            let status = r.get("outcome").and_then(|o| o.get("status")).and_then(Json::as_str).unwrap_or_default();
-            let fields = [g("run_id"), g("seq"), g("ts"), g("event"), g("step"), g("phase"), g("action"), status.to_owned(), g("operator"), g("env"), g("prev"), g("hash")];
-            let _ = writeln!(out, "{}", fields.iter().map(|f| cell(f)).collect::<Vec<_>>().join(","));
+            let g = |k: &str| {
+                r.get(k)
+                    .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned))
+                    .unwrap_or_default()
+            };
+            let status = r
+                .get("outcome")
+                .and_then(|o| o.get("status"))
+                .and_then(Json::as_str)
+                .unwrap_or_default();
+            let fields = [
+                g("run_id"),
+                g("seq"),
+                g("ts"),
+                g("event"),
+                g("step"),
+                g("phase"),
+                g("action"),
+                status.to_owned(),
+                g("operator"),
+                g("env"),
+                g("prev"),
+                g("hash"),
+            ];
+            let _ = writeln!(
+                out,
+                "{}",
+                fields.iter().map(|f| cell(f)).collect::<Vec<_>>().join(",")
+            );
         }
     }
     out
@@ -304,7 +492,15 @@ code{{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:.85rem}}
         ver = env!("CARGO_PKG_VERSION"),
         now = chrono::Utc::now().format("%Y-%m-%d %H:%M:%S UTC"),
         cls = if verified { "ok" } else { "bad" },
-        verdict = e(&format!("{} {}", if verified { "Verified:" } else { "Verification failed:" }, v.summary())),
+        verdict = e(&format!(
+            "{} {}",
+            if verified {
+                "Verified:"
+            } else {
+                "Verification failed:"
+            },
+            v.summary()
+        )),
     );
     let _ = write!(out, "<h2>Summary</h2><table>");
     for (k, val) in header(&v.entries) {
@@ -325,8 +521,13 @@ code{{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:.85rem}}
         );
         for (i, s) in spans.iter().enumerate() {
             let y = i as f64 * row_h + 4.0;
-            let start = s.start.map_or(0.0, |t| (t - t0).num_milliseconds() as f64 / total);
-            let end = s.end.or(s.start).map_or(start, |t| (t - t0).num_milliseconds() as f64 / total);
+            let start = s
+                .start
+                .map_or(0.0, |t| (t - t0).num_milliseconds() as f64 / total);
+            let end = s
+                .end
+                .or(s.start)
+                .map_or(start, |t| (t - t0).num_milliseconds() as f64 / total);
             let x = label_w + start * chart_w;
             let width = ((end - start) * chart_w).max(3.0);
             let color = match s.status.as_str() {
@@ -351,9 +552,18 @@ code{{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:.85rem}}
         }
         let _ = write!(out, "</svg>");
     }
-    let _ = write!(out, "<h2>Steps</h2><table><tr><th>step</th><th>phase</th><th>action</th><th>status</th><th>started</th><th>detail</th></tr>");
+    let _ = write!(
+        out,
+        "<h2>Steps</h2><table><tr><th>step</th><th>phase</th><th>action</th><th>status</th><th>started</th><th>detail</th></tr>"
+    );
     for s in &spans {
-        let cls = if s.status == "failed" { "bad" } else if s.status == "succeeded" { "ok" } else { "muted" };
+        let cls = if s.status == "failed" {
+            "bad"
+        } else if s.status == "succeeded" {
+            "ok"
+        } else {
+            "muted"
+        };
         let _ = write!(
             out,
             r#"<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td class="{cls}">{}</td><td>{}</td><td>{}</td></tr>"#,
@@ -361,7 +571,9 @@ code{{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:.85rem}}
             e(&s.phase),
             e(&s.action),
             e(&s.status),
-            s.start.map(|t| t.format("%H:%M:%S").to_string()).unwrap_or_default(),
+            s.start
+                .map(|t| t.format("%H:%M:%S").to_string())
+                .unwrap_or_default(),
             e(&s.detail)
         );
     }
@@ -380,7 +592,9 @@ code{{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:.85rem}}
         }
         s
     };
-    out.push_str(&section("Gates and approvals", &|n: &str| n.contains(" gate ") || n.contains("approved") || n.contains("rejected")));
+    out.push_str(&section("Gates and approvals", &|n: &str| {
+        n.contains(" gate ") || n.contains("approved") || n.contains("rejected")
+    }));
     out.push_str(&section("Rollbacks", &|n: &str| n.contains("rollback")));
     let failures: Vec<&Span> = spans.iter().filter(|s| s.status == "failed").collect();
     let _ = write!(out, "<h2>Failures</h2>");
@@ -389,11 +603,16 @@ code{{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:.85rem}}
     } else {
         let _ = write!(out, "<ul>");
         for f in failures {
-            let _ = write!(out, "<li><code>{}</code>: {}</li>", e(&f.step), e(&f.detail));
+            let _ = write!(
+                out,
+                "<li><code>{}</code>: {}</li>",
+                e(&f.step),
+                e(&f.detail)
+            );
         }
         let _ = write!(out, "</ul>");
     }
     out.push_str(&section("All events", &|_| true));
-    let _ = write!(out, "</body></html>\n");
+    let _ = writeln!(out, "</body></html>");
     out
 }

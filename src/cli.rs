@@ -617,6 +617,7 @@ fn load(ui: &Ui, project: &Project, name: &str) -> Option<std::sync::Arc<project
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn plan_cmd(
     ui: &Ui,
     root: &std::path::Path,
@@ -697,20 +698,41 @@ fn live_part(
             return Ok(None);
         }
         Err(e) => {
-            ui.error(&e, Some("set the variable, pass --target, or plan with --offline"));
+            ui.error(
+                &e,
+                Some("set the variable, pass --target, or plan with --offline"),
+            );
             return Err(Exit::Invalid);
         }
     };
-    let protected = config.and_then(|c| c.environments.get(env)).is_some_and(|e| e.protections.is_protected());
-    let vars = config.and_then(|c| c.environments.get(env)).map(|e| serde_json::json!(e.vars)).unwrap_or(serde_json::json!({}));
+    let protected = config
+        .and_then(|c| c.environments.get(env))
+        .is_some_and(|e| e.protections.is_protected());
+    let vars = config
+        .and_then(|c| c.environments.get(env))
+        .map(|e| serde_json::json!(e.vars))
+        .unwrap_or(serde_json::json!({}));
     let ctx = serde_json::json!({"params": plan.params, "env": {"name": env, "target": plan.target, "protected": protected}, "vars": vars});
-    let Some(rt) = runtime(ui) else { return Err(Exit::Internal) };
+    let Some(rt) = runtime(ui) else {
+        return Err(Exit::Internal);
+    };
     let migrations = project.migrations_dir();
-    match rt.block_on(exec::live::inspect(playbook, &spec, &project.root, &migrations, protected, rehearse, &ctx)) {
+    match rt.block_on(exec::live::inspect(
+        playbook,
+        &spec,
+        &project.root,
+        &migrations,
+        protected,
+        rehearse,
+        &ctx,
+    )) {
         Ok(l) => Ok(Some(l)),
         Err(e) => {
             ui.error(
-                &crate::redact::global().redact(&format!("cannot connect to {} for a connected plan: {e}", spec.describe())),
+                &crate::redact::global().redact(&format!(
+                    "cannot connect to {} for a connected plan: {e}",
+                    spec.describe()
+                )),
                 Some("plan with --offline to see the plan without the database"),
             );
             Err(Exit::Invalid)
@@ -1064,17 +1086,29 @@ async fn audit_runs(
             match matches.len() {
                 1 => Ok(matches),
                 0 => {
-                    ui.error(&format!("no run `{id}` in the state store or the audit folder"), Some("`runbook audit list` lists the runs"));
+                    ui.error(
+                        &format!("no run `{id}` in the state store or the audit folder"),
+                        Some("`runbook audit list` lists the runs"),
+                    );
                     Err(Exit::Invalid)
                 }
                 _ => {
-                    ui.error(&format!("`{id}` names several runs: {}", matches.join(", ")), Some("give more of the run id"));
+                    ui.error(
+                        &format!("`{id}` names several runs: {}", matches.join(", ")),
+                        Some("give more of the run id"),
+                    );
                     Err(Exit::Invalid)
                 }
             }
         }
         (None, true) => {
-            let mut ids: Vec<String> = store.list_runs(i64::MAX).await.unwrap_or_default().into_iter().map(|r| r.id).collect();
+            let mut ids: Vec<String> = store
+                .list_runs(i64::MAX)
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .map(|r| r.id)
+                .collect();
             ids.reverse();
             for c in chains {
                 if !ids.contains(&c) {
@@ -1099,7 +1133,11 @@ fn audit_cmd(ui: &Ui, root: &std::path::Path, cmd: AuditCmd) -> Exit {
                 let write_secret = || -> std::io::Result<()> {
                     use std::io::Write;
                     use std::os::unix::fs::OpenOptionsExt;
-                    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&key)?;
+                    let mut f = std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(0o600)
+                        .open(&key)?;
                     f.write_all(format!("{secret}\n").as_bytes())?;
                     std::fs::write(&publ, format!("{public}\n"))
                 };
@@ -1114,7 +1152,10 @@ fn audit_cmd(ui: &Ui, root: &std::path::Path, cmd: AuditCmd) -> Exit {
                         Exit::Ok
                     }
                     Err(e) => {
-                        ui.error(&format!("cannot write the key files: {e}"), Some("an existing key is never overwritten; choose another --out"));
+                        ui.error(
+                            &format!("cannot write the key files: {e}"),
+                            Some("an existing key is never overwritten; choose another --out"),
+                        );
                         Exit::Invalid
                     }
                 }
@@ -1125,8 +1166,12 @@ fn audit_cmd(ui: &Ui, root: &std::path::Path, cmd: AuditCmd) -> Exit {
             }
         };
     }
-    let Some(project) = open(ui, root) else { return Exit::Invalid };
-    let Some(rt) = runtime(ui) else { return Exit::Internal };
+    let Some(project) = open(ui, root) else {
+        return Exit::Invalid;
+    };
+    let Some(rt) = runtime(ui) else {
+        return Exit::Internal;
+    };
     let dir = exec::audit_dir(&project.root, project.config_def());
     rt.block_on(async {
         let state_flag = match &cmd {

@@ -214,7 +214,8 @@ pub fn redact_line(line: &str) -> String {
             Some((
                 // Quotes and backslashes end a password here: the text may be JSON, and eating
                 // an escape would break it.
-                regex::Regex::new(r#"([A-Za-z][A-Za-z0-9+.-]*://[^:/@\s"'\\]*:)([^@\s"'\\]+)@"#).ok()?,
+                regex::Regex::new(r#"([A-Za-z][A-Za-z0-9+.-]*://[^:/@\s"'\\]*:)([^@\s"'\\]+)@"#)
+                    .ok()?,
                 regex::Regex::new(r#"(?i)\b(password|sslpassword)=([^&\s"'\\]+)"#).ok()?,
             ))
         })

@@ -67,21 +67,27 @@ pub fn scaffold(dir: &Path) -> Result<Vec<String>, String> {
     ];
     for (rel, _) in &files {
         if dir.join(rel).exists() {
-            return Err(format!("`{}` already exists; nothing was written", dir.join(rel).display()));
+            return Err(format!(
+                "`{}` already exists; nothing was written",
+                dir.join(rel).display()
+            ));
         }
     }
     let mut written = Vec::new();
     for (rel, text) in files {
         let path = dir.join(rel);
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| format!("cannot create `{}`: {e}", parent.display()))?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| format!("cannot create `{}`: {e}", parent.display()))?;
         }
-        std::fs::write(&path, text).map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
+        std::fs::write(&path, text)
+            .map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
         written.push(rel.to_owned());
     }
     let gitignore = dir.join(".gitignore");
     if !gitignore.exists() {
-        std::fs::write(&gitignore, "/.runbook/\n").map_err(|e| format!("cannot write `{}`: {e}", gitignore.display()))?;
+        std::fs::write(&gitignore, "/.runbook/\n")
+            .map_err(|e| format!("cannot write `{}`: {e}", gitignore.display()))?;
         written.push(".gitignore".to_owned());
     }
     Ok(written)

@@ -807,7 +807,14 @@ impl Action<'_> {
             Action::Log(_) => &["message"],
             Action::WaitFor(_) => &["result", "attempts"],
             Action::Include(_) => return None,
-            Action::Copy(_) => &["tables", "rows", "rows_per_second", "decisions", "inexact", "report"],
+            Action::Copy(_) => &[
+                "tables",
+                "rows",
+                "rows_per_second",
+                "decisions",
+                "inexact",
+                "report",
+            ],
         })
     }
 

@@ -224,7 +224,12 @@ impl StateStore {
     }
 
     /// Appends an event and applies it to the step and run rows, in one durable transaction.
-    pub async fn record(&self, run_id: &str, event: &Event, head: Option<&crate::audit::Head>) -> Result<(), StateError> {
+    pub async fn record(
+        &self,
+        run_id: &str,
+        event: &Event,
+        head: Option<&crate::audit::Head>,
+    ) -> Result<(), StateError> {
         let mut tx = self.pool.begin().await?;
         let at = insert_event(&mut tx, run_id, event).await?;
         set_head(&mut tx, run_id, head).await?;
@@ -586,7 +591,11 @@ fn run_from_row(r: &sqlx::any::AnyRow) -> Result<RunRecord, StateError> {
 }
 
 /// Records the audit chain's new head with the event that produced it.
-async fn set_head(tx: &mut sqlx::Transaction<'_, sqlx::Any>, run_id: &str, head: Option<&crate::audit::Head>) -> Result<(), StateError> {
+async fn set_head(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    run_id: &str,
+    head: Option<&crate::audit::Head>,
+) -> Result<(), StateError> {
     if let Some(h) = head {
         sqlx::query("UPDATE runbook_runs SET audit_seq = $1, audit_head = $2 WHERE id = $3")
             .bind(h.seq)

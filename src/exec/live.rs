@@ -9,7 +9,7 @@ use crate::db::{Db, TargetSpec};
 use crate::playbook::{Action, Step};
 use crate::project::Playbook;
 use crate::template;
-use serde_json::{json, Map, Value as Json};
+use serde_json::{Map, Value as Json, json};
 use sqlx::ConnectOptions;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -23,14 +23,25 @@ pub async fn connect_read_only(target: &TargetSpec) -> Result<Db, String> {
                 .map_err(|e| e.to_string())?
                 .application_name("runbook plan")
                 .options([("default_transaction_read_only", "on")]);
-            opts.connect().await.map(Db::Postgres).map_err(|e| e.to_string())
+            opts.connect()
+                .await
+                .map(Db::Postgres)
+                .map_err(|e| e.to_string())
         }
         TargetSpec::Sqlite(path) => {
             if !path.exists() {
-                return Err(format!("`{}` does not exist yet (a run would create it)", path.display()));
+                return Err(format!(
+                    "`{}` does not exist yet (a run would create it)",
+                    path.display()
+                ));
             }
-            let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(path).read_only(true);
-            opts.connect().await.map(Db::Sqlite).map_err(|e| e.to_string())
+            let opts = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(path)
+                .read_only(true);
+            opts.connect()
+                .await
+                .map(Db::Sqlite)
+                .map_err(|e| e.to_string())
         }
     }
 }
@@ -52,19 +63,24 @@ pub async fn inspect(
     rehearse: bool,
     ctx: &Json,
 ) -> Result<Live, String> {
-    if let TargetSpec::Sqlite(path) = target {
-        if !path.exists() {
-            return Ok(Live {
-                text: format!("\n{} does not exist yet: there is nothing to inspect (a run creates it)\n", target.describe()),
-                json: json!({"exists": false}),
-            });
-        }
+    if let TargetSpec::Sqlite(path) = target
+        && !path.exists()
+    {
+        return Ok(Live {
+            text: format!(
+                "\n{} does not exist yet: there is nothing to inspect (a run creates it)\n",
+                target.describe()
+            ),
+            json: json!({"exists": false}),
+        });
     }
     let mut db = connect_read_only(target).await?;
     let mut text = String::new();
     let mut out = Map::new();
     let version = match &mut db {
-        Db::Postgres(_) => migrate::server_version(&mut db).await.map(|v| format!("PostgreSQL {v}")),
+        Db::Postgres(_) => migrate::server_version(&mut db)
+            .await
+            .map(|v| format!("PostgreSQL {v}")),
         Db::Sqlite(_) => db
             .execute("SELECT 'SQLite ' || sqlite_version()", &[], true)
             .await
@@ -72,7 +88,12 @@ pub async fn inspect(
             .and_then(|r| r.rows.first().and_then(|row| row.values().next().cloned()))
             .and_then(|v| v.as_str().map(str::to_owned)),
     };
-    let _ = writeln!(text, "\nconnected read-only to {} ({})", target.describe(), version.clone().unwrap_or_default());
+    let _ = writeln!(
+        text,
+        "\nconnected read-only to {} ({})",
+        target.describe(),
+        version.clone().unwrap_or_default()
+    );
     out.insert("server_version".into(), json!(version));
 
     // Migrations: only when the playbook migrates.
@@ -87,9 +108,17 @@ pub async fn inspect(
                         let _ = writeln!(text, "  {} {} ({})", p.version, p.name, p.file);
                     }
                     for d in &status.drifted {
-                        let _ = writeln!(text, "  DRIFT {}", serde_json::to_string(d).unwrap_or_default());
+                        let _ = writeln!(
+                            text,
+                            "  DRIFT {}",
+                            serde_json::to_string(d).unwrap_or_default()
+                        );
                     }
-                    let pending: Vec<&migrate::Migration> = status.pending.iter().filter_map(|p| set.find(&p.version)).collect();
+                    let pending: Vec<&migrate::Migration> = status
+                        .pending
+                        .iter()
+                        .filter_map(|p| set.find(&p.version))
+                        .collect();
                     let pg_version = match &mut db {
                         Db::Postgres(_) => migrate::server_version(&mut db).await,
                         Db::Sqlite(_) => None,
@@ -100,16 +129,31 @@ pub async fn inspect(
                     } else {
                         // Lint reads PostgreSQL SQL: for a SQLite target, lint the postgres folder.
                         lint_set = migrate::discover(migrations_dir, Dialect::Postgres, root).ok();
-                        lint_set.as_ref().map(|s| s.migrations.iter().collect()).unwrap_or_default()
+                        lint_set
+                            .as_ref()
+                            .map(|s| s.migrations.iter().collect())
+                            .unwrap_or_default()
                     };
-                    let settings = Settings { lock_timeout: None, statement_timeout: None, lock_retries: 0 };
-                    let mut findings = migrate::lint(&lint_targets, pg_version.as_deref(), &settings);
+                    let settings = Settings {
+                        lock_timeout: None,
+                        statement_timeout: None,
+                        lock_retries: 0,
+                    };
+                    let mut findings =
+                        migrate::lint(&lint_targets, pg_version.as_deref(), &settings);
                     let _ = migrate::annotate(&mut db, &mut findings).await;
                     if !findings.is_empty() {
                         let _ = writeln!(text, "lint findings: {}", findings.len());
                         for f in &findings {
-                            let rows = f.rows.map(|r| format!(" (table holds ~{r} rows)")).unwrap_or_default();
-                            let _ = writeln!(text, "  {}:{} {} [{:?}] {}{rows}", f.file, f.line, f.rule, f.level, f.message);
+                            let rows = f
+                                .rows
+                                .map(|r| format!(" (table holds ~{r} rows)"))
+                                .unwrap_or_default();
+                            let _ = writeln!(
+                                text,
+                                "  {}:{} {} [{:?}] {}{rows}",
+                                f.file, f.line, f.rule, f.level, f.message
+                            );
                         }
                     }
                     out.insert("migrations".into(), json!({
@@ -118,7 +162,10 @@ pub async fn inspect(
                     }));
                     out.insert("lint".into(), json!(findings));
                     if rehearse {
-                        out.insert("rehearsal".into(), rehearsal(target, &set, protected, &mut text).await);
+                        out.insert(
+                            "rehearsal".into(),
+                            rehearsal(target, &set, protected, &mut text).await,
+                        );
                     }
                 }
                 Err(e) => {
@@ -137,7 +184,9 @@ pub async fn inspect(
     let mut gates = Vec::new();
     let steps = &playbook.def.steps;
     for (i, s) in steps.iter().enumerate() {
-        let Some(cond) = s.gate.as_ref().and_then(|g| g.condition.as_ref()) else { continue };
+        let Some(cond) = s.gate.as_ref().and_then(|g| g.condition.as_ref()) else {
+            continue;
+        };
         let id = s.id.clone().unwrap_or_default();
         let vars = template::expression_vars(&cond.expr).unwrap_or_default();
         let mut outputs = Map::new();
@@ -147,26 +196,44 @@ pub async fn inspect(
             if outputs.contains_key(sid) {
                 continue;
             }
-            let Some(src) = steps[..i].iter().find(|x| x.id.as_deref() == Some(sid)) else { continue };
+            let Some(src) = steps[..i].iter().find(|x| x.id.as_deref() == Some(sid)) else {
+                continue;
+            };
             match src.action() {
                 Some(Action::Sql(q)) if is_query(&q.query) => {
                     let params: Vec<Json> = q
                         .params
                         .iter()
                         .map(|p| match p {
-                            Json::String(t) if template::is_template(t) => template::render_native(t, ctx).unwrap_or(Json::Null),
+                            Json::String(t) if template::is_template(t) => {
+                                template::render_native(t, ctx).unwrap_or(Json::Null)
+                            }
                             other => other.clone(),
                         })
                         .collect();
                     match db.execute(&q.query, &params, true).await {
                         Ok(r) => {
-                            let scalar = r.rows.first().and_then(|row| r.columns.first().and_then(|c| row.get(c))).cloned().unwrap_or(Json::Null);
+                            let scalar = r
+                                .rows
+                                .first()
+                                .and_then(|row| r.columns.first().and_then(|c| row.get(c)))
+                                .cloned()
+                                .unwrap_or(Json::Null);
                             outputs.insert(sid.to_owned(), json!({"outputs": {"rows": r.rows, "scalar": scalar, "row_count": r.row_count}}));
                         }
-                        Err(e) => why_not = Some(format!("step `{sid}` failed read-only: {}", crate::exec::actions::describe_sql(&e))),
+                        Err(e) => {
+                            why_not = Some(format!(
+                                "step `{sid}` failed read-only: {}",
+                                crate::exec::actions::describe_sql(&e)
+                            ))
+                        }
                     }
                 }
-                _ => why_not = Some(format!("step `{sid}` is not a read-only query; its value is known only at run time")),
+                _ => {
+                    why_not = Some(format!(
+                        "step `{sid}` is not a read-only query; its value is known only at run time"
+                    ))
+                }
             }
         }
         let entry = match why_not {
@@ -177,25 +244,49 @@ pub async fn inspect(
                     m.insert("steps".into(), Json::Object(outputs));
                 }
                 match template::eval(&cond.expr, &c) {
-                    Ok(v) => json!({"gate": id, "expr": cond.expr, "value": v, "holds": truthy(&v)}),
+                    Ok(v) => {
+                        json!({"gate": id, "expr": cond.expr, "value": v, "holds": truthy(&v)})
+                    }
                     Err(e) => json!({"gate": id, "expr": cond.expr, "value": null, "note": e}),
                 }
             }
         };
         let _ = match entry.get("holds") {
-            Some(h) => writeln!(text, "gate {id}: `{}` is currently {} ({})", cond.expr, if h == true { "true" } else { "FALSE" }, entry["value"]),
-            None => writeln!(text, "gate {id}: `{}`: {}", cond.expr, entry["note"].as_str().unwrap_or_default()),
+            Some(h) => writeln!(
+                text,
+                "gate {id}: `{}` is currently {} ({})",
+                cond.expr,
+                if h == true { "true" } else { "FALSE" },
+                entry["value"]
+            ),
+            None => writeln!(
+                text,
+                "gate {id}: `{}`: {}",
+                cond.expr,
+                entry["note"].as_str().unwrap_or_default()
+            ),
         };
         gates.push(entry);
     }
     out.insert("condition_gates".into(), Json::Array(gates));
     db.close().await;
-    Ok(Live { text, json: Json::Object(out) })
+    Ok(Live {
+        text,
+        json: Json::Object(out),
+    })
 }
 
-async fn rehearsal(target: &TargetSpec, set: &migrate::MigrationSet, protected: bool, text: &mut String) -> Json {
+async fn rehearsal(
+    target: &TargetSpec,
+    set: &migrate::MigrationSet,
+    protected: bool,
+    text: &mut String,
+) -> Json {
     if protected {
-        let _ = writeln!(text, "rehearse: refused on a protected environment; rehearse on staging or a copy of the database");
+        let _ = writeln!(
+            text,
+            "rehearse: refused on a protected environment; rehearse on staging or a copy of the database"
+        );
         return json!({"refused": "protected environment"});
     }
     // Rehearsal writes (and rolls back), so it needs an ordinary connection.
@@ -208,15 +299,28 @@ async fn rehearsal(target: &TargetSpec, set: &migrate::MigrationSet, protected: 
     };
     let (_tx, rx) = tokio::sync::watch::channel(false);
     let note = |_: &str| {};
-    let mut ctl = migrate::Control { run_id: "plan-rehearsal".to_owned(), cancel: rx, deadline: None, note: &note };
-    let settings = Settings { lock_timeout: None, statement_timeout: None, lock_retries: 0 };
+    let mut ctl = migrate::Control {
+        run_id: "plan-rehearsal".to_owned(),
+        cancel: rx,
+        deadline: None,
+        note: &note,
+    };
+    let settings = Settings {
+        lock_timeout: None,
+        statement_timeout: None,
+        lock_retries: 0,
+    };
     let result = migrate::rehearse(&mut db, target, set, &settings, &mut ctl).await;
     db.close().await;
     match result {
         Ok(r) => {
             let _ = writeln!(text, "rehearsal (rolled back):");
             for f in &r.results {
-                let locks: Vec<String> = f.locks.iter().map(|l| format!("{} {} {}", l.mode, l.kind, l.relation)).collect();
+                let locks: Vec<String> = f
+                    .locks
+                    .iter()
+                    .map(|l| format!("{} {} {}", l.mode, l.kind, l.relation))
+                    .collect();
                 let _ = writeln!(
                     text,
                     "  {} {} {} in {} ms{}{}",
@@ -224,8 +328,15 @@ async fn rehearsal(target: &TargetSpec, set: &migrate::MigrationSet, protected: 
                     f.version,
                     f.name,
                     f.duration_ms,
-                    if locks.is_empty() { String::new() } else { format!("; locks: {}", locks.join(", ")) },
-                    f.error.as_deref().map(|e| format!("; {e}")).unwrap_or_default()
+                    if locks.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; locks: {}", locks.join(", "))
+                    },
+                    f.error
+                        .as_deref()
+                        .map(|e| format!("; {e}"))
+                        .unwrap_or_default()
                 );
             }
             json!(r.results)
@@ -238,7 +349,13 @@ async fn rehearsal(target: &TargetSpec, set: &migrate::MigrationSet, protected: 
 }
 
 fn all_steps(pb: &Playbook) -> Vec<&Step> {
-    let mut out: Vec<&Step> = pb.def.steps.iter().chain(&pb.def.on_failure).chain(&pb.def.finally).collect();
+    let mut out: Vec<&Step> = pb
+        .def
+        .steps
+        .iter()
+        .chain(&pb.def.on_failure)
+        .chain(&pb.def.finally)
+        .collect();
     for inc in pb.includes.values() {
         out.extend(all_steps(inc));
     }
@@ -248,8 +365,15 @@ fn all_steps(pb: &Playbook) -> Vec<&Step> {
 /// A statement that only reads (as far as its first word says; the read-only session makes
 /// sure of the rest).
 fn is_query(sql: &str) -> bool {
-    let first = sql.trim_start().split_whitespace().next().unwrap_or_default().to_ascii_uppercase();
-    matches!(first.as_str(), "SELECT" | "WITH" | "SHOW" | "VALUES" | "EXPLAIN")
+    let first = sql
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_ascii_uppercase();
+    matches!(
+        first.as_str(),
+        "SELECT" | "WITH" | "SHOW" | "VALUES" | "EXPLAIN"
+    )
 }
 
 fn truthy(v: &Json) -> bool {

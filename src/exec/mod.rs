@@ -7,9 +7,9 @@ pub mod actions;
 pub mod live;
 pub mod process;
 
+use crate::audit::AuditLog;
 use crate::config::ConfigDef;
 use crate::db::{Db, TargetSpec};
-use crate::audit::AuditLog;
 use crate::exit::Exit;
 use crate::lock::{LockError, TargetLock};
 use crate::plan;
@@ -478,19 +478,33 @@ pub async fn run(
     let key = target
         .as_ref()
         .map_or_else(|| "(none)".to_owned(), TargetSpec::key);
-    let started = Event { data: redactor.redact_json(&started.data), ..started };
+    let started = Event {
+        data: redactor.redact_json(&started.data),
+        ..started
+    };
     let dir = audit_dir(&project.root, config);
     let server_version = server_version(target.as_ref()).await;
-    let meta = audit_meta(&record, &playbook.source.path, target.as_ref(), server_version.as_deref());
+    let meta = audit_meta(
+        &record,
+        &playbook.source.path,
+        target.as_ref(),
+        server_version.as_deref(),
+    );
     let mut log = match open_audit(&dir, &run_id, config).await {
         Ok(l) => l,
         Err(e) => {
-            ui.error(&redactor.redact(&e.to_string()), Some("fix the audit folder or sink; nothing ran"));
+            ui.error(
+                &redactor.redact(&e.to_string()),
+                Some("fix the audit folder or sink; nothing ran"),
+            );
             lock_release(lock).await;
             return Exit::Internal;
         }
     };
-    let head = match log.append(crate::audit::body_from_event(&meta, &started)).await {
+    let head = match log
+        .append(crate::audit::body_from_event(&meta, &started))
+        .await
+    {
         Ok(h) => h,
         Err(e) => {
             ui.error(&redactor.redact(&e.to_string()), None);
@@ -716,7 +730,12 @@ pub async fn resume(
     let run_id = record.id.clone();
     let dir = audit_dir(&project.root, config);
     let server_version = server_version(target.as_ref()).await;
-    let meta = audit_meta(&record, &playbook.source.path, target.as_ref(), server_version.as_deref());
+    let meta = audit_meta(
+        &record,
+        &playbook.source.path,
+        target.as_ref(),
+        server_version.as_deref(),
+    );
     let log = match open_audit(&dir, &run_id, config).await {
         Ok(l) => l,
         Err(e) => {
@@ -788,7 +807,10 @@ pub async fn resume(
 
 /// The audit folder: the config's `audit.dir`, else `.runbook/audit`.
 pub fn audit_dir(root: &std::path::Path, config: Option<&ConfigDef>) -> PathBuf {
-    match config.and_then(|c| c.audit.as_ref()).and_then(|a| a.dir.as_ref()) {
+    match config
+        .and_then(|c| c.audit.as_ref())
+        .and_then(|a| a.dir.as_ref())
+    {
         Some(d) => root.join(d),
         None => root.join(".runbook").join("audit"),
     }
@@ -796,15 +818,26 @@ pub fn audit_dir(root: &std::path::Path, config: Option<&ConfigDef>) -> PathBuf 
 
 /// The run-signing key, from the environment variable the config names.
 fn signing_key(config: Option<&ConfigDef>) -> Option<String> {
-    let var = config.and_then(|c| c.audit.as_ref()).and_then(|a| a.signing_key_env.as_ref())?;
+    let var = config
+        .and_then(|c| c.audit.as_ref())
+        .and_then(|a| a.signing_key_env.as_ref())?;
     std::env::var(var).ok().filter(|v| !v.trim().is_empty())
 }
 
 /// Opens a run's audit chain, with the central sink when the config names one.
-async fn open_audit(dir: &std::path::Path, run_id: &str, config: Option<&ConfigDef>) -> Result<AuditLog, crate::audit::AuditError> {
+async fn open_audit(
+    dir: &std::path::Path,
+    run_id: &str,
+    config: Option<&ConfigDef>,
+) -> Result<AuditLog, crate::audit::AuditError> {
     let mut log = AuditLog::open(dir, run_id)?;
-    if let Some(var) = config.and_then(|c| c.audit.as_ref()).and_then(|a| a.sink_url_env.as_ref()) {
-        let url = std::env::var(var).map_err(|_| crate::audit::AuditError::Sink(format!("`{var}` (the audit sink) is not set")))?;
+    if let Some(var) = config
+        .and_then(|c| c.audit.as_ref())
+        .and_then(|a| a.sink_url_env.as_ref())
+    {
+        let url = std::env::var(var).map_err(|_| {
+            crate::audit::AuditError::Sink(format!("`{var}` (the audit sink) is not set"))
+        })?;
         log.set_sink(crate::audit::Sink::connect(&url).await?);
     }
     Ok(log)
@@ -812,7 +845,12 @@ async fn open_audit(dir: &std::path::Path, run_id: &str, config: Option<&ConfigD
 
 /// The facts every audit record of a run carries. Never the password: the target is named by
 /// host and database.
-fn audit_meta(record: &RunRecord, file: &std::path::Path, target: Option<&TargetSpec>, server_version: Option<&str>) -> Map<String, Json> {
+fn audit_meta(
+    record: &RunRecord,
+    file: &std::path::Path,
+    target: Option<&TargetSpec>,
+    server_version: Option<&str>,
+) -> Map<String, Json> {
     let target = match target {
         Some(TargetSpec::Postgres(url)) => {
             let host = url
@@ -842,11 +880,19 @@ fn audit_meta(record: &RunRecord, file: &std::path::Path, target: Option<&Target
 async fn server_version(target: Option<&TargetSpec>) -> Option<String> {
     let target = target?;
     let mut db = Db::connect(target).await.ok()?;
-    let q = if db.is_postgres() { "SHOW server_version" } else { "SELECT 'SQLite ' || sqlite_version()" };
+    let q = if db.is_postgres() {
+        "SHOW server_version"
+    } else {
+        "SELECT 'SQLite ' || sqlite_version()"
+    };
     let r = db.execute(q, &[], false).await.ok();
     db.close().await;
     let r = r?;
-    r.rows.first().and_then(|row| r.columns.first().and_then(|c| row.get(c))).and_then(Json::as_str).map(str::to_owned)
+    r.rows
+        .first()
+        .and_then(|row| r.columns.first().and_then(|c| row.get(c)))
+        .and_then(Json::as_str)
+        .map(str::to_owned)
 }
 
 /// The event that records an approval or rejection.
@@ -1175,10 +1221,13 @@ impl<'a> Engine<'a> {
         if let Some(db) = self.db.take() {
             db.close().await;
         }
-        if let (Some(log), Some(key)) = (&self.audit, &self.signing_key) {
-            if let Err(e) = crate::audit::sign(&self.audit_dir, &self.run.id, log.head(), key) {
-                self.ui.error(&e.to_string(), Some("the run's audit chain is complete but unsigned"));
-            }
+        if let (Some(log), Some(key)) = (&self.audit, &self.signing_key)
+            && let Err(e) = crate::audit::sign(&self.audit_dir, &self.run.id, log.head(), key)
+        {
+            self.ui.error(
+                &e.to_string(),
+                Some("the run's audit chain is complete but unsigned"),
+            );
         }
         self.state.close().await;
     }
@@ -1197,16 +1246,23 @@ impl<'a> Engine<'a> {
     async fn record_approval(&mut self, approval: &run::Approval) -> Result<(), Exit> {
         let ev = approval_event(approval);
         let head = match &mut self.audit {
-            Some(log) => Some(log.append(crate::audit::body_from_event(&self.audit_meta, &ev)).await.map_err(|e| {
-                self.ui.error(&e.to_string(), None);
-                Exit::Internal
-            })?),
+            Some(log) => Some(
+                log.append(crate::audit::body_from_event(&self.audit_meta, &ev))
+                    .await
+                    .map_err(|e| {
+                        self.ui.error(&e.to_string(), None);
+                        Exit::Internal
+                    })?,
+            ),
             None => None,
         };
-        self.state.record_approval(&self.run.id, approval, head.as_ref()).await.map_err(|e| {
-            self.ui.error(&e.to_string(), None);
-            Exit::Internal
-        })
+        self.state
+            .record_approval(&self.run.id, approval, head.as_ref())
+            .await
+            .map_err(|e| {
+                self.ui.error(&e.to_string(), None);
+                Exit::Internal
+            })
     }
 
     async fn record(&mut self, ev: Event) -> Result<(), Exit> {
@@ -1217,22 +1273,31 @@ impl<'a> Engine<'a> {
         // The audit record first (fsynced), then the state store with the new head: a crash in
         // between leaves one record more in the chain than the store knows, never one less.
         let head = match &mut self.audit {
-            Some(log) => match log.append(crate::audit::body_from_event(&self.audit_meta, &ev)).await {
+            Some(log) => match log
+                .append(crate::audit::body_from_event(&self.audit_meta, &ev))
+                .await
+            {
                 Ok(h) => Some(h),
                 Err(e) => {
-                    self.ui.error(&self.redactor.redact(&e.to_string()), Some("the run stopped because its audit record could not be written"));
+                    self.ui.error(
+                        &self.redactor.redact(&e.to_string()),
+                        Some("the run stopped because its audit record could not be written"),
+                    );
                     return Err(Exit::Internal);
                 }
             },
             None => None,
         };
-        self.state.record(&self.run.id, &ev, head.as_ref()).await.map_err(|e| {
-            self.ui.error(
-                &self.redactor.redact(&e.to_string()),
-                Some("the run stopped because its state could not be recorded"),
-            );
-            Exit::Internal
-        })
+        self.state
+            .record(&self.run.id, &ev, head.as_ref())
+            .await
+            .map_err(|e| {
+                self.ui.error(
+                    &self.redactor.redact(&e.to_string()),
+                    Some("the run stopped because its state could not be recorded"),
+                );
+                Exit::Internal
+            })
     }
 
     /// Runs the whole playbook from wherever the records say it is.
@@ -1757,7 +1822,9 @@ impl<'a> Engine<'a> {
                     plan_hash: self.plan_hash.clone(),
                     at: run::now_ms(),
                 };
-                self.record_approval(&approval).await.map_err(UnitError::Fatal)?;
+                self.record_approval(&approval)
+                    .await
+                    .map_err(UnitError::Fatal)?;
                 continue;
             }
             self.progress.note(&format!(
@@ -2233,7 +2300,13 @@ pub async fn decide(
     let dir = audit_dir(&project.root, config);
     let meta = audit_meta(&record, std::path::Path::new(&record.file), None, None);
     let head = match AuditLog::open(&dir, &record.id) {
-        Ok(mut log) => match log.append(crate::audit::body_from_event(&meta, &approval_event(&approval))).await {
+        Ok(mut log) => match log
+            .append(crate::audit::body_from_event(
+                &meta,
+                &approval_event(&approval),
+            ))
+            .await
+        {
             Ok(h) => h,
             Err(e) => {
                 ui.error(&e.to_string(), None);
@@ -2241,11 +2314,17 @@ pub async fn decide(
             }
         },
         Err(e) => {
-            ui.error(&e.to_string(), Some("`runbook audit verify RUN` says what is wrong with the run's audit chain"));
+            ui.error(
+                &e.to_string(),
+                Some("`runbook audit verify RUN` says what is wrong with the run's audit chain"),
+            );
             return Exit::AuditFailed;
         }
     };
-    if let Err(e) = state.record_approval(&record.id, &approval, Some(&head)).await {
+    if let Err(e) = state
+        .record_approval(&record.id, &approval, Some(&head))
+        .await
+    {
         ui.error(&e.to_string(), None);
         return Exit::Internal;
     }

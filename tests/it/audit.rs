@@ -58,16 +58,31 @@ fn real_log() -> (Vec<u8>, Head) {
     let bytes = std::fs::read(chain(&p, &id)).unwrap();
     let report = audit::verify_bytes(&bytes, None);
     assert!(report.problem.is_none(), "{:?}", report.problem);
-    assert!(report.records >= 20, "a real run has many records: {}", report.records);
-    (bytes, Head { seq: report.records as i64, hash: report.head.unwrap() })
+    assert!(
+        report.records >= 20,
+        "a real run has many records: {}",
+        report.records
+    );
+    (
+        bytes,
+        Head {
+            seq: report.records as i64,
+            hash: report.head.unwrap(),
+        },
+    )
 }
 
 fn detected(bytes: &[u8], head: &Head) -> bool {
-    audit::verify_bytes(bytes, Some(head)).problem.is_some_and(|p| p.is_tampering())
+    audit::verify_bytes(bytes, Some(head))
+        .problem
+        .is_some_and(|p| p.is_tampering())
 }
 
 fn lines(bytes: &[u8]) -> Vec<Vec<u8>> {
-    bytes.split_inclusive(|&b| b == b'\n').map(<[u8]>::to_vec).collect()
+    bytes
+        .split_inclusive(|&b| b == b'\n')
+        .map(<[u8]>::to_vec)
+        .collect()
 }
 
 #[test]
@@ -94,7 +109,12 @@ fn every_single_byte_change_is_detected() {
             }
             let mut changed = bytes.clone();
             changed[i] = v;
-            assert!(detected(&changed, &head), "changing byte {i} ({:?} -> {:?}) went unnoticed", bytes[i] as char, v as char);
+            assert!(
+                detected(&changed, &head),
+                "changing byte {i} ({:?} -> {:?}) went unnoticed",
+                bytes[i] as char,
+                v as char
+            );
             checked += 1;
         }
     }
@@ -129,9 +149,20 @@ fn deleted_inserted_swapped_and_truncated_records_are_detected_and_named() {
         }
     }
     // Truncation at every line boundary and inside lines.
-    let boundaries: Vec<usize> = bytes.iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| i + 1).collect();
-    for cut in (0..bytes.len()).step_by(13).chain(boundaries.into_iter().filter(|&c| c < bytes.len())) {
-        assert!(detected(&bytes[..cut], &head), "truncating at byte {cut} went unnoticed");
+    let boundaries: Vec<usize> = bytes
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'\n')
+        .map(|(i, _)| i + 1)
+        .collect();
+    for cut in (0..bytes.len())
+        .step_by(13)
+        .chain(boundaries.into_iter().filter(|&c| c < bytes.len()))
+    {
+        assert!(
+            detected(&bytes[..cut], &head),
+            "truncating at byte {cut} went unnoticed"
+        );
     }
 }
 
@@ -148,10 +179,17 @@ fn a_torn_last_line_is_a_crash_not_tampering_and_is_repaired() {
     std::fs::write(&path, &torn).unwrap();
     let out = verify_cli(&p, &[&id]);
     assert_eq!(out.code, 0, "{}", out.combined());
-    assert!(out.stdout.contains("torn write") && out.stdout.contains("not tampering"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("torn write") && out.stdout.contains("not tampering"),
+        "{}",
+        out.stdout
+    );
     // The next writer cuts the torn tail and says so in the chain.
     let mut log = audit::AuditLog::open(&p.path().join(".runbook/audit"), &id).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(log.append(serde_json::Map::new())).unwrap();
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(text.contains("torn_tail_repaired"));
@@ -173,7 +211,11 @@ fn verify_names_the_first_bad_record_and_exits_6() {
     std::fs::write(&path, ls.join("\n") + "\n").unwrap();
     let out = verify_cli(&p, &["--all"]);
     assert_eq!(out.code, 6, "{}", out.combined());
-    assert!(out.stdout.contains(&format!("{id}  FAILED at record 4")), "{}", out.stdout);
+    assert!(
+        out.stdout.contains(&format!("{id}  FAILED at record 4")),
+        "{}",
+        out.stdout
+    );
     // Deleting the whole file of a run the state store knows is detected too.
     std::fs::remove_file(&path).unwrap();
     let out = verify_cli(&p, &[&id, "--format", "json"]);
@@ -187,64 +229,144 @@ fn verify_names_the_first_bad_record_and_exits_6() {
 fn signed_runs_verify_with_the_public_key_only() {
     let p = project();
     let keys = tempfile::tempdir().unwrap();
-    let out = p.cmd(&["audit", "keygen", "--out", &keys.path().display().to_string()]);
+    let out = p.cmd(&[
+        "audit",
+        "keygen",
+        "--out",
+        &keys.path().display().to_string(),
+    ]);
     assert_eq!(out.code, 0, "{}", out.combined());
     let secret = std::fs::read_to_string(keys.path().join("runbook-audit.key")).unwrap();
     let public = keys.path().join("runbook-audit.pub").display().to_string();
-    std::fs::write(p.path().join("runbook.yaml"), format!("{CONFIG}audit:\n  signing_key_env: AUDIT_TEST_KEY\n")).unwrap();
+    std::fs::write(
+        p.path().join("runbook.yaml"),
+        format!("{CONFIG}audit:\n  signing_key_env: AUDIT_TEST_KEY\n"),
+    )
+    .unwrap();
     let target = p.target.arg();
-    let run = Runbook::new(&["-C", &p.path().display().to_string(), "run", "audited", "--target", &target, "--approve", "approve"])
-        .env("AUDIT_TEST_KEY", secret.trim())
-        .run();
+    let run = Runbook::new(&[
+        "-C",
+        &p.path().display().to_string(),
+        "run",
+        "audited",
+        "--target",
+        &target,
+        "--approve",
+        "approve",
+    ])
+    .env("AUDIT_TEST_KEY", secret.trim())
+    .run();
     assert_eq!(run.code, 0, "{}", run.combined());
     assert!(!run.stderr.contains(secret.trim()));
     let (id, _) = p.last_run();
     assert_eq!(verify_cli(&p, &[&id, "--key", &public]).code, 0);
     // Another key does not verify it.
     let other = tempfile::tempdir().unwrap();
-    p.cmd(&["audit", "keygen", "--out", &other.path().display().to_string()]);
-    let wrong = verify_cli(&p, &[&id, "--key", &other.path().join("runbook-audit.pub").display().to_string()]);
+    p.cmd(&[
+        "audit",
+        "keygen",
+        "--out",
+        &other.path().display().to_string(),
+    ]);
+    let wrong = verify_cli(
+        &p,
+        &[
+            &id,
+            "--key",
+            &other.path().join("runbook-audit.pub").display().to_string(),
+        ],
+    );
     assert_eq!(wrong.code, 6, "{}", wrong.combined());
     assert!(wrong.stdout.contains("signature INVALID"));
     // A record appended after signing, even a well-formed one, breaks the signature.
     let mut log = audit::AuditLog::open(&p.path().join(".runbook/audit"), &id).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(log.append(serde_json::Map::new())).unwrap();
     let after = verify_cli(&p, &[&id, "--key", &public]);
     assert_eq!(after.code, 6, "{}", after.combined());
-    assert!(after.stdout.contains("added or changed after signing"), "{}", after.stdout);
+    assert!(
+        after.stdout.contains("added or changed after signing"),
+        "{}",
+        after.stdout
+    );
 }
 
 #[test]
 fn records_also_go_to_an_append_only_postgres_sink() {
     let p = project();
     let sink = pg::cluster().create_db("sink");
-    std::fs::write(p.path().join("runbook.yaml"), format!("{CONFIG}audit:\n  sink_url_env: AUDIT_TEST_SINK\n")).unwrap();
+    std::fs::write(
+        p.path().join("runbook.yaml"),
+        format!("{CONFIG}audit:\n  sink_url_env: AUDIT_TEST_SINK\n"),
+    )
+    .unwrap();
     let target = p.target.arg();
-    let out = Runbook::new(&["-C", &p.path().display().to_string(), "run", "audited", "--target", &target, "--approve", "approve"])
-        .env("AUDIT_TEST_SINK", &sink)
-        .run();
+    let out = Runbook::new(&[
+        "-C",
+        &p.path().display().to_string(),
+        "run",
+        "audited",
+        "--target",
+        &target,
+        "--approve",
+        "approve",
+    ])
+    .env("AUDIT_TEST_SINK", &sink)
+    .run();
     assert_eq!(out.code, 0, "{}", out.combined());
     let (id, _) = p.last_run();
-    let local = std::fs::read_to_string(chain(&p, &id)).unwrap().lines().count();
-    let remote: usize = pg::cluster().psql(&sink, &format!("SELECT count(*) FROM runbook_audit_log WHERE run_id = '{id}'")).parse().unwrap();
+    let local = std::fs::read_to_string(chain(&p, &id))
+        .unwrap()
+        .lines()
+        .count();
+    let remote: usize = pg::cluster()
+        .psql(
+            &sink,
+            &format!("SELECT count(*) FROM runbook_audit_log WHERE run_id = '{id}'"),
+        )
+        .parse()
+        .unwrap();
     assert_eq!(local, remote);
-    for stmt in ["UPDATE runbook_audit_log SET hash = 'x'", "DELETE FROM runbook_audit_log", "TRUNCATE runbook_audit_log"] {
+    for stmt in [
+        "UPDATE runbook_audit_log SET hash = 'x'",
+        "DELETE FROM runbook_audit_log",
+        "TRUNCATE runbook_audit_log",
+    ] {
         let result = std::panic::catch_unwind(|| pg::cluster().psql(&sink, stmt));
         assert!(result.is_err(), "`{stmt}` must be rejected by the sink");
     }
-    assert_eq!(pg::cluster().psql(&sink, "SELECT count(*) FROM runbook_audit_log"), remote.to_string());
+    assert_eq!(
+        pg::cluster().psql(&sink, "SELECT count(*) FROM runbook_audit_log"),
+        remote.to_string()
+    );
 }
 
 #[test]
 fn show_list_and_export_give_the_auditor_the_story() {
     let p = project();
-    assert_eq!(p.run("audited", &["--approve", "approve", "--var", "fail=true"]).code, 1);
+    assert_eq!(
+        p.run("audited", &["--approve", "approve", "--var", "fail=true"])
+            .code,
+        1
+    );
     let (id, _) = p.last_run();
     let show = p.cmd(&["audit", "show", &id]);
     assert_eq!(show.code, 0, "{}", show.combined());
-    for needle in ["approve", "rollback started after step boom failed", "insert.rollback-1", "`sh` exited with code 3: broken", "run finished: failed"] {
-        assert!(show.stdout.contains(needle), "`{needle}` missing from:\n{}", show.stdout);
+    for needle in [
+        "approve",
+        "rollback started after step boom failed",
+        "insert.rollback-1",
+        "`sh` exited with code 3: broken",
+        "run finished: failed",
+    ] {
+        assert!(
+            show.stdout.contains(needle),
+            "`{needle}` missing from:\n{}",
+            show.stdout
+        );
     }
     let list = p.cmd(&["audit", "list", "--format", "json"]);
     let v: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
@@ -255,39 +377,78 @@ fn show_list_and_export_give_the_auditor_the_story() {
     assert!(csv.stdout.lines().count() > 20);
     let json = p.cmd(&["audit", "export", "--all"]);
     let records: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
-    let failed = records.as_array().unwrap().iter().find(|r| r["event"] == "step_failed").unwrap();
+    let failed = records
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["event"] == "step_failed")
+        .unwrap();
     assert_eq!(failed["outcome"]["exit_code"], 3);
     assert_eq!(failed["step"], "boom");
     // No result rows in the audit log: query outputs are counted and hashed, never copied.
-    assert!(records.as_array().unwrap().iter().all(|r| r.get("output").is_none_or(|o| o.get("rows").is_none())));
+    assert!(
+        records
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r.get("output").is_none_or(|o| o.get("rows").is_none()))
+    );
 }
 
 fn chromium() -> PathBuf {
-    for p in ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"] {
+    for p in [
+        "/usr/bin/chromium",
+        "/usr/bin/chromium-browser",
+        "/usr/bin/google-chrome",
+    ] {
         if Path::new(p).exists() {
             return PathBuf::from(p);
         }
     }
-    panic!("Chromium is not installed (apt-get install chromium); .ci/run installs it. The HTML report test needs a real browser.");
+    panic!(
+        "Chromium is not installed (apt-get install chromium); .ci/run installs it. The HTML report test needs a real browser."
+    );
 }
 
 #[test]
 fn the_html_report_renders_in_headless_chromium() {
     let p = project();
-    assert_eq!(p.run("audited", &["--approve", "approve", "--var", "fail=true"]).code, 1);
+    assert_eq!(
+        p.run("audited", &["--approve", "approve", "--var", "fail=true"])
+            .code,
+        1
+    );
     let (id, _) = p.last_run();
     let html = p.path().join("report.html");
-    let out = p.cmd(&["audit", "report", &id, "--output", &html.display().to_string()]);
+    let out = p.cmd(&[
+        "audit",
+        "report",
+        &id,
+        "--output",
+        &html.display().to_string(),
+    ]);
     assert_eq!(out.code, 0, "{}", out.combined());
     let text = std::fs::read_to_string(&html).unwrap();
-    assert!(!text.contains("http://") || text.contains("http://www.w3.org/2000/svg"), "no external assets");
-    assert!(!text.contains("<script src") && !text.contains("<link"), "self-contained");
+    assert!(
+        !text.contains("http://") || text.contains("http://www.w3.org/2000/svg"),
+        "no external assets"
+    );
+    assert!(
+        !text.contains("<script src") && !text.contains("<link"),
+        "self-contained"
+    );
     let browser = chromium();
     let profile = tempfile::tempdir().unwrap();
     let shot = p.path().join("report.png");
     let flags = [
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
     ];
     let status = std::process::Command::new(&browser)
         .args(flags)
@@ -297,10 +458,18 @@ fn the_html_report_renders_in_headless_chromium() {
         .arg(format!("file://{}", html.display()))
         .output()
         .unwrap();
-    assert!(shot.exists(), "no screenshot: {}", String::from_utf8_lossy(&status.stderr));
+    assert!(
+        shot.exists(),
+        "no screenshot: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
     let png = std::fs::read(&shot).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
-    assert!(png.len() > 20_000, "the screenshot looks blank ({} bytes)", png.len());
+    assert!(
+        png.len() > 20_000,
+        "the screenshot looks blank ({} bytes)",
+        png.len()
+    );
     // The rendered DOM (after layout, as the browser sees it) shows the run id.
     let dom = std::process::Command::new(&browser)
         .args(flags)
@@ -310,14 +479,27 @@ fn the_html_report_renders_in_headless_chromium() {
         .output()
         .unwrap();
     let dom = String::from_utf8_lossy(&dom.stdout);
-    assert!(dom.contains(&format!(r#"<code id="run-id">{id}</code>"#)), "the rendered page shows the run id");
-    assert!(dom.contains("<svg id=\"timeline\""), "the timeline chart is in the page");
-    std::fs::copy(&shot, std::env::temp_dir().join("runbook-report-screenshot.png")).unwrap();
+    assert!(
+        dom.contains(&format!(r#"<code id="run-id">{id}</code>"#)),
+        "the rendered page shows the run id"
+    );
+    assert!(
+        dom.contains("<svg id=\"timeline\""),
+        "the timeline chart is in the page"
+    );
+    std::fs::copy(
+        &shot,
+        std::env::temp_dir().join("runbook-report-screenshot.png"),
+    )
+    .unwrap();
 }
 
 #[test]
 fn problem_descriptions_name_the_record() {
-    let p = Problem::Truncated { have: 3, expected: 7 };
+    let p = Problem::Truncated {
+        have: 3,
+        expected: 7,
+    };
     assert!(p.describe().contains("records 4 to 7 were removed"));
     assert_eq!(p.seq(), 4);
 }

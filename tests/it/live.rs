@@ -8,8 +8,17 @@ use crate::pg;
 fn project() -> Project {
     let p = Project::new(|_| Target::postgres("live"));
     std::fs::create_dir_all(p.path().join("migrations/postgres")).unwrap();
-    std::fs::write(p.path().join("migrations/postgres/001_orders.sql"), "CREATE TABLE orders (id BIGINT PRIMARY KEY, total INTEGER NOT NULL);\n").unwrap();
-    std::fs::write(p.path().join("migrations/postgres/002_orders_total_idx.sql"), "CREATE INDEX orders_total_idx ON orders (total);\n").unwrap();
+    std::fs::write(
+        p.path().join("migrations/postgres/001_orders.sql"),
+        "CREATE TABLE orders (id BIGINT PRIMARY KEY, total INTEGER NOT NULL);\n",
+    )
+    .unwrap();
+    std::fs::write(
+        p.path()
+            .join("migrations/postgres/002_orders_total_idx.sql"),
+        "CREATE INDEX orders_total_idx ON orders (total);\n",
+    )
+    .unwrap();
     p.playbook(
         "ship",
         r#"
@@ -41,15 +50,41 @@ fn a_connected_plan_shows_pending_migrations_lint_with_row_estimates_and_gate_va
     let t = p.target.arg();
     let out = p.cmd(&["plan", "ship", "--env", "dev", "--target", &t]);
     assert_eq!(out.code, 0, "{}", out.combined());
-    assert!(out.stdout.contains("connected read-only to"), "{}", out.stdout);
-    assert!(out.stdout.contains("pending migrations: 2"), "{}", out.stdout);
-    assert!(out.stdout.contains("require-concurrent-index-creation"), "{}", out.stdout);
-    assert!(out.stdout.contains("~50000 rows"), "the finding carries the live row estimate: {}", out.stdout);
-    assert!(out.stdout.contains("`steps.orders.outputs.scalar > 1000` is currently true (true)"), "{}", out.stdout);
-    let json = p.cmd(&["plan", "ship", "--env", "dev", "--target", &t, "--format", "json"]);
+    assert!(
+        out.stdout.contains("connected read-only to"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("pending migrations: 2"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("require-concurrent-index-creation"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("~50000 rows"),
+        "the finding carries the live row estimate: {}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("`steps.orders.outputs.scalar > 1000` is currently true (true)"),
+        "{}",
+        out.stdout
+    );
+    let json = p.cmd(&[
+        "plan", "ship", "--env", "dev", "--target", &t, "--format", "json",
+    ]);
     let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
     assert_eq!(v["live"]["condition_gates"][0]["holds"], true);
-    assert_eq!(v["live"]["migrations"]["pending"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        v["live"]["migrations"]["pending"].as_array().unwrap().len(),
+        2
+    );
 }
 
 #[test]
@@ -59,7 +94,10 @@ fn a_connected_plan_cannot_write() {
         Target::Postgres(u) => u.clone(),
         Target::Sqlite(_) => unreachable!(),
     };
-    pg::cluster().psql(&url, "CREATE TABLE orders (id BIGINT PRIMARY KEY, total INTEGER NOT NULL)");
+    pg::cluster().psql(
+        &url,
+        "CREATE TABLE orders (id BIGINT PRIMARY KEY, total INTEGER NOT NULL)",
+    );
     // A query that writes, hidden behind WITH: the read-only session refuses it.
     p.playbook(
         "sneaky",
@@ -75,7 +113,11 @@ steps:
     let t = p.target.arg();
     let out = p.cmd(&["plan", "sneaky", "--env", "dev", "--target", &t]);
     assert_eq!(out.code, 0, "{}", out.combined());
-    assert!(out.stdout.contains("read-only transaction"), "the write attempt failed: {}", out.stdout);
+    assert!(
+        out.stdout.contains("read-only transaction"),
+        "the write attempt failed: {}",
+        out.stdout
+    );
     assert_eq!(pg::cluster().psql(&url, "SELECT count(*) FROM orders"), "0");
 }
 
@@ -89,7 +131,18 @@ fn plan_rehearse_reports_locks_and_changes_nothing() {
     let t = p.target.arg();
     let out = p.cmd(&["plan", "ship", "--env", "dev", "--target", &t, "--rehearse"]);
     assert_eq!(out.code, 0, "{}", out.combined());
-    assert!(out.stdout.contains("rehearsal (rolled back)"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("rehearsal (rolled back)"),
+        "{}",
+        out.stdout
+    );
     assert!(out.stdout.contains("AccessExclusiveLock"), "{}", out.stdout);
-    assert_eq!(pg::cluster().psql(&url, "SELECT count(*) FROM pg_tables WHERE tablename = 'orders'"), "0", "the schema is unchanged");
+    assert_eq!(
+        pg::cluster().psql(
+            &url,
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'orders'"
+        ),
+        "0",
+        "the schema is unchanged"
+    );
 }

@@ -15,15 +15,27 @@ fn forms(secret: &str) -> Vec<(String, String)> {
     let mut out = vec![("raw".to_owned(), secret.to_owned())];
     for (name, engine) in [
         ("base64", &base64::engine::general_purpose::STANDARD),
-        ("base64 no pad", &base64::engine::general_purpose::STANDARD_NO_PAD),
+        (
+            "base64 no pad",
+            &base64::engine::general_purpose::STANDARD_NO_PAD,
+        ),
         ("base64url", &base64::engine::general_purpose::URL_SAFE),
-        ("base64url no pad", &base64::engine::general_purpose::URL_SAFE_NO_PAD),
+        (
+            "base64url no pad",
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        ),
     ] {
         out.push((name.to_owned(), engine.encode(b)));
     }
     let pct: String = b
         .iter()
-        .map(|&c| if c.is_ascii_alphanumeric() || b"-_.~".contains(&c) { (c as char).to_string() } else { format!("%{c:02X}") })
+        .map(|&c| {
+            if c.is_ascii_alphanumeric() || b"-_.~".contains(&c) {
+                (c as char).to_string()
+            } else {
+                format!("%{c:02X}")
+            }
+        })
         .collect();
     out.push(("url-encoded".to_owned(), pct.clone()));
     out.push(("form-encoded".to_owned(), pct.replace("%20", "+")));
@@ -74,7 +86,11 @@ fn scan_dir(dir: &Path, forms: &[(String, String)], what: &str) {
         let bytes = std::fs::read(&path).unwrap();
         let text = String::from_utf8_lossy(&bytes);
         for (name, form) in forms {
-            assert!(!text.contains(form.as_str()), "the {name} form of the secret is in {what} file {}", path.display());
+            assert!(
+                !text.contains(form.as_str()),
+                "the {name} form of the secret is in {what} file {}",
+                path.display()
+            );
         }
     }
 }
@@ -82,40 +98,91 @@ fn scan_dir(dir: &Path, forms: &[(String, String)], what: &str) {
 fn leaks(target: Target) {
     let other = "Other-Secret-Value-42";
     let p = Project::new(|_| target);
-    std::fs::write(p.path().join("runbook.yaml"), "environments:\n  dev:\n    target: { sqlite: dev.db }\nsecrets: [OTHER_SECRET]\n").unwrap();
+    std::fs::write(
+        p.path().join("runbook.yaml"),
+        "environments:\n  dev:\n    target: { sqlite: dev.db }\nsecrets: [OTHER_SECRET]\n",
+    )
+    .unwrap();
     p.playbook("leaky", PLAYBOOK);
     let t = p.target.arg();
-    let out = Runbook::new(&["-C", &p.path().display().to_string(), "-v", "run", "leaky", "--target", &t])
-        .env("LEAKY_TOKEN", SECRET)
-        .env("OTHER_SECRET", other)
-        .env("RUST_LOG", "runbook=debug")
-        .run();
-    assert_eq!(out.code, 1, "the last step fails on purpose:\n{}", out.combined());
+    let out = Runbook::new(&[
+        "-C",
+        &p.path().display().to_string(),
+        "-v",
+        "run",
+        "leaky",
+        "--target",
+        &t,
+    ])
+    .env("LEAKY_TOKEN", SECRET)
+    .env("OTHER_SECRET", other)
+    .env("RUST_LOG", "runbook=debug")
+    .run();
+    assert_eq!(
+        out.code,
+        1,
+        "the last step fails on purpose:\n{}",
+        out.combined()
+    );
     let mut all = forms(SECRET);
     all.extend(forms(other));
     let terminal = out.combined();
     // The steps really printed the secret in every form; the terminal shows masks.
-    assert!(terminal.contains("step arguments"), "tracing output is part of what is checked:\n{terminal}");
+    assert!(
+        terminal.contains("step arguments"),
+        "tracing output is part of what is checked:\n{terminal}"
+    );
     assert!(terminal.contains("***"), "{terminal}");
     for (name, form) in &all {
-        assert!(!terminal.contains(form.as_str()), "the {name} form of a secret reached the terminal:\n{terminal}");
+        assert!(
+            !terminal.contains(form.as_str()),
+            "the {name} form of a secret reached the terminal:\n{terminal}"
+        );
     }
     let (id, _) = p.last_run();
     let status = p.cmd(&["status", &id, "--format", "json"]);
-    assert!(status.stdout.contains("token=***"), "outputs are kept, masked: {}", status.stdout);
+    assert!(
+        status.stdout.contains("token=***"),
+        "outputs are kept, masked: {}",
+        status.stdout
+    );
     // Masking keeps machine-readable output well-formed.
-    let parsed: serde_json::Value = serde_json::from_str(&status.stdout).expect("status JSON stays valid after masking");
+    let parsed: serde_json::Value =
+        serde_json::from_str(&status.stdout).expect("status JSON stays valid after masking");
     let steps = parsed["steps"].as_array().unwrap();
-    let encoded = steps.iter().find(|s| s["step"] == "encoded").unwrap()["outputs"]["stdout"].as_str().unwrap().to_owned();
-    for line in ["b64 ***", "b64url ***", "url ***", "form ***", "json {\"token\": \"***\"}", "dsn postgres://app:***@db.internal:5432/prod", "password=***"] {
-        assert!(encoded.contains(line), "`{line}` missing: the step printed every form and each was masked:\n{encoded}");
+    let encoded = steps.iter().find(|s| s["step"] == "encoded").unwrap()["outputs"]["stdout"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for line in [
+        "b64 ***",
+        "b64url ***",
+        "url ***",
+        "form ***",
+        "json {\"token\": \"***\"}",
+        "dsn postgres://app:***@db.internal:5432/prod",
+        "password=***",
+    ] {
+        assert!(
+            encoded.contains(line),
+            "`{line}` missing: the step printed every form and each was masked:\n{encoded}"
+        );
     }
     let export = p.cmd(&["audit", "export", &id]);
     serde_json::from_str::<serde_json::Value>(&export.stdout).expect("the export stays valid JSON");
-    assert!(export.stdout.contains("login failed for password ***"), "the error message is kept, masked");
+    assert!(
+        export.stdout.contains("login failed for password ***"),
+        "the error message is kept, masked"
+    );
     for (name, form) in &all {
-        assert!(!status.stdout.contains(form.as_str()), "the {name} form is in `runbook status`");
-        assert!(!export.stdout.contains(form.as_str()), "the {name} form is in the audit export");
+        assert!(
+            !status.stdout.contains(form.as_str()),
+            "the {name} form is in `runbook status`"
+        );
+        assert!(
+            !export.stdout.contains(form.as_str()),
+            "the {name} form is in the audit export"
+        );
     }
     // The files themselves: the audit chain, the index and the state store (with its WAL).
     scan_dir(&p.path().join(".runbook"), &all, "state or audit");
@@ -123,7 +190,9 @@ fn leaks(target: Target) {
 
 #[test]
 fn secrets_never_leave_with_a_sqlite_target() {
-    leaks(Target::sqlite(tempfile::tempdir().unwrap().keep().as_path()));
+    leaks(Target::sqlite(
+        tempfile::tempdir().unwrap().keep().as_path(),
+    ));
 }
 
 #[test]
@@ -148,5 +217,9 @@ fn a_password_in_the_target_url_is_never_shown() {
     for text in [&out.combined(), &runs.stdout, &export.stdout] {
         assert!(!text.contains("Url-Pass-9x7"), "{text}");
     }
-    scan_dir(&p.path().join(".runbook"), &[("password".into(), "Url-Pass-9x7".into())], "state or audit");
+    scan_dir(
+        &p.path().join(".runbook"),
+        &[("password".into(), "Url-Pass-9x7".into())],
+        "state or audit",
+    );
 }
