@@ -62,7 +62,7 @@ CREATE TABLE "Appointment" (
     "patientId"       TEXT NOT NULL REFERENCES "Patient" ("id") ON DELETE CASCADE,
     "providerId"      TEXT NOT NULL REFERENCES "Provider" ("id") ON DELETE RESTRICT,
     "scheduledAt"     TIMESTAMPTZ NOT NULL,
-    "durationMinutes" INTEGER NOT NULL DEFAULT 30,
+    "durationMinutes" BIGINT NOT NULL DEFAULT 30,
     "status"          TEXT NOT NULL DEFAULT 'SCHEDULED'
                       CHECK ("status" IN ('SCHEDULED', 'CONFIRMED', 'COMPLETED', 'CANCELLED', 'NO_SHOW')),
     "notes"           TEXT,
@@ -79,7 +79,7 @@ CREATE TABLE "Plan" (
     "id"          TEXT PRIMARY KEY DEFAULT gen_random_uuid()::text,
     "name"        TEXT NOT NULL,
     "description" TEXT,
-    "priceCents"  INTEGER NOT NULL CHECK ("priceCents" >= 0),
+    "priceCents"  BIGINT NOT NULL CHECK ("priceCents" >= 0),
     "currency"    TEXT NOT NULL DEFAULT 'USD',
     "interval"    TEXT NOT NULL CHECK ("interval" IN ('MONTH', 'YEAR')),
     "features"    JSONB NOT NULL DEFAULT '[]',
@@ -114,8 +114,8 @@ CREATE TABLE "DiagnosticTest" (
     "name"            TEXT NOT NULL,
     "description"     TEXT,
     "sampleType"      TEXT NOT NULL,
-    "priceCents"      INTEGER NOT NULL CHECK ("priceCents" >= 0),
-    "turnaroundHours" INTEGER NOT NULL,
+    "priceCents"      BIGINT NOT NULL CHECK ("priceCents" >= 0),
+    "turnaroundHours" BIGINT NOT NULL,
     "active"          BOOLEAN NOT NULL DEFAULT true
 );
 CREATE UNIQUE INDEX "DiagnosticTest_code_key" ON "DiagnosticTest" ("code");
@@ -124,7 +124,7 @@ CREATE TABLE "HealthPackage" (
     "id"          TEXT PRIMARY KEY DEFAULT gen_random_uuid()::text,
     "name"        TEXT NOT NULL,
     "description" TEXT,
-    "priceCents"  INTEGER NOT NULL CHECK ("priceCents" >= 0),
+    "priceCents"  BIGINT NOT NULL CHECK ("priceCents" >= 0),
     "testCodes"   TEXT[] NOT NULL DEFAULT '{}',
     "active"      BOOLEAN NOT NULL DEFAULT true
 );
