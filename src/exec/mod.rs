@@ -252,8 +252,13 @@ fn redactor_for(
     }
     for var in config.map(|c| c.secrets.as_slice()).unwrap_or_default() {
         if let Ok(v) = std::env::var(var) {
-            r.add(&v);
-            r.add_url(&v);
+            // A connection URL is a secret for its password; the host and database name are
+            // what operators and auditors need to see.
+            if v.contains("://") {
+                r.add_url(&v);
+            } else {
+                r.add(&v);
+            }
         }
     }
     if let Some(TargetSpec::Postgres(url)) = target {

@@ -6,6 +6,7 @@ mod cli;
 mod common;
 mod copy;
 mod corpus;
+mod e2e;
 mod crash;
 mod exec;
 mod gates;
