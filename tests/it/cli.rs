@@ -73,7 +73,7 @@ fn plan_json_is_machine_readable() {
         plan["steps"][4]["args"]["dir"],
         "/var/backups/runbook/staging"
     );
-    assert_eq!(plan["steps"][5]["rollback"][0]["action"], "restore");
+    assert_eq!(plan["steps"][4]["rollback"][0]["action"], "restore");
     assert_eq!(
         plan["steps"][5]["rollback"][0]["deferred"],
         serde_json::json!(["from"])
