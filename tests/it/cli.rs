@@ -75,7 +75,7 @@ fn plan_json_is_machine_readable() {
     );
     assert_eq!(plan["steps"][4]["rollback"][0]["action"], "restore");
     assert_eq!(
-        plan["steps"][5]["rollback"][0]["deferred"],
+        plan["steps"][4]["rollback"][0]["deferred"],
         serde_json::json!(["from"])
     );
     stable!({ insta::assert_snapshot!(out.stdout) });
