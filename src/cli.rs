@@ -176,6 +176,25 @@ pub enum Command {
         /// The text a `confirm` gate asks for (the database name), for runs without a terminal
         #[arg(long, value_name = "TEXT")]
         confirm: Option<String>,
+        /// Run across the environment's fleet targets: `all`, names (`tenant-*`), `label=value`
+        #[arg(long, value_name = "SELECTOR")]
+        targets: Option<String>,
+        /// With --targets: how many targets run at once
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+        concurrency: u16,
+        /// With --targets: the first N targets must succeed before the rest start
+        #[arg(long, default_value_t = 0)]
+        canary: usize,
+        /// With --targets: start no new target after this many failures (`3`) or this share (`10%`)
+        #[arg(long, value_parser = crate::fleet::parse_stop_after)]
+        stop_after: Option<crate::fleet::StopAfter>,
+        /// Read the target URL from this environment variable (how fleets hand targets to runs)
+        #[arg(long, value_name = "VAR", hide = true)]
+        target_env: Option<String>,
+        #[arg(long, hide = true)]
+        fleet: Option<String>,
+        #[arg(long, hide = true)]
+        fleet_target: Option<String>,
     },
     /// Continue an interrupted or crashed run from its checkpoints
     Resume {
@@ -199,6 +218,11 @@ pub enum Command {
         /// The text a `confirm` gate asks for (the database name)
         #[arg(long, value_name = "TEXT")]
         confirm: Option<String>,
+        /// For a fleet run: how many targets run at once
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+        concurrency: u16,
+        #[arg(long, value_name = "VAR", hide = true)]
+        target_env: Option<String>,
     },
     /// Approve a gate of a waiting run (then `runbook resume RUN` continues it)
     Approve {
@@ -330,7 +354,19 @@ pub fn main() -> Exit {
             lock_wait,
             approve,
             confirm,
+            targets,
+            concurrency,
+            canary,
+            stop_after,
+            target_env,
+            fleet,
+            fleet_target,
         } => {
+            let target = match (target, target_env) {
+                (Some(t), _) => Some(t),
+                (None, Some(var)) => std::env::var(&var).ok(),
+                (None, None) => None,
+            };
             let req = exec::RunRequest {
                 playbook,
                 env,
@@ -342,8 +378,15 @@ pub fn main() -> Exit {
                 lock_wait,
                 approve,
                 confirm,
+                fleet: fleet.zip(fleet_target),
             };
-            run_cmd(&ui, &root, req, cli.verbose)
+            match targets {
+                Some(selector) => {
+                    let opts = crate::fleet::FleetOptions { concurrency: usize::from(concurrency), canary, stop_after };
+                    fleet_cmd(&ui, &root, req, &selector, &opts)
+                }
+                None => run_cmd(&ui, &root, req, cli.verbose),
+            }
         }
         Command::Resume {
             run,
@@ -354,7 +397,14 @@ pub fn main() -> Exit {
             state,
             lock_wait,
             confirm,
+            concurrency,
+            target_env,
         } => {
+            let target = match (target, target_env) {
+                (Some(t), _) => Some(t),
+                (None, Some(var)) => std::env::var(&var).ok(),
+                (None, None) => None,
+            };
             let req = exec::ResumeRequest {
                 run_id: run,
                 retry_steps,
@@ -365,7 +415,11 @@ pub fn main() -> Exit {
                 lock_wait,
                 confirm,
             };
-            resume_cmd(&ui, &root, req, cli.verbose)
+            if req.run_id.starts_with("fleet-") {
+                fleet_resume_cmd(&ui, &root, req, usize::from(concurrency))
+            } else {
+                resume_cmd(&ui, &root, req, cli.verbose)
+            }
         }
         Command::Approve {
             run,
@@ -1317,6 +1371,60 @@ fn audit_cmd(ui: &Ui, root: &std::path::Path, cmd: AuditCmd) -> Exit {
             }
             AuditCmd::Keygen { .. } => Exit::Ok,
         };
+        store.close().await;
+        exit
+    })
+}
+
+fn child_args(root: &std::path::Path, state: Option<&str>, vars: &[(String, String)], approve: &[String], lock_wait: std::time::Duration) -> crate::fleet::ChildArgs {
+    crate::fleet::ChildArgs {
+        root: root.display().to_string(),
+        state: state.map(str::to_owned),
+        vars: vars.to_vec(),
+        approve: approve.to_vec(),
+        lock_wait: format!("{}ms", lock_wait.as_millis()),
+    }
+}
+
+fn fleet_cmd(ui: &Ui, root: &std::path::Path, req: exec::RunRequest, selector: &str, opts: &crate::fleet::FleetOptions) -> Exit {
+    let Some(project) = open(ui, root) else { return Exit::Invalid };
+    // Validate once here, not twenty times in the children.
+    let Some(_) = load(ui, &project, &req.playbook) else { return Exit::Invalid };
+    let Some(config) = project.config_def() else {
+        ui.error("fleets are defined in runbook.yaml, and there is none", Some("list the targets under `environments.<env>.targets`"));
+        return Exit::Invalid;
+    };
+    let Some(rt) = runtime(ui) else { return Exit::Internal };
+    rt.block_on(async {
+        let Some(store) = open_state(ui, &project, req.state.as_deref()).await else { return Exit::Internal };
+        let child = child_args(&project.root, req.state.as_deref(), &req.vars, &req.approve, req.lock_wait);
+        let exit = crate::fleet::run(ui, &store, &project.root, config, &req.playbook, &req.env, selector, opts, &child).await;
+        store.close().await;
+        exit
+    })
+}
+
+fn fleet_resume_cmd(ui: &Ui, root: &std::path::Path, req: exec::ResumeRequest, concurrency: usize) -> Exit {
+    let Some(project) = open(ui, root) else { return Exit::Invalid };
+    let Some(config) = project.config_def() else {
+        ui.error("fleets are defined in runbook.yaml, and there is none", None);
+        return Exit::Invalid;
+    };
+    let Some(rt) = runtime(ui) else { return Exit::Internal };
+    rt.block_on(async {
+        let Some(store) = open_state(ui, &project, req.state.as_deref()).await else { return Exit::Internal };
+        let fleet = match store.load_fleet(&req.run_id).await {
+            Ok(Some(f)) => f,
+            _ => {
+                ui.error(&format!("no fleet run `{}` in the state store", req.run_id), None);
+                return Exit::Invalid;
+            }
+        };
+        let vars: Vec<(String, String)> = serde_json::from_value(fleet.options["vars"].clone()).unwrap_or_default();
+        let approve: Vec<String> = serde_json::from_value(fleet.options["approve"].clone()).unwrap_or_default();
+        let child = child_args(&project.root, req.state.as_deref(), &vars, &approve, req.lock_wait);
+        let opts = crate::fleet::FleetOptions { concurrency, canary: 0, stop_after: None };
+        let exit = crate::fleet::resume(ui, &store, &project.root, config, fleet, &opts, &child).await;
         store.close().await;
         exit
     })

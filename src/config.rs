@@ -43,13 +43,41 @@ pub struct ConfigDef {
 pub struct Environment {
     #[serde(default)]
     pub description: Option<String>,
-    /// The database playbooks act on.
+    /// The database playbooks act on (a fleet environment may have only `targets`).
+    #[serde(default)]
     pub target: Target,
     /// Variables templates read as `vars.<name>`.
     #[serde(default)]
     pub vars: BTreeMap<String, serde_json::Value>,
     #[serde(default)]
     pub protections: Protections,
+    /// A fleet: the many databases (tenants, shards) of this environment, for
+    /// `runbook run --targets SELECTOR`.
+    #[serde(default)]
+    pub targets: Vec<FleetTarget>,
+    /// A YAML file (relative to the project) with more fleet targets, in the same shape.
+    #[serde(default)]
+    pub targets_file: Option<String>,
+}
+
+/// One database of a fleet.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FleetTarget {
+    /// A name unique in the environment, e.g. `tenant-042`.
+    pub name: String,
+    /// An environment variable that holds its `postgres://` URL.
+    #[serde(default)]
+    pub url_env: Option<String>,
+    /// Its URL, when it holds no password (trust or certificate authentication, a pgpass file).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// A SQLite file.
+    #[serde(default)]
+    pub sqlite: Option<String>,
+    /// Labels selectors match, e.g. `{ region: eu, tier: gold }`.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// A database named by where its address is, never by a literal URL with a password.

@@ -15,6 +15,7 @@ pub mod db;
 pub mod diagnostic;
 pub mod exec;
 pub mod exit;
+pub mod fleet;
 pub mod gate;
 pub mod init;
 pub mod lock;

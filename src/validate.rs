@@ -1153,6 +1153,29 @@ pub fn check_config(def: &ConfigDef, source: &Source, tree: &Node) -> Vec<Diagno
             }
         }
     }
+    for (name, env) in &def.environments {
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, t) in env.targets.iter().enumerate() {
+            let pos = tree
+                .lookup(&["environments", name, "targets", &i.to_string()])
+                .map_or(Pos::UNKNOWN, |n| n.pos);
+            if !seen.insert(t.name.clone()) {
+                diags.push(Diagnostic::error("duplicate-id", format!("fleet target `{}` of `{name}` is listed twice", t.name))
+                    .at(source, pos).with_hint("give each target its own name"));
+            }
+            let given = [t.url_env.is_some(), t.url.is_some(), t.sqlite.is_some()].iter().filter(|b| **b).count();
+            if given != 1 {
+                diags.push(Diagnostic::error("incomplete-target", format!("fleet target `{}` must name exactly one database", t.name))
+                    .at(source, pos).with_hint("give one of `url_env`, `url` (without a password) or `sqlite`"));
+            }
+            if let Some(url) = &t.url {
+                if crate::plan::redact_url(url) != *url {
+                    diags.push(Diagnostic::error("secret-in-config", format!("the URL of fleet target `{}` holds a password", t.name))
+                        .at(source, pos).with_hint("put the URL in an environment variable and name it with `url_env`"));
+                }
+            }
+        }
+    }
     for (i, var) in def.secrets.iter().enumerate() {
         if !is_env_name(var) {
             let pos = tree

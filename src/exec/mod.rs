@@ -45,6 +45,8 @@ pub struct RunRequest {
     pub approve: Vec<String>,
     /// The typed confirmation for `confirm` gates, for runs without a terminal.
     pub confirm: Option<String>,
+    /// This run is one target of a fleet run: (fleet id, target name).
+    pub fleet: Option<(String, String)>,
 }
 
 /// What `runbook resume` was asked to do.
@@ -521,6 +523,9 @@ pub async fn run(
         ui.error(&redactor.redact(&e.to_string()), None);
         lock_release(lock).await;
         return Exit::Internal;
+    }
+    if let Some((fleet, name)) = &req.fleet {
+        let _ = state.fleet_target(fleet, name, Some(&run_id), "running", None).await;
     }
     let _ = crate::audit::index(
         &dir,
