@@ -1103,6 +1103,7 @@ pub fn check_config(def: &ConfigDef, source: &Source, tree: &Node) -> Vec<Diagno
             .and_then(|n| n.get("target"))
             .map_or(key_pos, |n| n.pos);
         match (&env.target.url_env, &env.target.sqlite) {
+            (None, None) if !env.targets.is_empty() || env.targets_file.is_some() => {}
             (None, None) => diags.push(
                 Diagnostic::error(
                     "incomplete-target",
