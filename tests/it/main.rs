@@ -9,6 +9,7 @@ mod corpus;
 mod e2e;
 mod crash;
 mod exec;
+mod fleet;
 mod gates;
 mod live;
 mod health;
