@@ -382,7 +382,11 @@ pub fn main() -> Exit {
             };
             match targets {
                 Some(selector) => {
-                    let opts = crate::fleet::FleetOptions { concurrency: usize::from(concurrency), canary, stop_after };
+                    let opts = crate::fleet::FleetOptions {
+                        concurrency: usize::from(concurrency),
+                        canary,
+                        stop_after,
+                    };
                     fleet_cmd(&ui, &root, req, &selector, &opts)
                 }
                 None => run_cmd(&ui, &root, req, cli.verbose),
@@ -1376,7 +1380,13 @@ fn audit_cmd(ui: &Ui, root: &std::path::Path, cmd: AuditCmd) -> Exit {
     })
 }
 
-fn child_args(root: &std::path::Path, state: Option<&str>, vars: &[(String, String)], approve: &[String], lock_wait: std::time::Duration) -> crate::fleet::ChildArgs {
+fn child_args(
+    root: &std::path::Path,
+    state: Option<&str>,
+    vars: &[(String, String)],
+    approve: &[String],
+    lock_wait: std::time::Duration,
+) -> crate::fleet::ChildArgs {
     crate::fleet::ChildArgs {
         root: root.display().to_string(),
         state: state.map(str::to_owned),
@@ -1386,45 +1396,109 @@ fn child_args(root: &std::path::Path, state: Option<&str>, vars: &[(String, Stri
     }
 }
 
-fn fleet_cmd(ui: &Ui, root: &std::path::Path, req: exec::RunRequest, selector: &str, opts: &crate::fleet::FleetOptions) -> Exit {
-    let Some(project) = open(ui, root) else { return Exit::Invalid };
-    // Validate once here, not twenty times in the children.
-    let Some(_) = load(ui, &project, &req.playbook) else { return Exit::Invalid };
-    let Some(config) = project.config_def() else {
-        ui.error("fleets are defined in runbook.yaml, and there is none", Some("list the targets under `environments.<env>.targets`"));
+fn fleet_cmd(
+    ui: &Ui,
+    root: &std::path::Path,
+    req: exec::RunRequest,
+    selector: &str,
+    opts: &crate::fleet::FleetOptions,
+) -> Exit {
+    let Some(project) = open(ui, root) else {
         return Exit::Invalid;
     };
-    let Some(rt) = runtime(ui) else { return Exit::Internal };
+    // Validate once here, not twenty times in the children.
+    let Some(_) = load(ui, &project, &req.playbook) else {
+        return Exit::Invalid;
+    };
+    let Some(config) = project.config_def() else {
+        ui.error(
+            "fleets are defined in runbook.yaml, and there is none",
+            Some("list the targets under `environments.<env>.targets`"),
+        );
+        return Exit::Invalid;
+    };
+    let Some(rt) = runtime(ui) else {
+        return Exit::Internal;
+    };
     rt.block_on(async {
-        let Some(store) = open_state(ui, &project, req.state.as_deref()).await else { return Exit::Internal };
-        let child = child_args(&project.root, req.state.as_deref(), &req.vars, &req.approve, req.lock_wait);
-        let exit = crate::fleet::run(ui, &store, &project.root, config, &req.playbook, &req.env, selector, opts, &child).await;
+        let Some(store) = open_state(ui, &project, req.state.as_deref()).await else {
+            return Exit::Internal;
+        };
+        let child = child_args(
+            &project.root,
+            req.state.as_deref(),
+            &req.vars,
+            &req.approve,
+            req.lock_wait,
+        );
+        let exit = crate::fleet::run(
+            ui,
+            &store,
+            &project.root,
+            config,
+            &req.playbook,
+            &req.env,
+            selector,
+            opts,
+            &child,
+        )
+        .await;
         store.close().await;
         exit
     })
 }
 
-fn fleet_resume_cmd(ui: &Ui, root: &std::path::Path, req: exec::ResumeRequest, concurrency: usize) -> Exit {
-    let Some(project) = open(ui, root) else { return Exit::Invalid };
-    let Some(config) = project.config_def() else {
-        ui.error("fleets are defined in runbook.yaml, and there is none", None);
+fn fleet_resume_cmd(
+    ui: &Ui,
+    root: &std::path::Path,
+    req: exec::ResumeRequest,
+    concurrency: usize,
+) -> Exit {
+    let Some(project) = open(ui, root) else {
         return Exit::Invalid;
     };
-    let Some(rt) = runtime(ui) else { return Exit::Internal };
+    let Some(config) = project.config_def() else {
+        ui.error(
+            "fleets are defined in runbook.yaml, and there is none",
+            None,
+        );
+        return Exit::Invalid;
+    };
+    let Some(rt) = runtime(ui) else {
+        return Exit::Internal;
+    };
     rt.block_on(async {
-        let Some(store) = open_state(ui, &project, req.state.as_deref()).await else { return Exit::Internal };
+        let Some(store) = open_state(ui, &project, req.state.as_deref()).await else {
+            return Exit::Internal;
+        };
         let fleet = match store.load_fleet(&req.run_id).await {
             Ok(Some(f)) => f,
             _ => {
-                ui.error(&format!("no fleet run `{}` in the state store", req.run_id), None);
+                ui.error(
+                    &format!("no fleet run `{}` in the state store", req.run_id),
+                    None,
+                );
                 return Exit::Invalid;
             }
         };
-        let vars: Vec<(String, String)> = serde_json::from_value(fleet.options["vars"].clone()).unwrap_or_default();
-        let approve: Vec<String> = serde_json::from_value(fleet.options["approve"].clone()).unwrap_or_default();
-        let child = child_args(&project.root, req.state.as_deref(), &vars, &approve, req.lock_wait);
-        let opts = crate::fleet::FleetOptions { concurrency, canary: 0, stop_after: None };
-        let exit = crate::fleet::resume(ui, &store, &project.root, config, fleet, &opts, &child).await;
+        let vars: Vec<(String, String)> =
+            serde_json::from_value(fleet.options["vars"].clone()).unwrap_or_default();
+        let approve: Vec<String> =
+            serde_json::from_value(fleet.options["approve"].clone()).unwrap_or_default();
+        let child = child_args(
+            &project.root,
+            req.state.as_deref(),
+            &vars,
+            &approve,
+            req.lock_wait,
+        );
+        let opts = crate::fleet::FleetOptions {
+            concurrency,
+            canary: 0,
+            stop_after: None,
+        };
+        let exit =
+            crate::fleet::resume(ui, &store, &project.root, config, fleet, &opts, &child).await;
         store.close().await;
         exit
     })

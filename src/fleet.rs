@@ -24,8 +24,18 @@ pub enum StopAfter {
 
 pub fn parse_stop_after(text: &str) -> Result<StopAfter, String> {
     match text.strip_suffix('%') {
-        Some(p) => p.trim().parse::<f64>().ok().filter(|v| *v > 0.0 && *v <= 100.0).map(StopAfter::Percent),
-        None => text.trim().parse::<usize>().ok().filter(|v| *v > 0).map(StopAfter::Count),
+        Some(p) => p
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|v| *v > 0.0 && *v <= 100.0)
+            .map(StopAfter::Percent),
+        None => text
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|v| *v > 0)
+            .map(StopAfter::Count),
     }
     .ok_or_else(|| format!("`{text}` is not a failure count like `3` or a percentage like `10%`"))
 }
@@ -40,12 +50,17 @@ pub struct FleetOptions {
 
 /// The fleet targets of an environment: the config's list plus its `targets_file`.
 pub fn targets(root: &Path, config: &ConfigDef, env: &str) -> Result<Vec<FleetTarget>, String> {
-    let e = config.environments.get(env).ok_or_else(|| format!("no environment `{env}` in runbook.yaml"))?;
+    let e = config
+        .environments
+        .get(env)
+        .ok_or_else(|| format!("no environment `{env}` in runbook.yaml"))?;
     let mut all = e.targets.clone();
     if let Some(file) = &e.targets_file {
         let path = root.join(file);
-        let text = std::fs::read_to_string(&path).map_err(|err| format!("cannot read `{}`: {err}", path.display()))?;
-        let more: Vec<FleetTarget> = serde_saphyr::from_str(&text).map_err(|err| format!("`{}`: {err}", path.display()))?;
+        let text = std::fs::read_to_string(&path)
+            .map_err(|err| format!("cannot read `{}`: {err}", path.display()))?;
+        let more: Vec<FleetTarget> =
+            serde_saphyr::from_str(&text).map_err(|err| format!("`{}`: {err}", path.display()))?;
         all.extend(more);
     }
     Ok(all)
@@ -54,7 +69,11 @@ pub fn targets(root: &Path, config: &ConfigDef, env: &str) -> Result<Vec<FleetTa
 /// Targets a selector picks: `all`, names (with `*` wildcards) and `label=value`, comma-separated;
 /// the union, in the config's order.
 pub fn select<'a>(targets: &'a [FleetTarget], selector: &str) -> Vec<&'a FleetTarget> {
-    let terms: Vec<&str> = selector.split(',').map(str::trim).filter(|t| !t.is_empty()).collect();
+    let terms: Vec<&str> = selector
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect();
     targets
         .iter()
         .filter(|t| {
@@ -75,7 +94,9 @@ fn wildcard(pattern: &str, name: &str) -> bool {
     match pattern.split_once('*') {
         None => pattern == name,
         Some((head, tail)) => {
-            name.len() >= head.len() + tail.len() && name.starts_with(head) && wildcard_rest(tail, &name[head.len()..])
+            name.len() >= head.len() + tail.len()
+                && name.starts_with(head)
+                && wildcard_rest(tail, &name[head.len()..])
         }
     }
 }
@@ -90,7 +111,8 @@ fn wildcard_rest(pattern: &str, name: &str) -> bool {
 /// A target's address for a child run: `(value, is_secret)`; secrets go by environment.
 fn address(t: &FleetTarget, root: &Path) -> Result<String, String> {
     if let Some(var) = &t.url_env {
-        return std::env::var(var).map_err(|_| format!("`{var}` (the URL of fleet target `{}`) is not set", t.name));
+        return std::env::var(var)
+            .map_err(|_| format!("`{var}` (the URL of fleet target `{}`) is not set", t.name));
     }
     if let Some(url) = &t.url {
         return Ok(url.clone());
@@ -122,7 +144,13 @@ struct Job {
 
 /// Runs the jobs under the options; returns each target's outcome and whether the fleet
 /// stopped early.
-async fn schedule(ui: &Ui, state: &StateStore, fleet_id: &str, jobs: Vec<Job>, opts: &FleetOptions) -> (Vec<(String, &'static str)>, bool) {
+async fn schedule(
+    ui: &Ui,
+    state: &StateStore,
+    fleet_id: &str,
+    jobs: Vec<Job>,
+    opts: &FleetOptions,
+) -> (Vec<(String, &'static str)>, bool) {
     let total = jobs.len();
     let mut queue: VecDeque<Job> = jobs.into();
     let canary = opts.canary.min(total);
@@ -136,18 +164,33 @@ async fn schedule(ui: &Ui, state: &StateStore, fleet_id: &str, jobs: Vec<Job>, o
     loop {
         // Start what the limits allow: canaries first, alone; then the rest.
         let in_canary = started < canary || results.len() < canary;
-        let limit = if in_canary { opts.concurrency.min(canary.max(1)) } else { opts.concurrency };
+        let limit = if in_canary {
+            opts.concurrency.min(canary.max(1))
+        } else {
+            opts.concurrency
+        };
         while !stopped && running.len() < limit && (!in_canary || started < canary) {
             let Some(job) = queue.pop_front() else { break };
             started += 1;
-            let _ = state.fleet_target(fleet_id, &job.target, None, "running", None).await;
+            let _ = state
+                .fleet_target(fleet_id, &job.target, None, "running", None)
+                .await;
             let exe = exe.clone();
             let target = job.target.clone();
             let mut cmd = std::process::Command::new(&exe);
-            cmd.args(&job.args).env("RUNBOOK_FLEET_TARGET_URL", &job.address).stdin(std::process::Stdio::null());
-            cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
-            ui.note(&format!("{} start   {target}{}", stamp(), if in_canary { " (canary)" } else { "" }));
-            let handle = tokio::task::spawn_blocking(move || cmd.status().ok().and_then(|s| s.code()).unwrap_or(70));
+            cmd.args(&job.args)
+                .env("RUNBOOK_FLEET_TARGET_URL", &job.address)
+                .stdin(std::process::Stdio::null());
+            cmd.stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
+            ui.note(&format!(
+                "{} start   {target}{}",
+                stamp(),
+                if in_canary { " (canary)" } else { "" }
+            ));
+            let handle = tokio::task::spawn_blocking(move || {
+                cmd.status().ok().and_then(|s| s.code()).unwrap_or(70)
+            });
             running.push((target, Instant::now(), handle));
         }
         if running.is_empty() {
@@ -163,7 +206,9 @@ async fn schedule(ui: &Ui, state: &StateStore, fleet_id: &str, jobs: Vec<Job>, o
         let (target, t0, handle) = finished;
         let code = handle.await.unwrap_or(70);
         let result = outcome(code);
-        let _ = state.fleet_target(fleet_id, &target, None, result, Some(i64::from(code))).await;
+        let _ = state
+            .fleet_target(fleet_id, &target, None, result, Some(i64::from(code)))
+            .await;
         if result != "succeeded" && result != "waiting_approval" {
             failures += 1;
         }
@@ -179,18 +224,19 @@ async fn schedule(ui: &Ui, state: &StateStore, fleet_id: &str, jobs: Vec<Job>, o
         ));
         if !stopped && results.len() <= canary && result != "succeeded" {
             stopped = true;
-            ui.error(&format!("canary `{target}` did not succeed ({result}): no other target starts"), Some("fix it, then `runbook resume FLEET` runs what is left"));
+            ui.error(
+                &format!("canary `{target}` did not succeed ({result}): no other target starts"),
+                Some("fix it, then `runbook resume FLEET` runs what is left"),
+            );
         }
-        if !stopped {
-            if let Some(limit) = opts.stop_after {
-                let hit = match limit {
-                    StopAfter::Count(n) => failures >= n,
-                    StopAfter::Percent(p) => (failures as f64) * 100.0 / (total as f64) >= p,
-                };
-                if hit {
-                    stopped = true;
-                    ui.error(&format!("{failures} targets failed: the stop threshold is reached, no new target starts"), None);
-                }
+        if !stopped && let Some(limit) = opts.stop_after {
+            let hit = match limit {
+                StopAfter::Count(n) => failures >= n,
+                StopAfter::Percent(p) => (failures as f64) * 100.0 / (total as f64) >= p,
+            };
+            if hit {
+                stopped = true;
+                ui.error(&format!("{failures} targets failed: the stop threshold is reached, no new target starts"), None);
             }
         }
     }
@@ -214,7 +260,18 @@ pub struct ChildArgs {
 }
 
 /// `runbook run NAME --env ENV --targets SELECTOR`.
-pub async fn run(ui: &Ui, state: &StateStore, root: &Path, config: &ConfigDef, playbook: &str, env: &str, selector: &str, opts: &FleetOptions, child: &ChildArgs) -> Exit {
+#[allow(clippy::too_many_arguments)]
+pub async fn run(
+    ui: &Ui,
+    state: &StateStore,
+    root: &Path,
+    config: &ConfigDef,
+    playbook: &str,
+    env: &str,
+    selector: &str,
+    opts: &FleetOptions,
+    child: &ChildArgs,
+) -> Exit {
     let all = match targets(root, config, env) {
         Ok(t) => t,
         Err(e) => {
@@ -226,7 +283,13 @@ pub async fn run(ui: &Ui, state: &StateStore, root: &Path, config: &ConfigDef, p
     if picked.is_empty() {
         ui.error(
             &format!("`{selector}` selects no target of environment `{env}`"),
-            Some(&format!("targets: {}", all.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", "))),
+            Some(&format!(
+                "targets: {}",
+                all.iter()
+                    .map(|t| t.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
         );
         return Exit::Invalid;
     }
@@ -247,7 +310,12 @@ pub async fn run(ui: &Ui, state: &StateStore, root: &Path, config: &ConfigDef, p
         ui.error(&e.to_string(), None);
         return Exit::Internal;
     }
-    ui.note(&format!("fleet {fleet_id}: {playbook} on {} targets of {env} (concurrency {}, canary {})", picked.len(), opts.concurrency, opts.canary));
+    ui.note(&format!(
+        "fleet {fleet_id}: {playbook} on {} targets of {env} (concurrency {}, canary {})",
+        picked.len(),
+        opts.concurrency,
+        opts.canary
+    ));
     let mut jobs = Vec::new();
     for t in picked {
         let address = match address(t, root) {
@@ -257,14 +325,39 @@ pub async fn run(ui: &Ui, state: &StateStore, root: &Path, config: &ConfigDef, p
                 return Exit::Invalid;
             }
         };
-        jobs.push(Job { target: t.name.clone(), args: run_args(child, playbook, env, &fleet_id, &t.name), address });
+        jobs.push(Job {
+            target: t.name.clone(),
+            args: run_args(child, playbook, env, &fleet_id, &t.name),
+            address,
+        });
     }
     finish(ui, state, &fleet_id, jobs, opts).await
 }
 
-fn run_args(child: &ChildArgs, playbook: &str, env: &str, fleet_id: &str, target: &str) -> Vec<String> {
-    let mut args = vec!["-q".to_owned(), "-C".to_owned(), child.root.clone(), "run".to_owned(), playbook.to_owned(), "--env".to_owned(), env.to_owned()];
-    args.extend(["--target-env".to_owned(), "RUNBOOK_FLEET_TARGET_URL".to_owned(), "--fleet".to_owned(), fleet_id.to_owned(), "--fleet-target".to_owned(), target.to_owned()]);
+fn run_args(
+    child: &ChildArgs,
+    playbook: &str,
+    env: &str,
+    fleet_id: &str,
+    target: &str,
+) -> Vec<String> {
+    let mut args = vec![
+        "-q".to_owned(),
+        "-C".to_owned(),
+        child.root.clone(),
+        "run".to_owned(),
+        playbook.to_owned(),
+        "--env".to_owned(),
+        env.to_owned(),
+    ];
+    args.extend([
+        "--target-env".to_owned(),
+        "RUNBOOK_FLEET_TARGET_URL".to_owned(),
+        "--fleet".to_owned(),
+        fleet_id.to_owned(),
+        "--fleet-target".to_owned(),
+        target.to_owned(),
+    ]);
     args.extend(["--lock-wait".to_owned(), child.lock_wait.clone()]);
     if let Some(s) = &child.state {
         args.extend(["--state".to_owned(), s.clone()]);
@@ -278,10 +371,20 @@ fn run_args(child: &ChildArgs, playbook: &str, env: &str, fleet_id: &str, target
     args
 }
 
-async fn finish(ui: &Ui, state: &StateStore, fleet_id: &str, jobs: Vec<Job>, opts: &FleetOptions) -> Exit {
+async fn finish(
+    ui: &Ui,
+    state: &StateStore,
+    fleet_id: &str,
+    jobs: Vec<Job>,
+    opts: &FleetOptions,
+) -> Exit {
     let (results, stopped) = schedule(ui, state, fleet_id, jobs, opts).await;
     let count = |what: &str| results.iter().filter(|(_, r)| *r == what).count();
-    let (ok, waiting, not_started) = (count("succeeded"), count("waiting_approval"), count("not_started"));
+    let (ok, waiting, not_started) = (
+        count("succeeded"),
+        count("waiting_approval"),
+        count("not_started"),
+    );
     let failed = results.len() - ok - waiting - not_started;
     let status = if ok == results.len() {
         "succeeded"
@@ -308,7 +411,15 @@ async fn finish(ui: &Ui, state: &StateStore, fleet_id: &str, jobs: Vec<Job>, opt
 
 /// `runbook resume FLEET`: resumes the targets whose run can be resumed, starts again those that
 /// failed or never started, and leaves the succeeded ones alone.
-pub async fn resume(ui: &Ui, state: &StateStore, root: &Path, config: &ConfigDef, fleet: FleetRecord, opts: &FleetOptions, child: &ChildArgs) -> Exit {
+pub async fn resume(
+    ui: &Ui,
+    state: &StateStore,
+    root: &Path,
+    config: &ConfigDef,
+    fleet: FleetRecord,
+    opts: &FleetOptions,
+    child: &ChildArgs,
+) -> Exit {
     let all = match targets(root, config, &fleet.env) {
         Ok(t) => t,
         Err(e) => {
@@ -325,12 +436,17 @@ pub async fn resume(ui: &Ui, state: &StateStore, root: &Path, config: &ConfigDef
     };
     let mut jobs = Vec::new();
     for name in &fleet.targets {
-        let Some((_, run_id, status, _)) = rows.iter().find(|(t, ..)| t == name) else { continue };
+        let Some((_, run_id, status, _)) = rows.iter().find(|(t, ..)| t == name) else {
+            continue;
+        };
         if status == "succeeded" {
             continue;
         }
         let Some(t) = all.iter().find(|t| &t.name == name) else {
-            ui.error(&format!("fleet target `{name}` is no longer in runbook.yaml"), None);
+            ui.error(
+                &format!("fleet target `{name}` is no longer in runbook.yaml"),
+                None,
+            );
             return Exit::Invalid;
         };
         let address = match address(t, root) {
@@ -341,12 +457,25 @@ pub async fn resume(ui: &Ui, state: &StateStore, root: &Path, config: &ConfigDef
             }
         };
         let resumable = match run_id {
-            Some(id) => state.load_run(id).await.ok().flatten().is_some_and(|r| r.status.resumable()),
+            Some(id) => state
+                .load_run(id)
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|r| r.status.resumable()),
             None => false,
         };
         let args = match (resumable, run_id) {
             (true, Some(id)) => {
-                let mut a = vec!["-q".to_owned(), "-C".to_owned(), child.root.clone(), "resume".to_owned(), id.clone(), "--target-env".to_owned(), "RUNBOOK_FLEET_TARGET_URL".to_owned()];
+                let mut a = vec![
+                    "-q".to_owned(),
+                    "-C".to_owned(),
+                    child.root.clone(),
+                    "resume".to_owned(),
+                    id.clone(),
+                    "--target-env".to_owned(),
+                    "RUNBOOK_FLEET_TARGET_URL".to_owned(),
+                ];
                 if let Some(s) = &child.state {
                     a.extend(["--state".to_owned(), s.clone()]);
                 }
@@ -354,12 +483,23 @@ pub async fn resume(ui: &Ui, state: &StateStore, root: &Path, config: &ConfigDef
             }
             _ => run_args(child, &fleet.playbook, &fleet.env, &fleet.id, name),
         };
-        jobs.push(Job { target: name.clone(), args, address });
+        jobs.push(Job {
+            target: name.clone(),
+            args,
+            address,
+        });
     }
     if jobs.is_empty() {
-        ui.note(&format!("fleet {}: every target already succeeded", fleet.id));
+        ui.note(&format!(
+            "fleet {}: every target already succeeded",
+            fleet.id
+        ));
         return Exit::Ok;
     }
-    ui.note(&format!("fleet {}: resuming {} unfinished targets", fleet.id, jobs.len()));
+    ui.note(&format!(
+        "fleet {}: resuming {} unfinished targets",
+        fleet.id,
+        jobs.len()
+    ));
     finish(ui, state, &fleet.id, jobs, opts).await
 }

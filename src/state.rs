@@ -597,7 +597,14 @@ impl StateStore {
     }
 
     /// Sets one target's run and status in a fleet.
-    pub async fn fleet_target(&self, fleet_id: &str, target: &str, run_id: Option<&str>, status: &str, exit_code: Option<i64>) -> Result<(), StateError> {
+    pub async fn fleet_target(
+        &self,
+        fleet_id: &str,
+        target: &str,
+        run_id: Option<&str>,
+        status: &str,
+        exit_code: Option<i64>,
+    ) -> Result<(), StateError> {
         sqlx::query(
             "UPDATE runbook_fleet_targets SET run_id = COALESCE($3, run_id), status = $4, exit_code = $5 WHERE fleet_id = $1 AND target = $2",
         )
@@ -645,12 +652,17 @@ impl StateStore {
     }
 
     /// Each target of a fleet with its run id and status, in the fleet's order.
-    pub async fn fleet_targets(&self, fleet_id: &str) -> Result<Vec<(String, Option<String>, String, Option<i64>)>, StateError> {
+    pub async fn fleet_targets(
+        &self,
+        fleet_id: &str,
+    ) -> Result<Vec<(String, Option<String>, String, Option<i64>)>, StateError> {
         let rows = sqlx::query("SELECT target, run_id, status, exit_code FROM runbook_fleet_targets WHERE fleet_id = $1")
             .bind(fleet_id)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?))).collect()
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+            .collect()
     }
 
     pub async fn close(&self) {

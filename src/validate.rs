@@ -1161,19 +1161,40 @@ pub fn check_config(def: &ConfigDef, source: &Source, tree: &Node) -> Vec<Diagno
                 .lookup(&["environments", name, "targets", &i.to_string()])
                 .map_or(Pos::UNKNOWN, |n| n.pos);
             if !seen.insert(t.name.clone()) {
-                diags.push(Diagnostic::error("duplicate-id", format!("fleet target `{}` of `{name}` is listed twice", t.name))
-                    .at(source, pos).with_hint("give each target its own name"));
+                diags.push(
+                    Diagnostic::error(
+                        "duplicate-id",
+                        format!("fleet target `{}` of `{name}` is listed twice", t.name),
+                    )
+                    .at(source, pos)
+                    .with_hint("give each target its own name"),
+                );
             }
-            let given = [t.url_env.is_some(), t.url.is_some(), t.sqlite.is_some()].iter().filter(|b| **b).count();
+            let given = [t.url_env.is_some(), t.url.is_some(), t.sqlite.is_some()]
+                .iter()
+                .filter(|b| **b)
+                .count();
             if given != 1 {
-                diags.push(Diagnostic::error("incomplete-target", format!("fleet target `{}` must name exactly one database", t.name))
-                    .at(source, pos).with_hint("give one of `url_env`, `url` (without a password) or `sqlite`"));
+                diags.push(
+                    Diagnostic::error(
+                        "incomplete-target",
+                        format!("fleet target `{}` must name exactly one database", t.name),
+                    )
+                    .at(source, pos)
+                    .with_hint("give one of `url_env`, `url` (without a password) or `sqlite`"),
+                );
             }
-            if let Some(url) = &t.url {
-                if crate::plan::redact_url(url) != *url {
-                    diags.push(Diagnostic::error("secret-in-config", format!("the URL of fleet target `{}` holds a password", t.name))
-                        .at(source, pos).with_hint("put the URL in an environment variable and name it with `url_env`"));
-                }
+            if let Some(url) = &t.url
+                && crate::plan::redact_url(url) != *url
+            {
+                diags.push(
+                    Diagnostic::error(
+                        "secret-in-config",
+                        format!("the URL of fleet target `{}` holds a password", t.name),
+                    )
+                    .at(source, pos)
+                    .with_hint("put the URL in an environment variable and name it with `url_env`"),
+                );
             }
         }
     }

@@ -525,7 +525,9 @@ pub async fn run(
         return Exit::Internal;
     }
     if let Some((fleet, name)) = &req.fleet {
-        let _ = state.fleet_target(fleet, name, Some(&run_id), "running", None).await;
+        let _ = state
+            .fleet_target(fleet, name, Some(&run_id), "running", None)
+            .await;
     }
     let _ = crate::audit::index(
         &dir,

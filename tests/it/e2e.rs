@@ -1,7 +1,7 @@
 //! The shipped playbooks, migrations and seed data end to end: what a team adopting runbook
 //! gets on day one, on a real PostgreSQL, and the README's first command in a fresh clone.
 
-use crate::common::{repo, Output, Runbook};
+use crate::common::{Output, Runbook, repo};
 use crate::pg;
 use std::path::{Path, PathBuf};
 
@@ -73,14 +73,34 @@ impl Shipped {
 
 /// Every index the production guide's "Index Strategy" lists, by the names the schema gives.
 const INDEXES: &[&str] = &[
-    "User_email_key", "User_role_idx", "User_status_idx", "User_role_status_idx", "User_createdAt_idx",
-    "RefreshToken_token_key", "RefreshToken_userId_idx", "RefreshToken_expiresAt_idx", "RefreshToken_userId_expiresAt_idx",
-    "Patient_userId_key", "Patient_medicalRecordNumber_key",
-    "Provider_userId_key", "Provider_licenseNumber_key", "Provider_specialty_idx", "Provider_available_idx",
-    "Appointment_patientId_idx", "Appointment_providerId_idx", "Appointment_scheduledAt_idx", "Appointment_status_idx",
-    "Appointment_patientId_scheduledAt_idx", "Appointment_providerId_scheduledAt_idx",
-    "Plan_active_idx", "Plan_interval_idx", "Plan_active_interval_idx",
-    "Subscription_userId_idx", "Subscription_status_idx", "Subscription_currentPeriodEnd_idx", "Subscription_planId_idx",
+    "User_email_key",
+    "User_role_idx",
+    "User_status_idx",
+    "User_role_status_idx",
+    "User_createdAt_idx",
+    "RefreshToken_token_key",
+    "RefreshToken_userId_idx",
+    "RefreshToken_expiresAt_idx",
+    "RefreshToken_userId_expiresAt_idx",
+    "Patient_userId_key",
+    "Patient_medicalRecordNumber_key",
+    "Provider_userId_key",
+    "Provider_licenseNumber_key",
+    "Provider_specialty_idx",
+    "Provider_available_idx",
+    "Appointment_patientId_idx",
+    "Appointment_providerId_idx",
+    "Appointment_scheduledAt_idx",
+    "Appointment_status_idx",
+    "Appointment_patientId_scheduledAt_idx",
+    "Appointment_providerId_scheduledAt_idx",
+    "Plan_active_idx",
+    "Plan_interval_idx",
+    "Plan_active_interval_idx",
+    "Subscription_userId_idx",
+    "Subscription_status_idx",
+    "Subscription_currentPeriodEnd_idx",
+    "Subscription_planId_idx",
     "Subscription_status_currentPeriodEnd_idx",
 ];
 
@@ -89,27 +109,47 @@ fn deploy_on_an_empty_database_creates_the_schema_indexes_and_baseline() {
     let s = Shipped::new();
     let out = s.runbook(&["run", "deploy", "--env", "e2e", "--approve", "approve"]);
     assert_eq!(out.code, 0, "{}", out.combined());
-    let present = s.psql("SELECT string_agg(indexname, ' ') FROM pg_indexes WHERE schemaname = 'public'");
+    let present =
+        s.psql("SELECT string_agg(indexname, ' ') FROM pg_indexes WHERE schemaname = 'public'");
     for idx in INDEXES {
-        assert!(present.split(' ').any(|p| p == *idx), "index `{idx}` is missing: {present}");
+        assert!(
+            present.split(' ').any(|p| p == *idx),
+            "index `{idx}` is missing: {present}"
+        );
     }
-    let gin = s.psql(r#"SELECT indexdef FROM pg_indexes WHERE indexname = 'Provider_specialty_idx'"#);
-    assert!(gin.contains("USING gin"), "the specialty index is an array (GIN) index: {gin}");
-    assert_eq!(s.counts(), "DiagnosticTest=5 HealthPackage=5 Patient=0 Plan=6 User=1");
-    let hash = s.psql(r#"SELECT "passwordHash" FROM "User" WHERE email = 'admin@thetheunifiedhealth.com'"#);
+    let gin =
+        s.psql(r#"SELECT indexdef FROM pg_indexes WHERE indexname = 'Provider_specialty_idx'"#);
+    assert!(
+        gin.contains("USING gin"),
+        "the specialty index is an array (GIN) index: {gin}"
+    );
+    assert_eq!(
+        s.counts(),
+        "DiagnosticTest=5 HealthPackage=5 Patient=0 Plan=6 User=1"
+    );
+    let hash = s
+        .psql(r#"SELECT "passwordHash" FROM "User" WHERE email = 'admin@thetheunifiedhealth.com'"#);
     assert!(hash.starts_with("$argon2id$"), "{hash}");
     assert!(!out.combined().contains(ADMIN_PASSWORD));
     // A second deploy has nothing to migrate and nothing to seed.
     let again = s.runbook(&["run", "deploy", "--env", "e2e", "--approve", "approve"]);
     assert_eq!(again.code, 0, "{}", again.combined());
     assert!(again.stderr.contains("0 pending"), "{}", again.stderr);
-    assert!(again.stderr.contains("0 inserted, 0 updated"), "{}", again.stderr);
+    assert!(
+        again.stderr.contains("0 inserted, 0 updated"),
+        "{}",
+        again.stderr
+    );
 }
 
 #[test]
 fn a_broken_migration_fails_deploy_and_the_backup_is_restored() {
     let s = Shipped::new();
-    assert_eq!(s.runbook(&["run", "deploy", "--env", "e2e", "--approve", "approve"]).code, 0);
+    assert_eq!(
+        s.runbook(&["run", "deploy", "--env", "e2e", "--approve", "approve"])
+            .code,
+        0
+    );
     // Some life in the database since the first deploy.
     s.psql(
         r#"INSERT INTO "User" (id, email, "passwordHash", role) VALUES ('u1', 'pat@example.test', 'x', 'PATIENT');
@@ -125,21 +165,49 @@ fn a_broken_migration_fails_deploy_and_the_backup_is_restored() {
     let out = s.runbook(&["run", "deploy", "--env", "e2e", "--approve", "approve"]);
     assert_eq!(out.code, 1, "{}", out.combined());
     assert!(out.stderr.contains("division by zero"), "{}", out.stderr);
-    assert!(out.stderr.contains("backup.rollback-1 (restore)"), "the backup is restored: {}", out.stderr);
+    assert!(
+        out.stderr.contains("backup.rollback-1 (restore)"),
+        "the backup is restored: {}",
+        out.stderr
+    );
     assert_eq!(s.counts(), before, "the pre-migration row counts are back");
     assert_eq!(s.psql(r#"SELECT count(*) FROM information_schema.columns WHERE table_name = 'Plan' AND column_name = 'tier'"#), "0");
-    assert_eq!(s.psql("SELECT count(*) FROM runbook_migrations WHERE version = '20251220000000'"), "0");
+    assert_eq!(
+        s.psql("SELECT count(*) FROM runbook_migrations WHERE version = '20251220000000'"),
+        "0"
+    );
 
     // The rollback playbook, by restore, brings back the newest pre-migration backup too.
     let manifest = newest_manifest(&s.dir.path().join("backups"));
     let db = s.url.rsplit('/').next().unwrap().to_owned();
-    let rb = s.runbook(&["run", "rollback", "--env", "e2e", "--var", &format!("from={}", manifest.display()), "--confirm", &db]);
+    let rb = s.runbook(&[
+        "run",
+        "rollback",
+        "--env",
+        "e2e",
+        "--var",
+        &format!("from={}", manifest.display()),
+        "--confirm",
+        &db,
+    ]);
     assert_eq!(rb.code, 0, "{}", rb.combined());
     assert_eq!(s.counts(), before);
 
     // verify reports the counts before (from the backup manifest) and after.
-    std::fs::remove_file(s.dir.path().join("migrations/postgres/20251220000000_broken.sql")).unwrap();
-    let v = s.runbook(&["run", "verify", "--env", "e2e", "--var", &format!("baseline={}", manifest.display())]);
+    std::fs::remove_file(
+        s.dir
+            .path()
+            .join("migrations/postgres/20251220000000_broken.sql"),
+    )
+    .unwrap();
+    let v = s.runbook(&[
+        "run",
+        "verify",
+        "--env",
+        "e2e",
+        "--var",
+        &format!("baseline={}", manifest.display()),
+    ]);
     assert_eq!(v.code, 0, "{}", v.combined());
     assert!(v.stderr.contains("row counts before"), "{}", v.stderr);
     assert!(v.stderr.contains("Plan: 6 -> 6"), "{}", v.stderr);
@@ -150,7 +218,10 @@ fn newest_manifest(dir: &Path) -> PathBuf {
     let mut all: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.to_string_lossy().ends_with(".manifest.json") && !p.to_string_lossy().contains("pre_restore"))
+        .filter(|p| {
+            p.to_string_lossy().ends_with(".manifest.json")
+                && !p.to_string_lossy().contains("pre_restore")
+        })
         .collect();
     all.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
     all.pop().expect("a backup manifest")
@@ -160,9 +231,21 @@ fn newest_manifest(dir: &Path) -> PathBuf {
 /// for the built binary.
 fn readme_first_command() -> Vec<String> {
     let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
-    let block = readme.split("```sh\n").nth(1).expect("a sh block").split("```").next().unwrap();
-    let line = block.lines().find(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')).unwrap();
-    let rest = line.trim().strip_prefix("cargo run --release --").expect("the first command runs the binary through cargo");
+    let block = readme
+        .split("```sh\n")
+        .nth(1)
+        .expect("a sh block")
+        .split("```")
+        .next()
+        .unwrap();
+    let line = block
+        .lines()
+        .find(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .unwrap();
+    let rest = line
+        .trim()
+        .strip_prefix("cargo run --release --")
+        .expect("the first command runs the binary through cargo");
     rest.split_whitespace().map(str::to_owned).collect()
 }
 
@@ -170,18 +253,31 @@ fn readme_first_command() -> Vec<String> {
 fn the_readmes_first_command_works_in_a_fresh_clone() {
     let clone = tempfile::tempdir().unwrap();
     let status = std::process::Command::new("git")
-        .args(["clone", "--quiet", &repo().display().to_string(), &clone.path().join("runbook").display().to_string()])
+        .args([
+            "clone",
+            "--quiet",
+            &repo().display().to_string(),
+            &clone.path().join("runbook").display().to_string(),
+        ])
         .status()
         .unwrap();
     assert!(status.success());
     let dir = clone.path().join("runbook");
     let args = readme_first_command();
-    assert_eq!(args[..2], ["run".to_owned(), "deploy".to_owned()], "the first command runs deploy: {args:?}");
+    assert_eq!(
+        args[..2],
+        ["run".to_owned(), "deploy".to_owned()],
+        "the first command runs deploy: {args:?}"
+    );
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = Runbook::new(&refs).dir(&dir).run();
     assert_eq!(out.code, 0, "{}", out.combined());
     assert!(out.stderr.contains("health check PASSED"), "{}", out.stderr);
-    assert!(out.stderr.contains("succeeded"), "it ends with the summary: {}", out.stderr);
+    assert!(
+        out.stderr.contains("succeeded"),
+        "it ends with the summary: {}",
+        out.stderr
+    );
     assert!(dir.join(".runbook/dev.db").exists());
     // Run twice, as a new user would: nothing left to do.
     let again = Runbook::new(&refs).dir(&dir).run();
@@ -195,8 +291,25 @@ fn init_scaffolds_a_project_that_validates_and_runs() {
     let p = dir.path().join("new-project");
     let out = Runbook::new(&["init", &p.display().to_string()]).run();
     assert_eq!(out.code, 0, "{}", out.combined());
-    assert_eq!(Runbook::new(&["-C", &p.display().to_string(), "validate"]).run().code, 0);
-    let run = Runbook::new(&["-C", &p.display().to_string(), "run", "example", "--approve", "approve"]).run();
+    assert_eq!(
+        Runbook::new(&["-C", &p.display().to_string(), "validate"])
+            .run()
+            .code,
+        0
+    );
+    let run = Runbook::new(&[
+        "-C",
+        &p.display().to_string(),
+        "run",
+        "example",
+        "--approve",
+        "approve",
+    ])
+    .run();
     assert_eq!(run.code, 0, "{}", run.combined());
-    assert_eq!(Runbook::new(&["init", &p.display().to_string()]).run().code, 2, "init never overwrites");
+    assert_eq!(
+        Runbook::new(&["init", &p.display().to_string()]).run().code,
+        2,
+        "init never overwrites"
+    );
 }

@@ -34,12 +34,18 @@ impl Fleet {
         std::fs::write(dir.path().join("playbooks/tenant-upgrade.yaml"), PLAYBOOK).unwrap();
         let urls: Vec<String> = (0..n).map(|_| pg::cluster().create_db("tenant")).collect();
         for u in &urls {
-            pg::cluster().psql(u, "CREATE TABLE ready (ok INT); CREATE TABLE upgraded (n INT)");
+            pg::cluster().psql(
+                u,
+                "CREATE TABLE ready (ok INT); CREATE TABLE upgraded (n INT)",
+            );
         }
         let mut targets = String::new();
         for (i, u) in urls.iter().enumerate() {
             let region = if i % 2 == 0 { "eu" } else { "us" };
-            targets.push_str(&format!("      - {{ name: t{:02}, url: \"{u}\", labels: {{ region: {region} }} }}\n", i + 1));
+            targets.push_str(&format!(
+                "      - {{ name: t{:02}, url: \"{u}\", labels: {{ region: {region} }} }}\n",
+                i + 1
+            ));
         }
         std::fs::write(
             dir.path().join("runbook.yaml"),
@@ -61,7 +67,14 @@ impl Fleet {
     }
 
     fn run(&self, extra: &[&str]) -> Output {
-        let mut args = vec!["run", "tenant-upgrade", "--env", "tenants", "--state", &self.state];
+        let mut args = vec![
+            "run",
+            "tenant-upgrade",
+            "--env",
+            "tenants",
+            "--state",
+            &self.state,
+        ];
         args.extend(extra);
         self.cmd(&args)
     }
@@ -80,7 +93,12 @@ impl Fleet {
     }
 
     fn fleet_id(out: &Output) -> String {
-        out.stderr.split("fleet ").nth(1).and_then(|s| s.split(':').next()).expect("the fleet id is printed").to_owned()
+        out.stderr
+            .split("fleet ")
+            .nth(1)
+            .and_then(|s| s.split(':').next())
+            .expect("the fleet id is printed")
+            .to_owned()
     }
 
     fn runs_of(&self, i: usize) -> usize {
@@ -97,11 +115,27 @@ fn max_overlap(events: &Path) -> usize {
     let mut spans = Vec::new();
     for e in std::fs::read_dir(events).unwrap() {
         let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
-        let start: f64 = text.lines().find_map(|l| l.strip_prefix("start ")).and_then(|l| l.split_whitespace().nth(1)).unwrap().parse().unwrap();
-        let end: f64 = text.lines().find_map(|l| l.strip_prefix("end ")).unwrap().trim().parse().unwrap();
+        let start: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("start "))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap()
+            .parse()
+            .unwrap();
+        let end: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("end "))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
         spans.push((start, end));
     }
-    spans.iter().map(|(s, _)| spans.iter().filter(|(a, b)| a <= s && s < b).count()).max().unwrap_or(0)
+    spans
+        .iter()
+        .map(|(s, _)| spans.iter().filter(|(a, b)| a <= s && s < b).count())
+        .max()
+        .unwrap_or(0)
 }
 
 #[test]
@@ -111,9 +145,16 @@ fn twenty_databases_with_a_concurrency_limit() {
     assert_eq!(out.code, 0, "{}", out.combined());
     assert!((0..20).all(|i| f.upgraded(i)));
     let overlap = max_overlap(&f.dir.path().join("events"));
-    assert!(overlap <= 3, "at most 3 targets at once, measured {overlap}");
+    assert!(
+        overlap <= 3,
+        "at most 3 targets at once, measured {overlap}"
+    );
     assert!(overlap >= 2, "targets ran in parallel (measured {overlap})");
-    assert!(out.stderr.contains("20 succeeded, 0 failed"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("20 succeeded, 0 failed"),
+        "{}",
+        out.stderr
+    );
     // Selecting by label and by name.
     let eu = f.run(&["--targets", "region=eu", "--concurrency", "5"]);
     assert!(eu.stderr.contains("on 10 targets"), "{}", eu.stderr);
@@ -127,7 +168,11 @@ fn a_failed_canary_stops_the_fleet_before_the_rest_start() {
     f.break_target(0);
     let out = f.run(&["--targets", "all", "--canary", "1", "--concurrency", "4"]);
     assert_eq!(out.code, 1, "{}", out.combined());
-    assert!(out.stderr.contains("canary `t01` did not succeed"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("canary `t01` did not succeed"),
+        "{}",
+        out.stderr
+    );
     assert_eq!(f.runs_of(0), 1);
     for i in 1..6 {
         assert_eq!(f.runs_of(i), 0, "target {i} must not have started");
@@ -141,9 +186,20 @@ fn the_stop_threshold_is_honoured_and_resume_runs_only_unfinished_targets() {
     let f = Fleet::new(8);
     f.break_target(1);
     f.break_target(3);
-    let out = f.run(&["--targets", "all", "--concurrency", "1", "--stop-after", "2"]);
+    let out = f.run(&[
+        "--targets",
+        "all",
+        "--concurrency",
+        "1",
+        "--stop-after",
+        "2",
+    ]);
     assert_eq!(out.code, 1, "{}", out.combined());
-    assert!(out.stderr.contains("stop threshold is reached"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("stop threshold is reached"),
+        "{}",
+        out.stderr
+    );
     // One at a time: t01 ok, t02 failed, t03 ok, t04 failed -> stop; t05..t08 never start.
     assert!(f.upgraded(0) && f.upgraded(2));
     for i in 4..8 {
@@ -154,14 +210,22 @@ fn the_stop_threshold_is_honoured_and_resume_runs_only_unfinished_targets() {
     f.fix_target(3);
     let resumed = f.cmd(&["resume", &fleet, "--state", &f.state, "--concurrency", "4"]);
     assert_eq!(resumed.code, 0, "{}", resumed.combined());
-    assert!(resumed.stderr.contains("resuming 6 unfinished targets"), "{}", resumed.stderr);
+    assert!(
+        resumed.stderr.contains("resuming 6 unfinished targets"),
+        "{}",
+        resumed.stderr
+    );
     assert!((0..8).all(|i| f.upgraded(i)));
     assert_eq!(f.runs_of(0), 1, "a finished target is not run again");
     assert_eq!(f.runs_of(2), 1);
     // Nothing left: a second resume does nothing.
     let again = f.cmd(&["resume", &fleet, "--state", &f.state]);
     assert_eq!(again.code, 0);
-    assert!(again.stderr.contains("every target already succeeded"), "{}", again.stderr);
+    assert!(
+        again.stderr.contains("every target already succeeded"),
+        "{}",
+        again.stderr
+    );
 }
 
 #[test]
@@ -176,22 +240,53 @@ fn two_processes_sharing_the_postgres_state_store_cannot_run_the_same_target_at_
     // Create the state store's tables, so polling them below cannot race their creation.
     assert_eq!(f.cmd(&["runs", "--state", &f.state]).code, 0);
     let mut first = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
-        .args(["-q", "-C", &f.dir.path().display().to_string(), "run", "hold", "--env", "tenants", "--state", &f.state, "--targets", "t01"])
+        .args([
+            "-q",
+            "-C",
+            &f.dir.path().display().to_string(),
+            "run",
+            "hold",
+            "--env",
+            "tenants",
+            "--state",
+            &f.state,
+            "--targets",
+            "t01",
+        ])
         .spawn()
         .unwrap();
     // Wait until the first process's run holds the target.
     let mut holder = String::new();
     for _ in 0..200 {
-        holder = pg::cluster().psql(&f.state, "SELECT coalesce(max(id), '') FROM runbook_runs WHERE status = 'running'");
+        holder = pg::cluster().psql(
+            &f.state,
+            "SELECT coalesce(max(id), '') FROM runbook_runs WHERE status = 'running'",
+        );
         if !holder.is_empty() {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     assert!(!holder.is_empty());
-    let second = Runbook::new(&["-C", &f.dir.path().display().to_string(), "run", "hold", "--env", "tenants", "--state", &f.state, "--target", &f.urls[0]]).run();
+    let second = Runbook::new(&[
+        "-C",
+        &f.dir.path().display().to_string(),
+        "run",
+        "hold",
+        "--env",
+        "tenants",
+        "--state",
+        &f.state,
+        "--target",
+        &f.urls[0],
+    ])
+    .run();
     assert_eq!(second.code, 4, "{}", second.combined());
-    assert!(second.stderr.contains(&holder), "the refusal names the holding run: {}", second.stderr);
+    assert!(
+        second.stderr.contains(&holder),
+        "the refusal names the holding run: {}",
+        second.stderr
+    );
     std::fs::write(&gate, "").unwrap();
     assert!(first.wait().unwrap().success());
 }
