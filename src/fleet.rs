@@ -161,6 +161,19 @@ async fn schedule(
     let mut running: Vec<(String, Instant, tokio::task::JoinHandle<i32>)> = Vec::new();
     let exe = std::env::current_exe().unwrap_or_else(|_| "runbook".into());
     let began = Instant::now();
+    // On a terminal: a spinner per target in flight and a totals bar; otherwise plain lines.
+    let bars = ui.is_interactive().then(|| {
+        let multi = indicatif::MultiProgress::new();
+        let totals = multi.add(indicatif::ProgressBar::new(total as u64));
+        totals.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} targets done  {msg}  {elapsed}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        (multi, totals)
+    });
+    let mut spinners: Vec<(String, indicatif::ProgressBar)> = Vec::new();
     loop {
         // Start what the limits allow: canaries first, alone; then the rest.
         let in_canary = started < canary || results.len() < canary;
@@ -213,6 +226,32 @@ async fn schedule(
             failures += 1;
         }
         results.push((target.clone(), result));
+        if let Some((multi, totals)) = &bars {
+            if let Some(i) = spinners.iter().position(|(t, _)| *t == target) {
+                let (_, sp) = spinners.swap_remove(i);
+                sp.finish_and_clear();
+                multi.remove(&sp);
+            }
+            totals.set_position(results.len() as u64);
+            totals.set_message(format!("{} running, {failures} failed", running.len()));
+            let _ = multi.println(format!(
+                "{:<8} {target} in {:.1}s",
+                if result == "succeeded" { "ok" } else { result },
+                t0.elapsed().as_secs_f64()
+            ));
+            continue_after_print(
+                &mut stopped,
+                results.len(),
+                canary,
+                result,
+                &target,
+                ui,
+                failures,
+                total,
+                opts,
+            );
+            continue;
+        }
         ui.note(&format!(
             "{} {:<8} {target} in {:.1}s    [{}/{total} done, {} running, {failures} failed, {:.0}s]",
             stamp(),
@@ -244,6 +283,43 @@ async fn schedule(
         results.push((job.target, "not_started"));
     }
     (results, stopped)
+}
+
+/// After a target ends: a failed canary stops the fleet, and so does reaching the threshold.
+#[allow(clippy::too_many_arguments)]
+fn continue_after_print(
+    stopped: &mut bool,
+    done: usize,
+    canary: usize,
+    result: &str,
+    target: &str,
+    ui: &Ui,
+    failures: usize,
+    total: usize,
+    opts: &FleetOptions,
+) {
+    if !*stopped && done <= canary && result != "succeeded" {
+        *stopped = true;
+        ui.error(
+            &format!("canary `{target}` did not succeed ({result}): no other target starts"),
+            Some("fix it, then `runbook resume FLEET` runs what is left"),
+        );
+    }
+    if !*stopped && let Some(limit) = opts.stop_after {
+        let hit = match limit {
+            StopAfter::Count(n) => failures >= n,
+            StopAfter::Percent(p) => (failures as f64) * 100.0 / (total as f64) >= p,
+        };
+        if hit {
+            *stopped = true;
+            ui.error(
+                &format!(
+                    "{failures} targets failed: the stop threshold is reached, no new target starts"
+                ),
+                None,
+            );
+        }
+    }
 }
 
 fn stamp() -> String {

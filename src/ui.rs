@@ -29,6 +29,11 @@ impl Ui {
         Ui { color, quiet }
     }
 
+    /// Whether progress can be drawn: stderr is a terminal and `-q` was not given.
+    pub fn is_interactive(&self) -> bool {
+        !self.quiet && std::io::stderr().is_terminal()
+    }
+
     /// Data for stdout: plans, JSON, reports.
     pub fn data(&self, text: &str) {
         let text = &crate::redact::global().redact(text);
