@@ -196,11 +196,16 @@ async fn schedule(
                 .stdin(std::process::Stdio::null());
             cmd.stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null());
-            ui.note(&format!(
-                "{} start   {target}{}",
-                stamp(),
-                if in_canary { " (canary)" } else { "" }
-            ));
+            let label = format!("{target}{}", if in_canary { " (canary)" } else { "" });
+            match &bars {
+                Some((multi, _)) => {
+                    let sp = multi.insert(0, indicatif::ProgressBar::new_spinner());
+                    sp.set_message(label);
+                    sp.enable_steady_tick(Duration::from_millis(120));
+                    spinners.push((target.clone(), sp));
+                }
+                None => ui.note(&format!("{} start   {label}", stamp())),
+            }
             let handle = tokio::task::spawn_blocking(move || {
                 cmd.status().ok().and_then(|s| s.code()).unwrap_or(70)
             });

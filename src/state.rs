@@ -200,6 +200,17 @@ impl StateStore {
         StateSpec::Sqlite(root.join(".runbook").join("state.db"))
     }
 
+    /// A write transaction. On SQLite it takes the write lock up front (`BEGIN IMMEDIATE`):
+    /// a deferred transaction that reads and then writes fails at once with "database is
+    /// locked" when another process wrote in between, and the busy timeout cannot help it.
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        if self.postgres {
+            self.pool.begin().await
+        } else {
+            self.pool.begin_with("BEGIN IMMEDIATE").await
+        }
+    }
+
     pub fn is_postgres(&self) -> bool {
         self.postgres
     }
@@ -212,7 +223,7 @@ impl StateStore {
         event: &Event,
         head: Option<&crate::audit::Head>,
     ) -> Result<(), StateError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO runbook_runs (id, playbook, file, env, target, target_key, operator, host, pid, content_hash,
              plan_hash, params, vars, tags, status, started_at, finished_at, error, migrations_hash)
@@ -250,7 +261,7 @@ impl StateStore {
         event: &Event,
         head: Option<&crate::audit::Head>,
     ) -> Result<(), StateError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let at = insert_event(&mut tx, run_id, event).await?;
         set_head(&mut tx, run_id, head).await?;
         if let (Some(step), Some(phase)) = (&event.step, event.phase) {
@@ -462,7 +473,7 @@ impl StateStore {
         a: &crate::run::Approval,
         head: Option<&crate::audit::Head>,
     ) -> Result<(), StateError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO runbook_approvals (run_id, gate, actor, decision, comment, plan_hash, at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
@@ -569,7 +580,7 @@ impl StateStore {
 
     /// Records a new fleet run and its targets (all `pending`).
     pub async fn create_fleet(&self, f: &FleetRecord) -> Result<(), StateError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO runbook_fleets (id, playbook, env, selector, options, targets, operator, status, started_at, finished_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL)",
