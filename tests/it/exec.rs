@@ -617,3 +617,29 @@ fn a_shared_postgres_state_store_holds_the_runs() {
         "8"
     );
 }
+
+#[test]
+fn concurrent_runs_share_the_sqlite_state_store() {
+    // Several operators (or a fleet) on one machine write the same `.runbook/state.db`.
+    let dir = tempfile::tempdir().unwrap();
+    let p = project(Target::sqlite(dir.path()));
+    p.playbook("quick", "name: quick\nsteps:\n  - id: a\n    shell: { argv: [\"true\"] }\n  - id: b\n    shell: { argv: [\"true\"] }\n  - id: c\n    shell: { argv: [\"true\"] }\n");
+    let children: Vec<std::process::Child> = (0..8)
+        .map(|i| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
+                .args(["-q", "-C", &p.path().display().to_string(), "run", "quick"])
+                .arg("--target")
+                .arg(format!("sqlite:{}", dir.path().join(format!("t{i}.db")).display()))
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let runs = p.cmd(&["runs", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&runs.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().iter().filter(|r| r["status"] == "succeeded").count(), 8);
+}
