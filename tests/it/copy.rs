@@ -47,6 +47,18 @@ const NAME_2: &str = "王小明";
 /// `e` followed by a combining acute accent, and a zero-width joiner sequence.
 const NAME_3: &str = "Zoe\u{301} 👩\u{200d}💻";
 
+/// email, name, isActive, score, balance, createdAt as milliseconds or as text, profile.
+type UserRow = (
+    &'static str,
+    &'static str,
+    i64,
+    f64,
+    Option<f64>,
+    Option<i64>,
+    Option<&'static str>,
+    Option<&'static str>,
+);
+
 fn build_source(path: &Path) {
     with_sqlite(path, async |c| {
         exec(
@@ -87,16 +99,7 @@ fn build_source(path: &Path) {
             "#,
         )
         .await;
-        let users: [(
-            &str,
-            &str,
-            i64,
-            f64,
-            Option<f64>,
-            Option<i64>,
-            Option<&str>,
-            Option<&str>,
-        ); 4] = [
+        let users: [UserRow; 4] = [
             (
                 "ana@example.com",
                 NAME_1,
