@@ -269,53 +269,6 @@ fn redactor_for(
     r
 }
 
-/// Actions this version executes; the rest are refused before anything runs.
-fn supported(action: Action<'_>) -> bool {
-    matches!(
-        action,
-        Action::Shell(_)
-            | Action::Sql(_)
-            | Action::Log(_)
-            | Action::WaitFor(_)
-            | Action::Include(_)
-            | Action::Gate(_)
-    ) || match action {
-        Action::Migrate(_) => actions::migrate::READY,
-        Action::Backup(_) => actions::backup::READY,
-        Action::Restore(_) => actions::restore::READY,
-        Action::Seed(_) => actions::seed::READY,
-        Action::Health(_) => actions::health::READY,
-        Action::Copy(_) => actions::copy::READY,
-        _ => false,
-    }
-}
-
-fn unsupported_steps(pb: &Playbook) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut visit = |steps: &[Step]| {
-        for s in steps {
-            for unit in std::iter::once(s).chain(s.rollback.iter()) {
-                if let Some(a) = unit.action()
-                    && !supported(a)
-                {
-                    out.push(format!(
-                        "`{}` ({})",
-                        unit.id.clone().unwrap_or_default(),
-                        a.key()
-                    ));
-                }
-            }
-        }
-    };
-    visit(&pb.def.steps);
-    visit(&pb.def.on_failure);
-    visit(&pb.def.finally);
-    for inc in pb.includes.values() {
-        out.extend(unsupported_steps(inc));
-    }
-    out
-}
-
 fn needs_db(pb: &Playbook) -> bool {
     let all = pb
         .def
@@ -324,7 +277,16 @@ fn needs_db(pb: &Playbook) -> bool {
         .chain(&pb.def.on_failure)
         .chain(&pb.def.finally);
     all.flat_map(|s| std::iter::once(s).chain(s.rollback.iter()))
-        .any(|s| s.sql.is_some() || s.wait_for.as_ref().is_some_and(|w| w.sql.is_some()))
+        .any(|s| {
+            s.sql.is_some()
+                || s.migrate.is_some()
+                || s.backup.is_some()
+                || s.restore.is_some()
+                || s.seed.is_some()
+                || s.health.is_some()
+                || s.copy.is_some()
+                || s.wait_for.as_ref().is_some_and(|w| w.sql.is_some())
+        })
         || pb.includes.values().any(|i| needs_db(i))
 }
 
@@ -337,17 +299,6 @@ pub async fn run(
     cancel: watch::Receiver<bool>,
 ) -> Exit {
     let config = project.config_def();
-    let unsupported = unsupported_steps(&playbook);
-    if !unsupported.is_empty() {
-        ui.error(
-            &format!(
-                "this version of runbook cannot execute these steps yet: {}",
-                unsupported.join(", ")
-            ),
-            Some("`runbook plan` shows what they would do; nothing ran"),
-        );
-        return Exit::Invalid;
-    }
     let plan_req = plan::PlanRequest {
         env: &req.env,
         vars: &req.vars,

@@ -629,7 +629,10 @@ fn concurrent_runs_share_the_sqlite_state_store() {
             std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
                 .args(["-q", "-C", &p.path().display().to_string(), "run", "quick"])
                 .arg("--target")
-                .arg(format!("sqlite:{}", dir.path().join(format!("t{i}.db")).display()))
+                .arg(format!(
+                    "sqlite:{}",
+                    dir.path().join(format!("t{i}.db")).display()
+                ))
                 .stderr(std::process::Stdio::piped())
                 .spawn()
                 .unwrap()
@@ -637,9 +640,20 @@ fn concurrent_runs_share_the_sqlite_state_store() {
         .collect();
     for c in children {
         let out = c.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let runs = p.cmd(&["runs", "--format", "json"]);
     let v: serde_json::Value = serde_json::from_str(&runs.stdout).unwrap();
-    assert_eq!(v.as_array().unwrap().iter().filter(|r| r["status"] == "succeeded").count(), 8);
+    assert_eq!(
+        v.as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["status"] == "succeeded")
+            .count(),
+        8
+    );
 }

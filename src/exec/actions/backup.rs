@@ -9,9 +9,6 @@ use serde_json::{Map, Value as Json, json};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// Whether this version executes `backup` steps.
-pub const READY: bool = true;
-
 pub async fn run(a: &BackupAction, ctx: &mut ActionCtx<'_>) -> StepResult {
     let target = target(ctx, "backup")?;
     ctx.db().await?;

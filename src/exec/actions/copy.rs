@@ -9,9 +9,6 @@ use crate::playbook::CopyAction;
 use serde_json::{Map, Value as Json, json};
 use std::path::{Path, PathBuf};
 
-/// Whether this version executes `copy` steps.
-pub const READY: bool = true;
-
 /// Inexact values listed per column in the step's outputs; the report file has them all.
 const OUTPUT_VALUES: usize = 20;
 

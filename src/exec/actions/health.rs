@@ -7,9 +7,6 @@ use crate::playbook::{HealthAction, HealthChecks, HealthOutcome};
 use serde_json::{Map, Value as Json, json};
 use std::time::Duration;
 
-/// Whether this version executes `health` steps.
-pub const READY: bool = true;
-
 /// Each query's statement timeout when the step sets no timeout of its own.
 const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
 

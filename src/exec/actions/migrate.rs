@@ -19,9 +19,6 @@ use serde_json::{Map, Value as Json, json};
 use std::path::Path;
 use std::time::Duration;
 
-/// Whether this version executes `migrate` steps.
-pub const READY: bool = true;
-
 /// Findings shown one per line; the rest are counted.
 const MAX_FINDING_NOTES: usize = 50;
 

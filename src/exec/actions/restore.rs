@@ -11,9 +11,6 @@ use crate::exec::{ActionCtx, StepResult};
 use crate::playbook::RestoreAction;
 use serde_json::{Map, Value as Json, json};
 
-/// Whether this version executes `restore` steps.
-pub const READY: bool = true;
-
 pub async fn run(a: &RestoreAction, ctx: &mut ActionCtx<'_>) -> StepResult {
     let target = target(ctx, "restore")?;
     let ops = ops(ctx, "restore");

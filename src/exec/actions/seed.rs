@@ -6,9 +6,6 @@ use crate::exec::{ActionCtx, StepError, StepResult, wait_cancel};
 use crate::playbook::SeedAction;
 use serde_json::{Map, Value as Json, json};
 
-/// Whether this version executes `seed` steps.
-pub const READY: bool = true;
-
 pub async fn run(a: &SeedAction, ctx: &mut ActionCtx<'_>) -> StepResult {
     let dir = match &a.dir {
         Some(d) => ctx.root.join(d),
