@@ -937,20 +937,7 @@ async fn open_state(
     project: &Project,
     flag: Option<&str>,
 ) -> Option<crate::state::StateStore> {
-    let spec = match exec::state_spec(&project.root, project.config_def(), flag) {
-        Ok(s) => s,
-        Err(e) => {
-            ui.error(&e, None);
-            return None;
-        }
-    };
-    match crate::state::StateStore::open(&spec).await {
-        Ok(s) => Some(s),
-        Err(e) => {
-            ui.error(&crate::redact::Redactor::new().redact(&e.to_string()), None);
-            None
-        }
-    }
+    exec::open_state(project, flag, ui).await.ok()
 }
 
 fn runs_cmd(

@@ -363,22 +363,10 @@ pub async fn run(
         }
     };
     let redactor = redactor_for(config, &params, target.as_ref());
-    let spec = match state_spec(&project.root, config, req.state.as_deref()) {
+    // The redactor is the global one: opening the state store reports through it.
+    let state = match open_state(project, req.state.as_deref(), ui).await {
         Ok(s) => s,
-        Err(e) => {
-            ui.error(&e, None);
-            return Exit::Invalid;
-        }
-    };
-    let state = match StateStore::open(&spec).await {
-        Ok(s) => s,
-        Err(e) => {
-            ui.error(
-                &redactor.redact(&e.to_string()),
-                Some("check the state store location (--state or `state:` in runbook.yaml)"),
-            );
-            return Exit::Internal;
-        }
+        Err(code) => return code,
     };
     let operator = run::operator();
     let run_id = run::new_run_id();
@@ -533,19 +521,9 @@ pub async fn resume(
     cancel: watch::Receiver<bool>,
 ) -> Exit {
     let config = project.config_def();
-    let spec = match state_spec(&project.root, config, req.state.as_deref()) {
+    let state = match open_state(project, req.state.as_deref(), ui).await {
         Ok(s) => s,
-        Err(e) => {
-            ui.error(&e, None);
-            return Exit::Invalid;
-        }
-    };
-    let state = match StateStore::open(&spec).await {
-        Ok(s) => s,
-        Err(e) => {
-            ui.error(&e.to_string(), None);
-            return Exit::Internal;
-        }
+        Err(code) => return code,
     };
     let record = match find_run(&state, &req.run_id, ui).await {
         Some(r) => r,
@@ -866,6 +844,25 @@ fn approval_event(a: &run::Approval) -> Event {
         Phase::Main,
         json!({"actor": a.actor, "decision": a.decision, "comment": a.comment, "plan_hash": a.plan_hash}),
     )
+}
+
+/// Opens the state store the flags and config name, reporting failures as exit codes.
+pub async fn open_state(
+    project: &Project,
+    flag: Option<&str>,
+    ui: &Ui,
+) -> Result<StateStore, Exit> {
+    let spec = state_spec(&project.root, project.config_def(), flag).map_err(|e| {
+        ui.error(&e, None);
+        Exit::Invalid
+    })?;
+    StateStore::open(&spec).await.map_err(|e| {
+        ui.error(
+            &crate::redact::global().redact(&e.to_string()),
+            Some("check the state store location (--state or `state:` in runbook.yaml)"),
+        );
+        Exit::Internal
+    })
 }
 
 async fn lock_release(lock: Option<TargetLock>) {
@@ -2177,19 +2174,9 @@ pub async fn decide(
     cancel: watch::Receiver<bool>,
 ) -> Exit {
     let config = project.config_def();
-    let spec = match state_spec(&project.root, config, req.state.as_deref()) {
+    let state = match open_state(project, req.state.as_deref(), ui).await {
         Ok(s) => s,
-        Err(e) => {
-            ui.error(&e, None);
-            return Exit::Invalid;
-        }
-    };
-    let state = match StateStore::open(&spec).await {
-        Ok(s) => s,
-        Err(e) => {
-            ui.error(&e.to_string(), None);
-            return Exit::Internal;
-        }
+        Err(code) => return code,
     };
     let Some(record) = find_run(&state, &req.run_id, ui).await else {
         return Exit::Invalid;
