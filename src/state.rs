@@ -82,6 +82,8 @@ const SCHEMA: &[&str] = &[
         step TEXT,
         phase TEXT,
         data TEXT NOT NULL,
+        audit_seq BIGINT,
+        audit_hash TEXT,
         PRIMARY KEY (run_id, seq)
     )",
     "CREATE INDEX IF NOT EXISTS runbook_runs_started ON runbook_runs (started_at)",
@@ -118,7 +120,7 @@ const SCHEMA: &[&str] = &[
 
 /// The layout version of the state store tables. A store written by a newer runbook is
 /// refused rather than misread.
-const STATE_VERSION: i64 = 3;
+const STATE_VERSION: i64 = 4;
 
 async fn migrate(pool: &AnyPool) -> Result<(), StateError> {
     sqlx::query(
@@ -248,8 +250,7 @@ impl StateStore {
         .bind(&run.migrations_hash)
         .execute(&mut *tx)
         .await?;
-        insert_event(&mut tx, &run.id, event).await?;
-        set_head(&mut tx, &run.id, head).await?;
+        insert_event(&mut tx, &run.id, event, head).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -262,8 +263,7 @@ impl StateStore {
         head: Option<&crate::audit::Head>,
     ) -> Result<(), StateError> {
         let mut tx = self.begin().await?;
-        let at = insert_event(&mut tx, run_id, event).await?;
-        set_head(&mut tx, run_id, head).await?;
+        let at = insert_event(&mut tx, run_id, event, head).await?;
         if let (Some(step), Some(phase)) = (&event.step, event.phase) {
             match event.kind {
                 EventKind::StepStarted => {
@@ -492,18 +492,20 @@ impl StateStore {
             Phase::Main,
             serde_json::json!({"actor": a.actor, "decision": a.decision, "comment": a.comment, "plan_hash": a.plan_hash}),
         );
-        insert_event(&mut tx, run_id, &ev).await?;
-        set_head(&mut tx, run_id, head).await?;
+        insert_event(&mut tx, run_id, &ev, head).await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// The audit chain head the state store recorded for a run.
     pub async fn audit_head(&self, run_id: &str) -> Result<Option<crate::audit::Head>, StateError> {
-        let row = sqlx::query("SELECT audit_seq, audit_head FROM runbook_runs WHERE id = $1")
-            .bind(run_id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            "SELECT audit_seq, audit_hash FROM runbook_events WHERE run_id = $1 AND audit_seq IS NOT NULL
+             ORDER BY audit_seq DESC LIMIT 1",
+        )
+        .bind(run_id)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(match row {
             Some(r) => {
                 let seq: i64 = r.try_get(0)?;
@@ -733,45 +735,29 @@ fn run_from_row(r: &sqlx::any::AnyRow) -> Result<RunRecord, StateError> {
     })
 }
 
-/// Records the audit chain's new head with the event that produced it.
-async fn set_head(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    run_id: &str,
-    head: Option<&crate::audit::Head>,
-) -> Result<(), StateError> {
-    if let Some(h) = head {
-        sqlx::query("UPDATE runbook_runs SET audit_seq = $1, audit_head = $2 WHERE id = $3")
-            .bind(h.seq)
-            .bind(&h.hash)
-            .bind(run_id)
-            .execute(&mut **tx)
-            .await?;
-    }
-    Ok(())
-}
-
 /// Inserts the next event of a run; returns its timestamp.
 async fn insert_event(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     run_id: &str,
     event: &Event,
+    head: Option<&crate::audit::Head>,
 ) -> Result<i64, StateError> {
     let at = crate::run::now_ms();
-    let next: i64 =
-        sqlx::query("SELECT COALESCE(MAX(seq), 0) + 1 FROM runbook_events WHERE run_id = $1")
-            .bind(run_id)
-            .fetch_one(&mut **tx)
-            .await?
-            .try_get(0)?;
-    sqlx::query("INSERT INTO runbook_events (run_id, seq, at, kind, step, phase, data) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-        .bind(run_id)
-        .bind(next)
-        .bind(at)
-        .bind(event.kind.as_str())
-        .bind(event.step.clone())
-        .bind(event.phase.map(|p| p.as_str().to_owned()))
-        .bind(event.data.to_string())
-        .execute(&mut **tx)
-        .await?;
+    // The next sequence number and the insert in one statement: one round trip, and no window
+    // between reading the maximum and writing.
+    sqlx::query(
+        "INSERT INTO runbook_events (run_id, seq, at, kind, step, phase, data, audit_seq, audit_hash)
+         SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4, $5, $6, $7, $8 FROM runbook_events WHERE run_id = $1",
+    )
+    .bind(run_id)
+    .bind(at)
+    .bind(event.kind.as_str())
+    .bind(event.step.clone())
+    .bind(event.phase.map(|p| p.as_str().to_owned()))
+    .bind(event.data.to_string())
+    .bind(head.map(|h| h.seq))
+    .bind(head.map(|h| h.hash.clone()))
+    .execute(&mut **tx)
+    .await?;
     Ok(at)
 }
