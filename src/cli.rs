@@ -1027,18 +1027,8 @@ fn status_cmd(
     };
     rt.block_on(async {
         let Some(store) = open_state(ui, &project, state).await else { return Exit::Internal };
-        let run = match store.load_run(id).await {
-            Ok(Some(r)) => r,
-            _ => match store.find_runs(id).await {
-                Ok(ids) if ids.len() == 1 => match store.load_run(&ids[0]).await {
-                    Ok(Some(r)) => r,
-                    _ => return Exit::Internal,
-                },
-                _ => {
-                    ui.error(&format!("no run `{id}` in the state store"), Some("`runbook runs` lists recent runs"));
-                    return Exit::Invalid;
-                }
-            },
+        let Some(run) = exec::find_run(&store, id, ui).await else {
+            return Exit::Invalid;
         };
         let steps = store.load_steps(&run.id).await.unwrap_or_default();
         let events = store.load_events(&run.id).await.unwrap_or_default();

@@ -243,6 +243,19 @@ pub struct Approval {
     pub at: i64,
 }
 
+impl Approval {
+    /// The run event that records this decision (the state store and the audit log take the
+    /// same one).
+    pub fn event(&self) -> Event {
+        Event::step(
+            EventKind::ApprovalRecorded,
+            &self.gate,
+            Phase::Main,
+            serde_json::json!({"actor": self.actor, "decision": self.decision, "comment": self.comment, "plan_hash": self.plan_hash}),
+        )
+    }
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()

@@ -486,13 +486,7 @@ impl StateStore {
         .bind(a.at)
         .execute(&mut *tx)
         .await?;
-        let ev = Event::step(
-            EventKind::ApprovalRecorded,
-            &a.gate,
-            Phase::Main,
-            serde_json::json!({"actor": a.actor, "decision": a.decision, "comment": a.comment, "plan_hash": a.plan_hash}),
-        );
-        insert_event(&mut tx, run_id, &ev, head).await?;
+        insert_event(&mut tx, run_id, &a.event(), head).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -118,3 +118,16 @@ pub fn render_native(text: &str, ctx: &serde_json::Value) -> Result<serde_json::
     }
     render(text, ctx).map(serde_json::Value::String)
 }
+
+/// Jinja truth for a JSON value (what `{% if %}` would decide).
+pub fn truthy(v: &serde_json::Value) -> bool {
+    use serde_json::Value as Json;
+    match v {
+        Json::Null => false,
+        Json::Bool(b) => *b,
+        Json::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Json::String(s) => !s.is_empty(),
+        Json::Array(a) => !a.is_empty(),
+        Json::Object(m) => !m.is_empty(),
+    }
+}

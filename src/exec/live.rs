@@ -245,7 +245,7 @@ pub async fn inspect(
                 }
                 match template::eval(&cond.expr, &c) {
                     Ok(v) => {
-                        json!({"gate": id, "expr": cond.expr, "value": v, "holds": truthy(&v)})
+                        json!({"gate": id, "expr": cond.expr, "value": v, "holds": template::truthy(&v)})
                     }
                     Err(e) => json!({"gate": id, "expr": cond.expr, "value": null, "note": e}),
                 }
@@ -374,15 +374,4 @@ fn is_query(sql: &str) -> bool {
         first.as_str(),
         "SELECT" | "WITH" | "SHOW" | "VALUES" | "EXPLAIN"
     )
-}
-
-fn truthy(v: &Json) -> bool {
-    match v {
-        Json::Null => false,
-        Json::Bool(b) => *b,
-        Json::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
-        Json::String(s) => !s.is_empty(),
-        Json::Array(a) => !a.is_empty(),
-        Json::Object(m) => !m.is_empty(),
-    }
 }

@@ -481,7 +481,7 @@ pub async fn run(
             plan_hash: plan.plan_hash.clone(),
             at: run::now_ms(),
         };
-        let ev = approval_event(&approval);
+        let ev = approval.event();
         let head = match log.append(crate::audit::body_from_event(&meta, &ev)).await {
             Ok(h) => h,
             Err(e) => {
@@ -836,16 +836,6 @@ async fn server_version(target: Option<&TargetSpec>) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// The event that records an approval or rejection.
-fn approval_event(a: &run::Approval) -> Event {
-    Event::step(
-        EventKind::ApprovalRecorded,
-        &a.gate,
-        Phase::Main,
-        json!({"actor": a.actor, "decision": a.decision, "comment": a.comment, "plan_hash": a.plan_hash}),
-    )
-}
-
 /// Opens the state store the flags and config name, reporting failures as exit codes.
 pub async fn open_state(
     project: &Project,
@@ -931,7 +921,8 @@ fn find_approval_gate(pb: &Playbook, qid: &str) -> Option<Step> {
     }
 }
 
-async fn find_run(state: &StateStore, id: &str, ui: &Ui) -> Option<RunRecord> {
+/// The run a full id or a unique prefix names; reports when none or several match.
+pub async fn find_run(state: &StateStore, id: &str, ui: &Ui) -> Option<RunRecord> {
     if let Ok(Some(r)) = state.load_run(id).await {
         return Some(r);
     }
@@ -1204,7 +1195,7 @@ impl<'a> Engine<'a> {
 
     /// Records an approval or rejection: audit chain first, then the state store.
     async fn record_approval(&mut self, approval: &run::Approval) -> Result<(), Exit> {
-        let ev = approval_event(approval);
+        let ev = approval.event();
         let head = match &mut self.audit {
             Some(log) => Some(
                 log.append(crate::audit::body_from_event(&self.audit_meta, &ev))
@@ -1452,6 +1443,35 @@ impl<'a> Engine<'a> {
         Exit::WaitingApproval
     }
 
+    /// Records a gate's decision. A gate that decided (passed or refused) is a step that started;
+    /// a waiting one has not, so resume evaluates it again.
+    async fn record_gate(
+        &mut self,
+        unit: &Unit,
+        rendered: &Json,
+        decision: Json,
+        started: bool,
+    ) -> Result<(), UnitError> {
+        if started {
+            self.record(Event::step(
+                EventKind::StepStarted,
+                &unit.qid,
+                unit.phase,
+                json!({"ord": unit.ord, "attempt": 1, "action": "gate", "args": rendered}),
+            ))
+            .await
+            .map_err(UnitError::Fatal)?;
+        }
+        self.record(Event::step(
+            EventKind::GateDecision,
+            &unit.qid,
+            unit.phase,
+            decision,
+        ))
+        .await
+        .map_err(UnitError::Fatal)
+    }
+
     /// Runs a gate step: records its decision and turns it into the unit's outcome.
     async fn run_gate(&mut self, unit: &Unit, ctx: &Json) -> Result<bool, UnitError> {
         let rendered = match actions::render_args(&unit.step, ctx) {
@@ -1489,22 +1509,8 @@ impl<'a> Engine<'a> {
         let shown = |o: &str, detail: &Json| json!({"kind": kind, "outcome": o, "gate": rendered, "detail": detail, "operator": operator});
         match outcome {
             crate::gate::GateOutcome::Pass(detail) => {
-                self.record(Event::step(
-                    EventKind::StepStarted,
-                    &unit.qid,
-                    unit.phase,
-                    json!({"ord": unit.ord, "attempt": 1, "action": "gate", "args": rendered}),
-                ))
-                .await
-                .map_err(UnitError::Fatal)?;
-                self.record(Event::step(
-                    EventKind::GateDecision,
-                    &unit.qid,
-                    unit.phase,
-                    shown("passed", &detail),
-                ))
-                .await
-                .map_err(UnitError::Fatal)?;
+                self.record_gate(unit, &rendered, shown("passed", &detail), true)
+                    .await?;
                 let mut outputs = Map::new();
                 outputs.insert("outcome".to_owned(), json!("passed"));
                 outputs.insert(
@@ -1539,35 +1545,25 @@ impl<'a> Engine<'a> {
                 Ok(true)
             }
             crate::gate::GateOutcome::Wait(msg) => {
-                self.record(Event::step(
-                    EventKind::GateDecision,
-                    &unit.qid,
-                    unit.phase,
+                self.record_gate(
+                    unit,
+                    &rendered,
                     shown("waiting", &json!({"reason": msg})),
-                ))
-                .await
-                .map_err(UnitError::Fatal)?;
+                    false,
+                )
+                .await?;
                 self.progress
                     .finish(&unit.qid, "gate", "waiting", began.elapsed(), &msg);
                 Err(UnitError::Waiting(msg))
             }
             crate::gate::GateOutcome::Refuse(msg) => {
-                self.record(Event::step(
-                    EventKind::StepStarted,
-                    &unit.qid,
-                    unit.phase,
-                    json!({"ord": unit.ord, "attempt": 1, "action": "gate", "args": rendered}),
-                ))
-                .await
-                .map_err(UnitError::Fatal)?;
-                self.record(Event::step(
-                    EventKind::GateDecision,
-                    &unit.qid,
-                    unit.phase,
+                self.record_gate(
+                    unit,
+                    &rendered,
                     shown("refused", &json!({"reason": msg})),
-                ))
-                .await
-                .map_err(UnitError::Fatal)?;
+                    true,
+                )
+                .await?;
                 match self.fail(unit, 1, &msg, false, began.elapsed()).await {
                     Err(UnitError::Failed(m)) => Err(UnitError::Refused(m)),
                     other => other,
@@ -1585,7 +1581,7 @@ impl<'a> Engine<'a> {
         use crate::gate::{GateOutcome, same_person};
         if let Some(c) = &gate.condition {
             return Ok(match template::eval(&c.expr, ctx) {
-                Ok(v) if is_truthy(&v) => {
+                Ok(v) if template::truthy(&v) => {
                     GateOutcome::Pass(json!({"value": v, "note": format!("`{}` holds", c.expr)}))
                 }
                 Ok(v) => {
@@ -2153,18 +2149,6 @@ enum UnitError {
     Refused(String),
 }
 
-/// Jinja truth for a JSON value.
-fn is_truthy(v: &Json) -> bool {
-    match v {
-        Json::Null => false,
-        Json::Bool(b) => *b,
-        Json::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
-        Json::String(s) => !s.is_empty(),
-        Json::Array(a) => !a.is_empty(),
-        Json::Object(m) => !m.is_empty(),
-    }
-}
-
 /// `runbook approve` / `runbook reject`: records the decision of an identity on a gate of a
 /// waiting run. A rejection then ends the run, with its rollback.
 pub async fn decide(
@@ -2251,10 +2235,7 @@ pub async fn decide(
     let meta = audit_meta(&record, std::path::Path::new(&record.file), None, None);
     let head = match AuditLog::open(&dir, &record.id) {
         Ok(mut log) => match log
-            .append(crate::audit::body_from_event(
-                &meta,
-                &approval_event(&approval),
-            ))
+            .append(crate::audit::body_from_event(&meta, &approval.event()))
             .await
         {
             Ok(h) => h,
