@@ -177,11 +177,16 @@ fn a_healthy_postgres_database_passes_every_check() {
             .unwrap_or_else(|| panic!("{disk:#}"));
         assert!((0.0..=100.0).contains(&free), "{disk:#}");
         assert_eq!(disk["status"], "pass");
-        assert!(
-            out.stderr.contains(&format!("free disk {free}%")),
-            "{}",
-            out.stderr
-        );
+        // The template renders the same number the check measured (minijinja writes a whole
+        // float as `21.0`, Rust as `21`, so compare numbers, not text).
+        let shown: f64 = out
+            .stderr
+            .split("free disk ")
+            .nth(1)
+            .and_then(|rest| rest.split('%').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no `free disk N%` line in\n{}", out.stderr));
+        assert_eq!(shown, free, "{}", out.stderr);
     } else {
         assert_eq!(disk["status"], "skip", "{disk:#}");
         assert!(disk["free_percent"].is_null());
