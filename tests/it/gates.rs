@@ -278,11 +278,13 @@ fn chrono_weekday() -> i64 {
 #[test]
 fn a_closed_window_refuses_and_names_the_next_opening() {
     let g = Gated::new(Target::sqlite);
-    let tomorrow = weekday_name(1);
+    // Two days ahead: a window a day ahead in Europe/Paris opens before midnight UTC in summer,
+    // and a run just before midnight UTC would see "tomorrow" become today.
+    let later = weekday_name(2);
     g.playbook(
         "windowed",
         &format!(
-            "name: windowed\nsteps:\n  - id: setup\n    sql: {{ query: \"CREATE TABLE log (what TEXT)\" }}\n  - id: window\n    gate: {{ window: {{ days: [{tomorrow}], start: \"00:00\", end: \"23:59\", tz: UTC }} }}\n  - id: after\n    sql: {{ query: \"INSERT INTO log VALUES ('after')\" }}\n"
+            "name: windowed\nsteps:\n  - id: setup\n    sql: {{ query: \"CREATE TABLE log (what TEXT)\" }}\n  - id: window\n    gate: {{ window: {{ days: [{later}], start: \"00:00\", end: \"23:59\", tz: UTC }} }}\n  - id: after\n    sql: {{ query: \"INSERT INTO log VALUES ('after')\" }}\n"
         ),
     );
     let out = g.run("alice", "windowed", "dev", &[]);
@@ -298,7 +300,7 @@ fn a_closed_window_refuses_and_names_the_next_opening() {
     // An environment window refuses before anything runs.
     std::fs::write(
         g.dir.path().join("runbook.yaml"),
-        format!("{CONFIG}    \n  maint:\n    target: {{ sqlite: m.db }}\n    protections:\n      windows: [{{ days: [{tomorrow}], start: \"01:00\", end: \"02:00\", tz: Europe/Paris }}]\n"),
+        format!("{CONFIG}    \n  maint:\n    target: {{ sqlite: m.db }}\n    protections:\n      windows: [{{ days: [{later}], start: \"01:00\", end: \"02:00\", tz: Europe/Paris }}]\n"),
     )
     .unwrap();
     let out = g.run("alice", "windowed", "maint", &[]);
