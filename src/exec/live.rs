@@ -285,7 +285,8 @@ async fn rehearsal(
     if protected {
         let _ = writeln!(
             text,
-            "rehearse: refused on a protected environment; rehearse on staging or a copy of the database"
+            "rehearse: refused on a protected environment; rehearse on staging or a copy of the \
+             database, or in a `migrate: {{ action: rehearse }}` step behind an approval or confirm gate"
         );
         return json!({"refused": "protected environment"});
     }

@@ -120,6 +120,9 @@ pub struct ActionCtx<'a> {
     pub progress: &'a Progress,
     /// Where the project keeps migrations and seed data, and which environment this is.
     pub dirs: &'a ProjectDirs,
+    /// Whether a person allowed this run through an `approval` or `confirm` gate before this
+    /// step (what lets a rehearsal run on a protected environment).
+    pub human_gate_passed: bool,
 }
 
 /// Project facts the database actions need.
@@ -1144,6 +1147,22 @@ impl<'a> Engine<'a> {
         }
     }
 
+    /// Whether an `approval` or `confirm` gate of the main steps passed before `unit` (for a
+    /// compensation, `on_failure` or `finally` step: anywhere in the main steps).
+    fn human_gate_passed(&self, unit: &Unit) -> bool {
+        let before = self
+            .main
+            .iter()
+            .take_while(|u| unit.phase != Phase::Main || u.qid != unit.qid);
+        before.into_iter().any(|u| {
+            u.step
+                .gate
+                .as_ref()
+                .is_some_and(|g| g.approval.is_some() || g.confirm.is_some())
+                && self.done.get(&(Phase::Main, u.qid.clone())) == Some(&StepStatus::Succeeded)
+        })
+    }
+
     /// Takes in a step's recorded outcome (resume).
     fn restore(&mut self, phase: Phase, qid: &str, status: StepStatus, outputs: &Json) {
         self.done.insert((phase, qid.to_owned()), status);
@@ -1979,6 +1998,7 @@ impl<'a> Engine<'a> {
             self.progress.start(&unit.qid, action, attempt);
             let began = Instant::now();
             let result = {
+                let human_gate_passed = self.human_gate_passed(unit);
                 let mut actx = ActionCtx {
                     root: &self.root,
                     target: self.target.as_ref(),
@@ -1991,6 +2011,7 @@ impl<'a> Engine<'a> {
                     step_id: &unit.qid,
                     progress: &self.progress,
                     dirs: &self.dirs,
+                    human_gate_passed,
                 };
                 actions::execute(&unit.step, &rendered, &mut actx).await
             };

@@ -792,9 +792,38 @@ fn rehearse_is_refused_on_a_protected_environment() {
     assert!(
         out.stderr
             .contains("`rehearse` is refused on the protected environment `production`")
-            && out.stderr.contains("rehearse on staging"),
+            && out.stderr.contains("rehearse on staging")
+            && out
+                .stderr
+                .contains("put an `approval` or `confirm` gate before this step"),
         "{}",
         out.stderr
+    );
+
+    // Behind a gate a person passed, the rehearsal runs, and still leaves nothing behind.
+    let Target::Sqlite(db) = &p.target else {
+        unreachable!()
+    };
+    write(
+        &p,
+        "runbook.yaml",
+        &format!(
+            "environments:\n  production:\n    target: {{ sqlite: \"{}\" }}\n    protections: {{ protected: true }}\n",
+            db.display()
+        ),
+    );
+    p.playbook(
+        "m",
+        "name: m\nsteps:\n  - id: sure\n    gate: { confirm: { message: \"rehearse on production\" } }\n  - id: m\n    migrate: { action: rehearse }\n",
+    );
+    let name = db.file_name().unwrap().to_string_lossy().into_owned();
+    let out = p.run("m", &["--env", "production", "--confirm", &name]);
+    assert_eq!(out.code, 0, "{}", out.combined());
+    assert!(out.stderr.contains("001_t"), "{}", out.stderr);
+    assert_eq!(
+        p.target
+            .query("SELECT count(*) FROM sqlite_master WHERE name = 't'"),
+        ["0"]
     );
 }
 

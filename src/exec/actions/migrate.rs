@@ -76,11 +76,12 @@ async fn run_op(
             "`migrate` needs a database: give the environment a target or pass --target",
         ));
     };
-    if a.action == MigrateOp::Rehearse && ctx.dirs.protected {
+    if a.action == MigrateOp::Rehearse && ctx.dirs.protected && !ctx.human_gate_passed {
         return Err(failed(format!(
             "`rehearse` is refused on the protected environment `{}`: it runs the pending \
-             migrations and holds their locks until it rolls back; rehearse on staging or on a \
-             copy of this database",
+             migrations and holds their locks until it rolls back; put an `approval` or \
+             `confirm` gate before this step, or rehearse on staging or on a copy of this \
+             database",
             ctx.dirs.env
         )));
     }
