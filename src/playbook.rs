@@ -569,6 +569,30 @@ pub struct HealthAction {
     /// The step fails on this outcome or worse (default `fail`).
     #[serde(default)]
     pub fail_on: Option<HealthOutcome>,
+    /// Row counts to compare with, table to rows (a backup manifest's `row_counts`, with
+    /// `public.` names or bare ones): the `row_counts` check fails naming every table that has
+    /// fewer rows now, or is gone. Usually a template, `"{{ steps.before.outputs.counts }}"`,
+    /// which is rendered to the map it gives.
+    #[serde(default)]
+    pub baseline: Option<RowBaseline>,
+}
+
+/// Row counts by table, or a template that gives them.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RowBaseline {
+    Counts(BTreeMap<String, u64>),
+    Template(String),
+}
+
+impl HealthChecks {
+    /// Whether the list runs `check` (`all` runs every check).
+    pub fn includes(&self, check: HealthCheck) -> bool {
+        match self {
+            HealthChecks::All(_) => true,
+            HealthChecks::List(list) => list.contains(&check),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

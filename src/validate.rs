@@ -6,7 +6,9 @@
 
 use crate::config::ConfigDef;
 use crate::diagnostic::{Diagnostic, article, did_you_mean};
-use crate::playbook::{ACTION_KEYS, Action, ParamType, PlaybookDef, Step};
+use crate::playbook::{
+    ACTION_KEYS, Action, HealthCheck, ParamType, PlaybookDef, RowBaseline, Step,
+};
 use crate::source::{Pos, Source};
 use crate::template;
 use crate::yaml::{Node, Value};
@@ -612,6 +614,28 @@ impl Checker<'_> {
                 ),
                 _ => {}
             },
+            Action::Health(h) => {
+                if h.baseline.is_some() && !h.checks.includes(HealthCheck::RowCounts) {
+                    p.push("baseline".into());
+                    self.err_at(
+                        &p,
+                        "incomplete-action",
+                        "`baseline` is compared by the `row_counts` check, which this step does not run",
+                        "add `row_counts` to `checks`, or use `checks: all`",
+                    );
+                }
+                if let Some(RowBaseline::Template(t)) = &h.baseline
+                    && !template::is_template(t)
+                {
+                    p.push("baseline".into());
+                    self.err_at(
+                        &p,
+                        "invalid-value",
+                        "`baseline` is neither a map of table to row count nor a template",
+                        "write `baseline: \"{{ steps.before.outputs.counts }}\"` or `baseline: { User: 10 }`",
+                    );
+                }
+            }
             Action::Include(inc) => {
                 if inc.playbook.trim().is_empty() {
                     p.push("playbook".into());

@@ -81,6 +81,9 @@ pub struct HealthOptions {
     pub root: PathBuf,
     /// The statement timeout of each query (PostgreSQL).
     pub statement_timeout: Duration,
+    /// Row counts to compare with (table to rows): a table with fewer rows now, or gone, fails
+    /// the `row_counts` check.
+    pub baseline: Option<BTreeMap<String, u64>>,
 }
 
 /// The outcome of one check.
@@ -1272,10 +1275,81 @@ fn row_counts_result(
             errors.keys().cloned().collect::<Vec<_>>().join(", ")
         );
     }
+    if let Some(baseline) = &opts.baseline {
+        let cmp = compare_counts(baseline, &counts, &estimated, &errors);
+        if !cmp.lost.is_empty() {
+            r.status = Status::Fail;
+            r.message = format!(
+                "{}; {} fewer rows than the baseline: {}",
+                r.message,
+                plural(cmp.lost.len() as i64, "table has", "tables have"),
+                cmp.lost
+                    .iter()
+                    .map(|(t, c)| match c["after"].as_i64() {
+                        Some(after) => format!("{t} {} -> {after}", c["before"]),
+                        None => format!("{t} {} -> gone", c["before"]),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        } else {
+            r.message = format!(
+                "{}; no table has fewer rows than the baseline ({} compared)",
+                r.message,
+                plural(cmp.compared as i64, "table", "tables")
+            );
+        }
+        r = r
+            .with("baseline", cmp.changes)
+            .with("lost", cmp.lost)
+            .with("not_compared", cmp.not_compared);
+    }
     r.with("tables", counts)
         .with("estimated", estimated)
         .with("errors", errors)
         .with("total", total)
+}
+
+/// How the counts of now compare with a baseline.
+struct CountComparison {
+    /// Every baseline table: `{before, after}` (`after` is null for a table that is gone).
+    changes: Map<String, Json>,
+    /// The tables with fewer rows than before, or gone.
+    lost: Map<String, Json>,
+    /// Tables whose count is an estimate or could not be taken: not judged.
+    not_compared: Vec<Json>,
+    compared: usize,
+}
+
+/// Compares counts with a baseline. A baseline key `public.T` (a backup manifest's) names the
+/// table shown as `T`.
+fn compare_counts(
+    baseline: &BTreeMap<String, u64>,
+    counts: &Map<String, Json>,
+    estimated: &[Json],
+    errors: &Map<String, Json>,
+) -> CountComparison {
+    let mut out = CountComparison {
+        changes: Map::new(),
+        lost: Map::new(),
+        not_compared: Vec::new(),
+        compared: 0,
+    };
+    for (key, &before) in baseline {
+        let table = key.strip_prefix("public.").unwrap_or(key);
+        if estimated.iter().any(|e| e == table) || errors.contains_key(table) {
+            out.not_compared.push(json!(table));
+            continue;
+        }
+        let after = counts.get(table).and_then(Json::as_i64);
+        let change = json!({"before": before, "after": after});
+        out.compared += 1;
+        if after.is_none_or(|a| (a.max(0) as u64) < before) {
+            out.lost.insert(table.to_owned(), change.clone());
+        }
+        out.changes.insert(table.to_owned(), change);
+    }
+    out
 }
 
 fn foreign_keys_result(fks: &[ForeignKey], opts: &HealthOptions) -> CheckResult {
@@ -1621,7 +1695,45 @@ mod tests {
             migrations_dir: PathBuf::from("/nonexistent"),
             root: PathBuf::from("/"),
             statement_timeout: Duration::from_secs(30),
+            baseline: None,
         }
+    }
+
+    #[test]
+    fn counts_below_the_baseline_fail_naming_each_table() {
+        let mut o = opts();
+        o.baseline = Some(BTreeMap::from([
+            ("public.User".to_owned(), 10),
+            ("public.Plan".to_owned(), 6),
+            ("Gone".to_owned(), 1),
+            ("Big".to_owned(), 5_000_000),
+        ]));
+        let counts = Map::from_iter([
+            ("User".to_owned(), json!(8)),
+            ("Plan".to_owned(), json!(7)),
+            ("Big".to_owned(), json!(4_000_000)),
+        ]);
+        let r = row_counts_result(counts.clone(), vec![json!("Big")], Map::new(), 15, &o);
+        assert_eq!(r.status, Status::Fail);
+        assert!(
+            r.message.ends_with(
+                "2 tables have fewer rows than the baseline: Gone 1 -> gone, User 10 -> 8"
+            ),
+            "{}",
+            r.message
+        );
+        assert_eq!(r.details["lost"]["User"], json!({"before": 10, "after": 8}));
+        assert_eq!(
+            r.details["baseline"]["Plan"],
+            json!({"before": 6, "after": 7})
+        );
+        // An estimated count is not judged.
+        assert_eq!(r.details["not_compared"], json!(["Big"]));
+
+        o.baseline = Some(BTreeMap::from([("public.Plan".to_owned(), 6)]));
+        let r = row_counts_result(counts, vec![], Map::new(), 15, &o);
+        assert_eq!(r.status, Status::Pass);
+        assert!(r.message.ends_with("(1 table compared)"), "{}", r.message);
     }
 
     #[test]

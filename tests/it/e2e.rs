@@ -143,6 +143,56 @@ fn deploy_on_an_empty_database_creates_the_schema_indexes_and_baseline() {
 }
 
 #[test]
+fn a_migration_that_loses_rows_fails_deploy_and_the_backup_is_restored() {
+    let s = Shipped::new();
+    assert_eq!(
+        s.runbook(&["run", "deploy", "--env", "e2e", "--approve", "approve"])
+            .code,
+        0
+    );
+    s.psql(
+        r#"INSERT INTO "User" (id, email, "passwordHash", role) VALUES ('u1', 'pat@example.test', 'x', 'PATIENT');
+           INSERT INTO "Patient" (id, "userId", "medicalRecordNumber") VALUES ('p1', 'u1', 'MRN-1')"#,
+    );
+    let before = s.counts();
+    // A migration that succeeds and deletes what it should not have.
+    std::fs::write(
+        s.dir
+            .path()
+            .join("migrations/postgres/20251220000000_dedupe.sql"),
+        "DELETE FROM \"Patient\";\n",
+    )
+    .unwrap();
+    let out = s.runbook(&["run", "deploy", "--env", "e2e", "--approve", "approve"]);
+    assert_eq!(out.code, 1, "{}", out.combined());
+    assert!(
+        out.stderr
+            .contains("1 table has fewer rows than the baseline: Patient 1 -> 0"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("backup.rollback-1 (restore)"),
+        "the backup is restored: {}",
+        out.stderr
+    );
+    assert_eq!(s.counts(), before);
+    // Deleting on purpose is said so.
+    let out = s.runbook(&[
+        "run",
+        "deploy",
+        "--env",
+        "e2e",
+        "--approve",
+        "approve",
+        "--var",
+        "allow_fewer_rows=true",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.combined());
+    assert_eq!(s.psql(r#"SELECT count(*) FROM "Patient""#), "0");
+}
+
+#[test]
 fn a_broken_migration_fails_deploy_and_the_backup_is_restored() {
     let s = Shipped::new();
     assert_eq!(
@@ -212,6 +262,39 @@ fn a_broken_migration_fails_deploy_and_the_backup_is_restored() {
     assert!(v.stderr.contains("row counts before"), "{}", v.stderr);
     assert!(v.stderr.contains("Plan: 6 -> 6"), "{}", v.stderr);
     assert!(v.stderr.contains("Patient: 1 -> 1"), "{}", v.stderr);
+    assert!(
+        v.stderr
+            .contains("no table has fewer rows than the baseline ("),
+        "{}",
+        v.stderr
+    );
+
+    // A table that lost rows fails verify, naming it with both counts, unless the operator
+    // says rows were deleted on purpose.
+    pg::cluster().psql(
+        &s.url,
+        "DELETE FROM \"DiagnosticTest\" WHERE ctid = (SELECT min(ctid) FROM \"DiagnosticTest\")",
+    );
+    let baseline = format!("baseline={}", manifest.display());
+    let lost = s.runbook(&["run", "verify", "--env", "e2e", "--var", &baseline]);
+    assert_eq!(lost.code, 1, "{}", lost.combined());
+    assert!(
+        lost.stderr
+            .contains("1 table has fewer rows than the baseline: DiagnosticTest 5 -> 4"),
+        "{}",
+        lost.stderr
+    );
+    let allowed = s.runbook(&[
+        "run",
+        "verify",
+        "--env",
+        "e2e",
+        "--var",
+        &baseline,
+        "--var",
+        "allow_fewer_rows=true",
+    ]);
+    assert_eq!(allowed.code, 0, "{}", allowed.combined());
 }
 
 fn newest_manifest(dir: &Path) -> PathBuf {

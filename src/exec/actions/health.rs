@@ -3,7 +3,7 @@
 
 use crate::db::health::{self, HealthOptions, HealthReport, Status};
 use crate::exec::{ActionCtx, StepError, StepResult, wait_cancel};
-use crate::playbook::{HealthAction, HealthChecks, HealthOutcome};
+use crate::playbook::{HealthAction, HealthChecks, HealthOutcome, RowBaseline};
 use serde_json::{Map, Value as Json, json};
 use std::time::Duration;
 
@@ -22,6 +22,19 @@ pub async fn run(a: &HealthAction, ctx: &mut ActionCtx<'_>) -> StepResult {
         statement_timeout: ctx
             .timeout
             .map_or(STATEMENT_TIMEOUT, |t| t.min(STATEMENT_TIMEOUT)),
+        baseline: match &a.baseline {
+            // An empty baseline (a backup of an empty database, `allow_fewer_rows`) has
+            // nothing to compare.
+            None => None,
+            Some(RowBaseline::Counts(c)) if c.is_empty() => None,
+            Some(RowBaseline::Counts(c)) => Some(c.clone()),
+            Some(RowBaseline::Template(t)) => {
+                return Err(StepError::Failed(format!(
+                    "`baseline` gave {:?}, not a map of table to row count",
+                    ctx.redactor.redact(t)
+                )));
+            }
+        },
     };
     let redactor = ctx.redactor.clone();
     let timeout = ctx.timeout;

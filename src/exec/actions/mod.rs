@@ -48,7 +48,9 @@ fn render(v: &Json, ctx: &Json, action: &str, path: &mut Vec<String>) -> Result<
             let field = path.first().map(String::as_str);
             match (action, field) {
                 ("sql", Some("query")) | ("wait_for", Some("until" | "sql")) => v.clone(),
-                ("sql", Some("params")) => template::render_native(s, ctx)?,
+                ("sql", Some("params")) | ("health", Some("baseline")) => {
+                    template::render_native(s, ctx)?
+                }
                 _ => Json::String(template::render(s, ctx)?),
             }
         }
