@@ -79,6 +79,12 @@ pub struct PlannedStep {
     /// The steps of an included playbook.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<PlannedStep>,
+    /// An included playbook's `on_failure` steps (run when one of its steps fails).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub on_failure: Vec<PlannedStep>,
+    /// An included playbook's `finally` steps (run after its last step, or on a failure in it).
+    #[serde(rename = "finally", skip_serializing_if = "Vec::is_empty")]
+    pub finally_steps: Vec<PlannedStep>,
 }
 
 /// What a plan is made for.
@@ -327,9 +333,8 @@ pub fn build(
     let ctx = context(&params, req.env, &target, protected, &vars);
 
     let mut diags = Vec::new();
-    let steps = plan_steps(playbook, &def.steps, &ctx, "", &mut diags, config, req);
-    let on_failure = plan_steps(playbook, &def.on_failure, &ctx, "", &mut diags, config, req);
-    let finally_steps = plan_steps(playbook, &def.finally, &ctx, "", &mut diags, config, req);
+    let blocks = plan_blocks(playbook, def, &ctx, "", &mut diags, config, req);
+    let (steps, on_failure, finally_steps) = blocks;
     if !diags.is_empty() {
         return Err(diags);
     }
@@ -381,27 +386,44 @@ fn collect_ids(steps: &[PlannedStep], gates: &mut Vec<String>, checkpoints: &mut
     }
 }
 
-fn plan_steps(
+/// A playbook's steps, `on_failure` and `finally`, planned.
+type Blocks = (Vec<PlannedStep>, Vec<PlannedStep>, Vec<PlannedStep>);
+
+/// Plans a playbook's three blocks. A step without an id is named as the executor names it
+/// (`step-N`, `on_failure-N`, `finally-N`).
+fn plan_blocks(
     playbook: &Playbook,
-    steps: &[Step],
+    def: &PlaybookDef,
     ctx: &Json,
     prefix: &str,
     diags: &mut Vec<Diagnostic>,
     config: Option<&ConfigDef>,
     req: &PlanRequest<'_>,
-) -> Vec<PlannedStep> {
-    steps
-        .iter()
-        .enumerate()
-        .filter_map(|(i, s)| plan_step(playbook, s, i, ctx, prefix, diags, config, req))
-        .collect()
+) -> Blocks {
+    let mut block = |steps: &[Step], unnamed: &str| -> Vec<PlannedStep> {
+        steps
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                let local =
+                    s.id.clone()
+                        .unwrap_or_else(|| format!("{unnamed}-{}", i + 1));
+                plan_step(playbook, s, &local, ctx, prefix, diags, config, req)
+            })
+            .collect()
+    };
+    (
+        block(&def.steps, "step"),
+        block(&def.on_failure, "on_failure"),
+        block(&def.finally, "finally"),
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
 fn plan_step(
     playbook: &Playbook,
     step: &Step,
-    index: usize,
+    local_id: &str,
     ctx: &Json,
     prefix: &str,
     diags: &mut Vec<Diagnostic>,
@@ -409,10 +431,6 @@ fn plan_step(
     req: &PlanRequest<'_>,
 ) -> Option<PlannedStep> {
     let action = step.action()?;
-    let local_id = step
-        .id
-        .clone()
-        .unwrap_or_else(|| format!("{}-{}", action.key(), index + 1));
     let id = format!("{prefix}{local_id}");
     let raw = action_json(action);
     let mut deferred = Vec::new();
@@ -432,7 +450,8 @@ fn plan_step(
         }
         template::eval_bool(w, ctx).ok()
     });
-    let mut nested = Vec::new();
+    let (mut nested, mut nested_on_failure, mut nested_finally) =
+        (Vec::new(), Vec::new(), Vec::new());
     if let Action::Include(inc) = action
         && let Some(child) = step.id.as_ref().and_then(|i| playbook.includes.get(i))
     {
@@ -445,7 +464,18 @@ fn plan_step(
             .into_iter()
             .flatten()
         {
-            let text = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+            let mut text = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+            // A template known now keeps its value's type, as the executor renders it
+            // (`"{{ params.fail }}"` is the boolean false, not the text `False`).
+            if !template::is_template(&text)
+                && let Some(Json::String(raw)) = inc.params.get(k)
+                && template::is_template(raw)
+                && let Ok(native) = template::render_native(raw, ctx)
+            {
+                text = native
+                    .as_str()
+                    .map_or_else(|| native.to_string(), str::to_owned);
+            }
             match child_def.params.get_mut(k) {
                 Some(param) if template::is_template(&text) => {
                     param.required = false;
@@ -456,7 +486,6 @@ fn plan_step(
                 _ => given.push((k.clone(), text)),
             }
         }
-        let _ = inc;
         let lookup = |k: &str| std::env::var(k).ok();
         match resolve_params(&child_def, &given, &lookup) {
             Ok(child_params) => {
@@ -475,9 +504,9 @@ fn plan_step(
                         .unwrap_or(false),
                     &vars,
                 );
-                nested = plan_steps(
+                (nested, nested_on_failure, nested_finally) = plan_blocks(
                     child,
-                    &child.def.steps,
+                    &child.def,
                     &child_ctx,
                     &format!("{id}."),
                     diags,
@@ -493,11 +522,10 @@ fn plan_step(
         .iter()
         .enumerate()
         .filter_map(|(j, c)| {
-            let mut p = plan_step(playbook, c, j, ctx, "", diags, config, req)?;
-            if c.id.is_none() {
-                p.id = format!("{id}.rollback-{}", j + 1);
-            }
-            Some(p)
+            let local =
+                c.id.clone()
+                    .unwrap_or_else(|| format!("{local_id}.rollback-{}", j + 1));
+            plan_step(playbook, c, &local, ctx, prefix, diags, config, req)
         })
         .collect();
     Some(PlannedStep {
@@ -516,6 +544,8 @@ fn plan_step(
         tags: step.tags.clone(),
         rollback,
         steps: nested,
+        on_failure: nested_on_failure,
+        finally_steps: nested_finally,
     })
 }
 
@@ -724,7 +754,12 @@ fn count(steps: &[PlannedStep], f: &dyn Fn(&PlannedStep) -> usize) -> usize {
 fn id_width(steps: &[PlannedStep]) -> usize {
     steps
         .iter()
-        .map(|s| s.id.len().max(id_width(&s.steps)))
+        .map(|s| {
+            s.id.len()
+                .max(id_width(&s.steps))
+                .max(id_width(&s.on_failure))
+                .max(id_width(&s.finally_steps))
+        })
         .max()
         .unwrap_or(0)
 }
@@ -784,6 +819,13 @@ fn write_steps(out: &mut String, steps: &[PlannedStep], width: usize, n: &mut us
         if !s.steps.is_empty() {
             let mut m = 0;
             write_steps(out, &s.steps, width, &mut m, depth + 1);
+        }
+        for (title, steps) in [("on_failure", &s.on_failure), ("finally", &s.finally_steps)] {
+            if !steps.is_empty() {
+                let _ = writeln!(out, "{indent}       {title} of {}:", s.id);
+                let mut m = 0;
+                write_steps(out, steps, width, &mut m, depth + 1);
+            }
         }
     }
 }

@@ -86,6 +86,18 @@ struct Unit {
     ord: i64,
 }
 
+/// An included playbook's place among the main units and its own `on_failure` and `finally`
+/// steps: `finally` runs once its last unit is done; on a failure inside it, `on_failure` and
+/// then `finally` run (innermost include first) before the including playbook's own.
+#[derive(Debug, Clone)]
+struct IncludeBlock {
+    /// Indexes into `Engine::main`: `start..end` are the include's units.
+    start: usize,
+    end: usize,
+    on_failure: Vec<Unit>,
+    finally: Vec<Unit>,
+}
+
 /// The parameters and outputs one playbook (the top one, or an include) sees.
 #[derive(Debug, Clone)]
 struct Scope {
@@ -171,6 +183,8 @@ struct Engine<'a> {
     comps: Vec<Vec<Unit>>,
     on_failure: Vec<Unit>,
     finally: Vec<Unit>,
+    /// Included playbooks, inner ones before the outer ones that contain them.
+    blocks: Vec<IncludeBlock>,
     /// Recorded outcome of each (phase, qid), from this run or an earlier attempt of it.
     done: BTreeMap<(Phase, String), StepStatus>,
     cancel: watch::Receiver<bool>,
@@ -1030,6 +1044,7 @@ impl<'a> Engine<'a> {
             comps: Vec::new(),
             on_failure: Vec::new(),
             finally: Vec::new(),
+            blocks: Vec::new(),
             done: BTreeMap::new(),
             cancel,
             progress: Progress::new(ui),
@@ -1052,32 +1067,9 @@ impl<'a> Engine<'a> {
             Phase::Main,
             &mut ord,
         );
-        for (i, s) in playbook.def.on_failure.iter().enumerate() {
-            ord += 1;
-            let local =
-                s.id.clone()
-                    .unwrap_or_else(|| format!("on_failure-{}", i + 1));
-            engine.on_failure.push(Unit {
-                qid: local.clone(),
-                local,
-                scope: 0,
-                step: s.clone(),
-                phase: Phase::OnFailure,
-                ord,
-            });
-        }
-        for (i, s) in playbook.def.finally.iter().enumerate() {
-            ord += 1;
-            let local = s.id.clone().unwrap_or_else(|| format!("finally-{}", i + 1));
-            engine.finally.push(Unit {
-                qid: local.clone(),
-                local,
-                scope: 0,
-                step: s.clone(),
-                phase: Phase::Finally,
-                ord,
-            });
-        }
+        engine.on_failure =
+            handler_units(&playbook.def.on_failure, Phase::OnFailure, 0, "", &mut ord);
+        engine.finally = handler_units(&playbook.def.finally, Phase::Finally, 0, "", &mut ord);
         engine
     }
 
@@ -1106,14 +1098,32 @@ impl<'a> Engine<'a> {
                 });
                 let child_scope = self.scopes.len() - 1;
                 let child_steps = child.def.steps.clone();
-                self.flatten(
-                    &child,
-                    &child_steps,
-                    child_scope,
-                    &format!("{qid}."),
-                    phase,
-                    ord,
-                );
+                let child_prefix = format!("{qid}.");
+                let start = self.main.len();
+                self.flatten(&child, &child_steps, child_scope, &child_prefix, phase, ord);
+                let end = self.main.len();
+                if end > start {
+                    let on_failure = handler_units(
+                        &child.def.on_failure,
+                        Phase::OnFailure,
+                        child_scope,
+                        &child_prefix,
+                        ord,
+                    );
+                    let finally = handler_units(
+                        &child.def.finally,
+                        Phase::Finally,
+                        child_scope,
+                        &child_prefix,
+                        ord,
+                    );
+                    self.blocks.push(IncludeBlock {
+                        start,
+                        end,
+                        on_failure,
+                        finally,
+                    });
+                }
                 continue;
             }
             *ord += 1;
@@ -1172,6 +1182,11 @@ impl<'a> Engine<'a> {
             .chain(self.comps.iter().flatten())
             .chain(&self.on_failure)
             .chain(&self.finally)
+            .chain(
+                self.blocks
+                    .iter()
+                    .flat_map(|b| b.on_failure.iter().chain(&b.finally)),
+            )
             .find(|u| u.qid == qid && u.phase == phase)
             .cloned();
         if let Some(u) = unit {
@@ -1275,51 +1290,79 @@ impl<'a> Engine<'a> {
         let mut failure: Option<(String, String)> = None;
         let mut refused = false;
         let mut completed: Vec<usize> = Vec::new();
-        for i in 0..self.main.len() {
+        // The includes the run is inside, outermost first.
+        let mut open: Vec<usize> = Vec::new();
+        'main: for i in 0..self.main.len() {
+            // Outer includes come later in `blocks`: entering at the same unit, they open first.
+            open.extend(
+                (0..self.blocks.len())
+                    .rev()
+                    .filter(|&b| self.blocks[b].start == i),
+            );
             let unit = self.main[i].clone();
-            match self.done.get(&(Phase::Main, unit.qid.clone())) {
-                Some(StepStatus::Succeeded) => {
-                    completed.push(i);
-                    continue;
+            'unit: {
+                match self.done.get(&(Phase::Main, unit.qid.clone())) {
+                    Some(StepStatus::Succeeded) => {
+                        completed.push(i);
+                        break 'unit;
+                    }
+                    Some(StepStatus::Skipped) => break 'unit,
+                    Some(StepStatus::Failed) if unit.step.continue_on_error => break 'unit,
+                    Some(StepStatus::Failed) => {
+                        failure = Some((unit.qid.clone(), "failed before the resume".to_owned()));
+                        break 'main;
+                    }
+                    _ => {}
                 }
-                Some(StepStatus::Skipped) => continue,
-                Some(StepStatus::Failed) if unit.step.continue_on_error => continue,
-                Some(StepStatus::Failed) => {
-                    failure = Some((unit.qid.clone(), "failed before the resume".to_owned()));
-                    break;
+                if !self.selected(&unit) {
+                    if let Err(code) = self.skip(&unit, "not selected by --tags/--skip-tags").await
+                    {
+                        return code;
+                    }
+                    break 'unit;
                 }
-                _ => {}
+                match self.run_unit(&unit).await {
+                    Ok(true) => completed.push(i),
+                    Ok(false) => {}
+                    Err(UnitError::Failed(msg)) if unit.step.continue_on_error => {
+                        self.progress.note(&format!(
+                            "step {} failed and continue_on_error is set: {msg}",
+                            unit.qid
+                        ));
+                    }
+                    Err(UnitError::Failed(msg)) => {
+                        failure = Some((unit.qid.clone(), msg));
+                        break 'main;
+                    }
+                    Err(UnitError::Interrupted) => return self.interrupted(&unit.qid).await,
+                    Err(UnitError::Fatal(code)) => return code,
+                    Err(UnitError::Waiting(msg)) => return self.waiting(&unit.qid, &msg).await,
+                    Err(UnitError::Refused(msg)) => {
+                        refused = true;
+                        failure = Some((unit.qid.clone(), msg));
+                        break 'main;
+                    }
+                }
             }
-            if !self.selected(&unit) {
-                if let Err(code) = self.skip(&unit, "not selected by --tags/--skip-tags").await {
-                    return code;
-                }
-                continue;
-            }
-            match self.run_unit(&unit).await {
-                Ok(true) => completed.push(i),
-                Ok(false) => {}
-                Err(UnitError::Failed(msg)) if unit.step.continue_on_error => {
-                    self.progress.note(&format!(
-                        "step {} failed and continue_on_error is set: {msg}",
-                        unit.qid
-                    ));
-                }
-                Err(UnitError::Failed(msg)) => {
-                    failure = Some((unit.qid.clone(), msg));
-                    break;
-                }
-                Err(UnitError::Interrupted) => return self.interrupted(&unit.qid).await,
-                Err(UnitError::Fatal(code)) => return code,
-                Err(UnitError::Waiting(msg)) => return self.waiting(&unit.qid, &msg).await,
-                Err(UnitError::Refused(msg)) => {
-                    refused = true;
-                    failure = Some((unit.qid.clone(), msg));
-                    break;
+            // An include whose last step this was: its `finally` steps run now. One that fails
+            // fails the run here, like a failed step.
+            while let Some(&b) = open.last()
+                && self.blocks[b].end == i + 1
+            {
+                open.pop();
+                let units = self.blocks[b].finally.clone();
+                match self.run_handlers(&units).await {
+                    Ok(None) => {}
+                    Ok(Some(failed)) => {
+                        failure = Some(failed);
+                        break 'main;
+                    }
+                    Err(code) => return code,
                 }
             }
         }
         let mut rollback_ok = true;
+        let mut finally_ok = true;
         if let Some((step, msg)) = &failure {
             if let Err(code) = self
                 .record(Event::run(
@@ -1369,35 +1412,30 @@ impl<'a> Engine<'a> {
             {
                 return code;
             }
-            for unit in self.on_failure.clone() {
-                if self
-                    .done
-                    .contains_key(&(Phase::OnFailure, unit.qid.clone()))
-                {
-                    continue;
+            // The includes the failure happened in, innermost first: their `on_failure`, then
+            // their `finally`. A failing `on_failure` step does not change the outcome.
+            for &b in open.iter().rev() {
+                let (on_failure, finally) = (
+                    self.blocks[b].on_failure.clone(),
+                    self.blocks[b].finally.clone(),
+                );
+                if let Err(code) = self.run_handlers(&on_failure).await {
+                    return code;
                 }
-                match self.run_unit(&unit).await {
-                    Ok(_)
-                    | Err(UnitError::Failed(_) | UnitError::Refused(_) | UnitError::Waiting(_)) => {
-                    }
-                    Err(UnitError::Interrupted) => return self.interrupted(&unit.qid).await,
-                    Err(UnitError::Fatal(code)) => return code,
+                match self.run_handlers(&finally).await {
+                    Ok(failed) => finally_ok &= failed.is_none(),
+                    Err(code) => return code,
                 }
+            }
+            let units = self.on_failure.clone();
+            if let Err(code) = self.run_handlers(&units).await {
+                return code;
             }
         }
-        let mut finally_ok = true;
-        for unit in self.finally.clone() {
-            if self.done.contains_key(&(Phase::Finally, unit.qid.clone())) {
-                continue;
-            }
-            match self.run_unit(&unit).await {
-                Ok(_) => {}
-                Err(UnitError::Failed(_) | UnitError::Refused(_) | UnitError::Waiting(_)) => {
-                    finally_ok = false
-                }
-                Err(UnitError::Interrupted) => return self.interrupted(&unit.qid).await,
-                Err(UnitError::Fatal(code)) => return code,
-            }
+        let units = self.finally.clone();
+        match self.run_handlers(&units).await {
+            Ok(failed) => finally_ok &= failed.is_none(),
+            Err(code) => return code,
         }
         let (status, exit, error) = match (&failure, rollback_ok, finally_ok) {
             (Some((step, msg)), true, _) if refused => (
@@ -1444,6 +1482,28 @@ impl<'a> Engine<'a> {
         };
         self.progress.summary(&outcome);
         exit
+    }
+
+    /// Runs the `on_failure` or `finally` steps not recorded yet, every one of them even after
+    /// one fails, and gives the first failure (a step with `continue_on_error` does not count).
+    async fn run_handlers(&mut self, units: &[Unit]) -> Result<Option<(String, String)>, Exit> {
+        let mut first = None;
+        for unit in units {
+            if self.done.contains_key(&(unit.phase, unit.qid.clone())) {
+                continue;
+            }
+            match self.run_unit(unit).await {
+                Ok(_) => {}
+                Err(UnitError::Failed(msg) | UnitError::Refused(msg) | UnitError::Waiting(msg)) => {
+                    if !unit.step.continue_on_error && first.is_none() {
+                        first = Some((unit.qid.clone(), msg));
+                    }
+                }
+                Err(UnitError::Interrupted) => return Err(self.interrupted(&unit.qid).await),
+                Err(UnitError::Fatal(code)) => return Err(code),
+            }
+        }
+        Ok(first)
     }
 
     /// The run stops at a gate: recorded as waiting, the lock is released by the caller, and
@@ -2157,6 +2217,36 @@ fn collect_templates(v: &Json, out: &mut Vec<String>) {
         Json::Object(m) => m.values().for_each(|x| collect_templates(x, out)),
         _ => {}
     }
+}
+
+/// The units of an `on_failure` or `finally` block, ids prefixed like their playbook's steps.
+fn handler_units(
+    steps: &[Step],
+    phase: Phase,
+    scope: usize,
+    prefix: &str,
+    ord: &mut i64,
+) -> Vec<Unit> {
+    let block = match phase {
+        Phase::OnFailure => "on_failure",
+        _ => "finally",
+    };
+    steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            *ord += 1;
+            let local = s.id.clone().unwrap_or_else(|| format!("{block}-{}", i + 1));
+            Unit {
+                qid: format!("{prefix}{local}"),
+                local,
+                scope,
+                step: s.clone(),
+                phase,
+                ord: *ord,
+            }
+        })
+        .collect()
 }
 
 #[derive(Debug)]

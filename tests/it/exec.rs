@@ -576,6 +576,122 @@ steps:
 }
 
 #[test]
+fn an_included_playbooks_on_failure_and_finally_run_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = project(Target::sqlite(dir.path()));
+    p.playbook(
+        "maint",
+        r#"
+name: maint
+params:
+  fail: { type: boolean, default: false }
+  fail_off: { type: boolean, default: false }
+steps:
+  - id: on
+    sql: { query: "INSERT INTO log (what) VALUES ('maint on')" }
+  - id: work
+    shell: { argv: ["{{ 'false' if params.fail else 'true' }}"] }
+on_failure:
+  - id: alert
+    sql: { query: "INSERT INTO log (what) VALUES ($1)", params: ["maint failed, fail={{ params.fail }}"] }
+finally:
+  - id: off
+    sql: { query: "INSERT INTO log (what) VALUES ('maint off')" }
+  - shell: { argv: ["{{ 'false' if params.fail_off else 'true' }}"] }
+"#,
+    );
+    p.playbook(
+        "main",
+        r#"
+name: main
+params:
+  fail: { type: boolean, default: false }
+  fail_off: { type: boolean, default: false }
+steps:
+  - id: mk
+    sql: { query: "CREATE TABLE IF NOT EXISTS log (n INTEGER PRIMARY KEY AUTOINCREMENT, what TEXT)" }
+  - id: clear
+    sql: { query: "DELETE FROM log" }
+  - id: sub
+    include: { playbook: maint, params: { fail: "{{ params.fail }}", fail_off: "{{ params.fail_off }}" } }
+  - id: after
+    sql: { query: "INSERT INTO log (what) VALUES ('after')" }
+on_failure:
+  - id: main_alert
+    sql: { query: "INSERT INTO log (what) VALUES ('main failed')" }
+finally:
+  - id: main_done
+    sql: { query: "INSERT INTO log (what) VALUES ('main done')" }
+"#,
+    );
+    let log = || p.target.query("SELECT what FROM log ORDER BY n");
+
+    // Success: the include's finally runs right after its last step, before the next step.
+    let out = p.run("main", &[]);
+    assert_eq!(out.code, 0, "{}", out.combined());
+    assert_eq!(log(), ["maint on", "maint off", "after", "main done"]);
+    let (id, _) = p.last_run();
+    let st = p.status_json(&id);
+    let step = |name: &str| {
+        st["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["step"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no step {name} in {st:#}"))
+    };
+    assert_eq!(step("sub.off")["status"], "succeeded");
+    assert_eq!(step("sub.finally-2")["status"], "succeeded");
+
+    // A failure inside the include: its on_failure (seeing its own parameters), its finally,
+    // then the including playbook's on_failure and finally.
+    let out = p.run("main", &["--var", "fail=true"]);
+    assert_eq!(out.code, 1, "{}", out.combined());
+    assert_eq!(
+        log(),
+        [
+            "maint on",
+            "maint failed, fail=True",
+            "maint off",
+            "main failed",
+            "main done"
+        ]
+    );
+
+    // A failing finally step of the include fails the run there: `after` never runs.
+    let out = p.run("main", &["--var", "fail_off=true"]);
+    assert_eq!(out.code, 1, "{}", out.combined());
+    assert!(
+        out.stderr.contains("step sub.finally-2 failed"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(log(), ["maint on", "maint off", "main failed", "main done"]);
+
+    // The plan shows them under the include, named as the run names them.
+    let plan = p.cmd(&[
+        "plan",
+        "main",
+        "--env",
+        "dev",
+        "--offline",
+        "--target",
+        &p.target.arg(),
+    ]);
+    assert_eq!(plan.code, 0, "{}", plan.combined());
+    for want in [
+        "on_failure of sub:",
+        "sub.alert",
+        "finally of sub:",
+        "sub.off",
+        "sub.finally-2",
+    ] {
+        assert!(plan.stdout.contains(want), "{want}: {}", plan.stdout);
+    }
+}
+
+#[test]
 fn a_shared_postgres_state_store_holds_the_runs() {
     let dir = tempfile::tempdir().unwrap();
     let p = project(Target::sqlite(dir.path()));
