@@ -218,9 +218,16 @@ pub enum Command {
         /// The text a `confirm` gate asks for (the database name)
         #[arg(long, value_name = "TEXT")]
         confirm: Option<String>,
-        /// For a fleet run: how many targets run at once
-        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
-        concurrency: u16,
+        /// For a fleet run: how many targets run at once (default: as the fleet run started)
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+        concurrency: Option<u16>,
+        /// For a fleet run: the first N resumed targets must succeed before the others start
+        #[arg(long)]
+        canary: Option<usize>,
+        /// For a fleet run: start no new target after this many failures (`3`) or this share
+        /// (`10%`) of the resumed ones (default: as the fleet run started)
+        #[arg(long, value_parser = crate::fleet::parse_stop_after)]
+        stop_after: Option<crate::fleet::StopAfter>,
         #[arg(long, value_name = "VAR", hide = true)]
         target_env: Option<String>,
     },
@@ -402,6 +409,8 @@ pub fn main() -> Exit {
             lock_wait,
             confirm,
             concurrency,
+            canary,
+            stop_after,
             target_env,
         } => {
             let target = match (target, target_env) {
@@ -420,7 +429,8 @@ pub fn main() -> Exit {
                 confirm,
             };
             if req.run_id.starts_with("fleet-") {
-                fleet_resume_cmd(&ui, &root, req, usize::from(concurrency))
+                let given = (concurrency.map(usize::from), canary, stop_after);
+                fleet_resume_cmd(&ui, &root, req, given)
             } else {
                 resume_cmd(&ui, &root, req, cli.verbose)
             }
@@ -1429,7 +1439,11 @@ fn fleet_resume_cmd(
     ui: &Ui,
     root: &std::path::Path,
     req: exec::ResumeRequest,
-    concurrency: usize,
+    (concurrency, canary, stop_after): (
+        Option<usize>,
+        Option<usize>,
+        Option<crate::fleet::StopAfter>,
+    ),
 ) -> Exit {
     let Some(project) = open(ui, root) else {
         return Exit::Invalid;
@@ -1469,11 +1483,8 @@ fn fleet_resume_cmd(
             &approve,
             req.lock_wait,
         );
-        let opts = crate::fleet::FleetOptions {
-            concurrency,
-            canary: 0,
-            stop_after: None,
-        };
+        let opts =
+            crate::fleet::FleetOptions::resumed(&fleet.options, concurrency, canary, stop_after);
         let exit =
             crate::fleet::resume(ui, &store, &project.root, config, fleet, &opts, &child).await;
         store.close().await;

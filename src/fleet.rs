@@ -22,6 +22,15 @@ pub enum StopAfter {
     Percent(f64),
 }
 
+impl std::fmt::Display for StopAfter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StopAfter::Count(n) => write!(f, "{n}"),
+            StopAfter::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
 pub fn parse_stop_after(text: &str) -> Result<StopAfter, String> {
     match text.strip_suffix('%') {
         Some(p) => p
@@ -46,6 +55,35 @@ pub struct FleetOptions {
     pub concurrency: usize,
     pub canary: usize,
     pub stop_after: Option<StopAfter>,
+}
+
+impl FleetOptions {
+    /// The options of a resumed fleet: what the command line gives, else what the fleet run
+    /// started with. The canary applies to the resumed targets and is never carried over: the
+    /// first run's canaries either passed or are among the unfinished.
+    pub fn resumed(
+        stored: &serde_json::Value,
+        concurrency: Option<usize>,
+        canary: Option<usize>,
+        stop_after: Option<StopAfter>,
+    ) -> FleetOptions {
+        FleetOptions {
+            concurrency: concurrency
+                .or_else(|| {
+                    stored["concurrency"]
+                        .as_u64()
+                        .and_then(|n| usize::try_from(n).ok())
+                })
+                .filter(|&n| n > 0)
+                .unwrap_or(4),
+            canary: canary.unwrap_or(0),
+            stop_after: stop_after.or_else(|| {
+                stored["stop_after"]
+                    .as_str()
+                    .and_then(|t| parse_stop_after(t).ok())
+            }),
+        }
+    }
 }
 
 /// The fleet targets of an environment: the config's list plus its `targets_file`.
@@ -380,7 +418,7 @@ pub async fn run(
         playbook: playbook.to_owned(),
         env: env.to_owned(),
         selector: selector.to_owned(),
-        options: serde_json::json!({"concurrency": opts.concurrency, "canary": opts.canary, "stop_after": format!("{:?}", opts.stop_after),
+        options: serde_json::json!({"concurrency": opts.concurrency, "canary": opts.canary, "stop_after": opts.stop_after.map(|s| s.to_string()),
             "vars": child.vars, "approve": child.approve}),
         targets: picked.iter().map(|t| t.name.clone()).collect(),
         operator: run::operator(),

@@ -206,6 +206,38 @@ fn the_stop_threshold_is_honoured_and_resume_runs_only_unfinished_targets() {
         assert_eq!(f.runs_of(i), 0, "target {i} started after the threshold");
     }
     let fleet = Fleet::fleet_id(&out);
+    // Resumed while still broken: the fleet's own concurrency (1) and threshold (2) hold again.
+    let still = f.cmd(&["resume", &fleet, "--state", &f.state]);
+    assert_eq!(still.code, 1, "{}", still.combined());
+    assert!(
+        still.stderr.contains("stop threshold is reached"),
+        "{}",
+        still.stderr
+    );
+    for i in 4..8 {
+        assert_eq!(f.runs_of(i), 0, "target {i} started after the threshold");
+    }
+    // A canary given to resume: the first unfinished target (t02, still broken) must succeed
+    // before any other starts.
+    let canary = f.cmd(&[
+        "resume",
+        &fleet,
+        "--state",
+        &f.state,
+        "--canary",
+        "1",
+        "--stop-after",
+        "100%",
+    ]);
+    assert_eq!(canary.code, 1, "{}", canary.combined());
+    assert!(
+        canary.stderr.contains("canary `t02` did not succeed"),
+        "{}",
+        canary.stderr
+    );
+    for i in 4..8 {
+        assert_eq!(f.runs_of(i), 0, "target {i} started after a failed canary");
+    }
     f.fix_target(1);
     f.fix_target(3);
     let resumed = f.cmd(&["resume", &fleet, "--state", &f.state, "--concurrency", "4"]);
