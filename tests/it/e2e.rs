@@ -28,6 +28,18 @@ fn copy_tree(from: &Path, to: &Path) {
 }
 
 impl Shipped {
+    /// A project deployed once, with some life in the database since: a user and a patient.
+    fn deployed_with_a_patient() -> Shipped {
+        let s = Shipped::new();
+        let out = s.runbook(&["run", "deploy", "--env", "e2e", "--approve", "approve"]);
+        assert_eq!(out.code, 0, "{}", out.combined());
+        s.psql(
+            r#"INSERT INTO "User" (id, email, "passwordHash", role) VALUES ('u1', 'pat@example.test', 'x', 'PATIENT');
+               INSERT INTO "Patient" (id, "userId", "medicalRecordNumber") VALUES ('p1', 'u1', 'MRN-1')"#,
+        );
+        s
+    }
+
     fn new() -> Shipped {
         let dir = tempfile::tempdir().unwrap();
         for sub in ["playbooks", "migrations", "seeds"] {
@@ -144,16 +156,7 @@ fn deploy_on_an_empty_database_creates_the_schema_indexes_and_baseline() {
 
 #[test]
 fn a_migration_that_loses_rows_fails_deploy_and_the_backup_is_restored() {
-    let s = Shipped::new();
-    assert_eq!(
-        s.runbook(&["run", "deploy", "--env", "e2e", "--approve", "approve"])
-            .code,
-        0
-    );
-    s.psql(
-        r#"INSERT INTO "User" (id, email, "passwordHash", role) VALUES ('u1', 'pat@example.test', 'x', 'PATIENT');
-           INSERT INTO "Patient" (id, "userId", "medicalRecordNumber") VALUES ('p1', 'u1', 'MRN-1')"#,
-    );
+    let s = Shipped::deployed_with_a_patient();
     let before = s.counts();
     // A migration that succeeds and deletes what it should not have.
     std::fs::write(
@@ -194,17 +197,7 @@ fn a_migration_that_loses_rows_fails_deploy_and_the_backup_is_restored() {
 
 #[test]
 fn a_broken_migration_fails_deploy_and_the_backup_is_restored() {
-    let s = Shipped::new();
-    assert_eq!(
-        s.runbook(&["run", "deploy", "--env", "e2e", "--approve", "approve"])
-            .code,
-        0
-    );
-    // Some life in the database since the first deploy.
-    s.psql(
-        r#"INSERT INTO "User" (id, email, "passwordHash", role) VALUES ('u1', 'pat@example.test', 'x', 'PATIENT');
-           INSERT INTO "Patient" (id, "userId", "medicalRecordNumber") VALUES ('p1', 'u1', 'MRN-1')"#,
-    );
+    let s = Shipped::deployed_with_a_patient();
     let before = s.counts();
     // A migration that changes the schema and then fails half-way.
     std::fs::write(
