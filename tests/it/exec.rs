@@ -489,7 +489,8 @@ fn run_output_in_ci_is_plain_timestamped_lines() {
 fn includes_outputs_tags_continue_on_error_and_wait_for() {
     let dir = tempfile::tempdir().unwrap();
     let p = project(Target::sqlite(dir.path()));
-    let flag = dir.path().join("ready");
+    // The condition holds on its third poll: a counter file, so no timing decides it.
+    let counter = dir.path().join("polls");
     p.playbook(
         "child",
         r#"
@@ -524,26 +525,18 @@ steps:
     continue_on_error: true
     shell: {{ argv: ["false"] }}
   - id: wait
-    wait_for: {{ argv: [test, -e, "{flag}"], until: "result == 0", interval: 100ms, deadline: 10s }}
+    wait_for: {{ argv: [sh, -c, 'n=$(($(cat "{counter}" 2>/dev/null || echo 0) + 1)); echo $n > "{counter}"; [ $n -ge 3 ]'], until: "result == 0", interval: 100ms, deadline: 30s }}
   - id: last
-    sql: {{ query: "INSERT INTO seen (what, n) VALUES ($1, $2)", params: ["after wait {{{{ steps.wait.outputs.attempts > 1 }}}}", 2] }}
+    sql: {{ query: "INSERT INTO seen (what, n) VALUES ($1, $2)", params: ["after wait {{{{ steps.wait.outputs.attempts }}}}", 2] }}
 "#,
-            flag = flag.display()
+            counter = counter.display()
         ),
     );
-    let maker = {
-        let flag = flag.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(600));
-            std::fs::write(flag, "").unwrap();
-        })
-    };
     let out = p.run("main", &["--skip-tags", "slow"]);
-    maker.join().unwrap();
     assert_eq!(out.code, 0, "{}", out.combined());
     assert_eq!(
         p.target.query("SELECT what, n FROM seen"),
-        ["child first|15", "after wait True|2"]
+        ["child first|15", "after wait 3|2"]
     );
     let (id, _) = p.last_run();
     let st = p.status_json(&id);
