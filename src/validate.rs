@@ -389,6 +389,18 @@ impl Checker<'_> {
             self.err_at(&p, "gate-in-cleanup", "rollback, on_failure and finally steps cannot wait on an approval, confirmation, window or earlier run",
                     "cleanup must be able to run unattended; only `condition` gates are allowed here");
         }
+        if let Some(Action::Include(_)) = step.action()
+            && nested
+        {
+            let mut p = path.to_vec();
+            p.push("include".into());
+            self.err_at(
+                &p,
+                "include-in-cleanup",
+                "rollback, on_failure and finally steps cannot include a playbook",
+                "include it among `steps`; an included playbook's own on_failure and finally run with it",
+            );
+        }
         if let Some(action) = step.action() {
             self.action(action, step, path);
         }
