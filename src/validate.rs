@@ -627,6 +627,16 @@ impl Checker<'_> {
                 _ => {}
             },
             Action::Health(h) => {
+                if !h.baseline_ignore.is_empty() && h.baseline.is_none() {
+                    p.push("baseline_ignore".into());
+                    self.err_at(
+                        &p,
+                        "incomplete-action",
+                        "`baseline_ignore` without a `baseline` to compare with",
+                        "add `baseline: \"{{ steps.backup.outputs.row_counts }}\"`, or remove `baseline_ignore`",
+                    );
+                    p.pop();
+                }
                 if h.baseline.is_some() && !h.checks.includes(HealthCheck::RowCounts) {
                     p.push("baseline".into());
                     self.err_at(
@@ -635,6 +645,7 @@ impl Checker<'_> {
                         "`baseline` is compared by the `row_counts` check, which this step does not run",
                         "add `row_counts` to `checks`, or use `checks: all`",
                     );
+                    p.pop();
                 }
                 if let Some(RowBaseline::Template(t)) = &h.baseline
                     && !template::is_template(t)
@@ -658,7 +669,26 @@ impl Checker<'_> {
                         "give a playbook name or a path",
                     );
                 }
-                let _ = step;
+                // An include runs the included steps, each with its own options; these would
+                // be silently meaningless on the include itself.
+                let unsupported = [
+                    ("retry", step.retry.is_some()),
+                    ("timeout", step.timeout.is_some()),
+                    ("continue_on_error", step.continue_on_error),
+                    ("outputs", !step.outputs.is_empty()),
+                    ("rollback", !step.rollback.is_empty()),
+                ];
+                for (key, given) in unsupported {
+                    if given {
+                        self.err_key(
+                            path,
+                            key,
+                            "unsupported-option",
+                            format!("`{key}` has no meaning on an `include` step"),
+                            "set it on the included playbook's steps; `when` and `tags` do work on an include",
+                        );
+                    }
+                }
             }
             _ => {}
         }

@@ -94,6 +94,11 @@ struct IncludeBlock {
     /// Indexes into `Engine::main`: `start..end` are the include's units.
     start: usize,
     end: usize,
+    /// The include step's own `when`, evaluated in the including playbook's scope.
+    when: Option<String>,
+    parent_scope: usize,
+    /// The include step's qualified id.
+    qid: String,
     on_failure: Vec<Unit>,
     finally: Vec<Unit>,
 }
@@ -1059,14 +1064,7 @@ impl<'a> Engine<'a> {
             signing_key: signing_key(config),
         };
         let mut ord = 0;
-        engine.flatten(
-            &playbook,
-            &playbook.def.steps.clone(),
-            0,
-            "",
-            Phase::Main,
-            &mut ord,
-        );
+        engine.flatten(&playbook, &playbook.def.steps.clone(), 0, "", &mut ord, &[]);
         engine.on_failure =
             handler_units(&playbook.def.on_failure, Phase::OnFailure, 0, "", &mut ord);
         engine.finally = handler_units(&playbook.def.finally, Phase::Finally, 0, "", &mut ord);
@@ -1080,8 +1078,8 @@ impl<'a> Engine<'a> {
         steps: &[Step],
         scope: usize,
         prefix: &str,
-        phase: Phase,
         ord: &mut i64,
+        inherited_tags: &[String],
     ) {
         for (i, step) in steps.iter().enumerate() {
             let local = step.id.clone().unwrap_or_else(|| format!("step-{}", i + 1));
@@ -1099,8 +1097,11 @@ impl<'a> Engine<'a> {
                 let child_scope = self.scopes.len() - 1;
                 let child_steps = child.def.steps.clone();
                 let child_prefix = format!("{qid}.");
+                // An include's tags select its steps, like their own.
+                let mut tags = inherited_tags.to_vec();
+                tags.extend(step.tags.iter().cloned());
                 let start = self.main.len();
-                self.flatten(&child, &child_steps, child_scope, &child_prefix, phase, ord);
+                self.flatten(&child, &child_steps, child_scope, &child_prefix, ord, &tags);
                 let end = self.main.len();
                 if end > start {
                     let on_failure = handler_units(
@@ -1120,6 +1121,9 @@ impl<'a> Engine<'a> {
                     self.blocks.push(IncludeBlock {
                         start,
                         end,
+                        when: step.when.clone(),
+                        parent_scope: scope,
+                        qid: qid.clone(),
                         on_failure,
                         finally,
                     });
@@ -1145,12 +1149,14 @@ impl<'a> Engine<'a> {
                     }
                 })
                 .collect();
+            let mut step = step.clone();
+            step.tags.extend(inherited_tags.iter().cloned());
             self.main.push(Unit {
                 qid,
                 local,
                 scope,
-                step: step.clone(),
-                phase,
+                step,
+                phase: Phase::Main,
                 ord: *ord,
             });
             self.comps.push(comps);
@@ -1292,15 +1298,48 @@ impl<'a> Engine<'a> {
         let mut completed: Vec<usize> = Vec::new();
         // The includes the run is inside, outermost first.
         let mut open: Vec<usize> = Vec::new();
+        // Units before this index belong to an include whose `when` is false.
+        let mut skip_until = 0;
+        let mut skip_reason = String::new();
         'main: for i in 0..self.main.len() {
             // Outer includes come later in `blocks`: entering at the same unit, they open first.
-            open.extend(
-                (0..self.blocks.len())
-                    .rev()
-                    .filter(|&b| self.blocks[b].start == i),
-            );
+            let entered: Vec<usize> = (0..self.blocks.len())
+                .rev()
+                .filter(|&b| self.blocks[b].start == i)
+                .collect();
+            for b in entered {
+                if i < skip_until {
+                    break;
+                }
+                match self.include_wanted(b) {
+                    Ok(true) => open.push(b),
+                    Ok(false) => {
+                        skip_until = self.blocks[b].end;
+                        skip_reason = format!(
+                            "`when: {}` of include {} is false",
+                            self.blocks[b].when.as_deref().unwrap_or_default(),
+                            self.blocks[b].qid
+                        );
+                    }
+                    Err(msg) => {
+                        failure = Some((
+                            self.blocks[b].qid.clone(),
+                            format!("cannot evaluate `when`: {msg}"),
+                        ));
+                        break 'main;
+                    }
+                }
+            }
             let unit = self.main[i].clone();
             'unit: {
+                if i < skip_until {
+                    if !self.done.contains_key(&(Phase::Main, unit.qid.clone()))
+                        && let Err(code) = self.skip(&unit, &skip_reason).await
+                    {
+                        return code;
+                    }
+                    break 'unit;
+                }
                 match self.done.get(&(Phase::Main, unit.qid.clone())) {
                     Some(StepStatus::Succeeded) => {
                         completed.push(i);
@@ -1344,12 +1383,16 @@ impl<'a> Engine<'a> {
                     }
                 }
             }
-            // An include whose last step this was: its `finally` steps run now. One that fails
-            // fails the run here, like a failed step.
+            // An include whose last step this was: its `finally` steps run now, unless none of
+            // its steps ran (all deselected by tags or their own `when`). One that fails fails
+            // the run here, like a failed step.
             while let Some(&b) = open.last()
                 && self.blocks[b].end == i + 1
             {
                 open.pop();
+                if !self.block_ran(b) {
+                    continue;
+                }
                 let units = self.blocks[b].finally.clone();
                 match self.run_handlers(&units).await {
                     Ok(None) => {}
@@ -1462,6 +1505,12 @@ impl<'a> Engine<'a> {
                 )),
             ),
         };
+        let error = match error {
+            Some(e) if failure.is_some() && !finally_ok => {
+                Some(format!("{e}; a finally step failed too"))
+            }
+            other => other,
+        };
         if let Err(code) = self
             .record(Event::run(
                 EventKind::RunFinished,
@@ -1484,13 +1533,39 @@ impl<'a> Engine<'a> {
         exit
     }
 
+    /// Whether an include's `when` (if any) holds, in the including playbook's scope.
+    fn include_wanted(&mut self, b: usize) -> Result<bool, String> {
+        let Some(when) = self.blocks[b].when.clone() else {
+            return Ok(true);
+        };
+        let ctx = self.context(self.blocks[b].parent_scope)?;
+        template::eval_bool(&when, &ctx)
+    }
+
+    /// Whether any step of an include ran (succeeded or failed, now or before a resume).
+    fn block_ran(&self, b: usize) -> bool {
+        let block = &self.blocks[b];
+        self.main[block.start..block.end].iter().any(|u| {
+            matches!(
+                self.done.get(&(Phase::Main, u.qid.clone())),
+                Some(StepStatus::Succeeded | StepStatus::Failed)
+            )
+        })
+    }
+
     /// Runs the `on_failure` or `finally` steps not recorded yet, every one of them even after
-    /// one fails, and gives the first failure (a step with `continue_on_error` does not count).
+    /// one fails, and gives the first failure (a step with `continue_on_error` does not count;
+    /// one that failed before a resume does).
     async fn run_handlers(&mut self, units: &[Unit]) -> Result<Option<(String, String)>, Exit> {
         let mut first = None;
         for unit in units {
-            if self.done.contains_key(&(unit.phase, unit.qid.clone())) {
-                continue;
+            match self.done.get(&(unit.phase, unit.qid.clone())) {
+                Some(StepStatus::Failed) if !unit.step.continue_on_error => {
+                    first.get_or_insert((unit.qid.clone(), "failed before the resume".to_owned()));
+                    continue;
+                }
+                Some(_) => continue,
+                None => {}
             }
             match self.run_unit(unit).await {
                 Ok(_) => {}

@@ -600,12 +600,15 @@ name: main
 params:
   fail: { type: boolean, default: false }
   fail_off: { type: boolean, default: false }
+  with_maint: { type: boolean, default: true }
 steps:
   - id: mk
     sql: { query: "CREATE TABLE IF NOT EXISTS log (n INTEGER PRIMARY KEY AUTOINCREMENT, what TEXT)" }
   - id: clear
     sql: { query: "DELETE FROM log" }
   - id: sub
+    when: params.with_maint
+    tags: [maint]
     include: { playbook: maint, params: { fail: "{{ params.fail }}", fail_off: "{{ params.fail_off }}" } }
   - id: after
     sql: { query: "INSERT INTO log (what) VALUES ('after')" }
@@ -661,6 +664,47 @@ finally:
         out.stderr
     );
     assert_eq!(log(), ["maint on", "maint off", "main failed", "main done"]);
+
+    // The same, killed while the includer's on_failure runs: resume must not take the failed
+    // finally step for done and go on to `after`.
+    let out = Runbook::new(&[
+        "-C",
+        &p.path().display().to_string(),
+        "run",
+        "main",
+        "--var",
+        "fail_off=true",
+        "--target",
+        &p.target.arg(),
+    ])
+    .env("RUNBOOK_FAILPOINT", "started:main_alert")
+    .run();
+    assert_eq!(out.code, -1, "killed by SIGKILL: {}", out.combined());
+    let (id, _) = p.last_run();
+    let out = p.resume(&id, &["--retry-step", "main_alert"]);
+    assert_eq!(out.code, 1, "{}", out.combined());
+    assert_eq!(log(), ["maint on", "maint off", "main failed", "main done"]);
+
+    // The include's own `when` and `tags` decide for its steps; when none of them runs, its
+    // finally does not run either.
+    let out = p.run("main", &["--var", "with_maint=false"]);
+    assert_eq!(out.code, 0, "{}", out.combined());
+    assert_eq!(log(), ["after", "main done"]);
+    let (id, _) = p.last_run();
+    let st = p.status_json(&id);
+    let status_of = |name: &str| {
+        st["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["step"] == name)
+            .map(|s| s["status"].clone())
+    };
+    assert_eq!(status_of("sub.on"), Some("skipped".into()));
+    assert_eq!(status_of("sub.off"), None);
+    let out = p.run("main", &["--skip-tags", "maint"]);
+    assert_eq!(out.code, 0, "{}", out.combined());
+    assert_eq!(log(), ["after", "main done"]);
 
     // The plan shows them under the include, named as the run names them.
     let plan = p.cmd(&[
