@@ -78,9 +78,21 @@ impl FleetOptions {
                 .unwrap_or(4),
             canary: canary.unwrap_or(0),
             stop_after: stop_after.or_else(|| {
-                stored["stop_after"]
-                    .as_str()
-                    .and_then(|t| parse_stop_after(t).ok())
+                stored["stop_after"].as_str().and_then(|t| {
+                    // Fleets started by earlier versions stored `Some(Count(3))`, `None`.
+                    let legacy = t
+                        .strip_prefix("Some(Count(")
+                        .or_else(|| t.strip_prefix("Some(Percent("))
+                        .and_then(|v| v.strip_suffix("))"))
+                        .map(|v| {
+                            if t.contains("Percent") {
+                                format!("{v}%")
+                            } else {
+                                v.to_owned()
+                            }
+                        });
+                    parse_stop_after(legacy.as_deref().unwrap_or(t)).ok()
+                })
             }),
         }
     }
@@ -621,4 +633,32 @@ pub async fn resume(
         jobs.len()
     ));
     finish(ui, state, &fleet.id, jobs, opts).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_resumed_fleet_keeps_its_options_unless_given_new_ones() {
+        let stored = json!({"concurrency": 3, "canary": 2, "stop_after": "10%"});
+        let o = FleetOptions::resumed(&stored, None, None, None);
+        assert_eq!(o.concurrency, 3);
+        assert_eq!(o.canary, 0, "a canary is never carried over");
+        assert_eq!(o.stop_after, Some(StopAfter::Percent(10.0)));
+        let o = FleetOptions::resumed(&stored, Some(8), Some(1), Some(StopAfter::Count(2)));
+        assert_eq!((o.concurrency, o.canary), (8, 1));
+        assert_eq!(o.stop_after, Some(StopAfter::Count(2)));
+        // What earlier versions stored.
+        for (text, want) in [
+            ("Some(Count(3))", Some(StopAfter::Count(3))),
+            ("Some(Percent(12.5))", Some(StopAfter::Percent(12.5))),
+            ("None", None),
+        ] {
+            let o = FleetOptions::resumed(&json!({"stop_after": text}), None, None, None);
+            assert_eq!(o.stop_after, want, "{text}");
+            assert_eq!(o.concurrency, 4);
+        }
+    }
 }
