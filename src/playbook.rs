@@ -575,6 +575,10 @@ pub struct HealthAction {
     /// which is rendered to the map it gives.
     #[serde(default)]
     pub baseline: Option<RowBaseline>,
+    /// Tables left out of the baseline comparison: ones whose rows come and go (sessions,
+    /// tokens, queues). `public.` names or bare ones.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub baseline_ignore: Vec<String>,
 }
 
 /// Row counts by table, or a template that gives them.

@@ -469,11 +469,16 @@ fn human_bytes(b: i64) -> String {
 }
 
 /// A check whose query failed: the outcome is unknown, which deserves a look but is not
-/// proof of a problem.
-fn errored(check: HealthCheck, e: &sqlx::Error) -> CheckResult {
+/// proof of a problem, except for row counts that must be compared with a baseline.
+fn errored(check: HealthCheck, e: &sqlx::Error, opts: &HealthOptions) -> CheckResult {
+    let status = if check == HealthCheck::RowCounts && opts.baseline.is_some() {
+        Status::Fail
+    } else {
+        Status::Warn
+    };
     CheckResult::new(
         check,
-        Status::Warn,
+        status,
         Json::Null,
         format!("could not run: {}", describe(e)),
     )
@@ -524,7 +529,7 @@ impl Pg<'_> {
             }
             HealthCheck::DiskSpace => return self.disk().await,
         };
-        r.unwrap_or_else(|e| errored(c, &e))
+        r.unwrap_or_else(|e| errored(c, &e, self.opts))
     }
 
     async fn connection(&mut self) -> CheckResult {
@@ -592,23 +597,49 @@ impl Pg<'_> {
     async fn row_counts(&mut self) -> Result<CheckResult, sqlx::Error> {
         let tables = self
             .rows(
-                "SELECT n.nspname::text, c.relname::text, c.reltuples::float8 \
+                "SELECT n.nspname::text, c.relname::text, c.reltuples::float8, c.relispartition \
                  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition \
+                 WHERE c.relkind IN ('r', 'p') \
                    AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
                    AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%' \
                  ORDER BY 1, 2",
             )
             .await?;
         let mut counts = Map::new();
+        let mut partitions = Map::new();
         let mut estimated = Vec::new();
         let mut errors = Map::new();
         let mut total: i64 = 0;
         for t in &tables {
-            let (schema, table, estimate): (String, String, f64) =
-                (t.try_get(0)?, t.try_get(1)?, t.try_get(2)?);
+            let (schema, table, estimate, partition): (String, String, f64, bool) =
+                (t.try_get(0)?, t.try_get(1)?, t.try_get(2)?, t.try_get(3)?);
             let label = shown(&schema, &table);
-            if estimate > EXACT_COUNT_LIMIT {
+            let in_baseline = self.opts.baseline.as_ref().is_some_and(|b| {
+                b.contains_key(&label) || b.contains_key(&format!("{schema}.{table}"))
+            });
+            // A partition's rows are counted with its parent; a baseline (a backup manifest
+            // lists partitions) gets them on their own.
+            if partition {
+                if in_baseline {
+                    let sql = format!(
+                        "SELECT count(*)::int8 FROM {}.{}",
+                        quote(&schema),
+                        quote(&table)
+                    );
+                    match self.rows(&sql).await {
+                        Ok(r) => {
+                            let n: i64 = r.first().map(|r| r.try_get(0)).transpose()?.unwrap_or(0);
+                            partitions.insert(label, json!(n));
+                        }
+                        Err(e) => {
+                            errors.insert(label, json!(describe(&e)));
+                        }
+                    }
+                }
+                continue;
+            }
+            // Large tables are estimated, unless a baseline needs their exact count.
+            if estimate > EXACT_COUNT_LIMIT && !in_baseline {
                 let n = estimate as i64;
                 total += n;
                 counts.insert(label.clone(), json!(n));
@@ -632,7 +663,14 @@ impl Pg<'_> {
             }
         }
         Ok(row_counts_result(
-            counts, estimated, errors, total, self.opts,
+            RowCounts {
+                counts,
+                partitions,
+                estimated,
+                errors,
+                total,
+            },
+            self.opts,
         ))
     }
 
@@ -1084,7 +1122,7 @@ impl Lite<'_> {
                 );
             }
         };
-        r.unwrap_or_else(|e| errored(c, &e))
+        r.unwrap_or_else(|e| errored(c, &e, self.opts))
     }
 
     async fn row_counts(&mut self) -> Result<CheckResult, sqlx::Error> {
@@ -1107,10 +1145,13 @@ impl Lite<'_> {
             }
         }
         Ok(row_counts_result(
-            counts,
-            Vec::new(),
-            errors,
-            total,
+            RowCounts {
+                counts,
+                partitions: Map::new(),
+                estimated: Vec::new(),
+                errors,
+                total,
+            },
             self.opts,
         ))
     }
@@ -1241,13 +1282,27 @@ fn size_result(bytes: i64, opts: &HealthOptions) -> CheckResult {
     .with("human", human_bytes(bytes))
 }
 
-fn row_counts_result(
+/// What the row count check measured.
+struct RowCounts {
+    /// Rows per table (partitioned tables with all their partitions).
     counts: Map<String, Json>,
+    /// Rows per partition, counted only when a baseline names them.
+    partitions: Map<String, Json>,
+    /// Tables whose count is the planner's estimate.
     estimated: Vec<Json>,
+    /// Tables that could not be counted, with why.
     errors: Map<String, Json>,
     total: i64,
-    opts: &HealthOptions,
-) -> CheckResult {
+}
+
+fn row_counts_result(measured: RowCounts, opts: &HealthOptions) -> CheckResult {
+    let RowCounts {
+        counts,
+        partitions,
+        estimated,
+        errors,
+        total,
+    } = measured;
     let n = counts.len();
     let mut message = format!(
         "counted {} ({})",
@@ -1276,7 +1331,7 @@ fn row_counts_result(
         );
     }
     if let Some(baseline) = &opts.baseline {
-        let cmp = compare_counts(baseline, &counts, &estimated, &errors);
+        let cmp = compare_counts(baseline, &counts, &partitions, &estimated, &errors);
         if !cmp.lost.is_empty() {
             r.status = Status::Fail;
             r.message = format!(
@@ -1285,9 +1340,10 @@ fn row_counts_result(
                 plural(cmp.lost.len() as i64, "table has", "tables have"),
                 cmp.lost
                     .iter()
-                    .map(|(t, c)| match c["after"].as_i64() {
-                        Some(after) => format!("{t} {} -> {after}", c["before"]),
-                        None => format!("{t} {} -> gone", c["before"]),
+                    .map(|(t, c)| match (c["after"].as_i64(), c.get("error")) {
+                        (Some(after), _) => format!("{t} {} -> {after}", c["before"]),
+                        (None, Some(_)) => format!("{t} {} -> could not count", c["before"]),
+                        (None, None) => format!("{t} {} -> gone", c["before"]),
                     })
                     .collect::<Vec<_>>()
                     .join(", ")
@@ -1303,6 +1359,9 @@ fn row_counts_result(
             .with("baseline", cmp.changes)
             .with("lost", cmp.lost)
             .with("not_compared", cmp.not_compared);
+        if !partitions.is_empty() {
+            r = r.with("partitions", partitions);
+        }
     }
     r.with("tables", counts)
         .with("estimated", estimated)
@@ -1326,6 +1385,7 @@ struct CountComparison {
 fn compare_counts(
     baseline: &BTreeMap<String, u64>,
     counts: &Map<String, Json>,
+    partitions: &Map<String, Json>,
     estimated: &[Json],
     errors: &Map<String, Json>,
 ) -> CountComparison {
@@ -1337,11 +1397,22 @@ fn compare_counts(
     };
     for (key, &before) in baseline {
         let table = key.strip_prefix("public.").unwrap_or(key);
-        if estimated.iter().any(|e| e == table) || errors.contains_key(table) {
+        if estimated.iter().any(|e| e == table) {
             out.not_compared.push(json!(table));
             continue;
         }
-        let after = counts.get(table).and_then(Json::as_i64);
+        // A table that could not be counted may have lost rows: it fails the comparison.
+        if let Some(why) = errors.get(table) {
+            out.lost.insert(
+                table.to_owned(),
+                json!({"before": before, "after": null, "error": why}),
+            );
+            continue;
+        }
+        let after = counts
+            .get(table)
+            .or_else(|| partitions.get(table))
+            .and_then(Json::as_i64);
         let change = json!({"before": before, "after": after});
         out.compared += 1;
         if after.is_none_or(|a| (a.max(0) as u64) < before) {
@@ -1713,7 +1784,14 @@ mod tests {
             ("Plan".to_owned(), json!(7)),
             ("Big".to_owned(), json!(4_000_000)),
         ]);
-        let r = row_counts_result(counts.clone(), vec![json!("Big")], Map::new(), 15, &o);
+        let measured = |estimated: Vec<Json>, errors: Map<String, Json>| RowCounts {
+            counts: counts.clone(),
+            partitions: Map::from_iter([("Part_2024".to_owned(), json!(3))]),
+            estimated,
+            errors,
+            total: 15,
+        };
+        let r = row_counts_result(measured(vec![json!("Big")], Map::new()), &o);
         assert_eq!(r.status, Status::Fail);
         assert!(
             r.message.ends_with(
@@ -1730,10 +1808,29 @@ mod tests {
         // An estimated count is not judged.
         assert_eq!(r.details["not_compared"], json!(["Big"]));
 
-        o.baseline = Some(BTreeMap::from([("public.Plan".to_owned(), 6)]));
-        let r = row_counts_result(counts, vec![], Map::new(), 15, &o);
-        assert_eq!(r.status, Status::Pass);
-        assert!(r.message.ends_with("(1 table compared)"), "{}", r.message);
+        // A partition (listed by a backup manifest) is compared with its own count.
+        o.baseline = Some(BTreeMap::from([
+            ("public.Plan".to_owned(), 6),
+            ("public.Part_2024".to_owned(), 3),
+        ]));
+        let r = row_counts_result(measured(vec![], Map::new()), &o);
+        assert_eq!(r.status, Status::Pass, "{}", r.message);
+        assert!(r.message.ends_with("(2 tables compared)"), "{}", r.message);
+
+        // A baseline table that could not be counted fails: it may have lost rows.
+        let r = row_counts_result(
+            measured(
+                vec![],
+                Map::from_iter([("Plan".to_owned(), json!("permission denied"))]),
+            ),
+            &o,
+        );
+        assert_eq!(r.status, Status::Fail);
+        assert!(
+            r.message.ends_with("Plan 6 -> could not count"),
+            "{}",
+            r.message
+        );
     }
 
     #[test]

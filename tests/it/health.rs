@@ -510,4 +510,33 @@ fn large_tables_are_estimated_rather_than_counted() {
         rows["message"],
         "counted 2 tables (5000001 rows); 1 large table estimated from statistics"
     );
+
+    // Against a baseline (a backup manifest's names, partitions listed on their own), a large
+    // table is counted exactly, and a partition that lost rows is named.
+    crate::pg::cluster().psql(
+        &url,
+        r#"CREATE TABLE "Log" ("at" date NOT NULL) PARTITION BY RANGE ("at");
+           CREATE TABLE "Log_2025" PARTITION OF "Log" FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+           CREATE TABLE "Log_2026" PARTITION OF "Log" FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+           INSERT INTO "Log" VALUES ('2025-06-01'), ('2026-06-01');"#,
+    );
+    p.playbook(
+        "health-it",
+        &health_playbook(
+            "      checks: [row_counts]
+      baseline: { public.Big: 3, public.Small: 1, public.Log_2025: 1, public.Log_2026: 2 }
+",
+        ),
+    );
+    let out = p.run("health-it", &[]);
+    assert_eq!(out.code, 1, "{}", out.combined());
+    // Big counted exactly (3, not 5 million), Log with both partitions, Log_2026 on its own.
+    assert!(
+        out.stderr.contains(
+            "fail  Table Row Counts: counted 3 tables (6 rows); \
+             1 table has fewer rows than the baseline: Log_2026 2 -> 1\n"
+        ),
+        "{}",
+        out.stderr
+    );
 }

@@ -26,8 +26,16 @@ pub async fn run(a: &HealthAction, ctx: &mut ActionCtx<'_>) -> StepResult {
             // An empty baseline (a backup of an empty database, `allow_fewer_rows`) has
             // nothing to compare.
             None => None,
-            Some(RowBaseline::Counts(c)) if c.is_empty() => None,
-            Some(RowBaseline::Counts(c)) => Some(c.clone()),
+            Some(RowBaseline::Counts(c)) => {
+                let bare = |t: &str| t.strip_prefix("public.").unwrap_or(t).to_owned();
+                let ignored: Vec<String> = a.baseline_ignore.iter().map(|t| bare(t)).collect();
+                let kept: std::collections::BTreeMap<String, u64> = c
+                    .iter()
+                    .filter(|(t, _)| !ignored.contains(&bare(t)))
+                    .map(|(t, n)| (t.clone(), *n))
+                    .collect();
+                (!kept.is_empty()).then_some(kept)
+            }
             Some(RowBaseline::Template(t)) => {
                 return Err(StepError::Failed(format!(
                     "`baseline` gave {:?}, not a map of table to row count",

@@ -42,15 +42,31 @@ pub fn render_args(step: &Step, ctx: &Json) -> Result<Json, String> {
     render(&raw, ctx, action.key(), &mut Vec::new())
 }
 
+/// A health step's `baseline` template, rendered to a map of table to row count. Anything
+/// else fails the step: a baseline that silently compared nothing would pass a lost table.
+fn row_baseline(text: &str, ctx: &Json) -> Result<Json, String> {
+    match template::render_native(text, ctx)? {
+        Json::Object(m) if m.values().all(|n| n.as_u64().is_some()) => Ok(Json::Object(m)),
+        Json::Object(_) => Err(format!(
+            "`baseline` ({text}) gave a map whose values are not all row counts"
+        )),
+        Json::Null => Err(format!(
+            "`baseline` ({text}) gave nothing: the step it reads did not run or has no such output"
+        )),
+        other => Err(format!(
+            "`baseline` ({text}) gave `{other}`, not a map of table to row count"
+        )),
+    }
+}
+
 fn render(v: &Json, ctx: &Json, action: &str, path: &mut Vec<String>) -> Result<Json, String> {
     Ok(match v {
         Json::String(s) if template::is_template(s) => {
             let field = path.first().map(String::as_str);
             match (action, field) {
                 ("sql", Some("query")) | ("wait_for", Some("until" | "sql")) => v.clone(),
-                ("sql", Some("params")) | ("health", Some("baseline")) => {
-                    template::render_native(s, ctx)?
-                }
+                ("sql", Some("params")) => template::render_native(s, ctx)?,
+                ("health", Some("baseline")) => row_baseline(s, ctx)?,
                 _ => Json::String(template::render(s, ctx)?),
             }
         }
