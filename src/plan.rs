@@ -405,9 +405,7 @@ fn plan_blocks(
             .iter()
             .enumerate()
             .filter_map(|(i, s)| {
-                let local =
-                    s.id.clone()
-                        .unwrap_or_else(|| format!("{unnamed}-{}", i + 1));
+                let local = s.local_id(unnamed, i);
                 plan_step(playbook, s, &local, ctx, prefix, diags, config, req)
             })
             .collect()
@@ -522,9 +520,7 @@ fn plan_step(
         .iter()
         .enumerate()
         .filter_map(|(j, c)| {
-            let local =
-                c.id.clone()
-                    .unwrap_or_else(|| format!("{local_id}.rollback-{}", j + 1));
+            let local = c.local_id(&format!("{local_id}.rollback"), j);
             plan_step(playbook, c, &local, ctx, prefix, diags, config, req)
         })
         .collect();

@@ -238,6 +238,15 @@ impl Action<'_> {
 }
 
 impl Step {
+    /// The id the step goes by in its block: its own, else `<block>-N` (`step-2`,
+    /// `on_failure-1`, `deploy.rollback-1` for a compensation of `deploy`). The executor
+    /// records steps by it and the plan shows it, so the two always agree.
+    pub fn local_id(&self, block: &str, index: usize) -> String {
+        self.id
+            .clone()
+            .unwrap_or_else(|| format!("{block}-{}", index + 1))
+    }
+
     /// Every action present on the step; a valid step has exactly one.
     pub fn actions(&self) -> Vec<Action<'_>> {
         let mut out = Vec::with_capacity(1);

@@ -231,7 +231,7 @@ impl Ops<'_> {
     fn timed_out(&self) -> BackupError {
         failed(format!(
             "timed out after {}",
-            crate::exec::actions::humantime(self.timeout.unwrap_or_default())
+            crate::ui::fmt_duration(self.timeout.unwrap_or_default())
         ))
     }
 

@@ -9,7 +9,7 @@
 //! timeout and a lock timeout, so a health check can neither change data nor queue behind a
 //! migration's lock, and one failing query does not abort the others.
 
-use crate::db::{Db, migrate};
+use crate::db::{Db, describe, migrate};
 use crate::playbook::{HealthCheck, Threshold};
 use serde_json::{Map, Value as Json, json};
 use sqlx::{Connection, Row};
@@ -451,10 +451,6 @@ fn shown(schema: &str, table: &str) -> String {
     }
 }
 
-fn describe(e: &sqlx::Error) -> String {
-    crate::db::seed::describe(e)
-}
-
 /// Bytes as MiB/GiB for messages.
 fn human_bytes(b: i64) -> String {
     let b = b as f64;
@@ -619,27 +615,11 @@ impl Pg<'_> {
             });
             // A partition's rows are counted with its parent; a baseline (a backup manifest
             // lists partitions) gets them on their own.
-            if partition {
-                if in_baseline {
-                    let sql = format!(
-                        "SELECT count(*)::int8 FROM {}.{}",
-                        quote(&schema),
-                        quote(&table)
-                    );
-                    match self.rows(&sql).await {
-                        Ok(r) => {
-                            let n: i64 = r.first().map(|r| r.try_get(0)).transpose()?.unwrap_or(0);
-                            partitions.insert(label, json!(n));
-                        }
-                        Err(e) => {
-                            errors.insert(label, json!(describe(&e)));
-                        }
-                    }
-                }
+            if partition && !in_baseline {
                 continue;
             }
             // Large tables are estimated, unless a baseline needs their exact count.
-            if estimate > EXACT_COUNT_LIMIT && !in_baseline {
+            if !partition && estimate > EXACT_COUNT_LIMIT && !in_baseline {
                 let n = estimate as i64;
                 total += n;
                 counts.insert(label.clone(), json!(n));
@@ -654,8 +634,12 @@ impl Pg<'_> {
             match self.rows(&sql).await {
                 Ok(r) => {
                     let n: i64 = r.first().map(|r| r.try_get(0)).transpose()?.unwrap_or(0);
-                    total += n;
-                    counts.insert(label, json!(n));
+                    if partition {
+                        partitions.insert(label, json!(n));
+                    } else {
+                        total += n;
+                        counts.insert(label, json!(n));
+                    }
                 }
                 Err(e) => {
                     errors.insert(label, json!(describe(&e)));
@@ -1380,8 +1364,12 @@ struct CountComparison {
     compared: usize,
 }
 
-/// Compares counts with a baseline. A baseline key `public.T` (a backup manifest's) names the
-/// table shown as `T`.
+/// The table a baseline key names, as the checks show it: a backup manifest's `public.T` is `T`.
+pub fn baseline_name(key: &str) -> &str {
+    key.strip_prefix("public.").unwrap_or(key)
+}
+
+/// Compares counts with a baseline, by `baseline_name`.
 fn compare_counts(
     baseline: &BTreeMap<String, u64>,
     counts: &Map<String, Json>,
@@ -1396,7 +1384,7 @@ fn compare_counts(
         compared: 0,
     };
     for (key, &before) in baseline {
-        let table = key.strip_prefix("public.").unwrap_or(key);
+        let table = baseline_name(key);
         if estimated.iter().any(|e| e == table) {
             out.not_compared.push(json!(table));
             continue;

@@ -24,8 +24,9 @@
 //!   The same connection cancels a running statement on Ctrl-C or at the step's deadline.
 //!   On SQLite the run lock already serialises runs and `BEGIN IMMEDIATE` takes the write lock.
 
-use crate::db::{Db, TargetSpec};
+use crate::db::{Db, TargetSpec, describe};
 use crate::playbook::LintLevel;
+use crate::ui::fmt_duration;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
@@ -77,32 +78,10 @@ fn db_failed(what: &str, e: &sqlx::Error) -> MigrateError {
     failed(format!("{what}: {}", describe(e)))
 }
 
-/// The database's message with its SQLSTATE, which is what an operator searches for.
-pub fn describe(e: &sqlx::Error) -> String {
-    match e {
-        sqlx::Error::Database(db) => match db.code() {
-            Some(code) => format!("{} (SQLSTATE {code})", db.message()),
-            None => db.message().to_owned(),
-        },
-        other => other.to_string(),
-    }
-}
-
 fn sqlstate(e: &sqlx::Error) -> Option<String> {
     e.as_database_error()
         .and_then(|d| d.code())
         .map(|c| c.into_owned())
-}
-
-pub fn fmt_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms < 1000 {
-        format!("{ms}ms")
-    } else if ms.is_multiple_of(1000) {
-        format!("{}s", ms / 1000)
-    } else {
-        format!("{:.1}s", d.as_secs_f64())
-    }
 }
 
 /// `50000` as `50,000`.
@@ -720,17 +699,7 @@ impl<'a> Control<'a> {
                 None => std::future::pending().await,
             }
         };
-        let cancel = &mut self.cancel;
-        let cancelled = async move {
-            loop {
-                if *cancel.borrow() {
-                    return;
-                }
-                if cancel.changed().await.is_err() {
-                    std::future::pending::<()>().await;
-                }
-            }
-        };
+        let cancelled = crate::run::wait_cancel(&mut self.cancel);
         tokio::select! {
             _ = cancelled => MigrateError::Interrupted,
             t = timer => MigrateError::TimedOut(t),

@@ -178,6 +178,17 @@ impl Db {
     }
 }
 
+/// The database's message with its SQLSTATE, which is what an operator searches for.
+pub fn describe(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(db) => match db.code() {
+            Some(code) => format!("{} (SQLSTATE {code})", db.message()),
+            None => db.message().to_owned(),
+        },
+        other => other.to_string(),
+    }
+}
+
 async fn pg_run(
     conn: &mut sqlx::PgConnection,
     query: &str,
@@ -194,23 +205,8 @@ async fn pg_run(
             other => q.bind(sqlx::types::Json(other.clone())),
         };
     }
-    let mut out = SqlResult::default();
-    let mut stream = sqlx::Executor::fetch_many(conn, q);
-    while let Some(item) = stream.try_next().await? {
-        match item {
-            sqlx::Either::Left(done) => out.rows_affected += done.rows_affected(),
-            sqlx::Either::Right(row) => {
-                if out.columns.is_empty() {
-                    out.columns = row.columns().iter().map(|c| c.name().to_owned()).collect();
-                }
-                out.row_count += 1;
-                if out.rows.len() < MAX_ROWS {
-                    out.rows.push(pg_row(&row));
-                }
-            }
-        }
-    }
-    Ok(out)
+    let results = sqlx::Executor::fetch_many(conn, q).map_ok(|r| r.map_left(|d| d.rows_affected()));
+    collect(results, pg_row).await
 }
 
 async fn sqlite_run(
@@ -229,18 +225,28 @@ async fn sqlite_run(
             other => q.bind(other.to_string()),
         };
     }
+    let results = sqlx::Executor::fetch_many(conn, q).map_ok(|r| r.map_left(|d| d.rows_affected()));
+    collect(results, sqlite_row).await
+}
+
+/// Gathers a statement's results, either dialect: rows affected, columns, the row count and
+/// the first `MAX_ROWS` rows as JSON.
+async fn collect<R: Row>(
+    results: impl futures_util::Stream<Item = Result<sqlx::Either<u64, R>, sqlx::Error>>,
+    to_json: fn(&R) -> Map<String, Json>,
+) -> Result<SqlResult, sqlx::Error> {
+    let mut results = std::pin::pin!(results);
     let mut out = SqlResult::default();
-    let mut stream = sqlx::Executor::fetch_many(conn, q);
-    while let Some(item) = stream.try_next().await? {
+    while let Some(item) = results.try_next().await? {
         match item {
-            sqlx::Either::Left(done) => out.rows_affected += done.rows_affected(),
+            sqlx::Either::Left(affected) => out.rows_affected += affected,
             sqlx::Either::Right(row) => {
                 if out.columns.is_empty() {
                     out.columns = row.columns().iter().map(|c| c.name().to_owned()).collect();
                 }
                 out.row_count += 1;
                 if out.rows.len() < MAX_ROWS {
-                    out.rows.push(sqlite_row(&row));
+                    out.rows.push(to_json(&row));
                 }
             }
         }

@@ -40,7 +40,7 @@
 //! `update: true` the stored hash is replaced when it does not verify against the variable,
 //! and kept when it does (a fresh salt every run would make every run an update).
 
-use crate::db::Db;
+use crate::db::{Db, describe};
 use crate::diagnostic::{Diagnostic, did_you_mean};
 use crate::source::{Pos, Source};
 use crate::yaml::{self, Node, Value};
@@ -1377,17 +1377,6 @@ async fn apply_table(
         }
     }
     Ok(counts)
-}
-
-/// The database's message with its SQLSTATE, which is what an operator searches for.
-pub fn describe(e: &sqlx::Error) -> String {
-    match e {
-        sqlx::Error::Database(db) => match db.code() {
-            Some(code) => format!("{} (SQLSTATE {code})", db.message()),
-            None => db.message().to_owned(),
-        },
-        other => other.to_string(),
-    }
 }
 
 fn hint_for(e: &sqlx::Error, t: &TableSeed) -> Option<String> {

@@ -224,7 +224,7 @@ pub async fn inspect(
                         Err(e) => {
                             why_not = Some(format!(
                                 "step `{sid}` failed read-only: {}",
-                                crate::exec::actions::describe_sql(&e)
+                                crate::db::describe(&e)
                             ))
                         }
                     }

@@ -16,6 +16,7 @@ use crate::plan;
 use crate::playbook::{Action, OutputSource, Step};
 use crate::project::{Playbook, Project};
 use crate::redact::Redactor;
+pub use crate::run::wait_cancel;
 use crate::run::{self, Event, EventKind, Phase, RunRecord, RunStatus, StepStatus};
 use crate::state::{StateSpec, StateStore};
 use crate::template;
@@ -1082,7 +1083,7 @@ impl<'a> Engine<'a> {
         inherited_tags: &[String],
     ) {
         for (i, step) in steps.iter().enumerate() {
-            let local = step.id.clone().unwrap_or_else(|| format!("step-{}", i + 1));
+            let local = step.local_id("step", i);
             let qid = format!("{prefix}{local}");
             if let Some(Action::Include(inc)) = step.action() {
                 let Some(child) = pb.includes.get(&local).cloned() else {
@@ -1136,9 +1137,7 @@ impl<'a> Engine<'a> {
                 .iter()
                 .enumerate()
                 .map(|(j, c)| {
-                    let clocal =
-                        c.id.clone()
-                            .unwrap_or_else(|| format!("{local}.rollback-{}", j + 1));
+                    let clocal = c.local_id(&format!("{local}.rollback"), j);
                     Unit {
                         qid: format!("{prefix}{clocal}"),
                         local: clocal,
@@ -1776,7 +1775,7 @@ impl<'a> Engine<'a> {
             let found = runs
                 .iter()
                 .find(|x| !same || x.migrations_hash == self.run.migrations_hash);
-            let within_text = actions::humantime(within);
+            let within_text = crate::ui::fmt_duration(within);
             return Ok(match found {
                 Some(x) => GateOutcome::Pass(
                     json!({"value": x.id, "note": format!("run {} of `{playbook}` succeeded on `{}` at {}", x.id, r.env, run::format_ms(x.started_at))}),
@@ -2311,7 +2310,7 @@ fn handler_units(
         .enumerate()
         .map(|(i, s)| {
             *ord += 1;
-            let local = s.id.clone().unwrap_or_else(|| format!("{block}-{}", i + 1));
+            let local = s.local_id(block, i);
             Unit {
                 qid: format!("{prefix}{local}"),
                 local,
@@ -2479,18 +2478,6 @@ pub async fn decide(
         ..Default::default()
     };
     resume(project, resume_req, ui, cancel).await
-}
-
-/// Resolves when `cancel` becomes true.
-pub async fn wait_cancel(cancel: &mut watch::Receiver<bool>) {
-    loop {
-        if *cancel.borrow() {
-            return;
-        }
-        if cancel.changed().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    }
 }
 
 /// Adds the step's declared `outputs:` (regex or JSON path over stdout, stderr or rows).

@@ -82,16 +82,7 @@ pub async fn run(
             None => std::future::pending().await,
         }
     };
-    let cancelled = async {
-        loop {
-            if *cancel.borrow() {
-                return;
-            }
-            if cancel.changed().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        }
-    };
+    let cancelled = crate::run::wait_cancel(cancel);
     tokio::select! {
         done = waiter => {
             let out = done.map_err(|e| ProcessError::Wait(std::io::Error::other(e)))?.map_err(ProcessError::Wait)?;

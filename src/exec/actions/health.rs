@@ -27,11 +27,14 @@ pub async fn run(a: &HealthAction, ctx: &mut ActionCtx<'_>) -> StepResult {
             // nothing to compare.
             None => None,
             Some(RowBaseline::Counts(c)) => {
-                let bare = |t: &str| t.strip_prefix("public.").unwrap_or(t).to_owned();
-                let ignored: Vec<String> = a.baseline_ignore.iter().map(|t| bare(t)).collect();
+                let ignored: Vec<&str> = a
+                    .baseline_ignore
+                    .iter()
+                    .map(|t| health::baseline_name(t))
+                    .collect();
                 let kept: std::collections::BTreeMap<String, u64> = c
                     .iter()
-                    .filter(|(t, _)| !ignored.contains(&bare(t)))
+                    .filter(|(t, _)| !ignored.contains(&health::baseline_name(t)))
                     .map(|(t, n)| (t.clone(), *n))
                     .collect();
                 (!kept.is_empty()).then_some(kept)
@@ -58,7 +61,7 @@ pub async fn run(a: &HealthAction, ctx: &mut ActionCtx<'_>) -> StepResult {
                     Some(t) => tokio::time::timeout(t, work).await.map_err(|_| {
                         StepError::Failed(format!(
                             "the health check did not finish within {}",
-                            super::humantime(t)
+                            crate::ui::fmt_duration(t)
                         ))
                     }),
                     None => Ok(work.await),

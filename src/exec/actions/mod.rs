@@ -10,7 +10,6 @@ pub mod restore;
 pub mod seed;
 mod shell;
 mod sql;
-pub use sql::describe as describe_sql;
 mod wait_for;
 
 use super::{ActionCtx, StepError, StepResult};
@@ -129,21 +128,10 @@ pub async fn execute(step: &Step, rendered: &Json, ctx: &mut ActionCtx<'_>) -> S
                 Ok(r) => r,
                 Err(_) => Err(StepError::Failed(format!(
                     "timed out after {}",
-                    humantime(t)
+                    crate::ui::fmt_duration(t)
                 ))),
             }
         }
         _ => fut.await,
-    }
-}
-
-pub fn humantime(d: std::time::Duration) -> String {
-    let ms = d.as_millis();
-    if ms < 1000 {
-        format!("{ms}ms")
-    } else if ms.is_multiple_of(1000) {
-        format!("{}s", ms / 1000)
-    } else {
-        format!("{:.1}s", d.as_secs_f64())
     }
 }

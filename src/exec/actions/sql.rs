@@ -1,6 +1,7 @@
 //! `sql`: one statement against the target, values bound as parameters, with `expect:`
 //! assertions on the rows and the first value.
 
+use crate::db::describe;
 use crate::exec::{ActionCtx, StepError, StepResult};
 use crate::playbook::SqlAction;
 use serde_json::{Map, Value as Json, json};
@@ -94,16 +95,5 @@ fn number(v: &Json) -> Option<f64> {
         Json::Number(n) => n.as_f64(),
         Json::String(s) => s.trim().parse().ok(),
         _ => None,
-    }
-}
-
-/// The database's message with its SQLSTATE, which is what an operator searches for.
-pub fn describe(e: &sqlx::Error) -> String {
-    match e {
-        sqlx::Error::Database(db) => match db.code() {
-            Some(code) => format!("{} (SQLSTATE {code})", db.message()),
-            None => db.message().to_owned(),
-        },
-        other => other.to_string(),
     }
 }

@@ -30,7 +30,7 @@ pub async fn run(a: &WaitForAction, ctx: &mut ActionCtx<'_>) -> StepResult {
                         .first()
                         .and_then(|row| r.columns.first().and_then(|c| row.get(c)).cloned())
                         .unwrap_or(Json::Null),
-                    Err(e) => json!({"error": ctx.redactor.redact(&super::sql::describe(&e))}),
+                    Err(e) => json!({"error": ctx.redactor.redact(&crate::db::describe(&e))}),
                 }
             }
             (None, Some(argv)) => {
@@ -70,7 +70,7 @@ pub async fn run(a: &WaitForAction, ctx: &mut ActionCtx<'_>) -> StepResult {
             return Err(StepError::Failed(ctx.redactor.redact(&format!(
                 "`{}` did not hold within {} ({attempts} polls; last result {last})",
                 a.until,
-                super::humantime(deadline)
+                crate::ui::fmt_duration(deadline)
             ))));
         }
         tokio::select! {
