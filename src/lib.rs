@@ -9,6 +9,7 @@
 
 pub mod audit;
 pub mod auditor;
+pub mod cancel;
 pub mod cli;
 pub mod config;
 pub mod db;
@@ -16,11 +17,13 @@ pub mod diagnostic;
 pub mod exec;
 pub mod exit;
 pub mod fleet;
+pub mod fmt;
 pub mod gate;
 pub mod init;
 pub mod lock;
 pub mod plan;
 pub mod playbook;
+pub mod process;
 pub mod project;
 pub mod redact;
 pub mod report;

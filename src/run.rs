@@ -338,15 +338,3 @@ pub fn hostname() -> String {
         .or_else(|_| std::env::var("HOSTNAME"))
         .unwrap_or_else(|_| "unknown".to_owned())
 }
-
-/// Resolves when `cancel` (a run's Ctrl-C signal) becomes true; never if its sender is gone.
-pub async fn wait_cancel(cancel: &mut tokio::sync::watch::Receiver<bool>) {
-    loop {
-        if *cancel.borrow() {
-            return;
-        }
-        if cancel.changed().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    }
-}

@@ -222,14 +222,12 @@ impl Progress {
     }
 }
 
-/// A duration as operators read it: `250ms`, `3s`, `1.5s`.
-pub fn fmt_duration(d: std::time::Duration) -> String {
-    let ms = d.as_millis();
-    if ms < 1000 {
-        format!("{ms}ms")
-    } else if ms.is_multiple_of(1000) {
-        format!("{}s", ms / 1000)
-    } else {
-        format!("{:.1}s", d.as_secs_f64())
+impl crate::db::op::Report for Progress {
+    fn note(&self, text: &str) {
+        Progress::note(self, text);
+    }
+
+    fn detail(&self, text: &str) {
+        Progress::detail(self, text);
     }
 }

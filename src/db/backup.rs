@@ -27,8 +27,8 @@
 //! before a `restore` in protected environments, and the gate runs before the step.
 
 use crate::db::{Db, TargetSpec};
-use crate::exec::process::{self, ProcessError, ProcessOutput, ProcessSpec};
 use crate::playbook::{BackupFormat, BackupMode};
+use crate::process::{self, ProcessError, ProcessOutput, ProcessSpec};
 use crate::redact::Redactor;
 use crate::ui::Progress;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -231,7 +231,7 @@ impl Ops<'_> {
     fn timed_out(&self) -> BackupError {
         failed(format!(
             "timed out after {}",
-            crate::ui::fmt_duration(self.timeout.unwrap_or_default())
+            crate::fmt::duration(self.timeout.unwrap_or_default())
         ))
     }
 
@@ -272,7 +272,7 @@ impl Ops<'_> {
                     return r.map_err(|e| failed(self.redactor.redact(&format!("{what}: {e}"))));
                 }
                 () = &mut deadline => return Err(self.timed_out()),
-                () = crate::exec::wait_cancel(&mut cancel) => return Err(BackupError::Interrupted),
+                () = crate::cancel::wait_cancel(&mut cancel) => return Err(BackupError::Interrupted),
                 _ = tick.tick() => self.show_written(watch),
             }
         }

@@ -25,8 +25,8 @@
 //!   On SQLite the run lock already serialises runs and `BEGIN IMMEDIATE` takes the write lock.
 
 use crate::db::{Db, TargetSpec, describe};
+use crate::fmt::duration as fmt_duration;
 use crate::playbook::LintLevel;
-use crate::ui::fmt_duration;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
@@ -699,7 +699,7 @@ impl<'a> Control<'a> {
                 None => std::future::pending().await,
             }
         };
-        let cancelled = crate::run::wait_cancel(&mut self.cancel);
+        let cancelled = crate::cancel::wait_cancel(&mut self.cancel);
         tokio::select! {
             _ = cancelled => MigrateError::Interrupted,
             t = timer => MigrateError::TimedOut(t),

@@ -3,8 +3,10 @@
 
 pub mod backup;
 pub mod copy;
+pub mod dialect;
 pub mod health;
 pub mod migrate;
+pub mod op;
 pub mod seed;
 
 use futures_util::TryStreamExt;
@@ -12,6 +14,8 @@ use serde_json::{Map, Value as Json};
 use sqlx::{Column, ConnectOptions, Connection, Row, TypeInfo, ValueRef};
 use std::path::PathBuf;
 use std::str::FromStr;
+
+pub use dialect::Dialect;
 
 /// Rows kept from one statement; more are counted but not kept.
 pub const MAX_ROWS: usize = 1_000;
@@ -124,6 +128,13 @@ impl Db {
                     .busy_timeout(std::time::Duration::from_secs(10));
                 Ok(Db::Sqlite(opts.connect().await?))
             }
+        }
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Db::Postgres(_) => Dialect::Postgres,
+            Db::Sqlite(_) => Dialect::Sqlite,
         }
     }
 

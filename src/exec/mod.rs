@@ -5,9 +5,9 @@
 
 pub mod actions;
 pub mod live;
-pub mod process;
 
 use crate::audit::AuditLog;
+pub use crate::cancel::wait_cancel;
 use crate::config::ConfigDef;
 use crate::db::{Db, TargetSpec};
 use crate::exit::Exit;
@@ -16,7 +16,6 @@ use crate::plan;
 use crate::playbook::{Action, OutputSource, Step};
 use crate::project::{Playbook, Project};
 use crate::redact::Redactor;
-pub use crate::run::wait_cancel;
 use crate::run::{self, Event, EventKind, Phase, RunRecord, RunStatus, StepStatus};
 use crate::state::{StateSpec, StateStore};
 use crate::template;
@@ -1775,7 +1774,7 @@ impl<'a> Engine<'a> {
             let found = runs
                 .iter()
                 .find(|x| !same || x.migrations_hash == self.run.migrations_hash);
-            let within_text = crate::ui::fmt_duration(within);
+            let within_text = crate::fmt::duration(within);
             return Ok(match found {
                 Some(x) => GateOutcome::Pass(
                     json!({"value": x.id, "note": format!("run {} of `{playbook}` succeeded on `{}` at {}", x.id, r.env, run::format_ms(x.started_at))}),

@@ -59,7 +59,7 @@ pub async fn run(a: &CopyAction, ctx: &mut ActionCtx<'_>) -> StepResult {
                 Err(CopyError::Failed(format!(
                     "timed out after {}; tables verified before then are recorded and a \
                      re-run skips them",
-                    crate::ui::fmt_duration(t)
+                    crate::fmt::duration(t)
                 )))
             }),
             None => work.await,

@@ -61,7 +61,7 @@ pub async fn run(a: &HealthAction, ctx: &mut ActionCtx<'_>) -> StepResult {
                     Some(t) => tokio::time::timeout(t, work).await.map_err(|_| {
                         StepError::Failed(format!(
                             "the health check did not finish within {}",
-                            crate::ui::fmt_duration(t)
+                            crate::fmt::duration(t)
                         ))
                     }),
                     None => Ok(work.await),

@@ -13,8 +13,8 @@ use crate::db::migrate::{
     self as mg, Control, Dialect, MigrateError, MigrationSet, RevertTo, Settings, to_json,
 };
 use crate::exec::{ActionCtx, StepError, StepResult};
+use crate::fmt::duration as fmt_duration;
 use crate::playbook::{LintLevel, MigrateAction, MigrateOp};
-use crate::ui::fmt_duration;
 use serde_json::{Map, Value as Json, json};
 use std::path::Path;
 use std::time::Duration;

@@ -128,7 +128,7 @@ pub async fn execute(step: &Step, rendered: &Json, ctx: &mut ActionCtx<'_>) -> S
                 Ok(r) => r,
                 Err(_) => Err(StepError::Failed(format!(
                     "timed out after {}",
-                    crate::ui::fmt_duration(t)
+                    crate::fmt::duration(t)
                 ))),
             }
         }

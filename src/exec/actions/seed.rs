@@ -30,7 +30,7 @@ pub async fn run(a: &SeedAction, ctx: &mut ActionCtx<'_>) -> StepResult {
             Some(t) => tokio::time::timeout(t, work).await.map_err(|_| {
                 StepError::Failed(format!(
                     "timed out after {}; nothing was written (the transaction rolled back)",
-                    crate::ui::fmt_duration(t)
+                    crate::fmt::duration(t)
                 ))
             }),
             None => Ok(work.await),

@@ -1,9 +1,9 @@
 //! `shell`: a process from an argv list (no shell involved), or `sh -c` when the step says
 //! `script:` explicitly.
 
-use crate::exec::process::{self, ProcessError, ProcessSpec};
 use crate::exec::{ActionCtx, StepError, StepResult, cap};
 use crate::playbook::ShellAction;
+use crate::process::{self, ProcessError, ProcessSpec};
 use serde_json::{Map, Value as Json, json};
 
 pub async fn run(a: &ShellAction, ctx: &mut ActionCtx<'_>) -> StepResult {

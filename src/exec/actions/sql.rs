@@ -12,7 +12,7 @@ pub async fn run(a: &SqlAction, ctx: &mut ActionCtx<'_>) -> StepResult {
     let db = ctx.db().await?;
     let result = tokio::select! {
         r = db.execute(&a.query, &a.params, a.read_only) => r,
-        _ = crate::exec::wait_cancel(&mut cancel) => return Err(StepError::Interrupted),
+        _ = crate::cancel::wait_cancel(&mut cancel) => return Err(StepError::Interrupted),
     };
     let result = result.map_err(|e| StepError::Failed(redactor.redact(&describe(&e))))?;
     let first_row = result

@@ -1,9 +1,9 @@
 //! `wait_for`: polls a query or a program until an expression over its result holds, or the
 //! deadline passes.
 
-use crate::exec::process::{self, ProcessError, ProcessSpec};
 use crate::exec::{ActionCtx, StepError, StepResult, wait_cancel};
 use crate::playbook::WaitForAction;
+use crate::process::{self, ProcessError, ProcessSpec};
 use crate::template;
 use serde_json::{Map, Value as Json, json};
 use std::time::{Duration, Instant};
@@ -70,7 +70,7 @@ pub async fn run(a: &WaitForAction, ctx: &mut ActionCtx<'_>) -> StepResult {
             return Err(StepError::Failed(ctx.redactor.redact(&format!(
                 "`{}` did not hold within {} ({attempts} polls; last result {last})",
                 a.until,
-                crate::ui::fmt_duration(deadline)
+                crate::fmt::duration(deadline)
             ))));
         }
         tokio::select! {

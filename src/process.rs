@@ -82,7 +82,7 @@ pub async fn run(
             None => std::future::pending().await,
         }
     };
-    let cancelled = crate::run::wait_cancel(cancel);
+    let cancelled = crate::cancel::wait_cancel(cancel);
     tokio::select! {
         done = waiter => {
             let out = done.map_err(|e| ProcessError::Wait(std::io::Error::other(e)))?.map_err(ProcessError::Wait)?;
