@@ -924,7 +924,7 @@ fn run_cmd(ui: &Ui, root: &std::path::Path, req: exec::RunRequest, verbose: bool
     };
     rt.block_on(async {
         let cancel = interrupt_channel();
-        exec::run(&project, playbook, req, ui, cancel).await
+        Exit::from(exec::run(&project, playbook, req, ui, cancel).await)
     })
 }
 
@@ -938,7 +938,7 @@ fn resume_cmd(ui: &Ui, root: &std::path::Path, req: exec::ResumeRequest, verbose
     };
     rt.block_on(async {
         let cancel = interrupt_channel();
-        exec::resume(&project, req, ui, cancel).await
+        Exit::from(exec::resume(&project, req, ui, cancel).await)
     })
 }
 
@@ -1107,7 +1107,7 @@ fn decision_cmd(
     };
     rt.block_on(async {
         let cancel = interrupt_channel();
-        exec::decide(&project, req, ui, cancel).await
+        Exit::from(exec::decide(&project, req, ui, cancel).await)
     })
 }
 

@@ -1,4 +1,7 @@
 //! Exit codes, documented in the README. Scripts and CI branch on these, so they are stable.
+//! The one mapping from the executor's outcomes and errors to codes is here.
+
+use crate::exec::{ExecError, Outcome};
 
 /// The process exit status of a `runbook` command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,5 +29,38 @@ pub enum Exit {
 impl Exit {
     pub fn code(self) -> i32 {
         self as i32
+    }
+}
+
+impl From<&Outcome> for Exit {
+    fn from(outcome: &Outcome) -> Exit {
+        match outcome {
+            Outcome::Succeeded | Outcome::Approved => Exit::Ok,
+            Outcome::Failed { .. } | Outcome::RollbackFailed { .. } => Exit::RunFailed,
+            Outcome::Refused { .. } => Exit::Refused,
+            Outcome::Waiting { .. } => Exit::WaitingApproval,
+            Outcome::Interrupted { .. } => Exit::Interrupted,
+        }
+    }
+}
+
+impl From<ExecError> for Exit {
+    fn from(error: ExecError) -> Exit {
+        match error {
+            ExecError::Invalid => Exit::Invalid,
+            ExecError::Locked => Exit::Locked,
+            ExecError::Refused => Exit::Refused,
+            ExecError::AuditFailed => Exit::AuditFailed,
+            ExecError::Internal => Exit::Internal,
+        }
+    }
+}
+
+impl From<Result<Outcome, ExecError>> for Exit {
+    fn from(result: Result<Outcome, ExecError>) -> Exit {
+        match result {
+            Ok(outcome) => Exit::from(&outcome),
+            Err(error) => Exit::from(error),
+        }
     }
 }

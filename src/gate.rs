@@ -1,7 +1,9 @@
 //! Gates: the points where a run stops until people or facts allow it to go on. Approval,
 //! typed confirmation, a condition over earlier outputs, a maintenance window, and a required
 //! earlier run. A gate never lets a run continue by default: without a terminal and without a
-//! recorded decision, the run stops and waits.
+//! recorded decision, the run stops and waits. This module holds what a gate decides and the
+//! maintenance-window arithmetic; the engine makes the decisions (`exec/gates.rs`), and the
+//! terminal prompt is the `Ui`'s.
 
 use crate::playbook::{Weekday, WindowGate};
 use chrono::{DateTime, Datelike, NaiveTime, TimeZone, Utc};
@@ -152,31 +154,6 @@ pub fn window(w: &WindowGate, now: DateTime<Utc>) -> Result<Result<(), String>, 
 /// Names compared the way people expect: case and surrounding space do not matter.
 pub fn same_person(a: &str, b: &str) -> bool {
     a.trim().eq_ignore_ascii_case(b.trim())
-}
-
-/// Reads one line from the terminal (blocking, on a worker thread).
-pub async fn prompt(question: &str) -> Option<String> {
-    let q = question.to_owned();
-    tokio::task::spawn_blocking(move || {
-        use std::io::Write;
-        let mut err = std::io::stderr();
-        let _ = write!(err, "{q}");
-        let _ = err.flush();
-        let mut line = String::new();
-        match std::io::stdin().read_line(&mut line) {
-            Ok(0) | Err(_) => None,
-            Ok(_) => Some(line.trim().to_owned()),
-        }
-    })
-    .await
-    .ok()
-    .flatten()
-}
-
-/// Whether a person is at the keyboard: stdin and stderr are both terminals.
-pub fn interactive() -> bool {
-    use std::io::IsTerminal;
-    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
 }
 
 #[cfg(test)]

@@ -46,6 +46,10 @@ pub struct Plan {
     pub checkpoints: Vec<String>,
     /// sha256 of the plan's canonical JSON (without this field); approvals bind to it.
     pub plan_hash: String,
+    /// The parameter values, secrets included, for the run that executes this plan. Never
+    /// serialized: not shown, not hashed.
+    #[serde(skip)]
+    pub values: BTreeMap<String, ParamValue>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -280,6 +284,17 @@ pub fn build(
     config: Option<&ConfigDef>,
     req: &PlanRequest<'_>,
 ) -> Result<Plan, Vec<Diagnostic>> {
+    build_with_params(playbook, config, req, None)
+}
+
+/// Like [`build`], with parameters the caller resolved already (resume resolves them first to
+/// say what a resumed run is missing), so they are resolved once.
+pub fn build_with_params(
+    playbook: &Playbook,
+    config: Option<&ConfigDef>,
+    req: &PlanRequest<'_>,
+    given: Option<BTreeMap<String, ParamValue>>,
+) -> Result<Plan, Vec<Diagnostic>> {
     let def = &playbook.def;
     let (target, protected, env_vars) = match config {
         Some(cfg) => match cfg.environments.get(req.env) {
@@ -327,8 +342,10 @@ pub fn build(
             .with_hint(format!("it runs in: {}", allowed.join(", "))),
         ]);
     }
-    let lookup = |k: &str| std::env::var(k).ok();
-    let params = resolve_params(def, req.vars, &lookup)?;
+    let params = match given {
+        Some(params) => params,
+        None => resolve_params(def, req.vars, &|k: &str| std::env::var(k).ok())?,
+    };
     let vars: Map<String, Json> = env_vars.into_iter().collect();
     let ctx = context(&params, req.env, &target, protected, &vars);
 
@@ -367,6 +384,7 @@ pub fn build(
         gates,
         checkpoints,
         plan_hash: String::new(),
+        values: params,
     };
     let canonical = serde_json::to_vec(&plan).unwrap_or_default();
     plan.plan_hash = hex::encode(Sha256::digest(&canonical));

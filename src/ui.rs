@@ -81,6 +81,30 @@ impl Ui {
             let _ = writeln!(err, "  {bold}hint{reset}: {h}");
         }
     }
+
+    /// Whether a person can answer a prompt: stdin and stderr are both terminals.
+    pub fn can_prompt(&self) -> bool {
+        std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+    }
+
+    /// Asks a question on stderr and reads one line of answer from stdin (blocking, so on a
+    /// worker thread); `None` when stdin is closed or unreadable.
+    pub async fn prompt(&self, question: &str) -> Option<String> {
+        let question = crate::redact::global().redact(question);
+        tokio::task::spawn_blocking(move || {
+            let mut err = std::io::stderr();
+            let _ = write!(err, "{question}");
+            let _ = err.flush();
+            let mut line = String::new();
+            match std::io::stdin().read_line(&mut line) {
+                Ok(0) | Err(_) => None,
+                Ok(_) => Some(line.trim().to_owned()),
+            }
+        })
+        .await
+        .ok()
+        .flatten()
+    }
 }
 
 /// Step progress for runs: an indicatif spinner with elapsed time per step and a summary

@@ -3,6 +3,7 @@
 
 pub mod backup;
 pub mod copy;
+pub mod ctx;
 pub mod health;
 mod log;
 pub mod migrate;
@@ -12,9 +13,9 @@ mod shell;
 mod sql;
 mod wait_for;
 
-use super::{ActionCtx, StepError, StepResult};
 use crate::playbook::{Action, Step};
 use crate::template;
+use ctx::{ActionCtx, StepError, StepResult};
 use serde_json::Value as Json;
 
 /// The step's action payload with every template rendered. SQL text and the `until`

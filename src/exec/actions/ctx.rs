@@ -1,0 +1,83 @@
+//! What an action sees while it runs ([`ActionCtx`]), how it reports failure ([`StepError`]),
+//! and the cap on the output it keeps.
+
+use crate::db::{Db, TargetSpec};
+use crate::redact::Redactor;
+use crate::ui::Progress;
+use serde_json::{Map, Value as Json};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Output text kept per stream in outputs and the state store.
+const MAX_CAPTURE: usize = 64 * 1024;
+
+/// Why a step did not succeed.
+#[derive(Debug)]
+pub enum StepError {
+    Failed(String),
+    Interrupted,
+}
+
+pub type StepResult = Result<Map<String, Json>, StepError>;
+
+/// Everything an action needs while it runs.
+pub struct ActionCtx<'a> {
+    pub root: &'a Path,
+    pub target: Option<&'a TargetSpec>,
+    pub db: &'a mut Option<Db>,
+    pub cancel: watch::Receiver<bool>,
+    pub timeout: Option<Duration>,
+    pub redactor: &'a Redactor,
+    pub template_ctx: &'a Json,
+    pub run_id: &'a str,
+    pub step_id: &'a str,
+    pub progress: &'a Progress,
+    /// Where the project keeps migrations and seed data, and which environment this is.
+    pub dirs: &'a ProjectDirs,
+    /// Whether a person allowed this run through an `approval` or `confirm` gate before this
+    /// step (what lets a rehearsal run on a protected environment).
+    pub human_gate_passed: bool,
+}
+
+/// Project facts the database actions need.
+#[derive(Debug, Clone)]
+pub struct ProjectDirs {
+    pub migrations: PathBuf,
+    pub seeds: PathBuf,
+    pub env: String,
+    pub protected: bool,
+}
+
+impl ActionCtx<'_> {
+    /// The target connection, opened on first use.
+    pub async fn db(&mut self) -> Result<&mut Db, StepError> {
+        if self.db.is_none() {
+            let target = self.target.ok_or_else(|| {
+                StepError::Failed(
+                    "this step needs a database: give the environment a target or pass --target"
+                        .to_owned(),
+                )
+            })?;
+            let db = Db::connect(target).await.map_err(|e| {
+                StepError::Failed(format!("cannot connect to {}: {e}", target.describe()))
+            })?;
+            *self.db = Some(db);
+        }
+        self.db
+            .as_mut()
+            .ok_or_else(|| StepError::Failed("no database connection".to_owned()))
+    }
+}
+
+/// Truncates captured text to [`MAX_CAPTURE`] bytes on a character boundary.
+pub fn cap(text: &str) -> String {
+    if text.len() <= MAX_CAPTURE {
+        return text.to_owned();
+    }
+    let mut end = MAX_CAPTURE;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}\n[... {} more bytes]", &text[..end], text.len() - end)
+}

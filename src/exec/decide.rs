@@ -1,0 +1,190 @@
+//! `runbook approve` / `runbook reject`: records the decision of an identity on an approval
+//! gate of a waiting run, through the run's journal. A rejection then ends the run, with its
+//! rollback, by resuming it so the gate refuses.
+
+use super::journal::Journal;
+use super::session::{find_run, open_state, protections_of, redactor_for};
+use super::units::find_approval_gate;
+use super::{DecisionRequest, ExecError, Outcome, ResumeRequest, resume};
+use crate::gate::same_person;
+use crate::playbook::{ApprovalGate, Step};
+use crate::project::Project;
+use crate::run::{self, Approval, RunRecord, RunStatus};
+use crate::state::StateStore;
+use crate::template;
+use crate::ui::Ui;
+use serde_json::json;
+use std::collections::BTreeMap;
+use tokio::sync::watch;
+
+/// `runbook approve` / `runbook reject`.
+pub async fn decide(
+    project: &Project,
+    req: DecisionRequest,
+    ui: &Ui,
+    cancel: watch::Receiver<bool>,
+) -> Result<Outcome, ExecError> {
+    let state = open_state(project, req.state.as_deref(), ui).await?;
+    let (record, step) = load(project, &state, &req, ui).await?;
+    let actor = req.actor.clone().unwrap_or_else(run::operator);
+    let gate = step.gate.as_ref().and_then(|g| g.approval.clone());
+    check_actor(project, &record, &req.gate, gate.as_ref(), &actor, ui)?;
+    let approval = Approval {
+        gate: req.gate.clone(),
+        actor: actor.clone(),
+        decision: if req.approve { "approve" } else { "reject" }.to_owned(),
+        comment: req.comment.clone(),
+        plan_hash: record.plan_hash.clone(),
+        at: run::now_ms(),
+    };
+    record_decision(project, &state, &record, &approval, ui).await?;
+    announce(project, &record, &req, gate, &actor, ui);
+    state.close().await;
+    if req.approve {
+        return Ok(Outcome::Approved);
+    }
+    // A rejection ends the run now: resume it so the gate refuses and the rollback runs.
+    let resume_req = ResumeRequest {
+        run_id: record.id.clone(),
+        target: req.target.clone(),
+        state: req.state.clone(),
+        confirm: req.confirm.clone(),
+        ..Default::default()
+    };
+    resume(project, resume_req, ui, cancel).await
+}
+
+/// The waiting run and the approval gate the request names; the run's playbook must be
+/// unchanged, or the decision would be about something else.
+async fn load(
+    project: &Project,
+    state: &StateStore,
+    req: &DecisionRequest,
+    ui: &Ui,
+) -> Result<(RunRecord, Step), ExecError> {
+    let Some(record) = find_run(state, &req.run_id, ui).await else {
+        return Err(ExecError::Invalid);
+    };
+    if !matches!(
+        record.status,
+        RunStatus::WaitingApproval | RunStatus::Running | RunStatus::Interrupted
+    ) {
+        ui.error(
+            &format!(
+                "run {} is {}; there is nothing to approve",
+                record.id,
+                record.status.as_str()
+            ),
+            None,
+        );
+        return Err(ExecError::Invalid);
+    }
+    let Ok(playbook) = project.load_playbook(std::path::Path::new(&record.file)) else {
+        ui.error(
+            &format!("the playbook of run {} no longer validates", record.id),
+            None,
+        );
+        return Err(ExecError::Invalid);
+    };
+    if playbook.content_hash() != record.content_hash {
+        ui.error(
+            &format!("the playbook `{}` changed since run {} started; an approval now would approve something else", record.playbook, record.id),
+            Some("start a new run of the changed playbook and approve that one"),
+        );
+        return Err(ExecError::Invalid);
+    }
+    let Some(step) = find_approval_gate(&playbook, &req.gate) else {
+        ui.error(
+            &format!("run {} has no approval gate `{}`", record.id, req.gate),
+            Some("`runbook status RUN` lists the steps; approval gates are steps with `gate: { approval: ... }`"),
+        );
+        return Err(ExecError::Invalid);
+    };
+    Ok((record, step))
+}
+
+/// The operator may decide on their own run only where the environment allows self-approval,
+/// and a gate with a list of approvers takes only them.
+fn check_actor(
+    project: &Project,
+    record: &RunRecord,
+    gate_id: &str,
+    gate: Option<&ApprovalGate>,
+    actor: &str,
+    ui: &Ui,
+) -> Result<(), ExecError> {
+    let protections = protections_of(project.config_def(), &record.env);
+    if !protections.self_approval && same_person(actor, &record.operator) {
+        ui.error(
+            &format!("{actor} started run {} and cannot approve it in environment `{}`", record.id, record.env),
+            Some("another person approves; self-approval is allowed only where the environment says `self_approval: true`"),
+        );
+        return Err(ExecError::Refused);
+    }
+    if let Some(list) = gate.and_then(|a| a.approvers.as_ref())
+        && !list.iter().any(|p| same_person(p, actor))
+    {
+        ui.error(
+            &format!("{actor} is not an approver of gate `{gate_id}`"),
+            Some(&format!("approvers: {}", list.join(", "))),
+        );
+        return Err(ExecError::Refused);
+    }
+    Ok(())
+}
+
+/// Records the decision in the run's audit chain and the state store.
+async fn record_decision(
+    project: &Project,
+    state: &StateStore,
+    record: &RunRecord,
+    approval: &Approval,
+    ui: &Ui,
+) -> Result<(), ExecError> {
+    let config = project.config_def();
+    // No parameters here: the config's secrets are what a comment might hold.
+    let redactor = redactor_for(config, &BTreeMap::new(), None);
+    let mut journal = Journal::open_for_decision(&project.root, config, record, redactor, ui)
+        .map_err(|e| {
+            ui.error(
+                &e.to_string(),
+                Some("`runbook audit verify RUN` says what is wrong with the run's audit chain"),
+            );
+            ExecError::AuditFailed
+        })?;
+    journal.approval(state, approval).await
+}
+
+/// Tells who decided what on which gate, and what the gate says.
+fn announce(
+    project: &Project,
+    record: &RunRecord,
+    req: &DecisionRequest,
+    gate: Option<ApprovalGate>,
+    actor: &str,
+    ui: &Ui,
+) {
+    let config = project.config_def();
+    let raw = gate.map(|a| a.message).unwrap_or_default();
+    let shown_ctx = json!({
+        "env": {"name": record.env, "target": record.target},
+        "params": record.params,
+        "vars": config.and_then(|c| c.environments.get(&record.env)).map(|e| json!(e.vars)).unwrap_or(json!({})),
+    });
+    let message = template::render(&raw, &shown_ctx).unwrap_or(raw);
+    ui.note(&format!(
+        "{} gate `{}` of run {} ({} on {}, {}) as {actor}\n  the gate says: {message}",
+        if req.approve { "approved" } else { "rejected" },
+        req.gate,
+        record.id,
+        record.playbook,
+        record.env,
+        record.target
+    ));
+    if req.approve {
+        ui.note(&format!(
+            "`runbook resume {}` continues the run once the gate has its approvals",
+            record.id
+        ));
+    }
+}

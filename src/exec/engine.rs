@@ -1,0 +1,233 @@
+//! The `Engine`: one run in progress. It holds the run's record, its session (state store,
+//! target, redactor, journal, lock), the flattened units and the run context, and records
+//! every transition through the journal before acting on it. The order units run in is in
+//! `execute.rs`, one step in `step.rs`, gates in `gates.rs`.
+
+use super::context::RunContext;
+use super::journal::Journal;
+use super::session::{Session, release_lock};
+use super::units::{Layout, Unit};
+use super::{ExecError, Outcome, ProjectDirs};
+use crate::config::Protections;
+use crate::db::{Db, TargetSpec};
+use crate::lock::TargetLock;
+use crate::plan::Plan;
+use crate::project::{Playbook, Project};
+use crate::redact::Redactor;
+use crate::run::{Approval, Event, EventKind, Phase, RunRecord, StepStatus};
+use crate::state::StateStore;
+use crate::ui::{Progress, Ui};
+use serde_json::{Map, Value as Json, json};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+pub(super) struct Engine<'a> {
+    pub root: PathBuf,
+    pub dirs: ProjectDirs,
+    pub ui: &'a Ui,
+    pub state: StateStore,
+    pub redactor: Redactor,
+    pub run: RunRecord,
+    pub target: Option<TargetSpec>,
+    pub db: Option<Db>,
+    pub ctx: RunContext,
+    pub units: Layout,
+    /// Recorded outcome of each (phase, qid), from this run or an earlier attempt of it.
+    pub done: BTreeMap<(Phase, String), StepStatus>,
+    pub cancel: watch::Receiver<bool>,
+    pub progress: Progress,
+    pub protections: Protections,
+    /// The hash of the plan this run executes; approvals count only for it.
+    pub plan_hash: String,
+    /// The typed confirmation given with `--confirm`, for `confirm` gates.
+    pub confirm: Option<String>,
+    failpoint: Option<String>,
+    journal: Journal<'a>,
+    lock: Option<TargetLock>,
+}
+
+impl<'a> Engine<'a> {
+    /// An engine for the plan of `playbook`: the plan's parameter values are the top scope's
+    /// params, its hash is what approvals bind to.
+    pub fn new(
+        project: &Project,
+        playbook: Arc<Playbook>,
+        plan: Plan,
+        run: RunRecord,
+        session: Session<'a>,
+        ui: &'a Ui,
+        cancel: watch::Receiver<bool>,
+    ) -> Self {
+        let env = project
+            .config_def()
+            .and_then(|c| c.environments.get(&run.env));
+        let env_ctx = json!({
+            "name": run.env,
+            "target": run.target,
+            "protected": plan.protected,
+        });
+        let vars_ctx = json!(env.map(|e| e.vars.clone()).unwrap_or_default());
+        let root_params: Map<String, Json> =
+            plan.values.into_iter().map(|(k, v)| (k, v.value)).collect();
+        let (units, scopes) = Layout::build(&playbook, root_params);
+        Engine {
+            root: project.root.clone(),
+            dirs: ProjectDirs {
+                migrations: project.migrations_dir(),
+                seeds: project.seeds_dir(),
+                env: run.env.clone(),
+                protected: plan.protected,
+            },
+            ui,
+            state: session.state,
+            redactor: session.redactor,
+            ctx: RunContext::new(env_ctx, vars_ctx, &run, scopes),
+            run,
+            target: session.target,
+            db: None,
+            units,
+            done: BTreeMap::new(),
+            cancel,
+            progress: Progress::new(ui),
+            protections: env.map(|e| e.protections.clone()).unwrap_or_default(),
+            plan_hash: plan.plan_hash,
+            confirm: session.confirm,
+            failpoint: std::env::var("RUNBOOK_FAILPOINT").ok(),
+            journal: session.journal,
+            lock: session.lock,
+        }
+    }
+
+    /// Runs the playbook from wherever the records say it is, then closes the connections,
+    /// signs the audit chain and releases the target lock.
+    pub async fn run_to_end(mut self) -> Result<Outcome, ExecError> {
+        let result = self.execute().await;
+        self.shutdown().await;
+        release_lock(self.lock.take()).await;
+        result
+    }
+
+    async fn shutdown(&mut self) {
+        if let Some(db) = self.db.take() {
+            db.close().await;
+        }
+        self.journal.sign();
+        self.state.close().await;
+    }
+
+    /// Takes in a step's recorded outcome (resume).
+    pub fn restore(&mut self, phase: Phase, qid: &str, status: StepStatus, outputs: &Json) {
+        self.done.insert((phase, qid.to_owned()), status);
+        if let Some(u) = self.units.find(phase, qid) {
+            let outputs = if outputs.is_object() {
+                outputs.clone()
+            } else {
+                json!({})
+            };
+            self.ctx
+                .set_step(u.scope, &u.local, outputs, status.as_str());
+        }
+    }
+
+    /// Records an event of this run (audit chain, then state store).
+    pub async fn record(&mut self, ev: Event) -> Result<(), ExecError> {
+        self.journal.record(&self.state, ev).await
+    }
+
+    /// Records an approval or rejection of a gate of this run.
+    pub async fn record_approval(&mut self, approval: &Approval) -> Result<(), ExecError> {
+        self.journal.approval(&self.state, approval).await
+    }
+
+    /// A test hook: at `RUNBOOK_FAILPOINT=point:qid`, die the way a power cut or `kill -9`
+    /// would, with no cleanup.
+    pub fn crash_if(&self, point: &str, qid: &str) {
+        if self.failpoint.as_deref() == Some(&format!("{point}:{qid}")) {
+            // SAFETY: sending a signal to ourselves.
+            unsafe {
+                libc::kill(libc::getpid(), libc::SIGKILL);
+            }
+        }
+    }
+
+    /// Whether an `approval` or `confirm` gate of the main steps passed before `unit` (for a
+    /// compensation, `on_failure` or `finally` step: anywhere in the main steps).
+    pub fn human_gate_passed(&self, unit: &Unit) -> bool {
+        let before = self
+            .units
+            .main
+            .iter()
+            .take_while(|u| unit.phase != Phase::Main || u.qid != unit.qid);
+        before.into_iter().any(|u| {
+            u.step
+                .gate
+                .as_ref()
+                .is_some_and(|g| g.approval.is_some() || g.confirm.is_some())
+                && self.done.get(&(Phase::Main, u.qid.clone())) == Some(&StepStatus::Succeeded)
+        })
+    }
+
+    /// Whether `--tags`/`--skip-tags` select a unit.
+    pub fn selected(&self, unit: &Unit) -> bool {
+        let tags = &unit.step.tags;
+        if !self.run.tags.is_empty() && !tags.iter().any(|t| self.run.tags.contains(t)) {
+            return false;
+        }
+        !tags.iter().any(|t| self.run.skip_tags.contains(t))
+    }
+
+    /// Records a unit as skipped, and why.
+    pub async fn skip(&mut self, unit: &Unit, reason: &str) -> Result<(), ExecError> {
+        self.record(Event::step(
+            EventKind::StepSkipped,
+            &unit.qid,
+            unit.phase,
+            json!({"ord": unit.ord, "reason": reason}),
+        ))
+        .await?;
+        self.done
+            .insert((unit.phase, unit.qid.clone()), StepStatus::Skipped);
+        self.ctx
+            .set_step(unit.scope, &unit.local, json!({}), "skipped");
+        let action = unit.step.action().map_or("?", |a| a.key());
+        self.progress
+            .finish(&unit.qid, action, "skipped", Duration::ZERO, reason);
+        Ok(())
+    }
+
+    /// The run stops during a step on Ctrl-C: recorded as interrupted; `resume` continues it.
+    pub async fn interrupted(&mut self, step: &str) -> Outcome {
+        let _ = self
+            .record(Event::run(EventKind::RunInterrupted, json!({"status": "interrupted", "step": step, "error": format!("interrupted during step {step}")})))
+            .await;
+        self.progress.summary(&format!(
+            "run {} interrupted during step {step}; continue with `runbook resume {}`",
+            self.run.id, self.run.id
+        ));
+        Outcome::Interrupted {
+            step: step.to_owned(),
+        }
+    }
+
+    /// The run stops at a gate: recorded as waiting, the lock is released at the end, and
+    /// `runbook approve` / `resume` continue it.
+    pub async fn waiting(&mut self, gate: &str, msg: &str) -> Outcome {
+        let _ = self
+            .record(Event::run(
+                EventKind::RunWaiting,
+                json!({"gate": gate, "reason": msg}),
+            ))
+            .await;
+        let id = &self.run.id;
+        self.progress.summary(&format!(
+            "run {id} is waiting at gate {gate}: {msg}\nnothing past the gate ran; an approver runs `runbook approve {id} {gate}`, then `runbook resume {id}` continues"
+        ));
+        Outcome::Waiting {
+            gate: gate.to_owned(),
+            reason: msg.to_owned(),
+        }
+    }
+}

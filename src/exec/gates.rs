@@ -1,0 +1,401 @@
+//! Gate steps: the gate rendered, its decision made (condition, maintenance window, required
+//! earlier run, typed confirmation, approvals), recorded, and turned into the unit's outcome.
+//! Window arithmetic and what a decision is live in `crate::gate`; prompts go through the `Ui`.
+
+use super::ExecError;
+use super::actions;
+use super::engine::Engine;
+use super::step::UnitError;
+use super::units::Unit;
+use crate::cancel::wait_cancel;
+use crate::db::TargetSpec;
+use crate::gate::{GateOutcome, same_person};
+use crate::playbook::{
+    ApprovalGate, ConditionGate, ConfirmGate, GateAction, RequireRunGate, WindowGate,
+};
+use crate::run::{self, Approval, Event, EventKind, StepStatus};
+use crate::template;
+use serde_json::{Map, Value as Json, json};
+use std::time::{Duration, Instant};
+
+impl Engine<'_> {
+    /// Runs a gate step: records its decision and turns it into the unit's outcome.
+    pub(super) async fn run_gate(&mut self, unit: &Unit, ctx: &Json) -> Result<bool, UnitError> {
+        let rendered = match actions::render_args(&unit.step, ctx) {
+            Ok(v) => v,
+            Err(e) => {
+                let msg = format!("cannot render the gate: {e}");
+                return Err(self.fail(unit, 1, &msg, Duration::ZERO).await);
+            }
+        };
+        let gate: GateAction = match serde_json::from_value(rendered.clone()) {
+            Ok(g) => g,
+            Err(e) => {
+                let msg = format!("rendered gate is invalid: {e}");
+                return Err(self.fail(unit, 1, &msg, Duration::ZERO).await);
+            }
+        };
+        let kind = gate.kinds().first().copied().unwrap_or("gate");
+        let began = Instant::now();
+        let outcome = self.evaluate_gate(unit, &gate, ctx).await?;
+        let operator = self.run.operator.clone();
+        let shown = |o: &str, detail: &Json| json!({"kind": kind, "outcome": o, "gate": rendered, "detail": detail, "operator": operator});
+        match outcome {
+            GateOutcome::Pass(detail) => {
+                let decision = shown("passed", &detail);
+                self.record_gate(unit, &rendered, decision, true).await?;
+                self.gate_passed(unit, &detail, began).await?;
+                Ok(true)
+            }
+            GateOutcome::Wait(msg) => {
+                let decision = shown("waiting", &json!({"reason": msg}));
+                self.record_gate(unit, &rendered, decision, false).await?;
+                self.progress
+                    .finish(&unit.qid, "gate", "waiting", began.elapsed(), &msg);
+                Err(UnitError::Waiting(msg))
+            }
+            GateOutcome::Refuse(msg) => {
+                let decision = shown("refused", &json!({"reason": msg}));
+                self.record_gate(unit, &rendered, decision, true).await?;
+                match self.fail(unit, 1, &msg, began.elapsed()).await {
+                    UnitError::Failed(m) => Err(UnitError::Refused(m)),
+                    other => Err(other),
+                }
+            }
+        }
+    }
+
+    /// Records a gate's decision. A gate that decided (passed or refused) is a step that started;
+    /// a waiting one has not, so resume evaluates it again.
+    async fn record_gate(
+        &mut self,
+        unit: &Unit,
+        rendered: &Json,
+        decision: Json,
+        started: bool,
+    ) -> Result<(), UnitError> {
+        if started {
+            self.record(Event::step(
+                EventKind::StepStarted,
+                &unit.qid,
+                unit.phase,
+                json!({"ord": unit.ord, "attempt": 1, "action": "gate", "args": rendered}),
+            ))
+            .await
+            .map_err(UnitError::Fatal)?;
+        }
+        self.record(Event::step(
+            EventKind::GateDecision,
+            &unit.qid,
+            unit.phase,
+            decision,
+        ))
+        .await
+        .map_err(UnitError::Fatal)
+    }
+
+    /// Records a passed gate as a finished step whose outputs are the outcome, the approvers
+    /// and the value that held.
+    async fn gate_passed(
+        &mut self,
+        unit: &Unit,
+        detail: &Json,
+        began: Instant,
+    ) -> Result<(), UnitError> {
+        let mut outputs = Map::new();
+        outputs.insert("outcome".to_owned(), json!("passed"));
+        outputs.insert(
+            "approvers".to_owned(),
+            detail.get("approvers").cloned().unwrap_or(json!([])),
+        );
+        outputs.insert(
+            "value".to_owned(),
+            detail.get("value").cloned().unwrap_or(Json::Null),
+        );
+        self.record(Event::step(
+            EventKind::StepFinished,
+            &unit.qid,
+            unit.phase,
+            json!({"ord": unit.ord, "attempt": 1, "outputs": outputs, "duration_ms": began.elapsed().as_millis() as i64}),
+        ))
+        .await
+        .map_err(UnitError::Fatal)?;
+        self.done
+            .insert((unit.phase, unit.qid.clone()), StepStatus::Succeeded);
+        self.ctx
+            .set_step(unit.scope, &unit.local, Json::Object(outputs), "succeeded");
+        let note = detail
+            .get("note")
+            .and_then(Json::as_str)
+            .unwrap_or_default();
+        self.progress
+            .finish(&unit.qid, "gate", "ok", began.elapsed(), note);
+        Ok(())
+    }
+
+    /// Decides a gate of whichever kind it is.
+    async fn evaluate_gate(
+        &mut self,
+        unit: &Unit,
+        gate: &GateAction,
+        ctx: &Json,
+    ) -> Result<GateOutcome, UnitError> {
+        if let Some(c) = &gate.condition {
+            return Ok(condition(c, ctx));
+        }
+        if let Some(w) = &gate.window {
+            return Ok(window(w));
+        }
+        if let Some(r) = &gate.require_run {
+            return self.require_run(r).await;
+        }
+        if let Some(c) = &gate.confirm {
+            return Ok(self.confirmation(c).await);
+        }
+        let Some(a) = &gate.approval else {
+            return Ok(GateOutcome::Refuse("the gate has no kind".to_owned()));
+        };
+        self.approval(unit, a).await
+    }
+
+    /// A `require_run` gate: a successful run of the playbook on the environment, recent
+    /// enough, and (unless told otherwise) with the same migrations as this run.
+    async fn require_run(&mut self, r: &RequireRunGate) -> Result<GateOutcome, UnitError> {
+        let playbook = r
+            .playbook
+            .clone()
+            .unwrap_or_else(|| self.run.playbook.clone());
+        let within = r
+            .within
+            .as_ref()
+            .and_then(|d| d.parse())
+            .unwrap_or(Duration::from_secs(30 * 86400));
+        let since = run::now_ms() - within.as_millis() as i64;
+        let same = r.same_migrations.unwrap_or(true);
+        let runs = self
+            .state
+            .successes(&playbook, &r.env, since)
+            .await
+            .map_err(|e| self.internal(&e))?;
+        let found = runs
+            .iter()
+            .find(|x| !same || x.migrations_hash == self.run.migrations_hash);
+        if let Some(x) = found {
+            return Ok(GateOutcome::Pass(
+                json!({"value": x.id, "note": format!("run {} of `{playbook}` succeeded on `{}` at {}", x.id, r.env, run::format_ms(x.started_at))}),
+            ));
+        }
+        let mig = short_hash(&self.run.migrations_hash);
+        let why = match runs.first() {
+            Some(latest) if same => format!(
+                "; the latest, run {} at {}, had other migrations ({} instead of {mig})",
+                latest.id,
+                run::format_ms(latest.started_at),
+                short_hash(&latest.migrations_hash)
+            ),
+            _ => String::new(),
+        };
+        let with = if same {
+            format!(" with these migrations ({mig})")
+        } else {
+            String::new()
+        };
+        Ok(GateOutcome::Refuse(format!(
+            "no successful run of `{playbook}` on `{}`{with} in the last {}{why}",
+            r.env,
+            crate::fmt::duration(within)
+        )))
+    }
+
+    /// A `confirm` gate: the expected text (by default the target database's name) given with
+    /// `--confirm` or typed at the terminal; without either, the run waits.
+    async fn confirmation(&mut self, c: &ConfirmGate) -> GateOutcome {
+        let expected = match &c.expect {
+            Some(e) => e.clone(),
+            None => self
+                .target
+                .as_ref()
+                .map(TargetSpec::database_name)
+                .unwrap_or_default(),
+        };
+        if let Some(given) = &self.confirm {
+            return if given.trim() == expected {
+                GateOutcome::Pass(json!({"note": "confirmed with --confirm"}))
+            } else {
+                GateOutcome::Refuse(format!(
+                    "the confirmation `{}` does not match `{expected}`; nothing was changed past this gate",
+                    given.trim()
+                ))
+            };
+        }
+        if self.ui.can_prompt() {
+            let question = format!("{}\nType `{expected}` to go on: ", c.message);
+            let answer = self.ui.prompt(&question).await.unwrap_or_default();
+            return if answer == expected {
+                GateOutcome::Pass(json!({"note": "confirmed at the terminal"}))
+            } else {
+                GateOutcome::Refuse(format!(
+                    "the confirmation `{answer}` does not match `{expected}`"
+                ))
+            };
+        }
+        GateOutcome::Wait(format!(
+            "{} (no terminal: resume with --confirm {expected})",
+            c.message
+        ))
+    }
+
+    /// An `approval` gate: enough valid approvals from other people (a rejection refuses).
+    /// Without a terminal the run waits; at one, the operator may answer where self-approval
+    /// is allowed, or the run polls for approvals given with `runbook approve`.
+    async fn approval(&mut self, unit: &Unit, a: &ApprovalGate) -> Result<GateOutcome, UnitError> {
+        let required = a
+            .required
+            .unwrap_or(1)
+            .max(self.protections.approvals.unwrap_or(0))
+            .max(1) as usize;
+        let expiry = a
+            .expires
+            .as_ref()
+            .or(self.protections.approval_expiry.as_ref())
+            .and_then(|d| d.parse());
+        loop {
+            let all = self
+                .state
+                .approvals(&self.run.id, &unit.qid)
+                .await
+                .map_err(|e| self.internal(&e))?;
+            let (approvers, void) = match self.tally(a, &all, expiry) {
+                Ok(t) => t,
+                Err(rejection) => return Ok(GateOutcome::Refuse(rejection)),
+            };
+            if approvers.len() >= required {
+                return Ok(GateOutcome::Pass(
+                    json!({"approvers": approvers, "note": format!("approved by {}", approvers.join(", "))}),
+                ));
+            }
+            let voided = if void > 0 {
+                format!(
+                    "; {void} approvals do not count (expired, self-approval, not a listed approver, or given for another plan)"
+                )
+            } else {
+                String::new()
+            };
+            let msg = format!(
+                "{} ({} of {required} approvals{voided})",
+                a.message,
+                approvers.len()
+            );
+            if !self.ui.can_prompt() {
+                return Ok(GateOutcome::Wait(msg));
+            }
+            // A person is at the terminal.
+            if self.protections.self_approval && approvers.len() + 1 >= required {
+                self.answer_at_terminal(unit, &msg).await?;
+                continue;
+            }
+            self.progress.note(&format!(
+                "waiting for approval: {msg}\n  another person runs `runbook approve {} {}` (Ctrl-C to stop waiting; the run can be resumed)",
+                self.run.id, unit.qid
+            ));
+            let mut cancel = self.cancel.clone();
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                _ = wait_cancel(&mut cancel) => return Err(UnitError::Interrupted),
+            }
+        }
+    }
+
+    /// The distinct approvers whose approvals count, and how many approvals do not; `Err` with
+    /// the refusal when a valid rejection is among them.
+    fn tally(
+        &self,
+        a: &ApprovalGate,
+        all: &[Approval],
+        expiry: Option<Duration>,
+    ) -> Result<(Vec<String>, usize), String> {
+        let now = run::now_ms();
+        let mut approvers: Vec<String> = Vec::new();
+        let mut void = 0;
+        for x in all {
+            let valid = x.plan_hash == self.plan_hash
+                && expiry.is_none_or(|e| now - x.at <= e.as_millis() as i64)
+                && (self.protections.self_approval || !same_person(&x.actor, &self.run.operator))
+                && a.approvers
+                    .as_ref()
+                    .is_none_or(|list| list.iter().any(|p| same_person(p, &x.actor)));
+            if !valid {
+                void += 1;
+                continue;
+            }
+            if x.decision == "reject" {
+                let why = x
+                    .comment
+                    .as_deref()
+                    .map(|c| format!(": {c}"))
+                    .unwrap_or_default();
+                return Err(format!("rejected by {}{why}", x.actor));
+            }
+            if !approvers.iter().any(|p| same_person(p, &x.actor)) {
+                approvers.push(x.actor.clone());
+            }
+        }
+        Ok((approvers, void))
+    }
+
+    /// Asks the operator at the terminal and records the answer as their approval or
+    /// rejection.
+    async fn answer_at_terminal(&mut self, unit: &Unit, msg: &str) -> Result<(), UnitError> {
+        let question = format!("{msg}\nApprove as {}? [y/N] ", self.run.operator);
+        let answer = self.ui.prompt(&question).await.unwrap_or_default();
+        let decision = if answer.eq_ignore_ascii_case("y") || answer.eq_ignore_ascii_case("yes") {
+            "approve"
+        } else {
+            "reject"
+        };
+        let approval = Approval {
+            gate: unit.qid.clone(),
+            actor: self.run.operator.clone(),
+            decision: decision.to_owned(),
+            comment: Some("answered at the terminal".to_owned()),
+            plan_hash: self.plan_hash.clone(),
+            at: run::now_ms(),
+        };
+        self.record_approval(&approval)
+            .await
+            .map_err(UnitError::Fatal)
+    }
+
+    /// Reports a state store failure while deciding a gate; the run cannot go on.
+    fn internal(&self, e: &dyn std::fmt::Display) -> UnitError {
+        self.ui.error(&e.to_string(), None);
+        UnitError::Fatal(ExecError::Internal)
+    }
+}
+
+/// A `condition` gate: its expression holds over the run context.
+fn condition(c: &ConditionGate, ctx: &Json) -> GateOutcome {
+    match template::eval(&c.expr, ctx) {
+        Ok(v) if template::truthy(&v) => {
+            GateOutcome::Pass(json!({"value": v, "note": format!("`{}` holds", c.expr)}))
+        }
+        Ok(v) => GateOutcome::Refuse(format!("{} (`{}` is false; value {v})", c.message, c.expr)),
+        Err(e) => GateOutcome::Refuse(format!("cannot evaluate `{}`: {e}", c.expr)),
+    }
+}
+
+/// A `window` gate: now is inside the maintenance window.
+fn window(w: &WindowGate) -> GateOutcome {
+    match crate::gate::window(w, chrono::Utc::now()) {
+        Ok(Ok(())) => GateOutcome::Pass(json!({"note": "inside the maintenance window"})),
+        Ok(Err(next)) => GateOutcome::Refuse(format!(
+            "outside the maintenance window; the next one opens {next}"
+        )),
+        Err(e) => GateOutcome::Refuse(e),
+    }
+}
+
+/// The first 12 characters of a migrations hash, as shown in messages.
+fn short_hash(hash: &str) -> &str {
+    &hash[..12.min(hash.len())]
+}

@@ -1,0 +1,261 @@
+//! The journal: the one place a run's events are written. Each event is redacted, appended to
+//! the run's audit chain (fsynced), then committed to the state store with the chain's new
+//! head; a failure on the way is reported to the terminal. A crash in between leaves one record
+//! more in the chain than the store knows, never one less.
+
+use super::ExecError;
+use crate::audit::{AuditError, AuditLog, Head};
+use crate::config::ConfigDef;
+use crate::db::{Db, TargetSpec};
+use crate::redact::Redactor;
+use crate::run::{self, Approval, Event, RunRecord};
+use crate::state::StateStore;
+use crate::ui::Ui;
+use serde_json::{Map, Value as Json, json};
+use std::path::{Path, PathBuf};
+
+/// A run's audit chain, the facts every record of it carries, and where failures are told.
+pub(super) struct Journal<'a> {
+    log: AuditLog,
+    meta: Map<String, Json>,
+    dir: PathBuf,
+    run_id: String,
+    redactor: Redactor,
+    signing_key: Option<String>,
+    ui: &'a Ui,
+}
+
+impl<'a> Journal<'a> {
+    /// Opens the audit chain of a run that runs in this process: with the central sink when the
+    /// config names one, and the target's server version in every record.
+    pub async fn open(
+        root: &Path,
+        config: Option<&ConfigDef>,
+        record: &RunRecord,
+        file: &Path,
+        target: Option<&TargetSpec>,
+        redactor: Redactor,
+        ui: &'a Ui,
+    ) -> Result<Journal<'a>, AuditError> {
+        let dir = audit_dir(root, config);
+        let server_version = server_version(target).await;
+        let meta = audit_meta(record, file, target, server_version.as_deref());
+        let log = open_audit(&dir, &record.id, config).await?;
+        Ok(Journal {
+            log,
+            meta,
+            dir,
+            run_id: record.id.clone(),
+            redactor,
+            signing_key: signing_key(config),
+            ui,
+        })
+    }
+
+    /// Opens the audit chain of a run that `runbook approve` or `reject` decides on: the local
+    /// chain only, and never signed from here (the run signs it when it ends).
+    pub fn open_for_decision(
+        root: &Path,
+        config: Option<&ConfigDef>,
+        record: &RunRecord,
+        redactor: Redactor,
+        ui: &'a Ui,
+    ) -> Result<Journal<'a>, AuditError> {
+        let dir = audit_dir(root, config);
+        let meta = audit_meta(record, Path::new(&record.file), None, None);
+        let log = AuditLog::open(&dir, &record.id)?;
+        Ok(Journal {
+            log,
+            meta,
+            dir,
+            run_id: record.id.clone(),
+            redactor,
+            signing_key: None,
+            ui,
+        })
+    }
+
+    /// Records a new run with its `run_started` event.
+    pub async fn start(
+        &mut self,
+        state: &StateStore,
+        record: &RunRecord,
+        target_key: &str,
+        ev: Event,
+    ) -> Result<(), ExecError> {
+        let ev = self.redacted(ev);
+        let head = self.append(&ev, None).await?;
+        state
+            .create_run(record, target_key, &ev, Some(&head))
+            .await
+            .map_err(|e| self.report(&e, None))
+    }
+
+    /// Records one event of a running run.
+    pub async fn record(&mut self, state: &StateStore, ev: Event) -> Result<(), ExecError> {
+        let ev = self.redacted(ev);
+        let head = self
+            .append(
+                &ev,
+                Some("the run stopped because its audit record could not be written"),
+            )
+            .await?;
+        state
+            .record(&self.run_id, &ev, Some(&head))
+            .await
+            .map_err(|e| {
+                self.report(
+                    &e,
+                    Some("the run stopped because its state could not be recorded"),
+                )
+            })
+    }
+
+    /// Records an approval or rejection of a gate. The actor and the comment are what a person
+    /// typed, so they are redacted like any other event data.
+    pub async fn approval(
+        &mut self,
+        state: &StateStore,
+        approval: &Approval,
+    ) -> Result<(), ExecError> {
+        let approval = Approval {
+            actor: self.redactor.redact(&approval.actor),
+            comment: approval.comment.as_deref().map(|c| self.redactor.redact(c)),
+            ..approval.clone()
+        };
+        let head = self.append(&approval.event(), None).await?;
+        state
+            .record_approval(&self.run_id, &approval, Some(&head))
+            .await
+            .map_err(|e| self.report(&e, None))
+    }
+
+    /// Adds the run to the audit folder's index, for `runbook audit` listings.
+    pub fn index(&self, record: &RunRecord) {
+        let _ = crate::audit::index(
+            &self.dir,
+            &json!({"run_id": record.id, "playbook": record.playbook, "env": record.env, "operator": record.operator, "started_at": run::format_ms(record.started_at)}),
+        );
+    }
+
+    /// Signs the chain's head when the config names a signing key.
+    pub fn sign(&self) {
+        if let Some(key) = &self.signing_key
+            && let Err(e) = crate::audit::sign(&self.dir, &self.run_id, self.log.head(), key)
+        {
+            self.ui.error(
+                &e.to_string(),
+                Some("the run's audit chain is complete but unsigned"),
+            );
+        }
+    }
+
+    fn redacted(&self, ev: Event) -> Event {
+        Event {
+            data: self.redactor.redact_json(&ev.data),
+            ..ev
+        }
+    }
+
+    async fn append(&mut self, ev: &Event, hint: Option<&str>) -> Result<Head, ExecError> {
+        let body = crate::audit::body_from_event(&self.meta, ev);
+        match self.log.append(body).await {
+            Ok(head) => Ok(head),
+            Err(e) => Err(self.report(&e, hint)),
+        }
+    }
+
+    fn report(&self, e: &dyn std::fmt::Display, hint: Option<&str>) -> ExecError {
+        self.ui.error(&self.redactor.redact(&e.to_string()), hint);
+        ExecError::Internal
+    }
+}
+
+/// The audit folder: the config's `audit.dir`, else `.runbook/audit`.
+pub fn audit_dir(root: &Path, config: Option<&ConfigDef>) -> PathBuf {
+    match config
+        .and_then(|c| c.audit.as_ref())
+        .and_then(|a| a.dir.as_ref())
+    {
+        Some(d) => root.join(d),
+        None => root.join(".runbook").join("audit"),
+    }
+}
+
+/// The run-signing key, from the environment variable the config names.
+fn signing_key(config: Option<&ConfigDef>) -> Option<String> {
+    let var = config
+        .and_then(|c| c.audit.as_ref())
+        .and_then(|a| a.signing_key_env.as_ref())?;
+    std::env::var(var).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// Opens a run's audit chain, with the central sink when the config names one.
+async fn open_audit(
+    dir: &Path,
+    run_id: &str,
+    config: Option<&ConfigDef>,
+) -> Result<AuditLog, AuditError> {
+    let mut log = AuditLog::open(dir, run_id)?;
+    if let Some(var) = config
+        .and_then(|c| c.audit.as_ref())
+        .and_then(|a| a.sink_url_env.as_ref())
+    {
+        let url = std::env::var(var)
+            .map_err(|_| AuditError::Sink(format!("`{var}` (the audit sink) is not set")))?;
+        log.set_sink(crate::audit::Sink::connect(&url).await?);
+    }
+    Ok(log)
+}
+
+/// The facts every audit record of a run carries. Never the password: the target is named by
+/// host and database.
+fn audit_meta(
+    record: &RunRecord,
+    file: &Path,
+    target: Option<&TargetSpec>,
+    server_version: Option<&str>,
+) -> Map<String, Json> {
+    let target = match target {
+        Some(TargetSpec::Postgres(url)) => {
+            let host = url
+                .split("://")
+                .nth(1)
+                .and_then(|r| r.split(['/', '?']).next())
+                .map(|a| a.rsplit_once('@').map_or(a, |(_, h)| h).to_owned())
+                .unwrap_or_default();
+            json!({"kind": "postgres", "host": host, "database": target.map(TargetSpec::database_name), "server_version": server_version})
+        }
+        Some(TargetSpec::Sqlite(path)) => {
+            json!({"kind": "sqlite", "host": run::hostname(), "database": path.display().to_string(), "server_version": server_version})
+        }
+        None => Json::Null,
+    };
+    let mut m = Map::new();
+    m.insert("playbook".into(), json!({"name": record.playbook, "file": record.file, "sha256": record.content_hash, "git_commit": crate::audit::git_commit(file)}));
+    m.insert("env".into(), json!(record.env));
+    m.insert("target".into(), target);
+    m.insert("operator".into(), json!(record.operator));
+    m.insert("host".into(), json!(record.host));
+    m.insert("tool_version".into(), json!(env!("CARGO_PKG_VERSION")));
+    m
+}
+
+/// The server's version, for the audit record; `None` when it cannot be asked.
+async fn server_version(target: Option<&TargetSpec>) -> Option<String> {
+    let target = target?;
+    let mut db = Db::connect(target).await.ok()?;
+    let q = if db.is_postgres() {
+        "SHOW server_version"
+    } else {
+        "SELECT 'SQLite ' || sqlite_version()"
+    };
+    let r = db.execute(q, &[], false).await.ok();
+    db.close().await;
+    let r = r?;
+    r.rows
+        .first()
+        .and_then(|row| r.columns.first().and_then(|c| row.get(c)))
+        .and_then(Json::as_str)
+        .map(str::to_owned)
+}

@@ -1,0 +1,48 @@
+//! What the CLI asks the executor to do: `runbook run`, `resume`, `approve` and `reject`.
+
+use std::time::Duration;
+
+/// What `runbook run` was asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct RunRequest {
+    pub playbook: String,
+    pub env: String,
+    pub vars: Vec<(String, String)>,
+    pub tags: Vec<String>,
+    pub skip_tags: Vec<String>,
+    pub target: Option<String>,
+    pub state: Option<String>,
+    pub lock_wait: Duration,
+    /// Gates the operator approves up front (`--approve`), where self-approval is allowed.
+    pub approve: Vec<String>,
+    /// The typed confirmation for `confirm` gates, for runs without a terminal.
+    pub confirm: Option<String>,
+    /// This run is one target of a fleet run: (fleet id, target name).
+    pub fleet: Option<(String, String)>,
+}
+
+/// What `runbook resume` was asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct ResumeRequest {
+    pub run_id: String,
+    pub retry_steps: Vec<String>,
+    pub skip_steps: Vec<String>,
+    pub vars: Vec<(String, String)>,
+    pub target: Option<String>,
+    pub state: Option<String>,
+    pub lock_wait: Duration,
+    pub confirm: Option<String>,
+}
+
+/// What `runbook approve` and `runbook reject` were asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct DecisionRequest {
+    pub run_id: String,
+    pub gate: String,
+    pub approve: bool,
+    pub comment: Option<String>,
+    pub actor: Option<String>,
+    pub state: Option<String>,
+    pub target: Option<String>,
+    pub confirm: Option<String>,
+}

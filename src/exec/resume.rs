@@ -1,0 +1,298 @@
+//! `runbook resume RUN`: continues a run from its records. The run must be resumable and its
+//! playbook unchanged; a step that was in flight when the run stopped needs the operator's
+//! word (`--retry-step` or `--skip-step`); approvals bind to the plan rebuilt from the run's
+//! variables and the ones given again.
+
+use super::engine::Engine;
+use super::journal::Journal;
+use super::session::{
+    Session, check_windows, find_run, open_state, protections_of, redactor_for, release_lock,
+    take_lock, target_spec,
+};
+use super::{ExecError, Outcome, ResumeRequest};
+use crate::db::TargetSpec;
+use crate::plan::{self, ParamValue, Plan};
+use crate::project::{Playbook, Project};
+use crate::redact::Redactor;
+use crate::run::{self, Event, EventKind, RunRecord, StepRecord, StepStatus};
+use crate::state::StateStore;
+use crate::ui::Ui;
+use serde_json::{Value as Json, json};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// `runbook resume RUN`.
+pub async fn resume(
+    project: &Project,
+    req: ResumeRequest,
+    ui: &Ui,
+    cancel: watch::Receiver<bool>,
+) -> Result<Outcome, ExecError> {
+    let config = project.config_def();
+    let state = open_state(project, req.state.as_deref(), ui).await?;
+    let (record, playbook) = load(project, &state, &req.run_id, ui).await?;
+    let mut vars = record.vars.clone();
+    vars.extend(req.vars.iter().cloned());
+    let params = resolve_params(&playbook, &vars, ui)?;
+    let target =
+        target_spec(&project.root, config, &record.env, req.target.as_deref()).map_err(|e| {
+            ui.error(&e, None);
+            ExecError::Invalid
+        })?;
+    let redactor = redactor_for(config, &params, target.as_ref());
+    let steps = state.load_steps(&record.id).await.map_err(|e| {
+        ui.error(&e.to_string(), None);
+        ExecError::Internal
+    })?;
+    check_in_flight(&record, &steps, &req, ui)?;
+    let lock = take_lock(
+        target.as_ref(),
+        &record.id,
+        &run::operator(),
+        req.lock_wait,
+        ui,
+        &redactor,
+    )
+    .await?;
+    let prepared = Prepared {
+        project,
+        playbook: &playbook,
+        record: &record,
+        target: target.as_ref(),
+        redactor: &redactor,
+        ui,
+    };
+    let (plan, journal) = match prepared.plan_and_journal(&req, &vars, params).await {
+        Ok(p) => p,
+        Err(e) => {
+            release_lock(lock).await;
+            return Err(e);
+        }
+    };
+    let session = Session {
+        state,
+        target,
+        redactor,
+        journal,
+        lock,
+        confirm: req.confirm.clone(),
+    };
+    let mut engine = Engine::new(project, playbook, plan, record, session, ui, cancel);
+    take_in(&mut engine, &steps, &req).await?;
+    engine.progress.note(&format!(
+        "resuming run {}: {} on {}",
+        engine.run.id, engine.run.playbook, engine.run.env
+    ));
+    engine.run_to_end().await
+}
+
+/// The run to resume and its playbook, which must still validate and be unchanged.
+async fn load(
+    project: &Project,
+    state: &StateStore,
+    run_id: &str,
+    ui: &Ui,
+) -> Result<(RunRecord, Arc<Playbook>), ExecError> {
+    let Some(record) = find_run(state, run_id, ui).await else {
+        return Err(ExecError::Invalid);
+    };
+    if record.crashed() == Some(false) {
+        ui.error(
+            &format!(
+                "run {} is still running (process {} on {})",
+                record.id, record.pid, record.host
+            ),
+            Some("wait for it to finish, or press Ctrl-C in its terminal first"),
+        );
+        return Err(ExecError::Locked);
+    }
+    if !record.status.resumable() {
+        ui.error(
+            &format!(
+                "run {} is {}; only running, interrupted or waiting runs can be resumed",
+                record.id,
+                record.status.as_str()
+            ),
+            Some("start a new run with `runbook run`"),
+        );
+        return Err(ExecError::Invalid);
+    }
+    let playbook = match project.load_playbook(&PathBuf::from(&record.file)) {
+        Ok(p) => p,
+        Err(diags) => {
+            ui.diagnostics(&diags);
+            ui.error(
+                &format!(
+                    "the playbook of run {} no longer validates; nothing ran",
+                    record.id
+                ),
+                None,
+            );
+            return Err(ExecError::Invalid);
+        }
+    };
+    if playbook.content_hash() != record.content_hash {
+        ui.error(
+            &format!("the playbook `{}` changed since run {} started; resume refuses to mix two versions", record.playbook, record.id),
+            Some("restore the playbook as it was, or start a new run"),
+        );
+        return Err(ExecError::Invalid);
+    }
+    Ok((record, playbook))
+}
+
+/// The run's parameters from its stored variables and the ones given again (secrets are not
+/// stored, so they must be).
+fn resolve_params(
+    playbook: &Playbook,
+    vars: &[(String, String)],
+    ui: &Ui,
+) -> Result<BTreeMap<String, ParamValue>, ExecError> {
+    let lookup = |k: &str| std::env::var(k).ok();
+    plan::resolve_params(&playbook.def, vars, &lookup).map_err(|diags| {
+        for d in &diags {
+            ui.error(&d.message, d.hint.as_deref());
+        }
+        ui.error("resume needs the same parameters as the run; secrets given with --var must be given again", None);
+        ExecError::Invalid
+    })
+}
+
+/// A step that started and never finished has an unknown outcome: a person decides, and may
+/// decide only about such steps.
+fn check_in_flight(
+    record: &RunRecord,
+    steps: &[StepRecord],
+    req: &ResumeRequest,
+    ui: &Ui,
+) -> Result<(), ExecError> {
+    let in_flight: Vec<&String> = steps
+        .iter()
+        .filter(|s| s.status == StepStatus::Running)
+        .map(|s| &s.step)
+        .collect();
+    let undecided: Vec<&String> = in_flight
+        .iter()
+        .copied()
+        .filter(|s| !req.retry_steps.contains(s) && !req.skip_steps.contains(s))
+        .collect();
+    if !undecided.is_empty() {
+        let list = undecided
+            .iter()
+            .map(|s| format!("`{s}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        ui.error(
+            &format!("step {list} of run {} was in flight when the run stopped; its outcome is unknown", record.id),
+            Some(&format!(
+                "check the target, then resume with --retry-step {0} to run it again or --skip-step {0} if it took effect",
+                undecided[0]
+            )),
+        );
+        return Err(ExecError::Invalid);
+    }
+    for s in req.retry_steps.iter().chain(&req.skip_steps) {
+        if !in_flight.contains(&s) {
+            ui.error(
+                &format!("step `{s}` was not in flight in run {}", record.id),
+                Some("--retry-step and --skip-step name steps whose outcome is unknown; `runbook status RUN` lists them"),
+            );
+            return Err(ExecError::Invalid);
+        }
+    }
+    Ok(())
+}
+
+/// What the checks after taking the lock need.
+struct Prepared<'p, 'a> {
+    project: &'p Project,
+    playbook: &'p Playbook,
+    record: &'p RunRecord,
+    target: Option<&'p TargetSpec>,
+    redactor: &'p Redactor,
+    ui: &'a Ui,
+}
+
+impl<'a> Prepared<'_, 'a> {
+    /// With the lock held: the maintenance windows, the plan (approvals bind to it: other
+    /// variables on resume give another plan), and the run's audit chain, which must be intact.
+    async fn plan_and_journal(
+        &self,
+        req: &ResumeRequest,
+        vars: &[(String, String)],
+        params: BTreeMap<String, ParamValue>,
+    ) -> Result<(Plan, Journal<'a>), ExecError> {
+        let (config, env, ui) = (self.project.config_def(), &self.record.env, self.ui);
+        check_windows(&protections_of(config, env), env, ui)?;
+        let plan_req = plan::PlanRequest {
+            env,
+            vars,
+            target_override: req.target.as_deref(),
+        };
+        let plan = plan::build_with_params(self.playbook, config, &plan_req, Some(params))
+            .map_err(|diags| {
+                for d in &diags {
+                    ui.error(&d.message, d.hint.as_deref());
+                }
+                ExecError::Invalid
+            })?;
+        let file = &self.playbook.source.path;
+        let redactor = self.redactor.clone();
+        let opened = Journal::open(
+            &self.project.root,
+            config,
+            self.record,
+            file,
+            self.target,
+            redactor,
+            ui,
+        );
+        let journal = opened.await.map_err(|e| {
+            ui.error(&self.redactor.redact(&e.to_string()), Some("the audit chain of this run must be intact to continue it; `runbook audit verify RUN` says what is wrong"));
+            ExecError::AuditFailed
+        })?;
+        Ok((plan, journal))
+    }
+}
+
+/// Takes in the recorded outcomes, records the resume and the operator's word on each step
+/// that was in flight (a skipped one is recorded as skipped).
+async fn take_in(
+    engine: &mut Engine<'_>,
+    steps: &[StepRecord],
+    req: &ResumeRequest,
+) -> Result<(), ExecError> {
+    for s in steps.iter().filter(|s| s.status != StepStatus::Running) {
+        engine.restore(s.phase, &s.step, s.status, &s.outputs);
+    }
+    engine
+        .record(Event::run(
+            EventKind::RunResumed,
+            json!({"operator": run::operator(), "host": run::hostname(), "pid": std::process::id()}),
+        ))
+        .await?;
+    for s in steps.iter().filter(|s| s.status == StepStatus::Running) {
+        let skip = req.skip_steps.contains(&s.step);
+        let choice = if skip { "skip" } else { "retry" };
+        let ev = Event::step(
+            EventKind::ResumeDecision,
+            &s.step,
+            s.phase,
+            json!({"choice": choice, "operator": run::operator()}),
+        );
+        engine.record(ev).await?;
+        if skip {
+            let ev = Event::step(
+                EventKind::StepSkipped,
+                &s.step,
+                s.phase,
+                json!({"reason": "skipped by the operator on resume"}),
+            );
+            engine.record(ev).await?;
+            engine.restore(s.phase, &s.step, StepStatus::Skipped, &Json::Null);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,260 @@
+//! Session setup shared by `run`, `resume` and `approve`/`reject`: where the state store and
+//! the target are, the run's redactor, the environment's protections and windows, the run a
+//! prefix names, and the target lock. A [`Session`] is what a run holds while it runs.
+
+use super::ExecError;
+use super::journal::Journal;
+use crate::config::{ConfigDef, Protections};
+use crate::db::TargetSpec;
+use crate::lock::{LockError, TargetLock};
+use crate::plan::ParamValue;
+use crate::project::{Playbook, Project};
+use crate::redact::Redactor;
+use crate::run::RunRecord;
+use crate::state::{StateSpec, StateStore};
+use crate::ui::Ui;
+use serde_json::Value as Json;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+/// What a run holds while it runs: the state store, the target, the redactor, the audit
+/// journal, the target lock, and the typed confirmation the operator gave for `confirm` gates.
+pub(super) struct Session<'a> {
+    pub state: StateStore,
+    pub target: Option<TargetSpec>,
+    pub redactor: Redactor,
+    pub journal: Journal<'a>,
+    pub lock: Option<TargetLock>,
+    pub confirm: Option<String>,
+}
+
+/// Resolves where the state store is: `--state`, then the config, then `.runbook/state.db`.
+pub fn state_spec(
+    root: &Path,
+    config: Option<&ConfigDef>,
+    flag: Option<&str>,
+) -> Result<StateSpec, String> {
+    if let Some(text) = flag {
+        return match TargetSpec::parse(text)? {
+            TargetSpec::Postgres(url) => Ok(StateSpec::Postgres(url)),
+            TargetSpec::Sqlite(path) => Ok(StateSpec::Sqlite(path)),
+        };
+    }
+    if let Some(state) = config.and_then(|c| c.state.as_ref()) {
+        if let Some(var) = &state.url_env {
+            let url = std::env::var(var)
+                .map_err(|_| format!("the state store is `${var}`, which is not set"))?;
+            return Ok(StateSpec::Postgres(url));
+        }
+        if let Some(path) = &state.sqlite {
+            return Ok(StateSpec::Sqlite(root.join(path)));
+        }
+    }
+    Ok(StateStore::default_spec(root))
+}
+
+/// Resolves the target: `--target`, else the environment's.
+pub fn target_spec(
+    root: &Path,
+    config: Option<&ConfigDef>,
+    env: &str,
+    flag: Option<&str>,
+) -> Result<Option<TargetSpec>, String> {
+    if let Some(text) = flag {
+        return TargetSpec::parse(text).map(|t| match t {
+            TargetSpec::Sqlite(p) if p.is_relative() => Some(TargetSpec::Sqlite(root.join(p))),
+            other => Some(other),
+        });
+    }
+    let Some(env) = config.and_then(|c| c.environments.get(env)) else {
+        return Ok(None);
+    };
+    if let Some(var) = &env.target.url_env {
+        let url = std::env::var(var).map_err(|_| {
+            format!("environment variable `{var}` (the target of this environment) is not set")
+        })?;
+        return TargetSpec::parse(&url)
+            .map(Some)
+            .map_err(|e| format!("`{var}`: {e}"));
+    }
+    if let Some(path) = &env.target.sqlite {
+        return Ok(Some(TargetSpec::Sqlite(root.join(path))));
+    }
+    Ok(None)
+}
+
+/// Opens the state store the flags and config name, reporting failures.
+pub async fn open_state(
+    project: &Project,
+    flag: Option<&str>,
+    ui: &Ui,
+) -> Result<StateStore, ExecError> {
+    let spec = state_spec(&project.root, project.config_def(), flag).map_err(|e| {
+        ui.error(&e, None);
+        ExecError::Invalid
+    })?;
+    StateStore::open(&spec).await.map_err(|e| {
+        ui.error(
+            &crate::redact::global().redact(&e.to_string()),
+            Some("check the state store location (--state or `state:` in runbook.yaml)"),
+        );
+        ExecError::Internal
+    })
+}
+
+/// The run a full id or a unique prefix names; reports when none or several match.
+pub async fn find_run(state: &StateStore, id: &str, ui: &Ui) -> Option<RunRecord> {
+    if let Ok(Some(r)) = state.load_run(id).await {
+        return Some(r);
+    }
+    match state.find_runs(id).await {
+        Ok(ids) if ids.len() == 1 => state.load_run(&ids[0]).await.ok().flatten(),
+        Ok(ids) if ids.len() > 1 => {
+            ui.error(
+                &format!("`{id}` names several runs: {}", ids.join(", ")),
+                Some("give more of the run id"),
+            );
+            None
+        }
+        _ => {
+            ui.error(
+                &format!("no run `{id}` in the state store"),
+                Some("`runbook runs` lists recent runs"),
+            );
+            None
+        }
+    }
+}
+
+/// The redactor for a run: secret params, the config's secret variables, the target password.
+pub(super) fn redactor_for(
+    config: Option<&ConfigDef>,
+    params: &BTreeMap<String, ParamValue>,
+    target: Option<&TargetSpec>,
+) -> Redactor {
+    let r = Redactor::new();
+    for p in params.values().filter(|p| p.secret) {
+        match &p.value {
+            Json::String(s) => r.add(s),
+            Json::Null => {}
+            other => r.add(&other.to_string()),
+        }
+    }
+    for var in config.map(|c| c.secrets.as_slice()).unwrap_or_default() {
+        if let Ok(v) = std::env::var(var) {
+            // A connection URL is a secret for its password; the host and database name are
+            // what operators and auditors need to see.
+            if v.contains("://") {
+                r.add_url(&v);
+            } else {
+                r.add(&v);
+            }
+        }
+    }
+    if let Some(TargetSpec::Postgres(url)) = target {
+        r.add_url(url);
+    }
+    r
+}
+
+/// Whether any step of the playbook (or of its includes) needs a database connection.
+pub(super) fn needs_db(pb: &Playbook) -> bool {
+    let all = pb
+        .def
+        .steps
+        .iter()
+        .chain(&pb.def.on_failure)
+        .chain(&pb.def.finally);
+    all.flat_map(|s| std::iter::once(s).chain(s.rollback.iter()))
+        .any(|s| {
+            s.sql.is_some()
+                || s.migrate.is_some()
+                || s.backup.is_some()
+                || s.restore.is_some()
+                || s.seed.is_some()
+                || s.health.is_some()
+                || s.copy.is_some()
+                || s.wait_for.as_ref().is_some_and(|w| w.sql.is_some())
+        })
+        || pb.includes.values().any(|i| needs_db(i))
+}
+
+/// The protections of an environment; none when the config does not name it.
+pub(super) fn protections_of(config: Option<&ConfigDef>, env: &str) -> Protections {
+    config
+        .and_then(|c| c.environments.get(env))
+        .map(|e| e.protections.clone())
+        .unwrap_or_default()
+}
+
+/// An environment with maintenance windows refuses runs outside them, naming the next opening.
+pub(super) fn check_windows(p: &Protections, env: &str, ui: &Ui) -> Result<(), ExecError> {
+    if p.windows.is_empty() {
+        return Ok(());
+    }
+    let now = chrono::Utc::now();
+    let mut next = Vec::new();
+    for w in &p.windows {
+        match crate::gate::window(w, now) {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(when)) => next.push(when),
+            Err(e) => {
+                ui.error(
+                    &format!("a maintenance window of `{env}` is invalid: {e}"),
+                    None,
+                );
+                return Err(ExecError::Invalid);
+            }
+        }
+    }
+    ui.error(
+        &format!("environment `{env}` is outside its maintenance windows; nothing ran"),
+        Some(&format!(
+            "the next window opens {}",
+            next.first().cloned().unwrap_or_default()
+        )),
+    );
+    Err(ExecError::Refused)
+}
+
+/// Takes the target's run lock (none without a target), naming the holder when it is taken.
+pub(super) async fn take_lock(
+    target: Option<&TargetSpec>,
+    run_id: &str,
+    operator: &str,
+    wait: Duration,
+    ui: &Ui,
+    redactor: &Redactor,
+) -> Result<Option<TargetLock>, ExecError> {
+    let Some(target) = target else {
+        return Ok(None);
+    };
+    match TargetLock::acquire(target, run_id, operator, wait).await {
+        Ok(l) => Ok(Some(l)),
+        Err(LockError::Held { holder }) => {
+            ui.error(
+                &format!(
+                    "{} is in use by another run ({holder}); nothing ran",
+                    target.describe()
+                ),
+                Some("wait for that run to finish, or pass --lock-wait 5m to wait for it"),
+            );
+            Err(ExecError::Locked)
+        }
+        Err(LockError::Failed(e)) => {
+            ui.error(
+                &redactor.redact(&format!("cannot lock {}: {e}", target.describe())),
+                None,
+            );
+            Err(ExecError::Internal)
+        }
+    }
+}
+
+/// Releases the target lock, if one was taken.
+pub(super) async fn release_lock(lock: Option<TargetLock>) {
+    if let Some(l) = lock {
+        l.release().await;
+    }
+}
