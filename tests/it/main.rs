@@ -18,4 +18,5 @@ mod redaction;
 mod schema;
 mod seed;
 mod support;
+mod tidy;
 mod units;
