@@ -259,6 +259,39 @@ fn a_rejection_ends_the_run_with_its_rollback() {
     });
 }
 
+/// Approvals are written through the run's journal like every other event: a secret in a
+/// comment is masked in the state store and in the audit chain.
+#[test]
+fn a_secret_in_an_approval_comment_is_redacted() {
+    const SECRET: &str = "gate-s3cr3t-token";
+    let g = Gated::new(Target::sqlite);
+    std::fs::write(
+        g.dir.path().join("runbook.yaml"),
+        format!("secrets: [GATE_TOKEN]\n{CONFIG}"),
+    )
+    .unwrap();
+    g.playbook("ship", SHIP);
+    assert_eq!(g.run("alice", "ship", "staging", &[]).code, 3);
+    let (id, _) = g.last();
+    let dir = g.dir.path().display().to_string();
+    let comment = format!("the token is {SECRET}");
+    let args = ["-C", &dir, "approve", &id, "approve", "--comment", &comment];
+    let out = Runbook::new(&args)
+        .env("RUNBOOK_ACTOR", "bob")
+        .env("GATE_TOKEN", SECRET)
+        .run();
+    assert_eq!(out.code, 0, "{}", out.combined());
+    let events = serde_json::to_string(&g.events(&id)).unwrap();
+    assert!(!events.contains(SECRET), "{events}");
+    assert!(events.contains("the token is ***"), "{events}");
+    let audit = g.dir.path().join(".runbook").join("audit");
+    for entry in std::fs::read_dir(&audit).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(!text.contains(SECRET), "{}: {text}", path.display());
+    }
+}
+
 fn weekday_name(offset: i64) -> &'static str {
     let days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
     let today = chrono_weekday();
