@@ -1,6 +1,7 @@
 //! `sql`: one statement against the target, values bound as parameters, with `expect:`
 //! assertions on the rows and the first value.
 
+use crate::cancel::wait_cancel;
 use crate::db::describe;
 use crate::exec::{ActionCtx, StepError, StepResult};
 use crate::playbook::SqlAction;
@@ -12,7 +13,7 @@ pub async fn run(a: &SqlAction, ctx: &mut ActionCtx<'_>) -> StepResult {
     let db = ctx.db().await?;
     let result = tokio::select! {
         r = db.execute(&a.query, &a.params, a.read_only) => r,
-        _ = crate::cancel::wait_cancel(&mut cancel) => return Err(StepError::Interrupted),
+        _ = wait_cancel(&mut cancel) => return Err(StepError::Interrupted),
     };
     let result = result.map_err(|e| StepError::Failed(redactor.redact(&describe(&e))))?;
     let first_row = result

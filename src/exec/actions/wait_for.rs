@@ -1,7 +1,8 @@
 //! `wait_for`: polls a query or a program until an expression over its result holds, or the
 //! deadline passes.
 
-use crate::exec::{ActionCtx, StepError, StepResult, wait_cancel};
+use crate::cancel::wait_cancel;
+use crate::exec::{ActionCtx, StepError, StepResult};
 use crate::playbook::WaitForAction;
 use crate::process::{self, ProcessError, ProcessSpec};
 use crate::template;
