@@ -1,10 +1,11 @@
 //! Schema migrations: discovery, history table, status, apply, revert, baseline, lint, rehearse.
 //!
-//! Everything here works on a [`Db`], a [`TargetSpec`](crate::db::TargetSpec) and plain
-//! values, so other commands can use it (a `plan --rehearse`, the `health` check of migration
-//! status); the `migrate` action (`exec/actions/migrate.rs`) only turns the results into
-//! outputs and notes. Operations take an [`Op`] for the run id, cancellation, the deadline and
-//! notes, and fail with an [`OpError`].
+//! Everything here works on a [`Db`](crate::db::Db), a
+//! [`TargetSpec`](crate::db::TargetSpec) and plain values, so other commands can use it (a
+//! `plan --rehearse`, the `health` check of migration status); the `migrate` action
+//! (`exec/actions/migrate.rs`) only turns the results into outputs and notes. Operations take
+//! an [`Op`] for the run id, cancellation, the deadline and notes, and fail with an
+//! [`OpError`].
 //!
 //! Files live in `<base>/<dialect>/` (`postgres` or `sqlite`): `<version>_<name>.sql` with an
 //! optional `<version>_<name>.down.sql` (sqlx's `.up.sql` works too), or Prisma folders
