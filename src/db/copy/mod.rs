@@ -164,7 +164,8 @@ fn select_tables<'a>(
     Ok(out)
 }
 
-/// The database's message with its SQLSTATE.
+/// The database's message with PostgreSQL's detail and the SQLSTATE. `db::describe` leaves
+/// the detail out; the copy's messages have always named it (which row broke a key).
 fn describe(e: &sqlx::Error) -> String {
     match e {
         sqlx::Error::Database(db) => {

@@ -154,7 +154,6 @@ enum TableResult {
 
 /// Skips, reloads or loads one table; a value that does not fit its optimistic type sends
 /// the table through a full inspection and a second load.
-#[allow(clippy::too_many_arguments)]
 async fn copy_table(
     pg: &mut PgConnection,
     src: &mut SqliteConnection,
