@@ -2,7 +2,9 @@
 //! summary as notes, and returns every check's status, value and details as outputs.
 
 use crate::db::health::{self, HealthOptions, HealthReport, Status};
-use crate::exec::{ActionCtx, StepError, StepResult, wait_cancel};
+use crate::db::Dialect;
+use crate::db::op::{Op, OpError};
+use crate::exec::{ActionCtx, StepError, StepResult};
 use crate::playbook::{HealthAction, HealthChecks, HealthOutcome, RowBaseline};
 use serde_json::{Map, Value as Json, json};
 use std::time::Duration;
@@ -48,28 +50,24 @@ pub async fn run(a: &HealthAction, ctx: &mut ActionCtx<'_>) -> StepResult {
         },
     };
     let redactor = ctx.redactor.clone();
-    let timeout = ctx.timeout;
-    let postgres = matches!(ctx.target, Some(crate::db::TargetSpec::Postgres(_)));
-    let mut cancel = ctx.cancel.clone();
+    let dialect = ctx.target.map_or(Dialect::Sqlite, Dialect::of);
+    let (run_id, step_id, shared, progress) = (ctx.run_id, ctx.step_id, ctx.redactor, ctx.progress);
+    let (cancel, timeout) = (ctx.cancel.clone(), ctx.timeout);
     let report = match ctx.db().await {
-        Err(StepError::Failed(msg)) => health::unreachable(&opts, postgres, &msg),
+        Err(StepError::Failed(msg)) => health::unreachable(&opts, dialect, &msg),
         Err(other) => return Err(other),
         Ok(db) => {
-            let work = health::check(db, &opts);
-            let bounded = async {
-                match timeout {
-                    Some(t) => tokio::time::timeout(t, work).await.map_err(|_| {
-                        StepError::Failed(format!(
-                            "the health check did not finish within {}",
-                            crate::fmt::duration(t)
-                        ))
-                    }),
-                    None => Ok(work.await),
+            let op = Op::new(run_id, step_id, cancel, timeout, shared, progress);
+            match health::check(db, &opts, &op).await {
+                Ok(report) => report,
+                Err(OpError::Interrupted) => return Err(StepError::Interrupted),
+                Err(OpError::TimedOut(t)) => {
+                    return Err(StepError::Failed(format!(
+                        "the health check did not finish within {}",
+                        crate::fmt::duration(t)
+                    )));
                 }
-            };
-            tokio::select! {
-                r = bounded => r?,
-                _ = wait_cancel(&mut cancel) => return Err(StepError::Interrupted),
+                Err(OpError::Failed(msg)) => return Err(StepError::Failed(msg)),
             }
         }
     };
