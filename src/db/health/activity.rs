@@ -1,9 +1,9 @@
 //! The checks of a running PostgreSQL server's activity: connections in use, the cache hit
 //! ratio, long running queries and sessions waiting on locks. SQLite has none of these.
 
+use super::CheckResult;
 use super::grade::{graded, num, round1, thresholds};
 use super::postgres::Pg;
-use super::CheckResult;
 use crate::fmt::percent;
 use crate::playbook::HealthCheck;
 use serde_json::json;

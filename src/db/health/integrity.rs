@@ -31,7 +31,11 @@ pub(super) fn foreign_keys_result(fks: &[ForeignKey], opts: &HealthOptions) -> C
         .collect();
     let mut message = format!(
         "found {}",
-        plural(fks.len(), "foreign key constraint", "foreign key constraints")
+        plural(
+            fks.len(),
+            "foreign key constraint",
+            "foreign key constraints"
+        )
     );
     if !unvalidated.is_empty() {
         message.push_str(&format!(

@@ -36,10 +36,7 @@ pub(super) async fn migration_status(db: &mut Db, opts: &HealthOptions) -> Check
     let status = match migrate::status(db, &set).await {
         Ok(s) => s,
         Err(e) => {
-            return warn(format!(
-                "could not read `{}`: {e}",
-                migrate::HISTORY_TABLE
-            ));
+            return warn(format!("could not read `{}`: {e}", migrate::HISTORY_TABLE));
         }
     };
     status_result(&status, &set, exists, no_files, opts)

@@ -151,7 +151,11 @@ pub fn unreachable(opts: &HealthOptions, dialect: Dialect, error: &str) -> Healt
 }
 
 /// Runs the selected checks, unless the run is cancelled or its time budget ends first.
-pub async fn check(db: &mut Db, opts: &HealthOptions, op: &Op<'_>) -> Result<HealthReport, OpError> {
+pub async fn check(
+    db: &mut Db,
+    opts: &HealthOptions,
+    op: &Op<'_>,
+) -> Result<HealthReport, OpError> {
     tokio::select! {
         report = run_checks(db, opts) => Ok(report),
         stopped = op.stopped() => Err(stopped),

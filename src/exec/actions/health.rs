@@ -1,8 +1,8 @@
 //! `health`: the production guide's health check. Prints one line per check and the guide's
 //! summary as notes, and returns every check's status, value and details as outputs.
 
-use crate::db::health::{self, HealthOptions, HealthReport, Status};
 use crate::db::Dialect;
+use crate::db::health::{self, HealthOptions, HealthReport, Status};
 use crate::db::op::{Op, OpError};
 use crate::exec::{ActionCtx, StepError, StepResult};
 use crate::playbook::{HealthAction, HealthChecks, HealthOutcome, RowBaseline};
