@@ -156,9 +156,11 @@ pub async fn check(
     opts: &HealthOptions,
     op: &Op<'_>,
 ) -> Result<HealthReport, OpError> {
+    // A run that has already stopped starts nothing.
     tokio::select! {
-        report = run_checks(db, opts) => Ok(report),
+        biased;
         stopped = op.stopped() => Err(stopped),
+        report = run_checks(db, opts) => Ok(report),
     }
 }
 
@@ -179,9 +181,11 @@ async fn run_checks(db: &mut Db, opts: &HealthOptions) -> HealthReport {
 
 #[cfg(test)]
 mod tests {
-    use super::{ALL, HealthOptions, Status, selected, unreachable};
-    use crate::db::Dialect;
+    use super::{ALL, HealthOptions, Status, check, selected, unreachable};
+    use crate::db::op::{Op, OpError, Silent};
+    use crate::db::{Db, Dialect, TargetSpec};
     use crate::playbook::HealthCheck;
+    use crate::redact::Redactor;
     use std::collections::BTreeMap;
     use std::path::PathBuf;
     use std::time::Duration;
@@ -226,5 +230,23 @@ mod tests {
             r.results[12].to_json()["message"],
             "no connection to the database"
         );
+    }
+
+    #[test]
+    fn a_cancelled_run_stops_the_checks() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let target = TargetSpec::Sqlite(dir.path().join("t.db"));
+            let mut db = Db::connect(&target).await.unwrap();
+            let redactor = Redactor::default();
+            let (_stop, cancel) = tokio::sync::watch::channel(true);
+            let op = Op::new("run", "health", cancel, None, &redactor, &Silent);
+            let r = check(&mut db, &opts(), &op).await;
+            assert_eq!(r.err(), Some(OpError::Interrupted));
+        });
     }
 }

@@ -27,10 +27,12 @@ pub async fn apply(
     secrets: &Secrets,
     op: &Op<'_>,
 ) -> Result<SeedReport, SeedError> {
-    // Dropping the unfinished work drops its transaction, which rolls it back.
+    // Dropping the unfinished work drops its transaction, which rolls it back; a run that has
+    // already stopped starts nothing.
     tokio::select! {
-        r = apply_all(db, set, secrets) => r,
+        biased;
         stopped = op.stopped() => Err(SeedError::Op(stopped)),
+        r = apply_all(db, set, secrets) => r,
     }
 }
 
@@ -323,4 +325,44 @@ fn hint_for(e: &sqlx::Error, t: &TableSeed) -> Option<String> {
         );
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Secrets, SeedError, parse};
+    use super::apply;
+    use crate::db::op::{Op, OpError, Silent};
+    use crate::db::{Db, TargetSpec};
+    use crate::redact::Redactor;
+    use crate::source::Source;
+
+    #[test]
+    fn a_cancelled_run_stops_the_set_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let target = TargetSpec::Sqlite(dir.path().join("t.db"));
+            let mut db = Db::connect(&target).await.unwrap();
+            db.execute("CREATE TABLE T (k TEXT PRIMARY KEY)", &[], false)
+                .await
+                .unwrap();
+            let text = "- table: T\n  key: [k]\n  rows: [{ k: a }]\n";
+            let set = parse("t", Source::new("seeds/t.yaml", text)).unwrap();
+            let secrets = Secrets::resolve(&set, |_| None, |_| {}).unwrap();
+            let redactor = Redactor::default();
+            let (_stop, cancel) = tokio::sync::watch::channel(true);
+            let op = Op::new("run", "seed", cancel, None, &redactor, &Silent);
+            let r = apply(&mut db, &set, &secrets, &op).await;
+            assert!(
+                matches!(r, Err(SeedError::Op(OpError::Interrupted))),
+                "{:?}",
+                r.map(|_| ())
+            );
+            let rows = db.execute("SELECT k FROM T", &[], false).await.unwrap();
+            assert_eq!(rows.row_count, 0);
+        });
+    }
 }

@@ -49,15 +49,15 @@ pub async fn run(a: &HealthAction, ctx: &mut ActionCtx<'_>) -> StepResult {
             }
         },
     };
-    let redactor = ctx.redactor.clone();
     let dialect = ctx.target.map_or(Dialect::Sqlite, Dialect::of);
-    let (run_id, step_id, shared, progress) = (ctx.run_id, ctx.step_id, ctx.redactor, ctx.progress);
+    let (run_id, step_id, redactor, progress) =
+        (ctx.run_id, ctx.step_id, ctx.redactor, ctx.progress);
     let (cancel, timeout) = (ctx.cancel.clone(), ctx.timeout);
     let report = match ctx.db().await {
         Err(StepError::Failed(msg)) => health::unreachable(&opts, dialect, &msg),
         Err(other) => return Err(other),
         Ok(db) => {
-            let op = Op::new(run_id, step_id, cancel, timeout, shared, progress);
+            let op = Op::new(run_id, step_id, cancel, timeout, redactor, progress);
             match health::check(db, &opts, &op).await {
                 Ok(report) => report,
                 Err(OpError::Interrupted) => return Err(StepError::Interrupted),

@@ -23,10 +23,11 @@ pub async fn run(a: &SeedAction, ctx: &mut ActionCtx<'_>) -> StepResult {
         |value| redactor.add(value),
     )
     .map_err(failed)?;
-    let (run_id, step_id, shared, progress) = (ctx.run_id, ctx.step_id, ctx.redactor, ctx.progress);
+    let (run_id, step_id, run_redactor, progress) =
+        (ctx.run_id, ctx.step_id, ctx.redactor, ctx.progress);
     let (cancel, timeout) = (ctx.cancel.clone(), ctx.timeout);
     let db = ctx.db().await?;
-    let op = Op::new(run_id, step_id, cancel, timeout, shared, progress);
+    let op = Op::new(run_id, step_id, cancel, timeout, run_redactor, progress);
     let report = seed::apply(db, &set, &secrets, &op)
         .await
         .map_err(|e| match e {
