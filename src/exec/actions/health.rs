@@ -6,7 +6,9 @@ use crate::db::health::{self, HealthOptions, HealthReport, Status};
 use crate::db::op::{Op, OpError};
 use crate::exec::{ActionCtx, StepError, StepResult};
 use crate::playbook::{HealthAction, HealthChecks, HealthOutcome, RowBaseline};
+use crate::redact::Redactor;
 use serde_json::{Map, Value as Json, json};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Each query's statement timeout when the step sets no timeout of its own.
@@ -24,30 +26,7 @@ pub async fn run(a: &HealthAction, ctx: &mut ActionCtx<'_>) -> StepResult {
         statement_timeout: ctx
             .timeout
             .map_or(STATEMENT_TIMEOUT, |t| t.min(STATEMENT_TIMEOUT)),
-        baseline: match &a.baseline {
-            // An empty baseline (a backup of an empty database, `allow_fewer_rows`) has
-            // nothing to compare.
-            None => None,
-            Some(RowBaseline::Counts(c)) => {
-                let ignored: Vec<&str> = a
-                    .baseline_ignore
-                    .iter()
-                    .map(|t| health::baseline_name(t))
-                    .collect();
-                let kept: std::collections::BTreeMap<String, u64> = c
-                    .iter()
-                    .filter(|(t, _)| !ignored.contains(&health::baseline_name(t)))
-                    .map(|(t, n)| (t.clone(), *n))
-                    .collect();
-                (!kept.is_empty()).then_some(kept)
-            }
-            Some(RowBaseline::Template(t)) => {
-                return Err(StepError::Failed(format!(
-                    "`baseline` gave {:?}, not a map of table to row count",
-                    ctx.redactor.redact(t)
-                )));
-            }
-        },
+        baseline: baseline(a, ctx.redactor)?,
     };
     let dialect = ctx.target.map_or(Dialect::Sqlite, Dialect::of);
     let (run_id, step_id, redactor, progress) =
@@ -125,4 +104,34 @@ fn outputs(report: &HealthReport) -> Map<String, Json> {
     out.insert("failed".to_owned(), json!(report.count(Status::Fail)));
     out.insert("checks".to_owned(), Json::Object(checks));
     out
+}
+
+/// The row counts to compare with, less the tables the step ignores; `None` when nothing is
+/// left to compare. A template that did not give counts fails the step.
+fn baseline(
+    a: &HealthAction,
+    redactor: &Redactor,
+) -> Result<Option<BTreeMap<String, u64>>, StepError> {
+    match &a.baseline {
+        // An empty baseline (a backup of an empty database, `allow_fewer_rows`) has nothing
+        // to compare.
+        None => Ok(None),
+        Some(RowBaseline::Counts(c)) => {
+            let ignored: Vec<&str> = a
+                .baseline_ignore
+                .iter()
+                .map(|t| health::baseline_name(t))
+                .collect();
+            let kept: BTreeMap<String, u64> = c
+                .iter()
+                .filter(|(t, _)| !ignored.contains(&health::baseline_name(t)))
+                .map(|(t, n)| (t.clone(), *n))
+                .collect();
+            Ok((!kept.is_empty()).then_some(kept))
+        }
+        Some(RowBaseline::Template(t)) => Err(StepError::Failed(format!(
+            "`baseline` gave {:?}, not a map of table to row count",
+            redactor.redact(t)
+        ))),
+    }
 }
