@@ -255,3 +255,11 @@ impl crate::db::op::Report for Progress {
         Progress::detail(self, text);
     }
 }
+
+impl Ui {
+    /// An urgent line on stderr that `-q` does not silence, such as the Ctrl-C notice. The
+    /// text is the program's own, never data, so it is written as it is.
+    pub fn urgent(&self, text: &str) {
+        let _ = writeln!(std::io::stderr().lock(), "{text}");
+    }
+}
