@@ -5,7 +5,7 @@
 
 use super::grade::graded;
 use super::{CheckResult, HealthOptions, Status};
-use crate::db::{Db, describe, migrate};
+use crate::db::{Db, Dialect, describe, migrate};
 use crate::playbook::HealthCheck;
 use serde_json::Value as Json;
 
@@ -13,12 +13,7 @@ const CHECK: HealthCheck = HealthCheck::MigrationStatus;
 
 /// Runs the check on `db` (it needs the whole `Db`, so it runs before the dialect's checks).
 pub(super) async fn migration_status(db: &mut Db, opts: &HealthOptions) -> CheckResult {
-    // `migrate` names the dialect with its own type.
-    let dialect = if db.is_postgres() {
-        migrate::Dialect::Postgres
-    } else {
-        migrate::Dialect::Sqlite
-    };
+    let dialect = db.dialect();
     let exists = match history_table_exists(db).await {
         Ok(e) => e,
         Err(e) => {
@@ -51,7 +46,7 @@ fn warn(message: String) -> CheckResult {
 /// migrations folder is not a problem of the database: nothing is pending.
 fn migration_set(
     opts: &HealthOptions,
-    dialect: migrate::Dialect,
+    dialect: Dialect,
 ) -> Result<(migrate::MigrationSet, Option<String>), CheckResult> {
     match migrate::locate(&opts.migrations_dir, dialect, &opts.root) {
         Err(e) => Ok((
