@@ -49,7 +49,7 @@ impl TargetSpec {
     /// A form safe to print: the password masked.
     pub fn describe(&self) -> String {
         match self {
-            TargetSpec::Postgres(url) => crate::plan::redact_url(url),
+            TargetSpec::Postgres(url) => crate::dburl::redact(url),
             TargetSpec::Sqlite(path) => format!("sqlite:{}", crate::source::display_path(path)),
         }
     }
@@ -57,18 +57,8 @@ impl TargetSpec {
     /// A stable key naming the target (for locks and run history), without secrets.
     pub fn key(&self) -> String {
         match self {
-            TargetSpec::Postgres(url) => {
-                let redacted = crate::plan::redact_url(url);
-                let without_query = redacted.split('?').next().unwrap_or(&redacted).to_owned();
-                // Drop the user: two users of the same database are the same target.
-                match without_query
-                    .split_once("://")
-                    .and_then(|(s, rest)| rest.rsplit_once('@').map(|(_, h)| (s, h)))
-                {
-                    Some((scheme, host)) => format!("{scheme}://{host}"),
-                    None => without_query,
-                }
-            }
+            // Without the user: two users of the same database are the same target.
+            TargetSpec::Postgres(url) => crate::dburl::key(url),
             TargetSpec::Sqlite(path) => {
                 let abs = std::fs::canonicalize(path)
                     .unwrap_or_else(|_| std::path::absolute(path).unwrap_or(path.clone()));
@@ -81,13 +71,7 @@ impl TargetSpec {
     /// the SQLite file name.
     pub fn database_name(&self) -> String {
         match self {
-            TargetSpec::Postgres(url) => url
-                .split("://")
-                .nth(1)
-                .and_then(|r| r.split('?').next())
-                .and_then(|r| r.split_once('/').map(|(_, db)| db.to_owned()))
-                .filter(|d| !d.is_empty())
-                .unwrap_or_else(|| "postgres".to_owned()),
+            TargetSpec::Postgres(url) => crate::dburl::database(url),
             TargetSpec::Sqlite(path) => path
                 .file_name()
                 .map(|f| f.to_string_lossy().into_owned())

@@ -3,7 +3,6 @@
 mod audit;
 mod backup;
 mod cli;
-mod common;
 mod copy;
 mod corpus;
 mod crash;
@@ -18,4 +17,6 @@ mod pg;
 mod redaction;
 mod schema;
 mod seed;
+mod support;
+mod tidy;
 mod units;
