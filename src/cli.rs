@@ -1383,6 +1383,19 @@ fn child_args(
     }
 }
 
+/// The exit code of a fleet run or resume.
+fn fleet_exit(outcome: crate::fleet::FleetOutcome) -> Exit {
+    use crate::fleet::FleetOutcome as F;
+    match outcome {
+        F::Succeeded => Exit::Ok,
+        F::Failed => Exit::RunFailed,
+        F::Waiting => Exit::WaitingApproval,
+        F::Interrupted => Exit::Interrupted,
+        F::Invalid => Exit::Invalid,
+        F::StoreFailed => Exit::Internal,
+    }
+}
+
 fn fleet_cmd(
     ui: &Ui,
     root: &std::path::Path,
@@ -1418,7 +1431,7 @@ fn fleet_cmd(
             &req.approve,
             req.lock_wait,
         );
-        let exit = crate::fleet::run(
+        let outcome = crate::fleet::run(
             ui,
             &store,
             &project.root,
@@ -1431,7 +1444,7 @@ fn fleet_cmd(
         )
         .await;
         store.close().await;
-        exit
+        fleet_exit(outcome)
     })
 }
 
@@ -1485,9 +1498,9 @@ fn fleet_resume_cmd(
         );
         let opts =
             crate::fleet::FleetOptions::resumed(&fleet.options, concurrency, canary, stop_after);
-        let exit =
+        let outcome =
             crate::fleet::resume(ui, &store, &project.root, config, fleet, &opts, &child).await;
         store.close().await;
-        exit
+        fleet_exit(outcome)
     })
 }

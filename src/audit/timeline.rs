@@ -158,10 +158,7 @@ fn note(r: &Map<String, Json>, event: &str) -> Option<String> {
             }
         ),
         "run_waiting" => format!("{when} run waiting: {}", text(&outcome, "reason")),
-        "run_resumed" => format!(
-            "{when} run resumed by {}",
-            or_unknown(&outcome, "operator")
-        ),
+        "run_resumed" => format!("{when} run resumed by {}", or_unknown(&outcome, "operator")),
         "resume_decision" => format!(
             "{when} {} chose to {} in-flight step {step}",
             r.get("decided_by").and_then(Json::as_str).unwrap_or("?"),

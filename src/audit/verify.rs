@@ -205,8 +205,7 @@ fn compare_head(report: &mut Report, head: &Head) {
         _ => {
             let at = report.entries.get((head.seq - 1).max(0) as usize);
             if head.seq > 0
-                && at.and_then(|r| r.get("hash")).and_then(Json::as_str)
-                    != Some(head.hash.as_str())
+                && at.and_then(|r| r.get("hash")).and_then(Json::as_str) != Some(head.hash.as_str())
             {
                 report.problem = Some(Problem::HeadMismatch { seq: head.seq });
             }
