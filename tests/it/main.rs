@@ -13,6 +13,7 @@ mod gates;
 mod health;
 mod live;
 mod migrate;
+mod output;
 mod pg;
 mod redaction;
 mod schema;

@@ -120,7 +120,9 @@ fn code_only(text: &str) -> String {
 fn char_len(rest: &[u8]) -> Option<usize> {
     let s = std::str::from_utf8(rest).ok().or_else(|| {
         let end = rest.len().min(8);
-        (1..=end).rev().find_map(|n| std::str::from_utf8(&rest[..n]).ok())
+        (1..=end)
+            .rev()
+            .find_map(|n| std::str::from_utf8(&rest[..n]).ok())
     })?;
     let mut chars = s.char_indices().skip(1);
     let (_, c) = chars.next()?;
@@ -130,7 +132,13 @@ fn char_len(rest: &[u8]) -> Option<usize> {
 
 /// Length of a raw string literal (`r"..."`, `r#"..."#`, `br"..."`) starting here.
 fn raw_string_len(rest: &[u8]) -> Option<usize> {
-    let start = if rest.starts_with(b"br") { 2 } else if rest.starts_with(b"r") { 1 } else { 0 };
+    let start = if rest.starts_with(b"br") {
+        2
+    } else if rest.starts_with(b"r") {
+        1
+    } else {
+        0
+    };
     if start == 0 {
         return None;
     }
@@ -184,7 +192,10 @@ fn fn_name(line: &str) -> Option<String> {
     let mut words = line.split_whitespace().peekable();
     while let Some(w) = words.next() {
         let qualifier = w.starts_with("pub")
-            || matches!(w, "async" | "const" | "unsafe" | "extern" | "default" | "\"C\"");
+            || matches!(
+                w,
+                "async" | "const" | "unsafe" | "extern" | "default" | "\"C\""
+            );
         if w == "fn" {
             let name: String = words
                 .next()?
@@ -204,7 +215,13 @@ fn long_files(files: &[File]) -> Vec<String> {
     files
         .iter()
         .filter(|f| f.text.lines().count() > MAX_FILE_LINES)
-        .map(|f| format!("{}: {} lines (at most {MAX_FILE_LINES})", f.rel, f.text.lines().count()))
+        .map(|f| {
+            format!(
+                "{}: {} lines (at most {MAX_FILE_LINES})",
+                f.rel,
+                f.text.lines().count()
+            )
+        })
         .collect()
 }
 
@@ -250,7 +267,12 @@ fn terminal_writes(files: &[File]) -> Vec<String> {
         files,
         &[TERMINAL_OWNER],
         &[
-            "println!", "eprintln!", "print!(", "eprint!(", "io::stderr()", "io::stdout()",
+            "println!",
+            "eprintln!",
+            "print!(",
+            "eprint!(",
+            "io::stderr()",
+            "io::stdout()",
             "dbg!(",
         ],
         "writes to the terminal outside src/ui.rs",
@@ -299,7 +321,10 @@ fn db_imports_upward(files: &[File]) -> Vec<String> {
     for f in files.iter().filter(|f| module_of(&f.rel) == "db") {
         for name in imports(&f.text) {
             if ABOVE_DB.contains(&name.as_str()) {
-                out.push(format!("{}: imports `crate::{name}` (db sits below it)", f.rel));
+                out.push(format!(
+                    "{}: imports `crate::{name}` (db sits below it)",
+                    f.rel
+                ));
             }
         }
     }
@@ -350,7 +375,9 @@ fn code_map(architecture: &str) -> (BTreeSet<String>, Vec<String>) {
                 files.insert(token.to_owned());
             } else if !folder.is_empty()
                 && token.ends_with(".rs")
-                && token.chars().all(|c| c.is_alphanumeric() || "_./".contains(c))
+                && token
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || "_./".contains(c))
             {
                 files.insert(format!("{folder}{token}"));
             }
@@ -365,17 +392,24 @@ fn code_map_mismatches(root: &Path, files: &[File]) -> Vec<String> {
     let mut out = Vec::new();
     for path in &named {
         if !root.join(path).is_file() {
-            out.push(format!("ARCHITECTURE.md names `{path}`, which does not exist"));
+            out.push(format!(
+                "ARCHITECTURE.md names `{path}`, which does not exist"
+            ));
         }
     }
     for folder in &folders {
         if !root.join(folder).is_dir() {
-            out.push(format!("ARCHITECTURE.md names `{folder}`, which does not exist"));
+            out.push(format!(
+                "ARCHITECTURE.md names `{folder}`, which does not exist"
+            ));
         }
     }
     for f in files {
         if !named.contains(&f.rel) {
-            out.push(format!("{} is missing from ARCHITECTURE.md's code map", f.rel));
+            out.push(format!(
+                "{} is missing from ARCHITECTURE.md's code map",
+                f.rel
+            ));
         }
     }
     out
@@ -403,7 +437,11 @@ fn the_tree_keeps_the_house_rules() {
         .iter()
         .map(|(rule, items)| format!("{rule}:\n  {}", items.join("\n  ")))
         .collect();
-    assert!(found.is_empty(), "house rules broken:\n{}", report.join("\n"));
+    assert!(
+        found.is_empty(),
+        "house rules broken:\n{}",
+        report.join("\n")
+    );
 }
 
 /// A small tree that keeps every rule, for the tests below to break one rule at a time.
@@ -415,9 +453,18 @@ fn tiny_tree() -> tempfile::TempDir {
         fs::write(path, text).unwrap();
     };
     write("src/lib.rs", "//! Root.\npub mod db;\npub mod ui;\n");
-    write("src/ui.rs", "//! Terminal.\npub fn say() {\n    println!(\"hi\");\n}\n");
-    write("src/process.rs", "//! Processes.\npub fn run() {\n    let _ = std::process::Command::new(\"true\");\n}\n");
-    write("src/db/mod.rs", "//! Db.\nuse crate::process;\n// crate::ui in a comment is fine\nconst S: &str = \"crate::exec\";\n");
+    write(
+        "src/ui.rs",
+        "//! Terminal.\npub fn say() {\n    println!(\"hi\");\n}\n",
+    );
+    write(
+        "src/process.rs",
+        "//! Processes.\npub fn run() {\n    let _ = std::process::Command::new(\"true\");\n}\n",
+    );
+    write(
+        "src/db/mod.rs",
+        "//! Db.\nuse crate::process;\n// crate::ui in a comment is fine\nconst S: &str = \"crate::exec\";\n",
+    );
     write(
         "ARCHITECTURE.md",
         "# A\n\n## Code map\n\n- `src/lib.rs`: root. `src/ui.rs`, `src/process.rs`.\n- `src/db/`: `mod.rs`.\n\n## Invariants\n",
@@ -438,11 +485,18 @@ fn tidy_passes_a_tree_that_keeps_the_rules() {
 #[test]
 fn tidy_fails_each_rule_when_it_is_broken() {
     let cases: [(&str, &str, String); 7] = [
-        ("file length", "src/db/mod.rs", "//! Db.\n".to_owned() + &"// x\n".repeat(800)),
+        (
+            "file length",
+            "src/db/mod.rs",
+            "//! Db.\n".to_owned() + &"// x\n".repeat(800),
+        ),
         (
             "function length",
             "src/db/mod.rs",
-            format!("//! Db.\nfn long() {{\n{}}}\n", "    let _ = 1;\n".repeat(119)),
+            format!(
+                "//! Db.\nfn long() {{\n{}}}\n",
+                "    let _ = 1;\n".repeat(119)
+            ),
         ),
         (
             "one subprocess wrapper",
@@ -464,22 +518,36 @@ fn tidy_fails_each_rule_when_it_is_broken() {
             "src/yaml.rs",
             "//! Yaml.\nuse crate::plan::Plan;\n".to_owned(),
         ),
-        ("code map is true", "src/db/extra.rs", "//! Not in the map.\n".to_owned()),
+        (
+            "code map is true",
+            "src/db/extra.rs",
+            "//! Not in the map.\n".to_owned(),
+        ),
     ];
     for (rule, file, text) in cases {
         let dir = tiny_tree();
         fs::write(dir.path().join(file), text).unwrap();
         let found = broken(&dir);
-        assert!(found.contains_key(rule), "{rule}: not caught, found {found:?}");
+        assert!(
+            found.contains_key(rule),
+            "{rule}: not caught, found {found:?}"
+        );
         if file != "src/yaml.rs" {
-            assert_eq!(found.len(), 1, "{rule}: only that rule breaks, found {found:?}");
+            assert_eq!(
+                found.len(),
+                1,
+                "{rule}: only that rule breaks, found {found:?}"
+            );
         }
     }
 }
 
 #[test]
 fn a_function_of_exactly_the_limit_passes() {
-    let text = format!("fn f() {{\n{}}}\n", "    let _ = '{';\n".repeat(MAX_FN_LINES - 2));
+    let text = format!(
+        "fn f() {{\n{}}}\n",
+        "    let _ = '{';\n".repeat(MAX_FN_LINES - 2)
+    );
     assert_eq!(functions(&text), [("f".to_owned(), 1, MAX_FN_LINES)]);
     let raw = "fn g() {\n    let _ = r#\"}}\"#;\n    let _ = \"{\";\n}\nfn h<'a>(x: &'a str) -> &'a str {\n    x\n}\n";
     assert_eq!(

@@ -3,6 +3,7 @@
 //! (refused on protected environments).
 
 use crate::db::migrate::{self, Dialect, Settings};
+use crate::db::op::{Op, Silent};
 use crate::db::{Db, TargetSpec};
 use serde_json::{Map, Value as Json, json};
 use std::fmt::Write as _;
@@ -142,14 +143,16 @@ async fn rehearsal(
         }
     };
     let (_tx, rx) = tokio::sync::watch::channel(false);
-    let note = |_: &str| {};
-    let mut ctl = migrate::Control {
-        run_id: "plan-rehearsal".to_owned(),
-        cancel: rx,
-        deadline: None,
-        note: &note,
-    };
-    let result = migrate::rehearse(&mut db, target, set, &SETTINGS, &mut ctl).await;
+    let silent = Silent;
+    let ctl = Op::new(
+        "plan-rehearsal",
+        "rehearse",
+        rx,
+        None,
+        crate::redact::global(),
+        &silent,
+    );
+    let result = migrate::rehearse(&mut db, target, set, &SETTINGS, &ctl).await;
     db.close().await;
     match result {
         Ok(r) => {
