@@ -322,3 +322,11 @@ impl FleetProgress {
         let _ = multi.println(format!("{shown:<8} {target} in {:.1}s", took.as_secs_f64()));
     }
 }
+
+impl Ui {
+    /// An urgent line on stderr that `-q` does not silence, such as the Ctrl-C notice. The
+    /// text is the program's own, never data, so it is written as it is.
+    pub fn urgent(&self, text: &str) {
+        let _ = writeln!(std::io::stderr().lock(), "{text}");
+    }
+}

@@ -145,7 +145,7 @@ impl Scheduler<'_> {
     /// second one makes them exit at once) and starts no new target.
     fn interrupt(&mut self) {
         if !self.interrupted {
-            self.ui.note(
+            self.ui.urgent(
                 "interrupting: the running targets stop their current step and no new target starts (Ctrl-C again to stop them at once)",
             );
         }

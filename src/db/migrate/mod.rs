@@ -63,14 +63,10 @@ pub use status::{Drift, MissingFile, PendingMigration, Status, compare, status, 
 pub use version::compare_versions;
 
 use crate::db::describe;
-use crate::db::op::{Op, OpError};
+use crate::db::op::OpError;
 
-// Old names kept while other modules move to the shared types; remove them once no caller
-// uses them (`migrate::Dialect`, `migrate::MigrateError`, `migrate::Control`, `fmt_count`).
+// Until exec/live moves to `crate::db::Dialect`.
 pub use crate::db::Dialect;
-pub use crate::fmt::count as fmt_count;
-pub type MigrateError = OpError;
-pub type Control<'a> = Op<'a>;
 
 /// A database error as `what: message (SQLSTATE ...)`.
 fn db_failed(what: &str, e: &sqlx::Error) -> OpError {

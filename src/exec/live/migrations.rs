@@ -2,9 +2,9 @@
 //! live row estimates, and with `--rehearse` a rehearsal in a transaction that is rolled back
 //! (refused on protected environments).
 
-use crate::db::migrate::{self, Dialect, Settings};
+use crate::db::migrate::{self, Settings};
 use crate::db::op::{Op, Silent};
-use crate::db::{Db, TargetSpec};
+use crate::db::{Db, Dialect, TargetSpec};
 use serde_json::{Map, Value as Json, json};
 use std::fmt::Write as _;
 use std::path::Path;

@@ -1,0 +1,324 @@
+//! The command-line arguments: `Cli`, its `Command`s and their options (clap derive).
+//!
+//! The larger commands keep their options in an `Args` struct so that each command's
+//! handler takes one value; the help text is the variant's doc comment, as before.
+
+use crate::plan;
+use crate::ui::ColorChoice;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "runbook",
+    version,
+    about = "Executes declarative YAML playbooks for database production operations"
+)]
+pub struct Cli {
+    /// Change to DIR before doing anything (like `git -C`); the project is the nearest folder
+    /// at or above the working directory with a runbook.yaml or playbooks/
+    #[arg(short = 'C', long = "project", global = true, value_name = "DIR")]
+    pub project: Option<PathBuf>,
+    /// Print only data and errors
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// When to colour diagnostics
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+    /// Debug logging to stderr (RUST_LOG overrides)
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ValidateFormat {
+    Human,
+    Json,
+    Junit,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCmd {
+    /// Recompute hashes, links and sequence; detect edited, deleted, inserted, reordered or
+    /// truncated records (exit 6) and name the first bad one
+    Verify {
+        /// Run id (a unique prefix is enough); omit with --all
+        run: Option<String>,
+        /// Every run in the state store and the audit folder
+        #[arg(long)]
+        all: bool,
+        /// Check each run's signature with this Ed25519 public key (hex, or a file holding it)
+        #[arg(long)]
+        key: Option<String>,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// Runs with audit chains
+    List {
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// A run's timeline: steps, durations, gates and approvers, rollbacks
+    Show {
+        run: String,
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// The records, as JSON or CSV
+    Export {
+        run: Option<String>,
+        #[arg(long)]
+        all: bool,
+        #[arg(long, value_enum, default_value_t = ExportFormat::Json)]
+        format: ExportFormat,
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// One self-contained HTML file for auditors
+    Report {
+        run: String,
+        #[arg(long, short)]
+        output: PathBuf,
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// Make an Ed25519 key pair for signing runs (`audit.signing_key_env` in runbook.yaml)
+    Keygen {
+        /// Folder for `runbook-audit.key` (mode 600) and `runbook-audit.pub`
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ExportFormat {
+    Json,
+    Csv,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate playbooks (default: runbook.yaml and every playbook in playbooks/)
+    Validate {
+        /// Playbook files or names
+        paths: Vec<String>,
+        #[arg(long, value_enum, default_value_t = ValidateFormat::Human)]
+        format: ValidateFormat,
+    },
+    /// Show what a run would do, without touching a database or starting a process
+    Plan(PlanArgs),
+    /// Run a playbook against an environment's database
+    Run(RunArgs),
+    /// Continue an interrupted or crashed run from its checkpoints
+    Resume(ResumeArgs),
+    /// Approve a gate of a waiting run (then `runbook resume RUN` continues it)
+    Approve(ApproveArgs),
+    /// Reject a gate of a waiting run: the run ends, and its rollback runs
+    Reject(RejectArgs),
+    /// The auditor's tools: verify, list, show, export, report, keygen
+    Audit {
+        #[command(subcommand)]
+        cmd: AuditCmd,
+    },
+    /// Recent runs
+    Runs {
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+        /// How many runs
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// Each step of a run: state, attempts, outputs (secrets masked)
+    Status {
+        /// Run id (a unique prefix is enough)
+        run: String,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// Create a new project: runbook.yaml, an example playbook, and the folders
+    Init {
+        /// Where (default: the current folder)
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// List the playbooks with their descriptions
+    List {
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+    },
+    /// Print the JSON Schema of playbooks (or of runbook.yaml with --config)
+    Schema {
+        #[arg(long)]
+        config: bool,
+    },
+}
+
+// The arguments of `runbook plan` (the variant's doc comment is its help).
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Playbook name or path
+    pub playbook: String,
+    /// Environment from runbook.yaml
+    #[arg(long, short = 'e')]
+    pub env: String,
+    /// Set a parameter: --var name=value
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = plan::parse_var)]
+    pub vars: Vec<(String, String)>,
+    /// Plan without connecting to the target (for CI: touches no database)
+    #[arg(long)]
+    pub offline: bool,
+    /// Also rehearse pending migrations in a transaction that is rolled back
+    #[arg(long, conflicts_with = "offline")]
+    pub rehearse: bool,
+    /// A target URL or sqlite: path shown in place of the environment's
+    #[arg(long)]
+    pub target: Option<String>,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+}
+
+// The arguments of `runbook run` (the variant's doc comment is its help).
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Playbook name or path
+    pub playbook: String,
+    /// Environment from runbook.yaml
+    #[arg(long, short = 'e', default_value = "dev")]
+    pub env: String,
+    /// Set a parameter: --var name=value
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = plan::parse_var)]
+    pub vars: Vec<(String, String)>,
+    /// Run only steps with one of these tags
+    #[arg(long, value_delimiter = ',')]
+    pub tags: Vec<String>,
+    /// Skip steps with one of these tags
+    #[arg(long, value_delimiter = ',')]
+    pub skip_tags: Vec<String>,
+    /// The database: a postgres:// URL or sqlite:FILE (overrides the environment's)
+    #[arg(long)]
+    pub target: Option<String>,
+    /// The state store: a postgres:// URL or sqlite:FILE (default .runbook/state.db)
+    #[arg(long)]
+    pub state: Option<String>,
+    /// How long to wait for another run to release the target (e.g. 30s)
+    #[arg(long, default_value = "0s", value_parser = parse_wait)]
+    pub lock_wait: std::time::Duration,
+    /// Approve this approval gate as the operator (only where the environment allows self-approval)
+    #[arg(long, value_name = "GATE")]
+    pub approve: Vec<String>,
+    /// The text a `confirm` gate asks for (the database name), for runs without a terminal
+    #[arg(long, value_name = "TEXT")]
+    pub confirm: Option<String>,
+    /// Run across the environment's fleet targets: `all`, names (`tenant-*`), `label=value`
+    #[arg(long, value_name = "SELECTOR")]
+    pub targets: Option<String>,
+    /// With --targets: how many targets run at once
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
+    /// With --targets: the first N targets must succeed before the rest start
+    #[arg(long, default_value_t = 0)]
+    pub canary: usize,
+    /// With --targets: start no new target after this many failures (`3`) or this share (`10%`)
+    #[arg(long, value_parser = crate::fleet::parse_stop_after)]
+    pub stop_after: Option<crate::fleet::StopAfter>,
+    /// Read the target URL from this environment variable (how fleets hand targets to runs)
+    #[arg(long, value_name = "VAR", hide = true)]
+    pub target_env: Option<String>,
+    #[arg(long, hide = true)]
+    pub fleet: Option<String>,
+    #[arg(long, hide = true)]
+    pub fleet_target: Option<String>,
+}
+
+// The arguments of `runbook resume` (the variant's doc comment is its help).
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// Run id (a unique prefix is enough)
+    pub run: String,
+    /// Run this in-flight step again
+    #[arg(long = "retry-step", value_name = "STEP")]
+    pub retry_steps: Vec<String>,
+    /// Treat this in-flight step as done and go on
+    #[arg(long = "skip-step", value_name = "STEP")]
+    pub skip_steps: Vec<String>,
+    /// Parameters again (secrets given with --var are not stored)
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = plan::parse_var)]
+    pub vars: Vec<(String, String)>,
+    #[arg(long)]
+    pub target: Option<String>,
+    #[arg(long)]
+    pub state: Option<String>,
+    #[arg(long, default_value = "0s", value_parser = parse_wait)]
+    pub lock_wait: std::time::Duration,
+    /// The text a `confirm` gate asks for (the database name)
+    #[arg(long, value_name = "TEXT")]
+    pub confirm: Option<String>,
+    /// For a fleet run: how many targets run at once (default: as the fleet run started)
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: Option<u16>,
+    /// For a fleet run: the first N resumed targets must succeed before the others start
+    #[arg(long)]
+    pub canary: Option<usize>,
+    /// For a fleet run: start no new target after this many failures (`3`) or this share
+    /// (`10%`) of the resumed ones (default: as the fleet run started)
+    #[arg(long, value_parser = crate::fleet::parse_stop_after)]
+    pub stop_after: Option<crate::fleet::StopAfter>,
+    #[arg(long, value_name = "VAR", hide = true)]
+    pub target_env: Option<String>,
+}
+
+// The arguments of `runbook approve` (the variant's doc comment is its help).
+#[derive(Debug, Args)]
+pub struct ApproveArgs {
+    /// Run id (a unique prefix is enough)
+    pub run: String,
+    /// The gate's step id
+    pub gate: String,
+    #[arg(long)]
+    pub comment: Option<String>,
+    /// Who approves (default: RUNBOOK_ACTOR, then the OS user)
+    #[arg(long)]
+    pub actor: Option<String>,
+    #[arg(long)]
+    pub state: Option<String>,
+}
+
+// The arguments of `runbook reject` (the variant's doc comment is its help).
+#[derive(Debug, Args)]
+pub struct RejectArgs {
+    /// Run id (a unique prefix is enough)
+    pub run: String,
+    /// The gate's step id
+    pub gate: String,
+    #[arg(long)]
+    pub comment: Option<String>,
+    #[arg(long)]
+    pub actor: Option<String>,
+    #[arg(long)]
+    pub state: Option<String>,
+    /// The database, if the run was given one with --target
+    #[arg(long)]
+    pub target: Option<String>,
+}
+
+/// Parses `--lock-wait`: a playbook duration such as `30s` or `5m`.
+fn parse_wait(text: &str) -> Result<std::time::Duration, String> {
+    crate::playbook::parse_duration(text)
+        .ok_or_else(|| format!("`{text}` is not a duration like `30s` or `5m`"))
+}

@@ -1,0 +1,49 @@
+//! `runbook approve` and `runbook reject`: a decision on a waiting run's gate.
+
+use super::args::{ApproveArgs, RejectArgs};
+use super::runtime::{init_tracing, interrupt_channel, open, runtime};
+use crate::exec;
+use crate::exit::Exit;
+use crate::ui::Ui;
+use std::path::Path;
+
+pub(super) fn approve(ui: &Ui, root: &Path, args: ApproveArgs, verbose: bool) -> Exit {
+    let req = exec::DecisionRequest {
+        run_id: args.run,
+        gate: args.gate,
+        approve: true,
+        comment: args.comment,
+        actor: args.actor,
+        state: args.state,
+        ..Default::default()
+    };
+    decide(ui, root, req, verbose)
+}
+
+pub(super) fn reject(ui: &Ui, root: &Path, args: RejectArgs, verbose: bool) -> Exit {
+    let req = exec::DecisionRequest {
+        run_id: args.run,
+        gate: args.gate,
+        approve: false,
+        comment: args.comment,
+        actor: args.actor,
+        state: args.state,
+        target: args.target,
+        confirm: None,
+    };
+    decide(ui, root, req, verbose)
+}
+
+fn decide(ui: &Ui, root: &Path, req: exec::DecisionRequest, verbose: bool) -> Exit {
+    init_tracing(verbose);
+    let Some(project) = open(ui, root) else {
+        return Exit::Invalid;
+    };
+    let Some(rt) = runtime(ui) else {
+        return Exit::Internal;
+    };
+    rt.block_on(async {
+        let cancel = interrupt_channel(ui);
+        exec::decide(&project, req, ui, cancel).await
+    })
+}

@@ -1,0 +1,100 @@
+//! `runbook run` and `runbook resume`: one target here, or a fleet through `super::fleet`.
+
+use super::args::{ResumeArgs, RunArgs};
+use super::fleet::{fleet_cmd, fleet_resume_cmd};
+use super::runtime::{init_tracing, interrupt_channel, load, open, runtime};
+use crate::exec;
+use crate::exit::Exit;
+use crate::ui::Ui;
+use std::path::Path;
+
+/// The target: `--target`, else the variable named by `--target-env` (how fleets hand
+/// targets to their child runs).
+fn target_from(target: Option<String>, target_env: Option<String>) -> Option<String> {
+    match (target, target_env) {
+        (Some(t), _) => Some(t),
+        (None, Some(var)) => std::env::var(&var).ok(),
+        (None, None) => None,
+    }
+}
+
+pub(super) fn run(ui: &Ui, root: &Path, args: RunArgs, verbose: bool) -> Exit {
+    let req = exec::RunRequest {
+        playbook: args.playbook,
+        env: args.env,
+        vars: args.vars,
+        tags: args.tags,
+        skip_tags: args.skip_tags,
+        target: target_from(args.target, args.target_env),
+        state: args.state,
+        lock_wait: args.lock_wait,
+        approve: args.approve,
+        confirm: args.confirm,
+        fleet: args.fleet.zip(args.fleet_target),
+    };
+    match args.targets {
+        Some(selector) => {
+            let opts = crate::fleet::FleetOptions {
+                concurrency: usize::from(args.concurrency),
+                canary: args.canary,
+                stop_after: args.stop_after,
+            };
+            fleet_cmd(ui, root, req, &selector, &opts)
+        }
+        None => run_one(ui, root, req, verbose),
+    }
+}
+
+pub(super) fn resume(ui: &Ui, root: &Path, args: ResumeArgs, verbose: bool) -> Exit {
+    let req = exec::ResumeRequest {
+        run_id: args.run,
+        retry_steps: args.retry_steps,
+        skip_steps: args.skip_steps,
+        vars: args.vars,
+        target: target_from(args.target, args.target_env),
+        state: args.state,
+        lock_wait: args.lock_wait,
+        confirm: args.confirm,
+    };
+    if req.run_id.starts_with("fleet-") {
+        let given = (
+            args.concurrency.map(usize::from),
+            args.canary,
+            args.stop_after,
+        );
+        fleet_resume_cmd(ui, root, req, given)
+    } else {
+        resume_one(ui, root, req, verbose)
+    }
+}
+
+fn run_one(ui: &Ui, root: &Path, req: exec::RunRequest, verbose: bool) -> Exit {
+    init_tracing(verbose);
+    let Some(project) = open(ui, root) else {
+        return Exit::Invalid;
+    };
+    let Some(playbook) = load(ui, &project, &req.playbook) else {
+        return Exit::Invalid;
+    };
+    let Some(rt) = runtime(ui) else {
+        return Exit::Internal;
+    };
+    rt.block_on(async {
+        let cancel = interrupt_channel(ui);
+        exec::run(&project, playbook, req, ui, cancel).await
+    })
+}
+
+fn resume_one(ui: &Ui, root: &Path, req: exec::ResumeRequest, verbose: bool) -> Exit {
+    init_tracing(verbose);
+    let Some(project) = open(ui, root) else {
+        return Exit::Invalid;
+    };
+    let Some(rt) = runtime(ui) else {
+        return Exit::Internal;
+    };
+    rt.block_on(async {
+        let cancel = interrupt_channel(ui);
+        exec::resume(&project, req, ui, cancel).await
+    })
+}

@@ -1,0 +1,180 @@
+//! `runbook runs` and `runbook status`: recent runs, and one run's steps, from the state
+//! store.
+
+use super::args::OutputFormat;
+use super::runtime::{open, open_state, runtime};
+use crate::exec;
+use crate::exit::Exit;
+use crate::run::{RunRecord, RunStatus, StepRecord, StepStatus, format_ms};
+use crate::ui::Ui;
+use std::path::Path;
+
+pub(super) fn runs_cmd(
+    ui: &Ui,
+    root: &Path,
+    format: OutputFormat,
+    limit: i64,
+    state: Option<&str>,
+) -> Exit {
+    let Some(project) = open(ui, root) else {
+        return Exit::Invalid;
+    };
+    let Some(rt) = runtime(ui) else {
+        return Exit::Internal;
+    };
+    rt.block_on(async {
+        let Some(store) = open_state(ui, &project, state).await else {
+            return Exit::Internal;
+        };
+        let runs = match store.list_runs(limit).await {
+            Ok(r) => r,
+            Err(e) => {
+                ui.error(&e.to_string(), None);
+                return Exit::Internal;
+            }
+        };
+        store.close().await;
+        match format {
+            OutputFormat::Json => {
+                let rows: Vec<serde_json::Value> = runs
+                    .iter()
+                    .map(|r| {
+                        serde_json::json!({
+                            "id": r.id, "playbook": r.playbook, "env": r.env, "target": r.target,
+                            "operator": r.operator, "status": r.shown_status(),
+                            "started_at": format_ms(r.started_at),
+                            "duration_ms": r.finished_at.map(|f| f - r.started_at),
+                            "error": r.error,
+                        })
+                    })
+                    .collect();
+                ui.data(&serde_json::to_string_pretty(&rows).unwrap_or_default());
+            }
+            OutputFormat::Text => {
+                if runs.is_empty() {
+                    ui.note("no runs yet");
+                    return Exit::Ok;
+                }
+                ui.data(&runs_text(&runs));
+            }
+        }
+        Exit::Ok
+    })
+}
+
+/// The runs as a table, newest first.
+fn runs_text(runs: &[RunRecord]) -> String {
+    let mut out = format!(
+        "{:<23}  {:<16}  {:<10}  {:<12}  {:<16}  {:<20}  {}\n",
+        "run", "playbook", "env", "operator", "status", "started", "duration"
+    );
+    for r in runs {
+        let dur = r.finished_at.map_or("-".to_owned(), |f| {
+            format!("{:.1}s", (f - r.started_at) as f64 / 1000.0)
+        });
+        out.push_str(&format!(
+            "{:<23}  {:<16}  {:<10}  {:<12}  {:<16}  {:<20}  {}\n",
+            r.id,
+            r.playbook,
+            r.env,
+            r.operator,
+            r.status.as_str(),
+            format_ms(r.started_at),
+            dur
+        ));
+    }
+    out
+}
+
+pub(super) fn status_cmd(
+    ui: &Ui,
+    root: &Path,
+    id: &str,
+    format: OutputFormat,
+    state: Option<&str>,
+) -> Exit {
+    let Some(project) = open(ui, root) else {
+        return Exit::Invalid;
+    };
+    let Some(rt) = runtime(ui) else {
+        return Exit::Internal;
+    };
+    rt.block_on(async {
+        let Some(store) = open_state(ui, &project, state).await else { return Exit::Internal };
+        let Some(run) = exec::find_run(&store, id, ui).await else {
+            return Exit::Invalid;
+        };
+        let steps = store.load_steps(&run.id).await.unwrap_or_default();
+        let events = store.load_events(&run.id).await.unwrap_or_default();
+        store.close().await;
+        match format {
+            OutputFormat::Json => {
+                let events: Vec<serde_json::Value> = events
+                    .into_iter()
+                    .map(|(seq, at, kind, step, data)| {
+                        serde_json::json!({"seq": seq, "at": format_ms(at), "kind": kind, "step": step, "data": data})
+                    })
+                    .collect();
+                let v = serde_json::json!({ "run": run, "steps": steps, "events": events });
+                ui.data(&serde_json::to_string_pretty(&v).unwrap_or_default());
+            }
+            OutputFormat::Text => ui.data(&status_text(&run, &steps)),
+        }
+        Exit::Ok
+    })
+}
+
+/// The run's header, then one line per step. A step still marked running in a run that is
+/// no longer running (or crashed) has an unknown outcome and is shown so.
+fn status_text(run: &RunRecord, steps: &[StepRecord]) -> String {
+    let mut out = format!(
+        "run       {}\nplaybook  {} ({})\nenv       {} ({})\noperator  {}@{}\nstatus    {}\nstarted   {}\n",
+        run.id,
+        run.playbook,
+        run.file,
+        run.env,
+        run.target,
+        run.operator,
+        run.host,
+        run.shown_status(),
+        format_ms(run.started_at)
+    );
+    if let Some(e) = &run.error {
+        out.push_str(&format!("error     {e}\n"));
+    }
+    out.push('\n');
+    let w = steps.iter().map(|s| s.step.len()).max().unwrap_or(4).max(4);
+    out.push_str(&format!(
+        "{:<w$}  {:<10}  {:<9}  {:>8}  {:>8}  {}\n",
+        "step", "phase", "status", "attempts", "time", "outputs"
+    ));
+    for s in steps {
+        let time = match (s.started_at, s.finished_at) {
+            (Some(a), Some(b)) => format!("{:.1}s", (b - a).max(0) as f64 / 1000.0),
+            _ => "-".to_owned(),
+        };
+        let mut outputs = s.outputs.to_string();
+        if outputs.chars().count() > 80 {
+            outputs = format!("{}...", outputs.chars().take(80).collect::<String>());
+        }
+        let status = if s.status == StepStatus::Running
+            && (run.status != RunStatus::Running || run.crashed() == Some(true))
+        {
+            "unknown".to_owned()
+        } else {
+            s.status.as_str().to_owned()
+        };
+        out.push_str(&format!(
+            "{:<w$}  {:<10}  {:<9}  {:>8}  {:>8}  {}\n",
+            s.step,
+            s.phase.as_str(),
+            status,
+            s.attempts,
+            time,
+            s.error
+                .as_deref()
+                .map_or(outputs, |e| format!("error: {e}"))
+        ));
+    }
+    out
+}

@@ -1,0 +1,215 @@
+//! `runbook validate`, `runbook list` and `runbook schema`: the commands that only read the
+//! project.
+
+use super::args::{OutputFormat, ValidateFormat};
+use super::runtime::{open, sorted_unique};
+use crate::diagnostic::Diagnostic;
+use crate::exit::Exit;
+use crate::project::{self, Project};
+use crate::report::{FileResult, ValidationReport};
+use crate::schema::{self, SchemaKind};
+use crate::source::display_path;
+use crate::ui::Ui;
+use std::path::{Path, PathBuf};
+
+pub(super) fn validate(ui: &Ui, root: &Path, paths: &[String], format: ValidateFormat) -> Exit {
+    let mut files = Vec::new();
+    let project = load_config(root, &mut files);
+    let targets: Vec<PathBuf> = if paths.is_empty() {
+        project.playbook_files()
+    } else {
+        resolve_paths(&project, paths, &mut files)
+    };
+    if targets.is_empty() && files.iter().all(|f| f.kind == "config") && paths.is_empty() {
+        ui.error(
+            &format!(
+                "no playbooks found in `{}`",
+                display_path(&project.playbooks_dir())
+            ),
+            Some("give playbook paths, or run in a project folder with a playbooks/ folder"),
+        );
+        return Exit::Invalid;
+    }
+    for path in targets {
+        files.push(validate_playbook(&project, &path));
+    }
+    let report = ValidationReport::new(files);
+    match format {
+        ValidateFormat::Json => ui.data(&report.to_json()),
+        ValidateFormat::Junit => ui.data(&report.to_junit()),
+        ValidateFormat::Human => print_human(ui, &report),
+    }
+    if report.valid {
+        Exit::Ok
+    } else {
+        Exit::Invalid
+    }
+}
+
+/// The config first: playbooks are validated against it when it is valid. Its result is
+/// pushed to `files`; the project holds the config only when it is valid.
+fn load_config(root: &Path, files: &mut Vec<FileResult>) -> Project {
+    let config_path = root.join(crate::config::CONFIG_FILE);
+    let mut project = Project {
+        root: root.to_path_buf(),
+        config: None,
+    };
+    if config_path.is_file() {
+        match project::load_config(&config_path) {
+            Ok(config) => {
+                files.push(FileResult {
+                    file: config.source.display_path(),
+                    kind: "config",
+                    name: None,
+                    valid: true,
+                    diagnostics: Vec::new(),
+                });
+                project.config = Some(config);
+            }
+            Err(diags) => files.push(FileResult {
+                file: display_path(&config_path),
+                kind: "config",
+                name: None,
+                valid: false,
+                diagnostics: diags,
+            }),
+        }
+    }
+    project
+}
+
+/// The playbooks named on the command line; a name that resolves to nothing is an invalid
+/// file of its own.
+fn resolve_paths(project: &Project, paths: &[String], files: &mut Vec<FileResult>) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for p in paths {
+        match project.resolve(p) {
+            Ok(path) => out.push(path),
+            Err(d) => files.push(FileResult {
+                file: p.clone(),
+                kind: "playbook",
+                name: None,
+                valid: false,
+                diagnostics: vec![d.in_file(p.clone())],
+            }),
+        }
+    }
+    out
+}
+
+fn validate_playbook(project: &Project, path: &Path) -> FileResult {
+    let shown = display_path(path);
+    match project.load_playbook(path) {
+        Ok(pb) => FileResult {
+            file: shown,
+            kind: "playbook",
+            name: Some(pb.def.name.clone()),
+            valid: true,
+            diagnostics: Vec::new(),
+        },
+        Err(diags) => {
+            let diags = sorted_unique(diags);
+            let valid = !diags.iter().any(Diagnostic::is_error);
+            FileResult {
+                file: shown,
+                kind: "playbook",
+                name: None,
+                valid,
+                diagnostics: diags,
+            }
+        }
+    }
+}
+
+/// Every file's diagnostics, then one summary line.
+fn print_human(ui: &Ui, report: &ValidationReport) {
+    for f in &report.files {
+        ui.diagnostics(&f.diagnostics);
+    }
+    let invalid = report.files.iter().filter(|f| !f.valid).count();
+    if report.valid {
+        let playbooks = report.files.iter().filter(|f| f.kind == "playbook").count();
+        let config = if report.files.iter().any(|f| f.kind == "config") {
+            "runbook.yaml and "
+        } else {
+            ""
+        };
+        ui.note(&format!("ok: {config}{playbooks} playbooks valid"));
+    } else {
+        let errors = crate::fmt::plural(report.errors, "error", "errors");
+        let verb = if invalid == 1 { "is" } else { "are" };
+        ui.error(
+            &format!(
+                "{invalid} of {} files {verb} invalid ({errors})",
+                report.files.len()
+            ),
+            None,
+        );
+    }
+}
+
+pub(super) fn list(ui: &Ui, root: &Path, format: OutputFormat) -> Exit {
+    let Some(project) = open(ui, root) else {
+        return Exit::Invalid;
+    };
+    let mut rows = Vec::new();
+    let mut invalid = 0;
+    for path in project.playbook_files() {
+        match project.load_playbook(&path) {
+            Ok(pb) => rows.push(serde_json::json!({
+                "name": pb.def.name,
+                "description": pb.def.description.clone().unwrap_or_default(),
+                "file": display_path(&path),
+                "steps": pb.def.steps.len(),
+            })),
+            Err(_) => {
+                invalid += 1;
+                rows.push(serde_json::json!({
+                    "name": path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+                    "description": "(invalid: run `runbook validate`)",
+                    "file": display_path(&path),
+                    "steps": null,
+                }));
+            }
+        }
+    }
+    match format {
+        OutputFormat::Json => ui.data(&serde_json::to_string_pretty(&rows).unwrap_or_default()),
+        OutputFormat::Text => {
+            if rows.is_empty() {
+                ui.note("no playbooks");
+                return Exit::Ok;
+            }
+            ui.data(&list_text(&rows));
+        }
+    }
+    if invalid > 0 { Exit::Invalid } else { Exit::Ok }
+}
+
+/// One line per playbook: the name padded to the longest, then the description.
+fn list_text(rows: &[serde_json::Value]) -> String {
+    let width = rows
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .map(str::len)
+        .max()
+        .unwrap_or(4);
+    let mut text = String::new();
+    for r in rows {
+        text.push_str(&format!(
+            "{:<width$}  {}\n",
+            r["name"].as_str().unwrap_or_default(),
+            r["description"].as_str().unwrap_or_default()
+        ));
+    }
+    text
+}
+
+pub(super) fn schema(ui: &Ui, config: bool) -> Exit {
+    ui.data(&schema::schema_text(if config {
+        SchemaKind::Config
+    } else {
+        SchemaKind::Playbook
+    }));
+    Exit::Ok
+}

@@ -1,0 +1,182 @@
+//! Semantic checks of `runbook.yaml`: environment names, one database per environment and
+//! per fleet target, variable names where a URL or secret would be a mistake, time zones.
+
+use super::names::{is_env_name, is_identifier, is_time_zone};
+use crate::config::{ConfigDef, Environment};
+use crate::diagnostic::Diagnostic;
+use crate::source::{Pos, Source};
+use crate::yaml::Node;
+
+/// Checks a config that passed the schema.
+pub fn check_config(def: &ConfigDef, source: &Source, tree: &Node) -> Vec<Diagnostic> {
+    let mut diags = Vec::new();
+    let envs_node = tree.get("environments");
+    for (name, env) in &def.environments {
+        environment(name, env, envs_node, source, &mut diags);
+    }
+    for (name, env) in &def.environments {
+        fleet_targets(name, env, tree, source, &mut diags);
+    }
+    for (i, var) in def.secrets.iter().enumerate() {
+        if !is_env_name(var) {
+            let pos = tree
+                .lookup(&["secrets", &i.to_string()])
+                .map_or(Pos::UNKNOWN, |n| n.pos);
+            diags.push(
+                Diagnostic::error(
+                    "invalid-name",
+                    format!("`{var}` is not an environment variable name"),
+                )
+                .at(source, pos)
+                .with_hint("list the names of variables that hold secrets, never the secrets"),
+            );
+        }
+    }
+    if let Some(state) = &def.state
+        && let Some(var) = &state.url_env
+        && !is_env_name(var)
+    {
+        let pos = tree
+            .lookup(&["state", "url_env"])
+            .map_or(Pos::UNKNOWN, |n| n.pos);
+        diags.push(
+            Diagnostic::error(
+                "invalid-name",
+                format!("`{var}` is not an environment variable name"),
+            )
+            .at(source, pos)
+            .with_hint("give the name of the environment variable that holds the state store URL"),
+        );
+    }
+    diags
+}
+
+/// One environment: its name, its one database, the time zones of its windows.
+fn environment(
+    name: &str,
+    env: &Environment,
+    envs_node: Option<&Node>,
+    source: &Source,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let env_node = envs_node.and_then(|n| n.get(name));
+    let key_pos = envs_node
+        .and_then(|n| n.key(name))
+        .map_or(Pos::UNKNOWN, |n| n.pos);
+    if !is_identifier(name) {
+        diags.push(
+            Diagnostic::error(
+                "invalid-name",
+                format!("environment name `{name}` is not an identifier"),
+            )
+            .at(source, key_pos)
+            .with_width(name.len())
+            .with_hint("use letters, digits and `_`"),
+        );
+    }
+    let target_pos = env_node
+        .and_then(|n| n.get("target"))
+        .map_or(key_pos, |n| n.pos);
+    match (&env.target.url_env, &env.target.sqlite) {
+        (None, None) if !env.targets.is_empty() || env.targets_file.is_some() => {}
+        (None, None) => diags.push(
+            Diagnostic::error(
+                "incomplete-target",
+                format!("environment `{name}` has no database"),
+            )
+            .at(source, target_pos)
+            .with_hint("give `url_env: VARIABLE_NAME` (PostgreSQL) or `sqlite: path/to/file.db`"),
+        ),
+        (Some(_), Some(_)) => diags.push(
+            Diagnostic::error(
+                "conflicting-keys",
+                format!("environment `{name}` names two databases"),
+            )
+            .at(source, target_pos)
+            .with_hint("keep one of `url_env` and `sqlite`"),
+        ),
+        (Some(var), None) if !is_env_name(var) => {
+            let pos = env_node
+                .and_then(|n| n.lookup(&["target", "url_env"]))
+                .map_or(target_pos, |n| n.pos);
+            let hint = if var.contains("://") {
+                "this looks like a URL; never write a database URL (with its password) in the config: put it in an environment variable and name the variable here"
+            } else {
+                "give the name of the environment variable that holds the URL, like `DATABASE_URL`"
+            };
+            diags.push(
+                Diagnostic::error(
+                    "invalid-name",
+                    format!("`url_env` of `{name}` is not an environment variable name"),
+                )
+                .at(source, pos)
+                .with_hint(hint),
+            );
+        }
+        _ => {}
+    }
+    for (i, w) in env.protections.windows.iter().enumerate() {
+        if let Some(tz) = &w.tz
+            && !is_time_zone(tz)
+        {
+            let pos = env_node
+                .and_then(|n| n.lookup(&["protections", "windows", &i.to_string(), "tz"]))
+                .map_or(key_pos, |n| n.pos);
+            diags.push(Diagnostic::error("invalid-value", format!("`{tz}` is not a time zone")).at(source, pos)
+                    .with_hint("use `UTC`, a fixed offset like `+02:00`, or an IANA name like `Europe/Berlin`"));
+        }
+    }
+}
+
+/// The fleet targets of one environment: unique names, exactly one database each, no
+/// password in a literal URL.
+fn fleet_targets(
+    name: &str,
+    env: &Environment,
+    tree: &Node,
+    source: &Source,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, t) in env.targets.iter().enumerate() {
+        let pos = tree
+            .lookup(&["environments", name, "targets", &i.to_string()])
+            .map_or(Pos::UNKNOWN, |n| n.pos);
+        if !seen.insert(t.name.clone()) {
+            diags.push(
+                Diagnostic::error(
+                    "duplicate-id",
+                    format!("fleet target `{}` of `{name}` is listed twice", t.name),
+                )
+                .at(source, pos)
+                .with_hint("give each target its own name"),
+            );
+        }
+        let given = [t.url_env.is_some(), t.url.is_some(), t.sqlite.is_some()]
+            .iter()
+            .filter(|b| **b)
+            .count();
+        if given != 1 {
+            diags.push(
+                Diagnostic::error(
+                    "incomplete-target",
+                    format!("fleet target `{}` must name exactly one database", t.name),
+                )
+                .at(source, pos)
+                .with_hint("give one of `url_env`, `url` (without a password) or `sqlite`"),
+            );
+        }
+        if let Some(url) = &t.url
+            && crate::plan::redact_url(url) != *url
+        {
+            diags.push(
+                Diagnostic::error(
+                    "secret-in-config",
+                    format!("the URL of fleet target `{}` holds a password", t.name),
+                )
+                .at(source, pos)
+                .with_hint("put the URL in an environment variable and name it with `url_env`"),
+            );
+        }
+    }
+}

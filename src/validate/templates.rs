@@ -1,0 +1,161 @@
+//! Templates and expressions in a step: expressions are not templates, both parse, and what
+//! they read is checked in `references` against the steps visible from the step's block.
+
+use super::checker::{Block, Checker};
+use crate::diagnostic::Diagnostic;
+use crate::playbook::Step;
+use crate::source::Pos;
+use crate::template;
+use crate::yaml::{Node, Value};
+use std::collections::BTreeSet;
+
+impl Checker<'_> {
+    /// Checks every template and expression in a step.
+    pub(super) fn templates(&mut self, step: &Step, path: &[String], block: Block, index: usize) {
+        let visible = self.visible(block, index);
+        let Some(node) = self.node(path) else { return };
+        let node = node.clone();
+        self.expressions(step, path, &visible);
+        // Templates: every other string in the step, except the nested compensation steps
+        // (checked on their own), ids, tags, SQL text and output specs.
+        let allow_result = step.wait_for.is_some();
+        let mut strings = Vec::new();
+        collect_strings(&node, &mut Vec::new(), &mut strings);
+        for (rel, text, pos) in strings {
+            let first = rel.first().map(String::as_str);
+            if matches!(first, Some("rollback" | "id" | "tags" | "outputs" | "when"))
+                || rel == ["gate", "condition", "expr"]
+                || rel == ["wait_for", "until"]
+                || rel == ["sql", "query"]
+            {
+                continue;
+            }
+            if !template::is_template(&text) {
+                continue;
+            }
+            let result_ok = allow_result && first == Some("wait_for");
+            self.template(&text, pos, &visible, result_ok);
+        }
+    }
+
+    /// The step ids whose outputs a step in `block` at `index` can read: main steps before it
+    /// (a compensation also sees its owner), and for cleanup blocks every main step and the
+    /// block's earlier steps.
+    fn visible(&self, block: Block, index: usize) -> BTreeSet<String> {
+        match block {
+            Block::Steps => self
+                .main_ids
+                .iter()
+                .filter(|(_, i)| *i < index)
+                .map(|(id, _)| id.clone())
+                .collect(),
+            Block::Rollback { owner } => self
+                .main_ids
+                .iter()
+                .filter(|(_, i)| *i <= owner)
+                .map(|(id, _)| id.clone())
+                .collect(),
+            Block::OnFailure | Block::Finally => {
+                let own = if block == Block::OnFailure {
+                    &self.def.on_failure
+                } else {
+                    &self.def.finally
+                };
+                self.main_ids
+                    .iter()
+                    .map(|(id, _)| id.clone())
+                    .chain(own.iter().take(index).filter_map(|s| s.id.clone()))
+                    .collect()
+            }
+        }
+    }
+
+    /// Expressions: `when`, `gate.condition.expr`, `wait_for.until` (which may read
+    /// `result`).
+    fn expressions(&mut self, step: &Step, path: &[String], visible: &BTreeSet<String>) {
+        let mut expressions: Vec<(Vec<String>, &str, bool)> = Vec::new();
+        if let Some(w) = &step.when {
+            expressions.push((vec!["when".into()], w, false));
+        }
+        if let Some(c) = step.gate.as_ref().and_then(|g| g.condition.as_ref()) {
+            expressions.push((
+                vec!["gate".into(), "condition".into(), "expr".into()],
+                &c.expr,
+                false,
+            ));
+        }
+        if let Some(w) = &step.wait_for {
+            expressions.push((vec!["wait_for".into(), "until".into()], &w.until, true));
+        }
+        for (rel, expr, result_ok) in expressions {
+            let mut p = path.to_vec();
+            p.extend(rel);
+            let pos = self.pos(&p);
+            if template::is_template(expr) {
+                self.diags.push(
+                    Diagnostic::error("template-in-expression", "this field is an expression, not a template")
+                        .at(self.source, pos)
+                        .with_hint("drop the `{{ }}` and write the expression itself, e.g. `steps.disk.outputs.free_percent >= 30`"),
+                );
+                continue;
+            }
+            match template::expression_vars(expr) {
+                Ok(vars) => self.references(&vars, pos, visible, result_ok),
+                Err(e) => self.diags.push(
+                    Diagnostic::error("template-syntax", format!("invalid expression: {}", e.message))
+                        .at(self.source, pos)
+                        .with_hint("expressions use Jinja syntax, e.g. `params.count > 0 and env.name == \"dev\"`"),
+                ),
+            }
+        }
+    }
+
+    /// One template string at `pos`: it parses, and what it reads resolves.
+    fn template(&mut self, text: &str, pos: Pos, visible: &BTreeSet<String>, result_ok: bool) {
+        match template::template_vars(text) {
+            Ok(vars) => {
+                self.lines = text.lines().count();
+                self.references(&vars, pos, visible, result_ok);
+                self.lines = 0;
+            }
+            Err(e) => {
+                let at = self
+                    .source
+                    .find_from(pos, "{", text.lines().count())
+                    .unwrap_or(pos);
+                self.diags.push(
+                    Diagnostic::error(
+                        "template-syntax",
+                        format!("invalid template: {}", e.message),
+                    )
+                    .at(self.source, at)
+                    .with_hint(
+                        "templates look like `{{ params.name }}`; check the braces and filters",
+                    ),
+                )
+            }
+        }
+    }
+}
+
+/// Collects every string scalar under a node with its relative path and position.
+fn collect_strings(node: &Node, path: &mut Vec<String>, out: &mut Vec<(Vec<String>, String, Pos)>) {
+    match &node.value {
+        Value::Str(s) => out.push((path.clone(), s.clone(), node.pos)),
+        Value::Seq(items) => {
+            for (i, item) in items.iter().enumerate() {
+                path.push(i.to_string());
+                collect_strings(item, path, out);
+                path.pop();
+            }
+        }
+        Value::Map(entries) => {
+            for (k, v) in entries {
+                path.push(k.as_str().unwrap_or_default().to_owned());
+                collect_strings(v, path, out);
+                path.pop();
+            }
+        }
+        _ => {}
+    }
+}
