@@ -26,21 +26,6 @@ pub fn global() -> &'static Redactor {
     GLOBAL.get_or_init(Redactor::default)
 }
 
-/// A `tracing` writer that redacts every line before it reaches stderr.
-pub struct RedactingWriter;
-
-impl std::io::Write for RedactingWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let text = String::from_utf8_lossy(buf);
-        std::io::stderr().write_all(global().redact(&text).as_bytes())?;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        std::io::stderr().flush()
-    }
-}
-
 impl Redactor {
     /// The process-wide redactor (shared: secrets added to it are masked everywhere).
     pub fn new() -> Self {
