@@ -1,11 +1,12 @@
 //! The one wrapper that starts every subprocess: explicit argv, working directory and
 //! environment, captured output, a timeout, and cancellation. The child is made the leader of
 //! its own process group, so a timeout or Ctrl-C kills the whole tree it started, not only the
-//! direct child.
+//! direct child. Besides `run`, `output_sync` asks a tool a quick question and `spawn` starts
+//! a child that runs beside us (fleets), polled and signalled by its caller.
 
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -46,27 +47,12 @@ pub async fn run(
     spec: &ProcessSpec,
     cancel: &mut watch::Receiver<bool>,
 ) -> Result<ProcessOutput, ProcessError> {
-    let Some((program, args)) = spec.argv.split_first() else {
-        return Err(ProcessError::Spawn {
-            program: String::new(),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty argv"),
-        });
-    };
+    let (program, args) = split_argv(&spec.argv)?;
     let resolved = resolve_program(program, &spec.cwd);
     tracing::debug!(program = %resolved.display(), args = args.len(), cwd = %spec.cwd.display(), timeout = ?spec.timeout, "starting process");
-    let mut expr = duct::cmd(&resolved, args)
-        .dir(&spec.cwd)
-        .stdin_null()
+    let expr = expression(&resolved, args, &spec.cwd, &spec.env)
         .stdout_capture()
-        .stderr_capture()
-        .unchecked()
-        .before_spawn(|cmd| {
-            cmd.process_group(0);
-            Ok(())
-        });
-    for (k, v) in &spec.env {
-        expr = expr.env(k, v);
-    }
+        .stderr_capture();
     let handle = Arc::new(expr.start().map_err(|source| ProcessError::Spawn {
         program: program.clone(),
         source,
@@ -103,17 +89,129 @@ pub async fn run(
     }
 }
 
-/// Kills each child's process group, then reaps the children.
-async fn kill_tree(pids: &[u32], handle: &Arc<duct::Handle>) {
+/// Runs a short command to its end and returns what it printed, without a timeout or
+/// cancellation: for quick questions to a tool (such as git's current commit), not for work.
+/// The caller decides what a non-zero exit code means.
+pub fn output_sync(argv: &[&str], cwd: &Path) -> Result<ProcessOutput, ProcessError> {
+    let argv: Vec<String> = argv.iter().map(|a| (*a).to_owned()).collect();
+    let (program, args) = split_argv(&argv)?;
+    let resolved = resolve_program(program, cwd);
+    tracing::debug!(program = %resolved.display(), args = args.len(), cwd = %cwd.display(), "running process");
+    let out = expression(&resolved, args, cwd, &BTreeMap::new())
+        .stdout_capture()
+        .stderr_capture()
+        .run()
+        .map_err(|source| ProcessError::Spawn {
+            program: program.to_owned(),
+            source,
+        })?;
+    Ok(ProcessOutput {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+/// A child started by `spawn`: it runs on its own while the caller polls it, and leads its own
+/// process group, so a signal sent through it reaches everything the child started.
+pub struct Child {
+    handle: duct::Handle,
+    pids: Vec<u32>,
+}
+
+/// Starts a process that runs beside us, with its output discarded (the child keeps its own
+/// records), and returns at once.
+pub fn spawn(
+    argv: &[String],
+    cwd: &Path,
+    env: &BTreeMap<String, String>,
+) -> Result<Child, ProcessError> {
+    let (program, args) = split_argv(argv)?;
+    let resolved = resolve_program(program, cwd);
+    tracing::debug!(program = %resolved.display(), args = args.len(), cwd = %cwd.display(), "spawning process");
+    let handle = expression(&resolved, args, cwd, env)
+        .stdout_null()
+        .stderr_null()
+        .start()
+        .map_err(|source| ProcessError::Spawn {
+            program: program.to_owned(),
+            source,
+        })?;
+    let pids = handle.pids();
+    Ok(Child { handle, pids })
+}
+
+impl Child {
+    /// `None` while the child runs; then `Some` of its exit code (`None` when a signal ended
+    /// it).
+    pub fn try_wait(&self) -> Result<Option<Option<i32>>, ProcessError> {
+        match self.handle.try_wait() {
+            Ok(Some(out)) => Ok(Some(out.status.code())),
+            Ok(None) => Ok(None),
+            Err(e) => Err(ProcessError::Wait(e)),
+        }
+    }
+
+    /// Passes a Ctrl-C on to the child's process group: the child being in a group of its own,
+    /// the terminal's Ctrl-C reaches only us.
+    pub fn interrupt(&self) {
+        signal_groups(&self.pids, libc::SIGINT);
+    }
+
+    /// Kills the child's whole process group and reaps the child.
+    pub fn kill(&self) {
+        signal_groups(&self.pids, libc::SIGKILL);
+        let _ = self.handle.kill();
+    }
+}
+
+/// The program and its arguments; an empty argv cannot start.
+fn split_argv(argv: &[String]) -> Result<(&String, &[String]), ProcessError> {
+    argv.split_first().ok_or_else(|| ProcessError::Spawn {
+        program: String::new(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty argv"),
+    })
+}
+
+/// The conventions every child shares: the resolved program, an explicit working directory and
+/// environment, no stdin, exit codes returned rather than turned into errors, and a process
+/// group of its own.
+fn expression(
+    resolved: &Path,
+    args: &[String],
+    cwd: &Path,
+    env: &BTreeMap<String, String>,
+) -> duct::Expression {
+    let mut expr = duct::cmd(resolved, args)
+        .dir(cwd)
+        .stdin_null()
+        .unchecked()
+        .before_spawn(|cmd| {
+            cmd.process_group(0);
+            Ok(())
+        });
+    for (k, v) in env {
+        expr = expr.env(k, v);
+    }
+    expr
+}
+
+/// Sends `signal` to each child's process group.
+fn signal_groups(pids: &[u32], signal: i32) {
     for &pid in pids {
         if let Ok(pid) = i32::try_from(pid) {
             // SAFETY: killpg only sends a signal; the group id is the child's pid because
             // the child was started with process_group(0).
             unsafe {
-                libc::killpg(pid, libc::SIGKILL);
+                libc::killpg(pid, signal);
             }
         }
     }
+}
+
+/// Kills each child's process group, then reaps the children.
+async fn kill_tree(pids: &[u32], handle: &Arc<duct::Handle>) {
+    signal_groups(pids, libc::SIGKILL);
     let _ = handle.kill();
     let handle = handle.clone();
     let _ = tokio::task::spawn_blocking(move || {
@@ -125,7 +223,7 @@ async fn kill_tree(pids: &[u32], handle: &Arc<duct::Handle>) {
 /// Looks a bare program name up in `PATH` the way `execvp` would. Giving std an absolute path
 /// lets it start the child with `posix_spawn` (no copy of our page tables) instead of `fork`,
 /// which matters when a playbook starts hundreds of short processes.
-fn resolve_program(program: &str, cwd: &std::path::Path) -> PathBuf {
+fn resolve_program(program: &str, cwd: &Path) -> PathBuf {
     if program.contains('/') {
         let p = PathBuf::from(program);
         return if p.is_relative() { cwd.join(p) } else { p };

@@ -271,6 +271,97 @@ impl crate::db::op::Report for Progress {
     }
 }
 
+/// Where a fleet stands when a target ends.
+#[derive(Debug, Clone, Copy)]
+pub struct FleetTally {
+    pub done: usize,
+    pub running: usize,
+    pub failed: usize,
+}
+
+/// Fleet progress: on a terminal, a spinner per target in flight under a totals bar; otherwise
+/// a timestamped line per target started and ended (CI logs).
+pub struct FleetProgress {
+    ui: Ui,
+    total: usize,
+    began: std::time::Instant,
+    bars: Option<(indicatif::MultiProgress, indicatif::ProgressBar)>,
+    spinners: Vec<(String, indicatif::ProgressBar)>,
+}
+
+impl FleetProgress {
+    pub fn new(ui: &Ui, total: usize) -> Self {
+        let bars = ui.is_interactive().then(|| {
+            let multi = indicatif::MultiProgress::new();
+            let totals = multi.add(indicatif::ProgressBar::new(total as u64));
+            totals.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:30} {pos}/{len} targets done  {msg}  {elapsed}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            (multi, totals)
+        });
+        FleetProgress {
+            ui: ui.clone(),
+            total,
+            began: std::time::Instant::now(),
+            bars,
+            spinners: Vec::new(),
+        }
+    }
+
+    /// A target's child started.
+    pub fn started(&mut self, target: &str, canary: bool) {
+        let label = format!("{target}{}", if canary { " (canary)" } else { "" });
+        match &self.bars {
+            Some((multi, _)) => {
+                let sp = multi.insert(0, indicatif::ProgressBar::new_spinner());
+                sp.set_message(label);
+                sp.enable_steady_tick(std::time::Duration::from_millis(120));
+                self.spinners.push((target.to_owned(), sp));
+            }
+            None => self
+                .ui
+                .note(&format!("{} start   {label}", Progress::stamp())),
+        }
+    }
+
+    /// A target's child ended with `result` after `took`.
+    pub fn finished(
+        &mut self,
+        target: &str,
+        result: &str,
+        took: std::time::Duration,
+        tally: FleetTally,
+    ) {
+        let shown = if result == "succeeded" { "ok" } else { result };
+        let FleetTally {
+            done,
+            running,
+            failed,
+        } = tally;
+        let Some((multi, totals)) = &self.bars else {
+            self.ui.note(&format!(
+                "{} {shown:<8} {target} in {:.1}s    [{done}/{} done, {running} running, {failed} failed, {:.0}s]",
+                Progress::stamp(),
+                took.as_secs_f64(),
+                self.total,
+                self.began.elapsed().as_secs_f64()
+            ));
+            return;
+        };
+        if let Some(i) = self.spinners.iter().position(|(t, _)| t == target) {
+            let (_, sp) = self.spinners.swap_remove(i);
+            sp.finish_and_clear();
+            multi.remove(&sp);
+        }
+        totals.set_position(done as u64);
+        totals.set_message(format!("{running} running, {failed} failed"));
+        let _ = multi.println(format!("{shown:<8} {target} in {:.1}s", took.as_secs_f64()));
+    }
+}
+
 impl Ui {
     /// An urgent line on stderr that `-q` does not silence, such as the Ctrl-C notice. The
     /// text is the program's own, never data, so it is written as it is.

@@ -4,7 +4,7 @@
 use super::runtime::{load, open, open_state, runtime};
 use crate::exec;
 use crate::exit::Exit;
-use crate::fleet::{ChildArgs, FleetOptions, StopAfter};
+use crate::fleet::{ChildArgs, FleetOptions, FleetOutcome, StopAfter};
 use crate::ui::Ui;
 use std::path::Path;
 
@@ -22,6 +22,18 @@ fn child_args(
         vars: vars.to_vec(),
         approve: approve.to_vec(),
         lock_wait: format!("{}ms", lock_wait.as_millis()),
+    }
+}
+
+/// The exit code of a fleet run or resume.
+fn fleet_exit(outcome: FleetOutcome) -> Exit {
+    match outcome {
+        FleetOutcome::Succeeded => Exit::Ok,
+        FleetOutcome::Failed => Exit::RunFailed,
+        FleetOutcome::Waiting => Exit::WaitingApproval,
+        FleetOutcome::Interrupted => Exit::Interrupted,
+        FleetOutcome::Invalid => Exit::Invalid,
+        FleetOutcome::StoreFailed => Exit::Internal,
     }
 }
 
@@ -60,7 +72,7 @@ pub(super) fn fleet_cmd(
             &req.approve,
             req.lock_wait,
         );
-        let exit = crate::fleet::run(
+        let outcome = crate::fleet::run(
             ui,
             &store,
             &project.root,
@@ -73,7 +85,7 @@ pub(super) fn fleet_cmd(
         )
         .await;
         store.close().await;
-        exit
+        fleet_exit(outcome)
     })
 }
 
@@ -122,9 +134,9 @@ pub(super) fn fleet_resume_cmd(
             req.lock_wait,
         );
         let opts = FleetOptions::resumed(&fleet.options, concurrency, canary, stop_after);
-        let exit =
+        let outcome =
             crate::fleet::resume(ui, &store, &project.root, config, fleet, &opts, &child).await;
         store.close().await;
-        exit
+        fleet_exit(outcome)
     })
 }

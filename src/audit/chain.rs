@@ -1,0 +1,145 @@
+//! `AuditLog`, one run's open chain: opened after its last complete record (a torn tail cut
+//! off and noted), appended one fsynced record at a time, optionally mirrored to the sink.
+
+use super::canonical::{canonical, record_hash};
+use super::error::{AuditError, io};
+use super::sink::Sink;
+use super::verify::{Problem, verify_bytes};
+use serde_json::{Map, Value as Json};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The previous hash of a chain's first record.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The head of a chain: the last record's sequence number and hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub seq: i64,
+    pub hash: String,
+}
+
+/// An open chain of one run, appended to by the executor.
+pub struct AuditLog {
+    path: PathBuf,
+    file: std::fs::File,
+    run_id: String,
+    head: Head,
+    sink: Option<Sink>,
+    /// A torn tail found and cut when the chain was opened; recorded with the next append.
+    repaired: Option<usize>,
+}
+
+impl AuditLog {
+    /// Opens (or creates) the chain of `run_id` in `dir`, positioned after its last complete
+    /// record. A torn last line is cut off and noted in the next record.
+    pub fn open(dir: &Path, run_id: &str) -> Result<AuditLog, AuditError> {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let path = dir.join(format!("{run_id}.jsonl"));
+        let existing = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(io(&path)(e)),
+        };
+        let report = verify_bytes(&existing, None);
+        let mut repaired = None;
+        let keep = match &report.problem {
+            None => existing.len(),
+            Some(Problem::Torn { line, .. }) => {
+                repaired = Some(*line);
+                existing
+                    .iter()
+                    .rposition(|&b| b == b'\n')
+                    .map_or(0, |i| i + 1)
+            }
+            Some(p) => {
+                return Err(AuditError::Damaged(
+                    path.display().to_string(),
+                    p.describe(),
+                ));
+            }
+        };
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        if keep < existing.len() {
+            file.set_len(keep as u64).map_err(io(&path))?;
+            file.sync_all().map_err(io(&path))?;
+        }
+        if existing.is_empty() {
+            // A new chain: the folder entry must be durable too.
+            sync_dir(dir);
+        }
+        Ok(AuditLog {
+            path,
+            file,
+            run_id: run_id.to_owned(),
+            head: Head {
+                seq: report.records as i64,
+                hash: report.head.unwrap_or_else(|| GENESIS.to_owned()),
+            },
+            sink: None,
+            repaired,
+        })
+    }
+
+    pub fn head(&self) -> &Head {
+        &self.head
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Sends every record to a central append-only table as well.
+    pub fn set_sink(&mut self, sink: Sink) {
+        self.sink = Some(sink);
+    }
+
+    /// Appends one record (the body gets `seq`, `prev`, `hash`, `ts`, `run_id`), fsyncs it, and
+    /// returns the new head.
+    pub async fn append(&mut self, mut body: Map<String, Json>) -> Result<Head, AuditError> {
+        if let Some(line) = self.repaired.take() {
+            let mut note = Map::new();
+            note.insert("event".into(), Json::from("torn_tail_repaired"));
+            note.insert(
+                "detail".into(),
+                Json::from(format!(
+                    "line {line} was cut short by a crash while being written and was removed"
+                )),
+            );
+            Box::pin(self.append(note)).await?;
+        }
+        let seq = self.head.seq + 1;
+        body.insert("seq".into(), Json::from(seq));
+        body.insert("prev".into(), Json::from(self.head.hash.clone()));
+        body.insert("run_id".into(), Json::from(self.run_id.clone()));
+        body.entry("ts").or_insert_with(|| {
+            Json::from(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        });
+        let hash = record_hash(&body);
+        body.insert("hash".into(), Json::from(hash.clone()));
+        let mut line = canonical(&Json::Object(body.clone()));
+        line.push('\n');
+        self.file
+            .write_all(line.as_bytes())
+            .map_err(io(&self.path))?;
+        self.file.sync_data().map_err(io(&self.path))?;
+        self.head = Head { seq, hash };
+        if let Some(sink) = &mut self.sink {
+            sink.insert(&self.run_id, seq, &self.head.hash, &Json::Object(body))
+                .await?;
+        }
+        Ok(self.head.clone())
+    }
+}
+
+/// Makes a folder's entries durable (a new chain, a renamed signature).
+pub(super) fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}

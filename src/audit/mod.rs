@@ -1,0 +1,41 @@
+//! The tamper-evident audit log. Each run has its own chain, `<run id>.jsonl` under the audit
+//! folder (default `.runbook/audit/`): one JSON record per line, each hashed (sha256) over its
+//! canonical bytes and linked to the previous record's hash, with a gapless sequence number.
+//! `index.jsonl` lists the runs. The state store keeps each run's head (sequence and hash), so
+//! a log cut short is told apart from one that was never longer.
+//!
+//! Records are fsynced before the action they announce (write-ahead). A crash in the middle of
+//! a write leaves a torn last line: a prefix of a record without its newline. `verify` reports
+//! that as a torn write, not as tampering, and the next append repairs it (and says so in the
+//! chain).
+//!
+//! The auditor's tools read the chains back: `verify_run` (a `Verdict`), the `timeline` of a
+//! run, and its renderings (`show`, `csv`, `html`). `crate::auditor` re-exports them.
+
+mod canonical;
+mod chain;
+mod csv;
+mod error;
+mod html;
+mod index;
+mod record;
+mod show;
+mod sign;
+mod sink;
+mod timeline;
+mod verdict;
+mod verify;
+
+pub use canonical::{canonical, record_hash};
+pub use chain::{AuditLog, GENESIS, Head};
+pub use csv::csv;
+pub use error::AuditError;
+pub use html::html;
+pub use index::{chains, index, read_index};
+pub use record::{body_from_event, excerpt, git_commit};
+pub use show::show;
+pub use sign::{check_signature, keygen, sign};
+pub use sink::Sink;
+pub use timeline::{Span, header, timeline};
+pub use verdict::{Verdict, verify_run};
+pub use verify::{Problem, Report, verify_bytes};

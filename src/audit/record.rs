@@ -1,0 +1,181 @@
+//! What goes into a record: `body_from_event` turns a run event into the fields auditors read,
+//! with short redacted excerpts instead of output, and `git_commit` names the playbook's commit.
+
+use super::canonical::canonical;
+use crate::process;
+use crate::run::{Event, EventKind};
+use serde_json::{Map, Value as Json};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+
+/// Longest output excerpt kept in a record, in characters.
+const EXCERPT: usize = 512;
+
+/// A short, redacted excerpt of text for a record.
+pub fn excerpt(text: &str) -> String {
+    if text.chars().count() <= EXCERPT {
+        text.to_owned()
+    } else {
+        format!("{}...", text.chars().take(EXCERPT).collect::<String>())
+    }
+}
+
+/// The audit record of a run event: the run's facts (`meta`) plus what the event says, in the
+/// fields auditors read. Result rows of queries never go in (they may be patient data): only
+/// counts, a hash of the outputs and a short redacted excerpt of program output.
+pub fn body_from_event(meta: &Map<String, Json>, ev: &Event) -> Map<String, Json> {
+    use EventKind as K;
+    let mut b = meta.clone();
+    b.insert("event".into(), Json::from(ev.kind.as_str()));
+    if let Some(step) = &ev.step {
+        b.insert("step".into(), Json::from(step.clone()));
+    }
+    if let Some(phase) = ev.phase {
+        b.insert("phase".into(), Json::from(phase.as_str()));
+    }
+    let d = &ev.data;
+    let get = |k: &str| field(d, k);
+    for k in ["action", "args", "attempt"] {
+        if let Some(v) = d.get(k) {
+            b.insert(k.into(), v.clone());
+        }
+    }
+    let mut outcome = Map::new();
+    match ev.kind {
+        K::StepFinished => step_finished(d, &mut b, &mut outcome),
+        K::StepFailed => step_failed(d, &mut outcome),
+        K::StepSkipped => {
+            outcome.insert("status".into(), Json::from("skipped"));
+            outcome.insert("reason".into(), get("reason"));
+        }
+        K::GateDecision => gate_decision(d, &mut b, &mut outcome),
+        K::ApprovalRecorded => {
+            b.insert(
+                "approvals".into(),
+                serde_json::json!([{ "actor": get("actor"), "decision": get("decision"), "comment": get("comment"), "plan_hash": get("plan_hash") }]),
+            );
+        }
+        K::RunFinished | K::RunInterrupted => {
+            outcome.insert("status".into(), get("status"));
+            outcome.insert("exit_code".into(), get("exit_code"));
+            outcome.insert("error".into(), get("error"));
+        }
+        K::RunWaiting => {
+            outcome.insert("status".into(), Json::from("waiting_approval"));
+            outcome.insert("reason".into(), get("reason"));
+        }
+        K::ResumeDecision => {
+            outcome.insert("status".into(), get("choice"));
+            b.insert("decided_by".into(), get("operator"));
+        }
+        K::RunStarted
+        | K::RunResumed
+        | K::RollbackStarted
+        | K::RollbackFinished
+        | K::StepStarted => {
+            for k in [
+                "params",
+                "plan_hash",
+                "failed_step",
+                "error",
+                "ok",
+                "operator",
+                "host",
+            ] {
+                if let Some(v) = d.get(k) {
+                    outcome.insert(k.into(), v.clone());
+                }
+            }
+        }
+    }
+    if !outcome.is_empty() {
+        b.insert("outcome".into(), Json::Object(outcome));
+    }
+    b
+}
+
+/// A field of an event's data, `null` when it is missing.
+fn field(d: &Json, k: &str) -> Json {
+    d.get(k).cloned().unwrap_or(Json::Null)
+}
+
+/// A finished step: its counts, and a hash and excerpt of its outputs instead of the outputs.
+fn step_finished(d: &Json, b: &mut Map<String, Json>, outcome: &mut Map<String, Json>) {
+    let outputs = field(d, "outputs");
+    outcome.insert("status".into(), Json::from("succeeded"));
+    outcome.insert("duration_ms".into(), field(d, "duration_ms"));
+    for k in ["exit_code", "rows_affected", "row_count"] {
+        if let Some(v) = outputs.get(k) {
+            outcome.insert(k.into(), v.clone());
+        }
+    }
+    let mut hashed = outputs.clone();
+    if let Json::Object(m) = &mut hashed {
+        m.remove("rows");
+        m.remove("row");
+        m.remove("scalar");
+    }
+    let text = outputs
+        .get("stdout")
+        .and_then(Json::as_str)
+        .or_else(|| outputs.get("message").and_then(Json::as_str))
+        .unwrap_or_default();
+    b.insert(
+        "output".into(),
+        serde_json::json!({
+            "sha256": hex::encode(Sha256::digest(canonical(&hashed).as_bytes())),
+            "excerpt": excerpt(text),
+        }),
+    );
+}
+
+/// A failed step: an excerpt of its error, and the SQLSTATE or exit code the error names.
+fn step_failed(d: &Json, outcome: &mut Map<String, Json>) {
+    let error = field(d, "error");
+    outcome.insert("status".into(), Json::from("failed"));
+    outcome.insert(
+        "error".into(),
+        Json::from(excerpt(error.as_str().unwrap_or_default())),
+    );
+    outcome.insert("duration_ms".into(), field(d, "duration_ms"));
+    outcome.insert("will_retry".into(), field(d, "will_retry"));
+    if let Some(code) = error
+        .as_str()
+        .and_then(|e| e.split("SQLSTATE ").nth(1))
+        .map(|c| c.trim_end_matches(')').to_owned())
+    {
+        outcome.insert("sqlstate".into(), Json::from(code));
+    }
+    if let Some(code) = error
+        .as_str()
+        .and_then(|e| e.split("exited with code ").nth(1))
+        .and_then(|c| c.split(|ch: char| !ch.is_ascii_digit() && ch != '-').next())
+        .and_then(|c| c.parse::<i64>().ok())
+    {
+        outcome.insert("exit_code".into(), Json::from(code));
+    }
+}
+
+/// A gate decision: its outcome, the approvers, and what the gate showed.
+fn gate_decision(d: &Json, b: &mut Map<String, Json>, outcome: &mut Map<String, Json>) {
+    outcome.insert("status".into(), field(d, "outcome"));
+    let detail = field(d, "detail");
+    if let Some(a) = detail.get("approvers") {
+        b.insert("approvals".into(), a.clone());
+    }
+    if let Some(r) = detail.get("reason").or_else(|| detail.get("note")) {
+        outcome.insert("reason".into(), r.clone());
+    }
+    b.insert("shown".into(), field(d, "gate"));
+}
+
+/// The git commit of the repository a file is in, if it is in one.
+pub fn git_commit(file: &Path) -> Option<String> {
+    let dir = file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let out = process::output_sync(&["git", "rev-parse", "HEAD"], dir).ok()?;
+    let text = out.stdout.trim().to_owned();
+    (out.code == Some(0) && text.len() == 40).then_some(text)
+}

@@ -1,0 +1,145 @@
+//! The connected dry-run: `runbook plan` without `--offline` connects to the target read-only
+//! (a PostgreSQL session with `default_transaction_read_only`, a SQLite file opened read-only),
+//! so it cannot write, and adds what only the database knows: pending migrations with their
+//! lint findings and live row estimates (`migrations.rs`), and the current values behind
+//! condition gates (`gates.rs`). With `--rehearse` it also rehearses the pending migrations in
+//! a transaction that is rolled back.
+
+mod gates;
+mod migrations;
+
+use crate::db::migrate;
+use crate::db::{Db, TargetSpec};
+use crate::playbook::Step;
+use crate::project::Playbook;
+use migrations::MigrationCheck;
+use serde_json::{Map, Value as Json, json};
+use sqlx::ConnectOptions;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::str::FromStr;
+
+/// Opens the target so that nothing can be written through the connection.
+pub async fn connect_read_only(target: &TargetSpec) -> Result<Db, String> {
+    match target {
+        TargetSpec::Postgres(url) => {
+            let opts = sqlx::postgres::PgConnectOptions::from_str(url)
+                .map_err(|e| e.to_string())?
+                .application_name("runbook plan")
+                .options([("default_transaction_read_only", "on")]);
+            opts.connect()
+                .await
+                .map(Db::Postgres)
+                .map_err(|e| e.to_string())
+        }
+        TargetSpec::Sqlite(path) => {
+            if !path.exists() {
+                return Err(format!(
+                    "`{}` does not exist yet (a run would create it)",
+                    path.display()
+                ));
+            }
+            let opts = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(path)
+                .read_only(true);
+            opts.connect()
+                .await
+                .map(Db::Sqlite)
+                .map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// What the live part of a plan found.
+pub struct Live {
+    pub text: String,
+    pub json: Json,
+}
+
+/// Builds the live part of a plan. `rehearse` also runs the pending migrations in a rolled-back
+/// transaction (which needs a writable connection; refused on protected environments).
+pub async fn inspect(
+    playbook: &Playbook,
+    target: &TargetSpec,
+    root: &Path,
+    migrations_dir: &Path,
+    protected: bool,
+    rehearse: bool,
+    ctx: &Json,
+) -> Result<Live, String> {
+    if let TargetSpec::Sqlite(path) = target
+        && !path.exists()
+    {
+        return Ok(Live {
+            text: format!(
+                "\n{} does not exist yet: there is nothing to inspect (a run creates it)\n",
+                target.describe()
+            ),
+            json: json!({"exists": false}),
+        });
+    }
+    let mut db = connect_read_only(target).await?;
+    let mut text = String::new();
+    let mut out = Map::new();
+    let version = server_version(&mut db).await;
+    let _ = writeln!(
+        text,
+        "\nconnected read-only to {} ({})",
+        target.describe(),
+        version.clone().unwrap_or_default()
+    );
+    out.insert("server_version".into(), json!(version));
+
+    // Migrations: only when the playbook migrates.
+    let migrates = all_steps(playbook).iter().any(|s| s.migrate.is_some());
+    if migrates {
+        let check = MigrationCheck {
+            target,
+            root,
+            dir: migrations_dir,
+            protected,
+            rehearse,
+        };
+        check.run(&mut db, &mut text, &mut out).await;
+    } else if rehearse {
+        let _ = writeln!(text, "rehearse: the playbook applies no migrations");
+    }
+
+    let gates = gates::condition_gates(&mut db, playbook, ctx, &mut text).await;
+    out.insert("condition_gates".into(), Json::Array(gates));
+    db.close().await;
+    Ok(Live {
+        text,
+        json: Json::Object(out),
+    })
+}
+
+/// The server's name and version, as the plan shows it.
+async fn server_version(db: &mut Db) -> Option<String> {
+    match db {
+        Db::Postgres(_) => migrate::server_version(db)
+            .await
+            .map(|v| format!("PostgreSQL {v}")),
+        Db::Sqlite(_) => db
+            .execute("SELECT 'SQLite ' || sqlite_version()", &[], true)
+            .await
+            .ok()
+            .and_then(|r| r.rows.first().and_then(|row| row.values().next().cloned()))
+            .and_then(|v| v.as_str().map(str::to_owned)),
+    }
+}
+
+/// Every step of the playbook and its includes, handlers included.
+fn all_steps(pb: &Playbook) -> Vec<&Step> {
+    let mut out: Vec<&Step> = pb
+        .def
+        .steps
+        .iter()
+        .chain(&pb.def.on_failure)
+        .chain(&pb.def.finally)
+        .collect();
+    for inc in pb.includes.values() {
+        out.extend(all_steps(inc));
+    }
+    out
+}
