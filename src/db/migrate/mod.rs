@@ -65,9 +65,6 @@ pub use version::compare_versions;
 use crate::db::describe;
 use crate::db::op::OpError;
 
-// Until exec/live moves to `crate::db::Dialect`.
-pub use crate::db::Dialect;
-
 /// A database error as `what: message (SQLSTATE ...)`.
 fn db_failed(what: &str, e: &sqlx::Error) -> OpError {
     OpError::failed(format!("{what}: {}", describe(e)))
