@@ -1,0 +1,263 @@
+//! Planning: a validated playbook, an environment and variables become a [`Plan`], the ordered
+//! list of what a run would do with every argument rendered that can be rendered before the
+//! run starts. Templates that read step outputs or run facts stay as written and are marked
+//! as resolved at run time. Secrets show as `***`.
+//!
+//! Invariant: planning does no IO. It reads only the already-loaded playbook and config and
+//! the process environment (for `from_env` parameters).
+
+mod params;
+mod render;
+mod steps;
+mod text;
+
+pub use params::{ParamValue, parse_var, resolve_params};
+pub use text::render_text;
+
+use crate::config::ConfigDef;
+use crate::diagnostic::{Diagnostic, did_you_mean};
+use crate::playbook::Retry;
+use crate::project::Playbook;
+use render::context;
+use serde::Serialize;
+use serde_json::{Map, Value as Json};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use steps::Planner;
+
+/// The mask shown in place of a secret.
+pub const MASK: &str = "***";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub playbook: String,
+    pub file: String,
+    pub content_hash: String,
+    pub environment: String,
+    pub target: String,
+    pub protected: bool,
+    /// Parameters as shown: secrets masked.
+    pub params: BTreeMap<String, Json>,
+    pub steps: Vec<PlannedStep>,
+    pub on_failure: Vec<PlannedStep>,
+    #[serde(rename = "finally")]
+    pub finally_steps: Vec<PlannedStep>,
+    /// Step ids that are gates, in order.
+    pub gates: Vec<String>,
+    /// Step ids after which the run state is checkpointed.
+    pub checkpoints: Vec<String>,
+    /// sha256 of the plan's canonical JSON (without this field); approvals bind to it.
+    pub plan_hash: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedStep {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub action: &'static str,
+    /// The action's arguments with templates rendered where possible.
+    pub args: Json,
+    /// Argument paths whose templates are rendered only at run time.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub deferred: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub when: Option<String>,
+    /// `Some(false)` when `when` is already known to be false: the step will be skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub will_run: Option<bool>,
+    pub gate: bool,
+    pub destructive: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry: Option<Retry>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub continue_on_error: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rollback: Vec<PlannedStep>,
+    /// The steps of an included playbook.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<PlannedStep>,
+    /// An included playbook's `on_failure` steps (run when one of its steps fails).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub on_failure: Vec<PlannedStep>,
+    /// An included playbook's `finally` steps (run after its last step, or on a failure in it).
+    #[serde(rename = "finally", skip_serializing_if = "Vec::is_empty")]
+    pub finally_steps: Vec<PlannedStep>,
+}
+
+/// What a plan is made for.
+pub struct PlanRequest<'a> {
+    pub env: &'a str,
+    pub vars: &'a [(String, String)],
+    /// A `--target` given on the command line (shown redacted).
+    pub target_override: Option<&'a str>,
+}
+
+/// Builds the plan of `playbook` for one environment.
+pub fn build(
+    playbook: &Playbook,
+    config: Option<&ConfigDef>,
+    req: &PlanRequest<'_>,
+) -> Result<Plan, Vec<Diagnostic>> {
+    let def = &playbook.def;
+    let (target, protected, env_vars) = environment(config, req.env)?;
+    let target = match req.target_override {
+        Some(t) => crate::plan::redact_url(t),
+        None => target,
+    };
+    if let Some(allowed) = &def.environments
+        && !allowed.iter().any(|e| e == req.env)
+    {
+        return Err(vec![
+            Diagnostic::error(
+                "wrong-environment",
+                format!("`{}` does not run in environment `{}`", def.name, req.env),
+            )
+            .with_hint(format!("it runs in: {}", allowed.join(", "))),
+        ]);
+    }
+    let lookup = |k: &str| std::env::var(k).ok();
+    let params = resolve_params(def, req.vars, &lookup)?;
+    let vars: Map<String, Json> = env_vars.into_iter().collect();
+    let ctx = context(&params, req.env, &target, protected, &vars);
+
+    let mut planner = Planner {
+        req,
+        diags: Vec::new(),
+    };
+    let blocks = planner.blocks(playbook, def, &ctx, "");
+    let (steps, on_failure, finally_steps) = blocks;
+    if !planner.diags.is_empty() {
+        return Err(planner.diags);
+    }
+    let mut gates = Vec::new();
+    let mut checkpoints = Vec::new();
+    collect_ids(&steps, &mut gates, &mut checkpoints);
+    let mut plan = Plan {
+        playbook: def.name.clone(),
+        file: playbook.source.display_path(),
+        content_hash: playbook.content_hash(),
+        environment: req.env.to_owned(),
+        target,
+        protected,
+        params: params
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    if v.secret && !v.value.is_null() {
+                        Json::String(MASK.into())
+                    } else {
+                        v.value.clone()
+                    },
+                )
+            })
+            .collect(),
+        steps,
+        on_failure,
+        finally_steps,
+        gates,
+        checkpoints,
+        plan_hash: String::new(),
+    };
+    let canonical = serde_json::to_vec(&plan).unwrap_or_default();
+    plan.plan_hash = hex::encode(Sha256::digest(&canonical));
+    Ok(plan)
+}
+
+/// The environment's target (described), whether it is protected, and its variables.
+/// Without a config the target is the one given with `--target`.
+fn environment(
+    config: Option<&ConfigDef>,
+    env: &str,
+) -> Result<(String, bool, BTreeMap<String, Json>), Vec<Diagnostic>> {
+    let Some(cfg) = config else {
+        return Ok(("(given with --target)".to_owned(), false, BTreeMap::new()));
+    };
+    match cfg.environments.get(env) {
+        Some(e) => Ok((
+            e.target.describe(),
+            e.protections.is_protected(),
+            e.vars.clone(),
+        )),
+        None => {
+            let hint = match did_you_mean(env, cfg.environments.keys().map(String::as_str)) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => format!(
+                    "environments: {}",
+                    cfg.environments
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            };
+            Err(vec![
+                Diagnostic::error(
+                    "unknown-environment",
+                    format!("no environment `{env}` in runbook.yaml"),
+                )
+                .with_hint(hint),
+            ])
+        }
+    }
+}
+
+/// Gate ids and checkpointed step ids in run order (an include checkpoints its steps).
+fn collect_ids(steps: &[PlannedStep], gates: &mut Vec<String>, checkpoints: &mut Vec<String>) {
+    for s in steps {
+        if s.gate {
+            gates.push(s.id.clone());
+        }
+        if s.steps.is_empty() {
+            checkpoints.push(s.id.clone());
+        } else {
+            collect_ids(&s.steps, gates, checkpoints);
+        }
+    }
+}
+
+/// Masks the password of a connection URL; an unparseable URL is masked whole.
+pub fn redact_url(url: &str) -> String {
+    if let Some(path) = url.strip_prefix("sqlite:") {
+        return format!("sqlite:{path}");
+    }
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return MASK.to_owned();
+    };
+    let (authority, tail) = match rest.find(['/', '?']) {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:{MASK}@{host}"),
+            None => format!("{userinfo}@{host}"),
+        },
+        None => authority.to_owned(),
+    };
+    let tail = mask_query_password(tail);
+    format!("{scheme}://{authority}{tail}")
+}
+
+fn mask_query_password(tail: &str) -> String {
+    let Some((path, query)) = tail.split_once('?') else {
+        return tail.to_owned();
+    };
+    let parts: Vec<String> = query
+        .split('&')
+        .map(|kv| match kv.split_once('=') {
+            Some((k, _))
+                if k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("sslpassword") =>
+            {
+                format!("{k}={MASK}")
+            }
+            _ => kv.to_owned(),
+        })
+        .collect();
+    format!("{path}?{}", parts.join("&"))
+}
