@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 // The tests' throwaway cluster: started on first use, stopped and deleted when this exits.
 #[allow(dead_code)]
-#[path = "../tests/it/pg.rs"]
+#[path = "../tests/it/support/pg.rs"]
 mod pg;
 
 /// Tables and their row counts.

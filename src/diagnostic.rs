@@ -62,7 +62,7 @@ impl Diagnostic {
         self.file = source.display_path();
         self.line = pos.line;
         self.column = pos.col;
-        self.source_line = source.line(pos.line).map(redact_line);
+        self.source_line = source.line(pos.line).map(crate::dburl::redact_in_text);
         self
     }
 
@@ -202,27 +202,4 @@ fn window(line: &str, column: usize) -> (String, usize) {
         shown.push_str("...");
     }
     (shown, col)
-}
-
-/// Masks passwords in connection URLs (`user:PASSWORD@host`, `password=...`) in a quoted
-/// source line: a diagnostic about a URL written where it should not be must not print it.
-pub fn redact_line(line: &str) -> String {
-    static RES: std::sync::OnceLock<Option<(regex::Regex, regex::Regex)>> =
-        std::sync::OnceLock::new();
-    let Some((userinfo, param)) = RES
-        .get_or_init(|| {
-            Some((
-                // Quotes and backslashes end a password here: the text may be JSON, and eating
-                // an escape would break it.
-                regex::Regex::new(r#"([A-Za-z][A-Za-z0-9+.-]*://[^:/@\s"'\\]*:)([^@\s"'\\]+)@"#)
-                    .ok()?,
-                regex::Regex::new(r#"(?i)\b(password|sslpassword)=([^&\s"'\\]+)"#).ok()?,
-            ))
-        })
-        .as_ref()
-    else {
-        return line.to_owned();
-    };
-    let masked = userinfo.replace_all(line, "${1}***@");
-    param.replace_all(&masked, "${1}=***").into_owned()
 }

@@ -13,6 +13,7 @@ pub mod cancel;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod dburl;
 pub mod diagnostic;
 pub mod exec;
 pub mod exit;

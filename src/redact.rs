@@ -26,21 +26,6 @@ pub fn global() -> &'static Redactor {
     GLOBAL.get_or_init(Redactor::default)
 }
 
-/// A `tracing` writer that redacts every line before it reaches stderr.
-pub struct RedactingWriter;
-
-impl std::io::Write for RedactingWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let text = String::from_utf8_lossy(buf);
-        std::io::stderr().write_all(global().redact(&text).as_bytes())?;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        std::io::stderr().flush()
-    }
-}
-
 impl Redactor {
     /// The process-wide redactor (shared: secrets added to it are masked everywhere).
     pub fn new() -> Self {
@@ -79,7 +64,7 @@ impl Redactor {
 
     /// Adds the password of a connection URL, if it has one.
     pub fn add_url(&self, url: &str) {
-        if let Some(pw) = url_password(url) {
+        for pw in crate::dburl::passwords(url) {
             self.add(&pw);
             if let Ok(decoded) = percent_decode(&pw) {
                 self.add(&decoded);
@@ -89,7 +74,7 @@ impl Redactor {
 
     /// The text with every known secret, and every URL password, masked.
     pub fn redact(&self, text: &str) -> String {
-        let mut out = crate::diagnostic::redact_line(text);
+        let mut out = crate::dburl::redact_in_text(text);
         if let Ok(needles) = self.needles.read() {
             for n in needles.iter() {
                 if out.contains(n.as_str()) {
@@ -114,29 +99,6 @@ impl Redactor {
             other => other.clone(),
         }
     }
-}
-
-fn url_password(url: &str) -> Option<String> {
-    let (_, rest) = url.split_once("://")?;
-    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
-    let mut found = None;
-    if let Some((userinfo, _)) = authority.rsplit_once('@')
-        && let Some((_, pw)) = userinfo.split_once(':')
-    {
-        found = Some(pw.to_owned());
-    }
-    if found.is_none()
-        && let Some((_, query)) = rest.split_once('?')
-    {
-        for kv in query.split('&') {
-            if let Some((k, v)) = kv.split_once('=')
-                && k.eq_ignore_ascii_case("password")
-            {
-                found = Some(v.to_owned());
-            }
-        }
-    }
-    found.filter(|p| !p.is_empty())
 }
 
 fn percent_encode(s: &str) -> String {

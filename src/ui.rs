@@ -83,6 +83,21 @@ impl Ui {
     }
 }
 
+/// A `tracing` writer that redacts every line before it reaches stderr.
+pub struct RedactingWriter;
+
+impl std::io::Write for RedactingWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        std::io::stderr().write_all(crate::redact::global().redact(&text).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
 /// Step progress for runs: an indicatif spinner with elapsed time per step and a summary
 /// table when stderr is a terminal; plain timestamped lines otherwise (CI logs).
 pub struct Progress {

@@ -83,7 +83,7 @@ pub(super) fn init_tracing(verbose: bool) {
     if let Some(filter) = filter {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-            .with_writer(|| crate::redact::RedactingWriter)
+            .with_writer(|| crate::ui::RedactingWriter)
             .with_ansi(false)
             .try_init();
     }

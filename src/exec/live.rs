@@ -299,19 +299,21 @@ async fn rehearsal(
         }
     };
     let (_tx, rx) = tokio::sync::watch::channel(false);
-    let note = |_: &str| {};
-    let mut ctl = migrate::Control {
-        run_id: "plan-rehearsal".to_owned(),
-        cancel: rx,
-        deadline: None,
-        note: &note,
-    };
+    let silent = crate::db::op::Silent;
+    let ctl = crate::db::op::Op::new(
+        "plan-rehearsal",
+        "rehearse",
+        rx,
+        None,
+        crate::redact::global(),
+        &silent,
+    );
     let settings = Settings {
         lock_timeout: None,
         statement_timeout: None,
         lock_retries: 0,
     };
-    let result = migrate::rehearse(&mut db, target, set, &settings, &mut ctl).await;
+    let result = migrate::rehearse(&mut db, target, set, &settings, &ctl).await;
     db.close().await;
     match result {
         Ok(r) => {

@@ -1,9 +1,9 @@
 //! The audit log: tamper detection over a real run's log, torn writes, signatures, the central
 //! sink, the auditor's commands, and the HTML report in a real browser.
 
-use crate::common::{Output, Runbook};
-use crate::exec::{Project, Target};
-use crate::pg;
+use crate::support::pg;
+use crate::support::{Output, Runbook};
+use crate::support::{Project, Target};
 use runbook::audit::{self, Head, Problem};
 use std::path::{Path, PathBuf};
 

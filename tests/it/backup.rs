@@ -2,9 +2,9 @@
 //! manifests, verification, refusal of corrupt archives, pre-restore backups, retention,
 //! modes and formats, client version checks, and that passwords stay out of argv.
 
-use crate::common::{Output, Runbook};
-use crate::exec::{Project, Target};
-use crate::pg;
+use crate::support::pg;
+use crate::support::{Output, Runbook};
+use crate::support::{Project, Target};
 use runbook::db::backup::{LibpqTarget, installed_bin_dir};
 use serde_json::Value;
 use sha2::{Digest, Sha256};

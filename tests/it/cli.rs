@@ -1,7 +1,7 @@
 //! CLI behaviour checked end to end through the binary, with snapshots of what users see.
 
-use crate::common::{Runbook, repo};
 use crate::stable;
+use crate::support::{Runbook, repo};
 
 #[test]
 fn validate_accepts_every_shipped_playbook() {

@@ -1,8 +1,8 @@
 //! `copy`: a real SQLite database into a real PostgreSQL through the binary. Content is checked
 //! by the tests' own queries on both sides, not only by the action's checksum.
 
-use crate::exec::{Project, Target};
-use crate::pg;
+use crate::support::pg;
+use crate::support::{Project, Target};
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
 use std::path::Path;

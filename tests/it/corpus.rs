@@ -1,7 +1,7 @@
 //! The invalid-playbook corpus: every file gets exit code 2 and a snapshot of its exact
 //! diagnostics. None may panic.
 
-use crate::common::{Runbook, repo};
+use crate::support::{Runbook, repo};
 
 #[test]
 fn corpus_is_large_enough() {

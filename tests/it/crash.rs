@@ -2,8 +2,8 @@
 //! steps; after each kill `runbook resume` (with --retry-step or --skip-step where asked)
 //! finishes the run, and every side effect happened exactly once.
 
-use crate::common::Runbook;
-use crate::exec::{Project, Target};
+use crate::support::Runbook;
+use crate::support::{Project, Target};
 use std::path::Path;
 use std::time::Duration;
 

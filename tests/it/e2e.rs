@@ -1,8 +1,8 @@
 //! The shipped playbooks, migrations and seed data end to end: what a team adopting runbook
 //! gets on day one, on a real PostgreSQL, and the README's first command in a fresh clone.
 
-use crate::common::{Output, Runbook, repo};
-use crate::pg;
+use crate::support::pg;
+use crate::support::{Output, Runbook, repo};
 use std::path::{Path, PathBuf};
 
 /// A project made of the repository's playbooks, migrations and seeds, with a config whose

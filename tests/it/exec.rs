@@ -1,146 +1,8 @@
 //! The executor end to end, through the binary, on real SQLite and real PostgreSQL.
 
-use crate::common::{Output, Runbook};
-use crate::pg;
-use std::path::{Path, PathBuf};
+use crate::support::{Project, Runbook, Target, pg};
+use std::path::Path;
 use std::time::Duration;
-
-/// A target database the test can also read directly.
-#[derive(Clone)]
-pub enum Target {
-    Sqlite(PathBuf),
-    Postgres(String),
-}
-
-impl Target {
-    pub fn sqlite(dir: &Path) -> Target {
-        Target::Sqlite(dir.join("target.db"))
-    }
-
-    pub fn postgres(prefix: &str) -> Target {
-        Target::Postgres(pg::cluster().create_db(prefix))
-    }
-
-    pub fn arg(&self) -> String {
-        match self {
-            Target::Sqlite(p) => format!("sqlite:{}", p.display()),
-            Target::Postgres(url) => url.clone(),
-        }
-    }
-
-    /// Rows of a query, columns joined with `|`.
-    pub fn query(&self, sql: &str) -> Vec<String> {
-        match self {
-            Target::Postgres(url) => {
-                let out = pg::cluster().psql(url, sql);
-                out.lines()
-                    .map(str::to_owned)
-                    .filter(|l| !l.is_empty())
-                    .collect()
-            }
-            Target::Sqlite(path) => {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                rt.block_on(async {
-                    use sqlx::{Connection, Row};
-                    let mut conn =
-                        sqlx::SqliteConnection::connect(&format!("sqlite:{}", path.display()))
-                            .await
-                            .unwrap();
-                    let rows = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
-                        .fetch_all(&mut conn)
-                        .await
-                        .unwrap();
-                    rows.iter()
-                        .map(|r| {
-                            (0..r.len())
-                                .map(|i| {
-                                    r.try_get::<String, _>(i)
-                                        .or_else(|_| r.try_get::<i64, _>(i).map(|v| v.to_string()))
-                                        .unwrap_or_else(|_| "NULL".to_owned())
-                                })
-                                .collect::<Vec<_>>()
-                                .join("|")
-                        })
-                        .collect()
-                })
-            }
-        }
-    }
-}
-
-/// A project folder with playbooks, its own state store and a target.
-pub struct Project {
-    pub dir: tempfile::TempDir,
-    pub target: Target,
-}
-
-impl Project {
-    pub fn new(target: impl FnOnce(&Path) -> Target) -> Project {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("playbooks")).unwrap();
-        let target = target(dir.path());
-        Project { dir, target }
-    }
-
-    pub fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    pub fn playbook(&self, name: &str, text: &str) -> &Self {
-        std::fs::write(
-            self.path().join("playbooks").join(format!("{name}.yaml")),
-            text,
-        )
-        .unwrap();
-        self
-    }
-
-    fn base(&self, args: &[&str]) -> Runbook {
-        let mut all: Vec<String> = vec!["-C".into(), self.path().display().to_string()];
-        all.extend(args.iter().map(|s| (*s).to_owned()));
-        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-        Runbook::new(&refs)
-    }
-
-    /// `runbook run NAME --target T` plus extra arguments.
-    pub fn run(&self, name: &str, extra: &[&str]) -> Output {
-        let target = self.target.arg();
-        let mut args = vec!["run", name, "--target", target.as_str()];
-        args.extend(extra);
-        self.base(&args).run()
-    }
-
-    pub fn cmd(&self, args: &[&str]) -> Output {
-        self.base(args).run()
-    }
-
-    pub fn resume(&self, run_id: &str, extra: &[&str]) -> Output {
-        let target = self.target.arg();
-        let mut args = vec!["resume", run_id, "--target", target.as_str()];
-        args.extend(extra);
-        self.base(&args).run()
-    }
-
-    /// The newest run's id and status.
-    pub fn last_run(&self) -> (String, String) {
-        let out = self.cmd(&["runs", "--format", "json"]);
-        let runs: serde_json::Value =
-            serde_json::from_str(&out.stdout).unwrap_or_else(|_| panic!("{}", out.combined()));
-        let r = &runs[0];
-        (
-            r["id"].as_str().unwrap().to_owned(),
-            r["status"].as_str().unwrap().to_owned(),
-        )
-    }
-
-    pub fn status_json(&self, run: &str) -> serde_json::Value {
-        let out = self.cmd(&["status", run, "--format", "json"]);
-        serde_json::from_str(&out.stdout).unwrap_or_else(|_| panic!("{}", out.combined()))
-    }
-}
 
 fn both(test: impl Fn(Target, &Path)) {
     {
@@ -465,24 +327,10 @@ fn run_output_in_ci_is_plain_timestamped_lines() {
         !out.stderr.contains('\x1b'),
         "no escape codes without a terminal"
     );
-    let mut settings = insta::Settings::clone_current();
-    settings.add_filter(r"\b\d{2}:\d{2}:\d{2}\b", "[time]");
-    settings.add_filter(r"\b\d{8}-\d{6}-[0-9a-f]{6}\b", "[run]");
-    settings.add_filter(r"\b\d+\.\ds\b", "[secs]");
-    settings.add_filter(r"sqlite:/\S+/target.db", "sqlite:[dir]/target.db");
-    settings.bind(|| insta::assert_snapshot!(out.combined()));
+    crate::stable!({ insta::assert_snapshot!(out.combined()) });
     let (id, _) = p.last_run();
     let status = p.cmd(&["status", &id]);
-    settings.bind(|| {
-        let mut s = insta::Settings::clone_current();
-        s.add_filter(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", "[timestamp]");
-        s.add_filter(
-            r"playbook  rollback-order \(\S+\)",
-            "playbook  rollback-order ([file])",
-        );
-        s.add_filter(r"operator  \S+", "operator  [who]");
-        s.bind(|| insta::assert_snapshot!("status-after-rollback", status.stdout));
-    });
+    crate::stable!({ insta::assert_snapshot!("status-after-rollback", status.stdout) });
 }
 
 #[test]

@@ -1,8 +1,8 @@
 //! Fleets: one playbook across 20 databases on one PostgreSQL server, with a concurrency
 //! limit, a canary, a stop threshold and resume, sharing a PostgreSQL state store.
 
-use crate::common::{Output, Runbook};
-use crate::pg;
+use crate::support::pg;
+use crate::support::{Output, Runbook};
 use std::path::Path;
 
 struct Fleet {

@@ -1,7 +1,7 @@
 //! Gates, approvals and environment protections, through the binary, on SQLite and PostgreSQL.
 
-use crate::common::{Output, Runbook};
-use crate::exec::Target;
+use crate::support::Target;
+use crate::support::{Output, Runbook};
 use std::path::Path;
 
 /// A project with a config whose production environment needs two approvals.

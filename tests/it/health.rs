@@ -2,8 +2,8 @@
 //! a healthy database passes, a long-running query warns, orphaned rows are found, and the
 //! SQLite subset runs.
 
-use crate::exec::{Project, Target};
-use crate::seed::sqlite_exec;
+use crate::support::sqlite_exec;
+use crate::support::{Project, Target};
 use serde_json::Value as Json;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -40,7 +40,7 @@ fn migrate(p: &Project, version: Option<&str>) {
 }
 
 fn psql_program() -> std::path::PathBuf {
-    let own = crate::pg::cluster().bin_dir().join("psql");
+    let own = crate::support::pg::cluster().bin_dir().join("psql");
     if own.is_file() { own } else { "psql".into() }
 }
 
@@ -70,7 +70,7 @@ impl Drop for Background {
 /// Waits until `sql` (a count) returns at least 1.
 fn wait_until(url: &str, sql: &str) {
     let began = Instant::now();
-    while crate::pg::cluster().psql(url, sql) == "0" {
+    while crate::support::pg::cluster().psql(url, sql) == "0" {
         assert!(
             began.elapsed() < Duration::from_secs(20),
             "timed out waiting for: {sql}"
@@ -93,7 +93,7 @@ fn pg_project(prefix: &str) -> (Project, String) {
     let Target::Postgres(url) = p.target.clone() else {
         unreachable!()
     };
-    crate::pg::cluster().psql(&url, PG_APP);
+    crate::support::pg::cluster().psql(&url, PG_APP);
     let dir = p.path().join("migrations/postgres");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("001_init.sql"), "SELECT 1;").unwrap();
@@ -169,7 +169,7 @@ fn a_healthy_postgres_database_passes_every_check() {
 
     // The server runs on this machine; when its pid file is readable here (the tests run as
     // root or as the server's user) the free space is measured, never made up.
-    let data_dir = crate::pg::cluster().psql(&url, "SHOW data_directory");
+    let data_dir = crate::support::pg::cluster().psql(&url, "SHOW data_directory");
     let disk = check(&o, "disk_space");
     if std::fs::read(std::path::Path::new(&data_dir).join("postmaster.pid")).is_ok() {
         let free = disk["free_percent"]
@@ -273,7 +273,7 @@ fn orphaned_rows_behind_a_not_valid_foreign_key_are_found() {
     let Target::Postgres(url) = p.target.clone() else {
         unreachable!()
     };
-    crate::pg::cluster().psql(
+    crate::support::pg::cluster().psql(
         &url,
         r#"CREATE TABLE "Patient" ("id" integer PRIMARY KEY);
            CREATE TABLE "VitalSign" ("id" serial PRIMARY KEY, "patientId" integer, "value" real);
@@ -490,7 +490,7 @@ fn large_tables_are_estimated_rather_than_counted() {
         unreachable!()
     };
     // Statistics say five million rows: counting them exactly would read the whole table.
-    crate::pg::cluster().psql(
+    crate::support::pg::cluster().psql(
         &url,
         r#"CREATE TABLE "Big" ("id" integer); INSERT INTO "Big" VALUES (1), (2), (3);
            CREATE TABLE "Small" ("id" integer); INSERT INTO "Small" VALUES (1);
@@ -513,7 +513,7 @@ fn large_tables_are_estimated_rather_than_counted() {
 
     // Against a baseline (a backup manifest's names, partitions listed on their own), a large
     // table is counted exactly, and a partition that lost rows is named.
-    crate::pg::cluster().psql(
+    crate::support::pg::cluster().psql(
         &url,
         r#"CREATE TABLE "Log" ("at" date NOT NULL) PARTITION BY RANGE ("at");
            CREATE TABLE "Log_2025" PARTITION OF "Log" FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');

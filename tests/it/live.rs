@@ -2,8 +2,8 @@
 //! read-only connection and shows pending migrations, lint findings with live row estimates,
 //! the current values behind condition gates, and with `--rehearse` the locks migrations take.
 
-use crate::exec::{Project, Target};
-use crate::pg;
+use crate::support::pg;
+use crate::support::{Project, Target};
 
 fn project() -> Project {
     let p = Project::new(|_| Target::postgres("live"));

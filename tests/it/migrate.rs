@@ -2,9 +2,9 @@
 //! drift, failures and the migration lock, no-transaction files, lint with row estimates,
 //! revert, baseline, rehearse, the Prisma layout, checksums.
 
-use crate::common::Output;
-use crate::exec::{Project, Target};
-use crate::pg;
+use crate::support::Output;
+use crate::support::pg;
+use crate::support::{Project, Target};
 use runbook::db::migrate::{LOCK_KEY, LOCK_POLL, checksum};
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};

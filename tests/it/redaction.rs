@@ -2,8 +2,8 @@
 //! inside a connection URL and in error messages appears in none of the terminal output, the
 //! tracing output, the audit files or the state store.
 
-use crate::common::Runbook;
-use crate::exec::{Project, Target};
+use crate::support::Runbook;
+use crate::support::{Project, Target};
 use base64::Engine as _;
 use std::path::Path;
 
@@ -203,8 +203,8 @@ fn secrets_never_leave_with_a_postgres_target() {
 #[test]
 fn a_password_in_the_target_url_is_never_shown() {
     // The target itself carries a password: it is masked in output, runs and audit records.
-    let url = crate::pg::cluster().create_db("urlpw");
-    crate::pg::cluster().psql(&url, "CREATE ROLE auditee LOGIN PASSWORD 'Url-Pass-9x7'");
+    let url = crate::support::pg::cluster().create_db("urlpw");
+    crate::support::pg::cluster().psql(&url, "CREATE ROLE auditee LOGIN PASSWORD 'Url-Pass-9x7'");
     let with_pw = url.replace("postgres@", "auditee:Url-Pass-9x7@");
     let p = Project::new(|_| Target::Postgres(with_pw.clone()));
     p.playbook("q", "name: q\nsteps:\n  - id: one\n    sql: { query: SELECT 1 }\n  - id: bad\n    sql: { query: SELECT * FROM nowhere }\n");

@@ -1,6 +1,6 @@
 //! The committed schemas match the model, and shipped playbooks point editors at them.
 
-use crate::common::repo;
+use crate::support::repo;
 use runbook::schema::{SchemaKind, schema_text};
 
 #[test]

@@ -1,8 +1,7 @@
 //! The `seed` action end to end, through the binary, on real PostgreSQL and real SQLite:
 //! idempotent upserts by natural key, secrets hashed and never shown, one transaction per set.
 
-use crate::common::{Output, Runbook};
-use crate::exec::{Project, Target};
+use crate::support::{Output, Project, Runbook, Target, sqlite_exec};
 use serde_json::Value as Json;
 use std::path::Path;
 
@@ -16,32 +15,6 @@ fn run(p: &Project, password: &str) -> Output {
     Runbook::new(&["-C", &dir, "run", "seed-it", "--target", &target])
         .env("ADMIN_DEFAULT_PASSWORD", password)
         .run()
-}
-
-/// Runs statements on the SQLite target, creating the file (the tests' own setup, outside
-/// the tool under test).
-pub fn sqlite_exec(target: &Target, sql: &str) {
-    let Target::Sqlite(path) = target else {
-        panic!("not a SQLite target")
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        use sqlx::ConnectOptions;
-        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .foreign_keys(false)
-            .connect()
-            .await
-            .unwrap();
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-    });
 }
 
 fn write_seed(p: &Project, text: &str) {
@@ -182,7 +155,7 @@ fn postgres_seed_is_idempotent_updates_what_changed_and_hashes_the_admin_passwor
     let Target::Postgres(url) = p.target.clone() else {
         unreachable!()
     };
-    crate::pg::cluster().psql(&url, PG_SCHEMA);
+    crate::support::pg::cluster().psql(&url, PG_SCHEMA);
     p.playbook("seed-it", PLAYBOOK);
     write_seed(&p, PG_SEED);
 
@@ -521,7 +494,7 @@ fn the_guide_baseline_seeds_the_shipped_schema_on_both_dialects() {
             Project::new(|_| Target::postgres("seed_baseline"))
         };
         copy_dir(
-            &crate::common::repo().join("migrations"),
+            &crate::support::repo().join("migrations"),
             &p.path().join("migrations"),
         );
         p.playbook(

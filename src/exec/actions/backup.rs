@@ -2,12 +2,12 @@
 //! work is in `db::backup`; this file maps the step's arguments and outputs.
 
 use crate::db::TargetSpec;
-use crate::db::backup::{self, BackupError, BackupRequest, Ops, Purpose, Retention};
+use crate::db::backup::{self, BackupRequest, Purpose, Retention};
+use crate::db::op::{Op, OpError};
 use crate::exec::{ActionCtx, StepError, StepResult};
 use crate::playbook::BackupAction;
 use serde_json::{Map, Value as Json, json};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 pub async fn run(a: &BackupAction, ctx: &mut ActionCtx<'_>) -> StepResult {
     let target = target(ctx, "backup")?;
@@ -36,9 +36,9 @@ pub async fn run(a: &BackupAction, ctx: &mut ActionCtx<'_>) -> StepResult {
     ops.note(&format!(
         "backup {}: {}, sha256 {}, {}, {verified}",
         done.archive.display(),
-        backup::human_bytes(m.size),
+        crate::fmt::bytes(m.size),
         &m.sha256[..m.sha256.len().min(12)],
-        backup::plural(m.row_counts.len(), "table", "tables")
+        crate::fmt::plural(m.row_counts.len(), "table", "tables")
     ));
     let policy = Retention {
         retention_days: a.retention_days,
@@ -53,7 +53,7 @@ pub async fn run(a: &BackupAction, ctx: &mut ActionCtx<'_>) -> StepResult {
             .collect();
         ops.note(&format!(
             "retention deleted {}: {}",
-            backup::plural(names.len(), "older backup", "older backups"),
+            crate::fmt::plural(names.len(), "older backup", "older backups"),
             names.join(", ")
         ));
     }
@@ -85,18 +85,18 @@ pub(super) fn target(ctx: &ActionCtx<'_>, action: &str) -> Result<TargetSpec, St
     Ok(target)
 }
 
-pub(super) fn ops<'a>(ctx: &ActionCtx<'a>, action: &str) -> Ops<'a> {
-    Ops {
-        cwd: ctx.root.to_path_buf(),
-        cancel: ctx.cancel.clone(),
-        timeout: ctx.timeout,
-        started: Instant::now(),
-        redactor: ctx.redactor,
-        progress: ctx.progress,
-        label: format!("{} ({action})", ctx.step_id),
-        run_id: ctx.run_id.to_owned(),
-        step_id: ctx.step_id.to_owned(),
-    }
+pub(super) fn ops<'a>(ctx: &ActionCtx<'a>, action: &str) -> Op<'a> {
+    let mut op = Op::new(
+        ctx.run_id,
+        ctx.step_id,
+        ctx.cancel.clone(),
+        ctx.timeout,
+        ctx.redactor,
+        ctx.progress,
+    );
+    op.label = format!("{} ({action})", ctx.step_id);
+    op.cwd = ctx.root.to_path_buf();
+    op
 }
 
 /// A path from the playbook: relative to the project root unless absolute.
@@ -116,10 +116,10 @@ pub(super) fn shown(path: &Path) -> Json {
 
 /// Maps a failure; the connection is dropped because a statement cut short by a timeout or
 /// Ctrl-C leaves it mid-protocol. The next step connects afresh.
-pub(super) fn step_error(e: BackupError, ctx: &mut ActionCtx<'_>) -> StepError {
+pub(super) fn step_error(e: OpError, ctx: &mut ActionCtx<'_>) -> StepError {
     *ctx.db = None;
     match e {
-        BackupError::Interrupted => StepError::Interrupted,
-        BackupError::Failed(m) => StepError::Failed(ctx.redactor.redact(&m)),
+        OpError::Interrupted => StepError::Interrupted,
+        other => StepError::Failed(ctx.redactor.redact(&other.to_string())),
     }
 }

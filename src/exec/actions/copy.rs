@@ -2,9 +2,10 @@
 //! `db::copy`; this file checks the target, resolves paths, bounds the work by the step's
 //! timeout and Ctrl-C, and maps the report to outputs.
 
-use crate::db::copy::{self, CopyError, Hooks, Report, Request};
+use crate::db::copy::{self, Report, Request};
+use crate::db::op::{Op, OpError};
 use crate::db::{Db, TargetSpec};
-use crate::exec::{ActionCtx, StepError, StepResult, wait_cancel};
+use crate::exec::{ActionCtx, StepError, StepResult};
 use crate::playbook::CopyAction;
 use serde_json::{Map, Value as Json, json};
 use std::path::{Path, PathBuf};
@@ -38,8 +39,6 @@ pub async fn run(a: &CopyAction, ctx: &mut ActionCtx<'_>) -> StepResult {
     };
     let report_path = a.report.as_deref().map(|p| resolve(ctx.root, p));
     let redactor = ctx.redactor.clone();
-    let timeout = ctx.timeout;
-    let mut cancel = ctx.cancel.clone();
     ctx.db().await?;
     // The connection is taken for the copy and given back only when it ends cleanly: a copy
     // cut short by the timeout or Ctrl-C leaves it mid-protocol, and the next step connects
@@ -47,35 +46,36 @@ pub async fn run(a: &CopyAction, ctx: &mut ActionCtx<'_>) -> StepResult {
     let Some(Db::Postgres(mut pg)) = ctx.db.take() else {
         return Err(StepError::Failed("no PostgreSQL connection".to_owned()));
     };
-    let hooks = Hooks {
-        cancel: ctx.cancel.clone(),
-        progress: ctx.progress,
-        label: format!("{} (copy)", ctx.step_id),
-    };
-    let work = copy::copy(&mut pg, &req, &hooks);
-    let bounded = async {
-        match timeout {
-            Some(t) => tokio::time::timeout(t, work).await.unwrap_or_else(|_| {
-                Err(CopyError::Failed(format!(
-                    "timed out after {}; tables verified before then are recorded and a \
-                     re-run skips them",
-                    crate::fmt::duration(t)
-                )))
-            }),
-            None => work.await,
-        }
-    };
+    let mut op = Op::new(
+        ctx.run_id,
+        ctx.step_id,
+        ctx.cancel.clone(),
+        ctx.timeout,
+        ctx.redactor,
+        ctx.progress,
+    );
+    op.label = format!("{} (copy)", ctx.step_id);
+    op.cwd = ctx.root.to_path_buf();
+    // The copy checks for Ctrl-C between chunks; stopping here as well ends it at once, and
+    // the step's timeout ends it wherever it is.
     let result = tokio::select! {
-        r = bounded => r,
-        _ = wait_cancel(&mut cancel) => Err(CopyError::Interrupted),
+        r = copy::copy(&mut pg, &req, &op) => r,
+        e = op.stopped() => Err(e),
     };
     let report = match result {
         Ok(r) => {
             *ctx.db = Some(Db::Postgres(pg));
             r
         }
-        Err(CopyError::Interrupted) => return Err(StepError::Interrupted),
-        Err(CopyError::Failed(m)) => return Err(StepError::Failed(redactor.redact(&m))),
+        Err(OpError::Interrupted) => return Err(StepError::Interrupted),
+        Err(OpError::TimedOut(t)) => {
+            return Err(StepError::Failed(redactor.redact(&format!(
+                "timed out after {}; tables verified before then are recorded and a re-run \
+                 skips them",
+                crate::fmt::duration(t)
+            ))));
+        }
+        Err(OpError::Failed(m)) => return Err(StepError::Failed(redactor.redact(&m))),
     };
     if let Some(path) = &report_path {
         copy::write_report(path, &report).map_err(StepError::Failed)?;

@@ -1,10 +1,14 @@
 //! `health`: the production guide's health check. Prints one line per check and the guide's
 //! summary as notes, and returns every check's status, value and details as outputs.
 
+use crate::db::Dialect;
 use crate::db::health::{self, HealthOptions, HealthReport, Status};
-use crate::exec::{ActionCtx, StepError, StepResult, wait_cancel};
+use crate::db::op::{Op, OpError};
+use crate::exec::{ActionCtx, StepError, StepResult};
 use crate::playbook::{HealthAction, HealthChecks, HealthOutcome, RowBaseline};
+use crate::redact::Redactor;
 use serde_json::{Map, Value as Json, json};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Each query's statement timeout when the step sets no timeout of its own.
@@ -22,54 +26,27 @@ pub async fn run(a: &HealthAction, ctx: &mut ActionCtx<'_>) -> StepResult {
         statement_timeout: ctx
             .timeout
             .map_or(STATEMENT_TIMEOUT, |t| t.min(STATEMENT_TIMEOUT)),
-        baseline: match &a.baseline {
-            // An empty baseline (a backup of an empty database, `allow_fewer_rows`) has
-            // nothing to compare.
-            None => None,
-            Some(RowBaseline::Counts(c)) => {
-                let ignored: Vec<&str> = a
-                    .baseline_ignore
-                    .iter()
-                    .map(|t| health::baseline_name(t))
-                    .collect();
-                let kept: std::collections::BTreeMap<String, u64> = c
-                    .iter()
-                    .filter(|(t, _)| !ignored.contains(&health::baseline_name(t)))
-                    .map(|(t, n)| (t.clone(), *n))
-                    .collect();
-                (!kept.is_empty()).then_some(kept)
-            }
-            Some(RowBaseline::Template(t)) => {
-                return Err(StepError::Failed(format!(
-                    "`baseline` gave {:?}, not a map of table to row count",
-                    ctx.redactor.redact(t)
-                )));
-            }
-        },
+        baseline: baseline(a, ctx.redactor)?,
     };
-    let redactor = ctx.redactor.clone();
-    let timeout = ctx.timeout;
-    let postgres = matches!(ctx.target, Some(crate::db::TargetSpec::Postgres(_)));
-    let mut cancel = ctx.cancel.clone();
+    let dialect = ctx.target.map_or(Dialect::Sqlite, Dialect::of);
+    let (run_id, step_id, redactor, progress) =
+        (ctx.run_id, ctx.step_id, ctx.redactor, ctx.progress);
+    let (cancel, timeout) = (ctx.cancel.clone(), ctx.timeout);
     let report = match ctx.db().await {
-        Err(StepError::Failed(msg)) => health::unreachable(&opts, postgres, &msg),
+        Err(StepError::Failed(msg)) => health::unreachable(&opts, dialect, &msg),
         Err(other) => return Err(other),
         Ok(db) => {
-            let work = health::check(db, &opts);
-            let bounded = async {
-                match timeout {
-                    Some(t) => tokio::time::timeout(t, work).await.map_err(|_| {
-                        StepError::Failed(format!(
-                            "the health check did not finish within {}",
-                            crate::fmt::duration(t)
-                        ))
-                    }),
-                    None => Ok(work.await),
+            let op = Op::new(run_id, step_id, cancel, timeout, redactor, progress);
+            match health::check(db, &opts, &op).await {
+                Ok(report) => report,
+                Err(OpError::Interrupted) => return Err(StepError::Interrupted),
+                Err(OpError::TimedOut(t)) => {
+                    return Err(StepError::Failed(format!(
+                        "the health check did not finish within {}",
+                        crate::fmt::duration(t)
+                    )));
                 }
-            };
-            tokio::select! {
-                r = bounded => r?,
-                _ = wait_cancel(&mut cancel) => return Err(StepError::Interrupted),
+                Err(OpError::Failed(msg)) => return Err(StepError::Failed(msg)),
             }
         }
     };
@@ -127,4 +104,34 @@ fn outputs(report: &HealthReport) -> Map<String, Json> {
     out.insert("failed".to_owned(), json!(report.count(Status::Fail)));
     out.insert("checks".to_owned(), Json::Object(checks));
     out
+}
+
+/// The row counts to compare with, less the tables the step ignores; `None` when nothing is
+/// left to compare. A template that did not give counts fails the step.
+fn baseline(
+    a: &HealthAction,
+    redactor: &Redactor,
+) -> Result<Option<BTreeMap<String, u64>>, StepError> {
+    match &a.baseline {
+        // An empty baseline (a backup of an empty database, `allow_fewer_rows`) has nothing
+        // to compare.
+        None => Ok(None),
+        Some(RowBaseline::Counts(c)) => {
+            let ignored: Vec<&str> = a
+                .baseline_ignore
+                .iter()
+                .map(|t| health::baseline_name(t))
+                .collect();
+            let kept: BTreeMap<String, u64> = c
+                .iter()
+                .filter(|(t, _)| !ignored.contains(&health::baseline_name(t)))
+                .map(|(t, n)| (t.clone(), *n))
+                .collect();
+            Ok((!kept.is_empty()).then_some(kept))
+        }
+        Some(RowBaseline::Template(t)) => Err(StepError::Failed(format!(
+            "`baseline` gave {:?}, not a map of table to row count",
+            redactor.redact(t)
+        ))),
+    }
 }

@@ -9,9 +9,10 @@
 //! `lint` gives `findings`, `errors`, `warnings` and `count`; `rehearse` gives `results`,
 //! `locks` and `count`.
 
-use crate::db::migrate::{
-    self as mg, Control, Dialect, MigrateError, MigrationSet, RevertTo, Settings, to_json,
-};
+use crate::db::Dialect;
+use crate::db::migrate::{self as mg, MigrationSet, RevertTo, Settings, to_json};
+use crate::db::op::{Op, OpError};
+use crate::db::{Db, TargetSpec};
 use crate::exec::{ActionCtx, StepError, StepResult};
 use crate::fmt::duration as fmt_duration;
 use crate::playbook::{LintLevel, MigrateAction, MigrateOp};
@@ -21,6 +22,8 @@ use std::time::Duration;
 
 /// Findings shown one per line; the rest are counted.
 const MAX_FINDING_NOTES: usize = 50;
+
+type Outputs = Result<Map<String, Json>, OpError>;
 
 pub async fn run(a: &MigrateAction, ctx: &mut ActionCtx<'_>) -> StepResult {
     let redactor = ctx.redactor;
@@ -33,26 +36,23 @@ pub async fn run(a: &MigrateAction, ctx: &mut ActionCtx<'_>) -> StepResult {
         }
     }
     result.map_err(|e| match e {
-        MigrateError::Interrupted => StepError::Interrupted,
+        OpError::Interrupted => StepError::Interrupted,
         other => StepError::Failed(redactor.redact(&other.to_string())),
     })
 }
 
-fn failed(msg: impl Into<String>) -> MigrateError {
-    MigrateError::Failed(msg.into())
+fn failed(msg: impl Into<String>) -> OpError {
+    OpError::failed(msg)
 }
 
-fn from_step(e: StepError) -> MigrateError {
+fn from_step(e: StepError) -> OpError {
     match e {
-        StepError::Failed(m) => MigrateError::Failed(m),
-        StepError::Interrupted => MigrateError::Interrupted,
+        StepError::Failed(m) => OpError::Failed(m),
+        StepError::Interrupted => OpError::Interrupted,
     }
 }
 
-async fn run_op(
-    a: &MigrateAction,
-    ctx: &mut ActionCtx<'_>,
-) -> Result<Map<String, Json>, MigrateError> {
+async fn run_op(a: &MigrateAction, ctx: &mut ActionCtx<'_>) -> Outputs {
     let base = match &a.dir {
         Some(d) => ctx.root.join(d),
         None => ctx.dirs.migrations.clone(),
@@ -62,14 +62,18 @@ async fn run_op(
         statement_timeout: a.statement_timeout.as_ref().and_then(|d| d.parse()),
         lock_retries: a.lock_retries.unwrap_or(0),
     };
-    let progress = ctx.progress;
-    let redactor = ctx.redactor;
-    let note = move |text: &str| progress.note(&redactor.redact(text));
-    let mut ctl = Control::new(ctx.run_id, ctx.cancel.clone(), ctx.timeout, &note);
-    let root = ctx.root.to_path_buf();
+    let mut op = Op::new(
+        ctx.run_id,
+        ctx.step_id,
+        ctx.cancel.clone(),
+        ctx.timeout,
+        ctx.redactor,
+        ctx.progress,
+    );
+    op.cwd = ctx.root.to_path_buf();
 
     if a.action == MigrateOp::Lint {
-        return lint(a, ctx, &base, &settings, &mut ctl).await;
+        return lint(a, ctx, &base, &settings, &op).await;
     }
     let Some(target) = ctx.target else {
         return Err(failed(
@@ -85,95 +89,118 @@ async fn run_op(
             ctx.dirs.env
         )));
     }
-    let set = mg::discover(&base, Dialect::of(target), &root)?;
+    let set = mg::discover(&base, Dialect::of(target), ctx.root)?;
     let db = ctx.db().await.map_err(from_step)?;
+    let on = Target {
+        db,
+        target,
+        set: &set,
+        op: &op,
+    };
     match a.action {
         // `lint` returned above; it reads the status of the same files.
         MigrateOp::Status | MigrateOp::Lint => {
-            let st = mg::status(db, &set).await?;
-            note_status(&note, &st, &set);
+            let st = mg::status(on.db, &set).await?;
+            note_status(&op, &st, &set);
             Ok(st.outputs())
         }
-        MigrateOp::Apply => {
-            let r = mg::apply(db, target, &set, a.version.as_deref(), &settings, &mut ctl).await?;
-            if r.applied.is_empty() {
-                note(&format!(
-                    "nothing to apply: {} migration(s) applied, current version {}",
-                    r.status.applied.len(),
-                    r.status.current_version.as_deref().unwrap_or("none")
-                ));
-            }
-            let mut out = r.status.outputs();
-            out.insert("count".into(), r.applied.len().into());
-            out.insert("results".into(), to_json(&r.applied));
-            Ok(out)
-        }
-        MigrateOp::Revert => {
-            let to = match (a.count, a.version.as_deref()) {
-                (Some(_), Some(_)) => {
-                    return Err(failed("`revert` takes `count` or `version`, not both"));
-                }
-                (_, Some(v)) => RevertTo::Version(v),
-                (n, None) => RevertTo::Count(n.unwrap_or(1)),
-            };
-            let r = mg::revert(db, target, &set, to, &settings, &mut ctl).await?;
-            if r.reverted.is_empty() {
-                note("nothing to revert");
-            }
-            let mut out = r.status.outputs();
-            out.insert("count".into(), r.reverted.len().into());
-            out.insert("reverted".into(), to_json(&r.reverted));
-            Ok(out)
-        }
-        MigrateOp::Baseline => {
-            let Some(v) = a.version.as_deref() else {
-                return Err(failed(
-                    "`baseline` needs `version`: the newest migration the database already has",
-                ));
-            };
-            let r = mg::baseline(db, target, &set, v, &mut ctl).await?;
-            if r.marked.is_empty() {
-                note(&format!(
-                    "nothing to baseline: every migration up to {v} is applied"
-                ));
-            }
-            let mut out = r.status.outputs();
-            out.insert("count".into(), r.marked.len().into());
-            Ok(out)
-        }
-        MigrateOp::Rehearse => {
-            let r = mg::rehearse(db, target, &set, &settings, &mut ctl).await?;
-            if r.results.is_empty() {
-                note("nothing to rehearse: no pending migrations");
-            }
-            let locks: Vec<Json> = r
-                .results
-                .iter()
-                .flat_map(|f| {
-                    f.locks.iter().map(move |l| {
-                        json!({"version": f.version, "file": f.file, "relation": l.relation,
-                               "kind": l.kind, "mode": l.mode})
-                    })
-                })
-                .collect();
-            if let Some(f) = r.failed() {
-                return Err(failed(format!(
-                    "the rehearsal of `{}` failed: {}; the rehearsal was rolled back",
-                    f.file,
-                    f.error.as_deref().unwrap_or("unknown error")
-                )));
-            }
-            let mut out = r.status.outputs();
-            out.insert("count".into(), r.results.len().into());
-            out.insert("results".into(), to_json(&r.results));
-            out.insert("locks".into(), Json::Array(locks));
-            Ok(out)
-        }
+        MigrateOp::Apply => apply(a, on, &settings).await,
+        MigrateOp::Revert => revert(a, on, &settings).await,
+        MigrateOp::Baseline => baseline(a, on).await,
+        MigrateOp::Rehearse => rehearse(on, &settings).await,
     }
 }
 
-fn note_status(note: &dyn Fn(&str), st: &mg::Status, set: &MigrationSet) {
-    note(&format!(
+/// What an operation on the target works with.
+struct Target<'x, 'o> {
+    db: &'x mut Db,
+    target: &'x TargetSpec,
+    set: &'x MigrationSet,
+    op: &'x Op<'o>,
+}
+
+async fn apply(a: &MigrateAction, on: Target<'_, '_>, settings: &Settings) -> Outputs {
+    let upto = a.version.as_deref();
+    let r = mg::apply(on.db, on.target, on.set, upto, settings, on.op).await?;
+    if r.applied.is_empty() {
+        on.op.note(&format!(
+            "nothing to apply: {} migration(s) applied, current version {}",
+            r.status.applied.len(),
+            r.status.current_version.as_deref().unwrap_or("none")
+        ));
+    }
+    let mut out = r.status.outputs();
+    out.insert("count".into(), r.applied.len().into());
+    out.insert("results".into(), to_json(&r.applied));
+    Ok(out)
+}
+
+async fn revert(a: &MigrateAction, on: Target<'_, '_>, settings: &Settings) -> Outputs {
+    let to = match (a.count, a.version.as_deref()) {
+        (Some(_), Some(_)) => {
+            return Err(failed("`revert` takes `count` or `version`, not both"));
+        }
+        (_, Some(v)) => RevertTo::Version(v),
+        (n, None) => RevertTo::Count(n.unwrap_or(1)),
+    };
+    let r = mg::revert(on.db, on.target, on.set, to, settings, on.op).await?;
+    if r.reverted.is_empty() {
+        on.op.note("nothing to revert");
+    }
+    let mut out = r.status.outputs();
+    out.insert("count".into(), r.reverted.len().into());
+    out.insert("reverted".into(), to_json(&r.reverted));
+    Ok(out)
+}
+
+async fn baseline(a: &MigrateAction, on: Target<'_, '_>) -> Outputs {
+    let Some(v) = a.version.as_deref() else {
+        return Err(failed(
+            "`baseline` needs `version`: the newest migration the database already has",
+        ));
+    };
+    let r = mg::baseline(on.db, on.target, on.set, v, on.op).await?;
+    if r.marked.is_empty() {
+        on.op.note(&format!(
+            "nothing to baseline: every migration up to {v} is applied"
+        ));
+    }
+    let mut out = r.status.outputs();
+    out.insert("count".into(), r.marked.len().into());
+    Ok(out)
+}
+
+async fn rehearse(on: Target<'_, '_>, settings: &Settings) -> Outputs {
+    let r = mg::rehearse(on.db, on.target, on.set, settings, on.op).await?;
+    if r.results.is_empty() {
+        on.op.note("nothing to rehearse: no pending migrations");
+    }
+    let locks: Vec<Json> = r
+        .results
+        .iter()
+        .flat_map(|f| {
+            f.locks.iter().map(move |l| {
+                json!({"version": f.version, "file": f.file, "relation": l.relation,
+                       "kind": l.kind, "mode": l.mode})
+            })
+        })
+        .collect();
+    if let Some(f) = r.failed() {
+        return Err(failed(format!(
+            "the rehearsal of `{}` failed: {}; the rehearsal was rolled back",
+            f.file,
+            f.error.as_deref().unwrap_or("unknown error")
+        )));
+    }
+    let mut out = r.status.outputs();
+    out.insert("count".into(), r.results.len().into());
+    out.insert("results".into(), to_json(&r.results));
+    out.insert("locks".into(), Json::Array(locks));
+    Ok(out)
+}
+
+fn note_status(op: &Op<'_>, st: &mg::Status, set: &MigrationSet) {
+    op.note(&format!(
         "`{}`: {} applied, {} pending, {} drifted, {} missing; current version {}",
         set.shown_dir,
         st.applied.len(),
@@ -183,7 +210,7 @@ fn note_status(note: &dyn Fn(&str), st: &mg::Status, set: &MigrationSet) {
         st.current_version.as_deref().unwrap_or("none")
     ));
     for p in &st.pending {
-        note(&format!(
+        op.note(&format!(
             "pending `{}`{}{}",
             p.file,
             if p.retry {
@@ -199,13 +226,13 @@ fn note_status(note: &dyn Fn(&str), st: &mg::Status, set: &MigrationSet) {
         ));
     }
     for d in &st.drifted {
-        note(&format!(
+        op.note(&format!(
             "drifted `{}`: applied with checksum {}, the file now has {}",
             d.file, d.expected, d.actual
         ));
     }
     for m in &st.missing {
-        note(&format!(
+        op.note(&format!(
             "missing: migration {} ({}) is applied but has no file{}",
             m.version,
             m.name,
@@ -218,47 +245,52 @@ fn note_status(note: &dyn Fn(&str), st: &mg::Status, set: &MigrationSet) {
     }
 }
 
+/// The files `lint` reads, and whether the target can give row estimates; `None` when there
+/// is nothing to lint.
+fn lint_set(
+    ctx: &ActionCtx<'_>,
+    base: &Path,
+    op: &Op<'_>,
+) -> Result<Option<(MigrationSet, bool)>, OpError> {
+    let root = ctx.root;
+    Ok(Some(match ctx.target.map(Dialect::of) {
+        Some(Dialect::Sqlite) => {
+            let dir = base.join(Dialect::Postgres.folder());
+            let shown = dir.strip_prefix(root).unwrap_or(&dir).display().to_string();
+            if !dir.is_dir() {
+                op.note(&format!(
+                    "lint applies to PostgreSQL migrations, and `{shown}` does not exist: nothing to lint"
+                ));
+                return Ok(None);
+            }
+            op.note(&format!(
+                "lint applies to PostgreSQL migrations: linting every file in `{shown}` (the target is SQLite, so no row estimates)"
+            ));
+            let migrations = mg::read_dir(&dir, root)?;
+            let set = MigrationSet {
+                dir,
+                shown_dir: shown,
+                migrations,
+            };
+            (set, false)
+        }
+        Some(Dialect::Postgres) => (mg::discover(base, Dialect::Postgres, root)?, true),
+        None => (mg::discover(base, Dialect::Postgres, root)?, false),
+    }))
+}
+
 async fn lint(
     a: &MigrateAction,
     ctx: &mut ActionCtx<'_>,
     base: &Path,
     settings: &Settings,
-    ctl: &mut Control<'_>,
-) -> Result<Map<String, Json>, MigrateError> {
+    op: &Op<'_>,
+) -> Outputs {
     let fail_on = a.fail_on.unwrap_or(LintLevel::Error);
-    let note = ctl.note;
-    let root = ctx.root.to_path_buf();
     let mut out = Map::new();
     let started = std::time::Instant::now();
-    let (set, on_postgres) = match ctx.target.map(Dialect::of) {
-        Some(Dialect::Sqlite) => {
-            let dir = base.join(Dialect::Postgres.folder());
-            let shown = dir
-                .strip_prefix(&root)
-                .unwrap_or(&dir)
-                .display()
-                .to_string();
-            if !dir.is_dir() {
-                note(&format!(
-                    "lint applies to PostgreSQL migrations, and `{shown}` does not exist: nothing to lint"
-                ));
-                return Ok(findings_outputs(out, &[]));
-            }
-            note(&format!(
-                "lint applies to PostgreSQL migrations: linting every file in `{shown}` (the target is SQLite, so no row estimates)"
-            ));
-            let migrations = mg::read_dir(&dir, &root)?;
-            (
-                MigrationSet {
-                    dir,
-                    shown_dir: shown,
-                    migrations,
-                },
-                false,
-            )
-        }
-        Some(Dialect::Postgres) => (mg::discover(base, Dialect::Postgres, &root)?, true),
-        None => (mg::discover(base, Dialect::Postgres, &root)?, false),
+    let Some((set, on_postgres)) = lint_set(ctx, base, op)? else {
+        return Ok(findings_outputs(out, &[]));
     };
     let mut findings = if on_postgres {
         let db = ctx.db().await.map_err(from_step)?;
@@ -271,7 +303,7 @@ async fn lint(
         let version = mg::server_version(db).await;
         let mut findings = mg::lint(&files, version.as_deref(), settings);
         mg::annotate(db, &mut findings).await?;
-        note(&format!(
+        op.note(&format!(
             "linted {} pending migration(s) in `{}` in {}",
             files.len(),
             set.shown_dir,
@@ -284,26 +316,7 @@ async fn lint(
         mg::lint(&files, None, settings)
     };
     findings.sort_by(|x, y| mg::compare_versions(&x.version, &y.version).then(x.line.cmp(&y.line)));
-    for f in findings.iter().take(MAX_FINDING_NOTES) {
-        note(&format!(
-            "{}:{}:{} {} {}: {}{}",
-            f.file,
-            f.line,
-            f.column,
-            level_name(f.level),
-            f.rule,
-            f.message,
-            f.help
-                .as_deref()
-                .map_or(String::new(), |h| format!(" (hint: {h})"))
-        ));
-    }
-    if findings.len() > MAX_FINDING_NOTES {
-        note(&format!(
-            "... and {} more finding(s) (all are in the `findings` output)",
-            findings.len() - MAX_FINDING_NOTES
-        ));
-    }
+    note_findings(op, &findings);
     let over: Vec<&mg::Finding> = findings.iter().filter(|f| f.level >= fail_on).collect();
     if let Some(first) = over.first() {
         return Err(failed(format!(
@@ -317,6 +330,30 @@ async fn lint(
         )));
     }
     Ok(findings_outputs(out, &findings))
+}
+
+/// One note per finding, up to [`MAX_FINDING_NOTES`]; the rest counted.
+fn note_findings(op: &Op<'_>, findings: &[mg::Finding]) {
+    for f in findings.iter().take(MAX_FINDING_NOTES) {
+        op.note(&format!(
+            "{}:{}:{} {} {}: {}{}",
+            f.file,
+            f.line,
+            f.column,
+            level_name(f.level),
+            f.rule,
+            f.message,
+            f.help
+                .as_deref()
+                .map_or(String::new(), |h| format!(" (hint: {h})"))
+        ));
+    }
+    if findings.len() > MAX_FINDING_NOTES {
+        op.note(&format!(
+            "... and {} more finding(s) (all are in the `findings` output)",
+            findings.len() - MAX_FINDING_NOTES
+        ));
+    }
 }
 
 fn level_name(l: LintLevel) -> &'static str {

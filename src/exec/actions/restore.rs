@@ -27,7 +27,7 @@ pub async fn run(a: &RestoreAction, ctx: &mut ActionCtx<'_>) -> StepResult {
     ops.note(&format!(
         "restored {}: {}, row counts equal to the manifest's",
         done.archive.display(),
-        backup::plural(done.row_counts.len(), "table", "tables")
+        crate::fmt::plural(done.row_counts.len(), "table", "tables")
     ));
     let mut out = Map::new();
     out.insert("path".to_owned(), shown(&done.archive));

@@ -1,8 +1,10 @@
 //! `seed`: applies a seed set from the seeds folder as upserts by natural key, in one
 //! transaction, and reports what it inserted, updated and left unchanged.
 
+use crate::db::op::{Op, OpError};
 use crate::db::seed::{self, Counts, Secrets, SeedError};
-use crate::exec::{ActionCtx, StepError, StepResult, wait_cancel};
+use crate::exec::{ActionCtx, StepError, StepResult};
+use crate::fmt::plural;
 use crate::playbook::SeedAction;
 use serde_json::{Map, Value as Json, json};
 
@@ -21,30 +23,25 @@ pub async fn run(a: &SeedAction, ctx: &mut ActionCtx<'_>) -> StepResult {
         |value| redactor.add(value),
     )
     .map_err(failed)?;
-    let timeout = ctx.timeout;
-    let mut cancel = ctx.cancel.clone();
+    let (run_id, step_id, run_redactor, progress) =
+        (ctx.run_id, ctx.step_id, ctx.redactor, ctx.progress);
+    let (cancel, timeout) = (ctx.cancel.clone(), ctx.timeout);
     let db = ctx.db().await?;
-    let work = seed::apply(db, &set, &secrets);
-    let bounded = async {
-        match timeout {
-            Some(t) => tokio::time::timeout(t, work).await.map_err(|_| {
-                StepError::Failed(format!(
-                    "timed out after {}; nothing was written (the transaction rolled back)",
-                    crate::fmt::duration(t)
-                ))
-            }),
-            None => Ok(work.await),
-        }
-    };
-    let report = tokio::select! {
-        r = bounded => r?,
-        _ = wait_cancel(&mut cancel) => return Err(StepError::Interrupted),
-    }
-    .map_err(|e| StepError::Failed(redactor.redact(&e.render())))?;
+    let op = Op::new(run_id, step_id, cancel, timeout, run_redactor, progress);
+    let report = seed::apply(db, &set, &secrets, &op)
+        .await
+        .map_err(|e| match e {
+            SeedError::Op(OpError::Interrupted) => StepError::Interrupted,
+            SeedError::Op(OpError::TimedOut(_)) => StepError::Failed(format!(
+                "{}; nothing was written (the transaction rolled back)",
+                e.render()
+            )),
+            other => StepError::Failed(redactor.redact(&other.render())),
+        })?;
 
     let total = report.total();
     let rows = total.inserted + total.updated + total.unchanged;
-    let tables = plural(report.tables.len() as u64, "table", "tables");
+    let tables = plural(report.tables.len(), "table", "tables");
     let summary = if total.inserted + total.updated == 0 {
         format!(
             "seed `{}`: nothing changed ({} already up to date in {tables})",
@@ -86,8 +83,4 @@ fn describe(c: &Counts) -> String {
         "{} inserted, {} updated, {} unchanged",
         c.inserted, c.updated, c.unchanged
     )
-}
-
-fn plural(n: u64, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
 }

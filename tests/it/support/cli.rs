@@ -1,4 +1,4 @@
-//! A builder for running the `runbook` binary the way a user would.
+//! A builder for running the `runbook` binary the way a user would, and its output.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -56,19 +56,4 @@ impl Runbook {
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
     }
-}
-
-/// Snapshot settings that hide what changes between machines and edits: hashes.
-#[macro_export]
-macro_rules! stable {
-    ($body:block) => {{
-        let mut settings = insta::Settings::clone_current();
-        settings.add_filter(r"sha256 [0-9a-f]{12}", "sha256 [hash]");
-        settings.add_filter(r"plan hash [0-9a-f]{64}", "plan hash [hash]");
-        settings.add_filter(
-            r#""(content_hash|plan_hash)": "[0-9a-f]{64}""#,
-            "\"$1\": \"[hash]\"",
-        );
-        settings.bind(|| $body)
-    }};
 }

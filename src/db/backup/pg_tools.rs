@@ -1,0 +1,118 @@
+//! Finding the PostgreSQL client programs: `RUNBOOK_PG_BIN`, else the installed version that
+//! matches the server's major (else the newest), else `PATH`; and their version.
+
+use super::guard::{exited_ok, explain, run_client};
+use crate::db::op::{Op, OpError};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// A directory holding `pg_dump` and `pg_restore`, searched before the installed versions.
+pub const PG_BIN_ENV: &str = "RUNBOOK_PG_BIN";
+
+/// Debian's layout of installed PostgreSQL versions: `/usr/lib/postgresql/<version>/bin`.
+const PG_LIB_DIR: &str = "/usr/lib/postgresql";
+
+/// The client programs used for a server, and their version.
+#[derive(Debug, Clone)]
+pub struct PgTools {
+    pub pg_dump: PathBuf,
+    pub pg_restore: PathBuf,
+    /// As `pg_dump --version` prints it, e.g. `15.4`.
+    pub version: String,
+    pub major: u32,
+}
+
+/// Finds pg_dump and pg_restore: in `RUNBOOK_PG_BIN` if set, else the installed version whose
+/// major is `prefer_major` (else the newest) under `/usr/lib/postgresql`, else on `PATH`.
+pub async fn find_pg_tools(prefer_major: u32, op: &Op<'_>) -> Result<PgTools, OpError> {
+    let dir = match std::env::var_os(PG_BIN_ENV).filter(|d| !d.is_empty()) {
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            if !dir.join("pg_dump").is_file() || !dir.join("pg_restore").is_file() {
+                return Err(OpError::failed(format!(
+                    "`{PG_BIN_ENV}` is {} but it holds no `pg_dump` and `pg_restore`",
+                    dir.display()
+                )));
+            }
+            Some(dir)
+        }
+        None => installed_bin_dir(Path::new(PG_LIB_DIR), prefer_major),
+    };
+    let (pg_dump, pg_restore) = match &dir {
+        Some(d) => (d.join("pg_dump"), d.join("pg_restore")),
+        None => (PathBuf::from("pg_dump"), PathBuf::from("pg_restore")),
+    };
+    let hint = format!(
+        "install the PostgreSQL {prefer_major} client programs or set `{PG_BIN_ENV}` to their directory"
+    );
+    let out = run_client(
+        op,
+        vec![pg_dump.display().to_string(), "--version".to_owned()],
+        BTreeMap::new(),
+        None,
+    )
+    .await
+    .map_err(|e| explain(e, |m| format!("{m}; {hint}")))?;
+    exited_ok(op, &out, "pg_dump --version")?;
+    let version = client_version(&out.stdout).ok_or_else(|| {
+        OpError::failed(format!(
+            "cannot read the version of `{}` from `{}`",
+            pg_dump.display(),
+            out.stdout.trim()
+        ))
+    })?;
+    Ok(PgTools {
+        major: leading_number(&version),
+        version,
+        pg_dump,
+        pg_restore,
+    })
+}
+
+/// The `bin` folder of the installed PostgreSQL whose major version is `prefer_major`, else of
+/// the newest one; `None` when none is installed under `root`. The same major is preferred
+/// because that pg_dump writes what the server's own pg_restore reads.
+pub fn installed_bin_dir(root: &Path, prefer_major: u32) -> Option<PathBuf> {
+    let mut found: Vec<(Vec<u32>, PathBuf)> = std::fs::read_dir(root)
+        .ok()?
+        .flatten()
+        .filter_map(|entry| {
+            let version: Vec<u32> = entry
+                .file_name()
+                .to_str()?
+                .split('.')
+                .map(str::parse)
+                .collect::<Result<_, _>>()
+                .ok()?;
+            let bin = entry.path().join("bin");
+            (bin.join("pg_dump").is_file() && bin.join("pg_restore").is_file())
+                .then_some((version, bin))
+        })
+        .collect();
+    found.sort();
+    if let Some((_, bin)) = found
+        .iter()
+        .rev()
+        .find(|(v, _)| v.first() == Some(&prefer_major))
+    {
+        return Some(bin.clone());
+    }
+    found.pop().map(|(_, bin)| bin)
+}
+
+/// `15.4` out of `pg_dump (PostgreSQL) 15.4 (Debian 15.4-1)`.
+fn client_version(text: &str) -> Option<String> {
+    text.split_whitespace()
+        .find(|w| w.starts_with(|c: char| c.is_ascii_digit()))
+        .map(str::to_owned)
+}
+
+/// The leading digits of a version (`15` of `15.4`, `17` of `17beta1`), 0 if none.
+pub(super) fn leading_number(version: &str) -> u32 {
+    version
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap_or(0)
+}

@@ -1,0 +1,353 @@
+//! PostgreSQL backups: the catalog queries (server, user tables, exact row counts), pg_dump
+//! inside an exported snapshot, and the check of an archive with `pg_restore --list`.
+
+use super::files::place;
+use super::guard::{exited_ok, guard, run_client};
+use super::hash::{ArchiveSum, hash_archive};
+use super::libpq::LibpqTarget;
+use super::manifest::{ArchiveFormat, MANIFEST_LAYOUT, Manifest};
+use super::names::Names;
+use super::pg_tools::{PG_BIN_ENV, PgTools, find_pg_tools, leading_number};
+use super::take::{Backup, BackupRequest, finish};
+use super::{STATE_TABLE_PREFIX, STATE_TABLES, is_state_table, list_some};
+use crate::db::Dialect;
+use crate::db::op::{Op, OpError};
+use crate::playbook::{BackupFormat, BackupMode};
+use chrono::{SecondsFormat, Utc};
+use sqlx::{AssertSqlSafe, Connection, Row};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+/// The server a backup or restore talks to.
+pub(super) struct PgServer {
+    pub(super) major: u32,
+    pub(super) version: String,
+    pub(super) database: String,
+}
+
+pub(super) async fn pg_server(conn: &mut sqlx::PgConnection) -> Result<PgServer, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT current_setting('server_version_num')::int4, current_setting('server_version'), current_database()::text",
+    )
+    .fetch_one(conn)
+    .await?;
+    let num: i32 = row.try_get(0)?;
+    let full: String = row.try_get(1)?;
+    Ok(PgServer {
+        major: u32::try_from(num / 10_000).unwrap_or(0),
+        version: full.split_whitespace().next().unwrap_or(&full).to_owned(),
+        database: row.try_get(2)?,
+    })
+}
+
+/// A user table: its key in row counts (`schema.table`) and its quoted name for SQL, quoted by
+/// the server (`format('%I.%I')`).
+pub(super) struct PgTable {
+    pub(super) key: String,
+    pub(super) ident: String,
+}
+
+/// Plain tables (partitions included, partitioned parents not: their rows are their
+/// partitions'), outside system schemas, not owned by an extension (pg_dump does not dump
+/// those), not runbook's own.
+const PG_TABLES: &str = "SELECT n.nspname::text || '.' || c.relname::text, format('%I.%I', n.nspname, c.relname), c.relname::text
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'r' AND c.relpersistence <> 't'
+  AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
+  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                  WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+ORDER BY 1";
+
+pub(super) async fn pg_tables(conn: &mut sqlx::PgConnection) -> Result<Vec<PgTable>, sqlx::Error> {
+    let rows = sqlx::query(PG_TABLES).fetch_all(conn).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let name: String = row.try_get(2)?;
+        if !is_state_table(&name) {
+            out.push(PgTable {
+                key: row.try_get(0)?,
+                ident: row.try_get(1)?,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Exact counts, `SELECT count(*)` per table (fine for now; a sampled estimate would not do
+/// for comparing a restore with its backup).
+pub(super) async fn pg_counts(
+    conn: &mut sqlx::PgConnection,
+    tables: &[PgTable],
+) -> Result<BTreeMap<String, u64>, sqlx::Error> {
+    let mut counts = BTreeMap::new();
+    for t in tables {
+        let n: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {}", t.ident)))
+            .persistent(false)
+            .fetch_one(&mut *conn)
+            .await?;
+        counts.insert(t.key.clone(), u64::try_from(n).unwrap_or(0));
+    }
+    Ok(counts)
+}
+
+fn archive_format(format: BackupFormat) -> ArchiveFormat {
+    match format {
+        BackupFormat::Custom => ArchiveFormat::Custom,
+        BackupFormat::Directory => ArchiveFormat::Directory,
+    }
+}
+
+/// Backs up a PostgreSQL database with pg_dump: checks the request and the client version,
+/// writes the archive, then the manifest.
+pub(super) async fn backup_postgres(
+    conn: &mut sqlx::PgConnection,
+    url: &str,
+    req: &BackupRequest,
+    op: &Op<'_>,
+) -> Result<Backup, OpError> {
+    if req.jobs > 1 && req.format != BackupFormat::Directory {
+        return Err(OpError::failed(
+            "`jobs` needs `format: directory`: pg_dump writes a custom archive with one job",
+        ));
+    }
+    let began = Instant::now();
+    let created = Utc::now();
+    let server = guard(op, "cannot read the server version", None, pg_server(conn)).await?;
+    let tools = find_pg_tools(server.major, op).await?;
+    if tools.major < server.major {
+        return Err(OpError::failed(format!(
+            "`{}` is version {}, older than the server (PostgreSQL {}): an older pg_dump cannot dump a newer server reliably; install the PostgreSQL {} client programs or set `{PG_BIN_ENV}` to their directory",
+            tools.pg_dump.display(),
+            tools.version,
+            server.version,
+            server.major
+        )));
+    }
+    let format = archive_format(req.format);
+    let names = Names::new(&req.dir, &server.database, created, op, req.purpose, format)?;
+    let written = write_postgres(conn, url, req, op, &names, &server, &tools).await;
+    let ((sha256, size, files), row_counts) = match written {
+        Ok(w) => w,
+        Err(e) => {
+            names.remove();
+            return Err(e);
+        }
+    };
+    let manifest = Manifest {
+        runbook_backup: MANIFEST_LAYOUT,
+        purpose: req.purpose,
+        dialect: Dialect::Postgres,
+        database: server.database.clone(),
+        archive: names.archive_name.clone(),
+        format,
+        mode: req.mode,
+        sha256,
+        size,
+        files,
+        server_version: server.version.clone(),
+        pg_dump_version: Some(tools.version.clone()),
+        row_counts,
+        run_id: op.run_id.clone(),
+        step_id: op.step_id.clone(),
+        created_at: created.to_rfc3339_opts(SecondsFormat::Millis, true),
+        duration_ms: u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX),
+    };
+    finish(names, manifest, req.verify, Some(&tools), op).await
+}
+
+/// Dumps into `names.partial` inside an exported snapshot, counts rows in that snapshot,
+/// hashes the archive and renames it into place.
+async fn write_postgres(
+    conn: &mut sqlx::PgConnection,
+    url: &str,
+    req: &BackupRequest,
+    op: &Op<'_>,
+    names: &Names,
+    server: &PgServer,
+    tools: &PgTools,
+) -> Result<(ArchiveSum, BTreeMap<String, u64>), OpError> {
+    let libpq = LibpqTarget::parse(url);
+    let mut tx = guard(
+        op,
+        "cannot start the snapshot transaction",
+        None,
+        conn.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"),
+    )
+    .await?;
+    // The transaction idles while pg_dump runs; the server must not end it before pg_dump has
+    // imported the snapshot.
+    guard(
+        op,
+        "cannot prepare the snapshot transaction",
+        None,
+        sqlx::query("SET LOCAL idle_in_transaction_session_timeout = 0").execute(&mut *tx),
+    )
+    .await?;
+    let snapshot: String = guard(
+        op,
+        "cannot export a snapshot",
+        None,
+        sqlx::query_scalar("SELECT pg_export_snapshot()").fetch_one(&mut *tx),
+    )
+    .await?;
+    let tables = guard(op, "cannot list the tables", None, pg_tables(&mut tx)).await?;
+    let row_counts = guard(op, "cannot count rows", None, pg_counts(&mut tx, &tables)).await?;
+    let argv = dump_argv(req, tools, names, &snapshot, &libpq);
+    op.note(&format!(
+        "pg_dump {} of `{}` (PostgreSQL {}) to {}",
+        tools.version,
+        server.database,
+        server.version,
+        names.archive.display()
+    ));
+    let out = run_client(op, argv, libpq.env(), Some(&names.partial)).await;
+    // Only a read-only snapshot: nothing to commit.
+    let _ = tx.rollback().await;
+    exited_ok(op, &out?, "pg_dump")?;
+    let sum = hash_archive(&names.partial, archive_format(req.format), op).await?;
+    place(&names.partial, &names.archive)?;
+    Ok((sum, row_counts))
+}
+
+/// pg_dump's arguments: the format, the partial name, the snapshot, the mode, the jobs, and
+/// runbook's own tables left out.
+fn dump_argv(
+    req: &BackupRequest,
+    tools: &PgTools,
+    names: &Names,
+    snapshot: &str,
+    libpq: &LibpqTarget,
+) -> Vec<String> {
+    let mut argv = vec![
+        tools.pg_dump.display().to_string(),
+        format!("--format={}", archive_format(req.format).as_str()),
+        format!("--file={}", names.partial.display()),
+        "--no-password".to_owned(),
+        format!("--snapshot={snapshot}"),
+    ];
+    match req.mode {
+        BackupMode::Full => {}
+        BackupMode::SchemaOnly => argv.push("--schema-only".to_owned()),
+        BackupMode::DataOnly => argv.push("--data-only".to_owned()),
+    }
+    if req.format == BackupFormat::Directory && req.jobs > 1 {
+        argv.push(format!("--jobs={}", req.jobs));
+    }
+    for t in STATE_TABLES {
+        argv.push(format!("--exclude-table=*.{t}"));
+    }
+    argv.push(format!("--exclude-table=*.{STATE_TABLE_PREFIX}*"));
+    argv.push(format!("--dbname={}", libpq.url));
+    argv
+}
+
+/// Reads a verified-by-hash archive with `pg_restore --list` and checks its table of contents
+/// against the manifest; returns the number of entries. Finds the client programs that match
+/// the archive's pg_dump when none are given.
+pub(super) async fn list_archive(
+    archive: &Path,
+    manifest: &Manifest,
+    tools: Option<&PgTools>,
+    op: &Op<'_>,
+) -> Result<usize, OpError> {
+    let found;
+    let tools = match tools {
+        Some(t) => t,
+        None => {
+            let major = manifest
+                .pg_dump_version
+                .as_deref()
+                .map_or(0, leading_number);
+            found = find_pg_tools(major, op).await?;
+            &found
+        }
+    };
+    let out = run_client(
+        op,
+        vec![
+            tools.pg_restore.display().to_string(),
+            "--list".to_owned(),
+            archive.display().to_string(),
+        ],
+        BTreeMap::new(),
+        None,
+    )
+    .await?;
+    exited_ok(op, &out, "pg_restore --list")?;
+    check_toc(&out.stdout, manifest).map_err(|e| {
+        OpError::failed(format!(
+            "{} does not match its manifest: {e}",
+            archive.display()
+        ))
+    })
+}
+
+/// Checks `pg_restore --list` output against the manifest: a data entry for every table in a
+/// full or data-only archive, a table entry for every table and no data in a schema-only one.
+/// Returns the number of entries.
+fn check_toc(list: &str, manifest: &Manifest) -> Result<usize, String> {
+    // Entry lines: `3351; 0 16385 TABLE DATA public a postgres`; names are printed unquoted.
+    let entries: Vec<&str> = list
+        .lines()
+        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
+        .filter_map(|l| l.split_once(' ').map(|(_, rest)| rest))
+        .collect();
+    let after = |kind: &str| -> Vec<&str> {
+        entries
+            .iter()
+            .filter_map(|e| {
+                // Skip the catalog oid and the object oid.
+                let mut it = e.splitn(3, ' ');
+                it.next()?;
+                it.next()?;
+                it.next()?.strip_prefix(kind)
+            })
+            .collect()
+    };
+    let data = after("TABLE DATA ");
+    let tables: Vec<&str> = after("TABLE ")
+        .into_iter()
+        .filter(|r| !r.starts_with("DATA "))
+        .collect();
+    // A key `schema.table` may hold dots in either part: try every split.
+    let listed = |rows: &[&str], key: &str| {
+        key.match_indices('.').any(|(i, _)| {
+            let prefix = format!("{} {} ", &key[..i], &key[i + 1..]);
+            rows.iter().any(|r| r.starts_with(&prefix))
+        })
+    };
+    let mut missing = Vec::new();
+    match manifest.mode {
+        BackupMode::Full | BackupMode::DataOnly => {
+            for key in manifest.row_counts.keys() {
+                if !listed(&data, key) {
+                    missing.push(format!("no data for `{key}`"));
+                }
+            }
+        }
+        BackupMode::SchemaOnly => {
+            if !data.is_empty() {
+                return Err(format!(
+                    "a schema-only archive holds {} data entries",
+                    data.len()
+                ));
+            }
+            for key in manifest.row_counts.keys() {
+                if !listed(&tables, key) {
+                    missing.push(format!("no table `{key}`"));
+                }
+            }
+        }
+    }
+    if manifest.mode == BackupMode::DataOnly && !tables.is_empty() {
+        return Err(format!(
+            "a data-only archive holds {} table definitions",
+            tables.len()
+        ));
+    }
+    if !missing.is_empty() {
+        return Err(list_some(&missing));
+    }
+    Ok(entries.len())
+}

@@ -1,0 +1,135 @@
+//! Retention: deleting a database's older backups by age and by number. Only archives with a
+//! runbook manifest are candidates, and only what the manifest names is deleted.
+
+use super::files::{read_dir, sync_dir};
+use super::manifest::{ArchiveFormat, MANIFEST_SUFFIX, Manifest, is_plain_name, read_manifest};
+use chrono::{DateTime, Utc};
+use std::path::{Path, PathBuf};
+
+/// What retention keeps: backups younger than `retention_days`, and at most `keep` of them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Retention {
+    pub retention_days: Option<u32>,
+    pub keep: Option<u32>,
+}
+
+/// What retention did.
+#[derive(Debug, Clone, Default)]
+pub struct Pruned {
+    /// Archives deleted (with their manifests).
+    pub deleted: Vec<PathBuf>,
+    pub warnings: Vec<String>,
+}
+
+/// Deletes the backups in `dir` of the same database as `current` that are older than
+/// `retention_days` or beyond the `keep` newest (`current` counts and is never deleted). Only
+/// archives with a runbook manifest are candidates, by the manifest's `created_at`; every
+/// other file stays. A directory archive loses only the files its manifest lists.
+pub fn prune(dir: &Path, current: &Manifest, policy: Retention, now: DateTime<Utc>) -> Pruned {
+    let mut pruned = Pruned::default();
+    if policy.retention_days.is_none() && policy.keep.is_none() {
+        return pruned;
+    }
+    let entries = match read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            pruned.warnings.push(format!("retention skipped: {e}"));
+            return pruned;
+        }
+    };
+    let mut candidates: Vec<(DateTime<Utc>, PathBuf, Manifest)> = Vec::new();
+    for path in entries {
+        let is_manifest = path
+            .file_name()
+            .and_then(|f| f.to_str())
+            .is_some_and(|f| f.ends_with(MANIFEST_SUFFIX) && !f.starts_with('.'));
+        if !is_manifest {
+            continue;
+        }
+        let Ok(m) = read_manifest(&path) else {
+            continue;
+        };
+        if m.dialect != current.dialect
+            || m.database != current.database
+            || m.archive == current.archive
+        {
+            continue;
+        }
+        match DateTime::parse_from_rfc3339(&m.created_at) {
+            Ok(t) => candidates.push((t.with_timezone(&Utc), path, m)),
+            Err(_) => pruned.warnings.push(format!(
+                "{} has no readable `created_at`; retention left it",
+                path.display()
+            )),
+        }
+    }
+    candidates.sort_by_key(|c| std::cmp::Reverse(c.0));
+    // The new backup is one of the `keep`.
+    let others = policy.keep.map(|k| k.max(1) as usize - 1);
+    let cutoff = policy
+        .retention_days
+        .map(|d| now - chrono::Duration::days(i64::from(d)));
+    for (i, (created, manifest_path, m)) in candidates.into_iter().enumerate() {
+        let too_old = cutoff.is_some_and(|c| created < c);
+        let too_many = others.is_some_and(|k| i >= k);
+        if !(too_old || too_many) {
+            continue;
+        }
+        let archive = dir.join(&m.archive);
+        match delete_archive(&archive, &m) {
+            Ok(()) => match std::fs::remove_file(&manifest_path) {
+                Ok(()) => pruned.deleted.push(archive),
+                Err(e) => pruned
+                    .warnings
+                    .push(format!("cannot delete {}: {e}", manifest_path.display())),
+            },
+            Err(e) => pruned.warnings.push(e),
+        }
+    }
+    if !pruned.deleted.is_empty() {
+        sync_dir(dir);
+    }
+    pruned
+}
+
+/// Deletes an archive its manifest describes; an absent one is already deleted.
+fn delete_archive(archive: &Path, m: &Manifest) -> Result<(), String> {
+    let meta = match std::fs::symlink_metadata(archive) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("cannot read {}: {e}", archive.display())),
+    };
+    if m.format == ArchiveFormat::Directory {
+        if !meta.is_dir() {
+            return Err(format!(
+                "{} is not a folder as its manifest says; retention left it",
+                archive.display()
+            ));
+        }
+        for name in m.files.keys().filter(|n| is_plain_name(n)) {
+            let p = archive.join(name);
+            if let Err(e) = std::fs::remove_file(&p)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                return Err(format!("cannot delete {}: {e}", p.display()));
+            }
+        }
+        // Fails, and keeps the folder and its manifest, if it holds files the manifest does
+        // not list.
+        std::fs::remove_dir(archive).map_err(|e| {
+            format!(
+                "{} holds files its manifest does not list; retention left it: {e}",
+                archive.display()
+            )
+        })
+    } else {
+        if !meta.is_file() {
+            return Err(format!(
+                "{} is not a file as its manifest says; retention left it",
+                archive.display()
+            ));
+        }
+        std::fs::remove_file(archive)
+            .map_err(|e| format!("cannot delete {}: {e}", archive.display()))
+    }
+}

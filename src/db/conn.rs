@@ -1,0 +1,116 @@
+//! `Db`: an open connection to the target, either dialect, and running one statement with
+//! bound parameters on it (read-only when asked).
+
+use super::{Dialect, MAX_ROWS, SqlResult, TargetSpec, postgres, sqlite};
+use futures_util::TryStreamExt;
+use serde_json::{Map, Value as Json};
+use sqlx::{Column, ConnectOptions, Connection, Row};
+use std::str::FromStr;
+
+/// An open connection to the target.
+pub enum Db {
+    Postgres(sqlx::PgConnection),
+    Sqlite(sqlx::SqliteConnection),
+}
+
+impl Db {
+    pub async fn connect(spec: &TargetSpec) -> Result<Db, sqlx::Error> {
+        match spec {
+            TargetSpec::Postgres(url) => {
+                let opts =
+                    sqlx::postgres::PgConnectOptions::from_str(url)?.application_name("runbook");
+                Ok(Db::Postgres(opts.connect().await?))
+            }
+            TargetSpec::Sqlite(path) => {
+                let opts = sqlx::sqlite::SqliteConnectOptions::new()
+                    .filename(path)
+                    .create_if_missing(true)
+                    .foreign_keys(true)
+                    .busy_timeout(std::time::Duration::from_secs(10));
+                Ok(Db::Sqlite(opts.connect().await?))
+            }
+        }
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Db::Postgres(_) => Dialect::Postgres,
+            Db::Sqlite(_) => Dialect::Sqlite,
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Db::Postgres(_))
+    }
+
+    /// Runs one statement with bound parameters. With `read_only`, inside a read-only
+    /// transaction that is rolled back.
+    pub async fn execute(
+        &mut self,
+        query: &str,
+        params: &[Json],
+        read_only: bool,
+    ) -> Result<SqlResult, sqlx::Error> {
+        match self {
+            Db::Postgres(conn) => {
+                if read_only {
+                    let mut tx = conn.begin().await?;
+                    sqlx::query("SET TRANSACTION READ ONLY")
+                        .execute(&mut *tx)
+                        .await?;
+                    let out = postgres::run(&mut tx, query, params).await;
+                    tx.rollback().await?;
+                    out
+                } else {
+                    postgres::run(conn, query, params).await
+                }
+            }
+            Db::Sqlite(conn) => {
+                if read_only {
+                    sqlx::query("PRAGMA query_only = ON")
+                        .execute(&mut *conn)
+                        .await?;
+                    let out = sqlite::run(conn, query, params).await;
+                    sqlx::query("PRAGMA query_only = OFF")
+                        .execute(&mut *conn)
+                        .await?;
+                    out
+                } else {
+                    sqlite::run(conn, query, params).await
+                }
+            }
+        }
+    }
+
+    pub async fn close(self) {
+        let _ = match self {
+            Db::Postgres(c) => c.close().await,
+            Db::Sqlite(c) => c.close().await,
+        };
+    }
+}
+
+/// Gathers a statement's results, either dialect: rows affected, columns, the row count and
+/// the first `MAX_ROWS` rows as JSON.
+pub(super) async fn collect<R: Row>(
+    results: impl futures_util::Stream<Item = Result<sqlx::Either<u64, R>, sqlx::Error>>,
+    to_json: fn(&R) -> Map<String, Json>,
+) -> Result<SqlResult, sqlx::Error> {
+    let mut results = std::pin::pin!(results);
+    let mut out = SqlResult::default();
+    while let Some(item) = results.try_next().await? {
+        match item {
+            sqlx::Either::Left(affected) => out.rows_affected += affected,
+            sqlx::Either::Right(row) => {
+                if out.columns.is_empty() {
+                    out.columns = row.columns().iter().map(|c| c.name().to_owned()).collect();
+                }
+                out.row_count += 1;
+                if out.rows.len() < MAX_ROWS {
+                    out.rows.push(to_json(&row));
+                }
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,308 @@
+//! One table's load, in one PostgreSQL transaction: create the table, stream its rows with
+//! `COPY ... FROM STDIN`, add keys and indexes, verify the checksum read back, record it as
+//! done, commit. A value that does not fit its column ends the attempt as a misfit.
+
+use super::checksum::{Checksum, RowHash, target_checksum};
+use super::ddl::{Names, create_sql};
+use super::encode::encode;
+use super::keys::{add_indexes, move_sequence};
+use super::plan::Planned;
+use super::progress;
+use super::report::{Decision, InexactLog, val_json, val_shown};
+use super::scan::Scan;
+use super::schema::{SrcTable, select_sql};
+use super::stats::{Stats, count};
+use super::types::{Kind, Misfit};
+use super::{Op, OpError, db_error, describe, detail, per_second};
+use crate::fmt::quote_ident;
+use serde_json::{Value as Json, json};
+use sqlx::PgConnection;
+use sqlx::sqlite::SqliteConnection;
+use std::time::{Duration, Instant};
+
+/// Bytes of COPY data sent in one message.
+const CHUNK: usize = 1 << 20;
+
+/// What one load attempt produced.
+pub(super) struct Loaded {
+    pub(super) checksum: Checksum,
+    pub(super) stats: Vec<Stats>,
+    pub(super) inexact: InexactLog,
+    pub(super) decisions: Vec<Decision>,
+    /// Seconds spent streaming rows, building keys and indexes, verifying.
+    pub(super) phases: [f64; 3],
+}
+
+/// How one load attempt ended: loaded and verified, or stopped by a value that did not fit.
+pub(super) enum Attempt {
+    Done(Loaded),
+    Misfit(Misfit),
+}
+
+/// One attempt at loading a table: everything in one transaction, committed only verified.
+pub(super) async fn load_table(
+    pg: &mut PgConnection,
+    src: &mut SqliteConnection,
+    op: &Op<'_>,
+    t: &SrcTable,
+    plan: &Planned<'_>,
+    source_name: &str,
+    names: &mut Names,
+) -> Result<Attempt, OpError> {
+    let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM {}",
+        quote_ident(&t.name)
+    )))
+    .fetch_one(&mut *src)
+    .await
+    .map_err(db_error)?;
+    sqlx::raw_sql("BEGIN")
+        .execute(&mut *pg)
+        .await
+        .map_err(db_error)?;
+    let out = load_in_tx(pg, src, op, t, plan, source_name, names, total).await;
+    match &out {
+        Ok(Attempt::Done(_)) => {
+            if let Err(e) = sqlx::raw_sql("COMMIT").execute(&mut *pg).await {
+                return Err(OpError::Failed(format!("commit: {}", describe(&e))));
+            }
+        }
+        _ => {
+            let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *pg).await;
+        }
+    }
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn load_in_tx(
+    pg: &mut PgConnection,
+    src: &mut SqliteConnection,
+    op: &Op<'_>,
+    t: &SrcTable,
+    plan: &Planned<'_>,
+    source_name: &str,
+    names: &mut Names,
+    total: i64,
+) -> Result<Attempt, OpError> {
+    let mut decisions = Vec::new();
+    let create = create_sql(t, plan, &mut decisions);
+    sqlx::raw_sql(sqlx::AssertSqlSafe(create))
+        .execute(&mut *pg)
+        .await
+        .map_err(|e| OpError::Failed(format!("create table: {}", describe(&e))))?;
+    let started = Instant::now();
+    let rows = match stream_rows(pg, src, op, t, plan, total).await? {
+        Ok(rows) => rows,
+        Err(m) => return Ok(Attempt::Misfit(m)),
+    };
+    if let Some(m) = seconds_misfit(t, plan, &rows.stats) {
+        return Ok(Attempt::Misfit(m));
+    }
+    let load_time = started.elapsed().as_secs_f64();
+    let keys_started = Instant::now();
+    detail(op, &format!("`{}`: keys and indexes", t.name));
+    add_indexes(pg, t, names, &mut decisions).await?;
+    if let Some(i) = t.rowid_alias {
+        decisions.push(move_sequence(pg, t, i).await?);
+    }
+    let keys_time = keys_started.elapsed().as_secs_f64();
+    let verify_started = Instant::now();
+    detail(op, &format!("`{}`: verifying", t.name));
+    let back = target_checksum(pg, op, t, plan).await?;
+    let verify_time = verify_started.elapsed().as_secs_f64();
+    let sum = rows.sum;
+    verified(&sum, &back, total)?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "ANALYZE {}",
+        quote_ident(&t.name)
+    )))
+    .execute(&mut *pg)
+    .await
+    .map_err(db_error)?;
+    progress::record_done(pg, &t.name, source_name, &sum).await?;
+    Ok(Attempt::Done(Loaded {
+        checksum: sum,
+        stats: rows.stats,
+        inexact: rows.inexact,
+        decisions,
+        phases: [load_time, keys_time, verify_time],
+    }))
+}
+
+/// The rows of one COPY stream: the chunk being filled, and what the rows so far add up to.
+struct Rows {
+    buf: Vec<u8>,
+    hash: RowHash,
+    scratch: Vec<u8>,
+    /// Storage classes seen in columns of optimistic types, for the reasons and the seconds
+    /// check.
+    stats: Vec<Stats>,
+    inexact: InexactLog,
+    sum: Checksum,
+}
+
+impl Rows {
+    fn new(columns: usize) -> Self {
+        Rows {
+            buf: Vec::with_capacity(CHUNK + 64 * 1024),
+            hash: RowHash::new(),
+            scratch: Vec::new(),
+            stats: vec![Stats::default(); columns],
+            inexact: InexactLog::default(),
+            sum: Checksum::default(),
+        }
+    }
+
+    /// Encodes the scan's current row into the chunk; the first value that does not fit its
+    /// column stops the row, which is then neither ended nor counted.
+    fn push(&mut self, t: &SrcTable, plan: &Planned<'_>, scan: &Scan<'_>) -> Result<(), Misfit> {
+        for (i, p) in plan.cols.iter().enumerate() {
+            if i > 0 {
+                self.buf.push(b'\t');
+            }
+            let v = scan.value(i);
+            if p.optimistic {
+                count(&mut self.stats[i], v);
+            }
+            match encode(&mut self.buf, &mut self.hash, p, v, &mut self.scratch) {
+                Ok(None) => {}
+                Ok(Some((reason, stored))) => {
+                    let n = self.sum.rows + 1;
+                    self.inexact
+                        .push(i, reason, || row_key(t, scan, n), val_shown(v), stored);
+                }
+                Err(what) => {
+                    return Err(Misfit {
+                        column: t.columns[i].name.clone(),
+                        what,
+                    });
+                }
+            }
+        }
+        self.buf.push(b'\n');
+        self.sum.add(self.hash.finish());
+        Ok(())
+    }
+}
+
+/// Streams the table's rows into `COPY ... FROM STDIN` in chunks: `Ok(Err(misfit))` when a
+/// value did not fit its column (the COPY is aborted then).
+async fn stream_rows(
+    pg: &mut PgConnection,
+    src: &mut SqliteConnection,
+    op: &Op<'_>,
+    t: &SrcTable,
+    plan: &Planned<'_>,
+    total: i64,
+) -> Result<Result<Rows, Misfit>, OpError> {
+    let col_list: Vec<String> = t.columns.iter().map(|c| quote_ident(&c.name)).collect();
+    let copy_sql = format!(
+        "COPY {} ({}) FROM STDIN",
+        quote_ident(&t.name),
+        col_list.join(", ")
+    );
+    let mut rows = Rows::new(t.columns.len());
+    let started = Instant::now();
+    let mut last_detail = Instant::now();
+    let mut copy = pg.copy_in_raw(&copy_sql).await.map_err(db_error)?;
+    let mut scan = Scan::new(src, &select_sql(t)).await?;
+    let mut misfit = None;
+    loop {
+        match scan.next() {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => {
+                let _ = copy.abort("the source could not be read").await;
+                return Err(e);
+            }
+        }
+        if let Err(m) = rows.push(t, plan, &scan) {
+            misfit = Some(m);
+            break;
+        }
+        if rows.buf.len() >= CHUNK {
+            if op.cancelled() {
+                let _ = copy.abort("interrupted").await;
+                return Err(OpError::Interrupted);
+            }
+            copy.send(rows.buf.as_slice()).await.map_err(db_error)?;
+            rows.buf.clear();
+            if last_detail.elapsed() >= Duration::from_millis(200) {
+                last_detail = Instant::now();
+                let n = rows.sum.rows;
+                let rate = per_second(n, started.elapsed().as_secs_f64());
+                detail(
+                    op,
+                    &format!("`{}` {n} of {total} rows, {rate} rows/s", t.name),
+                );
+            }
+        }
+    }
+    drop(scan);
+    if let Some(m) = misfit {
+        let _ = copy.abort("a value did not fit its column").await;
+        return Ok(Err(m));
+    }
+    if !rows.buf.is_empty() {
+        copy.send(rows.buf.as_slice()).await.map_err(db_error)?;
+    }
+    let copied = copy
+        .finish()
+        .await
+        .map_err(|e| OpError::Failed(format!("COPY: {}", describe(&e))))?;
+    if copied != rows.sum.rows {
+        return Err(OpError::Failed(format!(
+            "COPY stored {copied} rows of {}",
+            rows.sum.rows
+        )));
+    }
+    Ok(Ok(rows))
+}
+
+/// Values the optimistic types accepted one by one, but not as a whole: integer timestamps
+/// that all look like seconds.
+fn seconds_misfit(t: &SrcTable, plan: &Planned<'_>, stats: &[Stats]) -> Option<Misfit> {
+    plan.cols.iter().enumerate().find_map(|(i, p)| {
+        (p.optimistic && p.kind == Kind::Timestamptz && stats[i].ints_look_like_seconds()).then(
+            || Misfit {
+                column: t.columns[i].name.clone(),
+                what: "integers that look like seconds since 1970, not milliseconds".to_owned(),
+            },
+        )
+    })
+}
+
+/// Whether the target's checksum is the source's, and the source's count the rows read.
+fn verified(sum: &Checksum, back: &Checksum, total: i64) -> Result<(), OpError> {
+    if back != sum {
+        return Err(OpError::Failed(format!(
+            "verification failed: the source has {} rows (checksum {}), the target {} rows \
+             (checksum {})",
+            sum.rows,
+            sum.hex(),
+            back.rows,
+            back.hex()
+        )));
+    }
+    if i64::try_from(sum.rows).ok() != Some(total) {
+        return Err(OpError::Failed(format!(
+            "the source counted {total} rows but {} were read",
+            sum.rows
+        )));
+    }
+    Ok(())
+}
+
+/// The row's primary key values, or its position in the source.
+fn row_key(t: &SrcTable, row: &Scan<'_>, n: u64) -> Json {
+    if t.pk.is_empty() {
+        return json!({ "row": n });
+    }
+    let mut m = serde_json::Map::new();
+    for &i in &t.pk {
+        let v = val_json(row.value(i));
+        m.insert(t.columns[i].name.clone(), v);
+    }
+    Json::Object(m)
+}

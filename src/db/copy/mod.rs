@@ -1,0 +1,200 @@
+//! SQLite to PostgreSQL in one step: schema translation, COPY streaming, indexes and keys
+//! after the load, verification by row counts and content checksums on both sides.
+//!
+//! The source is opened read-only inside one read transaction, so every pass over it (type
+//! checks, the load, the checksum of a re-run) sees the same snapshot.
+//!
+//! Types. Each column gets a PostgreSQL type from its declared type, the way SQLite derives
+//! affinity, and is then held to it value by value while the rows stream: a value that does
+//! not fit (text in an INTEGER column, a DATETIME that does not parse, a 2 in a BOOLEAN) stops
+//! that table's load, the table's values are inspected in full, and the load starts again with
+//! types chosen from what is really there. Clean databases (the usual Prisma file) are read
+//! once; messy ones cost one extra pass and never a crash. Columns without a declared type are
+//! always inspected first. Every decision is reported, and every value that could not be kept
+//! exactly (text with NUL bytes or invalid UTF-8, a number written into a text column of mixed
+//! values) is reported with its row.
+//!
+//! Loading. One PostgreSQL transaction per table: create the table, COPY the rows (text
+//! format, ~1 MiB chunks), add the primary key and indexes, move the identity sequence past the
+//! highest key, read the table back with `COPY ... TO STDOUT` and compare its checksum with the
+//! source's, record it as done in `runbook_copy_progress`, commit. A table is therefore either
+//! absent or complete and verified; a failed table is recorded as failed and the next run loads
+//! it again, while tables recorded as done with an unchanged source are skipped. Foreign keys
+//! are added once every table is in place.
+//!
+//! Checksums. Each row's values are put in a canonical form for their column's type (integers
+//! and floats by value, timestamps as microseconds, JSON with sorted keys, numerics without
+//! insignificant zeros), hashed (MurmurHash3, 128 bits), and the row hashes are added modulo
+//! 2^128: the sum does not depend on row order and counts duplicate rows.
+//!
+//! The files: `schema` reads the source's tables, `types` and `stats` choose each column's
+//! PostgreSQL type, `plan` holds a table's choices, `scan` is the raw SQLite reader, `encode`
+//! writes COPY text (with `datetime` and `json` for their canonical forms), `ddl` and
+//! `defaults` build the statements, `load` is one table's transaction, `keys` adds indexes and
+//! keys, `checksum` compares both sides, `progress` is `runbook_copy_progress`, `target` is the
+//! PostgreSQL session, `table` decides per table, `report` is what the copy tells.
+
+mod checksum;
+mod datetime;
+mod ddl;
+mod defaults;
+mod encode;
+mod json;
+mod keys;
+mod load;
+mod plan;
+mod progress;
+mod report;
+mod scan;
+mod schema;
+mod stats;
+mod table;
+mod target;
+mod types;
+
+pub use progress::PROGRESS_TABLE;
+pub use report::{Decision, Inexact, InexactValue, Report, TableOutcome, write_report};
+
+use crate::db::op::{Op, OpError};
+use ddl::MAX_IDENT;
+use schema::SrcTable;
+use sqlx::PgConnection;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// What to copy.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The SQLite database file.
+    pub source: PathBuf,
+    /// Only these tables (default: all).
+    pub tables: Option<Vec<String>>,
+    /// Drop the selected tables in the target first.
+    pub replace: bool,
+}
+
+/// Copies the SQLite database into PostgreSQL. Per-table failures are in the report (the
+/// caller fails the step on them); errors that stop everything are `Err`.
+pub async fn copy(pg: &mut PgConnection, req: &Request, op: &Op<'_>) -> Result<Report, OpError> {
+    let started = Instant::now();
+    let mut src = schema::open_source(&req.source).await?;
+    let (all_tables, mut decisions) = schema::read_schema(&mut src).await.map_err(db_error)?;
+    let selected = select_tables(&all_tables, req.tables.as_deref())?;
+    check_selection(&selected)?;
+    if selected.is_empty() {
+        note(op, "the source has no tables to copy");
+    }
+    target::setup_session(pg).await?;
+    let result = table::copy_tables(pg, &mut src, req, op, &selected, &mut decisions).await;
+    target::reset_session(pg).await;
+    let _ = sqlx::raw_sql("ROLLBACK").execute(&mut src).await;
+    let (tables, inexact) = result?;
+    let rows: u64 = tables
+        .iter()
+        .filter(|t| t.status == "copied")
+        .map(|t| t.rows)
+        .sum();
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(Report {
+        source: req.source.display().to_string(),
+        tables,
+        decisions,
+        inexact,
+        rows,
+        seconds,
+        rows_per_second: per_second(rows, seconds),
+    })
+}
+
+/// Rows per second, rounded; 0 before any time has passed.
+fn per_second(rows: u64, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        (rows as f64 / seconds).round()
+    } else {
+        0.0
+    }
+}
+
+/// Refuses a selection the target cannot take: the progress table's name, or names longer
+/// than PostgreSQL keeps.
+fn check_selection(selected: &[&SrcTable]) -> Result<(), OpError> {
+    if selected.iter().any(|t| t.name == PROGRESS_TABLE) {
+        return Err(OpError::Failed(format!(
+            "the source has a table named `{PROGRESS_TABLE}`, which runbook uses in the target \
+             to record progress; leave it out with `tables:`"
+        )));
+    }
+    for t in selected {
+        let long = std::iter::once(&t.name)
+            .chain(t.columns.iter().map(|c| &c.name))
+            .find(|n| n.len() > MAX_IDENT);
+        if let Some(n) = long {
+            return Err(OpError::Failed(format!(
+                "`{n}` (table `{}`) is longer than PostgreSQL's 63-byte limit for names",
+                t.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The tables `tables:` names, in its order; all of them without it.
+fn select_tables<'a>(
+    all: &'a [SrcTable],
+    wanted: Option<&[String]>,
+) -> Result<Vec<&'a SrcTable>, OpError> {
+    let Some(wanted) = wanted else {
+        return Ok(all.iter().collect());
+    };
+    let mut out = Vec::new();
+    for name in wanted {
+        match all.iter().find(|t| &t.name == name) {
+            Some(t) => out.push(t),
+            None => {
+                let hint =
+                    crate::diagnostic::did_you_mean(name, all.iter().map(|t| t.name.as_str()))
+                        .map(|s| format!("; did you mean `{s}`?"))
+                        .unwrap_or_default();
+                return Err(OpError::Failed(format!(
+                    "the source has no table `{name}`{hint}"
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The database's message with PostgreSQL's detail and the SQLSTATE. `db::describe` leaves
+/// the detail out; the copy's messages have always named it (which row broke a key).
+fn describe(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(db) => {
+            let mut msg = db.message().to_owned();
+            if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                && let Some(detail) = pg.detail()
+            {
+                msg.push_str(&format!(" ({detail})"));
+            }
+            match db.code() {
+                Some(code) => format!("{msg} (SQLSTATE {code})"),
+                None => msg,
+            }
+        }
+        other => other.to_string(),
+    }
+}
+
+/// A sqlx error as the copy reports it.
+fn db_error(e: sqlx::Error) -> OpError {
+    OpError::Failed(describe(&e))
+}
+
+/// A status line under the step's label, e.g. `migrate (copy): ...`.
+fn note(op: &Op<'_>, text: &str) {
+    op.note(&format!("{}: {text}", op.label));
+}
+
+/// The spinner's detail under the step's label.
+fn detail(op: &Op<'_>, text: &str) {
+    op.detail(&format!("{}: {text}", op.label));
+}

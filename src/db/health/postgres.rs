@@ -1,0 +1,422 @@
+//! The health checks' PostgreSQL queries: each in its own read-only transaction with a
+//! statement and a lock timeout. The checks of the server's activity are in `activity.rs`.
+
+use super::disk::{disk_result, disk_skip};
+use super::grade::{graded, num, round1};
+use super::integrity::{ForeignKey, foreign_keys_result, orphans_result};
+use super::report::errored;
+use super::volume::{RowCounts, row_counts_result, size_result};
+use super::{CheckResult, HealthOptions, Status};
+use crate::db::describe;
+use crate::fmt::{plural, quote_ident as quote};
+use crate::playbook::HealthCheck;
+use serde_json::{Map, Value as Json, json};
+use sqlx::{Connection, Row};
+use std::path::Path;
+use std::time::Instant;
+
+/// Tables estimated to hold more rows than this are not counted exactly: `count(*)` reads the
+/// whole table, which on a large production table takes minutes.
+const EXACT_COUNT_LIMIT: f64 = 1_000_000.0;
+
+/// Runs `checks` on a PostgreSQL connection; `migrations` is the migration status result,
+/// measured beforehand. Nothing but the connection check runs when the server does not
+/// answer.
+pub(super) async fn run_checks(
+    conn: &mut sqlx::PgConnection,
+    opts: &HealthOptions,
+    checks: Vec<HealthCheck>,
+    mut migrations: Option<CheckResult>,
+) -> Vec<CheckResult> {
+    let mut pg = Pg {
+        conn,
+        opts,
+        fks: None,
+        version_num: 0,
+    };
+    let mut results = Vec::new();
+    // The server version decides which catalog columns exist; the connection check reads it
+    // whether or not it is shown.
+    let connected = pg.connection().await;
+    let ok = connected.status != Status::Fail;
+    if checks.contains(&HealthCheck::Connection) || !ok {
+        results.push(connected);
+    }
+    for c in checks {
+        if c == HealthCheck::Connection {
+            continue;
+        }
+        results.push(match (ok, c) {
+            (false, _) => CheckResult::skip(c, "no connection to the database"),
+            (true, HealthCheck::MigrationStatus) => match migrations.take() {
+                Some(m) => m,
+                None => pg.run(c).await,
+            },
+            (true, _) => pg.run(c).await,
+        });
+    }
+    results
+}
+
+/// `table` for the public schema, `schema.table` otherwise.
+fn shown(schema: &str, table: &str) -> String {
+    if schema == "public" {
+        table.to_owned()
+    } else {
+        format!("{schema}.{table}")
+    }
+}
+
+pub(super) struct Pg<'a> {
+    conn: &'a mut sqlx::PgConnection,
+    pub opts: &'a HealthOptions,
+    fks: Option<Vec<ForeignKey>>,
+    /// `server_version_num`, read by the connection check.
+    pub version_num: i64,
+}
+
+impl Pg<'_> {
+    /// One query in its own read-only transaction, bounded by the statement and lock timeouts.
+    pub async fn rows(&mut self, sql: &str) -> Result<Vec<sqlx::postgres::PgRow>, sqlx::Error> {
+        let ms = self.opts.statement_timeout.as_millis().max(1);
+        let lock_ms = ms.min(5_000);
+        let mut tx = self.conn.begin().await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "SET TRANSACTION READ ONLY; SET LOCAL statement_timeout = {ms}; SET LOCAL lock_timeout = {lock_ms}"
+        )))
+        .execute(&mut *tx)
+        .await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+            .fetch_all(&mut *tx)
+            .await;
+        // Read only: there is nothing to undo, and a broken connection shows on the next query.
+        let _ = tx.rollback().await;
+        rows
+    }
+
+    async fn run(&mut self, c: HealthCheck) -> CheckResult {
+        let r = match c {
+            HealthCheck::Connection => return self.connection().await,
+            HealthCheck::Version => self.version().await,
+            HealthCheck::DatabaseSize => self.size().await,
+            HealthCheck::RowCounts => self.row_counts().await,
+            HealthCheck::Indexes => self.indexes().await,
+            HealthCheck::ForeignKeys => self.foreign_keys().await,
+            HealthCheck::OrphanedRows => self.orphans().await,
+            HealthCheck::Connections => self.connections().await,
+            HealthCheck::CacheHitRatio => self.cache().await,
+            HealthCheck::LongRunningQueries => self.long_running().await,
+            HealthCheck::BlockingLocks => self.blocking().await,
+            // Needs the whole `Db`; `check` runs it before the dialect's checks.
+            HealthCheck::MigrationStatus => {
+                return CheckResult::skip(c, "migration status runs separately");
+            }
+            HealthCheck::DiskSpace => return self.disk().await,
+        };
+        r.unwrap_or_else(|e| errored(c, &e, self.opts))
+    }
+
+    async fn connection(&mut self) -> CheckResult {
+        let c = HealthCheck::Connection;
+        let began = Instant::now();
+        let rows = self
+            .rows("SELECT current_database()::text, current_setting('server_version_num')::int8")
+            .await;
+        let ms = began.elapsed().as_secs_f64() * 1000.0;
+        match rows.as_deref().map(|r| r.first()) {
+            Ok(Some(row)) => {
+                let db: String = row.try_get(0).unwrap_or_default();
+                self.version_num = row.try_get(1).unwrap_or_default();
+                graded(
+                    c,
+                    ms,
+                    self.opts,
+                    json!(round1(ms)),
+                    format!("connected to `{db}` (round trip {} ms)", num(round1(ms))),
+                )
+                .with("database", db)
+                .with("latency_ms", round1(ms))
+            }
+            Ok(None) => {
+                CheckResult::new(c, Status::Fail, Json::Null, "the server answered nothing")
+            }
+            Err(e) => CheckResult::new(
+                c,
+                Status::Fail,
+                Json::Null,
+                format!("the server does not answer: {}", describe(e)),
+            ),
+        }
+    }
+
+    async fn version(&mut self) -> Result<CheckResult, sqlx::Error> {
+        let rows = self
+            .rows("SELECT current_setting('server_version')::text, current_setting('server_version_num')::int8")
+            .await?;
+        let (text, n): (String, i64) = match rows.first() {
+            Some(r) => (r.try_get(0)?, r.try_get(1)?),
+            None => (String::new(), 0),
+        };
+        let major = n / 10_000;
+        let text = text.split_whitespace().next().unwrap_or("").to_owned();
+        Ok(graded(
+            HealthCheck::Version,
+            major as f64,
+            self.opts,
+            json!(format!("PostgreSQL {text}")),
+            format!("PostgreSQL {text}"),
+        )
+        .with("version_num", n)
+        .with("major", major))
+    }
+
+    async fn size(&mut self) -> Result<CheckResult, sqlx::Error> {
+        let rows = self
+            .rows("SELECT pg_database_size(current_database())::int8")
+            .await?;
+        let bytes: i64 = rows.first().map(|r| r.try_get(0)).transpose()?.unwrap_or(0);
+        Ok(size_result(bytes, self.opts))
+    }
+
+    async fn row_counts(&mut self) -> Result<CheckResult, sqlx::Error> {
+        let tables = self
+            .rows(
+                "SELECT n.nspname::text, c.relname::text, c.reltuples::float8, c.relispartition \
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.relkind IN ('r', 'p') \
+                   AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+                   AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%' \
+                 ORDER BY 1, 2",
+            )
+            .await?;
+        let mut counts = Map::new();
+        let mut partitions = Map::new();
+        let mut estimated = Vec::new();
+        let mut errors = Map::new();
+        let mut total: i64 = 0;
+        for t in &tables {
+            let (schema, table, estimate, partition): (String, String, f64, bool) =
+                (t.try_get(0)?, t.try_get(1)?, t.try_get(2)?, t.try_get(3)?);
+            let label = shown(&schema, &table);
+            let in_baseline = self.opts.baseline.as_ref().is_some_and(|b| {
+                b.contains_key(&label) || b.contains_key(&format!("{schema}.{table}"))
+            });
+            // A partition's rows are counted with its parent; a baseline (a backup manifest
+            // lists partitions) gets them on their own.
+            if partition && !in_baseline {
+                continue;
+            }
+            // Large tables are estimated, unless a baseline needs their exact count.
+            if !partition && estimate > EXACT_COUNT_LIMIT && !in_baseline {
+                let n = estimate as i64;
+                total += n;
+                counts.insert(label.clone(), json!(n));
+                estimated.push(json!(label));
+                continue;
+            }
+            let sql = format!(
+                "SELECT count(*)::int8 FROM {}.{}",
+                quote(&schema),
+                quote(&table)
+            );
+            match self.rows(&sql).await {
+                Ok(r) => {
+                    let n: i64 = r.first().map(|r| r.try_get(0)).transpose()?.unwrap_or(0);
+                    if partition {
+                        partitions.insert(label, json!(n));
+                    } else {
+                        total += n;
+                        counts.insert(label, json!(n));
+                    }
+                }
+                Err(e) => {
+                    errors.insert(label, json!(describe(&e)));
+                }
+            }
+        }
+        Ok(row_counts_result(
+            RowCounts {
+                counts,
+                partitions,
+                estimated,
+                errors,
+                total,
+            },
+            self.opts,
+        ))
+    }
+
+    async fn indexes(&mut self) -> Result<CheckResult, sqlx::Error> {
+        let rows = self
+            .rows(
+                "SELECT count(*)::int8, \
+                        coalesce(array_agg(c.relname::text ORDER BY c.relname) FILTER (WHERE NOT i.indisvalid), '{}') \
+                 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') \
+                   AND n.nspname NOT LIKE 'pg\\_toast%'",
+            )
+            .await?;
+        let (count, invalid): (i64, Vec<String>) = match rows.first() {
+            Some(r) => (r.try_get(0)?, r.try_get(1)?),
+            None => (0, Vec::new()),
+        };
+        let mut message = format!("found {}", plural(count, "index", "indexes"));
+        if !invalid.is_empty() {
+            message.push_str(&format!(
+                ", {} invalid ({}): a failed `CREATE INDEX CONCURRENTLY` leaves these; drop and rebuild them",
+                invalid.len(),
+                invalid.join(", ")
+            ));
+        }
+        Ok(graded(
+            HealthCheck::Indexes,
+            invalid.len() as f64,
+            self.opts,
+            json!(count),
+            message,
+        )
+        .with("count", count)
+        .with("invalid", invalid))
+    }
+
+    async fn load_fks(&mut self) -> Result<Vec<ForeignKey>, sqlx::Error> {
+        if let Some(f) = &self.fks {
+            return Ok(f.clone());
+        }
+        // Constraints inherited by partitions (conparentid <> 0) repeat their parent's.
+        let rows = self
+            .rows(
+                "SELECT c.conname::text, cn.nspname::text, cl.relname::text, \
+                        pn.nspname::text, pl.relname::text, c.convalidated, \
+                        ARRAY(SELECT a.attname::text FROM unnest(c.conkey) WITH ORDINALITY k(n, i) \
+                              JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.i), \
+                        ARRAY(SELECT a.attname::text FROM unnest(c.confkey) WITH ORDINALITY k(n, i) \
+                              JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.i) \
+                 FROM pg_constraint c \
+                 JOIN pg_class cl ON cl.oid = c.conrelid JOIN pg_namespace cn ON cn.oid = cl.relnamespace \
+                 JOIN pg_class pl ON pl.oid = c.confrelid JOIN pg_namespace pn ON pn.oid = pl.relnamespace \
+                 WHERE c.contype = 'f' AND c.conparentid = 0 \
+                   AND cn.nspname NOT IN ('pg_catalog', 'information_schema') \
+                 ORDER BY 2, 3, 1",
+            )
+            .await?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (name, cs, ct, ps, pt): (String, String, String, String, String) = (
+                r.try_get(0)?,
+                r.try_get(1)?,
+                r.try_get(2)?,
+                r.try_get(3)?,
+                r.try_get(4)?,
+            );
+            out.push(ForeignKey {
+                name,
+                table: shown(&cs, &ct),
+                parent: shown(&ps, &pt),
+                table_sql: format!("{}.{}", quote(&cs), quote(&ct)),
+                parent_sql: format!("{}.{}", quote(&ps), quote(&pt)),
+                validated: r.try_get(5)?,
+                columns: r.try_get(6)?,
+                parent_columns: r.try_get(7)?,
+            });
+        }
+        self.fks = Some(out.clone());
+        Ok(out)
+    }
+
+    async fn foreign_keys(&mut self) -> Result<CheckResult, sqlx::Error> {
+        let fks = self.load_fks().await?;
+        Ok(foreign_keys_result(&fks, self.opts))
+    }
+
+    async fn orphans(&mut self) -> Result<CheckResult, sqlx::Error> {
+        let fks = self.load_fks().await?;
+        let mut found = Vec::new();
+        let mut errors = Vec::new();
+        for fk in &fks {
+            // MATCH SIMPLE: a row with a null in any key column references nothing.
+            let not_null: Vec<String> = fk
+                .columns
+                .iter()
+                .map(|c| format!("c.{} IS NOT NULL", quote(c)))
+                .collect();
+            let join: Vec<String> = fk
+                .columns
+                .iter()
+                .zip(&fk.parent_columns)
+                .map(|(c, p)| format!("p.{} = c.{}", quote(p), quote(c)))
+                .collect();
+            let sql = format!(
+                "SELECT count(*)::int8 FROM {} c WHERE {} AND NOT EXISTS (SELECT 1 FROM {} p WHERE {})",
+                fk.table_sql,
+                not_null.join(" AND "),
+                fk.parent_sql,
+                join.join(" AND ")
+            );
+            match self.rows(&sql).await {
+                Ok(r) => {
+                    let n: i64 = r.first().map(|r| r.try_get(0)).transpose()?.unwrap_or(0);
+                    if n > 0 {
+                        found.push((fk.clone(), n));
+                    }
+                }
+                Err(e) => errors
+                    .push(json!({"constraint": fk.name, "table": fk.table, "error": describe(&e)})),
+            }
+        }
+        Ok(orphans_result(fks.len(), found, errors, self.opts))
+    }
+
+    async fn disk(&mut self) -> CheckResult {
+        let c = HealthCheck::DiskSpace;
+        let rows = self
+            .rows(
+                "SELECT current_setting('data_directory')::text, \
+                        coalesce(host(inet_server_addr()), '')::text, current_setting('port')::text",
+            )
+            .await;
+        let (dir, addr, port): (String, String, String) = match rows.as_deref().map(|r| r.first()) {
+            Ok(Some(r)) => (
+                r.try_get(0).unwrap_or_default(),
+                r.try_get(1).unwrap_or_default(),
+                r.try_get(2).unwrap_or_default(),
+            ),
+            Ok(None) => return disk_skip("the server did not say where its data directory is"),
+            Err(e) => {
+                return disk_skip(&format!(
+                    "not exposed: the server does not show its data directory to this role ({})",
+                    describe(e)
+                ));
+            }
+        };
+        let local = addr.is_empty() || addr == "::1" || addr.starts_with("127.");
+        if !local {
+            return disk_skip(&format!(
+                "not exposed: the server is remote ({addr}); measure its disk where it runs"
+            ));
+        }
+        // A loopback connection can still reach a server in a container whose paths mean
+        // something else here: only the server's own pid file proves the directory is its.
+        let dir_path = Path::new(&dir);
+        let pid_file = match std::fs::read_to_string(dir_path.join("postmaster.pid")) {
+            Ok(t) => t,
+            Err(e) => {
+                return disk_skip(&format!(
+                    "not exposed: cannot confirm `{dir}` is this server's data directory ({e}); run as the server's OS user to measure it"
+                ));
+            }
+        };
+        let lines: Vec<&str> = pid_file.lines().collect();
+        let same = lines
+            .get(1)
+            .is_some_and(|d| Path::new(d.trim()) == dir_path)
+            && lines.get(3).is_some_and(|p| p.trim() == port.trim());
+        if !same {
+            return disk_skip(&format!(
+                "not exposed: `{dir}` here belongs to another server (its pid file names another directory or port)"
+            ));
+        }
+        disk_result(c, dir_path, self.opts)
+    }
+}

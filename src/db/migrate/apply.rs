@@ -1,0 +1,208 @@
+//! `apply`: the pending migrations in version order (up to a version when given), each in its
+//! own transaction, under the migration lock; refused while drift, a missing file or an
+//! INVALID index makes it unsafe. Migrations Prisma applied are adopted into the history.
+
+use super::failure::{invalid_hint, invalid_indexes};
+use super::history::{HISTORY_TABLE, ensure_history, record_all};
+use super::lock::MigrationLock;
+use super::run::{Direction, FileRun, Ran, Settings, run_file};
+use super::source::{Migration, MigrationSet};
+use super::status::{Status, status};
+use super::version::compare_versions;
+use crate::db::op::{Op, OpError};
+use crate::db::{Db, TargetSpec};
+use crate::fmt::duration;
+use std::cmp::Ordering;
+use std::time::Duration;
+
+/// What `apply` did.
+#[derive(Debug, Clone)]
+pub struct ApplyReport {
+    pub applied: Vec<Ran>,
+    /// Prisma migrations now recorded in the history table.
+    pub adopted: Vec<String>,
+    /// The status after applying.
+    pub status: Status,
+    pub lock_waited: Duration,
+    pub lock_attempts: u32,
+}
+
+/// Applies the pending migrations in version order (up to `upto` when given), each in its own
+/// transaction, under the migration lock.
+pub async fn apply(
+    db: &mut Db,
+    target: &TargetSpec,
+    set: &MigrationSet,
+    upto: Option<&str>,
+    settings: &Settings,
+    op: &Op<'_>,
+) -> Result<ApplyReport, OpError> {
+    if let Some(v) = upto
+        && set.find(v).is_none()
+    {
+        return Err(unknown_version(set, v));
+    }
+    let mut lock = MigrationLock::acquire(target, db, op).await?;
+    let result = apply_locked(db, set, upto, settings, &mut lock, op).await;
+    let (waited, attempts) = (lock.waited, lock.attempts);
+    lock.release().await;
+    result.map(|mut r| {
+        r.lock_waited = waited;
+        r.lock_attempts = attempts;
+        r
+    })
+}
+
+/// The error for a version no file has.
+pub(super) fn unknown_version(set: &MigrationSet, v: &str) -> OpError {
+    let known: Vec<&str> = set.migrations.iter().map(|m| m.version.as_str()).collect();
+    OpError::failed(format!(
+        "no migration has version `{v}` in `{}` (versions: {})",
+        set.shown_dir,
+        if known.is_empty() {
+            "none".to_owned()
+        } else {
+            known.join(", ")
+        }
+    ))
+}
+
+/// Refuses when drift or a missing file makes applying unsafe, or when a failed concurrent
+/// build left an INVALID index behind.
+pub(super) async fn preflight(db: &mut Db, st: &Status) -> Result<(), OpError> {
+    let refusals = st.refusals();
+    if !refusals.is_empty() {
+        return Err(OpError::failed(format!(
+            "refusing to apply: {}; restore the applied files as they were (add a new migration for a change)",
+            refusals.join("; ")
+        )));
+    }
+    if st.pending.iter().any(|p| p.retry) {
+        let invalid = invalid_indexes(db).await?;
+        if !invalid.is_empty() {
+            let failed_files: Vec<&str> = st
+                .pending
+                .iter()
+                .filter(|p| p.retry)
+                .map(|p| p.file.as_str())
+                .collect();
+            return Err(OpError::failed(format!(
+                "refusing to apply: `{}` failed earlier outside a transaction; {}",
+                failed_files.join("`, `"),
+                invalid_hint(&invalid)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Records the migrations Prisma applied in the history table, in one transaction.
+async fn adopt_prisma(
+    db: &mut Db,
+    set: &MigrationSet,
+    st: &Status,
+    run_id: &str,
+) -> Result<Vec<String>, OpError> {
+    if st.adopt.is_empty() {
+        return Ok(Vec::new());
+    }
+    let what = format!("cannot record Prisma's migrations in `{HISTORY_TABLE}`");
+    let adopted: Vec<&Migration> = st.adopt.iter().filter_map(|v| set.find(v)).collect();
+    record_all(db, &adopted, run_id, "prisma", &what).await?;
+    Ok(st.adopt.clone())
+}
+
+/// Notes what the history says before anything runs: adopted Prisma migrations, and applied
+/// migrations newer than this checkout.
+fn note_history(op: &Op<'_>, st: &Status, adopted: &[String]) {
+    if !adopted.is_empty() {
+        op.note(&format!(
+            "recorded {} migration(s) Prisma applied: {}",
+            adopted.len(),
+            adopted.join(", ")
+        ));
+    }
+    for m in st.missing.iter().filter(|m| m.future) {
+        op.note(&format!(
+            "migration {} ({}) is applied but not in this checkout: the database is ahead of it",
+            m.version, m.name
+        ));
+    }
+}
+
+async fn apply_locked(
+    db: &mut Db,
+    set: &MigrationSet,
+    upto: Option<&str>,
+    settings: &Settings,
+    lock: &mut MigrationLock,
+    op: &Op<'_>,
+) -> Result<ApplyReport, OpError> {
+    ensure_history(db).await?;
+    let st = status(db, set).await?;
+    preflight(db, &st).await?;
+    let adopted = adopt_prisma(db, set, &st, &op.run_id).await?;
+    note_history(op, &st, &adopted);
+    let mut applied = Vec::new();
+    for p in &st.pending {
+        if let Some(v) = upto
+            && compare_versions(&p.version, v) == Ordering::Greater
+        {
+            break;
+        }
+        let Some(m) = set.find(&p.version) else {
+            continue;
+        };
+        op.check()?;
+        if p.out_of_order {
+            op.note(&format!(
+                "`{}` is older than the newest applied migration ({}): applying it out of order",
+                m.file,
+                st.current_version.as_deref().unwrap_or("?")
+            ));
+        }
+        applied.push(apply_one(db, m, settings, lock, op).await?);
+    }
+    let status = status(db, set).await?;
+    Ok(ApplyReport {
+        applied,
+        adopted,
+        status,
+        lock_waited: Duration::ZERO,
+        lock_attempts: 0,
+    })
+}
+
+/// Applies one migration and notes how it went.
+async fn apply_one(
+    db: &mut Db,
+    m: &Migration,
+    settings: &Settings,
+    lock: &mut MigrationLock,
+    op: &Op<'_>,
+) -> Result<Ran, OpError> {
+    let job = FileRun {
+        m,
+        file: &m.file,
+        sql: &m.sql,
+        no_transaction: m.no_transaction,
+        dir: Direction::Up,
+    };
+    let ran = run_file(db, &job, settings, lock, op).await?;
+    op.note(&format!(
+        "applied `{}` in {}{}{}",
+        m.file,
+        duration(Duration::from_millis(ran.duration_ms)),
+        if m.no_transaction {
+            " (outside a transaction)"
+        } else {
+            ""
+        },
+        if ran.attempts > 1 {
+            format!(" after {} attempts", ran.attempts)
+        } else {
+            String::new()
+        }
+    ));
+    Ok(ran)
+}

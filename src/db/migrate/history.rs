@@ -1,0 +1,142 @@
+//! The history table (`runbook_migrations`) and Prisma's (`_prisma_migrations`): reading them,
+//! and writing and removing rows. The SQL of each dialect lives in `postgres.rs`/`sqlite.rs`.
+
+use super::source::Migration;
+use super::tx;
+use super::version::compare_versions;
+use super::{db_failed, postgres, sqlite};
+use crate::db::Db;
+use crate::db::op::OpError;
+use serde::Serialize;
+
+/// The history table, in the target database.
+pub const HISTORY_TABLE: &str = "runbook_migrations";
+
+pub(super) const HISTORY_SELECT: &str = "SELECT version, name, checksum, execution_ms, success, applied_at, run_id, kind FROM runbook_migrations";
+
+/// One row of the history table.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryEntry {
+    pub version: String,
+    pub name: String,
+    pub checksum: String,
+    pub execution_ms: i64,
+    pub success: bool,
+    pub applied_at: String,
+    pub run_id: Option<String>,
+    /// `apply`, `baseline` (marked applied without running) or `prisma` (applied by Prisma).
+    pub kind: String,
+}
+
+/// A migration Prisma recorded as finished.
+#[derive(Debug, Clone)]
+pub struct PrismaRecord {
+    pub name: String,
+    pub checksum: String,
+    pub finished_at: String,
+}
+
+async fn table_exists(db: &mut Db, table: &str) -> Result<bool, sqlx::Error> {
+    match db {
+        Db::Postgres(c) => postgres::table_exists(c, table).await,
+        Db::Sqlite(c) => sqlite::table_exists(c, table).await,
+    }
+}
+
+/// Creates the history table when it does not exist.
+pub(super) async fn ensure_history(db: &mut Db) -> Result<(), OpError> {
+    let ddl = match db {
+        Db::Postgres(_) => postgres::HISTORY_DDL,
+        Db::Sqlite(_) => sqlite::HISTORY_DDL,
+    };
+    tx::exec(db, ddl)
+        .await
+        .map_err(|e| db_failed(&format!("cannot create `{HISTORY_TABLE}`"), &e))
+}
+
+/// The history table's rows, by version; empty when the table does not exist yet.
+pub async fn history(db: &mut Db) -> Result<Vec<HistoryEntry>, OpError> {
+    let what = format!("cannot read `{HISTORY_TABLE}`");
+    if !table_exists(db, HISTORY_TABLE)
+        .await
+        .map_err(|e| db_failed(&what, &e))?
+    {
+        return Ok(Vec::new());
+    }
+    let mut out = match db {
+        Db::Postgres(c) => postgres::history_rows(c).await,
+        Db::Sqlite(c) => sqlite::history_rows(c).await,
+    }
+    .map_err(|e| db_failed(&what, &e))?;
+    out.sort_by(|a, b| compare_versions(&a.version, &b.version));
+    Ok(out)
+}
+
+/// Migrations Prisma finished (and did not roll back), from `_prisma_migrations`.
+pub async fn prisma_history(db: &mut Db) -> Result<Vec<PrismaRecord>, OpError> {
+    let what = "cannot read `_prisma_migrations`";
+    if !table_exists(db, "_prisma_migrations")
+        .await
+        .map_err(|e| db_failed(what, &e))?
+    {
+        return Ok(Vec::new());
+    }
+    let rows = match db {
+        Db::Postgres(c) => postgres::prisma_rows(c).await,
+        Db::Sqlite(c) => sqlite::prisma_rows(c).await,
+    }
+    .map_err(|e| db_failed(what, &e))?;
+    Ok(rows
+        .into_iter()
+        .map(|(name, checksum, finished_at)| PrismaRecord {
+            name,
+            checksum,
+            finished_at,
+        })
+        .collect())
+}
+
+/// Replaces the history row of `m`.
+pub(super) async fn record(
+    db: &mut Db,
+    m: &Migration,
+    execution_ms: i64,
+    success: bool,
+    run_id: &str,
+    kind: &str,
+) -> Result<(), sqlx::Error> {
+    unrecord(db, &m.version).await?;
+    match db {
+        Db::Postgres(c) => {
+            postgres::insert_history(c, m, execution_ms, success, run_id, kind).await
+        }
+        Db::Sqlite(c) => sqlite::insert_history(c, m, execution_ms, success, run_id, kind).await,
+    }
+}
+
+/// Removes the history row of `version`.
+pub(super) async fn unrecord(db: &mut Db, version: &str) -> Result<(), sqlx::Error> {
+    match db {
+        Db::Postgres(c) => postgres::delete_history(c, version).await,
+        Db::Sqlite(c) => sqlite::delete_history(c, version).await,
+    }
+}
+
+/// Records `migrations` as applied without running them (`kind` says why), all in one
+/// transaction; every error is `what` with the database's message.
+pub(super) async fn record_all(
+    db: &mut Db,
+    migrations: &[&Migration],
+    run_id: &str,
+    kind: &str,
+    what: &str,
+) -> Result<(), OpError> {
+    tx::begin(db).await.map_err(|e| db_failed(what, &e))?;
+    for m in migrations {
+        if let Err(e) = record(db, m, 0, true, run_id, kind).await {
+            tx::rollback(db).await;
+            return Err(db_failed(what, &e));
+        }
+    }
+    tx::commit(db).await.map_err(|e| db_failed(what, &e))
+}

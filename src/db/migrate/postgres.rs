@@ -1,0 +1,332 @@
+//! PostgreSQL's side of migrations: the history table's SQL, the advisory migration lock,
+//! session timeouts, statements cancelled on the server, INVALID indexes, the locks a
+//! rehearsal holds, and table sizes for lint.
+
+use super::history::{HISTORY_SELECT, HistoryEntry};
+use super::lock::{LOCK_KEY, MigrationLock};
+use super::rehearse::LockTaken;
+use super::run::{ScriptError, Settings};
+use super::script::line_of;
+use super::source::Migration;
+use crate::db::op::Op;
+use sqlx::{AssertSqlSafe, ConnectOptions, PgConnection, Row};
+use std::collections::BTreeSet;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// How long a cancelled statement may take to end before the connection is given up.
+const CANCEL_GRACE: Duration = Duration::from_secs(10);
+
+pub(super) const HISTORY_DDL: &str = "CREATE TABLE IF NOT EXISTS runbook_migrations (
+    version TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    checksum TEXT NOT NULL,
+    execution_ms BIGINT NOT NULL,
+    success BOOLEAN NOT NULL,
+    applied_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    run_id TEXT,
+    kind TEXT NOT NULL DEFAULT 'apply'
+)";
+
+pub(super) const BEGIN: &str = "BEGIN";
+
+/// Runs a script (one or more statements, simple protocol).
+pub(super) async fn exec(c: &mut PgConnection, sql: &str) -> Result<(), sqlx::Error> {
+    sqlx::raw_sql(AssertSqlSafe(sql))
+        .execute(&mut *c)
+        .await
+        .map(|_| ())
+}
+
+/// Runs a script; a cancel or the deadline cancels the running statement on the server and
+/// waits for it to end, so the connection stays usable for the rollback.
+pub(super) async fn run_script(
+    c: &mut PgConnection,
+    sql: &str,
+    lock: &mut MigrationLock,
+    op: &Op<'_>,
+) -> Result<(), ScriptError> {
+    let fut = sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut *c);
+    tokio::pin!(fut);
+    let stop = tokio::select! {
+        r = &mut fut => return r.map(|_| ()).map_err(ScriptError::Sql),
+        e = op.stopped() => e,
+    };
+    if lock.cancel_worker().await {
+        let _ = tokio::time::timeout(CANCEL_GRACE, &mut fut).await;
+    }
+    Err(ScriptError::Stopped(stop))
+}
+
+/// The 1-based line in `text` of a PostgreSQL error position in the chunk at byte `offset`.
+pub(super) fn error_line(e: &sqlx::Error, text: &str, offset: usize) -> Option<usize> {
+    let pos = e
+        .as_database_error()?
+        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()?
+        .position()?;
+    let sqlx::postgres::PgErrorPosition::Original(chars) = pos else {
+        return None;
+    };
+    let chunk = text.get(offset..)?;
+    let byte = chunk
+        .char_indices()
+        .nth(chars.saturating_sub(1))
+        .map_or(chunk.len(), |(b, _)| b);
+    Some(line_of(text, offset + byte))
+}
+
+pub(super) async fn table_exists(c: &mut PgConnection, table: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(table)
+        .fetch_one(&mut *c)
+        .await
+}
+
+/// The history table's rows (`applied_at` is a `timestamptz`, shown as RFC 3339 in UTC).
+pub(super) async fn history_rows(c: &mut PgConnection) -> Result<Vec<HistoryEntry>, sqlx::Error> {
+    let rows = sqlx::query(HISTORY_SELECT).fetch_all(&mut *c).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let at: chrono::DateTime<chrono::Utc> = r.try_get(5)?;
+        out.push(HistoryEntry {
+            version: r.try_get(0)?,
+            name: r.try_get(1)?,
+            checksum: r.try_get(2)?,
+            execution_ms: r.try_get(3)?,
+            success: r.try_get(4)?,
+            applied_at: at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            run_id: r.try_get(6)?,
+            kind: r.try_get(7)?,
+        });
+    }
+    Ok(out)
+}
+
+/// `_prisma_migrations` rows Prisma finished: name, checksum, finish time.
+pub(super) async fn prisma_rows(
+    c: &mut PgConnection,
+) -> Result<Vec<(String, String, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT migration_name, checksum, finished_at::text FROM _prisma_migrations
+             WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL",
+    )
+    .fetch_all(&mut *c)
+    .await
+}
+
+/// Writes a history row stamped with the server's clock.
+pub(super) async fn insert_history(
+    c: &mut PgConnection,
+    m: &Migration,
+    execution_ms: i64,
+    success: bool,
+    run_id: &str,
+    kind: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO runbook_migrations
+                 (version, name, checksum, execution_ms, success, applied_at, run_id, kind)
+                 VALUES ($1, $2, $3, $4, $5, clock_timestamp(), $6, $7)",
+    )
+    .bind(&m.version)
+    .bind(&m.name)
+    .bind(&m.checksum)
+    .bind(execution_ms)
+    .bind(success)
+    .bind(run_id)
+    .bind(kind)
+    .execute(&mut *c)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn delete_history(c: &mut PgConnection, version: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM runbook_migrations WHERE version = $1")
+        .bind(version)
+        .execute(&mut *c)
+        .await?;
+    Ok(())
+}
+
+/// Sets `lock_timeout` and `statement_timeout`: transaction-local inside a transaction, else
+/// for the session; returns the session values to restore.
+pub(super) async fn set_timeouts(
+    c: &mut PgConnection,
+    s: &Settings,
+    local: bool,
+) -> Result<Vec<(&'static str, String)>, sqlx::Error> {
+    let mut previous = Vec::new();
+    for (name, value) in [
+        ("lock_timeout", s.lock_timeout),
+        ("statement_timeout", s.statement_timeout),
+    ] {
+        let Some(d) = value else { continue };
+        if !local {
+            let old: String = sqlx::query_scalar("SELECT current_setting($1)")
+                .bind(name)
+                .fetch_one(&mut *c)
+                .await?;
+            previous.push((name, old));
+        }
+        sqlx::query("SELECT set_config($1, $2, $3)")
+            .bind(name)
+            .bind(format!("{}ms", d.as_millis().max(1)))
+            .bind(local)
+            .execute(&mut *c)
+            .await?;
+    }
+    Ok(previous)
+}
+
+pub(super) async fn restore_timeouts(c: &mut PgConnection, previous: &[(&'static str, String)]) {
+    for (name, value) in previous {
+        let _ = sqlx::query("SELECT set_config($1, $2, false)")
+            .bind(*name)
+            .bind(value)
+            .execute(&mut *c)
+            .await;
+    }
+}
+
+/// INVALID indexes (left by failed concurrent builds): the index and its table, quoted.
+pub(super) async fn invalid_indexes(
+    c: &mut PgConnection,
+) -> Result<Vec<(String, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT format('%I.%I', n.nspname, c.relname), format('%I.%I', tn.nspname, t.relname)
+         FROM pg_index i
+         JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+         JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace tn ON tn.oid = t.relnamespace
+         WHERE NOT i.indisvalid ORDER BY 1",
+    )
+    .fetch_all(&mut *c)
+    .await
+}
+
+/// The relation locks this session holds outside the system schemas.
+pub(super) async fn held_locks(c: &mut PgConnection) -> Result<BTreeSet<LockTaken>, sqlx::Error> {
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT format('%I.%I', n.nspname, c.relname),
+                CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'partitioned table'
+                  WHEN 'i' THEN 'index' WHEN 'I' THEN 'partitioned index'
+                  WHEN 'S' THEN 'sequence' WHEN 'v' THEN 'view'
+                  WHEN 'm' THEN 'materialized view' WHEN 't' THEN 'toast table'
+                  ELSE c.relkind::text END,
+                l.mode
+         FROM pg_locks l
+         JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.granted
+           AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+           AND n.nspname NOT LIKE 'pg\\_toast%'",
+    )
+    .fetch_all(&mut *c)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(relation, kind, mode)| LockTaken {
+            relation,
+            kind,
+            mode,
+        })
+        .collect())
+}
+
+/// A table's size summed over its partitions: `reltuples` (non-negative part), whether any
+/// part was analyzed, `n_live_tup`, heap bytes. `None` when the table does not exist.
+pub(super) async fn table_size(
+    c: &mut PgConnection,
+    table: &str,
+) -> Result<Option<(f64, bool, i64, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT coalesce(sum(greatest(l.reltuples, 0)), 0)::float8,
+                coalesce(bool_or(l.reltuples >= 0), false),
+                coalesce(sum(s.n_live_tup), 0)::int8,
+                coalesce(sum(pg_relation_size(l.oid)), 0)::int8
+         FROM pg_class c
+         CROSS JOIN LATERAL (
+           SELECT relid FROM pg_partition_tree(c.oid) WHERE isleaf
+           UNION SELECT c.oid
+         ) t
+         JOIN pg_class l ON l.oid = t.relid
+         LEFT JOIN pg_stat_user_tables s ON s.relid = l.oid
+         WHERE c.oid = to_regclass($1)
+         GROUP BY c.oid",
+    )
+    .bind(table)
+    .fetch_optional(&mut *c)
+    .await
+}
+
+/// The server's version for squawk (`15.4`).
+pub(super) async fn server_version(c: &mut PgConnection) -> Option<String> {
+    let v: String = sqlx::query_scalar("SHOW server_version")
+        .fetch_one(&mut *c)
+        .await
+        .ok()?;
+    v.split_whitespace().next().map(str::to_owned)
+}
+
+pub(super) async fn backend_pid(c: &mut PgConnection) -> Result<i32, sqlx::Error> {
+    sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *c)
+        .await
+}
+
+/// A connection of its own for the migration lock, named after the run so a waiting
+/// operator can see who holds it.
+pub(super) async fn lock_connection(url: &str, run_id: &str) -> Result<PgConnection, sqlx::Error> {
+    let tag: String = format!("runbook migrate run={run_id}")
+        .chars()
+        .take(63)
+        .collect();
+    sqlx::postgres::PgConnectOptions::from_str(url)?
+        .application_name(&tag)
+        .connect()
+        .await
+}
+
+pub(super) async fn try_lock(c: &mut PgConnection) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(LOCK_KEY)
+        .fetch_one(c)
+        .await
+}
+
+pub(super) async fn unlock(c: &mut PgConnection) {
+    let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(LOCK_KEY)
+        .execute(c)
+        .await;
+}
+
+/// Asks the server to cancel the statement backend `pid` runs.
+pub(super) async fn cancel_backend(c: &mut PgConnection, pid: i32) -> bool {
+    sqlx::query_scalar::<_, bool>("SELECT pg_cancel_backend($1)")
+        .bind(pid)
+        .fetch_one(c)
+        .await
+        .unwrap_or(false)
+}
+
+/// Who holds the migration lock: the holder's `application_name` and pid.
+pub(super) async fn lock_holder(conn: &mut PgConnection) -> String {
+    let row = sqlx::query(
+        "SELECT coalesce(nullif(a.application_name, ''), 'a session'), a.pid
+         FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+         WHERE l.locktype = 'advisory' AND l.granted
+           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+           AND ((l.classid::bigint << 32) | l.objid::bigint) = $1
+         LIMIT 1",
+    )
+    .bind(LOCK_KEY)
+    .fetch_optional(conn)
+    .await;
+    match row {
+        Ok(Some(r)) => {
+            let name: String = r.try_get(0).unwrap_or_default();
+            let pid: i32 = r.try_get(1).unwrap_or_default();
+            format!("`{name}` (pid {pid})")
+        }
+        _ => "another session".to_owned(),
+    }
+}

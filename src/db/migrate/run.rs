@@ -1,0 +1,259 @@
+//! Running one migration file, up or down: in its own transaction together with its history
+//! row, or outside one statement by statement (its row written as failed first), with the
+//! step's timeouts and lock-timeout retries.
+
+use super::failure::{
+    FileError, ends_transaction_error, file_failure, invalid_indexes, script_error,
+};
+use super::history::{HISTORY_TABLE, record, unrecord};
+use super::lock::MigrationLock;
+use super::script::{ends_transaction, pieces};
+use super::{db_failed, postgres, sqlite, tx};
+use crate::db::Db;
+use crate::db::op::{Op, OpError};
+use crate::fmt::duration;
+use serde::Serialize;
+use std::time::{Duration, Instant};
+
+/// Waits between attempts after a lock timeout: 1s, 2s, 4s, ... at most 30s.
+const RETRY_BASE: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Per-migration settings.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub lock_timeout: Option<Duration>,
+    pub statement_timeout: Option<Duration>,
+    /// Attempts after the first when a migration times out waiting for a lock (55P03).
+    pub lock_retries: u32,
+}
+
+/// One migration applied or reverted by this run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Ran {
+    pub version: String,
+    pub name: String,
+    pub file: String,
+    pub duration_ms: u64,
+    pub attempts: u32,
+    pub no_transaction: bool,
+}
+
+/// What a file's bookkeeping does in its transaction.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Direction {
+    Up,
+    Down,
+}
+
+/// One file to run: the up file of `m` going up, its down file going down.
+pub(super) struct FileRun<'a> {
+    pub m: &'a super::Migration,
+    /// The file as shown to people.
+    pub file: &'a str,
+    pub sql: &'a str,
+    pub no_transaction: bool,
+    pub dir: Direction,
+}
+
+/// How a script ended early.
+pub(super) enum ScriptError {
+    Stopped(OpError),
+    Sql(sqlx::Error),
+}
+
+/// Runs a script (one or more statements, simple protocol), unless the run stopped already.
+/// On PostgreSQL a cancel or the deadline cancels the running statement on the server.
+async fn run_script(
+    db: &mut Db,
+    sql: &str,
+    lock: &mut MigrationLock,
+    op: &Op<'_>,
+) -> Result<(), ScriptError> {
+    op.check().map_err(ScriptError::Stopped)?;
+    match db {
+        Db::Postgres(c) => postgres::run_script(c, sql, lock, op).await,
+        Db::Sqlite(c) => sqlite::exec(c, sql).await.map_err(ScriptError::Sql),
+    }
+}
+
+/// Sets the step's timeouts (PostgreSQL; see `postgres::set_timeouts`).
+pub(super) async fn set_timeouts(
+    db: &mut Db,
+    s: &Settings,
+    local: bool,
+) -> Result<Vec<(&'static str, String)>, sqlx::Error> {
+    match db {
+        Db::Postgres(c) => postgres::set_timeouts(c, s, local).await,
+        Db::Sqlite(_) => Ok(Vec::new()),
+    }
+}
+
+async fn restore_timeouts(db: &mut Db, previous: &[(&'static str, String)]) {
+    if let Db::Postgres(c) = db {
+        postgres::restore_timeouts(c, previous).await;
+    }
+}
+
+/// Runs a file's pieces in order. `outside`: not in a transaction, so a failure after the
+/// first piece leaves the earlier ones applied.
+pub(super) async fn run_pieces(
+    db: &mut Db,
+    sql: &str,
+    outside: bool,
+    lock: &mut MigrationLock,
+    op: &Op<'_>,
+) -> Result<(), FileError> {
+    let pieces = pieces(db.is_postgres(), sql);
+    let whole = pieces.len() == 1 && pieces[0].line.is_none();
+    for (i, piece) in pieces.iter().enumerate() {
+        if let Err(e) = run_script(db, piece.text, lock, op).await {
+            // A file run whole may have applied any part of itself before failing.
+            let partial = outside && (i > 0 || whole);
+            return Err(script_error(e, sql, piece, partial));
+        }
+    }
+    Ok(())
+}
+
+/// The history row after a file ran: written going up, removed going down.
+async fn bookkeep(
+    db: &mut Db,
+    job: &FileRun<'_>,
+    took: Duration,
+    run_id: &str,
+) -> Result<(), FileError> {
+    match job.dir {
+        Direction::Up => record(db, job.m, took.as_millis() as i64, true, run_id, "apply").await,
+        Direction::Down => unrecord(db, &job.m.version).await,
+    }
+    .map_err(|e| FileError::Other(db_failed(&format!("cannot update `{HISTORY_TABLE}`"), &e)))
+}
+
+/// Runs a file inside a transaction with its bookkeeping; returns the SQL's run time.
+async fn run_inside(
+    db: &mut Db,
+    job: &FileRun<'_>,
+    settings: &Settings,
+    lock: &mut MigrationLock,
+    op: &Op<'_>,
+) -> Result<Duration, FileError> {
+    tx::begin(db)
+        .await
+        .map_err(|e| FileError::Other(db_failed("cannot begin a transaction", &e)))?;
+    let result = async {
+        set_timeouts(db, settings, true)
+            .await
+            .map_err(|e| FileError::Other(db_failed("cannot set the timeouts", &e)))?;
+        let started = Instant::now();
+        run_pieces(db, job.sql, false, lock, op).await?;
+        let took = started.elapsed();
+        bookkeep(db, job, took, &op.run_id).await?;
+        Ok(took)
+    }
+    .await;
+    match result {
+        Ok(took) => match tx::commit(db).await {
+            Ok(()) => Ok(took),
+            Err(error) => {
+                tx::rollback(db).await;
+                Err(FileError::sql(error))
+            }
+        },
+        Err(e) => {
+            tx::rollback(db).await;
+            Err(e)
+        }
+    }
+}
+
+/// Runs a file outside a transaction, one statement at a time (PostgreSQL). Going up, its
+/// history row is written as failed first and marked done at the end.
+async fn run_outside(
+    db: &mut Db,
+    job: &FileRun<'_>,
+    settings: &Settings,
+    lock: &mut MigrationLock,
+    op: &Op<'_>,
+) -> Result<Duration, FileError> {
+    let invalid_before = invalid_indexes(db).await.map_err(FileError::Other)?;
+    if job.dir == Direction::Up {
+        record(db, job.m, 0, false, &op.run_id, "apply")
+            .await
+            .map_err(|e| {
+                FileError::Other(db_failed(&format!("cannot update `{HISTORY_TABLE}`"), &e))
+            })?;
+    }
+    let previous = set_timeouts(db, settings, false)
+        .await
+        .map_err(|e| FileError::Other(db_failed("cannot set the timeouts", &e)))?;
+    let started = Instant::now();
+    let outcome = run_pieces(db, job.sql, true, lock, op).await;
+    let took = started.elapsed();
+    restore_timeouts(db, &previous).await;
+    match outcome {
+        Ok(()) => {
+            bookkeep(db, job, took, &op.run_id).await?;
+            Ok(took)
+        }
+        Err(mut e) => {
+            if let FileError::Sql { invalid, .. } = &mut e {
+                let after = invalid_indexes(db).await.unwrap_or_default();
+                *invalid = after.difference(&invalid_before).cloned().collect();
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Runs one file (up or down) with lock-timeout retries; the error names the file.
+pub(super) async fn run_file(
+    db: &mut Db,
+    job: &FileRun<'_>,
+    settings: &Settings,
+    lock: &mut MigrationLock,
+    op: &Op<'_>,
+) -> Result<Ran, OpError> {
+    if !job.no_transaction
+        && db.is_postgres()
+        && let Some(line) = ends_transaction(job.sql)
+    {
+        return Err(ends_transaction_error(job.file, line));
+    }
+    let mut attempt = 1;
+    loop {
+        let r = if job.no_transaction {
+            run_outside(db, job, settings, lock, op).await
+        } else {
+            run_inside(db, job, settings, lock, op).await
+        };
+        let e = match r {
+            Ok(took) => {
+                return Ok(Ran {
+                    version: job.m.version.clone(),
+                    name: job.m.name.clone(),
+                    file: job.file.to_owned(),
+                    duration_ms: took.as_millis() as u64,
+                    attempts: attempt,
+                    no_transaction: job.no_transaction,
+                });
+            }
+            Err(e) => e,
+        };
+        if e.is_lock_timeout() && e.retry_safe() && attempt <= settings.lock_retries {
+            let wait = RETRY_BASE
+                .saturating_mul(1 << (attempt - 1).min(16))
+                .min(RETRY_MAX);
+            op.note(&format!(
+                "`{}` timed out waiting for a lock (attempt {attempt} of {}); trying again in {}",
+                job.file,
+                settings.lock_retries + 1,
+                duration(wait)
+            ));
+            op.sleep(wait).await?;
+            attempt += 1;
+            continue;
+        }
+        return Err(file_failure(e, job, settings, attempt));
+    }
+}

@@ -1,0 +1,125 @@
+//! A migration's SQL as text: the no-transaction marker, squawk's parse, splitting into
+//! statements, and statements that would end runbook's transaction.
+
+use squawk_syntax::ast::{self, AstNode};
+
+/// A migration whose first line is this runs outside a transaction.
+pub const NO_TRANSACTION: &str = "-- runbook:no-transaction";
+
+/// Whether the (normalised) SQL opts out of the transaction on its first line.
+pub fn is_no_transaction(sql: &str) -> bool {
+    sql.trim_start_matches('\u{feff}')
+        .lines()
+        .next()
+        .is_some_and(|first| first.trim_end() == NO_TRANSACTION)
+}
+
+/// squawk's parse of a text; `None` if the parser panicked (it must never take the run down).
+pub(super) fn parse_sql(sql: &str) -> Option<squawk_syntax::Parse<squawk_syntax::SourceFile>> {
+    std::panic::catch_unwind(|| squawk_syntax::SourceFile::parse(sql)).ok()
+}
+
+/// The 1-based line of a byte offset.
+pub(super) fn line_of(text: &str, byte: usize) -> usize {
+    text.get(..byte.min(text.len()))
+        .map_or(1, |t| t.matches('\n').count() + 1)
+}
+
+/// The 1-based column (in characters) of a byte offset.
+pub(super) fn column_of(text: &str, byte: usize) -> usize {
+    let before = text.get(..byte.min(text.len())).unwrap_or("");
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    before[line_start..].chars().count() + 1
+}
+
+/// One statement of a file (or the whole file when it is not split).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Piece<'a> {
+    /// Byte offset in the file.
+    pub offset: usize,
+    pub text: &'a str,
+    /// The line the statement starts on, when known.
+    pub line: Option<usize>,
+}
+
+/// A file as the pieces it runs in: on PostgreSQL one statement at a time (split by squawk's
+/// parser), so every error names its statement's line and a no-transaction file never sends
+/// several statements at once (the server would run them as one implicit transaction, where
+/// `CREATE INDEX CONCURRENTLY` fails). SQLite, and SQL squawk cannot parse cleanly, run whole;
+/// the server judges them.
+pub(super) fn pieces(on_postgres: bool, sql: &str) -> Vec<Piece<'_>> {
+    let whole = vec![Piece {
+        offset: 0,
+        text: sql,
+        line: None,
+    }];
+    if !on_postgres {
+        return whole;
+    }
+    split_statements(sql).unwrap_or(whole)
+}
+
+fn split_statements(sql: &str) -> Option<Vec<Piece<'_>>> {
+    let parse = parse_sql(sql)?;
+    if !parse.errors().is_empty() {
+        return None;
+    }
+    let mut out: Vec<Piece<'_>> = Vec::new();
+    let mut start = 0;
+    for stmt in parse.tree().stmts() {
+        let end = usize::from(stmt.syntax().text_range().end());
+        let mut token = stmt.syntax().first_token();
+        while let Some(t) = token.as_ref().filter(|t| t.kind().is_trivia()) {
+            token = t.next_token();
+        }
+        let line = token.map(|t| line_of(sql, usize::from(t.text_range().start())));
+        if end > start
+            && let Some(text) = sql.get(start..end)
+        {
+            out.push(Piece {
+                offset: start,
+                text,
+                line,
+            });
+            start = end;
+        }
+    }
+    // Comments after the last statement go with it.
+    if let Some(last) = out.last_mut()
+        && start < sql.len()
+        && let Some(joined) = sql.get(last.offset..)
+    {
+        last.text = joined;
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// The line of the first PostgreSQL statement that would end the transaction runbook runs a
+/// file in (`COMMIT` or `ROLLBACK`).
+pub(super) fn ends_transaction(sql: &str) -> Option<usize> {
+    let parse = parse_sql(sql)?;
+    parse.tree().stmts().find_map(|stmt| match stmt {
+        ast::Stmt::Commit(ast::Commit::CommitTransaction(_))
+        | ast::Stmt::Rollback(ast::Rollback::RollbackTransaction(_)) => Some(line_of(
+            sql,
+            usize::from(stmt.syntax().text_range().start()),
+        )),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_statements;
+
+    #[test]
+    fn statements_split_on_squawk_boundaries() {
+        let sql = "-- runbook:no-transaction\nCREATE INDEX CONCURRENTLY a ON t (x);\nCREATE INDEX CONCURRENTLY b ON t ($$;$$);\n-- end\n";
+        let pieces = split_statements(sql).unwrap();
+        assert_eq!(pieces.len(), 2, "{pieces:?}");
+        assert!(pieces[0].text.contains("INDEX CONCURRENTLY a"));
+        assert_eq!((pieces[0].line, pieces[1].line), (Some(2), Some(3)));
+        assert!(pieces[1].text.contains("$$;$$") && pieces[1].text.ends_with("-- end\n"));
+        assert_eq!(pieces.iter().map(|p| p.text).collect::<String>(), sql);
+    }
+}

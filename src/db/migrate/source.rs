@@ -1,0 +1,354 @@
+//! Finding migrations on disk: the own layout (`<version>_<name>.sql` with an optional
+//! `.down.sql`, or sqlx's `.up.sql`) and Prisma's (`<timestamp>_<name>/migration.sql`), read
+//! with line endings normalised and checksummed.
+
+use super::script::is_no_transaction;
+use super::version::{compare_versions, valid_version, version_key};
+use crate::db::Dialect;
+use crate::db::op::OpError;
+use sha2::{Digest, Sha256};
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// One migration file (or Prisma folder) as found on disk.
+#[derive(Debug, Clone)]
+pub struct Migration {
+    pub version: String,
+    pub name: String,
+    /// The up file.
+    pub path: PathBuf,
+    /// The up file as shown to people: relative to the project root when inside it.
+    pub file: String,
+    /// The down file, when it exists.
+    pub down: Option<PathBuf>,
+    /// Where the down file would be (for the error when it is missing).
+    pub down_expected: PathBuf,
+    /// The SQL with line endings normalised to LF.
+    pub sql: String,
+    /// sha256 of [`Migration::sql`].
+    pub checksum: String,
+    /// sha256 of the bytes as stored, which is what Prisma records.
+    pub raw_checksum: String,
+    pub no_transaction: bool,
+    /// The Prisma folder name (its id in `_prisma_migrations`) for the Prisma layout.
+    pub prisma_name: Option<String>,
+}
+
+/// The migrations of one dialect, sorted by version.
+#[derive(Debug, Clone)]
+pub struct MigrationSet {
+    /// The folder the files were read from.
+    pub dir: PathBuf,
+    /// The folder as shown to people.
+    pub shown_dir: String,
+    pub migrations: Vec<Migration>,
+}
+
+impl Migration {
+    /// A file next to the up file (its down file), shown the way the up file is.
+    pub fn shown_sibling(&self, path: &Path) -> String {
+        match path.file_name() {
+            Some(name) => Path::new(&self.file)
+                .with_file_name(name)
+                .display()
+                .to_string(),
+            None => path.display().to_string(),
+        }
+    }
+}
+
+impl MigrationSet {
+    pub fn find(&self, version: &str) -> Option<&Migration> {
+        let key = version_key(version);
+        self.migrations
+            .iter()
+            .find(|m| version_key(&m.version) == key)
+    }
+}
+
+/// Line endings normalised to LF, so a file checked out on Windows has the same checksum.
+pub fn normalize(text: &str) -> String {
+    text.replace("\r\n", "\n")
+}
+
+/// sha256 (hex) of the text with CRLF normalised to LF.
+pub fn checksum(text: &str) -> String {
+    sha256_hex(normalize(text).as_bytes())
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// A path as shown to people: relative to `root` when inside it.
+pub(super) fn shown(path: &Path, root: &Path) -> String {
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
+/// The `provider` setting of a Prisma `migration_lock.toml`, the one setting that matters.
+fn prisma_provider(lock_toml: &str) -> Option<String> {
+    lock_toml.lines().find_map(|l| {
+        let (k, v) = l.split_once('=')?;
+        (k.trim() == "provider").then(|| v.trim().trim_matches('"').to_owned())
+    })
+}
+
+/// Whether a folder holds migrations directly: `.sql` files or Prisma migration folders.
+fn holds_migrations(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|rd| {
+        rd.filter_map(Result::ok).any(|e| {
+            let p = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            (p.is_file() && name.ends_with(".sql"))
+                || (p.is_dir() && p.join("migration.sql").is_file())
+        })
+    })
+}
+
+/// The folder holding the dialect's migrations: `<base>/<dialect>/`, or `<base>` itself when
+/// it is a Prisma migrations folder (with `migration_lock.toml`) or holds migrations directly.
+pub fn locate(base: &Path, dialect: Dialect, root: &Path) -> Result<PathBuf, OpError> {
+    let sub = base.join(dialect.folder());
+    if sub.is_dir() {
+        return Ok(sub);
+    }
+    if let Ok(text) = std::fs::read_to_string(base.join("migration_lock.toml")) {
+        if let Some(p) = prisma_provider(&text)
+            && p != dialect.prisma_provider()
+        {
+            return Err(OpError::failed(format!(
+                "`{}` is a Prisma migrations folder for `{p}`, and the target is {}",
+                shown(base, root),
+                dialect.label()
+            )));
+        }
+        return Ok(base.to_path_buf());
+    }
+    if holds_migrations(base) {
+        return Ok(base.to_path_buf());
+    }
+    if base.is_dir() {
+        Err(OpError::failed(format!(
+            "no {} migrations: `{}` does not exist",
+            dialect.label(),
+            shown(&sub, root)
+        )))
+    } else {
+        Err(OpError::failed(format!(
+            "the migrations folder `{}` does not exist",
+            shown(base, root)
+        )))
+    }
+}
+
+/// Finds and reads the dialect's migrations under `base`; paths are shown relative to `root`.
+pub fn discover(base: &Path, dialect: Dialect, root: &Path) -> Result<MigrationSet, OpError> {
+    let dir = locate(base, dialect, root)?;
+    let migrations = read_dir(&dir, root)?;
+    Ok(MigrationSet {
+        shown_dir: shown(&dir, root),
+        dir,
+        migrations,
+    })
+}
+
+/// Reads a migration file: its text with LF line endings, and the sha256 of its bytes.
+pub(super) fn read_sql(path: &Path, root: &Path) -> Result<(String, String), OpError> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| OpError::failed(format!("cannot read `{}`: {e}", shown(path, root))))?;
+    let text = String::from_utf8(bytes.clone())
+        .map_err(|_| OpError::failed(format!("`{}` is not UTF-8 text", shown(path, root))))?;
+    Ok((normalize(&text), sha256_hex(&bytes)))
+}
+
+/// An up file found in a folder, before it is read.
+struct UpFile {
+    version: String,
+    name: String,
+    path: PathBuf,
+    down_expected: PathBuf,
+    prisma_name: Option<String>,
+}
+
+/// The up files and the down files (by the stem they belong to) of one folder.
+#[derive(Default)]
+struct Listing {
+    ups: Vec<UpFile>,
+    downs: BTreeMap<String, PathBuf>,
+}
+
+const NAMING: &str = "expected `<version>_<name>.sql` (version: digits and dots, e.g. `001_create_users.sql` or `20240101120000_init.sql`), with an optional `<version>_<name>.down.sql`";
+
+/// Reads one folder of migrations: flat files and Prisma folders, sorted by version.
+pub fn read_dir(dir: &Path, root: &Path) -> Result<Vec<Migration>, OpError> {
+    let mut listing = list(dir, root)?;
+    let mut out = Vec::with_capacity(listing.ups.len());
+    for up in std::mem::take(&mut listing.ups) {
+        out.push(load(up, &mut listing.downs, root)?);
+    }
+    if let Some((_, orphan)) = listing.downs.into_iter().next() {
+        return Err(orphan_down(&orphan, root));
+    }
+    out.sort_by(|a, b| compare_versions(&a.version, &b.version));
+    for pair in out.windows(2) {
+        if compare_versions(&pair[0].version, &pair[1].version) == Ordering::Equal {
+            return Err(OpError::failed(format!(
+                "duplicate migration version `{}`: `{}` and `{}`",
+                pair[1].version, pair[0].file, pair[1].file
+            )));
+        }
+    }
+    Ok(out)
+}
+
+/// Sorts a folder's entries into up files and down files; names that fit neither layout fail.
+fn list(dir: &Path, root: &Path) -> Result<Listing, OpError> {
+    let rd = std::fs::read_dir(dir)
+        .map_err(|e| OpError::failed(format!("cannot read `{}`: {e}", shown(dir, root))))?;
+    let mut entries: Vec<PathBuf> = rd.filter_map(Result::ok).map(|e| e.path()).collect();
+    entries.sort();
+    let mut listing = Listing::default();
+    for path in entries {
+        let Some(fname) = path.file_name().map(|f| f.to_string_lossy().into_owned()) else {
+            continue;
+        };
+        if path.is_dir() {
+            if let Some(up) = prisma_folder(&path, &fname, root)? {
+                listing.ups.push(up);
+            }
+            continue;
+        }
+        let Some(stem) = fname.strip_suffix(".sql") else {
+            continue;
+        };
+        if let Some(base) = stem.strip_suffix(".down") {
+            listing.downs.insert(base.to_owned(), path.clone());
+            continue;
+        }
+        listing.ups.push(flat_file(dir, &path, stem, root)?);
+    }
+    Ok(listing)
+}
+
+/// A Prisma migration folder, `<timestamp>_<name>/migration.sql`; `None` for a folder whose
+/// name is not a version.
+fn prisma_folder(path: &Path, fname: &str, root: &Path) -> Result<Option<UpFile>, OpError> {
+    let Some((version, name)) = fname.split_once('_') else {
+        return Ok(None);
+    };
+    if !valid_version(version) {
+        return Ok(None);
+    }
+    let up = path.join("migration.sql");
+    if !up.is_file() {
+        return Err(OpError::failed(format!(
+            "the migration folder `{}` has no `migration.sql`",
+            shown(path, root)
+        )));
+    }
+    if name.is_empty() {
+        return Err(OpError::failed(format!(
+            "`{}`: the folder name needs a name after the version, like `{version}_init`",
+            shown(path, root)
+        )));
+    }
+    Ok(Some(UpFile {
+        version: version.to_owned(),
+        name: name.to_owned(),
+        path: up,
+        down_expected: path.join("down.sql"),
+        prisma_name: Some(fname.to_owned()),
+    }))
+}
+
+/// An up file of the own layout (`stem` is its name without `.sql`).
+fn flat_file(dir: &Path, path: &Path, stem: &str, root: &Path) -> Result<UpFile, OpError> {
+    let (stem, down_name) = match stem.strip_suffix(".up") {
+        Some(base) => (base, format!("{base}.down.sql")),
+        None => (stem, format!("{stem}.down.sql")),
+    };
+    let parsed = stem
+        .split_once('_')
+        .filter(|(v, n)| valid_version(v) && !n.is_empty());
+    let Some((version, name)) = parsed else {
+        return Err(OpError::failed(format!(
+            "`{}` is not named like a migration: {NAMING}",
+            shown(path, root)
+        )));
+    };
+    Ok(UpFile {
+        version: version.to_owned(),
+        name: name.to_owned(),
+        path: path.to_path_buf(),
+        down_expected: dir.join(down_name),
+        prisma_name: None,
+    })
+}
+
+/// Reads an up file and pairs it with its down file (taken out of `downs`).
+fn load(
+    up: UpFile,
+    downs: &mut BTreeMap<String, PathBuf>,
+    root: &Path,
+) -> Result<Migration, OpError> {
+    let (sql, raw_checksum) = read_sql(&up.path, root)?;
+    let stem_key = up
+        .path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stem_key = stem_key
+        .strip_suffix(".sql")
+        .map(|s| s.strip_suffix(".up").unwrap_or(s).to_owned())
+        .unwrap_or_default();
+    let down = if up.prisma_name.is_some() {
+        up.down_expected.is_file().then(|| up.down_expected.clone())
+    } else {
+        downs.remove(&stem_key)
+    };
+    Ok(Migration {
+        no_transaction: is_no_transaction(&sql),
+        // The text is normalised already: hash it as it is.
+        checksum: sha256_hex(sql.as_bytes()),
+        file: shown(&up.path, root),
+        version: up.version,
+        name: up.name,
+        path: up.path,
+        down,
+        down_expected: up.down_expected,
+        sql,
+        raw_checksum,
+        prisma_name: up.prisma_name,
+    })
+}
+
+/// The error for a down file whose up file is not there.
+fn orphan_down(orphan: &Path, root: &Path) -> OpError {
+    let up_name = orphan
+        .file_name()
+        .map(|f| f.to_string_lossy().replace(".down.sql", ".sql"))
+        .unwrap_or_default();
+    OpError::failed(format!(
+        "`{}` is a down file without its migration (`{}`)",
+        shown(orphan, root),
+        shown(&orphan.with_file_name(up_name), root)
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::checksum;
+
+    #[test]
+    fn crlf_and_lf_have_the_same_checksum() {
+        assert_eq!(
+            checksum("CREATE TABLE a (id int);\r\nSELECT 1;\r\n"),
+            checksum("CREATE TABLE a (id int);\nSELECT 1;\n")
+        );
+        assert_ne!(checksum("SELECT 1;\n"), checksum("SELECT 2;\n"));
+    }
+}

@@ -1,0 +1,113 @@
+//! SQLite's side of migrations: the history table's SQL and how a script runs. SQLite has no
+//! migration lock (the run lock serialises runs), no session timeouts and no lock catalogue.
+
+use super::history::{HISTORY_SELECT, HistoryEntry};
+use super::source::Migration;
+use sqlx::{AssertSqlSafe, Row, SqliteConnection};
+
+pub(super) const HISTORY_DDL: &str = "CREATE TABLE IF NOT EXISTS runbook_migrations (
+    version TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    checksum TEXT NOT NULL,
+    execution_ms INTEGER NOT NULL,
+    success INTEGER NOT NULL,
+    applied_at TEXT NOT NULL,
+    run_id TEXT,
+    kind TEXT NOT NULL DEFAULT 'apply'
+)";
+
+/// Takes the write lock up front rather than at the first write.
+pub(super) const BEGIN: &str = "BEGIN IMMEDIATE";
+
+/// Runs a script (one or more statements). SQLite runs in-process and briefly, so a run
+/// stops between migrations rather than inside one.
+pub(super) async fn exec(c: &mut SqliteConnection, sql: &str) -> Result<(), sqlx::Error> {
+    sqlx::raw_sql(AssertSqlSafe(sql))
+        .execute(&mut *c)
+        .await
+        .map(|_| ())
+}
+
+pub(super) async fn table_exists(
+    c: &mut SqliteConnection,
+    table: &str,
+) -> Result<bool, sqlx::Error> {
+    let n: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?")
+            .bind(table)
+            .fetch_one(&mut *c)
+            .await?;
+    Ok(n > 0)
+}
+
+/// The history table's rows (`applied_at` is stored as RFC 3339 text).
+pub(super) async fn history_rows(
+    c: &mut SqliteConnection,
+) -> Result<Vec<HistoryEntry>, sqlx::Error> {
+    let rows = sqlx::query(HISTORY_SELECT).fetch_all(&mut *c).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        out.push(HistoryEntry {
+            version: r.try_get(0)?,
+            name: r.try_get(1)?,
+            checksum: r.try_get(2)?,
+            execution_ms: r.try_get(3)?,
+            success: r.try_get(4)?,
+            applied_at: r.try_get(5)?,
+            run_id: r.try_get(6)?,
+            kind: r.try_get(7)?,
+        });
+    }
+    Ok(out)
+}
+
+/// `_prisma_migrations` rows Prisma finished: name, checksum, finish time.
+pub(super) async fn prisma_rows(
+    c: &mut SqliteConnection,
+) -> Result<Vec<(String, String, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT migration_name, checksum, CAST(finished_at AS TEXT) FROM _prisma_migrations
+             WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL",
+    )
+    .fetch_all(&mut *c)
+    .await
+}
+
+/// Writes a history row stamped with this process's clock (SQLite has no time zone type).
+pub(super) async fn insert_history(
+    c: &mut SqliteConnection,
+    m: &Migration,
+    execution_ms: i64,
+    success: bool,
+    run_id: &str,
+    kind: &str,
+) -> Result<(), sqlx::Error> {
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    sqlx::query(
+        "INSERT INTO runbook_migrations
+                 (version, name, checksum, execution_ms, success, applied_at, run_id, kind)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&m.version)
+    .bind(&m.name)
+    .bind(&m.checksum)
+    .bind(execution_ms)
+    .bind(success)
+    .bind(now)
+    .bind(run_id)
+    .bind(kind)
+    .execute(&mut *c)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn delete_history(
+    c: &mut SqliteConnection,
+    version: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM runbook_migrations WHERE version = ?")
+        .bind(version)
+        .execute(&mut *c)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,13 @@
+//! What the integration tests stand on: the `runbook` binary as a user runs it (`cli`), a
+//! throwaway PostgreSQL cluster (`pg`), SQLite files read directly (`sqlite`), project fixtures
+//! with a target (`project`), and the one table of snapshot filters (`filters`).
+
+pub mod cli;
+pub mod filters;
+pub mod pg;
+pub mod project;
+pub mod sqlite;
+
+pub use cli::{Output, Runbook, repo};
+pub use project::{Project, Target};
+pub use sqlite::sqlite_exec;

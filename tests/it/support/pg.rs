@@ -1,0 +1,403 @@
+//! A throwaway PostgreSQL cluster for tests that need a real server.
+//!
+//! `cluster()` starts one cluster per test process on first use (initdb into a temp dir, its
+//! own TCP port on 127.0.0.1 and its own socket directory) and shares it between tests; each
+//! test makes its own database with `create_db`. Tests that need PostgreSQL fail loudly when
+//! the server binaries are missing: a skipped test would look like a passing one.
+
+use std::ffi::OsString;
+use std::fs;
+use std::io::Write;
+use std::net::TcpListener;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{ChildStdin, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Instant;
+
+const NOT_FOUND: &str = "PostgreSQL server binaries not found; install postgresql \
+     (apt-get install postgresql) — .ci/run does this";
+
+/// The OS user the server runs as when the tests run as root.
+const PG_USER: &str = "postgres";
+
+/// A running cluster, stopped and deleted by its watchdog once the test process exits.
+pub struct PgCluster {
+    bin_dir: PathBuf,
+    port: u16,
+    /// Never written to: the watchdog waits for end-of-file on this pipe, which the kernel
+    /// delivers when this process exits however it exits (statics are never dropped).
+    _watchdog: ChildStdin,
+}
+
+/// The cluster of this test process, started on first use.
+pub fn cluster() -> &'static PgCluster {
+    static CLUSTER: OnceLock<PgCluster> = OnceLock::new();
+    CLUSTER.get_or_init(PgCluster::start)
+}
+
+impl PgCluster {
+    /// The URL of database `db` for the `postgres` superuser (trust authentication).
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://{PG_USER}@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// Creates a database no other test uses and returns its URL.
+    pub fn create_db(&self, prefix: &str) -> String {
+        static NEXT: AtomicU32 = AtomicU32::new(1);
+        // A plain lowercase name needs no quoting anywhere (URLs, psql, SQL).
+        assert!(
+            !prefix.is_empty()
+                && prefix.len() <= 40
+                && prefix
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+            "create_db prefix must be 1-40 chars of [a-z0-9_], got {prefix:?}"
+        );
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let name = format!("{prefix}_{n}_{}", std::process::id());
+        self.psql("postgres", &format!("CREATE DATABASE {name}"));
+        self.url(&name)
+    }
+
+    /// Runs `sql` with `psql -At` against `db` (a database name, or a URL such as the one
+    /// `create_db` returns) and returns its stdout without the final newline. Panics with
+    /// psql's stderr if the statement fails.
+    ///
+    /// The text goes through `psql -c`, so several statements run in one transaction.
+    pub fn psql(&self, db: &str, sql: &str) -> String {
+        let target = if db.starts_with("postgres://") || db.starts_with("postgresql://") {
+            db.to_owned()
+        } else {
+            self.url(db)
+        };
+        let out = Command::new(self.psql_program())
+            // -X: a developer's ~/.psqlrc must not change the output.
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d"])
+            .arg(&target)
+            .arg("-c")
+            .arg(sql)
+            .stdin(Stdio::null())
+            .output()
+            .expect("psql starts");
+        if !out.status.success() {
+            panic!(
+                "psql failed ({}) on {target}\n--- sql\n{sql}\n--- stderr\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let mut stdout = String::from_utf8(out.stdout).expect("psql prints UTF-8");
+        if stdout.ends_with('\n') {
+            stdout.pop();
+        }
+        stdout
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The directory of the server binaries (initdb, pg_ctl, postgres, and usually psql).
+    pub fn bin_dir(&self) -> &Path {
+        &self.bin_dir
+    }
+
+    fn psql_program(&self) -> PathBuf {
+        let own = self.bin_dir.join("psql");
+        if own.is_file() {
+            own
+        } else {
+            PathBuf::from("psql")
+        }
+    }
+
+    fn start() -> PgCluster {
+        let started = Instant::now();
+        let bin_dir = find_bin_dir();
+        // keep(): the watchdog deletes the directory, after the server has stopped.
+        let dir = tempfile::Builder::new()
+            .prefix("runbook-pg-")
+            .tempdir()
+            .expect("create a temp dir for PostgreSQL")
+            .keep();
+        let sock = dir.join("sock");
+        fs::create_dir(&sock).expect("create the socket dir");
+        let run_as = RunAs::detect(&dir);
+        let data = dir.join("data");
+        let log = dir.join("server.log");
+        let pg_ctl = bin_dir.join("pg_ctl");
+
+        // Started before anything else so a failed start is cleaned up too: a panic below
+        // drops the pipe, and the watchdog stops whatever is running and deletes the dir.
+        let watchdog = spawn_watchdog(
+            run_as
+                .command(&pg_ctl)
+                .arg("-D")
+                .arg(&data)
+                .args(["stop", "-m", "immediate"]),
+            &dir,
+        );
+        run_as.hand_over(&dir);
+
+        let initdb = run_as
+            .command(&bin_dir.join("initdb"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-A", "trust", "-U", PG_USER, "--no-sync"])
+            .args(["-E", "UTF8", "--locale=C", "--no-instructions"])
+            .current_dir(&dir)
+            .output()
+            .expect("initdb starts");
+        check(&initdb, "initdb", None);
+
+        // Settings go into postgresql.conf rather than `pg_ctl -o`, which passes them
+        // through a shell: no quoting of paths. Speed over durability: the data is thrown away.
+        append_conf(
+            &data,
+            &format!(
+                "listen_addresses = '127.0.0.1'\n\
+                 unix_socket_directories = '{}'\n\
+                 max_connections = 100\n\
+                 shared_buffers = 32MB\n\
+                 fsync = off\n\
+                 synchronous_commit = off\n\
+                 full_page_writes = off\n",
+                sock.display().to_string().replace('\'', "''")
+            ),
+        );
+
+        // The free port can be taken by someone else between our probe and the server's
+        // bind; a later `port` line overrides an earlier one, so retry with a new one.
+        let mut attempt = 1;
+        let port = loop {
+            let port = free_port();
+            append_conf(&data, &format!("port = {port}\n"));
+            let start = run_as
+                .command(&pg_ctl)
+                .arg("-D")
+                .arg(&data)
+                .arg("-l")
+                .arg(&log)
+                .args(["-w", "-t", "60", "start"])
+                .current_dir(&dir)
+                .stdin(Stdio::null())
+                .output()
+                .expect("pg_ctl starts");
+            if start.status.success() {
+                break port;
+            }
+            let server_log = fs::read_to_string(&log).unwrap_or_default();
+            if attempt < 3 && server_log.contains("could not bind") {
+                attempt += 1;
+                continue;
+            }
+            fail(&start, "pg_ctl start", Some(&server_log));
+        };
+
+        let cluster = PgCluster {
+            bin_dir,
+            port,
+            _watchdog: watchdog,
+        };
+        // pg_ctl -w waits for the socket; this proves the TCP path tests use works too.
+        cluster.psql("postgres", "SELECT 1");
+        eprintln!(
+            "PostgreSQL cluster in {} on port {port}, started in {:.2?}",
+            dir.display(),
+            started.elapsed()
+        );
+        cluster
+    }
+}
+
+/// `RUNBOOK_PG_BIN`, else the newest `/usr/lib/postgresql/*/bin` (Debian's layout), else
+/// `initdb` on `PATH`.
+fn find_bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("RUNBOOK_PG_BIN") {
+        let dir = PathBuf::from(dir);
+        assert!(
+            dir.join("initdb").is_file(),
+            "RUNBOOK_PG_BIN={} has no initdb. {NOT_FOUND}",
+            dir.display()
+        );
+        return dir;
+    }
+    let newest = fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let version: Vec<u32> = entry
+                .file_name()
+                .to_str()?
+                .split('.')
+                .map(str::parse)
+                .collect::<Result<_, _>>()
+                .ok()?;
+            let bin = entry.path().join("bin");
+            bin.join("initdb").is_file().then_some((version, bin))
+        })
+        .max();
+    if let Some((_, bin)) = newest {
+        return bin;
+    }
+    find_program("initdb")
+        .and_then(|initdb| initdb.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| panic!("{NOT_FOUND}"))
+}
+
+/// Searches `PATH`, and the sbin directories a non-login root shell may lack.
+fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+/// How the server programs are run: PostgreSQL refuses to run as root, so as root they run
+/// as the `postgres` OS user (which the postgresql package creates).
+enum RunAs {
+    CurrentUser,
+    Runuser(PathBuf),
+    Su(PathBuf),
+}
+
+impl RunAs {
+    /// `own` is a directory this process just created: its owner is our effective uid
+    /// (std has no geteuid).
+    fn detect(own: &Path) -> RunAs {
+        let uid = fs::metadata(own).expect("stat the temp dir").uid();
+        if uid != 0 {
+            return RunAs::CurrentUser;
+        }
+        let known = Command::new("id")
+            .args(["-u", PG_USER])
+            .output()
+            .is_ok_and(|out| out.status.success());
+        assert!(
+            known,
+            "running as root, and PostgreSQL refuses to: there is no `{PG_USER}` user to run \
+             it as. {NOT_FOUND}"
+        );
+        if let Some(runuser) = find_program("runuser") {
+            RunAs::Runuser(runuser)
+        } else if let Some(su) = find_program("su") {
+            RunAs::Su(su)
+        } else {
+            panic!(
+                "running as root, and neither runuser nor su exists to run PostgreSQL as {PG_USER}"
+            )
+        }
+    }
+
+    fn command(&self, program: &Path) -> Command {
+        match self {
+            RunAs::CurrentUser => Command::new(program),
+            RunAs::Runuser(runuser) => {
+                let mut cmd = Command::new(runuser);
+                cmd.args(["-u", PG_USER, "--"]).arg(program);
+                cmd
+            }
+            RunAs::Su(su) => {
+                // su passes what follows `--` to the shell as $0, $1, ...
+                let mut cmd = Command::new(su);
+                cmd.args([PG_USER, "-s", "/bin/sh", "-c", r#"exec "$0" "$@""#, "--"])
+                    .arg(program);
+                cmd
+            }
+        }
+    }
+
+    /// Gives `dir` to the user the server runs as, and checks that user can reach it (every
+    /// parent must be traversable, which a root-only TMPDIR is not).
+    fn hand_over(&self, dir: &Path) {
+        if matches!(self, RunAs::CurrentUser) {
+            return;
+        }
+        let chown = Command::new("chown")
+            .arg("-R")
+            .arg(format!("{PG_USER}:"))
+            .arg(dir)
+            .output()
+            .expect("chown starts");
+        check(&chown, "chown", None);
+        let reachable = self
+            .command(Path::new("test"))
+            .arg("-w")
+            .arg(dir)
+            .current_dir("/")
+            .status()
+            .is_ok_and(|status| status.success());
+        assert!(
+            reachable,
+            "the {PG_USER} user cannot write to {}; its parent directories must be \
+             traversable by {PG_USER} (set TMPDIR to a directory such as /tmp)",
+            dir.display()
+        );
+    }
+}
+
+/// Starts a detached shell that waits for end-of-file on its stdin, then runs `stop` and
+/// deletes `dir`. The returned pipe end is the only writer and is close-on-exec, so EOF comes
+/// exactly when this process exits, even after a panic or a kill -9. It runs as the current
+/// user, not the server's: `kill -0` polling would fail across users, and rm needs our rights.
+#[expect(
+    clippy::zombie_processes,
+    reason = "the watchdog must outlive this process, so it is never waited for"
+)]
+fn spawn_watchdog(stop: &Command, dir: &Path) -> ChildStdin {
+    let mut argv: Vec<OsString> = vec![stop.get_program().to_owned()];
+    argv.extend(stop.get_args().map(ToOwned::to_owned));
+    let mut child = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(r#"cat >/dev/null; dir=$1; shift; "$@"; rm -rf -- "$dir""#)
+        .arg("runbook-pg-watchdog")
+        .arg(dir)
+        .args(argv)
+        .current_dir("/")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        // Its own process group: a Ctrl-C on the test run must not kill it before cleanup.
+        .process_group(0)
+        .spawn()
+        .expect("start the PostgreSQL watchdog");
+    child.stdin.take().expect("watchdog stdin is piped")
+}
+
+fn append_conf(data: &Path, lines: &str) {
+    let mut conf = fs::OpenOptions::new()
+        .append(true)
+        .open(data.join("postgresql.conf"))
+        .expect("open postgresql.conf");
+    conf.write_all(lines.as_bytes())
+        .expect("write postgresql.conf");
+}
+
+/// A port that was free a moment ago (the listener is dropped before the server binds).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("bind a probe port on 127.0.0.1")
+        .port()
+}
+
+fn check(out: &Output, what: &str, server_log: Option<&str>) {
+    if !out.status.success() {
+        fail(out, what, server_log);
+    }
+}
+
+fn fail(out: &Output, what: &str, server_log: Option<&str>) -> ! {
+    panic!(
+        "{what} failed ({})\n--- stdout\n{}--- stderr\n{}--- server log\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        server_log.unwrap_or("(none)")
+    );
+}

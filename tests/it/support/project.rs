@@ -1,0 +1,115 @@
+//! A project folder with playbooks, its own state store and a target database the test can
+//! also read directly: the fixture builder most integration tests start from.
+
+use super::cli::{Output, Runbook};
+use super::{pg, sqlite};
+use std::path::{Path, PathBuf};
+
+/// A target database the test can also read directly.
+#[derive(Clone)]
+pub enum Target {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl Target {
+    pub fn sqlite(dir: &Path) -> Target {
+        Target::Sqlite(dir.join("target.db"))
+    }
+
+    pub fn postgres(prefix: &str) -> Target {
+        Target::Postgres(pg::cluster().create_db(prefix))
+    }
+
+    pub fn arg(&self) -> String {
+        match self {
+            Target::Sqlite(p) => format!("sqlite:{}", p.display()),
+            Target::Postgres(url) => url.clone(),
+        }
+    }
+
+    /// Rows of a query, columns joined with `|`.
+    pub fn query(&self, sql: &str) -> Vec<String> {
+        match self {
+            Target::Postgres(url) => {
+                let out = pg::cluster().psql(url, sql);
+                out.lines()
+                    .map(str::to_owned)
+                    .filter(|l| !l.is_empty())
+                    .collect()
+            }
+            Target::Sqlite(path) => sqlite::query(path, sql),
+        }
+    }
+}
+
+/// A project folder with playbooks, its own state store and a target.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+    pub target: Target,
+}
+
+impl Project {
+    pub fn new(target: impl FnOnce(&Path) -> Target) -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("playbooks")).unwrap();
+        let target = target(dir.path());
+        Project { dir, target }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn playbook(&self, name: &str, text: &str) -> &Self {
+        std::fs::write(
+            self.path().join("playbooks").join(format!("{name}.yaml")),
+            text,
+        )
+        .unwrap();
+        self
+    }
+
+    fn base(&self, args: &[&str]) -> Runbook {
+        let mut all: Vec<String> = vec!["-C".into(), self.path().display().to_string()];
+        all.extend(args.iter().map(|s| (*s).to_owned()));
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        Runbook::new(&refs)
+    }
+
+    /// `runbook run NAME --target T` plus extra arguments.
+    pub fn run(&self, name: &str, extra: &[&str]) -> Output {
+        let target = self.target.arg();
+        let mut args = vec!["run", name, "--target", target.as_str()];
+        args.extend(extra);
+        self.base(&args).run()
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Output {
+        self.base(args).run()
+    }
+
+    pub fn resume(&self, run_id: &str, extra: &[&str]) -> Output {
+        let target = self.target.arg();
+        let mut args = vec!["resume", run_id, "--target", target.as_str()];
+        args.extend(extra);
+        self.base(&args).run()
+    }
+
+    /// The newest run's id and status.
+    pub fn last_run(&self) -> (String, String) {
+        let out = self.cmd(&["runs", "--format", "json"]);
+        let runs: serde_json::Value =
+            serde_json::from_str(&out.stdout).unwrap_or_else(|_| panic!("{}", out.combined()));
+        let r = &runs[0];
+        (
+            r["id"].as_str().unwrap().to_owned(),
+            r["status"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    pub fn status_json(&self, run: &str) -> serde_json::Value {
+        let out = self.cmd(&["status", run, "--format", "json"]);
+        serde_json::from_str(&out.stdout).unwrap_or_else(|_| panic!("{}", out.combined()))
+    }
+}
