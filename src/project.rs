@@ -5,7 +5,7 @@
 
 use crate::config::{CONFIG_FILE, ConfigDef};
 use crate::diagnostic::{Diagnostic, did_you_mean};
-use crate::playbook::{Action, PlaybookDef};
+use crate::playbook::{Action, IncludeAction, PlaybookDef};
 use crate::schema::{self, SchemaKind};
 use crate::source::{Pos, Source, display_path};
 use crate::validate;
@@ -307,6 +307,8 @@ pub fn load_config(path: &Path) -> Result<Config, Diagnostics> {
     Ok(Config { def, source })
 }
 
+/// Loads one playbook and its includes. `stack` holds the files being loaded (for cycle
+/// detection); `cache` the ones done, so a playbook included twice is loaded once.
 fn load_playbook_rec(
     project: &Project,
     path: &Path,
@@ -349,132 +351,18 @@ fn load_playbook_rec(
         let Some(Action::Include(inc)) = step.action() else {
             continue;
         };
-        let at = tree.pos_of(&["steps", &i.to_string(), "include", "playbook"]);
-        let target = match resolve_include(project, path, &inc.playbook) {
-            Ok(t) => t,
-            Err(hint) => {
-                let hint = hint
-                    .filter(|h| h.starts_with("did you mean"))
-                    .unwrap_or_else(|| {
-                        format!(
-                            "give a playbook name from `{}` or a path relative to this file",
-                            display_path(&project.playbooks_dir())
-                        )
-                    });
-                diags.push(
-                    Diagnostic::error(
-                        "missing-include",
-                        format!("included playbook `{}` does not exist", inc.playbook),
-                    )
-                    .at(&source, at)
-                    .with_width(inc.playbook.chars().count())
-                    .with_hint(hint),
-                );
-                continue;
-            }
+        let site = IncludeSite {
+            path,
+            source: &source,
+            tree: &tree,
+            index: i,
+            inc,
+            at: tree.pos_of(&["steps", &i.to_string(), "include", "playbook"]),
         };
-        let target_canon = std::fs::canonicalize(&target).unwrap_or(target.clone());
-        if let Some(start) = stack.iter().position(|p| *p == target_canon) {
-            let cycle: Vec<String> = stack[start..]
-                .iter()
-                .chain(std::iter::once(&target_canon))
-                .map(|p| {
-                    p.file_stem()
-                        .map(|s| s.to_string_lossy().into_owned())
-                        .unwrap_or_default()
-                })
-                .collect();
-            diags.push(
-                Diagnostic::error(
-                    "include-cycle",
-                    format!("include cycle: {}", cycle.join(" -> ")),
-                )
-                .at(&source, at)
-                .with_width(inc.playbook.chars().count())
-                .with_hint("a playbook cannot include itself, directly or through others"),
-            );
-            continue;
-        }
-        match load_playbook_rec(project, &target, stack, cache) {
-            Ok(child) => {
-                for name in inc.params.keys() {
-                    if !child.def.params.contains_key(name) {
-                        let p = tree.pos_of(&["steps", &i.to_string(), "include", "params", name]);
-                        let key_pos = tree
-                            .lookup(&["steps", &i.to_string(), "include", "params"])
-                            .and_then(|n| n.key(name))
-                            .map_or(p, |n| n.pos);
-                        let hint =
-                            match did_you_mean(name, child.def.params.keys().map(String::as_str)) {
-                                Some(s) => format!("did you mean `{s}`?"),
-                                None => format!(
-                                    "`{}` takes: {}",
-                                    child.def.name,
-                                    child
-                                        .def
-                                        .params
-                                        .keys()
-                                        .cloned()
-                                        .collect::<Vec<_>>()
-                                        .join(", ")
-                                ),
-                            };
-                        diags.push(
-                            Diagnostic::error(
-                                "unknown-param",
-                                format!(
-                                    "included playbook `{}` has no parameter `{name}`",
-                                    child.def.name
-                                ),
-                            )
-                            .at(&source, key_pos)
-                            .with_width(name.chars().count())
-                            .with_hint(hint),
-                        );
-                    }
-                }
-                for (name, param) in &child.def.params {
-                    if param.required
-                        && param.default.is_none()
-                        && param.from_env.is_none()
-                        && !inc.params.contains_key(name)
-                    {
-                        diags.push(
-                            Diagnostic::error(
-                                "missing-param",
-                                format!(
-                                    "included playbook `{}` requires parameter `{name}`",
-                                    child.def.name
-                                ),
-                            )
-                            .at(&source, at)
-                            .with_hint(format!("pass it under `include.params`: `{name}: ...`")),
-                        );
-                    }
-                }
-                if let Some(id) = &step.id {
-                    includes.insert(id.clone(), child);
-                }
-            }
-            Err(child_diags) => {
-                let first = child_diags
-                    .iter()
-                    .find(|d| d.is_error())
-                    .map(|d| d.location())
-                    .unwrap_or_default();
-                diags.push(
-                    Diagnostic::error(
-                        "invalid-include",
-                        format!("included playbook `{}` is invalid", inc.playbook),
-                    )
-                    .at(&source, at)
-                    .with_width(inc.playbook.chars().count())
-                    .with_hint(format!(
-                        "fix the errors in it first (the first is at {first})"
-                    )),
-                );
-                diags.extend(child_diags);
-            }
+        if let Some(child) = load_include(project, &site, stack, cache, &mut diags)
+            && let Some(id) = &step.id
+        {
+            includes.insert(id.clone(), child);
         }
     }
     stack.pop();
@@ -491,6 +379,157 @@ fn load_playbook_rec(
     });
     cache.insert(canonical, playbook.clone());
     Ok(playbook)
+}
+
+/// An include step of the playbook being loaded, and where its diagnostics point.
+struct IncludeSite<'a> {
+    /// The including file.
+    path: &'a Path,
+    source: &'a Source,
+    tree: &'a Node,
+    /// The include step's index in `steps`.
+    index: usize,
+    inc: &'a IncludeAction,
+    /// The position of `include.playbook`.
+    at: Pos,
+}
+
+impl IncludeSite<'_> {
+    /// An error at `include.playbook`, underlining the name.
+    fn error(&self, code: &'static str, msg: String, hint: String) -> Diagnostic {
+        Diagnostic::error(code, msg)
+            .at(self.source, self.at)
+            .with_width(self.inc.playbook.chars().count())
+            .with_hint(hint)
+    }
+}
+
+/// Loads the playbook an include step names; `None` (with diagnostics) when it is missing,
+/// part of a cycle or invalid.
+fn load_include(
+    project: &Project,
+    site: &IncludeSite<'_>,
+    stack: &mut Vec<PathBuf>,
+    cache: &mut BTreeMap<PathBuf, Arc<Playbook>>,
+    diags: &mut Diagnostics,
+) -> Option<Arc<Playbook>> {
+    let inc = site.inc;
+    let target = match resolve_include(project, site.path, &inc.playbook) {
+        Ok(t) => t,
+        Err(hint) => {
+            let hint = hint
+                .filter(|h| h.starts_with("did you mean"))
+                .unwrap_or_else(|| {
+                    format!(
+                        "give a playbook name from `{}` or a path relative to this file",
+                        display_path(&project.playbooks_dir())
+                    )
+                });
+            diags.push(site.error(
+                "missing-include",
+                format!("included playbook `{}` does not exist", inc.playbook),
+                hint,
+            ));
+            return None;
+        }
+    };
+    let target_canon = std::fs::canonicalize(&target).unwrap_or(target.clone());
+    if let Some(start) = stack.iter().position(|p| *p == target_canon) {
+        let cycle: Vec<String> = stack[start..]
+            .iter()
+            .chain(std::iter::once(&target_canon))
+            .map(|p| {
+                p.file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            })
+            .collect();
+        diags.push(site.error(
+            "include-cycle",
+            format!("include cycle: {}", cycle.join(" -> ")),
+            "a playbook cannot include itself, directly or through others".to_owned(),
+        ));
+        return None;
+    }
+    match load_playbook_rec(project, &target, stack, cache) {
+        Ok(child) => {
+            include_params(site, &child, diags);
+            Some(child)
+        }
+        Err(child_diags) => {
+            let first = child_diags
+                .iter()
+                .find(|d| d.is_error())
+                .map(|d| d.location())
+                .unwrap_or_default();
+            diags.push(site.error(
+                "invalid-include",
+                format!("included playbook `{}` is invalid", inc.playbook),
+                format!("fix the errors in it first (the first is at {first})"),
+            ));
+            diags.extend(child_diags);
+            None
+        }
+    }
+}
+
+/// The include gives only parameters the included playbook has, and every one it requires.
+fn include_params(site: &IncludeSite<'_>, child: &Playbook, diags: &mut Diagnostics) {
+    let (tree, i, inc) = (site.tree, site.index.to_string(), site.inc);
+    for name in inc.params.keys() {
+        if !child.def.params.contains_key(name) {
+            let p = tree.pos_of(&["steps", &i, "include", "params", name]);
+            let key_pos = tree
+                .lookup(&["steps", &i, "include", "params"])
+                .and_then(|n| n.key(name))
+                .map_or(p, |n| n.pos);
+            let hint = match did_you_mean(name, child.def.params.keys().map(String::as_str)) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => format!(
+                    "`{}` takes: {}",
+                    child.def.name,
+                    child
+                        .def
+                        .params
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            };
+            diags.push(
+                Diagnostic::error(
+                    "unknown-param",
+                    format!(
+                        "included playbook `{}` has no parameter `{name}`",
+                        child.def.name
+                    ),
+                )
+                .at(site.source, key_pos)
+                .with_width(name.chars().count())
+                .with_hint(hint),
+            );
+        }
+    }
+    for (name, param) in &child.def.params {
+        if param.required
+            && param.default.is_none()
+            && param.from_env.is_none()
+            && !inc.params.contains_key(name)
+        {
+            diags.push(
+                Diagnostic::error(
+                    "missing-param",
+                    format!(
+                        "included playbook `{}` requires parameter `{name}`",
+                        child.def.name
+                    ),
+                )
+                .at(site.source, site.at)
+                .with_hint(format!("pass it under `include.params`: `{name}: ...`")),
+            );
+        }
+    }
 }
 
 /// Resolves an include relative to the including file, then by name; on failure returns the

@@ -166,8 +166,10 @@ fn fleet_targets(
                 .with_hint("give one of `url_env`, `url` (without a password) or `sqlite`"),
             );
         }
+        // A URL that masking would change carries a password (one that cannot be read at all
+        // is masked whole, and refused the same way).
         if let Some(url) = &t.url
-            && crate::plan::redact_url(url) != *url
+            && crate::dburl::redact(url) != *url
         {
             diags.push(
                 Diagnostic::error(

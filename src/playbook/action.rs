@@ -1,0 +1,144 @@
+//! `Action`: a borrowed view of a step's one action, with what each action produces and
+//! whether it destroys data.
+
+use super::{
+    BackupAction, CopyAction, GateAction, HealthAction, IncludeAction, LogAction, MigrateAction,
+    MigrateOp, RestoreAction, SeedAction, ShellAction, SqlAction, WaitForAction,
+};
+
+/// The names of the action keys, in the order the model declares them.
+pub const ACTION_KEYS: &[&str] = &[
+    "shell", "sql", "migrate", "backup", "restore", "seed", "health", "gate", "log", "wait_for",
+    "include", "copy",
+];
+
+/// A borrowed view of a step's one action.
+#[derive(Debug, Clone, Copy)]
+pub enum Action<'a> {
+    Shell(&'a ShellAction),
+    Sql(&'a SqlAction),
+    Migrate(&'a MigrateAction),
+    Backup(&'a BackupAction),
+    Restore(&'a RestoreAction),
+    Seed(&'a SeedAction),
+    Health(&'a HealthAction),
+    Gate(&'a GateAction),
+    Log(&'a LogAction),
+    WaitFor(&'a WaitForAction),
+    Include(&'a IncludeAction),
+    Copy(&'a CopyAction),
+}
+
+impl Action<'_> {
+    pub fn key(&self) -> &'static str {
+        match self {
+            Action::Shell(_) => "shell",
+            Action::Sql(_) => "sql",
+            Action::Migrate(_) => "migrate",
+            Action::Backup(_) => "backup",
+            Action::Restore(_) => "restore",
+            Action::Seed(_) => "seed",
+            Action::Health(_) => "health",
+            Action::Gate(_) => "gate",
+            Action::Log(_) => "log",
+            Action::WaitFor(_) => "wait_for",
+            Action::Include(_) => "include",
+            Action::Copy(_) => "copy",
+        }
+    }
+}
+
+impl Action<'_> {
+    /// The outputs an action produces, readable as `steps.<id>.outputs.<name>`. `None` means
+    /// any name (an include passes on whatever the included playbook produces).
+    pub fn outputs(&self) -> Option<&'static [&'static str]> {
+        Some(match self {
+            Action::Shell(_) => &["stdout", "stderr", "exit_code", "json"],
+            Action::Sql(_) => &["rows", "row", "scalar", "row_count", "rows_affected"],
+            Action::Migrate(_) => &[
+                "pending",
+                "applied",
+                "drifted",
+                "missing",
+                "current_version",
+                "reverted",
+                "findings",
+                "errors",
+                "warnings",
+                "results",
+                "locks",
+                "count",
+            ],
+            Action::Backup(_) => &[
+                "path",
+                "manifest",
+                "sha256",
+                "size",
+                "format",
+                "server_version",
+                "row_counts",
+            ],
+            Action::Restore(_) => &["path", "pre_backup", "row_counts", "tables"],
+            Action::Seed(_) => &["inserted", "updated", "unchanged", "tables"],
+            Action::Health(_) => &["status", "passed", "warnings", "failed", "checks"],
+            Action::Gate(_) => &["outcome", "approvers", "value"],
+            Action::Log(_) => &["message"],
+            Action::WaitFor(_) => &["result", "attempts"],
+            Action::Include(_) => return None,
+            Action::Copy(_) => &[
+                "tables",
+                "rows",
+                "rows_per_second",
+                "decisions",
+                "inexact",
+                "report",
+            ],
+        })
+    }
+
+    /// Whether the action destroys data or schema: restore, migrate revert, or SQL that drops
+    /// or truncates. In a protected environment such a step needs a gate before it.
+    pub fn is_destructive(&self) -> bool {
+        match self {
+            Action::Restore(_) => true,
+            Action::Migrate(m) => m.action == MigrateOp::Revert,
+            Action::Sql(s) => sql_is_destructive(&s.query),
+            _ => false,
+        }
+    }
+}
+
+/// Whether SQL text drops or truncates something (comments and string literals ignored).
+pub fn sql_is_destructive(query: &str) -> bool {
+    static RE: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
+    let Some(re) = RE
+        .get_or_init(|| regex::Regex::new(r"(?i)\b(drop|truncate)\b").ok())
+        .as_ref()
+    else {
+        return false;
+    };
+    let mut code = String::with_capacity(query.len());
+    let mut chars = query.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                for d in chars.by_ref() {
+                    if d == '\'' {
+                        break;
+                    }
+                }
+                code.push(' ');
+            }
+            '-' if chars.peek() == Some(&'-') => {
+                for d in chars.by_ref() {
+                    if d == '\n' {
+                        break;
+                    }
+                }
+                code.push(' ');
+            }
+            c => code.push(c),
+        }
+    }
+    re.is_match(&code)
+}
