@@ -29,6 +29,12 @@ impl Ui {
         Ui { color, quiet }
     }
 
+    /// clap's help, version and usage errors, as clap formats them (help and version on
+    /// stdout, errors on stderr).
+    pub fn clap_error(e: &clap::Error) {
+        let _ = e.print();
+    }
+
     /// Whether progress can be drawn: stderr is a terminal and `-q` was not given.
     pub fn is_interactive(&self) -> bool {
         !self.quiet && std::io::stderr().is_terminal()

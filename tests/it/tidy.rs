@@ -274,6 +274,7 @@ fn terminal_writes(files: &[File]) -> Vec<String> {
             "io::stderr()",
             "io::stdout()",
             "dbg!(",
+            ".print()",
         ],
         "writes to the terminal outside src/ui.rs",
     )

@@ -1,7 +1,7 @@
 //! Small pieces with many cases: durations, URL redaction, destructive SQL, YAML 1.2 scalars.
 
 use crate::support::Runbook;
-use runbook::plan::redact_url;
+use runbook::dburl::redact as redact_url;
 use runbook::playbook::{parse_duration, sql_is_destructive};
 use std::time::Duration;
 

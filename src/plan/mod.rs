@@ -25,8 +25,7 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use steps::Planner;
 
-/// The mask shown in place of a secret.
-pub const MASK: &str = "***";
+pub use crate::redact::MASK;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
@@ -121,7 +120,7 @@ pub fn build_with_params(
     let def = &playbook.def;
     let (target, protected, env_vars) = environment(config, req.env)?;
     let target = match req.target_override {
-        Some(t) => crate::plan::redact_url(t),
+        Some(t) => crate::dburl::redact(t),
         None => target,
     };
     if let Some(allowed) = &def.environments
@@ -237,45 +236,4 @@ fn collect_ids(steps: &[PlannedStep], gates: &mut Vec<String>, checkpoints: &mut
             collect_ids(&s.steps, gates, checkpoints);
         }
     }
-}
-
-/// Masks the password of a connection URL; an unparseable URL is masked whole.
-pub fn redact_url(url: &str) -> String {
-    if let Some(path) = url.strip_prefix("sqlite:") {
-        return format!("sqlite:{path}");
-    }
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return MASK.to_owned();
-    };
-    let (authority, tail) = match rest.find(['/', '?']) {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, ""),
-    };
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{user}:{MASK}@{host}"),
-            None => format!("{userinfo}@{host}"),
-        },
-        None => authority.to_owned(),
-    };
-    let tail = mask_query_password(tail);
-    format!("{scheme}://{authority}{tail}")
-}
-
-fn mask_query_password(tail: &str) -> String {
-    let Some((path, query)) = tail.split_once('?') else {
-        return tail.to_owned();
-    };
-    let parts: Vec<String> = query
-        .split('&')
-        .map(|kv| match kv.split_once('=') {
-            Some((k, _))
-                if k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("sslpassword") =>
-            {
-                format!("{k}={MASK}")
-            }
-            _ => kv.to_owned(),
-        })
-        .collect();
-    format!("{path}?{}", parts.join("&"))
 }
