@@ -8,7 +8,6 @@
 #![allow(clippy::result_large_err)]
 
 pub mod audit;
-pub mod auditor;
 pub mod cancel;
 pub mod cli;
 pub mod config;

@@ -10,7 +10,7 @@
 //! chain).
 //!
 //! The auditor's tools read the chains back: `verify_run` (a `Verdict`), the `timeline` of a
-//! run, and its renderings (`show`, `csv`, `html`). `crate::auditor` re-exports them.
+//! run, and its renderings (`show`, `csv`, `html`).
 
 mod canonical;
 mod chain;

@@ -3,7 +3,7 @@
 
 use super::args::{AuditCmd, ExportFormat, OutputFormat};
 use super::runtime::{open, open_state, runtime};
-use crate::auditor::{self, Verdict};
+use crate::audit::{self, Verdict};
 use crate::exec;
 use crate::exit::Exit;
 use crate::state::StateStore;
@@ -22,7 +22,7 @@ impl Chains<'_> {
     /// Verifies one run's chain against the head the state store recorded for it.
     async fn verdict(&self, id: String, key: Option<&str>) -> Verdict {
         let head = self.store.audit_head(&id).await.ok().flatten();
-        auditor::verify_run(self.dir, &id, head.as_ref(), key)
+        audit::verify_run(self.dir, &id, head.as_ref(), key)
     }
 
     async fn verdicts(&self, ids: Vec<String>, key: Option<&str>) -> Vec<Verdict> {
@@ -35,7 +35,7 @@ impl Chains<'_> {
 
     /// Resolves which runs an audit command is about: one (by id or unique prefix) or all.
     async fn runs(&self, run: Option<&str>, all: bool) -> Result<Vec<String>, Exit> {
-        let chains = auditor::chains(self.dir);
+        let chains = audit::chains(self.dir);
         match (run, all) {
             (Some(id), _) => {
                 let mut matches: Vec<String> = self.store.find_runs(id).await.unwrap_or_default();
@@ -143,7 +143,7 @@ pub(super) fn audit_cmd(ui: &Ui, root: &Path, cmd: AuditCmd) -> Exit {
 /// `audit keygen`: writes the secret key (mode 600, never over an existing file) and the
 /// public key.
 fn keygen(ui: &Ui, out: &Path) -> Exit {
-    let (secret, public) = match crate::audit::keygen() {
+    let (secret, public) = match audit::keygen() {
         Ok(pair) => pair,
         Err(e) => {
             ui.error(&e.to_string(), None);
@@ -235,7 +235,7 @@ async fn verify(
 fn verdict_json(v: &Verdict) -> serde_json::Value {
     serde_json::json!({
         "run_id": v.run_id, "records": v.records, "head": v.head, "verified": !v.failed(),
-        "torn": matches!(v.problem, Some(crate::audit::Problem::Torn { .. })),
+        "torn": matches!(v.problem, Some(audit::Problem::Torn { .. })),
         "first_bad_seq": v.problem.as_ref().filter(|p| p.is_tampering()).map(|p| p.seq()),
         "problem": v.problem.as_ref().map(|p| p.describe()),
         "signature": v.signature.as_ref().map(|s| s.as_ref().map(|_| "valid").unwrap_or_else(|e| e.as_str())),
@@ -248,7 +248,7 @@ async fn list(chains: &Chains<'_>, format: OutputFormat) -> Result<Exit, Exit> {
     let mut rows = Vec::new();
     for id in ids {
         let v = chains.verdict(id, None).await;
-        let head = auditor::header(&v.entries);
+        let head = audit::header(&v.entries);
         let get = |k: &str| {
             head.iter()
                 .find(|(h, _)| h == k)
@@ -297,7 +297,7 @@ fn list_text(rows: &[serde_json::Value]) -> String {
 async fn show(chains: &Chains<'_>, run: &str) -> Result<Exit, Exit> {
     let ids = chains.runs(Some(run), false).await?;
     let v = chains.verdict(ids[0].clone(), None).await;
-    chains.ui.data(&auditor::show(&v));
+    chains.ui.data(&audit::show(&v));
     Ok(if v.failed() {
         Exit::AuditFailed
     } else {
@@ -323,7 +323,7 @@ async fn export(
                 .collect();
             ui.data(&serde_json::to_string_pretty(&records).unwrap_or_default());
         }
-        ExportFormat::Csv => ui.data(&auditor::csv(&verdicts)),
+        ExportFormat::Csv => ui.data(&audit::csv(&verdicts)),
     }
     if verdicts.iter().any(|v| v.failed()) {
         ui.error(
@@ -340,7 +340,7 @@ async fn export(
 async fn report(chains: &Chains<'_>, run: &str, output: &Path) -> Result<Exit, Exit> {
     let ids = chains.runs(Some(run), false).await?;
     let v = chains.verdict(ids[0].clone(), None).await;
-    match std::fs::write(output, auditor::html(&v)) {
+    match std::fs::write(output, audit::html(&v)) {
         Ok(()) => {
             chains
                 .ui
