@@ -2,7 +2,7 @@
 //! or a `password` / `sslpassword` query parameter), the URL with it masked, and the parts the
 //! tool names a database by. Every place that reads or masks a URL comes here.
 
-use crate::redact::MASK;
+use crate::fmt::MASK;
 
 /// Query parameters libpq reads a password from.
 const PASSWORD_PARAMS: [&str; 2] = ["password", "sslpassword"];

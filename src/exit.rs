@@ -1,7 +1,7 @@
 //! Exit codes, documented in the README. Scripts and CI branch on these, so they are stable.
 //! The one mapping from the executor's outcomes and errors to codes is here.
 
-use crate::exec::{ExecError, Outcome};
+use crate::outcome::{ExecError, Outcome};
 
 /// The process exit status of a `runbook` command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,6 +4,9 @@
 use std::fmt::Display;
 use std::time::Duration;
 
+/// What is shown in place of a secret.
+pub const MASK: &str = "***";
+
 /// A duration as operators read it: `250ms`, `3s`, `1.5s`.
 pub fn duration(d: Duration) -> String {
     let ms = d.as_millis();

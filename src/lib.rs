@@ -21,6 +21,7 @@ pub mod fmt;
 pub mod gate;
 pub mod init;
 pub mod lock;
+pub mod outcome;
 pub mod plan;
 pub mod playbook;
 pub mod process;

@@ -8,7 +8,7 @@
 use base64::Engine as _;
 use std::sync::{Arc, RwLock};
 
-pub const MASK: &str = "***";
+pub use crate::fmt::MASK;
 
 /// Values shorter than this are not treated as secrets to mask: masking every `a` in the
 /// output would destroy it and protect nothing.

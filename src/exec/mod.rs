@@ -7,8 +7,8 @@
 //! resume and approve/reject), `start` (`runbook run`), `resume`, `decide` (approve/reject),
 //! `engine` (a run in progress), `units` (the flattened playbook), `context` (what templates
 //! see, declared outputs), `execute` (the order units run in), `step` (one unit with `when`,
-//! retries, backoff and timeout), `gates`, `journal` (the one writer of events), `outcome`
-//! (what the entry points return), `actions/` (one file per action).
+//! retries, backoff and timeout), `gates`, `journal` (the one writer of events), `actions/` (one file per
+//! action). What the entry points return is `crate::outcome`.
 
 pub mod actions;
 mod context;
@@ -18,7 +18,6 @@ mod execute;
 mod gates;
 mod journal;
 pub mod live;
-mod outcome;
 mod request;
 mod resume;
 mod session;
@@ -27,10 +26,10 @@ mod step;
 mod units;
 
 pub use crate::cancel::wait_cancel;
+pub use crate::outcome::{ExecError, Outcome};
 pub use actions::ctx::{ActionCtx, ProjectDirs, StepError, StepResult, cap};
 pub use decide::decide;
 pub use journal::audit_dir;
-pub use outcome::{ExecError, Outcome};
 pub use request::{DecisionRequest, ResumeRequest, RunRequest};
 pub use resume::resume;
 pub use session::{find_run, open_state, state_spec, target_spec};

@@ -1,6 +1,7 @@
 //! What the executor's entry points return: how a run ended ([`Outcome`]), or why it could not
 //! start or had to stop without an outcome ([`ExecError`]). Both are reported to the terminal
 //! where they happen; only the CLI turns them into exit codes (`exit.rs` holds the mapping).
+//! Plain data below `exec` and `exit`, so neither imports the other's view of a run's end.
 
 /// How a run, or a decision on one, ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
