@@ -34,36 +34,30 @@ pub(super) struct Stats {
 }
 
 impl Stats {
-    /// The storage classes seen, in a fixed order.
-    pub(super) fn classes(&self) -> Vec<&'static str> {
-        let mut out = Vec::new();
-        for (n, name) in [
-            (self.ints, "integer"),
-            (self.reals, "real"),
-            (self.texts, "text"),
-            (self.blobs, "blob"),
-        ] {
-            if n > 0 {
-                out.push(name);
-            }
-        }
-        out
-    }
-
-    /// `3 integer, 1 null`: what was seen, for reasons.
-    pub(super) fn describe(&self) -> String {
-        let mut parts = Vec::new();
-        for (n, name) in [
+    /// Each storage class seen, and null, with how many values had it, in a fixed order.
+    fn seen(&self) -> impl Iterator<Item = (u64, &'static str)> {
+        [
             (self.ints, "integer"),
             (self.reals, "real"),
             (self.texts, "text"),
             (self.blobs, "blob"),
             (self.nulls, "null"),
-        ] {
-            if n > 0 {
-                parts.push(format!("{n} {name}"));
-            }
-        }
+        ]
+        .into_iter()
+        .filter(|(n, _)| *n > 0)
+    }
+
+    /// The storage classes seen, in a fixed order.
+    pub(super) fn classes(&self) -> Vec<&'static str> {
+        self.seen()
+            .map(|(_, name)| name)
+            .filter(|name| *name != "null")
+            .collect()
+    }
+
+    /// `3 integer, 1 null`: what was seen, for reasons.
+    pub(super) fn describe(&self) -> String {
+        let parts: Vec<String> = self.seen().map(|(n, name)| format!("{n} {name}")).collect();
         if parts.is_empty() {
             "no values".to_owned()
         } else {
