@@ -91,14 +91,17 @@ impl Db {
     }
 }
 
+/// A statement and the parameters bound to it so far, either dialect.
+pub(super) type BoundQuery<'q, DB> = Query<'q, DB, <DB as sqlx::Database>::Arguments>;
+
 /// A statement with its JSON parameters bound, either dialect: null, booleans, numbers and
 /// strings as themselves, an object or array the way `nested` binds it (PostgreSQL as JSON,
 /// SQLite as its text).
 pub(super) fn bind_json<'q, DB: sqlx::Database>(
     query: &str,
     params: &[Json],
-    nested: fn(Query<'q, DB, DB::Arguments>, &Json) -> Query<'q, DB, DB::Arguments>,
-) -> Query<'q, DB, DB::Arguments>
+    nested: fn(BoundQuery<'q, DB>, &Json) -> BoundQuery<'q, DB>,
+) -> BoundQuery<'q, DB>
 where
     for<'t> bool: Encode<'t, DB> + Type<DB>,
     for<'t> i64: Encode<'t, DB> + Type<DB>,

@@ -4,10 +4,9 @@
 
 use super::columns::Bind;
 use super::model::Generated;
+use crate::db::conn::BoundQuery;
 use crate::fmt::quote_ident;
 use serde_json::Value as Json;
-use sqlx::postgres::PgArguments;
-use sqlx::query::Query;
 use sqlx::{Postgres, Row};
 use std::collections::BTreeMap;
 
@@ -90,10 +89,7 @@ pub(super) fn read_text(col: &str) -> String {
 
 /// How a list or a JSON value is bound; `Tx::first` binds the plain values, alike in both
 /// dialects, and hands only these over.
-pub(super) fn bind_nested<'q>(
-    q: Query<'q, Postgres, PgArguments>,
-    b: &Bind,
-) -> Query<'q, Postgres, PgArguments> {
+pub(super) fn bind_nested<'q>(q: BoundQuery<'q, Postgres>, b: &Bind) -> BoundQuery<'q, Postgres> {
     match b {
         Bind::TextArray(v) => q.bind(v.clone()),
         Bind::Json(j) => q.bind(sqlx::types::Json(j.clone())),

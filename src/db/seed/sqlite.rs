@@ -3,10 +3,9 @@
 
 use super::columns::Bind;
 use super::model::Generated;
+use crate::db::conn::BoundQuery;
 use crate::fmt::quote_ident;
 use serde_json::Value as Json;
-use sqlx::query::Query;
-use sqlx::sqlite::SqliteArguments;
 use sqlx::{Row, Sqlite};
 use std::collections::BTreeMap;
 
@@ -57,10 +56,7 @@ pub(super) fn read_text(col: &str) -> String {
 
 /// How a list or a JSON value is bound; `Tx::first` binds the plain values, alike in both
 /// dialects, and hands only these over.
-pub(super) fn bind_nested<'q>(
-    q: Query<'q, Sqlite, SqliteArguments>,
-    b: &Bind,
-) -> Query<'q, Sqlite, SqliteArguments> {
+pub(super) fn bind_nested<'q>(q: BoundQuery<'q, Sqlite>, b: &Bind) -> BoundQuery<'q, Sqlite> {
     match b {
         Bind::TextArray(v) => q.bind(serde_json::to_string(v).unwrap_or_default()),
         Bind::Json(j) => q.bind(j.to_string()),

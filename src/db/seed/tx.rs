@@ -4,7 +4,7 @@
 use super::columns::{Bind, Columns};
 use super::{postgres, sqlite};
 use crate::db::Db;
-use sqlx::query::Query;
+use crate::db::conn::BoundQuery;
 use sqlx::{ColumnIndex, Connection, Decode, Encode, Row, Type};
 
 pub(super) enum Tx<'c> {
@@ -29,7 +29,7 @@ async fn first_row<DB: sqlx::Database>(
     sql: &str,
     binds: &[Bind],
     columns: usize,
-    nested: for<'q> fn(Query<'q, DB, DB::Arguments>, &Bind) -> Query<'q, DB, DB::Arguments>,
+    nested: for<'q> fn(BoundQuery<'q, DB>, &Bind) -> BoundQuery<'q, DB>,
 ) -> Result<Option<Vec<Option<String>>>, sqlx::Error>
 where
     for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
