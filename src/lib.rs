@@ -22,6 +22,7 @@ pub mod gate;
 pub mod init;
 pub mod lock;
 pub mod outcome;
+pub mod percent;
 pub mod plan;
 pub mod playbook;
 pub mod process;

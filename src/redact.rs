@@ -5,6 +5,7 @@
 //! appear in: raw, base64 (standard and URL-safe, with and without padding), URL-encoded and
 //! JSON-escaped. Passwords inside connection URLs are masked by shape, known or not.
 
+use crate::percent;
 use base64::Engine as _;
 use std::sync::{Arc, RwLock};
 
@@ -47,7 +48,7 @@ impl Redactor {
         ] {
             forms.push(engine.encode(b));
         }
-        forms.push(percent_encode(secret));
+        forms.push(percent::encode(secret));
         forms.push(percent_encode_form(secret));
         let json = serde_json::to_string(secret).unwrap_or_default();
         forms.push(json.trim_matches('"').to_owned());
@@ -66,7 +67,7 @@ impl Redactor {
     pub fn add_url(&self, url: &str) {
         for pw in crate::dburl::passwords(url) {
             self.add(&pw);
-            if let Ok(decoded) = percent_decode(&pw) {
+            if let Some(decoded) = percent::decode_strict(&pw) {
                 self.add(&decoded);
             }
         }
@@ -101,36 +102,7 @@ impl Redactor {
     }
 }
 
-fn percent_encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 /// `application/x-www-form-urlencoded`: spaces as `+`.
 fn percent_encode_form(s: &str) -> String {
-    percent_encode(s).replace("%20", "+")
-}
-
-fn percent_decode(s: &str) -> Result<String, ()> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).map_err(|_| ())?;
-            out.push(u8::from_str_radix(hex, 16).map_err(|_| ())?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| ())
+    percent::encode(s).replace("%20", "+")
 }

@@ -4,7 +4,8 @@
 use super::{Dialect, MAX_ROWS, SqlResult, TargetSpec, postgres, sqlite};
 use futures_util::TryStreamExt;
 use serde_json::{Map, Value as Json};
-use sqlx::{Column, ConnectOptions, Connection, Row};
+use sqlx::query::Query;
+use sqlx::{Column, ConnectOptions, Connection, Encode, Row, Type};
 use std::str::FromStr;
 
 /// An open connection to the target.
@@ -88,6 +89,38 @@ impl Db {
             Db::Sqlite(c) => c.close().await,
         };
     }
+}
+
+/// A statement and the parameters bound to it so far, either dialect.
+pub(super) type BoundQuery<'q, DB> = Query<'q, DB, <DB as sqlx::Database>::Arguments>;
+
+/// A statement with its JSON parameters bound, either dialect: null, booleans, numbers and
+/// strings as themselves, an object or array the way `nested` binds it (PostgreSQL as JSON,
+/// SQLite as its text).
+pub(super) fn bind_json<'q, DB: sqlx::Database>(
+    query: &str,
+    params: &[Json],
+    nested: fn(BoundQuery<'q, DB>, &Json) -> BoundQuery<'q, DB>,
+) -> BoundQuery<'q, DB>
+where
+    for<'t> bool: Encode<'t, DB> + Type<DB>,
+    for<'t> i64: Encode<'t, DB> + Type<DB>,
+    for<'t> f64: Encode<'t, DB> + Type<DB>,
+    for<'t> String: Encode<'t, DB> + Type<DB>,
+    for<'t> Option<String>: Encode<'t, DB> + Type<DB>,
+{
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(query.to_owned()));
+    for p in params {
+        q = match p {
+            Json::Null => q.bind(None::<String>),
+            Json::Bool(b) => q.bind(*b),
+            Json::Number(n) if n.is_i64() => q.bind(n.as_i64().unwrap_or_default()),
+            Json::Number(n) => q.bind(n.as_f64().unwrap_or_default()),
+            Json::String(s) => q.bind(s.clone()),
+            other => nested(q, other),
+        };
+    }
+    q
 }
 
 /// Gathers a statement's results, either dialect: rows affected, columns, the row count and

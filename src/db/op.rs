@@ -138,3 +138,29 @@ impl<'a> Op<'a> {
         }
     }
 }
+
+/// What the tests of each operation start from.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{Op, Silent};
+    use crate::db::{Db, TargetSpec};
+    use crate::redact::Redactor;
+
+    /// Runs `test` on a fresh SQLite database in a temporary folder, with an `Op` for step
+    /// `step` whose run was cancelled before it began.
+    pub(crate) fn cancelled_on_sqlite(step: &str, test: impl AsyncFnOnce(&mut Db, &Op<'_>)) {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let target = TargetSpec::Sqlite(dir.path().join("t.db"));
+            let mut db = Db::connect(&target).await.unwrap();
+            let redactor = Redactor::default();
+            let (_stop, cancel) = tokio::sync::watch::channel(true);
+            let op = Op::new("run", step, cancel, None, &redactor, &Silent);
+            test(&mut db, &op).await;
+        });
+    }
+}

@@ -2,7 +2,7 @@
 //! arrays and times included).
 
 use super::SqlResult;
-use super::conn::collect;
+use super::conn::{bind_json, collect};
 use futures_util::TryStreamExt;
 use serde_json::{Map, Value as Json};
 use sqlx::{Column, Row, TypeInfo, ValueRef};
@@ -12,17 +12,7 @@ pub(super) async fn run(
     query: &str,
     params: &[Json],
 ) -> Result<SqlResult, sqlx::Error> {
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(query.to_owned()));
-    for p in params {
-        q = match p {
-            Json::Null => q.bind(None::<String>),
-            Json::Bool(b) => q.bind(*b),
-            Json::Number(n) if n.is_i64() => q.bind(n.as_i64().unwrap_or_default()),
-            Json::Number(n) => q.bind(n.as_f64().unwrap_or_default()),
-            Json::String(s) => q.bind(s.clone()),
-            other => q.bind(sqlx::types::Json(other.clone())),
-        };
-    }
+    let q = bind_json(query, params, |q, v| q.bind(sqlx::types::Json(v.clone())));
     let results = sqlx::Executor::fetch_many(conn, q).map_ok(|r| r.map_left(|d| d.rows_affected()));
     collect(results, pg_row).await
 }

@@ -41,15 +41,8 @@ impl<'a> Journal<'a> {
         let server_version = server_version(target).await;
         let meta = audit_meta(record, file, target, server_version.as_deref());
         let log = open_audit(&dir, &record.id, config).await?;
-        Ok(Journal {
-            log,
-            meta,
-            dir,
-            run_id: record.id.clone(),
-            redactor,
-            signing_key: signing_key(config),
-            ui,
-        })
+        let key = signing_key(config);
+        Ok(Journal::on(log, meta, dir, record, redactor, key, ui))
     }
 
     /// Opens the audit chain of a run that `runbook approve` or `reject` decides on: the local
@@ -64,15 +57,28 @@ impl<'a> Journal<'a> {
         let dir = audit_dir(root, config);
         let meta = audit_meta(record, Path::new(&record.file), None, None);
         let log = AuditLog::open(&dir, &record.id)?;
-        Ok(Journal {
+        Ok(Journal::on(log, meta, dir, record, redactor, None, ui))
+    }
+
+    /// The journal of `record` on its open chain `log` in `dir`, every record carrying `meta`.
+    fn on(
+        log: AuditLog,
+        meta: Map<String, Json>,
+        dir: PathBuf,
+        record: &RunRecord,
+        redactor: Redactor,
+        signing_key: Option<String>,
+        ui: &'a Ui,
+    ) -> Journal<'a> {
+        Journal {
             log,
             meta,
             dir,
             run_id: record.id.clone(),
             redactor,
-            signing_key: None,
+            signing_key,
             ui,
-        })
+        }
     }
 
     /// Records a new run with its `run_started` event.

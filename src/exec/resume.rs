@@ -71,14 +71,7 @@ pub async fn resume(
             return Err(e);
         }
     };
-    let session = Session {
-        state,
-        target,
-        redactor,
-        journal,
-        lock,
-        confirm: req.confirm.clone(),
-    };
+    let session = Session::new(state, target, redactor, journal, lock, req.confirm.clone());
     let mut engine = Engine::new(project, playbook, plan, record, session, ui, cancel);
     take_in(&mut engine, &steps, &req).await?;
     engine.progress.note(&format!(

@@ -29,6 +29,28 @@ pub(super) struct Session<'a> {
     pub confirm: Option<String>,
 }
 
+impl<'a> Session<'a> {
+    /// What a run holds once it has its state store, target, journal and lock; `confirm` is
+    /// the `--confirm` text given.
+    pub fn new(
+        state: StateStore,
+        target: Option<TargetSpec>,
+        redactor: Redactor,
+        journal: Journal<'a>,
+        lock: Option<TargetLock>,
+        confirm: Option<String>,
+    ) -> Session<'a> {
+        Session {
+            state,
+            target,
+            redactor,
+            journal,
+            lock,
+            confirm,
+        }
+    }
+}
+
 /// Resolves where the state store is: `--state`, then the config, then `.runbook/state.db`.
 pub fn state_spec(
     root: &Path,

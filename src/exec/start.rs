@@ -86,14 +86,7 @@ pub async fn run(
         };
         journal.approval(&state, &approval).await?;
     }
-    let session = Session {
-        state,
-        target,
-        redactor,
-        journal,
-        lock,
-        confirm: req.confirm.clone(),
-    };
+    let session = Session::new(state, target, redactor, journal, lock, req.confirm.clone());
     let engine = Engine::new(project, playbook, plan, record, session, ui, cancel);
     engine.progress.note(&format!(
         "run {}: {} on {} ({})",

@@ -2,7 +2,7 @@
 //! is visible to every local user through `ps`), libpq's spellings of its parameters, and the
 //! password in `PGPASSWORD`.
 
-use super::percent::{percent_decode, percent_encode};
+use crate::percent;
 use std::collections::BTreeMap;
 
 /// How pg_dump and pg_restore reach the target: a URL without the password (an argv is
@@ -27,7 +27,7 @@ impl LibpqTarget {
         let authority = match authority.rsplit_once('@') {
             Some((userinfo, host)) => match userinfo.split_once(':') {
                 Some((user, pw)) => {
-                    password = Some(percent_decode(pw));
+                    password = Some(percent::decode(pw));
                     format!("{user}@{host}")
                 }
                 None => authority.to_owned(),
@@ -41,19 +41,19 @@ impl LibpqTarget {
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
             match key {
-                "password" => password = Some(percent_decode(value)),
+                "password" => password = Some(percent::decode(value)),
                 "statement-cache-capacity" => {}
                 "ssl-mode" => kept.push(format!("sslmode={value}")),
                 "ssl-root-cert" | "ssl-ca" => kept.push(format!("sslrootcert={value}")),
                 "ssl-cert" => kept.push(format!("sslcert={value}")),
                 "ssl-key" => kept.push(format!("sslkey={value}")),
-                "options" => options.push(percent_decode(value)),
+                "options" => options.push(percent::decode(value)),
                 k if k.starts_with("options[") && k.ends_with(']') => {
                     let name = &k["options[".len()..k.len() - 1];
                     options.push(format!(
                         "-c {}={}",
-                        percent_decode(name),
-                        percent_decode(value)
+                        percent::decode(name),
+                        percent::decode(value)
                     ));
                 }
                 _ => {
@@ -63,7 +63,10 @@ impl LibpqTarget {
             }
         }
         if !options.is_empty() {
-            kept.push(format!("options={}", percent_encode(&options.join(" "))));
+            kept.push(format!(
+                "options={}",
+                percent::encode_path(&options.join(" "))
+            ));
         }
         if !has_app_name {
             kept.push("application_name=runbook".to_owned());

@@ -31,7 +31,7 @@
 //! `names` (file names), `files` (folder, placing, syncing), `hash`, `verify`, `restore` (the
 //! shared flow) with `restore_postgres` (pg_restore) and `restore_sqlite` (the in-place copy),
 //! `counts` (after a restore), `prune` (retention), `guard` (the step's deadline and
-//! cancellation around statements and client programs), `pg_tools`, `libpq` and `percent`.
+//! cancellation around statements and client programs), `pg_tools` and `libpq`.
 
 mod counts;
 mod files;
@@ -40,7 +40,6 @@ mod hash;
 mod libpq;
 mod manifest;
 mod names;
-mod percent;
 mod pg_tools;
 mod postgres;
 mod prune;

@@ -59,6 +59,11 @@ impl Names {
         )))
     }
 
+    /// `result`, having removed whatever of this backup was written when it is an error.
+    pub(super) fn or_remove<T>(&self, result: Result<T, OpError>) -> Result<T, OpError> {
+        result.inspect_err(|_| self.remove())
+    }
+
     /// Removes whatever of this backup was written (after a failure).
     pub(super) fn remove(&self) {
         for p in [&self.partial, &self.archive, &self.manifest] {

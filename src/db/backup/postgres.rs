@@ -5,19 +5,17 @@ use super::files::place;
 use super::guard::{exited_ok, guard, run_client};
 use super::hash::{ArchiveSum, hash_archive};
 use super::libpq::LibpqTarget;
-use super::manifest::{ArchiveFormat, MANIFEST_LAYOUT, Manifest};
+use super::manifest::{ArchiveFormat, Manifest};
 use super::names::Names;
 use super::pg_tools::{PG_BIN_ENV, PgTools, find_pg_tools, leading_number};
-use super::take::{Backup, BackupRequest, finish};
+use super::take::{Archive, Backup, BackupRequest, Began, finish};
 use super::{STATE_TABLE_PREFIX, STATE_TABLES, is_state_table, list_some};
 use crate::db::Dialect;
 use crate::db::op::{Op, OpError};
 use crate::playbook::{BackupFormat, BackupMode};
-use chrono::{SecondsFormat, Utc};
 use sqlx::{AssertSqlSafe, Connection, Row};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Instant;
 
 /// The server a backup or restore talks to.
 pub(super) struct PgServer {
@@ -111,8 +109,7 @@ pub(super) async fn backup_postgres(
             "`jobs` needs `format: directory`: pg_dump writes a custom archive with one job",
         ));
     }
-    let began = Instant::now();
-    let created = Utc::now();
+    let began = Began::now();
     let server = guard(op, "cannot read the server version", None, pg_server(conn)).await?;
     let tools = find_pg_tools(server.major, op).await?;
     if tools.major < server.major {
@@ -125,21 +122,19 @@ pub(super) async fn backup_postgres(
         )));
     }
     let format = archive_format(req.format);
-    let names = Names::new(&req.dir, &server.database, created, op, req.purpose, format)?;
+    let names = Names::new(
+        &req.dir,
+        &server.database,
+        began.created,
+        op,
+        req.purpose,
+        format,
+    )?;
     let written = write_postgres(conn, url, req, op, &names, &server, &tools).await;
-    let ((sha256, size, files), row_counts) = match written {
-        Ok(w) => w,
-        Err(e) => {
-            names.remove();
-            return Err(e);
-        }
-    };
-    let manifest = Manifest {
-        runbook_backup: MANIFEST_LAYOUT,
-        purpose: req.purpose,
+    let ((sha256, size, files), row_counts) = names.or_remove(written)?;
+    let archive = Archive {
         dialect: Dialect::Postgres,
         database: server.database.clone(),
-        archive: names.archive_name.clone(),
         format,
         mode: req.mode,
         sha256,
@@ -148,12 +143,8 @@ pub(super) async fn backup_postgres(
         server_version: server.version.clone(),
         pg_dump_version: Some(tools.version.clone()),
         row_counts,
-        run_id: op.run_id.clone(),
-        step_id: op.step_id.clone(),
-        created_at: created.to_rfc3339_opts(SecondsFormat::Millis, true),
-        duration_ms: u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX),
     };
-    finish(names, manifest, req.verify, Some(&tools), op).await
+    finish(names, archive, &began, req, Some(&tools), op).await
 }
 
 /// Dumps into `names.partial` inside an exported snapshot, counts rows in that snapshot,

@@ -5,13 +5,13 @@
 use super::guard::{check_cancel, guard};
 use super::is_state_table;
 use super::list_some;
-use super::percent::percent_encode;
 use super::restore::{RestoreRequest, pre_backup_taken, pre_request, verify_first};
 use super::sqlite::{SqliteTable, backup_sqlite, sqlite_tables};
 use super::take::Backup;
 use super::verify::Verified;
 use crate::db::op::{Op, OpError};
 use crate::fmt::quote_ident;
+use crate::percent;
 use sqlx::{AssertSqlSafe, Connection, SqliteConnection};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -55,7 +55,7 @@ fn sqlite_ro_uri(path: &Path) -> Result<String, OpError> {
     let text = abs
         .to_str()
         .ok_or_else(|| OpError::failed(format!("the path {} is not UTF-8", abs.display())))?;
-    Ok(format!("file:{}?mode=ro", percent_encode(text)))
+    Ok(format!("file:{}?mode=ro", percent::encode_path(text)))
 }
 
 /// Replaces every table, index, view and trigger of the connection's main database with the

@@ -4,19 +4,17 @@
 use super::files::place;
 use super::guard::guard;
 use super::hash::hash_archive;
-use super::manifest::{ArchiveFormat, MANIFEST_LAYOUT, Manifest};
+use super::manifest::ArchiveFormat;
 use super::names::Names;
-use super::take::{Backup, BackupRequest, finish};
+use super::take::{Archive, Backup, BackupRequest, Began, finish};
 use super::{is_state_table, list_some};
 use crate::db::Dialect;
 use crate::db::op::{Op, OpError};
 use crate::fmt::quote_ident;
 use crate::playbook::{BackupFormat, BackupMode};
-use chrono::{SecondsFormat, Utc};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Instant;
 
 /// A table as `pragma table_list` describes it.
 pub(super) struct SqliteTable {
@@ -113,8 +111,7 @@ pub(super) async fn backup_sqlite(
             "a SQLite backup is a full copy of the database file (`VACUUM INTO`): `mode`, `format: directory` and `jobs` are for PostgreSQL",
         ));
     }
-    let began = Instant::now();
-    let created = Utc::now();
+    let began = Began::now();
     let version: String = guard(
         op,
         "cannot read the SQLite version",
@@ -129,25 +126,15 @@ pub(super) async fn backup_sqlite(
     let names = Names::new(
         &req.dir,
         &database,
-        created,
+        began.created,
         op,
         req.purpose,
         ArchiveFormat::Sqlite,
     )?;
-    let written = write_sqlite(conn, op, &names).await;
-    let (sha256, size, row_counts) = match written {
-        Ok(w) => w,
-        Err(e) => {
-            names.remove();
-            return Err(e);
-        }
-    };
-    let manifest = Manifest {
-        runbook_backup: MANIFEST_LAYOUT,
-        purpose: req.purpose,
+    let (sha256, size, row_counts) = names.or_remove(write_sqlite(conn, op, &names).await)?;
+    let archive = Archive {
         dialect: Dialect::Sqlite,
         database,
-        archive: names.archive_name.clone(),
         format: ArchiveFormat::Sqlite,
         mode: BackupMode::Full,
         sha256,
@@ -156,12 +143,8 @@ pub(super) async fn backup_sqlite(
         server_version: version,
         pg_dump_version: None,
         row_counts,
-        run_id: op.run_id.clone(),
-        step_id: op.step_id.clone(),
-        created_at: created.to_rfc3339_opts(SecondsFormat::Millis, true),
-        duration_ms: u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX),
     };
-    finish(names, manifest, req.verify, None, op).await
+    finish(names, archive, &began, req, None, op).await
 }
 
 /// Copies into `names.partial`, syncs and checks the copy, counts its rows, hashes it and

@@ -2,15 +2,17 @@
 //! every backup shares (the manifest last, then verification of the pair).
 
 use super::guard::explain;
-use super::manifest::{Manifest, Purpose, write_manifest};
+use super::manifest::{ArchiveFormat, FileSum, MANIFEST_LAYOUT, Manifest, Purpose, write_manifest};
 use super::names::Names;
 use super::pg_tools::PgTools;
 use super::postgres::backup_postgres;
 use super::sqlite::backup_sqlite;
 use super::verify::verify_archive;
 use crate::db::op::{Op, OpError};
-use crate::db::{Db, TargetSpec};
+use crate::db::{Db, Dialect, TargetSpec};
 use crate::playbook::{BackupFormat, BackupMode};
+use chrono::{DateTime, SecondsFormat, Utc};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -52,27 +54,73 @@ pub async fn backup(
     }
 }
 
+/// When a backup began: the time its names and manifest carry, and the start of its duration.
+pub(super) struct Began {
+    pub(super) created: DateTime<Utc>,
+    at: Instant,
+}
+
+impl Began {
+    pub(super) fn now() -> Began {
+        Began {
+            at: Instant::now(),
+            created: Utc::now(),
+        }
+    }
+}
+
+/// What a dialect's writer knows of the archive it wrote: its manifest but for the request's
+/// purpose, the archive's name and the run's stamp, which [`finish`] adds alike for both.
+pub(super) struct Archive {
+    pub(super) dialect: Dialect,
+    pub(super) database: String,
+    pub(super) format: ArchiveFormat,
+    pub(super) mode: BackupMode,
+    pub(super) sha256: String,
+    pub(super) size: u64,
+    pub(super) files: BTreeMap<String, FileSum>,
+    pub(super) server_version: String,
+    pub(super) pg_dump_version: Option<String>,
+    pub(super) row_counts: BTreeMap<String, u64>,
+}
+
 /// Writes the manifest (the last file of a backup), then verifies the pair if asked. On
 /// failure the backup's files are removed: a backup that failed verification is not one.
 pub(super) async fn finish(
     names: Names,
-    manifest: Manifest,
-    verify: bool,
+    archive: Archive,
+    began: &Began,
+    req: &BackupRequest,
     tools: Option<&PgTools>,
     op: &Op<'_>,
 ) -> Result<Backup, OpError> {
-    if let Err(e) = write_manifest(&names.manifest, &manifest) {
-        names.remove();
-        return Err(e);
-    }
-    let verified_in = if verify {
+    let manifest = Manifest {
+        runbook_backup: MANIFEST_LAYOUT,
+        purpose: req.purpose,
+        dialect: archive.dialect,
+        database: archive.database,
+        archive: names.archive_name.clone(),
+        format: archive.format,
+        mode: archive.mode,
+        sha256: archive.sha256,
+        size: archive.size,
+        files: archive.files,
+        server_version: archive.server_version,
+        pg_dump_version: archive.pg_dump_version,
+        row_counts: archive.row_counts,
+        run_id: op.run_id.clone(),
+        step_id: op.step_id.clone(),
+        created_at: began.created.to_rfc3339_opts(SecondsFormat::Millis, true),
+        duration_ms: u64::try_from(began.at.elapsed().as_millis()).unwrap_or(u64::MAX),
+    };
+    names.or_remove(write_manifest(&names.manifest, &manifest))?;
+    let verified_in = if req.verify {
         let began = Instant::now();
-        if let Err(e) = verify_archive(&names.manifest, tools, op).await {
-            names.remove();
-            return Err(explain(e, |m| {
-                format!("the new backup failed verification: {m}")
-            }));
-        }
+        names.or_remove(
+            verify_archive(&names.manifest, tools, op)
+                .await
+                .map_err(|e| explain(e, |m| format!("the new backup failed verification: {m}"))),
+        )?;
         Some(began.elapsed())
     } else {
         None

@@ -34,36 +34,30 @@ pub(super) struct Stats {
 }
 
 impl Stats {
-    /// The storage classes seen, in a fixed order.
-    pub(super) fn classes(&self) -> Vec<&'static str> {
-        let mut out = Vec::new();
-        for (n, name) in [
-            (self.ints, "integer"),
-            (self.reals, "real"),
-            (self.texts, "text"),
-            (self.blobs, "blob"),
-        ] {
-            if n > 0 {
-                out.push(name);
-            }
-        }
-        out
-    }
-
-    /// `3 integer, 1 null`: what was seen, for reasons.
-    pub(super) fn describe(&self) -> String {
-        let mut parts = Vec::new();
-        for (n, name) in [
+    /// Each storage class seen, and null, with how many values had it, in a fixed order.
+    fn seen(&self) -> impl Iterator<Item = (u64, &'static str)> {
+        [
             (self.ints, "integer"),
             (self.reals, "real"),
             (self.texts, "text"),
             (self.blobs, "blob"),
             (self.nulls, "null"),
-        ] {
-            if n > 0 {
-                parts.push(format!("{n} {name}"));
-            }
-        }
+        ]
+        .into_iter()
+        .filter(|(n, _)| *n > 0)
+    }
+
+    /// The storage classes seen, in a fixed order.
+    pub(super) fn classes(&self) -> Vec<&'static str> {
+        self.seen()
+            .map(|(_, name)| name)
+            .filter(|name| *name != "null")
+            .collect()
+    }
+
+    /// `3 integer, 1 null`: what was seen, for reasons.
+    pub(super) fn describe(&self) -> String {
+        let parts: Vec<String> = self.seen().map(|(n, name)| format!("{n} {name}")).collect();
         if parts.is_empty() {
             "no values".to_owned()
         } else {
@@ -96,14 +90,13 @@ pub(super) fn count(s: &mut Stats, v: Val<'_>) {
     }
 }
 
-/// Everything the choice of a column's type needs to know about a value.
+/// Everything the choice of a column's type needs to know about a value: what [`count`]
+/// counts, and whether it fits each candidate type.
 pub(super) fn observe(s: &mut Stats, v: Val<'_>, check_text: (bool, bool, bool)) {
+    count(s, v);
     match v {
-        Val::Null => s.nulls += 1,
+        Val::Null => {}
         Val::Int(i) => {
-            s.ints += 1;
-            s.int_min = Some(s.int_min.map_or(i, |m| m.min(i)));
-            s.int_max = Some(s.int_max.map_or(i, |m| m.max(i)));
             if i != 0 && i != 1 {
                 s.non_bool += 1;
             }
@@ -115,14 +108,12 @@ pub(super) fn observe(s: &mut Stats, v: Val<'_>, check_text: (bool, bool, bool))
             }
         }
         Val::Real(f) => {
-            s.reals += 1;
             if !f.is_finite() {
                 s.non_finite += 1;
             }
             s.not_timestamp += 1;
         }
         Val::Text(b) => {
-            s.texts += 1;
             let (ts, date, js) = check_text;
             let text = std::str::from_utf8(b).ok();
             if ts && text.and_then(parse_timestamp).is_none() {
@@ -142,7 +133,6 @@ pub(super) fn observe(s: &mut Stats, v: Val<'_>, check_text: (bool, bool, bool))
             }
         }
         Val::Blob(b) => {
-            s.blobs += 1;
             s.not_timestamp += 1;
             s.not_json += 1;
             if !clean_text(b) {

@@ -182,10 +182,10 @@ async fn run_checks(db: &mut Db, opts: &HealthOptions) -> HealthReport {
 #[cfg(test)]
 mod tests {
     use super::{ALL, HealthOptions, Status, check, selected, unreachable};
-    use crate::db::op::{Op, OpError, Silent};
-    use crate::db::{Db, Dialect, TargetSpec};
+    use crate::db::Dialect;
+    use crate::db::op::OpError;
+    use crate::db::op::testing::cancelled_on_sqlite;
     use crate::playbook::HealthCheck;
-    use crate::redact::Redactor;
     use std::collections::BTreeMap;
     use std::path::PathBuf;
     use std::time::Duration;
@@ -234,18 +234,8 @@ mod tests {
 
     #[test]
     fn a_cancelled_run_stops_the_checks() {
-        let dir = tempfile::tempdir().unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let target = TargetSpec::Sqlite(dir.path().join("t.db"));
-            let mut db = Db::connect(&target).await.unwrap();
-            let redactor = Redactor::default();
-            let (_stop, cancel) = tokio::sync::watch::channel(true);
-            let op = Op::new("run", "health", cancel, None, &redactor, &Silent);
-            let r = check(&mut db, &opts(), &op).await;
+        cancelled_on_sqlite("health", async |db, op| {
+            let r = check(db, &opts(), op).await;
             assert_eq!(r.err(), Some(OpError::Interrupted));
         });
     }

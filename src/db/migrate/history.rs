@@ -8,6 +8,7 @@ use super::{db_failed, postgres, sqlite};
 use crate::db::Db;
 use crate::db::op::OpError;
 use serde::Serialize;
+use sqlx::{ColumnIndex, Decode, Row, Type};
 
 /// The history table, in the target database.
 pub const HISTORY_TABLE: &str = "runbook_migrations";
@@ -26,6 +27,30 @@ pub struct HistoryEntry {
     pub run_id: Option<String>,
     /// `apply`, `baseline` (marked applied without running) or `prisma` (applied by Prisma).
     pub kind: String,
+}
+
+impl HistoryEntry {
+    /// A row of [`HISTORY_SELECT`], either dialect; `applied_at` is read by the caller, as it
+    /// is stored as a different type in each.
+    pub(super) fn from_row<R: Row>(r: &R, applied_at: String) -> Result<Self, sqlx::Error>
+    where
+        usize: ColumnIndex<R>,
+        for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
+    {
+        Ok(HistoryEntry {
+            version: r.try_get(0)?,
+            name: r.try_get(1)?,
+            checksum: r.try_get(2)?,
+            execution_ms: r.try_get(3)?,
+            success: r.try_get(4)?,
+            applied_at,
+            run_id: r.try_get(6)?,
+            kind: r.try_get(7)?,
+        })
+    }
 }
 
 /// A migration Prisma recorded as finished.

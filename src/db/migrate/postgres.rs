@@ -30,14 +30,6 @@ pub(super) const HISTORY_DDL: &str = "CREATE TABLE IF NOT EXISTS runbook_migrati
 
 pub(super) const BEGIN: &str = "BEGIN";
 
-/// Runs a script (one or more statements, simple protocol).
-pub(super) async fn exec(c: &mut PgConnection, sql: &str) -> Result<(), sqlx::Error> {
-    sqlx::raw_sql(AssertSqlSafe(sql))
-        .execute(&mut *c)
-        .await
-        .map(|_| ())
-}
-
 /// Runs a script; a cancel or the deadline cancels the running statement on the server and
 /// waits for it to end, so the connection stays usable for the rollback.
 pub(super) async fn run_script(
@@ -85,21 +77,12 @@ pub(super) async fn table_exists(c: &mut PgConnection, table: &str) -> Result<bo
 /// The history table's rows (`applied_at` is a `timestamptz`, shown as RFC 3339 in UTC).
 pub(super) async fn history_rows(c: &mut PgConnection) -> Result<Vec<HistoryEntry>, sqlx::Error> {
     let rows = sqlx::query(HISTORY_SELECT).fetch_all(&mut *c).await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        let at: chrono::DateTime<chrono::Utc> = r.try_get(5)?;
-        out.push(HistoryEntry {
-            version: r.try_get(0)?,
-            name: r.try_get(1)?,
-            checksum: r.try_get(2)?,
-            execution_ms: r.try_get(3)?,
-            success: r.try_get(4)?,
-            applied_at: at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            run_id: r.try_get(6)?,
-            kind: r.try_get(7)?,
-        });
-    }
-    Ok(out)
+    rows.iter()
+        .map(|r| {
+            let at: chrono::DateTime<chrono::Utc> = r.try_get(5)?;
+            HistoryEntry::from_row(r, at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        })
+        .collect()
 }
 
 /// `_prisma_migrations` rows Prisma finished: name, checksum, finish time.

@@ -8,7 +8,7 @@ use super::failure::{
 use super::history::{HISTORY_TABLE, record, unrecord};
 use super::lock::MigrationLock;
 use super::script::{ends_transaction, pieces};
-use super::{db_failed, postgres, sqlite, tx};
+use super::{db_failed, postgres, tx};
 use crate::db::Db;
 use crate::db::op::{Op, OpError};
 use crate::fmt::duration;
@@ -63,7 +63,8 @@ pub(super) enum ScriptError {
 }
 
 /// Runs a script (one or more statements, simple protocol), unless the run stopped already.
-/// On PostgreSQL a cancel or the deadline cancels the running statement on the server.
+/// On PostgreSQL a cancel or the deadline cancels the running statement on the server; SQLite
+/// runs in-process and briefly, so a run stops between migrations rather than inside one.
 async fn run_script(
     db: &mut Db,
     sql: &str,
@@ -73,7 +74,7 @@ async fn run_script(
     op.check().map_err(ScriptError::Stopped)?;
     match db {
         Db::Postgres(c) => postgres::run_script(c, sql, lock, op).await,
-        Db::Sqlite(c) => sqlite::exec(c, sql).await.map_err(ScriptError::Sql),
+        Db::Sqlite(_) => tx::exec(db, sql).await.map_err(ScriptError::Sql),
     }
 }
 
@@ -87,6 +88,17 @@ pub(super) async fn set_timeouts(
         Db::Postgres(c) => postgres::set_timeouts(c, s, local).await,
         Db::Sqlite(_) => Ok(Vec::new()),
     }
+}
+
+/// Sets the step's timeouts for one file: `local` to its transaction, else to the session.
+async fn file_timeouts(
+    db: &mut Db,
+    s: &Settings,
+    local: bool,
+) -> Result<Vec<(&'static str, String)>, FileError> {
+    set_timeouts(db, s, local)
+        .await
+        .map_err(|e| FileError::Other(db_failed("cannot set the timeouts", &e)))
 }
 
 async fn restore_timeouts(db: &mut Db, previous: &[(&'static str, String)]) {
@@ -127,7 +139,12 @@ async fn bookkeep(
         Direction::Up => record(db, job.m, took.as_millis() as i64, true, run_id, "apply").await,
         Direction::Down => unrecord(db, &job.m.version).await,
     }
-    .map_err(|e| FileError::Other(db_failed(&format!("cannot update `{HISTORY_TABLE}`"), &e)))
+    .map_err(history_failed)
+}
+
+/// The history table could not be written.
+fn history_failed(e: sqlx::Error) -> FileError {
+    FileError::Other(db_failed(&format!("cannot update `{HISTORY_TABLE}`"), &e))
 }
 
 /// Runs a file inside a transaction with its bookkeeping; returns the SQL's run time.
@@ -142,9 +159,7 @@ async fn run_inside(
         .await
         .map_err(|e| FileError::Other(db_failed("cannot begin a transaction", &e)))?;
     let result = async {
-        set_timeouts(db, settings, true)
-            .await
-            .map_err(|e| FileError::Other(db_failed("cannot set the timeouts", &e)))?;
+        file_timeouts(db, settings, true).await?;
         let started = Instant::now();
         run_pieces(db, job.sql, false, lock, op).await?;
         let took = started.elapsed();
@@ -180,13 +195,9 @@ async fn run_outside(
     if job.dir == Direction::Up {
         record(db, job.m, 0, false, &op.run_id, "apply")
             .await
-            .map_err(|e| {
-                FileError::Other(db_failed(&format!("cannot update `{HISTORY_TABLE}`"), &e))
-            })?;
+            .map_err(history_failed)?;
     }
-    let previous = set_timeouts(db, settings, false)
-        .await
-        .map_err(|e| FileError::Other(db_failed("cannot set the timeouts", &e)))?;
+    let previous = file_timeouts(db, settings, false).await?;
     let started = Instant::now();
     let outcome = run_pieces(db, job.sql, true, lock, op).await;
     let took = started.elapsed();

@@ -3,7 +3,7 @@
 
 use super::history::{HISTORY_SELECT, HistoryEntry};
 use super::source::Migration;
-use sqlx::{AssertSqlSafe, Row, SqliteConnection};
+use sqlx::{Row, SqliteConnection};
 
 pub(super) const HISTORY_DDL: &str = "CREATE TABLE IF NOT EXISTS runbook_migrations (
     version TEXT PRIMARY KEY,
@@ -18,15 +18,6 @@ pub(super) const HISTORY_DDL: &str = "CREATE TABLE IF NOT EXISTS runbook_migrati
 
 /// Takes the write lock up front rather than at the first write.
 pub(super) const BEGIN: &str = "BEGIN IMMEDIATE";
-
-/// Runs a script (one or more statements). SQLite runs in-process and briefly, so a run
-/// stops between migrations rather than inside one.
-pub(super) async fn exec(c: &mut SqliteConnection, sql: &str) -> Result<(), sqlx::Error> {
-    sqlx::raw_sql(AssertSqlSafe(sql))
-        .execute(&mut *c)
-        .await
-        .map(|_| ())
-}
 
 pub(super) async fn table_exists(
     c: &mut SqliteConnection,
@@ -45,20 +36,9 @@ pub(super) async fn history_rows(
     c: &mut SqliteConnection,
 ) -> Result<Vec<HistoryEntry>, sqlx::Error> {
     let rows = sqlx::query(HISTORY_SELECT).fetch_all(&mut *c).await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        out.push(HistoryEntry {
-            version: r.try_get(0)?,
-            name: r.try_get(1)?,
-            checksum: r.try_get(2)?,
-            execution_ms: r.try_get(3)?,
-            success: r.try_get(4)?,
-            applied_at: r.try_get(5)?,
-            run_id: r.try_get(6)?,
-            kind: r.try_get(7)?,
-        });
-    }
-    Ok(out)
+    rows.iter()
+        .map(|r| HistoryEntry::from_row(r, r.try_get(5)?))
+        .collect()
 }
 
 /// `_prisma_migrations` rows Prisma finished: name, checksum, finish time.

@@ -4,13 +4,21 @@
 
 use super::{postgres, sqlite};
 use crate::db::Db;
+use sqlx::AssertSqlSafe;
 
 /// Runs a script (one or more statements, simple protocol).
 pub(super) async fn exec(db: &mut Db, sql: &str) -> Result<(), sqlx::Error> {
     match db {
-        Db::Postgres(c) => postgres::exec(c, sql).await,
-        Db::Sqlite(c) => sqlite::exec(c, sql).await,
+        Db::Postgres(c) => raw(c, sql).await,
+        Db::Sqlite(c) => raw(c, sql).await,
     }
+}
+
+async fn raw<'c, E: sqlx::Executor<'c>>(c: E, sql: &str) -> Result<(), sqlx::Error> {
+    sqlx::raw_sql(AssertSqlSafe(sql))
+        .execute(c)
+        .await
+        .map(|_| ())
 }
 
 /// Begins a transaction.

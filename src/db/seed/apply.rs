@@ -331,31 +331,20 @@ fn hint_for(e: &sqlx::Error, t: &TableSeed) -> Option<String> {
 mod tests {
     use super::super::{Secrets, SeedError, parse};
     use super::apply;
-    use crate::db::op::{Op, OpError, Silent};
-    use crate::db::{Db, TargetSpec};
-    use crate::redact::Redactor;
+    use crate::db::op::OpError;
+    use crate::db::op::testing::cancelled_on_sqlite;
     use crate::source::Source;
 
     #[test]
     fn a_cancelled_run_stops_the_set_and_writes_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let target = TargetSpec::Sqlite(dir.path().join("t.db"));
-            let mut db = Db::connect(&target).await.unwrap();
+        cancelled_on_sqlite("seed", async |db, op| {
             db.execute("CREATE TABLE T (k TEXT PRIMARY KEY)", &[], false)
                 .await
                 .unwrap();
             let text = "- table: T\n  key: [k]\n  rows: [{ k: a }]\n";
             let set = parse("t", Source::new("seeds/t.yaml", text)).unwrap();
             let secrets = Secrets::resolve(&set, |_| None, |_| {}).unwrap();
-            let redactor = Redactor::default();
-            let (_stop, cancel) = tokio::sync::watch::channel(true);
-            let op = Op::new("run", "seed", cancel, None, &redactor, &Silent);
-            let r = apply(&mut db, &set, &secrets, &op).await;
+            let r = apply(db, &set, &secrets, op).await;
             assert!(
                 matches!(r, Err(SeedError::Op(OpError::Interrupted))),
                 "{:?}",

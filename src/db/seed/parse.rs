@@ -215,30 +215,17 @@ impl Checker<'_> {
     }
 
     fn generated(&mut self, entry: &Node) -> Vec<(String, Generated)> {
-        let Some(node) = entry.get("generated") else {
-            return Vec::new();
-        };
-        let Some(map) = node.as_map() else {
-            self.err(
-                "seed-type",
-                node,
-                format!(
-                    "`generated` maps columns to `uuid` or `now`, not {}",
-                    article(node)
-                ),
-                "write `generated: { id: uuid, updatedAt: now }`",
-            );
+        let Some(map) = self.column_map(
+            entry,
+            "generated",
+            "maps columns to `uuid` or `now`",
+            "write `generated: { id: uuid, updatedAt: now }`",
+        ) else {
             return Vec::new();
         };
         let mut out = Vec::new();
         for (k, v) in map {
-            let Some(col) = k.as_str() else {
-                self.err(
-                    "seed-type",
-                    k,
-                    "a column name is a string".to_owned(),
-                    "write `generated: { id: uuid }`",
-                );
+            let Some(col) = self.column_name(k, "write `generated: { id: uuid }`") else {
                 continue;
             };
             match v.as_str() {
@@ -259,6 +246,37 @@ impl Checker<'_> {
             }
         }
         out
+    }
+
+    /// The mapping of columns under `key` of an entry (`generated`, `secrets`); `None` when
+    /// there is none, or when it is not a mapping, which is an error saying what it `maps`.
+    pub(super) fn column_map<'n>(
+        &mut self,
+        entry: &'n Node,
+        key: &str,
+        maps: &str,
+        hint: &str,
+    ) -> Option<&'n [(Node, Node)]> {
+        let node = entry.get(key)?;
+        let map = node.as_map();
+        if map.is_none() {
+            self.err(
+                "seed-type",
+                node,
+                format!("`{key}` {maps}, not {}", article(node)),
+                hint,
+            );
+        }
+        map
+    }
+
+    /// A mapping key as a column name; a key that is not a string is an error.
+    pub(super) fn column_name<'n>(&mut self, k: &'n Node, hint: &str) -> Option<&'n str> {
+        let col = k.as_str();
+        if col.is_none() {
+            self.err("seed-type", k, "a column name is a string".to_owned(), hint);
+        }
+        col
     }
 
     /// A row value as JSON; floats that JSON cannot hold are refused.

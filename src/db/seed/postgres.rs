@@ -4,9 +4,10 @@
 
 use super::columns::Bind;
 use super::model::Generated;
+use crate::db::conn::BoundQuery;
 use crate::fmt::quote_ident;
 use serde_json::Value as Json;
-use sqlx::Row;
+use sqlx::{Postgres, Row};
 use std::collections::BTreeMap;
 
 /// How a PostgreSQL column takes values.
@@ -86,31 +87,14 @@ pub(super) fn read_text(col: &str) -> String {
     format!("{}::text", quote_ident(col))
 }
 
-/// The first row of a statement, each of its first `columns` columns read as optional text.
-pub(super) async fn first(
-    conn: &mut sqlx::PgConnection,
-    sql: &str,
-    binds: &[Bind],
-    columns: usize,
-) -> Result<Option<Vec<Option<String>>>, sqlx::Error> {
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()));
-    for b in binds {
-        q = match b {
-            Bind::Null => q.bind(None::<String>),
-            Bind::Text(s) => q.bind(s.clone()),
-            Bind::TextArray(v) => q.bind(v.clone()),
-            Bind::Json(j) => q.bind(sqlx::types::Json(j.clone())),
-            Bind::Int(i) => q.bind(*i),
-            Bind::Float(f) => q.bind(*f),
-            Bind::Bool(x) => q.bind(*x),
-        };
+/// How a list or a JSON value is bound; `Tx::first` binds the plain values, alike in both
+/// dialects, and hands only these over.
+pub(super) fn bind_nested<'q>(q: BoundQuery<'q, Postgres>, b: &Bind) -> BoundQuery<'q, Postgres> {
+    match b {
+        Bind::TextArray(v) => q.bind(v.clone()),
+        Bind::Json(j) => q.bind(sqlx::types::Json(j.clone())),
+        _ => q,
     }
-    let row = q.fetch_optional(conn).await?;
-    Ok(row.map(|r| {
-        (0..columns)
-            .map(|i| r.try_get::<Option<String>, _>(i).ok().flatten())
-            .collect()
-    }))
 }
 
 /// The table's columns, `None` when there is no such table.

@@ -111,13 +111,7 @@ impl Checker<'_> {
     ) -> Vec<(String, Json)> {
         let mut values = Vec::new();
         for (k, v) in map {
-            let Some(col) = k.as_str() else {
-                self.err(
-                    "seed-type",
-                    k,
-                    "a column name is a string".to_owned(),
-                    "quote the column name",
-                );
+            let Some(col) = self.column_name(k, "quote the column name") else {
                 continue;
             };
             if secrets.iter().any(|s| s.column == col) {

@@ -17,27 +17,18 @@ const SECRET_KEYS: &[&str] = &["env", "hash", "update"];
 impl Checker<'_> {
     /// The entry's `secrets`: column to spec.
     pub(super) fn secrets(&mut self, entry: &Node) -> Vec<SecretSpec> {
-        let Some(node) = entry.get("secrets") else {
-            return Vec::new();
-        };
-        let Some(map) = node.as_map() else {
-            self.err(
-                "seed-type",
-                node,
-                format!("`secrets` maps columns to variables, not {}", article(node)),
-                "write `secrets: { password: { env: ADMIN_DEFAULT_PASSWORD, hash: argon2id } }`",
-            );
+        let Some(map) = self.column_map(
+            entry,
+            "secrets",
+            "maps columns to variables",
+            "write `secrets: { password: { env: ADMIN_DEFAULT_PASSWORD, hash: argon2id } }`",
+        ) else {
             return Vec::new();
         };
         let mut out = Vec::new();
         for (k, v) in map {
-            let Some(col) = k.as_str() else {
-                self.err(
-                    "seed-type",
-                    k,
-                    "a column name is a string".to_owned(),
-                    "write `secrets: { password: { env: VAR } }`",
-                );
+            let Some(col) = self.column_name(k, "write `secrets: { password: { env: VAR } }`")
+            else {
                 continue;
             };
             let Some(spec) = v.as_map() else {

@@ -3,9 +3,10 @@
 
 use super::columns::Bind;
 use super::model::Generated;
+use crate::db::conn::BoundQuery;
 use crate::fmt::quote_ident;
 use serde_json::Value as Json;
-use sqlx::Row;
+use sqlx::{Row, Sqlite};
 use std::collections::BTreeMap;
 
 /// The columns of a table: name to declared type, upper-cased.
@@ -53,31 +54,14 @@ pub(super) fn read_text(col: &str) -> String {
     format!("CAST({} AS TEXT)", quote_ident(col))
 }
 
-/// The first row of a statement, each of its first `columns` columns read as optional text.
-pub(super) async fn first(
-    conn: &mut sqlx::SqliteConnection,
-    sql: &str,
-    binds: &[Bind],
-    columns: usize,
-) -> Result<Option<Vec<Option<String>>>, sqlx::Error> {
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()));
-    for b in binds {
-        q = match b {
-            Bind::Null => q.bind(None::<String>),
-            Bind::Text(s) => q.bind(s.clone()),
-            Bind::TextArray(v) => q.bind(serde_json::to_string(v).unwrap_or_default()),
-            Bind::Json(j) => q.bind(j.to_string()),
-            Bind::Int(i) => q.bind(*i),
-            Bind::Float(f) => q.bind(*f),
-            Bind::Bool(x) => q.bind(*x),
-        };
+/// How a list or a JSON value is bound; `Tx::first` binds the plain values, alike in both
+/// dialects, and hands only these over.
+pub(super) fn bind_nested<'q>(q: BoundQuery<'q, Sqlite>, b: &Bind) -> BoundQuery<'q, Sqlite> {
+    match b {
+        Bind::TextArray(v) => q.bind(serde_json::to_string(v).unwrap_or_default()),
+        Bind::Json(j) => q.bind(j.to_string()),
+        _ => q,
     }
-    let row = q.fetch_optional(conn).await?;
-    Ok(row.map(|r| {
-        (0..columns)
-            .map(|i| r.try_get::<Option<String>, _>(i).ok().flatten())
-            .collect()
-    }))
 }
 
 /// The table's columns, `None` when there is no such table.

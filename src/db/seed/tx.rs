@@ -4,7 +4,8 @@
 use super::columns::{Bind, Columns};
 use super::{postgres, sqlite};
 use crate::db::Db;
-use sqlx::Connection;
+use crate::db::conn::BoundQuery;
+use sqlx::{ColumnIndex, Connection, Decode, Encode, Row, Type};
 
 pub(super) enum Tx<'c> {
     Pg(sqlx::Transaction<'c, sqlx::Postgres>),
@@ -20,6 +21,45 @@ impl<'c> Tx<'c> {
     }
 }
 
+/// The first row of a statement, either dialect, each of its first `columns` columns read as
+/// optional text. Plain values are bound as themselves; a list or JSON value the way `nested`
+/// binds it.
+async fn first_row<DB: sqlx::Database>(
+    conn: &mut DB::Connection,
+    sql: &str,
+    binds: &[Bind],
+    columns: usize,
+    nested: for<'q> fn(BoundQuery<'q, DB>, &Bind) -> BoundQuery<'q, DB>,
+) -> Result<Option<Vec<Option<String>>>, sqlx::Error>
+where
+    for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    for<'t> Option<String>: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> String: Encode<'t, DB> + Type<DB>,
+    for<'t> i64: Encode<'t, DB> + Type<DB>,
+    for<'t> f64: Encode<'t, DB> + Type<DB>,
+    for<'t> bool: Encode<'t, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()));
+    for b in binds {
+        q = match b {
+            Bind::Null => q.bind(None::<String>),
+            Bind::Text(s) => q.bind(s.clone()),
+            Bind::Int(i) => q.bind(*i),
+            Bind::Float(f) => q.bind(*f),
+            Bind::Bool(x) => q.bind(*x),
+            Bind::TextArray(_) | Bind::Json(_) => nested(q, b),
+        };
+    }
+    let row = q.fetch_optional(conn).await?;
+    Ok(row.map(|r| {
+        (0..columns)
+            .map(|i| r.try_get::<Option<String>, _>(i).ok().flatten())
+            .collect()
+    }))
+}
+
 impl Tx<'_> {
     /// The first row of a statement, each of its first `columns` columns read as optional text.
     pub(super) async fn first(
@@ -29,8 +69,8 @@ impl Tx<'_> {
         columns: usize,
     ) -> Result<Option<Vec<Option<String>>>, sqlx::Error> {
         match self {
-            Tx::Pg(tx) => postgres::first(tx, sql, binds, columns).await,
-            Tx::Sqlite(tx) => sqlite::first(tx, sql, binds, columns).await,
+            Tx::Pg(tx) => first_row(&mut **tx, sql, binds, columns, postgres::bind_nested).await,
+            Tx::Sqlite(tx) => first_row(&mut **tx, sql, binds, columns, sqlite::bind_nested).await,
         }
     }
 

@@ -3,7 +3,7 @@
 
 use crate::db::TargetSpec;
 use crate::db::backup::{self, BackupRequest, Purpose, Retention};
-use crate::db::op::{Op, OpError};
+use crate::db::op::OpError;
 use crate::exec::{ActionCtx, StepError, StepResult};
 use crate::playbook::BackupAction;
 use serde_json::{Map, Value as Json, json};
@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 pub async fn run(a: &BackupAction, ctx: &mut ActionCtx<'_>) -> StepResult {
     let target = target(ctx, "backup")?;
     ctx.db().await?;
-    let ops = ops(ctx, "backup");
+    let ops = ctx.op("backup");
     let req = BackupRequest {
         dir: resolve(ctx.root, &a.dir),
         mode: a.mode,
@@ -83,20 +83,6 @@ pub(super) fn target(ctx: &ActionCtx<'_>, action: &str) -> Result<TargetSpec, St
         ctx.redactor.add_url(url);
     }
     Ok(target)
-}
-
-pub(super) fn ops<'a>(ctx: &ActionCtx<'a>, action: &str) -> Op<'a> {
-    let mut op = Op::new(
-        ctx.run_id,
-        ctx.step_id,
-        ctx.cancel.clone(),
-        ctx.timeout,
-        ctx.redactor,
-        ctx.progress,
-    );
-    op.label = format!("{} ({action})", ctx.step_id);
-    op.cwd = ctx.root.to_path_buf();
-    op
 }
 
 /// A path from the playbook: relative to the project root unless absolute.

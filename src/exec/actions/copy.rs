@@ -3,7 +3,7 @@
 //! timeout and Ctrl-C, and maps the report to outputs.
 
 use crate::db::copy::{self, Report, Request};
-use crate::db::op::{Op, OpError};
+use crate::db::op::OpError;
 use crate::db::{Db, TargetSpec};
 use crate::exec::{ActionCtx, StepError, StepResult};
 use crate::playbook::CopyAction;
@@ -46,16 +46,7 @@ pub async fn run(a: &CopyAction, ctx: &mut ActionCtx<'_>) -> StepResult {
     let Some(Db::Postgres(mut pg)) = ctx.db.take() else {
         return Err(StepError::Failed("no PostgreSQL connection".to_owned()));
     };
-    let mut op = Op::new(
-        ctx.run_id,
-        ctx.step_id,
-        ctx.cancel.clone(),
-        ctx.timeout,
-        ctx.redactor,
-        ctx.progress,
-    );
-    op.label = format!("{} (copy)", ctx.step_id);
-    op.cwd = ctx.root.to_path_buf();
+    let op = ctx.op("copy");
     // The copy checks for Ctrl-C between chunks; stopping here as well ends it at once, and
     // the step's timeout ends it wherever it is.
     let result = tokio::select! {

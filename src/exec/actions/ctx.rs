@@ -1,6 +1,7 @@
 //! What an action sees while it runs ([`ActionCtx`]), how it reports failure ([`StepError`]),
 //! and the cap on the output it keeps.
 
+use crate::db::op::Op;
 use crate::db::{Db, TargetSpec};
 use crate::redact::Redactor;
 use crate::ui::Progress;
@@ -47,6 +48,25 @@ pub struct ProjectDirs {
     pub seeds: PathBuf,
     pub env: String,
     pub protected: bool,
+}
+
+impl<'a> ActionCtx<'a> {
+    /// The context the database operation of this step's `action` runs in: the run's
+    /// cancellation, the step's timeout, the redactor and progress, the project root as the
+    /// working directory, and `step (action)` to name it in progress lines.
+    pub fn op(&self, action: &str) -> Op<'a> {
+        let mut op = Op::new(
+            self.run_id,
+            self.step_id,
+            self.cancel.clone(),
+            self.timeout,
+            self.redactor,
+            self.progress,
+        );
+        op.label = format!("{} ({action})", self.step_id);
+        op.cwd = self.root.to_path_buf();
+        op
+    }
 }
 
 impl ActionCtx<'_> {

@@ -3,7 +3,7 @@
 
 use crate::db::Dialect;
 use crate::db::health::{self, HealthOptions, HealthReport, Status};
-use crate::db::op::{Op, OpError};
+use crate::db::op::OpError;
 use crate::exec::{ActionCtx, StepError, StepResult};
 use crate::playbook::{HealthAction, HealthChecks, HealthOutcome, RowBaseline};
 use crate::redact::Redactor;
@@ -29,30 +29,25 @@ pub async fn run(a: &HealthAction, ctx: &mut ActionCtx<'_>) -> StepResult {
         baseline: baseline(a, ctx.redactor)?,
     };
     let dialect = ctx.target.map_or(Dialect::Sqlite, Dialect::of);
-    let (run_id, step_id, redactor, progress) =
-        (ctx.run_id, ctx.step_id, ctx.redactor, ctx.progress);
-    let (cancel, timeout) = (ctx.cancel.clone(), ctx.timeout);
+    let op = ctx.op("health");
     let report = match ctx.db().await {
         Err(StepError::Failed(msg)) => health::unreachable(&opts, dialect, &msg),
         Err(other) => return Err(other),
-        Ok(db) => {
-            let op = Op::new(run_id, step_id, cancel, timeout, redactor, progress);
-            match health::check(db, &opts, &op).await {
-                Ok(report) => report,
-                Err(OpError::Interrupted) => return Err(StepError::Interrupted),
-                Err(OpError::TimedOut(t)) => {
-                    return Err(StepError::Failed(format!(
-                        "the health check did not finish within {}",
-                        crate::fmt::duration(t)
-                    )));
-                }
-                Err(OpError::Failed(msg)) => return Err(StepError::Failed(msg)),
+        Ok(db) => match health::check(db, &opts, &op).await {
+            Ok(report) => report,
+            Err(OpError::Interrupted) => return Err(StepError::Interrupted),
+            Err(OpError::TimedOut(t)) => {
+                return Err(StepError::Failed(format!(
+                    "the health check did not finish within {}",
+                    crate::fmt::duration(t)
+                )));
             }
-        }
+            Err(OpError::Failed(msg)) => return Err(StepError::Failed(msg)),
+        },
     };
 
     for r in &report.results {
-        ctx.progress.note(&redactor.redact(&format!(
+        ctx.progress.note(&ctx.redactor.redact(&format!(
             "  {:<4}  {}: {}",
             r.status.word(),
             health::title(r.check),
@@ -61,7 +56,7 @@ pub async fn run(a: &HealthAction, ctx: &mut ActionCtx<'_>) -> StepResult {
     }
     ctx.progress.note(&report.summary());
 
-    let outputs = redactor.redact_json(&Json::Object(outputs(&report)));
+    let outputs = ctx.redactor.redact_json(&Json::Object(outputs(&report)));
     let fail_on = match a.fail_on.unwrap_or(HealthOutcome::Fail) {
         HealthOutcome::Warn => Status::Warn,
         HealthOutcome::Fail => Status::Fail,
@@ -80,7 +75,7 @@ pub async fn run(a: &HealthAction, ctx: &mut ActionCtx<'_>) -> StepResult {
                 )
             })
             .collect();
-        return Err(StepError::Failed(redactor.redact(&format!(
+        return Err(StepError::Failed(ctx.redactor.redact(&format!(
             "{}; {}",
             report.summary(),
             bad.join("; ")

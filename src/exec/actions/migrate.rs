@@ -62,15 +62,7 @@ async fn run_op(a: &MigrateAction, ctx: &mut ActionCtx<'_>) -> Outputs {
         statement_timeout: a.statement_timeout.as_ref().and_then(|d| d.parse()),
         lock_retries: a.lock_retries.unwrap_or(0),
     };
-    let mut op = Op::new(
-        ctx.run_id,
-        ctx.step_id,
-        ctx.cancel.clone(),
-        ctx.timeout,
-        ctx.redactor,
-        ctx.progress,
-    );
-    op.cwd = ctx.root.to_path_buf();
+    let op = ctx.op("migrate");
 
     if a.action == MigrateOp::Lint {
         return lint(a, ctx, &base, &settings, &op).await;

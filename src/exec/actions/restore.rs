@@ -5,7 +5,7 @@
 //! refuses a playbook with a `restore` and no gate before it in a protected environment, so
 //! this action does not prompt.
 
-use super::backup::{ops, resolve, shown, step_error, target};
+use super::backup::{resolve, shown, step_error, target};
 use crate::db::backup::{self, RestoreRequest};
 use crate::exec::{ActionCtx, StepResult};
 use crate::playbook::RestoreAction;
@@ -13,7 +13,7 @@ use serde_json::{Map, Value as Json, json};
 
 pub async fn run(a: &RestoreAction, ctx: &mut ActionCtx<'_>) -> StepResult {
     let target = target(ctx, "restore")?;
-    let ops = ops(ctx, "restore");
+    let ops = ctx.op("restore");
     let req = RestoreRequest {
         from: resolve(ctx.root, &a.from),
         jobs: a.jobs.unwrap_or(1),

@@ -1,7 +1,7 @@
 //! `seed`: applies a seed set from the seeds folder as upserts by natural key, in one
 //! transaction, and reports what it inserted, updated and left unchanged.
 
-use crate::db::op::{Op, OpError};
+use crate::db::op::OpError;
 use crate::db::seed::{self, Counts, Secrets, SeedError};
 use crate::exec::{ActionCtx, StepError, StepResult};
 use crate::fmt::plural;
@@ -23,11 +23,8 @@ pub async fn run(a: &SeedAction, ctx: &mut ActionCtx<'_>) -> StepResult {
         |value| redactor.add(value),
     )
     .map_err(failed)?;
-    let (run_id, step_id, run_redactor, progress) =
-        (ctx.run_id, ctx.step_id, ctx.redactor, ctx.progress);
-    let (cancel, timeout) = (ctx.cancel.clone(), ctx.timeout);
+    let op = ctx.op("seed");
     let db = ctx.db().await?;
-    let op = Op::new(run_id, step_id, cancel, timeout, run_redactor, progress);
     let report = seed::apply(db, &set, &secrets, &op)
         .await
         .map_err(|e| match e {
