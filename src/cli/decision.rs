@@ -1,7 +1,7 @@
 //! `runbook approve` and `runbook reject`: a decision on a waiting run's gate.
 
 use super::args::{ApproveArgs, RejectArgs};
-use super::runtime::{init_tracing, interrupt_channel, open, runtime};
+use super::runtime::{block_on, init_tracing, interrupt_channel, open};
 use crate::exec;
 use crate::exit::Exit;
 use crate::ui::Ui;
@@ -39,10 +39,7 @@ fn decide(ui: &Ui, root: &Path, req: exec::DecisionRequest, verbose: bool) -> Ex
     let Some(project) = open(ui, root) else {
         return Exit::Invalid;
     };
-    let Some(rt) = runtime(ui) else {
-        return Exit::Internal;
-    };
-    rt.block_on(async {
+    block_on(ui, async {
         let cancel = interrupt_channel(ui);
         Exit::from(exec::decide(&project, req, ui, cancel).await)
     })

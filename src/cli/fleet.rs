@@ -1,7 +1,7 @@
 //! `runbook run --targets` and `runbook resume fleet-...`: a fleet run over the
 //! environment's targets, each target a child `runbook run`.
 
-use super::runtime::{load, open, open_state, runtime};
+use super::runtime::{block_on, load, open, open_state};
 use crate::exec;
 use crate::exit::Exit;
 use crate::fleet::{ChildArgs, FleetOptions, FleetOutcome, StopAfter};
@@ -58,10 +58,7 @@ pub(super) fn fleet_cmd(
         );
         return Exit::Invalid;
     };
-    let Some(rt) = runtime(ui) else {
-        return Exit::Internal;
-    };
-    rt.block_on(async {
+    block_on(ui, async {
         let Some(store) = open_state(ui, &project, req.state.as_deref()).await else {
             return Exit::Internal;
         };
@@ -105,10 +102,7 @@ pub(super) fn fleet_resume_cmd(
         );
         return Exit::Invalid;
     };
-    let Some(rt) = runtime(ui) else {
-        return Exit::Internal;
-    };
-    rt.block_on(async {
+    block_on(ui, async {
         let Some(store) = open_state(ui, &project, req.state.as_deref()).await else {
             return Exit::Internal;
         };

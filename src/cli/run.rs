@@ -2,7 +2,7 @@
 
 use super::args::{ResumeArgs, RunArgs};
 use super::fleet::{fleet_cmd, fleet_resume_cmd};
-use super::runtime::{init_tracing, interrupt_channel, load, open, runtime};
+use super::runtime::{block_on, init_tracing, interrupt_channel, load, open};
 use crate::exec;
 use crate::exit::Exit;
 use crate::ui::Ui;
@@ -76,10 +76,7 @@ fn run_one(ui: &Ui, root: &Path, req: exec::RunRequest, verbose: bool) -> Exit {
     let Some(playbook) = load(ui, &project, &req.playbook) else {
         return Exit::Invalid;
     };
-    let Some(rt) = runtime(ui) else {
-        return Exit::Internal;
-    };
-    rt.block_on(async {
+    block_on(ui, async {
         let cancel = interrupt_channel(ui);
         Exit::from(exec::run(&project, playbook, req, ui, cancel).await)
     })
@@ -90,10 +87,7 @@ fn resume_one(ui: &Ui, root: &Path, req: exec::ResumeRequest, verbose: bool) -> 
     let Some(project) = open(ui, root) else {
         return Exit::Invalid;
     };
-    let Some(rt) = runtime(ui) else {
-        return Exit::Internal;
-    };
-    rt.block_on(async {
+    block_on(ui, async {
         let cancel = interrupt_channel(ui);
         Exit::from(exec::resume(&project, req, ui, cancel).await)
     })

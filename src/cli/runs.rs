@@ -2,7 +2,7 @@
 //! store.
 
 use super::args::OutputFormat;
-use super::runtime::{open, open_state, runtime};
+use super::runtime::{block_on, open, open_state};
 use crate::exec;
 use crate::exit::Exit;
 use crate::run::{RunRecord, RunStatus, StepRecord, StepStatus, format_ms};
@@ -19,10 +19,7 @@ pub(super) fn runs_cmd(
     let Some(project) = open(ui, root) else {
         return Exit::Invalid;
     };
-    let Some(rt) = runtime(ui) else {
-        return Exit::Internal;
-    };
-    rt.block_on(async {
+    block_on(ui, async {
         let Some(store) = open_state(ui, &project, state).await else {
             return Exit::Internal;
         };
@@ -96,11 +93,10 @@ pub(super) fn status_cmd(
     let Some(project) = open(ui, root) else {
         return Exit::Invalid;
     };
-    let Some(rt) = runtime(ui) else {
-        return Exit::Internal;
-    };
-    rt.block_on(async {
-        let Some(store) = open_state(ui, &project, state).await else { return Exit::Internal };
+    block_on(ui, async {
+        let Some(store) = open_state(ui, &project, state).await else {
+            return Exit::Internal;
+        };
         let Some(run) = exec::find_run(&store, id, ui).await else {
             return Exit::Invalid;
         };

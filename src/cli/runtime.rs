@@ -62,6 +62,14 @@ pub(super) fn load(ui: &Ui, project: &Project, name: &str) -> Option<Arc<Playboo
 }
 
 /// A single-threaded runtime: runs are sequential, and two cores build faster than they wait.
+/// Runs a command's async part on the runtime; without a runtime the command cannot run.
+pub(super) fn block_on(ui: &Ui, fut: impl Future<Output = Exit>) -> Exit {
+    match runtime(ui) {
+        Some(rt) => rt.block_on(fut),
+        None => Exit::Internal,
+    }
+}
+
 pub(super) fn runtime(ui: &Ui) -> Option<tokio::runtime::Runtime> {
     match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -185,20 +185,7 @@ impl Planner<'_> {
 
 /// The action's payload as JSON, without nulls and empty collections, for display.
 fn action_json(action: Action<'_>) -> Json {
-    let v = match action {
-        Action::Shell(a) => serde_json::to_value(a),
-        Action::Sql(a) => serde_json::to_value(a),
-        Action::Migrate(a) => serde_json::to_value(a),
-        Action::Backup(a) => serde_json::to_value(a),
-        Action::Restore(a) => serde_json::to_value(a),
-        Action::Seed(a) => serde_json::to_value(a),
-        Action::Health(a) => serde_json::to_value(a),
-        Action::Gate(a) => serde_json::to_value(a),
-        Action::Log(a) => serde_json::to_value(a),
-        Action::WaitFor(a) => serde_json::to_value(a),
-        Action::Include(a) => serde_json::to_value(a),
-        Action::Copy(a) => serde_json::to_value(a),
-    };
+    let v = action.to_json();
     prune(v.unwrap_or(Json::Null))
 }
 

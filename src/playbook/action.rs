@@ -30,6 +30,26 @@ pub enum Action<'a> {
 }
 
 impl Action<'_> {
+    /// The action's payload as JSON, as the playbook wrote it (nulls included).
+    pub fn to_json(&self) -> Result<serde_json::Value, serde_json::Error> {
+        match *self {
+            Action::Shell(a) => serde_json::to_value(a),
+            Action::Sql(a) => serde_json::to_value(a),
+            Action::Log(a) => serde_json::to_value(a),
+            Action::WaitFor(a) => serde_json::to_value(a),
+            Action::Migrate(a) => serde_json::to_value(a),
+            Action::Backup(a) => serde_json::to_value(a),
+            Action::Restore(a) => serde_json::to_value(a),
+            Action::Seed(a) => serde_json::to_value(a),
+            Action::Health(a) => serde_json::to_value(a),
+            Action::Gate(a) => serde_json::to_value(a),
+            Action::Include(a) => serde_json::to_value(a),
+            Action::Copy(a) => serde_json::to_value(a),
+        }
+    }
+}
+
+impl Action<'_> {
     pub fn key(&self) -> &'static str {
         match self {
             Action::Shell(_) => "shell",

@@ -24,21 +24,7 @@ pub fn render_args(step: &Step, ctx: &Json) -> Result<Json, String> {
     let Some(action) = step.action() else {
         return Err("the step has no action".to_owned());
     };
-    let raw = match action {
-        Action::Shell(a) => serde_json::to_value(a),
-        Action::Sql(a) => serde_json::to_value(a),
-        Action::Log(a) => serde_json::to_value(a),
-        Action::WaitFor(a) => serde_json::to_value(a),
-        Action::Migrate(a) => serde_json::to_value(a),
-        Action::Backup(a) => serde_json::to_value(a),
-        Action::Restore(a) => serde_json::to_value(a),
-        Action::Seed(a) => serde_json::to_value(a),
-        Action::Health(a) => serde_json::to_value(a),
-        Action::Gate(a) => serde_json::to_value(a),
-        Action::Include(a) => serde_json::to_value(a),
-        Action::Copy(a) => serde_json::to_value(a),
-    }
-    .map_err(|e| e.to_string())?;
+    let raw = action.to_json().map_err(|e| e.to_string())?;
     render(&raw, ctx, action.key(), &mut Vec::new())
 }
 
