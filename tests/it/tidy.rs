@@ -275,10 +275,11 @@ fn terminal_writes(files: &[File]) -> Vec<String> {
         files,
         &[TERMINAL_OWNER],
         &[
-            "println!",
+            // Longer names first: `eprintln!` holds `println!`.
             "eprintln!",
-            "print!(",
+            "println!",
             "eprint!(",
+            "print!(",
             "io::stderr()",
             "io::stdout()",
             "dbg!(",
