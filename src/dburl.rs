@@ -1,6 +1,8 @@
-//! The one reader of connection URLs, on the `url` crate: where a URL's password is (userinfo,
-//! or a `password` / `sslpassword` query parameter), the URL with it masked, and the parts the
-//! tool names a database by. Every place that reads or masks a URL comes here.
+//! The one reader of connection URLs: where a URL's password is (userinfo, or a `password` /
+//! `sslpassword` query parameter), the URL with it masked, and the parts the tool names a
+//! database by. Every place that reads or masks a URL comes here. The `url` crate reads what
+//! it can; what it cannot (libpq's multi-host lists, an unencoded `#` in a password) is split
+//! as written, and masking always keeps the text as written apart from the passwords.
 
 use crate::fmt::MASK;
 
@@ -17,62 +19,110 @@ fn parse(text: &str) -> Option<url::Url> {
     (text.contains("://") && !url.cannot_be_a_base()).then_some(url)
 }
 
+/// The parts of a `scheme://...` text as written, for what the `url` crate cannot read
+/// (libpq's multi-host lists `h1:5432,h2:5432`, an unencoded `#` in a password): the userinfo
+/// (before the last `@` of the authority) and the query.
+struct Written<'a> {
+    scheme: &'a str,
+    userinfo: Option<&'a str>,
+    hosts: &'a str,
+    path: &'a str,
+    query: Option<&'a str>,
+}
+
+fn written(text: &str) -> Option<Written<'_>> {
+    let (scheme, rest) = text.split_once("://")?;
+    let (before_query, query) = match rest.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (rest, None),
+    };
+    let (authority, path) = match before_query.find('/') {
+        Some(i) => (&before_query[..i], &before_query[i..]),
+        None => (before_query, ""),
+    };
+    let (userinfo, hosts) = match authority.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, authority),
+    };
+    Some(Written {
+        scheme,
+        userinfo,
+        hosts,
+        path,
+        query,
+    })
+}
+
 /// Every password a URL carries, as written (percent-encoded where it was): the userinfo
 /// password and each password query parameter. Empty ones are left out.
 pub fn passwords(text: &str) -> Vec<String> {
-    let Some(url) = parse(text) else {
-        return Vec::new();
-    };
     let mut found = Vec::new();
-    if let Some(pw) = url.password() {
-        found.push(pw.to_owned());
-    }
-    for (key, value) in raw_query_pairs(&url) {
-        if is_password_param(key) {
-            found.push(value.to_owned());
+    match parse(text) {
+        Some(url) => {
+            found.extend(url.password().map(str::to_owned));
+            found.extend(password_params(url.query()));
+        }
+        None => {
+            let Some(w) = written(text) else {
+                return Vec::new();
+            };
+            found.extend(
+                w.userinfo
+                    .and_then(|u| u.split_once(':'))
+                    .map(|(_, pw)| pw.to_owned()),
+            );
+            found.extend(password_params(w.query));
         }
     }
     found.retain(|p| !p.is_empty());
     found
 }
 
-/// `key=value` pairs of the query exactly as written (no decoding, so masking keeps the rest
-/// of the URL byte for byte).
-fn raw_query_pairs(url: &url::Url) -> Vec<(&str, &str)> {
-    url.query()
+/// The values of password parameters in a query, as written.
+fn password_params(query: Option<&str>) -> Vec<String> {
+    query
         .unwrap_or("")
         .split('&')
         .filter_map(|kv| kv.split_once('='))
+        .filter(|(k, _)| is_password_param(k))
+        .map(|(_, v)| v.to_owned())
         .collect()
 }
 
-/// The URL with its password masked; a URL that cannot be read is masked whole, and a
-/// `sqlite:` path is returned as it is.
+/// The URL as written with its passwords masked; text that is no `scheme://` URL is masked
+/// whole, and a `sqlite:` path is returned as it is.
 pub fn redact(text: &str) -> String {
     if let Some(path) = text.strip_prefix("sqlite:") {
         return format!("sqlite:{path}");
     }
-    let Some(mut url) = parse(text) else {
+    let Some(w) = written(text) else {
         return MASK.to_owned();
     };
-    if url.password().is_some() && url.set_password(Some(MASK)).is_err() {
-        return MASK.to_owned();
-    }
-    if let Some(query) = url.query() {
-        let masked: Vec<String> = query
-            .split('&')
-            .map(|kv| match kv.split_once('=') {
-                Some((k, _)) if is_password_param(k) => format!("{k}={MASK}"),
-                _ => kv.to_owned(),
-            })
-            .collect();
-        url.set_query(Some(&masked.join("&")));
-    }
-    url.to_string()
+    let userinfo = match w.userinfo {
+        Some(u) => match u.split_once(':') {
+            Some((user, _)) => format!("{user}:{MASK}@"),
+            None => format!("{u}@"),
+        },
+        None => String::new(),
+    };
+    let query = match w.query {
+        Some(q) => {
+            let parts: Vec<String> = q
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, _)) if is_password_param(k) => format!("{k}={MASK}"),
+                    _ => kv.to_owned(),
+                })
+                .collect();
+            format!("?{}", parts.join("&"))
+        }
+        None => String::new(),
+    };
+    format!("{}://{userinfo}{}{}{query}", w.scheme, w.hosts, w.path)
 }
 
 /// Masks every connection URL's password inside free text (an error message, a quoted line,
-/// JSON): each `scheme://...` run is read by [`redact`]; libpq `password=` keywords outside a
+/// JSON): each `scheme://...` run is masked by [`redact`]; libpq `password=` keywords outside a
 /// URL are masked too.
 pub fn redact_in_text(text: &str) -> String {
     static RES: std::sync::OnceLock<Option<(regex::Regex, regex::Regex)>> =
@@ -80,42 +130,36 @@ pub fn redact_in_text(text: &str) -> String {
     let Some((candidate, keyword)) = RES
         .get_or_init(|| {
             Some((
-                // Quotes and backslashes end a URL here: the text may be JSON, and eating an
-                // escape would break it.
-                regex::Regex::new(r#"[A-Za-z][A-Za-z0-9+.-]*://[^\s"'\\]+"#).ok()?,
-                regex::Regex::new(r#"(?i)\b(password|sslpassword)=([^&\s"'\\]+)"#).ok()?,
+                // Quotes, backquotes and backslashes end a URL here: the text may be JSON or
+                // a message that quotes the URL, and eating an escape would break it.
+                regex::Regex::new(r#"[A-Za-z][A-Za-z0-9+.-]*://[^\s"'`\\]+"#).ok()?,
+                regex::Regex::new(r#"(?i)\b(password|sslpassword)=([^&\s"'`\\]+)"#).ok()?,
             ))
         })
         .as_ref()
     else {
         return text.to_owned();
     };
-    let urls = candidate.replace_all(text, |c: &regex::Captures<'_>| {
-        let found = &c[0];
-        if passwords(found).is_empty() && parse(found).is_some() {
-            found.to_owned()
-        } else {
-            redact(found)
-        }
-    });
+    let urls = candidate.replace_all(text, |c: &regex::Captures<'_>| redact(&c[0]));
     keyword.replace_all(&urls, "${1}=***").into_owned()
 }
 
 /// A stable name of the database a URL points at, without user, password or parameters:
 /// `postgres://host:port/db`. Two users of one database name the same target.
 pub fn key(text: &str) -> String {
-    let Some(url) = parse(text) else {
-        return MASK.to_owned();
-    };
-    let host = url.host_str().unwrap_or("");
-    let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
-    format!("{}://{host}{port}{}", url.scheme(), url.path())
+    // As written, as earlier versions stored it with runs and locks: a normalised form would
+    // name a running target differently after an upgrade.
+    match written(text) {
+        Some(w) => format!("{}://{}{}", w.scheme, w.hosts, w.path),
+        None => MASK.to_owned(),
+    }
 }
 
-/// The database name of a URL as written (`postgres` when it names none).
+/// The database name of a URL as written, undecoded (`postgres` when it names none): what an
+/// operator types to confirm.
 pub fn database(text: &str) -> String {
-    parse(text)
-        .map(|u| u.path().trim_start_matches('/').to_owned())
+    written(text)
+        .map(|w| w.path.trim_start_matches('/').to_owned())
         .filter(|d| !d.is_empty())
         .unwrap_or_else(|| "postgres".to_owned())
 }
@@ -160,6 +204,37 @@ mod tests {
             redact_in_text("see https://example.com/docs"),
             "see https://example.com/docs"
         );
+    }
+
+    #[test]
+    fn masks_as_written() {
+        for url in [
+            "postgres://db.internal:05432/app",
+            "postgres://[0:0::1]/app",
+            "postgres://db/données",
+            "postgres://db/app?options=-c search_path=app",
+        ] {
+            assert_eq!(
+                redact(url),
+                url,
+                "a URL without a password is left as written"
+            );
+        }
+        assert_eq!(
+            redact("postgres://u:pw@h1:5432,h2:5432/db"),
+            "postgres://u:***@h1:5432,h2:5432/db"
+        );
+        assert_eq!(passwords("postgres://u:p#w@h1:5432,h2:5432/db"), ["p#w"]);
+        assert_eq!(
+            redact_in_text("cannot reach `postgres://u:pw12@h/db`: refused"),
+            "cannot reach `postgres://u:***@h/db`: refused"
+        );
+        assert_eq!(
+            key("postgres://u:pw@h1:5432,h2:5432/db"),
+            "postgres://h1:5432,h2:5432/db"
+        );
+        assert_eq!(database("postgres://h/données"), "données");
+        assert_eq!(database("postgres://h/my%20db?x=1"), "my%20db");
     }
 
     #[test]

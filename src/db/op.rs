@@ -78,6 +78,11 @@ impl<'a> Op<'a> {
         }
     }
 
+    /// Counts the time budget from now (for actions whose budget starts once connected).
+    pub fn start_now(&mut self) {
+        self.deadline = self.deadline.map(|(_, t)| (Instant::now() + t, t));
+    }
+
     /// A status line, redacted.
     pub fn note(&self, text: &str) {
         self.report.note(&self.redactor.redact(text));

@@ -1,5 +1,6 @@
 //! The playbook checker's state and its ways to report a problem at a path of the document.
 
+use super::visible::MainIds;
 use crate::config::ConfigDef;
 use crate::diagnostic::Diagnostic;
 use crate::playbook::PlaybookDef;
@@ -21,8 +22,8 @@ pub(super) struct Checker<'a> {
     pub(super) tree: &'a Node,
     pub(super) config: Option<&'a ConfigDef>,
     pub(super) diags: Vec<Diagnostic>,
-    /// Main step ids in order, with their index.
-    pub(super) main_ids: Vec<(String, usize)>,
+    /// Main step ids, with the index of their first occurrence.
+    pub(super) main_ids: MainIds,
     /// How many lines past its first the string being checked spans (block scalars).
     pub(super) lines: usize,
 }

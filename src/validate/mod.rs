@@ -16,6 +16,7 @@ mod params;
 mod references;
 mod steps;
 mod templates;
+mod visible;
 
 pub use config::check_config;
 pub use names::{is_env_name, is_identifier, is_time_zone};
@@ -36,12 +37,13 @@ pub fn check_playbook(
     tree: &Node,
     config: Option<&ConfigDef>,
 ) -> Vec<Diagnostic> {
-    let main_ids = def
-        .steps
-        .iter()
-        .enumerate()
-        .filter_map(|(i, s)| s.id.clone().map(|id| (id, i)))
-        .collect();
+    let mut main_ids = std::collections::HashMap::new();
+    for (i, s) in def.steps.iter().enumerate() {
+        if let Some(id) = &s.id {
+            main_ids.entry(id.clone()).or_insert(i);
+        }
+    }
+    let main_ids = std::rc::Rc::new(main_ids);
     let mut c = Checker {
         def,
         source,

@@ -4,6 +4,7 @@
 
 use super::checker::Checker;
 use super::names::names;
+use super::visible::Visible;
 use crate::diagnostic::{Diagnostic, did_you_mean};
 use crate::source::Pos;
 use crate::template;
@@ -18,7 +19,7 @@ impl Checker<'_> {
         &mut self,
         vars: &BTreeSet<String>,
         pos: Pos,
-        visible: &BTreeSet<String>,
+        visible: &Visible<'_>,
         result_ok: bool,
     ) {
         for var in vars {
@@ -146,7 +147,7 @@ impl Checker<'_> {
     }
 
     /// A name that is none of the roots templates can read.
-    fn unknown_root(&self, other: &str, pos: Pos, visible: &BTreeSet<String>) -> Unresolved {
+    fn unknown_root(&self, other: &str, pos: Pos, visible: &Visible<'_>) -> Unresolved {
         let hint = if self.def.params.contains_key(other) {
             format!("parameters are read as `params.{other}`")
         } else if visible.contains(other) {
@@ -170,7 +171,7 @@ impl Checker<'_> {
         &self,
         parts: &[&str],
         pos: Pos,
-        visible: &BTreeSet<String>,
+        visible: &Visible<'_>,
     ) -> Option<Unresolved> {
         let id = *parts.get(1)?;
         if !visible.contains(id) {
@@ -202,8 +203,8 @@ impl Checker<'_> {
     }
 
     /// A step that is not visible: later in the playbook, or not there at all.
-    fn invisible_step(&self, id: &str, pos: Pos, visible: &BTreeSet<String>) -> Unresolved {
-        let later = self.main_ids.iter().any(|(s, _)| s == id)
+    fn invisible_step(&self, id: &str, pos: Pos, visible: &Visible<'_>) -> Unresolved {
+        let later = self.main_ids.contains_key(id)
             || self
                 .def
                 .on_failure
@@ -218,10 +219,10 @@ impl Checker<'_> {
                     + "`",
             )
         } else {
-            let hint = match did_you_mean(id, visible.iter().map(String::as_str)) {
+            let hint = match did_you_mean(id, visible.sorted()) {
                 Some(s) => format!("did you mean `steps.{s}`?"),
                 None if visible.is_empty() => "no step runs before this one".to_owned(),
-                None => format!("steps before this one: {}", names(visible.iter())),
+                None => format!("steps before this one: {}", names(visible.sorted())),
             };
             (format!("no step `{id}` runs before this one"), hint)
         };

@@ -2,14 +2,14 @@
 //! they read is checked in `references` against the steps visible from the step's block.
 
 use super::checker::{Block, Checker};
+use super::visible::Visible;
 use crate::diagnostic::Diagnostic;
 use crate::playbook::Step;
 use crate::source::Pos;
 use crate::template;
 use crate::yaml::{Node, Value};
-use std::collections::BTreeSet;
 
-impl Checker<'_> {
+impl<'a> Checker<'a> {
     /// Checks every template and expression in a step.
     pub(super) fn templates(&mut self, step: &Step, path: &[String], block: Block, index: usize) {
         let visible = self.visible(block, index);
@@ -41,38 +41,25 @@ impl Checker<'_> {
     /// The step ids whose outputs a step in `block` at `index` can read: main steps before it
     /// (a compensation also sees its owner), and for cleanup blocks every main step and the
     /// block's earlier steps.
-    fn visible(&self, block: Block, index: usize) -> BTreeSet<String> {
+    fn visible(&self, block: Block, index: usize) -> Visible<'a> {
+        let main = self.main_ids.clone();
         match block {
-            Block::Steps => self
-                .main_ids
-                .iter()
-                .filter(|(_, i)| *i < index)
-                .map(|(id, _)| id.clone())
-                .collect(),
-            Block::Rollback { owner } => self
-                .main_ids
-                .iter()
-                .filter(|(_, i)| *i <= owner)
-                .map(|(id, _)| id.clone())
-                .collect(),
-            Block::OnFailure | Block::Finally => {
-                let own = if block == Block::OnFailure {
-                    &self.def.on_failure
-                } else {
-                    &self.def.finally
-                };
-                self.main_ids
-                    .iter()
-                    .map(|(id, _)| id.clone())
-                    .chain(own.iter().take(index).filter_map(|s| s.id.clone()))
-                    .collect()
+            Block::Steps => Visible::new(main, index, &[]),
+            Block::Rollback { owner } => Visible::new(main, owner.saturating_add(1), &[]),
+            Block::OnFailure => {
+                let own = &self.def.on_failure;
+                Visible::new(main, usize::MAX, &own[..index.min(own.len())])
+            }
+            Block::Finally => {
+                let own = &self.def.finally;
+                Visible::new(main, usize::MAX, &own[..index.min(own.len())])
             }
         }
     }
 
     /// Expressions: `when`, `gate.condition.expr`, `wait_for.until` (which may read
     /// `result`).
-    fn expressions(&mut self, step: &Step, path: &[String], visible: &BTreeSet<String>) {
+    fn expressions(&mut self, step: &Step, path: &[String], visible: &Visible<'_>) {
         let mut expressions: Vec<(Vec<String>, &str, bool)> = Vec::new();
         if let Some(w) = &step.when {
             expressions.push((vec!["when".into()], w, false));
@@ -111,7 +98,7 @@ impl Checker<'_> {
     }
 
     /// One template string at `pos`: it parses, and what it reads resolves.
-    fn template(&mut self, text: &str, pos: Pos, visible: &BTreeSet<String>, result_ok: bool) {
+    fn template(&mut self, text: &str, pos: Pos, visible: &Visible<'_>, result_ok: bool) {
         match template::template_vars(text) {
             Ok(vars) => {
                 self.lines = text.lines().count();

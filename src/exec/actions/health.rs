@@ -29,21 +29,25 @@ pub async fn run(a: &HealthAction, ctx: &mut ActionCtx<'_>) -> StepResult {
         baseline: baseline(a, ctx.redactor)?,
     };
     let dialect = ctx.target.map_or(Dialect::Sqlite, Dialect::of);
-    let op = ctx.op("health");
+    let mut op = ctx.op("health");
     let report = match ctx.db().await {
         Err(StepError::Failed(msg)) => health::unreachable(&opts, dialect, &msg),
         Err(other) => return Err(other),
-        Ok(db) => match health::check(db, &opts, &op).await {
-            Ok(report) => report,
-            Err(OpError::Interrupted) => return Err(StepError::Interrupted),
-            Err(OpError::TimedOut(t)) => {
-                return Err(StepError::Failed(format!(
-                    "the health check did not finish within {}",
-                    crate::fmt::duration(t)
-                )));
+        Ok(db) => {
+            // The step's timeout bounds the checks, not the connection before them.
+            op.start_now();
+            match health::check(db, &opts, &op).await {
+                Ok(report) => report,
+                Err(OpError::Interrupted) => return Err(StepError::Interrupted),
+                Err(OpError::TimedOut(t)) => {
+                    return Err(StepError::Failed(format!(
+                        "the health check did not finish within {}",
+                        crate::fmt::duration(t)
+                    )));
+                }
+                Err(OpError::Failed(msg)) => return Err(StepError::Failed(msg)),
             }
-            Err(OpError::Failed(msg)) => return Err(StepError::Failed(msg)),
-        },
+        }
     };
 
     for r in &report.results {

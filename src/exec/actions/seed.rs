@@ -23,8 +23,10 @@ pub async fn run(a: &SeedAction, ctx: &mut ActionCtx<'_>) -> StepResult {
         |value| redactor.add(value),
     )
     .map_err(failed)?;
-    let op = ctx.op("seed");
+    let mut op = ctx.op("seed");
     let db = ctx.db().await?;
+    // The step's timeout bounds the seed, not the connection before it.
+    op.start_now();
     let report = seed::apply(db, &set, &secrets, &op)
         .await
         .map_err(|e| match e {
