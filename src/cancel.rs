@@ -12,3 +12,34 @@ pub async fn wait_cancel(cancel: &mut tokio::sync::watch::Receiver<bool>) {
         }
     }
 }
+
+/// The signals that stop a run as Ctrl-C does: SIGINT (Ctrl-C), SIGTERM (`kill`, a service
+/// manager, a CI job cancelled) and SIGHUP (the terminal or SSH session went away). Each stops
+/// the running step and its children and leaves the run `interrupted`, which `resume` continues.
+pub struct StopSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Starts listening (inside a tokio runtime); from then on these signals no longer end the
+    /// process by default.
+    pub fn new() -> std::io::Result<StopSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(StopSignals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// Resolves with the signal's name when one arrives.
+    pub async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
+            _ = self.hangup.recv() => "SIGHUP",
+        }
+    }
+}

@@ -16,7 +16,7 @@ pub enum Exit {
     WaitingApproval = 3,
     /// Another run holds the lock on the target.
     Locked = 4,
-    /// The run was interrupted (Ctrl-C or a kill); `runbook resume` continues it.
+    /// The run was interrupted (Ctrl-C, SIGTERM or SIGHUP); `runbook resume` continues it.
     Interrupted = 5,
     /// An audit log failed verification.
     AuditFailed = 6,

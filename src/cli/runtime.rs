@@ -97,19 +97,25 @@ pub(super) fn init_tracing(verbose: bool) {
     }
 }
 
-/// Ctrl-C: the first stops the running step and marks the run interrupted; the second exits
-/// at once.
+/// Ctrl-C (or SIGTERM, SIGHUP): the first stops the running step and marks the run
+/// interrupted; the second exits at once.
 pub(super) fn interrupt_channel(ui: &Ui) -> tokio::sync::watch::Receiver<bool> {
     let (tx, rx) = tokio::sync::watch::channel(false);
     let ui = ui.clone();
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            let _ = tx.send(true);
-            ui.urgent("interrupting: stopping the current step (Ctrl-C again to exit at once)");
-            if tokio::signal::ctrl_c().await.is_ok() {
-                std::process::exit(Exit::Interrupted.code());
+        let Ok(mut signals) = crate::cancel::StopSignals::new() else {
+            return;
+        };
+        let first = signals.next().await;
+        let _ = tx.send(true);
+        ui.urgent(&match first {
+            "SIGINT" => {
+                "interrupting: stopping the current step (Ctrl-C again to exit at once)".to_owned()
             }
-        }
+            other => format!("interrupting ({other}): stopping the current step"),
+        });
+        signals.next().await;
+        std::process::exit(Exit::Interrupted.code());
     });
     rx
 }

@@ -47,9 +47,8 @@ pub(super) async fn schedule(
         progress: FleetProgress::new(ui, total),
     };
     // The children lead their own process groups, so the terminal's Ctrl-C reaches only us;
-    // we pass it on.
-    let mut interrupts =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
+    // we pass it on (SIGTERM and SIGHUP too).
+    let mut interrupts = crate::cancel::StopSignals::new().ok();
     loop {
         s.start_what_limits_allow().await;
         if s.running.is_empty() {
@@ -117,7 +116,7 @@ impl Scheduler<'_> {
     /// code. A Ctrl-C meanwhile is passed on to every running child.
     async fn next_to_end(
         &mut self,
-        interrupts: &mut Option<tokio::signal::unix::Signal>,
+        interrupts: &mut Option<crate::cancel::StopSignals>,
     ) -> (Running, i32) {
         loop {
             if let Some((i, code)) = self
@@ -130,13 +129,13 @@ impl Scheduler<'_> {
             }
             let interrupt = async {
                 match interrupts {
-                    Some(signal) => signal.recv().await,
+                    Some(signals) => Some(signals.next().await),
                     None => std::future::pending().await,
                 }
             };
             tokio::select! {
                 _ = tokio::time::sleep(POLL) => {}
-                Some(()) = interrupt => self.interrupt(),
+                Some(_) = interrupt => self.interrupt(),
             }
         }
     }

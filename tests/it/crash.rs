@@ -185,6 +185,22 @@ fn sigkill_in_the_middle_of_a_step_then_resume() {
 /// Ctrl-C stops the child, marks the run interrupted (exit 5), and resume finishes it.
 #[test]
 fn ctrl_c_interrupts_and_the_run_can_be_resumed() {
+    interrupted_by(libc::SIGINT);
+}
+
+/// SIGTERM (`kill`, a service manager, a cancelled CI job) is handled like Ctrl-C.
+#[test]
+fn sigterm_interrupts_like_ctrl_c() {
+    interrupted_by(libc::SIGTERM);
+}
+
+/// SIGHUP (the terminal or SSH session went away) is handled like Ctrl-C.
+#[test]
+fn sighup_interrupts_like_ctrl_c() {
+    interrupted_by(libc::SIGHUP);
+}
+
+fn interrupted_by(signal: i32) {
     let dir = tempfile::tempdir().unwrap();
     let p = Project::new(|_| Target::sqlite(dir.path()));
     let pidfile = dir.path().join("sleep.pid");
@@ -218,8 +234,8 @@ fn ctrl_c_interrupts_and_the_run_can_be_resumed() {
         .trim()
         .parse()
         .unwrap();
-    // SAFETY: sending SIGINT to the child we started.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    // SAFETY: sending a signal to the child we started.
+    unsafe { libc::kill(child.id() as i32, signal) };
     let out = child.wait_with_output().unwrap();
     assert_eq!(
         out.status.code(),
@@ -233,7 +249,7 @@ fn ctrl_c_interrupts_and_the_run_can_be_resumed() {
         || std::fs::read_to_string(format!("/proc/{sleep_pid}/stat"))
             .map(|s| s.contains(") Z"))
             .unwrap_or(true);
-    assert!(gone, "the step's child survived Ctrl-C");
+    assert!(gone, "the step's child survived signal {signal}");
     let (id, status) = p.last_run();
     assert_eq!(status, "interrupted");
     let out = p.resume(&id, &["--skip-step", "long"]);
