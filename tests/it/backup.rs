@@ -895,3 +895,66 @@ fn a_backup_past_its_timeout_stops_and_leaves_no_files() {
         names(&backups)
     );
 }
+
+/// A backup that crashed leaves its `.partial` archive behind; the next backup of the same
+/// database removes those nothing has written to for ten minutes, and no others.
+#[test]
+fn the_next_backup_removes_stale_partial_archives_of_its_database() {
+    let p = sqlite_app();
+    p.playbook("bk", &backup_playbook(""));
+    let dir = p.path().join("backups");
+    std::fs::create_dir_all(&dir).unwrap();
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    let partial = |name: &str, modified: std::time::SystemTime| {
+        let path = dir.join(name);
+        let f = std::fs::File::create(&path).unwrap();
+        f.set_modified(modified).unwrap();
+        path
+    };
+    let stale = partial(
+        ".target_20200101T000000Z_crashed_backup.sqlite.partial",
+        hour_ago,
+    );
+    let stale_dir = dir.join(".target_20200101T000000Z_crashed_dump.dir.partial");
+    std::fs::create_dir(&stale_dir).unwrap();
+    let inner = std::fs::File::create(stale_dir.join("toc.dat")).unwrap();
+    inner.set_modified(hour_ago).unwrap();
+    std::fs::File::open(&stale_dir)
+        .unwrap()
+        .set_modified(hour_ago)
+        .unwrap();
+    let fresh = partial(
+        ".target_20200101T000000Z_writing_backup.sqlite.partial",
+        std::time::SystemTime::now(),
+    );
+    let other = partial(
+        ".other_20200101T000000Z_crashed_backup.sqlite.partial",
+        hour_ago,
+    );
+
+    let out = p.run("bk", &[]);
+    ok(&out);
+    assert!(
+        !stale.exists(),
+        "a stale partial archive stays: {}",
+        out.combined()
+    );
+    assert!(
+        !stale_dir.exists(),
+        "a stale partial directory archive stays"
+    );
+    assert!(
+        fresh.exists(),
+        "a partial archive still being written was removed"
+    );
+    assert!(
+        other.exists(),
+        "another database's partial archive was removed"
+    );
+    assert!(
+        out.stderr
+            .contains("a partial backup left by a run that stopped while writing it"),
+        "{}",
+        out.combined()
+    );
+}

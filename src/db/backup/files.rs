@@ -25,6 +25,52 @@ pub(super) fn create_backup_dir(dir: &Path) -> Result<(), OpError> {
         })
 }
 
+/// A partial archive nothing has written to for this long was left by a run that stopped while
+/// writing it (one run per target holds the target's lock, and a live pg_dump writes often).
+pub(super) const STALE_PARTIAL: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Removes the partial archives of `database` (its file-safe name) in `dir` that nothing has
+/// written to for [`STALE_PARTIAL`]: crashed backups would otherwise pile up. Returns them.
+pub(super) fn remove_stale_partials(dir: &Path, database: &str) -> Vec<PathBuf> {
+    let prefix = format!(".{database}_");
+    let Ok(entries) = read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for path in entries {
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if !name.starts_with(&prefix) || !name.ends_with(PARTIAL_SUFFIX) {
+            continue;
+        }
+        let idle = newest_write(&path).and_then(|t| t.elapsed().ok());
+        if idle.is_some_and(|d| d >= STALE_PARTIAL) {
+            remove_path(&path);
+            removed.push(path);
+        }
+    }
+    if !removed.is_empty() {
+        sync_dir(dir);
+    }
+    removed
+}
+
+/// The newest modification time of a file, or of a folder and the files in it (a directory
+/// archive grows file by file).
+fn newest_write(path: &Path) -> Option<std::time::SystemTime> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    let mut newest = meta.modified().ok()?;
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(path).ok()?.flatten() {
+            if let Ok(t) = entry.metadata().and_then(|m| m.modified()) {
+                newest = newest.max(t);
+            }
+        }
+    }
+    Some(newest)
+}
+
 /// Removes a file or a folder with everything in it; one that is absent is already removed.
 pub(super) fn remove_path(p: &Path) {
     match std::fs::symlink_metadata(p) {

@@ -1,7 +1,7 @@
 //! Naming a backup: `{database}_{UTC time}_{run}_{step}` with the archive's extension, a
 //! hidden `.partial` name to write under, and the manifest's name, none of them taken yet.
 
-use super::files::{PARTIAL_SUFFIX, create_backup_dir, remove_path};
+use super::files::{PARTIAL_SUFFIX, create_backup_dir, remove_path, remove_stale_partials};
 use super::manifest::{ArchiveFormat, MANIFEST_SUFFIX, Purpose};
 use crate::db::op::{Op, OpError};
 use chrono::{DateTime, Utc};
@@ -26,6 +26,12 @@ impl Names {
         format: ArchiveFormat,
     ) -> Result<Names, OpError> {
         create_backup_dir(dir)?;
+        for stale in remove_stale_partials(dir, &file_safe(database)) {
+            op.note(&format!(
+                "removed {}: a partial backup left by a run that stopped while writing it",
+                stale.display()
+            ));
+        }
         let mut stem = format!(
             "{}_{}_{}_{}",
             file_safe(database),
