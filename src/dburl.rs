@@ -133,7 +133,11 @@ pub fn redact_in_text(text: &str) -> String {
                 // Quotes, backquotes and backslashes end a URL here: the text may be JSON or
                 // a message that quotes the URL, and eating an escape would break it.
                 regex::Regex::new(r#"[A-Za-z][A-Za-z0-9+.-]*://[^\s"'`\\]+"#).ok()?,
-                regex::Regex::new(r#"(?i)\b(password|sslpassword)=([^&\s"'`\\]+)"#).ok()?,
+                regex::Regex::new(&format!(
+                    r#"(?i)\b({})=([^&\s"'`\\]+)"#,
+                    PASSWORD_PARAMS.join("|")
+                ))
+                .ok()?,
             ))
         })
         .as_ref()

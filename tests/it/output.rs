@@ -20,7 +20,6 @@ const MORE: &[(&str, &str)] = &[
     (r"head [0-9a-f]{12}", "head [hash]"),
     (r"(?m)^(operator\s+\w+)@\S+", "$1@[host]"),
     (r"(?m)^target( +)\S+ ", "target$1[host] "),
-    (r"(?m)^Database Size: .*$", "Database Size: [size]"),
     (r"Database Size: [^\n]*", "Database Size: [size]"),
     (r"/\S*/backups/", "[dir]/backups/"),
     (
