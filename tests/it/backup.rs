@@ -751,7 +751,7 @@ fn an_older_pg_dump_is_refused_naming_both_versions() {
     let p = pg_app("bk_old_client");
     p.playbook("bk", &backup_playbook(""));
     let bin = tempfile::tempdir().unwrap();
-    for tool in ["pg_dump", "pg_restore"] {
+    for tool in ["pg_dump", "pg_restore", "psql"] {
         let path = bin.path().join(tool);
         std::fs::write(
             &path,
@@ -791,7 +791,7 @@ fn the_password_reaches_pg_dump_by_environment_never_by_argv() {
     let bin = tempfile::tempdir().unwrap();
     let log = bin.path().join("log");
     std::fs::create_dir(&log).unwrap();
-    for tool in ["pg_dump", "pg_restore"] {
+    for tool in ["pg_dump", "pg_restore", "psql"] {
         let path = bin.path().join(tool);
         std::fs::write(
             &path,
@@ -854,7 +854,7 @@ fn the_installed_client_of_the_server_major_is_preferred() {
     for v in ["13", "15", "16"] {
         let bin = root.path().join(v).join("bin");
         std::fs::create_dir_all(&bin).unwrap();
-        for tool in ["pg_dump", "pg_restore"] {
+        for tool in ["pg_dump", "pg_restore", "psql"] {
             std::fs::write(bin.join(tool), "").unwrap();
         }
     }

@@ -112,6 +112,44 @@ pub(super) async fn run_client(
     }
 }
 
+/// Runs a producer into a consumer through the one process wrapper (`process::run_fed`):
+/// `head`, the producer's output, and `tail` once the producer has exited with 0.
+pub(super) async fn run_fed_clients(
+    op: &Op<'_>,
+    producer: Vec<String>,
+    consumer: Vec<String>,
+    env: BTreeMap<String, String>,
+    head: String,
+    tail: &str,
+) -> Result<process::FedOutput, OpError> {
+    let spec = |argv| ProcessSpec {
+        argv,
+        cwd: op.cwd.clone(),
+        env: env.clone(),
+        timeout: None,
+    };
+    let producer = spec(producer);
+    let mut consumer = spec(consumer);
+    consumer.timeout = op.left()?;
+    let feed = process::Feed {
+        producer: &producer,
+        consumer: &consumer,
+        head: head.into_bytes(),
+        tail: tail.as_bytes().to_vec(),
+    };
+    let mut cancel = op.cancel.clone();
+    match process::run_fed(feed, &mut cancel).await {
+        Ok(out) => Ok(out),
+        Err(ProcessError::Interrupted) => Err(OpError::Interrupted),
+        Err(ProcessError::TimedOut(_)) => Err(timed_out(op)),
+        Err(ProcessError::Spawn { program, source }) => Err(OpError::failed(format!(
+            "cannot start `{}`: {source}",
+            program_name(&program)
+        ))),
+        Err(e) => Err(OpError::Failed(op.redactor.redact(&e.to_string()))),
+    }
+}
+
 fn program_name(path: &str) -> String {
     Path::new(path)
         .file_name()

@@ -33,6 +33,7 @@
 //! `counts` (after a restore), `prune` (retention), `guard` (the step's deadline and
 //! cancellation around statements and client programs), `pg_tools` and `libpq`.
 
+mod clear;
 mod counts;
 mod files;
 mod guard;
@@ -68,6 +69,8 @@ const STATE_TABLES: &[&str] = &[
     "runbook_events",
     "runbook_approvals",
     "runbook_meta",
+    "runbook_fleets",
+    "runbook_fleet_targets",
 ];
 const STATE_TABLE_PREFIX: &str = "runbook_audit";
 

@@ -1,13 +1,18 @@
-//! Finding the PostgreSQL client programs: `RUNBOOK_PG_BIN`, else the installed version that
-//! matches the server's major (else the newest), else `PATH`; and their version.
+//! Finding the PostgreSQL client programs (pg_dump, pg_restore, psql): `RUNBOOK_PG_BIN`, else
+//! the installed version that matches the server's major (else the newest), else `PATH`; and
+//! their version.
 
 use super::guard::{exited_ok, explain, run_client};
 use crate::db::op::{Op, OpError};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// A directory holding `pg_dump` and `pg_restore`, searched before the installed versions.
+/// A directory holding `pg_dump`, `pg_restore` and `psql`, searched before the installed
+/// versions.
 pub const PG_BIN_ENV: &str = "RUNBOOK_PG_BIN";
+
+/// The client programs a folder must hold to be used.
+const CLIENTS: [&str; 3] = ["pg_dump", "pg_restore", "psql"];
 
 /// Debian's layout of installed PostgreSQL versions: `/usr/lib/postgresql/<version>/bin`.
 const PG_LIB_DIR: &str = "/usr/lib/postgresql";
@@ -17,20 +22,22 @@ const PG_LIB_DIR: &str = "/usr/lib/postgresql";
 pub struct PgTools {
     pub pg_dump: PathBuf,
     pub pg_restore: PathBuf,
+    /// Runs a restore's script in one transaction of its own making (see `restore_postgres`).
+    pub psql: PathBuf,
     /// As `pg_dump --version` prints it, e.g. `15.4`.
     pub version: String,
     pub major: u32,
 }
 
-/// Finds pg_dump and pg_restore: in `RUNBOOK_PG_BIN` if set, else the installed version whose
+/// Finds pg_dump, pg_restore and psql: in `RUNBOOK_PG_BIN` if set, else the installed version whose
 /// major is `prefer_major` (else the newest) under `/usr/lib/postgresql`, else on `PATH`.
 pub async fn find_pg_tools(prefer_major: u32, op: &Op<'_>) -> Result<PgTools, OpError> {
     let dir = match std::env::var_os(PG_BIN_ENV).filter(|d| !d.is_empty()) {
         Some(dir) => {
             let dir = PathBuf::from(dir);
-            if !dir.join("pg_dump").is_file() || !dir.join("pg_restore").is_file() {
+            if CLIENTS.iter().any(|c| !dir.join(c).is_file()) {
                 return Err(OpError::failed(format!(
-                    "`{PG_BIN_ENV}` is {} but it holds no `pg_dump` and `pg_restore`",
+                    "`{PG_BIN_ENV}` is {} but it does not hold all of `pg_dump`, `pg_restore` and `psql`",
                     dir.display()
                 )));
             }
@@ -38,10 +45,11 @@ pub async fn find_pg_tools(prefer_major: u32, op: &Op<'_>) -> Result<PgTools, Op
         }
         None => installed_bin_dir(Path::new(PG_LIB_DIR), prefer_major),
     };
-    let (pg_dump, pg_restore) = match &dir {
-        Some(d) => (d.join("pg_dump"), d.join("pg_restore")),
-        None => (PathBuf::from("pg_dump"), PathBuf::from("pg_restore")),
+    let program = |name: &str| match &dir {
+        Some(d) => d.join(name),
+        None => PathBuf::from(name),
     };
+    let (pg_dump, pg_restore, psql) = (program("pg_dump"), program("pg_restore"), program("psql"));
     let hint = format!(
         "install the PostgreSQL {prefer_major} client programs or set `{PG_BIN_ENV}` to their directory"
     );
@@ -66,6 +74,7 @@ pub async fn find_pg_tools(prefer_major: u32, op: &Op<'_>) -> Result<PgTools, Op
         version,
         pg_dump,
         pg_restore,
+        psql,
     })
 }
 
@@ -85,7 +94,9 @@ pub fn installed_bin_dir(root: &Path, prefer_major: u32) -> Option<PathBuf> {
                 .collect::<Result<_, _>>()
                 .ok()?;
             let bin = entry.path().join("bin");
-            (bin.join("pg_dump").is_file() && bin.join("pg_restore").is_file())
+            CLIENTS
+                .iter()
+                .all(|c| bin.join(c).is_file())
                 .then_some((version, bin))
         })
         .collect();

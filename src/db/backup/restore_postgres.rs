@@ -1,8 +1,13 @@
-//! Restoring a PostgreSQL archive with pg_restore: a client that reads the archive, the
-//! archive verified, a pre-restore backup, a data-only archive's tables emptied, then
-//! pg_restore in one transaction (or with parallel jobs, which cannot share one).
+//! Restoring a PostgreSQL archive exactly: a client that reads the archive, the archive
+//! verified, what cannot be restored refused, a pre-restore backup; then, in one transaction,
+//! every object of the database dropped (`clear`; a data-only archive's tables emptied instead)
+//! and the archive's script run. psql runs that transaction: `BEGIN`, the clearing statement,
+//! the script pg_restore writes, and `COMMIT` only once pg_restore has exited cleanly, so that
+//! a failure anywhere leaves the database as it was. Parallel jobs cannot share a transaction:
+//! with more than one, the clearing commits first and pg_restore runs its jobs.
 
-use super::guard::{check_cancel, exited_ok, explain, guard, run_client};
+use super::clear::{Kept, clear_sql, filter_toc, plan_clear};
+use super::guard::{check_cancel, exited_ok, explain, guard, run_client, run_fed_clients};
 use super::libpq::LibpqTarget;
 use super::list_some;
 use super::manifest::{Manifest, read_manifest};
@@ -13,9 +18,10 @@ use super::take::Backup;
 use super::verify::Verified;
 use crate::db::op::{Op, OpError};
 use crate::playbook::BackupMode;
+use crate::process::ProcessOutput;
 use sqlx::AssertSqlSafe;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub(super) async fn restore_postgres(
     conn: &mut sqlx::PgConnection,
@@ -37,6 +43,15 @@ pub(super) async fn restore_postgres(
         ));
     }
     check_cancel(op)?;
+    let (kept, toc) = if verified.manifest.mode == BackupMode::DataOnly {
+        (Kept::default(), None)
+    } else {
+        let list = archive_toc(&tools, &verified, op).await?;
+        let kept = plan_clear(conn, &toc_extensions(&list), op).await?;
+        let toc = filter_toc(&list, &kept);
+        (kept, toc)
+    };
+    check_cancel(op)?;
     let pre_backup = if req.pre_backup {
         let taken = backup_postgres(conn, url, &pre_request(pre_dir), op).await;
         Some(pre_backup_taken(taken, op)?)
@@ -44,11 +59,23 @@ pub(super) async fn restore_postgres(
         None
     };
     check_cancel(op)?;
-    if verified.manifest.mode == BackupMode::DataOnly {
-        empty_tables(conn, &verified.manifest, op).await?;
+    let first = match verified.manifest.mode {
+        BackupMode::DataOnly => empty_tables(conn, &verified.manifest, op).await?,
+        _ => clear_sql(&kept),
+    };
+    let restore = PgRestore {
+        url,
+        tools: &tools,
+        server: &server,
+        verified: &verified,
+        toc: toc.as_deref(),
+        pre_note: pre_note(&pre_backup),
+    };
+    if req.jobs <= 1 {
+        restore.in_one_transaction(&first, op).await?;
+    } else {
+        restore.in_parallel(conn, &first, req.jobs, op).await?;
     }
-    let pre_note = pre_note(&pre_backup);
-    run_pg_restore(url, &tools, &server, &verified, req.jobs, &pre_note, op).await?;
     Ok((verified, pre_backup))
 }
 
@@ -69,13 +96,13 @@ fn check_client(tools: &PgTools, manifest: &Manifest) -> Result<(), OpError> {
     Ok(())
 }
 
-/// A data-only archive brings rows without the DROP/CREATE that --clean would run: empty its
-/// tables first, all in one statement, or none if one is missing.
+/// A data-only archive brings rows into tables that exist: the statement that empties them
+/// all first (run in the restore's transaction), refused if one is missing.
 async fn empty_tables(
     conn: &mut sqlx::PgConnection,
     manifest: &Manifest,
     op: &Op<'_>,
-) -> Result<(), OpError> {
+) -> Result<String, OpError> {
     let tables = guard(op, "cannot list the tables", None, pg_tables(conn)).await?;
     let present: BTreeMap<&str, &str> = tables
         .iter()
@@ -99,77 +126,206 @@ async fn empty_tables(
         .filter_map(|k| present.get(k.as_str()).copied())
         .collect();
     if idents.is_empty() {
-        return Ok(());
+        return Ok(String::new());
     }
-    guard(
-        op,
-        "cannot empty the tables before the data-only restore",
-        None,
-        sqlx::query(AssertSqlSafe(format!(
-            "TRUNCATE TABLE {}",
-            idents.join(", ")
-        )))
-        .persistent(false)
-        .execute(&mut *conn),
-    )
-    .await?;
-    Ok(())
+    Ok(format!("TRUNCATE TABLE {}", idents.join(", ")))
 }
 
-/// Runs pg_restore; a failure says what state the database is in and names the pre-restore
-/// backup (`pre_note`).
-async fn run_pg_restore(
-    url: &str,
-    tools: &PgTools,
-    server: &PgServer,
-    verified: &Verified,
-    jobs: u32,
-    pre_note: &str,
-    op: &Op<'_>,
-) -> Result<(), OpError> {
-    let libpq = LibpqTarget::parse(url);
-    let mut argv = vec![
+/// The archive's table of contents, as `pg_restore --list` prints it.
+async fn archive_toc(tools: &PgTools, verified: &Verified, op: &Op<'_>) -> Result<String, OpError> {
+    let argv = vec![
         tools.pg_restore.display().to_string(),
-        "--no-password".to_owned(),
-        "--no-owner".to_owned(),
-        "--exit-on-error".to_owned(),
+        "--list".to_owned(),
+        verified.archive.display().to_string(),
     ];
-    if verified.manifest.mode != BackupMode::DataOnly {
-        argv.push("--clean".to_owned());
-        argv.push("--if-exists".to_owned());
-    }
-    // One transaction when there is one job: a failure leaves the database as it was. Parallel
-    // jobs cannot share a transaction.
-    let atomic = jobs <= 1;
-    if atomic {
-        argv.push("--single-transaction".to_owned());
-    } else {
-        argv.push(format!("--jobs={jobs}"));
-    }
-    argv.push(format!("--dbname={}", libpq.url));
-    argv.push(verified.archive.display().to_string());
-    op.note(&format!(
-        "pg_restore {} into `{}`{}",
-        tools.version,
-        server.database,
-        if atomic {
-            " in one transaction".to_owned()
-        } else {
-            format!(" with {jobs} jobs")
+    let out = run_client(op, argv, BTreeMap::new(), None).await?;
+    exited_ok(op, &out, "pg_restore --list")?;
+    Ok(out.stdout)
+}
+
+/// The extensions an archive creates: its `EXTENSION - name` entries.
+fn toc_extensions(list: &str) -> Vec<String> {
+    list.lines()
+        .filter(|l| !l.starts_with(';'))
+        .filter_map(|l| l.split(" EXTENSION - ").nth(1))
+        .map(|name| name.trim().to_owned())
+        .collect()
+}
+
+/// One pg_restore of a verified archive into the target.
+struct PgRestore<'a> {
+    url: &'a str,
+    tools: &'a PgTools,
+    server: &'a PgServer,
+    verified: &'a Verified,
+    /// The table of contents to restore when some entries are left out (see `clear`).
+    toc: Option<&'a str>,
+    /// The end of a failure message naming the pre-restore backup.
+    pre_note: String,
+}
+
+impl PgRestore<'_> {
+    /// `BEGIN`, `first` (the clearing or the emptying), the archive's script, then `COMMIT` once
+    /// pg_restore has exited with 0: psql stops at the first error and its connection ends
+    /// with the transaction open, which PostgreSQL rolls back.
+    async fn in_one_transaction(&self, first: &str, op: &Op<'_>) -> Result<(), OpError> {
+        let libpq = LibpqTarget::parse(self.url);
+        let list = ListFile::write(self.toc, op)?;
+        let mut producer = vec![
+            self.tools.pg_restore.display().to_string(),
+            "--no-owner".to_owned(),
+            "--file=-".to_owned(),
+        ];
+        if let Some(l) = &list {
+            producer.push(format!("--use-list={}", l.path.display()));
         }
-    ));
-    op.detail(&format!(
-        "{} pg_restore {}",
-        op.label, verified.manifest.archive
-    ));
-    let state = if atomic {
-        "the database was left as it was (one transaction)"
-    } else {
-        "the database may be partly restored (parallel jobs)"
+        producer.push(self.verified.archive.display().to_string());
+        let consumer = vec![
+            self.tools.psql.display().to_string(),
+            "--no-psqlrc".to_owned(),
+            "--quiet".to_owned(),
+            "--no-password".to_owned(),
+            "--set=ON_ERROR_STOP=1".to_owned(),
+            "--output=/dev/null".to_owned(),
+            format!("--dbname={}", libpq.url),
+        ];
+        op.note(&format!(
+            "pg_restore {} into `{}` in one transaction, every object not in the archive dropped first",
+            self.tools.version, self.server.database
+        ));
+        op.detail(&format!(
+            "{} pg_restore {}",
+            op.label, self.verified.manifest.archive
+        ));
+        let head = format!("SET client_min_messages = warning;\nBEGIN;\n{first};\n");
+        let out = run_fed_clients(op, producer, consumer, libpq.env(), head, "COMMIT;\n")
+            .await
+            .map_err(|e| self.untouched(e))?;
+        drop(list);
+        if out.producer.code != Some(0) {
+            return Err(self.untouched(failure(op, &out.producer, "pg_restore")));
+        }
+        if out.consumer.code != Some(0) {
+            return Err(self.untouched(failure(op, &out.consumer, "psql")));
+        }
+        Ok(())
+    }
+
+    /// Clears the database in a transaction of its own, then runs pg_restore with `jobs`
+    /// parallel jobs: a failure after the clearing leaves the database partly restored.
+    async fn in_parallel(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        first: &str,
+        jobs: u32,
+        op: &Op<'_>,
+    ) -> Result<(), OpError> {
+        use sqlx::Connection;
+        let libpq = LibpqTarget::parse(self.url);
+        let mut tx = guard(op, "cannot begin the clearing", None, conn.begin()).await?;
+        if !first.is_empty() {
+            guard(
+                op,
+                "cannot clear the database before the restore",
+                None,
+                sqlx::query(AssertSqlSafe(first.to_owned()))
+                    .persistent(false)
+                    .execute(&mut *tx),
+            )
+            .await
+            .map_err(|e| self.untouched(e))?;
+        }
+        guard(op, "cannot commit the clearing", None, tx.commit()).await?;
+        let list = ListFile::write(self.toc, op)?;
+        let mut argv = vec![
+            self.tools.pg_restore.display().to_string(),
+            "--no-password".to_owned(),
+            "--no-owner".to_owned(),
+            "--exit-on-error".to_owned(),
+            format!("--jobs={jobs}"),
+        ];
+        if let Some(l) = &list {
+            argv.push(format!("--use-list={}", l.path.display()));
+        }
+        argv.push(format!("--dbname={}", libpq.url));
+        argv.push(self.verified.archive.display().to_string());
+        op.note(&format!(
+            "pg_restore {} into `{}` with {jobs} jobs, every object dropped first",
+            self.tools.version, self.server.database
+        ));
+        op.detail(&format!(
+            "{} pg_restore {}",
+            op.label, self.verified.manifest.archive
+        ));
+        let partly = |e: OpError| {
+            explain(e, |m| {
+                format!(
+                    "{m}; the database was cleared and may be partly restored (parallel jobs){}",
+                    self.pre_note
+                )
+            })
+        };
+        let out = run_client(op, argv, libpq.env(), None)
+            .await
+            .map_err(partly)?;
+        exited_ok(op, &out, "pg_restore").map_err(partly)
+    }
+
+    /// A failure before anything was committed.
+    fn untouched(&self, e: OpError) -> OpError {
+        explain(e, |m| {
+            format!(
+                "{m}; the database was left as it was (one transaction){}",
+                self.pre_note
+            )
+        })
+    }
+}
+
+/// The error of a client program that did not exit with 0, quoting its errors: psql's
+/// `psql:<stdin>:12: ERROR: ...` lines lose their position prefix, which names a line of a
+/// script nobody sees.
+fn failure(op: &Op<'_>, out: &ProcessOutput, what: &str) -> OpError {
+    let cleaned = ProcessOutput {
+        code: out.code,
+        stdout: String::new(),
+        stderr: out
+            .stderr
+            .lines()
+            .map(|l| match l.strip_prefix("psql:") {
+                Some(rest) => rest.splitn(3, ':').nth(2).unwrap_or(rest).trim_start(),
+                None => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
     };
-    let wrap = |e: OpError| explain(e, |m| format!("{m}; {state}{pre_note}"));
-    let out = run_client(op, argv, libpq.env(), None)
-        .await
-        .map_err(wrap)?;
-    exited_ok(op, &out, "pg_restore").map_err(wrap)
+    match exited_ok(op, &cleaned, what) {
+        Err(e) => e,
+        Ok(()) => OpError::failed(format!("`{what}` failed")),
+    }
+}
+
+/// A table-of-contents file for `pg_restore --use-list`, removed when dropped.
+struct ListFile {
+    path: PathBuf,
+}
+
+impl ListFile {
+    fn write(toc: Option<&str>, op: &Op<'_>) -> Result<Option<ListFile>, OpError> {
+        let Some(toc) = toc else { return Ok(None) };
+        let path = std::env::temp_dir().join(format!(
+            "runbook-restore-{}-{}.list",
+            std::process::id(),
+            op.step_id.replace(['/', '.'], "-")
+        ));
+        std::fs::write(&path, toc)
+            .map_err(|e| OpError::failed(format!("cannot write {}: {e}", path.display())))?;
+        Ok(Some(ListFile { path }))
+    }
+}
+
+impl Drop for ListFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
