@@ -16,6 +16,7 @@ mod migrate;
 mod output;
 mod pg;
 mod redaction;
+mod restore_exact;
 mod schema;
 mod seed;
 mod support;

@@ -284,20 +284,33 @@ impl PgRestore<'_> {
 
 /// The error of a client program that did not exit with 0, quoting its errors: psql's
 /// `psql:<stdin>:12: ERROR: ...` lines lose their position prefix, which names a line of a
-/// script nobody sees.
+/// script nobody sees, and a failure of the clearing says which drop failed and what to do.
 fn failure(op: &Op<'_>, out: &ProcessOutput, what: &str) -> OpError {
+    let lines: Vec<&str> = out
+        .stderr
+        .lines()
+        .map(|l| match l.strip_prefix("psql:") {
+            Some(rest) => rest.splitn(3, ':').nth(2).unwrap_or(rest).trim_start(),
+            None => l,
+        })
+        .filter(|l| !l.starts_with("PL/pgSQL function inline_code_block"))
+        .collect();
+    let drop = lines.iter().find_map(|l| {
+        l.strip_prefix("CONTEXT:")
+            .and_then(|c| c.trim().strip_prefix("SQL statement \""))
+            .and_then(|c| c.strip_suffix('"'))
+            .filter(|c| c.starts_with("DROP ") || c.contains("lo_unlink"))
+    });
+    if let (Some(drop), Some(error)) = (drop, lines.iter().find(|l| l.starts_with("ERROR:"))) {
+        return OpError::Failed(op.redactor.redact(&format!(
+            "cannot remove what the archive does not hold: `{drop}` failed ({}); runbook's role may drop only what it owns: restore as a role that owns it, or ask its owner to drop it",
+            error.trim_start_matches("ERROR:").trim()
+        )));
+    }
     let cleaned = ProcessOutput {
         code: out.code,
         stdout: String::new(),
-        stderr: out
-            .stderr
-            .lines()
-            .map(|l| match l.strip_prefix("psql:") {
-                Some(rest) => rest.splitn(3, ':').nth(2).unwrap_or(rest).trim_start(),
-                None => l,
-            })
-            .collect::<Vec<_>>()
-            .join("\n"),
+        stderr: lines.join("\n"),
     };
     match exited_ok(op, &cleaned, what) {
         Err(e) => e,

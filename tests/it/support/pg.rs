@@ -62,6 +62,56 @@ impl PgCluster {
         self.url(&name)
     }
 
+    /// Creates a database owned by a role of its own that is not a superuser (the managed
+    /// PostgreSQL case: the application's role owns its database and nothing else) and returns
+    /// the URL that connects as that role.
+    pub fn create_owned_db(&self, prefix: &str) -> String {
+        let url = self.create_db(prefix);
+        let name = url.rsplit('/').next().expect("a database name").to_owned();
+        let role = format!("{name}_owner");
+        self.psql(
+            "postgres",
+            &format!("CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE"),
+        );
+        self.psql(
+            "postgres",
+            &format!("ALTER DATABASE {name} OWNER TO {role}"),
+        );
+        format!("postgres://{role}@127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// `pg_dump --schema-only` of a database (name or URL) as comparable text: without the
+    /// lines that differ between two dumps of the same schema (the dump's random `\restrict`
+    /// key, versions).
+    pub fn schema_dump(&self, db: &str) -> String {
+        let target = if db.contains("://") {
+            db.to_owned()
+        } else {
+            self.url(db)
+        };
+        let out = Command::new(self.bin_dir.join("pg_dump"))
+            .args(["--schema-only", "--no-password", "--dbname"])
+            .arg(&target)
+            .stdin(Stdio::null())
+            .output()
+            .expect("pg_dump starts");
+        assert!(
+            out.status.success(),
+            "pg_dump failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .expect("pg_dump prints UTF-8")
+            .lines()
+            .filter(|l| {
+                !l.starts_with("\\restrict")
+                    && !l.starts_with("\\unrestrict")
+                    && !l.starts_with("-- Dumped")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     /// Runs `sql` with `psql -At` against `db` (a database name, or a URL such as the one
     /// `create_db` returns) and returns its stdout without the final newline. Panics with
     /// psql's stderr if the statement fails.
