@@ -16,6 +16,7 @@ mod migrate;
 mod output;
 mod pg;
 mod redaction;
+mod rollback;
 mod schema;
 mod seed;
 mod support;

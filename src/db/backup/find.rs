@@ -325,15 +325,18 @@ impl Found {
         }
         match (m.purpose, m.mode) {
             (Purpose::PreRestore, _) => {
-                lines.push("  note    a pre-restore backup (taken just before an earlier restore)".to_owned());
+                lines.push(
+                    "  note    a pre-restore backup (taken just before an earlier restore)"
+                        .to_owned(),
+                );
             }
             (_, BackupMode::Full) => {}
-            (_, BackupMode::SchemaOnly) => lines.push(
-                "  note    a schema_only backup: its tables restore empty".to_owned(),
-            ),
-            (_, BackupMode::DataOnly) => lines.push(
-                "  note    a data_only backup: it holds rows, not the schema".to_owned(),
-            ),
+            (_, BackupMode::SchemaOnly) => {
+                lines.push("  note    a schema_only backup: its tables restore empty".to_owned())
+            }
+            (_, BackupMode::DataOnly) => {
+                lines.push("  note    a data_only backup: it holds rows, not the schema".to_owned())
+            }
         }
         lines
     }
@@ -424,7 +427,10 @@ mod tests {
     fn row_counts_stay_on_one_short_line() {
         let many: BTreeMap<String, u64> = (0..40).map(|i| (format!("t{i:02}"), 1000)).collect();
         let line = rows(&many);
-        assert!(line.starts_with("40,000 rows in 40 tables: t00 1,000, "), "{line}");
+        assert!(
+            line.starts_with("40,000 rows in 40 tables: t00 1,000, "),
+            "{line}"
+        );
         assert!(line.ends_with("t09 1,000 and 30 more"), "{line}");
         assert_eq!(rows(&BTreeMap::new()), "none: the backup holds no tables");
         let one = BTreeMap::from([("users".to_owned(), 1)]);
@@ -433,7 +439,10 @@ mod tests {
 
     #[test]
     fn times_are_shown_in_utc() {
-        assert_eq!(utc("2025-01-02T04:04:05.123+01:00"), "2025-01-02 03:04:05 UTC");
+        assert_eq!(
+            utc("2025-01-02T04:04:05.123+01:00"),
+            "2025-01-02 03:04:05 UTC"
+        );
         assert_eq!(utc("yesterday"), "yesterday");
     }
 
