@@ -186,15 +186,11 @@ fn at(text: &str, needle: &str) -> usize {
         .unwrap_or_else(|| panic!("`{needle}` not in:\n{text}"))
 }
 
-/// `6 rows in 7 tables`, as the shown row counts begin for a manifest.
+/// `rows    23 in 10 tables: `, as the shown row counts begin for a manifest.
 fn rows_shown(m: &Value) -> String {
     let counts = m["row_counts"].as_object().unwrap();
     let total: u64 = counts.values().map(|v| v.as_u64().unwrap()).sum();
-    format!(
-        "rows    {total} {} in {} tables: ",
-        if total == 1 { "row" } else { "rows" },
-        counts.len()
-    )
+    format!("rows    {total} in {} tables: ", counts.len())
 }
 
 /// The chosen backup's lines come before the confirmation: the backup to restore, its

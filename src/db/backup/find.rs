@@ -359,7 +359,8 @@ impl Found {
     }
 }
 
-/// `601 rows in 4 tables: log 250, orders 250, ...`, at most ten tables by name.
+/// `601 in 4 tables: log 250, orders 250, ...` (rows in all, then per table), at most ten
+/// tables by name.
 fn rows(counts: &BTreeMap<String, u64>) -> String {
     if counts.is_empty() {
         return "none: the backup holds no tables".to_owned();
@@ -371,11 +372,7 @@ fn rows(counts: &BTreeMap<String, u64>) -> String {
         .collect();
     format!(
         "{} in {}: {}",
-        plural(
-            count(i64::try_from(total).unwrap_or(i64::MAX)),
-            "row",
-            "rows"
-        ),
+        count(i64::try_from(total).unwrap_or(i64::MAX)),
         plural(counts.len(), "table", "tables"),
         list_some(&each)
     )
@@ -434,7 +431,7 @@ mod tests {
         assert!(line.ends_with("t09 1,000 and 30 more"), "{line}");
         assert_eq!(rows(&BTreeMap::new()), "none: the backup holds no tables");
         let one = BTreeMap::from([("users".to_owned(), 1)]);
-        assert_eq!(rows(&one), "1 row in 1 table: users 1");
+        assert_eq!(rows(&one), "1 in 1 table: users 1");
     }
 
     #[test]
