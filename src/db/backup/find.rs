@@ -425,7 +425,7 @@ mod tests {
         let many: BTreeMap<String, u64> = (0..40).map(|i| (format!("t{i:02}"), 1000)).collect();
         let line = rows(&many);
         assert!(
-            line.starts_with("40,000 rows in 40 tables: t00 1,000, "),
+            line.starts_with("40,000 in 40 tables: t00 1,000, "),
             "{line}"
         );
         assert!(line.ends_with("t09 1,000 and 30 more"), "{line}");
