@@ -123,7 +123,7 @@ async fn target_database(
             let Some(Db::Postgres(conn)) = db.as_mut() else {
                 return Err(OpError::failed("the connection does not match the target"));
             };
-            let server = guard(op, "cannot ask the server", None, pg_server(conn)).await?;
+            let server = guard(op, "cannot read the database name", None, pg_server(conn)).await?;
             Ok((server.database, server.major))
         }
     }
