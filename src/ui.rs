@@ -255,12 +255,20 @@ impl Progress {
             .max()
             .unwrap_or(4)
             .max(4);
+        // `find_backup` is longer than the other action names; the column fits the longest.
+        let a = self
+            .rows
+            .iter()
+            .map(|r| r.1.len())
+            .max()
+            .unwrap_or(0)
+            .max(8);
         let mut out = format!(
-            "\n{:<w$}  {:<8}  {:<11}  {}\n",
+            "\n{:<w$}  {:<a$}  {:<11}  {}\n",
             "step", "action", "status", "time"
         );
         for (id, action, status, secs) in &self.rows {
-            out.push_str(&format!("{id:<w$}  {action:<8}  {status:<11}  {secs}\n"));
+            out.push_str(&format!("{id:<w$}  {action:<a$}  {status:<11}  {secs}\n"));
         }
         out.push_str(&format!("\n{outcome}"));
         self.line(&out);

@@ -82,6 +82,13 @@ fn id_width(steps: &[PlannedStep]) -> usize {
 
 fn write_steps(out: &mut String, steps: &[PlannedStep], width: usize, n: &mut usize, depth: usize) {
     use std::fmt::Write as _;
+    // The action column fits the longest action name of the block (`find_backup`), at least 8.
+    let aw = steps
+        .iter()
+        .map(|s| s.action.len())
+        .max()
+        .unwrap_or(0)
+        .max(8);
     for s in steps {
         *n += 1;
         let indent = "  ".repeat(depth);
@@ -112,7 +119,7 @@ fn write_steps(out: &mut String, steps: &[PlannedStep], width: usize, n: &mut us
         }
         let _ = writeln!(
             out,
-            "{indent}{:>3}. {:<width$}  {:<8}  {}{}{}",
+            "{indent}{:>3}. {:<width$}  {:<aw$}  {}{}{}",
             n,
             s.id,
             s.action,

@@ -2,14 +2,25 @@
 //! whether it destroys data.
 
 use super::{
-    BackupAction, CopyAction, GateAction, HealthAction, IncludeAction, LogAction, MigrateAction,
-    MigrateOp, RestoreAction, SeedAction, ShellAction, SqlAction, WaitForAction,
+    BackupAction, CopyAction, FindBackupAction, GateAction, HealthAction, IncludeAction, LogAction,
+    MigrateAction, MigrateOp, RestoreAction, SeedAction, ShellAction, SqlAction, WaitForAction,
 };
 
 /// The names of the action keys, in the order the model declares them.
 pub const ACTION_KEYS: &[&str] = &[
-    "shell", "sql", "migrate", "backup", "restore", "seed", "health", "gate", "log", "wait_for",
-    "include", "copy",
+    "shell",
+    "sql",
+    "migrate",
+    "backup",
+    "restore",
+    "find_backup",
+    "seed",
+    "health",
+    "gate",
+    "log",
+    "wait_for",
+    "include",
+    "copy",
 ];
 
 /// A borrowed view of a step's one action.
@@ -20,6 +31,7 @@ pub enum Action<'a> {
     Migrate(&'a MigrateAction),
     Backup(&'a BackupAction),
     Restore(&'a RestoreAction),
+    FindBackup(&'a FindBackupAction),
     Seed(&'a SeedAction),
     Health(&'a HealthAction),
     Gate(&'a GateAction),
@@ -40,6 +52,7 @@ impl Action<'_> {
             Action::Migrate(a) => serde_json::to_value(a),
             Action::Backup(a) => serde_json::to_value(a),
             Action::Restore(a) => serde_json::to_value(a),
+            Action::FindBackup(a) => serde_json::to_value(a),
             Action::Seed(a) => serde_json::to_value(a),
             Action::Health(a) => serde_json::to_value(a),
             Action::Gate(a) => serde_json::to_value(a),
@@ -57,6 +70,7 @@ impl Action<'_> {
             Action::Migrate(_) => "migrate",
             Action::Backup(_) => "backup",
             Action::Restore(_) => "restore",
+            Action::FindBackup(_) => "find_backup",
             Action::Seed(_) => "seed",
             Action::Health(_) => "health",
             Action::Gate(_) => "gate",
@@ -99,6 +113,16 @@ impl Action<'_> {
                 "row_counts",
             ],
             Action::Restore(_) => &["path", "pre_backup", "row_counts", "tables"],
+            Action::FindBackup(_) => &[
+                "path",
+                "manifest",
+                "database",
+                "time",
+                "size",
+                "sha256",
+                "row_counts",
+                "summary",
+            ],
             Action::Seed(_) => &["inserted", "updated", "unchanged", "tables"],
             Action::Health(_) => &["status", "passed", "warnings", "failed", "checks"],
             Action::Gate(_) => &["outcome", "approvers", "value"],

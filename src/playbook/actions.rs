@@ -1,5 +1,5 @@
 //! The payload of each action but gates and health checks: shell, sql, migrate, backup,
-//! restore, seed, log, wait_for, copy, include.
+//! restore, find_backup, seed, log, wait_for, copy, include.
 
 use super::Duration;
 use schemars::JsonSchema;
@@ -172,6 +172,21 @@ pub struct RestoreAction {
     /// Where the pre-restore backup goes (default: next to the archive).
     #[serde(default)]
     pub pre_backup_dir: Option<String>,
+}
+
+/// Chooses the backup a later `restore` takes and shows it (time, size, sha256, row counts),
+/// changing nothing: the archive `from` names, or when `from` is empty the newest full backup
+/// of the target's database in `dir` that verifies. Put it before the confirmation gate, so
+/// the operator confirms the backup they were shown.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FindBackupAction {
+    /// The folder `backup` steps write to, searched when `from` is empty.
+    pub dir: String,
+    /// A backup to take instead of searching: an archive or its manifest (verified all the
+    /// same). Empty or absent: search `dir`.
+    #[serde(default)]
+    pub from: Option<String>,
 }
 
 /// Baseline data from `seeds/`, applied as upserts by natural key.

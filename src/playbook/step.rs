@@ -2,8 +2,9 @@
 //! and output extraction.
 
 use super::{
-    Action, BackupAction, CopyAction, Duration, GateAction, HealthAction, IncludeAction, LogAction,
-    MigrateAction, RestoreAction, SeedAction, ShellAction, SqlAction, WaitForAction,
+    Action, BackupAction, CopyAction, Duration, FindBackupAction, GateAction, HealthAction,
+    IncludeAction, LogAction, MigrateAction, RestoreAction, SeedAction, ShellAction, SqlAction,
+    WaitForAction,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -52,6 +53,8 @@ pub struct Step {
     #[serde(default)]
     pub restore: Option<RestoreAction>,
     #[serde(default)]
+    pub find_backup: Option<FindBackupAction>,
+    #[serde(default)]
     pub seed: Option<SeedAction>,
     #[serde(default)]
     pub health: Option<HealthAction>,
@@ -94,6 +97,9 @@ impl Step {
         }
         if let Some(a) = &self.restore {
             out.push(Action::Restore(a));
+        }
+        if let Some(a) = &self.find_backup {
+            out.push(Action::FindBackup(a));
         }
         if let Some(a) = &self.seed {
             out.push(Action::Seed(a));

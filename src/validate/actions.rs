@@ -1,6 +1,7 @@
 //! Each action's own rules: `shell` has `argv` or `script`, SQL text is never a template,
 //! `wait_for` polls one thing, a health baseline is comparable, an include names a playbook
-//! and carries no options that would mean nothing on it. Gates are in `gates`.
+//! and carries no options that would mean nothing on it, `find_backup` names a folder. Gates
+//! are in `gates`.
 
 use super::checker::Checker;
 use crate::diagnostic::Diagnostic;
@@ -21,6 +22,15 @@ impl Checker<'_> {
             Action::WaitFor(w) => self.wait_for(w, &p),
             Action::Health(h) => self.health(h, p),
             Action::Include(inc) => self.include(inc, step, path, p),
+            Action::FindBackup(f) if f.dir.trim().is_empty() => {
+                p.push("dir".into());
+                self.err_at(
+                    &p,
+                    "incomplete-action",
+                    "`find_backup` has an empty `dir`",
+                    "give the folder `backup` steps write to, e.g. `dir: \"{{ vars.backup_dir }}\"`",
+                );
+            }
             _ => {}
         }
     }

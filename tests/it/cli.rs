@@ -159,7 +159,14 @@ fn plan_errors_exit_2_with_a_hint() {
             "--var",
             "seed_set=staging",
         ],
-        &["plan", "restore", "--env", "dev"],
+        &[
+            "-C",
+            "tests/fixtures/cli",
+            "plan",
+            "release",
+            "--env",
+            "dev",
+        ],
         &["plan", "deploy", "--env", "dev", "--var", "novalue"],
         &[
             "-C",

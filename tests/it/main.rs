@@ -17,6 +17,7 @@ mod output;
 mod pg;
 mod redaction;
 mod restore_exact;
+mod rollback;
 mod schema;
 mod seed;
 mod support;

@@ -1,5 +1,5 @@
 //! What a person reads while a run goes on: the run output of every database action (health,
-//! migrate status/lint/apply/revert, backup, restore, seed, copy), of gates, of the audit
+//! migrate status/lint/apply/revert, backup, restore, find_backup, seed, copy), of gates, of the audit
 //! commands and of a fleet, as snapshots. Volatile parts (times, ids, sizes of the machine's
 //! disk, temp paths) pass through the one filter table in `support::filters`.
 
@@ -27,6 +27,9 @@ const MORE: &[(&str, &str)] = &[
         "([bytes], sha256 [hash])",
     ),
     (r"\d+(\.\d+)? (KiB|MiB|bytes), sha256", "[size], sha256"),
+    (r"\(\d+ bytes\)", "([bytes])"),
+    (r"\b[0-9a-f]{64}\b", "[hash]"),
+    (r"\((just now|\d+ (minute|hour|day)s? ago)\)", "([age])"),
 ];
 
 fn snapshot(name: &str, text: &str) {
@@ -225,4 +228,52 @@ fn tables_sorted(text: &str) -> String {
         })
         .map(|l| format!("{l}\n"))
         .collect()
+}
+
+/// The shipped rollback playbook without `from`: the backup it chose (a corrupt newer one
+/// skipped) shown before the confirmation it waits for, the restore on resume, and the refusal
+/// when there is no backup.
+#[test]
+fn a_rollback_shows_the_backup_it_takes_before_the_confirmation() {
+    let config = "environments:\n  dev:\n    target: { sqlite: app.db }\n    vars: { backup_dir: backups }\n    protections: { confirm_destructive: true }\n";
+    let t = Tour::new(config);
+    std::fs::copy(
+        repo().join("playbooks/rollback.yaml"),
+        t.path().join("playbooks/rollback.yaml"),
+    )
+    .unwrap();
+    std::fs::write(
+        t.path().join("playbooks/bk.yaml"),
+        "name: bk\nsteps:\n  - id: backup\n    backup: { dir: \"{{ vars.backup_dir }}\" }\n",
+    )
+    .unwrap();
+    let none = t.as_user("alice", &["run", "rollback", "--env", "dev"]);
+    assert_eq!(none.code, 1, "{}", none.combined());
+    for playbook in ["setup", "bk", "bk"] {
+        let out = t.as_user("alice", &["run", playbook, "--env", "dev"]);
+        assert_eq!(out.code, 0, "{}", out.combined());
+    }
+    let dir = t.path().join("backups");
+    let mut archives: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sqlite"))
+        .collect();
+    archives.sort();
+    let newest = archives.pop().unwrap();
+    let mut bytes = std::fs::read(&newest).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&newest, bytes).unwrap();
+    let waiting = t.as_user("alice", &["run", "rollback", "--env", "dev"]);
+    assert_eq!(waiting.code, 3, "{}", waiting.combined());
+    let id = t.last_run();
+    let resume = t.as_user("alice", &["resume", &id, "--confirm", "app.db"]);
+    assert_eq!(resume.code, 0, "{}", resume.combined());
+    let all = [("no backup", &none), ("run", &waiting), ("resume", &resume)]
+        .iter()
+        .map(|(what, o)| format!("=== {what}\n{}", o.combined()))
+        .collect::<Vec<_>>()
+        .join("\n");
+    snapshot("rollback-newest-backup", &all);
 }

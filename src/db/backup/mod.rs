@@ -31,11 +31,13 @@
 //! `names` (file names), `files` (folder, placing, syncing), `hash`, `verify`, `restore` (the
 //! shared flow) with `restore_postgres` (pg_restore) and `restore_sqlite` (the in-place copy),
 //! `counts` (after a restore), `prune` (retention), `guard` (the step's deadline and
-//! cancellation around statements and client programs), `pg_tools` and `libpq`.
+//! cancellation around statements and client programs), `pg_tools` and `libpq`; `find`
+//! chooses the backup a restore takes (the newest that verifies) before any confirmation.
 
 mod clear;
 mod counts;
 mod files;
+mod find;
 mod guard;
 mod hash;
 mod libpq;
@@ -51,6 +53,7 @@ mod sqlite;
 mod take;
 mod verify;
 
+pub use find::{FindRequest, Found, find_backup};
 pub use libpq::LibpqTarget;
 pub use manifest::{
     ArchiveFormat, FileSum, MANIFEST_LAYOUT, MANIFEST_SUFFIX, Manifest, Purpose, find_manifest,

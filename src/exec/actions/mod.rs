@@ -4,6 +4,7 @@
 pub mod backup;
 pub mod copy;
 pub mod ctx;
+mod find_backup;
 pub mod health;
 mod log;
 pub mod migrate;
@@ -98,6 +99,7 @@ pub async fn execute(step: &Step, rendered: &Json, ctx: &mut ActionCtx<'_>) -> S
             Action::Migrate(_) => migrate::run(&parse(rendered)?, ctx).await,
             Action::Backup(_) => backup::run(&parse(rendered)?, ctx).await,
             Action::Restore(_) => restore::run(&parse(rendered)?, ctx).await,
+            Action::FindBackup(_) => find_backup::run(&parse(rendered)?, ctx).await,
             Action::Seed(_) => seed::run(&parse(rendered)?, ctx).await,
             Action::Health(_) => health::run(&parse(rendered)?, ctx).await,
             Action::Copy(_) => copy::run(&parse(rendered)?, ctx).await,

@@ -7,12 +7,18 @@
 
 use super::backup::{resolve, shown, step_error, target};
 use crate::db::backup::{self, RestoreRequest};
-use crate::exec::{ActionCtx, StepResult};
+use crate::exec::{ActionCtx, StepError, StepResult};
 use crate::playbook::RestoreAction;
 use serde_json::{Map, Value as Json, json};
 
 pub async fn run(a: &RestoreAction, ctx: &mut ActionCtx<'_>) -> StepResult {
     let target = target(ctx, "restore")?;
+    // An empty `from` would name the project folder, which has no manifest; say what is missing.
+    if a.from.trim().is_empty() {
+        return Err(StepError::Failed(
+            "`from` is empty: name the archive (or its manifest) to restore, or choose one with a `find_backup` step before the confirmation".to_owned(),
+        ));
+    }
     let ops = ctx.op("restore");
     let req = RestoreRequest {
         from: resolve(ctx.root, &a.from),

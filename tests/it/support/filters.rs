@@ -4,6 +4,7 @@
 
 /// (pattern, replacement), applied in order: longer forms before the shorter ones they hold.
 pub const FILTERS: &[(&str, &str)] = &[
+    (r"sha256 [0-9a-f]{64}", "sha256 [hash]"),
     (r"sha256 [0-9a-f]{12}", "sha256 [hash]"),
     (r"plan hash [0-9a-f]{64}", "plan hash [hash]"),
     (
@@ -14,6 +15,7 @@ pub const FILTERS: &[(&str, &str)] = &[
         r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})",
         "[timestamp]",
     ),
+    (r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC", "[utc]"),
     (r"\b\d{2}:\d{2}:\d{2}\b", "[time]"),
     (r"\b\d{8}-\d{6}-[0-9a-f]{6}\b", "[run]"),
     (r"\b\d+\.\ds\b", "[secs]"),
