@@ -35,10 +35,12 @@ steps:
 const BAD_SEED: &str = "- table: plans\n  key: [name]\n  rows:\n    - { name: basic, price: 10 }\n    - { name: broken, price: -1 }\n";
 
 /// A seed that succeeds.
-const GOOD_SEED: &str = "- table: plans\n  key: [name]\n  rows:\n    - { name: basic, price: 10 }\n";
+const GOOD_SEED: &str =
+    "- table: plans\n  key: [name]\n  rows:\n    - { name: basic, price: 10 }\n";
 
 /// The seed's table, made before the deploy (so the backup has it).
-const PLANS: &str = "CREATE TABLE plans (name TEXT PRIMARY KEY, price INTEGER NOT NULL CHECK (price >= 0));\n";
+const PLANS: &str =
+    "CREATE TABLE plans (name TEXT PRIMARY KEY, price INTEGER NOT NULL CHECK (price >= 0));\n";
 
 /// A migration that commits: it changes a table the backup holds.
 const ADDS_NOTE: &str = "ALTER TABLE orders ADD COLUMN note TEXT;\n";
@@ -80,7 +82,9 @@ fn project(p: &Project, files: &[(&str, &str)], seed: &str) {
     std::fs::write(p.path().join("seeds/base.yaml"), seed).unwrap();
     exec(
         p,
-        &format!("CREATE TABLE orders (id INTEGER PRIMARY KEY, item TEXT NOT NULL);\nINSERT INTO orders (id, item) VALUES (1, 'before the deploy');\n{PLANS}"),
+        &format!(
+            "CREATE TABLE orders (id INTEGER PRIMARY KEY, item TEXT NOT NULL);\nINSERT INTO orders (id, item) VALUES (1, 'before the deploy');\n{PLANS}"
+        ),
     );
 }
 
@@ -223,13 +227,21 @@ fn a_seed_that_fails_after_a_migration_committed_restores_the_backup() {
             "the backup is restored: {}",
             out.stderr
         );
-        assert!(!out.stderr.contains("skipped: nothing after"), "{}", out.stderr);
+        assert!(
+            !out.stderr.contains("skipped: nothing after"),
+            "{}",
+            out.stderr
+        );
         assert_eq!(p.last_run().1, "failed");
         // The database is the backup again: the migration and the later write are gone.
         assert!(!has_note(&p), "the migration is undone");
         assert_eq!(orders(&p), ["1|before the deploy"]);
         assert_eq!(step(&p, "backup.rollback-1")["status"], "succeeded");
-        assert_eq!(manifests(&p.path().join("backups")).len(), 2, "and a pre-restore backup");
+        assert_eq!(
+            manifests(&p.path().join("backups")).len(),
+            2,
+            "and a pre-restore backup"
+        );
         assert_eq!(step(&p, "migrate")["change"]["changed"], true);
         assert_eq!(step(&p, "seed")["change"]["changed"], false);
     });
@@ -240,7 +252,10 @@ fn a_second_migration_failing_after_the_first_committed_restores_the_backup() {
     both(|p| {
         project(
             &p,
-            &[("001_note.sql", ADDS_NOTE), ("002_coupons.sql", FAILS_INSIDE)],
+            &[
+                ("001_note.sql", ADDS_NOTE),
+                ("002_coupons.sql", FAILS_INSIDE),
+            ],
             GOOD_SEED,
         );
         let out = deploy(&p, None);

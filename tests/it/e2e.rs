@@ -200,7 +200,9 @@ fn a_seed_that_fails_after_a_migration_committed_restores_the_backup() {
     let s = Shipped::deployed_with_a_patient();
     let before = s.counts();
     std::fs::write(
-        s.dir.path().join("migrations/postgres/20251220000000_tier.sql"),
+        s.dir
+            .path()
+            .join("migrations/postgres/20251220000000_tier.sql"),
         "ALTER TABLE \"Plan\" ADD COLUMN \"tier\" TEXT;\n",
     )
     .unwrap();
