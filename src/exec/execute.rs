@@ -1,8 +1,8 @@
 //! The order units run in: the main units (entering and leaving includes), then on a failure
 //! the compensations of completed units in reverse (skipped, saying why, for a unit with
-//! `rollback_when: changed` when nothing after it changed the target), the open includes' `on_failure` and
-//! `finally` (innermost first) and the playbook's `on_failure`; always the playbook's
-//! `finally`; then the run's verdict.
+//! `rollback_when: changed` when nothing after it changed the target), the open includes'
+//! `on_failure` and `finally` (innermost first) and the playbook's `on_failure`; always the
+//! playbook's `finally`; then the run's verdict.
 
 use super::engine::Engine;
 use super::step::UnitError;
