@@ -1,7 +1,9 @@
 //! `rollback_when: changed` end to end, on real SQLite and real PostgreSQL: a deploy whose
 //! backup is restored only when a step after it changed the database. While each deploy runs,
 //! "the application" writes an order after the backup was taken: a restore would throw that
-//! write away, so whether it survives tells a skipped restore from one that ran.
+//! write away, so whether it survives tells a skipped restore from one that ran. Also: a
+//! resumed run decides the same way, and a state store from before gains the column the
+//! verdicts are kept in.
 
 use crate::support::{Output, Project, Target, pg, sqlite};
 use serde_json::Value as Json;
@@ -331,4 +333,36 @@ fn a_migration_outside_a_transaction_counts_as_a_change_and_restores() {
         let migrate = step(&p, "migrate");
         assert_eq!(migrate["change"]["changed"], true, "{migrate}");
     });
+}
+
+#[test]
+fn a_state_store_from_before_gains_the_column_steps_record_what_they_changed_in() {
+    let p = Project::new(Target::sqlite);
+    let path = p.path().join(".runbook/state.db");
+    let store = Target::Sqlite(path.clone());
+    std::fs::create_dir_all(p.path().join(".runbook")).unwrap();
+    // The steps table as runbook made it before steps recorded what they changed.
+    sqlite::sqlite_exec(
+        &store,
+        "CREATE TABLE runbook_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+         INSERT INTO runbook_meta VALUES ('state_version', '1');
+         CREATE TABLE runbook_steps (run_id TEXT NOT NULL, step TEXT NOT NULL, phase TEXT NOT NULL,
+           ord BIGINT NOT NULL, status TEXT NOT NULL, attempts BIGINT NOT NULL, started_at BIGINT,
+           finished_at BIGINT, outputs TEXT NOT NULL, error TEXT, PRIMARY KEY (run_id, step, phase));",
+    );
+    p.playbook(
+        "hello",
+        "name: hello\nsteps:\n  - id: hello\n    log: { message: hello }\n",
+    );
+    let out = p.run("hello", &[]);
+    assert_eq!(out.code, 0, "{}", out.combined());
+    let hello = step(&p, "hello");
+    assert_eq!(hello["change"]["changed"], false, "{hello}");
+    assert_eq!(
+        sqlite::query(
+            &path,
+            "SELECT value FROM runbook_meta WHERE key = 'state_version'"
+        ),
+        ["5"]
+    );
 }
