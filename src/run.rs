@@ -218,6 +218,43 @@ pub struct RunRecord {
     pub error: Option<String>,
 }
 
+/// Whether a step changed the target database, as far as runbook can tell, and what says so
+/// (`reason` reads after the step's id: "`migrate` failed inside its transaction and committed
+/// nothing"). When runbook cannot know, the step changed it. `rollback_when: changed` reads it;
+/// step events and step records carry it, so a resumed run decides the same way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    pub changed: bool,
+    pub reason: String,
+}
+
+impl Change {
+    pub fn changed(reason: impl Into<String>) -> Self {
+        Change {
+            changed: true,
+            reason: reason.into(),
+        }
+    }
+
+    pub fn unchanged(reason: impl Into<String>) -> Self {
+        Change {
+            changed: false,
+            reason: reason.into(),
+        }
+    }
+
+    /// The verdict over two attempts of one step: changed when either changed (the first
+    /// change says why), else the later one.
+    pub fn then(self, later: Change) -> Change {
+        if self.changed { self } else { later }
+    }
+
+    /// The verdict a step event's data carries (`change`), if any.
+    pub fn from_event(data: &serde_json::Value) -> Option<Change> {
+        serde_json::from_value(data.get("change")?.clone()).ok()
+    }
+}
+
 /// A step as the state store keeps it.
 #[derive(Debug, Clone, Serialize)]
 pub struct StepRecord {
@@ -229,6 +266,8 @@ pub struct StepRecord {
     pub finished_at: Option<i64>,
     pub outputs: serde_json::Value,
     pub error: Option<String>,
+    /// Whether it changed the target (`None`: not recorded, e.g. a store from before).
+    pub change: Option<Change>,
 }
 
 /// An approval or rejection of a gate.

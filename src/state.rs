@@ -72,6 +72,7 @@ const SCHEMA: &[&str] = &[
         finished_at BIGINT,
         outputs TEXT NOT NULL,
         error TEXT,
+        db_change TEXT,
         PRIMARY KEY (run_id, step, phase)
     )",
     "CREATE TABLE IF NOT EXISTS runbook_events (
@@ -120,7 +121,7 @@ const SCHEMA: &[&str] = &[
 
 /// The layout version of the state store tables. A store written by a newer runbook is
 /// refused rather than misread.
-const STATE_VERSION: i64 = 4;
+const STATE_VERSION: i64 = 5;
 
 async fn migrate(pool: &AnyPool) -> Result<(), StateError> {
     sqlx::query(
@@ -148,7 +149,15 @@ async fn migrate(pool: &AnyPool) -> Result<(), StateError> {
         let _ = sqlx::query("ALTER TABLE runbook_runs ADD COLUMN pid BIGINT NOT NULL DEFAULT 0")
             .execute(pool)
             .await;
-        sqlx::query("INSERT INTO runbook_meta (key, value) VALUES ('state_version', '1') ON CONFLICT (key) DO UPDATE SET value = '1'")
+    }
+    if version < 5 {
+        // Stores made before steps recorded what they changed lack `db_change` (a step
+        // without one counts as having changed the target).
+        let _ = sqlx::query("ALTER TABLE runbook_steps ADD COLUMN db_change TEXT")
+            .execute(pool)
+            .await;
+        sqlx::query("INSERT INTO runbook_meta (key, value) VALUES ('state_version', $1) ON CONFLICT (key) DO UPDATE SET value = $1")
+            .bind(STATE_VERSION.to_string())
             .execute(pool)
             .await?;
     }
@@ -304,10 +313,11 @@ impl StateStore {
                         .and_then(|e| e.as_str())
                         .map(str::to_owned);
                     let ord: i64 = event.data.get("ord").and_then(|v| v.as_i64()).unwrap_or(0);
+                    let change = event.data.get("change").map(|c| c.to_string());
                     sqlx::query(
-                        "INSERT INTO runbook_steps (run_id, step, phase, ord, status, attempts, started_at, finished_at, outputs, error)
-                         VALUES ($1, $2, $3, $4, $5, 0, NULL, $6, $7, $8)
-                         ON CONFLICT (run_id, step, phase) DO UPDATE SET status = $5, finished_at = $6, outputs = $7, error = $8",
+                        "INSERT INTO runbook_steps (run_id, step, phase, ord, status, attempts, started_at, finished_at, outputs, error, db_change)
+                         VALUES ($1, $2, $3, $4, $5, 0, NULL, $6, $7, $8, $9)
+                         ON CONFLICT (run_id, step, phase) DO UPDATE SET status = $5, finished_at = $6, outputs = $7, error = $8, db_change = $9",
                     )
                     .bind(run_id)
                     .bind(step)
@@ -317,6 +327,7 @@ impl StateStore {
                     .bind(at)
                     .bind(outputs.to_string())
                     .bind(error)
+                    .bind(change)
                     .execute(&mut *tx)
                     .await?;
                 }
@@ -403,7 +414,7 @@ impl StateStore {
 
     pub async fn load_steps(&self, run_id: &str) -> Result<Vec<StepRecord>, StateError> {
         let rows = sqlx::query(
-            "SELECT step, phase, status, attempts, started_at, finished_at, outputs, error
+            "SELECT step, phase, status, attempts, started_at, finished_at, outputs, error, db_change
              FROM runbook_steps WHERE run_id = $1 ORDER BY COALESCE(started_at, finished_at, 0), ord",
         )
         .bind(run_id)
@@ -414,6 +425,7 @@ impl StateStore {
                 let phase: String = r.try_get(1)?;
                 let status: String = r.try_get(2)?;
                 let outputs: String = r.try_get(6)?;
+                let change: Option<String> = r.try_get(8)?;
                 Ok(StepRecord {
                     step: r.try_get(0)?,
                     phase: Phase::parse(&phase)
@@ -425,6 +437,7 @@ impl StateStore {
                     finished_at: r.try_get(5)?,
                     outputs: serde_json::from_str(&outputs).unwrap_or(serde_json::Value::Null),
                     error: r.try_get(7)?,
+                    change: change.and_then(|c| serde_json::from_str(&c).ok()),
                 })
             })
             .collect()

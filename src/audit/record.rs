@@ -88,6 +88,12 @@ pub fn body_from_event(meta: &Map<String, Json>, ev: &Event) -> Map<String, Json
             }
         }
     }
+    // Whether the step changed the target, which `rollback_when: changed` decided on.
+    if matches!(ev.kind, K::StepFinished | K::StepFailed | K::StepSkipped)
+        && let Some(change) = d.get("change")
+    {
+        outcome.insert("change".into(), change.clone());
+    }
     if !outcome.is_empty() {
         b.insert("outcome".into(), Json::Object(outcome));
     }

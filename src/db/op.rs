@@ -33,11 +33,33 @@ pub enum OpError {
     TimedOut(Duration),
     #[error("{0}")]
     Failed(String),
+    /// Failed, and the operation knows it committed nothing: its transaction rolled back (or
+    /// it stopped before writing), so the target is as it was before it. Only an operation
+    /// that can tell says so; `Failed` makes no such claim.
+    #[error("{0}")]
+    NothingCommitted(String),
 }
 
 impl OpError {
     pub fn failed(msg: impl Into<String>) -> Self {
         OpError::Failed(msg.into())
+    }
+
+    /// The same failure, said to have committed nothing (a stop stays a stop).
+    pub fn nothing_committed(self) -> Self {
+        match self {
+            OpError::Failed(m) | OpError::NothingCommitted(m) => OpError::NothingCommitted(m),
+            timed_out @ OpError::TimedOut(_) => OpError::NothingCommitted(timed_out.to_string()),
+            OpError::Interrupted => OpError::Interrupted,
+        }
+    }
+
+    /// The same failure, no longer said to have committed nothing (something before it did).
+    pub fn committed(self) -> Self {
+        match self {
+            OpError::NothingCommitted(m) => OpError::Failed(m),
+            other => other,
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use crate::lock::TargetLock;
 use crate::plan::Plan;
 use crate::project::{Playbook, Project};
 use crate::redact::Redactor;
-use crate::run::{Approval, Event, EventKind, Phase, RunRecord, StepStatus};
+use crate::run::{Approval, Change, Event, EventKind, Phase, RunRecord, StepStatus};
 use crate::state::StateStore;
 use crate::ui::{Progress, Ui};
 use serde_json::{Map, Value as Json, json};
@@ -37,6 +37,8 @@ pub(super) struct Engine<'a> {
     pub units: Layout,
     /// Recorded outcome of each (phase, qid), from this run or an earlier attempt of it.
     pub done: BTreeMap<(Phase, String), StepStatus>,
+    /// Whether each unit that ran changed the target (`exec/change.rs`), recorded with it.
+    pub changes: BTreeMap<(Phase, String), Change>,
     pub cancel: watch::Receiver<bool>,
     pub progress: Progress,
     pub protections: Protections,
@@ -90,6 +92,7 @@ impl<'a> Engine<'a> {
             db: None,
             units,
             done: BTreeMap::new(),
+            changes: BTreeMap::new(),
             cancel,
             progress: Progress::new(ui),
             protections: env.map(|e| e.protections.clone()).unwrap_or_default(),
@@ -118,9 +121,27 @@ impl<'a> Engine<'a> {
         self.state.close().await;
     }
 
-    /// Takes in a step's recorded outcome (resume).
-    pub fn restore(&mut self, phase: Phase, qid: &str, status: StepStatus, outputs: &Json) {
-        self.done.insert((phase, qid.to_owned()), status);
+    /// Takes in a step's recorded outcome and what it changed (resume). A step that ran with
+    /// no record of what it changed (an older runbook's) changed the target.
+    pub fn restore(
+        &mut self,
+        phase: Phase,
+        qid: &str,
+        status: StepStatus,
+        outputs: &Json,
+        change: Option<Change>,
+    ) {
+        let key = (phase, qid.to_owned());
+        let change = match status {
+            StepStatus::Succeeded | StepStatus::Failed => Some(change.unwrap_or_else(|| {
+                Change::changed("has no record of what it changed (an older runbook ran it)")
+            })),
+            _ => change,
+        };
+        if let Some(change) = change {
+            self.changes.insert(key.clone(), change);
+        }
+        self.done.insert(key, status);
         if let Some(u) = self.units.find(phase, qid) {
             let outputs = if outputs.is_object() {
                 outputs.clone()

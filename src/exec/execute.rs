@@ -1,7 +1,8 @@
 //! The order units run in: the main units (entering and leaving includes), then on a failure
-//! the compensations of completed units in reverse, the open includes' `on_failure` and
-//! `finally` (innermost first) and the playbook's `on_failure`; always the playbook's
-//! `finally`; then the run's verdict.
+//! the compensations of completed units in reverse (skipped, saying why, for a unit with
+//! `rollback_when: changed` when nothing after it changed the target), the open includes'
+//! `on_failure` and `finally` (innermost first) and the playbook's `on_failure`; always the
+//! playbook's `finally`; then the run's verdict.
 
 use super::engine::Engine;
 use super::step::UnitError;
@@ -201,7 +202,9 @@ impl Engine<'_> {
         Ok(None)
     }
 
-    /// Runs the compensations of the completed units in reverse order; whether all succeeded.
+    /// Runs the compensations of the completed units in reverse order, but records as skipped
+    /// those of a step with `rollback_when: changed` when nothing after it changed the target
+    /// (saying why); whether all that ran succeeded.
     async fn roll_back(
         &mut self,
         step: &str,
@@ -213,27 +216,41 @@ impl Engine<'_> {
             json!({"failed_step": step, "error": msg}),
         ))
         .await?;
-        let with_comps: Vec<usize> = completed
+        // Decided from what ran before the rollback, so a resumed run decides the same way.
+        let owners: Vec<(usize, Option<String>)> = completed
             .iter()
             .rev()
             .copied()
             .filter(|&i| !self.units.comps[i].is_empty())
+            .map(|i| (i, self.skip_rollback(i, step)))
             .collect();
-        if !with_comps.is_empty() {
+        let running = owners.iter().filter(|(_, skip)| skip.is_none()).count();
+        if running > 0 {
             self.progress.note(&format!(
-                "step {step} failed: rolling back {} completed steps",
-                with_comps.len()
+                "step {step} failed: rolling back {running} completed steps"
             ));
         }
         let mut ok = true;
-        for i in with_comps {
-            for comp in self.units.comps[i].clone() {
-                if matches!(
-                    self.done.get(&(Phase::Rollback, comp.qid.clone())),
-                    Some(StepStatus::Succeeded | StepStatus::Failed | StepStatus::Skipped)
-                ) {
-                    continue;
+        for (i, skip) in owners {
+            let pending: Vec<Unit> = self.units.comps[i]
+                .iter()
+                .filter(|c| !self.done.contains_key(&(Phase::Rollback, c.qid.clone())))
+                .cloned()
+                .collect();
+            if let Some(why) = skip {
+                if !pending.is_empty() {
+                    self.progress.note(&why);
                 }
+                let reason = format!(
+                    "`rollback_when: changed`, and nothing after `{}` changed the database",
+                    self.units.main[i].qid
+                );
+                for comp in &pending {
+                    self.skip(comp, &reason).await?;
+                }
+                continue;
+            }
+            for comp in pending {
                 match self.run_unit(&comp).await {
                     Ok(_) => {}
                     Err(UnitError::Failed(_) | UnitError::Refused(_) | UnitError::Waiting(_)) => {

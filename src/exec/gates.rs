@@ -4,6 +4,7 @@
 
 use super::ExecError;
 use super::actions;
+use super::change;
 use super::engine::Engine;
 use super::step::UnitError;
 use super::units::Unit;
@@ -25,14 +26,18 @@ impl Engine<'_> {
             Ok(v) => v,
             Err(e) => {
                 let msg = format!("cannot render the gate: {e}");
-                return Err(self.fail(unit, 1, &msg, Duration::ZERO).await);
+                return Err(self
+                    .fail(unit, 1, &msg, Duration::ZERO, change::gate())
+                    .await);
             }
         };
         let gate: GateAction = match serde_json::from_value(rendered.clone()) {
             Ok(g) => g,
             Err(e) => {
                 let msg = format!("rendered gate is invalid: {e}");
-                return Err(self.fail(unit, 1, &msg, Duration::ZERO).await);
+                return Err(self
+                    .fail(unit, 1, &msg, Duration::ZERO, change::gate())
+                    .await);
             }
         };
         let kind = gate.kinds().first().copied().unwrap_or("gate");
@@ -57,7 +62,8 @@ impl Engine<'_> {
             GateOutcome::Refuse(msg) => {
                 let decision = shown("refused", &json!({"reason": msg}));
                 self.record_gate(unit, &rendered, decision, true).await?;
-                match self.fail(unit, 1, &msg, began.elapsed()).await {
+                let failed = self.fail(unit, 1, &msg, began.elapsed(), change::gate());
+                match failed.await {
                     UnitError::Failed(m) => Err(UnitError::Refused(m)),
                     other => Err(other),
                 }
@@ -116,10 +122,12 @@ impl Engine<'_> {
             EventKind::StepFinished,
             &unit.qid,
             unit.phase,
-            json!({"ord": unit.ord, "attempt": 1, "outputs": outputs, "duration_ms": began.elapsed().as_millis() as i64}),
+            json!({"ord": unit.ord, "attempt": 1, "outputs": outputs, "duration_ms": began.elapsed().as_millis() as i64, "change": change::gate()}),
         ))
         .await
         .map_err(UnitError::Fatal)?;
+        self.changes
+            .insert((unit.phase, unit.qid.clone()), change::gate());
         self.done
             .insert((unit.phase, unit.qid.clone()), StepStatus::Succeeded);
         self.ctx

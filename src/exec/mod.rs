@@ -6,11 +6,13 @@
 //! One concept per file: `request` (what the CLI asks), `session` (setup shared by run,
 //! resume and approve/reject), `start` (`runbook run`), `resume`, `decide` (approve/reject),
 //! `engine` (a run in progress), `units` (the flattened playbook), `context` (what templates
-//! see, declared outputs), `execute` (the order units run in), `step` (one unit with `when`,
+//! see, declared outputs), `execute` (the order units run in), `change` (whether a step changed
+//! the target, for `rollback_when: changed`), `step` (one unit with `when`,
 //! retries, backoff and timeout), `gates`, `journal` (the one writer of events), `actions/` (one file per
 //! action). What the entry points return is `crate::outcome`.
 
 pub mod actions;
+mod change;
 mod context;
 mod decide;
 mod engine;

@@ -258,7 +258,7 @@ async fn take_in(
     req: &ResumeRequest,
 ) -> Result<(), ExecError> {
     for s in steps.iter().filter(|s| s.status != StepStatus::Running) {
-        engine.restore(s.phase, &s.step, s.status, &s.outputs);
+        engine.restore(s.phase, &s.step, s.status, &s.outputs, s.change.clone());
     }
     engine
         .record(Event::run(
@@ -268,6 +268,7 @@ async fn take_in(
         .await?;
     for s in steps.iter().filter(|s| s.status == StepStatus::Running) {
         let skip = req.skip_steps.contains(&s.step);
+        let change = engine.in_flight_change(s.phase, &s.step, skip);
         let choice = if skip { "skip" } else { "retry" };
         let ev = Event::step(
             EventKind::ResumeDecision,
@@ -281,10 +282,19 @@ async fn take_in(
                 EventKind::StepSkipped,
                 &s.step,
                 s.phase,
-                json!({"reason": "skipped by the operator on resume"}),
+                json!({"reason": "skipped by the operator on resume", "change": change}),
             );
             engine.record(ev).await?;
-            engine.restore(s.phase, &s.step, StepStatus::Skipped, &Json::Null);
+            engine.restore(
+                s.phase,
+                &s.step,
+                StepStatus::Skipped,
+                &Json::Null,
+                Some(change),
+            );
+        } else {
+            // The retry's attempts add to what the interrupted one may have done.
+            engine.changes.insert((s.phase, s.step.clone()), change);
         }
     }
     Ok(())

@@ -3,13 +3,14 @@
 //! Gate steps go to `gates.rs`.
 
 use super::actions;
+use super::change;
 use super::context::{extract_outputs, referenced_steps};
 use super::engine::Engine;
 use super::units::Unit;
 use super::{ActionCtx, ExecError, StepError};
 use crate::cancel::wait_cancel;
 use crate::playbook::Step;
-use crate::run::{Event, EventKind, StepStatus};
+use crate::run::{Change, Event, EventKind, StepStatus};
 use crate::template;
 use serde_json::{Map, Value as Json, json};
 use std::time::{Duration, Instant};
@@ -60,16 +61,31 @@ impl Retry {
     }
 }
 
-/// How one attempt of an action ended, short of stopping the run.
+/// How one attempt of an action ended, short of stopping the run; a failure says what the
+/// step changed so far.
 enum Attempt {
     Succeeded,
-    Failed { msg: String, took: Duration },
+    Failed {
+        msg: String,
+        took: Duration,
+        change: Change,
+    },
+}
+
+/// What a step changed over its attempts: `earlier` (the attempts before, or one in flight
+/// when the run stopped), then `now`.
+fn so_far(earlier: Option<&Change>, now: Change) -> Change {
+    match earlier {
+        Some(e) => e.clone().then(now),
+        None => now,
+    }
 }
 
 impl Engine<'_> {
     /// Runs one unit with its `when`, retries and timeout. `Ok(true)` when it ran and
     /// succeeded, `Ok(false)` when skipped.
     pub(super) async fn run_unit(&mut self, unit: &Unit) -> Result<bool, UnitError> {
+        let earlier = self.changes.get(&(unit.phase, unit.qid.clone())).cloned();
         let wanted = referenced_steps(&unit.step);
         let ctx = self
             .ctx
@@ -86,7 +102,8 @@ impl Engine<'_> {
                 }
                 Err(e) => {
                     let msg = format!("cannot evaluate `when`: {e}");
-                    return Err(self.fail(unit, 1, &msg, Duration::ZERO).await);
+                    let change = so_far(earlier.as_ref(), change::before_running());
+                    return Err(self.fail(unit, 1, &msg, Duration::ZERO, change).await);
                 }
             }
         }
@@ -95,15 +112,18 @@ impl Engine<'_> {
         }
         let mut retry = Retry::of(&unit.step);
         let timeout = unit.step.timeout.as_ref().and_then(|d| d.parse());
+        let mut earlier = earlier;
         for attempt in 1..=retry.attempts {
-            match self.attempt(unit, &ctx, attempt, timeout).await? {
+            let tried = self.attempt(unit, &ctx, attempt, timeout, earlier.as_ref());
+            match tried.await? {
                 Attempt::Succeeded => return Ok(true),
-                Attempt::Failed { msg, took } if attempt >= retry.attempts => {
-                    return Err(self.fail(unit, attempt, &msg, took).await);
+                Attempt::Failed { msg, took, change } if attempt >= retry.attempts => {
+                    return Err(self.fail(unit, attempt, &msg, took, change).await);
                 }
-                Attempt::Failed { msg, took } => {
-                    self.retry_later(unit, attempt, &msg, took, retry.delay)
+                Attempt::Failed { msg, took, change } => {
+                    self.retry_later(unit, attempt, &msg, took, retry.delay, &change)
                         .await?;
+                    earlier = Some(change);
                     retry.grow();
                 }
             }
@@ -112,20 +132,22 @@ impl Engine<'_> {
     }
 
     /// One attempt: the arguments rendered, `step_started` recorded, the action run, and on
-    /// success `step_finished` recorded with its outputs.
+    /// success `step_finished` recorded with its outputs and, with `earlier`, what it changed.
     async fn attempt(
         &mut self,
         unit: &Unit,
         ctx: &Json,
         attempt: u32,
         timeout: Option<Duration>,
+        earlier: Option<&Change>,
     ) -> Result<Attempt, UnitError> {
         let action = unit.step.action().map_or("?", |a| a.key());
         let rendered = match actions::render_args(&unit.step, ctx) {
             Ok(v) => v,
             Err(e) => {
                 let msg = format!("cannot render arguments: {e}");
-                return Err(self.fail(unit, attempt, &msg, Duration::ZERO).await);
+                let change = so_far(earlier, change::before_running());
+                return Err(self.fail(unit, attempt, &msg, Duration::ZERO, change).await);
             }
         };
         self.record(Event::step(
@@ -146,10 +168,12 @@ impl Engine<'_> {
         self.crash_if("acted", &unit.qid);
         match result {
             Ok(mut outputs) => {
+                // What it changed is read before declared outputs join the action's own.
+                let change = so_far(earlier, change::after_success(&unit.step, &outputs));
                 if let Err(e) = extract_outputs(&unit.step, &mut outputs) {
-                    return Err(self.fail(unit, attempt, &e, took).await);
+                    return Err(self.fail(unit, attempt, &e, took, change).await);
                 }
-                self.succeeded(unit, attempt, outputs, took).await?;
+                self.succeeded(unit, attempt, outputs, took, change).await?;
                 Ok(Attempt::Succeeded)
             }
             Err(StepError::Interrupted) => {
@@ -157,7 +181,11 @@ impl Engine<'_> {
                     .finish(&unit.qid, action, "interrupted", took, "");
                 Err(UnitError::Interrupted)
             }
-            Err(StepError::Failed(msg)) => Ok(Attempt::Failed { msg, took }),
+            Err(e) => {
+                let change = so_far(earlier, change::after_failure(&unit.step, &e));
+                let msg = e.message();
+                Ok(Attempt::Failed { msg, took, change })
+            }
         }
     }
 
@@ -194,17 +222,19 @@ impl Engine<'_> {
         attempt: u32,
         outputs: Map<String, Json>,
         took: Duration,
+        change: Change,
     ) -> Result<(), UnitError> {
         let shown = self.redactor.redact_json(&Json::Object(outputs.clone()));
         self.record(Event::step(
             EventKind::StepFinished,
             &unit.qid,
             unit.phase,
-            json!({"ord": unit.ord, "attempt": attempt, "outputs": shown, "duration_ms": took.as_millis() as i64}),
+            json!({"ord": unit.ord, "attempt": attempt, "outputs": shown, "duration_ms": took.as_millis() as i64, "change": change}),
         ))
         .await
         .map_err(UnitError::Fatal)?;
         self.crash_if("finished", &unit.qid);
+        self.changes.insert((unit.phase, unit.qid.clone()), change);
         self.done
             .insert((unit.phase, unit.qid.clone()), StepStatus::Succeeded);
         self.ctx
@@ -223,13 +253,14 @@ impl Engine<'_> {
         msg: &str,
         took: Duration,
         delay: Duration,
+        change: &Change,
     ) -> Result<(), UnitError> {
         let shown = self.redactor.redact(msg);
         self.record(Event::step(
             EventKind::StepFailed,
             &unit.qid,
             unit.phase,
-            json!({"ord": unit.ord, "attempt": attempt, "error": shown, "will_retry": true, "duration_ms": took.as_millis() as i64}),
+            json!({"ord": unit.ord, "attempt": attempt, "error": shown, "will_retry": true, "duration_ms": took.as_millis() as i64, "change": change}),
         ))
         .await
         .map_err(UnitError::Fatal)?;
@@ -248,13 +279,14 @@ impl Engine<'_> {
         }
     }
 
-    /// Records a unit's final failure; gives the error that ends the unit.
+    /// Records a unit's final failure and what it changed; gives the error that ends the unit.
     pub(super) async fn fail(
         &mut self,
         unit: &Unit,
         attempt: u32,
         msg: &str,
         took: Duration,
+        change: Change,
     ) -> UnitError {
         let shown = self.redactor.redact(msg);
         if let Err(e) = self
@@ -262,12 +294,14 @@ impl Engine<'_> {
                 EventKind::StepFailed,
                 &unit.qid,
                 unit.phase,
-                json!({"ord": unit.ord, "attempt": attempt, "error": shown, "will_retry": false, "duration_ms": took.as_millis() as i64}),
+                json!({"ord": unit.ord, "attempt": attempt, "error": shown, "will_retry": false, "duration_ms": took.as_millis() as i64, "change": change}),
             ))
             .await
         {
             return UnitError::Fatal(e);
         }
+        self.crash_if("failed", &unit.qid);
+        self.changes.insert((unit.phase, unit.qid.clone()), change);
         self.done
             .insert((unit.phase, unit.qid.clone()), StepStatus::Failed);
         self.ctx

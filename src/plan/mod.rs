@@ -81,6 +81,9 @@ pub struct PlannedStep {
     pub tags: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rollback: Vec<PlannedStep>,
+    /// When `rollback` runs after a later failure (absent: always).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollback_when: Option<crate::playbook::RollbackWhen>,
     /// The steps of an included playbook.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<PlannedStep>,

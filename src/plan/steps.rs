@@ -107,6 +107,7 @@ impl Planner<'_> {
             continue_on_error: step.continue_on_error,
             tags: step.tags.clone(),
             rollback,
+            rollback_when: step.rollback_when,
             steps: nested,
             on_failure: nested_on_failure,
             finally_steps: nested_finally,

@@ -2,6 +2,7 @@
 //! (includes indented under their step), and a summary with the plan hash.
 
 use super::{Plan, PlannedStep};
+use crate::playbook::RollbackWhen;
 use serde_json::Value as Json;
 
 /// The human text of a plan.
@@ -130,10 +131,14 @@ fn write_steps(out: &mut String, steps: &[PlannedStep], width: usize, n: &mut us
         if let Some(name) = &s.name {
             let _ = writeln!(out, "{indent}     {:<width$}  {}", "", name);
         }
+        let only_if = match s.rollback_when {
+            Some(RollbackWhen::Changed) => "  [only if a later step changed the database]",
+            _ => "",
+        };
         for c in &s.rollback {
             let _ = writeln!(
                 out,
-                "{indent}     {:<width$}  rollback: {} {}",
+                "{indent}     {:<width$}  rollback: {} {}{only_if}",
                 "",
                 c.action,
                 describe_args(c)

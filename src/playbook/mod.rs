@@ -32,7 +32,7 @@ pub use gate::{
 pub use health::{
     AllChecks, HealthAction, HealthCheck, HealthChecks, HealthOutcome, RowBaseline, Threshold,
 };
-pub use step::{OutputSource, OutputSpec, Retry, Step};
+pub use step::{OutputSource, OutputSpec, Retry, RollbackWhen, Step};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

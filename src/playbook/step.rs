@@ -35,6 +35,12 @@ pub struct Step {
     /// Compensations run in reverse step order when a later step fails.
     #[serde(default)]
     pub rollback: Vec<Step>,
+    /// When this step's `rollback` runs after a later failure: `always` (the default), or
+    /// `changed`: only when a step that ran after this one changed the target database (a
+    /// migration that rolled back in its transaction, or a seed whose transaction rolled back,
+    /// changed nothing; when runbook cannot tell, the step changed it).
+    #[serde(default)]
+    pub rollback_when: Option<RollbackWhen>,
     /// Named values extracted from the action's result.
     #[serde(default)]
     pub outputs: BTreeMap<String, OutputSpec>,
@@ -134,6 +140,17 @@ impl Step {
     pub fn id_or<'a>(&'a self, fallback: &'a str) -> &'a str {
         self.id.as_deref().unwrap_or(fallback)
     }
+}
+
+/// When a step's compensations run after a later step fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RollbackWhen {
+    /// Whatever ran after the step.
+    #[default]
+    Always,
+    /// Only when a step that ran after it changed the target database.
+    Changed,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

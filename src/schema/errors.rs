@@ -163,7 +163,7 @@ impl SchemaError<'_> {
                 let hint = match did_you_mean(key, allowed.iter().map(String::as_str)) {
                     Some(s) => format!("did you mean `{s}`?"),
                     None if in_step => format!(
-                        "a step takes one action ({}) and the options `id`, `name`, `when`, `retry`, `timeout`, `continue_on_error`, `rollback`, `outputs`, `tags`",
+                        "a step takes one action ({}) and the options `id`, `name`, `when`, `retry`, `timeout`, `continue_on_error`, `rollback`, `rollback_when`, `outputs`, `tags`",
                         ACTION_KEYS.join(", ")
                     ),
                     None => format!(

@@ -143,9 +143,22 @@ impl Checker<'_> {
     }
 
     /// Rollback, on_failure and finally steps run unattended and on their own: no rollback
-    /// of their own, no waiting gates, no includes.
+    /// of their own, no waiting gates, no includes. `rollback_when` needs a `rollback`.
     fn nesting(&mut self, step: &Step, path: &[String], block: Block) {
         let nested = !matches!(block, Block::Steps);
+        if step.rollback_when.is_some() && step.rollback.is_empty() {
+            self.err_key(
+                path,
+                "rollback_when",
+                "rollback-when-without-rollback",
+                "`rollback_when` is set, but the step has no `rollback` for it to decide about",
+                if nested {
+                    "only a main step's compensations have a `rollback_when`; remove it here"
+                } else {
+                    "add the `rollback:` steps that undo this step, or remove `rollback_when`"
+                },
+            );
+        }
         if nested && !step.rollback.is_empty() {
             self.err_key(
                 path,

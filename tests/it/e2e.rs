@@ -196,10 +196,38 @@ fn a_migration_that_loses_rows_fails_deploy_and_the_backup_is_restored() {
 }
 
 #[test]
-fn a_broken_migration_fails_deploy_and_the_backup_is_restored() {
+fn a_seed_that_fails_after_a_migration_committed_restores_the_backup() {
     let s = Shipped::deployed_with_a_patient();
     let before = s.counts();
-    // A migration that changes the schema and then fails half-way.
+    std::fs::write(
+        s.dir
+            .path()
+            .join("migrations/postgres/20251220000000_tier.sql"),
+        "ALTER TABLE \"Plan\" ADD COLUMN \"tier\" TEXT;\n",
+    )
+    .unwrap();
+    // A seed row with a role the enum does not have: the seed's transaction rolls back.
+    let seeds = s.dir.path().join("seeds/production.yaml");
+    let mut text = std::fs::read_to_string(&seeds).unwrap();
+    text.push_str("\n- table: User\n  key: [email]\n  rows:\n    - { email: broken@example.test, passwordHash: x, role: NOT_A_ROLE }\n");
+    std::fs::write(&seeds, text).unwrap();
+    let out = s.runbook(&["run", "deploy", "--env", "e2e", "--approve", "approve"]);
+    assert_eq!(out.code, 1, "{}", out.combined());
+    assert!(out.stderr.contains("step seed failed"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("backup.rollback-1 (restore)"),
+        "the migration committed, so the backup is restored: {}",
+        out.stderr
+    );
+    assert_eq!(s.counts(), before);
+    assert_eq!(s.psql(r#"SELECT count(*) FROM information_schema.columns WHERE table_name = 'Plan' AND column_name = 'tier'"#), "0");
+}
+
+#[test]
+fn a_broken_migration_fails_deploy_without_restoring_and_the_backup_can_be() {
+    let s = Shipped::deployed_with_a_patient();
+    let before = s.counts();
+    // A migration that changes the schema and then fails half-way, inside its transaction.
     std::fs::write(
         s.dir.path().join("migrations/postgres/20251220000000_broken.sql"),
         "ALTER TABLE \"Plan\" ADD COLUMN \"tier\" TEXT;\nUPDATE \"Plan\" SET \"tier\" = 'x';\nSELECT 1 / 0;\n",
@@ -208,12 +236,19 @@ fn a_broken_migration_fails_deploy_and_the_backup_is_restored() {
     let out = s.runbook(&["run", "deploy", "--env", "e2e", "--approve", "approve"]);
     assert_eq!(out.code, 1, "{}", out.combined());
     assert!(out.stderr.contains("division by zero"), "{}", out.stderr);
+    // It committed nothing, so the restore (which would lose every write since the backup)
+    // is skipped, saying why.
     assert!(
-        out.stderr.contains("backup.rollback-1 (restore)"),
-        "the backup is restored: {}",
+        out.stderr.contains("rollback of `backup` skipped: nothing after it changed the database (`migrate` failed and committed nothing)"),
+        "{}",
         out.stderr
     );
-    assert_eq!(s.counts(), before, "the pre-migration row counts are back");
+    let restored = std::fs::read_dir(s.dir.path().join("backups"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .any(|e| e.file_name().to_string_lossy().contains("pre-restore"));
+    assert!(!restored, "no restore ran (it takes a pre-restore backup)");
+    assert_eq!(s.counts(), before, "the row counts are as before");
     assert_eq!(s.psql(r#"SELECT count(*) FROM information_schema.columns WHERE table_name = 'Plan' AND column_name = 'tier'"#), "0");
     assert_eq!(
         s.psql("SELECT count(*) FROM runbook_migrations WHERE version = '20251220000000'"),

@@ -3,6 +3,7 @@
 mod audit;
 mod backup;
 mod cli;
+mod compensate;
 mod copy;
 mod corpus;
 mod crash;

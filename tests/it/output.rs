@@ -134,6 +134,35 @@ fn every_database_action_on_sqlite() {
     snapshot("tour-sqlite", &out.combined());
 }
 
+/// A deploy whose backup is restored only when something after it changed the database.
+const CAREFUL: &str = r#"
+name: careful
+steps:
+  - id: backup
+    backup: { dir: backups, verify: true }
+    rollback:
+      - restore: { from: "{{ steps.backup.outputs.path }}" }
+    rollback_when: changed
+  - id: migrate
+    migrate: { action: apply }
+"#;
+
+#[test]
+fn a_migration_that_fails_in_its_transaction_skips_the_restore_saying_why() {
+    let t = Tour::new(SQLITE_CONFIG);
+    let setup = t.as_user("alice", &["run", "setup", "--env", "dev"]);
+    assert_eq!(setup.code, 0, "{}", setup.combined());
+    std::fs::write(t.path().join("playbooks/careful.yaml"), CAREFUL).unwrap();
+    std::fs::write(
+        t.path().join("migrations/sqlite/20251219000000_broken.sql"),
+        "ALTER TABLE \"Plan\" ADD COLUMN \"tier\" TEXT;\nSELECT * FROM \"NoSuchTable\";\n",
+    )
+    .unwrap();
+    let out = t.as_user("alice", &["run", "careful", "--env", "dev"]);
+    assert_eq!(out.code, 1, "{}", out.combined());
+    snapshot("careful-skips-restore", &out.combined());
+}
+
 #[test]
 fn a_gate_waits_then_an_approval_and_resume_finish_the_run() {
     let t = Tour::new(SQLITE_CONFIG);

@@ -28,7 +28,11 @@ pub struct ApplyReport {
 }
 
 /// Applies the pending migrations in version order (up to `upto` when given), each in its own
-/// transaction, under the migration lock.
+/// transaction, under the migration lock. A failure is `OpError::NothingCommitted` when no
+/// migration of this apply committed: it failed before the first one ran, or the first one
+/// rolled back whole. runbook's own bookkeeping before it (creating the history table,
+/// recording what Prisma applied) does not count: it changes nothing a restore would bring
+/// back.
 pub async fn apply(
     db: &mut Db,
     target: &TargetSpec,
@@ -40,9 +44,11 @@ pub async fn apply(
     if let Some(v) = upto
         && set.find(v).is_none()
     {
-        return Err(unknown_version(set, v));
+        return Err(unknown_version(set, v).nothing_committed());
     }
-    let mut lock = MigrationLock::acquire(target, db, op).await?;
+    let mut lock = MigrationLock::acquire(target, db, op)
+        .await
+        .map_err(OpError::nothing_committed)?;
     let result = apply_locked(db, set, upto, settings, &mut lock, op).await;
     let (waited, attempts) = (lock.waited, lock.attempts);
     lock.release().await;
@@ -138,10 +144,14 @@ async fn apply_locked(
     lock: &mut MigrationLock,
     op: &Op<'_>,
 ) -> Result<ApplyReport, OpError> {
-    ensure_history(db).await?;
-    let st = status(db, set).await?;
-    preflight(db, &st).await?;
-    let adopted = adopt_prisma(db, set, &st, &op.run_id).await?;
+    let before = async {
+        ensure_history(db).await?;
+        let st = status(db, set).await?;
+        preflight(db, &st).await?;
+        let adopted = adopt_prisma(db, set, &st, &op.run_id).await?;
+        Ok::<_, OpError>((st, adopted))
+    };
+    let (st, adopted) = before.await.map_err(OpError::nothing_committed)?;
     note_history(op, &st, &adopted);
     let mut applied = Vec::new();
     for p in &st.pending {
@@ -153,7 +163,7 @@ async fn apply_locked(
         let Some(m) = set.find(&p.version) else {
             continue;
         };
-        op.check()?;
+        op.check().map_err(|e| after(&applied, e))?;
         if p.out_of_order {
             op.note(&format!(
                 "`{}` is older than the newest applied migration ({}): applying it out of order",
@@ -161,9 +171,14 @@ async fn apply_locked(
                 st.current_version.as_deref().unwrap_or("?")
             ));
         }
-        applied.push(apply_one(db, m, settings, lock, op).await?);
+        match apply_one(db, m, settings, lock, op).await {
+            Ok(ran) => applied.push(ran),
+            // The files before it committed: something of this apply stays.
+            Err(e) if !applied.is_empty() => return Err(e.committed()),
+            Err(e) => return Err(e),
+        }
     }
-    let status = status(db, set).await?;
+    let status = status(db, set).await.map_err(|e| after(&applied, e))?;
     Ok(ApplyReport {
         applied,
         adopted,
@@ -171,6 +186,15 @@ async fn apply_locked(
         lock_waited: Duration::ZERO,
         lock_attempts: 0,
     })
+}
+
+/// An error between files: this apply committed nothing when no file of it ran yet.
+fn after(applied: &[Ran], e: OpError) -> OpError {
+    if applied.is_empty() {
+        e.nothing_committed()
+    } else {
+        e.committed()
+    }
 }
 
 /// Applies one migration and notes how it went.

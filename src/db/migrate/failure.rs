@@ -75,13 +75,27 @@ pub(super) fn ends_transaction_error(file: &str, line: usize) -> OpError {
     ))
 }
 
-/// The message for a file that failed after `attempts` tries: where, why, and what of it
-/// stayed applied.
+/// The error for a file that failed after `attempts` tries: where, why, and what of it stayed
+/// applied. `undone`: it ran in a transaction that was still open when it rolled back, so it
+/// committed nothing (`OpError::NothingCommitted`).
 pub(super) fn file_failure(
     e: FileError,
     job: &FileRun<'_>,
     settings: &Settings,
     attempts: u32,
+    undone: bool,
+) -> OpError {
+    let undone = undone && !job.no_transaction;
+    let err = file_error(e, job, settings, attempts, undone);
+    if undone { err.nothing_committed() } else { err }
+}
+
+fn file_error(
+    e: FileError,
+    job: &FileRun<'_>,
+    settings: &Settings,
+    attempts: u32,
+    undone: bool,
 ) -> OpError {
     let (file, no_transaction) = (job.file, job.no_transaction);
     let (error, line, partial, invalid) = match e {
@@ -107,8 +121,10 @@ pub(super) fn file_failure(
             plural(attempts, "attempt", "attempts")
         ));
     }
-    if !no_transaction {
+    if undone {
         msg.push_str("; its transaction was rolled back, so none of it is applied");
+    } else if !no_transaction {
+        msg.push_str("; it ended runbook's transaction itself, so statements before the failing one may stay applied");
     } else if partial {
         msg.push_str("; it runs outside a transaction, so the statements before the failing one stay applied");
     } else {

@@ -159,7 +159,7 @@ pub(super) async fn record_all(
     tx::begin(db).await.map_err(|e| db_failed(what, &e))?;
     for m in migrations {
         if let Err(e) = record(db, m, 0, true, run_id, kind).await {
-            tx::rollback(db).await;
+            let _ = tx::rollback(db).await;
             return Err(db_failed(what, &e));
         }
     }

@@ -147,17 +147,24 @@ fn history_failed(e: sqlx::Error) -> FileError {
     FileError::Other(db_failed(&format!("cannot update `{HISTORY_TABLE}`"), &e))
 }
 
-/// Runs a file inside a transaction with its bookkeeping; returns the SQL's run time.
+/// How one attempt at a file ended: the SQL's run time, or the error and whether nothing of
+/// the attempt was committed (its transaction was still open when it rolled back).
+type Attempt = Result<Duration, (FileError, bool)>;
+
+/// Runs a file inside a transaction with its bookkeeping.
 async fn run_inside(
     db: &mut Db,
     job: &FileRun<'_>,
     settings: &Settings,
     lock: &mut MigrationLock,
     op: &Op<'_>,
-) -> Result<Duration, FileError> {
-    tx::begin(db)
-        .await
-        .map_err(|e| FileError::Other(db_failed("cannot begin a transaction", &e)))?;
+) -> Attempt {
+    if let Err(e) = tx::begin(db).await {
+        return Err((
+            FileError::Other(db_failed("cannot begin a transaction", &e)),
+            true,
+        ));
+    }
     let result = async {
         file_timeouts(db, settings, true).await?;
         let started = Instant::now();
@@ -171,13 +178,17 @@ async fn run_inside(
         Ok(took) => match tx::commit(db).await {
             Ok(()) => Ok(took),
             Err(error) => {
-                tx::rollback(db).await;
-                Err(FileError::sql(error))
+                // The server refused the commit (a deferred constraint, a serialization
+                // failure): the transaction is gone and nothing of it committed. A lost
+                // connection leaves that unknown.
+                let refused = error.as_database_error().is_some();
+                let undone = tx::rollback(db).await || refused;
+                Err((FileError::sql(error), undone))
             }
         },
         Err(e) => {
-            tx::rollback(db).await;
-            Err(e)
+            let undone = tx::rollback(db).await;
+            Err((e, undone))
         }
     }
 }
@@ -229,16 +240,22 @@ pub(super) async fn run_file(
         && db.is_postgres()
         && let Some(line) = ends_transaction(job.sql)
     {
-        return Err(ends_transaction_error(job.file, line));
+        // Refused before it ran: nothing of it committed.
+        return Err(ends_transaction_error(job.file, line).nothing_committed());
     }
     let mut attempt = 1;
+    // Whether every attempt so far rolled back whole.
+    let mut undone_all = true;
     loop {
         let r = if job.no_transaction {
-            run_outside(db, job, settings, lock, op).await
+            // Outside a transaction, statements commit as they run.
+            run_outside(db, job, settings, lock, op)
+                .await
+                .map_err(|e| (e, false))
         } else {
             run_inside(db, job, settings, lock, op).await
         };
-        let e = match r {
+        let (e, undone) = match r {
             Ok(took) => {
                 return Ok(Ran {
                     version: job.m.version.clone(),
@@ -249,8 +266,9 @@ pub(super) async fn run_file(
                     no_transaction: job.no_transaction,
                 });
             }
-            Err(e) => e,
+            Err(failed) => failed,
         };
+        undone_all &= undone;
         if e.is_lock_timeout() && e.retry_safe() && attempt <= settings.lock_retries {
             let wait = RETRY_BASE
                 .saturating_mul(1 << (attempt - 1).min(16))
@@ -265,6 +283,9 @@ pub(super) async fn run_file(
             attempt += 1;
             continue;
         }
-        return Err(file_failure(e, job, settings, attempt));
+        // A file that ends the transaction itself (SQLite runs such files) may have committed
+        // a part before a later `BEGIN`.
+        let undone = undone_all && ends_transaction(job.sql).is_none();
+        return Err(file_failure(e, job, settings, attempt, undone));
     }
 }

@@ -34,7 +34,24 @@ pub(super) async fn commit(db: &mut Db) -> Result<(), sqlx::Error> {
     exec(db, "COMMIT").await
 }
 
-/// Rolls back, ignoring errors: it runs on a path that already failed.
-pub(super) async fn rollback(db: &mut Db) {
-    let _ = exec(db, "ROLLBACK").await;
+/// Rolls back, ignoring errors: it runs on a path that already failed. Gives whether the
+/// transaction `begin` opened was still open, so that the rollback undid everything since:
+/// a script can end it itself (a `COMMIT` in the file), after which its statements committed
+/// one by one.
+pub(super) async fn rollback(db: &mut Db) -> bool {
+    match db {
+        // A savepoint is refused outside a transaction block (25P01), and inside a failed one
+        // the block is still open (25P02): it tells which, where `ROLLBACK` succeeds either way.
+        Db::Postgres(_) => {
+            let open = match exec(db, "SAVEPOINT runbook_open").await {
+                Ok(()) => true,
+                Err(e) => super::sqlstate(&e).as_deref() == Some("25P02"),
+            };
+            // A connection lost here rolls back on the server: nothing more commits.
+            let _ = exec(db, "ROLLBACK").await;
+            open
+        }
+        // SQLite refuses `ROLLBACK` when no transaction is open.
+        Db::Sqlite(_) => exec(db, "ROLLBACK").await.is_ok(),
+    }
 }

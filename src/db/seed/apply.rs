@@ -9,48 +9,74 @@ use super::model::{Counts, Generated, SecretSpec, SeedReport, SeedRow, SeedSet, 
 use super::parse::list;
 use super::secrets::{Secrets, hash_blocking, verify_blocking};
 use super::tx::Tx;
-use crate::db::op::Op;
+use crate::db::op::{Op, OpError};
 use crate::db::{Db, describe};
 use crate::diagnostic::did_you_mean;
 use crate::fmt::quote_ident;
 use crate::source::Pos;
 use serde_json::Value as Json;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// A row as found before the upsert: its stored secrets as text, in `secrets` order.
 type Existing = Option<Vec<Option<String>>>;
 
 /// Applies the set in one transaction: all of it, or (on any error, or when the run is
-/// cancelled or out of time) none of it.
+/// cancelled or out of time) none of it. A failure says so (`OpError::NothingCommitted`, or a
+/// timeout) unless it came while committing, when whether the commit took is unknown.
 pub async fn apply(
     db: &mut Db,
     set: &SeedSet,
     secrets: &Secrets,
     op: &Op<'_>,
 ) -> Result<SeedReport, SeedError> {
+    let committing = AtomicBool::new(false);
     // Dropping the unfinished work drops its transaction, which rolls it back; a run that has
     // already stopped starts nothing.
     tokio::select! {
         biased;
-        stopped = op.stopped() => Err(SeedError::Op(stopped)),
-        r = apply_all(db, set, secrets) => r,
+        stopped = op.stopped() => Err(SeedError::Op(match stopped {
+            OpError::TimedOut(t) if committing.load(Ordering::SeqCst) => OpError::failed(format!(
+                "seed set `{}` timed out after {} while committing: whether it was written is unknown; check the target",
+                set.name,
+                crate::fmt::duration(t)
+            )),
+            other => other,
+        })),
+        r = apply_all(db, set, secrets, &committing) => r,
     }
 }
 
-async fn apply_all(db: &mut Db, set: &SeedSet, secrets: &Secrets) -> Result<SeedReport, SeedError> {
+async fn apply_all(
+    db: &mut Db,
+    set: &SeedSet,
+    secrets: &Secrets,
+    committing: &AtomicBool,
+) -> Result<SeedReport, SeedError> {
     let mut tx = Tx::begin(db)
         .await
-        .map_err(|e| failed(format!("cannot start a transaction: {e}")))?;
+        .map_err(|e| failed(format!("cannot start a transaction: {e}")).nothing_committed())?;
     let mut report = SeedReport::default();
     for t in &set.tables {
-        let counts = apply_table(&mut tx, set, t, secrets).await?;
+        // An error drops the transaction unfinished: nothing of it commits.
+        let counts = apply_table(&mut tx, set, t, secrets)
+            .await
+            .map_err(SeedError::nothing_committed)?;
         report.count(&t.table, counts);
     }
+    committing.store(true, Ordering::SeqCst);
     tx.commit().await.map_err(|e| {
-        failed(format!(
+        let err = failed(format!(
             "seed set `{}`: commit failed: {}",
             set.name,
             describe(&e)
-        ))
+        ));
+        // The server refused the commit: nothing committed. A lost connection leaves it
+        // unknown.
+        if e.as_database_error().is_some() {
+            err.nothing_committed()
+        } else {
+            err
+        }
     })?;
     Ok(report)
 }

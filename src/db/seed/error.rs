@@ -26,6 +26,16 @@ pub(super) fn failed(msg: impl Into<String>) -> SeedError {
 }
 
 impl SeedError {
+    /// The same failure, said to have committed nothing (see `OpError::nothing_committed`);
+    /// a timeout stays a timeout (the seed action says what it means).
+    pub fn nothing_committed(self) -> SeedError {
+        match self {
+            SeedError::Op(OpError::TimedOut(t)) => SeedError::Op(OpError::TimedOut(t)),
+            SeedError::Op(e) => SeedError::Op(e.nothing_committed()),
+            invalid => invalid,
+        }
+    }
+
     /// The human form: rendered diagnostics, or the message.
     pub fn render(&self) -> String {
         match self {

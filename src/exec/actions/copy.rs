@@ -66,7 +66,9 @@ pub async fn run(a: &CopyAction, ctx: &mut ActionCtx<'_>) -> StepResult {
                 crate::fmt::duration(t)
             ))));
         }
-        Err(OpError::Failed(m)) => return Err(StepError::Failed(redactor.redact(&m))),
+        Err(OpError::Failed(m) | OpError::NothingCommitted(m)) => {
+            return Err(StepError::Failed(redactor.redact(&m)));
+        }
     };
     if let Some(path) = &report_path {
         copy::write_report(path, &report).map_err(StepError::Failed)?;

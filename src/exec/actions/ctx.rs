@@ -17,7 +17,30 @@ const MAX_CAPTURE: usize = 64 * 1024;
 #[derive(Debug)]
 pub enum StepError {
     Failed(String),
+    /// Failed, and the action knows it left the target as it was: its transaction rolled back,
+    /// or it stopped before writing (`db::op::OpError::NothingCommitted`).
+    NothingCommitted(String),
     Interrupted,
+}
+
+impl StepError {
+    /// What went wrong, as a message.
+    pub fn message(self) -> String {
+        match self {
+            StepError::Failed(m) | StepError::NothingCommitted(m) => m,
+            StepError::Interrupted => "interrupted".to_owned(),
+        }
+    }
+
+    /// The step error of a database operation's error, its message redacted.
+    pub fn of_op(e: crate::db::op::OpError, redactor: &Redactor) -> StepError {
+        use crate::db::op::OpError;
+        match e {
+            OpError::Interrupted => StepError::Interrupted,
+            OpError::NothingCommitted(m) => StepError::NothingCommitted(redactor.redact(&m)),
+            other => StepError::Failed(redactor.redact(&other.to_string())),
+        }
+    }
 }
 
 pub type StepResult = Result<Map<String, Json>, StepError>;

@@ -45,7 +45,9 @@ pub async fn run(a: &HealthAction, ctx: &mut ActionCtx<'_>) -> StepResult {
                         crate::fmt::duration(t)
                     )));
                 }
-                Err(OpError::Failed(msg)) => return Err(StepError::Failed(msg)),
+                Err(OpError::Failed(msg) | OpError::NothingCommitted(msg)) => {
+                    return Err(StepError::Failed(msg));
+                }
             }
         }
     };

@@ -35,10 +35,7 @@ pub async fn run(a: &MigrateAction, ctx: &mut ActionCtx<'_>) -> StepResult {
             let _ = tokio::time::timeout(Duration::from_secs(5), db.close()).await;
         }
     }
-    result.map_err(|e| match e {
-        OpError::Interrupted => StepError::Interrupted,
-        other => StepError::Failed(redactor.redact(&other.to_string())),
-    })
+    result.map_err(|e| StepError::of_op(e, redactor))
 }
 
 fn failed(msg: impl Into<String>) -> OpError {
@@ -48,6 +45,7 @@ fn failed(msg: impl Into<String>) -> OpError {
 fn from_step(e: StepError) -> OpError {
     match e {
         StepError::Failed(m) => OpError::Failed(m),
+        StepError::NothingCommitted(m) => OpError::NothingCommitted(m),
         StepError::Interrupted => OpError::Interrupted,
     }
 }
@@ -81,8 +79,13 @@ async fn run_op(a: &MigrateAction, ctx: &mut ActionCtx<'_>) -> Outputs {
             ctx.dirs.env
         )));
     }
-    let set = mg::discover(&base, Dialect::of(target), ctx.root)?;
-    let db = ctx.db().await.map_err(from_step)?;
+    // Reading the files and connecting write nothing.
+    let set =
+        mg::discover(&base, Dialect::of(target), ctx.root).map_err(OpError::nothing_committed)?;
+    let db = ctx
+        .db()
+        .await
+        .map_err(|e| from_step(e).nothing_committed())?;
     let on = Target {
         db,
         target,

@@ -14,28 +14,33 @@ pub async fn run(a: &SeedAction, ctx: &mut ActionCtx<'_>) -> StepResult {
         None => ctx.dirs.seeds.clone(),
     };
     // Everything that can be checked without the database is checked first: a bad file or a
-    // missing secret must not open a transaction.
-    let set = seed::load(&dir, &a.set).map_err(failed)?;
+    // missing secret must not open a transaction. Until the transaction, nothing is written.
+    let set = seed::load(&dir, &a.set).map_err(unwritten)?;
     let redactor = ctx.redactor.clone();
     let secrets = Secrets::resolve(
         &set,
         |name| std::env::var(name).ok(),
         |value| redactor.add(value),
     )
-    .map_err(failed)?;
+    .map_err(unwritten)?;
     let mut op = ctx.op("seed");
-    let db = ctx.db().await?;
+    let db = ctx.db().await.map_err(|e| match e {
+        StepError::Failed(m) => StepError::NothingCommitted(m),
+        other => other,
+    })?;
     // The step's timeout bounds the seed, not the connection before it.
     op.start_now();
     let report = seed::apply(db, &set, &secrets, &op)
         .await
         .map_err(|e| match e {
             SeedError::Op(OpError::Interrupted) => StepError::Interrupted,
-            SeedError::Op(OpError::TimedOut(_)) => StepError::Failed(format!(
+            SeedError::Op(OpError::TimedOut(_)) => StepError::NothingCommitted(format!(
                 "{}; nothing was written (the transaction rolled back)",
                 e.render()
             )),
-            other => StepError::Failed(redactor.redact(&other.render())),
+            // Only a commit whose outcome is unknown says `Failed`.
+            SeedError::Op(OpError::Failed(m)) => StepError::Failed(redactor.redact(&m)),
+            other => StepError::NothingCommitted(redactor.redact(&other.render())),
         })?;
 
     let total = report.total();
@@ -73,8 +78,9 @@ pub async fn run(a: &SeedAction, ctx: &mut ActionCtx<'_>) -> StepResult {
     Ok(outputs)
 }
 
-fn failed(e: SeedError) -> StepError {
-    StepError::Failed(e.render())
+/// A failure before the seed's transaction began: nothing was written.
+fn unwritten(e: SeedError) -> StepError {
+    StepError::NothingCommitted(e.render())
 }
 
 fn describe(c: &Counts) -> String {
