@@ -7,10 +7,11 @@
 //! resume and approve/reject), `start` (`runbook run`), `resume`, `decide` (approve/reject),
 //! `engine` (a run in progress), `units` (the flattened playbook), `context` (what templates
 //! see, declared outputs), `execute` (the order units run in), `step` (one unit with `when`,
-//! retries, backoff and timeout), `gates`, `journal` (the one writer of events), `actions/` (one file per
-//! action). What the entry points return is `crate::outcome`.
+//! retries, backoff and timeout), `gates`, `journal` (the one writer of events), `children`
+//! (the run's child processes, recorded for resume), `actions/` (one file per action). What the entry points return is `crate::outcome`.
 
 pub mod actions;
+mod children;
 mod context;
 mod decide;
 mod engine;
