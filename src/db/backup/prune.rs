@@ -1,8 +1,10 @@
 //! Retention: deleting a database's older backups by age and by number. Only archives with a
-//! runbook manifest are candidates, and only what the manifest names is deleted.
+//! runbook manifest are candidates, and only what the manifest names is deleted. Retention
+//! also removes the database's partial files whose writer is gone (as the next backup does).
 
-use super::files::{read_dir, sync_dir};
+use super::files::{FolderLock, read_dir, remove_dead_partials, sync_dir};
 use super::manifest::{ArchiveFormat, MANIFEST_SUFFIX, Manifest, is_plain_name, read_manifest};
+use super::names::file_safe;
 use chrono::{DateTime, Utc};
 use std::path::{Path, PathBuf};
 
@@ -18,6 +20,8 @@ pub struct Retention {
 pub struct Pruned {
     /// Archives deleted (with their manifests).
     pub deleted: Vec<PathBuf>,
+    /// Partial files left by backups whose writer is gone (a crashed or killed run).
+    pub partials: Vec<PathBuf>,
     pub warnings: Vec<String>,
 }
 
@@ -30,6 +34,8 @@ pub fn prune(dir: &Path, current: &Manifest, policy: Retention, now: DateTime<Ut
     if policy.retention_days.is_none() && policy.keep.is_none() {
         return pruned;
     }
+    pruned.partials =
+        remove_dead_partials(&FolderLock::take(dir), dir, &file_safe(&current.database));
     let entries = match read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
