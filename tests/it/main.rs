@@ -15,6 +15,7 @@ mod live;
 mod migrate;
 mod output;
 mod pg;
+mod reap;
 mod redaction;
 mod schema;
 mod seed;
