@@ -459,14 +459,16 @@ impl Tracked {
 }
 
 impl Drop for Tracked {
+    /// A `run` abandoned before its child ended kills the child's group. A `spawn`ed child
+    /// dropped unreaped stays told to the watchdog: it is stopped when runbook ends.
     fn drop(&mut self) {
         if let Some(handle) = self.kill_on_drop.take() {
             let pids: Vec<u32> = self.children.iter().map(|c| c.pid).collect();
             signal_groups(&pids, libc::SIGKILL);
             let _ = handle.kill();
             // Reaped by the waiting thread, which holds the handle too.
+            self.reaped();
         }
-        self.reaped();
     }
 }
 

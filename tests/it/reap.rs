@@ -92,24 +92,48 @@ fn wait_for<T>(what: &str, log: &Path, mut f: impl FnMut() -> Option<T>) -> T {
 }
 
 /// The one child of runbook named `name`, once it runs.
-fn child_named(runbook: &Child, name: &str, log: &Path) -> u32 {
+fn child_named(runbook: &Running, name: &str, log: &Path) -> u32 {
     wait_for(&format!("runbook to start {name}"), log, || {
-        children_named(runbook.id(), name).first().copied()
+        children_named(runbook.0.id(), name).first().copied()
     })
 }
 
 /// runbook's watchdog, once started.
-fn watchdog_of(runbook: &Child, log: &Path) -> u32 {
+fn watchdog_of(runbook: &Running, log: &Path) -> u32 {
     wait_for("runbook's watchdog", log, || {
-        children_named(runbook.id(), "runbook")
+        children_named(runbook.0.id(), "runbook")
             .into_iter()
             .find(|&p| cmdline(p).contains("__watchdog"))
     })
 }
 
-fn sigkill(child: &mut Child) {
-    child.kill().unwrap();
-    child.wait().unwrap();
+/// runbook started in the background; killed if the test ends first (a failed assertion).
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn sigkill(runbook: &mut Running) {
+    runbook.0.kill().unwrap();
+    runbook.0.wait().unwrap();
+}
+
+/// Processes a test let outlive runbook on purpose, killed when the test ends however it ends.
+struct Leftovers(Vec<u32>);
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        for &pid in self.0.iter().filter(|&&p| running(p)) {
+            // SAFETY: a signal to a process this test saw runbook start.
+            unsafe {
+                libc::kill(i32::try_from(pid).unwrap_or(0), libc::SIGKILL);
+            }
+        }
+    }
 }
 
 /// Asserts that every pid in `pids` ends within the deadline.
@@ -164,7 +188,7 @@ fn sigkill_during_a_backup_leaves_no_pg_dump_and_the_next_backup_no_partial_file
         "BEGIN; LOCK TABLE ONLY measures IN ACCESS EXCLUSIVE MODE;",
     );
     let log = p.path().join("runbook.log");
-    let mut runbook = p.start("bk", &[]);
+    let mut runbook = Running(p.start("bk", &[]));
     let pg_dump = child_named(&runbook, "pg_dump", &log);
     wait_for("pg_dump to wait for the lock", &log, || {
         waits_for_lock(&url, "LOCK TABLE").then_some(())
@@ -219,9 +243,9 @@ fn sigkill_during_a_restore_leaves_no_pg_restore_and_the_next_backup_no_partial_
     // restore dropping it.
     let lock = pg::cluster().hold(&url, "BEGIN; LOCK TABLE items IN ACCESS SHARE MODE;");
     let log = p.path().join("runbook.log");
-    let mut runbook = p.start("rs", &[]);
+    let mut runbook = Running(p.start("rs", &[]));
     let pg_restore = wait_for("runbook to start pg_restore for the restore", &log, || {
-        children_named(runbook.id(), "pg_restore")
+        children_named(runbook.0.id(), "pg_restore")
             .into_iter()
             .find(|&p| !cmdline(p).contains("--list"))
     });
@@ -257,7 +281,7 @@ steps:
 "#;
 
 /// The shell and its two sleeps, once all three run.
-fn shell_group(runbook: &Child, log: &Path) -> (u32, Vec<u32>) {
+fn shell_group(runbook: &Running, log: &Path) -> (u32, Vec<u32>) {
     let sh = child_named(runbook, "sh", log);
     let members = wait_for("the shell's two sleeps", log, || {
         let g = group(sh);
@@ -271,7 +295,7 @@ fn sigkill_stops_a_shell_step_and_what_its_shell_started() {
     let p = Project::new(Target::sqlite);
     p.playbook("sh", SHELL);
     let log = p.path().join("runbook.log");
-    let mut runbook = p.start("sh", &[]);
+    let mut runbook = Running(p.start("sh", &[]));
     let (_, members) = shell_group(&runbook, &log);
     sigkill(&mut runbook);
     assert_gone(&members, "the shell and its sleeps", &log);
@@ -282,8 +306,9 @@ fn resume_stops_what_a_crash_left_running_before_it_retries_the_step() {
     let p = Project::new(Target::sqlite);
     p.playbook("sh", SHELL);
     let log = p.path().join("runbook.log");
-    let mut runbook = p.start("sh", &[]);
+    let mut runbook = Running(p.start("sh", &[]));
     let (sh, members) = shell_group(&runbook, &log);
+    let _cleanup = Leftovers(members.clone());
     // Without its watchdog, a killed runbook leaves its children running: the case resume
     // must handle (a watchdog killed too, or a runbook killed before it could tell it).
     let watchdog = watchdog_of(&runbook, &log);
@@ -336,11 +361,11 @@ steps:
 "#,
     );
     let log = p.path().join("runbook.log");
-    let mut runbook = p.start("wait", &[]);
+    let mut runbook = Running(p.start("wait", &[]));
     let sh = child_named(&runbook, "sh", &log);
     let watchdog = watchdog_of(&runbook, &log);
     std::fs::write(p.path().join("go"), "").unwrap();
-    let status = runbook.wait().unwrap();
+    let status = runbook.0.wait().unwrap();
     let output = std::fs::read_to_string(&log).unwrap();
     assert!(status.success(), "{output}");
     assert!(!running(sh));
@@ -349,4 +374,50 @@ steps:
         "{output}"
     );
     assert_gone(&[watchdog], "the watchdog", &log);
+}
+
+#[test]
+fn sigkill_of_a_fleet_stops_its_target_runs_and_their_children() {
+    let p = Project::new(Target::sqlite);
+    std::fs::write(
+        p.path().join("runbook.yaml"),
+        format!(
+            "environments:\n  tenants:\n    targets:\n      - {{ name: t1, url: \"sqlite:{}\" }}\n",
+            p.path().join("t1.db").display()
+        ),
+    )
+    .unwrap();
+    p.playbook(
+        "long",
+        "name: long\nsteps:\n  - id: work\n    shell: { script: \"sleep 300 & sleep 300\" }\n",
+    );
+    let log = p.path().join("runbook.log");
+    let fleet = crate::support::Runbook::new(&[
+        "-C",
+        &p.path().display().to_string(),
+        "run",
+        "long",
+        "--env",
+        "tenants",
+        "--targets",
+        "all",
+    ])
+    .start(&log);
+    let mut fleet = Running(fleet);
+    let target_run = wait_for("the fleet to start its target's run", &log, || {
+        children_named(fleet.0.id(), "runbook")
+            .into_iter()
+            .find(|&p| !cmdline(p).contains("__watchdog"))
+    });
+    let sh = wait_for("the target's run to start its step", &log, || {
+        children_named(target_run, "sh").first().copied()
+    });
+    let members = wait_for("the step's two sleeps", &log, || {
+        let g = group(sh);
+        (g.len() == 3).then_some(g)
+    });
+    let _cleanup = Leftovers([members.clone(), vec![target_run]].concat());
+    sigkill(&mut fleet);
+    assert_gone(&[target_run], "the target's run", &log);
+    assert_gone(&members, "the target's step and its sleeps", &log);
 }
