@@ -147,7 +147,8 @@ mod tests {
 
     #[test]
     fn reads_the_fields_after_a_command_name_with_spaces_and_parentheses() {
-        let line = "4242 (a (b) c) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
+        let line =
+            "4242 (a (b) c) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
         let s = parse_stat(line).expect("parses");
         assert_eq!(
             s,

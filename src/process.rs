@@ -357,7 +357,9 @@ impl Supervision {
                     .map(|g| crate::watchdog::started_line(*g))
                     .collect();
                 if !self.send(&all) {
-                    tracing::warn!("the watchdog ended at once; children of this run are not stopped if runbook dies");
+                    tracing::warn!(
+                        "the watchdog ended at once; children of this run are not stopped if runbook dies"
+                    );
                 }
             }
             Err(e) => tracing::warn!(
@@ -412,9 +414,10 @@ struct Tracked {
 
 impl Tracked {
     fn new(pids: &[u32], program: &Path, kill_on_drop: Option<Arc<duct::Handle>>) -> Tracked {
-        let program = program
-            .file_name()
-            .map_or_else(|| program.display().to_string(), |f| f.to_string_lossy().into_owned());
+        let program = program.file_name().map_or_else(
+            || program.display().to_string(),
+            |f| f.to_string_lossy().into_owned(),
+        );
         // Not reaped yet, so /proc still has it (a zombie at worst).
         let children: Vec<ChildId> = pids
             .iter()

@@ -41,7 +41,10 @@ fn stopped(outcome: &Json) -> String {
     if names.is_empty() {
         String::new()
     } else {
-        format!("; stopped what the crashed attempt left running: {}", names.join(", "))
+        format!(
+            "; stopped what the crashed attempt left running: {}",
+            names.join(", ")
+        )
     }
 }
 

@@ -41,7 +41,10 @@ impl ChildLog {
     fn append(&self, line: &str) {
         // One short write to a file opened for appending: whole or not at all.
         if let Err(e) = (&self.file).write_all(line.as_bytes()) {
-            tracing::warn!("cannot record a child process in {}: {e}", self.path.display());
+            tracing::warn!(
+                "cannot record a child process in {}: {e}",
+                self.path.display()
+            );
         }
     }
 
@@ -57,8 +60,7 @@ impl ChildObserver for ChildLog {
             .chars()
             .map(|ch| if ch.is_control() { '?' } else { ch })
             .collect();
-        self.live()
-            .insert((c.pid, c.start_time), program.clone());
+        self.live().insert((c.pid, c.start_time), program.clone());
         self.append(&format!("started {} {} {program}\n", c.pid, c.start_time));
     }
 
@@ -169,7 +171,13 @@ pub(super) async fn stop_left_running(
     }
     let stopping = tokio::task::spawn_blocking(move || stop(children));
     let (stopped, left) = stopping.await.map_err(|e| {
-        ui.error(&format!("cannot stop the processes run {} left running: {e}", record.id), None);
+        ui.error(
+            &format!(
+                "cannot stop the processes run {} left running: {e}",
+                record.id
+            ),
+            None,
+        );
         ExecError::Internal
     })?;
     if let Some(g) = left.first() {

@@ -271,7 +271,8 @@ async fn take_in(
     for s in steps.iter().filter(|s| s.status != StepStatus::Running) {
         engine.restore(s.phase, &s.step, s.status, &s.outputs);
     }
-    let mut resumed = json!({"operator": run::operator(), "host": run::hostname(), "pid": std::process::id()});
+    let mut resumed =
+        json!({"operator": run::operator(), "host": run::hostname(), "pid": std::process::id()});
     if !stopped.is_empty() {
         resumed["stopped"] = json!(stopped);
     }

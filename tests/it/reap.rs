@@ -316,7 +316,9 @@ fn resume_stops_what_a_crash_left_running_before_it_retries_the_step() {
     unsafe {
         libc::kill(i32::try_from(watchdog).unwrap(), libc::SIGKILL);
     }
-    wait_for("the watchdog to end", &log, || (!running(watchdog)).then_some(()));
+    wait_for("the watchdog to end", &log, || {
+        (!running(watchdog)).then_some(())
+    });
     sigkill(&mut runbook);
     assert!(
         members.iter().all(|&p| running(p)),
@@ -332,7 +334,10 @@ fn resume_stops_what_a_crash_left_running_before_it_retries_the_step() {
         "stopped 1 process left running by run {run_id}: sh (pid {sh}, with 2 processes it started)"
     );
     assert!(out.stderr.contains(&said), "{}", out.combined());
-    assert!(members.iter().all(|&p| !running(p)), "{members:?} still run");
+    assert!(
+        members.iter().all(|&p| !running(p)),
+        "{members:?} still run"
+    );
     let stopped = p.cmd(&["audit", "show", &run_id]);
     assert!(
         stopped.stdout.contains(&format!("sh (pid {sh}")),

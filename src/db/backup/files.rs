@@ -1,5 +1,7 @@
-//! The file system side of a backup: the owner-only backup folder, putting a finished archive
-//! in place, syncing folders so renames and deletes survive a crash, listing and measuring.
+//! The file system side of a backup: the owner-only backup folder, partial files locked while
+//! they are written (and removed by a later backup once their writer is gone), putting a
+//! finished archive in place, syncing folders so renames and deletes survive a crash, listing
+//! and measuring.
 
 use crate::db::op::OpError;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -68,8 +70,8 @@ pub(super) fn create_partial(
             .mode(0o600)
             .open(path)
     };
-    let file = created
-        .map_err(|e| OpError::failed(format!("cannot create {}: {e}", path.display())))?;
+    let file =
+        created.map_err(|e| OpError::failed(format!("cannot create {}: {e}", path.display())))?;
     if let Err(e) = file.try_lock() {
         tracing::debug!("cannot lock {}: {e}", path.display());
     }

@@ -110,7 +110,8 @@ pub(super) fn write_manifest(path: &Path, manifest: &Manifest) -> Result<(), OpE
         let mut f = {
             let dir = path.parent().unwrap_or(Path::new("."));
             let folder = FolderLock::take(dir);
-            create_partial(&folder, &tmp, false).map_err(|e| std::io::Error::other(e.to_string()))?
+            create_partial(&folder, &tmp, false)
+                .map_err(|e| std::io::Error::other(e.to_string()))?
         };
         f.write_all(text.as_bytes())?;
         f.write_all(b"\n")?;

@@ -2,7 +2,8 @@
 //! hidden `.partial` name to write under, and the manifest's name, none of them taken yet.
 
 use super::files::{
-    FolderLock, PARTIAL_SUFFIX, create_backup_dir, create_partial, remove_dead_partials, remove_path,
+    FolderLock, PARTIAL_SUFFIX, create_backup_dir, create_partial, remove_dead_partials,
+    remove_path,
 };
 use super::manifest::{ArchiveFormat, MANIFEST_SUFFIX, Purpose};
 use crate::db::op::{Op, OpError};
