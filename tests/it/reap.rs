@@ -122,18 +122,38 @@ fn sigkill(runbook: &mut Running) {
     runbook.0.wait().unwrap();
 }
 
-/// Processes a test let outlive runbook on purpose, killed when the test ends however it ends.
-struct Leftovers(Vec<u32>);
+/// Processes a test may leave behind when it fails, killed when it ends however it ends: each
+/// with its start time, so a pid reused since is left alone.
+struct Leftovers(Vec<(u32, String)>);
+
+impl Leftovers {
+    fn of(pids: &[u32]) -> Leftovers {
+        Leftovers(pids.iter().map(|&p| (p, start_time(p))).collect())
+    }
+}
 
 impl Drop for Leftovers {
     fn drop(&mut self) {
-        for &pid in self.0.iter().filter(|&&p| running(p)) {
-            // SAFETY: a signal to a process this test saw runbook start.
-            unsafe {
-                libc::kill(i32::try_from(pid).unwrap_or(0), libc::SIGKILL);
+        for (pid, started) in &self.0 {
+            if running(*pid) && start_time(*pid) == *started {
+                // SAFETY: a signal to a process this test saw runbook start.
+                unsafe {
+                    libc::kill(i32::try_from(*pid).unwrap_or(0), libc::SIGKILL);
+                }
             }
         }
     }
+}
+
+/// Field 22 of /proc/PID/stat (empty once the process is gone).
+fn start_time(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|t| {
+            let rest = t[t.rfind(')')? + 1..].to_owned();
+            rest.split_whitespace().nth(19).map(str::to_owned)
+        })
+        .unwrap_or_default()
 }
 
 /// Asserts that every pid in `pids` ends within the deadline.
@@ -297,6 +317,7 @@ fn sigkill_stops_a_shell_step_and_what_its_shell_started() {
     let log = p.path().join("runbook.log");
     let mut runbook = Running(p.start("sh", &[]));
     let (_, members) = shell_group(&runbook, &log);
+    let _cleanup = Leftovers::of(&members);
     sigkill(&mut runbook);
     assert_gone(&members, "the shell and its sleeps", &log);
 }
@@ -308,7 +329,7 @@ fn resume_stops_what_a_crash_left_running_before_it_retries_the_step() {
     let log = p.path().join("runbook.log");
     let mut runbook = Running(p.start("sh", &[]));
     let (sh, members) = shell_group(&runbook, &log);
-    let _cleanup = Leftovers(members.clone());
+    let _cleanup = Leftovers::of(&members);
     // Without its watchdog, a killed runbook leaves its children running: the case resume
     // must handle (a watchdog killed too, or a runbook killed before it could tell it).
     let watchdog = watchdog_of(&runbook, &log);
@@ -421,7 +442,7 @@ fn sigkill_of_a_fleet_stops_its_target_runs_and_their_children() {
         let g = group(sh);
         (g.len() == 3).then_some(g)
     });
-    let _cleanup = Leftovers([members.clone(), vec![target_run]].concat());
+    let _cleanup = Leftovers::of(&[members.clone(), vec![target_run]].concat());
     sigkill(&mut fleet);
     assert_gone(&[target_run], "the target's run", &log);
     assert_gone(&members, "the target's step and its sleeps", &log);
