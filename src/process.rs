@@ -1,13 +1,24 @@
 //! The one wrapper that starts every subprocess: explicit argv, working directory and
 //! environment, captured output, a timeout, and cancellation. The child is made the leader of
 //! its own process group, so a timeout or Ctrl-C kills the whole tree it started, not only the
-//! direct child. Besides `run`, `output_sync` asks a tool a quick question and `spawn` starts
-//! a child that runs beside us (fleets), polled and signalled by its caller.
+//! direct child. Besides `run`, `run_fed` joins two programs through runbook (a restore's
+//! pg_restore into psql, with a last line written only when the first succeeded),
+//! `output_sync` asks a tool a quick question and `spawn` starts a child that runs beside us
+//! (fleets), polled and signalled by its caller.
+//!
+//! Nothing started here outlives runbook: once [`supervise`] is called (the CLI does), each
+//! group `run`, `run_fed` and `spawn` start is told to the watchdog (`src/watchdog.rs`, started at the
+//! first such child), which stops the groups still running when runbook dies, SIGKILL
+//! included. A [`ChildObserver`] set with [`observe`] hears of each child when it starts and
+//! when it is reaped (the executor records a run's children there for `resume`). A `run`
+//! whose future is dropped before its child ended kills the child's group.
 
-use std::collections::BTreeMap;
+use crate::pids::{self, Group};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -58,6 +69,7 @@ pub async fn run(
         source,
     })?);
     let pids = handle.pids();
+    let mut tracked = Tracked::new(&pids, &resolved, true, Some(handle.clone()));
     let waiter = {
         let handle = handle.clone();
         tokio::task::spawn_blocking(move || handle.wait().cloned())
@@ -71,6 +83,7 @@ pub async fn run(
     let cancelled = crate::cancel::wait_cancel(cancel);
     tokio::select! {
         done = waiter => {
+            tracked.reaped();
             let out = done.map_err(|e| ProcessError::Wait(std::io::Error::other(e)))?.map_err(ProcessError::Wait)?;
             Ok(ProcessOutput {
                 code: out.status.code(),
@@ -80,10 +93,12 @@ pub async fn run(
         }
         _ = timeout => {
             kill_tree(&pids, &handle).await;
+            tracked.reaped();
             Err(ProcessError::TimedOut(spec.timeout.unwrap_or_default()))
         }
         _ = cancelled => {
             kill_tree(&pids, &handle).await;
+            tracked.reaped();
             Err(ProcessError::Interrupted)
         }
     }
@@ -91,7 +106,8 @@ pub async fn run(
 
 /// Runs a short command to its end and returns what it printed, without a timeout or
 /// cancellation: for quick questions to a tool (such as git's current commit), not for work.
-/// The caller decides what a non-zero exit code means.
+/// The caller decides what a non-zero exit code means. The child is not told to the watchdog:
+/// it ends by itself in a moment, and a run that asks git only would otherwise start one.
 pub fn output_sync(argv: &[&str], cwd: &Path) -> Result<ProcessOutput, ProcessError> {
     let argv: Vec<String> = argv.iter().map(|a| (*a).to_owned()).collect();
     let (program, args) = split_argv(&argv)?;
@@ -117,6 +133,7 @@ pub fn output_sync(argv: &[&str], cwd: &Path) -> Result<ProcessOutput, ProcessEr
 pub struct Child {
     handle: duct::Handle,
     pids: Vec<u32>,
+    tracked: Mutex<Tracked>,
 }
 
 /// Starts a process that runs beside us, with its output discarded (the child keeps its own
@@ -138,7 +155,12 @@ pub fn spawn(
             source,
         })?;
     let pids = handle.pids();
-    Ok(Child { handle, pids })
+    let tracked = Mutex::new(Tracked::new(&pids, &resolved, false, None));
+    Ok(Child {
+        handle,
+        pids,
+        tracked,
+    })
 }
 
 impl Child {
@@ -146,7 +168,10 @@ impl Child {
     /// it).
     pub fn try_wait(&self) -> Result<Option<Option<i32>>, ProcessError> {
         match self.handle.try_wait() {
-            Ok(Some(out)) => Ok(Some(out.status.code())),
+            Ok(Some(out)) => {
+                lock(&self.tracked).reaped();
+                Ok(Some(out.status.code()))
+            }
             Ok(None) => Ok(None),
             Err(e) => Err(ProcessError::Wait(e)),
         }
@@ -162,6 +187,9 @@ impl Child {
     pub fn kill(&self) {
         signal_groups(&self.pids, libc::SIGKILL);
         let _ = self.handle.kill();
+        if self.handle.wait().is_ok() {
+            lock(&self.tracked).reaped();
+        }
     }
 }
 
@@ -182,9 +210,18 @@ fn expression(
     cwd: &Path,
     env: &BTreeMap<String, String>,
 ) -> duct::Expression {
+    with_stdin(resolved, args, cwd, env).stdin_null()
+}
+
+/// [`expression`] but for stdin, which the caller gives (duct lets an inner redirection win).
+fn with_stdin(
+    resolved: &Path,
+    args: &[String],
+    cwd: &Path,
+    env: &BTreeMap<String, String>,
+) -> duct::Expression {
     let mut expr = duct::cmd(resolved, args)
         .dir(cwd)
-        .stdin_null()
         .unchecked()
         .before_spawn(|cmd| {
             cmd.process_group(0);
@@ -297,6 +334,10 @@ pub async fn run_fed(
         }
     };
     let pids = [producer.id(), consumer.id()];
+    let mut tracked = [
+        Tracked::new(&pids[..1], Path::new(&pname), true, None),
+        Tracked::new(&pids[1..], Path::new(&cname), true, None),
+    ];
     tracing::debug!(producer = %pname, consumer = %cname, "starting a fed pair of processes");
     let (head, tail) = (feed.head, feed.tail);
     let work = tokio::task::spawn_blocking(move || {
@@ -312,6 +353,7 @@ pub async fn run_fed(
     tokio::pin!(work);
     let stopped = tokio::select! {
         done = &mut work => {
+            tracked.iter_mut().for_each(Tracked::reaped);
             return done
                 .map_err(|e| ProcessError::Wait(std::io::Error::other(e)))?
                 .map_err(ProcessError::Wait);
@@ -322,6 +364,7 @@ pub async fn run_fed(
     signal_groups(&pids, libc::SIGKILL);
     // Both dead, the pump sees its pipes close and reaps them.
     let _ = work.await;
+    tracked.iter_mut().for_each(Tracked::reaped);
     Err(stopped)
 }
 
@@ -393,4 +436,217 @@ fn drain<R: std::io::Read + Send + 'static>(pipe: Option<R>) -> std::thread::Joi
         }
         buf
     })
+}
+
+/// A child process as the rest of runbook records it: its pid (its process group's id too),
+/// its start time (which tells it from a later process given the same pid) and its program.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildId {
+    pub pid: u32,
+    pub start_time: u64,
+    pub program: String,
+}
+
+/// Hears of every child `run` and `spawn` start: when it started and when it was reaped.
+/// Called on the thread that starts or reaps the child; it must be quick and must not fail.
+pub trait ChildObserver: Send + Sync {
+    fn started(&self, child: &ChildId);
+    fn reaped(&self, child: &ChildId);
+}
+
+static OBSERVER: RwLock<Option<Arc<dyn ChildObserver>>> = RwLock::new(None);
+
+/// Sets (or, with `None`, removes) the one observer of children.
+pub fn observe(observer: Option<Arc<dyn ChildObserver>>) {
+    *OBSERVER.write().unwrap_or_else(|e| e.into_inner()) = observer;
+}
+
+fn observer() -> Option<Arc<dyn ChildObserver>> {
+    OBSERVER.read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// The groups told to the watchdog, and the watchdog once started.
+struct Supervision {
+    enabled: bool,
+    live: BTreeSet<Group>,
+    watchdog: Option<Watchdog>,
+}
+
+/// A running watchdog: the write end of its stdin (we never wait for it: it ends after us).
+struct Watchdog {
+    pipe: std::io::PipeWriter,
+    _handle: duct::Handle,
+}
+
+static SUPERVISION: Mutex<Supervision> = Mutex::new(Supervision {
+    enabled: false,
+    live: BTreeSet::new(),
+    watchdog: None,
+});
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// From now on the children of this process are stopped when it dies (see `src/watchdog.rs`).
+/// Only the runbook binary calls this: the watchdog is that binary run with a hidden argument.
+pub fn supervise() {
+    lock(&SUPERVISION).enabled = true;
+}
+
+impl Supervision {
+    /// Tells the watchdog a group started, starting the watchdog first if none runs (again,
+    /// if it died: it is told every group still live).
+    fn started(&mut self, group: Group) {
+        if !self.enabled {
+            return;
+        }
+        self.live.insert(group);
+        let line = crate::watchdog::started_line(group);
+        if self.send(&line) {
+            return;
+        }
+        match start_watchdog() {
+            Ok(watchdog) => {
+                self.watchdog = Some(watchdog);
+                let all: String = self
+                    .live
+                    .iter()
+                    .map(|g| crate::watchdog::started_line(*g))
+                    .collect();
+                if !self.send(&all) {
+                    tracing::warn!(
+                        "the watchdog ended at once; children of this run are not stopped if runbook dies"
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(
+                "cannot start the watchdog ({e}); children of this run are not stopped if runbook dies"
+            ),
+        }
+    }
+
+    fn reaped(&mut self, group: Group) {
+        if self.live.remove(&group) {
+            self.send(&crate::watchdog::ended_line(group));
+        }
+    }
+
+    /// Writes to the watchdog; false (and forgets it) when there is none or it is gone.
+    fn send(&mut self, text: &str) -> bool {
+        let Some(w) = self.watchdog.as_mut() else {
+            return false;
+        };
+        if w.pipe.write_all(text.as_bytes()).is_ok() {
+            return true;
+        }
+        self.watchdog = None;
+        false
+    }
+}
+
+/// Starts the runbook binary as the watchdog, reading the pipe we keep the write end of. The
+/// pipe is close-on-exec, so no other child holds it open after we are gone.
+fn start_watchdog() -> std::io::Result<Watchdog> {
+    let (reader, pipe) = std::io::pipe()?;
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
+    let args = [crate::watchdog::ARG.to_owned()];
+    let handle = with_stdin(&exe, &args, Path::new("/"), &BTreeMap::new())
+        .stdin_file(reader)
+        .stdout_null()
+        .stderr_null()
+        .start()?;
+    Ok(Watchdog {
+        pipe,
+        _handle: handle,
+    })
+}
+
+/// The groups of children `run`, `run_fed` or `spawn` started, told to the watchdog and the
+/// observer until they are reaped. With `kill_on_drop`, dropping it before the children were
+/// reaped (the future of `run` or `run_fed` dropped) kills their groups.
+struct Tracked {
+    children: Vec<ChildId>,
+    kill_on_drop: bool,
+    /// The duct handle that reaps the children, when duct started them.
+    handle: Option<Arc<duct::Handle>>,
+}
+
+impl Tracked {
+    fn new(
+        pids: &[u32],
+        program: &Path,
+        kill_on_drop: bool,
+        handle: Option<Arc<duct::Handle>>,
+    ) -> Tracked {
+        let program = program.file_name().map_or_else(
+            || program.display().to_string(),
+            |f| f.to_string_lossy().into_owned(),
+        );
+        // Not reaped yet, so /proc still has it (a zombie at worst).
+        let children: Vec<ChildId> = pids
+            .iter()
+            .map(|&pid| ChildId {
+                pid,
+                start_time: pids::start_time(pid).unwrap_or(0),
+                program: program.clone(),
+            })
+            .collect();
+        {
+            let mut supervision = lock(&SUPERVISION);
+            for c in &children {
+                supervision.started(group_of(c));
+            }
+        }
+        if let Some(o) = observer() {
+            children.iter().for_each(|c| o.started(c));
+        }
+        Tracked {
+            children,
+            kill_on_drop,
+            handle,
+        }
+    }
+
+    /// The children were reaped: their groups are no longer ours to stop.
+    fn reaped(&mut self) {
+        self.kill_on_drop = false;
+        self.handle = None;
+        let children = std::mem::take(&mut self.children);
+        if children.is_empty() {
+            return;
+        }
+        {
+            let mut supervision = lock(&SUPERVISION);
+            for c in &children {
+                supervision.reaped(group_of(c));
+            }
+        }
+        if let Some(o) = observer() {
+            children.iter().for_each(|c| o.reaped(c));
+        }
+    }
+}
+
+impl Drop for Tracked {
+    /// A `run` abandoned before its child ended kills the child's group. A `spawn`ed child
+    /// dropped unreaped stays told to the watchdog: it is stopped when runbook ends.
+    fn drop(&mut self) {
+        if self.kill_on_drop {
+            let pids: Vec<u32> = self.children.iter().map(|c| c.pid).collect();
+            signal_groups(&pids, libc::SIGKILL);
+            if let Some(handle) = self.handle.take() {
+                let _ = handle.kill();
+            }
+            // Reaped by the waiting thread (duct's, or `run_fed`'s pump).
+            self.reaped();
+        }
+    }
+}
+
+fn group_of(c: &ChildId) -> Group {
+    Group {
+        pgid: c.pid,
+        start_time: c.start_time,
+    }
 }

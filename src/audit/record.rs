@@ -81,6 +81,7 @@ pub fn body_from_event(meta: &Map<String, Json>, ev: &Event) -> Map<String, Json
                 "ok",
                 "operator",
                 "host",
+                "stopped",
             ] {
                 if let Some(v) = d.get(k) {
                     outcome.insert(k.into(), v.clone());

@@ -31,6 +31,23 @@ fn text<'a>(r: &'a Json, key: &str) -> &'a str {
     r.get(key).and_then(Json::as_str).unwrap_or_default()
 }
 
+/// What a resume stopped of its crashed attempt, as `; stopped ...`; empty when nothing.
+fn stopped(outcome: &Json) -> String {
+    let names: Vec<&str> = outcome
+        .get("stopped")
+        .and_then(Json::as_array)
+        .map(|a| a.iter().filter_map(Json::as_str).collect())
+        .unwrap_or_default();
+    if names.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; stopped what the crashed attempt left running: {}",
+            names.join(", ")
+        )
+    }
+}
+
 /// The timeline of a run from its records: steps with times and outcomes, gate decisions with
 /// approvers, rollbacks.
 pub fn timeline(entries: &[Map<String, Json>]) -> (Vec<Span>, Vec<String>) {
@@ -158,7 +175,11 @@ fn note(r: &Map<String, Json>, event: &str) -> Option<String> {
             }
         ),
         "run_waiting" => format!("{when} run waiting: {}", text(&outcome, "reason")),
-        "run_resumed" => format!("{when} run resumed by {}", or_unknown(&outcome, "operator")),
+        "run_resumed" => format!(
+            "{when} run resumed by {}{}",
+            or_unknown(&outcome, "operator"),
+            stopped(&outcome)
+        ),
         "resume_decision" => format!(
             "{when} {} chose to {} in-flight step {step}",
             r.get("decided_by").and_then(Json::as_str).unwrap_or("?"),

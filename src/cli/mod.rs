@@ -28,6 +28,12 @@ use std::path::{Path, PathBuf};
 
 /// Parses arguments, runs the command and returns its exit code.
 pub fn main() -> Exit {
+    if crate::watchdog::asked() {
+        crate::watchdog::serve();
+        return Exit::Ok;
+    }
+    // Whatever this command starts is stopped if runbook dies (SIGKILL included).
+    crate::process::supervise();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

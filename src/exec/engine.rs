@@ -3,6 +3,7 @@
 //! every transition through the journal before acting on it. The order units run in is in
 //! `execute.rs`, one step in `step.rs`, gates in `gates.rs`.
 
+use super::children::Recording;
 use super::context::RunContext;
 use super::journal::Journal;
 use super::session::{Session, release_lock};
@@ -49,6 +50,8 @@ pub(super) struct Engine<'a> {
     failpoint: Option<String>,
     journal: Journal<'a>,
     lock: Option<TargetLock>,
+    /// Records the run's child processes while it runs, for a resume after a crash.
+    _children: Option<Recording>,
 }
 
 impl<'a> Engine<'a> {
@@ -75,6 +78,7 @@ impl<'a> Engine<'a> {
         let root_params: Map<String, Json> =
             plan.values.into_iter().map(|(k, v)| (k, v.value)).collect();
         let (units, scopes) = Layout::build(&playbook, root_params);
+        let children = Recording::start(&project.root, &run.id);
         Engine {
             root: project.root.clone(),
             dirs: ProjectDirs {
@@ -101,6 +105,7 @@ impl<'a> Engine<'a> {
             failpoint: std::env::var("RUNBOOK_FAILPOINT").ok(),
             journal: session.journal,
             lock: session.lock,
+            _children: children,
         }
     }
 

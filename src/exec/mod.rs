@@ -7,12 +7,14 @@
 //! resume and approve/reject), `start` (`runbook run`), `resume`, `decide` (approve/reject),
 //! `engine` (a run in progress), `units` (the flattened playbook), `context` (what templates
 //! see, declared outputs), `execute` (the order units run in), `change` (whether a step changed
-//! the target, for `rollback_when: changed`), `step` (one unit with `when`,
-//! retries, backoff and timeout), `gates`, `journal` (the one writer of events), `actions/` (one file per
-//! action). What the entry points return is `crate::outcome`.
+//! the target, for `rollback_when: changed`), `step` (one unit with `when`, retries, backoff and
+//! timeout), `gates`, `journal` (the one writer of events), `children` (the run's child
+//! processes, recorded for resume), `actions/` (one file per action). What the entry points
+//! return is `crate::outcome`.
 
 pub mod actions;
 mod change;
+mod children;
 mod context;
 mod decide;
 mod engine;

@@ -3,6 +3,7 @@
 //! word (`--retry-step` or `--skip-step`); approvals bind to the plan rebuilt from the run's
 //! variables and the ones given again.
 
+use super::children::stop_left_running;
 use super::engine::Engine;
 use super::journal::Journal;
 use super::session::{
@@ -56,6 +57,14 @@ pub async fn resume(
         &redactor,
     )
     .await?;
+    // Nothing of the crashed attempt may run beside the retried step.
+    let stopped = match stop_left_running(&project.root, &record, ui).await {
+        Ok(s) => s,
+        Err(e) => {
+            release_lock(lock).await;
+            return Err(e);
+        }
+    };
     let prepared = Prepared {
         project,
         playbook: &playbook,
@@ -73,7 +82,7 @@ pub async fn resume(
     };
     let session = Session::new(state, target, redactor, journal, lock, req.confirm.clone());
     let mut engine = Engine::new(project, playbook, plan, record, session, ui, cancel);
-    take_in(&mut engine, &steps, &req).await?;
+    take_in(&mut engine, &steps, &req, &stopped).await?;
     engine.progress.note(&format!(
         "resuming run {}: {} on {}",
         engine.run.id, engine.run.playbook, engine.run.env
@@ -250,21 +259,25 @@ impl<'a> Prepared<'_, 'a> {
     }
 }
 
-/// Takes in the recorded outcomes, records the resume and the operator's word on each step
-/// that was in flight (a skipped one is recorded as skipped).
+/// Takes in the recorded outcomes, records the resume (with the processes of the crashed
+/// attempt it stopped) and the operator's word on each step that was in flight (a skipped one
+/// is recorded as skipped).
 async fn take_in(
     engine: &mut Engine<'_>,
     steps: &[StepRecord],
     req: &ResumeRequest,
+    stopped: &[String],
 ) -> Result<(), ExecError> {
     for s in steps.iter().filter(|s| s.status != StepStatus::Running) {
         engine.restore(s.phase, &s.step, s.status, &s.outputs, s.change.clone());
     }
+    let mut resumed =
+        json!({"operator": run::operator(), "host": run::hostname(), "pid": std::process::id()});
+    if !stopped.is_empty() {
+        resumed["stopped"] = json!(stopped);
+    }
     engine
-        .record(Event::run(
-            EventKind::RunResumed,
-            json!({"operator": run::operator(), "host": run::hostname(), "pid": std::process::id()}),
-        ))
+        .record(Event::run(EventKind::RunResumed, resumed))
         .await?;
     for s in steps.iter().filter(|s| s.status == StepStatus::Running) {
         let skip = req.skip_steps.contains(&s.step);

@@ -897,9 +897,10 @@ fn a_backup_past_its_timeout_stops_and_leaves_no_files() {
 }
 
 /// A backup that crashed leaves its `.partial` archive behind; the next backup of the same
-/// database removes those nothing has written to for ten minutes, and no others.
+/// database removes those whose writer is gone (nobody holds their lock), however recent, and
+/// leaves the one a live writer holds locked and those of other databases.
 #[test]
-fn the_next_backup_removes_stale_partial_archives_of_its_database() {
+fn the_next_backup_removes_partial_archives_whose_writer_is_gone() {
     let p = sqlite_app();
     p.playbook("bk", &backup_playbook(""));
     let dir = p.path().join("backups");
@@ -911,22 +912,29 @@ fn the_next_backup_removes_stale_partial_archives_of_its_database() {
         f.set_modified(modified).unwrap();
         path
     };
-    let stale = partial(
+    let old = partial(
         ".target_20200101T000000Z_crashed_backup.sqlite.partial",
         hour_ago,
     );
-    let stale_dir = dir.join(".target_20200101T000000Z_crashed_dump.dir.partial");
-    std::fs::create_dir(&stale_dir).unwrap();
-    let inner = std::fs::File::create(stale_dir.join("toc.dat")).unwrap();
-    inner.set_modified(hour_ago).unwrap();
-    std::fs::File::open(&stale_dir)
-        .unwrap()
-        .set_modified(hour_ago)
-        .unwrap();
+    // Written a moment ago by a run that was killed: no idle time tells it from a live one.
     let fresh = partial(
-        ".target_20200101T000000Z_writing_backup.sqlite.partial",
+        ".target_20200101T000001Z_killed_backup.sqlite.partial",
         std::time::SystemTime::now(),
     );
+    let dead_dir = dir.join(".target_20200101T000000Z_crashed_dump.dir.partial");
+    std::fs::create_dir(&dead_dir).unwrap();
+    std::fs::File::create(dead_dir.join("toc.dat")).unwrap();
+    let manifest_tmp = partial(
+        ".target_20200101T000000Z_crashed_backup.manifest.json.partial",
+        std::time::SystemTime::now(),
+    );
+    // A live writer holds its partial locked, as a backup in progress does.
+    let live = partial(
+        ".target_20200101T000002Z_writing_backup.sqlite.partial",
+        hour_ago,
+    );
+    let writer = std::fs::File::open(&live).unwrap();
+    writer.lock().unwrap();
     let other = partial(
         ".other_20200101T000000Z_crashed_backup.sqlite.partial",
         hour_ago,
@@ -934,17 +942,16 @@ fn the_next_backup_removes_stale_partial_archives_of_its_database() {
 
     let out = p.run("bk", &[]);
     ok(&out);
+    for gone in [&old, &fresh, &dead_dir, &manifest_tmp] {
+        assert!(
+            !gone.exists(),
+            "{} stays: {}",
+            gone.display(),
+            out.combined()
+        );
+    }
     assert!(
-        !stale.exists(),
-        "a stale partial archive stays: {}",
-        out.combined()
-    );
-    assert!(
-        !stale_dir.exists(),
-        "a stale partial directory archive stays"
-    );
-    assert!(
-        fresh.exists(),
+        live.exists(),
         "a partial archive still being written was removed"
     );
     assert!(
@@ -957,4 +964,13 @@ fn the_next_backup_removes_stale_partial_archives_of_its_database() {
         "{}",
         out.combined()
     );
+    drop(writer);
+    let out = p.run("bk", &[]);
+    ok(&out);
+    assert!(!live.exists(), "a partial whose writer let go stays");
+    let hidden: Vec<String> = names(&dir)
+        .into_iter()
+        .filter(|n| n.ends_with(".partial") && !n.starts_with(".other_"))
+        .collect();
+    assert!(hidden.is_empty(), "{hidden:?}");
 }

@@ -16,6 +16,7 @@ mod live;
 mod migrate;
 mod output;
 mod pg;
+mod reap;
 mod redaction;
 mod restore_exact;
 mod rollback;

@@ -1,5 +1,7 @@
-//! The file system side of a backup: the owner-only backup folder, putting a finished archive
-//! in place, syncing folders so renames and deletes survive a crash, listing and measuring.
+//! The file system side of a backup: the owner-only backup folder, partial files locked while
+//! they are written (and removed by a later backup once their writer is gone), putting a
+//! finished archive in place, syncing folders so renames and deletes survive a crash, listing
+//! and measuring.
 
 use crate::db::op::OpError;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -25,13 +27,67 @@ pub(super) fn create_backup_dir(dir: &Path) -> Result<(), OpError> {
         })
 }
 
-/// A partial archive nothing has written to for this long was left by a run that stopped while
-/// writing it (one run per target holds the target's lock, and a live pg_dump writes often).
-pub(super) const STALE_PARTIAL: std::time::Duration = std::time::Duration::from_secs(600);
+/// The backup folder, locked (`flock` on the folder itself) while a backup removes the partial
+/// files of dead writers and while one creates and locks a partial file of its own: no partial
+/// is ever seen between its creation and its lock. Released when dropped.
+pub(super) struct FolderLock {
+    _folder: Option<std::fs::File>,
+}
 
-/// Removes the partial archives of `database` (its file-safe name) in `dir` that nothing has
-/// written to for [`STALE_PARTIAL`]: crashed backups would otherwise pile up. Returns them.
-pub(super) fn remove_stale_partials(dir: &Path, database: &str) -> Vec<PathBuf> {
+impl FolderLock {
+    /// Waits for the folder's lock (its holders keep it for moments). On a file system without
+    /// locks the backup goes on unlocked, and partial files are then never taken for dead.
+    pub(super) fn take(dir: &Path) -> FolderLock {
+        let folder = std::fs::File::open(dir).and_then(|f| f.lock().map(|()| f));
+        if let Err(e) = &folder {
+            tracing::debug!("cannot lock the backup folder {}: {e}", dir.display());
+        }
+        FolderLock {
+            _folder: folder.ok(),
+        }
+    }
+}
+
+/// Creates the partial file `path` (a folder when `folder`, for a directory archive), empty and
+/// owner-only, and locks it: the returned handle holds the lock for as long as it is open, and
+/// the kernel drops it when the writer dies, however it dies. The caller holds `_folder`.
+pub(super) fn create_partial(
+    _folder: &FolderLock,
+    path: &Path,
+    folder: bool,
+) -> Result<std::fs::File, OpError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let created = if folder {
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(path)
+            .and_then(|()| std::fs::File::open(path))
+    } else {
+        std::fs::File::options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)
+    };
+    let file =
+        created.map_err(|e| OpError::failed(format!("cannot create {}: {e}", path.display())))?;
+    if let Err(e) = file.try_lock() {
+        tracing::debug!("cannot lock {}: {e}", path.display());
+    }
+    Ok(file)
+}
+
+/// Removes the partial files of `database` (its file-safe name) in `dir` whose lock can be
+/// taken: their writer is gone (a crashed or killed run), since a live one holds the lock from
+/// creation to rename. Crashed backups would otherwise pile up. A partial that cannot be
+/// locked for another reason (a file system without locks) stays. Returns those removed.
+pub(super) fn remove_dead_partials(
+    _folder: &FolderLock,
+    dir: &Path,
+    database: &str,
+) -> Vec<PathBuf> {
+    use std::os::unix::fs::OpenOptionsExt;
     let prefix = format!(".{database}_");
     let Ok(entries) = read_dir(dir) else {
         return Vec::new();
@@ -44,8 +100,15 @@ pub(super) fn remove_stale_partials(dir: &Path, database: &str) -> Vec<PathBuf> 
         if !name.starts_with(&prefix) || !name.ends_with(PARTIAL_SUFFIX) {
             continue;
         }
-        let idle = newest_write(&path).and_then(|t| t.elapsed().ok());
-        if idle.is_some_and(|d| d >= STALE_PARTIAL) {
+        // Non-blocking: opening a FIFO someone named like a partial must not hang the backup.
+        let opened = std::fs::File::options()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path);
+        let Ok(file) = opened else {
+            continue;
+        };
+        if file.try_lock().is_ok() {
             remove_path(&path);
             removed.push(path);
         }
@@ -54,21 +117,6 @@ pub(super) fn remove_stale_partials(dir: &Path, database: &str) -> Vec<PathBuf> 
         sync_dir(dir);
     }
     removed
-}
-
-/// The newest modification time of a file, or of a folder and the files in it (a directory
-/// archive grows file by file).
-fn newest_write(path: &Path) -> Option<std::time::SystemTime> {
-    let meta = std::fs::symlink_metadata(path).ok()?;
-    let mut newest = meta.modified().ok()?;
-    if meta.is_dir() {
-        for entry in std::fs::read_dir(path).ok()?.flatten() {
-            if let Ok(t) = entry.metadata().and_then(|m| m.modified()) {
-                newest = newest.max(t);
-            }
-        }
-    }
-    Some(newest)
 }
 
 /// Removes a file or a folder with everything in it; one that is absent is already removed.

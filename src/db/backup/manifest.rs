@@ -2,7 +2,7 @@
 //! and read (refusing files that are not runbook manifests), and how an archive's manifest is
 //! found.
 
-use super::files::{PARTIAL_SUFFIX, read_dir, sync_parent};
+use super::files::{FolderLock, PARTIAL_SUFFIX, create_partial, read_dir, sync_parent};
 use crate::db::Dialect;
 use crate::db::op::OpError;
 use crate::playbook::BackupMode;
@@ -106,7 +106,13 @@ pub(super) fn write_manifest(path: &Path, manifest: &Manifest) -> Result<(), OpE
         .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}{PARTIAL_SUFFIX}"));
     let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
+        // Locked while written, as a partial archive is: another backup leaves it alone.
+        let mut f = {
+            let dir = path.parent().unwrap_or(Path::new("."));
+            let folder = FolderLock::take(dir);
+            create_partial(&folder, &tmp, false)
+                .map_err(|e| std::io::Error::other(e.to_string()))?
+        };
         f.write_all(text.as_bytes())?;
         f.write_all(b"\n")?;
         f.sync_all()?;

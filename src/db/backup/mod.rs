@@ -11,7 +11,9 @@
 //! What holds:
 //! - An archive is written under a hidden `.partial` name and renamed when it is complete and
 //!   hashed; the manifest is written last, atomically. A crash leaves at worst a `.partial`
-//!   file, which nothing takes for a backup.
+//!   file, which nothing takes for a backup. A partial file is locked (`flock`) for as long as
+//!   its writer lives; the next backup of the database and retention remove those whose lock
+//!   they can take.
 //! - A restore verifies the archive (sha256 against the manifest, then `pg_restore --list` or
 //!   `PRAGMA integrity_check`) before it changes anything, and takes a verified pre-restore
 //!   backup before the first destructive statement.

@@ -1,7 +1,10 @@
 //! Naming a backup: `{database}_{UTC time}_{run}_{step}` with the archive's extension, a
 //! hidden `.partial` name to write under, and the manifest's name, none of them taken yet.
 
-use super::files::{PARTIAL_SUFFIX, create_backup_dir, remove_path, remove_stale_partials};
+use super::files::{
+    FolderLock, PARTIAL_SUFFIX, create_backup_dir, create_partial, remove_dead_partials,
+    remove_path,
+};
 use super::manifest::{ArchiveFormat, MANIFEST_SUFFIX, Purpose};
 use crate::db::op::{Op, OpError};
 use chrono::{DateTime, Utc};
@@ -13,10 +16,15 @@ pub(super) struct Names {
     pub(super) archive_name: String,
     pub(super) partial: PathBuf,
     pub(super) manifest: PathBuf,
+    /// The partial archive, created empty and locked until the backup is done: while it is
+    /// locked, the next backup of the database knows its writer lives and leaves it.
+    _writing: std::fs::File,
 }
 
 impl Names {
-    /// Picks names no file in `dir` has yet (a retried step may run in the same second).
+    /// Picks names no file in `dir` has yet (a retried step may run in the same second) and
+    /// creates the partial archive, locked. First removes the partial files of the database
+    /// whose writer is gone.
     pub(super) fn new(
         dir: &Path,
         database: &str,
@@ -26,7 +34,8 @@ impl Names {
         format: ArchiveFormat,
     ) -> Result<Names, OpError> {
         create_backup_dir(dir)?;
-        for stale in remove_stale_partials(dir, &file_safe(database)) {
+        let folder = FolderLock::take(dir);
+        for stale in remove_dead_partials(&folder, dir, &file_safe(database)) {
             op.note(&format!(
                 "removed {}: a partial backup left by a run that stopped while writing it",
                 stale.display()
@@ -49,15 +58,21 @@ impl Names {
                 format!("{stem}-{n}")
             };
             let archive_name = format!("{stem}{}", format.extension());
-            let names = Names {
-                archive: dir.join(&archive_name),
-                partial: dir.join(format!(".{archive_name}{PARTIAL_SUFFIX}")),
-                manifest: dir.join(format!("{stem}{MANIFEST_SUFFIX}")),
-                archive_name,
-            };
-            if !names.archive.exists() && !names.partial.exists() && !names.manifest.exists() {
-                return Ok(names);
+            let archive = dir.join(&archive_name);
+            let partial = dir.join(format!(".{archive_name}{PARTIAL_SUFFIX}"));
+            let manifest = dir.join(format!("{stem}{MANIFEST_SUFFIX}"));
+            if archive.exists() || partial.exists() || manifest.exists() {
+                continue;
             }
+            // pg_dump writes into an existing empty file or folder, as `VACUUM INTO` does.
+            let writing = create_partial(&folder, &partial, format == ArchiveFormat::Directory)?;
+            return Ok(Names {
+                archive,
+                archive_name,
+                partial,
+                manifest,
+                _writing: writing,
+            });
         }
         Err(OpError::failed(format!(
             "cannot find a free name for the backup `{stem}` in {}",
@@ -80,7 +95,7 @@ impl Names {
 
 /// A name part that is safe in a file name: other characters become `_`, and it never starts
 /// with a dot (which would hide it).
-fn file_safe(s: &str) -> String {
+pub(super) fn file_safe(s: &str) -> String {
     let out: String = s
         .chars()
         .map(|c| {

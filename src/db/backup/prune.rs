@@ -1,8 +1,10 @@
 //! Retention: deleting a database's older backups by age and by number. Only archives with a
-//! runbook manifest are candidates, and only what the manifest names is deleted.
+//! runbook manifest are candidates, and only what the manifest names is deleted. Retention
+//! also removes the database's partial files whose writer is gone (as the next backup does).
 
-use super::files::{read_dir, sync_dir};
+use super::files::{FolderLock, read_dir, remove_dead_partials, sync_dir};
 use super::manifest::{ArchiveFormat, MANIFEST_SUFFIX, Manifest, is_plain_name, read_manifest};
+use super::names::file_safe;
 use chrono::{DateTime, Utc};
 use std::path::{Path, PathBuf};
 
@@ -18,6 +20,8 @@ pub struct Retention {
 pub struct Pruned {
     /// Archives deleted (with their manifests).
     pub deleted: Vec<PathBuf>,
+    /// Partial files left by backups whose writer is gone (a crashed or killed run).
+    pub partials: Vec<PathBuf>,
     pub warnings: Vec<String>,
 }
 
@@ -30,6 +34,8 @@ pub fn prune(dir: &Path, current: &Manifest, policy: Retention, now: DateTime<Ut
     if policy.retention_days.is_none() && policy.keep.is_none() {
         return pruned;
     }
+    pruned.partials =
+        remove_dead_partials(&FolderLock::take(dir), dir, &file_safe(&current.database));
     let entries = match read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
@@ -131,5 +137,66 @@ fn delete_archive(archive: &Path, m: &Manifest) -> Result<(), String> {
         }
         std::fs::remove_file(archive)
             .map_err(|e| format!("cannot delete {}: {e}", archive.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::Dialect;
+    use crate::db::backup::Purpose;
+    use crate::playbook::BackupMode;
+
+    fn current(database: &str) -> Manifest {
+        Manifest {
+            runbook_backup: crate::db::backup::MANIFEST_LAYOUT,
+            purpose: Purpose::Backup,
+            dialect: Dialect::Postgres,
+            database: database.to_owned(),
+            archive: format!("{database}_new.dump"),
+            format: ArchiveFormat::Custom,
+            mode: BackupMode::Full,
+            sha256: String::new(),
+            size: 0,
+            files: Default::default(),
+            server_version: "17".to_owned(),
+            pg_dump_version: None,
+            row_counts: Default::default(),
+            run_id: "r".to_owned(),
+            step_id: "s".to_owned(),
+            created_at: "2026-01-01T00:00:00Z".to_owned(),
+            duration_ms: 0,
+        }
+    }
+
+    #[test]
+    fn retention_removes_the_partial_files_whose_writer_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, "x").unwrap();
+            p
+        };
+        let dead = file(".app_1_r_s.dump.partial");
+        let live = file(".app_2_r_s.dump.partial");
+        let other = file(".other_1_r_s.dump.partial");
+        let writer = std::fs::File::open(&live).unwrap();
+        writer.lock().unwrap();
+        let keep_all = Retention::default();
+        let pruned = prune(dir.path(), &current("app"), keep_all, Utc::now());
+        assert!(
+            pruned.partials.is_empty() && dead.exists(),
+            "no retention, no removal"
+        );
+
+        let keep = Retention {
+            retention_days: None,
+            keep: Some(5),
+        };
+        let pruned = prune(dir.path(), &current("app"), keep, Utc::now());
+        assert_eq!(pruned.partials, vec![dead.clone()]);
+        assert!(!dead.exists());
+        assert!(live.exists(), "a partial a live writer holds was removed");
+        assert!(other.exists(), "another database's partial was removed");
     }
 }

@@ -45,6 +45,12 @@ pub async fn run(a: &BackupAction, ctx: &mut ActionCtx<'_>) -> StepResult {
         keep: a.keep,
     };
     let pruned = backup::prune(&req.dir, m, policy, chrono::Utc::now());
+    for p in &pruned.partials {
+        ops.note(&format!(
+            "removed {}: a partial backup left by a run that stopped while writing it",
+            p.display()
+        ));
+    }
     if !pruned.deleted.is_empty() {
         let names: Vec<String> = pruned
             .deleted

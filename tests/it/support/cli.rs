@@ -48,6 +48,18 @@ impl Runbook {
         self
     }
 
+    /// Starts runbook in the background, its stdout and stderr going to `log`.
+    pub fn start(mut self, log: &Path) -> std::process::Child {
+        let out = std::fs::File::create(log).expect("create the log");
+        let err = out.try_clone().expect("clone the log");
+        self.cmd
+            .stdin(std::process::Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("runbook binary starts")
+    }
+
     pub fn run(mut self) -> Output {
         let out = self.cmd.output().expect("runbook binary starts");
         Output {

@@ -150,6 +150,34 @@ impl PgCluster {
         self.port
     }
 
+    /// Opens a psql session on `db` (a URL) that runs `sql` and stays open, holding whatever
+    /// its open transaction holds, until the returned session is released or dropped.
+    pub fn hold(&self, db: &str, sql: &str) -> Session {
+        let mut child = Command::new(self.psql_program())
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", db])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("psql starts");
+        let mut stdin = child.stdin.take().expect("psql stdin is piped");
+        writeln!(stdin, "{sql}\n\\echo held").expect("write to psql");
+        stdin.flush().expect("flush psql's stdin");
+        let stdout = child.stdout.take().expect("psql stdout is piped");
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+        loop {
+            match lines.next() {
+                Some(Ok(line)) if line == "held" => break,
+                Some(Ok(_)) => {}
+                _ => panic!("psql ended before it held: {sql}"),
+            }
+        }
+        Session {
+            child,
+            stdin: Some(stdin),
+        }
+    }
+
     /// The directory of the server binaries (initdb, pg_ctl, postgres, and usually psql).
     pub fn bin_dir(&self) -> &Path {
         &self.bin_dir
@@ -260,6 +288,30 @@ impl PgCluster {
             started.elapsed()
         );
         cluster
+    }
+}
+
+/// A psql session kept open by [`PgCluster::hold`]: its transaction ends (rolled back) when
+/// the session is released, which closes psql's stdin.
+pub struct Session {
+    child: std::process::Child,
+    stdin: Option<ChildStdin>,
+}
+
+impl Session {
+    pub fn release(mut self) {
+        self.end();
+    }
+
+    fn end(&mut self) {
+        drop(self.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.end();
     }
 }
 

@@ -85,6 +85,15 @@ impl Project {
         self.base(&args).run()
     }
 
+    /// `runbook run NAME --target T` plus extra arguments, started in the background with its
+    /// output going to `runbook.log` in the project folder.
+    pub fn start(&self, name: &str, extra: &[&str]) -> std::process::Child {
+        let target = self.target.arg();
+        let mut args = vec!["run", name, "--target", target.as_str()];
+        args.extend(extra);
+        self.base(&args).start(&self.path().join("runbook.log"))
+    }
+
     pub fn cmd(&self, args: &[&str]) -> Output {
         self.base(args).run()
     }
