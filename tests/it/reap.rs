@@ -240,7 +240,9 @@ fn sigkill_during_a_restore_leaves_no_pg_restore_and_the_next_backup_no_partial_
     let url = p.target.arg();
     pg::cluster().psql(
         &url,
-        "CREATE TABLE items (id int PRIMARY KEY); INSERT INTO items SELECT generate_series(1, 100);",
+        // Enough rows that pg_restore's script outgrows the pipes to psql: while psql waits for
+        // the lock, pg_restore waits to write, and both are running when runbook is killed.
+        "CREATE TABLE items (id int PRIMARY KEY); INSERT INTO items SELECT generate_series(1, 200000);",
     );
     p.playbook("bk", BACKUP);
     let out = p.run("bk", &[]);
@@ -264,16 +266,20 @@ fn sigkill_during_a_restore_leaves_no_pg_restore_and_the_next_backup_no_partial_
     let lock = pg::cluster().hold(&url, "BEGIN; LOCK TABLE items IN ACCESS SHARE MODE;");
     let log = p.path().join("runbook.log");
     let mut runbook = Running(p.start("rs", &[]));
+    // The restore is pg_restore writing its script into psql, which runs it in one transaction.
+    let psql = wait_for("runbook to start psql for the restore", &log, || {
+        children_named(runbook.0.id(), "psql").into_iter().next()
+    });
     let pg_restore = wait_for("runbook to start pg_restore for the restore", &log, || {
         children_named(runbook.0.id(), "pg_restore")
             .into_iter()
             .find(|&p| !cmdline(p).contains("--list"))
     });
-    wait_for("pg_restore to wait for the lock", &log, || {
+    wait_for("the restore to wait for the lock", &log, || {
         waits_for_lock(&url, "").then_some(())
     });
     sigkill(&mut runbook);
-    assert_gone(&[pg_restore], "pg_restore", &log);
+    assert_gone(&[psql, pg_restore], "psql and pg_restore", &log);
 
     lock.release();
     let out = p.run("bk", &[]);
