@@ -282,14 +282,24 @@ fn a_rollback_shows_the_backup_it_takes_before_the_confirmation() {
         let out = t.as_user("alice", &["run", playbook, "--env", "dev"]);
         assert_eq!(out.code, 0, "{}", out.combined());
     }
+    // The newest by the manifests' time, as find_backup orders them: two backups taken in the
+    // same second have names whose order is the run ids' random part.
     let dir = t.path().join("backups");
-    let mut archives: Vec<_> = std::fs::read_dir(&dir)
+    let newest = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "sqlite"))
-        .collect();
-    archives.sort();
-    let newest = archives.pop().unwrap();
+        .filter(|p| p.to_string_lossy().ends_with(".manifest.json"))
+        .map(|p| {
+            let m: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+            (
+                m["created_at"].as_str().unwrap().to_owned(),
+                dir.join(m["archive"].as_str().unwrap()),
+            )
+        })
+        .max()
+        .unwrap()
+        .1;
     let mut bytes = std::fs::read(&newest).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x01;
