@@ -1,7 +1,7 @@
 //! The watchdog: a small process that stops runbook's children when runbook dies, however it
 //! dies (SIGKILL and a crash included, which no signal handler sees).
 //!
-//! It is the runbook binary itself, started by `process.rs` with the hidden argument [`ARG`]
+//! It is the runbook binary itself, started by `process` with the hidden argument [`ARG`]
 //! at the first child it tracks, in a process group of its own, with a pipe from runbook as
 //! its stdin. Runbook writes one line per child process group when it starts (`+PGID START`)
 //! and when it is reaped (`-PGID START`). The pipe's only writer is runbook (close-on-exec, so

@@ -1,8 +1,8 @@
 //! What a step changed in the target database, as far as runbook can tell, and what
 //! `rollback_when: changed` makes of it. Read-only actions (health, gates, log, a `wait_for`
-//! query, `migrate status`/`lint`, a read-only `sql`) and `backup` (it writes files) change
-//! nothing; `migrate apply` that applied nothing and a `seed` that inserted and updated
-//! nothing change nothing; a failed step changed nothing only when its action knows its
+//! query, `migrate status`/`lint`, a read-only `sql`, `find_backup`) and `backup` (it writes
+//! files) change nothing; `migrate apply` that applied nothing and a `seed` that inserted and
+//! updated nothing change nothing; a failed step changed nothing only when its action knows its
 //! transaction rolled back (`StepError::NothingCommitted`). Everything else, and whatever
 //! runbook cannot know, changed the target.
 
@@ -23,6 +23,7 @@ fn read_only(step: &Step) -> Option<&'static str> {
         Action::WaitFor(w) if w.sql.is_some() => Some(READS),
         Action::Sql(s) if s.read_only => Some("runs read-only"),
         Action::Backup(_) => Some("writes a backup file, not the database"),
+        Action::FindBackup(_) => Some("only reads backup files"),
         Action::Migrate(m) if matches!(m.action, MigrateOp::Status | MigrateOp::Lint) => {
             Some(READS)
         }
@@ -184,6 +185,14 @@ mod tests {
         // A status never changes anything, however it fails.
         let status = migrate(MigrateOp::Status);
         assert!(!after_failure(&status, &StepError::Failed("x".into())).changed);
+    }
+
+    #[test]
+    fn choosing_a_backup_changes_nothing() {
+        let step: Step = serde_json::from_value(json!({"find_backup": {"dir": "b"}}))
+            .expect("a find_backup step");
+        assert!(!after_success(&step, &Map::new()).changed);
+        assert!(!after_failure(&step, &StepError::Failed("x".into())).changed);
     }
 
     #[test]

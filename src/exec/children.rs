@@ -1,5 +1,5 @@
 //! The children of a run, recorded for `resume`. Each child process the run starts (through
-//! `process.rs`, whose observer this is) is appended to `.runbook/children/RUN` when it starts
+//! `process`, whose observer this is) is appended to `.runbook/children/RUN` when it starts
 //! and when it is reaped: its pid, start time and program. After a crash, `resume` stops what
 //! the crashed process left running (`stop_left_running`) before it retries a step.
 //!

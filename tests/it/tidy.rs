@@ -10,7 +10,7 @@ const MAX_FILE_LINES: usize = 800;
 const MAX_FN_LINES: usize = 120;
 
 /// The one subprocess wrapper.
-const PROCESS_WRAPPER: &str = "src/process.rs";
+const PROCESS_WRAPPER: &str = "src/process/";
 /// The one owner of the terminal.
 const TERMINAL_OWNER: &str = "src/ui.rs";
 /// The exit codes and the one mapping from outcomes to them.
@@ -266,7 +266,7 @@ fn subprocesses(files: &[File]) -> Vec<String> {
         files,
         &[PROCESS_WRAPPER],
         &["process::Command", "duct::", "Command::new("],
-        "starts a process outside the one wrapper (src/process.rs)",
+        "starts a process outside the one wrapper (src/process/)",
     )
 }
 
@@ -480,7 +480,7 @@ fn tiny_tree() -> tempfile::TempDir {
         "//! Terminal.\npub fn say() {\n    println!(\"hi\");\n}\n",
     );
     write(
-        "src/process.rs",
+        "src/process/mod.rs",
         "//! Processes.\npub fn run() {\n    let _ = std::process::Command::new(\"true\");\n}\n",
     );
     write(
@@ -489,7 +489,7 @@ fn tiny_tree() -> tempfile::TempDir {
     );
     write(
         "ARCHITECTURE.md",
-        "# A\n\n## Code map\n\n- `src/lib.rs`: root. `src/ui.rs`, `src/process.rs`.\n- `src/db/`: `mod.rs`.\n\n## Invariants\n",
+        "# A\n\n## Code map\n\n- `src/lib.rs`: root. `src/ui.rs`.\n- `src/process/`: `mod.rs`.\n- `src/db/`: `mod.rs`.\n\n## Invariants\n",
     );
     dir
 }
@@ -586,7 +586,7 @@ fn a_function_of_exactly_the_limit_passes() {
 #[test]
 fn the_code_map_must_name_real_files() {
     let dir = tiny_tree();
-    let map = "# A\n\n## Code map\n\n- `src/lib.rs`, `src/ui.rs`, `src/process.rs`, `src/gone.rs`.\n- `src/db/`: `mod.rs`.\n";
+    let map = "# A\n\n## Code map\n\n- `src/lib.rs`, `src/ui.rs`, `src/gone.rs`.\n- `src/process/`: `mod.rs`.\n- `src/db/`: `mod.rs`.\n";
     fs::write(dir.path().join("ARCHITECTURE.md"), map).unwrap();
     let found = broken(&dir);
     assert_eq!(
