@@ -190,8 +190,10 @@ impl PgRestore<'_> {
             format!("--dbname={}", libpq.url),
         ];
         op.note(&format!(
-            "pg_restore {} into `{}` in one transaction, every object not in the archive dropped first",
-            self.tools.version, self.server.database
+            "pg_restore {} into `{}` in one transaction, {}",
+            self.tools.version,
+            self.server.database,
+            self.first_step()
         ));
         op.detail(&format!(
             "{} pg_restore {}",
@@ -250,8 +252,10 @@ impl PgRestore<'_> {
         argv.push(format!("--dbname={}", libpq.url));
         argv.push(self.verified.archive.display().to_string());
         op.note(&format!(
-            "pg_restore {} into `{}` with {jobs} jobs, every object dropped first",
-            self.tools.version, self.server.database
+            "pg_restore {} into `{}` with {jobs} jobs, {}",
+            self.tools.version,
+            self.server.database,
+            self.first_step()
         ));
         op.detail(&format!(
             "{} pg_restore {}",
@@ -269,6 +273,15 @@ impl PgRestore<'_> {
             .await
             .map_err(partly)?;
         exited_ok(op, &out, "pg_restore").map_err(partly)
+    }
+
+    /// What happens before the archive's script runs, as the note says it.
+    fn first_step(&self) -> &'static str {
+        if self.verified.manifest.mode == BackupMode::DataOnly {
+            "the archive's tables emptied first"
+        } else {
+            "every object not in the archive dropped first"
+        }
     }
 
     /// A failure before anything was committed.
