@@ -116,6 +116,27 @@ impl Project {
         )
     }
 
+    /// sha256 of every file a run may apply: each migration and seed file, keyed by its path
+    /// under the project (`migrations/postgres/002_x.sql`, `seeds/production.yaml`). The plan
+    /// carries them, so an approval binds to the bytes of what it approved.
+    pub fn input_digests(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for dir in [self.migrations_dir(), self.seeds_dir()] {
+            let mut files = Vec::new();
+            walk_files(&dir, &mut files);
+            for f in files {
+                let rel = f.strip_prefix(&self.root).unwrap_or(&f);
+                let key = rel.to_string_lossy().into_owned();
+                // An unreadable file still counts, as unreadable: a change to it voids too.
+                let digest = std::fs::read(&f)
+                    .map(|bytes| hex::encode(Sha256::digest(&bytes)))
+                    .unwrap_or_else(|e| format!("unreadable: {e}"));
+                out.insert(key, digest);
+            }
+        }
+        out
+    }
+
     /// sha256 over every migration file (path and contents, line endings normalised), so two
     /// runs can be compared by the migrations they carried (`require_run` gates).
     pub fn migrations_hash(&self) -> String {
@@ -540,4 +561,22 @@ fn resolve_include(project: &Project, from: &Path, name: &str) -> Result<PathBuf
         return Ok(rel);
     }
     project.resolve(name).map_err(|d| d.hint)
+}
+
+/// Every file under `dir`, recursively, hidden ones (`.DS_Store`, editor swap files) left out.
+fn walk_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.filter_map(Result::ok) {
+        let p = e.path();
+        if e.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        if p.is_dir() {
+            walk_files(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
 }

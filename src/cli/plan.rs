@@ -20,6 +20,7 @@ pub(super) fn plan_cmd(ui: &Ui, root: &Path, args: &PlanArgs) -> Exit {
         env: &args.env,
         vars: &args.vars,
         target_override: args.target.as_deref(),
+        inputs: project.input_digests(),
     };
     match plan::build(&playbook, project.config_def(), &req) {
         Ok(plan) => {

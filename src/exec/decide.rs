@@ -2,6 +2,7 @@
 //! gate of a waiting run, through the run's journal. A rejection then ends the run, with its
 //! rollback, by resuming it so the gate refuses.
 
+use super::inputs;
 use super::journal::Journal;
 use super::session::{find_run, open_state, protections_of, redactor_for};
 use super::units::find_approval_gate;
@@ -26,6 +27,22 @@ pub async fn decide(
 ) -> Result<Outcome, ExecError> {
     let state = open_state(project, req.state.as_deref(), ui).await?;
     let (record, step) = load(project, &state, &req, ui).await?;
+    if req.approve {
+        // Approvals bind to the plan, files included: approving now would approve other SQL.
+        let now = project.input_digests();
+        let changes = inputs::changed_since_start(&state, &record, &now, ui).await?;
+        if !changes.is_empty() {
+            ui.error(
+                &format!(
+                    "since run {} started, {}; an approval now would approve something else",
+                    record.id,
+                    changes.join(", ")
+                ),
+                Some("put the files back as they were, or start a new run and approve that one"),
+            );
+            return Err(ExecError::Invalid);
+        }
+    }
     let actor = req.actor.clone().unwrap_or_else(run::operator);
     let gate = step.gate.as_ref().and_then(|g| g.approval.clone());
     check_actor(project, &record, &req.gate, gate.as_ref(), &actor, ui)?;

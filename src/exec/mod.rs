@@ -20,6 +20,7 @@ mod decide;
 mod engine;
 mod execute;
 mod gates;
+mod inputs;
 mod journal;
 pub mod live;
 mod request;

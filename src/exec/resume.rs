@@ -5,6 +5,7 @@
 
 use super::children::stop_left_running;
 use super::engine::Engine;
+use super::inputs;
 use super::journal::Journal;
 use super::session::{
     Session, check_windows, find_run, open_state, protections_of, redactor_for, release_lock,
@@ -80,6 +81,10 @@ pub async fn resume(
             return Err(e);
         }
     };
+    if let Err(e) = inputs::check_on_resume(&state, &record, &plan, &steps, ui).await {
+        release_lock(lock).await;
+        return Err(e);
+    }
     let session = Session::new(state, target, redactor, journal, lock, req.confirm.clone());
     let mut engine = Engine::new(project, playbook, plan, record, session, ui, cancel);
     take_in(&mut engine, &steps, &req, &stopped).await?;
@@ -232,6 +237,7 @@ impl<'a> Prepared<'_, 'a> {
             env,
             vars,
             target_override: req.target.as_deref(),
+            inputs: self.project.input_digests(),
         };
         let plan = plan::build_with_params(self.playbook, config, &plan_req, Some(params))
             .map_err(|diags| {

@@ -55,7 +55,7 @@ pub async fn run(
     );
     let started = begin(
         project,
-        &playbook,
+        (&playbook, &plan),
         &record,
         &state,
         target.as_ref(),
@@ -108,6 +108,7 @@ fn check(
         env: &req.env,
         vars: &req.vars,
         target_override: req.target.as_deref(),
+        inputs: project.input_digests(),
     };
     let plan = plan::build(playbook, config, &plan_req).map_err(|diags| {
         for d in &diags {
@@ -194,10 +195,11 @@ fn new_record(
     }
 }
 
-/// Opens the run's audit chain and records the run as started in it and in the state store.
+/// Opens the run's audit chain and records the run as started in it and in the state store,
+/// with the digests of the files the plan may apply (resume names what changed since).
 async fn begin<'a>(
     project: &Project,
-    playbook: &Playbook,
+    (playbook, plan): (&Playbook, &Plan),
     record: &RunRecord,
     state: &StateStore,
     target: Option<&TargetSpec>,
@@ -227,7 +229,7 @@ async fn begin<'a>(
         json!({
             "playbook": record.playbook, "env": record.env, "target": record.target, "operator": record.operator,
             "host": record.host, "content_hash": record.content_hash, "plan_hash": record.plan_hash,
-            "params": record.params, "version": env!("CARGO_PKG_VERSION"),
+            "params": record.params, "inputs": plan.inputs, "version": env!("CARGO_PKG_VERSION"),
         }),
     );
     let key = target.map_or_else(|| "(none)".to_owned(), TargetSpec::key);

@@ -45,6 +45,10 @@ pub struct Plan {
     pub gates: Vec<String>,
     /// Step ids after which the run state is checkpointed.
     pub checkpoints: Vec<String>,
+    /// sha256 of each migration and seed file the run may apply, by path: part of what the
+    /// plan hash covers, so a changed, added or removed file voids approvals.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub inputs: BTreeMap<String, String>,
     /// sha256 of the plan's canonical JSON (without this field); approvals bind to it.
     pub plan_hash: String,
     /// The parameter values, secrets included, for the run that executes this plan. Never
@@ -101,6 +105,8 @@ pub struct PlanRequest<'a> {
     pub vars: &'a [(String, String)],
     /// A `--target` given on the command line (shown redacted).
     pub target_override: Option<&'a str>,
+    /// The digests of the files the run may apply (`Project::input_digests`).
+    pub inputs: BTreeMap<String, String>,
 }
 
 /// Builds the plan of `playbook` for one environment.
@@ -181,6 +187,7 @@ pub fn build_with_params(
         finally_steps,
         gates,
         checkpoints,
+        inputs: req.inputs.clone(),
         plan_hash: String::new(),
         values: params,
     };
@@ -239,4 +246,27 @@ fn collect_ids(steps: &[PlannedStep], gates: &mut Vec<String>, checkpoints: &mut
             collect_ids(&s.steps, gates, checkpoints);
         }
     }
+}
+
+/// What differs between the file digests a run started with (`before`) and today's, one phrase
+/// per file (`` `seeds/production.yaml` changed ``), in path order; empty when nothing did.
+pub fn input_changes(
+    before: &BTreeMap<String, String>,
+    now: &BTreeMap<String, String>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (path, digest) in before {
+        match now.get(path) {
+            None => out.push(format!("`{path}` was removed")),
+            Some(d) if d != digest => out.push(format!("`{path}` changed")),
+            Some(_) => {}
+        }
+    }
+    out.extend(
+        now.keys()
+            .filter(|p| !before.contains_key(*p))
+            .map(|p| format!("`{p}` was added")),
+    );
+    out.sort_by(|a, b| a.split('`').nth(1).cmp(&b.split('`').nth(1)));
+    out
 }

@@ -473,3 +473,96 @@ steps:
         "nothing past the gate ran"
     );
 }
+
+/// Approvals bind to the bytes of the migrations and seeds a run may apply. A file added or
+/// rewritten after the approval voids it, and resume and approve name the file; past a gate
+/// that passed, resume refuses rather than apply SQL nobody approved.
+#[test]
+fn approvals_bind_to_the_migration_files_and_a_change_is_named() {
+    let g = Gated::new(Target::sqlite);
+    let dir = g.dir.path().join("migrations/sqlite");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("001_plans.sql"),
+        "CREATE TABLE plans (id INTEGER PRIMARY KEY);\n",
+    )
+    .unwrap();
+    g.playbook(
+        "ship",
+        "name: ship\nsteps:\n  - id: approve\n    gate: { approval: { message: apply } }\n  - id: migrate\n    migrate: { action: apply }\n",
+    );
+    let out = g.run("olivia", "ship", "staging", &[]);
+    assert_eq!(out.code, 3, "{}", out.combined());
+    let (id, _) = g.last();
+    let ok = g.as_user("alice", &["approve", &id, "approve"]);
+    assert_eq!(ok.code, 0, "{}", ok.combined());
+
+    // A migration added after the approval: the approval no longer counts, and resume says why.
+    std::fs::write(dir.join("002_drop.sql"), "DROP TABLE plans;\n").unwrap();
+    let out = g.resume("olivia", &id, &[]);
+    assert_eq!(out.code, 3, "the gate asks again:\n{}", out.combined());
+    assert!(
+        out.stderr.contains(&format!(
+            "since run {id} started, `migrations/sqlite/002_drop.sql` was added: approvals given before no longer count"
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        g.target
+            .query("SELECT name FROM sqlite_master WHERE name = 'plans'")
+            .is_empty()
+    );
+    // Approving the changed run is refused, naming the file.
+    let refused = g.as_user("bob", &["approve", &id, "approve"]);
+    assert_eq!(refused.code, 2, "{}", refused.combined());
+    assert!(
+        refused
+            .stderr
+            .contains("`migrations/sqlite/002_drop.sql` was added; an approval now would approve something else"),
+        "{}",
+        refused.stderr
+    );
+
+    // With the files as they were, the first approval counts again and the run goes on.
+    std::fs::remove_file(dir.join("002_drop.sql")).unwrap();
+    let out = g.resume("olivia", &id, &[]);
+    assert_eq!(out.code, 0, "{}", out.combined());
+    assert_eq!(g.target.query("SELECT count(*) FROM plans"), ["0"]);
+}
+
+/// A run that passed its approval gate and then stopped does not resume onto rewritten SQL.
+#[test]
+fn resume_past_an_approved_gate_refuses_rewritten_migrations() {
+    let g = Gated::new(Target::sqlite);
+    let dir = g.dir.path().join("migrations/sqlite");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("001_plans.sql"),
+        "CREATE TABLE plans (id INTEGER PRIMARY KEY);\n",
+    )
+    .unwrap();
+    g.playbook(
+        "ship",
+        "name: ship\nsteps:\n  - id: approve\n    gate: { approval: { message: apply } }\n  - id: stop\n    gate: { approval: { message: second look } }\n  - id: migrate\n    migrate: { action: apply }\n",
+    );
+    let out = g.run("olivia", "ship", "staging", &[]);
+    assert_eq!(out.code, 3, "{}", out.combined());
+    let (id, _) = g.last();
+    assert_eq!(g.as_user("alice", &["approve", &id, "approve"]).code, 0);
+    let out = g.resume("olivia", &id, &[]);
+    assert_eq!(out.code, 3, "waits at the second gate:\n{}", out.combined());
+    std::fs::write(dir.join("001_plans.sql"), "DROP TABLE IF EXISTS plans;\n").unwrap();
+    let out = g.resume("olivia", &id, &[]);
+    assert_eq!(
+        out.code,
+        7,
+        "a gate's approval is refused:\n{}",
+        out.combined()
+    );
+    assert!(
+        out.stderr.contains("`migrations/sqlite/001_plans.sql` changed; its gate `approve` passed for the files as they were"),
+        "{}",
+        out.stderr
+    );
+}
