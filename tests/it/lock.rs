@@ -179,6 +179,71 @@ fn two_resumes_of_one_crashed_run_finish_it_once_on_postgres() {
     concurrent_resumes(|_| Target::postgres("lock"));
 }
 
+/// While one resume runs the rest of a crashed run, another gives up after its --lock-wait
+/// (exit 4), naming the run that holds the target; the run's steps run once.
+#[test]
+fn a_resume_waits_for_a_running_resume_then_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Project::new(|_| Target::sqlite(dir.path()));
+    let gate = p.path().join("gate");
+    let count = p.path().join("count");
+    p.playbook(
+        "gated",
+        &format!(
+            "name: gated\nsteps:\n  - id: one\n    shell: {{ argv: [\"true\"] }}\n  - id: two\n    shell: {{ script: \"while [ ! -e {} ]; do sleep 0.05; done; echo two >> {}\" }}\n",
+            gate.display(),
+            count.display()
+        ),
+    );
+    let arg = p.target.arg();
+    let out = Runbook::new(&[
+        "-C",
+        &p.path().display().to_string(),
+        "run",
+        "gated",
+        "--target",
+        &arg,
+    ])
+    .env("RUNBOOK_FAILPOINT", "finished:one")
+    .run();
+    assert_eq!(
+        out.code,
+        -1,
+        "the failpoint kills the run:\n{}",
+        out.combined()
+    );
+    let (id, _) = p.last_run();
+    let mut first = start(
+        &p,
+        "a.log",
+        &["resume", &id, "--target", &arg, "--lock-wait", "30s"],
+    );
+    wait_until("the first resume runs step two", || {
+        p.status_json(&id)["steps"].as_array().is_some_and(|s| {
+            s.iter()
+                .any(|s| s["step"] == "two" && s["status"] == "running")
+        })
+    });
+    let refused = p.resume(&id, &["--lock-wait", "1s"]);
+    assert_eq!(refused.code, 4, "{}", refused.combined());
+    assert!(
+        refused.stderr.contains("waiting up to 1s"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        refused
+            .stderr
+            .contains(&format!("in use by another run (run={id} ")),
+        "the refusal names the holder: {}",
+        refused.stderr
+    );
+    std::fs::write(&gate, "").unwrap();
+    assert!(first.wait().unwrap().success(), "{}", log(&p, "a.log"));
+    assert_eq!(std::fs::read_to_string(&count).unwrap(), "two\n");
+    assert_eq!(finished_events(&p, &id), ("1".to_owned(), 1));
+}
+
 /// While a run holds `real.db`, a run on `alias.db` (a symlink to it) or on a path through
 /// `..` is refused, naming the holder; once it is released, the alias runs.
 #[test]
