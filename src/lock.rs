@@ -1,6 +1,7 @@
 //! One run per target. PostgreSQL targets take a session advisory lock on a dedicated
 //! connection, polled with `pg_try_advisory_lock` (never a blocking call) until a deadline;
-//! SQLite targets take an exclusive `flock` on a file next to the database. Both are released
+//! SQLite targets take an exclusive `flock` on a file next to the database (the file its path
+//! resolves to: a symlink or another spelling reaches the same lock). Both are released
 //! explicitly on every path, and by the server or the kernel if the process dies.
 //!
 //! The holder is named: the lock connection's `application_name` (PostgreSQL) or the lock
@@ -10,6 +11,7 @@ use crate::db::TargetSpec;
 use sqlx::{ConnectOptions, Connection, Row};
 use std::io::{Seek, Write};
 use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
@@ -77,12 +79,7 @@ impl TargetLock {
                 }
             }
             TargetSpec::Sqlite(db) => {
-                let mut name = db.file_name().map(|f| f.to_os_string()).unwrap_or_default();
-                name.push(".runbook-lock");
-                let path = db.with_file_name(name);
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).map_err(|e| LockError::Failed(e.to_string()))?;
-                }
+                let path = sqlite_lock_path(db)?;
                 let mut file = std::fs::OpenOptions::new()
                     .read(true)
                     .write(true)
@@ -142,6 +139,43 @@ impl TargetLock {
             }
         }
     }
+}
+
+/// The lock file of a SQLite database: next to the file the path resolves to, so a symlink,
+/// `..` or a relative path reach the same lock. A database not created yet resolves through
+/// its folder (created here, as opening the database would) and any symlink naming it.
+fn sqlite_lock_path(db: &Path) -> Result<PathBuf, LockError> {
+    let failed = |e: std::io::Error| LockError::Failed(format!("{}: {e}", db.display()));
+    let file = match std::fs::canonicalize(db) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut path = db.to_path_buf();
+            // A dangling symlink names the file SQLite will create; bounded like the kernel's
+            // own limit, against a loop.
+            for _ in 0..40 {
+                let Ok(to) = std::fs::read_link(&path) else {
+                    break;
+                };
+                path = path.parent().map_or(to.clone(), |dir| dir.join(&to));
+            }
+            let name = path.file_name().ok_or_else(|| {
+                LockError::Failed(format!("{}: not a database file name", db.display()))
+            })?;
+            let dir = path
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            std::fs::create_dir_all(dir).map_err(failed)?;
+            std::fs::canonicalize(dir).map_err(failed)?.join(name)
+        }
+        Err(e) => return Err(failed(e)),
+    };
+    let mut name = file
+        .file_name()
+        .map(|f| f.to_os_string())
+        .unwrap_or_default();
+    name.push(".runbook-lock");
+    Ok(file.with_file_name(name))
 }
 
 /// Who holds the advisory lock, from the holder connection's `application_name`.

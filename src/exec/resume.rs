@@ -25,7 +25,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::watch;
 
-/// `runbook resume RUN`.
+/// `runbook resume RUN`. Only what names the target is read before its lock is taken; the
+/// run's records are read again under the lock, so of two resumes started together the second
+/// finds what the first did (a finished run, or steps already done).
 pub async fn resume(
     project: &Project,
     req: ResumeRequest,
@@ -34,57 +36,43 @@ pub async fn resume(
 ) -> Result<Outcome, ExecError> {
     let config = project.config_def();
     let state = open_state(project, req.state.as_deref(), ui).await?;
-    let (record, playbook) = load(project, &state, &req.run_id, ui).await?;
-    let mut vars = record.vars.clone();
-    vars.extend(req.vars.iter().cloned());
-    let params = resolve_params(&playbook, &vars, ui)?;
+    let Some(found) = find_run(&state, &req.run_id, ui).await else {
+        return Err(ExecError::Invalid);
+    };
+    // A finished run stays finished: refused without waiting for the lock.
+    check_unfinished(&found, None, ui)?;
     let target =
-        target_spec(&project.root, config, &record.env, req.target.as_deref()).map_err(|e| {
+        target_spec(&project.root, config, &found.env, req.target.as_deref()).map_err(|e| {
             ui.error(&e, None);
             ExecError::Invalid
         })?;
-    let redactor = redactor_for(config, &params, target.as_ref());
-    let steps = state.load_steps(&record.id).await.map_err(|e| {
-        ui.error(&e.to_string(), None);
-        ExecError::Internal
-    })?;
-    check_in_flight(&record, &steps, &req, ui)?;
+    // Until the parameters are resolved, the lock's messages hide the target's password.
+    let redactor = redactor_for(config, &BTreeMap::new(), target.as_ref());
     let lock = take_lock(
         target.as_ref(),
-        &record.id,
+        &found.id,
         &run::operator(),
         req.lock_wait,
         ui,
         &redactor,
     )
     .await?;
-    // Nothing of the crashed attempt may run beside the retried step.
-    let stopped = match stop_left_running(&project.root, &record, ui).await {
-        Ok(s) => s,
+    let ready = match under_lock(project, &state, &found, &req, target.as_ref(), ui).await {
+        Ok(r) => r,
         Err(e) => {
             release_lock(lock).await;
             return Err(e);
         }
     };
-    let prepared = Prepared {
-        project,
-        playbook: &playbook,
-        record: &record,
-        target: target.as_ref(),
-        redactor: &redactor,
-        ui,
-    };
-    let (plan, journal) = match prepared.plan_and_journal(&req, &vars, params).await {
-        Ok(p) => p,
-        Err(e) => {
-            release_lock(lock).await;
-            return Err(e);
-        }
-    };
-    if let Err(e) = inputs::check_on_resume(&state, &record, &plan, &steps, ui).await {
-        release_lock(lock).await;
-        return Err(e);
-    }
+    let Ready {
+        record,
+        playbook,
+        plan,
+        journal,
+        redactor,
+        steps,
+        stopped,
+    } = ready;
     let session = Session::new(state, target, redactor, journal, lock, req.confirm.clone());
     let mut engine = Engine::new(project, playbook, plan, record, session, ui, cancel);
     take_in(&mut engine, &steps, &req, &stopped).await?;
@@ -95,16 +83,85 @@ pub async fn resume(
     engine.run_to_end().await
 }
 
-/// The run to resume and its playbook, which must still validate and be unchanged.
+/// What resume continues from, read and checked with the target's lock held.
+struct Ready<'a> {
+    record: RunRecord,
+    playbook: Arc<Playbook>,
+    plan: Plan,
+    journal: Journal<'a>,
+    redactor: Redactor,
+    steps: Vec<StepRecord>,
+    stopped: Vec<String>,
+}
+
+/// With the lock held: the run and its steps as now recorded (`found` is the run as read
+/// before the lock), the operator's word on steps in flight, the processes a crashed attempt
+/// left running stopped, the plan and the audit chain.
+async fn under_lock<'a>(
+    project: &Project,
+    state: &StateStore,
+    found: &RunRecord,
+    req: &ResumeRequest,
+    target: Option<&TargetSpec>,
+    ui: &'a Ui,
+) -> Result<Ready<'a>, ExecError> {
+    let (record, playbook) = load(project, state, found, ui).await?;
+    let mut vars = record.vars.clone();
+    vars.extend(req.vars.iter().cloned());
+    let params = resolve_params(&playbook, &vars, ui)?;
+    let redactor = redactor_for(project.config_def(), &params, target);
+    let steps = state.load_steps(&record.id).await.map_err(|e| {
+        ui.error(&e.to_string(), None);
+        ExecError::Internal
+    })?;
+    check_in_flight(&record, &steps, req, ui)?;
+    // Nothing of the crashed attempt may run beside the retried step.
+    let stopped = stop_left_running(&project.root, &record, ui).await?;
+    let prepared = Prepared {
+        project,
+        playbook: &playbook,
+        record: &record,
+        target,
+        redactor: &redactor,
+        ui,
+    };
+    let (plan, journal) = prepared.plan_and_journal(req, &vars, params).await?;
+    // Approvals bind to the files too: a change is named, and refused past a passed gate.
+    inputs::check_on_resume(state, &record, &plan, &steps, ui).await?;
+    Ok(Ready {
+        record,
+        playbook,
+        plan,
+        journal,
+        redactor,
+        steps,
+        stopped,
+    })
+}
+
+/// The run as recorded now and its playbook, which must still validate and be unchanged.
 async fn load(
     project: &Project,
     state: &StateStore,
-    run_id: &str,
+    found: &RunRecord,
     ui: &Ui,
 ) -> Result<(RunRecord, Arc<Playbook>), ExecError> {
-    let Some(record) = find_run(state, run_id, ui).await else {
-        return Err(ExecError::Invalid);
+    let record = match state.load_run(&found.id).await {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            ui.error(
+                &format!("run {} is gone from the state store", found.id),
+                Some("`runbook runs` lists recent runs"),
+            );
+            return Err(ExecError::Invalid);
+        }
+        Err(e) => {
+            ui.error(&e.to_string(), None);
+            return Err(ExecError::Internal);
+        }
     };
+    // Checked under the lock: a live run on the same target holds it, so this refuses a run
+    // without a target, or resumed against another one, while its process lives.
     if record.crashed() == Some(false) {
         ui.error(
             &format!(
@@ -115,17 +172,7 @@ async fn load(
         );
         return Err(ExecError::Locked);
     }
-    if !record.status.resumable() {
-        ui.error(
-            &format!(
-                "run {} is {}; only running, interrupted or waiting runs can be resumed",
-                record.id,
-                record.status.as_str()
-            ),
-            Some("start a new run with `runbook run`"),
-        );
-        return Err(ExecError::Invalid);
-    }
+    check_unfinished(&record, Some(found), ui)?;
     let playbook = match project.load_playbook(&PathBuf::from(&record.file)) {
         Ok(p) => p,
         Err(diags) => {
@@ -148,6 +195,38 @@ async fn load(
         return Err(ExecError::Invalid);
     }
     Ok((record, playbook))
+}
+
+/// A run can be resumed unless it finished. `before` is the run as read before the lock was
+/// taken: a run that finished meanwhile was finished by another resume, and this one says so.
+fn check_unfinished(
+    record: &RunRecord,
+    before: Option<&RunRecord>,
+    ui: &Ui,
+) -> Result<(), ExecError> {
+    if record.status.resumable() {
+        return Ok(());
+    }
+    if before.is_some_and(|b| b.status.resumable()) {
+        ui.error(
+            &format!(
+                "run {} finished ({}) while this resume waited for the lock; nothing ran",
+                record.id,
+                record.status.as_str()
+            ),
+            Some(&format!("`runbook status {}` shows what it did", record.id)),
+        );
+        return Err(ExecError::Invalid);
+    }
+    ui.error(
+        &format!(
+            "run {} is {}; only running, interrupted or waiting runs can be resumed",
+            record.id,
+            record.status.as_str()
+        ),
+        Some("start a new run with `runbook run`"),
+    );
+    Err(ExecError::Invalid)
 }
 
 /// The run's parameters from its stored variables and the ones given again (secrets are not

@@ -241,6 +241,7 @@ pub(super) fn check_windows(p: &Protections, env: &str, ui: &Ui) -> Result<(), E
 }
 
 /// Takes the target's run lock (none without a target), naming the holder when it is taken.
+/// With `--lock-wait`, says whom it waits for before waiting.
 pub(super) async fn take_lock(
     target: Option<&TargetSpec>,
     run_id: &str,
@@ -252,7 +253,19 @@ pub(super) async fn take_lock(
     let Some(target) = target else {
         return Ok(None);
     };
-    match TargetLock::acquire(target, run_id, operator, wait).await {
+    let first = TargetLock::acquire(target, run_id, operator, Duration::ZERO).await;
+    let taken = match first {
+        Err(LockError::Held { holder }) if !wait.is_zero() => {
+            ui.note(&format!(
+                "{} is in use by another run ({holder}); waiting up to {} for it",
+                target.describe(),
+                crate::fmt::duration(wait)
+            ));
+            TargetLock::acquire(target, run_id, operator, wait).await
+        }
+        other => other,
+    };
+    match taken {
         Ok(l) => Ok(Some(l)),
         Err(LockError::Held { holder }) => {
             ui.error(

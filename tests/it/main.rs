@@ -13,6 +13,7 @@ mod fleet;
 mod gates;
 mod health;
 mod live;
+mod lock;
 mod migrate;
 mod output;
 mod pg;

@@ -1,0 +1,303 @@
+//! One run per target, resumes included: two resumes of one crashed run started together run
+//! its remaining steps once (the lock is taken before the run's records are read), and a
+//! SQLite target is locked by its database file, whatever path (a symlink) names it.
+
+use crate::support::{Project, Runbook, Target, sqlite};
+use std::path::Path;
+use std::process::Child;
+use std::time::Duration;
+
+/// Runs `args` in the project in the background, output to `log` in the project folder.
+fn start(p: &Project, log: &str, args: &[&str]) -> Child {
+    let dir = p.path().display().to_string();
+    let mut all = vec!["-C", dir.as_str()];
+    all.extend(args);
+    Runbook::new(&all).start(&p.path().join(log))
+}
+
+fn log(p: &Project, name: &str) -> String {
+    std::fs::read_to_string(p.path().join(name)).unwrap_or_default()
+}
+
+/// Waits (up to 20 s) until `ready` holds, panicking with `what` otherwise.
+fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    for _ in 0..400 {
+        if ready() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting until {what}");
+}
+
+/// A playbook whose only step waits for `gate`: it holds the target's lock until then.
+fn holding_playbook(p: &Project, gate: &Path) {
+    p.playbook(
+        "hold",
+        &format!(
+            "name: hold\nsteps:\n  - id: hold\n    shell: {{ script: \"while [ ! -e {} ]; do sleep 0.05; done\" }}\n",
+            gate.display()
+        ),
+    );
+}
+
+/// Starts `hold` on `target` and waits until its run is recorded as running (a run is
+/// recorded only once it holds the lock); returns the process and the run id.
+fn hold(p: &Project, target: &str, gate: &Path) -> (Child, String) {
+    holding_playbook(p, gate);
+    let child = start(p, "hold.log", &["run", "hold", "--target", target]);
+    let mut id = String::new();
+    wait_until("the holding run is running", || {
+        let out = p.cmd(&["runs", "--format", "json"]);
+        let runs: serde_json::Value = serde_json::from_str(&out.stdout).unwrap_or_default();
+        let holding = runs
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["playbook"] == "hold" && r["status"] == "running");
+        if let Some(r) = holding {
+            id = r["id"].as_str().unwrap_or_default().to_owned();
+        }
+        !id.is_empty()
+    });
+    (child, id)
+}
+
+fn effects(p: &Project) -> Vec<String> {
+    p.target.query("SELECT step FROM effects ORDER BY step")
+}
+
+/// How many `run_finished` events run `id` has, in the state store and in its audit log.
+fn finished_events(p: &Project, id: &str) -> (String, usize) {
+    let state = p.path().join(".runbook/state.db");
+    let recorded = sqlite::query(
+        &state,
+        &format!(
+            "SELECT count(*) FROM runbook_events WHERE run_id = '{id}' AND kind = 'run_finished'"
+        ),
+    );
+    let audit =
+        std::fs::read_to_string(p.path().join(".runbook/audit").join(format!("{id}.jsonl")))
+            .unwrap();
+    let audited = audit
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["event"] == "run_finished")
+        .count();
+    (recorded.join(","), audited)
+}
+
+/// A run killed after its first insert; two `resume --lock-wait 30s` of it wait together for
+/// the lock another run holds, then take it one after the other: the first finishes the run,
+/// the second finds it finished and runs nothing.
+fn concurrent_resumes(target: impl FnOnce(&Path) -> Target) {
+    let p = Project::new(target);
+    let count = p.path().join("count");
+    p.playbook(
+        "steps",
+        &format!(
+            "name: steps\nsteps:\n  - id: setup\n    sql: {{ query: \"CREATE TABLE IF NOT EXISTS effects (step TEXT NOT NULL)\" }}\n  - id: one\n    sql: {{ query: \"INSERT INTO effects (step) VALUES ('one')\" }}\n  - id: two\n    sql: {{ query: \"INSERT INTO effects (step) VALUES ('two')\" }}\n  - id: three\n    shell: {{ script: \"echo three >> {}\" }}\n",
+            count.display()
+        ),
+    );
+    let arg = p.target.arg();
+    let out = Runbook::new(&[
+        "-C",
+        &p.path().display().to_string(),
+        "run",
+        "steps",
+        "--target",
+        &arg,
+    ])
+    .env("RUNBOOK_FAILPOINT", "finished:one")
+    .run();
+    assert_eq!(
+        out.code,
+        -1,
+        "the failpoint kills the run:\n{}",
+        out.combined()
+    );
+    let (id, status) = p.last_run();
+    assert_eq!(status, "crashed");
+    let gate = p.path().join("gate");
+    let (mut holder, holder_id) = hold(&p, &arg, &gate);
+    let resume = [
+        "resume",
+        id.as_str(),
+        "--target",
+        &arg,
+        "--lock-wait",
+        "30s",
+    ];
+    let mut first = start(&p, "a.log", &resume);
+    let mut second = start(&p, "b.log", &resume);
+    wait_until("both resumes wait for the lock", || {
+        ["a.log", "b.log"]
+            .iter()
+            .all(|l| log(&p, l).contains("waiting up to 30s"))
+    });
+    assert!(
+        log(&p, "a.log").contains(&holder_id),
+        "{}",
+        log(&p, "a.log")
+    );
+    std::fs::write(&gate, "").unwrap();
+    assert!(holder.wait().unwrap().success(), "{}", log(&p, "hold.log"));
+    let codes = [first.wait().unwrap().code(), second.wait().unwrap().code()];
+    let (a, b) = (log(&p, "a.log"), log(&p, "b.log"));
+    let mut sorted = codes;
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        [Some(0), Some(2)],
+        "one resume finishes the run, the other finds it finished:\n{a}\n---\n{b}"
+    );
+    let refused = if codes[0] == Some(2) { &a } else { &b };
+    assert!(
+        refused.contains(&format!(
+            "run {id} finished (succeeded) while this resume waited for the lock; nothing ran"
+        )),
+        "{refused}"
+    );
+    assert_eq!(
+        effects(&p),
+        ["one", "two"],
+        "every side effect exactly once"
+    );
+    assert_eq!(std::fs::read_to_string(&count).unwrap(), "three\n");
+    assert_eq!(finished_events(&p, &id), ("1".to_owned(), 1));
+    assert_eq!(p.status_json(&id)["run"]["status"], "succeeded");
+}
+
+#[test]
+fn two_resumes_of_one_crashed_run_finish_it_once_on_sqlite() {
+    concurrent_resumes(Target::sqlite);
+}
+
+#[test]
+fn two_resumes_of_one_crashed_run_finish_it_once_on_postgres() {
+    concurrent_resumes(|_| Target::postgres("lock"));
+}
+
+/// While one resume runs the rest of a crashed run, another gives up after its --lock-wait
+/// (exit 4), naming the run that holds the target; the run's steps run once.
+#[test]
+fn a_resume_waits_for_a_running_resume_then_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Project::new(|_| Target::sqlite(dir.path()));
+    let gate = p.path().join("gate");
+    let count = p.path().join("count");
+    p.playbook(
+        "gated",
+        &format!(
+            "name: gated\nsteps:\n  - id: one\n    shell: {{ argv: [\"true\"] }}\n  - id: two\n    shell: {{ script: \"while [ ! -e {} ]; do sleep 0.05; done; echo two >> {}\" }}\n",
+            gate.display(),
+            count.display()
+        ),
+    );
+    let arg = p.target.arg();
+    let out = Runbook::new(&[
+        "-C",
+        &p.path().display().to_string(),
+        "run",
+        "gated",
+        "--target",
+        &arg,
+    ])
+    .env("RUNBOOK_FAILPOINT", "finished:one")
+    .run();
+    assert_eq!(
+        out.code,
+        -1,
+        "the failpoint kills the run:\n{}",
+        out.combined()
+    );
+    let (id, _) = p.last_run();
+    let mut first = start(
+        &p,
+        "a.log",
+        &["resume", &id, "--target", &arg, "--lock-wait", "30s"],
+    );
+    wait_until("the first resume runs step two", || {
+        p.status_json(&id)["steps"].as_array().is_some_and(|s| {
+            s.iter()
+                .any(|s| s["step"] == "two" && s["status"] == "running")
+        })
+    });
+    let refused = p.resume(&id, &["--lock-wait", "1s"]);
+    assert_eq!(refused.code, 4, "{}", refused.combined());
+    assert!(
+        refused.stderr.contains("waiting up to 1s"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        refused
+            .stderr
+            .contains(&format!("in use by another run (run={id} ")),
+        "the refusal names the holder: {}",
+        refused.stderr
+    );
+    std::fs::write(&gate, "").unwrap();
+    assert!(first.wait().unwrap().success(), "{}", log(&p, "a.log"));
+    assert_eq!(std::fs::read_to_string(&count).unwrap(), "two\n");
+    assert_eq!(finished_events(&p, &id), ("1".to_owned(), 1));
+}
+
+/// While a run holds `real.db`, a run on `alias.db` (a symlink to it) or on a path through
+/// `..` is refused, naming the holder; once it is released, the alias runs.
+#[test]
+fn a_sqlite_target_is_locked_by_its_file_whatever_path_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Project::new(|_| Target::Sqlite(dir.path().join("real.db")));
+    std::os::unix::fs::symlink("real.db", dir.path().join("alias.db")).unwrap();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    p.playbook(
+        "ok",
+        "name: ok\nsteps:\n  - id: yes\n    shell: { argv: [\"true\"] }\n",
+    );
+    let gate = p.path().join("gate");
+    let (mut holder, holder_id) = hold(&p, &p.target.arg(), &gate);
+    for other in ["alias.db", "sub/../real.db"] {
+        let target = format!("sqlite:{}", dir.path().join(other).display());
+        let refused = p.cmd(&["run", "ok", "--target", &target]);
+        assert_eq!(refused.code, 4, "{other}: {}", refused.combined());
+        assert!(
+            refused.stderr.contains(&holder_id),
+            "{other}: the refusal names the holder: {}",
+            refused.stderr
+        );
+    }
+    std::fs::write(&gate, "").unwrap();
+    assert!(holder.wait().unwrap().success(), "{}", log(&p, "hold.log"));
+    let alias = format!("sqlite:{}", dir.path().join("alias.db").display());
+    let next = p.cmd(&["run", "ok", "--target", &alias]);
+    assert_eq!(next.code, 0, "{}", next.combined());
+}
+
+/// A run on a SQLite database that does not exist yet is locked by the file it will be: a
+/// symlink to it and a path through `..` are refused while it runs.
+#[test]
+fn a_new_sqlite_target_is_locked_by_the_file_it_will_be() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Project::new(|_| Target::Sqlite(dir.path().join("new.db")));
+    std::os::unix::fs::symlink("new.db", dir.path().join("dangling.db")).unwrap();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    p.playbook(
+        "ok",
+        "name: ok\nsteps:\n  - id: yes\n    shell: { argv: [\"true\"] }\n",
+    );
+    let gate = p.path().join("gate");
+    // The holder locks through a symlink to a file that does not exist yet (the run creates
+    // it after taking the lock).
+    let via_link = format!("sqlite:{}", dir.path().join("dangling.db").display());
+    let (mut holder, holder_id) = hold(&p, &via_link, &gate);
+    for other in ["new.db", "sub/../new.db"] {
+        let target = format!("sqlite:{}", dir.path().join(other).display());
+        let refused = p.cmd(&["run", "ok", "--target", &target]);
+        assert_eq!(refused.code, 4, "{other}: {}", refused.combined());
+        assert!(refused.stderr.contains(&holder_id), "{}", refused.stderr);
+    }
+    std::fs::write(&gate, "").unwrap();
+    assert!(holder.wait().unwrap().success(), "{}", log(&p, "hold.log"));
+}
