@@ -151,9 +151,24 @@ pub fn window(w: &WindowGate, now: DateTime<Utc>) -> Result<Result<(), String>, 
     Ok(Err(when))
 }
 
-/// Names compared the way people expect: case and surrounding space do not matter.
+/// Names compared the way people expect: case, Unicode compatibility forms and surrounding
+/// space do not matter (`jürgen` is `JÜRGEN`, `Straße` is `STRASSE`, a composed `é` is the
+/// decomposed one). ASCII folding alone let `JÜRGEN` approve a run of `jürgen`.
 pub fn same_person(a: &str, b: &str) -> bool {
-    a.trim().eq_ignore_ascii_case(b.trim())
+    name_key(a) == name_key(b)
+}
+
+/// The compatibility caseless form of a name (Unicode D146: NFKC of the case folding of NFKC
+/// of the case folding of NFD), so names equal under that definition get one key.
+pub fn name_key(name: &str) -> String {
+    use icu_casemap::CaseMapper;
+    use icu_normalizer::{ComposingNormalizer, DecomposingNormalizer};
+    let fold = CaseMapper::new();
+    let nfkc = ComposingNormalizer::new_nfkc();
+    let nfd = DecomposingNormalizer::new_nfd();
+    let decomposed = nfd.normalize(name.trim());
+    let once = nfkc.normalize(&fold.fold_string(&decomposed)).into_owned();
+    nfkc.normalize(&fold.fold_string(&once)).into_owned()
 }
 
 #[cfg(test)]
@@ -171,6 +186,32 @@ mod tests {
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn names_compare_with_unicode_case_folding_and_normalisation() {
+        assert!(same_person("jürgen", "JÜRGEN"));
+        assert!(same_person("Straße", "STRASSE"));
+        assert!(same_person("strasse", "STRAẞE"), "capital sharp s");
+        assert!(
+            same_person("Ren\u{e9}", "Rene\u{301}"),
+            "composed and decomposed é"
+        );
+        assert!(same_person("RE\u{301}NE", "r\u{e9}ne"));
+        assert!(
+            same_person("ﬁona", "FIONA"),
+            "the ﬁ ligature is f and i under NFKC"
+        );
+        assert!(same_person("  Alice ", "alice"));
+        assert!(
+            same_person("ΟΔΥΣΣΕΥΣ", "οδυσσευς"),
+            "final sigma folds to sigma"
+        );
+        assert!(!same_person("jürgen", "jurgen"));
+        assert!(!same_person("René", "Rene"));
+        assert!(!same_person("alice", "bob"));
+        assert!(!same_person("alice", "alicia"));
+        assert!(!same_person("strasse", "strase"));
     }
 
     #[test]
