@@ -6,7 +6,7 @@
 //! terminal prompt is the `Ui`'s.
 
 use crate::playbook::{Weekday, WindowGate};
-use chrono::{DateTime, Datelike, NaiveTime, TimeZone, Utc};
+use chrono::{DateTime, Datelike, NaiveTime, Timelike, Utc};
 
 /// What a gate decided.
 #[derive(Debug, Clone)]
@@ -60,26 +60,6 @@ impl Zone {
         }
     }
 
-    /// The instant of a local date and time (the earlier one when it is ambiguous; skipped
-    /// local times move forward an hour).
-    fn instant(&self, local: chrono::NaiveDateTime) -> Option<DateTime<Utc>> {
-        let pick = |r: chrono::LocalResult<DateTime<chrono::FixedOffset>>| {
-            r.earliest().map(|t| t.with_timezone(&Utc))
-        };
-        match self {
-            Zone::Utc => Some(Utc.from_utc_datetime(&local)),
-            Zone::Fixed(o) => pick(o.from_local_datetime(&local)),
-            Zone::Named(z) => z
-                .from_local_datetime(&local)
-                .earliest()
-                .or_else(|| {
-                    z.from_local_datetime(&(local + chrono::Duration::hours(1)))
-                        .earliest()
-                })
-                .map(|t| t.with_timezone(&Utc)),
-        }
-    }
-
     pub fn name(&self) -> String {
         match self {
             Zone::Utc => "UTC".to_owned(),
@@ -102,44 +82,35 @@ fn weekday(d: Weekday) -> chrono::Weekday {
 }
 
 /// Whether `now` is inside the window; if not, the next opening (as text in the window's
-/// zone). A window whose end is before its start runs past midnight; `days` are the days it
-/// opens on.
+/// zone). A window is wall-clock time in its zone: `now` is turned into the zone's local date
+/// and time and compared with `start` and `end`, so on a daylight-saving change day the window
+/// is shorter (local times that are skipped never occur) or longer (local times that occur
+/// twice are inside both times). A window whose end is before its start runs past midnight;
+/// `days` are the days it opens on. `now` is a parameter so that tests fix the clock.
 pub fn window(w: &WindowGate, now: DateTime<Utc>) -> Result<Result<(), String>, String> {
     let zone = Zone::parse(w.tz.as_deref())?;
-    let start = NaiveTime::parse_from_str(&w.start, "%H:%M")
-        .map_err(|_| format!("`{}` is not HH:MM", w.start))?;
-    let end = NaiveTime::parse_from_str(&w.end, "%H:%M")
-        .map_err(|_| format!("`{}` is not HH:MM", w.end))?;
-    let local_now = zone.local(now);
-    let allowed = |d: chrono::Weekday| {
-        w.days
-            .as_ref()
-            .is_none_or(|days| days.iter().any(|x| weekday(*x) == d))
+    let span = Span {
+        start: NaiveTime::parse_from_str(&w.start, "%H:%M")
+            .map_err(|_| format!("`{}` is not HH:MM", w.start))?,
+        end: NaiveTime::parse_from_str(&w.end, "%H:%M")
+            .map_err(|_| format!("`{}` is not HH:MM", w.end))?,
+        days: w.days.as_deref(),
     };
-    // Openings from yesterday (a window past midnight may still be open) to a week ahead.
-    let mut next: Option<DateTime<Utc>> = None;
-    for offset in -1..=8 {
-        let day = local_now.date() + chrono::Duration::days(offset);
-        if !allowed(day.weekday()) {
-            continue;
-        }
-        let open_local = day.and_time(start);
-        let close_local = if end > start {
-            day.and_time(end)
-        } else {
-            (day + chrono::Duration::days(1)).and_time(end)
-        };
-        let (Some(open), Some(close)) = (zone.instant(open_local), zone.instant(close_local))
-        else {
-            continue;
-        };
-        if open <= now && now < close {
-            return Ok(Ok(()));
-        }
-        if open > now && next.is_none_or(|n| open < n) {
-            next = Some(open);
-        }
+    if span.holds(zone.local(now)) {
+        return Ok(Ok(()));
     }
+    // The next opening is the first whole minute the same test admits: window bounds are
+    // whole minutes and so are the offset changes of every zone in use, and stepping through
+    // time (rather than computing the local start's instant) also finds the openings that a
+    // daylight-saving change makes, such as the local hour repeated inside a window. Eight days
+    // reach every allowed weekday.
+    let first = now + chrono::Duration::seconds(60 - i64::from(now.second()));
+    let first = first.with_second(0).and_then(|t| t.with_nanosecond(0));
+    let next = first.and_then(|first| {
+        (0..8 * 24 * 60)
+            .map(|m| first + chrono::Duration::minutes(m))
+            .find(|t| span.holds(zone.local(*t)))
+    });
     let when = match next {
         Some(t) => format!(
             "{} {}",
@@ -151,9 +122,50 @@ pub fn window(w: &WindowGate, now: DateTime<Utc>) -> Result<Result<(), String>, 
     Ok(Err(when))
 }
 
-/// Names compared the way people expect: case and surrounding space do not matter.
+/// A window's wall-clock interval and the days it opens on (all days when `None`).
+struct Span<'a> {
+    start: NaiveTime,
+    end: NaiveTime,
+    days: Option<&'a [Weekday]>,
+}
+
+impl Span<'_> {
+    fn opens_on(&self, d: chrono::NaiveDate) -> bool {
+        self.days
+            .is_none_or(|days| days.iter().any(|x| weekday(*x) == d.weekday()))
+    }
+
+    /// Whether a local date and time is inside: from `start` to `end` on an allowed day, or,
+    /// for a window past midnight, from `start` to midnight on an allowed day and from
+    /// midnight to `end` on the day after one.
+    fn holds(&self, local: chrono::NaiveDateTime) -> bool {
+        let (day, t) = (local.date(), local.time());
+        if self.start < self.end {
+            return self.opens_on(day) && self.start <= t && t < self.end;
+        }
+        (self.opens_on(day) && t >= self.start)
+            || (t < self.end && day.pred_opt().is_some_and(|d| self.opens_on(d)))
+    }
+}
+
+/// Names compared the way people expect: case, Unicode compatibility forms and surrounding
+/// space do not matter (`jürgen` is `JÜRGEN`, `Straße` is `STRASSE`, a composed `é` is the
+/// decomposed one). ASCII folding alone let `JÜRGEN` approve a run of `jürgen`.
 pub fn same_person(a: &str, b: &str) -> bool {
-    a.trim().eq_ignore_ascii_case(b.trim())
+    name_key(a) == name_key(b)
+}
+
+/// The compatibility caseless form of a name (Unicode D146: NFKC of the case folding of NFKC
+/// of the case folding of NFD), so names equal under that definition get one key.
+pub fn name_key(name: &str) -> String {
+    use icu_casemap::CaseMapper;
+    use icu_normalizer::{ComposingNormalizer, DecomposingNormalizer};
+    let fold = CaseMapper::new();
+    let nfkc = ComposingNormalizer::new_nfkc();
+    let nfd = DecomposingNormalizer::new_nfd();
+    let decomposed = nfd.normalize(name.trim());
+    let once = nfkc.normalize(&fold.fold_string(&decomposed)).into_owned();
+    nfkc.normalize(&fold.fold_string(&once)).into_owned()
 }
 
 #[cfg(test)]
@@ -171,6 +183,117 @@ mod tests {
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    /// `01:00–02:30 America/New_York` at fixed instants, on an ordinary day and on both
+    /// daylight-saving changes of 2026.
+    #[test]
+    fn windows_are_wall_clock_time_across_daylight_saving_changes() {
+        let ny = w(None, "01:00", "02:30", "America/New_York");
+        let check = |t: &str| window(&ny, at(t)).unwrap();
+        // An ordinary summer day (EDT, UTC-4).
+        assert_eq!(check("2026-07-15T05:30:00Z"), Ok(()), "01:30 EDT");
+        assert_eq!(check("2026-07-15T06:29:00Z"), Ok(()), "02:29 EDT");
+        assert_eq!(
+            check("2026-07-15T06:45:00Z"),
+            Err("Thu 2026-07-16 01:00 America/New_York".into()),
+            "02:45 EDT"
+        );
+        assert_eq!(
+            check("2026-07-15T04:59:00Z"),
+            Err("Wed 2026-07-15 01:00 America/New_York".into()),
+            "00:59 EDT"
+        );
+        // 2026-03-08: at 02:00 EST the clocks go to 03:00 EDT; 02:00-02:59 never happens, and
+        // 03:10 and 03:29 are past 02:30 (they were admitted when the end was taken as an
+        // instant, 02:30 moved an hour forward).
+        assert_eq!(
+            check("2026-03-08T05:59:00Z"),
+            Err("Sun 2026-03-08 01:00 America/New_York".into()),
+            "00:59 EST"
+        );
+        assert_eq!(check("2026-03-08T06:00:00Z"), Ok(()), "01:00 EST");
+        assert_eq!(check("2026-03-08T06:59:00Z"), Ok(()), "01:59 EST");
+        for (t, local) in [
+            ("2026-03-08T07:00:00Z", "03:00 EDT"),
+            ("2026-03-08T07:10:00Z", "03:10 EDT"),
+            ("2026-03-08T07:29:00Z", "03:29 EDT"),
+        ] {
+            assert_eq!(
+                check(t),
+                Err("Mon 2026-03-09 01:00 America/New_York".into()),
+                "{local}"
+            );
+        }
+        // 2026-11-01: at 02:00 EDT the clocks go back to 01:00 EST; 01:00-01:59 happens twice,
+        // inside the window both times.
+        assert_eq!(check("2026-11-01T05:30:00Z"), Ok(()), "01:30 EDT");
+        assert_eq!(check("2026-11-01T06:30:00Z"), Ok(()), "01:30 EST");
+        assert_eq!(check("2026-11-01T07:29:00Z"), Ok(()), "02:29 EST");
+        assert_eq!(
+            check("2026-11-01T07:45:00Z"),
+            Err("Mon 2026-11-02 01:00 America/New_York".into()),
+            "02:45 EST"
+        );
+        // The repeated hour reopens a window that had closed: 00:30–01:30 is left at 01:30 EDT
+        // and entered again when the clocks go back to 01:00 EST.
+        let early = w(None, "00:30", "01:30", "America/New_York");
+        assert_eq!(
+            window(&early, at("2026-11-01T05:45:00Z")).unwrap(),
+            Err("Sun 2026-11-01 01:00 America/New_York".into()),
+            "01:45 EDT"
+        );
+        assert_eq!(window(&early, at("2026-11-01T06:10:00Z")).unwrap(), Ok(()));
+        // A window starting in the skipped hour opens when the clocks jump past its start.
+        let skipped = w(None, "02:15", "04:00", "America/New_York");
+        assert_eq!(
+            window(&skipped, at("2026-03-08T06:30:00Z")).unwrap(),
+            Err("Sun 2026-03-08 03:00 America/New_York".into()),
+            "01:30 EST"
+        );
+        assert_eq!(
+            window(&skipped, at("2026-03-08T07:05:00Z")).unwrap(),
+            Ok(())
+        );
+        // Past midnight on a change day: Saturday 23:00 to 02:30, open at 01:30 EST on Sunday.
+        let night = w(
+            Some(vec![Weekday::Sat]),
+            "23:00",
+            "02:30",
+            "America/New_York",
+        );
+        assert_eq!(window(&night, at("2026-11-01T06:30:00Z")).unwrap(), Ok(()));
+        assert_eq!(
+            window(&night, at("2026-03-08T07:10:00Z")).unwrap(),
+            Err("Sat 2026-03-14 23:00 America/New_York".into()),
+            "03:10 EDT"
+        );
+    }
+
+    #[test]
+    fn names_compare_with_unicode_case_folding_and_normalisation() {
+        assert!(same_person("jürgen", "JÜRGEN"));
+        assert!(same_person("Straße", "STRASSE"));
+        assert!(same_person("strasse", "STRAẞE"), "capital sharp s");
+        assert!(
+            same_person("Ren\u{e9}", "Rene\u{301}"),
+            "composed and decomposed é"
+        );
+        assert!(same_person("RE\u{301}NE", "r\u{e9}ne"));
+        assert!(
+            same_person("ﬁona", "FIONA"),
+            "the ﬁ ligature is f and i under NFKC"
+        );
+        assert!(same_person("  Alice ", "alice"));
+        assert!(
+            same_person("ΟΔΥΣΣΕΥΣ", "οδυσσευς"),
+            "final sigma folds to sigma"
+        );
+        assert!(!same_person("jürgen", "jurgen"));
+        assert!(!same_person("René", "Rene"));
+        assert!(!same_person("alice", "bob"));
+        assert!(!same_person("alice", "alicia"));
+        assert!(!same_person("strasse", "strase"));
     }
 
     #[test]

@@ -65,21 +65,20 @@ impl Project {
     /// Opens the project at `root`, loading `runbook.yaml` when present.
     pub fn open(root: &Path) -> Result<Project, Diagnostics> {
         let root = root.to_path_buf();
-        let config_path = root.join(CONFIG_FILE);
-        let config = if config_path.is_file() {
-            Some(load_config(&config_path)?)
-        } else {
-            None
+        let config = match config_file(&root).map_err(|d| vec![d])? {
+            Some(path) => Some(load_config(&path)?),
+            None => None,
         };
         Ok(Project { root, config })
     }
 
     /// Finds the project root: the nearest folder at or above `start` with a `runbook.yaml`
-    /// or a `playbooks/` folder, else `start` itself.
+    /// (in any form: one that is not a readable file is reported when the project is opened,
+    /// not passed over for a folder higher up) or a `playbooks/` folder, else `start` itself.
     pub fn discover(start: &Path) -> PathBuf {
         let mut dir = Some(start);
         while let Some(d) = dir {
-            if d.join(CONFIG_FILE).is_file() || d.join("playbooks").is_dir() {
+            if d.join(CONFIG_FILE).symlink_metadata().is_ok() || d.join("playbooks").is_dir() {
                 return d.to_path_buf();
             }
             dir = d.parent();
@@ -234,6 +233,59 @@ impl Project {
 
 fn is_yaml(p: &Path) -> bool {
     matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+}
+
+/// The project's `runbook.yaml`: `None` when there is none, the path when it is a regular file
+/// (directly or through symbolic links). Anything else under that name (a folder, a dangling
+/// link, a link loop, a pipe) is an error: ignoring it would run without the protections the
+/// user meant to configure.
+pub fn config_file(root: &Path) -> Result<Option<PathBuf>, Diagnostic> {
+    let path = root.join(CONFIG_FILE);
+    let shown = display_path(&path);
+    let refuse = |what: String, hint: &str| {
+        Err(Diagnostic::error("config-not-a-file", what)
+            .in_file(shown.clone())
+            .with_hint(hint))
+    };
+    match path.symlink_metadata() {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return refuse(
+                format!("cannot look at `{shown}`: {e}"),
+                "check the permissions of the project folder",
+            );
+        }
+    }
+    let link_hint = "point the link at the config file, or remove the link";
+    match std::fs::metadata(&path) {
+        Ok(m) if m.is_file() => Ok(Some(path)),
+        Ok(m) if m.is_dir() => refuse(
+            format!("`{shown}` is a folder, not a config file"),
+            "the project config is a YAML file; rename or remove the folder",
+        ),
+        Ok(_) => refuse(
+            format!("`{shown}` is not a regular file (a pipe, socket or device)"),
+            "the project config is a YAML file; replace it with one, or remove it",
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let to = std::fs::read_link(&path)
+                .map(|t| format!(" to `{}`", t.display()))
+                .unwrap_or_default();
+            refuse(
+                format!("`{shown}` is a symbolic link{to}, which does not exist"),
+                link_hint,
+            )
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => refuse(
+            format!("`{shown}` is a symbolic link that loops and never reaches a file"),
+            link_hint,
+        ),
+        Err(e) => refuse(
+            format!("cannot read `{shown}`: {e}"),
+            "check that the config file is readable",
+        ),
+    }
 }
 
 fn read(path: &Path) -> Result<Source, Diagnostics> {

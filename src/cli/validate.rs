@@ -49,12 +49,24 @@ pub(super) fn validate(ui: &Ui, root: &Path, paths: &[String], format: ValidateF
 /// The config first: playbooks are validated against it when it is valid. Its result is
 /// pushed to `files`; the project holds the config only when it is valid.
 fn load_config(root: &Path, files: &mut Vec<FileResult>) -> Project {
-    let config_path = root.join(crate::config::CONFIG_FILE);
     let mut project = Project {
         root: root.to_path_buf(),
         config: None,
     };
-    if config_path.is_file() {
+    let config_path = match project::config_file(root) {
+        Ok(path) => path,
+        Err(d) => {
+            files.push(FileResult {
+                file: d.file.clone(),
+                kind: "config",
+                name: None,
+                valid: false,
+                diagnostics: vec![d],
+            });
+            return project;
+        }
+    };
+    if let Some(config_path) = config_path {
         match project::load_config(&config_path) {
             Ok(config) => {
                 files.push(FileResult {

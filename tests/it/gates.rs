@@ -198,6 +198,25 @@ fn self_approval_on_the_command_line_only_where_the_environment_allows_it() {
     assert_eq!(g.log(), ["before", "after"]);
 }
 
+/// Names are one person under Unicode case folding and normalisation, not only ASCII case:
+/// `JÜRGEN` (or a decomposed `jü`) cannot approve a run of `jürgen`.
+#[test]
+fn the_operator_cannot_approve_under_another_unicode_spelling() {
+    let g = Gated::new(Target::sqlite);
+    g.playbook("ship", SHIP);
+    assert_eq!(g.run("jürgen", "ship", "staging", &[]).code, 3);
+    let (id, _) = g.last();
+    for me in ["JÜRGEN", "ju\u{308}rgen", " Jürgen "] {
+        let own = g.as_user(me, &["approve", &id, "approve"]);
+        assert_eq!(own.code, 7, "{me}: {}", own.combined());
+        assert!(own.stderr.contains("cannot approve"), "{}", own.stderr);
+    }
+    assert_eq!(g.resume("jürgen", &id, &[]).code, 3);
+    assert_eq!(g.as_user("jurgen", &["approve", &id, "approve"]).code, 0);
+    assert_eq!(g.resume("jürgen", &id, &[]).code, 0);
+    assert_eq!(g.log(), ["before", "after"]);
+}
+
 #[test]
 fn approvals_are_void_when_the_plan_changes() {
     let g = Gated::new(Target::sqlite);

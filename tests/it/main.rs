@@ -4,6 +4,7 @@ mod audit;
 mod backup;
 mod cli;
 mod compensate;
+mod config_file;
 mod copy;
 mod corpus;
 mod crash;
