@@ -145,31 +145,8 @@ impl TargetLock {
 /// `..` or a relative path reach the same lock. A database not created yet resolves through
 /// its folder (created here, as opening the database would) and any symlink naming it.
 fn sqlite_lock_path(db: &Path) -> Result<PathBuf, LockError> {
-    let failed = |e: std::io::Error| LockError::Failed(format!("{}: {e}", db.display()));
-    let file = match std::fs::canonicalize(db) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut path = db.to_path_buf();
-            // A dangling symlink names the file SQLite will create; bounded like the kernel's
-            // own limit, against a loop.
-            for _ in 0..40 {
-                let Ok(to) = std::fs::read_link(&path) else {
-                    break;
-                };
-                path = path.parent().map_or(to.clone(), |dir| dir.join(&to));
-            }
-            let name = path.file_name().ok_or_else(|| {
-                LockError::Failed(format!("{}: not a database file name", db.display()))
-            })?;
-            let dir = path
-                .parent()
-                .filter(|d| !d.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            std::fs::create_dir_all(dir).map_err(failed)?;
-            std::fs::canonicalize(dir).map_err(failed)?.join(name)
-        }
-        Err(e) => return Err(failed(e)),
-    };
+    let file = crate::db::identity::sqlite_file(db)
+        .map_err(|e| LockError::Failed(format!("{}: {e}", db.display())))?;
     let mut name = file
         .file_name()
         .map(|f| f.to_os_string())

@@ -297,6 +297,10 @@ pub struct ApproveArgs {
     pub actor: Option<String>,
     #[arg(long)]
     pub state: Option<String>,
+    /// The database the approval is for (a URL or `sqlite:PATH`); refused unless it is the one
+    /// the run started on
+    #[arg(long)]
+    pub target: Option<String>,
 }
 
 // The arguments of `runbook reject` (the variant's doc comment is its help).

@@ -15,6 +15,7 @@ pub(super) fn approve(ui: &Ui, root: &Path, args: ApproveArgs, verbose: bool) ->
         comment: args.comment,
         actor: args.actor,
         state: args.state,
+        target: args.target,
         ..Default::default()
     };
     decide(ui, root, req, verbose)

@@ -6,6 +6,7 @@ mod conn;
 pub mod copy;
 pub mod dialect;
 pub mod health;
+pub mod identity;
 pub mod migrate;
 pub mod op;
 mod postgres;

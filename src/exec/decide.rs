@@ -4,7 +4,8 @@
 
 use super::inputs;
 use super::journal::Journal;
-use super::session::{find_run, open_state, protections_of, redactor_for};
+use super::same_target::check_same_target;
+use super::session::{find_run, open_state, protections_of, redactor_for, target_spec};
 use super::units::find_approval_gate;
 use super::{DecisionRequest, ExecError, Outcome, ResumeRequest, resume};
 use crate::gate::same_person;
@@ -41,6 +42,21 @@ pub async fn decide(
                 Some("put the files back as they were, or start a new run and approve that one"),
             );
             return Err(ExecError::Invalid);
+        }
+        // Named with --target, the database must be the one the run started on (resume checks
+        // the database it acts on whatever is named here).
+        if let Some(given) = req.target.as_deref() {
+            let target = target_spec(
+                &project.root,
+                project.config_def(),
+                &record.env,
+                Some(given),
+            )
+            .map_err(|e| {
+                ui.error(&e, None);
+                ExecError::Invalid
+            })?;
+            check_same_target(&state, &record, target.as_ref(), ui).await?;
         }
     }
     let actor = req.actor.clone().unwrap_or_else(run::operator);

@@ -18,16 +18,27 @@ pub(super) async fn changed_since_start(
     now: &BTreeMap<String, String>,
     ui: &Ui,
 ) -> Result<Vec<String>, ExecError> {
+    let started = started_data(state, record, ui)
+        .await?
+        .and_then(|data| data.get("inputs").cloned())
+        .and_then(|v| serde_json::from_value::<BTreeMap<String, String>>(v).ok());
+    Ok(started.map_or_else(Vec::new, |before| input_changes(&before, now)))
+}
+
+/// The data of the run's `run_started` event: what the run recorded of itself as it began.
+pub(super) async fn started_data(
+    state: &StateStore,
+    record: &RunRecord,
+    ui: &Ui,
+) -> Result<Option<serde_json::Value>, ExecError> {
     let events = state.load_events(&record.id).await.map_err(|e| {
         ui.error(&e.to_string(), None);
         ExecError::Internal
     })?;
-    let started = events
-        .iter()
+    Ok(events
+        .into_iter()
         .find(|(_, _, kind, _, _)| kind == EventKind::RunStarted.as_str())
-        .and_then(|(_, _, _, _, data)| data.get("inputs"))
-        .and_then(|v| serde_json::from_value::<BTreeMap<String, String>>(v.clone()).ok());
-    Ok(started.map_or_else(Vec::new, |before| input_changes(&before, now)))
+        .map(|(_, _, _, _, data)| data))
 }
 
 /// On resume: a run whose files changed since it started continues only if none of its

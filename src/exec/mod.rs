@@ -25,6 +25,7 @@ mod journal;
 pub mod live;
 mod request;
 mod resume;
+mod same_target;
 mod session;
 mod start;
 mod step;

@@ -7,6 +7,7 @@ use super::children::stop_left_running;
 use super::engine::Engine;
 use super::inputs;
 use super::journal::Journal;
+use super::same_target::check_same_target;
 use super::session::{
     Session, check_windows, find_run, open_state, protections_of, redactor_for, release_lock,
     take_lock, target_spec,
@@ -106,6 +107,9 @@ async fn under_lock<'a>(
     ui: &'a Ui,
 ) -> Result<Ready<'a>, ExecError> {
     let (record, playbook) = load(project, state, found, ui).await?;
+    // The database now named (by --target or the environment's variable) must be the one the
+    // run started on.
+    check_same_target(state, &record, target, ui).await?;
     let mut vars = record.vars.clone();
     vars.extend(req.vars.iter().cloned());
     let params = resolve_params(&playbook, &vars, ui)?;

@@ -4,6 +4,7 @@
 
 use super::engine::Engine;
 use super::journal::Journal;
+use super::same_target::identity_of;
 use super::session::{
     Session, check_windows, needs_db, open_state, protections_of, redactor_for, release_lock,
     take_lock, target_spec,
@@ -44,6 +45,14 @@ pub async fn run(
         &redactor,
     )
     .await?;
+    // The database this run is bound to: resume and approve continue it on that one only.
+    let identity = match identity_of(target.as_ref(), ui).await {
+        Ok(i) => i,
+        Err(e) => {
+            release_lock(lock).await;
+            return Err(e);
+        }
+    };
     let record = new_record(
         project,
         &playbook,
@@ -55,7 +64,7 @@ pub async fn run(
     );
     let started = begin(
         project,
-        (&playbook, &plan),
+        (&playbook, &plan, identity.as_deref()),
         &record,
         &state,
         target.as_ref(),
@@ -199,7 +208,7 @@ fn new_record(
 /// with the digests of the files the plan may apply (resume names what changed since).
 async fn begin<'a>(
     project: &Project,
-    (playbook, plan): (&Playbook, &Plan),
+    (playbook, plan, identity): (&Playbook, &Plan, Option<&str>),
     record: &RunRecord,
     state: &StateStore,
     target: Option<&TargetSpec>,
@@ -229,7 +238,7 @@ async fn begin<'a>(
         json!({
             "playbook": record.playbook, "env": record.env, "target": record.target, "operator": record.operator,
             "host": record.host, "content_hash": record.content_hash, "plan_hash": record.plan_hash,
-            "params": record.params, "inputs": plan.inputs, "version": env!("CARGO_PKG_VERSION"),
+            "params": record.params, "inputs": plan.inputs, "target_identity": identity, "version": env!("CARGO_PKG_VERSION"),
         }),
     );
     let key = target.map_or_else(|| "(none)".to_owned(), TargetSpec::key);

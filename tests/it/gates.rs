@@ -585,3 +585,124 @@ fn resume_past_an_approved_gate_refuses_rewritten_migrations() {
         out.stderr
     );
 }
+
+/// A run is bound to the database it started on: resumed or approved with `--target` naming
+/// another database it is refused; a path that resolves to the same file is the same database
+/// (though an approval binds to the plan, which names the target as it was given).
+#[test]
+fn a_run_continues_only_on_the_sqlite_file_it_started_on() {
+    let g = Gated::new(Target::sqlite);
+    g.playbook(
+        "ship",
+        "name: ship\nsteps:\n  - id: approve\n    gate: { approval: { message: apply } }\n  - id: write\n    sql: { query: \"CREATE TABLE shipped (id INTEGER)\" }\n",
+    );
+    let out = g.run("olivia", "ship", "staging", &[]);
+    assert_eq!(out.code, 3, "{}", out.combined());
+    let (id, _) = g.last();
+    let other = format!("sqlite:{}", g.dir.path().join("other.db").display());
+    let refused = g.as_user("alice", &["approve", &id, "approve", "--target", &other]);
+    assert_eq!(refused.code, 7, "{}", refused.combined());
+    assert!(
+        refused
+            .stderr
+            .contains(&format!("run {id} started on SQLite file "))
+            && refused
+                .stderr
+                .contains("other.db: a run continues only on the database it started on"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(g.as_user("alice", &["approve", &id, "approve"]).code, 0);
+    let out = g.as_user("olivia", &["resume", &id, "--target", &other]);
+    assert_eq!(out.code, 7, "{}", out.combined());
+    assert!(
+        !g.dir.path().join("other.db").exists() || {
+            let t = Target::Sqlite(g.dir.path().join("other.db"));
+            t.query("SELECT name FROM sqlite_master WHERE name = 'shipped'")
+                .is_empty()
+        }
+    );
+    // A symlink to the same file is the same database.
+    let Target::Sqlite(real) = &g.target else {
+        unreachable!()
+    };
+    let alias = g.dir.path().join("alias.db");
+    std::os::unix::fs::symlink(real, &alias).unwrap();
+    let alias = format!("sqlite:{}", alias.display());
+    let out = g.as_user("olivia", &["resume", &id, "--target", &alias]);
+    // Not refused for the database; the approval, though, was for the plan that names the
+    // target as given, so the gate asks again.
+    assert_eq!(out.code, 3, "{}", out.combined());
+    assert!(!out.stderr.contains("continues only on"), "{}", out.stderr);
+    let out = g.resume("olivia", &id, &[]);
+    assert_eq!(out.code, 0, "{}", out.combined());
+    assert_eq!(
+        g.target
+            .query("SELECT count(*) FROM sqlite_master WHERE name = 'shipped'"),
+        ["1"]
+    );
+}
+
+/// On PostgreSQL the environment's URL variable changed between the approval and the resume
+/// (to another database of the same server): refused, as is an approval for that database. Another route to the same database
+/// (`localhost` instead of `127.0.0.1`) is the same database.
+#[test]
+fn a_run_continues_only_on_the_postgres_database_it_started_on() {
+    use crate::support::pg;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("playbooks")).unwrap();
+    std::fs::write(
+        dir.path().join("runbook.yaml"),
+        "environments:\n  staging:\n    target: { url_env: BIND_URL }\n    protections: { approvals: 1 }\nsecrets: [BIND_URL]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("playbooks/ship.yaml"),
+        "name: ship\nsteps:\n  - id: approve\n    gate: { approval: { message: apply } }\n  - id: write\n    sql: { query: \"CREATE TABLE shipped (id INT)\" }\n",
+    )
+    .unwrap();
+    let a = pg::cluster().create_db("bind_a");
+    let b = pg::cluster().create_db("bind_b");
+    let rb = |user: &str, url: &str, args: &[&str]| {
+        let mut all = vec!["-C".to_owned(), dir.path().display().to_string()];
+        all.extend(args.iter().map(|s| (*s).to_owned()));
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        Runbook::new(&refs)
+            .env("RUNBOOK_ACTOR", user)
+            .env("BIND_URL", url)
+            .run()
+    };
+    let out = rb("olivia", &a, &["run", "ship", "--env", "staging"]);
+    assert_eq!(out.code, 3, "{}", out.combined());
+    let runs = rb("x", &a, &["runs", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&runs.stdout).unwrap();
+    let id = v[0]["id"].as_str().unwrap().to_owned();
+    let refused = rb("alice", &b, &["approve", &id, "approve", "--target", &b]);
+    assert_eq!(refused.code, 7, "{}", refused.combined());
+    assert!(
+        refused.stderr.contains("started on PostgreSQL cluster ")
+            && refused.stderr.contains("database `bind_a_"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(rb("alice", &a, &["approve", &id, "approve"]).code, 0);
+    let moved = rb("olivia", &b, &["resume", &id]);
+    assert_eq!(moved.code, 7, "{}", moved.combined());
+    assert_eq!(
+        pg::cluster().psql(
+            &b,
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'shipped'"
+        ),
+        "0"
+    );
+    let same = a.replace("127.0.0.1", "localhost");
+    let out = rb("olivia", &same, &["resume", &id]);
+    assert_eq!(out.code, 0, "{}", out.combined());
+    assert_eq!(
+        pg::cluster().psql(
+            &a,
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'shipped'"
+        ),
+        "1"
+    );
+}

@@ -1,0 +1,84 @@
+//! Which database a target is, whatever its URL or path says: PostgreSQL's cluster (its system
+//! identifier, the same on every connection route to it) and the database's name and oid; a
+//! SQLite file by the path it resolves to. A run records it at its start and continues only on
+//! the same database.
+
+use super::TargetSpec;
+use sqlx::{Connection, Row};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// The identity of `target`, in words (`PostgreSQL cluster 7714571821063639548, database
+/// `app` (oid 16384)`, `SQLite file /srv/app.db`). Connects to a PostgreSQL target briefly.
+pub async fn identity(target: &TargetSpec) -> Result<String, String> {
+    match target {
+        TargetSpec::Postgres(url) => {
+            let opts = sqlx::postgres::PgConnectOptions::from_str(url)
+                .map_err(|e| super::describe(&e))?
+                .application_name("runbook");
+            let mut conn = sqlx::PgConnection::connect_with(&opts)
+                .await
+                .map_err(|e| super::describe(&e))?;
+            let found = postgres_identity(&mut conn).await;
+            let _ = conn.close().await;
+            found.map_err(|e| super::describe(&e))
+        }
+        TargetSpec::Sqlite(path) => sqlite_file(path)
+            .map(|f| format!("SQLite file {}", f.display()))
+            .map_err(|e| format!("{}: {e}", path.display())),
+    }
+}
+
+/// The cluster's system identifier (readable by any role through `pg_control_system()`; a
+/// server that hides it is named by host and port instead) and the database's name and oid.
+async fn postgres_identity(conn: &mut sqlx::PgConnection) -> Result<String, sqlx::Error> {
+    let db = sqlx::query(
+        "SELECT current_database()::text, (SELECT oid::int8 FROM pg_database WHERE datname = current_database())",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let (name, oid): (String, i64) = (db.try_get(0)?, db.try_get(1)?);
+    let system =
+        sqlx::query_scalar::<_, String>("SELECT system_identifier::text FROM pg_control_system()")
+            .fetch_one(&mut *conn)
+            .await;
+    let cluster = match system {
+        Ok(id) => format!("PostgreSQL cluster {id}"),
+        Err(_) => {
+            let at = sqlx::query("SELECT coalesce(host(inet_server_addr()), 'local socket'), coalesce(inet_server_port(), 0)")
+                .fetch_one(&mut *conn)
+                .await?;
+            let (host, port): (String, i32) = (at.try_get(0)?, at.try_get(1)?);
+            format!("PostgreSQL server {host}:{port}")
+        }
+    };
+    Ok(format!("{cluster}, database `{name}` (oid {oid})"))
+}
+
+/// The file a SQLite path resolves to: through symlinks and `..`; a database not created yet
+/// through its folder (created here, as opening the database would) and any symlink naming
+/// it, bounded like the kernel's own limit against a loop.
+pub fn sqlite_file(db: &Path) -> std::io::Result<PathBuf> {
+    match std::fs::canonicalize(db) {
+        Ok(file) => Ok(file),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut path = db.to_path_buf();
+            for _ in 0..40 {
+                let Ok(to) = std::fs::read_link(&path) else {
+                    break;
+                };
+                path = path.parent().map_or(to.clone(), |dir| dir.join(&to));
+            }
+            let name = path.file_name().ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a database file name")
+            })?;
+            let dir = path
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            std::fs::create_dir_all(dir)?;
+            Ok(std::fs::canonicalize(dir)?.join(name))
+        }
+        Err(e) => Err(e),
+    }
+}
