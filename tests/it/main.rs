@@ -7,6 +7,7 @@ mod compensate;
 mod copy;
 mod corpus;
 mod crash;
+mod disk;
 mod e2e;
 mod exec;
 mod fleet;
