@@ -99,7 +99,11 @@ fn unconfigured_the_pre_migration_playbook_stops_saying_free_disk_is_unknown_and
         "`disk_limit` (the database's storage limit",
         "`disk_command` (a command that prints the free percent",
     ] {
-        assert!(out.stderr.contains(want), "missing {want:?} in\n{}", out.stderr);
+        assert!(
+            out.stderr.contains(want),
+            "missing {want:?} in\n{}",
+            out.stderr
+        );
     }
     // The old message compared null with 30 and printed the comparison: "less than 30% disk
     // free ... value false".
@@ -132,11 +136,15 @@ fn a_disk_limit_gives_the_figure_from_the_database_size() {
     assert!(out.stderr.contains("from `disk_limit`"), "{}", out.stderr);
 
     // A limit the database has nearly filled fails the health step with the figure.
-    let tight = Managed::new(&format!(", disk_limit: \"{} KB\"", m.size() / 1024 + 1), false);
+    let tight = Managed::new(
+        &format!(", disk_limit: \"{} KB\"", m.size() / 1024 + 1),
+        false,
+    );
     let out = tight.run();
     assert_ne!(out.code, 0, "{}", out.combined());
     assert!(
-        out.stderr.contains("disk_space fail: 0% free (") || out.stderr.contains("disk_space fail: 0.1% free ("),
+        out.stderr.contains("disk_space fail: 0% free (")
+            || out.stderr.contains("disk_space fail: 0.1% free ("),
         "{}",
         out.stderr
     );
@@ -152,10 +160,42 @@ fn a_disk_command_gives_the_figure_and_the_gate_names_its_source() {
     assert_eq!(disk["source"], "disk_command", "{disk:#}");
     assert_eq!(disk["free_percent"], 42.0, "{disk:#}");
     assert!(
-        out.stderr.contains("42% free, from `disk_command` `echo 42%`"),
+        out.stderr
+            .contains("42% free, from `disk_command` `echo 42%`"),
         "{}",
         out.stderr
     );
+
+    // A real command: df's free and total bytes of the project's filesystem.
+    let m = Managed::new(
+        ", disk_command: \"df --output=avail,size -B1 . | tail -1\"",
+        false,
+    );
+    let out = m.run();
+    // This machine's free disk decides whether the step passes; the figure is df's either way.
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("Disk Space: "))
+        .unwrap_or_else(|| panic!("{}", out.stderr));
+    assert!(line.contains("from `disk_command` `df"), "{line}");
+    let shown: f64 = line
+        .split("Disk Space: ")
+        .nth(1)
+        .and_then(|r| r.split('%').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    let df = std::process::Command::new("sh")
+        .args(["-c", "df --output=avail,size -B1 . | tail -1"])
+        .current_dir(m.dir.path())
+        .output()
+        .unwrap();
+    let nums: Vec<f64> = String::from_utf8_lossy(&df.stdout)
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    let want = nums[0] * 100.0 / nums[1];
+    assert!((shown - want).abs() < 0.5, "{shown} vs {want}: {line}");
 
     // Free and total bytes: 25% passes the health check's thresholds but not the playbook's
     // 30%, and the gate says the figure and where it came from.
@@ -187,7 +227,11 @@ fn a_disk_command_that_fails_or_prints_garbage_is_a_clear_error() {
         let m = Managed::new(&format!(", disk_command: {command:?}"), false);
         let out = m.run();
         assert_ne!(out.code, 0, "{}", out.combined());
-        assert!(out.stderr.contains(want), "missing {want:?} in\n{}", out.stderr);
+        assert!(
+            out.stderr.contains(want),
+            "missing {want:?} in\n{}",
+            out.stderr
+        );
         assert_eq!(m.health_step()["status"], "failed");
     }
     let m = Managed::new(", disk_limit: lots", false);

@@ -146,14 +146,20 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "mb" | "mib" | "m" => 2,
         "gb" | "gib" | "g" => 3,
         "tb" | "tib" | "t" => 4,
-        _ => return Err(format!("`{t}` is not a size: give a number with B, KB, MB, GB or TB, such as 100GB")),
+        _ => {
+            return Err(format!(
+                "`{t}` is not a size: give a number with B, KB, MB, GB or TB, such as 100GB"
+            ));
+        }
     };
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("`{t}` is not a size: give a number with B, KB, MB, GB or TB, such as 100GB"))?;
+    let value: f64 = number.parse().map_err(|_| {
+        format!("`{t}` is not a size: give a number with B, KB, MB, GB or TB, such as 100GB")
+    })?;
     let n = value * 1024f64.powi(power);
     if !n.is_finite() || n < 1.0 || n >= u64::MAX as f64 {
-        return Err(format!("`{t}` is not a usable size: it must be at least 1 byte"));
+        return Err(format!(
+            "`{t}` is not a usable size: it must be at least 1 byte"
+        ));
     }
     Ok(n as u64)
 }
@@ -244,14 +250,22 @@ mod tests {
 
     #[test]
     fn a_command_prints_a_percent_or_free_and_total_bytes() {
-        let pct = |p| DiskFigure { free_percent: p, bytes: None };
+        let pct = |p| DiskFigure {
+            free_percent: p,
+            bytes: None,
+        };
         assert_eq!(parse_figure("42\n"), Ok(pct(42.0)));
         assert_eq!(parse_figure(" 37.25% "), Ok(pct(37.3)));
         assert_eq!(
             parse_figure("25 100\n"),
-            Ok(DiskFigure { free_percent: 25.0, bytes: Some((25, 100)) })
+            Ok(DiskFigure {
+                free_percent: 25.0,
+                bytes: Some((25, 100))
+            })
         );
-        for bad in ["", "false", "lots", "1 2 3", "150%", "-1", "200 100", "5 0", "x 100"] {
+        for bad in [
+            "", "false", "lots", "1 2 3", "150%", "-1", "200 100", "5 0", "x 100",
+        ] {
             let e = parse_figure(bad).unwrap_err();
             assert!(e.starts_with("printed"), "{bad}: {e}");
         }

@@ -378,14 +378,18 @@ impl Pg<'_> {
                         current_setting('port')::text",
             )
             .await;
-        let (role, addr, port): (String, String, String) = match rows.as_deref().map(|r| r.first()) {
+        let (role, addr, port): (String, String, String) = match rows.as_deref().map(|r| r.first())
+        {
             Ok(Some(r)) => (
                 r.try_get(0).unwrap_or_default(),
                 r.try_get(1).unwrap_or_default(),
                 r.try_get(2).unwrap_or_default(),
             ),
             Ok(None) => return disk_unknown("the server did not say who and where it is"),
-            Err(e) => return errored(HealthCheck::DiskSpace, &e, self.opts).with("free_percent", Json::Null),
+            Err(e) => {
+                return errored(HealthCheck::DiskSpace, e, self.opts)
+                    .with("free_percent", Json::Null);
+            }
         };
         let local = addr.is_empty() || addr == "::1" || addr.starts_with("127.");
         if !local {
@@ -394,13 +398,17 @@ impl Pg<'_> {
             ));
         }
         // `data_directory` is shown only to superusers and members of pg_read_all_settings.
-        let dir: String = match self.rows("SELECT current_setting('data_directory')::text").await {
+        let dir: String = match self
+            .rows("SELECT current_setting('data_directory')::text")
+            .await
+        {
             Ok(r) => match r.first().and_then(|r| r.try_get(0).ok()) {
                 Some(d) => d,
                 None => return disk_unknown("the server did not say where its data directory is"),
             },
             Err(e) => {
-                let denied = matches!(&e, sqlx::Error::Database(d) if d.code().as_deref() == Some("42501"));
+                let denied =
+                    matches!(&e, sqlx::Error::Database(d) if d.code().as_deref() == Some("42501"));
                 let why = if denied {
                     "it needs pg_read_all_settings or superuser".to_owned()
                 } else {
@@ -445,9 +453,12 @@ impl Pg<'_> {
                     .await
                     .map(|r| r.first().and_then(|r| r.try_get::<i64, _>(0).ok()));
                 match used {
-                    Ok(Some(used)) => limit_result(u64::try_from(used).unwrap_or(0), limit, self.opts),
+                    Ok(Some(used)) => {
+                        limit_result(u64::try_from(used).unwrap_or(0), limit, self.opts)
+                    }
                     Ok(None) => disk_unknown("the server did not say how large the database is"),
-                    Err(e) => errored(HealthCheck::DiskSpace, &e, self.opts).with("free_percent", Json::Null),
+                    Err(e) => errored(HealthCheck::DiskSpace, &e, self.opts)
+                        .with("free_percent", Json::Null),
                 }
             }
         }

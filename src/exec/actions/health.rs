@@ -172,14 +172,18 @@ async fn disk_source(ctx: &mut ActionCtx<'_>) -> Result<Option<DiskSource>, Step
                 Json::Number(n) => n.to_string(),
                 other => other.to_string(),
             };
-            health::parse_size(&text).map(|b| Some(DiskSource::Limit(b))).map_err(|e| {
-                StepError::Failed(format!("`disk_limit` in the vars of environment `{env}`: {e}"))
-            })
+            health::parse_size(&text)
+                .map(|b| Some(DiskSource::Limit(b)))
+                .map_err(|e| {
+                    StepError::Failed(format!(
+                        "`disk_limit` in the vars of environment `{env}`: {e}"
+                    ))
+                })
         }
         (None, Some(c)) => {
             let Json::String(c) = c else {
                 return Err(StepError::Failed(format!(
-                    "`disk_command` in the vars of environment `{env}` is {c}, not a command: give it as text, such as \"df --output=pcent /var/lib/postgresql | tail -1\""
+                    "`disk_command` in the vars of environment `{env}` is {c}, not a command: give it as text, such as \"df --output=avail,size -B1 /var/lib/postgresql | tail -1\""
                 )));
             };
             let command = c.clone();
@@ -198,10 +202,16 @@ async fn disk_command(
         argv: vec!["sh".to_owned(), "-c".to_owned(), command.to_owned()],
         cwd: ctx.root.to_path_buf(),
         env: BTreeMap::new(),
-        timeout: Some(ctx.timeout.map_or(DISK_COMMAND_TIMEOUT, |t| t.min(DISK_COMMAND_TIMEOUT))),
+        timeout: Some(
+            ctx.timeout
+                .map_or(DISK_COMMAND_TIMEOUT, |t| t.min(DISK_COMMAND_TIMEOUT)),
+        ),
     };
     let failed = |why: String| {
-        StepError::Failed(ctx.redactor.redact(&format!("`disk_command` `{command}` {why}")))
+        StepError::Failed(
+            ctx.redactor
+                .redact(&format!("`disk_command` `{command}` {why}")),
+        )
     };
     let out = match process::run(&spec, &mut ctx.cancel).await {
         Ok(out) => out,
@@ -219,5 +229,5 @@ async fn disk_command(
             None => how,
         }));
     }
-    health::parse_figure(&out.stdout).map_err(|e| failed(e))
+    health::parse_figure(&out.stdout).map_err(failed)
 }
