@@ -50,10 +50,24 @@ impl Managed {
     }
 
     fn run(&self) -> Output {
+        self.run_playbook("pre-migration")
+    }
+
+    fn run_playbook(&self, name: &str) -> Output {
         let root = self.dir.path().display().to_string();
-        Runbook::new(&["-C", &root, "run", "pre-migration", "--env", "t"])
+        Runbook::new(&["-C", &root, "run", name, "--env", "t"])
             .env("T_DATABASE_URL", &self.url)
             .run()
+    }
+
+    /// Copies a shipped playbook into the project.
+    fn ship(&self, name: &str) {
+        let file = format!("playbooks/{name}.yaml");
+        std::fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(&file),
+            self.dir.path().join(&file),
+        )
+        .unwrap();
     }
 
     /// The newest run's `health` step: its status and outputs.
@@ -110,6 +124,40 @@ fn unconfigured_the_pre_migration_playbook_stops_saying_free_disk_is_unknown_and
     assert!(!out.combined().contains("false"), "{}", out.combined());
     assert!(!out.combined().contains("less than"), "{}", out.combined());
     assert_eq!(m.health_step()["status"], "failed", "{:#}", m.health_step());
+}
+
+#[test]
+fn unconfigured_the_deploy_preflight_stops_before_the_approval_saying_free_disk_is_unknown() {
+    let m = Managed::new("", false);
+    m.ship("deploy");
+    let out = m.run_playbook("deploy");
+    assert_ne!(out.code, 0, "{}", out.combined());
+    for want in [
+        "failed preflight (health)",
+        "disk_space warn: free disk unknown: role `",
+        "`disk_limit`",
+        "`disk_command`",
+    ] {
+        assert!(
+            out.stderr.contains(want),
+            "missing {want:?} in\n{}",
+            out.stderr
+        );
+    }
+    assert!(!out.stderr.contains("start  approve"), "{}", out.stderr);
+    assert!(!out.combined().contains("false"), "{}", out.combined());
+
+    // Configured, the preflight passes on the figure the environment gives.
+    let m = Managed::new(", disk_command: \"echo 80%\"", false);
+    m.ship("deploy");
+    let out = m.run_playbook("deploy");
+    assert!(
+        out.stderr
+            .contains("pass  Disk Space: 80% free, from `disk_command` `echo 80%`")
+            && out.stderr.contains("ok     preflight (health)"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]

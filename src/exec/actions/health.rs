@@ -76,11 +76,16 @@ pub async fn run(a: &HealthAction, ctx: &mut ActionCtx<'_>) -> StepResult {
         HealthOutcome::Warn => Status::Warn,
         HealthOutcome::Fail => Status::Fail,
     };
-    if report.status() >= fail_on {
+    // A figure that could not be measured is a warning with no value; a check the step
+    // requires to be known fails it then.
+    let unknown = |r: &health::CheckResult| {
+        a.require_known.contains(&r.check) && r.status == Status::Warn && r.value.is_null()
+    };
+    if report.status() >= fail_on || report.results.iter().any(unknown) {
         let bad: Vec<String> = report
             .results
             .iter()
-            .filter(|r| r.status >= fail_on)
+            .filter(|r| r.status >= fail_on || unknown(r))
             .map(|r| {
                 format!(
                     "{} {}: {}",
