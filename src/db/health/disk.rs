@@ -13,7 +13,7 @@ use serde_json::{Value as Json, json};
 use std::path::Path;
 
 /// What the user does when the figure is unknown: both ways of saying where it comes from.
-pub const HOW_TO_PROVIDE: &str = "say where the figure comes from in this environment's `vars` in runbook.yaml: `disk_limit` (the database's storage limit, such as a managed plan's 100GB) or `disk_command` (a command that prints the free percent, or free and total bytes)";
+const HOW_TO_PROVIDE: &str = "say where the figure comes from in this environment's `vars` in runbook.yaml: `disk_limit` (the database's storage limit, such as a managed plan's 100GB) or `disk_command` (a command that prints the free percent, or free and total bytes)";
 
 /// Where the free disk figure comes from when the environment says so.
 #[derive(Debug, Clone, PartialEq)]

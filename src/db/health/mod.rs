@@ -27,7 +27,7 @@ mod sqlite;
 mod volume;
 
 pub use baseline::baseline_name;
-pub use disk::{DiskFigure, DiskSource, HOW_TO_PROVIDE, parse_figure, parse_size};
+pub use disk::{DiskFigure, DiskSource, parse_figure, parse_size};
 pub use grade::thresholds;
 pub use report::{CheckResult, HealthReport, Status};
 
