@@ -72,6 +72,11 @@ pub struct HealthAction {
     /// tokens, queues). `public.` names or bare ones.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub baseline_ignore: Vec<String>,
+    /// Checks whose figure must be known: one that could not be measured (free disk on a
+    /// managed or remote server with neither `disk_limit` nor `disk_command` in the
+    /// environment's vars) fails the step, saying why, whatever `fail_on` says.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub require_known: Vec<HealthCheck>,
 }
 
 /// Row counts by table, or a template that gives them.

@@ -8,6 +8,7 @@ mod config_file;
 mod copy;
 mod corpus;
 mod crash;
+mod disk;
 mod e2e;
 mod exec;
 mod fleet;

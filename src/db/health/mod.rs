@@ -27,6 +27,7 @@ mod sqlite;
 mod volume;
 
 pub use baseline::baseline_name;
+pub use disk::{DiskFigure, DiskSource, parse_figure, parse_size};
 pub use grade::thresholds;
 pub use report::{CheckResult, HealthReport, Status};
 
@@ -78,6 +79,9 @@ pub struct HealthOptions {
     /// Row counts to compare with (table to rows): a table with fewer rows now, or gone, fails
     /// the `row_counts` check.
     pub baseline: Option<BTreeMap<String, u64>>,
+    /// Where the free disk figure comes from, when the environment says (PostgreSQL): used
+    /// instead of measuring the server's filesystem.
+    pub disk: Option<DiskSource>,
 }
 
 /// The check's name as playbooks write it.
@@ -199,6 +203,7 @@ mod tests {
             root: PathBuf::from("/"),
             statement_timeout: Duration::from_secs(30),
             baseline: None,
+            disk: None,
         }
     }
 

@@ -1,7 +1,7 @@
 //! The health checks' PostgreSQL queries: each in its own read-only transaction with a
 //! statement and a lock timeout. The checks of the server's activity are in `activity.rs`.
 
-use super::disk::{disk_result, disk_skip};
+use super::disk::{DiskSource, command_result, disk_result, disk_unknown, limit_result};
 use super::grade::{graded, num, round1};
 use super::integrity::{ForeignKey, foreign_keys_result, orphans_result};
 use super::report::errored;
@@ -369,41 +369,64 @@ impl Pg<'_> {
     }
 
     async fn disk(&mut self) -> CheckResult {
-        let c = HealthCheck::DiskSpace;
+        if let Some(source) = self.opts.disk.clone() {
+            return self.disk_from(source).await;
+        }
         let rows = self
             .rows(
-                "SELECT current_setting('data_directory')::text, \
-                        coalesce(host(inet_server_addr()), '')::text, current_setting('port')::text",
+                "SELECT current_user::text, coalesce(host(inet_server_addr()), '')::text, \
+                        current_setting('port')::text",
             )
             .await;
-        let (dir, addr, port): (String, String, String) = match rows.as_deref().map(|r| r.first()) {
+        let (role, addr, port): (String, String, String) = match rows.as_deref().map(|r| r.first())
+        {
             Ok(Some(r)) => (
                 r.try_get(0).unwrap_or_default(),
                 r.try_get(1).unwrap_or_default(),
                 r.try_get(2).unwrap_or_default(),
             ),
-            Ok(None) => return disk_skip("the server did not say where its data directory is"),
+            Ok(None) => return disk_unknown("the server did not say who and where it is"),
             Err(e) => {
-                return disk_skip(&format!(
-                    "not exposed: the server does not show its data directory to this role ({})",
-                    describe(e)
-                ));
+                return errored(HealthCheck::DiskSpace, e, self.opts)
+                    .with("free_percent", Json::Null);
             }
         };
         let local = addr.is_empty() || addr == "::1" || addr.starts_with("127.");
         if !local {
-            return disk_skip(&format!(
-                "not exposed: the server is remote ({addr}); measure its disk where it runs"
+            return disk_unknown(&format!(
+                "the server is remote ({addr}): its file system cannot be read from here"
             ));
         }
+        // `data_directory` is shown only to superusers and members of pg_read_all_settings.
+        let dir: String = match self
+            .rows("SELECT current_setting('data_directory')::text")
+            .await
+        {
+            Ok(r) => match r.first().and_then(|r| r.try_get(0).ok()) {
+                Some(d) => d,
+                None => return disk_unknown("the server did not say where its data directory is"),
+            },
+            Err(e) => {
+                let denied =
+                    matches!(&e, sqlx::Error::Database(d) if d.code().as_deref() == Some("42501"));
+                let why = if denied {
+                    "it needs pg_read_all_settings or superuser".to_owned()
+                } else {
+                    describe(&e)
+                };
+                return disk_unknown(&format!(
+                    "role `{role}` may not read the data directory ({why})"
+                ));
+            }
+        };
         // A loopback connection can still reach a server in a container whose paths mean
         // something else here: only the server's own pid file proves the directory is its.
         let dir_path = Path::new(&dir);
         let pid_file = match std::fs::read_to_string(dir_path.join("postmaster.pid")) {
             Ok(t) => t,
             Err(e) => {
-                return disk_skip(&format!(
-                    "not exposed: cannot confirm `{dir}` is this server's data directory ({e}); run as the server's OS user to measure it"
+                return disk_unknown(&format!(
+                    "cannot confirm `{dir}` is this server's data directory ({e}); run as the server's OS user to measure it"
                 ));
             }
         };
@@ -413,10 +436,31 @@ impl Pg<'_> {
             .is_some_and(|d| Path::new(d.trim()) == dir_path)
             && lines.get(3).is_some_and(|p| p.trim() == port.trim());
         if !same {
-            return disk_skip(&format!(
-                "not exposed: `{dir}` here belongs to another server (its pid file names another directory or port)"
+            return disk_unknown(&format!(
+                "`{dir}` here belongs to another server (its pid file names another directory or port)"
             ));
         }
-        disk_result(c, dir_path, self.opts)
+        disk_result(HealthCheck::DiskSpace, dir_path, self.opts)
+    }
+
+    /// Free disk from where the environment says the figure comes from.
+    async fn disk_from(&mut self, source: DiskSource) -> CheckResult {
+        match source {
+            DiskSource::Command { command, figure } => command_result(&command, figure, self.opts),
+            DiskSource::Limit(limit) => {
+                let used = self
+                    .rows("SELECT pg_database_size(current_database())::int8")
+                    .await
+                    .map(|r| r.first().and_then(|r| r.try_get::<i64, _>(0).ok()));
+                match used {
+                    Ok(Some(used)) => {
+                        limit_result(u64::try_from(used).unwrap_or(0), limit, self.opts)
+                    }
+                    Ok(None) => disk_unknown("the server did not say how large the database is"),
+                    Err(e) => errored(HealthCheck::DiskSpace, &e, self.opts)
+                        .with("free_percent", Json::Null),
+                }
+            }
+        }
     }
 }

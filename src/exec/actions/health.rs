@@ -2,10 +2,11 @@
 //! summary as notes, and returns every check's status, value and details as outputs.
 
 use crate::db::Dialect;
-use crate::db::health::{self, HealthOptions, HealthReport, Status};
+use crate::db::health::{self, DiskSource, HealthOptions, HealthReport, Status};
 use crate::db::op::OpError;
 use crate::exec::{ActionCtx, StepError, StepResult};
-use crate::playbook::{HealthAction, HealthChecks, HealthOutcome, RowBaseline};
+use crate::playbook::{HealthAction, HealthCheck, HealthChecks, HealthOutcome, RowBaseline};
+use crate::process::{self, ProcessError, ProcessSpec};
 use crate::redact::Redactor;
 use serde_json::{Map, Value as Json, json};
 use std::collections::BTreeMap;
@@ -13,6 +14,9 @@ use std::time::Duration;
 
 /// Each query's statement timeout when the step sets no timeout of its own.
 const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a `disk_command` may take when the step sets no shorter timeout.
+const DISK_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub async fn run(a: &HealthAction, ctx: &mut ActionCtx<'_>) -> StepResult {
     let opts = HealthOptions {
@@ -27,8 +31,13 @@ pub async fn run(a: &HealthAction, ctx: &mut ActionCtx<'_>) -> StepResult {
             .timeout
             .map_or(STATEMENT_TIMEOUT, |t| t.min(STATEMENT_TIMEOUT)),
         baseline: baseline(a, ctx.redactor)?,
+        disk: None,
     };
     let dialect = ctx.target.map_or(Dialect::Sqlite, Dialect::of);
+    let mut opts = opts;
+    if dialect == Dialect::Postgres && wants_disk(&opts) {
+        opts.disk = disk_source(ctx).await?;
+    }
     let mut op = ctx.op("health");
     let report = match ctx.db().await {
         Err(StepError::Failed(msg)) => health::unreachable(&opts, dialect, &msg),
@@ -67,11 +76,16 @@ pub async fn run(a: &HealthAction, ctx: &mut ActionCtx<'_>) -> StepResult {
         HealthOutcome::Warn => Status::Warn,
         HealthOutcome::Fail => Status::Fail,
     };
-    if report.status() >= fail_on {
+    // A figure that could not be measured is a warning with no value; a check the step
+    // requires to be known fails it then.
+    let unknown = |r: &health::CheckResult| {
+        a.require_known.contains(&r.check) && r.status == Status::Warn && r.value.is_null()
+    };
+    if report.status() >= fail_on || report.results.iter().any(unknown) {
         let bad: Vec<String> = report
             .results
             .iter()
-            .filter(|r| r.status >= fail_on)
+            .filter(|r| r.status >= fail_on || unknown(r))
             .map(|r| {
                 format!(
                     "{} {}: {}",
@@ -135,4 +149,90 @@ fn baseline(
             redactor.redact(t)
         ))),
     }
+}
+
+/// Whether the step runs the disk check.
+fn wants_disk(opts: &HealthOptions) -> bool {
+    opts.checks
+        .as_ref()
+        .is_none_or(|c| c.contains(&HealthCheck::DiskSpace))
+}
+
+/// Where the free disk figure comes from, when the environment's vars say: `disk_limit` (a
+/// size) or `disk_command` (run here, through `process`, with a timeout). A value runbook
+/// cannot use fails the step, naming the var and what it should hold.
+async fn disk_source(ctx: &mut ActionCtx<'_>) -> Result<Option<DiskSource>, StepError> {
+    let vars = &ctx.template_ctx["vars"];
+    let env = &ctx.dirs.env;
+    let limit = vars.get("disk_limit").filter(|v| !v.is_null());
+    let command = vars.get("disk_command").filter(|v| !v.is_null());
+    match (limit, command) {
+        (None, None) => Ok(None),
+        (Some(_), Some(_)) => Err(StepError::Failed(format!(
+            "environment `{env}` sets both `disk_limit` and `disk_command` in its vars: keep the one the free disk figure comes from"
+        ))),
+        (Some(l), None) => {
+            let text = match l {
+                Json::String(s) => s.clone(),
+                Json::Number(n) => n.to_string(),
+                other => other.to_string(),
+            };
+            health::parse_size(&text)
+                .map(|b| Some(DiskSource::Limit(b)))
+                .map_err(|e| {
+                    StepError::Failed(format!(
+                        "`disk_limit` in the vars of environment `{env}`: {e}"
+                    ))
+                })
+        }
+        (None, Some(c)) => {
+            let Json::String(c) = c else {
+                return Err(StepError::Failed(format!(
+                    "`disk_command` in the vars of environment `{env}` is {c}, not a command: give it as text, such as \"df --output=avail,size -B1 /var/lib/postgresql | tail -1\""
+                )));
+            };
+            let command = c.clone();
+            let figure = disk_command(ctx, &command).await?;
+            Ok(Some(DiskSource::Command { command, figure }))
+        }
+    }
+}
+
+/// Runs `disk_command` with `sh -c` in the project root and reads the figure it printed.
+async fn disk_command(
+    ctx: &mut ActionCtx<'_>,
+    command: &str,
+) -> Result<health::DiskFigure, StepError> {
+    let spec = ProcessSpec {
+        argv: vec!["sh".to_owned(), "-c".to_owned(), command.to_owned()],
+        cwd: ctx.root.to_path_buf(),
+        env: BTreeMap::new(),
+        timeout: Some(
+            ctx.timeout
+                .map_or(DISK_COMMAND_TIMEOUT, |t| t.min(DISK_COMMAND_TIMEOUT)),
+        ),
+    };
+    let failed = |why: String| {
+        StepError::Failed(
+            ctx.redactor
+                .redact(&format!("`disk_command` `{command}` {why}")),
+        )
+    };
+    let out = match process::run(&spec, &mut ctx.cancel).await {
+        Ok(out) => out,
+        Err(ProcessError::Interrupted) => return Err(StepError::Interrupted),
+        Err(e) => return Err(failed(e.to_string())),
+    };
+    if out.code != Some(0) {
+        let how = match out.code {
+            Some(c) => format!("exited with code {c}"),
+            None => "was killed by a signal".to_owned(),
+        };
+        let last = out.stderr.lines().rev().find(|l| !l.trim().is_empty());
+        return Err(failed(match last {
+            Some(l) => format!("{how}: {}", l.trim()),
+            None => how,
+        }));
+    }
+    health::parse_figure(&out.stdout).map_err(failed)
 }
