@@ -387,7 +387,15 @@ fn condition(c: &ConditionGate, ctx: &Json) -> GateOutcome {
         Ok(v) if template::truthy(&v) => {
             GateOutcome::Pass(json!({"value": v, "note": format!("`{}` holds", c.expr)}))
         }
-        Ok(v) => GateOutcome::Refuse(format!("{} (`{}` is false; value {v})", c.message, c.expr)),
+        // A plain `false` needs no value beside it; anything else is shown, as what the
+        // expression gave (`null` when a figure is unknown, an empty list).
+        Ok(Json::Bool(false)) => {
+            GateOutcome::Refuse(format!("{} (`{}` does not hold)", c.message, c.expr))
+        }
+        Ok(v) => GateOutcome::Refuse(format!(
+            "{} (`{}` gave {v}, which does not count as true)",
+            c.message, c.expr
+        )),
         Err(e) => GateOutcome::Refuse(format!("cannot evaluate `{}`: {e}", c.expr)),
     }
 }

@@ -617,7 +617,7 @@ fn copy_refuses_a_sqlite_target_and_tables_it_did_not_make_unless_told_to_replac
     assert_eq!(out.code, 1, "{}", out.combined());
     assert!(
         out.stderr.contains(
-            "table `alpha` exists with 1 rows in the target and was not made by an earlier copy"
+            "table `alpha` exists with 1 row in the target and was not made by an earlier copy"
         ),
         "{}",
         out.stderr

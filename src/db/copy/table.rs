@@ -12,6 +12,7 @@ use super::report::{Decision, Inexact, TableOutcome};
 use super::schema::SrcTable;
 use super::target::{drop_table, replace_tables, target_count, target_exists};
 use super::{Op, OpError, Request, note, per_second};
+use crate::fmt::plural;
 use sqlx::PgConnection;
 use sqlx::sqlite::SqliteConnection;
 use std::time::Instant;
@@ -99,9 +100,10 @@ fn copied(
     note(
         op,
         &format!(
-            "`{}`: {rows} rows in {seconds:.1}s ({} rows/s; rows {load:.1}s, keys and \
+            "`{}`: {} in {seconds:.1}s ({} rows/s; rows {load:.1}s, keys and \
              indexes {keys:.1}s, verification {verify:.1}s), checksum verified",
             t.name,
+            plural(rows, "row", "rows"),
             per_second(rows, seconds)
         ),
     );
@@ -131,8 +133,9 @@ fn skipped(op: &Op<'_>, t: &SrcTable, sum: &Checksum, seconds: f64) -> TableOutc
     note(
         op,
         &format!(
-            "`{}`: skipped, copied by an earlier run and the source is unchanged ({} rows)",
-            t.name, sum.rows
+            "`{}`: skipped, copied by an earlier run and the source is unchanged ({})",
+            t.name,
+            plural(sum.rows, "row", "rows")
         ),
     );
     TableOutcome {
@@ -178,10 +181,12 @@ async fn copy_table(
                 }
                 if count != r.source_rows {
                     return Err(OpError::Failed(format!(
-                        "`{}` was copied by an earlier run ({} rows) but has {count} rows in the \
+                        "`{}` was copied by an earlier run ({}) but has {} in the \
                          target now; runbook does not overwrite changes made there: set \
                          `replace: true` to copy it again",
-                        t.name, r.source_rows
+                        t.name,
+                        plural(r.source_rows, "row", "rows"),
+                        plural(count, "row", "rows")
                     )));
                 }
                 note(
@@ -208,7 +213,7 @@ async fn copy_table(
                 let what = if count == 0 {
                     "exists (empty)".to_owned()
                 } else {
-                    format!("exists with {count} rows")
+                    format!("exists with {}", plural(count, "row", "rows"))
                 };
                 return Err(OpError::Failed(format!(
                     "table `{}` {what} in the target and was not made by an earlier copy; \

@@ -6,6 +6,7 @@ use crate::db::copy::{self, Report, Request};
 use crate::db::op::OpError;
 use crate::db::{Db, TargetSpec};
 use crate::exec::{ActionCtx, StepError, StepResult};
+use crate::fmt::plural;
 use crate::playbook::CopyAction;
 use serde_json::{Map, Value as Json, json};
 use std::path::{Path, PathBuf};
@@ -141,9 +142,14 @@ fn summarise(report: &Report, ctx: &ActionCtx<'_>) {
         .filter(|d| d.to == "not carried over" || d.to.ends_with("NOT VALID"))
         .count();
     ctx.progress.note(&format!(
-        "{} (copy): {copied} tables copied ({} rows, {} rows/s), {skipped} skipped, {inexact} \
-         values not kept exactly, {not_carried} schema items not carried over (see `decisions`)",
-        ctx.step_id, report.rows, report.rows_per_second
+        "{} (copy): {} copied ({}, {} rows/s), {skipped} skipped, {} not kept exactly, {} not \
+         carried over (see `decisions`)",
+        ctx.step_id,
+        plural(copied, "table", "tables"),
+        plural(report.rows, "row", "rows"),
+        report.rows_per_second,
+        plural(inexact, "value", "values"),
+        plural(not_carried, "schema item", "schema items")
     ));
 }
 
