@@ -102,6 +102,7 @@ pub(super) fn status_cmd(
         };
         let steps = store.load_steps(&run.id).await.unwrap_or_default();
         let events = store.load_events(&run.id).await.unwrap_or_default();
+        let waiting = exec::waiting_lines(&project, &store, &run).await;
         store.close().await;
         match format {
             OutputFormat::Json => {
@@ -114,15 +115,16 @@ pub(super) fn status_cmd(
                 let v = serde_json::json!({ "run": run, "steps": steps, "events": events });
                 ui.data(&serde_json::to_string_pretty(&v).unwrap_or_default());
             }
-            OutputFormat::Text => ui.data(&status_text(&run, &steps)),
+            OutputFormat::Text => ui.data(&status_text(&run, &steps, &waiting)),
         }
         Exit::Ok
     })
 }
 
-/// The run's header, then one line per step. A step still marked running in a run that is
-/// no longer running (or crashed) has an unknown outcome and is shown so.
-fn status_text(run: &RunRecord, steps: &[StepRecord]) -> String {
+/// The run's header (with, for a run waiting at an approval gate, the gate, its approvals and
+/// who may still approve), then one line per step. A step still marked running in a run that
+/// is no longer running (or crashed) has an unknown outcome and is shown so.
+fn status_text(run: &RunRecord, steps: &[StepRecord], waiting: &[String]) -> String {
     let mut out = format!(
         "run       {}\nplaybook  {} ({})\nenv       {} ({})\noperator  {}@{}\nstatus    {}\nstarted   {}\n",
         run.id,
@@ -137,6 +139,10 @@ fn status_text(run: &RunRecord, steps: &[StepRecord]) -> String {
     );
     if let Some(e) = &run.error {
         out.push_str(&format!("error     {e}\n"));
+    }
+    for line in waiting {
+        out.push_str(line);
+        out.push('\n');
     }
     out.push('\n');
     let w = steps.iter().map(|s| s.step.len()).max().unwrap_or(4).max(4);

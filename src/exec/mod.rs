@@ -30,6 +30,7 @@ mod session;
 mod start;
 mod step;
 mod units;
+mod waiting;
 
 pub use crate::cancel::wait_cancel;
 pub use crate::outcome::{ExecError, Outcome};
@@ -40,3 +41,4 @@ pub use request::{DecisionRequest, ResumeRequest, RunRequest};
 pub use resume::resume;
 pub use session::{find_run, open_state, state_spec, target_spec};
 pub use start::run;
+pub use waiting::waiting_lines;

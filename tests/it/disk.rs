@@ -259,7 +259,8 @@ fn a_disk_command_gives_the_figure_and_the_gate_names_its_source() {
     );
     // The refusal says the condition does not hold, not "is false; value false".
     assert!(
-        out.stderr.contains(">= vars.min_free_disk_percent` does not hold)")
+        out.stderr
+            .contains(">= vars.min_free_disk_percent` does not hold)")
             && !out.stderr.contains("value false"),
         "{}",
         out.stderr

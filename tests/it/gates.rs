@@ -706,3 +706,28 @@ fn a_run_continues_only_on_the_postgres_database_it_started_on() {
         "1"
     );
 }
+
+/// `runbook status` of a waiting run says at which gate it waits, each approval so far and
+/// whether it counts, and who may still approve.
+#[test]
+fn status_of_a_waiting_run_shows_its_approvals_and_who_may_still_approve() {
+    let g = Gated::new(Target::sqlite);
+    g.playbook(
+        "ship",
+        "name: ship\nsteps:\n  - id: approve\n    gate: { approval: { message: ship it, approvers: [alice, bob, carol] } }\n",
+    );
+    let out = g.run("olivia", "ship", "production", &[]);
+    assert_eq!(out.code, 3, "{}", out.combined());
+    let (id, _) = g.last();
+    assert_eq!(g.as_user("alice", &["approve", &id, "approve"]).code, 0);
+    let status = g.as_user("x", &["status", &id]);
+    assert_eq!(status.code, 0, "{}", status.combined());
+    let text = &status.stdout;
+    assert!(
+        text.contains("waiting   at gate `approve`: ship it (0 of 2 approvals)"),
+        "{text}"
+    );
+    assert!(text.contains("approval  alice approve at "), "{text}");
+    assert!(text.contains("(counts)"), "{text}");
+    assert!(text.contains("may still approve: bob, carol"), "{text}");
+}
