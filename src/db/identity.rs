@@ -45,11 +45,16 @@ async fn postgres_identity(conn: &mut sqlx::PgConnection) -> Result<String, sqlx
     let cluster = match system {
         Ok(id) => format!("PostgreSQL cluster {id}"),
         Err(_) => {
-            let at = sqlx::query("SELECT coalesce(host(inet_server_addr()), 'local socket'), coalesce(inet_server_port(), 0)")
-                .fetch_one(&mut *conn)
-                .await?;
-            let (host, port): (String, i32) = (at.try_get(0)?, at.try_get(1)?);
-            format!("PostgreSQL server {host}:{port}")
+            // Without the system identifier: the server's port (a local socket has no address,
+            // but two clusters on one host never share a port) and its cluster name.
+            let at = sqlx::query(
+                "SELECT coalesce(host(inet_server_addr()), 'local socket'), current_setting('port'), current_setting('cluster_name')",
+            )
+            .fetch_one(&mut *conn)
+            .await?;
+            let (host, port, cluster): (String, String, String) =
+                (at.try_get(0)?, at.try_get(1)?, at.try_get(2)?);
+            format!("PostgreSQL server {host} port {port} (cluster name `{cluster}`)")
         }
     };
     Ok(format!("{cluster}, database `{name}` (oid {oid})"))

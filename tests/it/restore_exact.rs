@@ -418,3 +418,73 @@ fn a_pg_restore_that_fails_half_way_commits_nothing() {
     );
     assert_same(&p, &before, "half a pg_restore");
 }
+
+/// pg_restore writes an archive's large objects inside a `BEGIN`/`COMMIT` of their own unless
+/// told the script is one transaction; that inner `COMMIT` would commit the clearing and half
+/// the restore. A statement failing after the large objects (a grant to a role dropped since
+/// the backup) must leave the database as it was.
+#[test]
+fn a_restore_with_large_objects_that_fails_late_commits_nothing() {
+    let p = project(Role::Superuser);
+    migration(&p, "001", "base", BASE);
+    ok(&p.run("mg", &[]), "the base migration");
+    let db = url(&p).rsplit('/').next().unwrap().to_owned();
+    let role = format!("{db}_reader");
+    pg::cluster().psql(
+        &db,
+        &format!(
+            "SELECT lo_from_bytea(0, 'a large object'::bytea); CREATE ROLE {role}; GRANT SELECT ON \"Note\" TO {role}"
+        ),
+    );
+    ok(&p.run("bk", &[]), "the backup");
+    let manifest = newest_manifest(&p);
+    pg::cluster().psql(
+        &db,
+        &format!("REVOKE SELECT ON \"Note\" FROM {role}; DROP ROLE {role}; DELETE FROM \"Note\""),
+    );
+    migration(&p, "002", "fk_table", KINDS[0].1);
+    ok(&p.run("mg", &[]), "the migration");
+    let before = state(&p);
+    let out = p.run("rs", &["--var", &format!("from={manifest}")]);
+    assert_eq!(out.code, 1, "{}", out.combined());
+    assert!(
+        out.stderr
+            .contains(&format!("role \"{role}\" does not exist")),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("the database was left as it was (one transaction)"),
+        "{}",
+        out.stderr
+    );
+    assert_same(&p, &before, "a late failure after large objects");
+}
+
+/// The managed-service layout: a superuser put extensions in a schema of their own before the
+/// backup (owner and grants theirs). The owner's restore keeps that schema and its extension,
+/// removes everything made after the backup, and returns the database to the backup.
+#[test]
+fn an_extensions_schema_the_owner_may_not_drop_stays_and_the_rest_is_restored() {
+    let p = project(Role::Owner);
+    let db = url(&p).rsplit('/').next().unwrap().to_owned();
+    let owner = url(&p).split("://").nth(1).unwrap().split('@').next().unwrap().to_owned();
+    pg::cluster().psql(
+        &db,
+        &format!(
+            "CREATE SCHEMA extensions; CREATE EXTENSION pg_stat_statements SCHEMA extensions;
+             GRANT USAGE ON SCHEMA extensions TO {owner}"
+        ),
+    );
+    migration(&p, "001", "base", BASE);
+    ok(&p.run("mg", &[]), "the base migration");
+    ok(&p.run("bk", &[]), "the backup");
+    let at_backup = state(&p);
+    let manifest = newest_manifest(&p);
+    migration(&p, "002", "fk_table", KINDS[0].1);
+    ok(&p.run("mg", &[]), "the migration");
+    let out = p.run("rs", &["--var", &format!("from={manifest}")]);
+    ok(&out, "the restore");
+    assert_same(&p, &at_backup, "a kept extensions schema");
+}

@@ -15,7 +15,8 @@ use crate::db::op::{Op, OpError};
 use sqlx::{AssertSqlSafe, Row};
 
 /// Extensions runbook's role may not drop, and the non-`public` schemas that hold runbook's own
-/// tables: both stay, and the archive's entries for them are left out of the restore.
+/// tables or a kept extension: both stay, and the archive's entries for them are left out of
+/// the restore.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Kept {
     pub(super) extensions: Vec<String>,
@@ -73,6 +74,25 @@ pub(super) async fn plan_clear(
     )
     .await?;
     kept.schemas = schemas;
+    // A kept extension's own schema stays too (its other contents go): dropping it would drop
+    // the extension, which the role may not (e.g. a managed service's `extensions` schema).
+    let ext_schemas = guard(
+        op,
+        "cannot list the extensions' schemas",
+        None,
+        sqlx::query_scalar::<_, String>(
+            "SELECT DISTINCT n.nspname::text FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+             WHERE e.extname = ANY($1) AND n.nspname <> 'public' ORDER BY 1",
+        )
+        .bind(&kept.extensions)
+        .fetch_all(&mut *conn),
+    )
+    .await?;
+    for s in ext_schemas {
+        if !kept.schemas.contains(&s) {
+            kept.schemas.push(s);
+        }
+    }
     Ok(kept)
 }
 
@@ -92,8 +112,13 @@ pub(super) fn filter_toc(list: &str, kept: &Kept) -> Option<String> {
             .iter()
             .any(|e| desc.trim_end() == format!("COMMENT - EXTENSION {e}"))
             || kept.schemas.iter().any(|s| {
-                desc.starts_with(&format!("SCHEMA - {s} "))
-                    || desc.trim_end() == format!("SCHEMA - {s}")
+                // The schema, its grants and its comment stay as they are.
+                ["SCHEMA - ", "ACL - SCHEMA ", "COMMENT - SCHEMA "]
+                    .iter()
+                    .any(|kind| {
+                        let entry = format!("{kind}{s}");
+                        desc.trim_end() == entry || desc.starts_with(&format!("{entry} "))
+                    })
             })
             || (desc.starts_with("FUNCTION ")
                 && desc
@@ -243,7 +268,7 @@ $runbook_clear$"#;
 mod tests {
     use super::{Kept, filter_toc};
 
-    const TOC: &str = ";\n; Archive created at 2026-12-02\n;\n2; 3079 16398 EXTENSION - citext \n3465; 0 0 COMMENT - EXTENSION citext \n12; 2615 16385 SCHEMA - ops app\n265; 1255 16517 FUNCTION public runbook_audit_append_only() app\n266; 1255 16518 FUNCTION public f1(integer) app\n216; 1259 16388 TABLE public User app\n";
+    const TOC: &str = ";\n; Archive created at 2026-12-02\n;\n2; 3079 16398 EXTENSION - citext \n3465; 0 0 COMMENT - EXTENSION citext \n12; 2615 16385 SCHEMA - ops app\n3470; 0 0 ACL - SCHEMA ops app\n265; 1255 16517 FUNCTION public runbook_audit_append_only() app\n266; 1255 16518 FUNCTION public f1(integer) app\n216; 1259 16388 TABLE public User app\n";
 
     #[test]
     fn nothing_kept_needs_no_list() {
@@ -262,6 +287,7 @@ mod tests {
         let list = filter_toc(TOC, &kept).unwrap();
         assert!(!list.contains("COMMENT - EXTENSION citext"), "{list}");
         assert!(!list.contains("SCHEMA - ops"), "{list}");
+        assert!(!list.contains("ACL - SCHEMA ops"), "{list}");
         assert!(!list.contains("runbook_audit_append_only"), "{list}");
         assert!(list.contains("EXTENSION - citext"), "{list}");
         assert!(list.contains("f1(integer)"), "{list}");

@@ -113,14 +113,14 @@ pub(super) async fn run_client(
 }
 
 /// Runs a producer into a consumer through the one process wrapper (`process::run_fed`):
-/// `head`, the producer's output, and `tail` once the producer has exited with 0.
+/// `head`, the producer's output (less its last `withhold`), and `tail` once the producer has
+/// exited with 0.
 pub(super) async fn run_fed_clients(
     op: &Op<'_>,
     producer: Vec<String>,
     consumer: Vec<String>,
     env: BTreeMap<String, String>,
-    head: String,
-    tail: &str,
+    (head, tail, withhold): (String, &str, Option<&str>),
 ) -> Result<process::FedOutput, OpError> {
     let spec = |argv| ProcessSpec {
         argv,
@@ -136,6 +136,7 @@ pub(super) async fn run_fed_clients(
         consumer: &consumer,
         head: head.into_bytes(),
         tail: tail.as_bytes().to_vec(),
+        withhold: withhold.map(|w| w.as_bytes().to_vec()),
     };
     let mut cancel = op.cancel.clone();
     match process::run_fed(feed, &mut cancel).await {

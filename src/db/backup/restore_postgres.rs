@@ -171,9 +171,14 @@ impl PgRestore<'_> {
     async fn in_one_transaction(&self, first: &str, op: &Op<'_>) -> Result<(), OpError> {
         let libpq = LibpqTarget::parse(self.url);
         let list = ListFile::write(self.toc, op)?;
+        // `--single-transaction`: without it pg_restore wraps large objects in a `BEGIN` and
+        // `COMMIT` of their own, and that `COMMIT` would commit the clearing and half the
+        // restore. Its script then begins with `BEGIN` (a no-op inside ours) and ends with
+        // `COMMIT`, which is withheld and written back only once pg_restore exited with 0.
         let mut producer = vec![
             self.tools.pg_restore.display().to_string(),
             "--no-owner".to_owned(),
+            "--single-transaction".to_owned(),
             "--file=-".to_owned(),
         ];
         if let Some(l) = &list {
@@ -199,8 +204,10 @@ impl PgRestore<'_> {
             "{} pg_restore {}",
             op.label, self.verified.manifest.archive
         ));
-        let head = format!("SET client_min_messages = warning;\nBEGIN;\n{first};\n");
-        let out = run_fed_clients(op, producer, consumer, libpq.env(), head, "COMMIT;\n")
+        // `error`: the script's own `BEGIN` inside ours would warn.
+        let head = format!("SET client_min_messages = error;\nBEGIN;\n{first};\n");
+        let ends = (head, "\nCOMMIT;\n", Some("\nCOMMIT;\n"));
+        let out = run_fed_clients(op, producer, consumer, libpq.env(), ends)
             .await
             .map_err(|e| self.untouched(e))?;
         drop(list);
@@ -209,6 +216,11 @@ impl PgRestore<'_> {
         }
         if out.consumer.code != Some(0) {
             return Err(self.untouched(failure(op, &out.consumer, "psql")));
+        }
+        if !out.tail_written {
+            return Err(self.untouched(OpError::failed(
+                "pg_restore's script did not end with its `COMMIT`, so runbook did not commit it",
+            )));
         }
         Ok(())
     }
@@ -224,6 +236,8 @@ impl PgRestore<'_> {
     ) -> Result<(), OpError> {
         use sqlx::Connection;
         let libpq = LibpqTarget::parse(self.url);
+        // Written before the clearing commits: failing after it would leave an empty database.
+        let list = ListFile::write(self.toc, op)?;
         let mut tx = guard(op, "cannot begin the clearing", None, conn.begin()).await?;
         if !first.is_empty() {
             guard(
@@ -238,7 +252,6 @@ impl PgRestore<'_> {
             .map_err(|e| self.untouched(e))?;
         }
         guard(op, "cannot commit the clearing", None, tx.commit()).await?;
-        let list = ListFile::write(self.toc, op)?;
         let mut argv = vec![
             self.tools.pg_restore.display().to_string(),
             "--no-password".to_owned(),
@@ -315,9 +328,15 @@ fn failure(op: &Op<'_>, out: &ProcessOutput, what: &str) -> OpError {
             .filter(|c| c.starts_with("DROP ") || c.contains("lo_unlink"))
     });
     if let (Some(drop), Some(error)) = (drop, lines.iter().find(|l| l.starts_with("ERROR:"))) {
+        let error = error.trim_start_matches("ERROR:").trim();
+        // Ownership is the usual cause; a lock or a timeout is said as it is.
+        let hint = if error.starts_with("must be owner") || error.starts_with("permission denied") {
+            "; runbook's role may drop only what it owns: restore as a role that owns it, or ask its owner to drop it"
+        } else {
+            ""
+        };
         return OpError::Failed(op.redactor.redact(&format!(
-            "cannot remove what the archive does not hold: `{drop}` failed ({}); runbook's role may drop only what it owns: restore as a role that owns it, or ask its owner to drop it",
-            error.trim_start_matches("ERROR:").trim()
+            "cannot remove what the archive does not hold: `{drop}` failed ({error}){hint}"
         )));
     }
     let cleaned = ProcessOutput {
@@ -337,16 +356,31 @@ struct ListFile {
 }
 
 impl ListFile {
+    /// A new file of our own (never one someone placed there first: it decides what is
+    /// restored), readable by us only.
     fn write(toc: Option<&str>, op: &Op<'_>) -> Result<Option<ListFile>, OpError> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
         let Some(toc) = toc else { return Ok(None) };
+        let mut nonce = [0u8; 8];
+        let _ = getrandom::fill(&mut nonce);
         let path = std::env::temp_dir().join(format!(
-            "runbook-restore-{}-{}.list",
+            "runbook-restore-{}-{}-{}.list",
             std::process::id(),
-            op.step_id.replace(['/', '.'], "-")
+            op.step_id.replace(['/', '.'], "-"),
+            hex::encode(nonce)
         ));
-        std::fs::write(&path, toc)
-            .map_err(|e| OpError::failed(format!("cannot write {}: {e}", path.display())))?;
-        Ok(Some(ListFile { path }))
+        let failed =
+            |e: std::io::Error| OpError::failed(format!("cannot write {}: {e}", path.display()));
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(failed)?;
+        let list = ListFile { path: path.clone() };
+        file.write_all(toc.as_bytes()).map_err(failed)?;
+        Ok(Some(list))
     }
 }
 
