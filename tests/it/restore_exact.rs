@@ -469,7 +469,14 @@ fn a_restore_with_large_objects_that_fails_late_commits_nothing() {
 fn an_extensions_schema_the_owner_may_not_drop_stays_and_the_rest_is_restored() {
     let p = project(Role::Owner);
     let db = url(&p).rsplit('/').next().unwrap().to_owned();
-    let owner = url(&p).split("://").nth(1).unwrap().split('@').next().unwrap().to_owned();
+    let owner = url(&p)
+        .split("://")
+        .nth(1)
+        .unwrap()
+        .split('@')
+        .next()
+        .unwrap()
+        .to_owned();
     pg::cluster().psql(
         &db,
         &format!(
