@@ -234,14 +234,15 @@ fn dump_argv(
 }
 
 /// Reads a verified-by-hash archive with `pg_restore --list` and checks its table of contents
-/// against the manifest; returns the number of entries. Finds the client programs that match
+/// against the manifest; returns the number of entries and the listing (a restore reads it to
+/// leave out what it keeps). Finds the client programs that match
 /// the archive's pg_dump when none are given.
 pub(super) async fn list_archive(
     archive: &Path,
     manifest: &Manifest,
     tools: Option<&PgTools>,
     op: &Op<'_>,
-) -> Result<usize, OpError> {
+) -> Result<(usize, String), OpError> {
     let found;
     let tools = match tools {
         Some(t) => t,
@@ -266,12 +267,13 @@ pub(super) async fn list_archive(
     )
     .await?;
     exited_ok(op, &out, "pg_restore --list")?;
-    check_toc(&out.stdout, manifest).map_err(|e| {
+    let entries = check_toc(&out.stdout, manifest).map_err(|e| {
         OpError::failed(format!(
             "{} does not match its manifest: {e}",
             archive.display()
         ))
-    })
+    })?;
+    Ok((entries, out.stdout))
 }
 
 /// Checks `pg_restore --list` output against the manifest: a data entry for every table in a

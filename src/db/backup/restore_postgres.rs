@@ -46,9 +46,9 @@ pub(super) async fn restore_postgres(
     let (kept, toc) = if verified.manifest.mode == BackupMode::DataOnly {
         (Kept::default(), None)
     } else {
-        let list = archive_toc(&tools, &verified, op).await?;
-        let kept = plan_clear(conn, &toc_extensions(&list), op).await?;
-        let toc = filter_toc(&list, &kept);
+        // The listing verification read: no second `pg_restore --list`.
+        let kept = plan_clear(conn, &toc_extensions(&verified.toc), op).await?;
+        let toc = filter_toc(&verified.toc, &kept);
         (kept, toc)
     };
     check_cancel(op)?;
@@ -129,18 +129,6 @@ async fn empty_tables(
         return Ok(String::new());
     }
     Ok(format!("TRUNCATE TABLE {}", idents.join(", ")))
-}
-
-/// The archive's table of contents, as `pg_restore --list` prints it.
-async fn archive_toc(tools: &PgTools, verified: &Verified, op: &Op<'_>) -> Result<String, OpError> {
-    let argv = vec![
-        tools.pg_restore.display().to_string(),
-        "--list".to_owned(),
-        verified.archive.display().to_string(),
-    ];
-    let out = run_client(op, argv, BTreeMap::new(), None).await?;
-    exited_ok(op, &out, "pg_restore --list")?;
-    Ok(out.stdout)
 }
 
 /// The extensions an archive creates: its `EXTENSION - name` entries.

@@ -19,6 +19,8 @@ pub struct Verified {
     pub manifest: Manifest,
     /// Entries in the archive's table of contents (PostgreSQL), or tables (SQLite).
     pub entries: usize,
+    /// The table of contents as `pg_restore --list` prints it (PostgreSQL); empty for SQLite.
+    pub toc: String,
 }
 
 /// Verifies a backup: the archive's sha256 and size against its manifest, then that it reads
@@ -53,7 +55,7 @@ pub async fn verify_archive(
         )));
     }
     check_cancel(op)?;
-    let entries = match manifest.dialect {
+    let (entries, toc) = match manifest.dialect {
         Dialect::Postgres => list_archive(&archive, &manifest, tools, op).await?,
         Dialect::Sqlite => {
             let checked = guard(
@@ -63,13 +65,14 @@ pub async fn verify_archive(
                 sqlite_check(&archive),
             )
             .await?;
-            checked.len()
+            (checked.len(), String::new())
         }
     };
     Ok(Verified {
         archive,
         manifest,
         entries,
+        toc,
     })
 }
 
