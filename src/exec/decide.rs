@@ -31,7 +31,8 @@ pub async fn decide(
     if req.approve {
         // Approvals bind to the plan, files included: approving now would approve other SQL.
         let now = project.input_digests();
-        let changes = inputs::changed_since_start(&state, &record, &now, ui).await?;
+        let started = inputs::started_data(&state, &record, ui).await?;
+        let changes = inputs::changed_since_start(started.as_ref(), &now);
         if !changes.is_empty() {
             ui.error(
                 &format!(
@@ -56,7 +57,7 @@ pub async fn decide(
                 ui.error(&e, None);
                 ExecError::Invalid
             })?;
-            check_same_target(&state, &record, target.as_ref(), ui).await?;
+            check_same_target(started.as_ref(), &record, target.as_ref(), ui).await?;
         }
     }
     let actor = req.actor.clone().unwrap_or_else(run::operator);

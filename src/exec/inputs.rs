@@ -12,20 +12,19 @@ use std::collections::BTreeMap;
 
 /// What changed in the run's files since it started, one phrase per file; empty when nothing
 /// did, or when the run started before runbook recorded its files (nothing to compare with).
-pub(super) async fn changed_since_start(
-    state: &StateStore,
-    record: &RunRecord,
+/// `started` is the run's `run_started` data (`started_data`).
+pub(super) fn changed_since_start(
+    started: Option<&serde_json::Value>,
     now: &BTreeMap<String, String>,
-    ui: &Ui,
-) -> Result<Vec<String>, ExecError> {
-    let started = started_data(state, record, ui)
-        .await?
+) -> Vec<String> {
+    started
         .and_then(|data| data.get("inputs").cloned())
-        .and_then(|v| serde_json::from_value::<BTreeMap<String, String>>(v).ok());
-    Ok(started.map_or_else(Vec::new, |before| input_changes(&before, now)))
+        .and_then(|v| serde_json::from_value::<BTreeMap<String, String>>(v).ok())
+        .map_or_else(Vec::new, |before| input_changes(&before, now))
 }
 
-/// The data of the run's `run_started` event: what the run recorded of itself as it began.
+/// The data of the run's `run_started` event: what the run recorded of itself as it began (its
+/// files and its database), read once and handed to the checks here and in `same_target`.
 pub(super) async fn started_data(
     state: &StateStore,
     record: &RunRecord,
@@ -44,14 +43,14 @@ pub(super) async fn started_data(
 /// On resume: a run whose files changed since it started continues only if none of its
 /// approval gates has passed yet (those gates now wait for approvals of the new files, which
 /// is said); past a passed approval gate it is refused: the approval was for other SQL.
-pub(super) async fn check_on_resume(
-    state: &StateStore,
+pub(super) fn check_on_resume(
+    started: Option<&serde_json::Value>,
     record: &RunRecord,
     plan: &Plan,
     steps: &[StepRecord],
     ui: &Ui,
 ) -> Result<(), ExecError> {
-    let changes = changed_since_start(state, record, &plan.inputs, ui).await?;
+    let changes = changed_since_start(started, &plan.inputs);
     if changes.is_empty() {
         return Ok(());
     }

@@ -109,7 +109,8 @@ async fn under_lock<'a>(
     let (record, playbook) = load(project, state, found, ui).await?;
     // The database now named (by --target or the environment's variable) must be the one the
     // run started on.
-    check_same_target(state, &record, target, ui).await?;
+    let started = inputs::started_data(state, &record, ui).await?;
+    check_same_target(started.as_ref(), &record, target, ui).await?;
     let mut vars = record.vars.clone();
     vars.extend(req.vars.iter().cloned());
     let params = resolve_params(&playbook, &vars, ui)?;
@@ -131,7 +132,7 @@ async fn under_lock<'a>(
     };
     let (plan, journal) = prepared.plan_and_journal(req, &vars, params).await?;
     // Approvals bind to the files too: a change is named, and refused past a passed gate.
-    inputs::check_on_resume(state, &record, &plan, &steps, ui).await?;
+    inputs::check_on_resume(started.as_ref(), &record, &plan, &steps, ui)?;
     Ok(Ready {
         record,
         playbook,

@@ -4,11 +4,9 @@
 //! `--target` or the environment's variable, which may have changed since) with it.
 
 use super::ExecError;
-use super::inputs::started_data;
 use crate::db::TargetSpec;
 use crate::db::identity::identity;
 use crate::run::RunRecord;
-use crate::state::StateStore;
 use crate::ui::Ui;
 
 /// The identity of the target, `None` for a run without one.
@@ -30,13 +28,14 @@ pub(super) async fn identity_of(
 
 /// Refuses when the run recorded the database it started on and `target` is another one. A run
 /// started before runbook recorded identities has nothing to compare with.
+/// `started` is the run's `run_started` data (`inputs::started_data`).
 pub(super) async fn check_same_target(
-    state: &StateStore,
+    started: Option<&serde_json::Value>,
     record: &RunRecord,
     target: Option<&TargetSpec>,
     ui: &Ui,
 ) -> Result<(), ExecError> {
-    let recorded = started_data(state, record, ui).await?.and_then(|d| {
+    let recorded = started.and_then(|d| {
         d.get("target_identity")
             .and_then(|v| v.as_str().map(str::to_owned))
     });
