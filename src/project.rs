@@ -125,6 +125,14 @@ impl Project {
             walk_files(&dir, &mut files);
             for f in files {
                 let rel = f.strip_prefix(&self.root).unwrap_or(&f);
+                // Hidden files and folders (`.DS_Store`, editor swap files) are never applied.
+                if f.strip_prefix(&dir)
+                    .unwrap_or(&f)
+                    .components()
+                    .any(|c| c.as_os_str().to_string_lossy().starts_with('.'))
+                {
+                    continue;
+                }
                 let key = rel.to_string_lossy().into_owned();
                 // An unreadable file still counts, as unreadable: a change to it voids too.
                 let digest = std::fs::read(&f)
@@ -139,21 +147,10 @@ impl Project {
     /// sha256 over every migration file (path and contents, line endings normalised), so two
     /// runs can be compared by the migrations they carried (`require_run` gates).
     pub fn migrations_hash(&self) -> String {
-        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-            if let Ok(rd) = std::fs::read_dir(dir) {
-                for e in rd.filter_map(Result::ok) {
-                    let p = e.path();
-                    if p.is_dir() {
-                        walk(&p, out);
-                    } else if p.extension().is_some_and(|x| x == "sql") {
-                        out.push(p);
-                    }
-                }
-            }
-        }
         let dir = self.migrations_dir();
         let mut files = Vec::new();
-        walk(&dir, &mut files);
+        walk_files(&dir, &mut files);
+        files.retain(|p| p.extension().is_some_and(|x| x == "sql"));
         files.sort();
         let mut h = Sha256::new();
         for f in files {
@@ -615,16 +612,13 @@ fn resolve_include(project: &Project, from: &Path, name: &str) -> Result<PathBuf
     project.resolve(name).map_err(|d| d.hint)
 }
 
-/// Every file under `dir`, recursively, hidden ones (`.DS_Store`, editor swap files) left out.
+/// Every file under `dir`, recursively.
 fn walk_files(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return;
     };
     for e in rd.filter_map(Result::ok) {
         let p = e.path();
-        if e.file_name().to_string_lossy().starts_with('.') {
-            continue;
-        }
         if p.is_dir() {
             walk_files(&p, out);
         } else {
