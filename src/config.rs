@@ -58,6 +58,10 @@ pub struct Environment {
     /// A YAML file (relative to the project) with more fleet targets, in the same shape.
     #[serde(default)]
     pub targets_file: Option<String>,
+    /// Whether `runbook run --target` may replace this environment's `target` (default: no,
+    /// so a run never takes one environment's rules to another database by a flag).
+    #[serde(default)]
+    pub allow_target_override: bool,
 }
 
 /// One database of a fleet.

@@ -137,6 +137,9 @@ pub enum EventKind {
     ApprovalRecorded,
     /// The run stopped at a gate and waits for a decision.
     RunWaiting,
+    /// A run was refused before it started (a closed window, a refused flag): the attempt's
+    /// own short chain.
+    RunRefused,
 }
 
 impl EventKind {
@@ -156,6 +159,7 @@ impl EventKind {
             EventKind::GateDecision => "gate_decision",
             EventKind::ApprovalRecorded => "approval_recorded",
             EventKind::RunWaiting => "run_waiting",
+            EventKind::RunRefused => "run_refused",
         }
     }
 }

@@ -64,6 +64,12 @@ pub fn body_from_event(meta: &Map<String, Json>, ev: &Event) -> Map<String, Json
             outcome.insert("status".into(), Json::from("waiting_approval"));
             outcome.insert("reason".into(), get("reason"));
         }
+        K::RunRefused => {
+            outcome.insert("status".into(), Json::from("refused"));
+            for k in ["reason", "hint", "attempt", "exit_code"] {
+                outcome.insert(k.into(), get(k));
+            }
+        }
         K::ResumeDecision => {
             outcome.insert("status".into(), get("choice"));
             b.insert("decided_by".into(), get("operator"));

@@ -186,6 +186,11 @@ fn note(r: &Map<String, Json>, event: &str) -> Option<String> {
             or_unknown(&outcome, "status")
         ),
         "run_interrupted" => format!("{when} run interrupted"),
+        "run_refused" => format!(
+            "{when} {} refused before anything ran: {}",
+            or_unknown(&outcome, "attempt"),
+            text(&outcome, "reason")
+        ),
         "run_finished" => format!(
             "{when} run finished: {}{}",
             or_unknown(&outcome, "status"),
@@ -288,6 +293,7 @@ fn run_status(entries: &[Map<String, Json>]) -> String {
                 .and_then(Json::as_str)
                 .map(str::to_owned),
             Some("run_waiting") => Some("waiting_approval".to_owned()),
+            Some("run_refused") => Some("refused before it started".to_owned()),
             _ => None,
         })
         .unwrap_or_else(|| "running (or crashed)".to_owned())

@@ -225,6 +225,10 @@ pub struct RunArgs {
     /// The text a `confirm` gate asks for (the database name), for runs without a terminal
     #[arg(long, value_name = "TEXT")]
     pub confirm: Option<String>,
+    /// Outside the environment's maintenance windows: run anyway as a recorded emergency, after
+    /// the environment's approvals (gate `emergency`), giving the reason
+    #[arg(long, value_name = "REASON", conflicts_with = "targets")]
+    pub emergency: Option<String>,
     /// Run across the environment's fleet targets: `all`, names (`tenant-*`), `label=value`
     #[arg(long, value_name = "SELECTOR")]
     pub targets: Option<String>,

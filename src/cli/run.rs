@@ -31,6 +31,7 @@ pub(super) fn run(ui: &Ui, root: &Path, args: RunArgs, verbose: bool) -> Exit {
         approve: args.approve,
         confirm: args.confirm,
         fleet: args.fleet.zip(args.fleet_target),
+        emergency: args.emergency,
     };
     match args.targets {
         Some(selector) => {

@@ -17,7 +17,7 @@ use serde_json::{Map, Value as Json};
 const READS: &str = "only reads the database";
 
 /// Why a step of this action changes nothing whatever happens, if it never does.
-fn read_only(step: &Step) -> Option<&'static str> {
+pub(super) fn read_only(step: &Step) -> Option<&'static str> {
     match step.action()? {
         Action::Health(_) | Action::Gate(_) | Action::Log(_) => Some(READS),
         Action::WaitFor(w) if w.sql.is_some() => Some(READS),

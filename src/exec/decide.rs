@@ -6,7 +6,8 @@ use super::inputs;
 use super::journal::Journal;
 use super::same_target::check_same_target;
 use super::session::{find_run, open_state, protections_of, redactor_for, target_spec};
-use super::units::find_approval_gate;
+use super::emergency::approval_gate;
+use super::protections::Effective;
 use super::{DecisionRequest, ExecError, Outcome, ResumeRequest, resume};
 use crate::gate::same_person;
 use crate::playbook::{ApprovalGate, Step};
@@ -27,11 +28,10 @@ pub async fn decide(
     cancel: watch::Receiver<bool>,
 ) -> Result<Outcome, ExecError> {
     let state = open_state(project, req.state.as_deref(), ui).await?;
-    let (record, step) = load(project, &state, &req, ui).await?;
+    let (record, step, started) = load(project, &state, &req, ui).await?;
     if req.approve {
         // Approvals bind to the plan, files included: approving now would approve other SQL.
         let now = project.input_digests();
-        let started = inputs::started_data(&state, &record, ui).await?;
         let changes = inputs::changed_since_start(started.as_ref(), &now);
         if !changes.is_empty() {
             ui.error(
@@ -62,6 +62,15 @@ pub async fn decide(
     }
     let actor = req.actor.clone().unwrap_or_else(run::operator);
     let gate = step.gate.as_ref().and_then(|g| g.approval.clone());
+    // The rules the run started under, which may be another environment's (its database's).
+    let eff = Effective::recorded(started.as_ref(), project.config_def(), &record.env);
+    if eff.borrowed && !eff.rules.self_approval && same_person(&actor, &record.operator) {
+        ui.error(
+            &format!("{actor} started run {} and cannot approve it: it runs on `{}`'s database, whose protections allow no self-approval", record.id, eff.source),
+            Some("another person approves"),
+        );
+        return Err(ExecError::Refused);
+    }
     check_actor(project, &record, &req.gate, gate.as_ref(), &actor, ui)?;
     let approval = Approval {
         gate: req.gate.clone(),
@@ -88,14 +97,15 @@ pub async fn decide(
     resume(project, resume_req, ui, cancel).await
 }
 
-/// The waiting run and the approval gate the request names; the run's playbook must be
-/// unchanged, or the decision would be about something else.
+/// The waiting run, the approval gate the request names (the emergency gate of an emergency
+/// run included) and the run's `run_started` data; the run's playbook must be unchanged, or the
+/// decision would be about something else.
 async fn load(
     project: &Project,
     state: &StateStore,
     req: &DecisionRequest,
     ui: &Ui,
-) -> Result<(RunRecord, Step), ExecError> {
+) -> Result<(RunRecord, Step, Option<serde_json::Value>), ExecError> {
     let Some(record) = find_run(state, &req.run_id, ui).await else {
         return Err(ExecError::Invalid);
     };
@@ -127,14 +137,15 @@ async fn load(
         );
         return Err(ExecError::Invalid);
     }
-    let Some(step) = find_approval_gate(&playbook, &req.gate) else {
+    let started = inputs::started_data(state, &record, ui).await?;
+    let Some(step) = approval_gate(&playbook, started.as_ref(), &req.gate) else {
         ui.error(
             &format!("run {} has no approval gate `{}`", record.id, req.gate),
             Some("`runbook status RUN` lists the steps; approval gates are steps with `gate: { approval: ... }`"),
         );
         return Err(ExecError::Invalid);
     };
-    Ok((record, step))
+    Ok((record, step, started))
 }
 
 /// The operator may decide on their own run only where the environment allows self-approval,

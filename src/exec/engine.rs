@@ -5,6 +5,7 @@
 
 use super::children::Recording;
 use super::context::RunContext;
+use super::emergency::GATE;
 use super::journal::Journal;
 use super::session::{Session, release_lock};
 use super::units::{Layout, Unit};
@@ -77,7 +78,17 @@ impl<'a> Engine<'a> {
         let vars_ctx = json!(env.map(|e| e.vars.clone()).unwrap_or_default());
         let root_params: Map<String, Json> =
             plan.values.into_iter().map(|(k, v)| (k, v.value)).collect();
-        let (units, scopes) = Layout::build(&playbook, root_params);
+        let (mut units, scopes) = Layout::build(&playbook, root_params);
+        if let Some(e) = &session.guard.emergency {
+            units.prepend(Unit {
+                qid: GATE.to_owned(),
+                local: GATE.to_owned(),
+                scope: 0,
+                step: e.step(),
+                phase: Phase::Main,
+                ord: 0,
+            });
+        }
         let children = Recording::start(&project.root, &run.id);
         Engine {
             root: project.root.clone(),
@@ -99,7 +110,9 @@ impl<'a> Engine<'a> {
             changes: BTreeMap::new(),
             cancel,
             progress: Progress::new(ui),
-            protections: env.map(|e| e.protections.clone()).unwrap_or_default(),
+            // Decided at the run's start and recorded (`exec/protections.rs`): the rules of the
+            // database's environment, which may not be the one `--env` named.
+            protections: session.guard.protections.rules,
             plan_hash: plan.plan_hash,
             confirm: session.confirm,
             failpoint: std::env::var("RUNBOOK_FAILPOINT").ok(),

@@ -97,6 +97,12 @@ impl<'a> Journal<'a> {
             .map_err(|e| self.report(&e, None))
     }
 
+    /// Appends an event to the chain only: a refused attempt has no state store record.
+    pub async fn append_only(&mut self, ev: Event) -> Result<(), ExecError> {
+        let ev = self.redacted(ev);
+        self.append(&ev, None).await.map(|_| ())
+    }
+
     /// Records one event of a running run.
     pub async fn record(&mut self, state: &StateStore, ev: Event) -> Result<(), ExecError> {
         let ev = self.redacted(ev);

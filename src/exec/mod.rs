@@ -9,7 +9,10 @@
 //! see, declared outputs), `execute` (the order units run in), `change` (whether a step changed
 //! the target, for `rollback_when: changed`), `step` (one unit with `when`, retries, backoff and
 //! timeout), `gates`, `journal` (the one writer of events), `children` (the run's child
-//! processes, recorded for resume), `actions/` (one file per action). What the entry points
+//! processes, recorded for resume), `windows` (who runs outside maintenance windows),
+//! `emergency` (the emergency path and its gate), `protections` (the rules a run is under,
+//! following its database), `refusal` (refused attempts as audit records), `actions/` (one
+//! file per action). What the entry points
 //! return is `crate::outcome`.
 
 pub mod actions;
@@ -17,11 +20,14 @@ mod change;
 mod children;
 mod context;
 mod decide;
+mod emergency;
 mod engine;
 mod execute;
 mod gates;
 mod inputs;
 mod journal;
+mod protections;
+mod refusal;
 pub mod live;
 mod request;
 mod resume;
@@ -31,6 +37,7 @@ mod start;
 mod step;
 mod units;
 mod waiting;
+mod windows;
 
 pub use crate::cancel::wait_cancel;
 pub use crate::outcome::{ExecError, Outcome};

@@ -19,6 +19,9 @@ pub struct RunRequest {
     pub confirm: Option<String>,
     /// This run is one target of a fleet run: (fleet id, target name).
     pub fleet: Option<(String, String)>,
+    /// `--emergency REASON`: run a changing playbook outside the maintenance windows, after
+    /// the environment's approvals (`exec/emergency.rs`).
+    pub emergency: Option<String>,
 }
 
 /// What `runbook resume` was asked to do.

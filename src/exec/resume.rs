@@ -8,10 +8,13 @@ use super::engine::Engine;
 use super::inputs;
 use super::journal::Journal;
 use super::same_target::check_same_target;
+use super::emergency::{self, Emergency};
+use super::protections::Effective;
+use super::refusal::Attempt;
 use super::session::{
-    Session, check_windows, find_run, open_state, protections_of, redactor_for, release_lock,
-    take_lock, target_spec,
+    Guard, Session, find_run, open_state, redactor_for, release_lock, take_lock, target_spec,
 };
+use super::windows;
 use super::{ExecError, Outcome, ResumeRequest};
 use crate::db::TargetSpec;
 use crate::plan::{self, ParamValue, Plan};
@@ -73,8 +76,17 @@ pub async fn resume(
         redactor,
         steps,
         stopped,
+        guard,
     } = ready;
-    let session = Session::new(state, target, redactor, journal, lock, req.confirm.clone());
+    let session = Session::new(
+        state,
+        target,
+        redactor,
+        journal,
+        lock,
+        req.confirm.clone(),
+        guard,
+    );
     let mut engine = Engine::new(project, playbook, plan, record, session, ui, cancel);
     take_in(&mut engine, &steps, &req, &stopped).await?;
     engine.progress.note(&format!(
@@ -93,6 +105,7 @@ struct Ready<'a> {
     redactor: Redactor,
     steps: Vec<StepRecord>,
     stopped: Vec<String>,
+    guard: Guard,
 }
 
 /// With the lock held: the run and its steps as now recorded (`found` is the run as read
@@ -128,9 +141,10 @@ async fn under_lock<'a>(
         record: &record,
         target,
         redactor: &redactor,
+        started: started.as_ref(),
         ui,
     };
-    let (plan, journal) = prepared.plan_and_journal(req, &vars, params).await?;
+    let (plan, journal, guard) = prepared.plan_and_journal(req, &vars, params).await?;
     // Approvals bind to the files too: a change is named, and refused past a passed gate.
     inputs::check_on_resume(started.as_ref(), &record, &plan, &steps, ui)?;
     Ok(Ready {
@@ -141,6 +155,7 @@ async fn under_lock<'a>(
         redactor,
         steps,
         stopped,
+        guard,
     })
 }
 
@@ -303,27 +318,45 @@ struct Prepared<'p, 'a> {
     record: &'p RunRecord,
     target: Option<&'p TargetSpec>,
     redactor: &'p Redactor,
+    /// The run's `run_started` data: its protections and whether it is an emergency.
+    started: Option<&'p Json>,
     ui: &'a Ui,
 }
 
 impl<'a> Prepared<'_, 'a> {
-    /// With the lock held: the maintenance windows, the plan (approvals bind to it: other
-    /// variables on resume give another plan), and the run's audit chain, which must be intact.
+    /// With the lock held: the rules the run started under (read back, never decided again
+    /// from today's `--env` or config), the maintenance windows (an emergency run continues
+    /// outside them), the plan (approvals bind to it: other variables on resume give another
+    /// plan), and the run's audit chain, which must be intact.
     async fn plan_and_journal(
         &self,
         req: &ResumeRequest,
         vars: &[(String, String)],
         params: BTreeMap<String, ParamValue>,
-    ) -> Result<(Plan, Journal<'a>), ExecError> {
+    ) -> Result<(Plan, Journal<'a>, Guard), ExecError> {
         let (config, env, ui) = (self.project.config_def(), &self.record.env, self.ui);
-        check_windows(&protections_of(config, env), env, ui)?;
+        let eff = Effective::recorded(self.started, config, env);
+        let emergency = Emergency::recorded(self.started);
+        let now = chrono::Utc::now();
+        let ids = (self.record.id.as_str(), env.as_str());
+        if let Err(r) = windows::admit_resume(self.playbook, &eff, emergency.is_some(), ids, now) {
+            let attempt = Attempt {
+                project: self.project,
+                command: format!("resume {}", self.record.id),
+                playbook: &self.record.playbook,
+                file: &self.record.file,
+                env,
+                target: self.record.target.clone(),
+            };
+            return Err(attempt.refuse(r, ui).await);
+        }
         let plan_req = plan::PlanRequest {
             env,
             vars,
             target_override: req.target.as_deref(),
             inputs: self.project.input_digests(),
         };
-        let plan = plan::build_with_params(self.playbook, config, &plan_req, Some(params))
+        let mut plan = plan::build_with_params(self.playbook, config, &plan_req, Some(params))
             .map_err(|diags| {
                 for d in &diags {
                     ui.error(&d.message, d.hint.as_deref());
@@ -345,7 +378,12 @@ impl<'a> Prepared<'_, 'a> {
             ui.error(&self.redactor.redact(&e.to_string()), Some("the audit chain of this run must be intact to continue it; `runbook audit verify RUN` says what is wrong"));
             ExecError::AuditFailed
         })?;
-        Ok((plan, journal))
+        emergency::bind(&mut plan, emergency.as_ref(), &eff);
+        let guard = Guard {
+            protections: eff,
+            emergency,
+        };
+        Ok((plan, journal, guard))
     }
 }
 

@@ -1,9 +1,11 @@
 //! Session setup shared by `run`, `resume` and `approve`/`reject`: where the state store and
-//! the target are, the run's redactor, the environment's protections and windows, the run a
-//! prefix names, and the target lock. A [`Session`] is what a run holds while it runs.
+//! the target are, the run's redactor, the environment's protections, the run a prefix names,
+//! and the target lock. A [`Session`] is what a run holds while it runs.
 
 use super::ExecError;
+use super::emergency::Emergency;
 use super::journal::Journal;
+use super::protections::Effective;
 use crate::config::{ConfigDef, Protections};
 use crate::db::TargetSpec;
 use crate::lock::{LockError, TargetLock};
@@ -19,7 +21,8 @@ use std::path::Path;
 use std::time::Duration;
 
 /// What a run holds while it runs: the state store, the target, the redactor, the audit
-/// journal, the target lock, and the typed confirmation the operator gave for `confirm` gates.
+/// journal, the target lock, the typed confirmation the operator gave for `confirm` gates, and
+/// the rules it runs under.
 pub(super) struct Session<'a> {
     pub state: StateStore,
     pub target: Option<TargetSpec>,
@@ -27,6 +30,16 @@ pub(super) struct Session<'a> {
     pub journal: Journal<'a>,
     pub lock: Option<TargetLock>,
     pub confirm: Option<String>,
+    pub guard: Guard,
+}
+
+/// The rules a run is under, decided at its start and recorded in `run_started`: its
+/// protections (`exec/protections.rs`) and, for an emergency run, the emergency
+/// (`exec/emergency.rs`).
+#[derive(Debug, Clone, Default)]
+pub(super) struct Guard {
+    pub protections: Effective,
+    pub emergency: Option<Emergency>,
 }
 
 impl<'a> Session<'a> {
@@ -39,6 +52,7 @@ impl<'a> Session<'a> {
         journal: Journal<'a>,
         lock: Option<TargetLock>,
         confirm: Option<String>,
+        guard: Guard,
     ) -> Session<'a> {
         Session {
             state,
@@ -47,6 +61,7 @@ impl<'a> Session<'a> {
             journal,
             lock,
             confirm,
+            guard,
         }
     }
 }
@@ -208,36 +223,6 @@ pub(super) fn protections_of(config: Option<&ConfigDef>, env: &str) -> Protectio
         .and_then(|c| c.environments.get(env))
         .map(|e| e.protections.clone())
         .unwrap_or_default()
-}
-
-/// An environment with maintenance windows refuses runs outside them, naming the next opening.
-pub(super) fn check_windows(p: &Protections, env: &str, ui: &Ui) -> Result<(), ExecError> {
-    if p.windows.is_empty() {
-        return Ok(());
-    }
-    let now = chrono::Utc::now();
-    let mut next = Vec::new();
-    for w in &p.windows {
-        match crate::gate::window(w, now) {
-            Ok(Ok(())) => return Ok(()),
-            Ok(Err(when)) => next.push(when),
-            Err(e) => {
-                ui.error(
-                    &format!("a maintenance window of `{env}` is invalid: {e}"),
-                    None,
-                );
-                return Err(ExecError::Invalid);
-            }
-        }
-    }
-    ui.error(
-        &format!("environment `{env}` is outside its maintenance windows; nothing ran"),
-        Some(&format!(
-            "the next window opens {}",
-            next.first().cloned().unwrap_or_default()
-        )),
-    );
-    Err(ExecError::Refused)
 }
 
 /// Takes the target's run lock (none without a target), naming the holder when it is taken.

@@ -1,14 +1,19 @@
 //! `runbook run`: everything that can refuse a run is checked before the target is locked
-//! (the plan, maintenance windows, `--approve`, the target); then the run is recorded as
-//! started (audit chain, state store) and the engine runs it.
+//! (the plan, `--target`, the target and the protections of its database, maintenance windows
+//! and the emergency path, `--approve`); a refusal by a rule is an audit record. Then the run
+//! is recorded as started (audit chain, state store, with its protections and any emergency)
+//! and the engine runs it.
 
+use super::emergency::{self, GATE};
 use super::engine::Engine;
 use super::journal::Journal;
+use super::protections::{self, Effective};
+use super::refusal::{Attempt, Refusal};
 use super::same_target::identity_of;
 use super::session::{
-    Session, check_windows, needs_db, open_state, protections_of, redactor_for, release_lock,
-    take_lock, target_spec,
+    Guard, Session, needs_db, open_state, redactor_for, release_lock, take_lock, target_spec,
 };
+use super::windows::{self, Admit};
 use super::units::find_approval_gate;
 use super::{ExecError, Outcome, RunRequest};
 use crate::db::TargetSpec;
@@ -30,7 +35,12 @@ pub async fn run(
     ui: &Ui,
     cancel: watch::Receiver<bool>,
 ) -> Result<Outcome, ExecError> {
-    let (plan, target) = check(project, &playbook, &req, ui)?;
+    let Checked {
+        plan,
+        target,
+        identity,
+        guard,
+    } = check(project, &playbook, &req, ui).await?;
     let redactor = redactor_for(project.config_def(), &plan.values, target.as_ref());
     // The redactor is the global one: opening the state store reports through it.
     let state = open_state(project, req.state.as_deref(), ui).await?;
@@ -45,14 +55,6 @@ pub async fn run(
         &redactor,
     )
     .await?;
-    // The database this run is bound to: resume and approve continue it on that one only.
-    let identity = match identity_of(target.as_ref(), ui).await {
-        Ok(i) => i,
-        Err(e) => {
-            release_lock(lock).await;
-            return Err(e);
-        }
-    };
     let record = new_record(
         project,
         &playbook,
@@ -64,7 +66,7 @@ pub async fn run(
     );
     let started = begin(
         project,
-        (&playbook, &plan, identity.as_deref()),
+        (&playbook, &plan, identity.as_deref(), &guard),
         &record,
         &state,
         target.as_ref(),
@@ -95,23 +97,51 @@ pub async fn run(
         };
         journal.approval(&state, &approval).await?;
     }
-    let session = Session::new(state, target, redactor, journal, lock, req.confirm.clone());
+    let emergency = guard.emergency.clone();
+    let session = Session::new(
+        state,
+        target,
+        redactor,
+        journal,
+        lock,
+        req.confirm.clone(),
+        guard,
+    );
     let engine = Engine::new(project, playbook, plan, record, session, ui, cancel);
     engine.progress.note(&format!(
         "run {}: {} on {} ({})",
         engine.run.id, engine.run.playbook, engine.run.env, engine.run.target
     ));
+    if let Some(e) = emergency {
+        engine.progress.note(&format!(
+            "run {} is an EMERGENCY run ({}): {}; it waits at gate `{GATE}` for {} before its first step",
+            engine.run.id,
+            e.outside,
+            e.reason,
+            crate::fmt::plural(e.approvals, "approval", "approvals")
+        ));
+    }
     engine.run_to_end().await
 }
 
-/// Everything that can refuse the run before it takes the target: the plan, the maintenance
-/// windows, `--approve`, and the target. Gives the plan and the target.
-fn check(
+/// What the checks before the lock decided: the plan (its hash bound to the rules), the
+/// target, the database it is, and the rules the run is under.
+struct Checked {
+    plan: Plan,
+    target: Option<TargetSpec>,
+    identity: Option<String>,
+    guard: Guard,
+}
+
+/// Everything that can refuse the run before it takes the target: the plan, `--target`, the
+/// target, the protections of its database, the maintenance windows and `--approve`. A refusal
+/// by a rule is recorded in the audit log (`exec/refusal.rs`).
+async fn check(
     project: &Project,
     playbook: &Playbook,
     req: &RunRequest,
     ui: &Ui,
-) -> Result<(Plan, Option<TargetSpec>), ExecError> {
+) -> Result<Checked, ExecError> {
     let config = project.config_def();
     let plan_req = plan::PlanRequest {
         env: &req.env,
@@ -119,33 +149,24 @@ fn check(
         target_override: req.target.as_deref(),
         inputs: project.input_digests(),
     };
-    let plan = plan::build(playbook, config, &plan_req).map_err(|diags| {
+    let mut plan = plan::build(playbook, config, &plan_req).map_err(|diags| {
         for d in &diags {
             ui.error(&d.message, d.hint.as_deref());
         }
         ExecError::Invalid
     })?;
-    let protections = protections_of(config, &req.env);
-    check_windows(&protections, &req.env, ui)?;
-    if !req.approve.is_empty() {
-        if !protections.self_approval {
-            ui.error(
-                &format!("`--approve` is refused in environment `{}`: approvals there must come from someone other than the operator", req.env),
-                Some("start the run without --approve; it stops at the gate, and an approver runs `runbook approve RUN GATE`"),
-            );
-            return Err(ExecError::Invalid);
-        }
-        if let Some(gate) = req
-            .approve
-            .iter()
-            .find(|g| find_approval_gate(playbook, g).is_none())
-        {
-            ui.error(
-                &format!("`{}` has no approval gate `{gate}`", playbook.def.name),
-                Some("name the id of a step with `gate: { approval: ... }`"),
-            );
-            return Err(ExecError::Invalid);
-        }
+    let file = playbook.source.path.display().to_string();
+    let attempt = Attempt {
+        project,
+        command: "run".to_owned(),
+        playbook: &playbook.def.name,
+        file: &file,
+        env: &req.env,
+        target: attempted_target(config, req),
+    };
+    let fleet = req.fleet.is_some();
+    if let Err(r) = protections::check_override(config, &req.env, req.target.as_deref(), fleet) {
+        return Err(attempt.refuse(r, ui).await);
     }
     let target =
         target_spec(&project.root, config, &req.env, req.target.as_deref()).map_err(|e| {
@@ -162,7 +183,101 @@ fn check(
         );
         return Err(ExecError::Invalid);
     }
-    Ok((plan, target))
+    // The database this run is bound to (resume and approve continue it on that one only),
+    // and whose protections it runs under.
+    let identity = identity_of(target.as_ref(), ui).await?;
+    let eff = protections::effective(
+        &project.root,
+        config,
+        &req.env,
+        target.as_ref(),
+        identity.as_deref(),
+    )
+    .await;
+    if eff.borrowed {
+        ui.note(&format!(
+            "the target is `{0}`'s database: `{0}`'s protections apply (not `{1}`'s)",
+            eff.source, req.env
+        ));
+    }
+    let guard = match admit(playbook, req, eff, ui) {
+        Ok(g) => g,
+        Err(r) => return Err(attempt.refuse(r, ui).await),
+    };
+    emergency::bind(&mut plan, guard.emergency.as_ref(), &guard.protections);
+    Ok(Checked {
+        plan,
+        target,
+        identity,
+        guard,
+    })
+}
+
+/// The rules' verdict on the run: the maintenance windows (open, a playbook that changes
+/// nothing, or an emergency), `--approve`, and destructive steps under borrowed protections.
+fn admit(
+    playbook: &Playbook,
+    req: &RunRequest,
+    eff: Effective,
+    ui: &Ui,
+) -> Result<Guard, Refusal> {
+    let now = chrono::Utc::now();
+    let (admitted, note) = windows::admit(playbook, &eff, &req.env, req.emergency.as_deref(), now)?;
+    if let Some(note) = note {
+        ui.note(&note);
+    }
+    let emergency = match admitted {
+        Admit::Emergency(e) => Some(e),
+        Admit::Open | Admit::ReadOnly => None,
+    };
+    if emergency.is_some() && emergency::clashes(playbook) {
+        return Err(Refusal::invalid(
+            format!("`{}` has a step `{GATE}`, the id of the emergency approval gate", playbook.def.name),
+            format!("rename that step to run `{}` as an emergency", playbook.def.name),
+        ));
+    }
+    if !req.approve.is_empty() {
+        if !eff.rules.self_approval {
+            return Err(Refusal::invalid(
+                format!("`--approve` is refused in environment `{}`: approvals there must come from someone other than the operator", eff.source),
+                "start the run without --approve; it stops at the gate, and an approver runs `runbook approve RUN GATE`".to_owned(),
+            ));
+        }
+        let known = |g: &String| {
+            (emergency.is_some() && g == GATE) || find_approval_gate(playbook, g).is_some()
+        };
+        if let Some(gate) = req.approve.iter().find(|g| !known(g)) {
+            return Err(Refusal::invalid(
+                format!("`{}` has no approval gate `{gate}`", playbook.def.name),
+                "name the id of a step with `gate: { approval: ... }`".to_owned(),
+            ));
+        }
+    }
+    // Validation checked destructive steps against the environments the playbook names, not
+    // against the database it turned out to act on; an emergency gate guards every step.
+    if eff.borrowed
+        && emergency.is_none()
+        && let Some(step) = protections::unguarded_destructive(playbook, &eff.rules)
+    {
+        return Err(Refusal::refused(
+            format!("{step} of `{}` is destructive and no approval or confirm gate comes before it; `{}`'s database needs one", playbook.def.name, eff.source),
+            format!("add a gate before it, or run it with `--env {}`", eff.source),
+        ));
+    }
+    Ok(Guard {
+        protections: eff,
+        emergency,
+    })
+}
+
+/// The target an attempt names, as it may be shown: `--target` with its password masked, or
+/// the environment's.
+fn attempted_target(config: Option<&crate::config::ConfigDef>, req: &RunRequest) -> String {
+    match (&req.target, config.and_then(|c| c.environments.get(&req.env))) {
+        (Some(t), _) => crate::dburl::redact(t),
+        (None, Some(e)) => e.target.describe(),
+        (None, None) => "(none)".to_owned(),
+    }
 }
 
 /// The new run's record. Secrets given with --var are not stored: resume asks for them again.
@@ -208,7 +323,7 @@ fn new_record(
 /// with the digests of the files the plan may apply (resume names what changed since).
 async fn begin<'a>(
     project: &Project,
-    (playbook, plan, identity): (&Playbook, &Plan, Option<&str>),
+    (playbook, plan, identity, guard): (&Playbook, &Plan, Option<&str>, &Guard),
     record: &RunRecord,
     state: &StateStore,
     target: Option<&TargetSpec>,
@@ -239,6 +354,7 @@ async fn begin<'a>(
             "playbook": record.playbook, "env": record.env, "target": record.target, "operator": record.operator,
             "host": record.host, "content_hash": record.content_hash, "plan_hash": record.plan_hash,
             "params": record.params, "inputs": plan.inputs, "target_identity": identity, "version": env!("CARGO_PKG_VERSION"),
+            "protections": guard.protections.to_json(), "emergency": guard.emergency,
         }),
     );
     let key = target.map_or_else(|| "(none)".to_owned(), TargetSpec::key);

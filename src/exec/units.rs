@@ -82,6 +82,17 @@ impl Layout {
         (flat.layout, flat.scopes)
     }
 
+    /// Puts a unit before every main unit (the approval gate of an emergency run), keeping the
+    /// includes' ranges on their units.
+    pub fn prepend(&mut self, unit: Unit) {
+        self.main.insert(0, unit);
+        self.comps.insert(0, Vec::new());
+        for b in &mut self.blocks {
+            b.start += 1;
+            b.end += 1;
+        }
+    }
+
     /// The unit with this phase and qualified id, wherever it is.
     pub fn find(&self, phase: Phase, qid: &str) -> Option<&Unit> {
         self.main

@@ -1,8 +1,8 @@
 //! What `runbook status` shows of a run waiting at an approval gate: the gate and what it
 //! said, each approval so far and whether it counts (and why not), and who may still approve.
 
-use super::session::protections_of;
-use super::units::find_approval_gate;
+use super::emergency::approval_gate;
+use super::protections::Effective;
 use crate::gate::same_person;
 use crate::project::Project;
 use crate::run::{self, Approval, EventKind, RunRecord, RunStatus};
@@ -33,17 +33,21 @@ pub async fn waiting_lines(project: &Project, state: &StateStore, run: &RunRecor
         return Vec::new();
     };
     let mut lines = vec![format!("waiting   at gate `{gate}`: {reason}")];
+    let started = events
+        .iter()
+        .find(|(_, _, kind, _, _)| kind == EventKind::RunStarted.as_str())
+        .map(|(_, _, _, _, d)| d.clone());
     let Some(step) = project
         .load_playbook(std::path::Path::new(&run.file))
         .ok()
-        .and_then(|pb| find_approval_gate(&pb, &gate))
+        .and_then(|pb| approval_gate(&pb, started.as_ref(), &gate))
     else {
         return lines;
     };
     let Some(a) = step.gate.as_ref().and_then(|g| g.approval.clone()) else {
         return lines;
     };
-    let protections = protections_of(project.config_def(), &run.env);
+    let protections = Effective::recorded(started.as_ref(), project.config_def(), &run.env).rules;
     let expiry: Option<Duration> = a
         .expires
         .as_ref()
