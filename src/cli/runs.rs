@@ -102,7 +102,8 @@ pub(super) fn status_cmd(
         };
         let steps = store.load_steps(&run.id).await.unwrap_or_default();
         let events = store.load_events(&run.id).await.unwrap_or_default();
-        let waiting = exec::waiting_lines(&project, &store, &run).await;
+        let mut waiting = exec::status_lines(&store, &run).await;
+        waiting.extend(exec::waiting_lines(&project, &store, &run).await);
         store.close().await;
         match format {
             OutputFormat::Json => {

@@ -2,12 +2,12 @@
 //! gate of a waiting run, through the run's journal. A rejection then ends the run, with its
 //! rollback, by resuming it so the gate refuses.
 
+use super::emergency::approval_gate;
 use super::inputs;
 use super::journal::Journal;
+use super::protections::Effective;
 use super::same_target::check_same_target;
 use super::session::{find_run, open_state, protections_of, redactor_for, target_spec};
-use super::emergency::approval_gate;
-use super::protections::Effective;
 use super::{DecisionRequest, ExecError, Outcome, ResumeRequest, resume};
 use crate::gate::same_person;
 use crate::playbook::{ApprovalGate, Step};

@@ -71,6 +71,36 @@ impl Emergency {
     }
 }
 
+/// What `runbook status` says of a run's rules beside its header: that it is an emergency run
+/// (with the reason), and whose protections it runs under when they are another environment's.
+pub async fn status_lines(
+    state: &crate::state::StateStore,
+    run: &crate::run::RunRecord,
+) -> Vec<String> {
+    let events = state.load_events(&run.id).await.unwrap_or_default();
+    let started = events
+        .iter()
+        .find(|(_, _, kind, _, _)| kind == crate::run::EventKind::RunStarted.as_str())
+        .map(|(_, _, _, _, d)| d.clone());
+    let mut lines = Vec::new();
+    if let Some(e) = Emergency::recorded(started.as_ref()) {
+        lines.push(format!(
+            "emergency EMERGENCY run, started while {}; reason: {}; gate `{GATE}` needs {}",
+            e.outside,
+            e.reason,
+            crate::fmt::plural(e.approvals, "approval", "approvals")
+        ));
+    }
+    let eff = Effective::recorded(started.as_ref(), None, &run.env);
+    if eff.borrowed {
+        lines.push(format!(
+            "rules     `{0}`'s protections: the target is `{0}`'s database",
+            eff.source
+        ));
+    }
+    lines
+}
+
 /// Text with `{{`, `{%` and `{#` broken up by a space, so the template engine leaves it alone.
 fn inert(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -132,7 +162,10 @@ mod tests {
         let msg = e.step().gate.and_then(|g| g.approval).map(|a| a.message);
         let msg = msg.unwrap_or_default();
         assert!(!crate::template::is_template(&msg), "{msg}");
-        assert!(msg.ends_with("{ { 7 * 7 }} and { %raw%} and { #x#} and { { {"), "{msg}");
+        assert!(
+            msg.ends_with("{ { 7 * 7 }} and { %raw%} and { #x#} and { { {"),
+            "{msg}"
+        );
     }
 
     #[test]

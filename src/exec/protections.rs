@@ -142,14 +142,19 @@ async fn same_database(
         match std::env::var(var).ok().map(|u| TargetSpec::parse(&u)) {
             Some(Ok(t)) => t,
             _ => {
-                tracing::debug!("environment `{name}`: `${var}` is not set to a target; its protections are not compared");
+                tracing::debug!(
+                    "environment `{name}`: `${var}` is not set to a target; its protections are not compared"
+                );
                 return false;
             }
         }
     } else if let Some(path) = &e.target.sqlite {
         let file = root.join(path);
         if !file.exists() {
-            tracing::debug!("environment `{name}`: {} does not exist; its protections are not compared", file.display());
+            tracing::debug!(
+                "environment `{name}`: {} does not exist; its protections are not compared",
+                file.display()
+            );
             return false;
         }
         TargetSpec::Sqlite(file)
@@ -199,11 +204,15 @@ pub(super) fn unguarded_destructive(pb: &Playbook, rules: &Protections) -> Optio
 }
 
 /// The first unguarded destructive step of `steps` in order; `guarded` says a gate came before.
-fn walk(pb: &Playbook, steps: &[crate::playbook::Step], prefix: &str, guarded: &mut bool) -> Option<String> {
+fn walk(
+    pb: &Playbook,
+    steps: &[crate::playbook::Step],
+    prefix: &str,
+    guarded: &mut bool,
+) -> Option<String> {
     for (i, s) in steps.iter().enumerate() {
         let id = format!("{prefix}{}", s.local_id("step", i));
-        if s
-            .gate
+        if s.gate
             .as_ref()
             .is_some_and(|g| g.approval.is_some() || g.confirm.is_some())
         {

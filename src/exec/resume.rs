@@ -4,13 +4,13 @@
 //! variables and the ones given again.
 
 use super::children::stop_left_running;
+use super::emergency::{self, Emergency};
 use super::engine::Engine;
 use super::inputs;
 use super::journal::Journal;
-use super::same_target::check_same_target;
-use super::emergency::{self, Emergency};
 use super::protections::Effective;
 use super::refusal::Attempt;
+use super::same_target::check_same_target;
 use super::session::{
     Guard, Session, find_run, open_state, redactor_for, release_lock, take_lock, target_spec,
 };
@@ -339,7 +339,13 @@ impl<'a> Prepared<'_, 'a> {
         let emergency = Emergency::recorded(self.started);
         let now = chrono::Utc::now();
         let ids = (self.record.id.as_str(), env.as_str());
-        if let Err(r) = windows::admit_resume(self.playbook, &eff, emergency.is_some(), ids, now) {
+        // The windows recorded at the start, and those the config gives that environment now:
+        // a freeze declared after a run started holds it too.
+        let today = Effective::own(config, &eff.source);
+        let admitted = [&eff, &today].into_iter().try_for_each(|e| {
+            windows::admit_resume(self.playbook, e, emergency.is_some(), ids, now)
+        });
+        if let Err(r) = admitted {
             let attempt = Attempt {
                 project: self.project,
                 command: format!("resume {}", self.record.id),

@@ -13,8 +13,8 @@ use super::same_target::identity_of;
 use super::session::{
     Guard, Session, needs_db, open_state, redactor_for, release_lock, take_lock, target_spec,
 };
-use super::windows::{self, Admit};
 use super::units::find_approval_gate;
+use super::windows::{self, Admit};
 use super::{ExecError, Outcome, RunRequest};
 use crate::db::TargetSpec;
 use crate::plan::{self, Plan};
@@ -215,12 +215,7 @@ async fn check(
 
 /// The rules' verdict on the run: the maintenance windows (open, a playbook that changes
 /// nothing, or an emergency), `--approve`, and destructive steps under borrowed protections.
-fn admit(
-    playbook: &Playbook,
-    req: &RunRequest,
-    eff: Effective,
-    ui: &Ui,
-) -> Result<Guard, Refusal> {
+fn admit(playbook: &Playbook, req: &RunRequest, eff: Effective, ui: &Ui) -> Result<Guard, Refusal> {
     let now = chrono::Utc::now();
     let (admitted, note) = windows::admit(playbook, &eff, &req.env, req.emergency.as_deref(), now)?;
     if let Some(note) = note {
@@ -232,8 +227,14 @@ fn admit(
     };
     if emergency.is_some() && emergency::clashes(playbook) {
         return Err(Refusal::invalid(
-            format!("`{}` has a step `{GATE}`, the id of the emergency approval gate", playbook.def.name),
-            format!("rename that step to run `{}` as an emergency", playbook.def.name),
+            format!(
+                "`{}` has a step `{GATE}`, the id of the emergency approval gate",
+                playbook.def.name
+            ),
+            format!(
+                "rename that step to run `{}` as an emergency",
+                playbook.def.name
+            ),
         ));
     }
     if !req.approve.is_empty() {
@@ -260,8 +261,14 @@ fn admit(
         && let Some(step) = protections::unguarded_destructive(playbook, &eff.rules)
     {
         return Err(Refusal::refused(
-            format!("{step} of `{}` is destructive and no approval or confirm gate comes before it; `{}`'s database needs one", playbook.def.name, eff.source),
-            format!("add a gate before it, or run it with `--env {}`", eff.source),
+            format!(
+                "step `{step}` of `{}` is destructive and no approval or confirm gate comes before it; `{}`'s database needs one",
+                playbook.def.name, eff.source
+            ),
+            format!(
+                "add a gate before it, or run it with `--env {}`",
+                eff.source
+            ),
         ));
     }
     Ok(Guard {
@@ -273,7 +280,10 @@ fn admit(
 /// The target an attempt names, as it may be shown: `--target` with its password masked, or
 /// the environment's.
 fn attempted_target(config: Option<&crate::config::ConfigDef>, req: &RunRequest) -> String {
-    match (&req.target, config.and_then(|c| c.environments.get(&req.env))) {
+    match (
+        &req.target,
+        config.and_then(|c| c.environments.get(&req.env)),
+    ) {
         (Some(t), _) => crate::dburl::redact(t),
         (None, Some(e)) => e.target.describe(),
         (None, None) => "(none)".to_owned(),

@@ -119,7 +119,11 @@ pub(super) fn admit(
             Some(format!(
                 "`{}` is outside its maintenance windows (the next opens {next}); `{name}` changes nothing in the database, so it runs{}",
                 eff.source,
-                if reason.is_some() { " as a normal run, not an emergency" } else { "" }
+                if reason.is_some() {
+                    " as a normal run, not an emergency"
+                } else {
+                    ""
+                }
             )),
         ));
     };
@@ -129,7 +133,10 @@ pub(super) fn admit(
     );
     if let Some(reason) = reason {
         let approvals = eff.rules.approvals.unwrap_or(1).max(1);
-        return Ok((Admit::Emergency(Emergency::new(reason, &outside, approvals)), None));
+        return Ok((
+            Admit::Emergency(Emergency::new(reason, &outside, approvals)),
+            None,
+        ));
     }
     let required = eff.rules.approvals.unwrap_or(1).max(1);
     Err(Refusal::refused(

@@ -30,7 +30,7 @@ finally:
     log: { message: done }
 "#;
 
-const CONFIG: &str = "environments:\n  dev:\n    target: { sqlite: dev.db }\n    protections: { self_approval: true }\n";
+const CONFIG: &str = "environments:\n  dev:\n    target: { sqlite: dev.db }\n    allow_target_override: true\n    protections: { self_approval: true }\n";
 
 fn project() -> Project {
     let p = Project::new(Target::sqlite);

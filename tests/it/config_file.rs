@@ -9,7 +9,7 @@ use std::path::Path;
 const PLAYBOOK: &str =
     "name: note\nsteps:\n  - id: make\n    sql: { query: \"CREATE TABLE ran (x INTEGER)\" }\n";
 
-const CONFIG: &str = "environments:\n  dev:\n    target: { sqlite: dev.db }\n    protections: { self_approval: true }\n";
+const CONFIG: &str = "environments:\n  dev:\n    target: { sqlite: dev.db }\n    allow_target_override: true\n    protections: { self_approval: true }\n";
 
 /// A project with one playbook; `config` makes what stands at `runbook.yaml`.
 fn project(config: impl FnOnce(&Path)) -> tempfile::TempDir {

@@ -14,12 +14,15 @@ const CONFIG: &str = r#"
 environments:
   dev:
     target: { sqlite: dev.db }
+    allow_target_override: true
     protections: { self_approval: true }
   staging:
     target: { sqlite: staging.db }
+    allow_target_override: true
     protections: { approvals: 1 }
   production:
     target: { sqlite: prod.db }
+    allow_target_override: true
     protections: { protected: true, approvals: 2, approval_expiry: 1h }
 "#;
 
@@ -352,14 +355,14 @@ fn a_closed_window_refuses_and_names_the_next_opening() {
     // An environment window refuses before anything runs.
     std::fs::write(
         g.dir.path().join("runbook.yaml"),
-        format!("{CONFIG}    \n  maint:\n    target: {{ sqlite: m.db }}\n    protections:\n      windows: [{{ days: [{later}], start: \"01:00\", end: \"02:00\", tz: Europe/Paris }}]\n"),
+        format!("{CONFIG}    \n  maint:\n    target: {{ sqlite: m.db }}\n    allow_target_override: true\n    protections:\n      windows: [{{ days: [{later}], start: \"01:00\", end: \"02:00\", tz: Europe/Paris }}]\n"),
     )
     .unwrap();
     let out = g.run("alice", "windowed", "maint", &[]);
     assert_eq!(out.code, 7, "{}", out.combined());
     assert!(
         out.stderr
-            .contains("outside its maintenance windows; nothing ran"),
+            .contains("`maint` is outside its maintenance windows (the next opens"),
         "{}",
         out.stderr
     );

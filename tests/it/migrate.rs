@@ -780,7 +780,7 @@ fn rehearse_is_refused_on_a_protected_environment() {
     write(
         &p,
         "runbook.yaml",
-        "environments:\n  production:\n    target: { sqlite: prod.db }\n    protections: { protected: true }\n",
+        "environments:\n  production:\n    target: { sqlite: prod.db }\n    allow_target_override: true\n    protections: { protected: true }\n",
     );
     mig(&p, "001_t.sql", "CREATE TABLE t (id INTEGER);\n");
     p.playbook(
@@ -808,7 +808,7 @@ fn rehearse_is_refused_on_a_protected_environment() {
         &p,
         "runbook.yaml",
         &format!(
-            "environments:\n  production:\n    target: {{ sqlite: \"{}\" }}\n    protections: {{ protected: true }}\n",
+            "environments:\n  production:\n    target: {{ sqlite: \"{}\" }}\n    allow_target_override: true\n    protections: {{ protected: true }}\n",
             db.display()
         ),
     );

@@ -124,7 +124,7 @@ impl Tour {
     }
 }
 
-const SQLITE_CONFIG: &str = "environments:\n  dev:\n    target: { sqlite: app.db }\n  staging:\n    target: { sqlite: staging.db }\n    protections: { approvals: 1 }\n";
+const SQLITE_CONFIG: &str = "environments:\n  dev:\n    target: { sqlite: app.db }\n    allow_target_override: true\n  staging:\n    target: { sqlite: staging.db }\n    protections: { approvals: 1 }\n";
 
 #[test]
 fn every_database_action_on_sqlite() {

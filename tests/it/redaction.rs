@@ -100,7 +100,7 @@ fn leaks(target: Target) {
     let p = Project::new(|_| target);
     std::fs::write(
         p.path().join("runbook.yaml"),
-        "environments:\n  dev:\n    target: { sqlite: dev.db }\nsecrets: [OTHER_SECRET]\n",
+        "environments:\n  dev:\n    target: { sqlite: dev.db }\n    allow_target_override: true\nsecrets: [OTHER_SECRET]\n",
     )
     .unwrap();
     p.playbook("leaky", PLAYBOOK);
