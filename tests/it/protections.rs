@@ -158,6 +158,11 @@ fn dev_run_on_production(e: Envs, spelled: &str) {
         "{}",
         out.stderr
     );
+    assert!(
+        out.stderr.contains("recorded in the audit log as"),
+        "{}",
+        out.stderr
+    );
     assert!(!e.shipped());
     let out = e.as_user(
         "alice",

@@ -51,7 +51,7 @@ impl Windowed {
         std::fs::write(
             self.dir.path().join("runbook.yaml"),
             format!(
-                "environments:\n  production:\n    target: {target}\n    vars: {{ backup_dir: backups, min_free_disk_percent: 0 }}\n    protections:\n      protected: true\n      approvals: 2\n      approval_expiry: 24h\n      confirm_destructive: true\n      windows: {windows}\nsecrets: [PROD_URL]\n"
+                "environments:\n  production:\n    target: {target}\n    vars: {{ backup_dir: backups, min_free_disk_percent: 0, disk_limit: 100GB }}\n    protections:\n      protected: true\n      approvals: 2\n      approval_expiry: 24h\n      confirm_destructive: true\n      windows: {windows}\nsecrets: [PROD_URL]\n"
             ),
         )
         .unwrap();
@@ -137,15 +137,15 @@ steps:
     sql: { query: "INSERT INTO log VALUES ('deployed')" }
 "#;
 
+/// On PostgreSQL, where free disk comes from the environment's `disk_limit` rather than from
+/// this host's filesystem (whose fill level would decide the health check otherwise).
 #[test]
 fn the_shipped_health_check_and_backup_run_outside_productions_window() {
-    let w = Windowed::new(Target::sqlite, &closed_window());
+    let url = pg::cluster().create_db("windows_ro");
+    pg::cluster().psql(&url, "CREATE TABLE t (id INT); INSERT INTO t VALUES (1);");
+    let w = Windowed::new(|_| Target::Postgres(url.clone()), &closed_window());
     w.shipped("health-check");
     w.shipped("backup");
-    crate::support::sqlite_exec(
-        &w.target,
-        "CREATE TABLE t (id INTEGER); INSERT INTO t VALUES (1);",
-    );
     for name in ["health-check", "backup"] {
         let out = w.run("alice", name, &[]);
         assert!(
@@ -176,7 +176,7 @@ fn a_changing_playbook_outside_the_window_is_refused_with_the_way_forward_and_an
     assert_eq!(out.code, 7, "{}", out.combined());
     assert!(
         out.stderr.contains("`production` is outside its maintenance windows (the next opens")
-            && out.stderr.contains(&format!("00:00 UTC"))
+            && out.stderr.contains("00:00 UTC")
             && out.stderr.contains("may change the database (step `create` (sql))")
             && out.stderr.contains(
                 "`runbook run deploy --env production --emergency \"REASON\"` runs it now once 2 people approve it"
