@@ -64,18 +64,22 @@ fn first_change_in(pb: &Playbook, prefix: &str) -> Option<String> {
             let local = s.local_id(if block.is_empty() { "step" } else { block }, i);
             let id = format!("{prefix}{local}");
             if let Some(Action::Include(_)) = s.action() {
-                if let Some(found) = pb
-                    .includes
-                    .get(&local)
-                    .and_then(|child| first_change_in(child, &format!("{id}.")))
-                {
-                    return Some(found);
+                // An include runbook could not look into counts as a change.
+                let found = match pb.includes.get(&local) {
+                    Some(child) => first_change_in(child, &format!("{id}.")),
+                    None => Some(format!("step `{id}` (include)")),
+                };
+                if found.is_some() {
+                    return found;
                 }
                 continue;
             }
-            if let Some(x) = std::iter::once(s).chain(&s.rollback).find(|x| changes(x)) {
-                let action = x.action().map_or("?", |a| a.key());
-                return Some(format!("step `{id}` ({action})"));
+            let key = |x: &Step| x.action().map_or("?", |a| a.key());
+            if changes(s) {
+                return Some(format!("step `{id}` ({})", key(s)));
+            }
+            if let Some(x) = s.rollback.iter().find(|x| changes(x)) {
+                return Some(format!("the rollback of step `{id}` ({})", key(x)));
             }
         }
     }
@@ -173,4 +177,39 @@ pub(super) fn admit_resume(
             "resume it when the window opens ({next}); if it cannot wait, start an emergency run: `runbook run {name} --env {env} --emergency \"REASON\"`"
         ),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::project::Project;
+    use std::path::Path;
+
+    /// The shipped playbooks: which run outside a window without an emergency.
+    #[test]
+    fn the_shipped_playbooks_that_change_nothing() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let project = Project::open(root).expect("the shipped project opens");
+        let first = |name: &str| {
+            let pb = project
+                .load_playbook(&root.join(format!("playbooks/{name}.yaml")))
+                .expect("a shipped playbook validates");
+            first_change(&pb)
+        };
+        for name in ["health-check", "backup", "pre-migration"] {
+            assert_eq!(first(name), None, "{name}");
+        }
+        for (name, step) in [
+            ("deploy", "the rollback of step `backup` (restore)"),
+            // A program can do anything: `verify` reads its baseline with a shell step.
+            ("verify", "step `before` (shell)"),
+            ("seed-production", "step `seed` (seed)"),
+            ("sqlite-to-postgres", "step `copy` (copy)"),
+        ] {
+            assert_eq!(first(name).as_deref(), Some(step), "{name}");
+        }
+        for name in ["rollback", "restore"] {
+            assert!(first(name).is_some(), "{name}");
+        }
+    }
 }

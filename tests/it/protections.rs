@@ -292,3 +292,37 @@ fn a_destructive_step_on_a_borrowed_protected_database_needs_a_gate() {
         ["1"]
     );
 }
+
+#[test]
+fn a_dev_run_on_productions_database_is_held_to_productions_window() {
+    let e = Envs::new(
+        |d| Target::Sqlite(d.join("prod.db")),
+        "    allow_target_override: true\n",
+    );
+    sqlite_exec(&e.prod, "CREATE TABLE t (id INT)");
+    // Production gets a window that is closed now (open all day, two days from now).
+    let config = std::fs::read_to_string(e.dir.path().join("runbook.yaml")).unwrap();
+    let later = crate::windows::weekday(2);
+    let config = config.replace(
+        "confirm_destructive: true }",
+        &format!("confirm_destructive: true, windows: [{{ days: [{later}], start: \"00:00\", end: \"23:59\", tz: UTC }}] }}"),
+    );
+    std::fs::write(e.dir.path().join("runbook.yaml"), config).unwrap();
+    let prod = format!("sqlite:{}", e.dir.path().join("prod.db").display());
+    let out = e.as_user("alice", &["run", "ship", "--env", "dev", "--target", &prod]);
+    assert_eq!(out.code, 7, "{}", out.combined());
+    assert!(
+        out.stderr
+            .contains("`production` is outside its maintenance windows (the next opens")
+            && out.stderr.contains("--env dev --emergency"),
+        "{}",
+        out.stderr
+    );
+    assert!(!e.shipped());
+    // Dev's own database has no window.
+    let out = e.as_user(
+        "alice",
+        &["run", "ship", "--env", "dev", "--approve", "approve"],
+    );
+    assert_eq!(out.code, 0, "{}", out.combined());
+}

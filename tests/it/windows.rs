@@ -7,7 +7,7 @@ use crate::support::{Output, Runbook, Target, pg, repo};
 use std::path::Path;
 
 /// A weekday name `offset` days from today (UTC).
-fn weekday(offset: i64) -> &'static str {
+pub fn weekday(offset: i64) -> &'static str {
     const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
     let days = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
