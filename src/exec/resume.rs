@@ -110,7 +110,7 @@ async fn under_lock<'a>(
     // The database now named (by --target or the environment's variable) must be the one the
     // run started on.
     let started = inputs::started_data(state, &record, ui).await?;
-    check_same_target(started.as_ref(), &record, target, ui).await?;
+    let identity = check_same_target(started.as_ref(), &record, target, ui).await?;
     let mut vars = record.vars.clone();
     vars.extend(req.vars.iter().cloned());
     let params = resolve_params(&playbook, &vars, ui)?;
@@ -127,6 +127,7 @@ async fn under_lock<'a>(
         playbook: &playbook,
         record: &record,
         target,
+        identity: identity.as_deref(),
         redactor: &redactor,
         ui,
     };
@@ -302,6 +303,8 @@ struct Prepared<'p, 'a> {
     playbook: &'p Playbook,
     record: &'p RunRecord,
     target: Option<&'p TargetSpec>,
+    /// The database the run started on: the rebuilt plan is bound to it, as the first was.
+    identity: Option<&'p str>,
     redactor: &'p Redactor,
     ui: &'a Ui,
 }
@@ -323,13 +326,14 @@ impl<'a> Prepared<'_, 'a> {
             target_override: req.target.as_deref(),
             inputs: self.project.input_digests(),
         };
-        let plan = plan::build_with_params(self.playbook, config, &plan_req, Some(params))
+        let mut plan = plan::build_with_params(self.playbook, config, &plan_req, Some(params))
             .map_err(|diags| {
                 for d in &diags {
                     ui.error(&d.message, d.hint.as_deref());
                 }
                 ExecError::Invalid
             })?;
+        plan.seal(self.identity);
         let file = &self.playbook.source.path;
         let redactor = self.redactor.clone();
         let opened = Journal::open(

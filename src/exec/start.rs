@@ -30,7 +30,7 @@ pub async fn run(
     ui: &Ui,
     cancel: watch::Receiver<bool>,
 ) -> Result<Outcome, ExecError> {
-    let (plan, target) = check(project, &playbook, &req, ui)?;
+    let (mut plan, target) = check(project, &playbook, &req, ui)?;
     let redactor = redactor_for(project.config_def(), &plan.values, target.as_ref());
     // The redactor is the global one: opening the state store reports through it.
     let state = open_state(project, req.state.as_deref(), ui).await?;
@@ -53,6 +53,7 @@ pub async fn run(
             return Err(e);
         }
     };
+    plan.seal(identity.as_deref());
     let record = new_record(
         project,
         &playbook,
