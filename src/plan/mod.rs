@@ -154,10 +154,19 @@ pub fn build_with_params(
             .with_hint(format!("it runs in: {}", allowed.join(", "))),
         ]);
     }
-    let params = match given {
+    let mut params = match given {
         Some(params) => params,
         None => resolve_params(def, req.vars, &|k: &str| std::env::var(k).ok())?,
     };
+    // A parameter read from a variable the config names as a secret is a secret, marked so or
+    // not: the plan shows it masked, as the run's redactor masks it everywhere else.
+    let config_secrets = config.map(|c| c.secrets.as_slice()).unwrap_or_default();
+    for (name, value) in &mut params {
+        let from = def.params.get(name).and_then(|p| p.from_env.as_ref());
+        if from.is_some_and(|var| config_secrets.contains(var)) {
+            value.secret = true;
+        }
+    }
     let vars: Map<String, Json> = env_vars.into_iter().collect();
     let ctx = context(&params, req.env, &target, protected, &vars);
 
