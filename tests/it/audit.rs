@@ -503,3 +503,55 @@ fn problem_descriptions_name_the_record() {
     assert!(p.describe().contains("records 4 to 7 were removed"));
     assert_eq!(p.seq(), 4);
 }
+
+/// The CSV an auditor opens in a spreadsheet: who approved, what they decided and their
+/// comment are columns, and a comment written as a formula stays text.
+#[test]
+fn the_csv_export_names_approvers_and_neutralises_formulas() {
+    let p = Project::new(Target::sqlite);
+    std::fs::write(
+        p.path().join("runbook.yaml"),
+        "environments:\n  staging:\n    target: { sqlite: staging.db }\n    protections: { approvals: 1 }\n",
+    )
+    .unwrap();
+    p.playbook("audited", PLAYBOOK);
+    let as_user = |user: &str, args: &[&str]| {
+        let mut all = vec!["-C".to_owned(), p.path().display().to_string()];
+        all.extend(args.iter().map(|s| (*s).to_owned()));
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        Runbook::new(&refs).env("RUNBOOK_ACTOR", user).run()
+    };
+    let out = as_user("alice", &["run", "audited", "--env", "staging"]);
+    assert_eq!(out.code, 3, "{}", out.combined());
+    let (id, _) = p.last_run();
+    let formula = "=HYPERLINK(\"https://evil.example\",\"fine\")";
+    let out = as_user("bob", &["approve", &id, "approve", "--comment", formula]);
+    assert_eq!(out.code, 0, "{}", out.combined());
+    assert_eq!(as_user("alice", &["resume", &id]).code, 0);
+    let csv = p.cmd(&["audit", "export", &id, "--format", "csv"]);
+    let mut reader = csv::Reader::from_reader(csv.stdout.as_bytes());
+    let header = reader.headers().unwrap().clone();
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let approval = rows
+        .iter()
+        .find(|r| &r[col("event")] == "approval_recorded")
+        .expect("an approval row");
+    assert_eq!(&approval[col("approver")], "bob");
+    assert_eq!(&approval[col("decision")], "approve");
+    assert_eq!(&approval[col("comment")], format!("'{formula}"));
+    let passed = rows
+        .iter()
+        .find(|r| &r[col("event")] == "gate_decision" && &r[col("status")] == "passed")
+        .expect("the gate's decision");
+    assert_eq!(&passed[col("approver")], "bob");
+    // No cell anywhere starts like a formula.
+    for r in &rows {
+        for cell in r {
+            assert!(
+                !cell.starts_with(['=', '+', '-', '@']),
+                "`{cell}` would be evaluated by a spreadsheet"
+            );
+        }
+    }
+}
