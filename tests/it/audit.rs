@@ -487,6 +487,19 @@ fn the_html_report_renders_in_headless_chromium() {
         dom.contains("<svg id=\"timeline\""),
         "the timeline chart is in the page"
     );
+    // A time axis under the bars, durations per step, and the database's state in words.
+    assert!(
+        dom.contains("<g id=\"time-axis\">"),
+        "the chart has a time axis"
+    );
+    assert!(
+        dom.contains("<th>duration</th>"),
+        "the steps table has durations"
+    );
+    assert!(
+        dom.contains("these changes were not undone (they have no compensation): `setup`"),
+        "the page says what state the database is in: `insert` was compensated, `setup` not"
+    );
     std::fs::copy(
         &shot,
         std::env::temp_dir().join("runbook-report-screenshot.png"),
@@ -553,5 +566,58 @@ fn the_csv_export_names_approvers_and_neutralises_formulas() {
                 "`{cell}` would be evaluated by a spreadsheet"
             );
         }
+    }
+}
+
+/// A rollback whose compensation fails leaves the database half-way: the report says so in
+/// plain words, names the change that is still there and the compensation that failed.
+#[test]
+fn a_failed_rollback_page_says_what_state_the_database_is_in() {
+    let p = Project::new(Target::sqlite);
+    std::fs::write(p.path().join("runbook.yaml"), CONFIG).unwrap();
+    p.playbook(
+        "halfway",
+        r#"
+name: halfway
+steps:
+  - id: setup
+    sql: { query: "CREATE TABLE IF NOT EXISTS t (v TEXT)" }
+    rollback:
+      - sql: { query: "DROP TABLE t" }
+  - id: insert
+    sql: { query: "INSERT INTO t VALUES ('x')" }
+    rollback:
+      - sql: { query: "DELETE FROM no_such_table" }
+  - id: boom
+    shell: { argv: [sh, -c, "exit 3"] }
+"#,
+    );
+    let out = p.run("halfway", &[]);
+    assert_eq!(out.code, 1, "{}", out.combined());
+    let (id, status) = p.last_run();
+    assert_eq!(status, "rollback_failed");
+    let html = p.path().join("report.html");
+    let out = p.cmd(&[
+        "audit",
+        "report",
+        &id,
+        "--output",
+        &html.display().to_string(),
+    ]);
+    assert_eq!(out.code, 0, "{}", out.combined());
+    let text = std::fs::read_to_string(&html).unwrap();
+    let state = &text[text
+        .find("<h2>State of the database</h2>")
+        .expect("the section")..];
+    let state = &state[..state.find("<h2>Timeline").unwrap_or(state.len())];
+    for needle in [
+        "The rollback failed: the database is in neither the state before the run",
+        "Steps that changed the database: `setup`",
+        "`insert`",
+        "Compensations that failed: `insert.rollback-1`",
+        "no_such_table",
+        "Next: restore the backup",
+    ] {
+        assert!(state.contains(needle), "`{needle}` missing from:\n{state}");
     }
 }
