@@ -169,7 +169,8 @@ fn deleted_inserted_swapped_and_truncated_records_are_detected_and_named() {
 #[test]
 fn a_torn_last_line_is_a_crash_not_tampering_and_is_repaired() {
     let p = project();
-    assert_eq!(p.run("audited", &["--approve", "approve"]).code, 0);
+    // A run waiting at its gate: its chain is still open for appends.
+    assert_eq!(p.run("audited", &[]).code, 3);
     let (id, _) = p.last_run();
     let path = chain(&p, &id);
     let good = std::fs::read(&path).unwrap();
@@ -278,7 +279,8 @@ fn signed_runs_verify_with_the_public_key_only() {
     );
     assert_eq!(wrong.code, 6, "{}", wrong.combined());
     assert!(wrong.stdout.contains("signature INVALID"));
-    // A record appended after signing, even a well-formed one, breaks the signature.
+    // A record appended after signing, even a well-formed one, is detected: the finished run's
+    // chain is sealed by its final record.
     let mut log = audit::AuditLog::open(&p.path().join(".runbook/audit"), &id).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -288,7 +290,7 @@ fn signed_runs_verify_with_the_public_key_only() {
     let after = verify_cli(&p, &[&id, "--key", &public]);
     assert_eq!(after.code, 6, "{}", after.combined());
     assert!(
-        after.stdout.contains("added or changed after signing"),
+        after.stdout.contains("a finished run's chain is sealed"),
         "{}",
         after.stdout
     );
@@ -620,4 +622,54 @@ steps:
     ] {
         assert!(state.contains(needle), "`{needle}` missing from:\n{state}");
     }
+}
+
+/// A forged approval appended after a finished run's final record, hashed and linked as runbook
+/// would: `audit verify` (no key, no state store head needed) calls it tampering, and
+/// `audit show` does not present it as a decision.
+#[test]
+fn records_appended_after_the_final_record_are_tampering() {
+    let p = project();
+    let out = p.run("audited", &["--approve", "approve"]);
+    assert_eq!(out.code, 0, "{}", out.combined());
+    let (id, _) = p.last_run();
+    let path = chain(&p, &id);
+    let bytes = std::fs::read(&path).unwrap();
+    let report = audit::verify_bytes(&bytes, None);
+    assert!(report.problem.is_none(), "{:?}", report.problem);
+    let last = report.entries.last().unwrap().clone();
+    assert_eq!(last["event"], "run_finished");
+    let mut forged = last.clone();
+    forged.insert("seq".into(), serde_json::json!(report.records as i64 + 1));
+    forged.insert(
+        "prev".into(),
+        serde_json::json!(report.head.clone().unwrap()),
+    );
+    forged.insert("event".into(), serde_json::json!("approval_recorded"));
+    forged.insert("step".into(), serde_json::json!("approve"));
+    forged.remove("outcome");
+    forged.insert(
+        "approvals".into(),
+        serde_json::json!([{"actor": "mallory", "decision": "approve", "comment": null, "plan_hash": "x"}]),
+    );
+    forged.remove("hash");
+    let hash = audit::record_hash(&forged);
+    forged.insert("hash".into(), serde_json::json!(hash));
+    let mut tampered = bytes.clone();
+    tampered.extend(audit::canonical(&serde_json::Value::Object(forged)).as_bytes());
+    tampered.push(b'\n');
+    std::fs::write(&path, &tampered).unwrap();
+    let r = audit::verify_bytes(&tampered, None);
+    let problem = r.problem.expect("an appended record is detected");
+    assert!(problem.is_tampering(), "{problem:?}");
+    assert_eq!(problem.seq(), report.records as i64 + 1);
+    let out = verify_cli(&p, &[&id]);
+    assert_eq!(out.code, 6, "{}", out.combined());
+    assert!(out.combined().contains("sealed"), "{}", out.combined());
+    let show = p.cmd(&["audit", "show", &id]);
+    assert!(
+        !show.stdout.contains("mallory approved"),
+        "a forged approval is shown as a decision:\n{}",
+        show.stdout
+    );
 }
