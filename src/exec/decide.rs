@@ -190,14 +190,18 @@ async fn record_decision(
     let config = project.config_def();
     // No parameters here: the config's secrets are what a comment might hold.
     let redactor = redactor_for(config, &BTreeMap::new(), None);
-    let mut journal = Journal::open_for_decision(&project.root, config, record, redactor, ui)
-        .map_err(|e| {
-            ui.error(
-                &e.to_string(),
-                Some("`runbook audit verify RUN` says what is wrong with the run's audit chain"),
-            );
-            ExecError::AuditFailed
-        })?;
+    let head = super::resume::audit_head(state, record, ui).await?;
+    let mut journal =
+        Journal::open_for_decision(&project.root, config, record, head.as_ref(), redactor, ui)
+            .map_err(|e| {
+                ui.error(
+                    &e.to_string(),
+                    Some(
+                        "`runbook audit verify RUN` says what is wrong with the run's audit chain",
+                    ),
+                );
+                ExecError::AuditFailed
+            })?;
     journal.approval(state, approval).await
 }
 

@@ -13,6 +13,7 @@ use super::session::{
     take_lock, target_spec,
 };
 use super::{ExecError, Outcome, ResumeRequest};
+use crate::audit::Head;
 use crate::db::TargetSpec;
 use crate::plan::{self, ParamValue, Plan};
 use crate::project::{Playbook, Project};
@@ -120,6 +121,7 @@ async fn under_lock<'a>(
         ExecError::Internal
     })?;
     check_in_flight(&record, &steps, req, ui)?;
+    let head = audit_head(state, &record, ui).await?;
     // Nothing of the crashed attempt may run beside the retried step.
     let stopped = stop_left_running(&project.root, &record, ui).await?;
     let prepared = Prepared {
@@ -128,6 +130,7 @@ async fn under_lock<'a>(
         record: &record,
         target,
         identity: identity.as_deref(),
+        head: head.as_ref(),
         redactor: &redactor,
         ui,
     };
@@ -142,6 +145,18 @@ async fn under_lock<'a>(
         redactor,
         steps,
         stopped,
+    })
+}
+
+/// The audit chain head the state store recorded for the run.
+pub(super) async fn audit_head(
+    state: &StateStore,
+    record: &RunRecord,
+    ui: &Ui,
+) -> Result<Option<Head>, ExecError> {
+    state.audit_head(&record.id).await.map_err(|e| {
+        ui.error(&e.to_string(), None);
+        ExecError::Internal
     })
 }
 
@@ -305,6 +320,8 @@ struct Prepared<'p, 'a> {
     target: Option<&'p TargetSpec>,
     /// The database the run started on: the rebuilt plan is bound to it, as the first was.
     identity: Option<&'p str>,
+    /// The audit chain head the state store recorded: the chain must reach it.
+    head: Option<&'p Head>,
     redactor: &'p Redactor,
     ui: &'a Ui,
 }
@@ -340,6 +357,7 @@ impl<'a> Prepared<'_, 'a> {
             &self.project.root,
             config,
             self.record,
+            self.head,
             file,
             self.target,
             redactor,

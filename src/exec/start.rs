@@ -222,6 +222,7 @@ async fn begin<'a>(
         &project.root,
         config,
         record,
+        None,
         file,
         target,
         redactor.clone(),

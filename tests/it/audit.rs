@@ -673,3 +673,53 @@ fn records_appended_after_the_final_record_are_tampering() {
         show.stdout
     );
 }
+
+/// A chain cut short is not appended to: `approve`, `reject` and `resume` compare it with the
+/// head the state store recorded first and refuse (exit 6), so a cut chain never becomes a
+/// whole-looking one.
+#[test]
+fn approve_and_resume_refuse_a_chain_cut_short() {
+    let p = Project::new(Target::sqlite);
+    std::fs::write(
+        p.path().join("runbook.yaml"),
+        "environments:\n  staging:\n    target: { sqlite: staging.db }\n    protections: { approvals: 1 }\n",
+    )
+    .unwrap();
+    p.playbook("audited", PLAYBOOK);
+    let as_user = |user: &str, args: &[&str]| {
+        let mut all = vec!["-C".to_owned(), p.path().display().to_string()];
+        all.extend(args.iter().map(|s| (*s).to_owned()));
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        Runbook::new(&refs).env("RUNBOOK_ACTOR", user).run()
+    };
+    assert_eq!(
+        as_user("alice", &["run", "audited", "--env", "staging"]).code,
+        3
+    );
+    let (id, _) = p.last_run();
+    let path = chain(&p, &id);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let ls: Vec<&str> = text.lines().collect();
+    let cut = ls[..ls.len() - 2].join("\n") + "\n";
+    std::fs::write(&path, &cut).unwrap();
+    for (user, args) in [
+        ("bob", vec!["approve", &id, "approve"]),
+        ("bob", vec!["reject", &id, "approve"]),
+        ("alice", vec!["resume", &id]),
+    ] {
+        let out = as_user(user, &args);
+        assert_eq!(out.code, 6, "{args:?}: {}", out.combined());
+        assert!(
+            out.combined().contains("were removed"),
+            "{args:?}: {}",
+            out.combined()
+        );
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            cut,
+            "{args:?} appended to a cut chain"
+        );
+    }
+    let verify = verify_cli(&p, &[&id]);
+    assert_eq!(verify.code, 6, "{}", verify.combined());
+}
