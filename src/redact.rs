@@ -48,10 +48,22 @@ impl Redactor {
         ] {
             forms.push(engine.encode(b));
         }
-        forms.push(percent::encode(secret));
+        let pct = percent::encode(secret);
+        forms.push(lower_hex_escapes(&pct));
         forms.push(percent_encode_form(secret));
+        forms.push(lower_hex_escapes(&percent_encode_form(secret)));
+        forms.push(pct);
         let json = serde_json::to_string(secret).unwrap_or_default();
-        forms.push(json.trim_matches('"').to_owned());
+        let json = json.trim_matches('"').to_owned();
+        // Encoders differ: some escape `/`, and some every character outside ASCII as
+        // `\uXXXX` (Python's default), in lower or upper case hex.
+        forms.push(json.replace('/', "\\/"));
+        forms.push(json);
+        for upper in [false, true] {
+            let escaped = ascii_json(secret, upper);
+            forms.push(escaped.replace('/', "\\/"));
+            forms.push(escaped);
+        }
         if let Ok(mut needles) = self.needles.write() {
             for f in forms {
                 if f.len() >= MIN_SECRET_LEN && !needles.contains(&f) {
@@ -86,7 +98,8 @@ impl Redactor {
         out
     }
 
-    /// Redacts every string inside a JSON value.
+    /// Redacts every string inside a JSON value, object keys included; a number that holds a
+    /// secret (a secret PIN, port or account number) becomes the masked string.
     pub fn redact_json(&self, value: &serde_json::Value) -> serde_json::Value {
         use serde_json::Value as J;
         match value {
@@ -94,12 +107,58 @@ impl Redactor {
             J::Array(a) => J::Array(a.iter().map(|v| self.redact_json(v)).collect()),
             J::Object(m) => J::Object(
                 m.iter()
-                    .map(|(k, v)| (k.clone(), self.redact_json(v)))
+                    .map(|(k, v)| (self.redact(k), self.redact_json(v)))
                     .collect(),
             ),
+            J::Number(n) => {
+                let text = n.to_string();
+                let masked = self.redact(&text);
+                if masked == text {
+                    value.clone()
+                } else {
+                    J::String(masked)
+                }
+            }
             other => other.clone(),
         }
     }
+}
+
+/// The JSON string body of `s` with every character outside printable ASCII as `\uXXXX`
+/// (UTF-16 units, so characters beyond the BMP as surrogate pairs), in lower or upper case hex.
+fn ascii_json(s: &str, upper: bool) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            ' '..='~' => out.push(c),
+            _ => {
+                let mut units = [0u16; 2];
+                for u in c.encode_utf16(&mut units) {
+                    out.push_str(&if upper {
+                        format!("\\u{u:04X}")
+                    } else {
+                        format!("\\u{u:04x}")
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Percent-encoded text with its `%XX` escapes in lower case hex, as some encoders write them.
+fn lower_hex_escapes(pct: &str) -> String {
+    let mut out = String::with_capacity(pct.len());
+    let mut chars = pct.chars();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == '%' {
+            out.extend(chars.by_ref().take(2).map(|h| h.to_ascii_lowercase()));
+        }
+    }
+    out
 }
 
 /// `application/x-www-form-urlencoded`: spaces as `+`.

@@ -34,6 +34,17 @@ impl AuditLog {
     /// Opens (or creates) the chain of `run_id` in `dir`, positioned after its last complete
     /// record. A torn last line is cut off and noted in the next record.
     pub fn open(dir: &Path, run_id: &str) -> Result<AuditLog, AuditError> {
+        AuditLog::open_expecting(dir, run_id, None)
+    }
+
+    /// Like [`AuditLog::open`], for a chain whose head the state store recorded (`expected`):
+    /// a chain cut short before it, or whose record there is another, is refused as damaged
+    /// rather than appended to (appending would make a cut chain look whole again).
+    pub fn open_expecting(
+        dir: &Path,
+        run_id: &str,
+        expected: Option<&Head>,
+    ) -> Result<AuditLog, AuditError> {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let path = dir.join(format!("{run_id}.jsonl"));
         let existing = match std::fs::read(&path) {
@@ -41,7 +52,7 @@ impl AuditLog {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(io(&path)(e)),
         };
-        let report = verify_bytes(&existing, None);
+        let report = verify_bytes(&existing, expected);
         let mut repaired = None;
         let keep = match &report.problem {
             None => existing.len(),

@@ -1,7 +1,8 @@
 //! `html`: one self-contained HTML page for auditors (summary, verification, a timeline chart in
 //! inline SVG, steps, gates with approvers, rollbacks and failures). No external assets.
 
-use super::timeline::{Span, header, timeline};
+use super::aftermath::aftermath;
+use super::timeline::{Span, header, run_status, timeline};
 use super::verdict::Verdict;
 use crate::diagnostic::xml_escape;
 use std::fmt::Write as _;
@@ -17,6 +18,7 @@ pub fn html(v: &Verdict) -> String {
         let _ = write!(out, "<tr><th>{}</th><td>{}</td></tr>", e(&k), e(&val));
     }
     let _ = write!(out, "</table>");
+    database_state(&mut out, &spans, &run_status(&v.entries));
     chart(&mut out, &spans);
     steps_table(&mut out, &spans);
     out.push_str(&section(&notes, "Gates and approvals", &|n: &str| {
@@ -48,6 +50,7 @@ h1{{font-size:1.5rem;margin:0 0 .25rem}} h2{{font-size:1.1rem;margin-top:2rem;bo
 table{{border-collapse:collapse;font-size:.9rem}} td,th{{padding:.3rem .7rem;border-bottom:1px solid #eaeef2;text-align:left;vertical-align:top}}
 th{{background:#f6f8fa}} .ok{{color:#1a7f37;font-weight:600}} .bad{{color:#cf222e;font-weight:600}} .muted{{color:#57606a}}
 .badge{{display:inline-block;padding:.2rem .6rem;border-radius:1rem;font-weight:600}} .badge.ok{{background:#dafbe1}} .badge.bad{{background:#ffebe9}}
+td.num{{text-align:right;font-variant-numeric:tabular-nums}} .verdict{{font-weight:600}}
 code{{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:.85rem}}
 </style></head><body>
 <h1>Audit report: run <code id="run-id">{id}</code></h1>
@@ -102,10 +105,7 @@ fn chart(out: &mut String, spans: &[Span]) {
             "failed" => "#cf222e",
             _ => "#bf8700",
         };
-        let took = match (s.start, s.end) {
-            (Some(a), Some(b)) => format!("{:.1}s", (b - a).num_milliseconds() as f64 / 1000.0),
-            _ => String::new(),
-        };
+        let took = s.duration().map(took).unwrap_or_default();
         let _ = write!(
             out,
             r##"<text x="0" y="{ty}" font-size="12">{label}</text><rect x="{x:.1}" y="{y:.1}" width="{width:.1}" height="{h}" rx="3" fill="{color}"><title>{title}</title></rect><text x="{tx:.1}" y="{ty}" font-size="11" fill="#57606a">{took}</text>"##,
@@ -116,14 +116,85 @@ fn chart(out: &mut String, spans: &[Span]) {
             tx = x + width + 4.0,
         );
     }
+    axis(
+        out,
+        t0,
+        total,
+        (label_w, chart_w),
+        row_h * spans.len() as f64 + 4.0,
+    );
     let _ = write!(out, "</svg>");
+}
+
+/// The chart's time axis: a line under the bars with five ticks, each labelled with the time
+/// since the run's first step (the first also with its wall-clock time).
+fn axis(
+    out: &mut String,
+    t0: chrono::DateTime<chrono::Utc>,
+    total_ms: f64,
+    (label_w, chart_w): (f64, f64),
+    y: f64,
+) {
+    let _ = write!(
+        out,
+        r##"<g id="time-axis"><line x1="{label_w}" y1="{y:.1}" x2="{x2:.1}" y2="{y:.1}" stroke="#8c959f"/>"##,
+        x2 = label_w + chart_w
+    );
+    for i in 0..=4 {
+        let frac = f64::from(i) / 4.0;
+        let x = label_w + frac * chart_w;
+        let at = chrono::Duration::milliseconds((frac * total_ms) as i64);
+        let label = if i == 0 {
+            format!("{} UTC", t0.format("%H:%M:%S"))
+        } else {
+            format!("+{}", took(at))
+        };
+        let anchor = match i {
+            0 => "start",
+            4 => "end",
+            _ => "middle",
+        };
+        let _ = write!(
+            out,
+            r##"<line x1="{x:.1}" y1="{y:.1}" x2="{x:.1}" y2="{y2:.1}" stroke="#8c959f"/><text x="{x:.1}" y="{ty:.1}" font-size="11" text-anchor="{anchor}" fill="#57606a">{label}</text>"##,
+            y2 = y + 5.0,
+            ty = y + 18.0,
+            label = e(&label)
+        );
+    }
+    let _ = write!(out, "</g>");
+}
+
+/// A duration as the report shows it: `40 ms`, `12.3s`, `4m 05s`, `1h 02m`.
+fn took(d: chrono::Duration) -> String {
+    let ms = d.num_milliseconds().max(0);
+    match ms {
+        0..1000 => format!("{ms} ms"),
+        1000..60_000 => format!("{:.1}s", ms as f64 / 1000.0),
+        60_000..3_600_000 => format!("{}m {:02}s", ms / 60_000, ms / 1000 % 60),
+        _ => format!("{}h {:02}m", ms / 3_600_000, ms / 60_000 % 60),
+    }
+}
+
+/// What state the run left the database in, in plain words.
+fn database_state(out: &mut String, spans: &[Span], status: &str) {
+    let words = aftermath(spans, status);
+    let _ = write!(
+        out,
+        "<h2>State of the database</h2><div id=\"database-state\">"
+    );
+    for (i, w) in words.iter().enumerate() {
+        let cls = if i == 0 { " class=\"verdict\"" } else { "" };
+        let _ = write!(out, "<p{cls}>{}</p>", e(w));
+    }
+    let _ = write!(out, "</div>");
 }
 
 /// The table of steps with their outcomes.
 fn steps_table(out: &mut String, spans: &[Span]) {
     let _ = write!(
         out,
-        "<h2>Steps</h2><table><tr><th>step</th><th>phase</th><th>action</th><th>status</th><th>started</th><th>detail</th></tr>"
+        "<h2>Steps</h2><table><tr><th>step</th><th>phase</th><th>action</th><th>status</th><th>started</th><th>duration</th><th>detail</th></tr>"
     );
     for s in spans {
         let cls = if s.status == "failed" {
@@ -135,7 +206,7 @@ fn steps_table(out: &mut String, spans: &[Span]) {
         };
         let _ = write!(
             out,
-            r#"<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td class="{cls}">{}</td><td>{}</td><td>{}</td></tr>"#,
+            r#"<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td class="{cls}">{}</td><td>{}</td><td class="num">{}</td><td>{}</td></tr>"#,
             e(&s.step),
             e(&s.phase),
             e(&s.action),
@@ -143,6 +214,7 @@ fn steps_table(out: &mut String, spans: &[Span]) {
             s.start
                 .map(|t| t.format("%H:%M:%S").to_string())
                 .unwrap_or_default(),
+            s.duration().map(took).unwrap_or_default(),
             e(&s.detail)
         );
     }

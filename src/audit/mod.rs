@@ -12,6 +12,7 @@
 //! The auditor's tools read the chains back: `verify_run` (a `Verdict`), the `timeline` of a
 //! run, and its renderings (`show`, `csv`, `html`).
 
+mod aftermath;
 mod canonical;
 mod chain;
 mod csv;

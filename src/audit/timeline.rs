@@ -16,6 +16,15 @@ pub struct Span {
     pub status: String,
     pub detail: String,
     pub attempts: i64,
+    /// Whether the step changed the target, and what it did (`None`: not recorded).
+    pub change: Option<(bool, String)>,
+}
+
+impl Span {
+    /// How long the step took, when it started and ended.
+    pub fn duration(&self) -> Option<chrono::Duration> {
+        Some(self.end? - self.start?)
+    }
 }
 
 /// A record's time.
@@ -137,6 +146,12 @@ fn step_ended(spans: &mut Vec<Span>, r: &Map<String, Json>, event: &str) {
     spans[i].end = ts(r);
     spans[i].status = status;
     spans[i].detail = detail;
+    spans[i].change = outcome.get("change").map(|c| {
+        (
+            c.get("changed").and_then(Json::as_bool).unwrap_or(true),
+            text(c, "reason").to_owned(),
+        )
+    });
 }
 
 /// The note a record other than a step's start or end adds to the timeline, if any.
@@ -282,7 +297,7 @@ pub fn header(entries: &[Map<String, Json>]) -> Vec<(String, String)> {
 }
 
 /// How the run ended, from its last run-level record.
-fn run_status(entries: &[Map<String, Json>]) -> String {
+pub fn run_status(entries: &[Map<String, Json>]) -> String {
     entries
         .iter()
         .rev()

@@ -305,6 +305,9 @@ pub struct ApproveArgs {
     /// the run started on
     #[arg(long)]
     pub target: Option<String>,
+    /// Record without asking at a terminal (what is recorded is shown all the same)
+    #[arg(long, short = 'y')]
+    pub yes: bool,
 }
 
 // The arguments of `runbook reject` (the variant's doc comment is its help).
@@ -323,6 +326,9 @@ pub struct RejectArgs {
     /// The database, if the run was given one with --target
     #[arg(long)]
     pub target: Option<String>,
+    /// Record without asking at a terminal (what is recorded is shown all the same)
+    #[arg(long, short = 'y')]
+    pub yes: bool,
 }
 
 /// Parses `--lock-wait`: a playbook duration such as `30s` or `5m`.

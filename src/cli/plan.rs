@@ -23,7 +23,7 @@ pub(super) fn plan_cmd(ui: &Ui, root: &Path, args: &PlanArgs) -> Exit {
         inputs: project.input_digests(),
     };
     match plan::build(&playbook, project.config_def(), &req) {
-        Ok(plan) => {
+        Ok(mut plan) => {
             // The offline plan is complete on its own; a connected plan adds what only the
             // database knows, through a read-only connection (execute-phase code).
             let live = if args.offline {
@@ -34,6 +34,9 @@ pub(super) fn plan_cmd(ui: &Ui, root: &Path, args: &PlanArgs) -> Exit {
                     Err(code) => return code,
                 }
             };
+            if let Some(l) = &live {
+                plan.seal(l.identity.as_deref());
+            }
             print_plan(ui, &plan, live.as_ref(), args.format);
             Exit::Ok
         }

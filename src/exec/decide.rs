@@ -2,6 +2,7 @@
 //! gate of a waiting run, through the run's journal. A rejection then ends the run, with its
 //! rollback, by resuming it so the gate refuses.
 
+use super::approval_view::Seen;
 use super::emergency::approval_gate;
 use super::inputs;
 use super::journal::Journal;
@@ -14,7 +15,6 @@ use crate::playbook::{ApprovalGate, Step};
 use crate::project::Project;
 use crate::run::{self, Approval, RunRecord, RunStatus};
 use crate::state::StateStore;
-use crate::template;
 use crate::ui::Ui;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -29,6 +29,10 @@ pub async fn decide(
 ) -> Result<Outcome, ExecError> {
     let state = open_state(project, req.state.as_deref(), ui).await?;
     let (record, step, started) = load(project, &state, &req, ui).await?;
+    let events = state.load_events(&record.id).await.map_err(|e| {
+        ui.error(&e.to_string(), None);
+        ExecError::Internal
+    })?;
     if req.approve {
         // Approvals bind to the plan, files included: approving now would approve other SQL.
         let now = project.input_digests();
@@ -72,6 +76,14 @@ pub async fn decide(
         return Err(ExecError::Refused);
     }
     check_actor(project, &record, &req.gate, gate.as_ref(), &actor, ui)?;
+    let seen = Seen {
+        record: &record,
+        started: started.as_ref(),
+        events: &events,
+        steps: &state.load_steps(&record.id).await.unwrap_or_default(),
+        vars: env_vars(project, &record.env),
+    };
+    confirm_decision(&seen, &req, gate.as_ref(), ui).await?;
     let approval = Approval {
         gate: req.gate.clone(),
         actor: actor.clone(),
@@ -81,7 +93,7 @@ pub async fn decide(
         at: run::now_ms(),
     };
     record_decision(project, &state, &record, &approval, ui).await?;
-    announce(project, &record, &req, gate, &actor, ui);
+    announce(&record, &req, &actor, ui);
     state.close().await;
     if req.approve {
         return Ok(Outcome::Approved);
@@ -189,42 +201,64 @@ async fn record_decision(
     let config = project.config_def();
     // No parameters here: the config's secrets are what a comment might hold.
     let redactor = redactor_for(config, &BTreeMap::new(), None);
-    let mut journal = Journal::open_for_decision(&project.root, config, record, redactor, ui)
-        .map_err(|e| {
-            ui.error(
-                &e.to_string(),
-                Some("`runbook audit verify RUN` says what is wrong with the run's audit chain"),
-            );
-            ExecError::AuditFailed
-        })?;
+    let head = super::resume::audit_head(state, record, ui).await?;
+    let mut journal =
+        Journal::open_for_decision(&project.root, config, record, head.as_ref(), redactor, ui)
+            .map_err(|e| {
+                ui.error(
+                    &e.to_string(),
+                    Some(
+                        "`runbook audit verify RUN` says what is wrong with the run's audit chain",
+                    ),
+                );
+                ExecError::AuditFailed
+            })?;
     journal.approval(state, approval).await
 }
 
-/// Tells who decided what on which gate, and what the gate says.
-fn announce(
-    project: &Project,
-    record: &RunRecord,
+/// The environment's variables, for messages the run has not rendered yet.
+fn env_vars(project: &Project, env: &str) -> serde_json::Value {
+    project
+        .config_def()
+        .and_then(|c| c.environments.get(env))
+        .map_or(json!({}), |e| json!(e.vars))
+}
+
+/// Shows what the decision is about before anything is recorded; at a terminal, asks (unless
+/// `--yes`). Declining records nothing.
+async fn confirm_decision(
+    seen: &Seen<'_>,
     req: &DecisionRequest,
-    gate: Option<ApprovalGate>,
-    actor: &str,
+    gate: Option<&ApprovalGate>,
     ui: &Ui,
-) {
-    let config = project.config_def();
-    let raw = gate.map(|a| a.message).unwrap_or_default();
-    let shown_ctx = json!({
-        "env": {"name": record.env, "target": record.target},
-        "params": record.params,
-        "vars": config.and_then(|c| c.environments.get(&record.env)).map(|e| json!(e.vars)).unwrap_or(json!({})),
-    });
-    let message = template::render(&raw, &shown_ctx).unwrap_or(raw);
+) -> Result<(), ExecError> {
+    let raw = gate.map(|a| a.message.as_str()).unwrap_or_default();
+    ui.note(seen.render(&req.gate, raw, req.approve).trim_end());
+    if req.yes || !ui.can_prompt() {
+        return Ok(());
+    }
+    let what = if req.approve { "approval" } else { "rejection" };
+    let answer = ui
+        .prompt(&format!("Record this {what}? [y/N] "))
+        .await
+        .unwrap_or_default();
+    if answer.eq_ignore_ascii_case("y") || answer.eq_ignore_ascii_case("yes") {
+        return Ok(());
+    }
+    ui.error(
+        &format!("nothing was recorded: the {what} was not confirmed"),
+        None,
+    );
+    Err(ExecError::Refused)
+}
+
+/// Tells who decided what on which gate (what the gate says was shown before).
+fn announce(record: &RunRecord, req: &DecisionRequest, actor: &str, ui: &Ui) {
     ui.note(&format!(
-        "{} gate `{}` of run {} ({} on {}, {}) as {actor}\n  the gate says: {message}",
+        "{} gate `{}` of run {} as {actor}",
         if req.approve { "approved" } else { "rejected" },
         req.gate,
         record.id,
-        record.playbook,
-        record.env,
-        record.target
     ));
     if req.approve {
         ui.note(&format!(

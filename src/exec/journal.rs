@@ -27,11 +27,15 @@ pub(super) struct Journal<'a> {
 
 impl<'a> Journal<'a> {
     /// Opens the audit chain of a run that runs in this process: with the central sink when the
-    /// config names one, and the target's server version in every record.
+    /// config names one, and the target's server version in every record. `expected` is the
+    /// head the state store recorded for a run that already has records (a resumed one): a
+    /// chain cut short before it is refused.
+    #[allow(clippy::too_many_arguments)]
     pub async fn open(
         root: &Path,
         config: Option<&ConfigDef>,
         record: &RunRecord,
+        expected: Option<&Head>,
         file: &Path,
         target: Option<&TargetSpec>,
         redactor: Redactor,
@@ -40,23 +44,25 @@ impl<'a> Journal<'a> {
         let dir = audit_dir(root, config);
         let server_version = server_version(target).await;
         let meta = audit_meta(record, file, target, server_version.as_deref());
-        let log = open_audit(&dir, &record.id, config).await?;
+        let log = open_audit(&dir, &record.id, expected, config).await?;
         let key = signing_key(config);
         Ok(Journal::on(log, meta, dir, record, redactor, key, ui))
     }
 
     /// Opens the audit chain of a run that `runbook approve` or `reject` decides on: the local
-    /// chain only, and never signed from here (the run signs it when it ends).
+    /// chain only, and never signed from here (the run signs it when it ends). `expected` is
+    /// the head the state store recorded: a chain cut short before it is refused.
     pub fn open_for_decision(
         root: &Path,
         config: Option<&ConfigDef>,
         record: &RunRecord,
+        expected: Option<&Head>,
         redactor: Redactor,
         ui: &'a Ui,
     ) -> Result<Journal<'a>, AuditError> {
         let dir = audit_dir(root, config);
         let meta = audit_meta(record, Path::new(&record.file), None, None);
-        let log = AuditLog::open(&dir, &record.id)?;
+        let log = AuditLog::open_expecting(&dir, &record.id, expected)?;
         Ok(Journal::on(log, meta, dir, record, redactor, None, ui))
     }
 
@@ -206,9 +212,10 @@ fn signing_key(config: Option<&ConfigDef>) -> Option<String> {
 async fn open_audit(
     dir: &Path,
     run_id: &str,
+    expected: Option<&Head>,
     config: Option<&ConfigDef>,
 ) -> Result<AuditLog, AuditError> {
-    let mut log = AuditLog::open(dir, run_id)?;
+    let mut log = AuditLog::open_expecting(dir, run_id, expected)?;
     if let Some(var) = config
         .and_then(|c| c.audit.as_ref())
         .and_then(|a| a.sink_url_env.as_ref())

@@ -16,6 +16,7 @@
 //! return is `crate::outcome`.
 
 pub mod actions;
+mod approval_view;
 mod change;
 mod children;
 mod context;

@@ -107,7 +107,7 @@ impl Attempt<'_> {
             error: Some(reason.to_owned()),
         };
         let mut journal =
-            Journal::open_for_decision(&self.project.root, config, &record, redactor, ui)
+            Journal::open_for_decision(&self.project.root, config, &record, None, redactor, ui)
                 .map_err(|e| e.to_string())?;
         let ev = Event::run(
             EventKind::RunRefused,

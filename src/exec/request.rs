@@ -48,4 +48,6 @@ pub struct DecisionRequest {
     pub state: Option<String>,
     pub target: Option<String>,
     pub confirm: Option<String>,
+    /// Record without asking at a terminal (what would be recorded is shown all the same).
+    pub yes: bool,
 }

@@ -16,6 +16,7 @@ use super::session::{
 };
 use super::windows;
 use super::{ExecError, Outcome, ResumeRequest};
+use crate::audit::Head;
 use crate::db::TargetSpec;
 use crate::plan::{self, ParamValue, Plan};
 use crate::project::{Playbook, Project};
@@ -123,7 +124,7 @@ async fn under_lock<'a>(
     // The database now named (by --target or the environment's variable) must be the one the
     // run started on.
     let started = inputs::started_data(state, &record, ui).await?;
-    check_same_target(started.as_ref(), &record, target, ui).await?;
+    let identity = check_same_target(started.as_ref(), &record, target, ui).await?;
     let mut vars = record.vars.clone();
     vars.extend(req.vars.iter().cloned());
     let params = resolve_params(&playbook, &vars, ui)?;
@@ -133,6 +134,7 @@ async fn under_lock<'a>(
         ExecError::Internal
     })?;
     check_in_flight(&record, &steps, req, ui)?;
+    let head = audit_head(state, &record, ui).await?;
     // Nothing of the crashed attempt may run beside the retried step.
     let stopped = stop_left_running(&project.root, &record, ui).await?;
     let prepared = Prepared {
@@ -140,6 +142,8 @@ async fn under_lock<'a>(
         playbook: &playbook,
         record: &record,
         target,
+        identity: identity.as_deref(),
+        head: head.as_ref(),
         redactor: &redactor,
         started: started.as_ref(),
         ui,
@@ -156,6 +160,18 @@ async fn under_lock<'a>(
         steps,
         stopped,
         guard,
+    })
+}
+
+/// The audit chain head the state store recorded for the run.
+pub(super) async fn audit_head(
+    state: &StateStore,
+    record: &RunRecord,
+    ui: &Ui,
+) -> Result<Option<Head>, ExecError> {
+    state.audit_head(&record.id).await.map_err(|e| {
+        ui.error(&e.to_string(), None);
+        ExecError::Internal
     })
 }
 
@@ -317,6 +333,10 @@ struct Prepared<'p, 'a> {
     playbook: &'p Playbook,
     record: &'p RunRecord,
     target: Option<&'p TargetSpec>,
+    /// The database the run started on: the rebuilt plan is bound to it, as the first was.
+    identity: Option<&'p str>,
+    /// The audit chain head the state store recorded: the chain must reach it.
+    head: Option<&'p Head>,
     redactor: &'p Redactor,
     /// The run's `run_started` data: its protections and whether it is an emergency.
     started: Option<&'p Json>,
@@ -369,12 +389,16 @@ impl<'a> Prepared<'_, 'a> {
                 }
                 ExecError::Invalid
             })?;
+        // Bound as at the start: to the database and to the rules recorded then.
+        plan.protections = eff.rules.clone();
+        plan.seal(self.identity);
         let file = &self.playbook.source.path;
         let redactor = self.redactor.clone();
         let opened = Journal::open(
             &self.project.root,
             config,
             self.record,
+            self.head,
             file,
             self.target,
             redactor,

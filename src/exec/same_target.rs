@@ -26,25 +26,31 @@ pub(super) async fn identity_of(
     })
 }
 
+/// The database the run recorded at its start (`started` is its `run_started` data,
+/// `inputs::started_data`); `None` for a run without a target, or one started before runbook
+/// recorded identities.
+pub(super) fn recorded_identity(started: Option<&serde_json::Value>) -> Option<String> {
+    started.and_then(|d| {
+        d.get("target_identity")
+            .and_then(|v| v.as_str().map(str::to_owned))
+    })
+}
+
 /// Refuses when the run recorded the database it started on and `target` is another one. A run
-/// started before runbook recorded identities has nothing to compare with.
-/// `started` is the run's `run_started` data (`inputs::started_data`).
+/// started before runbook recorded identities has nothing to compare with. Gives the recorded
+/// identity, which the rebuilt plan is bound to.
 pub(super) async fn check_same_target(
     started: Option<&serde_json::Value>,
     record: &RunRecord,
     target: Option<&TargetSpec>,
     ui: &Ui,
-) -> Result<(), ExecError> {
-    let recorded = started.and_then(|d| {
-        d.get("target_identity")
-            .and_then(|v| v.as_str().map(str::to_owned))
-    });
-    let Some(recorded) = recorded else {
-        return Ok(());
+) -> Result<Option<String>, ExecError> {
+    let Some(recorded) = recorded_identity(started) else {
+        return Ok(None);
     };
     let now = identity_of(target, ui).await?;
     if now.as_deref() == Some(recorded.as_str()) {
-        return Ok(());
+        return Ok(Some(recorded));
     }
     ui.error(
         &format!(

@@ -204,6 +204,9 @@ async fn check(
         Ok(g) => g,
         Err(r) => return Err(attempt.refuse(r, ui).await),
     };
+    // The plan is bound to the database and to the rules the run is held to.
+    plan.protections = guard.protections.rules.clone();
+    plan.seal(identity.as_deref());
     emergency::bind(&mut plan, guard.emergency.as_ref(), &guard.protections);
     Ok(Checked {
         plan,
@@ -346,6 +349,7 @@ async fn begin<'a>(
         &project.root,
         config,
         record,
+        None,
         file,
         target,
         redactor.clone(),

@@ -14,7 +14,7 @@ mod text;
 pub use params::{ParamValue, parse_var, resolve_params};
 pub use text::render_text;
 
-use crate::config::ConfigDef;
+use crate::config::{ConfigDef, Protections};
 use crate::diagnostic::{Diagnostic, did_you_mean};
 use crate::playbook::Retry;
 use crate::project::Playbook;
@@ -33,8 +33,17 @@ pub struct Plan {
     pub file: String,
     pub content_hash: String,
     pub environment: String,
+    /// The target as named (the environment's variable, or a `--target` URL redacted): shown,
+    /// not hashed; the database itself is [`Plan::target_identity`].
     pub target: String,
+    /// Which database the plan is for (`db::identity`), once runbook has connected to it;
+    /// `None` in an offline plan.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_identity: Option<String>,
     pub protected: bool,
+    /// The protections in force for the run: approvals, self-approval, expiry, windows. Part of
+    /// the hash, so approvals given under other rules do not count.
+    pub protections: Protections,
     /// Parameters as shown: secrets masked.
     pub params: BTreeMap<String, Json>,
     pub steps: Vec<PlannedStep>,
@@ -49,7 +58,8 @@ pub struct Plan {
     /// plan hash covers, so a changed, added or removed file voids approvals.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub inputs: BTreeMap<String, String>,
-    /// sha256 of the plan's canonical JSON (without this field); approvals bind to it.
+    /// sha256 of the plan's canonical JSON without this field and the target's name (the target
+    /// counts by its identity); approvals bind to it.
     pub plan_hash: String,
     /// The parameter values, secrets included, for the run that executes this plan. Never
     /// serialized: not shown, not hashed.
@@ -127,7 +137,8 @@ pub fn build_with_params(
     given: Option<BTreeMap<String, ParamValue>>,
 ) -> Result<Plan, Vec<Diagnostic>> {
     let def = &playbook.def;
-    let (target, protected, env_vars) = environment(config, req.env)?;
+    let (target, protections, env_vars) = environment(config, req.env)?;
+    let protected = protections.is_protected();
     let target = match req.target_override {
         Some(t) => crate::dburl::redact(t),
         None => target,
@@ -143,10 +154,19 @@ pub fn build_with_params(
             .with_hint(format!("it runs in: {}", allowed.join(", "))),
         ]);
     }
-    let params = match given {
+    let mut params = match given {
         Some(params) => params,
         None => resolve_params(def, req.vars, &|k: &str| std::env::var(k).ok())?,
     };
+    // A parameter read from a variable the config names as a secret is a secret, marked so or
+    // not: the plan shows it masked, as the run's redactor masks it everywhere else.
+    let config_secrets = config.map(|c| c.secrets.as_slice()).unwrap_or_default();
+    for (name, value) in &mut params {
+        let from = def.params.get(name).and_then(|p| p.from_env.as_ref());
+        if from.is_some_and(|var| config_secrets.contains(var)) {
+            value.secret = true;
+        }
+    }
     let vars: Map<String, Json> = env_vars.into_iter().collect();
     let ctx = context(&params, req.env, &target, protected, &vars);
 
@@ -168,7 +188,9 @@ pub fn build_with_params(
         content_hash: playbook.content_hash(),
         environment: req.env.to_owned(),
         target,
+        target_identity: None,
         protected,
+        protections,
         params: params
             .iter()
             .map(|(k, v)| {
@@ -191,26 +213,47 @@ pub fn build_with_params(
         plan_hash: String::new(),
         values: params,
     };
-    let canonical = serde_json::to_vec(&plan).unwrap_or_default();
-    plan.plan_hash = hex::encode(Sha256::digest(&canonical));
+    plan.plan_hash = plan.hash();
     Ok(plan)
 }
 
-/// The environment's target (described), whether it is protected, and its variables.
+impl Plan {
+    /// Binds the plan to the database it runs on (`None`: a run without a target) and hashes it
+    /// again: approvals count for this database only.
+    pub fn seal(&mut self, identity: Option<&str>) {
+        self.target_identity = identity.map(str::to_owned);
+        self.plan_hash = self.hash();
+    }
+
+    /// sha256 of the canonical JSON of everything that decides what runs. The target's name is
+    /// left out: the same database reached through another URL or variable is the same plan,
+    /// and another database under the same name is not (its identity differs).
+    fn hash(&self) -> String {
+        let mut value = serde_json::to_value(self).unwrap_or_default();
+        if let Some(map) = value.as_object_mut() {
+            map.remove("target");
+            map.remove("plan_hash");
+        }
+        let canonical = serde_json::to_vec(&value).unwrap_or_default();
+        hex::encode(Sha256::digest(&canonical))
+    }
+}
+
+/// The environment's target (described), its protections, and its variables.
 /// Without a config the target is the one given with `--target`.
 fn environment(
     config: Option<&ConfigDef>,
     env: &str,
-) -> Result<(String, bool, BTreeMap<String, Json>), Vec<Diagnostic>> {
+) -> Result<(String, Protections, BTreeMap<String, Json>), Vec<Diagnostic>> {
     let Some(cfg) = config else {
-        return Ok(("(given with --target)".to_owned(), false, BTreeMap::new()));
+        return Ok((
+            "(given with --target)".to_owned(),
+            Protections::default(),
+            BTreeMap::new(),
+        ));
     };
     match cfg.environments.get(env) {
-        Some(e) => Ok((
-            e.target.describe(),
-            e.protections.is_protected(),
-            e.vars.clone(),
-        )),
+        Some(e) => Ok((e.target.describe(), e.protections.clone(), e.vars.clone())),
         None => {
             let hint = match did_you_mean(env, cfg.environments.keys().map(String::as_str)) {
                 Some(s) => format!("did you mean `{s}`?"),

@@ -169,7 +169,8 @@ fn deleted_inserted_swapped_and_truncated_records_are_detected_and_named() {
 #[test]
 fn a_torn_last_line_is_a_crash_not_tampering_and_is_repaired() {
     let p = project();
-    assert_eq!(p.run("audited", &["--approve", "approve"]).code, 0);
+    // A run waiting at its gate: its chain is still open for appends.
+    assert_eq!(p.run("audited", &[]).code, 3);
     let (id, _) = p.last_run();
     let path = chain(&p, &id);
     let good = std::fs::read(&path).unwrap();
@@ -278,7 +279,8 @@ fn signed_runs_verify_with_the_public_key_only() {
     );
     assert_eq!(wrong.code, 6, "{}", wrong.combined());
     assert!(wrong.stdout.contains("signature INVALID"));
-    // A record appended after signing, even a well-formed one, breaks the signature.
+    // A record appended after signing, even a well-formed one, is detected: the finished run's
+    // chain is sealed by its final record.
     let mut log = audit::AuditLog::open(&p.path().join(".runbook/audit"), &id).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -288,7 +290,7 @@ fn signed_runs_verify_with_the_public_key_only() {
     let after = verify_cli(&p, &[&id, "--key", &public]);
     assert_eq!(after.code, 6, "{}", after.combined());
     assert!(
-        after.stdout.contains("added or changed after signing"),
+        after.stdout.contains("a finished run's chain is sealed"),
         "{}",
         after.stdout
     );
@@ -487,6 +489,19 @@ fn the_html_report_renders_in_headless_chromium() {
         dom.contains("<svg id=\"timeline\""),
         "the timeline chart is in the page"
     );
+    // A time axis under the bars, durations per step, and the database's state in words.
+    assert!(
+        dom.contains("<g id=\"time-axis\">"),
+        "the chart has a time axis"
+    );
+    assert!(
+        dom.contains("<th>duration</th>"),
+        "the steps table has durations"
+    );
+    assert!(
+        dom.contains("these changes were not undone (they have no compensation): `setup`"),
+        "the page says what state the database is in: `insert` was compensated, `setup` not"
+    );
     std::fs::copy(
         &shot,
         std::env::temp_dir().join("runbook-report-screenshot.png"),
@@ -502,4 +517,209 @@ fn problem_descriptions_name_the_record() {
     };
     assert!(p.describe().contains("records 4 to 7 were removed"));
     assert_eq!(p.seq(), 4);
+}
+
+/// The CSV an auditor opens in a spreadsheet: who approved, what they decided and their
+/// comment are columns, and a comment written as a formula stays text.
+#[test]
+fn the_csv_export_names_approvers_and_neutralises_formulas() {
+    let p = Project::new(Target::sqlite);
+    std::fs::write(
+        p.path().join("runbook.yaml"),
+        "environments:\n  staging:\n    target: { sqlite: staging.db }\n    protections: { approvals: 1 }\n",
+    )
+    .unwrap();
+    p.playbook("audited", PLAYBOOK);
+    let as_user = |user: &str, args: &[&str]| {
+        let mut all = vec!["-C".to_owned(), p.path().display().to_string()];
+        all.extend(args.iter().map(|s| (*s).to_owned()));
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        Runbook::new(&refs).env("RUNBOOK_ACTOR", user).run()
+    };
+    let out = as_user("alice", &["run", "audited", "--env", "staging"]);
+    assert_eq!(out.code, 3, "{}", out.combined());
+    let (id, _) = p.last_run();
+    let formula = "=HYPERLINK(\"https://evil.example\",\"fine\")";
+    let out = as_user("bob", &["approve", &id, "approve", "--comment", formula]);
+    assert_eq!(out.code, 0, "{}", out.combined());
+    assert_eq!(as_user("alice", &["resume", &id]).code, 0);
+    let csv = p.cmd(&["audit", "export", &id, "--format", "csv"]);
+    let mut reader = csv::Reader::from_reader(csv.stdout.as_bytes());
+    let header = reader.headers().unwrap().clone();
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let approval = rows
+        .iter()
+        .find(|r| &r[col("event")] == "approval_recorded")
+        .expect("an approval row");
+    assert_eq!(&approval[col("approver")], "bob");
+    assert_eq!(&approval[col("decision")], "approve");
+    assert_eq!(&approval[col("comment")], format!("'{formula}"));
+    let passed = rows
+        .iter()
+        .find(|r| &r[col("event")] == "gate_decision" && &r[col("status")] == "passed")
+        .expect("the gate's decision");
+    assert_eq!(&passed[col("approver")], "bob");
+    // No cell anywhere starts like a formula.
+    for r in &rows {
+        for cell in r {
+            assert!(
+                !cell.starts_with(['=', '+', '-', '@']),
+                "`{cell}` would be evaluated by a spreadsheet"
+            );
+        }
+    }
+}
+
+/// A rollback whose compensation fails leaves the database half-way: the report says so in
+/// plain words, names the change that is still there and the compensation that failed.
+#[test]
+fn a_failed_rollback_page_says_what_state_the_database_is_in() {
+    let p = Project::new(Target::sqlite);
+    std::fs::write(p.path().join("runbook.yaml"), CONFIG).unwrap();
+    p.playbook(
+        "halfway",
+        r#"
+name: halfway
+steps:
+  - id: setup
+    sql: { query: "CREATE TABLE IF NOT EXISTS t (v TEXT)" }
+    rollback:
+      - sql: { query: "DROP TABLE t" }
+  - id: insert
+    sql: { query: "INSERT INTO t VALUES ('x')" }
+    rollback:
+      - sql: { query: "DELETE FROM no_such_table" }
+  - id: boom
+    shell: { argv: [sh, -c, "exit 3"] }
+"#,
+    );
+    let out = p.run("halfway", &[]);
+    assert_eq!(out.code, 1, "{}", out.combined());
+    let (id, status) = p.last_run();
+    assert_eq!(status, "rollback_failed");
+    let html = p.path().join("report.html");
+    let out = p.cmd(&[
+        "audit",
+        "report",
+        &id,
+        "--output",
+        &html.display().to_string(),
+    ]);
+    assert_eq!(out.code, 0, "{}", out.combined());
+    let text = std::fs::read_to_string(&html).unwrap();
+    let state = &text[text
+        .find("<h2>State of the database</h2>")
+        .expect("the section")..];
+    let state = &state[..state.find("<h2>Timeline").unwrap_or(state.len())];
+    for needle in [
+        "The rollback failed: the database is in neither the state before the run",
+        "Steps that changed the database: `setup`",
+        "`insert`",
+        "Compensations that failed: `insert.rollback-1`",
+        "no_such_table",
+        "Next: restore the backup",
+    ] {
+        assert!(state.contains(needle), "`{needle}` missing from:\n{state}");
+    }
+}
+
+/// A forged approval appended after a finished run's final record, hashed and linked as runbook
+/// would: `audit verify` (no key, no state store head needed) calls it tampering, and
+/// `audit show` does not present it as a decision.
+#[test]
+fn records_appended_after_the_final_record_are_tampering() {
+    let p = project();
+    let out = p.run("audited", &["--approve", "approve"]);
+    assert_eq!(out.code, 0, "{}", out.combined());
+    let (id, _) = p.last_run();
+    let path = chain(&p, &id);
+    let bytes = std::fs::read(&path).unwrap();
+    let report = audit::verify_bytes(&bytes, None);
+    assert!(report.problem.is_none(), "{:?}", report.problem);
+    let last = report.entries.last().unwrap().clone();
+    assert_eq!(last["event"], "run_finished");
+    let mut forged = last.clone();
+    forged.insert("seq".into(), serde_json::json!(report.records as i64 + 1));
+    forged.insert(
+        "prev".into(),
+        serde_json::json!(report.head.clone().unwrap()),
+    );
+    forged.insert("event".into(), serde_json::json!("approval_recorded"));
+    forged.insert("step".into(), serde_json::json!("approve"));
+    forged.remove("outcome");
+    forged.insert(
+        "approvals".into(),
+        serde_json::json!([{"actor": "mallory", "decision": "approve", "comment": null, "plan_hash": "x"}]),
+    );
+    forged.remove("hash");
+    let hash = audit::record_hash(&forged);
+    forged.insert("hash".into(), serde_json::json!(hash));
+    let mut tampered = bytes.clone();
+    tampered.extend(audit::canonical(&serde_json::Value::Object(forged)).as_bytes());
+    tampered.push(b'\n');
+    std::fs::write(&path, &tampered).unwrap();
+    let r = audit::verify_bytes(&tampered, None);
+    let problem = r.problem.expect("an appended record is detected");
+    assert!(problem.is_tampering(), "{problem:?}");
+    assert_eq!(problem.seq(), report.records as i64 + 1);
+    let out = verify_cli(&p, &[&id]);
+    assert_eq!(out.code, 6, "{}", out.combined());
+    assert!(out.combined().contains("sealed"), "{}", out.combined());
+    let show = p.cmd(&["audit", "show", &id]);
+    assert!(
+        !show.stdout.contains("mallory approved"),
+        "a forged approval is shown as a decision:\n{}",
+        show.stdout
+    );
+}
+
+/// A chain cut short is not appended to: `approve`, `reject` and `resume` compare it with the
+/// head the state store recorded first and refuse (exit 6), so a cut chain never becomes a
+/// whole-looking one.
+#[test]
+fn approve_and_resume_refuse_a_chain_cut_short() {
+    let p = Project::new(Target::sqlite);
+    std::fs::write(
+        p.path().join("runbook.yaml"),
+        "environments:\n  staging:\n    target: { sqlite: staging.db }\n    protections: { approvals: 1 }\n",
+    )
+    .unwrap();
+    p.playbook("audited", PLAYBOOK);
+    let as_user = |user: &str, args: &[&str]| {
+        let mut all = vec!["-C".to_owned(), p.path().display().to_string()];
+        all.extend(args.iter().map(|s| (*s).to_owned()));
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        Runbook::new(&refs).env("RUNBOOK_ACTOR", user).run()
+    };
+    assert_eq!(
+        as_user("alice", &["run", "audited", "--env", "staging"]).code,
+        3
+    );
+    let (id, _) = p.last_run();
+    let path = chain(&p, &id);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let ls: Vec<&str> = text.lines().collect();
+    let cut = ls[..ls.len() - 2].join("\n") + "\n";
+    std::fs::write(&path, &cut).unwrap();
+    for (user, args) in [
+        ("bob", vec!["approve", &id, "approve"]),
+        ("bob", vec!["reject", &id, "approve"]),
+        ("alice", vec!["resume", &id]),
+    ] {
+        let out = as_user(user, &args);
+        assert_eq!(out.code, 6, "{args:?}: {}", out.combined());
+        assert!(
+            out.combined().contains("were removed"),
+            "{args:?}: {}",
+            out.combined()
+        );
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            cut,
+            "{args:?} appended to a cut chain"
+        );
+    }
+    let verify = verify_cli(&p, &[&id]);
+    assert_eq!(verify.code, 6, "{}", verify.combined());
 }

@@ -223,3 +223,164 @@ fn a_password_in_the_target_url_is_never_shown() {
         "state or audit",
     );
 }
+
+/// Non-ASCII letters make JSON's `\uXXXX` escapes differ from the raw text; a slash and a space
+/// make percent-encoding differ in upper and lower case.
+const WIDE: &str = "Pässwörd Ünï/42";
+
+/// Every form of [`forms`], plus the ones that only a non-ASCII secret has: JSON with every
+/// non-ASCII character as `\uXXXX` (lower and upper hex), and percent-encoding in lower case.
+fn wide_forms(secret: &str) -> Vec<(String, String)> {
+    let mut out = forms(secret);
+    for (name, upper) in [("json \\u escapes", false), ("json \\U escapes", true)] {
+        let escaped: String = secret
+            .encode_utf16()
+            .map(|u| match u {
+                0x20..=0x7e => char::from_u32(u32::from(u)).unwrap().to_string(),
+                _ if upper => format!("\\u{u:04X}"),
+                _ => format!("\\u{u:04x}"),
+            })
+            .collect();
+        out.push((name.to_owned(), escaped));
+    }
+    let pct = out
+        .iter()
+        .find(|(n, _)| n == "url-encoded")
+        .unwrap()
+        .1
+        .clone();
+    out.push(("url-encoded lower".to_owned(), lower_hex(&pct)));
+    out
+}
+
+fn lower_hex(pct: &str) -> String {
+    let mut out = String::new();
+    let mut chars = pct.chars();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == '%' {
+            for _ in 0..2 {
+                out.extend(chars.next().map(|h| h.to_ascii_lowercase()));
+            }
+        }
+    }
+    out
+}
+
+const WIDE_PLAYBOOK: &str = r#"
+name: wide
+params:
+  token: { type: string, secret: true, from_env: WIDE_TOKEN }
+  pin: { type: integer, secret: true }
+  admin: { type: string, from_env: ADMIN_PASSWORD }
+steps:
+  - id: forms
+    shell:
+      argv:
+        - python3
+        - -c
+        - |
+          import json, os, re, urllib.parse
+          t = os.environ["T"]
+          print("ascii-json", json.dumps(t))
+          print("upper-json", re.sub(r"\\u([0-9a-f]{4})", lambda m: "\\u" + m.group(1).upper(), json.dumps(t)))
+          print("lower-url", re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), urllib.parse.quote(t, safe="")))
+      env: { T: "{{ params.token }}" }
+  - id: keys
+    shell:
+      argv: [python3, -c, 'import json, os; print(json.dumps({os.environ["T"]: "as a key", "pin": int(os.environ["P"]), os.environ["P"]: 1}, ensure_ascii=False))']
+      env: { T: "{{ params.token }}", P: "{{ params.pin }}" }
+  - id: pin
+    shell: { argv: [sh, -c, 'echo "pin $P"'], env: { P: "{{ params.pin }}" } }
+  - id: admin
+    log: { message: "the admin password is {{ params.admin }}" }
+"#;
+
+/// Secrets as JSON object keys, as numbers, in `\uXXXX` escapes and lower-case percent
+/// encoding, and a config secret that reaches a plain parameter through `from_env`: masked in
+/// the terminal, `status`, the audit export, the state and audit files, and `runbook plan`.
+#[test]
+fn secrets_as_keys_numbers_escapes_and_config_secrets_never_leave() {
+    let p = Project::new(Target::sqlite);
+    std::fs::write(
+        p.path().join("runbook.yaml"),
+        "environments:\n  dev:\n    target: { sqlite: dev.db }\nsecrets: [ADMIN_PASSWORD]\n",
+    )
+    .unwrap();
+    p.playbook("wide", WIDE_PLAYBOOK);
+    let (pin, admin) = ("987654321", "Admin-Password-77");
+    let run = |args: &[&str]| {
+        let mut all = vec!["-C".to_owned(), p.path().display().to_string()];
+        all.extend(args.iter().map(|s| (*s).to_owned()));
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        Runbook::new(&refs)
+            .env("WIDE_TOKEN", WIDE)
+            .env("ADMIN_PASSWORD", admin)
+            .env("RUST_LOG", "runbook=debug")
+            .run()
+    };
+    let mut all = wide_forms(WIDE);
+    all.extend(forms(admin));
+    all.push(("the pin".to_owned(), pin.to_owned()));
+    for format in ["text", "json"] {
+        let plan = run(&[
+            "plan",
+            "wide",
+            "--env",
+            "dev",
+            "--offline",
+            "--var",
+            &format!("pin={pin}"),
+            "--format",
+            format,
+        ]);
+        assert_eq!(plan.code, 0, "{}", plan.combined());
+        for (name, form) in &all {
+            assert!(
+                !plan.combined().contains(form.as_str()),
+                "the {name} form is in the {format} plan:\n{}",
+                plan.combined()
+            );
+        }
+    }
+    let out = run(&[
+        "-v",
+        "run",
+        "wide",
+        "--env",
+        "dev",
+        "--var",
+        &format!("pin={pin}"),
+    ]);
+    assert_eq!(out.code, 0, "{}", out.combined());
+    let (id, _) = p.last_run();
+    let status = run(&["status", &id, "--format", "json"]);
+    let parsed: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    let forms_out = parsed["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "forms")
+        .unwrap()["outputs"]["stdout"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for line in ["ascii-json \"***\"", "upper-json \"***\"", "lower-url ***"] {
+        assert!(forms_out.contains(line), "`{line}` missing:\n{forms_out}");
+    }
+    let export = run(&["audit", "export", &id]);
+    serde_json::from_str::<serde_json::Value>(&export.stdout).expect("the export stays valid JSON");
+    for (channel, text) in [
+        ("the terminal", out.combined()),
+        ("`runbook status`", status.stdout.clone()),
+        ("the audit export", export.stdout.clone()),
+    ] {
+        for (name, form) in &all {
+            assert!(
+                !text.contains(form.as_str()),
+                "the {name} form is in {channel}:\n{text}"
+            );
+        }
+    }
+    scan_dir(&p.path().join(".runbook"), &all, "state or audit");
+}

@@ -54,6 +54,9 @@ pub async fn connect_read_only(target: &TargetSpec) -> Result<Db, String> {
 pub struct Live {
     pub text: String,
     pub json: Json,
+    /// Which database it is (`db::identity`): a connected plan's hash is bound to it, as a
+    /// run's is, so the hash `runbook plan` shows is the one a run on this database records.
+    pub identity: Option<String>,
 }
 
 /// Builds the live part of a plan. `rehearse` also runs the pending migrations in a rolled-back
@@ -76,8 +79,10 @@ pub async fn inspect(
                 target.describe()
             ),
             json: json!({"exists": false}),
+            identity: None,
         });
     }
+    let identity = crate::db::identity::identity(target).await.ok();
     let mut db = connect_read_only(target).await?;
     let mut text = String::new();
     let mut out = Map::new();
@@ -111,6 +116,7 @@ pub async fn inspect(
     Ok(Live {
         text,
         json: Json::Object(out),
+        identity,
     })
 }
 
