@@ -12,6 +12,7 @@
 //! The auditor's tools read the chains back: `verify_run` (a `Verdict`), the `timeline` of a
 //! run, and its renderings (`show`, `csv`, `html`).
 
+mod approvals;
 mod canonical;
 mod chain;
 mod csv;
@@ -26,6 +27,7 @@ mod timeline;
 mod verdict;
 mod verify;
 
+pub use approvals::{ChainFacts, chain_facts};
 pub use canonical::{canonical, record_hash};
 pub use chain::{AuditLog, GENESIS, Head};
 pub use csv::csv;

@@ -16,6 +16,7 @@ pub(super) fn approve(ui: &Ui, root: &Path, args: ApproveArgs, verbose: bool) ->
         actor: args.actor,
         state: args.state,
         target: args.target,
+        key: args.key,
         ..Default::default()
     };
     decide(ui, root, req, verbose)
@@ -31,6 +32,7 @@ pub(super) fn reject(ui: &Ui, root: &Path, args: RejectArgs, verbose: bool) -> E
         state: args.state,
         target: args.target,
         confirm: None,
+        key: args.key,
     };
     decide(ui, root, req, verbose)
 }

@@ -31,6 +31,7 @@ pub(super) fn run(ui: &Ui, root: &Path, args: RunArgs, verbose: bool) -> Exit {
         approve: args.approve,
         confirm: args.confirm,
         fleet: args.fleet.zip(args.fleet_target),
+        key: args.key,
     };
     match args.targets {
         Some(selector) => {
@@ -55,6 +56,7 @@ pub(super) fn resume(ui: &Ui, root: &Path, args: ResumeArgs, verbose: bool) -> E
         state: args.state,
         lock_wait: args.lock_wait,
         confirm: args.confirm,
+        key: args.key,
     };
     if req.run_id.starts_with("fleet-") {
         let given = (

@@ -3,15 +3,17 @@
 //! rollback, by resuming it so the gate refuses.
 
 use super::inputs;
-use super::journal::Journal;
+use super::journal::{Journal, audit_dir};
 use super::same_target::check_same_target;
 use super::session::{find_run, open_state, protections_of, redactor_for, target_spec};
+use super::signing;
 use super::units::find_approval_gate;
 use super::{DecisionRequest, ExecError, Outcome, ResumeRequest, resume};
 use crate::gate::same_person;
 use crate::playbook::{ApprovalGate, Step};
 use crate::project::Project;
 use crate::run::{self, Approval, RunRecord, RunStatus};
+use crate::signers::Signers;
 use crate::state::StateStore;
 use crate::template;
 use crate::ui::Ui;
@@ -60,16 +62,65 @@ pub async fn decide(
             check_same_target(started.as_ref(), &record, target.as_ref(), ui).await?;
         }
     }
-    let actor = req.actor.clone().unwrap_or_else(run::operator);
     let gate = step.gate.as_ref().and_then(|g| g.approval.clone());
-    check_actor(project, &record, &req.gate, gate.as_ref(), &actor, ui)?;
+    let protections = protections_of(project.config_def(), &record.env);
+    let facts = crate::audit::chain_facts(
+        &audit_dir(&project.root, project.config_def()),
+        &record.id,
+    )
+    .map_err(|e| {
+        ui.error(&e, None);
+        ExecError::AuditFailed
+    })?;
+    let key = if protections.signed_approvals {
+        let signers = Signers::load(&project.root, project.config_def());
+        let key = signing::approver_key(&record.env, &signers, req.key.as_deref(), req.actor.as_deref());
+        Some(key.map_err(|e| {
+            ui.error(&e.message, Some(&e.hint));
+            ExecError::Refused
+        })?)
+    } else {
+        None
+    };
+    let actor = match &key {
+        Some(k) => k.signer.principal().to_owned(),
+        None => req.actor.clone().unwrap_or_else(run::operator),
+    };
+    let fingerprint = key.as_ref().map(|k| k.signer.fingerprint.as_str());
+    let who = Who { actor: &actor, fingerprint, facts: &facts };
+    check_actor(project, &record, &req.gate, gate.as_ref(), &who, ui)?;
+    // A comment may hold a secret: the signed statement holds it as it is stored, masked.
+    let comment = req
+        .comment
+        .as_deref()
+        .map(|c| redactor_for(project.config_def(), &BTreeMap::new(), None).redact(c));
+    let decision = if req.approve { "approve" } else { "reject" };
+    let signed = match &key {
+        Some(k) => {
+            let d = signing::Decision {
+                run_id: &record.id,
+                gate: &req.gate,
+                decision,
+                plan_hash: &record.plan_hash,
+                target: facts.target_identity.as_deref(),
+                expiry: signing::expiry_of(gate.as_ref(), &protections),
+                comment: comment.as_deref(),
+            };
+            Some(signing::sign(k, &d).map_err(|e| {
+                ui.error(&e, None);
+                ExecError::Refused
+            })?)
+        }
+        None => None,
+    };
     let approval = Approval {
         gate: req.gate.clone(),
         actor: actor.clone(),
-        decision: if req.approve { "approve" } else { "reject" }.to_owned(),
-        comment: req.comment.clone(),
+        decision: decision.to_owned(),
+        comment,
         plan_hash: record.plan_hash.clone(),
         at: run::now_ms(),
+        signed,
     };
     record_decision(project, &state, &record, &approval, ui).await?;
     announce(project, &record, &req, gate, &actor, ui);
@@ -137,20 +188,42 @@ async fn load(
     Ok((record, step))
 }
 
-/// The operator may decide on their own run only where the environment allows self-approval,
-/// and a gate with a list of approvers takes only them.
+/// Who decides: the name (for a signed decision, the approver the key is listed for), the
+/// signing key's fingerprint, and what the run's audit chain says of its operator.
+struct Who<'a> {
+    actor: &'a str,
+    fingerprint: Option<&'a str>,
+    facts: &'a crate::audit::ChainFacts,
+}
+
+/// The operator may decide on their own run only where the environment allows self-approval
+/// (known by name, by the principal of the key they started it with, and by that key), and a
+/// gate with a list of approvers takes only them.
 fn check_actor(
     project: &Project,
     record: &RunRecord,
     gate_id: &str,
     gate: Option<&ApprovalGate>,
-    actor: &str,
+    who: &Who<'_>,
     ui: &Ui,
 ) -> Result<(), ExecError> {
+    let actor = who.actor;
     let protections = protections_of(project.config_def(), &record.env);
-    if !protections.self_approval && same_person(actor, &record.operator) {
+    let own_key = who.fingerprint.is_some() && who.fingerprint == who.facts.operator_key.as_deref();
+    let own_name = same_person(actor, &record.operator)
+        || who
+            .facts
+            .operator_principal
+            .as_deref()
+            .is_some_and(|p| same_person(actor, p));
+    if !protections.self_approval && (own_key || own_name) {
+        let by = if own_key && !own_name {
+            format!("the key {} started run {}", who.fingerprint.unwrap_or_default(), record.id)
+        } else {
+            format!("{actor} started run {}", record.id)
+        };
         ui.error(
-            &format!("{actor} started run {} and cannot approve it in environment `{}`", record.id, record.env),
+            &format!("{by} and cannot approve it in environment `{}`", record.env),
             Some("another person approves; self-approval is allowed only where the environment says `self_approval: true`"),
         );
         return Err(ExecError::Refused);

@@ -1,5 +1,6 @@
 //! What the CLI asks the executor to do: `runbook run`, `resume`, `approve` and `reject`.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// What `runbook run` was asked to do.
@@ -19,6 +20,9 @@ pub struct RunRequest {
     pub confirm: Option<String>,
     /// This run is one target of a fleet run: (fleet id, target name).
     pub fleet: Option<(String, String)>,
+    /// The operator's private key file (`--key`): recorded as the operator's key when listed,
+    /// and signs `--approve` where approvals must be signed.
+    pub key: Option<PathBuf>,
 }
 
 /// What `runbook resume` was asked to do.
@@ -32,6 +36,8 @@ pub struct ResumeRequest {
     pub state: Option<String>,
     pub lock_wait: Duration,
     pub confirm: Option<String>,
+    /// A private key file (`--key`) to sign an answer at the terminal with.
+    pub key: Option<PathBuf>,
 }
 
 /// What `runbook approve` and `runbook reject` were asked to do.
@@ -45,4 +51,6 @@ pub struct DecisionRequest {
     pub state: Option<String>,
     pub target: Option<String>,
     pub confirm: Option<String>,
+    /// The approver's private key file (`--key`); without it, ssh-agent's listed key signs.
+    pub key: Option<PathBuf>,
 }

@@ -76,6 +76,7 @@ pub async fn resume(
     } = ready;
     let session = Session::new(state, target, redactor, journal, lock, req.confirm.clone());
     let mut engine = Engine::new(project, playbook, plan, record, session, ui, cancel);
+    engine.key = req.key.clone();
     take_in(&mut engine, &steps, &req, &stopped).await?;
     engine.progress.note(&format!(
         "resuming run {}: {} on {}",

@@ -9,7 +9,10 @@ use super::session::{
     Session, check_windows, needs_db, open_state, protections_of, redactor_for, release_lock,
     take_lock, target_spec,
 };
+use super::signing;
 use super::units::find_approval_gate;
+use crate::approval::operator_key;
+use crate::signers::{Signer, Signers};
 use super::{ExecError, Outcome, RunRequest};
 use crate::db::TargetSpec;
 use crate::plan::{self, Plan};
@@ -31,6 +34,25 @@ pub async fn run(
     cancel: watch::Receiver<bool>,
 ) -> Result<Outcome, ExecError> {
     let (plan, target) = check(project, &playbook, &req, ui)?;
+    let protections = protections_of(project.config_def(), &req.env);
+    let signers = Signers::load(&project.root, project.config_def());
+    // `--approve` where approvals must be signed: signed with the operator's listed key, found
+    // before anything is locked or recorded.
+    let approve_key = if protections.signed_approvals && !req.approve.is_empty() {
+        let key = signing::approver_key(&req.env, &signers, req.key.as_deref(), None);
+        Some(key.map_err(|e| {
+            ui.error(&e.message, Some(&e.hint));
+            ExecError::Refused
+        })?)
+    } else {
+        None
+    };
+    // The operator is known by their listed key when they hold one: their own approval is then
+    // told by the key, whatever name it comes under.
+    let operator_key = signers
+        .as_ref()
+        .ok()
+        .and_then(|s| operator_key(s, req.key.as_deref()));
     let redactor = redactor_for(project.config_def(), &plan.values, target.as_ref());
     // The redactor is the global one: opening the state store reports through it.
     let state = open_state(project, req.state.as_deref(), ui).await?;
@@ -64,7 +86,7 @@ pub async fn run(
     );
     let started = begin(
         project,
-        (&playbook, &plan, identity.as_deref()),
+        (&playbook, &plan, identity.as_deref(), operator_key.as_ref()),
         &record,
         &state,
         target.as_ref(),
@@ -85,18 +107,37 @@ pub async fn run(
     }
     journal.index(&record);
     for gate in &req.approve {
-        let approval = Approval {
+        let comment = "approved by the operator with --approve";
+        let mut approval = Approval {
             gate: gate.clone(),
             actor: operator.clone(),
             decision: "approve".to_owned(),
-            comment: Some("approved by the operator with --approve".to_owned()),
+            comment: Some(comment.to_owned()),
             plan_hash: plan.plan_hash.clone(),
             at: run::now_ms(),
+            signed: None,
         };
+        if let Some(key) = &approve_key {
+            let d = signing::Decision {
+                run_id: &record.id,
+                gate,
+                decision: "approve",
+                plan_hash: &plan.plan_hash,
+                target: identity.as_deref(),
+                expiry: signing::expiry_of(None, &protections),
+                comment: Some(comment),
+            };
+            approval.actor = key.signer.principal().to_owned();
+            approval.signed = Some(signing::sign(key, &d).map_err(|e| {
+                ui.error(&e, None);
+                ExecError::Refused
+            })?);
+        }
         journal.approval(&state, &approval).await?;
     }
     let session = Session::new(state, target, redactor, journal, lock, req.confirm.clone());
-    let engine = Engine::new(project, playbook, plan, record, session, ui, cancel);
+    let mut engine = Engine::new(project, playbook, plan, record, session, ui, cancel);
+    engine.key = req.key.clone();
     engine.progress.note(&format!(
         "run {}: {} on {} ({})",
         engine.run.id, engine.run.playbook, engine.run.env, engine.run.target
@@ -208,7 +249,7 @@ fn new_record(
 /// with the digests of the files the plan may apply (resume names what changed since).
 async fn begin<'a>(
     project: &Project,
-    (playbook, plan, identity): (&Playbook, &Plan, Option<&str>),
+    (playbook, plan, identity, operator_key): (&Playbook, &Plan, Option<&str>, Option<&Signer>),
     record: &RunRecord,
     state: &StateStore,
     target: Option<&TargetSpec>,
@@ -239,6 +280,7 @@ async fn begin<'a>(
             "playbook": record.playbook, "env": record.env, "target": record.target, "operator": record.operator,
             "host": record.host, "content_hash": record.content_hash, "plan_hash": record.plan_hash,
             "params": record.params, "inputs": plan.inputs, "target_identity": identity, "version": env!("CARGO_PKG_VERSION"),
+            "operator_key": operator_key.map(|k| json!({"principal": k.principal(), "fingerprint": k.fingerprint})),
         }),
     );
     let key = target.map_or_else(|| "(none)".to_owned(), TargetSpec::key);
