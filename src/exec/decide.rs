@@ -13,6 +13,7 @@ use crate::gate::same_person;
 use crate::playbook::{ApprovalGate, Step};
 use crate::project::Project;
 use crate::run::{self, Approval, RunRecord, RunStatus};
+use crate::approval::SigningKey;
 use crate::signers::Signers;
 use crate::state::StateStore;
 use crate::template;
@@ -72,20 +73,7 @@ pub async fn decide(
         ui.error(&e, None);
         ExecError::AuditFailed
     })?;
-    let key = if protections.signed_approvals {
-        let signers = Signers::load(&project.root, project.config_def());
-        let key = signing::approver_key(&record.env, &signers, req.key.as_deref(), req.actor.as_deref());
-        Some(key.map_err(|e| {
-            ui.error(&e.message, Some(&e.hint));
-            ExecError::Refused
-        })?)
-    } else {
-        None
-    };
-    let actor = match &key {
-        Some(k) => k.signer.principal().to_owned(),
-        None => req.actor.clone().unwrap_or_else(run::operator),
-    };
+    let (actor, key) = identify(project, &record, &req, ui)?;
     let fingerprint = key.as_ref().map(|k| k.signer.fingerprint.as_str());
     let who = Who { actor: &actor, fingerprint, facts: &facts };
     check_actor(project, &record, &req.gate, gate.as_ref(), &who, ui)?;
@@ -186,6 +174,42 @@ async fn load(
         return Err(ExecError::Invalid);
     };
     Ok((record, step))
+}
+
+/// Who decides, and the key that signs where the environment requires signed approvals: there
+/// the key says who (a different `--actor` is refused, RUNBOOK_ACTOR is ignored), elsewhere
+/// `--actor`, RUNBOOK_ACTOR or the OS user.
+fn identify(
+    project: &Project,
+    record: &RunRecord,
+    req: &DecisionRequest,
+    ui: &Ui,
+) -> Result<(String, Option<SigningKey>), ExecError> {
+    let protections = protections_of(project.config_def(), &record.env);
+    if !protections.signed_approvals {
+        return Ok((req.actor.clone().unwrap_or_else(run::operator), None));
+    }
+    let signers = Signers::load(&project.root, project.config_def());
+    let key = signing::approver_key(
+        &record.env,
+        &signers,
+        req.key.as_deref(),
+        req.actor.as_deref(),
+    )
+    .map_err(|e| {
+        ui.error(&e.message, Some(&e.hint));
+        ExecError::Refused
+    })?;
+    let actor = key.signer.principal().to_owned();
+    if let Ok(named) = std::env::var("RUNBOOK_ACTOR")
+        && !same_person(&named, &actor)
+    {
+        ui.note(&format!(
+            "RUNBOOK_ACTOR={named} is ignored: in environment `{}` the signing key says who approves, and it is listed for {actor}",
+            record.env
+        ));
+    }
+    Ok((actor, Some(key)))
 }
 
 /// Who decides: the name (for a signed decision, the approver the key is listed for), the

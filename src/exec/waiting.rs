@@ -99,22 +99,41 @@ pub async fn waiting_lines(project: &Project, state: &StateStore, run: &RunRecor
         .filter(|j| j.void.is_none())
         .map(|j| j.who.as_str())
         .collect();
+    // Where signatures are required, only the listed approvers can approve at all.
+    let listed: Option<Vec<String>> = match (&signers, protections.signed_approvals) {
+        (Ok(s), true) => {
+            let names = s.list.iter().map(|k| k.principal().to_owned());
+            Some(match &a.approvers {
+                Some(gate) => names.filter(|n| gate.iter().any(|g| same_person(g, n))).collect(),
+                None => names.collect(),
+            })
+        }
+        _ => a.approvers.clone(),
+    };
     lines.push(format!(
         "may still approve: {}",
-        who_may(&a.approvers, &counted, run, protections.self_approval)
+        who_may(&listed, &counted, run, chain.operator_principal.as_deref(), protections.self_approval)
     ));
     lines
 }
 
 /// The listed approvers who have not approved yet, or anyone but those and the operator.
-fn who_may(list: &Option<Vec<String>>, counted: &[&str], run: &RunRecord, self_ok: bool) -> String {
+/// `operator_key` is the approver the operator's own key is listed for, when they had one.
+fn who_may(
+    list: &Option<Vec<String>>,
+    counted: &[&str],
+    run: &RunRecord,
+    operator_key: Option<&str>,
+    self_ok: bool,
+) -> String {
+    let own = |p: &str| same_person(p, &run.operator) || operator_key.is_some_and(|o| same_person(p, o));
     match list {
         Some(list) => {
             let left: Vec<&str> = list
                 .iter()
                 .map(String::as_str)
                 .filter(|p| !counted.iter().any(|c| same_person(c, p)))
-                .filter(|p| self_ok || !same_person(p, &run.operator))
+                .filter(|p| self_ok || !own(p))
                 .collect();
             if left.is_empty() {
                 "nobody: every listed approver has approved".to_owned()
