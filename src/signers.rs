@@ -219,8 +219,14 @@ fn parse_line(body: &str) -> Result<Signer, (usize, String, String, bool)> {
         check_options(text).map_err(|(m, h, w)| (offset, m, h, w))?;
     }
     let rest = &body[kind_at..];
-    let key = PublicKey::from_openssh(rest)
-        .map_err(|e| (kind_at, format!("the key cannot be read: {e}"), KEY_HINT.to_owned(), false))?;
+    let key = PublicKey::from_openssh(rest).map_err(|e| {
+        (
+            kind_at,
+            format!("the key cannot be read: {e}"),
+            KEY_HINT.to_owned(),
+            false,
+        )
+    })?;
     Ok(Signer {
         principals,
         fingerprint: fingerprint(&key),
@@ -240,8 +246,12 @@ fn check_options(text: &str) -> Result<(), (String, String, bool)> {
             "namespaces" => {
                 if !value.split(',').any(|n| n == NAMESPACE || n == "*") {
                     return Err((
-                        format!("this key is listed for the namespaces `{value}` only, not `{NAMESPACE}`; its approvals never count"),
-                        format!("add `{NAMESPACE}` to its `namespaces=\"...\"`, or remove the option"),
+                        format!(
+                            "this key is listed for the namespaces `{value}` only, not `{NAMESPACE}`; its approvals never count"
+                        ),
+                        format!(
+                            "add `{NAMESPACE}` to its `namespaces=\"...\"`, or remove the option"
+                        ),
                         true,
                     ));
                 }
@@ -343,8 +353,10 @@ mod tests {
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].principals, ["alice", "Alice"]);
         assert!(found[0].fingerprint.starts_with("SHA256:"));
-        let at: Vec<(usize, usize, bool)> =
-            problems.iter().map(|p| (p.line, p.col, p.warning)).collect();
+        let at: Vec<(usize, usize, bool)> = problems
+            .iter()
+            .map(|p| (p.line, p.col, p.warning))
+            .collect();
         assert_eq!(
             at,
             [
@@ -364,6 +376,10 @@ mod tests {
         assert_eq!(parse_key("alice", ED).unwrap().principal(), "alice");
         assert!(!parse_key("a b", ED).unwrap_err().warning);
         assert!(!parse_key("alice", "ssh-ed25519 AAAA").unwrap_err().warning);
-        assert!(parse_key("alice", "sk-ssh-ed25519@openssh.com AAAA").unwrap_err().warning);
+        assert!(
+            parse_key("alice", "sk-ssh-ed25519@openssh.com AAAA")
+                .unwrap_err()
+                .warning
+        );
     }
 }

@@ -69,7 +69,8 @@ impl Agent {
         let answer = self.request(SIGN_REQUEST, &body)?;
         let mut r = Reader(&answer);
         let mut sig = r.string()?;
-        Signature::decode(&mut sig).map_err(|e| format!("ssh-agent sent a signature runbook cannot read: {e}"))
+        Signature::decode(&mut sig)
+            .map_err(|e| format!("ssh-agent sent a signature runbook cannot read: {e}"))
     }
 
     /// Sends one request and reads its answer, which must be of the type that answers it.

@@ -158,7 +158,11 @@ impl Unproven {
 }
 
 /// The listed approver whose key made `signature` (armored) over exactly `text`.
-pub fn verify<'a>(signers: &'a Signers, text: &str, signature: &str) -> Result<&'a Signer, Unproven> {
+pub fn verify<'a>(
+    signers: &'a Signers,
+    text: &str,
+    signature: &str,
+) -> Result<&'a Signer, Unproven> {
     let sig = SshSig::from_pem(signature).map_err(|e| Unproven::Unreadable(e.to_string()))?;
     if sig.namespace() != NAMESPACE {
         return Err(Unproven::OtherNamespace(sig.namespace().to_owned()));
@@ -200,8 +204,14 @@ fn read_private(path: &Path) -> Result<PrivateKey, NoKey> {
     })?;
     if key.is_encrypted() {
         return Err(NoKey {
-            message: format!("the key {} is protected by a passphrase, which runbook does not ask for", path.display()),
-            hint: format!("load it into ssh-agent (`ssh-add {}`) and approve without `--key`", path.display()),
+            message: format!(
+                "the key {} is protected by a passphrase, which runbook does not ask for",
+                path.display()
+            ),
+            hint: format!(
+                "load it into ssh-agent (`ssh-add {}`) and approve without `--key`",
+                path.display()
+            ),
         });
     }
     Ok(key)

@@ -117,7 +117,10 @@ mod tests {
             comment: Some("line one\nline \"two\"".to_owned()),
         };
         let text = s.text();
-        assert!(text.contains("expires: 2025-12-03T08:00:00.000Z\n"), "{text}");
+        assert!(
+            text.contains("expires: 2025-12-03T08:00:00.000Z\n"),
+            "{text}"
+        );
         assert_eq!(Statement::parse(&text), Some(s.clone()));
         assert_eq!(Statement::parse(&text.replace("v1", "v2")), None);
         assert_eq!(Statement::parse(&format!("{text}extra\n")), None);

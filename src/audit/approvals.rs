@@ -27,29 +27,23 @@ pub fn chain_facts(dir: &Path, run_id: &str) -> Result<ChainFacts, String> {
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(format!("cannot read the audit chain {}: {e}", path.display())),
+        Err(e) => {
+            return Err(format!(
+                "cannot read the audit chain {}: {e}",
+                path.display()
+            ));
+        }
     };
     let mut facts = ChainFacts::default();
     for record in verify_bytes(&bytes, None).entries {
         match record.get("event").and_then(Json::as_str) {
             Some("run_started") => {
                 let outcome = record.get("outcome");
-                let text = |k: &str| {
-                    outcome
-                        .and_then(|o| o.get(k))
-                        .and_then(Json::as_str)
-                        .map(str::to_owned)
-                };
-                facts.target_identity = text("target_identity");
-                let key = |k: &str| {
-                    outcome
-                        .and_then(|o| o.get("operator_key"))
-                        .and_then(|v| v.get(k))
-                        .and_then(Json::as_str)
-                        .map(str::to_owned)
-                };
-                facts.operator_key = key("fingerprint");
-                facts.operator_principal = key("principal");
+                let text = |v: Option<&Json>| v.and_then(Json::as_str).map(str::to_owned);
+                facts.target_identity = text(outcome.and_then(|o| o.get("target_identity")));
+                let key = outcome.and_then(|o| o.get("operator_key"));
+                facts.operator_key = text(key.and_then(|k| k.get("fingerprint")));
+                facts.operator_principal = text(key.and_then(|k| k.get("principal")));
             }
             Some("approval_recorded") => {
                 if let Some(a) = approval(&record) {

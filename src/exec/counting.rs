@@ -117,8 +117,8 @@ impl Judge<'_> {
             .signers
             .as_ref()
             .map_err(|e| format!("the approvers cannot be read: {e}"))?;
-        let signer = verify(signers, &signed.statement, &signed.signature)
-            .map_err(|e| e.describe())?;
+        let signer =
+            verify(signers, &signed.statement, &signed.signature).map_err(|e| e.describe())?;
         let st = Statement::parse(&signed.statement)
             .ok_or_else(|| "the signed text is not a runbook approval statement".to_owned())?;
         let target = chain.target_identity.as_deref().unwrap_or("none");

@@ -9,11 +9,11 @@ use super::session::{find_run, open_state, protections_of, redactor_for, target_
 use super::signing;
 use super::units::find_approval_gate;
 use super::{DecisionRequest, ExecError, Outcome, ResumeRequest, resume};
+use crate::approval::SigningKey;
 use crate::gate::same_person;
 use crate::playbook::{ApprovalGate, Step};
 use crate::project::Project;
 use crate::run::{self, Approval, RunRecord, RunStatus};
-use crate::approval::SigningKey;
 use crate::signers::Signers;
 use crate::state::StateStore;
 use crate::template;
@@ -65,17 +65,19 @@ pub async fn decide(
     }
     let gate = step.gate.as_ref().and_then(|g| g.approval.clone());
     let protections = protections_of(project.config_def(), &record.env);
-    let facts = crate::audit::chain_facts(
-        &audit_dir(&project.root, project.config_def()),
-        &record.id,
-    )
-    .map_err(|e| {
-        ui.error(&e, None);
-        ExecError::AuditFailed
-    })?;
+    let facts =
+        crate::audit::chain_facts(&audit_dir(&project.root, project.config_def()), &record.id)
+            .map_err(|e| {
+                ui.error(&e, None);
+                ExecError::AuditFailed
+            })?;
     let (actor, key) = identify(project, &record, &req, ui)?;
     let fingerprint = key.as_ref().map(|k| k.signer.fingerprint.as_str());
-    let who = Who { actor: &actor, fingerprint, facts: &facts };
+    let who = Who {
+        actor: &actor,
+        fingerprint,
+        facts: &facts,
+    };
     check_actor(project, &record, &req.gate, gate.as_ref(), &who, ui)?;
     // A comment may hold a secret: the signed statement holds it as it is stored, masked.
     let comment = req
@@ -242,7 +244,11 @@ fn check_actor(
             .is_some_and(|p| same_person(actor, p));
     if !protections.self_approval && (own_key || own_name) {
         let by = if own_key && !own_name {
-            format!("the key {} started run {}", who.fingerprint.unwrap_or_default(), record.id)
+            format!(
+                "the key {} started run {}",
+                who.fingerprint.unwrap_or_default(),
+                record.id
+            )
         } else {
             format!("{actor} started run {}", record.id)
         };

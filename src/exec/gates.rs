@@ -7,6 +7,7 @@ use super::actions;
 use super::change;
 use super::counting::{Judge, Judged};
 use super::engine::Engine;
+use super::signing;
 use super::step::UnitError;
 use super::units::Unit;
 use crate::cancel::wait_cancel;
@@ -15,7 +16,6 @@ use crate::gate::{GateOutcome, same_person};
 use crate::playbook::{
     ApprovalGate, ConditionGate, ConfirmGate, GateAction, RequireRunGate, WindowGate,
 };
-use super::signing;
 use crate::run::{self, Approval, Event, EventKind, StepStatus};
 use crate::template;
 use serde_json::{Map, Value as Json, json};
@@ -275,9 +275,7 @@ impl Engine<'_> {
                 .await
                 .map_err(|e| self.internal(&e))?;
             let chain = self.chain_facts().map_err(|e| self.internal(&e))?;
-            let judged = self
-                .judge(unit, a, expiry)
-                .judge_all(&chain, &stored);
+            let judged = self.judge(unit, a, expiry).judge_all(&chain, &stored);
             let (approvers, void) = match tally(&judged) {
                 Ok(t) => t,
                 Err(rejection) => return Ok(GateOutcome::Refuse(rejection)),
@@ -325,7 +323,12 @@ impl Engine<'_> {
     }
 
     /// The judge of this gate's approvals (`counting.rs`).
-    fn judge<'j>(&'j self, unit: &'j Unit, a: &'j ApprovalGate, expiry: Option<Duration>) -> Judge<'j> {
+    fn judge<'j>(
+        &'j self,
+        unit: &'j Unit,
+        a: &'j ApprovalGate,
+        expiry: Option<Duration>,
+    ) -> Judge<'j> {
         Judge {
             run_id: &self.run.id,
             gate: &unit.qid,

@@ -13,7 +13,10 @@ use std::time::Duration;
 
 /// How long an approval of `gate` counts in an environment: the gate's `expires`, else the
 /// environment's `approval_expiry`.
-pub(super) fn expiry_of(gate: Option<&ApprovalGate>, protections: &Protections) -> Option<Duration> {
+pub(super) fn expiry_of(
+    gate: Option<&ApprovalGate>,
+    protections: &Protections,
+) -> Option<Duration> {
     gate.and_then(|a| a.expires.as_ref())
         .or(protections.approval_expiry.as_ref())
         .and_then(|d| d.parse())
@@ -98,7 +101,10 @@ pub(super) fn approver_key(
         }
     };
     let key = signing_key(signers, key_file, actor).map_err(|e| NoKey {
-        message: format!("environment `{env}` requires signed approvals: {}", e.message),
+        message: format!(
+            "environment `{env}` requires signed approvals: {}",
+            e.message
+        ),
         hint: e.hint,
     })?;
     if let Some(actor) = actor

@@ -11,14 +11,14 @@ use super::session::{
 };
 use super::signing;
 use super::units::find_approval_gate;
-use crate::approval::operator_key;
-use crate::signers::{Signer, Signers};
 use super::{ExecError, Outcome, RunRequest};
+use crate::approval::operator_key;
 use crate::db::TargetSpec;
 use crate::plan::{self, Plan};
 use crate::project::{Playbook, Project};
 use crate::redact::Redactor;
 use crate::run::{self, Approval, Event, EventKind, RunRecord, RunStatus};
+use crate::signers::{Signer, Signers};
 use crate::state::StateStore;
 use crate::ui::Ui;
 use serde_json::json;

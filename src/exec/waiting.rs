@@ -104,7 +104,9 @@ pub async fn waiting_lines(project: &Project, state: &StateStore, run: &RunRecor
         (Ok(s), true) => {
             let names = s.list.iter().map(|k| k.principal().to_owned());
             Some(match &a.approvers {
-                Some(gate) => names.filter(|n| gate.iter().any(|g| same_person(g, n))).collect(),
+                Some(gate) => names
+                    .filter(|n| gate.iter().any(|g| same_person(g, n)))
+                    .collect(),
                 None => names.collect(),
             })
         }
@@ -112,7 +114,13 @@ pub async fn waiting_lines(project: &Project, state: &StateStore, run: &RunRecor
     };
     lines.push(format!(
         "may still approve: {}",
-        who_may(&listed, &counted, run, chain.operator_principal.as_deref(), protections.self_approval)
+        who_may(
+            &listed,
+            &counted,
+            run,
+            chain.operator_principal.as_deref(),
+            protections.self_approval
+        )
     ));
     lines
 }
@@ -126,7 +134,8 @@ fn who_may(
     operator_key: Option<&str>,
     self_ok: bool,
 ) -> String {
-    let own = |p: &str| same_person(p, &run.operator) || operator_key.is_some_and(|o| same_person(p, o));
+    let own =
+        |p: &str| same_person(p, &run.operator) || operator_key.is_some_and(|o| same_person(p, o));
     match list {
         Some(list) => {
             let left: Vec<&str> = list

@@ -93,13 +93,21 @@ fn approvers(def: &ConfigDef, source: &Source, tree: &Node, diags: &mut Vec<Diag
 /// A problem of an approver entry as a diagnostic: at its own line and column when it has one
 /// (a line of the `allowed_signers` file), else at `pos`.
 fn problem(p: signers::Problem, source: &Source, pos: Pos) -> Diagnostic {
-    let code = if p.warning { "unusable-key" } else { "invalid-key" };
+    let code = if p.warning {
+        "unusable-key"
+    } else {
+        "invalid-key"
+    };
     let d = if p.warning {
         Diagnostic::warning(code, p.message)
     } else {
         Diagnostic::error(code, p.message)
     };
-    let pos = if p.line > 0 { Pos::new(p.line, p.col) } else { pos };
+    let pos = if p.line > 0 {
+        Pos::new(p.line, p.col)
+    } else {
+        pos
+    };
     d.at(source, pos).with_hint(p.hint)
 }
 

@@ -153,10 +153,9 @@ impl Signed {
 
     /// A row in the state store's approvals table only, as `sqlite3` would insert it.
     fn insert_row(&self, run: &str, a: &runbook::run::Approval) {
-        let signed = a
-            .signed
-            .as_ref()
-            .map_or("NULL".to_owned(), |s| sql_text(&serde_json::json!(s).to_string()));
+        let signed = a.signed.as_ref().map_or("NULL".to_owned(), |s| {
+            sql_text(&serde_json::json!(s).to_string())
+        });
         sqlite_exec(
             &self.state(),
             &format!(
@@ -235,7 +234,11 @@ fn ssh_keygen_verifies(g: &Signed, approval: &Json) -> bool {
     let dir = g.dir.path();
     let statement = dir.join("statement.txt");
     let sig = dir.join("statement.sig");
-    std::fs::write(&statement, approval["signed"]["statement"].as_str().unwrap()).unwrap();
+    std::fs::write(
+        &statement,
+        approval["signed"]["statement"].as_str().unwrap(),
+    )
+    .unwrap();
     std::fs::write(&sig, approval["signed"]["signature"].as_str().unwrap()).unwrap();
     let out = Command::new("ssh-keygen")
         .args(["-Y", "verify", "-n", "runbook-approval", "-f"])
@@ -281,13 +284,22 @@ fn two_listed_approvers_one_by_key_file_one_through_ssh_agent_open_the_gate() {
         assert!(ssh_keygen_verifies(&g, a), "{a}");
         let text = a["signed"]["statement"].as_str().unwrap();
         assert!(text.contains(&format!("run: {run}\n")), "{text}");
-        assert!(text.contains("gate: approve\ndecision: approve\n"), "{text}");
-        assert!(text.contains(&format!("plan: {}\n", g.plan_hash(&run))), "{text}");
+        assert!(
+            text.contains("gate: approve\ndecision: approve\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("plan: {}\n", g.plan_hash(&run))),
+            "{text}"
+        );
         assert!(text.contains("target: SQLite file /"), "{text}");
     }
     // And a statement changed by one byte does not.
     let mut forged = approvals[0].clone();
-    let text = forged["signed"]["statement"].as_str().unwrap().replace("approve\n", "reject\n");
+    let text = forged["signed"]["statement"]
+        .as_str()
+        .unwrap()
+        .replace("approve\n", "reject\n");
     forged["signed"]["statement"] = Json::from(text);
     assert!(!ssh_keygen_verifies(&g, &forged));
 }
@@ -332,13 +344,16 @@ fn the_operator_approving_as_others_does_not_count() {
     assert_eq!(out.code, 3, "{}", out.combined());
     assert!(
         out.stderr.contains("(0 of 2 approvals; 2 do not count")
-            && out.stderr.contains("alice (approve): not in the run's audit chain"),
+            && out
+                .stderr
+                .contains("alice (approve): not in the run's audit chain"),
         "{}",
         out.stderr
     );
     assert!(
         g.status(&run).contains("bob approve at")
-            && g.status(&run).contains("does not count: not in the run's audit chain"),
+            && g.status(&run)
+                .contains("does not count: not in the run's audit chain"),
         "{}",
         g.status(&run)
     );
@@ -351,11 +366,19 @@ fn unlisted_keys_and_unsigned_approvals_do_not_count() {
     let run = g.start("prod");
     let mallory = g.approve("mallory", &run, &["--key", &g.key("mallory")]);
     assert_eq!(mallory.code, 7, "{}", mallory.combined());
-    assert!(mallory.stderr.contains("is not listed among the approvers"), "{}", mallory.stderr);
+    assert!(
+        mallory.stderr.contains("is not listed among the approvers"),
+        "{}",
+        mallory.stderr
+    );
     // No key at all: says how to get one.
     let none = g.approve("alice", &run, &[]);
     assert_eq!(none.code, 7, "{}", none.combined());
-    assert!(none.stderr.contains("ssh-add") && none.stderr.contains("--key"), "{}", none.stderr);
+    assert!(
+        none.stderr.contains("ssh-add") && none.stderr.contains("--key"),
+        "{}",
+        none.stderr
+    );
     // An unsigned approval in the chain, and one by an unlisted key: neither counts.
     let unsigned = runbook::run::Approval {
         gate: "approve".to_owned(),
@@ -396,8 +419,9 @@ fn a_signature_over_another_run_or_a_changed_statement_does_not_count() {
     let out = g.resume(&second);
     assert_eq!(out.code, 3, "{}", out.combined());
     assert!(
-        out.stderr
-            .contains(&format!("alice (approve): signed over another run ({first})")),
+        out.stderr.contains(&format!(
+            "alice (approve): signed over another run ({first})"
+        )),
         "{}",
         out.stderr
     );
@@ -407,7 +431,10 @@ fn a_signature_over_another_run_or_a_changed_statement_does_not_count() {
     signed.statement = signed.statement.replace(&first, &second);
     g.forge(&second, &edited);
     let status = g.status(&second);
-    assert!(status.contains("does not match the signed statement"), "{status}");
+    assert!(
+        status.contains("does not match the signed statement"),
+        "{status}"
+    );
     // The first run's own approvals count for its plan...
     let done = g.resume(&first);
     assert_eq!(done.code, 0, "{}", done.combined());
@@ -422,7 +449,11 @@ fn a_changed_plan_voids_signed_approvals() {
     }
     let other = g.cmd("olga", None, &["resume", &run, "--var", "version=2.0"]);
     assert_eq!(other.code, 3, "{}", other.combined());
-    assert!(other.stderr.contains("given for another plan"), "{}", other.stderr);
+    assert!(
+        other.stderr.contains("given for another plan"),
+        "{}",
+        other.stderr
+    );
     assert_eq!(g.log("prod.db"), ["before"]);
 }
 
@@ -435,7 +466,11 @@ fn without_listed_approvers_a_signed_environment_waits_and_says_why_while_dev_ru
     )
     .unwrap();
     // Dev needs no signatures: self-approval with --approve works as before.
-    let dev = g.cmd("olga", None, &["run", "ship", "--env", "dev", "--approve", "approve"]);
+    let dev = g.cmd(
+        "olga",
+        None,
+        &["run", "ship", "--env", "dev", "--approve", "approve"],
+    );
     assert_eq!(dev.code, 0, "{}", dev.combined());
     assert_eq!(g.log("dev.db"), ["before", "after"]);
     let run = g.start("prod");
@@ -444,7 +479,8 @@ fn without_listed_approvers_a_signed_environment_waits_and_says_why_while_dev_ru
     let out = g.approve("alice", &run, &["--key", &g.key("alice")]);
     assert_eq!(out.code, 7, "{}", out.combined());
     assert!(
-        out.stderr.contains("requires signed approvals, and runbook.yaml lists no approver keys")
+        out.stderr
+            .contains("requires signed approvals, and runbook.yaml lists no approver keys")
             && out.stderr.contains("allowed_signers"),
         "{}",
         out.stderr
