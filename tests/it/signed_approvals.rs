@@ -84,10 +84,11 @@ impl Signed {
             .run()
     }
 
-    /// `runbook run ship --env ENV` by olga, with her key: waits at the gate, gives the run id.
+    /// `runbook run ship --env ENV` by the OS user `ops`, who holds olga's key (so the run's
+    /// operator is known by it): waits at the gate, gives the run id.
     fn start(&self, env: &str) -> String {
         let key = self.key("olga");
-        let out = self.cmd("olga", None, &["run", "ship", "--env", env, "--key", &key]);
+        let out = self.cmd("ops", None, &["run", "ship", "--env", env, "--key", &key]);
         assert_eq!(out.code, 3, "{}", out.combined());
         self.last()
     }
@@ -149,6 +150,46 @@ impl Signed {
             .unwrap();
         rt.block_on(log.append(body)).unwrap();
         self.insert_row(run, approval);
+    }
+
+    /// An approval of the run's gate signed with `who`'s key file over a correct statement (the
+    /// run's plan and database), made with the library as `runbook approve` would.
+    fn signed_by(&self, who: &str, run: &str, expires_in_ms: i64) -> runbook::run::Approval {
+        let text = read(&self.dir.path().join(format!(".runbook/audit/{run}.jsonl")));
+        let started: Json = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        let target = started["outcome"]["target_identity"].as_str().unwrap();
+        let listed = read(&self.dir.path().join("approvers.allowed_signers"));
+        let signers = runbook::signers::Signers {
+            list: runbook::signers::parse(&listed).0,
+        };
+        let key_file = self.keys.join(who);
+        let key = runbook::approval::signing_key(&signers, Some(&key_file), None)
+            .unwrap_or_else(|e| panic!("{}", e.message));
+        let now = chrono::Utc::now().timestamp_millis();
+        let statement = runbook::approval::Statement {
+            run: run.to_owned(),
+            gate: "approve".to_owned(),
+            decision: "approve".to_owned(),
+            plan: self.plan_hash(run),
+            target: target.to_owned(),
+            signed: now,
+            expires: Some(now + expires_in_ms),
+            comment: None,
+        }
+        .text();
+        runbook::run::Approval {
+            gate: "approve".to_owned(),
+            actor: who.to_owned(),
+            decision: "approve".to_owned(),
+            comment: None,
+            plan_hash: self.plan_hash(run),
+            at: now,
+            signed: Some(runbook::run::Signed {
+                signature: key.sign(&statement).unwrap(),
+                statement,
+                fingerprint: key.signer.fingerprint.clone(),
+            }),
+        }
     }
 
     /// A row in the state store's approvals table only, as `sqlite3` would insert it.
@@ -310,7 +351,7 @@ fn the_operator_approving_as_others_does_not_count() {
     let run = g.start("prod");
     let olga = g.key("olga");
     // --actor naming someone else: the key says who approves.
-    let as_bob = g.approve("olga", &run, &["--actor", "bob", "--key", &olga]);
+    let as_bob = g.approve("ops", &run, &["--actor", "bob", "--key", &olga]);
     assert_eq!(as_bob.code, 7, "{}", as_bob.combined());
     assert!(
         as_bob.stderr.contains("`--actor bob` is refused")
@@ -318,11 +359,14 @@ fn the_operator_approving_as_others_does_not_count() {
         "{}",
         as_bob.stderr
     );
-    // RUNBOOK_ACTOR naming someone else: the key still says olga, who started the run.
+    // RUNBOOK_ACTOR naming someone else: ignored; the key says olga, whose key started the
+    // run (its operator's OS name is `ops`: known by the key, not by the name).
     let env_bob = g.approve("bob", &run, &["--key", &olga]);
     assert_eq!(env_bob.code, 7, "{}", env_bob.combined());
     assert!(
-        env_bob.stderr.contains("olga started run") && env_bob.stderr.contains("cannot approve"),
+        env_bob.stderr.contains("RUNBOOK_ACTOR=bob is ignored")
+            && env_bob.stderr.contains("olga started run")
+            && env_bob.stderr.contains("cannot approve"),
         "{}",
         env_bob.stderr
     );
@@ -390,10 +434,19 @@ fn unlisted_keys_and_unsigned_approvals_do_not_count() {
         signed: None,
     };
     g.forge(&run, &unsigned);
+    // The operator's own key, signing a statement over exactly this run: self-approval.
+    let own = g.signed_by("olga", &run, 3_600_000);
+    g.forge(&run, &own);
+    // bob's key, over a statement that expired a millisecond after it was signed.
+    let expired = g.signed_by("bob", &run, 1);
+    g.forge(&run, &expired);
+    std::thread::sleep(std::time::Duration::from_millis(20));
     let out = g.resume(&run);
     assert_eq!(out.code, 3, "{}", out.combined());
     assert!(
-        out.stderr.contains("alice (approve): unsigned"),
+        out.stderr.contains("alice (approve): unsigned")
+            && out.stderr.contains("olga (approve): self-approval")
+            && out.stderr.contains("bob (approve): expired at"),
         "{}",
         out.stderr
     );
