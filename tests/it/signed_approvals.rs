@@ -33,6 +33,9 @@ environments:
   prod:
     target: { sqlite: prod.db }
     protections: { approvals: 2, approval_expiry: 1h, signed_approvals: true }
+  solo:
+    target: { sqlite: solo.db }
+    protections: { self_approval: true, signed_approvals: true }
 approvers:
   allowed_signers: approvers.allowed_signers
 "#;
@@ -335,6 +338,11 @@ fn two_listed_approvers_one_by_key_file_one_through_ssh_agent_open_the_gate() {
         );
         assert!(text.contains("target: SQLite file /"), "{text}");
     }
+    let shown = g.cmd("x", None, &["audit", "show", &run]).stdout;
+    assert!(
+        shown.contains("alice approved gate approve (signed by SHA256:"),
+        "{shown}"
+    );
     // And a statement changed by one byte does not.
     let mut forged = approvals[0].clone();
     let text = forged["signed"]["statement"]
@@ -491,6 +499,43 @@ fn a_signature_over_another_run_or_a_changed_statement_does_not_count() {
     // The first run's own approvals count for its plan...
     let done = g.resume(&first);
     assert_eq!(done.code, 0, "{}", done.combined());
+}
+
+/// Where self-approval is allowed but approvals must be signed, `run --approve` signs with the
+/// operator's listed key, and is refused without one.
+#[test]
+fn run_approve_signs_where_signatures_are_required() {
+    let g = Signed::new();
+    let without = g.cmd(
+        "ops",
+        None,
+        &["run", "ship", "--env", "solo", "--approve", "approve"],
+    );
+    assert_eq!(without.code, 7, "{}", without.combined());
+    assert!(without.stderr.contains("ssh-add"), "{}", without.stderr);
+    assert!(
+        g.cmd("x", None, &["runs", "--format", "json"])
+            .stdout
+            .trim()
+            == "[]"
+    );
+    let key = g.key("alice");
+    let args = [
+        "run",
+        "ship",
+        "--env",
+        "solo",
+        "--approve",
+        "approve",
+        "--key",
+        &key,
+    ];
+    let with = g.cmd("ops", None, &args);
+    assert_eq!(with.code, 0, "{}", with.combined());
+    assert_eq!(g.log("solo.db"), ["before", "after"]);
+    let approvals = g.chain_approvals(&g.last());
+    assert_eq!(approvals[0]["actor"], "alice");
+    assert!(ssh_keygen_verifies(&g, &approvals[0]), "{}", approvals[0]);
 }
 
 #[test]
