@@ -45,6 +45,8 @@ approvers:
 struct Signed {
     dir: tempfile::TempDir,
     keys: PathBuf,
+    /// A PostgreSQL state store (`state: { url_env: SIGNED_STATE_URL }`), when the test uses one.
+    state_url: Option<String>,
 }
 
 impl Signed {
@@ -68,7 +70,24 @@ impl Signed {
             format!("# the approvers\n{listed}"),
         )
         .unwrap();
-        Signed { dir, keys }
+        Signed {
+            dir,
+            keys,
+            state_url: None,
+        }
+    }
+
+    /// The same project with its state store in a PostgreSQL database.
+    fn with_postgres_state() -> Signed {
+        let mut g = Signed::new();
+        let config = read(&g.dir.path().join("runbook.yaml"));
+        std::fs::write(
+            g.dir.path().join("runbook.yaml"),
+            format!("state: {{ url_env: SIGNED_STATE_URL }}\n{config}"),
+        )
+        .unwrap();
+        g.state_url = Some(crate::support::pg::cluster().create_db("signed_state"));
+        g
     }
 
     fn key(&self, name: &str) -> String {
@@ -84,6 +103,10 @@ impl Signed {
         Runbook::new(&all)
             .env("RUNBOOK_ACTOR", user)
             .env("SSH_AUTH_SOCK", &sock)
+            .env(
+                "SIGNED_STATE_URL",
+                self.state_url.as_deref().unwrap_or_default(),
+            )
             .run()
     }
 
@@ -125,6 +148,10 @@ impl Signed {
     }
 
     fn plan_hash(&self, run: &str) -> String {
+        if let Some(url) = &self.state_url {
+            let sql = format!("SELECT plan_hash FROM runbook_runs WHERE id = '{run}'");
+            return crate::support::pg::cluster().psql(url, &sql);
+        }
         let rows = crate::support::sqlite::query(
             &self.dir.path().join(".runbook/state.db"),
             &format!("SELECT plan_hash FROM runbook_runs WHERE id = '{run}'"),
@@ -501,6 +528,27 @@ fn a_signature_over_another_run_or_a_changed_statement_does_not_count() {
     assert_eq!(done.code, 0, "{}", done.combined());
 }
 
+/// With a shared PostgreSQL state store the signed approvals are kept there too (statement,
+/// signature and key in the `signed` column) and the gate opens as with SQLite.
+#[test]
+fn signed_approvals_with_a_postgres_state_store() {
+    let g = Signed::with_postgres_state();
+    let run = g.start("prod");
+    for who in ["alice", "bob"] {
+        let out = g.approve(who, &run, &["--key", &g.key(who)]);
+        assert_eq!(out.code, 0, "{}", out.combined());
+    }
+    let done = g.resume(&run);
+    assert_eq!(done.code, 0, "{}", done.combined());
+    assert_eq!(g.log("prod.db"), ["before", "after"]);
+    let url = g.state_url.as_deref().unwrap();
+    let sql = "SELECT actor || ' ' || (signed::json->>'fingerprint' LIKE 'SHA256:%') FROM runbook_approvals ORDER BY at";
+    assert_eq!(
+        crate::support::pg::cluster().psql(url, sql),
+        "alice true\nbob true"
+    );
+}
+
 /// Where self-approval is allowed but approvals must be signed, `run --approve` signs with the
 /// operator's listed key, and is refused without one.
 #[test]
@@ -612,4 +660,35 @@ fn approval_from(a: &Json) -> runbook::run::Approval {
         at: a["at"].as_i64().unwrap(),
         signed: serde_json::from_value(a["signed"].clone()).unwrap(),
     }
+}
+
+/// A state store of layout 5 (approvals without signatures) gains the `signed` column, and the
+/// layout version moves to 6.
+#[test]
+fn a_state_store_from_before_gains_the_column_signed_approvals_are_kept_in() {
+    let g = Signed::new();
+    std::fs::create_dir_all(g.dir.path().join(".runbook")).unwrap();
+    sqlite_exec(
+        &g.state(),
+        "CREATE TABLE runbook_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+         INSERT INTO runbook_meta VALUES ('state_version', '5');
+         CREATE TABLE runbook_approvals (run_id TEXT NOT NULL, gate TEXT NOT NULL,
+           actor TEXT NOT NULL, decision TEXT NOT NULL, comment TEXT, plan_hash TEXT NOT NULL,
+           at BIGINT NOT NULL);",
+    );
+    let run = g.start("prod");
+    let out = g.approve("alice", &run, &["--key", &g.key("alice")]);
+    assert_eq!(out.code, 0, "{}", out.combined());
+    let db = g.dir.path().join(".runbook/state.db");
+    let q = |sql: &str| crate::support::sqlite::query(&db, sql);
+    assert_eq!(
+        q("SELECT value FROM runbook_meta WHERE key = 'state_version'"),
+        ["6"]
+    );
+    assert_eq!(
+        q(
+            "SELECT actor, json_extract(signed, '$.fingerprint') LIKE 'SHA256:%' FROM runbook_approvals"
+        ),
+        ["alice|1"]
+    );
 }
