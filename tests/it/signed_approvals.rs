@@ -586,6 +586,23 @@ fn run_approve_signs_where_signatures_are_required() {
     assert!(ssh_keygen_verifies(&g, &approvals[0]), "{}", approvals[0]);
 }
 
+/// A signed rejection by a listed approver ends the run, and its signature verifies.
+#[test]
+fn a_signed_rejection_ends_the_run() {
+    let g = Signed::new();
+    let run = g.start("prod");
+    let mut args = vec!["reject", run.as_str(), "approve", "--comment", "not today"];
+    let key = g.key("bob");
+    args.extend(["--key", key.as_str()]);
+    let out = g.cmd("bob", None, &args);
+    assert_eq!(out.code, 7, "{}", out.combined());
+    assert!(out.stderr.contains("rejected by bob: not today"), "{}", out.stderr);
+    assert_eq!(g.log("prod.db"), ["before"]);
+    let rejection = &g.chain_approvals(&run)[0];
+    assert_eq!(rejection["decision"], "reject");
+    assert!(ssh_keygen_verifies(&g, rejection), "{rejection}");
+}
+
 #[test]
 fn a_changed_plan_voids_signed_approvals() {
     let g = Signed::new();
