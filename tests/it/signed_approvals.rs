@@ -596,7 +596,11 @@ fn a_signed_rejection_ends_the_run() {
     args.extend(["--key", key.as_str()]);
     let out = g.cmd("bob", None, &args);
     assert_eq!(out.code, 7, "{}", out.combined());
-    assert!(out.stderr.contains("rejected by bob: not today"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("rejected by bob: not today"),
+        "{}",
+        out.stderr
+    );
     assert_eq!(g.log("prod.db"), ["before"]);
     let rejection = &g.chain_approvals(&run)[0];
     assert_eq!(rejection["decision"], "reject");
