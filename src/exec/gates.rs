@@ -268,6 +268,7 @@ impl Engine<'_> {
         if let Some(why) = self.nobody_can_sign() {
             return Ok(GateOutcome::Wait(format!("{} ({why})", a.message)));
         }
+        let mut can_answer = true;
         loop {
             let stored = self
                 .state
@@ -304,11 +305,12 @@ impl Engine<'_> {
                 return Ok(GateOutcome::Wait(msg));
             }
             // A person is at the terminal.
-            if self.protections.self_approval
-                && approvers.len() + 1 >= required
-                && self.answer_at_terminal(unit, &msg, expiry).await?
-            {
-                continue;
+            // Asked once whether the operator can sign here; without a key they wait for others.
+            if self.protections.self_approval && can_answer && approvers.len() + 1 >= required {
+                if self.answer_at_terminal(unit, &msg, expiry).await? {
+                    continue;
+                }
+                can_answer = false;
             }
             self.progress.note(&format!(
                 "waiting for approval: {msg}\n  another person runs `runbook approve {} {}` (Ctrl-C to stop waiting; the run can be resumed)",
