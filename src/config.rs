@@ -35,6 +35,9 @@ pub struct ConfigDef {
     pub state: Option<Target>,
     #[serde(default)]
     pub audit: Option<AuditConfig>,
+    /// Who may approve, with the SSH public keys that prove it (for `signed_approvals`).
+    #[serde(default)]
+    pub approvers: Option<Approvers>,
 }
 
 /// One environment: its database and its rules.
@@ -129,6 +132,10 @@ pub struct Protections {
     /// Runs are allowed only inside one of these windows.
     #[serde(default)]
     pub windows: Vec<WindowGate>,
+    /// Approvals count only when signed (`runbook approve` with an SSH key) by a key listed
+    /// under `approvers`, over this run, gate, plan and database.
+    #[serde(default)]
+    pub signed_approvals: bool,
 }
 
 impl Protections {
@@ -152,4 +159,28 @@ pub struct AuditConfig {
     /// An environment variable holding an Ed25519 signing key (hex).
     #[serde(default)]
     pub signing_key_env: Option<String>,
+}
+
+/// The approvers of the project and their SSH public keys: a file in the `allowed_signers`
+/// format of ssh and git, inline keys, or both.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Approvers {
+    /// A file, relative to the project, with lines `NAME KEYTYPE BASE64 [COMMENT]` (keys from
+    /// `ssh-add -L` or `https://github.com/USER.keys`).
+    #[serde(default)]
+    pub allowed_signers: Option<String>,
+    /// Approvers listed here: a name and one public key line each.
+    #[serde(default)]
+    pub keys: Vec<ApproverKey>,
+}
+
+/// One approver's key, inline.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ApproverKey {
+    /// The approver's name, as approvals record it.
+    pub name: String,
+    /// A public key line: `ssh-ed25519 AAAA... [comment]`.
+    pub key: String,
 }

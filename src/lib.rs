@@ -7,6 +7,7 @@
 // cold error path, so boxing them would add noise for nothing.
 #![allow(clippy::result_large_err)]
 
+pub mod approval;
 pub mod audit;
 pub mod cancel;
 pub mod cli;
@@ -32,6 +33,7 @@ pub mod redact;
 pub mod report;
 pub mod run;
 pub mod schema;
+pub mod signers;
 pub mod source;
 pub mod state;
 pub mod template;

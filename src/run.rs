@@ -284,6 +284,17 @@ pub struct Approval {
     pub comment: Option<String>,
     pub plan_hash: String,
     pub at: i64,
+    /// The approver's SSH signature, where it was signed (`runbook approve` with a key).
+    pub signed: Option<Signed>,
+}
+
+/// A signed approval: the statement the approver signed, the armored SSHSIG signature (as
+/// `ssh-keygen -Y sign` writes it), and the signing key's fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signed {
+    pub statement: String,
+    pub signature: String,
+    pub fingerprint: String,
 }
 
 impl Approval {
@@ -294,7 +305,7 @@ impl Approval {
             EventKind::ApprovalRecorded,
             &self.gate,
             Phase::Main,
-            serde_json::json!({"actor": self.actor, "decision": self.decision, "comment": self.comment, "plan_hash": self.plan_hash}),
+            serde_json::json!({"actor": self.actor, "decision": self.decision, "comment": self.comment, "plan_hash": self.plan_hash, "at": self.at, "signed": self.signed}),
         )
     }
 }

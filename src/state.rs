@@ -115,13 +115,14 @@ const SCHEMA: &[&str] = &[
         decision TEXT NOT NULL,
         comment TEXT,
         plan_hash TEXT NOT NULL,
-        at BIGINT NOT NULL
+        at BIGINT NOT NULL,
+        signed TEXT
     )",
 ];
 
 /// The layout version of the state store tables. A store written by a newer runbook is
 /// refused rather than misread.
-const STATE_VERSION: i64 = 5;
+const STATE_VERSION: i64 = 6;
 
 async fn migrate(pool: &AnyPool) -> Result<(), StateError> {
     sqlx::query(
@@ -156,6 +157,14 @@ async fn migrate(pool: &AnyPool) -> Result<(), StateError> {
         let _ = sqlx::query("ALTER TABLE runbook_steps ADD COLUMN db_change TEXT")
             .execute(pool)
             .await;
+    }
+    if version < 6 {
+        // Approvals signed with an SSH key keep the statement, signature and key (JSON).
+        let _ = sqlx::query("ALTER TABLE runbook_approvals ADD COLUMN signed TEXT")
+            .execute(pool)
+            .await;
+    }
+    if version < STATE_VERSION {
         sqlx::query("INSERT INTO runbook_meta (key, value) VALUES ('state_version', $1) ON CONFLICT (key) DO UPDATE SET value = $1")
             .bind(STATE_VERSION.to_string())
             .execute(pool)
@@ -488,7 +497,7 @@ impl StateStore {
     ) -> Result<(), StateError> {
         let mut tx = self.begin().await?;
         sqlx::query(
-            "INSERT INTO runbook_approvals (run_id, gate, actor, decision, comment, plan_hash, at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO runbook_approvals (run_id, gate, actor, decision, comment, plan_hash, at, signed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(run_id)
         .bind(&a.gate)
@@ -497,6 +506,7 @@ impl StateStore {
         .bind(a.comment.clone())
         .bind(&a.plan_hash)
         .bind(a.at)
+        .bind(a.signed.as_ref().map(|x| serde_json::json!(x).to_string()))
         .execute(&mut *tx)
         .await?;
         insert_event(&mut tx, run_id, &a.event(), head).await?;
@@ -530,7 +540,7 @@ impl StateStore {
         gate: &str,
     ) -> Result<Vec<crate::run::Approval>, StateError> {
         let rows = sqlx::query(
-            "SELECT gate, actor, decision, comment, plan_hash, at FROM runbook_approvals WHERE run_id = $1 AND gate = $2 ORDER BY at",
+            "SELECT gate, actor, decision, comment, plan_hash, at, signed FROM runbook_approvals WHERE run_id = $1 AND gate = $2 ORDER BY at",
         )
         .bind(run_id)
         .bind(gate)
@@ -545,6 +555,9 @@ impl StateStore {
                     comment: r.try_get(3)?,
                     plan_hash: r.try_get(4)?,
                     at: r.try_get(5)?,
+                    signed: r
+                        .try_get::<Option<String>, _>(6)?
+                        .and_then(|t| serde_json::from_str(&t).ok()),
                 })
             })
             .collect()

@@ -13,6 +13,7 @@
 //! run, and its renderings (`show`, `csv`, `html`).
 
 mod aftermath;
+mod approvals;
 mod canonical;
 mod chain;
 mod csv;
@@ -27,6 +28,7 @@ mod timeline;
 mod verdict;
 mod verify;
 
+pub use approvals::{ChainFacts, chain_facts};
 pub use canonical::{canonical, record_hash};
 pub use chain::{AuditLog, GENESIS, Head};
 pub use csv::csv;

@@ -52,7 +52,7 @@ pub fn body_from_event(meta: &Map<String, Json>, ev: &Event) -> Map<String, Json
         K::ApprovalRecorded => {
             b.insert(
                 "approvals".into(),
-                serde_json::json!([{ "actor": get("actor"), "decision": get("decision"), "comment": get("comment"), "plan_hash": get("plan_hash") }]),
+                serde_json::json!([{ "actor": get("actor"), "decision": get("decision"), "comment": get("comment"), "plan_hash": get("plan_hash"), "at": get("at"), "signed": get("signed") }]),
             );
         }
         K::RunFinished | K::RunInterrupted => {
@@ -88,6 +88,8 @@ pub fn body_from_event(meta: &Map<String, Json>, ev: &Event) -> Map<String, Json
                 "operator",
                 "host",
                 "stopped",
+                "target_identity",
+                "operator_key",
             ] {
                 if let Some(v) = d.get(k) {
                     outcome.insert(k.into(), v.clone());

@@ -171,8 +171,15 @@ fn note(r: &Map<String, Json>, event: &str) -> Option<String> {
                 .and_then(Json::as_str)
                 .map(|c| format!(": {c}"))
                 .unwrap_or_default();
+            // A signed approval names its key; whether it counts is the gate's decision.
+            let key = a
+                .get("signed")
+                .and_then(|s| s.get("fingerprint"))
+                .and_then(Json::as_str)
+                .map(|k| format!(" (signed by {k})"))
+                .unwrap_or_default();
             format!(
-                "{when} {} {}d gate {step}{comment}",
+                "{when} {} {}d gate {step}{key}{comment}",
                 or_unknown(a, "actor"),
                 or_unknown(a, "decision")
             )

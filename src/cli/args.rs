@@ -229,6 +229,10 @@ pub struct RunArgs {
     /// the environment's approvals (gate `emergency`), giving the reason
     #[arg(long, value_name = "REASON", conflicts_with = "targets")]
     pub emergency: Option<String>,
+    /// Your SSH private key file: you are recorded as the operator by it when it is listed among
+    /// the approvers, and it signs `--approve` where approvals must be signed (default: ssh-agent)
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<std::path::PathBuf>,
     /// Run across the environment's fleet targets: `all`, names (`tenant-*`), `label=value`
     #[arg(long, value_name = "SELECTOR")]
     pub targets: Option<String>,
@@ -273,6 +277,10 @@ pub struct ResumeArgs {
     /// The text a `confirm` gate asks for (the database name)
     #[arg(long, value_name = "TEXT")]
     pub confirm: Option<String>,
+    /// Your SSH private key file, to sign an answer at the terminal where approvals must be
+    /// signed (default: ssh-agent)
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<std::path::PathBuf>,
     /// For a fleet run: how many targets run at once (default: as the fleet run started)
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub concurrency: Option<u16>,
@@ -296,9 +304,13 @@ pub struct ApproveArgs {
     pub gate: String,
     #[arg(long)]
     pub comment: Option<String>,
-    /// Who approves (default: RUNBOOK_ACTOR, then the OS user)
+    /// Who approves (default: RUNBOOK_ACTOR, then the OS user); where approvals must be signed,
+    /// the signing key says who approves and a different --actor is refused
     #[arg(long)]
     pub actor: Option<String>,
+    /// The SSH private key file that signs the approval (default: a listed key in ssh-agent)
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<std::path::PathBuf>,
     #[arg(long)]
     pub state: Option<String>,
     /// The database the approval is for (a URL or `sqlite:PATH`); refused unless it is the one
@@ -321,6 +333,9 @@ pub struct RejectArgs {
     pub comment: Option<String>,
     #[arg(long)]
     pub actor: Option<String>,
+    /// The SSH private key file that signs the rejection (default: a listed key in ssh-agent)
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<std::path::PathBuf>,
     #[arg(long)]
     pub state: Option<String>,
     /// The database, if the run was given one with --target

@@ -17,6 +17,7 @@ pub(super) fn approve(ui: &Ui, root: &Path, args: ApproveArgs, verbose: bool) ->
         state: args.state,
         target: args.target,
         yes: args.yes,
+        key: args.key,
         ..Default::default()
     };
     decide(ui, root, req, verbose)
@@ -33,6 +34,7 @@ pub(super) fn reject(ui: &Ui, root: &Path, args: RejectArgs, verbose: bool) -> E
         target: args.target,
         confirm: None,
         yes: args.yes,
+        key: args.key,
     };
     decide(ui, root, req, verbose)
 }

@@ -32,6 +32,7 @@ pub(super) fn run(ui: &Ui, root: &Path, args: RunArgs, verbose: bool) -> Exit {
         confirm: args.confirm,
         fleet: args.fleet.zip(args.fleet_target),
         emergency: args.emergency,
+        key: args.key,
     };
     match args.targets {
         Some(selector) => {
@@ -56,6 +57,7 @@ pub(super) fn resume(ui: &Ui, root: &Path, args: ResumeArgs, verbose: bool) -> E
         state: args.state,
         lock_wait: args.lock_wait,
         confirm: args.confirm,
+        key: args.key,
     };
     if req.run_id.starts_with("fleet-") {
         let given = (

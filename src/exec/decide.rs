@@ -5,15 +5,19 @@
 use super::approval_view::Seen;
 use super::emergency::approval_gate;
 use super::inputs;
-use super::journal::Journal;
+use super::journal::{Journal, audit_dir};
 use super::protections::Effective;
 use super::same_target::check_same_target;
-use super::session::{find_run, open_state, protections_of, redactor_for, target_spec};
+use super::session::{find_run, open_state, redactor_for, target_spec};
+use super::signing;
 use super::{DecisionRequest, ExecError, Outcome, ResumeRequest, resume};
+use crate::approval::SigningKey;
+use crate::config::Protections;
 use crate::gate::same_person;
 use crate::playbook::{ApprovalGate, Step};
 use crate::project::Project;
 use crate::run::{self, Approval, RunRecord, RunStatus};
+use crate::signers::Signers;
 use crate::state::StateStore;
 use crate::ui::Ui;
 use serde_json::json;
@@ -34,40 +38,25 @@ pub async fn decide(
         ExecError::Internal
     })?;
     if req.approve {
-        // Approvals bind to the plan, files included: approving now would approve other SQL.
-        let now = project.input_digests();
-        let changes = inputs::changed_since_start(started.as_ref(), &now);
-        if !changes.is_empty() {
-            ui.error(
-                &format!(
-                    "since run {} started, {}; an approval now would approve something else",
-                    record.id,
-                    changes.join(", ")
-                ),
-                Some("put the files back as they were, or start a new run and approve that one"),
-            );
-            return Err(ExecError::Invalid);
-        }
-        // Named with --target, the database must be the one the run started on (resume checks
-        // the database it acts on whatever is named here).
-        if let Some(given) = req.target.as_deref() {
-            let target = target_spec(
-                &project.root,
-                project.config_def(),
-                &record.env,
-                Some(given),
-            )
-            .map_err(|e| {
-                ui.error(&e, None);
-                ExecError::Invalid
-            })?;
-            check_same_target(started.as_ref(), &record, target.as_ref(), ui).await?;
-        }
+        check_still_the_same(project, &record, started.as_ref(), &req, ui).await?;
     }
-    let actor = req.actor.clone().unwrap_or_else(run::operator);
     let gate = step.gate.as_ref().and_then(|g| g.approval.clone());
     // The rules the run started under, which may be another environment's (its database's).
     let eff = Effective::recorded(started.as_ref(), project.config_def(), &record.env);
+    let protections = eff.rules.clone();
+    let facts =
+        crate::audit::chain_facts(&audit_dir(&project.root, project.config_def()), &record.id)
+            .map_err(|e| {
+                ui.error(&e, None);
+                ExecError::AuditFailed
+            })?;
+    let (actor, key) = identify(project, &record, &protections, &req, ui)?;
+    let fingerprint = key.as_ref().map(|k| k.signer.fingerprint.as_str());
+    let who = Who {
+        actor: &actor,
+        fingerprint,
+        facts: &facts,
+    };
     if eff.borrowed && !eff.rules.self_approval && same_person(&actor, &record.operator) {
         ui.error(
             &format!("{actor} started run {} and cannot approve it: it runs on `{}`'s database, whose protections allow no self-approval", record.id, eff.source),
@@ -75,7 +64,9 @@ pub async fn decide(
         );
         return Err(ExecError::Refused);
     }
-    check_actor(project, &record, &req.gate, gate.as_ref(), &actor, ui)?;
+    check_actor(&record, &protections, &req.gate, gate.as_ref(), &who, ui)?;
+    // What the decision is about, shown (and at a terminal confirmed) before anything is
+    // signed or recorded.
     let seen = Seen {
         record: &record,
         started: started.as_ref(),
@@ -84,13 +75,38 @@ pub async fn decide(
         vars: env_vars(project, &record.env),
     };
     confirm_decision(&seen, &req, gate.as_ref(), ui).await?;
+    // A comment may hold a secret: the signed statement holds it as it is stored, masked.
+    let comment = req
+        .comment
+        .as_deref()
+        .map(|c| redactor_for(project.config_def(), &BTreeMap::new(), None).redact(c));
+    let decision = if req.approve { "approve" } else { "reject" };
+    let signed = match &key {
+        Some(k) => {
+            let d = signing::Decision {
+                run_id: &record.id,
+                gate: &req.gate,
+                decision,
+                plan_hash: &record.plan_hash,
+                target: facts.target_identity.as_deref(),
+                expiry: signing::expiry_of(gate.as_ref(), &protections),
+                comment: comment.as_deref(),
+            };
+            Some(signing::sign(k, &d).map_err(|e| {
+                ui.error(&e, None);
+                ExecError::Refused
+            })?)
+        }
+        None => None,
+    };
     let approval = Approval {
         gate: req.gate.clone(),
         actor: actor.clone(),
-        decision: if req.approve { "approve" } else { "reject" }.to_owned(),
-        comment: req.comment.clone(),
+        decision: decision.to_owned(),
+        comment,
         plan_hash: record.plan_hash.clone(),
         at: run::now_ms(),
+        signed,
     };
     record_decision(project, &state, &record, &approval, ui).await?;
     announce(&record, &req, &actor, ui);
@@ -107,6 +123,48 @@ pub async fn decide(
         ..Default::default()
     };
     resume(project, resume_req, ui, cancel).await
+}
+
+/// Approving binds to the plan: the files the run may apply must be as they were when it
+/// started (approving now would approve other SQL), and a database named with `--target` must be
+/// the one it started on (resume checks the one it acts on whatever is named here).
+async fn check_still_the_same(
+    project: &Project,
+    record: &RunRecord,
+    started: Option<&serde_json::Value>,
+    req: &DecisionRequest,
+    ui: &Ui,
+) -> Result<(), ExecError> {
+    // Approvals bind to the plan, files included: approving now would approve other SQL.
+    let now = project.input_digests();
+    let changes = inputs::changed_since_start(started, &now);
+    if !changes.is_empty() {
+        ui.error(
+            &format!(
+                "since run {} started, {}; an approval now would approve something else",
+                record.id,
+                changes.join(", ")
+            ),
+            Some("put the files back as they were, or start a new run and approve that one"),
+        );
+        return Err(ExecError::Invalid);
+    }
+    // Named with --target, the database must be the one the run started on (resume checks
+    // the database it acts on whatever is named here).
+    if let Some(given) = req.target.as_deref() {
+        let target = target_spec(
+            &project.root,
+            project.config_def(),
+            &record.env,
+            Some(given),
+        )
+        .map_err(|e| {
+            ui.error(&e, None);
+            ExecError::Invalid
+        })?;
+        check_same_target(started, record, target.as_ref(), ui).await?;
+    }
+    Ok(())
 }
 
 /// The waiting run, the approval gate the request names (the emergency gate of an emergency
@@ -160,20 +218,81 @@ async fn load(
     Ok((record, step, started))
 }
 
-/// The operator may decide on their own run only where the environment allows self-approval,
-/// and a gate with a list of approvers takes only them.
-fn check_actor(
+/// Who decides, and the key that signs where the environment requires signed approvals: there
+/// the key says who (a different `--actor` is refused, RUNBOOK_ACTOR is ignored), elsewhere
+/// `--actor`, RUNBOOK_ACTOR or the OS user.
+fn identify(
     project: &Project,
     record: &RunRecord,
+    protections: &Protections,
+    req: &DecisionRequest,
+    ui: &Ui,
+) -> Result<(String, Option<SigningKey>), ExecError> {
+    if !protections.signed_approvals {
+        return Ok((req.actor.clone().unwrap_or_else(run::operator), None));
+    }
+    let signers = Signers::load(&project.root, project.config_def());
+    let key = signing::approver_key(
+        &record.env,
+        &signers,
+        req.key.as_deref(),
+        req.actor.as_deref(),
+    )
+    .map_err(|e| {
+        ui.error(&e.message, Some(&e.hint));
+        ExecError::Refused
+    })?;
+    let actor = key.signer.principal().to_owned();
+    if let Ok(named) = std::env::var("RUNBOOK_ACTOR")
+        && !same_person(&named, &actor)
+    {
+        ui.note(&format!(
+            "RUNBOOK_ACTOR={named} is ignored: in environment `{}` the signing key says who approves, and it is listed for {actor}",
+            record.env
+        ));
+    }
+    Ok((actor, Some(key)))
+}
+
+/// Who decides: the name (for a signed decision, the approver the key is listed for), the
+/// signing key's fingerprint, and what the run's audit chain says of its operator.
+struct Who<'a> {
+    actor: &'a str,
+    fingerprint: Option<&'a str>,
+    facts: &'a crate::audit::ChainFacts,
+}
+
+/// The operator may decide on their own run only where the environment allows self-approval
+/// (known by name, by the principal of the key they started it with, and by that key), and a
+/// gate with a list of approvers takes only them.
+fn check_actor(
+    record: &RunRecord,
+    protections: &Protections,
     gate_id: &str,
     gate: Option<&ApprovalGate>,
-    actor: &str,
+    who: &Who<'_>,
     ui: &Ui,
 ) -> Result<(), ExecError> {
-    let protections = protections_of(project.config_def(), &record.env);
-    if !protections.self_approval && same_person(actor, &record.operator) {
+    let actor = who.actor;
+    let own_key = who.fingerprint.is_some() && who.fingerprint == who.facts.operator_key.as_deref();
+    let own_name = same_person(actor, &record.operator)
+        || who
+            .facts
+            .operator_principal
+            .as_deref()
+            .is_some_and(|p| same_person(actor, p));
+    if !protections.self_approval && (own_key || own_name) {
+        let by = if own_key && !own_name {
+            format!(
+                "the key {} started run {}",
+                who.fingerprint.unwrap_or_default(),
+                record.id
+            )
+        } else {
+            format!("{actor} started run {}", record.id)
+        };
         ui.error(
-            &format!("{actor} started run {} and cannot approve it in environment `{}`", record.id, record.env),
+            &format!("{by} and cannot approve it in environment `{}`", record.env),
             Some("another person approves; self-approval is allowed only where the environment says `self_approval: true`"),
         );
         return Err(ExecError::Refused);

@@ -17,6 +17,7 @@ use crate::plan::Plan;
 use crate::project::{Playbook, Project};
 use crate::redact::Redactor;
 use crate::run::{Approval, Change, Event, EventKind, Phase, RunRecord, StepStatus};
+use crate::signers::Signers;
 use crate::state::StateStore;
 use crate::ui::{Progress, Ui};
 use serde_json::{Map, Value as Json, json};
@@ -48,6 +49,10 @@ pub(super) struct Engine<'a> {
     pub plan_hash: String,
     /// The typed confirmation given with `--confirm`, for `confirm` gates.
     pub confirm: Option<String>,
+    /// The project's listed approvers (or why they cannot be read), for signed approvals.
+    pub signers: Result<Signers, String>,
+    /// The operator's private key file (`--key`), to sign an answer at the terminal.
+    pub key: Option<PathBuf>,
     failpoint: Option<String>,
     journal: Journal<'a>,
     lock: Option<TargetLock>,
@@ -115,6 +120,8 @@ impl<'a> Engine<'a> {
             protections: session.guard.protections.rules,
             plan_hash: plan.plan_hash,
             confirm: session.confirm,
+            signers: Signers::load(&project.root, project.config_def()),
+            key: None,
             failpoint: std::env::var("RUNBOOK_FAILPOINT").ok(),
             journal: session.journal,
             lock: session.lock,
@@ -174,6 +181,11 @@ impl<'a> Engine<'a> {
     /// Records an event of this run (audit chain, then state store).
     pub async fn record(&mut self, ev: Event) -> Result<(), ExecError> {
         self.journal.record(&self.state, ev).await
+    }
+
+    /// What the run's audit chain records of its database, operator key and approvals.
+    pub fn chain_facts(&self) -> Result<crate::audit::ChainFacts, String> {
+        self.journal.chain_facts()
     }
 
     /// Records an approval or rejection of a gate of this run.

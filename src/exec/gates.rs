@@ -5,7 +5,9 @@
 use super::ExecError;
 use super::actions;
 use super::change;
+use super::counting::{Judge, Judged};
 use super::engine::Engine;
+use super::signing;
 use super::step::UnitError;
 use super::units::Unit;
 use crate::cancel::wait_cancel;
@@ -262,18 +264,20 @@ impl Engine<'_> {
             .unwrap_or(1)
             .max(self.protections.approvals.unwrap_or(0))
             .max(1) as usize;
-        let expiry = a
-            .expires
-            .as_ref()
-            .or(self.protections.approval_expiry.as_ref())
-            .and_then(|d| d.parse());
+        let expiry = signing::expiry_of(Some(a), &self.protections);
+        if let Some(why) = self.nobody_can_sign() {
+            return Ok(GateOutcome::Wait(format!("{} ({why})", a.message)));
+        }
+        let mut can_answer = true;
         loop {
-            let all = self
+            let stored = self
                 .state
                 .approvals(&self.run.id, &unit.qid)
                 .await
                 .map_err(|e| self.internal(&e))?;
-            let (approvers, void) = match self.tally(a, &all, expiry) {
+            let chain = self.chain_facts().map_err(|e| self.internal(&e))?;
+            let judged = self.judge(unit, a, expiry).judge_all(&chain, &stored);
+            let (approvers, void) = match tally(&judged) {
                 Ok(t) => t,
                 Err(rejection) => return Ok(GateOutcome::Refuse(rejection)),
             };
@@ -282,12 +286,15 @@ impl Engine<'_> {
                     json!({"approvers": approvers, "note": format!("approved by {}", approvers.join(", "))}),
                 ));
             }
-            let voided = if void > 0 {
-                format!(
-                    "; {void} approvals do not count (expired, self-approval, not a listed approver, or given for another plan)"
-                )
-            } else {
+            let voided = if void.is_empty() {
                 String::new()
+            } else {
+                let n = void.len();
+                format!(
+                    "; {n} {} not count: {}",
+                    if n == 1 { "does" } else { "do" },
+                    void.join("; ")
+                )
             };
             let msg = format!(
                 "{} ({} of {required} approvals{voided})",
@@ -298,9 +305,12 @@ impl Engine<'_> {
                 return Ok(GateOutcome::Wait(msg));
             }
             // A person is at the terminal.
-            if self.protections.self_approval && approvers.len() + 1 >= required {
-                self.answer_at_terminal(unit, &msg).await?;
-                continue;
+            // Asked once whether the operator can sign here; without a key they wait for others.
+            if self.protections.self_approval && can_answer && approvers.len() + 1 >= required {
+                if self.answer_at_terminal(unit, &msg, expiry).await? {
+                    continue;
+                }
+                can_answer = false;
             }
             self.progress.note(&format!(
                 "waiting for approval: {msg}\n  another person runs `runbook approve {} {}` (Ctrl-C to stop waiting; the run can be resumed)",
@@ -314,64 +324,114 @@ impl Engine<'_> {
         }
     }
 
-    /// The distinct approvers whose approvals count, and how many approvals do not; `Err` with
-    /// the refusal when a valid rejection is among them.
-    fn tally(
-        &self,
-        a: &ApprovalGate,
-        all: &[Approval],
+    /// The judge of this gate's approvals (`counting.rs`).
+    fn judge<'j>(
+        &'j self,
+        unit: &'j Unit,
+        a: &'j ApprovalGate,
         expiry: Option<Duration>,
-    ) -> Result<(Vec<String>, usize), String> {
-        let now = run::now_ms();
-        let mut approvers: Vec<String> = Vec::new();
-        let mut void = 0;
-        for x in all {
-            let valid = x.plan_hash == self.plan_hash
-                && expiry.is_none_or(|e| now - x.at <= e.as_millis() as i64)
-                && (self.protections.self_approval || !same_person(&x.actor, &self.run.operator))
-                && a.approvers
-                    .as_ref()
-                    .is_none_or(|list| list.iter().any(|p| same_person(p, &x.actor)));
-            if !valid {
-                void += 1;
-                continue;
-            }
-            if x.decision == "reject" {
-                let why = x
-                    .comment
-                    .as_deref()
-                    .map(|c| format!(": {c}"))
-                    .unwrap_or_default();
-                return Err(format!("rejected by {}{why}", x.actor));
-            }
-            if !approvers.iter().any(|p| same_person(p, &x.actor)) {
-                approvers.push(x.actor.clone());
-            }
+    ) -> Judge<'j> {
+        Judge {
+            run_id: &self.run.id,
+            gate: &unit.qid,
+            plan_hash: &self.plan_hash,
+            operator: &self.run.operator,
+            self_approval: self.protections.self_approval,
+            signed: self.protections.signed_approvals,
+            signers: &self.signers,
+            gate_approvers: a.approvers.as_deref(),
+            expiry,
+            now: run::now_ms(),
         }
-        Ok((approvers, void))
+    }
+
+    /// Why no approval can count where signed approvals are required: nobody is listed.
+    fn nobody_can_sign(&self) -> Option<String> {
+        if !self.protections.signed_approvals {
+            return None;
+        }
+        signing::nobody_listed(&self.run.env, &self.signers).map(|why| {
+            format!(
+                "{why}; {}, then `runbook resume {}`",
+                signing::LIST_HINT,
+                self.run.id
+            )
+        })
     }
 
     /// Asks the operator at the terminal and records the answer as their approval or
-    /// rejection.
-    async fn answer_at_terminal(&mut self, unit: &Unit, msg: &str) -> Result<(), UnitError> {
-        let question = format!("{msg}\nApprove as {}? [y/N] ", self.run.operator);
+    /// rejection; where approvals must be signed, signed with their listed key. `false` when
+    /// they have no such key (said, and the run waits for others instead).
+    async fn answer_at_terminal(
+        &mut self,
+        unit: &Unit,
+        msg: &str,
+        expiry: Option<Duration>,
+    ) -> Result<bool, UnitError> {
+        let mut actor = self.run.operator.clone();
+        let mut key = None;
+        if self.protections.signed_approvals {
+            let Ok(signers) = &self.signers else {
+                return Ok(false);
+            };
+            match crate::approval::signing_key(signers, self.key.as_deref(), None) {
+                Ok(k) => {
+                    actor = k.signer.principal().to_owned();
+                    key = Some(k);
+                }
+                Err(e) => {
+                    self.progress.note(&format!(
+                        "cannot approve here with a signature: {}
+  hint: {}",
+                        e.message, e.hint
+                    ));
+                    return Ok(false);
+                }
+            }
+        }
+        let question = format!("{msg}\nApprove as {actor}? [y/N] ");
         let answer = self.ui.prompt(&question).await.unwrap_or_default();
         let decision = if answer.eq_ignore_ascii_case("y") || answer.eq_ignore_ascii_case("yes") {
             "approve"
         } else {
             "reject"
         };
+        let comment = "answered at the terminal";
+        let identity = self.chain_facts().ok().and_then(|f| f.target_identity);
+        let signed = match &key {
+            Some(k) => {
+                let d = signing::Decision {
+                    run_id: &self.run.id,
+                    gate: &unit.qid,
+                    decision,
+                    plan_hash: &self.plan_hash,
+                    target: identity.as_deref(),
+                    expiry,
+                    comment: Some(comment),
+                };
+                match signing::sign(k, &d) {
+                    Ok(signed) => Some(signed),
+                    Err(e) => {
+                        self.progress.note(&e);
+                        return Ok(false);
+                    }
+                }
+            }
+            None => None,
+        };
         let approval = Approval {
             gate: unit.qid.clone(),
-            actor: self.run.operator.clone(),
+            actor,
             decision: decision.to_owned(),
-            comment: Some("answered at the terminal".to_owned()),
+            comment: Some(comment.to_owned()),
             plan_hash: self.plan_hash.clone(),
             at: run::now_ms(),
+            signed,
         };
         self.record_approval(&approval)
             .await
-            .map_err(UnitError::Fatal)
+            .map_err(UnitError::Fatal)?;
+        Ok(true)
     }
 
     /// Reports a state store failure while deciding a gate; the run cannot go on.
@@ -379,6 +439,32 @@ impl Engine<'_> {
         self.ui.error(&e.to_string(), None);
         UnitError::Fatal(ExecError::Internal)
     }
+}
+
+/// The distinct people whose approvals count, and each approval that does not with why;
+/// `Err` with the refusal when a counting rejection is among them.
+fn tally(judged: &[Judged]) -> Result<(Vec<String>, Vec<String>), String> {
+    let mut approvers: Vec<String> = Vec::new();
+    let mut void = Vec::new();
+    for j in judged {
+        if let Some(why) = &j.void {
+            void.push(format!("{} ({}): {why}", j.who, j.approval.decision));
+            continue;
+        }
+        if j.approval.decision == "reject" {
+            let why = j
+                .approval
+                .comment
+                .as_deref()
+                .map(|c| format!(": {c}"))
+                .unwrap_or_default();
+            return Err(format!("rejected by {}{why}", j.who));
+        }
+        if !approvers.iter().any(|p| same_person(p, &j.who)) {
+            approvers.push(j.who.clone());
+        }
+    }
+    Ok((approvers, void))
 }
 
 /// A `condition` gate: its expression holds over the run context.

@@ -148,6 +148,11 @@ impl<'a> Journal<'a> {
             .map_err(|e| self.report(&e, None))
     }
 
+    /// What this run's audit chain records of its database, operator key and approvals.
+    pub fn chain_facts(&self) -> Result<crate::audit::ChainFacts, String> {
+        crate::audit::chain_facts(&self.dir, &self.run_id)
+    }
+
     /// Adds the run to the audit folder's index, for `runbook audit` listings.
     pub fn index(&self, record: &RunRecord) {
         let _ = crate::audit::index(

@@ -1,5 +1,6 @@
 //! What the CLI asks the executor to do: `runbook run`, `resume`, `approve` and `reject`.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// What `runbook run` was asked to do.
@@ -22,6 +23,9 @@ pub struct RunRequest {
     /// `--emergency REASON`: run a changing playbook outside the maintenance windows, after
     /// the environment's approvals (`exec/emergency.rs`).
     pub emergency: Option<String>,
+    /// The operator's private key file (`--key`): recorded as the operator's key when listed,
+    /// and signs `--approve` where approvals must be signed.
+    pub key: Option<PathBuf>,
 }
 
 /// What `runbook resume` was asked to do.
@@ -35,6 +39,8 @@ pub struct ResumeRequest {
     pub state: Option<String>,
     pub lock_wait: Duration,
     pub confirm: Option<String>,
+    /// A private key file (`--key`) to sign an answer at the terminal with.
+    pub key: Option<PathBuf>,
 }
 
 /// What `runbook approve` and `runbook reject` were asked to do.
@@ -50,4 +56,6 @@ pub struct DecisionRequest {
     pub confirm: Option<String>,
     /// Record without asking at a terminal (what would be recorded is shown all the same).
     pub yes: bool,
+    /// The approver's private key file (`--key`); without it, ssh-agent's listed key signs.
+    pub key: Option<PathBuf>,
 }

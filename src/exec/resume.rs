@@ -89,6 +89,7 @@ pub async fn resume(
         guard,
     );
     let mut engine = Engine::new(project, playbook, plan, record, session, ui, cancel);
+    engine.key = req.key.clone();
     take_in(&mut engine, &steps, &req, &stopped).await?;
     engine.progress.note(&format!(
         "resuming run {}: {} on {}",

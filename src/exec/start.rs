@@ -13,14 +13,18 @@ use super::same_target::identity_of;
 use super::session::{
     Guard, Session, needs_db, open_state, redactor_for, release_lock, take_lock, target_spec,
 };
+use super::signing;
 use super::units::find_approval_gate;
 use super::windows::{self, Admit};
 use super::{ExecError, Outcome, RunRequest};
+use crate::approval::{SigningKey, operator_key};
+use crate::config::Protections;
 use crate::db::TargetSpec;
 use crate::plan::{self, Plan};
 use crate::project::{Playbook, Project};
 use crate::redact::Redactor;
 use crate::run::{self, Approval, Event, EventKind, RunRecord, RunStatus};
+use crate::signers::{Signer, Signers};
 use crate::state::StateStore;
 use crate::ui::Ui;
 use serde_json::json;
@@ -41,6 +45,9 @@ pub async fn run(
         identity,
         guard,
     } = check(project, &playbook, &req, ui).await?;
+    // The rules the run is held to (its database's environment's, when that is another).
+    let protections = guard.protections.rules.clone();
+    let (approve_key, operator_key) = keys(project, &req, &protections, ui)?;
     let redactor = redactor_for(project.config_def(), &plan.values, target.as_ref());
     // The redactor is the global one: opening the state store reports through it.
     let state = open_state(project, req.state.as_deref(), ui).await?;
@@ -66,7 +73,13 @@ pub async fn run(
     );
     let started = begin(
         project,
-        (&playbook, &plan, identity.as_deref(), &guard),
+        (
+            &playbook,
+            &plan,
+            identity.as_deref(),
+            &guard,
+            operator_key.as_ref(),
+        ),
         &record,
         &state,
         target.as_ref(),
@@ -86,17 +99,14 @@ pub async fn run(
             .await;
     }
     journal.index(&record);
-    for gate in &req.approve {
-        let approval = Approval {
-            gate: gate.clone(),
-            actor: operator.clone(),
-            decision: "approve".to_owned(),
-            comment: Some("approved by the operator with --approve".to_owned()),
-            plan_hash: plan.plan_hash.clone(),
-            at: run::now_ms(),
-        };
-        journal.approval(&state, &approval).await?;
-    }
+    let own = OwnApprovals {
+        operator: &operator,
+        key: approve_key.as_ref(),
+        protections: &protections,
+        identity: identity.as_deref(),
+    };
+    own.record(&mut journal, &state, &req.approve, &record, &plan, ui)
+        .await?;
     let emergency = guard.emergency.clone();
     let session = Session::new(
         state,
@@ -107,7 +117,8 @@ pub async fn run(
         req.confirm.clone(),
         guard,
     );
-    let engine = Engine::new(project, playbook, plan, record, session, ui, cancel);
+    let mut engine = Engine::new(project, playbook, plan, record, session, ui, cancel);
+    engine.key = req.key.clone();
     engine.progress.note(&format!(
         "run {}: {} on {} ({})",
         engine.run.id, engine.run.playbook, engine.run.env, engine.run.target
@@ -131,6 +142,86 @@ struct Checked {
     target: Option<TargetSpec>,
     identity: Option<String>,
     guard: Guard,
+}
+
+/// The keys of the operator: the one that signs `--approve` where approvals must be signed
+/// (found before anything is locked or recorded), and their listed key, by which they are
+/// known, so their own approval is told by the key whatever name it comes under.
+fn keys(
+    project: &Project,
+    req: &RunRequest,
+    protections: &Protections,
+    ui: &Ui,
+) -> Result<(Option<SigningKey>, Option<Signer>), ExecError> {
+    let signers = Signers::load(&project.root, project.config_def());
+    // `--approve` where approvals must be signed: signed with the operator's listed key, found
+    // before anything is locked or recorded.
+    let approve_key = if protections.signed_approvals && !req.approve.is_empty() {
+        let key = signing::approver_key(&req.env, &signers, req.key.as_deref(), None);
+        Some(key.map_err(|e| {
+            ui.error(&e.message, Some(&e.hint));
+            ExecError::Refused
+        })?)
+    } else {
+        None
+    };
+    let operator_key = signers
+        .as_ref()
+        .ok()
+        .and_then(|s| operator_key(s, req.key.as_deref()));
+    Ok((approve_key, operator_key))
+}
+
+/// `--approve GATE`: the operator's own approvals, signed with their key where approvals must
+/// be signed.
+struct OwnApprovals<'a> {
+    operator: &'a str,
+    key: Option<&'a SigningKey>,
+    protections: &'a Protections,
+    identity: Option<&'a str>,
+}
+
+impl OwnApprovals<'_> {
+    async fn record(
+        &self,
+        journal: &mut Journal<'_>,
+        state: &StateStore,
+        gates: &[String],
+        record: &RunRecord,
+        plan: &Plan,
+        ui: &Ui,
+    ) -> Result<(), ExecError> {
+        for gate in gates {
+            let comment = "approved by the operator with --approve";
+            let mut approval = Approval {
+                gate: gate.clone(),
+                actor: self.operator.to_owned(),
+                decision: "approve".to_owned(),
+                comment: Some(comment.to_owned()),
+                plan_hash: plan.plan_hash.clone(),
+                at: run::now_ms(),
+                signed: None,
+            };
+            if let Some(key) = self.key {
+                let d = signing::Decision {
+                    run_id: &record.id,
+                    gate,
+                    decision: "approve",
+                    plan_hash: &plan.plan_hash,
+                    target: self.identity,
+                    expiry: signing::expiry_of(None, self.protections),
+                    comment: Some(comment),
+                };
+                approval.actor = key.signer.principal().to_owned();
+                approval.signed = Some(signing::sign(key, &d).map_err(|e| {
+                    ui.error(&e, None);
+                    ExecError::Refused
+                })?);
+            }
+            journal.approval(state, &approval).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Everything that can refuse the run before it takes the target: the plan, `--target`, the
@@ -336,7 +427,13 @@ fn new_record(
 /// with the digests of the files the plan may apply (resume names what changed since).
 async fn begin<'a>(
     project: &Project,
-    (playbook, plan, identity, guard): (&Playbook, &Plan, Option<&str>, &Guard),
+    (playbook, plan, identity, guard, operator_key): (
+        &Playbook,
+        &Plan,
+        Option<&str>,
+        &Guard,
+        Option<&Signer>,
+    ),
     record: &RunRecord,
     state: &StateStore,
     target: Option<&TargetSpec>,
@@ -369,6 +466,7 @@ async fn begin<'a>(
             "host": record.host, "content_hash": record.content_hash, "plan_hash": record.plan_hash,
             "params": record.params, "inputs": plan.inputs, "target_identity": identity, "version": env!("CARGO_PKG_VERSION"),
             "protections": guard.protections.to_json(), "emergency": guard.emergency,
+            "operator_key": operator_key.map(|k| json!({"principal": k.principal(), "fingerprint": k.fingerprint})),
         }),
     );
     let key = target.map_or_else(|| "(none)".to_owned(), TargetSpec::key);

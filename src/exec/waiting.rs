@@ -1,13 +1,17 @@
 //! What `runbook status` shows of a run waiting at an approval gate: the gate and what it
-//! said, each approval so far and whether it counts (and why not), and who may still approve.
+//! said, each approval so far and whether it counts (and why not: `counting.rs`, the judge the
+//! gate itself uses), and who may still approve.
 
+use super::counting::Judge;
 use super::emergency::approval_gate;
+use super::journal::audit_dir;
 use super::protections::Effective;
+use super::signing;
 use crate::gate::same_person;
 use crate::project::Project;
-use crate::run::{self, Approval, EventKind, RunRecord, RunStatus};
+use crate::run::{self, EventKind, RunRecord, RunStatus};
+use crate::signers::Signers;
 use crate::state::StateStore;
-use std::time::Duration;
 
 /// The lines about the gate a waiting run waits at; none for a run that does not wait, or
 /// whose gate is not an approval gate (a confirmation says what to type in its own message).
@@ -47,60 +51,103 @@ pub async fn waiting_lines(project: &Project, state: &StateStore, run: &RunRecor
     let Some(a) = step.gate.as_ref().and_then(|g| g.approval.clone()) else {
         return lines;
     };
+    // The rules the run is held to, as recorded at its start.
     let protections = Effective::recorded(started.as_ref(), project.config_def(), &run.env).rules;
-    let expiry: Option<Duration> = a
-        .expires
-        .as_ref()
-        .or(protections.approval_expiry.as_ref())
-        .and_then(|d| d.parse());
-    let all = state.approvals(&run.id, &gate).await.unwrap_or_default();
-    let why_not = |x: &Approval| -> Option<&'static str> {
-        if x.plan_hash != run.plan_hash {
-            Some("given for another plan")
-        } else if expiry.is_some_and(|e| run::now_ms() - x.at > e.as_millis() as i64) {
-            Some("expired")
-        } else if !protections.self_approval && same_person(&x.actor, &run.operator) {
-            Some("the operator's own, and this environment allows no self-approval")
-        } else if a
-            .approvers
-            .as_ref()
-            .is_some_and(|list| !list.iter().any(|p| same_person(p, &x.actor)))
-        {
-            Some("not a listed approver")
-        } else {
-            None
+    let signers = Signers::load(&project.root, project.config_def());
+    if protections.signed_approvals
+        && let Some(why) = signing::nobody_listed(&run.env, &signers)
+    {
+        lines.push(format!("nobody can approve yet: {why}"));
+    }
+    let stored = state.approvals(&run.id, &gate).await.unwrap_or_default();
+    let dir = audit_dir(&project.root, project.config_def());
+    let chain = match crate::audit::chain_facts(&dir, &run.id) {
+        Ok(c) => c,
+        Err(e) => {
+            lines.push(format!("approvals cannot be counted: {e}"));
+            return lines;
         }
     };
-    for x in &all {
-        let counts = why_not(x).map_or("counts".to_owned(), |w| format!("does not count: {w}"));
+    let judge = Judge {
+        run_id: &run.id,
+        gate: &gate,
+        plan_hash: &run.plan_hash,
+        operator: &run.operator,
+        self_approval: protections.self_approval,
+        signed: protections.signed_approvals,
+        signers: &signers,
+        gate_approvers: a.approvers.as_deref(),
+        expiry: signing::expiry_of(Some(&a), &protections),
+        now: run::now_ms(),
+    };
+    let judged = judge.judge_all(&chain, &stored);
+    for j in &judged {
+        let counts = j
+            .void
+            .as_ref()
+            .map_or("counts".to_owned(), |w| format!("does not count: {w}"));
+        let signed = j
+            .approval
+            .signed
+            .as_ref()
+            .map(|s| format!(", signed by {}", s.fingerprint))
+            .unwrap_or_default();
         lines.push(format!(
-            "approval  {} {} at {} ({counts})",
-            x.actor,
-            x.decision,
-            run::format_ms(x.at)
+            "approval  {} {} at {}{signed} ({counts})",
+            j.who,
+            j.approval.decision,
+            run::format_ms(j.approval.at)
         ));
     }
-    let counted: Vec<&str> = all
+    let counted: Vec<&str> = judged
         .iter()
-        .filter(|x| why_not(x).is_none())
-        .map(|x| x.actor.as_str())
+        .filter(|j| j.void.is_none())
+        .map(|j| j.who.as_str())
         .collect();
+    // Where signatures are required, only the listed approvers can approve at all.
+    let listed: Option<Vec<String>> = match (&signers, protections.signed_approvals) {
+        (Ok(s), true) => {
+            let names = s.list.iter().map(|k| k.principal().to_owned());
+            Some(match &a.approvers {
+                Some(gate) => names
+                    .filter(|n| gate.iter().any(|g| same_person(g, n)))
+                    .collect(),
+                None => names.collect(),
+            })
+        }
+        _ => a.approvers.clone(),
+    };
     lines.push(format!(
         "may still approve: {}",
-        who_may(&a.approvers, &counted, run, protections.self_approval)
+        who_may(
+            &listed,
+            &counted,
+            run,
+            chain.operator_principal.as_deref(),
+            protections.self_approval
+        )
     ));
     lines
 }
 
 /// The listed approvers who have not approved yet, or anyone but those and the operator.
-fn who_may(list: &Option<Vec<String>>, counted: &[&str], run: &RunRecord, self_ok: bool) -> String {
+/// `operator_key` is the approver the operator's own key is listed for, when they had one.
+fn who_may(
+    list: &Option<Vec<String>>,
+    counted: &[&str],
+    run: &RunRecord,
+    operator_key: Option<&str>,
+    self_ok: bool,
+) -> String {
+    let own =
+        |p: &str| same_person(p, &run.operator) || operator_key.is_some_and(|o| same_person(p, o));
     match list {
         Some(list) => {
             let left: Vec<&str> = list
                 .iter()
                 .map(String::as_str)
                 .filter(|p| !counted.iter().any(|c| same_person(c, p)))
-                .filter(|p| self_ok || !same_person(p, &run.operator))
+                .filter(|p| self_ok || !own(p))
                 .collect();
             if left.is_empty() {
                 "nobody: every listed approver has approved".to_owned()

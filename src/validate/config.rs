@@ -1,9 +1,11 @@
 //! Semantic checks of `runbook.yaml`: environment names, one database per environment and
-//! per fleet target, variable names where a URL or secret would be a mistake, time zones.
+//! per fleet target, variable names where a URL or secret would be a mistake, time zones, the
+//! approvers' SSH keys (`crate::signers`).
 
 use super::names::{is_env_name, is_identifier, is_time_zone};
 use crate::config::{ConfigDef, Environment};
 use crate::diagnostic::Diagnostic;
+use crate::signers;
 use crate::source::{Pos, Source};
 use crate::yaml::Node;
 
@@ -48,7 +50,65 @@ pub fn check_config(def: &ConfigDef, source: &Source, tree: &Node) -> Vec<Diagno
             .with_hint("give the name of the environment variable that holds the state store URL"),
         );
     }
+    approvers(def, source, tree, &mut diags);
     diags
+}
+
+/// The approvers' keys: the `allowed_signers` file (each bad line at its own position in that
+/// file) and the inline keys. An empty list is fine here: environments that require signed
+/// approvals say so when a run there reaches its gate.
+fn approvers(def: &ConfigDef, source: &Source, tree: &Node, diags: &mut Vec<Diagnostic>) {
+    let Some(approvers) = &def.approvers else {
+        return;
+    };
+    let at = |path: &[&str]| tree.lookup(path).map_or(Pos::UNKNOWN, |n| n.pos);
+    if let Some(file) = &approvers.allowed_signers {
+        let root = source.path.parent().unwrap_or(std::path::Path::new("."));
+        let path = signers::signers_path(root, file);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let signers_source = Source::new(&path, text);
+                for p in signers::parse(&signers_source.text).1 {
+                    diags.push(problem(p, &signers_source, Pos::new(0, 0)));
+                }
+            }
+            Err(e) => diags.push(
+                Diagnostic::error(
+                    "missing-file",
+                    format!("cannot read the approvers' keys `{file}`: {e}"),
+                )
+                .at(source, at(&["approvers", "allowed_signers"]))
+                .with_hint("name a file relative to the project in the `allowed_signers` format of ssh (`NAME ssh-ed25519 AAAA...` per line), or remove `allowed_signers`"),
+            ),
+        }
+    }
+    for (i, k) in approvers.keys.iter().enumerate() {
+        if let Err(p) = signers::parse_key(&k.name, &k.key) {
+            let pos = at(&["approvers", "keys", &i.to_string(), "key"]);
+            diags.push(problem(p, source, pos));
+        }
+    }
+}
+
+/// A problem of an approver entry as a diagnostic: at its own line and column when it has one
+/// (a line of the `allowed_signers` file), else at `pos`.
+fn problem(p: signers::Problem, source: &Source, pos: Pos) -> Diagnostic {
+    let code = if p.warning {
+        "unusable-key"
+    } else {
+        "invalid-key"
+    };
+    let d = if p.warning {
+        Diagnostic::warning(code, p.message)
+    } else {
+        Diagnostic::error(code, p.message)
+    };
+    let pos = if p.line > 0 {
+        Pos::new(p.line, p.col)
+    } else {
+        pos
+    };
+    d.at(source, pos).with_hint(p.hint)
 }
 
 /// One environment: its name, its one database, the time zones of its windows.

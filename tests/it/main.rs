@@ -27,6 +27,7 @@ mod restore_exact;
 mod rollback;
 mod schema;
 mod seed;
+mod signed_approvals;
 mod support;
 mod tidy;
 mod units;
