@@ -62,15 +62,41 @@ fn stopped(outcome: &Json) -> String {
 pub fn timeline(entries: &[Map<String, Json>]) -> (Vec<Span>, Vec<String>) {
     let mut spans: Vec<Span> = Vec::new();
     let mut notes = Vec::new();
+    // Who has approved which gate so far: a second approval by the same person (by Unicode
+    // caseless comparison, as the gate counts them) is shown as counting once.
+    let mut approved: Vec<(String, String)> = Vec::new();
     for r in entries {
         let event = r.get("event").and_then(Json::as_str).unwrap_or_default();
         match event {
             "step_started" => step_started(&mut spans, r),
             "step_finished" | "step_failed" | "step_skipped" => step_ended(&mut spans, r, event),
+            "approval_recorded" => {
+                notes.extend(note(r, event).map(|n| n + &repeated_approval(r, &mut approved)))
+            }
             _ => notes.extend(note(r, event)),
         }
     }
     (spans, notes)
+}
+
+/// ` (again: a person counts once)` when the record's approver already approved its gate.
+fn repeated_approval(r: &Map<String, Json>, approved: &mut Vec<(String, String)>) -> String {
+    let (gate, _) = step_of(r);
+    let Some(a) = r.get("approvals").and_then(|a| a.get(0)) else {
+        return String::new();
+    };
+    if text(a, "decision") != "approve" {
+        return String::new();
+    }
+    let actor = text(a, "actor").to_owned();
+    if approved
+        .iter()
+        .any(|(g, who)| *g == gate && crate::gate::same_person(who, &actor))
+    {
+        return " (again: a person counts once)".to_owned();
+    }
+    approved.push((gate, actor));
+    String::new()
 }
 
 /// The step and phase a record is about.

@@ -1,0 +1,62 @@
+//! What an auditor reads of approvals: each decision once per person, as the gate counts them.
+
+use crate::support::{Project, Runbook, Target};
+
+const PLAYBOOK: &str = r#"
+name: gated
+steps:
+  - id: approve
+    gate: { approval: { message: "go on" } }
+  - id: create
+    sql: { query: "CREATE TABLE gated (id INTEGER)" }
+"#;
+
+/// "BOB" after "bob" is one person: the gate counts them once, and `audit show` says the
+/// second approval counts once instead of presenting it as a second approver.
+#[test]
+fn a_repeated_approval_by_the_same_person_is_shown_as_counting_once() {
+    let p = Project::new(Target::sqlite);
+    std::fs::write(
+        p.path().join("runbook.yaml"),
+        "environments:\n  staging:\n    target: { sqlite: staging.db }\n    protections: { approvals: 2 }\n",
+    )
+    .unwrap();
+    p.playbook("gated", PLAYBOOK);
+    let as_user = |user: &str, args: &[&str]| {
+        let mut all = vec!["-C".to_owned(), p.path().display().to_string()];
+        all.extend(args.iter().map(|s| (*s).to_owned()));
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        Runbook::new(&refs).env("RUNBOOK_ACTOR", user).run()
+    };
+    assert_eq!(
+        as_user("alice", &["run", "gated", "--env", "staging"]).code,
+        3
+    );
+    let (id, _) = p.last_run();
+    for who in ["bob", "BOB"] {
+        let out = as_user(who, &["approve", &id, "approve"]);
+        assert_eq!(out.code, 0, "{}", out.combined());
+    }
+    // One person: one of the two approvals the gate needs.
+    let resume = as_user("alice", &["resume", &id]);
+    assert_eq!(resume.code, 3, "{}", resume.combined());
+    assert!(
+        resume.combined().contains("1 of 2"),
+        "{}",
+        resume.combined()
+    );
+    let show = p.cmd(&["audit", "show", &id]);
+    let lines: Vec<&str> = show
+        .stdout
+        .lines()
+        .filter(|l| l.contains("approved gate approve"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{}", show.stdout);
+    assert!(!lines[0].contains("again"), "{}", show.stdout);
+    assert!(
+        lines[1].contains("BOB approved gate approve")
+            && lines[1].contains("(again: a person counts once)"),
+        "{}",
+        show.stdout
+    );
+}
