@@ -370,10 +370,26 @@ fn secrets_as_keys_numbers_escapes_and_config_secrets_never_leave() {
     }
     let export = run(&["audit", "export", &id]);
     serde_json::from_str::<serde_json::Value>(&export.stdout).expect("the export stays valid JSON");
+    let csv = run(&["audit", "export", &id, "--format", "csv"]);
+    let show = run(&["audit", "show", &id]);
+    let runs = run(&["runs", "--format", "json"]);
+    let report = p.path().join("report.html");
+    let html = run(&[
+        "audit",
+        "report",
+        &id,
+        "--output",
+        &report.display().to_string(),
+    ]);
+    assert_eq!(html.code, 0, "{}", html.combined());
     for (channel, text) in [
         ("the terminal", out.combined()),
         ("`runbook status`", status.stdout.clone()),
         ("the audit export", export.stdout.clone()),
+        ("the CSV export", csv.stdout.clone()),
+        ("`audit show`", show.combined()),
+        ("`runbook runs`", runs.stdout.clone()),
+        ("the HTML report", std::fs::read_to_string(&report).unwrap()),
     ] {
         for (name, form) in &all {
             assert!(
