@@ -1135,3 +1135,76 @@ fn a_migration_that_commits_is_refused_before_it_runs() {
     );
     assert!(!has_table(&p, "half"));
 }
+
+/// Real Prisma projects keep data migrations in folders with only a `migration.ts` (formbricks
+/// has 25): runbook reports each and applies the rest, where it used to stop at the first.
+#[test]
+fn folders_without_migration_sql_are_reported_and_skipped() {
+    both(|p| {
+        let provider = if dialect(&p) == "sqlite" {
+            "sqlite"
+        } else {
+            "postgresql"
+        };
+        write(
+            &p,
+            "prisma/migrations/migration_lock.toml",
+            &format!("provider = \"{provider}\"\n"),
+        );
+        write(
+            &p,
+            "prisma/migrations/20240101000000_init/migration.sql",
+            "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT);\n",
+        );
+        write(
+            &p,
+            "prisma/migrations/20240102000000_backfill_emails/migration.ts",
+            "export async function run() {}\n",
+        );
+        std::fs::create_dir_all(p.path().join("prisma/migrations/20240103000000_nothing")).unwrap();
+        write(
+            &p,
+            "prisma/migrations/20240104000000_add_posts/migration.sql",
+            "CREATE TABLE posts (id INTEGER PRIMARY KEY, user_id INTEGER);\n",
+        );
+        let (out, st) = migrate(&p, "action: status, dir: prisma/migrations");
+        ok(&out);
+        assert_eq!(
+            versions(&st["pending"]),
+            ["20240101000000", "20240104000000"]
+        );
+        let skipped: Vec<&str> = st["skipped"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["folder"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            skipped,
+            [
+                "prisma/migrations/20240102000000_backfill_emails",
+                "prisma/migrations/20240103000000_nothing"
+            ]
+        );
+        let (out, ap) = migrate(&p, "action: apply, dir: prisma/migrations");
+        ok(&out);
+        assert_eq!(
+            versions(&ap["results"]),
+            ["20240101000000", "20240104000000"]
+        );
+        assert!(
+            out.stderr.contains(
+                "skipped `prisma/migrations/20240102000000_backfill_emails`: holds no `migration.sql`, only `migration.ts`"
+            ),
+            "{}",
+            out.stderr
+        );
+        assert!(
+            out.stderr
+                .contains("skipped `prisma/migrations/20240103000000_nothing`: holds no `migration.sql`: the folder is empty"),
+            "{}",
+            out.stderr
+        );
+        assert!(has_table(&p, "posts"));
+    });
+}

@@ -54,6 +54,7 @@ fn migration_set(
                 dir: opts.migrations_dir.clone(),
                 shown_dir: crate::source::display_path(&opts.migrations_dir),
                 migrations: Vec::new(),
+                skipped: Vec::new(),
             },
             Some(e.to_string()),
         )),

@@ -43,6 +43,18 @@ pub struct MigrationSet {
     /// The folder as shown to people.
     pub shown_dir: String,
     pub migrations: Vec<Migration>,
+    /// Migration folders that hold no `migration.sql` (a data migration in `migration.ts`, an
+    /// empty folder): reported, never applied, never a stop.
+    pub skipped: Vec<Skipped>,
+}
+
+/// A folder that looks like a Prisma migration but holds no SQL to apply.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Skipped {
+    /// The folder, as shown to people.
+    pub folder: String,
+    /// Why it is skipped, e.g. "holds no `migration.sql`, only `migration.ts`".
+    pub reason: String,
 }
 
 impl Migration {
@@ -148,11 +160,12 @@ pub fn locate(base: &Path, dialect: Dialect, root: &Path) -> Result<PathBuf, OpE
 /// Finds and reads the dialect's migrations under `base`; paths are shown relative to `root`.
 pub fn discover(base: &Path, dialect: Dialect, root: &Path) -> Result<MigrationSet, OpError> {
     let dir = locate(base, dialect, root)?;
-    let migrations = read_dir(&dir, root)?;
+    let (migrations, skipped) = read_dir(&dir, root)?;
     Ok(MigrationSet {
         shown_dir: shown(&dir, root),
         dir,
         migrations,
+        skipped,
     })
 }
 
@@ -179,12 +192,14 @@ struct UpFile {
 struct Listing {
     ups: Vec<UpFile>,
     downs: BTreeMap<String, PathBuf>,
+    skipped: Vec<Skipped>,
 }
 
 const NAMING: &str = "expected `<version>_<name>.sql` (version: digits and dots, e.g. `001_create_users.sql` or `20240101120000_init.sql`), with an optional `<version>_<name>.down.sql`";
 
-/// Reads one folder of migrations: flat files and Prisma folders, sorted by version.
-pub fn read_dir(dir: &Path, root: &Path) -> Result<Vec<Migration>, OpError> {
+/// Reads one folder of migrations: flat files and Prisma folders, sorted by version, and the
+/// migration folders skipped for holding no SQL.
+pub fn read_dir(dir: &Path, root: &Path) -> Result<(Vec<Migration>, Vec<Skipped>), OpError> {
     let mut listing = list(dir, root)?;
     let mut out = Vec::with_capacity(listing.ups.len());
     for up in std::mem::take(&mut listing.ups) {
@@ -202,7 +217,7 @@ pub fn read_dir(dir: &Path, root: &Path) -> Result<Vec<Migration>, OpError> {
             )));
         }
     }
-    Ok(out)
+    Ok((out, listing.skipped))
 }
 
 /// Sorts a folder's entries into up files and down files; names that fit neither layout fail.
@@ -217,8 +232,10 @@ fn list(dir: &Path, root: &Path) -> Result<Listing, OpError> {
             continue;
         };
         if path.is_dir() {
-            if let Some(up) = prisma_folder(&path, &fname, root)? {
-                listing.ups.push(up);
+            match prisma_folder(&path, &fname, root)? {
+                Folder::Migration(up) => listing.ups.push(up),
+                Folder::Skipped(s) => listing.skipped.push(s),
+                Folder::Other => {}
             }
             continue;
         }
@@ -234,21 +251,32 @@ fn list(dir: &Path, root: &Path) -> Result<Listing, OpError> {
     Ok(listing)
 }
 
-/// A Prisma migration folder, `<timestamp>_<name>/migration.sql`; `None` for a folder whose
-/// name is not a version.
-fn prisma_folder(path: &Path, fname: &str, root: &Path) -> Result<Option<UpFile>, OpError> {
+/// What a folder in the migrations folder is.
+enum Folder {
+    /// A Prisma migration folder with its `migration.sql`.
+    Migration(UpFile),
+    /// Named like one, with no `migration.sql` in it.
+    Skipped(Skipped),
+    /// Not named like a migration: not ours to read.
+    Other,
+}
+
+/// A Prisma migration folder, `<timestamp>_<name>/migration.sql`. A folder named like one that
+/// holds no `migration.sql` (real projects keep TypeScript data migrations so) is skipped and
+/// said; a folder whose name is not a version is none of ours.
+fn prisma_folder(path: &Path, fname: &str, root: &Path) -> Result<Folder, OpError> {
     let Some((version, name)) = fname.split_once('_') else {
-        return Ok(None);
+        return Ok(Folder::Other);
     };
     if !valid_version(version) {
-        return Ok(None);
+        return Ok(Folder::Other);
     }
     let up = path.join("migration.sql");
     if !up.is_file() {
-        return Err(OpError::failed(format!(
-            "the migration folder `{}` has no `migration.sql`",
-            shown(path, root)
-        )));
+        return Ok(Folder::Skipped(Skipped {
+            folder: shown(path, root),
+            reason: without_sql(path),
+        }));
     }
     if name.is_empty() {
         return Err(OpError::failed(format!(
@@ -256,13 +284,40 @@ fn prisma_folder(path: &Path, fname: &str, root: &Path) -> Result<Option<UpFile>
             shown(path, root)
         )));
     }
-    Ok(Some(UpFile {
+    Ok(Folder::Migration(UpFile {
         version: version.to_owned(),
         name: name.to_owned(),
         path: up,
         down_expected: path.join("down.sql"),
         prisma_name: Some(fname.to_owned()),
     }))
+}
+
+/// Why a migration folder has nothing to apply: what it holds instead.
+fn without_sql(path: &Path) -> String {
+    let mut names: Vec<String> = std::fs::read_dir(path)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    match names.as_slice() {
+        [] => "holds no `migration.sql`: the folder is empty".to_owned(),
+        [one] if one.ends_with(".ts") || one.ends_with(".js") => format!(
+            "holds no `migration.sql`, only `{one}` (a data migration runbook does not run; run it with the project's own tooling)"
+        ),
+        _ => format!(
+            "holds no `migration.sql` (it holds {})",
+            names
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
 }
 
 /// An up file of the own layout (`stem` is its name without `.sql`).

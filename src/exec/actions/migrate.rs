@@ -82,6 +82,9 @@ async fn run_op(a: &MigrateAction, ctx: &mut ActionCtx<'_>) -> Outputs {
     // Reading the files and connecting write nothing.
     let set =
         mg::discover(&base, Dialect::of(target), ctx.root).map_err(OpError::nothing_committed)?;
+    for s in &set.skipped {
+        op.note(&format!("skipped `{}`: {}", s.folder, s.reason));
+    }
     let db = ctx
         .db()
         .await
@@ -97,7 +100,9 @@ async fn run_op(a: &MigrateAction, ctx: &mut ActionCtx<'_>) -> Outputs {
         MigrateOp::Status | MigrateOp::Lint => {
             let st = mg::status(on.db, &set).await?;
             note_status(&op, &st, &set);
-            Ok(st.outputs())
+            let mut out = st.outputs();
+            out.insert("skipped".into(), to_json(&set.skipped));
+            Ok(out)
         }
         MigrateOp::Apply => apply(a, on, &settings).await,
         MigrateOp::Revert => revert(a, on, &settings).await,
@@ -261,11 +266,12 @@ fn lint_set(
             op.note(&format!(
                 "lint applies to PostgreSQL migrations: linting every file in `{shown}` (the target is SQLite, so no row estimates)"
             ));
-            let migrations = mg::read_dir(&dir, root)?;
+            let (migrations, skipped) = mg::read_dir(&dir, root)?;
             let set = MigrationSet {
                 dir,
                 shown_dir: shown,
                 migrations,
+                skipped,
             };
             (set, false)
         }
