@@ -1208,3 +1208,86 @@ fn folders_without_migration_sql_are_reported_and_skipped() {
         assert!(has_table(&p, "posts"));
     });
 }
+
+/// `DROP INDEX` names the index, not the table whose writes it blocks: its level follows that
+/// table like any other lock finding (it stayed an error with no table and no estimate, so the
+/// shipped deploy failed on fresh databases for real Prisma projects).
+#[test]
+fn lint_judges_drop_index_by_the_table_of_the_index() {
+    let p = postgres();
+    p.target.query(
+        "CREATE TABLE \"User\" (id int, email text); CREATE INDEX \"User_email_idx\" ON \"User\" (email); \
+         CREATE TABLE big (id int, v int); CREATE INDEX big_v ON big (v); \
+         INSERT INTO big SELECT g, g FROM generate_series(1, 50000) g; ANALYZE big;",
+    );
+    mig(
+        &p,
+        "001_drop_user_email.sql",
+        "DROP INDEX \"User_email_idx\";\n",
+    );
+    // Created by an earlier pending file on a table that does not exist yet, then dropped.
+    mig(
+        &p,
+        "003_posts.sql",
+        "CREATE TABLE \"Post\" (id int, title text);\nCREATE INDEX \"Post_title_idx\" ON \"Post\" (title);\n",
+    );
+    mig(
+        &p,
+        "004_drop_post_title.sql",
+        "DROP INDEX public.\"Post_title_idx\";\n",
+    );
+    mig(
+        &p,
+        "005_drop_missing.sql",
+        "DROP INDEX IF EXISTS gone_idx;\n",
+    );
+    let args = "action: lint, lock_timeout: 5s, statement_timeout: 5m";
+    let (out, lint) = migrate(&p, args);
+    ok(&out);
+    let by_file = |name: &str| -> Json {
+        lint["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| {
+                f["rule"] == "require-concurrent-index-deletion"
+                    && f["file"].as_str().unwrap().ends_with(name)
+            })
+            .cloned()
+            .unwrap_or_else(|| panic!("no DROP INDEX finding in {name}: {lint}"))
+    };
+    let empty = by_file("001_drop_user_email.sql");
+    assert_eq!(empty["level"], "warning", "{empty}");
+    assert_eq!(empty["table"], "\"User\"", "{empty}");
+    assert_eq!(empty["rows"], 0, "{empty}");
+    let later = by_file("004_drop_post_title.sql");
+    assert_eq!(later["level"], "warning", "{later}");
+    assert_eq!(later["table"], "\"Post\"", "{later}");
+    let gone = by_file("005_drop_missing.sql");
+    assert_eq!(gone["level"], "warning", "{gone}");
+    assert!(
+        gone["message"]
+            .as_str()
+            .unwrap()
+            .contains("the index `gone_idx` does not exist on the target"),
+        "{gone}"
+    );
+    // On a table with rows, dropping its index blocks its writes: an error, with the estimate.
+    let big = mig(&p, "002_drop_big_v.sql", "DROP INDEX big_v;\n");
+    let (out, _) = migrate(&p, args);
+    fails(&out);
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| {
+            l.contains(&format!(
+                "{big}:1:1 error require-concurrent-index-deletion"
+            ))
+        })
+        .unwrap_or_else(|| panic!("{}", out.stderr));
+    assert!(line.contains("`big_v` is an index of `big`"), "{line}");
+    assert!(
+        line.contains("`big` has ~50,000 rows on the target"),
+        "{line}"
+    );
+}

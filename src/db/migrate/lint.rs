@@ -35,6 +35,10 @@ pub struct Finding {
     /// indexed: only then do its rows change how bad it is.
     #[serde(skip)]
     pub blocks_table: bool,
+    /// The index a `DROP INDEX` names, as written, when its table is not known from the files:
+    /// `annotate` asks the target which table it belongs to.
+    #[serde(skip)]
+    pub index: Option<String>,
 }
 
 impl Finding {
@@ -53,6 +57,7 @@ impl Finding {
             table: None,
             rows: None,
             blocks_table: false,
+            index: None,
         }
     }
 }
@@ -108,14 +113,33 @@ pub fn lint(
         exclude.push(Rule::RequireStatementTimeout);
     }
     let mut out = Vec::new();
+    // Indexes the files create, by name: a later `DROP INDEX` of one locks that table.
+    let mut created = HashMap::new();
     for m in migrations {
-        lint_file(m, pg_version, &exclude, &mut out);
+        lint_file(m, pg_version, &exclude, &mut created, &mut out);
     }
     out
 }
 
-/// Lints one file into `out`.
-fn lint_file(m: &Migration, pg_version: Option<&str>, exclude: &[Rule], out: &mut Vec<Finding>) {
+/// An index or table name as PostgreSQL resolves it, for comparing names as written: the last
+/// part of a qualified name, unquoted as written in quotes, lower-cased otherwise.
+fn name_key(text: &str) -> String {
+    let last = text.trim().rsplit('.').next().unwrap_or_default().trim();
+    match last.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+        Some(quoted) => quoted.replace("\"\"", "\""),
+        None => last.to_lowercase(),
+    }
+}
+
+/// Lints one file into `out`; `created` collects the indexes the files create (name key to
+/// table as written), in file order.
+fn lint_file(
+    m: &Migration,
+    pg_version: Option<&str>,
+    exclude: &[Rule],
+    created: &mut HashMap<String, String>,
+    out: &mut Vec<Finding>,
+) {
     let text = m.sql.as_str();
     let Some(parse) = parse_sql(text) else {
         out.push(Finding::syntax(
@@ -147,7 +171,23 @@ fn lint_file(m: &Migration, pg_version: Option<&str>, exclude: &[Rule], out: &mu
     };
     let stmts: Vec<ast::Stmt> = parse.tree().stmts().collect();
     for v in violations {
-        out.push(finding(m, &stmts, v));
+        let mut f = finding(m, &stmts, v);
+        if let Some(index) = f.index.take() {
+            match created.get(&name_key(&index)) {
+                Some(table) => f.table = Some(table.clone()),
+                None => f.index = Some(index),
+            }
+        }
+        out.push(f);
+    }
+    for stmt in &stmts {
+        if let ast::Stmt::CreateIndex(ci) = stmt
+            && let Some(name) = ci.index().and_then(|i| i.path())
+            && let Some(table) = ci.table_relation_name().and_then(|t| t.table_name_ref())
+        {
+            let table = table.syntax().text().to_string().trim().to_owned();
+            created.insert(name_key(&name.syntax().text().to_string()), table);
+        }
     }
 }
 
@@ -160,6 +200,11 @@ fn finding(m: &Migration, stmts: &[ast::Stmt], v: Violation) -> Finding {
         locked_table(stmts, &v)
     } else {
         None
+    };
+    // `DROP INDEX` names the index, not the table whose writes it blocks.
+    let index = match v.code {
+        Rule::RequireConcurrentIndexDeletion if table.is_none() => dropped_index(stmts, &v),
+        _ => None,
     };
     let option = match v.code {
         Rule::RequireLockTimeout => Some("lock_timeout"),
@@ -184,7 +229,25 @@ fn finding(m: &Migration, stmts: &[ast::Stmt], v: Violation) -> Finding {
         table,
         rows: None,
         blocks_table,
+        index,
     }
+}
+
+/// The first index a violating `DROP INDEX` statement names, as written.
+fn dropped_index(stmts: &[ast::Stmt], v: &Violation) -> Option<String> {
+    stmts
+        .iter()
+        .find(|s| {
+            s.syntax()
+                .text_range()
+                .contains_inclusive(v.text_range.start())
+        })
+        .and_then(|s| match s {
+            ast::Stmt::DropIndex(d) => d.index_refs().next(),
+            _ => None,
+        })
+        .map(|i| i.syntax().text().to_string().trim().to_owned())
+        .filter(|t| !t.is_empty())
 }
 
 /// The table whose rows decide how long the lock lasts: the first table the violating
@@ -248,6 +311,11 @@ pub async fn annotate(db: &mut Db, findings: &mut [Finding]) -> Result<(), OpErr
     }
     let mut sizes: HashMap<String, Option<TableSize>> = HashMap::new();
     for f in findings.iter_mut() {
+        if f.table.is_none()
+            && let Some(index) = f.index.clone()
+        {
+            index_of(db, f, &index).await?;
+        }
         let Some(table) = f.table.clone() else {
             continue;
         };
@@ -271,6 +339,40 @@ pub async fn annotate(db: &mut Db, findings: &mut [Finding]) -> Result<(), OpErr
                         " (an earlier migration creates it), so it is empty when this runs",
                     );
                 }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The table a `DROP INDEX` finding's index belongs to on the target, into `f.table`. An index
+/// that exists neither there nor in the files has no table to lock: the finding says so and is
+/// a warning.
+async fn index_of(db: &mut Db, f: &mut Finding, index: &str) -> Result<(), OpError> {
+    let Db::Postgres(c) = db else {
+        return Ok(());
+    };
+    let table = postgres::index_table(c, index).await.or_else(|e| {
+        if sqlstate(&e).is_some() {
+            Ok(None)
+        } else {
+            Err(db_failed("cannot look up an index", &e))
+        }
+    })?;
+    match table {
+        Some(t) => {
+            f.message
+                .push_str(&format!("; `{index}` is an index of `{t}`"));
+            f.table = Some(t);
+        }
+        None => {
+            f.message.push_str(&format!(
+                "; the index `{index}` does not exist on the target"
+            ));
+            if f.level == LintLevel::Error {
+                f.level = LintLevel::Warning;
+                f.rows = Some(0);
+                f.message.push_str(", so dropping it locks no table");
             }
         }
     }

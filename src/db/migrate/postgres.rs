@@ -240,6 +240,20 @@ pub(super) async fn table_size(
     .await
 }
 
+/// The table an index (as written in SQL) belongs to, as the server names it; `None` when there
+/// is no such index.
+pub(super) async fn index_table(
+    c: &mut PgConnection,
+    index: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT indrelid::regclass::text FROM pg_index WHERE indexrelid = to_regclass($1)",
+    )
+    .bind(index)
+    .fetch_optional(&mut *c)
+    .await
+}
+
 /// The server's version for squawk (`15.4`).
 pub(super) async fn server_version(c: &mut PgConnection) -> Option<String> {
     let v: String = sqlx::query_scalar("SHOW server_version")
