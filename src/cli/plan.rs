@@ -27,14 +27,14 @@ pub(super) fn plan_cmd(ui: &Ui, root: &Path, args: &PlanArgs) -> Exit {
             // The offline plan is complete on its own; a connected plan adds what only the
             // database knows, through a read-only connection (execute-phase code).
             let live = if args.offline {
-                None
+                exec::live::offline(&playbook, &project.root, &project.migrations_dir())
             } else {
                 match live_part(ui, &project, &playbook, &plan, args) {
                     Ok(l) => l,
                     Err(code) => return code,
                 }
             };
-            if let Some(l) = &live {
+            if let Some(l) = live.as_ref().filter(|_| !args.offline) {
                 plan.seal(l.identity.as_deref());
             }
             print_plan(ui, &plan, live.as_ref(), args.format);

@@ -146,3 +146,54 @@ fn plan_rehearse_reports_locks_and_changes_nothing() {
         "the schema is unchanged"
     );
 }
+
+/// CI lints migrations without a database: `runbook plan --offline` lints every PostgreSQL
+/// migration file against an empty schema (squawk needs no server), in text and JSON; a
+/// playbook that migrates nothing gets no lint.
+#[test]
+fn an_offline_plan_lints_the_migrations_against_an_empty_schema() {
+    let p = project();
+    std::fs::write(
+        p.path().join("migrations/postgres/003_bad.sql"),
+        "UPDATE orders SET total = 1, total = 2;\n",
+    )
+    .unwrap();
+    let text = p.cmd(&["plan", "ship", "--env", "dev", "--offline"]);
+    assert_eq!(text.code, 0, "{}", text.combined());
+    let out = &text.stdout;
+    assert!(
+        out.contains("lint (offline, against an empty schema): 3 files in `migrations/postgres`"),
+        "{out}"
+    );
+    // An index on a table created by an earlier file: empty, a brief lock, a warning.
+    assert!(
+        out.contains("002_orders_total_idx.sql:1:1 warning require-concurrent-index-creation"),
+        "{out}"
+    );
+    assert!(out.contains("judged against an empty schema"), "{out}");
+    // What cannot run as written stays an error, database or not.
+    assert!(
+        out.contains("003_bad.sql:1:") && out.contains("error ban-duplicate-column-assignments"),
+        "{out}"
+    );
+    let json = p.cmd(&["plan", "ship", "--env", "dev", "--offline", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(v["live"]["connected"], false, "{}", json.stdout);
+    let rules: Vec<&str> = v["live"]["lint"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["rule"].as_str().unwrap())
+        .collect();
+    assert!(
+        rules.contains(&"require-concurrent-index-creation"),
+        "{rules:?}"
+    );
+    // No migrate step: nothing to lint.
+    p.playbook(
+        "count",
+        "name: count\nsteps:\n  - id: c\n    sql: { query: \"SELECT 1\" }\n",
+    );
+    let none = p.cmd(&["plan", "count", "--env", "dev", "--offline"]);
+    assert!(!none.stdout.contains("lint (offline"), "{}", none.stdout);
+}

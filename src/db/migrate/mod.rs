@@ -52,7 +52,9 @@ mod version;
 pub use apply::{ApplyReport, apply};
 pub use baseline::{BaselineReport, baseline};
 pub use history::{HISTORY_TABLE, HistoryEntry, PrismaRecord, history, prisma_history};
-pub use lint::{Finding, TableSize, annotate, lint, server_version, table_size};
+pub use lint::{
+    Finding, TableSize, annotate, assume_empty_schema, lint, server_version, table_size,
+};
 pub use lock::{LOCK_KEY, LOCK_POLL, LOCK_WAIT, MigrationLock};
 pub use rehearse::{LockTaken, Rehearsal, Rehearsed, rehearse};
 pub use revert::{RevertReport, RevertTo, revert};

@@ -120,6 +120,21 @@ pub async fn inspect(
     })
 }
 
+/// The part of an offline plan that needs no database: the migrations linted against an empty
+/// schema, when the playbook migrates. `None` when it does not.
+pub fn offline(playbook: &Playbook, root: &Path, migrations_dir: &Path) -> Option<Live> {
+    if !all_steps(playbook).iter().any(|s| s.migrate.is_some()) {
+        return None;
+    }
+    let mut text = String::new();
+    let findings = migrations::offline_lint(root, migrations_dir, &mut text);
+    Some(Live {
+        text,
+        json: json!({"connected": false, "lint": findings}),
+        identity: None,
+    })
+}
+
 /// The server's name and version, as the plan shows it.
 async fn server_version(db: &mut Db) -> Option<String> {
     match db {
