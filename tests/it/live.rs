@@ -176,7 +176,15 @@ fn an_offline_plan_lints_the_migrations_against_an_empty_schema() {
         out.contains("003_bad.sql:1:") && out.contains("error ban-duplicate-column-assignments"),
         "{out}"
     );
-    let json = p.cmd(&["plan", "ship", "--env", "dev", "--offline", "--format", "json"]);
+    let json = p.cmd(&[
+        "plan",
+        "ship",
+        "--env",
+        "dev",
+        "--offline",
+        "--format",
+        "json",
+    ]);
     let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
     assert_eq!(v["live"]["connected"], false, "{}", json.stdout);
     let rules: Vec<&str> = v["live"]["lint"]

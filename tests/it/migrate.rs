@@ -1116,26 +1116,6 @@ finally:
     );
 }
 
-#[test]
-fn a_migration_that_commits_is_refused_before_it_runs() {
-    let p = postgres();
-    let file = mig(
-        &p,
-        "001_commits.sql",
-        "BEGIN;\nCREATE TABLE half (id int);\nCOMMIT;\n",
-    );
-    let (out, _) = migrate(&p, "action: apply");
-    fails(&out);
-    assert!(
-        out.stderr.contains(&format!(
-            "`{file}` line 3 ends the transaction runbook runs it in"
-        )),
-        "{}",
-        out.stderr
-    );
-    assert!(!has_table(&p, "half"));
-}
-
 /// Real Prisma projects keep data migrations in folders with only a `migration.ts` (formbricks
 /// has 25): runbook reports each and applies the rest, where it used to stop at the first.
 #[test]
@@ -1289,5 +1269,90 @@ fn lint_judges_drop_index_by_the_table_of_the_index() {
     assert!(
         line.contains("`big` has ~50,000 rows on the target"),
         "{line}"
+    );
+}
+
+/// Real Prisma files that hold their own `BEGIN; ... COMMIT;` (rallly's
+/// `20250223160003_set_subscription_status_enum`, formbricks' enum changes) run as psql runs
+/// them: the schema equals psql's, the history row is written, the checksum is over the bytes as
+/// stored. A failure inside the file's transaction rolls back that transaction only, and says so.
+#[test]
+fn files_with_their_own_transaction_run_as_psql_runs_them() {
+    let p = postgres();
+    let setup = "CREATE TABLE subscriptions (id TEXT PRIMARY KEY, status TEXT NOT NULL);\n\
+                 INSERT INTO subscriptions VALUES ('a', 'active'), ('b', 'paused');\n";
+    let enum_change = "-- Set the subscription status to an enum\n\
+        BEGIN;\n\
+        CREATE TYPE \"subscription_status\" AS ENUM ('active', 'paused', 'canceled');\n\
+        ALTER TABLE subscriptions ALTER COLUMN status TYPE \"subscription_status\" USING status::\"subscription_status\";\n\
+        COMMIT;\n\
+        ALTER TYPE \"subscription_status\" ADD VALUE 'trialing';\n";
+    mig(&p, "001_setup.sql", setup);
+    let own = mig(&p, "002_status_enum.sql", enum_change);
+    let (out, ap) = migrate(&p, "action: apply, lock_timeout: 5s, statement_timeout: 1m");
+    ok(&out);
+    assert_eq!(versions(&ap["results"]), ["001", "002"], "{ap}");
+    assert!(
+        out.stderr.contains(&format!("applied `{own}`"))
+            && out
+                .stderr
+                .contains("(its own transaction, from line 2: run as psql runs it"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(history(&p), ["001:apply:ok", "002:apply:ok"]);
+    let Target::Postgres(url) = &p.target else {
+        unreachable!()
+    };
+    assert_eq!(
+        p.target
+            .query("SELECT checksum FROM runbook_migrations WHERE version = '002'"),
+        [checksum(enum_change)]
+    );
+    // psql applying the same files gives the same schema.
+    let by_psql = pg::cluster().create_db("migrate_psql");
+    for f in ["001_setup.sql", "002_status_enum.sql"] {
+        assert!(pg::cluster().psql_file(&by_psql, &p.path().join("migrations/postgres").join(f)));
+    }
+    // The same enum, column type and data as psql's.
+    for q in [
+        "SELECT enum_range(NULL::subscription_status)::text",
+        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'subscriptions'::regclass AND attname = 'status'",
+        "SELECT string_agg(id || ':' || status, ',' ORDER BY id) FROM subscriptions",
+    ] {
+        assert_eq!(
+            pg::cluster().psql(url, q),
+            pg::cluster().psql(&by_psql, q),
+            "{q}"
+        );
+    }
+    assert_eq!(
+        pg::cluster().psql(url, "SELECT enum_range(NULL::subscription_status)::text"),
+        "{active,paused,canceled,trialing}"
+    );
+
+    // A failure inside the file's own transaction: what it committed before stays, its open
+    // transaction is rolled back, the session is left clean, and the message says so.
+    let failing = "CREATE TABLE before_begin (id int);\n\
+        BEGIN;\n\
+        CREATE TABLE inside_begin (id int);\n\
+        SELECT * FROM no_such_table;\n\
+        COMMIT;\n";
+    let bad = mig(&p, "003_fails_inside.sql", failing);
+    let (out, _) = migrate(&p, "action: apply");
+    fails(&out);
+    assert!(has_table(&p, "before_begin"));
+    assert!(!has_table(&p, "inside_begin"));
+    assert!(
+        out.stderr.contains(&format!("`{bad}` failed at line 4"))
+            && out.stderr.contains(
+                "it controls its own transaction (line 2): what it committed before the failing statement stays applied, its open transaction was rolled back"
+            ),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        history(&p),
+        ["001:apply:ok", "002:apply:ok", "003:apply:failed"]
     );
 }

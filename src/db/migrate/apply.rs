@@ -217,10 +217,12 @@ async fn apply_one(
         "applied `{}` in {}{}{}",
         m.file,
         duration(Duration::from_millis(ran.duration_ms)),
-        if m.no_transaction {
-            " (outside a transaction)"
-        } else {
-            ""
+        match m.own_transaction {
+            Some(line) => format!(
+                " (its own transaction, from line {line}: run as psql runs it, statement by statement)"
+            ),
+            None if m.no_transaction => " (outside a transaction)".to_owned(),
+            None => String::new(),
         },
         if ran.attempts > 1 {
             format!(" after {} attempts", ran.attempts)

@@ -2,7 +2,7 @@
 //! stayed applied, lock timeouts, and INVALID indexes left by failed concurrent builds.
 
 use super::run::{Direction, FileRun, ScriptError, Settings};
-use super::script::{NO_TRANSACTION, Piece};
+use super::script::Piece;
 use super::{db_failed, postgres, sqlstate};
 use crate::db::op::OpError;
 use crate::db::{Db, describe};
@@ -67,14 +67,6 @@ pub(super) fn script_error(
     }
 }
 
-/// The refusal for a file that would end runbook's transaction (at `line`).
-pub(super) fn ends_transaction_error(file: &str, line: usize) -> OpError {
-    OpError::failed(format!(
-        "`{file}` line {line} ends the transaction runbook runs it in (COMMIT or ROLLBACK): \
-         remove its transaction control, or make its first line `{NO_TRANSACTION}`"
-    ))
-}
-
 /// The error for a file that failed after `attempts` tries: where, why, and what of it stayed
 /// applied. `undone`: it ran in a transaction that was still open when it rolled back, so it
 /// committed nothing (`OpError::NothingCommitted`).
@@ -125,6 +117,10 @@ fn file_error(
         msg.push_str("; its transaction was rolled back, so none of it is applied");
     } else if !no_transaction {
         msg.push_str("; it ended runbook's transaction itself, so statements before the failing one may stay applied");
+    } else if let Some(begin) = job.m.own_transaction.filter(|_| job.dir == Direction::Up) {
+        msg.push_str(&format!(
+            "; it controls its own transaction (line {begin}): what it committed before the failing statement stays applied, its open transaction was rolled back"
+        ));
     } else if partial {
         msg.push_str("; it runs outside a transaction, so the statements before the failing one stay applied");
     } else {

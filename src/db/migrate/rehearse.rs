@@ -5,7 +5,7 @@ use super::apply::preflight;
 use super::failure::FileError;
 use super::lock::MigrationLock;
 use super::run::{Settings, run_pieces, set_timeouts};
-use super::script::{NO_TRANSACTION, ends_transaction};
+use super::script::NO_TRANSACTION;
 use super::source::{Migration, MigrationSet};
 use super::status::{Status, status};
 use super::{db_failed, postgres, tx};
@@ -170,19 +170,17 @@ async fn rehearse_one(
     lock: &mut MigrationLock,
     op: &Op<'_>,
 ) -> Result<(), OpError> {
+    if let Some(line) = m.own_transaction {
+        r.status = "skipped".into();
+        r.error = Some(format!(
+            "it controls its own transaction (line {line}), so it cannot be rehearsed inside one"
+        ));
+        return Ok(());
+    }
     if m.no_transaction {
         r.status = "skipped".into();
         r.error = Some(format!(
             "it runs outside a transaction (`{NO_TRANSACTION}`), so it cannot be rehearsed inside one"
-        ));
-        return Ok(());
-    }
-    if db.is_postgres()
-        && let Some(line) = ends_transaction(&m.sql)
-    {
-        r.status = "failed".into();
-        r.error = Some(format!(
-            "line {line} ends the transaction it runs in (COMMIT or ROLLBACK)"
         ));
         return Ok(());
     }

@@ -2,9 +2,7 @@
 //! row, or outside one statement by statement (its row written as failed first), with the
 //! step's timeouts and lock-timeout retries.
 
-use super::failure::{
-    FileError, ends_transaction_error, file_failure, invalid_indexes, script_error,
-};
+use super::failure::{FileError, file_failure, invalid_indexes, script_error};
 use super::history::{HISTORY_TABLE, record, unrecord};
 use super::lock::MigrationLock;
 use super::script::{ends_transaction, pieces};
@@ -219,6 +217,10 @@ async fn run_outside(
             Ok(took)
         }
         Err(mut e) => {
+            // A file with its own transaction (up or down) may have failed inside it: the
+            // session's open transaction is rolled back, as psql's exit would, so nothing waits
+            // on it (without one, the server only notes there was none).
+            tx::rollback(db).await;
             if let FileError::Sql { invalid, .. } = &mut e {
                 let after = invalid_indexes(db).await.unwrap_or_default();
                 *invalid = after.difference(&invalid_before).cloned().collect();
@@ -236,13 +238,6 @@ pub(super) async fn run_file(
     lock: &mut MigrationLock,
     op: &Op<'_>,
 ) -> Result<Ran, OpError> {
-    if !job.no_transaction
-        && db.is_postgres()
-        && let Some(line) = ends_transaction(job.sql)
-    {
-        // Refused before it ran: nothing of it committed.
-        return Err(ends_transaction_error(job.file, line).nothing_committed());
-    }
     let mut attempt = 1;
     // Whether every attempt so far rolled back whole.
     let mut undone_all = true;

@@ -94,6 +94,23 @@ fn split_statements(sql: &str) -> Option<Vec<Piece<'_>>> {
     (!out.is_empty()).then_some(out)
 }
 
+/// The line of a file's first statement of transaction control (`BEGIN`, `START TRANSACTION`,
+/// `COMMIT`, `END`, `ROLLBACK`; not savepoints or prepared transactions), found by parsing: such
+/// a file (real Prisma projects have them, for enum changes) runs as psql runs it, statement by
+/// statement outside runbook's transaction, its own `BEGIN`/`COMMIT` deciding what is atomic.
+pub fn own_transaction(sql: &str) -> Option<usize> {
+    let parse = parse_sql(sql)?;
+    parse.tree().stmts().find_map(|stmt| match stmt {
+        ast::Stmt::Begin(_)
+        | ast::Stmt::Commit(ast::Commit::CommitTransaction(_))
+        | ast::Stmt::Rollback(ast::Rollback::RollbackTransaction(_)) => Some(line_of(
+            sql,
+            usize::from(stmt.syntax().text_range().start()),
+        )),
+        _ => None,
+    })
+}
+
 /// The line of the first PostgreSQL statement that would end the transaction runbook runs a
 /// file in (`COMMIT` or `ROLLBACK`).
 pub(super) fn ends_transaction(sql: &str) -> Option<usize> {
@@ -110,7 +127,25 @@ pub(super) fn ends_transaction(sql: &str) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::split_statements;
+    use super::{own_transaction, split_statements};
+
+    #[test]
+    fn transaction_control_is_found_by_parsing_not_by_text() {
+        let enum_change =
+            "-- rallly-style enum change\nBEGIN;\nCREATE TYPE s AS ENUM ('a');\nCOMMIT;\n";
+        assert_eq!(own_transaction(enum_change), Some(2));
+        assert_eq!(
+            own_transaction("START TRANSACTION;\nSELECT 1;\nEND;\n"),
+            Some(1)
+        );
+        // In a function body, a comment or a string, BEGIN and COMMIT are not the file's.
+        let body = "CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$ BEGIN PERFORM 1; END $$;\n-- COMMIT;\nSELECT 'BEGIN;';\n";
+        assert_eq!(own_transaction(body), None);
+        assert_eq!(
+            own_transaction("SAVEPOINT a;\nROLLBACK TO SAVEPOINT a;\n"),
+            None
+        );
+    }
 
     #[test]
     fn statements_split_on_squawk_boundaries() {

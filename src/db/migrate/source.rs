@@ -2,7 +2,7 @@
 //! `.down.sql`, or sqlx's `.up.sql`) and Prisma's (`<timestamp>_<name>/migration.sql`), read
 //! with line endings normalised and checksummed.
 
-use super::script::is_no_transaction;
+use super::script::{is_no_transaction, own_transaction};
 use super::version::{compare_versions, valid_version, version_key};
 use crate::db::Dialect;
 use crate::db::op::OpError;
@@ -30,7 +30,12 @@ pub struct Migration {
     pub checksum: String,
     /// sha256 of the bytes as stored, which is what Prisma records.
     pub raw_checksum: String,
+    /// Runs outside runbook's transaction: its first line is the no-transaction marker, or it
+    /// controls its own transaction ([`Migration::own_transaction`]).
     pub no_transaction: bool,
+    /// The line of the file's own `BEGIN`/`COMMIT`/`ROLLBACK`, when it has one: it runs as psql
+    /// runs it.
+    pub own_transaction: Option<usize>,
     /// The Prisma folder name (its id in `_prisma_migrations`) for the Prisma layout.
     pub prisma_name: Option<String>,
 }
@@ -365,8 +370,10 @@ fn load(
     } else {
         downs.remove(&stem_key)
     };
+    let own_transaction = own_transaction(&sql);
     Ok(Migration {
-        no_transaction: is_no_transaction(&sql),
+        no_transaction: is_no_transaction(&sql) || own_transaction.is_some(),
+        own_transaction,
         // The text is normalised already: hash it as it is.
         checksum: sha256_hex(sql.as_bytes()),
         file: shown(&up.path, root),

@@ -183,6 +183,26 @@ impl PgCluster {
         &self.bin_dir
     }
 
+    /// Runs a SQL file with `psql -f` against `db` (name or URL), stopping at the first error,
+    /// as a person applying a migration by hand would; returns whether psql succeeded.
+    pub fn psql_file(&self, db: &str, file: &std::path::Path) -> bool {
+        let target = if db.contains("://") {
+            db.to_owned()
+        } else {
+            self.url(db)
+        };
+        Command::new(self.psql_program())
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d"])
+            .arg(&target)
+            .arg("-f")
+            .arg(file)
+            .stdin(Stdio::null())
+            .output()
+            .expect("psql starts")
+            .status
+            .success()
+    }
+
     fn psql_program(&self) -> PathBuf {
         let own = self.bin_dir.join("psql");
         if own.is_file() {
