@@ -1356,3 +1356,36 @@ fn files_with_their_own_transaction_run_as_psql_runs_them() {
         ["001:apply:ok", "002:apply:ok", "003:apply:failed"]
     );
 }
+
+/// Prisma writes no down migrations: reverting a Prisma folder says the two ways back (restore,
+/// or a down file as Prisma's `migrate diff` writes it) instead of only "does not exist".
+#[test]
+fn reverting_a_prisma_migration_without_a_down_file_names_the_ways_back() {
+    let p = sqlite();
+    write(
+        &p,
+        "prisma/migrations/migration_lock.toml",
+        "provider = \"sqlite\"\n",
+    );
+    write(
+        &p,
+        "prisma/migrations/20240101000000_init/migration.sql",
+        "CREATE TABLE users (id INTEGER PRIMARY KEY);\n",
+    );
+    ok(&migrate(&p, "action: apply, dir: prisma/migrations").0);
+    let (out, _) = migrate(&p, "action: revert, dir: prisma/migrations");
+    fails(&out);
+    for needle in [
+        "cannot revert `prisma/migrations/20240101000000_init/migration.sql`: its down file `prisma/migrations/20240101000000_init/down.sql` does not exist",
+        "Prisma writes no down migrations",
+        "restore the backup taken before it was applied (the `rollback` playbook)",
+        "npx prisma migrate diff --from-schema-datamodel prisma/schema.prisma --to-schema-datasource prisma/schema.prisma --script > prisma/migrations/20240101000000_init/down.sql",
+    ] {
+        assert!(
+            out.stderr.contains(needle),
+            "`{needle}` missing:\n{}",
+            out.stderr
+        );
+    }
+    assert!(has_table(&p, "users"), "nothing was reverted");
+}

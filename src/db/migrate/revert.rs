@@ -96,10 +96,20 @@ fn down_file<'a>(set: &'a MigrationSet, h: &HistoryEntry) -> Result<Down<'a>, Op
         )));
     }
     let Some(down) = &m.down else {
+        let expected = m.shown_sibling(&m.down_expected);
+        // Prisma writes no down migrations: say the two ways back.
+        let hint = match &m.prisma_name {
+            Some(folder) => format!(
+                "; Prisma writes no down migrations. To go back: restore the backup taken before it was applied (the `rollback` playbook), or write `{expected}` with the SQL that undoes it, as Prisma's `migrate diff` produces it while a database is still at the state before `{folder}`: `npx prisma migrate diff --from-schema-datamodel prisma/schema.prisma --to-schema-datasource prisma/schema.prisma --script > {expected}`"
+            ),
+            None => format!(
+                "; write it with the SQL that undoes `{}`, or restore the backup taken before it was applied (the `rollback` playbook)",
+                m.file
+            ),
+        };
         return Err(OpError::failed(format!(
-            "cannot revert `{}`: its down file `{}` does not exist",
-            m.file,
-            m.shown_sibling(&m.down_expected)
+            "cannot revert `{}`: its down file `{expected}` does not exist{hint}",
+            m.file
         )));
     };
     let (sql, _) = read_sql(down, Path::new(""))?;
