@@ -49,6 +49,29 @@ impl ValidationReport {
         serde_json::to_string_pretty(self).unwrap_or_default()
     }
 
+    /// GitHub Actions workflow commands, one per diagnostic, so each shows on its line of the
+    /// pull request (`::error file=F,line=L,col=C,title=CODE::MESSAGE`).
+    pub fn to_github(&self) -> String {
+        let mut out = String::new();
+        for d in self.files.iter().flat_map(|f| &f.diagnostics) {
+            let level = if d.is_error() { "error" } else { "warning" };
+            let message = match &d.hint {
+                Some(h) => format!("{} (hint: {h})", d.message),
+                None => d.message.clone(),
+            };
+            let _ = writeln!(
+                out,
+                "::{level} file={},line={},col={},title={}::{}",
+                github_property(&d.file),
+                d.line.max(1),
+                d.column.max(1),
+                github_property(d.code),
+                github_data(&message)
+            );
+        }
+        out
+    }
+
     /// One test case per file; a failure per error, with the rendered diagnostic as text.
     pub fn to_junit(&self) -> String {
         let failures = self.files.iter().filter(|f| !f.valid).count();
@@ -94,4 +117,16 @@ impl ValidationReport {
         let _ = writeln!(out, "</testsuites>");
         out
     }
+}
+
+/// A workflow command's message, escaped as the runner unescapes it.
+fn github_data(s: &str) -> String {
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+/// A workflow command's property value: its message escapes, and `:` and `,`.
+fn github_property(s: &str) -> String {
+    github_data(s).replace(':', "%3A").replace(',', "%2C")
 }

@@ -37,6 +37,8 @@ pub enum ValidateFormat {
     Human,
     Json,
     Junit,
+    /// GitHub Actions workflow commands (`::error file=...`), shown on the pull request's lines
+    Github,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -116,6 +118,9 @@ pub enum Command {
         paths: Vec<String>,
         #[arg(long, value_enum, default_value_t = ValidateFormat::Human)]
         format: ValidateFormat,
+        /// Also lint the PostgreSQL migrations (squawk, against an empty schema: no database)
+        #[arg(long)]
+        migrations: bool,
     },
     /// Show what a run would do, without touching a database or starting a process
     Plan(PlanArgs),

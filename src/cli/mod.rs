@@ -64,7 +64,11 @@ pub fn main() -> Exit {
 /// Runs one command in the project at `root`.
 fn dispatch(ui: &Ui, root: &Path, command: Command, verbose: bool) -> Exit {
     match command {
-        Command::Validate { paths, format } => validate::validate(ui, root, &paths, format),
+        Command::Validate {
+            paths,
+            format,
+            migrations,
+        } => validate::validate(ui, root, &paths, format, migrations),
         Command::Plan(args) => plan::plan_cmd(ui, root, &args),
         Command::List { format } => validate::list(ui, root, format),
         Command::Run(args) => run::run(ui, root, args, verbose),

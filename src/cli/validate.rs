@@ -12,7 +12,13 @@ use crate::source::display_path;
 use crate::ui::Ui;
 use std::path::{Path, PathBuf};
 
-pub(super) fn validate(ui: &Ui, root: &Path, paths: &[String], format: ValidateFormat) -> Exit {
+pub(super) fn validate(
+    ui: &Ui,
+    root: &Path,
+    paths: &[String],
+    format: ValidateFormat,
+    migrations: bool,
+) -> Exit {
     let mut files = Vec::new();
     let project = load_config(root, &mut files);
     let targets: Vec<PathBuf> = if paths.is_empty() {
@@ -33,10 +39,14 @@ pub(super) fn validate(ui: &Ui, root: &Path, paths: &[String], format: ValidateF
     for path in targets {
         files.push(validate_playbook(&project, &path));
     }
+    if migrations {
+        files.extend(lint_migrations(&project));
+    }
     let report = ValidationReport::new(files);
     match format {
         ValidateFormat::Json => ui.data(&report.to_json()),
         ValidateFormat::Junit => ui.data(&report.to_junit()),
+        ValidateFormat::Github => ui.data(report.to_github().trim_end()),
         ValidateFormat::Human => print_human(ui, &report),
     }
     if report.valid {
@@ -88,6 +98,70 @@ fn load_config(root: &Path, files: &mut Vec<FileResult>) -> Project {
         }
     }
     project
+}
+
+/// `--migrations`: every PostgreSQL migration file linted with squawk against an empty schema
+/// (no database, so every table is new and empty), one result per file, each finding a
+/// diagnostic at its line and column. A folder that cannot be read is an invalid result.
+fn lint_migrations(project: &Project) -> Vec<FileResult> {
+    use crate::db::{Dialect, migrate};
+    let dir = project.migrations_dir();
+    let set = match migrate::discover(&dir, Dialect::Postgres, &project.root) {
+        Ok(set) => set,
+        Err(e) => {
+            return vec![FileResult {
+                file: display_path(&dir),
+                kind: "migrations",
+                name: None,
+                valid: false,
+                diagnostics: vec![
+                    Diagnostic::error("migrations-unreadable", e.to_string())
+                        .in_file(display_path(&dir)),
+                ],
+            }];
+        }
+    };
+    let all: Vec<&migrate::Migration> = set.migrations.iter().collect();
+    let settings = migrate::Settings {
+        lock_timeout: None,
+        statement_timeout: None,
+        lock_retries: 0,
+    };
+    let mut findings = migrate::lint(&all, None, &settings);
+    migrate::assume_empty_schema(&mut findings);
+    set.migrations
+        .iter()
+        .map(|m| {
+            let diagnostics: Vec<Diagnostic> = findings
+                .iter()
+                .filter(|f| f.file == m.file)
+                .map(lint_diagnostic)
+                .collect();
+            FileResult {
+                file: m.file.clone(),
+                kind: "migration",
+                name: Some(m.name.clone()),
+                valid: !diagnostics.iter().any(Diagnostic::is_error),
+                diagnostics,
+            }
+        })
+        .collect()
+}
+
+/// A lint finding as a diagnostic: squawk's rule leads the message.
+fn lint_diagnostic(f: &crate::db::migrate::Finding) -> Diagnostic {
+    let message = format!("{}: {}", f.rule, f.message);
+    let mut d = match f.level {
+        crate::playbook::LintLevel::Error => Diagnostic::error("migration-lint", message),
+        crate::playbook::LintLevel::Warning => Diagnostic::warning("migration-lint", message),
+    };
+    d.file = f.file.clone();
+    d.line = f.line;
+    d.column = f.column;
+    if let Some(h) = &f.help {
+        d = d.with_hint(h.clone());
+    }
+    d
 }
 
 /// The playbooks named on the command line; a name that resolves to nothing is an invalid

@@ -306,3 +306,101 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// CI lints migrations without a database: `runbook validate --migrations` gives each finding
+/// at its file, line and column, in every format, and fails (exit 2) on an error only.
+#[test]
+fn validate_lints_the_migrations_for_ci() {
+    let dir = tempfile::tempdir().unwrap();
+    let mig = dir.path().join("migrations/postgres");
+    std::fs::create_dir_all(&mig).unwrap();
+    std::fs::create_dir_all(dir.path().join("playbooks")).unwrap();
+    std::fs::write(
+        dir.path().join("playbooks/m.yaml"),
+        "name: m\nsteps:\n  - id: m\n    migrate: { action: apply }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        mig.join("001_orders.sql"),
+        "CREATE TABLE orders (id BIGINT PRIMARY KEY, total BIGINT NOT NULL);\nCREATE INDEX orders_total ON orders (total);\n",
+    )
+    .unwrap();
+    let validate = |args: &[&str]| {
+        let mut all = vec![
+            "-C".to_owned(),
+            dir.path().display().to_string(),
+            "validate".into(),
+        ];
+        all.extend(args.iter().map(|s| (*s).to_owned()));
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        Runbook::new(&refs).run()
+    };
+    // Warnings only: valid.
+    let ok = validate(&["--migrations"]);
+    assert_eq!(ok.code, 0, "{}", ok.combined());
+    assert!(
+        ok.combined()
+            .contains("migrations/postgres/001_orders.sql:2:1"),
+        "{}",
+        ok.combined()
+    );
+    std::fs::write(
+        mig.join("002_bad.sql"),
+        "UPDATE orders SET total = 1, total = 2;\n",
+    )
+    .unwrap();
+    // Without --migrations the files are not read.
+    assert_eq!(validate(&[]).code, 0);
+    let human = validate(&["--migrations"]);
+    assert_eq!(human.code, 2, "{}", human.combined());
+    assert!(
+        human
+            .combined()
+            .contains("migrations/postgres/002_bad.sql:1:")
+            && human
+                .combined()
+                .contains("ban-duplicate-column-assignments"),
+        "{}",
+        human.combined()
+    );
+    let github = validate(&["--migrations", "--format", "github"]);
+    assert_eq!(github.code, 2);
+    let line = github
+        .stdout
+        .lines()
+        .find(|l| l.contains("002_bad.sql"))
+        .unwrap_or_else(|| panic!("{}", github.stdout));
+    assert!(
+        line.starts_with("::error file=migrations/postgres/002_bad.sql,line=1,col=")
+            && line.contains(",title=migration-lint::ban-duplicate-column-assignments: "),
+        "{line}"
+    );
+    assert!(
+        github
+            .stdout
+            .lines()
+            .any(|l| l
+                .starts_with("::warning file=migrations/postgres/001_orders.sql,line=2,col=1,")),
+        "{}",
+        github.stdout
+    );
+    let junit = validate(&["--migrations", "--format", "junit"]);
+    assert!(
+        junit.stdout.contains(
+            r#"<testcase classname="runbook.migration" name="migrations/postgres/002_bad.sql">"#
+        ),
+        "{}",
+        junit.stdout
+    );
+    let json = validate(&["--migrations", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    let bad = v["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["file"] == "migrations/postgres/002_bad.sql")
+        .unwrap();
+    assert_eq!(bad["kind"], "migration");
+    assert_eq!(bad["valid"], false);
+    assert_eq!(bad["diagnostics"][0]["line"], 1);
+}
