@@ -44,10 +44,16 @@ impl Heads {
                 }
                 format!("the state store `{shown}` cannot be read")
             }
-            StateSpec::Postgres(url) => format!(
-                "the PostgreSQL state store `{}` cannot be reached",
-                crate::dburl::redact(url)
-            ),
+            StateSpec::Postgres(url) => {
+                let name = format!(
+                    "the PostgreSQL state store `{}` cannot be reached",
+                    crate::dburl::redact(url)
+                );
+                if let Err(e) = StateStore::probe(url).await {
+                    return Heads::Lost(redact(format!("{name}: {e}")));
+                }
+                name
+            }
         };
         match StateStore::open(&spec).await {
             Ok(store) => Heads::Store(store),

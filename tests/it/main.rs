@@ -2,6 +2,7 @@
 
 mod approve_view;
 mod audit;
+mod audit_trust;
 mod backup;
 mod cli;
 mod compensate;
