@@ -46,9 +46,16 @@ mod tests {
     fn a_keygen_key_parses_and_anything_else_is_named() {
         let key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
         let hex = hex::encode(key.verifying_key().to_bytes());
-        assert_eq!(parse(&format!("{hex}\n")).unwrap(), key.verifying_key().to_bytes());
+        assert_eq!(
+            parse(&format!("{hex}\n")).unwrap(),
+            key.verifying_key().to_bytes()
+        );
         assert!(parse("").unwrap_err().contains("found nothing"));
         assert!(parse("abc").unwrap_err().contains("3 characters"));
-        assert!(parse(&"zz".repeat(32)).unwrap_err().contains("64 hex digits"));
+        assert!(
+            parse(&"zz".repeat(32))
+                .unwrap_err()
+                .contains("64 hex digits")
+        );
     }
 }

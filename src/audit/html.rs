@@ -43,9 +43,13 @@ fn trust_status(out: &mut String, v: &Verdict) {
         s => s.describe(v.records).unwrap_or_default(),
     };
     let head = match &v.head_check {
-        HeadCheck::Compared => "checked: the chain's length matches the head the state store recorded".to_owned(),
+        HeadCheck::Compared => {
+            "checked: the chain's length matches the head the state store recorded".to_owned()
+        }
         HeadCheck::Refusal => "a refusal: one record, complete by itself".to_owned(),
-        HeadCheck::Unknown { why, .. } => format!("NOT CHECKED: {why}, so a chain cut short cannot be told from a complete one"),
+        HeadCheck::Unknown { why, .. } => {
+            format!("NOT CHECKED: {why}, so a chain cut short cannot be told from a complete one")
+        }
     };
     let cls = |bad: bool| if bad { "bad" } else { "ok" };
     let head_bad = matches!(v.head_check, HeadCheck::Unknown { .. });

@@ -99,11 +99,17 @@ async fn check_protected(conn: &mut sqlx::PgConnection) -> Result<(), AuditError
             crate::fmt::quote_ident(&owner)
         )
     } else if get("owns_schema") {
-        format!("the role {who} runbook connects as owns the table's schema, so it could drop the table")
+        format!(
+            "the role {who} runbook connects as owns the table's schema, so it could drop the table"
+        )
     } else if get("owns_function") {
-        format!("the role {who} runbook connects as owns the triggers' function, so it could replace it with one that allows everything")
+        format!(
+            "the role {who} runbook connects as owns the triggers' function, so it could replace it with one that allows everything"
+        )
     } else if get("may_change") {
-        format!("the role {who} runbook connects as may UPDATE, DELETE or TRUNCATE `runbook_audit_log`; grant it INSERT and SELECT only")
+        format!(
+            "the role {who} runbook connects as may UPDATE, DELETE or TRUNCATE `runbook_audit_log`; grant it INSERT and SELECT only"
+        )
     } else if triggers < 2 {
         "a trigger that keeps `runbook_audit_log` append-only is missing or disabled".to_owned()
     } else {

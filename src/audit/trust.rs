@@ -108,13 +108,20 @@ impl Signature {
 
 /// Whether a chain's records end the run: its last record is `run_finished` or `run_refused`.
 pub fn finished(entries: &[Map<String, Json>]) -> bool {
-    let last = entries.last().and_then(|r| r.get("event")).and_then(Json::as_str);
+    let last = entries
+        .last()
+        .and_then(|r| r.get("event"))
+        .and_then(Json::as_str);
     matches!(last, Some("run_finished" | "run_refused"))
 }
 
 /// Whether a chain is a refusal's: its first record is `run_refused`.
 pub fn is_refusal(entries: &[Map<String, Json>]) -> bool {
-    entries.first().and_then(|r| r.get("event")).and_then(Json::as_str) == Some("run_refused")
+    entries
+        .first()
+        .and_then(|r| r.get("event"))
+        .and_then(Json::as_str)
+        == Some("run_refused")
 }
 
 /// Judges a run's signature under `policy`, against the chain's verified `entries`.

@@ -47,11 +47,23 @@ impl Verdict {
     pub fn summary(&self) -> String {
         let head = short(self.head.as_deref().unwrap_or("-"));
         let mut s = match (&self.problem, &self.head_check) {
-            (None, HeadCheck::Unknown { why, accepted: false }) => format!(
+            (
+                None,
+                HeadCheck::Unknown {
+                    why,
+                    accepted: false,
+                },
+            ) => format!(
                 "HEAD UNKNOWN: {} verified (head {head}), but {why}, so a chain cut short cannot be told from a complete one",
                 crate::fmt::plural(self.records, "record", "records")
             ),
-            (None, HeadCheck::Unknown { why, accepted: true }) => format!(
+            (
+                None,
+                HeadCheck::Unknown {
+                    why,
+                    accepted: true,
+                },
+            ) => format!(
                 "ok, chain only: {} records, head {head}; truncation not checked ({why})",
                 self.records
             ),

@@ -29,9 +29,7 @@ impl Heads {
                 match std::fs::metadata(path) {
                     Ok(m) if m.is_file() => {}
                     Ok(_) => {
-                        return Heads::Lost(format!(
-                            "the state store `{shown}` is not a file"
-                        ));
+                        return Heads::Lost(format!("the state store `{shown}` is not a file"));
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                         return Heads::Lost(format!("the state store `{shown}` is missing"));
@@ -79,9 +77,9 @@ impl Heads {
             Heads::Store(store) => store,
         };
         let read = |e: crate::state::StateError| {
-            unknown(crate::redact::global().redact(&format!(
-                "the state store could not be read: {e}"
-            )))
+            unknown(
+                crate::redact::global().redact(&format!("the state store could not be read: {e}")),
+            )
         };
         match store.audit_head(run_id).await {
             Ok(Some(head)) => return Recorded::Head(Some(head)),

@@ -74,7 +74,15 @@ impl<'a> Journal<'a> {
         let dir = audit_dir(root, config);
         let meta = audit_meta(record, Path::new(&record.file), None, None);
         let log = AuditLog::open_expecting(&dir, &record.id, expected)?;
-        Ok(Journal::on(log, meta, dir, record, redactor, Signing::Off, ui))
+        Ok(Journal::on(
+            log,
+            meta,
+            dir,
+            record,
+            redactor,
+            Signing::Off,
+            ui,
+        ))
     }
 
     /// This journal signs with the project's key when it stops, as a run's does: for a

@@ -54,7 +54,18 @@ fn signed(p: &Project, secret: &str, args: &[&str]) -> Output {
 /// Runs the playbook to its end (approved at the start), signed; returns the run id.
 fn finished_run(p: &Project, secret: &str) -> String {
     let target = p.target.arg();
-    let out = signed(p, secret, &["run", "audited", "--target", &target, "--approve", "approve"]);
+    let out = signed(
+        p,
+        secret,
+        &[
+            "run",
+            "audited",
+            "--target",
+            &target,
+            "--approve",
+            "approve",
+        ],
+    );
     assert_eq!(out.code, 0, "{}", out.combined());
     p.last_run().0
 }
@@ -85,9 +96,19 @@ fn a_signing_project_checks_signatures_without_a_key_flag() {
     let show = p.cmd(&["audit", "show", &id]);
     assert!(show.stdout.contains("signature valid"), "{}", show.stdout);
     let html = p.path().join("report.html");
-    let report = p.cmd(&["audit", "report", &id, "--output", &html.display().to_string()]);
+    let report = p.cmd(&[
+        "audit",
+        "report",
+        &id,
+        "--output",
+        &html.display().to_string(),
+    ]);
     assert_eq!(report.code, 0, "{}", report.combined());
-    assert!(std::fs::read_to_string(&html).unwrap().contains(r#"data-status="valid""#));
+    assert!(
+        std::fs::read_to_string(&html)
+            .unwrap()
+            .contains(r#"data-status="valid""#)
+    );
 
     // Re-signed with another key: the chain is intact, the signature is not the project's.
     let sig = audit_dir(&p).join(format!("{id}.sig"));
@@ -102,20 +123,41 @@ fn a_signing_project_checks_signatures_without_a_key_flag() {
     audit::sign(&audit_dir(&p), &id, &head, &other_secret).unwrap();
     let wrong = verify(&p, &[&id]);
     assert_eq!(wrong.code, 6, "{}", wrong.combined());
-    assert!(wrong.stdout.contains("signature INVALID"), "{}", wrong.stdout);
-    let report = p.cmd(&["audit", "report", &id, "--output", &html.display().to_string()]);
+    assert!(
+        wrong.stdout.contains("signature INVALID"),
+        "{}",
+        wrong.stdout
+    );
+    let report = p.cmd(&[
+        "audit",
+        "report",
+        &id,
+        "--output",
+        &html.display().to_string(),
+    ]);
     assert_eq!(report.code, 0, "{}", report.combined());
-    assert!(std::fs::read_to_string(&html).unwrap().contains(r#"data-status="invalid""#));
+    assert!(
+        std::fs::read_to_string(&html)
+            .unwrap()
+            .contains(r#"data-status="invalid""#)
+    );
 
     // Signed with the right key over an earlier record of a finished run: records were added.
     let earlier = Head {
         seq: head.seq - 1,
-        hash: r.entries[r.records - 2]["hash"].as_str().unwrap().to_owned(),
+        hash: r.entries[r.records - 2]["hash"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
     };
     audit::sign(&audit_dir(&p), &id, &earlier, &secret).unwrap();
     let early = verify(&p, &[&id]);
     assert_eq!(early.code, 6, "{}", early.combined());
-    assert!(early.stdout.contains("records were added after signing"), "{}", early.stdout);
+    assert!(
+        early.stdout.contains("records were added after signing"),
+        "{}",
+        early.stdout
+    );
 
     // Signed over a head the chain does not hold.
     let forged = Head {
@@ -125,13 +167,21 @@ fn a_signing_project_checks_signatures_without_a_key_flag() {
     audit::sign(&audit_dir(&p), &id, &forged, &secret).unwrap();
     let other_head = verify(&p, &[&id]);
     assert_eq!(other_head.code, 6, "{}", other_head.combined());
-    assert!(other_head.stdout.contains("rewritten after signing"), "{}", other_head.stdout);
+    assert!(
+        other_head.stdout.contains("rewritten after signing"),
+        "{}",
+        other_head.stdout
+    );
 
     // The signature file removed: a finished run without a signature fails.
     std::fs::remove_file(&sig).unwrap();
     let missing = verify(&p, &[&id]);
     assert_eq!(missing.code, 6, "{}", missing.combined());
-    assert!(missing.stdout.contains("signature MISSING"), "{}", missing.stdout);
+    assert!(
+        missing.stdout.contains("signature MISSING"),
+        "{}",
+        missing.stdout
+    );
     let show = p.cmd(&["audit", "show", &id]);
     assert_eq!(show.code, 6, "{}", show.combined());
     assert!(show.stdout.contains("signature MISSING"), "{}", show.stdout);
@@ -146,19 +196,29 @@ fn a_signing_project_without_a_public_key_says_it_cannot_check() {
     let id = finished_run(&p, &secret);
     let out = verify(&p, &[&id]);
     assert_eq!(out.code, 6, "{}", out.combined());
-    assert!(out.stdout.contains("signature NOT CHECKED"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("signature NOT CHECKED"),
+        "{}",
+        out.stdout
+    );
     assert!(out.stderr.contains("audit.public_key"), "{}", out.stderr);
     let skipped = verify(&p, &[&id, "--skip-signatures"]);
     assert_eq!(skipped.code, 0, "{}", skipped.combined());
     assert!(
-        skipped.stderr.contains("not checked: signatures (no public key)"),
+        skipped
+            .stderr
+            .contains("not checked: signatures (no public key)"),
         "{}",
         skipped.stderr
     );
     let public = p.path().join("audit.pub").display().to_string();
     let with_key = verify(&p, &[&id, "--key", &public]);
     assert_eq!(with_key.code, 0, "{}", with_key.combined());
-    assert!(with_key.stdout.contains("signature valid"), "{}", with_key.stdout);
+    assert!(
+        with_key.stdout.contains("signature valid"),
+        "{}",
+        with_key.stdout
+    );
 }
 
 #[test]
@@ -167,7 +227,8 @@ fn a_run_without_its_signing_key_is_told_and_fails_verification() {
     let out = p.run("audited", &["--approve", "approve"]);
     assert_eq!(out.code, 0, "{}", out.combined());
     assert!(
-        out.stderr.contains("`AUDIT_TRUST_KEY` (`audit.signing_key_env`) is not set"),
+        out.stderr
+            .contains("`AUDIT_TRUST_KEY` (`audit.signing_key_env`) is not set"),
         "{}",
         out.stderr
     );
@@ -198,20 +259,32 @@ fn a_waiting_run_is_signed_at_each_stop_and_not_failed_for_what_came_after() {
     let (id, _) = p.last_run();
     let at_stop = verify(&p, &[&id]);
     assert_eq!(at_stop.code, 0, "{}", at_stop.combined());
-    assert!(at_stop.stdout.contains("signature valid"), "{}", at_stop.stdout);
+    assert!(
+        at_stop.stdout.contains("signature valid"),
+        "{}",
+        at_stop.stdout
+    );
     // An approval is appended unsigned: the signature still holds over the record it covers.
     let approve = p.cmd(&["approve", &id, "approve", "--actor", "bob", "--yes"]);
     assert_eq!(approve.code, 0, "{}", approve.combined());
     let approved = verify(&p, &[&id]);
     assert_eq!(approved.code, 0, "{}", approved.combined());
-    assert!(approved.stdout.contains("signature valid up to record"), "{}", approved.stdout);
+    assert!(
+        approved.stdout.contains("signature valid up to record"),
+        "{}",
+        approved.stdout
+    );
     // Unsigned while unfinished (a crash stops before signing): not signed yet, not a failure.
     let sig = audit_dir(&p).join(format!("{id}.sig"));
     let kept = std::fs::read(&sig).unwrap();
     std::fs::remove_file(&sig).unwrap();
     let unsigned = verify(&p, &[&id]);
     assert_eq!(unsigned.code, 0, "{}", unsigned.combined());
-    assert!(unsigned.stdout.contains("not signed yet"), "{}", unsigned.stdout);
+    assert!(
+        unsigned.stdout.contains("not signed yet"),
+        "{}",
+        unsigned.stdout
+    );
     std::fs::write(&sig, kept).unwrap();
     // The resumed run signs its finished chain.
     let resumed = signed(&p, &secret, &["resume", &id, "--target", &target]);
@@ -230,13 +303,25 @@ fn a_bad_public_key_is_a_diagnostic_at_its_position() {
     std::fs::write(p.path().join("runbook.yaml"), &config).unwrap();
     let missing = verify(&p, &["--all"]);
     assert_eq!(missing.code, 2, "{}", missing.combined());
-    assert!(missing.stderr.contains(&format!("runbook.yaml:{line}:15")), "{}", missing.stderr);
+    assert!(
+        missing.stderr.contains(&format!("runbook.yaml:{line}:15")),
+        "{}",
+        missing.stderr
+    );
     assert!(missing.stderr.contains("cannot read"), "{}", missing.stderr);
     std::fs::write(p.path().join("audit.pub"), "not a key\n").unwrap();
     let junk = verify(&p, &["--all"]);
     assert_eq!(junk.code, 2, "{}", junk.combined());
-    assert!(junk.stderr.contains("expected 64 hex digits"), "{}", junk.stderr);
-    assert!(junk.stderr.contains(&format!("runbook.yaml:{line}:15")), "{}", junk.stderr);
+    assert!(
+        junk.stderr.contains("expected 64 hex digits"),
+        "{}",
+        junk.stderr
+    );
+    assert!(
+        junk.stderr.contains(&format!("runbook.yaml:{line}:15")),
+        "{}",
+        junk.stderr
+    );
 }
 
 /// A finished run whose chain was then cut by its last three records.
@@ -268,8 +353,16 @@ fn a_lost_state_store_leaves_heads_unknown_unless_chain_only_is_accepted() {
     remove_state(&p);
     let lost = verify(&p, &["--all"]);
     assert_eq!(lost.code, 6, "{}", lost.combined());
-    assert!(lost.stdout.contains(&format!("{id}  HEAD UNKNOWN")), "{}", lost.stdout);
-    assert!(lost.stdout.contains("`.runbook/state.db` is missing"), "{}", lost.stdout);
+    assert!(
+        lost.stdout.contains(&format!("{id}  HEAD UNKNOWN")),
+        "{}",
+        lost.stdout
+    );
+    assert!(
+        lost.stdout.contains("`.runbook/state.db` is missing"),
+        "{}",
+        lost.stdout
+    );
     assert!(lost.stderr.contains("--chain-only"), "{}", lost.stderr);
     assert!(
         !p.path().join(".runbook/state.db").exists(),
@@ -277,7 +370,11 @@ fn a_lost_state_store_leaves_heads_unknown_unless_chain_only_is_accepted() {
     );
     let chain_only = verify(&p, &["--all", "--chain-only"]);
     assert_eq!(chain_only.code, 0, "{}", chain_only.combined());
-    assert!(chain_only.stdout.contains("truncation not checked"), "{}", chain_only.stdout);
+    assert!(
+        chain_only.stdout.contains("truncation not checked"),
+        "{}",
+        chain_only.stdout
+    );
     assert!(
         chain_only
             .stderr
@@ -294,14 +391,24 @@ fn a_lost_state_store_leaves_heads_unknown_unless_chain_only_is_accepted() {
     std::fs::create_dir(p.path().join(".runbook/state.db")).unwrap();
     let folder = verify(&p, &["--all"]);
     assert_eq!(folder.code, 6, "{}", folder.combined());
-    assert!(folder.stdout.contains("`.runbook/state.db` is not a file"), "{}", folder.stdout);
+    assert!(
+        folder.stdout.contains("`.runbook/state.db` is not a file"),
+        "{}",
+        folder.stdout
+    );
     std::fs::remove_dir(p.path().join(".runbook/state.db")).unwrap();
 
     // A damaged file.
     std::fs::write(p.path().join(".runbook/state.db"), vec![b'x'; 8192]).unwrap();
     let damaged = verify(&p, &["--all"]);
     assert_eq!(damaged.code, 6, "{}", damaged.combined());
-    assert!(damaged.stdout.contains("`.runbook/state.db` cannot be read"), "{}", damaged.stdout);
+    assert!(
+        damaged
+            .stdout
+            .contains("`.runbook/state.db` cannot be read"),
+        "{}",
+        damaged.stdout
+    );
 }
 
 #[test]
@@ -314,7 +421,9 @@ fn a_state_store_that_does_not_know_the_run_or_cannot_be_reached_leaves_heads_un
     let unknown = verify(&p, &[&id, "--state", &format!("sqlite:{empty}")]);
     assert_eq!(unknown.code, 6, "{}", unknown.combined());
     assert!(
-        unknown.stdout.contains("the state store does not know this run (it holds no runs at all"),
+        unknown
+            .stdout
+            .contains("the state store does not know this run (it holds no runs at all"),
         "{}",
         unknown.stdout
     );
@@ -322,13 +431,21 @@ fn a_state_store_that_does_not_know_the_run_or_cannot_be_reached_leaves_heads_un
     let down = "postgres://nobody@127.0.0.1:1/state";
     let unreachable = verify(&p, &["--all", "--state", down]);
     assert_eq!(unreachable.code, 6, "{}", unreachable.combined());
-    assert!(unreachable.stdout.contains("HEAD UNKNOWN"), "{}", unreachable.stdout);
+    assert!(
+        unreachable.stdout.contains("HEAD UNKNOWN"),
+        "{}",
+        unreachable.stdout
+    );
     assert!(
         unreachable.stdout.contains("the PostgreSQL state store"),
         "{}",
         unreachable.stdout
     );
-    assert!(unreachable.stdout.contains("cannot be reached"), "{}", unreachable.stdout);
+    assert!(
+        unreachable.stdout.contains("cannot be reached"),
+        "{}",
+        unreachable.stdout
+    );
     let accepted = verify(&p, &["--all", "--state", down, "--chain-only"]);
     assert_eq!(accepted.code, 0, "{}", accepted.combined());
 }
@@ -351,9 +468,18 @@ fn sink() -> (String, String) {
 fn run_with_sink(p: &Project, url: &str) -> Output {
     let root = p.path().display().to_string();
     let target = p.target.arg();
-    Runbook::new(&["-C", &root, "run", "audited", "--target", &target, "--approve", "approve"])
-        .env("AUDIT_TRUST_SINK", url)
-        .run()
+    Runbook::new(&[
+        "-C",
+        &root,
+        "run",
+        "audited",
+        "--target",
+        &target,
+        "--approve",
+        "approve",
+    ])
+    .env("AUDIT_TRUST_SINK", url)
+    .run()
 }
 
 fn sink_project() -> Project {
@@ -377,7 +503,10 @@ fn the_sink_writer_cannot_turn_its_protection_off() {
     let local = records(&p, &id).records;
     let count = |url: &str| -> usize {
         pg::cluster()
-            .psql(url, &format!("SELECT count(*) FROM runbook_audit_log WHERE run_id = '{id}'"))
+            .psql(
+                url,
+                &format!("SELECT count(*) FROM runbook_audit_log WHERE run_id = '{id}'"),
+            )
             .parse()
             .unwrap()
     };
@@ -407,28 +536,65 @@ fn runbook_refuses_a_sink_its_role_could_unprotect() {
     let p = sink_project();
     let as_owner = run_with_sink(&p, &owner);
     assert_ne!(as_owner.code, 0, "{}", as_owner.combined());
-    assert!(as_owner.stderr.contains("refusing the audit sink"), "{}", as_owner.stderr);
-    assert!(as_owner.stderr.contains("owns `runbook_audit_log`"), "{}", as_owner.stderr);
-    assert!(as_owner.stderr.contains("audit sink-setup"), "{}", as_owner.stderr);
+    assert!(
+        as_owner.stderr.contains("refusing the audit sink"),
+        "{}",
+        as_owner.stderr
+    );
+    assert!(
+        as_owner.stderr.contains("owns `runbook_audit_log`"),
+        "{}",
+        as_owner.stderr
+    );
+    assert!(
+        as_owner.stderr.contains("audit sink-setup"),
+        "{}",
+        as_owner.stderr
+    );
     let name = owner.rsplit('/').next().unwrap();
     let as_superuser = run_with_sink(&p, &pg::cluster().url(name));
     assert_ne!(as_superuser.code, 0, "{}", as_superuser.combined());
-    assert!(as_superuser.stderr.contains("is a superuser"), "{}", as_superuser.stderr);
+    assert!(
+        as_superuser.stderr.contains("is a superuser"),
+        "{}",
+        as_superuser.stderr
+    );
     // A sink without the table: runbook no longer creates it (its role would own it).
     let bare = pg::cluster().create_owned_db("bare_sink");
     let no_table = run_with_sink(&p, &bare);
     assert_ne!(no_table.code, 0, "{}", no_table.combined());
-    assert!(no_table.stderr.contains("has no table `runbook_audit_log`"), "{}", no_table.stderr);
+    assert!(
+        no_table.stderr.contains("has no table `runbook_audit_log`"),
+        "{}",
+        no_table.stderr
+    );
     // A writer that was granted more than INSERT and SELECT.
     let (owner2, writer2) = sink();
-    let w2 = writer2.split("//").nth(1).unwrap().split('@').next().unwrap();
-    pg::cluster().psql(&owner2, &format!("GRANT DELETE ON runbook_audit_log TO {w2}"));
+    let w2 = writer2
+        .split("//")
+        .nth(1)
+        .unwrap()
+        .split('@')
+        .next()
+        .unwrap();
+    pg::cluster().psql(
+        &owner2,
+        &format!("GRANT DELETE ON runbook_audit_log TO {w2}"),
+    );
     let too_much = run_with_sink(&p, &writer2);
     assert_ne!(too_much.code, 0, "{}", too_much.combined());
-    assert!(too_much.stderr.contains("may UPDATE, DELETE or TRUNCATE"), "{}", too_much.stderr);
+    assert!(
+        too_much.stderr.contains("may UPDATE, DELETE or TRUNCATE"),
+        "{}",
+        too_much.stderr
+    );
     // A disabled trigger (by its owner) is refused too.
     pg::cluster().psql(&owner2, &format!("REVOKE DELETE ON runbook_audit_log FROM {w2}; ALTER TABLE runbook_audit_log DISABLE TRIGGER runbook_audit_no_truncate"));
     let disabled = run_with_sink(&p, &writer2);
     assert_ne!(disabled.code, 0, "{}", disabled.combined());
-    assert!(disabled.stderr.contains("missing or disabled"), "{}", disabled.stderr);
+    assert!(
+        disabled.stderr.contains("missing or disabled"),
+        "{}",
+        disabled.stderr
+    );
 }
