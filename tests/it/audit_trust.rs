@@ -598,3 +598,73 @@ fn runbook_refuses_a_sink_its_role_could_unprotect() {
         disabled.stderr
     );
 }
+
+#[test]
+fn a_refusal_is_signed_and_verifies_without_a_state_store_head() {
+    let p = Project::new(Target::sqlite);
+    let (secret, public) = keygen(p.path());
+    std::fs::copy(&public, p.path().join("audit.pub")).unwrap();
+    let config = format!("environments:\n  prod:\n    target: {{ sqlite: prod.db }}\n{SIGNS}");
+    std::fs::write(p.path().join("runbook.yaml"), config).unwrap();
+    p.playbook("audited", PLAYBOOK);
+    let other = format!("sqlite:{}", p.path().join("other.db").display());
+    let refused = signed(
+        &p,
+        &secret,
+        &["run", "audited", "--env", "prod", "--target", &other],
+    );
+    assert_eq!(refused.code, 2, "{}", refused.combined());
+    assert!(
+        refused.stderr.contains("recorded in the audit log as"),
+        "{}",
+        refused.stderr
+    );
+    let out = verify(&p, &["--all"]);
+    assert_eq!(out.code, 0, "{}", out.combined());
+    assert!(out.stdout.contains("ok: 1 records"), "{}", out.stdout);
+    assert!(out.stdout.contains("signature valid"), "{}", out.stdout);
+    // Its signature removed: a refusal is finished, so it must be signed.
+    for entry in std::fs::read_dir(audit_dir(&p)).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "sig") {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    let unsigned = verify(&p, &["--all"]);
+    assert_eq!(unsigned.code, 6, "{}", unsigned.combined());
+    assert!(
+        unsigned.stdout.contains("signature MISSING"),
+        "{}",
+        unsigned.stdout
+    );
+}
+
+#[test]
+fn without_the_state_store_a_signature_still_tells_a_chain_cut_after_signing() {
+    let (p, secret) = project(SIGNS);
+    let id = finished_run(&p, &secret);
+    let path = audit_dir(&p).join(format!("{id}.jsonl"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    std::fs::write(&path, lines[..lines.len() - 2].join("\n") + "\n").unwrap();
+    remove_state(&p);
+    let out = verify(&p, &["--all", "--chain-only"]);
+    assert_eq!(out.code, 6, "{}", out.combined());
+    assert!(
+        out.stdout.contains("truncation not checked"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("it was cut short after signing"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stderr.contains(
+            "checked: hashes, links, sequence, sealing, signatures; not checked: truncation"
+        ),
+        "{}",
+        out.stderr
+    );
+}
