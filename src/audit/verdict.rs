@@ -64,10 +64,13 @@ impl Verdict {
                     accepted: true,
                 },
             ) => format!(
-                "ok, chain only: {} records, head {head}; truncation not checked ({why})",
-                self.records
+                "ok, chain only: {}, head {head}; truncation not checked ({why})",
+                crate::fmt::plural(self.records, "record", "records")
             ),
-            (None, _) => format!("ok: {} records, head {head}", self.records),
+            (None, _) => format!(
+                "ok: {}, head {head}",
+                crate::fmt::plural(self.records, "record", "records")
+            ),
             (Some(p @ Problem::Torn { .. }), _) => format!(
                 "ok up to record {}, then a torn write: {} (a crash while writing, not tampering)",
                 self.records,

@@ -121,10 +121,16 @@ pub(super) fn sig_policy(
         });
     }
     if let Some(k) = key {
-        let text = std::fs::read_to_string(k).unwrap_or_else(|_| k.to_owned());
-        return crate::runkey::parse(&text)
-            .map(SigPolicy::Key)
-            .map_err(|e| format!("--key: {e}"));
+        // A file holding the key, or the key itself.
+        let path = std::path::Path::new(k);
+        if path.exists() {
+            return crate::runkey::read(path)
+                .map(SigPolicy::Key)
+                .map_err(|e| format!("--key: {e}"));
+        }
+        return crate::runkey::parse(k).map(SigPolicy::Key).map_err(|_| {
+            format!("--key: `{k}` is neither a file nor a public key (64 hex digits)")
+        });
     }
     let Some(audit) = project.config_def().and_then(|c| c.audit.as_ref()) else {
         return Ok(SigPolicy::Off);

@@ -219,6 +219,14 @@ fn a_signing_project_without_a_public_key_says_it_cannot_check() {
         "{}",
         with_key.stdout
     );
+    let typo = verify(&p, &[&id, "--key", "audit.pbu"]);
+    assert_eq!(typo.code, 2, "{}", typo.combined());
+    assert!(
+        typo.stderr
+            .contains("`audit.pbu` is neither a file nor a public key"),
+        "{}",
+        typo.stderr
+    );
 }
 
 #[test]
@@ -621,7 +629,7 @@ fn a_refusal_is_signed_and_verifies_without_a_state_store_head() {
     );
     let out = verify(&p, &["--all"]);
     assert_eq!(out.code, 0, "{}", out.combined());
-    assert!(out.stdout.contains("ok: 1 records"), "{}", out.stdout);
+    assert!(out.stdout.contains("ok: 1 record, head"), "{}", out.stdout);
     assert!(out.stdout.contains("signature valid"), "{}", out.stdout);
     // Its signature removed: a refusal is finished, so it must be signed.
     for entry in std::fs::read_dir(audit_dir(&p)).unwrap() {
