@@ -676,3 +676,37 @@ fn without_the_state_store_a_signature_still_tells_a_chain_cut_after_signing() {
         out.stderr
     );
 }
+
+#[test]
+fn a_dropped_postgres_state_store_leaves_heads_unknown() {
+    let p = Project::new(Target::sqlite);
+    std::fs::write(p.path().join("runbook.yaml"), CONFIG).unwrap();
+    p.playbook("audited", PLAYBOOK);
+    let state = pg::cluster().create_db("trust_state");
+    let out = p.run("audited", &["--approve", "approve", "--state", &state]);
+    assert_eq!(out.code, 0, "{}", out.combined());
+    let ok = verify(&p, &["--all", "--state", &state]);
+    assert_eq!(ok.code, 0, "{}", ok.combined());
+    let id = ok.stdout.split_whitespace().next().unwrap().to_owned();
+    let n = records(&p, &id).records;
+    assert!(
+        ok.stdout.contains(&format!("{id}  ok: {n} records")),
+        "{}",
+        ok.stdout
+    );
+    pg::cluster().psql(&state, "DROP SCHEMA public CASCADE; CREATE SCHEMA public");
+    let dropped = verify(&p, &["--all", "--state", &state]);
+    assert_eq!(dropped.code, 6, "{}", dropped.combined());
+    assert!(
+        dropped
+            .stdout
+            .contains(&format!("{id}  HEAD UNKNOWN: {n} records verified")),
+        "{}",
+        dropped.stdout
+    );
+    assert!(
+        dropped.stdout.contains("it holds no runs at all"),
+        "{}",
+        dropped.stdout
+    );
+}
