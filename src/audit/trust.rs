@@ -72,7 +72,8 @@ impl Signature {
         )
     }
 
-    /// One short word for tables and JSON: valid, invalid, missing, unchecked, unsigned-yet.
+    /// One word for JSON and the HTML report: `valid`, `valid-so-far`, `not-signed-yet`,
+    /// `missing`, `invalid`, `not-checked`, `not-expected`.
     pub fn word(&self) -> &'static str {
         match self {
             Signature::NotExpected => "not-expected",
