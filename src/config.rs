@@ -159,6 +159,18 @@ pub struct AuditConfig {
     /// An environment variable holding an Ed25519 signing key (hex).
     #[serde(default)]
     pub signing_key_env: Option<String>,
+    /// A file, relative to the project, holding the Ed25519 public key (64 hex digits, from
+    /// `runbook audit keygen`) that verifies the runs' signatures; commit it with the project.
+    #[serde(default)]
+    pub public_key: Option<String>,
+}
+
+impl AuditConfig {
+    /// Whether the project signs its runs: it names a signing key or a public key, so
+    /// `audit verify` expects every finished run to carry a valid signature.
+    pub fn signs(&self) -> bool {
+        self.signing_key_env.is_some() || self.public_key.is_some()
+    }
 }
 
 /// The approvers of the project and their SSH public keys: a file in the `allowed_signers`

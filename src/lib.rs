@@ -32,6 +32,7 @@ pub mod project;
 pub mod redact;
 pub mod report;
 pub mod run;
+pub mod runkey;
 pub mod schema;
 pub mod signers;
 pub mod source;

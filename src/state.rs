@@ -215,6 +215,14 @@ impl StateStore {
         Ok(StateStore { pool, postgres })
     }
 
+    /// Whether a PostgreSQL store answers, asked once: opening retries until the pool's
+    /// timeout, long for a question an auditor waits on.
+    pub async fn probe(url: &str) -> Result<(), StateError> {
+        use sqlx::Connection;
+        sqlx::PgConnection::connect(url).await?.close().await?;
+        Ok(())
+    }
+
     /// The default store of a project: `.runbook/state.db`.
     pub fn default_spec(root: &Path) -> StateSpec {
         StateSpec::Sqlite(root.join(".runbook").join("state.db"))

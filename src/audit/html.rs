@@ -18,6 +18,7 @@ pub fn html(v: &Verdict) -> String {
         let _ = write!(out, "<tr><th>{}</th><td>{}</td></tr>", e(&k), e(&val));
     }
     let _ = write!(out, "</table>");
+    trust_status(&mut out, v);
     database_state(&mut out, &spans, &run_status(&v.entries));
     chart(&mut out, &spans);
     steps_table(&mut out, &spans);
@@ -31,6 +32,37 @@ pub fn html(v: &Verdict) -> String {
     out.push_str(&section(&notes, "All events", &|_| true));
     let _ = writeln!(out, "</body></html>");
     out
+}
+
+/// What the verification could rely on: the signature's status and whether the chain's length
+/// was checked against the state store, each in plain words.
+fn trust_status(out: &mut String, v: &Verdict) {
+    use super::trust::{HeadCheck, Signature};
+    let sig = match &v.signature {
+        Signature::NotExpected => "not expected: the project does not sign its runs".to_owned(),
+        s => s.describe(v.records).unwrap_or_default(),
+    };
+    let head = match &v.head_check {
+        HeadCheck::Compared => {
+            "checked: the chain's length matches the head the state store recorded".to_owned()
+        }
+        HeadCheck::Refusal => "a refusal: one record, complete by itself".to_owned(),
+        HeadCheck::Unknown { why, .. } => {
+            format!("NOT CHECKED: {why}, so a chain cut short cannot be told from a complete one")
+        }
+    };
+    let cls = |bad: bool| if bad { "bad" } else { "ok" };
+    let head_bad = matches!(v.head_check, HeadCheck::Unknown { .. });
+    let sig_bad = v.signature.fails() || matches!(v.signature, Signature::NotChecked { .. });
+    let _ = write!(
+        out,
+        r#"<h2>Signature and completeness</h2><table><tr><th>Signature</th><td class="{}" id="signature-status" data-status="{}">{}</td></tr><tr><th>Truncation</th><td class="{}" id="head-check">{}</td></tr></table>"#,
+        cls(sig_bad),
+        v.signature.word(),
+        e(&sig),
+        cls(head_bad),
+        e(&head)
+    );
 }
 
 fn e(s: &str) -> String {

@@ -1,5 +1,6 @@
 //! Ed25519 signatures over a run's head: `sign` writes `<run>.sig` next to the chain,
-//! `check_signature` checks it against a public key, `keygen` makes a key pair.
+//! `signed_head` checks it with a public key and says which head it covers, `keygen` makes a
+//! key pair.
 
 use super::canonical::canonical;
 use super::chain::{Head, sync_dir};
@@ -37,22 +38,18 @@ pub fn sign(dir: &Path, run_id: &str, head: &Head, key_hex: &str) -> Result<(), 
     Ok(())
 }
 
-/// Checks `<run>.sig` against a public key (hex) and the chain's head.
-pub fn check_signature(
-    dir: &Path,
-    run_id: &str,
-    head: &Head,
-    public_hex: &str,
-) -> Result<(), String> {
-    let text = std::fs::read_to_string(dir.join(format!("{run_id}.sig")))
-        .map_err(|_| "the run is not signed".to_owned())?;
+/// The head `<run>.sig` signs, when its signature holds with `public` for this run: `None`
+/// when the run has no signature file, an error in plain words when it is damaged, made with
+/// another key, or over another run or head than it names.
+pub fn signed_head(dir: &Path, run_id: &str, public: &[u8; 32]) -> Result<Option<Head>, String> {
+    let text = match std::fs::read_to_string(dir.join(format!("{run_id}.sig"))) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("the signature file cannot be read: {e}")),
+    };
     let doc: Json =
         serde_json::from_str(&text).map_err(|_| "the signature file is damaged".to_owned())?;
-    let pk: [u8; 32] = hex::decode(public_hex.trim())
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| "the public key must be 64 hex digits".to_owned())?;
-    let key = ed25519_dalek::VerifyingKey::from_bytes(&pk)
+    let key = ed25519_dalek::VerifyingKey::from_bytes(public)
         .map_err(|_| "the public key is not a valid Ed25519 key".to_owned())?;
     let sig: [u8; 64] = doc["signature"]
         .as_str()
@@ -64,20 +61,15 @@ pub fn check_signature(
         hash: doc["head"].as_str().unwrap_or_default().to_owned(),
     };
     use ed25519_dalek::Verifier;
+    // The message names the run, so a signature copied from another run does not hold.
     key.verify(
         signed_message(run_id, &signed).as_bytes(),
         &ed25519_dalek::Signature::from_bytes(&sig),
     )
     .map_err(|_| {
-        "the signature does not match the key (wrong key, or the signed head was edited)".to_owned()
+        "the signature does not hold with the project's public key (made with another key, copied from another run, or its head was edited)".to_owned()
     })?;
-    if signed != *head {
-        return Err(format!(
-            "the signature covers record {} but the log's head is record {}: records were added or changed after signing",
-            signed.seq, head.seq
-        ));
-    }
-    Ok(())
+    Ok(Some(signed))
 }
 
 /// A new Ed25519 key pair, hex: (secret, public).

@@ -1,11 +1,20 @@
-//! `verify_run`: one run's chain checked against the head the state store recorded and, with a
-//! public key, its signature; the `Verdict` and its one-line summary.
+//! `verify_run`: one run's chain checked against the head the state store recorded (when it
+//! can say) and its signature (as the project promises); the `Verdict` and its one-line summary.
 
 use super::chain::Head;
-use super::sign::check_signature;
+use super::trust::{HeadCheck, SigPolicy, Signature, is_refusal, judge_signature};
 use super::verify::{Problem, verify_bytes};
 use serde_json::{Map, Value as Json};
 use std::path::Path;
+
+/// What the state store says of a run's head.
+#[derive(Debug, Clone)]
+pub enum Recorded {
+    /// The store knows the run: its recorded head, if it recorded one.
+    Head(Option<Head>),
+    /// The store cannot say (`why`); `accepted` when `--chain-only` accepts that.
+    Unknown { why: String, accepted: bool },
+}
 
 /// One run's verification result.
 #[derive(Debug, Clone)]
@@ -14,36 +23,69 @@ pub struct Verdict {
     pub records: usize,
     pub head: Option<String>,
     pub problem: Option<Problem>,
-    /// `Some(Ok)` when a signature was checked and holds; `Some(Err)` when it does not.
-    pub signature: Option<Result<(), String>>,
+    /// Whether a chain cut short could be told from a complete one.
+    pub head_check: HeadCheck,
+    pub signature: Signature,
     pub entries: Vec<Map<String, Json>>,
 }
 
 impl Verdict {
-    /// Tampering, truncation or a bad signature: what makes `verify` fail.
+    /// Tampering, truncation, a head that could not be checked (unless accepted), or a
+    /// signature missing, invalid or not checked (unless accepted): what makes `verify` fail.
     pub fn failed(&self) -> bool {
         self.problem.as_ref().is_some_and(Problem::is_tampering)
-            || matches!(self.signature, Some(Err(_)))
+            || matches!(
+                self.head_check,
+                HeadCheck::Unknown {
+                    accepted: false,
+                    ..
+                }
+            )
+            || self.signature.fails()
     }
 
     pub fn summary(&self) -> String {
-        let mut s = match &self.problem {
-            None => format!(
-                "ok: {} records, head {}",
-                self.records,
-                short(self.head.as_deref().unwrap_or("-"))
+        let head = short(self.head.as_deref().unwrap_or("-"));
+        let mut s = match (&self.problem, &self.head_check) {
+            (
+                None,
+                HeadCheck::Unknown {
+                    why,
+                    accepted: false,
+                },
+            ) => format!(
+                "HEAD UNKNOWN: {} verified (head {head}), but {why}, so a chain cut short cannot be told from a complete one",
+                crate::fmt::plural(self.records, "record", "records")
             ),
-            Some(p @ Problem::Torn { .. }) => format!(
+            (
+                None,
+                HeadCheck::Unknown {
+                    why,
+                    accepted: true,
+                },
+            ) => format!(
+                "ok, chain only: {}, head {head}; truncation not checked ({why})",
+                crate::fmt::plural(self.records, "record", "records")
+            ),
+            (None, _) => format!(
+                "ok: {}, head {head}",
+                crate::fmt::plural(self.records, "record", "records")
+            ),
+            (Some(p @ Problem::Torn { .. }), _) => format!(
                 "ok up to record {}, then a torn write: {} (a crash while writing, not tampering)",
                 self.records,
                 p.describe()
             ),
-            Some(p) => format!("FAILED at record {}: {}", p.seq(), p.describe()),
+            (Some(p), _) => format!("FAILED at record {}: {}", p.seq(), p.describe()),
         };
-        match &self.signature {
-            Some(Ok(())) => s.push_str("; signature valid"),
-            Some(Err(e)) => s.push_str(&format!("; signature INVALID: {e}")),
-            None => {}
+        if let (Some(Problem::Torn { .. }), HeadCheck::Unknown { why, .. }) =
+            (&self.problem, &self.head_check)
+        {
+            s.push_str(&format!("; head unknown ({why}): truncation not checked"));
+        }
+        if let Some(sig) = self.signature.describe(self.records) {
+            s.push_str("; ");
+            s.push_str(&sig);
         }
         s
     }
@@ -54,40 +96,41 @@ pub(super) fn short(h: &str) -> &str {
     &h[..12.min(h.len())]
 }
 
-/// Verifies one run's chain against the head the state store recorded (if any) and, with a
-/// public key, its signature.
-pub fn verify_run(dir: &Path, run_id: &str, expected: Option<&Head>, key: Option<&str>) -> Verdict {
+/// Verifies one run's chain against what the state store recorded of it and its signature
+/// under `policy`.
+pub fn verify_run(dir: &Path, run_id: &str, recorded: Recorded, policy: &SigPolicy) -> Verdict {
+    let expected = match &recorded {
+        Recorded::Head(h) => h.as_ref(),
+        Recorded::Unknown { .. } => None,
+    };
     let path = dir.join(format!("{run_id}.jsonl"));
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(_) => {
-            let problem = expected.map(|h| Problem::Truncated {
+    let report = match std::fs::read(&path) {
+        Ok(bytes) => verify_bytes(&bytes, expected),
+        // No chain at all: cut to nothing when the store recorded a head.
+        Err(_) => super::verify::Report {
+            records: 0,
+            head: None,
+            problem: expected.map(|h| Problem::Truncated {
                 have: 0,
                 expected: h.seq,
-            });
-            return Verdict {
-                run_id: run_id.to_owned(),
-                records: 0,
-                head: None,
-                problem,
-                signature: None,
-                entries: Vec::new(),
-            };
-        }
+            }),
+            entries: Vec::new(),
+        },
     };
-    let report = verify_bytes(&bytes, expected);
-    let signature = key.map(|k| {
-        let head = Head {
-            seq: report.records as i64,
-            hash: report.head.clone().unwrap_or_default(),
-        };
-        check_signature(dir, run_id, &head, k)
-    });
+    let head_check = match recorded {
+        Recorded::Head(Some(_)) => HeadCheck::Compared,
+        // A refusal is never in the state store: its one sealed record is the whole chain.
+        _ if is_refusal(&report.entries) => HeadCheck::Refusal,
+        Recorded::Head(None) => HeadCheck::Compared,
+        Recorded::Unknown { why, accepted } => HeadCheck::Unknown { why, accepted },
+    };
+    let signature = judge_signature(dir, run_id, &report.entries, policy);
     Verdict {
         run_id: run_id.to_owned(),
         records: report.records,
         head: report.head,
         problem: report.problem,
+        head_check,
         signature,
         entries: report.entries,
     }

@@ -1,6 +1,6 @@
 //! Verifying a chain's bytes: every line a record, hashes recomputed, links and a gapless
-//! sequence, one run id, nothing after the run's final record, and nothing missing before the
-//! head the state store recorded.
+//! sequence, one run id, nothing after the run's final record (`run_finished`, or a refusal's
+//! `run_refused`), and nothing missing before the head the state store recorded.
 //! `Problem` tells a torn write (a crash) from tampering and truncation.
 
 use super::canonical::{canonical, record_hash};
@@ -81,7 +81,7 @@ pub fn verify_bytes(bytes: &[u8], expected: Option<&Head>) -> Report {
     };
     let mut prev = GENESIS.to_owned();
     let mut run_id: Option<String> = None;
-    let mut final_seq: Option<i64> = None;
+    let mut final_seq: Option<(i64, String)> = None;
     let mut start = 0;
     let mut line_no = 0;
     while start < bytes.len() {
@@ -101,20 +101,23 @@ pub fn verify_bytes(bytes: &[u8], expected: Option<&Head>) -> Report {
         let at = Place { line: line_no, seq };
         // A finished run's chain is sealed by its final record: whatever follows it, correctly
         // hashed and linked or not, was added afterwards.
-        if let Some(last) = final_seq {
+        if let Some((last, event)) = &final_seq {
             report.problem = Some(Problem::Tampered {
                 line: line_no,
                 seq,
                 reason: format!(
-                    "comes after the run's final record (record {last}, `run_finished`): a finished run's chain is sealed, so it was added later"
+                    "comes after the run's final record (record {last}, `{event}`): a finished run's chain is sealed, so it was added later"
                 ),
             });
             break;
         }
         match check_record(line, at, &prev, &mut run_id) {
             Ok((rec, hash)) => {
-                if rec.get("event").and_then(Json::as_str) == Some("run_finished") {
-                    final_seq = Some(seq);
+                // A refusal's one record ends its chain as `run_finished` ends a run's.
+                if let Some(ev @ ("run_finished" | "run_refused")) =
+                    rec.get("event").and_then(Json::as_str)
+                {
+                    final_seq = Some((seq, ev.to_owned()));
                 }
                 prev = hash.clone();
                 report.records += 1;

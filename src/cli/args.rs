@@ -58,8 +58,17 @@ pub enum AuditCmd {
         #[arg(long)]
         all: bool,
         /// Check each run's signature with this Ed25519 public key (hex, or a file holding it)
+        /// instead of the project's `audit.public_key`
         #[arg(long)]
         key: Option<String>,
+        /// Accept signatures left unchecked where the project signs but no public key is known
+        #[arg(long)]
+        skip_signatures: bool,
+        /// Accept verifying the chains alone when the state store cannot give their recorded
+        /// heads (lost, unreadable, unreachable, or it does not know the run): truncation is then
+        /// not checked
+        #[arg(long)]
+        chain_only: bool,
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,
         #[arg(long)]
@@ -95,6 +104,14 @@ pub enum AuditCmd {
         output: PathBuf,
         #[arg(long)]
         state: Option<String>,
+    },
+    /// Print the SQL an administrator runs, as the role that will own the sink's table, to set
+    /// up the PostgreSQL audit sink: the table, its append-only triggers, and INSERT and SELECT
+    /// only for the writer role runbook connects as
+    SinkSetup {
+        /// The role runbook connects to the sink as (never the table's owner)
+        #[arg(long)]
+        writer: String,
     },
     /// Make an Ed25519 key pair for signing runs (`audit.signing_key_env` in runbook.yaml)
     Keygen {

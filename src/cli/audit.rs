@@ -2,33 +2,37 @@
 //! signing key pair.
 
 use super::args::{AuditCmd, ExportFormat, OutputFormat};
-use super::runtime::{open, open_state, runtime};
-use crate::audit::{self, Verdict};
+use super::audit_heads::{Heads, sig_policy};
+use super::runtime::{open, runtime};
+use crate::audit::{self, HeadCheck, SigPolicy, Signature, Verdict};
 use crate::exec;
 use crate::exit::Exit;
-use crate::state::StateStore;
 use crate::ui::Ui;
 use std::path::Path;
 
-/// What every audit command reads: the state store (for recorded heads and run ids) and the
-/// audit folder (for the chains themselves).
+/// What every audit command reads: the state store (for recorded heads and run ids, or why it
+/// cannot say), the audit folder (for the chains themselves), and how signatures are checked.
 struct Chains<'a> {
     ui: &'a Ui,
-    store: &'a StateStore,
+    heads: &'a Heads,
     dir: &'a Path,
+    /// `--chain-only`: a head the state store cannot give is accepted, truncation unchecked.
+    chain_only: bool,
+    policy: SigPolicy,
 }
 
 impl Chains<'_> {
-    /// Verifies one run's chain against the head the state store recorded for it.
-    async fn verdict(&self, id: String, key: Option<&str>) -> Verdict {
-        let head = self.store.audit_head(&id).await.ok().flatten();
-        audit::verify_run(self.dir, &id, head.as_ref(), key)
+    /// Verifies one run's chain against the head the state store recorded for it and its
+    /// signature.
+    async fn verdict(&self, id: String) -> Verdict {
+        let recorded = self.heads.recorded(&id, self.chain_only).await;
+        audit::verify_run(self.dir, &id, recorded, &self.policy)
     }
 
-    async fn verdicts(&self, ids: Vec<String>, key: Option<&str>) -> Vec<Verdict> {
+    async fn verdicts(&self, ids: Vec<String>) -> Vec<Verdict> {
         let mut verdicts = Vec::new();
         for id in ids {
-            verdicts.push(self.verdict(id, key).await);
+            verdicts.push(self.verdict(id).await);
         }
         verdicts
     }
@@ -38,7 +42,10 @@ impl Chains<'_> {
         let chains = audit::chains(self.dir);
         match (run, all) {
             (Some(id), _) => {
-                let mut matches: Vec<String> = self.store.find_runs(id).await.unwrap_or_default();
+                let mut matches: Vec<String> = match self.heads.store() {
+                    Some(store) => store.find_runs(id).await.unwrap_or_default(),
+                    None => Vec::new(),
+                };
                 for c in chains.iter().filter(|c| c.starts_with(id)) {
                     if !matches.contains(c) {
                         matches.push(c.clone());
@@ -47,14 +54,13 @@ impl Chains<'_> {
                 self.one_match(id, matches)
             }
             (None, true) => {
-                let mut ids: Vec<String> = self
-                    .store
-                    .list_runs(i64::MAX)
-                    .await
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|r| r.id)
-                    .collect();
+                let mut ids: Vec<String> = match self.heads.store() {
+                    Some(store) => store.list_runs(i64::MAX).await.unwrap_or_default(),
+                    None => Vec::new(),
+                }
+                .into_iter()
+                .map(|r| r.id)
+                .collect();
                 ids.reverse();
                 for c in chains {
                     if !ids.contains(&c) {
@@ -95,6 +101,10 @@ pub(super) fn audit_cmd(ui: &Ui, root: &Path, cmd: AuditCmd) -> Exit {
     if let AuditCmd::Keygen { out } = &cmd {
         return keygen(ui, out);
     }
+    if let AuditCmd::SinkSetup { writer } = &cmd {
+        ui.data(&audit::sink_setup_sql(writer));
+        return Exit::Ok;
+    }
     let Some(project) = open(ui, root) else {
         return Exit::Invalid;
     };
@@ -102,40 +112,52 @@ pub(super) fn audit_cmd(ui: &Ui, root: &Path, cmd: AuditCmd) -> Exit {
         return Exit::Internal;
     };
     let dir = exec::audit_dir(&project.root, project.config_def());
+    let (state_flag, key, skip, chain_only) = match &cmd {
+        AuditCmd::Verify {
+            state,
+            key,
+            skip_signatures,
+            chain_only,
+            ..
+        } => (state.clone(), key.clone(), *skip_signatures, *chain_only),
+        AuditCmd::List { state, .. }
+        | AuditCmd::Show { state, .. }
+        | AuditCmd::Export { state, .. }
+        | AuditCmd::Report { state, .. } => (state.clone(), None, false, false),
+        AuditCmd::Keygen { .. } | AuditCmd::SinkSetup { .. } => (None, None, false, false),
+    };
+    let policy = match sig_policy(&project, key.as_deref(), skip) {
+        Ok(p) => p,
+        Err(e) => {
+            ui.error(
+                &e,
+                Some("give the public key `runbook audit keygen` wrote (64 hex digits, or the file holding them)"),
+            );
+            return Exit::Invalid;
+        }
+    };
     rt.block_on(async {
-        let state_flag = match &cmd {
-            AuditCmd::Verify { state, .. }
-            | AuditCmd::List { state, .. }
-            | AuditCmd::Show { state, .. }
-            | AuditCmd::Export { state, .. }
-            | AuditCmd::Report { state, .. } => state.clone(),
-            AuditCmd::Keygen { .. } => None,
-        };
-        let Some(store) = open_state(ui, &project, state_flag.as_deref()).await else {
-            return Exit::Internal;
-        };
+        let heads = Heads::open(&project, state_flag.as_deref()).await;
         let chains = Chains {
             ui,
-            store: &store,
+            heads: &heads,
             dir: &dir,
+            chain_only,
+            policy,
         };
         let exit = match cmd {
             AuditCmd::Verify {
-                run,
-                all,
-                key,
-                format,
-                ..
-            } => verify(&chains, run.as_deref(), all, key, format).await,
+                run, all, format, ..
+            } => verify(&chains, run.as_deref(), all, format).await,
             AuditCmd::List { format, .. } => list(&chains, format).await,
             AuditCmd::Show { run, .. } => show(&chains, &run).await,
             AuditCmd::Export {
                 run, all, format, ..
             } => export(&chains, run.as_deref(), all, format).await,
             AuditCmd::Report { run, output, .. } => report(&chains, &run, &output).await,
-            AuditCmd::Keygen { .. } => Ok(Exit::Ok),
+            AuditCmd::Keygen { .. } | AuditCmd::SinkSetup { .. } => Ok(Exit::Ok),
         };
-        store.close().await;
+        heads.close().await;
         exit.unwrap_or_else(|code| code)
     })
 }
@@ -166,9 +188,8 @@ fn keygen(ui: &Ui, out: &Path) -> Exit {
     match write_secret() {
         Ok(()) => {
             ui.note(&format!(
-                "wrote {} (secret, mode 600) and {}\nput the secret in the variable named by `audit.signing_key_env`; auditors verify with `runbook audit verify --all --key {}`",
+                "wrote {} (secret, mode 600) and {}\nput the secret in the variable named by `audit.signing_key_env`; commit the public key and name it as `audit.public_key` in runbook.yaml, so `runbook audit verify` checks every run's signature",
                 key.display(),
-                publ.display(),
                 publ.display()
             ));
             Exit::Ok
@@ -183,23 +204,17 @@ fn keygen(ui: &Ui, out: &Path) -> Exit {
     }
 }
 
-/// `audit verify`: exit 6 when any chain fails.
+/// `audit verify`: exit 6 when any chain fails, its head could not be checked (unless
+/// `--chain-only`) or its signature could not be (unless `--skip-signatures`).
 async fn verify(
     chains: &Chains<'_>,
     run: Option<&str>,
     all: bool,
-    key: Option<String>,
     format: OutputFormat,
 ) -> Result<Exit, Exit> {
     let ui = chains.ui;
-    // The key is a file holding it, or the hex key itself.
-    let key = key.map(|k| {
-        std::fs::read_to_string(&k)
-            .map(|t| t.trim().to_owned())
-            .unwrap_or(k)
-    });
     let ids = chains.runs(run, all).await?;
-    let verdicts = chains.verdicts(ids, key.as_deref()).await;
+    let verdicts = chains.verdicts(ids).await;
     let failed = verdicts.iter().filter(|v| v.failed()).count();
     match format {
         OutputFormat::Json => {
@@ -212,13 +227,16 @@ async fn verify(
                 text.push_str(&format!("{}  {}\n", v.run_id, v.summary()));
             }
             ui.data(&text);
+            if let Some(line) = guarantees(&verdicts, &chains.policy) {
+                ui.note(&line);
+            }
             if failed > 0 {
                 ui.error(
                     &format!(
                         "{failed} of {} audit logs failed verification",
                         verdicts.len()
                     ),
-                    Some("the first bad record of each is named above"),
+                    Some(&failure_hint(&verdicts)),
                 );
             } else {
                 ui.note(&format!("{} audit logs verified", verdicts.len()));
@@ -232,13 +250,80 @@ async fn verify(
     })
 }
 
+/// What was checked and what not, said when something could not be: hashes, links, sequence
+/// and sealing always; truncation only against the state store's heads; signatures only with
+/// a public key.
+fn guarantees(verdicts: &[Verdict], policy: &SigPolicy) -> Option<String> {
+    let heads_unknown = verdicts
+        .iter()
+        .any(|v| matches!(v.head_check, HeadCheck::Unknown { .. }));
+    let sigs_unchecked = matches!(policy, SigPolicy::Unchecked { .. });
+    if !heads_unknown && !sigs_unchecked {
+        return None;
+    }
+    let mut checked = vec!["hashes", "links", "sequence", "sealing"];
+    let mut not = Vec::new();
+    if heads_unknown {
+        not.push("truncation (the state store could not give the recorded heads)");
+    } else {
+        checked.push("truncation");
+    }
+    match policy {
+        SigPolicy::Key(_) => checked.push("signatures"),
+        SigPolicy::Unchecked { .. } => not.push("signatures (no public key)"),
+        SigPolicy::Off => not.push("signatures (the project does not sign its runs)"),
+    }
+    Some(format!(
+        "checked: {}; not checked: {}",
+        checked.join(", "),
+        not.join(", ")
+    ))
+}
+
+/// The hint of a failed verification: where the bad records are named, and what to do about
+/// heads or signatures that could not be checked.
+fn failure_hint(verdicts: &[Verdict]) -> String {
+    let mut hint = vec!["the first bad record of each is named above".to_owned()];
+    if verdicts.iter().any(|v| {
+        matches!(
+            v.head_check,
+            HeadCheck::Unknown {
+                accepted: false,
+                ..
+            }
+        )
+    }) {
+        hint.push("without the state store a chain cut short looks complete: restore it or point --state at it, or pass --chain-only to accept verifying the chains alone (truncation not checked)".to_owned());
+    }
+    if verdicts.iter().any(|v| {
+        matches!(
+            v.signature,
+            Signature::NotChecked {
+                accepted: false,
+                ..
+            }
+        )
+    }) {
+        hint.push("commit the public key `runbook audit keygen` wrote and name it as `audit.public_key` in runbook.yaml, or pass --key; --skip-signatures accepts signatures left unchecked".to_owned());
+    }
+    hint.join("; ")
+}
+
 fn verdict_json(v: &Verdict) -> serde_json::Value {
     serde_json::json!({
         "run_id": v.run_id, "records": v.records, "head": v.head, "verified": !v.failed(),
         "torn": matches!(v.problem, Some(audit::Problem::Torn { .. })),
         "first_bad_seq": v.problem.as_ref().filter(|p| p.is_tampering()).map(|p| p.seq()),
         "problem": v.problem.as_ref().map(|p| p.describe()),
-        "signature": v.signature.as_ref().map(|s| s.as_ref().map(|_| "valid").unwrap_or_else(|e| e.as_str())),
+        "head_check": match &v.head_check {
+            HeadCheck::Compared => "compared",
+            HeadCheck::Refusal => "refusal",
+            HeadCheck::Unknown { accepted: false, .. } => "unknown",
+            HeadCheck::Unknown { accepted: true, .. } => "chain-only",
+        },
+        "head_unknown": match &v.head_check { HeadCheck::Unknown { why, .. } => Some(why.as_str()), _ => None },
+        "signature": v.signature.word(),
+        "signature_detail": v.signature.describe(v.records),
     })
 }
 
@@ -247,7 +332,7 @@ async fn list(chains: &Chains<'_>, format: OutputFormat) -> Result<Exit, Exit> {
     let ids = chains.runs(None, true).await?;
     let mut rows = Vec::new();
     for id in ids {
-        let v = chains.verdict(id, None).await;
+        let v = chains.verdict(id).await;
         let head = audit::header(&v.entries);
         let get = |k: &str| {
             head.iter()
@@ -296,7 +381,7 @@ fn list_text(rows: &[serde_json::Value]) -> String {
 /// `audit show`: one run's timeline.
 async fn show(chains: &Chains<'_>, run: &str) -> Result<Exit, Exit> {
     let ids = chains.runs(Some(run), false).await?;
-    let v = chains.verdict(ids[0].clone(), None).await;
+    let v = chains.verdict(ids[0].clone()).await;
     chains.ui.data(&audit::show(&v));
     Ok(if v.failed() {
         Exit::AuditFailed
@@ -314,7 +399,7 @@ async fn export(
 ) -> Result<Exit, Exit> {
     let ui = chains.ui;
     let ids = chains.runs(run, all).await?;
-    let verdicts = chains.verdicts(ids, None).await;
+    let verdicts = chains.verdicts(ids).await;
     match format {
         ExportFormat::Json => {
             let records: Vec<serde_json::Value> = verdicts
@@ -339,7 +424,7 @@ async fn export(
 /// `audit report`: one self-contained HTML file.
 async fn report(chains: &Chains<'_>, run: &str, output: &Path) -> Result<Exit, Exit> {
     let ids = chains.runs(Some(run), false).await?;
-    let v = chains.verdict(ids[0].clone(), None).await;
+    let v = chains.verdict(ids[0].clone()).await;
     match std::fs::write(output, audit::html(&v)) {
         Ok(()) => {
             chains

@@ -6,6 +6,7 @@
 
 mod args;
 mod audit;
+mod audit_heads;
 mod decision;
 mod fleet;
 mod init;

@@ -21,8 +21,19 @@ pub(super) struct Journal<'a> {
     dir: PathBuf,
     run_id: String,
     redactor: Redactor,
-    signing_key: Option<String>,
+    signing: Signing,
     ui: &'a Ui,
+}
+
+/// Whether and with what this journal signs its chain's head when the run stops.
+#[derive(Clone)]
+enum Signing {
+    /// The project does not sign, or this journal never signs (approve, reject).
+    Off,
+    /// The Ed25519 secret key (hex) from the variable the config names.
+    Key(String),
+    /// The config names a variable that is not set: the run's chain stays unsigned.
+    Unset(String),
 }
 
 impl<'a> Journal<'a> {
@@ -45,8 +56,8 @@ impl<'a> Journal<'a> {
         let server_version = server_version(target).await;
         let meta = audit_meta(record, file, target, server_version.as_deref());
         let log = open_audit(&dir, &record.id, expected, config).await?;
-        let key = signing_key(config);
-        Ok(Journal::on(log, meta, dir, record, redactor, key, ui))
+        let signing = signing(config);
+        Ok(Journal::on(log, meta, dir, record, redactor, signing, ui))
     }
 
     /// Opens the audit chain of a run that `runbook approve` or `reject` decides on: the local
@@ -63,7 +74,22 @@ impl<'a> Journal<'a> {
         let dir = audit_dir(root, config);
         let meta = audit_meta(record, Path::new(&record.file), None, None);
         let log = AuditLog::open_expecting(&dir, &record.id, expected)?;
-        Ok(Journal::on(log, meta, dir, record, redactor, None, ui))
+        Ok(Journal::on(
+            log,
+            meta,
+            dir,
+            record,
+            redactor,
+            Signing::Off,
+            ui,
+        ))
+    }
+
+    /// This journal signs with the project's key when it stops, as a run's does: for a
+    /// refusal, whose one record is its whole chain.
+    pub fn signing_as_configured(mut self, config: Option<&ConfigDef>) -> Self {
+        self.signing = signing(config);
+        self
     }
 
     /// The journal of `record` on its open chain `log` in `dir`, every record carrying `meta`.
@@ -73,7 +99,7 @@ impl<'a> Journal<'a> {
         dir: PathBuf,
         record: &RunRecord,
         redactor: Redactor,
-        signing_key: Option<String>,
+        signing: Signing,
         ui: &'a Ui,
     ) -> Journal<'a> {
         Journal {
@@ -82,7 +108,7 @@ impl<'a> Journal<'a> {
             dir,
             run_id: record.id.clone(),
             redactor,
-            signing_key,
+            signing,
             ui,
         }
     }
@@ -161,15 +187,25 @@ impl<'a> Journal<'a> {
         );
     }
 
-    /// Signs the chain's head when the config names a signing key.
+    /// Signs the chain's head when the config names a signing key: each time a run stops
+    /// (finished, waiting, interrupted), so `audit verify` finds a finished run signed over
+    /// its last record (`audit::trust` says what it expects of an unfinished one). A project
+    /// that signs without its key set is told its chain stays unsigned.
     pub fn sign(&self) {
-        if let Some(key) = &self.signing_key
-            && let Err(e) = crate::audit::sign(&self.dir, &self.run_id, self.log.head(), key)
-        {
-            self.ui.error(
-                &e.to_string(),
-                Some("the run's audit chain is complete but unsigned"),
-            );
+        match &self.signing {
+            Signing::Off => {}
+            Signing::Key(key) => {
+                if let Err(e) = crate::audit::sign(&self.dir, &self.run_id, self.log.head(), key) {
+                    self.ui.error(
+                        &e.to_string(),
+                        Some("the run's audit chain is complete but unsigned: `runbook audit verify` will fail it"),
+                    );
+                }
+            }
+            Signing::Unset(var) => self.ui.error(
+                &format!("the project signs its runs but `{var}` (`audit.signing_key_env`) is not set: this run's audit chain is unsigned"),
+                Some("`runbook audit verify` will fail it; set the variable to the secret key `runbook audit keygen` wrote"),
+            ),
         }
     }
 
@@ -206,11 +242,17 @@ pub fn audit_dir(root: &Path, config: Option<&ConfigDef>) -> PathBuf {
 }
 
 /// The run-signing key, from the environment variable the config names.
-fn signing_key(config: Option<&ConfigDef>) -> Option<String> {
-    let var = config
+fn signing(config: Option<&ConfigDef>) -> Signing {
+    let Some(var) = config
         .and_then(|c| c.audit.as_ref())
-        .and_then(|a| a.signing_key_env.as_ref())?;
-    std::env::var(var).ok().filter(|v| !v.trim().is_empty())
+        .and_then(|a| a.signing_key_env.as_ref())
+    else {
+        return Signing::Off;
+    };
+    match std::env::var(var).ok().filter(|v| !v.trim().is_empty()) {
+        Some(key) => Signing::Key(key),
+        None => Signing::Unset(var.clone()),
+    }
 }
 
 /// Opens a run's audit chain, with the central sink when the config names one.

@@ -108,7 +108,8 @@ impl Attempt<'_> {
         };
         let mut journal =
             Journal::open_for_decision(&self.project.root, config, &record, None, redactor, ui)
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| e.to_string())?
+                .signing_as_configured(config);
         let ev = Event::run(
             EventKind::RunRefused,
             json!({
@@ -121,6 +122,8 @@ impl Attempt<'_> {
             .await
             .map_err(|_| "see the error above".to_owned())?;
         journal.index(&record);
+        // A refusal's one record is its whole chain: signed now, as a run is when it stops.
+        journal.sign();
         Ok(record.id)
     }
 }

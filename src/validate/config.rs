@@ -5,6 +5,7 @@
 use super::names::{is_env_name, is_identifier, is_time_zone};
 use crate::config::{ConfigDef, Environment};
 use crate::diagnostic::Diagnostic;
+use crate::runkey;
 use crate::signers;
 use crate::source::{Pos, Source};
 use crate::yaml::Node;
@@ -51,7 +52,27 @@ pub fn check_config(def: &ConfigDef, source: &Source, tree: &Node) -> Vec<Diagno
         );
     }
     approvers(def, source, tree, &mut diags);
+    audit_public_key(def, source, tree, &mut diags);
     diags
+}
+
+/// The public key that verifies run signatures (`audit.public_key`): a readable file relative
+/// to the project holding one Ed25519 public key, as `runbook audit keygen` writes it.
+fn audit_public_key(def: &ConfigDef, source: &Source, tree: &Node, diags: &mut Vec<Diagnostic>) {
+    let Some(file) = def.audit.as_ref().and_then(|a| a.public_key.as_ref()) else {
+        return;
+    };
+    let root = source.path.parent().unwrap_or(std::path::Path::new("."));
+    if let Err(e) = runkey::read(&runkey::path(root, file)) {
+        let pos = tree
+            .lookup(&["audit", "public_key"])
+            .map_or(Pos::UNKNOWN, |n| n.pos);
+        diags.push(
+            Diagnostic::error("invalid-key", format!("audit public key: {e}"))
+                .at(source, pos)
+                .with_hint("name the `runbook-audit.pub` file `runbook audit keygen` wrote, relative to the project (commit it), or remove `public_key`"),
+        );
+    }
 }
 
 /// The approvers' keys: the `allowed_signers` file (each bad line at its own position in that
