@@ -2,6 +2,7 @@
 
 mod approve_view;
 mod audit;
+mod audit_changes;
 mod backup;
 mod cli;
 mod compensate;
