@@ -63,7 +63,11 @@ fn protections(p: &Json) -> String {
     }
     for k in ["approvals", "approval_expiry"] {
         if let Some(v) = rules.get(k).filter(|v| !v.is_null()) {
-            parts.push(format!("{} {}", k.replace('_', " "), v.as_str().map_or_else(|| v.to_string(), str::to_owned)));
+            parts.push(format!(
+                "{} {}",
+                k.replace('_', " "),
+                v.as_str().map_or_else(|| v.to_string(), str::to_owned)
+            ));
         }
     }
     let windows: Vec<String> = rules
@@ -139,14 +143,14 @@ pub fn changes(entries: &[Map<String, Json>]) -> Vec<String> {
                 ));
             }
         }
-        if let Some(p) = c.get("restore").and_then(|r| r.get("pre_backup")) {
-            if p.get("path").is_some_and(|x| !x.is_null()) {
-                out.push(format!(
-                    "{step}: pre-restore backup {} (sha256 {})",
-                    s(p, "path"),
-                    s(p, "sha256")
-                ));
-            }
+        if let Some(p) = c.get("restore").and_then(|r| r.get("pre_backup"))
+            && p.get("path").is_some_and(|x| !x.is_null())
+        {
+            out.push(format!(
+                "{step}: pre-restore backup {} (sha256 {})",
+                s(p, "path"),
+                s(p, "sha256")
+            ));
         }
         if let Some(seed) = c.get("seed") {
             out.push(format!(
@@ -184,7 +188,8 @@ fn tables(m: Option<&Json>, keys: &[&str]) -> String {
         Some(m) if !m.is_empty() => m
             .iter()
             .map(|(t, v)| {
-                let figures: Vec<String> = keys.iter().map(|k| format!("{k} {}", s(v, k))).collect();
+                let figures: Vec<String> =
+                    keys.iter().map(|k| format!("{k} {}", s(v, k))).collect();
                 format!("{t} ({})", figures.join(", "))
             })
             .collect::<Vec<_>>()

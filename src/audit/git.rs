@@ -85,7 +85,10 @@ mod tests {
     #[test]
     fn tracked_changes_anywhere_and_untracked_inputs_are_dirty() {
         let top = Path::new("/p");
-        let inputs = [PathBuf::from("/p/playbooks/deploy.yaml"), PathBuf::from("/p/migrations")];
+        let inputs = [
+            PathBuf::from("/p/playbooks/deploy.yaml"),
+            PathBuf::from("/p/migrations"),
+        ];
         assert!(!dirty("", top, &inputs));
         assert!(dirty(" M src/other.rs\0", top, &inputs));
         assert!(dirty("A  new.txt\0", top, &inputs));

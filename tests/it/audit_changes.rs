@@ -74,9 +74,11 @@ fn project(target: impl FnOnce(&Path) -> Target) -> Project {
 /// The records of the newest run.
 fn records(p: &Project) -> Vec<Json> {
     let (id, _) = p.last_run();
-    let text = std::fs::read_to_string(p.path().join(format!(".runbook/audit/{id}.jsonl")))
-        .unwrap();
-    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    let text =
+        std::fs::read_to_string(p.path().join(format!(".runbook/audit/{id}.jsonl"))).unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 /// The `step_finished` record of a step.
@@ -103,7 +105,11 @@ fn migration_files(p: &Project) -> Vec<(String, String, String)> {
                 let stem = f.file_stem().unwrap().to_string_lossy().into_owned();
                 let (version, name) = stem.split_once('_').unwrap();
                 let text = std::fs::read_to_string(&f).unwrap().replace("\r\n", "\n");
-                (version.to_owned(), name.to_owned(), sha256_hex(text.as_bytes()))
+                (
+                    version.to_owned(),
+                    name.to_owned(),
+                    sha256_hex(text.as_bytes()),
+                )
             })
             .collect();
     out.sort();
@@ -158,7 +164,10 @@ fn a_deploy_names_what_it_changed(p: &Project) {
             .trim()
             .parse()
             .unwrap();
-        assert_eq!(c["inserted"], rows, "{table}: a first seed inserts every row");
+        assert_eq!(
+            c["inserted"], rows,
+            "{table}: a first seed inserts every row"
+        );
         assert_eq!(c["updated"], 0);
         assert_eq!(c["unchanged"], 0);
     }
@@ -174,7 +183,10 @@ fn a_deploy_names_what_it_changed(p: &Project) {
         let line = format!("migrate: migration apply {version} {name} (sha256 {sha},");
         assert!(show.stdout.contains(&line), "`{line}` in:\n{}", show.stdout);
     }
-    let line = format!("backup: backup {path} (sha256 {},", backup["sha256"].as_str().unwrap());
+    let line = format!(
+        "backup: backup {path} (sha256 {},",
+        backup["sha256"].as_str().unwrap()
+    );
     assert!(show.stdout.contains(&line), "`{line}` in:\n{}", show.stdout);
 
     // Seeding again changes nothing, and the record says so table by table.
@@ -244,7 +256,11 @@ fn the_first_record_names_the_config_protections_and_migration_set() {
         format!("migrations   sha256 {}", project.migrations_hash()),
         "git          not in a git repository".to_owned(),
     ] {
-        assert!(show.stdout.contains(&needle), "`{needle}` in:\n{}", show.stdout);
+        assert!(
+            show.stdout.contains(&needle),
+            "`{needle}` in:\n{}",
+            show.stdout
+        );
     }
 }
 
@@ -255,7 +271,11 @@ fn git(dir: &Path, args: &[&str]) {
         .current_dir(dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn git_of_last_run(p: &Project) -> Json {
@@ -278,7 +298,10 @@ fn a_dirty_working_tree_is_recorded() {
     let head = String::from_utf8_lossy(&head.stdout).trim().to_owned();
 
     assert_eq!(p.run("deploy", &["--env", "dev"]).code, 0);
-    assert_eq!(git_of_last_run(&p), serde_json::json!({"commit": head, "dirty": false}));
+    assert_eq!(
+        git_of_last_run(&p),
+        serde_json::json!({"commit": head, "dirty": false})
+    );
     // The run left a database, backups and `.runbook/`: still clean.
     assert_eq!(p.run("reseed", &["--env", "dev"]).code, 0);
     assert_eq!(git_of_last_run(&p)["dirty"], false);
@@ -287,7 +310,10 @@ fn a_dirty_working_tree_is_recorded() {
     let file = p.path().join("playbooks/reseed.yaml");
     std::fs::write(&file, format!("{SEED}# edited\n")).unwrap();
     assert_eq!(p.run("reseed", &["--env", "dev"]).code, 0);
-    assert_eq!(git_of_last_run(&p), serde_json::json!({"commit": head, "dirty": true}));
+    assert_eq!(
+        git_of_last_run(&p),
+        serde_json::json!({"commit": head, "dirty": true})
+    );
     let (id, _) = p.last_run();
     let show = p.cmd(&["audit", "show", &id]);
     assert!(show.stdout.contains("DIRTY"), "{}", show.stdout);
@@ -312,7 +338,13 @@ fn the_html_report_lists_the_changes_in_headless_chromium() {
         .to_owned();
     let (id, _) = p.last_run();
     let html = p.path().join("report.html");
-    let out = p.cmd(&["audit", "report", &id, "--output", &html.display().to_string()]);
+    let out = p.cmd(&[
+        "audit",
+        "report",
+        &id,
+        "--output",
+        &html.display().to_string(),
+    ]);
     assert_eq!(out.code, 0, "{}", out.combined());
     let profile = tempfile::tempdir().unwrap();
     let dom = std::process::Command::new(crate::audit::chromium())
@@ -343,5 +375,83 @@ fn the_html_report_lists_the_changes_in_headless_chromium() {
     assert!(
         changes.contains(&format!("(sha256 {backup_sha},")),
         "the backup's sha256 in:\n{changes}"
+    );
+}
+
+/// A copy's record names each table it loaded with its rows (as PostgreSQL counts them) and
+/// checksum (as its report gives it).
+#[test]
+fn a_copy_names_its_tables_rows_and_checksums() {
+    let p = Project::new(|_| Target::postgres("audit_copy"));
+    crate::support::sqlite_exec(
+        &Target::Sqlite(p.path().join("source.db")),
+        "CREATE TABLE alpha (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO alpha (v) VALUES ('a'), ('b'), ('c')",
+    );
+    p.playbook(
+        "load",
+        "name: load\nsteps:\n  - id: copy\n    copy: { from: \"sqlite:source.db\", report: out/report.json }\n",
+    );
+    let out = p.run("load", &[]);
+    assert_eq!(out.code, 0, "{}", out.combined());
+    let records = records(&p);
+    let copy = &finished(&records, "copy")["changed"]["copy"];
+    let alpha = &copy["tables"]["alpha"];
+    let rows = p.target.query("SELECT count(*) FROM alpha");
+    assert_eq!(alpha["rows"].to_string(), rows[0].trim(), "{copy}");
+    assert_eq!(copy["rows"], 3);
+    let report: Json =
+        serde_json::from_str(&std::fs::read_to_string(p.path().join("out/report.json")).unwrap())
+            .unwrap();
+    let reported = report["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "alpha")
+        .unwrap();
+    assert!(reported["checksum"].is_string(), "{reported}");
+    assert_eq!(alpha["checksum"], reported["checksum"]);
+}
+
+/// What a record names passes the run's redactor like every other field: a secret in a
+/// backup's path is masked in `changed` and in the excerpt of what the step printed.
+#[test]
+fn named_changes_and_excerpts_are_redacted() {
+    let p = project(Target::sqlite);
+    p.playbook(
+        "secret",
+        r#"
+name: secret
+params:
+  token: { type: string, secret: true }
+steps:
+  - id: backup
+    backup: { dir: "backups/{{ params.token }}" }
+"#,
+    );
+    let secret = "Zq7wV3kP9sLm";
+    let out = p.run(
+        "secret",
+        &["--env", "dev", "--var", &format!("token={secret}")],
+    );
+    assert_eq!(out.code, 0, "{}", out.combined());
+    let (id, _) = p.last_run();
+    let chain =
+        std::fs::read_to_string(p.path().join(format!(".runbook/audit/{id}.jsonl"))).unwrap();
+    assert!(!chain.contains(secret), "the secret is in the chain");
+    let records = records(&p);
+    let backup = finished(&records, "backup");
+    assert!(
+        backup["changed"]["backup"]["path"]
+            .as_str()
+            .unwrap()
+            .contains("***"),
+        "{backup}"
+    );
+    assert!(
+        backup["output"]["excerpt"]
+            .as_str()
+            .unwrap()
+            .contains("***"),
+        "{backup}"
     );
 }
