@@ -41,7 +41,20 @@ pub fn body_from_event(meta: &Map<String, Json>, ev: &Event) -> Map<String, Json
     let mut outcome = Map::new();
     match ev.kind {
         K::StepFinished => step_finished(d, &mut b, &mut outcome),
-        K::StepFailed => step_failed(d, &mut outcome),
+        K::StepFailed => {
+            step_failed(d, &mut outcome);
+            // What the step printed before it failed (a migration names each file it applied).
+            if let Some(p) = d
+                .get("printed")
+                .and_then(Json::as_str)
+                .filter(|p| !p.is_empty())
+            {
+                b.insert(
+                    "output".into(),
+                    serde_json::json!({ "excerpt": excerpt(p) }),
+                );
+            }
+        }
         K::StepSkipped => {
             outcome.insert("status".into(), Json::from("skipped"));
             outcome.insert("reason".into(), get("reason"));

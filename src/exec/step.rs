@@ -286,7 +286,7 @@ impl Engine<'_> {
             EventKind::StepFailed,
             &unit.qid,
             unit.phase,
-            json!({"ord": unit.ord, "attempt": attempt, "error": shown, "will_retry": true, "duration_ms": took.as_millis() as i64, "change": change}),
+            json!({"ord": unit.ord, "attempt": attempt, "error": shown, "will_retry": true, "duration_ms": took.as_millis() as i64, "change": change, "printed": self.progress.take_printed()}),
         ))
         .await
         .map_err(UnitError::Fatal)?;
@@ -320,7 +320,7 @@ impl Engine<'_> {
                 EventKind::StepFailed,
                 &unit.qid,
                 unit.phase,
-                json!({"ord": unit.ord, "attempt": attempt, "error": shown, "will_retry": false, "duration_ms": took.as_millis() as i64, "change": change}),
+                json!({"ord": unit.ord, "attempt": attempt, "error": shown, "will_retry": false, "duration_ms": took.as_millis() as i64, "change": change, "printed": self.progress.take_printed()}),
             ))
             .await
         {

@@ -455,3 +455,26 @@ steps:
         "{backup}"
     );
 }
+
+/// A migration step that fails after applying some files says which in its record's excerpt.
+#[test]
+fn a_failed_apply_names_what_it_applied_before_failing() {
+    let p = Project::new(Target::sqlite);
+    let dir = p.path().join("migrations/sqlite");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("001_first.sql"), "CREATE TABLE a (x INTEGER);\n").unwrap();
+    std::fs::write(dir.join("002_second.sql"), "CREATE TABLE a (x INTEGER);\n").unwrap();
+    p.playbook(
+        "apply",
+        "name: apply\nsteps:\n  - id: migrate\n    migrate: { action: apply }\n",
+    );
+    let out = p.run("apply", &[]);
+    assert_eq!(out.code, 1, "{}", out.combined());
+    let records = records(&p);
+    let failed = records
+        .iter()
+        .find(|r| r["event"] == "step_failed" && r["step"] == "migrate")
+        .unwrap();
+    let excerpt = failed["output"]["excerpt"].as_str().unwrap_or_default();
+    assert!(excerpt.contains("001_first.sql"), "{failed}");
+}
