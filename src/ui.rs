@@ -136,7 +136,13 @@ pub struct Progress {
     color: bool,
     bar: Option<indicatif::ProgressBar>,
     rows: Vec<(String, String, String, String)>,
+    /// What the running step printed (its notes), for its audit record's excerpt; `None`
+    /// between steps. A mutex because `db` reports through `&self` from any thread.
+    printed: std::sync::Mutex<Option<String>>,
 }
+
+/// Most characters of a step's notes kept for its record (the record keeps fewer).
+const PRINTED_MAX: usize = 4096;
 
 impl Progress {
     pub fn new(ui: &Ui) -> Self {
@@ -147,7 +153,17 @@ impl Progress {
             color: ui.color,
             bar: None,
             rows: Vec::new(),
+            printed: std::sync::Mutex::new(None),
         }
+    }
+
+    /// What the running step printed since it started (its notes, one a line, redacted), and
+    /// stops collecting until the next step starts.
+    pub fn take_printed(&self) -> String {
+        self.printed
+            .lock()
+            .map(|mut p| p.take().unwrap_or_default())
+            .unwrap_or_default()
     }
 
     fn stamp() -> String {
@@ -167,8 +183,17 @@ impl Progress {
         }
     }
 
-    /// A run-level message (run started, rollback started, ...).
+    /// A run-level message (run started, rollback started, ...), or a running step's note.
     pub fn note(&self, text: &str) {
+        if let Ok(mut guard) = self.printed.lock()
+            && let Some(p) = guard.as_mut()
+            && p.len() < PRINTED_MAX
+        {
+            if !p.is_empty() {
+                p.push('\n');
+            }
+            p.push_str(&crate::redact::global().redact(text));
+        }
         if self.tty {
             self.line(text);
         } else {
@@ -177,6 +202,9 @@ impl Progress {
     }
 
     pub fn start(&mut self, id: &str, action: &str, attempt: u32) {
+        if let Ok(mut p) = self.printed.lock() {
+            *p = Some(String::new());
+        }
         let retry = if attempt > 1 {
             format!(" (attempt {attempt})")
         } else {

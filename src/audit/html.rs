@@ -22,6 +22,7 @@ pub fn html(v: &Verdict) -> String {
     database_state(&mut out, &spans, &run_status(&v.entries));
     chart(&mut out, &spans);
     steps_table(&mut out, &spans);
+    changes_section(&mut out, &v.entries);
     out.push_str(&section(&notes, "Gates and approvals", &|n: &str| {
         n.contains(" gate ") || n.contains("approved") || n.contains("rejected")
     }));
@@ -287,4 +288,21 @@ fn failures(out: &mut String, spans: &[Span]) {
         }
         let _ = write!(out, "</ul>");
     }
+}
+
+/// What the run changed: each migration with its checksum, the backup or restore with its
+/// sha256 and size, what seeds and copies loaded (`audit::changes`).
+fn changes_section(out: &mut String, entries: &[serde_json::Map<String, serde_json::Value>]) {
+    let lines = super::changes::changes(entries);
+    let _ = write!(out, "<h2>Changes</h2><div id=\"changes\">");
+    if lines.is_empty() {
+        let _ = write!(out, "<p class=\"muted\">None recorded.</p>");
+    } else {
+        let _ = write!(out, "<ul>");
+        for l in &lines {
+            let _ = write!(out, "<li>{}</li>", e(l));
+        }
+        let _ = write!(out, "</ul>");
+    }
+    let _ = write!(out, "</div>");
 }

@@ -1,12 +1,10 @@
 //! What goes into a record: `body_from_event` turns a run event into the fields auditors read,
-//! with short redacted excerpts instead of output, and `git_commit` names the playbook's commit.
+//! with short redacted excerpts instead of output, and what a step changed, named.
 
 use super::canonical::canonical;
-use crate::process;
 use crate::run::{Event, EventKind};
 use serde_json::{Map, Value as Json};
 use sha2::{Digest, Sha256};
-use std::path::Path;
 
 /// Longest output excerpt kept in a record, in characters.
 const EXCERPT: usize = 512;
@@ -43,7 +41,20 @@ pub fn body_from_event(meta: &Map<String, Json>, ev: &Event) -> Map<String, Json
     let mut outcome = Map::new();
     match ev.kind {
         K::StepFinished => step_finished(d, &mut b, &mut outcome),
-        K::StepFailed => step_failed(d, &mut outcome),
+        K::StepFailed => {
+            step_failed(d, &mut outcome);
+            // What the step printed before it failed (a migration names each file it applied).
+            if let Some(p) = d
+                .get("printed")
+                .and_then(Json::as_str)
+                .filter(|p| !p.is_empty())
+            {
+                b.insert(
+                    "output".into(),
+                    serde_json::json!({ "excerpt": excerpt(p) }),
+                );
+            }
+        }
         K::StepSkipped => {
             outcome.insert("status".into(), Json::from("skipped"));
             outcome.insert("reason".into(), get("reason"));
@@ -97,6 +108,9 @@ pub fn body_from_event(meta: &Map<String, Json>, ev: &Event) -> Map<String, Json
             }
         }
     }
+    if ev.kind == K::RunStarted {
+        run_started(d, &mut b);
+    }
     // Whether the step changed the target, which `rollback_when: changed` decided on.
     if matches!(ev.kind, K::StepFinished | K::StepFailed | K::StepSkipped)
         && let Some(change) = d.get("change")
@@ -107,6 +121,20 @@ pub fn body_from_event(meta: &Map<String, Json>, ev: &Event) -> Map<String, Json
         b.insert("outcome".into(), Json::Object(outcome));
     }
     b
+}
+
+/// The rules and inputs a run started under, as record fields: the config's sha256, the
+/// protections (with their maintenance windows) and any emergency, the migration set's hash,
+/// and the git commit with whether the working tree differed from it.
+fn run_started(d: &Json, b: &mut Map<String, Json>) {
+    for k in ["config", "protections", "emergency", "git"] {
+        if let Some(v) = d.get(k) {
+            b.insert(k.into(), v.clone());
+        }
+    }
+    if let Some(h) = d.get("migrations_hash") {
+        b.insert("migrations".into(), serde_json::json!({ "sha256": h }));
+    }
 }
 
 /// A field of an event's data, `null` when it is missing.
@@ -130,18 +158,35 @@ fn step_finished(d: &Json, b: &mut Map<String, Json>, outcome: &mut Map<String, 
         m.remove("row");
         m.remove("scalar");
     }
-    let text = outputs
-        .get("stdout")
-        .and_then(Json::as_str)
-        .or_else(|| outputs.get("message").and_then(Json::as_str))
-        .unwrap_or_default();
+    // What the step printed: a program's output, a log message, or the notes an action wrote
+    // (a migration's, a backup's); else the counts it produced.
+    let printed = ["stdout", "stderr", "message"]
+        .iter()
+        .filter_map(|k| outputs.get(*k).and_then(Json::as_str))
+        .chain(d.get("printed").and_then(Json::as_str))
+        .find(|t| !t.trim().is_empty())
+        .map(str::to_owned);
+    let text = printed.unwrap_or_else(|| counts(&outputs));
+    if let Some(changed) = d.get("changed") {
+        b.insert("changed".into(), changed.clone());
+    }
     b.insert(
         "output".into(),
         serde_json::json!({
             "sha256": hex::encode(Sha256::digest(canonical(&hashed).as_bytes())),
-            "excerpt": excerpt(text),
+            "excerpt": excerpt(&text),
         }),
     );
+}
+
+/// The counts a step produced, in words, for an excerpt when it printed nothing.
+fn counts(outputs: &Json) -> String {
+    let n = |k: &str| outputs.get(k).and_then(Json::as_u64);
+    match (n("row_count"), n("rows_affected")) {
+        (Some(r), _) if r > 0 => crate::fmt::plural(r, "row returned", "rows returned"),
+        (_, Some(a)) => crate::fmt::plural(a, "row affected", "rows affected"),
+        _ => String::new(),
+    }
 }
 
 /// A failed step: an excerpt of its error, and the SQLSTATE or exit code the error names.
@@ -182,15 +227,4 @@ fn gate_decision(d: &Json, b: &mut Map<String, Json>, outcome: &mut Map<String, 
         outcome.insert("reason".into(), r.clone());
     }
     b.insert("shown".into(), field(d, "gate"));
-}
-
-/// The git commit of the repository a file is in, if it is in one.
-pub fn git_commit(file: &Path) -> Option<String> {
-    let dir = file
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let out = process::output_sync(&["git", "rev-parse", "HEAD"], dir).ok()?;
-    let text = out.stdout.trim().to_owned();
-    (out.code == Some(0) && text.len() == 40).then_some(text)
 }

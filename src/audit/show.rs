@@ -1,5 +1,5 @@
 //! `show`: the readable timeline `runbook audit show` prints (header, verification, a table of
-//! steps, then the run's events).
+//! steps, what the run changed, then the run's events).
 
 use super::timeline::{header, timeline};
 use super::verdict::Verdict;
@@ -42,6 +42,13 @@ pub fn show(v: &Verdict) -> String {
             took,
             s.detail
         );
+    }
+    let changes = super::changes::changes(&v.entries);
+    if !changes.is_empty() {
+        let _ = writeln!(out, "\nchanges");
+        for c in changes {
+            let _ = writeln!(out, "  {c}");
+        }
     }
     if !notes.is_empty() {
         let _ = writeln!(out, "\nevents");

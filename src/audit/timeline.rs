@@ -294,7 +294,7 @@ pub fn header(entries: &[Map<String, Json>]) -> Vec<(String, String)> {
         .and_then(Json::as_str)
         .map(|c| format!(", git {}", short(c)))
         .unwrap_or_default();
-    vec![
+    let mut facts = vec![
         ("run".into(), s(first.get("run_id"))),
         (
             "playbook".into(),
@@ -323,10 +323,15 @@ pub fn header(entries: &[Map<String, Json>]) -> Vec<(String, String)> {
             "tool".into(),
             format!("runbook {}", s(first.get("tool_version"))),
         ),
+    ];
+    // The config, protections, migration set and git state the run started under.
+    facts.extend(super::changes::started_under(first));
+    facts.extend([
         ("started".into(), s(first.get("ts"))),
         ("last record".into(), s(last.get("ts"))),
         ("status".into(), run_status(entries)),
-    ]
+    ]);
+    facts
 }
 
 /// How the run ended, from its last run-level record.

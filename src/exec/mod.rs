@@ -40,6 +40,7 @@ mod start;
 mod step;
 mod units;
 mod waiting;
+mod what_changed;
 mod windows;
 
 pub use crate::cancel::wait_cancel;

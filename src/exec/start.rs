@@ -467,9 +467,41 @@ async fn begin<'a>(
             "params": record.params, "inputs": plan.inputs, "target_identity": identity, "version": env!("CARGO_PKG_VERSION"),
             "protections": guard.protections.to_json(), "emergency": guard.emergency,
             "operator_key": operator_key.map(|k| json!({"principal": k.principal(), "fingerprint": k.fingerprint})),
+            "config": config_digest(project), "migrations_hash": record.migrations_hash,
+            "git": crate::audit::git_state(file, &inputs_of(project, playbook)),
         }),
     );
     let key = target.map_or_else(|| "(none)".to_owned(), TargetSpec::key);
     journal.start(state, record, &key, started).await?;
     Ok(journal)
+}
+
+/// `runbook.yaml` and the sha256 of its bytes (as read now; of the text it was loaded from if
+/// it cannot be read again), for the run's first record; `null` without a config.
+fn config_digest(project: &Project) -> serde_json::Value {
+    use sha2::{Digest, Sha256};
+    let Some(config) = &project.config else {
+        return serde_json::Value::Null;
+    };
+    let path = &config.source.path;
+    let bytes = std::fs::read(path).unwrap_or_else(|_| config.source.text.clone().into_bytes());
+    let shown = path.strip_prefix(&project.root).unwrap_or(path);
+    json!({"file": shown.display().to_string(), "sha256": hex::encode(Sha256::digest(&bytes))})
+}
+
+/// The files a run runs from, which git must have committed for the run's tree to be clean:
+/// the playbook and those it includes, the migrations and seeds folders, `runbook.yaml`.
+fn inputs_of(project: &Project, playbook: &Playbook) -> Vec<std::path::PathBuf> {
+    fn files(p: &Playbook, out: &mut Vec<std::path::PathBuf>) {
+        out.push(p.source.path.clone());
+        for inc in p.includes.values() {
+            files(inc, out);
+        }
+    }
+    let mut out = Vec::new();
+    files(playbook, &mut out);
+    out.push(project.migrations_dir());
+    out.push(project.seeds_dir());
+    out.push(project.root.join(crate::config::CONFIG_FILE));
+    out
 }

@@ -7,6 +7,7 @@ use super::change;
 use super::context::{extract_outputs, referenced_steps};
 use super::engine::Engine;
 use super::units::Unit;
+use super::what_changed;
 use super::{ActionCtx, ExecError, StepError};
 use crate::cancel::wait_cancel;
 use crate::playbook::Step;
@@ -26,6 +27,13 @@ pub(super) enum UnitError {
     Waiting(String),
     /// A gate refused the run: it is rolled back and ends `refused`.
     Refused(String),
+}
+
+/// What a step told besides its outputs, for its `step_finished` record: the notes it printed
+/// and what it changed, named (`what_changed`).
+struct Told {
+    printed: String,
+    changed: Option<Json>,
 }
 
 /// A step's retry policy: how many attempts, and the delay before the next one.
@@ -170,10 +178,20 @@ impl Engine<'_> {
             Ok(mut outputs) => {
                 // What it changed is read before declared outputs join the action's own.
                 let change = so_far(earlier, change::after_success(&unit.step, &outputs));
+                // What the step printed and what it changed, named for its audit record from
+                // the action's own outputs (before declared outputs join them).
+                let told = Told {
+                    printed: self.progress.take_printed(),
+                    changed: unit
+                        .step
+                        .action()
+                        .and_then(|a| what_changed::named(&a, &rendered, &outputs)),
+                };
                 if let Err(e) = extract_outputs(&unit.step, &mut outputs) {
                     return Err(self.fail(unit, attempt, &e, took, change).await);
                 }
-                self.succeeded(unit, attempt, outputs, took, change).await?;
+                self.succeeded(unit, attempt, outputs, took, change, told)
+                    .await?;
                 Ok(Attempt::Succeeded)
             }
             Err(StepError::Interrupted) => {
@@ -223,13 +241,21 @@ impl Engine<'_> {
         outputs: Map<String, Json>,
         took: Duration,
         change: Change,
+        told: Told,
     ) -> Result<(), UnitError> {
         let shown = self.redactor.redact_json(&Json::Object(outputs.clone()));
+        let mut data = json!({"ord": unit.ord, "attempt": attempt, "outputs": shown, "duration_ms": took.as_millis() as i64, "change": change});
+        if !told.printed.is_empty() {
+            data["printed"] = json!(told.printed);
+        }
+        if let Some(changed) = told.changed {
+            data["changed"] = changed;
+        }
         self.record(Event::step(
             EventKind::StepFinished,
             &unit.qid,
             unit.phase,
-            json!({"ord": unit.ord, "attempt": attempt, "outputs": shown, "duration_ms": took.as_millis() as i64, "change": change}),
+            data,
         ))
         .await
         .map_err(UnitError::Fatal)?;
@@ -260,7 +286,7 @@ impl Engine<'_> {
             EventKind::StepFailed,
             &unit.qid,
             unit.phase,
-            json!({"ord": unit.ord, "attempt": attempt, "error": shown, "will_retry": true, "duration_ms": took.as_millis() as i64, "change": change}),
+            json!({"ord": unit.ord, "attempt": attempt, "error": shown, "will_retry": true, "duration_ms": took.as_millis() as i64, "change": change, "printed": self.progress.take_printed()}),
         ))
         .await
         .map_err(UnitError::Fatal)?;
@@ -294,7 +320,7 @@ impl Engine<'_> {
                 EventKind::StepFailed,
                 &unit.qid,
                 unit.phase,
-                json!({"ord": unit.ord, "attempt": attempt, "error": shown, "will_retry": false, "duration_ms": took.as_millis() as i64, "change": change}),
+                json!({"ord": unit.ord, "attempt": attempt, "error": shown, "will_retry": false, "duration_ms": took.as_millis() as i64, "change": change, "printed": self.progress.take_printed()}),
             ))
             .await
         {

@@ -349,7 +349,8 @@ fn show_list_and_export_give_the_auditor_the_story() {
     );
 }
 
-fn chromium() -> PathBuf {
+/// The browser the HTML report tests render in (also `audit_changes`).
+pub(crate) fn chromium() -> PathBuf {
     for p in [
         "/usr/bin/chromium",
         "/usr/bin/chromium-browser",

@@ -3,6 +3,7 @@
 mod approve_view;
 mod audit;
 mod audit_approvals;
+mod audit_changes;
 mod audit_trust;
 mod backup;
 mod cli;

@@ -32,6 +32,10 @@ pub struct Ran {
     pub version: String,
     pub name: String,
     pub file: String,
+    /// sha256 of the migration's up file (LF line endings), as the history table keeps it.
+    pub checksum: String,
+    /// `apply` or `revert`.
+    pub direction: &'static str,
     pub duration_ms: u64,
     pub attempts: u32,
     pub no_transaction: bool,
@@ -256,6 +260,11 @@ pub(super) async fn run_file(
                     version: job.m.version.clone(),
                     name: job.m.name.clone(),
                     file: job.file.to_owned(),
+                    checksum: job.m.checksum.clone(),
+                    direction: match job.dir {
+                        Direction::Up => "apply",
+                        Direction::Down => "revert",
+                    },
                     duration_ms: took.as_millis() as u64,
                     attempts: attempt,
                     no_transaction: job.no_transaction,

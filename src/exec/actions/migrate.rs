@@ -4,8 +4,9 @@
 //!
 //! Outputs, for every operation that reads the target: `pending`, `applied` (the migrations
 //! the database has), `drifted`, `missing`, `current_version`. Then per operation: `apply`
-//! gives `results` (the files it ran) and `count` (how many); `revert` gives `reverted` and
-//! `count`; `baseline` gives `count` (how many it marked); `status` gives `count` (pending);
+//! gives `results` (the files it ran, each with its checksum, direction and duration) and
+//! `count` (how many); `revert` gives `reverted` and `count`; `baseline` gives `marked` and
+//! `count` (how many it marked); `status` gives `count` (pending);
 //! `lint` gives `findings`, `errors`, `warnings` and `count`; `rehearse` gives `results`,
 //! `locks` and `count`.
 
@@ -165,8 +166,18 @@ async fn baseline(a: &MigrateAction, on: Target<'_, '_>) -> Outputs {
             "nothing to baseline: every migration up to {v} is applied"
         ));
     }
+    // What was marked, with the checksum the history table now holds for each.
+    let marked: Vec<Json> = r
+        .marked
+        .iter()
+        .map(|p| {
+            let checksum = on.set.find(&p.version).map(|m| m.checksum.clone());
+            json!({"version": p.version, "name": p.name, "file": p.file, "checksum": checksum, "direction": "baseline"})
+        })
+        .collect();
     let mut out = r.status.outputs();
     out.insert("count".into(), r.marked.len().into());
+    out.insert("marked".into(), Json::Array(marked));
     Ok(out)
 }
 

@@ -37,11 +37,21 @@ pub async fn run(a: &RestoreAction, ctx: &mut ActionCtx<'_>) -> StepResult {
     ));
     let mut out = Map::new();
     out.insert("path".to_owned(), shown(&done.archive));
+    // The archive's sha256 and size as its manifest names them: `restore` verified the
+    // archive against them just before it changed anything.
+    out.insert("sha256".to_owned(), json!(done.manifest.sha256));
+    out.insert("size".to_owned(), json!(done.manifest.size));
     out.insert(
         "pre_backup".to_owned(),
         done.pre_backup
             .as_ref()
             .map_or(Json::Null, |b| shown(&b.archive)),
+    );
+    out.insert(
+        "pre_backup_sha256".to_owned(),
+        done.pre_backup
+            .as_ref()
+            .map_or(Json::Null, |b| json!(b.manifest.sha256)),
     );
     out.insert("tables".to_owned(), json!(done.row_counts.len()));
     out.insert("row_counts".to_owned(), json!(done.row_counts));
