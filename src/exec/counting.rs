@@ -42,14 +42,29 @@ pub(super) struct Judged {
 
 impl Judge<'_> {
     /// Every approval of the gate: those of the audit chain, then the state store's rows the
-    /// chain does not hold (which never count).
+    /// chain does not hold (which never count). runbook writes each decision to both, chain
+    /// first; one that the chain holds and the state store does not was appended to the chain
+    /// by something else (or runbook stopped between the two writes: approving again mends it),
+    /// and does not count either: a record hashed onto a waiting run's chain is no approval.
     pub fn judge_all(&self, chain: &ChainFacts, stored: &[Approval]) -> Vec<Judged> {
         let mine: Vec<&Approval> = chain
             .approvals
             .iter()
             .filter(|a| a.gate == self.gate)
             .collect();
-        let mut out: Vec<Judged> = mine.iter().map(|a| self.judge(chain, a)).collect();
+        let mut out: Vec<Judged> = mine
+            .iter()
+            .map(|a| {
+                let mut j = self.judge(chain, a);
+                if j.void.is_none() && !stored.iter().any(|s| same_record(a, s)) {
+                    j.void = Some(
+                        "in the audit chain but not in the state store: not written by runbook approve (if runbook stopped between the two writes, approve again)"
+                            .to_owned(),
+                    );
+                }
+                j
+            })
+            .collect();
         for s in stored {
             if !mine.iter().any(|c| same_record(c, s)) {
                 out.push(Judged {

@@ -60,3 +60,70 @@ fn a_repeated_approval_by_the_same_person_is_shown_as_counting_once() {
         show.stdout
     );
 }
+
+/// An approval record hashed and linked onto a waiting run's chain by hand (not by `runbook
+/// approve`, so not in the state store) does not open the gate, and `status` says why.
+#[test]
+fn an_approval_appended_to_the_chain_by_hand_does_not_count() {
+    let p = Project::new(Target::sqlite);
+    std::fs::write(
+        p.path().join("runbook.yaml"),
+        "environments:\n  staging:\n    target: { sqlite: staging.db }\n    protections: { approvals: 1 }\n",
+    )
+    .unwrap();
+    p.playbook("gated", PLAYBOOK);
+    let as_user = |user: &str, args: &[&str]| {
+        let mut all = vec!["-C".to_owned(), p.path().display().to_string()];
+        all.extend(args.iter().map(|s| (*s).to_owned()));
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        Runbook::new(&refs).env("RUNBOOK_ACTOR", user).run()
+    };
+    assert_eq!(
+        as_user("alice", &["run", "gated", "--env", "staging"]).code,
+        3
+    );
+    let (id, _) = p.last_run();
+    let status = p.status_json(&id);
+    let plan_hash = status["run"]["plan_hash"]
+        .as_str()
+        .or_else(|| status["plan_hash"].as_str())
+        .unwrap()
+        .to_owned();
+    let path = p.path().join(".runbook/audit").join(format!("{id}.jsonl"));
+    let bytes = std::fs::read(&path).unwrap();
+    let report = runbook::audit::verify_bytes(&bytes, None);
+    let mut forged = report.entries.last().unwrap().clone();
+    for k in ["outcome", "hash", "shown", "output", "changed", "printed"] {
+        forged.remove(k);
+    }
+    forged.insert("seq".into(), serde_json::json!(report.records as i64 + 1));
+    forged.insert("prev".into(), serde_json::json!(report.head.unwrap()));
+    forged.insert("event".into(), serde_json::json!("approval_recorded"));
+    forged.insert("step".into(), serde_json::json!("approve"));
+    forged.insert(
+        "approvals".into(),
+        serde_json::json!([{"actor": "mallory", "decision": "approve", "comment": null, "plan_hash": plan_hash, "at": 1}]),
+    );
+    let hash = runbook::audit::record_hash(&forged);
+    forged.insert("hash".into(), serde_json::json!(hash));
+    let mut tampered = bytes.clone();
+    tampered.extend(runbook::audit::canonical(&serde_json::Value::Object(forged)).as_bytes());
+    tampered.push(b'\n');
+    std::fs::write(&path, &tampered).unwrap();
+    let resume = as_user("alice", &["resume", &id]);
+    assert_eq!(
+        resume.code,
+        3,
+        "the forged approval opened the gate: {}",
+        resume.combined()
+    );
+    let status = as_user("alice", &["status", &id]);
+    assert!(
+        status.combined().contains("mallory")
+            && status
+                .combined()
+                .contains("in the audit chain but not in the state store"),
+        "{}",
+        status.combined()
+    );
+}
