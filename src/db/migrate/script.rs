@@ -111,6 +111,31 @@ pub fn own_transaction(sql: &str) -> Option<usize> {
     })
 }
 
+/// The line of a file's first statement PostgreSQL refuses inside a transaction block (`CREATE
+/// INDEX CONCURRENTLY` and the other `CONCURRENTLY` forms but `REFRESH MATERIALIZED VIEW`,
+/// `VACUUM`, `CREATE`/`DROP DATABASE` and `TABLESPACE`, `ALTER SYSTEM`), found by parsing: real
+/// projects keep such a statement alone in a file with no marker, and such a file runs outside
+/// runbook's transaction, as psql and Prisma run it.
+pub fn outside_transaction_only(sql: &str) -> Option<usize> {
+    let parse = parse_sql(sql)?;
+    parse.tree().stmts().find_map(|stmt| {
+        let refused = match &stmt {
+            ast::Stmt::Vacuum(_)
+            | ast::Stmt::CreateDatabase(_)
+            | ast::Stmt::DropDatabase(_)
+            | ast::Stmt::CreateTablespace(_)
+            | ast::Stmt::DropTablespace(_)
+            | ast::Stmt::AlterSystem(_) => true,
+            ast::Stmt::Refresh(_) => false,
+            other => other
+                .syntax()
+                .descendants_with_tokens()
+                .any(|t| t.kind() == squawk_syntax::SyntaxKind::CONCURRENTLY_KW),
+        };
+        refused.then(|| line_of(sql, usize::from(stmt.syntax().text_range().start())))
+    })
+}
+
 /// The line of the first PostgreSQL statement that would end the transaction runbook runs a
 /// file in (`COMMIT` or `ROLLBACK`).
 pub(super) fn ends_transaction(sql: &str) -> Option<usize> {
@@ -127,7 +152,29 @@ pub(super) fn ends_transaction(sql: &str) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::{own_transaction, split_statements};
+    use super::{outside_transaction_only, own_transaction, split_statements};
+
+    #[test]
+    fn statements_refused_in_a_transaction_are_found_by_parsing() {
+        let idx =
+            "-- CreateIndex\nCREATE INDEX CONCURRENTLY \"Post_slug_idx\" ON \"Post\"(\"slug\");\n";
+        assert_eq!(outside_transaction_only(idx), Some(2));
+        assert_eq!(
+            outside_transaction_only("DROP INDEX CONCURRENTLY a;"),
+            Some(1)
+        );
+        assert_eq!(outside_transaction_only("SELECT 1;\nVACUUM t;\n"), Some(2));
+        // Allowed in a transaction: no reason to leave it.
+        assert_eq!(
+            outside_transaction_only("REFRESH MATERIALIZED VIEW CONCURRENTLY v;"),
+            None
+        );
+        assert_eq!(
+            outside_transaction_only("CREATE INDEX a ON t (x); -- CONCURRENTLY\n"),
+            None
+        );
+        assert_eq!(outside_transaction_only("SELECT 'CONCURRENTLY';"), None);
+    }
 
     #[test]
     fn transaction_control_is_found_by_parsing_not_by_text() {

@@ -2,7 +2,7 @@
 //! `.down.sql`, or sqlx's `.up.sql`) and Prisma's (`<timestamp>_<name>/migration.sql`), read
 //! with line endings normalised and checksummed.
 
-use super::script::{is_no_transaction, own_transaction};
+use super::script::{is_no_transaction, outside_transaction_only, own_transaction};
 use super::version::{compare_versions, valid_version, version_key};
 use crate::db::Dialect;
 use crate::db::op::OpError;
@@ -30,8 +30,9 @@ pub struct Migration {
     pub checksum: String,
     /// sha256 of the bytes as stored, which is what Prisma records.
     pub raw_checksum: String,
-    /// Runs outside runbook's transaction: its first line is the no-transaction marker, or it
-    /// controls its own transaction ([`Migration::own_transaction`]).
+    /// Runs outside runbook's transaction: its first line is the no-transaction marker, it
+    /// controls its own transaction ([`Migration::own_transaction`]), or it holds a statement
+    /// PostgreSQL refuses in one (`CREATE INDEX CONCURRENTLY`), all found by parsing.
     pub no_transaction: bool,
     /// The line of the file's own `BEGIN`/`COMMIT`/`ROLLBACK`, when it has one: it runs as psql
     /// runs it.
@@ -372,7 +373,9 @@ fn load(
     };
     let own_transaction = own_transaction(&sql);
     Ok(Migration {
-        no_transaction: is_no_transaction(&sql) || own_transaction.is_some(),
+        no_transaction: is_no_transaction(&sql)
+            || own_transaction.is_some()
+            || outside_transaction_only(&sql).is_some(),
         own_transaction,
         // The text is normalised already: hash it as it is.
         checksum: sha256_hex(sql.as_bytes()),
