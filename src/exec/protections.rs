@@ -9,7 +9,6 @@
 //! `allow_target_override: true` (a fleet's child runs are given their target by the fleet).
 
 use super::refusal::Refusal;
-use super::session::protections_of;
 use crate::config::{ConfigDef, Environment, Protections};
 use crate::db::TargetSpec;
 use crate::db::identity::identity;
@@ -232,4 +231,12 @@ fn walk(
         }
     }
     None
+}
+
+/// The protections of an environment; none when the config does not name it.
+pub(super) fn protections_of(config: Option<&ConfigDef>, env: &str) -> Protections {
+    config
+        .and_then(|c| c.environments.get(env))
+        .map(|e| e.protections.clone())
+        .unwrap_or_default()
 }

@@ -6,7 +6,7 @@ use super::ExecError;
 use super::emergency::Emergency;
 use super::journal::Journal;
 use super::protections::Effective;
-use crate::config::{ConfigDef, Protections};
+use crate::config::ConfigDef;
 use crate::db::TargetSpec;
 use crate::lock::{LockError, TargetLock};
 use crate::plan::ParamValue;
@@ -215,14 +215,6 @@ pub(super) fn needs_db(pb: &Playbook) -> bool {
                 || s.wait_for.as_ref().is_some_and(|w| w.sql.is_some())
         })
         || pb.includes.values().any(|i| needs_db(i))
-}
-
-/// The protections of an environment; none when the config does not name it.
-pub(super) fn protections_of(config: Option<&ConfigDef>, env: &str) -> Protections {
-    config
-        .and_then(|c| c.environments.get(env))
-        .map(|e| e.protections.clone())
-        .unwrap_or_default()
 }
 
 /// Takes the target's run lock (none without a target), naming the holder when it is taken.
