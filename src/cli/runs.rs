@@ -75,7 +75,7 @@ fn runs_text(runs: &[RunRecord]) -> String {
             r.playbook,
             r.env,
             r.operator,
-            r.status.as_str(),
+            r.shown_status(),
             format_ms(r.started_at),
             dur
         ));

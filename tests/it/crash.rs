@@ -169,6 +169,14 @@ fn sigkill_in_the_middle_of_a_step_then_resume() {
         "an in-flight step of a dead run shows as unknown:\n{}",
         out.stdout
     );
+    // `runbook runs` says what `status` and the JSON say: crashed, not running.
+    let runs = p.cmd(&["runs"]);
+    let line = runs
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&id))
+        .unwrap_or_else(|| panic!("{}", runs.stdout));
+    assert!(line.contains("crashed") && !line.contains("running"), "{line}");
     let refused = p.resume(&id, &[]);
     assert_eq!(refused.code, 2);
     assert!(
