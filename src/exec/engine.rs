@@ -254,9 +254,10 @@ impl<'a> Engine<'a> {
         let _ = self
             .record(Event::run(EventKind::RunInterrupted, json!({"status": "interrupted", "step": step, "error": format!("interrupted during step {step}")})))
             .await;
+        // The step was in flight: its outcome is unknown, so resume needs the operator's word.
+        let id = &self.run.id;
         self.progress.summary(&format!(
-            "run {} interrupted during step {step}; continue with `runbook resume {}`",
-            self.run.id, self.run.id
+            "run {id} interrupted during step {step}, whose outcome is unknown; check the target, then continue with `runbook resume {id} --retry-step {step}` to run it again, or `runbook resume {id} --skip-step {step}` if it took effect"
         ));
         Outcome::Interrupted {
             step: step.to_owned(),

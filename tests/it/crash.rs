@@ -176,7 +176,10 @@ fn sigkill_in_the_middle_of_a_step_then_resume() {
         .lines()
         .find(|l| l.starts_with(&id))
         .unwrap_or_else(|| panic!("{}", runs.stdout));
-    assert!(line.contains("crashed") && !line.contains("running"), "{line}");
+    assert!(
+        line.contains("crashed") && !line.contains("running"),
+        "{line}"
+    );
     let refused = p.resume(&id, &[]);
     assert_eq!(refused.code, 2);
     assert!(
@@ -260,6 +263,14 @@ fn interrupted_by(signal: i32) {
     assert!(gone, "the step's child survived signal {signal}");
     let (id, status) = p.last_run();
     assert_eq!(status, "interrupted");
+    // The message names the commands that work (a plain resume is refused for the step in
+    // flight).
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains(&format!("`runbook resume {id} --retry-step long`"))
+            && said.contains(&format!("`runbook resume {id} --skip-step long`")),
+        "{said}"
+    );
     let out = p.resume(&id, &["--skip-step", "long"]);
     assert_eq!(out.code, 0, "{}", out.combined());
     assert_eq!(p.last_run().1, "succeeded");
