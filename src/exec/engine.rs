@@ -265,8 +265,8 @@ impl<'a> Engine<'a> {
     }
 
     /// The run stops at a gate: recorded as waiting, the lock is released at the end, and
-    /// `runbook approve` / `resume` continue it.
-    pub async fn waiting(&mut self, gate: &str, msg: &str) -> Outcome {
+    /// `runbook approve` / `resume` continue it (a confirmation gate: `resume --confirm`).
+    pub async fn waiting(&mut self, gate: &str, msg: &str, approval: bool) -> Outcome {
         let _ = self
             .record(Event::run(
                 EventKind::RunWaiting,
@@ -274,8 +274,17 @@ impl<'a> Engine<'a> {
             ))
             .await;
         let id = &self.run.id;
+        let next = if approval {
+            format!(
+                "an approver runs `runbook approve {id} {gate}`, then `runbook resume {id}` continues"
+            )
+        } else {
+            format!(
+                "the operator continues with `runbook resume {id} --confirm TEXT`, typing what the gate asks for"
+            )
+        };
         self.progress.summary(&format!(
-            "run {id} is waiting at gate {gate}: {msg}\nnothing past the gate ran; an approver runs `runbook approve {id} {gate}`, then `runbook resume {id}` continues"
+            "run {id} is waiting at gate {gate}: {msg}\nnothing past the gate ran; {next}"
         ));
         Outcome::Waiting {
             gate: gate.to_owned(),

@@ -172,7 +172,12 @@ impl Engine<'_> {
                 return Ok(Some((unit.qid, msg)));
             }
             Err(UnitError::Waiting(msg)) => {
-                return Err(Halt::Stop(self.waiting(&unit.qid, &msg).await));
+                let approval = unit
+                    .step
+                    .gate
+                    .as_ref()
+                    .is_some_and(|g| g.approval.is_some());
+                return Err(Halt::Stop(self.waiting(&unit.qid, &msg, approval).await));
             }
             Err(e) => return Err(self.halt(&unit, e).await),
         }
