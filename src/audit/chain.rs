@@ -3,21 +3,12 @@
 
 use super::canonical::{canonical, record_hash};
 use super::error::{AuditError, io};
+use super::head::{GENESIS, Head};
 use super::sink::Sink;
 use super::verify::{Problem, verify_bytes};
 use serde_json::{Map, Value as Json};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-
-/// The previous hash of a chain's first record.
-pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-
-/// The head of a chain: the last record's sequence number and hash.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Head {
-    pub seq: i64,
-    pub hash: String,
-}
 
 /// An open chain of one run, appended to by the executor.
 pub struct AuditLog {

@@ -3,8 +3,9 @@
 //! key pair.
 
 use super::canonical::canonical;
-use super::chain::{Head, sync_dir};
+use super::chain::sync_dir;
 use super::error::{AuditError, io};
+use super::head::Head;
 use serde_json::Value as Json;
 use std::path::Path;
 

@@ -12,7 +12,7 @@
 //! Either way a signature over a record the chain does not have (cut short, or another head)
 //! fails.
 
-use super::chain::Head;
+use super::head::Head;
 use super::sign::signed_head;
 use serde_json::{Map, Value as Json};
 use std::path::Path;

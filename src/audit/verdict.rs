@@ -1,7 +1,7 @@
 //! `verify_run`: one run's chain checked against the head the state store recorded (when it
 //! can say) and its signature (as the project promises); the `Verdict` and its one-line summary.
 
-use super::chain::Head;
+use super::head::Head;
 use super::trust::{HeadCheck, SigPolicy, Signature, is_refusal, judge_signature};
 use super::verify::{Problem, verify_bytes};
 use serde_json::{Map, Value as Json};

@@ -4,7 +4,7 @@
 //! `Problem` tells a torn write (a crash) from tampering and truncation.
 
 use super::canonical::{canonical, record_hash};
-use super::chain::{GENESIS, Head};
+use super::head::{GENESIS, Head};
 use serde_json::{Map, Value as Json};
 
 /// What is wrong with a chain.

@@ -1,0 +1,13 @@
+//! Where a chain ends: its `Head` (the last record's sequence number and hash) and the
+//! `GENESIS` hash the first record links to. Both the writer (`chain.rs`) and the verifier
+//! (`verify.rs`) speak of them, so they live apart from either.
+
+/// The previous hash of a chain's first record.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The head of a chain: the last record's sequence number and hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub seq: i64,
+    pub hash: String,
+}
