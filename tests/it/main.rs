@@ -23,6 +23,7 @@ mod lock;
 mod migrate;
 mod output;
 mod pg;
+mod prisma;
 mod protections;
 mod reap;
 mod redaction;

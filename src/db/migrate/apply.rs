@@ -5,6 +5,7 @@
 use super::failure::{invalid_hint, invalid_indexes};
 use super::history::{HISTORY_TABLE, ensure_history, record_all};
 use super::lock::MigrationLock;
+use super::prisma;
 use super::run::{Direction, FileRun, Ran, Settings, run_file};
 use super::source::{Migration, MigrationSet};
 use super::status::{Status, status};
@@ -114,7 +115,7 @@ async fn adopt_prisma(
     }
     let what = format!("cannot record Prisma's migrations in `{HISTORY_TABLE}`");
     let adopted: Vec<&Migration> = st.adopt.iter().filter_map(|v| set.find(v)).collect();
-    record_all(db, &adopted, run_id, "prisma", &what).await?;
+    record_all(db, &adopted, run_id, "prisma", false, &what).await?;
     Ok(st.adopt.clone())
 }
 
@@ -146,6 +147,9 @@ async fn apply_locked(
 ) -> Result<ApplyReport, OpError> {
     let before = async {
         ensure_history(db).await?;
+        if prisma::kept_for(&set.migrations) {
+            prisma::ensure(db).await?;
+        }
         let st = status(db, set).await?;
         preflight(db, &st).await?;
         let adopted = adopt_prisma(db, set, &st, &op.run_id).await?;
