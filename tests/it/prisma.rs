@@ -344,3 +344,87 @@ fn baseline_writes_prisma_rows_as_resolve_applied_does() {
         assert_eq!(history(&p), ["20240101000000:baseline:ok"]);
     });
 }
+
+/// Writes Prisma's table and the rows Prisma leaves: `init` finished, `add_posts` failed with
+/// its logs (Prisma ran it and it failed; nothing of runbook's history says so).
+fn prisma_failed_posts(p: &Project) {
+    p.target
+        .query("CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT)");
+    let (ddl, now) = if is_pg(p) {
+        (
+            "CREATE TABLE _prisma_migrations (id VARCHAR(36) PRIMARY KEY NOT NULL, checksum VARCHAR(64) NOT NULL, \
+             finished_at TIMESTAMPTZ, migration_name VARCHAR(255) NOT NULL, logs TEXT, rolled_back_at TIMESTAMPTZ, \
+             started_at TIMESTAMPTZ NOT NULL DEFAULT now(), applied_steps_count INTEGER NOT NULL DEFAULT 0)",
+            "'2024-01-02T00:00:00Z'",
+        )
+    } else {
+        (
+            "CREATE TABLE \"_prisma_migrations\" (\"id\" TEXT PRIMARY KEY NOT NULL, \"checksum\" TEXT NOT NULL, \
+             \"finished_at\" DATETIME, \"migration_name\" TEXT NOT NULL, \"logs\" TEXT, \"rolled_back_at\" DATETIME, \
+             \"started_at\" DATETIME NOT NULL DEFAULT current_timestamp, \"applied_steps_count\" INTEGER UNSIGNED NOT NULL DEFAULT 0)",
+            "1704153600000",
+        )
+    };
+    p.target.query(ddl);
+    p.target.query(&format!(
+        "INSERT INTO _prisma_migrations (id, checksum, finished_at, migration_name, started_at, applied_steps_count) \
+         VALUES ('1b4e28ba-2fa1-41d2-883f-0016d3cca427', '{}', {now}, '20240101000000_init', {now}, 1)",
+        sha256(INIT)
+    ));
+    p.target.query(&format!(
+        "INSERT INTO _prisma_migrations (id, checksum, finished_at, migration_name, logs, started_at, applied_steps_count) \
+         VALUES ('6fa459ea-ee8a-4ca4-894e-db77e160355e', '{}', NULL, '20240102000000_add_posts', \
+                 'Database error code: 42P07 relation \"posts\" already exists', {now}, 0)",
+        sha256(POSTS)
+    ));
+}
+
+/// A row Prisma marked failed used to show as plain pending and be applied silently; Prisma
+/// refuses such a database (P3009) until `migrate resolve`, and so does runbook now.
+#[test]
+fn a_failed_prisma_row_stops_apply_with_p3009() {
+    both(|p| {
+        prisma_folder(&p);
+        folder(&p, "20240101000000_init", INIT);
+        folder(&p, "20240102000000_add_posts", POSTS);
+        folder(
+            &p,
+            "20240103000000_add_tags",
+            "CREATE TABLE tags (id INTEGER PRIMARY KEY);\n",
+        );
+        prisma_failed_posts(&p);
+
+        let (out, st) = migrate(&p, "action: status");
+        ok(&out);
+        assert_eq!(
+            st["failed"][0]["migration_name"],
+            "20240102000000_add_posts"
+        );
+        assert_eq!(st["failed"][0]["version"], "20240102000000");
+        assert_eq!(st["failed"][0]["started_at"], "2024-01-02T00:00:00.000Z");
+        assert!(
+            out.stderr.contains("failed: `_prisma_migrations` records `20240102000000_add_posts` (started at 2024-01-02T00:00:00.000Z) as failed: Database error code: 42P07"),
+            "{}",
+            out.stderr
+        );
+
+        let (out, _) = migrate(&p, "action: apply");
+        assert_eq!(out.code, 1, "{}", out.combined());
+        for part in [
+            "refusing to apply: migrate found failed migrations in the target database, new migrations will not be applied (Prisma's P3009)",
+            "the `20240102000000_add_posts` migration started at 2024-01-02T00:00:00.000Z failed (Database error code: 42P07",
+            "`migrate: { action: resolve, version: \"20240102000000\", as: rolled_back }`",
+            "runbook run resolve --var version=20240102000000 --var as=rolled_back",
+        ] {
+            assert!(out.stderr.contains(part), "{part}\n{}", out.stderr);
+        }
+        // Nothing ran, nothing was recorded.
+        assert_eq!(
+            p.target.query(
+                "SELECT count(*) FROM _prisma_migrations WHERE migration_name = '20240103000000_add_tags'"
+            ),
+            ["0"]
+        );
+        assert!(history(&p).is_empty(), "{:?}", history(&p));
+    });
+}

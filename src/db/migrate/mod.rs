@@ -64,7 +64,9 @@ pub use revert::{RevertReport, RevertTo, revert};
 pub use run::{Ran, Settings};
 pub use script::{NO_TRANSACTION, is_no_transaction};
 pub use source::{Migration, MigrationSet, checksum, discover, locate, normalize, read_dir};
-pub use status::{Drift, MissingFile, PendingMigration, Status, compare, status, to_json};
+pub use status::{
+    Drift, FailedMigration, MissingFile, PendingMigration, Status, compare, status, to_json,
+};
 pub use version::compare_versions;
 
 use crate::db::describe;

@@ -236,6 +236,19 @@ fn note_status(op: &Op<'_>, st: &mg::Status, set: &MigrationSet) {
             }
         ));
     }
+    for f in &st.failed {
+        op.note(&format!(
+            "failed: `_prisma_migrations` records `{}` (started at {}) as failed{}; apply refuses until it is resolved (`migrate: {{ action: resolve, version: \"{}\", as: rolled_back | applied }}`)",
+            f.migration_name,
+            f.started_at,
+            f.logs
+                .as_deref()
+                .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+                .filter(|l| !l.is_empty())
+                .map_or(String::new(), |l| format!(": {l}")),
+            f.version
+        ));
+    }
     for d in &st.drifted {
         op.note(&format!(
             "drifted `{}`: applied with checksum {}, the file now has {}",
