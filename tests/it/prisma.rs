@@ -414,7 +414,7 @@ fn a_failed_prisma_row_stops_apply_with_p3009() {
             "refusing to apply: migrate found failed migrations in the target database, new migrations will not be applied (Prisma's P3009)",
             "the `20240102000000_add_posts` migration started at 2024-01-02T00:00:00.000Z failed (Database error code: 42P07",
             "`migrate: { action: resolve, version: \"20240102000000\", as: rolled_back }`",
-            "runbook run resolve --var version=20240102000000 --var as=rolled_back",
+            "runbook run resolve --var version=20240102000000 --var resolution=rolled_back",
         ] {
             assert!(out.stderr.contains(part), "{part}\n{}", out.stderr);
         }
@@ -427,4 +427,202 @@ fn a_failed_prisma_row_stops_apply_with_p3009() {
         );
         assert!(history(&p).is_empty(), "{:?}", history(&p));
     });
+}
+
+/// The name `--confirm` takes: the database's.
+fn db_name(p: &Project) -> String {
+    match &p.target {
+        Target::Sqlite(path) => path.file_name().unwrap().to_string_lossy().into_owned(),
+        Target::Postgres(url) => url.rsplit('/').next().unwrap().to_owned(),
+    }
+}
+
+/// `resolve --rolled-back` (the shipped `resolve` playbook) after Prisma's failure: the failed
+/// row no longer counts, and the next apply runs the migration and the rest.
+#[test]
+fn resolve_rolled_back_then_apply_runs_it_again() {
+    both(|p| {
+        prisma_folder(&p);
+        folder(&p, "20240101000000_init", INIT);
+        folder(&p, "20240102000000_add_posts", POSTS);
+        folder(
+            &p,
+            "20240103000000_add_tags",
+            "CREATE TABLE tags (id INTEGER PRIMARY KEY);\n",
+        );
+        prisma_failed_posts(&p);
+        write(
+            &p,
+            "runbook.yaml",
+            "migrations_dir: prisma/migrations\nenvironments:\n  dev:\n    target: { sqlite: dev.db }\n    allow_target_override: true\n",
+        );
+        std::fs::copy(
+            crate::support::repo().join("playbooks/resolve.yaml"),
+            p.path().join("playbooks/resolve.yaml"),
+        )
+        .unwrap();
+        let name = db_name(&p);
+        let out = p.run(
+            "resolve",
+            &[
+                "--var",
+                "version=20240102000000",
+                "--var",
+                "resolution=rolled_back",
+                "--confirm",
+                &name,
+            ],
+        );
+        ok(&out);
+        assert!(
+            out.stderr.contains(
+                "resolved `prisma/migrations/20240102000000_add_posts/migration.sql` as rolled_back"
+            ),
+            "{}",
+            out.stderr
+        );
+        let (run, _) = p.last_run();
+        let steps = p.status_json(&run)["steps"].clone();
+        let resolved = steps
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["step"] == "rolled_back")
+            .map(|s| s["outputs"]["resolved"][0]["direction"].clone());
+        assert_eq!(resolved, Some(Json::from("resolve_rolled_back")));
+        assert!(
+            prisma_rows(&p)[1].starts_with("20240102000000_add_posts|")
+                && prisma_rows(&p)[1].contains("|unfinished|rolled back|0|"),
+            "{:?}",
+            prisma_rows(&p)
+        );
+
+        let (out, ap) = migrate(&p, "action: apply");
+        ok(&out);
+        assert_eq!(ap["count"], 2);
+        assert_eq!(
+            p.target.query(
+                "SELECT migration_name FROM _prisma_migrations
+                 WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL ORDER BY migration_name"
+            ),
+            [
+                "20240101000000_init",
+                "20240102000000_add_posts",
+                "20240103000000_add_tags"
+            ]
+        );
+        assert_eq!(
+            history(&p),
+            [
+                "20240101000000:prisma:ok",
+                "20240102000000:apply:ok",
+                "20240103000000:apply:ok"
+            ]
+        );
+    });
+}
+
+/// `resolve --applied` after the failed migration was completed by hand: both histories count
+/// it (Prisma's row as `migrate resolve --applied` writes it), the next apply skips it.
+#[test]
+fn resolve_applied_records_it_in_both_histories() {
+    both(|p| {
+        prisma_folder(&p);
+        folder(&p, "20240101000000_init", INIT);
+        folder(&p, "20240102000000_add_posts", POSTS);
+        folder(
+            &p,
+            "20240103000000_add_tags",
+            "CREATE TABLE tags (id INTEGER PRIMARY KEY);\n",
+        );
+        prisma_failed_posts(&p);
+        p.target
+            .query("CREATE TABLE posts (id INTEGER PRIMARY KEY, user_id INTEGER)");
+        let (out, r) = migrate(
+            &p,
+            "action: resolve, version: \"20240102000000\", as: applied",
+        );
+        ok(&out);
+        assert_eq!(r["resolved"][0]["direction"], "resolve_applied");
+        assert_eq!(r["failed"], Json::Array(vec![]));
+        let rows = prisma_rows(&p);
+        assert!(rows[1].contains("|unfinished|rolled back|0|"), "{rows:?}");
+        assert_eq!(
+            rows[2],
+            format!(
+                "20240102000000_add_posts|{}|finished|counted|0|no logs",
+                sha256(POSTS)
+            )
+        );
+        assert_eq!(history(&p), ["20240102000000:resolve:ok"]);
+
+        // Resolving it again is refused, as Prisma refuses (P3008); so is marking a migration
+        // that never failed rolled back (P3012).
+        let (out, _) = migrate(
+            &p,
+            "action: resolve, version: \"20240102000000\", as: applied",
+        );
+        assert_eq!(out.code, 1, "{}", out.combined());
+        assert!(
+            out.stderr.contains(
+                "is already recorded as applied, so there is nothing to resolve (Prisma's P3008)"
+            ),
+            "{}",
+            out.stderr
+        );
+        let (out, _) = migrate(
+            &p,
+            "action: resolve, version: \"20240103000000\", as: rolled_back",
+        );
+        assert_eq!(out.code, 1, "{}", out.combined());
+        assert!(
+            out.stderr.contains("cannot be marked rolled back: it is not in a failed state (Prisma's P3012); it was never applied"),
+            "{}",
+            out.stderr
+        );
+
+        let (out, ap) = migrate(&p, "action: apply");
+        ok(&out);
+        assert_eq!(ap["count"], 1);
+        assert_eq!(ap["results"][0]["version"], "20240103000000");
+    });
+}
+
+/// `resolve` rewrites what the next apply runs or skips: in a protected environment it needs a
+/// gate before it, like `revert` and `restore`.
+#[test]
+fn resolve_in_a_protected_environment_needs_a_gate() {
+    let p = sqlite();
+    prisma_folder(&p);
+    folder(&p, "20240101000000_init", INIT);
+    let Target::Sqlite(db) = &p.target else {
+        unreachable!()
+    };
+    write(
+        &p,
+        "runbook.yaml",
+        &format!(
+            "environments:\n  production:\n    target: {{ sqlite: \"{}\" }}\n    allow_target_override: true\n    protections: {{ protected: true }}\n",
+            db.display()
+        ),
+    );
+    p.playbook(
+        "m",
+        "name: m\nsteps:\n  - id: m\n    migrate: { action: resolve, dir: prisma/migrations, version: \"20240101000000\", as: applied }\n",
+    );
+    let out = p.run("m", &["--env", "production"]);
+    assert_ne!(out.code, 0, "{}", out.combined());
+    assert!(
+        out.stderr.contains(
+            "`migrate: resolve` rewrites the migration history (what the next apply runs or skips) in protected environment"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !p.target
+            .query("SELECT name FROM sqlite_master")
+            .iter()
+            .any(|t| t == "runbook_migrations")
+    );
 }

@@ -126,7 +126,7 @@ fn prisma_failed(st: &Status) -> String {
         .collect();
     let v = &st.failed[0].version;
     format!(
-        "refusing to apply: migrate found failed migrations in the target database, new migrations will not be applied (Prisma's P3009): {}; resolve it first: once its changes are undone, `migrate: {{ action: resolve, version: \"{v}\", as: rolled_back }}` (the next apply runs it again), or once it is completed by hand, `as: applied`; the `resolve` playbook does either: `runbook run resolve --var version={v} --var as=rolled_back`",
+        "refusing to apply: migrate found failed migrations in the target database, new migrations will not be applied (Prisma's P3009): {}; resolve it first: once its changes are undone, `migrate: {{ action: resolve, version: \"{v}\", as: rolled_back }}` (the next apply runs it again), or once it is completed by hand, `as: applied`; the `resolve` playbook does either: `runbook run resolve --var version={v} --var resolution=rolled_back`",
         list.join("; ")
     )
 }

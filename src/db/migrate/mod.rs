@@ -1,4 +1,5 @@
-//! Schema migrations: discovery, history table, status, apply, revert, baseline, lint, rehearse.
+//! Schema migrations: discovery, history table, status, apply, revert, baseline, resolve, lint,
+//! rehearse.
 //!
 //! Everything here works on a [`Db`](crate::db::Db), a
 //! [`TargetSpec`](crate::db::TargetSpec) and plain values, so other commands can use it (a
@@ -30,7 +31,8 @@
 //!
 //! One concept per file: `source` (files on disk), `version`, `script` (the SQL as text),
 //! `history`, `prisma` (Prisma's table, written as Prisma writes it), `status`, `lock`, `tx`,
-//! `run` (one file), `failure` (its error), `apply`, `revert`, `baseline`, `rehearse`, `lint`;
+//! `run` (one file), `failure` (its error), `apply`, `revert`, `baseline`,
+//! `resolve`, `rehearse`, `lint`;
 //! the SQL of each dialect is in `postgres` and `sqlite` (Prisma's table's in `prisma`).
 
 mod apply;
@@ -42,6 +44,7 @@ mod lock;
 mod postgres;
 mod prisma;
 mod rehearse;
+mod resolve;
 mod revert;
 mod run;
 mod script;
@@ -60,6 +63,7 @@ pub use lint::{
 pub use lock::{LOCK_KEY, LOCK_POLL, LOCK_WAIT, MigrationLock};
 pub use prisma::{PRISMA_TABLE, PrismaFailure, failures as prisma_failures};
 pub use rehearse::{LockTaken, Rehearsal, Rehearsed, rehearse};
+pub use resolve::{Resolution, ResolveReport, resolve};
 pub use revert::{RevertReport, RevertTo, revert};
 pub use run::{Ran, Settings};
 pub use script::{NO_TRANSACTION, is_no_transaction};
