@@ -43,6 +43,7 @@ pub(super) fn after_success(step: &Step, outputs: &Map<String, Json>) -> Change 
                 MigrateOp::Apply => ("applied", "applied no migration"),
                 MigrateOp::Revert => ("reverted", "reverted no migration"),
                 MigrateOp::Baseline => ("marked as applied", "marked no migration as applied"),
+                MigrateOp::Resolve => ("resolved", "resolved no migration"),
                 _ => return Change::unchanged("rehearsed in a transaction it rolled back"),
             };
             match n("count") {

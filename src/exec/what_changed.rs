@@ -1,5 +1,5 @@
 //! What a step changed, named for its audit record (`changed` in `step_finished`): the
-//! migrations applied, reverted or baselined (version, name, checksum, direction, duration),
+//! migrations applied, reverted, baselined or resolved (version, name, checksum, direction, duration),
 //! the backup taken or the archive restored (path, sha256, size, rows per table), what a seed
 //! inserted, updated and left unchanged per table, and what a copy loaded per table (rows,
 //! checksum). Taken from the step's outputs, which the actions compute; never row data. Lists
@@ -21,6 +21,7 @@ pub fn named(action: &Action<'_>, rendered: &Json, outputs: &Map<String, Json>) 
                 MigrateOp::Apply => "results",
                 MigrateOp::Revert => "reverted",
                 MigrateOp::Baseline => "marked",
+                MigrateOp::Resolve => "resolved",
                 // Status and lint read; a rehearsal rolls back everything it ran.
                 MigrateOp::Status | MigrateOp::Lint | MigrateOp::Rehearse => return None,
             };

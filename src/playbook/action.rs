@@ -150,11 +150,13 @@ impl Action<'_> {
     }
 
     /// Whether the action destroys data or schema: restore, migrate revert, or SQL that drops
-    /// or truncates. In a protected environment such a step needs a gate before it.
+    /// or truncates; or rewrites what the migration history says (migrate resolve), which
+    /// decides what the next apply runs or skips. In a protected environment such a step needs
+    /// a gate before it.
     pub fn is_destructive(&self) -> bool {
         match self {
             Action::Restore(_) => true,
-            Action::Migrate(m) => m.action == MigrateOp::Revert,
+            Action::Migrate(m) => matches!(m.action, MigrateOp::Revert | MigrateOp::Resolve),
             Action::Sql(s) => sql_is_destructive(&s.query),
             _ => false,
         }

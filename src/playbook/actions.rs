@@ -72,8 +72,21 @@ pub enum MigrateOp {
     Apply,
     Revert,
     Baseline,
+    /// Marks one failed migration `applied` or `rolled_back` in both histories (runbook's and
+    /// Prisma's), as `prisma migrate resolve` does.
+    Resolve,
     Lint,
     Rehearse,
+}
+
+/// What `resolve` marks a migration as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ResolveAs {
+    /// Completed by hand: recorded as applied, the next apply skips it.
+    Applied,
+    /// Undone by hand: no longer recorded, the next apply runs it again.
+    RolledBack,
 }
 
 #[derive(
@@ -103,9 +116,13 @@ pub struct MigrateAction {
     #[serde(default)]
     #[schemars(range(max = 20))]
     pub lock_retries: Option<u32>,
-    /// `apply` up to / `revert` down to this version; `baseline` at this version.
+    /// `apply` up to / `revert` down to this version; `baseline` at this version; `resolve`
+    /// this version.
     #[serde(default)]
     pub version: Option<String>,
+    /// `resolve`: mark the migration `applied` or `rolled_back`.
+    #[serde(default, rename = "as")]
+    pub resolve_as: Option<ResolveAs>,
     /// `revert` this many migrations (default 1).
     #[serde(default)]
     pub count: Option<u32>,

@@ -5,7 +5,7 @@ use super::checker::Checker;
 use super::names::names;
 use crate::config::ConfigDef;
 use crate::diagnostic::did_you_mean;
-use crate::playbook::Step;
+use crate::playbook::{Action, MigrateOp, Step};
 
 impl Checker<'_> {
     pub(super) fn environments(&mut self) {
@@ -50,8 +50,8 @@ impl Checker<'_> {
                 .as_ref()
                 .is_some_and(|g| g.approval.is_some() || g.confirm.is_some())
         };
-        // (path to the action key, action key, hint)
-        let mut findings: Vec<(Vec<String>, String, String)> = Vec::new();
+        // (path to the action key, action key, what it does, hint)
+        let mut findings: Vec<(Vec<String>, String, &str, String)> = Vec::new();
         let unguarded = "add a step with `gate: { confirm: ... }` or `gate: { approval: ... }` before it, or limit the playbook with `environments:`";
         let mut guarded = false;
         for (i, s) in self.def.steps.iter().enumerate() {
@@ -62,6 +62,7 @@ impl Checker<'_> {
                 findings.push((
                     vec!["steps".into(), i.to_string()],
                     a.key().to_owned(),
+                    destroys(&a),
                     unguarded.to_owned(),
                 ));
             }
@@ -79,6 +80,7 @@ impl Checker<'_> {
                     findings.push((
                             vec!["steps".into(), i.to_string(), "rollback".into(), j.to_string()],
                             a.key().to_owned(),
+                            destroys(&a),
                             format!("add a confirm or approval gate step before step `{owner}`, whose rollback this is, or limit the playbook with `environments:`"),
                         ));
                 }
@@ -99,17 +101,13 @@ impl Checker<'_> {
                     findings.push((
                             vec![block.into(), i.to_string()],
                             a.key().to_owned(),
+                            destroys(&a),
                             format!("`{block}` runs unattended, even when the run failed before any gate; move this step into the `rollback` of the step it undoes, or limit the playbook with `environments:`"),
                         ));
                 }
             }
         }
-        for (parent, key, hint) in findings {
-            let what = match key.as_str() {
-                "restore" => "`restore` overwrites the database",
-                "migrate" => "`migrate: revert` drops schema",
-                _ => "this SQL drops or truncates data",
-            };
+        for (parent, key, what, hint) in findings {
             let msg = format!(
                 "{what} in protected {} {} without a gate before it",
                 if protected.len() == 1 {
@@ -121,6 +119,18 @@ impl Checker<'_> {
             );
             self.err_key(&parent, &key, "unguarded-destructive", msg, hint);
         }
+    }
+}
+
+/// What a destructive action does, for the error.
+fn destroys(a: &Action<'_>) -> &'static str {
+    match a {
+        Action::Restore(_) => "`restore` overwrites the database",
+        Action::Migrate(m) if m.action == MigrateOp::Resolve => {
+            "`migrate: resolve` rewrites the migration history (what the next apply runs or skips)"
+        }
+        Action::Migrate(_) => "`migrate: revert` drops schema",
+        _ => "this SQL drops or truncates data",
     }
 }
 

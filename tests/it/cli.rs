@@ -27,6 +27,14 @@ fn plan_renders_every_shipped_playbook_offline() {
         if name == "restore" {
             args.extend(["--var", "from=/backups/prod/pre.dump"]);
         }
+        if name == "resolve" {
+            args.extend([
+                "--var",
+                "version=20240102000000",
+                "--var",
+                "resolution=rolled_back",
+            ]);
+        }
         let out = Runbook::new(&args).run();
         assert_eq!(out.code, 0, "{name}: {}", out.combined());
         stable!({ insta::assert_snapshot!(format!("plan-{name}"), out.combined()) });

@@ -23,6 +23,7 @@ mod lock;
 mod migrate;
 mod output;
 mod pg;
+mod prisma;
 mod prisma_shapes;
 mod protections;
 mod reap;

@@ -5,6 +5,7 @@
 use super::failure::{invalid_hint, invalid_indexes};
 use super::history::{HISTORY_TABLE, ensure_history, record_all};
 use super::lock::MigrationLock;
+use super::prisma;
 use super::run::{Direction, FileRun, Ran, Settings, run_file};
 use super::source::{Migration, MigrationSet};
 use super::status::{Status, status};
@@ -76,6 +77,9 @@ pub(super) fn unknown_version(set: &MigrationSet, v: &str) -> OpError {
 /// Refuses when drift or a missing file makes applying unsafe, or when a failed concurrent
 /// build left an INVALID index behind.
 pub(super) async fn preflight(db: &mut Db, st: &Status) -> Result<(), OpError> {
+    if !st.failed.is_empty() {
+        return Err(OpError::failed(prisma_failed(st)));
+    }
     let refusals = st.refusals();
     if !refusals.is_empty() {
         return Err(OpError::failed(format!(
@@ -102,6 +106,31 @@ pub(super) async fn preflight(db: &mut Db, st: &Status) -> Result<(), OpError> {
     Ok(())
 }
 
+/// Prisma's P3009, in its words, with the failed migrations and the way out: `resolve`.
+fn prisma_failed(st: &Status) -> String {
+    let list: Vec<String> = st
+        .failed
+        .iter()
+        .map(|f| {
+            let logs = f
+                .logs
+                .as_deref()
+                .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+                .filter(|l| !l.is_empty())
+                .map_or(String::new(), |l| format!(" ({l})"));
+            format!(
+                "the `{}` migration started at {} failed{logs}",
+                f.migration_name, f.started_at
+            )
+        })
+        .collect();
+    let v = &st.failed[0].version;
+    format!(
+        "refusing to apply: migrate found failed migrations in the target database, new migrations will not be applied (Prisma's P3009): {}; resolve it first: once its changes are undone, `migrate: {{ action: resolve, version: \"{v}\", as: rolled_back }}` (the next apply runs it again), or once it is completed by hand, `as: applied`; the `resolve` playbook does either: `runbook run resolve --var version={v} --var resolution=rolled_back`",
+        list.join("; ")
+    )
+}
+
 /// Records the migrations Prisma applied in the history table, in one transaction.
 async fn adopt_prisma(
     db: &mut Db,
@@ -114,7 +143,7 @@ async fn adopt_prisma(
     }
     let what = format!("cannot record Prisma's migrations in `{HISTORY_TABLE}`");
     let adopted: Vec<&Migration> = st.adopt.iter().filter_map(|v| set.find(v)).collect();
-    record_all(db, &adopted, run_id, "prisma", &what).await?;
+    record_all(db, &adopted, run_id, "prisma", false, &what).await?;
     Ok(st.adopt.clone())
 }
 
@@ -146,6 +175,9 @@ async fn apply_locked(
 ) -> Result<ApplyReport, OpError> {
     let before = async {
         ensure_history(db).await?;
+        if prisma::kept_for(&set.migrations) {
+            prisma::ensure(db).await?;
+        }
         let st = status(db, set).await?;
         preflight(db, &st).await?;
         let adopted = adopt_prisma(db, set, &st, &op.run_id).await?;

@@ -4,6 +4,7 @@
 use super::apply::unknown_version;
 use super::history::{HISTORY_TABLE, ensure_history, record_all};
 use super::lock::MigrationLock;
+use super::prisma::{self, PRISMA_TABLE};
 use super::source::{Migration, MigrationSet};
 use super::status::{PendingMigration, Status, status};
 use super::version::compare_versions;
@@ -43,6 +44,9 @@ async fn baseline_locked(
     op: &Op<'_>,
 ) -> Result<BaselineReport, OpError> {
     ensure_history(db).await?;
+    if prisma::kept_for(&set.migrations) {
+        prisma::ensure(db).await?;
+    }
     let st = status(db, set).await?;
     let marked: Vec<PendingMigration> = st
         .pending
@@ -50,9 +54,9 @@ async fn baseline_locked(
         .filter(|p| compare_versions(&p.version, version) != Ordering::Greater)
         .cloned()
         .collect();
-    let what = format!("cannot write `{HISTORY_TABLE}`");
+    let what = format!("cannot write `{HISTORY_TABLE}` and `{PRISMA_TABLE}`");
     let files: Vec<&Migration> = marked.iter().filter_map(|p| set.find(&p.version)).collect();
-    record_all(db, &files, &op.run_id, "baseline", &what).await?;
+    record_all(db, &files, &op.run_id, "baseline", true, &what).await?;
     for p in &marked {
         op.note(&format!("baselined `{}` (marked applied, not run)", p.file));
     }

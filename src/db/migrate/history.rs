@@ -148,17 +148,24 @@ pub(super) async fn unrecord(db: &mut Db, version: &str) -> Result<(), sqlx::Err
 }
 
 /// Records `migrations` as applied without running them (`kind` says why), all in one
-/// transaction; every error is `what` with the database's message.
+/// transaction; `in_prisma`: in Prisma's table too, as `prisma migrate resolve --applied`
+/// writes a row (for the Prisma folders among them). Every error is `what` with the
+/// database's message.
 pub(super) async fn record_all(
     db: &mut Db,
     migrations: &[&Migration],
     run_id: &str,
     kind: &str,
+    in_prisma: bool,
     what: &str,
 ) -> Result<(), OpError> {
     tx::begin(db).await.map_err(|e| db_failed(what, &e))?;
     for m in migrations {
-        if let Err(e) = record(db, m, 0, true, run_id, kind).await {
+        let mut done = record(db, m, 0, true, run_id, kind).await;
+        if done.is_ok() && in_prisma {
+            done = super::prisma::insert_marked(db, m).await;
+        }
+        if let Err(e) = done {
             let _ = tx::rollback(db).await;
             return Err(db_failed(what, &e));
         }

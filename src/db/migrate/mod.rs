@@ -1,4 +1,5 @@
-//! Schema migrations: discovery, history table, status, apply, revert, baseline, lint, rehearse.
+//! Schema migrations: discovery, history table, status, apply, revert, baseline, resolve, lint,
+//! rehearse.
 //!
 //! Everything here works on a [`Db`](crate::db::Db), a
 //! [`TargetSpec`](crate::db::TargetSpec) and plain values, so other commands can use it (a
@@ -11,7 +12,8 @@
 //! optional `<version>_<name>.down.sql` (sqlx's `.up.sql` works too), or Prisma folders
 //! `<timestamp>_<name>/migration.sql`. A Prisma folder may also be the base itself, so an
 //! existing Prisma project runs as is, and migrations Prisma already applied (in
-//! `_prisma_migrations`) count as applied.
+//! `_prisma_migrations`) count as applied. For a Prisma folder runbook keeps
+//! `_prisma_migrations` as Prisma would, beside its own history, so Prisma agrees afterwards.
 //!
 //! What a run can rely on:
 //! - Each migration runs in its own transaction together with its history row, unless its
@@ -28,9 +30,10 @@
 //!   On SQLite the run lock already serialises runs and `BEGIN IMMEDIATE` takes the write lock.
 //!
 //! One concept per file: `source` (files on disk), `version`, `script` (the SQL as text),
-//! `history`, `status`, `lock`, `tx`, `run` (one file), `failure` (its error), `apply`,
-//! `revert`, `baseline`, `rehearse`, `lint`; the SQL of each dialect is in `postgres` and
-//! `sqlite`.
+//! `history`, `prisma` (Prisma's table, written as Prisma writes it), `status`, `lock`, `tx`,
+//! `run` (one file), `failure` (its error), `apply`, `revert`, `baseline`,
+//! `resolve`, `rehearse`, `lint`;
+//! the SQL of each dialect is in `postgres` and `sqlite` (Prisma's table's in `prisma`).
 
 mod apply;
 mod baseline;
@@ -39,7 +42,9 @@ mod history;
 mod lint;
 mod lock;
 mod postgres;
+mod prisma;
 mod rehearse;
+mod resolve;
 mod revert;
 mod run;
 mod script;
@@ -56,12 +61,16 @@ pub use lint::{
     Finding, TableSize, annotate, assume_empty_schema, lint, server_version, table_size,
 };
 pub use lock::{LOCK_KEY, LOCK_POLL, LOCK_WAIT, MigrationLock};
+pub use prisma::{PRISMA_TABLE, PrismaFailure, failures as prisma_failures};
 pub use rehearse::{LockTaken, Rehearsal, Rehearsed, rehearse};
+pub use resolve::{Resolution, ResolveReport, resolve};
 pub use revert::{RevertReport, RevertTo, revert};
 pub use run::{Ran, Settings};
 pub use script::{NO_TRANSACTION, is_no_transaction};
 pub use source::{Migration, MigrationSet, checksum, discover, locate, normalize, read_dir};
-pub use status::{Drift, MissingFile, PendingMigration, Status, compare, status, to_json};
+pub use status::{
+    Drift, FailedMigration, MissingFile, PendingMigration, Status, compare, status, to_json,
+};
 pub use version::compare_versions;
 
 use crate::db::describe;

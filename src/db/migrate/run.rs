@@ -5,10 +5,11 @@
 use super::failure::{FileError, file_failure, invalid_indexes, script_error};
 use super::history::{HISTORY_TABLE, record, unrecord};
 use super::lock::MigrationLock;
+use super::prisma::{self, PRISMA_TABLE};
 use super::script::{ends_transaction, pieces};
 use super::{db_failed, postgres, tx};
-use crate::db::Db;
 use crate::db::op::{Op, OpError};
+use crate::db::{Db, describe};
 use crate::fmt::duration;
 use serde::Serialize;
 use std::time::{Duration, Instant};
@@ -130,18 +131,48 @@ pub(super) async fn run_pieces(
     Ok(())
 }
 
-/// The history row after a file ran: written going up, removed going down.
+/// The history rows after a file ran: written going up, removed going down; for a Prisma
+/// folder, Prisma's row too (`prisma_row`: the row written as started before the file ran
+/// outside a transaction), finished going up, rolled back going down.
 async fn bookkeep(
     db: &mut Db,
     job: &FileRun<'_>,
     took: Duration,
     run_id: &str,
+    prisma_row: Option<&str>,
 ) -> Result<(), FileError> {
     match job.dir {
         Direction::Up => record(db, job.m, took.as_millis() as i64, true, run_id, "apply").await,
         Direction::Down => unrecord(db, &job.m.version).await,
     }
-    .map_err(history_failed)
+    .map_err(history_failed)?;
+    match (job.dir, prisma_row, &job.m.prisma_name) {
+        (Direction::Up, Some(id), _) => prisma::finish(db, id).await,
+        (Direction::Up, None, _) => prisma::insert_finished(db, job.m, took).await,
+        (Direction::Down, _, Some(name)) => prisma::roll_back(db, name, true).await.map(|_| ()),
+        (Direction::Down, _, None) => Ok(()),
+    }
+    .map_err(prisma_failed)
+}
+
+/// Prisma's history table could not be written.
+fn prisma_failed(e: sqlx::Error) -> FileError {
+    FileError::Other(db_failed(&format!("cannot update `{PRISMA_TABLE}`"), &e))
+}
+
+/// What a failed attempt leaves in its Prisma row's `logs`, as Prisma keeps the database's
+/// error there.
+fn prisma_logs(e: &FileError) -> String {
+    match e {
+        FileError::Sql { error, .. } => match super::sqlstate(error) {
+            Some(code) => format!(
+                "Database error code: {code}\n\nDatabase error:\n{}",
+                describe(error)
+            ),
+            None => format!("Database error:\n{}", describe(error)),
+        },
+        FileError::Stopped(s) | FileError::Other(s) => s.to_string(),
+    }
 }
 
 /// The history table could not be written.
@@ -172,7 +203,7 @@ async fn run_inside(
         let started = Instant::now();
         run_pieces(db, job.sql, false, lock, op).await?;
         let took = started.elapsed();
-        bookkeep(db, job, took, &op.run_id).await?;
+        bookkeep(db, job, took, &op.run_id, None).await?;
         Ok(took)
     }
     .await;
@@ -196,7 +227,8 @@ async fn run_inside(
 }
 
 /// Runs a file outside a transaction, one statement at a time (PostgreSQL). Going up, its
-/// history row is written as failed first and marked done at the end.
+/// history row is written as failed first and marked done at the end; Prisma's row (for a
+/// Prisma folder) is written as started, then finished, or with the error in its `logs`.
 async fn run_outside(
     db: &mut Db,
     job: &FileRun<'_>,
@@ -205,10 +237,12 @@ async fn run_outside(
     op: &Op<'_>,
 ) -> Result<Duration, FileError> {
     let invalid_before = invalid_indexes(db).await.map_err(FileError::Other)?;
+    let mut prisma_row = None;
     if job.dir == Direction::Up {
         record(db, job.m, 0, false, &op.run_id, "apply")
             .await
             .map_err(history_failed)?;
+        prisma_row = prisma_started(db, job.m).await?;
     }
     let previous = file_timeouts(db, settings, false).await?;
     let started = Instant::now();
@@ -217,7 +251,7 @@ async fn run_outside(
     restore_timeouts(db, &previous).await;
     match outcome {
         Ok(()) => {
-            bookkeep(db, job, took, &op.run_id).await?;
+            bookkeep(db, job, took, &op.run_id, prisma_row.as_deref()).await?;
             Ok(took)
         }
         Err(mut e) => {
@@ -229,9 +263,28 @@ async fn run_outside(
                 let after = invalid_indexes(db).await.unwrap_or_default();
                 *invalid = after.difference(&invalid_before).cloned().collect();
             }
+            if let Some(id) = &prisma_row {
+                prisma::fail(db, id, &prisma_logs(&e))
+                    .await
+                    .map_err(prisma_failed)?;
+            }
             Err(e)
         }
     }
+}
+
+/// Prisma's row for a Prisma folder about to run outside a transaction, written as started.
+/// A failed row of the same migration left before is runbook's own earlier attempt (apply
+/// refuses Prisma's own failures first): it is marked rolled back, as `prisma migrate resolve
+/// --rolled-back` would before Prisma tries again.
+async fn prisma_started(db: &mut Db, m: &super::Migration) -> Result<Option<String>, FileError> {
+    let Some(name) = &m.prisma_name else {
+        return Ok(None);
+    };
+    prisma::roll_back(db, name, false)
+        .await
+        .map_err(prisma_failed)?;
+    prisma::insert_started(db, m).await.map_err(prisma_failed)
 }
 
 /// Runs one file (up or down) with lock-timeout retries; the error names the file.

@@ -45,12 +45,15 @@ pub(super) async fn history_rows(
 pub(super) async fn prisma_rows(
     c: &mut SqliteConnection,
 ) -> Result<Vec<(String, String, String)>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT migration_name, checksum, CAST(finished_at AS TEXT) FROM _prisma_migrations
+    // Prisma keeps times as Unix milliseconds: shown as RFC 3339 like every other time.
+    let sql = format!(
+        "SELECT migration_name, checksum, {} FROM _prisma_migrations
              WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL",
-    )
-    .fetch_all(&mut *c)
-    .await
+        super::prisma::SQLITE_TIME.replace("{col}", "finished_at")
+    );
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .fetch_all(&mut *c)
+        .await
 }
 
 /// Writes a history row stamped with this process's clock (SQLite has no time zone type).

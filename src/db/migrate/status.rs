@@ -2,6 +2,7 @@
 //! order, retried), drifted (changed after applying), missing (applied, file gone).
 
 use super::history::{HistoryEntry, PrismaRecord, history, prisma_history};
+use super::prisma::{PrismaFailure, failures};
 use super::source::{Migration, MigrationSet};
 use super::version::{compare_versions, version_key};
 use crate::db::Db;
@@ -41,6 +42,21 @@ pub struct MissingFile {
     pub future: bool,
 }
 
+/// A migration Prisma recorded as failed (`finished_at` and `rolled_back_at` null) that
+/// runbook did not attempt itself: Prisma refuses to deploy (P3009) until it is resolved, and
+/// so does `apply`.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailedMigration {
+    pub version: String,
+    /// The Prisma folder name, its id in `_prisma_migrations`.
+    pub migration_name: String,
+    /// The file, when this checkout has it.
+    pub file: Option<String>,
+    pub started_at: String,
+    /// What the failed attempt logged.
+    pub logs: Option<String>,
+}
+
 /// Where a database stands against a set of migrations.
 #[derive(Debug, Clone, Default)]
 pub struct Status {
@@ -52,6 +68,8 @@ pub struct Status {
     pub current_version: Option<String>,
     /// Versions Prisma applied that the history table does not hold yet.
     pub adopt: Vec<String>,
+    /// Migrations Prisma recorded as failed, oldest first.
+    pub failed: Vec<FailedMigration>,
 }
 
 impl Status {
@@ -81,6 +99,7 @@ impl Status {
         m.insert("applied".into(), to_json(&self.applied));
         m.insert("drifted".into(), to_json(&self.drifted));
         m.insert("missing".into(), to_json(&self.missing));
+        m.insert("failed".into(), to_json(&self.failed));
         m.insert(
             "current_version".into(),
             self.current_version
@@ -125,13 +144,56 @@ fn adopt_prisma(st: &mut Status, m: &Migration, p: &PrismaRecord) {
     st.adopt.push(m.version.clone());
 }
 
-/// Compares the files with the history (pure: no IO).
-pub fn compare(set: &MigrationSet, history: &[HistoryEntry], prisma: &[PrismaRecord]) -> Status {
+/// The failed Prisma rows that stop `apply`: all but runbook's own failed attempts (a failed
+/// row in its history too), which the next apply runs again as it always has.
+fn blocking(
+    set: &MigrationSet,
+    by_key: &HashMap<String, &HistoryEntry>,
+    failures: &[PrismaFailure],
+) -> Vec<FailedMigration> {
+    failures
+        .iter()
+        .filter_map(|f| {
+            let m = set
+                .migrations
+                .iter()
+                .find(|m| m.prisma_name.as_deref() == Some(f.migration_name.as_str()));
+            let version = m.map_or_else(
+                || {
+                    let v = f.migration_name.split('_').next().unwrap_or_default();
+                    v.to_owned()
+                },
+                |m| m.version.clone(),
+            );
+            let own = by_key
+                .get(&version_key(&version))
+                .is_some_and(|h| !h.success);
+            (!own).then(|| FailedMigration {
+                version,
+                migration_name: f.migration_name.clone(),
+                file: m.map(|m| m.file.clone()),
+                started_at: f.started_at.clone(),
+                logs: f.logs.clone(),
+            })
+        })
+        .collect()
+}
+
+/// Compares the files with the history and Prisma's (pure: no IO).
+pub fn compare(
+    set: &MigrationSet,
+    history: &[HistoryEntry],
+    prisma: &[PrismaRecord],
+    prisma_failures: &[PrismaFailure],
+) -> Status {
     let by_key: HashMap<String, &HistoryEntry> = history
         .iter()
         .map(|h| (version_key(&h.version), h))
         .collect();
-    let mut st = Status::default();
+    let mut st = Status {
+        failed: blocking(set, &by_key, prisma_failures),
+        ..Status::default()
+    };
     let newest_applied = history
         .iter()
         .filter(|h| h.success)
@@ -188,10 +250,10 @@ pub fn compare(set: &MigrationSet, history: &[HistoryEntry], prisma: &[PrismaRec
 /// Where the target stands: history (and Prisma's) against the files. Reads only.
 pub async fn status(db: &mut Db, set: &MigrationSet) -> Result<Status, OpError> {
     let hist = history(db).await?;
-    let prisma = if set.migrations.iter().any(|m| m.prisma_name.is_some()) {
-        prisma_history(db).await?
+    let (prisma, failed) = if set.migrations.iter().any(|m| m.prisma_name.is_some()) {
+        (prisma_history(db).await?, failures(db).await?)
     } else {
-        Vec::new()
+        (Vec::new(), Vec::new())
     };
-    Ok(compare(set, &hist, &prisma))
+    Ok(compare(set, &hist, &prisma, &failed))
 }

@@ -1,12 +1,14 @@
 //! `migrate`: schema migrations from `migrations/<dialect>/` (status, apply, revert, baseline,
-//! lint, rehearse). The logic lives in `db::migrate`; this file turns a step's arguments into
+//! resolve, lint, rehearse). The logic lives in `db::migrate`; this file turns a step's arguments into
 //! a call, and the result into outputs and notes.
 //!
 //! Outputs, for every operation that reads the target: `pending`, `applied` (the migrations
 //! the database has), `drifted`, `missing`, `current_version`. Then per operation: `apply`
 //! gives `results` (the files it ran, each with its checksum, direction and duration) and
 //! `count` (how many); `revert` gives `reverted` and `count`; `baseline` gives `marked` and
-//! `count` (how many it marked); `status` gives `count` (pending);
+//! `count` (how many it marked); `resolve` gives `resolved` (the migration, as `applied` or
+//! `rolled_back`) and `count` (1); `status` gives `count` (pending) and `failed` (what Prisma
+//! recorded as failed);
 //! `lint` gives `findings`, `errors`, `warnings` and `count`; `rehearse` gives `results`,
 //! `locks` and `count`.
 
@@ -16,7 +18,7 @@ use crate::db::op::{Op, OpError};
 use crate::db::{Db, TargetSpec};
 use crate::exec::{ActionCtx, StepError, StepResult};
 use crate::fmt::duration as fmt_duration;
-use crate::playbook::{LintLevel, MigrateAction, MigrateOp};
+use crate::playbook::{LintLevel, MigrateAction, MigrateOp, ResolveAs};
 use serde_json::{Map, Value as Json, json};
 use std::path::Path;
 use std::time::Duration;
@@ -108,6 +110,7 @@ async fn run_op(a: &MigrateAction, ctx: &mut ActionCtx<'_>) -> Outputs {
         MigrateOp::Apply => apply(a, on, &settings).await,
         MigrateOp::Revert => revert(a, on, &settings).await,
         MigrateOp::Baseline => baseline(a, on).await,
+        MigrateOp::Resolve => resolve(a, on).await,
         MigrateOp::Rehearse => rehearse(on, &settings).await,
     }
 }
@@ -181,6 +184,31 @@ async fn baseline(a: &MigrateAction, on: Target<'_, '_>) -> Outputs {
     Ok(out)
 }
 
+async fn resolve(a: &MigrateAction, on: Target<'_, '_>) -> Outputs {
+    let (Some(v), Some(how)) = (a.version.as_deref(), a.resolve_as) else {
+        return Err(failed(
+            "`resolve` needs `version` (the migration) and `as`: `applied` (its changes were completed by hand) or `rolled_back` (they were undone)",
+        ));
+    };
+    let how = match how {
+        ResolveAs::Applied => mg::Resolution::Applied,
+        ResolveAs::RolledBack => mg::Resolution::RolledBack,
+    };
+    let r = mg::resolve(on.db, on.target, on.set, v, how, on.op).await?;
+    if r.prisma_rolled_back > 0 {
+        on.op.note(&format!(
+            "marked {} failed `_prisma_migrations` row(s) of {} rolled back",
+            r.prisma_rolled_back, r.version
+        ));
+    }
+    let resolved = json!({"version": r.version, "name": r.name, "file": r.file,
+        "checksum": r.checksum, "direction": format!("resolve_{}", r.resolution.name())});
+    let mut out = r.status.outputs();
+    out.insert("count".into(), 1.into());
+    out.insert("resolved".into(), Json::Array(vec![resolved]));
+    Ok(out)
+}
+
 async fn rehearse(on: Target<'_, '_>, settings: &Settings) -> Outputs {
     let r = mg::rehearse(on.db, on.target, on.set, settings, on.op).await?;
     if r.results.is_empty() {
@@ -234,6 +262,19 @@ fn note_status(op: &Op<'_>, st: &mg::Status, set: &MigrationSet) {
             } else {
                 ""
             }
+        ));
+    }
+    for f in &st.failed {
+        op.note(&format!(
+            "failed: `_prisma_migrations` records `{}` (started at {}) as failed{}; apply refuses until it is resolved (`migrate: {{ action: resolve, version: \"{}\", as: rolled_back | applied }}`)",
+            f.migration_name,
+            f.started_at,
+            f.logs
+                .as_deref()
+                .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+                .filter(|l| !l.is_empty())
+                .map_or(String::new(), |l| format!(": {l}")),
+            f.version
         ));
     }
     for d in &st.drifted {
