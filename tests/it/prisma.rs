@@ -557,7 +557,7 @@ fn resolve_applied_records_it_in_both_histories() {
         assert_eq!(history(&p), ["20240102000000:resolve:ok"]);
 
         // Resolving it again is refused, as Prisma refuses (P3008); so is marking a migration
-        // that never failed rolled back (P3012).
+        // that never ran rolled back (P3011).
         let (out, _) = migrate(
             &p,
             "action: resolve, version: \"20240102000000\", as: applied",
@@ -576,7 +576,7 @@ fn resolve_applied_records_it_in_both_histories() {
         );
         assert_eq!(out.code, 1, "{}", out.combined());
         assert!(
-            out.stderr.contains("cannot be marked rolled back: it is not in a failed state (Prisma's P3012); it was never applied"),
+            out.stderr.contains("cannot be marked rolled back: it was never applied (Prisma's P3011), so it is pending already"),
             "{}",
             out.stderr
         );
