@@ -626,3 +626,42 @@ fn resolve_in_a_protected_environment_needs_a_gate() {
             .any(|t| t == "runbook_migrations")
     );
 }
+
+/// Prisma's row is written in the migration's transaction: a file refused at `COMMIT` (a
+/// deferred foreign key), after its rows were written, leaves no Prisma row and nothing of
+/// itself.
+#[test]
+fn a_migration_refused_at_commit_leaves_no_prisma_row() {
+    both(|p| {
+        prisma_folder(&p);
+        folder(&p, "20240101000000_init", INIT);
+        folder(
+            &p,
+            "20240102000000_orphans",
+            "CREATE TABLE parents (id INTEGER PRIMARY KEY);\n\
+             CREATE TABLE children (parent_id INTEGER REFERENCES parents (id) DEFERRABLE INITIALLY DEFERRED);\n\
+             INSERT INTO children VALUES (1);\n",
+        );
+        let (out, _) = migrate(&p, "action: apply");
+        assert_eq!(out.code, 1, "{}", out.combined());
+        assert!(
+            out.stderr.to_lowercase().contains("foreign key"),
+            "{}",
+            out.stderr
+        );
+        assert_eq!(
+            prisma_rows(&p),
+            [format!(
+                "20240101000000_init|{}|finished|counted|1|no logs",
+                sha256(INIT)
+            )]
+        );
+        assert_eq!(history(&p), ["20240101000000:apply:ok"]);
+        let tables = if is_pg(&p) {
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'parents'"
+        } else {
+            "SELECT count(*) FROM sqlite_master WHERE name = 'parents'"
+        };
+        assert_eq!(p.target.query(tables), ["0"]);
+    });
+}
