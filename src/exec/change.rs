@@ -178,6 +178,15 @@ mod tests {
     }
 
     #[test]
+    fn resolving_a_migration_changes_the_target() {
+        let step = migrate(MigrateOp::Resolve);
+        assert!(step.action().is_some_and(|a| a.is_destructive()));
+        let one = after_success(&step, &outputs(json!({"count": 1})));
+        assert!(one.changed);
+        assert_eq!(one.reason, "resolved 1 migration");
+    }
+
+    #[test]
     fn a_failure_changed_nothing_only_when_the_action_says_it_committed_nothing() {
         let step = migrate(MigrateOp::Apply);
         let rolled_back = StepError::NothingCommitted("x".into());

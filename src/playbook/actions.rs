@@ -72,20 +72,20 @@ pub enum MigrateOp {
     Apply,
     Revert,
     Baseline,
-    /// Marks one failed migration `applied` or `rolled_back` in both histories (runbook's and
-    /// Prisma's), as `prisma migrate resolve` does.
+    // Marks one failed migration `applied` or `rolled_back` in both histories (runbook's and
+    // Prisma's), as `prisma migrate resolve` does. (Plain comments: a doc comment on a variant
+    // turns the schema's `enum` into `oneOf`, and the diagnostic of a typo loses its hint.)
     Resolve,
     Lint,
     Rehearse,
 }
 
-/// What `resolve` marks a migration as.
+/// What `resolve` marks a migration as: `applied` (completed by hand, the next apply skips
+/// it) or `rolled_back` (undone by hand, the next apply runs it again).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ResolveAs {
-    /// Completed by hand: recorded as applied, the next apply skips it.
     Applied,
-    /// Undone by hand: no longer recorded, the next apply runs it again.
     RolledBack,
 }
 

@@ -24,6 +24,7 @@ mod migrate;
 mod output;
 mod pg;
 mod prisma;
+mod prisma_cli;
 mod prisma_shapes;
 mod protections;
 mod reap;

@@ -557,7 +557,7 @@ fn resolve_applied_records_it_in_both_histories() {
         assert_eq!(history(&p), ["20240102000000:resolve:ok"]);
 
         // Resolving it again is refused, as Prisma refuses (P3008); so is marking a migration
-        // that never failed rolled back (P3012).
+        // that never ran rolled back (P3011).
         let (out, _) = migrate(
             &p,
             "action: resolve, version: \"20240102000000\", as: applied",
@@ -576,7 +576,7 @@ fn resolve_applied_records_it_in_both_histories() {
         );
         assert_eq!(out.code, 1, "{}", out.combined());
         assert!(
-            out.stderr.contains("cannot be marked rolled back: it is not in a failed state (Prisma's P3012); it was never applied"),
+            out.stderr.contains("cannot be marked rolled back: it was never applied (Prisma's P3011), so it is pending already"),
             "{}",
             out.stderr
         );
@@ -625,4 +625,43 @@ fn resolve_in_a_protected_environment_needs_a_gate() {
             .iter()
             .any(|t| t == "runbook_migrations")
     );
+}
+
+/// Prisma's row is written in the migration's transaction: a file refused at `COMMIT` (a
+/// deferred foreign key), after its rows were written, leaves no Prisma row and nothing of
+/// itself.
+#[test]
+fn a_migration_refused_at_commit_leaves_no_prisma_row() {
+    both(|p| {
+        prisma_folder(&p);
+        folder(&p, "20240101000000_init", INIT);
+        folder(
+            &p,
+            "20240102000000_orphans",
+            "CREATE TABLE parents (id INTEGER PRIMARY KEY);\n\
+             CREATE TABLE children (parent_id INTEGER REFERENCES parents (id) DEFERRABLE INITIALLY DEFERRED);\n\
+             INSERT INTO children VALUES (1);\n",
+        );
+        let (out, _) = migrate(&p, "action: apply");
+        assert_eq!(out.code, 1, "{}", out.combined());
+        assert!(
+            out.stderr.to_lowercase().contains("foreign key"),
+            "{}",
+            out.stderr
+        );
+        assert_eq!(
+            prisma_rows(&p),
+            [format!(
+                "20240101000000_init|{}|finished|counted|1|no logs",
+                sha256(INIT)
+            )]
+        );
+        assert_eq!(history(&p), ["20240101000000:apply:ok"]);
+        let tables = if is_pg(&p) {
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'parents'"
+        } else {
+            "SELECT count(*) FROM sqlite_master WHERE name = 'parents'"
+        };
+        assert_eq!(p.target.query(tables), ["0"]);
+    });
 }

@@ -100,7 +100,7 @@ async fn standing(db: &mut Db, m: &Migration) -> Result<Standing, OpError> {
 }
 
 /// Refuses what Prisma refuses: `applied` for a migration applied already (P3008),
-/// `rolled_back` for one that did not fail (P3012).
+/// `rolled_back` for one that never ran (P3011) or did not fail (P3012).
 fn check(m: &Migration, how: Resolution, s: &Standing) -> Result<(), OpError> {
     let failed = s.prisma_failed > 0 || s.own == Some(false);
     let applied = s.own == Some(true) || s.prisma_applied;
@@ -109,16 +109,17 @@ fn check(m: &Migration, how: Resolution, s: &Standing) -> Result<(), OpError> {
             "migration {} (`{}`) is already recorded as applied, so there is nothing to resolve (Prisma's P3008)",
             m.version, m.file
         ))),
-        Resolution::RolledBack if !failed => Err(OpError::failed(format!(
-            "migration {} (`{}`) cannot be marked rolled back: it is not in a failed state (Prisma's P3012); {}",
-            m.version,
-            m.file,
-            if applied {
-                "to undo an applied migration, revert it (`migrate: { action: revert }`) or restore the backup taken before it"
-            } else {
-                "it was never applied, so it is pending already"
-            }
-        ))),
+        Resolution::RolledBack if !failed => Err(OpError::failed(if applied {
+            format!(
+                "migration {} (`{}`) cannot be marked rolled back: it is not in a failed state (Prisma's P3012); to undo an applied migration, revert it (`migrate: {{ action: revert }}`) or restore the backup taken before it",
+                m.version, m.file
+            )
+        } else {
+            format!(
+                "migration {} (`{}`) cannot be marked rolled back: it was never applied (Prisma's P3011), so it is pending already",
+                m.version, m.file
+            )
+        })),
         _ => Ok(()),
     }
 }
