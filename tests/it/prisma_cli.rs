@@ -25,6 +25,11 @@ fn prisma_cli() -> PathBuf {
         || Path::new(env!("CARGO_TARGET_TMPDIR")).join("prisma-cli-6.19.3"),
         PathBuf::from,
     );
+    // The tests of this file run in parallel in one process: one installs, the others wait.
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = INSTALL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if dir.join("node_modules/prisma/build/index.js").is_file() {
         return dir;
     }
