@@ -104,10 +104,9 @@ fn load_config(root: &Path, files: &mut Vec<FileResult>) -> Project {
 /// (no database, so every table is new and empty), one result per file, each finding a
 /// diagnostic at its line and column. A folder that cannot be read is an invalid result.
 fn lint_migrations(project: &Project) -> Vec<FileResult> {
-    use crate::db::{Dialect, migrate};
     let dir = project.migrations_dir();
-    let set = match migrate::discover(&dir, Dialect::Postgres, &project.root) {
-        Ok(set) => set,
+    let (set, findings) = match crate::db::migrate::lint_offline(&dir, &project.root) {
+        Ok(linted) => linted,
         Err(e) => {
             return vec![FileResult {
                 file: display_path(&dir),
@@ -121,14 +120,6 @@ fn lint_migrations(project: &Project) -> Vec<FileResult> {
             }];
         }
     };
-    let all: Vec<&migrate::Migration> = set.migrations.iter().collect();
-    let settings = migrate::Settings {
-        lock_timeout: None,
-        statement_timeout: None,
-        lock_retries: 0,
-    };
-    let mut findings = migrate::lint(&all, None, &settings);
-    migrate::assume_empty_schema(&mut findings);
     set.migrations
         .iter()
         .map(|m| {

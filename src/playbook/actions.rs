@@ -98,6 +98,16 @@ pub enum LintLevel {
     Error,
 }
 
+impl LintLevel {
+    /// The level as written in playbooks and messages: `warning`, `error`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LintLevel::Warning => "warning",
+            LintLevel::Error => "error",
+        }
+    }
+}
+
 /// Schema migrations from `migrations/<dialect>/`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -3,7 +3,7 @@
 
 use super::run::Settings;
 use super::script::{column_of, line_of, parse_sql};
-use super::source::Migration;
+use super::source::{Migration, MigrationSet};
 use super::{db_failed, postgres, sqlstate};
 use crate::db::Db;
 use crate::db::op::OpError;
@@ -13,6 +13,7 @@ use serde::Serialize;
 use squawk_linter::{Rule, Violation};
 use squawk_syntax::ast::{self, AstNode};
 use std::collections::HashMap;
+use std::path::Path;
 use std::str::FromStr;
 
 /// One lint finding.
@@ -377,6 +378,22 @@ async fn index_of(db: &mut Db, f: &mut Finding, index: &str) -> Result<(), OpErr
         }
     }
     Ok(())
+}
+
+/// Lints every PostgreSQL migration under `dir` with no database (`runbook plan --offline`,
+/// `runbook validate --migrations`): all of them, as if pending on an empty schema, judged so
+/// (`assume_empty_schema`). Gives the set read and its findings.
+pub fn lint_offline(dir: &Path, root: &Path) -> Result<(MigrationSet, Vec<Finding>), OpError> {
+    let set = super::discover(dir, crate::db::Dialect::Postgres, root)?;
+    let all: Vec<&Migration> = set.migrations.iter().collect();
+    let settings = Settings {
+        lock_timeout: None,
+        statement_timeout: None,
+        lock_retries: 0,
+    };
+    let mut findings = lint(&all, None, &settings);
+    assume_empty_schema(&mut findings);
+    Ok((set, findings))
 }
 
 /// Judges findings without a database, as against an empty schema (`runbook plan --offline`):

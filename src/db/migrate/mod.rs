@@ -58,7 +58,8 @@ pub use apply::{ApplyReport, apply};
 pub use baseline::{BaselineReport, baseline};
 pub use history::{HISTORY_TABLE, HistoryEntry, PrismaRecord, history, prisma_history};
 pub use lint::{
-    Finding, TableSize, annotate, assume_empty_schema, lint, server_version, table_size,
+    Finding, TableSize, annotate, assume_empty_schema, lint, lint_offline, server_version,
+    table_size,
 };
 pub use lock::{LOCK_KEY, LOCK_POLL, LOCK_WAIT, MigrationLock};
 pub use prisma::{PRISMA_TABLE, PrismaFailure, failures as prisma_failures};

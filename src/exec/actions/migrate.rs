@@ -375,7 +375,7 @@ async fn lint(
         return Err(failed(format!(
             "lint found {} finding(s) at or above `{}`, the first: {}:{} {}: {}",
             over.len(),
-            level_name(fail_on),
+            fail_on.as_str(),
             first.file,
             first.line,
             first.rule,
@@ -393,7 +393,7 @@ fn note_findings(op: &Op<'_>, findings: &[mg::Finding]) {
             f.file,
             f.line,
             f.column,
-            level_name(f.level),
+            f.level.as_str(),
             f.rule,
             f.message,
             f.help
@@ -406,13 +406,6 @@ fn note_findings(op: &Op<'_>, findings: &[mg::Finding]) {
             "... and {} more finding(s) (all are in the `findings` output)",
             findings.len() - MAX_FINDING_NOTES
         ));
-    }
-}
-
-fn level_name(l: LintLevel) -> &'static str {
-    match l {
-        LintLevel::Warning => "warning",
-        LintLevel::Error => "error",
     }
 }
 

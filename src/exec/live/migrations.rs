@@ -123,20 +123,17 @@ impl MigrationCheck<'_> {
 /// The offline plan's lint: every PostgreSQL migration file, as if all were pending on an empty
 /// schema (no database says which are applied or how big a table is), into `text`.
 pub(super) fn offline_lint(root: &Path, dir: &Path, text: &mut String) -> Vec<migrate::Finding> {
-    let set = match migrate::discover(dir, Dialect::Postgres, root) {
-        Ok(set) => set,
+    let (set, findings) = match migrate::lint_offline(dir, root) {
+        Ok(linted) => linted,
         Err(e) => {
             let _ = writeln!(text, "\nlint: {e}");
             return Vec::new();
         }
     };
-    let all: Vec<&migrate::Migration> = set.migrations.iter().collect();
-    let mut findings = migrate::lint(&all, None, &SETTINGS);
-    migrate::assume_empty_schema(&mut findings);
     let _ = writeln!(
         text,
         "\nlint (offline, against an empty schema): {} in `{}`, {}",
-        crate::fmt::plural(all.len(), "file", "files"),
+        crate::fmt::plural(set.migrations.len(), "file", "files"),
         set.shown_dir,
         crate::fmt::plural(findings.len(), "finding", "findings")
     );
@@ -147,10 +144,7 @@ pub(super) fn offline_lint(root: &Path, dir: &Path, text: &mut String) -> Vec<mi
             f.file,
             f.line,
             f.column,
-            match f.level {
-                crate::playbook::LintLevel::Error => "error",
-                crate::playbook::LintLevel::Warning => "warning",
-            },
+            f.level.as_str(),
             f.rule,
             f.message
         );
