@@ -4,7 +4,7 @@
 use super::history::{HistoryEntry, history};
 use super::lock::MigrationLock;
 use super::run::{Direction, FileRun, Ran, Settings, run_file};
-use super::script::{is_no_transaction, outside_transaction_only, own_transaction};
+use super::script::tx_needs;
 use super::source::{Migration, MigrationSet, read_sql};
 use super::status::{Status, status};
 use super::version::{compare_versions, version_key};
@@ -140,9 +140,7 @@ async fn revert_locked(
             m: d.m,
             file: &d.file,
             sql: &d.sql,
-            no_transaction: is_no_transaction(&d.sql)
-                || own_transaction(&d.sql).is_some()
-                || outside_transaction_only(&d.sql).is_some(),
+            no_transaction: tx_needs(&d.sql).outside,
             dir: Direction::Down,
         };
         let ran = run_file(db, &job, settings, lock, op).await?;

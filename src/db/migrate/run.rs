@@ -6,7 +6,7 @@ use super::failure::{FileError, file_failure, invalid_indexes, script_error};
 use super::history::{HISTORY_TABLE, record, unrecord};
 use super::lock::MigrationLock;
 use super::prisma::{self, PRISMA_TABLE};
-use super::script::{ends_transaction, pieces};
+use super::script::pieces;
 use super::{db_failed, postgres, tx};
 use crate::db::op::{Op, OpError};
 use crate::db::{Db, describe};
@@ -340,9 +340,8 @@ pub(super) async fn run_file(
             attempt += 1;
             continue;
         }
-        // A file that ends the transaction itself (SQLite runs such files) may have committed
-        // a part before a later `BEGIN`.
-        let undone = undone_all && ends_transaction(job.sql).is_none();
-        return Err(file_failure(e, job, settings, attempt, undone));
+        // A file that controls its own transaction runs outside runbook's (`tx_needs`), so
+        // `file_failure` never calls what it committed undone.
+        return Err(file_failure(e, job, settings, attempt, undone_all));
     }
 }

@@ -1,5 +1,5 @@
 //! A migration's SQL as text: the no-transaction marker, squawk's parse, splitting into
-//! statements, and statements that would end runbook's transaction.
+//! statements, and what a file needs of its transaction (`tx_needs`).
 
 use squawk_syntax::ast::{self, AstNode};
 
@@ -94,65 +94,81 @@ fn split_statements(sql: &str) -> Option<Vec<Piece<'_>>> {
     (!out.is_empty()).then_some(out)
 }
 
-/// The line of a file's first statement of transaction control (`BEGIN`, `START TRANSACTION`,
-/// `COMMIT`, `END`, `ROLLBACK`; not savepoints or prepared transactions), found by parsing: such
-/// a file (real Prisma projects have them, for enum changes) runs as psql runs it, statement by
-/// statement outside runbook's transaction, its own `BEGIN`/`COMMIT` deciding what is atomic.
-pub fn own_transaction(sql: &str) -> Option<usize> {
-    let parse = parse_sql(sql)?;
-    parse.tree().stmts().find_map(|stmt| match stmt {
+/// What a file's SQL says of the transaction runbook would run it in, read in one parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TxNeeds {
+    /// The line of its first statement of transaction control (`BEGIN`, `START TRANSACTION`,
+    /// `COMMIT`, `END`, `ROLLBACK`; not savepoints or prepared transactions): such a file (real
+    /// Prisma projects have them, for enum changes) runs as psql runs it, statement by statement,
+    /// its own `BEGIN`/`COMMIT` deciding what is atomic.
+    pub own_transaction: Option<usize>,
+    /// The line of its first statement PostgreSQL refuses inside a transaction block (`CREATE
+    /// INDEX CONCURRENTLY` and the other `CONCURRENTLY` forms but `REFRESH MATERIALIZED VIEW`,
+    /// `VACUUM`, `CREATE`/`DROP DATABASE` and `TABLESPACE`, `ALTER SYSTEM`): real projects keep
+    /// such a statement alone in a file with no marker, and psql and Prisma run it so.
+    pub refused_inside: Option<usize>,
+    /// It runs outside runbook's transaction: for either reason above, or because its first
+    /// line is the no-transaction marker.
+    pub outside: bool,
+}
+
+/// Reads what a file needs of its transaction (`TxNeeds`), parsing it once.
+pub fn tx_needs(sql: &str) -> TxNeeds {
+    let mut needs = TxNeeds::default();
+    if let Some(parse) = parse_sql(sql) {
+        for stmt in parse.tree().stmts() {
+            let line = || line_of(sql, usize::from(stmt.syntax().text_range().start()));
+            if needs.own_transaction.is_none() && controls_transaction(&stmt) {
+                needs.own_transaction = Some(line());
+            }
+            if needs.refused_inside.is_none() && refused_in_transaction(&stmt) {
+                needs.refused_inside = Some(line());
+            }
+        }
+    }
+    needs.outside =
+        is_no_transaction(sql) || needs.own_transaction.is_some() || needs.refused_inside.is_some();
+    needs
+}
+
+/// `BEGIN`, `START TRANSACTION`, `COMMIT`, `END` or `ROLLBACK` (of the transaction itself).
+fn controls_transaction(stmt: &ast::Stmt) -> bool {
+    matches!(
+        stmt,
         ast::Stmt::Begin(_)
-        | ast::Stmt::Commit(ast::Commit::CommitTransaction(_))
-        | ast::Stmt::Rollback(ast::Rollback::RollbackTransaction(_)) => Some(line_of(
-            sql,
-            usize::from(stmt.syntax().text_range().start()),
-        )),
-        _ => None,
-    })
+            | ast::Stmt::Commit(ast::Commit::CommitTransaction(_))
+            | ast::Stmt::Rollback(ast::Rollback::RollbackTransaction(_))
+    )
 }
 
-/// The line of a file's first statement PostgreSQL refuses inside a transaction block (`CREATE
-/// INDEX CONCURRENTLY` and the other `CONCURRENTLY` forms but `REFRESH MATERIALIZED VIEW`,
-/// `VACUUM`, `CREATE`/`DROP DATABASE` and `TABLESPACE`, `ALTER SYSTEM`), found by parsing: real
-/// projects keep such a statement alone in a file with no marker, and such a file runs outside
-/// runbook's transaction, as psql and Prisma run it.
-pub fn outside_transaction_only(sql: &str) -> Option<usize> {
-    let parse = parse_sql(sql)?;
-    parse.tree().stmts().find_map(|stmt| {
-        let refused = match &stmt {
-            ast::Stmt::Vacuum(_)
-            | ast::Stmt::CreateDatabase(_)
-            | ast::Stmt::DropDatabase(_)
-            | ast::Stmt::CreateTablespace(_)
-            | ast::Stmt::DropTablespace(_)
-            | ast::Stmt::AlterSystem(_) => true,
-            ast::Stmt::Refresh(_) => false,
-            other => other
-                .syntax()
-                .descendants_with_tokens()
-                .any(|t| t.kind() == squawk_syntax::SyntaxKind::CONCURRENTLY_KW),
-        };
-        refused.then(|| line_of(sql, usize::from(stmt.syntax().text_range().start())))
-    })
-}
-
-/// The line of the first PostgreSQL statement that would end the transaction runbook runs a
-/// file in (`COMMIT` or `ROLLBACK`).
-pub(super) fn ends_transaction(sql: &str) -> Option<usize> {
-    let parse = parse_sql(sql)?;
-    parse.tree().stmts().find_map(|stmt| match stmt {
-        ast::Stmt::Commit(ast::Commit::CommitTransaction(_))
-        | ast::Stmt::Rollback(ast::Rollback::RollbackTransaction(_)) => Some(line_of(
-            sql,
-            usize::from(stmt.syntax().text_range().start()),
-        )),
-        _ => None,
-    })
+/// A statement PostgreSQL refuses inside a transaction block.
+fn refused_in_transaction(stmt: &ast::Stmt) -> bool {
+    match stmt {
+        ast::Stmt::Vacuum(_)
+        | ast::Stmt::CreateDatabase(_)
+        | ast::Stmt::DropDatabase(_)
+        | ast::Stmt::CreateTablespace(_)
+        | ast::Stmt::DropTablespace(_)
+        | ast::Stmt::AlterSystem(_) => true,
+        ast::Stmt::Refresh(_) => false,
+        other => other
+            .syntax()
+            .descendants_with_tokens()
+            .any(|t| t.kind() == squawk_syntax::SyntaxKind::CONCURRENTLY_KW),
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{outside_transaction_only, own_transaction, split_statements};
+    use super::{split_statements, tx_needs};
+
+    fn own_transaction(sql: &str) -> Option<usize> {
+        tx_needs(sql).own_transaction
+    }
+
+    fn outside_transaction_only(sql: &str) -> Option<usize> {
+        tx_needs(sql).refused_inside
+    }
 
     #[test]
     fn statements_refused_in_a_transaction_are_found_by_parsing() {

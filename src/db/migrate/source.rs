@@ -2,7 +2,7 @@
 //! `.down.sql`, or sqlx's `.up.sql`) and Prisma's (`<timestamp>_<name>/migration.sql`), read
 //! with line endings normalised and checksummed.
 
-use super::script::{is_no_transaction, outside_transaction_only, own_transaction};
+use super::script::tx_needs;
 use super::version::{compare_versions, valid_version, version_key};
 use crate::db::Dialect;
 use crate::db::op::OpError;
@@ -371,12 +371,10 @@ fn load(
     } else {
         downs.remove(&stem_key)
     };
-    let own_transaction = own_transaction(&sql);
+    let needs = tx_needs(&sql);
     Ok(Migration {
-        no_transaction: is_no_transaction(&sql)
-            || own_transaction.is_some()
-            || outside_transaction_only(&sql).is_some(),
-        own_transaction,
+        no_transaction: needs.outside,
+        own_transaction: needs.own_transaction,
         // The text is normalised already: hash it as it is.
         checksum: sha256_hex(sql.as_bytes()),
         file: shown(&up.path, root),
