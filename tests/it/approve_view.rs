@@ -3,7 +3,7 @@
 //! the name it was reached through).
 
 use crate::support::cli::repo;
-use crate::support::{Output, Runbook};
+use crate::support::{Output, Runbook, copy_dir};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 
@@ -68,18 +68,6 @@ impl Ship {
             .unwrap_or_else(|| panic!("no plan hash in {}", status.stdout))
             .to_owned();
         (id, hash)
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
     }
 }
 

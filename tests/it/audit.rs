@@ -483,19 +483,13 @@ fn the_csv_export_names_approvers_and_neutralises_formulas() {
     )
     .unwrap();
     p.playbook("audited", PLAYBOOK);
-    let as_user = |user: &str, args: &[&str]| {
-        let mut all = vec!["-C".to_owned(), p.path().display().to_string()];
-        all.extend(args.iter().map(|s| (*s).to_owned()));
-        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-        Runbook::new(&refs).env("RUNBOOK_ACTOR", user).run()
-    };
-    let out = as_user("alice", &["run", "audited", "--env", "staging"]);
+    let out = p.as_user("alice", &["run", "audited", "--env", "staging"]);
     assert_eq!(out.code, 3, "{}", out.combined());
     let (id, _) = p.last_run();
     let formula = "=HYPERLINK(\"https://evil.example\",\"fine\")";
-    let out = as_user("bob", &["approve", &id, "approve", "--comment", formula]);
+    let out = p.as_user("bob", &["approve", &id, "approve", "--comment", formula]);
     assert_eq!(out.code, 0, "{}", out.combined());
-    assert_eq!(as_user("alice", &["resume", &id]).code, 0);
+    assert_eq!(p.as_user("alice", &["resume", &id]).code, 0);
     let csv = p.cmd(&["audit", "export", &id, "--format", "csv"]);
     let mut reader = csv::Reader::from_reader(csv.stdout.as_bytes());
     let header = reader.headers().unwrap().clone();
@@ -639,14 +633,9 @@ fn approve_and_resume_refuse_a_chain_cut_short() {
     )
     .unwrap();
     p.playbook("audited", PLAYBOOK);
-    let as_user = |user: &str, args: &[&str]| {
-        let mut all = vec!["-C".to_owned(), p.path().display().to_string()];
-        all.extend(args.iter().map(|s| (*s).to_owned()));
-        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-        Runbook::new(&refs).env("RUNBOOK_ACTOR", user).run()
-    };
     assert_eq!(
-        as_user("alice", &["run", "audited", "--env", "staging"]).code,
+        p.as_user("alice", &["run", "audited", "--env", "staging"])
+            .code,
         3
     );
     let (id, _) = p.last_run();
@@ -660,7 +649,7 @@ fn approve_and_resume_refuse_a_chain_cut_short() {
         ("bob", vec!["reject", &id, "approve"]),
         ("alice", vec!["resume", &id]),
     ] {
-        let out = as_user(user, &args);
+        let out = p.as_user(user, &args);
         assert_eq!(out.code, 6, "{args:?}: {}", out.combined());
         assert!(
             out.combined().contains("were removed"),

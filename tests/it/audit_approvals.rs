@@ -1,6 +1,6 @@
 //! What an auditor reads of approvals: each decision once per person, as the gate counts them.
 
-use crate::support::{Project, Runbook, Target};
+use crate::support::{Project, Target};
 
 const PLAYBOOK: &str = r#"
 name: gated
@@ -22,23 +22,18 @@ fn a_repeated_approval_by_the_same_person_is_shown_as_counting_once() {
     )
     .unwrap();
     p.playbook("gated", PLAYBOOK);
-    let as_user = |user: &str, args: &[&str]| {
-        let mut all = vec!["-C".to_owned(), p.path().display().to_string()];
-        all.extend(args.iter().map(|s| (*s).to_owned()));
-        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-        Runbook::new(&refs).env("RUNBOOK_ACTOR", user).run()
-    };
     assert_eq!(
-        as_user("alice", &["run", "gated", "--env", "staging"]).code,
+        p.as_user("alice", &["run", "gated", "--env", "staging"])
+            .code,
         3
     );
     let (id, _) = p.last_run();
     for who in ["bob", "BOB"] {
-        let out = as_user(who, &["approve", &id, "approve"]);
+        let out = p.as_user(who, &["approve", &id, "approve"]);
         assert_eq!(out.code, 0, "{}", out.combined());
     }
     // One person: one of the two approvals the gate needs.
-    let resume = as_user("alice", &["resume", &id]);
+    let resume = p.as_user("alice", &["resume", &id]);
     assert_eq!(resume.code, 3, "{}", resume.combined());
     assert!(
         resume.combined().contains("1 of 2"),
@@ -72,14 +67,9 @@ fn an_approval_appended_to_the_chain_by_hand_does_not_count() {
     )
     .unwrap();
     p.playbook("gated", PLAYBOOK);
-    let as_user = |user: &str, args: &[&str]| {
-        let mut all = vec!["-C".to_owned(), p.path().display().to_string()];
-        all.extend(args.iter().map(|s| (*s).to_owned()));
-        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-        Runbook::new(&refs).env("RUNBOOK_ACTOR", user).run()
-    };
     assert_eq!(
-        as_user("alice", &["run", "gated", "--env", "staging"]).code,
+        p.as_user("alice", &["run", "gated", "--env", "staging"])
+            .code,
         3
     );
     let (id, _) = p.last_run();
@@ -110,14 +100,14 @@ fn an_approval_appended_to_the_chain_by_hand_does_not_count() {
     tampered.extend(runbook::audit::canonical(&serde_json::Value::Object(forged)).as_bytes());
     tampered.push(b'\n');
     std::fs::write(&path, &tampered).unwrap();
-    let resume = as_user("alice", &["resume", &id]);
+    let resume = p.as_user("alice", &["resume", &id]);
     assert_eq!(
         resume.code,
         3,
         "the forged approval opened the gate: {}",
         resume.combined()
     );
-    let status = as_user("alice", &["status", &id]);
+    let status = p.as_user("alice", &["status", &id]);
     assert!(
         status.combined().contains("mallory")
             && status

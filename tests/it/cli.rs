@@ -1,7 +1,7 @@
 //! CLI behaviour checked end to end through the binary, with snapshots of what users see.
 
 use crate::stable;
-use crate::support::{Runbook, repo};
+use crate::support::{Runbook, copy_dir, repo};
 
 #[test]
 fn validate_accepts_every_shipped_playbook() {
@@ -278,19 +278,6 @@ fn help_and_version_exit_0_and_usage_errors_exit_2() {
     assert_eq!(Runbook::new(&["--version"]).run().code, 0);
     assert_eq!(Runbook::new(&["frobnicate"]).run().code, 2);
     assert_eq!(Runbook::new(&["plan", "deploy"]).run().code, 2);
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            std::fs::create_dir_all(&target).unwrap();
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 fn listing(dir: &std::path::Path) -> Vec<(String, u64)> {

@@ -6,19 +6,7 @@
 
 use crate::support::cli::repo;
 use crate::support::pg;
-use crate::support::{Project, Target};
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
-}
+use crate::support::{Project, Target, copy_dir};
 
 /// What a schema is, in one comparable text: tables and columns with types and defaults,
 /// constraints, indexes, enums with their values in order, and the data of the two tables.

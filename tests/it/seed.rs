@@ -1,7 +1,7 @@
 //! The `seed` action end to end, through the binary, on real PostgreSQL and real SQLite:
 //! idempotent upserts by natural key, secrets hashed and never shown, one transaction per set.
 
-use crate::support::{Output, Project, Runbook, Target, sqlite_exec};
+use crate::support::{Output, Project, Runbook, Target, copy_dir, sqlite_exec};
 use serde_json::Value as Json;
 use std::path::Path;
 
@@ -472,18 +472,6 @@ const BASELINE: &str = r#"- table: Plan
   rows:
     - { email: admin@thetheunifiedhealth.com, role: ADMIN, firstName: System, lastName: Administrator }
 "#;
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let dest = to.join(e.file_name());
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
-}
 
 #[test]
 fn the_guide_baseline_seeds_the_shipped_schema_on_both_dialects() {

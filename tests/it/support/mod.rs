@@ -9,5 +9,5 @@ pub mod project;
 pub mod sqlite;
 
 pub use cli::{Output, Runbook, repo};
-pub use project::{Project, Target};
+pub use project::{Project, Target, copy_dir};
 pub use sqlite::sqlite_exec;

@@ -98,6 +98,11 @@ impl Project {
         self.base(args).run()
     }
 
+    /// Any command in the project as `user` (RUNBOOK_ACTOR): the operator, or an approver.
+    pub fn as_user(&self, user: &str, args: &[&str]) -> Output {
+        self.base(args).env("RUNBOOK_ACTOR", user).run()
+    }
+
     pub fn resume(&self, run_id: &str, extra: &[&str]) -> Output {
         let target = self.target.arg();
         let mut args = vec!["resume", run_id, "--target", target.as_str()];
@@ -120,5 +125,18 @@ impl Project {
     pub fn status_json(&self, run: &str) -> serde_json::Value {
         let out = self.cmd(&["status", run, "--format", "json"]);
         serde_json::from_str(&out.stdout).unwrap_or_else(|_| panic!("{}", out.combined()))
+    }
+}
+
+/// Copies a folder and everything in it (fixtures, the shipped migrations) into `to`.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
     }
 }
