@@ -32,11 +32,8 @@ pub async fn decide(
     cancel: watch::Receiver<bool>,
 ) -> Result<Outcome, ExecError> {
     let state = open_state(project, req.state.as_deref(), ui).await?;
-    let (record, step, started) = load(project, &state, &req, ui).await?;
-    let events = state.load_events(&record.id).await.map_err(|e| {
-        ui.error(&e.to_string(), None);
-        ExecError::Internal
-    })?;
+    let (record, step, events) = load(project, &state, &req, ui).await?;
+    let started = inputs::started_in(&events).cloned();
     if req.approve {
         check_still_the_same(project, &record, started.as_ref(), &req, ui).await?;
     }
@@ -168,14 +165,14 @@ async fn check_still_the_same(
 }
 
 /// The waiting run, the approval gate the request names (the emergency gate of an emergency
-/// run included) and the run's `run_started` data; the run's playbook must be unchanged, or the
+/// run included) and the run's events; the run's playbook must be unchanged, or the
 /// decision would be about something else.
 async fn load(
     project: &Project,
     state: &StateStore,
     req: &DecisionRequest,
     ui: &Ui,
-) -> Result<(RunRecord, Step, Option<serde_json::Value>), ExecError> {
+) -> Result<(RunRecord, Step, inputs::Events), ExecError> {
     let Some(record) = find_run(state, &req.run_id, ui).await else {
         return Err(ExecError::Invalid);
     };
@@ -207,15 +204,15 @@ async fn load(
         );
         return Err(ExecError::Invalid);
     }
-    let started = inputs::started_data(state, &record, ui).await?;
-    let Some(step) = approval_gate(&playbook, started.as_ref(), &req.gate) else {
+    let events = inputs::events_of(state, &record, ui).await?;
+    let Some(step) = approval_gate(&playbook, inputs::started_in(&events), &req.gate) else {
         ui.error(
             &format!("run {} has no approval gate `{}`", record.id, req.gate),
             Some("`runbook status RUN` lists the steps; approval gates are steps with `gate: { approval: ... }`"),
         );
         return Err(ExecError::Invalid);
     };
-    Ok((record, step, started))
+    Ok((record, step, events))
 }
 
 /// Who decides, and the key that signs where the environment requires signed approvals: there

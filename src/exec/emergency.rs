@@ -78,10 +78,7 @@ pub async fn status_lines(
     run: &crate::run::RunRecord,
 ) -> Vec<String> {
     let events = state.load_events(&run.id).await.unwrap_or_default();
-    let started = events
-        .iter()
-        .find(|(_, _, kind, _, _)| kind == crate::run::EventKind::RunStarted.as_str())
-        .map(|(_, _, _, _, d)| d.clone());
+    let started = super::inputs::started_in(&events).cloned();
     let mut lines = Vec::new();
     if let Some(e) = Emergency::recorded(started.as_ref()) {
         lines.push(format!(

@@ -23,21 +23,40 @@ pub(super) fn changed_since_start(
         .map_or_else(Vec::new, |before| input_changes(&before, now))
 }
 
-/// The data of the run's `run_started` event: what the run recorded of itself as it began (its
-/// files and its database), read once and handed to the checks here and in `same_target`.
+/// A run's events as the state store gives them: sequence, time, kind, step, data.
+pub(super) type Events = Vec<(i64, i64, String, Option<String>, serde_json::Value)>;
+
+/// The run's events, read once for every check that needs them.
+pub(super) async fn events_of(
+    state: &StateStore,
+    record: &RunRecord,
+    ui: &Ui,
+) -> Result<Events, ExecError> {
+    state.load_events(&record.id).await.map_err(|e| {
+        ui.error(&e.to_string(), None);
+        ExecError::Internal
+    })
+}
+
+/// The data of the run's `run_started` event among its `events`: what the run recorded of
+/// itself as it began (its files, its database, its rules).
+pub(super) fn started_in(
+    events: &[(i64, i64, String, Option<String>, serde_json::Value)],
+) -> Option<&serde_json::Value> {
+    events
+        .iter()
+        .find(|(_, _, kind, _, _)| kind == EventKind::RunStarted.as_str())
+        .map(|(_, _, _, _, data)| data)
+}
+
+/// The run's `run_started` data (`started_in`), read from the state store, handed to the
+/// checks here and in `same_target`.
 pub(super) async fn started_data(
     state: &StateStore,
     record: &RunRecord,
     ui: &Ui,
 ) -> Result<Option<serde_json::Value>, ExecError> {
-    let events = state.load_events(&record.id).await.map_err(|e| {
-        ui.error(&e.to_string(), None);
-        ExecError::Internal
-    })?;
-    Ok(events
-        .into_iter()
-        .find(|(_, _, kind, _, _)| kind == EventKind::RunStarted.as_str())
-        .map(|(_, _, _, _, data)| data))
+    Ok(started_in(&events_of(state, record, ui).await?).cloned())
 }
 
 /// On resume: a run whose files changed since it started continues only if none of its

@@ -37,10 +37,7 @@ pub async fn waiting_lines(project: &Project, state: &StateStore, run: &RunRecor
         return Vec::new();
     };
     let mut lines = vec![format!("waiting   at gate `{gate}`: {reason}")];
-    let started = events
-        .iter()
-        .find(|(_, _, kind, _, _)| kind == EventKind::RunStarted.as_str())
-        .map(|(_, _, _, _, d)| d.clone());
+    let started = super::inputs::started_in(&events).cloned();
     let Some(step) = project
         .load_playbook(std::path::Path::new(&run.file))
         .ok()
