@@ -298,6 +298,84 @@ fn crlf_and_lf_files_have_the_same_checksum() {
     assert_eq!(ap["count"], 0);
 }
 
+/// A file inside a transaction goes to the server as one message; an error the server gives no
+/// position for (a unique violation) still names the line its statement starts on, and nothing
+/// of the file nor of its history rows stays.
+#[test]
+fn an_error_without_a_position_names_the_statement_that_failed() {
+    let p = postgres();
+    let bad = mig(
+        &p,
+        "001_dupes.sql",
+        "-- two rows with the same key\nCREATE TABLE dupes (id int PRIMARY KEY);\n\nINSERT INTO dupes\n  VALUES (1);\nINSERT INTO dupes\n  VALUES (1);\nCREATE TABLE after_dupes (id int);\n",
+    );
+    let (out, _) = migrate(&p, "action: apply");
+    fails(&out);
+    for needle in [
+        format!("`{bad}` failed at line 6"),
+        "SQLSTATE 23505".to_owned(),
+        "its transaction was rolled back".to_owned(),
+    ] {
+        assert!(out.stderr.contains(&needle), "{needle}: {}", out.stderr);
+    }
+    assert!(!has_table(&p, "dupes") && !has_table(&p, "after_dupes"));
+    let (_, status) = migrate(&p, "action: status");
+    assert_eq!(status["count"], 1, "{status}");
+}
+
+/// The server parses a whole message before it runs any of it: a syntax error late in a file
+/// runs nothing and names its own line (not the transaction runbook begins); a file squawk
+/// cannot split (an unterminated comment) fails the same way; a comment on a file's last line
+/// without a line break does not swallow what runbook sends after it.
+#[test]
+fn syntax_errors_name_their_line_and_comments_at_the_end_are_harmless() {
+    let p = postgres();
+    let late = mig(
+        &p,
+        "001_late_typo.sql",
+        "CREATE TABLE typo_before (id int);\n\nCREAT TABLE typo (id int);\n",
+    );
+    let (out, _) = migrate(&p, "action: apply");
+    fails(&out);
+    assert!(
+        out.stderr.contains(&format!("`{late}` failed at line 3"))
+            && out.stderr.contains("SQLSTATE 42601")
+            && out.stderr.contains("its transaction was rolled back"),
+        "{}",
+        out.stderr
+    );
+    assert!(!has_table(&p, "typo_before"));
+    std::fs::remove_file(p.path().join(&late)).unwrap();
+
+    let open = mig(
+        &p,
+        "001_open_comment.sql",
+        "CREATE TABLE open_comment (id int);\n/* never closed\n",
+    );
+    let (out, _) = migrate(&p, "action: apply");
+    fails(&out);
+    assert!(
+        out.stderr.contains(&format!("`{open}` failed at line 2"))
+            && out.stderr.contains("unterminated /* comment"),
+        "{}",
+        out.stderr
+    );
+    assert!(!has_table(&p, "open_comment"));
+    std::fs::remove_file(p.path().join(&open)).unwrap();
+
+    mig(
+        &p,
+        "001_trailing.sql",
+        "CREATE TABLE trail_end (id int) -- no semicolon, no line break",
+    );
+    let (out, outputs) = migrate(&p, "action: apply");
+    ok(&out);
+    assert!(has_table(&p, "trail_end"));
+    assert_eq!(outputs["count"], 1, "{outputs}");
+    let (_, status) = migrate(&p, "action: status");
+    assert_eq!(status["count"], 0, "{status}");
+}
+
 #[test]
 fn a_failing_migration_rolls_back_and_leaves_no_lock() {
     let p = postgres();

@@ -145,6 +145,32 @@ const INIT: &str = "-- CreateTable\r\nCREATE TABLE users (id INTEGER PRIMARY KEY
 const POSTS: &str =
     "-- CreateTable\nCREATE TABLE posts (id INTEGER PRIMARY KEY, user_id INTEGER);\n";
 
+/// A file applied in one message with its rows is timed by the server: the Prisma row spans
+/// the file's run and runbook's history row says how long it took.
+#[test]
+fn rows_written_with_the_file_time_the_file() {
+    let p = postgres();
+    prisma_folder(&p);
+    folder(
+        &p,
+        "20240101000000_slow",
+        "-- CreateTable\nCREATE TABLE slow (id int);\nSELECT pg_sleep(0.3);\n",
+    );
+    let (out, _) = migrate(&p, "action: apply");
+    ok(&out);
+    assert_eq!(
+        p.target.query(
+            "SELECT (finished_at - started_at >= interval '300 ms')::text FROM _prisma_migrations"
+        ),
+        ["true"]
+    );
+    assert_eq!(
+        p.target
+            .query("SELECT (execution_ms BETWEEN 300 AND 60000)::text FROM runbook_migrations"),
+        ["true"]
+    );
+}
+
 /// runbook used to leave `_prisma_migrations` alone, so `prisma migrate status` listed every
 /// migration runbook applied as not applied and `prisma migrate deploy` ran them again.
 #[test]

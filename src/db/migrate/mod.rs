@@ -37,6 +37,7 @@
 
 mod apply;
 mod baseline;
+mod batched;
 mod failure;
 mod history;
 mod lint;

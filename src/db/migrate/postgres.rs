@@ -9,6 +9,7 @@ use super::run::{ScriptError, Settings};
 use super::script::line_of;
 use super::source::Migration;
 use crate::db::op::Op;
+use futures_util::StreamExt;
 use sqlx::{AssertSqlSafe, ConnectOptions, PgConnection, Row};
 use std::collections::BTreeSet;
 use std::str::FromStr;
@@ -38,27 +39,106 @@ pub(super) async fn run_script(
     lock: &mut MigrationLock,
     op: &Op<'_>,
 ) -> Result<(), ScriptError> {
-    let fut = sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut *c);
+    run_counted(c, sql, lock, op)
+        .await
+        .map(|_| ())
+        .map_err(|(_, e)| e)
+}
+
+/// Runs a script of several statements in one message, as `run_script` does, counting the
+/// statements that completed: on an error, that count is the index of the failing statement
+/// (the server stops at the first error and skips the rest of the message).
+pub(super) async fn run_counted(
+    c: &mut PgConnection,
+    sql: &str,
+    lock: &mut MigrationLock,
+    op: &Op<'_>,
+) -> Result<usize, (usize, ScriptError)> {
+    let fut = async {
+        let mut done = 0;
+        let mut results = sqlx::raw_sql(AssertSqlSafe(sql)).execute_many(&mut *c);
+        while let Some(r) = results.next().await {
+            r.map_err(|e| (done, ScriptError::Sql(e)))?;
+            done += 1;
+        }
+        Ok(done)
+    };
     tokio::pin!(fut);
     let stop = tokio::select! {
-        r = &mut fut => return r.map(|_| ()).map_err(ScriptError::Sql),
+        r = &mut fut => return r,
         e = op.stopped() => e,
     };
     if lock.cancel_worker().await {
         let _ = tokio::time::timeout(CANCEL_GRACE, &mut fut).await;
     }
-    Err(ScriptError::Stopped(stop))
+    Err((0, ScriptError::Stopped(stop)))
 }
 
-/// The 1-based line in `text` of a PostgreSQL error position in the chunk at byte `offset`.
-pub(super) fn error_line(e: &sqlx::Error, text: &str, offset: usize) -> Option<usize> {
+/// A string as a PostgreSQL literal, as libpq's `PQescapeLiteral` writes it: quotes doubled,
+/// and backslashes doubled behind `E` when there are any, so it reads the same whatever
+/// `standard_conforming_strings` says.
+pub(super) fn literal(s: &str) -> String {
+    let quoted = s.replace('\'', "''");
+    if s.contains('\\') {
+        format!("E'{}'", quoted.replace('\\', "\\\\"))
+    } else {
+        format!("'{quoted}'")
+    }
+}
+
+/// `BEGIN` and the step's timeouts, transaction-local, as one script without a line break (so
+/// a file sent after it keeps its line numbers); gives the script and its statement count.
+pub(super) fn begin_with_timeouts(s: &Settings) -> (String, usize) {
+    let mut sql = String::from("BEGIN;");
+    let mut n = 1;
+    for (name, value) in [
+        ("lock_timeout", s.lock_timeout),
+        ("statement_timeout", s.statement_timeout),
+    ] {
+        if let Some(d) = value {
+            sql.push_str(&format!("SET LOCAL {name} = '{}ms';", d.as_millis().max(1)));
+            n += 1;
+        }
+    }
+    (sql, n)
+}
+
+/// The time since the message that runs it began, in milliseconds (`statement_timestamp()` is
+/// when the server received the message: the same for every statement in it).
+pub(super) const MESSAGE_MS: &str =
+    "(extract(epoch FROM clock_timestamp() - statement_timestamp()) * 1000)::bigint";
+
+/// The statements that write a history row stamped with the server's clock (the row of an
+/// earlier attempt replaced), with literal values: two statements. `execution_ms` is an SQL
+/// expression ([`MESSAGE_MS`] when the file ran in the same message).
+pub(super) fn record_script(m: &Migration, execution_ms: &str, run_id: &str, kind: &str) -> String {
+    format!(
+        "DELETE FROM runbook_migrations WHERE version = {v};
+INSERT INTO runbook_migrations (version, name, checksum, execution_ms, success, applied_at, run_id, kind)
+VALUES ({v}, {}, {}, {execution_ms}, true, clock_timestamp(), {}, {});",
+        literal(&m.name),
+        literal(&m.checksum),
+        literal(run_id),
+        literal(kind),
+        v = literal(&m.version),
+    )
+}
+
+/// The 1-based character position in the query text a PostgreSQL error points at, if any.
+pub(super) fn error_position(e: &sqlx::Error) -> Option<usize> {
     let pos = e
         .as_database_error()?
         .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()?
         .position()?;
-    let sqlx::postgres::PgErrorPosition::Original(chars) = pos else {
-        return None;
-    };
+    match pos {
+        sqlx::postgres::PgErrorPosition::Original(chars) => Some(chars),
+        _ => None,
+    }
+}
+
+/// The 1-based line in `text` of a PostgreSQL error position in the chunk at byte `offset`.
+pub(super) fn error_line(e: &sqlx::Error, text: &str, offset: usize) -> Option<usize> {
+    let chars = error_position(e)?;
     let chunk = text.get(offset..)?;
     let byte = chunk
         .char_indices()

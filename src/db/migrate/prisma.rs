@@ -9,6 +9,7 @@
 //! which is how Prisma stores a `DateTime` there.
 
 use super::db_failed;
+use super::postgres::literal;
 use super::source::Migration;
 use super::tx;
 use crate::db::Db;
@@ -175,6 +176,40 @@ pub(super) async fn insert_finished(
     let started = finished - chrono::Duration::from_std(took).unwrap_or_default();
     insert(db, m, name, started, Some(finished), 1).await?;
     Ok(())
+}
+
+/// The row of a migration that finished now, as one statement with literal values for a
+/// script on PostgreSQL: it ran for `took`, or (`None`) it ran in the same message as this
+/// statement, which then takes both times from the server's clock (`statement_timestamp()`,
+/// when the message arrived, and `clock_timestamp()`). `None` for a migration that is not a
+/// Prisma folder.
+pub(super) fn finished_script(m: &Migration, took: Option<Duration>) -> Option<String> {
+    let name = m.prisma_name.as_ref()?;
+    let at = |t: DateTime<Utc>| {
+        format!(
+            "'{}'::timestamptz",
+            t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+        )
+    };
+    let (started, finished) = match took {
+        Some(took) => {
+            let finished = Utc::now();
+            let started = finished - chrono::Duration::from_std(took).unwrap_or_default();
+            (at(started), at(finished))
+        }
+        None => (
+            "statement_timestamp()".to_owned(),
+            "clock_timestamp()".to_owned(),
+        ),
+    };
+    Some(format!(
+        "INSERT INTO _prisma_migrations
+    (id, checksum, finished_at, migration_name, logs, rolled_back_at, started_at, applied_steps_count)
+    VALUES ({}, {}, {finished}, {}, NULL, NULL, {started}, 1);",
+        literal(&uuid_v4()),
+        literal(&m.raw_checksum),
+        literal(name),
+    ))
 }
 
 /// The row of a migration marked applied without running, as `prisma migrate resolve

@@ -156,7 +156,7 @@ async fn bookkeep(
 }
 
 /// Prisma's history table could not be written.
-fn prisma_failed(e: sqlx::Error) -> FileError {
+pub(super) fn prisma_failed(e: sqlx::Error) -> FileError {
     FileError::Other(db_failed(&format!("cannot update `{PRISMA_TABLE}`"), &e))
 }
 
@@ -176,13 +176,13 @@ fn prisma_logs(e: &FileError) -> String {
 }
 
 /// The history table could not be written.
-fn history_failed(e: sqlx::Error) -> FileError {
+pub(super) fn history_failed(e: sqlx::Error) -> FileError {
     FileError::Other(db_failed(&format!("cannot update `{HISTORY_TABLE}`"), &e))
 }
 
 /// How one attempt at a file ended: the SQL's run time, or the error and whether nothing of
 /// the attempt was committed (its transaction was still open when it rolled back).
-type Attempt = Result<Duration, (FileError, bool)>;
+pub(super) type Attempt = Result<Duration, (FileError, bool)>;
 
 /// Runs a file inside a transaction with its bookkeeping.
 async fn run_inside(
@@ -192,6 +192,9 @@ async fn run_inside(
     lock: &mut MigrationLock,
     op: &Op<'_>,
 ) -> Attempt {
+    if db.is_postgres() && job.dir == Direction::Up {
+        return super::batched::apply_inside(db, job, settings, lock, op).await;
+    }
     if let Err(e) = tx::begin(db).await {
         return Err((
             FileError::Other(db_failed("cannot begin a transaction", &e)),
