@@ -94,16 +94,13 @@ pub(super) async fn apply_inside(
         return Err((FileError::Stopped(e), true));
     }
     let (head, head_n) = postgres::begin_with_timeouts(settings);
-    let statements = pieces(true, job.sql);
-    let split = statements.first().is_some_and(|p| p.line.is_some());
+    // Counted when the migration was read (going up, the file is its up file).
+    let statements = job.m.statements;
+    let split = statements.is_some();
     let mut layout = Layout {
         head: head_n,
         head_chars: head.chars().count(),
-        file: if split {
-            FilePart::Counted(statements.len())
-        } else {
-            FilePart::Last
-        },
+        file: statements.map_or(FilePart::Last, FilePart::Counted),
         prisma: job.m.prisma_name.is_some(),
     };
     let mut script = format!("{head}{}", job.sql);

@@ -110,13 +110,18 @@ pub struct TxNeeds {
     /// It runs outside runbook's transaction: for either reason above, or because its first
     /// line is the no-transaction marker.
     pub outside: bool,
+    /// How many statements it has, when it parses cleanly (the pieces `pieces` splits it in).
+    pub statements: Option<usize>,
 }
 
 /// Reads what a file needs of its transaction (`TxNeeds`), parsing it once.
 pub fn tx_needs(sql: &str) -> TxNeeds {
     let mut needs = TxNeeds::default();
     if let Some(parse) = parse_sql(sql) {
+        let clean = parse.errors().is_empty();
+        let mut statements = 0;
         for stmt in parse.tree().stmts() {
+            statements += usize::from(!stmt.syntax().text_range().is_empty());
             let line = || line_of(sql, usize::from(stmt.syntax().text_range().start()));
             if needs.own_transaction.is_none() && controls_transaction(&stmt) {
                 needs.own_transaction = Some(line());
@@ -125,6 +130,7 @@ pub fn tx_needs(sql: &str) -> TxNeeds {
                 needs.refused_inside = Some(line());
             }
         }
+        needs.statements = (clean && statements > 0).then_some(statements);
     }
     needs.outside =
         is_no_transaction(sql) || needs.own_transaction.is_some() || needs.refused_inside.is_some();
@@ -219,5 +225,8 @@ mod tests {
         assert_eq!((pieces[0].line, pieces[1].line), (Some(2), Some(3)));
         assert!(pieces[1].text.contains("$$;$$") && pieces[1].text.ends_with("-- end\n"));
         assert_eq!(pieces.iter().map(|p| p.text).collect::<String>(), sql);
+        assert_eq!(tx_needs(sql).statements, Some(pieces.len()));
+        assert_eq!(tx_needs("-- only a comment\n").statements, None);
+        assert_eq!(tx_needs("SELECT 1;\n/* open\n").statements, None);
     }
 }

@@ -37,6 +37,8 @@ pub struct Migration {
     /// The line of the file's own `BEGIN`/`COMMIT`/`ROLLBACK`, when it has one: it runs as psql
     /// runs it.
     pub own_transaction: Option<usize>,
+    /// How many statements the up file has, when squawk's parser splits it cleanly.
+    pub statements: Option<usize>,
     /// The Prisma folder name (its id in `_prisma_migrations`) for the Prisma layout.
     pub prisma_name: Option<String>,
 }
@@ -375,6 +377,7 @@ fn load(
     Ok(Migration {
         no_transaction: needs.outside,
         own_transaction: needs.own_transaction,
+        statements: needs.statements,
         // The text is normalised already: hash it as it is.
         checksum: sha256_hex(sql.as_bytes()),
         file: shown(&up.path, root),
