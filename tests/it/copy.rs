@@ -8,7 +8,10 @@ use sha2::{Digest, Sha256};
 use std::path::Path;
 
 /// Runs `f` against a SQLite database file (created if missing).
-fn with_sqlite<T>(path: &Path, f: impl AsyncFnOnce(&mut sqlx::SqliteConnection) -> T) -> T {
+pub(crate) fn with_sqlite<T>(
+    path: &Path,
+    f: impl AsyncFnOnce(&mut sqlx::SqliteConnection) -> T,
+) -> T {
     use sqlx::ConnectOptions;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -25,7 +28,7 @@ fn with_sqlite<T>(path: &Path, f: impl AsyncFnOnce(&mut sqlx::SqliteConnection) 
     })
 }
 
-async fn exec(conn: &mut sqlx::SqliteConnection, sql: &str) {
+pub(crate) async fn exec(conn: &mut sqlx::SqliteConnection, sql: &str) {
     sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
         .execute(&mut *conn)
         .await

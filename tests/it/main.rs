@@ -10,6 +10,7 @@ mod cli;
 mod compensate;
 mod config_file;
 mod copy;
+mod copy_into;
 mod corpus;
 mod crash;
 mod disk;

@@ -16,7 +16,7 @@ pub(super) fn clean_text(b: &[u8]) -> bool {
 }
 
 /// Appends `b` to a COPY text field, escaping what the format needs.
-fn escape_into(out: &mut Vec<u8>, b: &[u8]) {
+pub(super) fn escape_into(out: &mut Vec<u8>, b: &[u8]) {
     let mut start = 0;
     for (i, &c) in b.iter().enumerate() {
         let rep: &[u8] = match c {
@@ -46,7 +46,7 @@ fn bytea_into(out: &mut Vec<u8>, b: &[u8]) {
 }
 
 /// A double in the shortest text that reads back as the same value.
-fn real_text(f: f64) -> String {
+pub(super) fn real_text(f: f64) -> String {
     if f.is_nan() {
         "NaN".to_owned()
     } else if f == f64::INFINITY {
@@ -254,7 +254,7 @@ fn encode_json(
 }
 
 /// The storage class of a value, for misfit messages.
-fn class_name(v: Val<'_>) -> &'static str {
+pub(super) fn class_name(v: Val<'_>) -> &'static str {
     match v {
         Val::Null => "NULL",
         Val::Int(_) => "an integer",

@@ -39,6 +39,7 @@ mod datetime;
 mod ddl;
 mod defaults;
 mod encode;
+mod into;
 mod json;
 mod keys;
 mod load;
@@ -59,6 +60,7 @@ use crate::db::op::{Op, OpError};
 use ddl::MAX_IDENT;
 use schema::SrcTable;
 use sqlx::PgConnection;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -69,8 +71,27 @@ pub struct Request {
     pub source: PathBuf,
     /// Only these tables (default: all).
     pub tables: Option<Vec<String>>,
-    /// Drop the selected tables in the target first.
+    /// Drop the selected tables in the target first (`into_existing`: empty them).
     pub replace: bool,
+    /// Copy into the target's existing tables instead of creating them.
+    pub into_existing: bool,
+    /// The IANA zone of date-time text without an offset (default UTC).
+    pub time_zone: Option<String>,
+    /// `into_existing`: source columns left out, as `Table.column`.
+    pub ignore: Vec<String>,
+    /// `into_existing`: source `Table` or `Table.column` to the target's name.
+    pub map: BTreeMap<String, String>,
+    /// Own tables: indexes and constraints that may be left out when they cannot be
+    /// translated (names, or `all`).
+    pub allow_skip: Vec<String>,
+}
+
+/// Migration histories: the target's come from applying its migrations, never from a copy.
+const HISTORIES: &[&str] = &["_prisma_migrations", "_sqlx_migrations"];
+
+/// Whether a source table is runbook's own or a migration history, never copied as data.
+fn bookkeeping(name: &str) -> bool {
+    name.starts_with("runbook_") || HISTORIES.contains(&name)
 }
 
 /// Copies the SQLite database into PostgreSQL. Per-table failures are in the report (the
@@ -79,13 +100,19 @@ pub async fn copy(pg: &mut PgConnection, req: &Request, op: &Op<'_>) -> Result<R
     let started = Instant::now();
     let mut src = schema::open_source(&req.source).await?;
     let (all_tables, mut decisions) = schema::read_schema(&mut src).await.map_err(db_error)?;
-    let selected = select_tables(&all_tables, req.tables.as_deref())?;
+    let selected = select_tables(&all_tables, req.tables.as_deref(), &mut decisions)?;
     check_selection(&selected)?;
     if selected.is_empty() {
         note(op, "the source has no tables to copy");
     }
     target::setup_session(pg).await?;
-    let result = table::copy_tables(pg, &mut src, req, op, &selected, &mut decisions).await;
+    let result = if req.into_existing {
+        into::copy_into(pg, &mut src, req, op, &selected, &mut decisions)
+            .await
+            .map(|t| (t, Vec::new()))
+    } else {
+        table::copy_tables(pg, &mut src, req, op, &selected, &mut decisions).await
+    };
     target::reset_session(pg).await;
     let _ = sqlx::raw_sql("ROLLBACK").execute(&mut src).await;
     let (tables, inexact) = result?;
@@ -115,15 +142,8 @@ fn per_second(rows: u64, seconds: f64) -> f64 {
     }
 }
 
-/// Refuses a selection the target cannot take: the progress table's name, or names longer
-/// than PostgreSQL keeps.
+/// Refuses a selection the target cannot take: names longer than PostgreSQL keeps.
 fn check_selection(selected: &[&SrcTable]) -> Result<(), OpError> {
-    if selected.iter().any(|t| t.name == PROGRESS_TABLE) {
-        return Err(OpError::Failed(format!(
-            "the source has a table named `{PROGRESS_TABLE}`, which runbook uses in the target \
-             to record progress; leave it out with `tables:`"
-        )));
-    }
     for t in selected {
         let long = std::iter::once(&t.name)
             .chain(t.columns.iter().map(|c| &c.name))
@@ -138,16 +158,36 @@ fn check_selection(selected: &[&SrcTable]) -> Result<(), OpError> {
     Ok(())
 }
 
-/// The tables `tables:` names, in its order; all of them without it.
+/// The tables `tables:` names, in its order; all of them without it. runbook's own tables
+/// and migration histories are never copied.
 fn select_tables<'a>(
     all: &'a [SrcTable],
     wanted: Option<&[String]>,
+    decisions: &mut Vec<Decision>,
 ) -> Result<Vec<&'a SrcTable>, OpError> {
     let Some(wanted) = wanted else {
-        return Ok(all.iter().collect());
+        for t in all.iter().filter(|t| bookkeeping(&t.name)) {
+            decisions.push(Decision {
+                table: t.name.clone(),
+                column: None,
+                what: "table".to_owned(),
+                from: "table".to_owned(),
+                to: "not copied".to_owned(),
+                reason: "runbook's own table or a migration history: the target's come from \
+                         applying its migrations"
+                    .to_owned(),
+            });
+        }
+        return Ok(all.iter().filter(|t| !bookkeeping(&t.name)).collect());
     };
     let mut out = Vec::new();
     for name in wanted {
+        if bookkeeping(name) {
+            return Err(OpError::Failed(format!(
+                "`{name}` is runbook's own table or a migration history, never copied as data: \
+                 the target's comes from applying its migrations"
+            )));
+        }
         match all.iter().find(|t| &t.name == name) {
             Some(t) => out.push(t),
             None => {
