@@ -269,7 +269,7 @@ fn copy_keeps_names_types_keys_and_every_value_and_a_second_run_skips() {
     assert_eq!(
         columns(r#""User""#),
         "id:bigint:not null, email:text:not null, name:text, isActive:boolean:not null, \
-         score:double precision:not null, balance:numeric, \
+         score:double precision:not null, balance:numeric(10,2), \
          createdAt:timestamp with time zone:not null, profile:jsonb"
     );
     assert_eq!(
@@ -346,7 +346,7 @@ fn copy_keeps_names_types_keys_and_every_value_and_a_second_run_skips() {
             NAME_1,
             "t",
             0.1,
-            "12.5",
+            "12.50",
             1_700_000_000_123_000,
         ),
         (

@@ -11,6 +11,7 @@ mod compensate;
 mod config_file;
 mod copy;
 mod copy_into;
+mod copy_own;
 mod corpus;
 mod crash;
 mod disk;

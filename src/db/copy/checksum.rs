@@ -401,6 +401,7 @@ mod tests {
                 kind,
                 lenient: false,
                 optimistic: true,
+                limit: None,
             })
             .collect();
         let mut want = Checksum::default();

@@ -4,6 +4,7 @@
 use super::checksum::RowHash;
 use super::datetime::{format_date, format_timestamp, parse_date, parse_timestamp};
 use super::json::{canon_json_text, json_ok};
+use super::limits::over_limit;
 use super::report::val_shown;
 use super::scan::Val;
 use super::types::{ColPlan, Kind, MAX_MS, MIN_MS};
@@ -100,6 +101,11 @@ pub(super) fn encode(
         out.extend_from_slice(b"\\N");
         hash.null();
         return Ok(None);
+    }
+    if let Some(limit) = plan.limit
+        && let Some(what) = over_limit(limit, v)
+    {
+        return Err(what);
     }
     match plan.kind {
         Kind::Identity | Kind::BigInt | Kind::Double | Kind::Numeric | Kind::Bool => {
