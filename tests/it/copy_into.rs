@@ -285,8 +285,7 @@ fn every_conversion_lands_exactly_and_a_bad_value_fails_naming_its_row() {
         let out = p.run("mig", &[]);
         assert_eq!(out.code, 1, "{set}: {}", out.combined());
         assert!(
-            out.stderr.contains(&format!("`Thing` row {{\"id\":7}}: "))
-                && out.stderr.contains(want),
+            out.stderr.contains("`Thing` row {\"id\":7}: ") && out.stderr.contains(want),
             "{set}: want {want:?} in {}",
             out.stderr
         );

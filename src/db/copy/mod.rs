@@ -32,7 +32,11 @@
 //! writes COPY text (with `datetime` and `json` for their canonical forms), `ddl` and
 //! `defaults` build the statements, `load` is one table's transaction, `keys` adds indexes and
 //! keys, `checksum` compares both sides, `progress` is `runbook_copy_progress`, `target` is the
-//! PostgreSQL session, `table` decides per table, `report` is what the copy tells.
+//! PostgreSQL session, `table` decides per table, `report` is what the copy tells, `limits`
+//! keeps declared lengths and precisions, `sqltext` carries index and CHECK SQL over.
+//!
+//! `into: existing` (`into/`) is the other mode: the target's migrations made the tables, and
+//! each value is converted to its existing column's type, exactly or not at all.
 
 mod checksum;
 mod datetime;

@@ -204,8 +204,8 @@ fn boolean(v: Val<'_>) -> Result<char, String> {
     let b = match v {
         Val::Int(0) => Some(false),
         Val::Int(1) => Some(true),
-        Val::Real(f) if f == 0.0 => Some(false),
-        Val::Real(f) if f == 1.0 => Some(true),
+        Val::Real(0.0) => Some(false),
+        Val::Real(1.0) => Some(true),
         Val::Text(t) => match t.to_ascii_lowercase().as_slice() {
             b"true" | b"t" | b"1" | b"yes" => Some(true),
             b"false" | b"f" | b"0" | b"no" => Some(false),
