@@ -1,6 +1,7 @@
 //! `copy` into tables it creates: declared lengths and precisions kept while the values fit,
 //! index predicates and expressions and CHECK constraints with the columns quoted as created,
-//! and an index PostgreSQL refuses failing the copy unless `allow_skip` names it.
+//! date-time text read in `time_zone`, and an index PostgreSQL refuses failing the copy unless
+//! `allow_skip` names it.
 
 use crate::copy::{exec, with_sqlite};
 use crate::support::pg;
@@ -33,10 +34,17 @@ fn own_tables_keep_limits_quote_columns_and_fail_on_what_cannot_be_translated() 
     with_sqlite(&source, async |c| exec(c, SOURCE).await);
     p.playbook(
         "mig",
-        "name: mig\nsteps:\n  - id: copy\n    copy: { from: \"sqlite:source.db\", report: out/report.json }\n",
+        "name: mig\nsteps:\n  - id: copy\n    copy: { from: \"sqlite:source.db\", report: out/report.json, time_zone: Europe/Berlin }\n",
     );
     let out = p.run("mig", &[]);
     assert_eq!(out.code, 0, "{}", out.combined());
+    // Date-time text without an offset is read in `time_zone`.
+    assert_eq!(
+        q(
+            r#"SELECT to_char("deletedAt" AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') FROM "Item" WHERE id = 2"#
+        ),
+        "2023-12-31 23:00"
+    );
     assert_eq!(
         q(
             r#"SELECT string_agg(attname || ':' || format_type(atttypid, atttypmod), ', ' ORDER BY attnum)

@@ -147,6 +147,24 @@ pub(super) fn parse_timestamp_zoned(s: &str) -> Option<(i64, bool)> {
     ))
 }
 
+/// Microseconds since 1970 (UTC) of a wall-clock time (`micros` read as UTC) in `tz`; a time
+/// the zone skips or repeats at a clock change is an error, never a guess.
+pub(super) fn local_to_utc(micros: i64, tz: chrono_tz::Tz) -> Result<i64, String> {
+    use chrono::TimeZone as _;
+    let naive = chrono::DateTime::from_timestamp_micros(micros)
+        .ok_or("is not a date-time")?
+        .naive_utc();
+    match tz.from_local_datetime(&naive) {
+        chrono::LocalResult::Single(dt) => Ok(dt.timestamp_micros()),
+        chrono::LocalResult::Ambiguous(..) => Err(format!(
+            "is ambiguous in {tz} (the hour repeated when clocks go back)"
+        )),
+        chrono::LocalResult::None => Err(format!(
+            "does not exist in {tz} (skipped when clocks go forward)"
+        )),
+    }
+}
+
 /// Year, month and day of a day count since 1970-01-01 (proleptic Gregorian calendar; the
 /// algorithm of Howard Hinnant's "chrono-Compatible Low-Level Date Algorithms").
 fn civil(days: i64) -> (i64, i64, i64) {

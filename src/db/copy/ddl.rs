@@ -19,8 +19,10 @@ pub(super) const MAX_IDENT: usize = 63;
 pub(super) struct Names {
     used: HashSet<String>,
     /// `allow_skip`: indexes and constraints that may be left out when PostgreSQL refuses
-    /// them (names, or `all`).
+    /// them (names, or `all`). With the source's time zone, the settings every table shares.
     pub(super) allow_skip: Vec<String>,
+    /// The zone of the source's date-time text without an offset (`None`: UTC).
+    pub(super) zone: Option<chrono_tz::Tz>,
 }
 
 impl Names {

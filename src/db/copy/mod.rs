@@ -104,6 +104,7 @@ fn bookkeeping(name: &str) -> bool {
 /// caller fails the step on them); errors that stop everything are `Err`.
 pub async fn copy(pg: &mut PgConnection, req: &Request, op: &Op<'_>) -> Result<Report, OpError> {
     let started = Instant::now();
+    check_options(req)?;
     let mut src = schema::open_source(&req.source).await?;
     let (all_tables, mut decisions) = schema::read_schema(&mut src).await.map_err(db_error)?;
     let selected = select_tables(&all_tables, req.tables.as_deref(), &mut decisions)?;
@@ -137,6 +138,38 @@ pub async fn copy(pg: &mut PgConnection, req: &Request, op: &Op<'_>) -> Result<R
         seconds,
         rows_per_second: per_second(rows, seconds),
     })
+}
+
+/// The zone of date-time text without an offset: `None` for UTC.
+fn source_zone(req: &Request) -> Result<Option<chrono_tz::Tz>, OpError> {
+    match req.time_zone.as_deref() {
+        None | Some("UTC") => Ok(None),
+        Some(tz) => tz.parse().map(Some).map_err(|_| {
+            OpError::Failed(format!(
+                "`time_zone: {tz}` is not a time zone of the IANA database (e.g. Europe/Berlin)"
+            ))
+        }),
+    }
+}
+
+/// `map` and `ignore` name target tables and columns, which only `into: existing` has;
+/// `allow_skip` names what copy translates, which only its own tables have.
+fn check_options(req: &Request) -> Result<(), OpError> {
+    if !req.into_existing && (!req.map.is_empty() || !req.ignore.is_empty()) {
+        return Err(OpError::Failed(
+            "`map` and `ignore` apply to `into: existing`; copy into its own tables keeps \
+             every source table and column"
+                .to_owned(),
+        ));
+    }
+    if req.into_existing && !req.allow_skip.is_empty() {
+        return Err(OpError::Failed(
+            "`allow_skip` applies to copy into its own tables; `into: existing` creates no \
+             index or constraint"
+                .to_owned(),
+        ));
+    }
+    source_zone(req).map(|_| ())
 }
 
 /// Rows per second, rounded; 0 before any time has passed.

@@ -19,6 +19,16 @@ pub(super) struct Planned<'a> {
     pub(super) inspected: Option<Vec<Stats>>,
 }
 
+impl Planned<'_> {
+    /// Date-time text without an offset is read in `zone` (`None`: UTC).
+    pub(super) fn with_zone(mut self, zone: Option<chrono_tz::Tz>) -> Self {
+        for c in &mut self.cols {
+            c.zone = zone;
+        }
+        self
+    }
+}
+
 /// The table's column types from the declared types, or from its values when a declared type
 /// does not decide.
 pub(super) async fn plan_table<'a>(
@@ -45,6 +55,7 @@ pub(super) async fn plan_table<'a>(
                         lenient: false,
                         optimistic: true,
                         limit: declared_limit(&c.declared, kind),
+                        zone: None,
                     }
                 })
                 .collect(),
@@ -68,6 +79,7 @@ pub(super) fn plan_from_stats(t: &SrcTable, stats: Vec<Stats>) -> Planned<'_> {
                 lenient,
                 optimistic: false,
                 limit: None,
+                zone: None,
             }
         })
         .collect();

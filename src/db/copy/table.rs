@@ -34,6 +34,7 @@ pub(super) async fn copy_tables(
     let record = progress::recorded(pg).await?;
     let mut names = Names::default();
     names.allow_skip.clone_from(&req.allow_skip);
+    names.zone = super::source_zone(req)?;
     let mut outcomes = Vec::new();
     let mut inexact = Vec::new();
     for t in selected {
@@ -168,7 +169,7 @@ async fn copy_table(
     names: &mut Names,
 ) -> Result<TableResult, OpError> {
     let exists = target_exists(pg, &t.name).await?;
-    let mut plan = plan_table(src, op, t).await?;
+    let mut plan = plan_table(src, op, t).await?.with_zone(names.zone);
     if exists {
         match recorded {
             Some(r) if r.status == "done" => {
@@ -273,12 +274,13 @@ async fn load_until_it_fits(
                 ),
             );
             let stats = inspect(src, op, t).await?;
-            plan = plan_from_stats(t, stats);
+            plan = plan_from_stats(t, stats).with_zone(names.zone);
             inspected = true;
         } else {
             return Err(OpError::Failed(format!(
-                "column `{}` has {} after its values were inspected; the source changed \
-                 during the copy?",
+                "column `{}` has {} after its values were inspected (a date-time that does \
+                 not exist or is ambiguous in `time_zone`, or the source changed during the \
+                 copy)",
                 m.column, m.what
             )));
         }

@@ -278,6 +278,8 @@ pub(super) struct ColPlan {
     pub(super) optimistic: bool,
     /// The declared length or precision kept (only while every value fits it).
     pub(super) limit: Option<Limit>,
+    /// The zone of date-time text without an offset (`None`: UTC).
+    pub(super) zone: Option<chrono_tz::Tz>,
 }
 
 impl ColPlan {
@@ -307,8 +309,8 @@ pub(super) fn optimistic_reason(c: &SrcColumn, kind: Kind, s: &Stats, rowid: boo
     match kind {
         Kind::Bool => format!("declared boolean and every value is 0 or 1 ({seen})"),
         Kind::Timestamptz => format!(
-            "declared {}: every value is ISO 8601 text (read as UTC when it has no zone) or \
-             integer milliseconds since 1970 ({seen})",
+            "declared {}: every value is ISO 8601 text (read in `time_zone`, UTC by default, \
+             when it has no zone) or integer milliseconds since 1970 ({seen})",
             c.declared
         ),
         Kind::Date => format!("every value is an ISO 8601 date ({seen})"),

@@ -2,12 +2,13 @@
 //! escaping), or why it does not convert. Nothing is rounded, cut or turned into NULL: a value
 //! the target type cannot hold exactly is an error.
 
-use super::super::datetime::{format_date, format_timestamp, parse_date, parse_timestamp_zoned};
+use super::super::datetime::{
+    format_date, format_timestamp, local_to_utc, parse_date, parse_timestamp_zoned,
+};
 use super::super::encode::{class_name, norm_decimal, real_text};
 use super::super::json::json_ok;
 use super::super::scan::Val;
 use super::columns::{Scalar, TgtType};
-use chrono::TimeZone as _;
 use serde_json::Value as Json;
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -312,20 +313,7 @@ fn instant(v: Val<'_>, zone: Zone) -> Result<i64, String> {
     match zone {
         _ if zoned => Ok(micros),
         Zone::Utc => Ok(micros),
-        Zone::Named(tz) => {
-            let naive = chrono::DateTime::from_timestamp_micros(micros)
-                .ok_or("is not a date-time")?
-                .naive_utc();
-            match tz.from_local_datetime(&naive) {
-                chrono::LocalResult::Single(dt) => Ok(dt.timestamp_micros()),
-                chrono::LocalResult::Ambiguous(..) => Err(format!(
-                    "is ambiguous in {tz} (the hour repeated when clocks go back)"
-                )),
-                chrono::LocalResult::None => Err(format!(
-                    "does not exist in {tz} (skipped when clocks go forward)"
-                )),
-            }
-        }
+        Zone::Named(tz) => local_to_utc(micros, tz),
     }
 }
 

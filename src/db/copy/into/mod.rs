@@ -24,7 +24,7 @@ use super::progress::{self, Recorded};
 use super::report::{Decision, TableOutcome};
 use super::schema::SrcTable;
 use super::target::target_count;
-use super::{Op, OpError, Request, db_error, describe, note, per_second};
+use super::{Op, OpError, Request, db_error, describe, note, per_second, source_zone};
 use crate::fmt::{plural, quote_ident};
 use columns::{TgtTable, load_order, read_table};
 use convert::Zone;
@@ -43,14 +43,7 @@ pub(super) async fn copy_into(
     selected: &[&SrcTable],
     decisions: &mut Vec<Decision>,
 ) -> Result<Vec<TableOutcome>, OpError> {
-    let zone = match req.time_zone.as_deref() {
-        None | Some("UTC") => Zone::Utc,
-        Some(tz) => Zone::Named(tz.parse().map_err(|_| {
-            OpError::Failed(format!(
-                "`time_zone: {tz}` is not a time zone of the IANA database (e.g. Europe/Berlin)"
-            ))
-        })?),
-    };
+    let zone = source_zone(req)?.map_or(Zone::Utc, Zone::Named);
     let mut targets = Vec::new();
     let mut maps = Vec::new();
     for t in selected {
