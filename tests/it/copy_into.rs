@@ -6,6 +6,7 @@
 use crate::copy::{exec, with_sqlite};
 use crate::support::pg;
 use crate::support::{Output, Project, Runbook, Target, copy_dir, repo};
+use std::path::Path;
 
 /// The shipped playbooks, migrations and seeds, with a SQLite `dev` and a PostgreSQL `staging`.
 struct Shipped {
@@ -99,11 +100,17 @@ fn the_shipped_dev_database_moves_into_the_migrated_schema_and_the_playbooks_wor
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
+    let report = reports
+        .iter()
+        .find(|r| r.starts_with("copy-") && r.ends_with("-copy.json"))
+        .unwrap_or_else(|| panic!("{reports:?}"));
+    let run = &report["copy-".len()..report.len() - "-copy.json".len()];
+    let show = s.runbook(&["audit", "show", run]);
     assert!(
-        reports
-            .iter()
-            .any(|r| r.starts_with("copy-") && r.ends_with("-copy.json")),
-        "{reports:?}"
+        show.stdout
+            .contains(&format!("(report .runbook/reports/{report})")),
+        "{}",
+        show.combined()
     );
 
     for args in [
@@ -130,7 +137,7 @@ const TARGET: &str = r#"
 CREATE TYPE mood AS ENUM ('happy', 'sad');
 CREATE TABLE "Owner" (
   id serial PRIMARY KEY,
-  name varchar(10) NOT NULL,
+  name varchar(10) NOT NULL CHECK (name <> 'banned'),
   "apiToken" varchar(8),
   created timestamptz NOT NULL DEFAULT now()
 );
@@ -162,7 +169,7 @@ CREATE TABLE _prisma_migrations (id TEXT);
 INSERT INTO runbook_migrations VALUES ('1');
 INSERT INTO _prisma_migrations VALUES ('1');
 INSERT INTO "Owner" VALUES (1, 'ana', NULL, '2024-03-31 01:30:00');
-INSERT INTO "Owner" VALUES (5, 'bo', 'tok', '2024-07-01T12:00:00+02:00');
+INSERT INTO "Owner" VALUES (5, 'bo', 'tk-42', '2024-07-01T12:00:00+02:00');
 INSERT INTO "Thing" VALUES (1, 5, '1990-04-12', '2024-01-01 10:00:00.123', '2024-01-15 09:30:00',
   1, '{"b": 1, "a": [1, 2]}', '["x", "y \"q\""]', '[1, 2, 3]', 'happy', 12.5, x'00ff', 'old');
 INSERT INTO "Thing" VALUES (2, 1, '2000-02-29', NULL, 1700000000123, 'false', NULL, '[]', NULL,
@@ -206,7 +213,7 @@ fn every_conversion_lands_exactly_and_a_bad_value_fails_naming_its_row() {
             r#"SELECT id || ' ' || name || ' ' || coalesce("apiToken", '-') || ' ' ||
                     to_char(created AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') FROM "Owner" ORDER BY id"#
         ),
-        "1 ana - 2024-03-31 00:30\n5 bo tok 2024-07-01 10:00"
+        "1 ana - 2024-03-31 00:30\n5 bo tk-42 2024-07-01 10:00"
     );
     assert_eq!(
         q(
@@ -241,8 +248,12 @@ fn every_conversion_lands_exactly_and_a_bad_value_fails_naming_its_row() {
         out.stderr
     );
 
-    // Bad values: the copy (with `replace: true`, emptying the tables first) fails naming the
-    // row, the column and the value, and the target keeps what it had.
+    bad_values_fail_naming_their_row(&p, &source, &q);
+}
+
+/// Bad values: the copy (with `replace: true`, emptying the tables first) fails naming the
+/// row, the column and the value, and the target keeps what it had.
+fn bad_values_fail_naming_their_row(p: &Project, source: &Path, q: &dyn Fn(&str) -> String) {
     p.playbook("mig", &playbook(", ignore: [Thing.legacy], replace: true"));
     let bad: &[(&str, &str)] = &[
         (
@@ -279,7 +290,7 @@ fn every_conversion_lands_exactly_and_a_bad_value_fails_naming_its_row() {
         ),
     ];
     for (set, want) in bad {
-        with_sqlite(&source, async |c| {
+        with_sqlite(source, async |c| {
             exec(c, &format!(r#"INSERT INTO "Thing" SELECT 7, 5, born, seen, at, active, meta, tags, scores, mood, price, data, legacy FROM "Thing" WHERE id = 1; UPDATE "Thing" SET {set} WHERE id = 7"#)).await
         });
         let out = p.run("mig", &[]);
@@ -290,13 +301,29 @@ fn every_conversion_lands_exactly_and_a_bad_value_fails_naming_its_row() {
             out.stderr
         );
         assert!(out.stderr.contains("nothing was copied"), "{}", out.stderr);
-        with_sqlite(&source, async |c| {
+        with_sqlite(source, async |c| {
             exec(c, r#"DELETE FROM "Thing" WHERE id = 7"#).await
         });
         assert_eq!(q(r#"SELECT count(*) FROM "Thing""#), "2", "{set}");
     }
+    // A row the target's CHECK refuses: PostgreSQL's reason and where, never the row's values.
+    with_sqlite(source, async |c| {
+        exec(c, r#"UPDATE "Owner" SET name = 'banned' WHERE id = 5"#).await
+    });
+    let out = p.run("mig", &[]);
+    assert_eq!(out.code, 1, "{}", out.combined());
+    assert!(
+        out.stderr.contains("violates check constraint")
+            && out.stderr.contains("COPY Owner, line 2"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("tk-42"), "{}", out.stderr);
+    with_sqlite(source, async |c| {
+        exec(c, r#"UPDATE "Owner" SET name = 'bo' WHERE id = 5"#).await
+    });
     // A secret column's value is never shown.
-    with_sqlite(&source, async |c| {
+    with_sqlite(source, async |c| {
         exec(
             c,
             r#"UPDATE "Owner" SET "apiToken" = 'supersecret-1' WHERE id = 1"#,

@@ -66,6 +66,31 @@ impl Job<'_> {
     }
 }
 
+/// Why PostgreSQL refused the rows (a CHECK or unique violation, a value it could not parse),
+/// with where in the COPY it happened, but never the row's values ("Failing row contains
+/// (...)", the line COPY quotes): they may be secrets.
+fn copy_failure(e: &sqlx::Error) -> String {
+    let sqlx::Error::Database(db) = e else {
+        return describe(e);
+    };
+    let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() else {
+        return describe(e);
+    };
+    let mut msg = pg.message().to_owned();
+    if let Some(d) = pg
+        .detail()
+        .filter(|d| !d.starts_with("Failing row contains"))
+    {
+        msg.push_str(&format!(" ({d})"));
+    }
+    // `COPY "T", line 2: "the line's values"`: the place, without the values.
+    if let Some(w) = pg.r#where().and_then(|w| w.lines().next()) {
+        let place = w.split_once(": \"").map_or(w, |(place, _)| place);
+        msg.push_str(&format!(" at {place}"));
+    }
+    format!("{msg} (SQLSTATE {})", pg.code())
+}
+
 /// Whether a column's name says it holds secrets, so its values are never shown.
 fn secret_column(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
@@ -147,7 +172,9 @@ pub(in crate::db::copy) async fn convert_rows(
                 break;
             }
             if let Some(c) = copy.as_mut() {
-                c.send(buf.as_slice()).await.map_err(db_error)?;
+                c.send(buf.as_slice())
+                    .await
+                    .map_err(|e| OpError::Failed(copy_failure(&e)))?;
             }
             buf.clear();
             if last_detail.elapsed() >= Duration::from_millis(200) {
@@ -167,12 +194,14 @@ pub(in crate::db::copy) async fn convert_rows(
         return Err(f);
     }
     if !buf.is_empty() {
-        copy.send(buf.as_slice()).await.map_err(db_error)?;
+        copy.send(buf.as_slice())
+            .await
+            .map_err(|e| OpError::Failed(copy_failure(&e)))?;
     }
     let stored = copy
         .finish()
         .await
-        .map_err(|e| OpError::Failed(format!("`{}`: COPY: {}", job.tgt.name, describe(&e))))?;
+        .map_err(|e| OpError::Failed(format!("`{}`: COPY: {}", job.tgt.name, copy_failure(&e))))?;
     if stored != sum.rows {
         return Err(OpError::Failed(format!(
             "`{}`: COPY stored {stored} rows of {}",
