@@ -73,6 +73,8 @@ fn scalar(s: &Scalar, text: &str, out: &mut Vec<u8>) -> Result<(), String> {
             out.extend_from_slice(t.to_ascii_lowercase().as_bytes());
         }
         Scalar::Text(_) | Scalar::Enum(_) => out.extend_from_slice(text.as_bytes()),
+        // char(n) pads with spaces, and compares without them.
+        Scalar::Char(_) => out.extend_from_slice(text.trim_end_matches(' ').as_bytes()),
         // Types the copy does not know are parsed by PostgreSQL, which may print them
         // differently: only whether there is a value counts.
         Scalar::Other => {}

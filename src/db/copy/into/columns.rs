@@ -16,8 +16,10 @@ pub(in crate::db::copy) enum Scalar {
     Float8,
     /// `numeric(p,s)`: precision and scale; `None` when unconstrained.
     Numeric(Option<(u32, u32)>),
-    /// text, varchar(n), char(n): the length limit in characters.
+    /// text, varchar(n): the length limit in characters.
     Text(Option<usize>),
+    /// char(n): its length; PostgreSQL pads shorter values with spaces.
+    Char(Option<usize>),
     Enum(Vec<String>),
     Date,
     /// timestamp without time zone and its fractional digits (6 unless declared).
@@ -157,7 +159,8 @@ fn scalar(typname: &str, typmod: i32) -> Scalar {
                 .map(|m| (m >> 16, m & 0xffff)),
         ),
         "text" | "citext" | "name" => Scalar::Text(None),
-        "varchar" | "bpchar" => Scalar::Text(usize::try_from(typmod - 4).ok()),
+        "varchar" => Scalar::Text(usize::try_from(typmod - 4).ok()),
+        "bpchar" => Scalar::Char(usize::try_from(typmod - 4).ok()),
         "date" => Scalar::Date,
         "timestamp" => Scalar::Timestamp(fraction()),
         "timestamptz" => Scalar::Timestamptz(fraction()),

@@ -107,7 +107,7 @@ fn scalar(s: &Scalar, v: Val<'_>, zone: Zone, out: &mut String) -> Result<(), St
         }
         Scalar::Float4 | Scalar::Float8 => out.push_str(&float(s, v)?),
         Scalar::Numeric(limits) => out.push_str(&numeric(v, *limits)?),
-        Scalar::Text(limit) => {
+        Scalar::Text(limit) | Scalar::Char(limit) => {
             let t = text(v)?;
             if let Some(n) = limit
                 && t.chars().count() > *n
