@@ -161,8 +161,9 @@ pub fn changes(entries: &[Map<String, Json>]) -> Vec<String> {
         }
         if let Some(copy) = c.get("copy") {
             out.push(format!(
-                "{step}: copy of {} rows: {}",
+                "{step}: copy of {} rows (report {}): {}",
                 s(copy, "rows"),
+                s(copy, "report"),
                 tables(copy.get("tables"), &["rows", "checksum"])
             ));
         }

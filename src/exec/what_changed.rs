@@ -68,7 +68,10 @@ pub fn named(action: &Action<'_>, rendered: &Json, outputs: &Map<String, Json>) 
                     .collect::<Map<String, Json>>()
             });
             let tables = Json::Object(tables.unwrap_or_default());
-            Some(json!({"copy": {"rows": get("rows"), "tables": capped_map(Some(&tables))}}))
+            // The run's own report file: kept per run, never overwritten by a later copy.
+            Some(
+                json!({"copy": {"rows": get("rows"), "tables": capped_map(Some(&tables)), "report": get("report")}}),
+            )
         }
         _ => None,
     }

@@ -278,9 +278,39 @@ pub struct CopyAction {
     /// Drop tables that already exist in the target instead of refusing.
     #[serde(default)]
     pub replace: bool,
-    /// Write the report of type decisions and inexact values to this JSON file.
+    /// Write the report of type decisions and inexact values to this JSON file. Each run's
+    /// report is also kept as `.runbook/reports/copy-RUN-STEP.json` (the step's `report` output).
     #[serde(default)]
     pub report: Option<String>,
+    /// `new` (default): copy creates the tables, in SQLite's shape. `existing`: the target's
+    /// tables already exist (made by its migrations); each source table goes into the table of
+    /// the same name, each value converted to the target column's type.
+    #[serde(default)]
+    pub into: CopyInto,
+    /// The time zone of date-time text without an offset in the source, e.g. `Europe/Berlin`
+    /// (default: UTC).
+    #[serde(default)]
+    pub time_zone: Option<String>,
+    /// `into: existing`: source columns not copied, as `Table.column`.
+    #[serde(default)]
+    pub ignore: Vec<String>,
+    /// `into: existing`: source names to target names: `Table` to a target table, or
+    /// `Table.column` to a target column of that table.
+    #[serde(default)]
+    pub map: BTreeMap<String, String>,
+    /// `into: new`: indexes and constraints (by name, or `all`) that may be left out when they
+    /// cannot be translated to PostgreSQL; any other fails the table.
+    #[serde(default)]
+    pub allow_skip: Vec<String>,
+}
+
+/// Where `copy` puts the rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CopyInto {
+    #[default]
+    New,
+    Existing,
 }
 
 /// Runs another playbook's steps in place.

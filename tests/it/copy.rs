@@ -8,7 +8,10 @@ use sha2::{Digest, Sha256};
 use std::path::Path;
 
 /// Runs `f` against a SQLite database file (created if missing).
-fn with_sqlite<T>(path: &Path, f: impl AsyncFnOnce(&mut sqlx::SqliteConnection) -> T) -> T {
+pub(crate) fn with_sqlite<T>(
+    path: &Path,
+    f: impl AsyncFnOnce(&mut sqlx::SqliteConnection) -> T,
+) -> T {
     use sqlx::ConnectOptions;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -25,7 +28,7 @@ fn with_sqlite<T>(path: &Path, f: impl AsyncFnOnce(&mut sqlx::SqliteConnection) 
     })
 }
 
-async fn exec(conn: &mut sqlx::SqliteConnection, sql: &str) {
+pub(crate) async fn exec(conn: &mut sqlx::SqliteConnection, sql: &str) {
     sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
         .execute(&mut *conn)
         .await
@@ -266,7 +269,7 @@ fn copy_keeps_names_types_keys_and_every_value_and_a_second_run_skips() {
     assert_eq!(
         columns(r#""User""#),
         "id:bigint:not null, email:text:not null, name:text, isActive:boolean:not null, \
-         score:double precision:not null, balance:numeric, \
+         score:double precision:not null, balance:numeric(10,2), \
          createdAt:timestamp with time zone:not null, profile:jsonb"
     );
     assert_eq!(
@@ -343,7 +346,7 @@ fn copy_keeps_names_types_keys_and_every_value_and_a_second_run_skips() {
             NAME_1,
             "t",
             0.1,
-            "12.5",
+            "12.50",
             1_700_000_000_123_000,
         ),
         (

@@ -10,6 +10,8 @@ mod cli;
 mod compensate;
 mod config_file;
 mod copy;
+mod copy_into;
+mod copy_own;
 mod corpus;
 mod crash;
 mod disk;

@@ -165,7 +165,8 @@ pub(super) async fn source_checksum(
         }
         if round == 0 {
             let stats = inspect(src, op, plan.src).await?;
-            *plan = plan_from_stats(plan.src, stats);
+            let zone = plan.cols.first().and_then(|c| c.zone);
+            *plan = plan_from_stats(plan.src, stats).with_zone(zone);
         }
     }
     Ok(Checksum {
@@ -401,6 +402,8 @@ mod tests {
                 kind,
                 lenient: false,
                 optimistic: true,
+                limit: None,
+                zone: None,
             })
             .collect();
         let mut want = Checksum::default();

@@ -65,6 +65,12 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 /// `[T ]HH:MM[:SS[.fraction]]`, optionally `Z` or `±HH[[:]MM]`; no zone means UTC. A fraction
 /// finer than microseconds must be zeros: the value has to be kept exactly.
 pub(super) fn parse_timestamp(s: &str) -> Option<i64> {
+    parse_timestamp_zoned(s).map(|(micros, _)| micros)
+}
+
+/// As [`parse_timestamp`], and whether the text named its zone (`Z` or an offset); without
+/// one the microseconds are the wall-clock time read as UTC.
+pub(super) fn parse_timestamp_zoned(s: &str) -> Option<(i64, bool)> {
     let b = s.as_bytes();
     let (days, mut i) = date_at(b)?;
     let mut micros_of_day: i64 = 0;
@@ -106,6 +112,7 @@ pub(super) fn parse_timestamp(s: &str) -> Option<i64> {
             (i64::from(h) * 3600 + i64::from(mi) * 60 + i64::from(sec)) * 1_000_000 + frac;
     }
     let mut offset_secs: i64 = 0;
+    let zoned = i < b.len();
     if i < b.len() {
         match b[i] {
             b'Z' | b'z' => i += 1,
@@ -134,7 +141,28 @@ pub(super) fn parse_timestamp(s: &str) -> Option<i64> {
     if i != b.len() {
         return None;
     }
-    Some(i64::from(days) * 86_400_000_000 + micros_of_day - offset_secs * 1_000_000)
+    Some((
+        i64::from(days) * 86_400_000_000 + micros_of_day - offset_secs * 1_000_000,
+        zoned,
+    ))
+}
+
+/// Microseconds since 1970 (UTC) of a wall-clock time (`micros` read as UTC) in `tz`; a time
+/// the zone skips or repeats at a clock change is an error, never a guess.
+pub(super) fn local_to_utc(micros: i64, tz: chrono_tz::Tz) -> Result<i64, String> {
+    use chrono::TimeZone as _;
+    let naive = chrono::DateTime::from_timestamp_micros(micros)
+        .ok_or("is not a date-time")?
+        .naive_utc();
+    match tz.from_local_datetime(&naive) {
+        chrono::LocalResult::Single(dt) => Ok(dt.timestamp_micros()),
+        chrono::LocalResult::Ambiguous(..) => Err(format!(
+            "is ambiguous in {tz} (the hour repeated when clocks go back)"
+        )),
+        chrono::LocalResult::None => Err(format!(
+            "does not exist in {tz} (skipped when clocks go forward)"
+        )),
+    }
 }
 
 /// Year, month and day of a day count since 1970-01-01 (proleptic Gregorian calendar; the

@@ -4,7 +4,8 @@
 use super::defaults::translate_default;
 use super::plan::Planned;
 use super::report::Decision;
-use super::schema::{SrcIndex, SrcTable, has_word};
+use super::schema::{SrcIndex, SrcTable};
+use super::sqltext::quote_columns;
 use super::types::Kind;
 use crate::fmt::quote_ident;
 use std::collections::HashSet;
@@ -17,9 +18,19 @@ pub(super) const MAX_IDENT: usize = 63;
 #[derive(Default)]
 pub(super) struct Names {
     used: HashSet<String>,
+    /// `allow_skip`: indexes and constraints that may be left out when PostgreSQL refuses
+    /// them (names, or `all`). With the source's time zone, the settings every table shares.
+    pub(super) allow_skip: Vec<String>,
+    /// The zone of the source's date-time text without an offset (`None`: UTC).
+    pub(super) zone: Option<chrono_tz::Tz>,
 }
 
 impl Names {
+    /// Whether the index or constraint `name` may be left out when it cannot be translated.
+    pub(super) fn may_skip(&self, name: &str) -> bool {
+        self.allow_skip.iter().any(|a| a == name || a == "all")
+    }
+
     /// `wanted`, cut to fit and made unique with a `_N` suffix when taken.
     pub(super) fn take(&mut self, wanted: &str) -> String {
         let base = truncate(wanted, MAX_IDENT);
@@ -51,8 +62,10 @@ pub(super) fn truncate(s: &str, max: usize) -> String {
 
 /// Index and constraint statements of a table, and decisions for what is left out.
 pub(super) struct IndexPlan {
+    pub(super) name: String,
     pub(super) sql: String,
-    /// Tried in a savepoint; a failure is reported rather than failing the table.
+    /// Tried in a savepoint: PostgreSQL may refuse SQLite's SQL, which fails the table unless
+    /// `allow_skip` lets it be left out.
     pub(super) optional: bool,
     pub(super) decision: Decision,
 }
@@ -73,18 +86,20 @@ pub(super) fn index_plans(t: &SrcTable, names: &mut Names) -> Vec<IndexPlan> {
             let Some(sql) = &ix.sql else { continue };
             names.used.insert(ix.name.clone());
             out.push(IndexPlan {
-                sql: sql.clone(),
+                name: ix.name.clone(),
+                sql: translated_index(t, ix, sql),
                 optional: true,
                 decision: Decision {
                     table: t.name.clone(),
                     column: None,
                     what: if ix.unique { "unique" } else { "index" }.to_owned(),
                     from: sql.clone(),
-                    to: "the same statement".to_owned(),
+                    to: translated_index(t, ix, sql),
                     reason: if expression {
-                        "an index on expressions: its SQL is run as written".to_owned()
+                        "an index on expressions: its SQL with the columns quoted as created"
+                            .to_owned()
                     } else {
-                        "a partial index: its SQL is run as written".to_owned()
+                        "a partial index: its SQL with the columns quoted as created".to_owned()
                     },
                 },
             });
@@ -93,6 +108,20 @@ pub(super) fn index_plans(t: &SrcTable, names: &mut Names) -> Vec<IndexPlan> {
         out.push(column_index_plan(t, ix, names));
     }
     out
+}
+
+/// An index SQLite defines by expressions or a WHERE clause, for PostgreSQL: its name and
+/// table quoted, and in its expressions and predicate the columns named as they were created.
+fn translated_index(t: &SrcTable, ix: &SrcIndex, sql: &str) -> String {
+    let cols: Vec<&str> = t.columns.iter().map(|c| c.name.as_str()).collect();
+    let rest = sql.find('(').map_or("", |at| &sql[at..]);
+    format!(
+        "CREATE {}INDEX {} ON {} {}",
+        if ix.unique { "UNIQUE " } else { "" },
+        quote_ident(&ix.name),
+        quote_ident(&t.name),
+        quote_columns(rest, &cols)
+    )
 }
 
 /// `PRIMARY KEY`, added as a named constraint.
@@ -104,6 +133,7 @@ fn pk_plan(t: &SrcTable, names: &mut Names) -> IndexPlan {
             .collect();
     let name = names.take(&format!("{}_pkey", t.name));
     IndexPlan {
+        name: name.clone(),
         sql: format!(
             "ALTER TABLE {table} ADD CONSTRAINT {} PRIMARY KEY ({})",
             quote_ident(&name),
@@ -172,6 +202,7 @@ fn column_index_plan(t: &SrcTable, ix: &SrcIndex, names: &mut Names) -> IndexPla
         )
     };
     IndexPlan {
+        name: name.clone(),
         sql,
         optional: false,
         decision: Decision {
@@ -197,7 +228,7 @@ pub(super) fn create_sql(
     let mut cols = Vec::new();
     for (i, c) in t.columns.iter().enumerate() {
         let kind = plan.cols[i].kind;
-        let mut def = format!("{} {}", quote_ident(&c.name), kind.ddl());
+        let mut def = format!("{} {}", quote_ident(&c.name), plan.cols[i].ddl());
         // The identity column is NOT NULL by definition; SQLite's rowid cannot be NULL either.
         if c.notnull && kind != Kind::Identity {
             def.push_str(" NOT NULL");
@@ -229,17 +260,6 @@ pub(super) fn create_sql(
             }
         }
         cols.push(def);
-    }
-    if has_word(&t.sql, "CHECK") {
-        decisions.push(Decision {
-            table: t.name.clone(),
-            column: None,
-            what: "constraint".to_owned(),
-            from: "CHECK".to_owned(),
-            to: "not carried over".to_owned(),
-            reason: "CHECK constraints are SQLite expressions; add them for PostgreSQL by hand"
-                .to_owned(),
-        });
     }
     format!(
         "CREATE TABLE {} ({})",

@@ -2,8 +2,11 @@
 //! type, its canonical form fed to the row hash, and what was not kept exactly named.
 
 use super::checksum::RowHash;
-use super::datetime::{format_date, format_timestamp, parse_date, parse_timestamp};
+use super::datetime::{
+    format_date, format_timestamp, local_to_utc, parse_date, parse_timestamp_zoned,
+};
 use super::json::{canon_json_text, json_ok};
+use super::limits::over_limit;
 use super::report::val_shown;
 use super::scan::Val;
 use super::types::{ColPlan, Kind, MAX_MS, MIN_MS};
@@ -16,7 +19,7 @@ pub(super) fn clean_text(b: &[u8]) -> bool {
 }
 
 /// Appends `b` to a COPY text field, escaping what the format needs.
-fn escape_into(out: &mut Vec<u8>, b: &[u8]) {
+pub(super) fn escape_into(out: &mut Vec<u8>, b: &[u8]) {
     let mut start = 0;
     for (i, &c) in b.iter().enumerate() {
         let rep: &[u8] = match c {
@@ -46,7 +49,7 @@ fn bytea_into(out: &mut Vec<u8>, b: &[u8]) {
 }
 
 /// A double in the shortest text that reads back as the same value.
-fn real_text(f: f64) -> String {
+pub(super) fn real_text(f: f64) -> String {
     if f.is_nan() {
         "NaN".to_owned()
     } else if f == f64::INFINITY {
@@ -101,13 +104,18 @@ pub(super) fn encode(
         hash.null();
         return Ok(None);
     }
+    if let Some(limit) = plan.limit
+        && let Some(what) = over_limit(limit, v)
+    {
+        return Err(what);
+    }
     match plan.kind {
         Kind::Identity | Kind::BigInt | Kind::Double | Kind::Numeric | Kind::Bool => {
             encode_number(out, hash, plan.kind, v)
         }
         Kind::Text => encode_text(out, hash, plan, v),
         Kind::Bytea => encode_bytea(out, hash, plan, v),
-        Kind::Timestamptz | Kind::Date => encode_time(out, hash, plan.kind, v),
+        Kind::Timestamptz | Kind::Date => encode_time(out, hash, plan, v),
         Kind::Jsonb => encode_json(out, hash, v, scratch),
     }
 }
@@ -203,7 +211,8 @@ fn encode_bytea(out: &mut Vec<u8>, hash: &mut RowHash, plan: &ColPlan, v: Val<'_
 }
 
 /// timestamptz (ISO 8601 text or integer milliseconds) and date (ISO 8601 text).
-fn encode_time(out: &mut Vec<u8>, hash: &mut RowHash, kind: Kind, v: Val<'_>) -> Encoded {
+fn encode_time(out: &mut Vec<u8>, hash: &mut RowHash, plan: &ColPlan, v: Val<'_>) -> Encoded {
+    let kind = plan.kind;
     if kind == Kind::Date {
         let days = match v {
             Val::Text(b) => match std::str::from_utf8(b).ok().and_then(parse_date) {
@@ -218,8 +227,12 @@ fn encode_time(out: &mut Vec<u8>, hash: &mut RowHash, kind: Kind, v: Val<'_>) ->
     }
     let micros = match v {
         Val::Int(ms) if (MIN_MS..=MAX_MS).contains(&ms) => ms * 1000,
-        Val::Text(b) => match std::str::from_utf8(b).ok().and_then(parse_timestamp) {
-            Some(m) => m,
+        Val::Text(b) => match std::str::from_utf8(b).ok().and_then(parse_timestamp_zoned) {
+            Some((m, false)) if let Some(tz) = plan.zone => match local_to_utc(m, tz) {
+                Ok(m) => m,
+                Err(e) => return misfit(kind, &format!("text that {e}")),
+            },
+            Some((m, _)) => m,
             None => return misfit(kind, "text that is not an ISO 8601 timestamp"),
         },
         Val::Int(_) => return misfit(kind, "an integer out of the millisecond range"),
@@ -254,7 +267,7 @@ fn encode_json(
 }
 
 /// The storage class of a value, for misfit messages.
-fn class_name(v: Val<'_>) -> &'static str {
+pub(super) fn class_name(v: Val<'_>) -> &'static str {
     match v {
         Val::Null => "NULL",
         Val::Int(_) => "an integer",

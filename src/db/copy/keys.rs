@@ -4,6 +4,7 @@
 use super::ddl::{MAX_IDENT, Names, index_plans, truncate};
 use super::report::Decision;
 use super::schema::{SrcFk, SrcTable};
+use super::sqltext::{check_exprs, quote_columns};
 use super::target::target_exists;
 use super::{OpError, db_error, describe};
 use crate::fmt::quote_ident;
@@ -40,6 +41,16 @@ pub(super) async fn add_indexes(
                         .execute(&mut *pg)
                         .await
                         .map_err(db_error)?;
+                    let name = ix.name.clone();
+                    if !names.may_skip(&name) {
+                        return Err(OpError::Failed(format!(
+                            "index `{name}` cannot be created in PostgreSQL ({}): `{}`; fix \
+                             it in the source, or let the copy leave it out with \
+                             `allow_skip: [{name}]`",
+                            describe(&e),
+                            ix.sql
+                        )));
+                    }
                     let mut d = ix.decision;
                     d.to = "not carried over".to_owned();
                     d.reason = format!("{}; PostgreSQL refused it: {}", d.reason, describe(&e));
@@ -53,6 +64,66 @@ pub(super) async fn add_indexes(
             .await
             .map_err(|e| OpError::Failed(describe(&e)))?;
         decisions.push(ix.decision);
+    }
+    Ok(())
+}
+
+/// Adds the table's CHECK constraints, their SQLite expressions with the columns quoted as
+/// created; one PostgreSQL refuses (SQL it does not have, rows that break it) fails the table
+/// unless `allow_skip` names it.
+pub(super) async fn add_checks(
+    pg: &mut PgConnection,
+    t: &SrcTable,
+    names: &mut Names,
+    decisions: &mut Vec<Decision>,
+) -> Result<(), OpError> {
+    let cols: Vec<&str> = t.columns.iter().map(|c| c.name.as_str()).collect();
+    for expr in check_exprs(&t.sql) {
+        let name = names.take(&format!("{}_check", t.name));
+        let translated = quote_columns(&expr, &cols);
+        let sql = format!(
+            "ALTER TABLE {} ADD CONSTRAINT {} CHECK ({translated})",
+            quote_ident(&t.name),
+            quote_ident(&name)
+        );
+        let mut decision = Decision {
+            table: t.name.clone(),
+            column: None,
+            what: "constraint".to_owned(),
+            from: format!("CHECK ({expr})"),
+            to: format!("{} CHECK ({translated})", quote_ident(&name)),
+            reason: "the expression with the columns quoted as created".to_owned(),
+        };
+        sqlx::raw_sql("SAVEPOINT runbook_check")
+            .execute(&mut *pg)
+            .await
+            .map_err(db_error)?;
+        match sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut *pg)
+            .await
+        {
+            Ok(_) => {}
+            Err(e) => {
+                sqlx::raw_sql("ROLLBACK TO SAVEPOINT runbook_check")
+                    .execute(&mut *pg)
+                    .await
+                    .map_err(db_error)?;
+                if !names.may_skip(&name) {
+                    return Err(OpError::Failed(format!(
+                        "CHECK ({expr}) cannot be added in PostgreSQL as `{name}` ({}); fix it \
+                         in the source, or let the copy leave it out with `allow_skip: [{name}]`",
+                        describe(&e)
+                    )));
+                }
+                decision.to = "not carried over".to_owned();
+                decision.reason = format!("PostgreSQL refused it: {}", describe(&e));
+            }
+        }
+        sqlx::raw_sql("RELEASE SAVEPOINT runbook_check")
+            .execute(&mut *pg)
+            .await
+            .map_err(db_error)?;
+        decisions.push(decision);
     }
     Ok(())
 }
@@ -116,14 +187,26 @@ pub(super) async fn move_sequence(
     })
 }
 
-/// Adds the table's foreign keys, each as its own decision.
+/// Adds the table's foreign keys, each as its own decision; one whose parent is not in the
+/// target fails unless `allow_skip` names it.
 pub(super) async fn add_foreign_keys(
     pg: &mut PgConnection,
     t: &SrcTable,
+    names: &Names,
     decisions: &mut Vec<Decision>,
 ) -> Result<(), OpError> {
     for fk in &t.fks {
-        decisions.push(add_foreign_key(pg, t, fk).await?);
+        let d = add_foreign_key(pg, t, fk).await?;
+        let plain: Vec<&str> = fk.from.iter().map(String::as_str).collect();
+        let name = truncate(&format!("{}_{}_fkey", t.name, plain.join("_")), MAX_IDENT);
+        if d.to == "not carried over" && !names.may_skip(&name) {
+            return Err(OpError::Failed(format!(
+                "`{}`: {} cannot be added: {}; copy its parent too, or let the copy leave it \
+                 out with `allow_skip: [{name}]`",
+                t.name, d.from, d.reason
+            )));
+        }
+        decisions.push(d);
     }
     Ok(())
 }

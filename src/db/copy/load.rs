@@ -5,7 +5,7 @@
 use super::checksum::{Checksum, RowHash, target_checksum};
 use super::ddl::{Names, create_sql};
 use super::encode::encode;
-use super::keys::{add_indexes, move_sequence};
+use super::keys::{add_checks, add_indexes, move_sequence};
 use super::plan::Planned;
 use super::progress;
 use super::report::{Decision, InexactLog, val_json, val_shown};
@@ -103,6 +103,7 @@ async fn load_in_tx(
     let keys_started = Instant::now();
     detail(op, &format!("`{}`: keys and indexes", t.name));
     add_indexes(pg, t, names, &mut decisions).await?;
+    add_checks(pg, t, names, &mut decisions).await?;
     if let Some(i) = t.rowid_alias {
         decisions.push(move_sequence(pg, t, i).await?);
     }

@@ -32,21 +32,28 @@
 //! writes COPY text (with `datetime` and `json` for their canonical forms), `ddl` and
 //! `defaults` build the statements, `load` is one table's transaction, `keys` adds indexes and
 //! keys, `checksum` compares both sides, `progress` is `runbook_copy_progress`, `target` is the
-//! PostgreSQL session, `table` decides per table, `report` is what the copy tells.
+//! PostgreSQL session, `table` decides per table, `report` is what the copy tells, `limits`
+//! keeps declared lengths and precisions, `sqltext` carries index and CHECK SQL over.
+//!
+//! `into: existing` (`into/`) is the other mode: the target's migrations made the tables, and
+//! each value is converted to its existing column's type, exactly or not at all.
 
 mod checksum;
 mod datetime;
 mod ddl;
 mod defaults;
 mod encode;
+mod into;
 mod json;
 mod keys;
+mod limits;
 mod load;
 mod plan;
 mod progress;
 mod report;
 mod scan;
 mod schema;
+mod sqltext;
 mod stats;
 mod table;
 mod target;
@@ -59,6 +66,7 @@ use crate::db::op::{Op, OpError};
 use ddl::MAX_IDENT;
 use schema::SrcTable;
 use sqlx::PgConnection;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -69,23 +77,49 @@ pub struct Request {
     pub source: PathBuf,
     /// Only these tables (default: all).
     pub tables: Option<Vec<String>>,
-    /// Drop the selected tables in the target first.
+    /// Drop the selected tables in the target first (`into_existing`: empty them).
     pub replace: bool,
+    /// Copy into the target's existing tables instead of creating them.
+    pub into_existing: bool,
+    /// The IANA zone of date-time text without an offset (default UTC).
+    pub time_zone: Option<String>,
+    /// `into_existing`: source columns left out, as `Table.column`.
+    pub ignore: Vec<String>,
+    /// `into_existing`: source `Table` or `Table.column` to the target's name.
+    pub map: BTreeMap<String, String>,
+    /// Own tables: indexes and constraints that may be left out when they cannot be
+    /// translated (names, or `all`).
+    pub allow_skip: Vec<String>,
+}
+
+/// Migration histories: the target's come from applying its migrations, never from a copy.
+const HISTORIES: &[&str] = &["_prisma_migrations", "_sqlx_migrations"];
+
+/// Whether a source table is runbook's own or a migration history, never copied as data.
+fn bookkeeping(name: &str) -> bool {
+    name.starts_with("runbook_") || HISTORIES.contains(&name)
 }
 
 /// Copies the SQLite database into PostgreSQL. Per-table failures are in the report (the
 /// caller fails the step on them); errors that stop everything are `Err`.
 pub async fn copy(pg: &mut PgConnection, req: &Request, op: &Op<'_>) -> Result<Report, OpError> {
     let started = Instant::now();
+    check_options(req)?;
     let mut src = schema::open_source(&req.source).await?;
     let (all_tables, mut decisions) = schema::read_schema(&mut src).await.map_err(db_error)?;
-    let selected = select_tables(&all_tables, req.tables.as_deref())?;
+    let selected = select_tables(&all_tables, req.tables.as_deref(), &mut decisions)?;
     check_selection(&selected)?;
     if selected.is_empty() {
         note(op, "the source has no tables to copy");
     }
     target::setup_session(pg).await?;
-    let result = table::copy_tables(pg, &mut src, req, op, &selected, &mut decisions).await;
+    let result = if req.into_existing {
+        into::copy_into(pg, &mut src, req, op, &selected, &mut decisions)
+            .await
+            .map(|t| (t, Vec::new()))
+    } else {
+        table::copy_tables(pg, &mut src, req, op, &selected, &mut decisions).await
+    };
     target::reset_session(pg).await;
     let _ = sqlx::raw_sql("ROLLBACK").execute(&mut src).await;
     let (tables, inexact) = result?;
@@ -106,6 +140,38 @@ pub async fn copy(pg: &mut PgConnection, req: &Request, op: &Op<'_>) -> Result<R
     })
 }
 
+/// The zone of date-time text without an offset: `None` for UTC.
+fn source_zone(req: &Request) -> Result<Option<chrono_tz::Tz>, OpError> {
+    match req.time_zone.as_deref() {
+        None | Some("UTC") => Ok(None),
+        Some(tz) => tz.parse().map(Some).map_err(|_| {
+            OpError::Failed(format!(
+                "`time_zone: {tz}` is not a time zone of the IANA database (e.g. Europe/Berlin)"
+            ))
+        }),
+    }
+}
+
+/// `map` and `ignore` name target tables and columns, which only `into: existing` has;
+/// `allow_skip` names what copy translates, which only its own tables have.
+fn check_options(req: &Request) -> Result<(), OpError> {
+    if !req.into_existing && (!req.map.is_empty() || !req.ignore.is_empty()) {
+        return Err(OpError::Failed(
+            "`map` and `ignore` apply to `into: existing`; copy into its own tables keeps \
+             every source table and column"
+                .to_owned(),
+        ));
+    }
+    if req.into_existing && !req.allow_skip.is_empty() {
+        return Err(OpError::Failed(
+            "`allow_skip` applies to copy into its own tables; `into: existing` creates no \
+             index or constraint"
+                .to_owned(),
+        ));
+    }
+    source_zone(req).map(|_| ())
+}
+
 /// Rows per second, rounded; 0 before any time has passed.
 fn per_second(rows: u64, seconds: f64) -> f64 {
     if seconds > 0.0 {
@@ -115,15 +181,8 @@ fn per_second(rows: u64, seconds: f64) -> f64 {
     }
 }
 
-/// Refuses a selection the target cannot take: the progress table's name, or names longer
-/// than PostgreSQL keeps.
+/// Refuses a selection the target cannot take: names longer than PostgreSQL keeps.
 fn check_selection(selected: &[&SrcTable]) -> Result<(), OpError> {
-    if selected.iter().any(|t| t.name == PROGRESS_TABLE) {
-        return Err(OpError::Failed(format!(
-            "the source has a table named `{PROGRESS_TABLE}`, which runbook uses in the target \
-             to record progress; leave it out with `tables:`"
-        )));
-    }
     for t in selected {
         let long = std::iter::once(&t.name)
             .chain(t.columns.iter().map(|c| &c.name))
@@ -138,16 +197,36 @@ fn check_selection(selected: &[&SrcTable]) -> Result<(), OpError> {
     Ok(())
 }
 
-/// The tables `tables:` names, in its order; all of them without it.
+/// The tables `tables:` names, in its order; all of them without it. runbook's own tables
+/// and migration histories are never copied.
 fn select_tables<'a>(
     all: &'a [SrcTable],
     wanted: Option<&[String]>,
+    decisions: &mut Vec<Decision>,
 ) -> Result<Vec<&'a SrcTable>, OpError> {
     let Some(wanted) = wanted else {
-        return Ok(all.iter().collect());
+        for t in all.iter().filter(|t| bookkeeping(&t.name)) {
+            decisions.push(Decision {
+                table: t.name.clone(),
+                column: None,
+                what: "table".to_owned(),
+                from: "table".to_owned(),
+                to: "not copied".to_owned(),
+                reason: "runbook's own table or a migration history: the target's come from \
+                         applying its migrations"
+                    .to_owned(),
+            });
+        }
+        return Ok(all.iter().filter(|t| !bookkeeping(&t.name)).collect());
     };
     let mut out = Vec::new();
     for name in wanted {
+        if bookkeeping(name) {
+            return Err(OpError::Failed(format!(
+                "`{name}` is runbook's own table or a migration history, never copied as data: \
+                 the target's comes from applying its migrations"
+            )));
+        }
         match all.iter().find(|t| &t.name == name) {
             Some(t) => out.push(t),
             None => {

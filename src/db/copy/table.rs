@@ -6,7 +6,7 @@ use super::checksum::{Checksum, source_checksum};
 use super::ddl::{Names, index_plans};
 use super::keys::add_foreign_keys;
 use super::load::{Attempt, Loaded, load_table};
-use super::plan::{column_decisions, inspect, plan_from_stats, plan_table};
+use super::plan::{Planned, column_decisions, inspect, plan_from_stats, plan_table};
 use super::progress::{self, Recorded};
 use super::report::{Decision, Inexact, TableOutcome};
 use super::schema::SrcTable;
@@ -33,6 +33,8 @@ pub(super) async fn copy_tables(
     }
     let record = progress::recorded(pg).await?;
     let mut names = Names::default();
+    names.allow_skip.clone_from(&req.allow_skip);
+    names.zone = super::source_zone(req)?;
     let mut outcomes = Vec::new();
     let mut inexact = Vec::new();
     for t in selected {
@@ -75,7 +77,7 @@ pub(super) async fn copy_tables(
     }
     if outcomes.iter().all(|o| o.status != "failed") {
         for t in selected {
-            add_foreign_keys(pg, t, decisions).await?;
+            add_foreign_keys(pg, t, &names, decisions).await?;
         }
     } else if selected.iter().any(|t| !t.fks.is_empty()) {
         note(
@@ -167,7 +169,7 @@ async fn copy_table(
     names: &mut Names,
 ) -> Result<TableResult, OpError> {
     let exists = target_exists(pg, &t.name).await?;
-    let mut plan = plan_table(src, op, t).await?;
+    let mut plan = plan_table(src, op, t).await?.with_zone(names.zone);
     if exists {
         match recorded {
             Some(r) if r.status == "done" => {
@@ -223,35 +225,66 @@ async fn copy_table(
             }
         }
     }
-    for round in 0..2 {
-        match load_table(pg, src, op, t, &plan, source_name, names).await? {
+    load_until_it_fits(pg, src, op, t, plan, source_name, names).await
+}
+
+/// Loads the table; a value that does not fit its optimistic type sends the table through a
+/// full inspection and a second load, and one that does not fit a declared length or
+/// precision loads its column without it.
+async fn load_until_it_fits(
+    pg: &mut PgConnection,
+    src: &mut SqliteConnection,
+    op: &Op<'_>,
+    t: &SrcTable,
+    mut plan: Planned<'_>,
+    source_name: &str,
+    names: &mut Names,
+) -> Result<TableResult, OpError> {
+    let mut inspected = false;
+    loop {
+        let m = match load_table(pg, src, op, t, &plan, source_name, names).await? {
             Attempt::Done(mut loaded) => {
                 loaded
                     .decisions
                     .splice(0..0, column_decisions(t, &plan, &loaded.stats));
                 return Ok(TableResult::Copied(loaded));
             }
-            Attempt::Misfit(m) if round == 0 && plan.inspected.is_none() => {
-                note(
-                    op,
-                    &format!(
-                        "`{}`: column `{}` has {}; inspecting every value to choose its types",
-                        t.name, m.column, m.what
-                    ),
-                );
-                let stats = inspect(src, op, t).await?;
-                plan = plan_from_stats(t, stats);
-            }
-            Attempt::Misfit(m) => {
-                return Err(OpError::Failed(format!(
-                    "column `{}` has {} after its values were inspected; the source changed \
-                     during the copy?",
-                    m.column, m.what
-                )));
-            }
+            Attempt::Misfit(m) => m,
+        };
+        let limited = t
+            .columns
+            .iter()
+            .position(|c| c.name == m.column)
+            .filter(|&i| plan.cols[i].limit.is_some());
+        if let Some(i) = limited {
+            note(
+                op,
+                &format!(
+                    "`{}`: column `{}` has {}; loading it without its declared limit",
+                    t.name, m.column, m.what
+                ),
+            );
+            plan.cols[i].limit = None;
+        } else if !inspected && plan.inspected.is_none() {
+            note(
+                op,
+                &format!(
+                    "`{}`: column `{}` has {}; inspecting every value to choose its types",
+                    t.name, m.column, m.what
+                ),
+            );
+            let stats = inspect(src, op, t).await?;
+            plan = plan_from_stats(t, stats).with_zone(names.zone);
+            inspected = true;
+        } else {
+            return Err(OpError::Failed(format!(
+                "column `{}` has {} after its values were inspected (a date-time that does \
+                 not exist or is ambiguous in `time_zone`, or the source changed during the \
+                 copy)",
+                m.column, m.what
+            )));
         }
     }
-    Err(OpError::Failed("the table could not be loaded".to_owned()))
 }
 
 /// Reserves the constraint and index names a skipped table already uses.

@@ -1,6 +1,7 @@
 //! Type decisions: SQLite's affinity rules, what a declared type asks for, and the PostgreSQL
 //! type each column gets, from its declaration or from the values a pass saw, with the reason.
 
+use super::limits::Limit;
 use super::report::shown;
 use super::schema::SrcColumn;
 use super::stats::Stats;
@@ -275,6 +276,20 @@ pub(super) struct ColPlan {
     pub(super) lenient: bool,
     /// The column's type was chosen from its declared type only, before any value was seen.
     pub(super) optimistic: bool,
+    /// The declared length or precision kept (only while every value fits it).
+    pub(super) limit: Option<Limit>,
+    /// The zone of date-time text without an offset (`None`: UTC).
+    pub(super) zone: Option<chrono_tz::Tz>,
+}
+
+impl ColPlan {
+    /// The column's type as `CREATE TABLE` writes it.
+    pub(super) fn ddl(&self) -> String {
+        match self.limit {
+            Some(l) => l.type_name(self.kind),
+            None => self.kind.ddl().to_owned(),
+        }
+    }
 }
 
 /// Why a value did not fit its column's type; the table is then inspected and loaded again.
@@ -294,8 +309,8 @@ pub(super) fn optimistic_reason(c: &SrcColumn, kind: Kind, s: &Stats, rowid: boo
     match kind {
         Kind::Bool => format!("declared boolean and every value is 0 or 1 ({seen})"),
         Kind::Timestamptz => format!(
-            "declared {}: every value is ISO 8601 text (read as UTC when it has no zone) or \
-             integer milliseconds since 1970 ({seen})",
+            "declared {}: every value is ISO 8601 text (read in `time_zone`, UTC by default, \
+             when it has no zone) or integer milliseconds since 1970 ({seen})",
             c.declared
         ),
         Kind::Date => format!("every value is an ISO 8601 date ({seen})"),

@@ -7,7 +7,7 @@ use crate::db::op::OpError;
 use crate::db::{Db, TargetSpec};
 use crate::exec::{ActionCtx, StepError, StepResult};
 use crate::fmt::plural;
-use crate::playbook::CopyAction;
+use crate::playbook::{CopyAction, CopyInto};
 use serde_json::{Map, Value as Json, json};
 use std::path::{Path, PathBuf};
 
@@ -37,8 +37,16 @@ pub async fn run(a: &CopyAction, ctx: &mut ActionCtx<'_>) -> StepResult {
         source,
         tables: a.tables.clone(),
         replace: a.replace,
+        into_existing: a.into == CopyInto::Existing,
+        time_zone: a.time_zone.clone(),
+        ignore: a.ignore.clone(),
+        map: a.map.clone(),
+        allow_skip: a.allow_skip.clone(),
     };
     let report_path = a.report.as_deref().map(|p| resolve(ctx.root, p));
+    // Every run's report is kept under its run id; `report:` names a copy of the latest.
+    let run_report =
+        Path::new(".runbook/reports").join(format!("copy-{}-{}.json", ctx.run_id, ctx.step_id));
     let redactor = ctx.redactor.clone();
     ctx.db().await?;
     // The connection is taken for the copy and given back only when it ends cleanly: a copy
@@ -71,6 +79,7 @@ pub async fn run(a: &CopyAction, ctx: &mut ActionCtx<'_>) -> StepResult {
             return Err(StepError::Failed(redactor.redact(&m)));
         }
     };
+    copy::write_report(&ctx.root.join(&run_report), &report).map_err(StepError::Failed)?;
     if let Some(path) = &report_path {
         copy::write_report(path, &report).map_err(StepError::Failed)?;
     }
@@ -89,7 +98,7 @@ pub async fn run(a: &CopyAction, ctx: &mut ActionCtx<'_>) -> StepResult {
             list.join("; ")
         ))));
     }
-    Ok(outputs(&report, report_path.as_deref()))
+    Ok(outputs(&report, &run_report))
 }
 
 /// `sqlite:PATH`, `sqlite://PATH` or a plain path, relative to the project root.
@@ -153,7 +162,8 @@ fn summarise(report: &Report, ctx: &ActionCtx<'_>) {
     ));
 }
 
-fn outputs(report: &Report, report_path: Option<&Path>) -> Map<String, Json> {
+/// The step's outputs; `report` is this run's own report file, which the audit record keeps.
+fn outputs(report: &Report, run_report: &Path) -> Map<String, Json> {
     let mut tables = Map::new();
     for t in &report.tables {
         tables.insert(
@@ -186,9 +196,6 @@ fn outputs(report: &Report, report_path: Option<&Path>) -> Map<String, Json> {
     out.insert("rows_per_second".to_owned(), json!(report.rows_per_second));
     out.insert("decisions".to_owned(), json!(report.decisions));
     out.insert("inexact".to_owned(), Json::Array(inexact));
-    out.insert(
-        "report".to_owned(),
-        report_path.map_or(Json::Null, |p| json!(p.display().to_string())),
-    );
+    out.insert("report".to_owned(), json!(run_report.display().to_string()));
     out
 }
