@@ -29,6 +29,20 @@ impl RunStatus {
         }
     }
 
+    /// The status as the end of a sentence about the run: "run X succeeded", "run X is
+    /// waiting for approval".
+    pub fn sentence(self) -> &'static str {
+        match self {
+            RunStatus::Running => "is running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::RollbackFailed => "failed and its rollback failed",
+            RunStatus::WaitingApproval => "is waiting for approval",
+            RunStatus::Interrupted => "was interrupted",
+            RunStatus::Refused => "was refused",
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "running" => RunStatus::Running,

@@ -161,8 +161,8 @@ pub fn changes(entries: &[Map<String, Json>]) -> Vec<String> {
         }
         if let Some(copy) = c.get("copy") {
             out.push(format!(
-                "{step}: copy of {} rows: {}",
-                s(copy, "rows"),
+                "{step}: copy of {}: {}",
+                crate::fmt::plural(s(copy, "rows"), "row", "rows"),
                 tables(copy.get("tables"), &["rows", "checksum"])
             ));
         }

@@ -38,8 +38,13 @@ impl Problem {
                 format!("record {seq} (line {line}) {reason}")
             }
             Problem::Truncated { have, expected } => format!(
-                "the log ends at record {have} but the state store recorded {expected} records: records {} to {expected} were removed",
-                have + 1
+                "the log ends at record {have} but the state store recorded {}: {} removed",
+                crate::fmt::plural(*expected, "record", "records"),
+                if *expected == have + 1 {
+                    format!("record {expected} was")
+                } else {
+                    format!("records {} to {expected} were", have + 1)
+                }
             ),
             Problem::HeadMismatch { seq } => {
                 format!("record {seq} is not the record the state store recorded as the head")

@@ -356,26 +356,31 @@ async fn list(chains: &Chains<'_>, format: OutputFormat) -> Result<Exit, Exit> {
 }
 
 fn list_text(rows: &[serde_json::Value]) -> String {
-    let mut text = format!(
-        "{:<23}  {:<16}  {:<11}  {:>7}  {:<8}  {}\n",
-        "run", "playbook", "env", "records", "audit", "status"
-    );
-    for r in rows {
-        text.push_str(&format!(
-            "{:<23}  {:<16}  {:<11}  {:>7}  {:<8}  {}\n",
-            r["run_id"].as_str().unwrap_or_default(),
-            r["playbook"].as_str().unwrap_or_default(),
-            r["environment"].as_str().unwrap_or_default(),
-            r["records"].as_u64().unwrap_or(0),
-            if r["verified"] == true {
+    use crate::table::Align::{Left, Right};
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap_or_default().to_owned();
+            let audit = if r["verified"] == true {
                 "ok"
             } else {
                 "FAILED"
-            },
-            r["status"].as_str().unwrap_or_default()
-        ));
-    }
-    text
+            };
+            vec![
+                s("run_id"),
+                s("playbook"),
+                s("environment"),
+                r["records"].as_u64().unwrap_or(0).to_string(),
+                audit.to_owned(),
+                s("status"),
+            ]
+        })
+        .collect();
+    crate::table::render(
+        &["run", "playbook", "env", "records", "audit", "status"],
+        &[Left, Left, Left, Right, Left, Left],
+        &rows,
+    )
 }
 
 /// `audit show`: one run's timeline.

@@ -211,13 +211,15 @@ fn print_human(ui: &Ui, report: &ValidationReport) {
         } else {
             ""
         };
-        ui.note(&format!("ok: {config}{playbooks} playbooks valid"));
+        let playbooks = crate::fmt::plural(playbooks, "playbook", "playbooks");
+        ui.note(&format!("ok: {config}{playbooks} valid"));
     } else {
         let errors = crate::fmt::plural(report.errors, "error", "errors");
         let verb = if invalid == 1 { "is" } else { "are" };
         ui.error(
             &format!(
-                "{invalid} of {} files {verb} invalid ({errors})",
+                "{} of {} {verb} invalid ({errors})",
+                crate::fmt::plural(invalid, "file", "files"),
                 report.files.len()
             ),
             None,
@@ -263,23 +265,18 @@ pub(super) fn list(ui: &Ui, root: &Path, format: OutputFormat) -> Exit {
     if invalid > 0 { Exit::Invalid } else { Exit::Ok }
 }
 
-/// One line per playbook: the name padded to the longest, then the description.
+/// One line per playbook: its name, then its description.
 fn list_text(rows: &[serde_json::Value]) -> String {
-    let width = rows
+    let rows: Vec<Vec<String>> = rows
         .iter()
-        .filter_map(|r| r["name"].as_str())
-        .map(str::len)
-        .max()
-        .unwrap_or(4);
-    let mut text = String::new();
-    for r in rows {
-        text.push_str(&format!(
-            "{:<width$}  {}\n",
-            r["name"].as_str().unwrap_or_default(),
-            r["description"].as_str().unwrap_or_default()
-        ));
-    }
-    text
+        .map(|r| {
+            vec![
+                r["name"].as_str().unwrap_or_default().to_owned(),
+                r["description"].as_str().unwrap_or_default().to_owned(),
+            ]
+        })
+        .collect();
+    crate::table::render(&[], &[], &rows)
 }
 
 pub(super) fn schema(ui: &Ui, config: bool) -> Exit {

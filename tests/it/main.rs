@@ -35,6 +35,7 @@ mod schema;
 mod seed;
 mod signed_approvals;
 mod support;
+mod text;
 mod tidy;
 mod units;
 mod windows;
