@@ -355,7 +355,9 @@ pub fn new_run_id() -> String {
     )
 }
 
-/// Who is running this: `RUNBOOK_ACTOR` (for CI identities), else the OS user.
+/// Who is running this: `RUNBOOK_ACTOR` (for CI identities), else the OS user: `USER` or
+/// `LOGNAME`, else (cron, containers) the login name the password database gives the process's
+/// uid, and only when it has none, `uid:N`.
 pub fn operator() -> String {
     for var in ["RUNBOOK_ACTOR", "USER", "LOGNAME"] {
         if let Ok(v) = std::env::var(var)
@@ -363,6 +365,11 @@ pub fn operator() -> String {
         {
             return v.trim().to_owned();
         }
+    }
+    if let Ok(name) = whoami::username()
+        && !name.trim().is_empty()
+    {
+        return name.trim().to_owned();
     }
     // SAFETY: getuid has no preconditions and cannot fail.
     let uid = unsafe { libc::getuid() };

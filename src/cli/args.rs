@@ -213,6 +213,20 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,
     },
+    /// Print a shell completion script (e.g. `runbook completions bash >
+    /// ~/.local/share/bash-completion/completions/runbook`)
+    Completions {
+        /// The shell to complete in
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff: `runbook man | man -l -`), or write one page per command into
+    /// a folder with --out
+    Man {
+        /// The folder to write runbook.1 and runbook-COMMAND.1 into (e.g. /usr/local/share/man/man1)
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
     /// Print the JSON Schema of playbooks (or of runbook.yaml with --config)
     Schema {
         /// The schema of runbook.yaml instead of the playbooks'

@@ -37,5 +37,6 @@ mod signed_approvals;
 mod support;
 mod text;
 mod tidy;
+mod tooling;
 mod units;
 mod windows;
