@@ -11,6 +11,7 @@ use crate::schema::{self, SchemaKind};
 use crate::source::display_path;
 use crate::ui::Ui;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 pub(super) fn validate(
     ui: &Ui,
@@ -20,7 +21,11 @@ pub(super) fn validate(
     migrations: bool,
 ) -> Exit {
     let mut files = Vec::new();
+    let started = Instant::now();
     let project = load_config(root, &mut files);
+    if let Some(config) = files.last_mut() {
+        config.time = started.elapsed();
+    }
     let targets: Vec<PathBuf> = if paths.is_empty() {
         project.playbook_files()
     } else {
@@ -37,10 +42,20 @@ pub(super) fn validate(
         return Exit::Invalid;
     }
     for path in targets {
-        files.push(validate_playbook(&project, &path));
+        let started = Instant::now();
+        let mut result = validate_playbook(&project, &path);
+        result.time = started.elapsed();
+        files.push(result);
     }
     if migrations {
-        files.extend(lint_migrations(&project));
+        // One lint pass over the folder: each file is given an equal share of its time.
+        let started = Instant::now();
+        let mut linted = lint_migrations(&project);
+        let share = started.elapsed() / u32::try_from(linted.len().max(1)).unwrap_or(u32::MAX);
+        for r in &mut linted {
+            r.time = share;
+        }
+        files.extend(linted);
     }
     let report = ValidationReport::new(files);
     match format {
@@ -69,6 +84,7 @@ fn load_config(root: &Path, files: &mut Vec<FileResult>) -> Project {
             files.push(FileResult {
                 file: d.file.clone(),
                 kind: "config",
+                time: Duration::ZERO,
                 name: None,
                 valid: false,
                 diagnostics: vec![d],
@@ -82,6 +98,7 @@ fn load_config(root: &Path, files: &mut Vec<FileResult>) -> Project {
                 files.push(FileResult {
                     file: config.source.display_path(),
                     kind: "config",
+                    time: Duration::ZERO,
                     name: None,
                     valid: true,
                     diagnostics: Vec::new(),
@@ -91,6 +108,7 @@ fn load_config(root: &Path, files: &mut Vec<FileResult>) -> Project {
             Err(diags) => files.push(FileResult {
                 file: display_path(&config_path),
                 kind: "config",
+                time: Duration::ZERO,
                 name: None,
                 valid: false,
                 diagnostics: diags,
@@ -111,6 +129,7 @@ fn lint_migrations(project: &Project) -> Vec<FileResult> {
             return vec![FileResult {
                 file: display_path(&dir),
                 kind: "migrations",
+                time: Duration::ZERO,
                 name: None,
                 valid: false,
                 diagnostics: vec![
@@ -131,6 +150,7 @@ fn lint_migrations(project: &Project) -> Vec<FileResult> {
             FileResult {
                 file: m.file.clone(),
                 kind: "migration",
+                time: Duration::ZERO,
                 name: Some(m.name.clone()),
                 valid: !diagnostics.iter().any(Diagnostic::is_error),
                 diagnostics,
@@ -165,6 +185,7 @@ fn resolve_paths(project: &Project, paths: &[String], files: &mut Vec<FileResult
             Err(d) => files.push(FileResult {
                 file: p.clone(),
                 kind: "playbook",
+                time: Duration::ZERO,
                 name: None,
                 valid: false,
                 diagnostics: vec![d.in_file(p.clone())],
@@ -180,6 +201,7 @@ fn validate_playbook(project: &Project, path: &Path) -> FileResult {
         Ok(pb) => FileResult {
             file: shown,
             kind: "playbook",
+            time: Duration::ZERO,
             name: Some(pb.def.name.clone()),
             valid: true,
             diagnostics: Vec::new(),
@@ -190,6 +212,7 @@ fn validate_playbook(project: &Project, path: &Path) -> FileResult {
             FileResult {
                 file: shown,
                 kind: "playbook",
+                time: Duration::ZERO,
                 name: None,
                 valid,
                 diagnostics: diags,
