@@ -41,5 +41,6 @@ pub mod table;
 pub mod template;
 pub mod ui;
 pub mod validate;
+pub mod views;
 pub mod watchdog;
 pub mod yaml;

@@ -65,7 +65,7 @@ impl RunStatus {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StepStatus {
     Pending,
@@ -100,7 +100,9 @@ impl StepStatus {
 }
 
 /// Which block a step ran in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     Main,
@@ -240,7 +242,7 @@ pub struct RunRecord {
 /// (`reason` reads after the step's id: "`migrate` failed inside its transaction and committed
 /// nothing"). When runbook cannot know, the step changed it. `rollback_when: changed` reads it;
 /// step events and step records carry it, so a resumed run decides the same way.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Change {
     pub changed: bool,
     pub reason: String,

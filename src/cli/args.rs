@@ -227,11 +227,15 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
-    /// Print the JSON Schema of playbooks (or of runbook.yaml with --config)
+    /// Print the JSON Schema of playbooks (of runbook.yaml with --config, of a command's JSON
+    /// output with --output)
     Schema {
         /// The schema of runbook.yaml instead of the playbooks'
-        #[arg(long)]
+        #[arg(long, conflicts_with = "output")]
         config: bool,
+        /// The schema of a command's JSON output instead (`runs`, `status`, `plan`)
+        #[arg(long, value_enum, value_name = "COMMAND")]
+        output: Option<crate::views::Doc>,
     },
 }
 

@@ -87,7 +87,7 @@ fn dispatch(ui: &Ui, root: &Path, command: Command, verbose: bool) -> Exit {
         Command::Status { run, format, state } => {
             runs::status_cmd(ui, root, &run, format, state.as_deref())
         }
-        Command::Schema { config } => validate::schema(ui, config),
+        Command::Schema { config, output } => validate::schema(ui, config, output),
         Command::Completions { shell } => docs::completions(ui, shell),
         Command::Man { out } => docs::man(ui, out.as_deref()),
     }

@@ -11,6 +11,7 @@ use crate::table::{
     Align::{Left, Right},
 };
 use crate::ui::Ui;
+use crate::views;
 use std::path::Path;
 
 pub(super) fn runs_cmd(
@@ -36,21 +37,7 @@ pub(super) fn runs_cmd(
         };
         store.close().await;
         match format {
-            OutputFormat::Json => {
-                let rows: Vec<serde_json::Value> = runs
-                    .iter()
-                    .map(|r| {
-                        serde_json::json!({
-                            "id": r.id, "playbook": r.playbook, "env": r.env, "target": r.target,
-                            "operator": r.operator, "status": r.shown_status(),
-                            "started_at": format_ms(r.started_at),
-                            "duration_ms": r.finished_at.map(|f| f - r.started_at),
-                            "error": r.error,
-                        })
-                    })
-                    .collect();
-                ui.data(&serde_json::to_string_pretty(&rows).unwrap_or_default());
-            }
+            OutputFormat::Json => ui.data(&views::to_text(&views::RunsDoc::new(&runs))),
             OutputFormat::Text => {
                 if runs.is_empty() {
                     ui.note("no runs yet");
@@ -114,16 +101,9 @@ pub(super) fn status_cmd(
         waiting.extend(exec::waiting_lines(&project, &store, &run).await);
         store.close().await;
         match format {
-            OutputFormat::Json => {
-                let events: Vec<serde_json::Value> = events
-                    .into_iter()
-                    .map(|(seq, at, kind, step, data)| {
-                        serde_json::json!({"seq": seq, "at": format_ms(at), "kind": kind, "step": step, "data": data})
-                    })
-                    .collect();
-                let v = serde_json::json!({ "run": run, "steps": steps, "events": events });
-                ui.data(&serde_json::to_string_pretty(&v).unwrap_or_default());
-            }
+            OutputFormat::Json => ui.data(&views::to_text(&views::StatusDoc::new(
+                &run, &steps, events,
+            ))),
             OutputFormat::Text => ui.data(&status_text(&run, &steps, &waiting)),
         }
         Exit::Ok

@@ -302,7 +302,11 @@ fn list_text(rows: &[serde_json::Value]) -> String {
     crate::table::render(&[], &[], &rows)
 }
 
-pub(super) fn schema(ui: &Ui, config: bool) -> Exit {
+pub(super) fn schema(ui: &Ui, config: bool, output: Option<crate::views::Doc>) -> Exit {
+    if let Some(doc) = output {
+        ui.data(&doc.schema_text());
+        return Exit::Ok;
+    }
     ui.data(&schema::schema_text(if config {
         SchemaKind::Config
     } else {

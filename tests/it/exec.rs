@@ -267,9 +267,9 @@ steps:
         for _ in 0..200 {
             let out = p.cmd(&["runs", "--format", "json"]);
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(&out.stdout)
-                && v[0]["status"] == "running"
+                && v["runs"][0]["status"] == "running"
             {
-                holder_id = v[0]["id"].as_str().unwrap().to_owned();
+                holder_id = v["runs"][0]["run_id"].as_str().unwrap().to_owned();
                 break;
             }
             std::thread::sleep(Duration::from_millis(50));

@@ -18,6 +18,7 @@ mod exec;
 mod fleet;
 mod gates;
 mod health;
+mod json_outputs;
 mod live;
 mod lock;
 mod migrate;

@@ -122,7 +122,7 @@ impl Signed {
     fn last(&self) -> String {
         let out = self.cmd("x", None, &["runs", "--format", "json"]);
         let v: Json = serde_json::from_str(&out.stdout).unwrap();
-        v[0]["id"].as_str().unwrap().to_owned()
+        v["runs"][0]["run_id"].as_str().unwrap().to_owned()
     }
 
     fn approve(&self, user: &str, run: &str, extra: &[&str]) -> Output {

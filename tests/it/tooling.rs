@@ -119,5 +119,5 @@ fn the_operator_is_the_login_name_when_user_is_unset() {
     assert_eq!(out.code, 0, "{}", out.combined());
     let runs = p.cmd(&["runs", "--format", "json"]);
     let runs: serde_json::Value = serde_json::from_str(&runs.stdout).unwrap();
-    assert_eq!(runs[0]["operator"], who.as_str(), "{}", runs);
+    assert_eq!(runs["runs"][0]["operator"], who.as_str(), "{}", runs);
 }

@@ -1,0 +1,28 @@
+//! The plan as `runbook plan --format json` prints it, offline and connected alike.
+
+use super::SCHEMA_VERSION;
+use crate::plan::Plan;
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde_json::Value as Json;
+
+/// The plan's fields in one order whether or not runbook connected, then `live`: what only
+/// the database knows (pending migrations, lint findings, row estimates, gate values), `null`
+/// in an offline plan.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct PlanDoc<'a> {
+    pub schema_version: u32,
+    #[serde(flatten)]
+    pub plan: &'a Plan,
+    pub live: Option<Json>,
+}
+
+impl<'a> PlanDoc<'a> {
+    pub fn new(plan: &'a Plan, live: Option<Json>) -> Self {
+        PlanDoc {
+            schema_version: SCHEMA_VERSION,
+            plan,
+            live,
+        }
+    }
+}
