@@ -6,9 +6,9 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::Value as Json;
 
-/// The plan's fields in one order whether or not runbook connected, then `live`: what only
-/// the database knows (pending migrations, lint findings, row estimates, gate values), `null`
-/// in an offline plan.
+/// The plan's fields in one order whether or not runbook connected, then `live`: what the
+/// database told (pending migrations, lint findings, row estimates, gate values), or offline
+/// the migrations linted against an empty schema; `null` when neither applies.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct PlanDoc<'a> {
     pub schema_version: u32,

@@ -33,6 +33,7 @@ mod redaction;
 mod restore_exact;
 mod rollback;
 mod schema;
+mod screen;
 mod seed;
 mod signed_approvals;
 mod support;

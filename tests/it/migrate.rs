@@ -571,7 +571,7 @@ fn lint_flags_a_blocking_index_with_the_table_row_estimate() {
             .contains("lint found 1 finding at or above `error`")
     );
     let ms: u64 =
-        regex::Regex::new(r"linted 2 pending migration\(s\) in `migrations/postgres` in (\d+)ms")
+        regex::Regex::new(r"linted 2 pending migrations in `migrations/postgres` in (\d+)ms")
             .unwrap()
             .captures(&out.stderr)
             .unwrap_or_else(|| panic!("{}", out.stderr))[1]
