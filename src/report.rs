@@ -5,7 +5,7 @@ use serde::Serialize;
 use std::fmt::Write as _;
 
 /// The result of validating one file.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct FileResult {
     pub file: String,
     /// `playbook` or `config`.
@@ -20,7 +20,7 @@ pub struct FileResult {
     pub time: std::time::Duration,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ValidationReport {
     pub valid: bool,
     pub files: Vec<FileResult>,
@@ -46,10 +46,6 @@ impl ValidationReport {
             errors,
             warnings,
         }
-    }
-
-    pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).unwrap_or_default()
     }
 
     /// GitHub Actions workflow commands, one per diagnostic, so each shows on its line of the

@@ -233,7 +233,7 @@ pub enum Command {
         /// The schema of runbook.yaml instead of the playbooks'
         #[arg(long, conflicts_with = "output")]
         config: bool,
-        /// The schema of a command's JSON output instead (`runs`, `status`, `plan`)
+        /// The schema of a command's JSON output instead
         #[arg(long, value_enum, value_name = "COMMAND")]
         output: Option<crate::views::Doc>,
     },

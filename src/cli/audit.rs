@@ -8,6 +8,7 @@ use crate::audit::{self, HeadCheck, SigPolicy, Signature, Verdict};
 use crate::exec;
 use crate::exit::Exit;
 use crate::ui::Ui;
+use crate::views::{self, AuditRunView};
 use std::path::Path;
 
 /// What every audit command reads: the state store (for recorded heads and run ids, or why it
@@ -327,52 +328,42 @@ fn verdict_json(v: &Verdict) -> serde_json::Value {
     })
 }
 
-/// `audit list`: every run with a chain, from its header records.
+/// `audit list`: every run with a chain, from its first and last run-level records.
 async fn list(chains: &Chains<'_>, format: OutputFormat) -> Result<Exit, Exit> {
     let ids = chains.runs(None, true).await?;
     let mut rows = Vec::new();
     for id in ids {
         let v = chains.verdict(id).await;
-        let head = audit::header(&v.entries);
-        let get = |k: &str| {
-            head.iter()
-                .find(|(h, _)| h == k)
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default()
-        };
-        rows.push(serde_json::json!({
-            "run_id": v.run_id, "records": v.records, "verified": !v.failed(),
-            "playbook": get("playbook").split(' ').next().unwrap_or_default(), "environment": get("environment"),
-            "operator": get("operator"), "started": get("started"), "status": get("status"),
-        }));
+        let status = audit::run_status(&v.entries);
+        rows.push(AuditRunView::new(
+            &v.run_id,
+            &v.entries,
+            status,
+            v.records,
+            !v.failed(),
+        ));
     }
     match format {
         OutputFormat::Json => chains
             .ui
-            .data(&serde_json::to_string_pretty(&rows).unwrap_or_default()),
+            .data(&views::to_text(&views::AuditListDoc::new(rows))),
         OutputFormat::Text => chains.ui.data(&list_text(&rows)),
     }
     Ok(Exit::Ok)
 }
 
-fn list_text(rows: &[serde_json::Value]) -> String {
+fn list_text(rows: &[AuditRunView]) -> String {
     use crate::table::Align::{Left, Right};
     let rows: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
-            let s = |k: &str| r[k].as_str().unwrap_or_default().to_owned();
-            let audit = if r["verified"] == true {
-                "ok"
-            } else {
-                "FAILED"
-            };
             vec![
-                s("run_id"),
-                s("playbook"),
-                s("environment"),
-                r["records"].as_u64().unwrap_or(0).to_string(),
-                audit.to_owned(),
-                s("status"),
+                r.run_id.clone(),
+                r.playbook.clone(),
+                r.environment.clone(),
+                r.records.to_string(),
+                if r.verified { "ok" } else { "FAILED" }.to_owned(),
+                r.status.clone(),
             ]
         })
         .collect();

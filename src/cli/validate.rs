@@ -59,7 +59,9 @@ pub(super) fn validate(
     }
     let report = ValidationReport::new(files);
     match format {
-        ValidateFormat::Json => ui.data(&report.to_json()),
+        ValidateFormat::Json => ui.data(&crate::views::to_text(&crate::views::ValidationDoc::new(
+            &report,
+        ))),
         ValidateFormat::Junit => ui.data(&report.to_junit()),
         ValidateFormat::Github => ui.data(report.to_github().trim_end()),
         ValidateFormat::Human => print_human(ui, &report),

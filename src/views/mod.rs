@@ -1,13 +1,15 @@
-//! The JSON documents runbook prints for programs (`runs`, `status`, `plan` with
-//! `--format json`): one shape per concept and one name per field (`run_id`, `environment`;
+//! The JSON documents runbook prints for programs (`runs`, `status`, `plan`, `validate`,
+//! `audit list` with `--format json`): one shape per concept and one name per field (`run_id`, `environment`;
 //! times as RFC 3339 UTC with milliseconds, durations as `*_ms`), each document carrying
 //! [`SCHEMA_VERSION`]. Their JSON Schemas are generated here from the same types (schemars)
 //! and committed under `schemas/` (`runbook schema --output NAME`).
 
+mod audit;
 mod plan;
 mod run;
 
-pub use plan::PlanDoc;
+pub use audit::{AuditListDoc, AuditRunView};
+pub use plan::{PlanDoc, ValidationDoc};
 pub use run::{EventView, RunView, RunsDoc, StatusDoc, StepView};
 
 use serde::Serialize;
@@ -33,10 +35,20 @@ pub enum Doc {
     Status,
     /// `runbook plan ... --format json`
     Plan,
+    /// `runbook validate --format json`
+    Validation,
+    /// `runbook audit list --format json`
+    AuditList,
 }
 
 impl Doc {
-    pub const ALL: [Doc; 3] = [Doc::Runs, Doc::Status, Doc::Plan];
+    pub const ALL: [Doc; 5] = [
+        Doc::Runs,
+        Doc::Status,
+        Doc::Plan,
+        Doc::Validation,
+        Doc::AuditList,
+    ];
 
     /// The committed file under `schemas/`.
     pub fn file_name(self) -> &'static str {
@@ -44,6 +56,8 @@ impl Doc {
             Doc::Runs => "runs.schema.json",
             Doc::Status => "status.schema.json",
             Doc::Plan => "plan.schema.json",
+            Doc::Validation => "validation.schema.json",
+            Doc::AuditList => "audit-list.schema.json",
         }
     }
 
@@ -53,6 +67,8 @@ impl Doc {
             Doc::Runs => "runs",
             Doc::Status => "status",
             Doc::Plan => "plan",
+            Doc::Validation => "validation",
+            Doc::AuditList => "audit-list",
         }
     }
 
@@ -65,6 +81,8 @@ impl Doc {
             Doc::Runs => generator.into_root_schema_for::<RunsDoc>(),
             Doc::Status => generator.into_root_schema_for::<StatusDoc>(),
             Doc::Plan => generator.into_root_schema_for::<PlanDoc<'static>>(),
+            Doc::Validation => generator.into_root_schema_for::<ValidationDoc<'static>>(),
+            Doc::AuditList => generator.into_root_schema_for::<AuditListDoc>(),
         };
         let mut json = serde_json::to_value(root).unwrap_or(Json::Null);
         closed(&mut json);

@@ -1,7 +1,9 @@
-//! The plan as `runbook plan --format json` prints it, offline and connected alike.
+//! The plan as `runbook plan --format json` prints it, offline and connected alike, and the
+//! validation report of `runbook validate --format json`.
 
 use super::SCHEMA_VERSION;
 use crate::plan::Plan;
+use crate::report::ValidationReport;
 use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::Value as Json;
@@ -23,6 +25,23 @@ impl<'a> PlanDoc<'a> {
             schema_version: SCHEMA_VERSION,
             plan,
             live,
+        }
+    }
+}
+
+/// `runbook validate --format json`: each file's result and diagnostics, and the totals.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct ValidationDoc<'a> {
+    pub schema_version: u32,
+    #[serde(flatten)]
+    pub report: &'a ValidationReport,
+}
+
+impl<'a> ValidationDoc<'a> {
+    pub fn new(report: &'a ValidationReport) -> Self {
+        ValidationDoc {
+            schema_version: SCHEMA_VERSION,
+            report,
         }
     }
 }

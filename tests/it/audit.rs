@@ -324,8 +324,8 @@ fn show_list_and_export_give_the_auditor_the_story() {
     }
     let list = p.cmd(&["audit", "list", "--format", "json"]);
     let v: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
-    assert_eq!(v[0]["run_id"], id.as_str());
-    assert_eq!(v[0]["verified"], true);
+    assert_eq!(v["runs"][0]["run_id"], id.as_str());
+    assert_eq!(v["runs"][0]["verified"], true);
     let csv = p.cmd(&["audit", "export", &id, "--format", "csv"]);
     assert!(csv.stdout.starts_with("run_id,seq,ts,event,step"));
     assert!(csv.stdout.lines().count() > 20);

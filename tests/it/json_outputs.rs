@@ -118,4 +118,27 @@ fn runs_status_and_plan_json_match_their_schemas() {
     };
     assert_eq!(keys(&offline.stdout), keys(&connected.stdout));
     assert_eq!(keys(&offline.stdout)[0], "schema_version");
+
+    // The audit chains: the same names and time format as `runs`.
+    let audit = p.cmd(&["audit", "list", "--format", "json"]);
+    let audit = valid(Doc::AuditList, &audit.stdout);
+    let chain = &audit["runs"][0];
+    assert_eq!(chain["run_id"], run["run_id"]);
+    assert_eq!(chain["environment"], run["environment"]);
+    assert_eq!(chain["operator"], run["operator"]);
+    assert_eq!(chain["status"], "succeeded");
+    assert_eq!(chain["verified"], true);
+    assert!(is_time(&chain["started_at"]), "{chain}");
+
+    // The validation report, valid and not.
+    let ok = p.cmd(&["validate", "--format", "json"]);
+    assert_eq!(valid(Doc::Validation, &ok.stdout)["valid"], true);
+    p.playbook(
+        "bad",
+        "name: bad\nsteps:\n  - id: one\n    shel: { argv: [true] }\n",
+    );
+    let bad = p.cmd(&["validate", "--format", "json"]);
+    let bad = valid(Doc::Validation, &bad.stdout);
+    assert_eq!(bad["valid"], false);
+    assert_eq!(bad["errors"], 1);
 }
