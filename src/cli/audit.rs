@@ -8,7 +8,7 @@ use crate::audit::{self, HeadCheck, SigPolicy, Signature, Verdict};
 use crate::exec;
 use crate::exit::Exit;
 use crate::ui::Ui;
-use crate::views::{self, AuditRunView};
+use crate::views::{self, AuditRunView, VerdictView};
 use std::path::Path;
 
 /// What every audit command reads: the state store (for recorded heads and run ids, or why it
@@ -219,8 +219,8 @@ async fn verify(
     let failed = verdicts.iter().filter(|v| v.failed()).count();
     match format {
         OutputFormat::Json => {
-            let rows: Vec<serde_json::Value> = verdicts.iter().map(verdict_json).collect();
-            ui.data(&serde_json::to_string_pretty(&rows).unwrap_or_default());
+            let rows: Vec<VerdictView> = verdicts.iter().map(verdict_view).collect();
+            ui.data(&views::to_text(&views::VerifyDoc::new(rows)));
         }
         OutputFormat::Text => {
             let mut text = String::new();
@@ -310,22 +310,35 @@ fn failure_hint(verdicts: &[Verdict]) -> String {
     hint.join("; ")
 }
 
-fn verdict_json(v: &Verdict) -> serde_json::Value {
-    serde_json::json!({
-        "run_id": v.run_id, "records": v.records, "head": v.head, "verified": !v.failed(),
-        "torn": matches!(v.problem, Some(audit::Problem::Torn { .. })),
-        "first_bad_seq": v.problem.as_ref().filter(|p| p.is_tampering()).map(|p| p.seq()),
-        "problem": v.problem.as_ref().map(|p| p.describe()),
-        "head_check": match &v.head_check {
+fn verdict_view(v: &Verdict) -> VerdictView {
+    VerdictView {
+        run_id: v.run_id.clone(),
+        records: v.records,
+        head: v.head.clone(),
+        verified: !v.failed(),
+        torn: matches!(v.problem, Some(audit::Problem::Torn { .. })),
+        first_bad_seq: v
+            .problem
+            .as_ref()
+            .filter(|p| p.is_tampering())
+            .map(|p| p.seq()),
+        problem: v.problem.as_ref().map(|p| p.describe()),
+        head_check: match &v.head_check {
             HeadCheck::Compared => "compared",
             HeadCheck::Refusal => "refusal",
-            HeadCheck::Unknown { accepted: false, .. } => "unknown",
+            HeadCheck::Unknown {
+                accepted: false, ..
+            } => "unknown",
             HeadCheck::Unknown { accepted: true, .. } => "chain-only",
+        }
+        .to_owned(),
+        head_unknown: match &v.head_check {
+            HeadCheck::Unknown { why, .. } => Some(why.clone()),
+            _ => None,
         },
-        "head_unknown": match &v.head_check { HeadCheck::Unknown { why, .. } => Some(why.as_str()), _ => None },
-        "signature": v.signature.word(),
-        "signature_detail": v.signature.describe(v.records),
-    })
+        signature: v.signature.word().to_owned(),
+        signature_detail: v.signature.describe(v.records),
+    }
 }
 
 /// `audit list`: every run with a chain, from its first and last run-level records.

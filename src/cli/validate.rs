@@ -10,6 +10,7 @@ use crate::report::{FileResult, ValidationReport};
 use crate::schema::{self, SchemaKind};
 use crate::source::display_path;
 use crate::ui::Ui;
+use crate::views::{self, PlaybookView};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -59,9 +60,7 @@ pub(super) fn validate(
     }
     let report = ValidationReport::new(files);
     match format {
-        ValidateFormat::Json => ui.data(&crate::views::to_text(&crate::views::ValidationDoc::new(
-            &report,
-        ))),
+        ValidateFormat::Json => ui.data(&views::to_text(&views::ValidationDoc::new(&report))),
         ValidateFormat::Junit => ui.data(&report.to_junit()),
         ValidateFormat::Github => ui.data(report.to_github().trim_end()),
         ValidateFormat::Human => print_human(ui, &report),
@@ -256,29 +255,32 @@ pub(super) fn list(ui: &Ui, root: &Path, format: OutputFormat) -> Exit {
     let Some(project) = open(ui, root) else {
         return Exit::Invalid;
     };
-    let mut rows = Vec::new();
-    let mut invalid = 0;
-    for path in project.playbook_files() {
-        match project.load_playbook(&path) {
-            Ok(pb) => rows.push(serde_json::json!({
-                "name": pb.def.name,
-                "description": pb.def.description.clone().unwrap_or_default(),
-                "file": display_path(&path),
-                "steps": pb.def.steps.len(),
-            })),
-            Err(_) => {
-                invalid += 1;
-                rows.push(serde_json::json!({
-                    "name": path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
-                    "description": "(invalid: run `runbook validate`)",
-                    "file": display_path(&path),
-                    "steps": null,
-                }));
-            }
-        }
-    }
+    let rows: Vec<PlaybookView> = project
+        .playbook_files()
+        .into_iter()
+        .map(|path| match project.load_playbook(&path) {
+            Ok(pb) => PlaybookView {
+                name: pb.def.name.clone(),
+                description: pb.def.description.clone(),
+                file: display_path(&path),
+                steps: Some(pb.def.steps.len()),
+                valid: true,
+            },
+            Err(_) => PlaybookView {
+                name: path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                description: None,
+                file: display_path(&path),
+                steps: None,
+                valid: false,
+            },
+        })
+        .collect();
+    let invalid = rows.iter().filter(|r| !r.valid).count();
     match format {
-        OutputFormat::Json => ui.data(&serde_json::to_string_pretty(&rows).unwrap_or_default()),
+        OutputFormat::Json => ui.data(&views::to_text(&views::PlaybooksDoc::new(rows))),
         OutputFormat::Text => {
             if rows.is_empty() {
                 ui.note("no playbooks");
@@ -290,15 +292,17 @@ pub(super) fn list(ui: &Ui, root: &Path, format: OutputFormat) -> Exit {
     if invalid > 0 { Exit::Invalid } else { Exit::Ok }
 }
 
-/// One line per playbook: its name, then its description.
-fn list_text(rows: &[serde_json::Value]) -> String {
+/// One line per playbook: its name, then its description (or that it is invalid).
+fn list_text(rows: &[PlaybookView]) -> String {
     let rows: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
-            vec![
-                r["name"].as_str().unwrap_or_default().to_owned(),
-                r["description"].as_str().unwrap_or_default().to_owned(),
-            ]
+            let about = match (&r.description, r.valid) {
+                (_, false) => "(invalid: run `runbook validate`)".to_owned(),
+                (Some(d), true) => d.clone(),
+                (None, true) => String::new(),
+            };
+            vec![r.name.clone(), about]
         })
         .collect();
     crate::table::render(&[], &[], &rows)

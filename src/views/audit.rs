@@ -1,4 +1,5 @@
-//! The runs with an audit chain as `runbook audit list --format json` prints them.
+//! The audit chains as `runbook audit list` and `runbook audit verify` print them with
+//! `--format json`.
 
 use super::SCHEMA_VERSION;
 use schemars::JsonSchema;
@@ -66,6 +67,46 @@ pub struct AuditListDoc {
 impl AuditListDoc {
     pub fn new(runs: Vec<AuditRunView>) -> Self {
         AuditListDoc {
+            schema_version: SCHEMA_VERSION,
+            runs,
+        }
+    }
+}
+
+/// One chain's verdict as `runbook audit verify --format json` prints it.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct VerdictView {
+    pub run_id: String,
+    /// How many records verify (up to the first bad one).
+    pub records: usize,
+    /// The hash of the last record that verifies.
+    pub head: Option<String>,
+    pub verified: bool,
+    /// The last line was cut short by a crash (not tampering).
+    pub torn: bool,
+    /// The sequence number of the first record that was edited, removed, inserted or moved.
+    pub first_bad_seq: Option<i64>,
+    pub problem: Option<String>,
+    /// `compared` (with the state store's head), `refusal`, `unknown` (not checked: fails), or
+    /// `chain-only` (not checked, accepted with --chain-only).
+    pub head_check: String,
+    /// Why the head could not be checked.
+    pub head_unknown: Option<String>,
+    /// The signature's verdict in one word.
+    pub signature: String,
+    pub signature_detail: Option<String>,
+}
+
+/// `runbook audit verify --format json`.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct VerifyDoc {
+    pub schema_version: u32,
+    pub runs: Vec<VerdictView>,
+}
+
+impl VerifyDoc {
+    pub fn new(runs: Vec<VerdictView>) -> Self {
+        VerifyDoc {
             schema_version: SCHEMA_VERSION,
             runs,
         }

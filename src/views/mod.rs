@@ -1,5 +1,5 @@
 //! The JSON documents runbook prints for programs (`runs`, `status`, `plan`, `validate`,
-//! `audit list` with `--format json`): one shape per concept and one name per field (`run_id`, `environment`;
+//! `list`, `audit list`, `audit verify` with `--format json`): one shape per concept and one name per field (`run_id`, `environment`;
 //! times as RFC 3339 UTC with milliseconds, durations as `*_ms`), each document carrying
 //! [`SCHEMA_VERSION`]. Their JSON Schemas are generated here from the same types (schemars)
 //! and committed under `schemas/` (`runbook schema --output NAME`).
@@ -8,8 +8,8 @@ mod audit;
 mod plan;
 mod run;
 
-pub use audit::{AuditListDoc, AuditRunView};
-pub use plan::{PlanDoc, ValidationDoc};
+pub use audit::{AuditListDoc, AuditRunView, VerdictView, VerifyDoc};
+pub use plan::{PlanDoc, PlaybookView, PlaybooksDoc, ValidationDoc};
 pub use run::{EventView, RunView, RunsDoc, StatusDoc, StepView};
 
 use serde::Serialize;
@@ -39,15 +39,21 @@ pub enum Doc {
     Validation,
     /// `runbook audit list --format json`
     AuditList,
+    /// `runbook audit verify --format json`
+    AuditVerify,
+    /// `runbook list --format json`
+    List,
 }
 
 impl Doc {
-    pub const ALL: [Doc; 5] = [
+    pub const ALL: [Doc; 7] = [
         Doc::Runs,
         Doc::Status,
         Doc::Plan,
         Doc::Validation,
         Doc::AuditList,
+        Doc::AuditVerify,
+        Doc::List,
     ];
 
     /// The committed file under `schemas/`.
@@ -58,6 +64,8 @@ impl Doc {
             Doc::Plan => "plan.schema.json",
             Doc::Validation => "validation.schema.json",
             Doc::AuditList => "audit-list.schema.json",
+            Doc::AuditVerify => "audit-verify.schema.json",
+            Doc::List => "list.schema.json",
         }
     }
 
@@ -69,6 +77,8 @@ impl Doc {
             Doc::Plan => "plan",
             Doc::Validation => "validation",
             Doc::AuditList => "audit-list",
+            Doc::AuditVerify => "audit-verify",
+            Doc::List => "list",
         }
     }
 
@@ -83,6 +93,8 @@ impl Doc {
             Doc::Plan => generator.into_root_schema_for::<PlanDoc<'static>>(),
             Doc::Validation => generator.into_root_schema_for::<ValidationDoc<'static>>(),
             Doc::AuditList => generator.into_root_schema_for::<AuditListDoc>(),
+            Doc::AuditVerify => generator.into_root_schema_for::<VerifyDoc>(),
+            Doc::List => generator.into_root_schema_for::<PlaybooksDoc>(),
         };
         let mut json = serde_json::to_value(root).unwrap_or(Json::Null);
         closed(&mut json);

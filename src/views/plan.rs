@@ -1,5 +1,5 @@
 //! The plan as `runbook plan --format json` prints it, offline and connected alike, and the
-//! validation report of `runbook validate --format json`.
+//! validation report of `runbook validate --format json` and the playbooks of `runbook list`.
 
 use super::SCHEMA_VERSION;
 use crate::plan::Plan;
@@ -42,6 +42,35 @@ impl<'a> ValidationDoc<'a> {
         ValidationDoc {
             schema_version: SCHEMA_VERSION,
             report,
+        }
+    }
+}
+
+/// One playbook as `runbook list --format json` prints it.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct PlaybookView {
+    /// The playbook's `name` (an invalid one's file stem).
+    pub name: String,
+    pub description: Option<String>,
+    pub file: String,
+    /// How many top-level steps; `null` when the playbook is invalid.
+    pub steps: Option<usize>,
+    /// Whether it validates (`runbook validate` says why not).
+    pub valid: bool,
+}
+
+/// `runbook list --format json`.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct PlaybooksDoc {
+    pub schema_version: u32,
+    pub playbooks: Vec<PlaybookView>,
+}
+
+impl PlaybooksDoc {
+    pub fn new(playbooks: Vec<PlaybookView>) -> Self {
+        PlaybooksDoc {
+            schema_version: SCHEMA_VERSION,
+            playbooks,
         }
     }
 }

@@ -221,8 +221,8 @@ fn verify_names_the_first_bad_record_and_exits_6() {
     let out = verify_cli(&p, &[&id, "--format", "json"]);
     assert_eq!(out.code, 6);
     let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
-    assert_eq!(v[0]["verified"], false);
-    assert_eq!(v[0]["first_bad_seq"], 1);
+    assert_eq!(v["runs"][0]["verified"], false);
+    assert_eq!(v["runs"][0]["first_bad_seq"], 1);
 }
 
 #[test]

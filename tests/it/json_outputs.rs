@@ -130,6 +130,17 @@ fn runs_status_and_plan_json_match_their_schemas() {
     assert_eq!(chain["verified"], true);
     assert!(is_time(&chain["started_at"]), "{chain}");
 
+    let verify = p.cmd(&["audit", "verify", "--all", "--format", "json"]);
+    assert_eq!(verify.code, 0, "{}", verify.combined());
+    let verify = valid(Doc::AuditVerify, &verify.stdout);
+    assert_eq!(verify["runs"][0]["run_id"], run["run_id"]);
+    assert_eq!(verify["runs"][0]["verified"], true);
+
+    let list = p.cmd(&["list", "--format", "json"]);
+    let list = valid(Doc::List, &list.stdout);
+    assert_eq!(list["playbooks"][0]["name"], "two");
+    assert_eq!(list["playbooks"][0]["steps"], 2);
+
     // The validation report, valid and not.
     let ok = p.cmd(&["validate", "--format", "json"]);
     assert_eq!(valid(Doc::Validation, &ok.stdout)["valid"], true);
@@ -141,4 +152,8 @@ fn runs_status_and_plan_json_match_their_schemas() {
     let bad = valid(Doc::Validation, &bad.stdout);
     assert_eq!(bad["valid"], false);
     assert_eq!(bad["errors"], 1);
+    let list = p.cmd(&["list", "--format", "json"]);
+    assert_eq!(list.code, 2, "{}", list.combined());
+    let list = valid(Doc::List, &list.stdout);
+    assert_eq!(list["playbooks"][0]["valid"], false, "{list}");
 }
