@@ -237,3 +237,34 @@ fn compare_head(report: &mut Report, head: &Head) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Problem;
+
+    #[test]
+    fn a_truncation_names_one_record_or_a_range() {
+        let one = Problem::Truncated {
+            have: 25,
+            expected: 26,
+        };
+        assert_eq!(
+            one.describe(),
+            "the log ends at record 25 but the state store recorded 26 records: record 26 was removed"
+        );
+        let many = Problem::Truncated {
+            have: 3,
+            expected: 7,
+        };
+        assert!(many.describe().ends_with("records 4 to 7 were removed"));
+        let all_but = Problem::Truncated {
+            have: 0,
+            expected: 1,
+        };
+        assert!(
+            all_but
+                .describe()
+                .contains("recorded 1 record: record 1 was removed")
+        );
+    }
+}
