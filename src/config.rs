@@ -105,7 +105,7 @@ impl Target {
         match (&self.url_env, &self.sqlite) {
             (Some(var), _) => format!("${var}"),
             (None, Some(path)) => format!("sqlite:{path}"),
-            (None, None) => "(none)".to_owned(),
+            (None, None) => "no target".to_owned(),
         }
     }
 }

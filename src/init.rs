@@ -1,9 +1,12 @@
-//! `runbook init`: a new project with a config, an example playbook and the folders, ready
-//! for `runbook validate` and a first run against a local SQLite file.
+//! `runbook init`: a new project with a config, an example playbook, the folders and the JSON
+//! Schemas (under `schemas/`, named by each file's relative `$schema` modeline so editors
+//! check them offline), ready for `runbook validate` and a first run against a local SQLite
+//! file.
 
+use crate::schema::{SchemaKind, schema_text};
 use std::path::Path;
 
-const CONFIG: &str = r#"# yaml-language-server: $schema=https://runbook.dev/schemas/config.schema.json
+const CONFIG: &str = r#"# yaml-language-server: $schema=schemas/config.schema.json
 # Environments and what protects them. A target is named by an environment variable that holds
 # its URL (PostgreSQL) or by a SQLite file; never write a URL with a password here.
 environments:
@@ -32,7 +35,7 @@ environments:
 secrets: [DATABASE_URL, STAGING_DATABASE_URL]
 "#;
 
-const PLAYBOOK: &str = r#"# yaml-language-server: $schema=https://runbook.dev/schemas/playbook.schema.json
+const PLAYBOOK: &str = r#"# yaml-language-server: $schema=../schemas/playbook.schema.json
 name: example
 description: Checks the database, asks for approval, records a note
 params:
@@ -58,9 +61,13 @@ steps:
 
 /// Writes the scaffold into `dir`; refuses to overwrite anything that exists.
 pub fn scaffold(dir: &Path) -> Result<Vec<String>, String> {
-    let files: [(&str, &str); 5] = [
+    let playbook_schema = schema_text(SchemaKind::Playbook);
+    let config_schema = schema_text(SchemaKind::Config);
+    let files: [(&str, &str); 7] = [
         ("runbook.yaml", CONFIG),
         ("playbooks/example.yaml", PLAYBOOK),
+        ("schemas/playbook.schema.json", &playbook_schema),
+        ("schemas/config.schema.json", &config_schema),
         ("migrations/postgres/.keep", ""),
         ("migrations/sqlite/.keep", ""),
         ("seeds/.keep", ""),

@@ -5,7 +5,7 @@ use serde::Serialize;
 use std::fmt::Write as _;
 
 /// The result of validating one file.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct FileResult {
     pub file: String,
     /// `playbook` or `config`.
@@ -15,9 +15,12 @@ pub struct FileResult {
     pub name: Option<String>,
     pub valid: bool,
     pub diagnostics: Vec<Diagnostic>,
+    /// How long reading and checking the file took (JUnit's `time`).
+    #[serde(skip)]
+    pub time: std::time::Duration,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ValidationReport {
     pub valid: bool,
     pub files: Vec<FileResult>,
@@ -45,10 +48,6 @@ impl ValidationReport {
         }
     }
 
-    pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).unwrap_or_default()
-    }
-
     /// GitHub Actions workflow commands, one per diagnostic, so each shows on its line of the
     /// pull request (`::error file=F,line=L,col=C,title=CODE::MESSAGE`).
     pub fn to_github(&self) -> String {
@@ -72,47 +71,60 @@ impl ValidationReport {
         out
     }
 
-    /// One test case per file; a failure per error, with the rendered diagnostic as text.
+    /// JUnit XML as CI dashboards read it (Jenkins' schema): a passing test case per valid
+    /// file, and per error a test case of its own holding its one `<failure>` (with the
+    /// rendered diagnostic as text). Each test case names its `file` (and `line`) and `time`:
+    /// the file's checking time, given to its first test case so the times add up.
     pub fn to_junit(&self) -> String {
-        let failures = self.files.iter().filter(|f| !f.valid).count();
-        let mut out = String::new();
-        let _ = writeln!(out, r#"<?xml version="1.0" encoding="UTF-8"?>"#);
-        let _ = writeln!(
-            out,
-            r#"<testsuites name="runbook validate" tests="{}" failures="{failures}">"#,
-            self.files.len()
-        );
-        let _ = writeln!(
-            out,
-            r#"  <testsuite name="runbook validate" tests="{}" failures="{failures}" errors="0">"#,
-            self.files.len()
-        );
+        let mut cases = String::new();
+        let (mut tests, mut failures) = (0, 0);
         for f in &self.files {
-            let name = xml_escape(&f.file);
-            if f.valid {
+            let classname = format!("runbook.{}", f.kind);
+            let file = xml_escape(&f.file);
+            let mut time = f.time.as_secs_f64();
+            let errors: Vec<&Diagnostic> = f.diagnostics.iter().filter(|d| d.is_error()).collect();
+            if errors.is_empty() {
+                tests += 1;
                 let _ = writeln!(
-                    out,
-                    r#"    <testcase classname="runbook.{}" name="{name}"/>"#,
-                    f.kind
+                    cases,
+                    r#"    <testcase classname="{classname}" name="{file}" file="{file}" time="{time:.3}"/>"#
                 );
-                continue;
             }
-            let _ = writeln!(
-                out,
-                r#"    <testcase classname="runbook.{}" name="{name}">"#,
-                f.kind
-            );
-            for d in f.diagnostics.iter().filter(|d| d.is_error()) {
+            for d in errors {
+                tests += 1;
+                failures += 1;
+                let line = match d.line {
+                    0 => String::new(),
+                    l => format!(r#" line="{l}""#),
+                };
                 let _ = writeln!(
-                    out,
+                    cases,
+                    r#"    <testcase classname="{classname}" name="{}" file="{file}"{line} time="{time:.3}">"#,
+                    xml_escape(&format!("{} {}", d.location(), d.code)),
+                );
+                let _ = writeln!(
+                    cases,
                     r#"      <failure type="{}" message="{}">{}</failure>"#,
                     d.code,
                     xml_escape(&format!("{}: {}", d.location(), d.message)),
                     xml_escape(&d.render(false))
                 );
+                let _ = writeln!(cases, "    </testcase>");
+                time = 0.0;
             }
-            let _ = writeln!(out, "    </testcase>");
         }
+        let total: f64 = self.files.iter().map(|f| f.time.as_secs_f64()).sum();
+        let mut out = String::new();
+        let _ = writeln!(out, r#"<?xml version="1.0" encoding="UTF-8"?>"#);
+        let _ = writeln!(
+            out,
+            r#"<testsuites name="runbook validate" tests="{tests}" failures="{failures}" errors="0" time="{total:.3}">"#
+        );
+        let _ = writeln!(
+            out,
+            r#"  <testsuite name="runbook validate" tests="{tests}" failures="{failures}" errors="0" skipped="0" time="{total:.3}">"#
+        );
+        out.push_str(&cases);
         let _ = writeln!(out, "  </testsuite>");
         let _ = writeln!(out, "</testsuites>");
         out

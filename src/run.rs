@@ -29,6 +29,20 @@ impl RunStatus {
         }
     }
 
+    /// The status as the end of a sentence about the run: "run X succeeded", "run X is
+    /// waiting for approval".
+    pub fn sentence(self) -> &'static str {
+        match self {
+            RunStatus::Running => "is running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::RollbackFailed => "failed and its rollback failed",
+            RunStatus::WaitingApproval => "is waiting for approval",
+            RunStatus::Interrupted => "was interrupted",
+            RunStatus::Refused => "was refused",
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "running" => RunStatus::Running,
@@ -51,7 +65,7 @@ impl RunStatus {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StepStatus {
     Pending,
@@ -86,7 +100,9 @@ impl StepStatus {
 }
 
 /// Which block a step ran in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     Main,
@@ -226,7 +242,7 @@ pub struct RunRecord {
 /// (`reason` reads after the step's id: "`migrate` failed inside its transaction and committed
 /// nothing"). When runbook cannot know, the step changed it. `rollback_when: changed` reads it;
 /// step events and step records carry it, so a resumed run decides the same way.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Change {
     pub changed: bool,
     pub reason: String,
@@ -341,7 +357,9 @@ pub fn new_run_id() -> String {
     )
 }
 
-/// Who is running this: `RUNBOOK_ACTOR` (for CI identities), else the OS user.
+/// Who is running this: `RUNBOOK_ACTOR` (for CI identities), else the OS user: `USER` or
+/// `LOGNAME`, else (cron, containers) the login name the password database gives the process's
+/// uid, and only when it has none, `uid:N`.
 pub fn operator() -> String {
     for var in ["RUNBOOK_ACTOR", "USER", "LOGNAME"] {
         if let Ok(v) = std::env::var(var)
@@ -349,6 +367,11 @@ pub fn operator() -> String {
         {
             return v.trim().to_owned();
         }
+    }
+    if let Ok(name) = whoami::username()
+        && !name.trim().is_empty()
+    {
+        return name.trim().to_owned();
     }
     // SAFETY: getuid has no preconditions and cannot fail.
     let uid = unsafe { libc::getuid() };

@@ -276,28 +276,22 @@ impl Progress {
             self.line(&format!("{} {outcome}", Self::stamp()));
             return;
         }
-        let w = self
+        let rows: Vec<Vec<String>> = self
             .rows
             .iter()
-            .map(|r| r.0.len())
-            .max()
-            .unwrap_or(4)
-            .max(4);
-        // `find_backup` is longer than the other action names; the column fits the longest.
-        let a = self
-            .rows
-            .iter()
-            .map(|r| r.1.len())
-            .max()
-            .unwrap_or(0)
-            .max(8);
+            .map(|(id, action, status, secs)| {
+                vec![id.clone(), action.clone(), status.clone(), secs.clone()]
+            })
+            .collect();
+        use crate::table::Align::{Left, Right};
         let mut out = format!(
-            "\n{:<w$}  {:<a$}  {:<11}  {}\n",
-            "step", "action", "status", "time"
+            "\n{}",
+            crate::table::render(
+                &["step", "action", "status", "time"],
+                &[Left, Left, Left, Right],
+                &rows
+            )
         );
-        for (id, action, status, secs) in &self.rows {
-            out.push_str(&format!("{id:<w$}  {action:<a$}  {status:<11}  {secs}\n"));
-        }
         out.push_str(&format!("\n{outcome}"));
         self.line(&out);
     }

@@ -161,8 +161,8 @@ pub fn changes(entries: &[Map<String, Json>]) -> Vec<String> {
         }
         if let Some(copy) = c.get("copy") {
             out.push(format!(
-                "{step}: copy of {} rows (report {}): {}",
-                s(copy, "rows"),
+                "{step}: copy of {} (report {}): {}",
+                crate::fmt::plural(s(copy, "rows"), "row", "rows"),
                 s(copy, "report"),
                 tables(copy.get("tables"), &["rows", "checksum"])
             ));

@@ -45,7 +45,7 @@ pub use record::{body_from_event, excerpt};
 pub use show::show;
 pub use sign::{keygen, sign, signed_head};
 pub use sink::{Sink, sink_setup_sql};
-pub use timeline::{Span, header, timeline};
+pub use timeline::{Span, header, run_status, timeline};
 pub use trust::{HeadCheck, SigPolicy, Signature};
 pub use verdict::{Recorded, Verdict, verify_run};
 pub use verify::{Problem, Report, verify_bytes};

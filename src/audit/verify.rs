@@ -38,8 +38,13 @@ impl Problem {
                 format!("record {seq} (line {line}) {reason}")
             }
             Problem::Truncated { have, expected } => format!(
-                "the log ends at record {have} but the state store recorded {expected} records: records {} to {expected} were removed",
-                have + 1
+                "the log ends at record {have} but the state store recorded {}: {} removed",
+                crate::fmt::plural(*expected, "record", "records"),
+                if *expected == have + 1 {
+                    format!("record {expected} was")
+                } else {
+                    format!("records {} to {expected} were", have + 1)
+                }
             ),
             Problem::HeadMismatch { seq } => {
                 format!("record {seq} is not the record the state store recorded as the head")
@@ -230,5 +235,36 @@ fn compare_head(report: &mut Report, head: &Head) {
                 report.problem = Some(Problem::HeadMismatch { seq: head.seq });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Problem;
+
+    #[test]
+    fn a_truncation_names_one_record_or_a_range() {
+        let one = Problem::Truncated {
+            have: 25,
+            expected: 26,
+        };
+        assert_eq!(
+            one.describe(),
+            "the log ends at record 25 but the state store recorded 26 records: record 26 was removed"
+        );
+        let many = Problem::Truncated {
+            have: 3,
+            expected: 7,
+        };
+        assert!(many.describe().ends_with("records 4 to 7 were removed"));
+        let all_but = Problem::Truncated {
+            have: 0,
+            expected: 1,
+        };
+        assert!(
+            all_but
+                .describe()
+                .contains("recorded 1 record: record 1 was removed")
+        );
     }
 }

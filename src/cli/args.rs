@@ -69,39 +69,57 @@ pub enum AuditCmd {
         /// not checked
         #[arg(long)]
         chain_only: bool,
+        /// Output: `text` for people, `json` for programs (see the README's JSON section)
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,
+        /// The state store: a postgres:// URL or sqlite:FILE (default: the config's
+        /// `state`, else .runbook/state.db)
         #[arg(long)]
         state: Option<String>,
     },
     /// Runs with audit chains
     List {
+        /// Output: `text` for people, `json` for programs (see the README's JSON section)
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,
+        /// The state store: a postgres:// URL or sqlite:FILE (default: the config's
+        /// `state`, else .runbook/state.db)
         #[arg(long)]
         state: Option<String>,
     },
     /// A run's timeline: steps, durations, gates and approvers, rollbacks
     Show {
+        /// Run id (a unique prefix is enough)
         run: String,
+        /// The state store: a postgres:// URL or sqlite:FILE (default: the config's
+        /// `state`, else .runbook/state.db)
         #[arg(long)]
         state: Option<String>,
     },
     /// The records, as JSON or CSV
     Export {
+        /// Run id (a unique prefix is enough); omit with --all
         run: Option<String>,
+        /// Every run's records
         #[arg(long)]
         all: bool,
+        /// `json` (an array of the records) or `csv`
         #[arg(long, value_enum, default_value_t = ExportFormat::Json)]
         format: ExportFormat,
+        /// The state store: a postgres:// URL or sqlite:FILE (default: the config's
+        /// `state`, else .runbook/state.db)
         #[arg(long)]
         state: Option<String>,
     },
     /// One self-contained HTML file for auditors
     Report {
+        /// Run id (a unique prefix is enough)
         run: String,
+        /// The HTML file to write
         #[arg(long, short)]
         output: PathBuf,
+        /// The state store: a postgres:// URL or sqlite:FILE (default: the config's
+        /// `state`, else .runbook/state.db)
         #[arg(long)]
         state: Option<String>,
     },
@@ -133,13 +151,17 @@ pub enum Command {
     Validate {
         /// Playbook files or names
         paths: Vec<String>,
+        /// Output: `human` diagnostics, a `json` report, `junit` XML for CI, or `github`
+        /// workflow commands
         #[arg(long, value_enum, default_value_t = ValidateFormat::Human)]
         format: ValidateFormat,
         /// Also lint the PostgreSQL migrations (squawk, against an empty schema: no database)
         #[arg(long)]
         migrations: bool,
     },
-    /// Show what a run would do, without touching a database or starting a process
+    /// Show what a run would do, changing nothing: it connects
+    /// read-only to the target for pending migrations and the database's identity (the plan
+    /// hash a run records) unless --offline
     Plan(PlanArgs),
     /// Run a playbook against an environment's database
     Run(RunArgs),
@@ -156,11 +178,14 @@ pub enum Command {
     },
     /// Recent runs
     Runs {
+        /// Output: `text` for people, `json` for programs (see the README's JSON section)
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,
         /// How many runs
         #[arg(long, default_value_t = 20)]
         limit: i64,
+        /// The state store: a postgres:// URL or sqlite:FILE (default: the config's
+        /// `state`, else .runbook/state.db)
         #[arg(long)]
         state: Option<String>,
     },
@@ -168,8 +193,11 @@ pub enum Command {
     Status {
         /// Run id (a unique prefix is enough)
         run: String,
+        /// Output: `text` for people, `json` for programs (see the README's JSON section)
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,
+        /// The state store: a postgres:// URL or sqlite:FILE (default: the config's
+        /// `state`, else .runbook/state.db)
         #[arg(long)]
         state: Option<String>,
     },
@@ -181,13 +209,33 @@ pub enum Command {
     },
     /// List the playbooks with their descriptions
     List {
+        /// Output: `text` for people, `json` for programs (see the README's JSON section)
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,
     },
-    /// Print the JSON Schema of playbooks (or of runbook.yaml with --config)
+    /// Print a shell completion script (e.g. `runbook completions bash >
+    /// ~/.local/share/bash-completion/completions/runbook`)
+    Completions {
+        /// The shell to complete in
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff: `runbook man | man -l -`), or write one page per command into
+    /// a folder with --out
+    Man {
+        /// The folder to write runbook.1 and runbook-COMMAND.1 into (e.g. /usr/local/share/man/man1)
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Print the JSON Schema of playbooks (of runbook.yaml with --config, of a command's JSON
+    /// output with --output)
     Schema {
-        #[arg(long)]
+        /// The schema of runbook.yaml instead of the playbooks'
+        #[arg(long, conflicts_with = "output")]
         config: bool,
+        /// The schema of a command's JSON output instead
+        #[arg(long, value_enum, value_name = "COMMAND")]
+        output: Option<crate::views::Doc>,
     },
 }
 
@@ -202,7 +250,8 @@ pub struct PlanArgs {
     /// Set a parameter: --var name=value
     #[arg(long = "var", value_name = "NAME=VALUE", value_parser = plan::parse_var)]
     pub vars: Vec<(String, String)>,
-    /// Plan without connecting to the target (for CI: touches no database)
+    /// Plan without connecting to the target (for CI: touches no database; the plan hash is
+    /// then not the one a run records)
     #[arg(long)]
     pub offline: bool,
     /// Also rehearse pending migrations in a transaction that is rolled back
@@ -211,6 +260,7 @@ pub struct PlanArgs {
     /// A target URL or sqlite: path shown in place of the environment's
     #[arg(long)]
     pub target: Option<String>,
+    /// Output: `text` for people, `json` for programs
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
 }
@@ -290,10 +340,15 @@ pub struct ResumeArgs {
     /// Parameters again (secrets given with --var are not stored)
     #[arg(long = "var", value_name = "NAME=VALUE", value_parser = plan::parse_var)]
     pub vars: Vec<(String, String)>,
+    /// The database, if the run was started with --target (refused unless it is the one the
+    /// run started on)
     #[arg(long)]
     pub target: Option<String>,
+    /// The state store: a postgres:// URL or sqlite:FILE (default: the config's `state`, else
+    /// .runbook/state.db)
     #[arg(long)]
     pub state: Option<String>,
+    /// How long to wait for another run to release the target (e.g. 30s)
     #[arg(long, default_value = "0s", value_parser = parse_wait)]
     pub lock_wait: std::time::Duration,
     /// The text a `confirm` gate asks for (the database name)
@@ -324,6 +379,7 @@ pub struct ApproveArgs {
     pub run: String,
     /// The gate's step id
     pub gate: String,
+    /// Why, recorded with the decision in the audit chain
     #[arg(long)]
     pub comment: Option<String>,
     /// Who approves (default: RUNBOOK_ACTOR, then the OS user); where approvals must be signed,
@@ -333,6 +389,8 @@ pub struct ApproveArgs {
     /// The SSH private key file that signs the approval (default: a listed key in ssh-agent)
     #[arg(long, value_name = "FILE")]
     pub key: Option<std::path::PathBuf>,
+    /// The state store: a postgres:// URL or sqlite:FILE (default: the config's `state`, else
+    /// .runbook/state.db)
     #[arg(long)]
     pub state: Option<String>,
     /// The database the approval is for (a URL or `sqlite:PATH`); refused unless it is the one
@@ -351,13 +409,18 @@ pub struct RejectArgs {
     pub run: String,
     /// The gate's step id
     pub gate: String,
+    /// Why, recorded with the decision in the audit chain
     #[arg(long)]
     pub comment: Option<String>,
+    /// Who rejects (default: RUNBOOK_ACTOR, then the OS user); where approvals must be signed,
+    /// the signing key says who rejects and a different --actor is refused
     #[arg(long)]
     pub actor: Option<String>,
     /// The SSH private key file that signs the rejection (default: a listed key in ssh-agent)
     #[arg(long, value_name = "FILE")]
     pub key: Option<std::path::PathBuf>,
+    /// The state store: a postgres:// URL or sqlite:FILE (default: the config's `state`, else
+    /// .runbook/state.db)
     #[arg(long)]
     pub state: Option<String>,
     /// The database, if the run was given one with --target
@@ -372,4 +435,48 @@ pub struct RejectArgs {
 fn parse_wait(text: &str) -> Result<std::time::Duration, String> {
     crate::playbook::parse_duration(text)
         .ok_or_else(|| format!("`{text}` is not a duration like `30s` or `5m`"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// Every subcommand says what it does and every argument a person can give says what it
+    /// means: `--help` is never blank.
+    #[test]
+    fn every_command_and_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            if cmd.is_hide_set() {
+                return;
+            }
+            if cmd.get_about().is_none() && !path.is_empty() {
+                missing.push(format!("`runbook{path}` has no about"));
+            }
+            for arg in cmd.get_arguments() {
+                if arg.is_hide_set() || arg.get_help().is_some() {
+                    continue;
+                }
+                missing.push(format!("`runbook{path}` argument `{}`", arg.get_id()));
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut cmd = Cli::command();
+        cmd.build();
+        let mut missing = Vec::new();
+        walk(&cmd, "", &mut missing);
+        assert!(missing.is_empty(), "no help text:\n{}", missing.join("\n"));
+    }
+
+    /// `plan` connects to the target unless `--offline`: its help must not say otherwise.
+    #[test]
+    fn plan_help_says_it_connects() {
+        let cmd = Cli::command();
+        let plan = cmd.find_subcommand("plan").unwrap();
+        let about = plan.get_about().unwrap().to_string();
+        assert!(!about.contains("without touching a database"), "{about}");
+        assert!(about.contains("--offline"), "{about}");
+    }
 }

@@ -8,6 +8,7 @@ use crate::audit::{self, HeadCheck, SigPolicy, Signature, Verdict};
 use crate::exec;
 use crate::exit::Exit;
 use crate::ui::Ui;
+use crate::views::{self, AuditRunView, VerdictView};
 use std::path::Path;
 
 /// What every audit command reads: the state store (for recorded heads and run ids, or why it
@@ -218,8 +219,8 @@ async fn verify(
     let failed = verdicts.iter().filter(|v| v.failed()).count();
     match format {
         OutputFormat::Json => {
-            let rows: Vec<serde_json::Value> = verdicts.iter().map(verdict_json).collect();
-            ui.data(&serde_json::to_string_pretty(&rows).unwrap_or_default());
+            let rows: Vec<VerdictView> = verdicts.iter().map(verdict_view).collect();
+            ui.data(&views::to_text(&views::VerifyDoc::new(rows)));
         }
         OutputFormat::Text => {
             let mut text = String::new();
@@ -309,73 +310,81 @@ fn failure_hint(verdicts: &[Verdict]) -> String {
     hint.join("; ")
 }
 
-fn verdict_json(v: &Verdict) -> serde_json::Value {
-    serde_json::json!({
-        "run_id": v.run_id, "records": v.records, "head": v.head, "verified": !v.failed(),
-        "torn": matches!(v.problem, Some(audit::Problem::Torn { .. })),
-        "first_bad_seq": v.problem.as_ref().filter(|p| p.is_tampering()).map(|p| p.seq()),
-        "problem": v.problem.as_ref().map(|p| p.describe()),
-        "head_check": match &v.head_check {
+fn verdict_view(v: &Verdict) -> VerdictView {
+    VerdictView {
+        run_id: v.run_id.clone(),
+        records: v.records,
+        head: v.head.clone(),
+        verified: !v.failed(),
+        torn: matches!(v.problem, Some(audit::Problem::Torn { .. })),
+        first_bad_seq: v
+            .problem
+            .as_ref()
+            .filter(|p| p.is_tampering())
+            .map(|p| p.seq()),
+        problem: v.problem.as_ref().map(|p| p.describe()),
+        head_check: match &v.head_check {
             HeadCheck::Compared => "compared",
             HeadCheck::Refusal => "refusal",
-            HeadCheck::Unknown { accepted: false, .. } => "unknown",
+            HeadCheck::Unknown {
+                accepted: false, ..
+            } => "unknown",
             HeadCheck::Unknown { accepted: true, .. } => "chain-only",
+        }
+        .to_owned(),
+        head_unknown: match &v.head_check {
+            HeadCheck::Unknown { why, .. } => Some(why.clone()),
+            _ => None,
         },
-        "head_unknown": match &v.head_check { HeadCheck::Unknown { why, .. } => Some(why.as_str()), _ => None },
-        "signature": v.signature.word(),
-        "signature_detail": v.signature.describe(v.records),
-    })
+        signature: v.signature.word().to_owned(),
+        signature_detail: v.signature.describe(v.records),
+    }
 }
 
-/// `audit list`: every run with a chain, from its header records.
+/// `audit list`: every run with a chain, from its first and last run-level records.
 async fn list(chains: &Chains<'_>, format: OutputFormat) -> Result<Exit, Exit> {
     let ids = chains.runs(None, true).await?;
     let mut rows = Vec::new();
     for id in ids {
         let v = chains.verdict(id).await;
-        let head = audit::header(&v.entries);
-        let get = |k: &str| {
-            head.iter()
-                .find(|(h, _)| h == k)
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default()
-        };
-        rows.push(serde_json::json!({
-            "run_id": v.run_id, "records": v.records, "verified": !v.failed(),
-            "playbook": get("playbook").split(' ').next().unwrap_or_default(), "environment": get("environment"),
-            "operator": get("operator"), "started": get("started"), "status": get("status"),
-        }));
+        let status = audit::run_status(&v.entries);
+        rows.push(AuditRunView::new(
+            &v.run_id,
+            &v.entries,
+            status,
+            v.records,
+            !v.failed(),
+        ));
     }
     match format {
         OutputFormat::Json => chains
             .ui
-            .data(&serde_json::to_string_pretty(&rows).unwrap_or_default()),
+            .data(&views::to_text(&views::AuditListDoc::new(rows))),
         OutputFormat::Text => chains.ui.data(&list_text(&rows)),
     }
     Ok(Exit::Ok)
 }
 
-fn list_text(rows: &[serde_json::Value]) -> String {
-    let mut text = format!(
-        "{:<23}  {:<16}  {:<11}  {:>7}  {:<8}  {}\n",
-        "run", "playbook", "env", "records", "audit", "status"
-    );
-    for r in rows {
-        text.push_str(&format!(
-            "{:<23}  {:<16}  {:<11}  {:>7}  {:<8}  {}\n",
-            r["run_id"].as_str().unwrap_or_default(),
-            r["playbook"].as_str().unwrap_or_default(),
-            r["environment"].as_str().unwrap_or_default(),
-            r["records"].as_u64().unwrap_or(0),
-            if r["verified"] == true {
-                "ok"
-            } else {
-                "FAILED"
-            },
-            r["status"].as_str().unwrap_or_default()
-        ));
-    }
-    text
+fn list_text(rows: &[AuditRunView]) -> String {
+    use crate::table::Align::{Left, Right};
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.run_id.clone(),
+                r.playbook.clone(),
+                r.environment.clone(),
+                r.records.to_string(),
+                if r.verified { "ok" } else { "FAILED" }.to_owned(),
+                r.status.clone(),
+            ]
+        })
+        .collect();
+    crate::table::render(
+        &["run", "playbook", "env", "records", "audit", "status"],
+        &[Left, Left, Left, Right, Left, Left],
+        &rows,
+    )
 }
 
 /// `audit show`: one run's timeline.

@@ -8,6 +8,7 @@ mod args;
 mod audit;
 mod audit_heads;
 mod decision;
+mod docs;
 mod fleet;
 mod init;
 mod plan;
@@ -86,6 +87,8 @@ fn dispatch(ui: &Ui, root: &Path, command: Command, verbose: bool) -> Exit {
         Command::Status { run, format, state } => {
             runs::status_cmd(ui, root, &run, format, state.as_deref())
         }
-        Command::Schema { config } => validate::schema(ui, config),
+        Command::Schema { config, output } => validate::schema(ui, config, output),
+        Command::Completions { shell } => docs::completions(ui, shell),
+        Command::Man { out } => docs::man(ui, out.as_deref()),
     }
 }

@@ -58,16 +58,10 @@ fn print_plan(ui: &Ui, plan: &plan::Plan, live: Option<&exec::live::Live>, forma
             }
             ui.data(&text)
         }
-        OutputFormat::Json => match live {
-            None => ui.data(&serde_json::to_string_pretty(plan).unwrap_or_default()),
-            Some(l) => {
-                let mut v = serde_json::to_value(plan).unwrap_or_default();
-                if let serde_json::Value::Object(m) = &mut v {
-                    m.insert("live".to_owned(), l.json.clone());
-                }
-                ui.data(&serde_json::to_string_pretty(&v).unwrap_or_default())
-            }
-        },
+        OutputFormat::Json => {
+            let doc = crate::views::PlanDoc::new(plan, live.map(|l| l.json.clone()));
+            ui.data(&crate::views::to_text(&doc))
+        }
     }
 }
 

@@ -6,7 +6,12 @@ use super::runtime::{block_on, open, open_state};
 use crate::exec;
 use crate::exit::Exit;
 use crate::run::{RunRecord, RunStatus, StepRecord, StepStatus, format_ms};
+use crate::table::{
+    self,
+    Align::{Left, Right},
+};
 use crate::ui::Ui;
+use crate::views;
 use std::path::Path;
 
 pub(super) fn runs_cmd(
@@ -32,21 +37,7 @@ pub(super) fn runs_cmd(
         };
         store.close().await;
         match format {
-            OutputFormat::Json => {
-                let rows: Vec<serde_json::Value> = runs
-                    .iter()
-                    .map(|r| {
-                        serde_json::json!({
-                            "id": r.id, "playbook": r.playbook, "env": r.env, "target": r.target,
-                            "operator": r.operator, "status": r.shown_status(),
-                            "started_at": format_ms(r.started_at),
-                            "duration_ms": r.finished_at.map(|f| f - r.started_at),
-                            "error": r.error,
-                        })
-                    })
-                    .collect();
-                ui.data(&serde_json::to_string_pretty(&rows).unwrap_or_default());
-            }
+            OutputFormat::Json => ui.data(&views::to_text(&views::RunsDoc::new(&runs))),
             OutputFormat::Text => {
                 if runs.is_empty() {
                     ui.note("no runs yet");
@@ -61,26 +52,30 @@ pub(super) fn runs_cmd(
 
 /// The runs as a table, newest first.
 fn runs_text(runs: &[RunRecord]) -> String {
-    let mut out = format!(
-        "{:<23}  {:<16}  {:<10}  {:<12}  {:<16}  {:<20}  {}\n",
-        "run", "playbook", "env", "operator", "status", "started", "duration"
-    );
-    for r in runs {
-        let dur = r.finished_at.map_or("-".to_owned(), |f| {
-            format!("{:.1}s", (f - r.started_at) as f64 / 1000.0)
-        });
-        out.push_str(&format!(
-            "{:<23}  {:<16}  {:<10}  {:<12}  {:<16}  {:<20}  {}\n",
-            r.id,
-            r.playbook,
-            r.env,
-            r.operator,
-            r.shown_status(),
-            format_ms(r.started_at),
-            dur
-        ));
-    }
-    out
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|r| {
+            let dur = r.finished_at.map_or("-".to_owned(), |f| {
+                format!("{:.1}s", (f - r.started_at) as f64 / 1000.0)
+            });
+            vec![
+                r.id.clone(),
+                r.playbook.clone(),
+                r.env.clone(),
+                r.operator.clone(),
+                r.shown_status().to_string(),
+                format_ms(r.started_at),
+                dur,
+            ]
+        })
+        .collect();
+    table::render(
+        &[
+            "run", "playbook", "env", "operator", "status", "started", "duration",
+        ],
+        &[Left, Left, Left, Left, Left, Left, Right],
+        &rows,
+    )
 }
 
 pub(super) fn status_cmd(
@@ -106,16 +101,9 @@ pub(super) fn status_cmd(
         waiting.extend(exec::waiting_lines(&project, &store, &run).await);
         store.close().await;
         match format {
-            OutputFormat::Json => {
-                let events: Vec<serde_json::Value> = events
-                    .into_iter()
-                    .map(|(seq, at, kind, step, data)| {
-                        serde_json::json!({"seq": seq, "at": format_ms(at), "kind": kind, "step": step, "data": data})
-                    })
-                    .collect();
-                let v = serde_json::json!({ "run": run, "steps": steps, "events": events });
-                ui.data(&serde_json::to_string_pretty(&v).unwrap_or_default());
-            }
+            OutputFormat::Json => ui.data(&views::to_text(&views::StatusDoc::new(
+                &run, &steps, events,
+            ))),
             OutputFormat::Text => ui.data(&status_text(&run, &steps, &waiting)),
         }
         Exit::Ok
@@ -146,38 +134,40 @@ fn status_text(run: &RunRecord, steps: &[StepRecord], waiting: &[String]) -> Str
         out.push('\n');
     }
     out.push('\n');
-    let w = steps.iter().map(|s| s.step.len()).max().unwrap_or(4).max(4);
-    out.push_str(&format!(
-        "{:<w$}  {:<10}  {:<9}  {:>8}  {:>8}  {}\n",
-        "step", "phase", "status", "attempts", "time", "outputs"
+    let rows: Vec<Vec<String>> = steps
+        .iter()
+        .map(|s| {
+            let time = match (s.started_at, s.finished_at) {
+                (Some(a), Some(b)) => format!("{:.1}s", (b - a).max(0) as f64 / 1000.0),
+                _ => "-".to_owned(),
+            };
+            let mut outputs = s.outputs.to_string();
+            if outputs.chars().count() > 80 {
+                outputs = format!("{}...", outputs.chars().take(80).collect::<String>());
+            }
+            let status = if s.status == StepStatus::Running
+                && (run.status != RunStatus::Running || run.crashed() == Some(true))
+            {
+                "unknown".to_owned()
+            } else {
+                s.status.as_str().to_owned()
+            };
+            vec![
+                s.step.clone(),
+                s.phase.as_str().to_owned(),
+                status,
+                s.attempts.to_string(),
+                time,
+                s.error
+                    .as_deref()
+                    .map_or(outputs, |e| format!("error: {e}")),
+            ]
+        })
+        .collect();
+    out.push_str(&table::render(
+        &["step", "phase", "status", "attempts", "time", "outputs"],
+        &[Left, Left, Left, Right, Right, Left],
+        &rows,
     ));
-    for s in steps {
-        let time = match (s.started_at, s.finished_at) {
-            (Some(a), Some(b)) => format!("{:.1}s", (b - a).max(0) as f64 / 1000.0),
-            _ => "-".to_owned(),
-        };
-        let mut outputs = s.outputs.to_string();
-        if outputs.chars().count() > 80 {
-            outputs = format!("{}...", outputs.chars().take(80).collect::<String>());
-        }
-        let status = if s.status == StepStatus::Running
-            && (run.status != RunStatus::Running || run.crashed() == Some(true))
-        {
-            "unknown".to_owned()
-        } else {
-            s.status.as_str().to_owned()
-        };
-        out.push_str(&format!(
-            "{:<w$}  {:<10}  {:<9}  {:>8}  {:>8}  {}\n",
-            s.step,
-            s.phase.as_str(),
-            status,
-            s.attempts,
-            time,
-            s.error
-                .as_deref()
-                .map_or(outputs, |e| format!("error: {e}"))
-        ));
-    }
     out
 }

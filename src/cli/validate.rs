@@ -10,7 +10,9 @@ use crate::report::{FileResult, ValidationReport};
 use crate::schema::{self, SchemaKind};
 use crate::source::display_path;
 use crate::ui::Ui;
+use crate::views::{self, PlaybookView};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 pub(super) fn validate(
     ui: &Ui,
@@ -20,7 +22,11 @@ pub(super) fn validate(
     migrations: bool,
 ) -> Exit {
     let mut files = Vec::new();
+    let started = Instant::now();
     let project = load_config(root, &mut files);
+    if let Some(config) = files.last_mut() {
+        config.time = started.elapsed();
+    }
     let targets: Vec<PathBuf> = if paths.is_empty() {
         project.playbook_files()
     } else {
@@ -37,14 +43,24 @@ pub(super) fn validate(
         return Exit::Invalid;
     }
     for path in targets {
-        files.push(validate_playbook(&project, &path));
+        let started = Instant::now();
+        let mut result = validate_playbook(&project, &path);
+        result.time = started.elapsed();
+        files.push(result);
     }
     if migrations {
-        files.extend(lint_migrations(&project));
+        // One lint pass over the folder: each file is given an equal share of its time.
+        let started = Instant::now();
+        let mut linted = lint_migrations(&project);
+        let share = started.elapsed() / u32::try_from(linted.len().max(1)).unwrap_or(u32::MAX);
+        for r in &mut linted {
+            r.time = share;
+        }
+        files.extend(linted);
     }
     let report = ValidationReport::new(files);
     match format {
-        ValidateFormat::Json => ui.data(&report.to_json()),
+        ValidateFormat::Json => ui.data(&views::to_text(&views::ValidationDoc::new(&report))),
         ValidateFormat::Junit => ui.data(&report.to_junit()),
         ValidateFormat::Github => ui.data(report.to_github().trim_end()),
         ValidateFormat::Human => print_human(ui, &report),
@@ -69,6 +85,7 @@ fn load_config(root: &Path, files: &mut Vec<FileResult>) -> Project {
             files.push(FileResult {
                 file: d.file.clone(),
                 kind: "config",
+                time: Duration::ZERO,
                 name: None,
                 valid: false,
                 diagnostics: vec![d],
@@ -82,6 +99,7 @@ fn load_config(root: &Path, files: &mut Vec<FileResult>) -> Project {
                 files.push(FileResult {
                     file: config.source.display_path(),
                     kind: "config",
+                    time: Duration::ZERO,
                     name: None,
                     valid: true,
                     diagnostics: Vec::new(),
@@ -91,6 +109,7 @@ fn load_config(root: &Path, files: &mut Vec<FileResult>) -> Project {
             Err(diags) => files.push(FileResult {
                 file: display_path(&config_path),
                 kind: "config",
+                time: Duration::ZERO,
                 name: None,
                 valid: false,
                 diagnostics: diags,
@@ -111,6 +130,7 @@ fn lint_migrations(project: &Project) -> Vec<FileResult> {
             return vec![FileResult {
                 file: display_path(&dir),
                 kind: "migrations",
+                time: Duration::ZERO,
                 name: None,
                 valid: false,
                 diagnostics: vec![
@@ -131,6 +151,7 @@ fn lint_migrations(project: &Project) -> Vec<FileResult> {
             FileResult {
                 file: m.file.clone(),
                 kind: "migration",
+                time: Duration::ZERO,
                 name: Some(m.name.clone()),
                 valid: !diagnostics.iter().any(Diagnostic::is_error),
                 diagnostics,
@@ -165,6 +186,7 @@ fn resolve_paths(project: &Project, paths: &[String], files: &mut Vec<FileResult
             Err(d) => files.push(FileResult {
                 file: p.clone(),
                 kind: "playbook",
+                time: Duration::ZERO,
                 name: None,
                 valid: false,
                 diagnostics: vec![d.in_file(p.clone())],
@@ -180,6 +202,7 @@ fn validate_playbook(project: &Project, path: &Path) -> FileResult {
         Ok(pb) => FileResult {
             file: shown,
             kind: "playbook",
+            time: Duration::ZERO,
             name: Some(pb.def.name.clone()),
             valid: true,
             diagnostics: Vec::new(),
@@ -190,6 +213,7 @@ fn validate_playbook(project: &Project, path: &Path) -> FileResult {
             FileResult {
                 file: shown,
                 kind: "playbook",
+                time: Duration::ZERO,
                 name: None,
                 valid,
                 diagnostics: diags,
@@ -211,13 +235,15 @@ fn print_human(ui: &Ui, report: &ValidationReport) {
         } else {
             ""
         };
-        ui.note(&format!("ok: {config}{playbooks} playbooks valid"));
+        let playbooks = crate::fmt::plural(playbooks, "playbook", "playbooks");
+        ui.note(&format!("ok: {config}{playbooks} valid"));
     } else {
         let errors = crate::fmt::plural(report.errors, "error", "errors");
         let verb = if invalid == 1 { "is" } else { "are" };
         ui.error(
             &format!(
-                "{invalid} of {} files {verb} invalid ({errors})",
+                "{} of {} {verb} invalid ({errors})",
+                crate::fmt::plural(invalid, "file", "files"),
                 report.files.len()
             ),
             None,
@@ -229,29 +255,32 @@ pub(super) fn list(ui: &Ui, root: &Path, format: OutputFormat) -> Exit {
     let Some(project) = open(ui, root) else {
         return Exit::Invalid;
     };
-    let mut rows = Vec::new();
-    let mut invalid = 0;
-    for path in project.playbook_files() {
-        match project.load_playbook(&path) {
-            Ok(pb) => rows.push(serde_json::json!({
-                "name": pb.def.name,
-                "description": pb.def.description.clone().unwrap_or_default(),
-                "file": display_path(&path),
-                "steps": pb.def.steps.len(),
-            })),
-            Err(_) => {
-                invalid += 1;
-                rows.push(serde_json::json!({
-                    "name": path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
-                    "description": "(invalid: run `runbook validate`)",
-                    "file": display_path(&path),
-                    "steps": null,
-                }));
-            }
-        }
-    }
+    let rows: Vec<PlaybookView> = project
+        .playbook_files()
+        .into_iter()
+        .map(|path| match project.load_playbook(&path) {
+            Ok(pb) => PlaybookView {
+                name: pb.def.name.clone(),
+                description: pb.def.description.clone(),
+                file: display_path(&path),
+                steps: Some(pb.def.steps.len()),
+                valid: true,
+            },
+            Err(_) => PlaybookView {
+                name: path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                description: None,
+                file: display_path(&path),
+                steps: None,
+                valid: false,
+            },
+        })
+        .collect();
+    let invalid = rows.iter().filter(|r| !r.valid).count();
     match format {
-        OutputFormat::Json => ui.data(&serde_json::to_string_pretty(&rows).unwrap_or_default()),
+        OutputFormat::Json => ui.data(&views::to_text(&views::PlaybooksDoc::new(rows))),
         OutputFormat::Text => {
             if rows.is_empty() {
                 ui.note("no playbooks");
@@ -263,26 +292,27 @@ pub(super) fn list(ui: &Ui, root: &Path, format: OutputFormat) -> Exit {
     if invalid > 0 { Exit::Invalid } else { Exit::Ok }
 }
 
-/// One line per playbook: the name padded to the longest, then the description.
-fn list_text(rows: &[serde_json::Value]) -> String {
-    let width = rows
+/// One line per playbook: its name, then its description (or that it is invalid).
+fn list_text(rows: &[PlaybookView]) -> String {
+    let rows: Vec<Vec<String>> = rows
         .iter()
-        .filter_map(|r| r["name"].as_str())
-        .map(str::len)
-        .max()
-        .unwrap_or(4);
-    let mut text = String::new();
-    for r in rows {
-        text.push_str(&format!(
-            "{:<width$}  {}\n",
-            r["name"].as_str().unwrap_or_default(),
-            r["description"].as_str().unwrap_or_default()
-        ));
-    }
-    text
+        .map(|r| {
+            let about = match (&r.description, r.valid) {
+                (_, false) => "(invalid: run `runbook validate`)".to_owned(),
+                (Some(d), true) => d.clone(),
+                (None, true) => String::new(),
+            };
+            vec![r.name.clone(), about]
+        })
+        .collect();
+    crate::table::render(&[], &[], &rows)
 }
 
-pub(super) fn schema(ui: &Ui, config: bool) -> Exit {
+pub(super) fn schema(ui: &Ui, config: bool, output: Option<crate::views::Doc>) -> Exit {
+    if let Some(doc) = output {
+        ui.data(&doc.schema_text());
+        return Exit::Ok;
+    }
     ui.data(&schema::schema_text(if config {
         SchemaKind::Config
     } else {

@@ -182,9 +182,9 @@ async fn load(
     ) {
         ui.error(
             &format!(
-                "run {} is {}; there is nothing to approve",
+                "run {} {}; there is nothing to approve",
                 record.id,
-                record.status.as_str()
+                record.status.sentence()
             ),
             None,
         );

@@ -49,7 +49,7 @@ pub(super) struct Attempt<'a> {
     pub playbook: &'a str,
     pub file: &'a str,
     pub env: &'a str,
-    /// The target as it may be shown (a URL's password masked), or `(none)`.
+    /// The target as it may be shown (a URL's password masked), or `no target`.
     pub target: String,
 }
 

@@ -257,9 +257,9 @@ fn check_unfinished(
     }
     ui.error(
         &format!(
-            "run {} is {}; only running, interrupted or waiting runs can be resumed",
+            "run {} {}; only running, interrupted or waiting runs can be resumed",
             record.id,
-            record.status.as_str()
+            record.status.sentence()
         ),
         Some("start a new run with `runbook run`"),
     );

@@ -380,7 +380,7 @@ fn attempted_target(config: Option<&crate::config::ConfigDef>, req: &RunRequest)
     ) {
         (Some(t), _) => crate::dburl::redact(t),
         (None, Some(e)) => e.target.describe(),
-        (None, None) => "(none)".to_owned(),
+        (None, None) => "no target".to_owned(),
     }
 }
 
@@ -405,7 +405,7 @@ fn new_record(
         playbook: playbook.def.name.clone(),
         file: playbook.source.path.display().to_string(),
         env: req.env.clone(),
-        target: target.map_or_else(|| "(none)".to_owned(), TargetSpec::describe),
+        target: target.map_or_else(|| "no target".to_owned(), TargetSpec::describe),
         operator: operator.to_owned(),
         host: run::hostname(),
         pid: i64::from(std::process::id()),

@@ -84,9 +84,9 @@ pub async fn resume(
         return FleetOutcome::Succeeded;
     }
     ui.note(&format!(
-        "fleet {}: resuming {} unfinished targets",
+        "fleet {}: resuming {}",
         fleet.id,
-        jobs.len()
+        crate::fmt::plural(jobs.len(), "unfinished target", "unfinished targets")
     ));
     finish(ui, state, &fleet.id, jobs, opts).await
 }

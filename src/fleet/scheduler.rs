@@ -193,8 +193,8 @@ impl Scheduler<'_> {
             self.stopped = true;
             self.ui.error(
                 &format!(
-                    "{} targets failed: the stop threshold is reached, no new target starts",
-                    self.failures
+                    "{} failed: the stop threshold is reached, no new target starts",
+                    crate::fmt::plural(self.failures, "target", "targets")
                 ),
                 None,
             );

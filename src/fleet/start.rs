@@ -63,8 +63,8 @@ pub async fn run(
         return FleetOutcome::StoreFailed;
     }
     ui.note(&format!(
-        "fleet {fleet_id}: {playbook} on {} targets of {env} (concurrency {}, canary {})",
-        picked.len(),
+        "fleet {fleet_id}: {playbook} on {} of {env} (concurrency {}, canary {})",
+        crate::fmt::plural(picked.len(), "target", "targets"),
         opts.concurrency,
         opts.canary
     ));

@@ -27,7 +27,7 @@ use steps::Planner;
 
 pub use crate::redact::MASK;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Plan {
     pub playbook: String,
     pub file: String,
@@ -67,7 +67,7 @@ pub struct Plan {
     pub values: BTreeMap<String, ParamValue>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct PlannedStep {
     pub id: String,
     #[serde(skip_serializing_if = "Option::is_none")]

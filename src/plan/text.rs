@@ -2,6 +2,7 @@
 //! (includes indented under their step), and a summary with the plan hash.
 
 use super::{Plan, PlannedStep};
+use crate::fmt::plural;
 use crate::playbook::RollbackWhen;
 use serde_json::Value as Json;
 
@@ -50,11 +51,14 @@ pub fn render_text(plan: &Plan) -> String {
     let compensations: usize = count(&plan.steps, &|s| s.rollback.len());
     let _ = writeln!(
         out,
-        "\n{} steps, {} gates, {} compensations; run state is checkpointed after each of {} steps",
-        plan.checkpoints.len(),
-        plan.gates.len(),
-        compensations,
-        plan.checkpoints.len()
+        "\n{}, {}, {}; run state is checkpointed after {}",
+        plural(plan.checkpoints.len(), "step", "steps"),
+        plural(plan.gates.len(), "gate", "gates"),
+        plural(compensations, "compensation", "compensations"),
+        match plan.checkpoints.len() {
+            1 => "its step".to_owned(),
+            n => format!("each of its {n} steps"),
+        }
     );
     let _ = writeln!(
         out,

@@ -59,7 +59,7 @@ impl Ship {
         assert_eq!(out.code, 3, "{}", out.combined());
         let runs = self.as_user("x", &["runs", "--format", "json"]);
         let v: serde_json::Value = serde_json::from_str(&runs.stdout).unwrap();
-        let id = v[0]["id"].as_str().unwrap().to_owned();
+        let id = v["runs"][0]["run_id"].as_str().unwrap().to_owned();
         let status = self.as_user("x", &["status", &id, "--format", "json"]);
         let s: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
         let hash = s["run"]["plan_hash"]

@@ -221,8 +221,8 @@ fn verify_names_the_first_bad_record_and_exits_6() {
     let out = verify_cli(&p, &[&id, "--format", "json"]);
     assert_eq!(out.code, 6);
     let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
-    assert_eq!(v[0]["verified"], false);
-    assert_eq!(v[0]["first_bad_seq"], 1);
+    assert_eq!(v["runs"][0]["verified"], false);
+    assert_eq!(v["runs"][0]["first_bad_seq"], 1);
 }
 
 #[test]
@@ -324,8 +324,8 @@ fn show_list_and_export_give_the_auditor_the_story() {
     }
     let list = p.cmd(&["audit", "list", "--format", "json"]);
     let v: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
-    assert_eq!(v[0]["run_id"], id.as_str());
-    assert_eq!(v[0]["verified"], true);
+    assert_eq!(v["runs"][0]["run_id"], id.as_str());
+    assert_eq!(v["runs"][0]["verified"], true);
     let csv = p.cmd(&["audit", "export", &id, "--format", "csv"]);
     assert!(csv.stdout.starts_with("run_id,seq,ts,event,step"));
     assert!(csv.stdout.lines().count() > 20);

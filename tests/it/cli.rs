@@ -239,7 +239,53 @@ fn validate_reports_json_and_junit() {
     .run();
     assert_eq!(junit.code, 2);
     assert!(junit.stdout.starts_with("<?xml"));
-    insta::assert_snapshot!("validate-junit", junit.stdout);
+    stable!({ insta::assert_snapshot!("validate-junit", junit.stdout) });
+}
+
+/// JUnit as CI dashboards read it (Jenkins' schema, GitLab, GitHub test reporters): each
+/// failure is its own test case, and every test case names its file and how long it took.
+#[test]
+fn junit_has_one_failure_per_testcase_with_file_and_time() {
+    let junit = Runbook::new(&[
+        "-C",
+        "tests/fixtures/cli",
+        "validate",
+        "--format",
+        "junit",
+        "playbooks/release.yaml",
+        "bad.yaml",
+    ])
+    .run();
+    assert_eq!(junit.code, 2, "{}", junit.combined());
+    let xml = &junit.stdout;
+    let cases: Vec<&str> = xml.split("<testcase ").skip(1).collect();
+    assert_eq!(cases.len(), 4, "{xml}");
+    let mut failures = 0;
+    for case in &cases {
+        let case = case.split("</testcase>").next().unwrap();
+        let head = case.split('>').next().unwrap();
+        assert!(head.contains(" file=\""), "no file: {head}");
+        let time = head
+            .split(" time=\"")
+            .nth(1)
+            .and_then(|t| t.split('"').next())
+            .unwrap_or_else(|| panic!("no time: {head}"));
+        assert!(time.parse::<f64>().is_ok_and(|t| t >= 0.0), "{head}");
+        let n = case.matches("<failure ").count();
+        assert!(n <= 1, "{n} failures in one testcase: {case}");
+        failures += n;
+    }
+    assert_eq!(failures, 2, "{xml}");
+    let suite_failures = format!("failures=\"{failures}\"");
+    assert!(
+        xml.contains(&format!("tests=\"4\" {suite_failures}")),
+        "{xml}"
+    );
+    assert!(
+        xml.contains(r#"<testsuite name="runbook validate" tests="4""#),
+        "{xml}"
+    );
+    assert!(xml.contains(" time=\""), "{xml}");
 }
 
 #[test]
@@ -382,8 +428,10 @@ fn validate_lints_the_migrations_for_ci() {
     let junit = validate(&["--migrations", "--format", "junit"]);
     assert!(
         junit.stdout.contains(
-            r#"<testcase classname="runbook.migration" name="migrations/postgres/002_bad.sql">"#
-        ),
+            r#"<testcase classname="runbook.migration" name="migrations/postgres/002_bad.sql:"#
+        ) && junit
+            .stdout
+            .contains(r#"file="migrations/postgres/002_bad.sql" line="#),
         "{}",
         junit.stdout
     );

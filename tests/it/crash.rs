@@ -147,7 +147,7 @@ fn sigkill_in_the_middle_of_a_step_then_resume() {
     for _ in 0..200 {
         let out = p.cmd(&["runs", "--format", "json"]);
         if let Ok(v) = serde_json::from_str::<serde_json::Value>(&out.stdout)
-            && let Some(run) = v[0]["id"].as_str()
+            && let Some(run) = v["runs"][0]["run_id"].as_str()
         {
             let st = p.status_json(run);
             if st["steps"].as_array().is_some_and(|s| {

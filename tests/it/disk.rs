@@ -75,7 +75,7 @@ impl Managed {
         let root = self.dir.path().display().to_string();
         let runs = Runbook::new(&["-C", &root, "runs", "--format", "json"]).run();
         let runs: Json = serde_json::from_str(&runs.stdout).unwrap();
-        let id = runs[0]["id"].as_str().unwrap().to_owned();
+        let id = runs["runs"][0]["run_id"].as_str().unwrap().to_owned();
         let st = Runbook::new(&["-C", &root, "status", &id, "--format", "json"]).run();
         let st: Json = serde_json::from_str(&st.stdout).unwrap();
         st["steps"]

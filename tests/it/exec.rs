@@ -267,9 +267,9 @@ steps:
         for _ in 0..200 {
             let out = p.cmd(&["runs", "--format", "json"]);
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(&out.stdout)
-                && v[0]["status"] == "running"
+                && v["runs"][0]["status"] == "running"
             {
-                holder_id = v[0]["id"].as_str().unwrap().to_owned();
+                holder_id = v["runs"][0]["run_id"].as_str().unwrap().to_owned();
                 break;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -602,9 +602,10 @@ fn a_shared_postgres_state_store_holds_the_runs() {
     ])
     .run();
     let runs: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
-    assert_eq!(runs.as_array().unwrap().len(), 2);
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 2);
     assert!(
-        runs.as_array()
+        runs["runs"]
+            .as_array()
             .unwrap()
             .iter()
             .all(|r| r["status"] == "succeeded")
@@ -650,7 +651,8 @@ fn concurrent_runs_share_the_sqlite_state_store() {
     let runs = p.cmd(&["runs", "--format", "json"]);
     let v: serde_json::Value = serde_json::from_str(&runs.stdout).unwrap();
     assert_eq!(
-        v.as_array()
+        v["runs"]
+            .as_array()
             .unwrap()
             .iter()
             .filter(|r| r["status"] == "succeeded")

@@ -71,8 +71,8 @@ impl Gated {
         let out = self.as_user("x", &["runs", "--format", "json"]);
         let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
         (
-            v[0]["id"].as_str().unwrap().to_owned(),
-            v[0]["status"].as_str().unwrap().to_owned(),
+            v["runs"][0]["run_id"].as_str().unwrap().to_owned(),
+            v["runs"][0]["status"].as_str().unwrap().to_owned(),
         )
     }
 
@@ -677,7 +677,7 @@ fn a_run_continues_only_on_the_postgres_database_it_started_on() {
     assert_eq!(out.code, 3, "{}", out.combined());
     let runs = rb("x", &a, &["runs", "--format", "json"]);
     let v: serde_json::Value = serde_json::from_str(&runs.stdout).unwrap();
-    let id = v[0]["id"].as_str().unwrap().to_owned();
+    let id = v["runs"][0]["run_id"].as_str().unwrap().to_owned();
     let refused = rb("alice", &b, &["approve", &id, "approve", "--target", &b]);
     assert_eq!(refused.code, 7, "{}", refused.combined());
     assert!(

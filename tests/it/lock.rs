@@ -50,13 +50,13 @@ fn hold(p: &Project, target: &str, gate: &Path) -> (Child, String) {
     wait_until("the holding run is running", || {
         let out = p.cmd(&["runs", "--format", "json"]);
         let runs: serde_json::Value = serde_json::from_str(&out.stdout).unwrap_or_default();
-        let holding = runs
+        let holding = runs["runs"]
             .as_array()
             .into_iter()
             .flatten()
             .find(|r| r["playbook"] == "hold" && r["status"] == "running");
         if let Some(r) = holding {
-            id = r["id"].as_str().unwrap_or_default().to_owned();
+            id = r["run_id"].as_str().unwrap_or_default().to_owned();
         }
         !id.is_empty()
     });

@@ -120,7 +120,7 @@ impl Tour {
     fn last_run(&self) -> String {
         let out = self.as_user("alice", &["runs", "--format", "json"]);
         let runs: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
-        runs[0]["id"].as_str().unwrap().to_owned()
+        runs["runs"][0]["run_id"].as_str().unwrap().to_owned()
     }
 }
 

@@ -219,8 +219,7 @@ fn prisma_applies_part_runbook_the_rest_and_prisma_agrees() {
     let out = runbook(&p, "action: apply");
     assert_eq!(out.code, 0, "{}", out.combined());
     assert!(
-        out.stderr
-            .contains("recorded 1 migration(s) Prisma applied"),
+        out.stderr.contains("recorded 1 migration Prisma applied"),
         "{}",
         out.stderr
     );

@@ -49,8 +49,8 @@ impl Envs {
         let out = self.as_user("x", &["runs", "--format", "json"]);
         let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
         (
-            v[0]["id"].as_str().unwrap().to_owned(),
-            v[0]["status"].as_str().unwrap().to_owned(),
+            v["runs"][0]["run_id"].as_str().unwrap().to_owned(),
+            v["runs"][0]["status"].as_str().unwrap().to_owned(),
         )
     }
 

@@ -128,7 +128,7 @@ impl Shipped {
     fn last_run(&self) -> String {
         let runs = self.ok(&["runs", "--format", "json"]);
         let runs: Value = serde_json::from_str(&runs.stdout).unwrap();
-        runs[0]["id"].as_str().unwrap().to_owned()
+        runs["runs"][0]["run_id"].as_str().unwrap().to_owned()
     }
 
     /// The outputs of step `id` of the newest run.

@@ -122,7 +122,7 @@ impl Signed {
     fn last(&self) -> String {
         let out = self.cmd("x", None, &["runs", "--format", "json"]);
         let v: Json = serde_json::from_str(&out.stdout).unwrap();
-        v[0]["id"].as_str().unwrap().to_owned()
+        v["runs"][0]["run_id"].as_str().unwrap().to_owned()
     }
 
     fn approve(&self, user: &str, run: &str, extra: &[&str]) -> Output {
@@ -561,12 +561,9 @@ fn run_approve_signs_where_signatures_are_required() {
     );
     assert_eq!(without.code, 7, "{}", without.combined());
     assert!(without.stderr.contains("ssh-add"), "{}", without.stderr);
-    assert!(
-        g.cmd("x", None, &["runs", "--format", "json"])
-            .stdout
-            .trim()
-            == "[]"
-    );
+    let runs: Json =
+        serde_json::from_str(&g.cmd("x", None, &["runs", "--format", "json"]).stdout).unwrap();
+    assert_eq!(runs["runs"], serde_json::json!([]), "no run was recorded");
     let key = g.key("alice");
     let args = [
         "run",

@@ -152,8 +152,8 @@ async fn adopt_prisma(
 fn note_history(op: &Op<'_>, st: &Status, adopted: &[String]) {
     if !adopted.is_empty() {
         op.note(&format!(
-            "recorded {} migration(s) Prisma applied: {}",
-            adopted.len(),
+            "recorded {} Prisma applied: {}",
+            crate::fmt::plural(adopted.len(), "migration", "migrations"),
             adopted.join(", ")
         ));
     }

@@ -425,8 +425,8 @@ fn annotate_size(f: &mut Finding, table: &str, s: TableSize) {
             }
         }
         Some(n) => f.message.push_str(&format!(
-            "; `{table}` has ~{} rows on the target (estimate)",
-            count(n)
+            "; `{table}` has ~{} on the target (estimate)",
+            crate::fmt::plural(count(n), "row", "rows")
         )),
         None => f.message.push_str(&format!(
             "; `{table}` has {} kB on the target (not analyzed yet, no row estimate)",

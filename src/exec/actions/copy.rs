@@ -91,10 +91,10 @@ pub async fn run(a: &CopyAction, ctx: &mut ActionCtx<'_>) -> StepResult {
             .map(|t| format!("`{}`: {}", t.table, t.error.as_deref().unwrap_or("failed")))
             .collect();
         return Err(StepError::Failed(redactor.redact(&format!(
-            "{} of {} tables failed ({}); the others are recorded as copied, and running the \
+            "{} of {} failed ({}); the others are recorded as copied, and running the \
              step again loads only what is missing",
             failed.len(),
-            report.tables.len(),
+            plural(report.tables.len(), "table", "tables"),
             list.join("; ")
         ))));
     }

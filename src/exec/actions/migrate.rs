@@ -18,6 +18,7 @@ use crate::db::op::{Op, OpError};
 use crate::db::{Db, TargetSpec};
 use crate::exec::{ActionCtx, StepError, StepResult};
 use crate::fmt::duration as fmt_duration;
+use crate::fmt::plural;
 use crate::playbook::{LintLevel, MigrateAction, MigrateOp, ResolveAs};
 use serde_json::{Map, Value as Json, json};
 use std::path::Path;
@@ -128,8 +129,8 @@ async fn apply(a: &MigrateAction, on: Target<'_, '_>, settings: &Settings) -> Ou
     let r = mg::apply(on.db, on.target, on.set, upto, settings, on.op).await?;
     if r.applied.is_empty() {
         on.op.note(&format!(
-            "nothing to apply: {} migration(s) applied, current version {}",
-            r.status.applied.len(),
+            "nothing to apply: {} applied, current version {}",
+            plural(r.status.applied.len(), "migration", "migrations"),
             r.status.current_version.as_deref().unwrap_or("none")
         ));
     }
@@ -197,8 +198,13 @@ async fn resolve(a: &MigrateAction, on: Target<'_, '_>) -> Outputs {
     let r = mg::resolve(on.db, on.target, on.set, v, how, on.op).await?;
     if r.prisma_rolled_back > 0 {
         on.op.note(&format!(
-            "marked {} failed `_prisma_migrations` row(s) of {} rolled back",
-            r.prisma_rolled_back, r.version
+            "marked {} of {} rolled back",
+            plural(
+                r.prisma_rolled_back,
+                "failed `_prisma_migrations` row",
+                "failed `_prisma_migrations` rows"
+            ),
+            r.version
         ));
     }
     let resolved = json!({"version": r.version, "name": r.name, "file": r.file,
@@ -357,8 +363,8 @@ async fn lint(
         let mut findings = mg::lint(&files, version.as_deref(), settings);
         mg::annotate(db, &mut findings).await?;
         op.note(&format!(
-            "linted {} pending migration(s) in `{}` in {}",
-            files.len(),
+            "linted {} in `{}` in {}",
+            plural(files.len(), "pending migration", "pending migrations"),
             set.shown_dir,
             fmt_duration(started.elapsed())
         ));
@@ -373,8 +379,8 @@ async fn lint(
     let over: Vec<&mg::Finding> = findings.iter().filter(|f| f.level >= fail_on).collect();
     if let Some(first) = over.first() {
         return Err(failed(format!(
-            "lint found {} finding(s) at or above `{}`, the first: {}:{} {}: {}",
-            over.len(),
+            "lint found {} at or above `{}`, the first: {}:{} {}: {}",
+            plural(over.len(), "finding", "findings"),
             fail_on.as_str(),
             first.file,
             first.line,
@@ -403,8 +409,8 @@ fn note_findings(op: &Op<'_>, findings: &[mg::Finding]) {
     }
     if findings.len() > MAX_FINDING_NOTES {
         op.note(&format!(
-            "... and {} more finding(s) (all are in the `findings` output)",
-            findings.len() - MAX_FINDING_NOTES
+            "... and {} more (all are in the `findings` output)",
+            plural(findings.len() - MAX_FINDING_NOTES, "finding", "findings")
         ));
     }
 }

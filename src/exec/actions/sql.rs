@@ -32,20 +32,25 @@ pub async fn run(a: &SqlAction, ctx: &mut ActionCtx<'_>) -> StepResult {
         if let Some(want) = expect.rows
             && n != want
         {
-            return Err(StepError::Failed(format!("expected {want} rows, got {n}")));
+            return Err(StepError::Failed(format!(
+                "expected {}, got {n}",
+                crate::fmt::plural(want, "row", "rows")
+            )));
         }
         if let Some(min) = expect.min_rows
             && n < min
         {
             return Err(StepError::Failed(format!(
-                "expected at least {min} rows, got {n}"
+                "expected at least {}, got {n}",
+                crate::fmt::plural(min, "row", "rows")
             )));
         }
         if let Some(max) = expect.max_rows
             && n > max
         {
             return Err(StepError::Failed(format!(
-                "expected at most {max} rows, got {n}"
+                "expected at most {}, got {n}",
+                crate::fmt::plural(max, "row", "rows")
             )));
         }
         if let Some(want) = &expect.scalar

@@ -107,7 +107,7 @@ impl MigrationCheck<'_> {
             for f in &findings {
                 let rows = f
                     .rows
-                    .map(|r| format!(" (table holds ~{r} rows)"))
+                    .map(|r| format!(" (table holds ~{})", crate::fmt::plural(r, "row", "rows")))
                     .unwrap_or_default();
                 let _ = writeln!(
                     text,

@@ -48,6 +48,11 @@ impl Runbook {
         self
     }
 
+    pub fn env_remove(mut self, key: &str) -> Self {
+        self.cmd.env_remove(key);
+        self
+    }
+
     /// Starts runbook in the background, its stdout and stderr going to `log`.
     pub fn start(mut self, log: &Path) -> std::process::Child {
         let out = std::fs::File::create(log).expect("create the log");

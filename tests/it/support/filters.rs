@@ -19,6 +19,7 @@ pub const FILTERS: &[(&str, &str)] = &[
     (r"\b\d{2}:\d{2}:\d{2}\b", "[time]"),
     (r"\b\d{8}-\d{6}-[0-9a-f]{6}\b", "[run]"),
     (r"\b\d+\.\ds\b", "[secs]"),
+    (r#" time="\d+\.\d+""#, r#" time="[secs]""#),
     (r"\b\d+ms\b", "[ms]"),
     (r"sqlite:/\S+/target.db", "sqlite:[dir]/target.db"),
     (r"/tmp/\.tmp[A-Za-z0-9]+", "[dir]"),

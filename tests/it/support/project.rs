@@ -115,9 +115,9 @@ impl Project {
         let out = self.cmd(&["runs", "--format", "json"]);
         let runs: serde_json::Value =
             serde_json::from_str(&out.stdout).unwrap_or_else(|_| panic!("{}", out.combined()));
-        let r = &runs[0];
+        let r = &runs["runs"][0];
         (
-            r["id"].as_str().unwrap().to_owned(),
+            r["run_id"].as_str().unwrap().to_owned(),
             r["status"].as_str().unwrap().to_owned(),
         )
     }
