@@ -204,7 +204,7 @@ mod tests {
             // A program can do anything: `verify` reads its baseline with a shell step.
             ("verify", "step `before` (shell)"),
             ("seed-production", "step `seed` (seed)"),
-            ("sqlite-to-postgres", "step `copy` (copy)"),
+            ("sqlite-to-postgres", "step `schema` (migrate)"),
         ] {
             assert_eq!(first(name).as_deref(), Some(step), "{name}");
         }
