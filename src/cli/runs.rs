@@ -20,8 +20,9 @@ pub(super) fn runs_cmd(
         return Exit::Invalid;
     };
     block_on(ui, async {
-        let Some(store) = open_state(ui, &project, state).await else {
-            return Exit::Internal;
+        let store = match open_state(ui, &project, state).await {
+            Ok(s) => s,
+            Err(code) => return code,
         };
         let runs = match store.list_runs(limit).await {
             Ok(r) => r,
@@ -94,8 +95,9 @@ pub(super) fn status_cmd(
         return Exit::Invalid;
     };
     block_on(ui, async {
-        let Some(store) = open_state(ui, &project, state).await else {
-            return Exit::Internal;
+        let store = match open_state(ui, &project, state).await {
+            Ok(s) => s,
+            Err(code) => return code,
         };
         let Some(run) = exec::find_run(&store, id, ui).await else {
             return Exit::Invalid;

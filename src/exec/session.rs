@@ -132,6 +132,18 @@ pub async fn open_state(
         ExecError::Invalid
     })?;
     StateStore::open(&spec).await.map_err(|e| {
+        if let Some(reach) = e.unreachable() {
+            let at = match &spec {
+                StateSpec::Postgres(url) => crate::dburl::redact(url),
+                StateSpec::Sqlite(path) => path.display().to_string(),
+            };
+            ui.error(
+                &crate::redact::global()
+                    .redact(&format!("cannot connect to the state store {at}: {reach}")),
+                reach.hint,
+            );
+            return ExecError::Environment;
+        }
         ui.error(
             &crate::redact::global().redact(&e.to_string()),
             Some("check the state store location (--state or `state:` in runbook.yaml)"),
@@ -254,9 +266,19 @@ pub(super) async fn take_lock(
             );
             Err(ExecError::Locked)
         }
+        Err(LockError::Unreachable(e)) => {
+            ui.error(
+                &redactor.redact(&format!("cannot connect to {}: {e}", target.describe())),
+                e.hint,
+            );
+            Err(ExecError::Environment)
+        }
         Err(LockError::Failed(e)) => {
             ui.error(
-                &redactor.redact(&format!("cannot lock {}: {e}", target.describe())),
+                &redactor.redact(&format!(
+                    "cannot take the run lock on {}: {e}",
+                    target.describe()
+                )),
                 None,
             );
             Err(ExecError::Internal)

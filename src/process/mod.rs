@@ -49,7 +49,7 @@ pub struct ProcessOutput {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
-    #[error("cannot start `{program}`: {source}")]
+    #[error("{}", not_started(program, source))]
     Spawn {
         program: String,
         source: std::io::Error,
@@ -60,6 +60,15 @@ pub enum ProcessError {
     Interrupted,
     #[error("waiting for the process failed: {0}")]
     Wait(std::io::Error),
+}
+
+/// Why `program` did not start, in words: a program that is not there is named as not
+/// installed (or not on `PATH`), the user's environment rather than runbook's.
+pub fn not_started(program: &str, source: &std::io::Error) -> String {
+    if source.kind() == std::io::ErrorKind::NotFound {
+        return format!("cannot start `{program}`: it is not installed or not on PATH");
+    }
+    format!("cannot start `{program}`: {source}")
 }
 
 /// Starts the process and waits for it, its timeout, or `cancel` turning true.

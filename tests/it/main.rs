@@ -14,6 +14,7 @@ mod corpus;
 mod crash;
 mod disk;
 mod e2e;
+mod environment;
 mod exec;
 mod fleet;
 mod gates;

@@ -26,6 +26,7 @@ pub const FILTERS: &[(&str, &str)] = &[
         r"127\.0\.0\.1:\d+/([a-z0-9_]+?)_\d+_\d+\b",
         "127.0.0.1:[port]/$1",
     ),
+    (r"127\.0\.0\.1:\d+\b", "127.0.0.1:[port]"),
     (r"operator  \S+", "operator  [who]"),
     (r"playbook  (\S+) \(\S+\)", "playbook  $1 ([file])"),
 ];
