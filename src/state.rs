@@ -31,18 +31,6 @@ pub enum StateError {
     Corrupt(String),
 }
 
-impl StateError {
-    /// The connection failure behind this error, when it is the user's environment (a
-    /// server that is not there, a wrong password).
-    pub fn unreachable(&self) -> Option<crate::db::reach::ConnectError> {
-        match self {
-            StateError::Db(e) => Some(crate::db::reach::ConnectError::from(e))
-                .filter(crate::db::reach::ConnectError::is_environment),
-            _ => None,
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct StateStore {
     pool: AnyPool,
@@ -199,12 +187,9 @@ impl StateStore {
                 // WAL with synchronous=FULL: each commit is fsynced before it returns.
                 (format!("sqlite://{}?mode=rwc", path.display()), false)
             }
-            StateSpec::Postgres(url) => {
-                // One connection first: the pool retries until its timeout and then says only
-                // that it timed out, not that the password was wrong.
-                Self::probe(url).await?;
-                (url.clone(), true)
-            }
+            // One connection first: the pool would retry until its timeout and then say only
+            // that it timed out, not that the password was wrong.
+            StateSpec::Postgres(url) => Self::probe(url).await.map(|()| (url.clone(), true))?,
         };
         let opts = AnyConnectOptions::from_str(&url)?;
         let pool = AnyPoolOptions::new()

@@ -5,12 +5,14 @@ use super::args::{OutputFormat, ValidateFormat};
 use super::runtime::{open, sorted_unique};
 use crate::diagnostic::Diagnostic;
 use crate::exit::Exit;
-use crate::project::{self, Project};
+use crate::project::{self, Playbook, Project};
 use crate::report::{FileResult, ValidationReport};
 use crate::schema::{self, SchemaKind};
 use crate::source::display_path;
 use crate::ui::Ui;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub(super) fn validate(
     ui: &Ui,
@@ -36,8 +38,31 @@ pub(super) fn validate(
         );
         return Exit::Invalid;
     }
+    let mut named: BTreeMap<String, String> = BTreeMap::new();
     for path in targets {
-        files.push(validate_playbook(&project, &path));
+        let (mut file, pb) = validate_playbook(&project, &path);
+        if let Some(pb) = pb {
+            let name = pb.def.name.clone();
+            match named.get(&name) {
+                Some(first) => {
+                    let pos = pb.tree.pos_of(&["name"]);
+                    file.diagnostics.push(
+                        Diagnostic::error(
+                            "duplicate-name",
+                            format!("two playbooks are named `{name}`: this one and `{first}`"),
+                        )
+                        .at(&pb.source, pos)
+                        .with_width(name.chars().count())
+                        .with_hint("give each playbook its own `name:`; runs, approvals and `require_run` gates find a playbook by it"),
+                    );
+                    file.valid = false;
+                }
+                None => {
+                    named.insert(name, file.file.clone());
+                }
+            }
+        }
+        files.push(file);
     }
     if migrations {
         files.extend(lint_migrations(&project));
@@ -174,26 +199,32 @@ fn resolve_paths(project: &Project, paths: &[String], files: &mut Vec<FileResult
     out
 }
 
-fn validate_playbook(project: &Project, path: &Path) -> FileResult {
+fn validate_playbook(project: &Project, path: &Path) -> (FileResult, Option<Arc<Playbook>>) {
     let shown = display_path(path);
     match project.load_playbook(path) {
-        Ok(pb) => FileResult {
-            file: shown,
-            kind: "playbook",
-            name: Some(pb.def.name.clone()),
-            valid: true,
-            diagnostics: Vec::new(),
-        },
-        Err(diags) => {
-            let diags = sorted_unique(diags);
-            let valid = !diags.iter().any(Diagnostic::is_error);
+        Ok(pb) => (
             FileResult {
                 file: shown,
                 kind: "playbook",
-                name: None,
-                valid,
-                diagnostics: diags,
-            }
+                name: Some(pb.def.name.clone()),
+                valid: true,
+                diagnostics: Vec::new(),
+            },
+            Some(pb),
+        ),
+        Err(diags) => {
+            let diags = sorted_unique(diags);
+            let valid = !diags.iter().any(Diagnostic::is_error);
+            (
+                FileResult {
+                    file: shown,
+                    kind: "playbook",
+                    name: None,
+                    valid,
+                    diagnostics: diags,
+                },
+                None,
+            )
         }
     }
 }

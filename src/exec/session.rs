@@ -8,12 +8,13 @@ use super::journal::Journal;
 use super::protections::Effective;
 use crate::config::ConfigDef;
 use crate::db::TargetSpec;
+use crate::db::reach::ConnectError;
 use crate::lock::{LockError, TargetLock};
 use crate::plan::ParamValue;
 use crate::project::{Playbook, Project};
 use crate::redact::Redactor;
 use crate::run::RunRecord;
-use crate::state::{StateSpec, StateStore};
+use crate::state::{StateError, StateSpec, StateStore};
 use crate::ui::Ui;
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
@@ -132,7 +133,11 @@ pub async fn open_state(
         ExecError::Invalid
     })?;
     StateStore::open(&spec).await.map_err(|e| {
-        if let Some(reach) = e.unreachable() {
+        let reach = match &e {
+            StateError::Db(db) => Some(ConnectError::from(db)).filter(ConnectError::is_environment),
+            _ => None,
+        };
+        if let Some(reach) = reach {
             let at = match &spec {
                 StateSpec::Postgres(url) => crate::dburl::redact(url),
                 StateSpec::Sqlite(path) => path.display().to_string(),

@@ -38,4 +38,5 @@ mod signed_approvals;
 mod support;
 mod tidy;
 mod units;
+mod validation_misses;
 mod windows;
