@@ -7,6 +7,7 @@ pub const FILTERS: &[(&str, &str)] = &[
     (r"sha256 [0-9a-f]{64}", "sha256 [hash]"),
     (r"sha256 [0-9a-f]{12}", "sha256 [hash]"),
     (r"plan hash [0-9a-f]{64}", "plan hash [hash]"),
+    (r"plan hash: +[0-9a-f]{64}", "plan hash: [hash]"),
     (
         r#""(content_hash|plan_hash)": "[0-9a-f]{64}""#,
         "\"$1\": \"[hash]\"",
