@@ -9,6 +9,7 @@ mod audit;
 mod audit_heads;
 mod decision;
 mod fleet;
+mod fleet_status;
 mod init;
 mod plan;
 mod run;

@@ -99,6 +99,11 @@ pub(super) fn status_cmd(
             Ok(s) => s,
             Err(code) => return code,
         };
+        if id.starts_with("fleet-") {
+            let code = super::fleet_status::fleet_status(ui, &store, id, format).await;
+            store.close().await;
+            return code;
+        }
         let Some(run) = exec::find_run(&store, id, ui).await else {
             return Exit::Invalid;
         };

@@ -154,19 +154,21 @@ pub struct Child {
     tracked: Mutex<Tracked>,
 }
 
-/// Starts a process that runs beside us, with its output discarded (the child keeps its own
-/// records), and returns at once.
+/// Starts a process that runs beside us, its stdout discarded and its stderr written to
+/// `stderr_to` (the child keeps its own records; what it said is read back when it failed),
+/// and returns at once.
 pub fn spawn(
     argv: &[String],
     cwd: &Path,
     env: &BTreeMap<String, String>,
+    stderr_to: &Path,
 ) -> Result<Child, ProcessError> {
     let (program, args) = split_argv(argv)?;
     let resolved = resolve_program(program, cwd);
     tracing::debug!(program = %resolved.display(), args = args.len(), cwd = %cwd.display(), "spawning process");
     let handle = expression(&resolved, args, cwd, env)
         .stdout_null()
-        .stderr_null()
+        .stderr_path(stderr_to)
         .start()
         .map_err(|source| ProcessError::Spawn {
             program: program.to_owned(),

@@ -18,6 +18,7 @@ mod e2e;
 mod environment;
 mod exec;
 mod fleet;
+mod fleet_reasons;
 mod gates;
 mod health;
 mod live;
