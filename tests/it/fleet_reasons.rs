@@ -56,7 +56,8 @@ fn status_of_a_fleet_names_each_targets_run_exit_code_and_reason() {
     stable!({ insta::assert_snapshot!(status.combined()) });
 
     let json = p.cmd(&["status", &fleet, "--format", "json"]);
-    let v: serde_json::Value = serde_json::from_str(&json.stdout).expect(&json.combined());
+    let v: serde_json::Value =
+        serde_json::from_str(&json.stdout).unwrap_or_else(|_| panic!("{}", json.combined()));
     let targets = v["targets"].as_array().expect("targets");
     let down = targets.iter().find(|t| t["target"] == "down").unwrap();
     assert_eq!(down["status"], "failed", "{v}");

@@ -306,7 +306,7 @@ fn playbook_files_that_cannot_be_read_or_clash_are_errors() {
                 "a symlink loop" => {
                     std::os::unix::fs::symlink("loop.yaml", books.join("loop.yaml")).unwrap();
                 }
-                _ => std::fs::write(books.join("twin.yaml"), format!("{HEAD}")).unwrap(),
+                _ => std::fs::write(books.join("twin.yaml"), HEAD).unwrap(),
             }
         },
     );
