@@ -1,6 +1,6 @@
 //! `runbook status fleet-...`: a fleet run and each of its targets with its run, status, exit
-//! code and, for a target that failed, why (the last error its child printed, kept also when
-//! the child never started a run).
+//! code and, for a target that failed, why: its run's error, or the last error its child
+//! printed when the child never started a run.
 
 use super::args::OutputFormat;
 use crate::exit::Exit;
@@ -32,6 +32,17 @@ pub(super) async fn fleet_status(
     // The fleet's own order of targets.
     let mut targets = targets;
     targets.sort_by_key(|t| fleet.targets.iter().position(|n| *n == t.target));
+    // A target whose run started and failed says why in its run's record (a fleet's children
+    // print nothing but errors before a run starts).
+    for t in &mut targets {
+        if t.reason.is_none()
+            && t.status != "succeeded"
+            && let Some(id) = &t.run_id
+            && let Ok(Some(run)) = store.load_run(id).await
+        {
+            t.reason = run.error;
+        }
+    }
     match format {
         OutputFormat::Json => {
             let v = serde_json::json!({"fleet": fleet, "targets": targets});

@@ -75,6 +75,30 @@ fn status_of_a_fleet_names_each_targets_run_exit_code_and_reason() {
     assert_eq!(v["fleet"]["status"], "failed", "{v}");
 }
 
+/// A target whose run started and failed gives its run's error as the reason.
+#[test]
+fn a_target_whose_run_failed_gives_the_runs_error() {
+    let p = fleet_project("      - { name: broken, sqlite: broken.db }\n");
+    p.playbook(
+        "p",
+        "name: p\nsteps:\n  - id: q\n    sql: { query: SELECT * FROM missing_table }\n",
+    );
+    let out = p.cmd(&["run", "p", "--env", "tenants", "--targets", "all"]);
+    assert_eq!(out.code, 1, "{}", out.combined());
+    let status = p.cmd(&["status", &fleet_id(&out.stderr), "--format", "json"]);
+    let v: serde_json::Value =
+        serde_json::from_str(&status.stdout).unwrap_or_else(|_| panic!("{}", status.combined()));
+    let t = &v["targets"][0];
+    assert_eq!(t["exit_code"], 1, "{v}");
+    assert!(t["run_id"].is_string(), "{v}");
+    assert!(
+        t["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("missing_table")),
+        "{v}"
+    );
+}
+
 #[test]
 fn a_fleet_that_cannot_start_is_not_left_running() {
     let p = fleet_project(
