@@ -36,6 +36,16 @@ impl From<&sqlx::Error> for ConnectError {
     }
 }
 
+impl From<String> for ConnectError {
+    /// A failure that is not a connection's (no hint).
+    fn from(message: String) -> ConnectError {
+        ConnectError {
+            message,
+            hint: None,
+        }
+    }
+}
+
 impl From<sqlx::Error> for ConnectError {
     fn from(e: sqlx::Error) -> ConnectError {
         ConnectError::from(&e)

@@ -88,3 +88,15 @@ fn a_missing_program_is_named_as_not_installed() {
     );
     assert!(!out.combined().contains("os error"), "{}", out.combined());
 }
+
+/// A connected plan on a database that refuses the connection is the environment too.
+#[test]
+fn a_connected_plan_on_a_refused_connection_exits_8() {
+    let url = refused_url();
+    let p = Project::new(|_| Target::Postgres(url.clone()));
+    p.playbook("p", PLAYBOOK);
+    let out = p.cmd(&["plan", "p", "--env", "dev", "--target", &url]);
+    assert_environment(&out);
+    assert!(out.stderr.contains("--offline"), "{}", out.combined());
+    assert!(!out.stderr.contains("os error"), "{}", out.combined());
+}
