@@ -72,6 +72,15 @@ impl Diagnostic {
         self
     }
 
+    /// A problem of a whole file (it cannot be read, it is too large): at its line 1, column 1,
+    /// so every format names a position an editor can open.
+    pub fn at_file(mut self, file: impl Into<String>) -> Self {
+        self.file = file.into();
+        self.line = 1;
+        self.column = 1;
+        self
+    }
+
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self

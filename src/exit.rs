@@ -22,7 +22,10 @@ pub enum Exit {
     AuditFailed = 6,
     /// A gate refused the run (wrong confirmation, closed window, unmet requirement).
     Refused = 7,
-    /// A bug or an environment problem runbook could not handle.
+    /// The user's environment: a database that is not there or refused the connection, the
+    /// user or the password; a program runbook needs is not installed.
+    Environment = 8,
+    /// A bug, or a failure runbook could not name.
     Internal = 70,
 }
 
@@ -51,6 +54,7 @@ impl From<ExecError> for Exit {
             ExecError::Locked => Exit::Locked,
             ExecError::Refused => Exit::Refused,
             ExecError::AuditFailed => Exit::AuditFailed,
+            ExecError::Environment => Exit::Environment,
             ExecError::Internal => Exit::Internal,
         }
     }

@@ -33,6 +33,9 @@ impl Zone {
         if tz == "UTC" || tz == "Z" {
             return Ok(Zone::Utc);
         }
+        if !crate::validate::is_time_zone(tz) {
+            return Err(format!("`{tz}` is not a known time zone"));
+        }
         let b = tz.as_bytes();
         if b.len() == 6 && (b[0] == b'+' || b[0] == b'-') && b[3] == b':' {
             let h: i32 = tz[1..3]

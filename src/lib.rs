@@ -37,6 +37,7 @@ pub mod schema;
 pub mod signers;
 pub mod source;
 pub mod state;
+pub mod state_fleets;
 pub mod table;
 pub mod template;
 pub mod ui;

@@ -8,6 +8,7 @@
 //! file's contents (SQLite) say which run and operator hold it.
 
 use crate::db::TargetSpec;
+use crate::db::reach::ConnectError;
 use sqlx::{ConnectOptions, Connection, Row};
 use std::io::{Seek, Write};
 use std::os::fd::AsRawFd;
@@ -25,6 +26,9 @@ pub enum LockError {
     Held { holder: String },
     #[error("cannot take the run lock: {0}")]
     Failed(String),
+    /// The target cannot be reached: the user's environment (it carries the hint).
+    #[error("{0}")]
+    Unreachable(ConnectError),
 }
 
 pub enum TargetLock {
@@ -51,19 +55,23 @@ impl TargetLock {
                     .take(63)
                     .collect();
                 let opts = sqlx::postgres::PgConnectOptions::from_str(url)
-                    .map_err(|e| LockError::Failed(e.to_string()))?
+                    .map_err(|e| LockError::Failed(crate::db::describe(&e)))?
                     .application_name(&tag);
-                let mut conn = opts
-                    .connect()
-                    .await
-                    .map_err(|e| LockError::Failed(e.to_string()))?;
+                let mut conn = opts.connect().await.map_err(|e| {
+                    let e = ConnectError::from(&e);
+                    if e.is_environment() {
+                        LockError::Unreachable(e)
+                    } else {
+                        LockError::Failed(e.message)
+                    }
+                })?;
                 loop {
                     let got: bool = sqlx::query("SELECT pg_try_advisory_lock($1)")
                         .bind(PG_LOCK_KEY)
                         .fetch_one(&mut conn)
                         .await
                         .and_then(|r| r.try_get(0))
-                        .map_err(|e| LockError::Failed(e.to_string()))?;
+                        .map_err(|e| LockError::Failed(crate::db::describe(&e)))?;
                     if got {
                         tracing::debug!(run = run_id, "took the PostgreSQL advisory lock");
                         return Ok(TargetLock::Postgres(Some(conn)));

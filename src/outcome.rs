@@ -35,6 +35,9 @@ pub enum ExecError {
     Refused,
     /// The run's audit chain cannot be continued.
     AuditFailed,
-    /// The state store, the audit log or the environment failed.
+    /// The user's environment: a database that is not there or refused the connection, the
+    /// user or the password. Reported with a hint; nothing ran.
+    Environment,
+    /// The state store or the audit log failed.
     Internal,
 }

@@ -174,7 +174,9 @@ impl Project {
             .map(|rd| {
                 rd.filter_map(Result::ok)
                     .map(|e| e.path())
-                    .filter(|p| p.is_file() && is_yaml(p))
+                    // A link that leads nowhere (dangling, or a loop) is listed too, so loading
+                    // it says why it cannot be read rather than skipping it.
+                    .filter(|p| is_yaml(p) && (p.is_file() || p.is_symlink()))
                     .collect()
             })
             .unwrap_or_default();
@@ -289,7 +291,7 @@ fn read(path: &Path) -> Result<Source, Diagnostics> {
     let bytes = std::fs::read(path).map_err(|e| {
         vec![
             Diagnostic::error("unreadable", format!("cannot read file: {e}"))
-                .in_file(display_path(path))
+                .at_file(display_path(path))
                 .with_hint("check that the file exists and is readable"),
         ]
     })?;
@@ -413,6 +415,12 @@ fn load_playbook_rec(
         vec![Diagnostic::error("schema", e.to_string()).at(&source, Pos::new(1, 1))]
     })?;
     let mut diags = validate::check_playbook(&def, &source, &tree, project.config_def());
+    let seeds = project.seeds_dir();
+    let folders = validate::Folders {
+        root: &project.root,
+        seeds: &seeds,
+    };
+    diags.extend(validate::check_inputs(&def, &source, &tree, &folders));
 
     // Includes: each must exist, be valid, take the params it is given, and not cycle.
     stack.push(canonical.clone());

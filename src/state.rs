@@ -11,6 +11,8 @@ use sqlx::{AnyPool, Row};
 use std::path::Path;
 use std::str::FromStr;
 
+pub use crate::state_fleets::{FleetRecord, FleetTarget};
+
 /// Where the state store is.
 #[derive(Debug, Clone)]
 pub enum StateSpec {
@@ -33,7 +35,7 @@ pub enum StateError {
 
 #[derive(Debug, Clone)]
 pub struct StateStore {
-    pool: AnyPool,
+    pub(crate) pool: AnyPool,
     postgres: bool,
 }
 
@@ -106,6 +108,7 @@ const SCHEMA: &[&str] = &[
         run_id TEXT,
         status TEXT NOT NULL,
         exit_code BIGINT,
+        reason TEXT,
         PRIMARY KEY (fleet_id, target)
     )",
     "CREATE TABLE IF NOT EXISTS runbook_approvals (
@@ -122,7 +125,7 @@ const SCHEMA: &[&str] = &[
 
 /// The layout version of the state store tables. A store written by a newer runbook is
 /// refused rather than misread.
-const STATE_VERSION: i64 = 6;
+const STATE_VERSION: i64 = 7;
 
 async fn migrate(pool: &AnyPool) -> Result<(), StateError> {
     sqlx::query(
@@ -164,6 +167,12 @@ async fn migrate(pool: &AnyPool) -> Result<(), StateError> {
             .execute(pool)
             .await;
     }
+    if version < 7 {
+        // Why a fleet's target failed, for one whose child never started a run too.
+        let _ = sqlx::query("ALTER TABLE runbook_fleet_targets ADD COLUMN reason TEXT")
+            .execute(pool)
+            .await;
+    }
     if version < STATE_VERSION {
         sqlx::query("INSERT INTO runbook_meta (key, value) VALUES ('state_version', $1) ON CONFLICT (key) DO UPDATE SET value = $1")
             .bind(STATE_VERSION.to_string())
@@ -187,7 +196,9 @@ impl StateStore {
                 // WAL with synchronous=FULL: each commit is fsynced before it returns.
                 (format!("sqlite://{}?mode=rwc", path.display()), false)
             }
-            StateSpec::Postgres(url) => (url.clone(), true),
+            // One connection first: the pool would retry until its timeout and then say only
+            // that it timed out, not that the password was wrong.
+            StateSpec::Postgres(url) => Self::probe(url).await.map(|()| (url.clone(), true))?,
         };
         let opts = AnyConnectOptions::from_str(&url)?;
         let pool = AnyPoolOptions::new()
@@ -231,7 +242,7 @@ impl StateStore {
     /// A write transaction. On SQLite it takes the write lock up front (`BEGIN IMMEDIATE`):
     /// a deferred transaction that reads and then writes fails at once with "database is
     /// locked" when another process wrote in between, and the busy timeout cannot help it.
-    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+    pub(crate) async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
         if self.postgres {
             self.pool.begin().await
         } else {
@@ -608,121 +619,9 @@ impl StateStore {
         rows.iter().map(run_from_row).collect()
     }
 
-    /// Records a new fleet run and its targets (all `pending`).
-    pub async fn create_fleet(&self, f: &FleetRecord) -> Result<(), StateError> {
-        let mut tx = self.begin().await?;
-        sqlx::query(
-            "INSERT INTO runbook_fleets (id, playbook, env, selector, options, targets, operator, status, started_at, finished_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL)",
-        )
-        .bind(&f.id)
-        .bind(&f.playbook)
-        .bind(&f.env)
-        .bind(&f.selector)
-        .bind(f.options.to_string())
-        .bind(serde_json::to_string(&f.targets).unwrap_or_default())
-        .bind(&f.operator)
-        .bind(&f.status)
-        .bind(f.started_at)
-        .execute(&mut *tx)
-        .await?;
-        for t in &f.targets {
-            sqlx::query("INSERT INTO runbook_fleet_targets (fleet_id, target, run_id, status, exit_code) VALUES ($1, $2, NULL, 'pending', NULL)")
-                .bind(&f.id)
-                .bind(t)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Sets one target's run and status in a fleet.
-    pub async fn fleet_target(
-        &self,
-        fleet_id: &str,
-        target: &str,
-        run_id: Option<&str>,
-        status: &str,
-        exit_code: Option<i64>,
-    ) -> Result<(), StateError> {
-        sqlx::query(
-            "UPDATE runbook_fleet_targets SET run_id = COALESCE($3, run_id), status = $4, exit_code = $5 WHERE fleet_id = $1 AND target = $2",
-        )
-        .bind(fleet_id)
-        .bind(target)
-        .bind(run_id.map(str::to_owned))
-        .bind(status)
-        .bind(exit_code)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    pub async fn finish_fleet(&self, fleet_id: &str, status: &str) -> Result<(), StateError> {
-        sqlx::query("UPDATE runbook_fleets SET status = $2, finished_at = $3 WHERE id = $1")
-            .bind(fleet_id)
-            .bind(status)
-            .bind(crate::run::now_ms())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    pub async fn load_fleet(&self, id: &str) -> Result<Option<FleetRecord>, StateError> {
-        let row = sqlx::query("SELECT id, playbook, env, selector, options, targets, operator, status, started_at FROM runbook_fleets WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| {
-            let options: String = r.try_get(4)?;
-            let targets: String = r.try_get(5)?;
-            Ok(FleetRecord {
-                id: r.try_get(0)?,
-                playbook: r.try_get(1)?,
-                env: r.try_get(2)?,
-                selector: r.try_get(3)?,
-                options: serde_json::from_str(&options).unwrap_or_default(),
-                targets: serde_json::from_str(&targets).unwrap_or_default(),
-                operator: r.try_get(6)?,
-                status: r.try_get(7)?,
-                started_at: r.try_get(8)?,
-            })
-        })
-        .transpose()
-    }
-
-    /// Each target of a fleet with its run id and status, in the fleet's order.
-    pub async fn fleet_targets(
-        &self,
-        fleet_id: &str,
-    ) -> Result<Vec<(String, Option<String>, String, Option<i64>)>, StateError> {
-        let rows = sqlx::query("SELECT target, run_id, status, exit_code FROM runbook_fleet_targets WHERE fleet_id = $1")
-            .bind(fleet_id)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
-            .collect()
-    }
-
     pub async fn close(&self) {
         self.pool.close().await;
     }
-}
-
-/// A fleet run: one playbook across many targets, each with its own run.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct FleetRecord {
-    pub id: String,
-    pub playbook: String,
-    pub env: String,
-    pub selector: String,
-    pub options: serde_json::Value,
-    pub targets: Vec<String>,
-    pub operator: String,
-    pub status: String,
-    pub started_at: i64,
 }
 
 const RUN_COLUMNS: &str = "SELECT id, playbook, file, env, target, operator, host, content_hash, plan_hash, params, vars, tags,

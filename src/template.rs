@@ -66,6 +66,56 @@ pub fn expression_vars(expr: &str) -> Result<BTreeSet<String>, SyntaxError> {
     Ok(compiled.undeclared_variables(true).into_iter().collect())
 }
 
+/// A filter or test a template (or, with `expression`, an expression) uses that does not
+/// exist, found by rendering it against a stand-in for every value it reads (each a string
+/// `"1"`): minijinja looks filters up only when it applies them, so a template over run-time
+/// values (a step's outputs) would otherwise fail only when it runs. Other render errors (a
+/// stand-in of the wrong type) are not this check's business. Gives minijinja's message.
+pub fn unknown_filter(text: &str, vars: &BTreeSet<String>, expression: bool) -> Option<String> {
+    let mut ctx = serde_json::Map::new();
+    for var in vars {
+        stand_in(&mut ctx, &var.split('.').collect::<Vec<_>>());
+    }
+    let ctx = minijinja::Value::from(minijinja::value::Serde(serde_json::Value::Object(ctx)));
+    let result = if expression {
+        env()
+            .compile_expression(text)
+            .and_then(|e| e.eval(ctx).map(|_| ()))
+    } else {
+        env().render_str(text, ctx).map(|_| ())
+    };
+    let e = result.err()?;
+    matches!(
+        e.kind(),
+        minijinja::ErrorKind::UnknownFilter | minijinja::ErrorKind::UnknownTest
+    )
+    .then(|| {
+        e.detail()
+            .map_or_else(|| e.kind().to_string(), str::to_owned)
+    })
+}
+
+/// Sets the dotted path `parts` in `map` to `"1"`, keeping objects a longer path made.
+fn stand_in(map: &mut serde_json::Map<String, serde_json::Value>, parts: &[&str]) {
+    let Some((first, rest)) = parts.split_first() else {
+        return;
+    };
+    if rest.is_empty() {
+        map.entry((*first).to_owned())
+            .or_insert_with(|| serde_json::Value::String("1".to_owned()));
+        return;
+    }
+    let entry = map
+        .entry((*first).to_owned())
+        .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+    if !entry.is_object() {
+        *entry = serde_json::Value::Object(serde_json::Map::new());
+    }
+    if let serde_json::Value::Object(inner) = entry {
+        stand_in(inner, rest);
+    }
+}
+
 /// Renders a template against a context. Errors name the first undefined value.
 pub fn render(text: &str, ctx: &serde_json::Value) -> Result<String, String> {
     let value = minijinja::Value::from(minijinja::value::Serde(ctx));

@@ -272,7 +272,8 @@ pub fn parse(source: &Source) -> Result<Node, Diagnostic> {
             "too-large",
             format!("file is larger than {} MiB", MAX_BYTES / (1024 * 1024)),
         )
-        .in_file(source.display_path()));
+        .at_file(source.display_path())
+        .with_hint("a playbook or config this large is a mistake; split it with `include`"));
     }
     if source.text.trim().is_empty()
         || source

@@ -171,6 +171,9 @@ pub enum Command {
     Approve(ApproveArgs),
     /// Reject a gate of a waiting run: the run ends, and its rollback runs
     Reject(RejectArgs),
+    /// End a run waiting at an approval gate, with a reason: recorded, then its rollback runs
+    /// (the operator may cancel their own run)
+    Cancel(CancelArgs),
     /// The auditor's tools: verify, list, show, export, report, keygen
     Audit {
         #[command(subcommand)]
@@ -396,6 +399,28 @@ pub struct ApproveArgs {
     /// The database the approval is for (a URL or `sqlite:PATH`); refused unless it is the one
     /// the run started on
     #[arg(long)]
+    pub target: Option<String>,
+    /// Record without asking at a terminal (what is recorded is shown all the same)
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+// The arguments of `runbook cancel` (the variant's doc comment is its help).
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    /// Run id (a unique prefix is enough)
+    pub run: String,
+    /// Why the run is cancelled: recorded in the audit log and shown by `runbook status`
+    #[arg(long, value_name = "TEXT")]
+    pub reason: String,
+    /// Who cancels (default: RUNBOOK_ACTOR, then the OS user)
+    #[arg(long, value_name = "NAME")]
+    pub actor: Option<String>,
+    /// The state store (a URL or `sqlite:PATH`; default: the config's, else .runbook/state.db)
+    #[arg(long, value_name = "URL")]
+    pub state: Option<String>,
+    /// The database, if the run was given one with --target
+    #[arg(long, value_name = "URL")]
     pub target: Option<String>,
     /// Record without asking at a terminal (what is recorded is shown all the same)
     #[arg(long, short = 'y')]

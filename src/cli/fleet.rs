@@ -59,8 +59,9 @@ pub(super) fn fleet_cmd(
         return Exit::Invalid;
     };
     block_on(ui, async {
-        let Some(store) = open_state(ui, &project, req.state.as_deref()).await else {
-            return Exit::Internal;
+        let store = match open_state(ui, &project, req.state.as_deref()).await {
+            Ok(s) => s,
+            Err(code) => return code,
         };
         let child = child_args(
             &project.root,
@@ -103,8 +104,9 @@ pub(super) fn fleet_resume_cmd(
         return Exit::Invalid;
     };
     block_on(ui, async {
-        let Some(store) = open_state(ui, &project, req.state.as_deref()).await else {
-            return Exit::Internal;
+        let store = match open_state(ui, &project, req.state.as_deref()).await {
+            Ok(s) => s,
+            Err(code) => return code,
         };
         let fleet = match store.load_fleet(&req.run_id).await {
             Ok(Some(f)) => f,

@@ -10,6 +10,7 @@ mod audit_heads;
 mod decision;
 mod docs;
 mod fleet;
+mod fleet_status;
 mod init;
 mod plan;
 mod run;
@@ -18,8 +19,8 @@ mod runtime;
 mod validate;
 
 pub use args::{
-    ApproveArgs, AuditCmd, Cli, Command, ExportFormat, OutputFormat, PlanArgs, RejectArgs,
-    ResumeArgs, RunArgs, ValidateFormat,
+    ApproveArgs, AuditCmd, CancelArgs, Cli, Command, ExportFormat, OutputFormat, PlanArgs,
+    RejectArgs, ResumeArgs, RunArgs, ValidateFormat,
 };
 
 use crate::exit::Exit;
@@ -77,6 +78,7 @@ fn dispatch(ui: &Ui, root: &Path, command: Command, verbose: bool) -> Exit {
         Command::Resume(args) => run::resume(ui, root, args, verbose),
         Command::Approve(args) => decision::approve(ui, root, args, verbose),
         Command::Reject(args) => decision::reject(ui, root, args, verbose),
+        Command::Cancel(args) => decision::cancel(ui, root, args, verbose),
         Command::Runs {
             format,
             limit,

@@ -112,6 +112,19 @@ fn live_part(
         &ctx,
     )) {
         Ok(l) => Ok(Some(l)),
+        Err(e) if e.is_environment() => {
+            ui.error(
+                &crate::redact::global().redact(&format!(
+                    "cannot connect to {} for a connected plan: {e}",
+                    spec.describe()
+                )),
+                Some(&format!(
+                    "{}; or plan with --offline to see the plan without the database",
+                    e.hint.unwrap_or_default()
+                )),
+            );
+            Err(Exit::Environment)
+        }
         Err(e) => {
             ui.error(
                 &crate::redact::global().redact(&format!(

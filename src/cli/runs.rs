@@ -25,8 +25,9 @@ pub(super) fn runs_cmd(
         return Exit::Invalid;
     };
     block_on(ui, async {
-        let Some(store) = open_state(ui, &project, state).await else {
-            return Exit::Internal;
+        let store = match open_state(ui, &project, state).await {
+            Ok(s) => s,
+            Err(code) => return code,
         };
         let runs = match store.list_runs(limit).await {
             Ok(r) => r,
@@ -89,9 +90,15 @@ pub(super) fn status_cmd(
         return Exit::Invalid;
     };
     block_on(ui, async {
-        let Some(store) = open_state(ui, &project, state).await else {
-            return Exit::Internal;
+        let store = match open_state(ui, &project, state).await {
+            Ok(s) => s,
+            Err(code) => return code,
         };
+        if id.starts_with("fleet-") {
+            let code = super::fleet_status::fleet_status(ui, &store, id, format).await;
+            store.close().await;
+            return code;
+        }
         let Some(run) = exec::find_run(&store, id, ui).await else {
             return Exit::Invalid;
         };

@@ -120,11 +120,14 @@ pub(super) fn interrupt_channel(ui: &Ui) -> tokio::sync::watch::Receiver<bool> {
     rx
 }
 
-/// Opens the state store named by `--state` or the config; the executor reports failures.
+/// Opens the state store named by `--state` or the config; the executor reports failures,
+/// and the error is the exit code for them.
 pub(super) async fn open_state(
     ui: &Ui,
     project: &Project,
     flag: Option<&str>,
-) -> Option<StateStore> {
-    exec::open_state(project, flag, ui).await.ok()
+) -> Result<StateStore, Exit> {
+    exec::open_state(project, flag, ui)
+        .await
+        .map_err(Exit::from)
 }

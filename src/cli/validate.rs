@@ -5,13 +5,15 @@ use super::args::{OutputFormat, ValidateFormat};
 use super::runtime::{open, sorted_unique};
 use crate::diagnostic::Diagnostic;
 use crate::exit::Exit;
-use crate::project::{self, Project};
+use crate::project::{self, Playbook, Project};
 use crate::report::{FileResult, ValidationReport};
 use crate::schema::{self, SchemaKind};
 use crate::source::display_path;
 use crate::ui::Ui;
 use crate::views::{self, PlaybookView};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub(super) fn validate(
@@ -42,11 +44,33 @@ pub(super) fn validate(
         );
         return Exit::Invalid;
     }
+    let mut named: BTreeMap<String, String> = BTreeMap::new();
     for path in targets {
         let started = Instant::now();
-        let mut result = validate_playbook(&project, &path);
-        result.time = started.elapsed();
-        files.push(result);
+        let (mut file, pb) = validate_playbook(&project, &path);
+        file.time = started.elapsed();
+        if let Some(pb) = pb {
+            let name = pb.def.name.clone();
+            match named.get(&name) {
+                Some(first) => {
+                    let pos = pb.tree.pos_of(&["name"]);
+                    file.diagnostics.push(
+                        Diagnostic::error(
+                            "duplicate-name",
+                            format!("two playbooks are named `{name}`: this one and `{first}`"),
+                        )
+                        .at(&pb.source, pos)
+                        .with_width(name.chars().count())
+                        .with_hint("give each playbook its own `name:`; runs, approvals and `require_run` gates find a playbook by it"),
+                    );
+                    file.valid = false;
+                }
+                None => {
+                    named.insert(name, file.file.clone());
+                }
+            }
+        }
+        files.push(file);
     }
     if migrations {
         // One lint pass over the folder: each file is given an equal share of its time.
@@ -196,28 +220,34 @@ fn resolve_paths(project: &Project, paths: &[String], files: &mut Vec<FileResult
     out
 }
 
-fn validate_playbook(project: &Project, path: &Path) -> FileResult {
+fn validate_playbook(project: &Project, path: &Path) -> (FileResult, Option<Arc<Playbook>>) {
     let shown = display_path(path);
     match project.load_playbook(path) {
-        Ok(pb) => FileResult {
-            file: shown,
-            kind: "playbook",
-            time: Duration::ZERO,
-            name: Some(pb.def.name.clone()),
-            valid: true,
-            diagnostics: Vec::new(),
-        },
-        Err(diags) => {
-            let diags = sorted_unique(diags);
-            let valid = !diags.iter().any(Diagnostic::is_error);
+        Ok(pb) => (
             FileResult {
                 file: shown,
                 kind: "playbook",
                 time: Duration::ZERO,
-                name: None,
-                valid,
-                diagnostics: diags,
-            }
+                name: Some(pb.def.name.clone()),
+                valid: true,
+                diagnostics: Vec::new(),
+            },
+            Some(pb),
+        ),
+        Err(diags) => {
+            let diags = sorted_unique(diags);
+            let valid = !diags.iter().any(Diagnostic::is_error);
+            (
+                FileResult {
+                    file: shown,
+                    kind: "playbook",
+                    time: Duration::ZERO,
+                    name: None,
+                    valid,
+                    diagnostics: diags,
+                },
+                None,
+            )
         }
     }
 }

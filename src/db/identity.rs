@@ -4,28 +4,28 @@
 //! the same database.
 
 use super::TargetSpec;
+use super::reach::ConnectError;
 use sqlx::{Connection, Row};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 /// The identity of `target`, in words (`PostgreSQL cluster 7714571821063639548, database
 /// `app` (oid 16384)`, `SQLite file /srv/app.db`). Connects to a PostgreSQL target briefly.
-pub async fn identity(target: &TargetSpec) -> Result<String, String> {
+pub async fn identity(target: &TargetSpec) -> Result<String, ConnectError> {
     match target {
         TargetSpec::Postgres(url) => {
-            let opts = sqlx::postgres::PgConnectOptions::from_str(url)
-                .map_err(|e| super::describe(&e))?
-                .application_name("runbook");
-            let mut conn = sqlx::PgConnection::connect_with(&opts)
-                .await
-                .map_err(|e| super::describe(&e))?;
+            let opts = sqlx::postgres::PgConnectOptions::from_str(url)?.application_name("runbook");
+            let mut conn = sqlx::PgConnection::connect_with(&opts).await?;
             let found = postgres_identity(&mut conn).await;
             let _ = conn.close().await;
-            found.map_err(|e| super::describe(&e))
+            Ok(found?)
         }
         TargetSpec::Sqlite(path) => sqlite_file(path)
             .map(|f| format!("SQLite file {}", f.display()))
-            .map_err(|e| format!("{}: {e}", path.display())),
+            .map_err(|e| ConnectError {
+                message: format!("{}: {e}", path.display()),
+                hint: None,
+            }),
     }
 }
 

@@ -10,6 +10,7 @@ pub mod identity;
 pub mod migrate;
 pub mod op;
 mod postgres;
+pub mod reach;
 pub mod seed;
 mod sqlite;
 mod target;

@@ -25,10 +25,10 @@ pub(super) struct Seen<'a> {
 
 impl Seen<'_> {
     /// The text shown before a decision on `gate` of the run.
-    pub(super) fn render(&self, gate: &str, raw_message: &str, approve: bool) -> String {
+    /// `verb` says what the decision is: `Approving`, `Rejecting`, `Cancelling at`.
+    pub(super) fn render(&self, gate: &str, raw_message: &str, verb: &str) -> String {
         let r = self.record;
         let mut out = String::new();
-        let verb = if approve { "Approving" } else { "Rejecting" };
         let _ = writeln!(
             out,
             "{verb} gate `{gate}` of run {}: {} on {}, started by {}",

@@ -32,6 +32,10 @@ pub async fn decide(
     cancel: watch::Receiver<bool>,
 ) -> Result<Outcome, ExecError> {
     let state = open_state(project, req.state.as_deref(), ui).await?;
+    let mut req = req;
+    if req.cancel {
+        req.gate = waiting_gate(&state, &req.run_id, ui).await?;
+    }
     let (record, step, events) = load(project, &state, &req, ui).await?;
     let started = inputs::started_in(&events).cloned();
     if req.approve {
@@ -47,21 +51,32 @@ pub async fn decide(
                 ui.error(&e, None);
                 ExecError::AuditFailed
             })?;
-    let (actor, key) = identify(project, &record, &protections, &req, ui)?;
+    // A cancellation is unsigned and open to anyone, the operator too: it only ends the run.
+    let (actor, key) = if req.cancel {
+        (req.actor.clone().unwrap_or_else(run::operator), None)
+    } else {
+        identify(project, &record, &protections, &req, ui)?
+    };
     let fingerprint = key.as_ref().map(|k| k.signer.fingerprint.as_str());
     let who = Who {
         actor: &actor,
         fingerprint,
         facts: &facts,
     };
-    if eff.borrowed && !eff.rules.self_approval && same_person(&actor, &record.operator) {
+    if !req.cancel
+        && eff.borrowed
+        && !eff.rules.self_approval
+        && same_person(&actor, &record.operator)
+    {
         ui.error(
             &format!("{actor} started run {} and cannot approve it: it runs on `{}`'s database, whose protections allow no self-approval", record.id, eff.source),
-            Some("another person approves"),
+            Some(&format!("another person approves; to end the run instead, `runbook cancel {} --reason TEXT` (its rollback runs)", record.id)),
         );
         return Err(ExecError::Refused);
     }
-    check_actor(&record, &protections, &req.gate, gate.as_ref(), &who, ui)?;
+    if !req.cancel {
+        check_actor(&record, &protections, &req.gate, gate.as_ref(), &who, ui)?;
+    }
     // What the decision is about, shown (and at a terminal confirmed) before anything is
     // signed or recorded.
     let seen = Seen {
@@ -77,7 +92,11 @@ pub async fn decide(
         .comment
         .as_deref()
         .map(|c| redactor_for(project.config_def(), &BTreeMap::new(), None).redact(c));
-    let decision = if req.approve { "approve" } else { "reject" };
+    let decision = match (req.approve, req.cancel) {
+        (true, _) => "approve",
+        (false, true) => "cancel",
+        (false, false) => "reject",
+    };
     let signed = match &key {
         Some(k) => {
             let d = signing::Decision {
@@ -111,7 +130,8 @@ pub async fn decide(
     if req.approve {
         return Ok(Outcome::Approved);
     }
-    // A rejection ends the run now: resume it so the gate refuses and the rollback runs.
+    // A rejection or cancellation ends the run now: resume it so the gate refuses and the
+    // rollback runs.
     let resume_req = ResumeRequest {
         run_id: record.id.clone(),
         target: req.target.clone(),
@@ -120,6 +140,38 @@ pub async fn decide(
         ..Default::default()
     };
     resume(project, resume_req, ui, cancel).await
+}
+
+/// The approval gate a waiting run waits at (its last `run_waiting` event says which), for
+/// `runbook cancel`.
+async fn waiting_gate(state: &StateStore, run_id: &str, ui: &Ui) -> Result<String, ExecError> {
+    let Some(record) = find_run(state, run_id, ui).await else {
+        return Err(ExecError::Invalid);
+    };
+    if record.status != RunStatus::WaitingApproval {
+        ui.error(
+            &format!(
+                "run {} is {}; only a run waiting at an approval gate can be cancelled",
+                record.id,
+                record.status.as_str()
+            ),
+            Some("an interrupted run is continued with `runbook resume RUN`"),
+        );
+        return Err(ExecError::Invalid);
+    }
+    let events = state.load_events(&record.id).await.unwrap_or_default();
+    events
+        .iter()
+        .rev()
+        .find(|(_, _, kind, _, _)| kind == crate::run::EventKind::RunWaiting.as_str())
+        .and_then(|(_, _, _, _, d)| d.get("gate").and_then(|g| g.as_str()).map(str::to_owned))
+        .ok_or_else(|| {
+            ui.error(
+                &format!("run {} does not say which gate it waits at", record.id),
+                None,
+            );
+            ExecError::Invalid
+        })
 }
 
 /// Approving binds to the plan: the files the run may apply must be as they were when it
@@ -290,7 +342,7 @@ fn check_actor(
         };
         ui.error(
             &format!("{by} and cannot approve it in environment `{}`", record.env),
-            Some("another person approves; self-approval is allowed only where the environment says `self_approval: true`"),
+            Some(&format!("another person approves (self-approval is allowed only where the environment says `self_approval: true`); to end the run instead, `runbook cancel {} --reason TEXT` (its rollback runs)", record.id)),
         );
         return Err(ExecError::Refused);
     }
@@ -349,11 +401,15 @@ async fn confirm_decision(
     ui: &Ui,
 ) -> Result<(), ExecError> {
     let raw = gate.map(|a| a.message.as_str()).unwrap_or_default();
-    ui.note(seen.render(&req.gate, raw, req.approve).trim_end());
+    let (verb, what) = match (req.approve, req.cancel) {
+        (true, _) => ("Approving", "approval"),
+        (false, true) => ("Cancelling at", "cancellation"),
+        (false, false) => ("Rejecting", "rejection"),
+    };
+    ui.note(seen.render(&req.gate, raw, verb).trim_end());
     if req.yes || !ui.can_prompt() {
         return Ok(());
     }
-    let what = if req.approve { "approval" } else { "rejection" };
     let answer = ui
         .prompt(&format!("Record this {what}? [y/N] "))
         .await
@@ -370,6 +426,13 @@ async fn confirm_decision(
 
 /// Tells who decided what on which gate (what the gate says was shown before).
 fn announce(record: &RunRecord, req: &DecisionRequest, actor: &str, ui: &Ui) {
+    if req.cancel {
+        ui.note(&format!(
+            "cancelled run {} at gate `{}` as {actor}; its rollback runs now",
+            record.id, req.gate
+        ));
+        return;
+    }
     ui.note(&format!(
         "{} gate `{}` of run {} as {actor}",
         if req.approve { "approved" } else { "rejected" },

@@ -269,6 +269,9 @@ impl Engine<'_> {
             return Ok(GateOutcome::Wait(format!("{} ({why})", a.message)));
         }
         let mut can_answer = true;
+        // What the terminal was last told: said again only when it changes (an approval came
+        // in, or one stopped counting), not at every poll.
+        let mut shown = String::new();
         loop {
             let stored = self
                 .state
@@ -312,10 +315,13 @@ impl Engine<'_> {
                 }
                 can_answer = false;
             }
-            self.progress.note(&format!(
-                "waiting for approval: {msg}\n  another person runs `runbook approve {} {}` (Ctrl-C to stop waiting; the run can be resumed)",
-                self.run.id, unit.qid
-            ));
+            if shown != msg {
+                self.progress.note(&format!(
+                    "waiting for approval: {msg}\n  another person runs `runbook approve {} {}`; you can end the run with `runbook cancel {} --reason TEXT` (Ctrl-C stops waiting; the run can be resumed)",
+                    self.run.id, unit.qid, self.run.id
+                ));
+                shown = msg;
+            }
             let mut cancel = self.cancel.clone();
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(2)) => {}
@@ -451,14 +457,19 @@ fn tally(judged: &[Judged]) -> Result<(Vec<String>, Vec<String>), String> {
             void.push(format!("{} ({}): {why}", j.who, j.approval.decision));
             continue;
         }
-        if j.approval.decision == "reject" {
+        if j.approval.decision == "reject" || j.approval.decision == "cancel" {
             let why = j
                 .approval
                 .comment
                 .as_deref()
                 .map(|c| format!(": {c}"))
                 .unwrap_or_default();
-            return Err(format!("rejected by {}{why}", j.who));
+            let what = if j.approval.decision == "cancel" {
+                "cancelled"
+            } else {
+                "rejected"
+            };
+            return Err(format!("{what} by {}{why}", j.who));
         }
         if !approvers.iter().any(|p| same_person(p, &j.who)) {
             approvers.push(j.who.clone());

@@ -175,7 +175,7 @@ async fn same_database(
         Ok(Err(e)) => {
             tracing::debug!(
                 "environment `{name}`: cannot tell which database its target is: {}",
-                crate::redact::global().redact(&e)
+                crate::redact::global().redact(&e.message)
             );
             false
         }

@@ -43,12 +43,16 @@ pub struct ResumeRequest {
     pub key: Option<PathBuf>,
 }
 
-/// What `runbook approve` and `runbook reject` were asked to do.
+/// What `runbook approve`, `runbook reject` and `runbook cancel` were asked to do.
 #[derive(Debug, Clone, Default)]
 pub struct DecisionRequest {
     pub run_id: String,
+    /// The gate decided on; empty for a cancellation, which takes the gate the run waits at.
     pub gate: String,
     pub approve: bool,
+    /// `runbook cancel`: ends the run like a rejection, by anyone (the operator too), unsigned;
+    /// `comment` is the reason.
+    pub cancel: bool,
     pub comment: Option<String>,
     pub actor: Option<String>,
     pub state: Option<String>,

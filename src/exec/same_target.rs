@@ -18,6 +18,13 @@ pub(super) async fn identity_of(
         return Ok(None);
     };
     identity(t).await.map(Some).map_err(|e| {
+        if let Some(hint) = e.hint {
+            ui.error(
+                &format!("cannot connect to {}: {e}", t.describe()),
+                Some(hint),
+            );
+            return ExecError::Environment;
+        }
         ui.error(
             &format!("cannot tell which database {} is: {e}", t.describe()),
             Some("a run is bound to the database it runs on; runbook must reach it to know it"),

@@ -8,12 +8,13 @@ use super::journal::Journal;
 use super::protections::Effective;
 use crate::config::ConfigDef;
 use crate::db::TargetSpec;
+use crate::db::reach::ConnectError;
 use crate::lock::{LockError, TargetLock};
 use crate::plan::ParamValue;
 use crate::project::{Playbook, Project};
 use crate::redact::Redactor;
 use crate::run::RunRecord;
-use crate::state::{StateSpec, StateStore};
+use crate::state::{StateError, StateSpec, StateStore};
 use crate::ui::Ui;
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
@@ -132,6 +133,22 @@ pub async fn open_state(
         ExecError::Invalid
     })?;
     StateStore::open(&spec).await.map_err(|e| {
+        let reach = match &e {
+            StateError::Db(db) => Some(ConnectError::from(db)).filter(ConnectError::is_environment),
+            _ => None,
+        };
+        if let Some(reach) = reach {
+            let at = match &spec {
+                StateSpec::Postgres(url) => crate::dburl::redact(url),
+                StateSpec::Sqlite(path) => path.display().to_string(),
+            };
+            ui.error(
+                &crate::redact::global()
+                    .redact(&format!("cannot connect to the state store {at}: {reach}")),
+                reach.hint,
+            );
+            return ExecError::Environment;
+        }
         ui.error(
             &crate::redact::global().redact(&e.to_string()),
             Some("check the state store location (--state or `state:` in runbook.yaml)"),
@@ -254,9 +271,19 @@ pub(super) async fn take_lock(
             );
             Err(ExecError::Locked)
         }
+        Err(LockError::Unreachable(e)) => {
+            ui.error(
+                &redactor.redact(&format!("cannot connect to {}: {e}", target.describe())),
+                e.hint,
+            );
+            Err(ExecError::Environment)
+        }
         Err(LockError::Failed(e)) => {
             ui.error(
-                &redactor.redact(&format!("cannot lock {}: {e}", target.describe())),
+                &redactor.redact(&format!(
+                    "cannot take the run lock on {}: {e}",
+                    target.describe()
+                )),
                 None,
             );
             Err(ExecError::Internal)

@@ -95,7 +95,7 @@ pub async fn run(
     };
     if let Some((fleet, name)) = &req.fleet {
         let _ = state
-            .fleet_target(fleet, name, Some(&record.id), "running", None)
+            .fleet_target(fleet, name, Some(&record.id), ("running", None, None))
             .await;
     }
     journal.index(&record);

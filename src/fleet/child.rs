@@ -4,7 +4,7 @@
 
 use crate::process;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// The environment variable a child reads its target's URL from.
@@ -27,6 +27,12 @@ pub(super) struct Job {
     pub target: String,
     pub args: Vec<String>,
     pub address: String,
+}
+
+/// Where a fleet's children write what they print on stderr: `.runbook/fleets/FLEET/`, one
+/// file per target, read back for the reason a target failed.
+pub(super) fn log_dir(root: &Path, fleet_id: &str) -> PathBuf {
+    root.join(".runbook").join("fleets").join(fleet_id)
 }
 
 /// The arguments of a child that runs the playbook on one target of a fleet.
@@ -84,37 +90,43 @@ pub(super) fn resume_args(child: &ChildArgs, run_id: &str) -> Vec<String> {
     args
 }
 
-/// Where children start from: this very program, in our working directory.
+/// Where children start from: this very program, in our working directory; their stderr goes
+/// to a file per target under `logs`.
 pub(super) struct Launcher {
     exe: PathBuf,
     cwd: PathBuf,
+    logs: PathBuf,
 }
 
 impl Launcher {
-    pub fn new() -> Launcher {
+    pub fn new(logs: PathBuf) -> Launcher {
         Launcher {
             exe: std::env::current_exe().unwrap_or_else(|_| "runbook".into()),
             cwd: std::env::current_dir().unwrap_or_else(|_| ".".into()),
+            logs,
         }
     }
 
     /// Starts a job's child. A child that cannot start is reported as ended with code 70 the
-    /// first time it is polled, like one that crashed.
+    /// first time it is polled, like one that crashed, with why it could not start.
     pub fn start(&self, job: Job) -> Running {
         let mut argv = vec![self.exe.to_string_lossy().into_owned()];
         argv.extend(job.args);
         let env = BTreeMap::from([(TARGET_URL_ENV.to_owned(), job.address)]);
-        let child = match process::spawn(&argv, &self.cwd, &env) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                tracing::debug!(target = %job.target, error = %e, "cannot start the child run");
-                None
-            }
+        let log = self.logs.join(format!("{}.log", job.target));
+        let started = std::fs::create_dir_all(&self.logs)
+            .map_err(|e| format!("cannot create {}: {e}", self.logs.display()))
+            .and_then(|()| process::spawn(&argv, &self.cwd, &env, &log).map_err(|e| e.to_string()));
+        let (child, not_started) = match started {
+            Ok(c) => (Some(c), None),
+            Err(e) => (None, Some(e)),
         };
         Running {
             target: job.target,
             began: Instant::now(),
             child,
+            log,
+            not_started,
         }
     }
 }
@@ -124,6 +136,10 @@ pub(super) struct Running {
     pub target: String,
     pub began: Instant,
     child: Option<process::Child>,
+    /// Where its stderr goes.
+    log: PathBuf,
+    /// Why it could not start, when it could not.
+    not_started: Option<String>,
 }
 
 impl Running {
@@ -138,6 +154,26 @@ impl Running {
             Ok(None) => None,
             Err(_) => Some(NO_EXIT_CODE),
         }
+    }
+
+    /// Why the target failed: why its child could not start, else the last error the child
+    /// printed (its runbook redacts secrets before printing), else the last line it printed.
+    pub fn reason(&self) -> Option<String> {
+        if let Some(why) = &self.not_started {
+            return Some(why.clone());
+        }
+        let text = std::fs::read_to_string(&self.log).ok()?;
+        let lines: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        let last = lines
+            .iter()
+            .rev()
+            .find_map(|l| l.strip_prefix("error: "))
+            .or_else(|| lines.last().copied())?;
+        Some(last.chars().take(500).collect())
     }
 
     /// Passes a Ctrl-C on to the child, which then stops its run the way a run stops on Ctrl-C.

@@ -26,13 +26,13 @@ pub enum FleetOutcome {
 
 /// Runs the jobs, records the fleet's final status and prints the summary.
 pub(super) async fn finish(
-    ui: &Ui,
-    state: &StateStore,
+    (ui, state, root): (&Ui, &StateStore, &std::path::Path),
     fleet_id: &str,
     jobs: Vec<Job>,
     opts: &FleetOptions,
 ) -> FleetOutcome {
-    let ran = schedule(ui, state, fleet_id, jobs, opts).await;
+    let logs = super::child::log_dir(root, fleet_id);
+    let ran = schedule(ui, state, fleet_id, jobs, (opts, logs)).await;
     let results = &ran.results;
     let count = |what: &str| results.iter().filter(|(_, r)| *r == what).count();
     let (ok, waiting, not_started) = (

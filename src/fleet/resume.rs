@@ -37,9 +37,10 @@ pub async fn resume(
     };
     let mut jobs = Vec::new();
     for name in &fleet.targets {
-        let Some((_, run_id, status, _)) = rows.iter().find(|(t, ..)| t == name) else {
+        let Some(row) = rows.iter().find(|r| &r.target == name) else {
             continue;
         };
+        let (run_id, status) = (&row.run_id, &row.status);
         if status == "succeeded" {
             continue;
         }
@@ -88,5 +89,5 @@ pub async fn resume(
         fleet.id,
         crate::fmt::plural(jobs.len(), "unfinished target", "unfinished targets")
     ));
-    finish(ui, state, &fleet.id, jobs, opts).await
+    finish((ui, state, root), &fleet.id, jobs, opts).await
 }

@@ -26,7 +26,7 @@ pub(super) async fn schedule(
     state: &StateStore,
     fleet_id: &str,
     jobs: Vec<Job>,
-    opts: &FleetOptions,
+    (opts, logs): (&FleetOptions, std::path::PathBuf),
 ) -> Ran {
     let total = jobs.len();
     let mut s = Scheduler {
@@ -43,7 +43,7 @@ pub(super) async fn schedule(
         failures: 0,
         stopped: false,
         interrupted: false,
-        launcher: Launcher::new(),
+        launcher: Launcher::new(logs),
         progress: FleetProgress::new(ui, total),
     };
     // The children lead their own process groups, so the terminal's Ctrl-C reaches only us;
@@ -105,7 +105,7 @@ impl Scheduler<'_> {
             self.started += 1;
             let _ = self
                 .state
-                .fleet_target(self.fleet_id, &job.target, None, "running", None)
+                .fleet_target(self.fleet_id, &job.target, None, ("running", None, None))
                 .await;
             self.progress.started(&job.target, in_canary);
             self.running.push(self.launcher.start(job));
@@ -157,11 +157,20 @@ impl Scheduler<'_> {
 
     /// Records a child's end, shows it, and decides whether new targets may still start.
     async fn ended(&mut self, running: Running, code: i32) {
-        let Running { target, began, .. } = running;
         let result = outcome(code);
+        let reason = match result {
+            "succeeded" | "waiting_approval" => None,
+            _ => running.reason(),
+        };
+        let Running { target, began, .. } = running;
         let _ = self
             .state
-            .fleet_target(self.fleet_id, &target, None, result, Some(i64::from(code)))
+            .fleet_target(
+                self.fleet_id,
+                &target,
+                None,
+                (result, Some(i64::from(code)), reason.as_deref()),
+            )
             .await;
         if result != "succeeded" && result != "waiting_approval" {
             self.failures += 1;

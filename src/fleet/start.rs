@@ -46,6 +46,23 @@ pub async fn run(
         return FleetOutcome::Invalid;
     }
     let fleet_id = format!("fleet-{}", run::new_run_id());
+    // Every target's address before the fleet is recorded: a fleet that cannot start them all
+    // starts none, and leaves no record `running` with every target pending.
+    let mut jobs = Vec::new();
+    for t in &picked {
+        let address = match address(t, root) {
+            Ok(a) => a,
+            Err(e) => {
+                ui.error(&e, None);
+                return FleetOutcome::Invalid;
+            }
+        };
+        jobs.push(Job {
+            target: t.name.clone(),
+            args: run_args(child, playbook, env, &fleet_id, &t.name),
+            address,
+        });
+    }
     let record = FleetRecord {
         id: fleet_id.clone(),
         playbook: playbook.to_owned(),
@@ -68,20 +85,5 @@ pub async fn run(
         opts.concurrency,
         opts.canary
     ));
-    let mut jobs = Vec::new();
-    for t in picked {
-        let address = match address(t, root) {
-            Ok(a) => a,
-            Err(e) => {
-                ui.error(&e, None);
-                return FleetOutcome::Invalid;
-            }
-        };
-        jobs.push(Job {
-            target: t.name.clone(),
-            args: run_args(child, playbook, env, &fleet_id, &t.name),
-            address,
-        });
-    }
-    finish(ui, state, &fleet_id, jobs, opts).await
+    finish((ui, state, root), &fleet_id, jobs, opts).await
 }

@@ -49,7 +49,7 @@ pub struct ProcessOutput {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
-    #[error("cannot start `{program}`: {source}")]
+    #[error("{}", not_started(program, source))]
     Spawn {
         program: String,
         source: std::io::Error,
@@ -60,6 +60,15 @@ pub enum ProcessError {
     Interrupted,
     #[error("waiting for the process failed: {0}")]
     Wait(std::io::Error),
+}
+
+/// Why `program` did not start, in words: a program that is not there is named as not
+/// installed (or not on `PATH`), the user's environment rather than runbook's.
+pub fn not_started(program: &str, source: &std::io::Error) -> String {
+    if source.kind() == std::io::ErrorKind::NotFound {
+        return format!("cannot start `{program}`: it is not installed or not on PATH");
+    }
+    format!("cannot start `{program}`: {source}")
 }
 
 /// Starts the process and waits for it, its timeout, or `cancel` turning true.
@@ -145,19 +154,21 @@ pub struct Child {
     tracked: Mutex<Tracked>,
 }
 
-/// Starts a process that runs beside us, with its output discarded (the child keeps its own
-/// records), and returns at once.
+/// Starts a process that runs beside us, its stdout discarded and its stderr written to
+/// `stderr_to` (the child keeps its own records; what it said is read back when it failed),
+/// and returns at once.
 pub fn spawn(
     argv: &[String],
     cwd: &Path,
     env: &BTreeMap<String, String>,
+    stderr_to: &Path,
 ) -> Result<Child, ProcessError> {
     let (program, args) = split_argv(argv)?;
     let resolved = resolve_program(program, cwd);
     tracing::debug!(program = %resolved.display(), args = args.len(), cwd = %cwd.display(), "spawning process");
     let handle = expression(&resolved, args, cwd, env)
         .stdout_null()
-        .stderr_null()
+        .stderr_path(stderr_to)
         .start()
         .map_err(|source| ProcessError::Spawn {
             program: program.to_owned(),

@@ -6,8 +6,8 @@
 use super::checker::Checker;
 use crate::diagnostic::Diagnostic;
 use crate::playbook::{
-    Action, HealthAction, HealthCheck, IncludeAction, RowBaseline, ShellAction, SqlAction, Step,
-    WaitForAction,
+    Action, HealthAction, HealthCheck, HealthChecks, IncludeAction, RowBaseline, ShellAction,
+    SqlAction, Step, WaitForAction,
 };
 use crate::template;
 
@@ -60,6 +60,41 @@ impl Checker<'_> {
             }
             _ => {}
         }
+        self.secrets_on_command_line(s, &p);
+    }
+
+    /// A secret parameter never goes into a script: any user on the host reads a process's
+    /// command line (`sh -c SCRIPT` in `ps`, `/proc/PID/cmdline`). It goes in `env:`, which
+    /// only the process's own user can read. (`argv` is not checked yet: some programs take a
+    /// secret only as an argument.)
+    fn secrets_on_command_line(&mut self, s: &ShellAction, p: &[String]) {
+        let mut places: Vec<(Vec<String>, &str)> = Vec::new();
+        if let Some(script) = &s.script {
+            places.push((vec!["script".into()], script));
+        }
+        for (rel, text) in places {
+            let Ok(vars) = template::template_vars(text) else {
+                continue;
+            };
+            let secret = vars.iter().find_map(|v| {
+                let name = v.strip_prefix("params.")?.split('.').next()?;
+                self.def
+                    .params
+                    .get(name)
+                    .filter(|param| param.secret)
+                    .map(|_| name.to_owned())
+            });
+            if let Some(name) = secret {
+                let mut q = p.to_vec();
+                q.extend(rel.iter().cloned());
+                self.err_at(
+                    &q,
+                    "secret-on-command-line",
+                    format!("secret parameter `{name}` is written into a shell script, where any user on the host reads it (`ps`)"),
+                    format!("pass it in the environment: `env: {{ {}: \"{{{{ params.{name} }}}}\" }}`, and read `${}` in the script", name.to_uppercase(), name.to_uppercase()),
+                );
+            }
+        }
     }
 
     fn sql(&mut self, s: &SqlAction, mut p: Vec<String>) {
@@ -105,6 +140,16 @@ impl Checker<'_> {
     }
 
     fn health(&mut self, h: &HealthAction, mut p: Vec<String>) {
+        if matches!(&h.checks, HealthChecks::List(l) if l.is_empty()) {
+            p.push("checks".into());
+            self.err_at(
+                &p,
+                "invalid-value",
+                "`checks` is empty: the step would check nothing",
+                "list the checks, like `checks: [connection]`, or use `checks: all`",
+            );
+            p.pop();
+        }
         if !h.baseline_ignore.is_empty() && h.baseline.is_none() {
             p.push("baseline_ignore".into());
             self.err_at(

@@ -2,7 +2,7 @@
 //! per fleet target, variable names where a URL or secret would be a mistake, time zones, the
 //! approvers' SSH keys (`crate::signers`).
 
-use super::names::{is_env_name, is_identifier, is_time_zone};
+use super::names::{is_env_name, is_identifier, is_time_zone, time_zone_hint};
 use crate::config::{ConfigDef, Environment};
 use crate::diagnostic::Diagnostic;
 use crate::runkey;
@@ -19,6 +19,7 @@ pub fn check_config(def: &ConfigDef, source: &Source, tree: &Node) -> Vec<Diagno
     }
     for (name, env) in &def.environments {
         fleet_targets(name, env, tree, source, &mut diags);
+        diags.extend(targets_file(name, env, tree, source));
     }
     for (i, var) in def.secrets.iter().enumerate() {
         if !is_env_name(var) {
@@ -51,9 +52,85 @@ pub fn check_config(def: &ConfigDef, source: &Source, tree: &Node) -> Vec<Diagno
             .with_hint("give the name of the environment variable that holds the state store URL"),
         );
     }
+    stores(def, source, tree, &mut diags);
     approvers(def, source, tree, &mut diags);
     audit_public_key(def, source, tree, &mut diags);
     diags
+}
+
+/// The state store names one store, and no path the config gives is empty: an empty path
+/// would be the project folder itself.
+fn stores(def: &ConfigDef, source: &Source, tree: &Node, diags: &mut Vec<Diagnostic>) {
+    let at = |path: &[&str]| tree.lookup(path).map_or(Pos::UNKNOWN, |n| n.pos);
+    if let Some(state) = &def.state
+        && state.url_env.is_some()
+        && state.sqlite.is_some()
+    {
+        diags.push(
+            Diagnostic::error("conflicting-keys", "`state` names two stores")
+                .at(source, at(&["state", "url_env"]))
+                .with_hint("keep one of `url_env` (PostgreSQL) and `sqlite`"),
+        );
+    }
+    let mut empty = |path: &[&str], what: String| {
+        diags.push(
+            Diagnostic::error("invalid-value", format!("{what} is empty"))
+                .at(source, at(path))
+                .with_hint(
+                    "give a path relative to the project, or remove the key for the default",
+                ),
+        );
+    };
+    if def
+        .state
+        .as_ref()
+        .and_then(|s| s.sqlite.as_ref())
+        .is_some_and(|p| p.trim().is_empty())
+    {
+        empty(&["state", "sqlite"], "`state.sqlite`".to_owned());
+    }
+    if def
+        .audit
+        .as_ref()
+        .and_then(|a| a.dir.as_ref())
+        .is_some_and(|p| p.trim().is_empty())
+    {
+        empty(&["audit", "dir"], "`audit.dir`".to_owned());
+    }
+    for (name, env) in &def.environments {
+        if env
+            .target
+            .sqlite
+            .as_ref()
+            .is_some_and(|p| p.trim().is_empty())
+        {
+            empty(
+                &["environments", name, "target", "sqlite"],
+                format!("the `sqlite` path of `{name}`"),
+            );
+        }
+    }
+}
+
+/// An environment's `targets_file` is a readable list of fleet targets, relative to the
+/// project.
+fn targets_file(name: &str, env: &Environment, tree: &Node, source: &Source) -> Option<Diagnostic> {
+    let file = env.targets_file.as_ref()?;
+    let root = source.path.parent().unwrap_or(std::path::Path::new("."));
+    let problem = match std::fs::read_to_string(root.join(file)) {
+        Ok(text) => serde_saphyr::from_str::<Vec<crate::config::FleetTarget>>(&text)
+            .err()
+            .map(|e| format!("the targets file `{file}` is not a list of targets: {e}")),
+        Err(e) => Some(format!("cannot read the targets file `{file}`: {e}")),
+    }?;
+    let pos = tree
+        .lookup(&["environments", name, "targets_file"])
+        .map_or(Pos::UNKNOWN, |n| n.pos);
+    Some(
+        Diagnostic::error("missing-file", problem)
+            .at(source, pos)
+            .with_hint("name a YAML list of targets (`- name: ...`, `url_env: ...`) relative to the project"),
+    )
 }
 
 /// The public key that verifies run signatures (`audit.public_key`): a readable file relative
@@ -196,15 +273,40 @@ fn environment(
         }
         _ => {}
     }
+    if let Some(d) = &env.protections.approval_expiry
+        && let Some((msg, hint)) = super::durations::problem(d, "approval_expiry", false)
+    {
+        let pos = env_node
+            .and_then(|n| n.lookup(&["protections", "approval_expiry"]))
+            .map_or(key_pos, |n| n.pos);
+        diags.push(
+            Diagnostic::error("invalid-value", msg)
+                .at(source, pos)
+                .with_hint(hint),
+        );
+    }
     for (i, w) in env.protections.windows.iter().enumerate() {
+        if w.days.as_ref().is_some_and(Vec::is_empty) {
+            let pos = env_node
+                .and_then(|n| n.lookup(&["protections", "windows", &i.to_string(), "days"]))
+                .map_or(key_pos, |n| n.pos);
+            diags.push(
+                Diagnostic::error("invalid-value", "`days` is empty: the window never opens")
+                    .at(source, pos)
+                    .with_hint("list the days it opens, like `days: [sat, sun]`, or remove `days` for every day"),
+            );
+        }
         if let Some(tz) = &w.tz
             && !is_time_zone(tz)
         {
             let pos = env_node
                 .and_then(|n| n.lookup(&["protections", "windows", &i.to_string(), "tz"]))
                 .map_or(key_pos, |n| n.pos);
-            diags.push(Diagnostic::error("invalid-value", format!("`{tz}` is not a time zone")).at(source, pos)
-                    .with_hint("use `UTC`, a fixed offset like `+02:00`, or an IANA name like `Europe/Berlin`"));
+            diags.push(
+                Diagnostic::error("invalid-value", format!("`{tz}` is not a time zone"))
+                    .at(source, pos)
+                    .with_hint(time_zone_hint(tz)),
+            );
         }
     }
 }

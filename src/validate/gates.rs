@@ -3,7 +3,7 @@
 
 use super::checker::Checker;
 use super::environments::unknown_env_hint;
-use super::names::is_time_zone;
+use super::names::{is_time_zone, time_zone_hint};
 use crate::fmt::plural;
 use crate::playbook::GateAction;
 
@@ -74,6 +74,16 @@ impl Checker<'_> {
             );
         }
         if let Some(w) = &g.window {
+            if w.days.as_ref().is_some_and(Vec::is_empty) {
+                let mut q = p.to_vec();
+                q.extend(["window".into(), "days".into()]);
+                self.err_at(
+                    &q,
+                    "invalid-value",
+                    "`days` is empty: the window never opens",
+                    "list the days it opens, like `days: [sat, sun]`, or remove `days` for every day",
+                );
+            }
             if w.start == w.end {
                 let mut q = p.to_vec();
                 q.extend(["window".into(), "end".into()]);
@@ -93,7 +103,7 @@ impl Checker<'_> {
                     &q,
                     "invalid-value",
                     format!("`{tz}` is not a time zone"),
-                    "use `UTC`, a fixed offset like `+02:00`, or an IANA name like `Europe/Berlin`",
+                    time_zone_hint(tz),
                 );
             }
         }

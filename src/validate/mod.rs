@@ -9,8 +9,10 @@
 mod actions;
 mod checker;
 mod config;
+mod durations;
 mod environments;
 mod gates;
+mod inputs;
 mod names;
 mod params;
 mod references;
@@ -19,6 +21,7 @@ mod templates;
 mod visible;
 
 pub use config::check_config;
+pub use inputs::{Folders, check_inputs};
 pub use names::{is_env_name, is_identifier, is_time_zone};
 pub use params::type_matches;
 

@@ -56,6 +56,15 @@ impl Checker<'_> {
                     );
                 }
             }
+            if param.choices.as_ref().is_some_and(Vec::is_empty) {
+                let p = vec!["params".to_owned(), name.clone(), "choices".to_owned()];
+                self.err_at(
+                    &p,
+                    "invalid-value",
+                    format!("`choices` is empty: no value of `{name}` is allowed"),
+                    "list the allowed values, or remove `choices` to allow any",
+                );
+            }
             if let Some(choices) = &param.choices {
                 for (i, choice) in choices.iter().enumerate() {
                     if !type_matches(param.kind, choice) {

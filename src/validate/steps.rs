@@ -81,6 +81,7 @@ impl Checker<'_> {
             self.action(action, step, path);
         }
         self.outputs(step, path);
+        self.durations(step, path);
         if let Some(retry) = &step.retry
             && let (Some(d), Some(m)) = (
                 retry.delay.as_ref().and_then(|d| d.parse()),

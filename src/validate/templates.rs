@@ -87,7 +87,10 @@ impl<'a> Checker<'a> {
                 continue;
             }
             match template::expression_vars(expr) {
-                Ok(vars) => self.references(&vars, pos, visible, result_ok),
+                Ok(vars) => {
+                    self.references(&vars, pos, visible, result_ok);
+                    self.unknown_filter(expr, &vars, pos, true);
+                }
                 Err(e) => self.diags.push(
                     Diagnostic::error("template-syntax", format!("invalid expression: {}", e.message))
                         .at(self.source, pos)
@@ -104,6 +107,7 @@ impl<'a> Checker<'a> {
                 self.lines = text.lines().count();
                 self.references(&vars, pos, visible, result_ok);
                 self.lines = 0;
+                self.unknown_filter(text, &vars, pos, false);
             }
             Err(e) => {
                 let at = self
@@ -122,6 +126,42 @@ impl<'a> Checker<'a> {
                 )
             }
         }
+    }
+}
+
+impl Checker<'_> {
+    /// A filter or test that does not exist, in a template or expression at `pos`.
+    fn unknown_filter(
+        &mut self,
+        text: &str,
+        vars: &std::collections::BTreeSet<String>,
+        pos: Pos,
+        expression: bool,
+    ) {
+        let Some(message) = template::unknown_filter(text, vars, expression) else {
+            return;
+        };
+        // minijinja says "filter shout is unknown": the name, in backquotes.
+        let name = message
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned();
+        let kind = if message.starts_with("test") {
+            "test"
+        } else {
+            "filter"
+        };
+        let at = self
+            .source
+            .find_from(pos, &name, text.lines().count())
+            .unwrap_or(pos);
+        self.diags.push(
+            Diagnostic::error("unknown-filter", format!("unknown {kind} `{name}`"))
+                .at(self.source, at)
+                .with_width(name.chars().count().max(1))
+                .with_hint("the filters are minijinja's built-in ones (`upper`, `default`, `length`, `join`, `tojson`, ...); check the spelling"),
+        );
     }
 }
 

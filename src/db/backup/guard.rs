@@ -105,9 +105,9 @@ pub(super) async fn run_client(
         Ok(out) => Ok(out),
         Err(ProcessError::Interrupted) => Err(OpError::Interrupted),
         Err(ProcessError::TimedOut(_)) => Err(timed_out(op)),
-        Err(ProcessError::Spawn { source, .. }) => Err(OpError::failed(format!(
-            "cannot start `{program}`: {source}"
-        ))),
+        Err(ProcessError::Spawn { source, .. }) => {
+            Err(OpError::failed(process::not_started(&program, &source)))
+        }
         Err(e) => Err(OpError::Failed(op.redactor.redact(&e.to_string()))),
     }
 }
@@ -143,9 +143,9 @@ pub(super) async fn run_fed_clients(
         Ok(out) => Ok(out),
         Err(ProcessError::Interrupted) => Err(OpError::Interrupted),
         Err(ProcessError::TimedOut(_)) => Err(timed_out(op)),
-        Err(ProcessError::Spawn { program, source }) => Err(OpError::failed(format!(
-            "cannot start `{}`: {source}",
-            program_name(&program)
+        Err(ProcessError::Spawn { program, source }) => Err(OpError::failed(process::not_started(
+            &program_name(&program),
+            &source,
         ))),
         Err(e) => Err(OpError::Failed(op.redactor.redact(&e.to_string()))),
     }

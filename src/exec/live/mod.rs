@@ -19,33 +19,28 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::str::FromStr;
 
+use crate::db::reach::ConnectError;
+
 /// Opens the target so that nothing can be written through the connection.
-pub async fn connect_read_only(target: &TargetSpec) -> Result<Db, String> {
+pub async fn connect_read_only(target: &TargetSpec) -> Result<Db, ConnectError> {
     match target {
         TargetSpec::Postgres(url) => {
-            let opts = sqlx::postgres::PgConnectOptions::from_str(url)
-                .map_err(|e| e.to_string())?
+            let opts = sqlx::postgres::PgConnectOptions::from_str(url)?
                 .application_name("runbook plan")
                 .options([("default_transaction_read_only", "on")]);
-            opts.connect()
-                .await
-                .map(Db::Postgres)
-                .map_err(|e| e.to_string())
+            Ok(opts.connect().await.map(Db::Postgres)?)
         }
         TargetSpec::Sqlite(path) => {
             if !path.exists() {
-                return Err(format!(
+                return Err(ConnectError::from(format!(
                     "`{}` does not exist yet (a run would create it)",
                     path.display()
-                ));
+                )));
             }
             let opts = sqlx::sqlite::SqliteConnectOptions::new()
                 .filename(path)
                 .read_only(true);
-            opts.connect()
-                .await
-                .map(Db::Sqlite)
-                .map_err(|e| e.to_string())
+            Ok(opts.connect().await.map(Db::Sqlite)?)
         }
     }
 }
@@ -69,7 +64,7 @@ pub async fn inspect(
     protected: bool,
     rehearse: bool,
     ctx: &Json,
-) -> Result<Live, String> {
+) -> Result<Live, ConnectError> {
     if let TargetSpec::Sqlite(path) = target
         && !path.exists()
     {

@@ -7,6 +7,7 @@ pub const FILTERS: &[(&str, &str)] = &[
     (r"sha256 [0-9a-f]{64}", "sha256 [hash]"),
     (r"sha256 [0-9a-f]{12}", "sha256 [hash]"),
     (r"plan hash [0-9a-f]{64}", "plan hash [hash]"),
+    (r"plan hash: +[0-9a-f]{64}", "plan hash: [hash]"),
     (
         r#""(content_hash|plan_hash)": "[0-9a-f]{64}""#,
         "\"$1\": \"[hash]\"",
@@ -27,6 +28,7 @@ pub const FILTERS: &[(&str, &str)] = &[
         r"127\.0\.0\.1:\d+/([a-z0-9_]+?)_\d+_\d+\b",
         "127.0.0.1:[port]/$1",
     ),
+    (r"127\.0\.0\.1:\d+\b", "127.0.0.1:[port]"),
     (r"operator  \S+", "operator  [who]"),
     (r"playbook  (\S+) \(\S+\)", "playbook  $1 ([file])"),
 ];

@@ -20,6 +20,10 @@ use std::time::Instant;
 const NOT_FOUND: &str = "PostgreSQL server binaries not found; install postgresql \
      (apt-get install postgresql) — .ci/run does this";
 
+/// A role that logs in with a password over TCP (scram-sha-256), for tests of a wrong one;
+/// created by [`PgCluster::password_role`].
+pub const PASSWORD_ROLE: &str = "runbook_password";
+
 /// The OS user the server runs as when the tests run as root.
 const PG_USER: &str = "postgres";
 
@@ -42,6 +46,23 @@ impl PgCluster {
     /// The URL of database `db` for the `postgres` superuser (trust authentication).
     pub fn url(&self, db: &str) -> String {
         format!("postgres://{PG_USER}@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// Creates [`PASSWORD_ROLE`] with `password` (at the first call: one password per test
+    /// process) and gives the URL of
+    /// database `db` for it with `given` as the password.
+    pub fn password_role(&self, password: &str, db: &str, given: &str) -> String {
+        static CREATED: std::sync::Once = std::sync::Once::new();
+        CREATED.call_once(|| {
+            self.psql(
+                "postgres",
+                &format!("CREATE ROLE {PASSWORD_ROLE} LOGIN PASSWORD '{password}'"),
+            );
+        });
+        format!(
+            "postgres://{PASSWORD_ROLE}:{given}@127.0.0.1:{}/{db}",
+            self.port
+        )
     }
 
     /// Creates a database no other test uses and returns its URL.
@@ -250,6 +271,7 @@ impl PgCluster {
             .output()
             .expect("initdb starts");
         check(&initdb, "initdb", None);
+        require_password(&data);
 
         // Settings go into postgresql.conf rather than `pg_ctl -o`, which passes them
         // through a shell: no quoting of paths. Speed over durability: the data is thrown away.
@@ -498,6 +520,15 @@ fn append_conf(data: &Path, lines: &str) {
         .expect("open postgresql.conf");
     conf.write_all(lines.as_bytes())
         .expect("write postgresql.conf");
+}
+
+/// The role that must give its password ([`PASSWORD_ROLE`]); every other role is trusted.
+/// The line goes first: pg_hba.conf's first matching line decides.
+fn require_password(data: &Path) {
+    let hba = data.join("pg_hba.conf");
+    let rest = fs::read_to_string(&hba).expect("read pg_hba.conf");
+    let line = format!("host all {PASSWORD_ROLE} 127.0.0.1/32 scram-sha-256\n");
+    fs::write(&hba, line + &rest).expect("write pg_hba.conf");
 }
 
 /// A port that was free a moment ago (the listener is dropped before the server binds).
