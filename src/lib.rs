@@ -33,6 +33,7 @@ pub mod redact;
 pub mod report;
 pub mod run;
 pub mod runkey;
+pub mod schedule;
 pub mod schema;
 pub mod signers;
 pub mod source;

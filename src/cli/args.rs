@@ -184,11 +184,68 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,
     },
+    /// The schedules of runbook.yaml: their next times, and the files systemd, cron or
+    /// Kubernetes run them from
+    Schedule {
+        #[command(subcommand)]
+        cmd: ScheduleCmd,
+    },
     /// Print the JSON Schema of playbooks (or of runbook.yaml with --config)
     Schema {
         #[arg(long)]
         config: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCmd {
+    /// Each schedule with its next times, in its time zone
+    List {
+        /// How many next times
+        #[arg(long, default_value_t = 3)]
+        count: usize,
+        /// Count from this instant (RFC 3339, e.g. 2026-03-28T00:00:00Z) instead of now
+        #[arg(long)]
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+    },
+    /// Write the schedules for a scheduler: systemd timer and service units, crontab lines, or
+    /// Kubernetes CronJob manifests
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum SchedulerKind {
+    Systemd,
+    Cron,
+    Kubernetes,
+}
+
+// The arguments of `runbook schedule export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The scheduler
+    #[arg(long)]
+    pub to: SchedulerKind,
+    /// Write the files into this folder (default: print them)
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// The runbook binary the units and lines start (default: this one)
+    #[arg(long, value_name = "PATH")]
+    pub runbook: Option<PathBuf>,
+    /// systemd and cron: a file of NAME=value lines the runs read (the target's URL, secrets)
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Option<PathBuf>,
+    /// kubernetes: the image the pods run (runbook, with the project as working directory)
+    #[arg(long)]
+    pub image: Option<String>,
+    /// kubernetes: a Secret whose keys become the run's environment
+    #[arg(long)]
+    pub secret: Option<String>,
+    /// kubernetes: the namespace of the CronJobs
+    #[arg(long)]
+    pub namespace: Option<String>,
 }
 
 // The arguments of `runbook plan` (the variant's doc comment is its help).

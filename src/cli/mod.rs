@@ -14,6 +14,7 @@ mod plan;
 mod run;
 mod runs;
 mod runtime;
+mod schedule;
 mod validate;
 
 pub use args::{
@@ -86,6 +87,7 @@ fn dispatch(ui: &Ui, root: &Path, command: Command, verbose: bool) -> Exit {
         Command::Status { run, format, state } => {
             runs::status_cmd(ui, root, &run, format, state.as_deref())
         }
+        Command::Schedule { cmd } => schedule::schedule_cmd(ui, root, cmd),
         Command::Schema { config } => validate::schema(ui, config),
     }
 }

@@ -14,6 +14,7 @@ mod gates;
 mod names;
 mod params;
 mod references;
+mod schedules;
 mod steps;
 mod templates;
 mod visible;

@@ -31,6 +31,7 @@ mod reap;
 mod redaction;
 mod restore_exact;
 mod rollback;
+mod schedule;
 mod schema;
 mod seed;
 mod signed_approvals;
