@@ -6,6 +6,7 @@ mod audit_approvals;
 mod audit_changes;
 mod audit_trust;
 mod backup;
+mod backup_freshness;
 mod cli;
 mod compensate;
 mod config_file;

@@ -47,6 +47,8 @@ fn metric(check: HealthCheck) -> Metric {
         HealthCheck::BlockingLocks => m("longest lock wait", "s", Higher, Some(10.0), Some(60.0)),
         HealthCheck::MigrationStatus => m("pending migrations", "", Higher, Some(1.0), None),
         HealthCheck::DiskSpace => m("free disk", "%", Lower, Some(20.0), Some(10.0)),
+        // A daily backup with two hours of slack; two days without one fails.
+        HealthCheck::BackupAge => m("newest verified backup age", " h", Higher, Some(26.0), Some(48.0)),
     }
 }
 

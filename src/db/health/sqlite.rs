@@ -112,6 +112,8 @@ impl Lite<'_> {
             HealthCheck::MigrationStatus => {
                 return CheckResult::skip(c, "migration status runs separately");
             }
+            // Reads the backup folder with the whole `Db`; `check` runs it after these.
+            HealthCheck::BackupAge => return CheckResult::skip(c, "backup age runs separately"),
             HealthCheck::DiskSpace => return self.disk().await,
             HealthCheck::Connections
             | HealthCheck::CacheHitRatio

@@ -32,6 +32,13 @@ pub async fn run(a: &HealthAction, ctx: &mut ActionCtx<'_>) -> StepResult {
             .map_or(STATEMENT_TIMEOUT, |t| t.min(STATEMENT_TIMEOUT)),
         baseline: baseline(a, ctx.redactor)?,
         disk: None,
+        backups: match (&a.backup_dir, ctx.target) {
+            (Some(dir), Some(target)) => Some(health::BackupsAt {
+                dir: super::backup::resolve(ctx.root, dir),
+                target: target.clone(),
+            }),
+            _ => None,
+        },
     };
     let dialect = ctx.target.map_or(Dialect::Sqlite, Dialect::of);
     let mut opts = opts;
