@@ -22,6 +22,7 @@ pub mod fmt;
 pub mod gate;
 pub mod init;
 pub mod lock;
+pub mod metrics;
 pub mod outcome;
 pub mod percent;
 pub mod pids;

@@ -47,6 +47,14 @@ pub enum OutputFormat {
     Json,
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum StatusFormat {
+    Text,
+    Json,
+    /// The Prometheus text exposition format
+    Prometheus,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum AuditCmd {
     /// Recompute hashes, links and sequence; detect edited, deleted, inserted, reordered or
@@ -168,8 +176,9 @@ pub enum Command {
     Status {
         /// Run id (a unique prefix is enough)
         run: String,
-        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
-        format: OutputFormat,
+        /// `prometheus`: the run's outcome and its health steps' results as metrics
+        #[arg(long, value_enum, default_value_t = StatusFormat::Text)]
+        format: StatusFormat,
         #[arg(long)]
         state: Option<String>,
     },
@@ -237,6 +246,10 @@ pub struct ExportArgs {
     /// systemd and cron: a file of NAME=value lines the runs read (the target's URL, secrets)
     #[arg(long, value_name = "FILE")]
     pub env_file: Option<PathBuf>,
+    /// Each run writes its outcome as Prometheus metrics to DIR/runbook-NAME.prom (node_exporter's
+    /// textfile collector folder)
+    #[arg(long, value_name = "DIR")]
+    pub textfile_dir: Option<PathBuf>,
     /// kubernetes: the image the pods run (runbook, with the project as working directory)
     #[arg(long)]
     pub image: Option<String>,
@@ -324,6 +337,10 @@ pub struct RunArgs {
     /// With --targets: start no new target after this many failures (`3`) or this share (`10%`)
     #[arg(long, value_parser = crate::fleet::parse_stop_after)]
     pub stop_after: Option<crate::fleet::StopAfter>,
+    /// Write the run's outcome as Prometheus metrics to this file when it ends (replaced
+    /// atomically; for node_exporter's textfile collector)
+    #[arg(long, value_name = "FILE", conflicts_with = "targets")]
+    pub textfile: Option<PathBuf>,
     /// Read the target URL from this environment variable (how fleets hand targets to runs)
     #[arg(long, value_name = "VAR", hide = true)]
     pub target_env: Option<String>,

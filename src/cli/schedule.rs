@@ -93,6 +93,18 @@ fn export(ui: &Ui, root: &Path, jobs: &[Job], args: &super::args::ExportArgs) ->
         );
         return Exit::Invalid;
     }
+    let mut jobs = jobs.to_vec();
+    if let Some(dir) = &args.textfile_dir {
+        for j in &mut jobs {
+            j.args.push("--textfile".to_owned());
+            j.args.push(
+                dir.join(format!("runbook-{}.prom", j.name))
+                    .display()
+                    .to_string(),
+            );
+        }
+    }
+    let jobs = &jobs[..];
     let program = match &args.runbook {
         Some(p) => std::path::absolute(p).unwrap_or(p.clone()),
         None => std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/usr/local/bin/runbook")),

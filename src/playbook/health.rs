@@ -83,6 +83,11 @@ pub struct HealthAction {
     /// default warn 26, fail 48). Without it, `all` leaves `backup_age` out.
     #[serde(default)]
     pub backup_dir: Option<String>,
+    /// A file (relative to the project) the results are written to as Prometheus metrics, for
+    /// node_exporter's textfile collector (`*.prom` in its `--collector.textfile.directory`):
+    /// replaced atomically on every run, passing or failing.
+    #[serde(default)]
+    pub metrics_file: Option<String>,
 }
 
 /// Row counts by table, or a template that gives them.

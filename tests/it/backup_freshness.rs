@@ -61,7 +61,8 @@ fn freshness_on(p: &Project) {
     let out = p.run("fresh", &[]);
     assert_eq!(out.code, 1, "{}", out.combined());
     assert!(
-        out.stderr.contains("backup_age fail: no verified backup of database"),
+        out.stderr
+            .contains("backup_age fail: no verified backup of database"),
         "{}",
         out.stderr
     );
@@ -82,12 +83,24 @@ fn freshness_on(p: &Project) {
     age(&first, 30);
     let out = p.run("fresh", &[]);
     assert_eq!(out.code, 0, "{}", out.combined());
-    assert_eq!(outcome(p).1["outputs"]["checks"]["backup_age"]["status"], "warn");
+    assert_eq!(
+        outcome(p).1["outputs"]["checks"]["backup_age"]["status"],
+        "warn"
+    );
     age(&first, 50);
     let out = p.run("fresh", &[]);
     assert_eq!(out.code, 1, "{}", out.combined());
-    assert!(out.stderr.contains("backup_age fail: newest verified backup"), "{}", out.stderr);
-    assert!(out.stderr.contains("(fail at 48 h or more)"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("backup_age fail: newest verified backup"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("(fail at 48 h or more)"),
+        "{}",
+        out.stderr
+    );
     // The playbook's thresholds replace the defaults.
     p.playbook(
         "fresh",
@@ -101,10 +114,7 @@ fn freshness_on(p: &Project) {
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let out = p.run("bk", &[]);
     assert_eq!(out.code, 0, "{}", out.combined());
-    let newest = manifests(p)
-        .into_iter()
-        .find(|m| *m != first)
-        .unwrap();
+    let newest = manifests(p).into_iter().find(|m| *m != first).unwrap();
     let archive = archive_of(&newest);
     let mut bytes = std::fs::read(&archive).unwrap();
     let mid = bytes.len() / 2;
@@ -119,7 +129,10 @@ fn freshness_on(p: &Project) {
 #[test]
 fn backup_age_grades_the_newest_verified_sqlite_backup() {
     let p = Project::new(Target::sqlite);
-    sqlite_exec(&p.target, "CREATE TABLE t (id INTEGER PRIMARY KEY); INSERT INTO t VALUES (1);");
+    sqlite_exec(
+        &p.target,
+        "CREATE TABLE t (id INTEGER PRIMARY KEY); INSERT INTO t VALUES (1);",
+    );
     freshness_on(&p);
 }
 
@@ -129,7 +142,10 @@ fn backup_age_grades_the_newest_verified_postgres_backup() {
     let Target::Postgres(url) = p.target.clone() else {
         unreachable!()
     };
-    crate::support::pg::cluster().psql(&url, "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1);");
+    crate::support::pg::cluster().psql(
+        &url,
+        "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1);",
+    );
     freshness_on(&p);
 }
 
@@ -144,7 +160,10 @@ fn without_a_backup_folder_the_check_is_left_out_or_skipped() {
     let out = p.run("all", &[]);
     assert_eq!(out.code, 0, "{}", out.combined());
     let (_, step) = outcome(&p);
-    assert!(step["outputs"]["checks"].get("backup_age").is_none(), "{step:#}");
+    assert!(
+        step["outputs"]["checks"].get("backup_age").is_none(),
+        "{step:#}"
+    );
     p.playbook(
         "named",
         "name: named\nsteps:\n  - id: health\n    health: { checks: [backup_age] }\n",
@@ -154,5 +173,8 @@ fn without_a_backup_folder_the_check_is_left_out_or_skipped() {
     let (_, step) = outcome(&p);
     let c = &step["outputs"]["checks"]["backup_age"];
     assert_eq!(c["status"], "skip", "{c:#}");
-    assert!(c["message"].as_str().unwrap().contains("give `backup_dir`"), "{c:#}");
+    assert!(
+        c["message"].as_str().unwrap().contains("give `backup_dir`"),
+        "{c:#}"
+    );
 }

@@ -21,6 +21,7 @@ mod gates;
 mod health;
 mod live;
 mod lock;
+mod metrics;
 mod migrate;
 mod output;
 mod pg;

@@ -227,6 +227,8 @@ fn systemd_units_pass_systemd_analyze_and_elapse_when_runbook_says() {
             out_dir.to_str().unwrap(),
             "--env-file",
             env_file.to_str().unwrap(),
+            "--textfile-dir",
+            "/var/lib/node_exporter/textfile",
         ],
     );
     assert_eq!(out.code, 0, "{}", out.combined());

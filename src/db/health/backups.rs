@@ -54,7 +54,11 @@ pub(super) async fn backup_age(db: &mut Db, opts: &HealthOptions, op: &Op<'_>) -
         Err(OpError::Failed(msg) | OpError::NothingCommitted(msg)) => {
             // The search's message ends with what a rollback would do; the check says what
             // it found.
-            let msg = msg.split("; take one with").next().unwrap_or(&msg).to_owned();
+            let msg = msg
+                .split("; take one with")
+                .next()
+                .unwrap_or(&msg)
+                .to_owned();
             CheckResult::new(check, Status::Fail, serde_json::Value::Null, msg)
         }
         Err(e) => CheckResult::new(check, Status::Fail, serde_json::Value::Null, e.to_string()),

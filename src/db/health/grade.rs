@@ -48,7 +48,13 @@ fn metric(check: HealthCheck) -> Metric {
         HealthCheck::MigrationStatus => m("pending migrations", "", Higher, Some(1.0), None),
         HealthCheck::DiskSpace => m("free disk", "%", Lower, Some(20.0), Some(10.0)),
         // A daily backup with two hours of slack; two days without one fails.
-        HealthCheck::BackupAge => m("newest verified backup age", " h", Higher, Some(26.0), Some(48.0)),
+        HealthCheck::BackupAge => m(
+            "newest verified backup age",
+            " h",
+            Higher,
+            Some(26.0),
+            Some(48.0),
+        ),
     }
 }
 
@@ -122,6 +128,7 @@ pub(super) fn graded(
         "thresholds".to_owned(),
         json!({
             "metric": m.what,
+            "value": metric_value,
             "unit": m.unit.trim(),
             "worse": if m.worse == Worse::Higher { "higher" } else { "lower" },
             "warn": warn,
