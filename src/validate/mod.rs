@@ -11,6 +11,7 @@ mod checker;
 mod config;
 mod environments;
 mod gates;
+mod http;
 mod names;
 mod params;
 mod references;

@@ -74,7 +74,8 @@ fn plan_json_is_machine_readable() {
             "backup",
             "migrate",
             "seed",
-            "verify"
+            "verify",
+            "app_health"
         ]
     );
     assert_eq!(

@@ -19,6 +19,7 @@ mod exec;
 mod fleet;
 mod gates;
 mod health;
+mod http;
 mod live;
 mod lock;
 mod metrics;

@@ -128,7 +128,7 @@ fn a_health_step_writes_its_results_for_the_textfile_collector_passing_or_failin
     );
 }
 
-fn run_textfile(p: &Project, file: &Path) -> String {
+fn run_textfile(file: &Path) -> String {
     let text = std::fs::read_to_string(file).unwrap();
     accepted(&text);
     text
@@ -149,7 +149,7 @@ fn a_run_writes_its_outcome_and_status_shows_it_as_metrics() {
     let f = file.to_str().unwrap();
     let out = p.run("ok", &["--textfile", f]);
     assert_eq!(out.code, 0, "{}", out.combined());
-    let text = run_textfile(&p, &file);
+    let text = run_textfile(&file);
     let labels = "{playbook=\"ok\",environment=\"dev\"";
     assert_eq!(
         sample(&text, &format!("runbook_run_last_success{labels}}}")),
@@ -182,7 +182,7 @@ fn a_run_writes_its_outcome_and_status_shows_it_as_metrics() {
 
     let out = p.run("bad", &["--textfile", f]);
     assert_eq!(out.code, 1, "{}", out.combined());
-    let text = run_textfile(&p, &file);
+    let text = run_textfile(&file);
     let labels = "{playbook=\"bad\",environment=\"dev\"";
     assert_eq!(
         sample(&text, &format!("runbook_run_last_exit_code{labels}}}")),
