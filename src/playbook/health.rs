@@ -23,11 +23,19 @@ pub enum HealthCheck {
     MigrationStatus,
     DiskSpace,
     BackupAge,
+    Tls,
+    Superuser,
+    Deadlocks,
+    SlowStatements,
+    UnusedIndexes,
+    DeadTuples,
+    TableSizes,
 }
 
 /// `all`, or a list of check names: connection, version, database_size, row_counts, indexes,
 /// foreign_keys, orphaned_rows, connections, cache_hit_ratio, long_running_queries,
-/// blocking_locks, migration_status, disk_space, backup_age.
+/// blocking_locks, migration_status, disk_space, backup_age, tls, superuser, deadlocks,
+/// slow_statements, unused_indexes, dead_tuples, table_sizes.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum HealthChecks {

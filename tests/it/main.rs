@@ -19,6 +19,7 @@ mod exec;
 mod fleet;
 mod gates;
 mod health;
+mod health_server;
 mod http;
 mod live;
 mod lock;

@@ -55,6 +55,26 @@ fn metric(check: HealthCheck) -> Metric {
             Some(26.0),
             Some(48.0),
         ),
+        HealthCheck::Tls => m("TCP sessions without TLS", "", Higher, Some(1.0), None),
+        HealthCheck::Superuser => m("superuser", "", Higher, Some(1.0), None),
+        HealthCheck::Deadlocks => m("deadlocks", "", Higher, Some(1.0), None),
+        // The guides: statements over 100 ms are slow, over 5 s an alert.
+        HealthCheck::SlowStatements => m(
+            "slowest mean statement time",
+            " ms",
+            Higher,
+            Some(100.0),
+            Some(5_000.0),
+        ),
+        HealthCheck::UnusedIndexes => m("unused indexes", "", Higher, Some(1.0), None),
+        HealthCheck::DeadTuples => m(
+            "dead tuples in the worst table",
+            "%",
+            Higher,
+            Some(20.0),
+            Some(50.0),
+        ),
+        HealthCheck::TableSizes => m("largest table", " MiB", Higher, None, None),
     }
 }
 

@@ -12,7 +12,8 @@
 //!
 //! The files: `report.rs` (statuses, results, the summary), `grade.rs` (metrics and
 //! thresholds), one file per group of checks (`volume.rs`, `baseline.rs`, `integrity.rs`,
-//! `activity.rs`, `migrations.rs`, `disk.rs`, `backups.rs`), and the queries per dialect
+//! `activity.rs`, `migrations.rs`, `disk.rs`, `backups.rs`, `security.rs`, `upkeep.rs`), and the
+//! queries per dialect
 //! (`postgres.rs`, `sqlite.rs`).
 
 mod activity;
@@ -24,7 +25,9 @@ mod integrity;
 mod migrations;
 mod postgres;
 mod report;
+mod security;
 mod sqlite;
+mod upkeep;
 mod volume;
 
 pub use baseline::baseline_name;
@@ -56,6 +59,13 @@ pub const ALL: &[HealthCheck] = &[
     HealthCheck::MigrationStatus,
     HealthCheck::DiskSpace,
     HealthCheck::BackupAge,
+    HealthCheck::Tls,
+    HealthCheck::Superuser,
+    HealthCheck::Deadlocks,
+    HealthCheck::SlowStatements,
+    HealthCheck::UnusedIndexes,
+    HealthCheck::DeadTuples,
+    HealthCheck::TableSizes,
 ];
 
 /// Checks that exist on PostgreSQL only.
@@ -64,6 +74,13 @@ const PG_ONLY: &[HealthCheck] = &[
     HealthCheck::CacheHitRatio,
     HealthCheck::LongRunningQueries,
     HealthCheck::BlockingLocks,
+    HealthCheck::Tls,
+    HealthCheck::Superuser,
+    HealthCheck::Deadlocks,
+    HealthCheck::SlowStatements,
+    HealthCheck::UnusedIndexes,
+    HealthCheck::DeadTuples,
+    HealthCheck::TableSizes,
 ];
 
 /// What to check.
@@ -112,6 +129,13 @@ pub fn name(check: HealthCheck) -> &'static str {
         HealthCheck::MigrationStatus => "migration_status",
         HealthCheck::DiskSpace => "disk_space",
         HealthCheck::BackupAge => "backup_age",
+        HealthCheck::Tls => "tls",
+        HealthCheck::Superuser => "superuser",
+        HealthCheck::Deadlocks => "deadlocks",
+        HealthCheck::SlowStatements => "slow_statements",
+        HealthCheck::UnusedIndexes => "unused_indexes",
+        HealthCheck::DeadTuples => "dead_tuples",
+        HealthCheck::TableSizes => "table_sizes",
     }
 }
 
@@ -132,6 +156,13 @@ pub fn title(check: HealthCheck) -> &'static str {
         HealthCheck::MigrationStatus => "Migration Status",
         HealthCheck::DiskSpace => "Disk Space",
         HealthCheck::BackupAge => "Backup Freshness",
+        HealthCheck::Tls => "TLS",
+        HealthCheck::Superuser => "Least Privilege",
+        HealthCheck::Deadlocks => "Deadlocks",
+        HealthCheck::SlowStatements => "Slow Statements",
+        HealthCheck::UnusedIndexes => "Unused Indexes",
+        HealthCheck::DeadTuples => "Dead Tuples",
+        HealthCheck::TableSizes => "Table Sizes",
     }
 }
 

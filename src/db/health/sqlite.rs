@@ -118,10 +118,24 @@ impl Lite<'_> {
             HealthCheck::Connections
             | HealthCheck::CacheHitRatio
             | HealthCheck::LongRunningQueries
-            | HealthCheck::BlockingLocks => {
+            | HealthCheck::BlockingLocks
+            | HealthCheck::Deadlocks
+            | HealthCheck::SlowStatements => {
                 return CheckResult::skip(
                     c,
                     "not applicable to SQLite: it has no server, sessions or shared buffers",
+                );
+            }
+            HealthCheck::Tls | HealthCheck::Superuser => {
+                return CheckResult::skip(
+                    c,
+                    "not applicable to SQLite: a file has no connections or roles",
+                );
+            }
+            HealthCheck::UnusedIndexes | HealthCheck::DeadTuples | HealthCheck::TableSizes => {
+                return CheckResult::skip(
+                    c,
+                    "not applicable to SQLite: it keeps no index usage or tuple statistics",
                 );
             }
         };
