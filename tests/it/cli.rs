@@ -75,7 +75,8 @@ fn plan_json_is_machine_readable() {
             "migrate",
             "seed",
             "verify",
-            "app_health"
+            "app_health",
+            "analyze"
         ]
     );
     assert_eq!(

@@ -282,6 +282,12 @@ fn the_shipped_deploy_and_verify_check_the_application_when_a_url_is_configured(
     let out = shipped_run(dir.path(), "deploy");
     assert_eq!(out.code, 0, "{}", out.combined());
     assert!(out.stderr.contains("app_health"), "{}", out.stderr);
+    // The deploy ends with ANALYZE: SQLite keeps its statistics in sqlite_stat1.
+    let stats = crate::support::sqlite::query(
+        &dir.path().join(".runbook/dev.db"),
+        "SELECT count(*) > 0 FROM sqlite_stat1",
+    );
+    assert_eq!(stats, ["1"], "{}", out.stderr);
     let out = shipped_run(dir.path(), "verify");
     assert_eq!(out.code, 0, "{}", out.combined());
 
