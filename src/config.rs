@@ -38,6 +38,31 @@ pub struct ConfigDef {
     /// Who may approve, with the SSH public keys that prove it (for `signed_approvals`).
     #[serde(default)]
     pub approvers: Option<Approvers>,
+    /// Playbooks run on a schedule, by name (lowercase letters, digits and `-`): written for
+    /// systemd, cron or Kubernetes by `runbook schedule export`.
+    #[serde(default)]
+    pub schedules: BTreeMap<String, Schedule>,
+}
+
+/// A playbook run in an environment at the times a cron expression names.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Schedule {
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The playbook's name (a file in the playbooks folder).
+    pub playbook: String,
+    /// The environment it runs in.
+    pub environment: String,
+    /// Five fields, minute hour day-of-month month day-of-week (`0 2 * * *`: every day at
+    /// 02:00), or `@hourly`, `@daily`, `@weekly`, `@monthly`, `@yearly`.
+    pub cron: String,
+    /// The IANA time zone the expression is read in (default `UTC`), e.g. `Europe/Berlin`.
+    #[serde(default)]
+    pub time_zone: Option<String>,
+    /// The playbook's parameters (`--var name=value`): strings, numbers or booleans.
+    #[serde(default)]
+    pub vars: BTreeMap<String, serde_json::Value>,
 }
 
 /// One environment: its database and its rules.

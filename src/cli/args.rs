@@ -47,6 +47,14 @@ pub enum OutputFormat {
     Json,
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum StatusFormat {
+    Text,
+    Json,
+    /// The Prometheus text exposition format
+    Prometheus,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum AuditCmd {
     /// Recompute hashes, links and sequence; detect edited, deleted, inserted, reordered or
@@ -196,9 +204,10 @@ pub enum Command {
     Status {
         /// Run id (a unique prefix is enough)
         run: String,
-        /// Output: `text` for people, `json` for programs (see the README's JSON section)
-        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
-        format: OutputFormat,
+        /// Output: `text` for people, `json` for programs (see the README's JSON section),
+        /// `prometheus`: the run's outcome and its health steps' results as metrics
+        #[arg(long, value_enum, default_value_t = StatusFormat::Text)]
+        format: StatusFormat,
         /// The state store: a postgres:// URL or sqlite:FILE (default: the config's
         /// `state`, else .runbook/state.db)
         #[arg(long)]
@@ -215,6 +224,12 @@ pub enum Command {
         /// Output: `text` for people, `json` for programs (see the README's JSON section)
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,
+    },
+    /// The schedules of runbook.yaml: their next times, and the files systemd, cron or
+    /// Kubernetes run them from
+    Schedule {
+        #[command(subcommand)]
+        cmd: ScheduleCmd,
     },
     /// Print a shell completion script (e.g. `runbook completions bash >
     /// ~/.local/share/bash-completion/completions/runbook`)
@@ -240,6 +255,61 @@ pub enum Command {
         #[arg(long, value_enum, value_name = "COMMAND")]
         output: Option<crate::views::Doc>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCmd {
+    /// Each schedule with its next times, in its time zone
+    List {
+        /// How many next times
+        #[arg(long, default_value_t = 3)]
+        count: usize,
+        /// Count from this instant (RFC 3339, e.g. 2026-03-28T00:00:00Z) instead of now
+        #[arg(long)]
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+    },
+    /// Write the schedules for a scheduler: systemd timer and service units, crontab lines, or
+    /// Kubernetes CronJob manifests
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum SchedulerKind {
+    Systemd,
+    Cron,
+    Kubernetes,
+}
+
+// The arguments of `runbook schedule export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The scheduler
+    #[arg(long)]
+    pub to: SchedulerKind,
+    /// Write the files into this folder (default: print them)
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// The runbook binary the units and lines start (default: this one)
+    #[arg(long, value_name = "PATH")]
+    pub runbook: Option<PathBuf>,
+    /// systemd and cron: a file of NAME=value lines the runs read (the target's URL, secrets)
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Option<PathBuf>,
+    /// Each run writes its outcome as Prometheus metrics to DIR/runbook-NAME.prom (node_exporter's
+    /// textfile collector folder)
+    #[arg(long, value_name = "DIR")]
+    pub textfile_dir: Option<PathBuf>,
+    /// kubernetes: the image the pods run (runbook, with the project as working directory)
+    #[arg(long)]
+    pub image: Option<String>,
+    /// kubernetes: a Secret whose keys become the run's environment
+    #[arg(long)]
+    pub secret: Option<String>,
+    /// kubernetes: the namespace of the CronJobs
+    #[arg(long)]
+    pub namespace: Option<String>,
 }
 
 // The arguments of `runbook plan` (the variant's doc comment is its help).
@@ -320,6 +390,10 @@ pub struct RunArgs {
     /// With --targets: start no new target after this many failures (`3`) or this share (`10%`)
     #[arg(long, value_parser = crate::fleet::parse_stop_after)]
     pub stop_after: Option<crate::fleet::StopAfter>,
+    /// Write the run's outcome as Prometheus metrics to this file when it ends (replaced
+    /// atomically; for node_exporter's textfile collector)
+    #[arg(long, value_name = "FILE", conflicts_with = "targets")]
+    pub textfile: Option<PathBuf>,
     /// Read the target URL from this environment variable (how fleets hand targets to runs)
     #[arg(long, value_name = "VAR", hide = true)]
     pub target_env: Option<String>,

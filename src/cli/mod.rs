@@ -16,6 +16,7 @@ mod plan;
 mod run;
 mod runs;
 mod runtime;
+mod schedule;
 mod validate;
 
 pub use args::{
@@ -92,5 +93,6 @@ fn dispatch(ui: &Ui, root: &Path, command: Command, verbose: bool) -> Exit {
         Command::Schema { config, output } => validate::schema(ui, config, output),
         Command::Completions { shell } => docs::completions(ui, shell),
         Command::Man { out } => docs::man(ui, out.as_deref()),
+        Command::Schedule { cmd } => schedule::schedule_cmd(ui, root, cmd),
     }
 }

@@ -43,7 +43,15 @@ pub(super) fn run(ui: &Ui, root: &Path, args: RunArgs, verbose: bool) -> Exit {
             };
             fleet_cmd(ui, root, req, &selector, &opts)
         }
-        None => run_one(ui, root, req, verbose),
+        None => {
+            let started = chrono::Utc::now();
+            let (playbook, env) = (req.playbook.clone(), req.env.clone());
+            let exit = run_one(ui, root, req, verbose);
+            match args.textfile {
+                Some(file) => write_textfile(ui, &file, &playbook, &env, started, exit),
+                None => exit,
+            }
+        }
     }
 }
 
@@ -94,4 +102,39 @@ fn resume_one(ui: &Ui, root: &Path, req: exec::ResumeRequest, verbose: bool) -> 
         let cancel = interrupt_channel(ui);
         Exit::from(exec::resume(&project, req, ui, cancel).await)
     })
+}
+
+/// The run's outcome as metrics in `file`, whatever it was; a file that cannot be written is
+/// an error after the run (its own outcome stands in the state store and the audit log).
+fn write_textfile(
+    ui: &Ui,
+    file: &Path,
+    playbook: &str,
+    environment: &str,
+    started: chrono::DateTime<chrono::Utc>,
+    exit: Exit,
+) -> Exit {
+    let secs = |t: chrono::DateTime<chrono::Utc>| t.timestamp_millis() as f64 / 1000.0;
+    let facts = crate::metrics::run::RunFacts {
+        playbook,
+        environment,
+        exit_code: Some(exit.code()),
+        started_secs: secs(started),
+        finished_secs: Some(secs(chrono::Utc::now())),
+    };
+    let text = crate::metrics::render(&crate::metrics::run::families(&facts));
+    match crate::metrics::write_textfile(file, &text) {
+        Ok(()) => exit,
+        Err(e) => {
+            ui.error(
+                &format!("cannot write the metrics file {}: {e}", file.display()),
+                Some("give --textfile a file in a folder runbook may write to"),
+            );
+            if exit == Exit::Ok {
+                Exit::Internal
+            } else {
+                exit
+            }
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! `runbook runs` and `runbook status`: recent runs, and one run's steps, from the state
 //! store.
 
-use super::args::OutputFormat;
+use super::args::{OutputFormat, StatusFormat};
 use super::runtime::{block_on, open, open_state};
 use crate::exec;
 use crate::exit::Exit;
@@ -83,7 +83,7 @@ pub(super) fn status_cmd(
     ui: &Ui,
     root: &Path,
     id: &str,
-    format: OutputFormat,
+    format: StatusFormat,
     state: Option<&str>,
 ) -> Exit {
     let Some(project) = open(ui, root) else {
@@ -95,6 +95,18 @@ pub(super) fn status_cmd(
             Err(code) => return code,
         };
         if id.starts_with("fleet-") {
+            let format = match format {
+                StatusFormat::Json => OutputFormat::Json,
+                StatusFormat::Text => OutputFormat::Text,
+                StatusFormat::Prometheus => {
+                    ui.error(
+                        "a fleet's status has no Prometheus form",
+                        Some("ask each target's run: `runbook status RUN --format prometheus`"),
+                    );
+                    store.close().await;
+                    return Exit::Invalid;
+                }
+            };
             let code = super::fleet_status::fleet_status(ui, &store, id, format).await;
             store.close().await;
             return code;
@@ -108,13 +120,55 @@ pub(super) fn status_cmd(
         waiting.extend(exec::waiting_lines(&project, &store, &run).await);
         store.close().await;
         match format {
-            OutputFormat::Json => ui.data(&views::to_text(&views::StatusDoc::new(
+            StatusFormat::Json => ui.data(&views::to_text(&views::StatusDoc::new(
                 &run, &steps, events,
             ))),
-            OutputFormat::Text => ui.data(&status_text(&run, &steps, &waiting)),
+            StatusFormat::Text => ui.data(&status_text(&run, &steps, &waiting)),
+            StatusFormat::Prometheus => ui.data(&status_metrics(&run, &steps)),
         }
         Exit::Ok
     })
+}
+
+/// The run's outcome and the results of its health steps that recorded them (a failed health
+/// step records none: its `metrics_file` holds them) as Prometheus metrics.
+fn status_metrics(run: &RunRecord, steps: &[StepRecord]) -> String {
+    use crate::metrics;
+    let exit_code = match run.status {
+        RunStatus::Running => None,
+        RunStatus::Succeeded => Some(Exit::Ok),
+        RunStatus::Failed | RunStatus::RollbackFailed => Some(Exit::RunFailed),
+        RunStatus::WaitingApproval => Some(Exit::WaitingApproval),
+        RunStatus::Interrupted => Some(Exit::Interrupted),
+        RunStatus::Refused => Some(Exit::Refused),
+    };
+    let facts = metrics::run::RunFacts {
+        playbook: &run.playbook,
+        environment: &run.env,
+        exit_code: exit_code.map(Exit::code),
+        started_secs: run.started_at as f64 / 1000.0,
+        finished_secs: run.finished_at.map(|t| t as f64 / 1000.0),
+    };
+    let mut families = metrics::run::families(&facts);
+    // Health steps in order; a later one's checks replace an earlier one's of the same name.
+    let mut checks = serde_json::Map::new();
+    let mut at = 0i64;
+    for s in steps {
+        if let Some(c) = s.outputs.get("checks").and_then(|c| c.as_object())
+            && s.outputs.get("passed").is_some()
+        {
+            checks.extend(c.clone());
+            at = at.max(s.finished_at.unwrap_or(run.started_at));
+        }
+    }
+    if !checks.is_empty() {
+        families.extend(metrics::health::families(
+            &checks,
+            &run.env,
+            at as f64 / 1000.0,
+        ));
+    }
+    metrics::render(&families)
 }
 
 /// The run's header (with, for a run waiting at an approval gate, the gate, its approvals and

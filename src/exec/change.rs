@@ -23,6 +23,13 @@ pub(super) fn read_only(step: &Step) -> Option<&'static str> {
         Action::WaitFor(w) if w.sql.is_some() => Some(READS),
         Action::Sql(s) if s.read_only => Some("runs read-only"),
         Action::Backup(_) => Some("writes a backup file, not the database"),
+        Action::Http(h)
+            if h.method.as_deref().is_none_or(|m| {
+                ["GET", "HEAD", "OPTIONS"].contains(&m.to_ascii_uppercase().as_str())
+            }) =>
+        {
+            Some("asks an application, not the database")
+        }
         Action::FindBackup(_) => Some("only reads backup files"),
         Action::Migrate(m) if matches!(m.action, MigrateOp::Status | MigrateOp::Lint) => {
             Some(READS)

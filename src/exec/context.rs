@@ -128,6 +128,7 @@ pub(super) fn referenced_steps(step: &Step) -> Option<BTreeSet<String>> {
         Some(Action::Sql(a)) => serde_json::to_value(a).ok(),
         Some(Action::Log(a)) => serde_json::to_value(a).ok(),
         Some(Action::WaitFor(a)) => serde_json::to_value(a).ok(),
+        Some(Action::Http(a)) => serde_json::to_value(a).ok(),
         _ => None,
     };
     match raw {

@@ -59,7 +59,7 @@ impl Planner<'_> {
         let id = format!("{prefix}{local_id}");
         let raw = action_json(action);
         let mut deferred = Vec::new();
-        let args = render_value(
+        let mut args = render_value(
             &raw,
             ctx,
             &mut Vec::new(),
@@ -68,6 +68,16 @@ impl Planner<'_> {
             playbook,
             &id,
         );
+        // A credential header is never shown, nor hashed into the plan, whatever gives it.
+        if let Action::Http(_) = action
+            && let Some(Json::Object(headers)) = args.get_mut("headers")
+        {
+            for (name, value) in headers.iter_mut() {
+                if crate::playbook::is_credential_header(name) {
+                    *value = Json::String(crate::fmt::MASK.to_owned());
+                }
+            }
+        }
         let will_run = step.when.as_ref().and_then(|w| {
             let vars = template::expression_vars(w).ok()?;
             if is_runtime(&vars) {

@@ -2,8 +2,9 @@
 //! whether it destroys data.
 
 use super::{
-    BackupAction, CopyAction, FindBackupAction, GateAction, HealthAction, IncludeAction, LogAction,
-    MigrateAction, MigrateOp, RestoreAction, SeedAction, ShellAction, SqlAction, WaitForAction,
+    BackupAction, CopyAction, FindBackupAction, GateAction, HealthAction, HttpAction,
+    IncludeAction, LogAction, MigrateAction, MigrateOp, RestoreAction, SeedAction, ShellAction,
+    SqlAction, WaitForAction,
 };
 
 /// The names of the action keys, in the order the model declares them.
@@ -21,6 +22,7 @@ pub const ACTION_KEYS: &[&str] = &[
     "wait_for",
     "include",
     "copy",
+    "http",
 ];
 
 /// A borrowed view of a step's one action.
@@ -39,6 +41,7 @@ pub enum Action<'a> {
     WaitFor(&'a WaitForAction),
     Include(&'a IncludeAction),
     Copy(&'a CopyAction),
+    Http(&'a HttpAction),
 }
 
 impl Action<'_> {
@@ -58,6 +61,7 @@ impl Action<'_> {
             Action::Gate(a) => serde_json::to_value(a),
             Action::Include(a) => serde_json::to_value(a),
             Action::Copy(a) => serde_json::to_value(a),
+            Action::Http(a) => serde_json::to_value(a),
         }
     }
 }
@@ -78,6 +82,7 @@ impl Action<'_> {
             Action::WaitFor(_) => "wait_for",
             Action::Include(_) => "include",
             Action::Copy(_) => "copy",
+            Action::Http(_) => "http",
         }
     }
 }
@@ -137,6 +142,7 @@ impl Action<'_> {
             Action::Gate(_) => &["outcome", "approvers", "value"],
             Action::Log(_) => &["message"],
             Action::WaitFor(_) => &["result", "attempts"],
+            Action::Http(_) => &["status", "body", "json", "duration_ms"],
             Action::Include(_) => return None,
             Action::Copy(_) => &[
                 "tables",

@@ -22,11 +22,20 @@ pub enum HealthCheck {
     BlockingLocks,
     MigrationStatus,
     DiskSpace,
+    BackupAge,
+    Tls,
+    Superuser,
+    Deadlocks,
+    SlowStatements,
+    UnusedIndexes,
+    DeadTuples,
+    TableSizes,
 }
 
 /// `all`, or a list of check names: connection, version, database_size, row_counts, indexes,
 /// foreign_keys, orphaned_rows, connections, cache_hit_ratio, long_running_queries,
-/// blocking_locks, migration_status, disk_space.
+/// blocking_locks, migration_status, disk_space, backup_age, tls, superuser, deadlocks,
+/// slow_statements, unused_indexes, dead_tuples, table_sizes.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum HealthChecks {
@@ -77,6 +86,16 @@ pub struct HealthAction {
     /// environment's vars) fails the step, saying why, whatever `fail_on` says.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub require_known: Vec<HealthCheck>,
+    /// The folder `backup` steps write to (relative to the project): the `backup_age` check
+    /// grades the age of the newest full backup of the target there that verifies (hours,
+    /// default warn 26, fail 48). Without it, `all` leaves `backup_age` out.
+    #[serde(default)]
+    pub backup_dir: Option<String>,
+    /// A file (relative to the project) the results are written to as Prometheus metrics, for
+    /// node_exporter's textfile collector (`*.prom` in its `--collector.textfile.directory`):
+    /// replaced atomically on every run, passing or failing.
+    #[serde(default)]
+    pub metrics_file: Option<String>,
 }
 
 /// Row counts by table, or a template that gives them.

@@ -16,6 +16,7 @@ mod actions;
 mod duration;
 mod gate;
 mod health;
+mod http;
 mod step;
 
 pub use action::{ACTION_KEYS, Action, sql_is_destructive};
@@ -32,6 +33,7 @@ pub use gate::{
 pub use health::{
     AllChecks, HealthAction, HealthCheck, HealthChecks, HealthOutcome, RowBaseline, Threshold,
 };
+pub use http::{HttpAction, JsonAssert, METHODS, is_credential_header, json_pointer};
 pub use step::{OutputSource, OutputSpec, Retry, RollbackWhen, Step};
 
 use schemars::JsonSchema;

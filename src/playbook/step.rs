@@ -3,8 +3,8 @@
 
 use super::{
     Action, BackupAction, CopyAction, Duration, FindBackupAction, GateAction, HealthAction,
-    IncludeAction, LogAction, MigrateAction, RestoreAction, SeedAction, ShellAction, SqlAction,
-    WaitForAction,
+    HttpAction, IncludeAction, LogAction, MigrateAction, RestoreAction, SeedAction, ShellAction,
+    SqlAction, WaitForAction,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -74,6 +74,8 @@ pub struct Step {
     pub include: Option<IncludeAction>,
     #[serde(default)]
     pub copy: Option<CopyAction>,
+    #[serde(default)]
+    pub http: Option<HttpAction>,
 }
 
 impl Step {
@@ -127,6 +129,9 @@ impl Step {
         }
         if let Some(a) = &self.copy {
             out.push(Action::Copy(a));
+        }
+        if let Some(a) = &self.http {
+            out.push(Action::Http(a));
         }
         out
     }

@@ -21,6 +21,7 @@ impl Checker<'_> {
             Action::Gate(g) => self.gate(g, &p),
             Action::WaitFor(w) => self.wait_for(w, &p),
             Action::Health(h) => self.health(h, p),
+            Action::Http(h) => self.http(h, &p),
             Action::Include(inc) => self.include(inc, step, path, p),
             Action::FindBackup(f) if f.dir.trim().is_empty() => {
                 p.push("dir".into());

@@ -54,6 +54,7 @@ pub fn check_config(def: &ConfigDef, source: &Source, tree: &Node) -> Vec<Diagno
     }
     stores(def, source, tree, &mut diags);
     approvers(def, source, tree, &mut diags);
+    super::schedules::check_schedules(def, source, tree, &mut diags);
     audit_public_key(def, source, tree, &mut diags);
     diags
 }

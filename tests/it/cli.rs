@@ -74,7 +74,9 @@ fn plan_json_is_machine_readable() {
             "backup",
             "migrate",
             "seed",
-            "verify"
+            "verify",
+            "app_health",
+            "analyze"
         ]
     );
     assert_eq!(

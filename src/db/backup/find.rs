@@ -101,6 +101,35 @@ pub async fn find_backup(
     })
 }
 
+/// The newest verified full backup of the connected database in `dir`, as `find_backup`
+/// searches for one: what the backup freshness health check grades by age.
+pub async fn newest_verified(
+    db: &mut Db,
+    target: &TargetSpec,
+    dir: &Path,
+    op: &Op<'_>,
+) -> Result<Found, OpError> {
+    let (database, major) = match (target, db) {
+        (TargetSpec::Sqlite(path), _) => (
+            path.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "db".to_owned()),
+            0,
+        ),
+        (TargetSpec::Postgres(_), Db::Postgres(conn)) => {
+            let server = guard(op, "cannot read the database name", None, pg_server(conn)).await?;
+            (server.database, server.major)
+        }
+        _ => return Err(OpError::failed("the connection does not match the target")),
+    };
+    let req = FindRequest {
+        dir: dir.to_path_buf(),
+        from: None,
+    };
+    let mut tools = Tools { major, found: None };
+    search(&req, Dialect::of(target), database, &mut tools, op).await
+}
+
 /// The target's database name as a backup's manifest records it, and the PostgreSQL server's
 /// major version (0 for SQLite).
 async fn target_database(

@@ -55,7 +55,7 @@ mod sqlite;
 mod take;
 mod verify;
 
-pub use find::{FindRequest, Found, find_backup};
+pub use find::{FindRequest, Found, find_backup, newest_verified};
 pub use libpq::LibpqTarget;
 pub use manifest::{
     ArchiveFormat, FileSum, MANIFEST_LAYOUT, MANIFEST_SUFFIX, Manifest, Purpose, find_manifest,

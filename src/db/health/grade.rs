@@ -47,6 +47,34 @@ fn metric(check: HealthCheck) -> Metric {
         HealthCheck::BlockingLocks => m("longest lock wait", "s", Higher, Some(10.0), Some(60.0)),
         HealthCheck::MigrationStatus => m("pending migrations", "", Higher, Some(1.0), None),
         HealthCheck::DiskSpace => m("free disk", "%", Lower, Some(20.0), Some(10.0)),
+        // A daily backup with two hours of slack; two days without one fails.
+        HealthCheck::BackupAge => m(
+            "newest verified backup age",
+            " h",
+            Higher,
+            Some(26.0),
+            Some(48.0),
+        ),
+        HealthCheck::Tls => m("TCP sessions without TLS", "", Higher, Some(1.0), None),
+        HealthCheck::Superuser => m("superuser", "", Higher, Some(1.0), None),
+        HealthCheck::Deadlocks => m("deadlocks", "", Higher, Some(1.0), None),
+        // The guides: statements over 100 ms are slow, over 5 s an alert.
+        HealthCheck::SlowStatements => m(
+            "slowest mean statement time",
+            " ms",
+            Higher,
+            Some(100.0),
+            Some(5_000.0),
+        ),
+        HealthCheck::UnusedIndexes => m("unused indexes", "", Higher, Some(1.0), None),
+        HealthCheck::DeadTuples => m(
+            "dead tuples in the worst table",
+            "%",
+            Higher,
+            Some(20.0),
+            Some(50.0),
+        ),
+        HealthCheck::TableSizes => m("largest table", " MiB", Higher, None, None),
     }
 }
 
@@ -120,6 +148,7 @@ pub(super) fn graded(
         "thresholds".to_owned(),
         json!({
             "metric": m.what,
+            "value": metric_value,
             "unit": m.unit.trim(),
             "worse": if m.worse == Worse::Higher { "higher" } else { "lower" },
             "warn": warn,

@@ -12,10 +12,12 @@
 //!
 //! The files: `report.rs` (statuses, results, the summary), `grade.rs` (metrics and
 //! thresholds), one file per group of checks (`volume.rs`, `baseline.rs`, `integrity.rs`,
-//! `activity.rs`, `migrations.rs`, `disk.rs`), and the queries per dialect (`postgres.rs`,
-//! `sqlite.rs`).
+//! `activity.rs`, `migrations.rs`, `disk.rs`, `backups.rs`, `security.rs`, `upkeep.rs`), and the
+//! queries per dialect
+//! (`postgres.rs`, `sqlite.rs`).
 
 mod activity;
+mod backups;
 mod baseline;
 mod disk;
 mod grade;
@@ -23,7 +25,9 @@ mod integrity;
 mod migrations;
 mod postgres;
 mod report;
+mod security;
 mod sqlite;
+mod upkeep;
 mod volume;
 
 pub use baseline::baseline_name;
@@ -32,7 +36,7 @@ pub use grade::thresholds;
 pub use report::{CheckResult, HealthReport, Status};
 
 use crate::db::op::{Op, OpError};
-use crate::db::{Db, Dialect};
+use crate::db::{Db, Dialect, TargetSpec};
 use crate::playbook::{HealthCheck, Threshold};
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, BTreeSet};
@@ -54,6 +58,14 @@ pub const ALL: &[HealthCheck] = &[
     HealthCheck::BlockingLocks,
     HealthCheck::MigrationStatus,
     HealthCheck::DiskSpace,
+    HealthCheck::BackupAge,
+    HealthCheck::Tls,
+    HealthCheck::Superuser,
+    HealthCheck::Deadlocks,
+    HealthCheck::SlowStatements,
+    HealthCheck::UnusedIndexes,
+    HealthCheck::DeadTuples,
+    HealthCheck::TableSizes,
 ];
 
 /// Checks that exist on PostgreSQL only.
@@ -62,6 +74,13 @@ const PG_ONLY: &[HealthCheck] = &[
     HealthCheck::CacheHitRatio,
     HealthCheck::LongRunningQueries,
     HealthCheck::BlockingLocks,
+    HealthCheck::Tls,
+    HealthCheck::Superuser,
+    HealthCheck::Deadlocks,
+    HealthCheck::SlowStatements,
+    HealthCheck::UnusedIndexes,
+    HealthCheck::DeadTuples,
+    HealthCheck::TableSizes,
 ];
 
 /// What to check.
@@ -82,6 +101,15 @@ pub struct HealthOptions {
     /// Where the free disk figure comes from, when the environment says (PostgreSQL): used
     /// instead of measuring the server's filesystem.
     pub disk: Option<DiskSource>,
+    /// Where the target's backups are, for `backup_age`.
+    pub backups: Option<BackupsAt>,
+}
+
+/// The folder `backup` steps write to and the target whose backups count.
+#[derive(Debug, Clone)]
+pub struct BackupsAt {
+    pub dir: PathBuf,
+    pub target: TargetSpec,
 }
 
 /// The check's name as playbooks write it.
@@ -100,6 +128,14 @@ pub fn name(check: HealthCheck) -> &'static str {
         HealthCheck::BlockingLocks => "blocking_locks",
         HealthCheck::MigrationStatus => "migration_status",
         HealthCheck::DiskSpace => "disk_space",
+        HealthCheck::BackupAge => "backup_age",
+        HealthCheck::Tls => "tls",
+        HealthCheck::Superuser => "superuser",
+        HealthCheck::Deadlocks => "deadlocks",
+        HealthCheck::SlowStatements => "slow_statements",
+        HealthCheck::UnusedIndexes => "unused_indexes",
+        HealthCheck::DeadTuples => "dead_tuples",
+        HealthCheck::TableSizes => "table_sizes",
     }
 }
 
@@ -119,17 +155,27 @@ pub fn title(check: HealthCheck) -> &'static str {
         HealthCheck::BlockingLocks => "Blocking Locks",
         HealthCheck::MigrationStatus => "Migration Status",
         HealthCheck::DiskSpace => "Disk Space",
+        HealthCheck::BackupAge => "Backup Freshness",
+        HealthCheck::Tls => "TLS",
+        HealthCheck::Superuser => "Least Privilege",
+        HealthCheck::Deadlocks => "Deadlocks",
+        HealthCheck::SlowStatements => "Slow Statements",
+        HealthCheck::UnusedIndexes => "Unused Indexes",
+        HealthCheck::DeadTuples => "Dead Tuples",
+        HealthCheck::TableSizes => "Table Sizes",
     }
 }
 
-/// The checks to run on this dialect: `all` leaves out those the dialect cannot have; an
-/// explicit list keeps every named check, so one that does not apply shows as skipped.
+/// The checks to run on this dialect: `all` leaves out those the dialect cannot have, and
+/// `backup_age` when no backup folder is given; an explicit list keeps every named check, so
+/// one that does not apply shows as skipped.
 fn selected(opts: &HealthOptions, dialect: Dialect) -> Vec<HealthCheck> {
     match &opts.checks {
         None => ALL
             .iter()
             .copied()
             .filter(|c| dialect == Dialect::Postgres || !PG_ONLY.contains(c))
+            .filter(|c| *c != HealthCheck::BackupAge || opts.backups.is_some())
             .collect(),
         Some(list) => {
             let wanted: BTreeSet<HealthCheck> = list.iter().copied().collect();
@@ -164,22 +210,36 @@ pub async fn check(
     tokio::select! {
         biased;
         stopped = op.stopped() => Err(stopped),
-        report = run_checks(db, opts) => Ok(report),
+        report = run_checks(db, opts, op) => Ok(report),
     }
 }
 
-async fn run_checks(db: &mut Db, opts: &HealthOptions) -> HealthReport {
-    let checks = selected(opts, db.dialect());
+async fn run_checks(db: &mut Db, opts: &HealthOptions, op: &Op<'_>) -> HealthReport {
+    let mut checks = selected(opts, db.dialect());
+    // Backup freshness reads the backup folder and verifies archives: it needs the whole `Db`
+    // and the operation (its notes, cancellation), and runs after the database's checks.
+    let backups = checks.contains(&HealthCheck::BackupAge);
+    checks.retain(|c| *c != HealthCheck::BackupAge);
     // Migration status reads through `db::migrate`, which needs the whole `Db`.
     let migrations = if checks.contains(&HealthCheck::MigrationStatus) {
         Some(migrations::migration_status(db, opts).await)
     } else {
         None
     };
-    let results = match db {
+    let mut results = match db {
         Db::Postgres(conn) => postgres::run_checks(conn, opts, checks, migrations).await,
         Db::Sqlite(conn) => sqlite::run_checks(conn, opts, checks, migrations).await,
     };
+    if backups {
+        let connected = !results
+            .iter()
+            .any(|r| r.check == HealthCheck::Connection && r.status == Status::Fail);
+        results.push(if connected {
+            backups::backup_age(db, opts, op).await
+        } else {
+            CheckResult::skip(HealthCheck::BackupAge, "no connection to the database")
+        });
+    }
     HealthReport { results }
 }
 
@@ -204,6 +264,7 @@ mod tests {
             statement_timeout: Duration::from_secs(30),
             baseline: None,
             disk: None,
+            backups: None,
         }
     }
 
@@ -211,7 +272,8 @@ mod tests {
     fn all_leaves_out_server_checks_on_sqlite_but_a_list_keeps_them() {
         let o = opts();
         assert!(!selected(&o, Dialect::Sqlite).contains(&HealthCheck::CacheHitRatio));
-        assert_eq!(selected(&o, Dialect::Postgres).len(), ALL.len());
+        // `backup_age` needs a backup folder to apply.
+        assert_eq!(selected(&o, Dialect::Postgres).len(), ALL.len() - 1);
         let mut listed = opts();
         listed.checks = Some(vec![HealthCheck::BlockingLocks, HealthCheck::Connection]);
         assert_eq!(
@@ -228,9 +290,10 @@ mod tests {
             "cannot connect to postgres://h/db: refused",
         );
         assert_eq!(r.status(), Status::Fail);
-        assert_eq!(r.results.len(), ALL.len());
+        // `backup_age` is left out: no backup folder was given.
+        assert_eq!(r.results.len(), ALL.len() - 1);
         assert_eq!(r.results[0].check, HealthCheck::Connection);
-        assert_eq!(r.count(Status::Skip), ALL.len() - 1);
+        assert_eq!(r.count(Status::Skip), ALL.len() - 2);
         assert_eq!(
             r.results[12].to_json()["message"],
             "no connection to the database"

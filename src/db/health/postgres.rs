@@ -111,7 +111,16 @@ impl Pg<'_> {
             HealthCheck::MigrationStatus => {
                 return CheckResult::skip(c, "migration status runs separately");
             }
+            // Reads the backup folder with the whole `Db`; `check` runs it after these.
+            HealthCheck::BackupAge => return CheckResult::skip(c, "backup age runs separately"),
             HealthCheck::DiskSpace => return self.disk().await,
+            HealthCheck::Tls => self.tls().await,
+            HealthCheck::Superuser => self.superuser().await,
+            HealthCheck::Deadlocks => self.deadlocks().await,
+            HealthCheck::SlowStatements => self.slow_statements().await,
+            HealthCheck::UnusedIndexes => self.unused_indexes().await,
+            HealthCheck::DeadTuples => self.dead_tuples().await,
+            HealthCheck::TableSizes => self.table_sizes().await,
         };
         r.unwrap_or_else(|e| errored(c, &e, self.opts))
     }

@@ -112,14 +112,30 @@ impl Lite<'_> {
             HealthCheck::MigrationStatus => {
                 return CheckResult::skip(c, "migration status runs separately");
             }
+            // Reads the backup folder with the whole `Db`; `check` runs it after these.
+            HealthCheck::BackupAge => return CheckResult::skip(c, "backup age runs separately"),
             HealthCheck::DiskSpace => return self.disk().await,
             HealthCheck::Connections
             | HealthCheck::CacheHitRatio
             | HealthCheck::LongRunningQueries
-            | HealthCheck::BlockingLocks => {
+            | HealthCheck::BlockingLocks
+            | HealthCheck::Deadlocks
+            | HealthCheck::SlowStatements => {
                 return CheckResult::skip(
                     c,
                     "not applicable to SQLite: it has no server, sessions or shared buffers",
+                );
+            }
+            HealthCheck::Tls | HealthCheck::Superuser => {
+                return CheckResult::skip(
+                    c,
+                    "not applicable to SQLite: a file has no connections or roles",
+                );
+            }
+            HealthCheck::UnusedIndexes | HealthCheck::DeadTuples | HealthCheck::TableSizes => {
+                return CheckResult::skip(
+                    c,
+                    "not applicable to SQLite: it keeps no index usage or tuple statistics",
                 );
             }
         };

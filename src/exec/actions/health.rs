@@ -32,6 +32,13 @@ pub async fn run(a: &HealthAction, ctx: &mut ActionCtx<'_>) -> StepResult {
             .map_or(STATEMENT_TIMEOUT, |t| t.min(STATEMENT_TIMEOUT)),
         baseline: baseline(a, ctx.redactor)?,
         disk: None,
+        backups: match (&a.backup_dir, ctx.target) {
+            (Some(dir), Some(target)) => Some(health::BackupsAt {
+                dir: super::backup::resolve(ctx.root, dir),
+                target: target.clone(),
+            }),
+            _ => None,
+        },
     };
     let dialect = ctx.target.map_or(Dialect::Sqlite, Dialect::of);
     let mut opts = opts;
@@ -72,6 +79,10 @@ pub async fn run(a: &HealthAction, ctx: &mut ActionCtx<'_>) -> StepResult {
     ctx.progress.note(&report.summary());
 
     let outputs = ctx.redactor.redact_json(&Json::Object(outputs(&report)));
+    // The textfile says how things are now, passing or failing: written before the verdict.
+    if let Some(file) = &a.metrics_file {
+        write_metrics(ctx, file, &outputs)?;
+    }
     let fail_on = match a.fail_on.unwrap_or(HealthOutcome::Fail) {
         HealthOutcome::Warn => Status::Warn,
         HealthOutcome::Fail => Status::Fail,
@@ -105,6 +116,25 @@ pub async fn run(a: &HealthAction, ctx: &mut ActionCtx<'_>) -> StepResult {
         Json::Object(m) => Ok(m),
         _ => Ok(Map::new()),
     }
+}
+
+/// The report as Prometheus metrics in `file` (relative to the project), replaced atomically.
+fn write_metrics(ctx: &ActionCtx<'_>, file: &str, outputs: &Json) -> Result<(), StepError> {
+    let empty = Map::new();
+    let checks = outputs["checks"].as_object().unwrap_or(&empty);
+    let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
+    let text = crate::metrics::render(&crate::metrics::health::families(
+        checks,
+        &ctx.dirs.env,
+        now,
+    ));
+    let path = super::backup::resolve(ctx.root, file);
+    crate::metrics::write_textfile(&path, &text).map_err(|e| {
+        StepError::Failed(format!(
+            "cannot write the metrics file {}: {e}",
+            path.display()
+        ))
+    })
 }
 
 fn outputs(report: &HealthReport) -> Map<String, Json> {

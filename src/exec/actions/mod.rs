@@ -6,6 +6,7 @@ pub mod copy;
 pub mod ctx;
 mod find_backup;
 pub mod health;
+mod http;
 mod log;
 pub mod migrate;
 pub mod restore;
@@ -54,8 +55,26 @@ fn render(v: &Json, ctx: &Json, action: &str, path: &mut Vec<String>) -> Result<
                 ("sql", Some("query")) | ("wait_for", Some("until" | "sql")) => v.clone(),
                 ("sql", Some("params")) => template::render_native(s, ctx)?,
                 ("health", Some("baseline")) => row_baseline(s, ctx)?,
+                ("http", Some("headers"))
+                    if path.len() == 2 && crate::playbook::is_credential_header(&path[1]) =>
+                {
+                    let value = template::render(s, ctx)?;
+                    crate::redact::global().add(&value);
+                    Json::String(value)
+                }
                 _ => Json::String(template::render(s, ctx)?),
             }
+        }
+        // A credential header's value joins the redactor before the arguments are logged or
+        // recorded (the http action adds it again; adding is idempotent).
+        Json::String(s)
+            if action == "http"
+                && path.len() == 2
+                && path[0] == "headers"
+                && crate::playbook::is_credential_header(&path[1]) =>
+        {
+            crate::redact::global().add(s);
+            v.clone()
         }
         Json::Array(items) => {
             let mut out = Vec::with_capacity(items.len());
@@ -103,6 +122,7 @@ pub async fn execute(step: &Step, rendered: &Json, ctx: &mut ActionCtx<'_>) -> S
             Action::Seed(_) => seed::run(&parse(rendered)?, ctx).await,
             Action::Health(_) => health::run(&parse(rendered)?, ctx).await,
             Action::Copy(_) => copy::run(&parse(rendered)?, ctx).await,
+            Action::Http(_) => http::run(&parse(rendered)?, ctx).await,
             // Gates and includes are run by the engine itself, never through here.
             other => Err(StepError::Failed(format!(
                 "`{}` steps are run by the engine",
@@ -112,7 +132,7 @@ pub async fn execute(step: &Step, rendered: &Json, ctx: &mut ActionCtx<'_>) -> S
     };
     // Shell enforces its own timeout (it must kill the process tree); others are bounded here.
     match (timeout, action) {
-        (Some(t), Action::Sql(_) | Action::WaitFor(_) | Action::Log(_)) => {
+        (Some(t), Action::Sql(_) | Action::WaitFor(_) | Action::Log(_) | Action::Http(_)) => {
             match tokio::time::timeout(t, fut).await {
                 Ok(r) => r,
                 Err(_) => Err(StepError::Failed(format!(

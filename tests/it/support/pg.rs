@@ -284,7 +284,8 @@ impl PgCluster {
                  shared_buffers = 32MB\n\
                  fsync = off\n\
                  synchronous_commit = off\n\
-                 full_page_writes = off\n",
+                 full_page_writes = off\n\
+                 shared_preload_libraries = 'pg_stat_statements'\n",
                 sock.display().to_string().replace('\'', "''")
             ),
         );
