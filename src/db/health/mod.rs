@@ -23,6 +23,7 @@ mod integrity;
 mod migrations;
 mod postgres;
 mod report;
+mod snapshot;
 mod sqlite;
 mod volume;
 
