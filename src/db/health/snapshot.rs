@@ -4,6 +4,12 @@
 //! took 1 s at 1,000 tables and 11 s at 10,000). A batch that fails is counted again one query
 //! at a time, each under its own savepoint, so an error still names its own table and the
 //! others are still counted, as before.
+//!
+//! A transaction keeps the lock of every table it read until it ends, and the server's lock
+//! table is shared and small (`max_locks_per_transaction` x connections: 6,400 by default), so
+//! one transaction counts at most `PER_SNAPSHOT` queries: up to 1,000 tables are one snapshot,
+//! more are one snapshot per 1,000 (one snapshot for all of them would need a second connection
+//! importing an exported snapshot).
 
 use super::postgres::Pg;
 use sqlx::{Connection, Row};
@@ -11,6 +17,9 @@ use sqlx::{Connection, Row};
 /// Queries in one statement: enough to make round trips rare, few enough that the planner and
 /// a failing batch's retry stay cheap.
 const BATCH: usize = 250;
+
+/// Queries counted in one transaction, so its locks stay well inside the lock table.
+const PER_SNAPSHOT: usize = 1_000;
 
 impl Pg<'_> {
     /// The one `int8` each of `queries` returns (a `SELECT count(*)::int8 ...`), all read in one
@@ -21,9 +30,18 @@ impl Pg<'_> {
         queries: &[String],
     ) -> Result<Vec<Result<i64, sqlx::Error>>, sqlx::Error> {
         let mut out = Vec::with_capacity(queries.len());
-        if queries.is_empty() {
-            return Ok(out);
+        for part in queries.chunks(PER_SNAPSHOT) {
+            self.counts_in_one_snapshot(part, &mut out).await?;
         }
+        Ok(out)
+    }
+
+    /// `counts` of at most `PER_SNAPSHOT` queries, in one transaction.
+    async fn counts_in_one_snapshot(
+        &mut self,
+        queries: &[String],
+        out: &mut Vec<Result<i64, sqlx::Error>>,
+    ) -> Result<(), sqlx::Error> {
         let ms = self.opts.statement_timeout.as_millis().max(1);
         let lock_ms = ms.min(5_000);
         let mut tx = self.conn.begin().await?;
@@ -57,7 +75,7 @@ impl Pg<'_> {
         }
         // Read only: there is nothing to undo, and a broken connection shows on the next query.
         let _ = tx.rollback().await;
-        Ok(out)
+        Ok(())
     }
 }
 
