@@ -14,9 +14,10 @@
 use super::postgres::Pg;
 use sqlx::{Connection, Row};
 
-/// Queries in one statement: enough to make round trips rare, few enough that the planner and
-/// a failing batch's retry stay cheap.
-const BATCH: usize = 250;
+/// Queries in one statement: planning a `UNION ALL` grows faster than its branches (measured on
+/// 1,000 small tables: 0.29 s in batches of 10, 0.25 s of 50, 0.62 s of 250; one statement per
+/// table 0.72 s), and a failing batch's retry stays cheap.
+const BATCH: usize = 50;
 
 /// Queries counted in one transaction, so its locks stay well inside the lock table.
 const PER_SNAPSHOT: usize = 1_000;
