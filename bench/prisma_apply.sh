@@ -13,7 +13,7 @@ set -euo pipefail
 FILES=${1:-150}
 PAIRS=${2:-5}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-RUNBOOK=$ROOT/target/release/runbook
+RUNBOOK=${RUNBOOK:-$ROOT/target/release/runbook}
 [ -x "$RUNBOOK" ] || { echo "build first: cargo build --release" >&2; exit 2; }
 BIN=${RUNBOOK_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)}
 WORK=$(mktemp -d /tmp/runbook-bench-prisma.XXXXXX)

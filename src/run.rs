@@ -339,6 +339,9 @@ pub fn format_ms(ms: i64) -> String {
 }
 
 /// A new run id: time-ordered, unique enough across machines.
+/// The length of a run id (`YYYYMMDD-HHMMSS-xxxxxx`).
+pub const RUN_ID_LEN: usize = 22;
+
 pub fn new_run_id() -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();

@@ -22,11 +22,17 @@ pub fn aftermath(spans: &[Span], status: &str) -> Vec<String> {
         .copied()
         .filter(|s| s.status == "failed")
         .collect();
-    // A step's own compensations are named after it (`migrate.rollback-1`).
-    let undone = |s: &Span| {
-        let prefix = format!("{}.rollback-", s.step);
-        ran.iter().any(|c| c.step.starts_with(&prefix))
-    };
+    // A step's own compensations are named after it (`migrate.rollback-1`): the steps whose
+    // compensations ran, collected once (every `.rollback-` in a name may end an owner's id).
+    let owners: std::collections::HashSet<&str> = ran
+        .iter()
+        .flat_map(|c| {
+            c.step
+                .match_indices(".rollback-")
+                .map(|(i, _)| &c.step[..i])
+        })
+        .collect();
+    let undone = |s: &Span| owners.contains(s.step.as_str());
     let restored = ran.iter().find(|c| c.action == "restore");
     let left: Vec<&Span> = changed.iter().copied().filter(|s| !undone(s)).collect();
     let mut out = vec![verdict(

@@ -1,11 +1,11 @@
 //! `AuditLog`, one run's open chain: opened after its last complete record (a torn tail cut
 //! off and noted), appended one fsynced record at a time, optionally mirrored to the sink.
 
-use super::canonical::{canonical, record_hash};
+use super::canonical::sealed;
 use super::error::{AuditError, io};
 use super::head::{GENESIS, Head};
 use super::sink::Sink;
-use super::verify::{Problem, verify_bytes};
+use super::verify::{Problem, Scan, verify_reader};
 use serde_json::{Map, Value as Json};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -43,7 +43,8 @@ impl AuditLog {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(io(&path)(e)),
         };
-        let report = verify_bytes(&existing, expected);
+        // Only the verdict and the head are needed: no record is kept.
+        let report = verify_reader(&existing[..], expected, &Scan::default());
         let mut repaired = None;
         let keep = match &report.problem {
             None => existing.len(),
@@ -122,9 +123,8 @@ impl AuditLog {
         body.entry("ts").or_insert_with(|| {
             Json::from(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
         });
-        let hash = record_hash(&body);
-        body.insert("hash".into(), Json::from(hash.clone()));
-        let mut line = canonical(&Json::Object(body.clone()));
+        // One canonical build gives both the hash and the line that carries it.
+        let (hash, mut line) = sealed(&body);
         line.push('\n');
         self.file
             .write_all(line.as_bytes())
@@ -132,6 +132,7 @@ impl AuditLog {
         self.file.sync_data().map_err(io(&self.path))?;
         self.head = Head { seq, hash };
         if let Some(sink) = &mut self.sink {
+            body.insert("hash".into(), Json::from(self.head.hash.clone()));
             sink.insert(&self.run_id, seq, &self.head.hash, &Json::Object(body))
                 .await?;
         }

@@ -50,11 +50,12 @@ pub fn chains(dir: &Path) -> Vec<String> {
         })
         .unwrap_or_default();
     files.sort();
+    let mut seen = std::collections::HashSet::with_capacity(ids.len() + files.len());
+    ids.retain(|id| seen.insert(id.clone()));
     for f in files {
-        if !ids.contains(&f) {
+        if seen.insert(f.clone()) {
             ids.push(f);
         }
     }
-    ids.dedup();
     ids
 }

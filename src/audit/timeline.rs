@@ -4,6 +4,7 @@
 
 use super::verdict::short;
 use serde_json::{Map, Value as Json};
+use std::collections::HashMap;
 
 /// A step's life in the timeline.
 #[derive(Debug, Clone, Default)]
@@ -65,11 +66,14 @@ pub fn timeline(entries: &[Map<String, Json>]) -> (Vec<Span>, Vec<String>) {
     // Who has approved which gate so far: a second approval by the same person (by Unicode
     // caseless comparison, as the gate counts them) is shown as counting once.
     let mut approved: Vec<(String, String)> = Vec::new();
+    let mut latest = Latest::default();
     for r in entries {
         let event = r.get("event").and_then(Json::as_str).unwrap_or_default();
         match event {
-            "step_started" => step_started(&mut spans, r),
-            "step_finished" | "step_failed" | "step_skipped" => step_ended(&mut spans, r, event),
+            "step_started" => step_started(&mut spans, &mut latest, r),
+            "step_finished" | "step_failed" | "step_skipped" => {
+                step_ended(&mut spans, &mut latest, r, event)
+            }
             "approval_recorded" => {
                 notes.extend(note(r, event).map(|n| n + &repeated_approval(r, &mut approved)))
             }
@@ -110,40 +114,47 @@ fn step_of(r: &Map<String, Json>) -> (String, String) {
     (field("step"), field("phase"))
 }
 
-/// The latest span of a step in a phase.
-fn find(spans: &[Span], step: &str, phase: &str) -> Option<usize> {
-    spans
-        .iter()
-        .rposition(|s| s.step == step && s.phase == phase)
+/// The latest span of each step in each phase, by (step, phase): a lookup, so a long run's
+/// timeline is linear in its records.
+type Latest = HashMap<(String, String), usize>;
+
+/// Adds a span and makes it its step's latest.
+fn push(spans: &mut Vec<Span>, latest: &mut Latest, span: Span) -> usize {
+    latest.insert((span.step.clone(), span.phase.clone()), spans.len());
+    spans.push(span);
+    spans.len() - 1
 }
 
 /// A step starts, or starts again after a failed attempt.
-fn step_started(spans: &mut Vec<Span>, r: &Map<String, Json>) {
+fn step_started(spans: &mut Vec<Span>, latest: &mut Latest, r: &Map<String, Json>) {
     let (step, phase) = step_of(r);
-    match find(spans, &step, &phase) {
+    match latest.get(&(step.clone(), phase.clone())).copied() {
         Some(i) if spans[i].end.is_none() || spans[i].status == "failed" => {
             spans[i].attempts += 1;
             spans[i].status = "running".to_owned();
             spans[i].end = None;
         }
-        _ => spans.push(Span {
-            step,
-            phase,
-            action: r
-                .get("action")
-                .and_then(Json::as_str)
-                .unwrap_or_default()
-                .to_owned(),
-            start: ts(r),
-            status: "running".to_owned(),
-            attempts: 1,
-            ..Default::default()
-        }),
+        _ => {
+            let span = Span {
+                step,
+                phase,
+                action: r
+                    .get("action")
+                    .and_then(Json::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+                start: ts(r),
+                status: "running".to_owned(),
+                attempts: 1,
+                ..Default::default()
+            };
+            push(spans, latest, span);
+        }
     }
 }
 
 /// A step finished, failed or was skipped: its span ends with the outcome.
-fn step_ended(spans: &mut Vec<Span>, r: &Map<String, Json>, event: &str) {
+fn step_ended(spans: &mut Vec<Span>, latest: &mut Latest, r: &Map<String, Json>, event: &str) {
     let (step, phase) = step_of(r);
     let outcome = r.get("outcome").cloned().unwrap_or(Json::Null);
     let status = outcome
@@ -157,16 +168,16 @@ fn step_ended(spans: &mut Vec<Span>, r: &Map<String, Json>, event: &str) {
         .and_then(Json::as_str)
         .unwrap_or_default()
         .to_owned();
-    let i = match find(spans, &step, &phase) {
+    let i = match latest.get(&(step.clone(), phase.clone())).copied() {
         Some(i) => i,
         None => {
-            spans.push(Span {
+            let span = Span {
                 step,
                 phase,
                 start: ts(r),
                 ..Default::default()
-            });
-            spans.len() - 1
+            };
+            push(spans, latest, span)
         }
     };
     spans[i].end = ts(r);

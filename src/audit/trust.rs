@@ -14,7 +14,7 @@
 
 use super::head::Head;
 use super::sign::signed_head;
-use serde_json::{Map, Value as Json};
+use super::verify::Report;
 use std::path::Path;
 
 /// Whether the chain's length was compared with the head the state store recorded.
@@ -108,53 +108,67 @@ impl Signature {
 }
 
 /// Whether a chain's records end the run: its last record is `run_finished` or `run_refused`.
-pub fn finished(entries: &[Map<String, Json>]) -> bool {
-    let last = entries
-        .last()
-        .and_then(|r| r.get("event"))
-        .and_then(Json::as_str);
-    matches!(last, Some("run_finished" | "run_refused"))
+pub fn finished(report: &Report) -> bool {
+    matches!(
+        report.last_event.as_deref(),
+        Some("run_finished" | "run_refused")
+    )
 }
 
 /// Whether a chain is a refusal's: its first record is `run_refused`.
-pub fn is_refusal(entries: &[Map<String, Json>]) -> bool {
-    entries
-        .first()
-        .and_then(|r| r.get("event"))
-        .and_then(Json::as_str)
-        == Some("run_refused")
+pub fn is_refusal(report: &Report) -> bool {
+    report.first_event.as_deref() == Some("run_refused")
 }
 
-/// Judges a run's signature under `policy`, against the chain's verified `entries`.
-pub fn judge_signature(
-    dir: &Path,
-    run_id: &str,
-    entries: &[Map<String, Json>],
-    policy: &SigPolicy,
-) -> Signature {
-    let key = match policy {
-        SigPolicy::Off => return Signature::NotExpected,
-        SigPolicy::Unchecked { why, accepted } => {
-            return Signature::NotChecked {
-                why: why.clone(),
-                accepted: *accepted,
-            };
+/// A run's signature read before its chain is verified: judged already (not looked at, not
+/// checkable, damaged), or the head it signs (if any), whose record the scan must watch.
+pub enum SigRead {
+    Judged(Signature),
+    Signed(Option<Head>),
+}
+
+impl SigRead {
+    /// Reads `<run>.sig` under `policy`.
+    pub fn read(dir: &Path, run_id: &str, policy: &SigPolicy) -> SigRead {
+        let key = match policy {
+            SigPolicy::Off => return SigRead::Judged(Signature::NotExpected),
+            SigPolicy::Unchecked { why, accepted } => {
+                return SigRead::Judged(Signature::NotChecked {
+                    why: why.clone(),
+                    accepted: *accepted,
+                });
+            }
+            SigPolicy::Key(key) => key,
+        };
+        match signed_head(dir, run_id, key) {
+            Ok(head) => SigRead::Signed(head),
+            Err(why) => SigRead::Judged(Signature::Invalid(why)),
         }
-        SigPolicy::Key(key) => key,
-    };
-    let done = finished(entries);
-    let signed = match signed_head(dir, run_id, key) {
-        Ok(Some(head)) => head,
-        Ok(None) if done => return Signature::Missing,
-        Ok(None) => return Signature::NotSignedYet,
-        Err(why) => return Signature::Invalid(why),
-    };
-    compare_signed(&signed, entries, done)
+    }
+
+    /// The sequence whose hash the scan must keep.
+    pub fn watch(&self) -> Option<i64> {
+        match self {
+            SigRead::Signed(Some(h)) => Some(h.seq),
+            _ => None,
+        }
+    }
+
+    /// Judges the signature against the verified chain.
+    pub fn judge(self, report: &Report) -> Signature {
+        let done = finished(report);
+        match self {
+            SigRead::Judged(s) => s,
+            SigRead::Signed(None) if done => Signature::Missing,
+            SigRead::Signed(None) => Signature::NotSignedYet,
+            SigRead::Signed(Some(signed)) => compare_signed(&signed, report, done),
+        }
+    }
 }
 
 /// A valid signature over `signed`, compared with the chain it should cover.
-fn compare_signed(signed: &Head, entries: &[Map<String, Json>], done: bool) -> Signature {
-    let records = entries.len() as i64;
+fn compare_signed(signed: &Head, report: &Report, done: bool) -> Signature {
+    let records = report.records as i64;
     if signed.seq > records || signed.seq < 1 {
         return Signature::Invalid(format!(
             "the signature covers record {} but the chain has {}: it was cut short after signing",
@@ -162,11 +176,7 @@ fn compare_signed(signed: &Head, entries: &[Map<String, Json>], done: bool) -> S
             crate::fmt::plural(records, "record", "records")
         ));
     }
-    let at = entries
-        .get((signed.seq - 1) as usize)
-        .and_then(|r| r.get("hash"))
-        .and_then(Json::as_str);
-    if at != Some(signed.hash.as_str()) {
+    if report.hash_at(signed.seq) != Some(signed.hash.as_str()) {
         return Signature::Invalid(format!(
             "the signature covers another record {} than the chain holds: the chain was rewritten after signing",
             signed.seq

@@ -2,8 +2,8 @@
 //! can say) and its signature (as the project promises); the `Verdict` and its one-line summary.
 
 use super::head::Head;
-use super::trust::{HeadCheck, SigPolicy, Signature, is_refusal, judge_signature};
-use super::verify::{Problem, verify_bytes};
+use super::trust::{HeadCheck, SigPolicy, SigRead, Signature, is_refusal};
+use super::verify::{Problem, Report, Scan, verify_reader};
 use serde_json::{Map, Value as Json};
 use std::path::Path;
 
@@ -97,34 +97,49 @@ pub(super) fn short(h: &str) -> &str {
 }
 
 /// Verifies one run's chain against what the state store recorded of it and its signature
-/// under `policy`.
-pub fn verify_run(dir: &Path, run_id: &str, recorded: Recorded, policy: &SigPolicy) -> Verdict {
+/// under `policy`, reading it line by line; `keep` keeps every record in the verdict (for the
+/// tools that show them), otherwise memory is one record at a time.
+pub fn verify_run(
+    dir: &Path,
+    run_id: &str,
+    recorded: Recorded,
+    policy: &SigPolicy,
+    keep: bool,
+) -> Verdict {
     let expected = match &recorded {
         Recorded::Head(h) => h.as_ref(),
         Recorded::Unknown { .. } => None,
     };
+    // The signature names the record it covers: read first, so the scan keeps that hash.
+    let sig = SigRead::read(dir, run_id, policy);
+    let scan = Scan {
+        keep,
+        watch: sig.watch().into_iter().collect(),
+    };
     let path = dir.join(format!("{run_id}.jsonl"));
-    let report = match std::fs::read(&path) {
-        Ok(bytes) => verify_bytes(&bytes, expected),
+    let report = match std::fs::File::open(&path) {
+        Ok(f) => verify_reader(
+            std::io::BufReader::with_capacity(1 << 16, f),
+            expected,
+            &scan,
+        ),
         // No chain at all: cut to nothing when the store recorded a head.
-        Err(_) => super::verify::Report {
-            records: 0,
-            head: None,
+        Err(_) => Report {
             problem: expected.map(|h| Problem::Truncated {
                 have: 0,
                 expected: h.seq,
             }),
-            entries: Vec::new(),
+            ..Report::default()
         },
     };
     let head_check = match recorded {
         Recorded::Head(Some(_)) => HeadCheck::Compared,
         // A refusal is never in the state store: its one sealed record is the whole chain.
-        _ if is_refusal(&report.entries) => HeadCheck::Refusal,
+        _ if is_refusal(&report) => HeadCheck::Refusal,
         Recorded::Head(None) => HeadCheck::Compared,
         Recorded::Unknown { why, accepted } => HeadCheck::Unknown { why, accepted },
     };
-    let signature = judge_signature(dir, run_id, &report.entries, policy);
+    let signature = sig.judge(&report);
     Verdict {
         run_id: run_id.to_owned(),
         records: report.records,

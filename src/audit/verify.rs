@@ -3,9 +3,11 @@
 //! `run_refused`), and nothing missing before the head the state store recorded.
 //! `Problem` tells a torn write (a crash) from tampering and truncation.
 
-use super::canonical::{canonical, record_hash};
+use super::canonical::sealed;
 use super::head::{GENESIS, Head};
 use serde_json::{Map, Value as Json};
+use std::collections::BTreeMap;
+use std::io::BufRead;
 
 /// What is wrong with a chain.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,45 +66,86 @@ impl Problem {
 }
 
 /// The result of verifying one chain.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Report {
     /// Complete records that verified.
     pub records: usize,
     /// The hash of the last verified record.
     pub head: Option<String>,
     pub problem: Option<Problem>,
-    /// Records read, for tools that show them.
+    /// Records read, for tools that show them (empty unless asked for: see [`Scan`]).
     pub entries: Vec<Map<String, Json>>,
+    /// The event of the first and of the last verified record.
+    pub first_event: Option<String>,
+    pub last_event: Option<String>,
+    /// The hashes of the verified records at the sequences [`Scan::watch`] asked for.
+    pub watched: BTreeMap<i64, String>,
+}
+
+impl Report {
+    /// The hash of verified record `seq`, when it was kept or watched.
+    pub fn hash_at(&self, seq: i64) -> Option<&str> {
+        if let Some(h) = self.watched.get(&seq) {
+            return Some(h);
+        }
+        let i = usize::try_from(seq.checked_sub(1)?).ok()?;
+        self.entries.get(i)?.get("hash").and_then(Json::as_str)
+    }
+}
+
+/// What a scan keeps besides the verdict: every record (`keep`, for tools that show them), or
+/// only the hashes at the sequences in `watch` (the recorded head, the signed head), so that
+/// verifying holds one record at a time.
+#[derive(Debug, Clone, Default)]
+pub struct Scan {
+    pub keep: bool,
+    pub watch: Vec<i64>,
 }
 
 /// Verifies a chain's bytes: every line a record, hashes recomputed, links, gapless sequence,
 /// one run id; then, with `expected` (the head from the state store), that nothing is missing.
+/// Keeps every record.
 pub fn verify_bytes(bytes: &[u8], expected: Option<&Head>) -> Report {
-    let mut report = Report {
-        records: 0,
-        head: None,
-        problem: None,
-        entries: Vec::new(),
+    let scan = Scan {
+        keep: true,
+        watch: Vec::new(),
     };
+    verify_reader(bytes, expected, &scan)
+}
+
+/// Verifies a chain read line by line from `input` (memory: one record at a time, plus what
+/// `scan` keeps). A read error ends the chain there, as a problem of the line it was reading.
+pub fn verify_reader(mut input: impl BufRead, expected: Option<&Head>, scan: &Scan) -> Report {
+    let mut report = Report::default();
+    let mut watch = scan.watch.clone();
+    watch.extend(expected.map(|h| h.seq));
     let mut prev = GENESIS.to_owned();
     let mut run_id: Option<String> = None;
     let mut final_seq: Option<(i64, String)> = None;
-    let mut start = 0;
     let mut line_no = 0;
-    while start < bytes.len() {
-        line_no += 1;
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        let read = input.read_until(b'\n', &mut buf);
         let seq = report.records as i64 + 1;
-        let (line, complete) = match bytes[start..].iter().position(|&b| b == b'\n') {
-            Some(i) => (&bytes[start..start + i], true),
-            None => (&bytes[start..], false),
-        };
-        start += line.len() + usize::from(complete);
+        match read {
+            Ok(0) => break,
+            Ok(_) => line_no += 1,
+            Err(e) => {
+                report.problem = Some(Problem::Tampered {
+                    line: line_no + 1,
+                    seq,
+                    reason: format!("could not be read: {e}"),
+                });
+                break;
+            }
+        }
         // A crash cuts the record being written short, anywhere up to its newline; a complete
         // line that is not a record was put there.
-        if !complete {
+        let Some(line) = buf.strip_suffix(b"\n") else {
             report.problem = Some(Problem::Torn { line: line_no, seq });
             break;
-        }
+        };
         let at = Place { line: line_no, seq };
         // A finished run's chain is sealed by its final record: whatever follows it, correctly
         // hashed and linked or not, was added afterwards.
@@ -118,16 +161,24 @@ pub fn verify_bytes(bytes: &[u8], expected: Option<&Head>) -> Report {
         }
         match check_record(line, at, &prev, &mut run_id) {
             Ok((rec, hash)) => {
+                let event = rec.get("event").and_then(Json::as_str).map(str::to_owned);
                 // A refusal's one record ends its chain as `run_finished` ends a run's.
-                if let Some(ev @ ("run_finished" | "run_refused")) =
-                    rec.get("event").and_then(Json::as_str)
-                {
+                if let Some(ev @ ("run_finished" | "run_refused")) = event.as_deref() {
                     final_seq = Some((seq, ev.to_owned()));
                 }
-                prev = hash.clone();
+                if report.records == 0 {
+                    report.first_event.clone_from(&event);
+                }
+                report.last_event = event;
+                if watch.contains(&seq) {
+                    report.watched.insert(seq, hash.clone());
+                }
+                prev.clone_from(&hash);
                 report.records += 1;
                 report.head = Some(hash);
-                report.entries.push(rec);
+                if scan.keep {
+                    report.entries.push(rec);
+                }
             }
             Err(problem) => {
                 report.problem = Some(problem);
@@ -189,12 +240,13 @@ fn check_record(
         .and_then(Json::as_str)
         .unwrap_or_default()
         .to_owned();
-    if record_hash(&rec) != hash {
+    let (computed, canonical_line) = sealed(&rec);
+    if computed != hash {
         return Err(tampered(
             "was changed after it was written (its hash does not match its contents)",
         ));
     }
-    if canonical(&Json::Object(rec.clone())).as_bytes() != line {
+    if canonical_line.as_bytes() != line {
         return Err(tampered(
             "is not in canonical form (bytes were changed without changing its meaning)",
         ));
@@ -228,10 +280,7 @@ fn compare_head(report: &mut Report, head: &Head) {
             })
         }
         _ => {
-            let at = report.entries.get((head.seq - 1).max(0) as usize);
-            if head.seq > 0
-                && at.and_then(|r| r.get("hash")).and_then(Json::as_str) != Some(head.hash.as_str())
-            {
+            if head.seq > 0 && report.hash_at(head.seq) != Some(head.hash.as_str()) {
                 report.problem = Some(Problem::HeadMismatch { seq: head.seq });
             }
         }
@@ -240,7 +289,93 @@ fn compare_head(report: &mut Report, head: &Head) {
 
 #[cfg(test)]
 mod tests {
-    use super::Problem;
+    use super::super::canonical::sealed;
+    use super::*;
+
+    /// A chain of `n` records of run `r1` as the writer appends them.
+    fn chain(n: usize, last: &str) -> Vec<u8> {
+        let mut prev = GENESIS.to_owned();
+        let mut out = Vec::new();
+        for seq in 1..=n {
+            let event = if seq == n { last } else { "step_started" };
+            let serde_json::Value::Object(rec) = serde_json::json!({
+                "event": event, "seq": seq, "prev": prev, "run_id": "r1", "step": format!("s{seq}"),
+            }) else {
+                unreachable!()
+            };
+            let (hash, line) = sealed(&rec);
+            out.extend_from_slice(line.as_bytes());
+            out.push(b'\n');
+            prev = hash;
+        }
+        out
+    }
+
+    /// Scanning without keeping records gives the verdict keeping them gives, for a good chain
+    /// and for each kind of problem, with and without a recorded head.
+    #[test]
+    fn a_scan_that_keeps_nothing_judges_as_one_that_keeps_everything() {
+        let good = chain(5, "run_finished");
+        let mut torn = chain(4, "step_started");
+        torn.truncate(torn.len() - 7);
+        let mut tampered = chain(5, "step_started");
+        let at = tampered.iter().position(|&b| b == b's').unwrap_or(0);
+        tampered[at + 40] ^= 1;
+        let mut sealed_then_more = chain(3, "run_finished");
+        sealed_then_more.extend(
+            chain(4, "step_started")
+                .split(|&b| b == b'\n')
+                .nth(3)
+                .unwrap(),
+        );
+        sealed_then_more.push(b'\n');
+        let heads = |c: &[u8]| {
+            let r = verify_bytes(c, None);
+            let mut hs = vec![None];
+            for seq in [1, 3, r.records as i64, r.records as i64 + 2] {
+                let hash = r.hash_at(seq).unwrap_or("0f").to_owned();
+                hs.push(Some(Head { seq, hash }));
+            }
+            hs.push(Some(Head {
+                seq: 2,
+                hash: "bad".into(),
+            }));
+            hs
+        };
+        for c in [&good, &torn, &tampered, &sealed_then_more, &Vec::new()] {
+            for head in heads(c) {
+                let all = verify_bytes(c, head.as_ref());
+                let scan = Scan {
+                    keep: false,
+                    watch: vec![2],
+                };
+                let lean = verify_reader(&c[..], head.as_ref(), &scan);
+                assert_eq!(lean.records, all.records);
+                assert_eq!(lean.head, all.head);
+                assert_eq!(lean.problem, all.problem, "{head:?}");
+                assert!(lean.entries.is_empty());
+                let event = |e: Option<&Map<String, Json>>| {
+                    e.and_then(|r| r.get("event")?.as_str().map(str::to_owned))
+                };
+                assert_eq!(lean.first_event, event(all.entries.first()));
+                assert_eq!(lean.last_event, event(all.entries.last()));
+                assert_eq!(lean.hash_at(2), all.hash_at(2));
+            }
+        }
+        assert!(verify_bytes(&good, None).problem.is_none());
+        assert!(matches!(
+            verify_bytes(&torn, None).problem,
+            Some(Problem::Torn { .. })
+        ));
+        assert!(matches!(
+            verify_bytes(&tampered, None).problem,
+            Some(Problem::Tampered { .. })
+        ));
+        assert!(matches!(
+            verify_bytes(&sealed_then_more, None).problem,
+            Some(Problem::Tampered { .. })
+        ));
+    }
 
     #[test]
     fn a_truncation_names_one_record_or_a_range() {

@@ -24,25 +24,30 @@ struct Chains<'a> {
 
 impl Chains<'_> {
     /// Verifies one run's chain against the head the state store recorded for it and its
-    /// signature.
-    async fn verdict(&self, id: String) -> Verdict {
+    /// signature; `keep` keeps its records in the verdict (for the commands that show them).
+    async fn verdict(&self, id: String, keep: bool) -> Verdict {
         let recorded = self.heads.recorded(&id, self.chain_only).await;
-        audit::verify_run(self.dir, &id, recorded, &self.policy)
+        audit::verify_run(self.dir, &id, recorded, &self.policy, keep)
     }
 
-    async fn verdicts(&self, ids: Vec<String>) -> Vec<Verdict> {
+    async fn verdicts(&self, ids: Vec<String>, keep: bool) -> Vec<Verdict> {
         let mut verdicts = Vec::new();
         for id in ids {
-            verdicts.push(self.verdict(id).await);
+            verdicts.push(self.verdict(id, keep).await);
         }
         verdicts
     }
 
     /// Resolves which runs an audit command is about: one (by id or unique prefix) or all.
     async fn runs(&self, run: Option<&str>, all: bool) -> Result<Vec<String>, Exit> {
-        let chains = audit::chains(self.dir);
         match (run, all) {
             (Some(id), _) => {
+                // A whole run id: its chain, or the state store's run, without listing the
+                // folder (run ids have one length, so a whole id prefixes no other).
+                if self.exact(id).await {
+                    return Ok(vec![id.to_owned()]);
+                }
+                let chains = audit::chains(self.dir);
                 let mut matches: Vec<String> = match self.heads.store() {
                     Some(store) => store.find_runs(id).await.unwrap_or_default(),
                     None => Vec::new(),
@@ -63,8 +68,9 @@ impl Chains<'_> {
                 .map(|r| r.id)
                 .collect();
                 ids.reverse();
-                for c in chains {
-                    if !ids.contains(&c) {
+                let mut seen: std::collections::HashSet<String> = ids.iter().cloned().collect();
+                for c in audit::chains(self.dir) {
+                    if seen.insert(c.clone()) {
                         ids.push(c);
                     }
                 }
@@ -74,6 +80,20 @@ impl Chains<'_> {
                 self.ui.error("name a run, or pass --all", None);
                 Err(Exit::Invalid)
             }
+        }
+    }
+
+    /// Whether `id` is a whole run id: a chain file of that name, or a run the store knows.
+    async fn exact(&self, id: &str) -> bool {
+        if id.len() != crate::run::RUN_ID_LEN || id.contains(['/', '\\']) {
+            return false;
+        }
+        if self.dir.join(format!("{id}.jsonl")).is_file() {
+            return true;
+        }
+        match self.heads.store() {
+            Some(store) => matches!(store.load_run(id).await, Ok(Some(_))),
+            None => false,
         }
     }
 
@@ -215,7 +235,7 @@ async fn verify(
 ) -> Result<Exit, Exit> {
     let ui = chains.ui;
     let ids = chains.runs(run, all).await?;
-    let verdicts = chains.verdicts(ids).await;
+    let verdicts = chains.verdicts(ids, false).await;
     let failed = verdicts.iter().filter(|v| v.failed()).count();
     match format {
         OutputFormat::Json => {
@@ -346,7 +366,7 @@ async fn list(chains: &Chains<'_>, format: OutputFormat) -> Result<Exit, Exit> {
     let ids = chains.runs(None, true).await?;
     let mut rows = Vec::new();
     for id in ids {
-        let v = chains.verdict(id).await;
+        let v = chains.verdict(id, true).await;
         let status = audit::run_status(&v.entries);
         rows.push(AuditRunView::new(
             &v.run_id,
@@ -390,7 +410,7 @@ fn list_text(rows: &[AuditRunView]) -> String {
 /// `audit show`: one run's timeline.
 async fn show(chains: &Chains<'_>, run: &str) -> Result<Exit, Exit> {
     let ids = chains.runs(Some(run), false).await?;
-    let v = chains.verdict(ids[0].clone()).await;
+    let v = chains.verdict(ids[0].clone(), true).await;
     chains.ui.data(&audit::show(&v));
     Ok(if v.failed() {
         Exit::AuditFailed
@@ -408,7 +428,7 @@ async fn export(
 ) -> Result<Exit, Exit> {
     let ui = chains.ui;
     let ids = chains.runs(run, all).await?;
-    let verdicts = chains.verdicts(ids).await;
+    let verdicts = chains.verdicts(ids, true).await;
     match format {
         ExportFormat::Json => {
             let records: Vec<serde_json::Value> = verdicts
@@ -433,7 +453,7 @@ async fn export(
 /// `audit report`: one self-contained HTML file.
 async fn report(chains: &Chains<'_>, run: &str, output: &Path) -> Result<Exit, Exit> {
     let ids = chains.runs(Some(run), false).await?;
-    let v = chains.verdict(ids[0].clone()).await;
+    let v = chains.verdict(ids[0].clone(), true).await;
     match std::fs::write(output, audit::html(&v)) {
         Ok(()) => {
             chains

@@ -551,3 +551,70 @@ fn large_tables_are_estimated_rather_than_counted() {
         out.stderr
     );
 }
+
+/// Row counts and orphans over more tables and keys than one set-based batch holds: every
+/// table's exact count, partitions with their parent, every key's orphans, as counted one by
+/// one with psql.
+#[test]
+fn counts_and_orphans_over_many_tables_are_exact() {
+    let p = Project::new(|_| Target::postgres("health_many"));
+    let Target::Postgres(url) = p.target.clone() else {
+        unreachable!()
+    };
+    // 600 tables of i % 7 rows; 300 children with a NOT VALID key, i % 3 of their rows orphaned;
+    // a partitioned table of 5 rows in two partitions.
+    crate::support::pg::cluster().psql(
+        &url,
+        r#"CREATE TABLE parent (id int PRIMARY KEY); INSERT INTO parent VALUES (1);
+           DO $$ BEGIN
+             FOR i IN 0..599 LOOP
+               EXECUTE format('CREATE TABLE "T%s" (id int)', i);
+               EXECUTE format('INSERT INTO "T%s" SELECT g FROM generate_series(1, %s) g', i, i % 7);
+             END LOOP;
+             FOR i IN 0..299 LOOP
+               EXECUTE format('CREATE TABLE "C%s" (id serial, pid int)', i);
+               EXECUTE format('INSERT INTO "C%s" (pid) SELECT 1 FROM generate_series(1, 2)', i);
+               EXECUTE format('INSERT INTO "C%s" (pid) SELECT 100 + g FROM generate_series(1, %s) g', i, i % 3);
+               EXECUTE format('INSERT INTO "C%s" (pid) VALUES (NULL)', i);
+               EXECUTE format('ALTER TABLE "C%s" ADD CONSTRAINT "C%s_fk" FOREIGN KEY (pid) REFERENCES parent (id) NOT VALID', i, i);
+             END LOOP;
+           END $$;
+           CREATE TABLE part (id int, k int) PARTITION BY RANGE (k);
+           CREATE TABLE part_a PARTITION OF part FOR VALUES FROM (0) TO (10);
+           CREATE TABLE part_b PARTITION OF part FOR VALUES FROM (10) TO (20);
+           INSERT INTO part SELECT g, g * 3 FROM generate_series(1, 5) g;"#,
+    );
+    p.playbook(
+        "health-it",
+        &health_playbook("      checks: [row_counts, orphaned_rows]\n"),
+    );
+    let out = p.run("health-it", &[]);
+    assert_eq!(out.code, 0, "{}", out.combined());
+    let o = health_outputs(&p);
+    let rows = check(&o, "row_counts");
+    let tables = rows["tables"].as_object().unwrap();
+    assert_eq!(tables.len(), 600 + 300 + 2, "{rows:#}");
+    let mut total = 0;
+    for i in 0..600 {
+        assert_eq!(tables[&format!("T{i}")], i % 7, "T{i}");
+        total += i % 7;
+    }
+    for i in 0..300 {
+        assert_eq!(tables[&format!("C{i}")], 3 + i % 3, "C{i}");
+        total += 3 + i % 3;
+    }
+    assert_eq!(tables["parent"], 1);
+    assert_eq!(tables["part"], 5);
+    assert_eq!(rows["total"], total + 1 + 5);
+    assert!(rows["errors"].as_object().unwrap().is_empty(), "{rows:#}");
+    let orphans = check(&o, "orphaned_rows");
+    let list = orphans["orphans"].as_array().unwrap();
+    assert_eq!(list.len(), 200, "{orphans:#}");
+    for o in list {
+        let name = o["constraint"].as_str().unwrap();
+        let i: i64 = name[1..name.len() - 3].parse().unwrap();
+        assert_eq!(o["rows"], i % 3, "{name}");
+    }
+    assert_eq!(orphans["total"], (0..300).map(|i| i % 3).sum::<i64>());
+    assert!(orphans["errors"].as_array().unwrap().is_empty());
+}

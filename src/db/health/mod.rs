@@ -26,6 +26,7 @@ mod migrations;
 mod postgres;
 mod report;
 mod security;
+mod snapshot;
 mod sqlite;
 mod upkeep;
 mod volume;

@@ -1,5 +1,6 @@
 //! The health checks' PostgreSQL queries: each in its own read-only transaction with a
-//! statement and a lock timeout. The checks of the server's activity are in `activity.rs`.
+//! statement and a lock timeout; the row and orphan counts run set-based in one snapshot
+//! (`snapshot.rs`). The checks of the server's activity are in `activity.rs`.
 
 use super::disk::{DiskSource, command_result, disk_result, disk_unknown, limit_result};
 use super::grade::{graded, num, round1};
@@ -68,7 +69,7 @@ fn shown(schema: &str, table: &str) -> String {
 }
 
 pub(super) struct Pg<'a> {
-    conn: &'a mut sqlx::PgConnection,
+    pub(super) conn: &'a mut sqlx::PgConnection,
     pub opts: &'a HealthOptions,
     fks: Option<Vec<ForeignKey>>,
     /// `server_version_num`, read by the connection check.
@@ -203,6 +204,9 @@ impl Pg<'_> {
         let mut estimated = Vec::new();
         let mut errors = Map::new();
         let mut total: i64 = 0;
+        // The tables counted exactly: their label, whether a partition, and the query.
+        let mut counted = Vec::new();
+        let mut queries = Vec::new();
         for t in &tables {
             let (schema, table, estimate, partition): (String, String, f64, bool) =
                 (t.try_get(0)?, t.try_get(1)?, t.try_get(2)?, t.try_get(3)?);
@@ -223,20 +227,21 @@ impl Pg<'_> {
                 estimated.push(json!(label));
                 continue;
             }
-            let sql = format!(
+            queries.push(format!(
                 "SELECT count(*)::int8 FROM {}.{}",
                 quote(&schema),
                 quote(&table)
-            );
-            match self.rows(&sql).await {
-                Ok(r) => {
-                    let n: i64 = r.first().map(|r| r.try_get(0)).transpose()?.unwrap_or(0);
-                    if partition {
-                        partitions.insert(label, json!(n));
-                    } else {
-                        total += n;
-                        counts.insert(label, json!(n));
-                    }
+            ));
+            counted.push((label, partition));
+        }
+        for ((label, partition), n) in counted.into_iter().zip(self.counts(&queries).await?) {
+            match n {
+                Ok(n) if partition => {
+                    partitions.insert(label, json!(n));
+                }
+                Ok(n) => {
+                    total += n;
+                    counts.insert(label, json!(n));
                 }
                 Err(e) => {
                     errors.insert(label, json!(describe(&e)));
@@ -343,6 +348,7 @@ impl Pg<'_> {
         let fks = self.load_fks().await?;
         let mut found = Vec::new();
         let mut errors = Vec::new();
+        let mut queries = Vec::new();
         for fk in &fks {
             // MATCH SIMPLE: a row with a null in any key column references nothing.
             let not_null: Vec<String> = fk
@@ -356,20 +362,18 @@ impl Pg<'_> {
                 .zip(&fk.parent_columns)
                 .map(|(c, p)| format!("p.{} = c.{}", quote(p), quote(c)))
                 .collect();
-            let sql = format!(
+            queries.push(format!(
                 "SELECT count(*)::int8 FROM {} c WHERE {} AND NOT EXISTS (SELECT 1 FROM {} p WHERE {})",
                 fk.table_sql,
                 not_null.join(" AND "),
                 fk.parent_sql,
                 join.join(" AND ")
-            );
-            match self.rows(&sql).await {
-                Ok(r) => {
-                    let n: i64 = r.first().map(|r| r.try_get(0)).transpose()?.unwrap_or(0);
-                    if n > 0 {
-                        found.push((fk.clone(), n));
-                    }
-                }
+            ));
+        }
+        for (fk, n) in fks.iter().zip(self.counts(&queries).await?) {
+            match n {
+                Ok(n) if n > 0 => found.push((fk.clone(), n)),
+                Ok(_) => {}
                 Err(e) => errors
                     .push(json!({"constraint": fk.name, "table": fk.table, "error": describe(&e)})),
             }
