@@ -267,6 +267,7 @@ pub enum ScheduleCmd {
         /// Count from this instant (RFC 3339, e.g. 2026-03-28T00:00:00Z) instead of now
         #[arg(long)]
         from: Option<chrono::DateTime<chrono::Utc>>,
+        /// Output: `text` for people, `json` for programs
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,
     },

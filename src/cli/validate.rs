@@ -148,22 +148,23 @@ fn load_config(root: &Path, files: &mut Vec<FileResult>) -> Project {
 /// diagnostic at its line and column. A folder that cannot be read is an invalid result.
 fn lint_migrations(project: &Project) -> Vec<FileResult> {
     let dir = project.migrations_dir();
-    let (set, findings) = match crate::db::migrate::lint_offline(&dir, &project.root) {
-        Ok(linted) => linted,
-        Err(e) => {
-            return vec![FileResult {
-                file: display_path(&dir),
-                kind: "migrations",
-                time: Duration::ZERO,
-                name: None,
-                valid: false,
-                diagnostics: vec![
-                    Diagnostic::error("migrations-unreadable", e.to_string())
-                        .in_file(display_path(&dir)),
-                ],
-            }];
-        }
-    };
+    let (set, findings) =
+        match crate::db::migrate::lint_offline(&dir, &project.root, &Default::default()) {
+            Ok(linted) => linted,
+            Err(e) => {
+                return vec![FileResult {
+                    file: display_path(&dir),
+                    kind: "migrations",
+                    time: Duration::ZERO,
+                    name: None,
+                    valid: false,
+                    diagnostics: vec![
+                        Diagnostic::error("migrations-unreadable", e.to_string())
+                            .in_file(display_path(&dir)),
+                    ],
+                }];
+            }
+        };
     set.migrations
         .iter()
         .map(|m| {

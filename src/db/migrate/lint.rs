@@ -382,16 +382,16 @@ async fn index_of(db: &mut Db, f: &mut Finding, index: &str) -> Result<(), OpErr
 
 /// Lints every PostgreSQL migration under `dir` with no database (`runbook plan --offline`,
 /// `runbook validate --migrations`): all of them, as if pending on an empty schema, judged so
-/// (`assume_empty_schema`). Gives the set read and its findings.
-pub fn lint_offline(dir: &Path, root: &Path) -> Result<(MigrationSet, Vec<Finding>), OpError> {
+/// (`assume_empty_schema`), under the timeouts the step that applies them sets (`settings`).
+/// Gives the set read and its findings.
+pub fn lint_offline(
+    dir: &Path,
+    root: &Path,
+    settings: &Settings,
+) -> Result<(MigrationSet, Vec<Finding>), OpError> {
     let set = super::discover(dir, crate::db::Dialect::Postgres, root)?;
     let all: Vec<&Migration> = set.migrations.iter().collect();
-    let settings = Settings {
-        lock_timeout: None,
-        statement_timeout: None,
-        lock_retries: 0,
-    };
-    let mut findings = lint(&all, None, &settings);
+    let mut findings = lint(&all, None, settings);
     assume_empty_schema(&mut findings);
     Ok((set, findings))
 }

@@ -24,6 +24,8 @@ pub(super) struct MigrationCheck<'a> {
     pub dir: &'a Path,
     pub protected: bool,
     pub rehearse: bool,
+    /// The timeouts the playbook's `apply` steps set, so lint judges the files as they will run.
+    pub settings: Settings,
 }
 
 impl MigrationCheck<'_> {
@@ -100,7 +102,7 @@ impl MigrationCheck<'_> {
                 .map(|s| s.migrations.iter().collect())
                 .unwrap_or_default()
         };
-        let mut findings = migrate::lint(&lint_targets, pg_version.as_deref(), &SETTINGS);
+        let mut findings = migrate::lint(&lint_targets, pg_version.as_deref(), &self.settings);
         let _ = migrate::annotate(db, &mut findings).await;
         if !findings.is_empty() {
             let _ = writeln!(text, "lint findings: {}", findings.len());
@@ -122,8 +124,13 @@ impl MigrationCheck<'_> {
 
 /// The offline plan's lint: every PostgreSQL migration file, as if all were pending on an empty
 /// schema (no database says which are applied or how big a table is), into `text`.
-pub(super) fn offline_lint(root: &Path, dir: &Path, text: &mut String) -> Vec<migrate::Finding> {
-    let (set, findings) = match migrate::lint_offline(dir, root) {
+pub(super) fn offline_lint(
+    root: &Path,
+    dir: &Path,
+    settings: &Settings,
+    text: &mut String,
+) -> Vec<migrate::Finding> {
+    let (set, findings) = match migrate::lint_offline(dir, root, settings) {
         Ok(linted) => linted,
         Err(e) => {
             let _ = writeln!(text, "\nlint: {e}");

@@ -10,7 +10,7 @@ mod migrations;
 
 use crate::db::migrate;
 use crate::db::{Db, TargetSpec};
-use crate::playbook::Step;
+use crate::playbook::{MigrateOp, Step};
 use crate::project::Playbook;
 use migrations::MigrationCheck;
 use serde_json::{Map, Value as Json, json};
@@ -99,6 +99,7 @@ pub async fn inspect(
             dir: migrations_dir,
             protected,
             rehearse,
+            settings: apply_settings(playbook),
         };
         check.run(&mut db, &mut text, &mut out).await;
     } else if rehearse {
@@ -122,7 +123,8 @@ pub fn offline(playbook: &Playbook, root: &Path, migrations_dir: &Path) -> Optio
         return None;
     }
     let mut text = String::new();
-    let findings = migrations::offline_lint(root, migrations_dir, &mut text);
+    let settings = apply_settings(playbook);
+    let findings = migrations::offline_lint(root, migrations_dir, &settings, &mut text);
     Some(Live {
         text,
         json: json!({"connected": false, "lint": findings}),
@@ -146,6 +148,27 @@ async fn server_version(db: &mut Db) -> Option<String> {
 }
 
 /// Every step of the playbook and its includes, handlers included.
+/// The timeouts the playbook's `apply` steps run migrations under, as lint judges them: a
+/// timeout counts when every `apply` step sets it (runbook sets it per migration, so squawk's
+/// `require-lock-timeout` and `require-statement-timeout` do not apply to those files).
+fn apply_settings(pb: &Playbook) -> migrate::Settings {
+    let applies: Vec<_> = all_steps(pb)
+        .into_iter()
+        .filter_map(|s| s.migrate.as_ref())
+        .filter(|m| m.action == MigrateOp::Apply)
+        .collect();
+    let every = |get: &dyn Fn(&crate::playbook::MigrateAction) -> Option<std::time::Duration>| {
+        let all: Option<Vec<_>> = applies.iter().map(|m| get(m)).collect();
+        all.filter(|v| !v.is_empty())
+            .and_then(|v| v.into_iter().min())
+    };
+    migrate::Settings {
+        lock_timeout: every(&|m| m.lock_timeout.as_ref().and_then(|d| d.parse())),
+        statement_timeout: every(&|m| m.statement_timeout.as_ref().and_then(|d| d.parse())),
+        lock_retries: 0,
+    }
+}
+
 fn all_steps(pb: &Playbook) -> Vec<&Step> {
     let mut out: Vec<&Step> = pb
         .def
