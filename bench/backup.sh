@@ -11,7 +11,8 @@
 #   noverify:  `runbook run bk` (format custom, verify off)       vs `pg_dump -Fc`
 #   directory: `runbook run bkd` (format directory, JOBS, verify) vs `pg_dump -Fd -j JOBS`
 # and prints each pair's ratio and the median per case. RUNBOOK=path picks the binary
-# (default: target/release/runbook; build with `cargo build --release`).
+# (default: target/release/runbook; build with `cargo build --release`); BASELINE=path adds a
+# second runbook binary (an older build) timed in the same pairs, for before/after ratios.
 set -euo pipefail
 
 SCALE=${1:-20}
@@ -47,7 +48,7 @@ seconds() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>"$WORK/err" || { cat 
 clean() { rm -rf "$WORK"/backups "$WORK"/raw/*; sync; }
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
-declare -A RATIOS
+declare -A RATIOS BRATIOS
 for i in $(seq 1 "$PAIRS"); do
   for case in custom noverify directory; do
     case $case in
@@ -65,12 +66,24 @@ for i in $(seq 1 "$PAIRS"); do
       a=$(seconds "$RUNBOOK" -C "$PROJECT" run "$pb" --target "$URL")
     fi
     r=$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.3f", a / b }')
-    echo "pair $i $case: runbook ${a}s, pg_dump ${b}s, ratio ${r}"
+    line="pair $i $case: runbook ${a}s, pg_dump ${b}s, ratio ${r}"
     RATIOS[$case]="${RATIOS[$case]:-} $r"
+    if [ -n "${BASELINE:-}" ]; then
+      clean
+      c=$(seconds "$BASELINE" -C "$PROJECT" run "$pb" --target "$URL")
+      rc=$(awk -v c="$c" -v b="$b" 'BEGIN { printf "%.3f", c / b }')
+      line="$line; baseline ${c}s, ratio ${rc}"
+      BRATIOS[$case]="${BRATIOS[$case]:-} $rc"
+    fi
+    echo "$line"
   done
 done
 for case in custom noverify directory; do
   # shellcheck disable=SC2086
   echo "median ratio $case: $(median ${RATIOS[$case]}) (of$(printf ' %s' ${RATIOS[$case]}))"
+  if [ -n "${BASELINE:-}" ]; then
+    # shellcheck disable=SC2086
+    echo "  baseline $case: $(median ${BRATIOS[$case]}) (of$(printf ' %s' ${BRATIOS[$case]}))"
+  fi
 done
 echo "(load average: $(cut -d' ' -f1-3 /proc/loadavg); a shared machine: read the ratios, not the seconds)"

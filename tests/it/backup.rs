@@ -978,14 +978,24 @@ fn the_next_backup_removes_partial_archives_whose_writer_is_gone() {
 /// Rows of `schema.table` in a custom archive: the lines of its COPY block.
 fn archive_rows(archive: &Path, schema: &str, table: &str) -> u64 {
     let out = std::process::Command::new(pg::cluster().bin_dir().join("pg_restore"))
-        .args(["--data-only", "--file=-", "--schema", schema, "--table", table])
+        .args([
+            "--data-only",
+            "--file=-",
+            "--schema",
+            schema,
+            "--table",
+            table,
+        ])
         .arg(archive)
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     let text = String::from_utf8(out.stdout).unwrap();
     let mut lines = text.lines().skip_while(|l| !l.starts_with("COPY "));
-    assert!(lines.next().is_some(), "no COPY of {schema}.{table}: {text}");
+    assert!(
+        lines.next().is_some(),
+        "no COPY of {schema}.{table}: {text}"
+    );
     lines.take_while(|l| *l != "\\.").count() as u64
 }
 

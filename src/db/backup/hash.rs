@@ -113,8 +113,7 @@ fn hash_dir(
             .map(|_| {
                 scope.spawn(|| {
                     let mut done = Vec::new();
-                    while let Some((name, path)) = named.get(next.fetch_add(1, Ordering::Relaxed))
-                    {
+                    while let Some((name, path)) = named.get(next.fetch_add(1, Ordering::Relaxed)) {
                         done.push((name.clone(), hash_file(path, cancel, deadline)?));
                     }
                     Ok(done)

@@ -96,11 +96,7 @@ pub(super) async fn finish(
     tools: Option<&PgTools>,
     op: &Op<'_>,
 ) -> Result<Backup, OpError> {
-    let sum = (
-        archive.sha256.clone(),
-        archive.size,
-        archive.files.clone(),
-    );
+    let sum = (archive.sha256.clone(), archive.size, archive.files.clone());
     let manifest = Manifest {
         runbook_backup: MANIFEST_LAYOUT,
         purpose: req.purpose,
