@@ -21,7 +21,8 @@
 //!   a URL without it and the password in `PGPASSWORD`; their stderr is redacted.
 //! - PostgreSQL row counts are taken in the snapshot pg_dump dumps (an exported snapshot), so
 //!   they are the archive's exactly, even while the application writes; they are counted on the
-//!   exporting transaction while pg_dump runs, not before it. SQLite counts are taken on the
+//!   exporting transaction while pg_dump runs (without parallel workers, leaving the cores to
+//!   pg_dump), not before it. SQLite counts are taken on the
 //!   copy.
 //! - The archive is read once after it is written, to hash it; the verification of a new
 //!   backup checks the manifest read back against that sum and reads the archive with

@@ -171,12 +171,16 @@ async fn open_snapshot<'c>(
     )
     .await?;
     // The transaction idles while pg_dump starts; the server must not end it before pg_dump
-    // has imported the snapshot.
+    // has imported the snapshot. Its counting runs beside pg_dump and needs only to end before
+    // it (a small part of its time): one process, no parallel workers taking pg_dump's cores.
     guard(
         op,
         "cannot prepare the snapshot transaction",
         None,
-        sqlx::query("SET LOCAL idle_in_transaction_session_timeout = 0").execute(&mut *tx),
+        sqlx::raw_sql(
+            "SET LOCAL idle_in_transaction_session_timeout = 0; SET LOCAL max_parallel_workers_per_gather = 0",
+        )
+        .execute(&mut *tx),
     )
     .await?;
     let id: String = guard(
