@@ -974,3 +974,81 @@ fn the_next_backup_removes_partial_archives_whose_writer_is_gone() {
         .collect();
     assert!(hidden.is_empty(), "{hidden:?}");
 }
+
+/// Rows of `schema.table` in a custom archive: the lines of its COPY block.
+fn archive_rows(archive: &Path, schema: &str, table: &str) -> u64 {
+    let out = std::process::Command::new(pg::cluster().bin_dir().join("pg_restore"))
+        .args([
+            "--data-only",
+            "--file=-",
+            "--schema",
+            schema,
+            "--table",
+            table,
+        ])
+        .arg(archive)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines().skip_while(|l| !l.starts_with("COPY "));
+    assert!(
+        lines.next().is_some(),
+        "no COPY of {schema}.{table}: {text}"
+    );
+    lines.take_while(|l| *l != "\\.").count() as u64
+}
+
+/// The row counts in the manifest are the archive's, exactly, while the application writes
+/// during the whole backup (counting runs alongside pg_dump, in the snapshot pg_dump dumps);
+/// the manifest's sha256 and size are the file's (hashed while it is written).
+#[test]
+fn counts_are_the_archives_while_the_application_writes_during_the_backup() {
+    let p = pg_app("bk_busy");
+    p.playbook("bk", &backup_playbook(""));
+    // Enough rows that dumping takes a while, for the writer to write during it.
+    pg::cluster().psql(
+        &p.target.arg(),
+        "CREATE TABLE big AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 300000) g",
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let url = p.target.arg();
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut rounds = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) || rounds < 3 {
+                pg::cluster().psql(
+                    &url,
+                    "INSERT INTO orders (user_id, total) SELECT 1, 1 FROM generate_series(1, 20);
+                     INSERT INTO big SELECT g, 'later' FROM generate_series(1, 1000) g;
+                     DELETE FROM billing.invoices WHERE id = (SELECT min(id) FROM billing.invoices);",
+                );
+                rounds += 1;
+            }
+            rounds
+        })
+    };
+    let out = p.run("bk", &[]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let rounds = writer.join().unwrap();
+    ok(&out);
+    let dir = p.path().join("backups");
+    let (_, m) = manifests(&dir).remove(0);
+    let archive = dir.join(m["archive"].as_str().unwrap());
+    assert_eq!(m["sha256"], sha256_file(&archive));
+    assert_eq!(m["size"], std::fs::metadata(&archive).unwrap().len());
+    let counts = m["row_counts"].as_object().unwrap();
+    assert_eq!(counts.len(), 5, "{m}");
+    for (key, n) in counts {
+        let (schema, table) = key.split_once('.').unwrap();
+        assert_eq!(
+            n.as_u64().unwrap(),
+            archive_rows(&archive, schema, table),
+            "{key} after {rounds} rounds of writes"
+        );
+    }
+    // The writer wrote after the snapshot: counts taken outside it would differ.
+    assert!(count(&p.target, "orders") > m["row_counts"]["public.orders"].as_u64().unwrap());
+    assert!(count(&p.target, "big") > m["row_counts"]["public.big"].as_u64().unwrap());
+}

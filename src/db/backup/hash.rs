@@ -1,5 +1,6 @@
-//! sha256 of archives: a file read in chunks, a directory archive as the sum of its listing;
-//! off the async threads, stopping on Ctrl-C or at the step's deadline.
+//! sha256 of archives: a file read in chunks, a directory archive as the sum of its listing
+//! (its files hashed on several threads); off the async threads, stopping on Ctrl-C or at the
+//! step's deadline.
 
 use super::files::read_dir;
 use super::guard::timed_out;
@@ -9,11 +10,15 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 use tokio::sync::watch;
 
 /// An archive's sha256, its size, and for a directory archive each file's sum.
 pub(super) type ArchiveSum = (String, u64, BTreeMap<String, FileSum>);
+
+/// At most this many threads hash the files of a directory archive.
+const MAX_HASH_THREADS: usize = 8;
 
 enum HashStop {
     Io(String),
@@ -82,7 +87,7 @@ fn hash_dir(
     deadline: Option<Instant>,
 ) -> Result<ArchiveSum, HashStop> {
     let entries = read_dir(dir).map_err(|e| HashStop::Io(e.to_string()))?;
-    let mut files = BTreeMap::new();
+    let mut named = Vec::with_capacity(entries.len());
     for path in entries {
         let name = path
             .file_name()
@@ -94,7 +99,38 @@ fn hash_dir(
                 dir.display()
             )));
         }
-        files.insert(name, hash_file(&path, cancel, deadline)?);
+        named.push((name, path));
+    }
+    // The files on as many threads as there are cores (pg_dump -j wrote them in parallel):
+    // each thread takes the next file not yet taken.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .clamp(1, MAX_HASH_THREADS)
+        .min(named.len().max(1));
+    let next = AtomicUsize::new(0);
+    let sums: Vec<Result<Vec<(String, FileSum)>, HashStop>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    while let Some((name, path)) = named.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        done.push((name.clone(), hash_file(path, cancel, deadline)?));
+                    }
+                    Ok(done)
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|_| Err(HashStop::Io("a hashing thread panicked".to_owned())))
+            })
+            .collect()
+    });
+    let mut files = BTreeMap::new();
+    for sum in sums {
+        files.extend(sum?);
     }
     let mut listing = String::new();
     let mut size = 0;

@@ -20,8 +20,16 @@
 //! - Passwords never reach an argv (which `ps` shows to every user): pg_dump and pg_restore get
 //!   a URL without it and the password in `PGPASSWORD`; their stderr is redacted.
 //! - PostgreSQL row counts are taken in the snapshot pg_dump dumps (an exported snapshot), so
-//!   they are the archive's exactly, even while the application writes. SQLite counts are taken
-//!   on the copy.
+//!   they are the archive's exactly, even while the application writes; they are counted on the
+//!   exporting transaction while pg_dump runs (without parallel workers, leaving the cores to
+//!   pg_dump), not before it. SQLite counts are taken on the
+//!   copy.
+//! - The archive is read once after it is written, to hash it; the verification of a new
+//!   backup checks the manifest read back against that sum and reads the archive with
+//!   `pg_restore --list` (or `integrity_check`). A custom archive cannot be hashed while pg_dump
+//!   writes it: pg_dump rewrites its table of contents at the start of the file last, with the
+//!   data offsets (written to a pipe instead, the archive would lack them, and `pg_restore -j`
+//!   needs them). Verifying an existing backup (`find_backup`, `restore`) rereads everything.
 //! - runbook's own state and audit tables (present when the state store lives in the target)
 //!   are neither dumped nor restored: a restore must not rewind the record of the run doing it.
 //!

@@ -111,7 +111,10 @@ pub(super) async fn backup_postgres(
     }
     let began = Began::now();
     let server = guard(op, "cannot read the server version", None, pg_server(conn)).await?;
-    let tools = find_pg_tools(server.major, op).await?;
+    // Finding the client programs (a `pg_dump --version`) and opening the snapshot do not
+    // wait for each other.
+    let (tools, snapshot) = tokio::join!(find_pg_tools(server.major, op), open_snapshot(conn, op));
+    let tools = tools?;
     if tools.major < server.major {
         return Err(OpError::failed(format!(
             "`{}` is version {}, older than the server (PostgreSQL {}): an older pg_dump cannot dump a newer server reliably; install the PostgreSQL {} client programs or set `{PG_BIN_ENV}` to their directory",
@@ -121,6 +124,7 @@ pub(super) async fn backup_postgres(
             server.major
         )));
     }
+    let snapshot = snapshot?;
     let format = archive_format(req.format);
     let names = Names::new(
         &req.dir,
@@ -130,7 +134,7 @@ pub(super) async fn backup_postgres(
         req.purpose,
         format,
     )?;
-    let written = write_postgres(conn, url, req, op, &names, &server, &tools).await;
+    let written = write_postgres(snapshot, url, req, op, &names, &server, &tools).await;
     let ((sha256, size, files), row_counts) = names.or_remove(written)?;
     let archive = Archive {
         dialect: Dialect::Postgres,
@@ -147,10 +151,53 @@ pub(super) async fn backup_postgres(
     finish(names, archive, &began, req, Some(&tools), op).await
 }
 
-/// Dumps into `names.partial` inside an exported snapshot, counts rows in that snapshot,
-/// hashes the archive and renames it into place.
+/// The transaction whose snapshot pg_dump dumps: repeatable read, read only, its snapshot
+/// exported, and the tables to count in it.
+struct Snapshot<'c> {
+    tx: sqlx::Transaction<'c, sqlx::Postgres>,
+    id: String,
+    tables: Vec<PgTable>,
+}
+
+async fn open_snapshot<'c>(
+    conn: &'c mut sqlx::PgConnection,
+    op: &Op<'_>,
+) -> Result<Snapshot<'c>, OpError> {
+    let mut tx = guard(
+        op,
+        "cannot start the snapshot transaction",
+        None,
+        conn.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"),
+    )
+    .await?;
+    // The transaction idles while pg_dump starts; the server must not end it before pg_dump
+    // has imported the snapshot. Its counting runs beside pg_dump and needs only to end before
+    // it (a small part of its time): one process, no parallel workers taking pg_dump's cores.
+    guard(
+        op,
+        "cannot prepare the snapshot transaction",
+        None,
+        sqlx::raw_sql(
+            "SET LOCAL idle_in_transaction_session_timeout = 0; SET LOCAL max_parallel_workers_per_gather = 0",
+        )
+        .execute(&mut *tx),
+    )
+    .await?;
+    let id: String = guard(
+        op,
+        "cannot export a snapshot",
+        None,
+        sqlx::query_scalar("SELECT pg_export_snapshot()").fetch_one(&mut *tx),
+    )
+    .await?;
+    let tables = guard(op, "cannot list the tables", None, pg_tables(&mut tx)).await?;
+    Ok(Snapshot { tx, id, tables })
+}
+
+/// Dumps into `names.partial` inside the exported snapshot while counting rows in that
+/// snapshot, hashes the archive and renames it into place.
 async fn write_postgres(
-    conn: &mut sqlx::PgConnection,
+    snapshot: Snapshot<'_>,
     url: &str,
     req: &BackupRequest,
     op: &Op<'_>,
@@ -159,32 +206,8 @@ async fn write_postgres(
     tools: &PgTools,
 ) -> Result<(ArchiveSum, BTreeMap<String, u64>), OpError> {
     let libpq = LibpqTarget::parse(url);
-    let mut tx = guard(
-        op,
-        "cannot start the snapshot transaction",
-        None,
-        conn.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"),
-    )
-    .await?;
-    // The transaction idles while pg_dump runs; the server must not end it before pg_dump has
-    // imported the snapshot.
-    guard(
-        op,
-        "cannot prepare the snapshot transaction",
-        None,
-        sqlx::query("SET LOCAL idle_in_transaction_session_timeout = 0").execute(&mut *tx),
-    )
-    .await?;
-    let snapshot: String = guard(
-        op,
-        "cannot export a snapshot",
-        None,
-        sqlx::query_scalar("SELECT pg_export_snapshot()").fetch_one(&mut *tx),
-    )
-    .await?;
-    let tables = guard(op, "cannot list the tables", None, pg_tables(&mut tx)).await?;
-    let row_counts = guard(op, "cannot count rows", None, pg_counts(&mut tx, &tables)).await?;
-    let argv = dump_argv(req, tools, names, &snapshot, &libpq);
+    let Snapshot { mut tx, id, tables } = snapshot;
+    let argv = dump_argv(req, tools, names, &id, &libpq);
     op.note(&format!(
         "pg_dump {} of `{}` (PostgreSQL {}) to {}",
         tools.version,
@@ -192,10 +215,17 @@ async fn write_postgres(
         server.version,
         names.archive.display()
     ));
-    let out = run_client(op, argv, libpq.env(), Some(&names.partial)).await;
+    // Counting runs alongside pg_dump, in the exporting transaction itself: its snapshot is the
+    // one pg_dump imports, so the counts are the archive's exactly. The transaction stays open
+    // until both are done, which also keeps the snapshot importable for pg_dump.
+    let (counted, out) = tokio::join!(
+        guard(op, "cannot count rows", None, pg_counts(&mut tx, &tables)),
+        run_client(op, argv, libpq.env(), Some(&names.partial)),
+    );
     // Only a read-only snapshot: nothing to commit.
     let _ = tx.rollback().await;
     exited_ok(op, &out?, "pg_dump")?;
+    let row_counts = counted?;
     let sum = hash_archive(&names.partial, archive_format(req.format), op).await?;
     place(&names.partial, &names.archive)?;
     Ok((sum, row_counts))

@@ -7,7 +7,7 @@ use super::names::Names;
 use super::pg_tools::PgTools;
 use super::postgres::backup_postgres;
 use super::sqlite::backup_sqlite;
-use super::verify::verify_archive;
+use super::verify::verify_written;
 use crate::db::op::{Op, OpError};
 use crate::db::{Db, Dialect, TargetSpec};
 use crate::playbook::{BackupFormat, BackupMode};
@@ -84,8 +84,10 @@ pub(super) struct Archive {
     pub(super) row_counts: BTreeMap<String, u64>,
 }
 
-/// Writes the manifest (the last file of a backup), then verifies the pair if asked. On
-/// failure the backup's files are removed: a backup that failed verification is not one.
+/// Writes the manifest (the last file of a backup), then verifies the pair if asked: the
+/// manifest read back against the sum the archive was hashed to as it was put in place (not a
+/// second read of the archive), then the archive's reading by pg_restore or SQLite. On failure
+/// the backup's files are removed: a backup that failed verification is not one.
 pub(super) async fn finish(
     names: Names,
     archive: Archive,
@@ -94,6 +96,7 @@ pub(super) async fn finish(
     tools: Option<&PgTools>,
     op: &Op<'_>,
 ) -> Result<Backup, OpError> {
+    let sum = (archive.sha256.clone(), archive.size, archive.files.clone());
     let manifest = Manifest {
         runbook_backup: MANIFEST_LAYOUT,
         purpose: req.purpose,
@@ -117,7 +120,7 @@ pub(super) async fn finish(
     let verified_in = if req.verify {
         let began = Instant::now();
         names.or_remove(
-            verify_archive(&names.manifest, tools, op)
+            verify_written(&names.manifest, sum, tools, op)
                 .await
                 .map_err(|e| explain(e, |m| format!("the new backup failed verification: {m}"))),
         )?;

@@ -2,7 +2,7 @@
 //! of a directory archive) against its manifest, then that it reads as what it claims to be.
 
 use super::guard::{check_cancel, guard};
-use super::hash::hash_archive;
+use super::hash::{ArchiveSum, hash_archive};
 use super::manifest::{ArchiveFormat, FileSum, Manifest, read_manifest};
 use super::pg_tools::PgTools;
 use super::postgres::list_archive;
@@ -31,6 +31,27 @@ pub async fn verify_archive(
     tools: Option<&PgTools>,
     op: &Op<'_>,
 ) -> Result<Verified, OpError> {
+    verify(manifest_path, None, tools, op).await
+}
+
+/// Verifies a backup just written, whose archive was hashed as it was put in place (`sum`):
+/// the manifest as read back against that sum, then that the archive reads as what it claims
+/// to be, as [`verify_archive`] does, without reading the whole archive a second time.
+pub(super) async fn verify_written(
+    manifest_path: &Path,
+    sum: ArchiveSum,
+    tools: Option<&PgTools>,
+    op: &Op<'_>,
+) -> Result<Verified, OpError> {
+    verify(manifest_path, Some(sum), tools, op).await
+}
+
+async fn verify(
+    manifest_path: &Path,
+    known: Option<ArchiveSum>,
+    tools: Option<&PgTools>,
+    op: &Op<'_>,
+) -> Result<Verified, OpError> {
     let manifest = read_manifest(manifest_path)?;
     let dir = manifest_path.parent().unwrap_or(Path::new("."));
     let archive = dir.join(&manifest.archive);
@@ -42,7 +63,10 @@ pub async fn verify_archive(
         )));
     }
     op.detail(&format!("{} verifying {}", op.label, manifest.archive));
-    let (sha256, size, files) = hash_archive(&archive, manifest.format, op).await?;
+    let (sha256, size, files) = match known {
+        Some(sum) => sum,
+        None => hash_archive(&archive, manifest.format, op).await?,
+    };
     if manifest.format == ArchiveFormat::Directory {
         check_files(&archive, &manifest.files, &files)?;
     }

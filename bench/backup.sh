@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Backup benchmark (issue 20): runbook's backup step (exact row counts, sha256, manifest,
+# verification) against raw pg_dump of the same database, as a ratio, pair by pair.
+#
+#   bench/backup.sh [SCALE] [PAIRS] [JOBS]     defaults: pgbench scale 20 (~300 MB), 5 pairs, 2 jobs
+#
+# It starts a throwaway PostgreSQL cluster (as the `postgres` OS user when run as root), fills
+# it with `pgbench -i` plus a wide table, then alternates, pair by pair (the machine may be
+# shared: alternating spreads the load over both sides alike):
+#   custom:    `runbook run bk` (format custom, verify on)        vs `pg_dump -Fc`
+#   noverify:  `runbook run bk` (format custom, verify off)       vs `pg_dump -Fc`
+#   directory: `runbook run bkd` (format directory, JOBS, verify) vs `pg_dump -Fd -j JOBS`
+# and prints each pair's ratio and the median per case. RUNBOOK=path picks the binary
+# (default: target/release/runbook; build with `cargo build --release`); BASELINE=path adds a
+# second runbook binary (an older build) timed in the same pairs, for before/after ratios.
+set -euo pipefail
+
+SCALE=${1:-20}
+PAIRS=${2:-5}
+JOBS=${3:-2}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+RUNBOOK=${RUNBOOK:-${CARGO_TARGET_DIR:-$ROOT/target}/release/runbook}
+[ -x "$RUNBOOK" ] || { echo "build first: cargo build --release" >&2; exit 2; }
+BIN=${RUNBOOK_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)}
+WORK=$(mktemp -d /tmp/runbook-bench-backup.XXXXXX)
+PORT=$((20000 + RANDOM % 20000))
+as_pg() { if [ "$(id -u)" = 0 ]; then su postgres -s /bin/sh -c "$*"; else sh -c "$*"; fi; }
+[ "$(id -u)" = 0 ] && chown postgres "$WORK"
+cleanup() { as_pg "$BIN/pg_ctl -D $WORK/data -m immediate stop" >/dev/null 2>&1 || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+as_pg "$BIN/initdb -D $WORK/data -A trust -U postgres" >/dev/null
+as_pg "$BIN/pg_ctl -D $WORK/data -l $WORK/log -w -o '-p $PORT -k $WORK -c listen_addresses=127.0.0.1 -c max_wal_size=4GB' start" >/dev/null
+URL="postgres://postgres@127.0.0.1:$PORT/bench"
+"$BIN/psql" -X -q -d "postgres://postgres@127.0.0.1:$PORT/postgres" -c "CREATE DATABASE bench"
+echo "filling pgbench scale $SCALE and a wide table..."
+"$BIN/pgbench" -q -i -s "$SCALE" "$URL" >/dev/null 2>&1
+"$BIN/psql" -X -q -d "$URL" -c "CREATE TABLE wide AS SELECT g AS id, md5(g::text) AS a, md5((g + 1)::text) AS b, now() AS t FROM generate_series(1, $((SCALE * 50000))) g" -c "ALTER TABLE wide ADD PRIMARY KEY (id)" -c "VACUUM ANALYZE"
+"$BIN/psql" -X -qAt -d "$URL" -c "SELECT 'database size: ' || pg_size_pretty(pg_database_size('bench'))"
+
+PROJECT=$WORK/project
+mkdir -p "$PROJECT/playbooks" "$WORK/raw"
+printf 'name: bk\nsteps:\n  - id: backup\n    backup: { dir: %s/backups }\n' "$WORK" > "$PROJECT/playbooks/bk.yaml"
+printf 'name: bkn\nsteps:\n  - id: backup\n    backup: { dir: %s/backups, verify: false }\n' "$WORK" > "$PROJECT/playbooks/bkn.yaml"
+printf 'name: bkd\nsteps:\n  - id: backup\n    backup: { dir: %s/backups, format: directory, jobs: %s }\n' "$WORK" "$JOBS" > "$PROJECT/playbooks/bkd.yaml"
+
+seconds() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>"$WORK/err" || { cat "$WORK/err" >&2; exit 1; }; e=$(date +%s.%N); awk -v s="$s" -v e="$e" 'BEGIN { printf "%.2f", e - s }'; }
+clean() { rm -rf "$WORK"/backups "$WORK"/raw/*; sync; }
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+
+declare -A RATIOS BRATIOS
+for i in $(seq 1 "$PAIRS"); do
+  for case in custom noverify directory; do
+    case $case in
+      custom) pb=bk; raw=("$BIN/pg_dump" -Fc --file="$WORK/raw/a.dump" --dbname="$URL") ;;
+      noverify) pb=bkn; raw=("$BIN/pg_dump" -Fc --file="$WORK/raw/a.dump" --dbname="$URL") ;;
+      directory) pb=bkd; raw=("$BIN/pg_dump" -Fd -j "$JOBS" --file="$WORK/raw/a.dir" --dbname="$URL") ;;
+    esac
+    # Alternate which side goes first, so neither always meets a warmer cache.
+    clean
+    if [ $((i % 2)) = 1 ]; then
+      a=$(seconds "$RUNBOOK" -C "$PROJECT" run "$pb" --target "$URL"); clean
+      b=$(seconds "${raw[@]}")
+    else
+      b=$(seconds "${raw[@]}"); clean
+      a=$(seconds "$RUNBOOK" -C "$PROJECT" run "$pb" --target "$URL")
+    fi
+    r=$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.3f", a / b }')
+    line="pair $i $case: runbook ${a}s, pg_dump ${b}s, ratio ${r}"
+    RATIOS[$case]="${RATIOS[$case]:-} $r"
+    if [ -n "${BASELINE:-}" ]; then
+      clean
+      c=$(seconds "$BASELINE" -C "$PROJECT" run "$pb" --target "$URL")
+      rc=$(awk -v c="$c" -v b="$b" 'BEGIN { printf "%.3f", c / b }')
+      line="$line; baseline ${c}s, ratio ${rc}"
+      BRATIOS[$case]="${BRATIOS[$case]:-} $rc"
+    fi
+    echo "$line"
+  done
+done
+for case in custom noverify directory; do
+  # shellcheck disable=SC2086
+  echo "median ratio $case: $(median ${RATIOS[$case]}) (of$(printf ' %s' ${RATIOS[$case]}))"
+  if [ -n "${BASELINE:-}" ]; then
+    # shellcheck disable=SC2086
+    echo "  baseline $case: $(median ${BRATIOS[$case]}) (of$(printf ' %s' ${BRATIOS[$case]}))"
+  fi
+done
+echo "(load average: $(cut -d' ' -f1-3 /proc/loadavg); a shared machine: read the ratios, not the seconds)"
