@@ -14,8 +14,24 @@ fn folder_of(file: &Path) -> &Path {
         .unwrap_or(Path::new("."))
 }
 
+/// Whether git could find a repository for `dir`: `GIT_DIR` is set, or `dir` or a folder above
+/// it holds `.git` (a folder, or a file for a worktree or submodule). Outside one, git is not
+/// started at all: a run outside a repository pays for no process.
+fn in_repository(dir: &Path) -> bool {
+    if std::env::var_os("GIT_DIR").is_some() {
+        return true;
+    }
+    let Ok(dir) = std::fs::canonicalize(dir) else {
+        return true;
+    };
+    dir.ancestors().any(|d| d.join(".git").exists())
+}
+
 /// The git commit of the repository a file is in, if it is in one.
 pub fn git_commit(file: &Path) -> Option<String> {
+    if !in_repository(folder_of(file)) {
+        return None;
+    }
     let out = process::output_sync(&["git", "rev-parse", "HEAD"], folder_of(file)).ok()?;
     let text = out.stdout.trim().to_owned();
     (out.code == Some(0) && text.len() == 40).then_some(text)
@@ -27,6 +43,9 @@ pub fn git_commit(file: &Path) -> Option<String> {
 /// `runbook.yaml`) is untracked or ignored, so not in the commit, in whole or in part.
 pub fn git_state(file: &Path, inputs: &[PathBuf]) -> Option<Json> {
     let dir = folder_of(file);
+    if !in_repository(dir) {
+        return None;
+    }
     let top = process::output_sync(&["git", "rev-parse", "--show-toplevel"], dir).ok()?;
     if top.code != Some(0) {
         return None;

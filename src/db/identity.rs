@@ -9,19 +9,41 @@ use sqlx::{Connection, Row};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+/// What a run learns of its target at its start, on one brief connection.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    /// Which database it is, in words (`identity`).
+    pub identity: String,
+    /// The server's version (PostgreSQL's `server_version`); `None` for SQLite, which is asked
+    /// on its own connection.
+    pub server_version: Option<String>,
+}
+
 /// The identity of `target`, in words (`PostgreSQL cluster 7714571821063639548, database
 /// `app` (oid 16384)`, `SQLite file /srv/app.db`). Connects to a PostgreSQL target briefly.
 pub async fn identity(target: &TargetSpec) -> Result<String, ConnectError> {
+    probe(target).await.map(|p| p.identity)
+}
+
+/// The identity of `target` and its server's version, read on the same connection.
+pub async fn probe(target: &TargetSpec) -> Result<Probe, ConnectError> {
     match target {
         TargetSpec::Postgres(url) => {
             let opts = sqlx::postgres::PgConnectOptions::from_str(url)?.application_name("runbook");
             let mut conn = sqlx::PgConnection::connect_with(&opts).await?;
             let found = postgres_identity(&mut conn).await;
             let _ = conn.close().await;
-            Ok(found?)
+            let (identity, version) = found?;
+            Ok(Probe {
+                identity,
+                server_version: Some(version),
+            })
         }
         TargetSpec::Sqlite(path) => sqlite_file(path)
-            .map(|f| format!("SQLite file {}", f.display()))
+            .map(|f| Probe {
+                identity: format!("SQLite file {}", f.display()),
+                server_version: None,
+            })
             .map_err(|e| ConnectError {
                 message: format!("{}: {e}", path.display()),
                 hint: None,
@@ -30,14 +52,16 @@ pub async fn identity(target: &TargetSpec) -> Result<String, ConnectError> {
 }
 
 /// The cluster's system identifier (readable by any role through `pg_control_system()`; a
-/// server that hides it is named by host and port instead) and the database's name and oid.
-async fn postgres_identity(conn: &mut sqlx::PgConnection) -> Result<String, sqlx::Error> {
+/// server that hides it is named by host and port instead) and the database's name and oid;
+/// with the server's version.
+async fn postgres_identity(conn: &mut sqlx::PgConnection) -> Result<(String, String), sqlx::Error> {
     let db = sqlx::query(
-        "SELECT current_database()::text, (SELECT oid::int8 FROM pg_database WHERE datname = current_database())",
+        "SELECT current_database()::text, (SELECT oid::int8 FROM pg_database WHERE datname = current_database()), current_setting('server_version')",
     )
     .fetch_one(&mut *conn)
     .await?;
-    let (name, oid): (String, i64) = (db.try_get(0)?, db.try_get(1)?);
+    let (name, oid, version): (String, i64, String) =
+        (db.try_get(0)?, db.try_get(1)?, db.try_get(2)?);
     let system =
         sqlx::query_scalar::<_, String>("SELECT system_identifier::text FROM pg_control_system()")
             .fetch_one(&mut *conn)
@@ -57,7 +81,7 @@ async fn postgres_identity(conn: &mut sqlx::PgConnection) -> Result<String, sqlx
             format!("PostgreSQL server {host} port {port} (cluster name `{cluster}`)")
         }
     };
-    Ok(format!("{cluster}, database `{name}` (oid {oid})"))
+    Ok((format!("{cluster}, database `{name}` (oid {oid})"), version))
 }
 
 /// The file a SQLite path resolves to: through symlinks and `..`; a database not created yet

@@ -38,7 +38,8 @@ enum Signing {
 
 impl<'a> Journal<'a> {
     /// Opens the audit chain of a run that runs in this process: with the central sink when the
-    /// config names one, and the target's server version in every record. `expected` is the
+    /// config names one, and the target's server version in every record (`known` when the
+    /// caller read it already, else asked here). `expected` is the
     /// head the state store recorded for a run that already has records (a resumed one): a
     /// chain cut short before it is refused.
     #[allow(clippy::too_many_arguments)]
@@ -48,12 +49,15 @@ impl<'a> Journal<'a> {
         record: &RunRecord,
         expected: Option<&Head>,
         file: &Path,
-        target: Option<&TargetSpec>,
+        (target, known): (Option<&TargetSpec>, Option<&str>),
         redactor: Redactor,
         ui: &'a Ui,
     ) -> Result<Journal<'a>, AuditError> {
         let dir = audit_dir(root, config);
-        let server_version = server_version(target).await;
+        let server_version = match known {
+            Some(v) => Some(v.to_owned()),
+            None => server_version(target).await,
+        };
         let meta = audit_meta(record, file, target, server_version.as_deref());
         let log = open_audit(&dir, &record.id, expected, config).await?;
         let signing = signing(config);

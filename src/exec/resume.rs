@@ -401,7 +401,7 @@ impl<'a> Prepared<'_, 'a> {
             self.record,
             self.head,
             file,
-            self.target,
+            (self.target, None),
             redactor,
             ui,
         );

@@ -5,19 +5,19 @@
 
 use super::ExecError;
 use crate::db::TargetSpec;
-use crate::db::identity::identity;
+use crate::db::identity::{Probe, probe};
 use crate::run::RunRecord;
 use crate::ui::Ui;
 
-/// The identity of the target, `None` for a run without one.
+/// The identity of the target (and its server's version), `None` for a run without one.
 pub(super) async fn identity_of(
     target: Option<&TargetSpec>,
     ui: &Ui,
-) -> Result<Option<String>, ExecError> {
+) -> Result<Option<Probe>, ExecError> {
     let Some(t) = target else {
         return Ok(None);
     };
-    identity(t).await.map(Some).map_err(|e| {
+    probe(t).await.map(Some).map_err(|e| {
         if let Some(hint) = e.hint {
             ui.error(
                 &format!("cannot connect to {}: {e}", t.describe()),
@@ -55,7 +55,7 @@ pub(super) async fn check_same_target(
     let Some(recorded) = recorded_identity(started) else {
         return Ok(None);
     };
-    let now = identity_of(target, ui).await?;
+    let now = identity_of(target, ui).await?.map(|p| p.identity);
     if now.as_deref() == Some(recorded.as_str()) {
         return Ok(Some(recorded));
     }

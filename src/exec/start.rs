@@ -43,6 +43,7 @@ pub async fn run(
         plan,
         target,
         identity,
+        server_version,
         guard,
     } = check(project, &playbook, &req, ui).await?;
     // The rules the run is held to (its database's environment's, when that is another).
@@ -82,7 +83,7 @@ pub async fn run(
         ),
         &record,
         &state,
-        target.as_ref(),
+        (target.as_ref(), server_version.as_deref()),
         &redactor,
         ui,
     );
@@ -141,6 +142,8 @@ struct Checked {
     plan: Plan,
     target: Option<TargetSpec>,
     identity: Option<String>,
+    /// The server's version, read with the identity (for the audit records).
+    server_version: Option<String>,
     guard: Guard,
 }
 
@@ -276,7 +279,11 @@ async fn check(
     }
     // The database this run is bound to (resume and approve continue it on that one only),
     // and whose protections it runs under.
-    let identity = identity_of(target.as_ref(), ui).await?;
+    let probe = identity_of(target.as_ref(), ui).await?;
+    let (identity, server_version) = match probe {
+        Some(p) => (Some(p.identity), p.server_version),
+        None => (None, None),
+    };
     let eff = protections::effective(
         &project.root,
         config,
@@ -303,6 +310,7 @@ async fn check(
         plan,
         target,
         identity,
+        server_version,
         guard,
     })
 }
@@ -436,7 +444,7 @@ async fn begin<'a>(
     ),
     record: &RunRecord,
     state: &StateStore,
-    target: Option<&TargetSpec>,
+    (target, server_version): (Option<&TargetSpec>, Option<&str>),
     redactor: &Redactor,
     ui: &'a Ui,
 ) -> Result<Journal<'a>, ExecError> {
@@ -448,7 +456,7 @@ async fn begin<'a>(
         record,
         None,
         file,
-        target,
+        (target, server_version),
         redactor.clone(),
         ui,
     );
