@@ -176,6 +176,26 @@ fn a_deploy_names_what_it_changed(p: &Project) {
         "1 row returned"
     );
 
+    // Every record names the server it ran on: PostgreSQL's version as the server says it
+    // (read with the target's identity), SQLite's library version.
+    let version = records[0]["target"]["server_version"]
+        .as_str()
+        .unwrap_or_default();
+    let expected = if matches!(p.target, Target::Postgres(_)) {
+        p.target.query("SHOW server_version")[0].trim().to_owned()
+    } else {
+        format!(
+            "SQLite {}",
+            p.target.query("SELECT sqlite_version()")[0].trim()
+        )
+    };
+    assert_eq!(version, expected);
+    assert!(
+        records
+            .iter()
+            .all(|r| r["target"]["server_version"] == version)
+    );
+
     let (id, _) = p.last_run();
     let show = p.cmd(&["audit", "show", &id]);
     assert_eq!(show.code, 0, "{}", show.combined());
