@@ -10,39 +10,49 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 /// What a run learns of its target at its start, on one brief connection.
-#[derive(Debug, Clone)]
 pub struct Probe {
     /// Which database it is, in words (`identity`).
     pub identity: String,
     /// The server's version (PostgreSQL's `server_version`); `None` for SQLite, which is asked
     /// on its own connection.
     pub server_version: Option<String>,
+    /// The connection it was read on, when asked to keep it (PostgreSQL): a run's first step
+    /// that needs the database uses it rather than connecting again.
+    pub conn: Option<super::Db>,
 }
 
 /// The identity of `target`, in words (`PostgreSQL cluster 7714571821063639548, database
 /// `app` (oid 16384)`, `SQLite file /srv/app.db`). Connects to a PostgreSQL target briefly.
 pub async fn identity(target: &TargetSpec) -> Result<String, ConnectError> {
-    probe(target).await.map(|p| p.identity)
+    probe(target, false).await.map(|p| p.identity)
 }
 
-/// The identity of `target` and its server's version, read on the same connection.
-pub async fn probe(target: &TargetSpec) -> Result<Probe, ConnectError> {
+/// The identity of `target` and its server's version, read on the same connection; `keep`
+/// keeps that connection open in the answer (PostgreSQL), else it is closed.
+pub async fn probe(target: &TargetSpec, keep: bool) -> Result<Probe, ConnectError> {
     match target {
         TargetSpec::Postgres(url) => {
             let opts = sqlx::postgres::PgConnectOptions::from_str(url)?.application_name("runbook");
             let mut conn = sqlx::PgConnection::connect_with(&opts).await?;
             let found = postgres_identity(&mut conn).await;
-            let _ = conn.close().await;
+            let conn = if keep && found.is_ok() {
+                Some(super::Db::Postgres(conn))
+            } else {
+                let _ = conn.close().await;
+                None
+            };
             let (identity, version) = found?;
             Ok(Probe {
                 identity,
                 server_version: Some(version),
+                conn,
             })
         }
         TargetSpec::Sqlite(path) => sqlite_file(path)
             .map(|f| Probe {
                 identity: format!("SQLite file {}", f.display()),
                 server_version: None,
+                conn: None,
             })
             .map_err(|e| ConnectError {
                 message: format!("{}: {e}", path.display()),

@@ -9,15 +9,17 @@ use crate::db::identity::{Probe, probe};
 use crate::run::RunRecord;
 use crate::ui::Ui;
 
-/// The identity of the target (and its server's version), `None` for a run without one.
+/// The identity of the target (and its server's version, and with `keep` the connection it
+/// was read on), `None` for a run without one.
 pub(super) async fn identity_of(
     target: Option<&TargetSpec>,
+    keep: bool,
     ui: &Ui,
 ) -> Result<Option<Probe>, ExecError> {
     let Some(t) = target else {
         return Ok(None);
     };
-    probe(t).await.map(Some).map_err(|e| {
+    probe(t, keep).await.map(Some).map_err(|e| {
         if let Some(hint) = e.hint {
             ui.error(
                 &format!("cannot connect to {}: {e}", t.describe()),
@@ -55,7 +57,7 @@ pub(super) async fn check_same_target(
     let Some(recorded) = recorded_identity(started) else {
         return Ok(None);
     };
-    let now = identity_of(target, ui).await?.map(|p| p.identity);
+    let now = identity_of(target, false, ui).await?.map(|p| p.identity);
     if now.as_deref() == Some(recorded.as_str()) {
         return Ok(Some(recorded));
     }

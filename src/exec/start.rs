@@ -19,7 +19,7 @@ use super::windows::{self, Admit};
 use super::{ExecError, Outcome, RunRequest};
 use crate::approval::{SigningKey, operator_key};
 use crate::config::Protections;
-use crate::db::TargetSpec;
+use crate::db::{Db, TargetSpec};
 use crate::plan::{self, Plan};
 use crate::project::{Playbook, Project};
 use crate::redact::Redactor;
@@ -44,6 +44,7 @@ pub async fn run(
         target,
         identity,
         server_version,
+        conn,
         guard,
     } = check(project, &playbook, &req, ui).await?;
     // The rules the run is held to (its database's environment's, when that is another).
@@ -119,6 +120,7 @@ pub async fn run(
         guard,
     );
     let mut engine = Engine::new(project, playbook, plan, record, session, ui, cancel);
+    engine.db = conn;
     engine.key = req.key.clone();
     engine.progress.note(&format!(
         "run {}: {} on {} ({})",
@@ -144,6 +146,8 @@ struct Checked {
     identity: Option<String>,
     /// The server's version, read with the identity (for the audit records).
     server_version: Option<String>,
+    /// The connection they were read on, for the first step that needs the database.
+    conn: Option<Db>,
     guard: Guard,
 }
 
@@ -279,10 +283,10 @@ async fn check(
     }
     // The database this run is bound to (resume and approve continue it on that one only),
     // and whose protections it runs under.
-    let probe = identity_of(target.as_ref(), ui).await?;
-    let (identity, server_version) = match probe {
-        Some(p) => (Some(p.identity), p.server_version),
-        None => (None, None),
+    let probe = identity_of(target.as_ref(), true, ui).await?;
+    let (identity, server_version, conn) = match probe {
+        Some(p) => (Some(p.identity), p.server_version, p.conn),
+        None => (None, None, None),
     };
     let eff = protections::effective(
         &project.root,
@@ -311,6 +315,7 @@ async fn check(
         target,
         identity,
         server_version,
+        conn,
         guard,
     })
 }
