@@ -45,8 +45,9 @@ pub(super) async fn fleet_status(
     }
     match format {
         OutputFormat::Json => {
-            let v = serde_json::json!({"fleet": fleet, "targets": targets});
-            ui.data(&serde_json::to_string_pretty(&v).unwrap_or_default());
+            ui.data(&crate::views::to_text(&crate::views::FleetDoc::new(
+                &fleet, &targets,
+            )));
         }
         OutputFormat::Text => {
             let mut out = format!(

@@ -1,14 +1,16 @@
 //! The JSON documents runbook prints for programs (`runs`, `status`, `plan`, `validate`,
-//! `list`, `audit list`, `audit verify` with `--format json`): one shape per concept and one name per field (`run_id`, `environment`;
+//! `list`, `audit list`, `audit verify`, `status fleet-...` with `--format json`): one shape per concept and one name per field (`run_id`, `environment`;
 //! times as RFC 3339 UTC with milliseconds, durations as `*_ms`), each document carrying
 //! [`SCHEMA_VERSION`]. Their JSON Schemas are generated here from the same types (schemars)
 //! and committed under `schemas/` (`runbook schema --output NAME`).
 
 mod audit;
+mod fleet;
 mod plan;
 mod run;
 
 pub use audit::{AuditListDoc, AuditRunView, VerdictView, VerifyDoc};
+pub use fleet::{FleetDoc, FleetTargetView, FleetView};
 pub use plan::{PlanDoc, PlaybookView, PlaybooksDoc, ValidationDoc};
 pub use run::{EventView, RunView, RunsDoc, StatusDoc, StepView};
 
@@ -43,10 +45,12 @@ pub enum Doc {
     AuditVerify,
     /// `runbook list --format json`
     List,
+    /// `runbook status fleet-... --format json`
+    Fleet,
 }
 
 impl Doc {
-    pub const ALL: [Doc; 7] = [
+    pub const ALL: [Doc; 8] = [
         Doc::Runs,
         Doc::Status,
         Doc::Plan,
@@ -54,6 +58,7 @@ impl Doc {
         Doc::AuditList,
         Doc::AuditVerify,
         Doc::List,
+        Doc::Fleet,
     ];
 
     /// The committed file under `schemas/`.
@@ -66,6 +71,7 @@ impl Doc {
             Doc::AuditList => "audit-list.schema.json",
             Doc::AuditVerify => "audit-verify.schema.json",
             Doc::List => "list.schema.json",
+            Doc::Fleet => "fleet.schema.json",
         }
     }
 
@@ -79,6 +85,7 @@ impl Doc {
             Doc::AuditList => "audit-list",
             Doc::AuditVerify => "audit-verify",
             Doc::List => "list",
+            Doc::Fleet => "fleet",
         }
     }
 
@@ -95,6 +102,7 @@ impl Doc {
             Doc::AuditList => generator.into_root_schema_for::<AuditListDoc>(),
             Doc::AuditVerify => generator.into_root_schema_for::<VerifyDoc>(),
             Doc::List => generator.into_root_schema_for::<PlaybooksDoc>(),
+            Doc::Fleet => generator.into_root_schema_for::<FleetDoc>(),
         };
         let mut json = serde_json::to_value(root).unwrap_or(Json::Null);
         closed(&mut json);

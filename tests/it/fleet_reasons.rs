@@ -56,8 +56,8 @@ fn status_of_a_fleet_names_each_targets_run_exit_code_and_reason() {
     stable!({ insta::assert_snapshot!(status.combined()) });
 
     let json = p.cmd(&["status", &fleet, "--format", "json"]);
-    let v: serde_json::Value =
-        serde_json::from_str(&json.stdout).unwrap_or_else(|_| panic!("{}", json.combined()));
+    let v = crate::json_outputs::valid(runbook::views::Doc::Fleet, &json.stdout);
+    assert_eq!(v["fleet"]["fleet_id"], fleet.as_str(), "{v}");
     let targets = v["targets"].as_array().expect("targets");
     let down = targets.iter().find(|t| t["target"] == "down").unwrap();
     assert_eq!(down["status"], "failed", "{v}");
@@ -86,8 +86,7 @@ fn a_target_whose_run_failed_gives_the_runs_error() {
     let out = p.cmd(&["run", "p", "--env", "tenants", "--targets", "all"]);
     assert_eq!(out.code, 1, "{}", out.combined());
     let status = p.cmd(&["status", &fleet_id(&out.stderr), "--format", "json"]);
-    let v: serde_json::Value =
-        serde_json::from_str(&status.stdout).unwrap_or_else(|_| panic!("{}", status.combined()));
+    let v = crate::json_outputs::valid(runbook::views::Doc::Fleet, &status.stdout);
     let t = &v["targets"][0];
     assert_eq!(t["exit_code"], 1, "{v}");
     assert!(t["run_id"].is_string(), "{v}");

@@ -21,7 +21,7 @@ fn committed_output_schemas_are_current() {
 }
 
 /// `doc` parsed from `text` and checked against the committed schema of `kind`.
-fn valid(kind: Doc, text: &str) -> serde_json::Value {
+pub(crate) fn valid(kind: Doc, text: &str) -> serde_json::Value {
     let doc: serde_json::Value =
         serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"));
     let path = repo().join("schemas").join(kind.file_name());
