@@ -18,19 +18,9 @@ set -euo pipefail
 SCALE=${1:-20}
 PAIRS=${2:-5}
 JOBS=${3:-2}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-RUNBOOK=${RUNBOOK:-${CARGO_TARGET_DIR:-$ROOT/target}/release/runbook}
-[ -x "$RUNBOOK" ] || { echo "build first: cargo build --release" >&2; exit 2; }
-BIN=${RUNBOOK_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)}
-WORK=$(mktemp -d /tmp/runbook-bench-backup.XXXXXX)
-PORT=$((20000 + RANDOM % 20000))
-as_pg() { if [ "$(id -u)" = 0 ]; then su postgres -s /bin/sh -c "$*"; else sh -c "$*"; fi; }
-[ "$(id -u)" = 0 ] && chown postgres "$WORK"
-cleanup() { as_pg "$BIN/pg_ctl -D $WORK/data -m immediate stop" >/dev/null 2>&1 || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-
-as_pg "$BIN/initdb -D $WORK/data -A trust -U postgres" >/dev/null
-as_pg "$BIN/pg_ctl -D $WORK/data -l $WORK/log -w -o '-p $PORT -k $WORK -c listen_addresses=127.0.0.1 -c max_wal_size=4GB' start" >/dev/null
+BENCH=backup
+. "$(dirname "$0")/cluster.sh"
+start_cluster -c max_wal_size=4GB
 URL="postgres://postgres@127.0.0.1:$PORT/bench"
 "$BIN/psql" -X -q -d "postgres://postgres@127.0.0.1:$PORT/postgres" -c "CREATE DATABASE bench"
 echo "filling pgbench scale $SCALE and a wide table..."

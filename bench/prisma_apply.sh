@@ -12,19 +12,9 @@ set -euo pipefail
 
 FILES=${1:-150}
 PAIRS=${2:-5}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-RUNBOOK=${RUNBOOK:-$ROOT/target/release/runbook}
-[ -x "$RUNBOOK" ] || { echo "build first: cargo build --release" >&2; exit 2; }
-BIN=${RUNBOOK_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)}
-WORK=$(mktemp -d /tmp/runbook-bench-prisma.XXXXXX)
-PORT=$((20000 + RANDOM % 20000))
-as_pg() { if [ "$(id -u)" = 0 ]; then su postgres -s /bin/sh -c "$*"; else sh -c "$*"; fi; }
-[ "$(id -u)" = 0 ] && chown postgres "$WORK"
-cleanup() { as_pg "$BIN/pg_ctl -D $WORK/data -m immediate stop" >/dev/null 2>&1 || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-
-as_pg "$BIN/initdb -D $WORK/data -A trust -U postgres" >/dev/null
-as_pg "$BIN/pg_ctl -D $WORK/data -l $WORK/log -w -o '-p $PORT -k $WORK -c listen_addresses=127.0.0.1' start" >/dev/null
+BENCH=prisma
+. "$(dirname "$0")/cluster.sh"
+start_cluster
 ADMIN="postgres://postgres@127.0.0.1:$PORT/postgres"
 
 # The folder: every 5th migration creates a table (with an index and a foreign key to the
