@@ -186,14 +186,7 @@ async fn finish(
 fn file_error(error: sqlx::Error, done: usize, layout: &Layout, sql: &str) -> FileError {
     let line = postgres::error_position(&error)
         .and_then(|pos| pos.checked_sub(layout.head_chars))
-        .and_then(|chars| {
-            let byte = sql
-                .char_indices()
-                .nth(chars.saturating_sub(1))
-                .map_or(sql.len(), |(b, _)| b);
-            (byte < sql.len() || chars == sql.chars().count() + 1)
-                .then(|| super::script::line_of(sql, byte))
-        })
+        .and_then(|chars| postgres::line_at_char(sql, chars))
         .or_else(|| {
             pieces(true, sql)
                 .get(done.saturating_sub(layout.head))

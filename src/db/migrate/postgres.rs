@@ -138,13 +138,19 @@ pub(super) fn error_position(e: &sqlx::Error) -> Option<usize> {
 
 /// The 1-based line in `text` of a PostgreSQL error position in the chunk at byte `offset`.
 pub(super) fn error_line(e: &sqlx::Error, text: &str, offset: usize) -> Option<usize> {
-    let chars = error_position(e)?;
     let chunk = text.get(offset..)?;
-    let byte = chunk
+    let line = line_at_char(chunk, error_position(e)?)?;
+    Some(line_of(text, offset) + line - 1)
+}
+
+/// The 1-based line of the 1-based character position `chars` in `text` (one past its end
+/// names the end of input, as the server does); `None` beyond that.
+pub(super) fn line_at_char(text: &str, chars: usize) -> Option<usize> {
+    let byte = text
         .char_indices()
         .nth(chars.saturating_sub(1))
-        .map_or(chunk.len(), |(b, _)| b);
-    Some(line_of(text, offset + byte))
+        .map_or(text.len(), |(b, _)| b);
+    (byte < text.len() || chars == text.chars().count() + 1).then(|| line_of(text, byte))
 }
 
 pub(super) async fn table_exists(c: &mut PgConnection, table: &str) -> Result<bool, sqlx::Error> {
