@@ -51,19 +51,22 @@ pub async fn run(
     let protections = guard.protections.rules.clone();
     let (approve_key, operator_key) = keys(project, &req, &protections, ui)?;
     let redactor = redactor_for(project.config_def(), &plan.values, target.as_ref());
-    // The redactor is the global one: opening the state store reports through it.
-    let state = open_state(project, req.state.as_deref(), ui).await?;
     let operator = run::operator();
     let run_id = run::new_run_id();
-    let lock = take_lock(
-        target.as_ref(),
-        &run_id,
-        &operator,
-        req.lock_wait,
-        ui,
-        &redactor,
-    )
-    .await?;
+    // The state store opens while the run lock is taken (each waits on its own IO); the first
+    // to fail ends both, and a lock given up that way is released by its connection's end.
+    // The redactor is the global one: opening the state store reports through it.
+    let (state, lock) = tokio::try_join!(
+        open_state(project, req.state.as_deref(), ui),
+        take_lock(
+            target.as_ref(),
+            &run_id,
+            &operator,
+            req.lock_wait,
+            ui,
+            &redactor,
+        )
+    )?;
     let record = new_record(
         project,
         &playbook,

@@ -475,6 +475,52 @@ fn a_held_migration_lock_is_waited_for_and_named() {
     assert_eq!(ap["count"], 1);
 }
 
+/// The migration lock is held by the connection that runs the migrations (no connection of its
+/// own), named after the run while it holds it and given its name back after; a migration that
+/// releases every advisory lock itself is noted, not silently run past.
+#[test]
+fn the_migration_lock_is_held_by_the_migrating_connection() {
+    let p = postgres();
+    mig(
+        &p,
+        "001_who.sql",
+        &format!(
+            "CREATE TABLE who AS SELECT current_setting('application_name') AS name, \
+             (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() \
+              AND ((classid::bigint << 32) | objid::bigint) = {LOCK_KEY}) AS held, \
+             (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+              AND application_name LIKE 'runbook migrate%') AS named;\n"
+        ),
+    );
+    let (out, _) = migrate(&p, "action: apply");
+    ok(&out);
+    let (run, _) = p.last_run();
+    assert_eq!(
+        p.target
+            .query("SELECT name || ' ' || held || ' ' || named FROM who"),
+        [format!("runbook migrate run={run} 1 1")],
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("no longer held"), "{}", out.stderr);
+
+    mig(
+        &p,
+        "002_unlock_all.sql",
+        "-- runbook:no-transaction\nSELECT pg_advisory_unlock_all();\n",
+    );
+    let (out, ap) = migrate(&p, "action: apply");
+    ok(&out);
+    assert_eq!(ap["count"], 1);
+    assert!(
+        out.stderr.contains(
+            "the migration lock was no longer held when the migrations ended: a migration released it"
+        ),
+        "{}",
+        out.stderr
+    );
+}
+
 #[test]
 fn a_no_transaction_migration_builds_indexes_concurrently() {
     let p = postgres();

@@ -52,7 +52,7 @@ pub async fn apply(
         .map_err(OpError::nothing_committed)?;
     let result = apply_locked(db, set, upto, settings, &mut lock, op).await;
     let (waited, attempts) = (lock.waited, lock.attempts);
-    lock.release().await;
+    lock.release(db, op).await;
     result.map(|mut r| {
         r.lock_waited = waited;
         r.lock_attempts = attempts;

@@ -33,7 +33,7 @@ pub async fn baseline(
     }
     let lock = MigrationLock::acquire(target, db, op).await?;
     let result = baseline_locked(db, set, version, op).await;
-    lock.release().await;
+    lock.release(db, op).await;
     result
 }
 

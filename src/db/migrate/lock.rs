@@ -1,6 +1,9 @@
-//! The migration lock: on PostgreSQL a session advisory lock on a dedicated connection,
-//! polled (never a blocking call) and released on every path; the same connection cancels a
-//! statement running on the target connection. SQLite needs none beyond the run lock.
+//! The migration lock: on PostgreSQL a session advisory lock taken on the connection that
+//! runs the migrations (as Prisma, Flyway and sqlx take theirs), polled (never a blocking
+//! call) and released on every path; the server releases it too when that connection ends.
+//! While it is held the connection is named after the run, so a waiting operator sees who
+//! holds it. A statement running on that connection is cancelled from a second connection,
+//! opened only when a cancel is needed. SQLite needs no lock beyond the run lock.
 
 use super::postgres;
 use crate::db::op::{Op, OpError};
@@ -20,94 +23,115 @@ pub const LOCK_WAIT: Duration = Duration::from_secs(60);
 
 /// The migration lock (see the module docs). Release it with [`MigrationLock::release`].
 pub struct MigrationLock {
-    conn: Option<sqlx::PgConnection>,
-    /// The target connection's backend, cancelled through `conn` when the run stops.
-    worker_pid: Option<i32>,
+    /// Where a cancel connects to, and the backend that holds the lock and runs the
+    /// migrations (PostgreSQL only).
+    worker: Option<Worker>,
     /// How long taking the lock took, and how many tries.
     pub waited: Duration,
     pub attempts: u32,
 }
 
+struct Worker {
+    url: String,
+    pid: i32,
+    /// The connection's `application_name` before it was named after the run.
+    name: String,
+}
+
 impl MigrationLock {
-    /// Takes the lock for the target `db` is connected to, polling every [`LOCK_POLL`] for at
-    /// most [`LOCK_WAIT`]; SQLite needs no lock beyond the run lock.
+    /// Takes the lock on the connection `db` holds to the target, polling every
+    /// [`LOCK_POLL`] for at most [`LOCK_WAIT`]; SQLite needs no lock beyond the run lock.
     pub async fn acquire(
         target: &TargetSpec,
         db: &mut Db,
         op: &Op<'_>,
     ) -> Result<MigrationLock, OpError> {
         let started = Instant::now();
-        let (TargetSpec::Postgres(url), Db::Postgres(worker)) = (target, &mut *db) else {
+        let (TargetSpec::Postgres(url), Db::Postgres(conn)) = (target, &mut *db) else {
             return Ok(MigrationLock {
-                conn: None,
-                worker_pid: None,
+                worker: None,
                 waited: Duration::ZERO,
                 attempts: 0,
             });
         };
-        let worker_pid = postgres::backend_pid(worker)
+        let tag: String = format!("runbook migrate run={}", op.run_id)
+            .chars()
+            .take(63)
+            .collect();
+        let (pid, name, got) = postgres::lock_named(conn, &tag)
             .await
-            .map_err(|e| super::db_failed("cannot read the backend pid", &e))?;
-        let conn = postgres::lock_connection(url, &op.run_id)
-            .await
-            .map_err(|e| OpError::failed(format!("cannot take the migration lock: {e}")))?;
-        let (conn, attempts) = poll(conn, started, op).await?;
+            .map_err(|e| super::db_failed("cannot take the migration lock", &e))?;
+        let worker = Worker {
+            url: url.clone(),
+            pid,
+            name,
+        };
+        let attempts = match poll(conn, got, started, op).await {
+            Ok(n) => n,
+            Err(e) => {
+                postgres::rename(conn, &worker.name).await;
+                return Err(e);
+            }
+        };
         Ok(MigrationLock {
-            conn: Some(conn),
-            worker_pid: Some(worker_pid),
+            worker: Some(worker),
             waited: started.elapsed(),
             attempts,
         })
     }
 
-    /// Releases the lock and closes its connection. Dropping it instead also releases the
-    /// lock: the server ends the session when the connection closes.
-    pub async fn release(mut self) {
-        if let Some(mut c) = self.conn.take() {
-            postgres::unlock(&mut c).await;
-            let _ = c.close().await;
+    /// Releases the lock on `db`, the connection it was taken on, and gives the connection
+    /// its name back. When that fails (the connection broke) the server releases the lock as
+    /// the connection ends. A lock a migration released itself (`pg_advisory_unlock_all`,
+    /// `DISCARD ALL`) is noted: the migrations after it ran without it.
+    pub async fn release(mut self, db: &mut Db, op: &Op<'_>) {
+        let (Some(w), Db::Postgres(conn)) = (self.worker.take(), db) else {
+            return;
+        };
+        if postgres::unlock(conn, &w.name).await == Some(false) {
+            op.note(
+                "the migration lock was no longer held when the migrations ended: a migration released it (pg_advisory_unlock_all or DISCARD ALL)",
+            );
         }
     }
 
-    /// Asks the server to cancel the statement running on the target connection.
+    /// Asks the server to cancel the statement running on the connection that holds the
+    /// lock, from a connection opened for it.
     pub(super) async fn cancel_worker(&mut self) -> bool {
-        let (Some(c), Some(pid)) = (self.conn.as_mut(), self.worker_pid) else {
+        let Some(w) = self.worker.as_ref() else {
             return false;
         };
-        postgres::cancel_backend(c, pid).await
+        let Ok(mut side) = postgres::side_connection(&w.url, "runbook cancel").await else {
+            return false;
+        };
+        let cancelled = postgres::cancel_backend(&mut side, w.pid).await;
+        let _ = side.close().await;
+        cancelled
     }
 }
 
-/// Tries the lock on `conn` until it is taken, [`LOCK_WAIT`] has passed or the run stops;
-/// returns the connection holding it and the number of tries. Closes it on failure.
+/// Tries the lock on `conn` (the first try's answer is `got`) until it is taken,
+/// [`LOCK_WAIT`] has passed or the run stops; returns the number of tries.
 async fn poll(
-    mut conn: sqlx::PgConnection,
+    conn: &mut sqlx::PgConnection,
+    mut got: bool,
     started: Instant,
     op: &Op<'_>,
-) -> Result<(sqlx::PgConnection, u32), OpError> {
+) -> Result<u32, OpError> {
     let deadline = started + LOCK_WAIT;
-    let mut attempts = 0;
+    let mut attempts = 1;
     let mut told = false;
     loop {
-        attempts += 1;
-        match postgres::try_lock(&mut conn).await {
-            Ok(true) => {
-                op.note(&format!(
-                    "took the migration lock in {} ({})",
-                    duration(started.elapsed()),
-                    plural(attempts, "attempt", "attempts")
-                ));
-                return Ok((conn, attempts));
-            }
-            Ok(false) => {}
-            Err(e) => {
-                let _ = conn.close().await;
-                return Err(super::db_failed("cannot take the migration lock", &e));
-            }
+        if got {
+            op.note(&format!(
+                "took the migration lock in {} ({})",
+                duration(started.elapsed()),
+                plural(attempts, "attempt", "attempts")
+            ));
+            return Ok(attempts);
         }
-        let holder = postgres::lock_holder(&mut conn).await;
+        let holder = postgres::lock_holder(conn).await;
         if Instant::now() + LOCK_POLL > deadline {
-            let _ = conn.close().await;
             return Err(OpError::failed(format!(
                 "the migration lock is held by {holder}; gave up after {}",
                 duration(LOCK_WAIT)
@@ -117,9 +141,10 @@ async fn poll(
             op.note(&format!("waiting for the migration lock, held by {holder}"));
             told = true;
         }
-        if let Err(e) = op.sleep(LOCK_POLL).await {
-            let _ = conn.close().await;
-            return Err(e);
-        }
+        op.sleep(LOCK_POLL).await?;
+        attempts += 1;
+        got = postgres::try_lock(conn)
+            .await
+            .map_err(|e| super::db_failed("cannot take the migration lock", &e))?;
     }
 }

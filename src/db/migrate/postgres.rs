@@ -349,21 +349,28 @@ pub(super) async fn server_version(c: &mut PgConnection) -> Option<String> {
     v.split_whitespace().next().map(str::to_owned)
 }
 
-pub(super) async fn backend_pid(c: &mut PgConnection) -> Result<i32, sqlx::Error> {
-    sqlx::query_scalar("SELECT pg_backend_pid()")
-        .fetch_one(&mut *c)
-        .await
+/// Names the connection `tag` and tries the migration lock on it, in one round trip; gives
+/// the backend's pid, the connection's name before, and whether the lock was taken.
+pub(super) async fn lock_named(
+    c: &mut PgConnection,
+    tag: &str,
+) -> Result<(i32, String, bool), sqlx::Error> {
+    // A target list is evaluated in order: the name is read before it is set.
+    let (pid, name, _, got): (i32, String, String, bool) = sqlx::query_as(
+        "SELECT pg_backend_pid(), current_setting('application_name'), \
+         set_config('application_name', $2, false), pg_try_advisory_lock($1)",
+    )
+    .bind(LOCK_KEY)
+    .bind(tag)
+    .fetch_one(c)
+    .await?;
+    Ok((pid, name, got))
 }
 
-/// A connection of its own for the migration lock, named after the run so a waiting
-/// operator can see who holds it.
-pub(super) async fn lock_connection(url: &str, run_id: &str) -> Result<PgConnection, sqlx::Error> {
-    let tag: String = format!("runbook migrate run={run_id}")
-        .chars()
-        .take(63)
-        .collect();
+/// A short-lived connection beside the one that runs the migrations (to cancel its statement).
+pub(super) async fn side_connection(url: &str, tag: &str) -> Result<PgConnection, sqlx::Error> {
     sqlx::postgres::PgConnectOptions::from_str(url)?
-        .application_name(&tag)
+        .application_name(tag)
         .connect()
         .await
 }
@@ -375,11 +382,26 @@ pub(super) async fn try_lock(c: &mut PgConnection) -> Result<bool, sqlx::Error> 
         .await
 }
 
-pub(super) async fn unlock(c: &mut PgConnection) {
-    let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
-        .bind(LOCK_KEY)
+/// Gives the connection back its name `name`.
+pub(super) async fn rename(c: &mut PgConnection, name: &str) {
+    let _ = sqlx::query("SELECT set_config('application_name', $1, false)")
+        .bind(name)
         .execute(c)
         .await;
+}
+
+/// Releases the migration lock and gives the connection back its name `name`, in one round
+/// trip: `Some(false)` when the lock was not held, `None` when the connection failed.
+pub(super) async fn unlock(c: &mut PgConnection, name: &str) -> Option<bool> {
+    sqlx::query_as::<_, (bool, String)>(
+        "SELECT pg_advisory_unlock($1), set_config('application_name', $2, false)",
+    )
+    .bind(LOCK_KEY)
+    .bind(name)
+    .fetch_one(c)
+    .await
+    .ok()
+    .map(|(held, _)| held)
 }
 
 /// Asks the server to cancel the statement backend `pid` runs.

@@ -64,7 +64,7 @@ pub async fn rehearse(
 ) -> Result<Rehearsal, OpError> {
     let mut lock = MigrationLock::acquire(target, db, op).await?;
     let result = rehearse_locked(db, set, settings, &mut lock, op).await;
-    lock.release().await;
+    lock.release(db, op).await;
     result
 }
 

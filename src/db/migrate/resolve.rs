@@ -60,7 +60,7 @@ pub async fn resolve(
     };
     let lock = MigrationLock::acquire(target, db, op).await?;
     let result = resolve_locked(db, set, m, how, op).await;
-    lock.release().await;
+    lock.release(db, op).await;
     result
 }
 

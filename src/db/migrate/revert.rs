@@ -42,7 +42,7 @@ pub async fn revert(
 ) -> Result<RevertReport, OpError> {
     let mut lock = MigrationLock::acquire(target, db, op).await?;
     let result = revert_locked(db, set, to, settings, &mut lock, op).await;
-    lock.release().await;
+    lock.release(db, op).await;
     result
 }
 
