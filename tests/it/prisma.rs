@@ -183,6 +183,17 @@ fn apply_writes_prisma_rows_as_prisma_does() {
         ok(&out);
 
         assert_eq!(prisma_columns(&p), prisma_definition(&p));
+        if is_pg(&p) {
+            // Both history tables were created by one transaction (one commit on a fresh
+            // database, not one each).
+            assert_eq!(
+                p.target.query(
+                    "SELECT count(DISTINCT xmin::text) FROM pg_class \
+                     WHERE relname IN ('runbook_migrations', '_prisma_migrations')"
+                ),
+                ["1"]
+            );
+        }
         // The checksum is over the bytes as stored (CRLF kept), as Prisma computes it.
         assert_eq!(
             prisma_rows(&p),

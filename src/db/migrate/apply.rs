@@ -174,10 +174,7 @@ async fn apply_locked(
     op: &Op<'_>,
 ) -> Result<ApplyReport, OpError> {
     let before = async {
-        ensure_history(db).await?;
-        if prisma::kept_for(&set.migrations) {
-            prisma::ensure(db).await?;
-        }
+        ensure_history(db, prisma::kept_for(&set.migrations)).await?;
         let st = status(db, set).await?;
         preflight(db, &st).await?;
         let adopted = adopt_prisma(db, set, &st, &op.run_id).await?;

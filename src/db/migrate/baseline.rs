@@ -43,10 +43,7 @@ async fn baseline_locked(
     version: &str,
     op: &Op<'_>,
 ) -> Result<BaselineReport, OpError> {
-    ensure_history(db).await?;
-    if prisma::kept_for(&set.migrations) {
-        prisma::ensure(db).await?;
-    }
+    ensure_history(db, prisma::kept_for(&set.migrations)).await?;
     let st = status(db, set).await?;
     let marked: Vec<PendingMigration> = st
         .pending

@@ -1,6 +1,7 @@
 //! The history table (`runbook_migrations`) and Prisma's (`_prisma_migrations`): reading them,
 //! and writing and removing rows. The SQL of each dialect lives in `postgres.rs`/`sqlite.rs`.
 
+use super::prisma::PRISMA_TABLE;
 use super::source::Migration;
 use super::tx;
 use super::version::compare_versions;
@@ -68,15 +69,30 @@ async fn table_exists(db: &mut Db, table: &str) -> Result<bool, sqlx::Error> {
     }
 }
 
-/// Creates the history table when it does not exist.
-pub(super) async fn ensure_history(db: &mut Db) -> Result<(), OpError> {
-    let ddl = match db {
-        Db::Postgres(_) => postgres::HISTORY_DDL,
-        Db::Sqlite(_) => sqlite::HISTORY_DDL,
+/// Creates the history table when it does not exist, and Prisma's (with Prisma's definition)
+/// when `prisma` and it does not exist: both in one transaction, so a fresh database pays one
+/// commit for them.
+pub(super) async fn ensure_history(db: &mut Db, prisma: bool) -> Result<(), OpError> {
+    let what = if prisma {
+        format!("cannot create `{HISTORY_TABLE}` and `{PRISMA_TABLE}`")
+    } else {
+        format!("cannot create `{HISTORY_TABLE}`")
     };
-    tx::exec(db, ddl)
-        .await
-        .map_err(|e| db_failed(&format!("cannot create `{HISTORY_TABLE}`"), &e))
+    let with_prisma = prisma
+        && !super::prisma::table_exists(db)
+            .await
+            .map_err(|e| db_failed(&what, &e))?;
+    let ddl = match (&*db, with_prisma) {
+        (Db::Postgres(_), false) => postgres::HISTORY_DDL.to_owned(),
+        (Db::Postgres(_), true) => format!(
+            "{};\n{}",
+            postgres::HISTORY_DDL,
+            super::prisma::POSTGRES_DDL
+        ),
+        (Db::Sqlite(_), false) => sqlite::HISTORY_DDL.to_owned(),
+        (Db::Sqlite(_), true) => format!("{};\n{}", sqlite::HISTORY_DDL, super::prisma::SQLITE_DDL),
+    };
+    tx::exec(db, &ddl).await.map_err(|e| db_failed(&what, &e))
 }
 
 /// The history table's rows, by version; empty when the table does not exist yet.

@@ -11,7 +11,6 @@
 use super::db_failed;
 use super::postgres::literal;
 use super::source::Migration;
-use super::tx;
 use crate::db::Db;
 use crate::db::op::OpError;
 use chrono::{DateTime, Utc};
@@ -21,7 +20,7 @@ use std::time::Duration;
 pub const PRISMA_TABLE: &str = "_prisma_migrations";
 
 /// The table as Prisma's migration engine creates it on PostgreSQL.
-const POSTGRES_DDL: &str = "CREATE TABLE _prisma_migrations (
+pub(super) const POSTGRES_DDL: &str = "CREATE TABLE _prisma_migrations (
     id                      VARCHAR(36) PRIMARY KEY NOT NULL,
     checksum                VARCHAR(64) NOT NULL,
     finished_at             TIMESTAMPTZ,
@@ -33,7 +32,7 @@ const POSTGRES_DDL: &str = "CREATE TABLE _prisma_migrations (
 )";
 
 /// The table as Prisma's migration engine creates it on SQLite.
-const SQLITE_DDL: &str = "CREATE TABLE \"_prisma_migrations\" (
+pub(super) const SQLITE_DDL: &str = "CREATE TABLE \"_prisma_migrations\" (
     \"id\"                    TEXT PRIMARY KEY NOT NULL,
     \"checksum\"              TEXT NOT NULL,
     \"finished_at\"           DATETIME,
@@ -64,19 +63,6 @@ pub(super) async fn table_exists(db: &mut Db) -> Result<bool, sqlx::Error> {
         Db::Postgres(c) => super::postgres::table_exists(c, PRISMA_TABLE).await,
         Db::Sqlite(c) => super::sqlite::table_exists(c, PRISMA_TABLE).await,
     }
-}
-
-/// Creates Prisma's table with Prisma's definition when it does not exist.
-pub(super) async fn ensure(db: &mut Db) -> Result<(), OpError> {
-    let what = format!("cannot create `{PRISMA_TABLE}`");
-    if table_exists(db).await.map_err(|e| db_failed(&what, &e))? {
-        return Ok(());
-    }
-    let ddl = match db {
-        Db::Postgres(_) => POSTGRES_DDL,
-        Db::Sqlite(_) => SQLITE_DDL,
-    };
-    tx::exec(db, ddl).await.map_err(|e| db_failed(&what, &e))
 }
 
 /// A random UUID v4, as Prisma gives each row.

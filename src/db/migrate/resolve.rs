@@ -131,10 +131,7 @@ async fn resolve_locked(
     how: Resolution,
     op: &Op<'_>,
 ) -> Result<ResolveReport, OpError> {
-    ensure_history(db).await?;
-    if m.prisma_name.is_some() {
-        prisma::ensure(db).await?;
-    }
+    ensure_history(db, m.prisma_name.is_some()).await?;
     let s = standing(db, m).await?;
     check(m, how, &s)?;
     let what = format!("cannot update `{HISTORY_TABLE}` and `{PRISMA_TABLE}`");
