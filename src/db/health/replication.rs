@@ -33,12 +33,16 @@ struct Replica {
 }
 
 impl Replica {
-    /// The replay lag in seconds when it is known: the server's figure, or 0 when the replica
-    /// has replayed everything written here (the server then reports none).
+    /// The replay lag in seconds when it is known: 0 when the replica has replayed everything
+    /// written here (the server's own figure is then the last one it measured, kept for a
+    /// moment), else the server's figure.
     fn lag(&self) -> Option<f64> {
         self.state.as_ref()?;
-        self.replay_seconds
-            .or(if self.replay_bytes == Some(0) { Some(0.0) } else { None })
+        if self.replay_bytes == Some(0) {
+            Some(0.0)
+        } else {
+            self.replay_seconds
+        }
     }
 
     fn label(&self) -> String {
