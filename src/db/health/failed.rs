@@ -119,7 +119,7 @@ impl Pg<'_> {
         Ok(graded(C, per_minute, self.opts, json!(per_minute), message)
             .with("rolled_back", rolled_back)
             .with("committed", committed)
-            .with("window_seconds", round1(seconds))
+            .with("window_seconds", (seconds * 1000.0).round() / 1000.0)
             .with("rolled_back_since_reset", last.rolled_back)
             .with("stats_reset", last.stats_reset))
     }

@@ -1,12 +1,14 @@
 //! Tablespace usage (PostgreSQL): each tablespace's size (`pg_tablespace_size`, which the
 //! server shows for the database's own default tablespace, and for others to a role with
-//! CREATE on them or pg_read_all_stats; hidden otherwise, and said so) and the free disk of
-//! the filesystem holding it, graded like `disk_space` on the tablespace with the least.
-//! Free disk is measured only where `disk_space` would measure it: runbook runs beside the
-//! server and the server's pid file proves its data directory is the one seen here (the
-//! built-in tablespaces live there, the others at their location). Where it cannot be
-//! measured the check is skipped saying why, with the sizes it did read; never a made-up
-//! figure.
+//! CREATE on them or pg_read_all_stats; hidden otherwise, and said so) and, for a tablespace
+//! with a location of its own, the free disk of the filesystem holding it, graded like
+//! `disk_space` on the one with the least. The built-in tablespaces (`pg_default`,
+//! `pg_global`) live in the data directory, whose free disk is `disk_space`'s figure (measured
+//! there, or from the environment's `disk_limit`/`disk_command`): they are sized, not graded
+//! twice. Free disk is measured only where `disk_space` would measure it: runbook runs beside
+//! the server and the server's pid file proves its data directory is the one seen here, so its
+//! paths mean the same here. Where nothing can be graded the check is skipped saying why, with
+//! the sizes it read; never a made-up figure.
 
 use super::grade::{graded, num};
 use super::postgres::Pg;
@@ -35,7 +37,12 @@ impl Pg<'_> {
         for r in &rows {
             spaces.push((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?));
         }
-        let data_dir = self.local_data_dir().await?;
+        // Only a tablespace outside the data directory needs the directory confirmed.
+        let data_dir = if spaces.iter().any(|(_, l, _)| !l.is_empty()) {
+            self.local_data_dir().await?
+        } else {
+            Err(String::new())
+        };
         let mut list = Vec::new();
         let mut worst: Option<(f64, String)> = None;
         let mut unknown = Vec::new();
@@ -45,31 +52,30 @@ impl Pg<'_> {
                 Some(b) => format!("{name} {}", bytes((*b).max(0) as u64)),
                 None => format!("{name} size hidden"),
             });
-            // The built-in tablespaces have no location: they are in the data directory.
-            let dir = match (&data_dir, location.is_empty()) {
-                (Ok(d), true) => Ok(d.clone()),
-                (Ok(_), false) => Ok(PathBuf::from(location)),
-                (Err(why), _) => Err(why.clone()),
-            };
-            let free = dir.and_then(|d| {
-                super::disk::statvfs(&d)
-                    .map_err(|e| format!("cannot measure `{}`: {e}", d.display()))
-                    .and_then(|(free, total)| {
-                        if total == 0 {
-                            Err(format!("the filesystem at `{}` reports no size", d.display()))
-                        } else {
-                            Ok((free, total, d))
-                        }
-                    })
-            });
             let mut entry = json!({
                 "name": name,
                 "location": location,
                 "bytes": size,
                 "free_percent": Json::Null,
+                "in_data_directory": location.is_empty(),
+            });
+            if location.is_empty() {
+                list.push(entry);
+                continue;
+            }
+            let free = data_dir.clone().and_then(|_| {
+                let d = PathBuf::from(location);
+                match super::disk::statvfs(&d) {
+                    Err(e) => Err(format!("cannot measure `{}`: {e}", d.display())),
+                    Ok((_, 0)) => Err(format!(
+                        "the filesystem at `{}` reports no size",
+                        d.display()
+                    )),
+                    Ok((free, total)) => Ok((free, total)),
+                }
             });
             match free {
-                Ok((free, total, d)) => {
+                Ok((free, total)) => {
                     let pct = percent(free as f64, total as f64);
                     if worst.as_ref().is_none_or(|(w, _)| pct < *w) {
                         worst = Some((pct, name.clone()));
@@ -77,7 +83,6 @@ impl Pg<'_> {
                     entry["free_percent"] = json!(pct);
                     entry["free_bytes"] = json!(free);
                     entry["total_bytes"] = json!(total);
-                    entry["path"] = json!(d.display().to_string());
                 }
                 Err(why) => {
                     entry["free_unknown"] = json!(why);
@@ -87,6 +92,15 @@ impl Pg<'_> {
             list.push(entry);
         }
         let sizes = sizes.join(", ");
+        if unknown.is_empty() && worst.is_none() {
+            return Ok(CheckResult::skip(
+                C,
+                format!(
+                    "only the built-in tablespaces, in the data directory (disk_space grades its free space); sizes: {sizes}"
+                ),
+            )
+            .with("tablespaces", list));
+        }
         let Some((pct, name)) = worst else {
             // Nothing measured: the same reason for every tablespace when the data directory
             // cannot be confirmed, so say it once.
@@ -100,17 +114,17 @@ impl Pg<'_> {
             };
             return Ok(CheckResult::skip(
                 C,
-                format!("free disk under the tablespaces unknown: {why}; sizes: {sizes}"),
+                format!("free space under the tablespaces unknown: {why}; sizes: {sizes}"),
             )
             .with("tablespaces", list));
         };
         let mut message = format!(
-            "{}% free under `{name}`, the least of any tablespace; sizes: {sizes}",
+            "{}% free under `{name}`, the least of the tablespaces outside the data directory; sizes: {sizes}",
             num(pct)
         );
         if !unknown.is_empty() {
             let names: Vec<&str> = unknown.iter().map(|(n, _)| n.as_str()).collect();
-            message.push_str(&format!("; free disk unknown for {}", names.join(", ")));
+            message.push_str(&format!("; free space unknown for {}", names.join(", ")));
         }
         let mut result = graded(C, pct, self.opts, json!(pct), message).with("tablespaces", list);
         if !unknown.is_empty() {
