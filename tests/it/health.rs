@@ -136,7 +136,10 @@ fn a_healthy_postgres_database_passes_every_check() {
     // window); replication_lag is skipped (no replicas).
     assert_eq!(checks.len(), 23, "{o:#}");
     assert_eq!(check(&o, "replication_lag")["status"], "skip", "{o:#}");
-    assert!(check(&o, "settings")["value"].as_u64().unwrap() > 0, "{o:#}");
+    assert!(
+        check(&o, "settings")["value"].as_u64().unwrap() > 0,
+        "{o:#}"
+    );
     let passed = checks.values().filter(|c| c["status"] == "pass").count();
     assert_eq!(o["passed"], passed as u64);
 

@@ -106,7 +106,9 @@ fn tablespaces_are_sized_and_their_free_disk_measured_or_skipped_saying_why() {
     assert!(ts["value"].is_null(), "{ts:#}");
     let message = ts["message"].as_str().unwrap();
     assert!(
-        message.starts_with("free space under the tablespaces unknown: role `app` may not read the data directory"),
+        message.starts_with(
+            "free space under the tablespaces unknown: role `app` may not read the data directory"
+        ),
         "{message}"
     );
     let list = ts["tablespaces"].as_array().unwrap();
@@ -168,14 +170,20 @@ fn settings_are_reviewed_as_a_session_of_the_role_and_database_starts() {
              ALTER DATABASE {db} SET log_min_duration_statement = 1000"
         ),
     );
-    let (code, o, _) = health(&url, "settings", "      thresholds:\n        settings: { fail: 6 }\n");
+    let (code, o, _) = health(
+        &url,
+        "settings",
+        "      thresholds:\n        settings: { fail: 6 }\n",
+    );
     assert_eq!(code, 1, "six settings left, failing at 6: {o:#}");
     let (code, o, _) = health(&url, "settings", "");
     assert_eq!(code, 0);
     expected.retain(|n| {
         !matches!(
             *n,
-            "statement_timeout" | "idle_in_transaction_session_timeout" | "log_min_duration_statement"
+            "statement_timeout"
+                | "idle_in_transaction_session_timeout"
+                | "log_min_duration_statement"
         )
     });
     assert_eq!(flagged(&o["settings"]), expected, "{o:#}");
@@ -223,11 +231,7 @@ fn fail_in_window(url: &str) -> std::thread::JoinHandle<()> {
 fn failed_queries_are_rolled_back_transactions_counted_over_the_window() {
     let url = cluster().create_db("failed");
     // A quiet database: runbook's own health queries (each rolled back) do not count.
-    let (code, o, _) = health(
-        &url,
-        "failed_queries",
-        "      sample_window: 2s\n",
-    );
+    let (code, o, _) = health(&url, "failed_queries", "      sample_window: 2s\n");
     assert_eq!(code, 0, "{o:#}");
     let f = &o["failed_queries"];
     assert_eq!(f["status"], "pass", "{f:#}");

@@ -392,7 +392,9 @@ impl Pg<'_> {
         match self.local_data_dir().await {
             Ok(Ok(dir)) => disk_result(HealthCheck::DiskSpace, &dir, self.opts),
             Ok(Err(why)) => disk_unknown(&why),
-            Err(e) => errored(HealthCheck::DiskSpace, &e, self.opts).with("free_percent", Json::Null),
+            Err(e) => {
+                errored(HealthCheck::DiskSpace, &e, self.opts).with("free_percent", Json::Null)
+            }
         }
     }
 

@@ -75,7 +75,11 @@ fn round3(v: f64) -> f64 {
 impl Pg<'_> {
     pub(super) async fn replication_lag(&mut self) -> Result<CheckResult, sqlx::Error> {
         let rows = self.rows("SELECT pg_is_in_recovery()").await?;
-        let standby: bool = rows.first().map(|r| r.try_get(0)).transpose()?.unwrap_or(false);
+        let standby: bool = rows
+            .first()
+            .map(|r| r.try_get(0))
+            .transpose()?
+            .unwrap_or(false);
         if standby {
             self.standby_lag().await
         } else {
@@ -236,10 +240,45 @@ impl Pg<'_> {
         };
         let message = format!(
             "this server is a standby of {}: replay {} s behind ({} received and not yet replayed){paused_note}",
-            if sender.is_empty() { "its primary" } else { &sender },
+            if sender.is_empty() {
+                "its primary"
+            } else {
+                &sender
+            },
             num(secs),
             bytes(gap.unwrap_or(0).max(0) as u64)
         );
         Ok(details(graded(C, secs, self.opts, json!(secs), message)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Replica;
+
+    fn replica(state: Option<&str>, bytes: Option<i64>, seconds: Option<f64>) -> Replica {
+        Replica {
+            name: "standby".to_owned(),
+            address: "10.0.0.2".to_owned(),
+            state: state.map(str::to_owned),
+            sync_state: "async".to_owned(),
+            replay_bytes: bytes,
+            replay_seconds: seconds,
+            write_seconds: None,
+            flush_seconds: None,
+        }
+    }
+
+    #[test]
+    fn a_replica_lags_by_what_the_server_measured_unless_it_replayed_everything() {
+        let s = Some("streaming");
+        assert_eq!(replica(s, Some(100), Some(7.5)).lag(), Some(7.5));
+        // Caught up: the server's figure is the last it measured, kept for a moment.
+        assert_eq!(replica(s, Some(0), Some(7.5)).lag(), Some(0.0));
+        assert_eq!(replica(s, Some(0), None).lag(), Some(0.0));
+        // Behind, and not measured yet: unknown, never 0.
+        assert_eq!(replica(s, Some(100), None).lag(), None);
+        // Positions hidden from the role.
+        assert_eq!(replica(None, None, None).lag(), None);
     }
 }

@@ -226,3 +226,45 @@ impl Pg<'_> {
         .with("reviewed", reviewed))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{RULES, Value, unit_bytes};
+
+    /// Whether the rule for `name` flags `text` in `unit`.
+    fn flags(name: &str, text: &str, unit: &str) -> bool {
+        let rule = RULES.iter().find(|r| r.name == name).unwrap();
+        let number: Option<f64> = text.parse().ok();
+        let v = Value {
+            text,
+            number,
+            bytes: number.zip(unit_bytes(unit)).map(|(n, u)| n * u),
+        };
+        (rule.flagged)(&v)
+    }
+
+    #[test]
+    fn each_rule_flags_what_misses_the_recommendation_and_nothing_else() {
+        for (text, flagged) in [("-1", true), ("0", true), ("2000", true), ("500", false)] {
+            assert_eq!(
+                flags("log_min_duration_statement", text, "ms"),
+                flagged,
+                "{text}"
+            );
+        }
+        // 16384 pages of 8kB are the built-in 128MB; one more page is not.
+        assert!(flags("shared_buffers", "16384", "8kB"));
+        assert!(!flags("shared_buffers", "16385", "8kB"));
+        assert!(flags("statement_timeout", "0", "ms"));
+        assert!(!flags("statement_timeout", "60000", "ms"));
+        assert!(flags("ssl", "off", ""));
+        assert!(!flags("ssl", "on", ""));
+        assert!(flags("password_encryption", "md5", ""));
+        assert!(!flags("password_encryption", "scram-sha-256", ""));
+        assert!(flags("max_connections", "500", ""));
+        assert!(!flags("max_connections", "200", ""));
+        assert!(flags("checkpoint_completion_target", "0.5", ""));
+        assert!(!flags("wal_level", "replica", ""));
+        assert!(flags("wal_level", "minimal", ""));
+    }
+}

@@ -375,7 +375,11 @@ impl PgCluster {
         cluster.psql("postgres", "SELECT 1");
         eprintln!(
             "PostgreSQL {} in {} on port {port}, started in {:.2?}",
-            if primary.is_some() { "standby" } else { "cluster" },
+            if primary.is_some() {
+                "standby"
+            } else {
+                "cluster"
+            },
             dir.display(),
             started.elapsed()
         );
