@@ -39,6 +39,26 @@ fn replication_lag_is_seen_from_the_primary_and_the_standby() {
         "{lag:#}"
     );
 
+    // A slot no replica reads: the WAL it keeps is named, a warning.
+    primary.psql(
+        "postgres",
+        "SELECT pg_create_physical_replication_slot('gone', true)",
+    );
+    let (code, o, _) = health(&url, "replication_lag", "");
+    assert_eq!(code, 0);
+    let lag = &o["replication_lag"];
+    assert_eq!(lag["status"], "warn", "{lag:#}");
+    assert!(lag["value"].is_null(), "{lag:#}");
+    assert_eq!(lag["inactive_slots"][0]["name"], "gone", "{lag:#}");
+    assert_eq!(lag["inactive_slots"][0]["type"], "physical", "{lag:#}");
+    assert!(
+        lag["message"].as_str().unwrap().starts_with(
+            "no replica connected; 1 replication slot no replica reads: `gone` (physical) keeps "
+        ),
+        "{lag:#}"
+    );
+    primary.psql("postgres", "SELECT pg_drop_replication_slot('gone')");
+
     let standby = primary.standby("runbook_standby");
     let standby_url = standby.url(&db);
     // A transaction the standby replays: until it has replayed one, a standby cannot say how

@@ -7,7 +7,9 @@
 //! received and not yet replayed. Graded on the worst replica's seconds (the checklist alerts
 //! at 5 s). A primary with no replica is skipped; a figure the server does not give (a role
 //! without `pg_monitor` sees no positions, a standby whose receiver is not streaming cannot
-//! know how far behind it is) is unknown, a warning, never a guessed number.
+//! know how far behind it is) is unknown, a warning, never a guessed number. A replication
+//! slot no replica reads warns too, naming the WAL it keeps on the primary: its replica is
+//! gone or down, and the WAL piles up until the disk fills.
 
 use super::grade::{graded, num, round1};
 use super::postgres::Pg;
@@ -113,13 +115,26 @@ impl Pg<'_> {
                 flush_seconds: r.try_get(7)?,
             });
         }
-        if replicas.is_empty() {
+        let (slots, retained) = self.inactive_slots().await?;
+        if replicas.is_empty() && slots.is_empty() {
             return Ok(CheckResult::skip(
                 C,
                 "no replicas: this server is a primary with no standby or subscriber connected",
             )
             .with("role", "primary")
-            .with("replicas", Json::Array(Vec::new())));
+            .with("replicas", Json::Array(Vec::new()))
+            .with("inactive_slots", Json::Array(Vec::new())));
+        }
+        if replicas.is_empty() {
+            return Ok(CheckResult::new(
+                C,
+                Status::Warn,
+                Json::Null,
+                format!("no replica connected; {retained}"),
+            )
+            .with("role", "primary")
+            .with("replicas", Json::Array(Vec::new()))
+            .with("inactive_slots", slots));
         }
         let list: Vec<Json> = replicas.iter().map(Replica::to_json).collect();
         let unknown: Vec<String> = replicas
@@ -163,14 +178,47 @@ impl Pg<'_> {
         if !unknown.is_empty() {
             message.push_str(&format!("; unknown for {}", unknown.join("; ")));
         }
+        if !slots.is_empty() {
+            message.push_str(&format!("; {retained}"));
+        }
         let mut result = graded(C, secs, self.opts, json!(secs), message)
             .with("role", "primary")
             .with("replicas", list);
-        // A replica whose lag nobody measured deserves a look even when the others are fine.
-        if !unknown.is_empty() {
+        // A replica whose lag nobody measured, or a slot nobody reads, deserves a look even
+        // when the replicas' lag is fine.
+        if !unknown.is_empty() || !slots.is_empty() {
             result.status = result.status.max(Status::Warn);
         }
-        Ok(result)
+        Ok(result.with("inactive_slots", slots))
+    }
+
+    /// The replication slots no replica reads, and a sentence naming them and the WAL each
+    /// keeps on this server (until the disk fills, unless `max_slot_wal_keep_size` limits it).
+    async fn inactive_slots(&mut self) -> Result<(Vec<Json>, String), sqlx::Error> {
+        let rows = self
+            .rows(
+                "SELECT slot_name::text, slot_type::text, \
+                        pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::int8 \
+                 FROM pg_replication_slots WHERE NOT active ORDER BY 1",
+            )
+            .await?;
+        let mut slots = Vec::new();
+        let mut named = Vec::new();
+        for r in &rows {
+            let (name, kind, kept): (String, String, Option<i64>) =
+                (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+            named.push(match kept {
+                Some(b) => format!("`{name}` ({kind}) keeps {} of WAL", bytes(b.max(0) as u64)),
+                None => format!("`{name}` ({kind}) keeps no WAL yet"),
+            });
+            slots.push(json!({"name": name, "type": kind, "retained_bytes": kept}));
+        }
+        let sentence = format!(
+            "{} no replica reads: {}; drop a slot whose replica is not coming back (pg_drop_replication_slot)",
+            plural(slots.len(), "replication slot", "replication slots"),
+            named.join(", ")
+        );
+        Ok((slots, sentence))
     }
 
     async fn standby_lag(&mut self) -> Result<CheckResult, sqlx::Error> {
