@@ -89,6 +89,7 @@ fn unit_word(unit: &str) -> &'static str {
         "h" => "hours",
         "%" => "percent",
         "MiB" => "mebibytes",
+        "/min" => "per_minute",
         _ => "count",
     }
 }

@@ -30,12 +30,17 @@ pub enum HealthCheck {
     UnusedIndexes,
     DeadTuples,
     TableSizes,
+    ReplicationLag,
+    Tablespaces,
+    Settings,
+    FailedQueries,
 }
 
 /// `all`, or a list of check names: connection, version, database_size, row_counts, indexes,
 /// foreign_keys, orphaned_rows, connections, cache_hit_ratio, long_running_queries,
 /// blocking_locks, migration_status, disk_space, backup_age, tls, superuser, deadlocks,
-/// slow_statements, unused_indexes, dead_tuples, table_sizes.
+/// slow_statements, unused_indexes, dead_tuples, table_sizes, replication_lag, tablespaces,
+/// settings, failed_queries.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum HealthChecks {
@@ -91,6 +96,11 @@ pub struct HealthAction {
     /// default warn 26, fail 48). Without it, `all` leaves `backup_age` out.
     #[serde(default)]
     pub backup_dir: Option<String>,
+    /// How long `failed_queries` watches the database's rolled-back transactions to measure
+    /// their rate per minute (default 10s). Given, `all` includes `failed_queries`; without
+    /// it, `all` leaves the check out (it waits for the whole window).
+    #[serde(default)]
+    pub sample_window: Option<super::Duration>,
     /// A file (relative to the project) the results are written to as Prometheus metrics, for
     /// node_exporter's textfile collector (`*.prom` in its `--collector.textfile.directory`):
     /// replaced atomically on every run, passing or failing.

@@ -52,6 +52,9 @@ impl Checker<'_> {
                 found.push((vec!["migrate", "statement_timeout"], d, false));
             }
         }
+        if let Some(d) = step.health.as_ref().and_then(|h| h.sample_window.as_ref()) {
+            found.push((vec!["health", "sample_window"], d, false));
+        }
         if let Some(w) = &step.wait_for {
             if let Some(d) = &w.interval {
                 found.push((vec!["wait_for", "interval"], d, false));

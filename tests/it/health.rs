@@ -116,7 +116,7 @@ fn a_healthy_postgres_database_passes_every_check() {
         &format!(
             "{}  - id: disk\n    log: {{ message: \"free disk {{{{ steps.health.outputs.checks.disk_space.free_percent }}}}%\" }}\n",
             health_playbook(
-                "      checks: all\n      thresholds:\n        disk_space: { warn: 0.01, fail: 0.001 }\n        cache_hit_ratio: { warn: 1, fail: 0.5 }\n        tls: { warn: 1000 }\n        superuser: { warn: 2 }\n        unused_indexes: { warn: 1000 }\n"
+                "      checks: all\n      thresholds:\n        disk_space: { warn: 0.01, fail: 0.001 }\n        cache_hit_ratio: { warn: 1, fail: 0.5 }\n        tls: { warn: 1000 }\n        superuser: { warn: 2 }\n        unused_indexes: { warn: 1000 }\n        tablespaces: { warn: 0.01, fail: 0.001 }\n        settings: { warn: 1000 }\n"
             )
         ),
     );
@@ -132,8 +132,14 @@ fn a_healthy_postgres_database_passes_every_check() {
     assert_eq!(o["warnings"], u64::from(!measured), "{o:#}");
     assert_eq!(o["failed"], 0, "{o:#}");
     let checks = o["checks"].as_object().unwrap();
-    // Every check but backup_age (no backup folder given).
-    assert_eq!(checks.len(), 20, "{o:#}");
+    // Every check but backup_age (no backup folder given) and failed_queries (no sample
+    // window); replication_lag is skipped (no replicas).
+    assert_eq!(checks.len(), 23, "{o:#}");
+    assert_eq!(check(&o, "replication_lag")["status"], "skip", "{o:#}");
+    assert!(
+        check(&o, "settings")["value"].as_u64().unwrap() > 0,
+        "{o:#}"
+    );
     let passed = checks.values().filter(|c| c["status"] == "pass").count();
     assert_eq!(o["passed"], passed as u64);
 

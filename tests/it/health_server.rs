@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 /// Runs a health step with these checks (and thresholds) against `url`; the exit code and
 /// the checks' outputs (or, when the step failed, the failure text).
-fn health(url: &str, checks: &str, thresholds: &str) -> (i32, Json, String) {
+pub(crate) fn health(url: &str, checks: &str, thresholds: &str) -> (i32, Json, String) {
     let p = Project::new(|_| Target::Postgres(url.to_owned()));
     p.playbook(
         "h",

@@ -24,6 +24,8 @@ mod fleet;
 mod fleet_reasons;
 mod gates;
 mod health;
+mod health_replica;
+mod health_review;
 mod health_server;
 mod http;
 mod json_outputs;

@@ -212,7 +212,7 @@ fn short(text: &str) -> String {
 }
 
 /// Bytes available to unprivileged users, and the filesystem's size.
-fn statvfs(path: &Path) -> std::io::Result<(u64, u64)> {
+pub(super) fn statvfs(path: &Path) -> std::io::Result<(u64, u64)> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes())
         .map_err(|_| std::io::Error::other("the path holds a NUL byte"))?;

@@ -75,6 +75,25 @@ fn metric(check: HealthCheck) -> Metric {
             Some(50.0),
         ),
         HealthCheck::TableSizes => m("largest table", " MiB", Higher, None, None),
+        // The checklist alerts at replication lag over 5 s.
+        HealthCheck::ReplicationLag => m("worst replay lag", "s", Higher, Some(5.0), Some(30.0)),
+        // As free disk: the filesystem holding a tablespace.
+        HealthCheck::Tablespaces => m(
+            "least free disk under a tablespace",
+            "%",
+            Lower,
+            Some(20.0),
+            Some(10.0),
+        ),
+        HealthCheck::Settings => m("settings to review", "", Higher, Some(1.0), None),
+        // The checklist alerts at failed queries over 10 a minute.
+        HealthCheck::FailedQueries => m(
+            "rolled-back transactions per minute",
+            "/min",
+            Higher,
+            Some(10.0),
+            Some(60.0),
+        ),
     }
 }
 

@@ -12,22 +12,26 @@
 //!
 //! The files: `report.rs` (statuses, results, the summary), `grade.rs` (metrics and
 //! thresholds), one file per group of checks (`volume.rs`, `baseline.rs`, `integrity.rs`,
-//! `activity.rs`, `migrations.rs`, `disk.rs`, `backups.rs`, `security.rs`, `upkeep.rs`), and the
-//! queries per dialect
+//! `activity.rs`, `migrations.rs`, `disk.rs`, `backups.rs`, `security.rs`, `upkeep.rs`,
+//! `replication.rs`, `tablespaces.rs`, `settings.rs`, `failed.rs`), and the queries per dialect
 //! (`postgres.rs`, `sqlite.rs`).
 
 mod activity;
 mod backups;
 mod baseline;
 mod disk;
+mod failed;
 mod grade;
 mod integrity;
 mod migrations;
 mod postgres;
+mod replication;
 mod report;
 mod security;
+mod settings;
 mod snapshot;
 mod sqlite;
+mod tablespaces;
 mod upkeep;
 mod volume;
 
@@ -67,6 +71,10 @@ pub const ALL: &[HealthCheck] = &[
     HealthCheck::UnusedIndexes,
     HealthCheck::DeadTuples,
     HealthCheck::TableSizes,
+    HealthCheck::ReplicationLag,
+    HealthCheck::Tablespaces,
+    HealthCheck::Settings,
+    HealthCheck::FailedQueries,
 ];
 
 /// Checks that exist on PostgreSQL only.
@@ -82,7 +90,14 @@ const PG_ONLY: &[HealthCheck] = &[
     HealthCheck::UnusedIndexes,
     HealthCheck::DeadTuples,
     HealthCheck::TableSizes,
+    HealthCheck::ReplicationLag,
+    HealthCheck::Tablespaces,
+    HealthCheck::Settings,
+    HealthCheck::FailedQueries,
 ];
+
+/// How long `failed_queries` watches the database when the step gives no `sample_window`.
+pub const SAMPLE_WINDOW: Duration = Duration::from_secs(10);
 
 /// What to check.
 #[derive(Debug, Clone)]
@@ -104,6 +119,9 @@ pub struct HealthOptions {
     pub disk: Option<DiskSource>,
     /// Where the target's backups are, for `backup_age`.
     pub backups: Option<BackupsAt>,
+    /// The step's `sample_window`: how long `failed_queries` watches the database; given,
+    /// `all` includes that check.
+    pub sample_window: Option<Duration>,
 }
 
 /// The folder `backup` steps write to and the target whose backups count.
@@ -137,6 +155,10 @@ pub fn name(check: HealthCheck) -> &'static str {
         HealthCheck::UnusedIndexes => "unused_indexes",
         HealthCheck::DeadTuples => "dead_tuples",
         HealthCheck::TableSizes => "table_sizes",
+        HealthCheck::ReplicationLag => "replication_lag",
+        HealthCheck::Tablespaces => "tablespaces",
+        HealthCheck::Settings => "settings",
+        HealthCheck::FailedQueries => "failed_queries",
     }
 }
 
@@ -164,11 +186,16 @@ pub fn title(check: HealthCheck) -> &'static str {
         HealthCheck::UnusedIndexes => "Unused Indexes",
         HealthCheck::DeadTuples => "Dead Tuples",
         HealthCheck::TableSizes => "Table Sizes",
+        HealthCheck::ReplicationLag => "Replication Lag",
+        HealthCheck::Tablespaces => "Tablespace Usage",
+        HealthCheck::Settings => "Settings Review",
+        HealthCheck::FailedQueries => "Failed Queries",
     }
 }
 
-/// The checks to run on this dialect: `all` leaves out those the dialect cannot have, and
-/// `backup_age` when no backup folder is given; an explicit list keeps every named check, so
+/// The checks to run on this dialect: `all` leaves out those the dialect cannot have,
+/// `backup_age` when no backup folder is given and `failed_queries` when no sample window is
+/// (it waits for the whole window); an explicit list keeps every named check, so
 /// one that does not apply shows as skipped.
 fn selected(opts: &HealthOptions, dialect: Dialect) -> Vec<HealthCheck> {
     match &opts.checks {
@@ -177,6 +204,7 @@ fn selected(opts: &HealthOptions, dialect: Dialect) -> Vec<HealthCheck> {
             .copied()
             .filter(|c| dialect == Dialect::Postgres || !PG_ONLY.contains(c))
             .filter(|c| *c != HealthCheck::BackupAge || opts.backups.is_some())
+            .filter(|c| *c != HealthCheck::FailedQueries || opts.sample_window.is_some())
             .collect(),
         Some(list) => {
             let wanted: BTreeSet<HealthCheck> = list.iter().copied().collect();
@@ -266,6 +294,7 @@ mod tests {
             baseline: None,
             disk: None,
             backups: None,
+            sample_window: None,
         }
     }
 
@@ -273,8 +302,12 @@ mod tests {
     fn all_leaves_out_server_checks_on_sqlite_but_a_list_keeps_them() {
         let o = opts();
         assert!(!selected(&o, Dialect::Sqlite).contains(&HealthCheck::CacheHitRatio));
-        // `backup_age` needs a backup folder to apply.
-        assert_eq!(selected(&o, Dialect::Postgres).len(), ALL.len() - 1);
+        // `backup_age` needs a backup folder to apply, `failed_queries` a sample window.
+        assert_eq!(selected(&o, Dialect::Postgres).len(), ALL.len() - 2);
+        let mut sampled = opts();
+        sampled.sample_window = Some(Duration::from_secs(1));
+        assert!(selected(&sampled, Dialect::Postgres).contains(&HealthCheck::FailedQueries));
+        assert!(!selected(&sampled, Dialect::Sqlite).contains(&HealthCheck::FailedQueries));
         let mut listed = opts();
         listed.checks = Some(vec![HealthCheck::BlockingLocks, HealthCheck::Connection]);
         assert_eq!(
@@ -291,10 +324,10 @@ mod tests {
             "cannot connect to postgres://h/db: refused",
         );
         assert_eq!(r.status(), Status::Fail);
-        // `backup_age` is left out: no backup folder was given.
-        assert_eq!(r.results.len(), ALL.len() - 1);
+        // `backup_age` and `failed_queries` are left out: no backup folder, no sample window.
+        assert_eq!(r.results.len(), ALL.len() - 2);
         assert_eq!(r.results[0].check, HealthCheck::Connection);
-        assert_eq!(r.count(Status::Skip), ALL.len() - 2);
+        assert_eq!(r.count(Status::Skip), ALL.len() - 3);
         assert_eq!(
             r.results[12].to_json()["message"],
             "no connection to the database"

@@ -13,7 +13,7 @@ use crate::fmt::{plural, quote_ident as quote};
 use crate::playbook::HealthCheck;
 use serde_json::{Map, Value as Json, json};
 use sqlx::{Connection, Row};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Tables estimated to hold more rows than this are not counted exactly: `count(*)` reads the
@@ -122,6 +122,10 @@ impl Pg<'_> {
             HealthCheck::UnusedIndexes => self.unused_indexes().await,
             HealthCheck::DeadTuples => self.dead_tuples().await,
             HealthCheck::TableSizes => self.table_sizes().await,
+            HealthCheck::ReplicationLag => self.replication_lag().await,
+            HealthCheck::Tablespaces => self.tablespaces().await,
+            HealthCheck::Settings => self.settings().await,
+            HealthCheck::FailedQueries => self.failed_queries().await,
         };
         r.unwrap_or_else(|e| errored(c, &e, self.opts))
     }
@@ -385,30 +389,38 @@ impl Pg<'_> {
         if let Some(source) = self.opts.disk.clone() {
             return self.disk_from(source).await;
         }
+        match self.local_data_dir().await {
+            Ok(Ok(dir)) => disk_result(HealthCheck::DiskSpace, &dir, self.opts),
+            Ok(Err(why)) => disk_unknown(&why),
+            Err(e) => {
+                errored(HealthCheck::DiskSpace, &e, self.opts).with("free_percent", Json::Null)
+            }
+        }
+    }
+
+    /// The server's data directory as a path on this machine, when runbook runs beside the
+    /// server, may read the setting, and the server's own pid file there proves the path means
+    /// the same here; otherwise why it cannot be known (`Ok(Err(why))`).
+    pub(super) async fn local_data_dir(&mut self) -> Result<Result<PathBuf, String>, sqlx::Error> {
         let rows = self
             .rows(
                 "SELECT current_user::text, coalesce(host(inet_server_addr()), '')::text, \
                         current_setting('port')::text",
             )
-            .await;
-        let (role, addr, port): (String, String, String) = match rows.as_deref().map(|r| r.first())
-        {
-            Ok(Some(r)) => (
-                r.try_get(0).unwrap_or_default(),
-                r.try_get(1).unwrap_or_default(),
-                r.try_get(2).unwrap_or_default(),
-            ),
-            Ok(None) => return disk_unknown("the server did not say who and where it is"),
-            Err(e) => {
-                return errored(HealthCheck::DiskSpace, e, self.opts)
-                    .with("free_percent", Json::Null);
-            }
+            .await?;
+        let Some(r) = rows.first() else {
+            return Ok(Err("the server did not say who and where it is".to_owned()));
         };
+        let (role, addr, port): (String, String, String) = (
+            r.try_get(0).unwrap_or_default(),
+            r.try_get(1).unwrap_or_default(),
+            r.try_get(2).unwrap_or_default(),
+        );
         let local = addr.is_empty() || addr == "::1" || addr.starts_with("127.");
         if !local {
-            return disk_unknown(&format!(
+            return Ok(Err(format!(
                 "the server is remote ({addr}): its file system cannot be read from here"
-            ));
+            )));
         }
         // `data_directory` is shown only to superusers and members of pg_read_all_settings.
         let dir: String = match self
@@ -417,7 +429,11 @@ impl Pg<'_> {
         {
             Ok(r) => match r.first().and_then(|r| r.try_get(0).ok()) {
                 Some(d) => d,
-                None => return disk_unknown("the server did not say where its data directory is"),
+                None => {
+                    return Ok(Err(
+                        "the server did not say where its data directory is".to_owned()
+                    ));
+                }
             },
             Err(e) => {
                 let denied =
@@ -427,20 +443,20 @@ impl Pg<'_> {
                 } else {
                     describe(&e)
                 };
-                return disk_unknown(&format!(
+                return Ok(Err(format!(
                     "role `{role}` may not read the data directory ({why})"
-                ));
+                )));
             }
         };
         // A loopback connection can still reach a server in a container whose paths mean
         // something else here: only the server's own pid file proves the directory is its.
-        let dir_path = Path::new(&dir);
+        let dir_path = PathBuf::from(&dir);
         let pid_file = match std::fs::read_to_string(dir_path.join("postmaster.pid")) {
             Ok(t) => t,
             Err(e) => {
-                return disk_unknown(&format!(
+                return Ok(Err(format!(
                     "cannot confirm `{dir}` is this server's data directory ({e}); run as the server's OS user to measure it"
-                ));
+                )));
             }
         };
         let lines: Vec<&str> = pid_file.lines().collect();
@@ -449,11 +465,11 @@ impl Pg<'_> {
             .is_some_and(|d| Path::new(d.trim()) == dir_path)
             && lines.get(3).is_some_and(|p| p.trim() == port.trim());
         if !same {
-            return disk_unknown(&format!(
+            return Ok(Err(format!(
                 "`{dir}` here belongs to another server (its pid file names another directory or port)"
-            ));
+            )));
         }
-        disk_result(HealthCheck::DiskSpace, dir_path, self.opts)
+        Ok(Ok(dir_path))
     }
 
     /// Free disk from where the environment says the figure comes from.

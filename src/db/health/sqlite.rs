@@ -120,7 +120,8 @@ impl Lite<'_> {
             | HealthCheck::LongRunningQueries
             | HealthCheck::BlockingLocks
             | HealthCheck::Deadlocks
-            | HealthCheck::SlowStatements => {
+            | HealthCheck::SlowStatements
+            | HealthCheck::FailedQueries => {
                 return CheckResult::skip(
                     c,
                     "not applicable to SQLite: it has no server, sessions or shared buffers",
@@ -130,6 +131,12 @@ impl Lite<'_> {
                 return CheckResult::skip(
                     c,
                     "not applicable to SQLite: a file has no connections or roles",
+                );
+            }
+            HealthCheck::ReplicationLag | HealthCheck::Tablespaces | HealthCheck::Settings => {
+                return CheckResult::skip(
+                    c,
+                    "not applicable to SQLite: a file has no replicas, tablespaces or server settings",
                 );
             }
             HealthCheck::UnusedIndexes | HealthCheck::DeadTuples | HealthCheck::TableSizes => {

@@ -39,6 +39,7 @@ pub async fn run(a: &HealthAction, ctx: &mut ActionCtx<'_>) -> StepResult {
             }),
             _ => None,
         },
+        sample_window: a.sample_window.as_ref().and_then(|d| d.parse()),
     };
     let dialect = ctx.target.map_or(Dialect::Sqlite, Dialect::of);
     let mut opts = opts;

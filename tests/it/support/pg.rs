@@ -234,6 +234,33 @@ impl PgCluster {
     }
 
     fn start() -> PgCluster {
+        PgCluster::launch(None, "")
+    }
+
+    /// A cluster of the calling test's own, stopped and deleted when it is dropped (or the
+    /// test process exits), with `conf` added to its postgresql.conf: for a test that changes
+    /// the server in ways other tests must not see (a standby streaming from it).
+    pub fn own(conf: &str) -> PgCluster {
+        PgCluster::launch(None, conf)
+    }
+
+    /// A streaming standby of this cluster: a base backup taken with `pg_basebackup -R` (which
+    /// writes `primary_conninfo` and `standby.signal`), started on a port of its own, reporting
+    /// its positions every second and named `cluster_name` (the application name the primary
+    /// shows in pg_stat_replication). The primary needs `wal_level = replica`, WAL senders and
+    /// a `replication` line in pg_hba.conf, which [`PgCluster::own`] gives it.
+    pub fn standby(&self, cluster_name: &str) -> PgCluster {
+        PgCluster::launch(
+            Some(self),
+            &format!(
+                "wal_receiver_status_interval = 1s\nhot_standby = on\ncluster_name = '{cluster_name}'\n"
+            ),
+        )
+    }
+
+    /// Starts a cluster: a fresh one (initdb) or, with `primary`, a standby made from its base
+    /// backup; `conf` is added to its postgresql.conf.
+    fn launch(primary: Option<&PgCluster>, conf: &str) -> PgCluster {
         let started = Instant::now();
         let bin_dir = find_bin_dir();
         // keep(): the watchdog deletes the directory, after the server has stopped.
@@ -261,20 +288,39 @@ impl PgCluster {
         );
         run_as.hand_over(&dir);
 
-        let initdb = run_as
-            .command(&bin_dir.join("initdb"))
-            .arg("-D")
-            .arg(&data)
-            .args(["-A", "trust", "-U", PG_USER, "--no-sync"])
-            .args(["-E", "UTF8", "--locale=C", "--no-instructions"])
-            .current_dir(&dir)
-            .output()
-            .expect("initdb starts");
-        check(&initdb, "initdb", None);
-        require_password(&data);
+        match primary {
+            None => {
+                let initdb = run_as
+                    .command(&bin_dir.join("initdb"))
+                    .arg("-D")
+                    .arg(&data)
+                    .args(["-A", "trust", "-U", PG_USER, "--no-sync"])
+                    .args(["-E", "UTF8", "--locale=C", "--no-instructions"])
+                    .current_dir(&dir)
+                    .output()
+                    .expect("initdb starts");
+                check(&initdb, "initdb", None);
+                require_password(&data);
+                allow_replication(&data);
+            }
+            Some(primary) => {
+                let backup = run_as
+                    .command(&bin_dir.join("pg_basebackup"))
+                    .args(["-h", "127.0.0.1", "-p", &primary.port.to_string()])
+                    .args(["-U", PG_USER, "-D"])
+                    .arg(&data)
+                    .args(["-R", "-X", "stream", "-c", "fast", "--no-sync", "-w"])
+                    .current_dir(&dir)
+                    .stdin(Stdio::null())
+                    .output()
+                    .expect("pg_basebackup starts");
+                check(&backup, "pg_basebackup", None);
+            }
+        }
 
         // Settings go into postgresql.conf rather than `pg_ctl -o`, which passes them
         // through a shell: no quoting of paths. Speed over durability: the data is thrown away.
+        // A standby's copy already holds its primary's lines; later lines win.
         append_conf(
             &data,
             &format!(
@@ -285,7 +331,9 @@ impl PgCluster {
                  fsync = off\n\
                  synchronous_commit = off\n\
                  full_page_writes = off\n\
-                 shared_preload_libraries = 'pg_stat_statements'\n",
+                 shared_preload_libraries = 'pg_stat_statements'\n\
+                 wal_level = replica\n\
+                 max_wal_senders = 10\n{conf}",
                 sock.display().to_string().replace('\'', "''")
             ),
         );
@@ -326,7 +374,12 @@ impl PgCluster {
         // pg_ctl -w waits for the socket; this proves the TCP path tests use works too.
         cluster.psql("postgres", "SELECT 1");
         eprintln!(
-            "PostgreSQL cluster in {} on port {port}, started in {:.2?}",
+            "PostgreSQL {} in {} on port {port}, started in {:.2?}",
+            if primary.is_some() {
+                "standby"
+            } else {
+                "cluster"
+            },
             dir.display(),
             started.elapsed()
         );
@@ -530,6 +583,15 @@ fn require_password(data: &Path) {
     let rest = fs::read_to_string(&hba).expect("read pg_hba.conf");
     let line = format!("host all {PASSWORD_ROLE} 127.0.0.1/32 scram-sha-256\n");
     fs::write(&hba, line + &rest).expect("write pg_hba.conf");
+}
+
+/// Replication connections from 127.0.0.1 for the `postgres` superuser (initdb's sample has
+/// such a line; this one does not depend on it), for a standby's base backup and streaming.
+fn allow_replication(data: &Path) {
+    let hba = data.join("pg_hba.conf");
+    let rest = fs::read_to_string(&hba).expect("read pg_hba.conf");
+    let line = format!("host replication {PG_USER} 127.0.0.1/32 trust\n");
+    fs::write(&hba, rest + &line).expect("write pg_hba.conf");
 }
 
 /// A port that was free a moment ago (the listener is dropped before the server binds).
