@@ -16,6 +16,7 @@ mod copy_into;
 mod copy_own;
 mod corpus;
 mod crash;
+mod day2;
 mod disk;
 mod e2e;
 mod environment;
