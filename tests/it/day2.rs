@@ -228,3 +228,214 @@ fn the_shipped_health_check_warns_at_the_guides_five_second_query() {
     assert_eq!(checks["connections"]["thresholds"]["warn"], 80.0, "{checks:#}");
     assert_eq!(checks["disk_space"]["thresholds"]["warn"], 20.0, "{checks:#}");
 }
+
+/// The `mode` of every backup manifest in `backups/`.
+fn manifest_modes(dir: &Path) -> Vec<String> {
+    let mut modes: Vec<String> = std::fs::read_dir(dir.join("backups"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".manifest.json"))
+        .map(|p| {
+            let m: Json = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+            m["mode"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    modes.sort();
+    modes
+}
+
+#[test]
+fn the_shipped_backup_takes_the_guides_full_schema_only_and_data_only_backups() {
+    let s = Shipped::new("day2_backup_modes");
+    for mode in ["schema_only", "data_only"] {
+        let out = Runbook::new(&[
+            "-C",
+            s.path().to_str().unwrap(),
+            "run",
+            "backup",
+            "--env",
+            "production",
+            "--var",
+            &format!("mode={mode}"),
+        ])
+        .env("DAY2_DATABASE_URL", &s.url)
+        .run();
+        assert_eq!(out.code, 0, "{}", out.combined());
+    }
+    assert_eq!(manifest_modes(s.path()), ["data_only", "schema_only"]);
+    let out = s.run("backup");
+    assert_eq!(out.code, 0, "{}", out.combined());
+    assert_eq!(
+        manifest_modes(s.path()),
+        ["data_only", "full", "schema_only"]
+    );
+}
+
+#[test]
+fn the_shipped_pre_migration_fails_on_orphaned_rows_and_exports_the_schema() {
+    let s = Shipped::new("day2_pre_migration");
+    pg::cluster().psql(&s.url, "DROP TABLE \"User\"");
+    std::fs::write(
+        s.path().join("playbooks/schema-it.yaml"),
+        "name: schema-it\nsteps:\n  - id: migrate\n    migrate: { action: apply }\n",
+    )
+    .unwrap();
+    let out = s.run("schema-it");
+    assert_eq!(out.code, 0, "{}", out.combined());
+
+    let out = s.run("pre-migration");
+    assert_eq!(out.code, 0, "{}", out.combined());
+    // The schema exported beside the full backup, and the table sizes in the snapshot.
+    assert_eq!(manifest_modes(s.path()), ["full", "schema_only"]);
+    let stats = s.outputs("stats");
+    assert_eq!(stats["checks"]["table_sizes"]["status"], "pass", "{stats:#}");
+
+    // A patient whose user is gone, behind a foreign key that was turned off and back on
+    // without validation: the checklist stops before the backup.
+    pg::cluster().psql(
+        &s.url,
+        "ALTER TABLE \"Patient\" DROP CONSTRAINT \"Patient_userId_fkey\";\
+         INSERT INTO \"Patient\" (\"userId\", \"medicalRecordNumber\") VALUES ('gone', 'MRN-1');\
+         ALTER TABLE \"Patient\" ADD CONSTRAINT \"Patient_userId_fkey\" FOREIGN KEY (\"userId\") REFERENCES \"User\" (\"id\") NOT VALID;",
+    );
+    let out = s.run("pre-migration");
+    assert_eq!(out.code, 1, "{}", out.combined());
+    assert!(
+        out.stderr.contains("Orphaned") || out.stderr.contains("orphaned"),
+        "{}",
+        out.stderr
+    );
+    // Nothing more was backed up.
+    assert_eq!(manifest_modes(s.path()), ["full", "schema_only"]);
+}
+
+#[test]
+fn the_shipped_seed_production_verifies_every_part_of_the_baseline() {
+    let s = Shipped::new("day2_seed");
+    pg::cluster().psql(&s.url, "DROP TABLE \"User\"");
+    std::fs::write(
+        s.path().join("playbooks/schema-it.yaml"),
+        "name: schema-it\nsteps:\n  - id: migrate\n    migrate: { action: apply }\n",
+    )
+    .unwrap();
+    assert_eq!(s.run("schema-it").code, 0);
+    let seed = |s: &Shipped| {
+        Runbook::new(&[
+            "-C",
+            s.path().to_str().unwrap(),
+            "run",
+            "seed-production",
+            "--env",
+            "production",
+        ])
+        .env("DAY2_DATABASE_URL", &s.url)
+        .env("ADMIN_DEFAULT_PASSWORD", "a-long-enough-production-password")
+        .run()
+    };
+    let out = seed(&s);
+    assert_eq!(out.code, 0, "{}", out.combined());
+    for step in ["plans", "packages", "tests", "admin"] {
+        assert!(out.stderr.contains(step), "{step}: {}", out.stderr);
+    }
+    // A baseline that lost a diagnostic test is caught by the verification, not by the seed.
+    let file = s.path().join("seeds/production.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("code: LFT"))
+        .unwrap()
+        .to_owned();
+    std::fs::write(&file, text.replace(&format!("{line}\n"), "")).unwrap();
+    pg::cluster().psql(&s.url, "DELETE FROM \"DiagnosticTest\" WHERE code = 'LFT'");
+    let out = seed(&s);
+    assert_eq!(out.code, 1, "{}", out.combined());
+    let (_, status) = {
+        let dir = s.path().to_str().unwrap();
+        let o = Runbook::new(&["-C", dir, "runs", "--format", "json"]).run();
+        let runs: Json = serde_json::from_str(&o.stdout).unwrap();
+        let id = runs["runs"][0]["run_id"].as_str().unwrap().to_owned();
+        let o = Runbook::new(&["-C", dir, "status", &id, "--format", "json"]).run();
+        let st: Json = serde_json::from_str(&o.stdout).unwrap();
+        let failed: Vec<String> = st["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|x| x["status"] == "failed")
+            .map(|x| x["step"].as_str().unwrap().to_owned())
+            .collect();
+        (id, failed)
+    };
+    assert_eq!(status, ["tests"]);
+}
+
+/// A project whose staging and production are PostgreSQL databases, without protections in
+/// the way (free disk from `disk_limit`, so this host's filesystem does not decide).
+fn staging_and_production() -> (tempfile::TempDir, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    for sub in ["playbooks", "migrations", "seeds"] {
+        copy_dir(&repo().join(sub), &dir.path().join(sub));
+    }
+    let env = |name: &str, var: &str| {
+        format!(
+            "  {name}:\n    target: {{ url_env: {var} }}\n    vars: {{ backup_dir: backups/{name}, min_free_disk_percent: 1, seed_set: production, disk_limit: 100GB }}\n    protections: {{ self_approval: true }}\n"
+        )
+    };
+    std::fs::write(
+        dir.path().join("runbook.yaml"),
+        format!(
+            "environments:\n{}{}secrets: [ADMIN_DEFAULT_PASSWORD]\n",
+            env("staging", "DAY2_STAGING_URL"),
+            env("production", "DAY2_PRODUCTION_URL")
+        ),
+    )
+    .unwrap();
+    let staging = pg::cluster().create_db("day2_staging");
+    let production = pg::cluster().create_db("day2_production");
+    (dir, staging, production)
+}
+
+fn deploy(project: &(tempfile::TempDir, String, String), env: &str) -> Output {
+    Runbook::new(&[
+        "-C",
+        project.0.path().to_str().unwrap(),
+        "run",
+        "deploy",
+        "--env",
+        env,
+        "--approve",
+        "approve",
+    ])
+    .env("ADMIN_DEFAULT_PASSWORD", "a-long-enough-production-password")
+    .env("DAY2_STAGING_URL", &project.1)
+    .env("DAY2_PRODUCTION_URL", &project.2)
+    .run()
+}
+
+#[test]
+fn the_shipped_deploy_reaches_production_only_after_staging_ran_the_same_migrations() {
+    let p = staging_and_production();
+    let dir = p.0.path().to_owned();
+    let out = deploy(&p, "production");
+    assert_eq!(out.code, 7, "{}", out.combined());
+    assert!(out.stderr.contains("staging"), "{}", out.stderr);
+    // Nothing ran past the gate: no backup was taken, no table created.
+    assert!(!dir.join("backups/production").exists());
+    assert_eq!(
+        pg::cluster().psql(&p.2, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"),
+        "0"
+    );
+
+    let out = deploy(&p, "staging");
+    assert_eq!(out.code, 0, "{}", out.combined());
+    let out = deploy(&p, "production");
+    assert_eq!(out.code, 0, "{}", out.combined());
+
+    // A new migration file since staging's run: production waits for staging again.
+    std::fs::write(
+        dir.join("migrations/postgres/20260101000000_note.sql"),
+        "CREATE TABLE \"Note\" (id INTEGER PRIMARY KEY);\n",
+    )
+    .unwrap();
+    let out = deploy(&p, "production");
+    assert_eq!(out.code, 7, "{}", out.combined());
+}
