@@ -57,7 +57,7 @@ fn plan_json_is_machine_readable() {
     let plan: serde_json::Value = serde_json::from_str(&out.stdout).expect("plan is JSON");
     assert_eq!(plan["playbook"], "deploy");
     assert_eq!(plan["environment"], "staging");
-    assert_eq!(plan["gates"], serde_json::json!(["approve"]));
+    assert_eq!(plan["gates"], serde_json::json!(["staging_first", "approve"]));
     let ids: Vec<&str> = plan["steps"]
         .as_array()
         .unwrap()
@@ -70,6 +70,7 @@ fn plan_json_is_machine_readable() {
             "preflight",
             "pending",
             "lint",
+            "staging_first",
             "approve",
             "backup",
             "migrate",
@@ -80,12 +81,12 @@ fn plan_json_is_machine_readable() {
         ]
     );
     assert_eq!(
-        plan["steps"][4]["args"]["dir"],
+        plan["steps"][5]["args"]["dir"],
         "/var/backups/runbook/staging"
     );
-    assert_eq!(plan["steps"][4]["rollback"][0]["action"], "restore");
+    assert_eq!(plan["steps"][5]["rollback"][0]["action"], "restore");
     assert_eq!(
-        plan["steps"][4]["rollback"][0]["deferred"],
+        plan["steps"][5]["rollback"][0]["deferred"],
         serde_json::json!(["from"])
     );
     stable!({ insta::assert_snapshot!(out.stdout) });

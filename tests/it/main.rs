@@ -15,6 +15,7 @@ mod copy;
 mod copy_into;
 mod copy_own;
 mod corpus;
+mod coverage;
 mod crash;
 mod day2;
 mod disk;
