@@ -439,3 +439,98 @@ fn the_shipped_deploy_reaches_production_only_after_staging_ran_the_same_migrati
     let out = deploy(&p, "production");
     assert_eq!(out.code, 7, "{}", out.combined());
 }
+
+/// The shipped project with `dev` a SQLite file whose application answers at `app_url`.
+fn dev_project(app_url: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for sub in ["playbooks", "migrations", "seeds"] {
+        copy_dir(&repo().join(sub), &dir.path().join(sub));
+    }
+    std::fs::write(
+        dir.path().join("runbook.yaml"),
+        format!(
+            "environments:\n  dev:\n    target: {{ sqlite: dev.db }}\n    vars: {{ backup_dir: backups, seed_set: development, app_health_url: \"{app_url}\" }}\n    protections: {{ self_approval: true }}\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("playbooks/schema-it.yaml"),
+        "name: schema-it\nsteps:\n  - id: migrate\n    migrate: { action: apply }\n  - id: backup\n    backup: { dir: backups }\n",
+    )
+    .unwrap();
+    dir
+}
+
+fn dev(dir: &Path, args: &[&str]) -> Output {
+    let mut all = vec!["-C", dir.to_str().unwrap(), "run"];
+    all.extend(args);
+    all.extend(["--env", "dev"]);
+    Runbook::new(&all)
+        .env("ADMIN_DEFAULT_PASSWORD", "a-long-enough-dev-password-1")
+        .run()
+}
+
+#[test]
+fn the_shipped_rollback_and_restore_check_the_application_after_the_restore() {
+    let server = crate::http::Server::start(vec![(200, crate::http::HEALTHY)]);
+    let dir = dev_project(&format!("{}/health", server.url));
+    let out = dev(dir.path(), &["schema-it"]);
+    assert_eq!(out.code, 0, "{}", out.combined());
+    for playbook in ["rollback", "restore"] {
+        let before = server.seen().len();
+        let out = dev(dir.path(), &[playbook, "--confirm", "dev.db"]);
+        assert_eq!(out.code, 0, "{playbook}: {}", out.combined());
+        let seen = server.seen();
+        assert_eq!(seen.len(), before + 1, "{playbook}: {}", out.stderr);
+        assert_eq!(
+            (seen[before].method.as_str(), seen[before].path.as_str()),
+            ("GET", "/health")
+        );
+    }
+}
+
+#[test]
+fn the_shipped_reset_reverts_reapplies_and_reseeds_a_development_database() {
+    let dir = dev_project("");
+    assert_eq!(dev(dir.path(), &["schema-it"]).code, 0);
+    let db = dir.path().join("dev.db");
+    crate::support::sqlite_exec(
+        &crate::support::Target::Sqlite(db.clone()),
+        "INSERT INTO \"Plan\" (id, name, \"priceCents\", interval) VALUES ('x', 'Left over', 1, 'MONTH')",
+    );
+    // Without the typed confirmation it waits and changes nothing.
+    let out = dev(dir.path(), &["reset"]);
+    assert_eq!(out.code, 3, "{}", out.combined());
+    assert_eq!(
+        crate::support::sqlite::query(&db, "SELECT count(*) FROM \"Plan\" WHERE name = 'Left over'"),
+        ["1"]
+    );
+    let out = dev(dir.path(), &["reset", "--confirm", "dev.db"]);
+    assert_eq!(out.code, 0, "{}", out.combined());
+    assert_eq!(
+        crate::support::sqlite::query(&db, "SELECT count(*) FROM \"Plan\" WHERE name = 'Left over'"),
+        ["0"]
+    );
+    // The development set is there, and the migrations are all applied again.
+    assert_ne!(
+        crate::support::sqlite::query(&db, "SELECT count(*) FROM \"Plan\""),
+        ["0"]
+    );
+    assert!(
+        out.stderr.contains("pass  Migration Status: last migration: 20251218000000"),
+        "{}",
+        out.stderr
+    );
+    // Not on production.
+    let out = Runbook::new(&[
+        "-C",
+        repo().to_str().unwrap(),
+        "plan",
+        "reset",
+        "--env",
+        "production",
+        "--offline",
+    ])
+    .run();
+    assert_eq!(out.code, 2, "{}", out.combined());
+}
