@@ -534,3 +534,77 @@ fn the_shipped_reset_reverts_reapplies_and_reseeds_a_development_database() {
     .run();
     assert_eq!(out.code, 2, "{}", out.combined());
 }
+
+#[test]
+fn the_shipped_deploy_tells_the_teams_webhook_when_it_starts_and_how_it_ended() {
+    let hook = crate::http::Server::start(vec![(200, "{}")]);
+    let dir = tempfile::tempdir().unwrap();
+    for sub in ["playbooks", "migrations", "seeds"] {
+        copy_dir(&repo().join(sub), &dir.path().join(sub));
+    }
+    std::fs::write(
+        dir.path().join("runbook.yaml"),
+        format!(
+            "environments:\n  staging:\n    target: {{ url_env: DAY2_STAGING_URL }}\n    vars: {{ backup_dir: backups, min_free_disk_percent: 1, seed_set: production, disk_limit: 100GB, notify_url: \"{}/hook\" }}\n    protections: {{ self_approval: true }}\n",
+            hook.url
+        ),
+    )
+    .unwrap();
+    let url = pg::cluster().create_db("day2_notify");
+    let deploy = || {
+        Runbook::new(&[
+            "-C",
+            dir.path().to_str().unwrap(),
+            "run",
+            "deploy",
+            "--env",
+            "staging",
+            "--approve",
+            "approve",
+        ])
+        .env("ADMIN_DEFAULT_PASSWORD", "a-long-enough-production-password")
+        .env("DAY2_STAGING_URL", &url)
+        .run()
+    };
+    let bodies = || -> Vec<String> {
+        hook.seen()
+            .iter()
+            .map(|s| {
+                assert_eq!((s.method.as_str(), s.path.as_str()), ("POST", "/hook"));
+                let j: Json = serde_json::from_str(&s.body).unwrap();
+                j["text"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    };
+    let out = deploy();
+    assert_eq!(out.code, 0, "{}", out.combined());
+    let said = bodies();
+    assert_eq!(said.len(), 2, "{said:?}");
+    assert!(
+        said[0].starts_with("runbook: deploy of 2 migrations to staging starts (run "),
+        "{said:?}"
+    );
+    assert!(
+        said[1].starts_with("runbook: deploy to staging succeeded (run "),
+        "{said:?}"
+    );
+
+    // A migration that fails: the team hears of the failure.
+    std::fs::write(
+        dir.path().join("migrations/postgres/20260101000000_broken.sql"),
+        "SELECT 1 / 0;\n",
+    )
+    .unwrap();
+    let out = deploy();
+    assert_eq!(out.code, 1, "{}", out.combined());
+    let said = bodies();
+    assert_eq!(said.len(), 4, "{said:?}");
+    assert!(
+        said[2].starts_with("runbook: deploy of 1 migrations to staging starts"),
+        "{said:?}"
+    );
+    assert!(
+        said[3].starts_with("runbook: deploy to staging FAILED (run "),
+        "{said:?}"
+    );
+}

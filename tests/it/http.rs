@@ -14,7 +14,7 @@ pub(crate) struct Seen {
     pub(crate) method: String,
     pub(crate) path: String,
     headers: Vec<(String, String)>,
-    body: String,
+    pub(crate) body: String,
 }
 
 /// A server on 127.0.0.1 answering each request with the next scripted (status, body), the
