@@ -23,7 +23,9 @@ fn plan_renders_every_shipped_playbook_offline() {
         .collect();
     assert!(names.len() >= 8);
     for name in names {
-        let mut args = vec!["plan", name.as_str(), "--env", "production", "--offline"];
+        // `reset` runs on development databases only.
+        let env = if name == "reset" { "dev" } else { "production" };
+        let mut args = vec!["plan", name.as_str(), "--env", env, "--offline"];
         if name == "restore" {
             args.extend(["--var", "from=/backups/prod/pre.dump"]);
         }
@@ -72,21 +74,23 @@ fn plan_json_is_machine_readable() {
             "lint",
             "staging_first",
             "approve",
+            "notify_start",
             "backup",
             "migrate",
             "seed",
             "verify",
             "app_health",
-            "analyze"
+            "analyze",
+            "notify_done"
         ]
     );
     assert_eq!(
-        plan["steps"][5]["args"]["dir"],
+        plan["steps"][6]["args"]["dir"],
         "/var/backups/runbook/staging"
     );
-    assert_eq!(plan["steps"][5]["rollback"][0]["action"], "restore");
+    assert_eq!(plan["steps"][6]["rollback"][0]["action"], "restore");
     assert_eq!(
-        plan["steps"][5]["rollback"][0]["deferred"],
+        plan["steps"][6]["rollback"][0]["deferred"],
         serde_json::json!(["from"])
     );
     stable!({ insta::assert_snapshot!(out.stdout) });
