@@ -24,7 +24,12 @@ fn plan_renders_every_shipped_playbook_offline() {
     assert!(names.len() >= 8);
     for name in names {
         // `reset` runs on development databases only.
-        let env = if name == "reset" { "dev" } else { "production" };
+        let env = match name.as_str() {
+            "reset" => "dev",
+            // The restore test replaces staging's data with production's newest backup.
+            "restore-test" => "staging",
+            _ => "production",
+        };
         let mut args = vec!["plan", name.as_str(), "--env", env, "--offline"];
         if name == "restore" {
             args.extend(["--var", "from=/backups/prod/pre.dump"]);

@@ -34,7 +34,12 @@ fn next_of(name: &str) -> Vec<String> {
         .iter()
         .find(|r| r["name"] == name)
         .unwrap_or_else(|| panic!("no schedule {name} in {list:#}"));
-    assert_eq!(row["environment"], "production", "{row:#}");
+    let env = if name == "weekly-restore-test" {
+        "staging"
+    } else {
+        "production"
+    };
+    assert_eq!(row["environment"], env, "{row:#}");
     row["next"]
         .as_array()
         .unwrap()
@@ -74,6 +79,8 @@ fn the_shipped_schedules_run_at_the_guides_times() {
     assert_eq!(next_of("daily-backup-check")[0], "2026-12-04T03:30:00+00:00");
     // Inside production's window (Saturday and Sunday, 02:00 to 06:00 UTC): ANALYZE writes.
     assert_eq!(next_of("weekly-analyze")[0], "2026-12-06T04:00:00+00:00");
+    // "Backup restore test (staging)", weekly.
+    assert_eq!(next_of("weekly-restore-test")[0], "2026-12-06T05:00:00+00:00");
 
     // The crontab lines are the guide's own.
     let out = shipped_schedules(&["export", "--to", "cron"]);
@@ -607,4 +614,59 @@ fn the_shipped_deploy_tells_the_teams_webhook_when_it_starts_and_how_it_ended() 
         said[3].starts_with("runbook: deploy to staging FAILED (run "),
         "{said:?}"
     );
+}
+
+#[test]
+fn the_shipped_restore_test_restores_productions_newest_backup_into_staging() {
+    let (dir, staging, production) = staging_and_production();
+    let backups = dir.path().join("backups/production");
+    let config = std::fs::read_to_string(dir.path().join("runbook.yaml")).unwrap();
+    let config = config.replacen(
+        "vars: { backup_dir: backups/staging,",
+        &format!(
+            "vars: {{ restore_test_dir: \"{}\", backup_dir: backups/staging,",
+            backups.display()
+        ),
+        1,
+    );
+    std::fs::write(dir.path().join("runbook.yaml"), config).unwrap();
+    let run = |playbook: &str, env: &str, extra: &[&str]| {
+        let mut args = vec!["-C", dir.path().to_str().unwrap(), "run", playbook, "--env", env];
+        args.extend(extra);
+        Runbook::new(&args)
+            .env("DAY2_STAGING_URL", &staging)
+            .env("DAY2_PRODUCTION_URL", &production)
+            .run()
+    };
+    pg::cluster().psql(
+        &production,
+        "CREATE TABLE orders (id int PRIMARY KEY, note text); INSERT INTO orders SELECT g, 'o' || g FROM generate_series(1, 40) g;",
+    );
+    pg::cluster().psql(&staging, "CREATE TABLE leftover (id int);");
+    // No backup yet: the test fails before it changes anything.
+    let out = run("restore-test", "staging", &[]);
+    assert_eq!(out.code, 1, "{}", out.combined());
+    assert!(out.stderr.contains("no full backup in"), "{}", out.stderr);
+
+    // A full backup, then a newer schema-only one: the full one is restored.
+    assert_eq!(run("backup", "production", &[]).code, 0);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let out = run("backup", "production", &["--var", "mode=schema_only"]);
+    assert_eq!(out.code, 0, "{}", out.combined());
+    let out = run("restore-test", "staging", &[]);
+    assert_eq!(out.code, 0, "{}", out.combined());
+    assert!(out.stderr.contains("restore test passed"), "{}", out.stderr);
+    assert_eq!(pg::cluster().psql(&staging, "SELECT count(*) FROM orders"), "40");
+    assert_eq!(
+        pg::cluster().psql(
+            &staging,
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'leftover'"
+        ),
+        "0"
+    );
+    // Production is untouched.
+    assert_eq!(pg::cluster().psql(&production, "SELECT count(*) FROM orders"), "40");
+    // Never on production.
+    let out = run("restore-test", "production", &[]);
+    assert_eq!(out.code, 2, "{}", out.combined());
 }
