@@ -64,7 +64,10 @@ fn plan_json_is_machine_readable() {
     let plan: serde_json::Value = serde_json::from_str(&out.stdout).expect("plan is JSON");
     assert_eq!(plan["playbook"], "deploy");
     assert_eq!(plan["environment"], "staging");
-    assert_eq!(plan["gates"], serde_json::json!(["staging_first", "approve"]));
+    assert_eq!(
+        plan["gates"],
+        serde_json::json!(["staging_first", "approve"])
+    );
     let ids: Vec<&str> = plan["steps"]
         .as_array()
         .unwrap()

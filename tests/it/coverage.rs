@@ -138,7 +138,11 @@ fn problems(doc: &str, root: &Path) -> Vec<String> {
         let Some(row) = line.strip_prefix("| ") else {
             continue;
         };
-        let cells: Vec<&str> = row.trim_end_matches('|').split(" | ").map(str::trim).collect();
+        let cells: Vec<&str> = row
+            .trim_end_matches('|')
+            .split(" | ")
+            .map(str::trim)
+            .collect();
         let Some((guide, number)) = cells[0].split_once(':') else {
             continue;
         };
@@ -181,9 +185,9 @@ fn problems(doc: &str, root: &Path) -> Vec<String> {
             "full" if evidence == 0 || tests == 0 => problems.push(format!(
                 "{at}: a full item needs the step, action or check that does it and a test"
             )),
-            "partial" if tests == 0 && !pending => {
-                problems.push(format!("{at}: a partial item needs a test (or a pending note)"))
-            }
+            "partial" if tests == 0 && !pending => problems.push(format!(
+                "{at}: a partial item needs a test (or a pending note)"
+            )),
             "none" | "not automatable" if cells[5].is_empty() => {
                 problems.push(format!("{at}: say why ({status})"))
             }
@@ -266,7 +270,11 @@ fn the_coverage_check_fails_each_rule_when_it_is_broken() {
         "`playbooks/pre-migration.yaml#healthy`",
         "has no step or key `healthy`",
     );
-    broken("check `version`", "check `versions`", "no health check `versions`");
+    broken(
+        "check `version`",
+        "check `versions`",
+        "no health check `versions`",
+    );
     // A full row without a test, totals that do not match the rows, a row listed twice.
     let without_test: Vec<&str> = row.split(" | ").collect();
     let mut cells = without_test.clone();

@@ -76,11 +76,17 @@ fn the_shipped_schedules_run_at_the_guides_times() {
             "2026-12-20T03:00:00+00:00"
         ]
     );
-    assert_eq!(next_of("daily-backup-check")[0], "2026-12-04T03:30:00+00:00");
+    assert_eq!(
+        next_of("daily-backup-check")[0],
+        "2026-12-04T03:30:00+00:00"
+    );
     // Inside production's window (Saturday and Sunday, 02:00 to 06:00 UTC): ANALYZE writes.
     assert_eq!(next_of("weekly-analyze")[0], "2026-12-06T04:00:00+00:00");
     // "Backup restore test (staging)", weekly.
-    assert_eq!(next_of("weekly-restore-test")[0], "2026-12-06T05:00:00+00:00");
+    assert_eq!(
+        next_of("weekly-restore-test")[0],
+        "2026-12-06T05:00:00+00:00"
+    );
 
     // The crontab lines are the guide's own.
     let out = shipped_schedules(&["export", "--to", "cron"]);
@@ -191,7 +197,11 @@ fn the_shipped_backup_check_fails_without_a_fresh_verified_backup_and_passes_aft
     std::fs::write(&manifest, serde_json::to_string(&m).unwrap()).unwrap();
     let out = s.run("backup-check");
     assert_eq!(out.code, 1, "{}", out.combined());
-    assert!(out.stderr.contains("fail at 48 h or more"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("fail at 48 h or more"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -232,8 +242,14 @@ fn the_shipped_health_check_warns_at_the_guides_five_second_query() {
     );
     // The other alert thresholds of the checklist are the defaults the step grades with.
     let checks = &s.outputs("health")["checks"];
-    assert_eq!(checks["connections"]["thresholds"]["warn"], 80.0, "{checks:#}");
-    assert_eq!(checks["disk_space"]["thresholds"]["warn"], 20.0, "{checks:#}");
+    assert_eq!(
+        checks["connections"]["thresholds"]["warn"], 80.0,
+        "{checks:#}"
+    );
+    assert_eq!(
+        checks["disk_space"]["thresholds"]["warn"], 20.0,
+        "{checks:#}"
+    );
 }
 
 /// The `mode` of every backup manifest in `backups/`.
@@ -295,7 +311,10 @@ fn the_shipped_pre_migration_fails_on_orphaned_rows_and_exports_the_schema() {
     // The schema exported beside the full backup, and the table sizes in the snapshot.
     assert_eq!(manifest_modes(s.path()), ["full", "schema_only"]);
     let stats = s.outputs("stats");
-    assert_eq!(stats["checks"]["table_sizes"]["status"], "pass", "{stats:#}");
+    assert_eq!(
+        stats["checks"]["table_sizes"]["status"], "pass",
+        "{stats:#}"
+    );
 
     // A patient whose user is gone, behind a foreign key that was turned off and back on
     // without validation: the checklist stops before the backup.
@@ -336,7 +355,10 @@ fn the_shipped_seed_production_verifies_every_part_of_the_baseline() {
             "production",
         ])
         .env("DAY2_DATABASE_URL", &s.url)
-        .env("ADMIN_DEFAULT_PASSWORD", "a-long-enough-production-password")
+        .env(
+            "ADMIN_DEFAULT_PASSWORD",
+            "a-long-enough-production-password",
+        )
         .run()
     };
     let out = seed(&s);
@@ -412,7 +434,10 @@ fn deploy(project: &(tempfile::TempDir, String, String), env: &str) -> Output {
         "--approve",
         "approve",
     ])
-    .env("ADMIN_DEFAULT_PASSWORD", "a-long-enough-production-password")
+    .env(
+        "ADMIN_DEFAULT_PASSWORD",
+        "a-long-enough-production-password",
+    )
     .env("DAY2_STAGING_URL", &project.1)
     .env("DAY2_PRODUCTION_URL", &project.2)
     .run()
@@ -428,7 +453,10 @@ fn the_shipped_deploy_reaches_production_only_after_staging_ran_the_same_migrati
     // Nothing ran past the gate: no backup was taken, no table created.
     assert!(!dir.join("backups/production").exists());
     assert_eq!(
-        pg::cluster().psql(&p.2, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"),
+        pg::cluster().psql(
+            &p.2,
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+        ),
         "0"
     );
 
@@ -509,13 +537,19 @@ fn the_shipped_reset_reverts_reapplies_and_reseeds_a_development_database() {
     let out = dev(dir.path(), &["reset"]);
     assert_eq!(out.code, 3, "{}", out.combined());
     assert_eq!(
-        crate::support::sqlite::query(&db, "SELECT count(*) FROM \"Plan\" WHERE name = 'Left over'"),
+        crate::support::sqlite::query(
+            &db,
+            "SELECT count(*) FROM \"Plan\" WHERE name = 'Left over'"
+        ),
         ["1"]
     );
     let out = dev(dir.path(), &["reset", "--confirm", "dev.db"]);
     assert_eq!(out.code, 0, "{}", out.combined());
     assert_eq!(
-        crate::support::sqlite::query(&db, "SELECT count(*) FROM \"Plan\" WHERE name = 'Left over'"),
+        crate::support::sqlite::query(
+            &db,
+            "SELECT count(*) FROM \"Plan\" WHERE name = 'Left over'"
+        ),
         ["0"]
     );
     // The development set is there, and the migrations are all applied again.
@@ -524,7 +558,8 @@ fn the_shipped_reset_reverts_reapplies_and_reseeds_a_development_database() {
         ["0"]
     );
     assert!(
-        out.stderr.contains("pass  Migration Status: last migration: 20251218000000"),
+        out.stderr
+            .contains("pass  Migration Status: last migration: 20251218000000"),
         "{}",
         out.stderr
     );
@@ -569,7 +604,10 @@ fn the_shipped_deploy_tells_the_teams_webhook_when_it_starts_and_how_it_ended() 
             "--approve",
             "approve",
         ])
-        .env("ADMIN_DEFAULT_PASSWORD", "a-long-enough-production-password")
+        .env(
+            "ADMIN_DEFAULT_PASSWORD",
+            "a-long-enough-production-password",
+        )
         .env("DAY2_STAGING_URL", &url)
         .run()
     };
@@ -598,7 +636,8 @@ fn the_shipped_deploy_tells_the_teams_webhook_when_it_starts_and_how_it_ended() 
 
     // A migration that fails: the team hears of the failure.
     std::fs::write(
-        dir.path().join("migrations/postgres/20260101000000_broken.sql"),
+        dir.path()
+            .join("migrations/postgres/20260101000000_broken.sql"),
         "SELECT 1 / 0;\n",
     )
     .unwrap();
@@ -631,7 +670,14 @@ fn the_shipped_restore_test_restores_productions_newest_backup_into_staging() {
     );
     std::fs::write(dir.path().join("runbook.yaml"), config).unwrap();
     let run = |playbook: &str, env: &str, extra: &[&str]| {
-        let mut args = vec!["-C", dir.path().to_str().unwrap(), "run", playbook, "--env", env];
+        let mut args = vec![
+            "-C",
+            dir.path().to_str().unwrap(),
+            "run",
+            playbook,
+            "--env",
+            env,
+        ];
         args.extend(extra);
         Runbook::new(&args)
             .env("DAY2_STAGING_URL", &staging)
@@ -656,7 +702,10 @@ fn the_shipped_restore_test_restores_productions_newest_backup_into_staging() {
     let out = run("restore-test", "staging", &[]);
     assert_eq!(out.code, 0, "{}", out.combined());
     assert!(out.stderr.contains("restore test passed"), "{}", out.stderr);
-    assert_eq!(pg::cluster().psql(&staging, "SELECT count(*) FROM orders"), "40");
+    assert_eq!(
+        pg::cluster().psql(&staging, "SELECT count(*) FROM orders"),
+        "40"
+    );
     assert_eq!(
         pg::cluster().psql(
             &staging,
@@ -665,7 +714,10 @@ fn the_shipped_restore_test_restores_productions_newest_backup_into_staging() {
         "0"
     );
     // Production is untouched.
-    assert_eq!(pg::cluster().psql(&production, "SELECT count(*) FROM orders"), "40");
+    assert_eq!(
+        pg::cluster().psql(&production, "SELECT count(*) FROM orders"),
+        "40"
+    );
     // Never on production.
     let out = run("restore-test", "production", &[]);
     assert_eq!(out.code, 2, "{}", out.combined());
