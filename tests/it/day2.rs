@@ -407,7 +407,11 @@ fn staging_and_production() -> (tempfile::TempDir, String, String) {
     let env = |name: &str, var: &str| {
         format!(
             "  {name}:\n    target: {{ url_env: {var} }}\n    vars: {{ backup_dir: backups/{name}, min_free_disk_percent: 1, seed_set: production, disk_limit: 100GB{} }}\n    protections: {{ self_approval: true }}\n",
-            if name == "production" { ", staging_first: staging" } else { "" }
+            if name == "production" {
+                ", staging_first: staging"
+            } else {
+                ""
+            }
         )
     };
     std::fs::write(

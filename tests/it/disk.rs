@@ -147,8 +147,7 @@ fn unconfigured_the_deploy_preflight_stops_before_the_approval_saying_free_disk_
     assert!(!out.stderr.contains("start  approve"), "{}", out.stderr);
     // No `false` leaks into a message (a skipped step's line quotes its `when`, which may).
     assert!(
-        !out
-            .combined()
+        !out.combined()
             .lines()
             .any(|l| l.contains("false") && !l.contains(" skipped ")),
         "{}",
