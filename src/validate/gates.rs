@@ -107,7 +107,10 @@ impl Checker<'_> {
                 );
             }
         }
+        // A templated environment (`"{{ vars.staging_first }}"`) is known only once rendered;
+        // the gate then refuses, naming it, when it has no successful run there.
         if let (Some(r), Some(config)) = (&g.require_run, self.config)
+            && !r.env.contains("{{")
             && !config.environments.contains_key(&r.env)
         {
             let mut q = p.to_vec();

@@ -23,7 +23,14 @@ fn plan_renders_every_shipped_playbook_offline() {
         .collect();
     assert!(names.len() >= 8);
     for name in names {
-        let mut args = vec!["plan", name.as_str(), "--env", "production", "--offline"];
+        // `reset` runs on development databases only.
+        let env = match name.as_str() {
+            "reset" => "dev",
+            // The restore test replaces staging's data with production's newest backup.
+            "restore-test" => "staging",
+            _ => "production",
+        };
+        let mut args = vec!["plan", name.as_str(), "--env", env, "--offline"];
         if name == "restore" {
             args.extend(["--var", "from=/backups/prod/pre.dump"]);
         }
@@ -57,7 +64,10 @@ fn plan_json_is_machine_readable() {
     let plan: serde_json::Value = serde_json::from_str(&out.stdout).expect("plan is JSON");
     assert_eq!(plan["playbook"], "deploy");
     assert_eq!(plan["environment"], "staging");
-    assert_eq!(plan["gates"], serde_json::json!(["approve"]));
+    assert_eq!(
+        plan["gates"],
+        serde_json::json!(["staging_first", "approve"])
+    );
     let ids: Vec<&str> = plan["steps"]
         .as_array()
         .unwrap()
@@ -70,22 +80,25 @@ fn plan_json_is_machine_readable() {
             "preflight",
             "pending",
             "lint",
+            "staging_first",
             "approve",
+            "notify_start",
             "backup",
             "migrate",
             "seed",
             "verify",
             "app_health",
-            "analyze"
+            "analyze",
+            "notify_done"
         ]
     );
     assert_eq!(
-        plan["steps"][4]["args"]["dir"],
+        plan["steps"][6]["args"]["dir"],
         "/var/backups/runbook/staging"
     );
-    assert_eq!(plan["steps"][4]["rollback"][0]["action"], "restore");
+    assert_eq!(plan["steps"][6]["rollback"][0]["action"], "restore");
     assert_eq!(
-        plan["steps"][4]["rollback"][0]["deferred"],
+        plan["steps"][6]["rollback"][0]["deferred"],
         serde_json::json!(["from"])
     );
     stable!({ insta::assert_snapshot!(out.stdout) });

@@ -45,10 +45,10 @@ fn psql_program() -> std::path::PathBuf {
 }
 
 /// A psql session running `sql` in the background, killed when dropped.
-struct Background(Child);
+pub(crate) struct Background(Child);
 
 impl Background {
-    fn start(url: &str, sql: &str) -> Background {
+    pub(crate) fn start(url: &str, sql: &str) -> Background {
         let child = Command::new(psql_program())
             .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql])
             .stdin(Stdio::null())
@@ -68,7 +68,7 @@ impl Drop for Background {
 }
 
 /// Waits until `sql` (a count) returns at least 1.
-fn wait_until(url: &str, sql: &str) {
+pub(crate) fn wait_until(url: &str, sql: &str) {
     let began = Instant::now();
     while crate::support::pg::cluster().psql(url, sql) == "0" {
         assert!(

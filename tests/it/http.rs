@@ -10,22 +10,22 @@ use std::sync::{Arc, Mutex};
 
 /// One request the server saw.
 #[derive(Debug, Clone)]
-struct Seen {
-    method: String,
-    path: String,
+pub(crate) struct Seen {
+    pub(crate) method: String,
+    pub(crate) path: String,
     headers: Vec<(String, String)>,
-    body: String,
+    pub(crate) body: String,
 }
 
 /// A server on 127.0.0.1 answering each request with the next scripted (status, body), the
 /// last one repeated.
-struct Server {
-    url: String,
+pub(crate) struct Server {
+    pub(crate) url: String,
     seen: Arc<Mutex<Vec<Seen>>>,
 }
 
 impl Server {
-    fn start(script: Vec<(u16, &'static str)>) -> Server {
+    pub(crate) fn start(script: Vec<(u16, &'static str)>) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -74,12 +74,12 @@ impl Server {
         Server { url, seen }
     }
 
-    fn seen(&self) -> Vec<Seen> {
+    pub(crate) fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
 }
 
-const HEALTHY: &str =
+pub(crate) const HEALTHY: &str =
     r#"{"status":"ok","checks":[{"name":"database","ok":true}],"version":"1.4.2"}"#;
 
 fn project(app_url: &str) -> Project {
