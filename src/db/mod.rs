@@ -9,6 +9,7 @@ pub mod health;
 pub mod identity;
 pub mod migrate;
 pub mod op;
+pub mod maintain;
 mod postgres;
 pub mod reach;
 pub mod seed;

@@ -51,6 +51,9 @@ impl Checker<'_> {
             if let Some(d) = &m.statement_timeout {
                 found.push((vec!["migrate", "statement_timeout"], d, false));
             }
+            if let Some(ob) = &m.on_blocked {
+                found.push((vec!["migrate", "on_blocked", "after"], &ob.after, false));
+            }
         }
         if let Some(w) = &step.wait_for {
             if let Some(d) = &w.interval {
