@@ -29,6 +29,7 @@ mod http;
 mod json_outputs;
 mod live;
 mod lock;
+mod maintain;
 mod metrics;
 mod migrate;
 mod output;

@@ -3,6 +3,7 @@
 //! statement running on the target connection. SQLite needs none beyond the run lock.
 
 use super::postgres;
+use super::watch::Watch;
 use crate::db::op::{Op, OpError};
 use crate::db::{Db, TargetSpec};
 use crate::fmt::{duration, plural};
@@ -20,9 +21,12 @@ pub const LOCK_WAIT: Duration = Duration::from_secs(60);
 
 /// The migration lock (see the module docs). Release it with [`MigrationLock::release`].
 pub struct MigrationLock {
-    conn: Option<sqlx::PgConnection>,
-    /// The target connection's backend, cancelled through `conn` when the run stops.
-    worker_pid: Option<i32>,
+    pub(super) conn: Option<sqlx::PgConnection>,
+    /// The target connection's backend, cancelled through `conn` when the run stops and
+    /// watched through it while a statement runs (`watch.rs`).
+    pub(super) worker_pid: Option<i32>,
+    /// What the watcher saw and what `on_blocked` asks of it.
+    pub watch: Watch,
     /// How long taking the lock took, and how many tries.
     pub waited: Duration,
     pub attempts: u32,
@@ -41,6 +45,7 @@ impl MigrationLock {
             return Ok(MigrationLock {
                 conn: None,
                 worker_pid: None,
+                watch: Watch::default(),
                 waited: Duration::ZERO,
                 attempts: 0,
             });
@@ -55,6 +60,7 @@ impl MigrationLock {
         Ok(MigrationLock {
             conn: Some(conn),
             worker_pid: Some(worker_pid),
+            watch: Watch::default(),
             waited: started.elapsed(),
             attempts,
         })
