@@ -41,6 +41,7 @@ pub struct Stopped {
     pub backend_start: i64,
     pub user: String,
     pub application: String,
+    pub state: String,
     pub query: String,
     /// `cancel` or `terminate`.
     pub action: &'static str,
@@ -104,6 +105,7 @@ pub(super) async fn stop(c: &mut PgConnection, b: &Blocker, how: BlockerStop) ->
         backend_start: b.backend_start,
         user: b.user.clone(),
         application: b.application.clone(),
+        state: b.state.clone(),
         query: b.query.clone(),
         action: how.as_str(),
         blocked_ms: b.blocked_ms,
@@ -140,10 +142,12 @@ impl Stopped {
             ("cancel", false) => "could not cancel the statement of",
             _ => "could not terminate",
         };
-        let why = if self.signalled {
-            ""
-        } else {
+        let why = if !self.signalled {
             " (gone already, or runbook's role may not signal it: it needs pg_signal_backend or the same role)"
+        } else if self.action == "cancel" && self.state.starts_with("idle in transaction") {
+            " (it was idle in a transaction: no statement to cancel, its locks stay until it ends; `blocker: terminate` ends it)"
+        } else {
+            ""
         };
         format!(
             "on_blocked: {verb} pid {} (user {}, application {}), which had blocked `{file}` for {}{why}",
