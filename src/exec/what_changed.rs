@@ -52,8 +52,13 @@ pub fn named(action: &Action<'_>, rendered: &Json, outputs: &Map<String, Json>) 
         }
         Action::Vacuum(_) | Action::Reindex(_) => {
             let names = |k: &str| -> Vec<Json> {
-                let list = outputs.get(k).and_then(Json::as_array).into_iter().flatten();
-                list.map(|t| t.get("name").cloned().unwrap_or(Json::Null)).collect()
+                let list = outputs
+                    .get(k)
+                    .and_then(Json::as_array)
+                    .into_iter()
+                    .flatten();
+                list.map(|t| t.get("name").cloned().unwrap_or(Json::Null))
+                    .collect()
             };
             let mut out = Map::new();
             capped(&mut out, "tables", names("tables"));

@@ -133,7 +133,9 @@ fn destroys(a: &Action<'_>) -> &'static str {
             "`on_blocked` cancels or terminates other sessions"
         }
         Action::Migrate(_) => "`migrate: revert` drops schema",
-        Action::Vacuum(_) => "`vacuum: full` locks each table against reads and writes while it rewrites it",
+        Action::Vacuum(_) => {
+            "`vacuum: full` locks each table against reads and writes while it rewrites it"
+        }
         Action::Reindex(_) => "`reindex` without `concurrently` blocks writes while it rebuilds",
         _ => "this SQL drops or truncates data",
     }

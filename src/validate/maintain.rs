@@ -61,11 +61,19 @@ impl Checker<'_> {
             guarded |= is_guard(s);
             for (j, comp) in s.rollback.iter().enumerate() {
                 if is_full(comp) && !guarded {
-                    found.push(vec!["steps".into(), i.to_string(), "rollback".into(), j.to_string()]);
+                    found.push(vec![
+                        "steps".into(),
+                        i.to_string(),
+                        "rollback".into(),
+                        j.to_string(),
+                    ]);
                 }
             }
         }
-        for (block, steps) in [("on_failure", &self.def.on_failure), ("finally", &self.def.finally)] {
+        for (block, steps) in [
+            ("on_failure", &self.def.on_failure),
+            ("finally", &self.def.finally),
+        ] {
             for (i, s) in steps.iter().enumerate() {
                 if is_full(s) {
                     found.push(vec![block.into(), i.to_string()]);

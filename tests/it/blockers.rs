@@ -83,7 +83,8 @@ fn a_waiting_migration_names_its_blocker_and_on_blocked_terminates_it() {
     // Without on_blocked: the wait is shown while it lasts, then the lock timeout fails it.
     let (out, _) = migrate(&p, "action: apply, lock_timeout: 2s");
     assert_eq!(out.code, 1, "{}", out.combined());
-    let shown = format!("`migrations/postgres/002_c.sql` waits for a lock held by pid {pid} (user ");
+    let shown =
+        format!("`migrations/postgres/002_c.sql` waits for a lock held by pid {pid} (user ");
     assert!(out.stderr.contains(&shown), "{}", out.stderr);
     for needle in [
         ", application psql, from ",
@@ -103,7 +104,8 @@ fn a_waiting_migration_names_its_blocker_and_on_blocked_terminates_it() {
     );
     assert_eq!(out.code, 0, "{}", out.combined());
     assert!(
-        out.stderr.contains(&format!("on_blocked: terminated pid {pid} (user ")),
+        out.stderr
+            .contains(&format!("on_blocked: terminated pid {pid} (user ")),
         "{}",
         out.stderr
     );
@@ -112,14 +114,19 @@ fn a_waiting_migration_names_its_blocker_and_on_blocked_terminates_it() {
     assert_eq!(blocked["pid"], pid, "{o}");
     assert_eq!(blocked["application"], "psql", "{o}");
     assert_eq!(blocked["state"], "idle in transaction", "{o}");
-    assert_eq!(blocked["query"], "SELECT count(*) FROM t WHERE note = '***';", "{o}");
+    assert_eq!(
+        blocked["query"], "SELECT count(*) FROM t WHERE note = '***';",
+        "{o}"
+    );
     assert!(blocked["blocked_ms"].as_u64().unwrap() >= 1000, "{o}");
     let stopped = &o["stopped"][0];
     assert_eq!(stopped["pid"], pid, "{o}");
     assert_eq!(stopped["action"], "terminate", "{o}");
     assert_eq!(stopped["signalled"], true, "{o}");
     assert_eq!(
-        p.target.query(&format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}")),
+        p.target.query(&format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}"
+        )),
         ["0"]
     );
     assert_eq!(
@@ -147,7 +154,11 @@ fn a_concurrent_index_build_shows_its_phases() {
     // A writer in an open transaction: the build waits for it before it starts.
     let session = pg::cluster().hold(&p.target.arg(), "BEGIN;\nINSERT INTO big VALUES (0, 'w');");
     let pid = holder_pid(&p);
-    mig(&p, "002_idx.sql", "CREATE INDEX CONCURRENTLY big_id ON big (id);\n");
+    mig(
+        &p,
+        "002_idx.sql",
+        "CREATE INDEX CONCURRENTLY big_id ON big (id);\n",
+    );
     let release = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(2500));
         session.release();
@@ -168,9 +179,17 @@ fn a_concurrent_index_build_shows_its_phases() {
         .iter()
         .map(|s| s["phase"].as_str().unwrap())
         .collect();
-    assert_eq!(phases.first(), Some(&"waiting for writers before build"), "{o}");
+    assert_eq!(
+        phases.first(),
+        Some(&"waiting for writers before build"),
+        "{o}"
+    );
     assert_eq!(o["index_progress"][0]["index"], "big_id", "{o}");
     // What the build waited for is its blocker, shown like any other.
     assert_eq!(o["blocked_by"][0]["pid"], pid, "{o}");
-    assert_eq!(p.target.query("SELECT indisvalid FROM pg_index WHERE indexrelid = 'big_id'::regclass"), ["t"]);
+    assert_eq!(
+        p.target
+            .query("SELECT indisvalid FROM pg_index WHERE indexrelid = 'big_id'::regclass"),
+        ["t"]
+    );
 }

@@ -43,18 +43,28 @@ fn names(list: &Json) -> Vec<String> {
 }
 
 fn filenode(p: &Project, rel: &str) -> String {
-    p.target.query(&format!("SELECT pg_relation_filenode('{rel}')"))[0].clone()
+    p.target
+        .query(&format!("SELECT pg_relation_filenode('{rel}')"))[0]
+        .clone()
 }
 
 #[test]
 fn vacuum_analyzes_named_tables_or_every_table() {
     let p = postgres();
-    let (out, o) = run(&p, "  - id: m\n    vacuum: { tables: [orders, 'sales.\"Lines\"'] }\n", &[]);
+    let (out, o) = run(
+        &p,
+        "  - id: m\n    vacuum: { tables: [orders, 'sales.\"Lines\"'] }\n",
+        &[],
+    );
     assert_eq!(out.code, 0, "{}", out.combined());
     assert_eq!(names(&o["tables"]), ["orders", "sales.\"Lines\""]);
     assert_eq!(o["count"], 2);
     assert!(o["tables"][0]["size_before"].as_i64().unwrap() > 0, "{o}");
-    assert!(out.stderr.contains("vacuumed 2 tables and analyzed them"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("vacuumed 2 tables and analyzed them"),
+        "{}",
+        out.stderr
+    );
     // The server says both ran on `orders`.
     assert_eq!(
         p.target.query(
@@ -67,7 +77,11 @@ fn vacuum_analyzes_named_tables_or_every_table() {
     let (out, o) = run(&p, "  - id: m\n    vacuum: { analyze: false }\n", &[]);
     assert_eq!(out.code, 0, "{}", out.combined());
     assert_eq!(names(&o["tables"]), ["orders", "sales.\"Lines\""]);
-    assert!(out.stderr.contains("vacuumed 2 tables in"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("vacuumed 2 tables in"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -79,8 +93,16 @@ fn a_full_vacuum_needs_a_gate_in_every_environment() {
     );
     let out = p.run("maint", &[]);
     assert_eq!(out.code, 2, "{}", out.combined());
-    assert!(out.stderr.contains("unguarded-full-vacuum"), "{}", out.stderr);
-    assert!(out.stderr.contains("without a gate before it"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("unguarded-full-vacuum"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("without a gate before it"),
+        "{}",
+        out.stderr
+    );
 
     let db = p.target.query("SELECT current_database()")[0].clone();
     let before = filenode(&p, "orders");
@@ -92,7 +114,11 @@ fn a_full_vacuum_needs_a_gate_in_every_environment() {
     assert_ne!(filenode(&p, "orders"), before);
     let t = &o["tables"][0];
     assert!(t["size_after"].as_i64() < t["size_before"].as_i64(), "{o}");
-    assert!(out.stderr.contains("VACUUM FULL orders in"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("VACUUM FULL orders in"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -100,10 +126,19 @@ fn reindex_rebuilds_concurrently_what_it_is_given() {
     let p = postgres();
     let note = filenode(&p, "orders_note");
     let pkey = filenode(&p, "orders_pkey");
-    let (out, o) = run(&p, "  - id: m\n    reindex: { indexes: [orders_note] }\n", &[]);
+    let (out, o) = run(
+        &p,
+        "  - id: m\n    reindex: { indexes: [orders_note] }\n",
+        &[],
+    );
     assert_eq!(out.code, 0, "{}", out.combined());
     assert_eq!(names(&o["indexes"]), ["orders_note"]);
-    assert!(out.stderr.contains("REINDEX INDEX CONCURRENTLY orders_note in"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("REINDEX INDEX CONCURRENTLY orders_note in"),
+        "{}",
+        out.stderr
+    );
     assert_ne!(filenode(&p, "orders_note"), note);
     assert_eq!(filenode(&p, "orders_pkey"), pkey);
 
@@ -112,14 +147,31 @@ fn reindex_rebuilds_concurrently_what_it_is_given() {
     assert_eq!(names(&o["tables"]), ["orders", "sales.\"Lines\""]);
     assert_ne!(filenode(&p, "orders_pkey"), pkey);
     // Nothing invalid is left behind.
-    assert_eq!(p.target.query("SELECT count(*) FROM pg_index WHERE NOT indisvalid"), ["0"]);
+    assert_eq!(
+        p.target
+            .query("SELECT count(*) FROM pg_index WHERE NOT indisvalid"),
+        ["0"]
+    );
 
-    let (out, _) = run(&p, "  - id: m\n    reindex: { tables: [orders_note] }\n", &[]);
+    let (out, _) = run(
+        &p,
+        "  - id: m\n    reindex: { tables: [orders_note] }\n",
+        &[],
+    );
     assert_eq!(out.code, 1, "{}", out.combined());
-    assert!(out.stderr.contains("`orders_note` under `tables` is not a table"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("`orders_note` under `tables` is not a table"),
+        "{}",
+        out.stderr
+    );
     let (out, _) = run(&p, "  - id: m\n    vacuum: { tables: [nope] }\n", &[]);
     assert_eq!(out.code, 1, "{}", out.combined());
-    assert!(out.stderr.contains("no table or index `nope`"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("no table or index `nope`"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -144,5 +196,10 @@ fn locking_maintenance_needs_a_gate_in_a_protected_environment() {
     }
     // A plain vacuum takes no lock that blocks reads or writes: no gate needed.
     assert!(!out.stderr.contains("steps.1"), "{}", out.stderr);
-    assert_eq!(out.stderr.matches("unguarded-destructive").count(), 2, "{}", out.stderr);
+    assert_eq!(
+        out.stderr.matches("unguarded-destructive").count(),
+        2,
+        "{}",
+        out.stderr
+    );
 }

@@ -69,7 +69,10 @@ pub(super) async fn resolve(c: &mut PgConnection, given: &str) -> Result<Relatio
 /// The ordinary tables and materialized views runbook's role owns (directly or through a
 /// role it is a member of; all of them for a superuser), outside the system schemas; with
 /// `indexed`, only those with an index.
-pub(super) async fn own_tables(c: &mut PgConnection, indexed: bool) -> Result<Vec<String>, OpError> {
+pub(super) async fn own_tables(
+    c: &mut PgConnection,
+    indexed: bool,
+) -> Result<Vec<String>, OpError> {
     let sql = format!(
         "SELECT c.oid::regclass::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE c.relkind IN ('r', 'm') AND n.nspname <> 'information_schema' \
@@ -154,7 +157,11 @@ pub(super) fn failed_db(what: &str, e: &sqlx::Error) -> OpError {
 pub(super) fn postgres_only(action: &str) -> OpError {
     OpError::NothingCommitted(format!(
         "`{action}` runs on PostgreSQL; on SQLite run `{}` with a `sql` step",
-        if action == "vacuum" { "VACUUM" } else { "REINDEX" }
+        if action == "vacuum" {
+            "VACUUM"
+        } else {
+            "REINDEX"
+        }
     ))
 }
 

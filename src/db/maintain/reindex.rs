@@ -42,10 +42,16 @@ pub async fn reindex(
         work.push((rel.name, true));
     }
     if a.indexes.is_empty() && a.tables.is_empty() {
-        let all = own_tables(c, true).await.map_err(OpError::nothing_committed)?;
+        let all = own_tables(c, true)
+            .await
+            .map_err(OpError::nothing_committed)?;
         work.extend(all.into_iter().map(|t| (t, true)));
     }
-    let how = if a.concurrently() { " CONCURRENTLY" } else { "" };
+    let how = if a.concurrently() {
+        " CONCURRENTLY"
+    } else {
+        ""
+    };
     let mut report = Report::default();
     for (i, (name, table)) in work.iter().enumerate() {
         let kind = if *table { "TABLE" } else { "INDEX" };
@@ -107,7 +113,11 @@ async fn left_behind(c: &mut PgConnection, msg: String, report: &Report) -> OpEr
     OpError::failed(format!(
         "{msg}{}; the interrupted rebuild left INVALID {} behind: {} (drop with `DROP INDEX CONCURRENTLY`)",
         done_before(&done),
-        if invalid.len() == 1 { "index" } else { "indexes" },
+        if invalid.len() == 1 {
+            "index"
+        } else {
+            "indexes"
+        },
         invalid.join(", ")
     ))
 }

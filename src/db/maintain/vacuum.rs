@@ -21,7 +21,9 @@ pub async fn vacuum(
     };
     let started = Instant::now();
     let tables = if a.tables.is_empty() {
-        own_tables(c, false).await.map_err(OpError::nothing_committed)?
+        own_tables(c, false)
+            .await
+            .map_err(OpError::nothing_committed)?
     } else {
         let mut names = Vec::with_capacity(a.tables.len());
         for given in &a.tables {
@@ -43,7 +45,11 @@ pub async fn vacuum(
     };
     let mut report = Report::default();
     for (i, table) in tables.iter().enumerate() {
-        op.detail(&format!("VACUUM {options}{table} ({} of {})", i + 1, tables.len()));
+        op.detail(&format!(
+            "VACUUM {options}{table} ({} of {})",
+            i + 1,
+            tables.len()
+        ));
         let size_before = size(c, table, true).await;
         let took = match run(c, target, &format!("VACUUM {options}{table}"), op).await {
             Ok(took) => took,
@@ -76,7 +82,11 @@ pub async fn vacuum(
     op.note(&format!(
         "vacuumed {}{} in {}",
         plural(report.tables.len(), "table", "tables"),
-        if a.analyze() { " and analyzed them" } else { "" },
+        if a.analyze() {
+            " and analyzed them"
+        } else {
+            ""
+        },
         duration(started.elapsed())
     ));
     Ok(report)

@@ -128,7 +128,11 @@ impl Blocker {
             self.client,
             self.state,
             self.transaction_seconds,
-            if self.query.is_empty() { "(no query)" } else { &self.query }
+            if self.query.is_empty() {
+                "(no query)"
+            } else {
+                &self.query
+            }
         )
     }
 }
@@ -207,7 +211,9 @@ pub fn mask_literals(sql: &str) -> String {
 fn escape_string(before: &str) -> bool {
     let mut back = before.chars().rev();
     matches!(back.next(), Some('E' | 'e'))
-        && back.next().is_none_or(|c| !(c.is_alphanumeric() || c == '_'))
+        && back
+            .next()
+            .is_none_or(|c| !(c.is_alphanumeric() || c == '_'))
 }
 
 /// The text after a single-quoted literal's closing quote (`''` inside stays inside, and in
@@ -249,8 +255,14 @@ mod tests {
             mask_literals("UPDATE users SET password = 'hunter2''s', n = 42 WHERE id = $1"),
             "UPDATE users SET password = '***', n = 42 WHERE id = $1"
         );
-        assert_eq!(mask_literals("SELECT E'a\\'b', 'c\\', 1"), "SELECT E'***', '***', 1");
-        assert_eq!(mask_literals("SELECT $$x 'y'$$, $t$z$t$ -- 'c'\n1"), "SELECT '***', '***' \n1");
+        assert_eq!(
+            mask_literals("SELECT E'a\\'b', 'c\\', 1"),
+            "SELECT E'***', '***', 1"
+        );
+        assert_eq!(
+            mask_literals("SELECT $$x 'y'$$, $t$z$t$ -- 'c'\n1"),
+            "SELECT '***', '***' \n1"
+        );
         assert_eq!(mask_literals("SELECT 'open"), "SELECT '***'");
         assert_eq!(shown_query("SELECT\n  1"), "SELECT 1");
         assert!(shown_query(&"x ".repeat(200)).ends_with("..."));

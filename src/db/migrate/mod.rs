@@ -61,6 +61,7 @@ mod watch;
 
 pub use apply::{ApplyReport, apply};
 pub use baseline::{BaselineReport, baseline};
+pub use blockers::{Blocker, Stopped, mask_literals, shown_query};
 pub use history::{HISTORY_TABLE, HistoryEntry, PrismaRecord, history, prisma_history};
 pub use lint::{
     Finding, TableSize, annotate, assume_empty_schema, lint, lint_offline, server_version,
@@ -79,7 +80,6 @@ pub use status::{
 };
 pub use version::compare_versions;
 pub use watch::{BuildSample, WATCH_POLL, Watched};
-pub use blockers::{Blocker, Stopped, mask_literals, shown_query};
 
 use crate::db::describe;
 use crate::db::op::OpError;

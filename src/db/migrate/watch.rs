@@ -89,10 +89,19 @@ async fn poll_blockers(c: &mut PgConnection, pid: i32, w: &mut Watch, op: &Op<'_
         let blocked = first.elapsed();
         b.file = w.file.clone();
         b.blocked_ms = blocked.as_millis() as u64;
-        match w.seen.blocked_by.iter_mut().find(|s| (s.pid, s.backend_start) == key) {
+        match w
+            .seen
+            .blocked_by
+            .iter_mut()
+            .find(|s| (s.pid, s.backend_start) == key)
+        {
             Some(known) => known.blocked_ms = b.blocked_ms,
             None => {
-                op.note(&format!("`{}` waits for a lock held by {}", w.file, b.describe()));
+                op.note(&format!(
+                    "`{}` waits for a lock held by {}",
+                    w.file,
+                    b.describe()
+                ));
                 w.seen.blocked_by.push(b.clone());
             }
         }
@@ -104,7 +113,12 @@ async fn poll_blockers(c: &mut PgConnection, pid: i32, w: &mut Watch, op: &Op<'_
         let Some((how, after)) = w.on_blocked else {
             continue;
         };
-        if blocked < after || w.seen.stopped.iter().any(|s| (s.pid, s.backend_start) == key) {
+        if blocked < after
+            || w.seen
+                .stopped
+                .iter()
+                .any(|s| (s.pid, s.backend_start) == key)
+        {
             continue;
         }
         let stopped = blockers::stop(c, &b, how).await;
@@ -147,7 +161,10 @@ async fn poll_build(c: &mut PgConnection, pid: i32, w: &mut Watch, started: Inst
     let counts = s.counts();
     op.detail(&format!("{command} {}: {}{counts}", s.index, s.phase));
     if w.phase.as_deref() != Some(s.phase.as_str()) {
-        op.note(&format!("`{}`: {command} {}: {}{counts}", w.file, s.index, s.phase));
+        op.note(&format!(
+            "`{}`: {command} {}: {}{counts}",
+            w.file, s.index, s.phase
+        ));
         w.phase = Some(s.phase.clone());
         if w.seen.index_progress.len() < MAX_SAMPLES {
             w.seen.index_progress.push(s);

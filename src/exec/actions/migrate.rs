@@ -10,7 +10,9 @@
 //! `rolled_back`) and `count` (1); `status` gives `count` (pending) and `failed` (what Prisma
 //! recorded as failed);
 //! `lint` gives `findings`, `errors`, `warnings` and `count`; `rehearse` gives `results`,
-//! `locks` and `count`.
+//! `locks` and `count`. `apply` and `revert` also give what the watcher saw while files ran
+//! (PostgreSQL): `blocked_by` (the sessions that blocked a file), `stopped` (those
+//! `on_blocked` cancelled or terminated) and `index_progress` (index build phases).
 
 use crate::db::Dialect;
 use crate::db::migrate::{self as mg, MigrationSet, RevertTo, Settings, to_json};
