@@ -94,6 +94,8 @@ fn a_waiting_migration_names_its_blocker_and_on_blocked_terminates_it() {
         assert!(out.stderr.contains(needle), "{needle}: {}", out.stderr);
     }
     assert!(!out.stderr.contains(SECRET), "{}", out.stderr);
+    let blamed = format!("; it waited for pid {pid} (user ");
+    assert!(out.stderr.contains(&blamed), "{}", out.stderr);
     // The failed step's record keeps what it printed: the blocker is in the audit chain.
     assert!(recorded(&p).contains(&format!("held by pid {pid}")));
 

@@ -33,7 +33,7 @@ pub struct Done {
 
 /// What a maintenance step did.
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct Report {
+pub struct Maintained {
     pub tables: Vec<Done>,
     pub indexes: Vec<Done>,
     pub duration_ms: u64,

@@ -2,7 +2,9 @@
 //! rebuild that fails leaves its new index behind, INVALID (`..._ccnew`): the error names it
 //! and how to drop it.
 
-use super::{Done, Report, StmtError, done_before, own_tables, postgres_only, resolve, run, size};
+use super::{
+    Done, Maintained, StmtError, done_before, own_tables, postgres_only, resolve, run, size,
+};
 use crate::db::op::{Op, OpError};
 use crate::db::{Db, TargetSpec, describe};
 use crate::fmt::{bytes, duration, plural};
@@ -17,7 +19,7 @@ pub async fn reindex(
     target: &TargetSpec,
     a: &ReindexAction,
     op: &Op<'_>,
-) -> Result<Report, OpError> {
+) -> Result<Maintained, OpError> {
     let Db::Postgres(c) = db else {
         return Err(postgres_only("reindex"));
     };
@@ -52,7 +54,7 @@ pub async fn reindex(
     } else {
         ""
     };
-    let mut report = Report::default();
+    let mut report = Maintained::default();
     for (i, (name, table)) in work.iter().enumerate() {
         let kind = if *table { "TABLE" } else { "INDEX" };
         let sql = format!("REINDEX {kind}{how} {name}");
@@ -96,7 +98,7 @@ pub async fn reindex(
 }
 
 /// The error of a failed rebuild, naming the INVALID indexes a concurrent rebuild leaves.
-async fn left_behind(c: &mut PgConnection, msg: String, report: &Report) -> OpError {
+async fn left_behind(c: &mut PgConnection, msg: String, report: &Maintained) -> OpError {
     let mut done = report.tables.clone();
     done.extend(report.indexes.iter().cloned());
     let invalid: Vec<String> = sqlx::query_scalar(

@@ -2,7 +2,9 @@
 //! in. A vacuum changes no row, so a failure is `NothingCommitted` (a rollback would have
 //! nothing to bring back); the tables done before it stay vacuumed.
 
-use super::{Done, Report, StmtError, done_before, own_tables, postgres_only, resolve, run, size};
+use super::{
+    Done, Maintained, StmtError, done_before, own_tables, postgres_only, resolve, run, size,
+};
 use crate::db::op::{Op, OpError};
 use crate::db::{Db, TargetSpec, describe};
 use crate::fmt::{bytes, duration, plural};
@@ -15,7 +17,7 @@ pub async fn vacuum(
     target: &TargetSpec,
     a: &VacuumAction,
     op: &Op<'_>,
-) -> Result<Report, OpError> {
+) -> Result<Maintained, OpError> {
     let Db::Postgres(c) = db else {
         return Err(postgres_only("vacuum"));
     };
@@ -43,7 +45,7 @@ pub async fn vacuum(
         (false, true) => "(ANALYZE) ",
         (false, false) => "",
     };
-    let mut report = Report::default();
+    let mut report = Maintained::default();
     for (i, table) in tables.iter().enumerate() {
         op.detail(&format!(
             "VACUUM {options}{table} ({} of {})",

@@ -349,6 +349,12 @@ pub(super) async fn run_file(
         }
         // A file that controls its own transaction runs outside runbook's (`tx_needs`), so
         // `file_failure` never calls what it committed undone.
-        return Err(file_failure(e, job, settings, attempt, undone_all));
+        let lock_timeout = e.is_lock_timeout();
+        let failure = file_failure(e, job, settings, attempt, undone_all);
+        return Err(if lock_timeout {
+            lock.watch.blame(failure)
+        } else {
+            failure
+        });
     }
 }

@@ -9,7 +9,7 @@
 
 use super::blockers::{self, Blocker, Stopped};
 use super::lock::MigrationLock;
-use crate::db::op::Op;
+use crate::db::op::{Op, OpError};
 use crate::fmt::duration;
 use crate::playbook::BlockerStop;
 use serde::Serialize;
@@ -71,6 +71,33 @@ impl MigrationLock {
             };
             poll_blockers(conn, pid, &mut self.watch, op).await;
             poll_build(conn, pid, &mut self.watch, started, op).await;
+        }
+    }
+}
+
+impl Watch {
+    /// A lock timeout's error, naming the sessions seen blocking the file that timed out.
+    pub(super) fn blame(&self, e: OpError) -> OpError {
+        let who: Vec<String> = self
+            .seen
+            .blocked_by
+            .iter()
+            .filter(|b| b.file == self.file)
+            .map(|b| {
+                format!(
+                    "pid {} (user {}, application {})",
+                    b.pid, b.user, b.application
+                )
+            })
+            .collect();
+        if who.is_empty() {
+            return e;
+        }
+        let add = |m: String| format!("{m}; it waited for {}", who.join(", "));
+        match e {
+            OpError::Failed(m) => OpError::Failed(add(m)),
+            OpError::NothingCommitted(m) => OpError::NothingCommitted(add(m)),
+            other => other,
         }
     }
 }

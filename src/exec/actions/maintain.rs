@@ -5,7 +5,7 @@
 //! Outputs: `tables` (and for `reindex`, `indexes`): each relation with its `duration_ms` and
 //! its size in bytes before and after; `count` (relations done) and `duration_ms` (the step).
 
-use crate::db::maintain::{self, Report};
+use crate::db::maintain::{self, Maintained};
 use crate::db::op::OpError;
 use crate::exec::{ActionCtx, StepError, StepResult};
 use crate::playbook::{ReindexAction, VacuumAction};
@@ -44,7 +44,7 @@ pub async fn reindex(a: &ReindexAction, ctx: &mut ActionCtx<'_>) -> StepResult {
     outputs(r).map_err(|e| StepError::of_op(e, redactor))
 }
 
-fn outputs(r: Result<Report, OpError>) -> Result<Map<String, Json>, OpError> {
+fn outputs(r: Result<Maintained, OpError>) -> Result<Map<String, Json>, OpError> {
     let r = r?;
     let mut out = Map::new();
     out.insert("count".into(), json!(r.tables.len() + r.indexes.len()));
