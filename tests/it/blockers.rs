@@ -195,3 +195,67 @@ fn a_concurrent_index_build_shows_its_phases() {
         ["t"]
     );
 }
+
+#[test]
+fn on_blocked_cancel_stops_a_long_statement_and_the_migration_goes_on() {
+    let p = postgres();
+    mig(
+        &p,
+        "001_t.sql",
+        "CREATE TABLE t (id int);\nINSERT INTO t VALUES (1);\n",
+    );
+    let (out, _) = migrate(&p, "action: apply");
+    assert_eq!(out.code, 0, "{}", out.combined());
+    // A statement on its own (no open transaction): cancelled, it lets go of its lock.
+    let own = pg::cluster().bin_dir().join("psql");
+    let psql = if own.is_file() { own } else { "psql".into() };
+    let mut sleeper = std::process::Command::new(psql)
+        .args([
+            "-X",
+            "-q",
+            "-d",
+            &p.target.arg(),
+            "-c",
+            "SELECT pg_sleep(60) FROM t",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let active = "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+                  AND state = 'active' AND query LIKE 'SELECT pg_sleep(60)%'";
+    let mut pid = Vec::new();
+    for _ in 0..200 {
+        pid = p.target.query(active);
+        if !pid.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert_eq!(pid.len(), 1, "the sleeper never ran");
+    let pid: i64 = pid[0].parse().unwrap();
+    mig(&p, "002_c.sql", "ALTER TABLE t ADD COLUMN c int;\n");
+
+    let (out, o) = migrate(
+        &p,
+        "action: apply, lock_timeout: 20s, on_blocked: { blocker: cancel, after: 1s }",
+    );
+    let status = sleeper.wait().unwrap();
+    assert_eq!(out.code, 0, "{}", out.combined());
+    assert!(!status.success(), "the sleeper's statement was cancelled");
+    assert!(
+        out.stderr.contains(&format!(
+            "on_blocked: cancelled the statement of pid {pid} (user "
+        )),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(o["stopped"][0]["pid"], pid, "{o}");
+    assert_eq!(o["stopped"][0]["action"], "cancel", "{o}");
+    assert_eq!(o["stopped"][0]["state"], "active", "{o}");
+    assert_eq!(
+        o["blocked_by"][0]["query"], "SELECT pg_sleep(60) FROM t",
+        "{o}"
+    );
+}
