@@ -203,3 +203,60 @@ fn locking_maintenance_needs_a_gate_in_a_protected_environment() {
         out.stderr
     );
 }
+
+#[test]
+fn a_rebuild_shows_its_phases_while_it_waits_for_a_writer() {
+    let p = postgres();
+    let session = crate::support::pg::cluster().hold(
+        &p.target.arg(),
+        "BEGIN;\nINSERT INTO orders VALUES (5001, 'w');",
+    );
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(2500));
+        session.release();
+    });
+    let (out, o) = run(
+        &p,
+        "  - id: m\n    reindex: { indexes: [orders_note] }\n",
+        &[],
+    );
+    release.join().unwrap();
+    assert_eq!(out.code, 0, "{}", out.combined());
+    assert!(
+        out.stderr
+            .contains("REINDEX INDEX CONCURRENTLY orders_note: waiting for writers before build"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        o["indexes"][0]["duration_ms"].as_u64().unwrap() >= 2000,
+        "{o}"
+    );
+}
+
+#[test]
+fn a_timed_out_rebuild_is_cancelled_and_names_the_invalid_index_it_left() {
+    let p = postgres();
+    let session = crate::support::pg::cluster().hold(
+        &p.target.arg(),
+        "BEGIN;\nINSERT INTO orders VALUES (5001, 'w');",
+    );
+    let steps = "  - id: m\n    timeout: 2s\n    reindex: { indexes: [orders_note] }\n";
+    let (out, _) = run(&p, steps, &[]);
+    assert_eq!(out.code, 1, "{}", out.combined());
+    for needle in [
+        "timed out after 2s",
+        "the interrupted rebuild left INVALID index behind: orders_note_ccnew",
+        "DROP INDEX CONCURRENTLY",
+    ] {
+        assert!(out.stderr.contains(needle), "{needle}: {}", out.stderr);
+    }
+    // The statement was cancelled on the server, not left waiting for the writer.
+    assert_eq!(
+        p.target.query(
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'REINDEX%' AND state = 'active'"
+        ),
+        ["0"]
+    );
+    drop(session);
+}

@@ -1,20 +1,22 @@
 //! Maintenance on PostgreSQL: `VACUUM (ANALYZE)` (`vacuum.rs`) and `REINDEX CONCURRENTLY`
 //! (`reindex.rs`), one relation at a time, each statement on its own outside any transaction
 //! (`REINDEX CONCURRENTLY` and `VACUUM` refuse to run in one). Names are resolved by the server
-//! (`to_regclass`) and written back as it quotes them, never spliced as given. A stop (Ctrl-C,
-//! the step's timeout) cancels the running statement on the server from a second connection.
+//! (`to_regclass`) and written back as it quotes them, never spliced as given. A second
+//! connection (`monitor.rs`) shows the running statement's progress and, when the run stops
+//! (Ctrl-C, the step's timeout), cancels it on the server.
 
+mod monitor;
 mod reindex;
 mod vacuum;
 
 pub use reindex::reindex;
 pub use vacuum::vacuum;
 
+use crate::db::describe;
 use crate::db::op::{Op, OpError};
-use crate::db::{TargetSpec, describe};
+use monitor::{Monitor, View};
 use serde::Serialize;
-use sqlx::{AssertSqlSafe, ConnectOptions, PgConnection};
-use std::str::FromStr;
+use sqlx::{AssertSqlSafe, PgConnection};
 use std::time::{Duration, Instant};
 
 /// How long a cancelled statement may take to end before the step gives up on it.
@@ -100,11 +102,13 @@ pub(super) async fn size(c: &mut PgConnection, name: &str, table: bool) -> i64 {
         .unwrap_or(0)
 }
 
-/// Runs one statement outside a transaction and times it; a stop cancels it on the server.
-pub(super) async fn run(
+/// Runs one statement outside a transaction and times it, its progress watched through
+/// `mon`; a stop cancels it on the server.
+async fn run(
     c: &mut PgConnection,
-    target: &TargetSpec,
+    mon: &mut Monitor,
     sql: &str,
+    view: View,
     op: &Op<'_>,
 ) -> Result<Duration, StmtError> {
     op.check().map_err(StmtError::Stopped)?;
@@ -118,8 +122,9 @@ pub(super) async fn run(
     let stop = tokio::select! {
         r = &mut fut => return r.map(|_| started.elapsed()).map_err(StmtError::Sql),
         e = op.stopped() => e,
+        never = mon.watch(pid, view, sql, op) => match never {},
     };
-    if cancel(target, pid).await {
+    if mon.cancel(pid).await {
         let _ = tokio::time::timeout(CANCEL_GRACE, &mut fut).await;
     }
     Err(StmtError::Stopped(stop))
@@ -129,24 +134,6 @@ pub(super) async fn run(
 pub(super) enum StmtError {
     Stopped(OpError),
     Sql(sqlx::Error),
-}
-
-/// Asks the server, on a connection of its own, to cancel what backend `pid` runs.
-async fn cancel(target: &TargetSpec, pid: i32) -> bool {
-    let TargetSpec::Postgres(url) = target else {
-        return false;
-    };
-    let Ok(opts) = sqlx::postgres::PgConnectOptions::from_str(url) else {
-        return false;
-    };
-    let Ok(mut c) = opts.application_name("runbook").connect().await else {
-        return false;
-    };
-    sqlx::query_scalar::<_, bool>("SELECT pg_cancel_backend($1)")
-        .bind(pid)
-        .fetch_one(&mut c)
-        .await
-        .unwrap_or(false)
 }
 
 pub(super) fn failed_db(what: &str, e: &sqlx::Error) -> OpError {

@@ -2,6 +2,7 @@
 //! rebuild that fails leaves its new index behind, INVALID (`..._ccnew`): the error names it
 //! and how to drop it.
 
+use super::monitor::{Monitor, View};
 use super::{
     Done, Maintained, StmtError, done_before, own_tables, postgres_only, resolve, run, size,
 };
@@ -54,13 +55,14 @@ pub async fn reindex(
     } else {
         ""
     };
+    let mut mon = Monitor::open(target).await;
     let mut report = Maintained::default();
     for (i, (name, table)) in work.iter().enumerate() {
         let kind = if *table { "TABLE" } else { "INDEX" };
         let sql = format!("REINDEX {kind}{how} {name}");
         op.detail(&format!("{sql} ({} of {})", i + 1, work.len()));
         let size_before = size(c, name, *table).await;
-        let took = match run(c, target, &sql, op).await {
+        let took = match run(c, &mut mon, &sql, View::Index, op).await {
             Ok(took) => took,
             Err(StmtError::Stopped(e)) => return Err(left_behind(c, e.to_string(), &report).await),
             Err(StmtError::Sql(e)) => {

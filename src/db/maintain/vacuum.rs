@@ -2,6 +2,7 @@
 //! in. A vacuum changes no row, so a failure is `NothingCommitted` (a rollback would have
 //! nothing to bring back); the tables done before it stay vacuumed.
 
+use super::monitor::{Monitor, View};
 use super::{
     Done, Maintained, StmtError, done_before, own_tables, postgres_only, resolve, run, size,
 };
@@ -45,6 +46,12 @@ pub async fn vacuum(
         (false, true) => "(ANALYZE) ",
         (false, false) => "",
     };
+    let view = if a.full {
+        View::VacuumFull
+    } else {
+        View::Vacuum
+    };
+    let mut mon = Monitor::open(target).await;
     let mut report = Maintained::default();
     for (i, table) in tables.iter().enumerate() {
         op.detail(&format!(
@@ -53,7 +60,7 @@ pub async fn vacuum(
             tables.len()
         ));
         let size_before = size(c, table, true).await;
-        let took = match run(c, target, &format!("VACUUM {options}{table}"), op).await {
+        let took = match run(c, &mut mon, &format!("VACUUM {options}{table}"), view, op).await {
             Ok(took) => took,
             Err(StmtError::Stopped(e)) => return Err(e.nothing_committed()),
             Err(StmtError::Sql(e)) => {
