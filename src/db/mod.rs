@@ -7,6 +7,7 @@ pub mod copy;
 pub mod dialect;
 pub mod health;
 pub mod identity;
+pub mod maintain;
 pub mod migrate;
 pub mod op;
 mod postgres;

@@ -61,6 +61,9 @@ pub(super) fn after_success(step: &Step, outputs: &Map<String, Json>) -> Change 
                 None => Change::changed(format!("{verb} migrations")),
             }
         }
+        Some(Action::Vacuum(_) | Action::Reindex(_)) => {
+            Change::unchanged("maintenance: no row or schema changed")
+        }
         Some(Action::Seed(_)) => match (n("inserted"), n("updated")) {
             (Some(0), Some(0)) => Change::unchanged("inserted and updated nothing"),
             (Some(i), Some(u)) => Change::changed(format!("inserted {i} and updated {u} rows")),

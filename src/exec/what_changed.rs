@@ -2,7 +2,7 @@
 //! migrations applied, reverted, baselined or resolved (version, name, checksum, direction, duration),
 //! the backup taken or the archive restored (path, sha256, size, rows per table), what a seed
 //! inserted, updated and left unchanged per table, and what a copy loaded per table (rows,
-//! checksum). Taken from the step's outputs, which the actions compute; never row data. Lists
+//! checksum), and the sessions a migration's `on_blocked` cancelled or terminated. Taken from the step's outputs, which the actions compute; never row data. Lists
 //! are cut at [`MAX_ITEMS`] entries, the rest counted, so a record stays small.
 
 use crate::playbook::{Action, MigrateOp};
@@ -42,7 +42,28 @@ pub fn named(action: &Action<'_>, rendered: &Json, outputs: &Map<String, Json>) 
             let mut out = Map::new();
             capped(&mut out, "migrations", migrations);
             out.insert("current_version".into(), get("current_version"));
+            // The sessions `on_blocked` cancelled or terminated: changed by this step too.
+            if let Some(stopped) = outputs.get("stopped").and_then(Json::as_array)
+                && !stopped.is_empty()
+            {
+                capped(&mut out, "stopped_sessions", stopped.clone());
+            }
             Some(Json::Object(out))
+        }
+        Action::Vacuum(_) | Action::Reindex(_) => {
+            let names = |k: &str| -> Vec<Json> {
+                let list = outputs
+                    .get(k)
+                    .and_then(Json::as_array)
+                    .into_iter()
+                    .flatten();
+                list.map(|t| t.get("name").cloned().unwrap_or(Json::Null))
+                    .collect()
+            };
+            let mut out = Map::new();
+            capped(&mut out, "tables", names("tables"));
+            capped(&mut out, "indexes", names("indexes"));
+            Some(json!({ action.key(): out }))
         }
         Action::Backup(_) => Some(json!({"backup": {
             "path": get("path"), "sha256": get("sha256"), "size": get("size"),

@@ -3,8 +3,8 @@
 
 use super::{
     BackupAction, CopyAction, FindBackupAction, GateAction, HealthAction, HttpAction,
-    IncludeAction, LogAction, MigrateAction, MigrateOp, RestoreAction, SeedAction, ShellAction,
-    SqlAction, WaitForAction,
+    IncludeAction, LogAction, MigrateAction, MigrateOp, ReindexAction, RestoreAction, SeedAction,
+    ShellAction, SqlAction, VacuumAction, WaitForAction,
 };
 
 /// The names of the action keys, in the order the model declares them.
@@ -23,6 +23,8 @@ pub const ACTION_KEYS: &[&str] = &[
     "include",
     "copy",
     "http",
+    "vacuum",
+    "reindex",
 ];
 
 /// A borrowed view of a step's one action.
@@ -42,6 +44,8 @@ pub enum Action<'a> {
     Include(&'a IncludeAction),
     Copy(&'a CopyAction),
     Http(&'a HttpAction),
+    Vacuum(&'a VacuumAction),
+    Reindex(&'a ReindexAction),
 }
 
 impl Action<'_> {
@@ -62,6 +66,8 @@ impl Action<'_> {
             Action::Include(a) => serde_json::to_value(a),
             Action::Copy(a) => serde_json::to_value(a),
             Action::Http(a) => serde_json::to_value(a),
+            Action::Vacuum(a) => serde_json::to_value(a),
+            Action::Reindex(a) => serde_json::to_value(a),
         }
     }
 }
@@ -83,6 +89,8 @@ impl Action<'_> {
             Action::Include(_) => "include",
             Action::Copy(_) => "copy",
             Action::Http(_) => "http",
+            Action::Vacuum(_) => "vacuum",
+            Action::Reindex(_) => "reindex",
         }
     }
 }
@@ -108,6 +116,9 @@ impl Action<'_> {
                 "results",
                 "locks",
                 "count",
+                "blocked_by",
+                "stopped",
+                "index_progress",
             ],
             Action::Backup(_) => &[
                 "path",
@@ -143,6 +154,8 @@ impl Action<'_> {
             Action::Log(_) => &["message"],
             Action::WaitFor(_) => &["result", "attempts"],
             Action::Http(_) => &["status", "body", "json", "duration_ms"],
+            Action::Vacuum(_) => &["tables", "count", "duration_ms"],
+            Action::Reindex(_) => &["tables", "indexes", "count", "duration_ms"],
             Action::Include(_) => return None,
             Action::Copy(_) => &[
                 "tables",
@@ -157,12 +170,18 @@ impl Action<'_> {
 
     /// Whether the action destroys data or schema: restore, migrate revert, or SQL that drops
     /// or truncates; or rewrites what the migration history says (migrate resolve), which
-    /// decides what the next apply runs or skips. In a protected environment such a step needs
-    /// a gate before it.
+    /// decides what the next apply runs or skips; or stops other sessions (a migration's
+    /// `on_blocked`); or locks tables against writes for a rebuild (`vacuum` with `full`,
+    /// `reindex` not concurrently). In a protected environment such a step needs a gate
+    /// before it.
     pub fn is_destructive(&self) -> bool {
         match self {
             Action::Restore(_) => true,
-            Action::Migrate(m) => matches!(m.action, MigrateOp::Revert | MigrateOp::Resolve),
+            Action::Vacuum(v) => v.full,
+            Action::Reindex(r) => !r.concurrently(),
+            Action::Migrate(m) => {
+                matches!(m.action, MigrateOp::Revert | MigrateOp::Resolve) || m.on_blocked.is_some()
+            }
             Action::Sql(s) => sql_is_destructive(&s.query),
             _ => false,
         }

@@ -139,6 +139,10 @@ pub struct MigrateAction {
     /// `lint` fails the step at or above this level (default `error`).
     #[serde(default)]
     pub fail_on: Option<LintLevel>,
+    /// `apply`/`revert` (PostgreSQL): cancel or terminate a session that blocks a migration
+    /// for longer than `after`. Needs a gate before the step in a protected environment.
+    #[serde(default)]
+    pub on_blocked: Option<super::OnBlocked>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]

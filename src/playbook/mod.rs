@@ -17,6 +17,7 @@ mod duration;
 mod gate;
 mod health;
 mod http;
+mod maintain;
 mod step;
 
 pub use action::{ACTION_KEYS, Action, sql_is_destructive};
@@ -34,6 +35,7 @@ pub use health::{
     AllChecks, HealthAction, HealthCheck, HealthChecks, HealthOutcome, RowBaseline, Threshold,
 };
 pub use http::{HttpAction, JsonAssert, METHODS, is_credential_header, json_pointer};
+pub use maintain::{BlockerStop, OnBlocked, ReindexAction, VacuumAction};
 pub use step::{OutputSource, OutputSpec, Retry, RollbackWhen, Step};
 
 use schemars::JsonSchema;

@@ -3,8 +3,8 @@
 
 use super::{
     Action, BackupAction, CopyAction, Duration, FindBackupAction, GateAction, HealthAction,
-    HttpAction, IncludeAction, LogAction, MigrateAction, RestoreAction, SeedAction, ShellAction,
-    SqlAction, WaitForAction,
+    HttpAction, IncludeAction, LogAction, MigrateAction, ReindexAction, RestoreAction, SeedAction,
+    ShellAction, SqlAction, VacuumAction, WaitForAction,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -76,6 +76,10 @@ pub struct Step {
     pub copy: Option<CopyAction>,
     #[serde(default)]
     pub http: Option<HttpAction>,
+    #[serde(default)]
+    pub vacuum: Option<VacuumAction>,
+    #[serde(default)]
+    pub reindex: Option<ReindexAction>,
 }
 
 impl Step {
@@ -132,6 +136,12 @@ impl Step {
         }
         if let Some(a) = &self.http {
             out.push(Action::Http(a));
+        }
+        if let Some(a) = &self.vacuum {
+            out.push(Action::Vacuum(a));
+        }
+        if let Some(a) = &self.reindex {
+            out.push(Action::Reindex(a));
         }
         out
     }

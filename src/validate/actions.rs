@@ -15,6 +15,7 @@ impl Checker<'_> {
     pub(super) fn action(&mut self, action: Action<'_>, step: &Step, path: &[String]) {
         let mut p = path.to_vec();
         p.push(action.key().to_owned());
+        self.maintain(action, &p);
         match action {
             Action::Shell(s) => self.shell(s, p),
             Action::Sql(s) => self.sql(s, p),

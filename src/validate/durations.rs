@@ -51,6 +51,9 @@ impl Checker<'_> {
             if let Some(d) = &m.statement_timeout {
                 found.push((vec!["migrate", "statement_timeout"], d, false));
             }
+            if let Some(ob) = &m.on_blocked {
+                found.push((vec!["migrate", "on_blocked", "after"], &ob.after, false));
+            }
         }
         if let Some(d) = step.health.as_ref().and_then(|h| h.sample_window.as_ref()) {
             found.push((vec!["health", "sample_window"], d, false));

@@ -129,7 +129,14 @@ fn destroys(a: &Action<'_>) -> &'static str {
         Action::Migrate(m) if m.action == MigrateOp::Resolve => {
             "`migrate: resolve` rewrites the migration history (what the next apply runs or skips)"
         }
+        Action::Migrate(m) if m.on_blocked.is_some() && m.action != MigrateOp::Revert => {
+            "`on_blocked` cancels or terminates other sessions"
+        }
         Action::Migrate(_) => "`migrate: revert` drops schema",
+        Action::Vacuum(_) => {
+            "`vacuum: full` locks each table against reads and writes while it rewrites it"
+        }
+        Action::Reindex(_) => "`reindex` without `concurrently` blocks writes while it rebuilds",
         _ => "this SQL drops or truncates data",
     }
 }

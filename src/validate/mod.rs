@@ -14,6 +14,7 @@ mod environments;
 mod gates;
 mod http;
 mod inputs;
+mod maintain;
 mod names;
 mod params;
 mod references;
@@ -92,5 +93,6 @@ pub fn check_playbook(
         }
     }
     c.protections();
+    c.full_vacuum_gates();
     c.diags
 }

@@ -26,6 +26,8 @@ pub struct ApplyReport {
     pub status: Status,
     pub lock_waited: Duration,
     pub lock_attempts: u32,
+    /// What blocked the migrations, who `on_blocked` stopped, and the index builds seen.
+    pub watched: super::Watched,
 }
 
 /// Applies the pending migrations in version order (up to `upto` when given), each in its own
@@ -52,10 +54,12 @@ pub async fn apply(
         .map_err(OpError::nothing_committed)?;
     let result = apply_locked(db, set, upto, settings, &mut lock, op).await;
     let (waited, attempts) = (lock.waited, lock.attempts);
+    let watched = std::mem::take(&mut lock.watch.seen);
     lock.release(db, op).await;
     result.map(|mut r| {
         r.lock_waited = waited;
         r.lock_attempts = attempts;
+        r.watched = watched;
         r
     })
 }
@@ -214,6 +218,7 @@ async fn apply_locked(
         status,
         lock_waited: Duration::ZERO,
         lock_attempts: 0,
+        watched: Default::default(),
     })
 }
 

@@ -2,10 +2,12 @@
 //! runs the migrations (as Prisma, Flyway and sqlx take theirs), polled (never a blocking
 //! call) and released on every path; the server releases it too when that connection ends.
 //! While it is held the connection is named after the run, so a waiting operator sees who
-//! holds it. A statement running on that connection is cancelled from a second connection,
-//! opened only when a cancel is needed. SQLite needs no lock beyond the run lock.
+//! holds it. A second connection, opened only when first needed, watches a statement that runs
+//! longer than a moment (`watch.rs`) and cancels one when the run stops. SQLite needs no lock
+//! beyond the run lock.
 
 use super::postgres;
+use super::watch::Watch;
 use crate::db::op::{Op, OpError};
 use crate::db::{Db, TargetSpec};
 use crate::fmt::{duration, plural};
@@ -23,9 +25,13 @@ pub const LOCK_WAIT: Duration = Duration::from_secs(60);
 
 /// The migration lock (see the module docs). Release it with [`MigrationLock::release`].
 pub struct MigrationLock {
-    /// Where a cancel connects to, and the backend that holds the lock and runs the
-    /// migrations (PostgreSQL only).
+    /// Where the second connection connects to, and the backend that holds the lock and runs
+    /// the migrations (PostgreSQL only).
     worker: Option<Worker>,
+    /// The second connection, once opened: it watches the worker's statement and cancels it.
+    side: Option<sqlx::PgConnection>,
+    /// What the watcher saw and what `on_blocked` asks of it.
+    pub watch: Watch,
     /// How long taking the lock took, and how many tries.
     pub waited: Duration,
     pub attempts: u32,
@@ -33,6 +39,8 @@ pub struct MigrationLock {
 
 struct Worker {
     url: String,
+    /// The second connection's `application_name`.
+    side_name: String,
     pid: i32,
     /// The connection's `application_name` before it was named after the run.
     name: String,
@@ -50,6 +58,8 @@ impl MigrationLock {
         let (TargetSpec::Postgres(url), Db::Postgres(conn)) = (target, &mut *db) else {
             return Ok(MigrationLock {
                 worker: None,
+                side: None,
+                watch: Watch::default(),
                 waited: Duration::ZERO,
                 attempts: 0,
             });
@@ -63,6 +73,10 @@ impl MigrationLock {
             .map_err(|e| super::db_failed("cannot take the migration lock", &e))?;
         let worker = Worker {
             url: url.clone(),
+            side_name: format!("runbook watch run={}", op.run_id)
+                .chars()
+                .take(63)
+                .collect(),
             pid,
             name,
         };
@@ -75,6 +89,8 @@ impl MigrationLock {
         };
         Ok(MigrationLock {
             worker: Some(worker),
+            side: None,
+            watch: Watch::default(),
             waited: started.elapsed(),
             attempts,
         })
@@ -85,6 +101,9 @@ impl MigrationLock {
     /// the connection ends. A lock a migration released itself (`pg_advisory_unlock_all`,
     /// `DISCARD ALL`) is noted: the migrations after it ran without it.
     pub async fn release(mut self, db: &mut Db, op: &Op<'_>) {
+        if let Some(side) = self.side.take() {
+            let _ = side.close().await;
+        }
         let (Some(w), Db::Postgres(conn)) = (self.worker.take(), db) else {
             return;
         };
@@ -95,18 +114,24 @@ impl MigrationLock {
         }
     }
 
+    /// The second connection (opened now when it is not yet: `None` when that fails), the
+    /// worker's backend pid, and the watch.
+    pub(super) async fn watcher(&mut self) -> Option<(&mut sqlx::PgConnection, i32, &mut Watch)> {
+        let w = self.worker.as_ref()?;
+        if self.side.is_none() {
+            self.side = postgres::side_connection(&w.url, &w.side_name).await.ok();
+        }
+        let pid = w.pid;
+        Some((self.side.as_mut()?, pid, &mut self.watch))
+    }
+
     /// Asks the server to cancel the statement running on the connection that holds the
-    /// lock, from a connection opened for it.
+    /// lock, through the second connection.
     pub(super) async fn cancel_worker(&mut self) -> bool {
-        let Some(w) = self.worker.as_ref() else {
-            return false;
-        };
-        let Ok(mut side) = postgres::side_connection(&w.url, "runbook cancel").await else {
-            return false;
-        };
-        let cancelled = postgres::cancel_backend(&mut side, w.pid).await;
-        let _ = side.close().await;
-        cancelled
+        match self.watcher().await {
+            Some((side, pid, _)) => postgres::cancel_backend(side, pid).await,
+            None => false,
+        }
     }
 }
 

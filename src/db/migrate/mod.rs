@@ -31,13 +31,16 @@
 //!
 //! One concept per file: `source` (files on disk), `version`, `script` (the SQL as text),
 //! `history`, `prisma` (Prisma's table, written as Prisma writes it), `status`, `lock`, `tx`,
-//! `run` (one file), `failure` (its error), `apply`, `revert`, `baseline`,
+//! `run` (one file), `failure` (its error), `watch` (what a running statement waits on: its
+//! blockers, listed and stopped by `blockers`, and an index build's progress), `apply`,
+//! `revert`, `baseline`,
 //! `resolve`, `rehearse`, `lint`;
 //! the SQL of each dialect is in `postgres` and `sqlite` (Prisma's table's in `prisma`).
 
 mod apply;
 mod baseline;
 mod batched;
+mod blockers;
 mod failure;
 mod history;
 mod lint;
@@ -54,9 +57,11 @@ mod sqlite;
 mod status;
 mod tx;
 mod version;
+mod watch;
 
 pub use apply::{ApplyReport, apply};
 pub use baseline::{BaselineReport, baseline};
+pub use blockers::{Blocker, Stopped, mask_literals, shown_query};
 pub use history::{HISTORY_TABLE, HistoryEntry, PrismaRecord, history, prisma_history};
 pub use lint::{
     Finding, TableSize, annotate, assume_empty_schema, lint, lint_offline, server_version,
@@ -74,6 +79,7 @@ pub use status::{
     Drift, FailedMigration, MissingFile, PendingMigration, Status, compare, status, to_json,
 };
 pub use version::compare_versions;
+pub use watch::{BuildSample, WATCH_POLL, Watched};
 
 use crate::db::describe;
 use crate::db::op::OpError;

@@ -67,6 +67,7 @@ pub(super) async fn run_counted(
     let stop = tokio::select! {
         r = &mut fut => return r,
         e = op.stopped() => e,
+        never = lock.watch(op) => match never {},
     };
     if lock.cancel_worker().await {
         let _ = tokio::time::timeout(CANCEL_GRACE, &mut fut).await;

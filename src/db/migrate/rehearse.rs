@@ -185,6 +185,7 @@ async fn rehearse_one(
         return Ok(());
     }
     let before = held_locks(db).await?;
+    lock.watch.file = r.file.clone();
     let started = Instant::now();
     let outcome = run_pieces(db, &m.sql, false, lock, op).await;
     r.duration_ms = started.elapsed().as_millis() as u64;

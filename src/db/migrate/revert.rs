@@ -28,6 +28,8 @@ pub enum RevertTo<'a> {
 pub struct RevertReport {
     pub reverted: Vec<Ran>,
     pub status: Status,
+    /// What blocked the down files, and the index builds seen.
+    pub watched: super::Watched,
 }
 
 /// Runs down files, newest first, each in its own transaction with its history row removed.
@@ -42,8 +44,12 @@ pub async fn revert(
 ) -> Result<RevertReport, OpError> {
     let mut lock = MigrationLock::acquire(target, db, op).await?;
     let result = revert_locked(db, set, to, settings, &mut lock, op).await;
+    let watched = std::mem::take(&mut lock.watch.seen);
     lock.release(db, op).await;
-    result
+    result.map(|mut r| {
+        r.watched = watched;
+        r
+    })
 }
 
 /// The applied migrations `to` asks for, newest first.
@@ -153,5 +159,9 @@ async fn revert_locked(
         reverted.push(ran);
     }
     let status = status(db, set).await?;
-    Ok(RevertReport { reverted, status })
+    Ok(RevertReport {
+        reverted,
+        status,
+        watched: Default::default(),
+    })
 }

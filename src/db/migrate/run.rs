@@ -25,6 +25,8 @@ pub struct Settings {
     pub statement_timeout: Option<Duration>,
     /// Attempts after the first when a migration times out waiting for a lock (55P03).
     pub lock_retries: u32,
+    /// What to do to a session that blocks a migration, and after how long (PostgreSQL).
+    pub on_blocked: Option<(crate::playbook::BlockerStop, Duration)>,
 }
 
 /// One migration applied or reverted by this run.
@@ -298,6 +300,8 @@ pub(super) async fn run_file(
     lock: &mut MigrationLock,
     op: &Op<'_>,
 ) -> Result<Ran, OpError> {
+    lock.watch.on_blocked = settings.on_blocked;
+    lock.watch.file = job.file.to_owned();
     let mut attempt = 1;
     // Whether every attempt so far rolled back whole.
     let mut undone_all = true;
@@ -345,6 +349,12 @@ pub(super) async fn run_file(
         }
         // A file that controls its own transaction runs outside runbook's (`tx_needs`), so
         // `file_failure` never calls what it committed undone.
-        return Err(file_failure(e, job, settings, attempt, undone_all));
+        let lock_timeout = e.is_lock_timeout();
+        let failure = file_failure(e, job, settings, attempt, undone_all);
+        return Err(if lock_timeout {
+            lock.watch.blame(failure)
+        } else {
+            failure
+        });
     }
 }

@@ -10,7 +10,9 @@
 //! `rolled_back`) and `count` (1); `status` gives `count` (pending) and `failed` (what Prisma
 //! recorded as failed);
 //! `lint` gives `findings`, `errors`, `warnings` and `count`; `rehearse` gives `results`,
-//! `locks` and `count`.
+//! `locks` and `count`. `apply` and `revert` also give what the watcher saw while files ran
+//! (PostgreSQL): `blocked_by` (the sessions that blocked a file), `stopped` (those
+//! `on_blocked` cancelled or terminated) and `index_progress` (index build phases).
 
 use crate::db::Dialect;
 use crate::db::migrate::{self as mg, MigrationSet, RevertTo, Settings, to_json};
@@ -63,6 +65,10 @@ async fn run_op(a: &MigrateAction, ctx: &mut ActionCtx<'_>) -> Outputs {
         lock_timeout: a.lock_timeout.as_ref().and_then(|d| d.parse()),
         statement_timeout: a.statement_timeout.as_ref().and_then(|d| d.parse()),
         lock_retries: a.lock_retries.unwrap_or(0),
+        on_blocked: a
+            .on_blocked
+            .as_ref()
+            .and_then(|ob| Some((ob.blocker, ob.after.parse()?))),
     };
     let op = ctx.op("migrate");
 
@@ -74,6 +80,14 @@ async fn run_op(a: &MigrateAction, ctx: &mut ActionCtx<'_>) -> Outputs {
             "`migrate` needs a database: give the environment a target or pass --target",
         ));
     };
+    if a.on_blocked.is_some() && ctx.dirs.protected && !ctx.human_gate_passed {
+        return Err(OpError::NothingCommitted(format!(
+            "`on_blocked` is refused on the protected environment `{}` without a gate before \
+             it: it cancels or terminates other sessions; put an `approval` or `confirm` gate \
+             before this step",
+            ctx.dirs.env
+        )));
+    }
     if a.action == MigrateOp::Rehearse && ctx.dirs.protected && !ctx.human_gate_passed {
         return Err(failed(format!(
             "`rehearse` is refused on the protected environment `{}`: it runs the pending \
@@ -137,6 +151,7 @@ async fn apply(a: &MigrateAction, on: Target<'_, '_>, settings: &Settings) -> Ou
     let mut out = r.status.outputs();
     out.insert("count".into(), r.applied.len().into());
     out.insert("results".into(), to_json(&r.applied));
+    watched(&mut out, &r.watched);
     Ok(out)
 }
 
@@ -155,7 +170,16 @@ async fn revert(a: &MigrateAction, on: Target<'_, '_>, settings: &Settings) -> O
     let mut out = r.status.outputs();
     out.insert("count".into(), r.reverted.len().into());
     out.insert("reverted".into(), to_json(&r.reverted));
+    watched(&mut out, &r.watched);
     Ok(out)
+}
+
+/// What blocked the migrations (`blocked_by`), the sessions `on_blocked` stopped (`stopped`)
+/// and the phases of index builds seen (`index_progress`).
+fn watched(out: &mut Map<String, Json>, w: &mg::Watched) {
+    out.insert("blocked_by".into(), to_json(&w.blocked_by));
+    out.insert("stopped".into(), to_json(&w.stopped));
+    out.insert("index_progress".into(), to_json(&w.index_progress));
 }
 
 async fn baseline(a: &MigrateAction, on: Target<'_, '_>) -> Outputs {

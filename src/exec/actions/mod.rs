@@ -8,6 +8,7 @@ mod find_backup;
 pub mod health;
 mod http;
 mod log;
+mod maintain;
 pub mod migrate;
 pub mod restore;
 pub mod seed;
@@ -123,6 +124,8 @@ pub async fn execute(step: &Step, rendered: &Json, ctx: &mut ActionCtx<'_>) -> S
             Action::Health(_) => health::run(&parse(rendered)?, ctx).await,
             Action::Copy(_) => copy::run(&parse(rendered)?, ctx).await,
             Action::Http(_) => http::run(&parse(rendered)?, ctx).await,
+            Action::Vacuum(_) => maintain::vacuum(&parse(rendered)?, ctx).await,
+            Action::Reindex(_) => maintain::reindex(&parse(rendered)?, ctx).await,
             // Gates and includes are run by the engine itself, never through here.
             other => Err(StepError::Failed(format!(
                 "`{}` steps are run by the engine",

@@ -15,6 +15,7 @@ const SETTINGS: Settings = Settings {
     lock_timeout: None,
     statement_timeout: None,
     lock_retries: 0,
+    on_blocked: None,
 };
 
 /// Where the migrations are and what the plan may do with them.

@@ -166,6 +166,7 @@ fn apply_settings(pb: &Playbook) -> migrate::Settings {
         lock_timeout: every(&|m| m.lock_timeout.as_ref().and_then(|d| d.parse())),
         statement_timeout: every(&|m| m.statement_timeout.as_ref().and_then(|d| d.parse())),
         lock_retries: 0,
+        on_blocked: None,
     }
 }
 
