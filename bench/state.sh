@@ -65,9 +65,9 @@ P=$WORK/project; mkdir -p "$P/playbooks"
 ms() { local s e; s=$(date +%s%N); "$@" >/dev/null 2>&1 || { echo "failed: $*" >&2; exit 1; }; e=$(date +%s%N); echo $(( (e - s) / 1000 )); }
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 spread() { printf '%s\n' "$@" | sort -g | awk -v n="$STEPS" 'NR == 1 {lo=$1} {hi=$1} END {printf "%.2f-%.2f", lo / n / 1000, hi / n / 1000}'; }
-n=0
+
 state_db() { # PORT -> a new database's URL on the server (PORT) or through the proxy
-  n=$((n + 1)); "$BIN/psql" -X -q -d "postgres://postgres@127.0.0.1:$PORT/postgres" -c "CREATE DATABASE s$n"
+  local n; n=$(date +%s%N); "$BIN/psql" -X -q -d "postgres://postgres@127.0.0.1:$PORT/postgres" -c "CREATE DATABASE s$n"
   echo "postgres://postgres@127.0.0.1:$1/s$n"
 }
 one() { # BINARY STORE -> microseconds (straight to the server, not through the proxy)
