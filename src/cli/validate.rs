@@ -271,7 +271,11 @@ fn print_human(ui: &Ui, report: &ValidationReport) {
         } else {
             ""
         };
-        let migrations = report.files.iter().filter(|f| f.kind == "migration").count();
+        let migrations = report
+            .files
+            .iter()
+            .filter(|f| f.kind == "migration")
+            .count();
         let checked = if playbooks == 0 && migrations > 0 {
             crate::fmt::plural(migrations, "migration", "migrations")
         } else {
