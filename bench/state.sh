@@ -18,7 +18,7 @@ BENCH=state
 start_cluster
 PROXY_PORT=$((PORT + 1))
 python3 - "$PORT" "$PROXY_PORT" "$WORK/trips" <<'EOF' &
-import socket, sys, threading
+import os, socket, sys, threading
 upstream, port, counter = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 lock = threading.Lock()
 trips = [0]
@@ -33,7 +33,7 @@ def pump(src, dst, conn, client):
         with lock:
             if client and not conn[0]:
                 trips[0] += 1
-                open(counter, "w").write(str(trips[0]))
+                save(trips[0])
             conn[0] = client
         try:
             dst.sendall(data)
@@ -43,11 +43,15 @@ def pump(src, dst, conn, client):
         dst.shutdown(socket.SHUT_WR)
     except OSError:
         pass
+def save(n):  # whole or not at all: a reader never sees a half-written count
+    with open(counter + ".new", "w") as f:
+        f.write(str(n))
+    os.replace(counter + ".new", counter)
 srv = socket.socket()
 srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 srv.bind(("127.0.0.1", port))
 srv.listen(16)
-open(counter, "w").write("0")
+save(0)
 while True:
     c, _ = srv.accept()
     s = socket.create_connection(("127.0.0.1", upstream))
@@ -81,9 +85,10 @@ one() { # BINARY STORE -> microseconds (straight to the server, not through the 
 }
 trips() { # BINARY -> round trips per event: a run of STEPS steps (2 events a step) against one of 1
   local db a b c; db=$(state_db "$PROXY_PORT")
-  "$1" -q -C "$P" run one --target "sqlite:$WORK/t.db" --state "$db" >/dev/null
-  a=$(cat "$WORK/trips"); "$1" -q -C "$P" run one --target "sqlite:$WORK/t.db" --state "$db" >/dev/null
-  b=$(cat "$WORK/trips"); "$1" -q -C "$P" run steps --target "sqlite:$WORK/t.db" --state "$db" >/dev/null
+  through() { "$1" -q -C "$P" run "$2" --target "sqlite:$WORK/t.db" --state "$db" >/dev/null; sleep 0.3; }
+  through "$1" one
+  a=$(cat "$WORK/trips"); through "$1" one
+  b=$(cat "$WORK/trips"); through "$1" steps
   c=$(cat "$WORK/trips")
   awk -v a="$a" -v b="$b" -v c="$c" -v n="$STEPS" 'BEGIN { printf "%.2f", ((c - b) - (b - a)) / (2 * (n - 1)) }'
 }
