@@ -5,7 +5,8 @@
 //! transaction is durable (SQLite `synchronous=FULL`, PostgreSQL commit) before the action it
 //! announces starts: a crash leaves a record that says what may have happened.
 
-use crate::run::{Event, EventKind, Phase, RunRecord, RunStatus, StepRecord, StepStatus};
+use crate::run::{Event, Phase, RunRecord, RunStatus, StepRecord, StepStatus};
+use crate::state_write::{self as write, RunWrite, StepWrite};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Row};
 use std::path::Path;
@@ -37,6 +38,8 @@ pub enum StateError {
 pub struct StateStore {
     pub(crate) pool: AnyPool,
     postgres: bool,
+    /// The connection a PostgreSQL store writes events on.
+    writer: write::Writer,
 }
 
 const SCHEMA: &[&str] = &[
@@ -203,6 +206,18 @@ impl StateStore {
         let opts = AnyConnectOptions::from_str(&url)?;
         let pool = AnyPoolOptions::new()
             .max_connections(if postgres { 4 } else { 1 })
+            // The pool pings a connection before each use, one round trip per event more:
+            // only one idle for a while is asked whether it still answers (a step can take
+            // minutes, and a server or a firewall may have dropped it meanwhile).
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for > write::IDLE_PING {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if !postgres {
@@ -223,7 +238,11 @@ impl StateStore {
             .connect_with(opts)
             .await?;
         migrate(&pool).await?;
-        Ok(StateStore { pool, postgres })
+        Ok(StateStore {
+            pool,
+            postgres,
+            writer: write::Writer::default(),
+        })
     }
 
     /// Whether a PostgreSQL store answers, asked once: opening retries until the pool's
@@ -254,7 +273,8 @@ impl StateStore {
         self.postgres
     }
 
-    /// Records a new run and its `run_started` event.
+    /// Records a new run and its `run_started` event: on PostgreSQL in one statement (the run
+    /// in a CTE), on SQLite in one transaction.
     pub async fn create_run(
         &self,
         run: &RunRecord,
@@ -262,148 +282,124 @@ impl StateStore {
         event: &Event,
         head: Option<&crate::audit::Head>,
     ) -> Result<(), StateError> {
+        let at = crate::run::now_ms();
+        if self.postgres {
+            static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+                format!("WITH r AS ({RUN_INSERT}) {}", write::event_insert(18))
+            });
+            let q = bind_run(
+                sqlx::query(sqlx::AssertSqlSafe(SQL.as_str())),
+                run,
+                target_key,
+            );
+            self.writer
+                .execute(&self.pool, write::bind_event(q, at, event, head))
+                .await?;
+            return Ok(());
+        }
         let mut tx = self.begin().await?;
-        sqlx::query(
-            "INSERT INTO runbook_runs (id, playbook, file, env, target, target_key, operator, host, pid, content_hash,
-             plan_hash, params, vars, tags, status, started_at, finished_at, error, migrations_hash)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, NULL, NULL, $17)",
-        )
-        .bind(&run.id)
-        .bind(&run.playbook)
-        .bind(&run.file)
-        .bind(&run.env)
-        .bind(&run.target)
-        .bind(target_key)
-        .bind(&run.operator)
-        .bind(&run.host)
-        .bind(run.pid)
-        .bind(&run.content_hash)
-        .bind(&run.plan_hash)
-        .bind(run.params.to_string())
-        .bind(serde_json::to_string(&run.vars).unwrap_or_default())
-        .bind(serde_json::json!({"tags": run.tags, "skip_tags": run.skip_tags}).to_string())
-        .bind(run.status.as_str())
-        .bind(run.started_at)
-        .bind(&run.migrations_hash)
-        .execute(&mut *tx)
-        .await?;
-        insert_event(&mut tx, &run.id, event, head).await?;
+        bind_run(sqlx::query(RUN_INSERT), run, target_key)
+            .execute(&mut *tx)
+            .await?;
+        insert_event(&mut tx, &run.id, event, head, at).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    /// Appends an event and applies it to the step and run rows, in one durable transaction.
+    /// Appends an event and applies it to the step and run rows, durably and as a whole: on
+    /// PostgreSQL one statement (one round trip, `state_write.rs`), on SQLite one transaction.
     pub async fn record(
         &self,
         run_id: &str,
         event: &Event,
         head: Option<&crate::audit::Head>,
     ) -> Result<(), StateError> {
+        let at = crate::run::now_ms();
+        let effects = write::Effects::of(event);
+        if self.postgres {
+            write::record_postgres(
+                (&self.writer, &self.pool),
+                run_id,
+                (event, &effects),
+                head,
+                at,
+            )
+            .await?;
+            return Ok(());
+        }
         let mut tx = self.begin().await?;
-        let at = insert_event(&mut tx, run_id, event, head).await?;
-        if let (Some(step), Some(phase)) = (&event.step, event.phase) {
-            match event.kind {
-                EventKind::StepStarted => {
-                    let ord: i64 = event.data.get("ord").and_then(|v| v.as_i64()).unwrap_or(0);
-                    let attempt: i64 = event
-                        .data
-                        .get("attempt")
-                        .and_then(|v| v.as_i64())
-                        .unwrap_or(1);
-                    sqlx::query(
-                        "INSERT INTO runbook_steps (run_id, step, phase, ord, status, attempts, started_at, finished_at, outputs, error)
-                         VALUES ($1, $2, $3, $4, 'running', $5, $6, NULL, '{}', NULL)
-                         ON CONFLICT (run_id, step, phase) DO UPDATE SET status = 'running', attempts = $5, started_at = $6, finished_at = NULL, error = NULL",
-                    )
-                    .bind(run_id)
-                    .bind(step)
-                    .bind(phase.as_str())
-                    .bind(ord)
-                    .bind(attempt)
-                    .bind(at)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                EventKind::StepFinished | EventKind::StepFailed | EventKind::StepSkipped => {
-                    let status = match event.kind {
-                        EventKind::StepFinished => StepStatus::Succeeded,
-                        EventKind::StepFailed => StepStatus::Failed,
-                        _ => StepStatus::Skipped,
-                    };
-                    let outputs = event
-                        .data
-                        .get("outputs")
-                        .cloned()
-                        .unwrap_or(serde_json::json!({}));
-                    let error = event
-                        .data
-                        .get("error")
-                        .and_then(|e| e.as_str())
-                        .map(str::to_owned);
-                    let ord: i64 = event.data.get("ord").and_then(|v| v.as_i64()).unwrap_or(0);
-                    let change = event.data.get("change").map(|c| c.to_string());
-                    sqlx::query(
-                        "INSERT INTO runbook_steps (run_id, step, phase, ord, status, attempts, started_at, finished_at, outputs, error, db_change)
-                         VALUES ($1, $2, $3, $4, $5, 0, NULL, $6, $7, $8, $9)
-                         ON CONFLICT (run_id, step, phase) DO UPDATE SET status = $5, finished_at = $6, outputs = $7, error = $8, db_change = $9",
-                    )
-                    .bind(run_id)
-                    .bind(step)
-                    .bind(phase.as_str())
-                    .bind(ord)
+        insert_event(&mut tx, run_id, event, head, at).await?;
+        match &effects.step {
+            Some((step, phase, StepWrite::Started { ord, attempt })) => {
+                sqlx::query(
+                    "INSERT INTO runbook_steps (run_id, step, phase, ord, status, attempts, started_at, finished_at, outputs, error)
+                     VALUES ($1, $2, $3, $4, 'running', $5, $6, NULL, '{}', NULL)
+                     ON CONFLICT (run_id, step, phase) DO UPDATE SET status = 'running', attempts = $5, started_at = $6, finished_at = NULL, error = NULL",
+                )
+                .bind(run_id)
+                .bind(*step)
+                .bind(phase.as_str())
+                .bind(*ord)
+                .bind(*attempt)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Some((
+                step,
+                phase,
+                StepWrite::Ended {
+                    status,
+                    ord,
+                    outputs,
+                    error,
+                    change,
+                },
+            )) => {
+                sqlx::query(
+                    "INSERT INTO runbook_steps (run_id, step, phase, ord, status, attempts, started_at, finished_at, outputs, error, db_change)
+                     VALUES ($1, $2, $3, $4, $5, 0, NULL, $6, $7, $8, $9)
+                     ON CONFLICT (run_id, step, phase) DO UPDATE SET status = $5, finished_at = $6, outputs = $7, error = $8, db_change = $9",
+                )
+                .bind(run_id)
+                .bind(*step)
+                .bind(phase.as_str())
+                .bind(*ord)
+                .bind(status.as_str())
+                .bind(at)
+                .bind(outputs.as_str())
+                .bind(error.clone())
+                .bind(change.clone())
+                .execute(&mut *tx)
+                .await?;
+            }
+            None => {}
+        }
+        match &effects.run {
+            Some(RunWrite::Ended { status, error }) => {
+                sqlx::query("UPDATE runbook_runs SET status = $1, finished_at = $2, error = $3 WHERE id = $4")
                     .bind(status.as_str())
                     .bind(at)
-                    .bind(outputs.to_string())
-                    .bind(error)
-                    .bind(change)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                _ => {}
-            }
-        }
-        match event.kind {
-            EventKind::RunFinished | EventKind::RunInterrupted => {
-                let status = event
-                    .data
-                    .get("status")
-                    .and_then(|s| s.as_str())
-                    .unwrap_or("failed");
-                let error = event
-                    .data
-                    .get("error")
-                    .and_then(|e| e.as_str())
-                    .map(str::to_owned);
-                sqlx::query("UPDATE runbook_runs SET status = $1, finished_at = $2, error = $3 WHERE id = $4")
-                    .bind(status)
-                    .bind(at)
-                    .bind(error)
+                    .bind(error.clone())
                     .bind(run_id)
                     .execute(&mut *tx)
                     .await?;
             }
-            EventKind::RunWaiting => {
+            Some(RunWrite::Waiting) => {
                 sqlx::query("UPDATE runbook_runs SET status = 'waiting_approval' WHERE id = $1")
                     .bind(run_id)
                     .execute(&mut *tx)
                     .await?;
             }
-            EventKind::RunResumed => {
-                let pid = event.data.get("pid").and_then(|p| p.as_i64()).unwrap_or(0);
-                let host = event
-                    .data
-                    .get("host")
-                    .and_then(|h| h.as_str())
-                    .unwrap_or_default()
-                    .to_owned();
+            Some(RunWrite::Resumed { pid, host }) => {
                 sqlx::query("UPDATE runbook_runs SET status = 'running', finished_at = NULL, error = NULL, pid = $2, host = $3 WHERE id = $1")
                     .bind(run_id)
-                    .bind(pid)
-                    .bind(host)
+                    .bind(*pid)
+                    .bind(host.as_str())
                     .execute(&mut *tx)
                     .await?;
             }
-            _ => {}
+            None => {}
         }
         tx.commit().await?;
         Ok(())
@@ -507,28 +503,40 @@ impl StateStore {
         row.map(|r| run_from_row(&r)).transpose()
     }
 
-    /// Records an approval or rejection of a gate, with its event, in one transaction.
+    /// Records an approval or rejection of a gate with its event: on PostgreSQL in one
+    /// statement, on SQLite in one transaction.
     pub async fn record_approval(
         &self,
         run_id: &str,
         a: &crate::run::Approval,
         head: Option<&crate::audit::Head>,
     ) -> Result<(), StateError> {
+        const INSERT: &str = "INSERT INTO runbook_approvals (run_id, gate, actor, decision, comment, plan_hash, at, signed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+        let bind = |q: sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments>| {
+            q.bind(run_id.to_owned())
+                .bind(a.gate.clone())
+                .bind(a.actor.clone())
+                .bind(a.decision.clone())
+                .bind(a.comment.clone())
+                .bind(a.plan_hash.clone())
+                .bind(a.at)
+                .bind(a.signed.as_ref().map(|x| serde_json::json!(x).to_string()))
+        };
+        let at = crate::run::now_ms();
+        let event = a.event();
+        if self.postgres {
+            static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+                format!("WITH a AS ({INSERT}) {}", write::event_insert(9))
+            });
+            let q = bind(sqlx::query(sqlx::AssertSqlSafe(SQL.as_str())));
+            self.writer
+                .execute(&self.pool, write::bind_event(q, at, &event, head))
+                .await?;
+            return Ok(());
+        }
         let mut tx = self.begin().await?;
-        sqlx::query(
-            "INSERT INTO runbook_approvals (run_id, gate, actor, decision, comment, plan_hash, at, signed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(run_id)
-        .bind(&a.gate)
-        .bind(&a.actor)
-        .bind(&a.decision)
-        .bind(a.comment.clone())
-        .bind(&a.plan_hash)
-        .bind(a.at)
-        .bind(a.signed.as_ref().map(|x| serde_json::json!(x).to_string()))
-        .execute(&mut *tx)
-        .await?;
-        insert_event(&mut tx, run_id, &a.event(), head).await?;
+        bind(sqlx::query(INSERT)).execute(&mut *tx).await?;
+        insert_event(&mut tx, run_id, &event, head, at).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -620,6 +628,7 @@ impl StateStore {
     }
 
     pub async fn close(&self) {
+        self.writer.close().await;
         self.pool.close().await;
     }
 }
@@ -662,29 +671,48 @@ fn run_from_row(r: &sqlx::any::AnyRow) -> Result<RunRecord, StateError> {
     })
 }
 
-/// Inserts the next event of a run; returns its timestamp.
+/// Inserts the next event of a run at `at`, in a SQLite transaction.
 async fn insert_event(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     run_id: &str,
     event: &Event,
     head: Option<&crate::audit::Head>,
-) -> Result<i64, StateError> {
-    let at = crate::run::now_ms();
-    // The next sequence number and the insert in one statement: one round trip, and no window
-    // between reading the maximum and writing.
-    sqlx::query(
-        "INSERT INTO runbook_events (run_id, seq, at, kind, step, phase, data, audit_seq, audit_hash)
-         SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4, $5, $6, $7, $8 FROM runbook_events WHERE run_id = $1",
-    )
-    .bind(run_id)
-    .bind(at)
-    .bind(event.kind.as_str())
-    .bind(event.step.clone())
-    .bind(event.phase.map(|p| p.as_str().to_owned()))
-    .bind(event.data.to_string())
-    .bind(head.map(|h| h.seq))
-    .bind(head.map(|h| h.hash.clone()))
-    .execute(&mut **tx)
-    .await?;
-    Ok(at)
+    at: i64,
+) -> Result<(), StateError> {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| write::event_insert(2));
+    let q = sqlx::query(sqlx::AssertSqlSafe(SQL.as_str())).bind(run_id);
+    write::bind_event(q, at, event, head)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// The `INSERT` of a new run: `$1` its id, `$2` to `$17` its fields (see `bind_run`).
+const RUN_INSERT: &str = "INSERT INTO runbook_runs (id, playbook, file, env, target, target_key, operator, host, pid, content_hash,
+     plan_hash, params, vars, tags, status, started_at, finished_at, error, migrations_hash)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, NULL, NULL, $17)";
+
+/// Binds a new run's seventeen values for `RUN_INSERT`.
+fn bind_run<'q>(
+    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    run: &RunRecord,
+    target_key: &str,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    q.bind(run.id.clone())
+        .bind(run.playbook.clone())
+        .bind(run.file.clone())
+        .bind(run.env.clone())
+        .bind(run.target.clone())
+        .bind(target_key.to_owned())
+        .bind(run.operator.clone())
+        .bind(run.host.clone())
+        .bind(run.pid)
+        .bind(run.content_hash.clone())
+        .bind(run.plan_hash.clone())
+        .bind(run.params.to_string())
+        .bind(serde_json::to_string(&run.vars).unwrap_or_default())
+        .bind(serde_json::json!({"tags": run.tags, "skip_tags": run.skip_tags}).to_string())
+        .bind(run.status.as_str())
+        .bind(run.started_at)
+        .bind(run.migrations_hash.clone())
 }

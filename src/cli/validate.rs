@@ -34,7 +34,12 @@ pub(super) fn validate(
     } else {
         resolve_paths(&project, paths, &mut files)
     };
-    if targets.is_empty() && files.iter().all(|f| f.kind == "config") && paths.is_empty() {
+    // A project with migrations and no playbooks (yet) is linted for CI all the same.
+    if targets.is_empty()
+        && files.iter().all(|f| f.kind == "config")
+        && paths.is_empty()
+        && !migrations
+    {
         ui.error(
             &format!(
                 "no playbooks found in `{}`",
@@ -266,8 +271,17 @@ fn print_human(ui: &Ui, report: &ValidationReport) {
         } else {
             ""
         };
-        let playbooks = crate::fmt::plural(playbooks, "playbook", "playbooks");
-        ui.note(&format!("ok: {config}{playbooks} valid"));
+        let migrations = report
+            .files
+            .iter()
+            .filter(|f| f.kind == "migration")
+            .count();
+        let checked = if playbooks == 0 && migrations > 0 {
+            crate::fmt::plural(migrations, "migration", "migrations")
+        } else {
+            crate::fmt::plural(playbooks, "playbook", "playbooks")
+        };
+        ui.note(&format!("ok: {config}{checked} valid"));
     } else {
         let errors = crate::fmt::plural(report.errors, "error", "errors");
         let verb = if invalid == 1 { "is" } else { "are" };

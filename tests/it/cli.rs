@@ -363,6 +363,44 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// A project with migrations and no playbooks yet is linted alone, not refused.
+#[test]
+fn validate_lints_the_migrations_of_a_project_without_playbooks() {
+    let dir = tempfile::tempdir().unwrap();
+    let mig = dir.path().join("migrations/postgres");
+    std::fs::create_dir_all(&mig).unwrap();
+    std::fs::write(
+        mig.join("001_t.sql"),
+        "CREATE TABLE t (id BIGINT PRIMARY KEY);\nCREATE INDEX t_i ON t (id);\n",
+    )
+    .unwrap();
+    let validate = |args: &[&str]| {
+        let root = dir.path().display().to_string();
+        let mut all = vec!["-C", root.as_str(), "validate"];
+        all.extend(args);
+        Runbook::new(&all).run()
+    };
+    let ok = validate(&["--migrations"]);
+    assert_eq!(ok.code, 0, "{}", ok.combined());
+    assert!(ok.stderr.contains("ok: 1 migration valid"), "{}", ok.stderr);
+    assert!(
+        ok.stderr.contains("migrations/postgres/001_t.sql:2:1"),
+        "{}",
+        ok.stderr
+    );
+    // Without --migrations there is nothing to validate.
+    let none = validate(&[]);
+    assert_eq!(none.code, 2, "{}", none.combined());
+    assert!(
+        none.stderr.contains("no playbooks found"),
+        "{}",
+        none.stderr
+    );
+    std::fs::write(mig.join("002_bad.sql"), "UPDATE t SET id = 1, id = 2;\n").unwrap();
+    let bad = validate(&["--migrations"]);
+    assert_eq!(bad.code, 2, "{}", bad.combined());
+}
+
 /// CI lints migrations without a database: `runbook validate --migrations` gives each finding
 /// at its file, line and column, in every format, and fails (exit 2) on an error only.
 #[test]

@@ -52,6 +52,7 @@ mod schema;
 mod screen;
 mod seed;
 mod signed_approvals;
+mod state_postgres;
 mod support;
 mod text;
 mod tidy;

@@ -1,0 +1,326 @@
+//! What one event writes to the state store: its own row, and the step and run rows it changes
+//! (`Effects`). On SQLite they are written in one `BEGIN IMMEDIATE` transaction by
+//! `state.rs`; on PostgreSQL here, as one statement whose data-modifying CTEs write the step
+//! and the run row and whose main `INSERT` writes the event.
+//!
+//! One statement is one round trip where `BEGIN`, two or three statements and `COMMIT` took
+//! four or five (the pool's ping included), with the same guarantees: a single statement
+//! commits or fails as a whole, its commit is as durable as an explicit `COMMIT` (the same
+//! `synchronous_commit`), and it takes the same row locks (a concurrent writer of the same
+//! step row waits for it, and two writers of the same event number still collide on the
+//! primary key). Its text is the same for every kind of event, and the events go on one
+//! connection the store holds (`Writer`: the pool pings every connection handed back to it, a
+//! round trip per event more), so it is prepared once: the first event takes two round trips,
+//! every later one takes one (two after the connection sat idle long enough to be pinged).
+
+use crate::audit::Head;
+use crate::run::{Event, EventKind, Phase, StepStatus};
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
+use sqlx::{AnyConnection, AnyPool, Connection};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long a connection may sit idle before it is asked whether it still answers: a step can
+/// take minutes, and a server or a firewall may drop a connection meanwhile.
+pub(crate) const IDLE_PING: Duration = Duration::from_secs(30);
+
+/// The one connection a PostgreSQL store writes events on: taken from the pool at the first
+/// event and held until the store closes; after an error the next event takes a new one.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Writer(Arc<tokio::sync::Mutex<Option<Held>>>);
+
+#[derive(Debug)]
+struct Held {
+    conn: AnyConnection,
+    used: Instant,
+}
+
+impl Writer {
+    /// Runs one statement on the held connection.
+    pub async fn execute(
+        &self,
+        pool: &AnyPool,
+        q: Query<'_, sqlx::Any, AnyArguments>,
+    ) -> Result<(), sqlx::Error> {
+        let mut held = self.0.lock().await;
+        if let Some(h) = held.as_mut()
+            && h.used.elapsed() > IDLE_PING
+            && h.conn.ping().await.is_err()
+        {
+            *held = None;
+        }
+        let h = match held.take() {
+            Some(h) => held.insert(h),
+            None => held.insert(Held {
+                conn: pool.acquire().await?.detach(),
+                used: Instant::now(),
+            }),
+        };
+        match q.execute(&mut h.conn).await {
+            Ok(_) => {
+                h.used = Instant::now();
+                Ok(())
+            }
+            Err(e) => {
+                // A failed statement may have left the connection unusable.
+                *held = None;
+                Err(e)
+            }
+        }
+    }
+
+    /// Closes the held connection, if any.
+    pub async fn close(&self) {
+        if let Some(h) = self.0.lock().await.take() {
+            let _ = h.conn.close().await;
+        }
+    }
+}
+
+/// The step row an event writes.
+pub(crate) enum StepWrite {
+    /// `step_started`: the step runs (again), attempt `attempt`.
+    Started { ord: i64, attempt: i64 },
+    /// `step_finished`, `step_failed`, `step_skipped`: the step's verdict.
+    Ended {
+        status: StepStatus,
+        ord: i64,
+        outputs: String,
+        error: Option<String>,
+        change: Option<String>,
+    },
+}
+
+/// The run row an event changes.
+pub(crate) enum RunWrite {
+    /// `run_finished`, `run_interrupted`: the run's final status and error.
+    Ended {
+        status: String,
+        error: Option<String>,
+    },
+    /// `run_waiting`: the run waits at a gate.
+    Waiting,
+    /// `run_resumed`: the run runs again, in process `pid` on `host`.
+    Resumed { pid: i64, host: String },
+}
+
+/// What an event changes besides its own row.
+pub(crate) struct Effects<'e> {
+    /// The step and phase, and what is written to their row.
+    pub step: Option<(&'e str, Phase, StepWrite)>,
+    pub run: Option<RunWrite>,
+}
+
+impl<'e> Effects<'e> {
+    pub fn of(event: &'e Event) -> Effects<'e> {
+        Effects {
+            step: step_write(event),
+            run: run_write(event),
+        }
+    }
+}
+
+fn int(event: &Event, key: &str) -> Option<i64> {
+    event.data.get(key).and_then(|v| v.as_i64())
+}
+
+fn text(event: &Event, key: &str) -> Option<String> {
+    event
+        .data
+        .get(key)
+        .and_then(|v| v.as_str())
+        .map(str::to_owned)
+}
+
+fn step_write(event: &Event) -> Option<(&str, Phase, StepWrite)> {
+    let (Some(step), Some(phase)) = (&event.step, event.phase) else {
+        return None;
+    };
+    let ord = int(event, "ord").unwrap_or(0);
+    let write = match event.kind {
+        EventKind::StepStarted => StepWrite::Started {
+            ord,
+            attempt: int(event, "attempt").unwrap_or(1),
+        },
+        EventKind::StepFinished | EventKind::StepFailed | EventKind::StepSkipped => {
+            StepWrite::Ended {
+                status: match event.kind {
+                    EventKind::StepFinished => StepStatus::Succeeded,
+                    EventKind::StepFailed => StepStatus::Failed,
+                    _ => StepStatus::Skipped,
+                },
+                ord,
+                outputs: event
+                    .data
+                    .get("outputs")
+                    .cloned()
+                    .unwrap_or(serde_json::json!({}))
+                    .to_string(),
+                error: text(event, "error"),
+                change: event.data.get("change").map(|c| c.to_string()),
+            }
+        }
+        _ => return None,
+    };
+    Some((step, phase, write))
+}
+
+fn run_write(event: &Event) -> Option<RunWrite> {
+    match event.kind {
+        EventKind::RunFinished | EventKind::RunInterrupted => Some(RunWrite::Ended {
+            status: text(event, "status").unwrap_or_else(|| "failed".into()),
+            error: text(event, "error"),
+        }),
+        EventKind::RunWaiting => Some(RunWrite::Waiting),
+        EventKind::RunResumed => Some(RunWrite::Resumed {
+            pid: int(event, "pid").unwrap_or(0),
+            host: text(event, "host").unwrap_or_default(),
+        }),
+        _ => None,
+    }
+}
+
+/// The `INSERT` of a run's next event: the run's id is `$1`, the event's seven values are
+/// `$first` to `$first + 6` (see `bind_event`). The next sequence number and the insert in one
+/// statement: no window between reading the maximum and writing.
+pub(crate) fn event_insert(first: usize) -> String {
+    let p: Vec<String> = (first..first + 7).map(|n| format!("${n}")).collect();
+    format!(
+        "INSERT INTO runbook_events (run_id, seq, at, kind, step, phase, data, audit_seq, audit_hash)
+         SELECT $1, COALESCE(MAX(seq), 0) + 1, {} FROM runbook_events WHERE run_id = $1",
+        p.join(", ")
+    )
+}
+
+/// Binds the seven values `event_insert` reads after the run's id.
+pub(crate) fn bind_event<'q>(
+    q: Query<'q, sqlx::Any, AnyArguments>,
+    at: i64,
+    event: &Event,
+    head: Option<&Head>,
+) -> Query<'q, sqlx::Any, AnyArguments> {
+    q.bind(at)
+        .bind(event.kind.as_str())
+        .bind(event.step.clone())
+        .bind(event.phase.map(|p| p.as_str().to_owned()))
+        .bind(event.data.to_string())
+        .bind(head.map(|h| h.seq))
+        .bind(head.map(|h| h.hash.clone()))
+}
+
+/// An event with its step and run rows in one PostgreSQL statement. The step CTE writes when
+/// `$9` (the step's new status) is set: a start sets the attempt and start time and clears
+/// the end, keeping outputs; a verdict sets the end, outputs, error and change, keeping the
+/// attempt and start time. The run CTE writes when `$17` (the run's new status) is set:
+/// `$18` says whether the end time and error change, `$21`/`$22` set the process that runs it.
+const RECORD: &str = "WITH step AS (
+    INSERT INTO runbook_steps AS s (run_id, step, phase, ord, status, attempts, started_at, finished_at, outputs, error, db_change)
+    SELECT $1, $4, $5, $10, $9, $11, $12, $13, $14, $15, $16 WHERE $9 IS NOT NULL
+    ON CONFLICT (run_id, step, phase) DO UPDATE SET
+        status = EXCLUDED.status,
+        attempts = CASE WHEN EXCLUDED.status = 'running' THEN EXCLUDED.attempts ELSE s.attempts END,
+        started_at = CASE WHEN EXCLUDED.status = 'running' THEN EXCLUDED.started_at ELSE s.started_at END,
+        finished_at = EXCLUDED.finished_at,
+        outputs = CASE WHEN EXCLUDED.status = 'running' THEN s.outputs ELSE EXCLUDED.outputs END,
+        error = EXCLUDED.error,
+        db_change = CASE WHEN EXCLUDED.status = 'running' THEN s.db_change ELSE EXCLUDED.db_change END
+), run AS (
+    UPDATE runbook_runs SET
+        status = $17,
+        finished_at = CASE WHEN $18 THEN $19 ELSE finished_at END,
+        error = CASE WHEN $18 THEN $20 ELSE error END,
+        pid = COALESCE($21, pid),
+        host = COALESCE($22, host)
+    WHERE id = $1 AND $17 IS NOT NULL
+) ";
+
+/// Writes an event of run `run_id` at `at` with its effects, on PostgreSQL: one statement.
+pub(crate) async fn record_postgres(
+    (writer, pool): (&Writer, &AnyPool),
+    run_id: &str,
+    (event, effects): (&Event, &Effects<'_>),
+    head: Option<&Head>,
+    at: i64,
+) -> Result<(), sqlx::Error> {
+    static SQL: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| format!("{RECORD}{}", event_insert(2)));
+    let q = bind_event(
+        sqlx::query(sqlx::AssertSqlSafe(SQL.as_str())).bind(run_id),
+        at,
+        event,
+        head,
+    );
+    // $9 to $16: the step row.
+    let q = match &effects.step {
+        Some((_, _, StepWrite::Started { ord, attempt })) => q
+            .bind(Some(StepStatus::Running.as_str()))
+            .bind(*ord)
+            .bind(*attempt)
+            .bind(Some(at))
+            .bind(None::<i64>)
+            .bind("{}")
+            .bind(None::<String>)
+            .bind(None::<String>),
+        Some((
+            _,
+            _,
+            StepWrite::Ended {
+                status,
+                ord,
+                outputs,
+                error,
+                change,
+            },
+        )) => q
+            .bind(Some(status.as_str()))
+            .bind(*ord)
+            .bind(0_i64)
+            .bind(None::<i64>)
+            .bind(Some(at))
+            .bind(outputs.as_str())
+            .bind(error.clone())
+            .bind(change.clone()),
+        None => q
+            .bind(None::<&str>)
+            .bind(0_i64)
+            .bind(0_i64)
+            .bind(None::<i64>)
+            .bind(None::<i64>)
+            .bind("{}")
+            .bind(None::<String>)
+            .bind(None::<String>),
+    };
+    // $17 to $22: the run row.
+    let q = match &effects.run {
+        Some(RunWrite::Ended { status, error }) => q
+            .bind(Some(status.as_str()))
+            .bind(true)
+            .bind(Some(at))
+            .bind(error.clone())
+            .bind(None::<i64>)
+            .bind(None::<String>),
+        Some(RunWrite::Waiting) => q
+            .bind(Some("waiting_approval"))
+            .bind(false)
+            .bind(None::<i64>)
+            .bind(None::<String>)
+            .bind(None::<i64>)
+            .bind(None::<String>),
+        Some(RunWrite::Resumed { pid, host }) => q
+            .bind(Some("running"))
+            .bind(true)
+            .bind(None::<i64>)
+            .bind(None::<String>)
+            .bind(Some(*pid))
+            .bind(Some(host.clone())),
+        None => q
+            .bind(None::<&str>)
+            .bind(false)
+            .bind(None::<i64>)
+            .bind(None::<String>)
+            .bind(None::<i64>)
+            .bind(None::<String>),
+    };
+    writer.execute(pool, q).await
+}

@@ -1,0 +1,211 @@
+//! The PostgreSQL state store: what each event costs in round trips (one statement per event,
+//! counted by a proxy in front of the server), and the rows it leaves, the same as the SQLite
+//! store's for the same run, a crash and a resume included.
+
+use crate::support::{Project, Runbook, Target, pg, sqlite};
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// A TCP proxy in front of the test cluster that counts round trips: each time a client
+/// sends after the server answered it (or sends first) is one.
+struct Proxy {
+    port: u16,
+    trips: Arc<AtomicUsize>,
+}
+
+impl Proxy {
+    fn start() -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let trips = Arc::new(AtomicUsize::new(0));
+        let counted = trips.clone();
+        let upstream = pg::cluster().port();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { break };
+                let server = TcpStream::connect(("127.0.0.1", upstream)).unwrap();
+                // Whether the client spoke last on this connection.
+                let last = Arc::new(Mutex::new(false));
+                let (c, s) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (l, t) = (last.clone(), counted.clone());
+                std::thread::spawn(move || pump(c, s, Some((l, t)), None));
+                std::thread::spawn(move || pump(server, client, None, Some(last)));
+            }
+        });
+        Proxy { port, trips }
+    }
+
+    fn url(&self, db_url: &str) -> String {
+        db_url.replace(
+            &format!(":{}/", pg::cluster().port()),
+            &format!(":{}/", self.port),
+        )
+    }
+
+    fn trips(&self) -> usize {
+        self.trips.load(Ordering::SeqCst)
+    }
+}
+
+/// Copies `from` to `to`. The client's side counts a round trip when it speaks after the
+/// server; the server's side marks that it spoke before it forwards its answer, so the
+/// client's next message always finds the mark.
+fn pump(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    client: Option<(Arc<Mutex<bool>>, Arc<AtomicUsize>)>,
+    server_spoke: Option<Arc<Mutex<bool>>>,
+) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if let Some((last, trips)) = &client {
+            let mut spoke = last.lock().unwrap();
+            if !*spoke {
+                trips.fetch_add(1, Ordering::SeqCst);
+                *spoke = true;
+            }
+        }
+        if let Some(last) = &server_spoke {
+            *last.lock().unwrap() = false;
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(Shutdown::Write);
+}
+
+const STEPS: &str = "  - id: s{i}\n    shell: { argv: [\"true\"] }\n";
+
+fn steps(n: usize) -> String {
+    let mut text = String::from("name: steps\nsteps:\n");
+    for i in 0..n {
+        text.push_str(&STEPS.replace("{i}", &i.to_string()));
+    }
+    text
+}
+
+#[test]
+fn an_event_takes_at_most_two_round_trips_to_a_postgres_state_store() {
+    let proxy = Proxy::start();
+    let state = proxy.url(&pg::cluster().create_db("trips"));
+    let p = Project::new(Target::sqlite);
+    p.playbook("steps", &steps(5));
+    // The first run creates the tables; the next two differ by 20 steps, 40 events.
+    assert_eq!(p.run("steps", &["--state", &state]).code, 0);
+    let before = proxy.trips();
+    let out = p.run("steps", &["--state", &state]);
+    assert_eq!(out.code, 0, "{}", out.combined());
+    let short = proxy.trips() - before;
+    p.playbook("steps", &steps(25));
+    let before = proxy.trips();
+    let out = p.run("steps", &["--state", &state]);
+    assert_eq!(out.code, 0, "{}", out.combined());
+    let long = proxy.trips() - before;
+    let per_event = (long - short) as f64 / 40.0;
+    // At most two (issue 20). Every event is one statement on a connection that prepared it
+    // before: about one (a pool's ping on each use, or a transaction around it, makes two).
+    assert!(
+        per_event < 1.5,
+        "{per_event} round trips per event (runs of 5 and 25 steps: {short} and {long})"
+    );
+}
+
+const MIX: &str = r#"
+name: mix
+steps:
+  - id: first
+    shell: { argv: ["echo", "out"] }
+  - id: flaky
+    shell: { script: "echo no >&2; exit 3" }
+    retry: { attempts: 2, delay: 10ms }
+on_failure:
+  - id: told
+    log: { message: "failed" }
+"#;
+
+const CRASH: &str = r#"
+name: crash
+steps:
+  - id: one
+    shell: { argv: ["true"] }
+  - id: two
+    shell: { argv: ["true"] }
+  - id: three
+    shell: { argv: ["true"] }
+"#;
+
+/// A run's rows in a state store, without ids and times (only whether each is set).
+const ROWS: [&str; 3] = [
+    "SELECT step || '|' || phase || '|' || status || '|' || attempts || '|' || outputs || '|'
+        || COALESCE(error, '-') || '|' || COALESCE(db_change, '-') || '|'
+        || CASE WHEN started_at IS NULL THEN 'unstarted' ELSE 'started' END || '|'
+        || CASE WHEN finished_at IS NULL THEN 'open' ELSE 'ended' END
+     FROM runbook_steps s ORDER BY (SELECT started_at FROM runbook_runs r WHERE r.id = s.run_id), ord, phase",
+    "SELECT kind || '|' || seq || '|' || COALESCE(step, '-') || '|' || COALESCE(phase, '-') || '|'
+        || CASE WHEN audit_seq IS NULL THEN '-' ELSE 'chained' END
+     FROM runbook_events e ORDER BY (SELECT started_at FROM runbook_runs r WHERE r.id = e.run_id), seq",
+    "SELECT playbook || '|' || status || '|' || COALESCE(error, '-') || '|'
+        || CASE WHEN finished_at IS NULL THEN 'open' ELSE 'ended' END
+     FROM runbook_runs ORDER BY started_at",
+];
+
+/// Runs `mix` (a retried failure and its handler), then `crash` killed after step `two` acted
+/// and resumed with `--retry-step two`, with the state store `state` (none: the project's
+/// SQLite file).
+fn scenario(p: &Project, state: Option<&str>) {
+    let extra: Vec<&str> = state.map(|s| vec!["--state", s]).unwrap_or_default();
+    p.playbook("mix", MIX).playbook("crash", CRASH);
+    assert_eq!(p.run("mix", &extra).code, 1);
+    let mut args = vec![
+        "-C".to_owned(),
+        p.path().display().to_string(),
+        "run".into(),
+        "crash".into(),
+        "--target".into(),
+        p.target.arg(),
+    ];
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = Runbook::new(&args)
+        .env("RUNBOOK_FAILPOINT", "acted:two")
+        .run();
+    assert_eq!(out.code, -1, "{}", out.combined());
+    let mut runs = vec!["runs", "--format", "json"];
+    runs.extend(&extra);
+    let listed: serde_json::Value = serde_json::from_str(&p.cmd(&runs).stdout).unwrap();
+    let id = listed["runs"][0]["run_id"].as_str().unwrap().to_owned();
+    let mut resume = vec!["--retry-step", "two"];
+    resume.extend(&extra);
+    let out = p.resume(&id, &resume);
+    assert_eq!(out.code, 0, "{}", out.combined());
+}
+
+#[test]
+fn the_postgres_state_store_keeps_the_rows_the_sqlite_store_keeps() {
+    let on_sqlite = Project::new(Target::sqlite);
+    scenario(&on_sqlite, None);
+    let on_postgres = Project::new(Target::sqlite);
+    let state = pg::cluster().create_db("rows");
+    scenario(&on_postgres, Some(&state));
+    let store = on_sqlite.path().join(".runbook/state.db");
+    for sql in ROWS {
+        let sqlite_rows = sqlite::query(&store, sql);
+        let pg_rows = pg::cluster().psql(&state, sql);
+        assert_eq!(pg_rows, sqlite_rows.join("\n"), "{sql}");
+    }
+    // Both runs and every step in them, the retried and resumed ones included.
+    let steps = pg::cluster().psql(&state, ROWS[0]);
+    assert!(steps.contains("flaky|main|failed|2|"), "{steps}");
+    assert!(steps.contains("two|main|succeeded|"), "{steps}");
+    assert!(
+        pg::cluster().psql(&state, ROWS[1]).contains("run_resumed|"),
+        "the resume is an event"
+    );
+}
