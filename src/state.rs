@@ -1,9 +1,11 @@
 //! The state store: runs, their steps and their events, in SQLite under `.runbook/` by default
 //! or in a shared PostgreSQL database, so operators and CI runners share run history.
 //!
-//! Every event is written in one transaction with the step or run row it changes, and that
-//! transaction is durable (SQLite `synchronous=FULL`, PostgreSQL commit) before the action it
-//! announces starts: a crash leaves a record that says what may have happened.
+//! Every event is written in one transaction with the step or run row it changes and the line
+//! of its audit record, and that transaction is durable (SQLite `synchronous=FULL`, PostgreSQL
+//! commit) before the action it announces starts: a crash leaves a record that says what may
+//! have happened. It is the run's one fsync per event: the audit chain is written without one,
+//! and what a system crash took from it is written back from the lines kept here.
 
 use crate::run::{Event, EventKind, Phase, RunRecord, RunStatus, StepRecord, StepStatus};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -87,6 +89,7 @@ const SCHEMA: &[&str] = &[
         data TEXT NOT NULL,
         audit_seq BIGINT,
         audit_hash TEXT,
+        audit_line TEXT,
         PRIMARY KEY (run_id, seq)
     )",
     "CREATE INDEX IF NOT EXISTS runbook_runs_started ON runbook_runs (started_at)",
@@ -125,7 +128,7 @@ const SCHEMA: &[&str] = &[
 
 /// The layout version of the state store tables. A store written by a newer runbook is
 /// refused rather than misread.
-const STATE_VERSION: i64 = 7;
+const STATE_VERSION: i64 = 8;
 
 async fn migrate(pool: &AnyPool) -> Result<(), StateError> {
     sqlx::query(
@@ -170,6 +173,12 @@ async fn migrate(pool: &AnyPool) -> Result<(), StateError> {
     if version < 7 {
         // Why a fleet's target failed, for one whose child never started a run too.
         let _ = sqlx::query("ALTER TABLE runbook_fleet_targets ADD COLUMN reason TEXT")
+            .execute(pool)
+            .await;
+    }
+    if version < 8 {
+        // The audit record's line, from which a chain a system crash cut short is restored.
+        let _ = sqlx::query("ALTER TABLE runbook_events ADD COLUMN audit_line TEXT")
             .execute(pool)
             .await;
     }
@@ -260,7 +269,7 @@ impl StateStore {
         run: &RunRecord,
         target_key: &str,
         event: &Event,
-        head: Option<&crate::audit::Head>,
+        audit: Option<&crate::audit::Written>,
     ) -> Result<(), StateError> {
         let mut tx = self.begin().await?;
         sqlx::query(
@@ -287,7 +296,7 @@ impl StateStore {
         .bind(&run.migrations_hash)
         .execute(&mut *tx)
         .await?;
-        insert_event(&mut tx, &run.id, event, head).await?;
+        insert_event(&mut tx, &run.id, event, audit).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -297,10 +306,10 @@ impl StateStore {
         &self,
         run_id: &str,
         event: &Event,
-        head: Option<&crate::audit::Head>,
+        audit: Option<&crate::audit::Written>,
     ) -> Result<(), StateError> {
         let mut tx = self.begin().await?;
-        let at = insert_event(&mut tx, run_id, event, head).await?;
+        let at = insert_event(&mut tx, run_id, event, audit).await?;
         if let (Some(step), Some(phase)) = (&event.step, event.phase) {
             match event.kind {
                 EventKind::StepStarted => {
@@ -512,7 +521,7 @@ impl StateStore {
         &self,
         run_id: &str,
         a: &crate::run::Approval,
-        head: Option<&crate::audit::Head>,
+        audit: Option<&crate::audit::Written>,
     ) -> Result<(), StateError> {
         let mut tx = self.begin().await?;
         sqlx::query(
@@ -528,7 +537,7 @@ impl StateStore {
         .bind(a.signed.as_ref().map(|x| serde_json::json!(x).to_string()))
         .execute(&mut *tx)
         .await?;
-        insert_event(&mut tx, run_id, &a.event(), head).await?;
+        insert_event(&mut tx, run_id, &a.event(), audit).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -550,6 +559,26 @@ impl StateStore {
             }
             None => None,
         })
+    }
+
+    /// The audit lines the store holds of a run's records after record `after`, in order:
+    /// what a chain cut short by a system crash lacks (`audit::write_back`).
+    pub async fn audit_lines(
+        &self,
+        run_id: &str,
+        after: i64,
+    ) -> Result<Vec<(i64, String)>, StateError> {
+        let rows = sqlx::query(
+            "SELECT audit_seq, audit_line FROM runbook_events
+             WHERE run_id = $1 AND audit_seq > $2 AND audit_line IS NOT NULL ORDER BY audit_seq",
+        )
+        .bind(run_id)
+        .bind(after)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
     }
 
     /// The approvals and rejections of one gate of a run, oldest first.
@@ -667,14 +696,14 @@ async fn insert_event(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     run_id: &str,
     event: &Event,
-    head: Option<&crate::audit::Head>,
+    audit: Option<&crate::audit::Written>,
 ) -> Result<i64, StateError> {
     let at = crate::run::now_ms();
     // The next sequence number and the insert in one statement: one round trip, and no window
     // between reading the maximum and writing.
     sqlx::query(
-        "INSERT INTO runbook_events (run_id, seq, at, kind, step, phase, data, audit_seq, audit_hash)
-         SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4, $5, $6, $7, $8 FROM runbook_events WHERE run_id = $1",
+        "INSERT INTO runbook_events (run_id, seq, at, kind, step, phase, data, audit_seq, audit_hash, audit_line)
+         SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4, $5, $6, $7, $8, $9 FROM runbook_events WHERE run_id = $1",
     )
     .bind(run_id)
     .bind(at)
@@ -682,8 +711,9 @@ async fn insert_event(
     .bind(event.step.clone())
     .bind(event.phase.map(|p| p.as_str().to_owned()))
     .bind(event.data.to_string())
-    .bind(head.map(|h| h.seq))
-    .bind(head.map(|h| h.hash.clone()))
+    .bind(audit.map(|w| w.head.seq))
+    .bind(audit.map(|w| w.head.hash.clone()))
+    .bind(audit.map(|w| w.line.clone()))
     .execute(&mut **tx)
     .await?;
     Ok(at)
