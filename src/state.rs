@@ -56,6 +56,7 @@ const SCHEMA: &[&str] = &[
         migrations_hash TEXT NOT NULL DEFAULT '',
         audit_seq BIGINT NOT NULL DEFAULT 0,
         audit_head TEXT NOT NULL DEFAULT '',
+        audit_synced BIGINT NOT NULL DEFAULT 0,
         plan_hash TEXT NOT NULL,
         params TEXT NOT NULL,
         vars TEXT NOT NULL,
@@ -181,6 +182,12 @@ async fn migrate(pool: &AnyPool) -> Result<(), StateError> {
         let _ = sqlx::query("ALTER TABLE runbook_events ADD COLUMN audit_line TEXT")
             .execute(pool)
             .await;
+        // The last record the run's chain was fsynced through.
+        let _ = sqlx::query(
+            "ALTER TABLE runbook_runs ADD COLUMN audit_synced BIGINT NOT NULL DEFAULT 0",
+        )
+        .execute(pool)
+        .await;
     }
     if version < STATE_VERSION {
         sqlx::query("INSERT INTO runbook_meta (key, value) VALUES ('state_version', $1) ON CONFLICT (key) DO UPDATE SET value = $1")
@@ -579,6 +586,29 @@ impl StateStore {
         rows.iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
             .collect()
+    }
+
+    /// Notes that the run's audit chain was fsynced through record `seq`: a chain with fewer
+    /// records was cut short afterwards, which no crash does, so it is not written back.
+    pub async fn chain_synced(&self, run_id: &str, seq: i64) -> Result<(), StateError> {
+        sqlx::query("UPDATE runbook_runs SET audit_synced = $2 WHERE id = $1 AND audit_synced < $2")
+            .bind(run_id)
+            .bind(seq)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The last record the run's audit chain is known to have been fsynced through.
+    pub async fn audit_synced(&self, run_id: &str) -> Result<i64, StateError> {
+        let row = sqlx::query("SELECT audit_synced FROM runbook_runs WHERE id = $1")
+            .bind(run_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => r.try_get(0)?,
+            None => 0,
+        })
     }
 
     /// The approvals and rejections of one gate of a run, oldest first.

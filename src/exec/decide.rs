@@ -383,7 +383,7 @@ async fn record_decision(
             })?;
     journal.approval(state, approval).await?;
     // This process ends here: its record is made durable in the chain too.
-    journal.sync();
+    journal.sync(state).await;
     Ok(())
 }
 

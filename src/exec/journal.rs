@@ -196,14 +196,21 @@ impl<'a> Journal<'a> {
         Ok(())
     }
 
-    /// Makes the chain's records durable: when the run stops, and before a decision's process
-    /// ends. Until then the state store's lines are the durable copy.
-    pub fn sync(&mut self) {
+    /// Makes the chain's records durable, and notes in the store how far: when the run stops,
+    /// and before a decision's process ends. Until then the state store's lines are the durable
+    /// copy; a chain later found shorter than noted here was cut, not crashed, and is not
+    /// written back.
+    pub async fn sync(&mut self, state: &StateStore) {
         if let Err(e) = self.log.sync() {
             self.ui.error(
                 &e.to_string(),
                 Some("the state store holds the records; `runbook resume` writes back what a crash takes from the chain"),
             );
+            return;
+        }
+        let seq = self.log.head().seq;
+        if let Err(e) = state.chain_synced(&self.run_id, seq).await {
+            tracing::warn!("cannot note the audit chain's durable head: {e}");
         }
     }
 
@@ -224,8 +231,7 @@ impl<'a> Journal<'a> {
     /// (finished, waiting, interrupted), so `audit verify` finds a finished run signed over
     /// its last record (`audit::trust` says what it expects of an unfinished one). A project
     /// that signs without its key set is told its chain stays unsigned.
-    pub fn sign(&mut self) {
-        self.sync();
+    pub fn sign(&self) {
         match &self.signing {
             Signing::Off => {}
             Signing::Key(key) => {

@@ -200,7 +200,13 @@ async fn restore_chain(
 ) -> Result<(), String> {
     let dir = super::journal::audit_dir(&project.root, project.config_def());
     let have = crate::audit::complete_records(&dir, &record.id).map_err(|e| e.to_string())?;
-    if have >= head.seq {
+    // Records the chain was fsynced through are not lost by a crash: fewer means it was cut,
+    // and opening it refuses it as such.
+    let synced = state
+        .audit_synced(&record.id)
+        .await
+        .map_err(|e| e.to_string())?;
+    if have >= head.seq || have < synced {
         return Ok(());
     }
     let lines = state
