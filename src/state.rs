@@ -591,11 +591,13 @@ impl StateStore {
     /// Notes that the run's audit chain was fsynced through record `seq`: a chain with fewer
     /// records was cut short afterwards, which no crash does, so it is not written back.
     pub async fn chain_synced(&self, run_id: &str, seq: i64) -> Result<(), StateError> {
-        sqlx::query("UPDATE runbook_runs SET audit_synced = $2 WHERE id = $1 AND audit_synced < $2")
-            .bind(run_id)
-            .bind(seq)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE runbook_runs SET audit_synced = $2 WHERE id = $1 AND audit_synced < $2",
+        )
+        .bind(run_id)
+        .bind(seq)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

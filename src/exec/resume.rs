@@ -176,10 +176,7 @@ pub(super) async fn audit_head(
         ui.error(&e.to_string(), None);
         ExecError::Internal
     };
-    let head = state
-        .audit_head(&record.id)
-        .await
-        .map_err(|e| failed(&e))?;
+    let head = state.audit_head(&record.id).await.map_err(|e| failed(&e))?;
     if let Some(head) = &head {
         restore_chain(project, state, record, head, ui)
             .await
@@ -213,7 +210,8 @@ async fn restore_chain(
         .audit_lines(&record.id, have)
         .await
         .map_err(|e| e.to_string())?;
-    let back = crate::audit::write_back(&dir, &record.id, have, &lines).map_err(|e| e.to_string())?;
+    let back =
+        crate::audit::write_back(&dir, &record.id, have, &lines).map_err(|e| e.to_string())?;
     if back > 0 {
         ui.note(&format!(
             "the audit chain of run {} lacked {} that the state store holds (a system crash before they reached the disk): written back",

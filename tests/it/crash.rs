@@ -151,26 +151,38 @@ fn crash_at_journal_boundaries(target: impl Fn(&Path) -> Target) {
         ])
         .env("RUNBOOK_FAILPOINT", &at)
         .run();
-        assert_eq!(out.code, -1, "{at} should have killed the run:\n{}", out.combined());
+        assert_eq!(
+            out.code,
+            -1,
+            "{at} should have killed the run:\n{}",
+            out.combined()
+        );
         let (id, status) = p.last_run();
         assert_eq!(status, "crashed", "{at}");
         let verify = p.cmd(&["audit", "verify", &id]);
         if point == "written" {
             assert_eq!(verify.code, 0, "{at}: {}", verify.combined());
         } else {
-            assert_eq!(verify.code, 6, "{at}: the chain is behind the store until resume: {}", verify.combined());
+            assert_eq!(
+                verify.code,
+                6,
+                "{at}: the chain is behind the store until resume: {}",
+                verify.combined()
+            );
         }
         assert_eq!(finish(&p, &id), decisions, "{at}");
         assert_eq!(effects(&p), STEPS, "{at}: every side effect exactly once");
         assert_eq!(p.last_run().1, "succeeded", "{at}");
         let verify = p.cmd(&["audit", "verify", &id]);
         assert_eq!(verify.code, 0, "{at}: {}", verify.combined());
-        let chain = std::fs::read_to_string(
-            p.path().join(".runbook/audit").join(format!("{id}.jsonl")),
-        )
-        .unwrap();
+        let chain =
+            std::fs::read_to_string(p.path().join(".runbook/audit").join(format!("{id}.jsonl")))
+                .unwrap();
         assert!(
-            chain.lines().next().is_some_and(|l| l.contains("\"event\":\"run_started\"")),
+            chain
+                .lines()
+                .next()
+                .is_some_and(|l| l.contains("\"event\":\"run_started\"")),
             "{at}: the chain starts with the run's first record again:\n{chain}"
         );
     }
