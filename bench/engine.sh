@@ -1,76 +1,92 @@
 #!/usr/bin/env bash
-# Engine anchor (issue 20): the per-step overhead of `runbook run` (a step of
-# `shell: {argv: [true]}`, its start and end durable in the SQLite state store and the audit
-# chain) against ansible-playbook's per-task overhead (`command: /bin/true` on localhost,
-# connection local, no facts), each as (time of a run of N+1 steps - time of a run of 1) / N
-# minus one bare spawn of `true`, so neither tool's start-up counts. Pairs in turn, medians.
+# Engine overhead against its floor (issue 20): a playbook of STEPS `shell: {argv: [true]}`
+# steps run by runbook (durable SQLite state, audit chain), against the floor: the same
+# processes spawned one by one, each between two records written and fdatasync'd (what the
+# write-ahead guarantee needs at the least: a started record durable before the step acts, a
+# finished record before the next starts). Timed in turn (floor, runbook, floor, ...); prints
+# the medians per step with their spread and the ratio runbook/floor (goal: at most 1.5).
 #
-#   bench/engine.sh [PAIRS] [RUNBOOK_STEPS] [ANSIBLE_TASKS]   default: 3 pairs, 200 steps, 20 tasks
-#   RUNBOOK=path/to/runbook bench/engine.sh     another binary (default: target/release/runbook)
-#   ANSIBLE_PLAYBOOK=path/to/ansible-playbook   default: on PATH, else a venv made with
-#                                               `pip install ansible-core` in $BENCH_VENV
-#                                               (default ~/.cache/runbook-bench-venv)
-# Prints per-step overhead in ms for each, and the ratio ansible / runbook. Without Ansible
-# (pip cannot install it here) the Ansible row is skipped with a note.
+#   bench/engine.sh [PAIRS] [STEPS]         default: 5 pairs of 1,000 steps
+#   RUNBOOK=path/to/runbook bench/engine.sh another binary (default: target/release/runbook)
+#   BASELINE=path/to/old/runbook            also timed in each round
+#
+# With `COUNT=1` it also counts, for one run of 100 steps, the fsync/fdatasync calls and the
+# threads started (clone/clone3) per step, with strace -f.
 set -euo pipefail
 
-PAIRS=${1:-3}
-N=${2:-200}
-NA=${3:-20}
+PAIRS=${1:-5}
+STEPS=${2:-1000}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-RUNBOOK=${RUNBOOK:-${CARGO_TARGET_DIR:-$ROOT/target}/release/runbook}
+RUNBOOK=${RUNBOOK:-$ROOT/target/release/runbook}
 [ -x "$RUNBOOK" ] || { echo "build first: cargo build --release" >&2; exit 2; }
-VENV=${BENCH_VENV:-$HOME/.cache/runbook-bench-venv}
-if [ -z "${ANSIBLE_PLAYBOOK:-}" ]; then
-  if command -v ansible-playbook >/dev/null; then ANSIBLE_PLAYBOOK=$(command -v ansible-playbook)
-  elif [ -x "$VENV/bin/ansible-playbook" ] || { python3 -m venv "$VENV" && "$VENV/bin/pip" install -q ansible-core; } >&2; then
-    ANSIBLE_PLAYBOOK=$VENV/bin/ansible-playbook
-  else
-    ANSIBLE_PLAYBOOK=
-  fi
-fi
 WORK=$(mktemp -d /tmp/runbook-bench-engine.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
+mkdir -p "$WORK/playbooks"
+playbook() { # FILE STEPS
+  { echo "name: bench"; echo "steps:"
+    awk -v n="$2" 'BEGIN { for (i = 0; i < n; i++) printf "  - id: s%d\n    shell: { argv: [\"true\"] }\n", i }'
+  } > "$1"
+}
+playbook "$WORK/playbooks/bench.yaml" "$STEPS"
 TRUE=$(type -P true)
 
-mkdir -p "$WORK/p/playbooks"
-for n in 1 $((N + 1)); do
-  { echo "name: s$n"; echo "steps:"; for i in $(seq "$n"); do
-    printf '  - id: s%s\n    shell: { argv: ["%s"] }\n' "$i" "$TRUE"; done; } > "$WORK/p/playbooks/s$n.yaml"
-done
-for n in 1 $((NA + 1)); do
-  { echo "- hosts: localhost"; echo "  connection: local"; echo "  gather_facts: false"; echo "  tasks:"
-    for i in $(seq "$n"); do printf '    - name: t%s\n      command: %s\n' "$i" "$TRUE"; done; } > "$WORK/a$n.yml"
-done
+floor() {
+  # Records overwritten in place in a file written once beforehand (as SQLite reuses its WAL):
+  # each fdatasync then flushes data only, never the file's growth.
+  python3 - "$TRUE" "$STEPS" "$WORK/floor.log" <<'EOF'
+import os, sys
+true, n, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+os.write(fd, b"\0" * (n * 96)); os.fsync(fd)
+off = 0
+for i in range(n):
+    for rec, spawn in ((b'{"event":"step_started","step":"s%d"}\n' % i, True), (b'{"event":"step_finished","step":"s%d"}\n' % i, False)):
+        os.pwrite(fd, rec, off); off += len(rec)
+        os.fdatasync(fd)
+        if spawn:
+            pid = os.posix_spawn(true, [true], {})
+            os.waitpid(pid, 0)
+os.close(fd)
+EOF
+}
+engine() { # BINARY
+  rm -rf "$WORK/.runbook"
+  (cd "$WORK" && "$1" -q run bench --state "sqlite:$WORK/.runbook/state.db" >/dev/null)
+}
+seconds() { local s e; s=$(date +%s.%N); "$@"; e=$(date +%s.%N); awk -v s="$s" -v e="$e" 'BEGIN { printf "%.4f", e - s }'; }
+stats() { # per-step ms: median [min-max]
+  printf '%s\n' "$@" | sort -g | awk -v n="$STEPS" '{v[NR]=$1} END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.3f %.3f %.3f", m * 1000 / n, v[1] * 1000 / n, v[NR] * 1000 / n }'
+}
 
-ms() { local s e; s=$(date +%s%N); "$@" >/dev/null 2>&1 || { echo "failed: $*" >&2; exit 1; }; e=$(date +%s%N); echo $(( (e - s) / 1000 )); }
-median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
-bare() { local s e; s=$(date +%s%N); for _ in $(seq "$1"); do "$TRUE"; done; e=$(date +%s%N); echo $(( (e - s) / 1000 / $1 )); }
-runbook() { # steps -> microseconds
-  (cd "$WORK/p" && ms "$RUNBOOK" -q run "s$1" --target "sqlite:$WORK/t.db" --state "sqlite:$WORK/state-$RANDOM$RANDOM.db")
-}
-ansible() { # tasks -> microseconds
-  LC_ALL=C.UTF-8 ANSIBLE_NOCOLOR=1 ANSIBLE_RETRY_FILES_ENABLED=0 ANSIBLE_LOCALHOST_WARNING=0 \
-    ANSIBLE_INVENTORY_UNPARSED_WARNING=0 ms "$ANSIBLE_PLAYBOOK" -i localhost, \
-    -e "ansible_python_interpreter=$(dirname "$ANSIBLE_PLAYBOOK")/python3" "$WORK/a$1.yml"
-}
-R=(); A=(); B=()
+f=() r=() b=()
 for _ in $(seq 1 "$PAIRS"); do
-  b=$(bare 200); B+=("$b")
-  r1=$(runbook 1); rn=$(runbook $((N + 1)))
-  R+=("$(( (rn - r1) / N - b ))")
-  if [ -n "$ANSIBLE_PLAYBOOK" ]; then
-    a1=$(ansible 1); an=$(ansible $((NA + 1)))
-    A+=("$(( (an - a1) / NA - b ))")
-  fi
+  f+=("$(seconds floor)")
+  r+=("$(seconds engine "$RUNBOOK")")
+  if [ -n "${BASELINE:-}" ]; then b+=("$(seconds engine "$BASELINE")"); fi
 done
-r=$(median "${R[@]}")
-printf 'bare spawn of true      %8.3f ms\n' "$(awk -v v="$(median "${B[@]}")" 'BEGIN { print v / 1000 }')"
-printf 'runbook per-step        %8.3f ms overhead (%s steps, %s pairs: %s us)\n' "$(awk -v v="$r" 'BEGIN { print v / 1000 }')" "$N" "$PAIRS" "${R[*]}"
-if [ -n "$ANSIBLE_PLAYBOOK" ]; then
-  a=$(median "${A[@]}")
-  printf 'ansible-playbook task   %8.3f ms overhead (%s tasks, %s pairs: %s us)\n' "$(awk -v v="$a" 'BEGIN { print v / 1000 }')" "$NA" "$PAIRS" "${A[*]}"
-  printf 'ratio ansible / runbook %8.1f\n' "$(awk -v a="$a" -v r="$r" 'BEGIN { print a / r }')"
-else
-  echo "ansible-playbook skipped: not on PATH and \`pip install ansible-core\` failed (no registry?)"
+read -r fm fl fh <<<"$(stats "${f[@]}")"
+read -r rm_ rl rh <<<"$(stats "${r[@]}")"
+printf '%s steps, %s pairs; ms per step: median [min-max]\n' "$STEPS" "$PAIRS"
+printf 'floor      %7.3f [%.3f-%.3f]\n' "$fm" "$fl" "$fh"
+printf 'runbook    %7.3f [%.3f-%.3f]  ratio %.2f (goal <= 1.5)\n' "$rm_" "$rl" "$rh" "$(awk -v a="$rm_" -v b="$fm" 'BEGIN { print a / b }')"
+if [ -n "${BASELINE:-}" ]; then
+  read -r bm bl bh <<<"$(stats "${b[@]}")"
+  printf 'baseline   %7.3f [%.3f-%.3f]  ratio %.2f\n' "$bm" "$bl" "$bh" "$(awk -v a="$bm" -v b="$fm" 'BEGIN { print a / b }')"
+fi
+
+if [ "${COUNT:-0}" = 1 ] && command -v strace >/dev/null; then
+  count() { # BINARY NAME
+    local n=100 a b name=$2
+    playbook "$WORK/playbooks/bench.yaml" 1
+    rm -rf "$WORK/.runbook"
+    a=$(cd "$WORK" && strace -f -e trace=fsync,fdatasync,clone,clone3 -o "$WORK/st1" "$1" -q run bench --state "sqlite:$WORK/.runbook/state.db" >/dev/null; grep -cE 'fsync|fdatasync' "$WORK/st1"; grep -cE '^[0-9]+ +clone3?\(.*CLONE_THREAD' "$WORK/st1")
+    playbook "$WORK/playbooks/bench.yaml" $((n + 1))
+    rm -rf "$WORK/.runbook"
+    b=$(cd "$WORK" && strace -f -e trace=fsync,fdatasync,clone,clone3 -o "$WORK/st2" "$1" -q run bench --state "sqlite:$WORK/.runbook/state.db" >/dev/null; grep -cE 'fsync|fdatasync' "$WORK/st2"; grep -cE '^[0-9]+ +clone3?\(.*CLONE_THREAD' "$WORK/st2")
+    # The difference between a 101-step and a 1-step run, per step: the run's fixed cost drops out.
+    set -- $a $b
+    awk -v name="$name" -v f1="$1" -v t1="$2" -v f2="$3" -v t2="$4" -v n="$n" 'BEGIN { printf "%-10s fsyncs per step %.2f, threads started per step %.2f\n", name, (f2 - f1) / n, (t2 - t1) / n }'
+  }
+  count "$RUNBOOK" runbook
+  if [ -n "${BASELINE:-}" ]; then count "$BASELINE" baseline; fi
 fi

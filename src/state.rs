@@ -1,9 +1,11 @@
 //! The state store: runs, their steps and their events, in SQLite under `.runbook/` by default
 //! or in a shared PostgreSQL database, so operators and CI runners share run history.
 //!
-//! Every event is written in one transaction with the step or run row it changes, and that
-//! transaction is durable (SQLite `synchronous=FULL`, PostgreSQL commit) before the action it
-//! announces starts: a crash leaves a record that says what may have happened.
+//! Every event is written in one transaction with the step or run row it changes and the line
+//! of its audit record, and that transaction is durable (SQLite `synchronous=FULL`, PostgreSQL
+//! commit) before the action it announces starts: a crash leaves a record that says what may
+//! have happened. It is the run's one fsync per event: the audit chain is written without one,
+//! and what a system crash took from it is written back from the lines kept here.
 
 use crate::run::{Event, Phase, RunRecord, RunStatus, StepRecord, StepStatus};
 use crate::state_write::{self as write, RunWrite, StepWrite};
@@ -57,6 +59,7 @@ const SCHEMA: &[&str] = &[
         migrations_hash TEXT NOT NULL DEFAULT '',
         audit_seq BIGINT NOT NULL DEFAULT 0,
         audit_head TEXT NOT NULL DEFAULT '',
+        audit_synced BIGINT NOT NULL DEFAULT 0,
         plan_hash TEXT NOT NULL,
         params TEXT NOT NULL,
         vars TEXT NOT NULL,
@@ -90,6 +93,7 @@ const SCHEMA: &[&str] = &[
         data TEXT NOT NULL,
         audit_seq BIGINT,
         audit_hash TEXT,
+        audit_line TEXT,
         PRIMARY KEY (run_id, seq)
     )",
     "CREATE INDEX IF NOT EXISTS runbook_runs_started ON runbook_runs (started_at)",
@@ -128,7 +132,7 @@ const SCHEMA: &[&str] = &[
 
 /// The layout version of the state store tables. A store written by a newer runbook is
 /// refused rather than misread.
-const STATE_VERSION: i64 = 7;
+const STATE_VERSION: i64 = 8;
 
 async fn migrate(pool: &AnyPool) -> Result<(), StateError> {
     sqlx::query(
@@ -175,6 +179,18 @@ async fn migrate(pool: &AnyPool) -> Result<(), StateError> {
         let _ = sqlx::query("ALTER TABLE runbook_fleet_targets ADD COLUMN reason TEXT")
             .execute(pool)
             .await;
+    }
+    if version < 8 {
+        // The audit record's line, from which a chain a system crash cut short is restored.
+        let _ = sqlx::query("ALTER TABLE runbook_events ADD COLUMN audit_line TEXT")
+            .execute(pool)
+            .await;
+        // The last record the run's chain was fsynced through.
+        let _ = sqlx::query(
+            "ALTER TABLE runbook_runs ADD COLUMN audit_synced BIGINT NOT NULL DEFAULT 0",
+        )
+        .execute(pool)
+        .await;
     }
     if version < STATE_VERSION {
         sqlx::query("INSERT INTO runbook_meta (key, value) VALUES ('state_version', $1) ON CONFLICT (key) DO UPDATE SET value = $1")
@@ -280,12 +296,12 @@ impl StateStore {
         run: &RunRecord,
         target_key: &str,
         event: &Event,
-        head: Option<&crate::audit::Head>,
+        audit: Option<&crate::audit::Written>,
     ) -> Result<(), StateError> {
         let at = crate::run::now_ms();
         if self.postgres {
             static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-                format!("WITH r AS ({RUN_INSERT}) {}", write::event_insert(18))
+                format!("WITH r AS ({RUN_INSERT}) {}", write::event_insert(18, 25))
             });
             let q = bind_run(
                 sqlx::query(sqlx::AssertSqlSafe(SQL.as_str())),
@@ -293,7 +309,10 @@ impl StateStore {
                 target_key,
             );
             self.writer
-                .execute(&self.pool, write::bind_event(q, at, event, head))
+                .execute(
+                    &self.pool,
+                    write::bind_line(write::bind_event(q, at, event, audit), audit),
+                )
                 .await?;
             return Ok(());
         }
@@ -301,7 +320,7 @@ impl StateStore {
         bind_run(sqlx::query(RUN_INSERT), run, target_key)
             .execute(&mut *tx)
             .await?;
-        insert_event(&mut tx, &run.id, event, head, at).await?;
+        insert_event(&mut tx, &run.id, event, audit, at).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -312,7 +331,7 @@ impl StateStore {
         &self,
         run_id: &str,
         event: &Event,
-        head: Option<&crate::audit::Head>,
+        audit: Option<&crate::audit::Written>,
     ) -> Result<(), StateError> {
         let at = crate::run::now_ms();
         let effects = write::Effects::of(event);
@@ -321,14 +340,14 @@ impl StateStore {
                 (&self.writer, &self.pool),
                 run_id,
                 (event, &effects),
-                head,
+                audit,
                 at,
             )
             .await?;
             return Ok(());
         }
         let mut tx = self.begin().await?;
-        insert_event(&mut tx, run_id, event, head, at).await?;
+        insert_event(&mut tx, run_id, event, audit, at).await?;
         match &effects.step {
             Some((step, phase, StepWrite::Started { ord, attempt })) => {
                 sqlx::query(
@@ -509,7 +528,7 @@ impl StateStore {
         &self,
         run_id: &str,
         a: &crate::run::Approval,
-        head: Option<&crate::audit::Head>,
+        audit: Option<&crate::audit::Written>,
     ) -> Result<(), StateError> {
         const INSERT: &str = "INSERT INTO runbook_approvals (run_id, gate, actor, decision, comment, plan_hash, at, signed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
         let bind = |q: sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments>| {
@@ -526,17 +545,20 @@ impl StateStore {
         let event = a.event();
         if self.postgres {
             static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-                format!("WITH a AS ({INSERT}) {}", write::event_insert(9))
+                format!("WITH a AS ({INSERT}) {}", write::event_insert(9, 16))
             });
             let q = bind(sqlx::query(sqlx::AssertSqlSafe(SQL.as_str())));
             self.writer
-                .execute(&self.pool, write::bind_event(q, at, &event, head))
+                .execute(
+                    &self.pool,
+                    write::bind_line(write::bind_event(q, at, &event, audit), audit),
+                )
                 .await?;
             return Ok(());
         }
         let mut tx = self.begin().await?;
         bind(sqlx::query(INSERT)).execute(&mut *tx).await?;
-        insert_event(&mut tx, run_id, &event, head, at).await?;
+        insert_event(&mut tx, run_id, &event, audit, at).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -557,6 +579,51 @@ impl StateStore {
                 (seq > 0).then_some(crate::audit::Head { seq, hash })
             }
             None => None,
+        })
+    }
+
+    /// The audit lines the store holds of a run's records after record `after`, in order:
+    /// what a chain cut short by a system crash lacks (`audit::write_back`).
+    pub async fn audit_lines(
+        &self,
+        run_id: &str,
+        after: i64,
+    ) -> Result<Vec<(i64, String)>, StateError> {
+        let rows = sqlx::query(
+            "SELECT audit_seq, audit_line FROM runbook_events
+             WHERE run_id = $1 AND audit_seq > $2 AND audit_line IS NOT NULL ORDER BY audit_seq",
+        )
+        .bind(run_id)
+        .bind(after)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    /// Notes that the run's audit chain was fsynced through record `seq`: a chain with fewer
+    /// records was cut short afterwards, which no crash does, so it is not written back.
+    pub async fn chain_synced(&self, run_id: &str, seq: i64) -> Result<(), StateError> {
+        sqlx::query(
+            "UPDATE runbook_runs SET audit_synced = $2 WHERE id = $1 AND audit_synced < $2",
+        )
+        .bind(run_id)
+        .bind(seq)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The last record the run's audit chain is known to have been fsynced through.
+    pub async fn audit_synced(&self, run_id: &str) -> Result<i64, StateError> {
+        let row = sqlx::query("SELECT audit_synced FROM runbook_runs WHERE id = $1")
+            .bind(run_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => r.try_get(0)?,
+            None => 0,
         })
     }
 
@@ -676,12 +743,13 @@ async fn insert_event(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     run_id: &str,
     event: &Event,
-    head: Option<&crate::audit::Head>,
+    audit: Option<&crate::audit::Written>,
     at: i64,
 ) -> Result<(), StateError> {
-    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| write::event_insert(2));
+    static SQL: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| write::event_insert(2, 9));
     let q = sqlx::query(sqlx::AssertSqlSafe(SQL.as_str())).bind(run_id);
-    write::bind_event(q, at, event, head)
+    write::bind_line(write::bind_event(q, at, event, audit), audit)
         .execute(&mut **tx)
         .await?;
     Ok(())

@@ -13,7 +13,7 @@
 //! round trip per event more), so it is prepared once: the first event takes two round trips,
 //! every later one takes one (two after the connection sat idle long enough to be pinged).
 
-use crate::audit::Head;
+use crate::audit::Written;
 use crate::run::{Event, EventKind, Phase, StepStatus};
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
@@ -182,15 +182,24 @@ fn run_write(event: &Event) -> Option<RunWrite> {
 }
 
 /// The `INSERT` of a run's next event: the run's id is `$1`, the event's seven values are
-/// `$first` to `$first + 6` (see `bind_event`). The next sequence number and the insert in one
+/// `$first` to `$first + 6` (see `bind_event`), its audit record's line `$line` (the
+/// statement's last parameter, see `bind_line`). The next sequence number and the insert in one
 /// statement: no window between reading the maximum and writing.
-pub(crate) fn event_insert(first: usize) -> String {
+pub(crate) fn event_insert(first: usize, line: usize) -> String {
     let p: Vec<String> = (first..first + 7).map(|n| format!("${n}")).collect();
     format!(
-        "INSERT INTO runbook_events (run_id, seq, at, kind, step, phase, data, audit_seq, audit_hash)
-         SELECT $1, COALESCE(MAX(seq), 0) + 1, {} FROM runbook_events WHERE run_id = $1",
+        "INSERT INTO runbook_events (run_id, seq, at, kind, step, phase, data, audit_seq, audit_hash, audit_line)
+         SELECT $1, COALESCE(MAX(seq), 0) + 1, {}, ${line} FROM runbook_events WHERE run_id = $1",
         p.join(", ")
     )
+}
+
+/// Binds the audit record's line `event_insert` reads as the statement's last parameter.
+pub(crate) fn bind_line<'q>(
+    q: Query<'q, sqlx::Any, AnyArguments>,
+    audit: Option<&Written>,
+) -> Query<'q, sqlx::Any, AnyArguments> {
+    q.bind(audit.map(|w| w.line.clone()))
 }
 
 /// Binds the seven values `event_insert` reads after the run's id.
@@ -198,8 +207,9 @@ pub(crate) fn bind_event<'q>(
     q: Query<'q, sqlx::Any, AnyArguments>,
     at: i64,
     event: &Event,
-    head: Option<&Head>,
+    audit: Option<&Written>,
 ) -> Query<'q, sqlx::Any, AnyArguments> {
+    let head = audit.map(|w| &w.head);
     q.bind(at)
         .bind(event.kind.as_str())
         .bind(event.step.clone())
@@ -240,16 +250,16 @@ pub(crate) async fn record_postgres(
     (writer, pool): (&Writer, &AnyPool),
     run_id: &str,
     (event, effects): (&Event, &Effects<'_>),
-    head: Option<&Head>,
+    audit: Option<&Written>,
     at: i64,
 ) -> Result<(), sqlx::Error> {
     static SQL: std::sync::LazyLock<String> =
-        std::sync::LazyLock::new(|| format!("{RECORD}{}", event_insert(2)));
+        std::sync::LazyLock::new(|| format!("{RECORD}{}", event_insert(2, 23)));
     let q = bind_event(
         sqlx::query(sqlx::AssertSqlSafe(SQL.as_str())).bind(run_id),
         at,
         event,
-        head,
+        audit,
     );
     // $9 to $16: the step row.
     let q = match &effects.step {
@@ -322,5 +332,6 @@ pub(crate) async fn record_postgres(
             .bind(None::<i64>)
             .bind(None::<String>),
     };
-    writer.execute(pool, q).await
+    // $23: the audit record's line.
+    writer.execute(pool, bind_line(q, audit)).await
 }

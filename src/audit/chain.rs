@@ -1,9 +1,13 @@
 //! `AuditLog`, one run's open chain: opened after its last complete record (a torn tail cut
-//! off and noted), appended one fsynced record at a time, optionally mirrored to the sink.
+//! off and noted), appended one record at a time, optionally mirrored to the sink. A run's
+//! records are written without an fsync each (`write`): the state store's commit, which holds
+//! the same line, is the durable one, and `restore.rs` writes back what a system crash took
+//! from the chain. A record with no state store behind it (a refusal) is `append`ed: written
+//! and fsynced.
 
 use super::canonical::sealed;
 use super::error::{AuditError, io};
-use super::head::{GENESIS, Head};
+use super::head::{GENESIS, Head, Written};
 use super::sink::Sink;
 use super::verify::{Problem, Scan, verify_reader};
 use serde_json::{Map, Value as Json};
@@ -19,6 +23,8 @@ pub struct AuditLog {
     sink: Option<Sink>,
     /// A torn tail found and cut when the chain was opened; recorded with the next append.
     repaired: Option<usize>,
+    /// The length of the file when it was last fsynced: what a system crash cannot take.
+    durable: u64,
 }
 
 impl AuditLog {
@@ -75,6 +81,10 @@ impl AuditLog {
         if existing.is_empty() {
             // A new chain: the folder entry must be durable too.
             sync_dir(dir);
+        } else if keep == existing.len() {
+            // Records an earlier process wrote without an fsync become durable before any
+            // record follows them.
+            file.sync_data().map_err(io(&path))?;
         }
         Ok(AuditLog {
             path,
@@ -86,6 +96,7 @@ impl AuditLog {
             },
             sink: None,
             repaired,
+            durable: keep as u64,
         })
     }
 
@@ -103,8 +114,17 @@ impl AuditLog {
     }
 
     /// Appends one record (the body gets `seq`, `prev`, `hash`, `ts`, `run_id`), fsyncs it, and
-    /// returns the new head.
-    pub async fn append(&mut self, mut body: Map<String, Json>) -> Result<Head, AuditError> {
+    /// returns the new head: for a record no state store commit makes durable.
+    pub async fn append(&mut self, body: Map<String, Json>) -> Result<Head, AuditError> {
+        let written = self.write(body).await?;
+        self.sync()?;
+        Ok(written.head)
+    }
+
+    /// Writes one record (the body gets `seq`, `prev`, `hash`, `ts`, `run_id`) without an
+    /// fsync, and returns the new head and the line (for the state store, whose commit makes
+    /// it durable).
+    pub async fn write(&mut self, mut body: Map<String, Json>) -> Result<Written, AuditError> {
         if let Some(line) = self.repaired.take() {
             let mut note = Map::new();
             note.insert("event".into(), Json::from("torn_tail_repaired"));
@@ -114,7 +134,9 @@ impl AuditLog {
                     "line {line} was cut short by a crash while being written and was removed"
                 )),
             );
-            Box::pin(self.append(note)).await?;
+            // Nothing in the state store carries the note: it is made durable here.
+            Box::pin(self.write(note)).await?;
+            self.sync()?;
         }
         let seq = self.head.seq + 1;
         body.insert("seq".into(), Json::from(seq));
@@ -129,14 +151,33 @@ impl AuditLog {
         self.file
             .write_all(line.as_bytes())
             .map_err(io(&self.path))?;
-        self.file.sync_data().map_err(io(&self.path))?;
+        line.pop();
         self.head = Head { seq, hash };
         if let Some(sink) = &mut self.sink {
             body.insert("hash".into(), Json::from(self.head.hash.clone()));
             sink.insert(&self.run_id, seq, &self.head.hash, &Json::Object(body))
                 .await?;
         }
-        Ok(self.head.clone())
+        Ok(Written {
+            head: self.head.clone(),
+            line,
+        })
+    }
+
+    /// Makes every record written so far durable.
+    pub fn sync(&mut self) -> Result<(), AuditError> {
+        let len = self.file.metadata().map_err(io(&self.path))?.len();
+        if len != self.durable {
+            self.file.sync_data().map_err(io(&self.path))?;
+            self.durable = len;
+        }
+        Ok(())
+    }
+
+    /// A test hook (`RUNBOOK_FAILPOINT=lost:...`): cuts the file back to what was last made
+    /// durable, as a power cut would.
+    pub fn lose_unsynced(&self) {
+        let _ = self.file.set_len(self.durable);
     }
 }
 

@@ -11,3 +11,12 @@ pub struct Head {
     pub seq: i64,
     pub hash: String,
 }
+
+/// A record written to a chain: the chain's new head and the record's line (without its
+/// newline), which the state store keeps so that a chain a system crash cut short can be
+/// written back (`restore.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub head: Head,
+    pub line: String,
+}

@@ -369,7 +369,7 @@ async fn record_decision(
     let config = project.config_def();
     // No parameters here: the config's secrets are what a comment might hold.
     let redactor = redactor_for(config, &BTreeMap::new(), None);
-    let head = super::resume::audit_head(state, record, ui).await?;
+    let head = super::resume::audit_head(project, state, record, ui).await?;
     let mut journal =
         Journal::open_for_decision(&project.root, config, record, head.as_ref(), redactor, ui)
             .map_err(|e| {
@@ -381,7 +381,10 @@ async fn record_decision(
                 );
                 ExecError::AuditFailed
             })?;
-    journal.approval(state, approval).await
+    journal.approval(state, approval).await?;
+    // This process ends here: its record is made durable in the chain too.
+    journal.sync(state).await;
+    Ok(())
 }
 
 /// The environment's variables, for messages the run has not rendered yet.

@@ -142,6 +142,7 @@ impl<'a> Engine<'a> {
         if let Some(db) = self.db.take() {
             db.close().await;
         }
+        self.journal.sync(&self.state).await;
         self.journal.sign();
         self.state.close().await;
     }

@@ -1,10 +1,18 @@
-//! The journal: the one place a run's events are written. Each event is redacted, appended to
-//! the run's audit chain (fsynced), then committed to the state store with the chain's new
-//! head; a failure on the way is reported to the terminal. A crash in between leaves one record
-//! more in the chain than the store knows, never one less.
+//! The journal: the one place a run's events are written. Each event is redacted, written to
+//! the run's audit chain (no fsync), then committed to the state store with the chain's new
+//! head and the record's line: that commit is the one durable write of the event (write-ahead),
+//! and the chain is fsynced when the run stops. A process crash in between leaves one record
+//! more in the chain than the store knows, never one less; a system crash may take the
+//! chain's unsynced tail, which the store's lines give back (`audit::write_back`, before the
+//! chain is opened again).
+//!
+//! Test hooks (`RUNBOOK_FAILPOINT`, like the executor's): `written:EVENT:STEP` kills the
+//! process after the record of that event (`run` for a run event) is written to the chain and
+//! before the store commits it; `lost:EVENT:STEP` after the commit, with the chain first cut
+//! back to what was last fsynced, as a power cut would leave it.
 
 use super::ExecError;
-use crate::audit::{AuditError, AuditLog, Head};
+use crate::audit::{AuditError, AuditLog, Head, Written};
 use crate::config::ConfigDef;
 use crate::db::{Db, TargetSpec};
 use crate::redact::Redactor;
@@ -23,6 +31,7 @@ pub(super) struct Journal<'a> {
     redactor: Redactor,
     signing: Signing,
     ui: &'a Ui,
+    failpoint: Option<String>,
 }
 
 /// Whether and with what this journal signs its chain's head when the run stops.
@@ -114,6 +123,7 @@ impl<'a> Journal<'a> {
             redactor,
             signing,
             ui,
+            failpoint: std::env::var("RUNBOOK_FAILPOINT").ok(),
         }
     }
 
@@ -126,37 +136,42 @@ impl<'a> Journal<'a> {
         ev: Event,
     ) -> Result<(), ExecError> {
         let ev = self.redacted(ev);
-        let head = self.append(&ev, None).await?;
+        let written = self.write(&ev, None).await?;
         state
-            .create_run(record, target_key, &ev, Some(&head))
+            .create_run(record, target_key, &ev, Some(&written))
             .await
-            .map_err(|e| self.report(&e, None))
+            .map_err(|e| self.report(&e, None))?;
+        self.committed(&ev);
+        Ok(())
     }
 
     /// Appends an event to the chain only: a refused attempt has no state store record.
     pub async fn append_only(&mut self, ev: Event) -> Result<(), ExecError> {
         let ev = self.redacted(ev);
-        self.append(&ev, None).await.map(|_| ())
+        self.write(&ev, None).await?;
+        self.log.sync().map_err(|e| self.report(&e, None))
     }
 
     /// Records one event of a running run.
     pub async fn record(&mut self, state: &StateStore, ev: Event) -> Result<(), ExecError> {
         let ev = self.redacted(ev);
-        let head = self
-            .append(
+        let written = self
+            .write(
                 &ev,
                 Some("the run stopped because its audit record could not be written"),
             )
             .await?;
         state
-            .record(&self.run_id, &ev, Some(&head))
+            .record(&self.run_id, &ev, Some(&written))
             .await
             .map_err(|e| {
                 self.report(
                     &e,
                     Some("the run stopped because its state could not be recorded"),
                 )
-            })
+            })?;
+        self.committed(&ev);
+        Ok(())
     }
 
     /// Records an approval or rejection of a gate. The actor and the comment are what a person
@@ -171,11 +186,32 @@ impl<'a> Journal<'a> {
             comment: approval.comment.as_deref().map(|c| self.redactor.redact(c)),
             ..approval.clone()
         };
-        let head = self.append(&approval.event(), None).await?;
+        let ev = approval.event();
+        let written = self.write(&ev, None).await?;
         state
-            .record_approval(&self.run_id, &approval, Some(&head))
+            .record_approval(&self.run_id, &approval, Some(&written))
             .await
-            .map_err(|e| self.report(&e, None))
+            .map_err(|e| self.report(&e, None))?;
+        self.committed(&ev);
+        Ok(())
+    }
+
+    /// Makes the chain's records durable, and notes in the store how far: when the run stops,
+    /// and before a decision's process ends. Until then the state store's lines are the durable
+    /// copy; a chain later found shorter than noted here was cut, not crashed, and is not
+    /// written back.
+    pub async fn sync(&mut self, state: &StateStore) {
+        if let Err(e) = self.log.sync() {
+            self.ui.error(
+                &e.to_string(),
+                Some("the state store holds the records; `runbook resume` writes back what a crash takes from the chain"),
+            );
+            return;
+        }
+        let seq = self.log.head().seq;
+        if let Err(e) = state.chain_synced(&self.run_id, seq).await {
+            tracing::warn!("cannot note the audit chain's durable head: {e}");
+        }
     }
 
     /// What this run's audit chain records of its database, operator key and approvals.
@@ -220,17 +256,56 @@ impl<'a> Journal<'a> {
         }
     }
 
-    async fn append(&mut self, ev: &Event, hint: Option<&str>) -> Result<Head, ExecError> {
+    /// Writes the record of `ev` to the chain (no fsync: the store's commit is the durable
+    /// one).
+    async fn write(&mut self, ev: &Event, hint: Option<&str>) -> Result<Written, ExecError> {
         let body = crate::audit::body_from_event(&self.meta, ev);
-        match self.log.append(body).await {
-            Ok(head) => Ok(head),
+        match self.log.write(body).await {
+            Ok(written) => {
+                self.crash_if("written", ev);
+                Ok(written)
+            }
             Err(e) => Err(self.report(&e, hint)),
         }
+    }
+
+    /// After the store committed `ev`: the `lost` test hook.
+    fn committed(&self, ev: &Event) {
+        if self.hooked("lost", ev) {
+            self.log.lose_unsynced();
+            kill_self();
+        }
+    }
+
+    /// The `written` test hook.
+    fn crash_if(&self, point: &str, ev: &Event) {
+        if self.hooked(point, ev) {
+            kill_self();
+        }
+    }
+
+    /// Whether `RUNBOOK_FAILPOINT` names `point` at `ev`.
+    fn hooked(&self, point: &str, ev: &Event) -> bool {
+        self.failpoint.as_deref().is_some_and(|f| {
+            f == format!(
+                "{point}:{}:{}",
+                ev.kind.as_str(),
+                ev.step.as_deref().unwrap_or("run")
+            )
+        })
     }
 
     fn report(&self, e: &dyn std::fmt::Display, hint: Option<&str>) -> ExecError {
         self.ui.error(&self.redactor.redact(&e.to_string()), hint);
         ExecError::Internal
+    }
+}
+
+/// Dies the way `kill -9` or a power cut would, with no cleanup (the failpoints).
+fn kill_self() {
+    // SAFETY: sending a signal to ourselves.
+    unsafe {
+        libc::kill(libc::getpid(), libc::SIGKILL);
     }
 }
 

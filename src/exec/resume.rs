@@ -135,7 +135,7 @@ async fn under_lock<'a>(
         ExecError::Internal
     })?;
     check_in_flight(&record, &steps, req, ui)?;
-    let head = audit_head(state, &record, ui).await?;
+    let head = audit_head(project, state, &record, ui).await?;
     // Nothing of the crashed attempt may run beside the retried step.
     let stopped = stop_left_running(&project.root, &record, ui).await?;
     let prepared = Prepared {
@@ -164,16 +164,62 @@ async fn under_lock<'a>(
     })
 }
 
-/// The audit chain head the state store recorded for the run.
+/// The audit chain head the state store recorded for the run, the chain first brought up to it
+/// from the store (`restore_chain`).
 pub(super) async fn audit_head(
+    project: &Project,
     state: &StateStore,
     record: &RunRecord,
     ui: &Ui,
 ) -> Result<Option<Head>, ExecError> {
-    state.audit_head(&record.id).await.map_err(|e| {
+    let failed = |e: &dyn std::fmt::Display| {
         ui.error(&e.to_string(), None);
         ExecError::Internal
-    })
+    };
+    let head = state.audit_head(&record.id).await.map_err(|e| failed(&e))?;
+    if let Some(head) = &head {
+        restore_chain(project, state, record, head, ui)
+            .await
+            .map_err(|e| failed(&e))?;
+    }
+    Ok(head)
+}
+
+/// Writes back the records a system crash took from the run's audit chain, from the lines the
+/// state store committed (each durably, before the action its record announced), so the chain
+/// reaches the recorded `head` again before it is opened.
+async fn restore_chain(
+    project: &Project,
+    state: &StateStore,
+    record: &RunRecord,
+    head: &Head,
+    ui: &Ui,
+) -> Result<(), String> {
+    let dir = super::journal::audit_dir(&project.root, project.config_def());
+    let have = crate::audit::complete_records(&dir, &record.id).map_err(|e| e.to_string())?;
+    // Records the chain was fsynced through are not lost by a crash: fewer means it was cut,
+    // and opening it refuses it as such.
+    let synced = state
+        .audit_synced(&record.id)
+        .await
+        .map_err(|e| e.to_string())?;
+    if have >= head.seq || have < synced {
+        return Ok(());
+    }
+    let lines = state
+        .audit_lines(&record.id, have)
+        .await
+        .map_err(|e| e.to_string())?;
+    let back =
+        crate::audit::write_back(&dir, &record.id, have, &lines).map_err(|e| e.to_string())?;
+    if back > 0 {
+        ui.note(&format!(
+            "the audit chain of run {} lacked {} that the state store holds (a system crash before they reached the disk): written back",
+            record.id,
+            crate::fmt::plural(back as i64, "record", "records")
+        ));
+    }
+    Ok(())
 }
 
 /// The run as recorded now and its playbook, which must still validate and be unchanged.

@@ -27,7 +27,7 @@ use supervise::{Tracked, lock};
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -71,7 +71,10 @@ pub fn not_started(program: &str, source: &std::io::Error) -> String {
     format!("cannot start `{program}`: {source}")
 }
 
-/// Starts the process and waits for it, its timeout, or `cancel` turning true.
+/// Starts the process and waits for it, its timeout, or `cancel` turning true. The child and
+/// its two pipes are waited on by the runtime's reactor (tokio's process support): no thread
+/// is started per child or per pipe. Both pipes are read to their end, as a shell's `$(...)`
+/// would (a background process that keeps one open keeps the step running).
 pub async fn run(
     spec: &ProcessSpec,
     cancel: &mut watch::Receiver<bool>,
@@ -79,19 +82,24 @@ pub async fn run(
     let (program, args) = split_argv(&spec.argv)?;
     let resolved = resolve_program(program, &spec.cwd);
     tracing::debug!(program = %resolved.display(), args = args.len(), cwd = %spec.cwd.display(), timeout = ?spec.timeout, "starting process");
-    let expr = expression(&resolved, args, &spec.cwd, &spec.env)
-        .stdout_capture()
-        .stderr_capture();
-    let handle = Arc::new(expr.start().map_err(|source| ProcessError::Spawn {
-        program: program.clone(),
-        source,
-    })?);
-    let pids = handle.pids();
-    let mut tracked = Tracked::new(&pids, &resolved, true, Some(handle.clone()));
-    let waiter = {
-        let handle = handle.clone();
-        tokio::task::spawn_blocking(move || handle.wait().cloned())
-    };
+    let mut cmd = std::process::Command::new(&resolved);
+    cmd.args(args)
+        .current_dir(&spec.cwd)
+        .envs(&spec.env)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0);
+    let mut child = tokio::process::Command::from(cmd)
+        .spawn()
+        .map_err(|source| ProcessError::Spawn {
+            program: program.clone(),
+            source,
+        })?;
+    let pids: Vec<u32> = child.id().into_iter().collect();
+    let mut tracked = Tracked::new(&pids, &resolved, true, None);
+    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+    let work = async { tokio::join!(read_all(stdout), read_all(stderr), child.wait()) };
     let timeout = async {
         match spec.timeout {
             Some(t) => tokio::time::sleep(t).await,
@@ -99,27 +107,45 @@ pub async fn run(
         }
     };
     let cancelled = crate::cancel::wait_cancel(cancel);
-    tokio::select! {
-        done = waiter => {
+    let stopped = tokio::select! {
+        done = work => Ok(done),
+        _ = timeout => Err(ProcessError::TimedOut(spec.timeout.unwrap_or_default())),
+        _ = cancelled => Err(ProcessError::Interrupted),
+    };
+    let (out, err, status) = match stopped {
+        Ok(done) => done,
+        Err(e) => {
+            kill_child(&pids, &mut child).await;
             tracked.reaped();
-            let out = done.map_err(|e| ProcessError::Wait(std::io::Error::other(e)))?.map_err(ProcessError::Wait)?;
-            Ok(ProcessOutput {
-                code: out.status.code(),
-                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            })
+            return Err(e);
         }
-        _ = timeout => {
-            kill_tree(&pids, &handle).await;
-            tracked.reaped();
-            Err(ProcessError::TimedOut(spec.timeout.unwrap_or_default()))
-        }
-        _ = cancelled => {
-            kill_tree(&pids, &handle).await;
-            tracked.reaped();
-            Err(ProcessError::Interrupted)
-        }
+    };
+    tracked.reaped();
+    let status = status.map_err(ProcessError::Wait)?;
+    Ok(ProcessOutput {
+        code: status.code(),
+        stdout: String::from_utf8_lossy(&out.map_err(ProcessError::Wait)?).into_owned(),
+        stderr: String::from_utf8_lossy(&err.map_err(ProcessError::Wait)?).into_owned(),
+    })
+}
+
+/// Everything a child's pipe gives until its end.
+async fn read_all(
+    pipe: Option<impl tokio::io::AsyncRead + Unpin>,
+) -> Result<Vec<u8>, std::io::Error> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    if let Some(mut p) = pipe {
+        p.read_to_end(&mut buf).await?;
     }
+    Ok(buf)
+}
+
+/// Kills the child's process group, then reaps the child.
+async fn kill_child(pids: &[u32], child: &mut tokio::process::Child) {
+    signal_groups(pids, libc::SIGKILL);
+    let _ = child.start_kill();
+    let _ = child.wait().await;
 }
 
 /// Runs a short command to its end and returns what it printed, without a timeout or
@@ -264,17 +290,6 @@ fn signal_groups(pids: &[u32], signal: i32) {
             }
         }
     }
-}
-
-/// Kills each child's process group, then reaps the children.
-async fn kill_tree(pids: &[u32], handle: &Arc<duct::Handle>) {
-    signal_groups(pids, libc::SIGKILL);
-    let _ = handle.kill();
-    let handle = handle.clone();
-    let _ = tokio::task::spawn_blocking(move || {
-        let _ = handle.wait();
-    })
-    .await;
 }
 
 /// Looks a bare program name up in `PATH` the way `execvp` would. Giving std an absolute path
