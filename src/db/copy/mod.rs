@@ -90,6 +90,9 @@ pub struct Request {
     /// Own tables: indexes and constraints that may be left out when they cannot be
     /// translated (names, or `all`).
     pub allow_skip: Vec<String>,
+    /// `into_existing`: the unit of integer date-times (default milliseconds, refusing
+    /// integers that could be either).
+    pub epoch: Option<crate::playbook::CopyEpoch>,
 }
 
 /// Migration histories: the target's come from applying its migrations, never from a copy.
@@ -159,6 +162,13 @@ fn check_options(req: &Request) -> Result<(), OpError> {
         return Err(OpError::Failed(
             "`map` and `ignore` apply to `into: existing`; copy into its own tables keeps \
              every source table and column"
+                .to_owned(),
+        ));
+    }
+    if !req.into_existing && req.epoch.is_some() {
+        return Err(OpError::Failed(
+            "`epoch` applies to `into: existing`; copy into its own tables keeps integer \
+             date-times as milliseconds and inspects columns whose integers look like seconds"
                 .to_owned(),
         ));
     }

@@ -42,6 +42,7 @@ pub async fn run(a: &CopyAction, ctx: &mut ActionCtx<'_>) -> StepResult {
         ignore: a.ignore.clone(),
         map: a.map.clone(),
         allow_skip: a.allow_skip.clone(),
+        epoch: a.epoch,
     };
     let report_path = a.report.as_deref().map(|p| resolve(ctx.root, p));
     // Every run's report is kept under its run id; `report:` names a copy of the latest.
