@@ -504,7 +504,7 @@ fn a_cycle_of_keys_that_are_not_deferrable_loads_and_the_keys_hold() {
     assert!(
         out.stderr
             .contains("`Player`: foreign key `Player_teamId_fkey` does not hold after the load")
-            && out.stderr.contains("Key (\"teamId\")=(99) is not present")
+            && out.stderr.contains("Key (teamId)=(99) is not present")
             && out.stderr.contains("nothing was copied"),
         "{}",
         out.stderr
