@@ -374,10 +374,13 @@ impl Bench<'_> {
         let exact = got.len() == source.vitals.len()
             && names == source.name_7
             && got.iter().zip(&source.vitals).all(|(g, s)| same_row(g, s));
-        if side == Side::Pgloader {
+        // pgloader stores REAL as float4; sqlite3 -csv prints 15 significant digits: both
+        // anchors lose float digits, which is noted, not failed.
+        if matches!(side, Side::Pgloader | Side::Raw) {
             if !exact && first {
                 println!(
-                    "  pgloader: sample values differ from the source: {got:?} vs {:?}",
+                    "  {}: sample values differ from the source: {got:?} vs {:?}",
+                    side.label(),
                     source.vitals
                 );
             }
@@ -408,6 +411,8 @@ fn measured(mut cmd: Command, label: &str) -> Timed {
     cmd.stdout(log.try_clone().expect("log"))
         .stderr(log.try_clone().expect("log"));
     let start = Instant::now();
+    // Reaped by wait4 below (which also gives its rusage), not by `Child::wait`.
+    #[allow(clippy::zombie_processes)]
     let child = cmd.spawn().expect("the command starts");
     let pid = libc::pid_t::try_from(child.id()).expect("a pid");
     let mut status = 0;

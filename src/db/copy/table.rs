@@ -113,7 +113,7 @@ pub(super) async fn copy_tables(
     }
     if let Some((pt, streamed, pb)) = pending.take() {
         let i = outcomes.len();
-        let conn = match second.as_deref_mut() {
+        let conn = match second {
             Some(b) if i % 2 == 1 => b,
             _ => &mut *pg,
         };
