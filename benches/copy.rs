@@ -1,12 +1,23 @@
-//! SQLite to PostgreSQL throughput: `runbook` (the `copy` action) against pgloader with its
-//! defaults, on the same generated database of 1.1 million rows in four tables and the same
-//! throwaway PostgreSQL cluster, each into a fresh database. Both results are checked: row
-//! counts on every table, and exact values of sample rows against the SQLite source. Goal
-//! (issue 8): at least twice pgloader's rows per second.
+//! SQLite to PostgreSQL throughput, four sides on the same generated database of 1.1 million
+//! rows in four tables and the same throwaway PostgreSQL cluster, each into a fresh database:
 //!
-//! Run with `cargo build --release && cargo bench --bench copy`. Needs the PostgreSQL server
-//! binaries (as the tests do) and pgloader (`apt-get install -y pgloader`).
-
+//! - runbook, own tables (`copy` without `into`: it creates the tables, keys and indexes);
+//! - runbook, into schema (`into: existing`: the tables made first by DDL equivalent to a Prisma
+//!   migration, with non-deferrable foreign keys, as the application's migrations make them);
+//! - pgloader with its defaults;
+//! - the raw COPY limit: `sqlite3 -csv | psql \copy`, one pipe per table, all four in
+//!   parallel, into bare tables made first (no keys, no indexes, no verification).
+//!
+//! The sides run alternately (each round in a rotated order) and the medians and spreads are
+//! printed, with the ratios and the peak memory (maximum RSS) of runbook. Every result is
+//! checked: row counts on every table, and exact values of sample rows against the SQLite source
+//! (pgloader's differences are noted, not failed). Goals (issues 17 and 20): own tables at least
+//! 3x pgloader's rows/s, into schema at least 2x, own tables at most 1.3x the raw COPY limit's
+//! time.
+//!
+//! Run with `cargo build --release && cargo bench --bench copy` (`COPY_BENCH_ROUNDS=N`, default
+//! 3; `RUNBOOK=path` times another binary). Needs the PostgreSQL server binaries (as the tests
+//! do), sqlite3 and pgloader (`apt-get install -y pgloader sqlite3`).
 use sqlx::{ConnectOptions, Row};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -90,26 +101,150 @@ FROM c;
     )
 }
 
+/// The target schema of the into-schema side, as a Prisma migration makes it: `SERIAL` keys,
+/// `TIMESTAMP(3)`, `DOUBLE PRECISION`, `BOOLEAN`, and foreign keys that are not deferrable.
+const INTO_DDL: &str = r#"
+CREATE TABLE "User" ("id" SERIAL NOT NULL, "email" TEXT NOT NULL, "name" TEXT NOT NULL,
+  "role" TEXT NOT NULL DEFAULT 'PATIENT', "isActive" BOOLEAN NOT NULL DEFAULT true,
+  "createdAt" TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP, CONSTRAINT "User_pkey" PRIMARY KEY ("id"));
+CREATE UNIQUE INDEX "User_email_key" ON "User"("email");
+CREATE TABLE "Patient" ("id" SERIAL NOT NULL, "userId" INTEGER NOT NULL, "mrn" TEXT NOT NULL,
+  "birthWeight" DOUBLE PRECISION, "admittedAt" TIMESTAMP(3) NOT NULL, CONSTRAINT "Patient_pkey" PRIMARY KEY ("id"));
+CREATE UNIQUE INDEX "Patient_mrn_key" ON "Patient"("mrn");
+CREATE TABLE "Vital" ("id" SERIAL NOT NULL, "patientId" INTEGER NOT NULL, "recordedAt" TIMESTAMP(3) NOT NULL,
+  "heartRate" INTEGER NOT NULL, "spo2" DOUBLE PRECISION NOT NULL, "temperature" DOUBLE PRECISION,
+  "respRate" INTEGER, CONSTRAINT "Vital_pkey" PRIMARY KEY ("id"));
+CREATE INDEX "Vital_patientId_recordedAt_idx" ON "Vital"("patientId", "recordedAt");
+CREATE TABLE "Alarm" ("id" SERIAL NOT NULL, "patientId" INTEGER NOT NULL, "triggeredAt" TIMESTAMP(3) NOT NULL,
+  "status" TEXT NOT NULL DEFAULT 'active', "message" TEXT, CONSTRAINT "Alarm_pkey" PRIMARY KEY ("id"));
+ALTER TABLE "Patient" ADD CONSTRAINT "Patient_userId_fkey" FOREIGN KEY ("userId") REFERENCES "User"("id") ON DELETE CASCADE ON UPDATE CASCADE;
+ALTER TABLE "Vital" ADD CONSTRAINT "Vital_patientId_fkey" FOREIGN KEY ("patientId") REFERENCES "Patient"("id") ON DELETE CASCADE ON UPDATE CASCADE;
+ALTER TABLE "Alarm" ADD CONSTRAINT "Alarm_patientId_fkey" FOREIGN KEY ("patientId") REFERENCES "Patient"("id") ON DELETE CASCADE ON UPDATE CASCADE;
+"#;
+
+/// The raw limit's tables: the same columns and types, nothing else.
+const RAW_DDL: &str = r#"
+CREATE TABLE "User" ("id" INTEGER, "email" TEXT, "name" TEXT, "role" TEXT, "isActive" BOOLEAN, "createdAt" TIMESTAMP(3));
+CREATE TABLE "Patient" ("id" INTEGER, "userId" INTEGER, "mrn" TEXT, "birthWeight" DOUBLE PRECISION, "admittedAt" TIMESTAMP(3));
+CREATE TABLE "Vital" ("id" INTEGER, "patientId" INTEGER, "recordedAt" TIMESTAMP(3), "heartRate" INTEGER,
+  "spo2" DOUBLE PRECISION, "temperature" DOUBLE PRECISION, "respRate" INTEGER);
+CREATE TABLE "Alarm" ("id" INTEGER, "patientId" INTEGER, "triggeredAt" TIMESTAMP(3), "status" TEXT, "message" TEXT);
+"#;
+
+/// The four sides, in the order of the first round.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Side {
+    Own,
+    Into,
+    Pgloader,
+    Raw,
+}
+
+const SIDES: [Side; 4] = [Side::Own, Side::Into, Side::Pgloader, Side::Raw];
+
+impl Side {
+    fn label(self) -> &'static str {
+        match self {
+            Side::Own => "runbook own tables",
+            Side::Into => "runbook into schema",
+            Side::Pgloader => "pgloader",
+            Side::Raw => "raw COPY limit",
+        }
+    }
+}
+
+/// One timed run: wall time and, for runbook, its peak RSS in kB.
+struct Timed {
+    time: Duration,
+    max_rss_kb: Option<u64>,
+}
+
+struct Bench<'a> {
+    cluster: &'a pg::PgCluster,
+    dir: PathBuf,
+    db: PathBuf,
+    bin: PathBuf,
+    pgloader: PathBuf,
+    sqlite3: PathBuf,
+    source: Source,
+}
+
 fn main() {
-    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/runbook");
+    let bin = std::env::var_os("RUNBOOK")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
+                .join("release/runbook")
+        });
     assert!(
         bin.is_file(),
-        "build the release binary first: cargo build --release"
+        "build the release binary first: cargo build --release ({} is missing)",
+        bin.display()
     );
     let pgloader =
         which("pgloader").expect("pgloader is not installed: apt-get install -y pgloader");
+    let sqlite3 = which("sqlite3").expect("sqlite3 is not installed: apt-get install -y sqlite3");
+    let rounds: usize = std::env::var("COPY_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+        .max(1);
     let dir = tempfile::tempdir().expect("temp dir");
     let db = dir.path().join("bench.db");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
+    let total = make_source(&rt, &db);
+    std::fs::create_dir(dir.path().join("playbooks")).expect("playbooks");
+    std::fs::write(
+        dir.path().join("playbooks/own.yaml"),
+        "name: own\nsteps:\n  - id: copy\n    copy: { from: \"sqlite:bench.db\", report: own.json }\n",
+    )
+    .expect("playbook");
+    std::fs::write(
+        dir.path().join("playbooks/into.yaml"),
+        "name: into\nsteps:\n  - id: copy\n    copy: { from: \"sqlite:bench.db\", into: existing, report: into.json }\n",
+    )
+    .expect("playbook");
+    let bench = Bench {
+        cluster: pg::cluster(),
+        dir: dir.path().to_owned(),
+        source: rt.block_on(samples_from_sqlite(&db)),
+        db,
+        bin,
+        pgloader,
+        sqlite3,
+    };
+    let mut times: Vec<(Side, Timed)> = Vec::new();
+    for round in 0..rounds {
+        for k in 0..SIDES.len() {
+            let side = SIDES[(k + round) % SIDES.len()];
+            let t = bench.run(side, round == 0);
+            println!(
+                "round {}: {:<20} {:>6.2}s{}",
+                round + 1,
+                side.label(),
+                t.time.as_secs_f64(),
+                t.max_rss_kb
+                    .map(|kb| format!("  peak RSS {:.1} MB", kb as f64 / 1024.0))
+                    .unwrap_or_default()
+            );
+            times.push((side, t));
+        }
+    }
+    summary(&times, total, rounds);
+}
 
+/// Makes the SQLite source; returns its row count.
+fn make_source(rt: &tokio::runtime::Runtime, db: &Path) -> u64 {
     let started = Instant::now();
     let counts = TABLES.map(|(_, n)| n);
     rt.block_on(async {
         let mut c = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(&db)
+            .filename(db)
             .create_if_missing(true)
             .connect()
             .await
@@ -124,7 +259,7 @@ fn main() {
             .expect("fill the SQLite database");
     });
     let total: u64 = counts.iter().sum();
-    let size = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
+    let size = std::fs::metadata(db).map(|m| m.len()).unwrap_or(0);
     println!(
         "source: {total} rows in {} tables ({}), {:.1} MB SQLite, made in {:.1}s",
         TABLES.len(),
@@ -136,67 +271,88 @@ fn main() {
         size as f64 / 1e6,
         started.elapsed().as_secs_f64()
     );
+    total
+}
 
-    let cluster = pg::cluster();
-    let ours = cluster.create_db("bench_runbook");
-    let theirs = cluster.create_db("bench_pgloader");
+impl Bench<'_> {
+    /// One side into a fresh database, checked, then dropped.
+    fn run(&self, side: Side, first: bool) -> Timed {
+        let url = self.cluster.create_db("bench_copy");
+        match side {
+            Side::Into => self.cluster.psql(&url, INTO_DDL),
+            Side::Raw => self.cluster.psql(&url, RAW_DDL),
+            _ => String::new(),
+        };
+        let timed = match side {
+            Side::Own | Side::Into => {
+                let name = if side == Side::Own { "own" } else { "into" };
+                let mut cmd = Command::new(&self.bin);
+                cmd.args(["-q", "run", name, "--target", &url])
+                    .current_dir(&self.dir);
+                measured(cmd, side.label())
+            }
+            Side::Pgloader => {
+                let mut cmd = Command::new(&self.pgloader);
+                cmd.arg(format!("sqlite://{}", self.db.display()))
+                    .arg(&url)
+                    .current_dir(&self.dir);
+                let mut t = measured(cmd, side.label());
+                t.max_rss_kb = None;
+                t
+            }
+            Side::Raw => self.raw(&url),
+        };
+        self.check(side, &url, first);
+        let name = url.rsplit('/').next().expect("a database name");
+        self.cluster
+            .psql("postgres", &format!("DROP DATABASE {name}"));
+        timed
+    }
 
-    // runbook: the release binary, a project with one `copy` step.
-    std::fs::create_dir(dir.path().join("playbooks")).expect("playbooks");
-    std::fs::write(
-        dir.path().join("playbooks/copy.yaml"),
-        "name: copy\nsteps:\n  - id: copy\n    copy: { from: \"sqlite:bench.db\", report: report.json }\n",
-    )
-    .expect("playbook");
-    let start = Instant::now();
-    let out = Command::new(&bin)
-        .args(["-q", "run", "copy", "--target", &ours])
-        .current_dir(dir.path())
-        .output()
-        .expect("runbook runs");
-    let runbook_time = start.elapsed();
-    assert!(
-        out.status.success(),
-        "runbook failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.path().join("report.json")).expect("report.json"),
-    )
-    .expect("report JSON");
+    /// `sqlite3 -csv | psql \copy`, one pipe per table, all at once.
+    fn raw(&self, url: &str) -> Timed {
+        let psql = self.cluster.bin_dir().join("psql");
+        let start = Instant::now();
+        let children: Vec<_> = TABLES
+            .iter()
+            .map(|(t, _)| {
+                let script = format!(
+                    "'{}' -csv '{}' 'SELECT * FROM \"{t}\"' | '{}' -X -q -v ON_ERROR_STOP=1 -d '{url}' \
+                     -c '\\copy \"{t}\" FROM STDIN WITH (FORMAT csv)'",
+                    self.sqlite3.display(),
+                    self.db.display(),
+                    psql.display()
+                );
+                Command::new("bash")
+                    .args(["-o", "pipefail", "-c", &script])
+                    .spawn()
+                    .expect("sh runs")
+            })
+            .collect();
+        for mut c in children {
+            assert!(c.wait().expect("wait").success(), "the raw COPY failed");
+        }
+        Timed {
+            time: start.elapsed(),
+            max_rss_kb: None,
+        }
+    }
 
-    // pgloader with its defaults into a fresh database of the same cluster.
-    let start = Instant::now();
-    let out = Command::new(&pgloader)
-        .arg(format!("sqlite://{}", db.display()))
-        .arg(&theirs)
-        .current_dir(dir.path())
-        .output()
-        .expect("pgloader runs");
-    let pgloader_time = start.elapsed();
-    assert!(
-        out.status.success(),
-        "pgloader failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-
-    // Both results: every table's row count, and sample values against the source.
-    let source = rt.block_on(samples_from_sqlite(&db));
-    let mut pgloader_notes = Vec::new();
-    for (label, url) in [("runbook", &ours), ("pgloader", &theirs)] {
+    /// Row counts of every table, and sample values against the source.
+    fn check(&self, side: Side, url: &str, first: bool) {
+        let cluster = self.cluster;
         for (table, n) in TABLES {
             let name = relation(cluster, url, table);
             let got = cluster.psql(url, &format!("SELECT count(*) FROM {name}"));
-            assert_eq!(got, n.to_string(), "{label}: rows of {table}");
+            assert_eq!(got, n.to_string(), "{}: rows of {table}", side.label());
         }
         let vital = relation(cluster, url, "Vital");
         let user = relation(cluster, url, "User");
         let col = |c: &str| column(cluster, url, &vital, c);
         let ucol = |c: &str| column(cluster, url, &user, c);
         let sql = format!(
-            "SELECT {id}, {hr}, {spo2}::float8, {t}::float8, to_char({at} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') \
+            "SET TIME ZONE 'UTC'; SET extra_float_digits = 1; \
+             SELECT {id}, {hr}, {spo2}::float8, {t}::float8, to_char({at}::timestamp, 'YYYY-MM-DD HH24:MI:SS') \
              FROM {vital} WHERE {id} IN ({ids}) ORDER BY {id}",
             id = col("id"),
             hr = col("heartRate"),
@@ -205,11 +361,7 @@ fn main() {
             at = col("recordedAt"),
             ids = SAMPLE_IDS.map(|i| i.to_string()).join(", ")
         );
-        let got: Vec<String> = cluster
-            .psql(url, &format!("SET extra_float_digits = 1; {sql}"))
-            .lines()
-            .map(str::to_owned)
-            .collect();
+        let got: Vec<String> = cluster.psql(url, &sql).lines().map(str::to_owned).collect();
         let names = cluster.psql(
             url,
             &format!(
@@ -218,66 +370,142 @@ fn main() {
                 ucol("id")
             ),
         );
-        let mut exact = got.len() == source.vitals.len() && names == source.name_7;
-        for (g, s) in got.iter().zip(&source.vitals) {
-            if !same_row(g, s) {
-                exact = false;
-                if label == "pgloader" && pgloader_notes.len() < 3 {
-                    pgloader_notes.push(format!("source {s:?}, pgloader {g:?}"));
-                }
+        let source = &self.source;
+        let exact = got.len() == source.vitals.len()
+            && names == source.name_7
+            && got.iter().zip(&source.vitals).all(|(g, s)| same_row(g, s));
+        // pgloader stores REAL as float4; sqlite3 -csv prints 15 significant digits: both
+        // anchors lose float digits, which is noted, not failed.
+        if matches!(side, Side::Pgloader | Side::Raw) {
+            if !exact && first {
+                println!(
+                    "  {}: sample values differ from the source: {got:?} vs {:?}",
+                    side.label(),
+                    source.vitals
+                );
             }
-        }
-        if label == "runbook" {
+        } else {
             assert!(
                 exact,
-                "runbook: sample values differ: {got:?} vs {:?}",
+                "{}: sample values differ: {got:?} vs {:?}",
+                side.label(),
                 source.vitals
             );
-        } else if !exact {
-            pgloader_notes.insert(
-                0,
-                "pgloader: sample values differ from the source".to_owned(),
-            );
         }
-        println!(
-            "{label:<9} tables: {}",
-            TABLES
-                .iter()
-                .map(|(t, _)| relation(cluster, url, t))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        let types = cluster.psql(
-            url,
-            &format!(
-                "SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod), ', ' ORDER BY attnum) \
-                 FROM pg_attribute WHERE attrelid = '{vital}'::regclass AND attnum > 0"
-            ),
-        );
-        println!("{label:<9} {vital}: {types}");
+        if first && side != Side::Raw {
+            let types = cluster.psql(
+                url,
+                &format!(
+                    "SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod), ', ' ORDER BY attnum) \
+                     FROM pg_attribute WHERE attrelid = '{vital}'::regclass AND attnum > 0 AND NOT attisdropped"
+                ),
+            );
+            println!("  {:<20} {vital}: {types}", side.label());
+        }
     }
-    for n in &pgloader_notes {
-        println!("  {n}");
-    }
+}
 
-    let rate = |d: Duration| total as f64 / d.as_secs_f64();
-    let ours_rate = rate(runbook_time);
-    let theirs_rate = rate(pgloader_time);
+/// Runs `cmd` to its end; the wall time and the child's peak RSS (wait4's rusage).
+fn measured(mut cmd: Command, label: &str) -> Timed {
+    let log = tempfile::tempfile().expect("log file");
+    cmd.stdout(log.try_clone().expect("log"))
+        .stderr(log.try_clone().expect("log"));
+    let start = Instant::now();
+    // Reaped by wait4 below (which also gives its rusage), not by `Child::wait`.
+    #[allow(clippy::zombie_processes)]
+    let child = cmd.spawn().expect("the command starts");
+    let pid = libc::pid_t::try_from(child.id()).expect("a pid");
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is valid; wait4 writes it and the status of our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let time = start.elapsed();
+    assert_eq!(r, pid, "wait4");
+    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+        use std::io::{Read, Seek};
+        let mut log = log;
+        let mut out = String::new();
+        let _ = log.seek(std::io::SeekFrom::Start(0));
+        let _ = log.read_to_string(&mut out);
+        panic!("{label} failed:\n{out}");
+    }
+    Timed {
+        time,
+        max_rss_kb: u64::try_from(usage.ru_maxrss).ok(),
+    }
+}
+
+/// The median and the spread (min-max) of each side, the rates and the ratios.
+fn summary(times: &[(Side, Timed)], total: u64, rounds: usize) {
+    let secs = |side: Side| -> Vec<f64> {
+        let mut v: Vec<f64> = times
+            .iter()
+            .filter(|(s, _)| *s == side)
+            .map(|(_, t)| t.time.as_secs_f64())
+            .collect();
+        v.sort_by(f64::total_cmp);
+        v
+    };
+    let median = |v: &[f64]| {
+        let n = v.len();
+        if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        }
+    };
+    let med = |side: Side| median(&secs(side));
+    let rss: Vec<f64> = {
+        let mut v: Vec<f64> = times
+            .iter()
+            .filter_map(|(_, t)| t.max_rss_kb.map(|kb| kb as f64 / 1024.0))
+            .collect();
+        v.sort_by(f64::total_cmp);
+        v
+    };
+    println!();
+    println!("medians of {rounds} rounds, sides alternating; {total} rows");
     println!(
-        "runbook   {:>6.2}s  {:>9.0} rows/s  (the action itself: {} rows/s, verified)",
-        runbook_time.as_secs_f64(),
-        ours_rate,
-        report["rows_per_second"]
+        "{:<20} {:>8} {:>17} {:>11} {:>12} {:>10}",
+        "side", "median", "spread", "rows/s", "x pgloader", "x raw time"
+    );
+    for side in SIDES {
+        let v = secs(side);
+        let m = median(&v);
+        println!(
+            "{:<20} {:>7.2}s {:>7.2}s-{:>6.2}s {:>11.0} {:>11.2}x {:>9.2}x",
+            side.label(),
+            m,
+            v[0],
+            v[v.len() - 1],
+            total as f64 / m,
+            med(Side::Pgloader) / m,
+            m / med(Side::Raw)
+        );
+    }
+    if !rss.is_empty() {
+        println!(
+            "runbook peak RSS: median {:.1} MB (min {:.1}, max {:.1})",
+            median(&rss),
+            rss[0],
+            rss[rss.len() - 1]
+        );
+    }
+    let own = med(Side::Pgloader) / med(Side::Own);
+    let into = med(Side::Pgloader) / med(Side::Into);
+    let raw = med(Side::Own) / med(Side::Raw);
+    let met = |ok: bool| if ok { "met" } else { "NOT met" };
+    println!(
+        "goal own tables >= 3x pgloader: {own:.2}x -> {}",
+        met(own >= 3.0)
     );
     println!(
-        "pgloader  {:>6.2}s  {:>9.0} rows/s",
-        pgloader_time.as_secs_f64(),
-        theirs_rate
+        "goal into schema >= 2x pgloader: {into:.2}x -> {}",
+        met(into >= 2.0)
     );
-    let ratio = ours_rate / theirs_rate;
     println!(
-        "runbook / pgloader: {ratio:.2}x (goal: at least 2x) -> {}",
-        if ratio >= 2.0 { "met" } else { "NOT met" }
+        "goal own tables <= 1.3x raw COPY time: {raw:.2}x -> {}",
+        met(raw <= 1.3)
     );
 }
 

@@ -306,6 +306,19 @@ pub struct CopyAction {
     /// cannot be translated to PostgreSQL; any other fails the table.
     #[serde(default)]
     pub allow_skip: Vec<String>,
+    /// `into: existing`: what an integer in a date-time or date column counts since 1970:
+    /// `seconds` or `milliseconds`. Without it integers are milliseconds, and one that could
+    /// be either (before 1973-03-03 as milliseconds) fails the copy rather than be guessed.
+    #[serde(default)]
+    pub epoch: Option<CopyEpoch>,
+}
+
+/// The unit of integer date-times in a copy's source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CopyEpoch {
+    Seconds,
+    Milliseconds,
 }
 
 /// Where `copy` puts the rows.

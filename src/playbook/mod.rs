@@ -22,9 +22,9 @@ mod step;
 
 pub use action::{ACTION_KEYS, Action, sql_is_destructive};
 pub use actions::{
-    BackupAction, BackupFormat, BackupMode, CopyAction, CopyInto, FindBackupAction, IncludeAction,
-    LintLevel, LogAction, LogLevel, MigrateAction, MigrateOp, ResolveAs, RestoreAction, SeedAction,
-    ShellAction, SqlAction, SqlExpect, WaitForAction,
+    BackupAction, BackupFormat, BackupMode, CopyAction, CopyEpoch, CopyInto, FindBackupAction,
+    IncludeAction, LintLevel, LogAction, LogLevel, MigrateAction, MigrateOp, ResolveAs,
+    RestoreAction, SeedAction, ShellAction, SqlAction, SqlExpect, WaitForAction,
 };
 pub use duration::{Duration, parse_duration};
 pub use gate::{

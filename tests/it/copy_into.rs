@@ -342,3 +342,173 @@ fn bad_values_fail_naming_their_row(p: &Project, source: &Path, q: &dyn Fn(&str)
     );
     assert!(!out.stderr.contains("supersecret"), "{}", out.stderr);
 }
+
+/// Integer date-times: milliseconds unless `epoch` says otherwise, and one that could be
+/// either fails rather than be guessed.
+#[test]
+fn integer_date_times_are_read_in_the_unit_epoch_names() {
+    let p = Project::new(|_| Target::postgres("copy_epoch"));
+    let Target::Postgres(url) = &p.target else {
+        unreachable!()
+    };
+    let q = |sql: &str| pg::cluster().psql(url, sql);
+    q(r#"CREATE TABLE "Ev" (id integer PRIMARY KEY, at timestamptz(3) NOT NULL, day date)"#);
+    let source = p.path().join("source.db");
+    with_sqlite(&source, async |c| {
+        exec(
+            c,
+            r#"CREATE TABLE "Ev" (id INTEGER PRIMARY KEY, at DATETIME NOT NULL, day DATE);
+               INSERT INTO "Ev" VALUES (1, 1700000000, 1699920000), (2, 1700000001, NULL);"#,
+        )
+        .await
+    });
+    let run = |extra: &str| {
+        p.playbook(
+            "ev",
+            &format!(
+                "name: ev\nsteps:\n  - id: copy\n    copy: {{ from: \"sqlite:source.db\", into: existing, replace: true{extra} }}\n"
+            ),
+        );
+        p.run("ev", &[])
+    };
+    let rows = || {
+        q(
+            r#"SELECT string_agg(id || ' ' || to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.MS') || ' ' || coalesce(day::text, '-'), ', ' ORDER BY id) FROM "Ev""#,
+        )
+    };
+
+    // Not said: seconds of 2023 would be January 1970 as milliseconds, so it fails.
+    let out = run("");
+    assert_eq!(out.code, 1, "{}", out.combined());
+    assert!(
+        out.stderr.contains("`Ev` row {\"id\":1}: column `at`")
+            && out
+                .stderr
+                .contains("could be seconds or milliseconds since 1970")
+            && out.stderr.contains("`epoch: seconds`"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(q(r#"SELECT count(*) FROM "Ev""#), "0");
+
+    let out = run(", epoch: seconds");
+    assert_eq!(out.code, 0, "{}", out.combined());
+    assert_eq!(
+        rows(),
+        "1 2023-11-14 22:13:20.000 2023-11-14, 2 2023-11-14 22:13:21.000 -"
+    );
+
+    // Said to be milliseconds: taken as such (a date column wants whole days, which 1699920000
+    // milliseconds is not).
+    with_sqlite(&source, async |c| {
+        exec(c, r#"UPDATE "Ev" SET day = NULL"#).await
+    });
+    let out = run(", epoch: milliseconds");
+    assert_eq!(out.code, 0, "{}", out.combined());
+    assert_eq!(
+        rows(),
+        "1 1970-01-20 16:13:20.000 -, 2 1970-01-20 16:13:20.001 -"
+    );
+
+    // Own tables decide per column from the values; `epoch` is refused there.
+    p.playbook(
+        "own",
+        "name: own\nsteps:\n  - id: copy\n    copy: { from: \"sqlite:source.db\", epoch: seconds }\n",
+    );
+    let out = p.run("own", &[]);
+    assert_eq!(out.code, 1, "{}", out.combined());
+    assert!(
+        out.stderr.contains("`epoch` applies to `into: existing`"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// Two tables whose keys reference each other and are not deferrable: the copy loads both,
+/// the keys hold afterwards as they were declared, and a row that breaks one fails the copy
+/// naming the key, leaving the target as it was.
+#[test]
+fn a_cycle_of_keys_that_are_not_deferrable_loads_and_the_keys_hold() {
+    let p = Project::new(|_| Target::postgres("copy_cycle"));
+    let Target::Postgres(url) = &p.target else {
+        unreachable!()
+    };
+    let q = |sql: &str| pg::cluster().psql(url, sql);
+    q(
+        r#"CREATE TABLE "Team" (id integer PRIMARY KEY, "captainId" integer);
+         CREATE TABLE "Player" (id integer PRIMARY KEY,
+           "teamId" integer NOT NULL CONSTRAINT "Player_teamId_fkey" REFERENCES "Team" (id) ON DELETE CASCADE);
+         ALTER TABLE "Team" ADD CONSTRAINT "Team_captainId_fkey" FOREIGN KEY ("captainId")
+           REFERENCES "Player" (id) ON DELETE SET NULL;"#,
+    );
+    let keys = || {
+        q(
+            "SELECT string_agg(conname || ' ' || condeferrable || ' ' || convalidated || ' ' || pg_get_constraintdef(oid), '; ' ORDER BY conname) \
+           FROM pg_constraint WHERE contype = 'f'",
+        )
+    };
+    let declared = keys();
+    assert_eq!(
+        declared,
+        "Player_teamId_fkey false true FOREIGN KEY (\"teamId\") REFERENCES \"Team\"(id) ON DELETE CASCADE; \
+         Team_captainId_fkey false true FOREIGN KEY (\"captainId\") REFERENCES \"Player\"(id) ON DELETE SET NULL"
+    );
+    let source = p.path().join("source.db");
+    with_sqlite(&source, async |c| {
+        exec(
+            c,
+            r#"CREATE TABLE "Team" (id INTEGER PRIMARY KEY, "captainId" INTEGER);
+               CREATE TABLE "Player" (id INTEGER PRIMARY KEY, "teamId" INTEGER NOT NULL);
+               INSERT INTO "Team" VALUES (1, 10), (2, 20);
+               INSERT INTO "Player" VALUES (10, 1), (11, 1), (20, 2);"#,
+        )
+        .await
+    });
+    p.playbook(
+        "cycle",
+        "name: cycle\nsteps:\n  - id: copy\n    copy: { from: \"sqlite:source.db\", into: existing, replace: true }\n",
+    );
+    let out = p.run("cycle", &[]);
+    assert_eq!(out.code, 0, "{}", out.combined());
+    assert!(
+        out.stderr
+            .contains("foreign keys checked over the loaded tables"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(keys(), declared);
+    assert_eq!(
+        q(
+            r#"SELECT string_agg(t.id || '<' || p.id, ' ' ORDER BY p.id) FROM "Player" p JOIN "Team" t ON t.id = p."teamId""#
+        ),
+        "1<10 1<11 2<20"
+    );
+    // The keys are enforced again.
+    let refused = std::process::Command::new(pg::cluster().bin_dir().join("psql"))
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-c"])
+        .arg(r#"INSERT INTO "Player" VALUES (30, 99)"#)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("Player_teamId_fkey"),
+        "{refused:?}"
+    );
+
+    // A player of a team the source lacks: the copy fails naming the key and the value, and
+    // the target keeps its rows and its keys.
+    with_sqlite(&source, async |c| {
+        exec(c, r#"INSERT INTO "Player" VALUES (21, 99)"#).await
+    });
+    let out = p.run("cycle", &[]);
+    assert_eq!(out.code, 1, "{}", out.combined());
+    assert!(
+        out.stderr
+            .contains("`Player`: foreign key `Player_teamId_fkey` does not hold after the load")
+            && out.stderr.contains("Key (teamId)=(99) is not present")
+            && out.stderr.contains("nothing was copied"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(keys(), declared);
+    assert_eq!(q(r#"SELECT count(*) FROM "Player""#), "3");
+}

@@ -1,7 +1,7 @@
 //! What is added after a table's rows: its primary key, UNIQUE constraints and indexes, the
 //! identity sequence moved past the highest key, and, once every table is in, foreign keys.
 
-use super::ddl::{MAX_IDENT, Names, index_plans, truncate};
+use super::ddl::{IndexPlan, MAX_IDENT, Names, truncate};
 use super::report::Decision;
 use super::schema::{SrcFk, SrcTable};
 use super::sqltext::{check_exprs, quote_columns};
@@ -9,17 +9,18 @@ use super::target::target_exists;
 use super::{OpError, db_error, describe};
 use crate::fmt::quote_ident;
 use sqlx::PgConnection;
+use std::cell::RefCell;
 
 /// Adds the table's primary key, UNIQUE constraints and indexes. An index SQLite defines by
 /// expressions or a WHERE clause runs in a savepoint: PostgreSQL may refuse its SQL, which is
 /// then reported rather than failing the table.
 pub(super) async fn add_indexes(
     pg: &mut PgConnection,
-    t: &SrcTable,
-    names: &mut Names,
+    plans: Vec<IndexPlan>,
+    names: &RefCell<Names>,
     decisions: &mut Vec<Decision>,
 ) -> Result<(), OpError> {
-    for ix in index_plans(t, names) {
+    for ix in plans {
         if ix.optional {
             sqlx::raw_sql("SAVEPOINT runbook_index")
                 .execute(&mut *pg)
@@ -42,7 +43,7 @@ pub(super) async fn add_indexes(
                         .await
                         .map_err(db_error)?;
                     let name = ix.name.clone();
-                    if !names.may_skip(&name) {
+                    if !names.borrow().may_skip(&name) {
                         return Err(OpError::Failed(format!(
                             "index `{name}` cannot be created in PostgreSQL ({}): `{}`; fix \
                              it in the source, or let the copy leave it out with \
@@ -71,15 +72,23 @@ pub(super) async fn add_indexes(
 /// Adds the table's CHECK constraints, their SQLite expressions with the columns quoted as
 /// created; one PostgreSQL refuses (SQL it does not have, rows that break it) fails the table
 /// unless `allow_skip` names it.
+/// The table's CHECK expressions with the constraint names they take, in order.
+pub(super) fn check_plans(t: &SrcTable, names: &mut Names) -> Vec<(String, String)> {
+    check_exprs(&t.sql)
+        .into_iter()
+        .map(|expr| (names.take(&format!("{}_check", t.name)), expr))
+        .collect()
+}
+
 pub(super) async fn add_checks(
     pg: &mut PgConnection,
     t: &SrcTable,
-    names: &mut Names,
+    checks: Vec<(String, String)>,
+    names: &RefCell<Names>,
     decisions: &mut Vec<Decision>,
 ) -> Result<(), OpError> {
     let cols: Vec<&str> = t.columns.iter().map(|c| c.name.as_str()).collect();
-    for expr in check_exprs(&t.sql) {
-        let name = names.take(&format!("{}_check", t.name));
+    for (name, expr) in checks {
         let translated = quote_columns(&expr, &cols);
         let sql = format!(
             "ALTER TABLE {} ADD CONSTRAINT {} CHECK ({translated})",
@@ -108,7 +117,7 @@ pub(super) async fn add_checks(
                     .execute(&mut *pg)
                     .await
                     .map_err(db_error)?;
-                if !names.may_skip(&name) {
+                if !names.borrow().may_skip(&name) {
                     return Err(OpError::Failed(format!(
                         "CHECK ({expr}) cannot be added in PostgreSQL as `{name}` ({}); fix it \
                          in the source, or let the copy leave it out with `allow_skip: [{name}]`",

@@ -1,12 +1,14 @@
-//! One table's load, in one PostgreSQL transaction: create the table, stream its rows with
-//! `COPY ... FROM STDIN`, add keys and indexes, verify the checksum read back, record it as
-//! done, commit. A value that does not fit its column ends the attempt as a misfit.
+//! One table's load, in one PostgreSQL transaction, in two halves: `stream_table` creates the
+//! table and streams its rows with `COPY ... FROM STDIN` (the half that reads the source);
+//! `finish_table` adds keys and indexes, verifies the checksum read back, records it as done
+//! and commits (the half that needs only the table's connection). A value that does not fit its
+//! column ends the attempt as a misfit.
 
 use super::checksum::{Checksum, RowHash, target_checksum};
-use super::ddl::{Names, create_sql};
+use super::ddl::{Names, create_sql, index_plans};
 use super::encode::encode;
-use super::keys::{add_checks, add_indexes, move_sequence};
-use super::plan::Planned;
+use super::keys::{add_checks, add_indexes, check_plans, move_sequence};
+use super::plan::{Planned, column_decisions};
 use super::progress;
 use super::report::{Decision, InexactLog, val_json, val_shown};
 use super::scan::Scan;
@@ -18,6 +20,7 @@ use crate::fmt::quote_ident;
 use serde_json::{Value as Json, json};
 use sqlx::PgConnection;
 use sqlx::sqlite::SqliteConnection;
+use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
 /// Bytes of COPY data sent in one message.
@@ -26,29 +29,39 @@ const CHUNK: usize = 1 << 20;
 /// What one load attempt produced.
 pub(super) struct Loaded {
     pub(super) checksum: Checksum,
-    pub(super) stats: Vec<Stats>,
     pub(super) inexact: InexactLog,
     pub(super) decisions: Vec<Decision>,
     /// Seconds spent streaming rows, building keys and indexes, verifying.
     pub(super) phases: [f64; 3],
 }
 
-/// How one load attempt ended: loaded and verified, or stopped by a value that did not fit.
-pub(super) enum Attempt {
-    Done(Loaded),
-    Misfit(Misfit),
+/// A table whose rows are in, its transaction still open on its connection: what is left
+/// (keys, indexes, verification, commit) needs only that connection, so it runs while the next
+/// table streams on the other.
+pub(super) struct Streamed<'a> {
+    pub(super) plan: Planned<'a>,
+    rows: Rows,
+    decisions: Vec<Decision>,
+    total: i64,
+    load_time: f64,
 }
 
-/// One attempt at loading a table: everything in one transaction, committed only verified.
-pub(super) async fn load_table(
+/// How the streaming of a table ended: its rows in (transaction open), or stopped by a value
+/// that did not fit (rolled back).
+pub(super) enum Attempt<'a> {
+    Streamed(Streamed<'a>),
+    Misfit(Planned<'a>, Misfit),
+}
+
+/// Opens the table's transaction, creates it and streams its rows. Anything but
+/// `Attempt::Streamed` leaves the transaction rolled back.
+pub(super) async fn stream_table<'a>(
     pg: &mut PgConnection,
     src: &mut SqliteConnection,
     op: &Op<'_>,
     t: &SrcTable,
-    plan: &Planned<'_>,
-    source_name: &str,
-    names: &mut Names,
-) -> Result<Attempt, OpError> {
+    plan: Planned<'a>,
+) -> Result<Attempt<'a>, OpError> {
     let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT count(*) FROM {}",
         quote_ident(&t.name)
@@ -60,57 +73,98 @@ pub(super) async fn load_table(
         .execute(&mut *pg)
         .await
         .map_err(db_error)?;
-    let out = load_in_tx(pg, src, op, t, plan, source_name, names, total).await;
+    let out = stream_in_tx(pg, src, op, t, plan, total).await;
+    if !matches!(out, Ok(Attempt::Streamed(_))) {
+        let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *pg).await;
+    }
+    out
+}
+
+async fn stream_in_tx<'a>(
+    pg: &mut PgConnection,
+    src: &mut SqliteConnection,
+    op: &Op<'_>,
+    t: &SrcTable,
+    plan: Planned<'a>,
+    total: i64,
+) -> Result<Attempt<'a>, OpError> {
+    let mut decisions = Vec::new();
+    let create = create_sql(t, &plan, &mut decisions);
+    sqlx::raw_sql(sqlx::AssertSqlSafe(create))
+        .execute(&mut *pg)
+        .await
+        .map_err(|e| OpError::Failed(format!("create table: {}", describe(&e))))?;
+    let started = Instant::now();
+    let rows = match stream_rows(pg, src, op, t, &plan, total).await? {
+        Ok(rows) => rows,
+        Err(m) => return Ok(Attempt::Misfit(plan, m)),
+    };
+    if let Some(m) = seconds_misfit(t, &plan, &rows.stats) {
+        return Ok(Attempt::Misfit(plan, m));
+    }
+    Ok(Attempt::Streamed(Streamed {
+        plan,
+        rows,
+        decisions,
+        total,
+        load_time: started.elapsed().as_secs_f64(),
+    }))
+}
+
+/// Adds the streamed table's keys and indexes, verifies its checksum read back, records it
+/// as done and commits; on any failure the transaction is rolled back.
+pub(super) async fn finish_table(
+    pg: &mut PgConnection,
+    op: &Op<'_>,
+    t: &SrcTable,
+    streamed: Streamed<'_>,
+    source_name: &str,
+    names: &RefCell<Names>,
+) -> Result<Loaded, OpError> {
+    let out = finish_in_tx(pg, op, t, streamed, source_name, names).await;
     match &out {
-        Ok(Attempt::Done(_)) => {
+        Ok(_) => {
             if let Err(e) = sqlx::raw_sql("COMMIT").execute(&mut *pg).await {
                 return Err(OpError::Failed(format!("commit: {}", describe(&e))));
             }
         }
-        _ => {
+        Err(_) => {
             let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *pg).await;
         }
     }
     out
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn load_in_tx(
+async fn finish_in_tx(
     pg: &mut PgConnection,
-    src: &mut SqliteConnection,
     op: &Op<'_>,
     t: &SrcTable,
-    plan: &Planned<'_>,
+    streamed: Streamed<'_>,
     source_name: &str,
-    names: &mut Names,
-    total: i64,
-) -> Result<Attempt, OpError> {
-    let mut decisions = Vec::new();
-    let create = create_sql(t, plan, &mut decisions);
-    sqlx::raw_sql(sqlx::AssertSqlSafe(create))
-        .execute(&mut *pg)
-        .await
-        .map_err(|e| OpError::Failed(format!("create table: {}", describe(&e))))?;
-    let started = Instant::now();
-    let rows = match stream_rows(pg, src, op, t, plan, total).await? {
-        Ok(rows) => rows,
-        Err(m) => return Ok(Attempt::Misfit(m)),
-    };
-    if let Some(m) = seconds_misfit(t, plan, &rows.stats) {
-        return Ok(Attempt::Misfit(m));
-    }
-    let load_time = started.elapsed().as_secs_f64();
+    names: &RefCell<Names>,
+) -> Result<Loaded, OpError> {
+    let Streamed {
+        plan,
+        rows,
+        mut decisions,
+        total,
+        load_time,
+    } = streamed;
     let keys_started = Instant::now();
     detail(op, &format!("`{}`: keys and indexes", t.name));
-    add_indexes(pg, t, names, &mut decisions).await?;
-    add_checks(pg, t, names, &mut decisions).await?;
+    // Names are taken before the first wait, in table order: the next table's start runs
+    // meanwhile and takes its own after these.
+    let plans = index_plans(t, &mut names.borrow_mut());
+    let checks = check_plans(t, &mut names.borrow_mut());
+    add_indexes(pg, plans, names, &mut decisions).await?;
+    add_checks(pg, t, checks, names, &mut decisions).await?;
     if let Some(i) = t.rowid_alias {
         decisions.push(move_sequence(pg, t, i).await?);
     }
     let keys_time = keys_started.elapsed().as_secs_f64();
     let verify_started = Instant::now();
     detail(op, &format!("`{}`: verifying", t.name));
-    let back = target_checksum(pg, op, t, plan).await?;
+    let back = target_checksum(pg, op, t, &plan).await?;
     let verify_time = verify_started.elapsed().as_secs_f64();
     let sum = rows.sum;
     verified(&sum, &back, total)?;
@@ -122,13 +176,13 @@ async fn load_in_tx(
     .await
     .map_err(db_error)?;
     progress::record_done(pg, &t.name, source_name, &sum).await?;
-    Ok(Attempt::Done(Loaded {
+    decisions.splice(0..0, column_decisions(t, &plan, &rows.stats));
+    Ok(Loaded {
         checksum: sum,
-        stats: rows.stats,
         inexact: rows.inexact,
         decisions,
         phases: [load_time, keys_time, verify_time],
-    }))
+    })
 }
 
 /// The rows of one COPY stream: the chunk being filled, and what the rows so far add up to.

@@ -90,6 +90,12 @@ pub struct Request {
     /// Own tables: indexes and constraints that may be left out when they cannot be
     /// translated (names, or `all`).
     pub allow_skip: Vec<String>,
+    /// `into_existing`: the unit of integer date-times (default milliseconds, refusing
+    /// integers that could be either).
+    pub epoch: Option<crate::playbook::CopyEpoch>,
+    /// The target's URL, for a second connection that loads tables alongside the first (own
+    /// tables); without it, one connection.
+    pub target_url: Option<String>,
 }
 
 /// Migration histories: the target's come from applying its migrations, never from a copy.
@@ -118,7 +124,24 @@ pub async fn copy(pg: &mut PgConnection, req: &Request, op: &Op<'_>) -> Result<R
             .await
             .map(|t| (t, Vec::new()))
     } else {
-        table::copy_tables(pg, &mut src, req, op, &selected, &mut decisions).await
+        let mut second = match &req.target_url {
+            Some(url) if selected.len() > 1 => second_connection(url, op).await,
+            _ => None,
+        };
+        let r = table::copy_tables(
+            pg,
+            second.as_mut(),
+            &mut src,
+            req,
+            op,
+            &selected,
+            &mut decisions,
+        )
+        .await;
+        if let Some(c) = second {
+            let _ = sqlx::Connection::close(c).await;
+        }
+        r
     };
     target::reset_session(pg).await;
     let _ = sqlx::raw_sql("ROLLBACK").execute(&mut src).await;
@@ -140,6 +163,27 @@ pub async fn copy(pg: &mut PgConnection, req: &Request, op: &Op<'_>) -> Result<R
     })
 }
 
+/// A second connection to the target, set up like the first; `None` (one connection, with a
+/// note) when the server does not give one.
+async fn second_connection(url: &str, op: &Op<'_>) -> Option<PgConnection> {
+    let spec = crate::db::TargetSpec::Postgres(url.to_owned());
+    let mut c = match crate::db::Db::connect(&spec).await {
+        Ok(crate::db::Db::Postgres(c)) => c,
+        Ok(_) => return None,
+        Err(e) => {
+            note(
+                op,
+                &format!(
+                    "tables load one at a time: a second connection was refused ({})",
+                    describe(&e)
+                ),
+            );
+            return None;
+        }
+    };
+    target::setup_session(&mut c).await.ok().map(|()| c)
+}
+
 /// The zone of date-time text without an offset: `None` for UTC.
 fn source_zone(req: &Request) -> Result<Option<chrono_tz::Tz>, OpError> {
     match req.time_zone.as_deref() {
@@ -159,6 +203,13 @@ fn check_options(req: &Request) -> Result<(), OpError> {
         return Err(OpError::Failed(
             "`map` and `ignore` apply to `into: existing`; copy into its own tables keeps \
              every source table and column"
+                .to_owned(),
+        ));
+    }
+    if !req.into_existing && req.epoch.is_some() {
+        return Err(OpError::Failed(
+            "`epoch` applies to `into: existing`; copy into its own tables keeps integer \
+             date-times as milliseconds and inspects columns whose integers look like seconds"
                 .to_owned(),
         ));
     }

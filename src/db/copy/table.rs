@@ -5,8 +5,8 @@
 use super::checksum::{Checksum, source_checksum};
 use super::ddl::{Names, index_plans};
 use super::keys::add_foreign_keys;
-use super::load::{Attempt, Loaded, load_table};
-use super::plan::{Planned, column_decisions, inspect, plan_from_stats, plan_table};
+use super::load::{Attempt, Loaded, Streamed, finish_table, stream_table};
+use super::plan::{Planned, inspect, plan_from_stats, plan_table};
 use super::progress::{self, Recorded};
 use super::report::{Decision, Inexact, TableOutcome};
 use super::schema::SrcTable;
@@ -15,12 +15,19 @@ use super::{Op, OpError, Request, note, per_second};
 use crate::fmt::plural;
 use sqlx::PgConnection;
 use sqlx::sqlite::SqliteConnection;
+use std::cell::RefCell;
 use std::time::Instant;
 
 /// Copies the selected tables in order, then their foreign keys. A table's failure is its
 /// outcome; only an interruption or a broken connection stops the rest.
+///
+/// With a second connection, tables alternate between the two: while one table's keys,
+/// indexes and verification run on its connection (PostgreSQL's work), the next table streams
+/// on the other. Only one table reads the source at a time, so every table is read from the
+/// one read transaction (one snapshot).
 pub(super) async fn copy_tables(
     pg: &mut PgConnection,
+    mut second: Option<&mut PgConnection>,
     src: &mut SqliteConnection,
     req: &Request,
     op: &Op<'_>,
@@ -35,46 +42,95 @@ pub(super) async fn copy_tables(
     let mut names = Names::default();
     names.allow_skip.clone_from(&req.allow_skip);
     names.zone = super::source_zone(req)?;
+    let names = RefCell::new(names);
     let mut outcomes = Vec::new();
     let mut inexact = Vec::new();
-    for t in selected {
+    // The table whose rows are in and whose transaction is open on the connection not in turn.
+    let mut pending: Option<(&SrcTable, Streamed<'_>, Instant)> = None;
+    for (i, t) in selected.iter().enumerate() {
         if op.cancelled() {
             return Err(OpError::Interrupted);
         }
+        let (cur, other): (&mut PgConnection, Option<&mut PgConnection>) =
+            match second.as_deref_mut() {
+                Some(b) if i % 2 == 1 => (b, Some(&mut *pg)),
+                Some(b) => (&mut *pg, Some(b)),
+                None => (&mut *pg, None),
+            };
         let began = Instant::now();
-        let result = copy_table(
-            pg,
-            src,
-            op,
-            t,
-            record.get(&t.name),
-            &source_name,
-            &mut names,
-        )
-        .await;
-        let seconds = began.elapsed().as_secs_f64();
-        let outcome = match result {
-            Ok(TableResult::Copied(loaded)) => {
-                copied(op, t, loaded, seconds, decisions, &mut inexact)
+        let step = copy_table(cur, src, op, t, record.get(&t.name), &names);
+        let result = match (pending.take(), other) {
+            (Some((pt, streamed, pb)), Some(other)) => {
+                let finish = finish_table(other, op, pt, streamed, &source_name, &names);
+                let (done, result) = futures_util::future::join(finish, step).await;
+                let outcome = outcome(
+                    other,
+                    op,
+                    pt,
+                    done.map(TableResult::Copied),
+                    pb,
+                    decisions,
+                    &mut inexact,
+                    &source_name,
+                );
+                outcomes.push(outcome.await?);
+                result
             }
-            Ok(TableResult::Skipped(sum)) => skipped(op, t, &sum, seconds),
-            Err(OpError::Failed(msg)) => {
-                note(op, &format!("`{}`: failed: {msg}", t.name));
-                progress::record_failed(pg, &t.name, &source_name, &msg).await;
-                TableOutcome {
-                    table: t.name.clone(),
-                    status: "failed".to_owned(),
-                    rows: 0,
-                    seconds,
-                    rows_per_second: 0.0,
-                    checksum: None,
-                    error: Some(msg),
-                }
-            }
-            Err(e) => return Err(e),
+            _ => step.await,
         };
-        outcomes.push(outcome);
+        match result {
+            Ok(TableResult::Streamed(streamed)) if second.is_some() => {
+                pending = Some((t, streamed, began));
+            }
+            Ok(TableResult::Streamed(streamed)) => {
+                let done = finish_table(&mut *pg, op, t, streamed, &source_name, &names).await;
+                let o = outcome(
+                    pg,
+                    op,
+                    t,
+                    done.map(TableResult::Copied),
+                    began,
+                    decisions,
+                    &mut inexact,
+                    &source_name,
+                );
+                outcomes.push(o.await?);
+            }
+            other => {
+                let o = outcome(
+                    pg,
+                    op,
+                    t,
+                    other,
+                    began,
+                    decisions,
+                    &mut inexact,
+                    &source_name,
+                );
+                outcomes.push(o.await?);
+            }
+        }
     }
+    if let Some((pt, streamed, pb)) = pending.take() {
+        let i = outcomes.len();
+        let conn = match second {
+            Some(b) if i % 2 == 1 => b,
+            _ => &mut *pg,
+        };
+        let done = finish_table(&mut *conn, op, pt, streamed, &source_name, &names).await;
+        let o = outcome(
+            conn,
+            op,
+            pt,
+            done.map(TableResult::Copied),
+            pb,
+            decisions,
+            &mut inexact,
+            &source_name,
+        );
+        outcomes.push(o.await?);
+    }
+    let names = names.into_inner();
     if outcomes.iter().all(|o| o.status != "failed") {
         for t in selected {
             add_foreign_keys(pg, t, &names, decisions).await?;
@@ -86,6 +142,46 @@ pub(super) async fn copy_tables(
         );
     }
     Ok((outcomes, inexact))
+}
+
+/// A table's outcome for the report (a failure recorded in `runbook_copy_progress` on the
+/// table's connection); an interruption or a broken connection is the error that stops all.
+#[allow(clippy::too_many_arguments)]
+async fn outcome(
+    pg: &mut PgConnection,
+    op: &Op<'_>,
+    t: &SrcTable,
+    result: Result<TableResult<'_>, OpError>,
+    began: Instant,
+    decisions: &mut Vec<Decision>,
+    inexact: &mut Vec<Inexact>,
+    source_name: &str,
+) -> Result<TableOutcome, OpError> {
+    let seconds = began.elapsed().as_secs_f64();
+    Ok(match result {
+        Ok(TableResult::Copied(loaded)) => copied(op, t, loaded, seconds, decisions, inexact),
+        Ok(TableResult::Skipped(sum)) => skipped(op, t, &sum, seconds),
+        Ok(TableResult::Streamed(_)) => {
+            return Err(OpError::Failed(format!(
+                "`{}`: internal: a streamed table was not finished",
+                t.name
+            )));
+        }
+        Err(OpError::Failed(msg)) => {
+            note(op, &format!("`{}`: failed: {msg}", t.name));
+            progress::record_failed(pg, &t.name, source_name, &msg).await;
+            TableOutcome {
+                table: t.name.clone(),
+                status: "failed".to_owned(),
+                rows: 0,
+                seconds,
+                rows_per_second: 0.0,
+                checksum: None,
+                error: Some(msg),
+            }
+        }
+        Err(e) => return Err(e),
+    })
 }
 
 /// A loaded table's outcome; its decisions and inexact values join the report's.
@@ -151,25 +247,27 @@ fn skipped(op: &Op<'_>, t: &SrcTable, sum: &Checksum, seconds: f64) -> TableOutc
     }
 }
 
-/// What became of a table that did not fail.
-enum TableResult {
+/// What became of a table that did not fail: loaded and verified, skipped, or streamed with
+/// the rest of its load (keys, indexes, verification, commit) still to do.
+enum TableResult<'a> {
     Copied(Loaded),
     Skipped(Checksum),
+    Streamed(Streamed<'a>),
 }
 
 /// Skips, reloads or loads one table; a value that does not fit its optimistic type sends
 /// the table through a full inspection and a second load.
-async fn copy_table(
+async fn copy_table<'a>(
     pg: &mut PgConnection,
     src: &mut SqliteConnection,
     op: &Op<'_>,
-    t: &SrcTable,
+    t: &'a SrcTable,
     recorded: Option<&Recorded>,
-    source_name: &str,
-    names: &mut Names,
-) -> Result<TableResult, OpError> {
+    names: &RefCell<Names>,
+) -> Result<TableResult<'a>, OpError> {
     let exists = target_exists(pg, &t.name).await?;
-    let mut plan = plan_table(src, op, t).await?.with_zone(names.zone);
+    let zone = names.borrow().zone;
+    let mut plan = plan_table(src, op, t).await?.with_zone(zone);
     if exists {
         match recorded {
             Some(r) if r.status == "done" => {
@@ -225,31 +323,28 @@ async fn copy_table(
             }
         }
     }
-    load_until_it_fits(pg, src, op, t, plan, source_name, names).await
+    load_until_it_fits(pg, src, op, t, plan, zone).await
 }
 
-/// Loads the table; a value that does not fit its optimistic type sends the table through a
-/// full inspection and a second load, and one that does not fit a declared length or
+/// Streams the table; a value that does not fit its optimistic type sends the table through
+/// a full inspection and a second load, and one that does not fit a declared length or
 /// precision loads its column without it.
-async fn load_until_it_fits(
+async fn load_until_it_fits<'a>(
     pg: &mut PgConnection,
     src: &mut SqliteConnection,
     op: &Op<'_>,
-    t: &SrcTable,
-    mut plan: Planned<'_>,
-    source_name: &str,
-    names: &mut Names,
-) -> Result<TableResult, OpError> {
+    t: &'a SrcTable,
+    mut plan: Planned<'a>,
+    zone: Option<chrono_tz::Tz>,
+) -> Result<TableResult<'a>, OpError> {
     let mut inspected = false;
     loop {
-        let m = match load_table(pg, src, op, t, &plan, source_name, names).await? {
-            Attempt::Done(mut loaded) => {
-                loaded
-                    .decisions
-                    .splice(0..0, column_decisions(t, &plan, &loaded.stats));
-                return Ok(TableResult::Copied(loaded));
+        let m = match stream_table(pg, src, op, t, plan).await? {
+            Attempt::Streamed(streamed) => return Ok(TableResult::Streamed(streamed)),
+            Attempt::Misfit(p, m) => {
+                plan = p;
+                m
             }
-            Attempt::Misfit(m) => m,
         };
         let limited = t
             .columns
@@ -274,7 +369,7 @@ async fn load_until_it_fits(
                 ),
             );
             let stats = inspect(src, op, t).await?;
-            plan = plan_from_stats(t, stats).with_zone(names.zone);
+            plan = plan_from_stats(t, stats).with_zone(zone);
             inspected = true;
         } else {
             return Err(OpError::Failed(format!(
@@ -288,6 +383,6 @@ async fn load_until_it_fits(
 }
 
 /// Reserves the constraint and index names a skipped table already uses.
-fn reserve_names(t: &SrcTable, names: &mut Names) {
-    let _ = index_plans(t, names);
+fn reserve_names(t: &SrcTable, names: &RefCell<Names>) {
+    let _ = index_plans(t, &mut names.borrow_mut());
 }

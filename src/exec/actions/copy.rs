@@ -42,6 +42,11 @@ pub async fn run(a: &CopyAction, ctx: &mut ActionCtx<'_>) -> StepResult {
         ignore: a.ignore.clone(),
         map: a.map.clone(),
         allow_skip: a.allow_skip.clone(),
+        epoch: a.epoch,
+        target_url: match ctx.target {
+            Some(TargetSpec::Postgres(url)) => Some(url.clone()),
+            _ => None,
+        },
     };
     let report_path = a.report.as_deref().map(|p| resolve(ctx.root, p));
     // Every run's report is kept under its run id; `report:` names a copy of the latest.

@@ -20,6 +20,27 @@ pub(in crate::db::copy) enum Zone {
     Named(chrono_tz::Tz),
 }
 
+/// What an integer date-time counts since 1970.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(in crate::db::copy) enum Epoch {
+    Seconds,
+    Milliseconds,
+    /// Not said: milliseconds, and an integer that could be seconds is an error.
+    Unsaid,
+}
+
+/// How source values are read: the zone of date-time text without one, the unit of integer
+/// date-times.
+#[derive(Debug, Clone, Copy)]
+pub(in crate::db::copy) struct Reading {
+    pub(in crate::db::copy) zone: Zone,
+    pub(in crate::db::copy) epoch: Epoch,
+}
+
+/// Below this many milliseconds (1973-03-03) an integer could as well be seconds since 1970
+/// of a recent date; the same bound own-tables mode uses.
+const AMBIGUOUS_MS: i64 = 100_000_000_000;
+
 /// Milliseconds since 1970 accepted for integer date-times (years 1 to 9999).
 const MIN_MS: i64 = -62_135_596_800_000;
 const MAX_MS: i64 = 253_402_300_799_999;
@@ -28,21 +49,21 @@ const MAX_MS: i64 = 253_402_300_799_999;
 pub(in crate::db::copy) fn convert(
     ty: &TgtType,
     v: Val<'_>,
-    zone: Zone,
+    how: Reading,
     out: &mut String,
 ) -> Result<bool, String> {
     if let Val::Null = v {
         return Ok(false);
     }
     match ty {
-        TgtType::Scalar(s) => scalar(s, v, zone, out)?,
-        TgtType::Array(s) => array(s, v, zone, out)?,
+        TgtType::Scalar(s) => scalar(s, v, how, out)?,
+        TgtType::Array(s) => array(s, v, how, out)?,
     }
     Ok(true)
 }
 
 /// A JSON array (text) as a one-dimensional PostgreSQL array literal, each element converted.
-fn array(elem: &Scalar, v: Val<'_>, zone: Zone, out: &mut String) -> Result<(), String> {
+fn array(elem: &Scalar, v: Val<'_>, how: Reading, out: &mut String) -> Result<(), String> {
     let Val::Text(b) = v else {
         return Err(format!("{} is not a JSON array", class_name(v)));
     };
@@ -72,7 +93,7 @@ fn array(elem: &Scalar, v: Val<'_>, zone: Zone, out: &mut String) -> Result<(), 
             _ => return Err(format!("element {} is not a {}", n + 1, elem_name(elem))),
         };
         one.clear();
-        scalar(elem, val, zone, &mut one).map_err(|e| format!("element {}: {e}", n + 1))?;
+        scalar(elem, val, how, &mut one).map_err(|e| format!("element {}: {e}", n + 1))?;
         out.push('"');
         for c in one.chars() {
             if c == '"' || c == '\\' {
@@ -95,7 +116,7 @@ fn elem_name(s: &Scalar) -> &'static str {
 }
 
 /// One scalar value (not NULL).
-fn scalar(s: &Scalar, v: Val<'_>, zone: Zone, out: &mut String) -> Result<(), String> {
+fn scalar(s: &Scalar, v: Val<'_>, how: Reading, out: &mut String) -> Result<(), String> {
     match s {
         Scalar::Bool => out.push(boolean(v)?),
         Scalar::Int(min, max) => {
@@ -126,9 +147,9 @@ fn scalar(s: &Scalar, v: Val<'_>, zone: Zone, out: &mut String) -> Result<(), St
             }
             out.push_str(t);
         }
-        Scalar::Date => date(v, out)?,
+        Scalar::Date => date(v, how.epoch, out)?,
         Scalar::Timestamp(p) | Scalar::Timestamptz(p) => {
-            let micros = instant(v, zone)?;
+            let micros = instant(v, how)?;
             let unit = 10i64.pow(6 - p);
             if micros % unit != 0 {
                 return Err(format!(
@@ -276,8 +297,28 @@ fn numeric(v: Val<'_>, limits: Option<(u32, u32)>) -> Result<String, String> {
     Ok(norm)
 }
 
-/// A date: ISO date text, a date-time at midnight, or integer milliseconds at midnight UTC.
-fn date(v: Val<'_>, out: &mut String) -> Result<(), String> {
+/// An integer date-time in milliseconds since 1970, read in `epoch`'s unit; refused when the
+/// unit was not said and the value could be either.
+fn epoch_ms(i: i64, epoch: Epoch) -> Result<i64, String> {
+    let ms = match epoch {
+        Epoch::Seconds => i.checked_mul(1000),
+        Epoch::Milliseconds => Some(i),
+        Epoch::Unsaid if i != 0 && i.abs() < AMBIGUOUS_MS => {
+            return Err(
+                "is an integer date-time that could be seconds or milliseconds since 1970 \
+                 (as milliseconds it is before 1973-03-03): say which with `epoch: seconds` or \
+                 `epoch: milliseconds`"
+                    .to_owned(),
+            );
+        }
+        Epoch::Unsaid => Some(i),
+    };
+    ms.filter(|ms| (MIN_MS..=MAX_MS).contains(ms))
+        .ok_or_else(|| "is an integer date-time outside the years 1 to 9999".to_owned())
+}
+
+/// A date: ISO date text, a date-time at midnight, or an integer date-time at midnight UTC.
+fn date(v: Val<'_>, epoch: Epoch, out: &mut String) -> Result<(), String> {
     let days = match v {
         Val::Text(_) => {
             let t = utf8(v)?;
@@ -292,7 +333,13 @@ fn date(v: Val<'_>, out: &mut String) -> Result<(), String> {
                 }
             }
         }
-        Val::Int(ms) if (MIN_MS..=MAX_MS).contains(&ms) && ms % 86_400_000 == 0 => ms / 86_400_000,
+        Val::Int(i) => {
+            let ms = epoch_ms(i, epoch)?;
+            if ms % 86_400_000 != 0 {
+                return Err("is a date-time with a time of day, not a date".to_owned());
+            }
+            ms / 86_400_000
+        }
         _ => return Err("is not a date".to_owned()),
     };
     let mut buf = Vec::with_capacity(10);
@@ -301,16 +348,16 @@ fn date(v: Val<'_>, out: &mut String) -> Result<(), String> {
     Ok(())
 }
 
-/// Microseconds since 1970 (UTC) of a date-time: text with its zone or in `zone`, or integer
-/// milliseconds since 1970.
-fn instant(v: Val<'_>, zone: Zone) -> Result<i64, String> {
+/// Microseconds since 1970 (UTC) of a date-time: text with its zone or in the reading's zone,
+/// or an integer since 1970 in the reading's unit.
+fn instant(v: Val<'_>, how: Reading) -> Result<i64, String> {
     let t = match v {
-        Val::Int(ms) if (MIN_MS..=MAX_MS).contains(&ms) => return Ok(ms * 1000),
+        Val::Int(i) => return Ok(epoch_ms(i, how.epoch)? * 1000),
         Val::Text(_) => utf8(v)?,
         _ => return Err("is not a date-time".to_owned()),
     };
     let (micros, zoned) = common_timestamp(t).ok_or("is not a date-time")?;
-    match zone {
+    match how.zone {
         _ if zoned => Ok(micros),
         Zone::Utc => Ok(micros),
         Zone::Named(tz) => local_to_utc(micros, tz),
@@ -320,6 +367,10 @@ fn instant(v: Val<'_>, zone: Zone) -> Result<i64, String> {
 /// ISO 8601 and its common variants: `/` between date parts, a space before the zone,
 /// `UTC`/`GMT` for `Z`.
 fn common_timestamp(t: &str) -> Option<(i64, bool)> {
+    // ISO 8601 as it is (most values): parsed without a copy.
+    if let Some(parsed) = parse_timestamp_zoned(t) {
+        return Some(parsed);
+    }
     let mut s = t.trim().to_owned();
     if s.len() >= 10 && s.as_bytes()[4] == b'/' && s.as_bytes()[7] == b'/' {
         s.replace_range(4..5, "-");
@@ -341,11 +392,48 @@ fn common_timestamp(t: &str) -> Option<(i64, bool)> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Scalar, TgtType, Val, Zone, convert};
+    use super::{Epoch, Reading, Scalar, TgtType, Val, Zone, convert};
+
+    fn reading(zone: Zone, epoch: Epoch) -> Reading {
+        Reading { zone, epoch }
+    }
+
+    fn conv_in(ty: Scalar, v: Val<'_>, how: Reading) -> Result<String, String> {
+        let mut out = String::new();
+        convert(&TgtType::Scalar(ty), v, how, &mut out).map(|_| out)
+    }
 
     fn conv(ty: Scalar, v: Val<'_>, zone: Zone) -> Result<String, String> {
-        let mut out = String::new();
-        convert(&TgtType::Scalar(ty), v, zone, &mut out).map(|_| out)
+        conv_in(ty, v, reading(zone, Epoch::Unsaid))
+    }
+
+    #[test]
+    fn integer_date_times_are_read_in_the_unit_said_or_refused_when_ambiguous() {
+        let ts = Scalar::Timestamptz(3);
+        let secs = reading(Zone::Utc, Epoch::Seconds);
+        let ms = reading(Zone::Utc, Epoch::Milliseconds);
+        assert_eq!(
+            conv_in(ts.clone(), Val::Int(1_700_000_000), secs).unwrap(),
+            "2023-11-14 22:13:20.000000+00"
+        );
+        assert_eq!(
+            conv_in(ts.clone(), Val::Int(1_700_000_000), ms).unwrap(),
+            "1970-01-20 16:13:20.000000+00"
+        );
+        let e = conv(ts.clone(), Val::Int(1_700_000_000), Zone::Utc).unwrap_err();
+        assert!(e.contains("could be seconds or milliseconds"), "{e}");
+        // Unsaid: milliseconds from 1973-03-03 on, and 0 is the same instant either way.
+        assert_eq!(
+            conv(ts.clone(), Val::Int(100_000_000_000), Zone::Utc).unwrap(),
+            "1973-03-03 09:46:40.000000+00"
+        );
+        assert!(conv(ts.clone(), Val::Int(0), Zone::Utc).is_ok());
+        assert!(conv_in(ts, Val::Int(i64::MAX), secs).is_err());
+        assert_eq!(
+            conv_in(Scalar::Date, Val::Int(1_699_920_000), secs).unwrap(),
+            "2023-11-14"
+        );
+        assert!(conv_in(Scalar::Date, Val::Int(1_699_920_001), secs).is_err());
     }
 
     #[test]
@@ -394,7 +482,7 @@ mod tests {
         convert(
             &TgtType::Array(Scalar::Text(None)),
             Val::Text(br#"["a \"b\"", null, "c\\d"]"#),
-            utc,
+            reading(utc, Epoch::Unsaid),
             &mut out,
         )
         .unwrap();
@@ -403,7 +491,7 @@ mod tests {
             convert(
                 &TgtType::Array(Scalar::Text(None)),
                 Val::Text(b"[1"),
-                utc,
+                reading(utc, Epoch::Unsaid),
                 &mut out
             )
             .is_err()

@@ -10,7 +10,7 @@ use super::super::schema::{SrcTable, select_sql};
 use super::super::{Op, OpError, db_error, describe, detail, per_second};
 use super::canon::{canon, copy_fields};
 use super::columns::TgtTable;
-use super::convert::{Zone, convert};
+use super::convert::{Reading, convert};
 use crate::fmt::{MASK, quote_ident};
 use futures_util::TryStreamExt;
 use serde_json::{Value as Json, json};
@@ -33,7 +33,7 @@ pub(in crate::db::copy) struct Job<'a> {
     pub(in crate::db::copy) src: &'a SrcTable,
     pub(in crate::db::copy) tgt: &'a TgtTable,
     pub(in crate::db::copy) map: &'a Mapping,
-    pub(in crate::db::copy) zone: Zone,
+    pub(in crate::db::copy) zone: Reading,
 }
 
 impl Job<'_> {

@@ -6,9 +6,12 @@
 //! source column without a target column is an error unless `ignore` lists it, and target
 //! columns the source lacks take their defaults. Every value is converted to the target
 //! column's type (`convert`), and one that does not convert exactly fails the copy naming its
-//! row's key, the column and the value. Tables load in the order of their foreign keys,
-//! parents first, all in one transaction (deferrable keys are checked at its commit), so a
-//! failure leaves the target as it was. Each table is read back and its checksum compared with
+//! row's key, the column and the value. All tables load in one transaction, so a failure
+//! leaves the target as it was; the loaded tables' foreign keys are dropped inside it and added
+//! again after the last table (`fkeys`: one check per key, and cycles of keys that are not
+//! deferrable load too), or, for a role that may not drop them, tables load parents first and
+//! deferrable keys are checked at the commit. One transaction means one connection: the
+//! tables load one after another (PostgreSQL cannot share a transaction between sessions). Each table is read back and its checksum compared with
 //! the source's (`canon`); serial and identity sequences continue after the copied values.
 //! A table recorded as copied by an earlier run, whose source is unchanged and whose row count
 //! is as recorded, is skipped.
@@ -16,6 +19,7 @@
 mod canon;
 mod columns;
 mod convert;
+mod fkeys;
 mod load;
 mod mapping;
 
@@ -24,10 +28,11 @@ use super::progress::{self, Recorded};
 use super::report::{Decision, TableOutcome};
 use super::schema::SrcTable;
 use super::target::target_count;
-use super::{Op, OpError, Request, db_error, describe, note, per_second, source_zone};
+use super::{Op, OpError, Request, db_error, describe, detail, note, per_second, source_zone};
 use crate::fmt::{plural, quote_ident};
+use crate::playbook::CopyEpoch;
 use columns::{TgtTable, load_order, read_table};
-use convert::Zone;
+use convert::{Epoch, Reading, Zone};
 use load::{Job, Mapping, convert_rows, move_sequences, target_checksum};
 use sqlx::PgConnection;
 use sqlx::sqlite::SqliteConnection;
@@ -43,7 +48,14 @@ pub(super) async fn copy_into(
     selected: &[&SrcTable],
     decisions: &mut Vec<Decision>,
 ) -> Result<Vec<TableOutcome>, OpError> {
-    let zone = source_zone(req)?.map_or(Zone::Utc, Zone::Named);
+    let zone = Reading {
+        zone: source_zone(req)?.map_or(Zone::Utc, Zone::Named),
+        epoch: match req.epoch {
+            Some(CopyEpoch::Seconds) => Epoch::Seconds,
+            Some(CopyEpoch::Milliseconds) => Epoch::Milliseconds,
+            None => Epoch::Unsaid,
+        },
+    };
     let mut targets = Vec::new();
     let mut maps = Vec::new();
     for t in selected {
@@ -103,7 +115,7 @@ async fn load_all(
     selected: &[&SrcTable],
     targets: &[TgtTable],
     maps: &[Mapping],
-    zone: Zone,
+    zone: Reading,
 ) -> Result<Vec<TableOutcome>, OpError> {
     if req.replace {
         let names: Vec<String> = targets.iter().map(|t| quote_ident(&t.name)).collect();
@@ -123,6 +135,15 @@ async fn load_all(
     }
     let recorded = progress::recorded(pg).await?;
     let source_name = req.source.display().to_string();
+    let names: Vec<String> = targets.iter().map(|t| t.name.clone()).collect();
+    let keys = fkeys::drop_keys(pg, &names).await?;
+    if keys.is_none() {
+        note(
+            op,
+            "foreign keys stay in place during the load (the role does not own the tables): \
+             parents load first and deferrable keys are checked at the commit",
+        );
+    }
     let mut outcomes = Vec::new();
     for i in load_order(targets) {
         if op.cancelled() {
@@ -159,6 +180,17 @@ async fn load_all(
             checksum: Some(sum.hex()),
             error: None,
         });
+    }
+    if let Some(keys) = keys.filter(|k| !k.is_empty()) {
+        detail(op, "checking foreign keys");
+        fkeys::add_keys(pg, &keys).await?;
+        note(
+            op,
+            &format!(
+                "foreign keys checked over the loaded tables: {}",
+                fkeys::names(&keys)
+            ),
+        );
     }
     Ok(outcomes)
 }
