@@ -200,7 +200,8 @@ mod tests {
             assert_eq!(first(name), None, "{name}");
         }
         for (name, step) in [
-            ("deploy", "the rollback of step `backup` (restore)"),
+            // The chat notification at its start is a POST: it counts as a change.
+            ("deploy", "step `notify_start` (http)"),
             // A program can do anything: `verify` reads its baseline with a shell step.
             ("verify", "step `before` (shell)"),
             ("seed-production", "step `seed` (seed)"),
