@@ -226,7 +226,8 @@ fn the_shipped_health_check_warns_at_the_guides_five_second_query() {
     let _sleeper = Background::start(&s.url, "SELECT pg_sleep(60)");
     wait_until(
         &s.url,
-        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(60)%' \
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+         AND query LIKE 'SELECT pg_sleep(60)%' \
          AND state = 'active' AND now() - query_start > interval '5.5 seconds'",
     );
     let out = s.run("health-check");

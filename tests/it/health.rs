@@ -230,7 +230,8 @@ fn a_long_running_query_warns_and_fails_the_step_with_fail_on_warn() {
     let _sleeper = Background::start(&url, "SELECT pg_sleep(60)");
     wait_until(
         &url,
-        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(60)%' \
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+         AND query LIKE 'SELECT pg_sleep(60)%' \
          AND state = 'active' AND now() - query_start > interval '1.2 seconds'",
     );
     p.playbook(
