@@ -17,11 +17,7 @@ pub enum Db {
 impl Db {
     pub async fn connect(spec: &TargetSpec) -> Result<Db, sqlx::Error> {
         match spec {
-            TargetSpec::Postgres(url) => {
-                let opts =
-                    sqlx::postgres::PgConnectOptions::from_str(url)?.application_name("runbook");
-                Ok(Db::Postgres(opts.connect().await?))
-            }
+            TargetSpec::Postgres(url) => Ok(Db::Postgres(Db::connect_postgres(url).await?)),
             TargetSpec::Sqlite(path) => {
                 let opts = sqlx::sqlite::SqliteConnectOptions::new()
                     .filename(path)
@@ -31,6 +27,16 @@ impl Db {
                 Ok(Db::Sqlite(opts.connect().await?))
             }
         }
+    }
+
+    /// A PostgreSQL connection to the target as every step gets one (named `runbook`): the
+    /// one the identity is read on and kept for the first step, and the second connection
+    /// a maintenance step watches its statement from, are the same kind.
+    pub async fn connect_postgres(url: &str) -> Result<sqlx::PgConnection, sqlx::Error> {
+        sqlx::postgres::PgConnectOptions::from_str(url)?
+            .application_name("runbook")
+            .connect()
+            .await
     }
 
     pub fn dialect(&self) -> Dialect {

@@ -7,7 +7,6 @@ use super::TargetSpec;
 use super::reach::ConnectError;
 use sqlx::{Connection, Row};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 /// What a run learns of its target at its start, on one brief connection.
 pub struct Probe {
@@ -32,8 +31,7 @@ pub async fn identity(target: &TargetSpec) -> Result<String, ConnectError> {
 pub async fn probe(target: &TargetSpec, keep: bool) -> Result<Probe, ConnectError> {
     match target {
         TargetSpec::Postgres(url) => {
-            let opts = sqlx::postgres::PgConnectOptions::from_str(url)?.application_name("runbook");
-            let mut conn = sqlx::PgConnection::connect_with(&opts).await?;
+            let mut conn = super::Db::connect_postgres(url).await?;
             let found = postgres_identity(&mut conn).await;
             let conn = if keep && found.is_ok() {
                 Some(super::Db::Postgres(conn))

@@ -5,8 +5,7 @@
 
 use crate::db::TargetSpec;
 use crate::db::op::Op;
-use sqlx::{ConnectOptions, PgConnection, Row};
-use std::str::FromStr;
+use sqlx::{PgConnection, Row};
 use std::time::Duration;
 
 /// How often a running statement's progress is read.
@@ -47,10 +46,7 @@ pub(super) struct Monitor {
 impl Monitor {
     pub(super) async fn open(target: &TargetSpec) -> Monitor {
         let conn = match target {
-            TargetSpec::Postgres(url) => match sqlx::postgres::PgConnectOptions::from_str(url) {
-                Ok(opts) => opts.application_name("runbook").connect().await.ok(),
-                Err(_) => None,
-            },
+            TargetSpec::Postgres(url) => crate::db::Db::connect_postgres(url).await.ok(),
             TargetSpec::Sqlite(_) => None,
         };
         Monitor { conn }
