@@ -81,6 +81,19 @@ pub(super) async fn blocking(c: &mut PgConnection, pid: i32) -> Result<Vec<Block
         .collect()
 }
 
+/// Whether the blocker's session (the same pid and start) has ended.
+pub(super) async fn gone(c: &mut PgConnection, b: &Blocker) -> bool {
+    sqlx::query_scalar::<_, bool>(
+        "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1 \
+           AND (extract(epoch FROM backend_start) * 1000)::int8 = $2)",
+    )
+    .bind(b.pid)
+    .bind(b.backend_start)
+    .fetch_one(&mut *c)
+    .await
+    .unwrap_or(false)
+}
+
 /// Cancels the blocker's statement or terminates its session, if it is still the same session.
 pub(super) async fn stop(c: &mut PgConnection, b: &Blocker, how: BlockerStop) -> Stopped {
     let function = match how {

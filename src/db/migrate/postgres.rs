@@ -65,7 +65,10 @@ pub(super) async fn run_counted(
     };
     tokio::pin!(fut);
     let stop = tokio::select! {
-        r = &mut fut => return r,
+        r = &mut fut => {
+            lock.settle(op).await;
+            return r;
+        }
         e = op.stopped() => e,
         never = lock.watch(op) => match never {},
     };

@@ -56,9 +56,28 @@ pub struct Watch {
     /// When each blocker (by pid and backend start) was first seen.
     first_seen: HashMap<(i32, i64), Instant>,
     phase: Option<String>,
+    /// A blocker whose stop was sent and not yet answered: the watcher is dropped when the
+    /// migration's statement ends, which the stop itself lets happen at once (`settle`).
+    stopping: Option<(Blocker, BlockerStop)>,
 }
 
 impl MigrationLock {
+    /// Records a stop the watcher sent but was dropped before it heard back (the statement
+    /// it unblocked ended first): a session that is gone now was stopped by it; one still
+    /// there is stopped now, as was asked.
+    pub(super) async fn settle(&mut self, op: &Op<'_>) {
+        let Some((b, how)) = self.watch.stopping.take() else {
+            return;
+        };
+        let Some((conn, _, watch)) = self.watcher().await else {
+            return;
+        };
+        let mut stopped = blockers::stop(conn, &b, how).await;
+        // Not signalled now because it is gone: the stop sent before ended it.
+        stopped.signalled = stopped.signalled || blockers::gone(conn, &b).await;
+        watch.record_stop(stopped, op);
+    }
+
     /// Polls what the target connection's statement waits on, for as long as it runs (the
     /// caller drops this future when the statement ends). Never resolves.
     pub(super) async fn watch(&mut self, op: &Op<'_>) -> std::convert::Infallible {
@@ -77,6 +96,11 @@ impl MigrationLock {
 }
 
 impl Watch {
+    fn record_stop(&mut self, stopped: Stopped, op: &Op<'_>) {
+        op.note(&stopped.describe(&self.file));
+        self.seen.stopped.push(stopped);
+    }
+
     /// A lock timeout's error, naming the sessions seen blocking the file that timed out.
     pub(super) fn blame(&self, e: OpError) -> OpError {
         let who: Vec<String> = self
@@ -149,9 +173,10 @@ async fn poll_blockers(c: &mut PgConnection, pid: i32, w: &mut Watch, op: &Op<'_
         {
             continue;
         }
+        w.stopping = Some((b.clone(), how));
         let stopped = blockers::stop(c, &b, how).await;
-        op.note(&stopped.describe(&w.file));
-        w.seen.stopped.push(stopped);
+        w.stopping = None;
+        w.record_stop(stopped, op);
     }
 }
 
