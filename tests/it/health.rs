@@ -625,3 +625,106 @@ fn counts_and_orphans_over_many_tables_are_exact() {
     assert_eq!(orphans["total"], (0..300).map(|i| i % 3).sum::<i64>());
     assert!(orphans["errors"].as_array().unwrap().is_empty());
 }
+
+/// Counts over more tables and keys than one message holds, as a role that is no superuser and
+/// may not read one table: every other table's count exactly as written (mixed-case names with
+/// spaces, a schema with a space), the orphans of every message, and the unreadable table's
+/// error alone, in both checks.
+#[test]
+fn set_based_counts_match_the_rows_written_and_a_failure_stays_alone() {
+    let cluster = crate::support::pg::cluster();
+    let url = cluster.create_owned_db("health_sets");
+    let name = url.rsplit('/').next().unwrap().to_owned();
+    let role = format!("{name}_owner");
+    // 300 tables of i % 7 rows; 280 children of i % 4 orphans, one row with a parent and one
+    // with a null reference; the role may read everything but Child123.
+    cluster.psql(
+        &name,
+        &format!(
+            r#"CREATE SCHEMA "Other Schema";
+               CREATE TABLE "Other Schema"."Parent" (id int PRIMARY KEY);
+               INSERT INTO "Other Schema"."Parent" SELECT generate_series(1, 3);
+               DO $$ BEGIN
+                 FOR i IN 0..299 LOOP
+                   EXECUTE format('CREATE TABLE "Mixed Case%s" (id int)', i);
+                   EXECUTE format('INSERT INTO "Mixed Case%s" SELECT generate_series(1, %s)', i, i % 7);
+                 END LOOP;
+                 FOR i IN 0..279 LOOP
+                   EXECUTE format('CREATE TABLE "Other Schema"."Child%s" (id serial, "parentId" int)', i);
+                   EXECUTE format('INSERT INTO "Other Schema"."Child%s" ("parentId") SELECT 100 + generate_series(1, %s)', i, i % 4);
+                   EXECUTE format('INSERT INTO "Other Schema"."Child%s" ("parentId") VALUES (1), (NULL)', i);
+                   EXECUTE format('ALTER TABLE "Other Schema"."Child%s" ADD CONSTRAINT "Child%s_fkey" FOREIGN KEY ("parentId") REFERENCES "Other Schema"."Parent" (id) NOT VALID', i, i);
+                 END LOOP;
+               END $$;
+               GRANT USAGE ON SCHEMA "Other Schema" TO {role};
+               GRANT SELECT ON ALL TABLES IN SCHEMA public, "Other Schema" TO {role};
+               REVOKE SELECT ON "Other Schema"."Child123" FROM {role};"#
+        ),
+    );
+    let p = Project::new(|_| Target::Postgres(url.clone()));
+    p.playbook(
+        "health-it",
+        &health_playbook("      checks: [row_counts, indexes, foreign_keys, orphaned_rows]\n"),
+    );
+    let out = p.run("health-it", &[]);
+    assert_eq!(out.code, 0, "{}", out.combined());
+    let o = health_outputs(&p);
+    let rows = check(&o, "row_counts");
+    let tables = rows["tables"].as_object().unwrap();
+    assert_eq!(tables.len(), 300 + 279 + 1, "{rows:#}");
+    let mut total = 3;
+    assert_eq!(tables["Other Schema.Parent"], 3, "{rows:#}");
+    for i in 0..300 {
+        assert_eq!(tables[&format!("Mixed Case{i}")], i % 7, "Mixed Case{i}");
+        total += i % 7;
+    }
+    for i in (0..280).filter(|i| *i != 123) {
+        assert_eq!(
+            tables[&format!("Other Schema.Child{i}")],
+            i % 4 + 2,
+            "Child{i}"
+        );
+        total += i % 4 + 2;
+    }
+    assert_eq!(rows["total"], total, "{rows:#}");
+    let errors = rows["errors"].as_object().unwrap();
+    assert_eq!(errors.len(), 1, "{rows:#}");
+    let denied = errors["Other Schema.Child123"].as_str().unwrap();
+    assert!(denied.contains("permission denied"), "{denied}");
+
+    let orphans = check(&o, "orphaned_rows");
+    let list = orphans["orphans"].as_array().unwrap();
+    let expected: Vec<i64> = (0..280).filter(|i| i % 4 > 0 && *i != 123).collect();
+    assert_eq!(list.len(), expected.len(), "{orphans:#}");
+    for o in list {
+        let name = o["constraint"].as_str().unwrap();
+        let i: i64 = name["Child".len()..name.len() - "_fkey".len()]
+            .parse()
+            .unwrap();
+        assert_eq!(o["rows"], i % 4, "{name}");
+        assert_eq!(o["table"], format!("Other Schema.Child{i}"), "{o:#}");
+    }
+    assert_eq!(
+        orphans["total"],
+        expected.iter().map(|i| i % 4).sum::<i64>()
+    );
+    let errors = orphans["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{orphans:#}");
+    assert_eq!(errors[0]["constraint"], "Child123_fkey", "{orphans:#}");
+    assert_eq!(errors[0]["table"], "Other Schema.Child123", "{orphans:#}");
+    assert!(
+        errors[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("permission denied"),
+        "{orphans:#}"
+    );
+    assert_eq!(
+        check(&o, "foreign_keys")["not_validated"]
+            .as_array()
+            .unwrap()
+            .len(),
+        280
+    );
+    assert_eq!(check(&o, "indexes")["count"], 1, "{o:#}");
+}

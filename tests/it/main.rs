@@ -27,6 +27,7 @@ mod fleet;
 mod fleet_reasons;
 mod gates;
 mod health;
+mod health_locks;
 mod health_replica;
 mod health_review;
 mod health_server;

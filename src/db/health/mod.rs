@@ -6,9 +6,11 @@
 //! query has run), for some lower is worse (cache hit ratio, free disk, server version). A
 //! check that cannot apply says so and is skipped; it never reports a made-up number.
 //!
-//! Every PostgreSQL query runs in its own short read-only transaction with a statement
-//! timeout and a lock timeout, so a health check can neither change data nor queue behind a
-//! migration's lock, and one failing query does not abort the others.
+//! Every PostgreSQL query runs read-only with a statement timeout and a lock timeout, so a
+//! health check can neither change data nor queue behind a migration's lock: each in its own
+//! short transaction, but for the checks that read the tables (row counts, indexes, foreign
+//! keys, orphaned rows), which share one snapshot, each query under a savepoint (`snapshot.rs`).
+//! One failing query does not abort the others.
 //!
 //! The files: `report.rs` (statuses, results, the summary), `grade.rs` (metrics and
 //! thresholds), one file per group of checks (`volume.rs`, `baseline.rs`, `integrity.rs`,

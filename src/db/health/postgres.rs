@@ -1,6 +1,6 @@
 //! The health checks' PostgreSQL queries: each in its own read-only transaction with a
-//! statement and a lock timeout; the row and orphan counts run set-based in one snapshot
-//! (`snapshot.rs`). The checks of the server's activity are in `activity.rs`.
+//! statement and a lock timeout, but for the checks that read the tables and their keys, which
+//! share one snapshot where the row and orphan counts run set-based (`snapshot.rs`). The checks of the server's activity are in `activity.rs`.
 
 use super::disk::{DiskSource, command_result, disk_result, disk_unknown, limit_result};
 use super::grade::{graded, num, round1};
@@ -34,6 +34,7 @@ pub(super) async fn run_checks(
         opts,
         fks: None,
         version_num: 0,
+        in_snapshot: false,
     };
     let mut results = Vec::new();
     // The server version decides which catalog columns exist; the connection check reads it
@@ -47,6 +48,13 @@ pub(super) async fn run_checks(
         if c == HealthCheck::Connection {
             continue;
         }
+        // The checks that read the tables share one snapshot; the others each their own.
+        if !SNAPSHOT.contains(&c) {
+            pg.end_snapshot().await;
+        } else if ok {
+            // Not had: each of them opens its own transaction, and says why it failed.
+            let _ = pg.begin_snapshot().await;
+        }
         results.push(match (ok, c) {
             (false, _) => CheckResult::skip(c, "no connection to the database"),
             (true, HealthCheck::MigrationStatus) => match migrations.take() {
@@ -56,8 +64,17 @@ pub(super) async fn run_checks(
             (true, _) => pg.run(c).await,
         });
     }
+    pg.end_snapshot().await;
     results
 }
+
+/// The checks that read the tables and their keys, in one snapshot.
+const SNAPSHOT: &[HealthCheck] = &[
+    HealthCheck::RowCounts,
+    HealthCheck::Indexes,
+    HealthCheck::ForeignKeys,
+    HealthCheck::OrphanedRows,
+];
 
 /// `table` for the public schema, `schema.table` otherwise.
 fn shown(schema: &str, table: &str) -> String {
@@ -74,11 +91,17 @@ pub(super) struct Pg<'a> {
     fks: Option<Vec<ForeignKey>>,
     /// `server_version_num`, read by the connection check.
     pub version_num: i64,
+    /// Whether the shared snapshot (`snapshot.rs`) is open on the connection.
+    pub(super) in_snapshot: bool,
 }
 
 impl Pg<'_> {
-    /// One query in its own read-only transaction, bounded by the statement and lock timeouts.
+    /// One query in its own read-only transaction, bounded by the statement and lock timeouts,
+    /// or in the shared snapshot when it is open.
     pub async fn rows(&mut self, sql: &str) -> Result<Vec<sqlx::postgres::PgRow>, sqlx::Error> {
+        if self.in_snapshot {
+            return self.rows_in_snapshot(sql).await;
+        }
         let ms = self.opts.statement_timeout.as_millis().max(1);
         let lock_ms = ms.min(5_000);
         let mut tx = self.conn.begin().await?;

@@ -1,116 +1,176 @@
-//! Counting queries run set-based in one snapshot: the per-table `count(*)` of `row_counts` and
-//! the per-key orphan counts of `orphaned_rows`, batched into `UNION ALL` statements inside one
-//! read-only `REPEATABLE READ` transaction (one query per table, each in its own transaction,
-//! took 1 s at 1,000 tables and 11 s at 10,000). A batch that fails is counted again one query
-//! at a time, each under its own savepoint, so an error still names its own table and the
-//! others are still counted, as before.
+//! One read-only `REPEATABLE READ` snapshot for the checks that read the tables themselves
+//! (`row_counts`, `indexes`, `foreign_keys`, `orphaned_rows`: their catalog reads and their
+//! counts see the database at one moment), and the counting queries in it, set-based.
+//!
+//! Each count is a plain statement (`SELECT count(*)::int8 FROM ...`, one row), sent
+//! `PER_MESSAGE` to a message through the simple query protocol and read in order: one round
+//! trip per message, and the server plans each statement on its own (a `UNION ALL` of 50
+//! `count(*)` subqueries planned slower per table than its branches alone, one of 250 slower
+//! still; one query per table in its own transaction took 1 s at 1,000 tables and 11 s at
+//! 10,000).
 //!
 //! A transaction keeps the lock of every table it read until it ends, and the server's lock
-//! table is shared and small (`max_locks_per_transaction` x connections: 6,400 by default), so
-//! one transaction counts at most `PER_SNAPSHOT` queries: up to 1,000 tables are one snapshot,
-//! more are one snapshot per 1,000 (one snapshot for all of them would need a second connection
-//! importing an exported snapshot).
+//! table is shared and small (`max_locks_per_transaction` x connections: 6,400 by default):
+//! so each message runs under a savepoint that is rolled back once its rows are read, which
+//! releases the locks taken inside it, and one snapshot counts any number of tables.
+//!
+//! A statement that fails (a table the role may not read, a timeout) ends its message: the
+//! counts read before it stand, it runs again alone under a savepoint of its own, so the error
+//! is its own (or it counts, when the timeout was the whole message's on servers before 13),
+//! and the statements after it go on in the next message.
 
 use super::postgres::Pg;
-use sqlx::{Connection, Row};
+use futures_util::StreamExt;
+use sqlx::Row;
+use sqlx::postgres::PgRow;
 
-/// Queries in one statement: planning a `UNION ALL` grows faster than its branches (measured on
-/// 1,000 small tables: 0.29 s in batches of 10, 0.25 s of 50, 0.62 s of 250; one statement per
-/// table 0.72 s), and a failing batch's retry stays cheap.
-const BATCH: usize = 50;
+/// Statements in one message: enough that round trips cost nothing, small enough that a
+/// message's text stays a few dozen kilobytes.
+const PER_MESSAGE: usize = 250;
 
-/// Queries counted in one transaction, so its locks stay well inside the lock table.
-const PER_SNAPSHOT: usize = 1_000;
+/// Ends a savepoint's subtransaction, releasing the locks taken inside it, and the savepoint
+/// itself, so that savepoints do not nest one per message.
+const UNDO: &str = "ROLLBACK TO SAVEPOINT runbook_count; RELEASE SAVEPOINT runbook_count";
 
 impl Pg<'_> {
-    /// The one `int8` each of `queries` returns (a `SELECT count(*)::int8 ...`), all read in one
-    /// snapshot; a query that fails gives its error. Fails only when the transaction itself
-    /// cannot be had.
+    /// Opens the shared snapshot: a read-only `REPEATABLE READ` transaction with the statement
+    /// and lock timeouts. Until `end_snapshot`, `rows` and `counts` run in it.
+    pub(super) async fn begin_snapshot(&mut self) -> Result<(), sqlx::Error> {
+        if self.in_snapshot {
+            return Ok(());
+        }
+        let ms = self.opts.statement_timeout.as_millis().max(1);
+        let lock_ms = ms.min(5_000);
+        let began = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; \
+             SET LOCAL statement_timeout = {ms}; SET LOCAL lock_timeout = {lock_ms}"
+        )))
+        .execute(&mut *self.conn)
+        .await;
+        match began {
+            Ok(_) => {
+                self.in_snapshot = true;
+                Ok(())
+            }
+            Err(e) => {
+                // Half begun (a setting refused): nothing of it may stay open.
+                let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *self.conn).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Ends the shared snapshot, if one is open.
+    pub(super) async fn end_snapshot(&mut self) {
+        if self.in_snapshot {
+            self.in_snapshot = false;
+            // Read only: there is nothing to undo, and a broken connection shows on the next
+            // query.
+            let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *self.conn).await;
+        }
+    }
+
+    /// One query in the shared snapshot, under a savepoint rolled back afterwards: its locks
+    /// go, and a failure leaves the snapshot usable.
+    pub(super) async fn rows_in_snapshot(&mut self, sql: &str) -> Result<Vec<PgRow>, sqlx::Error> {
+        sqlx::raw_sql("SAVEPOINT runbook_count")
+            .execute(&mut *self.conn)
+            .await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+            .fetch_all(&mut *self.conn)
+            .await;
+        sqlx::raw_sql(UNDO).execute(&mut *self.conn).await?;
+        rows
+    }
+
+    /// The one `int8` each of `queries` returns (a `SELECT count(*)::int8 ...`), all read in
+    /// one snapshot (the shared one when open); a query that fails gives its error. Fails only
+    /// when the snapshot itself cannot be had or kept.
     pub(super) async fn counts(
         &mut self,
         queries: &[String],
     ) -> Result<Vec<Result<i64, sqlx::Error>>, sqlx::Error> {
+        let own = !self.in_snapshot;
+        self.begin_snapshot().await?;
+        let counted = self.counts_in_snapshot(queries).await;
+        if own {
+            self.end_snapshot().await;
+        }
+        counted
+    }
+
+    async fn counts_in_snapshot(
+        &mut self,
+        queries: &[String],
+    ) -> Result<Vec<Result<i64, sqlx::Error>>, sqlx::Error> {
         let mut out = Vec::with_capacity(queries.len());
-        for part in queries.chunks(PER_SNAPSHOT) {
-            self.counts_in_one_snapshot(part, &mut out).await?;
+        let mut next = 0;
+        while let Some(rest) = queries.get(next..).filter(|r| !r.is_empty()) {
+            let (counted, failed) = self.message(&rest[..rest.len().min(PER_MESSAGE)]).await?;
+            next += counted.len();
+            out.extend(counted);
+            if failed.is_some() {
+                // The statement that ended the message, alone: the error is its own.
+                let alone = &queries[next..=next];
+                let (mut counted, failed) = self.message(alone).await?;
+                out.push(match (counted.pop(), failed) {
+                    (Some(n), _) => n,
+                    (None, Some(e)) => Err(e),
+                    (None, None) => Err(sqlx::Error::RowNotFound),
+                });
+                next += 1;
+            }
         }
         Ok(out)
     }
 
-    /// `counts` of at most `PER_SNAPSHOT` queries, in one transaction.
-    async fn counts_in_one_snapshot(
+    /// Sends `queries` as one message under a savepoint rolled back once their rows are read.
+    /// Returns the results of the statements that ran, in order, and the error that stopped
+    /// the message before the next one, if any.
+    async fn message(
         &mut self,
         queries: &[String],
-        out: &mut Vec<Result<i64, sqlx::Error>>,
-    ) -> Result<(), sqlx::Error> {
-        let ms = self.opts.statement_timeout.as_millis().max(1);
-        let lock_ms = ms.min(5_000);
-        let mut tx = self.conn.begin().await?;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY; \
-             SET LOCAL statement_timeout = {ms}; SET LOCAL lock_timeout = {lock_ms}"
-        )))
-        .execute(&mut *tx)
-        .await?;
-        for batch in queries.chunks(BATCH) {
-            let union: Vec<String> = batch
-                .iter()
-                .enumerate()
-                .map(|(i, q)| format!("SELECT {i}::int4, ({q})"))
-                .collect();
-            let sql = union.join(" UNION ALL ");
-            let rows = savepoint(&mut tx, &sql).await;
-            match rows.and_then(|rows| by_index(&rows, batch.len())) {
-                Ok(ns) => out.extend(ns.into_iter().map(Ok)),
-                // One at a time: the error belongs to one of them, the rest still count.
-                Err(_) => {
-                    for q in batch {
-                        let one = savepoint(&mut tx, q).await.and_then(|rows| {
-                            let first = rows.first().ok_or(sqlx::Error::RowNotFound)?;
-                            first.try_get::<i64, _>(0)
-                        });
-                        out.push(one);
+    ) -> Result<(Vec<Result<i64, sqlx::Error>>, Option<sqlx::Error>), sqlx::Error> {
+        let mut sql = String::from("SAVEPOINT runbook_count");
+        for q in queries {
+            sql.push_str(";\n");
+            sql.push_str(q);
+        }
+        sql.push_str(";\n");
+        sql.push_str(UNDO);
+        let mut counted = Vec::with_capacity(queries.len());
+        // Statements completed, the savepoint first; the row of the one running.
+        let mut done = 0usize;
+        let mut row: Option<Result<i64, sqlx::Error>> = None;
+        let mut failed = None;
+        {
+            let mut results = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).fetch_many(&mut *self.conn);
+            while let Some(item) = results.next().await {
+                match item {
+                    Ok(sqlx::Either::Right(r)) => {
+                        row.get_or_insert_with(|| r.try_get::<i64, _>(0));
+                    }
+                    Ok(sqlx::Either::Left(_)) => {
+                        if (1..=queries.len()).contains(&done) {
+                            counted.push(row.take().unwrap_or(Err(sqlx::Error::RowNotFound)));
+                        }
+                        done += 1;
+                    }
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
                     }
                 }
             }
         }
-        // Read only: there is nothing to undo, and a broken connection shows on the next query.
-        let _ = tx.rollback().await;
-        Ok(())
-    }
-}
-
-/// `sql` under a savepoint, rolled back to it when it fails so the transaction goes on.
-async fn savepoint(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    sql: &str,
-) -> Result<Vec<sqlx::postgres::PgRow>, sqlx::Error> {
-    sqlx::raw_sql("SAVEPOINT runbook_count")
-        .execute(&mut **tx)
-        .await?;
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
-        .fetch_all(&mut **tx)
-        .await;
-    let end = if rows.is_ok() {
-        "RELEASE SAVEPOINT runbook_count"
-    } else {
-        "ROLLBACK TO SAVEPOINT runbook_count"
-    };
-    sqlx::raw_sql(end).execute(&mut **tx).await?;
-    rows
-}
-
-/// The counts of a batch in query order, from its `(index, count)` rows.
-fn by_index(rows: &[sqlx::postgres::PgRow], n: usize) -> Result<Vec<i64>, sqlx::Error> {
-    let mut ns = vec![None; n];
-    for r in rows {
-        let i: i32 = r.try_get(0)?;
-        let count: Option<i64> = r.try_get(1)?;
-        if let Some(slot) = usize::try_from(i).ok().and_then(|i| ns.get_mut(i)) {
-            *slot = Some(count.unwrap_or(0));
+        match failed {
+            None => Ok((counted, None)),
+            // The savepoint itself, or its rollback, failed: the snapshot is not usable.
+            Some(e) if done == 0 || counted.len() == queries.len() => Err(e),
+            Some(e) => {
+                sqlx::raw_sql(UNDO).execute(&mut *self.conn).await?;
+                Ok((counted, Some(e)))
+            }
         }
     }
-    ns.into_iter()
-        .map(|n| n.ok_or(sqlx::Error::RowNotFound))
-        .collect()
 }
