@@ -11,7 +11,10 @@
 #   BASELINE=path/to/old/runbook            also timed in each round
 #
 # With `COUNT=1` it also counts, for one run of 100 steps, the fsync/fdatasync calls and the
-# threads started (clone/clone3) per step, with strace -f.
+# threads started (clone/clone3) per step, with strace -f. With `CPU=N` it measures, over N
+# pairs of a 201-step and a 1-step run (the difference, so the run's fixed cost drops out), the
+# process's CPU time (user+sys, children included) and context switches per step with
+# /usr/bin/time: medians, steadier than wall time on a loaded machine.
 set -euo pipefail
 
 PAIRS=${1:-5}
@@ -89,4 +92,29 @@ if [ "${COUNT:-0}" = 1 ] && command -v strace >/dev/null; then
   }
   count "$RUNBOOK" runbook
   if [ -n "${BASELINE:-}" ]; then count "$BASELINE" baseline; fi
+fi
+
+if [ "${CPU:-0}" -gt 0 ] && [ -x /usr/bin/time ]; then
+  usage() { # BINARY STEPS -> "cpu_ms switches" of one run
+    playbook "$WORK/playbooks/bench.yaml" "$2"
+    rm -rf "$WORK/.runbook"
+    (cd "$WORK" && /usr/bin/time -f '%U %S %w %c' -o "$WORK/usage" "$1" -q run bench --state "sqlite:$WORK/.runbook/state.db" >/dev/null)
+    awk '{ printf "%.1f %d", ($1 + $2) * 1000, $3 + $4 }' "$WORK/usage"
+  }
+  per_step() { # BINARY -> "cpu_ms switches" per step: a 201-step run less a 1-step one
+    local a b
+    a=$(usage "$1" 1); b=$(usage "$1" 201)
+    set -- $a $b
+    awk -v c1="$1" -v s1="$2" -v c2="$3" -v s2="$4" 'BEGIN { print (c2 - c1) / 200, (s2 - s1) / 200 }'
+  }
+  med() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.2f [%.2f-%.2f]", m, v[1], v[NR] }'; }
+  rc=() rs=() bc=() bs=()
+  for _ in $(seq 1 "$CPU"); do # in turn, like the rounds above
+    read -r x y <<<"$(per_step "$RUNBOOK")"; rc+=("$x"); rs+=("$y")
+    if [ -n "${BASELINE:-}" ]; then read -r x y <<<"$(per_step "$BASELINE")"; bc+=("$x"); bs+=("$y"); fi
+  done
+  printf 'runbook    CPU ms per step %s, context switches per step %s\n' "$(med "${rc[@]}")" "$(med "${rs[@]}")"
+  if [ -n "${BASELINE:-}" ]; then
+    printf 'baseline   CPU ms per step %s, context switches per step %s\n' "$(med "${bc[@]}")" "$(med "${bs[@]}")"
+  fi
 fi

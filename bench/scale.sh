@@ -14,6 +14,12 @@
 #   verify long   `audit verify` of one run of 10,000 vs 100,000 records; peak memory printed.
 #   show long     `audit show` of the same two runs.
 #   runs          `runbook runs --limit 100000` over a state store of 2,000 vs 20,000 runs.
+#   run           `runbook run` of a playbook of 1,000 vs 10,000 `log` steps, each reading
+#                 the step before it (a fresh state store each time).
+#   resume        `runbook resume --confirm` of a run of that playbook with a `confirm` gate
+#                 after its steps, where it waits: every step record is taken in, then the
+#                 gate passes (the store and chains as they were before each time).
+# The run and resume cases take RUN_PAIRS pairs (default 3): a 10,000-step run takes a while.
 # Prints `case  1x  10x  ratio` rows; bench/run folds them into its table.
 set -euo pipefail
 
@@ -83,6 +89,7 @@ db.commit()
 EOF
 }
 RUN=20260101-000000-00abcd
+RUN_PAIRS=${RUN_PAIRS:-3}
 for size in 1 10; do
   P=$WORK/x$size; project "$P"
   playbook "$P/playbooks/long.yaml" $((1000 * size))
@@ -90,6 +97,12 @@ for size in 1 10; do
   project "$P/folder"; chains "$P/folder/.runbook/audit" "$RUN" 100 $((2000 * size))
   project "$P/long"; chains "$P/long/.runbook/audit" "$RUN" $((10000 * size)) 1
   project "$P/runs"; store "$P/runs" $((2000 * size))
+  # A run waiting at a gate after its steps, kept aside to be resumed again and again.
+  project "$P/gate"; cp "$P/playbooks/long.yaml" "$P/gate/playbooks/long.yaml"
+  printf '  - id: last\n    gate: { confirm: { message: go on, expect: go } }\n' >> "$P/gate/playbooks/long.yaml"
+  (cd "$P/gate" && "$RUNBOOK" -q run long >/dev/null 2>&1 || true)
+  mv "$P/gate/.runbook" "$P/gate/waiting"
+  ls "$P/gate/waiting/audit" | grep -v '^index' | grep '\.jsonl$' | sed 's/\.jsonl$//' > "$P/gate/run_id"
 done
 
 seconds() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>&1 || true; e=$(date +%s.%N); awk -v s="$s" -v e="$e" 'BEGIN { printf "%.4f", e - s }'; }
@@ -108,6 +121,20 @@ peak() { # DIR ARGS...: peak resident memory in MB
   local d=$1; shift
   (cd "$d" && /usr/bin/time -f %M "$RUNBOOK" "$@" 2>&1 >/dev/null | tail -1) | awk '{ printf "%.0f", $1 / 1024 }'
 }
+fresh_run() { rm -rf .runbook; "$RUNBOOK" -q run long; }
+resumed_run() { rm -rf .runbook; cp -r waiting .runbook; "$RUNBOOK" -q resume "$(cat run_id)" --confirm go; }
+case_fn() { # NAME DIR-SUFFIX FUNCTION: like case_, timing the function (its copy of the store too)
+  local name=$1 sub=$2 fn=$3
+  local a=() b=() t
+  for _ in $(seq 1 "$RUN_PAIRS"); do
+    for size in 1 10; do
+      t=$(cd "$WORK/x$size$sub" && { TIMEFORMAT=%R; { time "$fn" >/dev/null 2>&1 || true; } 2>&1; })
+      if [ "$size" = 1 ]; then a+=("$t"); else b+=("$t"); fi
+    done
+  done
+  local ma mb; ma=$(median "${a[@]}"); mb=$(median "${b[@]}")
+  awk -v n="$name" -v a="$ma" -v b="$mb" 'BEGIN { printf "%-28s %9.3fs %9.3fs %7.2f\n", n, a, b, (a > 0 ? b / a : 0) }'
+}
 printf '%-28s %10s %10s %7s\n' case 1x 10x ratio
 case_ "validate 1k/10k steps" "" validate playbooks/long.yaml
 case_ "verify 1 run, 2k/20k chains" /folder audit verify "$RUN" --chain-only
@@ -115,4 +142,6 @@ case_ "show 1 run, 2k/20k chains" /folder audit show "$RUN"
 case_ "verify 10k/100k records" /long audit verify "$RUN" --chain-only
 case_ "show 10k/100k records" /long audit show "$RUN"
 case_ "runs 2k/20k runs" /runs runs --limit 100000
+case_fn "run 1k/10k steps" "" fresh_run
+case_fn "resume 1k/10k steps" /gate resumed_run
 echo "verify peak memory: $(peak "$WORK/x1/long" audit verify "$RUN" --chain-only) MB at $(du -m "$WORK/x1/long/.runbook/audit/$RUN.jsonl" | cut -f1) MB of chain, $(peak "$WORK/x10/long" audit verify "$RUN" --chain-only) MB at $(du -m "$WORK/x10/long/.runbook/audit/$RUN.jsonl" | cut -f1) MB"

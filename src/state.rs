@@ -8,7 +8,7 @@
 //! and what a system crash took from it is written back from the lines kept here.
 
 use crate::run::{Event, Phase, RunRecord, RunStatus, StepRecord, StepStatus};
-use crate::state_write::{self as write, RunWrite, StepWrite};
+use crate::state_write as write;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Row};
 use std::path::Path;
@@ -40,7 +40,7 @@ pub enum StateError {
 pub struct StateStore {
     pub(crate) pool: AnyPool,
     postgres: bool,
-    /// The connection a PostgreSQL store writes events on.
+    /// The connection the store writes events on, held while it is open.
     writer: write::Writer,
 }
 
@@ -316,12 +316,19 @@ impl StateStore {
                 .await?;
             return Ok(());
         }
-        let mut tx = self.begin().await?;
-        bind_run(sqlx::query(RUN_INSERT), run, target_key)
-            .execute(&mut *tx)
+        static TEXT: std::sync::LazyLock<String> =
+            std::sync::LazyLock::new(|| crate::state_sqlite::create_run_sql(RUN_INSERT));
+        let q = bind_run(
+            sqlx::query(sqlx::AssertSqlSafe(TEXT.as_str())),
+            run,
+            target_key,
+        );
+        self.writer
+            .execute(
+                &self.pool,
+                write::bind_line(write::bind_event(q, at, event, audit), audit),
+            )
             .await?;
-        insert_event(&mut tx, &run.id, event, audit, at).await?;
-        tx.commit().await?;
         Ok(())
     }
 
@@ -346,81 +353,12 @@ impl StateStore {
             .await?;
             return Ok(());
         }
-        let mut tx = self.begin().await?;
-        insert_event(&mut tx, run_id, event, audit, at).await?;
-        match &effects.step {
-            Some((step, phase, StepWrite::Started { ord, attempt })) => {
-                sqlx::query(
-                    "INSERT INTO runbook_steps (run_id, step, phase, ord, status, attempts, started_at, finished_at, outputs, error)
-                     VALUES ($1, $2, $3, $4, 'running', $5, $6, NULL, '{}', NULL)
-                     ON CONFLICT (run_id, step, phase) DO UPDATE SET status = 'running', attempts = $5, started_at = $6, finished_at = NULL, error = NULL",
-                )
-                .bind(run_id)
-                .bind(*step)
-                .bind(phase.as_str())
-                .bind(*ord)
-                .bind(*attempt)
-                .bind(at)
-                .execute(&mut *tx)
-                .await?;
-            }
-            Some((
-                step,
-                phase,
-                StepWrite::Ended {
-                    status,
-                    ord,
-                    outputs,
-                    error,
-                    change,
-                },
-            )) => {
-                sqlx::query(
-                    "INSERT INTO runbook_steps (run_id, step, phase, ord, status, attempts, started_at, finished_at, outputs, error, db_change)
-                     VALUES ($1, $2, $3, $4, $5, 0, NULL, $6, $7, $8, $9)
-                     ON CONFLICT (run_id, step, phase) DO UPDATE SET status = $5, finished_at = $6, outputs = $7, error = $8, db_change = $9",
-                )
-                .bind(run_id)
-                .bind(*step)
-                .bind(phase.as_str())
-                .bind(*ord)
-                .bind(status.as_str())
-                .bind(at)
-                .bind(outputs.as_str())
-                .bind(error.clone())
-                .bind(change.clone())
-                .execute(&mut *tx)
-                .await?;
-            }
-            None => {}
-        }
-        match &effects.run {
-            Some(RunWrite::Ended { status, error }) => {
-                sqlx::query("UPDATE runbook_runs SET status = $1, finished_at = $2, error = $3 WHERE id = $4")
-                    .bind(status.as_str())
-                    .bind(at)
-                    .bind(error.clone())
-                    .bind(run_id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            Some(RunWrite::Waiting) => {
-                sqlx::query("UPDATE runbook_runs SET status = 'waiting_approval' WHERE id = $1")
-                    .bind(run_id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            Some(RunWrite::Resumed { pid, host }) => {
-                sqlx::query("UPDATE runbook_runs SET status = 'running', finished_at = NULL, error = NULL, pid = $2, host = $3 WHERE id = $1")
-                    .bind(run_id)
-                    .bind(*pid)
-                    .bind(host.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            None => {}
-        }
-        tx.commit().await?;
+        self.writer
+            .execute(
+                &self.pool,
+                crate::state_sqlite::record(run_id, (event, &effects), audit, at),
+            )
+            .await?;
         Ok(())
     }
 
@@ -556,10 +494,15 @@ impl StateStore {
                 .await?;
             return Ok(());
         }
-        let mut tx = self.begin().await?;
-        bind(sqlx::query(INSERT)).execute(&mut *tx).await?;
-        insert_event(&mut tx, run_id, &event, audit, at).await?;
-        tx.commit().await?;
+        static TEXT: std::sync::LazyLock<String> =
+            std::sync::LazyLock::new(|| crate::state_sqlite::approval_sql(INSERT));
+        let q = bind(sqlx::query(sqlx::AssertSqlSafe(TEXT.as_str())));
+        self.writer
+            .execute(
+                &self.pool,
+                write::bind_line(write::bind_event(q, at, &event, audit), audit),
+            )
+            .await?;
         Ok(())
     }
 
@@ -605,13 +548,14 @@ impl StateStore {
     /// Notes that the run's audit chain was fsynced through record `seq`: a chain with fewer
     /// records was cut short afterwards, which no crash does, so it is not written back.
     pub async fn chain_synced(&self, run_id: &str, seq: i64) -> Result<(), StateError> {
-        sqlx::query(
+        // On the writer's connection: it took the pool's one SQLite connection at the first
+        // event, and a write through the pool would open another.
+        let q = sqlx::query(
             "UPDATE runbook_runs SET audit_synced = $2 WHERE id = $1 AND audit_synced < $2",
         )
         .bind(run_id)
-        .bind(seq)
-        .execute(&self.pool)
-        .await?;
+        .bind(seq);
+        self.writer.execute(&self.pool, q).await?;
         Ok(())
     }
 
@@ -736,23 +680,6 @@ fn run_from_row(r: &sqlx::any::AnyRow) -> Result<RunRecord, StateError> {
         pid: r.try_get(16)?,
         migrations_hash: r.try_get(17)?,
     })
-}
-
-/// Inserts the next event of a run at `at`, in a SQLite transaction.
-async fn insert_event(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    run_id: &str,
-    event: &Event,
-    audit: Option<&crate::audit::Written>,
-    at: i64,
-) -> Result<(), StateError> {
-    static SQL: std::sync::LazyLock<String> =
-        std::sync::LazyLock::new(|| write::event_insert(2, 9));
-    let q = sqlx::query(sqlx::AssertSqlSafe(SQL.as_str())).bind(run_id);
-    write::bind_line(write::bind_event(q, at, event, audit), audit)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
 }
 
 /// The `INSERT` of a new run: `$1` its id, `$2` to `$17` its fields (see `bind_run`).

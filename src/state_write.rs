@@ -25,8 +25,10 @@ use std::time::{Duration, Instant};
 /// take minutes, and a server or a firewall may drop a connection meanwhile.
 pub(crate) const IDLE_PING: Duration = Duration::from_secs(30);
 
-/// The one connection a PostgreSQL store writes events on: taken from the pool at the first
-/// event and held until the store closes; after an error the next event takes a new one.
+/// The one connection a store writes events on: taken from the pool at the first event and
+/// held until the store closes. A statement that fails, or whose caller stops waiting for it,
+/// takes the connection with it (dropped, which closes it: on SQLite that rolls back a
+/// transaction its text began and did not commit); the next event takes a new one.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Writer(Arc<tokio::sync::Mutex<Option<Held>>>);
 
@@ -37,37 +39,33 @@ struct Held {
 }
 
 impl Writer {
-    /// Runs one statement on the held connection.
+    /// Runs one statement (or, on SQLite, one text of statements) on the held connection.
     pub async fn execute(
         &self,
         pool: &AnyPool,
         q: Query<'_, sqlx::Any, AnyArguments>,
     ) -> Result<(), sqlx::Error> {
-        let mut held = self.0.lock().await;
+        let mut slot = self.0.lock().await;
+        // Out of the slot while it works: if this future is dropped half-way, so is the
+        // connection, never to be used again with a transaction left open on it.
+        let mut held = slot.take();
         if let Some(h) = held.as_mut()
             && h.used.elapsed() > IDLE_PING
             && h.conn.ping().await.is_err()
         {
-            *held = None;
+            held = None;
         }
-        let h = match held.take() {
-            Some(h) => held.insert(h),
-            None => held.insert(Held {
+        let mut h = match held {
+            Some(h) => h,
+            None => Held {
                 conn: pool.acquire().await?.detach(),
                 used: Instant::now(),
-            }),
+            },
         };
-        match q.execute(&mut h.conn).await {
-            Ok(_) => {
-                h.used = Instant::now();
-                Ok(())
-            }
-            Err(e) => {
-                // A failed statement may have left the connection unusable.
-                *held = None;
-                Err(e)
-            }
-        }
+        q.execute(&mut h.conn).await?;
+        h.used = Instant::now();
+        *slot = Some(h);
+        Ok(())
     }
 
     /// Closes the held connection, if any.

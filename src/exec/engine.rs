@@ -21,7 +21,7 @@ use crate::signers::Signers;
 use crate::state::StateStore;
 use crate::ui::{Progress, Ui};
 use serde_json::{Map, Value as Json, json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,8 +38,12 @@ pub(super) struct Engine<'a> {
     pub db: Option<Db>,
     pub ctx: RunContext,
     pub units: Layout,
-    /// Recorded outcome of each (phase, qid), from this run or an earlier attempt of it.
+    /// Recorded outcome of each (phase, qid), from this run or an earlier attempt of it
+    /// (written through `set_done` only).
     pub done: BTreeMap<(Phase, String), StepStatus>,
+    /// The orders of the main units that are `approval` or `confirm` gates and passed: the
+    /// first says which later units a human gate came before (`human_gate_passed`).
+    gates_passed: BTreeSet<i64>,
     /// Whether each unit that ran changed the target (`exec/change.rs`), recorded with it.
     pub changes: BTreeMap<(Phase, String), Change>,
     pub cancel: watch::Receiver<bool>,
@@ -112,6 +116,7 @@ impl<'a> Engine<'a> {
             db: None,
             units,
             done: BTreeMap::new(),
+            gates_passed: BTreeSet::new(),
             changes: BTreeMap::new(),
             cancel,
             progress: Progress::new(ui),
@@ -165,9 +170,9 @@ impl<'a> Engine<'a> {
             _ => change,
         };
         if let Some(change) = change {
-            self.changes.insert(key.clone(), change);
+            self.changes.insert(key, change);
         }
-        self.done.insert(key, status);
+        self.set_done(phase, qid, status);
         if let Some(u) = self.units.find(phase, qid) {
             let outputs = if outputs.is_object() {
                 outputs.clone()
@@ -206,20 +211,31 @@ impl<'a> Engine<'a> {
     }
 
     /// Whether an `approval` or `confirm` gate of the main steps passed before `unit` (for a
-    /// compensation, `on_failure` or `finally` step: anywhere in the main steps).
+    /// compensation, `on_failure` or `finally` step: anywhere in the main steps). Main units'
+    /// orders rise in the order they run (an emergency run's gate, put first, has order 0).
     pub fn human_gate_passed(&self, unit: &Unit) -> bool {
-        let before = self
-            .units
-            .main
-            .iter()
-            .take_while(|u| unit.phase != Phase::Main || u.qid != unit.qid);
-        before.into_iter().any(|u| {
-            u.step
+        self.gates_passed
+            .first()
+            .is_some_and(|&first| unit.phase != Phase::Main || first < unit.ord)
+    }
+
+    /// Records the outcome of a unit, and whether it is a human gate of the main steps that
+    /// passed.
+    pub fn set_done(&mut self, phase: Phase, qid: &str, status: StepStatus) {
+        if phase == Phase::Main
+            && let Some(u) = self.units.find(phase, qid)
+            && u.step
                 .gate
                 .as_ref()
                 .is_some_and(|g| g.approval.is_some() || g.confirm.is_some())
-                && self.done.get(&(Phase::Main, u.qid.clone())) == Some(&StepStatus::Succeeded)
-        })
+        {
+            if status == StepStatus::Succeeded {
+                self.gates_passed.insert(u.ord);
+            } else {
+                self.gates_passed.remove(&u.ord);
+            }
+        }
+        self.done.insert((phase, qid.to_owned()), status);
     }
 
     /// Whether `--tags`/`--skip-tags` select a unit.
@@ -240,8 +256,7 @@ impl<'a> Engine<'a> {
             json!({"ord": unit.ord, "reason": reason}),
         ))
         .await?;
-        self.done
-            .insert((unit.phase, unit.qid.clone()), StepStatus::Skipped);
+        self.set_done(unit.phase, &unit.qid, StepStatus::Skipped);
         self.ctx
             .set_step(unit.scope, &unit.local, json!({}), "skipped");
         let action = unit.step.action().map_or("?", |a| a.key());

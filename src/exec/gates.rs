@@ -130,8 +130,7 @@ impl Engine<'_> {
         .map_err(UnitError::Fatal)?;
         self.changes
             .insert((unit.phase, unit.qid.clone()), change::gate());
-        self.done
-            .insert((unit.phase, unit.qid.clone()), StepStatus::Succeeded);
+        self.set_done(unit.phase, &unit.qid, StepStatus::Succeeded);
         self.ctx
             .set_step(unit.scope, &unit.local, Json::Object(outputs), "succeeded");
         let note = detail

@@ -261,8 +261,7 @@ impl Engine<'_> {
         .map_err(UnitError::Fatal)?;
         self.crash_if("finished", &unit.qid);
         self.changes.insert((unit.phase, unit.qid.clone()), change);
-        self.done
-            .insert((unit.phase, unit.qid.clone()), StepStatus::Succeeded);
+        self.set_done(unit.phase, &unit.qid, StepStatus::Succeeded);
         self.ctx
             .set_step(unit.scope, &unit.local, Json::Object(outputs), "succeeded");
         let action = unit.step.action().map_or("?", |a| a.key());
@@ -328,8 +327,7 @@ impl Engine<'_> {
         }
         self.crash_if("failed", &unit.qid);
         self.changes.insert((unit.phase, unit.qid.clone()), change);
-        self.done
-            .insert((unit.phase, unit.qid.clone()), StepStatus::Failed);
+        self.set_done(unit.phase, &unit.qid, StepStatus::Failed);
         self.ctx
             .set_step(unit.scope, &unit.local, json!({}), "failed");
         let action = unit.step.action().map_or("?", |a| a.key());

@@ -58,6 +58,19 @@ pub(super) struct Layout {
     pub finally: Vec<Unit>,
     /// Included playbooks, inner ones before the outer ones that contain them.
     pub blocks: Vec<IncludeBlock>,
+    /// Where each (phase, qualified id) is, for `find`: a resume finds every recorded step.
+    places: BTreeMap<(Phase, String), Place>,
+}
+
+/// Where a unit is in a [`Layout`].
+#[derive(Debug, Clone, Copy)]
+enum Place {
+    Main(usize),
+    Comp(usize, usize),
+    OnFailure(usize),
+    Finally(usize),
+    BlockOnFailure(usize, usize),
+    BlockFinally(usize, usize),
 }
 
 impl Layout {
@@ -79,7 +92,40 @@ impl Layout {
         flat.layout.on_failure =
             handler_units(&playbook.def.on_failure, Phase::OnFailure, 0, "", ord);
         flat.layout.finally = handler_units(&playbook.def.finally, Phase::Finally, 0, "", ord);
+        flat.layout.index();
         (flat.layout, flat.scopes)
+    }
+
+    /// Notes where every unit is; the first of two with the same phase and id is the one found,
+    /// in the order main, compensations, `on_failure`, `finally`, includes' handlers.
+    fn index(&mut self) {
+        let mut places = BTreeMap::new();
+        let mut note = |u: &Unit, p: Place| {
+            places.entry((u.phase, u.qid.clone())).or_insert(p);
+        };
+        for (i, u) in self.main.iter().enumerate() {
+            note(u, Place::Main(i));
+        }
+        for (i, comps) in self.comps.iter().enumerate() {
+            for (j, u) in comps.iter().enumerate() {
+                note(u, Place::Comp(i, j));
+            }
+        }
+        for (i, u) in self.on_failure.iter().enumerate() {
+            note(u, Place::OnFailure(i));
+        }
+        for (i, u) in self.finally.iter().enumerate() {
+            note(u, Place::Finally(i));
+        }
+        for (b, block) in self.blocks.iter().enumerate() {
+            for (i, u) in block.on_failure.iter().enumerate() {
+                note(u, Place::BlockOnFailure(b, i));
+            }
+            for (i, u) in block.finally.iter().enumerate() {
+                note(u, Place::BlockFinally(b, i));
+            }
+        }
+        self.places = places;
     }
 
     /// Puts a unit before every main unit (the approval gate of an emergency run), keeping the
@@ -91,21 +137,19 @@ impl Layout {
             b.start += 1;
             b.end += 1;
         }
+        self.index();
     }
 
     /// The unit with this phase and qualified id, wherever it is.
     pub fn find(&self, phase: Phase, qid: &str) -> Option<&Unit> {
-        self.main
-            .iter()
-            .chain(self.comps.iter().flatten())
-            .chain(&self.on_failure)
-            .chain(&self.finally)
-            .chain(
-                self.blocks
-                    .iter()
-                    .flat_map(|b| b.on_failure.iter().chain(&b.finally)),
-            )
-            .find(|u| u.qid == qid && u.phase == phase)
+        match *self.places.get(&(phase, qid.to_owned()))? {
+            Place::Main(i) => self.main.get(i),
+            Place::Comp(i, j) => self.comps.get(i)?.get(j),
+            Place::OnFailure(i) => self.on_failure.get(i),
+            Place::Finally(i) => self.finally.get(i),
+            Place::BlockOnFailure(b, i) => self.blocks.get(b)?.on_failure.get(i),
+            Place::BlockFinally(b, i) => self.blocks.get(b)?.finally.get(i),
+        }
     }
 }
 

@@ -121,6 +121,41 @@ fn a_full_vacuum_needs_a_gate_in_every_environment() {
     );
 }
 
+/// The gate a full vacuum needs is one that passed earlier in this run: a gate that was
+/// skipped (validation sees only that one comes before) does not count, nor one further on.
+#[test]
+fn a_full_vacuum_runs_only_after_a_gate_that_passed() {
+    let p = postgres();
+    let db = p.target.query("SELECT current_database()")[0].clone();
+    let before = filenode(&p, "orders");
+    let skipped = "  - id: skipped\n    when: \"false\"\n    gate: { confirm: { message: rewrite orders } }\n";
+    let steps = format!("{skipped}  - id: m\n    vacuum: {{ tables: [orders], full: true }}\n");
+    let (out, _) = run(&p, &steps, &["--confirm", &db]);
+    assert_ne!(out.code, 0, "{}", out.combined());
+    assert!(
+        out.stderr
+            .contains("it runs only after a `confirm` or `approval` gate earlier in the run"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(filenode(&p, "orders"), before, "the table was rewritten");
+
+    // Before the gate that passes: refused; after it: run.
+    let steps = format!(
+        "{skipped}  - id: early\n    continue_on_error: true\n    vacuum: {{ tables: [orders], full: true }}\n  - id: ok\n    gate: {{ confirm: {{ message: rewrite orders }} }}\n  - id: m\n    vacuum: {{ tables: [orders], full: true }}\n"
+    );
+    let (out, o) = run(&p, &steps, &["--confirm", &db]);
+    assert_eq!(out.code, 0, "{}", out.combined());
+    assert!(
+        out.stderr
+            .contains("it runs only after a `confirm` or `approval` gate earlier in the run"),
+        "early was not refused: {}",
+        out.stderr
+    );
+    assert_eq!(names(&o["tables"]), ["orders"]);
+    assert_ne!(filenode(&p, "orders"), before);
+}
+
 #[test]
 fn reindex_rebuilds_concurrently_what_it_is_given() {
     let p = postgres();
