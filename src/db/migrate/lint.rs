@@ -142,7 +142,12 @@ fn lint_file(
     out: &mut Vec<Finding>,
 ) {
     let text = m.sql.as_str();
-    let Some(parse) = parse_sql(text) else {
+    let Some(parse) = m
+        .parsed
+        .as_ref()
+        .map(|p| p.0.clone())
+        .or_else(|| parse_sql(text))
+    else {
         out.push(Finding::syntax(
             m,
             None,
@@ -389,7 +394,7 @@ pub fn lint_offline(
     root: &Path,
     settings: &Settings,
 ) -> Result<(MigrationSet, Vec<Finding>), OpError> {
-    let set = super::discover(dir, crate::db::Dialect::Postgres, root)?;
+    let set = super::source::discover_parsed(dir, crate::db::Dialect::Postgres, root)?;
     let all: Vec<&Migration> = set.migrations.iter().collect();
     let mut findings = lint(&all, None, settings);
     assume_empty_schema(&mut findings);
@@ -445,7 +450,48 @@ pub async fn server_version(db: &mut Db) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::source::{MigrationSet, discover, discover_parsed};
+    use super::lint;
+    use crate::db::Dialect;
     use crate::fmt::count;
+
+    #[test]
+    fn offline_lint_reads_the_parse_discovery_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let pg = dir.path().join("migrations/postgres");
+        std::fs::create_dir_all(&pg).unwrap();
+        std::fs::write(
+            pg.join("001_a.sql"),
+            "CREATE TABLE t (id int);\nCREATE INDEX t_id ON t (id);\nSELEC 1;\n",
+        )
+        .unwrap();
+        std::fs::write(
+            pg.join("002_b.sql"),
+            "CREATE INDEX CONCURRENTLY t_x ON t (id);\nALTER TABLE t ADD COLUMN c int NOT NULL DEFAULT 1;\nDROP INDEX t_id;\n",
+        )
+        .unwrap();
+        let base = dir.path().join("migrations");
+        let kept = discover_parsed(&base, Dialect::Postgres, dir.path()).unwrap();
+        let plain = discover(&base, Dialect::Postgres, dir.path()).unwrap();
+        assert!(kept.migrations.iter().all(|m| m.parsed.is_some()));
+        assert!(plain.migrations.iter().all(|m| m.parsed.is_none()));
+        let findings = |set: &MigrationSet| {
+            let all: Vec<_> = set.migrations.iter().collect();
+            lint(&all, None, &Default::default())
+                .into_iter()
+                .map(|f| (f.file, f.line, f.column, f.rule, f.message, f.table))
+                .collect::<Vec<_>>()
+        };
+        let found = findings(&kept);
+        assert!(found.iter().any(|f| f.3 == "syntax"), "{found:?}");
+        assert!(
+            found
+                .iter()
+                .any(|f| f.3 == "require-concurrent-index-deletion"),
+            "{found:?}"
+        );
+        assert_eq!(found, findings(&plain));
+    }
 
     #[test]
     fn row_estimates_group_thousands() {

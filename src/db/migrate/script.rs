@@ -114,10 +114,31 @@ pub struct TxNeeds {
     pub statements: Option<usize>,
 }
 
+/// squawk's parse of a migration file, kept with it when it is discovered for linting
+/// (`discover_parsed`): the linter reads the tree `tx_needs` read instead of parsing the file
+/// again.
+#[derive(Clone)]
+pub struct Parsed(pub(super) squawk_syntax::Parse<squawk_syntax::SourceFile>);
+
+impl std::fmt::Debug for Parsed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Parsed({} syntax errors)", self.0.errors().len())
+    }
+}
+
 /// Reads what a file needs of its transaction (`TxNeeds`), parsing it once.
 pub fn tx_needs(sql: &str) -> TxNeeds {
+    tx_needs_in(sql, parse_sql(sql).as_ref())
+}
+
+/// Reads what a file needs of its transaction from squawk's parse of it (`None`: the parser
+/// panicked).
+pub(super) fn tx_needs_in(
+    sql: &str,
+    parse: Option<&squawk_syntax::Parse<squawk_syntax::SourceFile>>,
+) -> TxNeeds {
     let mut needs = TxNeeds::default();
-    if let Some(parse) = parse_sql(sql) {
+    if let Some(parse) = parse {
         let clean = parse.errors().is_empty();
         let mut statements = 0;
         for stmt in parse.tree().stmts() {

@@ -2,7 +2,7 @@
 //! `.down.sql`, or sqlx's `.up.sql`) and Prisma's (`<timestamp>_<name>/migration.sql`), read
 //! with line endings normalised and checksummed.
 
-use super::script::tx_needs;
+use super::script::{Parsed, parse_sql, tx_needs_in};
 use super::version::{compare_versions, valid_version, version_key};
 use crate::db::Dialect;
 use crate::db::op::OpError;
@@ -41,6 +41,9 @@ pub struct Migration {
     pub statements: Option<usize>,
     /// The Prisma folder name (its id in `_prisma_migrations`) for the Prisma layout.
     pub prisma_name: Option<String>,
+    /// squawk's parse of [`Migration::sql`], kept only when the files are discovered to be
+    /// linted (`discover_parsed`), so each is parsed once; other callers do not hold the trees.
+    pub parsed: Option<Parsed>,
 }
 
 /// The migrations of one dialect, sorted by version.
@@ -167,8 +170,26 @@ pub fn locate(base: &Path, dialect: Dialect, root: &Path) -> Result<PathBuf, OpE
 
 /// Finds and reads the dialect's migrations under `base`; paths are shown relative to `root`.
 pub fn discover(base: &Path, dialect: Dialect, root: &Path) -> Result<MigrationSet, OpError> {
+    discover_keeping(base, dialect, root, false)
+}
+
+/// As `discover`, keeping each file's parse ([`Migration::parsed`]) for the linter.
+pub fn discover_parsed(
+    base: &Path,
+    dialect: Dialect,
+    root: &Path,
+) -> Result<MigrationSet, OpError> {
+    discover_keeping(base, dialect, root, true)
+}
+
+fn discover_keeping(
+    base: &Path,
+    dialect: Dialect,
+    root: &Path,
+    keep_parse: bool,
+) -> Result<MigrationSet, OpError> {
     let dir = locate(base, dialect, root)?;
-    let (migrations, skipped) = read_dir(&dir, root)?;
+    let (migrations, skipped) = read_dir_keeping(&dir, root, keep_parse)?;
     Ok(MigrationSet {
         shown_dir: shown(&dir, root),
         dir,
@@ -208,10 +229,18 @@ const NAMING: &str = "expected `<version>_<name>.sql` (version: digits and dots,
 /// Reads one folder of migrations: flat files and Prisma folders, sorted by version, and the
 /// migration folders skipped for holding no SQL.
 pub fn read_dir(dir: &Path, root: &Path) -> Result<(Vec<Migration>, Vec<Skipped>), OpError> {
+    read_dir_keeping(dir, root, false)
+}
+
+fn read_dir_keeping(
+    dir: &Path,
+    root: &Path,
+    keep_parse: bool,
+) -> Result<(Vec<Migration>, Vec<Skipped>), OpError> {
     let mut listing = list(dir, root)?;
     let mut out = Vec::with_capacity(listing.ups.len());
     for up in std::mem::take(&mut listing.ups) {
-        out.push(load(up, &mut listing.downs, root)?);
+        out.push(load(up, &mut listing.downs, root, keep_parse)?);
     }
     if let Some((_, orphan)) = listing.downs.into_iter().next() {
         return Err(orphan_down(&orphan, root));
@@ -357,6 +386,7 @@ fn load(
     up: UpFile,
     downs: &mut BTreeMap<String, PathBuf>,
     root: &Path,
+    keep_parse: bool,
 ) -> Result<Migration, OpError> {
     let (sql, raw_checksum) = read_sql(&up.path, root)?;
     let stem_key = up
@@ -373,8 +403,10 @@ fn load(
     } else {
         downs.remove(&stem_key)
     };
-    let needs = tx_needs(&sql);
+    let parse = parse_sql(&sql);
+    let needs = tx_needs_in(&sql, parse.as_ref());
     Ok(Migration {
+        parsed: parse.filter(|_| keep_parse).map(Parsed),
         no_transaction: needs.outside,
         own_transaction: needs.own_transaction,
         statements: needs.statements,
