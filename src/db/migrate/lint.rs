@@ -2,7 +2,7 @@
 //! estimates from the target that say how long a lock would last (`annotate`).
 
 use super::run::Settings;
-use super::script::{column_of, line_of, parse_sql};
+use super::script::{Parsed, column_of, line_of};
 use super::source::{Migration, MigrationSet};
 use super::{db_failed, postgres, sqlstate};
 use crate::db::Db;
@@ -142,11 +142,18 @@ fn lint_file(
     out: &mut Vec<Finding>,
 ) {
     let text = m.sql.as_str();
-    let Some(parse) = m
-        .parsed
-        .as_ref()
-        .map(|p| p.0.clone())
-        .or_else(|| parse_sql(text))
+    let fresh;
+    let kept = match m.parsed.as_ref() {
+        Some(kept) => Some(kept),
+        None => {
+            fresh = Parsed::of(text);
+            fresh.as_ref()
+        }
+    };
+    let Some(Parsed {
+        tree: parse,
+        errors,
+    }) = kept
     else {
         out.push(Finding::syntax(
             m,
@@ -157,7 +164,7 @@ fn lint_file(
     };
     // A syntax error is a warning: squawk's grammar may lag the server's, and the server
     // has the last word when the file runs (or is rehearsed).
-    for e in parse.errors() {
+    for e in errors {
         let at = usize::from(e.range().start());
         out.push(Finding::syntax(
             m,
@@ -171,7 +178,7 @@ fn lint_file(
         linter.settings.pg_version = v;
     }
     let Ok(violations) =
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| linter.lint(&parse, text)))
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| linter.lint(parse, text)))
     else {
         return;
     };

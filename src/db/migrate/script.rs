@@ -114,34 +114,44 @@ pub struct TxNeeds {
     pub statements: Option<usize>,
 }
 
-/// squawk's parse of a migration file, kept with it when it is discovered for linting
-/// (`discover_parsed`): the linter reads the tree `tx_needs` read instead of parsing the file
-/// again.
+/// squawk's parse of a migration file and its syntax errors, kept with it when it is discovered
+/// for linting (`discover_parsed`): the linter reads the tree and errors `tx_needs` read instead
+/// of parsing the file again. The errors are worked out once: squawk's `Parse::errors` walks the
+/// whole tree again at every call.
 #[derive(Clone)]
-pub struct Parsed(pub(super) squawk_syntax::Parse<squawk_syntax::SourceFile>);
+pub struct Parsed {
+    pub(super) tree: squawk_syntax::Parse<squawk_syntax::SourceFile>,
+    pub(super) errors: Vec<squawk_syntax::syntax_error::SyntaxError>,
+}
+
+impl Parsed {
+    /// Parses `sql` and reads its syntax errors (`None`: the parser panicked).
+    pub(super) fn of(sql: &str) -> Option<Parsed> {
+        let tree = parse_sql(sql)?;
+        let errors = std::panic::catch_unwind(|| tree.errors()).ok()?;
+        Some(Parsed { tree, errors })
+    }
+}
 
 impl std::fmt::Debug for Parsed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Parsed({} syntax errors)", self.0.errors().len())
+        write!(f, "Parsed({} syntax errors)", self.errors.len())
     }
 }
 
 /// Reads what a file needs of its transaction (`TxNeeds`), parsing it once.
 pub fn tx_needs(sql: &str) -> TxNeeds {
-    tx_needs_in(sql, parse_sql(sql).as_ref())
+    tx_needs_in(sql, Parsed::of(sql).as_ref())
 }
 
 /// Reads what a file needs of its transaction from squawk's parse of it (`None`: the parser
 /// panicked).
-pub(super) fn tx_needs_in(
-    sql: &str,
-    parse: Option<&squawk_syntax::Parse<squawk_syntax::SourceFile>>,
-) -> TxNeeds {
+pub(super) fn tx_needs_in(sql: &str, parse: Option<&Parsed>) -> TxNeeds {
     let mut needs = TxNeeds::default();
     if let Some(parse) = parse {
-        let clean = parse.errors().is_empty();
+        let clean = parse.errors.is_empty();
         let mut statements = 0;
-        for stmt in parse.tree().stmts() {
+        for stmt in parse.tree.tree().stmts() {
             statements += usize::from(!stmt.syntax().text_range().is_empty());
             let line = || line_of(sql, usize::from(stmt.syntax().text_range().start()));
             if needs.own_transaction.is_none() && controls_transaction(&stmt) {

@@ -2,7 +2,7 @@
 //! `.down.sql`, or sqlx's `.up.sql`) and Prisma's (`<timestamp>_<name>/migration.sql`), read
 //! with line endings normalised and checksummed.
 
-use super::script::{Parsed, parse_sql, tx_needs_in};
+use super::script::{Parsed, tx_needs_in};
 use super::version::{compare_versions, valid_version, version_key};
 use crate::db::Dialect;
 use crate::db::op::OpError;
@@ -403,10 +403,10 @@ fn load(
     } else {
         downs.remove(&stem_key)
     };
-    let parse = parse_sql(&sql);
+    let parse = Parsed::of(&sql);
     let needs = tx_needs_in(&sql, parse.as_ref());
     Ok(Migration {
-        parsed: parse.filter(|_| keep_parse).map(Parsed),
+        parsed: parse.filter(|_| keep_parse),
         no_transaction: needs.outside,
         own_transaction: needs.own_transaction,
         statements: needs.statements,
