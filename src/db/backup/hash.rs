@@ -104,7 +104,7 @@ fn hash_dir(
     }
     // The largest first: a thread that takes it last would hash it alone after the others
     // are done.
-    named.sort_by(|a, b| b.2.cmp(&a.2));
+    named.sort_by_key(|f| std::cmp::Reverse(f.2));
     // The files on as many threads as there are cores (pg_dump -j wrote them in parallel):
     // each thread takes the next file not yet taken.
     let threads = std::thread::available_parallelism()
