@@ -7,6 +7,7 @@ mod audit_changes;
 mod audit_trust;
 mod backup;
 mod backup_freshness;
+mod backup_verify;
 mod blockers;
 mod cancel;
 mod cli;

@@ -99,8 +99,12 @@ fn hash_dir(
                 dir.display()
             )));
         }
-        named.push((name, path));
+        let len = std::fs::metadata(&path).map_or(0, |m| m.len());
+        named.push((name, path, len));
     }
+    // The largest first: a thread that takes it last would hash it alone after the others
+    // are done.
+    named.sort_by_key(|f| std::cmp::Reverse(f.2));
     // The files on as many threads as there are cores (pg_dump -j wrote them in parallel):
     // each thread takes the next file not yet taken.
     let threads = std::thread::available_parallelism()
@@ -113,7 +117,9 @@ fn hash_dir(
             .map(|_| {
                 scope.spawn(|| {
                     let mut done = Vec::new();
-                    while let Some((name, path)) = named.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    while let Some((name, path, _)) =
+                        named.get(next.fetch_add(1, Ordering::Relaxed))
+                    {
                         done.push((name.clone(), hash_file(path, cancel, deadline)?));
                     }
                     Ok(done)

@@ -2,7 +2,7 @@
 //! inside an exported snapshot, and the check of an archive with `pg_restore --list`.
 
 use super::files::place;
-use super::guard::{exited_ok, guard, run_client};
+use super::guard::{exited_ok, explain, guard, run_client};
 use super::hash::{ArchiveSum, hash_archive};
 use super::libpq::LibpqTarget;
 use super::manifest::{ArchiveFormat, Manifest};
@@ -135,7 +135,11 @@ pub(super) async fn backup_postgres(
         format,
     )?;
     let written = write_postgres(snapshot, url, req, op, &names, &server, &tools).await;
-    let ((sha256, size, files), row_counts) = names.or_remove(written)?;
+    let Written {
+        sum: (sha256, size, files),
+        row_counts,
+        toc,
+    } = names.or_remove(written)?;
     let archive = Archive {
         dialect: Dialect::Postgres,
         database: server.database.clone(),
@@ -147,16 +151,16 @@ pub(super) async fn backup_postgres(
         server_version: server.version.clone(),
         pg_dump_version: Some(tools.version.clone()),
         row_counts,
+        toc,
     };
     finish(names, archive, &began, req, Some(&tools), op).await
 }
 
 /// The transaction whose snapshot pg_dump dumps: repeatable read, read only, its snapshot
-/// exported, and the tables to count in it.
+/// exported (the tables are listed and counted in it once pg_dump has started).
 struct Snapshot<'c> {
     tx: sqlx::Transaction<'c, sqlx::Postgres>,
     id: String,
-    tables: Vec<PgTable>,
 }
 
 async fn open_snapshot<'c>(
@@ -172,13 +176,17 @@ async fn open_snapshot<'c>(
     .await?;
     // The transaction idles while pg_dump starts; the server must not end it before pg_dump
     // has imported the snapshot. Its counting runs beside pg_dump and needs only to end before
-    // it (a small part of its time): one process, no parallel workers taking pg_dump's cores.
+    // it (a small part of its time): one process, no parallel workers taking pg_dump's cores,
+    // and no JIT compiling a plain count (its cost passes `jit_above_cost` from about 4M rows,
+    // and compiling then costs more than it saves on one scan; `jit` is set only where it
+    // exists, PostgreSQL 11 and later).
     guard(
         op,
         "cannot prepare the snapshot transaction",
         None,
         sqlx::raw_sql(
-            "SET LOCAL idle_in_transaction_session_timeout = 0; SET LOCAL max_parallel_workers_per_gather = 0",
+            "SET LOCAL idle_in_transaction_session_timeout = 0; SET LOCAL max_parallel_workers_per_gather = 0;
+             SELECT set_config(name, 'off', true) FROM pg_catalog.pg_settings WHERE name = 'jit'",
         )
         .execute(&mut *tx),
     )
@@ -190,12 +198,19 @@ async fn open_snapshot<'c>(
         sqlx::query_scalar("SELECT pg_export_snapshot()").fetch_one(&mut *tx),
     )
     .await?;
-    let tables = guard(op, "cannot list the tables", None, pg_tables(&mut tx)).await?;
-    Ok(Snapshot { tx, id, tables })
+    Ok(Snapshot { tx, id })
 }
 
-/// Dumps into `names.partial` inside the exported snapshot while counting rows in that
-/// snapshot, hashes the archive and renames it into place.
+/// The user tables and their exact row counts, in the snapshot's transaction.
+async fn list_and_count(tx: &mut sqlx::PgConnection) -> Result<BTreeMap<String, u64>, sqlx::Error> {
+    let tables = pg_tables(&mut *tx).await?;
+    pg_counts(tx, &tables).await
+}
+
+/// Dumps into `names.partial` inside the exported snapshot while listing the tables and
+/// counting their rows in that snapshot, then hashes the archive (and, when the backup is to be
+/// verified, reads its table of contents with `pg_restore --list` at the same time) and renames
+/// it into place.
 async fn write_postgres(
     snapshot: Snapshot<'_>,
     url: &str,
@@ -204,9 +219,9 @@ async fn write_postgres(
     names: &Names,
     server: &PgServer,
     tools: &PgTools,
-) -> Result<(ArchiveSum, BTreeMap<String, u64>), OpError> {
+) -> Result<Written, OpError> {
     let libpq = LibpqTarget::parse(url);
-    let Snapshot { mut tx, id, tables } = snapshot;
+    let Snapshot { mut tx, id } = snapshot;
     let argv = dump_argv(req, tools, names, &id, &libpq);
     op.note(&format!(
         "pg_dump {} of `{}` (PostgreSQL {}) to {}",
@@ -215,20 +230,46 @@ async fn write_postgres(
         server.version,
         names.archive.display()
     ));
-    // Counting runs alongside pg_dump, in the exporting transaction itself: its snapshot is the
-    // one pg_dump imports, so the counts are the archive's exactly. The transaction stays open
-    // until both are done, which also keeps the snapshot importable for pg_dump.
+    // Listing and counting run alongside pg_dump, in the exporting transaction itself: its
+    // snapshot is the one pg_dump imports, so the counts are the archive's exactly. The
+    // transaction stays open until both are done, which also keeps the snapshot importable for
+    // pg_dump.
     let (counted, out) = tokio::join!(
-        guard(op, "cannot count rows", None, pg_counts(&mut tx, &tables)),
+        guard(op, "cannot count rows", None, list_and_count(&mut tx)),
         run_client(op, argv, libpq.env(), Some(&names.partial)),
     );
     // Only a read-only snapshot: nothing to commit.
     let _ = tx.rollback().await;
     exited_ok(op, &out?, "pg_dump")?;
     let row_counts = counted?;
-    let sum = hash_archive(&names.partial, archive_format(req.format), op).await?;
+    let format = archive_format(req.format);
+    // The listing reads the archive pg_dump closed, as the hashing does: neither waits for the
+    // other (verification checks the listing against the manifest once it is written).
+    let listing = async {
+        if !req.verify {
+            return Ok(None);
+        }
+        read_toc(&names.partial, tools, op)
+            .await
+            .map(Some)
+            .map_err(|e| explain(e, |m| format!("the new backup failed verification: {m}")))
+    };
+    let (sum, toc) = tokio::join!(hash_archive(&names.partial, format, op), listing);
+    let (sum, toc) = (sum?, toc?);
     place(&names.partial, &names.archive)?;
-    Ok((sum, row_counts))
+    Ok(Written {
+        sum,
+        row_counts,
+        toc,
+    })
+}
+
+/// What [`write_postgres`] wrote: the archive's sum, the row counts, and its table of contents
+/// when it was read for verification.
+struct Written {
+    sum: ArchiveSum,
+    row_counts: BTreeMap<String, u64>,
+    toc: Option<String>,
 }
 
 /// pg_dump's arguments: the format, the partial name, the snapshot, the mode, the jobs, and
@@ -285,6 +326,17 @@ pub(super) async fn list_archive(
             &found
         }
     };
+    let toc = read_toc(archive, tools, op).await?;
+    let entries = checked_toc(archive, &toc, manifest)?;
+    Ok((entries, toc))
+}
+
+/// An archive's table of contents as `pg_restore --list` prints it.
+pub(super) async fn read_toc(
+    archive: &Path,
+    tools: &PgTools,
+    op: &Op<'_>,
+) -> Result<String, OpError> {
     let out = run_client(
         op,
         vec![
@@ -297,13 +349,21 @@ pub(super) async fn list_archive(
     )
     .await?;
     exited_ok(op, &out, "pg_restore --list")?;
-    let entries = check_toc(&out.stdout, manifest).map_err(|e| {
+    Ok(out.stdout)
+}
+
+/// The number of entries of `toc` (`archive`'s listing), checked against the manifest.
+pub(super) fn checked_toc(
+    archive: &Path,
+    toc: &str,
+    manifest: &Manifest,
+) -> Result<usize, OpError> {
+    check_toc(toc, manifest).map_err(|e| {
         OpError::failed(format!(
             "{} does not match its manifest: {e}",
             archive.display()
         ))
-    })?;
-    Ok((entries, out.stdout))
+    })
 }
 
 /// Checks `pg_restore --list` output against the manifest: a data entry for every table in a

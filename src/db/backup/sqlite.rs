@@ -143,6 +143,7 @@ pub(super) async fn backup_sqlite(
         server_version: version,
         pg_dump_version: None,
         row_counts,
+        toc: None,
     };
     finish(names, archive, &began, req, None, op).await
 }

@@ -82,11 +82,16 @@ pub(super) struct Archive {
     pub(super) server_version: String,
     pub(super) pg_dump_version: Option<String>,
     pub(super) row_counts: BTreeMap<String, u64>,
+    /// The table of contents as `pg_restore --list` printed it, when it was read as the archive
+    /// was hashed (PostgreSQL, verification on): verification checks it against the manifest
+    /// instead of running pg_restore a second time.
+    pub(super) toc: Option<String>,
 }
 
 /// Writes the manifest (the last file of a backup), then verifies the pair if asked: the
 /// manifest read back against the sum the archive was hashed to as it was put in place (not a
-/// second read of the archive), then the archive's reading by pg_restore or SQLite. On failure
+/// second read of the archive), then the archive's reading by pg_restore (its listing taken
+/// beside the hashing, when there is one) or SQLite. On failure
 /// the backup's files are removed: a backup that failed verification is not one.
 pub(super) async fn finish(
     names: Names,
@@ -97,6 +102,7 @@ pub(super) async fn finish(
     op: &Op<'_>,
 ) -> Result<Backup, OpError> {
     let sum = (archive.sha256.clone(), archive.size, archive.files.clone());
+    let toc = archive.toc;
     let manifest = Manifest {
         runbook_backup: MANIFEST_LAYOUT,
         purpose: req.purpose,
@@ -120,7 +126,7 @@ pub(super) async fn finish(
     let verified_in = if req.verify {
         let began = Instant::now();
         names.or_remove(
-            verify_written(&names.manifest, sum, tools, op)
+            verify_written(&names.manifest, sum, toc, tools, op)
                 .await
                 .map_err(|e| explain(e, |m| format!("the new backup failed verification: {m}"))),
         )?;

@@ -5,7 +5,7 @@ use super::guard::{check_cancel, guard};
 use super::hash::{ArchiveSum, hash_archive};
 use super::manifest::{ArchiveFormat, FileSum, Manifest, read_manifest};
 use super::pg_tools::PgTools;
-use super::postgres::list_archive;
+use super::postgres::{checked_toc, list_archive};
 use super::sqlite::sqlite_check;
 use crate::db::Dialect;
 use crate::db::op::{Op, OpError};
@@ -34,21 +34,23 @@ pub async fn verify_archive(
     verify(manifest_path, None, tools, op).await
 }
 
-/// Verifies a backup just written, whose archive was hashed as it was put in place (`sum`):
-/// the manifest as read back against that sum, then that the archive reads as what it claims
-/// to be, as [`verify_archive`] does, without reading the whole archive a second time.
+/// Verifies a backup just written, whose archive was hashed as it was put in place (`sum`) and,
+/// for PostgreSQL, listed by `pg_restore --list` at the same time (`toc`, when read): the
+/// manifest as read back against that sum, then that the archive reads as what it claims to
+/// be, as [`verify_archive`] does, without reading the whole archive a second time.
 pub(super) async fn verify_written(
     manifest_path: &Path,
     sum: ArchiveSum,
+    toc: Option<String>,
     tools: Option<&PgTools>,
     op: &Op<'_>,
 ) -> Result<Verified, OpError> {
-    verify(manifest_path, Some(sum), tools, op).await
+    verify(manifest_path, Some((sum, toc)), tools, op).await
 }
 
 async fn verify(
     manifest_path: &Path,
-    known: Option<ArchiveSum>,
+    known: Option<(ArchiveSum, Option<String>)>,
     tools: Option<&PgTools>,
     op: &Op<'_>,
 ) -> Result<Verified, OpError> {
@@ -63,9 +65,9 @@ async fn verify(
         )));
     }
     op.detail(&format!("{} verifying {}", op.label, manifest.archive));
-    let (sha256, size, files) = match known {
-        Some(sum) => sum,
-        None => hash_archive(&archive, manifest.format, op).await?,
+    let ((sha256, size, files), listed) = match known {
+        Some((sum, toc)) => (sum, toc),
+        None => (hash_archive(&archive, manifest.format, op).await?, None),
     };
     if manifest.format == ArchiveFormat::Directory {
         check_files(&archive, &manifest.files, &files)?;
@@ -80,7 +82,10 @@ async fn verify(
     }
     check_cancel(op)?;
     let (entries, toc) = match manifest.dialect {
-        Dialect::Postgres => list_archive(&archive, &manifest, tools, op).await?,
+        Dialect::Postgres => match listed {
+            Some(toc) => (checked_toc(&archive, &toc, &manifest)?, toc),
+            None => list_archive(&archive, &manifest, tools, op).await?,
+        },
         Dialect::Sqlite => {
             let checked = guard(
                 op,
