@@ -25,6 +25,7 @@ mod fkeys;
 mod indexes;
 mod load;
 mod mapping;
+mod wire;
 
 use super::checksum::Checksum;
 use super::progress::{self, Recorded};
