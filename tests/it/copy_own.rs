@@ -108,3 +108,55 @@ fn own_tables_keep_limits_quote_columns_and_fail_on_what_cannot_be_translated() 
     );
     assert_eq!(q(r#"SELECT count(*) FROM "Item""#), "2");
 }
+
+/// Numbers as the binary COPY writes them (base-10000 digits, weight, sign, scale) are what
+/// PostgreSQL reads from the same decimal text: negative, fractional, zero, large, infinite.
+#[test]
+fn binary_numerics_are_what_postgresql_reads_from_their_text() {
+    let p = Project::new(|_| Target::postgres("copy_own_numeric"));
+    let url = match &p.target {
+        Target::Postgres(url) => url.clone(),
+        Target::Sqlite(_) => unreachable!(),
+    };
+    let q = |sql: &str| pg::cluster().psql(&url, sql);
+    let source = p.path().join("source.db");
+    // `t` is the decimal text of `n` as the copy writes it (every digit, no exponent).
+    let values = [
+        ("0", "0"),
+        ("-7", "-7"),
+        ("12.5", "12.5"),
+        ("-0.0001", "-0.0001"),
+        ("0.00001", "0.00001"),
+        ("1.5e-10", "0.00000000015"),
+        ("12345.678", "12345.678"),
+        ("-98765.4321", "-98765.4321"),
+        ("1e20", "100000000000000000000"),
+        ("-123456789.000001", "-123456789.000001"),
+        ("9223372036854775807", "9223372036854775807"),
+        ("-9223372036854775808", "-9223372036854775808"),
+        ("10000", "10000"),
+        ("0.1", "0.1"),
+        ("-0.0", "0"),
+        ("9e999", "Infinity"),
+        ("-9e999", "-Infinity"),
+    ];
+    let mut sql = "CREATE TABLE \"N\" (id INTEGER PRIMARY KEY, n NUMERIC, t TEXT);\n".to_owned();
+    for (i, (n, t)) in values.iter().enumerate() {
+        sql.push_str(&format!("INSERT INTO \"N\" VALUES ({i}, {n}, '{t}');\n"));
+    }
+    with_sqlite(&source, async |c| exec(c, &sql).await);
+    p.playbook(
+        "mig",
+        "name: mig\nsteps:\n  - id: copy\n    copy: { from: \"sqlite:source.db\" }\n",
+    );
+    let out = p.run("mig", &[]);
+    assert_eq!(out.code, 0, "{}", out.combined());
+    assert_eq!(q(r#"SELECT count(*) FROM "N""#), values.len().to_string());
+    assert_eq!(
+        q(
+            r#"SELECT coalesce(string_agg(id || ': ' || n::text || ' <> ' || t, ', '), 'none')
+             FROM "N" WHERE n::text IS DISTINCT FROM t::numeric::text OR n <> t::numeric"#
+        ),
+        "none"
+    );
+}

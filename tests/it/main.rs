@@ -15,6 +15,7 @@ mod compensate;
 mod config_file;
 mod copy;
 mod copy_into;
+mod copy_into_indexes;
 mod copy_own;
 mod corpus;
 mod coverage;

@@ -224,9 +224,7 @@ pub(super) async fn target_checksum(
     }
 }
 
-/// Microseconds and days from 1970-01-01 to 2000-01-01, PostgreSQL's epoch.
-const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
-const PG_EPOCH_DAYS: i64 = 10_957;
+use super::binary::{PG_EPOCH_DAYS, PG_EPOCH_MICROS};
 
 /// Parses PostgreSQL's binary COPY format as it arrives in chunks and sums the row hashes.
 #[derive(Default)]

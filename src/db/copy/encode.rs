@@ -1,17 +1,16 @@
-//! COPY text encoding: each value written as a field of `COPY ... FROM STDIN` for its column's
-//! type, its canonical form fed to the row hash, and what was not kept exactly named.
+//! COPY encoding: each value written as a field of `COPY ... FROM STDIN (FORMAT binary)` for
+//! its column's type, its canonical form fed to the row hash, and what was not kept exactly
+//! named.
 
+use super::binary;
 use super::checksum::RowHash;
-use super::datetime::{
-    format_date, format_timestamp, local_to_utc, parse_date, parse_timestamp_zoned,
-};
+use super::datetime::{local_to_utc, parse_date, parse_timestamp_zoned};
 use super::json::{canon_json_text, json_ok};
 use super::limits::over_limit;
 use super::report::val_shown;
 use super::scan::Val;
 use super::types::{ColPlan, Kind, MAX_MS, MIN_MS};
 use std::borrow::Cow;
-use std::io::Write as _;
 
 /// UTF-8 without NUL bytes: what a PostgreSQL text value can hold.
 pub(super) fn clean_text(b: &[u8]) -> bool {
@@ -34,18 +33,6 @@ pub(super) fn escape_into(out: &mut Vec<u8>, b: &[u8]) {
         start = i + 1;
     }
     out.extend_from_slice(&b[start..]);
-}
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
-/// A bytea value in COPY text: `\\x` then hex (the backslash escaped for COPY).
-fn bytea_into(out: &mut Vec<u8>, b: &[u8]) {
-    out.extend_from_slice(b"\\\\x");
-    out.reserve(b.len() * 2);
-    for &c in b {
-        out.push(HEX[usize::from(c >> 4)]);
-        out.push(HEX[usize::from(c & 15)]);
-    }
 }
 
 /// A double in the shortest text that reads back as the same value.
@@ -91,7 +78,7 @@ fn text_value(b: &[u8]) -> (Cow<'_, [u8]>, Option<&'static str>) {
 /// `Err` naming what did not fit the column's type.
 pub(super) type Encoded = Result<Option<(&'static str, String)>, String>;
 
-/// Encodes one value as a COPY field and feeds its canonical form to the row hash.
+/// Encodes one value as a binary COPY field and feeds its canonical form to the row hash.
 pub(super) fn encode(
     out: &mut Vec<u8>,
     hash: &mut RowHash,
@@ -100,7 +87,7 @@ pub(super) fn encode(
     scratch: &mut Vec<u8>,
 ) -> Encoded {
     if let Val::Null = v {
-        out.extend_from_slice(b"\\N");
+        binary::null(out);
         hash.null();
         return Ok(None);
     }
@@ -134,7 +121,7 @@ fn encode_number(out: &mut Vec<u8>, hash: &mut RowHash, kind: Kind, v: Val<'_>) 
                 Val::Int(i) if i.unsigned_abs() <= 1 << 53 => i as f64,
                 other => return misfit(kind, class_name(other)),
             };
-            write_real(out, f);
+            binary::float8(out, f);
             hash.bytes(&f.to_bits().to_le_bytes());
             Ok(None)
         }
@@ -144,13 +131,15 @@ fn encode_number(out: &mut Vec<u8>, hash: &mut RowHash, kind: Kind, v: Val<'_>) 
                 Val::Real(f) if !f.is_nan() => real_text(f),
                 other => return misfit(kind, class_name(other)),
             };
-            out.extend_from_slice(t.as_bytes());
+            if binary::numeric(out, &t).is_none() {
+                return misfit(kind, "a number that is not a plain decimal");
+            }
             hash.bytes(norm_decimal(&t).unwrap_or(t).as_bytes());
             Ok(None)
         }
         Kind::Bool => match v {
             Val::Int(i @ (0 | 1)) => {
-                out.push(if i == 1 { b't' } else { b'f' });
+                binary::boolean(out, i == 1);
                 hash.bytes(&[i as u8]);
                 Ok(None)
             }
@@ -159,7 +148,7 @@ fn encode_number(out: &mut Vec<u8>, hash: &mut RowHash, kind: Kind, v: Val<'_>) 
         },
         _ => match v {
             Val::Int(i) => {
-                push_int(out, i);
+                binary::int8(out, i);
                 hash.bytes(&i.to_le_bytes());
                 Ok(None)
             }
@@ -185,7 +174,7 @@ fn encode_text(out: &mut Vec<u8>, hash: &mut RowHash, plan: &ColPlan, v: Val<'_>
         }
         other => return misfit(plan.kind, class_name(other)),
     };
-    escape_into(out, &bytes);
+    binary::bytes(out, &bytes);
     hash.bytes(&bytes);
     Ok(note.map(|n| (n, String::from_utf8_lossy(&bytes).into_owned())))
 }
@@ -205,7 +194,7 @@ fn encode_bytea(out: &mut Vec<u8>, hash: &mut RowHash, plan: &ColPlan, v: Val<'_
         ),
         other => return misfit(plan.kind, class_name(other)),
     };
-    bytea_into(out, &bytes);
+    binary::bytes(out, &bytes);
     hash.bytes(&bytes);
     Ok(note.map(|n| (n, val_shown(Val::Blob(&bytes)))))
 }
@@ -221,7 +210,7 @@ fn encode_time(out: &mut Vec<u8>, hash: &mut RowHash, plan: &ColPlan, v: Val<'_>
             },
             other => return misfit(kind, class_name(other)),
         };
-        format_date(out, days);
+        binary::date(out, days);
         hash.bytes(&i64::from(days).to_le_bytes());
         return Ok(None);
     }
@@ -238,7 +227,7 @@ fn encode_time(out: &mut Vec<u8>, hash: &mut RowHash, plan: &ColPlan, v: Val<'_>
         Val::Int(_) => return misfit(kind, "an integer out of the millisecond range"),
         other => return misfit(kind, class_name(other)),
     };
-    format_timestamp(out, micros);
+    binary::timestamp(out, micros);
     hash.bytes(&micros.to_le_bytes());
     Ok(None)
 }
@@ -259,7 +248,7 @@ fn encode_json(
         Val::Real(f) if f.is_finite() => Cow::Owned(real_text(f)),
         other => return misfit(Kind::Jsonb, class_name(other)),
     };
-    escape_into(out, text.as_bytes());
+    binary::jsonb(out, text.as_bytes());
     scratch.clear();
     canon_json_text(&text, scratch);
     hash.bytes(scratch);
@@ -274,34 +263,6 @@ pub(super) fn class_name(v: Val<'_>) -> &'static str {
         Val::Real(_) => "a real",
         Val::Text(_) => "text",
         Val::Blob(_) => "a blob",
-    }
-}
-
-/// An integer in decimal, without the formatting machinery.
-fn push_int(out: &mut Vec<u8>, i: i64) {
-    if i < 0 {
-        out.push(b'-');
-    }
-    let mut v = i.unsigned_abs();
-    let mut digits = [0u8; 20];
-    let mut n = digits.len();
-    loop {
-        n -= 1;
-        digits[n] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[n..]);
-}
-
-/// A double in COPY text, without an intermediate string.
-fn write_real(out: &mut Vec<u8>, f: f64) {
-    if f.is_finite() {
-        let _ = write!(out, "{f}");
-    } else {
-        out.extend_from_slice(real_text(f).as_bytes());
     }
 }
 
@@ -339,16 +300,13 @@ pub(super) fn norm_decimal(s: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{bytea_into, escape_into, norm_decimal, push_int, real_as_text, real_text};
+    use super::{escape_into, norm_decimal, real_as_text, real_text};
 
     #[test]
     fn copy_text_escapes_what_the_format_needs() {
         let mut out = Vec::new();
         escape_into(&mut out, b"a\tb\nc\\d\re");
         assert_eq!(out, b"a\\tb\\nc\\\\d\\re");
-        let mut out = Vec::new();
-        bytea_into(&mut out, &[0, 255, 16]);
-        assert_eq!(out, b"\\\\x00ff10");
     }
 
     #[test]
@@ -361,15 +319,5 @@ mod tests {
         assert_eq!(real_text(0.1), "0.1");
         assert_eq!(real_as_text(3.0), "3.0");
         assert_eq!(real_text(f64::NEG_INFINITY), "-Infinity");
-    }
-
-    #[test]
-    fn integers_print_as_to_string_does() {
-        let mut out = Vec::new();
-        for i in [0, 7, -1, i64::MIN, i64::MAX, 1_000_000] {
-            out.clear();
-            push_int(&mut out, i);
-            assert_eq!(out, i.to_string().as_bytes());
-        }
     }
 }

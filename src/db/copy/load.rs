@@ -1,9 +1,11 @@
 //! One table's load, in one PostgreSQL transaction, in two halves: `stream_table` creates the
-//! table and streams its rows with `COPY ... FROM STDIN` (the half that reads the source);
+//! table and streams its rows with `COPY ... FROM STDIN` in binary format, frozen (the table
+//! is new in the transaction; the half that reads the source);
 //! `finish_table` adds keys and indexes, verifies the checksum read back, records it as done
 //! and commits (the half that needs only the table's connection). A value that does not fit its
 //! column ends the attempt as a misfit.
 
+use super::binary;
 use super::checksum::{Checksum, RowHash, target_checksum};
 use super::ddl::{Names, create_sql, index_plans};
 use super::encode::encode;
@@ -23,8 +25,9 @@ use sqlx::sqlite::SqliteConnection;
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
-/// Bytes of COPY data sent in one message.
-const CHUNK: usize = 1 << 20;
+/// Bytes of COPY data sent in one message: small enough to keep the copy's memory low, large
+/// enough that messages cost nothing next to the rows.
+const CHUNK: usize = 256 << 10;
 
 /// What one load attempt produced.
 pub(super) struct Loaded {
@@ -199,8 +202,10 @@ struct Rows {
 
 impl Rows {
     fn new(columns: usize) -> Self {
+        let mut buf = Vec::with_capacity(CHUNK + 64 * 1024);
+        buf.extend_from_slice(binary::HEADER);
         Rows {
-            buf: Vec::with_capacity(CHUNK + 64 * 1024),
+            buf,
             hash: RowHash::new(),
             scratch: Vec::new(),
             stats: vec![Stats::default(); columns],
@@ -212,10 +217,8 @@ impl Rows {
     /// Encodes the scan's current row into the chunk; the first value that does not fit its
     /// column stops the row, which is then neither ended nor counted.
     fn push(&mut self, t: &SrcTable, plan: &Planned<'_>, scan: &Scan<'_>) -> Result<(), Misfit> {
+        binary::row_start(&mut self.buf, plan.cols.len());
         for (i, p) in plan.cols.iter().enumerate() {
-            if i > 0 {
-                self.buf.push(b'\t');
-            }
             let v = scan.value(i);
             if p.optimistic {
                 count(&mut self.stats[i], v);
@@ -235,7 +238,6 @@ impl Rows {
                 }
             }
         }
-        self.buf.push(b'\n');
         self.sum.add(self.hash.finish());
         Ok(())
     }
@@ -253,7 +255,7 @@ async fn stream_rows(
 ) -> Result<Result<Rows, Misfit>, OpError> {
     let col_list: Vec<String> = t.columns.iter().map(|c| quote_ident(&c.name)).collect();
     let copy_sql = format!(
-        "COPY {} ({}) FROM STDIN",
+        "COPY {} ({}) FROM STDIN (FORMAT binary, FREEZE)",
         quote_ident(&t.name),
         col_list.join(", ")
     );
@@ -299,9 +301,8 @@ async fn stream_rows(
         let _ = copy.abort("a value did not fit its column").await;
         return Ok(Err(m));
     }
-    if !rows.buf.is_empty() {
-        copy.send(rows.buf.as_slice()).await.map_err(db_error)?;
-    }
+    rows.buf.extend_from_slice(&binary::TRAILER);
+    copy.send(rows.buf.as_slice()).await.map_err(db_error)?;
     let copied = copy
         .finish()
         .await

@@ -14,13 +14,14 @@
 //! exactly (text with NUL bytes or invalid UTF-8, a number written into a text column of mixed
 //! values) is reported with its row.
 //!
-//! Loading. One PostgreSQL transaction per table: create the table, COPY the rows (text
-//! format, ~1 MiB chunks), add the primary key and indexes, move the identity sequence past the
-//! highest key, read the table back with `COPY ... TO STDOUT` and compare its checksum with the
-//! source's, record it as done in `runbook_copy_progress`, commit. A table is therefore either
-//! absent or complete and verified; a failed table is recorded as failed and the next run loads
-//! it again, while tables recorded as done with an unchanged source are skipped. Foreign keys
-//! are added once every table is in place.
+//! Loading. One PostgreSQL transaction per table: create the table, COPY the rows (binary
+//! format, `FREEZE` since the table is new in the transaction, 256 KiB chunks), add the
+//! primary key and indexes, move the identity sequence past the highest key, read the table
+//! back with `COPY ... TO STDOUT` and compare its checksum with the source's, record it as
+//! done in `runbook_copy_progress`, commit. A table is therefore either absent or complete and
+//! verified; a failed table is recorded as failed and the next run loads it again, while
+//! tables recorded as done with an unchanged source are skipped. Foreign keys are added once
+//! every table is in place.
 //!
 //! Checksums. Each row's values are put in a canonical form for their column's type (integers
 //! and floats by value, timestamps as microseconds, JSON with sorted keys, numerics without
@@ -29,15 +30,17 @@
 //!
 //! The files: `schema` reads the source's tables, `types` and `stats` choose each column's
 //! PostgreSQL type, `plan` holds a table's choices, `scan` is the raw SQLite reader, `encode`
-//! writes COPY text (with `datetime` and `json` for their canonical forms), `ddl` and
-//! `defaults` build the statements, `load` is one table's transaction, `keys` adds indexes and
-//! keys, `checksum` compares both sides, `progress` is `runbook_copy_progress`, `target` is the
-//! PostgreSQL session, `table` decides per table, `report` is what the copy tells, `limits`
-//! keeps declared lengths and precisions, `sqltext` carries index and CHECK SQL over.
+//! writes each value (with `binary` for PostgreSQL's binary forms, `datetime` and `json` for
+//! their canonical forms), `ddl` and `defaults` build the statements, `load` is one table's
+//! transaction, `keys` adds indexes and keys, `checksum` compares both sides, `progress` is
+//! `runbook_copy_progress`, `target` is the PostgreSQL session, `table` decides per table,
+//! `report` is what the copy tells, `limits` keeps declared lengths and precisions, `sqltext`
+//! carries index and CHECK SQL over.
 //!
 //! `into: existing` (`into/`) is the other mode: the target's migrations made the tables, and
 //! each value is converted to its existing column's type, exactly or not at all.
 
+mod binary;
 mod checksum;
 mod datetime;
 mod ddl;

@@ -1,7 +1,9 @@
 //! One table into its existing target table: the rows converted and streamed with `COPY ...
-//! FROM STDIN` (or only converted, to compare checksums on a re-run), the table read back and
-//! its checksum compared, its sequences moved past the copied values.
+//! FROM STDIN`, in binary format when every column has a binary form (`wire`), else as text
+//! (or only converted, to compare checksums on a re-run), the table read back and its checksum
+//! compared, its sequences moved past the copied values.
 
+use super::super::binary;
 use super::super::checksum::{Checksum, RowHash};
 use super::super::encode::escape_into;
 use super::super::report::{shown, val_json, val_shown};
@@ -9,8 +11,9 @@ use super::super::scan::Scan;
 use super::super::schema::{SrcTable, select_sql};
 use super::super::{Op, OpError, db_error, describe, detail, per_second};
 use super::canon::{canon, copy_fields};
-use super::columns::TgtTable;
+use super::columns::{TgtColumn, TgtTable};
 use super::convert::{Reading, convert};
+use super::wire;
 use crate::fmt::{MASK, quote_ident};
 use futures_util::TryStreamExt;
 use serde_json::{Value as Json, json};
@@ -19,7 +22,7 @@ use sqlx::sqlite::SqliteConnection;
 use std::time::{Duration, Instant};
 
 /// Bytes of COPY data sent in one message.
-const CHUNK: usize = 1 << 20;
+const CHUNK: usize = 256 << 10;
 
 /// Which source column goes into which target column.
 #[derive(Debug, Clone)]
@@ -37,6 +40,15 @@ pub(in crate::db::copy) struct Job<'a> {
 }
 
 impl Job<'_> {
+    /// The loaded target columns, in COPY order.
+    fn columns(&self) -> Vec<&TgtColumn> {
+        self.map
+            .pairs
+            .iter()
+            .map(|&(_, ti)| &self.tgt.columns[ti])
+            .collect()
+    }
+
     fn target_columns(&self) -> String {
         let cols: Vec<String> = self
             .map
@@ -122,17 +134,22 @@ pub(in crate::db::copy) async fn convert_rows(
     job: &Job<'_>,
     send: bool,
 ) -> Result<Checksum, OpError> {
+    let bin = wire::all_binary(&job.columns());
     let mut copy = if send {
         let sql = format!(
-            "COPY {} ({}) FROM STDIN",
+            "COPY {} ({}) FROM STDIN{}",
             quote_ident(&job.tgt.name),
-            job.target_columns()
+            job.target_columns(),
+            if bin { " (FORMAT binary)" } else { "" }
         );
         Some(pg.copy_in_raw(&sql).await.map_err(db_error)?)
     } else {
         None
     };
     let mut buf: Vec<u8> = Vec::with_capacity(CHUNK + 64 * 1024);
+    if bin {
+        buf.extend_from_slice(binary::HEADER);
+    }
     let (mut hash, mut scratch, mut field) = (RowHash::new(), Vec::new(), String::new());
     let mut sum = Checksum::default();
     let started = Instant::now();
@@ -140,31 +157,29 @@ pub(in crate::db::copy) async fn convert_rows(
     let mut scan = Scan::new(src, &select_sql(job.src)).await?;
     let mut failure = None;
     'rows: while scan.next()? {
+        if bin {
+            binary::row_start(&mut buf, job.map.pairs.len());
+        }
         for (k, &(si, ti)) in job.map.pairs.iter().enumerate() {
-            if k > 0 {
-                buf.push(b'\t');
-            }
-            let ty = &job.tgt.columns[ti].ty;
+            let col = &job.tgt.columns[ti];
             field.clear();
-            match convert(ty, scan.value(si), job.zone, &mut field) {
-                Ok(true) => {
-                    escape_into(&mut buf, field.as_bytes());
-                    if let Err(e) = canon(ty, &field, &mut hash, &mut scratch) {
-                        failure = Some(job.misfit(&scan, sum.rows + 1, si, ti, &e));
-                        break 'rows;
-                    }
-                }
+            let put = match convert(&col.ty, scan.value(si), job.zone, &mut field) {
+                Ok(true) => canon(&col.ty, &field, &mut hash, &mut scratch)
+                    .and_then(|()| put_field(&mut buf, bin, k, col, Some(&field))),
                 Ok(false) => {
-                    buf.extend_from_slice(b"\\N");
                     hash.null();
+                    put_field(&mut buf, bin, k, col, None)
                 }
-                Err(why) => {
-                    failure = Some(job.misfit(&scan, sum.rows + 1, si, ti, &why));
-                    break 'rows;
-                }
+                Err(why) => Err(why),
+            };
+            if let Err(why) = put {
+                failure = Some(job.misfit(&scan, sum.rows + 1, si, ti, &why));
+                break 'rows;
             }
         }
-        buf.push(b'\n');
+        if !bin {
+            buf.push(b'\n');
+        }
         sum.add(hash.finish());
         if buf.len() >= CHUNK {
             if op.cancelled() {
@@ -193,6 +208,9 @@ pub(in crate::db::copy) async fn convert_rows(
         let _ = copy.abort("a value did not convert").await;
         return Err(f);
     }
+    if bin {
+        buf.extend_from_slice(&binary::TRAILER);
+    }
     if !buf.is_empty() {
         copy.send(buf.as_slice())
             .await
@@ -209,6 +227,31 @@ pub(in crate::db::copy) async fn convert_rows(
         )));
     }
     Ok(sum)
+}
+
+/// Writes one field of a row: binary, or COPY text after a tab when it is not the row's
+/// first; `None` is NULL.
+fn put_field(
+    buf: &mut Vec<u8>,
+    bin: bool,
+    k: usize,
+    col: &TgtColumn,
+    text: Option<&str>,
+) -> Result<(), String> {
+    match (bin, text) {
+        (true, Some(t)) => wire::field(buf, col, t)?,
+        (true, None) => binary::null(buf),
+        (false, text) => {
+            if k > 0 {
+                buf.push(b'\t');
+            }
+            match text {
+                Some(t) => escape_into(buf, t.as_bytes()),
+                None => buf.extend_from_slice(b"\\N"),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Reads the loaded columns back (`COPY ... TO STDOUT`, text) and sums the same canonical

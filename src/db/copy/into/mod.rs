@@ -10,7 +10,9 @@
 //! leaves the target as it was; the loaded tables' foreign keys are dropped inside it and added
 //! again after the last table (`fkeys`: one check per key, and cycles of keys that are not
 //! deferrable load too), or, for a role that may not drop them, tables load parents first and
-//! deferrable keys are checked at the commit. One transaction means one connection: the
+//! deferrable keys are checked at the commit. Plain indexes (backing no constraint) are
+//! dropped and built again after the last table too (`indexes`), when the role owns the
+//! tables. One transaction means one connection: the
 //! tables load one after another (PostgreSQL cannot share a transaction between sessions). Each table is read back and its checksum compared with
 //! the source's (`canon`); serial and identity sequences continue after the copied values.
 //! A table recorded as copied by an earlier run, whose source is unchanged and whose row count
@@ -20,8 +22,10 @@ mod canon;
 mod columns;
 mod convert;
 mod fkeys;
+mod indexes;
 mod load;
 mod mapping;
+mod wire;
 
 use super::checksum::Checksum;
 use super::progress::{self, Recorded};
@@ -137,11 +141,15 @@ async fn load_all(
     let source_name = req.source.display().to_string();
     let names: Vec<String> = targets.iter().map(|t| t.name.clone()).collect();
     let keys = fkeys::drop_keys(pg, &names).await?;
+    let plain = match keys {
+        Some(_) => indexes::drop_indexes(pg, &names).await?,
+        None => None,
+    };
     if keys.is_none() {
         note(
             op,
-            "foreign keys stay in place during the load (the role does not own the tables): \
-             parents load first and deferrable keys are checked at the commit",
+            "foreign keys and indexes stay in place during the load (the role does not own \
+             the tables): parents load first and deferrable keys are checked at the commit",
         );
     }
     let mut outcomes = Vec::new();
@@ -180,6 +188,10 @@ async fn load_all(
             checksum: Some(sum.hex()),
             error: None,
         });
+    }
+    if let Some(plain) = plain.filter(|x| !x.is_empty()) {
+        detail(op, "creating indexes");
+        indexes::create_indexes(pg, &plain).await?;
     }
     if let Some(keys) = keys.filter(|k| !k.is_empty()) {
         detail(op, "checking foreign keys");
