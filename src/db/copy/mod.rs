@@ -131,10 +131,11 @@ pub async fn copy(pg: &mut PgConnection, req: &Request, op: &Op<'_>) -> Result<R
             Some(url) if selected.len() > 1 => second_connection(url, op).await,
             _ => None,
         };
+        let shared = scan::Source::new(src);
         let r = table::copy_tables(
             pg,
             second.as_mut(),
-            &mut src,
+            &shared,
             req,
             op,
             &selected,
@@ -143,6 +144,13 @@ pub async fn copy(pg: &mut PgConnection, req: &Request, op: &Op<'_>) -> Result<R
         .await;
         if let Some(c) = second {
             let _ = sqlx::Connection::close(c).await;
+        }
+        match shared.into_inner().await {
+            Ok(c) => src = c,
+            Err(e) => {
+                target::reset_session(pg).await;
+                return Err(r.err().unwrap_or(e));
+            }
         }
         r
     };
