@@ -242,7 +242,7 @@ impl Rows {
 
 /// Streams the table's rows into `COPY ... FROM STDIN` in chunks: `Ok(Err(misfit))` when a
 /// value did not fit its column (the COPY is aborted then). The source is read a chunk at a
-/// time under its lock, so the other lane reads while this one sends.
+/// time under its lock, which is free while a chunk is sent.
 async fn stream_rows(
     pg: &mut PgConnection,
     src: &Source,

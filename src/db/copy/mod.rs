@@ -21,8 +21,8 @@
 //! done in `runbook_copy_progress`, commit. A table is therefore either absent or complete and
 //! verified; a failed table is recorded as failed and the next run loads it again, while
 //! tables recorded as done with an unchanged source are skipped. Two lanes, each with its own
-//! connection, take the tables largest first, reading the one source connection in turns (one
-//! snapshot). Foreign keys are added once every table is in place.
+//! connection, take the tables largest first, one streaming while the other finishes, both
+//! reading the one source connection (one snapshot). Foreign keys are added once every table is in place.
 //!
 //! Checksums. Each row's values are put in a canonical form for their column's type (integers
 //! and floats by value, timestamps as microseconds, JSON with sorted keys, numerics without

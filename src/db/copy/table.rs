@@ -1,4 +1,4 @@
-//! The tables in two lanes, largest first: skipped when an earlier run copied it and the
+//! The tables in two lanes, largest first, one streaming at a time: skipped when an earlier run copied it and the
 //! source is unchanged, loaded again when the source changed or an earlier copy did not
 //! finish, else loaded; each table's outcome for the report; foreign keys once every table
 //! is in.
@@ -24,10 +24,13 @@ use std::time::Instant;
 /// only an interruption or a broken connection stops the rest.
 ///
 /// With a second connection, two lanes take the tables largest first, each table in its own
-/// transaction on its lane's connection: while one lane streams a table, the other streams
-/// the next or runs its keys, indexes and verification. Both read the one source connection
-/// in its one read transaction (one snapshot), in turns of a chunk. Outcomes, decisions and
-/// inexact values are reported in the selection's order, whichever lane finished first.
+/// transaction on its lane's connection. One table streams at a time: while a lane runs its
+/// table's keys, indexes and verification (PostgreSQL's work), the other streams the next
+/// ones. Two streams at once measured slower on two cores (the largest table's rows, on the
+/// critical path, shared the cores with the small ones' instead of running before them).
+/// Both lanes read the one source connection in its one read transaction (one snapshot), a
+/// chunk at a time under its lock. Outcomes, decisions and inexact values are reported in
+/// the selection's order, whichever lane finished first.
 pub(super) async fn copy_tables(
     pg: &mut PgConnection,
     second: Option<&mut PgConnection>,
@@ -59,6 +62,7 @@ pub(super) async fn copy_tables(
         stop: Cell::new(false),
         keys: RefCell::new(keys),
         done: RefCell::new((0..selected.len()).map(|_| None).collect()),
+        streaming: tokio::sync::Mutex::new(()),
     };
     match second {
         Some(b) => {
@@ -130,6 +134,8 @@ struct Lanes<'s, 'o, 't> {
     stop: Cell<bool>,
     keys: RefCell<Vec<Option<Keys>>>,
     done: RefCell<Vec<Option<Done>>>,
+    /// Held while a table streams: one stream at a time, the other lane's finish beside it.
+    streaming: tokio::sync::Mutex<()>,
 }
 
 impl Lanes<'_, '_, '_> {
@@ -159,10 +165,13 @@ impl Lanes<'_, '_, '_> {
                 return Err(OpError::Interrupted);
             }
             let t = self.selected[i];
-            let began = Instant::now();
             let keys = self.keys.borrow_mut()[i].take();
             let recorded = self.record.get(&t.name);
-            let result = match copy_table(pg, self.src, self.op, t, recorded, &self.names).await {
+            let streaming = self.streaming.lock().await;
+            let began = Instant::now();
+            let streamed = copy_table(pg, self.src, self.op, t, recorded, &self.names).await;
+            drop(streaming);
+            let result = match streamed {
                 Ok(TableResult::Streamed(streamed)) => match keys {
                     Some(keys) => finish_table(
                         pg,
