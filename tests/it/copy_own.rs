@@ -160,3 +160,180 @@ fn binary_numerics_are_what_postgresql_reads_from_their_text() {
         "none"
     );
 }
+
+/// Tables of very different sizes, so the two lanes run side by side: `big` (many chunks)
+/// streams in one while the small ones go through the other, and `bad` fails there at its
+/// unique index (1 and '1' are different values in SQLite and the same in PostgreSQL).
+const LANES_SOURCE: &str = r#"
+CREATE TABLE parent (id INTEGER PRIMARY KEY, name TEXT NOT NULL);
+CREATE TABLE big (id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES parent (id), at DATETIME,
+                  v REAL, note TEXT);
+CREATE INDEX big_parent_idx ON big (parent_id, at);
+CREATE TABLE bad (id INTEGER PRIMARY KEY, label UNIQUE);
+CREATE TABLE mid (id INTEGER PRIMARY KEY, body TEXT, n INTEGER CHECK (n >= 0));
+CREATE TABLE tail (id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES parent (id));
+WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 200)
+INSERT INTO parent SELECT x, 'parent ' || x || ' ✓' FROM c;
+WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 60000)
+INSERT INTO big SELECT x, 1 + x % 200, datetime(1700000000 + x * 7, 'unixepoch'), x / 7.0,
+  CASE WHEN x % 9 = 0 THEN NULL ELSE 'note ' || x || char(9) || 'tab' END FROM c;
+INSERT INTO bad (label) VALUES ('a'), (1), ('1'), ('b');
+WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 5000)
+INSERT INTO mid SELECT x, printf('%.*c', 1 + x % 300, 'm'), x % 17 FROM c;
+WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 300)
+INSERT INTO tail SELECT x, 1 + x % 200 FROM c;
+"#;
+
+/// Each table's content in the target, as one digest.
+fn content(url: &str, table: &str) -> String {
+    pg::cluster().psql(
+        url,
+        &format!(
+            "SELECT md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t.id), '')) FROM {table} t"
+        ),
+    )
+}
+
+fn report_json(p: &Project) -> serde_json::Value {
+    let text = std::fs::read_to_string(p.path().join("out/report.json")).expect("report.json");
+    serde_json::from_str(&text).expect("the report is JSON")
+}
+
+/// The report's tables as `name:status`, in its order, and the checksums of those copied.
+fn statuses(r: &serde_json::Value) -> (Vec<String>, Vec<(String, String)>) {
+    let tables = r["tables"].as_array().expect("tables");
+    let names = tables
+        .iter()
+        .map(|t| {
+            format!(
+                "{}:{}",
+                t["table"].as_str().unwrap(),
+                t["status"].as_str().unwrap()
+            )
+        })
+        .collect();
+    let sums = tables
+        .iter()
+        .filter_map(|t| {
+            Some((
+                t["table"].as_str()?.to_owned(),
+                t["checksum"].as_str()?.to_owned(),
+            ))
+        })
+        .collect();
+    (names, sums)
+}
+
+/// Two lanes load the tables side by side: a table failing in one stops the step with that
+/// table's error, the other lane's tables are copied and recorded, the failed one is absent and
+/// recorded as failed, foreign keys wait; the report keeps the source's table order; every
+/// table's checksum and content are those of a copy of that table alone (one connection).
+#[test]
+fn two_lanes_fail_a_table_alone_and_load_what_one_connection_loads() {
+    let p = Project::new(|_| Target::postgres("copy_own_lanes"));
+    let url = match &p.target {
+        Target::Postgres(url) => url.clone(),
+        Target::Sqlite(_) => unreachable!(),
+    };
+    let q = |sql: &str| pg::cluster().psql(&url, sql);
+    let source = p.path().join("source.db");
+    with_sqlite(&source, async |c| exec(c, LANES_SOURCE).await);
+    let all = "copy: { from: \"sqlite:source.db\", report: out/report.json }";
+    p.playbook(
+        "mig",
+        &format!("name: mig\nsteps:\n  - id: copy\n    {all}\n"),
+    );
+
+    let out = p.run("mig", &[]);
+    assert_eq!(out.code, 1, "{}", out.combined());
+    assert!(
+        out.stderr.contains("1 of 5 tables failed (`bad`: ") && out.stderr.contains("23505"),
+        "{}",
+        out.stderr
+    );
+    let (order, _) = statuses(&report_json(&p));
+    assert_eq!(
+        order,
+        [
+            "parent:copied",
+            "big:copied",
+            "bad:failed",
+            "mid:copied",
+            "tail:copied"
+        ]
+    );
+    assert_eq!(
+        q(
+            "SELECT string_agg(table_name || ':' || status, ',' ORDER BY table_name) FROM runbook_copy_progress"
+        ),
+        "bad:failed,big:done,mid:done,parent:done,tail:done"
+    );
+    assert_eq!(q("SELECT to_regclass('bad') IS NULL"), "t");
+    assert_eq!(
+        q("SELECT count(*) FROM pg_constraint WHERE contype = 'f'"),
+        "0"
+    );
+
+    // Fixed, the step loads only `bad`, then the foreign keys.
+    with_sqlite(&source, async |c| {
+        exec(c, "DELETE FROM bad WHERE label = '1'").await
+    });
+    let out = p.run("mig", &[]);
+    assert_eq!(out.code, 0, "{}", out.combined());
+    let (order, _) = statuses(&report_json(&p));
+    assert_eq!(
+        order,
+        [
+            "parent:skipped",
+            "big:skipped",
+            "bad:copied",
+            "mid:skipped",
+            "tail:skipped"
+        ]
+    );
+    assert_eq!(
+        q(
+            "SELECT string_agg(conname, ',' ORDER BY conname) FROM pg_constraint WHERE contype = 'f'"
+        ),
+        "big_parent_id_fkey,tail_parent_id_fkey"
+    );
+
+    // Everything again with the lanes, then each table alone: the same checksums and rows.
+    p.playbook(
+        "mig",
+        "name: mig\nsteps:\n  - id: copy\n    copy: { from: \"sqlite:source.db\", report: out/report.json, replace: true }\n",
+    );
+    let out = p.run("mig", &[]);
+    assert_eq!(out.code, 0, "{}", out.combined());
+    let (order, lanes) = statuses(&report_json(&p));
+    assert_eq!(
+        order,
+        [
+            "parent:copied",
+            "big:copied",
+            "bad:copied",
+            "mid:copied",
+            "tail:copied"
+        ]
+    );
+    let tables = ["parent", "big", "bad", "mid", "tail"];
+    let rows: Vec<String> = tables.iter().map(|t| content(&url, t)).collect();
+    assert_eq!(q("SELECT count(*) FROM big"), "60000");
+    // `parent` alone is dropped and made again first: the keys on it go (tables copied alone
+    // add their own again).
+    q("ALTER TABLE big DROP CONSTRAINT big_parent_id_fkey; \
+       ALTER TABLE tail DROP CONSTRAINT tail_parent_id_fkey");
+    for (i, t) in tables.iter().enumerate() {
+        p.playbook(
+            "one",
+            &format!(
+                "name: one\nsteps:\n  - id: copy\n    copy: {{ from: \"sqlite:source.db\", report: out/report.json, replace: true, tables: [{t}] }}\n"
+            ),
+        );
+        let out = p.run("one", &[]);
+        assert_eq!(out.code, 0, "{}", out.combined());
+        let (_, alone) = statuses(&report_json(&p));
+        assert_eq!(alone, [lanes[i].clone()], "{t}");
+        assert_eq!(content(&url, t), rows[i], "{t}");
+    }
+}

@@ -73,7 +73,24 @@ pub(super) async fn add_indexes(
 /// created; one PostgreSQL refuses (SQL it does not have, rows that break it) fails the table
 /// unless `allow_skip` names it.
 /// The table's CHECK expressions with the constraint names they take, in order.
-pub(super) fn check_plans(t: &SrcTable, names: &mut Names) -> Vec<(String, String)> {
+/// A table's indexes and CHECK constraints with the names they take, chosen for every table
+/// before any loads, in table order: the same names whichever lane finishes first.
+pub(super) struct Keys {
+    pub(super) indexes: Vec<IndexPlan>,
+    pub(super) checks: Vec<(String, String)>,
+}
+
+impl Keys {
+    pub(super) fn plan(t: &SrcTable, names: &mut Names) -> Keys {
+        let indexes = super::ddl::index_plans(t, names);
+        Keys {
+            indexes,
+            checks: check_plans(t, names),
+        }
+    }
+}
+
+fn check_plans(t: &SrcTable, names: &mut Names) -> Vec<(String, String)> {
     check_exprs(&t.sql)
         .into_iter()
         .map(|expr| (names.take(&format!("{}_check", t.name)), expr))

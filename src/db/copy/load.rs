@@ -7,13 +7,13 @@
 
 use super::binary;
 use super::checksum::{Checksum, RowHash, target_checksum};
-use super::ddl::{Names, create_sql, index_plans};
+use super::ddl::{Names, create_sql};
 use super::encode::encode;
-use super::keys::{add_checks, add_indexes, check_plans, move_sequence};
+use super::keys::{Keys, add_checks, add_indexes, move_sequence};
 use super::plan::{Planned, column_decisions};
 use super::progress;
 use super::report::{Decision, InexactLog, val_json, val_shown};
-use super::scan::Scan;
+use super::scan::{Cursor, Filled, Row, Source};
 use super::schema::{SrcTable, select_sql};
 use super::stats::{Stats, count};
 use super::types::{Kind, Misfit};
@@ -21,7 +21,6 @@ use super::{Op, OpError, db_error, describe, detail, per_second};
 use crate::fmt::quote_ident;
 use serde_json::{Value as Json, json};
 use sqlx::PgConnection;
-use sqlx::sqlite::SqliteConnection;
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
@@ -60,7 +59,7 @@ pub(super) enum Attempt<'a> {
 /// `Attempt::Streamed` leaves the transaction rolled back.
 pub(super) async fn stream_table<'a>(
     pg: &mut PgConnection,
-    src: &mut SqliteConnection,
+    src: &Source,
     op: &Op<'_>,
     t: &SrcTable,
     plan: Planned<'a>,
@@ -69,7 +68,7 @@ pub(super) async fn stream_table<'a>(
         "SELECT count(*) FROM {}",
         quote_ident(&t.name)
     )))
-    .fetch_one(&mut *src)
+    .fetch_one(&mut *src.lock().await?)
     .await
     .map_err(db_error)?;
     sqlx::raw_sql("BEGIN")
@@ -85,7 +84,7 @@ pub(super) async fn stream_table<'a>(
 
 async fn stream_in_tx<'a>(
     pg: &mut PgConnection,
-    src: &mut SqliteConnection,
+    src: &Source,
     op: &Op<'_>,
     t: &SrcTable,
     plan: Planned<'a>,
@@ -122,9 +121,10 @@ pub(super) async fn finish_table(
     t: &SrcTable,
     streamed: Streamed<'_>,
     source_name: &str,
+    keys: Keys,
     names: &RefCell<Names>,
 ) -> Result<Loaded, OpError> {
-    let out = finish_in_tx(pg, op, t, streamed, source_name, names).await;
+    let out = finish_in_tx(pg, op, t, streamed, source_name, keys, names).await;
     match &out {
         Ok(_) => {
             if let Err(e) = sqlx::raw_sql("COMMIT").execute(&mut *pg).await {
@@ -144,6 +144,7 @@ async fn finish_in_tx(
     t: &SrcTable,
     streamed: Streamed<'_>,
     source_name: &str,
+    keys: Keys,
     names: &RefCell<Names>,
 ) -> Result<Loaded, OpError> {
     let Streamed {
@@ -155,12 +156,8 @@ async fn finish_in_tx(
     } = streamed;
     let keys_started = Instant::now();
     detail(op, &format!("`{}`: keys and indexes", t.name));
-    // Names are taken before the first wait, in table order: the next table's start runs
-    // meanwhile and takes its own after these.
-    let plans = index_plans(t, &mut names.borrow_mut());
-    let checks = check_plans(t, &mut names.borrow_mut());
-    add_indexes(pg, plans, names, &mut decisions).await?;
-    add_checks(pg, t, checks, names, &mut decisions).await?;
+    add_indexes(pg, keys.indexes, names, &mut decisions).await?;
+    add_checks(pg, t, keys.checks, names, &mut decisions).await?;
     if let Some(i) = t.rowid_alias {
         decisions.push(move_sequence(pg, t, i).await?);
     }
@@ -216,7 +213,7 @@ impl Rows {
 
     /// Encodes the scan's current row into the chunk; the first value that does not fit its
     /// column stops the row, which is then neither ended nor counted.
-    fn push(&mut self, t: &SrcTable, plan: &Planned<'_>, scan: &Scan<'_>) -> Result<(), Misfit> {
+    fn push(&mut self, t: &SrcTable, plan: &Planned<'_>, scan: &Row<'_>) -> Result<(), Misfit> {
         binary::row_start(&mut self.buf, plan.cols.len());
         for (i, p) in plan.cols.iter().enumerate() {
             let v = scan.value(i);
@@ -244,10 +241,11 @@ impl Rows {
 }
 
 /// Streams the table's rows into `COPY ... FROM STDIN` in chunks: `Ok(Err(misfit))` when a
-/// value did not fit its column (the COPY is aborted then).
+/// value did not fit its column (the COPY is aborted then). The source is read a chunk at a
+/// time under its lock, which is free while a chunk is sent.
 async fn stream_rows(
     pg: &mut PgConnection,
-    src: &mut SqliteConnection,
+    src: &Source,
     op: &Op<'_>,
     t: &SrcTable,
     plan: &Planned<'_>,
@@ -259,50 +257,31 @@ async fn stream_rows(
         quote_ident(&t.name),
         col_list.join(", ")
     );
-    let mut rows = Rows::new(t.columns.len());
-    let started = Instant::now();
-    let mut last_detail = Instant::now();
     let mut copy = pg.copy_in_raw(&copy_sql).await.map_err(db_error)?;
-    let mut scan = Scan::new(src, &select_sql(t)).await?;
-    let mut misfit = None;
-    loop {
-        match scan.next() {
-            Ok(true) => {}
-            Ok(false) => break,
-            Err(e) => {
-                let _ = copy.abort("the source could not be read").await;
-                return Err(e);
-            }
+    let mut cursor = match Cursor::new(src, &select_sql(t)).await {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = copy.abort("the source could not be read").await;
+            return Err(e);
         }
-        if let Err(m) = rows.push(t, plan, &scan) {
-            misfit = Some(m);
-            break;
+    };
+    let out = stream_chunks(&mut copy, &mut cursor, op, t, plan, total).await;
+    cursor.close().await;
+    let rows = match out {
+        Ok(Ok(rows)) => rows,
+        Ok(Err(m)) => {
+            let _ = copy.abort("a value did not fit its column").await;
+            return Ok(Err(m));
         }
-        if rows.buf.len() >= CHUNK {
-            if op.cancelled() {
-                let _ = copy.abort("interrupted").await;
-                return Err(OpError::Interrupted);
-            }
-            copy.send(rows.buf.as_slice()).await.map_err(db_error)?;
-            rows.buf.clear();
-            if last_detail.elapsed() >= Duration::from_millis(200) {
-                last_detail = Instant::now();
-                let n = rows.sum.rows;
-                let rate = per_second(n, started.elapsed().as_secs_f64());
-                detail(
-                    op,
-                    &format!("`{}` {n} of {total} rows, {rate} rows/s", t.name),
-                );
-            }
+        Err(e) => {
+            let why = match e {
+                OpError::Interrupted => "interrupted",
+                _ => "the source could not be read",
+            };
+            let _ = copy.abort(why).await;
+            return Err(e);
         }
-    }
-    drop(scan);
-    if let Some(m) = misfit {
-        let _ = copy.abort("a value did not fit its column").await;
-        return Ok(Err(m));
-    }
-    rows.buf.extend_from_slice(&binary::TRAILER);
-    copy.send(rows.buf.as_slice()).await.map_err(db_error)?;
+    };
     let copied = copy
         .finish()
         .await
@@ -313,6 +292,50 @@ async fn stream_rows(
             rows.sum.rows
         )));
     }
+    Ok(Ok(rows))
+}
+
+/// Fills and sends the chunks, the last with the stream's trailer.
+async fn stream_chunks(
+    copy: &mut sqlx::postgres::PgCopyIn<&mut PgConnection>,
+    cursor: &mut Cursor<'_>,
+    op: &Op<'_>,
+    t: &SrcTable,
+    plan: &Planned<'_>,
+    total: i64,
+) -> Result<Result<Rows, Misfit>, OpError> {
+    let mut rows = Rows::new(t.columns.len());
+    let started = Instant::now();
+    let mut last_detail = Instant::now();
+    loop {
+        let filled = cursor
+            .fill(|row| {
+                rows.push(t, plan, row)?;
+                Ok(rows.buf.len() < CHUNK)
+            })
+            .await?;
+        match filled {
+            Filled::Stopped(m) => return Ok(Err(m)),
+            Filled::End => break,
+            Filled::Paused => {}
+        }
+        if op.cancelled() {
+            return Err(OpError::Interrupted);
+        }
+        copy.send(rows.buf.as_slice()).await.map_err(db_error)?;
+        rows.buf.clear();
+        if last_detail.elapsed() >= Duration::from_millis(200) {
+            last_detail = Instant::now();
+            let n = rows.sum.rows;
+            let rate = per_second(n, started.elapsed().as_secs_f64());
+            detail(
+                op,
+                &format!("`{}` {n} of {total} rows, {rate} rows/s", t.name),
+            );
+        }
+    }
+    rows.buf.extend_from_slice(&binary::TRAILER);
+    copy.send(rows.buf.as_slice()).await.map_err(db_error)?;
     Ok(Ok(rows))
 }
 
@@ -351,7 +374,7 @@ fn verified(sum: &Checksum, back: &Checksum, total: i64) -> Result<(), OpError> 
 }
 
 /// The row's primary key values, or its position in the source.
-fn row_key(t: &SrcTable, row: &Scan<'_>, n: u64) -> Json {
+fn row_key(t: &SrcTable, row: &Row<'_>, n: u64) -> Json {
     if t.pk.is_empty() {
         return json!({ "row": n });
     }

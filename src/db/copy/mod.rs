@@ -20,8 +20,9 @@
 //! back with `COPY ... TO STDOUT` and compare its checksum with the source's, record it as
 //! done in `runbook_copy_progress`, commit. A table is therefore either absent or complete and
 //! verified; a failed table is recorded as failed and the next run loads it again, while
-//! tables recorded as done with an unchanged source are skipped. Foreign keys are added once
-//! every table is in place.
+//! tables recorded as done with an unchanged source are skipped. Two lanes, each with its own
+//! connection, take the tables largest first, one streaming while the other finishes, both
+//! reading the one source connection (one snapshot). Foreign keys are added once every table is in place.
 //!
 //! Checksums. Each row's values are put in a canonical form for their column's type (integers
 //! and floats by value, timestamps as microseconds, JSON with sorted keys, numerics without
@@ -131,10 +132,11 @@ pub async fn copy(pg: &mut PgConnection, req: &Request, op: &Op<'_>) -> Result<R
             Some(url) if selected.len() > 1 => second_connection(url, op).await,
             _ => None,
         };
+        let shared = scan::Source::new(src);
         let r = table::copy_tables(
             pg,
             second.as_mut(),
-            &mut src,
+            &shared,
             req,
             op,
             &selected,
@@ -143,6 +145,13 @@ pub async fn copy(pg: &mut PgConnection, req: &Request, op: &Op<'_>) -> Result<R
         .await;
         if let Some(c) = second {
             let _ = sqlx::Connection::close(c).await;
+        }
+        match shared.into_inner().await {
+            Ok(c) => src = c,
+            Err(e) => {
+                target::reset_session(pg).await;
+                return Err(r.err().unwrap_or(e));
+            }
         }
         r
     };

@@ -1,136 +1,89 @@
-//! One table at a time: skipped when an earlier run copied it and the source is unchanged,
-//! loaded again when the source changed or an earlier copy did not finish, else loaded; each
-//! table's outcome for the report; foreign keys once every table is in.
+//! The tables in two lanes, largest first, one streaming at a time: skipped when an earlier run copied it and the
+//! source is unchanged, loaded again when the source changed or an earlier copy did not
+//! finish, else loaded; each table's outcome for the report; foreign keys once every table
+//! is in.
 
 use super::checksum::{Checksum, source_checksum};
-use super::ddl::{Names, index_plans};
-use super::keys::add_foreign_keys;
+use super::ddl::Names;
+use super::keys::{Keys, add_foreign_keys};
 use super::load::{Attempt, Loaded, Streamed, finish_table, stream_table};
 use super::plan::{Planned, inspect, plan_from_stats, plan_table};
 use super::progress::{self, Recorded};
 use super::report::{Decision, Inexact, TableOutcome};
+use super::scan::Source;
 use super::schema::SrcTable;
 use super::target::{drop_table, replace_tables, target_count, target_exists};
-use super::{Op, OpError, Request, note, per_second};
-use crate::fmt::plural;
+use super::{Op, OpError, Request, db_error, note, per_second};
+use crate::fmt::{plural, quote_ident};
 use sqlx::PgConnection;
-use sqlx::sqlite::SqliteConnection;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::time::Instant;
 
-/// Copies the selected tables in order, then their foreign keys. A table's failure is its
-/// outcome; only an interruption or a broken connection stops the rest.
+/// Copies the selected tables, then their foreign keys. A table's failure is its outcome;
+/// only an interruption or a broken connection stops the rest.
 ///
-/// With a second connection, tables alternate between the two: while one table's keys,
-/// indexes and verification run on its connection (PostgreSQL's work), the next table streams
-/// on the other. Only one table reads the source at a time, so every table is read from the
-/// one read transaction (one snapshot).
+/// With a second connection, two lanes take the tables largest first, each table in its own
+/// transaction on its lane's connection. One table streams at a time: while a lane runs its
+/// table's keys, indexes and verification (PostgreSQL's work), the other streams the next
+/// ones. Two streams at once measured slower on two cores (the largest table's rows, on the
+/// critical path, shared the cores with the small ones' instead of running before them).
+/// Both lanes read the one source connection in its one read transaction (one snapshot), a
+/// chunk at a time under its lock. Outcomes, decisions and inexact values are reported in
+/// the selection's order, whichever lane finished first.
 pub(super) async fn copy_tables(
     pg: &mut PgConnection,
-    mut second: Option<&mut PgConnection>,
-    src: &mut SqliteConnection,
+    second: Option<&mut PgConnection>,
+    src: &Source,
     req: &Request,
     op: &Op<'_>,
     selected: &[&SrcTable],
     decisions: &mut Vec<Decision>,
 ) -> Result<(Vec<TableOutcome>, Vec<Inexact>), OpError> {
-    let source_name = req.source.display().to_string();
     if req.replace && !selected.is_empty() {
         replace_tables(pg, selected).await?;
     }
-    let record = progress::recorded(pg).await?;
     let mut names = Names::default();
     names.allow_skip.clone_from(&req.allow_skip);
     names.zone = super::source_zone(req)?;
-    let names = RefCell::new(names);
+    let keys = selected
+        .iter()
+        .map(|t| Some(Keys::plan(t, &mut names)))
+        .collect();
+    let lanes = Lanes {
+        src,
+        op,
+        selected,
+        record: progress::recorded(pg).await?,
+        source_name: req.source.display().to_string(),
+        names: RefCell::new(names),
+        order: largest_first(src, selected).await?,
+        next: Cell::new(0),
+        stop: Cell::new(false),
+        keys: RefCell::new(keys),
+        done: RefCell::new((0..selected.len()).map(|_| None).collect()),
+        streaming: tokio::sync::Mutex::new(()),
+    };
+    match second {
+        Some(b) => {
+            let (x, y) = futures_util::future::join(lanes.run(&mut *pg), lanes.run(b)).await;
+            x.and(y)?;
+        }
+        None => lanes.run(&mut *pg).await?,
+    }
     let mut outcomes = Vec::new();
     let mut inexact = Vec::new();
-    // The table whose rows are in and whose transaction is open on the connection not in turn.
-    let mut pending: Option<(&SrcTable, Streamed<'_>, Instant)> = None;
-    for (i, t) in selected.iter().enumerate() {
-        if op.cancelled() {
-            return Err(OpError::Interrupted);
-        }
-        let (cur, other): (&mut PgConnection, Option<&mut PgConnection>) =
-            match second.as_deref_mut() {
-                Some(b) if i % 2 == 1 => (b, Some(&mut *pg)),
-                Some(b) => (&mut *pg, Some(b)),
-                None => (&mut *pg, None),
-            };
-        let began = Instant::now();
-        let step = copy_table(cur, src, op, t, record.get(&t.name), &names);
-        let result = match (pending.take(), other) {
-            (Some((pt, streamed, pb)), Some(other)) => {
-                let finish = finish_table(other, op, pt, streamed, &source_name, &names);
-                let (done, result) = futures_util::future::join(finish, step).await;
-                let outcome = outcome(
-                    other,
-                    op,
-                    pt,
-                    done.map(TableResult::Copied),
-                    pb,
-                    decisions,
-                    &mut inexact,
-                    &source_name,
-                );
-                outcomes.push(outcome.await?);
-                result
-            }
-            _ => step.await,
-        };
-        match result {
-            Ok(TableResult::Streamed(streamed)) if second.is_some() => {
-                pending = Some((t, streamed, began));
-            }
-            Ok(TableResult::Streamed(streamed)) => {
-                let done = finish_table(&mut *pg, op, t, streamed, &source_name, &names).await;
-                let o = outcome(
-                    pg,
-                    op,
-                    t,
-                    done.map(TableResult::Copied),
-                    began,
-                    decisions,
-                    &mut inexact,
-                    &source_name,
-                );
-                outcomes.push(o.await?);
-            }
-            other => {
-                let o = outcome(
-                    pg,
-                    op,
-                    t,
-                    other,
-                    began,
-                    decisions,
-                    &mut inexact,
-                    &source_name,
-                );
-                outcomes.push(o.await?);
-            }
-        }
+    for (outcome, d, i) in lanes.done.into_inner().into_iter().flatten() {
+        outcomes.push(outcome);
+        decisions.extend(d);
+        inexact.extend(i);
     }
-    if let Some((pt, streamed, pb)) = pending.take() {
-        let i = outcomes.len();
-        let conn = match second {
-            Some(b) if i % 2 == 1 => b,
-            _ => &mut *pg,
-        };
-        let done = finish_table(&mut *conn, op, pt, streamed, &source_name, &names).await;
-        let o = outcome(
-            conn,
-            op,
-            pt,
-            done.map(TableResult::Copied),
-            pb,
-            decisions,
-            &mut inexact,
-            &source_name,
-        );
-        outcomes.push(o.await?);
+    if outcomes.len() != selected.len() {
+        return Err(OpError::Failed(
+            "internal: a table was left without an outcome".to_owned(),
+        ));
     }
-    let names = names.into_inner();
+    let names = lanes.names.into_inner();
     if outcomes.iter().all(|o| o.status != "failed") {
         for t in selected {
             add_foreign_keys(pg, t, &names, decisions).await?;
@@ -142,6 +95,116 @@ pub(super) async fn copy_tables(
         );
     }
     Ok((outcomes, inexact))
+}
+
+/// The selection's positions, the tables with the most rows first: the largest table starts
+/// at once and the small ones fill the other lane around it.
+async fn largest_first(src: &Source, selected: &[&SrcTable]) -> Result<Vec<usize>, OpError> {
+    let mut rows = Vec::with_capacity(selected.len());
+    let mut conn = src.lock().await?;
+    for t in selected {
+        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM {}",
+            quote_ident(&t.name)
+        )))
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db_error)?;
+        rows.push(n);
+    }
+    let mut order: Vec<usize> = (0..selected.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(rows[i]));
+    Ok(order)
+}
+
+/// A table's outcome with its decisions and inexact values.
+type Done = (TableOutcome, Vec<Decision>, Vec<Inexact>);
+
+/// What the lanes share: the queue of tables, the names, and the outcomes by position.
+struct Lanes<'s, 'o, 't> {
+    src: &'s Source,
+    op: &'s Op<'o>,
+    selected: &'s [&'t SrcTable],
+    record: HashMap<String, Recorded>,
+    source_name: String,
+    names: RefCell<Names>,
+    order: Vec<usize>,
+    next: Cell<usize>,
+    /// Set by the lane that met an error stopping everything: the other takes no new table.
+    stop: Cell<bool>,
+    keys: RefCell<Vec<Option<Keys>>>,
+    done: RefCell<Vec<Option<Done>>>,
+    /// Held while a table streams: one stream at a time, the other lane's finish beside it.
+    streaming: tokio::sync::Mutex<()>,
+}
+
+impl Lanes<'_, '_, '_> {
+    /// The next table's position, unless the queue is empty or stopped.
+    fn take(&self) -> Option<usize> {
+        if self.stop.get() {
+            return None;
+        }
+        let k = self.next.get();
+        let i = *self.order.get(k)?;
+        self.next.set(k + 1);
+        Some(i)
+    }
+
+    /// One lane: tables from the queue, each loaded and finished on `pg`, until none is left.
+    async fn run(&self, pg: &mut PgConnection) -> Result<(), OpError> {
+        let out = self.run_tables(pg).await;
+        if out.is_err() {
+            self.stop.set(true);
+        }
+        out
+    }
+
+    async fn run_tables(&self, pg: &mut PgConnection) -> Result<(), OpError> {
+        while let Some(i) = self.take() {
+            if self.op.cancelled() {
+                return Err(OpError::Interrupted);
+            }
+            let t = self.selected[i];
+            let keys = self.keys.borrow_mut()[i].take();
+            let recorded = self.record.get(&t.name);
+            let streaming = self.streaming.lock().await;
+            let began = Instant::now();
+            let streamed = copy_table(pg, self.src, self.op, t, recorded, &self.names).await;
+            drop(streaming);
+            let result = match streamed {
+                Ok(TableResult::Streamed(streamed)) => match keys {
+                    Some(keys) => finish_table(
+                        pg,
+                        self.op,
+                        t,
+                        streamed,
+                        &self.source_name,
+                        keys,
+                        &self.names,
+                    )
+                    .await
+                    .map(TableResult::Copied),
+                    None => Err(OpError::Failed("internal: keys planned twice".to_owned())),
+                },
+                other => other,
+            };
+            let mut decisions = Vec::new();
+            let mut inexact = Vec::new();
+            let o = outcome(
+                pg,
+                self.op,
+                t,
+                result,
+                began,
+                &mut decisions,
+                &mut inexact,
+                &self.source_name,
+            )
+            .await?;
+            self.done.borrow_mut()[i] = Some((o, decisions, inexact));
+        }
+        Ok(())
+    }
 }
 
 /// A table's outcome for the report (a failure recorded in `runbook_copy_progress` on the
@@ -259,7 +322,7 @@ enum TableResult<'a> {
 /// the table through a full inspection and a second load.
 async fn copy_table<'a>(
     pg: &mut PgConnection,
-    src: &mut SqliteConnection,
+    src: &Source,
     op: &Op<'_>,
     t: &'a SrcTable,
     recorded: Option<&Recorded>,
@@ -267,16 +330,17 @@ async fn copy_table<'a>(
 ) -> Result<TableResult<'a>, OpError> {
     let exists = target_exists(pg, &t.name).await?;
     let zone = names.borrow().zone;
-    let mut plan = plan_table(src, op, t).await?.with_zone(zone);
+    let mut plan = plan_table(&mut *src.lock().await?, op, t)
+        .await?
+        .with_zone(zone);
     if exists {
         match recorded {
             Some(r) if r.status == "done" => {
-                let sum = source_checksum(src, op, &mut plan).await?;
+                let sum = source_checksum(&mut *src.lock().await?, op, &mut plan).await?;
                 let count = target_count(pg, &t.name).await?;
                 let unchanged =
                     i64::try_from(sum.rows).ok() == Some(r.source_rows) && sum.hex() == r.checksum;
                 if unchanged && count == r.source_rows {
-                    reserve_names(t, names);
                     return Ok(TableResult::Skipped(sum));
                 }
                 if count != r.source_rows {
@@ -331,7 +395,7 @@ async fn copy_table<'a>(
 /// precision loads its column without it.
 async fn load_until_it_fits<'a>(
     pg: &mut PgConnection,
-    src: &mut SqliteConnection,
+    src: &Source,
     op: &Op<'_>,
     t: &'a SrcTable,
     mut plan: Planned<'a>,
@@ -368,7 +432,7 @@ async fn load_until_it_fits<'a>(
                     t.name, m.column, m.what
                 ),
             );
-            let stats = inspect(src, op, t).await?;
+            let stats = inspect(&mut *src.lock().await?, op, t).await?;
             plan = plan_from_stats(t, stats).with_zone(zone);
             inspected = true;
         } else {
@@ -380,9 +444,4 @@ async fn load_until_it_fits<'a>(
             )));
         }
     }
-}
-
-/// Reserves the constraint and index names a skipped table already uses.
-fn reserve_names(t: &SrcTable, names: &RefCell<Names>) {
-    let _ = index_plans(t, &mut names.borrow_mut());
 }
