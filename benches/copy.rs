@@ -16,7 +16,9 @@
 //! time.
 //!
 //! Run with `cargo build --release && cargo bench --bench copy` (`COPY_BENCH_ROUNDS=N`, default
-//! 3; `RUNBOOK=path` times another binary). Needs the PostgreSQL server binaries (as the tests
+//! 3; `RUNBOOK=path` times another binary; `COPY_BENCH_SIDES=own,raw` runs only those sides, of
+//! own, into, pgloader and raw; `COPY_BENCH_NOTES=1` prints runbook's notes of each run: the
+//! phases of each table). Needs the PostgreSQL server binaries (as the tests
 //! do), sqlite3 and pgloader (`apt-get install -y pgloader sqlite3`).
 use sqlx::{ConnectOptions, Row};
 use std::path::{Path, PathBuf};
@@ -143,6 +145,15 @@ enum Side {
 const SIDES: [Side; 4] = [Side::Own, Side::Into, Side::Pgloader, Side::Raw];
 
 impl Side {
+    fn key(self) -> &'static str {
+        match self {
+            Side::Own => "own",
+            Side::Into => "into",
+            Side::Pgloader => "pgloader",
+            Side::Raw => "raw",
+        }
+    }
+
     fn label(self) -> &'static str {
         match self {
             Side::Own => "runbook own tables",
@@ -153,10 +164,11 @@ impl Side {
     }
 }
 
-/// One timed run: wall time and, for runbook, its peak RSS in kB.
+/// One timed run: wall time and, for runbook, its peak RSS in kB; what it printed.
 struct Timed {
     time: Duration,
     max_rss_kb: Option<u64>,
+    log: String,
 }
 
 struct Bench<'a> {
@@ -218,10 +230,11 @@ fn main() {
         pgloader,
         sqlite3,
     };
+    let sides = chosen_sides();
     let mut times: Vec<(Side, Timed)> = Vec::new();
     for round in 0..rounds {
-        for k in 0..SIDES.len() {
-            let side = SIDES[(k + round) % SIDES.len()];
+        for k in 0..sides.len() {
+            let side = sides[(k + round) % sides.len()];
             let t = bench.run(side, round == 0);
             println!(
                 "round {}: {:<20} {:>6.2}s{}",
@@ -236,6 +249,24 @@ fn main() {
         }
     }
     summary(&times, total, rounds);
+}
+
+/// The sides `COPY_BENCH_SIDES` names (all four without it), in the usual order.
+fn chosen_sides() -> Vec<Side> {
+    let Ok(names) = std::env::var("COPY_BENCH_SIDES") else {
+        return SIDES.to_vec();
+    };
+    let names: Vec<&str> = names.split(',').map(str::trim).collect();
+    for n in &names {
+        assert!(
+            ["own", "into", "pgloader", "raw"].contains(n),
+            "COPY_BENCH_SIDES: `{n}` is none of own, into, pgloader, raw"
+        );
+    }
+    SIDES
+        .into_iter()
+        .filter(|s| names.contains(&s.key()))
+        .collect()
 }
 
 /// Makes the SQLite source; returns its row count.
@@ -286,10 +317,22 @@ impl Bench<'_> {
         let timed = match side {
             Side::Own | Side::Into => {
                 let name = if side == Side::Own { "own" } else { "into" };
+                let notes = std::env::var_os("COPY_BENCH_NOTES").is_some();
                 let mut cmd = Command::new(&self.bin);
-                cmd.args(["-q", "run", name, "--target", &url])
+                if !notes {
+                    cmd.arg("-q");
+                }
+                cmd.args(["run", name, "--target", &url])
                     .current_dir(&self.dir);
-                measured(cmd, side.label())
+                let t = measured(cmd, side.label());
+                if notes {
+                    for line in t.log.lines().filter(|l| {
+                        l.contains("s (") || l.contains("key") || l.contains("machine busy")
+                    }) {
+                        println!("    {line}");
+                    }
+                }
+                t
             }
             Side::Pgloader => {
                 let mut cmd = Command::new(&self.pgloader);
@@ -335,6 +378,7 @@ impl Bench<'_> {
         Timed {
             time: start.elapsed(),
             max_rss_kb: None,
+            log: String::new(),
         }
     }
 
@@ -410,6 +454,7 @@ fn measured(mut cmd: Command, label: &str) -> Timed {
     let log = tempfile::tempfile().expect("log file");
     cmd.stdout(log.try_clone().expect("log"))
         .stderr(log.try_clone().expect("log"));
+    let cpu_before = cpu_ticks();
     let start = Instant::now();
     // Reaped by wait4 below (which also gives its rusage), not by `Child::wait`.
     #[allow(clippy::zombie_processes)]
@@ -420,19 +465,45 @@ fn measured(mut cmd: Command, label: &str) -> Timed {
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     let time = start.elapsed();
+    let cpu_after = cpu_ticks();
     assert_eq!(r, pid, "wait4");
+    use std::io::{Read, Seek};
+    let mut log = log;
+    let mut out = String::new();
+    let _ = log.seek(std::io::SeekFrom::Start(0));
+    let _ = log.read_to_string(&mut out);
     if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
-        use std::io::{Read, Seek};
-        let mut log = log;
-        let mut out = String::new();
-        let _ = log.seek(std::io::SeekFrom::Start(0));
-        let _ = log.read_to_string(&mut out);
         panic!("{label} failed:\n{out}");
+    }
+    let (busy, all) = (cpu_after.0 - cpu_before.0, cpu_after.1 - cpu_before.1);
+    if all > 0 {
+        // The machine's busy share while it ran (all cores): how much of them the work left idle.
+        out.push_str(&format!(
+            "\nmachine busy {:.0}% of its cores while it ran\n",
+            busy as f64 * 100.0 / all as f64
+        ));
     }
     Timed {
         time,
         max_rss_kb: u64::try_from(usage.ru_maxrss).ok(),
+        log: out,
     }
+}
+
+/// Busy and all ticks of every core so far, from /proc/stat (zeros where it cannot be read).
+fn cpu_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = stat.lines().next() else {
+        return (0, 0);
+    };
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let all: u64 = v.iter().sum();
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    (all - idle, all)
 }
 
 /// The median and the spread (min-max) of each side, the rates and the ratios.
@@ -454,7 +525,10 @@ fn summary(times: &[(Side, Timed)], total: u64, rounds: usize) {
             (v[n / 2 - 1] + v[n / 2]) / 2.0
         }
     };
-    let med = |side: Side| median(&secs(side));
+    let med = |side: Side| {
+        let v = secs(side);
+        if v.is_empty() { f64::NAN } else { median(&v) }
+    };
     let rss: Vec<f64> = {
         let mut v: Vec<f64> = times
             .iter()
@@ -469,18 +543,26 @@ fn summary(times: &[(Side, Timed)], total: u64, rounds: usize) {
         "{:<20} {:>8} {:>17} {:>11} {:>12} {:>10}",
         "side", "median", "spread", "rows/s", "x pgloader", "x raw time"
     );
-    for side in SIDES {
+    let present = |side: Side| times.iter().any(|(s, _)| *s == side);
+    let ratio = |present: bool, r: f64| {
+        if present {
+            format!("{r:.2}x")
+        } else {
+            "-".to_owned()
+        }
+    };
+    for side in SIDES.into_iter().filter(|s| present(*s)) {
         let v = secs(side);
         let m = median(&v);
         println!(
-            "{:<20} {:>7.2}s {:>7.2}s-{:>6.2}s {:>11.0} {:>11.2}x {:>9.2}x",
+            "{:<20} {:>7.2}s {:>7.2}s-{:>6.2}s {:>11.0} {:>12} {:>10}",
             side.label(),
             m,
             v[0],
             v[v.len() - 1],
             total as f64 / m,
-            med(Side::Pgloader) / m,
-            m / med(Side::Raw)
+            ratio(present(Side::Pgloader), med(Side::Pgloader) / m),
+            ratio(present(Side::Raw), m / med(Side::Raw))
         );
     }
     if !rss.is_empty() {
@@ -491,22 +573,28 @@ fn summary(times: &[(Side, Timed)], total: u64, rounds: usize) {
             rss[rss.len() - 1]
         );
     }
-    let own = med(Side::Pgloader) / med(Side::Own);
-    let into = med(Side::Pgloader) / med(Side::Into);
-    let raw = med(Side::Own) / med(Side::Raw);
     let met = |ok: bool| if ok { "met" } else { "NOT met" };
-    println!(
-        "goal own tables >= 3x pgloader: {own:.2}x -> {}",
-        met(own >= 3.0)
-    );
-    println!(
-        "goal into schema >= 2x pgloader: {into:.2}x -> {}",
-        met(into >= 2.0)
-    );
-    println!(
-        "goal own tables <= 1.3x raw COPY time: {raw:.2}x -> {}",
-        met(raw <= 1.3)
-    );
+    if present(Side::Own) && present(Side::Pgloader) {
+        let own = med(Side::Pgloader) / med(Side::Own);
+        println!(
+            "goal own tables >= 3x pgloader: {own:.2}x -> {}",
+            met(own >= 3.0)
+        );
+    }
+    if present(Side::Into) && present(Side::Pgloader) {
+        let into = med(Side::Pgloader) / med(Side::Into);
+        println!(
+            "goal into schema >= 2x pgloader: {into:.2}x -> {}",
+            met(into >= 2.0)
+        );
+    }
+    if present(Side::Own) && present(Side::Raw) {
+        let raw = med(Side::Own) / med(Side::Raw);
+        println!(
+            "goal own tables <= 1.3x raw COPY time: {raw:.2}x -> {}",
+            met(raw <= 1.3)
+        );
+    }
 }
 
 /// Rows of `Vital` whose values the check compares.
