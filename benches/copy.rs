@@ -164,11 +164,13 @@ impl Side {
     }
 }
 
-/// One timed run: wall time and, for runbook, its peak RSS in kB; what it printed.
+/// One timed run: wall time and, for runbook, its peak RSS in kB; what it printed, and how
+/// busy the machine's cores were while it ran (percent of all of them).
 struct Timed {
     time: Duration,
     max_rss_kb: Option<u64>,
     log: String,
+    busy_percent: Option<f64>,
 }
 
 struct Bench<'a> {
@@ -257,10 +259,12 @@ fn chosen_sides() -> Vec<Side> {
         return SIDES.to_vec();
     };
     let names: Vec<&str> = names.split(',').map(str::trim).collect();
+    let keys: Vec<&str> = SIDES.iter().map(|s| s.key()).collect();
     for n in &names {
         assert!(
-            ["own", "into", "pgloader", "raw"].contains(n),
-            "COPY_BENCH_SIDES: `{n}` is none of own, into, pgloader, raw"
+            keys.contains(n),
+            "COPY_BENCH_SIDES: `{n}` is none of {}",
+            keys.join(", ")
         );
     }
     SIDES
@@ -326,10 +330,16 @@ impl Bench<'_> {
                     .current_dir(&self.dir);
                 let t = measured(cmd, side.label());
                 if notes {
-                    for line in t.log.lines().filter(|l| {
-                        l.contains("s (") || l.contains("key") || l.contains("machine busy")
-                    }) {
+                    for line in t
+                        .log
+                        .lines()
+                        .filter(|l| l.contains("s (") || l.contains("key"))
+                    {
                         println!("    {line}");
+                    }
+                    if let Some(b) = t.busy_percent {
+                        // How much of the cores the work left idle.
+                        println!("    machine busy {b:.0}% of its cores while it ran");
                     }
                 }
                 t
@@ -379,6 +389,7 @@ impl Bench<'_> {
             time: start.elapsed(),
             max_rss_kb: None,
             log: String::new(),
+            busy_percent: None,
         }
     }
 
@@ -476,17 +487,11 @@ fn measured(mut cmd: Command, label: &str) -> Timed {
         panic!("{label} failed:\n{out}");
     }
     let (busy, all) = (cpu_after.0 - cpu_before.0, cpu_after.1 - cpu_before.1);
-    if all > 0 {
-        // The machine's busy share while it ran (all cores): how much of them the work left idle.
-        out.push_str(&format!(
-            "\nmachine busy {:.0}% of its cores while it ran\n",
-            busy as f64 * 100.0 / all as f64
-        ));
-    }
     Timed {
         time,
         max_rss_kb: u64::try_from(usage.ru_maxrss).ok(),
         log: out,
+        busy_percent: (all > 0).then(|| busy as f64 * 100.0 / all as f64),
     }
 }
 
@@ -525,9 +530,10 @@ fn summary(times: &[(Side, Timed)], total: u64, rounds: usize) {
             (v[n / 2 - 1] + v[n / 2]) / 2.0
         }
     };
+    // A side's median; `None` when COPY_BENCH_SIDES left it out.
     let med = |side: Side| {
         let v = secs(side);
-        if v.is_empty() { f64::NAN } else { median(&v) }
+        (!v.is_empty()).then(|| median(&v))
     };
     let rss: Vec<f64> = {
         let mut v: Vec<f64> = times
@@ -543,17 +549,12 @@ fn summary(times: &[(Side, Timed)], total: u64, rounds: usize) {
         "{:<20} {:>8} {:>17} {:>11} {:>12} {:>10}",
         "side", "median", "spread", "rows/s", "x pgloader", "x raw time"
     );
-    let present = |side: Side| times.iter().any(|(s, _)| *s == side);
-    let ratio = |present: bool, r: f64| {
-        if present {
-            format!("{r:.2}x")
-        } else {
-            "-".to_owned()
-        }
-    };
-    for side in SIDES.into_iter().filter(|s| present(*s)) {
+    let ratio = |r: Option<f64>| r.map_or("-".to_owned(), |r| format!("{r:.2}x"));
+    for side in SIDES {
+        let Some(m) = med(side) else {
+            continue;
+        };
         let v = secs(side);
-        let m = median(&v);
         println!(
             "{:<20} {:>7.2}s {:>7.2}s-{:>6.2}s {:>11.0} {:>12} {:>10}",
             side.label(),
@@ -561,8 +562,8 @@ fn summary(times: &[(Side, Timed)], total: u64, rounds: usize) {
             v[0],
             v[v.len() - 1],
             total as f64 / m,
-            ratio(present(Side::Pgloader), med(Side::Pgloader) / m),
-            ratio(present(Side::Raw), m / med(Side::Raw))
+            ratio(med(Side::Pgloader).map(|p| p / m)),
+            ratio(med(Side::Raw).map(|r| m / r))
         );
     }
     if !rss.is_empty() {
@@ -574,22 +575,22 @@ fn summary(times: &[(Side, Timed)], total: u64, rounds: usize) {
         );
     }
     let met = |ok: bool| if ok { "met" } else { "NOT met" };
-    if present(Side::Own) && present(Side::Pgloader) {
-        let own = med(Side::Pgloader) / med(Side::Own);
+    if let (Some(pgloader), Some(own)) = (med(Side::Pgloader), med(Side::Own)) {
+        let own = pgloader / own;
         println!(
             "goal own tables >= 3x pgloader: {own:.2}x -> {}",
             met(own >= 3.0)
         );
     }
-    if present(Side::Into) && present(Side::Pgloader) {
-        let into = med(Side::Pgloader) / med(Side::Into);
+    if let (Some(pgloader), Some(into)) = (med(Side::Pgloader), med(Side::Into)) {
+        let into = pgloader / into;
         println!(
             "goal into schema >= 2x pgloader: {into:.2}x -> {}",
             met(into >= 2.0)
         );
     }
-    if present(Side::Own) && present(Side::Raw) {
-        let raw = med(Side::Own) / med(Side::Raw);
+    if let (Some(own), Some(raw)) = (med(Side::Own), med(Side::Raw)) {
+        let raw = own / raw;
         println!(
             "goal own tables <= 1.3x raw COPY time: {raw:.2}x -> {}",
             met(raw <= 1.3)
