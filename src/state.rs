@@ -34,6 +34,8 @@ pub enum StateError {
     },
     #[error("state store: {0}")]
     Corrupt(String),
+    #[error("state store: {0}")]
+    Write(#[from] rusqlite::Error),
 }
 
 #[derive(Debug, Clone)]
@@ -41,7 +43,15 @@ pub struct StateStore {
     pub(crate) pool: AnyPool,
     postgres: bool,
     /// The connection the store writes events on, held while it is open.
-    writer: write::Writer,
+    writes: Writes,
+}
+
+/// Where a store's writes go: on PostgreSQL a connection of the pool, held; on SQLite a
+/// connection of its own, stepped on the caller's thread (`state_sqlite.rs`).
+#[derive(Debug, Clone)]
+enum Writes {
+    Postgres(write::Writer),
+    Sqlite(crate::state_sqlite::Writer),
 }
 
 const SCHEMA: &[&str] = &[
@@ -204,7 +214,7 @@ async fn migrate(pool: &AnyPool) -> Result<(), StateError> {
 impl StateStore {
     pub async fn open(spec: &StateSpec) -> Result<Self, StateError> {
         sqlx::any::install_default_drivers();
-        let (url, postgres) = match spec {
+        let (url, postgres, writes) = match spec {
             StateSpec::Sqlite(path) => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir).map_err(|source| StateError::Folder {
@@ -213,11 +223,22 @@ impl StateStore {
                     })?;
                 }
                 // WAL with synchronous=FULL: each commit is fsynced before it returns.
-                (format!("sqlite://{}?mode=rwc", path.display()), false)
+                let writes = Writes::Sqlite(crate::state_sqlite::Writer::new(path));
+                (
+                    format!("sqlite://{}?mode=rwc", path.display()),
+                    false,
+                    writes,
+                )
             }
             // One connection first: the pool would retry until its timeout and then say only
             // that it timed out, not that the password was wrong.
-            StateSpec::Postgres(url) => Self::probe(url).await.map(|()| (url.clone(), true))?,
+            StateSpec::Postgres(url) => Self::probe(url).await.map(|()| {
+                (
+                    url.clone(),
+                    true,
+                    Writes::Postgres(write::Writer::default()),
+                )
+            })?,
         };
         let opts = AnyConnectOptions::from_str(&url)?;
         let pool = AnyPoolOptions::new()
@@ -257,7 +278,7 @@ impl StateStore {
         Ok(StateStore {
             pool,
             postgres,
-            writer: write::Writer::default(),
+            writes,
         })
     }
 
@@ -299,36 +320,23 @@ impl StateStore {
         audit: Option<&crate::audit::Written>,
     ) -> Result<(), StateError> {
         let at = crate::run::now_ms();
-        if self.postgres {
-            static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-                format!("WITH r AS ({RUN_INSERT}) {}", write::event_insert(18, 25))
-            });
-            let q = bind_run(
-                sqlx::query(sqlx::AssertSqlSafe(SQL.as_str())),
-                run,
-                target_key,
-            );
-            self.writer
-                .execute(
-                    &self.pool,
-                    write::bind_line(write::bind_event(q, at, event, audit), audit),
-                )
-                .await?;
-            return Ok(());
+        let mut params = run_params(run, target_key);
+        params.extend(write::event_params(at, event, audit));
+        params.push(write::line_param(audit));
+        match &self.writes {
+            Writes::Postgres(writer) => {
+                static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+                    format!("WITH r AS ({RUN_INSERT}) {}", write::event_insert(18, 25))
+                });
+                let q = sqlx::query(sqlx::AssertSqlSafe(SQL.as_str()));
+                writer.execute(&self.pool, write::bind(q, params)).await?;
+            }
+            Writes::Sqlite(writer) => {
+                static TEXT: std::sync::LazyLock<Vec<String>> =
+                    std::sync::LazyLock::new(|| crate::state_sqlite::create_run_sql(RUN_INSERT));
+                writer.execute(&TEXT, &params).await?;
+            }
         }
-        static TEXT: std::sync::LazyLock<String> =
-            std::sync::LazyLock::new(|| crate::state_sqlite::create_run_sql(RUN_INSERT));
-        let q = bind_run(
-            sqlx::query(sqlx::AssertSqlSafe(TEXT.as_str())),
-            run,
-            target_key,
-        );
-        self.writer
-            .execute(
-                &self.pool,
-                write::bind_line(write::bind_event(q, at, event, audit), audit),
-            )
-            .await?;
         Ok(())
     }
 
@@ -342,23 +350,17 @@ impl StateStore {
     ) -> Result<(), StateError> {
         let at = crate::run::now_ms();
         let effects = write::Effects::of(event);
-        if self.postgres {
-            write::record_postgres(
-                (&self.writer, &self.pool),
-                run_id,
-                (event, &effects),
-                audit,
-                at,
-            )
-            .await?;
-            return Ok(());
+        match &self.writes {
+            Writes::Postgres(writer) => {
+                write::record_postgres((writer, &self.pool), run_id, (event, &effects), audit, at)
+                    .await?;
+            }
+            Writes::Sqlite(writer) => {
+                let (statements, params) =
+                    crate::state_sqlite::record(run_id, (event, &effects), audit, at);
+                writer.execute(statements, &params).await?;
+            }
         }
-        self.writer
-            .execute(
-                &self.pool,
-                crate::state_sqlite::record(run_id, (event, &effects), audit, at),
-            )
-            .await?;
         Ok(())
     }
 
@@ -469,40 +471,37 @@ impl StateStore {
         audit: Option<&crate::audit::Written>,
     ) -> Result<(), StateError> {
         const INSERT: &str = "INSERT INTO runbook_approvals (run_id, gate, actor, decision, comment, plan_hash, at, signed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
-        let bind = |q: sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments>| {
-            q.bind(run_id.to_owned())
-                .bind(a.gate.clone())
-                .bind(a.actor.clone())
-                .bind(a.decision.clone())
-                .bind(a.comment.clone())
-                .bind(a.plan_hash.clone())
-                .bind(a.at)
-                .bind(a.signed.as_ref().map(|x| serde_json::json!(x).to_string()))
-        };
         let at = crate::run::now_ms();
         let event = a.event();
-        if self.postgres {
-            static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-                format!("WITH a AS ({INSERT}) {}", write::event_insert(9, 16))
-            });
-            let q = bind(sqlx::query(sqlx::AssertSqlSafe(SQL.as_str())));
-            self.writer
-                .execute(
-                    &self.pool,
-                    write::bind_line(write::bind_event(q, at, &event, audit), audit),
-                )
-                .await?;
-            return Ok(());
+        let mut params: Vec<write::Param> = vec![
+            run_id.into(),
+            a.gate.clone().into(),
+            a.actor.clone().into(),
+            a.decision.clone().into(),
+            a.comment.clone().into(),
+            a.plan_hash.clone().into(),
+            a.at.into(),
+            a.signed
+                .as_ref()
+                .map(|x| serde_json::json!(x).to_string())
+                .into(),
+        ];
+        params.extend(write::event_params(at, &event, audit));
+        params.push(write::line_param(audit));
+        match &self.writes {
+            Writes::Postgres(writer) => {
+                static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+                    format!("WITH a AS ({INSERT}) {}", write::event_insert(9, 16))
+                });
+                let q = sqlx::query(sqlx::AssertSqlSafe(SQL.as_str()));
+                writer.execute(&self.pool, write::bind(q, params)).await?;
+            }
+            Writes::Sqlite(writer) => {
+                static TEXT: std::sync::LazyLock<Vec<String>> =
+                    std::sync::LazyLock::new(|| crate::state_sqlite::approval_sql(INSERT));
+                writer.execute(&TEXT, &params).await?;
+            }
         }
-        static TEXT: std::sync::LazyLock<String> =
-            std::sync::LazyLock::new(|| crate::state_sqlite::approval_sql(INSERT));
-        let q = bind(sqlx::query(sqlx::AssertSqlSafe(TEXT.as_str())));
-        self.writer
-            .execute(
-                &self.pool,
-                write::bind_line(write::bind_event(q, at, &event, audit), audit),
-            )
-            .await?;
         Ok(())
     }
 
@@ -548,14 +547,17 @@ impl StateStore {
     /// Notes that the run's audit chain was fsynced through record `seq`: a chain with fewer
     /// records was cut short afterwards, which no crash does, so it is not written back.
     pub async fn chain_synced(&self, run_id: &str, seq: i64) -> Result<(), StateError> {
-        // On the writer's connection: it took the pool's one SQLite connection at the first
-        // event, and a write through the pool would open another.
-        let q = sqlx::query(
-            "UPDATE runbook_runs SET audit_synced = $2 WHERE id = $1 AND audit_synced < $2",
-        )
-        .bind(run_id)
-        .bind(seq);
-        self.writer.execute(&self.pool, q).await?;
+        // On the writer's connection, as every other write of the store.
+        const SQL: &str =
+            "UPDATE runbook_runs SET audit_synced = $2 WHERE id = $1 AND audit_synced < $2";
+        let params: Vec<write::Param> = vec![run_id.into(), seq.into()];
+        match &self.writes {
+            Writes::Postgres(writer) => {
+                let q = write::bind(sqlx::query(SQL), params);
+                writer.execute(&self.pool, q).await?;
+            }
+            Writes::Sqlite(writer) => writer.execute(&[SQL.to_owned()], &params).await?,
+        }
         Ok(())
     }
 
@@ -639,7 +641,10 @@ impl StateStore {
     }
 
     pub async fn close(&self) {
-        self.writer.close().await;
+        match &self.writes {
+            Writes::Postgres(writer) => writer.close().await,
+            Writes::Sqlite(writer) => writer.close(),
+        }
         self.pool.close().await;
     }
 }
@@ -682,32 +687,32 @@ fn run_from_row(r: &sqlx::any::AnyRow) -> Result<RunRecord, StateError> {
     })
 }
 
-/// The `INSERT` of a new run: `$1` its id, `$2` to `$17` its fields (see `bind_run`).
+/// The `INSERT` of a new run: `$1` its id, `$2` to `$17` its fields (see `run_params`).
 const RUN_INSERT: &str = "INSERT INTO runbook_runs (id, playbook, file, env, target, target_key, operator, host, pid, content_hash,
      plan_hash, params, vars, tags, status, started_at, finished_at, error, migrations_hash)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, NULL, NULL, $17)";
 
-/// Binds a new run's seventeen values for `RUN_INSERT`.
-fn bind_run<'q>(
-    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
-    run: &RunRecord,
-    target_key: &str,
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
-    q.bind(run.id.clone())
-        .bind(run.playbook.clone())
-        .bind(run.file.clone())
-        .bind(run.env.clone())
-        .bind(run.target.clone())
-        .bind(target_key.to_owned())
-        .bind(run.operator.clone())
-        .bind(run.host.clone())
-        .bind(run.pid)
-        .bind(run.content_hash.clone())
-        .bind(run.plan_hash.clone())
-        .bind(run.params.to_string())
-        .bind(serde_json::to_string(&run.vars).unwrap_or_default())
-        .bind(serde_json::json!({"tags": run.tags, "skip_tags": run.skip_tags}).to_string())
-        .bind(run.status.as_str())
-        .bind(run.started_at)
-        .bind(run.migrations_hash.clone())
+/// A new run's seventeen values for `RUN_INSERT`.
+fn run_params(run: &RunRecord, target_key: &str) -> Vec<write::Param> {
+    vec![
+        run.id.clone().into(),
+        run.playbook.clone().into(),
+        run.file.clone().into(),
+        run.env.clone().into(),
+        run.target.clone().into(),
+        target_key.into(),
+        run.operator.clone().into(),
+        run.host.clone().into(),
+        run.pid.into(),
+        run.content_hash.clone().into(),
+        run.plan_hash.clone().into(),
+        run.params.to_string().into(),
+        serde_json::to_string(&run.vars).unwrap_or_default().into(),
+        serde_json::json!({"tags": run.tags, "skip_tags": run.skip_tags})
+            .to_string()
+            .into(),
+        run.status.as_str().into(),
+        run.started_at.into(),
+        run.migrations_hash.clone().into(),
+    ]
 }

@@ -1,28 +1,33 @@
-//! How the SQLite state store writes an event: its whole transaction as one text,
-//! `BEGIN IMMEDIATE; INSERT the event; write the step or run row; COMMIT`, run as one command on
-//! the connection the store holds for its writes (`state_write::Writer`).
+//! How the SQLite state store writes: an event's whole transaction (`BEGIN IMMEDIATE`, the
+//! event's `INSERT`, the step or run row it changes, `COMMIT`) on a connection of the store's
+//! own (`Writer`), stepped on the caller's thread.
 //!
-//! sqlx runs each SQLite connection on a thread of its own and hands it one command at a time:
-//! `BEGIN`, two or three statements and `COMMIT` were four or five commands, each a trip to that
-//! thread and back. One text is one trip. Its parameters are numbered (`$n`) across the
-//! statements, so every statement reads the same bound values, and the statements are prepared
-//! once per text and kept (there are a dozen texts, one per kind of step and run write).
+//! sqlx runs each SQLite connection on a thread of its own and hands it one command at a
+//! time: every event was a trip to that thread and back, two or three wake-ups of one thread
+//! by the other per event, more than the rest of the engine's overhead per step. Here the
+//! statements run where the event is recorded, prepared once and kept; only waiting for the
+//! write lock is asynchronous (`BUSY_TIMEOUT`, polled: the runtime's other tasks go on
+//! meanwhile). The commit's fsync blocks the thread for as long as the floor's own fsync does.
 //!
-//! The guarantees are those of the transaction: `BEGIN IMMEDIATE` takes the write lock first
-//! (waiting up to the busy timeout), the commit is fsynced before the command answers
-//! (`synchronous=FULL`), and a text that stops before its `COMMIT` (a failed statement, or a
-//! caller that gave up waiting) leaves its transaction open on that connection only: the writer
-//! closes it then, and closing rolls the transaction back, so nothing is half-written and the
-//! next event goes on a new connection.
+//! Parameters are numbered (`$n`) across the statements of a write, so every statement reads
+//! the same bound values: each statement binds the ones it names.
+//!
+//! The guarantees are those of the transaction: `BEGIN IMMEDIATE` takes the write lock first,
+//! the commit is fsynced before it returns (`synchronous=FULL`), and a write that fails half-way
+//! is rolled back and its connection closed (the next write opens another), so nothing is
+//! half-written. No write is left half-done by a caller that stops waiting: the statements
+//! after `BEGIN` run without a pause in between.
 
 use crate::audit::Written;
 use crate::run::Event;
-use crate::state_write::{self as write, Effects, RunWrite, StepWrite};
-use sqlx::any::AnyArguments;
-use sqlx::query::Query;
-use std::sync::{LazyLock, OnceLock};
+use crate::state_write::{self as write, Effects, Param, RunWrite, StepWrite};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
-type Q<'q> = Query<'q, sqlx::Any, AnyArguments>;
+/// How long a write waits for another connection's write lock before it fails, as the pool's
+/// connections do (`PRAGMA busy_timeout`).
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The event's `INSERT`: `$1` the run, `$2` to `$8` the event (`$2` its time), `$9` the line.
 static EVENT: LazyLock<String> = LazyLock::new(|| write::event_insert(2, 9));
@@ -58,9 +63,9 @@ fn run_sql(run: &RunWrite, first: usize) -> String {
     }
 }
 
-/// The transaction's text for an event with these effects, made once per kind and kept.
-fn record_sql(effects: &Effects<'_>) -> &'static str {
-    static TEXTS: [[OnceLock<String>; 4]; 3] = [const { [const { OnceLock::new() }; 4] }; 3];
+/// The statements of an event with these effects, made once per kind and kept.
+fn record_sql(effects: &Effects<'_>) -> &'static [String] {
+    static TEXTS: [[OnceLock<Vec<String>>; 4]; 3] = [const { [const { OnceLock::new() }; 4] }; 3];
     let (s, step, next) = match &effects.step {
         None => (0, "", 10),
         Some((_, _, StepWrite::Started { .. })) => (1, STEP_STARTED, 12),
@@ -73,29 +78,33 @@ fn record_sql(effects: &Effects<'_>) -> &'static str {
         Some(RunWrite::Resumed { .. }) => 3,
     };
     TEXTS[s][r].get_or_init(|| {
-        let mut text = format!("BEGIN IMMEDIATE; {};", EVENT.as_str());
+        let mut all = vec![EVENT.clone()];
         if !step.is_empty() {
-            text.push_str(&format!(" {step};"));
+            all.push(step.to_owned());
         }
         if let Some(run) = &effects.run {
-            text.push_str(&format!(" {};", run_sql(run, next)));
+            all.push(run_sql(run, next));
         }
-        text.push_str(" COMMIT");
-        text
+        all
     })
 }
 
-/// The query that writes an event of run `run_id` at `at` with its effects, in one text.
-pub(crate) fn record<'q>(
+/// The statements that write an event of run `run_id` at `at` with its effects, and the
+/// values they read.
+pub(crate) fn record(
     run_id: &str,
     (event, effects): (&Event, &Effects<'_>),
     audit: Option<&Written>,
     at: i64,
-) -> Q<'q> {
-    let q = sqlx::query(sqlx::AssertSqlSafe(record_sql(effects))).bind(run_id.to_owned());
-    let q = write::bind_line(write::bind_event(q, at, event, audit), audit);
-    let q = match &effects.step {
-        Some((_, _, StepWrite::Started { ord, attempt })) => q.bind(*ord).bind(*attempt),
+) -> (&'static [String], Vec<Param>) {
+    let mut p: Vec<Param> = Vec::with_capacity(16);
+    p.push(run_id.into());
+    p.extend(write::event_params(at, event, audit));
+    p.push(write::line_param(audit));
+    match &effects.step {
+        Some((_, _, StepWrite::Started { ord, attempt })) => {
+            p.extend([(*ord).into(), (*attempt).into()]);
+        }
         Some((
             _,
             _,
@@ -106,34 +115,180 @@ pub(crate) fn record<'q>(
                 error,
                 change,
             },
-        )) => q
-            .bind(*ord)
-            .bind(status.as_str())
-            .bind(outputs.clone())
-            .bind(error.clone())
-            .bind(change.clone()),
-        None => q,
-    };
+        )) => p.extend([
+            (*ord).into(),
+            status.as_str().into(),
+            outputs.clone().into(),
+            error.clone().into(),
+            change.clone().into(),
+        ]),
+        None => {}
+    }
     match &effects.run {
-        Some(RunWrite::Ended { status, error }) => q.bind(status.clone()).bind(error.clone()),
-        Some(RunWrite::Resumed { pid, host }) => q.bind(*pid).bind(host.clone()),
-        Some(RunWrite::Waiting) | None => q,
+        Some(RunWrite::Ended { status, error }) => {
+            p.extend([status.clone().into(), error.clone().into()]);
+        }
+        Some(RunWrite::Resumed { pid, host }) => p.extend([(*pid).into(), host.clone().into()]),
+        Some(RunWrite::Waiting) | None => {}
+    }
+    (record_sql(effects), p)
+}
+
+/// The statements that record a new run (`$1` to `$17`, `run_params`) and its first event.
+pub(crate) fn create_run_sql(run_insert: &str) -> Vec<String> {
+    vec![run_insert.to_owned(), write::event_insert(18, 25)]
+}
+
+/// The statements that record an approval (`$1` to `$8`) and its event.
+pub(crate) fn approval_sql(insert: &str) -> Vec<String> {
+    vec![insert.to_owned(), write::event_insert(9, 16)]
+}
+
+/// The connection the SQLite store writes on: opened at the first write, held until the store
+/// closes or a write fails (then closed, which rolls back what it began).
+#[derive(Debug, Clone)]
+pub(crate) struct Writer {
+    path: PathBuf,
+    conn: Arc<Mutex<Option<rusqlite::Connection>>>,
+}
+
+/// Why a write did not happen.
+enum Failed {
+    /// Another connection holds the write lock: try again later.
+    Busy,
+    Error(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for Failed {
+    fn from(e: rusqlite::Error) -> Self {
+        Failed::Error(e)
     }
 }
 
-/// The transaction that records a new run (`$1` to `$17`, `bind_run`) and its first event.
-pub(crate) fn create_run_sql(run_insert: &str) -> String {
-    format!(
-        "BEGIN IMMEDIATE; {run_insert}; {}; COMMIT",
-        write::event_insert(18, 25)
-    )
+impl Writer {
+    pub fn new(path: &Path) -> Writer {
+        Writer {
+            path: path.to_owned(),
+            conn: Arc::default(),
+        }
+    }
+
+    /// Runs `statements` in one `BEGIN IMMEDIATE` transaction, each binding the parameters it
+    /// names (`$n` is `params[n - 1]`), waiting up to `BUSY_TIMEOUT` for the write lock.
+    pub async fn execute(
+        &self,
+        statements: &[String],
+        params: &[Param],
+    ) -> Result<(), rusqlite::Error> {
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match self.try_execute(statements, params) {
+                Ok(()) => return Ok(()),
+                Err(Failed::Error(e)) => return Err(e),
+                Err(Failed::Busy) if started.elapsed() >= BUSY_TIMEOUT => {
+                    return Err(busy_error());
+                }
+                Err(Failed::Busy) => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(20));
+                }
+            }
+        }
+    }
+
+    /// One attempt, on this thread: the transaction whole, or nothing.
+    fn try_execute(&self, statements: &[String], params: &[Param]) -> Result<(), Failed> {
+        let mut slot = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        let conn = match slot.take() {
+            Some(c) => c,
+            None => open(&self.path)?,
+        };
+        match transaction(&conn, statements, params) {
+            Ok(()) => {
+                *slot = Some(conn);
+                Ok(())
+            }
+            // The lock was not taken: nothing began, the connection is kept.
+            Err(Failed::Busy) => {
+                *slot = Some(conn);
+                Err(Failed::Busy)
+            }
+            // Dropped with the connection: closing rolls back what the write began.
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Closes the connection, if one is open.
+    pub fn close(&self) {
+        drop(
+            self.conn
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+    }
 }
 
-/// The transaction that records an approval (`$1` to `$8`) and its event.
-pub(crate) fn approval_sql(insert: &str) -> String {
-    format!(
-        "BEGIN IMMEDIATE; {insert}; {}; COMMIT",
-        write::event_insert(9, 16)
+/// Opens the store's file for writing, with the settings the pool's connections have.
+fn open(path: &Path) -> Result<rusqlite::Connection, rusqlite::Error> {
+    use rusqlite::OpenFlags;
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    // No busy wait inside SQLite: it would hold the runtime's thread; `execute` polls instead.
+    conn.busy_timeout(Duration::ZERO)?;
+    // WAL with synchronous=FULL: each commit is fsynced before it returns.
+    conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON")?;
+    conn.set_prepared_statement_cache_capacity(32);
+    Ok(conn)
+}
+
+/// `BEGIN IMMEDIATE`, the statements, `COMMIT`; a failure after `BEGIN` leaves the
+/// transaction for the caller to roll back by closing the connection.
+fn transaction(
+    conn: &rusqlite::Connection,
+    statements: &[String],
+    params: &[Param],
+) -> Result<(), Failed> {
+    match conn.execute_batch("BEGIN IMMEDIATE") {
+        Ok(()) => {}
+        Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) => {
+            return Err(Failed::Busy);
+        }
+        Err(e) => return Err(e.into()),
+    }
+    for sql in statements {
+        let mut stmt = conn.prepare_cached(sql)?;
+        for i in 1..=stmt.parameter_count() {
+            let value = stmt
+                .parameter_name(i)
+                .and_then(|name| name.strip_prefix('$'))
+                .and_then(|n| n.parse::<usize>().ok())
+                .and_then(|n| params.get(n.checked_sub(1)?));
+            match value {
+                Some(Param::Int(v)) => stmt.raw_bind_parameter(i, v)?,
+                Some(Param::Text(v)) => stmt.raw_bind_parameter(i, v)?,
+                None => return Err(rusqlite::Error::InvalidParameterCount(i, params.len()).into()),
+            }
+        }
+        stmt.raw_execute()?;
+    }
+    conn.execute_batch("COMMIT")?;
+    Ok(())
+}
+
+/// The error a write that waited `BUSY_TIMEOUT` for the lock fails with.
+fn busy_error() -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+        Some(format!(
+            "database is locked: another process held the write lock for {} s",
+            BUSY_TIMEOUT.as_secs()
+        )),
     )
 }
 
@@ -250,6 +405,56 @@ mod tests {
         let store = StateStore::open(&StateSpec::Sqlite(path)).await.unwrap();
         store.record("r1", &started("s4"), None).await.unwrap();
         assert_eq!(events(&store).await, steps(&["s1", "s2", "s3", "s4"]));
+        store.close().await;
+    }
+
+    /// A write that finds another connection holding the write lock waits for it without
+    /// holding the runtime's thread (the runtime's other tasks go on meanwhile), and is
+    /// written once the lock is let go.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_write_waiting_for_the_lock_lets_the_runtime_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let store = StateStore::open(&StateSpec::Sqlite(path.clone()))
+            .await
+            .unwrap();
+        let first = Event::run(EventKind::RunStarted, json!({}));
+        store.create_run(&run(), "k", &first, None).await.unwrap();
+
+        let url = format!("sqlite://{}", path.display());
+        let mut other = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::raw_sql("BEGIN IMMEDIATE")
+            .execute(&mut other)
+            .await
+            .unwrap();
+        let ticks = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = ticks.clone();
+        let ticker = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+        let waited = started("waited");
+        let write = store.record("r1", &waited, None);
+        let release = async {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            let during = ticks.load(std::sync::atomic::Ordering::Relaxed);
+            sqlx::raw_sql("COMMIT").execute(&mut other).await.unwrap();
+            during
+        };
+        let (written, during) = tokio::join!(write, release);
+        written.unwrap();
+        ticker.abort();
+        assert!(
+            during >= 10,
+            "the runtime's other task ticked {during} times in 400 ms while the write waited"
+        );
+        other.close().await.unwrap();
+        assert_eq!(
+            events(&store).await,
+            vec![(1, None), (2, Some("waited".to_owned()))]
+        );
         store.close().await;
     }
 }

@@ -192,12 +192,81 @@ pub(crate) fn event_insert(first: usize, line: usize) -> String {
     )
 }
 
+/// A value the statements of a write read, typed as its column is (a NULL keeps its type:
+/// PostgreSQL infers a parameter's type from it). Both stores bind the same list: PostgreSQL
+/// through sqlx (`bind`), SQLite through its own connection (`state_sqlite::Writer`).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Param {
+    Int(Option<i64>),
+    Text(Option<String>),
+}
+
+impl From<i64> for Param {
+    fn from(v: i64) -> Self {
+        Param::Int(Some(v))
+    }
+}
+
+impl From<Option<i64>> for Param {
+    fn from(v: Option<i64>) -> Self {
+        Param::Int(v)
+    }
+}
+
+impl From<String> for Param {
+    fn from(v: String) -> Self {
+        Param::Text(Some(v))
+    }
+}
+
+impl From<&str> for Param {
+    fn from(v: &str) -> Self {
+        Param::Text(Some(v.to_owned()))
+    }
+}
+
+impl From<Option<String>> for Param {
+    fn from(v: Option<String>) -> Self {
+        Param::Text(v)
+    }
+}
+
+/// Binds `params` in order.
+pub(crate) fn bind<'q>(
+    q: Query<'q, sqlx::Any, AnyArguments>,
+    params: impl IntoIterator<Item = Param>,
+) -> Query<'q, sqlx::Any, AnyArguments> {
+    params.into_iter().fold(q, |q, p| match p {
+        Param::Int(v) => q.bind(v),
+        Param::Text(v) => q.bind(v),
+    })
+}
+
+/// The audit record's line `event_insert` reads as the statement's last parameter.
+pub(crate) fn line_param(audit: Option<&Written>) -> Param {
+    Param::Text(audit.map(|w| w.line.clone()))
+}
+
+/// The seven values `event_insert` reads after the run's id.
+pub(crate) fn event_params(at: i64, event: &Event, audit: Option<&Written>) -> [Param; 7] {
+    let head = audit.map(|w| &w.head);
+    [
+        at.into(),
+        event.kind.as_str().into(),
+        event.step.clone().into(),
+        event.phase.map(|p| p.as_str().to_owned()).into(),
+        event.data.to_string().into(),
+        head.map(|h| h.seq).into(),
+        head.map(|h| h.hash.clone()).into(),
+    ]
+}
+
 /// Binds the audit record's line `event_insert` reads as the statement's last parameter.
 pub(crate) fn bind_line<'q>(
     q: Query<'q, sqlx::Any, AnyArguments>,
     audit: Option<&Written>,
 ) -> Query<'q, sqlx::Any, AnyArguments> {
-    q.bind(audit.map(|w| w.line.clone()))
+    bind(q, [line_param(audit)])
 }
 
 /// Binds the seven values `event_insert` reads after the run's id.
@@ -207,14 +276,7 @@ pub(crate) fn bind_event<'q>(
     event: &Event,
     audit: Option<&Written>,
 ) -> Query<'q, sqlx::Any, AnyArguments> {
-    let head = audit.map(|w| &w.head);
-    q.bind(at)
-        .bind(event.kind.as_str())
-        .bind(event.step.clone())
-        .bind(event.phase.map(|p| p.as_str().to_owned()))
-        .bind(event.data.to_string())
-        .bind(head.map(|h| h.seq))
-        .bind(head.map(|h| h.hash.clone()))
+    bind(q, event_params(at, event, audit))
 }
 
 /// An event with its step and run rows in one PostgreSQL statement. The step CTE writes when
