@@ -39,6 +39,42 @@ pub enum TargetLock {
     },
 }
 
+/// A connection to a PostgreSQL target opened for its run lock, the lock not yet taken.
+pub struct Preconnected(sqlx::PgConnection);
+
+/// Opens the connection the run lock of `target` will be taken on, when it is a PostgreSQL
+/// database; `None` otherwise, or when it cannot be opened (the lock then connects itself, and
+/// says why it cannot).
+pub async fn preconnect(
+    target: Option<&TargetSpec>,
+    run_id: &str,
+    operator: &str,
+) -> Option<Preconnected> {
+    match target? {
+        TargetSpec::Postgres(url) => connect(url, run_id, operator).await.ok().map(Preconnected),
+        TargetSpec::Sqlite(_) => None,
+    }
+}
+
+/// A connection for the lock, named after the run and operator that hold it.
+async fn connect(url: &str, run_id: &str, operator: &str) -> Result<sqlx::PgConnection, LockError> {
+    let tag: String = format!("runbook run={run_id} operator={operator}")
+        .chars()
+        .take(63)
+        .collect();
+    let opts = sqlx::postgres::PgConnectOptions::from_str(url)
+        .map_err(|e| LockError::Failed(crate::db::describe(&e)))?
+        .application_name(&tag);
+    opts.connect().await.map_err(|e| {
+        let e = ConnectError::from(&e);
+        if e.is_environment() {
+            LockError::Unreachable(e)
+        } else {
+            LockError::Failed(e.message)
+        }
+    })
+}
+
 impl TargetLock {
     /// Takes the lock for `run_id`, polling until `wait` has passed.
     pub async fn acquire(
@@ -47,24 +83,26 @@ impl TargetLock {
         operator: &str,
         wait: Duration,
     ) -> Result<TargetLock, LockError> {
+        Self::acquire_on(target, run_id, operator, wait, None).await
+    }
+
+    /// As [`acquire`](Self::acquire), on a lock connection opened beforehand with
+    /// [`preconnect`] when there is one (opened while the run is checked, so the run does not
+    /// wait for a second connection after the checks).
+    pub async fn acquire_on(
+        target: &TargetSpec,
+        run_id: &str,
+        operator: &str,
+        wait: Duration,
+        pre: Option<Preconnected>,
+    ) -> Result<TargetLock, LockError> {
         let deadline = Instant::now() + wait;
         match target {
             TargetSpec::Postgres(url) => {
-                let tag: String = format!("runbook run={run_id} operator={operator}")
-                    .chars()
-                    .take(63)
-                    .collect();
-                let opts = sqlx::postgres::PgConnectOptions::from_str(url)
-                    .map_err(|e| LockError::Failed(crate::db::describe(&e)))?
-                    .application_name(&tag);
-                let mut conn = opts.connect().await.map_err(|e| {
-                    let e = ConnectError::from(&e);
-                    if e.is_environment() {
-                        LockError::Unreachable(e)
-                    } else {
-                        LockError::Failed(e.message)
-                    }
-                })?;
+                let mut conn = match pre {
+                    Some(Preconnected(conn)) => conn,
+                    None => connect(url, run_id, operator).await?,
+                };
                 loop {
                     let got: bool = sqlx::query("SELECT pg_try_advisory_lock($1)")
                         .bind(PG_LOCK_KEY)

@@ -58,8 +58,8 @@ pub async fn resume(
         &found.id,
         &run::operator(),
         req.lock_wait,
-        ui,
-        &redactor,
+        (ui, &redactor),
+        None,
     )
     .await?;
     let ready = match under_lock(project, &state, &found, &req, target.as_ref(), ui).await {

@@ -234,20 +234,21 @@ pub(super) fn needs_db(pb: &Playbook) -> bool {
         || pb.includes.values().any(|i| needs_db(i))
 }
 
-/// Takes the target's run lock (none without a target), naming the holder when it is taken.
-/// With `--lock-wait`, says whom it waits for before waiting.
+/// Takes the target's run lock (none without a target), naming the holder when it is taken,
+/// first on `pre` when the lock's connection was opened beforehand. With `--lock-wait`, says
+/// whom it waits for before waiting.
 pub(super) async fn take_lock(
     target: Option<&TargetSpec>,
     run_id: &str,
     operator: &str,
     wait: Duration,
-    ui: &Ui,
-    redactor: &Redactor,
+    (ui, redactor): (&Ui, &Redactor),
+    pre: Option<crate::lock::Preconnected>,
 ) -> Result<Option<TargetLock>, ExecError> {
     let Some(target) = target else {
         return Ok(None);
     };
-    let first = TargetLock::acquire(target, run_id, operator, Duration::ZERO).await;
+    let first = TargetLock::acquire_on(target, run_id, operator, Duration::ZERO, pre).await;
     let taken = match first {
         Err(LockError::Held { holder }) if !wait.is_zero() => {
             ui.note(&format!(

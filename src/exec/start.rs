@@ -39,6 +39,8 @@ pub async fn run(
     ui: &Ui,
     cancel: watch::Receiver<bool>,
 ) -> Result<Outcome, ExecError> {
+    let operator = run::operator();
+    let run_id = run::new_run_id();
     let Checked {
         plan,
         target,
@@ -46,27 +48,22 @@ pub async fn run(
         server_version,
         conn,
         guard,
-    } = check(project, &playbook, &req, ui).await?;
+        state,
+        lock_conn,
+    } = check(project, &playbook, &req, ui, (&run_id, &operator)).await?;
     // The rules the run is held to (its database's environment's, when that is another).
     let protections = guard.protections.rules.clone();
     let (approve_key, operator_key) = keys(project, &req, &protections, ui)?;
     let redactor = redactor_for(project.config_def(), &plan.values, target.as_ref());
-    let operator = run::operator();
-    let run_id = run::new_run_id();
-    // The state store opens while the run lock is taken (each waits on its own IO); the first
-    // to fail ends both, and a lock given up that way is released by its connection's end.
-    // The redactor is the global one: opening the state store reports through it.
-    let (state, lock) = tokio::try_join!(
-        open_state(project, req.state.as_deref(), ui),
-        take_lock(
-            target.as_ref(),
-            &run_id,
-            &operator,
-            req.lock_wait,
-            ui,
-            &redactor,
-        )
-    )?;
+    let lock = take_lock(
+        target.as_ref(),
+        &run_id,
+        &operator,
+        req.lock_wait,
+        (ui, &redactor),
+        lock_conn,
+    )
+    .await?;
     let record = new_record(
         project,
         &playbook,
@@ -152,6 +149,10 @@ struct Checked {
     /// The connection they were read on, for the first step that needs the database.
     conn: Option<Db>,
     guard: Guard,
+    /// The state store, opened while the target was read.
+    state: StateStore,
+    /// The connection the run lock will be taken on, opened while the target was read.
+    lock_conn: Option<crate::lock::Preconnected>,
 }
 
 /// The keys of the operator: the one that signs `--approve` where approvals must be signed
@@ -242,6 +243,7 @@ async fn check(
     playbook: &Playbook,
     req: &RunRequest,
     ui: &Ui,
+    (run_id, operator): (&str, &str),
 ) -> Result<Checked, ExecError> {
     let config = project.config_def();
     let plan_req = plan::PlanRequest {
@@ -285,8 +287,17 @@ async fn check(
         return Err(ExecError::Invalid);
     }
     // The database this run is bound to (resume and approve continue it on that one only),
-    // and whose protections it runs under.
-    let probe = identity_of(target.as_ref(), true, ui).await?;
+    // and whose protections it runs under. Meanwhile, each waiting on its own IO, the state
+    // store opens and so does the connection the run lock will be taken on (only taken once
+    // every check has passed; a refused run drops it). The redactor is the global one:
+    // opening the state store reports through it.
+    let (probe, state, lock_conn) = tokio::join!(
+        identity_of(target.as_ref(), true, ui),
+        open_state(project, req.state.as_deref(), ui),
+        crate::lock::preconnect(target.as_ref(), run_id, operator),
+    );
+    let probe = probe?;
+    let state = state?;
     let (identity, server_version, conn) = match probe {
         Some(p) => (Some(p.identity), p.server_version, p.conn),
         None => (None, None, None),
@@ -320,6 +331,8 @@ async fn check(
         server_version,
         conn,
         guard,
+        state,
+        lock_conn,
     })
 }
 

@@ -301,3 +301,54 @@ fn a_new_sqlite_target_is_locked_by_the_file_it_will_be() {
     std::fs::write(&gate, "").unwrap();
     assert!(holder.wait().unwrap().success(), "{}", log(&p, "hold.log"));
 }
+
+/// Today's weekday in UTC, shifted by `offset` days, as a window names it.
+fn weekday(offset: i64) -> &'static str {
+    let days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    // 1970-01-01 was a Thursday (3).
+    days[((secs / 86400 + 3 + offset).rem_euclid(7)) as usize]
+}
+
+/// The run lock's connection opens while a run is checked, but the lock is taken only once
+/// every check has passed: a run its checks refuse (here, its environment is outside its
+/// maintenance window) is refused for that, at once, even while another run holds the target
+/// and it was given `--lock-wait`; it never waits for the lock nor names its holder.
+#[test]
+fn a_refused_run_never_takes_the_postgres_lock_it_connected_for() {
+    let p = Project::new(|_| Target::postgres("lockrefused"));
+    std::fs::write(
+        p.path().join("runbook.yaml"),
+        format!(
+            "environments:\n  dev:\n    target: {{ sqlite: dev.db }}\n    allow_target_override: true\n  maint:\n    target: {{ sqlite: m.db }}\n    allow_target_override: true\n    protections:\n      windows: [{{ days: [{}], start: \"00:00\", end: \"23:59\", tz: UTC }}]\n",
+            weekday(2)
+        ),
+    )
+    .unwrap();
+    let gate = p.path().join("gate");
+    let (mut holder, id) = hold(&p, &p.target.arg(), &gate);
+    p.playbook(
+        "windowed",
+        "name: windowed\nsteps:\n  - id: change\n    sql: { query: \"CREATE TABLE windowed (x INTEGER)\" }\n",
+    );
+    let out = p.run("windowed", &["--env", "maint", "--lock-wait", "30s"]);
+    assert_eq!(out.code, 7, "{}", out.combined());
+    assert!(
+        out.stderr.contains("outside its maintenance windows"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("in use by another run"),
+        "a refused run waited for the lock: {}",
+        out.stderr
+    );
+    // The holder still holds it, and its run finishes.
+    std::fs::write(&gate, "").unwrap();
+    assert!(holder.wait().unwrap().success(), "{}", log(&p, "hold.log"));
+    assert_eq!(finished_events(&p, &id), ("1".to_owned(), 1));
+    assert!(p.target.query("SELECT to_regclass('windowed') IS NULL") == ["t"]);
+}
