@@ -202,7 +202,13 @@ impl Writer {
         let mut slot = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
         let conn = match slot.take() {
             Some(c) => c,
-            None => open(&self.path)?,
+            None => open(&self.path).map_err(|e| {
+                if busy(&e) {
+                    Failed::Busy
+                } else {
+                    Failed::Error(e)
+                }
+            })?,
         };
         match transaction(&conn, statements, params) {
             Ok(()) => {
@@ -241,8 +247,9 @@ fn open(path: &Path) -> Result<rusqlite::Connection, rusqlite::Error> {
     )?;
     // No busy wait inside SQLite: it would hold the runtime's thread; `execute` polls instead.
     conn.busy_timeout(Duration::ZERO)?;
-    // WAL with synchronous=FULL: each commit is fsynced before it returns.
-    conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON")?;
+    // The file is in WAL mode already (the pool's connections set it, and it stays with the
+    // file); with synchronous=FULL each commit is fsynced before it returns.
+    conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON")?;
     conn.set_prepared_statement_cache_capacity(32);
     Ok(conn)
 }
@@ -256,9 +263,7 @@ fn transaction(
 ) -> Result<(), Failed> {
     match conn.execute_batch("BEGIN IMMEDIATE") {
         Ok(()) => {}
-        Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) => {
-            return Err(Failed::Busy);
-        }
+        Err(e) if busy(&e) => return Err(Failed::Busy),
         Err(e) => return Err(e.into()),
     }
     for sql in statements {
@@ -279,6 +284,11 @@ fn transaction(
     }
     conn.execute_batch("COMMIT")?;
     Ok(())
+}
+
+/// Whether another connection's lock stopped `e` (only ever retried where nothing began).
+fn busy(e: &rusqlite::Error) -> bool {
+    e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
 }
 
 /// The error a write that waited `BUSY_TIMEOUT` for the lock fails with.

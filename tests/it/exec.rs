@@ -1,6 +1,6 @@
 //! The executor end to end, through the binary, on real SQLite and real PostgreSQL.
 
-use crate::support::{Project, Runbook, Target, pg};
+use crate::support::{Project, Runbook, Target, pg, sqlite};
 use std::path::Path;
 use std::time::Duration;
 
@@ -625,7 +625,11 @@ fn concurrent_runs_share_the_sqlite_state_store() {
     // Several operators (or a fleet) on one machine write the same `.runbook/state.db`.
     let dir = tempfile::tempdir().unwrap();
     let p = project(Target::sqlite(dir.path()));
-    p.playbook("quick", "name: quick\nsteps:\n  - id: a\n    shell: { argv: [\"true\"] }\n  - id: b\n    shell: { argv: [\"true\"] }\n  - id: c\n    shell: { argv: [\"true\"] }\n");
+    // Enough steps that the writers meet at the write lock (each waits its turn, none fails).
+    let steps: String = (0..25)
+        .map(|i| format!("  - id: s{i}\n    shell: {{ argv: [\"true\"] }}\n"))
+        .collect();
+    p.playbook("quick", &format!("name: quick\nsteps:\n{steps}"));
     let children: Vec<std::process::Child> = (0..8)
         .map(|i| {
             std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
@@ -658,5 +662,21 @@ fn concurrent_runs_share_the_sqlite_state_store() {
             .filter(|r| r["status"] == "succeeded")
             .count(),
         8
+    );
+    // Every step of every run was recorded: started and finished, one row each.
+    let state = p.path().join(".runbook/state.db");
+    assert_eq!(
+        sqlite::query(
+            &state,
+            "SELECT count(*) FROM runbook_events WHERE kind IN ('step_started', 'step_finished')"
+        ),
+        ["400"]
+    );
+    assert_eq!(
+        sqlite::query(
+            &state,
+            "SELECT count(*) FROM runbook_steps WHERE status = 'succeeded'"
+        ),
+        ["200"]
     );
 }
