@@ -62,8 +62,14 @@ seconds() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>"$WORK/err" || { cat 
 A=(); B=(); R=()
 for i in $(seq 1 "$PAIRS"); do
   fresh bench_a; fresh bench_b
-  a=$(seconds "$RUNBOOK" -C "$PROJECT" run apply --target "postgres://postgres@127.0.0.1:$PORT/bench_a")
-  b=$(seconds "$BIN/psql" -X -q -v ON_ERROR_STOP=1 -d "postgres://postgres@127.0.0.1:$PORT/bench_b" "${FLAGS[@]}")
+  # Alternate which side goes first, so neither always meets the server's warmer caches.
+  if [ $((i % 2)) = 1 ]; then
+    a=$(seconds "$RUNBOOK" -C "$PROJECT" run apply --target "postgres://postgres@127.0.0.1:$PORT/bench_a")
+    b=$(seconds "$BIN/psql" -X -q -v ON_ERROR_STOP=1 -d "postgres://postgres@127.0.0.1:$PORT/bench_b" "${FLAGS[@]}")
+  else
+    b=$(seconds "$BIN/psql" -X -q -v ON_ERROR_STOP=1 -d "postgres://postgres@127.0.0.1:$PORT/bench_b" "${FLAGS[@]}")
+    a=$(seconds "$RUNBOOK" -C "$PROJECT" run apply --target "postgres://postgres@127.0.0.1:$PORT/bench_a")
+  fi
   r=$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.3f", a / b }')
   echo "pair $i: runbook ${a}s, psql ${b}s, ratio ${r}"
   A+=("$a"); B+=("$b"); R+=("$r")
