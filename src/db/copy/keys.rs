@@ -1,11 +1,11 @@
-//! What is added after a table's rows: its primary key, UNIQUE constraints and indexes, the
-//! identity sequence moved past the highest key, and, once every table is in, foreign keys.
+//! What is added after a table's rows: its primary key, UNIQUE constraints and indexes, and
+//! the identity sequence moved past the highest key (foreign keys, once every table is in:
+//! `foreign.rs`).
 
-use super::ddl::{IndexPlan, MAX_IDENT, Names, truncate};
+use super::ddl::{IndexPlan, Names};
 use super::report::Decision;
-use super::schema::{SrcFk, SrcTable};
+use super::schema::SrcTable;
 use super::sqltext::{check_exprs, quote_columns};
-use super::target::target_exists;
 use super::{OpError, db_error, describe};
 use crate::fmt::quote_ident;
 use sqlx::PgConnection;
@@ -211,148 +211,4 @@ pub(super) async fn move_sequence(
         },
         reason: "keys given after the copy do not collide with copied ones".to_owned(),
     })
-}
-
-/// Adds the table's foreign keys, each as its own decision; one whose parent is not in the
-/// target fails unless `allow_skip` names it.
-pub(super) async fn add_foreign_keys(
-    pg: &mut PgConnection,
-    t: &SrcTable,
-    names: &Names,
-    decisions: &mut Vec<Decision>,
-) -> Result<(), OpError> {
-    for fk in &t.fks {
-        let d = add_foreign_key(pg, t, fk).await?;
-        let plain: Vec<&str> = fk.from.iter().map(String::as_str).collect();
-        let name = truncate(&format!("{}_{}_fkey", t.name, plain.join("_")), MAX_IDENT);
-        if d.to == "not carried over" && !names.may_skip(&name) {
-            return Err(OpError::Failed(format!(
-                "`{}`: {} cannot be added: {}; copy its parent too, or let the copy leave it \
-                 out with `allow_skip: [{name}]`",
-                t.name, d.from, d.reason
-            )));
-        }
-        decisions.push(d);
-    }
-    Ok(())
-}
-
-/// One foreign key: left out when its parent is not in the target, kept when an earlier run
-/// added it, added NOT VALID when existing rows break it.
-async fn add_foreign_key(
-    pg: &mut PgConnection,
-    t: &SrcTable,
-    fk: &SrcFk,
-) -> Result<Decision, OpError> {
-    let from: Vec<String> = fk.from.iter().map(|c| quote_ident(c)).collect();
-    let described = format!(
-        "FOREIGN KEY ({}) REFERENCES {}",
-        from.join(", "),
-        quote_ident(&fk.parent)
-    );
-    let mut decision = Decision {
-        table: t.name.clone(),
-        column: None,
-        what: "foreign_key".to_owned(),
-        from: described,
-        to: String::new(),
-        reason: String::new(),
-    };
-    if !target_exists(pg, &fk.parent).await? {
-        decision.to = "not carried over".to_owned();
-        decision.reason = format!("`{}` is not in the target", fk.parent);
-        return Ok(decision);
-    }
-    let to = parent_columns(pg, fk).await?;
-    let plain: Vec<&str> = fk.from.iter().map(String::as_str).collect();
-    let name = truncate(&format!("{}_{}_fkey", t.name, plain.join("_")), MAX_IDENT);
-    let exists: bool = sqlx::query_scalar(
-        "SELECT count(*) > 0 FROM pg_constraint WHERE conrelid = to_regclass($1) AND conname = $2",
-    )
-    .bind(quote_ident(&t.name))
-    .bind(&name)
-    .fetch_one(&mut *pg)
-    .await
-    .map_err(db_error)?;
-    decision.to = quote_ident(&name);
-    if exists {
-        decision.reason = "already added by an earlier run".to_owned();
-        return Ok(decision);
-    }
-    let sql = format!(
-        "ALTER TABLE {} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({}) ON UPDATE {} ON DELETE {}",
-        quote_ident(&t.name),
-        quote_ident(&name),
-        from.join(", "),
-        quote_ident(&fk.parent),
-        to.join(", "),
-        fk_action(&fk.on_update),
-        fk_action(&fk.on_delete)
-    );
-    match sqlx::raw_sql(sqlx::AssertSqlSafe(sql.clone()))
-        .execute(&mut *pg)
-        .await
-    {
-        Ok(_) => {
-            decision.reason = format!(
-                "added after the load (ON UPDATE {}, ON DELETE {})",
-                fk_action(&fk.on_update),
-                fk_action(&fk.on_delete)
-            );
-        }
-        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23503") => {
-            // SQLite does not check foreign keys unless told to, so old rows can break them.
-            // NOT VALID keeps the key for new rows, as SQLite with `foreign_keys` on would.
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("{sql} NOT VALID")))
-                .execute(&mut *pg)
-                .await
-                .map_err(db_error)?;
-            decision.to = format!("{} NOT VALID", quote_ident(&name));
-            decision.reason = format!(
-                "existing rows break it ({}): added NOT VALID, so new rows are checked; fix \
-                 the rows, then `ALTER TABLE {} VALIDATE CONSTRAINT {}`",
-                e.message(),
-                quote_ident(&t.name),
-                quote_ident(&name)
-            );
-        }
-        Err(e) => {
-            decision.to = "not carried over".to_owned();
-            decision.reason = format!("PostgreSQL refused it: {}", describe(&e));
-        }
-    }
-    Ok(decision)
-}
-
-/// The parent's columns a key references, quoted: `REFERENCES parent` without columns means
-/// the parent's primary key.
-async fn parent_columns(pg: &mut PgConnection, fk: &SrcFk) -> Result<Vec<String>, OpError> {
-    Ok(if fk.to.iter().all(Option::is_some) {
-        fk.to.iter().flatten().map(|c| quote_ident(c)).collect()
-    } else {
-        sqlx::query_scalar::<_, String>(
-            "SELECT a.attname::text FROM pg_constraint c \
-         JOIN LATERAL unnest(c.conkey) WITH ORDINALITY AS k(attnum, ord) ON true \
-         JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum \
-         WHERE c.conrelid = to_regclass($1) AND c.contype = 'p' ORDER BY k.ord",
-        )
-        .bind(quote_ident(&fk.parent))
-        .fetch_all(&mut *pg)
-        .await
-        .map_err(db_error)?
-        .iter()
-        .map(|c| quote_ident(c))
-        .collect()
-    })
-}
-
-/// A referential action as PostgreSQL spells it; anything else is NO ACTION.
-fn fk_action(a: &str) -> &'static str {
-    match a.to_ascii_uppercase().as_str() {
-        "CASCADE" => "CASCADE",
-        "SET NULL" => "SET NULL",
-        "SET DEFAULT" => "SET DEFAULT",
-        "RESTRICT" => "RESTRICT",
-        _ => "NO ACTION",
-    }
 }

@@ -47,6 +47,7 @@ mod datetime;
 mod ddl;
 mod defaults;
 mod encode;
+mod foreign;
 mod into;
 mod json;
 mod keys;

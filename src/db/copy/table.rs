@@ -5,7 +5,8 @@
 
 use super::checksum::{Checksum, source_checksum};
 use super::ddl::Names;
-use super::keys::{Keys, add_foreign_keys};
+use super::foreign::add_foreign_keys;
+use super::keys::Keys;
 use super::load::{Attempt, Loaded, Streamed, finish_table, stream_table};
 use super::plan::{Planned, inspect, plan_from_stats, plan_table};
 use super::progress::{self, Recorded};
@@ -64,7 +65,8 @@ pub(super) async fn copy_tables(
         done: RefCell::new((0..selected.len()).map(|_| None).collect()),
         streaming: tokio::sync::Mutex::new(()),
     };
-    match second {
+    let mut second = second;
+    match second.as_deref_mut() {
         Some(b) => {
             let (x, y) = futures_util::future::join(lanes.run(&mut *pg), lanes.run(b)).await;
             x.and(y)?;
@@ -85,9 +87,12 @@ pub(super) async fn copy_tables(
     }
     let names = lanes.names.into_inner();
     if outcomes.iter().all(|o| o.status != "failed") {
-        for t in selected {
-            add_foreign_keys(pg, t, &names, decisions).await?;
-        }
+        let tables: Vec<(&SrcTable, u64)> = selected
+            .iter()
+            .copied()
+            .zip(outcomes.iter().map(|o| o.rows))
+            .collect();
+        add_foreign_keys((pg, second), &tables, &names, decisions).await?;
     } else if selected.iter().any(|t| !t.fks.is_empty()) {
         note(
             op,
