@@ -323,21 +323,12 @@ impl StateStore {
         let mut params = run_params(run, target_key);
         params.extend(write::event_params(at, event, audit));
         params.push(write::line_param(audit));
-        match &self.writes {
-            Writes::Postgres(writer) => {
-                static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-                    format!("WITH r AS ({RUN_INSERT}) {}", write::event_insert(18, 25))
-                });
-                let q = sqlx::query(sqlx::AssertSqlSafe(SQL.as_str()));
-                writer.execute(&self.pool, write::bind(q, params)).await?;
-            }
-            Writes::Sqlite(writer) => {
-                static TEXT: std::sync::LazyLock<Vec<String>> =
-                    std::sync::LazyLock::new(|| crate::state_sqlite::create_run_sql(RUN_INSERT));
-                writer.execute(&TEXT, &params).await?;
-            }
-        }
-        Ok(())
+        static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            format!("WITH r AS ({RUN_INSERT}) {}", write::event_insert(18, 25))
+        });
+        static TEXT: std::sync::LazyLock<Vec<String>> =
+            std::sync::LazyLock::new(|| crate::state_sqlite::create_run_sql(RUN_INSERT));
+        self.write((&SQL, &TEXT), params).await
     }
 
     /// Appends an event and applies it to the step and run rows, durably and as a whole: on
@@ -360,6 +351,23 @@ impl StateStore {
                     crate::state_sqlite::record(run_id, (event, &effects), audit, at);
                 writer.execute(statements, &params).await?;
             }
+        }
+        Ok(())
+    }
+
+    /// One write on the store's writer: on PostgreSQL the one statement `pg`, on SQLite the
+    /// statements `lite` in one transaction, both reading `params` (`$n`).
+    async fn write(
+        &self,
+        (pg, lite): (&str, &[String]),
+        params: Vec<write::Param>,
+    ) -> Result<(), StateError> {
+        match &self.writes {
+            Writes::Postgres(writer) => {
+                let q = write::bind(sqlx::query(sqlx::AssertSqlSafe(pg)), params);
+                writer.execute(&self.pool, q).await?;
+            }
+            Writes::Sqlite(writer) => writer.execute(lite, &params).await?,
         }
         Ok(())
     }
@@ -488,21 +496,12 @@ impl StateStore {
         ];
         params.extend(write::event_params(at, &event, audit));
         params.push(write::line_param(audit));
-        match &self.writes {
-            Writes::Postgres(writer) => {
-                static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-                    format!("WITH a AS ({INSERT}) {}", write::event_insert(9, 16))
-                });
-                let q = sqlx::query(sqlx::AssertSqlSafe(SQL.as_str()));
-                writer.execute(&self.pool, write::bind(q, params)).await?;
-            }
-            Writes::Sqlite(writer) => {
-                static TEXT: std::sync::LazyLock<Vec<String>> =
-                    std::sync::LazyLock::new(|| crate::state_sqlite::approval_sql(INSERT));
-                writer.execute(&TEXT, &params).await?;
-            }
-        }
-        Ok(())
+        static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            format!("WITH a AS ({INSERT}) {}", write::event_insert(9, 16))
+        });
+        static TEXT: std::sync::LazyLock<Vec<String>> =
+            std::sync::LazyLock::new(|| crate::state_sqlite::approval_sql(INSERT));
+        self.write((&SQL, &TEXT), params).await
     }
 
     /// The audit chain head the state store recorded for a run.
@@ -550,15 +549,10 @@ impl StateStore {
         // On the writer's connection, as every other write of the store.
         const SQL: &str =
             "UPDATE runbook_runs SET audit_synced = $2 WHERE id = $1 AND audit_synced < $2";
-        let params: Vec<write::Param> = vec![run_id.into(), seq.into()];
-        match &self.writes {
-            Writes::Postgres(writer) => {
-                let q = write::bind(sqlx::query(SQL), params);
-                writer.execute(&self.pool, q).await?;
-            }
-            Writes::Sqlite(writer) => writer.execute(&[SQL.to_owned()], &params).await?,
-        }
-        Ok(())
+        static TEXT: std::sync::LazyLock<Vec<String>> =
+            std::sync::LazyLock::new(|| vec![SQL.to_owned()]);
+        self.write((SQL, &TEXT), vec![run_id.into(), seq.into()])
+            .await
     }
 
     /// The last record the run's audit chain is known to have been fsynced through.

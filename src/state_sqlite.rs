@@ -343,6 +343,16 @@ mod tests {
         )
     }
 
+    /// A store at `path` holding run `r1`, started.
+    async fn with_run(path: &std::path::Path) -> StateStore {
+        let store = StateStore::open(&StateSpec::Sqlite(path.to_owned()))
+            .await
+            .unwrap();
+        let first = Event::run(EventKind::RunStarted, json!({}));
+        store.create_run(&run(), "k", &first, None).await.unwrap();
+        store
+    }
+
     /// The events the store holds: (seq, step).
     async fn events(store: &StateStore) -> Vec<(i64, Option<String>)> {
         let all = store.load_events("r1").await.unwrap();
@@ -358,11 +368,7 @@ mod tests {
     async fn an_event_cut_short_leaves_nothing_and_the_next_is_written() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
-        let store = StateStore::open(&StateSpec::Sqlite(path.clone()))
-            .await
-            .unwrap();
-        let first = Event::run(EventKind::RunStarted, json!({}));
-        store.create_run(&run(), "k", &first, None).await.unwrap();
+        let store = with_run(&path).await;
         store.record("r1", &started("s1"), None).await.unwrap();
 
         // The step row's insert fails after the event's: the event is not kept.
@@ -425,11 +431,7 @@ mod tests {
     async fn a_write_waiting_for_the_lock_lets_the_runtime_go_on() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
-        let store = StateStore::open(&StateSpec::Sqlite(path.clone()))
-            .await
-            .unwrap();
-        let first = Event::run(EventKind::RunStarted, json!({}));
-        store.create_run(&run(), "k", &first, None).await.unwrap();
+        let store = with_run(&path).await;
 
         let url = format!("sqlite://{}", path.display());
         let mut other = sqlx::SqliteConnection::connect(&url).await.unwrap();
