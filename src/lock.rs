@@ -99,17 +99,27 @@ impl TargetLock {
         let deadline = Instant::now() + wait;
         match target {
             TargetSpec::Postgres(url) => {
-                let mut conn = match pre {
-                    Some(Preconnected(conn)) => conn,
-                    None => connect(url, run_id, operator).await?,
+                // A connection opened beforehand may have been dropped meanwhile (by the
+                // server, or a proxy): it is replaced once before the lock is given up on.
+                let (mut conn, mut fresh) = match pre {
+                    Some(Preconnected(conn)) => (conn, false),
+                    None => (connect(url, run_id, operator).await?, true),
                 };
                 loop {
-                    let got: bool = sqlx::query("SELECT pg_try_advisory_lock($1)")
+                    let got: bool = match sqlx::query("SELECT pg_try_advisory_lock($1)")
                         .bind(PG_LOCK_KEY)
                         .fetch_one(&mut conn)
                         .await
                         .and_then(|r| r.try_get(0))
-                        .map_err(|e| LockError::Failed(crate::db::describe(&e)))?;
+                    {
+                        Ok(got) => got,
+                        Err(_) if !fresh => {
+                            conn = connect(url, run_id, operator).await?;
+                            fresh = true;
+                            continue;
+                        }
+                        Err(e) => return Err(LockError::Failed(crate::db::describe(&e))),
+                    };
                     if got {
                         tracing::debug!(run = run_id, "took the PostgreSQL advisory lock");
                         return Ok(TargetLock::Postgres(Some(conn)));

@@ -217,6 +217,7 @@ impl Writer {
             }
             // The lock was not taken: nothing began, the connection is kept.
             Err(Failed::Busy) => {
+                debug_assert!(conn.is_autocommit(), "a transaction was left open");
                 *slot = Some(conn);
                 Err(Failed::Busy)
             }
@@ -245,8 +246,14 @@ fn open(path: &Path) -> Result<rusqlite::Connection, rusqlite::Error> {
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
-    // No busy wait inside SQLite: it would hold the runtime's thread; `execute` polls instead.
-    conn.busy_timeout(Duration::ZERO)?;
+    // No busy wait inside SQLite: it would hold the runtime's thread; `execute` polls instead
+    // for the lock `BEGIN IMMEDIATE` takes, the only one a write waits for in WAL mode. A file
+    // that is not in WAL mode (a file system without shared memory refuses it) also waits at
+    // `COMMIT` for the readers to go: there SQLite waits, as the pool's connections do.
+    let wal = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get::<_, String>(0))?
+        .eq_ignore_ascii_case("wal");
+    conn.busy_timeout(if wal { Duration::ZERO } else { BUSY_TIMEOUT })?;
     // The file is in WAL mode already (the pool's connections set it, and it stays with the
     // file); with synchronous=FULL each commit is fsynced before it returns.
     conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON")?;
@@ -296,7 +303,7 @@ fn busy_error() -> rusqlite::Error {
     rusqlite::Error::SqliteFailure(
         rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
         Some(format!(
-            "database is locked: another process held the write lock for {} s",
+            "database is locked: another connection held the write lock for {} s",
             BUSY_TIMEOUT.as_secs()
         )),
     )

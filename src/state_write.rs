@@ -1,7 +1,8 @@
 //! What one event writes to the state store: its own row, and the step and run rows it changes
-//! (`Effects`). On SQLite they are written in one `BEGIN IMMEDIATE` transaction by
-//! `state.rs`; on PostgreSQL here, as one statement whose data-modifying CTEs write the step
-//! and the run row and whose main `INSERT` writes the event.
+//! (`Effects`), and the values its statements read (`Param`, bound alike by both stores). On
+//! SQLite they are written in one `BEGIN IMMEDIATE` transaction (`state_sqlite.rs`); on
+//! PostgreSQL here, as one statement whose data-modifying CTEs write the step and the run row
+//! and whose main `INSERT` writes the event.
 //!
 //! One statement is one round trip where `BEGIN`, two or three statements and `COMMIT` took
 //! four or five (the pool's ping included), with the same guarantees: a single statement
@@ -25,10 +26,11 @@ use std::time::{Duration, Instant};
 /// take minutes, and a server or a firewall may drop a connection meanwhile.
 pub(crate) const IDLE_PING: Duration = Duration::from_secs(30);
 
-/// The one connection a store writes events on: taken from the pool at the first event and
-/// held until the store closes. A statement that fails, or whose caller stops waiting for it,
-/// takes the connection with it (dropped, which closes it: on SQLite that rolls back a
-/// transaction its text began and did not commit); the next event takes a new one.
+/// The one connection a PostgreSQL store writes events on: taken from the pool at the first
+/// event and held until the store closes. A statement that fails, or whose caller stops
+/// waiting for it, takes the connection with it (dropped, which closes it); the next event
+/// takes a new one. (The SQLite store writes on a connection of its own:
+/// `state_sqlite::Writer`.)
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Writer(Arc<tokio::sync::Mutex<Option<Held>>>);
 
@@ -39,7 +41,7 @@ struct Held {
 }
 
 impl Writer {
-    /// Runs one statement (or, on SQLite, one text of statements) on the held connection.
+    /// Runs one statement on the held connection.
     pub async fn execute(
         &self,
         pool: &AnyPool,

@@ -128,33 +128,47 @@ pub async fn open_state(
     flag: Option<&str>,
     ui: &Ui,
 ) -> Result<StateStore, ExecError> {
-    let spec = state_spec(&project.root, project.config_def(), flag).map_err(|e| {
+    let spec = state_spec_of(project, flag, ui)?;
+    StateStore::open(&spec)
+        .await
+        .map_err(|e| state_failed(&spec, &e, ui))
+}
+
+/// The state store the flags and config name, reporting a bad one.
+pub(super) fn state_spec_of(
+    project: &Project,
+    flag: Option<&str>,
+    ui: &Ui,
+) -> Result<StateSpec, ExecError> {
+    state_spec(&project.root, project.config_def(), flag).map_err(|e| {
         ui.error(&e, None);
         ExecError::Invalid
-    })?;
-    StateStore::open(&spec).await.map_err(|e| {
-        let reach = match &e {
-            StateError::Db(db) => Some(ConnectError::from(db)).filter(ConnectError::is_environment),
-            _ => None,
-        };
-        if let Some(reach) = reach {
-            let at = match &spec {
-                StateSpec::Postgres(url) => crate::dburl::redact(url),
-                StateSpec::Sqlite(path) => path.display().to_string(),
-            };
-            ui.error(
-                &crate::redact::global()
-                    .redact(&format!("cannot connect to the state store {at}: {reach}")),
-                reach.hint,
-            );
-            return ExecError::Environment;
-        }
-        ui.error(
-            &crate::redact::global().redact(&e.to_string()),
-            Some("check the state store location (--state or `state:` in runbook.yaml)"),
-        );
-        ExecError::Internal
     })
+}
+
+/// Reports a state store that did not open.
+pub(super) fn state_failed(spec: &StateSpec, e: &StateError, ui: &Ui) -> ExecError {
+    let reach = match e {
+        StateError::Db(db) => Some(ConnectError::from(db)).filter(ConnectError::is_environment),
+        _ => None,
+    };
+    if let Some(reach) = reach {
+        let at = match spec {
+            StateSpec::Postgres(url) => crate::dburl::redact(url),
+            StateSpec::Sqlite(path) => path.display().to_string(),
+        };
+        ui.error(
+            &crate::redact::global()
+                .redact(&format!("cannot connect to the state store {at}: {reach}")),
+            reach.hint,
+        );
+        return ExecError::Environment;
+    }
+    ui.error(
+        &crate::redact::global().redact(&e.to_string()),
+        Some("check the state store location (--state or `state:` in runbook.yaml)"),
+    );
+    ExecError::Internal
 }
 
 /// The run a full id or a unique prefix names; reports when none or several match.

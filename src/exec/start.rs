@@ -11,7 +11,8 @@ use super::protections::{self, Effective};
 use super::refusal::{Attempt, Refusal};
 use super::same_target::identity_of;
 use super::session::{
-    Guard, Session, needs_db, open_state, redactor_for, release_lock, take_lock, target_spec,
+    Guard, Session, needs_db, redactor_for, release_lock, state_failed, state_spec_of, take_lock,
+    target_spec,
 };
 use super::signing;
 use super::units::find_approval_gate;
@@ -288,16 +289,16 @@ async fn check(
     }
     // The database this run is bound to (resume and approve continue it on that one only),
     // and whose protections it runs under. Meanwhile, each waiting on its own IO, the state
-    // store opens and so does the connection the run lock will be taken on (only taken once
-    // every check has passed; a refused run drops it). The redactor is the global one:
-    // opening the state store reports through it.
+    // store opens and so does the connection the run lock will be taken on (taken only once
+    // every check has passed; a refused run drops it). A state store that did not open is
+    // reported once the checks have passed, so a refusal is still the refusal.
+    let spec = state_spec_of(project, req.state.as_deref(), ui)?;
     let (probe, state, lock_conn) = tokio::join!(
         identity_of(target.as_ref(), true, ui),
-        open_state(project, req.state.as_deref(), ui),
+        StateStore::open(&spec),
         crate::lock::preconnect(target.as_ref(), run_id, operator),
     );
     let probe = probe?;
-    let state = state?;
     let (identity, server_version, conn) = match probe {
         Some(p) => (Some(p.identity), p.server_version, p.conn),
         None => (None, None, None),
@@ -320,6 +321,8 @@ async fn check(
         Ok(g) => g,
         Err(r) => return Err(attempt.refuse(r, ui).await),
     };
+    // The redactor is the global one: the state store's failure reports through it.
+    let state = state.map_err(|e| state_failed(&spec, &e, ui))?;
     // The plan is bound to the database and to the rules the run is held to.
     plan.protections = guard.protections.rules.clone();
     plan.seal(identity.as_deref());

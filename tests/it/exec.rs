@@ -625,7 +625,8 @@ fn concurrent_runs_share_the_sqlite_state_store() {
     // Several operators (or a fleet) on one machine write the same `.runbook/state.db`.
     let dir = tempfile::tempdir().unwrap();
     let p = project(Target::sqlite(dir.path()));
-    // Enough steps that the writers meet at the write lock (each waits its turn, none fails).
+    // Enough steps that the writers are likely to meet at the write lock (each must wait its
+    // turn, none fail).
     let steps: String = (0..25)
         .map(|i| format!("  - id: s{i}\n    shell: {{ argv: [\"true\"] }}\n"))
         .collect();

@@ -313,10 +313,11 @@ fn weekday(offset: i64) -> &'static str {
     days[((secs / 86400 + 3 + offset).rem_euclid(7)) as usize]
 }
 
-/// The run lock's connection opens while a run is checked, but the lock is taken only once
-/// every check has passed: a run its checks refuse (here, its environment is outside its
-/// maintenance window) is refused for that, at once, even while another run holds the target
-/// and it was given `--lock-wait`; it never waits for the lock nor names its holder.
+/// What the lock's connection opened while a run is checked must keep: the lock is taken only
+/// once every check has passed, so a run its checks refuse (here, its environment is outside
+/// its maintenance window) is refused for that, at once, even while another run holds the
+/// target and it was given `--lock-wait`; it never waits for the lock nor names its holder.
+/// Nor is it refused for a state store that does not open.
 #[test]
 fn a_refused_run_never_takes_the_postgres_lock_it_connected_for() {
     let p = Project::new(|_| Target::postgres("lockrefused"));
@@ -344,6 +345,24 @@ fn a_refused_run_never_takes_the_postgres_lock_it_connected_for() {
     assert!(
         !out.stderr.contains("in use by another run"),
         "a refused run waited for the lock: {}",
+        out.stderr
+    );
+    // Nor is it refused for a state store it cannot open: the store opens while the run is
+    // checked, and its failure is reported only once every check has passed.
+    let out = p.run(
+        "windowed",
+        &[
+            "--env",
+            "maint",
+            "--state",
+            "postgres://runbook@127.0.0.1:1/state",
+        ],
+    );
+    assert_eq!(out.code, 7, "{}", out.combined());
+    assert!(
+        out.stderr.contains("outside its maintenance windows")
+            && !out.stderr.contains("state store"),
+        "{}",
         out.stderr
     );
     // The holder still holds it, and its run finishes.

@@ -28,6 +28,8 @@ struct Pending {
     /// The child's rows: the largest validates first.
     rows: u64,
     actions: String,
+    /// Added NOT VALID by an earlier run that stopped before validating it.
+    earlier: bool,
 }
 
 /// How a validation ended.
@@ -40,7 +42,9 @@ enum Validated {
 }
 
 /// Adds the foreign keys of `tables` (with their rows), each as its own decision, in the
-/// tables' order; validates them on `pg` and, when given, `second` at once.
+/// tables' order; validates them on `pg` and, when given, `second` at once. A key that fails
+/// the copy stops the adding, and the keys added before it are still validated before the
+/// copy fails (as adding each whole left them valid).
 pub(super) async fn add_foreign_keys(
     (pg, second): (&mut PgConnection, Option<&mut PgConnection>),
     tables: &[(&SrcTable, u64)],
@@ -48,20 +52,31 @@ pub(super) async fn add_foreign_keys(
     decisions: &mut Vec<Decision>,
 ) -> Result<(), OpError> {
     let mut pending = Vec::new();
-    for (t, rows) in tables {
+    let mut failed = None;
+    'tables: for (t, rows) in tables {
         for fk in &t.fks {
             let name = key_name(t, fk);
-            let (d, added) = add_not_valid(pg, t, fk, &name).await?;
-            if d.to == "not carried over" {
-                refuse_unless_named(&t.name, &d, &name, names)?;
+            let (d, added) = match add_not_valid(pg, t, fk, &name).await {
+                Ok(x) => x,
+                Err(e) => {
+                    failed = Some(e);
+                    break 'tables;
+                }
+            };
+            if d.to == "not carried over"
+                && let Err(e) = refuse_unless_named(&t.name, &d, &name, names)
+            {
+                failed = Some(e);
+                break 'tables;
             }
-            if let Some(actions) = added {
+            if let Some((actions, earlier)) = added {
                 pending.push(Pending {
                     at: decisions.len(),
                     table: t.name.clone(),
                     name,
                     rows: *rows,
                     actions,
+                    earlier,
                 });
             }
             decisions.push(d);
@@ -82,11 +97,21 @@ pub(super) async fn add_foreign_keys(
     };
     let mut ordered = results;
     ordered.sort_by_key(|(p, _)| p.at);
+    if let Some(e) = failed {
+        return Err(e);
+    }
     for (p, outcome) in ordered {
         let Some(d) = decisions.get_mut(p.at) else {
             continue;
         };
         match outcome {
+            Validated::Valid if p.earlier => {
+                d.reason = format!(
+                    "added NOT VALID by an earlier run that stopped before validating it; \
+                     validated now ({})",
+                    p.actions
+                );
+            }
             Validated::Valid => {
                 d.reason = format!("added after the load ({})", p.actions);
             }
@@ -174,13 +199,14 @@ fn refuse_unless_named(
 
 /// One foreign key, added `NOT VALID`: left out when its parent is not in the target or
 /// PostgreSQL refuses it, kept when an earlier run added it. Gives the decision so far and,
-/// when it was added now, its referential actions (the key then waits for its validation).
+/// when the key waits for its validation, its referential actions and whether an earlier run
+/// added it (one that stopped between adding its keys and validating them).
 async fn add_not_valid(
     pg: &mut PgConnection,
     t: &SrcTable,
     fk: &SrcFk,
     name: &str,
-) -> Result<(Decision, Option<String>), OpError> {
+) -> Result<(Decision, Option<(String, bool)>), OpError> {
     let from: Vec<String> = fk.from.iter().map(|c| quote_ident(c)).collect();
     let mut decision = Decision {
         table: t.name.clone(),
@@ -200,24 +226,28 @@ async fn add_not_valid(
         return Ok((decision, None));
     }
     let to = parent_columns(pg, fk).await?;
-    let exists: bool = sqlx::query_scalar(
-        "SELECT count(*) > 0 FROM pg_constraint WHERE conrelid = to_regclass($1) AND conname = $2",
+    let validated: Option<bool> = sqlx::query_scalar(
+        "SELECT convalidated FROM pg_constraint WHERE conrelid = to_regclass($1) AND conname = $2",
     )
     .bind(quote_ident(&t.name))
     .bind(name)
-    .fetch_one(&mut *pg)
+    .fetch_optional(&mut *pg)
     .await
     .map_err(db_error)?;
     decision.to = quote_ident(name);
-    if exists {
-        decision.reason = "already added by an earlier run".to_owned();
-        return Ok((decision, None));
-    }
     let actions = format!(
         "ON UPDATE {}, ON DELETE {}",
         fk_action(&fk.on_update),
         fk_action(&fk.on_delete)
     );
+    match validated {
+        Some(true) => {
+            decision.reason = "already added by an earlier run".to_owned();
+            return Ok((decision, None));
+        }
+        Some(false) => return Ok((decision, Some((actions, true)))),
+        None => {}
+    }
     let sql = format!(
         "ALTER TABLE {} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({}) ON UPDATE {} ON DELETE {} NOT VALID",
         quote_ident(&t.name),
@@ -232,7 +262,7 @@ async fn add_not_valid(
         .execute(&mut *pg)
         .await
     {
-        Ok(_) => Ok((decision, Some(actions))),
+        Ok(_) => Ok((decision, Some((actions, false)))),
         Err(e) => {
             decision.to = "not carried over".to_owned();
             decision.reason = format!("PostgreSQL refused it: {}", describe(&e));
