@@ -41,8 +41,8 @@ pub enum StateError {
 #[derive(Debug, Clone)]
 pub struct StateStore {
     pub(crate) pool: AnyPool,
-    postgres: bool,
-    /// The connection the store writes events on, held while it is open.
+    /// The connection the store writes events on, held while it is open; which kind it is
+    /// says which database the store is.
     writes: Writes,
 }
 
@@ -275,11 +275,7 @@ impl StateStore {
             .connect_with(opts)
             .await?;
         migrate(&pool).await?;
-        Ok(StateStore {
-            pool,
-            postgres,
-            writes,
-        })
+        Ok(StateStore { pool, writes })
     }
 
     /// Whether a PostgreSQL store answers, asked once: opening retries until the pool's
@@ -299,7 +295,7 @@ impl StateStore {
     /// a deferred transaction that reads and then writes fails at once with "database is
     /// locked" when another process wrote in between, and the busy timeout cannot help it.
     pub(crate) async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
-        if self.postgres {
+        if self.is_postgres() {
             self.pool.begin().await
         } else {
             self.pool.begin_with("BEGIN IMMEDIATE").await
@@ -307,7 +303,7 @@ impl StateStore {
     }
 
     pub fn is_postgres(&self) -> bool {
-        self.postgres
+        matches!(self.writes, Writes::Postgres(_))
     }
 
     /// Records a new run and its `run_started` event: on PostgreSQL in one statement (the run
@@ -359,7 +355,7 @@ impl StateStore {
     /// statements `lite` in one transaction, both reading `params` (`$n`).
     async fn write(
         &self,
-        (pg, lite): (&str, &[String]),
+        (pg, lite): (&str, &[impl AsRef<str>]),
         params: Vec<write::Param>,
     ) -> Result<(), StateError> {
         match &self.writes {
@@ -549,9 +545,7 @@ impl StateStore {
         // On the writer's connection, as every other write of the store.
         const SQL: &str =
             "UPDATE runbook_runs SET audit_synced = $2 WHERE id = $1 AND audit_synced < $2";
-        static TEXT: std::sync::LazyLock<Vec<String>> =
-            std::sync::LazyLock::new(|| vec![SQL.to_owned()]);
-        self.write((SQL, &TEXT), vec![run_id.into(), seq.into()])
+        self.write((SQL, &[SQL]), vec![run_id.into(), seq.into()])
             .await
     }
 

@@ -177,7 +177,7 @@ impl Writer {
     /// names (`$n` is `params[n - 1]`), waiting up to `BUSY_TIMEOUT` for the write lock.
     pub async fn execute(
         &self,
-        statements: &[String],
+        statements: &[impl AsRef<str>],
         params: &[Param],
     ) -> Result<(), rusqlite::Error> {
         let started = Instant::now();
@@ -198,7 +198,7 @@ impl Writer {
     }
 
     /// One attempt, on this thread: the transaction whole, or nothing.
-    fn try_execute(&self, statements: &[String], params: &[Param]) -> Result<(), Failed> {
+    fn try_execute(&self, statements: &[impl AsRef<str>], params: &[Param]) -> Result<(), Failed> {
         let mut slot = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
         let conn = match slot.take() {
             Some(c) => c,
@@ -254,8 +254,8 @@ fn open(path: &Path) -> Result<rusqlite::Connection, rusqlite::Error> {
         .query_row("PRAGMA journal_mode", [], |r| r.get::<_, String>(0))?
         .eq_ignore_ascii_case("wal");
     conn.busy_timeout(if wal { Duration::ZERO } else { BUSY_TIMEOUT })?;
-    // The file is in WAL mode already (the pool's connections set it, and it stays with the
-    // file); with synchronous=FULL each commit is fsynced before it returns.
+    // With synchronous=FULL each commit is fsynced before it returns. (The pool's connections
+    // set WAL mode, which stays with the file.)
     conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON")?;
     conn.set_prepared_statement_cache_capacity(32);
     Ok(conn)
@@ -265,7 +265,7 @@ fn open(path: &Path) -> Result<rusqlite::Connection, rusqlite::Error> {
 /// transaction for the caller to roll back by closing the connection.
 fn transaction(
     conn: &rusqlite::Connection,
-    statements: &[String],
+    statements: &[impl AsRef<str>],
     params: &[Param],
 ) -> Result<(), Failed> {
     match conn.execute_batch("BEGIN IMMEDIATE") {
@@ -274,7 +274,7 @@ fn transaction(
         Err(e) => return Err(e.into()),
     }
     for sql in statements {
-        let mut stmt = conn.prepare_cached(sql)?;
+        let mut stmt = conn.prepare_cached(sql.as_ref())?;
         for i in 1..=stmt.parameter_count() {
             let value = stmt
                 .parameter_name(i)

@@ -84,7 +84,7 @@ pub(super) async fn add_foreign_keys(
     }
     pending.sort_by_key(|p| std::cmp::Reverse(p.rows));
     let queue = RefCell::new(pending.into_iter());
-    let results = match second {
+    let mut results = match second {
         Some(b) => {
             let (x, y) =
                 futures_util::future::join(validate_lane(pg, &queue), validate_lane(b, &queue))
@@ -95,12 +95,12 @@ pub(super) async fn add_foreign_keys(
         }
         None => validate_lane(pg, &queue).await?,
     };
-    let mut ordered = results;
-    ordered.sort_by_key(|(p, _)| p.at);
+    // In the tables' order: the first key refused is the one the copy fails on.
+    results.sort_by_key(|(p, _)| p.at);
     if let Some(e) = failed {
         return Err(e);
     }
-    for (p, outcome) in ordered {
+    for (p, outcome) in results {
         let Some(d) = decisions.get_mut(p.at) else {
             continue;
         };

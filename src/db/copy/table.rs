@@ -34,7 +34,7 @@ use std::time::Instant;
 /// the selection's order, whichever lane finished first.
 pub(super) async fn copy_tables(
     pg: &mut PgConnection,
-    second: Option<&mut PgConnection>,
+    mut second: Option<&mut PgConnection>,
     src: &Source,
     req: &Request,
     op: &Op<'_>,
@@ -65,7 +65,6 @@ pub(super) async fn copy_tables(
         done: RefCell::new((0..selected.len()).map(|_| None).collect()),
         streaming: tokio::sync::Mutex::new(()),
     };
-    let mut second = second;
     match second.as_deref_mut() {
         Some(b) => {
             let (x, y) = futures_util::future::join(lanes.run(&mut *pg), lanes.run(b)).await;
