@@ -628,12 +628,19 @@ impl StateStore {
         rows.iter().map(run_from_row).collect()
     }
 
+    /// Closes the writer and the pool. On SQLite the pool goes first, so the writer's
+    /// connection is the file's last and does not checkpoint on closing (`state_sqlite::open`).
     pub async fn close(&self) {
         match &self.writes {
-            Writes::Postgres(writer) => writer.close().await,
-            Writes::Sqlite(writer) => writer.close(),
+            Writes::Postgres(writer) => {
+                writer.close().await;
+                self.pool.close().await;
+            }
+            Writes::Sqlite(writer) => {
+                self.pool.close().await;
+                writer.close();
+            }
         }
-        self.pool.close().await;
     }
 }
 

@@ -257,6 +257,15 @@ fn open(path: &Path) -> Result<rusqlite::Connection, rusqlite::Error> {
     // With synchronous=FULL each commit is fsynced before it returns. (The pool's connections
     // set WAL mode, which stays with the file.)
     conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON")?;
+    // Closing does not checkpoint: the store closes its pool first, so this connection is
+    // the file's last, and a last connection's checkpoint (two fsyncs, the pages copied into
+    // the file, the WAL deleted, then created and its header fsynced again by the next run)
+    // would be the longest part of a short run's end and start. The WAL is as durable as the
+    // file; SQLite checkpoints it once it passes `wal_autocheckpoint` pages, at a commit.
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+        true,
+    )?;
     conn.set_prepared_statement_cache_capacity(32);
     Ok(conn)
 }
@@ -428,6 +437,30 @@ mod tests {
         let store = StateStore::open(&StateSpec::Sqlite(path)).await.unwrap();
         store.record("r1", &started("s4"), None).await.unwrap();
         assert_eq!(events(&store).await, steps(&["s1", "s2", "s3", "s4"]));
+        store.close().await;
+    }
+
+    /// Closing the store does not checkpoint: its writes stay in the WAL, which is kept (a
+    /// checkpoint would have copied them into the file and deleted it), and a store opened
+    /// next, as by the next process, reads every one of them and writes on.
+    #[tokio::test]
+    async fn closing_keeps_the_wal_and_the_next_store_reads_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let store = with_run(&path).await;
+        store.record("r1", &started("s1"), None).await.unwrap();
+        store.close().await;
+        let wal = dir.path().join("state.db-wal");
+        let kept = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        assert!(kept > 0, "closing checkpointed: the WAL is gone or empty");
+
+        let store = StateStore::open(&StateSpec::Sqlite(path)).await.unwrap();
+        assert_eq!(
+            events(&store).await,
+            [(1, None), (2, Some("s1".to_owned()))]
+        );
+        store.record("r1", &started("s2"), None).await.unwrap();
+        assert_eq!(events(&store).await.len(), 3);
         store.close().await;
     }
 
