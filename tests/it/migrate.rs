@@ -626,6 +626,33 @@ fn a_no_transaction_migration_builds_indexes_concurrently() {
             "004:apply:ok"
         ]
     );
+
+    // A file that failed outside a transaction and is then rewritten to run in one: its
+    // history row (written as failed) is replaced by the transaction's, with the new checksum.
+    let again = mig(
+        &p,
+        "005_again.sql",
+        "-- runbook:no-transaction\nCREATE UNIQUE INDEX CONCURRENTLY items_v_again ON items (v);\n",
+    );
+    fails(&migrate(&p, "action: apply").0);
+    p.target.query("DROP INDEX items_v_again");
+    let fixed = "CREATE INDEX items_v_plain ON items (v);\n";
+    mig(&p, "005_again.sql", fixed);
+    let (out, _) = migrate(&p, "action: apply");
+    ok(&out);
+    assert!(
+        out.stderr.contains(&format!("applied `{again}` in"))
+            && !out.stderr.contains("(outside a transaction)"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(history(&p)[4], "005:apply:ok");
+    assert_eq!(
+        p.target.query(
+            "SELECT count(*) || ':' || max(checksum) FROM runbook_migrations WHERE version = '005'"
+        ),
+        [format!("1:{}", sha256(fixed))]
+    );
 }
 
 #[test]

@@ -8,7 +8,7 @@ use super::lock::MigrationLock;
 use super::prisma;
 use super::run::{Direction, FileRun, Ran, Settings, run_file};
 use super::source::{Migration, MigrationSet};
-use super::status::{Status, status};
+use super::status::{Status, status_of};
 use super::version::compare_versions;
 use crate::db::op::{Op, OpError};
 use crate::db::{Db, TargetSpec};
@@ -177,14 +177,16 @@ async fn apply_locked(
     lock: &mut MigrationLock,
     op: &Op<'_>,
 ) -> Result<ApplyReport, OpError> {
+    let kept = prisma::kept_for(&set.migrations);
     let before = async {
-        ensure_history(db, prisma::kept_for(&set.migrations)).await?;
-        let st = status(db, set).await?;
+        // A table created now is empty: only the tables that were there are read.
+        let existed = ensure_history(db, kept).await?;
+        let st = status_of(db, set, existed).await?;
         preflight(db, &st).await?;
         let adopted = adopt_prisma(db, set, &st, &op.run_id).await?;
-        Ok::<_, OpError>((st, adopted))
+        Ok::<_, OpError>((st, adopted, existed))
     };
-    let (st, adopted) = before.await.map_err(OpError::nothing_committed)?;
+    let (st, adopted, existed) = before.await.map_err(OpError::nothing_committed)?;
     note_history(op, &st, &adopted);
     let mut applied = Vec::new();
     for p in &st.pending {
@@ -211,7 +213,9 @@ async fn apply_locked(
             Err(e) => return Err(e),
         }
     }
-    let status = status(db, set).await.map_err(|e| after(&applied, e))?;
+    let status = status_of(db, set, existed.ensured(kept))
+        .await
+        .map_err(|e| after(&applied, e))?;
     Ok(ApplyReport {
         applied,
         adopted,

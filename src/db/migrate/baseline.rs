@@ -6,7 +6,7 @@ use super::history::{HISTORY_TABLE, ensure_history, record_all};
 use super::lock::MigrationLock;
 use super::prisma::{self, PRISMA_TABLE};
 use super::source::{Migration, MigrationSet};
-use super::status::{PendingMigration, Status, status};
+use super::status::{PendingMigration, Status, status_of};
 use super::version::compare_versions;
 use crate::db::op::{Op, OpError};
 use crate::db::{Db, TargetSpec};
@@ -43,8 +43,9 @@ async fn baseline_locked(
     version: &str,
     op: &Op<'_>,
 ) -> Result<BaselineReport, OpError> {
-    ensure_history(db, prisma::kept_for(&set.migrations)).await?;
-    let st = status(db, set).await?;
+    let kept = prisma::kept_for(&set.migrations);
+    let existed = ensure_history(db, kept).await?;
+    let st = status_of(db, set, existed).await?;
     let marked: Vec<PendingMigration> = st
         .pending
         .iter()
@@ -57,6 +58,6 @@ async fn baseline_locked(
     for p in &marked {
         op.note(&format!("baselined `{}` (marked applied, not run)", p.file));
     }
-    let status = status(db, set).await?;
+    let status = status_of(db, set, existed.ensured(kept)).await?;
     Ok(BaselineReport { marked, status })
 }

@@ -75,8 +75,8 @@ impl Layout {
             return Part::File;
         }
         match after_head - file {
-            0 | 1 => Part::History,
-            2 if self.prisma => Part::Prisma,
+            0 => Part::History,
+            1 if self.prisma => Part::Prisma,
             _ => Part::Commit,
         }
     }

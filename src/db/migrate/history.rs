@@ -62,48 +62,78 @@ pub struct PrismaRecord {
     pub finished_at: String,
 }
 
-async fn table_exists(db: &mut Db, table: &str) -> Result<bool, sqlx::Error> {
-    match db {
-        Db::Postgres(c) => postgres::table_exists(c, table).await,
-        Db::Sqlite(c) => sqlite::table_exists(c, table).await,
+/// Which of the two history tables exist in the target database.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Tables {
+    /// `runbook_migrations`.
+    pub history: bool,
+    /// `_prisma_migrations`.
+    pub prisma: bool,
+}
+
+impl Tables {
+    /// The tables there are once `ensure_history(db, prisma)` returned these.
+    pub(super) fn ensured(self, prisma: bool) -> Tables {
+        Tables {
+            history: true,
+            prisma: prisma || self.prisma,
+        }
     }
+}
+
+/// Which history tables exist: one query.
+pub(super) async fn tables(db: &mut Db) -> Result<Tables, OpError> {
+    let found = match db {
+        Db::Postgres(c) => postgres::tables_exist(c, [HISTORY_TABLE, PRISMA_TABLE]).await,
+        Db::Sqlite(c) => sqlite::tables_exist(c, [HISTORY_TABLE, PRISMA_TABLE]).await,
+    };
+    let [history, prisma] =
+        found.map_err(|e| db_failed("cannot look for the migration history tables", &e))?;
+    Ok(Tables { history, prisma })
 }
 
 /// Creates the history table when it does not exist, and Prisma's (with Prisma's definition)
 /// when `prisma` and it does not exist: both in one transaction, so a fresh database pays one
-/// commit for them.
-pub(super) async fn ensure_history(db: &mut Db, prisma: bool) -> Result<(), OpError> {
-    let what = if prisma {
-        format!("cannot create `{HISTORY_TABLE}` and `{PRISMA_TABLE}`")
-    } else {
-        format!("cannot create `{HISTORY_TABLE}`")
+/// commit for them. Returns which tables existed before: a table it created is empty, and
+/// need not be read.
+pub(super) async fn ensure_history(db: &mut Db, prisma: bool) -> Result<Tables, OpError> {
+    let before = tables(db).await?;
+    let with_prisma = prisma && !before.prisma;
+    let (history_ddl, prisma_ddl) = match db {
+        Db::Postgres(_) => (postgres::HISTORY_DDL, super::prisma::POSTGRES_DDL),
+        Db::Sqlite(_) => (sqlite::HISTORY_DDL, super::prisma::SQLITE_DDL),
     };
-    let with_prisma = prisma
-        && !super::prisma::table_exists(db)
-            .await
-            .map_err(|e| db_failed(&what, &e))?;
-    let ddl = match (&*db, with_prisma) {
-        (Db::Postgres(_), false) => postgres::HISTORY_DDL.to_owned(),
-        (Db::Postgres(_), true) => format!(
-            "{};\n{}",
-            postgres::HISTORY_DDL,
-            super::prisma::POSTGRES_DDL
+    let (what, ddl) = match (before.history, with_prisma) {
+        (true, false) => return Ok(before),
+        (false, false) => (
+            format!("cannot create `{HISTORY_TABLE}`"),
+            history_ddl.to_owned(),
         ),
-        (Db::Sqlite(_), false) => sqlite::HISTORY_DDL.to_owned(),
-        (Db::Sqlite(_), true) => format!("{};\n{}", sqlite::HISTORY_DDL, super::prisma::SQLITE_DDL),
+        (true, true) => (
+            format!("cannot create `{PRISMA_TABLE}`"),
+            prisma_ddl.to_owned(),
+        ),
+        (false, true) => (
+            format!("cannot create `{HISTORY_TABLE}` and `{PRISMA_TABLE}`"),
+            format!("{history_ddl};\n{prisma_ddl}"),
+        ),
     };
-    tx::exec(db, &ddl).await.map_err(|e| db_failed(&what, &e))
+    tx::exec(db, &ddl).await.map_err(|e| db_failed(&what, &e))?;
+    Ok(before)
 }
 
 /// The history table's rows, by version; empty when the table does not exist yet.
 pub async fn history(db: &mut Db) -> Result<Vec<HistoryEntry>, OpError> {
-    let what = format!("cannot read `{HISTORY_TABLE}`");
-    if !table_exists(db, HISTORY_TABLE)
-        .await
-        .map_err(|e| db_failed(&what, &e))?
-    {
+    let exists = tables(db).await?.history;
+    read_history(db, exists).await
+}
+
+/// The history table's rows, by version, when it `exists` (the caller knows); else none.
+pub(super) async fn read_history(db: &mut Db, exists: bool) -> Result<Vec<HistoryEntry>, OpError> {
+    if !exists {
         return Ok(Vec::new());
     }
+    let what = format!("cannot read `{HISTORY_TABLE}`");
     let mut out = match db {
         Db::Postgres(c) => postgres::history_rows(c).await,
         Db::Sqlite(c) => sqlite::history_rows(c).await,
@@ -115,26 +145,8 @@ pub async fn history(db: &mut Db) -> Result<Vec<HistoryEntry>, OpError> {
 
 /// Migrations Prisma finished (and did not roll back), from `_prisma_migrations`.
 pub async fn prisma_history(db: &mut Db) -> Result<Vec<PrismaRecord>, OpError> {
-    let what = "cannot read `_prisma_migrations`";
-    if !table_exists(db, "_prisma_migrations")
-        .await
-        .map_err(|e| db_failed(what, &e))?
-    {
-        return Ok(Vec::new());
-    }
-    let rows = match db {
-        Db::Postgres(c) => postgres::prisma_rows(c).await,
-        Db::Sqlite(c) => sqlite::prisma_rows(c).await,
-    }
-    .map_err(|e| db_failed(what, &e))?;
-    Ok(rows
-        .into_iter()
-        .map(|(name, checksum, finished_at)| PrismaRecord {
-            name,
-            checksum,
-            finished_at,
-        })
-        .collect())
+    let exists = tables(db).await?.prisma;
+    Ok(super::prisma::read(db, exists).await?.0)
 }
 
 /// Replaces the history row of `m`.

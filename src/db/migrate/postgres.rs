@@ -112,14 +112,16 @@ pub(super) fn begin_with_timeouts(s: &Settings) -> (String, usize) {
 pub(super) const MESSAGE_MS: &str =
     "(extract(epoch FROM clock_timestamp() - statement_timestamp()) * 1000)::bigint";
 
-/// The statements that write a history row stamped with the server's clock (the row of an
-/// earlier attempt replaced), with literal values: two statements. `execution_ms` is an SQL
+/// The statement that writes a history row stamped with the server's clock (the row of an
+/// earlier attempt replaced), with literal values: one statement. `execution_ms` is an SQL
 /// expression ([`MESSAGE_MS`] when the file ran in the same message).
 pub(super) fn record_script(m: &Migration, execution_ms: &str, run_id: &str, kind: &str) -> String {
     format!(
-        "DELETE FROM runbook_migrations WHERE version = {v};
-INSERT INTO runbook_migrations (version, name, checksum, execution_ms, success, applied_at, run_id, kind)
-VALUES ({v}, {}, {}, {execution_ms}, true, clock_timestamp(), {}, {});",
+        "INSERT INTO runbook_migrations (version, name, checksum, execution_ms, success, applied_at, run_id, kind)
+VALUES ({v}, {}, {}, {execution_ms}, true, clock_timestamp(), {}, {})
+ON CONFLICT (version) DO UPDATE SET name = EXCLUDED.name, checksum = EXCLUDED.checksum,
+    execution_ms = EXCLUDED.execution_ms, success = true, applied_at = EXCLUDED.applied_at,
+    run_id = EXCLUDED.run_id, kind = EXCLUDED.kind;",
         literal(&m.name),
         literal(&m.checksum),
         literal(run_id),
@@ -175,16 +177,18 @@ pub(super) async fn history_rows(c: &mut PgConnection) -> Result<Vec<HistoryEntr
         .collect()
 }
 
-/// `_prisma_migrations` rows Prisma finished: name, checksum, finish time.
-pub(super) async fn prisma_rows(
+/// Whether each of `tables` exists (on the search path), in one query.
+pub(super) async fn tables_exist(
     c: &mut PgConnection,
-) -> Result<Vec<(String, String, String)>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT migration_name, checksum, finished_at::text FROM _prisma_migrations
-             WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL",
-    )
-    .fetch_all(&mut *c)
-    .await
+    [a, b]: [&str; 2],
+) -> Result<[bool; 2], sqlx::Error> {
+    let (a, b): (bool, bool) =
+        sqlx::query_as("SELECT to_regclass($1) IS NOT NULL, to_regclass($2) IS NOT NULL")
+            .bind(a)
+            .bind(b)
+            .fetch_one(&mut *c)
+            .await?;
+    Ok([a, b])
 }
 
 /// Writes a history row stamped with the server's clock.

@@ -9,6 +9,7 @@
 //! which is how Prisma stores a `DateTime` there.
 
 use super::db_failed;
+use super::history::PrismaRecord;
 use super::postgres::literal;
 use super::source::Migration;
 use crate::db::Db;
@@ -271,24 +272,37 @@ pub(super) async fn roll_back(
 /// The rows Prisma counts as failed (`finished_at` and `rolled_back_at` null), oldest first;
 /// none when the table does not exist.
 pub async fn failures(db: &mut Db) -> Result<Vec<PrismaFailure>, OpError> {
-    let what = format!("cannot read `{PRISMA_TABLE}`");
-    if !table_exists(db).await.map_err(|e| db_failed(&what, &e))? {
-        return Ok(Vec::new());
+    let exists = super::history::tables(db).await?.prisma;
+    Ok(read(db, exists).await?.1)
+}
+
+/// What `_prisma_migrations` says, when it `exists` (the caller knows), in one query: the
+/// migrations Prisma finished, and the attempts it counts as failed (oldest first). A row
+/// rolled back counts as neither.
+pub(super) async fn read(
+    db: &mut Db,
+    exists: bool,
+) -> Result<(Vec<PrismaRecord>, Vec<PrismaFailure>), OpError> {
+    if !exists {
+        return Ok((Vec::new(), Vec::new()));
     }
-    let rows: Result<Vec<(String, String, Option<String>)>, sqlx::Error> = match db {
+    type Row = (String, String, Option<String>, String, Option<String>);
+    let rows: Result<Vec<Row>, sqlx::Error> = match db {
         Db::Postgres(c) => {
             sqlx::query_as(
-                "SELECT migration_name, to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), logs
-                 FROM _prisma_migrations WHERE finished_at IS NULL AND rolled_back_at IS NULL
-                 ORDER BY started_at",
+                "SELECT migration_name, checksum, finished_at::text,
+                        to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), logs
+                 FROM _prisma_migrations WHERE rolled_back_at IS NULL ORDER BY started_at",
             )
             .fetch_all(&mut *c)
             .await
         }
         Db::Sqlite(c) => {
+            // Prisma keeps times as Unix milliseconds: shown as RFC 3339 like every other time.
             let sql = format!(
-                "SELECT migration_name, {}, logs FROM _prisma_migrations
-                 WHERE finished_at IS NULL AND rolled_back_at IS NULL ORDER BY started_at",
+                "SELECT migration_name, checksum, {}, {}, logs FROM _prisma_migrations
+                 WHERE rolled_back_at IS NULL ORDER BY started_at",
+                SQLITE_TIME.replace("{col}", "finished_at"),
                 SQLITE_TIME.replace("{col}", "started_at")
             );
             sqlx::query_as(sqlx::AssertSqlSafe(sql))
@@ -296,15 +310,23 @@ pub async fn failures(db: &mut Db) -> Result<Vec<PrismaFailure>, OpError> {
                 .await
         }
     };
-    Ok(rows
-        .map_err(|e| db_failed(&what, &e))?
-        .into_iter()
-        .map(|(migration_name, started_at, logs)| PrismaFailure {
-            migration_name,
-            started_at,
-            logs,
-        })
-        .collect())
+    let rows = rows.map_err(|e| db_failed(&format!("cannot read `{PRISMA_TABLE}`"), &e))?;
+    let (mut finished, mut failed) = (Vec::new(), Vec::new());
+    for (name, checksum, finished_at, started_at, logs) in rows {
+        match finished_at {
+            Some(finished_at) => finished.push(PrismaRecord {
+                name,
+                checksum,
+                finished_at,
+            }),
+            None => failed.push(PrismaFailure {
+                migration_name: name,
+                started_at,
+                logs,
+            }),
+        }
+    }
+    Ok((finished, failed))
 }
 
 /// A SQLite `DATETIME` column as RFC 3339 text: Prisma's Unix milliseconds, or text as

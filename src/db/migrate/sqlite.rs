@@ -41,19 +41,20 @@ pub(super) async fn history_rows(
         .collect()
 }
 
-/// `_prisma_migrations` rows Prisma finished: name, checksum, finish time.
-pub(super) async fn prisma_rows(
+/// Whether each of `tables` exists, in one query.
+pub(super) async fn tables_exist(
     c: &mut SqliteConnection,
-) -> Result<Vec<(String, String, String)>, sqlx::Error> {
-    // Prisma keeps times as Unix milliseconds: shown as RFC 3339 like every other time.
-    let sql = format!(
-        "SELECT migration_name, checksum, {} FROM _prisma_migrations
-             WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL",
-        super::prisma::SQLITE_TIME.replace("{col}", "finished_at")
-    );
-    sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .fetch_all(&mut *c)
-        .await
+    [a, b]: [&str; 2],
+) -> Result<[bool; 2], sqlx::Error> {
+    let (a, b): (bool, bool) = sqlx::query_as(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1),
+                EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?2)",
+    )
+    .bind(a)
+    .bind(b)
+    .fetch_one(&mut *c)
+    .await?;
+    Ok([a, b])
 }
 
 /// Writes a history row stamped with this process's clock (SQLite has no time zone type).

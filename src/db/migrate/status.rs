@@ -1,8 +1,8 @@
 //! Where a database stands against a set of migrations: applied, pending (in or out of
 //! order, retried), drifted (changed after applying), missing (applied, file gone).
 
-use super::history::{HistoryEntry, PrismaRecord, history, prisma_history};
-use super::prisma::{PrismaFailure, failures};
+use super::history::{HistoryEntry, PrismaRecord, Tables, read_history, tables};
+use super::prisma::PrismaFailure;
 use super::source::{Migration, MigrationSet};
 use super::version::{compare_versions, version_key};
 use crate::db::Db;
@@ -249,11 +249,19 @@ pub fn compare(
 
 /// Where the target stands: history (and Prisma's) against the files. Reads only.
 pub async fn status(db: &mut Db, set: &MigrationSet) -> Result<Status, OpError> {
-    let hist = history(db).await?;
-    let (prisma, failed) = if set.migrations.iter().any(|m| m.prisma_name.is_some()) {
-        (prisma_history(db).await?, failures(db).await?)
-    } else {
-        (Vec::new(), Vec::new())
-    };
+    let exist = tables(db).await?;
+    status_of(db, set, exist).await
+}
+
+/// [`status`], when the caller knows which history tables exist (`ensure_history` says): a
+/// table that does not is not read.
+pub(super) async fn status_of(
+    db: &mut Db,
+    set: &MigrationSet,
+    exist: Tables,
+) -> Result<Status, OpError> {
+    let hist = read_history(db, exist.history).await?;
+    let prisma_kept = set.migrations.iter().any(|m| m.prisma_name.is_some());
+    let (prisma, failed) = super::prisma::read(db, prisma_kept && exist.prisma).await?;
     Ok(compare(set, &hist, &prisma, &failed))
 }
