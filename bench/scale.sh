@@ -19,7 +19,10 @@
 #   resume        `runbook resume --confirm` of a run of that playbook with a `confirm` gate
 #                 after its steps, where it waits: every step record is taken in, then the
 #                 gate passes (the store and chains as they were before each time).
-# The run and resume cases take RUN_PAIRS pairs (default 3): a 10,000-step run takes a while.
+#   migrate       `runbook run apply` of a migrations folder of 200 vs 2,000 files (SQLite
+#                 target and state store, fresh each time): a table and a row per file.
+# The run, resume and migrate cases take RUN_PAIRS pairs (default 3): a 10,000-step run takes
+# a while.
 # Prints `case  1x  10x  ratio` rows; bench/run folds them into its table.
 set -euo pipefail
 
@@ -103,6 +106,12 @@ for size in 1 10; do
   (cd "$P/gate" && "$RUNBOOK" -q run long >/dev/null 2>&1 || true)
   mv "$P/gate/.runbook" "$P/gate/waiting"
   ls "$P/gate/waiting/audit" | grep -v '^index' | grep '\.jsonl$' | sed 's/\.jsonl$//' > "$P/gate/run_id"
+  project "$P/mig"; mkdir -p "$P/mig/migrations"
+  printf 'name: apply\nsteps:\n  - id: apply\n    migrate: { action: apply }\n' > "$P/mig/playbooks/apply.yaml"
+  awk -v n=$((200 * size)) -v d="$P/mig/migrations" 'BEGIN { for (i = 1; i <= n; i++) {
+    f = sprintf("%s/%05d_t%d.sql", d, i, i)
+    printf "CREATE TABLE t%d (id INTEGER PRIMARY KEY, v TEXT);\nINSERT INTO t%d (v) VALUES (\x27x\x27);\n", i, i > f
+    close(f) } }'
 done
 
 seconds() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>&1 || true; e=$(date +%s.%N); awk -v s="$s" -v e="$e" 'BEGIN { printf "%.4f", e - s }'; }
@@ -122,6 +131,7 @@ peak() { # DIR ARGS...: peak resident memory in MB
   (cd "$d" && /usr/bin/time -f %M "$RUNBOOK" "$@" 2>&1 >/dev/null | tail -1) | awk '{ printf "%.0f", $1 / 1024 }'
 }
 fresh_run() { rm -rf .runbook; "$RUNBOOK" -q run long; }
+fresh_apply() { rm -rf .runbook; "$RUNBOOK" -q run apply; }
 resumed_run() { rm -rf .runbook; cp -r waiting .runbook; "$RUNBOOK" -q resume "$(cat run_id)" --confirm go; }
 case_fn() { # NAME DIR-SUFFIX FUNCTION: like case_, timing the function (its copy of the store too)
   local name=$1 sub=$2 fn=$3
@@ -144,4 +154,5 @@ case_ "show 10k/100k records" /long audit show "$RUN"
 case_ "runs 2k/20k runs" /runs runs --limit 100000
 case_fn "run 1k/10k steps" "" fresh_run
 case_fn "resume 1k/10k steps" /gate resumed_run
+case_fn "migrate apply 200/2k files" /mig fresh_apply
 echo "verify peak memory: $(peak "$WORK/x1/long" audit verify "$RUN" --chain-only) MB at $(du -m "$WORK/x1/long/.runbook/audit/$RUN.jsonl" | cut -f1) MB of chain, $(peak "$WORK/x10/long" audit verify "$RUN" --chain-only) MB at $(du -m "$WORK/x10/long/.runbook/audit/$RUN.jsonl" | cut -f1) MB"

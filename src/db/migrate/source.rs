@@ -3,7 +3,7 @@
 //! with line endings normalised and checksummed.
 
 use super::script::{Parsed, tx_needs_in};
-use super::version::{compare_versions, valid_version, version_key};
+use super::version::{compare_versions, valid_version};
 use crate::db::Dialect;
 use crate::db::op::OpError;
 use sha2::{Digest, Sha256};
@@ -82,11 +82,13 @@ impl Migration {
 }
 
 impl MigrationSet {
+    /// The migration of `version` (`001` is `1`): a binary search, the set being sorted by
+    /// version with no two equal (`read_dir_keeping` refuses duplicates).
     pub fn find(&self, version: &str) -> Option<&Migration> {
-        let key = version_key(version);
         self.migrations
-            .iter()
-            .find(|m| version_key(&m.version) == key)
+            .binary_search_by(|m| compare_versions(&m.version, version))
+            .ok()
+            .map(|i| &self.migrations[i])
     }
 }
 
