@@ -42,6 +42,13 @@ pub async fn run(
 ) -> Result<Outcome, ExecError> {
     let operator = run::operator();
     let run_id = run::new_run_id();
+    // The git state of the files the run runs from (two git processes in a repository) is
+    // read in the blocking pool while the checks connect and probe; the run's first record
+    // waits for it.
+    let git = {
+        let (file, inputs) = (playbook.source.path.clone(), inputs_of(project, &playbook));
+        tokio::task::spawn_blocking(move || crate::audit::git_state(&file, &inputs))
+    };
     let Checked {
         plan,
         target,
@@ -83,7 +90,7 @@ pub async fn run(
             &guard,
             operator_key.as_ref(),
         ),
-        &record,
+        (&record, git),
         &state,
         (target.as_ref(), server_version.as_deref()),
         &redactor,
@@ -466,7 +473,10 @@ async fn begin<'a>(
         &Guard,
         Option<&Signer>,
     ),
-    record: &RunRecord,
+    (record, git): (
+        &RunRecord,
+        tokio::task::JoinHandle<Option<serde_json::Value>>,
+    ),
     state: &StateStore,
     (target, server_version): (Option<&TargetSpec>, Option<&str>),
     redactor: &Redactor,
@@ -491,6 +501,8 @@ async fn begin<'a>(
         );
         ExecError::Internal
     })?;
+    // A git that could not be asked (the task panicked) is no git state, as a failed git is.
+    let git = git.await.ok().flatten();
     let started = Event::run(
         EventKind::RunStarted,
         json!({
@@ -500,7 +512,7 @@ async fn begin<'a>(
             "protections": guard.protections.to_json(), "emergency": guard.emergency,
             "operator_key": operator_key.map(|k| json!({"principal": k.principal(), "fingerprint": k.fingerprint})),
             "config": config_digest(project), "migrations_hash": record.migrations_hash,
-            "git": crate::audit::git_state(file, &inputs_of(project, playbook)),
+            "git": git,
         }),
     );
     let key = target.map_or_else(|| "(none)".to_owned(), TargetSpec::key);
