@@ -628,8 +628,10 @@ impl StateStore {
         rows.iter().map(run_from_row).collect()
     }
 
-    /// Closes the writer and the pool. On SQLite the pool goes first, so the writer's
-    /// connection is the file's last and does not checkpoint on closing (`state_sqlite::open`).
+    /// Closes the writer and the pool. On SQLite the pool goes first, so a writer's connection,
+    /// when a write opened one, is the file's last and does not checkpoint on closing
+    /// (`state_sqlite::open`); a store that only read closes with its pool's connection last,
+    /// which checkpoints what the runs before left in the WAL.
     pub async fn close(&self) {
         match &self.writes {
             Writes::Postgres(writer) => {

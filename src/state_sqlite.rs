@@ -258,10 +258,13 @@ fn open(path: &Path) -> Result<rusqlite::Connection, rusqlite::Error> {
     // set WAL mode, which stays with the file.)
     conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON")?;
     // Closing does not checkpoint: the store closes its pool first, so this connection is
-    // the file's last, and a last connection's checkpoint (two fsyncs, the pages copied into
-    // the file, the WAL deleted, then created and its header fsynced again by the next run)
-    // would be the longest part of a short run's end and start. The WAL is as durable as the
-    // file; SQLite checkpoints it once it passes `wal_autocheckpoint` pages, at a commit.
+    // the file's last (of this process), and a last connection's checkpoint (two fsyncs, the
+    // pages copied into the file, the WAL deleted, then created and its header fsynced again
+    // by the next run) would be the longest part of a short run's end and start. The WAL is
+    // as durable as the file: `state.db` is the two (and `-shm`) together, so a copy of the
+    // store copies all three, or uses `sqlite3 state.db .backup`. SQLite checkpoints the WAL
+    // at a commit once it passes `wal_autocheckpoint` pages, and a command that only reads
+    // the store checkpoints it on closing.
     conn.set_db_config(
         rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
         true,

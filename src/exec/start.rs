@@ -42,13 +42,6 @@ pub async fn run(
 ) -> Result<Outcome, ExecError> {
     let operator = run::operator();
     let run_id = run::new_run_id();
-    // The git state of the files the run runs from (two git processes in a repository) is
-    // read in the blocking pool while the checks connect and probe; the run's first record
-    // waits for it.
-    let git = {
-        let (file, inputs) = (playbook.source.path.clone(), inputs_of(project, &playbook));
-        tokio::task::spawn_blocking(move || crate::audit::git_state(&file, &inputs))
-    };
     let Checked {
         plan,
         target,
@@ -58,6 +51,7 @@ pub async fn run(
         guard,
         state,
         lock_conn,
+        git,
     } = check(project, &playbook, &req, ui, (&run_id, &operator)).await?;
     // The rules the run is held to (its database's environment's, when that is another).
     let protections = guard.protections.rules.clone();
@@ -161,6 +155,8 @@ struct Checked {
     state: StateStore,
     /// The connection the run lock will be taken on, opened while the target was read.
     lock_conn: Option<crate::lock::Preconnected>,
+    /// The git state of the run's files (`audit::git_state`), being read meanwhile.
+    git: tokio::task::JoinHandle<Option<serde_json::Value>>,
 }
 
 /// The keys of the operator: the one that signs `--approve` where approvals must be signed
@@ -300,6 +296,13 @@ async fn check(
     // every check has passed; a refused run drops it). A state store that did not open is
     // reported once the checks have passed, so a refusal is still the refusal.
     let spec = state_spec_of(project, req.state.as_deref(), ui)?;
+    // The git state of the files the run runs from (three git processes in a repository) is
+    // read in the blocking pool from here on; the run's first record waits for it. Started
+    // only once the run's input is valid: a refusal after this point waits for it at exit.
+    let git = {
+        let (file, inputs) = (playbook.source.path.clone(), inputs_of(project, playbook));
+        tokio::task::spawn_blocking(move || crate::audit::git_state(&file, &inputs))
+    };
     let (probe, state, lock_conn) = tokio::join!(
         identity_of(target.as_ref(), true, ui),
         StateStore::open(&spec),
@@ -343,6 +346,7 @@ async fn check(
         guard,
         state,
         lock_conn,
+        git,
     })
 }
 

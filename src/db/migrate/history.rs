@@ -93,9 +93,11 @@ pub(super) async fn tables(db: &mut Db) -> Result<Tables, OpError> {
 }
 
 /// Creates the history table when it does not exist, and Prisma's (with Prisma's definition)
-/// when `prisma` and it does not exist: both in one transaction, so a fresh database pays one
-/// commit for them. Returns which tables existed before: a table it created is empty, and
-/// need not be read.
+/// when `prisma` and it does not exist, both in one message (on PostgreSQL one implicit
+/// transaction, so a fresh database pays one commit for them; SQLite commits each). Which
+/// tables exist is looked up on the search path (`to_regclass`), so a history table in a later
+/// schema of it is used rather than shadowed by a new empty one. Returns which tables existed
+/// before: a table it created is empty, and need not be read.
 pub(super) async fn ensure_history(db: &mut Db, prisma: bool) -> Result<Tables, OpError> {
     let before = tables(db).await?;
     let with_prisma = prisma && !before.prisma;

@@ -5,7 +5,7 @@
 //! hand (`applied`: the next apply skips it).
 
 use super::apply::unknown_version;
-use super::history::{HISTORY_TABLE, ensure_history, history, prisma_history, record, unrecord};
+use super::history::{HISTORY_TABLE, ensure_history, read_history, record, tables, unrecord};
 use super::lock::MigrationLock;
 use super::prisma::{self, PRISMA_TABLE};
 use super::source::{Migration, MigrationSet};
@@ -76,20 +76,20 @@ struct Standing {
 
 async fn standing(db: &mut Db, m: &Migration) -> Result<Standing, OpError> {
     let key = version_key(&m.version);
-    let own = history(db)
+    let exist = tables(db).await?;
+    let own = read_history(db, exist.history)
         .await?
         .into_iter()
         .find(|h| version_key(&h.version) == key)
         .map(|h| h.success);
     let (prisma_applied, prisma_failed) = match &m.prisma_name {
-        Some(name) => (
-            prisma_history(db).await?.iter().any(|p| &p.name == name),
-            prisma::failures(db)
-                .await?
-                .iter()
-                .filter(|f| &f.migration_name == name)
-                .count(),
-        ),
+        Some(name) => {
+            let (finished, failed) = prisma::read(db, exist.prisma).await?;
+            (
+                finished.iter().any(|p| &p.name == name),
+                failed.iter().filter(|f| &f.migration_name == name).count(),
+            )
+        }
         None => (false, 0),
     };
     Ok(Standing {
