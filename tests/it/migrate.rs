@@ -655,6 +655,31 @@ fn a_no_transaction_migration_builds_indexes_concurrently() {
     );
 }
 
+/// The history table is found on the search path: a database whose search path puts another
+/// schema first keeps using the `runbook_migrations` it has, rather than getting an empty one
+/// in the first schema that would take every migration for pending again.
+#[test]
+fn the_history_table_is_found_on_the_search_path() {
+    let p = postgres();
+    mig(&p, "001_items.sql", "CREATE TABLE items (id int);\n");
+    ok(&migrate(&p, "action: apply").0);
+    p.target.query(
+        "CREATE SCHEMA app; DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET search_path = app, public', current_database()); END $$",
+    );
+    mig(&p, "002_more.sql", "CREATE TABLE more_items (id int);\n");
+    let (out, ap) = migrate(&p, "action: apply");
+    ok(&out);
+    assert_eq!(versions(&ap["results"]), ["002"]);
+    assert_eq!(
+        p.target.query(
+            "SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relname = 'runbook_migrations' ORDER BY 1"
+        ),
+        ["public.runbook_migrations"]
+    );
+    assert_eq!(history(&p), ["001:apply:ok", "002:apply:ok"]);
+}
+
 #[test]
 fn lint_flags_a_blocking_index_with_the_table_row_estimate() {
     let p = postgres();
