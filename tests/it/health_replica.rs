@@ -63,8 +63,26 @@ fn replication_lag_is_seen_from_the_primary_and_the_standby() {
     let standby_url = standby.url(&db);
     // A transaction the standby replays: until it has replayed one, a standby cannot say how
     // old what it replayed is.
-    primary.psql(&url, "INSERT INTO t VALUES (0)");
-    wait_for(&primary, "postgres", CAUGHT_UP, "the standby to catch up");
+    // Until the standby itself gives the commit time of a transaction it replayed, a row more
+    // each time: a CI run once saw the standby caught up with the first row and still without
+    // one (`pg_last_xact_replay_timestamp()` null), so its lag later read as unknown.
+    let began = Instant::now();
+    loop {
+        primary.psql(&url, "INSERT INTO t VALUES (0)");
+        wait_for(&primary, "postgres", CAUGHT_UP, "the standby to catch up");
+        if standby.psql(
+            "postgres",
+            "SELECT pg_last_xact_replay_timestamp() IS NOT NULL",
+        ) == "t"
+        {
+            break;
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(60),
+            "the standby never gave the time of a transaction it replayed"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     // Caught up: both ends pass, the primary naming the standby.
     let (code, o, metrics) = health(&url, "replication_lag", "");
