@@ -83,12 +83,17 @@ impl Tables {
 
 /// Which history tables exist: one query.
 pub(super) async fn tables(db: &mut Db) -> Result<Tables, OpError> {
-    let found = match db {
-        Db::Postgres(c) => postgres::tables_exist(c, [HISTORY_TABLE, PRISMA_TABLE]).await,
-        Db::Sqlite(c) => sqlite::tables_exist(c, [HISTORY_TABLE, PRISMA_TABLE]).await,
+    lookup(db)
+        .await
+        .map_err(|e| db_failed("cannot look for the migration history tables", &e))
+}
+
+/// [`tables`], failing with the database's error as it is.
+pub(super) async fn lookup(db: &mut Db) -> Result<Tables, sqlx::Error> {
+    let [history, prisma] = match db {
+        Db::Postgres(c) => postgres::tables_exist(c, [HISTORY_TABLE, PRISMA_TABLE]).await?,
+        Db::Sqlite(c) => sqlite::tables_exist(c, [HISTORY_TABLE, PRISMA_TABLE]).await?,
     };
-    let [history, prisma] =
-        found.map_err(|e| db_failed("cannot look for the migration history tables", &e))?;
     Ok(Tables { history, prisma })
 }
 
@@ -143,12 +148,6 @@ pub(super) async fn read_history(db: &mut Db, exists: bool) -> Result<Vec<Histor
     .map_err(|e| db_failed(&what, &e))?;
     out.sort_by(|a, b| compare_versions(&a.version, &b.version));
     Ok(out)
-}
-
-/// Migrations Prisma finished (and did not roll back), from `_prisma_migrations`.
-pub async fn prisma_history(db: &mut Db) -> Result<Vec<PrismaRecord>, OpError> {
-    let exists = tables(db).await?.prisma;
-    Ok(super::prisma::read(db, exists).await?.0)
 }
 
 /// Replaces the history row of `m`.

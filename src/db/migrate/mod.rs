@@ -62,13 +62,13 @@ mod watch;
 pub use apply::{ApplyReport, apply};
 pub use baseline::{BaselineReport, baseline};
 pub use blockers::{Blocker, Stopped, mask_literals, shown_query};
-pub use history::{HISTORY_TABLE, HistoryEntry, PrismaRecord, history, prisma_history};
+pub use history::{HISTORY_TABLE, HistoryEntry, PrismaRecord, history};
 pub use lint::{
     Finding, TableSize, annotate, assume_empty_schema, lint, lint_offline, server_version,
     table_size,
 };
 pub use lock::{LOCK_KEY, LOCK_POLL, LOCK_WAIT, MigrationLock};
-pub use prisma::{PRISMA_TABLE, PrismaFailure, failures as prisma_failures};
+pub use prisma::{PRISMA_TABLE, PrismaFailure};
 pub use rehearse::{LockTaken, Rehearsal, Rehearsed, rehearse};
 pub use resolve::{Resolution, ResolveReport, resolve};
 pub use revert::{RevertReport, RevertTo, revert};

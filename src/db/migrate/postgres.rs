@@ -159,13 +159,6 @@ pub(super) fn line_at_char(text: &str, chars: usize) -> Option<usize> {
     (byte < text.len() || chars == text.chars().count() + 1).then(|| line_of(text, byte))
 }
 
-pub(super) async fn table_exists(c: &mut PgConnection, table: &str) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
-        .bind(table)
-        .fetch_one(&mut *c)
-        .await
-}
-
 /// The history table's rows (`applied_at` is a `timestamptz`, shown as RFC 3339 in UTC).
 pub(super) async fn history_rows(c: &mut PgConnection) -> Result<Vec<HistoryEntry>, sqlx::Error> {
     let rows = sqlx::query(HISTORY_SELECT).fetch_all(&mut *c).await?;

@@ -59,13 +59,6 @@ pub(super) fn kept_for(migrations: &[Migration]) -> bool {
     migrations.iter().any(|m| m.prisma_name.is_some())
 }
 
-pub(super) async fn table_exists(db: &mut Db) -> Result<bool, sqlx::Error> {
-    match db {
-        Db::Postgres(c) => super::postgres::table_exists(c, PRISMA_TABLE).await,
-        Db::Sqlite(c) => super::sqlite::table_exists(c, PRISMA_TABLE).await,
-    }
-}
-
 /// A random UUID v4, as Prisma gives each row.
 fn uuid_v4() -> String {
     let mut b = [0u8; 16];
@@ -253,7 +246,7 @@ pub(super) async fn roll_back(
     name: &str,
     applied_too: bool,
 ) -> Result<u64, sqlx::Error> {
-    if !table_exists(db).await? {
+    if !super::history::lookup(db).await?.prisma {
         return Ok(0);
     }
     let sql = if applied_too {
@@ -267,13 +260,6 @@ pub(super) async fn roll_back(
         vec![Value::At(Some(Utc::now())), Value::Text(name.to_owned())],
     )
     .await
-}
-
-/// The rows Prisma counts as failed (`finished_at` and `rolled_back_at` null), oldest first;
-/// none when the table does not exist.
-pub async fn failures(db: &mut Db) -> Result<Vec<PrismaFailure>, OpError> {
-    let exists = super::history::tables(db).await?.prisma;
-    Ok(read(db, exists).await?.1)
 }
 
 /// What `_prisma_migrations` says, when it `exists` (the caller knows), in one query: the

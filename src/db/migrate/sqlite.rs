@@ -19,18 +19,6 @@ pub(super) const HISTORY_DDL: &str = "CREATE TABLE IF NOT EXISTS runbook_migrati
 /// Takes the write lock up front rather than at the first write.
 pub(super) const BEGIN: &str = "BEGIN IMMEDIATE";
 
-pub(super) async fn table_exists(
-    c: &mut SqliteConnection,
-    table: &str,
-) -> Result<bool, sqlx::Error> {
-    let n: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?")
-            .bind(table)
-            .fetch_one(&mut *c)
-            .await?;
-    Ok(n > 0)
-}
-
 /// The history table's rows (`applied_at` is stored as RFC 3339 text).
 pub(super) async fn history_rows(
     c: &mut SqliteConnection,
