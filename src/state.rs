@@ -214,7 +214,7 @@ async fn migrate(pool: &AnyPool) -> Result<(), StateError> {
 impl StateStore {
     pub async fn open(spec: &StateSpec) -> Result<Self, StateError> {
         sqlx::any::install_default_drivers();
-        let (url, postgres, writes) = match spec {
+        let (url, writes) = match spec {
             StateSpec::Sqlite(path) => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir).map_err(|source| StateError::Folder {
@@ -224,22 +224,15 @@ impl StateStore {
                 }
                 // WAL with synchronous=FULL: each commit is fsynced before it returns.
                 let writes = Writes::Sqlite(crate::state_sqlite::Writer::new(path));
-                (
-                    format!("sqlite://{}?mode=rwc", path.display()),
-                    false,
-                    writes,
-                )
+                (format!("sqlite://{}?mode=rwc", path.display()), writes)
             }
             // One connection first: the pool would retry until its timeout and then say only
             // that it timed out, not that the password was wrong.
-            StateSpec::Postgres(url) => Self::probe(url).await.map(|()| {
-                (
-                    url.clone(),
-                    true,
-                    Writes::Postgres(write::Writer::default()),
-                )
-            })?,
+            StateSpec::Postgres(url) => Self::probe(url)
+                .await
+                .map(|()| (url.clone(), Writes::Postgres(write::Writer::default())))?,
         };
+        let postgres = matches!(writes, Writes::Postgres(_));
         let opts = AnyConnectOptions::from_str(&url)?;
         let pool = AnyPoolOptions::new()
             .max_connections(if postgres { 4 } else { 1 })
