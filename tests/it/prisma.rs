@@ -362,6 +362,79 @@ fn a_failed_file_outside_a_transaction_leaves_prisma_a_failed_row() {
     );
 }
 
+/// A file outside a transaction whose run dies in the middle (the process killed while its
+/// statement runs) shows as failed in both histories, because its rows were committed before
+/// its first statement ran; the part of it that committed stays, and once fixed it applies.
+#[test]
+fn a_run_killed_inside_a_file_outside_a_transaction_leaves_it_failed_in_both_histories() {
+    let p = postgres();
+    prisma_folder(&p);
+    folder(&p, "20240101000000_init", INIT);
+    let slow = "BEGIN;\nCREATE TYPE mood AS ENUM ('a');\nCOMMIT;\nSELECT pg_sleep(60);\n";
+    folder(&p, "20240102000000_mood", slow);
+    p.playbook(
+        "m",
+        "name: m\nsteps:\n  - id: m\n    migrate: { dir: prisma/migrations, action: apply }\n",
+    );
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args(["-q", "-C", &p.path().display().to_string(), "run", "m"])
+        .args(["--target", &p.target.arg()])
+        .spawn()
+        .unwrap();
+    let sleeping = "SELECT pid FROM pg_stat_activity
+         WHERE query LIKE '%pg_sleep(60)%' AND state = 'active' AND pid <> pg_backend_pid()";
+    let mut pid = Vec::new();
+    for _ in 0..600 {
+        pid = p.target.query(sleeping);
+        if !pid.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(pid.len(), 1, "the file's last statement never ran");
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    p.target
+        .query(&format!("SELECT pg_terminate_backend({})", pid[0]));
+    assert_eq!(
+        history(&p),
+        ["20240101000000:apply:ok", "20240102000000:apply:failed"]
+    );
+    let rows = prisma_rows(&p);
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(
+        rows[1],
+        format!(
+            "20240102000000_mood|{}|unfinished|counted|0|no logs",
+            sha256(slow)
+        )
+    );
+    assert_eq!(
+        p.target
+            .query("SELECT count(*) FROM pg_type WHERE typname = 'mood'"),
+        ["1"]
+    );
+
+    let fixed = "BEGIN;\nALTER TYPE mood ADD VALUE 'b';\nCOMMIT;\n";
+    folder(&p, "20240102000000_mood", fixed);
+    let (out, _) = migrate(&p, "action: apply");
+    ok(&out);
+    assert_eq!(
+        history(&p),
+        ["20240101000000:apply:ok", "20240102000000:apply:ok"]
+    );
+    let rows = prisma_rows(&p);
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert!(rows[1].contains("|unfinished|rolled back|0|"), "{rows:?}");
+    assert_eq!(
+        rows[2],
+        format!(
+            "20240102000000_mood|{}|finished|counted|1|no logs",
+            sha256(fixed)
+        )
+    );
+}
+
 /// `baseline` writes Prisma's rows as `prisma migrate resolve --applied` does: finished, no
 /// steps.
 #[test]

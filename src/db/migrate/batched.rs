@@ -131,7 +131,7 @@ pub(super) async fn apply_inside(
 fn bookkeeping(job: &FileRun<'_>, op: &Op<'_>, took: Option<std::time::Duration>) -> String {
     let ms = took.map(|t| t.as_millis().to_string());
     let ms = ms.as_deref().unwrap_or(postgres::MESSAGE_MS);
-    let mut book = postgres::record_script(job.m, ms, &op.run_id, "apply");
+    let mut book = postgres::record_script(job.m, ms, true, &op.run_id, "apply");
     if let Some(row) = prisma::finished_script(job.m, took) {
         book.push_str(&row);
     }

@@ -31,9 +31,10 @@
 //!
 //! One concept per file: `source` (files on disk), `version`, `script` (the SQL as text),
 //! `history`, `prisma` (Prisma's table, written as Prisma writes it), `status`, `lock`, `tx`,
-//! `run` (one file), `failure` (its error), `watch` (what a running statement waits on: its
-//! blockers, listed and stopped by `blockers`, and an index build's progress), `apply`,
-//! `revert`, `baseline`,
+//! `run` (one file; on PostgreSQL `batched` sends a file in a transaction with its rows in one
+//! message, and `outside` a file outside one with its rows in a message before and after it),
+//! `failure` (its error), `watch` (what a running statement waits on: its blockers, listed and
+//! stopped by `blockers`, and an index build's progress), `apply`, `revert`, `baseline`,
 //! `resolve`, `rehearse`, `lint`;
 //! the SQL of each dialect is in `postgres` and `sqlite` (Prisma's table's in `prisma`).
 
@@ -45,6 +46,7 @@ mod failure;
 mod history;
 mod lint;
 mod lock;
+mod outside;
 mod postgres;
 mod prisma;
 mod rehearse;

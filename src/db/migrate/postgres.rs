@@ -114,13 +114,20 @@ pub(super) const MESSAGE_MS: &str =
 
 /// The statement that writes a history row stamped with the server's clock (the row of an
 /// earlier attempt replaced), with literal values: one statement. `execution_ms` is an SQL
-/// expression ([`MESSAGE_MS`] when the file ran in the same message).
-pub(super) fn record_script(m: &Migration, execution_ms: &str, run_id: &str, kind: &str) -> String {
+/// expression ([`MESSAGE_MS`] when the file ran in the same message); `success: false` is the
+/// row of a file about to run outside a transaction, until it is done.
+pub(super) fn record_script(
+    m: &Migration,
+    execution_ms: &str,
+    success: bool,
+    run_id: &str,
+    kind: &str,
+) -> String {
     format!(
         "INSERT INTO runbook_migrations (version, name, checksum, execution_ms, success, applied_at, run_id, kind)
-VALUES ({v}, {}, {}, {execution_ms}, true, clock_timestamp(), {}, {})
+VALUES ({v}, {}, {}, {execution_ms}, {success}, clock_timestamp(), {}, {})
 ON CONFLICT (version) DO UPDATE SET name = EXCLUDED.name, checksum = EXCLUDED.checksum,
-    execution_ms = EXCLUDED.execution_ms, success = true, applied_at = EXCLUDED.applied_at,
+    execution_ms = EXCLUDED.execution_ms, success = EXCLUDED.success, applied_at = EXCLUDED.applied_at,
     run_id = EXCLUDED.run_id, kind = EXCLUDED.kind;",
         literal(&m.name),
         literal(&m.checksum),
@@ -259,18 +266,18 @@ pub(super) async fn restore_timeouts(c: &mut PgConnection, previous: &[(&'static
 }
 
 /// INVALID indexes (left by failed concurrent builds): the index and its table, quoted.
-pub(super) async fn invalid_indexes(
-    c: &mut PgConnection,
-) -> Result<Vec<(String, String)>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT format('%I.%I', n.nspname, c.relname), format('%I.%I', tn.nspname, t.relname)
+pub(super) const INVALID_INDEXES: &str =
+    "SELECT format('%I.%I', n.nspname, c.relname), format('%I.%I', tn.nspname, t.relname)
          FROM pg_index i
          JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
          JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace tn ON tn.oid = t.relnamespace
-         WHERE NOT i.indisvalid ORDER BY 1",
-    )
-    .fetch_all(&mut *c)
-    .await
+         WHERE NOT i.indisvalid ORDER BY 1";
+
+/// The rows of [`INVALID_INDEXES`].
+pub(super) async fn invalid_indexes(
+    c: &mut PgConnection,
+) -> Result<Vec<(String, String)>, sqlx::Error> {
+    sqlx::query_as(INVALID_INDEXES).fetch_all(&mut *c).await
 }
 
 /// The relation locks this session holds outside the system schemas.

@@ -192,6 +192,36 @@ pub(super) fn finished_script(m: &Migration, took: Option<Duration>) -> Option<S
     ))
 }
 
+/// For a Prisma folder about to run outside a transaction, as statements with literal values
+/// for a script on PostgreSQL: the one marking the rows of its earlier failed attempts rolled
+/// back (see [`roll_back`]), then the one writing its row as started, and that row's id. The
+/// table exists: `apply` created it for a set with Prisma folders.
+pub(super) fn started_script(m: &Migration) -> Option<(String, String, String)> {
+    let name = literal(m.prisma_name.as_ref()?);
+    let id = uuid_v4();
+    let rolled_back = format!(
+        "UPDATE _prisma_migrations SET rolled_back_at = clock_timestamp()
+    WHERE migration_name = {name} AND rolled_back_at IS NULL AND finished_at IS NULL;"
+    );
+    let started = format!(
+        "INSERT INTO _prisma_migrations
+    (id, checksum, finished_at, migration_name, logs, rolled_back_at, started_at, applied_steps_count)
+    VALUES ({}, {}, NULL, {name}, NULL, NULL, clock_timestamp(), 0);",
+        literal(&id),
+        literal(&m.raw_checksum),
+    );
+    Some((rolled_back, started, id))
+}
+
+/// The statement marking a started row finished after its one step, for a script on
+/// PostgreSQL (as [`finish`] does).
+pub(super) fn finish_script(id: &str) -> String {
+    format!(
+        "UPDATE _prisma_migrations SET finished_at = clock_timestamp(), applied_steps_count = applied_steps_count + 1 WHERE id = {};",
+        literal(id)
+    )
+}
+
 /// The row of a migration marked applied without running, as `prisma migrate resolve
 /// --applied` writes it: finished when started, no steps.
 pub(super) async fn insert_marked(db: &mut Db, m: &Migration) -> Result<(), sqlx::Error> {

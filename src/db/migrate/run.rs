@@ -5,6 +5,7 @@
 use super::failure::{FileError, file_failure, invalid_indexes, script_error};
 use super::history::{HISTORY_TABLE, record, unrecord};
 use super::lock::MigrationLock;
+use super::outside::{self, Before};
 use super::prisma::{self, PRISMA_TABLE};
 use super::script::pieces;
 use super::{db_failed, postgres, tx};
@@ -234,6 +235,8 @@ async fn run_inside(
 /// Runs a file outside a transaction, one statement at a time (PostgreSQL). Going up, its
 /// history row is written as failed first and marked done at the end; Prisma's row (for a
 /// Prisma folder) is written as started, then finished, or with the error in its `logs`.
+/// Going up on PostgreSQL that bookkeeping takes one message before the file and one after it
+/// (`outside.rs`).
 async fn run_outside(
     db: &mut Db,
     job: &FileRun<'_>,
@@ -241,7 +244,57 @@ async fn run_outside(
     lock: &mut MigrationLock,
     op: &Op<'_>,
 ) -> Result<Duration, FileError> {
-    let invalid_before = invalid_indexes(db).await.map_err(FileError::Other)?;
+    let batched = job.dir == Direction::Up;
+    let before = match db {
+        Db::Postgres(c) if batched => outside::before(c, job, settings, &op.run_id).await?,
+        _ => before_outside(db, job, settings, op).await?,
+    };
+    let started = Instant::now();
+    let outcome = run_pieces(db, job.sql, true, lock, op).await;
+    let took = started.elapsed();
+    match outcome {
+        Ok(()) => {
+            match db {
+                Db::Postgres(c) if batched => {
+                    outside::after(c, job, took, &op.run_id, &before).await?;
+                }
+                _ => {
+                    restore_timeouts(db, &before.previous).await;
+                    bookkeep(db, job, took, &op.run_id, before.prisma_row.as_deref()).await?;
+                }
+            }
+            Ok(took)
+        }
+        Err(mut e) => {
+            // A file with its own transaction (up or down) may have failed inside it: the
+            // session's open transaction is rolled back, as psql's exit would, so nothing waits
+            // on it (without one, the server only notes there was none). Then the session's
+            // timeouts can be put back.
+            tx::rollback(db).await;
+            restore_timeouts(db, &before.previous).await;
+            if let FileError::Sql { invalid, .. } = &mut e {
+                let after = invalid_indexes(db).await.unwrap_or_default();
+                *invalid = after.difference(&before.invalid).cloned().collect();
+            }
+            if let Some(id) = &before.prisma_row {
+                prisma::fail(db, id, &prisma_logs(&e))
+                    .await
+                    .map_err(prisma_failed)?;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Before a file runs outside a transaction, statement by statement: the INVALID indexes, its
+/// rows written as started (going up), the step's timeouts set for the session.
+async fn before_outside(
+    db: &mut Db,
+    job: &FileRun<'_>,
+    settings: &Settings,
+    op: &Op<'_>,
+) -> Result<Before, FileError> {
+    let invalid = invalid_indexes(db).await.map_err(FileError::Other)?;
     let mut prisma_row = None;
     if job.dir == Direction::Up {
         record(db, job.m, 0, false, &op.run_id, "apply")
@@ -250,32 +303,11 @@ async fn run_outside(
         prisma_row = prisma_started(db, job.m).await?;
     }
     let previous = file_timeouts(db, settings, false).await?;
-    let started = Instant::now();
-    let outcome = run_pieces(db, job.sql, true, lock, op).await;
-    let took = started.elapsed();
-    restore_timeouts(db, &previous).await;
-    match outcome {
-        Ok(()) => {
-            bookkeep(db, job, took, &op.run_id, prisma_row.as_deref()).await?;
-            Ok(took)
-        }
-        Err(mut e) => {
-            // A file with its own transaction (up or down) may have failed inside it: the
-            // session's open transaction is rolled back, as psql's exit would, so nothing waits
-            // on it (without one, the server only notes there was none).
-            tx::rollback(db).await;
-            if let FileError::Sql { invalid, .. } = &mut e {
-                let after = invalid_indexes(db).await.unwrap_or_default();
-                *invalid = after.difference(&invalid_before).cloned().collect();
-            }
-            if let Some(id) = &prisma_row {
-                prisma::fail(db, id, &prisma_logs(&e))
-                    .await
-                    .map_err(prisma_failed)?;
-            }
-            Err(e)
-        }
-    }
+    Ok(Before {
+        invalid,
+        prisma_row,
+        previous,
+    })
 }
 
 /// Prisma's row for a Prisma folder about to run outside a transaction, written as started.
