@@ -87,40 +87,71 @@ impl Redactor {
 
     /// The text with every known secret, and every URL password, masked.
     pub fn redact(&self, text: &str) -> String {
-        let mut out = crate::dburl::redact_in_text(text);
-        if let Ok(needles) = self.needles.read() {
-            for n in needles.iter() {
-                if out.contains(n.as_str()) {
-                    out = out.replace(n.as_str(), MASK);
-                }
-            }
+        match self.needles.read() {
+            Ok(needles) => masked(text, &needles).unwrap_or_else(|| text.to_owned()),
+            Err(_) => crate::dburl::redact_in_text(text),
         }
-        out
     }
 
     /// Redacts every string inside a JSON value, object keys included; a number that holds a
     /// secret (a secret PIN, port or account number) becomes the masked string.
     pub fn redact_json(&self, value: &serde_json::Value) -> serde_json::Value {
-        use serde_json::Value as J;
-        match value {
-            J::String(s) => J::String(self.redact(s)),
-            J::Array(a) => J::Array(a.iter().map(|v| self.redact_json(v)).collect()),
-            J::Object(m) => J::Object(
-                m.iter()
-                    .map(|(k, v)| (self.redact(k), self.redact_json(v)))
-                    .collect(),
-            ),
-            J::Number(n) => {
-                let text = n.to_string();
-                let masked = self.redact(&text);
-                if masked == text {
-                    value.clone()
-                } else {
-                    J::String(masked)
-                }
-            }
-            other => other.clone(),
+        let mut out = value.clone();
+        self.redact_json_mut(&mut out);
+        out
+    }
+
+    /// [`redact_json`](Self::redact_json) in place: only what holds a secret is rewritten.
+    pub fn redact_json_mut(&self, value: &mut serde_json::Value) {
+        match self.needles.read() {
+            Ok(needles) => redact_value(value, &needles),
+            Err(_) => redact_value(value, &[]),
         }
+    }
+}
+
+/// The text with every secret in `needles` and every URL password masked, or `None` when
+/// there is nothing to mask (most text: no `://`, no `=`, no secret).
+fn masked(text: &str, needles: &[String]) -> Option<String> {
+    let url_like = text.contains("://") || text.contains('=');
+    if !url_like && !needles.iter().any(|n| text.contains(n.as_str())) {
+        return None;
+    }
+    let mut out = crate::dburl::redact_in_text(text);
+    for n in needles {
+        if out.contains(n.as_str()) {
+            out = out.replace(n.as_str(), MASK);
+        }
+    }
+    (out != text).then_some(out)
+}
+
+/// [`Redactor::redact_json_mut`] with the secrets read once.
+fn redact_value(value: &mut serde_json::Value, needles: &[String]) {
+    use serde_json::Value as J;
+    match value {
+        J::String(s) => {
+            if let Some(m) = masked(s, needles) {
+                *s = m;
+            }
+        }
+        J::Array(a) => a.iter_mut().for_each(|v| redact_value(v, needles)),
+        J::Object(m) => {
+            if m.keys().any(|k| masked(k, needles).is_some()) {
+                *m = std::mem::take(m)
+                    .into_iter()
+                    .map(|(k, v)| (masked(&k, needles).unwrap_or(k), v))
+                    .collect();
+            }
+            m.values_mut().for_each(|v| redact_value(v, needles));
+        }
+        // A number's text has no URL in it: only a secret's value can be there.
+        J::Number(n) if !needles.is_empty() => {
+            if let Some(m) = masked(&n.to_string(), needles) {
+                *value = J::String(m);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -164,4 +195,42 @@ fn lower_hex_escapes(pct: &str) -> String {
 /// `application/x-www-form-urlencoded`: spaces as `+`.
 fn percent_encode_form(s: &str) -> String {
     percent::encode(s).replace("%20", "+")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Redactor;
+    use serde_json::json;
+
+    #[test]
+    fn json_is_redacted_in_strings_keys_and_numbers() {
+        let r = Redactor::default();
+        r.add("hunter22");
+        r.add("90210");
+        let v = json!({
+            "url": "postgres://app:pw12@db/x",
+            "nested": [{"note": "the key is hunter22"}, 90210, 7, true, null],
+            "hunter22": "as a key",
+            "plain": "nothing here",
+            "dsn": "host=db password=s3cret",
+        });
+        let want = json!({
+            "url": "postgres://app:***@db/x",
+            "nested": [{"note": "the key is ***"}, "***", 7, true, null],
+            "***": "as a key",
+            "plain": "nothing here",
+            "dsn": "host=db password=***",
+        });
+        assert_eq!(r.redact_json(&v), want);
+        let mut in_place = v.clone();
+        r.redact_json_mut(&mut in_place);
+        assert_eq!(in_place, want);
+        // Without secrets, only URL passwords and keywords are masked; numbers stay numbers.
+        let none = Redactor::default();
+        let v = json!({"n": 90210, "s": "hunter22", "u": "https://u:p@h/"});
+        assert_eq!(
+            none.redact_json(&v),
+            json!({"n": 90210, "s": "hunter22", "u": "https://u:***@h/"})
+        );
+    }
 }

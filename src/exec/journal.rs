@@ -249,11 +249,9 @@ impl<'a> Journal<'a> {
         }
     }
 
-    fn redacted(&self, ev: Event) -> Event {
-        Event {
-            data: self.redactor.redact_json(&ev.data),
-            ..ev
-        }
+    fn redacted(&self, mut ev: Event) -> Event {
+        self.redactor.redact_json_mut(&mut ev.data);
+        ev
     }
 
     /// Writes the record of `ev` to the chain (no fsync: the store's commit is the durable
