@@ -61,22 +61,32 @@ pub async fn probe(target: &TargetSpec, keep: bool) -> Result<Probe, ConnectErro
 
 /// The cluster's system identifier (readable by any role through `pg_control_system()`; a
 /// server that hides it is named by host and port instead) and the database's name and oid;
-/// with the server's version.
+/// with the server's version. One round trip where the identifier can be read.
 async fn postgres_identity(conn: &mut sqlx::PgConnection) -> Result<(String, String), sqlx::Error> {
-    let db = sqlx::query(
-        "SELECT current_database()::text, (SELECT oid::int8 FROM pg_database WHERE datname = current_database()), current_setting('server_version')",
-    )
+    const DATABASE: &str = "current_database()::text, (SELECT oid::int8 FROM pg_database WHERE datname = current_database()), current_setting('server_version')";
+    let all = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {DATABASE}, (SELECT system_identifier::text FROM pg_control_system())"
+    )))
     .fetch_one(&mut *conn)
-    .await?;
+    .await;
+    let (db, system) = match all {
+        Ok(row) => {
+            let id: String = row.try_get(3)?;
+            (row, Some(id))
+        }
+        // Refused (the server revoked the function): the rest without it.
+        Err(_) => {
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {DATABASE}")))
+                .fetch_one(&mut *conn)
+                .await?;
+            (row, None)
+        }
+    };
     let (name, oid, version): (String, i64, String) =
         (db.try_get(0)?, db.try_get(1)?, db.try_get(2)?);
-    let system =
-        sqlx::query_scalar::<_, String>("SELECT system_identifier::text FROM pg_control_system()")
-            .fetch_one(&mut *conn)
-            .await;
     let cluster = match system {
-        Ok(id) => format!("PostgreSQL cluster {id}"),
-        Err(_) => {
+        Some(id) => format!("PostgreSQL cluster {id}"),
+        None => {
             // Without the system identifier: the server's port (a local socket has no address,
             // but two clusters on one host never share a port) and its cluster name.
             let at = sqlx::query(

@@ -732,3 +732,56 @@ fn status_of_a_waiting_run_shows_its_approvals_and_who_may_still_approve() {
     assert!(text.contains("(counts)"), "{text}");
     assert!(text.contains("may still approve: bob, carol"), "{text}");
 }
+
+/// The identity a run records of its PostgreSQL target: the cluster's system identifier, or
+/// where the server hides it (a managed server that revokes `pg_control_system()`, here for a
+/// database owner that is not a superuser) the server's address, port and cluster name.
+#[test]
+fn a_run_names_its_postgres_database_with_or_without_the_system_identifier() {
+    use crate::support::{Project, Target, pg};
+    let identity = |url: String| {
+        let p = Project::new(|_| Target::Postgres(url));
+        p.playbook(
+            "one",
+            "name: one\nsteps:\n  - id: one\n    sql: { query: \"SELECT 1\" }\n",
+        );
+        let out = p.run("one", &[]);
+        assert_eq!(out.code, 0, "{}", out.combined());
+        let (id, _) = p.last_run();
+        let chain =
+            std::fs::read_to_string(p.path().join(format!(".runbook/audit/{id}.jsonl"))).unwrap();
+        let first: serde_json::Value = serde_json::from_str(chain.lines().next().unwrap()).unwrap();
+        first["outcome"]["target_identity"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{first}"))
+            .to_owned()
+    };
+    let open = pg::cluster().create_owned_db("ident_open");
+    let seen = identity(open.clone());
+    let name = open.rsplit('/').next().unwrap();
+    assert!(
+        seen.starts_with("PostgreSQL cluster ")
+            && seen.contains(&format!(", database `{name}` (oid ")),
+        "{seen}"
+    );
+
+    let hidden = pg::cluster().create_owned_db("ident_hidden");
+    let name = hidden.rsplit('/').next().unwrap().to_owned();
+    pg::cluster().psql(
+        &name,
+        "REVOKE EXECUTE ON FUNCTION pg_control_system() FROM PUBLIC",
+    );
+    let seen = identity(hidden);
+    assert_eq!(
+        seen.split(", database").next().unwrap(),
+        format!(
+            "PostgreSQL server 127.0.0.1 port {} (cluster name ``)",
+            pg::cluster().port()
+        ),
+        "{seen}"
+    );
+    assert!(
+        seen.contains(&format!(", database `{name}` (oid ")),
+        "{seen}"
+    );
+}
