@@ -240,10 +240,14 @@ fn read_dir_keeping(
     keep_parse: bool,
 ) -> Result<(Vec<Migration>, Vec<Skipped>), OpError> {
     let mut listing = list(dir, root)?;
-    let mut out = Vec::with_capacity(listing.ups.len());
-    for up in std::mem::take(&mut listing.ups) {
-        out.push(load(up, &mut listing.downs, root, keep_parse)?);
-    }
+    let paired: Vec<(UpFile, Option<PathBuf>)> = std::mem::take(&mut listing.ups)
+        .into_iter()
+        .map(|up| {
+            let down = down_of(&up, &mut listing.downs);
+            (up, down)
+        })
+        .collect();
+    let mut out = load_all(paired, root, keep_parse)?;
     if let Some((_, orphan)) = listing.downs.into_iter().next() {
         return Err(orphan_down(&orphan, root));
     }
@@ -383,28 +387,63 @@ fn flat_file(dir: &Path, path: &Path, stem: &str, root: &Path) -> Result<UpFile,
     })
 }
 
-/// Reads an up file and pairs it with its down file (taken out of `downs`).
-fn load(
-    up: UpFile,
-    downs: &mut BTreeMap<String, PathBuf>,
-    root: &Path,
-    keep_parse: bool,
-) -> Result<Migration, OpError> {
-    let (sql, raw_checksum) = read_sql(&up.path, root)?;
-    let stem_key = up
+/// The down file of an up file: Prisma's `down.sql` beside it, or the flat layout's
+/// `<stem>.down.sql` (taken out of `downs`, so the ones left have no up file).
+fn down_of(up: &UpFile, downs: &mut BTreeMap<String, PathBuf>) -> Option<PathBuf> {
+    if up.prisma_name.is_some() {
+        return up.down_expected.is_file().then(|| up.down_expected.clone());
+    }
+    let stem = up
         .path
         .file_name()
         .map(|f| f.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let stem_key = stem_key
+    let stem = stem
         .strip_suffix(".sql")
-        .map(|s| s.strip_suffix(".up").unwrap_or(s).to_owned())
+        .map(|s| s.strip_suffix(".up").unwrap_or(s))
         .unwrap_or_default();
-    let down = if up.prisma_name.is_some() {
-        up.down_expected.is_file().then(|| up.down_expected.clone())
-    } else {
-        downs.remove(&stem_key)
+    downs.remove(stem)
+}
+
+/// Files below this many are read on one thread: a second one costs more than it saves.
+const PARALLEL_FROM: usize = 16;
+
+/// Reads and parses the up files, in order: a folder of many on two threads (squawk's parse
+/// is most of the time of reading one); the first error in the folder's order.
+fn load_all(
+    paired: Vec<(UpFile, Option<PathBuf>)>,
+    root: &Path,
+    keep_parse: bool,
+) -> Result<Vec<Migration>, OpError> {
+    let load_part = |part: Vec<(UpFile, Option<PathBuf>)>| -> Result<Vec<Migration>, OpError> {
+        part.into_iter()
+            .map(|(up, down)| load(up, down, root, keep_parse))
+            .collect()
     };
+    if paired.len() < PARALLEL_FROM {
+        return load_part(paired);
+    }
+    let mut first = paired;
+    let second = first.split_off(first.len() / 2);
+    std::thread::scope(|scope| {
+        let later = scope.spawn(|| load_part(second));
+        let mut out = load_part(first)?;
+        let rest = later
+            .join()
+            .unwrap_or_else(|_| Err(OpError::failed("internal: reading migrations panicked")))?;
+        out.extend(rest);
+        Ok(out)
+    })
+}
+
+/// Reads an up file with its down file (found already).
+fn load(
+    up: UpFile,
+    down: Option<PathBuf>,
+    root: &Path,
+    keep_parse: bool,
+) -> Result<Migration, OpError> {
+    let (sql, raw_checksum) = read_sql(&up.path, root)?;
     let parse = Parsed::of(&sql);
     let needs = tx_needs_in(&sql, parse.as_ref());
     Ok(Migration {
@@ -441,7 +480,50 @@ fn orphan_down(orphan: &Path, root: &Path) -> OpError {
 
 #[cfg(test)]
 mod tests {
-    use super::checksum;
+    use super::{PARALLEL_FROM, checksum, read_dir};
+
+    /// A folder large enough to be read on two threads: every file in order with its down
+    /// file and what parsing found, and of two unreadable files the first one named.
+    #[test]
+    fn a_large_folder_reads_in_order_and_fails_on_its_first_bad_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = 2 * PARALLEL_FROM + 3;
+        for i in 1..=n {
+            let sql = if i == n - 1 {
+                "CREATE INDEX CONCURRENTLY t_v ON t (v);\n".to_owned()
+            } else {
+                format!("CREATE TABLE t{i} (id int);\nINSERT INTO t{i} VALUES ({i});\n")
+            };
+            std::fs::write(dir.path().join(format!("{i:03}_m{i}.sql")), sql).unwrap();
+            if i % 2 == 0 {
+                std::fs::write(
+                    dir.path().join(format!("{i:03}_m{i}.down.sql")),
+                    "SELECT 1;",
+                )
+                .unwrap();
+            }
+        }
+        let (found, _) = read_dir(dir.path(), dir.path()).unwrap();
+        assert_eq!(found.len(), n);
+        for (k, m) in found.iter().enumerate() {
+            let i = k + 1;
+            assert_eq!(m.version, format!("{i:03}"));
+            assert_eq!(m.name, format!("m{i}"));
+            assert_eq!(m.down.is_some(), i % 2 == 0, "{}", m.file);
+            assert_eq!(m.no_transaction, i == n - 1, "{}", m.file);
+            assert_eq!(
+                m.statements,
+                Some(if i == n - 1 { 1 } else { 2 }),
+                "{}",
+                m.file
+            );
+        }
+        for i in [n - 2, 4] {
+            std::fs::write(dir.path().join(format!("{i:03}_m{i}.sql")), [0xff, 0xfe]).unwrap();
+        }
+        let err = read_dir(dir.path(), dir.path()).unwrap_err().to_string();
+        assert!(err.contains("`004_m4.sql` is not UTF-8 text"), "{err}");
+    }
 
     #[test]
     fn crlf_and_lf_have_the_same_checksum() {
