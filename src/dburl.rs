@@ -156,9 +156,11 @@ fn mask_urls(text: &str) -> String {
         }
         let start = (run..at).find(|&i| bytes[i].is_ascii_alphabetic());
         let body = at + 3;
-        let end = text[body..].find(ends_url).map_or(text.len(), |i| body + i);
-        match start {
-            Some(start) if end > body => {
+        // Where the rest ends, looked for only after a scheme: each character is then looked
+        // at once, as the regex did.
+        let end = start.map(|_| text[body..].find(ends_url).map_or(text.len(), |i| body + i));
+        match (start, end) {
+            (Some(start), Some(end)) if end > body => {
                 out.push_str(&text[copied..start]);
                 out.push_str(&redact(&text[start..end]));
                 copied = end;
@@ -172,30 +174,28 @@ fn mask_urls(text: &str) -> String {
 }
 
 /// Each `password=value` or `sslpassword=value` keyword (any case, not inside a longer word)
-/// with its value masked; the value runs to `&` or [`ends_url`].
+/// with its value masked; the value runs to `&` or [`ends_url`]. Cases and words as the regex
+/// this replaced had them: Unicode's simple case folding (`ſ` is an `s`) and its `\w`.
 fn mask_keywords(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let is_word = |c: char| c == '_' || c.is_alphabetic() || c.is_ascii_digit();
+    let is_word = |c: char| regex_syntax::try_is_word_character(c).unwrap_or(false);
     let mut out = String::with_capacity(text.len());
     let mut copied = 0;
     let mut from = 0;
     while let Some(eq) = text[from..].find('=').map(|i| i + from) {
-        // The longest keyword that ends here starts furthest left: the one a scan finds first.
+        // The keyword that starts furthest left is the one a scan finds first.
         let keyword = PASSWORD_PARAMS
             .iter()
-            .filter(|p| {
-                let start = eq.saturating_sub(p.len());
-                p.len() <= eq - copied
-                    && bytes[start..eq].eq_ignore_ascii_case(p.as_bytes())
-                    && !text[..start].chars().next_back().is_some_and(is_word)
-            })
-            .max_by_key(|p| p.len());
+            .filter_map(|p| ends_with_folded(&text[copied..eq], p).map(|s| copied + s))
+            .filter(|&start| !text[..start].chars().next_back().is_some_and(is_word))
+            .min();
         let value = eq + 1;
-        let end = text[value..]
-            .find(|c| c == '&' || ends_url(c))
-            .map_or(text.len(), |i| value + i);
-        match keyword {
-            Some(_) if end > value => {
+        let end = keyword.map(|_| {
+            text[value..]
+                .find(|c| c == '&' || ends_url(c))
+                .map_or(text.len(), |i| value + i)
+        });
+        match end {
+            Some(end) if end > value => {
                 out.push_str(&text[copied..value]);
                 out.push_str(MASK);
                 copied = end;
@@ -206,6 +206,22 @@ fn mask_keywords(text: &str) -> String {
     }
     out.push_str(&text[copied..]);
     out
+}
+
+/// Where `word` (ASCII letters) starts when `text` ends with it in any case, as Unicode's simple
+/// case folding compares them: only `ſ` (long s) folds onto one of these letters besides their
+/// ASCII cases (the Kelvin sign onto `k`, which they lack).
+fn ends_with_folded(text: &str, word: &str) -> Option<usize> {
+    let mut chars = text.char_indices().rev();
+    let mut start = text.len();
+    for w in word.chars().rev() {
+        let (i, c) = chars.next()?;
+        if !(c.eq_ignore_ascii_case(&w) || (w == 's' && c == '\u{17f}')) {
+            return None;
+        }
+        start = i;
+    }
+    Some(start)
 }
 
 /// A stable name of the database a URL points at, without user, password or parameters:
@@ -317,6 +333,10 @@ mod tests {
             " ",
             "\u{a0}",
             "\u{2003}",
+            "\u{17f}",
+            "\u{663}",
+            "\u{301}",
+            "\u{203f}",
             "\n",
             "\"",
             "'",

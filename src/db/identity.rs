@@ -70,9 +70,10 @@ async fn postgres_identity(conn: &mut sqlx::PgConnection) -> Result<(String, Str
     .fetch_one(&mut *conn)
     .await;
     let (db, system) = match all {
+        // A server that gives no identifier is named as one that hides it.
         Ok(row) => {
-            let id: String = row.try_get(3)?;
-            (row, Some(id))
+            let id: Option<String> = row.try_get(3)?;
+            (row, id)
         }
         // Refused (the server revoked the function): the rest without it.
         Err(_) => {

@@ -382,7 +382,8 @@ fn a_run_killed_inside_a_file_outside_a_transaction_leaves_it_failed_in_both_his
         .spawn()
         .unwrap();
     let sleeping = "SELECT pid FROM pg_stat_activity
-         WHERE query LIKE '%pg_sleep(60)%' AND state = 'active' AND pid <> pg_backend_pid()";
+         WHERE query LIKE '%pg_sleep(60)%' AND state = 'active' AND pid <> pg_backend_pid()
+           AND datname = current_database()";
     let mut pid = Vec::new();
     for _ in 0..600 {
         pid = p.target.query(sleeping);

@@ -106,7 +106,8 @@ pub(super) async fn before(
     Ok(out)
 }
 
-/// The message after the file ran for `took`: the timeouts put back, both rows done.
+/// The message after the file ran for `took`: the timeouts put back, both rows done. When it
+/// fails, the timeouts are put back on their own.
 pub(super) async fn after(
     c: &mut PgConnection,
     job: &FileRun<'_>,
@@ -127,7 +128,12 @@ pub(super) async fn after(
         sql.push_str(&prisma::finish_script(id));
         parts.push(Part::Prisma);
     }
-    send(c, &sql, &parts).await.map(|_| ())
+    let sent = send(c, &sql, &parts).await.map(|_| ());
+    if sent.is_err() {
+        // The message rolled back whole, the timeouts' restore with it: put them back alone.
+        postgres::restore_timeouts(c, &before.previous).await;
+    }
+    sent
 }
 
 /// Sends one message; gives each row with the index of the statement it came from. An error

@@ -5,8 +5,11 @@
 //! stored, `started_at`/`finished_at`, `applied_steps_count` 1 for a migration that ran (0 for
 //! one marked applied, as `prisma migrate resolve --applied` writes it), `logs` for a failure,
 //! and `rolled_back_at` for a row that no longer counts. Timestamps are taken from this
-//! process's clock, as Prisma's engine takes them; SQLite keeps them as Unix milliseconds,
-//! which is how Prisma stores a `DateTime` there.
+//! process's clock, as Prisma's engine takes them, except on PostgreSQL where a row is written
+//! in the same message as its file (a file in a transaction, and the rows before and after a
+//! file outside one): there the server's clock stamps it, so rows of one apply come from one
+//! clock in the order they were written. SQLite keeps them as Unix milliseconds, which is how
+//! Prisma stores a `DateTime` there.
 
 use super::db_failed;
 use super::history::PrismaRecord;

@@ -408,6 +408,9 @@ fn down_of(up: &UpFile, downs: &mut BTreeMap<String, PathBuf>) -> Option<PathBuf
 /// Files below this many are read on one thread: a second one costs more than it saves.
 const PARALLEL_FROM: usize = 16;
 
+/// The stack of the thread that parses the second half: the main thread's usual 8 MiB.
+const PARSE_STACK: usize = 8 << 20;
+
 /// Reads and parses the up files, in order: a folder of many on two threads (squawk's parse
 /// is most of the time of reading one); the first error in the folder's order.
 fn load_all(
@@ -424,13 +427,28 @@ fn load_all(
         return load_part(paired);
     }
     let mut first = paired;
-    let second = first.split_off(first.len() / 2);
+    // Taken by the second thread, or by this one when no thread can be started.
+    let second = std::sync::Mutex::new(Some(first.split_off(first.len() / 2)));
+    let take = || {
+        second
+            .lock()
+            .ok()
+            .and_then(|mut half| half.take())
+            .unwrap_or_default()
+    };
     std::thread::scope(|scope| {
-        let later = scope.spawn(|| load_part(second));
+        // The main thread's stack, not a spawned thread's 2 MiB: squawk's parser recurses
+        // with a file's nesting.
+        let later = std::thread::Builder::new()
+            .stack_size(PARSE_STACK)
+            .spawn_scoped(scope, || load_part(take()));
         let mut out = load_part(first)?;
-        let rest = later
-            .join()
-            .unwrap_or_else(|_| Err(OpError::failed("internal: reading migrations panicked")))?;
+        let rest = match later {
+            Ok(handle) => handle.join().unwrap_or_else(|_| {
+                Err(OpError::failed("internal: reading migrations panicked"))
+            })?,
+            Err(_) => load_part(take())?,
+        };
         out.extend(rest);
         Ok(out)
     })
