@@ -436,6 +436,35 @@ fn a_run_killed_inside_a_file_outside_a_transaction_leaves_it_failed_in_both_his
     );
 }
 
+/// The history apply reports after its last file is read as stored, whatever a migration set
+/// the session's `TimeZone` and `DateStyle` to (the read after the last file shares its
+/// session).
+#[test]
+fn apply_reports_history_times_as_stored_whatever_a_migration_set_the_session_to() {
+    let p = postgres();
+    prisma_folder(&p);
+    folder(&p, "20240101000000_init", INIT);
+    folder(
+        &p,
+        "20240102000000_session",
+        "-- runbook:no-transaction\nSET TimeZone = 'America/New_York';\nSET DateStyle = 'SQL, DMY';\n",
+    );
+    let (out, outputs) = migrate(&p, "action: apply");
+    ok(&out);
+    let shown: Vec<String> = outputs["applied"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{outputs}"))
+        .iter()
+        .map(|e| format!("{}|{}|{}", e["version"], e["applied_at"], e["execution_ms"]))
+        .collect();
+    let stored = p.target.query(
+        "SELECT '\"' || version || '\"|\"' || to_char(applied_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') || '\"|' || execution_ms
+         FROM runbook_migrations ORDER BY version",
+    );
+    assert_eq!(shown, stored);
+    assert_eq!(shown.len(), 2);
+}
+
 /// `baseline` writes Prisma's rows as `prisma migrate resolve --applied` does: finished, no
 /// steps.
 #[test]

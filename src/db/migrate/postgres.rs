@@ -4,6 +4,7 @@
 
 use super::history::{HISTORY_SELECT, HistoryEntry};
 use super::lock::{LOCK_KEY, MigrationLock};
+use super::prisma::{POSTGRES_READ, ReadRow};
 use super::rehearse::LockTaken;
 use super::run::{ScriptError, Settings};
 use super::script::line_of;
@@ -175,6 +176,50 @@ pub(super) async fn history_rows(c: &mut PgConnection) -> Result<Vec<HistoryEntr
             HistoryEntry::from_row(r, at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
         })
         .collect()
+}
+
+/// Both history tables' rows in one message, when both exist: the history table's, and
+/// `_prisma_migrations`' as `prisma::read` reads them. `applied_at` comes as microseconds since
+/// the epoch, so the text the simple protocol sends reads the same whatever the session's
+/// `DateStyle` and `TimeZone` (a migration may set them). An error says which table (0 or 1).
+pub(super) async fn both_histories(
+    c: &mut PgConnection,
+) -> Result<(Vec<HistoryEntry>, Vec<ReadRow>), (usize, sqlx::Error)> {
+    let history = HISTORY_SELECT.replace(
+        "applied_at,",
+        "(extract(epoch FROM applied_at) * 1000000)::int8,",
+    );
+    let sql = format!("{history};\n{POSTGRES_READ}");
+    let (mut hist, mut prisma) = (Vec::new(), Vec::new());
+    let mut done = 0;
+    let mut results = sqlx::raw_sql(AssertSqlSafe(sql)).fetch_many(&mut *c);
+    while let Some(item) = results.next().await {
+        match item {
+            Ok(sqlx::Either::Left(_)) => done += 1,
+            Ok(sqlx::Either::Right(r)) if done == 0 => {
+                let micros: i64 = r.try_get(5).map_err(|e| (0, e))?;
+                let at = chrono::DateTime::from_timestamp_micros(micros)
+                    .unwrap_or_default()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+                hist.push(HistoryEntry::from_row(&r, at).map_err(|e| (0, e))?);
+            }
+            Ok(sqlx::Either::Right(r)) => {
+                let row = (|| {
+                    Ok::<ReadRow, sqlx::Error>((
+                        r.try_get(0)?,
+                        r.try_get(1)?,
+                        r.try_get(2)?,
+                        r.try_get(3)?,
+                        r.try_get(4)?,
+                    ))
+                })()
+                .map_err(|e| (1, e))?;
+                prisma.push(row);
+            }
+            Err(e) => return Err((done, e)),
+        }
+    }
+    Ok((hist, prisma))
 }
 
 /// Whether each of `tables` exists (on the search path), in one query.

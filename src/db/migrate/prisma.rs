@@ -305,17 +305,8 @@ pub(super) async fn read(
     if !exists {
         return Ok((Vec::new(), Vec::new()));
     }
-    type Row = (String, String, Option<String>, String, Option<String>);
-    let rows: Result<Vec<Row>, sqlx::Error> = match db {
-        Db::Postgres(c) => {
-            sqlx::query_as(
-                "SELECT migration_name, checksum, finished_at::text,
-                        to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), logs
-                 FROM _prisma_migrations WHERE rolled_back_at IS NULL ORDER BY started_at",
-            )
-            .fetch_all(&mut *c)
-            .await
-        }
+    let rows: Result<Vec<ReadRow>, sqlx::Error> = match db {
+        Db::Postgres(c) => sqlx::query_as(POSTGRES_READ).fetch_all(&mut *c).await,
         Db::Sqlite(c) => {
             // Prisma keeps times as Unix milliseconds: shown as RFC 3339 like every other time.
             let sql = format!(
@@ -330,6 +321,19 @@ pub(super) async fn read(
         }
     };
     let rows = rows.map_err(|e| db_failed(&format!("cannot read `{PRISMA_TABLE}`"), &e))?;
+    Ok(split(rows))
+}
+
+/// A row of [`read`]: name, checksum, finished (`None`: not finished), started, logs.
+pub(super) type ReadRow = (String, String, Option<String>, String, Option<String>);
+
+/// [`read`]'s query on PostgreSQL.
+pub(super) const POSTGRES_READ: &str = "SELECT migration_name, checksum, finished_at::text,
+                        to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), logs
+                 FROM _prisma_migrations WHERE rolled_back_at IS NULL ORDER BY started_at";
+
+/// The rows of [`read`] as the migrations Prisma finished and the attempts it counts as failed.
+pub(super) fn split(rows: Vec<ReadRow>) -> (Vec<PrismaRecord>, Vec<PrismaFailure>) {
     let (mut finished, mut failed) = (Vec::new(), Vec::new());
     for (name, checksum, finished_at, started_at, logs) in rows {
         match finished_at {
@@ -345,7 +349,7 @@ pub(super) async fn read(
             }),
         }
     }
-    Ok((finished, failed))
+    (finished, failed)
 }
 
 /// A SQLite `DATETIME` column as RFC 3339 text: Prisma's Unix milliseconds, or text as

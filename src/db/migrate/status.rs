@@ -1,8 +1,9 @@
 //! Where a database stands against a set of migrations: applied, pending (in or out of
 //! order, retried), drifted (changed after applying), missing (applied, file gone).
 
-use super::history::{HistoryEntry, PrismaRecord, Tables, read_history, tables};
-use super::prisma::PrismaFailure;
+use super::db_failed;
+use super::history::{HISTORY_TABLE, HistoryEntry, PrismaRecord, Tables, read_history, tables};
+use super::prisma::{PRISMA_TABLE, PrismaFailure};
 use super::source::{Migration, MigrationSet};
 use super::version::{compare_versions, version_key};
 use crate::db::Db;
@@ -260,8 +261,22 @@ pub(super) async fn status_of(
     set: &MigrationSet,
     exist: Tables,
 ) -> Result<Status, OpError> {
-    let hist = read_history(db, exist.history).await?;
     let prisma_kept = set.migrations.iter().any(|m| m.prisma_name.is_some());
+    if let Db::Postgres(c) = db
+        && exist.history
+        && prisma_kept
+        && exist.prisma
+    {
+        // Both tables in one round trip.
+        let (mut hist, rows) = super::postgres::both_histories(c).await.map_err(|(i, e)| {
+            let table = if i == 0 { HISTORY_TABLE } else { PRISMA_TABLE };
+            db_failed(&format!("cannot read `{table}`"), &e)
+        })?;
+        hist.sort_by(|a, b| compare_versions(&a.version, &b.version));
+        let (prisma, failed) = super::prisma::split(rows);
+        return Ok(compare(set, &hist, &prisma, &failed));
+    }
+    let hist = read_history(db, exist.history).await?;
     let (prisma, failed) = super::prisma::read(db, prisma_kept && exist.prisma).await?;
     Ok(compare(set, &hist, &prisma, &failed))
 }
