@@ -465,6 +465,71 @@ fn apply_reports_history_times_as_stored_whatever_a_migration_set_the_session_to
     assert_eq!(shown.len(), 2);
 }
 
+/// A file outside a transaction that times out waiting for a lock is tried again: each
+/// attempt's Prisma row is written as started in the message before it, the failed ones end
+/// with the error in their logs and are marked rolled back by the next attempt, the last one
+/// finishes.
+#[test]
+fn a_file_outside_a_transaction_retried_after_a_lock_timeout_leaves_prisma_one_counted_row() {
+    let p = postgres();
+    prisma_folder(&p);
+    folder(&p, "20240101000000_init", INIT);
+    ok(&migrate(&p, "action: apply").0);
+    let index = "CREATE INDEX CONCURRENTLY users_email ON users (email);\n";
+    folder(&p, "20240102000000_email", index);
+    let holder = crate::support::pg::cluster().hold(
+        &p.target.arg(),
+        "BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE;",
+    );
+    // Released once an attempt has timed out (its row has the error), whatever the machine's
+    // speed.
+    let db = p.target.arg();
+    let releaser = std::thread::spawn(move || {
+        for _ in 0..1200 {
+            let timed_out = crate::support::pg::cluster().psql(
+                &db,
+                "SELECT count(*) FROM _prisma_migrations WHERE logs LIKE '%55P03%'",
+            );
+            if timed_out != "0" {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        holder.release();
+    });
+    let (out, outputs) = migrate(&p, "action: apply, lock_timeout: 200ms, lock_retries: 6");
+    releaser.join().unwrap();
+    ok(&out);
+    let attempts = outputs["results"][0]["attempts"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{outputs}")) as usize;
+    assert!(attempts >= 2, "{outputs}");
+    let rows = prisma_rows(&p);
+    let email: Vec<&String> = rows
+        .iter()
+        .filter(|r| r.starts_with("20240102000000_email|"))
+        .collect();
+    assert_eq!(email.len(), attempts, "{rows:?}");
+    let (last, failed) = email.split_last().unwrap();
+    for r in failed {
+        assert!(
+            r.contains("|unfinished|rolled back|0|Database error code: 55P03"),
+            "{rows:?}"
+        );
+    }
+    assert_eq!(
+        **last,
+        format!(
+            "20240102000000_email|{}|finished|counted|1|no logs",
+            sha256(index)
+        )
+    );
+    assert_eq!(
+        history(&p),
+        ["20240101000000:apply:ok", "20240102000000:apply:ok"]
+    );
+}
+
 /// `baseline` writes Prisma's rows as `prisma migrate resolve --applied` does: finished, no
 /// steps.
 #[test]
