@@ -36,17 +36,6 @@ enum Part {
     Timeouts,
 }
 
-/// The step's timeouts that are set, with their values as PostgreSQL reads them.
-fn timeouts(s: &Settings) -> Vec<(&'static str, String)> {
-    [
-        ("lock_timeout", s.lock_timeout),
-        ("statement_timeout", s.statement_timeout),
-    ]
-    .into_iter()
-    .filter_map(|(name, d)| d.map(|d| (name, format!("{}ms", d.as_millis().max(1)))))
-    .collect()
-}
-
 /// `SELECT set_config(..), ..` for the session, one column per setting.
 fn set_configs(values: &[(&'static str, String)]) -> String {
     let calls: Vec<String> = values
@@ -73,7 +62,7 @@ pub(super) async fn before(
         parts.extend([Part::Prisma, Part::Prisma]);
         prisma_row = Some(id);
     }
-    let wanted = timeouts(settings);
+    let wanted = postgres::timeouts(settings);
     // The statement that reads the session's timeouts, when the step sets any.
     let mut read_at = None;
     if !wanted.is_empty() {

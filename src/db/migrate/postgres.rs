@@ -94,18 +94,23 @@ pub(super) fn literal(s: &str) -> String {
 /// `BEGIN` and the step's timeouts, transaction-local, as one script without a line break (so
 /// a file sent after it keeps its line numbers); gives the script and its statement count.
 pub(super) fn begin_with_timeouts(s: &Settings) -> (String, usize) {
+    let timeouts = timeouts(s);
     let mut sql = String::from("BEGIN;");
-    let mut n = 1;
-    for (name, value) in [
+    for (name, value) in &timeouts {
+        sql.push_str(&format!("SET LOCAL {name} = '{value}';"));
+    }
+    (sql, 1 + timeouts.len())
+}
+
+/// The step's timeouts that are set, with their values as PostgreSQL reads them (`5000ms`).
+pub(super) fn timeouts(s: &Settings) -> Vec<(&'static str, String)> {
+    [
         ("lock_timeout", s.lock_timeout),
         ("statement_timeout", s.statement_timeout),
-    ] {
-        if let Some(d) = value {
-            sql.push_str(&format!("SET LOCAL {name} = '{}ms';", d.as_millis().max(1)));
-            n += 1;
-        }
-    }
-    (sql, n)
+    ]
+    .into_iter()
+    .filter_map(|(name, d)| d.map(|d| (name, format!("{}ms", d.as_millis().max(1)))))
+    .collect()
 }
 
 /// The time since the message that runs it began, in milliseconds (`statement_timestamp()` is
@@ -278,11 +283,7 @@ pub(super) async fn set_timeouts(
     local: bool,
 ) -> Result<Vec<(&'static str, String)>, sqlx::Error> {
     let mut previous = Vec::new();
-    for (name, value) in [
-        ("lock_timeout", s.lock_timeout),
-        ("statement_timeout", s.statement_timeout),
-    ] {
-        let Some(d) = value else { continue };
+    for (name, value) in timeouts(s) {
         if !local {
             let old: String = sqlx::query_scalar("SELECT current_setting($1)")
                 .bind(name)
@@ -292,7 +293,7 @@ pub(super) async fn set_timeouts(
         }
         sqlx::query("SELECT set_config($1, $2, $3)")
             .bind(name)
-            .bind(format!("{}ms", d.as_millis().max(1)))
+            .bind(value)
             .bind(local)
             .execute(&mut *c)
             .await?;

@@ -261,7 +261,7 @@ pub(super) async fn status_of(
     set: &MigrationSet,
     exist: Tables,
 ) -> Result<Status, OpError> {
-    let prisma_kept = set.migrations.iter().any(|m| m.prisma_name.is_some());
+    let prisma_kept = super::prisma::kept_for(&set.migrations);
     if let Db::Postgres(c) = db
         && exist.history
         && prisma_kept
