@@ -45,18 +45,20 @@ const STEP_ENDED: &str = "INSERT INTO runbook_steps (run_id, step, phase, ord, s
      ON CONFLICT (run_id, step, phase) DO UPDATE SET status = $11, finished_at = $2, outputs = $12, error = $13, db_change = $14";
 
 /// The run row's writes; their parameters follow the step's (`$10` on, as no event writes
-/// both a step and the run, but numbered by `run_sql` all the same).
+/// both a step and the run, but numbered by `run_sql` all the same). A run that stops (ended,
+/// waiting) also notes how far its chain was fsynced before this commit, when it was
+/// (`Written::synced`; NULL leaves the note as it is).
 fn run_sql(run: &RunWrite, first: usize) -> String {
-    let (a, b) = (first, first + 1);
+    let (a, b, c) = (first, first + 1, first + 2);
     match run {
         RunWrite::Ended { .. } => {
             format!(
-                "UPDATE runbook_runs SET status = ${a}, finished_at = $2, error = ${b} WHERE id = $1"
+                "UPDATE runbook_runs SET status = ${a}, finished_at = $2, error = ${b}, audit_synced = max(audit_synced, COALESCE(${c}, 0)) WHERE id = $1"
             )
         }
-        RunWrite::Waiting => {
-            "UPDATE runbook_runs SET status = 'waiting_approval' WHERE id = $1".into()
-        }
+        RunWrite::Waiting => format!(
+            "UPDATE runbook_runs SET status = 'waiting_approval', audit_synced = max(audit_synced, COALESCE(${a}, 0)) WHERE id = $1"
+        ),
         RunWrite::Resumed { .. } => format!(
             "UPDATE runbook_runs SET status = 'running', finished_at = NULL, error = NULL, pid = ${a}, host = ${b} WHERE id = $1"
         ),
@@ -124,12 +126,14 @@ pub(crate) fn record(
         ]),
         None => {}
     }
+    let synced = write::synced_param(audit);
     match &effects.run {
         Some(RunWrite::Ended { status, error }) => {
-            p.extend([status.clone().into(), error.clone().into()]);
+            p.extend([status.clone().into(), error.clone().into(), synced]);
         }
+        Some(RunWrite::Waiting) => p.push(synced),
         Some(RunWrite::Resumed { pid, host }) => p.extend([(*pid).into(), host.clone().into()]),
-        Some(RunWrite::Waiting) | None => {}
+        None => {}
     }
     (record_sql(effects), p)
 }

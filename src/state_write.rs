@@ -182,8 +182,8 @@ fn run_write(event: &Event) -> Option<RunWrite> {
 }
 
 /// The `INSERT` of a run's next event: the run's id is `$1`, the event's seven values are
-/// `$first` to `$first + 6` (see `bind_event`), its audit record's line `$line` (the
-/// statement's last parameter, see `bind_line`). The next sequence number and the insert in one
+/// `$first` to `$first + 6` (see `bind_event`), its audit record's line `$line` (see
+/// `bind_line`). The next sequence number and the insert in one
 /// statement: no window between reading the maximum and writing.
 pub(crate) fn event_insert(first: usize, line: usize) -> String {
     let p: Vec<String> = (first..first + 7).map(|n| format!("${n}")).collect();
@@ -244,7 +244,14 @@ pub(crate) fn bind<'q>(
     })
 }
 
-/// The audit record's line `event_insert` reads as the statement's last parameter.
+/// How far the run's chain was fsynced before the commit that carries it, when it was
+/// (`Written::synced`): the run row's `audit_synced` (a run stopping, `state_sqlite::run_sql`
+/// and `RECORD`).
+pub(crate) fn synced_param(audit: Option<&Written>) -> Param {
+    Param::Int(audit.filter(|w| w.synced).map(|w| w.head.seq))
+}
+
+/// The audit record's line `event_insert` reads (`$line`).
 pub(crate) fn line_param(audit: Option<&Written>) -> Param {
     Param::Text(audit.map(|w| w.line.clone()))
 }
@@ -263,7 +270,7 @@ pub(crate) fn event_params(at: i64, event: &Event, audit: Option<&Written>) -> [
     ]
 }
 
-/// Binds the audit record's line `event_insert` reads as the statement's last parameter.
+/// Binds the audit record's line `event_insert` reads (`$line`).
 pub(crate) fn bind_line<'q>(
     q: Query<'q, sqlx::Any, AnyArguments>,
     audit: Option<&Written>,
@@ -285,7 +292,8 @@ pub(crate) fn bind_event<'q>(
 /// `$9` (the step's new status) is set: a start sets the attempt and start time and clears
 /// the end, keeping outputs; a verdict sets the end, outputs, error and change, keeping the
 /// attempt and start time. The run CTE writes when `$17` (the run's new status) is set:
-/// `$18` says whether the end time and error change, `$21`/`$22` set the process that runs it.
+/// `$18` says whether the end time and error change, `$21`/`$22` set the process that runs it,
+/// `$24` how far the chain was fsynced before this commit (`synced_param`; NULL keeps it).
 const RECORD: &str = "WITH step AS (
     INSERT INTO runbook_steps AS s (run_id, step, phase, ord, status, attempts, started_at, finished_at, outputs, error, db_change)
     SELECT $1, $4, $5, $10, $9, $11, $12, $13, $14, $15, $16 WHERE $9 IS NOT NULL
@@ -303,7 +311,8 @@ const RECORD: &str = "WITH step AS (
         finished_at = CASE WHEN $18 THEN $19 ELSE finished_at END,
         error = CASE WHEN $18 THEN $20 ELSE error END,
         pid = COALESCE($21, pid),
-        host = COALESCE($22, host)
+        host = COALESCE($22, host),
+        audit_synced = GREATEST(audit_synced, COALESCE($24::bigint, 0))
     WHERE id = $1 AND $17 IS NOT NULL
 ) ";
 
@@ -394,6 +403,7 @@ pub(crate) async fn record_postgres(
             .bind(None::<i64>)
             .bind(None::<String>),
     };
-    // $23: the audit record's line.
-    writer.execute(pool, bind_line(q, audit)).await
+    // $23: the audit record's line; $24: how far the chain was fsynced.
+    let q = bind(bind_line(q, audit), [synced_param(audit)]);
+    writer.execute(pool, q).await
 }

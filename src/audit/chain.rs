@@ -25,6 +25,8 @@ pub struct AuditLog {
     repaired: Option<usize>,
     /// The length of the file when it was last fsynced: what a system crash cannot take.
     durable: u64,
+    /// A new chain whose folder entry is not yet fsynced: done with its records (`sync`).
+    new_entry: bool,
 }
 
 impl AuditLog {
@@ -78,10 +80,10 @@ impl AuditLog {
             file.set_len(keep as u64).map_err(io(&path))?;
             file.sync_all().map_err(io(&path))?;
         }
-        if existing.is_empty() {
-            // A new chain: the folder entry must be durable too.
-            sync_dir(dir);
-        } else if keep == existing.len() {
+        // A new chain's folder entry is made durable with its records (`sync`), before the
+        // store notes the chain as fsynced: until then a system crash may take the whole file,
+        // and the store's lines write it back (`restore.rs`), as they do a lost tail.
+        if !existing.is_empty() && keep == existing.len() {
             // Records an earlier process wrote without an fsync become durable before any
             // record follows them.
             file.sync_data().map_err(io(&path))?;
@@ -97,6 +99,7 @@ impl AuditLog {
             sink: None,
             repaired,
             durable: keep as u64,
+            new_entry: existing.is_empty(),
         })
     }
 
@@ -161,15 +164,22 @@ impl AuditLog {
         Ok(Written {
             head: self.head.clone(),
             line,
+            synced: false,
         })
     }
 
-    /// Makes every record written so far durable.
+    /// Makes every record written so far durable, and a new chain's folder entry.
     pub fn sync(&mut self) -> Result<(), AuditError> {
         let len = self.file.metadata().map_err(io(&self.path))?.len();
         if len != self.durable {
             self.file.sync_data().map_err(io(&self.path))?;
             self.durable = len;
+        }
+        if self.new_entry {
+            if let Some(dir) = self.path.parent() {
+                sync_dir(dir);
+            }
+            self.new_entry = false;
         }
         Ok(())
     }

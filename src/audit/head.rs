@@ -19,4 +19,8 @@ pub struct Head {
 pub struct Written {
     pub head: Head,
     pub line: String,
+    /// The chain was fsynced through this record before the state store commits it: that
+    /// commit then notes the chain as durable through it (a chain later found shorter was
+    /// cut). Set by the writer that synced it; `AuditLog::write` leaves it false.
+    pub synced: bool,
 }

@@ -1,7 +1,8 @@
 //! The journal: the one place a run's events are written. Each event is redacted, written to
 //! the run's audit chain (no fsync), then committed to the state store with the chain's new
-//! head and the record's line: that commit is the one durable write of the event (write-ahead),
-//! and the chain is fsynced when the run stops. A process crash in between leaves one record
+//! head and the record's line: that commit is the one durable write of the event (write-ahead).
+//! The chain is fsynced when the run stops: before the commit of the record it stops on, which
+//! notes in the store how far the chain is durable. A process crash in between leaves one record
 //! more in the chain than the store knows, never one less; a system crash may take the
 //! chain's unsynced tail, which the store's lines give back (`audit::write_back`, before the
 //! chain is opened again).
@@ -16,7 +17,7 @@ use crate::audit::{AuditError, AuditLog, Head, Written};
 use crate::config::ConfigDef;
 use crate::db::{Db, TargetSpec};
 use crate::redact::Redactor;
-use crate::run::{self, Approval, Event, RunRecord};
+use crate::run::{self, Approval, Event, EventKind, RunRecord};
 use crate::state::StateStore;
 use crate::ui::Ui;
 use serde_json::{Map, Value as Json, json};
@@ -32,6 +33,8 @@ pub(super) struct Journal<'a> {
     signing: Signing,
     ui: &'a Ui,
     failpoint: Option<String>,
+    /// The record the state store last noted the chain as fsynced through.
+    noted: i64,
 }
 
 /// Whether and with what this journal signs its chain's head when the run stops.
@@ -124,6 +127,7 @@ impl<'a> Journal<'a> {
             signing,
             ui,
             failpoint: std::env::var("RUNBOOK_FAILPOINT").ok(),
+            noted: 0,
         }
     }
 
@@ -152,15 +156,24 @@ impl<'a> Journal<'a> {
         self.log.sync().map_err(|e| self.report(&e, None))
     }
 
-    /// Records one event of a running run.
+    /// Records one event of a running run. The record a run stops on (finished, interrupted,
+    /// waiting at a gate) is fsynced in the chain before the store commits it, and that commit
+    /// notes the chain as durable through it (`Written::synced`): the note then needs no
+    /// commit of its own when the run stops (`sync`).
     pub async fn record(&mut self, state: &StateStore, ev: Event) -> Result<(), ExecError> {
         let ev = self.redacted(ev);
-        let written = self
+        let mut written = self
             .write(
                 &ev,
                 Some("the run stopped because its audit record could not be written"),
             )
             .await?;
+        if matches!(
+            ev.kind,
+            EventKind::RunFinished | EventKind::RunInterrupted | EventKind::RunWaiting
+        ) {
+            written.synced = self.sync_chain();
+        }
         state
             .record(&self.run_id, &ev, Some(&written))
             .await
@@ -170,6 +183,9 @@ impl<'a> Journal<'a> {
                     Some("the run stopped because its state could not be recorded"),
                 )
             })?;
+        if written.synced {
+            self.noted = written.head.seq;
+        }
         self.committed(&ev);
         Ok(())
     }
@@ -201,16 +217,31 @@ impl<'a> Journal<'a> {
     /// copy; a chain later found shorter than noted here was cut, not crashed, and is not
     /// written back.
     pub async fn sync(&mut self, state: &StateStore) {
-        if let Err(e) = self.log.sync() {
-            self.ui.error(
-                &e.to_string(),
-                Some("the state store holds the records; `runbook resume` writes back what a crash takes from the chain"),
-            );
+        if !self.sync_chain() {
             return;
         }
         let seq = self.log.head().seq;
-        if let Err(e) = state.chain_synced(&self.run_id, seq).await {
-            tracing::warn!("cannot note the audit chain's durable head: {e}");
+        if seq <= self.noted {
+            // The run's last commit noted it.
+            return;
+        }
+        match state.chain_synced(&self.run_id, seq).await {
+            Ok(()) => self.noted = seq,
+            Err(e) => tracing::warn!("cannot note the audit chain's durable head: {e}"),
+        }
+    }
+
+    /// Fsyncs the chain's records (and a new chain's folder entry); whether it could.
+    fn sync_chain(&mut self) -> bool {
+        match self.log.sync() {
+            Ok(()) => true,
+            Err(e) => {
+                self.ui.error(
+                    &e.to_string(),
+                    Some("the state store holds the records; `runbook resume` writes back what a crash takes from the chain"),
+                );
+                false
+            }
         }
     }
 

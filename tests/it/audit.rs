@@ -665,3 +665,50 @@ fn approve_and_resume_refuse_a_chain_cut_short() {
     let verify = verify_cli(&p, &[&id]);
     assert_eq!(verify.code, 6, "{}", verify.combined());
 }
+
+/// A run that stops at a gate fsyncs its chain through its `run_waiting` record before the
+/// store commits it, and that commit notes it: a power cut right after it
+/// (`lost:run_waiting:run`) takes nothing from the chain, so the approval that follows has
+/// nothing to write back, and a chain cut afterwards is refused as cut.
+#[test]
+fn a_run_stopped_at_a_gate_has_its_chain_fsynced_through_its_last_record() {
+    let p = Project::new(Target::sqlite);
+    std::fs::write(
+        p.path().join("runbook.yaml"),
+        "environments:\n  staging:\n    target: { sqlite: staging.db }\n    protections: { approvals: 1 }\n",
+    )
+    .unwrap();
+    p.playbook("audited", PLAYBOOK);
+    let out = Runbook::new(&[
+        "-C",
+        &p.path().display().to_string(),
+        "run",
+        "audited",
+        "--env",
+        "staging",
+    ])
+    .env("RUNBOOK_ACTOR", "alice")
+    .env("RUNBOOK_FAILPOINT", "lost:run_waiting:run")
+    .run();
+    assert_eq!(out.code, -1, "{}", out.combined());
+    let (id, _) = p.last_run();
+    let text = std::fs::read_to_string(chain(&p, &id)).unwrap();
+    assert!(
+        text.lines()
+            .last()
+            .is_some_and(|l| l.contains("\"event\":\"run_waiting\"")),
+        "{text}"
+    );
+    let note = crate::support::sqlite::query(
+        &p.path().join(".runbook/state.db"),
+        &format!("SELECT CAST(audit_synced AS TEXT) FROM runbook_runs WHERE id = '{id}'"),
+    );
+    assert_eq!(note, [text.lines().count().to_string()]);
+    let approve = p.as_user("bob", &["approve", &id, "approve"]);
+    assert_eq!(approve.code, 0, "{}", approve.combined());
+    assert!(
+        !approve.combined().contains("written back"),
+        "{}",
+        approve.combined()
+    );
+}

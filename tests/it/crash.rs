@@ -198,6 +198,65 @@ fn a_crash_at_each_journal_boundary_resumes_and_verifies_on_postgres() {
     crash_at_journal_boundaries(|_| Target::postgres("journal"));
 }
 
+/// How many complete records the run's audit chain holds, and how far the state store notes
+/// it was fsynced: a chain found shorter than the note was cut, which no crash does.
+fn chain_and_note(p: &Project, id: &str) -> (i64, i64) {
+    let chain =
+        std::fs::read_to_string(p.path().join(".runbook/audit").join(format!("{id}.jsonl")))
+            .unwrap_or_default();
+    let note = crate::support::sqlite::query(
+        &p.path().join(".runbook/state.db"),
+        &format!("SELECT CAST(audit_synced AS TEXT) FROM runbook_runs WHERE id = '{id}'"),
+    );
+    (chain.lines().count() as i64, note[0].parse().unwrap())
+}
+
+/// A run's last record is fsynced in the chain before the state store commits it, and that
+/// commit notes the chain as fsynced through it: a power cut right after the commit
+/// (`lost:run_finished:run`, the chain cut back to what was fsynced) takes nothing from the
+/// chain, which verifies without a resume to write it back.
+fn the_last_record_is_in_the_chain_before_the_store_commits_it(target: impl Fn(&Path) -> Target) {
+    let p = Project::new(&target);
+    p.playbook("crash", &playbook());
+    let out = Runbook::new(&[
+        "-C",
+        &p.path().display().to_string(),
+        "run",
+        "crash",
+        "--target",
+        &p.target.arg(),
+    ])
+    .env("RUNBOOK_FAILPOINT", "lost:run_finished:run")
+    .run();
+    assert_eq!(out.code, -1, "{}", out.combined());
+    let (id, status) = p.last_run();
+    assert_eq!(status, "succeeded");
+    let verify = p.cmd(&["audit", "verify", &id]);
+    assert_eq!(verify.code, 0, "{}", verify.combined());
+    let (records, note) = chain_and_note(&p, &id);
+    assert_eq!(records, note, "the store notes the whole chain as fsynced");
+    let chain =
+        std::fs::read_to_string(p.path().join(".runbook/audit").join(format!("{id}.jsonl")))
+            .unwrap();
+    assert!(
+        chain
+            .lines()
+            .last()
+            .is_some_and(|l| l.contains("\"event\":\"run_finished\"")),
+        "{chain}"
+    );
+}
+
+#[test]
+fn the_last_record_is_fsynced_before_its_commit_on_sqlite() {
+    the_last_record_is_in_the_chain_before_the_store_commits_it(Target::sqlite);
+}
+
+#[test]
+fn the_last_record_is_fsynced_before_its_commit_on_postgres() {
+    the_last_record_is_in_the_chain_before_the_store_commits_it(|_| Target::postgres("synced"));
+}
+
 /// A real `kill -9` in the middle of a long step, with no failpoint: the step is in flight.
 #[test]
 fn sigkill_in_the_middle_of_a_step_then_resume() {
@@ -343,6 +402,10 @@ fn interrupted_by(signal: i32) {
     assert!(gone, "the step's child survived signal {signal}");
     let (id, status) = p.last_run();
     assert_eq!(status, "interrupted");
+    // The interrupted run's chain was fsynced through its last record, and the store says so.
+    let (records, note) = chain_and_note(&p, &id);
+    assert!(records > 0);
+    assert_eq!(records, note);
     // The message names the commands that work (a plain resume is refused for the step in
     // flight).
     let said = String::from_utf8_lossy(&out.stderr);

@@ -152,7 +152,7 @@ const ROWS: [&str; 3] = [
         || CASE WHEN audit_seq IS NULL THEN '-' ELSE 'chained' END
      FROM runbook_events e ORDER BY (SELECT started_at FROM runbook_runs r WHERE r.id = e.run_id), seq",
     "SELECT playbook || '|' || status || '|' || COALESCE(error, '-') || '|'
-        || CASE WHEN finished_at IS NULL THEN 'open' ELSE 'ended' END
+        || CASE WHEN finished_at IS NULL THEN 'open' ELSE 'ended' END || '|' || audit_synced
      FROM runbook_runs ORDER BY started_at",
 ];
 
@@ -208,4 +208,19 @@ fn the_postgres_state_store_keeps_the_rows_the_sqlite_store_keeps() {
         pg::cluster().psql(&state, ROWS[1]).contains("run_resumed|"),
         "the resume is an event"
     );
+    // Each run's last commit noted its chain as fsynced through its last record.
+    let runs = pg::cluster().psql(&state, ROWS[2]);
+    let chains: Vec<String> = pg::cluster()
+        .psql(
+            &state,
+            "SELECT max(audit_seq) FROM runbook_events GROUP BY run_id ORDER BY min(at)",
+        )
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let noted: Vec<String> = runs
+        .lines()
+        .map(|l| l.rsplit('|').next().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(noted, chains, "{runs}");
 }
