@@ -323,6 +323,42 @@ fn an_error_without_a_position_names_the_statement_that_failed() {
     assert_eq!(status["count"], 1, "{status}");
 }
 
+/// An empty statement (`;;`) is not one the server runs or counts: an error after it still names
+/// the line of the statement that failed, in a file run in one message and in one run
+/// statement by statement (outside a transaction).
+#[test]
+fn an_empty_statement_does_not_shift_the_line_an_error_names() {
+    let p = postgres();
+    let bad = mig(
+        &p,
+        "001_empty.sql",
+        "CREATE TABLE before_empty (id int PRIMARY KEY);;\nINSERT INTO before_empty VALUES (1);\n;\nINSERT INTO before_empty\n  VALUES (1);\n",
+    );
+    let (out, _) = migrate(&p, "action: apply");
+    fails(&out);
+    assert!(
+        out.stderr.contains(&format!("`{bad}` failed at line 4"))
+            && out.stderr.contains("SQLSTATE 23505"),
+        "{}",
+        out.stderr
+    );
+    assert!(!has_table(&p, "before_empty"));
+    std::fs::remove_file(p.path().join(&bad)).unwrap();
+    let outside = mig(
+        &p,
+        "001_empty_outside.sql",
+        "-- runbook:no-transaction\nCREATE TABLE outside_empty (id int PRIMARY KEY);;\nINSERT INTO outside_empty VALUES (1);\n;\nINSERT INTO outside_empty\n  VALUES (1);\n",
+    );
+    let (out, _) = migrate(&p, "action: apply");
+    fails(&out);
+    assert!(
+        out.stderr
+            .contains(&format!("`{outside}` failed at line 5")),
+        "{}",
+        out.stderr
+    );
+}
+
 /// The server parses a whole message before it runs any of it: a syntax error late in a file
 /// runs nothing and names its own line (not the transaction runbook begins); a file squawk
 /// cannot split (an unterminated comment) fails the same way; a comment on a file's last line

@@ -57,6 +57,7 @@ mod script;
 mod source;
 mod sqlite;
 mod status;
+mod tokens;
 mod tx;
 mod version;
 mod watch;

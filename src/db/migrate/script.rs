@@ -68,6 +68,16 @@ fn split_statements(sql: &str) -> Option<Vec<Piece<'_>>> {
     let mut start = 0;
     for stmt in parse.tree().stmts() {
         let end = usize::from(stmt.syntax().text_range().end());
+        if is_empty(&stmt) {
+            // Not a statement the server runs or counts: it goes with the one before it.
+            if let Some(last) = out.last_mut()
+                && let Some(joined) = sql.get(last.offset..end)
+            {
+                last.text = joined;
+                start = end;
+            }
+            continue;
+        }
         let mut token = stmt.syntax().first_token();
         while let Some(t) = token.as_ref().filter(|t| t.kind().is_trivia()) {
             token = t.next_token();
@@ -94,6 +104,15 @@ fn split_statements(sql: &str) -> Option<Vec<Piece<'_>>> {
     (!out.is_empty()).then_some(out)
 }
 
+/// A statement with nothing but a semicolon (`;;`): the server skips it, and counts it in no
+/// reply.
+fn is_empty(stmt: &ast::Stmt) -> bool {
+    stmt.syntax()
+        .descendants_with_tokens()
+        .filter_map(|e| e.into_token())
+        .all(|t| t.kind().is_trivia() || t.kind() == squawk_syntax::SyntaxKind::SEMICOLON)
+}
+
 /// What a file's SQL says of the transaction runbook would run it in, read in one parse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct TxNeeds {
@@ -110,7 +129,8 @@ pub struct TxNeeds {
     /// It runs outside runbook's transaction: for either reason above, or because its first
     /// line is the no-transaction marker.
     pub outside: bool,
-    /// How many statements it has, when it parses cleanly (the pieces `pieces` splits it in).
+    /// How many statements it has, when it parses cleanly (the pieces `pieces` splits it in):
+    /// as the server counts them, an empty one (`;;`) not counted.
     pub statements: Option<usize>,
 }
 
@@ -139,9 +159,11 @@ impl std::fmt::Debug for Parsed {
     }
 }
 
-/// Reads what a file needs of its transaction (`TxNeeds`), parsing it once.
+/// Reads what a file needs of its transaction (`TxNeeds`): from its tokens when they settle
+/// it, else parsing it once.
 pub fn tx_needs(sql: &str) -> TxNeeds {
-    tx_needs_in(sql, Parsed::of(sql).as_ref())
+    super::tokens::tx_needs_from_tokens(sql)
+        .unwrap_or_else(|| tx_needs_in(sql, Parsed::of(sql).as_ref()))
 }
 
 /// Reads what a file needs of its transaction from squawk's parse of it (`None`: the parser
@@ -152,7 +174,7 @@ pub(super) fn tx_needs_in(sql: &str, parse: Option<&Parsed>) -> TxNeeds {
         let clean = parse.errors.is_empty();
         let mut statements = 0;
         for stmt in parse.tree.tree().stmts() {
-            statements += usize::from(!stmt.syntax().text_range().is_empty());
+            statements += usize::from(!is_empty(&stmt));
             let line = || line_of(sql, usize::from(stmt.syntax().text_range().start()));
             if needs.own_transaction.is_none() && controls_transaction(&stmt) {
                 needs.own_transaction = Some(line());

@@ -3,6 +3,7 @@
 //! with line endings normalised and checksummed.
 
 use super::script::{Parsed, tx_needs_in};
+use super::tokens::tx_needs_from_tokens;
 use super::version::{compare_versions, valid_version};
 use crate::db::Dialect;
 use crate::db::op::OpError;
@@ -462,8 +463,16 @@ fn load(
     keep_parse: bool,
 ) -> Result<Migration, OpError> {
     let (sql, raw_checksum) = read_sql(&up.path, root)?;
-    let parse = Parsed::of(&sql);
-    let needs = tx_needs_in(&sql, parse.as_ref());
+    // Parsed when the tree is kept (for the linter) or the tokens do not settle it.
+    let quick = (!keep_parse).then(|| tx_needs_from_tokens(&sql)).flatten();
+    let (parse, needs) = match quick {
+        Some(needs) => (None, needs),
+        None => {
+            let parse = Parsed::of(&sql);
+            let needs = tx_needs_in(&sql, parse.as_ref());
+            (parse, needs)
+        }
+    };
     Ok(Migration {
         parsed: parse.filter(|_| keep_parse),
         no_transaction: needs.outside,
