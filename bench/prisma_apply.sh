@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Prisma apply benchmark (issue 16): runbook applying a Prisma migrations folder of N files
-# against one psql session applying the same files (`psql -f f1 -f f2 ...`), each on a fresh
-# database, as a ratio, pair by pair; then the two schemas are compared (they must be equal).
+# against one psql session applying the same files (`psql -f f1 -f f2 ...`), each on an empty
+# database (its schema dropped and made again: a `CREATE DATABASE` per pair wrote and synced
+# the whole template, and that flush slowed whichever side ran next), as a ratio, pair by pair;
+# then the two schemas are compared (they must be equal).
 #
 #   bench/prisma_apply.sh [FILES] [PAIRS]     defaults: 150 files, 5 pairs
 #
@@ -57,7 +59,8 @@ echo "folder: $N migrations"
 FLAGS=()
 for d in $(ls -d "$MIG"/*/ | sort); do FLAGS+=(-f "$d/migration.sql"); done
 
-fresh() { PGOPTIONS="-c client_min_messages=warning" "$BIN/psql" -X -q -d "$ADMIN" -c "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1"; }
+"$BIN/psql" -X -q -d "$ADMIN" -c "CREATE DATABASE bench_a" -c "CREATE DATABASE bench_b"
+fresh() { PGOPTIONS="-c client_min_messages=warning" "$BIN/psql" -X -q -d "postgres://postgres@127.0.0.1:$PORT/$1" -c "DROP SCHEMA public CASCADE" -c "CREATE SCHEMA public"; }
 seconds() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>"$WORK/err" || { cat "$WORK/err" >&2; exit 1; }; e=$(date +%s.%N); awk -v s="$s" -v e="$e" 'BEGIN { printf "%.3f", e - s }'; }
 A=(); B=(); R=()
 for i in $(seq 1 "$PAIRS"); do
