@@ -106,11 +106,13 @@ impl TargetLock {
                     None => (connect(url, run_id, operator).await?, true),
                 };
                 loop {
-                    let got: bool = match sqlx::query("SELECT pg_try_advisory_lock($1)")
-                        .bind(PG_LOCK_KEY)
-                        .fetch_one(&mut conn)
-                        .await
-                        .and_then(|r| r.try_get(0))
+                    // As text: one round trip where a prepared statement takes two.
+                    let got: bool = match sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                        "SELECT pg_try_advisory_lock({PG_LOCK_KEY})"
+                    )))
+                    .fetch_one(&mut conn)
+                    .await
+                    .and_then(|r| r.try_get(0))
                     {
                         Ok(got) => got,
                         Err(_) if !fresh => {
@@ -178,10 +180,11 @@ impl TargetLock {
         match &mut self {
             TargetLock::Postgres(conn) => {
                 if let Some(mut c) = conn.take() {
-                    let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
-                        .bind(PG_LOCK_KEY)
-                        .execute(&mut c)
-                        .await;
+                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                        "SELECT pg_advisory_unlock({PG_LOCK_KEY})"
+                    )))
+                    .execute(&mut c)
+                    .await;
                     let _ = c.close().await;
                 }
             }

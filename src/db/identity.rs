@@ -61,10 +61,11 @@ pub async fn probe(target: &TargetSpec, keep: bool) -> Result<Probe, ConnectErro
 
 /// The cluster's system identifier (readable by any role through `pg_control_system()`; a
 /// server that hides it is named by host and port instead) and the database's name and oid;
-/// with the server's version. One round trip where the identifier can be read.
+/// with the server's version. One round trip where the identifier can be read (as text: a
+/// statement the connection prepares takes two the first time).
 async fn postgres_identity(conn: &mut sqlx::PgConnection) -> Result<(String, String), sqlx::Error> {
     const DATABASE: &str = "current_database()::text, (SELECT oid::int8 FROM pg_database WHERE datname = current_database()), current_setting('server_version')";
-    let all = sqlx::query(sqlx::AssertSqlSafe(format!(
+    let all = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "SELECT {DATABASE}, (SELECT system_identifier::text FROM pg_control_system())"
     )))
     .fetch_one(&mut *conn)
@@ -77,7 +78,7 @@ async fn postgres_identity(conn: &mut sqlx::PgConnection) -> Result<(String, Str
         }
         // Refused (the server revoked the function): the rest without it.
         Err(_) => {
-            let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {DATABASE}")))
+            let row = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("SELECT {DATABASE}")))
                 .fetch_one(&mut *conn)
                 .await?;
             (row, None)

@@ -227,18 +227,20 @@ pub(super) async fn both_histories(
     Ok((hist, prisma))
 }
 
-/// Whether each of `tables` exists (on the search path), in one query.
+/// Whether each of `tables` exists (on the search path), in one query: one round trip, as
+/// text (a statement a connection prepares takes two its first time, and apply asks this once).
 pub(super) async fn tables_exist(
     c: &mut PgConnection,
     [a, b]: [&str; 2],
 ) -> Result<[bool; 2], sqlx::Error> {
-    let (a, b): (bool, bool) =
-        sqlx::query_as("SELECT to_regclass($1) IS NOT NULL, to_regclass($2) IS NOT NULL")
-            .bind(a)
-            .bind(b)
-            .fetch_one(&mut *c)
-            .await?;
-    Ok([a, b])
+    let row = sqlx::raw_sql(AssertSqlSafe(format!(
+        "SELECT to_regclass({}) IS NOT NULL, to_regclass({}) IS NOT NULL",
+        literal(a),
+        literal(b)
+    )))
+    .fetch_one(&mut *c)
+    .await?;
+    Ok([row.try_get(0)?, row.try_get(1)?])
 }
 
 /// Writes a history row stamped with the server's clock.
@@ -403,22 +405,22 @@ pub(super) async fn server_version(c: &mut PgConnection) -> Option<String> {
     v.split_whitespace().next().map(str::to_owned)
 }
 
-/// Names the connection `tag` and tries the migration lock on it, in one round trip; gives
-/// the backend's pid, the connection's name before, and whether the lock was taken.
+/// Names the connection `tag` and tries the migration lock on it, in one round trip (as text:
+/// prepared, it would take two); gives the backend's pid, the connection's name before, and
+/// whether the lock was taken.
 pub(super) async fn lock_named(
     c: &mut PgConnection,
     tag: &str,
 ) -> Result<(i32, String, bool), sqlx::Error> {
     // A target list is evaluated in order: the name is read before it is set.
-    let (pid, name, _, got): (i32, String, String, bool) = sqlx::query_as(
+    let row = sqlx::raw_sql(AssertSqlSafe(format!(
         "SELECT pg_backend_pid(), current_setting('application_name'), \
-         set_config('application_name', $2, false), pg_try_advisory_lock($1)",
-    )
-    .bind(LOCK_KEY)
-    .bind(tag)
+         set_config('application_name', {}, false), pg_try_advisory_lock({LOCK_KEY})",
+        literal(tag)
+    )))
     .fetch_one(c)
     .await?;
-    Ok((pid, name, got))
+    Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(3)?))
 }
 
 /// A short-lived connection beside the one that runs the migrations (to cancel its statement).
@@ -445,17 +447,16 @@ pub(super) async fn rename(c: &mut PgConnection, name: &str) {
 }
 
 /// Releases the migration lock and gives the connection back its name `name`, in one round
-/// trip: `Some(false)` when the lock was not held, `None` when the connection failed.
+/// trip (as text): `Some(false)` when the lock was not held, `None` when the connection failed.
 pub(super) async fn unlock(c: &mut PgConnection, name: &str) -> Option<bool> {
-    sqlx::query_as::<_, (bool, String)>(
-        "SELECT pg_advisory_unlock($1), set_config('application_name', $2, false)",
-    )
-    .bind(LOCK_KEY)
-    .bind(name)
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "SELECT pg_advisory_unlock({LOCK_KEY}), set_config('application_name', {}, false)",
+        literal(name)
+    )))
     .fetch_one(c)
     .await
     .ok()
-    .map(|(held, _)| held)
+    .and_then(|row| row.try_get(0).ok())
 }
 
 /// Asks the server to cancel the statement backend `pid` runs.
