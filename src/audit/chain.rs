@@ -25,8 +25,13 @@ pub struct AuditLog {
     repaired: Option<usize>,
     /// The length of the file when it was last fsynced: what a system crash cannot take.
     durable: u64,
-    /// A new chain whose folder entry is not yet fsynced: done with its records (`sync`).
-    new_entry: bool,
+    /// The chain's folder entry is not known to be durable: this process has not fsynced the
+    /// folder, and the file may be new or made by a process that died before it did. Done with
+    /// the records (`sync`).
+    entry_unsynced: bool,
+    /// An fsync of this chain failed: it is never reported durable again (a second fsync after
+    /// a failed writeback can succeed with the pages gone).
+    sync_failed: bool,
 }
 
 impl AuditLog {
@@ -80,9 +85,9 @@ impl AuditLog {
             file.set_len(keep as u64).map_err(io(&path))?;
             file.sync_all().map_err(io(&path))?;
         }
-        // A new chain's folder entry is made durable with its records (`sync`), before the
-        // store notes the chain as fsynced: until then a system crash may take the whole file,
-        // and the store's lines write it back (`restore.rs`), as they do a lost tail.
+        // The folder entry is made durable with the records (`sync`), before the store notes
+        // the chain as fsynced: until then a system crash may take the whole file, and the
+        // store's lines write it back (`restore.rs`), as they do a lost tail.
         if !existing.is_empty() && keep == existing.len() {
             // Records an earlier process wrote without an fsync become durable before any
             // record follows them.
@@ -99,7 +104,8 @@ impl AuditLog {
             sink: None,
             repaired,
             durable: keep as u64,
-            new_entry: existing.is_empty(),
+            entry_unsynced: true,
+            sync_failed: false,
         })
     }
 
@@ -168,18 +174,31 @@ impl AuditLog {
         })
     }
 
-    /// Makes every record written so far durable, and a new chain's folder entry.
+    /// Makes every record written so far durable, and the chain's folder entry. After a failed
+    /// fsync it always fails.
     pub fn sync(&mut self) -> Result<(), AuditError> {
+        if self.sync_failed {
+            return Err(io(&self.path)(std::io::Error::other(
+                "an earlier fsync of this chain failed: what it held may not be on the disk",
+            )));
+        }
+        let synced = self.sync_once();
+        self.sync_failed = synced.is_err();
+        synced
+    }
+
+    fn sync_once(&mut self) -> Result<(), AuditError> {
         let len = self.file.metadata().map_err(io(&self.path))?.len();
         if len != self.durable {
             self.file.sync_data().map_err(io(&self.path))?;
             self.durable = len;
         }
-        if self.new_entry {
-            if let Some(dir) = self.path.parent() {
-                sync_dir(dir);
-            }
-            self.new_entry = false;
+        if self.entry_unsynced {
+            let dir = self.path.parent().unwrap_or(Path::new("."));
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io(dir))?;
+            self.entry_unsynced = false;
         }
         Ok(())
     }

@@ -42,7 +42,6 @@ pub fn write_back(
     }
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let path = dir.join(format!("{run_id}.jsonl"));
-    let existed = path.exists();
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .read(true)
@@ -64,9 +63,8 @@ pub fn write_back(
         .map_err(io(&path))?;
     file.write_all(text.as_bytes()).map_err(io(&path))?;
     file.sync_data().map_err(io(&path))?;
-    if !existed {
-        sync_dir(dir);
-    }
+    // The file may be new, or made by the process that crashed before its folder was synced.
+    sync_dir(dir);
     Ok(next.len())
 }
 

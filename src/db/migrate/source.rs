@@ -33,12 +33,14 @@ pub struct Migration {
     pub raw_checksum: String,
     /// Runs outside runbook's transaction: its first line is the no-transaction marker, it
     /// controls its own transaction ([`Migration::own_transaction`]), or it holds a statement
-    /// PostgreSQL refuses in one (`CREATE INDEX CONCURRENTLY`), all found by parsing.
+    /// PostgreSQL refuses in one (`CREATE INDEX CONCURRENTLY`), all found by parsing (or by
+    /// its tokens, when they rule all of these out: `tokens.rs`).
     pub no_transaction: bool,
     /// The line of the file's own `BEGIN`/`COMMIT`/`ROLLBACK`, when it has one: it runs as psql
     /// runs it.
     pub own_transaction: Option<usize>,
-    /// How many statements the up file has, when squawk's parser splits it cleanly.
+    /// How many statements the up file has, as the server counts them: from its tokens when
+    /// they settle it (`tokens.rs`), else when squawk's parser splits it cleanly.
     pub statements: Option<usize>,
     /// The Prisma folder name (its id in `_prisma_migrations`) for the Prisma layout.
     pub prisma_name: Option<String>,
