@@ -231,7 +231,7 @@ impl<'a> Journal<'a> {
         }
     }
 
-    /// Fsyncs the chain's records (and a new chain's folder entry); whether it could.
+    /// Fsyncs the chain's records (and its folder entry); whether it could.
     fn sync_chain(&mut self) -> bool {
         match self.log.sync() {
             Ok(()) => true,

@@ -414,8 +414,9 @@ const PARALLEL_FROM: usize = 16;
 /// The stack of the thread that parses the second half: the main thread's usual 8 MiB.
 const PARSE_STACK: usize = 8 << 20;
 
-/// Reads and parses the up files, in order: a folder of many on two threads (squawk's parse
-/// is most of the time of reading one); the first error in the folder's order.
+/// Reads and classifies the up files, in order: a folder of many on two threads (classifying
+/// and hashing a file is most of the time of reading one); the first error in the folder's
+/// order.
 fn load_all(
     paired: Vec<(UpFile, Option<PathBuf>)>,
     root: &Path,
