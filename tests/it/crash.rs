@@ -175,9 +175,7 @@ fn crash_at_journal_boundaries(target: impl Fn(&Path) -> Target) {
         assert_eq!(p.last_run().1, "succeeded", "{at}");
         let verify = p.cmd(&["audit", "verify", &id]);
         assert_eq!(verify.code, 0, "{at}: {}", verify.combined());
-        let chain =
-            std::fs::read_to_string(p.path().join(".runbook/audit").join(format!("{id}.jsonl")))
-                .unwrap();
+        let chain = chain_text(&p, &id);
         assert!(
             chain
                 .lines()
@@ -198,12 +196,16 @@ fn a_crash_at_each_journal_boundary_resumes_and_verifies_on_postgres() {
     crash_at_journal_boundaries(|_| Target::postgres("journal"));
 }
 
+/// The run's audit chain as text (empty when there is none).
+fn chain_text(p: &Project, id: &str) -> String {
+    std::fs::read_to_string(p.path().join(".runbook/audit").join(format!("{id}.jsonl")))
+        .unwrap_or_default()
+}
+
 /// How many complete records the run's audit chain holds, and how far the state store notes
 /// it was fsynced: a chain found shorter than the note was cut, which no crash does.
 fn chain_and_note(p: &Project, id: &str) -> (i64, i64) {
-    let chain =
-        std::fs::read_to_string(p.path().join(".runbook/audit").join(format!("{id}.jsonl")))
-            .unwrap_or_default();
+    let chain = chain_text(p, id);
     let note = crate::support::sqlite::query(
         &p.path().join(".runbook/state.db"),
         &format!("SELECT CAST(audit_synced AS TEXT) FROM runbook_runs WHERE id = '{id}'"),
@@ -235,9 +237,7 @@ fn the_last_record_is_in_the_chain_before_the_store_commits_it(target: impl Fn(&
     assert_eq!(verify.code, 0, "{}", verify.combined());
     let (records, note) = chain_and_note(&p, &id);
     assert_eq!(records, note, "the store notes the whole chain as fsynced");
-    let chain =
-        std::fs::read_to_string(p.path().join(".runbook/audit").join(format!("{id}.jsonl")))
-            .unwrap();
+    let chain = chain_text(&p, &id);
     assert!(
         chain
             .lines()
