@@ -38,6 +38,18 @@ fn project() -> Project {
     p
 }
 
+/// A project whose `staging` environment asks for one approval, with the audited playbook.
+fn staging() -> Project {
+    let p = Project::new(Target::sqlite);
+    std::fs::write(
+        p.path().join("runbook.yaml"),
+        "environments:\n  staging:\n    target: { sqlite: staging.db }\n    protections: { approvals: 1 }\n",
+    )
+    .unwrap();
+    p.playbook("audited", PLAYBOOK);
+    p
+}
+
 fn chain(p: &Project, id: &str) -> PathBuf {
     p.path().join(".runbook/audit").join(format!("{id}.jsonl"))
 }
@@ -476,13 +488,7 @@ fn problem_descriptions_name_the_record() {
 /// comment are columns, and a comment written as a formula stays text.
 #[test]
 fn the_csv_export_names_approvers_and_neutralises_formulas() {
-    let p = Project::new(Target::sqlite);
-    std::fs::write(
-        p.path().join("runbook.yaml"),
-        "environments:\n  staging:\n    target: { sqlite: staging.db }\n    protections: { approvals: 1 }\n",
-    )
-    .unwrap();
-    p.playbook("audited", PLAYBOOK);
+    let p = staging();
     let out = p.as_user("alice", &["run", "audited", "--env", "staging"]);
     assert_eq!(out.code, 3, "{}", out.combined());
     let (id, _) = p.last_run();
@@ -626,13 +632,7 @@ fn records_appended_after_the_final_record_are_tampering() {
 /// whole-looking one.
 #[test]
 fn approve_and_resume_refuse_a_chain_cut_short() {
-    let p = Project::new(Target::sqlite);
-    std::fs::write(
-        p.path().join("runbook.yaml"),
-        "environments:\n  staging:\n    target: { sqlite: staging.db }\n    protections: { approvals: 1 }\n",
-    )
-    .unwrap();
-    p.playbook("audited", PLAYBOOK);
+    let p = staging();
     assert_eq!(
         p.as_user("alice", &["run", "audited", "--env", "staging"])
             .code,
@@ -672,24 +672,12 @@ fn approve_and_resume_refuse_a_chain_cut_short() {
 /// nothing to write back, and a chain cut afterwards is refused as cut.
 #[test]
 fn a_run_stopped_at_a_gate_has_its_chain_fsynced_through_its_last_record() {
-    let p = Project::new(Target::sqlite);
-    std::fs::write(
-        p.path().join("runbook.yaml"),
-        "environments:\n  staging:\n    target: { sqlite: staging.db }\n    protections: { approvals: 1 }\n",
-    )
-    .unwrap();
-    p.playbook("audited", PLAYBOOK);
-    let out = Runbook::new(&[
-        "-C",
-        &p.path().display().to_string(),
-        "run",
-        "audited",
-        "--env",
-        "staging",
-    ])
-    .env("RUNBOOK_ACTOR", "alice")
-    .env("RUNBOOK_FAILPOINT", "lost:run_waiting:run")
-    .run();
+    let p = staging();
+    let out = p
+        .base(&["run", "audited", "--env", "staging"])
+        .env("RUNBOOK_ACTOR", "alice")
+        .env("RUNBOOK_FAILPOINT", "lost:run_waiting:run")
+        .run();
     assert_eq!(out.code, -1, "{}", out.combined());
     let (id, _) = p.last_run();
     let text = std::fs::read_to_string(chain(&p, &id)).unwrap();
@@ -699,11 +687,7 @@ fn a_run_stopped_at_a_gate_has_its_chain_fsynced_through_its_last_record() {
             .is_some_and(|l| l.contains("\"event\":\"run_waiting\"")),
         "{text}"
     );
-    let note = crate::support::sqlite::query(
-        &p.path().join(".runbook/state.db"),
-        &format!("SELECT CAST(audit_synced AS TEXT) FROM runbook_runs WHERE id = '{id}'"),
-    );
-    assert_eq!(note, [text.lines().count().to_string()]);
+    assert_eq!(p.audit_synced(&id), text.lines().count() as i64);
     let approve = p.as_user("bob", &["approve", &id, "approve"]);
     assert_eq!(approve.code, 0, "{}", approve.combined());
     assert!(

@@ -2,7 +2,7 @@
 //! steps; after each kill `runbook resume` (with --retry-step or --skip-step where asked)
 //! finishes the run, and every side effect happened exactly once.
 
-use crate::support::Runbook;
+use crate::support::Output;
 use crate::support::{Project, Target};
 use std::path::Path;
 use std::time::Duration;
@@ -60,22 +60,21 @@ fn finish(p: &Project, run_id: &str) -> usize {
     1
 }
 
+/// `runbook run crash` on the project's target with the failpoint `at` set.
+fn killed_at(p: &Project, at: &str) -> Output {
+    let target = p.target.arg();
+    p.base(&["run", "crash", "--target", &target])
+        .env("RUNBOOK_FAILPOINT", at)
+        .run()
+}
+
 fn crash_everywhere(target: impl Fn(&Path) -> Target) {
     let mut cases = 0;
     for step in std::iter::once("setup").chain(STEPS) {
         for point in ["started", "acted", "finished"] {
             let p = Project::new(&target);
             p.playbook("crash", &playbook());
-            let out = Runbook::new(&[
-                "-C",
-                &p.path().display().to_string(),
-                "run",
-                "crash",
-                "--target",
-                &p.target.arg(),
-            ])
-            .env("RUNBOOK_FAILPOINT", &format!("{point}:{step}"))
-            .run();
+            let out = killed_at(&p, &format!("{point}:{step}"));
             assert_eq!(
                 out.code,
                 -1,
@@ -141,16 +140,7 @@ fn crash_at_journal_boundaries(target: impl Fn(&Path) -> Target) {
         let at = format!("{point}:{event}:{step}");
         let p = Project::new(&target);
         p.playbook("crash", &playbook());
-        let out = Runbook::new(&[
-            "-C",
-            &p.path().display().to_string(),
-            "run",
-            "crash",
-            "--target",
-            &p.target.arg(),
-        ])
-        .env("RUNBOOK_FAILPOINT", &at)
-        .run();
+        let out = killed_at(&p, &at);
         assert_eq!(
             out.code,
             -1,
@@ -205,12 +195,7 @@ fn chain_text(p: &Project, id: &str) -> String {
 /// How many complete records the run's audit chain holds, and how far the state store notes
 /// it was fsynced: a chain found shorter than the note was cut, which no crash does.
 fn chain_and_note(p: &Project, id: &str) -> (i64, i64) {
-    let chain = chain_text(p, id);
-    let note = crate::support::sqlite::query(
-        &p.path().join(".runbook/state.db"),
-        &format!("SELECT CAST(audit_synced AS TEXT) FROM runbook_runs WHERE id = '{id}'"),
-    );
-    (chain.lines().count() as i64, note[0].parse().unwrap())
+    (chain_text(p, id).lines().count() as i64, p.audit_synced(id))
 }
 
 /// A run's last record is fsynced in the chain before the state store commits it, and that
@@ -220,16 +205,7 @@ fn chain_and_note(p: &Project, id: &str) -> (i64, i64) {
 fn the_last_record_is_in_the_chain_before_the_store_commits_it(target: impl Fn(&Path) -> Target) {
     let p = Project::new(&target);
     p.playbook("crash", &playbook());
-    let out = Runbook::new(&[
-        "-C",
-        &p.path().display().to_string(),
-        "run",
-        "crash",
-        "--target",
-        &p.target.arg(),
-    ])
-    .env("RUNBOOK_FAILPOINT", "lost:run_finished:run")
-    .run();
+    let out = killed_at(&p, "lost:run_finished:run");
     assert_eq!(out.code, -1, "{}", out.combined());
     let (id, status) = p.last_run();
     assert_eq!(status, "succeeded");

@@ -70,7 +70,8 @@ impl Project {
         self
     }
 
-    fn base(&self, args: &[&str]) -> Runbook {
+    /// `runbook -C PROJECT ARGS`, to be given environment variables before it runs.
+    pub fn base(&self, args: &[&str]) -> Runbook {
         let mut all: Vec<String> = vec!["-C".into(), self.path().display().to_string()];
         all.extend(args.iter().map(|s| (*s).to_owned()));
         let refs: Vec<&str> = all.iter().map(String::as_str).collect();
@@ -120,6 +121,15 @@ impl Project {
             r["run_id"].as_str().unwrap().to_owned(),
             r["status"].as_str().unwrap().to_owned(),
         )
+    }
+
+    /// How far the project's SQLite state store notes run `run`'s audit chain as fsynced.
+    pub fn audit_synced(&self, run: &str) -> i64 {
+        let note = sqlite::query(
+            &self.path().join(".runbook/state.db"),
+            &format!("SELECT CAST(audit_synced AS TEXT) FROM runbook_runs WHERE id = '{run}'"),
+        );
+        note[0].parse().unwrap()
     }
 
     pub fn status_json(&self, run: &str) -> serde_json::Value {
