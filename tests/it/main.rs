@@ -29,6 +29,7 @@ mod fleet;
 mod fleet_reasons;
 mod gates;
 mod health;
+mod health_helper;
 mod health_locks;
 mod health_replica;
 mod health_review;

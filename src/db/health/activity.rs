@@ -12,17 +12,29 @@ use sqlx::Row;
 /// The cache hit ratio means little until the server has done this many block reads.
 const MIN_CACHE_SAMPLE: i64 = 10_000;
 
+/// ` AND pid NOT IN (...)` leaving out `pids`, or nothing.
+fn helpers(pids: &[i32]) -> String {
+    if pids.is_empty() {
+        return String::new();
+    }
+    let list: Vec<String> = pids.iter().map(i32::to_string).collect();
+    format!(" AND pid NOT IN ({})", list.join(", "))
+}
+
 impl Pg<'_> {
     pub(super) async fn connections(&mut self) -> Result<CheckResult, sqlx::Error> {
         let rows = self
-            .rows(
+            .rows(&format!(
                 "SELECT count(*)::int8, \
                         count(*) FILTER (WHERE state = 'active')::int8, \
                         count(*) FILTER (WHERE state LIKE 'idle in transaction%')::int8, \
                         current_setting('max_connections')::int8, \
                         current_setting('superuser_reserved_connections')::int8 \
-                 FROM pg_stat_activity WHERE backend_type = 'client backend'",
-            )
+                 FROM pg_stat_activity WHERE backend_type = 'client backend'{}",
+                // The helpers this check opened (`helper.rs`) have closed, but the server may
+                // not have seen them go yet.
+                helpers(&self.helper_pids)
+            ))
             .await?;
         let Some(r) = rows.first() else {
             return Ok(CheckResult::skip(

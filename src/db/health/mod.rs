@@ -24,6 +24,7 @@ mod baseline;
 mod disk;
 mod failed;
 mod grade;
+mod helper;
 mod integrity;
 mod migrations;
 mod postgres;
@@ -113,6 +114,9 @@ pub struct HealthOptions {
     pub root: PathBuf,
     /// The statement timeout of each query (PostgreSQL).
     pub statement_timeout: Duration,
+    /// The target's URL (PostgreSQL): given, a long list of counts is split with a second
+    /// connection in the same snapshot (`helper.rs`).
+    pub url: Option<String>,
     /// Row counts to compare with (table to rows): a table with fewer rows now, or gone, fails
     /// the `row_counts` check.
     pub baseline: Option<BTreeMap<String, u64>>,
@@ -293,6 +297,7 @@ mod tests {
             migrations_dir: PathBuf::from("/nonexistent"),
             root: PathBuf::from("/"),
             statement_timeout: Duration::from_secs(30),
+            url: None,
             baseline: None,
             disk: None,
             backups: None,

@@ -35,6 +35,9 @@ pub(super) async fn run_checks(
         fks: None,
         version_num: 0,
         in_snapshot: false,
+        snapshot_id: None,
+        helper: None,
+        helper_pids: Vec::new(),
     };
     let mut results = Vec::new();
     // The server version decides which catalog columns exist; the connection check reads it
@@ -93,6 +96,13 @@ pub(super) struct Pg<'a> {
     pub version_num: i64,
     /// Whether the shared snapshot (`snapshot.rs`) is open on the connection.
     pub(super) in_snapshot: bool,
+    /// The shared snapshot's identifier, exported for a helper (`helper.rs`); `None` when it
+    /// could not be, or a helper could not be had in it.
+    pub(super) snapshot_id: Option<String>,
+    /// The helper counting in the shared snapshot, once opened.
+    pub(super) helper: Option<super::helper::Helper>,
+    /// The server processes of the helpers this run opened.
+    pub(super) helper_pids: Vec<i32>,
 }
 
 impl Pg<'_> {

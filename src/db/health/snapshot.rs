@@ -19,14 +19,19 @@
 //! is its own (or it counts, when the timeout was the whole message's on servers before 13),
 //! and the statements after it go on in the next message.
 
+use super::helper::{HELP_OVER, Helper};
 use super::postgres::Pg;
 use futures_util::StreamExt;
-use sqlx::Row;
 use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Row};
 
 /// Statements in one message: enough that round trips cost nothing, small enough that a
 /// message's text stays a few dozen kilobytes.
-const PER_MESSAGE: usize = 250;
+pub(super) const PER_MESSAGE: usize = 250;
+
+/// Statements in one message of each of two connections counting at once (`helper.rs`):
+/// together they hold the locks of no more tables at a time than one connection alone.
+const SHARED: usize = PER_MESSAGE / 2;
 
 /// Ends a savepoint's subtransaction, releasing the locks taken inside it, and the savepoint
 /// itself, so that savepoints do not nest one per message.
@@ -34,24 +39,45 @@ const UNDO: &str = "ROLLBACK TO SAVEPOINT runbook_count; RELEASE SAVEPOINT runbo
 
 impl Pg<'_> {
     /// Opens the shared snapshot: a read-only `REPEATABLE READ` transaction with the statement
-    /// and lock timeouts. Until `end_snapshot`, `rows` and `counts` run in it.
+    /// and lock timeouts. Until `end_snapshot`, `rows` and `counts` run in it. With the
+    /// target's URL at hand it exports the snapshot for a helper (`helper.rs`); a server that
+    /// cannot export it gets the transaction without.
     pub(super) async fn begin_snapshot(&mut self) -> Result<(), sqlx::Error> {
         if self.in_snapshot {
             return Ok(());
         }
+        if self.opts.url.is_some() {
+            match self.begin(true).await {
+                Ok(id) => {
+                    self.snapshot_id = id;
+                    self.in_snapshot = true;
+                    return Ok(());
+                }
+                Err(e) => tracing::debug!("no snapshot to share with a helper: {e}"),
+            }
+        }
+        self.begin(false).await?;
+        self.in_snapshot = true;
+        Ok(())
+    }
+
+    /// `BEGIN` with the timeouts, and with `export` the exported snapshot's identifier.
+    async fn begin(&mut self, export: bool) -> Result<Option<String>, sqlx::Error> {
         let ms = self.opts.statement_timeout.as_millis().max(1);
         let lock_ms = ms.min(5_000);
+        let export = if export {
+            "; SELECT pg_export_snapshot()::text"
+        } else {
+            ""
+        };
         let began = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
             "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; \
-             SET LOCAL statement_timeout = {ms}; SET LOCAL lock_timeout = {lock_ms}"
+             SET LOCAL statement_timeout = {ms}; SET LOCAL lock_timeout = {lock_ms}{export}"
         )))
-        .execute(&mut *self.conn)
+        .fetch_all(&mut *self.conn)
         .await;
         match began {
-            Ok(_) => {
-                self.in_snapshot = true;
-                Ok(())
-            }
+            Ok(rows) => Ok(rows.first().and_then(|r| r.try_get::<String, _>(0).ok())),
             Err(e) => {
                 // Half begun (a setting refused): nothing of it may stay open.
                 let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *self.conn).await;
@@ -60,8 +86,13 @@ impl Pg<'_> {
         }
     }
 
-    /// Ends the shared snapshot, if one is open.
+    /// Ends the shared snapshot, if one is open, and the helper's transaction with it.
     pub(super) async fn end_snapshot(&mut self) {
+        if let Some(helper) = self.helper.take() {
+            self.helper_pids.push(helper.pid);
+            helper.close().await;
+        }
+        self.snapshot_id = None;
         if self.in_snapshot {
             self.in_snapshot = false;
             // Read only: there is nothing to undo, and a broken connection shows on the next
@@ -99,78 +130,128 @@ impl Pg<'_> {
         counted
     }
 
+    /// Counts `queries` in the open snapshot: a list longer than one message's worth in two
+    /// halves at once, the second on the helper (opened meanwhile when there is none yet), or
+    /// on this connection after the first when no helper can be had or it breaks.
     async fn counts_in_snapshot(
         &mut self,
         queries: &[String],
     ) -> Result<Vec<Result<i64, sqlx::Error>>, sqlx::Error> {
-        let mut out = Vec::with_capacity(queries.len());
-        let mut next = 0;
-        while let Some(rest) = queries.get(next..).filter(|r| !r.is_empty()) {
-            let (counted, failed) = self.message(&rest[..rest.len().min(PER_MESSAGE)]).await?;
-            next += counted.len();
-            out.extend(counted);
-            if failed.is_some() {
-                // The statement that ended the message, alone: the error is its own.
-                let alone = &queries[next..=next];
-                let (mut counted, failed) = self.message(alone).await?;
-                out.push(match (counted.pop(), failed) {
-                    (Some(n), _) => n,
-                    (None, Some(e)) => Err(e),
-                    (None, None) => Err(sqlx::Error::RowNotFound),
-                });
-                next += 1;
+        let (Some(url), Some(id)) = (self.opts.url.as_deref(), self.snapshot_id.as_deref()) else {
+            return counts_on(self.conn, queries, PER_MESSAGE).await;
+        };
+        if queries.len() <= HELP_OVER {
+            return counts_on(self.conn, queries, PER_MESSAGE).await;
+        }
+        let (first, second) = queries.split_at(queries.len() / 2);
+        let ms = self.opts.statement_timeout.as_millis().max(1);
+        let helper = &mut self.helper;
+        let helped = async {
+            if helper.is_none() {
+                match Helper::open(url, id, ms, ms.min(5_000)).await {
+                    Ok(h) => *helper = Some(h),
+                    Err(e) => tracing::debug!("counting without a helper: {e}"),
+                }
+            }
+            match helper.as_mut() {
+                Some(h) => h.counts(second, SHARED).await.ok(),
+                None => None,
+            }
+        };
+        let (mine, helped) = tokio::join!(counts_on(self.conn, first, SHARED), helped);
+        let mut out = mine?;
+        match helped {
+            Some(counted) => out.extend(counted),
+            None => {
+                // No helper, or it broke: this connection counts its half too, and no helper
+                // is tried again in this snapshot.
+                if let Some(h) = self.helper.take() {
+                    self.helper_pids.push(h.pid);
+                    h.close().await;
+                }
+                self.snapshot_id = None;
+                out.extend(counts_on(self.conn, second, PER_MESSAGE).await?);
             }
         }
         Ok(out)
     }
+}
 
-    /// Sends `queries` as one message under a savepoint rolled back once their rows are read.
-    /// Returns the results of the statements that ran, in order, and the error that stopped
-    /// the message before the next one, if any.
-    async fn message(
-        &mut self,
-        queries: &[String],
-    ) -> Result<(Vec<Result<i64, sqlx::Error>>, Option<sqlx::Error>), sqlx::Error> {
-        let mut sql = String::from("SAVEPOINT runbook_count");
-        for q in queries {
-            sql.push_str(";\n");
-            sql.push_str(q);
+/// The one `int8` each of `queries` returns, counted on `conn`, which is in a snapshot: in
+/// messages of `per_message` statements, a statement that fails run again alone. Fails only
+/// when the snapshot itself cannot be kept.
+pub(super) async fn counts_on(
+    conn: &mut PgConnection,
+    queries: &[String],
+    per_message: usize,
+) -> Result<Vec<Result<i64, sqlx::Error>>, sqlx::Error> {
+    let mut out = Vec::with_capacity(queries.len());
+    let mut next = 0;
+    while let Some(rest) = queries.get(next..).filter(|r| !r.is_empty()) {
+        let (counted, failed) = message(conn, &rest[..rest.len().min(per_message)]).await?;
+        next += counted.len();
+        out.extend(counted);
+        if failed.is_some() {
+            // The statement that ended the message, alone: the error is its own.
+            let alone = &queries[next..=next];
+            let (mut counted, failed) = message(conn, alone).await?;
+            out.push(match (counted.pop(), failed) {
+                (Some(n), _) => n,
+                (None, Some(e)) => Err(e),
+                (None, None) => Err(sqlx::Error::RowNotFound),
+            });
+            next += 1;
         }
+    }
+    Ok(out)
+}
+
+/// Sends `queries` as one message under a savepoint rolled back once their rows are read.
+/// Returns the results of the statements that ran, in order, and the error that stopped
+/// the message before the next one, if any.
+async fn message(
+    conn: &mut PgConnection,
+    queries: &[String],
+) -> Result<(Vec<Result<i64, sqlx::Error>>, Option<sqlx::Error>), sqlx::Error> {
+    let mut sql = String::from("SAVEPOINT runbook_count");
+    for q in queries {
         sql.push_str(";\n");
-        sql.push_str(UNDO);
-        let mut counted = Vec::with_capacity(queries.len());
-        // Statements completed, the savepoint first; the row of the one running.
-        let mut done = 0usize;
-        let mut row: Option<Result<i64, sqlx::Error>> = None;
-        let mut failed = None;
-        {
-            let mut results = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).fetch_many(&mut *self.conn);
-            while let Some(item) = results.next().await {
-                match item {
-                    Ok(sqlx::Either::Right(r)) => {
-                        row.get_or_insert_with(|| r.try_get::<i64, _>(0));
+        sql.push_str(q);
+    }
+    sql.push_str(";\n");
+    sql.push_str(UNDO);
+    let mut counted = Vec::with_capacity(queries.len());
+    // Statements completed, the savepoint first; the row of the one running.
+    let mut done = 0usize;
+    let mut row: Option<Result<i64, sqlx::Error>> = None;
+    let mut failed = None;
+    {
+        let mut results = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).fetch_many(&mut *conn);
+        while let Some(item) = results.next().await {
+            match item {
+                Ok(sqlx::Either::Right(r)) => {
+                    row.get_or_insert_with(|| r.try_get::<i64, _>(0));
+                }
+                Ok(sqlx::Either::Left(_)) => {
+                    if (1..=queries.len()).contains(&done) {
+                        counted.push(row.take().unwrap_or(Err(sqlx::Error::RowNotFound)));
                     }
-                    Ok(sqlx::Either::Left(_)) => {
-                        if (1..=queries.len()).contains(&done) {
-                            counted.push(row.take().unwrap_or(Err(sqlx::Error::RowNotFound)));
-                        }
-                        done += 1;
-                    }
-                    Err(e) => {
-                        failed = Some(e);
-                        break;
-                    }
+                    done += 1;
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    break;
                 }
             }
         }
-        match failed {
-            None => Ok((counted, None)),
-            // The savepoint itself, or its rollback, failed: the snapshot is not usable.
-            Some(e) if done == 0 || counted.len() == queries.len() => Err(e),
-            Some(e) => {
-                sqlx::raw_sql(UNDO).execute(&mut *self.conn).await?;
-                Ok((counted, Some(e)))
-            }
+    }
+    match failed {
+        None => Ok((counted, None)),
+        // The savepoint itself, or its rollback, failed: the snapshot is not usable.
+        Some(e) if done == 0 || counted.len() == queries.len() => Err(e),
+        Some(e) => {
+            sqlx::raw_sql(UNDO).execute(&mut *conn).await?;
+            Ok((counted, Some(e)))
         }
     }
 }

@@ -30,6 +30,10 @@ pub async fn run(a: &HealthAction, ctx: &mut ActionCtx<'_>) -> StepResult {
         statement_timeout: ctx
             .timeout
             .map_or(STATEMENT_TIMEOUT, |t| t.min(STATEMENT_TIMEOUT)),
+        url: match ctx.target {
+            Some(crate::db::TargetSpec::Postgres(url)) => Some(url.clone()),
+            _ => None,
+        },
         baseline: baseline(a, ctx.redactor)?,
         disk: None,
         backups: match (&a.backup_dir, ctx.target) {

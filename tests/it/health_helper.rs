@@ -1,0 +1,89 @@
+//! Counts split over two connections (`src/db/health/helper.rs`): the helper counts in the
+//! checks' snapshot, so both halves of the list see the database at one moment while a writer
+//! commits; where no second connection can be had, the checks' own connection counts it all.
+
+use crate::health::{Background, wait_until};
+use crate::support::{Project, Target};
+use serde_json::Value as Json;
+
+/// Tables counted: more than one message's worth, so the list is split with a helper.
+const TABLES: usize = 600;
+
+/// Creates TABLES unlogged tables `T0`.. of `rows(i)` rows each in `url`'s database.
+fn tables(url: &str, rows: &str) {
+    crate::support::pg::cluster().psql(
+        url,
+        &format!(
+            "DO $$ BEGIN FOR i IN 0..{} LOOP
+               EXECUTE format('CREATE UNLOGGED TABLE \"T%s\" (id int)', i);
+               EXECUTE format('INSERT INTO \"T%s\" SELECT generate_series(1, %s)', i, {rows});
+             END LOOP; END $$;",
+            TABLES - 1
+        ),
+    );
+}
+
+/// The `row_counts` check's output of a run of `p` counting every table.
+fn row_counts(p: &Project) -> Json {
+    p.playbook(
+        "counts",
+        "name: counts\nsteps:\n  - id: health\n    health: { checks: [row_counts] }\n",
+    );
+    let out = p.run("counts", &[]);
+    assert_eq!(out.code, 0, "{}", out.combined());
+    let st = p.status_json(&p.last_run().0);
+    st["steps"][0]["outputs"]["checks"]["row_counts"].clone()
+}
+
+/// A writer adds a row to `T0` (counted first, by the checks' connection) and to `T99` (counted
+/// last, by the helper) in each of its transactions, committing hundreds a second: counted in
+/// one snapshot the two are equal; a helper with a snapshot of its own, taken a connection
+/// later, would count more rows in `T99`.
+#[test]
+fn a_helper_counts_in_the_same_snapshot() {
+    let p = Project::new(|_| Target::postgres("health_helper"));
+    let Target::Postgres(url) = p.target.clone() else {
+        unreachable!()
+    };
+    tables(&url, "0");
+    let _writer = Background::start(
+        &url,
+        "DO $$ BEGIN FOR k IN 1..10000000 LOOP
+           INSERT INTO \"T0\" VALUES (k); INSERT INTO \"T99\" VALUES (k); COMMIT;
+         END LOOP; END $$;",
+    );
+    wait_until(&url, "SELECT count(*) FROM \"T99\"");
+    for _ in 0..3 {
+        let rows = row_counts(&p);
+        let tables = rows["tables"].as_object().unwrap();
+        assert_eq!(tables.len(), TABLES, "{rows:#}");
+        let (first, last) = (
+            tables["T0"].as_i64().unwrap(),
+            tables["T99"].as_i64().unwrap(),
+        );
+        assert!(first > 0, "{rows:#}");
+        assert_eq!(first, last, "T0 and T99 counted at different moments");
+    }
+}
+
+/// A role allowed two connections, the run lock's and the step's: the helper is refused, and
+/// the checks' connection counts every table itself, exactly.
+#[test]
+fn without_a_second_connection_every_table_is_still_counted() {
+    let cluster = crate::support::pg::cluster();
+    let url = cluster.create_owned_db("health_alone");
+    let name = url.rsplit('/').next().unwrap().to_owned();
+    tables(&name, "i % 5");
+    cluster.psql(
+        &name,
+        &format!("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {name}_owner; ALTER ROLE {name}_owner CONNECTION LIMIT 2"),
+    );
+    let p = Project::new(|_| Target::Postgres(url.clone()));
+    let rows = row_counts(&p);
+    assert!(rows["errors"].as_object().unwrap().is_empty(), "{rows:#}");
+    let tables = rows["tables"].as_object().unwrap();
+    assert_eq!(tables.len(), TABLES, "{rows:#}");
+    for i in 0..TABLES {
+        assert_eq!(tables[&format!("T{i}")], i % 5, "T{i}");
+    }
+}
