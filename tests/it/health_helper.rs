@@ -87,3 +87,59 @@ fn without_a_second_connection_every_table_is_still_counted() {
         assert_eq!(tables[&format!("T{i}")], i % 5, "T{i}");
     }
 }
+
+/// Table sizes after counts split with a helper: each connection sizes its half, and the list
+/// is the one a single query gives, ties in size (most tables here are one page) broken by
+/// name across the two halves.
+#[test]
+fn table_sizes_sized_in_two_halves_are_the_single_querys_list() {
+    let p = Project::new(|_| Target::postgres("health_sizes"));
+    let Target::Postgres(url) = p.target.clone() else {
+        unreachable!()
+    };
+    // Larger tables in both halves of the name order (T1.. to about T37 are the first), four
+    // of two pages, T1 and T10 in the first half and T5 and T6 in the second, where the list
+    // ends, the rest one page each.
+    tables(
+        &url,
+        "CASE WHEN i IN (3, 250, 420, 7, 555, 99) THEN 2000 + i WHEN i IN (1, 10, 5, 6) THEN 300 ELSE 1 END",
+    );
+    p.playbook(
+        "sizes",
+        "name: sizes\nsteps:\n  - id: health\n    health: { checks: [row_counts, table_sizes] }\n",
+    );
+    let out = p.run("sizes", &[]);
+    assert_eq!(out.code, 0, "{}", out.combined());
+    let st = p.status_json(&p.last_run().0);
+    let sizes = &st["steps"][0]["outputs"]["checks"]["table_sizes"]["tables"];
+    let got: Vec<String> = sizes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            format!(
+                "{}|{}|{}",
+                t["table"].as_str().unwrap(),
+                t["bytes"],
+                t["heap_bytes"]
+            )
+        })
+        .collect();
+    let want = crate::support::pg::cluster().psql(
+        &url,
+        "SELECT c.relname, pg_total_relation_size(c.oid), pg_relation_size(c.oid) \
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relkind IN ('r', 'p', 'm') AND NOT c.relispartition AND n.nspname = 'public' \
+         ORDER BY 2 DESC, n.nspname, c.relname LIMIT 10",
+    );
+    let want: Vec<&str> = want.lines().collect();
+    assert_eq!(got, want, "{sizes:#}");
+    // The list ends in the four tables of two pages, where only the names decide, across
+    // the halves.
+    assert_eq!(want.len(), 10);
+    let last: Vec<&str> = want[6..]
+        .iter()
+        .map(|l| l.split('|').next().unwrap())
+        .collect();
+    assert_eq!(last, ["T1", "T10", "T5", "T6"], "{want:?}");
+}

@@ -107,16 +107,18 @@ impl Pg<'_> {
     pub(super) async fn long_running(&mut self) -> Result<CheckResult, sqlx::Error> {
         // This database only: other databases on the server are other applications'.
         let rows = self
-            .rows(
+            .rows(&format!(
                 "SELECT pid::int8, coalesce(usename::text, ''), coalesce(application_name, '')::text, state::text, \
                         extract(epoch FROM now() - CASE WHEN state = 'active' THEN query_start ELSE state_change END)::float8, \
                         left(query, 200)::text \
                  FROM pg_stat_activity \
                  WHERE backend_type = 'client backend' AND datname = current_database() \
-                   AND pid <> pg_backend_pid() \
+                   AND pid <> pg_backend_pid(){} \
                    AND (state = 'active' OR state LIKE 'idle in transaction%') \
                  ORDER BY 5 DESC NULLS LAST",
-            )
+                // The helper waiting for `table_sizes` is this check's own.
+                helpers(&self.helper_pids)
+            ))
             .await?;
         let (warn, fail) = thresholds(
             HealthCheck::LongRunningQueries,

@@ -14,8 +14,9 @@
 //! connection) or breaks while counting leaves its half to the checks' own connection: the
 //! counts are the same, only slower.
 
-use super::snapshot::counts_on;
+use super::snapshot::{counts_on, rows_on};
 use crate::db::Db;
+use sqlx::postgres::PgRow;
 use sqlx::{Connection, PgConnection, Row};
 
 /// A list longer than this is split with a helper: one message's worth (`PER_MESSAGE`) is
@@ -73,6 +74,15 @@ impl Helper {
         per_message: usize,
     ) -> Result<Vec<Result<i64, sqlx::Error>>, sqlx::Error> {
         counts_on(&mut self.conn, queries, per_message).await
+    }
+
+    /// One query in the snapshot, with `binds` bound to `$1`... (`snapshot::rows_on`).
+    pub(super) async fn rows(
+        &mut self,
+        sql: &str,
+        binds: &[String],
+    ) -> Result<Vec<PgRow>, sqlx::Error> {
+        rows_on(&mut self.conn, sql, binds).await
     }
 
     /// Ends the helper's transaction and closes its connection.

@@ -38,6 +38,7 @@ pub(super) async fn run_checks(
         snapshot_id: None,
         helper: None,
         helper_pids: Vec::new(),
+        split: None,
     };
     let mut results = Vec::new();
     // The server version decides which catalog columns exist; the connection check reads it
@@ -47,13 +48,18 @@ pub(super) async fn run_checks(
     if checks.contains(&HealthCheck::Connection) || !ok {
         results.push(connected);
     }
-    for c in checks {
+    for (i, &c) in checks.iter().enumerate() {
         if c == HealthCheck::Connection {
             continue;
         }
         // The checks that read the tables share one snapshot; the others each their own.
         if !SNAPSHOT.contains(&c) {
             pg.end_snapshot().await;
+            // A helper's transaction holds the snapshot's horizon back: it stays open only
+            // for `table_sizes`, and only until it has run.
+            if !checks[i..].contains(&HealthCheck::TableSizes) {
+                pg.close_helper().await;
+            }
         } else if ok {
             // Not had: each of them opens its own transaction, and says why it failed.
             let _ = pg.begin_snapshot().await;
@@ -68,6 +74,7 @@ pub(super) async fn run_checks(
         });
     }
     pg.end_snapshot().await;
+    pg.close_helper().await;
     results
 }
 
@@ -78,6 +85,40 @@ const SNAPSHOT: &[HealthCheck] = &[
     HealthCheck::ForeignKeys,
     HealthCheck::OrphanedRows,
 ];
+
+/// One query on `conn` in its own read-only transaction, bounded by the statement and lock
+/// timeouts, with `binds` bound to `$1`, `$2`... as text.
+pub(super) async fn own_rows(
+    conn: &mut sqlx::PgConnection,
+    opts: &HealthOptions,
+    sql: &str,
+    binds: &[String],
+) -> Result<Vec<sqlx::postgres::PgRow>, sqlx::Error> {
+    let ms = opts.statement_timeout.as_millis().max(1);
+    let lock_ms = ms.min(5_000);
+    let mut tx = conn.begin().await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "SET TRANSACTION READ ONLY; SET LOCAL statement_timeout = {ms}; SET LOCAL lock_timeout = {lock_ms}"
+    )))
+    .execute(&mut *tx)
+    .await?;
+    let rows = bound(sql, binds).fetch_all(&mut *tx).await;
+    // Read only: there is nothing to undo, and a broken connection shows on the next query.
+    let _ = tx.rollback().await;
+    rows
+}
+
+/// `sql` with `binds` bound to `$1`, `$2`... as text.
+pub(super) fn bound<'q>(
+    sql: &str,
+    binds: &'q [String],
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()));
+    for b in binds {
+        query = query.bind(b.as_str());
+    }
+    query
+}
 
 /// `table` for the public schema, `schema.table` otherwise.
 fn shown(schema: &str, table: &str) -> String {
@@ -99,33 +140,34 @@ pub(super) struct Pg<'a> {
     /// The shared snapshot's identifier, exported for a helper (`helper.rs`); `None` when it
     /// could not be, or a helper could not be had in it.
     pub(super) snapshot_id: Option<String>,
-    /// The helper counting in the shared snapshot, once opened.
+    /// The helper counting in the shared snapshot, once opened; it stays open in that
+    /// snapshot, for `table_sizes`, until `close_helper`.
     pub(super) helper: Option<super::helper::Helper>,
-    /// The server processes of the helpers this run opened.
+    /// The server processes of the helpers this run opened, which the activity checks leave
+    /// out.
     pub(super) helper_pids: Vec<i32>,
+    /// Where the helper's half of `row_counts`' tables begins (schema, table): each
+    /// connection has opened the tables of its half, so `table_sizes` sizes them there.
+    pub(super) split: Option<(String, String)>,
 }
 
 impl Pg<'_> {
     /// One query in its own read-only transaction, bounded by the statement and lock timeouts,
     /// or in the shared snapshot when it is open.
     pub async fn rows(&mut self, sql: &str) -> Result<Vec<sqlx::postgres::PgRow>, sqlx::Error> {
+        self.rows_bound(sql, &[]).await
+    }
+
+    /// `rows` with `binds` bound to `$1`, `$2`... as text.
+    pub async fn rows_bound(
+        &mut self,
+        sql: &str,
+        binds: &[String],
+    ) -> Result<Vec<sqlx::postgres::PgRow>, sqlx::Error> {
         if self.in_snapshot {
-            return self.rows_in_snapshot(sql).await;
+            return self.rows_in_snapshot(sql, binds).await;
         }
-        let ms = self.opts.statement_timeout.as_millis().max(1);
-        let lock_ms = ms.min(5_000);
-        let mut tx = self.conn.begin().await?;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "SET TRANSACTION READ ONLY; SET LOCAL statement_timeout = {ms}; SET LOCAL lock_timeout = {lock_ms}"
-        )))
-        .execute(&mut *tx)
-        .await?;
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
-            .fetch_all(&mut *tx)
-            .await;
-        // Read only: there is nothing to undo, and a broken connection shows on the next query.
-        let _ = tx.rollback().await;
-        rows
+        own_rows(self.conn, self.opts, sql, binds).await
     }
 
     async fn run(&mut self, c: HealthCheck) -> CheckResult {
@@ -244,6 +286,8 @@ impl Pg<'_> {
         // The tables counted exactly: their label, whether a partition, and the query.
         let mut counted = Vec::new();
         let mut queries = Vec::new();
+        // Each counted table's schema and name, in the order counted.
+        let mut names = Vec::new();
         for t in &tables {
             let (schema, table, estimate, partition): (String, String, f64, bool) =
                 (t.try_get(0)?, t.try_get(1)?, t.try_get(2)?, t.try_get(3)?);
@@ -270,8 +314,14 @@ impl Pg<'_> {
                 quote(&table)
             ));
             counted.push((label, partition));
+            names.push((schema, table));
         }
-        for ((label, partition), n) in counted.into_iter().zip(self.counts(&queries).await?) {
+        let numbers = self.counts(&queries).await?;
+        if self.helper.is_some() {
+            // `counts` gave the second half to the helper.
+            self.split = names.get(queries.len() / 2).cloned();
+        }
+        for ((label, partition), n) in counted.into_iter().zip(numbers) {
             match n {
                 Ok(n) if partition => {
                     partitions.insert(label, json!(n));

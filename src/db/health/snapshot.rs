@@ -20,7 +20,7 @@
 //! and the statements after it go on in the next message.
 
 use super::helper::{HELP_OVER, Helper};
-use super::postgres::Pg;
+use super::postgres::{Pg, bound};
 use futures_util::StreamExt;
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
@@ -46,6 +46,8 @@ impl Pg<'_> {
         if self.in_snapshot {
             return Ok(());
         }
+        // A helper of an earlier snapshot would count in that one.
+        self.close_helper().await;
         if self.opts.url.is_some() {
             match self.begin(true).await {
                 Ok(id) => {
@@ -86,12 +88,9 @@ impl Pg<'_> {
         }
     }
 
-    /// Ends the shared snapshot, if one is open, and the helper's transaction with it.
+    /// Ends the shared snapshot, if one is open. A helper stays in its transaction, which
+    /// holds the same snapshot, for `table_sizes` (`close_helper` ends it).
     pub(super) async fn end_snapshot(&mut self) {
-        if let Some(helper) = self.helper.take() {
-            self.helper_pids.push(helper.pid);
-            helper.close().await;
-        }
         self.snapshot_id = None;
         if self.in_snapshot {
             self.in_snapshot = false;
@@ -101,17 +100,22 @@ impl Pg<'_> {
         }
     }
 
+    /// Ends the helper's transaction and closes its connection, if one is open.
+    pub(super) async fn close_helper(&mut self) {
+        self.split = None;
+        if let Some(helper) = self.helper.take() {
+            helper.close().await;
+        }
+    }
+
     /// One query in the shared snapshot, under a savepoint rolled back afterwards: its locks
     /// go, and a failure leaves the snapshot usable.
-    pub(super) async fn rows_in_snapshot(&mut self, sql: &str) -> Result<Vec<PgRow>, sqlx::Error> {
-        sqlx::raw_sql("SAVEPOINT runbook_count")
-            .execute(&mut *self.conn)
-            .await?;
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
-            .fetch_all(&mut *self.conn)
-            .await;
-        sqlx::raw_sql(UNDO).execute(&mut *self.conn).await?;
-        rows
+    pub(super) async fn rows_in_snapshot(
+        &mut self,
+        sql: &str,
+        binds: &[String],
+    ) -> Result<Vec<PgRow>, sqlx::Error> {
+        rows_on(self.conn, sql, binds).await
     }
 
     /// The one `int8` each of `queries` returns (a `SELECT count(*)::int8 ...`), all read in
@@ -146,10 +150,14 @@ impl Pg<'_> {
         let (first, second) = queries.split_at(queries.len() / 2);
         let ms = self.opts.statement_timeout.as_millis().max(1);
         let helper = &mut self.helper;
+        let pids = &mut self.helper_pids;
         let helped = async {
             if helper.is_none() {
                 match Helper::open(url, id, ms, ms.min(5_000)).await {
-                    Ok(h) => *helper = Some(h),
+                    Ok(h) => {
+                        pids.push(h.pid);
+                        *helper = Some(h);
+                    }
                     Err(e) => tracing::debug!("counting without a helper: {e}"),
                 }
             }
@@ -165,16 +173,28 @@ impl Pg<'_> {
             None => {
                 // No helper, or it broke: this connection counts its half too, and no helper
                 // is tried again in this snapshot.
-                if let Some(h) = self.helper.take() {
-                    self.helper_pids.push(h.pid);
-                    h.close().await;
-                }
+                self.close_helper().await;
                 self.snapshot_id = None;
                 out.extend(counts_on(self.conn, second, PER_MESSAGE).await?);
             }
         }
         Ok(out)
     }
+}
+
+/// One query on `conn`, which is in a snapshot, with `binds` bound to `$1`...: under a
+/// savepoint rolled back afterwards, so its locks go and a failure leaves the snapshot usable.
+pub(super) async fn rows_on(
+    conn: &mut PgConnection,
+    sql: &str,
+    binds: &[String],
+) -> Result<Vec<PgRow>, sqlx::Error> {
+    sqlx::raw_sql("SAVEPOINT runbook_count")
+        .execute(&mut *conn)
+        .await?;
+    let rows = bound(sql, binds).fetch_all(&mut *conn).await;
+    sqlx::raw_sql(UNDO).execute(&mut *conn).await?;
+    rows
 }
 
 /// The one `int8` each of `queries` returns, counted on `conn`, which is in a snapshot: in

@@ -5,7 +5,7 @@
 
 use super::CheckResult;
 use super::grade::{graded, num, round1};
-use super::postgres::Pg;
+use super::postgres::{Pg, own_rows};
 use crate::fmt::{bytes, plural};
 use crate::playbook::HealthCheck;
 use serde_json::json;
@@ -201,20 +201,8 @@ impl Pg<'_> {
     }
 
     pub(super) async fn table_sizes(&mut self) -> Result<CheckResult, sqlx::Error> {
-        let rows = self
-            .rows(&format!(
-                "SELECT n.nspname::text, c.relname::text, pg_total_relation_size(c.oid)::int8, \
-                        pg_relation_size(c.oid)::int8 \
-                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE c.relkind IN ('r', 'p', 'm') AND NOT c.relispartition \
-                   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' \
-                 ORDER BY 3 DESC, 1, 2 LIMIT {LISTED}"
-            ))
-            .await?;
         let mut list = Vec::new();
-        for r in &rows {
-            let (schema, table, total, heap): (String, String, i64, i64) =
-                (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
+        for (schema, table, total, heap) in self.largest_tables().await? {
             list.push(json!({"schema": schema, "table": table, "bytes": total, "heap_bytes": heap, "human": bytes(total.max(0) as u64)}));
         }
         let largest = list.first().and_then(|t| t["bytes"].as_i64()).unwrap_or(0);
@@ -236,4 +224,70 @@ impl Pg<'_> {
         )
         .with("tables", list))
     }
+
+    /// The LISTED largest tables with indexes and TOAST: schema, table, total and heap bytes,
+    /// largest first, then by schema and name. Sizing a table opens it, which costs most the
+    /// first time a connection does: with a helper still open after `row_counts` (which split
+    /// the tables at `split`), each connection sizes the half it counted, at once.
+    async fn largest_tables(&mut self) -> Result<Vec<(String, String, i64, i64)>, sqlx::Error> {
+        let rows = |rows: Vec<sqlx::postgres::PgRow>| -> Result<Vec<_>, sqlx::Error> {
+            rows.iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+                .collect()
+        };
+        let order = format!("ORDER BY 3 DESC, 1, 2 LIMIT {LISTED}");
+        let (Some((schema, table)), Some(_)) = (self.split.clone(), self.helper.as_ref()) else {
+            return rows(self.rows(&format!("{SIZES} {order}")).await?);
+        };
+        let binds = [schema, table];
+        let mine = format!("{SIZES} AND (n.nspname::text, c.relname::text) < ($1, $2) {order}");
+        let theirs = format!("{SIZES} AND (n.nspname::text, c.relname::text) >= ($1, $2) {order}");
+        let Some(helper) = self.helper.as_mut() else {
+            return rows(self.rows(&format!("{SIZES} {order}")).await?);
+        };
+        let opts = self.opts;
+        let (mine, theirs) = tokio::join!(
+            own_rows(self.conn, opts, &mine, &binds),
+            helper.rows(&theirs, &binds)
+        );
+        let (mine, theirs) = match (mine, theirs) {
+            (Ok(m), Ok(t)) => (rows(m)?, rows(t)?),
+            // The helper broke: this connection sizes every table.
+            (Ok(_), Err(_)) => {
+                self.close_helper().await;
+                return rows(self.rows(&format!("{SIZES} {order}")).await?);
+            }
+            (Err(e), _) => return Err(e),
+        };
+        Ok(merged(mine, theirs))
+    }
+}
+
+/// The tables `table_sizes` considers: tables, partitioned tables and materialized views of
+/// the user's schemas, partitions with their parent.
+const SIZES: &str = "SELECT n.nspname::text, c.relname::text, pg_total_relation_size(c.oid)::int8, \
+                            pg_relation_size(c.oid)::int8 \
+                     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                     WHERE c.relkind IN ('r', 'p', 'm') AND NOT c.relispartition \
+                       AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'";
+
+/// The LISTED largest of two lists each in `table_sizes`' order, every table of `first`
+/// before every table of `second` by schema and name: of two the same size, `first`'s
+/// comes first, as one query's `ORDER BY` would have it.
+fn merged<T>(
+    first: Vec<(String, String, i64, T)>,
+    second: Vec<(String, String, i64, T)>,
+) -> Vec<(String, String, i64, T)> {
+    let mut out = Vec::new();
+    let (mut a, mut b) = (first.into_iter().peekable(), second.into_iter().peekable());
+    while out.len() < LISTED as usize {
+        let take_a = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) => x.2 >= y.2,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => break,
+        };
+        out.extend(if take_a { a.next() } else { b.next() });
+    }
+    out
 }
