@@ -15,12 +15,50 @@ fn tables(url: &str, rows: &str) {
         url,
         &format!(
             "DO $$ BEGIN FOR i IN 0..{} LOOP
-               EXECUTE format('CREATE UNLOGGED TABLE \"T%s\" (id int)', i);
+               EXECUTE format('CREATE UNLOGGED TABLE \"T%s\" (id int) WITH (autovacuum_enabled = off)', i);
                EXECUTE format('INSERT INTO \"T%s\" SELECT generate_series(1, %s)', i, {rows});
              END LOOP; END $$;",
             TABLES - 1
         ),
     );
+}
+
+/// Sessions the server counted for `url`'s database, once no connection but `others` and
+/// the one asking is left (a session is counted when it ends).
+fn sessions(url: &str, others: i64) -> i64 {
+    let began = std::time::Instant::now();
+    loop {
+        let row = crate::support::pg::cluster().psql(
+            url,
+            "SELECT numbackends, sessions FROM pg_stat_database WHERE datname = current_database()",
+        );
+        let (open, ended) = row.split_once('|').unwrap();
+        if open.parse::<i64>().unwrap() == others + 1 {
+            return ended.parse().unwrap();
+        }
+        assert!(
+            began.elapsed().as_secs() < 20,
+            "connections left open: {row}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// How many more connections `health` opened for `checks` than for the connection check
+/// alone: 1 with a helper, 0 without.
+fn helpers_used(p: &Project, url: &str, others: i64, checks: &str) -> i64 {
+    let mut opened = Vec::new();
+    for checks in [checks, "[connection]"] {
+        p.playbook(
+            "helped",
+            &format!("name: helped\nsteps:\n  - id: health\n    health: {{ checks: {checks} }}\n"),
+        );
+        let before = sessions(url, others);
+        let out = p.run("helped", &[]);
+        assert_eq!(out.code, 0, "{}", out.combined());
+        opened.push(sessions(url, others) - before);
+    }
+    opened[0] - opened[1]
 }
 
 /// The `row_counts` check's output of a run of `p` counting every table.
@@ -48,8 +86,10 @@ fn a_helper_counts_in_the_same_snapshot() {
     tables(&url, "0");
     let _writer = Background::start(
         &url,
-        "DO $$ BEGIN FOR k IN 1..10000000 LOOP
-           INSERT INTO \"T0\" VALUES (k); INSERT INTO \"T99\" VALUES (k); COMMIT;
+        // Bounded in time: killing psql does not stop the server's loop.
+        "DO $$ DECLARE stop timestamptz := clock_timestamp() + interval '60 seconds';
+         BEGIN WHILE clock_timestamp() < stop LOOP
+           INSERT INTO \"T0\" VALUES (1); INSERT INTO \"T99\" VALUES (1); COMMIT;
          END LOOP; END $$;",
     );
     wait_until(&url, "SELECT count(*) FROM \"T99\"");
@@ -64,6 +104,8 @@ fn a_helper_counts_in_the_same_snapshot() {
         assert!(first > 0, "{rows:#}");
         assert_eq!(first, last, "T0 and T99 counted at different moments");
     }
+    // The list was split: a helper counted the second half.
+    assert_eq!(helpers_used(&p, &url, 1, "[row_counts]"), 1);
 }
 
 /// A role allowed two connections, the run lock's and the step's: the helper is refused, and
@@ -86,6 +128,9 @@ fn without_a_second_connection_every_table_is_still_counted() {
     for i in 0..TABLES {
         assert_eq!(tables[&format!("T{i}")], i % 5, "T{i}");
     }
+    // The helper was tried and refused: no session more than the connection check's.
+    let admin = cluster.url(&name);
+    assert_eq!(helpers_used(&p, &admin, 0, "[row_counts]"), 0);
 }
 
 /// Table sizes after counts split with a helper: each connection sizes its half, and the list
@@ -142,4 +187,5 @@ fn table_sizes_sized_in_two_halves_are_the_single_querys_list() {
         .map(|l| l.split('|').next().unwrap())
         .collect();
     assert_eq!(last, ["T1", "T10", "T5", "T6"], "{want:?}");
+    assert_eq!(helpers_used(&p, &url, 0, "[row_counts, table_sizes]"), 1);
 }

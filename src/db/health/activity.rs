@@ -31,8 +31,8 @@ impl Pg<'_> {
                         current_setting('max_connections')::int8, \
                         current_setting('superuser_reserved_connections')::int8 \
                  FROM pg_stat_activity WHERE backend_type = 'client backend'{}",
-                // The helpers this check opened (`helper.rs`) have closed, but the server may
-                // not have seen them go yet.
+                // The helpers of this check (`helper.rs`): open for `table_sizes`, or closed
+                // without the server having seen them go yet.
                 helpers(&self.helper_pids)
             ))
             .await?;
@@ -116,7 +116,7 @@ impl Pg<'_> {
                    AND pid <> pg_backend_pid(){} \
                    AND (state = 'active' OR state LIKE 'idle in transaction%') \
                  ORDER BY 5 DESC NULLS LAST",
-                // The helper waiting for `table_sizes` is this check's own.
+                // The helper of this check (`helper.rs`) is its own.
                 helpers(&self.helper_pids)
             ))
             .await?;

@@ -14,10 +14,13 @@
 //! connection) or breaks while counting leaves its half to the checks' own connection: the
 //! counts are the same, only slower.
 
-use super::snapshot::{counts_on, rows_on};
+use super::HealthOptions;
+use super::postgres::own_rows;
+use super::snapshot::counts_on;
 use crate::db::Db;
 use sqlx::postgres::PgRow;
 use sqlx::{Connection, PgConnection, Row};
+use std::time::Duration;
 
 /// A list longer than this is split with a helper: one message's worth (`PER_MESSAGE`) is
 /// counted in a round trip, where a helper's connection would cost more than it saves.
@@ -26,18 +29,22 @@ pub(super) const HELP_OVER: usize = super::snapshot::PER_MESSAGE;
 /// The helper's connection, in the shared snapshot.
 pub(super) struct Helper {
     conn: PgConnection,
-    /// Its server process, which `connections` leaves out: the helper has closed by then,
-    /// but the server may not yet have noticed.
+    /// Whether it is still in the snapshot's transaction.
+    in_transaction: bool,
+    /// Its server process, which the activity checks leave out: it may still be open, for
+    /// `table_sizes`, or closed without the server having noticed yet.
     pub(super) pid: i32,
 }
 
 impl Helper {
-    /// Connects to `url` and joins the snapshot `id` with the checks' timeouts (ms).
+    /// Connects to `url` and joins the snapshot `id` with the checks' statement timeout
+    /// (and a lock timeout of at most 5 s), giving up after the lock timeout: the counts do
+    /// not wait for a helper (a pooler with no server connection free, a network that drops
+    /// packets).
     pub(super) async fn open(
         url: &str,
         id: &str,
-        timeout_ms: u128,
-        lock_ms: u128,
+        statement_timeout: &Duration,
     ) -> Result<Helper, sqlx::Error> {
         // The server makes the identifier (hex digits and dashes); anything else is not one.
         if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
@@ -45,26 +52,38 @@ impl Helper {
                 "not a snapshot identifier: {id:?}"
             )));
         }
-        let mut conn = Db::connect_postgres(url).await?;
-        let joined = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        let ms = statement_timeout.as_millis().max(1);
+        let lock_ms = ms.min(5_000);
+        let wait = Duration::from_millis(u64::try_from(lock_ms).unwrap_or(5_000));
+        let sql = format!(
             "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT '{id}'; \
-             SET LOCAL statement_timeout = {timeout_ms}; SET LOCAL lock_timeout = {lock_ms}; \
+             SET LOCAL statement_timeout = {ms}; SET LOCAL lock_timeout = {lock_ms}; \
              SELECT pg_backend_pid()"
-        )))
-        .fetch_all(&mut conn)
+        );
+        let joined = tokio::time::timeout(wait, async {
+            let mut conn = Db::connect_postgres(url).await?;
+            let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .fetch_all(&mut conn)
+                .await;
+            let pid = match rows.map(|rows| rows.first().map(|r| r.try_get::<i32, _>(0))) {
+                Ok(Some(Ok(pid))) => pid,
+                Ok(Some(Err(e))) | Err(e) => {
+                    let _ = conn.close().await;
+                    return Err(e);
+                }
+                Ok(None) => {
+                    let _ = conn.close().await;
+                    return Err(sqlx::Error::RowNotFound);
+                }
+            };
+            Ok(Helper {
+                conn,
+                in_transaction: true,
+                pid,
+            })
+        })
         .await;
-        let pid = match joined.map(|rows| rows.first().map(|r| r.try_get::<i32, _>(0))) {
-            Ok(Some(Ok(pid))) => pid,
-            Ok(Some(Err(e))) | Err(e) => {
-                let _ = conn.close().await;
-                return Err(e);
-            }
-            Ok(None) => {
-                let _ = conn.close().await;
-                return Err(sqlx::Error::RowNotFound);
-            }
-        };
-        Ok(Helper { conn, pid })
+        joined.unwrap_or(Err(sqlx::Error::PoolTimedOut))
     }
 
     /// Counts `queries` in the snapshot, `per_message` to a message (`snapshot::counts_on`).
@@ -76,18 +95,29 @@ impl Helper {
         counts_on(&mut self.conn, queries, per_message).await
     }
 
-    /// One query in the snapshot, with `binds` bound to `$1`... (`snapshot::rows_on`).
-    pub(super) async fn rows(
+    /// Ends the helper's transaction in the snapshot; its connection stays open.
+    pub(super) async fn end_transaction(&mut self) -> Result<(), sqlx::Error> {
+        if self.in_transaction {
+            sqlx::raw_sql("ROLLBACK").execute(&mut self.conn).await?;
+            self.in_transaction = false;
+        }
+        Ok(())
+    }
+
+    /// One query in its own read-only transaction with the checks' timeouts, with `binds`
+    /// bound to `$1`... (`postgres::own_rows`), once `end_transaction` has run.
+    pub(super) async fn own_rows(
         &mut self,
+        opts: &HealthOptions,
         sql: &str,
         binds: &[String],
     ) -> Result<Vec<PgRow>, sqlx::Error> {
-        rows_on(&mut self.conn, sql, binds).await
+        own_rows(&mut self.conn, opts, sql, binds).await
     }
 
-    /// Ends the helper's transaction and closes its connection.
+    /// Ends the helper's transaction, if it is in one, and closes its connection.
     pub(super) async fn close(mut self) {
-        let _ = sqlx::raw_sql("ROLLBACK").execute(&mut self.conn).await;
+        let _ = self.end_transaction().await;
         let _ = self.conn.close().await;
     }
 }

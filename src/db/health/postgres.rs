@@ -55,9 +55,10 @@ pub(super) async fn run_checks(
         // The checks that read the tables share one snapshot; the others each their own.
         if !SNAPSHOT.contains(&c) {
             pg.end_snapshot().await;
-            // A helper's transaction holds the snapshot's horizon back: it stays open only
-            // for `table_sizes`, and only until it has run.
-            if !checks[i..].contains(&HealthCheck::TableSizes) {
+            // The helper's connection (out of its transaction since the snapshot ended)
+            // stays open only for `table_sizes` after a split of `row_counts`, and only
+            // until it has run.
+            if pg.split.is_none() || !checks[i..].contains(&HealthCheck::TableSizes) {
                 pg.close_helper().await;
             }
         } else if ok {
@@ -140,8 +141,8 @@ pub(super) struct Pg<'a> {
     /// The shared snapshot's identifier, exported for a helper (`helper.rs`); `None` when it
     /// could not be, or a helper could not be had in it.
     pub(super) snapshot_id: Option<String>,
-    /// The helper counting in the shared snapshot, once opened; it stays open in that
-    /// snapshot, for `table_sizes`, until `close_helper`.
+    /// The helper counting in the shared snapshot, once opened; its connection stays open
+    /// after the snapshot, for `table_sizes`, until `close_helper`.
     pub(super) helper: Option<super::helper::Helper>,
     /// The server processes of the helpers this run opened, which the activity checks leave
     /// out.

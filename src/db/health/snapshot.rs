@@ -88,10 +88,17 @@ impl Pg<'_> {
         }
     }
 
-    /// Ends the shared snapshot, if one is open. A helper stays in its transaction, which
-    /// holds the same snapshot, for `table_sizes` (`close_helper` ends it).
+    /// Ends the shared snapshot, if one is open, and the helper's transaction in it: the
+    /// helper's connection stays open for `table_sizes` (`close_helper` closes it), outside
+    /// any transaction, so it neither holds the snapshot's horizon back nor waits idle in a
+    /// transaction, and sizes the tables as they are then.
     pub(super) async fn end_snapshot(&mut self) {
         self.snapshot_id = None;
+        if let Some(helper) = self.helper.as_mut()
+            && helper.end_transaction().await.is_err()
+        {
+            self.close_helper().await;
+        }
         if self.in_snapshot {
             self.in_snapshot = false;
             // Read only: there is nothing to undo, and a broken connection shows on the next
@@ -100,7 +107,7 @@ impl Pg<'_> {
         }
     }
 
-    /// Ends the helper's transaction and closes its connection, if one is open.
+    /// Closes the helper's connection, if one is open.
     pub(super) async fn close_helper(&mut self) {
         self.split = None;
         if let Some(helper) = self.helper.take() {
@@ -148,12 +155,11 @@ impl Pg<'_> {
             return counts_on(self.conn, queries, PER_MESSAGE).await;
         }
         let (first, second) = queries.split_at(queries.len() / 2);
-        let ms = self.opts.statement_timeout.as_millis().max(1);
         let helper = &mut self.helper;
         let pids = &mut self.helper_pids;
         let helped = async {
             if helper.is_none() {
-                match Helper::open(url, id, ms, ms.min(5_000)).await {
+                match Helper::open(url, id, &self.opts.statement_timeout).await {
                     Ok(h) => {
                         pids.push(h.pid);
                         *helper = Some(h);
@@ -184,7 +190,7 @@ impl Pg<'_> {
 
 /// One query on `conn`, which is in a snapshot, with `binds` bound to `$1`...: under a
 /// savepoint rolled back afterwards, so its locks go and a failure leaves the snapshot usable.
-pub(super) async fn rows_on(
+async fn rows_on(
     conn: &mut PgConnection,
     sql: &str,
     binds: &[String],

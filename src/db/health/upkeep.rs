@@ -228,7 +228,8 @@ impl Pg<'_> {
     /// The LISTED largest tables with indexes and TOAST: schema, table, total and heap bytes,
     /// largest first, then by schema and name. Sizing a table opens it, which costs most the
     /// first time a connection does: with a helper still open after `row_counts` (which split
-    /// the tables at `split`), each connection sizes the half it counted, at once.
+    /// the tables at `split`), each connection sizes the half it counted, at once, each in a
+    /// transaction of its own begun now.
     async fn largest_tables(&mut self) -> Result<Vec<(String, String, i64, i64)>, sqlx::Error> {
         let rows = |rows: Vec<sqlx::postgres::PgRow>| -> Result<Vec<_>, sqlx::Error> {
             rows.iter()
@@ -236,22 +237,20 @@ impl Pg<'_> {
                 .collect()
         };
         let order = format!("ORDER BY 3 DESC, 1, 2 LIMIT {LISTED}");
-        let (Some((schema, table)), Some(_)) = (self.split.clone(), self.helper.as_ref()) else {
+        let (Some((schema, table)), Some(helper)) = (self.split.clone(), self.helper.as_mut())
+        else {
             return rows(self.rows(&format!("{SIZES} {order}")).await?);
         };
         let binds = [schema, table];
         let mine = format!("{SIZES} AND (n.nspname::text, c.relname::text) < ($1, $2) {order}");
         let theirs = format!("{SIZES} AND (n.nspname::text, c.relname::text) >= ($1, $2) {order}");
-        let Some(helper) = self.helper.as_mut() else {
-            return rows(self.rows(&format!("{SIZES} {order}")).await?);
-        };
         let opts = self.opts;
         let (mine, theirs) = tokio::join!(
             own_rows(self.conn, opts, &mine, &binds),
-            helper.rows(&theirs, &binds)
+            helper.own_rows(opts, &theirs, &binds)
         );
-        let (mine, theirs) = match (mine, theirs) {
-            (Ok(m), Ok(t)) => (rows(m)?, rows(t)?),
+        let (mine, theirs) = match (mine.and_then(rows), theirs.and_then(rows)) {
+            (Ok(m), Ok(t)) => (m, t),
             // The helper broke: this connection sizes every table.
             (Ok(_), Err(_)) => {
                 self.close_helper().await;
