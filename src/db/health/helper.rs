@@ -10,9 +10,13 @@
 //!
 //! The server refuses a snapshot from another cluster or database, so a helper that reached
 //! another server (a URL whose name moved) counts nothing. A helper that cannot be had (no
-//! connection slot left, a server that cannot export snapshots, a role limited to one
-//! connection) or breaks while counting leaves its half to the checks' own connection: the
-//! counts are the same, only slower.
+//! connection slot left, a server that cannot export snapshots, a role's connection limit,
+//! no answer within the lock timeout) or breaks while counting leaves its half to the
+//! checks' own connection: the counts are the same, only slower.
+//!
+//! When the snapshot ends the helper ends its transaction with it; after a split of the row
+//! counts its connection stays open for `table_sizes` (`upkeep.rs`), which sizes on each
+//! connection the half of the tables it counted, each in a transaction of its own.
 
 use super::HealthOptions;
 use super::postgres::own_rows;
@@ -26,7 +30,8 @@ use std::time::Duration;
 /// counted in a round trip, where a helper's connection would cost more than it saves.
 pub(super) const HELP_OVER: usize = super::snapshot::PER_MESSAGE;
 
-/// The helper's connection, in the shared snapshot.
+/// The helper's connection: in the shared snapshot until it ends, then open for
+/// `table_sizes`.
 pub(super) struct Helper {
     conn: PgConnection,
     /// Whether it is still in the snapshot's transaction.
