@@ -23,17 +23,18 @@ fn tables(url: &str, rows: &str) {
     );
 }
 
-/// Sessions the server counted for `url`'s database, once no connection but `others` and
-/// the one asking is left (a session is counted when it ends).
+/// Sessions the server counted for `url`'s database, once no connection but `others` is left
+/// (a session is counted when it ends), asked from another database so that asking adds none.
 fn sessions(url: &str, others: i64) -> i64 {
+    let db = url.rsplit('/').next().unwrap();
     let began = std::time::Instant::now();
     loop {
         let row = crate::support::pg::cluster().psql(
-            url,
-            "SELECT numbackends, sessions FROM pg_stat_database WHERE datname = current_database()",
+            "postgres",
+            &format!("SELECT numbackends, sessions FROM pg_stat_database WHERE datname = '{db}'"),
         );
         let (open, ended) = row.split_once('|').unwrap();
-        if open.parse::<i64>().unwrap() == others + 1 {
+        if open.parse::<i64>().unwrap() == others {
             return ended.parse().unwrap();
         }
         assert!(
