@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The outputs of the newest run's `health` step (absent when the step failed).
-fn health_outputs(p: &Project) -> Json {
+pub(crate) fn health_outputs(p: &Project) -> Json {
     let (id, _) = p.last_run();
     let st = p.status_json(&id);
     st["steps"]

@@ -2,7 +2,7 @@
 //! checks' snapshot, so both halves of the list see the database at one moment while a writer
 //! commits; where no second connection can be had, the checks' own connection counts it all.
 
-use crate::health::{Background, wait_until};
+use crate::health::{Background, health_outputs, wait_until};
 use crate::support::{Project, Target};
 use serde_json::Value as Json;
 
@@ -50,28 +50,28 @@ fn sessions(url: &str, others: i64) -> i64 {
 fn helpers_used(p: &Project, url: &str, others: i64, checks: &str) -> i64 {
     let mut opened = Vec::new();
     for checks in [checks, "[connection]"] {
-        p.playbook(
-            "helped",
-            &format!("name: helped\nsteps:\n  - id: health\n    health: {{ checks: {checks} }}\n"),
-        );
         let before = sessions(url, others);
-        let out = p.run("helped", &[]);
-        assert_eq!(out.code, 0, "{}", out.combined());
+        run_checks(p, checks);
         opened.push(sessions(url, others) - before);
     }
     opened[0] - opened[1]
 }
 
+/// The `checks` output of a run of `p` with one `health` step of `checks` (a YAML list),
+/// which passes.
+fn run_checks(p: &Project, checks: &str) -> Json {
+    p.playbook(
+        "checks",
+        &format!("name: checks\nsteps:\n  - id: health\n    health: {{ checks: {checks} }}\n"),
+    );
+    let out = p.run("checks", &[]);
+    assert_eq!(out.code, 0, "{}", out.combined());
+    health_outputs(p)["checks"].clone()
+}
+
 /// The `row_counts` check's output of a run of `p` counting every table.
 fn row_counts(p: &Project) -> Json {
-    p.playbook(
-        "counts",
-        "name: counts\nsteps:\n  - id: health\n    health: { checks: [row_counts] }\n",
-    );
-    let out = p.run("counts", &[]);
-    assert_eq!(out.code, 0, "{}", out.combined());
-    let st = p.status_json(&p.last_run().0);
-    st["steps"][0]["outputs"]["checks"]["row_counts"].clone()
+    run_checks(p, "[row_counts]")["row_counts"].clone()
 }
 
 /// A writer adds a row to `T0` (counted first, by the checks' connection) and to `T99` (counted
@@ -150,14 +150,8 @@ fn table_sizes_sized_in_two_halves_are_the_single_querys_list() {
         &url,
         "CASE WHEN i IN (3, 250, 420, 7, 555, 99) THEN 2000 + i WHEN i IN (1, 10, 5, 6) THEN 300 ELSE 1 END",
     );
-    p.playbook(
-        "sizes",
-        "name: sizes\nsteps:\n  - id: health\n    health: { checks: [row_counts, table_sizes] }\n",
-    );
-    let out = p.run("sizes", &[]);
-    assert_eq!(out.code, 0, "{}", out.combined());
-    let st = p.status_json(&p.last_run().0);
-    let sizes = &st["steps"][0]["outputs"]["checks"]["table_sizes"]["tables"];
+    let checks = run_checks(&p, "[row_counts, table_sizes]");
+    let sizes = &checks["table_sizes"]["tables"];
     let got: Vec<String> = sizes
         .as_array()
         .unwrap()

@@ -39,11 +39,10 @@ impl Pg<'_> {
     /// One query in its own read-only transaction that commits: a rollback would count
     /// itself.
     async fn committed(&mut self, sql: &str) -> Result<Vec<sqlx::postgres::PgRow>, sqlx::Error> {
-        let ms = self.opts.statement_timeout.as_millis().max(1);
         let mut tx = self.conn.begin().await?;
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "SET TRANSACTION READ ONLY; SET LOCAL statement_timeout = {ms}; SET LOCAL lock_timeout = {}",
-            ms.min(5_000)
+            "SET TRANSACTION READ ONLY; {}",
+            super::postgres::set_timeouts(self.opts)
         )))
         .execute(&mut *tx)
         .await?;

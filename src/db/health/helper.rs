@@ -19,7 +19,7 @@
 //! connection the half of the tables it counted, each in a transaction of its own.
 
 use super::HealthOptions;
-use super::postgres::own_rows;
+use super::postgres::{own_rows, set_timeouts, timeouts};
 use super::snapshot::counts_on;
 use crate::db::Db;
 use sqlx::postgres::PgRow;
@@ -42,14 +42,13 @@ pub(super) struct Helper {
 }
 
 impl Helper {
-    /// Connects to `url` and joins the snapshot `id` with the checks' statement timeout
-    /// (and a lock timeout of at most 5 s), giving up after the lock timeout: the counts do
-    /// not wait for a helper (a pooler with no server connection free, a network that drops
-    /// packets).
+    /// Connects to `url` and joins the snapshot `id` with the checks' timeouts
+    /// (`postgres::timeouts`), giving up after the lock timeout: the counts do not wait for
+    /// a helper (a pooler with no server connection free, a network that drops packets).
     pub(super) async fn open(
         url: &str,
         id: &str,
-        statement_timeout: &Duration,
+        opts: &HealthOptions,
     ) -> Result<Helper, sqlx::Error> {
         // The server makes the identifier (hex digits and dashes); anything else is not one.
         if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
@@ -57,13 +56,11 @@ impl Helper {
                 "not a snapshot identifier: {id:?}"
             )));
         }
-        let ms = statement_timeout.as_millis().max(1);
-        let lock_ms = ms.min(5_000);
-        let wait = Duration::from_millis(u64::try_from(lock_ms).unwrap_or(5_000));
+        let wait = Duration::from_millis(u64::try_from(timeouts(opts).1).unwrap_or(5_000));
         let sql = format!(
             "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT '{id}'; \
-             SET LOCAL statement_timeout = {ms}; SET LOCAL lock_timeout = {lock_ms}; \
-             SELECT pg_backend_pid()"
+             {}; SELECT pg_backend_pid()",
+            set_timeouts(opts)
         );
         let joined = tokio::time::timeout(wait, async {
             let mut conn = Db::connect_postgres(url).await?;

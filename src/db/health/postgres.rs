@@ -87,6 +87,18 @@ const SNAPSHOT: &[HealthCheck] = &[
     HealthCheck::OrphanedRows,
 ];
 
+/// The statement timeout of each query and its lock timeout (at most 5 s), in milliseconds.
+pub(super) fn timeouts(opts: &HealthOptions) -> (u128, u128) {
+    let ms = opts.statement_timeout.as_millis().max(1);
+    (ms, ms.min(5_000))
+}
+
+/// `SET LOCAL` of the statement and lock timeouts (`timeouts`), for a transaction's start.
+pub(super) fn set_timeouts(opts: &HealthOptions) -> String {
+    let (ms, lock_ms) = timeouts(opts);
+    format!("SET LOCAL statement_timeout = {ms}; SET LOCAL lock_timeout = {lock_ms}")
+}
+
 /// One query on `conn` in its own read-only transaction, bounded by the statement and lock
 /// timeouts, with `binds` bound to `$1`, `$2`... as text.
 pub(super) async fn own_rows(
@@ -95,11 +107,10 @@ pub(super) async fn own_rows(
     sql: &str,
     binds: &[String],
 ) -> Result<Vec<sqlx::postgres::PgRow>, sqlx::Error> {
-    let ms = opts.statement_timeout.as_millis().max(1);
-    let lock_ms = ms.min(5_000);
     let mut tx = conn.begin().await?;
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "SET TRANSACTION READ ONLY; SET LOCAL statement_timeout = {ms}; SET LOCAL lock_timeout = {lock_ms}"
+        "SET TRANSACTION READ ONLY; {}",
+        set_timeouts(opts)
     )))
     .execute(&mut *tx)
     .await?;
@@ -110,7 +121,7 @@ pub(super) async fn own_rows(
 }
 
 /// `sql` with `binds` bound to `$1`, `$2`... as text.
-pub(super) fn bound<'q>(
+fn bound<'q>(
     sql: &str,
     binds: &'q [String],
 ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
@@ -156,19 +167,10 @@ impl Pg<'_> {
     /// One query in its own read-only transaction, bounded by the statement and lock timeouts,
     /// or in the shared snapshot when it is open.
     pub async fn rows(&mut self, sql: &str) -> Result<Vec<sqlx::postgres::PgRow>, sqlx::Error> {
-        self.rows_bound(sql, &[]).await
-    }
-
-    /// `rows` with `binds` bound to `$1`, `$2`... as text.
-    pub async fn rows_bound(
-        &mut self,
-        sql: &str,
-        binds: &[String],
-    ) -> Result<Vec<sqlx::postgres::PgRow>, sqlx::Error> {
         if self.in_snapshot {
-            return self.rows_in_snapshot(sql, binds).await;
+            return self.rows_in_snapshot(sql).await;
         }
-        own_rows(self.conn, self.opts, sql, binds).await
+        own_rows(self.conn, self.opts, sql, &[]).await
     }
 
     async fn run(&mut self, c: HealthCheck) -> CheckResult {

@@ -20,7 +20,7 @@
 //! and the statements after it go on in the next message.
 
 use super::helper::{HELP_OVER, Helper};
-use super::postgres::{Pg, bound};
+use super::postgres::{Pg, set_timeouts};
 use futures_util::StreamExt;
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
@@ -65,16 +65,14 @@ impl Pg<'_> {
 
     /// `BEGIN` with the timeouts, and with `export` the exported snapshot's identifier.
     async fn begin(&mut self, export: bool) -> Result<Option<String>, sqlx::Error> {
-        let ms = self.opts.statement_timeout.as_millis().max(1);
-        let lock_ms = ms.min(5_000);
         let export = if export {
             "; SELECT pg_export_snapshot()::text"
         } else {
             ""
         };
         let began = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; \
-             SET LOCAL statement_timeout = {ms}; SET LOCAL lock_timeout = {lock_ms}{export}"
+            "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; {}{export}",
+            set_timeouts(self.opts)
         )))
         .fetch_all(&mut *self.conn)
         .await;
@@ -117,12 +115,15 @@ impl Pg<'_> {
 
     /// One query in the shared snapshot, under a savepoint rolled back afterwards: its locks
     /// go, and a failure leaves the snapshot usable.
-    pub(super) async fn rows_in_snapshot(
-        &mut self,
-        sql: &str,
-        binds: &[String],
-    ) -> Result<Vec<PgRow>, sqlx::Error> {
-        rows_on(self.conn, sql, binds).await
+    pub(super) async fn rows_in_snapshot(&mut self, sql: &str) -> Result<Vec<PgRow>, sqlx::Error> {
+        sqlx::raw_sql("SAVEPOINT runbook_count")
+            .execute(&mut *self.conn)
+            .await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+            .fetch_all(&mut *self.conn)
+            .await;
+        sqlx::raw_sql(UNDO).execute(&mut *self.conn).await?;
+        rows
     }
 
     /// The one `int8` each of `queries` returns (a `SELECT count(*)::int8 ...`), all read in
@@ -148,18 +149,19 @@ impl Pg<'_> {
         &mut self,
         queries: &[String],
     ) -> Result<Vec<Result<i64, sqlx::Error>>, sqlx::Error> {
-        let (Some(url), Some(id)) = (self.opts.url.as_deref(), self.snapshot_id.as_deref()) else {
+        let (Some(url), Some(id), true) = (
+            self.opts.url.as_deref(),
+            self.snapshot_id.as_deref(),
+            queries.len() > HELP_OVER,
+        ) else {
             return counts_on(self.conn, queries, PER_MESSAGE).await;
         };
-        if queries.len() <= HELP_OVER {
-            return counts_on(self.conn, queries, PER_MESSAGE).await;
-        }
         let (first, second) = queries.split_at(queries.len() / 2);
         let helper = &mut self.helper;
         let pids = &mut self.helper_pids;
         let helped = async {
             if helper.is_none() {
-                match Helper::open(url, id, &self.opts.statement_timeout).await {
+                match Helper::open(url, id, self.opts).await {
                     Ok(h) => {
                         pids.push(h.pid);
                         *helper = Some(h);
@@ -186,21 +188,6 @@ impl Pg<'_> {
         }
         Ok(out)
     }
-}
-
-/// One query on `conn`, which is in a snapshot, with `binds` bound to `$1`...: under a
-/// savepoint rolled back afterwards, so its locks go and a failure leaves the snapshot usable.
-async fn rows_on(
-    conn: &mut PgConnection,
-    sql: &str,
-    binds: &[String],
-) -> Result<Vec<PgRow>, sqlx::Error> {
-    sqlx::raw_sql("SAVEPOINT runbook_count")
-        .execute(&mut *conn)
-        .await?;
-    let rows = bound(sql, binds).fetch_all(&mut *conn).await;
-    sqlx::raw_sql(UNDO).execute(&mut *conn).await?;
-    rows
 }
 
 /// The one `int8` each of `queries` returns, counted on `conn`, which is in a snapshot: in

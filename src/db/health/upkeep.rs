@@ -237,28 +237,24 @@ impl Pg<'_> {
                 .collect()
         };
         let order = format!("ORDER BY 3 DESC, 1, 2 LIMIT {LISTED}");
-        let (Some((schema, table)), Some(helper)) = (self.split.clone(), self.helper.as_mut())
-        else {
-            return rows(self.rows(&format!("{SIZES} {order}")).await?);
-        };
-        let binds = [schema, table];
-        let mine = format!("{SIZES} AND (n.nspname::text, c.relname::text) < ($1, $2) {order}");
-        let theirs = format!("{SIZES} AND (n.nspname::text, c.relname::text) >= ($1, $2) {order}");
-        let opts = self.opts;
-        let (mine, theirs) = tokio::join!(
-            own_rows(self.conn, opts, &mine, &binds),
-            helper.own_rows(opts, &theirs, &binds)
-        );
-        let (mine, theirs) = match (mine.and_then(rows), theirs.and_then(rows)) {
-            (Ok(m), Ok(t)) => (m, t),
-            // The helper broke: this connection sizes every table.
-            (Ok(_), Err(_)) => {
-                self.close_helper().await;
-                return rows(self.rows(&format!("{SIZES} {order}")).await?);
+        if let (Some((schema, table)), Some(helper)) = (self.split.clone(), self.helper.as_mut()) {
+            let binds = [schema, table];
+            let at = "(n.nspname::text, c.relname::text)";
+            let mine = format!("{SIZES} AND {at} < ($1, $2) {order}");
+            let theirs = format!("{SIZES} AND {at} >= ($1, $2) {order}");
+            let opts = self.opts;
+            let (mine, theirs) = tokio::join!(
+                own_rows(self.conn, opts, &mine, &binds),
+                helper.own_rows(opts, &theirs, &binds)
+            );
+            match (mine.and_then(rows), theirs.and_then(rows)) {
+                (Ok(m), Ok(t)) => return Ok(merged(m, t)),
+                (Err(e), _) => return Err(e),
+                // The helper broke: this connection sizes every table.
+                (Ok(_), Err(_)) => self.close_helper().await,
             }
-            (Err(e), _) => return Err(e),
-        };
-        Ok(merged(mine, theirs))
+        }
+        rows(self.rows(&format!("{SIZES} {order}")).await?)
     }
 }
 
