@@ -154,9 +154,7 @@ fn step_write(event: &Event) -> Option<(&str, Phase, StepWrite)> {
                 outputs: event
                     .data
                     .get("outputs")
-                    .cloned()
-                    .unwrap_or(serde_json::json!({}))
-                    .to_string(),
+                    .map_or_else(|| "{}".to_owned(), ToString::to_string),
                 error: text(event, "error"),
                 change: event.data.get("change").map(|c| c.to_string()),
             }

@@ -1,7 +1,7 @@
 //! What goes into a record: `body_from_event` turns a run event into the fields auditors read,
 //! with short redacted excerpts instead of output, and what a step changed, named.
 
-use super::canonical::canonical;
+use super::canonical::{canonical, canonical_without};
 use crate::run::{Event, EventKind};
 use serde_json::{Map, Value as Json};
 use sha2::{Digest, Sha256};
@@ -144,7 +144,10 @@ fn field(d: &Json, k: &str) -> Json {
 
 /// A finished step: its counts, and a hash and excerpt of its outputs instead of the outputs.
 fn step_finished(d: &Json, b: &mut Map<String, Json>, outcome: &mut Map<String, Json>) {
-    let outputs = field(d, "outputs");
+    // Read in place: a step's outputs can be megabytes (a health check's list of thousands
+    // of keys), and each copy of them costs as much as hashing them.
+    let null = Json::Null;
+    let outputs = d.get("outputs").unwrap_or(&null);
     outcome.insert("status".into(), Json::from("succeeded"));
     outcome.insert("duration_ms".into(), field(d, "duration_ms"));
     for k in ["exit_code", "rows_affected", "row_count"] {
@@ -152,12 +155,11 @@ fn step_finished(d: &Json, b: &mut Map<String, Json>, outcome: &mut Map<String, 
             outcome.insert(k.into(), v.clone());
         }
     }
-    let mut hashed = outputs.clone();
-    if let Json::Object(m) = &mut hashed {
-        m.remove("rows");
-        m.remove("row");
-        m.remove("scalar");
-    }
+    // The hash leaves out the rows a query returned.
+    let hashed = match outputs {
+        Json::Object(m) => canonical_without(m, &["rows", "row", "scalar"]),
+        other => canonical(other),
+    };
     // What the step printed: a program's output, a log message, or the notes an action wrote
     // (a migration's, a backup's); else the counts it produced.
     let printed = ["stdout", "stderr", "message"]
@@ -166,14 +168,14 @@ fn step_finished(d: &Json, b: &mut Map<String, Json>, outcome: &mut Map<String, 
         .chain(d.get("printed").and_then(Json::as_str))
         .find(|t| !t.trim().is_empty())
         .map(str::to_owned);
-    let text = printed.unwrap_or_else(|| counts(&outputs));
+    let text = printed.unwrap_or_else(|| counts(outputs));
     if let Some(changed) = d.get("changed") {
         b.insert("changed".into(), changed.clone());
     }
     b.insert(
         "output".into(),
         serde_json::json!({
-            "sha256": hex::encode(Sha256::digest(canonical(&hashed).as_bytes())),
+            "sha256": hex::encode(Sha256::digest(hashed.as_bytes())),
             "excerpt": excerpt(&text),
         }),
     );

@@ -65,10 +65,13 @@ impl RunContext {
 
     /// Sets what later steps of the scope see of a step: its outputs and status.
     pub fn set_step(&mut self, scope: usize, local: &str, outputs: Json, status: &str) {
-        self.scopes[scope].steps.insert(
-            local.to_owned(),
-            json!({"outputs": outputs, "status": status}),
-        );
+        // Moved in, not serialised again as `json!` would.
+        let mut step = Map::new();
+        step.insert("outputs".to_owned(), outputs);
+        step.insert("status".to_owned(), Json::from(status));
+        self.scopes[scope]
+            .steps
+            .insert(local.to_owned(), Json::Object(step));
     }
 
     /// Renders an include's parameters the first time one of its steps runs.

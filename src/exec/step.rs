@@ -243,8 +243,10 @@ impl Engine<'_> {
         change: Change,
         told: Told,
     ) -> Result<(), UnitError> {
-        let shown = self.redactor.redact_json(&Json::Object(outputs.clone()));
-        let mut data = json!({"ord": unit.ord, "attempt": attempt, "outputs": shown, "duration_ms": took.as_millis() as i64, "change": change});
+        // One copy of the outputs, moved into the record (`json!` would serialise another: a
+        // step's outputs can be megabytes); the journal redacts every event it records.
+        let mut data = json!({"ord": unit.ord, "attempt": attempt, "duration_ms": took.as_millis() as i64, "change": change});
+        data["outputs"] = Json::Object(outputs.clone());
         if !told.printed.is_empty() {
             data["printed"] = json!(told.printed);
         }
