@@ -184,3 +184,105 @@ fn table_sizes_sized_in_two_halves_are_the_single_querys_list() {
     assert_eq!(last, ["T1", "T10", "T5", "T6"], "{want:?}");
     assert_eq!(helpers_used(&p, &url, 0, "[row_counts, table_sizes]"), 1);
 }
+
+/// The checks' titles in the order the step printed them.
+fn titles(printed: &str) -> Vec<String> {
+    printed
+        .lines()
+        .filter_map(|l| {
+            ["pass", "warn", "fail", "skip"].iter().find_map(|w| {
+                let (_, rest) = l.split_once(&format!("  {w}  "))?;
+                Some(rest.split_once(':')?.0.to_owned())
+            })
+        })
+        .collect()
+}
+
+/// A run of `p` with one `health` step of `checks`, logging at debug level: its output and
+/// the step's `checks` output.
+fn run_logged(p: &Project, checks: &str) -> (String, Json) {
+    p.playbook(
+        "checks",
+        &format!("name: checks\nsteps:\n  - id: health\n    health: {{ checks: {checks} }}\n"),
+    );
+    let target = p.target.arg();
+    let out = p
+        .base(&["run", "checks", "--target", &target])
+        .env("RUST_LOG", "runbook=debug")
+        .run();
+    assert_eq!(out.code, 0, "{}", out.combined());
+    (out.combined(), health_outputs(p)["checks"].clone())
+}
+
+/// The size checks in the places `checks` lists them, with the server's figures: measured by
+/// the helper while the checks' connection reads the catalog when `helped`, by the checks'
+/// connection otherwise.
+fn sizes_in_place(p: &Project, admin: &str, helped: bool) {
+    let size = || -> i64 {
+        crate::support::pg::cluster()
+            .psql(admin, "SELECT pg_database_size(current_database())")
+            .parse()
+            .unwrap()
+    };
+    let before = size();
+    let (printed, checks) = run_logged(
+        p,
+        "[tablespaces, database_size, row_counts, indexes, version]",
+    );
+    let after = size();
+    // Printed in the checks' own order, whoever measured them.
+    assert_eq!(
+        titles(&printed),
+        [
+            "Database Version",
+            "Database Size",
+            "Table Row Counts",
+            "Database Indexes",
+            "Tablespace Usage"
+        ],
+        "{printed}"
+    );
+    for check in ["database_size", "tablespaces"] {
+        let line = format!("the helper measured {check} meanwhile");
+        assert_eq!(printed.contains(&line), helped, "{line}:\n{printed}");
+    }
+    // The server's figure (a backend's relation cache file may come or go meanwhile).
+    let bytes = checks["database_size"]["bytes"].as_i64().unwrap();
+    let (lo, hi) = (before.min(after), before.max(after));
+    assert!(
+        bytes >= lo - lo / 100 && bytes <= hi + hi / 100,
+        "{bytes} against {before} and {after}"
+    );
+    let spaces = checks["tablespaces"]["tablespaces"].as_array().unwrap();
+    let default = spaces.iter().find(|t| t["name"] == "pg_default").unwrap();
+    assert!(default["bytes"].as_i64().unwrap() >= lo, "{spaces:?}");
+    assert_eq!(
+        checks["row_counts"]["tables"].as_object().unwrap().len(),
+        TABLES
+    );
+}
+
+/// The size checks (the database's and the tablespaces' sizes, walks of every file) are
+/// measured on the helper while the checks' connection reads the catalog, `database_size`
+/// out of turn, and shown in their places with the server's figures; a role allowed no
+/// helper gets the same checks in the same places from its one connection.
+#[test]
+fn size_checks_measured_by_the_helper_keep_their_places_and_figures() {
+    let p = Project::new(|_| Target::postgres("health_side"));
+    let Target::Postgres(url) = p.target.clone() else {
+        unreachable!()
+    };
+    tables(&url, "1");
+    sizes_in_place(&p, &url, true);
+
+    let cluster = crate::support::pg::cluster();
+    let url = cluster.create_owned_db("health_side_alone");
+    let name = url.rsplit('/').next().unwrap().to_owned();
+    tables(&name, "1");
+    cluster.psql(
+        &name,
+        &format!("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {name}_owner; ALTER ROLE {name}_owner CONNECTION LIMIT 2"),
+    );
+    let p = Project::new(|_| Target::Postgres(url.clone()));
+    sizes_in_place(&p, &name, false);
+}

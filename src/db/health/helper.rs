@@ -14,14 +14,21 @@
 //! no answer within the lock timeout) or breaks while counting leaves its half to the
 //! checks' own connection: the counts are the same, only slower.
 //!
+//! While the checks' connection reads the catalog after the counts (`indexes`, the foreign
+//! keys' list), the helper, idle then, measures the size checks (`postgres::SIDE`: the
+//! database's and the tablespaces' sizes, walks of every file), in its place in the list or
+//! out of turn, for `database_size` before `row_counts`. A size check the helper cannot
+//! measure is measured on the checks' connection.
+//!
 //! When the snapshot ends the helper ends its transaction with it; after a split of the row
 //! counts its connection stays open for `table_sizes` (`upkeep.rs`), which sizes on each
 //! connection the half of the tables it counted, each in a transaction of its own.
 
-use super::HealthOptions;
-use super::postgres::{own_rows, set_timeouts, timeouts};
+use super::postgres::{Pg, SIDE, own_rows, set_timeouts, timeouts};
 use super::snapshot::counts_on;
+use super::{CheckResult, HealthOptions};
 use crate::db::Db;
+use crate::playbook::HealthCheck;
 use sqlx::postgres::PgRow;
 use sqlx::{Connection, PgConnection, Row};
 use std::time::Duration;
@@ -97,6 +104,22 @@ impl Helper {
         counts_on(&mut self.conn, queries, per_message).await
     }
 
+    /// Measures `checks` (size checks, `postgres::SIDE`) on the helper's connection, in its
+    /// transaction when it is still in the snapshot's, each with its error.
+    async fn sizes(
+        &mut self,
+        opts: &HealthOptions,
+        checks: &[HealthCheck],
+    ) -> Vec<Result<CheckResult, sqlx::Error>> {
+        let mut pg = Pg::on(&mut self.conn, opts);
+        pg.in_snapshot = self.in_transaction;
+        let mut out = Vec::with_capacity(checks.len());
+        for &c in checks {
+            out.push(pg.side(c).await);
+        }
+        out
+    }
+
     /// Ends the helper's transaction in the snapshot; its connection stays open.
     pub(super) async fn end_transaction(&mut self) -> Result<(), sqlx::Error> {
         if self.in_transaction {
@@ -121,5 +144,64 @@ impl Helper {
     pub(super) async fn close(mut self) {
         let _ = self.end_transaction().await;
         let _ = self.conn.close().await;
+    }
+}
+
+impl Pg<'_> {
+    /// After `row_counts` (at `at` in `checks`): the catalog reads that follow it run on the
+    /// checks' connection while the helper, if `row_counts` opened one, measures every size
+    /// check not yet in `slots`. What the helper could not measure is measured here: now when
+    /// its place has passed, else in its place.
+    pub(super) async fn side_checks(
+        &mut self,
+        checks: &[HealthCheck],
+        slots: &mut [Option<CheckResult>],
+        at: usize,
+    ) {
+        let side: Vec<usize> = (0..checks.len())
+            .filter(|&j| SIDE.contains(&checks[j]) && slots[j].is_none())
+            .collect();
+        let mut measured = Vec::new();
+        if let Some(mut helper) = self.helper.take() {
+            let catalog: Vec<usize> = (at + 1..checks.len())
+                .take_while(|&j| {
+                    matches!(checks[j], HealthCheck::Indexes | HealthCheck::ForeignKeys)
+                })
+                .collect();
+            let opts = self.opts;
+            let wanted: Vec<HealthCheck> = side.iter().map(|&j| checks[j]).collect();
+            let (mine, theirs) = tokio::join!(
+                async {
+                    let mut out = Vec::with_capacity(catalog.len());
+                    for &j in &catalog {
+                        out.push((j, self.run(checks[j]).await));
+                    }
+                    out
+                },
+                helper.sizes(opts, &wanted)
+            );
+            self.helper = Some(helper);
+            for (j, r) in mine {
+                slots[j] = Some(r);
+            }
+            measured = theirs;
+        }
+        let mut measured = measured.into_iter();
+        for &j in &side {
+            match measured.next() {
+                Some(Ok(r)) => {
+                    tracing::debug!("the helper measured {} meanwhile", super::name(checks[j]));
+                    slots[j] = Some(r);
+                }
+                Some(Err(e)) => tracing::debug!(
+                    "the helper could not measure {}: {e}",
+                    super::name(checks[j])
+                ),
+                None => {}
+            }
+            if slots[j].is_none() && j < at {
+                slots[j] = Some(self.run(checks[j]).await);
+            }
+        }
     }
 }

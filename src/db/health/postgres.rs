@@ -29,17 +29,7 @@ pub(super) async fn run_checks(
     checks: Vec<HealthCheck>,
     mut migrations: Option<CheckResult>,
 ) -> Vec<CheckResult> {
-    let mut pg = Pg {
-        conn,
-        opts,
-        fks: None,
-        version_num: 0,
-        in_snapshot: false,
-        snapshot_id: None,
-        helper: None,
-        helper_pids: Vec::new(),
-        split: None,
-    };
+    let mut pg = Pg::on(conn, opts);
     let mut results = Vec::new();
     // The server version decides which catalog columns exist; the connection check reads it
     // whether or not it is shown.
@@ -48,8 +38,13 @@ pub(super) async fn run_checks(
     if checks.contains(&HealthCheck::Connection) || !ok {
         results.push(connected);
     }
+    // Each check's result in its place: the helper may measure the size checks out of turn.
+    let mut slots: Vec<Option<CheckResult>> = checks.iter().map(|_| None).collect();
+    let early = if ok { side_at(&checks, opts) } else { None };
     for (i, &c) in checks.iter().enumerate() {
-        if c == HealthCheck::Connection {
+        // A size check before `row_counts` waits for the helper `row_counts` may open.
+        let waits = early.is_some_and(|at| i < at && SIDE.contains(&c));
+        if c == HealthCheck::Connection || slots[i].is_some() || waits {
             continue;
         }
         // The checks that read the tables share one snapshot; the others each their own.
@@ -65,7 +60,7 @@ pub(super) async fn run_checks(
             // Not had: each of them opens its own transaction, and says why it failed.
             let _ = pg.begin_snapshot().await;
         }
-        results.push(match (ok, c) {
+        slots[i] = Some(match (ok, c) {
             (false, _) => CheckResult::skip(c, "no connection to the database"),
             (true, HealthCheck::MigrationStatus) => match migrations.take() {
                 Some(m) => m,
@@ -73,10 +68,32 @@ pub(super) async fn run_checks(
             },
             (true, _) => pg.run(c).await,
         });
+        if early == Some(i) {
+            pg.side_checks(&checks, &mut slots, i).await;
+        }
     }
     pg.end_snapshot().await;
     pg.close_helper().await;
+    results.extend(slots.into_iter().flatten());
     results
+}
+
+/// The checks that read sizes from the server's files (`pg_database_size`,
+/// `pg_tablespace_size`: a walk of every file, the longest single queries on a large
+/// database or server, taking no table's lock), which the helper measures while the checks'
+/// connection reads the catalog (`helper.rs`).
+pub(super) const SIDE: &[HealthCheck] = &[HealthCheck::DatabaseSize, HealthCheck::Tablespaces];
+
+/// Where the helper may take the size checks: right after `row_counts` (which opens it when
+/// it splits the counts), when a catalog read of the snapshot follows for the checks'
+/// connection to make meanwhile and a size check is asked for; `None` otherwise.
+fn side_at(checks: &[HealthCheck], opts: &HealthOptions) -> Option<usize> {
+    let at = checks.iter().position(|&c| c == HealthCheck::RowCounts)?;
+    let catalog = matches!(
+        checks.get(at + 1),
+        Some(HealthCheck::Indexes | HealthCheck::ForeignKeys)
+    );
+    (opts.url.is_some() && catalog && checks.iter().any(|c| SIDE.contains(c))).then_some(at)
 }
 
 /// The checks that read the tables and their keys, in one snapshot.
@@ -163,6 +180,23 @@ pub(super) struct Pg<'a> {
     pub(super) split: Option<(String, String)>,
 }
 
+impl<'a> Pg<'a> {
+    /// The checks on `conn`, outside any snapshot, with no helper.
+    pub(super) fn on(conn: &'a mut sqlx::PgConnection, opts: &'a HealthOptions) -> Pg<'a> {
+        Pg {
+            conn,
+            opts,
+            fks: None,
+            version_num: 0,
+            in_snapshot: false,
+            snapshot_id: None,
+            helper: None,
+            helper_pids: Vec::new(),
+            split: None,
+        }
+    }
+}
+
 impl Pg<'_> {
     /// One query in its own read-only transaction, bounded by the statement and lock timeouts,
     /// or in the shared snapshot when it is open.
@@ -173,7 +207,7 @@ impl Pg<'_> {
         own_rows(self.conn, self.opts, sql, &[]).await
     }
 
-    async fn run(&mut self, c: HealthCheck) -> CheckResult {
+    pub(super) async fn run(&mut self, c: HealthCheck) -> CheckResult {
         let r = match c {
             HealthCheck::Connection => return self.connection().await,
             HealthCheck::Version => self.version().await,
@@ -260,6 +294,16 @@ impl Pg<'_> {
         )
         .with("version_num", n)
         .with("major", major))
+    }
+
+    /// A size check (`SIDE`) with its error, for the helper to leave it to the checks'
+    /// connection when it fails; any other check as `run` gives it.
+    pub(super) async fn side(&mut self, c: HealthCheck) -> Result<CheckResult, sqlx::Error> {
+        match c {
+            HealthCheck::DatabaseSize => self.size().await,
+            HealthCheck::Tablespaces => self.tablespaces().await,
+            other => Ok(self.run(other).await),
+        }
     }
 
     async fn size(&mut self) -> Result<CheckResult, sqlx::Error> {
