@@ -32,6 +32,7 @@ mod replication;
 mod report;
 mod security;
 mod settings;
+mod shared;
 mod snapshot;
 mod sqlite;
 mod tablespaces;

@@ -149,6 +149,52 @@ fn bound<'q>(
     query
 }
 
+/// Each foreign key's count of the rows whose key is set and has no parent row.
+fn orphan_queries(fks: &[ForeignKey]) -> Vec<String> {
+    fks.iter()
+        .map(|fk| {
+            // MATCH SIMPLE: a row with a null in any key column references nothing.
+            let not_null: Vec<String> = fk
+                .columns
+                .iter()
+                .map(|c| format!("c.{} IS NOT NULL", quote(c)))
+                .collect();
+            let join: Vec<String> = fk
+                .columns
+                .iter()
+                .zip(&fk.parent_columns)
+                .map(|(c, p)| format!("p.{} = c.{}", quote(p), quote(c)))
+                .collect();
+            format!(
+                "SELECT count(*)::int8 FROM {} c WHERE {} AND NOT EXISTS (SELECT 1 FROM {} p WHERE {})",
+                fk.table_sql,
+                not_null.join(" AND "),
+                fk.parent_sql,
+                join.join(" AND ")
+            )
+        })
+        .collect()
+}
+
+/// The orphaned rows check from each foreign key's count (`orphan_queries`, in order).
+pub(super) fn orphans_counted(
+    fks: &[ForeignKey],
+    counted: Vec<Result<i64, sqlx::Error>>,
+    opts: &HealthOptions,
+) -> CheckResult {
+    let mut found = Vec::new();
+    let mut errors = Vec::new();
+    for (fk, n) in fks.iter().zip(counted) {
+        match n {
+            Ok(n) if n > 0 => found.push((fk.clone(), n)),
+            Ok(_) => {}
+            Err(e) => errors
+                .push(json!({"constraint": fk.name, "table": fk.table, "error": describe(&e)})),
+        }
+    }
+    orphans_result(fks.len(), found, errors, opts)
+}
+
 /// `table` for the public schema, `schema.table` otherwise.
 fn shown(schema: &str, table: &str) -> String {
     if schema == "public" {
@@ -480,39 +526,18 @@ impl Pg<'_> {
 
     async fn orphans(&mut self) -> Result<CheckResult, sqlx::Error> {
         let fks = self.load_fks().await?;
-        let mut found = Vec::new();
-        let mut errors = Vec::new();
-        let mut queries = Vec::new();
-        for fk in &fks {
-            // MATCH SIMPLE: a row with a null in any key column references nothing.
-            let not_null: Vec<String> = fk
-                .columns
-                .iter()
-                .map(|c| format!("c.{} IS NOT NULL", quote(c)))
-                .collect();
-            let join: Vec<String> = fk
-                .columns
-                .iter()
-                .zip(&fk.parent_columns)
-                .map(|(c, p)| format!("p.{} = c.{}", quote(p), quote(c)))
-                .collect();
-            queries.push(format!(
-                "SELECT count(*)::int8 FROM {} c WHERE {} AND NOT EXISTS (SELECT 1 FROM {} p WHERE {})",
-                fk.table_sql,
-                not_null.join(" AND "),
-                fk.parent_sql,
-                join.join(" AND ")
-            ));
-        }
-        for (fk, n) in fks.iter().zip(self.counts(&queries).await?) {
-            match n {
-                Ok(n) if n > 0 => found.push((fk.clone(), n)),
-                Ok(_) => {}
-                Err(e) => errors
-                    .push(json!({"constraint": fk.name, "table": fk.table, "error": describe(&e)})),
-            }
-        }
-        Ok(orphans_result(fks.len(), found, errors, self.opts))
+        let counted = self.counts(&orphan_queries(&fks)).await?;
+        Ok(orphans_counted(&fks, counted, self.opts))
+    }
+
+    /// The foreign keys (read once, `foreign_keys`' list) and their orphan counts' statements,
+    /// for counting elsewhere (`shared.rs`).
+    pub(super) async fn orphan_list(
+        &mut self,
+    ) -> Result<(Vec<ForeignKey>, Vec<String>), sqlx::Error> {
+        let fks = self.load_fks().await?;
+        let queries = orphan_queries(&fks);
+        Ok((fks, queries))
     }
 
     async fn disk(&mut self) -> CheckResult {

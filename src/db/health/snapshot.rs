@@ -31,7 +31,7 @@ pub(super) const PER_MESSAGE: usize = 250;
 
 /// Statements in one message of each of two connections counting at once (`helper.rs`):
 /// together they hold the locks of no more tables at a time than one connection alone.
-const SHARED: usize = PER_MESSAGE / 2;
+pub(super) const SHARED: usize = PER_MESSAGE / 2;
 
 /// Ends a savepoint's subtransaction, releasing the locks taken inside it, and the savepoint
 /// itself, so that savepoints do not nest one per message.
