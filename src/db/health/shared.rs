@@ -9,12 +9,16 @@ use sqlx::PgConnection;
 use std::cell::{Cell, RefCell};
 use std::ops::Range;
 
+/// One statement's count, or why it could not be counted.
+type Count = Result<i64, sqlx::Error>;
+
 /// The list being counted, the next statement to hand out, and what was counted.
 #[derive(Default)]
 pub(super) struct SharedCounts {
     queries: RefCell<Vec<String>>,
     next: Cell<usize>,
-    counted: RefCell<Vec<(usize, Vec<Result<i64, sqlx::Error>>)>>,
+    /// Each message counted: where it starts in the list, and its counts.
+    counted: RefCell<Vec<(usize, Vec<Count>)>>,
     /// Messages taken and not counted (their connection broke).
     given_back: RefCell<Vec<Range<usize>>>,
 }
@@ -58,10 +62,7 @@ impl SharedCounts {
 
     /// Once both connections are done: the messages given back, counted on `conn`, then every
     /// statement's result in the list's order.
-    pub(super) async fn finish(
-        self,
-        conn: &mut PgConnection,
-    ) -> Result<Vec<Result<i64, sqlx::Error>>, sqlx::Error> {
+    pub(super) async fn finish(self, conn: &mut PgConnection) -> Result<Vec<Count>, sqlx::Error> {
         let queries = self.queries.into_inner();
         let mut counted = self.counted.into_inner();
         for range in self.given_back.into_inner() {
