@@ -246,7 +246,19 @@ fn a_rebuild_shows_its_phases_while_it_waits_for_a_writer() {
         &p.target.arg(),
         "BEGIN;\nINSERT INTO orders VALUES (5001, 'w');",
     );
+    // Released 2.5 s after the rebuild is seen waiting for it (not after a fixed time from
+    // here: a loaded machine can take longer than that to start the run).
+    let target = p.target.arg();
     let release = std::thread::spawn(move || {
+        let began = std::time::Instant::now();
+        while began.elapsed().as_secs() < 60
+            && crate::support::pg::cluster().psql(
+                &target,
+                "SELECT count(*) FROM pg_stat_progress_create_index WHERE phase LIKE 'waiting for writers%'",
+            ) != "1"
+        {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         std::thread::sleep(std::time::Duration::from_millis(2500));
         session.release();
     });
