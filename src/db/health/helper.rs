@@ -14,18 +14,14 @@
 //! no answer within the lock timeout) or breaks while counting leaves its half to the
 //! checks' own connection: the counts are the same, only slower.
 //!
-//! While the checks' connection reads the catalog after the counts (`indexes`, the foreign
-//! keys' list), the helper, idle then, measures the size checks (`postgres::SIDE`: the
-//! database's and the tablespaces' sizes, walks of every file), in its place in the list or
-//! out of turn, for `database_size` before `row_counts`. A size check the helper cannot
-//! measure is measured on the checks' connection.
+//! While the checks' connection reads the catalog after the counts, the helper measures the
+//! size checks and then shares the orphan counts (`side.rs`).
 //!
 //! When the snapshot ends the helper ends its transaction with it; after a split of the row
 //! counts its connection stays open for `table_sizes` (`upkeep.rs`), which sizes on each
 //! connection the half of the tables it counted, each in a transaction of its own.
 
-use super::postgres::{Pg, SIDE, orphans_counted, own_rows, set_timeouts, timeouts};
-use super::report::errored;
+use super::postgres::{Pg, own_rows, set_timeouts, timeouts};
 use super::shared::SharedCounts;
 use super::snapshot::counts_on;
 use super::{CheckResult, HealthOptions};
@@ -108,7 +104,7 @@ impl Helper {
 
     /// Measures `checks` (size checks, `postgres::SIDE`) on the helper's connection, in its
     /// transaction when it is still in the snapshot's, each with its error.
-    async fn sizes(
+    pub(super) async fn sizes(
         &mut self,
         opts: &HealthOptions,
         checks: &[HealthCheck],
@@ -120,6 +116,11 @@ impl Helper {
             out.push(pg.side(c).await);
         }
         out
+    }
+
+    /// Counts from `shared` until nothing is left to take (`SharedCounts::count_on`).
+    pub(super) async fn count_shared(&mut self, shared: &SharedCounts) -> Result<(), sqlx::Error> {
+        shared.count_on(&mut self.conn).await
     }
 
     /// Ends the helper's transaction in the snapshot; its connection stays open.
@@ -146,124 +147,5 @@ impl Helper {
     pub(super) async fn close(mut self) {
         let _ = self.end_transaction().await;
         let _ = self.conn.close().await;
-    }
-}
-
-impl Pg<'_> {
-    /// After `row_counts` (at `at` in `checks`): the catalog reads that follow it run on the
-    /// checks' connection while the helper, if `row_counts` opened one, measures every size
-    /// check not yet in `slots`; the orphan counts, when they come next, are then shared out
-    /// to both as they come free (`shared.rs`), so the checks' connection starts on them
-    /// while the helper is still measuring. What the helper could not measure is measured
-    /// here: now when its place has passed, else in its place.
-    pub(super) async fn side_checks(
-        &mut self,
-        checks: &[HealthCheck],
-        slots: &mut [Option<CheckResult>],
-        at: usize,
-    ) {
-        let side: Vec<usize> = (0..checks.len())
-            .filter(|&j| SIDE.contains(&checks[j]) && slots[j].is_none())
-            .collect();
-        let mut measured = Vec::new();
-        if let Some(helper) = self.helper.take() {
-            measured = self.beside(helper, checks, slots, at, &side).await;
-        }
-        let mut measured = measured.into_iter();
-        for &j in &side {
-            match measured.next() {
-                Some(Ok(r)) => {
-                    tracing::debug!("the helper measured {} meanwhile", super::name(checks[j]));
-                    slots[j] = Some(r);
-                }
-                Some(Err(e)) => tracing::debug!(
-                    "the helper could not measure {}: {e}",
-                    super::name(checks[j])
-                ),
-                None => {}
-            }
-            if slots[j].is_none() && j < at {
-                slots[j] = Some(self.run(checks[j]).await);
-            }
-        }
-    }
-
-    /// `side_checks` with the helper: the catalog reads (and the orphan counts) on this
-    /// connection while `helper` measures the size checks at `side` (then counts orphans);
-    /// the results of this connection's checks go into `slots`, the helper's are returned.
-    async fn beside(
-        &mut self,
-        mut helper: Helper,
-        checks: &[HealthCheck],
-        slots: &mut [Option<CheckResult>],
-        at: usize,
-        side: &[usize],
-    ) -> Vec<Result<CheckResult, sqlx::Error>> {
-        let catalog: Vec<usize> = (at + 1..checks.len())
-            .take_while(|&j| matches!(checks[j], HealthCheck::Indexes | HealthCheck::ForeignKeys))
-            .collect();
-        let orphans = Some(at + 1 + catalog.len())
-            .filter(|&j| checks.get(j) == Some(&HealthCheck::OrphanedRows));
-        let opts = self.opts;
-        let wanted: Vec<HealthCheck> = side.iter().map(|&j| checks[j]).collect();
-        let shared = SharedCounts::default();
-        // Sent once the orphan counts are listed; dropped unsent, there are none to share.
-        let (listed, ready) = tokio::sync::oneshot::channel::<()>();
-        let ((mine, fks), (theirs, helped)) = tokio::join!(
-            async {
-                let mut out = Vec::with_capacity(catalog.len());
-                for &j in &catalog {
-                    out.push((j, self.run(checks[j]).await));
-                }
-                let mut fks = None;
-                if orphans.is_some() {
-                    fks = Some(match self.orphan_list().await {
-                        Ok((list, queries)) => {
-                            tracing::debug!(
-                                "the orphan counts shared with the helper as the two come free"
-                            );
-                            shared.fill(queries);
-                            let _ = listed.send(());
-                            Ok((list, shared.count_on(self.conn).await))
-                        }
-                        Err(e) => {
-                            drop(listed);
-                            Err(e)
-                        }
-                    });
-                } else {
-                    drop(listed);
-                }
-                (out, fks)
-            },
-            async {
-                let measured = helper.sizes(opts, &wanted).await;
-                let helped = match ready.await {
-                    Ok(()) => shared.count_on(&mut helper.conn).await.is_ok(),
-                    Err(_) => true,
-                };
-                (measured, helped)
-            }
-        );
-        self.helper = Some(helper);
-        if !helped {
-            // It broke while counting: no helper again in this snapshot.
-            self.close_helper().await;
-            self.snapshot_id = None;
-        }
-        for (j, r) in mine {
-            slots[j] = Some(r);
-        }
-        if let (Some(j), Some(fks)) = (orphans, fks) {
-            let counted = match fks {
-                Ok((list, Ok(()))) => shared.finish(self.conn).await.map(|c| (list, c)),
-                Ok((_, Err(e))) | Err(e) => Err(e),
-            };
-            slots[j] = Some(match counted {
-                Ok((list, counted)) => orphans_counted(&list, counted, opts),
-                Err(e) => errored(HealthCheck::OrphanedRows, &e, opts),
-            });
-        }
-        theirs
     }
 }

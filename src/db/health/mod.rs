@@ -33,6 +33,7 @@ mod report;
 mod security;
 mod settings;
 mod shared;
+mod side;
 mod snapshot;
 mod sqlite;
 mod tablespaces;

@@ -41,6 +41,9 @@ pub(super) async fn run_checks(
     // Each check's result in its place: the helper may measure the size checks out of turn.
     let mut slots: Vec<Option<CheckResult>> = checks.iter().map(|_| None).collect();
     let early = if ok { side_at(&checks, opts) } else { None };
+    // Size checks held back for the helper that it did not measure: run once the snapshot
+    // has ended.
+    let mut later = Vec::new();
     for (i, &c) in checks.iter().enumerate() {
         // A size check before `row_counts` waits for the helper `row_counts` may open.
         let waits = early.is_some_and(|at| i < at && SIDE.contains(&c));
@@ -56,6 +59,9 @@ pub(super) async fn run_checks(
             if pg.split.is_none() || !checks[i..].contains(&HealthCheck::TableSizes) {
                 pg.close_helper().await;
             }
+            for j in std::mem::take(&mut later) {
+                slots[j] = Some(pg.run(checks[j]).await);
+            }
         } else if ok {
             // Not had: each of them opens its own transaction, and says why it failed.
             let _ = pg.begin_snapshot().await;
@@ -69,11 +75,14 @@ pub(super) async fn run_checks(
             (true, _) => pg.run(c).await,
         });
         if early == Some(i) {
-            pg.side_checks(&checks, &mut slots, i).await;
+            later = pg.side_checks(&checks, &mut slots, i).await;
         }
     }
     pg.end_snapshot().await;
     pg.close_helper().await;
+    for j in later {
+        slots[j] = Some(pg.run(checks[j]).await);
+    }
     results.extend(slots.into_iter().flatten());
     results
 }
@@ -81,7 +90,7 @@ pub(super) async fn run_checks(
 /// The checks that read sizes from the server's files (`pg_database_size`,
 /// `pg_tablespace_size`: a walk of every file, the longest single queries on a large
 /// database or server, taking no table's lock), which the helper measures while the checks'
-/// connection reads the catalog (`helper.rs`).
+/// connection reads the catalog (`side.rs`).
 pub(super) const SIDE: &[HealthCheck] = &[HealthCheck::DatabaseSize, HealthCheck::Tablespaces];
 
 /// Where the helper may take the size checks: right after `row_counts` (which opens it when

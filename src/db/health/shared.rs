@@ -2,7 +2,9 @@
 //! message's worth of statements from the list, so a connection that starts late (the helper,
 //! busy measuring sizes first) or meets slower tables takes fewer, and neither waits for the
 //! other's fixed half. Both count in the same snapshot; the results go back in the list's
-//! order. A connection that breaks gives its messages back, for the other to count.
+//! order. A helper that breaks gives back the message it was counting, which the checks'
+//! connection counts at the end (`finish`); when the checks' connection breaks the counts
+//! fail, and `stop` leaves nothing more for the helper to take.
 
 use super::snapshot::{SHARED, counts_on};
 use sqlx::PgConnection;
@@ -17,6 +19,8 @@ type Count = Result<i64, sqlx::Error>;
 pub(super) struct SharedCounts {
     queries: RefCell<Vec<String>>,
     next: Cell<usize>,
+    /// Set by `stop`: nothing more is handed out.
+    stopped: Cell<bool>,
     /// Each message counted: where it starts in the list, and its counts.
     counted: RefCell<Vec<(usize, Vec<Count>)>>,
     /// Messages taken and not counted (their connection broke).
@@ -30,11 +34,16 @@ impl SharedCounts {
         self.next.set(0);
     }
 
+    /// Hands out nothing more: the counts failed.
+    pub(super) fn stop(&self) {
+        self.stopped.set(true);
+    }
+
     /// The next message's worth of statements, and where it starts in the list.
     fn take(&self) -> Option<(usize, Vec<String>)> {
         let queries = self.queries.borrow();
         let start = self.next.get();
-        if start >= queries.len() {
+        if self.stopped.get() || start >= queries.len() {
             return None;
         }
         let end = (start + SHARED).min(queries.len());
