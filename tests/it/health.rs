@@ -21,6 +21,17 @@ pub(crate) fn health_outputs(p: &Project) -> Json {
         .unwrap_or_else(|| panic!("no health step in {st:#}"))
 }
 
+/// `runbook run NAME` in `p` logging at debug level, which passes: its output.
+pub(crate) fn run_logged(p: &Project, name: &str) -> String {
+    let target = p.target.arg();
+    let out = p
+        .base(&["run", name, "--target", &target])
+        .env("RUST_LOG", "runbook=debug")
+        .run();
+    assert_eq!(out.code, 0, "{}", out.combined());
+    out.combined()
+}
+
 fn health_playbook(body: &str) -> String {
     format!("name: health-it\nsteps:\n  - id: health\n    health:\n{body}")
 }
@@ -675,18 +686,11 @@ fn set_based_counts_match_the_rows_written_and_a_failure_stays_alone() {
             "health-it",
             &health_playbook(&format!("      checks: {checks}\n")),
         );
-        let target = p.target.arg();
-        let out = p
-            .base(&["run", "health-it", "--target", &target])
-            .env("RUST_LOG", "runbook=debug")
-            .run();
-        assert_eq!(out.code, 0, "{}", out.combined());
+        let printed = run_logged(&p, "health-it");
         assert_eq!(
-            out.combined()
-                .contains("the orphan counts shared with the helper"),
+            printed.contains("the orphan counts shared with the helper"),
             shared,
-            "{}",
-            out.combined()
+            "{printed}"
         );
         exact_despite_one_denied(&health_outputs(&p));
     }

@@ -2,7 +2,7 @@
 //! checks' snapshot, so both halves of the list see the database at one moment while a writer
 //! commits; where no second connection can be had, the checks' own connection counts it all.
 
-use crate::health::{Background, health_outputs, wait_until};
+use crate::health::{Background, health_outputs, run_logged, wait_until};
 use crate::support::{Project, Target};
 use serde_json::Value as Json;
 
@@ -21,6 +21,21 @@ fn tables(url: &str, rows: &str) {
             TABLES - 1
         ),
     );
+}
+
+/// A database of TABLES tables of `rows(i)` rows each, owned by a role that may read them and
+/// is allowed two connections (the run lock's and the step's, none for a helper): its URL as
+/// that role, and its name.
+fn two_connections_only(prefix: &str, rows: &str) -> (String, String) {
+    let cluster = crate::support::pg::cluster();
+    let url = cluster.create_owned_db(prefix);
+    let name = url.rsplit('/').next().unwrap().to_owned();
+    tables(&name, rows);
+    cluster.psql(
+        &name,
+        &format!("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {name}_owner; ALTER ROLE {name}_owner CONNECTION LIMIT 2"),
+    );
+    (url, name)
 }
 
 /// Sessions the server counted for `url`'s database, once no connection but `others` is left
@@ -113,14 +128,7 @@ fn a_helper_counts_in_the_same_snapshot() {
 /// the checks' connection counts every table itself, exactly.
 #[test]
 fn without_a_second_connection_every_table_is_still_counted() {
-    let cluster = crate::support::pg::cluster();
-    let url = cluster.create_owned_db("health_alone");
-    let name = url.rsplit('/').next().unwrap().to_owned();
-    tables(&name, "i % 5");
-    cluster.psql(
-        &name,
-        &format!("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {name}_owner; ALTER ROLE {name}_owner CONNECTION LIMIT 2"),
-    );
+    let (url, name) = two_connections_only("health_alone", "i % 5");
     let p = Project::new(|_| Target::Postgres(url.clone()));
     let rows = row_counts(&p);
     assert!(rows["errors"].as_object().unwrap().is_empty(), "{rows:#}");
@@ -130,7 +138,7 @@ fn without_a_second_connection_every_table_is_still_counted() {
         assert_eq!(tables[&format!("T{i}")], i % 5, "T{i}");
     }
     // The helper was tried and refused: no session more than the connection check's.
-    let admin = cluster.url(&name);
+    let admin = crate::support::pg::cluster().url(&name);
     assert_eq!(helpers_used(&p, &admin, 0, "[row_counts]"), 0);
 }
 
@@ -200,18 +208,13 @@ fn titles(printed: &str) -> Vec<String> {
 
 /// A run of `p` with one `health` step of `checks`, logging at debug level: its output and
 /// the step's `checks` output.
-fn run_logged(p: &Project, checks: &str) -> (String, Json) {
+fn run_checks_logged(p: &Project, checks: &str) -> (String, Json) {
     p.playbook(
         "checks",
         &format!("name: checks\nsteps:\n  - id: health\n    health: {{ checks: {checks} }}\n"),
     );
-    let target = p.target.arg();
-    let out = p
-        .base(&["run", "checks", "--target", &target])
-        .env("RUST_LOG", "runbook=debug")
-        .run();
-    assert_eq!(out.code, 0, "{}", out.combined());
-    (out.combined(), health_outputs(p)["checks"].clone())
+    let printed = run_logged(p, "checks");
+    (printed, health_outputs(p)["checks"].clone())
 }
 
 /// The size checks in the places `checks` lists them, with the server's figures: measured by
@@ -225,7 +228,7 @@ fn sizes_in_place(p: &Project, admin: &str, helped: bool) {
             .unwrap()
     };
     let before = size();
-    let (printed, checks) = run_logged(
+    let (printed, checks) = run_checks_logged(
         p,
         "[tablespaces, database_size, row_counts, indexes, version]",
     );
@@ -275,14 +278,7 @@ fn size_checks_measured_by_the_helper_keep_their_places_and_figures() {
     tables(&url, "1");
     sizes_in_place(&p, &url, true);
 
-    let cluster = crate::support::pg::cluster();
-    let url = cluster.create_owned_db("health_side_alone");
-    let name = url.rsplit('/').next().unwrap().to_owned();
-    tables(&name, "1");
-    cluster.psql(
-        &name,
-        &format!("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {name}_owner; ALTER ROLE {name}_owner CONNECTION LIMIT 2"),
-    );
+    let (url, name) = two_connections_only("health_side_alone", "1");
     let p = Project::new(|_| Target::Postgres(url.clone()));
     sizes_in_place(&p, &name, false);
 }

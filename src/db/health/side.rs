@@ -125,9 +125,8 @@ impl Pg<'_> {
         );
         self.helper = Some(helper);
         if !helped {
-            // It broke while counting: no helper again in this snapshot.
-            self.close_helper().await;
-            self.snapshot_id = None;
+            // It broke while counting.
+            self.lose_helper().await;
         }
         for (j, r) in mine {
             slots[j] = Some(r);

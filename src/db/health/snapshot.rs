@@ -105,6 +105,12 @@ impl Pg<'_> {
         }
     }
 
+    /// Closes a helper that broke (or could not be had): none is tried again in this snapshot.
+    pub(super) async fn lose_helper(&mut self) {
+        self.close_helper().await;
+        self.snapshot_id = None;
+    }
+
     /// Closes the helper's connection, if one is open.
     pub(super) async fn close_helper(&mut self) {
         self.split = None;
@@ -179,10 +185,8 @@ impl Pg<'_> {
         match helped {
             Some(counted) => out.extend(counted),
             None => {
-                // No helper, or it broke: this connection counts its half too, and no helper
-                // is tried again in this snapshot.
-                self.close_helper().await;
-                self.snapshot_id = None;
+                // No helper, or it broke: this connection counts its half too.
+                self.lose_helper().await;
                 out.extend(counts_on(self.conn, second, PER_MESSAGE).await?);
             }
         }
