@@ -7,10 +7,10 @@ use crate::support::{Project, Target};
 use serde_json::Value as Json;
 
 /// Tables counted: more than one message's worth, so the list is split with a helper.
-const TABLES: usize = 600;
+pub(crate) const TABLES: usize = 600;
 
 /// Creates TABLES unlogged tables `T0`.. of `rows(i)` rows each in `url`'s database.
-fn tables(url: &str, rows: &str) {
+pub(crate) fn tables(url: &str, rows: &str) {
     crate::support::pg::cluster().psql(
         url,
         &format!(

@@ -30,6 +30,7 @@ mod fleet_reasons;
 mod gates;
 mod health;
 mod health_helper;
+mod health_helper_lost;
 mod health_locks;
 mod health_replica;
 mod health_review;
