@@ -30,7 +30,16 @@ impl Stat {
 
 /// The process `pid` as `/proc` shows it now; `None` once it is gone.
 pub fn stat(pid: u32) -> Option<Stat> {
-    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+    use std::io::Read;
+    // Read into room for the whole line (a few hundred bytes): `/proc` says its files are
+    // empty, so `fs::read_to_string` would read it 32, 32, 64... bytes at a time, six reads
+    // for every step's child.
+    let mut text = String::with_capacity(1024);
+    std::fs::File::open(format!("/proc/{pid}/stat"))
+        .ok()?
+        .read_to_string(&mut text)
+        .ok()?;
+    parse_stat(&text)
 }
 
 /// The fields after the command name, which is in parentheses and may itself hold spaces and
