@@ -31,15 +31,16 @@ impl Stat {
 /// The process `pid` as `/proc` shows it now; `None` once it is gone.
 pub fn stat(pid: u32) -> Option<Stat> {
     use std::io::Read;
-    // Read into room for the whole line (a few hundred bytes): `/proc` says its files are
-    // empty, so `fs::read_to_string` would read it 32, 32, 64... bytes at a time, six reads
-    // for every step's child.
-    let mut text = String::with_capacity(1024);
+    // Read as bytes into room for the whole line (a few hundred bytes): the command name is
+    // whatever the process calls itself, cut to 15 bytes (which may split a character), so
+    // it need not be UTF-8, and `/proc` says its files are empty, so `fs::read_to_string`
+    // would read the line 32, 32, 64... bytes at a time.
+    let mut bytes = Vec::with_capacity(1024);
     std::fs::File::open(format!("/proc/{pid}/stat"))
         .ok()?
-        .read_to_string(&mut text)
+        .read_to_end(&mut bytes)
         .ok()?;
-    parse_stat(&text)
+    parse_stat(&String::from_utf8_lossy(&bytes))
 }
 
 /// The fields after the command name, which is in parentheses and may itself hold spaces and
@@ -168,6 +169,23 @@ mod tests {
             }
         );
         assert!(parse_stat("12 (x) S 1").is_none());
+    }
+
+    /// A process whose name is not UTF-8 (an executable named so) is found, not taken for
+    /// gone.
+    #[test]
+    fn a_process_named_in_bytes_that_are_not_utf8_is_found() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join(std::ffi::OsStr::from_bytes(b"sl\xffep"));
+        std::os::unix::fs::symlink("/bin/sleep", &link).unwrap();
+        let mut child = std::process::Command::new(&link).arg("5").spawn().unwrap();
+        let comm = std::fs::read(format!("/proc/{}/comm", child.id())).unwrap();
+        let found = stat(child.id());
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(comm, b"sl\xffep\n", "the kernel kept the name's bytes");
+        assert!(found.is_some_and(|s| s.running()), "{found:?}");
     }
 
     #[test]

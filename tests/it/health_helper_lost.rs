@@ -1,103 +1,123 @@
 //! A helper lost while it counts (`src/db/health/snapshot.rs`, `shared.rs`): a server that
-//! ends its backend (an administrator's `pg_terminate_backend`, a pooler, a restart of the
-//! process) costs the counts nothing but time. Its half of the row counts, or the message of
-//! orphan counts it had taken, is counted on the checks' connection in the same snapshot,
+//! ends its backend (an administrator's `pg_terminate_backend`, a pooler dropping it) costs
+//! the counts nothing but time. Its half of a list counted in halves, or the message of
+//! orphan counts it had taken when they are shared out, is counted on the checks' connection,
 //! every figure exact and no error reported.
 //!
 //! The helper is made to wait where the test wants it: a session holds a table the helper is
 //! about to read, the test sees the helper wait for that lock, ends its backend, then lets the
-//! table go.
+//! table go (well within the checks' lock timeout of at most 5 s).
 
 use crate::health::health_outputs;
 use crate::health_helper::{TABLES, tables};
 use crate::support::pg::Session;
 use crate::support::{Project, Target};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
-/// Ends the backend that waits for a lock on `table` in `db` once one does, and returns its
-/// pid.
-fn end_the_waiter(db: &str, table: &str) -> i32 {
-    let cluster = crate::support::pg::cluster();
-    let began = Instant::now();
-    loop {
-        let pid = cluster.psql(
-            db,
-            &format!(
-                "SELECT l.pid FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
-                 WHERE c.relname = '{table}' AND NOT l.granted"
-            ),
-        );
-        if let Ok(pid) = pid.parse::<i32>() {
-            assert_eq!(
-                cluster.psql(db, &format!("SELECT pg_terminate_backend({pid})")),
-                "t"
-            );
-            return pid;
-        }
-        assert!(
-            began.elapsed() < Duration::from_secs(30),
-            "nothing waited for {table}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
+/// runbook started in the background; killed if the test ends first (a failed assertion).
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
-/// The newest backend of the run in `db` that is not `psql`'s: the helper, which connects
-/// after the run's lock and the checks' connection.
-fn newest_runbook_backend(db: &str) -> i32 {
+/// The backends that wait for a lock on `table` in `db`'s database.
+fn waiting_for(db: &str, table: &str) -> Vec<i32> {
+    crate::support::pg::cluster()
+        .psql(
+            db,
+            &format!(
+                "SELECT l.pid FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+                 WHERE c.relname = '{table}' AND NOT l.granted \
+                   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            ),
+        )
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect()
+}
+
+/// runbook's backends in `db`'s database, oldest first (psql's left out).
+fn runbook_backends(db: &str) -> Vec<i32> {
     crate::support::pg::cluster()
         .psql(
             db,
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
              AND application_name NOT LIKE 'psql%' AND pid <> pg_backend_pid() \
-             AND backend_type = 'client backend' ORDER BY backend_start DESC LIMIT 1",
+             AND backend_type = 'client backend' ORDER BY backend_start",
         )
-        .parse()
-        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect()
 }
 
-/// Runs `checks` in `p` in the background while `held` keeps `table` locked: ends the
-/// backend that waits for it, which must be the helper, then lets the table go. Returns
-/// the step's `checks` output; the run must pass.
+/// Runs `checks` in `p` in the background, logging at debug level, while `held` keeps
+/// `table` locked (and `also` keeps other tables locked): once a backend waits for `table`,
+/// checks that it is the helper (the newest of the run's three backends: the run lock's, the
+/// checks' and the helper), ends it, then lets every table go. Returns the run's log and the
+/// step's `checks` output; the run must pass.
 fn run_losing_the_helper(
     p: &Project,
     db: &str,
     checks: &str,
-    held: Session,
-    table: &str,
-) -> serde_json::Value {
+    (held, table): (Session, &str),
+    also: Vec<Session>,
+) -> (String, serde_json::Value) {
     p.playbook(
         "checks",
         &format!("name: checks\nsteps:\n  - id: health\n    health: {{ checks: {checks} }}\n"),
     );
-    let mut run = p.start("checks", &[]);
-    let newest = loop {
-        // The helper is the newest backend once it waits; read before it is ended.
-        let waiting = crate::support::pg::cluster().psql(
-            db,
-            &format!(
-                "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
-                 WHERE c.relname = '{table}' AND NOT l.granted"
-            ),
-        );
-        if waiting != "0" {
-            break newest_runbook_backend(db);
+    let target = p.target.arg();
+    let log = p.path().join("runbook.log");
+    let mut run = Running(
+        p.base(&["run", "checks", "--target", &target])
+            .env("RUST_LOG", "runbook=debug")
+            .start(&log),
+    );
+    let began = Instant::now();
+    let waiter = loop {
+        if let [pid] = waiting_for(db, table)[..] {
+            break pid;
         }
+        let ended = run.0.try_wait().unwrap();
+        let printed = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(
+            ended.is_none(),
+            "the run ended before anything waited for {table}:\n{printed}"
+        );
+        assert!(
+            began.elapsed() < Duration::from_secs(30),
+            "nothing waited for {table}:\n{printed}"
+        );
         std::thread::sleep(Duration::from_millis(10));
     };
-    let ended = end_the_waiter(db, table);
+    let backends = runbook_backends(db);
+    assert_eq!(backends.len(), 3, "the run's backends: {backends:?}");
     assert_eq!(
-        ended, newest,
+        backends.last(),
+        Some(&waiter),
         "the checks' connection waited for {table}, not the helper"
     );
+    let cluster = crate::support::pg::cluster();
+    assert_eq!(
+        cluster.psql(db, &format!("SELECT pg_terminate_backend({waiter})")),
+        "t"
+    );
     held.release();
-    let status = run.wait().unwrap();
-    let log = std::fs::read_to_string(p.path().join("runbook.log")).unwrap_or_default();
-    assert!(status.success(), "{log}");
-    health_outputs(p)["checks"].clone()
+    for session in also {
+        session.release();
+    }
+    let status = run.0.wait().unwrap();
+    let printed = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "{printed}");
+    (printed, health_outputs(p)["checks"].clone())
 }
 
-/// The helper counts the second half of the tables by name (`T99` is the last): ended while
+/// Split in two halves by name, the helper counts the second (`T99` is the last): ended while
 /// it waits for `T99`, its half is counted by the checks' connection, every table exactly.
 #[test]
 fn a_helper_ended_mid_count_leaves_its_half_to_the_checks_connection() {
@@ -108,7 +128,7 @@ fn a_helper_ended_mid_count_leaves_its_half_to_the_checks_connection() {
     tables(&url, "i % 5");
     let cluster = crate::support::pg::cluster();
     let held = cluster.hold(&url, "BEGIN; LOCK TABLE \"T99\" IN ACCESS EXCLUSIVE MODE;");
-    let checks = run_losing_the_helper(&p, &url, "[row_counts]", held, "T99");
+    let (_, checks) = run_losing_the_helper(&p, &url, "[row_counts]", (held, "T99"), Vec::new());
     let rows = &checks["row_counts"];
     assert!(rows["errors"].as_object().unwrap().is_empty(), "{rows:#}");
     let counted = rows["tables"].as_object().unwrap();
@@ -119,16 +139,17 @@ fn a_helper_ended_mid_count_leaves_its_half_to_the_checks_connection() {
 }
 
 /// Children `C000`..`C299` of `P`, each behind a `NOT VALID` foreign key with `i % 3` orphaned
-/// rows; `C180` is large (1.1 million rows, 1,100 of them orphans), so `row_counts` estimates
-/// it from the statistics and only the orphan counts read it.
+/// rows, in key order by name; `C000` and `C180` are large (1.1 million rows, 1,100 of them
+/// orphans), so `row_counts` estimates them from the statistics and only the orphan counts
+/// read them.
 fn children(url: &str) {
     crate::support::pg::cluster().psql(
         url,
         "CREATE TABLE \"P\" (id int PRIMARY KEY); INSERT INTO \"P\" VALUES (1);
          DO $$ BEGIN FOR i IN 0..299 LOOP
            EXECUTE format('CREATE TABLE \"C%s\" (id int, p int) WITH (autovacuum_enabled = off)', lpad(i::text, 3, '0'));
-           IF i = 180 THEN
-             INSERT INTO \"C180\" SELECT g, CASE WHEN g % 1000 = 0 THEN 99 ELSE 1 END FROM generate_series(1, 1100000) g;
+           IF i IN (0, 180) THEN
+             EXECUTE format('INSERT INTO \"C%s\" SELECT g, CASE WHEN g %% 1000 = 0 THEN 99 ELSE 1 END FROM generate_series(1, 1100000) g', lpad(i::text, 3, '0'));
            ELSE
              EXECUTE format('INSERT INTO \"C%s\" SELECT g, CASE WHEN g <= %s THEN 99 ELSE 1 END FROM generate_series(1, 3) g', lpad(i::text, 3, '0'), i % 3);
            END IF;
@@ -138,10 +159,12 @@ fn children(url: &str) {
     );
 }
 
-/// With `row_counts` before them, the orphan counts are shared out a message (125 keys) at a
-/// time: the checks' connection takes the first, the helper the second, which holds `C180`.
-/// Ended while it waits for `C180`, the helper gives that message back, and the checks'
-/// connection counts it at the end: every key's orphans exact, no error.
+/// With a size check before `row_counts` and the catalog read after it, the helper measures
+/// the size while the checks' connection reads the keys, then the orphan counts are shared out
+/// a message (125 keys) at a time. The checks' connection takes the first and waits there for
+/// `C000`; the helper takes the second, which holds `C180`. Ended while it waits for `C180`,
+/// the helper gives that message back, and the checks' connection counts it at the end: every
+/// key's orphans exact, no error.
 #[test]
 fn a_helper_ended_while_sharing_the_orphan_counts_gives_its_message_back() {
     let p = Project::new(|_| Target::postgres("health_helper_gives_back"));
@@ -150,22 +173,27 @@ fn a_helper_ended_while_sharing_the_orphan_counts_gives_its_message_back() {
     };
     children(&url);
     let cluster = crate::support::pg::cluster();
+    let first = cluster.hold(&url, "BEGIN; LOCK TABLE \"C000\" IN ACCESS EXCLUSIVE MODE;");
     let held = cluster.hold(&url, "BEGIN; LOCK TABLE \"C180\" IN ACCESS EXCLUSIVE MODE;");
-    let checks = run_losing_the_helper(
+    let (printed, checks) = run_losing_the_helper(
         &p,
         &url,
-        "[row_counts, foreign_keys, orphaned_rows]",
-        held,
-        "C180",
+        "[database_size, row_counts, foreign_keys, orphaned_rows]",
+        (held, "C180"),
+        vec![first],
     );
     assert!(
-        checks["row_counts"]["estimated"]
-            .as_array()
-            .unwrap()
-            .contains(&serde_json::json!("C180")),
-        "{:#}",
-        checks["row_counts"]
+        printed.contains("the orphan counts shared with the helper"),
+        "{printed}"
     );
+    let estimated = checks["row_counts"]["estimated"].as_array().unwrap();
+    for large in ["C000", "C180"] {
+        assert!(
+            estimated.contains(&serde_json::json!(large)),
+            "{:#}",
+            checks["row_counts"]
+        );
+    }
     let orphans = &checks["orphaned_rows"];
     assert!(
         orphans["errors"].as_array().is_none_or(Vec::is_empty),
@@ -183,10 +211,9 @@ fn a_helper_ended_while_sharing_the_orphan_counts_gives_its_message_back() {
         })
         .collect();
     found.sort();
-    let mut want: Vec<(String, i64)> = (0..300)
-        .filter(|i| i % 3 > 0 || *i == 180)
-        .map(|i| (format!("C{i:03}"), if i == 180 { 1100 } else { i % 3 }))
+    let want: Vec<(String, i64)> = (0..300)
+        .map(|i| (format!("C{i:03}"), if i % 180 == 0 { 1100 } else { i % 3 }))
+        .filter(|(_, n)| *n > 0)
         .collect();
-    want.sort();
     assert_eq!(found, want, "{orphans:#}");
 }
