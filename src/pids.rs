@@ -180,7 +180,17 @@ mod tests {
         let link = dir.path().join(std::ffi::OsStr::from_bytes(b"sl\xffep"));
         std::os::unix::fs::symlink("/bin/sleep", &link).unwrap();
         let mut child = std::process::Command::new(&link).arg("5").spawn().unwrap();
-        let comm = std::fs::read(format!("/proc/{}/comm", child.id())).unwrap();
+        // The parent may go on before the kernel has named the child after its new program.
+        let comm_path = format!("/proc/{}/comm", child.id());
+        let began = std::time::Instant::now();
+        let mut comm = Vec::new();
+        while began.elapsed() < Duration::from_secs(5) {
+            comm = std::fs::read(&comm_path).unwrap_or_default();
+            if comm == b"sl\xffep\n" {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let found = stat(child.id());
         let _ = child.kill();
         let _ = child.wait();
