@@ -2,7 +2,7 @@
 //! pg_restore or a shell pipeline runs, and its children (grandchildren included) are gone
 //! soon after, checked by pid; the next backup leaves no `.partial` file; a resume stops what a
 //! crash left running before it retries the step; and the watchdog that does this stops
-//! nothing while runbook lives.
+//! nothing while runbook lives. A process whose name is not UTF-8 is seen alive, not gone.
 //!
 //! Children are blocked deterministically (a lock another session holds, a file the test has
 //! not created yet), and every wait polls with a deadline.
@@ -452,4 +452,31 @@ fn sigkill_of_a_fleet_stops_its_target_runs_and_their_children() {
     sigkill(&mut fleet);
     assert_gone(&[target_run], "the target's run", &log);
     assert_gone(&members, "the target's step and its sleeps", &log);
+}
+
+/// A process whose name is not UTF-8 (an executable named so) is found, not taken for
+/// gone.
+#[test]
+fn a_process_named_in_bytes_that_are_not_utf8_is_found() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join(std::ffi::OsStr::from_bytes(b"sl\xffep"));
+    std::os::unix::fs::symlink("/bin/sleep", &link).unwrap();
+    let mut child = std::process::Command::new(&link).arg("5").spawn().unwrap();
+    // The parent may go on before the kernel has named the child after its new program.
+    let comm_path = format!("/proc/{}/comm", child.id());
+    let began = std::time::Instant::now();
+    let mut comm = Vec::new();
+    while began.elapsed() < Duration::from_secs(5) {
+        comm = std::fs::read(&comm_path).unwrap_or_default();
+        if comm == b"sl\xffep\n" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let found = runbook::pids::stat(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(comm, b"sl\xffep\n", "the kernel kept the name's bytes");
+    assert!(found.is_some_and(|s| s.running()), "{found:?}");
 }
