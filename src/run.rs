@@ -394,11 +394,17 @@ impl RunRecord {
         // SAFETY: signal 0 only checks whether the process exists.
         let exists = unsafe { libc::kill(pid, 0) } == 0
             || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
-        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .is_ok_and(|s| s.rsplit(") ").next().is_some_and(|r| r.starts_with('Z')));
-        // The pid may have been reused by another program: only a runbook process counts.
-        let is_runbook = std::fs::read_to_string(format!("/proc/{pid}/comm"))
-            .is_ok_and(|c| c.trim() == "runbook");
+        let zombie = u32::try_from(pid)
+            .ok()
+            .and_then(crate::pids::stat)
+            .is_some_and(|s| !s.running());
+        // The pid may have been reused by another program: only a runbook process counts,
+        // known by its name, or by running this very program under another name (installed
+        // as `runbook-1.2`, started through a link named `rb`). Taking a live run for a
+        // crashed one would let it be resumed while it runs.
+        let is_runbook = std::fs::read(format!("/proc/{pid}/comm"))
+            .is_ok_and(|c| c.trim_ascii() == b"runbook")
+            || same_program(pid);
         Some(!exists || zombie || !is_runbook)
     }
 
@@ -409,6 +415,18 @@ impl RunRecord {
         } else {
             self.status.as_str()
         }
+    }
+}
+
+/// Whether process `pid` runs the same executable file as this process (when this process may
+/// see which file that is: its own user's processes).
+fn same_program(pid: i32) -> bool {
+    match (
+        std::fs::read_link(format!("/proc/{pid}/exe")),
+        std::fs::read_link("/proc/self/exe"),
+    ) {
+        (Ok(theirs), Ok(ours)) => theirs == ours,
+        _ => false,
     }
 }
 

@@ -371,3 +371,82 @@ fn a_refused_run_never_takes_the_postgres_lock_it_connected_for() {
     assert_eq!(finished_events(&p, &id), ("1".to_owned(), 1));
     assert!(p.target.query("SELECT to_regclass('windowed') IS NULL") == ["t"]);
 }
+
+/// runbook started in the background; killed if the test ends first (a failed assertion).
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A run started through a link named otherwise (runbook installed as `rb`) is runbook's while
+/// it lives: `runs` shows it running, not crashed, and a resume of it is refused. Its playbook
+/// has no target, so no target's lock stands between the two. Before, a process not named
+/// `runbook` was taken for a pid reused by another program: `runs` said crashed, and the resume
+/// called the running step's outcome unknown and offered `--retry-step`, which would have run
+/// it a second time beside the first.
+#[test]
+fn a_run_of_runbook_under_another_name_is_not_taken_for_crashed() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = dir.path().join("gate");
+    std::fs::create_dir(dir.path().join("playbooks")).unwrap();
+    std::fs::write(
+        dir.path().join("playbooks").join("hold.yaml"),
+        format!(
+            "name: hold\nsteps:\n  - id: hold\n    shell: {{ script: \"while [ ! -e {} ]; do sleep 0.05; done\" }}\n",
+            gate.display()
+        ),
+    )
+    .unwrap();
+    let link = dir.path().join("rb");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_runbook"), &link).unwrap();
+    let project = dir.path().display().to_string();
+    let out = std::fs::File::create(dir.path().join("rb.log")).unwrap();
+    let mut run = Running(
+        std::process::Command::new(&link)
+            .args(["-C", &project, "run", "hold"])
+            .stdin(std::process::Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap(),
+    );
+    let runs = || {
+        let out = Runbook::new(&["-C", &project, "runs", "--format", "json"]).run();
+        serde_json::from_str::<serde_json::Value>(&out.stdout).unwrap_or_default()["runs"]
+            .as_array()
+            .and_then(|r| r.first().cloned())
+    };
+    wait_until("the run is recorded", || {
+        runs().is_some_and(|r| r["status"].is_string())
+    });
+    let recorded = runs().unwrap();
+    assert_eq!(recorded["status"], "running", "{recorded:#}");
+    let id = recorded["run_id"].as_str().unwrap().to_owned();
+    // In the background: a resume that went ahead would wait for the gate in the run's step.
+    let mut resume = Running(
+        Runbook::new(&["-C", &project, "resume", &id]).start(&dir.path().join("resume.log")),
+    );
+    let mut refused = None;
+    for _ in 0..200 {
+        refused = resume.0.try_wait().unwrap();
+        if refused.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let said = std::fs::read_to_string(dir.path().join("resume.log")).unwrap_or_default();
+    assert_eq!(
+        refused.and_then(|s| s.code()),
+        Some(4),
+        "the resume of a live run was not refused:\n{said}"
+    );
+    assert!(said.contains("is still running"), "{said}");
+    std::fs::write(&gate, "").unwrap();
+    let status = run.0.wait().unwrap();
+    let printed = std::fs::read_to_string(dir.path().join("rb.log")).unwrap_or_default();
+    assert!(status.success(), "{printed}");
+}
