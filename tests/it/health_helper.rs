@@ -72,13 +72,18 @@ fn helpers_used(p: &Project, url: &str, others: i64, checks: &str) -> i64 {
     opened[0] - opened[1]
 }
 
-/// The `checks` output of a run of `p` with one `health` step of `checks` (a YAML list),
-/// which passes.
-fn run_checks(p: &Project, checks: &str) -> Json {
+/// Writes `p`'s playbook `checks`: one `health` step of `checks` (a YAML list).
+pub(crate) fn checks_playbook(p: &Project, checks: &str) {
     p.playbook(
         "checks",
         &format!("name: checks\nsteps:\n  - id: health\n    health: {{ checks: {checks} }}\n"),
     );
+}
+
+/// The `checks` output of a run of `p` with one `health` step of `checks` (a YAML list),
+/// which passes.
+fn run_checks(p: &Project, checks: &str) -> Json {
+    checks_playbook(p, checks);
     let out = p.run("checks", &[]);
     assert_eq!(out.code, 0, "{}", out.combined());
     health_outputs(p)["checks"].clone()
@@ -209,10 +214,7 @@ fn titles(printed: &str) -> Vec<String> {
 /// A run of `p` with one `health` step of `checks`, logging at debug level: its output and
 /// the step's `checks` output.
 fn run_checks_logged(p: &Project, checks: &str) -> (String, Json) {
-    p.playbook(
-        "checks",
-        &format!("name: checks\nsteps:\n  - id: health\n    health: {{ checks: {checks} }}\n"),
-    );
+    checks_playbook(p, checks);
     let printed = run_logged(p, "checks");
     (printed, health_outputs(p)["checks"].clone())
 }

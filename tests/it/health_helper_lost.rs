@@ -9,21 +9,10 @@
 //! table go (well within the checks' lock timeout of at most 5 s).
 
 use crate::health::health_outputs;
-use crate::health_helper::{TABLES, tables};
+use crate::health_helper::{TABLES, checks_playbook, tables};
 use crate::support::pg::Session;
-use crate::support::{Project, Target};
-use std::process::Child;
+use crate::support::{Project, Running, Target};
 use std::time::{Duration, Instant};
-
-/// runbook started in the background; killed if the test ends first (a failed assertion).
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// The backends that wait for a lock on `table` in `db`'s database.
 fn waiting_for(db: &str, table: &str) -> Vec<i32> {
@@ -67,10 +56,7 @@ fn run_losing_the_helper(
     (held, table): (Session, &str),
     also: Vec<Session>,
 ) -> (String, serde_json::Value) {
-    p.playbook(
-        "checks",
-        &format!("name: checks\nsteps:\n  - id: health\n    health: {{ checks: {checks} }}\n"),
-    );
+    checks_playbook(p, checks);
     let target = p.target.arg();
     let log = p.path().join("runbook.log");
     let mut run = Running(

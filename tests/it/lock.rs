@@ -2,7 +2,7 @@
 //! its remaining steps once (the lock is taken before the run's records are read), and a
 //! SQLite target is locked by its database file, whatever path (a symlink) names it.
 
-use crate::support::{Project, Runbook, Target, sqlite};
+use crate::support::{Project, Runbook, Running, Target, sqlite};
 use std::path::Path;
 use std::process::Child;
 use std::time::Duration;
@@ -30,15 +30,17 @@ fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
     panic!("timed out waiting until {what}");
 }
 
-/// A playbook whose only step waits for `gate`: it holds the target's lock until then.
+/// A playbook whose only step waits for `gate`.
+fn holding_yaml(gate: &Path) -> String {
+    format!(
+        "name: hold\nsteps:\n  - id: hold\n    shell: {{ script: \"while [ ! -e {} ]; do sleep 0.05; done\" }}\n",
+        gate.display()
+    )
+}
+
+/// `holding_yaml` as `p`'s playbook `hold`: it holds the target's lock until `gate` exists.
 fn holding_playbook(p: &Project, gate: &Path) {
-    p.playbook(
-        "hold",
-        &format!(
-            "name: hold\nsteps:\n  - id: hold\n    shell: {{ script: \"while [ ! -e {} ]; do sleep 0.05; done\" }}\n",
-            gate.display()
-        ),
-    );
+    p.playbook("hold", &holding_yaml(gate));
 }
 
 /// Starts `hold` on `target` and waits until its run is recorded as running (a run is
@@ -372,16 +374,6 @@ fn a_refused_run_never_takes_the_postgres_lock_it_connected_for() {
     assert!(p.target.query("SELECT to_regclass('windowed') IS NULL") == ["t"]);
 }
 
-/// runbook started in the background; killed if the test ends first (a failed assertion).
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// A run started through a link named otherwise (runbook installed as `rb`) is runbook's while
 /// it lives: `runs` shows it running, not crashed, and a resume of it is refused. Its playbook
 /// has no target, so no target's lock stands between the two. Before, a process not named
@@ -395,24 +387,14 @@ fn a_run_of_runbook_under_another_name_is_not_taken_for_crashed() {
     std::fs::create_dir(dir.path().join("playbooks")).unwrap();
     std::fs::write(
         dir.path().join("playbooks").join("hold.yaml"),
-        format!(
-            "name: hold\nsteps:\n  - id: hold\n    shell: {{ script: \"while [ ! -e {} ]; do sleep 0.05; done\" }}\n",
-            gate.display()
-        ),
+        holding_yaml(&gate),
     )
     .unwrap();
     let link = dir.path().join("rb");
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_runbook"), &link).unwrap();
     let project = dir.path().display().to_string();
-    let out = std::fs::File::create(dir.path().join("rb.log")).unwrap();
     let mut run = Running(
-        std::process::Command::new(&link)
-            .args(["-C", &project, "run", "hold"])
-            .stdin(std::process::Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap(),
+        Runbook::via(&link, &["-C", &project, "run", "hold"]).start(&dir.path().join("rb.log")),
     );
     let runs = || {
         let out = Runbook::new(&["-C", &project, "runs", "--format", "json"]).run();
@@ -430,14 +412,11 @@ fn a_run_of_runbook_under_another_name_is_not_taken_for_crashed() {
     let mut resume = Running(
         Runbook::new(&["-C", &project, "resume", &id]).start(&dir.path().join("resume.log")),
     );
-    let mut refused = None;
-    for _ in 0..200 {
-        refused = resume.0.try_wait().unwrap();
-        if refused.is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(
+        "the resume ends (one that went ahead waits for the gate)",
+        || resume.0.try_wait().unwrap().is_some(),
+    );
+    let refused = resume.0.wait().ok();
     let said = std::fs::read_to_string(dir.path().join("resume.log")).unwrap_or_default();
     assert_eq!(
         refused.and_then(|s| s.code()),

@@ -8,9 +8,8 @@
 //! not created yet), and every wait polls with a deadline.
 
 use crate::support::pg;
-use crate::support::{Project, Target};
+use crate::support::{Project, Running, Target};
 use std::path::Path;
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 /// How long a condition may take before the test fails. The watchdog's grace before SIGKILL
@@ -105,16 +104,6 @@ fn watchdog_of(runbook: &Running, log: &Path) -> u32 {
             .into_iter()
             .find(|&p| cmdline(p).contains("__watchdog"))
     })
-}
-
-/// runbook started in the background; killed if the test ends first (a failed assertion).
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn sigkill(runbook: &mut Running) {

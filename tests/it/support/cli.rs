@@ -24,13 +24,29 @@ impl Output {
     }
 }
 
+/// runbook started in the background; killed if the test ends first (a failed assertion).
+pub struct Running(pub std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 pub struct Runbook {
     cmd: Command,
 }
 
 impl Runbook {
     pub fn new(args: &[&str]) -> Self {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_runbook"));
+        Runbook::via(Path::new(env!("CARGO_BIN_EXE_runbook")), args)
+    }
+
+    /// runbook started through `program`: a link to it under another name, as a package
+    /// installs it (`runbook-1.2`).
+    pub fn via(program: &Path, args: &[&str]) -> Self {
+        let mut cmd = Command::new(program);
         cmd.args(["--color", "never"])
             .args(args)
             .current_dir(repo());

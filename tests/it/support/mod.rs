@@ -8,6 +8,6 @@ pub mod pg;
 pub mod project;
 pub mod sqlite;
 
-pub use cli::{Output, Runbook, repo};
+pub use cli::{Output, Runbook, Running, repo};
 pub use project::{Project, Target, copy_dir};
 pub use sqlite::sqlite_exec;
