@@ -423,7 +423,7 @@ impl RunRecord {
 fn same_program(pid: i32) -> bool {
     match (
         std::fs::read_link(format!("/proc/{pid}/exe")),
-        std::fs::read_link("/proc/self/exe"),
+        std::env::current_exe(),
     ) {
         (Ok(theirs), Ok(ours)) => theirs == ours,
         _ => false,
