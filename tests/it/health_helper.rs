@@ -1,5 +1,5 @@
 //! Counts split over two connections (`src/db/health/helper.rs`): the helper counts in the
-//! checks' snapshot, so both halves of the list see the database at one moment while a writer
+//! checks' snapshot, so both parts of the list see the database at one moment while a writer
 //! commits; where no second connection can be had, the checks' own connection counts it all.
 
 use crate::health::{Background, health_outputs, run_logged, wait_until};
@@ -125,7 +125,7 @@ fn a_helper_counts_in_the_same_snapshot() {
         assert!(first > 0, "{rows:#}");
         assert_eq!(first, last, "T0 and T99 counted at different moments");
     }
-    // The list was split: a helper counted the second half.
+    // The list was shared: a helper counted part of it.
     assert_eq!(helpers_used(&p, &url, 1, "[row_counts]"), 1);
 }
 
@@ -147,18 +147,18 @@ fn without_a_second_connection_every_table_is_still_counted() {
     assert_eq!(helpers_used(&p, &admin, 0, "[row_counts]"), 0);
 }
 
-/// Table sizes after counts split with a helper: each connection sizes its half, and the list
+/// Table sizes after counts shared with a helper: each connection sizes its part, and the list
 /// is the one a single query gives, ties in size (most tables here are one page) broken by
-/// name across the two halves.
+/// name across the two parts.
 #[test]
-fn table_sizes_sized_in_two_halves_are_the_single_querys_list() {
+fn table_sizes_sized_in_two_parts_are_the_single_querys_list() {
     let p = Project::new(|_| Target::postgres("health_sizes"));
     let Target::Postgres(url) = p.target.clone() else {
         unreachable!()
     };
-    // Larger tables in both halves of the name order (T1.. to about T37 are the first), four
-    // of two pages, T1 and T10 in the first half and T5 and T6 in the second, where the list
-    // ends, the rest one page each.
+    // Larger tables in both parts of the name order (T1.. to about T37 are the first), four
+    // of two pages, T1 and T10 in the checks' connection's part and T5 and T6 in the helper's
+    // (it counts from the back), where the list ends, the rest one page each.
     tables(
         &url,
         "CASE WHEN i IN (3, 250, 420, 7, 555, 99) THEN 2000 + i WHEN i IN (1, 10, 5, 6) THEN 300 ELSE 1 END",
@@ -188,7 +188,7 @@ fn table_sizes_sized_in_two_halves_are_the_single_querys_list() {
     let want: Vec<&str> = want.lines().collect();
     assert_eq!(got, want, "{sizes:#}");
     // The list ends in the four tables of two pages, where only the names decide, across
-    // the halves.
+    // the parts.
     assert_eq!(want.len(), 10);
     let last: Vec<&str> = want[6..]
         .iter()

@@ -1,8 +1,8 @@
 //! A helper lost while it counts (`src/db/health/snapshot.rs`, `shared.rs`): a server that
 //! ends its backend (an administrator's `pg_terminate_backend`, a pooler dropping it) costs
-//! the counts nothing but time. Its half of a list counted in halves, or the message of
-//! orphan counts it had taken when they are shared out, is counted on the checks' connection,
-//! every figure exact and no error reported.
+//! the counts nothing but time. The message of row or orphan counts it had taken from the
+//! list it shares with the checks' connection is counted on the checks' connection, every
+//! figure exact and no error reported.
 //!
 //! The helper is made to wait where the test wants it: a session holds a table the helper is
 //! about to read, the test sees the helper wait for that lock, ends its backend, then lets the
@@ -103,18 +103,21 @@ fn run_losing_the_helper(
     (printed, health_outputs(p)["checks"].clone())
 }
 
-/// Split in two halves by name, the helper counts the second (`T99` is the last): ended while
-/// it waits for `T99`, its half is counted by the checks' connection, every table exactly.
+/// Shared in name order, the checks' connection counting from the front (it waits at `T0`,
+/// the first) and the helper from the back, whose first message holds `T99` (the last): ended
+/// while it waits for `T99`, its part is counted by the checks' connection, every table
+/// exactly.
 #[test]
-fn a_helper_ended_mid_count_leaves_its_half_to_the_checks_connection() {
+fn a_helper_ended_mid_count_leaves_its_part_to_the_checks_connection() {
     let p = Project::new(|_| Target::postgres("health_helper_ended"));
     let Target::Postgres(url) = p.target.clone() else {
         unreachable!()
     };
     tables(&url, "i % 5");
     let cluster = crate::support::pg::cluster();
+    let first = cluster.hold(&url, "BEGIN; LOCK TABLE \"T0\" IN ACCESS EXCLUSIVE MODE;");
     let held = cluster.hold(&url, "BEGIN; LOCK TABLE \"T99\" IN ACCESS EXCLUSIVE MODE;");
-    let (_, checks) = run_losing_the_helper(&p, &url, "[row_counts]", (held, "T99"), Vec::new());
+    let (_, checks) = run_losing_the_helper(&p, &url, "[row_counts]", (held, "T99"), vec![first]);
     let rows = &checks["row_counts"];
     assert!(rows["errors"].as_object().unwrap().is_empty(), "{rows:#}");
     let counted = rows["tables"].as_object().unwrap();
@@ -147,8 +150,9 @@ fn children(url: &str) {
 
 /// With a size check before `row_counts` and the catalog read after it, the helper measures
 /// the size while the checks' connection reads the keys, then the orphan counts are shared out
-/// a message (125 keys) at a time. The checks' connection takes the first and waits there for
-/// `C000`; the helper takes the second, which holds `C180`. Ended while it waits for `C180`,
+/// a message at a time. The checks' connection takes the first (75 keys, a quarter of the
+/// list) and waits there for `C000`; the helper takes from the back, its messages a quarter of
+/// what is left, and its third holds `C180`. Ended while it waits for `C180`,
 /// the helper gives that message back, and the checks' connection counts it at the end: every
 /// key's orphans exact, no error.
 #[test]

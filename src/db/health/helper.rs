@@ -1,17 +1,18 @@
 //! A second connection that counts in the shared snapshot (`snapshot.rs`), as `pg_dump -j`'s
 //! workers dump in one: the checks' connection exports its snapshot
 //! (`pg_export_snapshot()`), the helper imports it (`SET TRANSACTION SNAPSHOT`) before its
-//! first query, and the two count halves of a long list at once. Both see the database at
-//! the same moment, so the counts are the ones one connection would make; they take half the
-//! time where the server has a core to spare (each count is the server's work: it opens the
-//! table and its indexes, plans and scans). Each sends half as many statements to a message,
+//! first query, and the two count a long list at once, the checks' connection from its front
+//! and the helper from its back until they meet (`shared.rs`). Both see the database at the
+//! same moment, so the counts are the ones one connection would make; they take half the time
+//! where the server has a core to spare (each count is the server's work: it opens the table
+//! and its indexes, plans and scans). Each sends at most half as many statements to a message,
 //! so the two hold no more tables' locks at once than one did (the server's lock table is
 //! shared and small: `snapshot.rs`).
 //!
 //! The server refuses a snapshot from another cluster or database, so a helper that reached
 //! another server (a URL whose name moved) counts nothing. A helper that cannot be had (no
 //! connection slot left, a server that cannot export snapshots, a role's connection limit,
-//! no answer within the lock timeout) or breaks while counting leaves its half to the
+//! no answer within the lock timeout) or breaks while counting leaves its part to the
 //! checks' own connection: the counts are the same, only slower.
 //!
 //! While the checks' connection reads the catalog after the counts, the helper measures the
@@ -19,11 +20,10 @@
 //!
 //! When the snapshot ends the helper ends its transaction with it; after a split of the row
 //! counts its connection stays open for `table_sizes` (`upkeep.rs`), which sizes on each
-//! connection the half of the tables it counted, each in a transaction of its own.
+//! connection the part of the tables it counted, each in a transaction of its own.
 
 use super::postgres::{Pg, own_rows, set_timeouts, timeouts};
-use super::shared::SharedCounts;
-use super::snapshot::counts_on;
+use super::shared::{End, SharedCounts};
 use super::{CheckResult, HealthOptions};
 use crate::db::Db;
 use crate::playbook::HealthCheck;
@@ -93,15 +93,6 @@ impl Helper {
         joined.unwrap_or(Err(sqlx::Error::PoolTimedOut))
     }
 
-    /// Counts `queries` in the snapshot, `per_message` to a message (`snapshot::counts_on`).
-    pub(super) async fn counts(
-        &mut self,
-        queries: &[String],
-        per_message: usize,
-    ) -> Result<Vec<Result<i64, sqlx::Error>>, sqlx::Error> {
-        counts_on(&mut self.conn, queries, per_message).await
-    }
-
     /// Measures `checks` (size checks, `postgres::SIDE`) on the helper's connection, in its
     /// transaction when it is still in the snapshot's, each with its error.
     pub(super) async fn sizes(
@@ -118,9 +109,14 @@ impl Helper {
         out
     }
 
-    /// Counts from `shared` until nothing is left to take (`SharedCounts::count_on`).
-    pub(super) async fn count_shared(&mut self, shared: &SharedCounts) -> Result<(), sqlx::Error> {
-        shared.count_on(&mut self.conn).await
+    /// Counts from `shared`, taking from `end`, until nothing is left to take
+    /// (`SharedCounts::count_on`).
+    pub(super) async fn count_shared(
+        &mut self,
+        shared: &SharedCounts,
+        end: End,
+    ) -> Result<(), sqlx::Error> {
+        shared.count_on(&mut self.conn, end).await
     }
 
     /// Ends the helper's transaction in the snapshot; its connection stays open.

@@ -230,9 +230,12 @@ pub(super) struct Pg<'a> {
     /// The server processes of the helpers this run opened, which the activity checks leave
     /// out.
     pub(super) helper_pids: Vec<i32>,
-    /// Where the helper's half of `row_counts`' tables begins (schema, table): each
-    /// connection has opened the tables of its half, so `table_sizes` sizes them there.
+    /// Where the helper's part of `row_counts`' tables begins (schema, table): each
+    /// connection has opened the tables of its part, so `table_sizes` sizes them there.
     pub(super) split: Option<(String, String)>,
+    /// Where the helper's part of the last list of counts shared with it began (it took from
+    /// the back: `shared.rs`); `None` when it counted none of it.
+    pub(super) helper_from: Option<usize>,
 }
 
 impl<'a> Pg<'a> {
@@ -248,6 +251,7 @@ impl<'a> Pg<'a> {
             helper: None,
             helper_pids: Vec::new(),
             split: None,
+            helper_from: None,
         }
     }
 }
@@ -420,8 +424,8 @@ impl Pg<'_> {
         }
         let numbers = self.counts(&queries).await?;
         if self.helper.is_some() {
-            // `counts` gave the second half to the helper.
-            self.split = names.get(queries.len() / 2).cloned();
+            // `counts` shared the list with the helper, which counted it from `helper_from`.
+            self.split = self.helper_from.and_then(|i| names.get(i).cloned());
         }
         for ((label, partition), n) in counted.into_iter().zip(numbers) {
             match n {

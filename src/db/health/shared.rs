@@ -1,10 +1,16 @@
-//! Counts shared out to two connections as they come free (`helper.rs`): each takes the next
-//! message's worth of statements from the list, so a connection that starts late (the helper,
-//! busy measuring sizes first) or meets slower tables takes fewer, and neither waits for the
-//! other's fixed half. Both count in the same snapshot; the results go back in the list's
-//! order. A helper that breaks gives back the message it was counting, which the checks'
-//! connection counts at the end (`finish`); when the checks' connection breaks the counts
-//! fail, and `stop` leaves nothing more for the helper to take.
+//! Counts shared out to two connections as they come free (`helper.rs`): the checks'
+//! connection takes messages from the front of the list, the helper from the back, until they
+//! meet, so a connection that starts late (the helper, opening its connection or measuring
+//! sizes first) or meets slower tables takes fewer, and neither waits for the other's fixed
+//! half. A message holds a quarter of what is left, between `LEAST` and `SHARED` statements:
+//! near the meeting point the messages shrink, so neither connection is left counting a long
+//! last message while the other has nothing to take. Taking from the two ends keeps each
+//! connection on tables whose neighbours it has opened already: the lists are in name order
+//! (the tables, and the foreign keys by their table), and a table costs the server most the
+//! first time a connection opens it. Both count in the same snapshot; the results go back in
+//! the list's order. A helper that breaks gives back the message it was counting, which the
+//! checks' connection counts at the end (`finish`); when the checks' connection breaks the
+//! counts fail, and `stop` leaves nothing more for the helper to take.
 
 use super::snapshot::{SHARED, counts_on};
 use sqlx::PgConnection;
@@ -14,11 +20,25 @@ use std::ops::Range;
 /// One statement's count, or why it could not be counted.
 type Count = Result<i64, sqlx::Error>;
 
-/// The list being counted, the next statement to hand out, and what was counted.
+/// The fewest statements in a message, but for the last: below this a round trip costs
+/// about as much as the counts it carries.
+const LEAST: usize = 16;
+
+/// Which end of the list a connection takes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum End {
+    /// The checks' connection.
+    Front,
+    /// The helper.
+    Back,
+}
+
+/// The list being counted, what is left of it (`front..back`), and what was counted.
 #[derive(Default)]
 pub(super) struct SharedCounts {
     queries: RefCell<Vec<String>>,
-    next: Cell<usize>,
+    front: Cell<usize>,
+    back: Cell<usize>,
     /// Set by `stop`: nothing more is handed out.
     stopped: Cell<bool>,
     /// Each message counted: where it starts in the list, and its counts.
@@ -30,8 +50,9 @@ pub(super) struct SharedCounts {
 impl SharedCounts {
     /// Sets the list to count; until then there is nothing to take.
     pub(super) fn fill(&self, queries: Vec<String>) {
+        self.front.set(0);
+        self.back.set(queries.len());
         *self.queries.borrow_mut() = queries;
-        self.next.set(0);
     }
 
     /// Hands out nothing more: the counts failed.
@@ -39,29 +60,46 @@ impl SharedCounts {
         self.stopped.set(true);
     }
 
-    /// The next message's worth of statements, and where it starts in the list.
-    fn take(&self) -> Option<(usize, Vec<String>)> {
-        let queries = self.queries.borrow();
-        let start = self.next.get();
-        if self.stopped.get() || start >= queries.len() {
-            return None;
-        }
-        let end = (start + SHARED).min(queries.len());
-        self.next.set(end);
-        Some((start, queries[start..end].to_vec()))
+    /// Where the part taken from the back begins: every statement before it was taken from
+    /// the front.
+    pub(super) fn meeting(&self) -> usize {
+        self.front.get()
     }
 
-    /// Counts on `conn`, which is in the snapshot, until nothing is left to take. Fails when
-    /// the connection can no longer count (its snapshot cannot be kept): what it took and did
-    /// not count is given back.
-    pub(super) async fn count_on(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-        while let Some((start, chunk)) = self.take() {
+    /// The next message's worth of statements from `end`, and where they start in the list.
+    fn take(&self, end: End) -> Option<Range<usize>> {
+        let (front, back) = (self.front.get(), self.back.get());
+        let left = back.saturating_sub(front);
+        if self.stopped.get() || left == 0 {
+            return None;
+        }
+        let size = (left / 4).clamp(LEAST, SHARED).min(left);
+        Some(match end {
+            End::Front => {
+                self.front.set(front + size);
+                front..front + size
+            }
+            End::Back => {
+                self.back.set(back - size);
+                back - size..back
+            }
+        })
+    }
+
+    /// Counts on `conn`, which is in the snapshot, taking from `end` until nothing is left.
+    /// Fails when the connection can no longer count (its snapshot cannot be kept): what it
+    /// took and did not count is given back.
+    pub(super) async fn count_on(
+        &self,
+        conn: &mut PgConnection,
+        end: End,
+    ) -> Result<(), sqlx::Error> {
+        while let Some(range) = self.take(end) {
+            let chunk = self.queries.borrow()[range.clone()].to_vec();
             match counts_on(conn, &chunk, SHARED).await {
-                Ok(counted) => self.counted.borrow_mut().push((start, counted)),
+                Ok(counted) => self.counted.borrow_mut().push((range.start, counted)),
                 Err(e) => {
-                    self.given_back
-                        .borrow_mut()
-                        .push(start..start + chunk.len());
+                    self.given_back.borrow_mut().push(range);
                     return Err(e);
                 }
             }
@@ -80,5 +118,63 @@ impl SharedCounts {
         }
         counted.sort_by_key(|(start, _)| *start);
         Ok(counted.into_iter().flat_map(|(_, c)| c).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filled(n: usize) -> SharedCounts {
+        let s = SharedCounts::default();
+        s.fill((0..n).map(|i| i.to_string()).collect());
+        s
+    }
+
+    #[test]
+    fn the_two_ends_meet_and_every_statement_is_taken_once() {
+        for n in [1, 15, 16, 17, 100, 499, 500, 1_000, 10_001] {
+            let s = filled(n);
+            let mut seen = vec![0u8; n];
+            let mut turn = End::Front;
+            while let Some(r) = s.take(turn) {
+                assert!(r.len() <= SHARED, "{r:?}");
+                // Only the last message of the list is shorter than LEAST.
+                assert!(r.len() >= LEAST || s.take_left() == 0, "{n}: {r:?}");
+                for i in r {
+                    seen[i] += 1;
+                }
+                turn = if turn == End::Front {
+                    End::Back
+                } else {
+                    End::Front
+                };
+            }
+            assert!(seen.iter().all(|&c| c == 1), "{n}");
+        }
+    }
+
+    #[test]
+    fn the_front_takes_from_the_start_and_the_back_from_the_end() {
+        let s = filled(600);
+        assert_eq!(s.take(End::Front), Some(0..125));
+        // A quarter of what is left (475, then 357), once that is less than a full message.
+        assert_eq!(s.take(End::Back), Some(482..600));
+        assert_eq!(s.take(End::Back), Some(393..482));
+        assert_eq!(s.meeting(), 125);
+    }
+
+    #[test]
+    fn nothing_is_taken_once_stopped() {
+        let s = filled(1_000);
+        s.stop();
+        assert_eq!(s.take(End::Front), None);
+        assert_eq!(s.take(End::Back), None);
+    }
+
+    impl SharedCounts {
+        fn take_left(&self) -> usize {
+            self.back.get() - self.front.get()
+        }
     }
 }

@@ -17,7 +17,7 @@ use super::CheckResult;
 use super::helper::Helper;
 use super::postgres::{Pg, SIDE, orphans_counted};
 use super::report::errored;
-use super::shared::SharedCounts;
+use super::shared::{End, SharedCounts};
 use crate::playbook::HealthCheck;
 
 impl Pg<'_> {
@@ -97,7 +97,7 @@ impl Pg<'_> {
                             );
                             shared.fill(queries);
                             let _ = listed.send(());
-                            let counted = shared.count_on(self.conn).await;
+                            let counted = shared.count_on(self.conn, End::Front).await;
                             if counted.is_err() {
                                 // The counts fail with this connection: the helper stops too.
                                 shared.stop();
@@ -117,7 +117,7 @@ impl Pg<'_> {
             async {
                 let measured = helper.sizes(opts, &wanted).await;
                 let helped = match ready.await {
-                    Ok(()) => helper.count_shared(&shared).await.is_ok(),
+                    Ok(()) => helper.count_shared(&shared, End::Back).await.is_ok(),
                     Err(_) => true,
                 };
                 (measured, helped)

@@ -21,6 +21,7 @@
 
 use super::helper::{HELP_OVER, Helper};
 use super::postgres::{Pg, set_timeouts};
+use super::shared::{End, SharedCounts};
 use futures_util::StreamExt;
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
@@ -148,13 +149,15 @@ impl Pg<'_> {
         counted
     }
 
-    /// Counts `queries` in the open snapshot: a list longer than one message's worth in two
-    /// halves at once, the second on the helper (opened meanwhile when there is none yet), or
-    /// on this connection after the first when no helper can be had or it breaks.
+    /// Counts `queries` in the open snapshot: a list longer than one message's worth shared
+    /// with the helper (opened meanwhile when there is none yet), this connection taking from
+    /// the front and the helper from the back (`shared.rs`); this connection counts what no
+    /// helper can be had for, or what one that broke gave back. Sets `helper_from`.
     async fn counts_in_snapshot(
         &mut self,
         queries: &[String],
     ) -> Result<Vec<Result<i64, sqlx::Error>>, sqlx::Error> {
+        self.helper_from = None;
         let (Some(url), Some(id), true) = (
             self.opts.url.as_deref(),
             self.snapshot_id.as_deref(),
@@ -162,12 +165,15 @@ impl Pg<'_> {
         ) else {
             return counts_on(self.conn, queries, PER_MESSAGE).await;
         };
-        let (first, second) = queries.split_at(queries.len() / 2);
+        let shared = SharedCounts::default();
+        shared.fill(queries.to_vec());
+        let opts = self.opts;
+        let conn = &mut *self.conn;
         let helper = &mut self.helper;
         let pids = &mut self.helper_pids;
         let helped = async {
             if helper.is_none() {
-                match Helper::open(url, id, self.opts).await {
+                match Helper::open(url, id, opts).await {
                     Ok(h) => {
                         pids.push(h.pid);
                         *helper = Some(h);
@@ -176,21 +182,28 @@ impl Pg<'_> {
                 }
             }
             match helper.as_mut() {
-                Some(h) => h.counts(second, SHARED).await.ok(),
-                None => None,
+                Some(h) => h.count_shared(&shared, End::Back).await.is_ok(),
+                None => false,
             }
         };
-        let (mine, helped) = tokio::join!(counts_on(self.conn, first, SHARED), helped);
-        let mut out = mine?;
-        match helped {
-            Some(counted) => out.extend(counted),
-            None => {
-                // No helper, or it broke: this connection counts its half too.
-                self.lose_helper().await;
-                out.extend(counts_on(self.conn, second, PER_MESSAGE).await?);
+        let mine = async {
+            let counted = shared.count_on(conn, End::Front).await;
+            if counted.is_err() {
+                // The counts fail with this connection: the helper stops too.
+                shared.stop();
             }
+            counted
+        };
+        let (mine, helped) = tokio::join!(mine, helped);
+        if !helped {
+            // No helper, or it broke: what it gave back is counted here.
+            self.lose_helper().await;
         }
-        Ok(out)
+        mine?;
+        let from = shared.meeting();
+        let counted = shared.finish(self.conn).await?;
+        self.helper_from = (helped && from < queries.len()).then_some(from);
+        Ok(counted)
     }
 }
 

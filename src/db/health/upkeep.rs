@@ -228,7 +228,7 @@ impl Pg<'_> {
     /// The LISTED largest tables with indexes and TOAST: schema, table, total and heap bytes,
     /// largest first, then by schema and name. Sizing a table opens it, which costs most the
     /// first time a connection does: with a helper still open after `row_counts` (which split
-    /// the tables at `split`), each connection sizes the half it counted, at once, each in a
+    /// the tables at `split`), each connection sizes the part it counted, at once, each in a
     /// transaction of its own begun now.
     async fn largest_tables(&mut self) -> Result<Vec<(String, String, i64, i64)>, sqlx::Error> {
         let rows = |rows: Vec<sqlx::postgres::PgRow>| -> Result<Vec<_>, sqlx::Error> {
