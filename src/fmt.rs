@@ -39,6 +39,29 @@ pub fn plural<N: Display>(n: N, one: &str, many: &str) -> String {
     format!("{n} {word}")
 }
 
+/// Items shown in a message's list before `and N more`.
+pub const SHOWN: usize = 10;
+
+/// The first ten items joined with commas, then how many more there are: long lists of
+/// tables or problems stay readable in one message (a step's outputs hold them all).
+pub fn list_some(items: &[String]) -> String {
+    list_some_by(items, ", ")
+}
+
+/// [`list_some`] with the items joined by `sep`.
+pub fn list_some_by(items: &[String], sep: &str) -> String {
+    let mut text = items
+        .iter()
+        .take(SHOWN)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(sep);
+    if items.len() > SHOWN {
+        text.push_str(&format!(" and {} more", items.len() - SHOWN));
+    }
+    text
+}
+
 /// `1.5 MiB`; under a KiB, `N bytes`.
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["bytes", "KiB", "MiB", "GiB", "TiB"];
@@ -71,6 +94,21 @@ pub fn percent(part: f64, whole: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_lists_show_ten_and_how_many_more() {
+        let items: Vec<String> = (1..=12).map(|i| format!("t{i}")).collect();
+        assert_eq!(
+            list_some(&items),
+            "t1, t2, t3, t4, t5, t6, t7, t8, t9, t10 and 2 more"
+        );
+        assert_eq!(
+            list_some(&items[..10]),
+            "t1, t2, t3, t4, t5, t6, t7, t8, t9, t10"
+        );
+        assert_eq!(list_some_by(&items[..2], "; "), "t1; t2");
+        assert_eq!(list_some(&[]), "");
+    }
 
     #[test]
     fn formats() {

@@ -604,11 +604,33 @@ fn counts_and_orphans_over_many_tables_are_exact() {
     );
     p.playbook(
         "health-it",
-        &health_playbook("      checks: [row_counts, orphaned_rows]\n"),
+        &health_playbook("      checks: [row_counts, foreign_keys, orphaned_rows]\n"),
     );
     let out = p.run("health-it", &[]);
     assert_eq!(out.code, 0, "{}", out.combined());
     let o = health_outputs(&p);
+    // The messages name ten keys and say how many more; the outputs list them all.
+    let keys = check(&o, "foreign_keys");
+    assert_eq!(keys["not_validated"].as_array().unwrap().len(), 300);
+    let message = keys["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(
+            "found 300 foreign key constraints, 300 not validated (C0.C0_fk, C1.C1_fk, C10.C10_fk, "
+        ) && message.contains(" and 290 more): "),
+        "{message}"
+    );
+    let message = check(&o, "orphaned_rows")["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (named, more) = message.split_once(" and ").expect(&message);
+    assert_eq!(named.matches(" without a parent").count(), 10, "{message}");
+    assert_eq!(more, "190 more (warn at 1 or more)", "{message}");
+    let printed = out.combined();
+    assert!(
+        !printed.contains("C99_fk") && printed.contains("and 190 more"),
+        "{printed}"
+    );
     let rows = check(&o, "row_counts");
     let tables = rows["tables"].as_object().unwrap();
     assert_eq!(tables.len(), 600 + 300 + 2, "{rows:#}");

@@ -10,8 +10,9 @@
 //! trigger function) with the schemas that hold them.
 
 use super::guard::guard;
-use super::{STATE_TABLE_PREFIX, STATE_TABLES, list_some};
+use super::{STATE_TABLE_PREFIX, STATE_TABLES};
 use crate::db::op::{Op, OpError};
+use crate::fmt::list_some;
 use sqlx::{AssertSqlSafe, Row};
 
 /// Extensions runbook's role may not drop, and the non-`public` schemas that hold runbook's own

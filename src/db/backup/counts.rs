@@ -2,12 +2,12 @@
 //! dropped tables) and compared with the manifest's, table by table.
 
 use super::guard::guard;
-use super::list_some;
 use super::manifest::Manifest;
 use super::postgres::{pg_counts, pg_tables};
 use super::sqlite::sqlite_counts;
 use crate::db::op::{Op, OpError};
 use crate::db::{Db, TargetSpec};
+use crate::fmt::list_some;
 use crate::playbook::BackupMode;
 use std::collections::BTreeMap;
 

@@ -13,13 +13,13 @@
 
 use super::files::read_dir;
 use super::guard::{check_cancel, explain, guard};
-use super::list_some;
 use super::manifest::{MANIFEST_SUFFIX, Manifest, Purpose, find_manifest, read_manifest};
 use super::pg_tools::{PgTools, find_pg_tools};
 use super::postgres::pg_server;
 use super::verify::{Verified, verify_archive};
 use crate::db::op::{Op, OpError};
 use crate::db::{Db, Dialect, TargetSpec};
+use crate::fmt::list_some;
 use crate::fmt::{bytes, count, plural};
 use crate::playbook::BackupMode;
 use chrono::{DateTime, Utc};

@@ -91,19 +91,3 @@ const STATE_TABLE_PREFIX: &str = "runbook_audit";
 pub fn is_state_table(name: &str) -> bool {
     STATE_TABLES.contains(&name) || name.starts_with(STATE_TABLE_PREFIX)
 }
-
-/// The first ten items joined with commas, then how many more there are: long lists of
-/// tables or problems stay readable in one message.
-fn list_some(items: &[String]) -> String {
-    const SHOWN: usize = 10;
-    let mut text = items
-        .iter()
-        .take(SHOWN)
-        .cloned()
-        .collect::<Vec<_>>()
-        .join(", ");
-    if items.len() > SHOWN {
-        text.push_str(&format!(" and {} more", items.len() - SHOWN));
-    }
-    text
-}

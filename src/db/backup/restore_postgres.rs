@@ -9,7 +9,6 @@
 use super::clear::{Kept, clear_sql, filter_toc, plan_clear};
 use super::guard::{check_cancel, exited_ok, explain, guard, run_client, run_fed_clients};
 use super::libpq::LibpqTarget;
-use super::list_some;
 use super::manifest::{Manifest, read_manifest};
 use super::pg_tools::{PG_BIN_ENV, PgTools, find_pg_tools, leading_number};
 use super::postgres::{PgServer, backup_postgres, pg_server, pg_tables};
@@ -17,6 +16,7 @@ use super::restore::{RestoreRequest, pre_backup_taken, pre_note, pre_request, ve
 use super::take::Backup;
 use super::verify::Verified;
 use crate::db::op::{Op, OpError};
+use crate::fmt::list_some;
 use crate::playbook::BackupMode;
 use crate::process::ProcessOutput;
 use sqlx::AssertSqlSafe;

@@ -4,12 +4,12 @@
 
 use super::guard::{check_cancel, guard};
 use super::is_state_table;
-use super::list_some;
 use super::restore::{RestoreRequest, pre_backup_taken, pre_request, verify_first};
 use super::sqlite::{SqliteTable, backup_sqlite, sqlite_tables};
 use super::take::Backup;
 use super::verify::Verified;
 use crate::db::op::{Op, OpError};
+use crate::fmt::list_some;
 use crate::fmt::quote_ident;
 use crate::percent;
 use sqlx::{AssertSqlSafe, Connection, SqliteConnection};

@@ -4,12 +4,13 @@
 use super::files::place;
 use super::guard::guard;
 use super::hash::hash_archive;
+use super::is_state_table;
 use super::manifest::ArchiveFormat;
 use super::names::Names;
 use super::take::{Archive, Backup, BackupRequest, Began, finish};
-use super::{is_state_table, list_some};
 use crate::db::Dialect;
 use crate::db::op::{Op, OpError};
+use crate::fmt::list_some;
 use crate::fmt::quote_ident;
 use crate::playbook::{BackupFormat, BackupMode};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};

@@ -4,7 +4,7 @@
 
 use super::volume::RowCounts;
 use super::{CheckResult, Status};
-use crate::fmt::plural;
+use crate::fmt::{list_some, plural};
 use serde_json::{Map, Value as Json, json};
 use std::collections::BTreeMap;
 
@@ -37,15 +37,16 @@ pub(super) fn judge(
             "{}; {} fewer rows than the baseline: {}",
             r.message,
             plural(cmp.lost.len(), "table has", "tables have"),
-            cmp.lost
-                .iter()
-                .map(|(t, c)| match (c["after"].as_i64(), c.get("error")) {
-                    (Some(after), _) => format!("{t} {} -> {after}", c["before"]),
-                    (None, Some(_)) => format!("{t} {} -> could not count", c["before"]),
-                    (None, None) => format!("{t} {} -> gone", c["before"]),
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
+            list_some(
+                &cmp.lost
+                    .iter()
+                    .map(|(t, c)| match (c["after"].as_i64(), c.get("error")) {
+                        (Some(after), _) => format!("{t} {} -> {after}", c["before"]),
+                        (None, Some(_)) => format!("{t} {} -> could not count", c["before"]),
+                        (None, None) => format!("{t} {} -> gone", c["before"]),
+                    })
+                    .collect::<Vec<_>>()
+            )
         );
     } else {
         r.message = format!(

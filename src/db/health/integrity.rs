@@ -4,7 +4,7 @@
 
 use super::grade::graded;
 use super::{CheckResult, HealthOptions, Status};
-use crate::fmt::plural;
+use crate::fmt::{list_some, list_some_by, plural};
 use crate::playbook::HealthCheck;
 use serde_json::{Value as Json, json};
 
@@ -41,7 +41,7 @@ pub(super) fn foreign_keys_result(fks: &[ForeignKey], opts: &HealthOptions) -> C
         message.push_str(&format!(
             ", {} not validated ({}): rows written before `NOT VALID` are unchecked; run `ALTER TABLE ... VALIDATE CONSTRAINT`",
             unvalidated.len(),
-            unvalidated.join(", ")
+            list_some(&unvalidated)
         ));
     }
     let list: Vec<Json> = fks
@@ -111,7 +111,7 @@ pub(super) fn orphans_result(
         format!(
             "{}: {}",
             plural(total, "orphaned row", "orphaned rows"),
-            parts.join("; ")
+            list_some_by(&parts, "; ")
         )
     };
     let mut r = graded(

@@ -9,7 +9,7 @@ use super::report::errored;
 use super::volume::{RowCounts, row_counts_result, size_result};
 use super::{CheckResult, HealthOptions, Status};
 use crate::db::describe;
-use crate::fmt::{plural, quote_ident as quote};
+use crate::fmt::{list_some, plural, quote_ident as quote};
 use crate::playbook::HealthCheck;
 use serde_json::{Map, Value as Json, json};
 use sqlx::{Connection, Row};
@@ -473,7 +473,7 @@ impl Pg<'_> {
             message.push_str(&format!(
                 ", {} invalid ({}): a failed `CREATE INDEX CONCURRENTLY` leaves these; drop and rebuild them",
                 invalid.len(),
-                invalid.join(", ")
+                list_some(&invalid)
             ));
         }
         Ok(graded(

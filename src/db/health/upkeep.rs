@@ -6,7 +6,7 @@
 use super::CheckResult;
 use super::grade::{graded, num, round1};
 use super::postgres::{Pg, own_rows};
-use crate::fmt::{bytes, plural};
+use crate::fmt::{bytes, list_some, plural};
 use crate::playbook::HealthCheck;
 use serde_json::json;
 use sqlx::Row;
@@ -138,7 +138,7 @@ impl Pg<'_> {
                 "{} never scanned since the statistics were reset ({}): {}",
                 plural(n, "index", "indexes"),
                 bytes(size.max(0) as u64),
-                names.join(", ")
+                list_some(&names)
             )
         };
         Ok(graded(

@@ -4,7 +4,7 @@
 
 use super::grade::graded;
 use super::{CheckResult, HealthOptions, Status, baseline};
-use crate::fmt::{bytes, plural};
+use crate::fmt::{bytes, list_some, plural};
 use crate::playbook::HealthCheck;
 use serde_json::{Map, Value as Json, json};
 
@@ -63,12 +63,7 @@ pub(super) fn row_counts_result(measured: RowCounts, opts: &HealthOptions) -> Ch
         r.message = format!(
             "{}; could not count {}",
             r.message,
-            measured
-                .errors
-                .keys()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", ")
+            list_some(&measured.errors.keys().cloned().collect::<Vec<_>>())
         );
     }
     if let Some(b) = &opts.baseline {
