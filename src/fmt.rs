@@ -42,14 +42,19 @@ pub fn plural<N: Display>(n: N, one: &str, many: &str) -> String {
 /// Items shown in a message's list before `and N more`.
 pub const SHOWN: usize = 10;
 
-/// The first ten items joined with commas, then how many more there are: long lists of
-/// tables or problems stay readable in one message (a step's outputs hold them all).
+/// The first ten items joined with commas, then how many more there are (`a, b and 3 more`):
+/// long lists of tables or problems stay readable in one message.
 pub fn list_some(items: &[String]) -> String {
-    list_some_by(items, ", ")
+    first_of(items, ", ", " ")
 }
 
-/// [`list_some`] with the items joined by `sep`.
+/// [`list_some`] with the items joined by `sep`, which also comes before how many more
+/// there are (`a; b; and 3 more`): items that hold words of their own stay apart.
 pub fn list_some_by(items: &[String], sep: &str) -> String {
+    first_of(items, sep, sep)
+}
+
+fn first_of(items: &[String], sep: &str, before_more: &str) -> String {
     let mut text = items
         .iter()
         .take(SHOWN)
@@ -57,7 +62,7 @@ pub fn list_some_by(items: &[String], sep: &str) -> String {
         .collect::<Vec<_>>()
         .join(sep);
     if items.len() > SHOWN {
-        text.push_str(&format!(" and {} more", items.len() - SHOWN));
+        text.push_str(&format!("{before_more}and {} more", items.len() - SHOWN));
     }
     text
 }
@@ -107,6 +112,7 @@ mod tests {
             "t1, t2, t3, t4, t5, t6, t7, t8, t9, t10"
         );
         assert_eq!(list_some_by(&items[..2], "; "), "t1; t2");
+        assert!(list_some_by(&items, "; ").ends_with("; t10; and 2 more"));
         assert_eq!(list_some(&[]), "");
     }
 

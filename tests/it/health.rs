@@ -623,7 +623,7 @@ fn counts_and_orphans_over_many_tables_are_exact() {
         .as_str()
         .unwrap()
         .to_owned();
-    let (named, more) = message.split_once(" and ").expect(&message);
+    let (named, more) = message.split_once("; and ").expect(&message);
     assert_eq!(named.matches(" without a parent").count(), 10, "{message}");
     assert_eq!(more, "190 more (warn at 1 or more)", "{message}");
     let printed = out.combined();
@@ -695,8 +695,8 @@ fn set_based_counts_match_the_rows_written_and_a_failure_stays_alone() {
         ),
     );
     let p = Project::new(|_| Target::Postgres(url.clone()));
-    // The orphan counts split in halves, then (with a size check for the helper to measure
-    // first) shared out to the two connections as they come free.
+    // The orphan counts shared from both ends of the list on the row counts' path, then (with a
+    // size check for the helper to measure first) after the helper has measured it.
     for (checks, shared) in [
         ("[row_counts, indexes, foreign_keys, orphaned_rows]", false),
         (

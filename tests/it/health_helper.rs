@@ -115,7 +115,14 @@ fn a_helper_counts_in_the_same_snapshot() {
     );
     wait_until(&url, "SELECT count(*) FROM \"T99\"");
     for _ in 0..3 {
-        let rows = row_counts(&p);
+        let (printed, checks) = run_checks_logged(&p, "[row_counts]");
+        // The helper counted the back of the list, `T99` (the last in name order) with it.
+        assert!(
+            printed.contains("the helper counted statements ")
+                && printed.contains(" to 599 of 600"),
+            "{printed}"
+        );
+        let rows = &checks["row_counts"];
         let tables = rows["tables"].as_object().unwrap();
         assert_eq!(tables.len(), TABLES, "{rows:#}");
         let (first, last) = (
@@ -157,13 +164,17 @@ fn table_sizes_sized_in_two_parts_are_the_single_querys_list() {
         unreachable!()
     };
     // Larger tables in both parts of the name order (T1.. to about T37 are the first), four
-    // of two pages, T1 and T10 in the checks' connection's part and T5 and T6 in the helper's
-    // (it counts from the back), where the list ends, the rest one page each.
+    // of two pages, T1 and T10 counted early by the checks' connection and T6 (in the helper's
+    // first message from the back) and T5 later, where the list ends, the rest one page each.
     tables(
         &url,
         "CASE WHEN i IN (3, 250, 420, 7, 555, 99) THEN 2000 + i WHEN i IN (1, 10, 5, 6) THEN 300 ELSE 1 END",
     );
-    let checks = run_checks(&p, "[row_counts, table_sizes]");
+    let (printed, checks) = run_checks_logged(&p, "[row_counts, table_sizes]");
+    assert!(
+        printed.contains("table sizes measured on both connections, the helper's from public.T"),
+        "{printed}"
+    );
     let sizes = &checks["table_sizes"]["tables"];
     let got: Vec<String> = sizes
         .as_array()

@@ -6,6 +6,7 @@
 use super::grade::graded;
 use super::{CheckResult, HealthOptions, Status};
 use crate::db::{Db, Dialect, describe, migrate};
+use crate::fmt::list_some;
 use crate::playbook::HealthCheck;
 use serde_json::Value as Json;
 
@@ -122,21 +123,21 @@ fn message(n: &Named, applied: usize, exists: bool, shown_dir: &str) -> String {
         message.push_str(&format!(
             "; {} pending in `{shown_dir}`: {}",
             n.pending.len(),
-            n.pending.join(", ")
+            list_some(&n.pending)
         ));
     }
     if !n.drifted.is_empty() {
         message.push_str(&format!(
             "; {} changed since applied: {}",
             n.drifted.len(),
-            n.drifted.join(", ")
+            list_some(&n.drifted)
         ));
     }
     if !n.missing.is_empty() {
         message.push_str(&format!(
             "; {} applied without a file here: {}",
             n.missing.len(),
-            n.missing.join(", ")
+            list_some(&n.missing)
         ));
     }
     message

@@ -233,8 +233,9 @@ pub(super) struct Pg<'a> {
     /// Where the helper's part of `row_counts`' tables begins (schema, table): each
     /// connection has opened the tables of its part, so `table_sizes` sizes them there.
     pub(super) split: Option<(String, String)>,
-    /// Where the helper's part of the last list of counts shared with it began (it took from
-    /// the back: `shared.rs`); `None` when it counted none of it.
+    /// Set by `counts_in_snapshot` (not by the orphan counts `side.rs` shares): where the
+    /// helper's part of that list began (it took from the back: `shared.rs`); `None` when it
+    /// counted none of it.
     pub(super) helper_from: Option<usize>,
 }
 

@@ -2,7 +2,8 @@
 //! connection takes messages from the front of the list, the helper from the back, until they
 //! meet, so a connection that starts late (the helper, opening its connection or measuring
 //! sizes first) or meets slower tables takes fewer, and neither waits for the other's fixed
-//! half. A message holds a quarter of what is left, between `LEAST` and `SHARED` statements:
+//! half. A message holds a quarter of what is left, between `LEAST` and `SHARED` statements
+//! (what is left under twice `LEAST` goes in one):
 //! near the meeting point the messages shrink, so neither connection is left counting a long
 //! last message while the other has nothing to take. Taking from the two ends keeps each
 //! connection on tables whose neighbours it has opened already: the lists are in name order
@@ -20,8 +21,8 @@ use std::ops::Range;
 /// One statement's count, or why it could not be counted.
 type Count = Result<i64, sqlx::Error>;
 
-/// The fewest statements in a message, but for the last: below this a round trip costs
-/// about as much as the counts it carries.
+/// The fewest statements in a message: below this a round trip costs about as much as the
+/// counts it carries. What is left under twice this goes in one message.
 const LEAST: usize = 16;
 
 /// Which end of the list a connection takes from.
@@ -73,7 +74,12 @@ impl SharedCounts {
         if self.stopped.get() || left == 0 {
             return None;
         }
-        let size = (left / 4).clamp(LEAST, SHARED).min(left);
+        // What is left once it is under two of the smallest messages goes in one.
+        let size = if left < 2 * LEAST {
+            left
+        } else {
+            (left / 4).clamp(LEAST, SHARED)
+        };
         Some(match end {
             End::Front => {
                 self.front.set(front + size);
@@ -139,7 +145,7 @@ mod tests {
             let mut turn = End::Front;
             while let Some(r) = s.take(turn) {
                 assert!(r.len() <= SHARED, "{r:?}");
-                // Only the last message of the list is shorter than LEAST.
+                // No message is shorter than LEAST but one that takes all that is left.
                 assert!(r.len() >= LEAST || s.take_left() == 0, "{n}: {r:?}");
                 for i in r {
                     seen[i] += 1;
@@ -162,6 +168,14 @@ mod tests {
         assert_eq!(s.take(End::Back), Some(482..600));
         assert_eq!(s.take(End::Back), Some(393..482));
         assert_eq!(s.meeting(), 125);
+    }
+
+    #[test]
+    fn what_is_left_under_two_of_the_smallest_messages_goes_in_one() {
+        let s = filled(40);
+        assert_eq!(s.take(End::Front), Some(0..LEAST));
+        assert_eq!(s.take(End::Back), Some(LEAST..40));
+        assert_eq!(s.take(End::Front), None);
     }
 
     #[test]

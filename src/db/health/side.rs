@@ -1,5 +1,5 @@
-//! The size checks beside the catalog read (`helper.rs`): after `row_counts` has split its
-//! counts with a helper, the checks' connection reads the catalog (`indexes`, the foreign
+//! The size checks beside the catalog read (`helper.rs`): after `row_counts` has opened a
+//! helper to share its counts, the checks' connection reads the catalog (`indexes`, the foreign
 //! keys' list) while the helper, idle then, measures the size checks (`postgres::SIDE`: the
 //! database's and the tablespaces' sizes, walks of every file), `database_size` out of turn
 //! (it waits for the helper instead of running before `row_counts`). The orphan counts that

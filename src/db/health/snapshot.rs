@@ -203,6 +203,13 @@ impl Pg<'_> {
         let from = shared.meeting();
         let counted = shared.finish(self.conn).await?;
         self.helper_from = (helped && from < queries.len()).then_some(from);
+        if let Some(from) = self.helper_from {
+            tracing::debug!(
+                "the helper counted statements {from} to {} of {}",
+                queries.len() - 1,
+                queries.len()
+            );
+        }
         Ok(counted)
     }
 }

@@ -6,7 +6,7 @@
 use super::CheckResult;
 use super::grade::{graded, num, round1};
 use super::postgres::{Pg, own_rows};
-use crate::fmt::{bytes, list_some, plural};
+use crate::fmt::{bytes, plural};
 use crate::playbook::HealthCheck;
 use serde_json::json;
 use sqlx::Row;
@@ -138,7 +138,7 @@ impl Pg<'_> {
                 "{} never scanned since the statistics were reset ({}): {}",
                 plural(n, "index", "indexes"),
                 bytes(size.max(0) as u64),
-                list_some(&names)
+                names.join(", ")
             )
         };
         Ok(graded(
@@ -238,6 +238,9 @@ impl Pg<'_> {
         };
         let order = format!("ORDER BY 3 DESC, 1, 2 LIMIT {LISTED}");
         if let (Some((schema, table)), Some(helper)) = (self.split.clone(), self.helper.as_mut()) {
+            tracing::debug!(
+                "table sizes measured on both connections, the helper's from {schema}.{table}"
+            );
             let binds = [schema, table];
             let at = "(n.nspname::text, c.relname::text)";
             let mine = format!("{SIZES} AND {at} < ($1, $2) {order}");
