@@ -10,10 +10,12 @@
 //! (the tables, and the foreign keys by their table), and a table costs the server most the
 //! first time a connection opens it. Both count in the same snapshot; the results go back in
 //! the list's order. A helper that breaks gives back the message it was counting, which the
-//! checks' connection counts at the end (`finish`); when the checks' connection breaks the
-//! counts fail, and `stop` leaves nothing more for the helper to take.
+//! checks' connection counts at the end (`finish`); with no helper to be had, or once it
+//! broke, the checks' connection takes the rest a whole message (`PER_MESSAGE`) at a time
+//! (`alone`); when the checks' connection breaks the counts fail, and `stop` leaves nothing
+//! more for the helper to take.
 
-use super::snapshot::{SHARED, counts_on};
+use super::snapshot::{PER_MESSAGE, SHARED, counts_on};
 use sqlx::PgConnection;
 use std::cell::{Cell, RefCell};
 use std::ops::Range;
@@ -42,6 +44,8 @@ pub(super) struct SharedCounts {
     back: Cell<usize>,
     /// Set by `stop`: nothing more is handed out.
     stopped: Cell<bool>,
+    /// Set by `alone`: one connection takes the rest, a whole message at a time.
+    alone: Cell<bool>,
     /// Each message counted: where it starts in the list, and its counts.
     counted: RefCell<Vec<(usize, Vec<Count>)>>,
     /// Messages taken and not counted (their connection broke).
@@ -61,6 +65,12 @@ impl SharedCounts {
         self.stopped.set(true);
     }
 
+    /// Only one connection counts from now on (the helper could not be had, or broke): it
+    /// takes `PER_MESSAGE` statements at a time, as a connection counting alone does.
+    pub(super) fn alone(&self) {
+        self.alone.set(true);
+    }
+
     /// Where the part taken from the back begins: every statement before it was taken from
     /// the front.
     pub(super) fn meeting(&self) -> usize {
@@ -75,7 +85,9 @@ impl SharedCounts {
             return None;
         }
         // What is left once it is under two of the smallest messages goes in one.
-        let size = if left < 2 * LEAST {
+        let size = if self.alone.get() {
+            left.min(PER_MESSAGE)
+        } else if left < 2 * LEAST {
             left
         } else {
             (left / 4).clamp(LEAST, SHARED)
@@ -175,6 +187,16 @@ mod tests {
         let s = filled(40);
         assert_eq!(s.take(End::Front), Some(0..LEAST));
         assert_eq!(s.take(End::Back), Some(LEAST..40));
+        assert_eq!(s.take(End::Front), None);
+    }
+
+    #[test]
+    fn a_connection_left_alone_takes_whole_messages() {
+        let s = filled(600);
+        assert_eq!(s.take(End::Front), Some(0..125));
+        s.alone();
+        assert_eq!(s.take(End::Front), Some(125..125 + PER_MESSAGE));
+        assert_eq!(s.take(End::Front), Some(125 + PER_MESSAGE..600));
         assert_eq!(s.take(End::Front), None);
     }
 

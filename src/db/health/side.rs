@@ -120,6 +120,9 @@ impl Pg<'_> {
                     Ok(()) => helper.count_shared(&shared, End::Back).await.is_ok(),
                     Err(_) => true,
                 };
+                if !helped {
+                    shared.alone();
+                }
                 (measured, helped)
             }
         );

@@ -181,10 +181,14 @@ impl Pg<'_> {
                     Err(e) => tracing::debug!("counting without a helper: {e}"),
                 }
             }
-            match helper.as_mut() {
+            let helped = match helper.as_mut() {
                 Some(h) => h.count_shared(&shared, End::Back).await.is_ok(),
                 None => false,
+            };
+            if !helped {
+                shared.alone();
             }
+            helped
         };
         let mine = async {
             let counted = shared.count_on(conn, End::Front).await;
