@@ -40,7 +40,7 @@ pub fn plural<N: Display>(n: N, one: &str, many: &str) -> String {
 }
 
 /// Items shown in a message's list before `and N more`.
-pub const SHOWN: usize = 10;
+const SHOWN: usize = 10;
 
 /// The first ten items joined with commas, then how many more there are (`a, b and 3 more`):
 /// long lists of tables or problems stay readable in one message.

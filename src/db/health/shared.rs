@@ -61,7 +61,7 @@ impl SharedCounts {
     }
 
     /// Hands out nothing more: the counts failed.
-    pub(super) fn stop(&self) {
+    fn stop(&self) {
         self.stopped.set(true);
     }
 
@@ -84,10 +84,10 @@ impl SharedCounts {
         if self.stopped.get() || left == 0 {
             return None;
         }
-        // What is left once it is under two of the smallest messages goes in one.
         let size = if self.alone.get() {
             left.min(PER_MESSAGE)
         } else if left < 2 * LEAST {
+            // Under two of the smallest messages: all of it in one.
             left
         } else {
             (left / 4).clamp(LEAST, SHARED)
@@ -106,7 +106,9 @@ impl SharedCounts {
 
     /// Counts on `conn`, which is in the snapshot, taking from `end` until nothing is left.
     /// Fails when the connection can no longer count (its snapshot cannot be kept): what it
-    /// took and did not count is given back.
+    /// took and did not count is given back, and the other end is told: the checks'
+    /// connection failing fails the counts (`stop`), the helper failing leaves the rest to the
+    /// checks' connection (`alone`).
     pub(super) async fn count_on(
         &self,
         conn: &mut PgConnection,
@@ -118,6 +120,10 @@ impl SharedCounts {
                 Ok(counted) => self.counted.borrow_mut().push((range.start, counted)),
                 Err(e) => {
                     self.given_back.borrow_mut().push(range);
+                    match end {
+                        End::Front => self.stop(),
+                        End::Back => self.alone(),
+                    }
                     return Err(e);
                 }
             }

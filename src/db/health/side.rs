@@ -97,12 +97,7 @@ impl Pg<'_> {
                             );
                             shared.fill(queries);
                             let _ = listed.send(());
-                            let counted = shared.count_on(self.conn, End::Front).await;
-                            if counted.is_err() {
-                                // The counts fail with this connection: the helper stops too.
-                                shared.stop();
-                            }
-                            Ok((list, counted))
+                            Ok((list, shared.count_on(self.conn, End::Front).await))
                         }
                         Err(e) => {
                             drop(listed);
@@ -120,9 +115,6 @@ impl Pg<'_> {
                     Ok(()) => helper.count_shared(&shared, End::Back).await.is_ok(),
                     Err(_) => true,
                 };
-                if !helped {
-                    shared.alone();
-                }
                 (measured, helped)
             }
         );

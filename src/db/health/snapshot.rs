@@ -181,24 +181,15 @@ impl Pg<'_> {
                     Err(e) => tracing::debug!("counting without a helper: {e}"),
                 }
             }
-            let helped = match helper.as_mut() {
+            match helper.as_mut() {
                 Some(h) => h.count_shared(&shared, End::Back).await.is_ok(),
-                None => false,
-            };
-            if !helped {
-                shared.alone();
+                None => {
+                    shared.alone();
+                    false
+                }
             }
-            helped
         };
-        let mine = async {
-            let counted = shared.count_on(conn, End::Front).await;
-            if counted.is_err() {
-                // The counts fail with this connection: the helper stops too.
-                shared.stop();
-            }
-            counted
-        };
-        let (mine, helped) = tokio::join!(mine, helped);
+        let (mine, helped) = tokio::join!(shared.count_on(conn, End::Front), helped);
         if !helped {
             // No helper, or it broke: what it gave back is counted here.
             self.lose_helper().await;
