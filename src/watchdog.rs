@@ -18,6 +18,7 @@
 
 use crate::pids::{self, Group};
 use std::collections::BTreeSet;
+use std::io::BufRead;
 
 /// The hidden first argument that makes the runbook binary a watchdog.
 pub const ARG: &str = "__watchdog";
@@ -55,43 +56,30 @@ pub fn serve() {
 /// How long the watchdog waits after taking in what runbook wrote before it reads again.
 /// Runbook writes two lines per child; a reader blocked on the pipe is woken by each, a
 /// process switch on runbook's every start and reap of a child: on a playbook of 1,000
-/// `true` steps, two of runbook's twelve context switches per step and about 4% of its time. Paused, the watchdog finds the
-/// lines of many children at one read, and runbook's writes wake nobody: they wait in the
-/// pipe (64 KiB, thousands of lines; a writer that filled it would wait for the next read,
-/// as before). End-of-file is seen at most this late: it only starts the stopping of groups,
-/// whose grace period is longer.
+/// `true` steps, two of runbook's twelve context switches per step and about 4% of its time.
+/// Paused, the watchdog finds the lines of many children at one read, and runbook's writes
+/// wake nobody: they wait in the pipe (64 KiB, thousands of lines; a writer that filled it
+/// would wait for the next read, as before). End-of-file is seen at most this late: it only
+/// starts the stopping of groups, whose grace period is longer.
 const PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
 
-/// Follows the lines of `input` until end-of-file, waiting `pause` after each read that
-/// brought some. A line cut by the end of a read is kept until its rest arrives.
-fn follow(mut input: impl std::io::Read, live: &mut BTreeSet<Group>, pause: std::time::Duration) {
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut pending: Vec<u8> = Vec::new();
+/// Follows the lines of `input` until end-of-file, waiting `pause` whenever it has taken in
+/// everything a read brought. A line cut by the end of a read is completed by the next.
+fn follow(input: impl std::io::Read, live: &mut BTreeSet<Group>, pause: std::time::Duration) {
+    let mut input = std::io::BufReader::with_capacity(64 * 1024, input);
+    let mut line = Vec::new();
     loop {
-        let n = match input.read(&mut buf) {
-            Ok(0) => {
-                // What follows the last newline, as reading by lines gave it.
-                if let Ok(line) = std::str::from_utf8(&pending) {
-                    apply(live, line);
-                }
-                break;
-            }
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => break,
-        };
-        pending.extend_from_slice(&buf[..n]);
-        let complete = pending
-            .iter()
-            .rposition(|&b| b == b'\n')
-            .map_or(0, |i| i + 1);
-        for line in pending[..complete].split(|&b| b == b'\n') {
-            if let Ok(line) = std::str::from_utf8(line) {
-                apply(live, line);
-            }
+        line.clear();
+        match input.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
         }
-        pending.drain(..complete);
-        std::thread::sleep(pause);
+        if let Ok(text) = std::str::from_utf8(&line) {
+            apply(live, text.trim_end_matches(['\n', '\r']));
+        }
+        if input.buffer().is_empty() {
+            std::thread::sleep(pause);
+        }
     }
 }
 
