@@ -15,6 +15,7 @@ use std::path::Path;
 use std::str::FromStr;
 
 pub use crate::state_fleets::{FleetRecord, FleetTarget};
+pub use crate::state_sqlite::Durable;
 
 /// Where the state store is.
 #[derive(Debug, Clone)]
@@ -36,6 +37,8 @@ pub enum StateError {
     Corrupt(String),
     #[error("state store: {0}")]
     Write(#[from] rusqlite::Error),
+    #[error("state store: cannot fsync its write-ahead log: {0}")]
+    Sync(std::io::Error),
 }
 
 #[derive(Debug, Clone)]
@@ -328,6 +331,18 @@ impl StateStore {
         event: &Event,
         audit: Option<&crate::audit::Written>,
     ) -> Result<(), StateError> {
+        self.record_as(run_id, event, audit, Durable::Now).await
+    }
+
+    /// [`StateStore::record`], its commit as durable as `durable` says on SQLite (in WAL mode);
+    /// on PostgreSQL every commit is durable when it returns.
+    pub async fn record_as(
+        &self,
+        run_id: &str,
+        event: &Event,
+        audit: Option<&crate::audit::Written>,
+        durable: Durable,
+    ) -> Result<(), StateError> {
         let at = crate::run::now_ms();
         let effects = write::Effects::of(event);
         match &self.writes {
@@ -338,10 +353,19 @@ impl StateStore {
             Writes::Sqlite(writer) => {
                 let (statements, params) =
                     crate::state_sqlite::record(run_id, (event, &effects), audit, at);
-                writer.execute(statements, &params).await?;
+                writer.execute_as(statements, &params, durable).await?;
             }
         }
         Ok(())
+    }
+
+    /// Puts on the disk the commits `Durable::WithNext` left in the operating system's hands
+    /// (SQLite: the write-ahead log fsynced); nothing to do on PostgreSQL.
+    pub fn sync(&self) -> Result<(), StateError> {
+        match &self.writes {
+            Writes::Postgres(_) => Ok(()),
+            Writes::Sqlite(writer) => writer.sync().map_err(StateError::Sync),
+        }
     }
 
     /// One write on the store's writer: on PostgreSQL the one statement `pg`, on SQLite the

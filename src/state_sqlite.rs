@@ -153,7 +153,27 @@ pub(crate) fn approval_sql(insert: &str) -> Vec<String> {
 #[derive(Debug, Clone)]
 pub(crate) struct Writer {
     path: PathBuf,
-    conn: Arc<Mutex<Option<rusqlite::Connection>>>,
+    conn: Arc<Mutex<Option<Open>>>,
+}
+
+/// When a write's commit must be on the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durable {
+    /// Fsynced before the commit returns (`synchronous=FULL`).
+    Now,
+    /// In the operating system's hands when the commit returns: kept if the process dies, on
+    /// the disk with the next `Now` commit (or `Writer::sync`), which fsyncs the write-ahead log
+    /// through it (`synchronous=NORMAL`, WAL mode only; without WAL every commit is `Now`).
+    WithNext,
+}
+
+/// The writer's open connection: whether its file is in WAL mode, and the durability its
+/// `synchronous` setting now gives.
+#[derive(Debug)]
+struct Open {
+    conn: rusqlite::Connection,
+    wal: bool,
+    durable: Durable,
 }
 
 /// Why a write did not happen.
@@ -184,10 +204,20 @@ impl Writer {
         statements: &[impl AsRef<str>],
         params: &[Param],
     ) -> Result<(), rusqlite::Error> {
+        self.execute_as(statements, params, Durable::Now).await
+    }
+
+    /// [`Writer::execute`], its commit as durable as `durable` says.
+    pub async fn execute_as(
+        &self,
+        statements: &[impl AsRef<str>],
+        params: &[Param],
+        durable: Durable,
+    ) -> Result<(), rusqlite::Error> {
         let started = Instant::now();
         let mut pause = Duration::from_millis(1);
         loop {
-            match self.try_execute(statements, params) {
+            match self.try_execute(statements, params, durable) {
                 Ok(()) => return Ok(()),
                 Err(Failed::Error(e)) => return Err(e),
                 Err(Failed::Busy) if started.elapsed() >= BUSY_TIMEOUT => {
@@ -202,9 +232,14 @@ impl Writer {
     }
 
     /// One attempt, on this thread: the transaction whole, or nothing.
-    fn try_execute(&self, statements: &[impl AsRef<str>], params: &[Param]) -> Result<(), Failed> {
+    fn try_execute(
+        &self,
+        statements: &[impl AsRef<str>],
+        params: &[Param],
+        durable: Durable,
+    ) -> Result<(), Failed> {
         let mut slot = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
-        let conn = match slot.take() {
+        let mut open = match slot.take() {
             Some(c) => c,
             None => open(&self.path).map_err(|e| {
                 if busy(&e) {
@@ -214,18 +249,43 @@ impl Writer {
                 }
             })?,
         };
-        match transaction(&conn, statements, params) {
+        let durable = if open.wal { durable } else { Durable::Now };
+        if open.durable != durable {
+            open.conn.execute_batch(match durable {
+                Durable::Now => "PRAGMA synchronous=FULL",
+                Durable::WithNext => "PRAGMA synchronous=NORMAL",
+            })?;
+            open.durable = durable;
+        }
+        match transaction(&open.conn, statements, params) {
             Ok(()) => {
-                *slot = Some(conn);
+                *slot = Some(open);
                 Ok(())
             }
             // The lock was not taken: nothing began, the connection is kept.
             Err(Failed::Busy) => {
-                debug_assert!(conn.is_autocommit(), "a transaction was left open");
-                *slot = Some(conn);
+                debug_assert!(open.conn.is_autocommit(), "a transaction was left open");
+                *slot = Some(open);
                 Err(Failed::Busy)
             }
             // Dropped with the connection: closing rolls back what the write began.
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Puts on the disk what `Durable::WithNext` commits left in the operating system's hands:
+    /// fsyncs the write-ahead log (an fsync of the file, through a descriptor of its own).
+    pub fn sync(&self) -> std::io::Result<()> {
+        let slot = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        if !slot.as_ref().is_some_and(|o| o.wal) {
+            return Ok(());
+        }
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        match std::fs::File::open(&wal) {
+            Ok(f) => f.sync_data(),
+            // Checkpointed and removed: what it held is in the database file, synced.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -242,7 +302,7 @@ impl Writer {
 }
 
 /// Opens the store's file for writing, with the settings the pool's connections have.
-fn open(path: &Path) -> Result<rusqlite::Connection, rusqlite::Error> {
+fn open(path: &Path) -> Result<Open, rusqlite::Error> {
     use rusqlite::OpenFlags;
     let conn = rusqlite::Connection::open_with_flags(
         path,
@@ -274,7 +334,11 @@ fn open(path: &Path) -> Result<rusqlite::Connection, rusqlite::Error> {
         true,
     )?;
     conn.set_prepared_statement_cache_capacity(32);
-    Ok(conn)
+    Ok(Open {
+        conn,
+        wal,
+        durable: Durable::Now,
+    })
 }
 
 /// `BEGIN IMMEDIATE`, the statements, `COMMIT`; a failure after `BEGIN` leaves the

@@ -189,6 +189,12 @@ impl<'a> Engine<'a> {
         self.journal.record(&self.state, ev).await
     }
 
+    /// Puts on the disk the step verdicts committed without an fsync (the journal's `settle`):
+    /// before the run waits for anything but its next step.
+    pub fn settle(&self) -> Result<(), ExecError> {
+        self.journal.settle(&self.state)
+    }
+
     /// What the run's audit chain records of its database, operator key and approvals.
     pub fn chain_facts(&self) -> Result<crate::audit::ChainFacts, String> {
         self.journal.chain_facts()

@@ -18,7 +18,7 @@ use crate::config::ConfigDef;
 use crate::db::{Db, TargetSpec};
 use crate::redact::Redactor;
 use crate::run::{self, Approval, Event, EventKind, RunRecord};
-use crate::state::StateStore;
+use crate::state::{Durable, StateStore};
 use crate::ui::Ui;
 use serde_json::{Map, Value as Json, json};
 use std::path::{Path, PathBuf};
@@ -159,7 +159,8 @@ impl<'a> Journal<'a> {
     /// Records one event of a running run. The record a run stops on (finished, interrupted,
     /// waiting at a gate) is fsynced in the chain before the store commits it, and that commit
     /// notes the chain as durable through it (`Written::synced`): the note then needs no
-    /// commit of its own when the run stops (`sync`).
+    /// commit of its own when the run stops (`sync`). A step's verdict is committed without an
+    /// fsync of its own (`durable`).
     pub async fn record(&mut self, state: &StateStore, ev: Event) -> Result<(), ExecError> {
         let ev = self.redacted(ev);
         let mut written = self
@@ -175,7 +176,7 @@ impl<'a> Journal<'a> {
             written.synced = self.sync_chain();
         }
         state
-            .record(&self.run_id, &ev, Some(&written))
+            .record_as(&self.run_id, &ev, Some(&written), durable(ev.kind))
             .await
             .map_err(|e| {
                 self.report(
@@ -212,11 +213,26 @@ impl<'a> Journal<'a> {
         Ok(())
     }
 
+    /// Puts on the disk the step verdicts committed without an fsync (`durable`): before the run
+    /// waits for anything but the next step (a gate's prompt or window).
+    pub fn settle(&self, state: &StateStore) -> Result<(), ExecError> {
+        state.sync().map_err(|e| {
+            self.report(
+                &e,
+                Some("the run stopped because its state could not be made durable"),
+            )
+        })
+    }
+
     /// Makes the chain's records durable, and notes in the store how far: when the run stops,
     /// and before a decision's process ends. Until then the state store's lines are the durable
     /// copy; a chain later found shorter than noted here was cut, not crashed, and is not
     /// written back.
     pub async fn sync(&mut self, state: &StateStore) {
+        // The run's last record is fsynced with its commit unless the run stopped on an error.
+        if let Err(e) = state.sync() {
+            tracing::warn!("{e}");
+        }
         if !self.sync_chain() {
             return;
         }
@@ -327,6 +343,21 @@ impl<'a> Journal<'a> {
     fn report(&self, e: &dyn std::fmt::Display, hint: Option<&str>) -> ExecError {
         self.ui.error(&self.redactor.redact(&e.to_string()), hint);
         ExecError::Internal
+    }
+}
+
+/// How durable the store's commit of an event must be when it returns. A step's verdict
+/// (`step_finished`, `step_skipped`) is committed without an fsync: a process that dies keeps
+/// it (the operating system has it), and the next step's `step_started`, whose commit is
+/// fsynced before that step acts, puts it on the disk with it, as does any other record (they
+/// are all fsynced) and `settle` before a wait. So the write-ahead order holds with one fsync
+/// per step: the start durable before the step acts, the verdict durable before the next step
+/// starts. What a power cut may take is the last verdict before it, when no later commit was
+/// fsynced: resume then asks about that step, as about one in flight.
+fn durable(kind: EventKind) -> Durable {
+    match kind {
+        EventKind::StepFinished | EventKind::StepSkipped => Durable::WithNext,
+        _ => Durable::Now,
     }
 }
 

@@ -65,3 +65,4 @@ mod tooling;
 mod units;
 mod validation_misses;
 mod windows;
+mod write_ahead;
