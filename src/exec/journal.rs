@@ -1,16 +1,17 @@
 //! The journal: the one place a run's events are written. Each event is redacted, written to
 //! the run's audit chain (no fsync), then committed to the state store with the chain's new
-//! head and the record's line: that commit is the one durable write of the event (write-ahead).
-//! The chain is fsynced when the run stops: before the commit of the record it stops on, which
-//! notes in the store how far the chain is durable. A process crash in between leaves one record
-//! more in the chain than the store knows, never one less; a system crash may take the
-//! chain's unsynced tail, which the store's lines give back (`audit::write_back`, before the
-//! chain is opened again).
+//! head and the record's line: that commit is the one durable write of the event (write-ahead;
+//! a step's verdict is on the disk with the next commit, `durable`). The chain is fsynced when
+//! the run stops: before the commit of the record it stops on, which notes in the store how far
+//! the chain is durable. A process crash in between leaves one record more in the chain than
+//! the store knows, never one less; a system crash may take the chain's unsynced tail, which
+//! the store's lines give back (`audit::write_back`, before the chain is opened again).
 //!
 //! Test hooks (`RUNBOOK_FAILPOINT`, like the executor's): `written:EVENT:STEP` kills the
 //! process after the record of that event (`run` for a run event) is written to the chain and
 //! before the store commits it; `lost:EVENT:STEP` after the commit, with the chain first cut
-//! back to what was last fsynced, as a power cut would leave it.
+//! back to what was last fsynced, as a power cut would leave it (after a verdict's commit a
+//! power cut could take that commit too, which no hook shows: the step reads as in flight).
 
 use super::ExecError;
 use crate::audit::{AuditError, AuditLog, Head, Written};
