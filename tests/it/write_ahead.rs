@@ -1,6 +1,7 @@
 //! The write-ahead order at the level of system calls (issue 20), traced with strace: a step's
 //! program starts only once everything written to the state store before it is fsynced (its
-//! `step_started` and the previous step's verdict), and one fsync per step does it.
+//! `step_started` and the previous step's verdict), and one fsync per step does it; before a
+//! gate (which may wait for a person) the verdicts are fsynced on their own.
 
 use crate::support::{Project, Target, repo};
 use std::process::Command;
@@ -10,7 +11,10 @@ use std::process::Command;
 #[derive(Debug, PartialEq)]
 enum Seen {
     WalWrite,
+    /// SQLite's fsync at a commit.
     WalSync,
+    /// runbook's own fdatasync of the log (`Journal::settle`).
+    WalSettle,
     Exec(String),
     Exit(String),
 }
@@ -40,8 +44,10 @@ fn seen(trace: &str) -> Vec<Seen> {
                 out.push(Seen::Exit(step.clone()));
             }
         } else if call.contains("state.db-wal>") {
-            if call.starts_with("fsync(") || call.starts_with("fdatasync(") {
+            if call.starts_with("fsync(") {
                 out.push(Seen::WalSync);
+            } else if call.starts_with("fdatasync(") {
+                out.push(Seen::WalSettle);
             } else if call.starts_with("pwrite64(") || call.starts_with("write(") {
                 out.push(Seen::WalWrite);
             }
@@ -55,13 +61,14 @@ fn seen(trace: &str) -> Vec<Seen> {
 /// end and the next one's start the log is written (the verdict) and fsynced once.
 fn check_order(seen: &[Seen], steps: &[&str]) -> Result<(), String> {
     let at = |s: &Seen| seen.iter().position(|x| x == s);
+    let synced = |s: &Seen| matches!(s, Seen::WalSync | Seen::WalSettle);
     for (k, step) in steps.iter().enumerate() {
         let exec = at(&Seen::Exec((*step).to_owned())).ok_or(format!("{step} never started"))?;
         let last_write = seen[..exec]
             .iter()
             .rposition(|s| *s == Seen::WalWrite)
             .ok_or(format!("nothing written to the store before {step}"))?;
-        if !seen[last_write..exec].contains(&Seen::WalSync) {
+        if !seen[last_write..exec].iter().any(synced) {
             return Err(format!(
                 "{step} started with a write to the store not yet fsynced: {:?}",
                 &seen[last_write..exec]
@@ -73,8 +80,8 @@ fn check_order(seen: &[Seen], steps: &[&str]) -> Result<(), String> {
         let prev = Seen::Exit(steps[k - 1].to_owned());
         let exit = at(&prev).ok_or(format!("{} never ended", steps[k - 1]))?;
         let between = &seen[exit..exec];
-        let syncs = between.iter().filter(|s| **s == Seen::WalSync).count();
-        let first_sync = between.iter().position(|s| *s == Seen::WalSync);
+        let syncs = between.iter().filter(|s| synced(s)).count();
+        let first_sync = between.iter().position(synced);
         let written = first_sync.is_some_and(|i| between[..i].contains(&Seen::WalWrite));
         if syncs != 1 || !written {
             return Err(format!(
@@ -97,7 +104,15 @@ fn a_step_acts_only_after_its_start_and_the_last_verdict_are_fsynced_once() {
         ));
     }
     p.playbook("order", &yaml);
-    let trace = p.path().join("trace");
+    let seen = traced(&p, "order");
+    if let Err(e) = check_order(&seen, &steps) {
+        panic!("{e}\n{seen:?}");
+    }
+}
+
+/// Traces `runbook run NAME` of project `p` and gives what the trace shows.
+fn traced(p: &Project, name: &str) -> Vec<Seen> {
+    let trace = p.path().join(format!("{name}.trace"));
     let target = p.target.arg();
     let out = Command::new("strace")
         .args(["-f", "-y", "-qq", "-o"])
@@ -111,7 +126,7 @@ fn a_step_acts_only_after_its_start_and_the_last_verdict_are_fsynced_once() {
             "-C",
         ])
         .arg(p.path())
-        .args(["run", "order", "--target", &target])
+        .args(["run", name, "--target", &target])
         .current_dir(repo())
         .output()
         .expect("strace runs (.ci/run installs it)");
@@ -120,11 +135,42 @@ fn a_step_acts_only_after_its_start_and_the_last_verdict_are_fsynced_once() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let text = std::fs::read_to_string(&trace).unwrap();
-    let seen = seen(&text);
-    if let Err(e) = check_order(&seen, &steps) {
-        panic!("{e}\n{seen:?}");
-    }
+    seen(&std::fs::read_to_string(&trace).unwrap())
+}
+
+#[test]
+fn a_gate_fsyncs_the_verdicts_before_it_decides_and_a_plain_step_does_not() {
+    let p = Project::new(Target::sqlite);
+    p.playbook(
+        "gated",
+        "name: gated\nsteps:\n  - id: s1\n    shell: { argv: [\"printf\", \"s1\"] }\n  - id: s2\n    shell: { argv: [\"printf\", \"s2\"] }\n  - id: check\n    gate: { condition: { expr: \"1 == 1\", message: \"never\" } }\n  - id: s3\n    shell: { argv: [\"printf\", \"s3\"] }\n",
+    );
+    let seen = traced(&p, "gated");
+    let pos = |s: Seen| seen.iter().position(|x| *x == s).expect("in the trace");
+    let settles = |from: Seen, to: Seen| {
+        seen[pos(from)..pos(to)]
+            .iter()
+            .filter(|s| **s == Seen::WalSettle)
+            .count()
+    };
+    let s = |n: &str| n.to_owned();
+    assert_eq!(
+        settles(Seen::Exit(s("s1")), Seen::Exec(s("s2"))),
+        0,
+        "{seen:?}"
+    );
+    assert_eq!(
+        settles(Seen::Exit(s("s2")), Seen::Exec(s("s3"))),
+        1,
+        "the gate settles once: {seen:?}"
+    );
+    // The gate's settle comes right after s2's verdict is written, before the gate records.
+    let after = &seen[pos(Seen::Exit(s("s2")))..];
+    let settle = after.iter().position(|x| *x == Seen::WalSettle).unwrap();
+    assert!(
+        after[..settle].contains(&Seen::WalWrite) && !after[..settle].contains(&Seen::WalSync),
+        "{after:?}"
+    );
 }
 
 #[test]
