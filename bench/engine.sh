@@ -4,7 +4,10 @@
 # processes spawned one by one, each between two records written and fdatasync'd (what the
 # write-ahead guarantee needs at the least: a started record durable before the step acts, a
 # finished record before the next starts). Timed in turn (floor, runbook, floor, ...); prints
-# the medians per step with their spread and the ratio runbook/floor (goal: at most 1.5).
+# the medians per step with their spread and the ratio runbook/floor (goal: at most 1.5). Also
+# timed in each round: `floor1`, the same with one fdatasync per step (the finished record
+# written without one, made durable by the next start's, as runbook's SQLite store does since
+# stop 38), and runbook's ratio to it.
 #
 #   bench/engine.sh [PAIRS] [STEPS]         default: 5 pairs of 1,000 steps
 #   RUNBOOK=path/to/runbook bench/engine.sh another binary (default: target/release/runbook)
@@ -33,19 +36,20 @@ playbook() { # FILE STEPS
 playbook "$WORK/playbooks/bench.yaml" "$STEPS"
 TRUE=$(type -P true)
 
-floor() {
+floor() { # [SYNCS]: 2 (default) fdatasyncs per step, or 1 (the finished record rides on the next start's)
   # Records overwritten in place in a file written once beforehand (as SQLite reuses its WAL):
   # each fdatasync then flushes data only, never the file's growth.
-  python3 - "$TRUE" "$STEPS" "$WORK/floor.log" <<'EOF'
+  python3 - "$TRUE" "$STEPS" "$WORK/floor.log" "${1:-2}" <<'EOF'
 import os, sys
-true, n, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+true, n, path, syncs = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
 os.write(fd, b"\0" * (n * 96)); os.fsync(fd)
 off = 0
 for i in range(n):
     for rec, spawn in ((b'{"event":"step_started","step":"s%d"}\n' % i, True), (b'{"event":"step_finished","step":"s%d"}\n' % i, False)):
         os.pwrite(fd, rec, off); off += len(rec)
-        os.fdatasync(fd)
+        if spawn or syncs == 2:
+            os.fdatasync(fd)
         if spawn:
             pid = os.posix_spawn(true, [true], {})
             os.waitpid(pid, 0)
@@ -61,16 +65,19 @@ stats() { # per-step ms: median [min-max]
   printf '%s\n' "$@" | sort -g | awk -v n="$STEPS" '{v[NR]=$1} END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.3f %.3f %.3f", m * 1000 / n, v[1] * 1000 / n, v[NR] * 1000 / n }'
 }
 
-f=() r=() b=()
+f=() f1=() r=() b=()
 for _ in $(seq 1 "$PAIRS"); do
   f+=("$(seconds floor)")
+  f1+=("$(seconds floor 1)")
   r+=("$(seconds engine "$RUNBOOK")")
   if [ -n "${BASELINE:-}" ]; then b+=("$(seconds engine "$BASELINE")"); fi
 done
 read -r fm fl fh <<<"$(stats "${f[@]}")"
+read -r f1m f1l f1h <<<"$(stats "${f1[@]}")"
 read -r rm_ rl rh <<<"$(stats "${r[@]}")"
 printf '%s steps, %s pairs; ms per step: median [min-max]\n' "$STEPS" "$PAIRS"
 printf 'floor      %7.3f [%.3f-%.3f]\n' "$fm" "$fl" "$fh"
+printf 'floor1     %7.3f [%.3f-%.3f]  one fdatasync per step; runbook / floor1 %.2f\n' "$f1m" "$f1l" "$f1h" "$(awk -v a="$rm_" -v b="$f1m" 'BEGIN { print a / b }')"
 printf 'runbook    %7.3f [%.3f-%.3f]  ratio %.2f (goal <= 1.5)\n' "$rm_" "$rl" "$rh" "$(awk -v a="$rm_" -v b="$fm" 'BEGIN { print a / b }')"
 if [ -n "${BASELINE:-}" ]; then
   read -r bm bl bh <<<"$(stats "${b[@]}")"
