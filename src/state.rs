@@ -165,6 +165,12 @@ async fn migrate(pool: &AnyPool) -> Result<(), StateError> {
             "the state store has layout version {version}, newer than this runbook understands ({STATE_VERSION}); upgrade runbook"
         )));
     }
+    if version == STATE_VERSION {
+        // Made whole by a runbook of this layout (the version is written last): opened as it
+        // is, without a statement per table at each start, and a table someone dropped is
+        // named missing when it is used rather than made again empty.
+        return Ok(());
+    }
     for stmt in SCHEMA {
         sqlx::query(*stmt).execute(pool).await?;
     }

@@ -448,6 +448,41 @@ mod tests {
             .collect()
     }
 
+    /// A store of the current layout is opened as it is: no table is made again at each start,
+    /// so one that someone dropped stays missing (and is named when used) instead of coming
+    /// back empty.
+    #[tokio::test]
+    async fn a_current_store_opens_as_it_is_and_a_dropped_table_stays_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        with_run(&path).await.close().await;
+        let url = format!("sqlite://{}", path.display());
+        let tables = |c: sqlx::SqliteConnection| async move {
+            let mut c = c;
+            let n: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'runbook_approvals'",
+            )
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+            c.close().await.unwrap();
+            n
+        };
+        let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query("DROP TABLE runbook_approvals")
+            .execute(&mut c)
+            .await
+            .unwrap();
+        c.close().await.unwrap();
+        let store = StateStore::open(&StateSpec::Sqlite(path.clone()))
+            .await
+            .unwrap();
+        assert!(store.load_run("r1").await.unwrap().is_some());
+        store.close().await;
+        let c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        assert_eq!(tables(c).await, 0, "opening made the dropped table again");
+    }
+
     /// An event whose text fails half-way, or whose caller stops waiting before its `COMMIT`,
     /// leaves no row behind, and the next event is written (on a new connection: the one
     /// with the open transaction is closed).
