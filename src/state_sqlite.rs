@@ -274,17 +274,15 @@ impl Writer {
     }
 
     /// Puts on the disk what `Durable::WithNext` commits left in the operating system's hands:
-    /// fsyncs the write-ahead log (an fsync of the file, through a descriptor of its own).
+    /// fsyncs the write-ahead log (an fsync of the file, through a descriptor of its own), also
+    /// when the connection that wrote them was closed after a failed write.
     pub fn sync(&self) -> std::io::Result<()> {
-        let slot = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
-        if !slot.as_ref().is_some_and(|o| o.wal) {
-            return Ok(());
-        }
         let mut wal = self.path.clone().into_os_string();
         wal.push("-wal");
         match std::fs::File::open(&wal) {
             Ok(f) => f.sync_data(),
-            // Checkpointed and removed: what it held is in the database file, synced.
+            // No log (not in WAL mode, where every commit is fsynced, or checkpointed and
+            // removed): nothing is left unsynced.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e),
         }
@@ -457,17 +455,6 @@ mod tests {
         let path = dir.path().join("state.db");
         with_run(&path).await.close().await;
         let url = format!("sqlite://{}", path.display());
-        let tables = |c: sqlx::SqliteConnection| async move {
-            let mut c = c;
-            let n: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'runbook_approvals'",
-            )
-            .fetch_one(&mut c)
-            .await
-            .unwrap();
-            c.close().await.unwrap();
-            n
-        };
         let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
         sqlx::query("DROP TABLE runbook_approvals")
             .execute(&mut c)
@@ -479,8 +466,15 @@ mod tests {
             .unwrap();
         assert!(store.load_run("r1").await.unwrap().is_some());
         store.close().await;
-        let c = sqlx::SqliteConnection::connect(&url).await.unwrap();
-        assert_eq!(tables(c).await, 0, "opening made the dropped table again");
+        let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        let left: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'runbook_approvals'",
+        )
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+        c.close().await.unwrap();
+        assert_eq!(left, 0, "opening made the dropped table again");
     }
 
     /// An event whose text fails half-way, or whose caller stops waiting before its `COMMIT`,
