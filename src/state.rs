@@ -340,8 +340,9 @@ impl StateStore {
         self.record_as(run_id, event, audit, Durable::Now).await
     }
 
-    /// [`StateStore::record`], its commit as durable as `durable` says on SQLite (in WAL mode);
-    /// on PostgreSQL every commit is durable when it returns.
+    /// [`StateStore::record`], its commit as durable as `durable` says: on SQLite (in WAL mode)
+    /// `synchronous=NORMAL` for a `WithNext` commit, on PostgreSQL `synchronous_commit = off`
+    /// for its statement; either is flushed by the next `Now` commit or by `sync`.
     pub async fn record_as(
         &self,
         run_id: &str,
@@ -353,8 +354,14 @@ impl StateStore {
         let effects = write::Effects::of(event);
         match &self.writes {
             Writes::Postgres(writer) => {
-                write::record_postgres((writer, &self.pool), run_id, (event, &effects), audit, at)
-                    .await?;
+                write::record_postgres(
+                    (writer, &self.pool),
+                    run_id,
+                    (event, &effects),
+                    audit,
+                    (at, durable),
+                )
+                .await?;
             }
             Writes::Sqlite(writer) => {
                 let (statements, params) =
@@ -365,11 +372,18 @@ impl StateStore {
         Ok(())
     }
 
-    /// Puts on the disk the commits `Durable::WithNext` left in the operating system's hands
-    /// (SQLite: the write-ahead log fsynced); nothing to do on PostgreSQL.
-    pub fn sync(&self) -> Result<(), StateError> {
+    /// Puts on the disk the commits `Durable::WithNext` left unflushed: on SQLite the
+    /// write-ahead log fsynced; on PostgreSQL a synchronous commit that writes (an update of the
+    /// store's version row to itself: a commit that wrote nothing would not wait for the flush),
+    /// which the server flushes with every commit before it.
+    pub async fn sync(&self) -> Result<(), StateError> {
         match &self.writes {
-            Writes::Postgres(_) => Ok(()),
+            Writes::Postgres(_) => {
+                sqlx::query("UPDATE runbook_meta SET value = value WHERE key = 'state_version'")
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
             Writes::Sqlite(writer) => writer.sync().map_err(StateError::Sync),
         }
     }

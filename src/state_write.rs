@@ -16,6 +16,7 @@
 
 use crate::audit::Written;
 use crate::run::{Event, EventKind, Phase, StepStatus};
+use crate::state_sqlite::Durable;
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
 use sqlx::{AnyConnection, AnyPool, Connection};
@@ -292,9 +293,13 @@ pub(crate) fn bind_event<'q>(
 /// attempt and start time. The run CTE writes when `$17` (the run's new status) is set:
 /// `$18` says whether the end time and error change, `$21`/`$22` set the process that runs it,
 /// `$24` how far the chain was fsynced before this commit (`synced_param`; NULL keeps it).
+/// `$25` true commits without waiting for the server's WAL flush (`synchronous_commit = off`
+/// for this statement's transaction: a step's verdict, flushed by the next synchronous commit,
+/// as `Durable::WithNext` says).
 const RECORD: &str = "WITH step AS (
     INSERT INTO runbook_steps AS s (run_id, step, phase, ord, status, attempts, started_at, finished_at, outputs, error, db_change)
     SELECT $1, $4, $5, $10, $9, $11, $12, $13, $14, $15, $16 WHERE $9 IS NOT NULL
+        AND ($25::boolean IS NOT TRUE OR set_config('synchronous_commit', 'off', true) IS NOT NULL)
     ON CONFLICT (run_id, step, phase) DO UPDATE SET
         status = EXCLUDED.status,
         attempts = CASE WHEN EXCLUDED.status = 'running' THEN EXCLUDED.attempts ELSE s.attempts END,
@@ -320,7 +325,7 @@ pub(crate) async fn record_postgres(
     run_id: &str,
     (event, effects): (&Event, &Effects<'_>),
     audit: Option<&Written>,
-    at: i64,
+    (at, durable): (i64, Durable),
 ) -> Result<(), sqlx::Error> {
     static SQL: std::sync::LazyLock<String> =
         std::sync::LazyLock::new(|| format!("{RECORD}{}", event_insert(2, 23)));
@@ -401,7 +406,7 @@ pub(crate) async fn record_postgres(
             .bind(None::<i64>)
             .bind(None::<String>),
     };
-    // $23: the audit record's line; $24: how far the chain was fsynced.
-    let q = bind(bind_line(q, audit), [synced_param(audit)]);
+    // $23: the audit record's line; $24: how far the chain was fsynced; $25: no flush wait.
+    let q = bind(bind_line(q, audit), [synced_param(audit)]).bind(durable == Durable::WithNext);
     writer.execute(pool, q).await
 }

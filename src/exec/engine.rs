@@ -191,8 +191,8 @@ impl<'a> Engine<'a> {
 
     /// Puts on the disk the step verdicts committed without an fsync (the journal's `settle`):
     /// before the run waits for anything but its next step.
-    pub fn settle(&self) -> Result<(), ExecError> {
-        self.journal.settle(&self.state)
+    pub async fn settle(&self) -> Result<(), ExecError> {
+        self.journal.settle(&self.state).await
     }
 
     /// What the run's audit chain records of its database, operator key and approvals.

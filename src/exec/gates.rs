@@ -25,7 +25,7 @@ impl Engine<'_> {
     /// Runs a gate step: records its decision and turns it into the unit's outcome.
     pub(super) async fn run_gate(&mut self, unit: &Unit, ctx: &Json) -> Result<bool, UnitError> {
         // A gate may wait (a prompt, a window): the verdicts before it go on the disk first.
-        self.settle().map_err(UnitError::Fatal)?;
+        self.settle().await.map_err(UnitError::Fatal)?;
         let rendered = match actions::render_args(&unit.step, ctx) {
             Ok(v) => v,
             Err(e) => {

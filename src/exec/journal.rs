@@ -216,8 +216,8 @@ impl<'a> Journal<'a> {
 
     /// Puts on the disk the step verdicts committed without an fsync (`durable`): before the run
     /// waits for anything but the next step (a gate's prompt or window).
-    pub fn settle(&self, state: &StateStore) -> Result<(), ExecError> {
-        state.sync().map_err(|e| {
+    pub async fn settle(&self, state: &StateStore) -> Result<(), ExecError> {
+        state.sync().await.map_err(|e| {
             self.report(
                 &e,
                 Some("the run stopped because its state could not be made durable"),
@@ -231,7 +231,7 @@ impl<'a> Journal<'a> {
     /// written back.
     pub async fn sync(&mut self, state: &StateStore) {
         // The run's last record is fsynced with its commit unless the run stopped on an error.
-        if let Err(e) = state.sync() {
+        if let Err(e) = state.sync().await {
             tracing::warn!("{e}");
         }
         if !self.sync_chain() {

@@ -224,3 +224,52 @@ fn the_postgres_state_store_keeps_the_rows_the_sqlite_store_keeps() {
         .collect();
     assert_eq!(noted, chains, "{runs}");
 }
+
+/// The WAL fsyncs the server's backends made so far (`pg_stat_wal.wal_sync`, PostgreSQL 14
+/// and later; an exited backend has reported its own).
+fn wal_syncs(cluster: &pg::PgCluster) -> i64 {
+    cluster
+        .psql("postgres", "SELECT wal_sync FROM pg_stat_wal")
+        .trim()
+        .parse()
+        .expect("a count")
+}
+
+/// A step's verdict is committed to a PostgreSQL store without waiting for the server's WAL
+/// flush (`synchronous_commit = off` for its statement): the next step's start, committed
+/// synchronously before that step acts, flushes both, so the server syncs its WAL once per
+/// step, not once per event. On a cluster of its own whose WAL writer waits 10 s between
+/// flushes, so that what it would flush on its own does not count (the tests' clusters run
+/// with `fsync = off`; this one syncs).
+#[test]
+fn a_postgres_store_syncs_its_wal_once_per_step() {
+    let cluster = pg::PgCluster::own(
+        "fsync = on\nsynchronous_commit = on\nwal_writer_delay = 10000ms\nwal_writer_flush_after = 1GB\n",
+    );
+    let state = cluster.create_db("syncs");
+    let p = Project::new(Target::sqlite);
+    p.playbook("steps", &steps(5));
+    // The first run creates the tables; the next two differ by 20 steps, 40 events.
+    assert_eq!(p.run("steps", &["--state", &state]).code, 0);
+    let before = wal_syncs(&cluster);
+    let out = p.run("steps", &["--state", &state]);
+    assert_eq!(out.code, 0, "{}", out.combined());
+    let short = wal_syncs(&cluster) - before;
+    p.playbook("steps", &steps(25));
+    let before = wal_syncs(&cluster);
+    let out = p.run("steps", &["--state", &state]);
+    assert_eq!(out.code, 0, "{}", out.combined());
+    let long = wal_syncs(&cluster) - before;
+    let per_step = (long - short) as f64 / 20.0;
+    assert!(
+        per_step < 1.5,
+        "{per_step} WAL syncs per step (runs of 5 and 25 steps: {short} and {long})"
+    );
+    // Before a gate the verdicts are flushed on their own: one synchronous commit more.
+    p.playbook(
+        "gated",
+        "name: gated\nsteps:\n  - id: s1\n    shell: { argv: [\"true\"] }\n  - id: check\n    gate: { condition: { expr: \"1 == 1\", message: \"never\" } }\n",
+    );
+    let out = p.run("gated", &["--state", &state]);
+    assert_eq!(out.code, 0, "{}", out.combined());
+}
