@@ -47,6 +47,8 @@ pub struct StateStore {
     /// The connection the store writes events on, held while it is open; which kind it is
     /// says which database the store is.
     writes: Writes,
+    /// A `Durable::WithNext` commit was made and no `Now` commit or `sync` followed it.
+    unflushed: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Where a store's writes go: on PostgreSQL a connection of the pool, held; on SQLite a
@@ -277,7 +279,11 @@ impl StateStore {
             .connect_with(opts)
             .await?;
         migrate(&pool).await?;
-        Ok(StateStore { pool, writes })
+        Ok(StateStore {
+            pool,
+            writes,
+            unflushed: std::sync::Arc::default(),
+        })
     }
 
     /// Whether a PostgreSQL store answers, asked once: opening retries until the pool's
@@ -369,14 +375,28 @@ impl StateStore {
                 writer.execute_as(statements, &params, durable).await?;
             }
         }
+        self.unflushed.store(
+            durable == Durable::WithNext,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         Ok(())
     }
 
-    /// Puts on the disk the commits `Durable::WithNext` left unflushed: on SQLite the
-    /// write-ahead log fsynced; on PostgreSQL a synchronous commit that writes (an update of the
-    /// store's version row to itself: a commit that wrote nothing would not wait for the flush),
-    /// which the server flushes with every commit before it.
+    /// Puts on the disk the commits `Durable::WithNext` left unflushed, if any since the last
+    /// `Now` commit: on SQLite the write-ahead log fsynced; on PostgreSQL a synchronous commit
+    /// that writes (an update of the store's version row to itself: a commit that wrote nothing
+    /// would not wait for the flush), which the server flushes with every commit before it.
     pub async fn sync(&self) -> Result<(), StateError> {
+        use std::sync::atomic::Ordering;
+        if !self.unflushed.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        self.sync_now().await?;
+        self.unflushed.store(false, Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn sync_now(&self) -> Result<(), StateError> {
         match &self.writes {
             Writes::Postgres(_) => {
                 sqlx::query("UPDATE runbook_meta SET value = value WHERE key = 'state_version'")
