@@ -91,23 +91,28 @@ fn steps(n: usize) -> String {
     text
 }
 
+/// How much `count` grows over a run of 5 steps and over a run of 25 on the state store
+/// `state`, after a first run that creates the tables: the two differ by 20 steps, 40 events.
+fn short_and_long(p: &Project, state: &str, count: impl Fn() -> i64) -> (i64, i64) {
+    p.playbook("steps", &steps(5));
+    assert_eq!(p.run("steps", &["--state", state]).code, 0);
+    let mut grew = [0; 2];
+    for (i, n) in [5, 25].into_iter().enumerate() {
+        p.playbook("steps", &steps(n));
+        let before = count();
+        let out = p.run("steps", &["--state", state]);
+        assert_eq!(out.code, 0, "{}", out.combined());
+        grew[i] = count() - before;
+    }
+    (grew[0], grew[1])
+}
+
 #[test]
 fn an_event_takes_at_most_two_round_trips_to_a_postgres_state_store() {
     let proxy = Proxy::start();
     let state = proxy.url(&pg::cluster().create_db("trips"));
     let p = Project::new(Target::sqlite);
-    p.playbook("steps", &steps(5));
-    // The first run creates the tables; the next two differ by 20 steps, 40 events.
-    assert_eq!(p.run("steps", &["--state", &state]).code, 0);
-    let before = proxy.trips();
-    let out = p.run("steps", &["--state", &state]);
-    assert_eq!(out.code, 0, "{}", out.combined());
-    let short = proxy.trips() - before;
-    p.playbook("steps", &steps(25));
-    let before = proxy.trips();
-    let out = p.run("steps", &["--state", &state]);
-    assert_eq!(out.code, 0, "{}", out.combined());
-    let long = proxy.trips() - before;
+    let (short, long) = short_and_long(&p, &state, || proxy.trips() as i64);
     let per_event = (long - short) as f64 / 40.0;
     // At most two (issue 20). Every event is one statement on a connection that prepared it
     // before: about one (a pool's ping on each use, or a transaction around it, makes two).
@@ -248,18 +253,7 @@ fn a_postgres_store_syncs_its_wal_once_per_step() {
     );
     let state = cluster.create_db("syncs");
     let p = Project::new(Target::sqlite);
-    p.playbook("steps", &steps(5));
-    // The first run creates the tables; the next two differ by 20 steps, 40 events.
-    assert_eq!(p.run("steps", &["--state", &state]).code, 0);
-    let before = wal_syncs(&cluster);
-    let out = p.run("steps", &["--state", &state]);
-    assert_eq!(out.code, 0, "{}", out.combined());
-    let short = wal_syncs(&cluster) - before;
-    p.playbook("steps", &steps(25));
-    let before = wal_syncs(&cluster);
-    let out = p.run("steps", &["--state", &state]);
-    assert_eq!(out.code, 0, "{}", out.combined());
-    let long = wal_syncs(&cluster) - before;
+    let (short, long) = short_and_long(&p, &state, || wal_syncs(&cluster));
     let per_step = (long - short) as f64 / 20.0;
     assert!(
         per_step < 1.5,

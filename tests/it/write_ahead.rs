@@ -180,51 +180,27 @@ fn a_gate_fsyncs_the_verdicts_before_it_decides_and_a_plain_step_does_not() {
 fn the_order_check_refuses_a_start_before_the_fsync_and_two_fsyncs_per_step() {
     use Seen::*;
     let s = |n: &str| n.to_owned();
-    let good = vec![
-        WalWrite,
-        WalSync,
-        Exec(s("s1")),
-        Exit(s("s1")),
+    // s1 started on a synced start record and ended; then `rest`.
+    let after_s1 = |rest: Vec<Seen>| {
+        let mut all = vec![WalWrite, WalSync, Exec(s("s1")), Exit(s("s1"))];
+        all.extend(rest);
+        all
+    };
+    let good = after_s1(vec![
         WalWrite,
         WalWrite,
         WalSync,
         Exec(s("s2")),
         Exit(s("s2")),
-    ];
+    ]);
     assert_eq!(check_order(&good, &["s1", "s2"]), Ok(()));
     // The start written but not fsynced before the step acts.
-    let unsynced = vec![
-        WalWrite,
-        WalSync,
-        Exec(s("s1")),
-        Exit(s("s1")),
-        WalWrite,
-        WalSync,
-        WalWrite,
-        Exec(s("s2")),
-    ];
+    let unsynced = after_s1(vec![WalWrite, WalSync, WalWrite, Exec(s("s2"))]);
     assert!(check_order(&unsynced, &["s1", "s2"]).is_err());
     // Two fsyncs between steps (a verdict and a start each fsynced: the old cost).
-    let twice = vec![
-        WalWrite,
-        WalSync,
-        Exec(s("s1")),
-        Exit(s("s1")),
-        WalWrite,
-        WalSync,
-        WalWrite,
-        WalSync,
-        Exec(s("s2")),
-    ];
+    let twice = after_s1(vec![WalWrite, WalSync, WalWrite, WalSync, Exec(s("s2"))]);
     assert!(check_order(&twice, &["s1", "s2"]).is_err());
     // A verdict never written before the next step starts.
-    let no_verdict = vec![
-        WalWrite,
-        WalSync,
-        Exec(s("s1")),
-        Exit(s("s1")),
-        WalSync,
-        Exec(s("s2")),
-    ];
+    let no_verdict = after_s1(vec![WalSync, Exec(s("s2"))]);
     assert!(check_order(&no_verdict, &["s1", "s2"]).is_err());
 }
