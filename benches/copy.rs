@@ -18,7 +18,8 @@
 //! Run with `cargo build --release && cargo bench --bench copy` (`COPY_BENCH_ROUNDS=N`, default
 //! 3; `RUNBOOK=path` times another binary; `COPY_BENCH_SIDES=own,raw` runs only those sides, of
 //! own, into, pgloader and raw; `COPY_BENCH_NOTES=1` prints runbook's notes of each run: the
-//! phases of each table). Needs the PostgreSQL server binaries (as the tests
+//! phases of each table; `COPY_BENCH_KEEP=1` keeps the folder with the source and the
+//! playbooks and prints its path). Needs the PostgreSQL server binaries (as the tests
 //! do), sqlite3 and pgloader (`apt-get install -y pgloader sqlite3`).
 use sqlx::{ConnectOptions, Row};
 use std::path::{Path, PathBuf};
@@ -251,6 +252,10 @@ fn main() {
         }
     }
     summary(&times, total, rounds);
+    if std::env::var_os("COPY_BENCH_KEEP").is_some() {
+        // The source and playbooks stay, to run a side again by hand.
+        println!("kept: {}", dir.keep().display());
+    }
 }
 
 /// The sides `COPY_BENCH_SIDES` names (all four without it), in the usual order.

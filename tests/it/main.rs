@@ -17,6 +17,7 @@ mod copy;
 mod copy_into;
 mod copy_into_indexes;
 mod copy_own;
+mod copy_verify;
 mod corpus;
 mod coverage;
 mod crash;

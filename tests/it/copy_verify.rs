@@ -1,0 +1,118 @@
+//! `copy`'s verification catches what the server stored differently from what was sent: a
+//! trigger on the target changes one value of one row (or drops a row) while the rows stream
+//! in, and the copy fails on that table, leaving it out (a dropped row is caught by COPY's own
+//! count); without the trigger the same source
+//! copies. Each change is one a weak checksum would miss: a NULL double stored as 0.0 (whose
+//! hash may be the NULL's), two columns' values swapped, a timestamp one microsecond off, a
+//! boolean flipped.
+
+use crate::copy::{exec, with_sqlite};
+use crate::support::pg;
+use crate::support::{Project, Target};
+
+const SOURCE: &str = r#"
+CREATE TABLE "T" (
+  id INTEGER PRIMARY KEY,
+  a REAL,
+  b REAL,
+  name VARCHAR(20) NOT NULL,
+  note TEXT,
+  at DATETIME NOT NULL,
+  day DATE,
+  flag BOOLEAN NOT NULL,
+  blob BLOB
+);
+WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000)
+INSERT INTO "T" SELECT x, CASE WHEN x % 7 = 0 THEN NULL ELSE x / 8.0 END, -x * 1.5,
+  'name ' || x || ' é', CASE WHEN x % 3 = 0 THEN NULL ELSE 'a longer note, over twelve bytes: ' || x END,
+  datetime(1700000000 + x * 61, 'unixepoch'), date(19000 + x, 'unixepoch'), x % 2,
+  CASE WHEN x % 5 = 0 THEN NULL ELSE randomblob(x % 17) END FROM c;
+"#;
+
+/// The tampering trigger's body for each case: it changes `NEW` (or drops it) for one row.
+const CASES: [(&str, &str); 5] = [
+    (
+        "a NULL double stored as 0",
+        "IF NEW.id = 14 THEN NEW.a := 0; END IF;",
+    ),
+    (
+        "two columns swapped",
+        "IF NEW.id = 10 THEN NEW.a := NEW.b; NEW.b := 1.25; END IF;",
+    ),
+    (
+        "a timestamp a microsecond off",
+        "IF NEW.id = 2000 THEN NEW.at := NEW.at + interval '1 microsecond'; END IF;",
+    ),
+    (
+        "a boolean flipped",
+        "IF NEW.id = 7 THEN NEW.flag := NOT NEW.flag; END IF;",
+    ),
+    (
+        "one character changed",
+        "IF NEW.id = 2999 THEN NEW.note := replace(NEW.note, 'twelve', 'twelvf'); END IF;",
+    ),
+];
+
+#[test]
+fn verification_fails_a_table_whose_stored_rows_differ_from_the_sent_ones() {
+    let p = Project::new(|_| Target::postgres("copy_verify"));
+    let url = match &p.target {
+        Target::Postgres(url) => url.clone(),
+        Target::Sqlite(_) => unreachable!(),
+    };
+    let q = |sql: &str| pg::cluster().psql(&url, sql);
+    with_sqlite(&p.path().join("source.db"), async |c| exec(c, SOURCE).await);
+    p.playbook(
+        "mig",
+        "name: mig\nsteps:\n  - id: copy\n    copy: { from: \"sqlite:source.db\" }\n",
+    );
+    // An event trigger puts the tampering trigger on the table as the copy creates it.
+    q(
+        r#"CREATE FUNCTION tamper() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+         CREATE FUNCTION add_tamper() RETURNS event_trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() WHERE object_identity = 'public."T"') THEN
+             CREATE TRIGGER tamper BEFORE INSERT ON "T" FOR EACH ROW EXECUTE FUNCTION tamper();
+           END IF;
+         END $$;
+         CREATE EVENT TRIGGER add_tamper ON ddl_command_end WHEN TAG IN ('CREATE TABLE')
+           EXECUTE FUNCTION add_tamper();"#,
+    );
+    for (case, body) in CASES {
+        q(&format!(
+            "CREATE OR REPLACE FUNCTION tamper() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {body} RETURN NEW; END $$"
+        ));
+        failed(&p, case, "verification failed");
+    }
+    // A row dropped: COPY's own count says so before any checksum.
+    q(
+        "CREATE OR REPLACE FUNCTION tamper() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF NEW.id = 1500 THEN RETURN NULL; END IF; RETURN NEW; END $$",
+    );
+    failed(&p, "a row dropped", "COPY stored 2999 rows of 3000");
+    // The trigger changing nothing: the copy goes through, every row in.
+    q(
+        "CREATE OR REPLACE FUNCTION tamper() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$",
+    );
+    let out = p.run("mig", &[]);
+    assert_eq!(out.code, 0, "{}", out.combined());
+    assert_eq!(
+        q(r#"SELECT count(*), count(a), count(note), count(blob) FROM "T""#),
+        "3000|2572|2000|2400"
+    );
+}
+
+/// Runs the copy, which must fail on `T` with `message` and leave no table `T`.
+fn failed(p: &Project, case: &str, message: &str) {
+    let url = match &p.target {
+        Target::Postgres(url) => url.clone(),
+        Target::Sqlite(_) => unreachable!(),
+    };
+    let out = p.run("mig", &[]);
+    assert_eq!(out.code, 1, "{case}: {}", out.combined());
+    assert!(out.stderr.contains(message), "{case}: {}", out.stderr);
+    assert_eq!(
+        pg::cluster().psql(&url, r#"SELECT to_regclass('"T"') IS NULL"#),
+        "t",
+        "{case}: the table was left"
+    );
+}
