@@ -27,6 +27,10 @@ INSERT INTO "T" SELECT x, CASE WHEN x % 7 = 0 THEN NULL ELSE x / 8.0 END, -x * 1
   'name ' || x || ' é', CASE WHEN x % 3 = 0 THEN NULL ELSE 'a longer note, over twelve bytes: ' || x END,
   datetime(1700000000 + x * 61, 'unixepoch'), date(19000 + x, 'unixepoch'), x % 2,
   CASE WHEN x % 5 = 0 THEN NULL ELSE randomblob(x % 17) END FROM c;
+INSERT INTO "T" VALUES (9223372036854775807, 0.0, -0.0, 'edge', '', '1969-07-20 20:17:40',
+  '1850-01-01', 0, x'');
+INSERT INTO "T" VALUES (-9223372036854775808, 1e308, 5e-324, 'abcdefgh', 'abcdefghijklm',
+  '2262-01-01 00:00:00', '2999-12-31', 1, x'00');
 "#;
 
 /// The tampering trigger's body for each case: it changes `NEW` (or drops it) for one row.
@@ -88,17 +92,38 @@ fn verification_fails_a_table_whose_stored_rows_differ_from_the_sent_ones() {
     q(
         "CREATE OR REPLACE FUNCTION tamper() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF NEW.id = 1500 THEN RETURN NULL; END IF; RETURN NEW; END $$",
     );
-    failed(&p, "a row dropped", "COPY stored 2999 rows of 3000");
-    // The trigger changing nothing: the copy goes through, every row in.
+    failed(&p, "a row dropped", "COPY stored 3001 rows of 3002");
+    // The trigger changing nothing: the copy goes through, every row in, verified by the
+    // server's sum of PostgreSQL's own row hashes (computed here for the rows sent: text of
+    // every length around lookup3's 12-byte blocks, extreme integers, zeros, dates before
+    // 2000). A table with a numeric column (hashed in its internal form) is read back.
     q(
         "CREATE OR REPLACE FUNCTION tamper() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$",
     );
+    with_sqlite(&p.path().join("source.db"), async |c| {
+        exec(
+            c,
+            r#"CREATE TABLE "N" (id INTEGER PRIMARY KEY, amount DECIMAL(8,2));
+               INSERT INTO "N" VALUES (1, 2.5), (2, NULL);"#,
+        )
+        .await
+    });
     let out = p.run("mig", &[]);
     assert_eq!(out.code, 0, "{}", out.combined());
     assert_eq!(
         q(r#"SELECT count(*), count(a), count(note), count(blob) FROM "T""#),
-        "3000|2572|2000|2400"
+        "3002|2574|2002|2402"
     );
+    for (table, how) in [("T", "by the server's hash sum"), ("N", "read back")] {
+        assert!(
+            out.stderr
+                .lines()
+                .any(|l| l.contains(&format!("`{table}`: "))
+                    && l.ends_with(&format!("checksum verified {how}"))),
+            "{table}: {}",
+            out.stderr
+        );
+    }
 }
 
 /// Runs the copy, which must fail on `T` with `message` and leave no table `T`.

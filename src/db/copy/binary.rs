@@ -1,7 +1,8 @@
 //! PostgreSQL's binary COPY format, the writing side: the stream's header and trailer, a row's
 //! field count, each field's length, and the binary forms of the values copy sends (bigint,
 //! double precision, boolean, date, timestamptz, jsonb, and numeric from its decimal text).
-//! Binary, because parsing text was most of the server's time in a load.
+//! Binary, because parsing text was most of the server's time in a load. Also reads back a
+//! field just written, for the rows' hashes as PostgreSQL computes them.
 
 /// The stream's signature, flags (none) and header extension length (none).
 pub(super) const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
@@ -17,6 +18,13 @@ pub(super) const PG_EPOCH_DAYS: i64 = 10_957;
 pub(super) fn row_start(out: &mut Vec<u8>, columns: usize) {
     let n = i16::try_from(columns).unwrap_or(i16::MAX);
     out.extend_from_slice(&n.to_be_bytes());
+}
+
+/// The field written at `at`: its bytes, `None` for NULL (or a field cut short).
+pub(super) fn field_at(out: &[u8], at: usize) -> Option<&[u8]> {
+    let len = out.get(at..at + 4)?;
+    let len = usize::try_from(i32::from_be_bytes([len[0], len[1], len[2], len[3]])).ok()?;
+    out.get(at + 4..at + 4 + len)
 }
 
 /// A NULL field.

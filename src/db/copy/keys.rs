@@ -201,13 +201,10 @@ pub(super) async fn move_sequence(
         } else {
             "rowid".to_owned()
         },
-        to: if called {
-            format!(
-                "identity sequence at {value}; the next key is {}",
-                value + 1
-            )
-        } else {
-            "identity sequence starts at 1".to_owned()
+        to: match (called, value.checked_add(1)) {
+            (true, Some(next)) => format!("identity sequence at {value}; the next key is {next}"),
+            (true, None) => format!("identity sequence at {value}; it has no next key"),
+            (false, _) => "identity sequence starts at 1".to_owned(),
         },
         reason: "keys given after the copy do not collide with copied ones".to_owned(),
     })

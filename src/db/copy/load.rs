@@ -10,11 +10,13 @@ use super::checksum::{Checksum, RowHash, target_checksum};
 use super::ddl::{Names, create_sql};
 use super::encode::encode;
 use super::keys::{Keys, add_checks, add_indexes, move_sequence};
+use super::pghash::{self, RowHasher};
 use super::plan::{Planned, column_decisions};
 use super::progress;
 use super::report::{Decision, InexactLog, val_json, val_shown};
 use super::scan::{Cursor, Filled, Row, Source};
 use super::schema::{SrcTable, select_sql};
+use super::server_sum::{server_sum, verified_sum};
 use super::stats::{Stats, count};
 use super::types::{Kind, Misfit};
 use super::{Op, OpError, db_error, describe, detail, per_second};
@@ -35,6 +37,8 @@ pub(super) struct Loaded {
     pub(super) decisions: Vec<Decision>,
     /// Seconds spent streaming rows, building keys and indexes, verifying.
     pub(super) phases: [f64; 3],
+    /// How the rows were verified: `by the server's hash sum` or `read back`.
+    pub(super) verified_by: &'static str,
 }
 
 /// A table whose rows are in, its transaction still open on its connection: what is left
@@ -164,10 +168,26 @@ async fn finish_in_tx(
     let keys_time = keys_started.elapsed().as_secs_f64();
     let verify_started = Instant::now();
     detail(op, &format!("`{}`: verifying", t.name));
-    let back = target_checksum(pg, op, t, &plan).await?;
-    let verify_time = verify_started.elapsed().as_secs_f64();
     let sum = rows.sum;
-    verified(&sum, &back, total)?;
+    let kinds: Vec<Kind> = plan.cols.iter().map(|p| p.kind).collect();
+    let on_server = match &rows.pg {
+        Some(sent) => server_sum(pg, t, &kinds)
+            .await?
+            .map(|stored| verified_sum(&sent.sum, &stored)),
+        None => None,
+    };
+    let verified_by = match on_server {
+        Some(result) => {
+            result?;
+            "by the server's hash sum"
+        }
+        None => {
+            verified(&sum, &target_checksum(pg, op, t, &plan).await?)?;
+            "read back"
+        }
+    };
+    counted(&sum, total)?;
+    let verify_time = verify_started.elapsed().as_secs_f64();
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "ANALYZE {}",
         quote_ident(&t.name)
@@ -182,6 +202,7 @@ async fn finish_in_tx(
         inexact: rows.inexact,
         decisions,
         phases: [load_time, keys_time, verify_time],
+        verified_by,
     })
 }
 
@@ -195,19 +216,24 @@ struct Rows {
     stats: Vec<Stats>,
     inexact: InexactLog,
     sum: Checksum,
+    /// The rows' hashes as PostgreSQL computes them, for the server to verify; `None` when a
+    /// column's hash is not computed here.
+    pg: Option<Box<RowHasher>>,
 }
 
 impl Rows {
-    fn new(columns: usize) -> Self {
+    fn new(plan: &Planned<'_>) -> Self {
         let mut buf = Vec::with_capacity(CHUNK + 64 * 1024);
         buf.extend_from_slice(binary::HEADER);
+        let kinds: Vec<Kind> = plan.cols.iter().map(|p| p.kind).collect();
         Rows {
             buf,
             hash: RowHash::new(),
             scratch: Vec::new(),
-            stats: vec![Stats::default(); columns],
+            stats: vec![Stats::default(); kinds.len()],
             inexact: InexactLog::default(),
             sum: Checksum::default(),
+            pg: pghash::hashable(kinds.iter().copied()).then(|| Box::new(RowHasher::new(kinds))),
         }
     }
 
@@ -215,12 +241,23 @@ impl Rows {
     /// column stops the row, which is then neither ended nor counted.
     fn push(&mut self, t: &SrcTable, plan: &Planned<'_>, scan: &Row<'_>) -> Result<(), Misfit> {
         binary::row_start(&mut self.buf, plan.cols.len());
+        if let Some(h) = &mut self.pg {
+            h.start_row();
+        }
         for (i, p) in plan.cols.iter().enumerate() {
             let v = scan.value(i);
             if p.optimistic {
                 count(&mut self.stats[i], v);
             }
-            match encode(&mut self.buf, &mut self.hash, p, v, &mut self.scratch) {
+            let at = self.buf.len();
+            let encoded = encode(&mut self.buf, &mut self.hash, p, v, &mut self.scratch);
+            if encoded.is_ok()
+                && let Some(h) = &mut self.pg
+                && !h.field(binary::field_at(&self.buf, at))
+            {
+                self.pg = None;
+            }
+            match encoded {
                 Ok(None) => {}
                 Ok(Some((reason, stored))) => {
                     let n = self.sum.rows + 1;
@@ -236,6 +273,9 @@ impl Rows {
             }
         }
         self.sum.add(self.hash.finish());
+        if let Some(h) = &mut self.pg {
+            h.end_row();
+        }
         Ok(())
     }
 }
@@ -304,7 +344,7 @@ async fn stream_chunks(
     plan: &Planned<'_>,
     total: i64,
 ) -> Result<Result<Rows, Misfit>, OpError> {
-    let mut rows = Rows::new(t.columns.len());
+    let mut rows = Rows::new(plan);
     let started = Instant::now();
     let mut last_detail = Instant::now();
     loop {
@@ -352,8 +392,8 @@ fn seconds_misfit(t: &SrcTable, plan: &Planned<'_>, stats: &[Stats]) -> Option<M
     })
 }
 
-/// Whether the target's checksum is the source's, and the source's count the rows read.
-fn verified(sum: &Checksum, back: &Checksum, total: i64) -> Result<(), OpError> {
+/// Whether the target's checksum (read back) is the source's.
+fn verified(sum: &Checksum, back: &Checksum) -> Result<(), OpError> {
     if back != sum {
         return Err(OpError::Failed(format!(
             "verification failed: the source has {} rows (checksum {}), the target {} rows \
@@ -364,6 +404,11 @@ fn verified(sum: &Checksum, back: &Checksum, total: i64) -> Result<(), OpError> 
             back.hex()
         )));
     }
+    Ok(())
+}
+
+/// Whether the source's count is the rows read.
+fn counted(sum: &Checksum, total: i64) -> Result<(), OpError> {
     if i64::try_from(sum.rows).ok() != Some(total) {
         return Err(OpError::Failed(format!(
             "the source counted {total} rows but {} were read",

@@ -266,10 +266,11 @@ fn copied(
         op,
         &format!(
             "`{}`: {} in {seconds:.1}s ({} rows/s; rows {load:.1}s, keys and \
-             indexes {keys:.1}s, verification {verify:.1}s), checksum verified",
+             indexes {keys:.1}s, verification {verify:.1}s), checksum verified {}",
             t.name,
             plural(rows, "row", "rows"),
-            per_second(rows, seconds)
+            per_second(rows, seconds),
+            loaded.verified_by
         ),
     );
     for ((col, reason), (count, values)) in loaded.inexact.groups {
