@@ -222,6 +222,10 @@ pub struct RunRecord {
     pub host: String,
     /// The process that runs (or ran) it, to tell a live run from a crashed one.
     pub pid: i64,
+    /// When that process started (`/proc`'s start time, clock ticks after boot): with `pid`, it
+    /// names the process even after its pid is reused, whatever the program is called. 0 when
+    /// unknown (runs recorded before it was).
+    pub pid_start: i64,
     pub content_hash: String,
     pub plan_hash: String,
     /// sha256 over the migration files, for `require_run` gates.
@@ -394,14 +398,20 @@ impl RunRecord {
         // SAFETY: signal 0 only checks whether the process exists.
         let exists = unsafe { libc::kill(pid, 0) } == 0
             || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
-        let zombie = u32::try_from(pid)
-            .ok()
-            .and_then(crate::pids::stat)
-            .is_some_and(|s| !s.running());
-        // The pid may have been reused by another program: only a runbook process counts,
-        // known by its name, or by running this very program under another name (installed
-        // as `runbook-1.2`, started through a link named `rb`). Taking a live run for a
-        // crashed one would let it be resumed while it runs.
+        let stat = u32::try_from(pid).ok().and_then(crate::pids::stat);
+        let zombie = stat.as_ref().is_some_and(|s| !s.running());
+        // The pid may have been reused by another program. The process that started the run
+        // is known by its start time, whatever its executable is called (`runbook-1.2`, a
+        // link named `rb`, a build of another version). Taking a live run for a crashed one
+        // would let it be resumed while it runs.
+        if self.pid_start > 0
+            && let Some(s) = &stat
+        {
+            return Some(!exists || zombie || s.start_time != self.pid_start as u64);
+        }
+        // A run recorded without its start time (or a process whose start time cannot be
+        // read): only a runbook process counts, known by its name, or by running this very
+        // program under another name.
         let is_runbook = std::fs::read(format!("/proc/{pid}/comm"))
             .is_ok_and(|c| c.trim_ascii() == b"runbook")
             || same_program(pid);
@@ -416,6 +426,13 @@ impl RunRecord {
             self.status.as_str()
         }
     }
+}
+
+/// This process's start time, as [`RunRecord::pid_start`] records it (0 when unreadable).
+pub fn own_start_time() -> i64 {
+    crate::pids::start_time(std::process::id())
+        .and_then(|t| i64::try_from(t).ok())
+        .unwrap_or(0)
 }
 
 /// Whether process `pid` runs the same executable file as this process (when this process may

@@ -70,6 +70,7 @@ const SCHEMA: &[&str] = &[
         operator TEXT NOT NULL,
         host TEXT NOT NULL,
         pid BIGINT NOT NULL,
+        pid_start BIGINT NOT NULL DEFAULT 0,
         content_hash TEXT NOT NULL,
         migrations_hash TEXT NOT NULL DEFAULT '',
         audit_seq BIGINT NOT NULL DEFAULT 0,
@@ -147,7 +148,7 @@ const SCHEMA: &[&str] = &[
 
 /// The layout version of the state store tables. A store written by a newer runbook is
 /// refused rather than misread.
-const STATE_VERSION: i64 = 8;
+const STATE_VERSION: i64 = 9;
 
 async fn migrate(pool: &AnyPool) -> Result<(), StateError> {
     sqlx::query(
@@ -212,6 +213,14 @@ async fn migrate(pool: &AnyPool) -> Result<(), StateError> {
         )
         .execute(pool)
         .await;
+    }
+    if version < 9 {
+        // The start time of the run's process, which tells it from a process given its pid
+        // later (a run without it is judged by the program's name, as before).
+        let _ =
+            sqlx::query("ALTER TABLE runbook_runs ADD COLUMN pid_start BIGINT NOT NULL DEFAULT 0")
+                .execute(pool)
+                .await;
     }
     if version < STATE_VERSION {
         sqlx::query("INSERT INTO runbook_meta (key, value) VALUES ('state_version', $1) ON CONFLICT (key) DO UPDATE SET value = $1")
@@ -328,7 +337,7 @@ impl StateStore {
         params.extend(write::event_params(at, event, audit));
         params.push(write::line_param(audit));
         static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-            format!("WITH r AS ({RUN_INSERT}) {}", write::event_insert(18, 25))
+            format!("WITH r AS ({RUN_INSERT}) {}", write::event_insert(19, 26))
         });
         static TEXT: std::sync::LazyLock<Vec<String>> =
             std::sync::LazyLock::new(|| crate::state_sqlite::create_run_sql(RUN_INSERT));
@@ -704,7 +713,7 @@ impl StateStore {
 }
 
 const RUN_COLUMNS: &str = "SELECT id, playbook, file, env, target, operator, host, content_hash, plan_hash, params, vars, tags,
-    status, started_at, finished_at, error, pid, migrations_hash FROM runbook_runs";
+    status, started_at, finished_at, error, pid, migrations_hash, pid_start FROM runbook_runs";
 
 fn run_from_row(r: &sqlx::any::AnyRow) -> Result<RunRecord, StateError> {
     let status: String = r.try_get(12)?;
@@ -738,15 +747,16 @@ fn run_from_row(r: &sqlx::any::AnyRow) -> Result<RunRecord, StateError> {
         error: r.try_get(15)?,
         pid: r.try_get(16)?,
         migrations_hash: r.try_get(17)?,
+        pid_start: r.try_get(18)?,
     })
 }
 
-/// The `INSERT` of a new run: `$1` its id, `$2` to `$17` its fields (see `run_params`).
+/// The `INSERT` of a new run: `$1` its id, `$2` to `$18` its fields (see `run_params`).
 const RUN_INSERT: &str = "INSERT INTO runbook_runs (id, playbook, file, env, target, target_key, operator, host, pid, content_hash,
-     plan_hash, params, vars, tags, status, started_at, finished_at, error, migrations_hash)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, NULL, NULL, $17)";
+     plan_hash, params, vars, tags, status, started_at, finished_at, error, migrations_hash, pid_start)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, NULL, NULL, $17, $18)";
 
-/// A new run's seventeen values for `RUN_INSERT`.
+/// A new run's eighteen values for `RUN_INSERT`.
 fn run_params(run: &RunRecord, target_key: &str) -> Vec<write::Param> {
     vec![
         run.id.clone().into(),
@@ -768,5 +778,6 @@ fn run_params(run: &RunRecord, target_key: &str) -> Vec<write::Param> {
         run.status.as_str().into(),
         run.started_at.into(),
         run.migrations_hash.clone().into(),
+        run.pid_start.into(),
     ]
 }

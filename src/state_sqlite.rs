@@ -60,7 +60,7 @@ fn run_sql(run: &RunWrite, first: usize) -> String {
             "UPDATE runbook_runs SET status = 'waiting_approval', audit_synced = max(audit_synced, COALESCE(${a}, 0)) WHERE id = $1"
         ),
         RunWrite::Resumed { .. } => format!(
-            "UPDATE runbook_runs SET status = 'running', finished_at = NULL, error = NULL, pid = ${a}, host = ${b} WHERE id = $1"
+            "UPDATE runbook_runs SET status = 'running', finished_at = NULL, error = NULL, pid = ${a}, host = ${b}, pid_start = ${c} WHERE id = $1"
         ),
     }
 }
@@ -132,15 +132,19 @@ pub(crate) fn record(
             p.extend([status.clone().into(), error.clone().into(), synced]);
         }
         Some(RunWrite::Waiting) => p.push(synced),
-        Some(RunWrite::Resumed { pid, host }) => p.extend([(*pid).into(), host.clone().into()]),
+        Some(RunWrite::Resumed {
+            pid,
+            pid_start,
+            host,
+        }) => p.extend([(*pid).into(), host.clone().into(), (*pid_start).into()]),
         None => {}
     }
     (record_sql(effects), p)
 }
 
-/// The statements that record a new run (`$1` to `$17`, `run_params`) and its first event.
+/// The statements that record a new run (`$1` to `$18`, `run_params`) and its first event.
 pub(crate) fn create_run_sql(run_insert: &str) -> Vec<String> {
-    vec![run_insert.to_owned(), write::event_insert(18, 25)]
+    vec![run_insert.to_owned(), write::event_insert(19, 26)]
 }
 
 /// The statements that record an approval (`$1` to `$8`) and its event.
@@ -405,6 +409,7 @@ mod tests {
             operator: "o".into(),
             host: "h".into(),
             pid: 1,
+            pid_start: 0,
             content_hash: String::new(),
             plan_hash: String::new(),
             migrations_hash: String::new(),

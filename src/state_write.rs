@@ -102,8 +102,12 @@ pub(crate) enum RunWrite {
     },
     /// `run_waiting`: the run waits at a gate.
     Waiting,
-    /// `run_resumed`: the run runs again, in process `pid` on `host`.
-    Resumed { pid: i64, host: String },
+    /// `run_resumed`: the run runs again, in process `pid` (started at `pid_start`) on `host`.
+    Resumed {
+        pid: i64,
+        pid_start: i64,
+        host: String,
+    },
 }
 
 /// What an event changes besides its own row.
@@ -174,6 +178,7 @@ fn run_write(event: &Event) -> Option<RunWrite> {
         EventKind::RunWaiting => Some(RunWrite::Waiting),
         EventKind::RunResumed => Some(RunWrite::Resumed {
             pid: int(event, "pid").unwrap_or(0),
+            pid_start: int(event, "pid_start").unwrap_or(0),
             host: text(event, "host").unwrap_or_default(),
         }),
         _ => None,
@@ -293,6 +298,7 @@ pub(crate) fn bind_event<'q>(
 /// attempt and start time. The run CTE writes when `$17` (the run's new status) is set:
 /// `$18` says whether the end time and error change, `$21`/`$22` set the process that runs it,
 /// `$24` how far the chain was fsynced before this commit (`synced_param`; NULL keeps it).
+/// `$26` the start time of the process `$21` names.
 /// `$25` true commits without waiting for the server's WAL flush (`synchronous_commit = off`
 /// for this statement's transaction: a step's verdict, flushed by the next synchronous commit,
 /// as `Durable::WithNext` says).
@@ -314,6 +320,7 @@ const RECORD: &str = "WITH step AS (
         finished_at = CASE WHEN $18 THEN $19 ELSE finished_at END,
         error = CASE WHEN $18 THEN $20 ELSE error END,
         pid = COALESCE($21, pid),
+        pid_start = CASE WHEN $21 IS NULL THEN pid_start ELSE $26 END,
         host = COALESCE($22, host),
         audit_synced = GREATEST(audit_synced, COALESCE($24::bigint, 0))
     WHERE id = $1 AND $17 IS NOT NULL
@@ -391,7 +398,7 @@ pub(crate) async fn record_postgres(
             .bind(None::<String>)
             .bind(None::<i64>)
             .bind(None::<String>),
-        Some(RunWrite::Resumed { pid, host }) => q
+        Some(RunWrite::Resumed { pid, host, .. }) => q
             .bind(Some("running"))
             .bind(true)
             .bind(None::<i64>)
@@ -406,7 +413,14 @@ pub(crate) async fn record_postgres(
             .bind(None::<i64>)
             .bind(None::<String>),
     };
-    // $23: the audit record's line; $24: how far the chain was fsynced; $25: no flush wait.
-    let q = bind(bind_line(q, audit), [synced_param(audit)]).bind(durable == Durable::WithNext);
+    // $23: the audit record's line; $24: how far the chain was fsynced; $25: no flush wait;
+    // $26: the start time of a resuming process.
+    let pid_start = match &effects.run {
+        Some(RunWrite::Resumed { pid_start, .. }) => *pid_start,
+        _ => 0,
+    };
+    let q = bind(bind_line(q, audit), [synced_param(audit)])
+        .bind(durable == Durable::WithNext)
+        .bind(pid_start);
     writer.execute(pool, q).await
 }

@@ -94,6 +94,7 @@ impl Attempt<'_> {
             operator: run::operator(),
             host: run::hostname(),
             pid: i64::from(std::process::id()),
+            pid_start: run::own_start_time(),
             content_hash: String::new(),
             plan_hash: String::new(),
             migrations_hash: String::new(),

@@ -476,8 +476,12 @@ async fn take_in(
     for s in steps.iter().filter(|s| s.status != StepStatus::Running) {
         engine.restore(s.phase, &s.step, s.status, &s.outputs, s.change.clone());
     }
-    let mut resumed =
-        json!({"operator": run::operator(), "host": run::hostname(), "pid": std::process::id()});
+    let mut resumed = json!({
+        "operator": run::operator(),
+        "host": run::hostname(),
+        "pid": std::process::id(),
+        "pid_start": run::own_start_time(),
+    });
     if !stopped.is_empty() {
         resumed["stopped"] = json!(stopped);
     }

@@ -452,6 +452,7 @@ fn new_record(
         operator: operator.to_owned(),
         host: run::hostname(),
         pid: i64::from(std::process::id()),
+        pid_start: run::own_start_time(),
         content_hash: playbook.content_hash(),
         plan_hash: plan.plan_hash.clone(),
         migrations_hash: project.migrations_hash(),

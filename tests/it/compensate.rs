@@ -363,6 +363,6 @@ fn a_state_store_from_before_gains_the_column_steps_record_what_they_changed_in(
             &path,
             "SELECT value FROM runbook_meta WHERE key = 'state_version'"
         ),
-        ["8"]
+        ["9"]
     );
 }

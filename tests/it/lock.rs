@@ -382,6 +382,31 @@ fn a_refused_run_never_takes_the_postgres_lock_it_connected_for() {
 /// it a second time beside the first.
 #[test]
 fn a_run_of_runbook_under_another_name_is_not_taken_for_crashed() {
+    a_live_run_is_refused_a_resume(|dir| {
+        let link = dir.join("rb");
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_runbook"), &link).unwrap();
+        link
+    });
+}
+
+/// The same with another executable file, named otherwise (another version installed beside
+/// this one as `runbook-1.2`): neither its name nor its file is this runbook's, and before the
+/// run recorded its process's start time, the resume took it for a pid reused by another
+/// program and went ahead.
+#[test]
+fn a_run_of_another_runbook_executable_is_not_taken_for_crashed() {
+    a_live_run_is_refused_a_resume(|dir| {
+        let other = dir.join("runbook-1.2");
+        if std::fs::hard_link(env!("CARGO_BIN_EXE_runbook"), &other).is_err() {
+            std::fs::copy(env!("CARGO_BIN_EXE_runbook"), &other).unwrap();
+        }
+        other
+    });
+}
+
+/// Runs the holding playbook with the executable `make` puts in the project folder, and
+/// checks that `runs` shows it running and that this runbook refuses to resume it.
+fn a_live_run_is_refused_a_resume(make: impl Fn(&std::path::Path) -> std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let gate = dir.path().join("gate");
     std::fs::create_dir(dir.path().join("playbooks")).unwrap();
@@ -390,8 +415,7 @@ fn a_run_of_runbook_under_another_name_is_not_taken_for_crashed() {
         holding_yaml(&gate),
     )
     .unwrap();
-    let link = dir.path().join("rb");
-    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_runbook"), &link).unwrap();
+    let link = make(dir.path());
     let project = dir.path().display().to_string();
     let mut run = Running(
         Runbook::via(&link, &["-C", &project, "run", "hold"]).start(&dir.path().join("rb.log")),
@@ -428,4 +452,76 @@ fn a_run_of_runbook_under_another_name_is_not_taken_for_crashed() {
     let status = run.0.wait().unwrap();
     let printed = std::fs::read_to_string(dir.path().join("rb.log")).unwrap_or_default();
     assert!(status.success(), "{printed}");
+}
+
+/// A resumed run is its resuming process's while that lives: a second resume of it is refused
+/// (its playbook has no target, so no target's lock stands between the two). The resume
+/// records its own process's start time; judged by the crashed process's, the resumed run
+/// would look crashed again, and a second resume would run its step beside the first.
+#[test]
+fn a_resumed_run_is_refused_a_second_resume_while_it_lives() {
+    second_resume_refused(&[]);
+}
+
+/// The same with the state store on PostgreSQL.
+#[test]
+fn a_resumed_run_is_refused_a_second_resume_while_it_lives_on_a_postgres_store() {
+    let state = crate::support::pg::cluster().create_db("resumes");
+    second_resume_refused(&["--state", &state]);
+}
+
+fn second_resume_refused(state: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = dir.path().join("gate");
+    std::fs::create_dir(dir.path().join("playbooks")).unwrap();
+    std::fs::write(
+        dir.path().join("playbooks").join("hold.yaml"),
+        holding_yaml(&gate),
+    )
+    .unwrap();
+    let project = dir.path().display().to_string();
+    let runs = || {
+        let mut args = vec!["-C", &project, "runs", "--format", "json"];
+        args.extend(state);
+        let out = Runbook::new(&args).run();
+        serde_json::from_str::<serde_json::Value>(&out.stdout).unwrap_or_default()["runs"]
+            .as_array()
+            .and_then(|r| r.first().cloned())
+    };
+    let status = || runs().map(|r| r["status"].as_str().unwrap_or_default().to_owned());
+    let mut args = vec!["-C", &project, "run", "hold"];
+    args.extend(state);
+    let mut run = Running(Runbook::new(&args).start(&dir.path().join("run.log")));
+    wait_until("the run is recorded", || {
+        if run.0.try_wait().ok().flatten().is_some() {
+            panic!(
+                "the run ended: {}",
+                std::fs::read_to_string(dir.path().join("run.log")).unwrap_or_default()
+            );
+        }
+        status().as_deref() == Some("running")
+    });
+    let id = runs().unwrap()["run_id"].as_str().unwrap().to_owned();
+    run.0.kill().unwrap(); // SIGKILL
+    run.0.wait().unwrap();
+    assert_eq!(status().as_deref(), Some("crashed"));
+    let resume = |log: &str| {
+        let mut args = vec!["-C", &project, "resume", &id, "--retry-step", "hold"];
+        args.extend(state);
+        Running(Runbook::new(&args).start(&dir.path().join(log)))
+    };
+    let mut first = resume("first.log");
+    wait_until("the resumed run shows as running", || {
+        status().as_deref() == Some("running")
+    });
+    let mut second = resume("second.log");
+    let refused = second.0.wait().ok().and_then(|s| s.code());
+    let said = std::fs::read_to_string(dir.path().join("second.log")).unwrap_or_default();
+    assert_eq!(refused, Some(4), "a second resume went ahead:\n{said}");
+    assert!(said.contains("is still running"), "{said}");
+    std::fs::write(&gate, "").unwrap();
+    let done = first.0.wait().unwrap();
+    let printed = std::fs::read_to_string(dir.path().join("first.log")).unwrap_or_default();
+    assert!(done.success(), "{printed}");
+    assert_eq!(status().as_deref(), Some("succeeded"));
 }

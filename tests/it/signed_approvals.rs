@@ -701,7 +701,7 @@ fn a_state_store_from_before_gains_the_column_signed_approvals_are_kept_in() {
     let q = |sql: &str| crate::support::sqlite::query(&db, sql);
     assert_eq!(
         q("SELECT value FROM runbook_meta WHERE key = 'state_version'"),
-        ["8"]
+        ["9"]
     );
     assert_eq!(
         q(
