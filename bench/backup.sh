@@ -33,6 +33,11 @@ mkdir -p "$PROJECT/playbooks" "$WORK/raw"
 printf 'name: bk\nsteps:\n  - id: backup\n    backup: { dir: %s/backups }\n' "$WORK" > "$PROJECT/playbooks/bk.yaml"
 printf 'name: bkn\nsteps:\n  - id: backup\n    backup: { dir: %s/backups, verify: false }\n' "$WORK" > "$PROJECT/playbooks/bkn.yaml"
 printf 'name: bkd\nsteps:\n  - id: backup\n    backup: { dir: %s/backups, format: directory, jobs: %s }\n' "$WORK" "$JOBS" > "$PROJECT/playbooks/bkd.yaml"
+# The baseline runs in a project of its own: its state store, of an older layout, is its own
+# (a store a newer runbook wrote is refused by an older one).
+BASE_PROJECT=$WORK/base-project
+mkdir -p "$BASE_PROJECT"
+cp -r "$PROJECT/playbooks" "$BASE_PROJECT/"
 
 seconds() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>"$WORK/err" || { cat "$WORK/err" >&2; exit 1; }; e=$(date +%s.%N); awk -v s="$s" -v e="$e" 'BEGIN { printf "%.2f", e - s }'; }
 clean() { rm -rf "$WORK"/backups "$WORK"/raw/*; sync; }
@@ -60,7 +65,7 @@ for i in $(seq 1 "$PAIRS"); do
     RATIOS[$case]="${RATIOS[$case]:-} $r"
     if [ -n "${BASELINE:-}" ]; then
       clean
-      c=$(seconds "$BASELINE" -C "$PROJECT" run "$pb" --target "$URL")
+      c=$(seconds "$BASELINE" -C "$BASE_PROJECT" run "$pb" --target "$URL")
       rc=$(awk -v c="$c" -v b="$b" 'BEGIN { printf "%.3f", c / b }')
       line="$line; baseline ${c}s, ratio ${rc}"
       BRATIOS[$case]="${BRATIOS[$case]:-} $rc"

@@ -298,10 +298,9 @@ pub(crate) fn bind_event<'q>(
 /// attempt and start time. The run CTE writes when `$17` (the run's new status) is set:
 /// `$18` says whether the end time and error change, `$21`/`$22` set the process that runs it,
 /// `$24` how far the chain was fsynced before this commit (`synced_param`; NULL keeps it).
-/// `$26` the start time of the process `$21` names.
 /// `$25` true commits without waiting for the server's WAL flush (`synchronous_commit = off`
 /// for this statement's transaction: a step's verdict, flushed by the next synchronous commit,
-/// as `Durable::WithNext` says).
+/// as `Durable::WithNext` says). `$26` is the start time of the process `$21` names.
 const RECORD: &str = "WITH step AS (
     INSERT INTO runbook_steps AS s (run_id, step, phase, ord, status, attempts, started_at, finished_at, outputs, error, db_change)
     SELECT $1, $4, $5, $10, $9, $11, $12, $13, $14, $15, $16 WHERE $9 IS NOT NULL

@@ -169,9 +169,8 @@ async fn finish_in_tx(
     let verify_started = Instant::now();
     detail(op, &format!("`{}`: verifying", t.name));
     let sum = rows.sum;
-    let kinds: Vec<Kind> = plan.cols.iter().map(|p| p.kind).collect();
     let on_server = match &rows.pg {
-        Some(sent) => server_sum(pg, t, &kinds)
+        Some(sent) => server_sum(pg, t, &plan.cols)
             .await?
             .map(|stored| verified_sum(&sent.sum, &stored)),
         None => None,

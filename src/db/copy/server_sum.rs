@@ -9,9 +9,10 @@
 //! text otherwise, a value the cast changed), the table is read back instead. A table with a
 //! numeric or jsonb column is read back too (their hashes are of internal forms).
 
+use super::limits::Limit;
 use super::pghash::{RowHasher, RowSum, hashable};
 use super::schema::SrcTable;
-use super::types::Kind;
+use super::types::{ColPlan, Kind};
 use super::{OpError, db_error};
 use crate::fmt::quote_ident;
 use sqlx::{PgConnection, Row};
@@ -19,39 +20,50 @@ use sqlx::{PgConnection, Row};
 /// The first server version with `hash_record_extended`.
 const FIRST_VERSION: u32 = 140_000;
 
-/// A probe value of `kind`: its SQL text and its binary COPY field.
-fn probe(kind: Kind) -> (&'static str, Vec<u8>) {
-    match kind {
-        Kind::Identity | Kind::BigInt => (
+/// The probe's text, 11 bytes (lookup3's last partial block); a `varchar(n)` column gets its
+/// first n characters, as the cast to the table's type keeps.
+const PROBE_TEXT: &str = "é✓ probe";
+
+/// A probe value for column `p`: its SQL text and its binary COPY field.
+fn probe(p: &ColPlan) -> (String, Vec<u8>) {
+    let fixed = |sql: &str, field: Vec<u8>| (sql.to_owned(), field);
+    match p.kind {
+        Kind::Identity | Kind::BigInt => fixed(
             "'-1234567890123'",
             (-1_234_567_890_123_i64).to_be_bytes().to_vec(),
         ),
-        Kind::Double => ("'-2.5'", (-2.5_f64).to_be_bytes().to_vec()),
-        Kind::Bool => ("'true'", vec![1]),
-        Kind::Text => ("'é✓ probe'", "é✓ probe".as_bytes().to_vec()),
-        Kind::Bytea => ("decode('00ff10', 'hex')", vec![0, 0xff, 0x10]),
+        Kind::Double => fixed("'-2.5'", (-2.5_f64).to_be_bytes().to_vec()),
+        Kind::Bool => fixed("'true'", vec![1]),
+        Kind::Text => {
+            let text: String = match p.limit {
+                Some(Limit::Chars(n)) => PROBE_TEXT.chars().take(n as usize).collect(),
+                _ => PROBE_TEXT.to_owned(),
+            };
+            (format!("'{text}'"), text.into_bytes())
+        }
+        Kind::Bytea => fixed("decode('00ff10', 'hex')", vec![0, 0xff, 0x10]),
         // 1.5 s after PostgreSQL's epoch, in microseconds.
-        Kind::Timestamptz => (
+        Kind::Timestamptz => fixed(
             "'2000-01-01 00:00:01.5+00'",
             1_500_000_i64.to_be_bytes().to_vec(),
         ),
         // Two days after PostgreSQL's epoch.
-        Kind::Date => ("'2000-01-03'", 2_i32.to_be_bytes().to_vec()),
-        Kind::Numeric | Kind::Jsonb => ("NULL", Vec::new()),
+        Kind::Date => fixed("'2000-01-03'", 2_i32.to_be_bytes().to_vec()),
+        Kind::Numeric | Kind::Jsonb => fixed("NULL", Vec::new()),
     }
 }
 
 /// The aggregate's SQL: count, sum of row hashes, the double columns' counts and the probe
 /// row's hash, all as text (the simple protocol's rows are text).
-fn sum_sql(t: &SrcTable, kinds: &[Kind]) -> String {
+fn sum_sql(t: &SrcTable, cols: &[ColPlan]) -> String {
     let doubles: Vec<String> = t
         .columns
         .iter()
-        .zip(kinds)
-        .filter(|(_, k)| **k == Kind::Double)
+        .zip(cols)
+        .filter(|(_, p)| p.kind == Kind::Double)
         .map(|(c, _)| format!(", count(x.{})::text", quote_ident(&c.name)))
         .collect();
-    let probe: Vec<&str> = kinds.iter().map(|k| probe(*k).0).collect();
+    let probe: Vec<String> = cols.iter().map(|p| probe(p).0).collect();
     let table = quote_ident(&t.name);
     format!(
         "SELECT count(*)::text, coalesce(sum(hash_record_extended(x, 0)), 0)::text{}, \
@@ -62,11 +74,11 @@ fn sum_sql(t: &SrcTable, kinds: &[Kind]) -> String {
 }
 
 /// The probe row's hash as computed here.
-fn probe_hash(kinds: &[Kind]) -> Option<i64> {
-    let mut h = RowHasher::new(kinds.to_vec());
+fn probe_hash(cols: &[ColPlan]) -> Option<i64> {
+    let mut h = RowHasher::new(cols.iter().map(|p| p.kind).collect());
     h.start_row();
-    for k in kinds {
-        if !h.field(Some(&probe(*k).1)) {
+    for p in cols {
+        if !h.field(Some(&probe(p).1)) {
             return None;
         }
     }
@@ -79,16 +91,17 @@ fn probe_hash(kinds: &[Kind]) -> Option<i64> {
 pub(super) async fn server_sum(
     pg: &mut PgConnection,
     t: &SrcTable,
-    kinds: &[Kind],
+    cols: &[ColPlan],
 ) -> Result<Option<RowSum>, OpError> {
-    if pg.server_version_num().is_none_or(|v| v < FIRST_VERSION) || !hashable(kinds.iter().copied())
+    if pg.server_version_num().is_none_or(|v| v < FIRST_VERSION)
+        || !hashable(cols.iter().map(|p| p.kind))
     {
         return Ok(None);
     }
-    let Some(want) = probe_hash(kinds) else {
+    let Some(want) = probe_hash(cols) else {
         return Ok(None);
     };
-    let row = sqlx::raw_sql(sqlx::AssertSqlSafe(sum_sql(t, kinds)))
+    let row = sqlx::raw_sql(sqlx::AssertSqlSafe(sum_sql(t, cols)))
         .fetch_one(&mut *pg)
         .await
         .map_err(db_error)?;
@@ -97,7 +110,7 @@ pub(super) async fn server_sum(
         text.parse()
             .map_err(|_| OpError::Failed(format!("verification: cannot read `{text}`")))
     };
-    let doubles = kinds.iter().filter(|k| **k == Kind::Double).count();
+    let doubles = cols.iter().filter(|p| p.kind == Kind::Double).count();
     if get(2 + doubles)? != want {
         return Ok(None);
     }
