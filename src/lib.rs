@@ -40,6 +40,7 @@ pub mod signers;
 pub mod source;
 pub mod state;
 pub mod state_fleets;
+pub mod state_layout;
 pub mod state_sqlite;
 pub mod state_write;
 pub mod table;

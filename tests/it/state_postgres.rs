@@ -267,3 +267,35 @@ fn a_postgres_store_syncs_its_wal_once_per_step() {
     let out = p.run("gated", &["--state", &state]);
     assert_eq!(out.code, 0, "{}", out.combined());
 }
+
+/// Processes that open a new PostgreSQL store at once (two terminals, a fleet's children,
+/// `runs` while a run starts) all open it: one makes the tables, the others wait for it and
+/// find them made. Before, two `CREATE TABLE IF NOT EXISTS` of one table at once failed one
+/// of the processes ("type runbook_steps already exists").
+#[test]
+fn processes_opening_a_new_postgres_store_at_once_all_open_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().display().to_string();
+    for round in 0..4 {
+        let state = pg::cluster().create_db("opened_at_once");
+        let children: Vec<_> = (0..8)
+            .map(|i| {
+                Runbook::new(&["-C", &project, "runs", "--state", &state])
+                    .start(&dir.path().join(format!("runs-{round}-{i}.log")))
+            })
+            .collect();
+        for (i, mut child) in children.into_iter().enumerate() {
+            let status = child.wait().unwrap();
+            let log = std::fs::read_to_string(dir.path().join(format!("runs-{round}-{i}.log")))
+                .unwrap_or_default();
+            assert!(status.success(), "round {round}, process {i}: {log}");
+        }
+        assert_eq!(
+            pg::cluster().psql(
+                &state,
+                "SELECT value FROM runbook_meta WHERE key = 'state_version'"
+            ),
+            "9"
+        );
+    }
+}
