@@ -299,3 +299,27 @@ fn processes_opening_a_new_postgres_store_at_once_all_open_it() {
         );
     }
 }
+
+/// A PostgreSQL store of layout 8 (runs without their process's start time) is brought up to
+/// layout 9 in one transaction (the column added only where missing) and its runs still read;
+/// a run on it records its start time.
+#[test]
+fn a_postgres_store_of_layout_8_gains_the_process_start_time() {
+    let p = Project::new(Target::sqlite);
+    let state = pg::cluster().create_db("layout_eight");
+    p.playbook("one", &steps(1));
+    assert_eq!(p.run("one", &["--state", &state]).code, 0);
+    let q = |sql: &str| pg::cluster().psql(&state, sql);
+    q("ALTER TABLE runbook_runs DROP COLUMN pid_start;
+       UPDATE runbook_meta SET value = '8' WHERE key = 'state_version'");
+    let out = p.run("one", &["--state", &state]);
+    assert_eq!(out.code, 0, "{}", out.combined());
+    assert_eq!(
+        q("SELECT value FROM runbook_meta WHERE key = 'state_version'"),
+        "9"
+    );
+    assert_eq!(
+        q("SELECT string_agg((pid_start > 0)::text, ',' ORDER BY started_at) FROM runbook_runs"),
+        "false,true"
+    );
+}
