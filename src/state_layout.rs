@@ -8,7 +8,8 @@
 use crate::state::StateError;
 use sqlx::{AnyConnection, AnyPool, Row};
 
-pub(crate) const SCHEMA: &[&str] = &[
+/// The tables of the current layout, each made when missing.
+const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS runbook_runs (
         id TEXT PRIMARY KEY,
         playbook TEXT NOT NULL,

@@ -404,6 +404,17 @@ fn a_run_of_another_runbook_executable_is_not_taken_for_crashed() {
     });
 }
 
+/// The latest run `runs --format json` lists in `project` (with the state store options
+/// `state`).
+fn latest_run(project: &str, state: &[&str]) -> Option<serde_json::Value> {
+    let mut args = vec!["-C", project, "runs", "--format", "json"];
+    args.extend(state);
+    let out = Runbook::new(&args).run();
+    serde_json::from_str::<serde_json::Value>(&out.stdout).unwrap_or_default()["runs"]
+        .as_array()
+        .and_then(|r| r.first().cloned())
+}
+
 /// Runs the holding playbook with the executable `make` puts in the project folder, and
 /// checks that `runs` shows it running and that this runbook refuses to resume it.
 fn a_live_run_is_refused_a_resume(make: impl Fn(&std::path::Path) -> std::path::PathBuf) {
@@ -420,12 +431,7 @@ fn a_live_run_is_refused_a_resume(make: impl Fn(&std::path::Path) -> std::path::
     let mut run = Running(
         Runbook::via(&link, &["-C", &project, "run", "hold"]).start(&dir.path().join("rb.log")),
     );
-    let runs = || {
-        let out = Runbook::new(&["-C", &project, "runs", "--format", "json"]).run();
-        serde_json::from_str::<serde_json::Value>(&out.stdout).unwrap_or_default()["runs"]
-            .as_array()
-            .and_then(|r| r.first().cloned())
-    };
+    let runs = || latest_run(&project, &[]);
     wait_until("the run is recorded", || {
         runs().is_some_and(|r| r["status"].is_string())
     });
@@ -480,14 +486,7 @@ fn second_resume_refused(state: &[&str]) {
     )
     .unwrap();
     let project = dir.path().display().to_string();
-    let runs = || {
-        let mut args = vec!["-C", &project, "runs", "--format", "json"];
-        args.extend(state);
-        let out = Runbook::new(&args).run();
-        serde_json::from_str::<serde_json::Value>(&out.stdout).unwrap_or_default()["runs"]
-            .as_array()
-            .and_then(|r| r.first().cloned())
-    };
+    let runs = || latest_run(&project, state);
     let status = || runs().map(|r| r["status"].as_str().unwrap_or_default().to_owned());
     let mut args = vec!["-C", &project, "run", "hold"];
     args.extend(state);
