@@ -51,21 +51,22 @@ for i in $(seq 1 "$PAIRS"); do
       noverify) pb=bkn; raw=("$BIN/pg_dump" -Fc --file="$WORK/raw/a.dump" --dbname="$URL") ;;
       directory) pb=bkd; raw=("$BIN/pg_dump" -Fd -j "$JOBS" --file="$WORK/raw/a.dir" --dbname="$URL") ;;
     esac
-    # Alternate which side goes first, so neither always meets a warmer cache.
-    clean
-    if [ $((i % 2)) = 1 ]; then
-      a=$(seconds "$RUNBOOK" -C "$PROJECT" run "$pb" --target "$URL"); clean
-      b=$(seconds "${raw[@]}")
-    else
-      b=$(seconds "${raw[@]}"); clean
-      a=$(seconds "$RUNBOOK" -C "$PROJECT" run "$pb" --target "$URL")
-    fi
+    # The sides take turns going first (the baseline too), so none always meets a warmer
+    # cache or always follows the same side.
+    sides=(new raw)
+    [ -n "${BASELINE:-}" ] && sides+=(base)
+    for k in $(seq 0 $((${#sides[@]} - 1))); do
+      clean
+      case ${sides[$(((k + i) % ${#sides[@]}))]} in
+        new) a=$(seconds "$RUNBOOK" -C "$PROJECT" run "$pb" --target "$URL") ;;
+        raw) b=$(seconds "${raw[@]}") ;;
+        base) c=$(seconds "$BASELINE" -C "$BASE_PROJECT" run "$pb" --target "$URL") ;;
+      esac
+    done
     r=$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.3f", a / b }')
     line="pair $i $case: runbook ${a}s, pg_dump ${b}s, ratio ${r}"
     RATIOS[$case]="${RATIOS[$case]:-} $r"
     if [ -n "${BASELINE:-}" ]; then
-      clean
-      c=$(seconds "$BASELINE" -C "$BASE_PROJECT" run "$pb" --target "$URL")
       rc=$(awk -v c="$c" -v b="$b" 'BEGIN { printf "%.3f", c / b }')
       line="$line; baseline ${c}s, ratio ${rc}"
       BRATIOS[$case]="${BRATIOS[$case]:-} $rc"
