@@ -201,7 +201,8 @@ fn report(p: &Project) -> Json {
     serde_json::from_str(&text).expect("the report is JSON")
 }
 
-fn pg_url(p: &Project) -> String {
+/// The PostgreSQL target's URL of a project made with `Target::postgres`.
+pub(crate) fn pg_url(p: &Project) -> String {
     match &p.target {
         Target::Postgres(url) => url.clone(),
         Target::Sqlite(_) => unreachable!("a PostgreSQL project"),

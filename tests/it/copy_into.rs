@@ -3,7 +3,7 @@
 //! application's writes on the target), and a fixture database with every conversion and the
 //! bad values that must fail naming their row.
 
-use crate::copy::{exec, with_sqlite};
+use crate::copy::{exec, pg_url, with_sqlite};
 use crate::support::pg;
 use crate::support::{Output, Project, Runbook, Target, copy_dir, repo};
 use std::path::Path;
@@ -186,10 +186,7 @@ fn playbook(extra: &str) -> String {
 #[test]
 fn every_conversion_lands_exactly_and_a_bad_value_fails_naming_its_row() {
     let p = Project::new(|_| Target::postgres("copy_into"));
-    let url = match &p.target {
-        Target::Postgres(url) => url.clone(),
-        Target::Sqlite(_) => unreachable!(),
-    };
+    let url = pg_url(&p);
     let q = |sql: &str| pg::cluster().psql(&url, sql);
     q(TARGET);
     let source = p.path().join("source.db");

@@ -3,7 +3,7 @@
 //! date-time text read in `time_zone`, and an index PostgreSQL refuses failing the copy unless
 //! `allow_skip` names it.
 
-use crate::copy::{exec, with_sqlite};
+use crate::copy::{exec, pg_url, with_sqlite};
 use crate::support::pg;
 use crate::support::{Project, Target};
 
@@ -25,10 +25,7 @@ INSERT INTO "Item" VALUES (2, '2024-01-01 00:00:00', 'CD-2', 1234.56, NULL, 0);
 #[test]
 fn own_tables_keep_limits_quote_columns_and_fail_on_what_cannot_be_translated() {
     let p = Project::new(|_| Target::postgres("copy_own"));
-    let url = match &p.target {
-        Target::Postgres(url) => url.clone(),
-        Target::Sqlite(_) => unreachable!(),
-    };
+    let url = pg_url(&p);
     let q = |sql: &str| pg::cluster().psql(&url, sql);
     let source = p.path().join("source.db");
     with_sqlite(&source, async |c| exec(c, SOURCE).await);
@@ -114,10 +111,7 @@ fn own_tables_keep_limits_quote_columns_and_fail_on_what_cannot_be_translated() 
 #[test]
 fn binary_numerics_are_what_postgresql_reads_from_their_text() {
     let p = Project::new(|_| Target::postgres("copy_own_numeric"));
-    let url = match &p.target {
-        Target::Postgres(url) => url.clone(),
-        Target::Sqlite(_) => unreachable!(),
-    };
+    let url = pg_url(&p);
     let q = |sql: &str| pg::cluster().psql(&url, sql);
     let source = p.path().join("source.db");
     // `t` is the decimal text of `n` as the copy writes it (every digit, no exponent).
@@ -231,10 +225,7 @@ fn statuses(r: &serde_json::Value) -> (Vec<String>, Vec<(String, String)>) {
 #[test]
 fn two_lanes_fail_a_table_alone_and_load_what_one_connection_loads() {
     let p = Project::new(|_| Target::postgres("copy_own_lanes"));
-    let url = match &p.target {
-        Target::Postgres(url) => url.clone(),
-        Target::Sqlite(_) => unreachable!(),
-    };
+    let url = pg_url(&p);
     let q = |sql: &str| pg::cluster().psql(&url, sql);
     let source = p.path().join("source.db");
     with_sqlite(&source, async |c| exec(c, LANES_SOURCE).await);
@@ -346,10 +337,7 @@ fn two_lanes_fail_a_table_alone_and_load_what_one_connection_loads() {
 #[test]
 fn foreign_keys_end_as_their_rows_allow_and_a_key_left_unvalidated_is_validated_next_run() {
     let p = Project::new(|_| Target::postgres("copy_fks"));
-    let url = match &p.target {
-        Target::Postgres(url) => url.clone(),
-        Target::Sqlite(_) => unreachable!(),
-    };
+    let url = pg_url(&p);
     let q = |sql: &str| pg::cluster().psql(&url, sql);
     let source = p.path().join("source.db");
     with_sqlite(&source, async |c| {

@@ -6,7 +6,7 @@
 //! hash may be the NULL's), two columns' values swapped, a timestamp one microsecond off, a
 //! boolean flipped.
 
-use crate::copy::{exec, with_sqlite};
+use crate::copy::{exec, pg_url, with_sqlite};
 use crate::support::pg;
 use crate::support::{Project, Target};
 
@@ -61,10 +61,7 @@ const CASES: [(&str, &str); 5] = [
 #[test]
 fn verification_fails_a_table_whose_stored_rows_differ_from_the_sent_ones() {
     let p = Project::new(|_| Target::postgres("copy_verify"));
-    let url = match &p.target {
-        Target::Postgres(url) => url.clone(),
-        Target::Sqlite(_) => unreachable!(),
-    };
+    let url = pg_url(&p);
     let q = |sql: &str| pg::cluster().psql(&url, sql);
     with_sqlite(&p.path().join("source.db"), async |c| exec(c, SOURCE).await);
     p.playbook(
@@ -137,10 +134,7 @@ fn verification_fails_a_table_whose_stored_rows_differ_from_the_sent_ones() {
 
 /// Runs the copy, which must fail on `T` with `message` and leave no table `T`.
 fn failed(p: &Project, case: &str, message: &str) {
-    let url = match &p.target {
-        Target::Postgres(url) => url.clone(),
-        Target::Sqlite(_) => unreachable!(),
-    };
+    let url = pg_url(p);
     let out = p.run("mig", &[]);
     assert_eq!(out.code, 1, "{case}: {}", out.combined());
     assert!(out.stderr.contains(message), "{case}: {}", out.stderr);

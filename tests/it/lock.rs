@@ -415,9 +415,9 @@ fn latest_run(project: &str, state: &[&str]) -> Option<serde_json::Value> {
         .and_then(|r| r.first().cloned())
 }
 
-/// Runs the holding playbook with the executable `make` puts in the project folder, and
-/// checks that `runs` shows it running and that this runbook refuses to resume it.
-fn a_live_run_is_refused_a_resume(make: impl Fn(&std::path::Path) -> std::path::PathBuf) {
+/// A project folder of its own with the playbook `hold` (no target): the folder, the gate
+/// that ends its step, and the folder's path as `-C` takes it.
+fn holding_project() -> (tempfile::TempDir, std::path::PathBuf, String) {
     let dir = tempfile::tempdir().unwrap();
     let gate = dir.path().join("gate");
     std::fs::create_dir(dir.path().join("playbooks")).unwrap();
@@ -426,8 +426,15 @@ fn a_live_run_is_refused_a_resume(make: impl Fn(&std::path::Path) -> std::path::
         holding_yaml(&gate),
     )
     .unwrap();
-    let link = make(dir.path());
     let project = dir.path().display().to_string();
+    (dir, gate, project)
+}
+
+/// Runs the holding playbook with the executable `make` puts in the project folder, and
+/// checks that `runs` shows it running and that this runbook refuses to resume it.
+fn a_live_run_is_refused_a_resume(make: impl Fn(&std::path::Path) -> std::path::PathBuf) {
+    let (dir, gate, project) = holding_project();
+    let link = make(dir.path());
     let mut run = Running(
         Runbook::via(&link, &["-C", &project, "run", "hold"]).start(&dir.path().join("rb.log")),
     );
@@ -477,15 +484,7 @@ fn a_resumed_run_is_refused_a_second_resume_while_it_lives_on_a_postgres_store()
 }
 
 fn second_resume_refused(state: &[&str]) {
-    let dir = tempfile::tempdir().unwrap();
-    let gate = dir.path().join("gate");
-    std::fs::create_dir(dir.path().join("playbooks")).unwrap();
-    std::fs::write(
-        dir.path().join("playbooks").join("hold.yaml"),
-        holding_yaml(&gate),
-    )
-    .unwrap();
-    let project = dir.path().display().to_string();
+    let (dir, gate, project) = holding_project();
     let runs = || latest_run(&project, state);
     let status = || runs().map(|r| r["status"].as_str().unwrap_or_default().to_owned());
     let mut args = vec!["-C", &project, "run", "hold"];
