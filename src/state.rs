@@ -164,12 +164,10 @@ impl StateStore {
         let mut params = run_params(run, target_key);
         params.extend(write::event_params(at, event, audit));
         params.push(write::line_param(audit));
-        static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-            format!("WITH r AS ({RUN_INSERT}) {}", write::event_insert(19, 26))
-        });
-        static TEXT: std::sync::LazyLock<Vec<String>> =
-            std::sync::LazyLock::new(|| crate::state_sqlite::create_run_sql(RUN_INSERT));
-        self.write((&SQL, &TEXT), params).await
+        // The run's eighteen values (`$1` to `$18`), then its first event's.
+        static SQL: std::sync::LazyLock<(String, Vec<String>)> =
+            std::sync::LazyLock::new(|| row_and_event(RUN_INSERT, 19));
+        self.write((&SQL.0, &SQL.1), params).await
     }
 
     /// Appends an event and applies it to the step and run rows, durably and as a whole: on
@@ -386,12 +384,10 @@ impl StateStore {
         ];
         params.extend(write::event_params(at, &event, audit));
         params.push(write::line_param(audit));
-        static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-            format!("WITH a AS ({INSERT}) {}", write::event_insert(9, 16))
-        });
-        static TEXT: std::sync::LazyLock<Vec<String>> =
-            std::sync::LazyLock::new(|| crate::state_sqlite::approval_sql(INSERT));
-        self.write((&SQL, &TEXT), params).await
+        // The approval's eight values (`$1` to `$8`), then its event's.
+        static SQL: std::sync::LazyLock<(String, Vec<String>)> =
+            std::sync::LazyLock::new(|| row_and_event(INSERT, 9));
+        self.write((&SQL.0, &SQL.1), params).await
     }
 
     /// The audit chain head the state store recorded for a run.
@@ -538,6 +534,17 @@ impl StateStore {
             }
         }
     }
+}
+
+/// A row's `insert` and the insert of its event, whose values start at `$first` (its audit line
+/// seven after): on PostgreSQL one statement (the row in a CTE), on SQLite the two statements
+/// of one transaction.
+fn row_and_event(insert: &str, first: usize) -> (String, Vec<String>) {
+    let event = write::event_insert(first, first + 7);
+    (
+        format!("WITH r AS ({insert}) {event}"),
+        vec![insert.to_owned(), event],
+    )
 }
 
 const RUN_COLUMNS: &str = "SELECT id, playbook, file, env, target, operator, host, content_hash, plan_hash, params, vars, tags,

@@ -142,16 +142,6 @@ pub(crate) fn record(
     (record_sql(effects), p)
 }
 
-/// The statements that record a new run (`$1` to `$18`, `run_params`) and its first event.
-pub(crate) fn create_run_sql(run_insert: &str) -> Vec<String> {
-    vec![run_insert.to_owned(), write::event_insert(19, 26)]
-}
-
-/// The statements that record an approval (`$1` to `$8`) and its event.
-pub(crate) fn approval_sql(insert: &str) -> Vec<String> {
-    vec![insert.to_owned(), write::event_insert(9, 16)]
-}
-
 /// The connection the SQLite store writes on: opened at the first write, held until the store
 /// closes or a write fails (then closed, which rolls back what it began).
 #[derive(Debug, Clone)]
