@@ -124,9 +124,14 @@ median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR % 2) ? 
 case_() { # NAME DIR-SUFFIX ARGS...
   local name=$1 sub=$2; shift 2
   local a=() b=() size
-  # Timed runs discard their output and status: each size is seen to succeed once here.
+  # Timed runs discard their output and status: each size is seen to do its work once here
+  # (exit 0; `audit show` prints the hand-made chains' timeline and exits 6, their heads being
+  # in no state store).
+  local ok=0 rc
+  [ "$1 $2" = "audit show" ] && ok=6
   for size in 1 10; do
-    (cd "$WORK/x$size$sub" && "$RUNBOOK" "$@" >/dev/null 2>"$WORK/err") || { echo "case \`$name\` failed at size $size:" >&2; cat "$WORK/err" >&2; exit 1; }
+    rc=0; (cd "$WORK/x$size$sub" && "$RUNBOOK" "$@" >"$WORK/err" 2>&1) || rc=$?
+    [ "$rc" = 0 ] || [ "$rc" = "$ok" ] || { echo "case \`$name\` exited $rc at size $size:" >&2; tail -5 "$WORK/err" >&2; exit 1; }
   done
   for _ in $(seq 1 "$PAIRS"); do
     a+=("$(cd "$WORK/x1$sub" && seconds "$RUNBOOK" "$@")")
