@@ -132,8 +132,8 @@ pub(super) fn remove_path(p: &Path) {
     }
 }
 
-/// Makes the finished archive owner-only and renames it from its partial name (pg_dump has
-/// already synced its files; the rename is synced with the folder).
+/// Makes the finished archive owner-only and renames it from its partial name (its files were
+/// synced as they were hashed; the rename is synced with the folder).
 pub(super) fn place(partial: &Path, archive: &Path) -> Result<(), OpError> {
     restrict(partial)?;
     std::fs::rename(partial, archive).map_err(|e| {

@@ -1,6 +1,7 @@
 //! sha256 of archives: a file read in chunks, a directory archive as the sum of its listing
 //! (its files hashed on several threads); off the async threads, stopping on Ctrl-C or at the
-//! step's deadline.
+//! step's deadline. A new archive is synced to disk on a thread of its own while it is hashed
+//! ([`seal_archive`]): the disk writes it back while the hashing reads it from the cache.
 
 use super::files::read_dir;
 use super::guard::timed_out;
@@ -32,15 +33,45 @@ pub(super) async fn hash_archive(
     format: ArchiveFormat,
     op: &Op<'_>,
 ) -> Result<ArchiveSum, OpError> {
+    hash_and_sync(path, format, false, op).await
+}
+
+/// As [`hash_archive`], for an archive just written and not yet synced (pg_dump ran with
+/// `--no-sync`, `VACUUM INTO` never syncs): its files and, for a directory archive, the folder
+/// itself are synced to disk beside the hashing, and the sum is returned once both are done.
+pub(super) async fn seal_archive(
+    path: &Path,
+    format: ArchiveFormat,
+    op: &Op<'_>,
+) -> Result<ArchiveSum, OpError> {
+    hash_and_sync(path, format, true, op).await
+}
+
+async fn hash_and_sync(
+    path: &Path,
+    format: ArchiveFormat,
+    sync: bool,
+    op: &Op<'_>,
+) -> Result<ArchiveSum, OpError> {
     let path = path.to_path_buf();
     let cancel = op.cancel.clone();
     let deadline = op.left()?.map(|left| Instant::now() + left);
     let task = tokio::task::spawn_blocking(move || {
-        if format == ArchiveFormat::Directory {
-            hash_dir(&path, &cancel, deadline)
-        } else {
-            hash_file(&path, &cancel, deadline).map(|s| (s.sha256, s.size, BTreeMap::new()))
-        }
+        std::thread::scope(|scope| {
+            let synced = sync.then(|| scope.spawn(|| sync_archive(&path)));
+            let sum = if format == ArchiveFormat::Directory {
+                hash_dir(&path, &cancel, deadline)
+            } else {
+                hash_file(&path, &cancel, deadline).map(|s| (s.sha256, s.size, BTreeMap::new()))
+            };
+            let synced = synced.map_or(Ok(()), |t| {
+                t.join()
+                    .unwrap_or_else(|_| Err("a syncing thread panicked".to_owned()))
+            });
+            let sum = sum?;
+            synced.map_err(HashStop::Io)?;
+            Ok(sum)
+        })
     });
     match task.await {
         Ok(Ok(v)) => Ok(v),
@@ -49,6 +80,21 @@ pub(super) async fn hash_archive(
         Ok(Err(HashStop::TimedOut)) => Err(timed_out(op)),
         Err(e) => Err(OpError::failed(format!("hashing stopped: {e}"))),
     }
+}
+
+/// Syncs an archive to disk: a file, or a folder's files and then the folder (its entries).
+fn sync_archive(path: &Path) -> Result<(), String> {
+    let sync = |p: &Path| {
+        std::fs::File::open(p)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| format!("cannot sync {}: {e}", p.display()))
+    };
+    if path.is_dir() {
+        for file in read_dir(path).map_err(|e| e.to_string())? {
+            sync(&file)?;
+        }
+    }
+    sync(path)
 }
 
 fn hash_file(
@@ -145,4 +191,41 @@ fn hash_dir(
         size += sum.size;
     }
     Ok((hex::encode(Sha256::digest(listing.as_bytes())), size, files))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::op::Silent;
+    use crate::redact::Redactor;
+
+    /// A new archive is hashed as an existing one is, while it is synced; a folder whose
+    /// entry cannot be opened to be synced is refused, not taken as durable.
+    #[test]
+    fn a_sealed_archive_sums_as_a_hashed_one_and_an_unsyncable_one_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("a.dir");
+        std::fs::create_dir(&archive).unwrap();
+        std::fs::write(archive.join("toc.dat"), b"toc").unwrap();
+        std::fs::write(archive.join("3001.dat.gz"), vec![7u8; 3 << 20]).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let redactor = Redactor::default();
+        let (_keep, cancel) = tokio::sync::watch::channel(false);
+        let op = Op::new("run", "backup", cancel, None, &redactor, &Silent);
+        let (sealed, hashed) = rt.block_on(async {
+            (
+                seal_archive(&archive, ArchiveFormat::Directory, &op).await,
+                hash_archive(&archive, ArchiveFormat::Directory, &op).await,
+            )
+        });
+        let (sealed, hashed) = (sealed.ok().unwrap(), hashed.ok().unwrap());
+        assert_eq!(sealed, hashed);
+        assert_eq!(sealed.1, (3 << 20) + 3);
+        assert!(sync_archive(&archive).is_ok());
+        std::os::unix::fs::symlink(dir.path().join("gone"), archive.join("3002.dat.gz")).unwrap();
+        let err = sync_archive(&archive).unwrap_err();
+        assert!(err.starts_with("cannot sync"), "{err}");
+    }
 }

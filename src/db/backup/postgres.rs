@@ -3,7 +3,7 @@
 
 use super::files::place;
 use super::guard::{exited_ok, explain, guard, run_client};
-use super::hash::{ArchiveSum, hash_archive};
+use super::hash::{ArchiveSum, seal_archive};
 use super::libpq::LibpqTarget;
 use super::manifest::{ArchiveFormat, Manifest};
 use super::names::Names;
@@ -111,11 +111,26 @@ pub(super) async fn backup_postgres(
         ));
     }
     let began = Began::now();
-    let server = guard(op, "cannot read the server version", None, pg_server(conn)).await?;
-    // Finding the client programs (a `pg_dump --version`) and opening the snapshot do not
-    // wait for each other.
-    let (tools, snapshot) = tokio::join!(find_pg_tools(server.major, op), open_snapshot(conn, op));
-    let tools = tools?;
+    // Finding the client programs (a `pg_dump --version`) does not wait for the server's
+    // questions: the server's major is known from the connection's start (its
+    // `server_version` parameter), and asked again only when it was not told.
+    let told = conn.server_version_num().map(|n| n / 10_000);
+    let on_conn = async move {
+        let server = guard(op, "cannot read the server version", None, pg_server(&mut *conn)).await?;
+        Ok::<_, OpError>((server, open_snapshot(conn, op).await?))
+    };
+    let early = async {
+        match told {
+            Some(major) => Some(find_pg_tools(major, op).await),
+            None => None,
+        }
+    };
+    let (tools, on_conn) = tokio::join!(early, on_conn);
+    let (server, snapshot) = on_conn?;
+    let tools = match tools {
+        Some(found) => found?,
+        None => find_pg_tools(server.major, op).await?,
+    };
     if tools.major < server.major {
         return Err(OpError::failed(format!(
             "`{}` is version {}, older than the server (PostgreSQL {}): an older pg_dump cannot dump a newer server reliably; install the PostgreSQL {} client programs or set `{PG_BIN_ENV}` to their directory",
@@ -125,7 +140,6 @@ pub(super) async fn backup_postgres(
             server.major
         )));
     }
-    let snapshot = snapshot?;
     let format = archive_format(req.format);
     let names = Names::new(
         &req.dir,
@@ -209,9 +223,9 @@ async fn list_and_count(tx: &mut sqlx::PgConnection) -> Result<BTreeMap<String, 
 }
 
 /// Dumps into `names.partial` inside the exported snapshot while listing the tables and
-/// counting their rows in that snapshot, then hashes the archive (and, when the backup is to be
-/// verified, reads its table of contents with `pg_restore --list` at the same time) and renames
-/// it into place.
+/// counting their rows in that snapshot, then hashes the archive as it syncs it (and, when the
+/// backup is to be verified, reads its table of contents with `pg_restore --list` at the same
+/// time) and renames it into place.
 async fn write_postgres(
     snapshot: Snapshot<'_>,
     url: &str,
@@ -223,7 +237,7 @@ async fn write_postgres(
 ) -> Result<Written, OpError> {
     let libpq = LibpqTarget::parse(url);
     let Snapshot { mut tx, id } = snapshot;
-    let argv = dump_argv(req, tools, names, &id, &libpq);
+    let argv = dump_argv(req, tools, &names.partial, &id, &libpq);
     op.note(&format!(
         "pg_dump {} of `{}` (PostgreSQL {}) to {}",
         tools.version,
@@ -239,13 +253,19 @@ async fn write_postgres(
         guard(op, "cannot count rows", None, list_and_count(&mut tx)),
         run_client(op, argv, libpq.env(), Some(&names.partial)),
     );
-    // Only a read-only snapshot: nothing to commit.
-    let _ = tx.rollback().await;
-    exited_ok(op, &out?, "pg_dump")?;
-    let row_counts = counted?;
+    let dumped = out.and_then(|out| exited_ok(op, &out, "pg_dump"));
+    let row_counts = match dumped.and(counted) {
+        Ok(counts) => counts,
+        Err(e) => {
+            let _ = tx.rollback().await;
+            return Err(e);
+        }
+    };
     let format = archive_format(req.format);
-    // The listing reads the archive pg_dump closed, as the hashing does: neither waits for the
-    // other (verification checks the listing against the manifest once it is written).
+    // The listing reads the archive pg_dump closed, as the hashing does, and the archive is
+    // synced as it is hashed: none waits for another (verification checks the listing against
+    // the manifest once it is written). The snapshot is read only: nothing to commit, and its
+    // end waits for none of them either.
     let listing = async {
         if !req.verify {
             return Ok(None);
@@ -255,7 +275,11 @@ async fn write_postgres(
             .map(Some)
             .map_err(|e| explain(e, |m| format!("the new backup failed verification: {m}")))
     };
-    let (sum, toc) = tokio::join!(hash_archive(&names.partial, format, op), listing);
+    let (sum, toc, _) = tokio::join!(
+        seal_archive(&names.partial, format, op),
+        listing,
+        tx.rollback()
+    );
     let (sum, toc) = (sum?, toc?);
     place(&names.partial, &names.archive)?;
     Ok(Written {
@@ -278,17 +302,22 @@ struct Written {
 fn dump_argv(
     req: &BackupRequest,
     tools: &PgTools,
-    names: &Names,
+    partial: &Path,
     snapshot: &str,
     libpq: &LibpqTarget,
 ) -> Vec<String> {
     let mut argv = vec![
         tools.pg_dump.display().to_string(),
         format!("--format={}", archive_format(req.format).as_str()),
-        format!("--file={}", names.partial.display()),
+        format!("--file={}", partial.display()),
         "--no-password".to_owned(),
         format!("--snapshot={snapshot}"),
     ];
+    // The archive is synced as runbook hashes it, not by pg_dump before it exits (pg_dump 10
+    // and later; an older one syncs nothing).
+    if tools.major >= 10 {
+        argv.push("--no-sync".to_owned());
+    }
     match req.mode {
         BackupMode::Full => {}
         BackupMode::SchemaOnly => argv.push("--schema-only".to_owned()),
@@ -434,4 +463,47 @@ fn check_toc(list: &str, manifest: &Manifest) -> Result<usize, String> {
         return Err(list_some(&missing));
     }
     Ok(entries.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::backup::manifest::Purpose;
+    use std::path::PathBuf;
+
+    fn tools(major: u32) -> PgTools {
+        PgTools {
+            pg_dump: PathBuf::from("/pg/bin/pg_dump"),
+            pg_restore: PathBuf::from("/pg/bin/pg_restore"),
+            psql: PathBuf::from("/pg/bin/psql"),
+            version: format!("{major}.4"),
+            major,
+        }
+    }
+
+    fn argv(major: u32) -> Vec<String> {
+        let req = BackupRequest {
+            dir: PathBuf::from("/backups"),
+            mode: BackupMode::Full,
+            format: BackupFormat::Directory,
+            jobs: 2,
+            verify: true,
+            purpose: Purpose::Backup,
+        };
+        let libpq = LibpqTarget::parse("postgres://u@h/db");
+        dump_argv(&req, &tools(major), Path::new("/backups/.a.partial"), "00000003-1", &libpq)
+    }
+
+    /// pg_dump leaves the syncing to runbook, which syncs the archive as it hashes it; a
+    /// pg_dump older than 10 has no `--no-sync` (and syncs nothing).
+    #[test]
+    fn pg_dump_leaves_the_sync_to_runbook_where_it_can() {
+        let new = argv(15);
+        assert!(new.contains(&"--no-sync".to_owned()), "{new:?}");
+        assert!(new.contains(&"--jobs=2".to_owned()), "{new:?}");
+        assert!(new.contains(&"--snapshot=00000003-1".to_owned()), "{new:?}");
+        assert!(new.last().is_some_and(|a| a.starts_with("--dbname=postgres://u@h/db")));
+        let old = argv(9);
+        assert!(!old.contains(&"--no-sync".to_owned()), "{old:?}");
+    }
 }

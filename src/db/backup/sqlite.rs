@@ -3,7 +3,7 @@
 
 use super::files::place;
 use super::guard::guard;
-use super::hash::hash_archive;
+use super::hash::seal_archive;
 use super::is_state_table;
 use super::manifest::ArchiveFormat;
 use super::names::Names;
@@ -148,7 +148,7 @@ pub(super) async fn backup_sqlite(
     finish(names, archive, &began, req, None, op).await
 }
 
-/// Copies into `names.partial`, syncs and checks the copy, counts its rows, hashes it and
+/// Copies into `names.partial`, checks the copy and counts its rows, hashes and syncs it and
 /// renames it into place.
 async fn write_sqlite(
     conn: &mut sqlx::SqliteConnection,
@@ -176,10 +176,6 @@ async fn write_sqlite(
             .execute(&mut *conn),
     )
     .await?;
-    // VACUUM INTO does not sync what it wrote.
-    std::fs::File::open(&names.partial)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| OpError::failed(format!("cannot sync {}: {e}", names.partial.display())))?;
     // The copy is a consistent snapshot: its counts are the backup's.
     let row_counts = guard(
         op,
@@ -188,7 +184,8 @@ async fn write_sqlite(
         sqlite_check(&names.partial),
     )
     .await?;
-    let (sha256, size, _) = hash_archive(&names.partial, ArchiveFormat::Sqlite, op).await?;
+    // VACUUM INTO does not sync what it wrote: the copy is synced as it is hashed.
+    let (sha256, size, _) = seal_archive(&names.partial, ArchiveFormat::Sqlite, op).await?;
     place(&names.partial, &names.archive)?;
     Ok((sha256, size, row_counts))
 }
