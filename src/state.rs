@@ -265,18 +265,32 @@ impl StateStore {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| run_from_row(&r)).transpose()
+        row.map(|r| run_from(&r)).transpose()
     }
 
-    /// Recent runs, newest first.
+    /// Recent runs, newest first. On SQLite they are read on this thread (a listing of many
+    /// runs through the pool's worker would hand each row over on its own).
     pub async fn list_runs(&self, limit: i64) -> Result<Vec<RunRecord>, StateError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{RUN_COLUMNS} ORDER BY started_at DESC, id DESC LIMIT $1"
-        )))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(run_from_row).collect()
+        let sql = format!("{RUN_COLUMNS} ORDER BY started_at DESC, id DESC LIMIT $1");
+        if let Writes::Sqlite(writer) = &self.writes {
+            return writer
+                .read(|conn| {
+                    let mut stmt = conn.prepare(&sql)?;
+                    let mut rows = stmt.query([limit])?;
+                    let mut runs = Vec::new();
+                    while let Some(row) = rows.next()? {
+                        runs.push(run_from(row));
+                    }
+                    Ok(runs)
+                })?
+                .into_iter()
+                .collect();
+        }
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(run_from).collect()
     }
 
     /// Runs whose id starts with `prefix`, so a unique prefix names a run.
@@ -355,7 +369,7 @@ impl StateStore {
         .bind(target_key)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| run_from_row(&r)).transpose()
+        row.map(|r| run_from(&r)).transpose()
     }
 
     /// Records an approval or rejection of a gate with its event: on PostgreSQL in one
@@ -496,7 +510,7 @@ impl StateStore {
         .bind(since)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| run_from_row(&r)).transpose()
+        row.map(|r| run_from(&r)).transpose()
     }
 
     /// Successful runs of `playbook` on `env` since `since`, newest first (to explain an unmet
@@ -515,7 +529,7 @@ impl StateStore {
         .bind(since)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(run_from_row).collect()
+        rows.iter().map(run_from).collect()
     }
 
     /// Closes the writer and the pool. On SQLite the pool goes first, so a writer's connection,
@@ -550,11 +564,50 @@ fn row_and_event(insert: &str, first: usize) -> (String, Vec<String>) {
 const RUN_COLUMNS: &str = "SELECT id, playbook, file, env, target, operator, host, content_hash, plan_hash, params, vars, tags,
     status, started_at, finished_at, error, pid, migrations_hash, pid_start FROM runbook_runs";
 
-fn run_from_row(r: &sqlx::any::AnyRow) -> Result<RunRecord, StateError> {
-    let status: String = r.try_get(12)?;
-    let params: String = r.try_get(9)?;
-    let vars: String = r.try_get(10)?;
-    let tags: String = r.try_get(11)?;
+/// A row of `RUN_COLUMNS` as either driver gives it: the pool's (`AnyRow`) or the SQLite
+/// writer's connection's (`rusqlite::Row`).
+trait RunColumns {
+    fn text(&self, i: usize) -> Result<String, StateError>;
+    fn int(&self, i: usize) -> Result<i64, StateError>;
+    fn text_or_null(&self, i: usize) -> Result<Option<String>, StateError>;
+    fn int_or_null(&self, i: usize) -> Result<Option<i64>, StateError>;
+}
+
+impl RunColumns for sqlx::any::AnyRow {
+    fn text(&self, i: usize) -> Result<String, StateError> {
+        Ok(self.try_get(i)?)
+    }
+    fn int(&self, i: usize) -> Result<i64, StateError> {
+        Ok(self.try_get(i)?)
+    }
+    fn text_or_null(&self, i: usize) -> Result<Option<String>, StateError> {
+        Ok(self.try_get(i)?)
+    }
+    fn int_or_null(&self, i: usize) -> Result<Option<i64>, StateError> {
+        Ok(self.try_get(i)?)
+    }
+}
+
+impl RunColumns for rusqlite::Row<'_> {
+    fn text(&self, i: usize) -> Result<String, StateError> {
+        Ok(self.get(i)?)
+    }
+    fn int(&self, i: usize) -> Result<i64, StateError> {
+        Ok(self.get(i)?)
+    }
+    fn text_or_null(&self, i: usize) -> Result<Option<String>, StateError> {
+        Ok(self.get(i)?)
+    }
+    fn int_or_null(&self, i: usize) -> Result<Option<i64>, StateError> {
+        Ok(self.get(i)?)
+    }
+}
+
+fn run_from(r: &impl RunColumns) -> Result<RunRecord, StateError> {
+    let status = r.text(12)?;
+    let params = r.text(9)?;
+    let vars = r.text(10)?;
+    let tags = r.text(11)?;
     let tags: serde_json::Value = serde_json::from_str(&tags).unwrap_or_default();
     let list = |k: &str| -> Vec<String> {
         tags.get(k)
@@ -562,27 +615,27 @@ fn run_from_row(r: &sqlx::any::AnyRow) -> Result<RunRecord, StateError> {
             .unwrap_or_default()
     };
     Ok(RunRecord {
-        id: r.try_get(0)?,
-        playbook: r.try_get(1)?,
-        file: r.try_get(2)?,
-        env: r.try_get(3)?,
-        target: r.try_get(4)?,
-        operator: r.try_get(5)?,
-        host: r.try_get(6)?,
-        content_hash: r.try_get(7)?,
-        plan_hash: r.try_get(8)?,
+        id: r.text(0)?,
+        playbook: r.text(1)?,
+        file: r.text(2)?,
+        env: r.text(3)?,
+        target: r.text(4)?,
+        operator: r.text(5)?,
+        host: r.text(6)?,
+        content_hash: r.text(7)?,
+        plan_hash: r.text(8)?,
         params: serde_json::from_str(&params).unwrap_or_default(),
         vars: serde_json::from_str(&vars).unwrap_or_default(),
         tags: list("tags"),
         skip_tags: list("skip_tags"),
         status: RunStatus::parse(&status)
             .ok_or_else(|| StateError::Corrupt(format!("run status `{status}`")))?,
-        started_at: r.try_get(13)?,
-        finished_at: r.try_get(14)?,
-        error: r.try_get(15)?,
-        pid: r.try_get(16)?,
-        migrations_hash: r.try_get(17)?,
-        pid_start: r.try_get(18)?,
+        started_at: r.int(13)?,
+        finished_at: r.int_or_null(14)?,
+        error: r.text_or_null(15)?,
+        pid: r.int(16)?,
+        migrations_hash: r.text(17)?,
+        pid_start: r.int(18)?,
     })
 }
 

@@ -282,6 +282,22 @@ impl Writer {
         }
     }
 
+    /// Reads with `read` on this thread, on the writer's connection (opened if it is not):
+    /// rows come straight from SQLite, not one by one through the pool's worker thread.
+    pub fn read<T>(
+        &self,
+        read: impl FnOnce(&rusqlite::Connection) -> Result<T, rusqlite::Error>,
+    ) -> Result<T, rusqlite::Error> {
+        let mut slot = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        let open = match slot.take() {
+            Some(c) => c,
+            None => open(&self.path)?,
+        };
+        let read = read(&open.conn);
+        *slot = Some(open);
+        read
+    }
+
     /// Closes the connection, if one is open.
     pub fn close(&self) {
         drop(
@@ -602,6 +618,37 @@ mod tests {
             events(&store).await,
             vec![(1, None), (2, Some("waited".to_owned()))]
         );
+        store.close().await;
+    }
+
+    /// Runs are listed from the writer's connection, newest first (ties by id), each as the
+    /// pool reads it.
+    #[tokio::test]
+    async fn runs_listed_on_this_thread_read_as_the_pool_reads_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = with_run(&dir.path().join("state.db")).await;
+        let first = Event::run(EventKind::RunStarted, json!({}));
+        for (id, started_at) in [("r2", 3), ("r3", 3)] {
+            let mut r = run();
+            r.id = id.into();
+            r.started_at = started_at;
+            r.vars = vec![("v".into(), id.into())];
+            r.tags = vec!["t".into()];
+            r.params = json!({"n": started_at});
+            store.create_run(&r, "k", &first, None).await.unwrap();
+        }
+        let ids = |runs: &[RunRecord]| runs.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&store.list_runs(2).await.unwrap()), ["r3", "r2"]);
+        let all = store.list_runs(10).await.unwrap();
+        assert_eq!(ids(&all), ["r3", "r2", "r1"]);
+        for listed in &all {
+            let loaded = store.load_run(&listed.id).await.unwrap().unwrap();
+            assert_eq!(
+                serde_json::to_value(listed).unwrap(),
+                serde_json::to_value(&loaded).unwrap()
+            );
+        }
+        assert_eq!(all[0].vars, [("v".to_owned(), "r3".to_owned())]);
         store.close().await;
     }
 }

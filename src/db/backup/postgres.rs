@@ -116,7 +116,13 @@ pub(super) async fn backup_postgres(
     // `server_version` parameter), and asked again only when it was not told.
     let told = conn.server_version_num().map(|n| n / 10_000);
     let on_conn = async move {
-        let server = guard(op, "cannot read the server version", None, pg_server(&mut *conn)).await?;
+        let server = guard(
+            op,
+            "cannot read the server version",
+            None,
+            pg_server(&mut *conn),
+        )
+        .await?;
         Ok::<_, OpError>((server, open_snapshot(conn, op).await?))
     };
     let early = async {
@@ -491,7 +497,13 @@ mod tests {
             purpose: Purpose::Backup,
         };
         let libpq = LibpqTarget::parse("postgres://u@h/db");
-        dump_argv(&req, &tools(major), Path::new("/backups/.a.partial"), "00000003-1", &libpq)
+        dump_argv(
+            &req,
+            &tools(major),
+            Path::new("/backups/.a.partial"),
+            "00000003-1",
+            &libpq,
+        )
     }
 
     /// pg_dump leaves the syncing to runbook, which syncs the archive as it hashes it; a
@@ -502,7 +514,10 @@ mod tests {
         assert!(new.contains(&"--no-sync".to_owned()), "{new:?}");
         assert!(new.contains(&"--jobs=2".to_owned()), "{new:?}");
         assert!(new.contains(&"--snapshot=00000003-1".to_owned()), "{new:?}");
-        assert!(new.last().is_some_and(|a| a.starts_with("--dbname=postgres://u@h/db")));
+        assert!(
+            new.last()
+                .is_some_and(|a| a.starts_with("--dbname=postgres://u@h/db"))
+        );
         let old = argv(9);
         assert!(!old.contains(&"--no-sync".to_owned()), "{old:?}");
     }
