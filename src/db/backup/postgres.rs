@@ -133,9 +133,11 @@ pub(super) async fn backup_postgres(
     };
     let (tools, on_conn) = tokio::join!(early, on_conn);
     let (server, snapshot) = on_conn?;
+    // Found again only when the connection told another major than the server says (a
+    // proxy's own `server_version`): the client programs are picked for the server's.
     let tools = match tools {
-        Some(found) => found?,
-        None => find_pg_tools(server.major, op).await?,
+        Some(found) if told == Some(server.major) => found?,
+        _ => find_pg_tools(server.major, op).await?,
     };
     if tools.major < server.major {
         return Err(OpError::failed(format!(
