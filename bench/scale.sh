@@ -21,6 +21,10 @@
 #                 gate passes (the store and chains as they were before each time).
 #   migrate       `runbook run apply` of a migrations folder of 200 vs 2,000 files (SQLite
 #                 target and state store, fresh each time): a table and a row per file.
+#   sqlite3       the same files applied by the sqlite3 shell in the same shape (per file
+#                 `BEGIN IMMEDIATE`, the file, its history row, `COMMIT`; `synchronous=FULL`
+#                 and a rollback journal, as runbook's SQLite target): the database's own
+#                 growth, which the migrate case's ratio holds too (no goal of its own).
 # The run, resume and migrate cases take RUN_PAIRS pairs (default 3): a 10,000-step run takes
 # a while.
 # Prints `case  1x  10x  ratio` rows; bench/run folds them into its table.
@@ -30,6 +34,7 @@ PAIRS=${1:-5}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 RUNBOOK=${RUNBOOK:-$ROOT/target/release/runbook}
 [ -x "$RUNBOOK" ] || { echo "build first: cargo build --release" >&2; exit 2; }
+command -v sqlite3 >/dev/null || { echo "the sqlite3 shell is needed (apt-get install sqlite3)" >&2; exit 2; }
 WORK=$(mktemp -d /tmp/runbook-bench-scale.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 
@@ -117,6 +122,14 @@ for size in 1 10; do
   # Timed runs discard their output: the apply is seen to succeed once here.
   (cd "$P/mig" && "$RUNBOOK" -q run apply >/dev/null 2>&1) || { echo "the migrate case's apply failed" >&2; exit 1; }
   rm -rf "$P/mig/.runbook"
+  { echo "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
+    echo "CREATE TABLE history (version TEXT PRIMARY KEY, checksum TEXT, applied_at TEXT);"
+    for f in "$P/mig/migrations"/*.sql; do
+      v=$(basename "$f" .sql)
+      echo "BEGIN IMMEDIATE;"; cat "$f"
+      printf "DELETE FROM history WHERE version = '%s';\nINSERT INTO history VALUES ('%s', '%s', datetime());\nCOMMIT;\n" "$v" "$v" "$v"
+    done
+  } > "$P/mig/shell.sql"
 done
 
 seconds() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>&1 || true; e=$(date +%s.%N); awk -v s="$s" -v e="$e" 'BEGIN { printf "%.4f", e - s }'; }
@@ -146,6 +159,7 @@ peak() { # DIR ARGS...: peak resident memory in MB
 }
 fresh_run() { rm -rf .runbook; "$RUNBOOK" -q run long; }
 fresh_apply() { rm -rf .runbook; "$RUNBOOK" -q run apply; }
+shell_apply() { rm -f shell.db shell.db-journal; sqlite3 -bail shell.db < shell.sql; }
 resumed_run() { rm -rf .runbook; cp -r waiting .runbook; "$RUNBOOK" -q resume "$(cat run_id)" --confirm go; }
 case_fn() { # NAME DIR-SUFFIX FUNCTION: like case_, timing the function (its copy of the store too)
   local name=$1 sub=$2 fn=$3
@@ -169,4 +183,5 @@ case_ "runs 2k/20k runs" /runs runs --limit 100000
 case_fn "run 1k/10k steps" "" fresh_run
 case_fn "resume 1k/10k steps" /gate resumed_run
 case_fn "migrate apply 200/2k files" /mig fresh_apply
+case_fn "sqlite3 alone, same files" /mig shell_apply
 echo "verify peak memory: $(peak "$WORK/x1/long" audit verify "$RUN" --chain-only) MB at $(du -m "$WORK/x1/long/.runbook/audit/$RUN.jsonl" | cut -f1) MB of chain, $(peak "$WORK/x10/long" audit verify "$RUN" --chain-only) MB at $(du -m "$WORK/x10/long/.runbook/audit/$RUN.jsonl" | cut -f1) MB"
