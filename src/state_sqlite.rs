@@ -282,20 +282,23 @@ impl Writer {
         }
     }
 
-    /// Reads with `read` on this thread, on the writer's connection (opened if it is not):
-    /// rows come straight from SQLite, not one by one through the pool's worker thread.
+    /// Reads with `read` on this thread, on a connection opened for it and closed after: rows
+    /// come straight from SQLite, not one by one through the pool's worker thread. Not the
+    /// writer's connection, which closes without a checkpoint: a command that only reads keeps
+    /// the pool's connection the file's last, which checkpoints it on closing. A lock another
+    /// process holds for a moment (its WAL recovery) is waited for up to `BUSY_TIMEOUT`, as
+    /// the pool's connections wait.
     pub fn read<T>(
         &self,
         read: impl FnOnce(&rusqlite::Connection) -> Result<T, rusqlite::Error>,
     ) -> Result<T, rusqlite::Error> {
-        let mut slot = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
-        let open = match slot.take() {
-            Some(c) => c,
-            None => open(&self.path)?,
-        };
-        let read = read(&open.conn);
-        *slot = Some(open);
-        read
+        use rusqlite::OpenFlags;
+        let conn = rusqlite::Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        read(&conn)
     }
 
     /// Closes the connection, if one is open.
@@ -650,5 +653,29 @@ mod tests {
         }
         assert_eq!(all[0].vars, [("v".to_owned(), "r3".to_owned())]);
         store.close().await;
+    }
+
+    /// A command that only reads the store (here, the run listing) leaves it checkpointed on
+    /// closing, its write-ahead log merged and removed: the listing's own connection is closed
+    /// before the pool's, whose connection is then the file's last.
+    #[tokio::test]
+    async fn a_store_only_read_is_checkpointed_on_closing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let wal = dir.path().join("state.db-wal");
+        with_run(&path).await.close().await;
+        assert!(
+            std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0),
+            "the writer kept its WAL"
+        );
+        let store = StateStore::open(&StateSpec::Sqlite(path.clone()))
+            .await
+            .unwrap();
+        assert_eq!(store.list_runs(10).await.unwrap().len(), 1);
+        store.close().await;
+        assert!(
+            std::fs::metadata(&wal).map_or(true, |m| m.len() == 0),
+            "a store only read was closed without a checkpoint"
+        );
     }
 }

@@ -58,7 +58,7 @@ async fn hash_and_sync(
     let deadline = op.left()?.map(|left| Instant::now() + left);
     let task = tokio::task::spawn_blocking(move || {
         std::thread::scope(|scope| {
-            let synced = sync.then(|| scope.spawn(|| sync_archive(&path)));
+            let synced = sync.then(|| scope.spawn(|| sync_archive(&path, &cancel, deadline)));
             let sum = if format == ArchiveFormat::Directory {
                 hash_dir(&path, &cancel, deadline)
             } else {
@@ -66,10 +66,10 @@ async fn hash_and_sync(
             };
             let synced = synced.map_or(Ok(()), |t| {
                 t.join()
-                    .unwrap_or_else(|_| Err("a syncing thread panicked".to_owned()))
+                    .unwrap_or_else(|_| Err(HashStop::Io("a syncing thread panicked".to_owned())))
             });
             let sum = sum?;
-            synced.map_err(HashStop::Io)?;
+            synced?;
             Ok(sum)
         })
     });
@@ -83,14 +83,26 @@ async fn hash_and_sync(
 }
 
 /// Syncs an archive to disk: a file, or a folder's files and then the folder (its entries).
-fn sync_archive(path: &Path) -> Result<(), String> {
+/// Ctrl-C or the step's deadline stops it between two files (a file's sync, once begun, is
+/// the kernel's to finish).
+fn sync_archive(
+    path: &Path,
+    cancel: &watch::Receiver<bool>,
+    deadline: Option<Instant>,
+) -> Result<(), HashStop> {
     let sync = |p: &Path| {
+        if *cancel.borrow() {
+            return Err(HashStop::Interrupted);
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(HashStop::TimedOut);
+        }
         std::fs::File::open(p)
             .and_then(|f| f.sync_all())
-            .map_err(|e| format!("cannot sync {}: {e}", p.display()))
+            .map_err(|e| HashStop::Io(format!("cannot sync {}: {e}", p.display())))
     };
     if path.is_dir() {
-        for file in read_dir(path).map_err(|e| e.to_string())? {
+        for file in read_dir(path).map_err(|e| HashStop::Io(e.to_string()))? {
             sync(&file)?;
         }
     }
@@ -199,8 +211,9 @@ mod tests {
     use crate::db::op::Silent;
     use crate::redact::Redactor;
 
-    /// A new archive is hashed as an existing one is, while it is synced; a folder whose
-    /// entry cannot be opened to be synced is refused, not taken as durable.
+    /// A new archive is hashed as an existing one is, while it is synced; the sync stops on
+    /// Ctrl-C and at the deadline; a folder whose entry cannot be opened to be synced is
+    /// refused, not taken as durable.
     #[test]
     fn a_sealed_archive_sums_as_a_hashed_one_and_an_unsyncable_one_fails() {
         let dir = tempfile::tempdir().unwrap();
@@ -223,9 +236,23 @@ mod tests {
         let (sealed, hashed) = (sealed.ok().unwrap(), hashed.ok().unwrap());
         assert_eq!(sealed, hashed);
         assert_eq!(sealed.1, (3 << 20) + 3);
-        assert!(sync_archive(&archive).is_ok());
+        let (stop, cancel) = tokio::sync::watch::channel(false);
+        assert!(sync_archive(&archive, &cancel, None).is_ok());
+        let past = Some(Instant::now());
+        assert!(matches!(
+            sync_archive(&archive, &cancel, past),
+            Err(HashStop::TimedOut)
+        ));
+        stop.send(true).unwrap();
+        assert!(matches!(
+            sync_archive(&archive, &cancel, None),
+            Err(HashStop::Interrupted)
+        ));
+        let (_keep, cancel) = tokio::sync::watch::channel(false);
         std::os::unix::fs::symlink(dir.path().join("gone"), archive.join("3002.dat.gz")).unwrap();
-        let err = sync_archive(&archive).unwrap_err();
-        assert!(err.starts_with("cannot sync"), "{err}");
+        match sync_archive(&archive, &cancel, None) {
+            Err(HashStop::Io(e)) => assert!(e.starts_with("cannot sync"), "{e}"),
+            _ => panic!("an entry that cannot be synced must fail the archive"),
+        }
     }
 }
