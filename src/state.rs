@@ -564,8 +564,8 @@ fn row_and_event(insert: &str, first: usize) -> (String, Vec<String>) {
 const RUN_COLUMNS: &str = "SELECT id, playbook, file, env, target, operator, host, content_hash, plan_hash, params, vars, tags,
     status, started_at, finished_at, error, pid, migrations_hash, pid_start FROM runbook_runs";
 
-/// A row of `RUN_COLUMNS` as either driver gives it: the pool's (`AnyRow`) or the SQLite
-/// writer's connection's (`rusqlite::Row`).
+/// A row of `RUN_COLUMNS` as either driver gives it: the pool's (`AnyRow`) or, for the run
+/// listing on SQLite, its own connection's (`rusqlite::Row`, `Writer::read`).
 trait RunColumns {
     fn text(&self, i: usize) -> Result<String, StateError>;
     fn int(&self, i: usize) -> Result<i64, StateError>;
