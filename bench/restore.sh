@@ -35,7 +35,7 @@ ARCHIVE=$(ls "$WORK"/backups/*.dump | head -1)
 echo "archive: $(du -h "$ARCHIVE" | cut -f1)"
 if [ "$JOBS" -le 1 ]; then RAWJOBS=--single-transaction; else RAWJOBS=--jobs=$JOBS; fi
 
-seconds() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>"$WORK/err" || { cat "$WORK/err" >&2; exit 1; }; e=$(date +%s.%N); awk -v s="$s" -v e="$e" 'BEGIN { printf "%.2f", e - s }'; }
+seconds() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>"$WORK/err" || { cat "$WORK/err" >&2; exit 1; }; e=$(date +%s.%N); awk -v s="$s" -v e="$e" 'BEGIN { printf "%.3f", e - s }'; }
 A=(); B=(); R=()
 for i in $(seq 1 "$PAIRS"); do
   a=$(seconds "$RUNBOOK" -C "$PROJECT" run rs --target "$URL" --var "from=$MANIFEST")
