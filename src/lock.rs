@@ -2,7 +2,10 @@
 //! connection, polled with `pg_try_advisory_lock` (never a blocking call) until a deadline;
 //! SQLite targets take an exclusive `flock` on a file next to the database (the file its path
 //! resolves to: a symlink or another spelling reaches the same lock). Both are released
-//! explicitly on every path, and by the server or the kernel if the process dies.
+//! explicitly on every path, and by the server or the kernel if the process dies. The
+//! PostgreSQL lock's session is kept from the server's `idle_session_timeout`, and asked
+//! before each step whether it still holds the lock (`check_held`): a session the server
+//! ended took the lock with it, and the run stops before its next step.
 //!
 //! The holder is named: the lock connection's `application_name` (PostgreSQL) or the lock
 //! file's contents (SQLite) say which run and operator hold it.
@@ -19,6 +22,9 @@ use std::time::{Duration, Instant};
 /// The advisory lock key: "runbook" in ASCII. Advisory locks are per database, so one key per
 /// database is one lock per target.
 const PG_LOCK_KEY: i64 = 0x0072_756e_626f_6f6b;
+
+/// How long the lock's session is given to say it still holds the lock.
+const CHECK_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
@@ -106,9 +112,13 @@ impl TargetLock {
                     None => (connect(url, run_id, operator).await?, true),
                 };
                 loop {
-                    // As text: one round trip where a prepared statement takes two.
+                    // As text: one round trip where a prepared statement takes two. The same
+                    // round trip keeps the session from the server's `idle_session_timeout`
+                    // (PostgreSQL 14 and later; a managed server may end sessions idle for
+                    // minutes): the session idles while the run's steps work on another
+                    // connection, and the lock ends with it.
                     let got: bool = match sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                        "SELECT pg_try_advisory_lock({PG_LOCK_KEY})"
+                        "SELECT pg_try_advisory_lock({PG_LOCK_KEY}), (SELECT set_config(name, '0', false) FROM pg_catalog.pg_settings WHERE name = 'idle_session_timeout')"
                     )))
                     .fetch_one(&mut conn)
                     .await
@@ -172,6 +182,36 @@ impl TargetLock {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             }
+        }
+    }
+
+    /// Whether the lock is still this run's. A file lock lasts as long as the process; a
+    /// PostgreSQL advisory lock as long as its session, which the server may have ended
+    /// (`pg_terminate_backend`, a restart, a dropped connection): the session is asked whether
+    /// it holds the lock (behind a connection pooler, the session that answers may not be the
+    /// one that took it), and given `CHECK_WAIT` to answer. Why not, when it is not.
+    pub async fn check_held(&mut self) -> Result<(), String> {
+        let conn = match self {
+            TargetLock::Sqlite { .. } => return Ok(()),
+            TargetLock::Postgres(None) => return Err("its session was closed".to_owned()),
+            TargetLock::Postgres(Some(conn)) => conn,
+        };
+        let (classid, objid) = (PG_LOCK_KEY >> 32, PG_LOCK_KEY & 0xffff_ffff);
+        let asked = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted AND classid = {classid} AND objid = {objid} AND objsubid = 1)"
+        )))
+        .fetch_one(conn);
+        match tokio::time::timeout(CHECK_WAIT, asked).await {
+            Ok(Ok(row)) => match row.try_get::<bool, _>(0) {
+                Ok(true) => Ok(()),
+                Ok(false) => Err("its session no longer holds it".to_owned()),
+                Err(e) => Err(crate::db::describe(&e)),
+            },
+            Ok(Err(e)) => Err(format!("its session ended: {}", crate::db::describe(&e))),
+            Err(_) => Err(format!(
+                "its session did not answer within {} s",
+                CHECK_WAIT.as_secs()
+            )),
         }
     }
 

@@ -8,6 +8,7 @@ use super::context::RunContext;
 use super::emergency::GATE;
 use super::journal::Journal;
 use super::session::{Session, release_lock};
+use super::step::UnitError;
 use super::units::{Layout, Unit};
 use super::{ExecError, Outcome, ProjectDirs};
 use crate::config::Protections;
@@ -269,6 +270,39 @@ impl<'a> Engine<'a> {
         self.progress
             .finish(&unit.qid, action, "skipped", Duration::ZERO, reason);
         Ok(())
+    }
+
+    /// Before a step acts: the target's lock is still the run's. One lost (its session
+    /// ended) stops the run here, recorded as interrupted with nothing in flight: another run
+    /// may hold the target now, and `runbook resume` takes the lock again and goes on.
+    pub async fn keep_lock(&mut self, step: &str) -> Result<(), UnitError> {
+        let Some(lock) = self.lock.as_mut() else {
+            return Ok(());
+        };
+        let Err(why) = lock.check_held().await else {
+            return Ok(());
+        };
+        let target = self
+            .target
+            .as_ref()
+            .map_or_else(|| "the target".to_owned(), TargetSpec::describe);
+        let msg = self.redactor.redact(&format!(
+            "lost the run lock on {target} before step {step} ({why}); another run may have taken the target"
+        ));
+        let _ = self
+            .record(Event::run(
+                EventKind::RunInterrupted,
+                json!({"status": "interrupted", "step": step, "error": msg}),
+            ))
+            .await;
+        let id = &self.run.id;
+        self.ui.error(
+            &msg,
+            Some(&format!(
+                "nothing of step {step} ran; check the target, then continue with `runbook resume {id}`"
+            )),
+        );
+        Err(UnitError::Fatal(ExecError::Locked))
     }
 
     /// The run stops during a step on Ctrl-C: recorded as interrupted; `resume` continues it.

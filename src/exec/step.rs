@@ -158,6 +158,7 @@ impl Engine<'_> {
                 return Err(self.fail(unit, attempt, &msg, Duration::ZERO, change).await);
             }
         };
+        self.keep_lock(&unit.qid).await?;
         self.record(Event::step(
             EventKind::StepStarted,
             &unit.qid,

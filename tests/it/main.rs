@@ -40,6 +40,7 @@ mod http;
 mod json_outputs;
 mod live;
 mod lock;
+mod lock_session;
 mod maintain;
 mod metrics;
 mod migrate;
