@@ -271,15 +271,22 @@ impl Writer {
     /// fsyncs the write-ahead log (an fsync of the file, through a descriptor of its own), also
     /// when the connection that wrote them was closed after a failed write.
     pub fn sync(&self) -> std::io::Result<()> {
-        let mut wal = self.path.clone().into_os_string();
-        wal.push("-wal");
-        match std::fs::File::open(&wal) {
+        match std::fs::File::open(self.wal_path()) {
             Ok(f) => f.sync_data(),
             // No log (not in WAL mode, where every commit is fsynced, or checkpointed and
             // removed): nothing is left unsynced.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    /// The write-ahead log SQLite writes: beside the file the store's path resolves to (SQLite
+    /// follows a symlink, so a link's folder holds no log), its name and `-wal`.
+    fn wal_path(&self) -> PathBuf {
+        let file = std::fs::canonicalize(&self.path).unwrap_or_else(|_| self.path.clone());
+        let mut wal = file.into_os_string();
+        wal.push("-wal");
+        PathBuf::from(wal)
     }
 
     /// Reads with `read` on this thread, on a connection opened for it and closed after: rows
@@ -552,6 +559,34 @@ mod tests {
         store.record("r1", &started("s4"), None).await.unwrap();
         assert_eq!(events(&store).await, steps(&["s1", "s2", "s3", "s4"]));
         store.close().await;
+    }
+
+    /// The log `sync` fsyncs is the one SQLite writes, also when the store's path is a
+    /// symlink: SQLite keeps the log beside the file the link names, and a log looked for
+    /// beside the link was not found and taken for "nothing to sync".
+    #[tokio::test]
+    async fn the_log_synced_is_the_one_sqlite_writes_through_a_symlink() {
+        let real = tempfile::tempdir().unwrap();
+        let links = tempfile::tempdir().unwrap();
+        let file = real.path().join("state.db");
+        with_run(&file).await.close().await;
+        let link = links.path().join("state.db");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        let writer = super::Writer::new(&link);
+        writer
+            .execute(&["CREATE TABLE probe (x INTEGER)"], &[])
+            .await
+            .unwrap();
+        let wal = writer.wal_path();
+        assert_eq!(
+            wal,
+            std::fs::canonicalize(real.path())
+                .unwrap()
+                .join("state.db-wal")
+        );
+        assert!(std::fs::metadata(&wal).unwrap().len() > 0, "no log written");
+        assert!(!links.path().join("state.db-wal").exists());
+        writer.sync().unwrap();
     }
 
     /// Closing the store does not checkpoint: its writes stay in the WAL, which is kept (a
