@@ -3,15 +3,19 @@
 //! records are written without an fsync each (`write`): the state store's commit, which holds
 //! the same line, is the durable one, and `restore.rs` writes back what a system crash took
 //! from the chain. A record with no state store behind it (a refusal) is `append`ed: written
-//! and fsynced.
+//! and fsynced. Another process may append to the same chain (`runbook approve` while the run
+//! polls at its gate): each write holds the file's `flock` and first takes in, checked, what
+//! the other appended.
 
 use super::canonical::sealed;
 use super::error::{AuditError, io};
 use super::head::{GENESIS, Head, Written};
 use super::sink::Sink;
-use super::verify::{Problem, Scan, verify_reader};
+use super::verify::{Problem, Scan, continue_chain, verify_reader};
 use serde_json::{Map, Value as Json};
 use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// An open chain of one run, appended to by the executor.
@@ -25,6 +29,9 @@ pub struct AuditLog {
     repaired: Option<usize>,
     /// The length of the file when it was last fsynced: what a system crash cannot take.
     durable: u64,
+    /// The length of the file as this process last knew it (opened or appended to): records
+    /// past it were appended by another process (`catch_up`).
+    end: u64,
     /// The chain's folder entry is not known to be durable: this process has not fsynced the
     /// folder, and the file may be new or made by a process that died before it did. Done with
     /// the records (`sync`).
@@ -104,6 +111,7 @@ impl AuditLog {
             sink: None,
             repaired,
             durable: keep as u64,
+            end: keep as u64,
             entry_unsynced: true,
             sync_failed: false,
         })
@@ -147,6 +155,11 @@ impl AuditLog {
             Box::pin(self.write(note)).await?;
             self.sync()?;
         }
+        // Another process may append to this chain too (`runbook approve` while the run polls
+        // at its gate): each append holds the file's lock and first takes in what the other
+        // appended, so every record links to the one before it in the file.
+        let _locked = Locked::exclusive(self.file.as_raw_fd()).map_err(io(&self.path))?;
+        self.catch_up()?;
         let seq = self.head.seq + 1;
         body.insert("seq".into(), Json::from(seq));
         body.insert("prev".into(), Json::from(self.head.hash.clone()));
@@ -160,6 +173,7 @@ impl AuditLog {
         self.file
             .write_all(line.as_bytes())
             .map_err(io(&self.path))?;
+        self.end += line.len() as u64;
         line.pop();
         self.head = Head { seq, hash };
         if let Some(sink) = &mut self.sink {
@@ -172,6 +186,35 @@ impl AuditLog {
             line,
             synced: false,
         })
+    }
+
+    /// Takes in the records another process appended since this one last knew the file: they
+    /// must chain on from the head known here, which moves past them. Called with the file
+    /// locked.
+    fn catch_up(&mut self) -> Result<(), AuditError> {
+        let len = self.file.metadata().map_err(io(&self.path))?.len();
+        if len == self.end {
+            return Ok(());
+        }
+        let damaged = |why: String| AuditError::Damaged(self.path.display().to_string(), why);
+        if len < self.end {
+            return Err(damaged(format!(
+                "it is {len} bytes long, shorter than the {} bytes this process knew",
+                self.end
+            )));
+        }
+        let mut added = vec![0; usize::try_from(len - self.end).unwrap_or(0)];
+        self.file
+            .read_exact_at(&mut added, self.end)
+            .map_err(io(&self.path))?;
+        self.head = continue_chain(&added, &self.head, &self.run_id).map_err(|p| {
+            damaged(format!(
+                "records another process appended: {}",
+                p.describe()
+            ))
+        })?;
+        self.end = len;
+        Ok(())
     }
 
     /// Makes every record written so far durable, and the chain's folder entry. After a failed
@@ -210,9 +253,84 @@ impl AuditLog {
     }
 }
 
+/// An exclusive `flock` on a chain's file (its descriptor, open for longer than the guard
+/// lives), let go when dropped.
+struct Locked(std::os::fd::RawFd);
+
+impl Locked {
+    fn exclusive(fd: std::os::fd::RawFd) -> std::io::Result<Locked> {
+        // SAFETY: flock on a descriptor the chain's file keeps open.
+        if unsafe { libc::flock(fd, libc::LOCK_EX) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Locked(fd))
+    }
+}
+
+impl Drop for Locked {
+    fn drop(&mut self) {
+        // SAFETY: as above.
+        unsafe {
+            libc::flock(self.0, libc::LOCK_UN);
+        }
+    }
+}
+
 /// Makes a folder's entries durable (a new chain, a renamed signature).
 pub(super) fn sync_dir(dir: &Path) {
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::verify::verify_bytes;
+
+    fn body(event: &str) -> Map<String, Json> {
+        let mut b = Map::new();
+        b.insert("event".into(), Json::from(event));
+        b
+    }
+
+    /// Two processes appending to one chain in turn (here two logs of it in one process):
+    /// each takes in what the other appended, and the file stays one chain, every record
+    /// linked to the one before it.
+    #[tokio::test]
+    async fn appends_from_two_logs_of_one_chain_stay_one_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut run = AuditLog::open(dir.path(), "r1").unwrap();
+        run.write(body("run_started")).await.unwrap();
+        let mut approver = AuditLog::open(dir.path(), "r1").unwrap();
+        run.write(body("step_started")).await.unwrap();
+        approver.write(body("approval")).await.unwrap();
+        let head = run.write(body("step_started")).await.unwrap().head;
+        assert_eq!(head.seq, 4);
+        let bytes = std::fs::read(run.path()).unwrap();
+        let report = verify_bytes(&bytes, Some(&head));
+        assert!(report.problem.is_none(), "{:?}", report.problem);
+        assert_eq!(report.records, 4);
+    }
+
+    /// What another process appended must chain on: a record that does not link to the head
+    /// known here is refused, not written after.
+    #[tokio::test]
+    async fn an_appended_record_that_does_not_chain_on_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut run = AuditLog::open(dir.path(), "r1").unwrap();
+        run.write(body("run_started")).await.unwrap();
+        let mut other = AuditLog::open(dir.path(), "r2").unwrap();
+        let line = other.write(body("forged")).await.unwrap().line;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(run.path())
+            .unwrap();
+        f.write_all(format!("{line}\n").as_bytes()).unwrap();
+        let refused = run.write(body("step_started")).await;
+        assert!(
+            matches!(refused, Err(AuditError::Damaged(..))),
+            "{refused:?}"
+        );
     }
 }

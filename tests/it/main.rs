@@ -1,5 +1,6 @@
 //! Integration tests: one binary, one module per area.
 
+mod approve_live;
 mod approve_view;
 mod audit;
 mod audit_approvals;
