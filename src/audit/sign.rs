@@ -33,7 +33,14 @@ pub fn sign(dir: &Path, run_id: &str, head: &Head, key_hex: &str) -> Result<(), 
     });
     let path = dir.join(format!("{run_id}.sig"));
     let tmp = dir.join(format!("{run_id}.sig.tmp"));
-    std::fs::write(&tmp, canonical(&doc) + "\n").map_err(io(&tmp))?;
+    // Synced before the rename: after a crash the name holds the whole signature or the one
+    // before it, never an empty file.
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        std::io::Write::write_all(&mut f, (canonical(&doc) + "\n").as_bytes())?;
+        f.sync_all()
+    };
+    write().map_err(io(&tmp))?;
     std::fs::rename(&tmp, &path).map_err(io(&path))?;
     sync_dir(dir);
     Ok(())

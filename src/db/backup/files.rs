@@ -11,10 +11,13 @@ use std::path::{Path, PathBuf};
 pub(super) const PARTIAL_SUFFIX: &str = ".partial";
 
 /// Backups hold the application's data: a folder made here is readable by its owner only.
+/// The folders it makes are synced into their parents, so a backup written into them survives
+/// a crash with its folder.
 pub(super) fn create_backup_dir(dir: &Path) -> Result<(), OpError> {
     if dir.is_dir() {
         return Ok(());
     }
+    let made: Vec<&Path> = dir.ancestors().take_while(|d| !d.exists()).collect();
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -24,7 +27,8 @@ pub(super) fn create_backup_dir(dir: &Path) -> Result<(), OpError> {
                 "cannot create the backup folder {}: {e}",
                 dir.display()
             ))
-        })
+        })?;
+    made.iter().rev().try_for_each(|d| sync_parent(d))
 }
 
 /// The backup folder, locked (`flock` on the folder itself) while a backup removes the partial
@@ -143,8 +147,7 @@ pub(super) fn place(partial: &Path, archive: &Path) -> Result<(), OpError> {
             archive.display()
         ))
     })?;
-    sync_parent(archive);
-    Ok(())
+    sync_parent(archive)
 }
 
 fn restrict(path: &Path) -> Result<(), OpError> {
@@ -167,13 +170,24 @@ fn restrict(path: &Path) -> Result<(), OpError> {
     }
 }
 
-/// Syncs the folder holding `path`, so a rename or delete in it survives a crash.
-pub(super) fn sync_parent(path: &Path) {
-    if let Some(parent) = path.parent() {
-        sync_dir(parent);
-    }
+/// Syncs the folder holding `path`, so a rename or a new entry in it survives a crash. A
+/// folder that cannot be synced fails the backup: its archive or manifest may not survive.
+pub(super) fn sync_parent(path: &Path) -> Result<(), OpError> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(parent)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| {
+            OpError::failed(format!(
+                "cannot sync the folder {} (what was renamed in it may not survive a crash): {e}",
+                parent.display()
+            ))
+        })
 }
 
+/// Best effort, for removals: a removal a crash undoes is done again by the next backup.
 pub(super) fn sync_dir(dir: &Path) {
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
@@ -208,5 +222,33 @@ pub(super) fn disk_usage(path: &Path) -> u64 {
             .unwrap_or(0),
         Ok(m) => m.len(),
         Err(_) => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The folder a rename was made in must be synced for the backup to count: one that cannot
+    /// be opened to be synced fails it, where it was passed over.
+    #[test]
+    fn a_folder_that_cannot_be_synced_fails_the_backup() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(sync_parent(&dir.path().join("archive")).is_ok());
+        let gone = dir.path().join("gone").join("archive");
+        let err = sync_parent(&gone).unwrap_err().to_string();
+        assert!(err.contains("cannot sync the folder"), "{err}");
+    }
+
+    /// New backup folders, several levels of them, are made owner-only and synced into their
+    /// parents.
+    #[test]
+    fn new_backup_folders_are_made_and_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("a").join("b").join("backups");
+        create_backup_dir(&deep).unwrap();
+        let mode = std::fs::metadata(&deep).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        create_backup_dir(&deep).unwrap();
     }
 }

@@ -125,8 +125,7 @@ pub(super) fn write_manifest(path: &Path, manifest: &Manifest) -> Result<(), OpE
             path.display()
         )));
     }
-    sync_parent(path);
-    Ok(())
+    sync_parent(path)
 }
 
 /// Reads a manifest, refusing files that are not runbook manifests.
