@@ -14,7 +14,7 @@ pub enum Exit {
     Invalid = 2,
     /// A run stopped at a gate and waits for an approval; `runbook resume` continues it.
     WaitingApproval = 3,
-    /// Another run holds the lock on the target.
+    /// Another run holds the lock on the target, or the run lost its lock and stopped.
     Locked = 4,
     /// The run was interrupted (Ctrl-C, SIGTERM or SIGHUP); `runbook resume` continues it.
     Interrupted = 5,
