@@ -201,18 +201,22 @@ impl TargetLock {
             "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted AND classid = {classid} AND objid = {objid} AND objsubid = 1)"
         )))
         .fetch_one(conn);
-        match tokio::time::timeout(CHECK_WAIT, asked).await {
+        let lost = match tokio::time::timeout(CHECK_WAIT, asked).await {
             Ok(Ok(row)) => match row.try_get::<bool, _>(0) {
-                Ok(true) => Ok(()),
-                Ok(false) => Err("its session no longer holds it".to_owned()),
-                Err(e) => Err(crate::db::describe(&e)),
+                Ok(true) => return Ok(()),
+                Ok(false) => "its session no longer holds it".to_owned(),
+                Err(e) => crate::db::describe(&e),
             },
-            Ok(Err(e)) => Err(format!("its session ended: {}", crate::db::describe(&e))),
-            Err(_) => Err(format!(
+            Ok(Err(e)) => format!("its session ended: {}", crate::db::describe(&e)),
+            Err(_) => format!(
                 "its session did not answer within {} s",
                 CHECK_WAIT.as_secs()
-            )),
-        }
+            ),
+        };
+        // The session is let go: a question left unanswered would keep the release waiting
+        // for its answer on a connection that may never give one.
+        *self = TargetLock::Postgres(None);
+        Err(lost)
     }
 
     /// Releases the lock. Dropping the lock releases it too (the connection or file closes).
@@ -220,12 +224,18 @@ impl TargetLock {
         match &mut self {
             TargetLock::Postgres(conn) => {
                 if let Some(mut c) = conn.take() {
-                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                        "SELECT pg_advisory_unlock({PG_LOCK_KEY})"
-                    )))
-                    .execute(&mut c)
-                    .await;
-                    let _ = c.close().await;
+                    // Bounded: a connection that no longer answers is dropped, and the lock
+                    // ends with its session on the server.
+                    let unlock = async {
+                        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                            "SELECT pg_advisory_unlock({PG_LOCK_KEY})"
+                        )))
+                        .execute(&mut c)
+                        .await
+                    };
+                    if let Ok(Ok(_)) = tokio::time::timeout(CHECK_WAIT, unlock).await {
+                        let _ = tokio::time::timeout(CHECK_WAIT, c.close()).await;
+                    }
                 }
             }
             TargetLock::Sqlite { file, path } => {

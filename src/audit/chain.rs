@@ -13,7 +13,7 @@ use super::head::{GENESIS, Head, Written};
 use super::sink::Sink;
 use super::verify::{Problem, Scan, continue_chain, verify_reader};
 use serde_json::{Map, Value as Json};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -32,6 +32,8 @@ pub struct AuditLog {
     /// The length of the file as this process last knew it (opened or appended to): records
     /// past it were appended by another process (`catch_up`).
     end: u64,
+    /// The chain ends with the run's final record: nothing may follow it.
+    sealed: bool,
     /// The chain's folder entry is not known to be durable: this process has not fsynced the
     /// folder, and the file may be new or made by a process that died before it did. Done with
     /// the records (`sync`).
@@ -58,11 +60,17 @@ impl AuditLog {
     ) -> Result<AuditLog, AuditError> {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let path = dir.join(format!("{run_id}.jsonl"));
-        let existing = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(io(&path)(e)),
-        };
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        // Read, and a torn tail cut, under the file's lock: a record another process is
+        // writing (its run, while this is an approval) is not taken for a torn one.
+        let _locked = Locked::exclusive(file.as_raw_fd());
+        let mut existing = Vec::new();
+        (&file).read_to_end(&mut existing).map_err(io(&path))?;
         // Only the verdict and the head are needed: no record is kept.
         let report = verify_reader(&existing[..], expected, &Scan::default());
         let mut repaired = None;
@@ -82,12 +90,6 @@ impl AuditLog {
                 ));
             }
         };
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .read(true)
-            .open(&path)
-            .map_err(io(&path))?;
         if keep < existing.len() {
             file.set_len(keep as u64).map_err(io(&path))?;
             file.sync_all().map_err(io(&path))?;
@@ -112,6 +114,7 @@ impl AuditLog {
             repaired,
             durable: keep as u64,
             end: keep as u64,
+            sealed: report.last_event.as_deref().is_some_and(is_final),
             entry_unsynced: true,
             sync_failed: false,
         })
@@ -158,8 +161,11 @@ impl AuditLog {
         // Another process may append to this chain too (`runbook approve` while the run polls
         // at its gate): each append holds the file's lock and first takes in what the other
         // appended, so every record links to the one before it in the file.
-        let _locked = Locked::exclusive(self.file.as_raw_fd()).map_err(io(&self.path))?;
+        let _locked = Locked::exclusive(self.file.as_raw_fd());
         self.catch_up()?;
+        if self.sealed {
+            return Err(AuditError::Sealed(self.path.display().to_string()));
+        }
         let seq = self.head.seq + 1;
         body.insert("seq".into(), Json::from(seq));
         body.insert("prev".into(), Json::from(self.head.hash.clone()));
@@ -174,6 +180,10 @@ impl AuditLog {
             .write_all(line.as_bytes())
             .map_err(io(&self.path))?;
         self.end += line.len() as u64;
+        self.sealed = body
+            .get("event")
+            .and_then(Json::as_str)
+            .is_some_and(is_final);
         line.pop();
         self.head = Head { seq, hash };
         if let Some(sink) = &mut self.sink {
@@ -207,12 +217,14 @@ impl AuditLog {
         self.file
             .read_exact_at(&mut added, self.end)
             .map_err(io(&self.path))?;
-        self.head = continue_chain(&added, &self.head, &self.run_id).map_err(|p| {
+        let (head, last_event) = continue_chain(&added, &self.head, &self.run_id).map_err(|p| {
             damaged(format!(
                 "records another process appended: {}",
                 p.describe()
             ))
         })?;
+        self.head = head;
+        self.sealed = last_event.as_deref().is_some_and(is_final);
         self.end = len;
         Ok(())
     }
@@ -253,25 +265,31 @@ impl AuditLog {
     }
 }
 
+/// The record that ends a chain: a run's `run_finished`, a refusal's `run_refused`.
+fn is_final(event: &str) -> bool {
+    matches!(event, "run_finished" | "run_refused")
+}
+
 /// An exclusive `flock` on a chain's file (its descriptor, open for longer than the guard
-/// lives), let go when dropped.
-struct Locked(std::os::fd::RawFd);
+/// lives), let go when dropped. A file system without locks gives none: the chain is then
+/// appended to as before locks were taken (one process at a time, in practice).
+struct Locked(Option<std::os::fd::RawFd>);
 
 impl Locked {
-    fn exclusive(fd: std::os::fd::RawFd) -> std::io::Result<Locked> {
+    fn exclusive(fd: std::os::fd::RawFd) -> Locked {
         // SAFETY: flock on a descriptor the chain's file keeps open.
-        if unsafe { libc::flock(fd, libc::LOCK_EX) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(Locked(fd))
+        let taken = unsafe { libc::flock(fd, libc::LOCK_EX) } == 0;
+        Locked(taken.then_some(fd))
     }
 }
 
 impl Drop for Locked {
     fn drop(&mut self) {
-        // SAFETY: as above.
-        unsafe {
-            libc::flock(self.0, libc::LOCK_UN);
+        if let Some(fd) = self.0 {
+            // SAFETY: as above.
+            unsafe {
+                libc::flock(fd, libc::LOCK_UN);
+            }
         }
     }
 }
@@ -311,6 +329,27 @@ mod tests {
         let report = verify_bytes(&bytes, Some(&head));
         assert!(report.problem.is_none(), "{:?}", report.problem);
         assert_eq!(report.records, 4);
+    }
+
+    /// A run's final record closes its chain: an approval written after it (by a process
+    /// that opened the chain before the run finished, or after) is refused, not appended.
+    #[tokio::test]
+    async fn nothing_is_appended_after_the_runs_final_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut run = AuditLog::open(dir.path(), "r1").unwrap();
+        run.write(body("run_started")).await.unwrap();
+        let mut approver = AuditLog::open(dir.path(), "r1").unwrap();
+        run.write(body("run_finished")).await.unwrap();
+        let late = approver.write(body("approval")).await;
+        assert!(matches!(late, Err(AuditError::Sealed(_))), "{late:?}");
+        let mut reopened = AuditLog::open(dir.path(), "r1").unwrap();
+        let late = reopened.write(body("approval")).await;
+        assert!(matches!(late, Err(AuditError::Sealed(_))), "{late:?}");
+        let after = run.write(body("step_started")).await;
+        assert!(matches!(after, Err(AuditError::Sealed(_))), "{after:?}");
+        let report = verify_bytes(&std::fs::read(run.path()).unwrap(), None);
+        assert!(report.problem.is_none(), "{:?}", report.problem);
+        assert_eq!(report.records, 2);
     }
 
     /// What another process appended must chain on: a record that does not link to the head

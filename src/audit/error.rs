@@ -11,6 +11,10 @@ pub enum AuditError {
     },
     #[error("audit log `{0}` is damaged: {1}")]
     Damaged(String, String),
+    #[error(
+        "audit log `{0}` is closed: the run ended with its final record, and nothing is added after it"
+    )]
+    Sealed(String),
     #[error("audit sink: {0}")]
     Sink(String),
     #[error("audit signing key: {0}")]

@@ -193,19 +193,26 @@ pub fn verify_reader(mut input: impl BufRead, expected: Option<&Head>, scan: &Sc
 }
 
 /// Checks records appended after `head` by another process (complete lines, each of run
-/// `run_id` and chaining on from the one before it) and returns the head they lead to.
-pub fn continue_chain(bytes: &[u8], head: &Head, run_id: &str) -> Result<Head, Problem> {
+/// `run_id` and chaining on from the one before it) and returns the head they lead to and the
+/// last one's event.
+pub fn continue_chain(
+    bytes: &[u8],
+    head: &Head,
+    run_id: &str,
+) -> Result<(Head, Option<String>), Problem> {
     let mut head = head.clone();
     let mut rid = Some(run_id.to_owned());
+    let mut last = None;
     for (i, line) in bytes.split_inclusive(|&b| b == b'\n').enumerate() {
         let seq = head.seq + 1;
         let Some(line) = line.strip_suffix(b"\n") else {
             return Err(Problem::Torn { line: i + 1, seq });
         };
-        let (_, hash) = check_record(line, Place { line: i + 1, seq }, &head.hash, &mut rid)?;
+        let (rec, hash) = check_record(line, Place { line: i + 1, seq }, &head.hash, &mut rid)?;
+        last = rec.get("event").and_then(Json::as_str).map(str::to_owned);
         head = Head { seq, hash };
     }
-    Ok(head)
+    Ok((head, last))
 }
 
 /// Where a record is: its line in the file and the sequence number it must have.

@@ -177,14 +177,20 @@ pub(super) fn sync_parent(path: &Path) -> Result<(), OpError> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    std::fs::File::open(parent)
+    // Some file systems cannot fsync a folder at all (EINVAL, EBADF: FUSE, 9p); PostgreSQL
+    // passes over those errors for folders, as this does.
+    let synced = std::fs::File::open(parent)
         .and_then(|d| d.sync_all())
-        .map_err(|e| {
-            OpError::failed(format!(
-                "cannot sync the folder {} (what was renamed in it may not survive a crash): {e}",
-                parent.display()
-            ))
-        })
+        .or_else(|e| match e.raw_os_error() {
+            Some(libc::EINVAL | libc::EBADF) => Ok(()),
+            _ => Err(e),
+        });
+    synced.map_err(|e| {
+        OpError::failed(format!(
+            "cannot sync the folder {} (what was renamed in it may not survive a crash): {e}",
+            parent.display()
+        ))
+    })
 }
 
 /// Best effort, for removals: a removal a crash undoes is done again by the next backup.
