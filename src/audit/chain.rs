@@ -273,10 +273,10 @@ fn is_final(event: &str) -> bool {
 /// An exclusive `flock` on a chain's file (its descriptor, open for longer than the guard
 /// lives), let go when dropped. A file system without locks gives none: the chain is then
 /// appended to as before locks were taken (one process at a time, in practice).
-struct Locked(Option<std::os::fd::RawFd>);
+pub(super) struct Locked(Option<std::os::fd::RawFd>);
 
 impl Locked {
-    fn exclusive(fd: std::os::fd::RawFd) -> Locked {
+    pub(super) fn exclusive(fd: std::os::fd::RawFd) -> Locked {
         // SAFETY: flock on a descriptor the chain's file keeps open.
         let taken = unsafe { libc::flock(fd, libc::LOCK_EX) } == 0;
         Locked(taken.then_some(fd))

@@ -6,9 +6,10 @@
 //! off first) and fsynced. Opening then verifies every hash and link as always, so a line the
 //! store holds that does not continue the chain is refused like any damage.
 
-use super::chain::sync_dir;
+use super::chain::{Locked, sync_dir};
 use super::error::{AuditError, io};
-use std::io::Write;
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
 use std::path::Path;
 
 /// The number of complete lines (records) in the chain of `run_id`: 0 when there is none.
@@ -31,13 +32,15 @@ pub fn write_back(
     have: i64,
     lines: &[(i64, String)],
 ) -> Result<usize, AuditError> {
-    let next: Vec<&str> = lines
-        .iter()
-        .zip(have + 1..)
-        .take_while(|((seq, _), want)| seq == want)
-        .map(|((_, line), _)| line.as_str())
-        .collect();
-    if next.is_empty() {
+    let continues = |have: i64| -> Vec<&str> {
+        lines
+            .iter()
+            .zip(have + 1..)
+            .take_while(|((seq, _), want)| seq == want)
+            .map(|((_, line), _)| line.as_str())
+            .collect()
+    };
+    if continues(have).is_empty() {
         return Ok(0);
     }
     std::fs::create_dir_all(dir).map_err(io(dir))?;
@@ -49,9 +52,18 @@ pub fn write_back(
         .truncate(false)
         .open(&path)
         .map_err(io(&path))?;
-    let bytes = std::fs::read(&path).map_err(io(&path))?;
+    // Under the chain's lock, as its writers append: the chain is read again, and what the
+    // store holds is written back after the records it has now.
+    let _locked = Locked::exclusive(file.as_raw_fd());
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(io(&path))?;
     // A torn last line is the first record written back: cut it.
     let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let have = bytes[..keep].iter().filter(|&&b| b == b'\n').count() as i64;
+    let next = continues(have);
+    if next.is_empty() {
+        return Ok(0);
+    }
     file.set_len(keep as u64).map_err(io(&path))?;
     let mut text = String::new();
     for line in &next {

@@ -291,13 +291,21 @@ fn signed_runs_verify_with_the_public_key_only() {
     assert_eq!(wrong.code, 6, "{}", wrong.combined());
     assert!(wrong.stdout.contains("signature INVALID"));
     // A record appended after signing, even a well-formed one, is detected: the finished run's
-    // chain is sealed by its final record.
-    let mut log = audit::AuditLog::open(&p.path().join(".runbook/audit"), &id).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(log.append(serde_json::Map::new())).unwrap();
+    // chain is sealed by its final record. (runbook itself refuses to write one: it is forged
+    // here, hashed and linked as a record is.)
+    let chain = p.path().join(format!(".runbook/audit/{id}.jsonl"));
+    let text = std::fs::read_to_string(&chain).unwrap();
+    let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    let mut forged = serde_json::Map::new();
+    forged.insert("event".into(), "approval".into());
+    forged.insert("seq".into(), (last["seq"].as_i64().unwrap() + 1).into());
+    forged.insert("prev".into(), last["hash"].clone());
+    forged.insert("run_id".into(), id.clone().into());
+    forged.insert("ts".into(), last["ts"].clone());
+    let hash = audit::record_hash(&forged);
+    forged.insert("hash".into(), hash.into());
+    let line = audit::canonical(&serde_json::Value::Object(forged));
+    std::fs::write(&chain, format!("{text}{line}\n")).unwrap();
     let after = verify_cli(&p, &[&id, "--key", &public]);
     assert_eq!(after.code, 6, "{}", after.combined());
     assert!(
