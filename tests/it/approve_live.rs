@@ -18,6 +18,17 @@ steps:
     sql: { query: "CREATE TABLE after_gate (id INTEGER)" }
 "#;
 
+/// The terminal's process, ended when the test ends however it ends (a failed assertion
+/// leaves no run polling).
+struct Terminal(std::process::Child);
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn an_approval_given_while_the_run_polls_keeps_its_chain_whole() {
     let p = Project::new(Target::sqlite);
@@ -28,14 +39,16 @@ fn an_approval_given_while_the_run_polls_keeps_its_chain_whole() {
     // util-linux `script` gives runbook a terminal, so it waits at the gate polling for
     // approvals rather than stopping there.
     let log = p.path().join("terminal.log");
-    let mut child = std::process::Command::new("script")
-        .args(["-qfec", &command])
-        .arg(&log)
-        .env("RUNBOOK_ACTOR", "alice")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("util-linux `script` runs (apt-get install bsdutils)");
+    let mut child = Terminal(
+        std::process::Command::new("script")
+            .args(["-qfec", &command])
+            .arg(&log)
+            .env("RUNBOOK_ACTOR", "alice")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("util-linux `script` runs (apt-get install bsdutils)"),
+    );
     let mut waited = 0;
     while !std::fs::read_to_string(&log)
         .unwrap_or_default()
@@ -50,7 +63,7 @@ fn an_approval_given_while_the_run_polls_keeps_its_chain_whole() {
     let approved = p.as_user("bob", &["approve", &run, "ship", "--yes"]);
     assert_eq!(approved.code, 0, "{}", approved.combined());
     let mut waited = 0;
-    while child.try_wait().unwrap().is_none() {
+    while child.0.try_wait().unwrap().is_none() {
         assert!(waited < 400, "the run did not end after the approval");
         std::thread::sleep(Duration::from_millis(50));
         waited += 1;

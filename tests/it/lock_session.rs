@@ -71,8 +71,9 @@ fn a_run_whose_lock_session_ended_stops_before_its_next_step() {
     let ended = p.target.query(
         &format!("SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'runbook run={id} %') t"),
     );
-    assert_eq!(ended, ["1"], "one lock session to end");
+    // The gate opens before anything is asserted: a failed assertion leaves no run waiting.
     std::fs::write(&gate, "").unwrap();
+    assert_eq!(ended, ["1"], "one lock session to end");
     let status = child.wait().unwrap();
     let log = std::fs::read_to_string(p.path().join("runbook.log")).unwrap_or_default();
     assert_eq!(status.code(), Some(4), "{log}");
