@@ -201,26 +201,19 @@ async fn open_snapshot<'c>(
     // has imported the snapshot. Its counting runs beside pg_dump and needs only to end before
     // it (a small part of its time): one process, no parallel workers taking pg_dump's cores,
     // and no JIT compiling a plain count (its cost passes `jit_above_cost` from about 4M rows,
-    // and compiling then costs more than it saves on one scan; `jit` is set only where it
-    // exists, PostgreSQL 11 and later).
-    guard(
-        op,
-        "cannot prepare the snapshot transaction",
-        None,
+    // and compiling then costs more than it saves on one scan). `jit` is set only where it
+    // exists (PostgreSQL 11 and later): `current_setting(.., true)` is NULL elsewhere and the
+    // CASE then never calls `set_config`. One round trip with the export.
+    let export = async {
         sqlx::raw_sql(
             "SET LOCAL idle_in_transaction_session_timeout = 0; SET LOCAL max_parallel_workers_per_gather = 0;
-             SELECT set_config(name, 'off', true) FROM pg_catalog.pg_settings WHERE name = 'jit'",
+             SELECT pg_export_snapshot(), CASE WHEN current_setting('jit', true) IS NOT NULL THEN set_config('jit', 'off', true) END",
         )
-        .execute(&mut *tx),
-    )
-    .await?;
-    let id: String = guard(
-        op,
-        "cannot export a snapshot",
-        None,
-        sqlx::query_scalar("SELECT pg_export_snapshot()").fetch_one(&mut *tx),
-    )
-    .await?;
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get::<String, _>(0)
+    };
+    let id = guard(op, "cannot export a snapshot", None, export).await?;
     Ok(Snapshot { tx, id })
 }
 
