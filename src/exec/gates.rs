@@ -161,7 +161,7 @@ impl Engine<'_> {
             return self.require_run(r).await;
         }
         if let Some(c) = &gate.confirm {
-            return Ok(self.confirmation(c).await);
+            return self.confirmation(c).await;
         }
         let Some(a) = &gate.approval else {
             return Ok(GateOutcome::Refuse("the gate has no kind".to_owned()));
@@ -220,7 +220,7 @@ impl Engine<'_> {
 
     /// A `confirm` gate: the expected text (by default the target database's name) given with
     /// `--confirm` or typed at the terminal; without either, the run waits.
-    async fn confirmation(&mut self, c: &ConfirmGate) -> GateOutcome {
+    async fn confirmation(&mut self, c: &ConfirmGate) -> Result<GateOutcome, UnitError> {
         let expected = match &c.expect {
             Some(e) => e.clone(),
             None => self
@@ -230,30 +230,41 @@ impl Engine<'_> {
                 .unwrap_or_default(),
         };
         if let Some(given) = &self.confirm {
-            return if given.trim() == expected {
+            return Ok(if given.trim() == expected {
                 GateOutcome::Pass(json!({"note": "confirmed with --confirm"}))
             } else {
                 GateOutcome::Refuse(format!(
                     "the confirmation `{}` does not match `{expected}`; nothing was changed past this gate",
                     given.trim()
                 ))
-            };
+            });
         }
         if self.ui.can_prompt() {
             let question = format!("{}\nType `{expected}` to go on: ", c.message);
-            let answer = self.ui.prompt(&question).await.unwrap_or_default();
-            return if answer == expected {
+            let answer = self.ask(&question).await?;
+            return Ok(if answer == expected {
                 GateOutcome::Pass(json!({"note": "confirmed at the terminal"}))
             } else {
                 GateOutcome::Refuse(format!(
                     "the confirmation `{answer}` does not match `{expected}`"
                 ))
-            };
+            });
         }
-        GateOutcome::Wait(format!(
+        Ok(GateOutcome::Wait(format!(
             "{} (no terminal: resume with --confirm {expected})",
             c.message
-        ))
+        )))
+    }
+
+    /// Asks at the terminal. Ctrl-C stops waiting for the answer: the run is interrupted (as
+    /// while it polls for an approval), not refused by an empty answer. The read of the
+    /// terminal is left behind; the process does not wait for it to end.
+    async fn ask(&self, question: &str) -> Result<String, UnitError> {
+        let mut cancel = self.cancel.clone();
+        tokio::select! {
+            answer = self.ui.prompt(question) => Ok(answer.unwrap_or_default()),
+            _ = wait_cancel(&mut cancel) => Err(UnitError::Interrupted),
+        }
     }
 
     /// An `approval` gate: enough valid approvals from other people (a rejection refuses).
@@ -397,7 +408,7 @@ impl Engine<'_> {
             }
         }
         let question = format!("{msg}\nApprove as {actor}? [y/N] ");
-        let answer = self.ui.prompt(&question).await.unwrap_or_default();
+        let answer = self.ask(&question).await?;
         let decision = if answer.eq_ignore_ascii_case("y") || answer.eq_ignore_ascii_case("yes") {
             "approve"
         } else {

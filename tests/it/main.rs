@@ -50,6 +50,7 @@ mod pg;
 mod prisma;
 mod prisma_cli;
 mod prisma_shapes;
+mod prompt_interrupt;
 mod protections;
 mod reap;
 mod redaction;
