@@ -140,17 +140,24 @@ impl<'a> Engine<'a> {
     pub async fn run_to_end(mut self) -> Result<Outcome, ExecError> {
         let result = self.execute().await;
         self.shutdown().await;
-        release_lock(self.lock.take()).await;
         result
     }
 
+    /// After the run: its connection closed and its records made durable, then the target's
+    /// lock let go while the chain is signed and the store closed (neither needs the lock, and
+    /// the lock is let go only once the run's end is on the disk).
     async fn shutdown(&mut self) {
         if let Some(db) = self.db.take() {
             db.close().await;
         }
         self.journal.sync(&self.state).await;
-        self.journal.sign();
-        self.state.close().await;
+        let release = release_lock(self.lock.take());
+        let (journal, state) = (&self.journal, &self.state);
+        let rest = async {
+            journal.sign();
+            state.close().await;
+        };
+        tokio::join!(release, rest);
     }
 
     /// Takes in a step's recorded outcome and what it changed (resume). A step that ran with
