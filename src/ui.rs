@@ -93,23 +93,30 @@ impl Ui {
         std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
     }
 
-    /// Asks a question on stderr and reads one line of answer from stdin (blocking, so on a
-    /// worker thread); `None` when stdin is closed or unreadable.
+    /// Asks a question on stderr and reads one line of answer from stdin; `None` when stdin
+    /// is closed (Ctrl-D, a terminal hung up) or unreadable. The read blocks, so it runs on a
+    /// thread of its own, not the runtime's blocking pool: a caller that stops waiting (Ctrl-C)
+    /// leaves it behind, and the runtime's shutdown at the command's end does not wait for it.
     pub async fn prompt(&self, question: &str) -> Option<String> {
         let question = crate::redact::global().redact(question);
-        tokio::task::spawn_blocking(move || {
-            let mut err = std::io::stderr();
-            let _ = write!(err, "{question}");
-            let _ = err.flush();
-            let mut line = String::new();
-            match std::io::stdin().read_line(&mut line) {
-                Ok(0) | Err(_) => None,
-                Ok(_) => Some(line.trim().to_owned()),
-            }
-        })
-        .await
-        .ok()
-        .flatten()
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let read = std::thread::Builder::new()
+            .name("prompt".to_owned())
+            .spawn(move || {
+                let mut err = std::io::stderr();
+                let _ = write!(err, "{question}");
+                let _ = err.flush();
+                let mut line = String::new();
+                let answer = match std::io::stdin().read_line(&mut line) {
+                    Ok(0) | Err(_) => None,
+                    Ok(_) => Some(line.trim().to_owned()),
+                };
+                let _ = tx.send(answer);
+            });
+        match read {
+            Ok(_) => rx.await.ok().flatten(),
+            Err(_) => None,
+        }
     }
 }
 

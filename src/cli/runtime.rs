@@ -65,14 +65,7 @@ pub(super) fn load(ui: &Ui, project: &Project, name: &str) -> Option<Arc<Playboo
 /// Runs a command's async part on the runtime; without a runtime the command cannot run.
 pub(super) fn block_on(ui: &Ui, fut: impl Future<Output = Exit>) -> Exit {
     match runtime(ui) {
-        Some(rt) => {
-            let exit = rt.block_on(fut);
-            // The command's work is done: the process exits next, and does not wait for the
-            // runtime's idle worker threads to be woken and joined (nor for a prompt's read of
-            // stdin left blocked).
-            rt.shutdown_background();
-            exit
-        }
+        Some(rt) => rt.block_on(fut),
         None => Exit::Internal,
     }
 }

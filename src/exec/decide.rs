@@ -86,7 +86,7 @@ pub async fn decide(
         steps: &state.load_steps(&record.id).await.unwrap_or_default(),
         vars: env_vars(project, &record.env),
     };
-    confirm_decision(&seen, &req, gate.as_ref(), ui).await?;
+    confirm_decision(&seen, &req, gate.as_ref(), ui, cancel.clone()).await?;
     // A comment may hold a secret: the signed statement holds it as it is stored, masked.
     let comment = req
         .comment
@@ -396,12 +396,13 @@ fn env_vars(project: &Project, env: &str) -> serde_json::Value {
 }
 
 /// Shows what the decision is about before anything is recorded; at a terminal, asks (unless
-/// `--yes`). Declining records nothing.
+/// `--yes`). Declining records nothing, and so do Ctrl-C and a terminal that gives no answer.
 async fn confirm_decision(
     seen: &Seen<'_>,
     req: &DecisionRequest,
     gate: Option<&ApprovalGate>,
     ui: &Ui,
+    mut cancel: watch::Receiver<bool>,
 ) -> Result<(), ExecError> {
     let raw = gate.map(|a| a.message.as_str()).unwrap_or_default();
     let (verb, what) = match (req.approve, req.cancel) {
@@ -413,10 +414,11 @@ async fn confirm_decision(
     if req.yes || !ui.can_prompt() {
         return Ok(());
     }
-    let answer = ui
-        .prompt(&format!("Record this {what}? [y/N] "))
-        .await
-        .unwrap_or_default();
+    let question = format!("Record this {what}? [y/N] ");
+    let answer = tokio::select! {
+        answer = ui.prompt(&question) => answer.unwrap_or_default(),
+        _ = crate::cancel::wait_cancel(&mut cancel) => String::new(),
+    };
     if answer.eq_ignore_ascii_case("y") || answer.eq_ignore_ascii_case("yes") {
         return Ok(());
     }

@@ -256,13 +256,13 @@ impl Engine<'_> {
         )))
     }
 
-    /// Asks at the terminal. Ctrl-C stops waiting for the answer: the run is interrupted (as
-    /// while it polls for an approval), not refused by an empty answer. The read of the
-    /// terminal is left behind; the process does not wait for it to end.
+    /// Asks at the terminal. Ctrl-C stops waiting for the answer, and so does a terminal that
+    /// gives none (Ctrl-D, or hung up: its SIGHUP comes after the read has ended): the run is
+    /// interrupted (as while it polls for an approval), not refused by an empty answer.
     async fn ask(&self, question: &str) -> Result<String, UnitError> {
         let mut cancel = self.cancel.clone();
         tokio::select! {
-            answer = self.ui.prompt(question) => Ok(answer.unwrap_or_default()),
+            answer = self.ui.prompt(question) => answer.ok_or(UnitError::Interrupted),
             _ = wait_cancel(&mut cancel) => Err(UnitError::Interrupted),
         }
     }

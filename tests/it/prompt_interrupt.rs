@@ -1,7 +1,9 @@
 //! Ctrl-C at a gate's prompt at a terminal: the run stops waiting for the answer at once and
 //! is recorded as interrupted (exit 5), with nothing past the gate run; `resume` continues it.
 //! Before, the prompt's read of the terminal went on until Enter, and the empty answer then
-//! refused the run (exit 7) as if the operator had typed a wrong confirmation.
+//! refused the run (exit 7) as if the operator had typed a wrong confirmation. A terminal that
+//! gives no answer (Ctrl-D; a hung-up one ends the read the same way before its SIGHUP comes)
+//! interrupts the run too, and Ctrl-C at `runbook approve`'s own question records nothing.
 
 use crate::support::{Project, Target};
 use std::io::Write;
@@ -18,20 +20,29 @@ impl Drop for Terminal {
     }
 }
 
-/// Runs `playbook` at a terminal (util-linux `script`), waits for `prompt` on its screen,
-/// types Ctrl-C, and returns the terminal's exit code (runbook's, `-e`) and its screen.
-fn interrupt_at_prompt(p: &Project, playbook: &str, prompt: &str) -> (Option<i32>, String) {
+/// Runs runbook with `args` at a terminal (util-linux `script`) as `actor`, waits for `prompt`
+/// on its screen, types `keys`, and returns the terminal's exit code (runbook's, `-e`) and its
+/// screen.
+fn at_prompt(
+    p: &Project,
+    args: &str,
+    actor: &str,
+    prompt: &str,
+    keys: &[u8],
+) -> (Option<i32>, String) {
     let bin = env!("CARGO_BIN_EXE_runbook");
+    // `exec`: the shell `script` starts becomes runbook, so the terminal's signal reaches
+    // runbook alone.
     let command = format!(
-        "{bin} --color never -C {} run {playbook}",
+        "exec '{bin}' --color never -C '{}' {args}",
         p.path().display()
     );
-    let log = p.path().join("terminal.log");
+    let log = p.path().join(format!("terminal-{actor}.log"));
     let mut term = Terminal(
         std::process::Command::new("script")
             .args(["-qfec", &command])
             .arg(&log)
-            .env("RUNBOOK_ACTOR", "alice")
+            .env("RUNBOOK_ACTOR", actor)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null())
             .spawn()
@@ -42,13 +53,14 @@ fn interrupt_at_prompt(p: &Project, playbook: &str, prompt: &str) -> (Option<i32
         .unwrap_or_default()
         .contains(prompt)
     {
-        assert!(waited < 400, "the run never asked `{prompt}`");
+        assert!(waited < 400, "runbook never asked `{prompt}`");
         std::thread::sleep(Duration::from_millis(50));
         waited += 1;
     }
-    // The terminal turns ^C into SIGINT for runbook, as a person's Ctrl-C does.
+    // The terminal turns ^C into SIGINT for runbook, and ^D into the end of its input, as a
+    // person's keys do.
     let stdin = term.0.stdin.as_mut().expect("script's stdin");
-    stdin.write_all(b"\x03").unwrap();
+    stdin.write_all(keys).unwrap();
     stdin.flush().unwrap();
     let mut waited = 0;
     let status = loop {
@@ -58,7 +70,7 @@ fn interrupt_at_prompt(p: &Project, playbook: &str, prompt: &str) -> (Option<i32
         let screen = std::fs::read_to_string(&log).unwrap_or_default();
         assert!(
             waited < 200,
-            "the run was still at its prompt 10 s after Ctrl-C:\n{screen}"
+            "runbook was still at its prompt 10 s after the keys:\n{screen}"
         );
         std::thread::sleep(Duration::from_millis(50));
         waited += 1;
@@ -69,6 +81,20 @@ fn interrupt_at_prompt(p: &Project, playbook: &str, prompt: &str) -> (Option<i32
     )
 }
 
+const CTRL_C: &[u8] = b"\x03";
+const CTRL_D: &[u8] = b"\x04";
+
+const CONFIRM: &str = "name: p\nsteps:\n  - id: sure\n    gate: { confirm: { message: \"really?\", expect: go-on } }\n  - id: after\n    sql: { query: \"CREATE TABLE after_gate (id INTEGER)\" }\n";
+
+const APPROVAL: &str = "name: p\nsteps:\n  - id: ship\n    gate: { approval: { message: \"ship it\" } }\n  - id: after\n    sql: { query: \"CREATE TABLE after_gate (id INTEGER)\" }\n";
+
+fn project(config: &str, playbook: &str) -> Project {
+    let p = Project::new(Target::sqlite);
+    std::fs::write(p.path().join("runbook.yaml"), config).unwrap();
+    p.playbook("p", playbook);
+    p
+}
+
 fn made(p: &Project) -> Vec<String> {
     p.target
         .query("SELECT name FROM sqlite_master WHERE name = 'after_gate'")
@@ -76,17 +102,11 @@ fn made(p: &Project) -> Vec<String> {
 
 #[test]
 fn ctrl_c_at_a_confirm_prompt_interrupts_the_run() {
-    let p = Project::new(Target::sqlite);
-    std::fs::write(
-        p.path().join("runbook.yaml"),
+    let p = project(
         "environments:\n  dev:\n    target: { sqlite: target.db }\n",
-    )
-    .unwrap();
-    p.playbook(
-        "p",
-        "name: p\nsteps:\n  - id: sure\n    gate: { confirm: { message: \"really?\", expect: go-on } }\n  - id: after\n    sql: { query: \"CREATE TABLE after_gate (id INTEGER)\" }\n",
+        CONFIRM,
     );
-    let (code, screen) = interrupt_at_prompt(&p, "p", "Type `go-on` to go on");
+    let (code, screen) = at_prompt(&p, "run p", "alice", "Type `go-on` to go on", CTRL_C);
     assert_eq!(code, Some(5), "{screen}");
     let (run, status) = p.last_run();
     assert_eq!(status, "interrupted", "{screen}");
@@ -97,18 +117,24 @@ fn ctrl_c_at_a_confirm_prompt_interrupts_the_run() {
 }
 
 #[test]
-fn ctrl_c_at_an_approval_prompt_interrupts_the_run() {
-    let p = Project::new(Target::sqlite);
-    std::fs::write(
-        p.path().join("runbook.yaml"),
-        "environments:\n  dev:\n    target: { sqlite: target.db }\n    protections: { self_approval: true }\n",
-    )
-    .unwrap();
-    p.playbook(
-        "p",
-        "name: p\nsteps:\n  - id: ship\n    gate: { approval: { message: \"ship it\" } }\n  - id: after\n    sql: { query: \"CREATE TABLE after_gate (id INTEGER)\" }\n",
+fn a_terminal_that_gives_no_answer_interrupts_the_run() {
+    let p = project(
+        "environments:\n  dev:\n    target: { sqlite: target.db }\n",
+        CONFIRM,
     );
-    let (code, screen) = interrupt_at_prompt(&p, "p", "Approve as alice? [y/N]");
+    let (code, screen) = at_prompt(&p, "run p", "alice", "Type `go-on` to go on", CTRL_D);
+    assert_eq!(code, Some(5), "{screen}");
+    let (_, status) = p.last_run();
+    assert_eq!(status, "interrupted", "{screen}");
+    assert!(made(&p).is_empty(), "the step past the gate ran");
+}
+
+const SELF_APPROVAL: &str = "environments:\n  dev:\n    target: { sqlite: target.db }\n    protections: { self_approval: true }\n";
+
+#[test]
+fn ctrl_c_at_an_approval_prompt_interrupts_the_run() {
+    let p = project(SELF_APPROVAL, APPROVAL);
+    let (code, screen) = at_prompt(&p, "run p", "alice", "Approve as alice? [y/N]", CTRL_C);
     assert_eq!(code, Some(5), "{screen}");
     let (run, status) = p.last_run();
     assert_eq!(status, "interrupted", "{screen}");
@@ -119,4 +145,31 @@ fn ctrl_c_at_an_approval_prompt_interrupts_the_run() {
         !shown.to_string().contains("\"reject\""),
         "a rejection was recorded: {shown}"
     );
+}
+
+#[test]
+fn ctrl_c_at_the_approve_commands_question_records_nothing() {
+    let p = project(
+        "environments:\n  dev:\n    target: { sqlite: target.db }\n",
+        APPROVAL,
+    );
+    // Without a terminal the run stops at its gate and waits (exit 3).
+    let waiting = p.cmd(&["run", "p"]);
+    assert_eq!(waiting.code, 3, "{}", waiting.combined());
+    let (run, _) = p.last_run();
+    let (code, screen) = at_prompt(
+        &p,
+        &format!("approve {run} ship"),
+        "bob",
+        "Record this approval? [y/N]",
+        CTRL_C,
+    );
+    assert_ne!(code, Some(0), "{screen}");
+    assert!(screen.contains("nothing was recorded"), "{screen}");
+    let shown = p.status_json(&run);
+    assert!(
+        !shown.to_string().contains("bob"),
+        "bob's approval was recorded: {shown}"
+    );
+    assert_eq!(p.last_run().1, "waiting_approval");
 }
