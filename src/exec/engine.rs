@@ -62,7 +62,7 @@ pub(super) struct Engine<'a> {
     journal: Journal<'a>,
     lock: Option<TargetLock>,
     /// Records the run's child processes while it runs, for a resume after a crash.
-    _children: Option<Recording>,
+    children: Option<Recording>,
 }
 
 impl<'a> Engine<'a> {
@@ -131,7 +131,7 @@ impl<'a> Engine<'a> {
             failpoint: std::env::var("RUNBOOK_FAILPOINT").ok(),
             journal: session.journal,
             lock: session.lock,
-            _children: children,
+            children,
         }
     }
 
@@ -143,21 +143,17 @@ impl<'a> Engine<'a> {
         result
     }
 
-    /// After the run: its connection closed and its records made durable, then the target's
-    /// lock let go while the chain is signed and the store closed (neither needs the lock, and
-    /// the lock is let go only once the run's end is on the disk).
+    /// After the run: its connection closed, its records made durable, its chain signed and
+    /// its record of children let go (a resume that takes the lock next writes both), then the
+    /// target's lock let go while the store closes.
     async fn shutdown(&mut self) {
         if let Some(db) = self.db.take() {
             db.close().await;
         }
         self.journal.sync(&self.state).await;
-        let release = release_lock(self.lock.take());
-        let (journal, state) = (&self.journal, &self.state);
-        let rest = async {
-            journal.sign();
-            state.close().await;
-        };
-        tokio::join!(release, rest);
+        self.journal.sign();
+        self.children.take();
+        tokio::join!(release_lock(self.lock.take()), self.state.close());
     }
 
     /// Takes in a step's recorded outcome and what it changed (resume). A step that ran with
