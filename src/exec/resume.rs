@@ -55,11 +55,11 @@ pub async fn resume(
     let redactor = redactor_for(config, &BTreeMap::new(), target.as_ref());
     let lock = take_lock(
         target.as_ref(),
-        &found.id,
-        &run::operator(),
+        (&found.id, &run::operator()),
         req.lock_wait,
         (ui, &redactor),
         None,
+        &cancel,
     )
     .await?;
     let ready = match under_lock(project, &state, &found, &req, target.as_ref(), ui).await {

@@ -6,6 +6,7 @@ use super::ExecError;
 use super::emergency::Emergency;
 use super::journal::Journal;
 use super::protections::Effective;
+use crate::cancel::wait_cancel;
 use crate::config::ConfigDef;
 use crate::db::TargetSpec;
 use crate::db::reach::ConnectError;
@@ -20,6 +21,7 @@ use serde_json::Value as Json;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
+use tokio::sync::watch;
 
 /// What a run holds while it runs: the state store, the target, the redactor, the audit
 /// journal, the target lock, the typed confirmation the operator gave for `confirm` gates, and
@@ -250,14 +252,14 @@ pub(super) fn needs_db(pb: &Playbook) -> bool {
 
 /// Takes the target's run lock (none without a target), naming the holder when it is taken,
 /// first on `pre` when the lock's connection was opened beforehand. With `--lock-wait`, says
-/// whom it waits for before waiting.
+/// whom it waits for before waiting; Ctrl-C (`cancel`) stops the wait, and nothing runs.
 pub(super) async fn take_lock(
     target: Option<&TargetSpec>,
-    run_id: &str,
-    operator: &str,
+    (run_id, operator): (&str, &str),
     wait: Duration,
     (ui, redactor): (&Ui, &Redactor),
     pre: Option<crate::lock::Preconnected>,
+    cancel: &watch::Receiver<bool>,
 ) -> Result<Option<TargetLock>, ExecError> {
     let Some(target) = target else {
         return Ok(None);
@@ -270,7 +272,17 @@ pub(super) async fn take_lock(
                 target.describe(),
                 crate::fmt::duration(wait)
             ));
-            TargetLock::acquire(target, run_id, operator, wait).await
+            let mut stop = cancel.clone();
+            tokio::select! {
+                taken = TargetLock::acquire(target, run_id, operator, wait) => taken,
+                _ = wait_cancel(&mut stop) => {
+                    ui.error(
+                        &format!("stopped waiting for {} (interrupted); nothing ran", target.describe()),
+                        Some("run it again once the other run has finished"),
+                    );
+                    return Err(ExecError::Locked);
+                }
+            }
         }
         other => other,
     };

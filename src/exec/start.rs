@@ -59,11 +59,11 @@ pub async fn run(
     let redactor = redactor_for(project.config_def(), &plan.values, target.as_ref());
     let lock = take_lock(
         target.as_ref(),
-        &run_id,
-        &operator,
+        (&run_id, &operator),
         req.lock_wait,
         (ui, &redactor),
         lock_conn,
+        &cancel,
     )
     .await?;
     let record = new_record(

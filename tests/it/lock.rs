@@ -523,3 +523,49 @@ fn second_resume_refused(state: &[&str]) {
     assert!(done.success(), "{printed}");
     assert_eq!(status().as_deref(), Some("succeeded"));
 }
+
+/// Ctrl-C while a run waits for the lock (`--lock-wait`) stops the wait at once: nothing ran,
+/// exit 4. It went on waiting for the whole `--lock-wait` (the run then started, only to be
+/// interrupted before its first step).
+#[test]
+fn ctrl_c_stops_waiting_for_the_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Project::new(|_| Target::sqlite(dir.path()));
+    let gate = p.path().join("gate");
+    let target = p.target.arg();
+    let (mut holder, _) = hold(&p, &target, &gate);
+    p.playbook(
+        "after",
+        "name: after\nsteps:\n  - id: make\n    sql: { query: \"CREATE TABLE after_wait (x INTEGER)\" }\n",
+    );
+    let mut waiting = start(
+        &p,
+        "wait.log",
+        &["run", "after", "--target", &target, "--lock-wait", "60s"],
+    );
+    wait_until("the second run waits for the lock", || {
+        log(&p, "wait.log").contains("waiting up to")
+    });
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &waiting.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let mut status = None;
+    wait_until("the waiting run stops after Ctrl-C", || {
+        status = waiting.try_wait().unwrap();
+        status.is_some()
+    });
+    std::fs::write(&gate, "").unwrap();
+    let held = holder.wait().unwrap();
+    let text = log(&p, "wait.log");
+    assert_eq!(status.and_then(|s| s.code()), Some(4), "{text}");
+    assert!(text.contains("stopped waiting"), "{text}");
+    assert_eq!(held.code(), Some(0), "{}", log(&p, "hold.log"));
+    assert!(
+        p.target
+            .query("SELECT name FROM sqlite_master WHERE name = 'after_wait'")
+            .is_empty(),
+        "the interrupted run ran its step"
+    );
+}
