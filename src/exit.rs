@@ -56,6 +56,7 @@ impl From<ExecError> for Exit {
             ExecError::AuditFailed => Exit::AuditFailed,
             ExecError::Environment => Exit::Environment,
             ExecError::Internal => Exit::Internal,
+            ExecError::Interrupted => Exit::Interrupted,
         }
     }
 }

@@ -40,4 +40,6 @@ pub enum ExecError {
     Environment,
     /// The state store or the audit log failed.
     Internal,
+    /// Ctrl-C (or a terminal that gave no answer) before anything was recorded.
+    Interrupted,
 }

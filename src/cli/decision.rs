@@ -53,19 +53,22 @@ pub(super) fn cancel(ui: &Ui, root: &Path, args: CancelArgs, verbose: bool) -> E
         yes: args.yes,
         ..Default::default()
     };
-    match decide(ui, root, req, verbose) {
-        Exit::Refused => Exit::Ok,
-        other => other,
-    }
+    decide(ui, root, req, verbose)
 }
 
+/// Records the decision. A cancellation that ended the run (the gate refused it, as it must)
+/// succeeded: exit 0; a cancellation refused or not confirmed did not.
 fn decide(ui: &Ui, root: &Path, req: exec::DecisionRequest, verbose: bool) -> Exit {
     init_tracing(verbose);
     let Some(project) = open(ui, root) else {
         return Exit::Invalid;
     };
+    let cancelling = req.cancel;
     block_on(ui, async {
         let cancel = interrupt_channel(ui);
-        Exit::from(exec::decide(&project, req, ui, cancel).await)
+        match exec::decide(&project, req, ui, cancel).await {
+            Ok(crate::outcome::Outcome::Refused { .. }) if cancelling => Exit::Ok,
+            other => Exit::from(other),
+        }
     })
 }

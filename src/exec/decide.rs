@@ -416,8 +416,16 @@ async fn confirm_decision(
     }
     let question = format!("Record this {what}? [y/N] ");
     let answer = tokio::select! {
-        answer = ui.prompt(&question) => answer.unwrap_or_default(),
-        _ = crate::cancel::wait_cancel(&mut cancel) => String::new(),
+        biased;
+        _ = crate::cancel::wait_cancel(&mut cancel) => None,
+        answer = ui.prompt(&question) => answer,
+    };
+    let Some(answer) = answer else {
+        ui.error(
+            &format!("nothing was recorded: interrupted before the {what} was confirmed"),
+            None,
+        );
+        return Err(ExecError::Interrupted);
     };
     if answer.eq_ignore_ascii_case("y") || answer.eq_ignore_ascii_case("yes") {
         return Ok(());

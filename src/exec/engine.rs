@@ -60,9 +60,10 @@ pub(super) struct Engine<'a> {
     pub key: Option<PathBuf>,
     failpoint: Option<String>,
     journal: Journal<'a>,
-    lock: Option<TargetLock>,
-    /// Records the run's child processes while it runs, for a resume after a crash.
+    /// Records the run's child processes while it runs, for a resume after a crash. Declared
+    /// before the lock, so an engine dropped without `shutdown` lets it go first too.
     children: Option<Recording>,
+    lock: Option<TargetLock>,
 }
 
 impl<'a> Engine<'a> {
@@ -309,15 +310,22 @@ impl<'a> Engine<'a> {
     }
 
     /// The run stops during a step on Ctrl-C: recorded as interrupted; `resume` continues it.
-    pub async fn interrupted(&mut self, step: &str) -> Outcome {
+    /// A gate (`gate`) records nothing until it decides: resume asks it again.
+    pub async fn interrupted(&mut self, step: &str, gate: bool) -> Outcome {
         let _ = self
             .record(Event::run(EventKind::RunInterrupted, json!({"status": "interrupted", "step": step, "error": format!("interrupted during step {step}")})))
             .await;
-        // The step was in flight: its outcome is unknown, so resume needs the operator's word.
         let id = &self.run.id;
-        self.progress.summary(&format!(
-            "run {id} interrupted during step {step}, whose outcome is unknown; check the target, then continue with `runbook resume {id} --retry-step {step}` to run it again, or `runbook resume {id} --skip-step {step}` if it took effect"
-        ));
+        if gate {
+            self.progress.summary(&format!(
+                "run {id} interrupted at gate {step}, which decided nothing; continue with `runbook resume {id}` (it asks again)"
+            ));
+        } else {
+            // The step was in flight: its outcome is unknown, so resume needs the operator's word.
+            self.progress.summary(&format!(
+                "run {id} interrupted during step {step}, whose outcome is unknown; check the target, then continue with `runbook resume {id} --retry-step {step}` to run it again, or `runbook resume {id} --skip-step {step}` if it took effect"
+            ));
+        }
         Outcome::Interrupted {
             step: step.to_owned(),
         }

@@ -301,7 +301,7 @@ impl Engine<'_> {
     async fn halt(&mut self, unit: &Unit, e: UnitError) -> Halt {
         match e {
             UnitError::Fatal(e) => Halt::Fatal(e),
-            _ => Halt::Stop(self.interrupted(&unit.qid).await),
+            _ => Halt::Stop(self.interrupted(&unit.qid, unit.step.gate.is_some()).await),
         }
     }
 

@@ -261,9 +261,11 @@ impl Engine<'_> {
     /// interrupted (as while it polls for an approval), not refused by an empty answer.
     async fn ask(&self, question: &str) -> Result<String, UnitError> {
         let mut cancel = self.cancel.clone();
+        // Ctrl-C given already: the question is not asked.
         tokio::select! {
-            answer = self.ui.prompt(question) => answer.ok_or(UnitError::Interrupted),
+            biased;
             _ = wait_cancel(&mut cancel) => Err(UnitError::Interrupted),
+            answer = self.ui.prompt(question) => answer.ok_or(UnitError::Interrupted),
         }
     }
 

@@ -302,3 +302,61 @@ fn the_shipped_deploy_and_verify_check_the_application_when_a_url_is_configured(
     assert_eq!(seen.len(), 2, "{seen:?}");
     assert!(seen.iter().all(|s| s.path == "/health"));
 }
+
+/// Ctrl-C while a request waits on a server that never answers: the run is interrupted and
+/// the process ends at once. The request ran in the runtime's blocking pool, whose shutdown at
+/// exit waited for it to time out (here 60 s), and a second Ctrl-C did nothing meanwhile.
+#[test]
+fn ctrl_c_during_a_request_ends_the_process_at_once() {
+    // Accepts connections and never answers.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/slow", listener.local_addr().unwrap());
+    let held = std::thread::spawn(move || {
+        let mut open = Vec::new();
+        while let Ok((stream, _)) = listener.accept() {
+            open.push(stream);
+        }
+    });
+    drop(held);
+    let p = project(&url);
+    p.playbook(
+        "call",
+        &format!("name: call\nsteps:\n  - id: call\n    http: {{ url: \"{url}\", timeout_seconds: 60 }}\n"),
+    );
+    let mut child = p.start("call", &[]);
+    let log = p.path().join("runbook.log");
+    let mut waited = 0;
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("call")
+    {
+        assert!(waited < 400, "the run never started its request");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        waited += 1;
+    }
+    // The request is on its way once the step has started; give it a moment to connect.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let mut waited = 0;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if waited >= 200 {
+            let _ = child.kill();
+            panic!(
+                "runbook still running 10 s after Ctrl-C:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        waited += 1;
+    };
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(status.code(), Some(5), "{text}");
+    assert_eq!(p.last_run().1, "interrupted", "{text}");
+}

@@ -164,12 +164,43 @@ fn ctrl_c_at_the_approve_commands_question_records_nothing() {
         "Record this approval? [y/N]",
         CTRL_C,
     );
-    assert_ne!(code, Some(0), "{screen}");
+    assert_eq!(code, Some(5), "{screen}");
     assert!(screen.contains("nothing was recorded"), "{screen}");
     let shown = p.status_json(&run);
     assert!(
         !shown.to_string().contains("bob"),
         "bob's approval was recorded: {shown}"
     );
+    assert_eq!(p.last_run().1, "waiting_approval");
+}
+
+/// `runbook cancel` said exit 0 (the run cancelled) when its question was not answered yes.
+#[test]
+fn ctrl_c_at_the_cancel_commands_question_records_nothing_and_says_so() {
+    let p = project(
+        "environments:\n  dev:\n    target: { sqlite: target.db }\n",
+        APPROVAL,
+    );
+    let waiting = p.cmd(&["run", "p"]);
+    assert_eq!(waiting.code, 3, "{}", waiting.combined());
+    let (run, _) = p.last_run();
+    let (code, screen) = at_prompt(
+        &p,
+        &format!("cancel {run} --reason changed-my-mind"),
+        "alice",
+        "Record this cancellation? [y/N]",
+        CTRL_C,
+    );
+    assert_eq!(code, Some(5), "{screen}");
+    assert!(screen.contains("nothing was recorded"), "{screen}");
+    assert_eq!(p.last_run().1, "waiting_approval");
+    let (code, screen) = at_prompt(
+        &p,
+        &format!("cancel {run} --reason changed-my-mind"),
+        "carol",
+        "Record this cancellation? [y/N]",
+        b"n\r",
+    );
+    assert_eq!(code, Some(7), "{screen}");
     assert_eq!(p.last_run().1, "waiting_approval");
 }

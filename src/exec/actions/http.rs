@@ -47,11 +47,20 @@ pub async fn run(a: &HttpAction, ctx: &mut ActionCtx<'_>) -> StepResult {
         timeout: limit,
     };
     let began = Instant::now();
-    let task = tokio::task::spawn_blocking(move || request.send());
+    // On a thread of its own, not the runtime's blocking pool: a request Ctrl-C leaves behind
+    // would otherwise hold the process's exit until its timeout.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("http".to_owned())
+        .spawn(move || {
+            let _ = tx.send(request.send());
+        })
+        .map_err(|e| StepError::Failed(format!("cannot start the request: {e}")))?;
     let mut cancel = ctx.cancel.clone();
     let answer = tokio::select! {
-        joined = task => joined.map_err(|e| StepError::Failed(format!("the request did not finish: {e}")))?,
+        biased;
         _ = wait_cancel(&mut cancel) => return Err(StepError::Interrupted),
+        sent = rx => sent.map_err(|_| StepError::Failed("the request did not finish".to_owned()))?,
     };
     let took = began.elapsed();
     let answer = answer.map_err(|e| {
