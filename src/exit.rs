@@ -16,7 +16,8 @@ pub enum Exit {
     WaitingApproval = 3,
     /// Another run holds the lock on the target, or the run lost its lock and stopped.
     Locked = 4,
-    /// The run was interrupted (Ctrl-C, SIGTERM or SIGHUP); `runbook resume` continues it.
+    /// The run was interrupted (Ctrl-C, SIGTERM or SIGHUP); `runbook resume` continues it. A
+    /// decision (`approve`, `reject`, `cancel`) interrupted at its question recorded nothing.
     Interrupted = 5,
     /// An audit log failed verification.
     AuditFailed = 6,

@@ -65,7 +65,16 @@ pub(super) fn load(ui: &Ui, project: &Project, name: &str) -> Option<Arc<Playboo
 /// Runs a command's async part on the runtime; without a runtime the command cannot run.
 pub(super) fn block_on(ui: &Ui, fut: impl Future<Output = Exit>) -> Exit {
     match runtime(ui) {
-        Some(rt) => rt.block_on(fut),
+        Some(rt) => {
+            let exit = rt.block_on(fut);
+            // The command's work is done and the process exits next: the runtime's idle
+            // blocking threads are not woken and joined (a wake on the other core can take
+            // milliseconds here). What the pool may still hold ends with the process: reads
+            // of the terminal and HTTP requests run on threads of their own, and a run's git
+            // read is waited for where it is dropped (`exec::start`).
+            rt.shutdown_background();
+            exit
+        }
         None => Exit::Internal,
     }
 }

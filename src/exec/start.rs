@@ -156,7 +156,7 @@ struct Checked {
     /// The connection the run lock will be taken on, opened while the target was read.
     lock_conn: Option<crate::lock::Preconnected>,
     /// The git state of the run's files (`audit::git_state`), being read meanwhile.
-    git: tokio::task::JoinHandle<Option<serde_json::Value>>,
+    git: GitState,
 }
 
 /// The keys of the operator: the one that signs `--approve` where approvals must be signed
@@ -298,11 +298,9 @@ async fn check(
     let spec = state_spec_of(project, req.state.as_deref(), ui)?;
     // The git state of the files the run runs from (three git processes in a repository) is
     // read in the blocking pool from here on; the run's first record waits for it. Started
-    // only once the run's input is valid: a refusal after this point waits for it at exit.
-    let git = {
-        let (file, inputs) = (playbook.source.path.clone(), inputs_of(project, playbook));
-        tokio::task::spawn_blocking(move || crate::audit::git_state(&file, &inputs))
-    };
+    // only once the run's input is valid: a refusal after this point waits for it as it
+    // drops it (`GitState`).
+    let git = GitState::read(playbook.source.path.clone(), inputs_of(project, playbook));
     let (probe, state, lock_conn) = tokio::join!(
         identity_of(target.as_ref(), true, ui),
         StateStore::open(&spec),
@@ -478,10 +476,7 @@ async fn begin<'a>(
         &Guard,
         Option<&Signer>,
     ),
-    (record, git): (
-        &RunRecord,
-        tokio::task::JoinHandle<Option<serde_json::Value>>,
-    ),
+    (record, git): (&RunRecord, GitState),
     state: &StateStore,
     (target, server_version): (Option<&TargetSpec>, Option<&str>),
     redactor: &Redactor,
@@ -506,8 +501,7 @@ async fn begin<'a>(
         );
         ExecError::Internal
     })?;
-    // A git that could not be asked (the task panicked) is no git state, as a failed git is.
-    let git = git.await.ok().flatten();
+    let git = git.value().await;
     let started = Event::run(
         EventKind::RunStarted,
         json!({
@@ -536,6 +530,36 @@ fn config_digest(project: &Project) -> serde_json::Value {
     let bytes = std::fs::read(path).unwrap_or_else(|_| config.source.text.clone().into_bytes());
     let shown = path.strip_prefix(&project.root).unwrap_or(path);
     json!({"file": shown.display().to_string(), "sha256": hex::encode(Sha256::digest(&bytes))})
+}
+
+/// The git state of a run's files, read in the runtime's blocking pool while the run is
+/// checked. A run that stops before its first record drops it unread: dropping waits for the
+/// read to end, so the git processes it runs end before runbook does (the runtime does not
+/// wait for its blocking pool at exit).
+struct GitState(Option<tokio::task::JoinHandle<Option<serde_json::Value>>>);
+
+impl GitState {
+    fn read(file: std::path::PathBuf, inputs: Vec<std::path::PathBuf>) -> GitState {
+        GitState(Some(tokio::task::spawn_blocking(move || {
+            crate::audit::git_state(&file, &inputs)
+        })))
+    }
+
+    /// What git said; a git that could not be asked (the task panicked) is no git state, as a
+    /// failed git is.
+    async fn value(mut self) -> Option<serde_json::Value> {
+        self.0.take()?.await.ok().flatten()
+    }
+}
+
+impl Drop for GitState {
+    fn drop(&mut self) {
+        if let Some(read) = self.0.take() {
+            while !read.is_finished() {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        }
+    }
 }
 
 /// The files a run runs from, which git must have committed for the run's tree to be clean:

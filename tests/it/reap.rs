@@ -469,3 +469,69 @@ fn a_process_named_in_bytes_that_are_not_utf8_is_found() {
     assert_eq!(comm, b"sl\xffep\n", "the kernel kept the name's bytes");
     assert!(found.is_some_and(|s| s.running()), "{found:?}");
 }
+
+/// A run refused after its git state began to be read (here: its target cannot be reached)
+/// does not leave git running: runbook waits for the read before it exits (its runtime no
+/// longer waits for the blocking pool at exit). The `git` on PATH is a script that sleeps,
+/// then notes it ran and runs git.
+#[test]
+fn a_refused_run_leaves_no_git_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("project");
+    std::fs::create_dir_all(project.join("playbooks")).unwrap();
+    std::fs::write(
+        project.join("playbooks/p.yaml"),
+        "name: p\nsteps:\n  - id: one\n    sql: { query: \"SELECT 1\" }\n",
+    )
+    .unwrap();
+    let init = std::process::Command::new("git")
+        .args(["init", "-q"])
+        .current_dir(&project)
+        .status()
+        .unwrap();
+    assert!(init.success());
+    let real = String::from_utf8(
+        std::process::Command::new("sh")
+            .args(["-c", "command -v git"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let mark = dir.path().join("git-ran");
+    let fake = bin.join("git");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\nsleep 0.5\necho ran >> '{}'\nexec '{}' \"$@\"\n",
+            mark.display(),
+            real.trim()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = crate::support::Runbook::new(&[
+        "-C",
+        &project.display().to_string(),
+        "run",
+        "p",
+        "--target",
+        "postgres://runbook@127.0.0.1:1/nowhere",
+    ])
+    .env("PATH", &path)
+    .run();
+    assert_eq!(out.code, 8, "{}", out.combined());
+    let ran = std::fs::read_to_string(&mark).unwrap_or_default();
+    assert!(
+        ran.lines().count() >= 2,
+        "git was still running when runbook exited (it noted {} runs)",
+        ran.lines().count()
+    );
+}
