@@ -533,31 +533,51 @@ fn ctrl_c_stops_waiting_for_the_lock() {
     let p = Project::new(|_| Target::sqlite(dir.path()));
     let gate = p.path().join("gate");
     let target = p.target.arg();
-    let (mut holder, _) = hold(&p, &target, &gate);
+    // However the test ends, the holder's gate opens and both runs end (killed after 5 s),
+    // before the project's folder goes.
+    struct Cleanup(std::path::PathBuf, Vec<Child>);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = std::fs::write(&self.0, "");
+            for c in &mut self.1 {
+                for _ in 0..100 {
+                    if !matches!(c.try_wait(), Ok(None)) {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+    let (holder, _) = hold(&p, &target, &gate);
+    let mut cleanup = Cleanup(gate.clone(), vec![holder]);
     p.playbook(
         "after",
         "name: after\nsteps:\n  - id: make\n    sql: { query: \"CREATE TABLE after_wait (x INTEGER)\" }\n",
     );
-    let mut waiting = start(
+    cleanup.1.push(start(
         &p,
         "wait.log",
         &["run", "after", "--target", &target, "--lock-wait", "60s"],
-    );
+    ));
+    let waiting_pid = cleanup.1[1].id();
     wait_until("the second run waits for the lock", || {
         log(&p, "wait.log").contains("waiting up to")
     });
     let sent = std::process::Command::new("kill")
-        .args(["-INT", &waiting.id().to_string()])
+        .args(["-INT", &waiting_pid.to_string()])
         .status()
         .unwrap();
     assert!(sent.success());
     let mut status = None;
     wait_until("the waiting run stops after Ctrl-C", || {
-        status = waiting.try_wait().unwrap();
+        status = cleanup.1[1].try_wait().unwrap();
         status.is_some()
     });
     std::fs::write(&gate, "").unwrap();
-    let held = holder.wait().unwrap();
+    let held = cleanup.1[0].wait().unwrap();
     let text = log(&p, "wait.log");
     assert_eq!(status.and_then(|s| s.code()), Some(4), "{text}");
     assert!(text.contains("stopped waiting"), "{text}");
