@@ -94,28 +94,35 @@ impl Ui {
     }
 
     /// Asks a question on stderr and reads one line of answer from stdin; `None` when stdin
-    /// is closed (Ctrl-D, a terminal hung up) or unreadable. The read blocks, so it runs on a
-    /// thread of its own, not the runtime's blocking pool: a caller that stops waiting (Ctrl-C)
-    /// leaves it behind, and the runtime's shutdown at the command's end does not wait for it.
-    pub async fn prompt(&self, question: &str) -> Option<String> {
+    /// is closed (Ctrl-D, a terminal hung up) or unreadable, and when `cancel` (Ctrl-C) comes
+    /// first: then the question is not asked if Ctrl-C came before it, and the read of the
+    /// terminal is left behind (on a thread of its own: the exit does not wait for it).
+    pub async fn prompt(
+        &self,
+        question: &str,
+        cancel: &tokio::sync::watch::Receiver<bool>,
+    ) -> Option<String> {
         let question = crate::redact::global().redact(question);
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let read = std::thread::Builder::new()
-            .name("prompt".to_owned())
-            .spawn(move || {
+        let read = async {
+            crate::cancel::detached("prompt", move || {
                 let mut err = std::io::stderr();
                 let _ = write!(err, "{question}");
                 let _ = err.flush();
                 let mut line = String::new();
-                let answer = match std::io::stdin().read_line(&mut line) {
+                match std::io::stdin().read_line(&mut line) {
                     Ok(0) | Err(_) => None,
                     Ok(_) => Some(line.trim().to_owned()),
-                };
-                let _ = tx.send(answer);
-            });
-        match read {
-            Ok(_) => rx.await.ok().flatten(),
-            Err(_) => None,
+                }
+            })
+            .await
+            .ok()
+            .flatten()
+        };
+        let mut cancel = cancel.clone();
+        tokio::select! {
+            biased;
+            _ = crate::cancel::wait_cancel(&mut cancel) => None,
+            answer = read => answer,
         }
     }
 }

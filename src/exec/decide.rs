@@ -402,7 +402,7 @@ async fn confirm_decision(
     req: &DecisionRequest,
     gate: Option<&ApprovalGate>,
     ui: &Ui,
-    mut cancel: watch::Receiver<bool>,
+    cancel: watch::Receiver<bool>,
 ) -> Result<(), ExecError> {
     let raw = gate.map(|a| a.message.as_str()).unwrap_or_default();
     let (verb, what) = match (req.approve, req.cancel) {
@@ -415,12 +415,7 @@ async fn confirm_decision(
         return Ok(());
     }
     let question = format!("Record this {what}? [y/N] ");
-    let answer = tokio::select! {
-        biased;
-        _ = crate::cancel::wait_cancel(&mut cancel) => None,
-        answer = ui.prompt(&question) => answer,
-    };
-    let Some(answer) = answer else {
+    let Some(answer) = ui.prompt(&question, &cancel).await else {
         ui.error(
             &format!("nothing was recorded: interrupted before the {what} was confirmed"),
             None,

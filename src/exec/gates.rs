@@ -260,13 +260,8 @@ impl Engine<'_> {
     /// gives none (Ctrl-D, or hung up: its SIGHUP comes after the read has ended): the run is
     /// interrupted (as while it polls for an approval), not refused by an empty answer.
     async fn ask(&self, question: &str) -> Result<String, UnitError> {
-        let mut cancel = self.cancel.clone();
-        // Ctrl-C given already: the question is not asked.
-        tokio::select! {
-            biased;
-            _ = wait_cancel(&mut cancel) => Err(UnitError::Interrupted),
-            answer = self.ui.prompt(question) => answer.ok_or(UnitError::Interrupted),
-        }
+        let answer = self.ui.prompt(question, &self.cancel).await;
+        answer.ok_or(UnitError::Interrupted)
     }
 
     /// An `approval` gate: enough valid approvals from other people (a rejection refuses).

@@ -4,7 +4,7 @@
 //! printed, so they are masked in notes, errors and records like secret parameters.
 
 use super::ctx::cap;
-use crate::cancel::wait_cancel;
+use crate::cancel::{Detached, wait_cancel};
 use crate::exec::{ActionCtx, StepError, StepResult};
 use crate::playbook::{HttpAction, JsonAssert, is_credential_header, json_pointer};
 use serde_json::{Map, Value as Json, json};
@@ -49,18 +49,15 @@ pub async fn run(a: &HttpAction, ctx: &mut ActionCtx<'_>) -> StepResult {
     let began = Instant::now();
     // On a thread of its own, not the runtime's blocking pool: a request Ctrl-C leaves behind
     // would otherwise hold the process's exit until its timeout.
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("http".to_owned())
-        .spawn(move || {
-            let _ = tx.send(request.send());
-        })
-        .map_err(|e| StepError::Failed(format!("cannot start the request: {e}")))?;
+    let sent = crate::cancel::detached("http", move || request.send());
     let mut cancel = ctx.cancel.clone();
     let answer = tokio::select! {
         biased;
         _ = wait_cancel(&mut cancel) => return Err(StepError::Interrupted),
-        sent = rx => sent.map_err(|_| StepError::Failed("the request did not finish".to_owned()))?,
+        sent = sent => sent.map_err(|e| StepError::Failed(match e {
+            Detached::Spawn(e) => format!("cannot start the request: {e}"),
+            Detached::Ended => "the request did not finish".to_owned(),
+        }))?,
     };
     let took = began.elapsed();
     let answer = answer.map_err(|e| {
