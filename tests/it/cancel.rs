@@ -4,7 +4,7 @@
 //! every poll.
 
 use crate::stable;
-use crate::support::{Project, Target};
+use crate::support::{Project, Target, Terminal};
 use std::time::Duration;
 
 const CONFIG: &str = "environments:\n  dev:\n    target: { sqlite: target.db }\n";
@@ -107,23 +107,10 @@ fn waiting_at_a_terminal_says_so_once() {
     let p = Project::new(Target::sqlite);
     std::fs::write(p.path().join("runbook.yaml"), CONFIG).unwrap();
     p.playbook("p", PLAYBOOK);
-    let bin = env!("CARGO_BIN_EXE_runbook");
-    let command = format!("{bin} --color never -C {} run p", p.path().display());
-    // util-linux `script` gives runbook a terminal and writes what it shows to the log; its
-    // stdin stays open (a closed one would end the session).
-    let log = p.path().join("terminal.log");
-    let mut child = std::process::Command::new("script")
-        .args(["-qfec", &command])
-        .arg(&log)
-        .env("RUNBOOK_ACTOR", "alice")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("util-linux `script` runs (apt-get install bsdutils)");
+    let term = Terminal::start(&p, "run p", "alice");
     std::thread::sleep(Duration::from_secs(7));
-    let _ = child.kill();
-    let _ = child.wait();
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let text = term.screen();
+    drop(term);
     assert_eq!(text.matches("waiting for approval").count(), 1, "{text}");
     assert!(text.contains("runbook cancel"), "{text}");
 }

@@ -5,24 +5,11 @@
 //! gives no answer (Ctrl-D; a hung-up one ends the read the same way before its SIGHUP comes)
 //! interrupts the run too, and Ctrl-C at `runbook approve`'s own question records nothing.
 
-use crate::support::{Project, Target};
-use std::io::Write;
+use crate::support::{Project, Target, Terminal};
 use std::time::Duration;
 
-/// The terminal's process, ended when the test ends however it ends (a failed assertion
-/// leaves no run at its prompt).
-struct Terminal(std::process::Child);
-
-impl Drop for Terminal {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Runs runbook with `args` at a terminal (util-linux `script`) as `actor`, waits for `prompt`
-/// on its screen, types `keys`, and returns the terminal's exit code (runbook's, `-e`) and its
-/// screen.
+/// Runs runbook with `args` at a terminal as `actor`, waits for `prompt` on its screen, types
+/// `keys`, and returns runbook's exit code and the screen (it must end within 10 s).
 fn at_prompt(
     p: &Project,
     args: &str,
@@ -30,55 +17,11 @@ fn at_prompt(
     prompt: &str,
     keys: &[u8],
 ) -> (Option<i32>, String) {
-    let bin = env!("CARGO_BIN_EXE_runbook");
-    // `exec`: the shell `script` starts becomes runbook, so the terminal's signal reaches
-    // runbook alone.
-    let command = format!(
-        "exec '{bin}' --color never -C '{}' {args}",
-        p.path().display()
-    );
-    let log = p.path().join(format!("terminal-{actor}.log"));
-    let mut term = Terminal(
-        std::process::Command::new("script")
-            .args(["-qfec", &command])
-            .arg(&log)
-            .env("RUNBOOK_ACTOR", actor)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("util-linux `script` runs (apt-get install bsdutils)"),
-    );
-    let mut waited = 0;
-    while !std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .contains(prompt)
-    {
-        assert!(waited < 400, "runbook never asked `{prompt}`");
-        std::thread::sleep(Duration::from_millis(50));
-        waited += 1;
-    }
-    // The terminal turns ^C into SIGINT for runbook, and ^D into the end of its input, as a
-    // person's keys do.
-    let stdin = term.0.stdin.as_mut().expect("script's stdin");
-    stdin.write_all(keys).unwrap();
-    stdin.flush().unwrap();
-    let mut waited = 0;
-    let status = loop {
-        if let Some(status) = term.0.try_wait().unwrap() {
-            break status;
-        }
-        let screen = std::fs::read_to_string(&log).unwrap_or_default();
-        assert!(
-            waited < 200,
-            "runbook was still at its prompt 10 s after the keys:\n{screen}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-        waited += 1;
-    };
-    (
-        status.code(),
-        std::fs::read_to_string(&log).unwrap_or_default(),
-    )
+    let mut term = Terminal::start(p, args, actor);
+    term.wait_for(prompt);
+    term.keys(keys);
+    let status = term.wait_exit(Duration::from_secs(10));
+    (status.code(), term.screen())
 }
 
 const CTRL_C: &[u8] = b"\x03";
@@ -88,11 +31,22 @@ const CONFIRM: &str = "name: p\nsteps:\n  - id: sure\n    gate: { confirm: { mes
 
 const APPROVAL: &str = "name: p\nsteps:\n  - id: ship\n    gate: { approval: { message: \"ship it\" } }\n  - id: after\n    sql: { query: \"CREATE TABLE after_gate (id INTEGER)\" }\n";
 
+const DEV: &str = "environments:\n  dev:\n    target: { sqlite: target.db }\n";
+
 fn project(config: &str, playbook: &str) -> Project {
     let p = Project::new(Target::sqlite);
     std::fs::write(p.path().join("runbook.yaml"), config).unwrap();
     p.playbook("p", playbook);
     p
+}
+
+/// A run stopped at its approval gate without a terminal, waiting (exit 3), and its id.
+fn waiting_at_approval() -> (Project, String) {
+    let p = project(DEV, APPROVAL);
+    let waiting = p.cmd(&["run", "p"]);
+    assert_eq!(waiting.code, 3, "{}", waiting.combined());
+    let (run, _) = p.last_run();
+    (p, run)
 }
 
 fn made(p: &Project) -> Vec<String> {
@@ -102,10 +56,7 @@ fn made(p: &Project) -> Vec<String> {
 
 #[test]
 fn ctrl_c_at_a_confirm_prompt_interrupts_the_run() {
-    let p = project(
-        "environments:\n  dev:\n    target: { sqlite: target.db }\n",
-        CONFIRM,
-    );
+    let p = project(DEV, CONFIRM);
     let (code, screen) = at_prompt(&p, "run p", "alice", "Type `go-on` to go on", CTRL_C);
     assert_eq!(code, Some(5), "{screen}");
     let (run, status) = p.last_run();
@@ -118,10 +69,7 @@ fn ctrl_c_at_a_confirm_prompt_interrupts_the_run() {
 
 #[test]
 fn a_terminal_that_gives_no_answer_interrupts_the_run() {
-    let p = project(
-        "environments:\n  dev:\n    target: { sqlite: target.db }\n",
-        CONFIRM,
-    );
+    let p = project(DEV, CONFIRM);
     let (code, screen) = at_prompt(&p, "run p", "alice", "Type `go-on` to go on", CTRL_D);
     assert_eq!(code, Some(5), "{screen}");
     let (_, status) = p.last_run();
@@ -149,14 +97,7 @@ fn ctrl_c_at_an_approval_prompt_interrupts_the_run() {
 
 #[test]
 fn ctrl_c_at_the_approve_commands_question_records_nothing() {
-    let p = project(
-        "environments:\n  dev:\n    target: { sqlite: target.db }\n",
-        APPROVAL,
-    );
-    // Without a terminal the run stops at its gate and waits (exit 3).
-    let waiting = p.cmd(&["run", "p"]);
-    assert_eq!(waiting.code, 3, "{}", waiting.combined());
-    let (run, _) = p.last_run();
+    let (p, run) = waiting_at_approval();
     let (code, screen) = at_prompt(
         &p,
         &format!("approve {run} ship"),
@@ -177,13 +118,7 @@ fn ctrl_c_at_the_approve_commands_question_records_nothing() {
 /// `runbook cancel` said exit 0 (the run cancelled) when its question was not answered yes.
 #[test]
 fn ctrl_c_at_the_cancel_commands_question_records_nothing_and_says_so() {
-    let p = project(
-        "environments:\n  dev:\n    target: { sqlite: target.db }\n",
-        APPROVAL,
-    );
-    let waiting = p.cmd(&["run", "p"]);
-    assert_eq!(waiting.code, 3, "{}", waiting.combined());
-    let (run, _) = p.last_run();
+    let (p, run) = waiting_at_approval();
     let (code, screen) = at_prompt(
         &p,
         &format!("cancel {run} --reason changed-my-mind"),
