@@ -48,20 +48,7 @@ fn holding_playbook(p: &Project, gate: &Path) {
 fn hold(p: &Project, target: &str, gate: &Path) -> (Child, String) {
     holding_playbook(p, gate);
     let child = start(p, "hold.log", &["run", "hold", "--target", target]);
-    let mut id = String::new();
-    wait_until("the holding run is running", || {
-        let out = p.cmd(&["runs", "--format", "json"]);
-        let runs: serde_json::Value = serde_json::from_str(&out.stdout).unwrap_or_default();
-        let holding = runs["runs"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|r| r["playbook"] == "hold" && r["status"] == "running");
-        if let Some(r) = holding {
-            id = r["run_id"].as_str().unwrap_or_default().to_owned();
-        }
-        !id.is_empty()
-    });
+    let id = p.running_run("hold");
     (child, id)
 }
 

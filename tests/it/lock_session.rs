@@ -5,30 +5,8 @@
 //! `runbook resume` takes the lock again and finishes it.
 
 use crate::support::{Project, Target};
-use std::time::Duration;
 
 /// The run's id once `runbook runs` lists it as running.
-fn running_run(p: &Project, playbook: &str) -> String {
-    for _ in 0..400 {
-        let out = p.cmd(&["runs", "--format", "json"]);
-        let runs: serde_json::Value = serde_json::from_str(&out.stdout).unwrap_or_default();
-        let found = runs["runs"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|r| r["playbook"] == playbook && r["status"] == "running")
-            .and_then(|r| r["run_id"].as_str().map(str::to_owned));
-        if let Some(id) = found {
-            return id;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("the run of {playbook} never showed as running");
-}
-
-/// The lock session outlives an `idle_session_timeout` shorter than a step: after the step,
-/// the run's advisory lock is still held on the server (no other run could have taken the
-/// target meanwhile), and the run goes on.
 #[test]
 fn the_lock_session_outlives_the_servers_idle_session_timeout() {
     let p = Project::new(|_| Target::postgres("lockidle"));
@@ -67,7 +45,7 @@ fn a_run_whose_lock_session_ended_stops_before_its_next_step() {
         ),
     );
     let mut child = p.start("lost", &[]);
-    let id = running_run(&p, "lost");
+    let id = p.running_run("lost");
     let ended = p.target.query(
         &format!("SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'runbook run={id} %') t"),
     );

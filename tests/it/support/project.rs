@@ -123,6 +123,26 @@ impl Project {
         )
     }
 
+    /// The id of a run of `playbook` recorded as running (a run is recorded only once it holds
+    /// its target's lock), waited for up to 20 s.
+    pub fn running_run(&self, playbook: &str) -> String {
+        for _ in 0..400 {
+            let out = self.cmd(&["runs", "--format", "json"]);
+            let runs: serde_json::Value = serde_json::from_str(&out.stdout).unwrap_or_default();
+            let found = runs["runs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|r| r["playbook"] == playbook && r["status"] == "running")
+                .and_then(|r| r["run_id"].as_str().map(str::to_owned));
+            if let Some(id) = found {
+                return id;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("the run of {playbook} never showed as running");
+    }
+
     /// How far the project's SQLite state store notes run `run`'s audit chain as fsynced.
     pub fn audit_synced(&self, run: &str) -> i64 {
         let note = sqlite::query(
