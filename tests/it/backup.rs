@@ -746,6 +746,9 @@ fn retention_deletes_only_old_runbook_backups() {
     );
 }
 
+/// A pg_dump older than the server is refused naming both versions. Its version is read while
+/// it dumps (the dump does not wait for `pg_dump --version`): the refusal stops a dump still
+/// running (this one would take 60 s), and nothing of it is kept.
 #[test]
 fn an_older_pg_dump_is_refused_naming_both_versions() {
     let p = pg_app("bk_old_client");
@@ -755,13 +758,16 @@ fn an_older_pg_dump_is_refused_naming_both_versions() {
         let path = bin.path().join(tool);
         std::fs::write(
             &path,
-            format!("#!/bin/sh\necho '{tool} (PostgreSQL) 11.22'\n"),
+            format!(
+                "#!/bin/sh\n[ \"$1\" = --version ] || exec sleep 60\necho '{tool} (PostgreSQL) 11.22'\n"
+            ),
         )
         .unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     let dir = p.path().display().to_string();
     let target = p.target.arg();
+    let started = std::time::Instant::now();
     let out = Runbook::new(&["-C", &dir, "run", "bk", "--target", &target])
         .env("RUNBOOK_PG_BIN", &bin.path().display().to_string())
         .run();
@@ -772,9 +778,53 @@ fn an_older_pg_dump_is_refused_naming_both_versions() {
         "{}",
         out.stderr
     );
-    // Refused before dumping: nothing written.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "the dump was not stopped: {:?}",
+        started.elapsed()
+    );
     let backups = p.path().join("backups");
     assert!(!backups.exists() || names(&backups).is_empty());
+}
+
+/// pg_dump starts dumping without waiting for `pg_dump --version` (a client program's start,
+/// a few ms, once on the backup's path): here the version takes 2 s to answer, and the dump
+/// starts meanwhile. The backup is whole and verified.
+#[test]
+fn the_dump_does_not_wait_for_the_clients_version() {
+    let p = pg_app("bk_version_late");
+    p.playbook("bk", &backup_playbook(""));
+    let real = pg::cluster().bin_dir().to_path_buf();
+    let bin = tempfile::tempdir().unwrap();
+    let log = bin.path().join("log");
+    for tool in ["pg_dump", "pg_restore", "psql"] {
+        let path = bin.path().join(tool);
+        let script = if tool == "pg_dump" {
+            format!(
+                "#!/bin/sh\nif [ \"$1\" = --version ]; then echo version-asked >> '{log}'; sleep 2; echo version-told >> '{log}'; else echo dump-started >> '{log}'; fi\nexec '{real}/{tool}' \"$@\"\n",
+                log = log.display(),
+                real = real.display()
+            )
+        } else {
+            format!("#!/bin/sh\nexec '{}/{tool}' \"$@\"\n", real.display())
+        };
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let dir = p.path().display().to_string();
+    let target = p.target.arg();
+    let out = Runbook::new(&["-C", &dir, "run", "bk", "--target", &target])
+        .env("RUNBOOK_PG_BIN", &bin.path().display().to_string())
+        .run();
+    assert_eq!(out.code, 0, "{}", out.combined());
+    let order = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = order.lines().collect();
+    let at = |what: &str| lines.iter().position(|l| *l == what);
+    assert!(
+        at("dump-started").is_some() && at("dump-started") < at("version-told"),
+        "{order}"
+    );
+    assert!(out.stderr.contains("verified"), "{}", out.stderr);
 }
 
 #[test]

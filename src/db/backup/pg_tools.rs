@@ -30,8 +30,26 @@ pub struct PgTools {
 }
 
 /// Finds pg_dump, pg_restore and psql: in `RUNBOOK_PG_BIN` if set, else the installed version whose
-/// major is `prefer_major` (else the newest) under `/usr/lib/postgresql`, else on `PATH`.
+/// major is `prefer_major` (else the newest) under `/usr/lib/postgresql`, else on `PATH`; and
+/// their version (`pg_dump --version`).
 pub async fn find_pg_tools(prefer_major: u32, op: &Op<'_>) -> Result<PgTools, OpError> {
+    let paths = locate_pg_tools(prefer_major)?;
+    pg_tools_version(paths, op).await
+}
+
+/// Where pg_dump, pg_restore and psql are, found as [`find_pg_tools`] finds them, before their
+/// version is asked: no process runs.
+#[derive(Debug, Clone)]
+pub struct PgPaths {
+    pub pg_dump: PathBuf,
+    pub pg_restore: PathBuf,
+    pub psql: PathBuf,
+    /// The major the programs were looked for, for the hint when they are missing.
+    prefer_major: u32,
+}
+
+/// The folder [`find_pg_tools`] takes the client programs from, without running them.
+pub fn locate_pg_tools(prefer_major: u32) -> Result<PgPaths, OpError> {
     let dir = match std::env::var_os(PG_BIN_ENV).filter(|d| !d.is_empty()) {
         Some(dir) => {
             let dir = PathBuf::from(dir);
@@ -49,7 +67,22 @@ pub async fn find_pg_tools(prefer_major: u32, op: &Op<'_>) -> Result<PgTools, Op
         Some(d) => d.join(name),
         None => PathBuf::from(name),
     };
-    let (pg_dump, pg_restore, psql) = (program("pg_dump"), program("pg_restore"), program("psql"));
+    Ok(PgPaths {
+        pg_dump: program("pg_dump"),
+        pg_restore: program("pg_restore"),
+        psql: program("psql"),
+        prefer_major,
+    })
+}
+
+/// The client programs at `paths` with their version, as `pg_dump --version` prints it.
+pub async fn pg_tools_version(paths: PgPaths, op: &Op<'_>) -> Result<PgTools, OpError> {
+    let PgPaths {
+        pg_dump,
+        pg_restore,
+        psql,
+        prefer_major,
+    } = paths;
     let hint = format!(
         "install the PostgreSQL {prefer_major} client programs or set `{PG_BIN_ENV}` to their directory"
     );

@@ -7,7 +7,9 @@ use super::hash::{ArchiveSum, seal_archive};
 use super::libpq::LibpqTarget;
 use super::manifest::{ArchiveFormat, Manifest};
 use super::names::Names;
-use super::pg_tools::{PG_BIN_ENV, PgTools, find_pg_tools, leading_number};
+use super::pg_tools::{
+    PG_BIN_ENV, PgPaths, PgTools, find_pg_tools, leading_number, locate_pg_tools, pg_tools_version,
+};
 use super::take::{Archive, Backup, BackupRequest, Began, finish};
 use super::{STATE_TABLE_PREFIX, STATE_TABLES, is_state_table};
 use crate::db::Dialect;
@@ -97,8 +99,8 @@ fn archive_format(format: BackupFormat) -> ArchiveFormat {
     }
 }
 
-/// Backs up a PostgreSQL database with pg_dump: checks the request and the client version,
-/// writes the archive, then the manifest.
+/// Backs up a PostgreSQL database with pg_dump: checks the request, opens the snapshot, dumps
+/// it while the client's version is read and the rows are counted, then writes the manifest.
 pub(super) async fn backup_postgres(
     conn: &mut sqlx::PgConnection,
     url: &str,
@@ -111,58 +113,32 @@ pub(super) async fn backup_postgres(
         ));
     }
     let began = Began::now();
-    // Finding the client programs (a `pg_dump --version`) does not wait for the server's
-    // questions: the server's major is known from the connection's start (its
-    // `server_version` parameter), and asked again only when it was not told.
-    let told = conn.server_version_num().map(|n| n / 10_000);
-    let on_conn = async move {
-        let server = guard(
-            op,
-            "cannot read the server version",
-            None,
-            pg_server(&mut *conn),
-        )
-        .await?;
-        Ok::<_, OpError>((server, open_snapshot(conn, op).await?))
-    };
-    let early = async {
-        match told {
-            Some(major) => Some(find_pg_tools(major, op).await),
-            None => None,
-        }
-    };
-    let (tools, on_conn) = tokio::join!(early, on_conn);
-    let (server, snapshot) = on_conn?;
-    // Found again only when the connection told another major than the server says (a
-    // proxy's own `server_version`): the client programs are picked for the server's.
-    let tools = match tools {
-        Some(found) if told == Some(server.major) => found?,
-        _ => find_pg_tools(server.major, op).await?,
-    };
-    if tools.major < server.major {
-        return Err(OpError::failed(format!(
-            "`{}` is version {}, older than the server (PostgreSQL {}): an older pg_dump cannot dump a newer server reliably; install the PostgreSQL {} client programs or set `{PG_BIN_ENV}` to their directory",
-            tools.pg_dump.display(),
-            tools.version,
-            server.version,
-            server.major
-        )));
-    }
+    let snapshot = open_snapshot(conn, op).await?;
+    // The programs are found now (no process runs); their version is read while they dump.
+    let paths = locate_pg_tools(snapshot.server.major)?;
     let format = archive_format(req.format);
     let names = Names::new(
         &req.dir,
-        &server.database,
+        &snapshot.server.database,
         began.created,
         op,
         req.purpose,
         format,
     )?;
-    let written = write_postgres(snapshot, url, req, op, &names, &server, &tools).await;
-    let Written {
-        sum: (sha256, size, files),
-        row_counts,
-        toc,
-    } = names.or_remove(written)?;
+    let server = PgServer {
+        major: snapshot.server.major,
+        version: snapshot.server.version.clone(),
+        database: snapshot.server.database.clone(),
+    };
+    let written = write_postgres(snapshot, url, req, op, &names, paths).await;
+    let (
+        Written {
+            sum: (sha256, size, files),
+            row_counts,
+            toc,
+        },
+        tools,
+    ) = names.or_remove(written)?;
     let archive = Archive {
         dialect: Dialect::Postgres,
         database: server.database.clone(),
@@ -180,10 +156,12 @@ pub(super) async fn backup_postgres(
 }
 
 /// The transaction whose snapshot pg_dump dumps: repeatable read, read only, its snapshot
-/// exported (the tables are listed and counted in it once pg_dump has started).
+/// exported (the tables are listed and counted in it once pg_dump has started), and the server
+/// it is on.
 struct Snapshot<'c> {
     tx: sqlx::Transaction<'c, sqlx::Postgres>,
     id: String,
+    server: PgServer,
 }
 
 async fn open_snapshot<'c>(
@@ -203,18 +181,29 @@ async fn open_snapshot<'c>(
     // and no JIT compiling a plain count (its cost passes `jit_above_cost` from about 4M rows,
     // and compiling then costs more than it saves on one scan). `jit` is set only where it
     // exists (PostgreSQL 11 and later): `current_setting(.., true)` is NULL elsewhere and the
-    // CASE then never calls `set_config`. One round trip with the export.
+    // CASE then never calls `set_config`. One round trip with the export and the server's
+    // version and database.
     let export = async {
-        sqlx::raw_sql(
+        let row = sqlx::raw_sql(
             "SET LOCAL idle_in_transaction_session_timeout = 0; SET LOCAL max_parallel_workers_per_gather = 0;
-             SELECT pg_export_snapshot(), CASE WHEN current_setting('jit', true) IS NOT NULL THEN set_config('jit', 'off', true) END",
+             SELECT pg_export_snapshot(), current_setting('server_version_num')::int4, current_setting('server_version'), current_database()::text,
+                    CASE WHEN current_setting('jit', true) IS NOT NULL THEN set_config('jit', 'off', true) END",
         )
         .fetch_one(&mut *tx)
-        .await?
-        .try_get::<String, _>(0)
+        .await?;
+        let num: i32 = row.try_get(1)?;
+        let full: String = row.try_get(2)?;
+        Ok::<_, sqlx::Error>((
+            row.try_get::<String, _>(0)?,
+            PgServer {
+                major: u32::try_from(num / 10_000).unwrap_or(0),
+                version: full.split_whitespace().next().unwrap_or(&full).to_owned(),
+                database: row.try_get(3)?,
+            },
+        ))
     };
-    let id = guard(op, "cannot export a snapshot", None, export).await?;
-    Ok(Snapshot { tx, id })
+    let (id, server) = guard(op, "cannot export a snapshot", None, export).await?;
+    Ok(Snapshot { tx, id, server })
 }
 
 /// The user tables and their exact row counts, in the snapshot's transaction.
@@ -223,25 +212,46 @@ async fn list_and_count(tx: &mut sqlx::PgConnection) -> Result<BTreeMap<String, 
     pg_counts(tx, &tables).await
 }
 
+/// The client programs' version, refused when older than the server: an older pg_dump cannot
+/// dump a newer server reliably (and refuses to).
+async fn checked_tools(paths: PgPaths, server: &PgServer, op: &Op<'_>) -> Result<PgTools, OpError> {
+    let tools = pg_tools_version(paths, op).await?;
+    if tools.major < server.major {
+        return Err(OpError::failed(format!(
+            "`{}` is version {}, older than the server (PostgreSQL {}): an older pg_dump cannot dump a newer server reliably; install the PostgreSQL {} client programs or set `{PG_BIN_ENV}` to their directory",
+            tools.pg_dump.display(),
+            tools.version,
+            server.version,
+            server.major
+        )));
+    }
+    Ok(tools)
+}
+
 /// Dumps into `names.partial` inside the exported snapshot while listing the tables and
-/// counting their rows in that snapshot, then hashes the archive as it syncs it (and, when the
-/// backup is to be verified, reads its table of contents with `pg_restore --list` at the same
-/// time) and renames it into place.
+/// counting their rows in that snapshot and reading the client's version (a client older than
+/// the server stops the dump as soon as that is known, and the backup fails), then seals the
+/// archive and lists its table of contents ([`seal_and_list`]) and renames it into place.
 async fn write_postgres(
     snapshot: Snapshot<'_>,
     url: &str,
     req: &BackupRequest,
     op: &Op<'_>,
     names: &Names,
-    server: &PgServer,
-    tools: &PgTools,
-) -> Result<Written, OpError> {
+    paths: PgPaths,
+) -> Result<(Written, PgTools), OpError> {
     let libpq = LibpqTarget::parse(url);
-    let Snapshot { mut tx, id } = snapshot;
-    let argv = dump_argv(req, tools, &names.partial, &id, &libpq);
+    let Snapshot { mut tx, id, server } = snapshot;
+    let argv = dump_argv(
+        req,
+        &paths.pg_dump,
+        server.major,
+        &names.partial,
+        &id,
+        &libpq,
+    );
     op.note(&format!(
-        "pg_dump {} of `{}` (PostgreSQL {}) to {}",
-        tools.version,
+        "pg_dump of `{}` (PostgreSQL {}) to {}",
         server.database,
         server.version,
         names.archive.display()
@@ -249,11 +259,22 @@ async fn write_postgres(
     // Listing and counting run alongside pg_dump, in the exporting transaction itself: its
     // snapshot is the one pg_dump imports, so the counts are the archive's exactly. The
     // transaction stays open until both are done, which also keeps the snapshot importable for
-    // pg_dump.
-    let (counted, out) = tokio::join!(
-        guard(op, "cannot count rows", None, list_and_count(&mut tx)),
-        run_client(op, argv, libpq.env(), Some(&names.partial)),
-    );
+    // pg_dump. The version is read beside them, started after pg_dump (which it must not
+    // delay): a refusal ends the others (the dump's process is killed), and it is the error
+    // given, also when pg_dump failed on its own.
+    let work = async {
+        Ok(tokio::join!(
+            guard(op, "cannot count rows", None, list_and_count(&mut tx)),
+            run_client(op, argv, libpq.env(), Some(&names.partial)),
+        ))
+    };
+    let ((counted, out), tools) = match tokio::try_join!(work, checked_tools(paths, &server, op)) {
+        Ok(done) => done,
+        Err(e) => {
+            let _ = tx.rollback().await;
+            return Err(e);
+        }
+    };
     let dumped = out.and_then(|out| exited_ok(op, &out, "pg_dump"));
     let row_counts = match dumped.and(counted) {
         Ok(counts) => counts,
@@ -262,32 +283,45 @@ async fn write_postgres(
             return Err(e);
         }
     };
-    let format = archive_format(req.format);
-    // The listing reads the archive pg_dump closed, as the hashing does, and the archive is
-    // synced as it is hashed: none waits for another (verification checks the listing against
-    // the manifest once it is written). The snapshot is read only: nothing to commit, and its
-    // end waits for none of them either.
+    let (sum, toc) = seal_and_list(names, req, &tools, tx, op).await?;
+    place(&names.partial, &names.archive)?;
+    Ok((
+        Written {
+            sum,
+            row_counts,
+            toc,
+        },
+        tools,
+    ))
+}
+
+/// Hashes the new archive as it syncs it and, when the backup is to be verified, reads its
+/// table of contents with `pg_restore --list` at the same time: the listing reads the archive
+/// pg_dump closed, as the hashing does, and none waits for another (the verification checks
+/// the listing against the manifest once it is written). The snapshot is read only: nothing to
+/// commit, and its end waits for neither.
+async fn seal_and_list(
+    names: &Names,
+    req: &BackupRequest,
+    tools: &PgTools,
+    tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    op: &Op<'_>,
+) -> Result<(ArchiveSum, Option<String>), OpError> {
     let listing = async {
         if !req.verify {
             return Ok(None);
         }
-        read_toc(&names.partial, tools, op)
+        read_toc(&names.partial, &tools.pg_restore, op)
             .await
             .map(Some)
             .map_err(|e| explain(e, |m| format!("the new backup failed verification: {m}")))
     };
     let (sum, toc, _) = tokio::join!(
-        seal_archive(&names.partial, format, op),
+        seal_archive(&names.partial, archive_format(req.format), op),
         listing,
         tx.rollback()
     );
-    let (sum, toc) = (sum?, toc?);
-    place(&names.partial, &names.archive)?;
-    Ok(Written {
-        sum,
-        row_counts,
-        toc,
-    })
+    Ok((sum?, toc?))
 }
 
 /// What [`write_postgres`] wrote: the archive's sum, the row counts, and its table of contents
@@ -302,21 +336,24 @@ struct Written {
 /// runbook's own tables left out.
 fn dump_argv(
     req: &BackupRequest,
-    tools: &PgTools,
+    pg_dump: &Path,
+    server_major: u32,
     partial: &Path,
     snapshot: &str,
     libpq: &LibpqTarget,
 ) -> Vec<String> {
     let mut argv = vec![
-        tools.pg_dump.display().to_string(),
+        pg_dump.display().to_string(),
         format!("--format={}", archive_format(req.format).as_str()),
         format!("--file={}", partial.display()),
         "--no-password".to_owned(),
         format!("--snapshot={snapshot}"),
     ];
-    // The archive is synced as runbook hashes it, not by pg_dump before it exits (pg_dump 10
-    // and later; an older one syncs nothing).
-    if tools.major >= 10 {
+    // The archive is synced as runbook hashes it, not by pg_dump before it exits. pg_dump has
+    // `--no-sync` from version 10; its version is read while it runs, but a pg_dump that can
+    // dump a server of 10 or later is itself 10 or later (an older one refuses the server, and
+    // its version is the error given). For an older server pg_dump syncs as it always has.
+    if server_major >= 10 {
         argv.push("--no-sync".to_owned());
     }
     match req.mode {
@@ -357,7 +394,7 @@ pub(super) async fn list_archive(
             &found
         }
     };
-    let toc = read_toc(archive, tools, op).await?;
+    let toc = read_toc(archive, &tools.pg_restore, op).await?;
     let entries = checked_toc(archive, &toc, manifest)?;
     Ok((entries, toc))
 }
@@ -365,13 +402,13 @@ pub(super) async fn list_archive(
 /// An archive's table of contents as `pg_restore --list` prints it.
 pub(super) async fn read_toc(
     archive: &Path,
-    tools: &PgTools,
+    pg_restore: &Path,
     op: &Op<'_>,
 ) -> Result<String, OpError> {
     let out = run_client(
         op,
         vec![
-            tools.pg_restore.display().to_string(),
+            pg_restore.display().to_string(),
             "--list".to_owned(),
             archive.display().to_string(),
         ],
@@ -472,16 +509,6 @@ mod tests {
     use crate::db::backup::manifest::Purpose;
     use std::path::PathBuf;
 
-    fn tools(major: u32) -> PgTools {
-        PgTools {
-            pg_dump: PathBuf::from("/pg/bin/pg_dump"),
-            pg_restore: PathBuf::from("/pg/bin/pg_restore"),
-            psql: PathBuf::from("/pg/bin/psql"),
-            version: format!("{major}.4"),
-            major,
-        }
-    }
-
     fn argv(major: u32) -> Vec<String> {
         let req = BackupRequest {
             dir: PathBuf::from("/backups"),
@@ -494,15 +521,17 @@ mod tests {
         let libpq = LibpqTarget::parse("postgres://u@h/db");
         dump_argv(
             &req,
-            &tools(major),
+            Path::new("/pg/bin/pg_dump"),
+            major,
             Path::new("/backups/.a.partial"),
             "00000003-1",
             &libpq,
         )
     }
 
-    /// pg_dump leaves the syncing to runbook, which syncs the archive as it hashes it; a
-    /// pg_dump older than 10 has no `--no-sync` (and syncs nothing).
+    /// pg_dump leaves the syncing to runbook, which syncs the archive as it hashes it; for a
+    /// server older than 10 it is not asked to (a pg_dump older than 10 has no `--no-sync`,
+    /// and one for such a server may be).
     #[test]
     fn pg_dump_leaves_the_sync_to_runbook_where_it_can() {
         let new = argv(15);
