@@ -121,3 +121,18 @@ fn the_operator_is_the_login_name_when_user_is_unset() {
     let runs: serde_json::Value = serde_json::from_str(&runs.stdout).unwrap();
     assert_eq!(runs["runs"][0]["operator"], who.as_str(), "{}", runs);
 }
+
+/// On Linux (glibc) the binary is linked position-dependent (`build.rs`): a PIE is relocated
+/// by the loader at every start, about 1 ms of every command here. `RUNBOOK_PIE=1` at build
+/// time keeps the toolchain's PIE.
+#[test]
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn the_binary_is_linked_position_dependent() {
+    if std::env::var("RUNBOOK_PIE").is_ok_and(|v| !v.is_empty() && v != "0") {
+        return;
+    }
+    let bytes = std::fs::read(env!("CARGO_BIN_EXE_runbook")).unwrap();
+    assert_eq!(&bytes[..4], b"\x7fELF");
+    // e_type, little-endian: 2 is ET_EXEC, 3 is ET_DYN (a PIE).
+    assert_eq!(u16::from_le_bytes([bytes[16], bytes[17]]), 2, "not ET_EXEC");
+}
