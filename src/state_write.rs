@@ -152,6 +152,14 @@ fn step_write(event: &Event) -> Option<(&str, Phase, StepWrite)> {
             StepWrite::Ended {
                 status: match event.kind {
                     EventKind::StepFinished => StepStatus::Succeeded,
+                    // A failed attempt with another due is not the step's verdict: the step
+                    // is pending again (what it changed so far kept with it), and a resume
+                    // after a stop during the wait runs it again.
+                    EventKind::StepFailed
+                        if event.data.get("will_retry").and_then(|v| v.as_bool()) == Some(true) =>
+                    {
+                        StepStatus::Pending
+                    }
                     EventKind::StepFailed => StepStatus::Failed,
                     _ => StepStatus::Skipped,
                 },

@@ -28,6 +28,17 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
+/// Where a step was when Ctrl-C stopped the run (what a resume then does with it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// Acting: its outcome is unknown (resume needs `--retry-step` or `--skip-step`).
+    InFlight,
+    /// At a gate that decided nothing (resume asks again).
+    AtGate,
+    /// Waiting to try again after a failed attempt (resume runs it again).
+    BeforeRetry,
+}
+
 pub(super) struct Engine<'a> {
     pub root: PathBuf,
     pub dirs: ProjectDirs,
@@ -310,22 +321,33 @@ impl<'a> Engine<'a> {
     }
 
     /// The run stops during a step on Ctrl-C: recorded as interrupted; `resume` continues it.
-    /// A gate (`gate`) records nothing until it decides: resume asks it again.
-    pub async fn interrupted(&mut self, step: &str, gate: bool) -> Outcome {
+    /// A gate records nothing until it decides: resume asks it again. A step that waited to
+    /// try again after a failed attempt had nothing in flight: resume runs it again.
+    pub async fn interrupted(&mut self, step: &str, stopped: Stopped) -> Outcome {
+        let error = match stopped {
+            Stopped::BeforeRetry => format!("interrupted while step {step} waited to try again"),
+            Stopped::AtGate | Stopped::InFlight => format!("interrupted during step {step}"),
+        };
         let _ = self
-            .record(Event::run(EventKind::RunInterrupted, json!({"status": "interrupted", "step": step, "error": format!("interrupted during step {step}")})))
+            .record(Event::run(
+                EventKind::RunInterrupted,
+                json!({"status": "interrupted", "step": step, "error": error}),
+            ))
             .await;
         let id = &self.run.id;
-        if gate {
-            self.progress.summary(&format!(
+        let summary = match stopped {
+            Stopped::AtGate => format!(
                 "run {id} interrupted at gate {step}, which decided nothing; continue with `runbook resume {id}` (it asks again)"
-            ));
-        } else {
+            ),
+            Stopped::BeforeRetry => format!(
+                "run {id} interrupted while step {step} waited to try again after a failed attempt (nothing was in flight); continue with `runbook resume {id}` (it runs {step} again)"
+            ),
             // The step was in flight: its outcome is unknown, so resume needs the operator's word.
-            self.progress.summary(&format!(
+            Stopped::InFlight => format!(
                 "run {id} interrupted during step {step}, whose outcome is unknown; check the target, then continue with `runbook resume {id} --retry-step {step}` to run it again, or `runbook resume {id} --skip-step {step}` if it took effect"
-            ));
-        }
+            ),
+        };
+        self.progress.summary(&summary);
         Outcome::Interrupted {
             step: step.to_owned(),
         }

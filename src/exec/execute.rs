@@ -4,7 +4,7 @@
 //! `on_failure` and `finally` (innermost first) and the playbook's `on_failure`; always the
 //! playbook's `finally`; then the run's verdict.
 
-use super::engine::Engine;
+use super::engine::{Engine, Stopped};
 use super::step::UnitError;
 use super::units::Unit;
 use super::{ExecError, Outcome};
@@ -299,10 +299,13 @@ impl Engine<'_> {
 
     /// Stops the run on an interruption (recorded) or a fatal error (reported already).
     async fn halt(&mut self, unit: &Unit, e: UnitError) -> Halt {
-        match e {
-            UnitError::Fatal(e) => Halt::Fatal(e),
-            _ => Halt::Stop(self.interrupted(&unit.qid, unit.step.gate.is_some()).await),
-        }
+        let stopped = match e {
+            UnitError::Fatal(e) => return Halt::Fatal(e),
+            UnitError::InterruptedBeforeRetry => Stopped::BeforeRetry,
+            _ if unit.step.gate.is_some() => Stopped::AtGate,
+            _ => Stopped::InFlight,
+        };
+        Halt::Stop(self.interrupted(&unit.qid, stopped).await)
     }
 
     /// Records how the run ended and shows it.

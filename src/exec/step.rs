@@ -21,6 +21,9 @@ use std::time::{Duration, Instant};
 pub(super) enum UnitError {
     Failed(String),
     Interrupted,
+    /// Interrupted while the step waited to try again: nothing in flight, and its failed
+    /// attempt not its verdict (a resume runs it again).
+    InterruptedBeforeRetry,
     /// The run cannot go on (its records cannot be written); reported already.
     Fatal(ExecError),
     /// A gate stopped the run until a decision is recorded.
@@ -303,7 +306,7 @@ impl Engine<'_> {
         let mut cancel = self.cancel.clone();
         tokio::select! {
             _ = tokio::time::sleep(delay) => Ok(()),
-            _ = wait_cancel(&mut cancel) => Err(UnitError::Interrupted),
+            _ = wait_cancel(&mut cancel) => Err(UnitError::InterruptedBeforeRetry),
         }
     }
 

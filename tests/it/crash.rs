@@ -394,3 +394,67 @@ fn interrupted_by(signal: i32) {
     assert_eq!(out.code, 0, "{}", out.combined());
     assert_eq!(p.last_run().1, "succeeded");
 }
+
+/// Ctrl-C while a step waits to retry (its attempt failed, another is due): nothing is in
+/// flight and the failure was not the step's last word. The run is interrupted (exit 5), the
+/// message says a plain resume, and the resume runs the step again (here it then succeeds)
+/// rather than taking the failed attempt for the step's verdict and rolling the run back.
+#[test]
+fn ctrl_c_while_a_step_waits_to_retry_resumes_by_retrying_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Project::new(|_| Target::sqlite(dir.path()));
+    let tried = dir.path().join("tried");
+    let undone = dir.path().join("undone");
+    p.playbook(
+        "flaky",
+        &format!(
+            "name: flaky\nsteps:\n  - id: first\n    shell: {{ argv: [\"true\"] }}\n    rollback:\n      - id: undo_first\n        shell: {{ script: \"touch {undone}\" }}\n  - id: flaky\n    shell: {{ script: \"if [ -e {tried} ]; then echo ok; else touch {tried}; exit 1; fi\" }}\n    retry: {{ attempts: 2, delay: 60s }}\n  - id: after\n    shell: {{ argv: [\"true\"] }}\n",
+            tried = tried.display(),
+            undone = undone.display()
+        ),
+    );
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args([
+            "-C",
+            &p.path().display().to_string(),
+            "run",
+            "flaky",
+            "--target",
+            &p.target.arg(),
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first attempt failed once its marker is there; its record is written before the
+    // wait begins.
+    for _ in 0..200 {
+        if tried.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: sending a signal to the child we started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{said}");
+    let (id, status) = p.last_run();
+    assert_eq!(status, "interrupted");
+    assert!(
+        said.contains(&format!("`runbook resume {id}`")) && !said.contains("--retry-step"),
+        "{said}"
+    );
+    let out = p.resume(&id, &[]);
+    assert_eq!(out.code, 0, "{}", out.combined());
+    assert_eq!(p.last_run().1, "succeeded");
+    assert!(
+        !undone.exists(),
+        "the run was rolled back: {}",
+        out.combined()
+    );
+    let status = p.status_json(&id);
+    let steps = status["steps"].as_array().unwrap();
+    let flaky = steps.iter().find(|s| s["step"] == "flaky").unwrap();
+    assert_eq!(flaky["status"], "succeeded", "{status}");
+}
