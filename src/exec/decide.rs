@@ -34,7 +34,7 @@ pub async fn decide(
     let state = open_state(project, req.state.as_deref(), ui).await?;
     let mut req = req;
     if req.cancel {
-        req.gate = waiting_gate(&state, &req.run_id, ui).await?;
+        req.gate = waiting_gate(project, &state, &req.run_id, ui).await?;
     }
     let (record, step, events) = load(project, &state, &req, ui).await?;
     let started = inputs::started_in(&events).cloned();
@@ -126,12 +126,32 @@ pub async fn decide(
     };
     record_decision(project, &state, &record, &approval, ui).await?;
     announce(&record, &req, &actor, ui);
-    state.close().await;
     if req.approve {
+        state.close().await;
         return Ok(Outcome::Approved);
     }
-    // A rejection or cancellation ends the run now: resume it so the gate refuses and the
-    // rollback runs.
+    end_refused(project, state, &record, &req, ui, cancel).await
+}
+
+/// A rejection or cancellation ends the run now. A live run reads it at its gate and rolls back
+/// itself: its end is waited for (a resume would find the run's lock held). Any other is
+/// resumed, so that the gate refuses and the rollback runs.
+async fn end_refused(
+    project: &Project,
+    state: StateStore,
+    record: &RunRecord,
+    req: &DecisionRequest,
+    ui: &Ui,
+    cancel: watch::Receiver<bool>,
+) -> Result<Outcome, ExecError> {
+    if super::decide_live::is_live(record) {
+        let ended = super::decide_live::wait_for_end(&state, record, ui, cancel.clone()).await;
+        if let Some(outcome) = ended.transpose() {
+            state.close().await;
+            return outcome;
+        }
+    }
+    state.close().await;
     let resume_req = ResumeRequest {
         run_id: record.id.clone(),
         target: req.target.clone(),
@@ -142,12 +162,20 @@ pub async fn decide(
     resume(project, resume_req, ui, cancel).await
 }
 
-/// The approval gate a waiting run waits at (its last `run_waiting` event says which), for
-/// `runbook cancel`.
-async fn waiting_gate(state: &StateStore, run_id: &str, ui: &Ui) -> Result<String, ExecError> {
+/// The approval gate a waiting run waits at (its last `run_waiting` event says which), or a
+/// live run at a terminal (`decide_live::live_gate`), for `runbook cancel`.
+async fn waiting_gate(
+    project: &Project,
+    state: &StateStore,
+    run_id: &str,
+    ui: &Ui,
+) -> Result<String, ExecError> {
     let Some(record) = find_run(state, run_id, ui).await else {
         return Err(ExecError::Invalid);
     };
+    if super::decide_live::is_live(&record) {
+        return super::decide_live::live_gate(project, state, &record, ui).await;
+    }
     if record.status != RunStatus::WaitingApproval {
         ui.error(
             &format!(

@@ -22,6 +22,7 @@ mod children;
 mod context;
 mod counting;
 mod decide;
+mod decide_live;
 mod emergency;
 mod engine;
 mod execute;

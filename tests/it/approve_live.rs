@@ -41,3 +41,34 @@ fn an_approval_given_while_the_run_polls_keeps_its_chain_whole() {
         ["after_gate"]
     );
 }
+
+/// `runbook cancel` of a run that waits at its gate at a terminal: the running process reads
+/// the cancellation at its gate and rolls the run back itself. The cancel waits for that
+/// outcome and says it (exit 0: the run ended refused, as asked) rather than trying to
+/// resume a run another process holds (exit 4, "nothing ran", while the rollback ran).
+#[test]
+fn a_cancellation_of_a_run_waiting_at_a_terminal_waits_for_its_rollback() {
+    let p = Project::new(Target::sqlite);
+    std::fs::write(p.path().join("runbook.yaml"), CONFIG).unwrap();
+    p.playbook(
+        "p",
+        "name: p\nsteps:\n  - id: make\n    sql: { query: \"CREATE TABLE made (id INTEGER)\" }\n    rollback:\n      - sql: { query: \"DROP TABLE made\" }\n  - id: ship\n    gate: { approval: { message: \"ship it\" } }\n  - id: after\n    sql: { query: \"CREATE TABLE after_gate (id INTEGER)\" }\n",
+    );
+    let mut term = Terminal::start(&p, "run p", "alice");
+    term.wait_for("waiting for approval");
+    let (run, _) = p.last_run();
+    let cancelled = p.as_user("bob", &["cancel", &run, "--reason", "wrong day", "--yes"]);
+    term.wait_exit(Duration::from_secs(20));
+    assert_eq!(cancelled.code, 0, "{}", cancelled.combined());
+    let (_, status) = p.last_run();
+    assert_eq!(status, "refused", "{}", term.screen());
+    assert!(
+        p.target
+            .query("SELECT name FROM sqlite_master WHERE name IN ('made', 'after_gate')")
+            .is_empty(),
+        "{}",
+        term.screen()
+    );
+    let verified = p.cmd(&["audit", "verify", &run]);
+    assert_eq!(verified.code, 0, "{}", verified.combined());
+}
