@@ -27,13 +27,6 @@ const PG_LOCK_KEY: i64 = 0x0072_756e_626f_6f6b;
 /// How long the lock's session is given to say it still holds the lock.
 const CHECK_WAIT: Duration = Duration::from_secs(10);
 
-/// How long the session's word that it holds the lock (its taking it, or its answer to
-/// `check_held`) stands before it is asked again: a run's first step starts a few ms after the
-/// lock is taken, and steps of a few ms each need not each pay a round trip. A lock lost
-/// between a check and the step's acting goes unseen whatever the window; this makes that
-/// time at most this long plus one round trip.
-const CONFIRMED_FOR: Duration = Duration::from_millis(100);
-
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error("the target is locked by run {holder}")]
@@ -46,11 +39,7 @@ pub enum LockError {
 }
 
 pub enum TargetLock {
-    /// The lock's session (`None` once let go) and when it last said it holds the lock.
-    Postgres {
-        conn: Option<sqlx::PgConnection>,
-        confirmed: Instant,
-    },
+    Postgres(Option<sqlx::PgConnection>),
     Sqlite {
         file: std::fs::File,
         path: std::path::PathBuf,
@@ -149,10 +138,7 @@ impl TargetLock {
                     };
                     if got {
                         tracing::debug!(run = run_id, "took the PostgreSQL advisory lock");
-                        return Ok(TargetLock::Postgres {
-                            conn: Some(conn),
-                            confirmed: Instant::now(),
-                        });
+                        return Ok(TargetLock::Postgres(Some(conn)));
                     }
                     if Instant::now() >= deadline {
                         let holder = pg_holder(&mut conn)
@@ -207,22 +193,13 @@ impl TargetLock {
     /// PostgreSQL advisory lock as long as its session, which the server may have ended
     /// (`pg_terminate_backend`, a restart, a dropped connection): the session is asked whether
     /// it holds the lock (behind a connection pooler, the session that answers may not be the
-    /// one that took it), and given `CHECK_WAIT` to answer; not asked again within
-    /// `CONFIRMED_FOR` of its last word. Why not, when it is not.
+    /// one that took it), and given `CHECK_WAIT` to answer. Why not, when it is not.
     pub async fn check_held(&mut self) -> Result<(), String> {
-        let (conn, confirmed) = match self {
+        let conn = match self {
             TargetLock::Sqlite { .. } => return Ok(()),
-            TargetLock::Postgres { conn: None, .. } => {
-                return Err("its session was closed".to_owned());
-            }
-            TargetLock::Postgres {
-                conn: Some(conn),
-                confirmed,
-            } => (conn, confirmed),
+            TargetLock::Postgres(None) => return Err("its session was closed".to_owned()),
+            TargetLock::Postgres(Some(conn)) => conn,
         };
-        if confirmed.elapsed() < CONFIRMED_FOR {
-            return Ok(());
-        }
         let (classid, objid) = (PG_LOCK_KEY >> 32, PG_LOCK_KEY & 0xffff_ffff);
         let asked = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
             "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted AND classid = {classid} AND objid = {objid} AND objsubid = 1)"
@@ -230,10 +207,7 @@ impl TargetLock {
         .fetch_one(conn);
         let lost = match tokio::time::timeout(CHECK_WAIT, asked).await {
             Ok(Ok(row)) => match row.try_get::<bool, _>(0) {
-                Ok(true) => {
-                    *confirmed = Instant::now();
-                    return Ok(());
-                }
+                Ok(true) => return Ok(()),
                 Ok(false) => "its session no longer holds it".to_owned(),
                 Err(e) => crate::db::describe(&e),
             },
@@ -245,17 +219,14 @@ impl TargetLock {
         };
         // The session is let go: a question left unanswered would keep the release waiting
         // for its answer on a connection that may never give one.
-        *self = TargetLock::Postgres {
-            conn: None,
-            confirmed: Instant::now(),
-        };
+        *self = TargetLock::Postgres(None);
         Err(lost)
     }
 
     /// Releases the lock. Dropping the lock releases it too (the connection or file closes).
     pub async fn release(mut self) {
         match &mut self {
-            TargetLock::Postgres { conn, .. } => {
+            TargetLock::Postgres(conn) => {
                 if let Some(mut c) = conn.take() {
                     // Bounded: a connection that no longer answers is dropped, and the lock
                     // ends with its session on the server.

@@ -73,27 +73,3 @@ fn a_run_whose_lock_session_ended_stops_before_its_next_step() {
     );
     assert_eq!(p.status_json(&id)["run"]["status"], "succeeded");
 }
-
-/// The lock's session is not asked before a step that starts within 100 ms of its last word
-/// (the run's first step, a few ms after the lock was taken): its last statement is still the
-/// one that took the lock. A step that starts later is asked: its last statement is then the
-/// check. Fails when every step asks (the first step sees the check) and when none does.
-#[test]
-fn the_lock_session_is_asked_only_when_its_word_is_older_than_100_ms() {
-    let p = Project::new(|_| Target::postgres("lockfresh"));
-    let last = |like: &str| {
-        format!(
-            "sql: {{ query: \"SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'runbook run=%' AND query LIKE '{like}%'\", expect: {{ scalar: 1 }} }}"
-        )
-    };
-    p.playbook(
-        "fresh",
-        &format!(
-            "name: fresh\nsteps:\n  - id: first\n    {}\n  - id: pause\n    sql: {{ query: \"SELECT pg_sleep(0.3)\" }}\n  - id: later\n    {}\n",
-            last("SELECT pg_try_advisory_lock"),
-            last("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks")
-        ),
-    );
-    let out = p.run("fresh", &[]);
-    assert_eq!(out.code, 0, "{}", out.combined());
-}
