@@ -4,9 +4,8 @@
 //! resolves to: a symlink or another spelling reaches the same lock). Both are released
 //! explicitly on every path, and by the server or the kernel if the process dies. The
 //! PostgreSQL lock's session is kept from the server's `idle_session_timeout`, and asked
-//! before each step whether it still holds the lock (`check_held`; not again within 100 ms of
-//! its last word): a session the server ended took the lock with it, and the run stops before
-//! its next step.
+//! before each step whether it still holds the lock (`check_held`): a session the server
+//! ended took the lock with it, and the run stops before its next step.
 //!
 //! The holder is named: the lock connection's `application_name` (PostgreSQL) or the lock
 //! file's contents (SQLite) say which run and operator hold it.
