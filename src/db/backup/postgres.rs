@@ -259,16 +259,18 @@ async fn write_postgres(
     // Listing and counting run alongside pg_dump, in the exporting transaction itself: its
     // snapshot is the one pg_dump imports, so the counts are the archive's exactly. The
     // transaction stays open until both are done, which also keeps the snapshot importable for
-    // pg_dump. The version is read beside them, started after pg_dump (which it must not
-    // delay): a refusal ends the others (the dump's process is killed), and it is the error
-    // given, also when pg_dump failed on its own.
-    let work = async {
-        Ok(tokio::join!(
-            guard(op, "cannot count rows", None, list_and_count(&mut tx)),
-            run_client(op, argv, libpq.env(), Some(&names.partial)),
-        ))
+    // pg_dump. The client's version is read first beside pg_dump (started after it, which it
+    // must not delay), then the counting begins: a refusal ends the dump (its process is
+    // killed) with no statement of the snapshot's in flight, and it is the error given, also
+    // when pg_dump failed on its own.
+    let dump =
+        async { Ok::<_, OpError>(run_client(op, argv, libpq.env(), Some(&names.partial)).await) };
+    let checked_then_counted = async {
+        let tools = checked_tools(paths, &server, op).await?;
+        let counted = guard(op, "cannot count rows", None, list_and_count(&mut tx)).await;
+        Ok((tools, counted))
     };
-    let ((counted, out), tools) = match tokio::try_join!(work, checked_tools(paths, &server, op)) {
+    let (out, (tools, counted)) = match tokio::try_join!(dump, checked_then_counted) {
         Ok(done) => done,
         Err(e) => {
             let _ = tx.rollback().await;
