@@ -244,6 +244,12 @@ impl<'a> Engine<'a> {
     /// Records the outcome of a unit, and whether it is a human gate of the main steps that
     /// passed.
     pub fn set_done(&mut self, phase: Phase, qid: &str, status: StepStatus) {
+        // A step whose failed attempt had another due is not decided: it runs again, in every
+        // phase (main, rollback, `on_failure`, `finally`), as if it had no record.
+        if status == StepStatus::Pending {
+            self.done.remove(&(phase, qid.to_owned()));
+            return;
+        }
         if phase == Phase::Main
             && let Some(u) = self.units.find(phase, qid)
             && u.step

@@ -402,17 +402,64 @@ fn interrupted_by(signal: i32) {
 #[test]
 fn ctrl_c_while_a_step_waits_to_retry_resumes_by_retrying_it() {
     let dir = tempfile::tempdir().unwrap();
-    let p = Project::new(|_| Target::sqlite(dir.path()));
     let tried = dir.path().join("tried");
     let undone = dir.path().join("undone");
-    p.playbook(
-        "flaky",
+    let p = interrupted_in_retry_wait(
+        &dir,
         &format!(
             "name: flaky\nsteps:\n  - id: first\n    shell: {{ argv: [\"true\"] }}\n    rollback:\n      - id: undo_first\n        shell: {{ script: \"touch {undone}\" }}\n  - id: flaky\n    shell: {{ script: \"if [ -e {tried} ]; then echo ok; else touch {tried}; exit 1; fi\" }}\n    retry: {{ attempts: 2, delay: 60s }}\n  - id: after\n    shell: {{ argv: [\"true\"] }}\n",
             tried = tried.display(),
             undone = undone.display()
         ),
+        &tried,
     );
+    let (id, _) = p.last_run();
+    let out = p.resume(&id, &[]);
+    assert_eq!(out.code, 0, "{}", out.combined());
+    assert_eq!(p.last_run().1, "succeeded");
+    assert!(
+        !undone.exists(),
+        "the run was rolled back: {}",
+        out.combined()
+    );
+    let status = p.status_json(&id);
+    let steps = status["steps"].as_array().unwrap();
+    let flaky = steps.iter().find(|s| s["step"] == "flaky").unwrap();
+    assert_eq!(flaky["status"], "succeeded", "{status}");
+}
+
+/// The same for a `finally` step: the resume runs it again (it was taken for done, and the
+/// run ended succeeded without its second attempt).
+#[test]
+fn ctrl_c_while_a_finally_step_waits_to_retry_resumes_by_retrying_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let tried = dir.path().join("tried");
+    let again = dir.path().join("again");
+    let p = interrupted_in_retry_wait(
+        &dir,
+        &format!(
+            "name: flaky\nsteps:\n  - id: first\n    shell: {{ argv: [\"true\"] }}\nfinally:\n  - id: tidy\n    shell: {{ script: \"if [ -e {tried} ]; then touch {again}; else touch {tried}; exit 1; fi\" }}\n    retry: {{ attempts: 2, delay: 60s }}\n",
+            tried = tried.display(),
+            again = again.display()
+        ),
+        &tried,
+    );
+    let (id, _) = p.last_run();
+    let out = p.resume(&id, &[]);
+    assert_eq!(out.code, 0, "{}", out.combined());
+    assert!(
+        again.exists(),
+        "the finally step did not run again: {}",
+        out.combined()
+    );
+    assert_eq!(p.last_run().1, "succeeded");
+}
+
+/// Runs playbook `flaky` until its flaky step's first attempt failed (`tried` made) and it
+/// waits to retry, then sends Ctrl-C: exit 5, interrupted, with plain resume advice.
+fn interrupted_in_retry_wait(dir: &tempfile::TempDir, playbook: &str, tried: &Path) -> Project {
+    let p = Project::new(|_| Target::sqlite(dir.path()));
+    p.playbook("flaky", playbook);
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
         .args([
             "-C",
@@ -445,16 +492,5 @@ fn ctrl_c_while_a_step_waits_to_retry_resumes_by_retrying_it() {
         said.contains(&format!("`runbook resume {id}`")) && !said.contains("--retry-step"),
         "{said}"
     );
-    let out = p.resume(&id, &[]);
-    assert_eq!(out.code, 0, "{}", out.combined());
-    assert_eq!(p.last_run().1, "succeeded");
-    assert!(
-        !undone.exists(),
-        "the run was rolled back: {}",
-        out.combined()
-    );
-    let status = p.status_json(&id);
-    let steps = status["steps"].as_array().unwrap();
-    let flaky = steps.iter().find(|s| s["step"] == "flaky").unwrap();
-    assert_eq!(flaky["status"], "succeeded", "{status}");
+    p
 }
