@@ -17,7 +17,9 @@ pub enum Exit {
     /// Another run holds the lock on the target, or the run lost its lock and stopped.
     Locked = 4,
     /// The run was interrupted (Ctrl-C, SIGTERM or SIGHUP); `runbook resume` continues it. A
-    /// decision (`approve`, `reject`, `cancel`) interrupted at its question recorded nothing.
+    /// decision (`approve`, `reject`, `cancel`) interrupted at its question recorded nothing;
+    /// `reject` or `cancel` interrupted while it waits for a live run to end recorded it (the
+    /// run ends itself).
     Interrupted = 5,
     /// An audit log failed verification.
     AuditFailed = 6,

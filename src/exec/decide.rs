@@ -144,8 +144,10 @@ async fn end_refused(
     ui: &Ui,
     cancel: watch::Receiver<bool>,
 ) -> Result<Outcome, ExecError> {
-    if super::decide_live::is_live(record) {
-        let ended = super::decide_live::wait_for_end(&state, record, ui, cancel.clone()).await;
+    // Read again: the run may have been resumed at a terminal since it was first read.
+    let now = state.load_run(&record.id).await.ok().flatten();
+    if let Some(live) = now.filter(super::decide_live::is_live) {
+        let ended = super::decide_live::wait_for_end(&state, &live, ui, cancel.clone()).await;
         if let Some(outcome) = ended.transpose() {
             state.close().await;
             return outcome;

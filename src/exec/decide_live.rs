@@ -8,14 +8,14 @@
 
 use super::emergency::{Emergency, GATE};
 use super::inputs;
-use super::units::approval_gates;
+use super::units::Layout;
 use super::{ExecError, Outcome};
 use crate::cancel::wait_cancel;
 use crate::project::Project;
 use crate::run::{Phase, RunRecord, RunStatus, StepStatus};
 use crate::state::StateStore;
 use crate::ui::Ui;
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -27,8 +27,10 @@ pub(super) fn is_live(record: &RunRecord) -> bool {
     record.status == RunStatus::Running && record.crashed() == Some(false)
 }
 
-/// The approval gate a live `running` run waits at: the first of its approval gates (the
-/// emergency gate first) with no recorded outcome, when no step is in flight.
+/// The approval gate a live `running` run waits at: its next main step, when every main step
+/// before it is decided (succeeded, skipped, or failed with `continue_on_error`), none is in
+/// flight and the run is not in its rollback or handlers. Else it is not at an approval gate
+/// (acting, at a `confirm` gate, waiting to retry a step, rolling back) and is refused.
 pub(super) async fn live_gate(
     project: &Project,
     state: &StateStore,
@@ -36,15 +38,21 @@ pub(super) async fn live_gate(
     ui: &Ui,
 ) -> Result<String, ExecError> {
     let steps = state.load_steps(&record.id).await.unwrap_or_default();
-    if let Some(s) = steps.iter().find(|s| s.status == StepStatus::Running) {
+    let not_at_gate = |why: String| {
         ui.error(
             &format!(
-                "run {} is running step {}; only a run waiting at an approval gate can be cancelled",
-                record.id, s.step
+                "run {} is running ({why}); only a run waiting at an approval gate can be cancelled",
+                record.id
             ),
             Some("Ctrl-C at its terminal interrupts it; `runbook resume RUN` continues it"),
         );
-        return Err(ExecError::Invalid);
+        ExecError::Invalid
+    };
+    if let Some(s) = steps.iter().find(|s| s.status == StepStatus::Running) {
+        return Err(not_at_gate(format!("step {} is in flight", s.step)));
+    }
+    if steps.iter().any(|s| s.phase != Phase::Main) {
+        return Err(not_at_gate("it is past its main steps".to_owned()));
     }
     let Ok(playbook) = project.load_playbook(std::path::Path::new(&record.file)) else {
         ui.error(
@@ -53,31 +61,38 @@ pub(super) async fn live_gate(
         );
         return Err(ExecError::Invalid);
     };
-    let events = inputs::events_of(state, record, ui).await?;
-    let ended: BTreeSet<&str> = steps
+    let decided: BTreeMap<&str, StepStatus> = steps
         .iter()
-        .filter(|s| s.phase == Phase::Main && s.status != StepStatus::Pending)
-        .map(|s| s.step.as_str())
+        .filter(|s| s.status != StepStatus::Pending)
+        .map(|s| (s.step.as_str(), s.status))
         .collect();
-    let emergency = Emergency::recorded(inputs::started_in(&events)).map(|_| GATE.to_owned());
-    let gate = emergency
-        .into_iter()
-        .chain(approval_gates(&playbook))
-        .find(|g| !ended.contains(g.as_str()));
-    gate.ok_or_else(|| {
-        ui.error(
-            &format!(
-                "run {} is running and has no approval gate left to wait at; only a run waiting at an approval gate can be cancelled",
-                record.id
-            ),
-            Some("Ctrl-C at its terminal interrupts it"),
-        );
-        ExecError::Invalid
-    })
+    let events = inputs::events_of(state, record, ui).await?;
+    if Emergency::recorded(inputs::started_in(&events)).is_some() && !decided.contains_key(GATE) {
+        return Ok(GATE.to_owned());
+    }
+    let (layout, _) = Layout::build(&playbook, serde_json::Map::new());
+    for u in &layout.main {
+        match decided.get(u.qid.as_str()) {
+            Some(StepStatus::Succeeded | StepStatus::Skipped) => {}
+            Some(StepStatus::Failed) if u.step.continue_on_error => {}
+            Some(_) => return Err(not_at_gate(format!("step {} failed", u.qid))),
+            None if u.step.gate.as_ref().is_some_and(|g| g.approval.is_some()) => {
+                return Ok(u.qid.clone());
+            }
+            None => {
+                return Err(not_at_gate(format!(
+                    "its next step, {}, is not an approval gate",
+                    u.qid
+                )));
+            }
+        }
+    }
+    Err(not_at_gate("it has no step left".to_owned()))
 }
 
 /// Waits for a live run to end after a rejection or cancellation was recorded for it (its
-/// process reads it at its gate and rolls back), and says how it ended. `None` when its
+/// process reads it at its gate and rolls back), and says how it ended; a run that succeeded
+/// anyway (it passed its gates first) is an error: the decision ended nothing. `None` when its
 /// process is gone before it ended the run (the caller resumes it then). Ctrl-C stops the
 /// waiting only: the run goes on.
 pub(super) async fn wait_for_end(
@@ -93,7 +108,13 @@ pub(super) async fn wait_for_end(
     loop {
         tokio::select! {
             biased;
-            _ = wait_cancel(&mut cancel) => return Err(ExecError::Interrupted),
+            _ = wait_cancel(&mut cancel) => {
+                ui.note(&format!(
+                    "stopped waiting; the decision is recorded, and run {} ends itself at its gate",
+                    record.id
+                ));
+                return Err(ExecError::Interrupted);
+            }
             _ = tokio::time::sleep(POLL) => {}
         }
         let Ok(Some(now)) = state.load_run(&record.id).await else {
@@ -104,7 +125,17 @@ pub(super) async fn wait_for_end(
             RunStatus::Running if now.crashed() == Some(true) => return Ok(None),
             RunStatus::Running => continue,
             RunStatus::Refused => Outcome::Refused { error },
-            RunStatus::Succeeded => Outcome::Succeeded,
+            // It passed its gates before it read the decision: the decision ended nothing.
+            RunStatus::Succeeded => {
+                ui.error(
+                    &format!(
+                        "run {} succeeded: it passed its approval gates before it read the decision, which ended nothing",
+                        now.id
+                    ),
+                    None,
+                );
+                return Err(ExecError::Refused);
+            }
             RunStatus::Failed => Outcome::Failed { error },
             RunStatus::RollbackFailed => Outcome::RollbackFailed { error },
             RunStatus::Interrupted => Outcome::Interrupted {

@@ -320,7 +320,7 @@ impl<'a> Engine<'a> {
         self.ui.error(
             &msg,
             Some(&format!(
-                "nothing of step {step} ran; check the target, then continue with `runbook resume {id}`"
+                "step {step} was not started (not again, if it waited to retry); check the target, then continue with `runbook resume {id}`"
             )),
         );
         Err(UnitError::Fatal(ExecError::Locked))

@@ -318,26 +318,3 @@ pub(super) fn find_approval_gate(pb: &Playbook, qid: &str) -> Option<Step> {
             .and_then(|child| find_approval_gate(child, rest)),
     }
 }
-
-/// The approval gates among `pb`'s steps and its includes' (qualified), in the order a run
-/// reaches them.
-pub(super) fn approval_gates(pb: &Playbook) -> Vec<String> {
-    let mut out = Vec::new();
-    for s in &pb.def.steps {
-        let Some(id) = s.id.as_deref() else {
-            continue;
-        };
-        if s.gate.as_ref().is_some_and(|g| g.approval.is_some()) {
-            out.push(id.to_owned());
-        } else if s.include.is_some()
-            && let Some(child) = pb.includes.get(id)
-        {
-            out.extend(
-                approval_gates(child)
-                    .into_iter()
-                    .map(|g| format!("{id}.{g}")),
-            );
-        }
-    }
-    out
-}

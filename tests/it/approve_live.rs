@@ -72,3 +72,31 @@ fn a_cancellation_of_a_run_waiting_at_a_terminal_waits_for_its_rollback() {
     let verified = p.cmd(&["audit", "verify", &run]);
     assert_eq!(verified.code, 0, "{}", verified.combined());
 }
+
+/// A live run that is not at an approval gate (here at a `confirm` gate's prompt, its approval
+/// gate next) cannot be cancelled: refused, exit 2, nothing recorded; the run goes on.
+#[test]
+fn a_live_run_not_at_an_approval_gate_cannot_be_cancelled() {
+    let p = Project::new(Target::sqlite);
+    std::fs::write(p.path().join("runbook.yaml"), CONFIG).unwrap();
+    p.playbook(
+        "p",
+        "name: p\nsteps:\n  - id: sure\n    gate: { confirm: { message: \"really?\", expect: go-on } }\n  - id: ship\n    gate: { approval: { message: \"ship it\" } }\n",
+    );
+    let mut term = Terminal::start(&p, "run p", "alice");
+    term.wait_for("go-on");
+    let (run, _) = p.last_run();
+    let refused = p.as_user("bob", &["cancel", &run, "--reason", "wrong day", "--yes"]);
+    assert_eq!(refused.code, 2, "{}", refused.combined());
+    assert!(
+        refused
+            .stderr
+            .contains("its next step, sure, is not an approval gate"),
+        "{}",
+        refused.stderr
+    );
+    term.keys(b"\x03");
+    term.wait_exit(Duration::from_secs(20));
+    let events = p.cmd(&["audit", "show", &run]);
+    assert!(!events.stdout.contains("wrong day"), "{}", events.stdout);
+}
