@@ -144,9 +144,15 @@ async fn end_refused(
     ui: &Ui,
     cancel: watch::Receiver<bool>,
 ) -> Result<Outcome, ExecError> {
-    // Read again: the run may have been resumed at a terminal since it was first read.
+    // Live when first read, or now (resumed at a terminal meanwhile): a live run that already
+    // ended the run on reading the decision is reported as it ended, not resumed.
     let now = state.load_run(&record.id).await.ok().flatten();
-    if let Some(live) = now.filter(super::decide_live::is_live) {
+    let live = match now {
+        Some(now) if super::decide_live::is_live(&now) => Some(now),
+        _ if super::decide_live::is_live(record) => Some(record.clone()),
+        _ => None,
+    };
+    if let Some(live) = live {
         let ended = super::decide_live::wait_for_end(&state, &live, ui, cancel.clone()).await;
         if let Some(outcome) = ended.transpose() {
             state.close().await;

@@ -51,8 +51,13 @@ pub(super) async fn live_gate(
     if let Some(s) = steps.iter().find(|s| s.status == StepStatus::Running) {
         return Err(not_at_gate(format!("step {} is in flight", s.step)));
     }
-    if steps.iter().any(|s| s.phase != Phase::Main) {
-        return Err(not_at_gate("it is past its main steps".to_owned()));
+    // An include's `finally` runs among the main steps; a compensation or an `on_failure`
+    // step means the run failed and is ending.
+    if steps
+        .iter()
+        .any(|s| matches!(s.phase, Phase::Rollback | Phase::OnFailure))
+    {
+        return Err(not_at_gate("it is rolling back".to_owned()));
     }
     let Ok(playbook) = project.load_playbook(std::path::Path::new(&record.file)) else {
         ui.error(
@@ -63,12 +68,16 @@ pub(super) async fn live_gate(
     };
     let decided: BTreeMap<&str, StepStatus> = steps
         .iter()
-        .filter(|s| s.status != StepStatus::Pending)
+        .filter(|s| s.phase == Phase::Main && s.status != StepStatus::Pending)
         .map(|s| (s.step.as_str(), s.status))
         .collect();
     let events = inputs::events_of(state, record, ui).await?;
-    if Emergency::recorded(inputs::started_in(&events)).is_some() && !decided.contains_key(GATE) {
-        return Ok(GATE.to_owned());
+    if Emergency::recorded(inputs::started_in(&events)).is_some() {
+        match decided.get(GATE) {
+            None => return Ok(GATE.to_owned()),
+            Some(StepStatus::Succeeded) => {}
+            Some(_) => return Err(not_at_gate("its emergency gate refused it".to_owned())),
+        }
     }
     let (layout, _) = Layout::build(&playbook, serde_json::Map::new());
     for u in &layout.main {

@@ -52,7 +52,13 @@ fn a_cancellation_of_a_run_waiting_at_a_terminal_waits_for_its_rollback() {
     std::fs::write(p.path().join("runbook.yaml"), CONFIG).unwrap();
     p.playbook(
         "p",
-        "name: p\nsteps:\n  - id: make\n    sql: { query: \"CREATE TABLE made (id INTEGER)\" }\n    rollback:\n      - sql: { query: \"DROP TABLE made\" }\n  - id: ship\n    gate: { approval: { message: \"ship it\" } }\n  - id: after\n    sql: { query: \"CREATE TABLE after_gate (id INTEGER)\" }\n",
+        "name: p\nsteps:\n  - id: make\n    sql: { query: \"CREATE TABLE made (id INTEGER)\" }\n    rollback:\n      - sql: { query: \"DROP TABLE made\" }\n  - id: part\n    include: { playbook: sub }\n  - id: ship\n    gate: { approval: { message: \"ship it\" } }\n  - id: after\n    sql: { query: \"CREATE TABLE after_gate (id INTEGER)\" }\n",
+    );
+    // An include's `finally` (recorded in the `finally` phase) runs before the gate: the run is
+    // still at its main steps.
+    p.playbook(
+        "sub",
+        "name: sub\nsteps:\n  - id: inner\n    log: { message: inner }\nfinally:\n  - id: tidy\n    log: { message: tidy }\n",
     );
     let mut term = Terminal::start(&p, "run p", "alice");
     term.wait_for("waiting for approval");
