@@ -10,6 +10,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 fn backup_playbook(args: &str) -> String {
     format!("name: bk\nsteps:\n  - id: backup\n    backup: {{ dir: backups{args} }}\n")
@@ -779,7 +780,7 @@ fn an_older_pg_dump_is_refused_naming_both_versions() {
         out.stderr
     );
     assert!(
-        started.elapsed() < std::time::Duration::from_secs(30),
+        started.elapsed() < Duration::from_secs(30),
         "the dump was not stopped: {:?}",
         started.elapsed()
     );
@@ -955,7 +956,7 @@ fn the_next_backup_removes_partial_archives_whose_writer_is_gone() {
     p.playbook("bk", &backup_playbook(""));
     let dir = p.path().join("backups");
     std::fs::create_dir_all(&dir).unwrap();
-    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
     let partial = |name: &str, modified: std::time::SystemTime| {
         let path = dir.join(name);
         let f = std::fs::File::create(&path).unwrap();
@@ -1101,4 +1102,53 @@ fn counts_are_the_archives_while_the_application_writes_during_the_backup() {
     // The writer wrote after the snapshot: counts taken outside it would differ.
     assert!(count(&p.target, "orders") > m["row_counts"]["public.orders"].as_u64().unwrap());
     assert!(count(&p.target, "big") > m["row_counts"]["public.big"].as_u64().unwrap());
+}
+
+/// A backup whose counting waits behind another session's lock ends at the step's timeout:
+/// pg_dump is stopped, and the snapshot's counting statement is ended by the server at the
+/// deadline (`statement_timeout`), so the transaction's rollback does not wait for the lock
+/// (it waited as long as the lock was held, here 60 s).
+#[test]
+fn a_backup_blocked_by_a_lock_ends_at_its_timeout() {
+    let p = pg_app("bk_blocked");
+    p.playbook(
+        "bk",
+        "name: bk\nsteps:\n  - id: backup\n    backup: { dir: backups }\n    timeout: 2s\n",
+    );
+    let mut holder = std::process::Command::new(pg::cluster().bin_dir().join("psql"))
+        .args([
+            "-X",
+            "-q",
+            "-d",
+            &p.target.arg(),
+            "-c",
+            "BEGIN; LOCK TABLE orders IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60); COMMIT;",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The lock is held once the holder's session shows it waiting in pg_sleep.
+    for _ in 0..100 {
+        let held = pg::cluster().psql(
+            &p.target.arg(),
+            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 'orders' AND l.mode = 'AccessExclusiveLock' AND l.granted",
+        );
+        if held.trim() == "1" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let started = std::time::Instant::now();
+    let out = p.run("bk", &[]);
+    let took = started.elapsed();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(out.code, 1, "{}", out.combined());
+    assert!(out.stderr.contains("timed out"), "{}", out.stderr);
+    assert!(
+        took < Duration::from_secs(20),
+        "took {took:?}: {}",
+        out.combined()
+    );
 }

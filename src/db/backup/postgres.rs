@@ -183,14 +183,25 @@ async fn open_snapshot<'c>(
     // exists (PostgreSQL 11 and later): `current_setting(.., true)` is NULL elsewhere and the
     // CASE then never calls `set_config`. One round trip with the export and the server's
     // version and database.
+    // Under the step's deadline its statements (the counts) are ended by the server when the
+    // time is spent: a count waiting behind another session's lock would otherwise hold the
+    // rollback (which waits for the statement it abandoned) for as long as the lock is held.
+    let deadline = match op.left()? {
+        Some(left) => format!(
+            "SET LOCAL statement_timeout = {}; ",
+            left.as_millis().max(1)
+        ),
+        None => String::new(),
+    };
+    let sql = format!(
+        "{deadline}SET LOCAL idle_in_transaction_session_timeout = 0; SET LOCAL max_parallel_workers_per_gather = 0;
+         SELECT pg_export_snapshot(), current_setting('server_version_num')::int4, current_setting('server_version'), current_database()::text,
+                CASE WHEN current_setting('jit', true) IS NOT NULL THEN set_config('jit', 'off', true) END"
+    );
     let export = async {
-        let row = sqlx::raw_sql(
-            "SET LOCAL idle_in_transaction_session_timeout = 0; SET LOCAL max_parallel_workers_per_gather = 0;
-             SELECT pg_export_snapshot(), current_setting('server_version_num')::int4, current_setting('server_version'), current_database()::text,
-                    CASE WHEN current_setting('jit', true) IS NOT NULL THEN set_config('jit', 'off', true) END",
-        )
-        .fetch_one(&mut *tx)
-        .await?;
+        let row = sqlx::raw_sql(AssertSqlSafe(sql))
+            .fetch_one(&mut *tx)
+            .await?;
         let num: i32 = row.try_get(1)?;
         let full: String = row.try_get(2)?;
         Ok::<_, sqlx::Error>((
