@@ -21,24 +21,32 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The server a backup or restore talks to.
+#[derive(Clone)]
 pub(super) struct PgServer {
     pub(super) major: u32,
     pub(super) version: String,
     pub(super) database: String,
 }
 
+/// The server a connection is on: its version and the connection's database.
 pub(super) async fn pg_server(conn: &mut sqlx::PgConnection) -> Result<PgServer, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT current_setting('server_version_num')::int4, current_setting('server_version'), current_database()::text",
-    )
-    .fetch_one(conn)
-    .await?;
-    let num: i32 = row.try_get(0)?;
-    let full: String = row.try_get(1)?;
+    let row = sqlx::query(AssertSqlSafe(format!("SELECT {PG_SERVER}")))
+        .fetch_one(conn)
+        .await?;
+    server_at(&row, 0)
+}
+
+/// The server's version number, version and database, as [`server_at`] reads them.
+const PG_SERVER: &str = "current_setting('server_version_num')::int4, current_setting('server_version'), current_database()::text";
+
+/// The server of a row holding [`PG_SERVER`]'s columns from column `at`.
+fn server_at(row: &sqlx::postgres::PgRow, at: usize) -> Result<PgServer, sqlx::Error> {
+    let num: i32 = row.try_get(at)?;
+    let full: String = row.try_get(at + 1)?;
     Ok(PgServer {
         major: u32::try_from(num / 10_000).unwrap_or(0),
         version: full.split_whitespace().next().unwrap_or(&full).to_owned(),
-        database: row.try_get(2)?,
+        database: row.try_get(at + 2)?,
     })
 }
 
@@ -125,11 +133,7 @@ pub(super) async fn backup_postgres(
         req.purpose,
         format,
     )?;
-    let server = PgServer {
-        major: snapshot.server.major,
-        version: snapshot.server.version.clone(),
-        database: snapshot.server.database.clone(),
-    };
+    let server = snapshot.server.clone();
     let written = write_postgres(snapshot, url, req, op, &names, paths).await;
     let (
         Written {
@@ -195,23 +199,14 @@ async fn open_snapshot<'c>(
     };
     let sql = format!(
         "{deadline}SET LOCAL idle_in_transaction_session_timeout = 0; SET LOCAL max_parallel_workers_per_gather = 0;
-         SELECT pg_export_snapshot(), current_setting('server_version_num')::int4, current_setting('server_version'), current_database()::text,
+         SELECT pg_export_snapshot(), {PG_SERVER},
                 CASE WHEN current_setting('jit', true) IS NOT NULL THEN set_config('jit', 'off', true) END"
     );
     let export = async {
         let row = sqlx::raw_sql(AssertSqlSafe(sql))
             .fetch_one(&mut *tx)
             .await?;
-        let num: i32 = row.try_get(1)?;
-        let full: String = row.try_get(2)?;
-        Ok::<_, sqlx::Error>((
-            row.try_get::<String, _>(0)?,
-            PgServer {
-                major: u32::try_from(num / 10_000).unwrap_or(0),
-                version: full.split_whitespace().next().unwrap_or(&full).to_owned(),
-                database: row.try_get(3)?,
-            },
-        ))
+        Ok::<_, sqlx::Error>((row.try_get::<String, _>(0)?, server_at(&row, 1)?))
     };
     let (id, server) = guard(op, "cannot export a snapshot", None, export).await?;
     Ok(Snapshot { tx, id, server })
