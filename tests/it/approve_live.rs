@@ -18,16 +18,29 @@ steps:
     sql: { query: "CREATE TABLE after_gate (id INTEGER)" }
 "#;
 
-#[test]
-fn an_approval_given_while_the_run_polls_keeps_its_chain_whole() {
+/// Starts `run p` of `playbook` (other playbooks already written by `more`) at a terminal as
+/// alice, on the SQLite target of [`CONFIG`], and waits for `shown` on its screen; gives the
+/// project, the terminal and the run's id.
+fn at_terminal(
+    playbook: &str,
+    more: impl Fn(&Project),
+    shown: &str,
+) -> (Project, Terminal, String) {
     let p = Project::new(Target::sqlite);
     std::fs::write(p.path().join("runbook.yaml"), CONFIG).unwrap();
-    p.playbook("p", PLAYBOOK);
+    p.playbook("p", playbook);
+    more(&p);
+    let term = Terminal::start(&p, "run p", "alice");
+    term.wait_for(shown);
+    let (run, _) = p.last_run();
+    (p, term, run)
+}
+
+#[test]
+fn an_approval_given_while_the_run_polls_keeps_its_chain_whole() {
     // At a terminal runbook waits at the gate polling for approvals rather than stopping.
-    let mut term = Terminal::start(&p, "run p", "alice");
-    term.wait_for("waiting for approval");
-    let (run, status) = p.last_run();
-    assert_eq!(status, "running");
+    let (p, mut term, run) = at_terminal(PLAYBOOK, |_| {}, "waiting for approval");
+    assert_eq!(p.last_run().1, "running");
     let approved = p.as_user("bob", &["approve", &run, "ship", "--yes"]);
     assert_eq!(approved.code, 0, "{}", approved.combined());
     term.wait_exit(Duration::from_secs(20));
@@ -48,21 +61,18 @@ fn an_approval_given_while_the_run_polls_keeps_its_chain_whole() {
 /// resume a run another process holds (exit 4, "nothing ran", while the rollback ran).
 #[test]
 fn a_cancellation_of_a_run_waiting_at_a_terminal_waits_for_its_rollback() {
-    let p = Project::new(Target::sqlite);
-    std::fs::write(p.path().join("runbook.yaml"), CONFIG).unwrap();
-    p.playbook(
-        "p",
-        "name: p\nsteps:\n  - id: make\n    sql: { query: \"CREATE TABLE made (id INTEGER)\" }\n    rollback:\n      - sql: { query: \"DROP TABLE made\" }\n  - id: part\n    include: { playbook: sub }\n  - id: ship\n    gate: { approval: { message: \"ship it\" } }\n  - id: after\n    sql: { query: \"CREATE TABLE after_gate (id INTEGER)\" }\n",
-    );
     // An include's `finally` (recorded in the `finally` phase) runs before the gate: the run is
     // still at its main steps.
-    p.playbook(
-        "sub",
-        "name: sub\nsteps:\n  - id: inner\n    log: { message: inner }\nfinally:\n  - id: tidy\n    log: { message: tidy }\n",
+    let (p, mut term, run) = at_terminal(
+        "name: p\nsteps:\n  - id: make\n    sql: { query: \"CREATE TABLE made (id INTEGER)\" }\n    rollback:\n      - sql: { query: \"DROP TABLE made\" }\n  - id: part\n    include: { playbook: sub }\n  - id: ship\n    gate: { approval: { message: \"ship it\" } }\n  - id: after\n    sql: { query: \"CREATE TABLE after_gate (id INTEGER)\" }\n",
+        |p| {
+            p.playbook(
+                "sub",
+                "name: sub\nsteps:\n  - id: inner\n    log: { message: inner }\nfinally:\n  - id: tidy\n    log: { message: tidy }\n",
+            );
+        },
+        "waiting for approval",
     );
-    let mut term = Terminal::start(&p, "run p", "alice");
-    term.wait_for("waiting for approval");
-    let (run, _) = p.last_run();
     let cancelled = p.as_user("bob", &["cancel", &run, "--reason", "wrong day", "--yes"]);
     term.wait_exit(Duration::from_secs(20));
     assert_eq!(cancelled.code, 0, "{}", cancelled.combined());
@@ -83,15 +93,11 @@ fn a_cancellation_of_a_run_waiting_at_a_terminal_waits_for_its_rollback() {
 /// gate next) cannot be cancelled: refused, exit 2, nothing recorded; the run goes on.
 #[test]
 fn a_live_run_not_at_an_approval_gate_cannot_be_cancelled() {
-    let p = Project::new(Target::sqlite);
-    std::fs::write(p.path().join("runbook.yaml"), CONFIG).unwrap();
-    p.playbook(
-        "p",
+    let (p, mut term, run) = at_terminal(
         "name: p\nsteps:\n  - id: sure\n    gate: { confirm: { message: \"really?\", expect: go-on } }\n  - id: ship\n    gate: { approval: { message: \"ship it\" } }\n",
+        |_| {},
+        "go-on",
     );
-    let mut term = Terminal::start(&p, "run p", "alice");
-    term.wait_for("go-on");
-    let (run, _) = p.last_run();
     let refused = p.as_user("bob", &["cancel", &run, "--reason", "wrong day", "--yes"]);
     assert_eq!(refused.code, 2, "{}", refused.combined());
     assert!(

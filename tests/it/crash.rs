@@ -337,32 +337,14 @@ fn interrupted_by(signal: i32) {
             pidfile.display()
         ),
     );
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
-        .args([
-            "-C",
-            &p.path().display().to_string(),
-            "run",
-            "long",
-            "--target",
-            &p.target.arg(),
-        ])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    for _ in 0..200 {
-        if pidfile.exists() && !std::fs::read_to_string(&pidfile).unwrap().trim().is_empty() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let out = signalled_when(&p, "long", signal, Duration::ZERO, || {
+        pidfile.exists() && !std::fs::read_to_string(&pidfile).unwrap().trim().is_empty()
+    });
     let sleep_pid: i32 = std::fs::read_to_string(&pidfile)
         .unwrap()
         .trim()
         .parse()
         .unwrap();
-    // SAFETY: sending a signal to the child we started.
-    unsafe { libc::kill(child.id() as i32, signal) };
-    let out = child.wait_with_output().unwrap();
     assert_eq!(
         out.status.code(),
         Some(5),
@@ -460,30 +442,15 @@ fn ctrl_c_while_a_finally_step_waits_to_retry_resumes_by_retrying_it() {
 fn interrupted_in_retry_wait(dir: &tempfile::TempDir, playbook: &str, tried: &Path) -> Project {
     let p = Project::new(|_| Target::sqlite(dir.path()));
     p.playbook("flaky", playbook);
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
-        .args([
-            "-C",
-            &p.path().display().to_string(),
-            "run",
-            "flaky",
-            "--target",
-            &p.target.arg(),
-        ])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
     // The first attempt failed once its marker is there; its record is written before the
-    // wait begins.
-    for _ in 0..200 {
-        if tried.exists() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(500));
-    // SAFETY: sending a signal to the child we started.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let out = child.wait_with_output().unwrap();
+    // wait begins (given half a second).
+    let out = signalled_when(
+        &p,
+        "flaky",
+        libc::SIGINT,
+        Duration::from_millis(500),
+        || tried.exists(),
+    );
     let said = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(5), "{said}");
     let (id, status) = p.last_run();
@@ -493,4 +460,37 @@ fn interrupted_in_retry_wait(dir: &tempfile::TempDir, playbook: &str, tried: &Pa
         "{said}"
     );
     p
+}
+
+/// Runs playbook `name` in the background, sends it `signal` `settle` after `ready` (polled
+/// every 50 ms, for at most 10 s), and gives what it printed and how it exited.
+fn signalled_when(
+    p: &Project,
+    name: &str,
+    signal: i32,
+    settle: Duration,
+    ready: impl Fn() -> bool,
+) -> std::process::Output {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args([
+            "-C",
+            &p.path().display().to_string(),
+            "run",
+            name,
+            "--target",
+            &p.target.arg(),
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..200 {
+        if ready() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(settle);
+    // SAFETY: sending a signal to the child we started.
+    unsafe { libc::kill(child.id() as i32, signal) };
+    child.wait_with_output().unwrap()
 }
